@@ -1,0 +1,1 @@
+"""Plugback core package."""

@@ -1,0 +1,195 @@
+"""Every expected failure as a type with a stable code and a human message.
+
+The code is stable (the UI, the IPC replies and scripts match on it); the
+message says what happened and what to do. Exit codes of the CLI come from
+``exit_code``. Per-file problems during a run are *not* raised: they are
+collected as :class:`core.progress.RunWarning` on the run.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_WARNINGS = 3
+EXIT_DAMAGE = 4
+
+
+class PlugbackError(Exception):
+    """Base of every expected error. ``str(err)`` is the human message."""
+
+    code = "error"
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str | None = None, **details):
+        self.details = details
+        super().__init__(message or self.default_message(**details))
+
+    def default_message(self, **details) -> str:
+        return "Something went wrong."
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    def to_dict(self) -> dict:
+        """The error as an IPC / JSON reply."""
+        return {"ok": False, "code": self.code, "message": self.message}
+
+
+class UsageError(PlugbackError):
+    """Bad input from the user: a wrong argument, a missing folder."""
+
+    code = "bad_input"
+    exit_code = EXIT_USAGE
+
+
+class SourceMissing(UsageError):
+    code = "source_missing"
+
+    def default_message(self, path="", **_):
+        return f"The folder to back up does not exist: {path}. Check the path, or remove it from the job."
+
+
+class NotASet(UsageError):
+    code = "not_a_set"
+
+    def default_message(self, path="", **_):
+        return (f"{path} is not a Plugback backup set (no plugback.json). "
+                "Check the path; a new set is only created by 'plugback backup'.")
+
+
+class NewerFormat(PlugbackError):
+    code = "newer_format"
+
+    def default_message(self, path="", version="?", **_):
+        return (f"The backup set at {path} uses format version {version}, which is newer than this "
+                "Plugback understands. Update Plugback to read it; nothing was changed.")
+
+
+class SnapshotNotFound(UsageError):
+    code = "snapshot_not_found"
+
+    def default_message(self, snapshot="", **_):
+        return f"There is no snapshot '{snapshot}' in this set. 'plugback snapshots SET' lists them."
+
+
+class SetLocked(PlugbackError):
+    code = "set_locked"
+
+    def default_message(self, holder="", **_):
+        return (f"Another backup is writing to this set right now ({holder}). "
+                "Wait for it to finish, or stop it, then try again.")
+
+
+class DriveGone(PlugbackError):
+    code = "drive_removed"
+
+    def default_message(self, path="", **_):
+        return ("The backup drive was removed during the backup. Nothing already saved is damaged; "
+                "plug it in again to finish.")
+
+
+class DiskFull(PlugbackError):
+    code = "disk_full"
+
+    def default_message(self, path="", **_):
+        return ("The backup drive is full. The last complete backup is intact. Free space by "
+                "forgetting old snapshots ('plugback forget SET --keep-last N --prune') or use a "
+                "bigger drive.")
+
+
+class ReadOnlyDestination(PlugbackError):
+    code = "read_only"
+
+    def default_message(self, path="", **_):
+        return (f"The backup destination is read-only ({path}). Check the drive's write-protect "
+                "switch, or that it is mounted read-write.")
+
+
+class DestinationUnwritable(PlugbackError):
+    code = "destination_unwritable"
+
+    def default_message(self, path="", reason="", **_):
+        return (f"Plugback cannot write to {path}: {reason}. Check that you may write there "
+                "and that the drive works.")
+
+
+class IOFailure(PlugbackError):
+    code = "io_error"
+
+    def default_message(self, path="", reason="", **_):
+        return (f"The drive reported an input/output error at {path} ({reason}). The drive may be "
+                "failing: run 'plugback verify SET --read-all', and copy your backups to another drive.")
+
+
+class DamagedSet(PlugbackError):
+    """Verification or restore found content that does not match its manifest."""
+
+    code = "damaged"
+    exit_code = EXIT_DAMAGE
+
+    def default_message(self, what="", **_):
+        return (f"The backup is damaged: {what}. Run 'plugback verify SET --read-all' to list every "
+                "damaged file.")
+
+
+class ManifestDamaged(DamagedSet):
+    code = "manifest_damaged"
+
+    def default_message(self, path="", reason="", **_):
+        return (f"The snapshot list {path} is damaged ({reason}). Other snapshots are not affected; "
+                "run 'plugback verify SET' for details.")
+
+
+class UnsafePath(DamagedSet):
+    code = "unsafe_path"
+
+    def default_message(self, path="", **_):
+        return (f"The snapshot contains a path that would write outside the restore folder: {path!r}. "
+                "It was refused; the manifest may have been tampered with.")
+
+
+class Cancelled(PlugbackError):
+    code = "cancelled"
+
+    def default_message(self, **_):
+        return "The run was stopped. What was saved so far will be reused by the next run."
+
+
+class WrongPassphrase(UsageError):
+    code = "wrong_passphrase"
+
+    def default_message(self, **_):
+        return "Wrong passphrase: this backup set could not be opened with it. Try again, or use the recovery key."
+
+
+class PassphraseNeeded(UsageError):
+    code = "passphrase_needed"
+
+    def default_message(self, **_):
+        return ("This backup set is encrypted and no passphrase was found (keyring, "
+                "PLUGBACK_PASSPHRASE, or a prompt). Give the passphrase or the recovery key.")
+
+
+class KeyringUnavailable(PlugbackError):
+    code = "no_keyring"
+
+    def default_message(self, reason="", **_):
+        return (f"No system keyring is available ({reason}). Plugback will ask for the passphrase "
+                "instead; set PLUGBACK_PASSPHRASE for unattended backups.")
+
+
+class ConfigError(UsageError):
+    code = "bad_config"
+
+    def default_message(self, field="", reason="", path="", **_):
+        return (f"The settings file {path} has a problem in '{field}': {reason}. "
+                "Fix it, or move the file away to start fresh.")
+
+
+class AgentUnavailable(PlugbackError):
+    code = "agent_unavailable"
+
+    def default_message(self, **_):
+        return "The Plugback agent is not running. Start it with 'plugback-tray'."

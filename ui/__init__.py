@@ -1,0 +1,1 @@
+"""Plugback ui package."""
