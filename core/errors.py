@@ -193,3 +193,44 @@ class AgentUnavailable(PlugbackError):
 
     def default_message(self, **_):
         return "The Plugback agent is not running. Start it with 'plugback-tray'."
+
+
+class BadRecoveryKey(UsageError):
+    """The recovery key text is malformed or fails its checksum (a typo)."""
+
+    code = "bad_recovery_key"
+
+    def default_message(self, reason="", **_):
+        return (f"This recovery key is not valid: {reason}. Check it character by character against "
+                "the printed copy (spaces, dashes and upper/lower case do not matter).")
+
+
+class WrongRecoveryKey(WrongPassphrase):
+    """A well-formed recovery key that belongs to another backup set."""
+
+    code = "wrong_recovery_key"
+
+    def default_message(self, **_):
+        return ("This recovery key is valid but belongs to another backup set. Use the recovery key "
+                "printed for this set, or its passphrase.")
+
+
+class EncryptedDataDamaged(DamagedSet):
+    """Encrypted content failed authentication: flipped bits, truncation, reordering, splicing."""
+
+    code = "encrypted_damaged"
+
+    def default_message(self, name="", reason="", **_):
+        return (f"The encrypted backup data '{name}' is damaged or was tampered with ({reason}). "
+                "Its content cannot be trusted and was not used. Run 'plugback verify SET --read-all' "
+                "to list every damaged file.")
+
+
+class ObjectNameMismatch(DamagedSet):
+    """An object decrypted fine but its content does not match its name (copied or renamed)."""
+
+    code = "object_mismatch"
+
+    def default_message(self, name="", **_):
+        return (f"The backup object '{name}' does not hold the content its name says: it was copied "
+                "or renamed on the drive. It was not used. Run 'plugback verify SET --read-all'.")
