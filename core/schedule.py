@@ -1,0 +1,132 @@
+"""Pure trigger decisions: is a job due now, and when is it next due?
+
+Nothing here reads the clock, the drives or the history: the agent passes
+``now`` (an aware datetime in the user's local time zone, which is where
+"daily at 09:30" lives), the time of the job's last successful run and whether
+its drive is present. That keeps every rule table-testable with a fake clock.
+
+Schedule specs (``Triggers.schedule`` in config.json and ``--every`` in the CLI):
+
+* ``hourly``         -- at most one hour after the last run
+* ``6h``             -- every N hours (1-168) after the last run
+* ``daily@09:30``    -- once a day at or after 09:30
+* ``mon@09:30``      -- once a week (mon tue wed thu fri sat sun) at or after that time
+
+Slot specs (daily, weekly) catch up once: if the machine was off or the drive
+away at 09:30, the job is due on the next check (or connect) and then not
+again until the next slot.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SPEC = re.compile(r"^(?:(?P<hourly>hourly)|(?P<hours>\d{1,3})h|(?P<day>daily|mon|tue|wed|thu|fri|sat|sun)"
+                   r"@(?P<hh>\d{1,2}):(?P<mm>\d{2}))$")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed schedule: an interval (``every``) or a slot (``weekday`` None = daily)."""
+
+    every: timedelta | None = None
+    at: time | None = None
+    weekday: int | None = None   # 0 = Monday
+
+    def describe(self) -> str:
+        """Plain words for the menu, the window and ``job list``."""
+        if self.every is not None:
+            hours = int(self.every.total_seconds() // 3600)
+            return "every hour" if hours == 1 else f"every {hours} hours"
+        when = self.at.strftime("%H:%M")
+        if self.weekday is None:
+            return f"daily at {when}"
+        return f"every {DAYS[self.weekday].capitalize()} at {when}"
+
+
+def parse_spec(text: str) -> Spec:
+    """Parse ``hourly`` / ``6h`` / ``daily@09:30`` / ``mon@09:30``; ValueError says what is accepted."""
+    m = _SPEC.match(text.strip().lower())
+    if not m:
+        raise ValueError(f"'{text}' is not a schedule; use hourly, 6h (every N hours), "
+                         "daily@09:30 or mon@09:30")
+    if m["hourly"]:
+        return Spec(every=timedelta(hours=1))
+    if m["hours"]:
+        n = int(m["hours"])
+        if not 1 <= n <= 168:
+            raise ValueError(f"'{text}': every N hours needs N between 1 and 168")
+        return Spec(every=timedelta(hours=n))
+    hh, mm = int(m["hh"]), int(m["mm"])
+    if hh > 23 or mm > 59:
+        raise ValueError(f"'{text}': the time must be HH:MM between 00:00 and 23:59")
+    weekday = None if m["day"] == "daily" else DAYS.index(m["day"])
+    return Spec(at=time(hh, mm), weekday=weekday)
+
+
+def last_slot(spec: Spec, now: datetime) -> datetime:
+    """The most recent slot at or before ``now`` (slot specs only), in ``now``'s time zone."""
+    slot = now.replace(hour=spec.at.hour, minute=spec.at.minute, second=0, microsecond=0)
+    if spec.weekday is None:
+        return slot if slot <= now else slot - timedelta(days=1)
+    slot -= timedelta(days=(now.weekday() - spec.weekday) % 7)
+    return slot if slot <= now else slot - timedelta(days=7)
+
+
+def _period(spec: Spec) -> timedelta:
+    return timedelta(days=1 if spec.weekday is None else 7)
+
+
+def _schedule(job) -> Spec | None:
+    text = job.triggers.schedule
+    return parse_spec(text) if text else None
+
+
+def schedule_due(spec: Spec, last_run: datetime | None, now: datetime) -> bool:
+    """The time rule alone: never run -> due; interval elapsed, or a slot passed since the last run."""
+    if last_run is None:
+        return True
+    if spec.every is not None:
+        return now - last_run >= spec.every
+    return last_run < last_slot(spec, now)
+
+
+def due(job, last_run: datetime | None, now: datetime, *, drive_present: bool = True) -> bool:
+    """Is ``job``'s schedule due at ``now``? A due job whose drive is absent waits (False).
+
+    ``last_run`` is when the job's last successful run started (None = never).
+    Jobs without a schedule are never due by time (they run on connect or by hand).
+    """
+    spec = _schedule(job)
+    if spec is None or not drive_present:
+        return False
+    return schedule_due(spec, last_run, now)
+
+
+def connect_due(job, last_run: datetime | None, now: datetime) -> bool:
+    """Should ``job`` run because its drive was just connected?
+
+    ``on_connect`` jobs run on every connect unless they ran successfully less
+    than ``min_interval_minutes`` ago. Scheduled jobs whose time came while
+    the drive was away catch up now (once).
+    """
+    if job.triggers.on_connect:
+        if last_run is None:
+            return True
+        return now - last_run >= timedelta(minutes=job.triggers.min_interval_minutes)
+    return due(job, last_run, now)
+
+
+def next_due(job, last_run: datetime | None, now: datetime) -> datetime | None:
+    """When the schedule next makes ``job`` due (``now`` if it already is); None = no schedule."""
+    spec = _schedule(job)
+    if spec is None:
+        return None
+    if schedule_due(spec, last_run, now):
+        return now
+    if spec.every is not None:
+        return last_run + spec.every
+    return last_slot(spec, now) + _period(spec)
