@@ -234,3 +234,40 @@ class ObjectNameMismatch(DamagedSet):
     def default_message(self, name="", **_):
         return (f"The backup object '{name}' does not hold the content its name says: it was copied "
                 "or renamed on the drive. It was not used. Run 'plugback verify SET --read-all'.")
+
+
+class NotEnrollable(UsageError):
+    """A volume that cannot become a backup drive (system volume, read-only, not a mount point)."""
+
+    code = "not_enrollable"
+
+    def default_message(self, mount="", reason="", **_):
+        return f"{mount} cannot be used as a backup drive: {reason}"
+
+
+class NotFound(UsageError):
+    """A job, drive or run named by the user does not exist."""
+
+    code = "not_found"
+
+    def default_message(self, what="", name="", hint="", **_):
+        return f"There is no {what} '{name}'. {hint}".strip()
+
+
+class DriveNotConnected(PlugbackError):
+    """A job's destination drive is not plugged in."""
+
+    code = "drive_absent"
+
+    def default_message(self, label="", **_):
+        return (f"The backup drive '{label}' is not connected. Plug it in; the backup then starts by "
+                "itself if the job runs on connect, or run it again.")
+
+
+class AgentBusy(PlugbackError):
+    """The agent refused an action that conflicts with a running one."""
+
+    code = "busy"
+
+    def default_message(self, reason="", **_):
+        return f"Plugback is busy: {reason}. Try again when it has finished."
