@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Set up everything Plugback needs to run and to be tested, from a clean clone.
+#
+#   bash scripts/setup.sh          (./dev start and ./dev test call it for you)
+#
+# * Debian / Ubuntu: installs the system packages below with apt-get (sudo when
+#   not root; `apt-get update` only when the package lists are missing or old).
+# * Elsewhere: prints what to install, then carries on with the Python part.
+# * Creates .venv (python3 -m venv) and installs the project editable with its
+#   test extra (and the gtk extra on Linux).
+#
+# Idempotent and quick when nothing changed: the Python part is skipped while
+# .setup-stamp matches a hash of pyproject.toml + this script; the system
+# packages are checked with one dpkg-query call and only missing ones installed.
+# Environment: PYTHON (interpreter for the venv, default python3),
+# PLUGBACK_SETUP_FORCE=1 (ignore the stamp), PLUGBACK_SKIP_APT=1 (no apt).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+STAMP=$ROOT/.setup-stamp
+PYTHON=${PYTHON:-python3}
+
+# System packages, by purpose. Every one is in Debian 12 (bookworm) main.
+APT_PACKAGES=(
+    # building the venv and PyGObject / pycairo (no Linux wheels on PyPI)
+    python3-venv python3-dev gcc pkg-config libgirepository1.0-dev libcairo2-dev
+    # the GTK tray (AppIndicator) and the GTK WebKit settings window
+    gir1.2-gtk-3.0 gir1.2-webkit2-4.1 gir1.2-ayatanaappindicator3-0.1
+    # GUI tests: a virtual X server, screenshots, a notification daemon, a tray host
+    xvfb xauth libxcb-icccm4 libxcb-keysyms1 imagemagick dunst trayer fonts-dejavu-core
+    # browser tests of the settings pages (Playwright drives Debian's Chromium;
+    # never `playwright install`)
+    chromium
+    # real-drive tests: loop images with real file systems, FUSE for exFAT / FAT
+    util-linux e2fsprogs dosfstools exfatprogs exfat-fuse fusefat fuse3
+    # the real SecretService keyring test
+    dbus dbus-x11 gnome-keyring libsecret-tools
+    # benchmark peers (bench/)
+    rsync restic borgbackup
+    # eject: used when present (umount is the fallback)
+    udisks2
+)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+is_debian() { [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        # -n in CI: no stdin to type a password into; fail with sudo's message instead of hanging.
+        if [ "${CI:-}" = "true" ]; then sudo -n "$@"; else sudo "$@"; fi
+    else
+        die "need root to run: $* (install sudo, or run this script as root once)"
+    fi
+}
+
+apt_lists_fresh() {
+    # Fresh = some Packages list exists and was fetched in the last 7 days.
+    local newest
+    newest=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mtime -7 2>/dev/null | head -n 1)
+    [ -n "$newest" ]
+}
+
+install_system_packages() {
+    if [ "${PLUGBACK_SKIP_APT:-}" = "1" ]; then
+        log "PLUGBACK_SKIP_APT=1: not checking system packages"
+        return
+    fi
+    if ! is_debian; then
+        log "not Debian/Ubuntu: install these (or your system's equivalents) yourself:"
+        log "  ${APT_PACKAGES[*]}"
+        log "tests that need them skip with a reason when they are missing"
+        return
+    fi
+    local missing=() pkg status
+    for pkg in "${APT_PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+        [ "$status" = "installed" ] || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return
+    fi
+    log "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=(apt-get -y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0)
+    if ! apt_lists_fresh; then
+        log "package lists missing or older than 7 days: apt-get update"
+        as_root "${apt[@]}" update
+    fi
+    # --no-install-recommends keeps CI fast; everything needed is listed above.
+    if ! as_root "${apt[@]}" install --no-install-recommends "${missing[@]}"; then
+        # Lists can be "fresh" but out of date with the mirror (404 on a superseded .deb).
+        log "install failed; refreshing package lists and retrying once"
+        as_root "${apt[@]}" update
+        as_root "${apt[@]}" install --no-install-recommends "${missing[@]}"
+    fi
+}
+
+setup_hash() {
+    # What the Python part depends on: the dependency list, this script, the interpreter.
+    { cat pyproject.toml scripts/setup.sh; "$PYTHON" -c 'import sys; print(sys.version)'; } \
+        | "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
+}
+
+venv_works() {
+    [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1
+}
+
+setup_python() {
+    command -v "$PYTHON" >/dev/null 2>&1 || die "no '$PYTHON' on PATH: install Python 3.10 or newer (set PYTHON=... to pick one)"
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+        || die "$PYTHON is older than 3.10; set PYTHON=/path/to/python3.10+"
+
+    local want
+    want=$(setup_hash)
+    if [ "${PLUGBACK_SETUP_FORCE:-}" != "1" ] && venv_works && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+        return
+    fi
+
+    if ! venv_works; then
+        log "creating .venv with $PYTHON"
+        rm -rf "$VENV"
+        "$PYTHON" -m venv "$VENV" || die "'$PYTHON -m venv' failed (Debian: apt-get install python3-venv)"
+    fi
+
+    local extras=test
+    if [ "$(uname -s)" = "Linux" ]; then
+        extras=test,gtk
+    fi
+    log "pip install -e '.[$extras]'"
+    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[$extras]"; then
+        if [ "$extras" = "test" ] || is_debian; then
+            die "pip install failed (see above); the gtk extra needs libgirepository1.0-dev, libcairo2-dev, gcc, pkg-config"
+        fi
+        # Another Linux without the GTK build libraries: the app falls back to other
+        # backends and the GTK tests skip, so carry on without the extra.
+        log "the gtk extra did not install (GTK/GObject development libraries missing?); continuing without it"
+        extras=test
+        "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[$extras]" || die "pip install failed (see above)"
+    fi
+
+    if [ "$extras" = "test,gtk" ]; then
+        # The tray's AppIndicator backend and the GTK webview both need these typelibs.
+        "$VENV/bin/python" - <<'EOF' || die "PyGObject is installed but GTK/WebKit2/AyatanaAppIndicator3 do not load (see above)"
+import gi
+gi.require_version("Gtk", "3.0")
+gi.require_version("WebKit2", "4.1")
+gi.require_version("AyatanaAppIndicator3", "0.1")
+EOF
+    fi
+    echo "$want" > "$STAMP"
+    log "done (.venv ready)"
+}
+
+main() {
+    # One setup at a time per clone (./dev test in two terminals must not pip install twice at once).
+    if command -v flock >/dev/null 2>&1; then
+        exec 9<"$ROOT/scripts/setup.sh"
+        flock 9
+    fi
+    install_system_packages
+    setup_python
+}
+
+main "$@"
