@@ -428,13 +428,16 @@ class DecryptingReader:
         self.sha256: str | None = None
         header = _read_exact(raw, HEADER_LEN)
         if len(header) < HEADER_LEN:
-            self._damaged("it is too short to be encrypted data (the header is cut off)")
+            self._damaged("it is too short to be encrypted data: the header is cut off")
         magic, version, reserved, chunk_size, file_nonce = _HEADER.unpack(header)
         if magic != MAGIC:
             self._damaged("it does not start with the Plugback encryption header")
-        if version > STREAM_VERSION:
-            raise NewerFormat(path=name, version=version)
-        if version != STREAM_VERSION or reserved != bytes(3) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        # The set's plugback.json already refused newer sets, so an unknown version here is
+        # far more likely a flipped bit than a newer writer: report it as damage.
+        if version != STREAM_VERSION:
+            self._damaged(f"its format version {version} is unknown (damaged, or written by a newer "
+                          "Plugback)")
+        if reserved != bytes(3) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             self._damaged("its header is damaged")
         self._header = header
         self._record = chunk_size + TAG_LEN
