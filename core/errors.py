@@ -271,3 +271,13 @@ class AgentBusy(PlugbackError):
 
     def default_message(self, reason="", **_):
         return f"Plugback is busy: {reason}. Try again when it has finished."
+
+
+class EjectFailed(PlugbackError):
+    """The OS refused to eject a drive."""
+
+    code = "eject_failed"
+
+    def default_message(self, mount="", reason="", **_):
+        return (f"The drive at {mount} could not be ejected: {reason}. Close any window or program "
+                "using it, then try again.")

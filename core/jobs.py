@@ -1,0 +1,167 @@
+"""Running one job end to end: destination -> set -> engine -> retention -> flush -> history.
+
+Used by the agent's JobRunner threads and by ``plugback job run`` when no
+agent is running. It never talks to people: progress goes to a callback and
+the outcome (with the history row id) is returned for the caller to render.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from core.config import Config, Job
+from core.drives import find_drive
+from core.errors import Cancelled, DriveGone, DriveNotConnected, PlugbackError
+from core.history import History, warnings_text
+from core.layout import drive_dir, drive_set_path
+from core.progress import CancelToken, Clock, Progress, no_progress
+
+
+def host_name() -> str:
+    """This computer's name, as used in ``Plugback/<computer>/<job>``."""
+    return platform.node() or "computer"
+
+
+@dataclass
+class Target:
+    """Where a job writes right now: the set folder and, for drive jobs, the drive."""
+
+    set_path: Path
+    drive_id: str | None = None
+    mount: Path | None = None
+
+
+@dataclass
+class Outcome:
+    """How a run ended. ``status`` is a history status; ``flushed`` = safe to unplug."""
+
+    run_id: int
+    job: str
+    status: str
+    target: Target
+    snapshot_id: str | None = None
+    files_copied: int = 0
+    bytes_copied: int = 0
+    files_scanned: int = 0
+    warnings: int = 0
+    error: PlugbackError | None = None
+    flushed: bool = False
+    log: list[str] = field(default_factory=list)
+
+
+def resolve_target(job: Job, config: Config, *, host: str | None = None, mounts=None) -> Target:
+    """The set folder for ``job`` now; raises DriveNotConnected when its drive is absent."""
+    dest = job.destination
+    if dest.path:
+        return Target(set_path=Path(dest.path))
+    mount = find_drive(dest.drive_id, mounts)
+    if mount is None:
+        raise DriveNotConnected(label=config.drive_label(dest.drive_id))
+    if dest.folder:
+        set_path = drive_dir(mount) / dest.folder
+    else:
+        set_path = drive_set_path(mount, host or host_name(), job.name)
+    return Target(set_path=set_path, drive_id=dest.drive_id, mount=mount)
+
+
+def flush_drive(target: Target) -> None:
+    """Make everything written to the destination durable before saying "safe to unplug".
+
+    The engine fsyncs what it writes; ``sync`` here also covers file-system
+    metadata and FUSE drives (exFAT), whose daemon flushes on sync.
+    """
+    if hasattr(os, "sync"):
+        os.sync()
+    try:
+        fd = os.open(target.set_path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _apply_retention(job: Job, set_path: Path, clock, log: list[str]) -> None:
+    from core.retention import RetentionPolicy, forget
+
+    result = forget(set_path, RetentionPolicy(**job.retention), prune=True, clock=clock)
+    removed = getattr(result, "removed", None) or getattr(result, "forgotten", None) or []
+    log.append(f"retention: {len(removed)} old snapshot(s) forgotten")
+
+
+def run_job(job: Job, config: Config, history: History, *, target: Target | None = None,
+            host: str | None = None, progress: Callable[[Progress], None] | None = None,
+            cancel: CancelToken | None = None, clock: Clock | None = None, secret=None) -> Outcome:
+    """Run ``job`` once and record it in ``history``; returns the outcome, never raises PlugbackError.
+
+    DriveNotConnected is raised before anything is recorded when the job's
+    drive is absent (nothing ran). A drive pulled mid-run ends the run as
+    ``drive_removed``; a cancel as ``cancelled``; other expected errors as
+    ``failed`` with the error's message.
+    """
+    from core.backup import backup   # the engine; imported late so the agent starts light
+
+    clock = clock or Clock()
+    target = target or resolve_target(job, config, host=host)
+    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id)
+    outcome = Outcome(run_id=run_id, job=job.name, status="failed", target=target)
+    log = outcome.log
+    log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
+    try:
+        result = backup(target.set_path, [Path(s) for s in job.sources], excludes=tuple(job.excludes),
+                        job=job.name, host=host or host_name(), encrypt=job.encrypt, secret=secret,
+                        progress=progress or no_progress, cancel=cancel, clock=clock)
+        outcome.status = result.status
+        outcome.snapshot_id = result.snapshot_id
+        outcome.files_scanned = result.files_scanned
+        outcome.files_copied, outcome.bytes_copied = result.files_copied, result.bytes_copied
+        outcome.warnings = len(result.warnings)
+        log.append(f"snapshot {result.snapshot_id}: {result.files_scanned} files scanned, "
+                   f"{result.files_copied} copied ({result.bytes_copied} bytes)")
+        if result.warnings:
+            log.append(warnings_text(result.warnings).rstrip("\n"))
+        if job.retention:
+            try:
+                _apply_retention(job, target.set_path, clock, log)
+            except PlugbackError as err:
+                # The new snapshot is committed; a failed clean-up is a warning, not a failed backup.
+                outcome.status, outcome.warnings = "warnings", outcome.warnings + 1
+                log.append(f"warning: retention: {err.message}")
+        flush_drive(target)
+        outcome.flushed = True
+        history.finish(run_id, status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,
+                       files_scanned=result.files_scanned, bytes_scanned=result.bytes_scanned,
+                       files_copied=result.files_copied, bytes_copied=result.bytes_copied,
+                       warnings=outcome.warnings)
+    except BaseException as err:
+        if isinstance(err, DriveGone):
+            outcome.status = "drive_removed"
+        elif isinstance(err, Cancelled):
+            outcome.status = "cancelled"
+        else:
+            outcome.status = "failed"
+        if isinstance(err, PlugbackError):
+            outcome.error = err
+        elif isinstance(err, Exception):
+            # A bug, not an expected failure: keep the traceback in the run's log.
+            log.append(traceback.format_exc().rstrip("\n"))
+            outcome.error = PlugbackError(f"Unexpected error: {err!r}. The details are in the run's log.")
+        else:
+            history.finish(run_id, status="cancelled", ended=clock.now(), error="interrupted")
+            history.append_log(run_id, "\n".join(log))
+            raise
+        log.append(f"{outcome.status}: {outcome.error.message}")
+        history.finish(run_id, status=outcome.status, ended=clock.now(), error=outcome.error.message,
+                       error_code=outcome.error.code, files_scanned=outcome.files_scanned,
+                       files_copied=outcome.files_copied, bytes_copied=outcome.bytes_copied,
+                       warnings=outcome.warnings)
+    history.append_log(run_id, "\n".join(log))
+    return outcome

@@ -1,0 +1,47 @@
+"""Per-OS concerns behind one small interface each, chosen here and nowhere else.
+
+* notifications: :class:`core.platform.notify.Notifier`
+* eject: :class:`core.platform.eject.Ejector`
+* start at login: :class:`core.platform.autostart.Autostart`
+
+Each has a do-nothing (or plain) fallback, so the agent runs on a machine that
+lacks a desktop. Implementations are imported by name so PyInstaller sees them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from core.platform import autostart, eject, notify
+
+
+def notifier() -> notify.Notifier:
+    """The desktop notifier for this OS (a do-nothing one when none is available)."""
+    if sys.platform.startswith("linux"):
+        return notify.LinuxNotifier.available() or notify.Notifier()
+    if sys.platform == "darwin":
+        return notify.MacNotifier()
+    return notify.Notifier()   # Windows: the tray icon's balloon (tray.icon) does it
+
+
+def ejector() -> eject.Ejector:
+    """How to eject a drive on this OS."""
+    if sys.platform.startswith("linux"):
+        return eject.LinuxEjector()
+    if sys.platform == "darwin":
+        return eject.MacEjector()
+    if sys.platform == "win32":
+        return eject.WindowsEjector()
+    return eject.Ejector()
+
+
+def autostarter(command: list[str], *, folder: Path | None = None) -> autostart.Autostart:
+    """Start-at-login for ``command`` (``folder`` overrides where the entry goes, for tests)."""
+    if sys.platform.startswith("linux"):
+        return autostart.XdgAutostart(command, folder=folder)
+    if sys.platform == "darwin":
+        return autostart.LaunchAgent(command, folder=folder)
+    if sys.platform == "win32":
+        return autostart.RunKey(command)
+    return autostart.Autostart(command)

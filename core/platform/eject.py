@@ -1,0 +1,72 @@
+"""Ejecting a drive so it is safe to unplug.
+
+Each ejector flushes first, then asks the OS to unmount (and, on Linux with
+udisks, power the device off). Failures raise EjectFailed with the OS's words.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import psutil
+
+from core.errors import EjectFailed
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+class Ejector:
+    """Ejects a drive; the base class only flushes (no OS support)."""
+
+    def eject(self, mount: str) -> None:
+        if hasattr(os, "sync"):
+            os.sync()
+        raise EjectFailed(mount=mount, reason="ejecting is not supported on this system; unmount it yourself")
+
+
+def _device_of(mount: str) -> str | None:
+    for part in psutil.disk_partitions(all=True):
+        if part.mountpoint == mount:
+            return part.device
+    return None
+
+
+class LinuxEjector(Ejector):
+    """``udisksctl unmount`` + ``power-off`` when udisks is there, else ``umount``."""
+
+    def eject(self, mount: str) -> None:
+        os.sync()
+        device = _device_of(mount)
+        udisks = shutil.which("udisksctl")
+        if udisks and device and device.startswith("/dev/"):
+            proc = _run([udisks, "unmount", "-b", device, "--no-user-interaction"])
+            if proc.returncode == 0:
+                _run([udisks, "power-off", "-b", device, "--no-user-interaction"])   # best effort
+                return
+        proc = _run(["umount", mount])
+        if proc.returncode != 0:
+            raise EjectFailed(mount=mount, reason=(proc.stderr or proc.stdout).strip() or "umount failed")
+
+
+class MacEjector(Ejector):
+    def eject(self, mount: str) -> None:
+        os.sync()
+        proc = _run(["diskutil", "eject", mount])
+        if proc.returncode != 0:
+            raise EjectFailed(mount=mount, reason=(proc.stderr or proc.stdout).strip())
+
+
+class WindowsEjector(Ejector):
+    """The Explorer "Eject" verb on the drive letter (what the shell's own menu does)."""
+
+    def eject(self, mount: str) -> None:
+        letter = mount.rstrip("\\")
+        script = ("(New-Object -ComObject Shell.Application).Namespace(17).ParseName('%s')"
+                  ".InvokeVerb('Eject')" % letter.replace("'", ""))
+        proc = _run(["powershell", "-NoProfile", "-NonInteractive", "-Command", script])
+        if proc.returncode != 0:
+            raise EjectFailed(mount=mount, reason=(proc.stderr or proc.stdout).strip())
