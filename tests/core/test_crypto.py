@@ -26,11 +26,6 @@ VECTORS = json.loads((Path(__file__).parent / "vectors" / "stream-v1.json").read
 SMALL = 64  # a small chunk size so that many-chunk cases stay tiny
 
 
-@pytest.fixture(autouse=True)
-def cheap_kdf(monkeypatch):
-    monkeypatch.setenv(crypto.WEAKEN_ENV, "1")
-
-
 @pytest.fixture
 def keys():
     return SetKeys.from_master(os.urandom(32))
