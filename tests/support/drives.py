@@ -17,6 +17,11 @@ ext4    mount (kernel)           ext4            listed
 exfat   mount.exfat-fuse (FUSE)  fuseblk         listed
 vfat    fusefat (FUSE)           fuse.fusefat    *not* listed (no /dev device)
 ======  =======================  ==============  ==========================
+
+fusefat quirks: it has no statfs (``psutil.disk_usage`` reports 0 total and 0
+free) and is slow for big files; keep vfat test data small. FAT rules themselves
+(8.3 + long names, case-insensitive, no ':' etc., 2-second mtimes, 4 GiB - 1
+file size) are real.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class FsKind:
 
     name: str
     mkfs: tuple[str, ...]          # command before the label option and image
-    label_option: str
+    label_option: str              # "" = do not label (see vfat)
     mount_helper: str              # "mount" for the kernel, else the FUSE program
     mount_options: tuple[str, ...]
     psutil_fstype: str
@@ -54,8 +59,10 @@ KINDS = {
     "ext4": FsKind("ext4", ("mkfs.ext4", "-q", "-F"), "-L", "mount", (), "ext4", "e2fsprogs", False),
     "exfat": FsKind("exfat", ("mkfs.exfat",), "-L", "mount.exfat-fuse", (), "fuseblk",
                     "exfatprogs exfat-fuse", True),
-    # fusefat mounts read-only unless told "rw+" (its name for read-write).
-    "vfat": FsKind("vfat", ("mkfs.vfat", "-F", "32"), "-n", "fusefat", ("-o", "rw+"), "fuse.fusefat",
+    # fusefat mounts read-only unless told "rw+" (its name for read-write). No volume label:
+    # fusefat lists the label's root entry as a file, so a label "PLUGBACK" would make
+    # mkdir("Plugback") fail with EEXIST (FAT names are case-insensitive).
+    "vfat": FsKind("vfat", ("mkfs.vfat", "-F", "32"), "", "fusefat", ("-o", "rw+"), "fuse.fusefat",
                    "dosfstools fusefat", True),
 }
 
@@ -115,7 +122,8 @@ class LoopDrive:
             f.truncate(size_mb * 1024 * 1024)
         try:
             kind = drive.kind
-            proc = subprocess.run([*kind.mkfs, kind.label_option, label, str(drive.image)],
+            label_args = [kind.label_option, label] if kind.label_option else []
+            proc = subprocess.run([*kind.mkfs, *label_args, str(drive.image)],
                                   capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
             if proc.returncode != 0:  # a broken mkfs is a real failure, not a missing capability
                 raise RuntimeError(f"{kind.mkfs[0]} failed: {proc.stderr.strip()}")
