@@ -1,0 +1,460 @@
+"""The engine benchmark: plugback against cp -a, rsync -a, restic and borg, in one run.
+
+    .venv/bin/python bench/run.py                      # about 1 GiB, every tool, 1 run per phase
+    .venv/bin/python bench/run.py --scale 0.05         # a quick run
+    .venv/bin/python bench/run.py --repeat 3 --markdown
+
+It makes (or reuses) the seeded data set, copies it to a work folder, then
+times, for every tool under the same conditions: a full backup, a no-change
+backup, a backup after a day of changes, a restore and a full verify (and,
+when plugback has ``--encrypt``, an encrypted full backup and restore). Before
+each timed command the page cache is dropped (root on Linux) or, where that is
+not allowed, every tool's inputs are read first ("warm cache"). Each timed
+command is followed by a ``sync`` that counts in its time, so data written is
+data on disk for every tool alike.
+
+It reports only: no thresholds fail it. The exit code is 0 unless a tool failed
+(crashed, or its verify found differences).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import make_dataset
+import report
+from tools import TOOLS, Command, PlugbackEncrypted, Tool, _rmtree, plugback_argv
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_WORKDIR = Path("/var/tmp/plugback-bench")
+PHASES = report.PHASES
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", type=float, default=1.0, help="data set size; 1.0 is about 1 GiB")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeat", type=int, default=1, help="runs per phase; the median is reported")
+    p.add_argument("--tools", default="plugback,cp,rsync,restic,borg",
+                   help=f"comma-separated, from: {','.join(TOOLS)}")
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                   help="where the data set, backups and restores go (use a disk, not tmpfs)")
+    p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
+    p.add_argument("--warm", action="store_true", help="do not drop the page cache; warm every tool's inputs")
+    p.add_argument("--no-encryption", action="store_true", help="skip the encrypted plugback phases")
+    p.add_argument("--profile", action="store_true",
+                   help="after the benchmark, profile one plugback full backup with cProfile")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds before a command counts as hung")
+    p.add_argument("--keep", action="store_true", help="keep the backups and the source copy afterwards")
+    p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
+    return p.parse_args(argv)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- machine and file system ---------------------------------------------------------------------
+
+def _mount_of(path: Path) -> tuple[str, str, str]:
+    """(mount point, device, fs type) of the file system holding ``path``."""
+    best = ("/", "?", "?")
+    path = str(path.resolve())
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            dev, mnt, fstype = line.split()[:3]
+            mnt = mnt.replace("\\040", " ")
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+                best = (mnt, dev, fstype)
+    return best
+
+
+def _disk_kind(device: str) -> str:
+    name = Path(device).name
+    rot = Path(f"/sys/block/{name}/queue/rotational")
+    if not rot.exists():
+        return "disk kind unknown"
+    # Virtual disks (virtio) often report rotational=1 whatever backs them.
+    return "reports rotational" if rot.read_text().strip() == "1" else "reports non-rotational (SSD)"
+
+
+def machine_info(workdir: Path) -> dict:
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        mem = 0
+    mnt, dev, fstype = _mount_of(workdir)
+    return {"cpu": cpu, "nproc": os.cpu_count(), "mem_gib": round(mem / 1024**2, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "fs": fstype, "device": dev, "mount": mnt, "disk": _disk_kind(dev)}
+
+
+# -- page cache ----------------------------------------------------------------------------------
+
+def can_drop_caches() -> bool:
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def _read_all(path: Path) -> None:
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p):
+                continue
+            try:
+                with open(p, "rb") as f:
+                    while f.read(4 * 1024 * 1024):
+                        pass
+            except OSError:
+                pass
+
+
+def prepare_cache(cold: bool, inputs: list[Path]) -> None:
+    """Same cache state for every tool: dropped when allowed, else the inputs read in."""
+    os.sync()
+    if cold:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    else:
+        for path in inputs:
+            _read_all(path)
+
+
+# -- timing --------------------------------------------------------------------------------------
+
+def timed(cmd: Command, logfile: Path, timeout: float) -> dict:
+    """Run one command (plus a sync); wall and CPU seconds (user + system, children included)."""
+    env = {**os.environ, **cmd.env}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with open(logfile, "wb") as out:
+        try:
+            proc = subprocess.run(cmd.argv, env=env, cwd=cmd.cwd, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=timeout)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    os.sync()
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": round(elapsed, 3), "cpu": round(cpu, 3), "rc": rc}
+
+
+def du(path: Path) -> int:
+    """Bytes allocated on disk under path (hard links counted once)."""
+    seen, total = set(), 0
+    for dirpath, dirs, files in os.walk(path):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
+# -- restore check -------------------------------------------------------------------------------
+
+def _listing(root: Path) -> dict:
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            st = os.lstat(p)
+            if os.path.islink(p):
+                out[rel] = ("l", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("d",)
+            else:
+                out[rel] = ("f", st.st_size)
+    return out
+
+
+def find_tree(target: Path, src: Path) -> Path | None:
+    """The folder under target that holds the restored source (tools nest it differently)."""
+    want = sorted(os.listdir(src))
+    queue = [target]
+    while queue:
+        d = queue.pop(0)
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        if names == want:
+            return d
+        if len(d.relative_to(target).parts) < 12:
+            queue += [d / n for n in names if (d / n).is_dir() and not (d / n).is_symlink()]
+    return None
+
+
+def check_restore(target: Path, src: Path, seed: int) -> tuple[bool, str]:
+    """Compare a restored tree with the source: names, types, sizes, links, 200 sampled contents."""
+    root = find_tree(target, src)
+    if root is None:
+        return False, f"no folder under {target} looks like the source"
+    want, got = _listing(src), _listing(root)
+    problems = [f"missing {p}" for p in sorted(set(want) - set(got))]
+    problems += [f"extra {p}" for p in sorted(set(got) - set(want))]
+    problems += [f"differs {p}: {want[p]} vs {got[p]}" for p in sorted(set(want) & set(got))
+                 if want[p] != got[p]]
+    files = sorted(p for p, v in want.items() if v[0] == "f" and got.get(p) == v)
+    for rel in random.Random(seed).sample(files, min(200, len(files))):
+        if (src / rel).read_bytes() != (root / rel).read_bytes():
+            problems.append(f"content differs {rel}")
+    if problems:
+        return False, f"{len(problems)} problems, e.g. {problems[:4]}"
+    return True, f"ok ({len(want):,} entries at {root.relative_to(target) or '.'})"
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+class Bench:
+    """One benchmark run: the tools, the source tree and everything measured."""
+
+    def __init__(self, args):
+        self.args = args
+        self.run_dir = args.workdir / "run"
+        self.src = self.run_dir / "src"
+        self.logs = self.run_dir / "logs"
+        self.results: dict = {}
+        self.sizes: dict = {}
+        self.failed: list[str] = []
+        self.broken: set[str] = set()
+        self.cold = False
+
+    def dataset(self) -> dict:
+        """The cached data set for (scale, seed), made once."""
+        a = self.args
+        base = a.workdir / "datasets" / f"scale{a.scale:g}-seed{a.seed}-v{make_dataset.GENERATOR_VERSION}"
+        stats_file = base / "stats.json"
+        if stats_file.exists():
+            log(f"reusing data set {base}")
+            return json.loads(stats_file.read_text())
+        _rmtree(base)
+        base.mkdir(parents=True)
+        log(f"making data set at scale {a.scale:g} in {base} ...")
+        stats = make_dataset.generate(base / "tree", scale=a.scale, seed=a.seed).as_dict()
+        stats_file.write_text(json.dumps(stats, ensure_ascii=False))  # written last: marks it complete
+        return stats
+
+    def run_phase(self, tool: Tool, phase: str, rep: int, inputs: list[Path], target: Path | None = None):
+        """Time one tool's phase once and record it."""
+        cell = self.results.setdefault(tool.name, {}).setdefault(phase, {"runs": [], "status": "ok"})
+        if tool.name in self.broken:
+            cell["status"] = "skipped"
+            return
+        cmd = tool.command(phase, target=target, rep=rep)
+        if cmd.before:
+            cmd.before()
+        prepare_cache(self.cold, inputs)
+        logfile = self.logs / f"{tool.name.replace(' ', '_')}-{phase}-{rep}.log"
+        result = timed(cmd, logfile, self.args.timeout)
+        output = logfile.read_text(errors="replace")
+        problem = None
+        if result["rc"] != 0:
+            problem = f"exit code {result['rc']}: {output.strip()[-600:]}"
+        elif cmd.check_output:
+            problem = cmd.check_output(output)
+        cell["runs"].append(result)
+        if problem:
+            cell["status"] = "failed"
+            cell["error"] = problem
+            self.failed.append(f"{tool.name} {phase}: {problem}")
+            self.broken.add(tool.name)
+            log(f"  {tool.name:18} {phase:9} FAILED: {problem[:400]}")
+            return
+        if cmd.after:
+            cmd.after()
+        runs = cell["runs"]
+        cell["wall"] = statistics.median(r["wall"] for r in runs)
+        cell["cpu"] = statistics.median(r["cpu"] for r in runs)
+        log(f"  {tool.name:18} {phase:9} {result['wall']:8.2f} s wall {result['cpu']:8.2f} s cpu")
+
+    def main_phases(self, tools: list[Tool], mutations: list) -> None:
+        a = self.args
+        log("phase: full backup")
+        for rep in range(a.repeat):
+            for tool in tools:
+                tool.reset()
+                self.run_phase(tool, "full", rep, [self.src])
+        for tool in tools:
+            if tool.name not in self.broken:
+                self.sizes.setdefault(tool.name, {})["full"] = du(tool.backup_dir())
+        log("phase: no-change backup")
+        for rep in range(a.repeat):
+            for tool in tools:
+                self.run_phase(tool, "nochange", rep, [self.src, tool.backup_dir()])
+        log("phase: backup after a day of changes")
+        for rep in range(a.repeat):
+            mutations.append(make_dataset.mutate(self.src, day=rep + 1, seed=a.seed))
+            for tool in tools:
+                self.run_phase(tool, "changed", rep, [self.src, tool.backup_dir()])
+        for tool in tools:
+            if tool.name not in self.broken:
+                self.sizes.setdefault(tool.name, {})["changed"] = du(tool.backup_dir())
+        self.restores(tools, "restore")
+        log("phase: full verify")
+        for rep in range(a.repeat):
+            for tool in tools:
+                self.run_phase(tool, "verify", rep, [self.src, tool.backup_dir()])
+
+    def restores(self, tools: list[Tool], phase: str, checks: dict | None = None) -> None:
+        log(f"phase: {phase}")
+        checks = self.restore_checks if checks is None else checks
+        for rep in range(self.args.repeat):
+            for tool in tools:
+                target = self.run_dir / "restore" / tool.name.replace(" ", "_")
+                _rmtree(target)
+                target.mkdir(parents=True)
+                self.run_phase(tool, phase, rep, [tool.backup_dir()], target=target)
+                if rep == self.args.repeat - 1 and tool.name not in self.broken:
+                    ok, detail = check_restore(target, self.src, self.args.seed)
+                    checks[tool.name] = detail
+                    if not ok:
+                        self.failed.append(f"{tool.name} restore check: {detail}")
+                        log(f"  {tool.name}: restored tree differs from the source: {detail}")
+                _rmtree(target)
+
+    def encryption(self) -> None:
+        tool = PlugbackEncrypted(self.run_dir / "plugback-enc", self.src)
+        log("phase: encrypted full backup (plugback --encrypt)")
+        for rep in range(self.args.repeat):
+            tool.reset()
+            self.run_phase(tool, "full", rep, [self.src])
+        self.restores([tool], "restore")
+
+    def profile(self) -> Path:
+        """One extra (untimed) plugback full backup under cProfile; writes the top functions."""
+        home = self.run_dir / "profile"
+        _rmtree(home)
+        home.mkdir(parents=True)
+        stats_file = home / "backup.prof"
+        prepare_cache(self.cold, [self.src])
+        argv = [sys.executable, "-m", "cProfile", "-o", str(stats_file), "-m", "core.cli",
+                "backup", str(self.src), "--to", str(home / "set")]
+        subprocess.run(argv, env={**os.environ, "PLUGBACK_HOME": str(home / "home")},
+                       stdout=subprocess.DEVNULL, check=False)
+        import io
+        import pstats
+        text = io.StringIO()
+        st = pstats.Stats(str(stats_file), stream=text)
+        st.sort_stats("tottime").print_stats(25)
+        st.sort_stats("cumulative").print_stats(30)
+        out = self.args.results_dir / "profile-full-backup.txt"
+        out.write_text(text.getvalue())
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args)
+    machine = machine_info(args.workdir)
+    if machine["fs"] in ("tmpfs", "ramfs"):
+        log(f"WARNING: {args.workdir} is on {machine['fs']}: this measures memory, not a disk; "
+            "pass --workdir on a disk")
+    bench.cold = not args.warm and can_drop_caches()
+    started = datetime.now(timezone.utc)
+    stats = bench.dataset()
+
+    _rmtree(bench.run_dir)
+    bench.logs.mkdir(parents=True)
+    log("copying the data set to the source folder (untimed) ...")
+    subprocess.run(["cp", "-a", str(args.workdir / "datasets" /
+                    f"scale{args.scale:g}-seed{args.seed}-v{make_dataset.GENERATOR_VERSION}" / "tree"),
+                    str(bench.src)], check=True)
+
+    tools, skipped = [], {}
+    for key in [t.strip() for t in args.tools.split(",") if t.strip()]:
+        if key not in TOOLS:
+            print(f"unknown tool {key!r}; choose from {', '.join(TOOLS)}", file=sys.stderr)
+            return 2
+        tool = TOOLS[key](bench.run_dir / key, bench.src)
+        why = tool.missing()
+        if why:
+            skipped[tool.name] = why
+            log(f"skipping {tool.name}: {why}")
+        else:
+            tools.append(tool)
+    bench.restore_checks = {}
+    mutations: list = []
+    bench.main_phases(tools, mutations)
+
+    enc_skipped = None
+    names = [t.name for t in tools]
+    if "plugback" in names and not args.no_encryption:
+        why = PlugbackEncrypted(bench.run_dir / "plugback-enc", bench.src).missing()
+        if why:
+            enc_skipped = why
+        else:
+            bench.encryption()
+            names.append(PlugbackEncrypted.name)
+    elif "plugback" not in names:
+        enc_skipped = "plugback did not run"
+    else:
+        enc_skipped = "--no-encryption"
+
+    profile_file = None
+    if args.profile and "plugback" in names:
+        log("profiling one plugback full backup (cProfile, untimed) ...")
+        profile_file = str(bench.profile())
+
+    data = {
+        "meta": {"started": started.strftime("%Y-%m-%d %H:%M UTC"),
+                 "ended": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "scale": args.scale, "seed": args.seed, "repeat": args.repeat,
+                 "cache": "cold (page cache dropped before every timed command)" if bench.cold
+                 else "warm (page cache not dropped; every tool's inputs read in first)",
+                 "workdir": str(args.workdir), "machine": machine,
+                 "versions": {t.name: t.version() for t in tools},
+                 "plugback_cli": plugback_argv(), "profile": profile_file},
+        "dataset": stats, "mutations": mutations, "tools": names, "results": bench.results,
+        "sizes": bench.sizes, "restore_checks": bench.restore_checks,
+        "encryption_skipped": enc_skipped, "skipped_tools": skipped, "failures": bench.failed,
+    }
+    data["targets"] = report.targets(bench.results)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    out = args.results_dir / f"bench-{stamp}.json"
+    out.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    shutil.copyfile(out, args.results_dir / "latest.json")
+
+    print(report.render(data))
+    if args.markdown:
+        print("\n---- Markdown ----\n")
+        print(report.render(data, markdown=True))
+    print(f"\nresults: {out}")
+    if bench.failed:
+        print("\nFAILURES:\n" + "\n".join(f"* {f}" for f in bench.failed))
+    if not args.keep:
+        _rmtree(bench.run_dir)
+    return 1 if bench.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

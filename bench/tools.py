@@ -1,0 +1,251 @@
+"""The tools the benchmark times: plugback and its peers, one class each.
+
+Each tool turns a phase into a ``Command`` (argv, environment, working folder,
+plus untimed set-up before and clean-up after). ``run.py`` times only the
+command itself (and one ``sync`` after it, for every tool alike).
+
+What each phase means per tool (also in docs/performance.md):
+
+=========  ==========================  ===================  ===========================  =====================
+phase      cp -a                       rsync -a             restic                       borg
+=========  ==========================  ===================  ===========================  =====================
+full       cp -a SRC copy-1            rsync -a --delete    backup (repo made untimed)   create (init untimed)
+no-change  cp -a SRC copy-2 (again)    same command again   backup again                 create again
+changed    cp -a SRC copy-3 (again)    same command again   backup again                 create again
+restore    cp -a copy back             rsync -a back        restore latest --target      extract (in target)
+verify     diff -r SRC copy            rsync -anc (dry run  check --read-data            check --verify-data
+                                       with checksums)
+=========  ==========================  ===================  ===========================  =====================
+
+cp -a has no incremental mode, so its no-change and changed backups are a new
+full copy (what a cp user does); the older copy is deleted untimed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+PASSWORD = "plugback-bench"  # restic always encrypts; plugback --encrypt takes this too
+
+
+@dataclass
+class Command:
+    """One timed invocation, with untimed work around it."""
+
+    argv: list[str]
+    env: dict = field(default_factory=dict)
+    cwd: Path | None = None
+    before: Callable[[], None] | None = None
+    after: Callable[[], None] | None = None
+    # Given the command's captured output, return a problem description or None.
+    check_output: Callable[[str], str | None] | None = None
+
+
+def _rmtree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except OSError as err:
+        return f"unavailable ({err})"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+
+
+class Tool:
+    """Base: a tool keeps its backup under ``home`` (one folder per tool per run)."""
+
+    name = "?"
+    binary = "?"
+    # Phases this tool cannot do as such (reported as n/a).
+    unsupported: tuple[str, ...] = ()
+
+    def __init__(self, home: Path, src: Path):
+        self.home = Path(home)
+        self.src = Path(src)
+
+    def missing(self) -> str | None:
+        """Why the tool cannot run here, or None."""
+        if shutil.which(self.binary) is None:
+            return f"'{self.binary}' not found on PATH (Debian: apt-get install -y {self.package})"
+        return None
+
+    package = "?"
+
+    def version(self) -> str:
+        return _version([self.binary, "--version"])
+
+    def reset(self) -> None:
+        """Start from an empty backup (untimed)."""
+        _rmtree(self.home)
+        self.home.mkdir(parents=True)
+
+    def backup_dir(self) -> Path:
+        """What to measure for the backup's size on disk."""
+        return self.home / "backup"
+
+    def command(self, phase: str, *, target: Path | None = None, rep: int = 0) -> Command:
+        raise NotImplementedError
+
+
+class Cp(Tool):
+    name, binary, package = "cp -a", "cp", "coreutils"
+
+    def __init__(self, home, src):
+        super().__init__(home, src)
+        self._copies = 0
+
+    def reset(self):
+        super().reset()
+        (self.home / "backup").mkdir()
+        self._copies = 0
+
+    def _latest(self) -> Path:
+        return self.home / "backup" / f"copy-{self._copies}"
+
+    def command(self, phase, *, target=None, rep=0):
+        if phase in ("full", "nochange", "changed"):
+            old = self._latest() if self._copies else None
+            self._copies += 1
+            after = (lambda: _rmtree(old)) if old else None
+            return Command(["cp", "-a", str(self.src), str(self._latest())], after=after)
+        if phase == "restore":
+            return Command(["cp", "-a", str(self._latest()), str(target / "tree")])
+        if phase == "verify":
+            return Command(["diff", "-r", "--no-dereference", str(self.src), str(self._latest())])
+        raise ValueError(phase)
+
+
+class Rsync(Tool):
+    name, binary, package = "rsync -a", "rsync", "rsync"
+
+    def command(self, phase, *, target=None, rep=0):
+        dest = f"{self.home / 'backup'}/"
+        src = f"{self.src}/"
+        if phase in ("full", "nochange", "changed"):
+            return Command(["rsync", "-a", "--delete", src, dest])
+        if phase == "restore":
+            return Command(["rsync", "-a", dest, f"{target}/"])
+        if phase == "verify":
+            # A dry run comparing checksums: any itemized line is a difference.
+            def differences(output: str) -> str | None:
+                lines = [ln for ln in output.splitlines() if ln.strip()]
+                return f"{len(lines)} differences, e.g. {lines[:3]}" if lines else None
+            return Command(["rsync", "-a", "--delete", "--checksum", "--dry-run",
+                            "--itemize-changes", src, dest], check_output=differences)
+        raise ValueError(phase)
+
+
+class Restic(Tool):
+    name, binary, package = "restic", "restic", "restic"
+
+    def version(self):
+        return _version(["restic", "version"])
+
+    def _env(self):
+        return {"RESTIC_REPOSITORY": str(self.home / "backup"), "RESTIC_PASSWORD": PASSWORD,
+                "RESTIC_CACHE_DIR": str(self.home / "cache")}
+
+    def reset(self):
+        super().reset()
+        subprocess.run(["restic", "init"], env={**os.environ, **self._env()}, check=True,
+                       capture_output=True)
+
+    def command(self, phase, *, target=None, rep=0):
+        env = self._env()
+        if phase in ("full", "nochange", "changed"):
+            return Command(["restic", "backup", "--host", "bench", str(self.src)], env=env)
+        if phase == "restore":
+            return Command(["restic", "restore", "latest", "--target", str(target)], env=env)
+        if phase == "verify":
+            return Command(["restic", "check", "--read-data"], env=env)
+        raise ValueError(phase)
+
+
+class Borg(Tool):
+    name, binary, package = "borg", "borg", "borgbackup"
+
+    def __init__(self, home, src):
+        super().__init__(home, src)
+        self._archives = 0
+
+    def _env(self):
+        return {"BORG_REPO": str(self.home / "backup"), "BORG_BASE_DIR": str(self.home / "base"),
+                "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+                "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}
+
+    def reset(self):
+        super().reset()
+        self._archives = 0
+        subprocess.run(["borg", "init", "--encryption=none"], env={**os.environ, **self._env()},
+                       check=True, capture_output=True)
+
+    def command(self, phase, *, target=None, rep=0):
+        env = self._env()
+        if phase in ("full", "nochange", "changed"):
+            self._archives += 1
+            return Command(["borg", "create", f"::a{self._archives}", str(self.src)], env=env)
+        if phase == "restore":
+            return Command(["borg", "extract", f"::a{self._archives}"], env=env, cwd=target)
+        if phase == "verify":
+            return Command(["borg", "check", "--verify-data"], env=env)
+        raise ValueError(phase)
+
+
+def plugback_argv() -> list[str]:
+    """The plugback CLI of the interpreter running the benchmark (the project's venv)."""
+    script = Path(sys.executable).parent / "plugback"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "core.cli"]
+
+
+class Plugback(Tool):
+    name, binary, package = "plugback", "plugback", "the project (pip install -e .)"
+    encrypt = False
+
+    def missing(self):
+        out = subprocess.run(plugback_argv() + ["backup", "--help"], capture_output=True, text=True)
+        if out.returncode != 0:
+            return f"'plugback backup --help' failed: {(out.stderr or out.stdout).strip()[-300:]}"
+        if self.encrypt and "--encrypt" not in out.stdout:
+            return "'plugback backup' has no --encrypt option yet"
+        return None
+
+    def version(self):
+        return _version(plugback_argv() + ["--version"])
+
+    def _env(self):
+        env = {"PLUGBACK_HOME": str(self.home / "home")}
+        if self.encrypt:
+            env["PLUGBACK_PASSPHRASE"] = PASSWORD
+        return env
+
+    def command(self, phase, *, target=None, rep=0):
+        cli = plugback_argv()
+        env = self._env()
+        set_path = str(self.home / "backup")
+        if phase in ("full", "nochange", "changed"):
+            extra = ["--encrypt"] if self.encrypt else []
+            return Command(cli + ["backup", str(self.src), "--to", set_path] + extra, env=env)
+        if phase == "restore":
+            return Command(cli + ["restore", set_path, str(target)], env=env)
+        if phase == "verify":
+            return Command(cli + ["verify", set_path, "--read-all"], env=env)
+        raise ValueError(phase)
+
+
+class PlugbackEncrypted(Plugback):
+    name = "plugback --encrypt"
+    encrypt = True
+
+
+TOOLS = {"plugback": Plugback, "cp": Cp, "rsync": Rsync, "restic": Restic, "borg": Borg}
