@@ -332,7 +332,8 @@ class EncryptingWriter:
         self._header = _HEADER.pack(MAGIC, STREAM_VERSION, bytes(3), chunk_size, file_nonce)
         self._aead = _file_cipher(keys, file_nonce)
         self._prefix = file_nonce[16:]
-        self._buf = bytearray()
+        self._buf = bytearray(chunk_size)  # reused: a fresh 1 MiB buffer per chunk costs page faults
+        self._fill = 0
         self._index = 0
         self._closed = False
         self.plaintext_bytes = 0
@@ -357,21 +358,22 @@ class EncryptingWriter:
         view = memoryview(data).cast("B")
         size = len(view)
         self.plaintext_bytes += size
-        cs = self._chunk_size
-        if self._buf:
-            room = cs - len(self._buf)
+        cs, fill = self._chunk_size, self._fill
+        if fill:
+            room = cs - fill
             if size <= room:
-                self._buf += view
+                self._buf[fill:fill + size] = view
+                self._fill += size
                 return size
-            self._buf += view[:room]
+            self._buf[fill:] = view[:room]
             view = view[room:]
             self._emit(self._buf, final=False)  # more data follows, so this chunk is not the last
-            self._buf = bytearray()
         # Encrypt straight from the caller's buffer; keep the tail (1..cs bytes) for close().
         while len(view) > cs:
             self._emit(view[:cs], final=False)
             view = view[cs:]
-        self._buf += view
+        self._fill = len(view)
+        self._buf[:self._fill] = view
         return size
 
     def close(self) -> None:
@@ -379,7 +381,7 @@ class EncryptingWriter:
         if self._closed:
             return
         self._closed = True
-        self._emit(self._buf, final=True)
+        self._emit(memoryview(self._buf)[:self._fill], final=True)
         self._buf = bytearray()
         if self._close_raw:
             self._raw.close()
