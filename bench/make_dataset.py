@@ -282,9 +282,9 @@ def mutate(root: Path, *, day: int = 1, seed: int = 42) -> dict:
     files, folders = _tree(root)
     small = [f for f in files if f.stat().st_size <= MUTATE_MAX_SIZE]
     n = len(small)
-    picked = rng.sample(small, max(1, n * 15 // 1000))  # 1% modified, 0.3% deleted (+slack)
-    n_mod = max(1, n // 100)
-    modified, deleted = picked[:n_mod], picked[n_mod:][: max(1, n * 3 // 1000)]
+    n_mod, n_del = max(1, n // 100), max(1, n * 3 // 1000)  # 1% modified, 0.3% deleted
+    picked = rng.sample(small, min(n, n_mod + n_del))
+    modified, deleted = picked[:n_mod], picked[n_mod:]
     changed_bytes = 0
 
     for path in modified:
