@@ -28,6 +28,7 @@ from core.layout import DRIVE_FORMAT, FORMAT_VERSION, drive_dir, drive_file
 DRIVE_FSTYPES = {
     "ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "vfat", "msdos", "fat", "fat32", "exfat",
     "ntfs", "ntfs3", "fuseblk", "hfs", "hfsplus", "apfs", "ufs", "zfs",
+    "fuse.fusefat", "fuse.exfat",   # FAT / exFAT through FUSE helpers
 }
 # Mount points that are the system, whatever file system they have.
 SYSTEM_MOUNTS = {"/", "/boot", "/boot/efi", "/efi", "/usr", "/var", "/home", "/opt", "/srv", "/tmp",
@@ -121,6 +122,8 @@ def _removable(part) -> bool:
     mount = part.mountpoint
     if mount.startswith(("/media/", "/run/media/", "/mnt/", "/Volumes/")):
         return True
+    if part.fstype.startswith("fuse"):
+        return True   # FUSE file systems (exFAT, FAT, NTFS helpers) are mounted for users' drives
     dev = os.path.basename(os.path.realpath(part.device))
     if dev.startswith("loop"):
         return True

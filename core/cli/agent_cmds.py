@@ -1,5 +1,367 @@
-"""Commands of the `plugback` CLI (placeholder until its owner fills it)."""
+"""Drives, jobs and status: ``plugback drives``, ``drive init|forget``, ``job add|list|remove|run``, ``status``.
+
+Config edits happen here under the config file lock (the agent notices them);
+``job run`` and ``status`` go through the agent when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core.config import Config, Destination, Job, Paths, Triggers, read_config, update_config
+from core.errors import (EXIT_FAILURE, EXIT_OK, EXIT_WARNINGS, AgentUnavailable, NotFound, UsageError)
+
+RETENTION_FLAGS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
+EXIT_BY_STATUS = {"ok": EXIT_OK, "warnings": EXIT_WARNINGS}
 
 
 def register(subparsers) -> None:
     """Add this module's commands to the parser."""
+    p = subparsers.add_parser("drives", help="list mounted volumes and Plugback drives")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_drives)
+
+    drive = subparsers.add_parser("drive", help="enroll or forget a backup drive")
+    dsub = drive.add_subparsers(dest="drive_command", metavar="ACTION")
+    dsub.required = True
+    p = dsub.add_parser("init", help="make a mounted drive a Plugback drive")
+    p.add_argument("mount", metavar="MOUNTPOINT")
+    p.add_argument("--label", help="a name for the drive (default: its volume name)")
+    p.set_defaults(func=cmd_drive_init)
+    p = dsub.add_parser("forget", help="stop using a drive (its backups stay on it)")
+    p.add_argument("drive", metavar="DRIVE", help="drive_id or label")
+    p.set_defaults(func=cmd_drive_forget)
+
+    job = subparsers.add_parser("job", help="add, list, remove or run backup jobs")
+    jsub = job.add_subparsers(dest="job_command", metavar="ACTION")
+    jsub.required = True
+    p = jsub.add_parser("add", help="add a job", description=(
+        "Add a backup job. --every takes: hourly, 6h (every N hours), daily@09:30, or a weekday "
+        "mon|tue|wed|thu|fri|sat|sun@HH:MM (local time). Missed runs catch up once."))
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--source", action="append", required=True, metavar="DIR", help="a folder to back up (repeatable)")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--drive", metavar="DRIVE", help="an enrolled drive (drive_id or label)")
+    dest.add_argument("--to", metavar="FOLDER", help="a folder to hold the backup set instead of a drive")
+    p.add_argument("--folder", help="with --drive: the set's folder on the drive (default Plugback/<computer>/<job>)")
+    p.add_argument("--on-connect", action="store_true", help="run whenever the drive is connected")
+    p.add_argument("--min-interval", metavar="MINUTES", type=int, default=0,
+                   help="with --on-connect: not again within this many minutes of the last backup")
+    p.add_argument("--every", metavar="SPEC", help="schedule: hourly, 6h, daily@09:30, mon@09:30")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="gitignore-style (repeatable)")
+    for flag in RETENTION_FLAGS:
+        p.add_argument("--" + flag.replace("_", "-"), type=int, metavar="N", dest=flag)
+    p.add_argument("--no-verify", action="store_true", help="skip reading back after each backup")
+    p.add_argument("--encrypt", action="store_true", help="encrypt the set (passphrase kept in the keyring)")
+    p.set_defaults(func=cmd_job_add)
+    p = jsub.add_parser("list", help="list jobs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_job_list)
+    p = jsub.add_parser("remove", help="remove a job (its backups stay)")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_job_remove)
+    p = jsub.add_parser("run", help="run a job now (through the agent when it runs)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--wait", action="store_true", help="with the agent: wait until the run ends")
+    p.set_defaults(func=cmd_job_run)
+
+    p = subparsers.add_parser("status", help="jobs, last runs and the agent's state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _paths() -> Paths:
+    return Paths.default()
+
+
+def _config() -> Config:
+    return read_config(_paths().config_file)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _ago(t: datetime | None, now: datetime) -> str:
+    if t is None:
+        return "never"
+    secs = int((now - t).total_seconds())
+    if secs < 90:
+        return "just now"
+    if secs < 5400:
+        return f"{secs // 60} min ago"
+    if secs < 36 * 3600:
+        return f"{secs // 3600} h ago"
+    return f"{secs // 86400} days ago"
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _agent(cmd: str, **args):
+    """Call the agent; AgentUnavailable when it does not run."""
+    from core.ipc import call
+
+    return call(cmd, _paths(), **args)
+
+
+# -- drives -------------------------------------------------------------------------------------
+
+def cmd_drives(args) -> int:
+    from core.drives import list_volumes
+
+    cfg = _config()
+    volumes = list_volumes({d["drive_id"] for d in cfg.drives})
+    if args.json:
+        _print_json([v.to_dict() for v in volumes])
+        return EXIT_OK
+    if not volumes:
+        print("No drives are mounted.")
+        return EXIT_OK
+    print(f"{'MOUNT':30} {'LABEL':16} {'FS':8} {'FREE':>9} {'SIZE':>9}  PLUGBACK")
+    for v in volumes:
+        state = ("enrolled " + v.drive_id[:8]) if v.enrolled else ("drive.json, not enrolled here" if v.drive_id
+                                                                   else "-")
+        print(f"{v.mount:30} {v.label[:16]:16} {v.fstype:8} {_size(v.free):>9} {_size(v.total):>9}  {state}")
+    return EXIT_OK
+
+
+def cmd_drive_init(args) -> int:
+    from core.drives import enroll
+
+    info, created = enroll(Path(args.mount), args.label)
+    label = args.label or info.label
+
+    def add(cfg: Config):
+        existing = next((d for d in cfg.drives if d["drive_id"] == info.drive_id), None)
+        if existing:
+            existing["label"] = label
+        else:
+            cfg.drives.append({"drive_id": info.drive_id, "label": label})
+
+    update_config(_paths().config_file, add)
+    verb = "is now" if created else "was already"
+    print(f"{args.mount} {verb} a Plugback drive: '{label}' (drive_id {info.drive_id}).")
+    print(f"Add a job for it: plugback job add NAME --source DIR --drive '{label}' --on-connect")
+    return EXIT_OK
+
+
+def cmd_drive_forget(args) -> int:
+    cfg = _config()
+    drive = cfg.drive(args.drive)
+    if drive is None:
+        raise NotFound(what="enrolled drive", name=args.drive, hint="'plugback drives' lists drives.")
+    users = [j.name for j in cfg.jobs if j.destination.drive_id == drive["drive_id"]]
+    if users:
+        raise UsageError(f"Jobs still back up to '{drive['label']}': {', '.join(users)}. "
+                         "Remove them first ('plugback job remove NAME').")
+    update_config(_paths().config_file,
+                  lambda c: c.drives.__setitem__(slice(None), [d for d in c.drives
+                                                              if d["drive_id"] != drive["drive_id"]]))
+    print(f"Forgot drive '{drive['label']}'. Its backups stay on it; 'plugback drive init' enrolls it again.")
+    return EXIT_OK
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+def build_job(args, cfg: Config) -> Job:
+    """A Job from ``job add`` arguments (validated like config.json)."""
+    if args.drive:
+        drive = cfg.drive(args.drive)
+        if drive is None:
+            raise NotFound(what="enrolled drive", name=args.drive,
+                           hint="Enroll it with 'plugback drive init MOUNTPOINT'.")
+        destination = {"drive_id": drive["drive_id"], **({"folder": args.folder} if args.folder else {})}
+    else:
+        if args.folder:
+            raise UsageError("--folder goes with --drive; with --to give the folder itself.")
+        destination = {"path": str(Path(args.to).expanduser().absolute())}
+    sources = []
+    for s in args.source:
+        p = Path(s).expanduser().absolute()
+        if not p.is_dir():
+            raise UsageError(f"The folder to back up does not exist: {p}.")
+        sources.append(str(p))
+    retention = {k: getattr(args, k) for k in RETENTION_FLAGS if getattr(args, k) is not None}
+    data = {"name": args.name, "sources": sources, "destination": destination,
+            "triggers": {"on_connect": args.on_connect, "schedule": args.every,
+                         "min_interval_minutes": args.min_interval},
+            "excludes": args.exclude, "retention": retention,
+            "verify": "none" if args.no_verify else "after_backup", "encrypt": args.encrypt}
+    return Job.from_dict(data, "job")
+
+
+def cmd_job_add(args) -> int:
+    job = build_job(args, _config())
+
+    def add(cfg: Config):
+        if cfg.job(job.name):
+            raise UsageError(f"A job named '{job.name}' exists. Pick another name, or remove it first.")
+        cfg.jobs.append(job)
+
+    update_config(_paths().config_file, add)
+    print(f"Added job '{job.name}': {', '.join(job.sources)} -> {_describe_destination(job, _config())}; "
+          f"{_describe_triggers(job)}.")
+    return EXIT_OK
+
+
+def _describe_destination(job: Job, cfg: Config) -> str:
+    d = job.destination
+    if d.drive_id:
+        return f"drive '{cfg.drive_label(d.drive_id)}'" + (f" ({d.folder})" if d.folder else "")
+    return d.path
+
+
+def _describe_triggers(job: Job) -> str:
+    from core.schedule import parse_spec
+
+    parts = []
+    if job.triggers.on_connect:
+        parts.append("when the drive is connected")
+    if job.triggers.schedule:
+        parts.append(parse_spec(job.triggers.schedule).describe())
+    return " and ".join(parts) or "by hand only"
+
+
+def cmd_job_list(args) -> int:
+    cfg = _config()
+    if args.json:
+        _print_json([j.to_dict() for j in cfg.jobs])
+        return EXIT_OK
+    if not cfg.jobs:
+        print("No jobs. Add one with 'plugback job add NAME --source DIR --drive DRIVE --on-connect'.")
+    for j in cfg.jobs:
+        print(f"{j.name}: {', '.join(j.sources)} -> {_describe_destination(j, cfg)}; {_describe_triggers(j)}"
+              + ("; encrypted" if j.encrypt else ""))
+    return EXIT_OK
+
+
+def cmd_job_remove(args) -> int:
+    name = args.name
+
+    def remove(cfg: Config):
+        job = cfg.job(name)
+        if job is None:
+            raise NotFound(what="job", name=name, hint="'plugback job list' lists jobs.")
+        cfg.jobs.remove(job)
+
+    update_config(_paths().config_file, remove)
+    print(f"Removed job '{name}'. Its backups stay where they are.")
+    return EXIT_OK
+
+
+def _render_progress(p) -> None:
+    pct = f"{100 * p.bytes_done // p.bytes_total}%" if p.bytes_total else ""
+    sys.stderr.write(f"\r{p.phase:8} {p.files_done}/{p.files_total} files {pct:>4}  ")
+    sys.stderr.flush()
+
+
+def cmd_job_run(args) -> int:
+    cfg = _config()
+    job = cfg.job(args.name)
+    if job is None:
+        raise NotFound(what="job", name=args.name, hint="'plugback job list' lists jobs.")
+    try:
+        queued = _agent("run_job", name=job.name)["queued"]
+    except AgentUnavailable:
+        return _run_in_process(job, cfg)
+    print(f"The agent started {', '.join(queued) or job.name}.")
+    if not args.wait:
+        return EXIT_OK
+    while True:
+        time.sleep(0.5)
+        status = _agent("status")
+        js = next((j for j in status["jobs"] if j["name"] == job.name), None)
+        if js is None or not js["running"] and job.name not in status.get("queued", []):
+            break
+    last = (js or {}).get("last_run") or {}
+    print(f"Finished: {last.get('status', 'unknown')}" + (f" - {last['error']}" if last.get("error") else ""))
+    return EXIT_BY_STATUS.get(last.get("status"), EXIT_FAILURE)
+
+
+def _run_in_process(job: Job, cfg: Config) -> int:
+    from core.history import History
+    from core.jobs import run_job
+
+    paths = _paths()
+    paths.ensure()
+    outcome = run_job(job, cfg, History(paths.history_file),
+                      progress=_render_progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    if outcome.error is not None:
+        print(f"plugback: {outcome.error.message}", file=sys.stderr)
+        return outcome.error.exit_code
+    print(f"Backed up '{job.name}': snapshot {outcome.snapshot_id}, {outcome.files_copied} files copied "
+          f"({_size(outcome.bytes_copied)}), {outcome.warnings} warning(s).")
+    if outcome.flushed and outcome.target.mount:
+        print("The drive is safe to unplug.")
+    return EXIT_BY_STATUS.get(outcome.status, EXIT_FAILURE)
+
+
+# -- status -------------------------------------------------------------------------------------
+
+def offline_status(paths: Paths, cfg: Config, now: datetime) -> dict:
+    """What ``status`` reports without an agent: jobs with last run, next due, drive presence."""
+    from core.drives import find_drive, mount_points
+    from core.history import History
+    from core.schedule import next_due
+
+    history = History(paths.history_file)
+    mounts = mount_points()
+    jobs = []
+    for j in cfg.jobs:
+        last = history.last(j.name)
+        ok = history.last_success(j.name)
+        present = True if j.destination.path else find_drive(j.destination.drive_id, mounts) is not None
+        nd = next_due(j, ok.started if ok else None, now.astimezone())
+        jobs.append({"name": j.name, "sources": j.sources, "destination": j.destination.to_dict(),
+                     "drive_present": present, "running": False, "progress": None,
+                     "last_run": last.to_dict() if last else None,
+                     "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_dict()})
+    return {"agent": False, "paused_until": None, "backend": None, "jobs": jobs, "drives": [], "restore": None}
+
+
+def cmd_status(args) -> int:
+    paths = _paths()
+    try:
+        data = _agent("status")
+        data["agent"] = True
+    except AgentUnavailable:
+        data = offline_status(paths, _config(), datetime.now(timezone.utc))
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
+    now = datetime.now(timezone.utc)
+    print("Agent: " + ("running" + (f" (tray: {data['backend']})" if data.get("backend") else "")
+                       if data["agent"] else "not running (start it with 'plugback-tray')"))
+    if data.get("paused_until"):
+        print(f"Automatic backups paused until {data['paused_until']}.")
+    if not data["jobs"]:
+        print("No jobs.")
+    for j in data["jobs"]:
+        last = j["last_run"]
+        when = _ago(datetime.fromisoformat(last["started"]), now) if last else "never"
+        line = f"{j['name']}: last backup {when}"
+        if last:
+            line += f" ({last['status']}" + (f": {last['error']}" if last.get("error") else "") + ")"
+        if j["running"]:
+            p = j.get("progress") or {}
+            pct = f" {100 * p['bytes_done'] // p['bytes_total']}%" if p.get("bytes_total") else ""
+            line += f"; running{pct}"
+        line += "; drive connected" if j["drive_present"] else "; drive not connected"
+        if j.get("next_due"):
+            line += f"; next due {j['next_due'][:16].replace('T', ' ')}"
+        print(line)
+    return EXIT_OK
