@@ -447,11 +447,32 @@ class DecryptingReader:
         self._prefix = file_nonce[16:]
         self._index = 0
         self._offset = HEADER_LEN
-        self._next = _read_exact(raw, self._record)
+        # Two record buffers, reused: the one being decrypted and the one read ahead to see
+        # whether the current chunk is the last (fresh 1 MiB buffers cost page faults).
+        self._buffers = [bytearray(self._record), bytearray(self._record)]
+        self._next = self._read_record(1)
         if not self._next:
             self._damaged("it ends right after its header (the data is missing)")
         self._done = False
         self._buf = bytearray()
+
+    def _read_record(self, which: int) -> memoryview:
+        """The next record (fewer bytes only at end of data) in reusable buffer ``which``."""
+        buf = self._buffers[which]
+        view = memoryview(buf)
+        got = 0
+        readinto = getattr(self._raw, "readinto", None)
+        while got < len(buf):
+            if readinto is not None:
+                n = readinto(view[got:])
+            else:
+                more = self._raw.read(len(buf) - got)
+                n = len(more)
+                view[got:got + n] = more
+            if not n:
+                break
+            got += n
+        return view[:got]
 
     def _damaged(self, reason: str):
         raise EncryptedDataDamaged(name=self.name, reason=reason)
@@ -461,7 +482,7 @@ class DecryptingReader:
         if self._done:
             return None
         record = self._next
-        self._next = _read_exact(self._raw, self._record) if len(record) == self._record else b""
+        self._next = self._read_record(self._index % 2) if len(record) == self._record else b""
         final = not self._next
         index = self._index
         try:
