@@ -6,6 +6,8 @@ only code that knows it. API (everything the engine needs):
 * ``create_encryption(passphrase) -> (SetKeys, enc)``: a new random master key;
   ``enc`` is the dict to store as ``plugback.json``'s ``"encryption"`` (only what
   opening the set needs: format, KDF parameters, wrapped master key, key check).
+* ``check_encryption(enc)``: refuses a malformed or newer ``encryption`` dict
+  (``EncryptedDataDamaged`` / ``NewerFormat``) without needing a secret.
 * ``unlock(enc, secret) -> SetKeys``: ``secret`` is a :class:`core.keys.Secret`
   (passphrase or recovery key) or a plain passphrase string. Raises
   ``WrongPassphrase`` / ``WrongRecoveryKey`` / ``BadRecoveryKey``.
@@ -192,12 +194,12 @@ def rewrap(enc: dict, keys: SetKeys, new_passphrase: str) -> dict:
     The data is untouched and the recovery key stays valid; the old passphrase
     no longer opens the set once the returned dict replaces the old one.
     """
-    _check_enc(enc)
+    check_encryption(enc)
     # Current defaults, not the old parameters: a passphrase change is when a set catches up.
     return {**enc, **_wrap(keys.master, new_passphrase, kdf_defaults()), "key_check": keys.key_check}
 
 
-def _check_enc(enc: dict, where: str = "plugback.json") -> None:
+def check_encryption(enc: dict, where: str = "plugback.json") -> None:
     """Refuse an ``encryption`` dict this code cannot use, with a message naming why."""
     if not isinstance(enc, dict) or enc.get("format") != ENC_FORMAT:
         raise EncryptedDataDamaged(name=where, reason="the encryption settings are missing or unreadable")
@@ -226,7 +228,7 @@ def unlock(enc: dict, secret: "Secret | str", *, where: str = "plugback.json") -
     a tampered wrapped key looks like a wrong passphrase (AES-GCM cannot tell
     them apart), but the recovery key still opens the set then.
     """
-    _check_enc(enc, where)
+    check_encryption(enc, where)
     kind = getattr(secret, "kind", "passphrase")
     value = getattr(secret, "value", secret)
     if kind == "recovery_key":
