@@ -25,7 +25,8 @@ PYTHON=${PYTHON:-python3}
 # System packages, by purpose. Every one is in Debian 12 (bookworm) main.
 APT_PACKAGES=(
     # building the venv and PyGObject / pycairo (no Linux wheels on PyPI)
-    python3-venv python3-dev gcc pkg-config libgirepository1.0-dev libcairo2-dev
+    # (--no-install-recommends: gcc alone lacks the C library headers, hence libc6-dev)
+    python3-venv python3-dev gcc libc6-dev pkg-config libgirepository1.0-dev libcairo2-dev ca-certificates
     # the GTK tray (AppIndicator) and the GTK WebKit settings window
     gir1.2-gtk-3.0 gir1.2-webkit2-4.1 gir1.2-ayatanaappindicator3-0.1
     # GUI tests: a virtual X server, screenshots, a notification daemon, a tray host
