@@ -1,0 +1,232 @@
+"""The settings window's API: what the pages may ask for.
+
+pywebview exposes an :class:`Api` object to the page as ``window.pywebview.api``;
+the browser-fallback server (``ui/server.py``) maps ``POST /api/<method>`` to
+the same object. Both enter through :meth:`Api.call`, so both behave the same.
+
+Methods stay one to three lines: check the input, ask the agent over IPC (or
+look at the local disk for pure local things such as "is this a folder"), and
+return ``{"ok": True, "data": ...}`` or ``{"ok": False, "code", "message"}``.
+The agent owns every state change; this process never writes config itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from core.config import Paths
+from core.errors import AgentUnavailable, PlugbackError, UsageError
+from core.ipc import Client
+
+log = logging.getLogger(__name__)
+
+#: Sends one request to the agent and returns its reply dict (``{"ok": ...}``).
+AgentRequest = Callable[[str, dict], dict]
+#: Opens a native folder picker; returns the chosen folder or None (cancelled).
+FolderPicker = Callable[[str | None], str | None]
+
+CONFLICT_CHOICES = ("skip", "overwrite", "keep_both")
+
+
+def agent_request(paths: Paths | None = None) -> AgentRequest:
+    """The real link to the agent: one short ``core.ipc`` connection per request.
+
+    A fresh connection each time costs a millisecond and survives the agent
+    restarting while the window is open.
+    """
+    def request(cmd: str, args: dict) -> dict:
+        with Client(paths) as client:
+            return _ok(client.call(cmd, **args))
+
+    return request
+
+
+def _need(condition: bool, message: str) -> None:
+    """Refuse bad input from the page with a message the page can show as is."""
+    if not condition:
+        raise UsageError(message)
+
+
+def _ok(data=None) -> dict:
+    return {"ok": True, "data": {} if data is None else data}
+
+
+def _text(value, what: str) -> str:
+    _need(isinstance(value, str) and value.strip() != "", f"{what} is missing.")
+    return value
+
+
+class Api:
+    """Every method the settings pages call; the single entry point is :meth:`call`."""
+
+    #: The names the page may call. Anything else gets ``unknown_method``.
+    METHODS = frozenset({
+        "info", "status", "run_job", "stop_job", "pause", "resume", "config_get",
+        "job_save", "job_remove", "prefs_save", "drives_list", "drive_init", "drive_forget",
+        "eject", "history", "run_log", "snapshots", "ls", "search", "restore",
+        "exclude_preview", "pick_folder", "check_folder",
+    })
+
+    def __init__(self, agent: AgentRequest, *, mode: str, pick_folder: FolderPicker | None = None):
+        self._agent = agent
+        self._mode = mode
+        self._pick_folder = pick_folder
+
+    def call(self, method: str, args: dict | None = None) -> dict:
+        """Run one API method by name; never raises (errors become ``{"ok": False}`` replies)."""
+        fn = getattr(self, method, None) if method in self.METHODS else None
+        if fn is None:
+            return {"ok": False, "code": "unknown_method", "message": f"The settings window has no action '{method}'."}
+        if args is not None and not isinstance(args, dict):
+            return {"ok": False, "code": "bad_request", "message": "The request's arguments must be an object."}
+        try:
+            inspect.signature(fn).bind(**(args or {}))
+        except TypeError as err:
+            return {"ok": False, "code": "bad_request", "message": f"Bad request for '{method}': {err}."}
+        try:
+            return fn(**(args or {}))
+        except PlugbackError as err:
+            return err.to_dict()
+        except Exception as err:  # a bug here must not take the window down; the log keeps the trace
+            log.exception("API method %s failed", method)
+            return {"ok": False, "code": "internal",
+                    "message": f"The settings window hit an unexpected problem ({type(err).__name__}: {err}). "
+                               "Try again; if it keeps happening, report it with the log file."}
+
+    def _ask(self, cmd: str, **args) -> dict:
+        """Forward one command to the agent; an unreachable agent is an error reply, not an exception."""
+        try:
+            return self._agent(cmd, args)
+        except PlugbackError as err:
+            return err.to_dict()
+        except (OSError, EOFError) as err:
+            log.info("agent unreachable for %s: %s", cmd, err)
+            return AgentUnavailable().to_dict()
+
+    # -- about this window -------------------------------------------------
+
+    def info(self) -> dict:
+        """How the page runs: ``window`` (pywebview) or ``browser``, and whether native pickers exist."""
+        return _ok({"mode": self._mode, "can_pick_folders": self._pick_folder is not None,
+                    "home": str(Path.home()), "sep": os.sep})
+
+    # -- status and runs ---------------------------------------------------
+
+    def status(self) -> dict:
+        """Jobs, drives, progress and the running restore, as the agent sees them now."""
+        return self._ask("status")
+
+    def run_job(self, name: str | None = None, all: bool = False) -> dict:  # noqa: A002 - protocol name
+        """Queue one job (or all jobs) to run now."""
+        return self._ask("run_job", all=True) if all else self._ask("run_job", name=_text(name, "The job name"))
+
+    def stop_job(self, name: str) -> dict:
+        """Stop a running job; what was copied is reused by the next run."""
+        return self._ask("stop_job", name=_text(name, "The job name"))
+
+    def pause(self, until: str | None = None) -> dict:
+        """Pause automatic backups until an ISO time, or until resumed (None)."""
+        return self._ask("pause", until=until)
+
+    def resume(self) -> dict:
+        """Resume automatic backups."""
+        return self._ask("resume")
+
+    # -- configuration -----------------------------------------------------
+
+    def config_get(self) -> dict:
+        """The whole config: jobs, drives, preferences."""
+        return self._ask("config_get")
+
+    def job_save(self, job: dict, original_name: str | None = None, passphrase: str | None = None) -> dict:
+        """Create or change a job; the agent validates it and names any bad field."""
+        _need(isinstance(job, dict) and bool(str(job.get("name", "")).strip()), "Give the job a name.")
+        _need(isinstance(job.get("sources"), list) and len(job["sources"]) > 0, "Add at least one folder to back up.")
+        extra = {"passphrase": passphrase} if passphrase else {}
+        return self._ask("job_save", job=job, original_name=original_name, **extra)
+
+    def job_remove(self, name: str) -> dict:
+        """Remove a job from the config (its backups on the drive stay)."""
+        return self._ask("job_remove", name=_text(name, "The job name"))
+
+    def prefs_save(self, prefs: dict) -> dict:
+        """Save the preferences."""
+        _need(isinstance(prefs, dict), "The preferences are missing.")
+        return self._ask("prefs_save", prefs=prefs)
+
+    # -- drives ------------------------------------------------------------
+
+    def drives_list(self) -> dict:
+        """Mounted volumes, with free space and whether each is an enrolled Plugback drive."""
+        return self._ask("drives_list")
+
+    def drive_init(self, mount: str, label: str | None = None) -> dict:
+        """Prepare a mounted volume as a Plugback drive (writes ``Plugback/drive.json``)."""
+        return self._ask("drive_init", mount=_text(mount, "The drive's mount point"), label=label or None)
+
+    def drive_forget(self, drive_id: str) -> dict:
+        """Stop using a drive for backups (nothing on it is deleted)."""
+        return self._ask("drive_forget", drive_id=_text(drive_id, "The drive"))
+
+    def eject(self, drive_id: str) -> dict:
+        """Unmount / eject a drive so it is safe to unplug."""
+        return self._ask("eject", drive_id=_text(drive_id, "The drive"))
+
+    # -- history -----------------------------------------------------------
+
+    def history(self, job: str | None = None, limit: int = 100) -> dict:
+        """Past runs, newest first."""
+        _need(isinstance(limit, int) and 0 < limit <= 10000, "The number of runs to show must be 1 to 10000.")
+        return self._ask("history", **({"job": job} if job else {}), limit=limit)
+
+    def run_log(self, run_id) -> dict:
+        """The log text of one run."""
+        _need(isinstance(run_id, (int, str)) and str(run_id) != "", "Which run's log? The run id is missing.")
+        return self._ask("run_log", run_id=run_id)
+
+    # -- restore -----------------------------------------------------------
+
+    def snapshots(self, job: str) -> dict:
+        """A job's snapshots on its destination, newest first."""
+        return self._ask("snapshots", job=_text(job, "The job name"))
+
+    def ls(self, job: str, snapshot: str, path: str = "") -> dict:
+        """The entries of one folder in a snapshot."""
+        return self._ask("ls", job=_text(job, "The job name"), snapshot=_text(snapshot, "The snapshot"), path=path)
+
+    def search(self, job: str, query: str) -> dict:
+        """Find a file name across all snapshots of a job."""
+        _need(isinstance(query, str) and len(query.strip()) >= 2, "Type at least two characters to search for.")
+        return self._ask("search", job=_text(job, "The job name"), query=query.strip())
+
+    def restore(self, job: str, snapshot: str, paths: list, target: str | None = None,
+                on_conflict: str = "skip") -> dict:
+        """Start restoring ``paths`` of a snapshot to their original place (target None) or a folder."""
+        _need(isinstance(paths, list) and len(paths) > 0, "Select at least one file or folder to restore.")
+        _need(on_conflict in CONFLICT_CHOICES, f"Choose what to do with existing files: {', '.join(CONFLICT_CHOICES)}.")
+        return self._ask("restore", job=_text(job, "The job name"), snapshot=_text(snapshot, "The snapshot"),
+                         paths=paths, target=target or None, on_conflict=on_conflict)
+
+    def exclude_preview(self, sources: list, excludes: list) -> dict:
+        """What the exclude patterns would leave out of the sources (for the live preview)."""
+        _need(isinstance(sources, list) and isinstance(excludes, list), "Sources and excludes must be lists.")
+        return self._ask("exclude_preview", sources=sources, excludes=excludes)
+
+    # -- local things: no agent needed -------------------------------------
+
+    def pick_folder(self, start: str | None = None) -> dict:
+        """Open the native folder picker (window mode only); ``data.path`` is None when cancelled."""
+        if self._pick_folder is None:
+            return {"ok": False, "code": "no_picker", "message": "Type the folder's path instead."}
+        return _ok({"path": self._pick_folder(start)})
+
+    def check_folder(self, path: str) -> dict:
+        """Check a typed folder path: it must exist and be a folder. Returns its absolute form."""
+        folder = Path(os.path.expandvars(_text(path, "The folder path").strip())).expanduser()
+        _need(folder.is_absolute(), f"Give the full path of the folder, e.g. {Path.home() / 'Documents'}.")
+        _need(folder.is_dir(), f"There is no folder at {folder}. Check the spelling.")
+        return _ok({"path": str(folder.resolve())})

@@ -1,0 +1,141 @@
+"""One settings window per user: a second start focuses the first and exits.
+
+The window process holds an exclusive lock on ``<runtime dir>/settings.lock``
+for its whole life (the OS drops it when the process dies, so it never goes
+stale) and listens on a ``multiprocessing.connection`` address next to the
+agent's (``settings.sock``; a named pipe on Windows), authenticated with the
+agent's ``ipc.key``. A second ``plugback-tray --settings`` fails to take the
+lock, connects, sends ``{"cmd": "focus"}`` and exits; the first raises its
+window (or, in browser mode, opens its page again).
+
+The agent therefore needs no window bookkeeping: ``open_settings`` always just
+starts ``plugback-tray --settings``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing import AuthenticationError
+from multiprocessing import connection as mpc
+from pathlib import Path
+from typing import Callable
+
+from core.config import Paths
+from core.ipc import load_authkey
+
+log = logging.getLogger(__name__)
+
+
+def settings_address(paths: Paths) -> tuple[str, str]:
+    """(address, family) the open settings window listens on."""
+    tag = hashlib.sha256(str(paths.runtime_dir).encode()).hexdigest()[:8]
+    if sys.platform == "win32":
+        return rf"\\.\pipe\plugback-settings-{os.environ.get('USERNAME', 'user')}-{tag}", "AF_PIPE"
+    sock = paths.runtime_dir / "settings.sock"
+    if len(os.fsencode(sock)) > 100:  # AF_UNIX paths are limited to ~108 bytes
+        sock = Path(tempfile.gettempdir()) / f"plugback-{os.getuid()}-{tag}-settings.sock"
+    return str(sock), "AF_UNIX"
+
+
+class SettingsInstance:
+    """The single-instance guard of the settings window process."""
+
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.address, self.family = settings_address(paths)
+        self._lock_file = None
+        self._listener = None
+        self._on_focus: Callable[[], None] = lambda: None
+
+    def acquire(self) -> bool:
+        """Take the per-user lock; False when another settings window holds it."""
+        self.paths.runtime_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.paths.runtime_dir / "settings.lock", "a+b")
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            return False
+        self._lock_file = f
+        return True
+
+    def focus_existing(self, timeout: float = 10.0) -> bool:
+        """Ask the window that holds the lock to come to the front; True if it answered.
+
+        Retries for ``timeout`` seconds: the other window may still be starting.
+        """
+        deadline = time.monotonic() + timeout
+        key = load_authkey(self.paths, create=True)
+        while True:
+            try:
+                with mpc.Client(self.address, family=self.family, authkey=key) as conn:
+                    conn.send_bytes(json.dumps({"cmd": "focus"}).encode())
+                    return conn.poll(5) and json.loads(conn.recv_bytes(4096)).get("ok", False)
+            except (OSError, EOFError, AuthenticationError) as err:
+                if time.monotonic() > deadline:
+                    log.warning("the open settings window did not answer: %s", err)
+                    return False
+                time.sleep(0.2)
+
+    def serve(self, on_focus: Callable[[], None]) -> None:
+        """Listen for "focus" requests from later starts (in a daemon thread).
+
+        Calling it again only replaces ``on_focus`` (the window fell back to the browser).
+        """
+        self._on_focus = on_focus
+        if self._listener is not None:
+            return
+        if self.family == "AF_UNIX" and os.path.exists(self.address):
+            os.unlink(self.address)  # left by a window that died; we hold the lock, so it is ours to clear
+        # No authkey here: the handshake runs per connection in its own thread (as in core.ipc), so a
+        # client that connects and says nothing cannot block the next one.
+        self._listener = mpc.Listener(self.address, family=self.family)
+        if self.family == "AF_UNIX":
+            os.chmod(self.address, 0o600)
+        threading.Thread(target=self._accept, name="settings-focus", daemon=True).start()
+
+    def _accept(self) -> None:
+        key = load_authkey(self.paths, create=True)
+        while True:
+            try:
+                conn = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._answer, args=(conn, key), daemon=True).start()
+
+    def _answer(self, conn, key: bytes) -> None:
+        with conn:
+            try:
+                mpc.deliver_challenge(conn, key)
+                mpc.answer_challenge(conn, key)
+                if conn.poll(5) and json.loads(conn.recv_bytes(4096)).get("cmd") == "focus":
+                    self._on_focus()
+                    conn.send_bytes(b'{"ok": true}')
+            except (AuthenticationError, OSError, EOFError, ValueError) as err:
+                log.info("refused a focus request: %s", err)
+
+    def close(self) -> None:
+        """Stop listening and release the lock."""
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except OSError:
+                pass
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None

@@ -1,0 +1,84 @@
+// Drives: enrolled and connected drives with free space and last backup;
+// prepare a new drive, eject, forget.
+import { h, fill, icon, bytes, ago, showError, confirm, dialog, toast } from '../util.js';
+
+export async function render(main, ctx) {
+  const alerts = h('div');
+  const enrolledBox = h('div', { id: 'drives-enrolled' });
+  const otherBox = h('div', { id: 'drives-other' });
+  main.append(h('div', { class: 'page-head' },
+    h('div', {}, h('h1', {}, 'Drives'), h('p', {}, 'Drives prepared for Plugback, and other drives you could use.')),
+    h('button', { type: 'button', onclick: () => draw() }, 'Refresh')),
+  alerts, h('h2', {}, 'Backup drives'), enrolledBox, h('h2', {}, 'Other drives'), otherBox);
+
+  function space(v) {
+    const used = v.total ? (v.total - v.free) / v.total : 0;
+    const fill = h('span');
+    fill.style.width = `${Math.round(used * 100)}%`;
+    return h('div', {}, h('div', { class: 'small' }, `${bytes(v.free)} free of ${bytes(v.total)}`),
+      h('div', { class: `meter ${used > 0.9 ? 'full' : ''}`, role: 'img', 'aria-label': `${Math.round(used * 100)}% used` }, fill));
+  }
+
+  async function act(method, args, okText) {
+    const reply = await ctx.call(method, args);
+    if (!reply.ok) showError(alerts, reply, 'That did not work.');
+    else { showError(alerts, null); toast(okText); await draw(); }
+    return reply;
+  }
+
+  async function prepare(v) {
+    const label = h('input', { type: 'text', id: 'drive-label', value: v.label || 'Backup drive', maxlength: '40' });
+    const choice = await dialog(`Use ${v.label || v.mount} for backups?`, h('div', {},
+      h('p', {}, `Plugback will create a “Plugback” folder on ${v.mount}. Nothing already on the drive is changed or deleted.`),
+      h('div', { class: 'field' }, h('label', { for: 'drive-label' }, 'Name for this drive'), label)),
+    [{ label: 'Cancel', value: false }, { label: 'Prepare drive', value: true, class: 'primary' }]);
+    if (choice) await act('drive_init', { mount: v.mount, label: label.value.trim() || null }, `${label.value || v.mount} is ready for backups`);
+  }
+
+  let shown = null;
+  // Redraw only when drives come, go or change role, so keyboard focus stays put.
+  async function draw(onlyIfChanged) {
+    const [volumes, config, status] = await Promise.all([ctx.call('drives_list'), ctx.call('config_get'), ctx.call('status')]);
+    if (!volumes.ok || !config.ok) { showError(alerts, volumes.ok ? config : volumes, 'Cannot list the drives.'); shown = null; return; }
+    const signature = JSON.stringify([volumes.data.map((v) => [v.mount, v.drive_id]), config.data.drives]);
+    if (onlyIfChanged && signature === shown) return;
+    shown = signature;
+    const jobs = status.ok ? status.data.jobs || [] : [];
+    const lastFor = (driveId) => jobs.filter((j) => j.destination && j.destination.drive_id === driveId && j.last_run)
+      .map((j) => j.last_run).sort((a, b) => String(b.ended || b.started).localeCompare(String(a.ended || a.started)))[0];
+    const enrolled = config.data.drives || [];
+    fill(enrolledBox, ...(enrolled.length ? enrolled.map((d) => {
+      const v = volumes.data.find((x) => x.drive_id === d.drive_id);
+      const last = lastFor(d.drive_id);
+      const usedBy = jobs.filter((j) => j.destination && j.destination.drive_id === d.drive_id).map((j) => j.name);
+      return h('section', { class: 'card', 'aria-label': d.label || d.drive_id, dataset: { drive: d.drive_id } },
+        h('div', { class: 'card-head' }, h('h3', { class: 'row' }, icon('drives'), d.label || d.drive_id.slice(0, 8)),
+          h('span', { class: `badge ${v ? 'ok' : ''}` }, v ? 'Connected' : 'Not connected')),
+        h('dl', { class: 'facts' },
+          v ? [h('dt', {}, 'Mounted at'), h('dd', {}, v.mount)] : null,
+          h('dt', {}, 'Last backup'), h('dd', {}, last ? ago(last.ended || last.started) : 'never'),
+          h('dt', {}, 'Used by'), h('dd', {}, usedBy.length ? usedBy.join(', ') : 'no job yet')),
+        v ? space(v) : null,
+        h('div', { class: 'row form-actions' },
+          v ? h('button', { type: 'button', onclick: () => act('eject', { drive_id: d.drive_id }, `${d.label} can be unplugged now`) }, 'Eject') : null,
+          h('button', { type: 'button', class: 'danger', onclick: async () => {
+            if (await confirm(`Forget ${d.label}?`, 'Plugback stops using this drive. The backups on it are not deleted, and you can prepare it again later.', 'Forget drive', true)) {
+              await act('drive_forget', { drive_id: d.drive_id }, `Forgot ${d.label}`);
+            }
+          } }, 'Forget')));
+    }) : [h('div', { class: 'card empty' }, h('p', {}, 'No backup drive yet. Plug one in and prepare it below.'))]));
+
+    const others = volumes.data.filter((v) => !enrolled.some((d) => d.drive_id === v.drive_id));
+    fill(otherBox, ...(others.length ? others.map((v) => h('section', { class: 'card', 'aria-label': v.label || v.mount, dataset: { mount: v.mount } },
+      h('div', { class: 'card-head' }, h('h3', { class: 'row' }, icon('drives'), v.label || v.mount),
+        h('span', { class: 'badge' }, v.removable ? 'Removable' : 'Fixed'), v.drive_id ? h('span', { class: 'badge info' }, 'Has Plugback backups') : null),
+      h('dl', { class: 'facts' }, h('dt', {}, 'Mounted at'), h('dd', {}, v.mount), h('dt', {}, 'File system'), h('dd', {}, v.fstype || '–')),
+      space(v),
+      h('div', { class: 'row form-actions' }, h('button', { type: 'button', class: 'primary', onclick: () => prepare(v) }, v.drive_id ? 'Use this drive' : 'Prepare this drive'))))
+      : [h('div', { class: 'card empty' }, h('p', {}, 'No other drives are connected. Plug in a USB drive to use it for backups.'))]));
+  }
+
+  await draw();
+  const timer = setInterval(() => { if (!document.querySelector('dialog[open]')) draw(true); }, 3000);
+  return () => clearInterval(timer);
+}

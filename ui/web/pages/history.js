@@ -1,0 +1,46 @@
+// History: past runs with status, counts, warnings and each run's log.
+import { h, fill, when, bytes, count, duration, statusBadge, showError, dialog } from '../util.js';
+
+export async function render(main, ctx) {
+  const alerts = h('div');
+  const jobFilter = h('select', { id: 'history-job' }, h('option', { value: '' }, 'All jobs'));
+  const body = h('div', { id: 'history-runs' });
+  main.append(h('div', { class: 'page-head' },
+    h('div', {}, h('h1', {}, 'History'), h('p', {}, 'Every backup run, newest first.')),
+    h('div', { class: 'field' }, h('label', { for: 'history-job' }, 'Show'), jobFilter)), alerts, body);
+
+  const config = await ctx.call('config_get');
+  if (config.ok) jobFilter.append(...(config.data.jobs || []).map((j) => h('option', { value: j.name }, j.name)));
+
+  async function showLog(run) {
+    const reply = await ctx.call('run_log', { run_id: run.id });
+    const content = reply.ok ? h('pre', { id: 'run-log' }, reply.data.log || '(This run wrote no log.)') : h('div', {}, showErrorBox(reply));
+    await dialog(`Log of ${run.job}, ${when(run.started)}`, content, [{ label: 'Close', value: true, class: 'primary' }]);
+  }
+
+  function showErrorBox(reply) { const slot = h('div'); showError(slot, reply, 'Cannot show the log.'); return slot; }
+
+  async function draw() {
+    const reply = await ctx.call('history', { job: jobFilter.value || null, limit: 200 });
+    if (!reply.ok) { showError(alerts, reply, 'Cannot load the history.'); fill(body); return; }
+    showError(alerts, null);
+    if (!reply.data.length) { fill(body, h('div', { class: 'card empty' }, h('p', {}, 'No runs yet.'))); return; }
+    fill(body, h('div', { class: 'card table-wrap' }, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Started'), h('th', {}, 'Job'), h('th', {}, 'Result'), h('th', { class: 'num' }, 'Files checked'),
+        h('th', { class: 'num' }, 'Copied'), h('th', { class: 'num' }, 'Warnings'), h('th', { class: 'num' }, 'Took'), h('th', {}, h('span', { class: 'sr-only' }, 'Log')))),
+      h('tbody', {}, reply.data.map((run) => {
+        const took = run.ended && run.started ? (new Date(run.ended) - new Date(run.started)) / 1000 : null;
+        return [h('tr', { dataset: { run: String(run.id) } },
+          h('td', {}, when(run.started)), h('td', {}, run.job), h('td', {}, statusBadge(run.status)),
+          h('td', { class: 'num' }, count(run.files_scanned)),
+          h('td', { class: 'num' }, `${count(run.files_copied)} · ${bytes(run.bytes_copied)}`),
+          h('td', { class: 'num' }, count(run.warnings)), h('td', { class: 'num' }, duration(took)),
+          h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': `Show the log of ${run.job} at ${when(run.started)}`, onclick: () => showLog(run) }, 'Log'))),
+        run.error ? h('tr', { class: 'error-row' }, h('td', { colspan: '8', class: 'error-text small' }, run.error)) : null];
+      })))));
+  }
+
+  jobFilter.addEventListener('change', draw);
+  await draw();
+
+}

@@ -1,0 +1,223 @@
+// Jobs: the list, and the editor (#jobs/new, #jobs/edit/<name>) with folder
+// pickers, destination, triggers, excludes with a live preview, retention,
+// verification and encryption. The form checks itself before sending; the
+// agent validates again and names any bad field.
+import { h, fill, icon, showError, confirm, toast, debounce, count } from '../util.js';
+import { folderList, parseSchedule, scheduleSpec, field, invalid } from './widgets.js';
+
+const DAYS = [['mon', 'Monday'], ['tue', 'Tuesday'], ['wed', 'Wednesday'], ['thu', 'Thursday'], ['fri', 'Friday'], ['sat', 'Saturday'], ['sun', 'Sunday']];
+const RETENTION = [
+  ['keep_last', 'Always keep the last', 'snapshots'],
+  ['keep_hourly', 'Keep one per hour for', 'hours'],
+  ['keep_daily', 'Keep one per day for', 'days'],
+  ['keep_weekly', 'Keep one per week for', 'weeks'],
+  ['keep_monthly', 'Keep one per month for', 'months'],
+];
+
+export async function render(main, ctx, param) {
+  if (param === 'new') return editor(main, ctx, null);
+  if (param.startsWith('edit/')) return editor(main, ctx, param.slice(5));
+  return list(main, ctx);
+}
+
+function describeTriggers(t) {
+  const parts = [];
+  if (t && t.on_connect) parts.push('when the drive is connected');
+  if (t && t.schedule) {
+    const s = parseSchedule(t.schedule);
+    parts.push(s.kind === 'hours' ? (s.hours === 1 ? 'every hour' : `every ${s.hours} hours`)
+      : s.kind === 'daily' ? `daily at ${s.time}` : `every ${DAYS.find((d) => d[0] === s.day)[1]} at ${s.time}`);
+  }
+  return parts.length ? parts.join(' and ') : 'only when started by hand';
+}
+
+async function list(main, ctx) {
+  const alerts = h('div');
+  const body = h('div');
+  main.append(h('div', { class: 'page-head' },
+    h('div', {}, h('h1', {}, 'Jobs'), h('p', {}, 'What is backed up, where to, and when.')),
+    h('button', { type: 'button', class: 'primary', onclick: () => ctx.navigate('jobs/new') }, 'Add job')), alerts, body);
+  const reply = await ctx.call('config_get');
+  if (!reply.ok) { showError(alerts, reply, 'Cannot load the jobs.'); return; }
+  const { jobs = [], drives = [] } = reply.data;
+  if (!jobs.length) {
+    body.append(h('div', { class: 'card empty' }, h('p', {}, 'No jobs yet.'),
+      h('button', { type: 'button', class: 'primary', onclick: () => ctx.navigate('welcome') }, 'Set up your first backup')));
+    return;
+  }
+  for (const job of jobs) {
+    const dest = job.destination.path || `Drive “${(drives.find((d) => d.drive_id === job.destination.drive_id) || {}).label || job.destination.drive_id}”${job.destination.folder ? ` / ${job.destination.folder}` : ''}`;
+    body.append(h('section', { class: 'card', 'aria-label': job.name, dataset: { job: job.name } },
+      h('div', { class: 'card-head' }, h('h2', {}, job.name),
+        h('div', { class: 'row' }, job.encrypt ? h('span', { class: 'badge info' }, icon('shield'), 'Encrypted') : null)),
+      h('dl', { class: 'facts' },
+        h('dt', {}, 'Folders'), h('dd', {}, job.sources.join(', ')),
+        h('dt', {}, 'Backs up to'), h('dd', {}, dest),
+        h('dt', {}, 'Runs'), h('dd', {}, describeTriggers(job.triggers)),
+        job.excludes && job.excludes.length ? [h('dt', {}, 'Leaves out'), h('dd', {}, job.excludes.join(', '))] : null),
+      h('div', { class: 'row' },
+        h('button', { type: 'button', onclick: () => ctx.navigate(`jobs/edit/${encodeURIComponent(job.name)}`) }, 'Edit'),
+        h('button', { type: 'button', class: 'danger', onclick: async () => {
+          if (!(await confirm(`Remove “${job.name}”?`, 'The job stops running. Backups already on the drive stay there and can still be restored.', 'Remove job', true))) return;
+          const r = await ctx.call('job_remove', { name: job.name });
+          if (!r.ok) showError(alerts, r, 'Could not remove the job.'); else { toast(`Removed ${job.name}`); ctx.navigate('jobs'); }
+        } }, 'Remove'))));
+  }
+}
+
+async function editor(main, ctx, name) {
+  const alerts = h('div');
+  main.append(alerts);
+  const [config, volumes] = await Promise.all([ctx.call('config_get'), ctx.call('drives_list')]);
+  if (!config.ok) { showError(alerts, config, 'Cannot load the settings.'); return; }
+  const original = name ? (config.data.jobs || []).find((j) => j.name === name) : null;
+  if (name && !original) { showError(alerts, { message: `There is no job called “${name}”.` }, 'Not found.'); return; }
+  const job = original || { name: '', sources: [], destination: {}, triggers: { on_connect: true, schedule: 'daily@12:00', min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
+  const enrolled = config.data.drives || [];
+  const connected = volumes.ok ? volumes.data : [];
+
+  const nameInput = h('input', { type: 'text', id: 'job-name', value: job.name, required: true, maxlength: '64', autocomplete: 'off' });
+  const preview = h('div', { id: 'exclude-preview', class: 'small', 'aria-live': 'polite' });
+  const excludes = h('textarea', { id: 'job-excludes', spellcheck: 'false' });
+  excludes.value = (job.excludes || []).join('\n');
+  const sources = folderList(ctx, { label: 'Folders to back up', id: 'sources', initial: job.sources, onChange: () => refreshPreview() });
+
+  // Destination: an enrolled drive (optionally a folder on it) or any folder.
+  const onDrive = !job.destination.path;
+  const destDrive = h('input', { type: 'radio', name: 'dest-kind', id: 'dest-kind-drive', value: 'drive', checked: onDrive });
+  const destPath = h('input', { type: 'radio', name: 'dest-kind', id: 'dest-kind-path', value: 'path', checked: !onDrive });
+  const driveSelect = h('select', { id: 'dest-drive' },
+    h('option', { value: '' }, enrolled.length ? 'Choose a drive…' : 'No prepared drives yet'),
+    enrolled.map((d) => {
+      const here = connected.find((v) => v.drive_id === d.drive_id);
+      return h('option', { value: d.drive_id, selected: d.drive_id === job.destination.drive_id }, `${d.label || d.drive_id.slice(0, 8)}${here ? ` (connected at ${here.mount})` : ' (not connected)'}`);
+    }));
+  const driveFolder = h('input', { type: 'text', id: 'dest-folder', value: job.destination.folder || '', placeholder: 'optional' });
+  const pathInput = h('input', { type: 'text', id: 'dest-path', value: job.destination.path || '' });
+  const driveBox = h('div', {}, field('Drive', driveSelect, 'Prepare a new drive on the Drives page.'), field('Folder on the drive', driveFolder, 'Leave empty to use the standard place (Plugback/<computer>/<job>).'));
+  const pathBox = h('div', {}, field('Backup folder', pathInput, 'A full path, e.g. a network share or a second disk.'));
+  const syncDest = () => { driveBox.hidden = !destDrive.checked; pathBox.hidden = !destPath.checked; };
+  destDrive.addEventListener('change', syncDest); destPath.addEventListener('change', syncDest);
+  syncDest();
+
+  // Triggers
+  const sched = parseSchedule(job.triggers.schedule);
+  const onConnect = h('input', { type: 'checkbox', id: 'trig-connect', checked: !!job.triggers.on_connect });
+  const interval = h('input', { type: 'number', id: 'trig-interval', min: '0', max: '10080', value: String(Math.round((job.triggers.min_interval_minutes || 0) / 60)) });
+  const kind = h('select', { id: 'sched-kind' },
+    [['none', 'No schedule'], ['hours', 'Every few hours'], ['daily', 'Every day'], ['weekly', 'Every week']].map(([v, t]) => h('option', { value: v, selected: sched.kind === v }, t)));
+  const hours = h('input', { type: 'number', id: 'sched-hours', min: '1', max: '168', value: String(sched.hours) });
+  const time = h('input', { type: 'time', id: 'sched-time', value: sched.time });
+  const day = h('select', { id: 'sched-day' }, DAYS.map(([v, t]) => h('option', { value: v, selected: sched.day === v }, t)));
+  const hoursBox = field('Every how many hours', hours);
+  const dayBox = field('Day', day);
+  const timeBox = field('At', time);
+  const syncSched = () => { hoursBox.hidden = kind.value !== 'hours'; dayBox.hidden = kind.value !== 'weekly'; timeBox.hidden = !['daily', 'weekly'].includes(kind.value); };
+  kind.addEventListener('change', syncSched);
+  syncSched();
+
+  // Retention, verification, encryption
+  const retention = RETENTION.map(([key, label, unit]) => {
+    const input = h('input', { type: 'number', id: `ret-${key}`, min: '0', max: '100000', value: job.retention[key] === undefined ? '' : String(job.retention[key]), placeholder: 'default', 'aria-label': `${label} (${unit})` });
+    return { key, input, row: h('div', { class: 'ret-row' }, h('label', { for: input.id }, label), input, h('span', { class: 'muted' }, unit), h('span', { class: 'error-text', id: `ret-${key}-error` })) };
+  });
+  const verify = h('select', { id: 'job-verify' },
+    h('option', { value: 'after_backup', selected: job.verify !== 'none' }, 'Read back and check everything written, after each backup (recommended)'),
+    h('option', { value: 'none', selected: job.verify === 'none' }, 'Do not check after backups (faster)'));
+  const encrypt = h('input', { type: 'checkbox', id: 'job-encrypt', checked: !!job.encrypt, disabled: !!original });
+  const pass1 = h('input', { type: 'password', id: 'job-pass', autocomplete: 'new-password' });
+  const pass2 = h('input', { type: 'password', id: 'job-pass2', autocomplete: 'new-password' });
+  const passBox = h('div', {}, field('Passphrase', pass1, 'Kept in this computer\'s keyring so backups run unattended. Without it (or the recovery key) the backup cannot be read.'), field('Passphrase again', pass2));
+  const syncPass = () => { passBox.hidden = !encrypt.checked || !!original; };
+  encrypt.addEventListener('change', syncPass);
+  syncPass();
+
+  async function refreshPreviewNow() {
+    const patterns = excludes.value.split('\n').map((s) => s.trim()).filter(Boolean);
+    const srcs = sources.get();
+    if (!srcs.length) { fill(preview, h('span', { class: 'muted' }, 'Add a folder to see what the patterns leave out.')); return; }
+    const reply = await ctx.call('exclude_preview', { sources: srcs, excludes: patterns });
+    if (!reply.ok) { showError(preview, reply, 'Cannot preview.'); return; }
+    const shown = (reply.data.excluded || []).slice(0, 12);
+    fill(preview, 
+      h('p', { class: 'muted', id: 'exclude-count' }, reply.data.count ? `${count(reply.data.count)} item${reply.data.count === 1 ? '' : 's'} will be left out${reply.data.count > shown.length ? ', for example:' : ':'}` : 'Nothing is left out by these patterns.'),
+      shown.length ? h('ul', { class: 'path-list' }, shown.map((p) => h('li', {}, h('span', { class: 'mono' }, p)))) : null);
+  }
+  const refreshPreview = debounce(refreshPreviewNow, 350);
+  excludes.addEventListener('input', refreshPreview);
+
+  function collect() {
+    let okay = true;
+    const n = nameInput.value.trim();
+    okay = invalid(nameInput, !n ? 'Give the job a name.' : /[\\/:*?"<>|]/.test(n) ? 'A name cannot contain / \\ : * ? " < > |' : '') && okay;
+    const srcs = sources.get();
+    const srcError = document.getElementById('sources-error');
+    if (!srcs.length) { fill(srcError, h('span', { class: 'error-text' }, 'Add at least one folder to back up.')); okay = false; }
+    const destination = destDrive.checked ? { drive_id: driveSelect.value } : { path: pathInput.value.trim() };
+    if (destDrive.checked) {
+      okay = invalid(driveSelect, driveSelect.value ? '' : 'Choose the drive to back up to.') && okay;
+      if (driveFolder.value.trim()) destination.folder = driveFolder.value.trim();
+    } else okay = invalid(pathInput, destination.path.startsWith('/') || /^[A-Za-z]:[\\/]/.test(destination.path) ? '' : 'Give the full path of the backup folder.') && okay;
+    const h1 = Number(hours.value);
+    if (kind.value === 'hours') okay = invalid(hours, Number.isInteger(h1) && h1 >= 1 && h1 <= 168 ? '' : 'Between 1 and 168 hours.') && okay;
+    if (['daily', 'weekly'].includes(kind.value)) okay = invalid(time, /^\d{2}:\d{2}$/.test(time.value) ? '' : 'Give a time like 09:30.') && okay;
+    const ret = {};
+    for (const r of retention) {
+      if (r.input.value === '') continue;
+      const v = Number(r.input.value);
+      okay = invalid(r.input, Number.isInteger(v) && v >= 0 ? '' : 'A whole number.') && okay;
+      ret[r.key] = v;
+    }
+    if (encrypt.checked && !original) {
+      okay = invalid(pass1, pass1.value.length >= 8 ? '' : 'Use at least 8 characters.') && okay;
+      okay = invalid(pass2, pass1.value === pass2.value ? '' : 'The two passphrases differ.') && okay;
+    }
+    if (!okay) return null;
+    return {
+      name: n, sources: srcs, destination,
+      triggers: { on_connect: onConnect.checked, schedule: scheduleSpec({ kind: kind.value, hours: h1, time: time.value, day: day.value }), min_interval_minutes: Math.max(0, Math.round(Number(interval.value || 0) * 60)) },
+      excludes: excludes.value.split('\n').map((s) => s.trim()).filter(Boolean),
+      retention: ret, verify: verify.value, encrypt: encrypt.checked,
+    };
+  }
+
+  async function save(e) {
+    e.preventDefault();
+    showError(alerts, null);
+    const data = collect();
+    if (!data) { const bad = form.querySelector('[aria-invalid="true"]') || document.getElementById('sources-path'); if (bad) bad.focus(); return; }
+    const args = { job: data, original_name: original ? original.name : null };
+    if (data.encrypt && !original) args.passphrase = pass1.value;
+    const reply = await ctx.call('job_save', args);
+    if (!reply.ok) { showError(alerts, reply, 'The job was not saved.'); return; }
+    toast(`Saved ${data.name}`);
+    ctx.navigate('jobs');
+  }
+
+  const form = h('form', { id: 'job-form', novalidate: true, onsubmit: save },
+    h('div', { class: 'card' }, field('Name', nameInput, 'For example “Documents” or “Photos”.'), sources.el),
+    h('fieldset', { class: 'card' }, h('legend', {}, 'Back up to'),
+      h('label', { class: 'check' }, destDrive, 'A backup drive'),
+      h('label', { class: 'check' }, destPath, 'A folder'),
+      driveBox, pathBox),
+    h('fieldset', { class: 'card' }, h('legend', {}, 'When'),
+      h('label', { class: 'check' }, onConnect, 'When the backup drive is connected'),
+      field('…but at most once every (hours, 0 = every time)', interval),
+      field('Schedule', kind, 'A scheduled backup waits for the drive if it is not connected.'), hoursBox, dayBox, timeBox),
+    h('fieldset', { class: 'card' }, h('legend', {}, 'Leave out'),
+      field('Patterns, one per line', excludes, 'Like .gitignore: *.tmp, node_modules/, /Downloads. System junk and caches are always left out.'), preview),
+    h('fieldset', { class: 'card' }, h('legend', {}, 'Keep'),
+      h('p', { class: 'muted small' }, 'Empty fields use the defaults: everything for a day, one a day for a month, one a week after that. When the drive is nearly full the oldest snapshots go first, never the newest.'),
+      retention.map((r) => r.row)),
+    h('fieldset', { class: 'card' }, h('legend', {}, 'Safety'),
+      field('Verification', verify),
+      h('label', { class: 'check' }, encrypt, original ? `Encryption is ${job.encrypt ? 'on' : 'off'} (it is chosen when the job is created)` : 'Encrypt this backup (AES-256)'),
+      passBox),
+    h('div', { class: 'form-actions' },
+      h('button', { type: 'button', onclick: () => ctx.navigate('jobs') }, 'Cancel'),
+      h('button', { type: 'submit', class: 'primary', id: 'job-save' }, original ? 'Save changes' : 'Create job')));
+  main.prepend(h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, original ? `Edit “${original.name}”` : 'New job'), h('p', {}, original ? 'Changes apply from the next backup.' : 'Choose what to back up, where to, and when.'))));
+  main.append(form);
+  refreshPreviewNow();
+  nameInput.focus();
+}

@@ -1,0 +1,98 @@
+// Overview: one card per job with its last backup, next due time, whether its
+// drive is here, a big "Back up now", and live progress while it runs.
+import { h, fill, ago, when, bytes, count, statusBadge, showError, progressView, toast } from '../util.js';
+
+function destinationText(job, drives) {
+  const dest = job.destination || {};
+  if (dest.path) return dest.path;
+  const drive = (drives || []).find((d) => d.drive_id === dest.drive_id);
+  return `Drive “${(drive && drive.label) || (dest.drive_id || '').slice(0, 8)}”`;
+}
+
+export async function render(main, ctx) {
+  const alerts = h('div', { id: 'overview-alerts' });
+  const cards = h('div', { class: 'grid', id: 'job-cards' });
+  const pauseSlot = h('div');
+  main.append(
+    h('div', { class: 'page-head' },
+      h('div', {}, h('h1', {}, 'Overview'), h('p', {}, 'Your backups at a glance.')),
+      h('div', { class: 'row' }, pauseSlot)),
+    alerts, cards);
+
+  const views = new Map();   // job name -> {card, progress, ...}
+  let drives = [];
+  const config = await ctx.call('config_get');
+  if (config.ok) drives = config.data.drives || [];
+
+  async function act(method, args, okText) {
+    const reply = await ctx.call(method, args);
+    if (!reply.ok) showError(alerts, reply, 'Could not do that.');
+    else { showError(alerts, null); if (okText) toast(okText); }
+    ctx.refreshStatus();
+    return reply;
+  }
+
+  function card(job) {
+    const facts = h('dl', { class: 'facts' });
+    const badges = h('div', { class: 'row' });
+    const runButton = h('button', { type: 'button', class: 'primary big', onclick: () => act('run_job', { name: job.name }, `Backing up ${job.name}…`) }, 'Back up now');
+    const stopButton = h('button', { type: 'button', class: 'danger', onclick: () => act('stop_job', { name: job.name }, 'Stopping…') }, 'Stop');
+    const progress = progressView(`Backup progress of ${job.name}`);
+    const progressBox = h('div', { class: 'progress-box' }, progress.el);
+    const el = h('section', { class: 'card job-card', 'aria-label': job.name, dataset: { job: job.name } },
+      h('div', { class: 'card-head' }, h('h2', {}, job.name), badges),
+      facts, progressBox,
+      h('div', { class: 'row' }, runButton, stopButton));
+    return { el, facts, badges, runButton, stopButton, progress, progressBox };
+  }
+
+  function update(view, job) {
+    const last = job.last_run;
+    fill(view.badges, 
+      job.running ? statusBadge('running') : last ? statusBadge(last.status) : h('span', { class: 'badge' }, 'Not backed up yet'),
+      h('span', { class: `badge ${job.drive_present ? 'ok' : ''}` }, job.drive_present ? 'Drive connected' : 'Drive not connected'));
+    fill(view.facts, 
+      h('dt', {}, 'Folders'), h('dd', {}, (job.sources || []).join(', ')),
+      h('dt', {}, 'Backs up to'), h('dd', {}, destinationText(job, drives)),
+      h('dt', {}, 'Last backup'), h('dd', { class: 'last-backup' }, last ? `${ago(last.ended || last.started)} (${when(last.ended || last.started)})` : 'never'),
+      last ? [h('dt', {}, 'Copied'), h('dd', {}, `${count(last.files_copied)} files, ${bytes(last.bytes_copied)}${last.warnings ? ` · ${last.warnings} warnings` : ''}`)] : null,
+      last && last.error ? [h('dt', {}, 'Problem'), h('dd', { class: 'error-text' }, last.error)] : null,
+      h('dt', {}, 'Next backup'), h('dd', {}, job.next_due ? `${ago(job.next_due)} (${when(job.next_due)})` : job.triggers && job.triggers.on_connect ? 'when the drive is connected' : 'only when you start it'));
+    view.progressBox.hidden = !job.running;
+    if (job.running) view.progress.update(job.progress || { phase: 'scan' });
+    view.runButton.disabled = !!job.running;
+    view.runButton.title = job.drive_present ? '' : 'The backup will start when the drive is connected.';
+    view.stopButton.hidden = !job.running;
+  }
+
+  function onStatus(reply) {
+    if (!reply.ok) {
+      showError(alerts, reply, 'Cannot reach the backup agent.');
+      return;
+    }
+    if (alerts.querySelector('[data-code="agent_unavailable"]')) showError(alerts, null);
+    const status = reply.data;
+    const jobs = status.jobs || [];
+    fill(pauseSlot, status.paused_until !== null && status.paused_until !== undefined
+      ? h('button', { type: 'button', onclick: () => act('resume', {}, 'Automatic backups resumed') }, 'Resume automatic backups')
+      : jobs.length ? h('button', { type: 'button', onclick: () => act('pause', { until: null }, 'Automatic backups paused') }, 'Pause automatic backups') : '');
+    if (!jobs.length) {
+      fill(cards, h('div', { class: 'card empty' },
+        h('h2', {}, 'No backups set up yet'),
+        h('p', {}, 'Choose the folders to keep safe and a drive to keep them on.'),
+        h('button', { type: 'button', class: 'primary big', onclick: () => ctx.navigate('welcome') }, 'Set up a backup')));
+      views.clear();
+      return;
+    }
+    for (const name of [...views.keys()]) {
+      if (!jobs.some((j) => j.name === name)) { views.get(name).el.remove(); views.delete(name); }
+    }
+    if (cards.querySelector('.empty')) fill(cards);
+    for (const job of jobs) {
+      if (!views.has(job.name)) { const v = card(job); views.set(job.name, v); cards.append(v.el); }
+      update(views.get(job.name), job);
+    }
+  }
+
+  return ctx.onStatus(onStatus);
+}

@@ -1,0 +1,120 @@
+// First run: pick folders, plug in a drive, prepare it, first backup.
+import { h, fill, icon, bytes, showError, progressView, ago } from '../util.js';
+import { folderList, field, invalid } from './widgets.js';
+
+const STEPS = ['Folders', 'Drive', 'Prepare', 'First backup'];
+
+export async function render(main, ctx) {
+  const state = { step: 0, sources: [], volume: null, driveId: null, jobName: 'My files' };
+  const alerts = h('div');
+  const stepList = h('ol', { class: 'steps', 'aria-label': 'Setup steps' });
+  const body = h('section', { class: 'card', id: 'welcome-step' });
+  main.append(h('div', { class: 'hero' }, icon('shield'), h('h1', {}, 'Welcome to Plugback'),
+    h('p', { class: 'muted' }, 'Plug in your drive, and your folders are backed up, checked, and safe to unplug.')), stepList, alerts, body);
+  let stop = null;
+  const sources = folderList(ctx, { label: 'Folders to back up', id: 'sources', hint: 'Add the folders that matter: documents, photos, projects.', onChange: (f) => { state.sources = f; } });
+
+  function go(step) {
+    if (stop) { stop(); stop = null; }
+    state.step = step;
+    showError(alerts, null);
+    fill(stepList, ...STEPS.map((s, i) => h('li', { class: i < step ? 'done' : '', 'aria-current': i === step ? 'step' : null }, s)));
+    fill(body);
+    [folders, drive, prepare, backup][step]();
+    const heading = body.querySelector('h2');
+    if (heading) { heading.setAttribute('tabindex', '-1'); heading.focus(); }
+  }
+
+  function folders() {
+    body.append(h('h2', {}, 'Which folders should be backed up?'), sources.el,
+      h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'primary', id: 'welcome-next', onclick: () => {
+        if (!sources.get().length) { showError(alerts, { message: 'Add at least one folder to back up.' }, 'One more thing.'); return; }
+        state.sources = sources.get();
+        go(1);
+      } }, 'Next')));
+  }
+
+  function drive() {
+    const list = h('div', { id: 'welcome-drives', role: 'radiogroup', 'aria-label': 'Backup drive' });
+    body.append(h('h2', {}, 'Plug in your backup drive'),
+      h('p', { class: 'muted' }, 'Any USB drive or external disk works. Plugback keeps its backups in a “Plugback” folder and leaves everything else alone.'), list,
+      h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(0) }, 'Back'),
+        h('button', { type: 'button', class: 'primary', id: 'welcome-next', onclick: () => {
+          if (!state.volume) { showError(alerts, { message: 'Choose the drive to back up to. If it is not listed, plug it in and wait a moment.' }, 'No drive chosen.'); return; }
+          go(2);
+        } }, 'Next')));
+    let shown = '';
+    async function refresh() {
+      const reply = await ctx.call('drives_list');
+      if (!reply.ok) { showError(alerts, reply, 'Cannot list the drives.'); return; }
+      const volumes = reply.data.filter((v) => v.removable || v.drive_id);
+      const signature = JSON.stringify(volumes.map((v) => [v.mount, v.drive_id]));
+      if (signature === shown) return;
+      shown = signature;
+      if (state.volume && !volumes.some((v) => v.mount === state.volume.mount)) state.volume = null;
+      fill(list, ...(volumes.length ? volumes.map((v) => {
+        const radio = h('input', { type: 'radio', name: 'welcome-drive', value: v.mount, checked: state.volume && state.volume.mount === v.mount });
+        radio.addEventListener('change', () => { state.volume = v; });
+        return h('label', { class: 'choice' }, radio, icon('drives'), h('span', {}, h('strong', {}, v.label || v.mount), h('br'),
+          h('span', { class: 'muted small' }, `${v.mount} · ${bytes(v.free)} free of ${bytes(v.total)}${v.drive_id ? ' · already a Plugback drive' : ''}`)));
+      }) : [h('p', { class: 'empty' }, icon('plug'), h('br'), 'Waiting for a drive… plug it in now.')]));
+    }
+    refresh();
+    const timer = setInterval(refresh, 2000);
+    stop = () => clearInterval(timer);
+  }
+
+  function prepare() {
+    const v = state.volume;
+    const label = h('input', { type: 'text', id: 'welcome-label', value: v.label || 'Backup drive', maxlength: '40' });
+    const name = h('input', { type: 'text', id: 'welcome-name', value: state.jobName, maxlength: '64' });
+    body.append(h('h2', {}, v.drive_id ? 'Name your backup' : 'Prepare the drive'),
+      v.drive_id ? h('p', {}, `${v.label || v.mount} is already a Plugback drive.`) : field('Name for this drive', label, `Plugback will create a “Plugback” folder on ${v.mount}.`),
+      field('Name for this backup', name, 'Shown in the tray menu and in History.'),
+      h('p', { class: 'muted' }, 'Plugback will back up whenever this drive is plugged in, and at noon every day it is connected. You can change this on the Jobs page.'),
+      h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
+        h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async () => {
+          if (!invalid(name, name.value.trim() ? '' : 'Give the backup a name.')) { name.focus(); return; }
+          state.jobName = name.value.trim();
+          let driveId = v.drive_id;
+          if (!driveId || !v.enrolled) {
+            const init = await ctx.call('drive_init', { mount: v.mount, label: label.value.trim() || null });
+            if (!init.ok) { showError(alerts, init, 'The drive could not be prepared.'); return; }
+            driveId = init.data.drive_id;
+          }
+          state.driveId = driveId;
+          const job = { name: state.jobName, sources: state.sources, destination: { drive_id: driveId },
+            triggers: { on_connect: true, schedule: 'daily@12:00', min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
+          const saved = await ctx.call('job_save', { job });
+          if (!saved.ok) { showError(alerts, saved, 'The backup could not be set up.'); return; }
+          const run = await ctx.call('run_job', { name: state.jobName });
+          if (!run.ok) { showError(alerts, run, 'The first backup did not start.'); return; }
+          go(3);
+        } }, v.drive_id ? 'Start first backup' : 'Prepare drive and start first backup')));
+  }
+
+  function backup() {
+    const progress = progressView('First backup progress');
+    const text = h('p', { id: 'welcome-backup-state', 'aria-live': 'polite' }, 'Starting…');
+    body.append(h('h2', {}, 'Your first backup'), text, progress.el,
+      h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'primary', onclick: () => ctx.navigate('overview') }, 'Go to overview')));
+    let seenRunning = false;
+    stop = ctx.onStatus((reply) => {
+      if (!reply.ok) { showError(alerts, reply, 'Cannot follow the backup.'); return; }
+      const job = (reply.data.jobs || []).find((j) => j.name === state.jobName);
+      if (!job) return;
+      if (job.running) { seenRunning = true; text.textContent = 'Backing up… you can close this window; the backup carries on.'; progress.update(job.progress || { phase: 'scan' }); return; }
+      if ((seenRunning || job.last_run) && job.last_run) {
+        progress.el.hidden = true;
+        const r = job.last_run;
+        text.textContent = ['ok', 'warnings'].includes(r.status)
+          ? `Done ${ago(r.ended)}: ${r.files_copied} files, ${bytes(r.bytes_copied)} are safe on the drive.${r.warnings ? ` ${r.warnings} files could not be read; see History.` : ''}`
+          : `The backup did not finish: ${r.error || r.status}.`;
+        if (stop) { stop(); stop = null; }
+      }
+    });
+  }
+
+  go(0);
+  return () => { if (stop) stop(); };
+}

@@ -1,0 +1,150 @@
+"""The settings window process: ``plugback-tray --settings [--browser]``.
+
+``main(argv)`` is what ``tray/__main__.py`` calls. It makes sure only one
+settings window is open per user (``ui/instance.py``), then shows the pages
+of ``ui/web`` in a pywebview window (GTK WebKit on Linux, else the platform's
+native web view). When no webview backend can start (no display, missing
+system libraries) or ``--browser`` is given, it serves the same pages on
+127.0.0.1 (``ui/server.py``) and opens them in the default browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+import webbrowser
+
+from core.config import Paths
+from ui.api import Api, agent_request
+from ui.instance import SettingsInstance
+from ui.server import WEB_ROOT, SettingsServer
+
+log = logging.getLogger(__name__)
+
+#: The browser-mode server exits after this long without a request (the tab was closed).
+BROWSER_IDLE_TIMEOUT = 600.0
+
+
+class NoWebview(Exception):
+    """No webview backend can start here; the message says why."""
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="plugback-tray --settings", description="Open the Plugback settings window.")
+    parser.add_argument("--settings", action="store_true", help=argparse.SUPPRESS)  # passed through by the tray
+    parser.add_argument("--browser", action="store_true",
+                        help="open the settings in the default web browser instead of a window")
+    parser.add_argument("--debug", action="store_true", help="log more, and open the web inspector in window mode")
+    return parser.parse_args(argv)
+
+
+def _setup_logging(paths: Paths, debug: bool) -> None:
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(paths.log_dir / "settings.log", maxBytes=1 << 20, backupCount=2,
+                                                   encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Open the settings (or focus the open one). Returns the process exit code."""
+    args = _parse(sys.argv[1:] if argv is None else list(argv))
+    paths = Paths.default()
+    paths.ensure()
+    _setup_logging(paths, args.debug)
+    instance = SettingsInstance(paths)
+    if not instance.acquire():
+        focused = instance.focus_existing()
+        log.info("settings already open; asked it to come to the front (answered: %s)", focused)
+        return 0 if focused else 1
+    try:
+        if not args.browser:
+            try:
+                run_window(paths, instance, debug=args.debug)
+                return 0
+            except NoWebview as err:
+                log.warning("no settings window possible (%s); opening the settings in the browser", err)
+                print(f"Plugback: no window possible here ({err}); using the web browser.", file=sys.stderr)
+        run_browser(paths, instance)
+        return 0
+    finally:
+        instance.close()
+
+
+def _backend() -> str | None:
+    """The pywebview GUI to ask for, or raise NoWebview when none can work here."""
+    if sys.platform.startswith("linux") or "bsd" in sys.platform:
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise NoWebview("no graphical display ($DISPLAY and $WAYLAND_DISPLAY are unset)")
+        try:
+            import gi
+
+            gi.require_version("Gtk", "3.0")
+            gi.require_version("WebKit2", "4.1")
+            from gi.repository import Gtk, WebKit2  # noqa: F401 - probing that they load
+
+            if not Gtk.init_check(sys.argv[:1])[0]:
+                raise NoWebview("GTK cannot open the display")
+            return "gtk"
+        except (ImportError, ValueError) as err:
+            log.info("GTK WebKit unavailable (%s); trying Qt", err)
+            return "qt"
+    return None  # Windows: EdgeChromium, macOS: Cocoa WebKit; pywebview picks
+
+
+def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False) -> None:
+    """Show the settings in a native window until it is closed. Raises NoWebview if none can start."""
+    gui = _backend()
+    try:
+        import webview
+    except ImportError as err:
+        raise NoWebview(f"pywebview is not installed ({err})") from None
+
+    def pick_folder(start: str | None) -> str | None:
+        chosen = webview.windows[0].create_file_dialog(webview.FileDialog.FOLDER, directory=start or "")
+        return chosen[0] if chosen else None
+
+    api = Api(agent_request(paths), mode="window", pick_folder=pick_folder)
+    window = webview.create_window("Plugback settings", url=str(WEB_ROOT / "index.html"), js_api=api,
+                                   width=1080, height=760, min_size=(480, 420), text_select=True, zoomable=True)
+
+    def focus() -> None:
+        # pywebview has no "raise"; un-minimise, show, and flick on_top to get in front.
+        window.restore()
+        window.show()
+        window.on_top = True
+        window.on_top = False
+
+    instance.serve(focus)
+    try:
+        # http_server: the pages are ES modules, which WebKit will not load from file:// URLs.
+        webview.start(gui=gui, http_server=True, debug=debug, private_mode=True)
+    except Exception as err:  # pywebview raises WebViewException (or a backend's own error)
+        if not webview.windows or window not in webview.windows:
+            raise NoWebview(f"{type(err).__name__}: {err}") from None
+        raise
+
+
+def run_browser(paths: Paths, instance: SettingsInstance, *, open_browser: bool = True) -> None:
+    """Serve the settings on 127.0.0.1 and open them in the default browser ($BROWSER is honoured)."""
+    api = Api(agent_request(paths), mode="browser")
+    server = SettingsServer(api, idle_timeout=BROWSER_IDLE_TIMEOUT)
+    instance.serve(lambda: webbrowser.open(server.url))
+    # The URL holds the session token: printed for the user (headless ssh), never logged.
+    print(f"Plugback settings: {server.url}", flush=True)
+    log.info("settings served on 127.0.0.1:%s", server.server_address[1])
+    if open_browser and not webbrowser.open(server.url):
+        print("Open that address in a web browser on this computer.", file=sys.stderr, flush=True)
+    try:
+        server.serve_until_idle()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
