@@ -1,0 +1,156 @@
+"""``plugback-tray``: start the agent (icon + drive watcher + scheduler + job runners + IPC server).
+
+    plugback-tray              the agent with its tray icon
+    plugback-tray --no-icon    the agent without an icon (servers, tests)
+    plugback-tray --settings   the settings window process (started by the agent)
+
+A second ``plugback-tray`` finds the running agent over IPC, asks it to open
+the settings window and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import importlib
+import logging
+import logging.handlers
+import signal
+import sys
+import threading
+
+from core.config import Paths
+from core.errors import PlugbackError
+from core.platform.autostart import agent_command
+
+log = logging.getLogger("plugback.tray")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="plugback-tray", description="The Plugback agent and tray icon.")
+    p.add_argument("--no-icon", action="store_true", help="run without a tray icon (headless agent)")
+    p.add_argument("--settings", action="store_true", help="open the settings window (window process)")
+    p.add_argument("--poll-interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.add_argument("--verbose", "-v", action="store_true", help="log debug details")
+    return p
+
+
+def _setup_logging(paths: Paths, verbose: bool) -> None:
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.handlers.RotatingFileHandler(paths.agent_log, maxBytes=1_000_000, backupCount=3,
+                                                   encoding="utf-8")
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    if sys.stderr is not None:   # a windowed (frozen) app has no stderr
+        console = logging.StreamHandler()
+        console.setFormatter(fmt)
+        root.addHandler(console)
+
+
+def _run_settings_window() -> int:
+    """The window process. It lives in ``ui``; tray never imports ui's code, it only starts it."""
+    try:
+        window = importlib.import_module("ui.window")   # by name: tray and ui stay independent
+    except ImportError:
+        from tray.agent import open_folder
+
+        open_folder(Paths.default().config_dir)
+        return 0
+    return int(window.main() or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``plugback-tray``."""
+    args = _parser().parse_args(argv)
+    if args.settings:
+        return _run_settings_window()
+    paths = Paths.default()
+    paths.ensure()
+
+    from core.ipc import Server, agent_running, call
+
+    if agent_running(paths):
+        # Single instance: hand over to the running agent.
+        try:
+            call("open_settings", paths)
+        except PlugbackError as err:
+            print(f"plugback-tray: {err.message}", file=sys.stderr)
+        return 0
+
+    _setup_logging(paths, args.verbose)
+    from core import platform as plat
+    from tray.agent import Agent, AgentOptions
+    from tray.handlers import build_handlers
+    from tray.watcher import DriveWatcher, Scheduler
+
+    agent = Agent(paths, notifier=plat.notifier(), ejector=plat.ejector(),
+                  options=AgentOptions(poll_interval=args.poll_interval))
+    icon = None
+    done = threading.Event()
+
+    def quit_agent():
+        if done.is_set():
+            return
+        done.set()
+        if icon is not None:
+            icon.stop()
+
+    try:
+        server = Server(paths, build_handlers(agent, on_quit=quit_agent)).start()
+    except PlugbackError as err:
+        log.error("%s", err.message)
+        return 1
+    agent.history.close_interrupted(agent.clock.now())
+    try:
+        plat.autostarter(agent_command()).apply(agent.config.prefs.start_at_login)
+    except OSError as err:
+        log.warning("could not update the start-at-login entry: %s", err)
+
+    if not args.no_icon:
+        icon = _make_icon(agent, quit_agent)
+    watcher = DriveWatcher(agent, interval=args.poll_interval)
+    scheduler = Scheduler(agent)
+    watcher.start()
+    scheduler.start()
+    log.info("agent started (pid %s, tray: %s)", os.getpid(), agent.backend)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: quit_agent())
+    try:
+        if icon is not None:
+            icon.run()          # the GUI loop owns the main thread until quit
+        while not done.wait(0.5):
+            pass
+    finally:
+        watcher.stop()
+        scheduler.stop()
+        server.close()
+        # Quit lets nothing half-done linger: running backups stop cleanly (resumed next time).
+        agent.shutdown(cancel=True)
+        log.info("agent stopped")
+    return 0
+
+
+def _make_icon(agent, quit_agent):
+    """The tray icon, or None (headless) when no backend works; the backend is named in status."""
+    from core.platform.notify import CallbackNotifier
+    from tray.icon import TrayIcon, load_backend
+
+    try:
+        module, name = load_backend()
+        icon = TrayIcon(agent, module, name, quit_agent)
+    except Exception as err:   # noqa: BLE001 - no display, no tray: keep backing up without an icon
+        log.warning("no tray icon (%s); the agent runs without one", err)
+        agent.backend = "none"
+        return None
+    agent.backend = name if name != "xorg" else "xorg (no menu)"
+    if sys.platform == "win32":
+        agent.notifier.inner = CallbackNotifier(icon.notify)
+    return icon
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The agent's two background loops: the drive watcher and the scheduler.
+
+DriveWatcher polls ``psutil.disk_partitions(all=True)`` (well under a
+millisecond) about every 2 seconds, diffs the mount points and tells the agent
+which enrolled drive (by drive_id, whatever its mount point) came or went. It
+also notices edits of config.json by others (mtime poll).
+
+The Scheduler runs ``schedule.run_pending`` on its own ``schedule.Scheduler``;
+the decision whether a job is due is the pure ``core.schedule.due``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import schedule
+
+from core.drives import mount_points, read_drive_file
+
+log = logging.getLogger("plugback.watcher")
+
+
+class DriveWatcher(threading.Thread):
+    """Diffs mount points every ``interval`` seconds and reports enrolled drives to the agent."""
+
+    def __init__(self, agent, interval: float = 2.0, mounts=mount_points):
+        super().__init__(name="drive-watcher", daemon=True)
+        self.agent = agent
+        self.interval = interval
+        self.mounts = mounts
+        self.known: dict[str, str | None] = {}   # mount point -> drive_id (None: not a Plugback drive)
+        self._enrolled: set[str] = set()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def poll(self) -> None:
+        """One look at the mounts (also called directly by tests)."""
+        try:
+            self.agent.check_config()
+        except Exception:   # noqa: BLE001 - keep watching drives whatever the settings file does
+            log.exception("checking config.json failed")
+        current = self.mounts()
+        enrolled = {d["drive_id"] for d in self.agent.config.drives}
+        for mount in sorted(set(self.known) - current):
+            drive_id = self.known.pop(mount)
+            if drive_id:
+                self.agent.drive_removed(drive_id)
+        for mount in sorted(current - set(self.known)):
+            info = read_drive_file(Path(mount))
+            self.known[mount] = info.drive_id if info else None
+            if info and info.drive_id in enrolled:
+                self.agent.drive_connected(info.drive_id, mount)
+        if enrolled != self._enrolled:
+            # Enrolled or forgotten while mounted ('drive init'): look at the mounts again.
+            self._enrolled = enrolled
+            for drive_id in [d for d in list(self.agent.present) if d not in enrolled]:
+                self.agent.drive_removed(drive_id)
+            for mount in sorted(current):
+                info = read_drive_file(Path(mount))
+                self.known[mount] = info.drive_id if info else None
+                if info and info.drive_id in enrolled and info.drive_id not in self.agent.present:
+                    self.agent.drive_connected(info.drive_id, mount)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception:   # noqa: BLE001 - the watcher must survive anything one poll meets
+                log.exception("drive poll failed")
+            self._stop.wait(self.interval)
+
+
+class Scheduler(threading.Thread):
+    """Runs the periodic schedule check (and the settings-file check) with the ``schedule`` library."""
+
+    def __init__(self, agent, every_seconds: int = 60):
+        super().__init__(name="scheduler", daemon=True)
+        self.agent = agent
+        self.jobs = schedule.Scheduler()
+        self.jobs.every(every_seconds).seconds.do(self._check)
+        self._stop = threading.Event()
+
+    def _check(self) -> None:
+        try:
+            queued = self.agent.check_schedule()
+            if queued:
+                log.info("scheduled: %s", ", ".join(queued))
+        except Exception:   # noqa: BLE001
+            log.exception("schedule check failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        self._check()   # catch-up on start: missed runs run once
+        while not self._stop.is_set():
+            self.jobs.run_pending()
+            idle = self.jobs.idle_seconds
+            self._stop.wait(max(1.0, min(idle if idle is not None else 60.0, 60.0)))
