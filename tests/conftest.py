@@ -5,6 +5,7 @@
 * ``ext4_drive``, ``exfat_drive``, ``vfat_drive``, ``make_drive``: real mounted
   file systems on loop devices (marker ``realdrive``, added automatically)
 * ``xvfb_display``: a virtual X server for the session (marker ``gui``)
+* ``desktop``: session D-Bus + dunst + trayer on that display (marker ``gui``)
 * ``chromium_browser``: headless Debian Chromium through Playwright (marker ``browser``)
 * ``dbus_session``: run a command with a real SecretService (gnome-keyring)
 
@@ -20,6 +21,7 @@ import keyring
 import pytest
 
 from tests.support import dbus as dbus_support
+from tests.support import desktop as desktop_support
 from tests.support import display as display_support
 from tests.support.drives import DriveUnavailable, LoopDrive
 from tests.support.env import TestEnv, isolated_env
@@ -133,6 +135,30 @@ def xvfb_display():
             yield display
         finally:
             display.stop()
+
+
+@pytest.fixture(scope="session")
+def _desktop_session(xvfb_display):
+    try:
+        desktop = desktop_support.start_desktop(xvfb_display.name)
+    except desktop_support.DesktopUnavailable as err:
+        pytest.skip(str(err))
+    try:
+        yield desktop
+    finally:
+        desktop.stop()
+
+
+@pytest.fixture
+def desktop(_desktop_session, monkeypatch):
+    """A desktop on the Xvfb display: session D-Bus, dunst (notifications), trayer (XEmbed tray).
+
+    Sets DISPLAY and DBUS_SESSION_BUS_ADDRESS for this test only. ``desktop.notifications()``
+    lists what dunst showed. See tests/support/desktop.py.
+    """
+    for name, value in _desktop_session.env.items():
+        monkeypatch.setenv(name, value)
+    return _desktop_session
 
 
 @pytest.fixture
