@@ -228,9 +228,9 @@ class Job:
         _check_keys(retention, set(RETENTION_KEYS), f"{where}.retention")
         for k, v in retention.items():
             if v is not None:
-                _check_type(v, int, f"{where}.retention.{k}", "a whole number or null")
-                if v < 0:
-                    raise _bad(f"{where}.retention.{k}", "must not be negative")
+                _check_type(v, int, f"{where}.retention.{k}", "a whole number (-1: no limit) or null")
+                if v < -1:
+                    raise _bad(f"{where}.retention.{k}", "must be a whole number, or -1 for no limit")
         verify = data.get("verify", "after_backup")
         if verify not in VERIFY_POLICIES:
             raise _bad(f"{where}.verify", f"must be one of {', '.join(VERIFY_POLICIES)}")

@@ -15,7 +15,7 @@ from typing import Callable
 
 from core.config import Config, Job
 from core.drives import find_drive
-from core.errors import Cancelled, DriveGone, DriveNotConnected, PlugbackError
+from core.errors import Cancelled, DamagedSet, DriveGone, DriveNotConnected, PlugbackError
 from core.history import History, warnings_text
 from core.layout import drive_dir, drive_set_path
 from core.progress import CancelToken, Clock, Progress, no_progress
@@ -90,25 +90,38 @@ def flush_drive(target: Target) -> None:
         os.close(fd)
 
 
-def _apply_retention(job: Job, set_path: Path, clock, log: list[str]) -> None:
-    from core.retention import RetentionPolicy, forget
+def retention_policy(job: Job):
+    """The job's retention as the engine's RetentionPolicy; none configured = the Time Machine-like default."""
+    from core.retention import RetentionPolicy
 
-    result = forget(set_path, RetentionPolicy(**job.retention), prune=True, clock=clock)
-    removed = getattr(result, "removed", None) or getattr(result, "forgotten", None) or []
-    log.append(f"retention: {len(removed)} old snapshot(s) forgotten")
+    if not job.retention:
+        return RetentionPolicy.default()
+    return RetentionPolicy.from_dict({k.removeprefix("keep_"): v for k, v in job.retention.items()})
+
+
+def _apply_retention(job: Job, set_path: Path, clock, unlock, log: list[str]) -> None:
+    from core.retention import forget
+
+    result = forget(set_path, retention_policy(job), prune=True, clock=clock, unlock=unlock)
+    if result.forgotten:
+        log.append(f"retention: forgot {len(result.forgotten)} old snapshot(s), freed {result.bytes_freed} bytes")
 
 
 def run_job(job: Job, config: Config, history: History, *, target: Target | None = None,
             host: str | None = None, progress: Callable[[Progress], None] | None = None,
-            cancel: CancelToken | None = None, clock: Clock | None = None, secret=None) -> Outcome:
+            cancel: CancelToken | None = None, clock: Clock | None = None,
+            passphrase: str | None = None) -> Outcome:
     """Run ``job`` once and record it in ``history``; returns the outcome, never raises PlugbackError.
 
     DriveNotConnected is raised before anything is recorded when the job's
     drive is absent (nothing ran). A drive pulled mid-run ends the run as
     ``drive_removed``; a cancel as ``cancelled``; other expected errors as
-    ``failed`` with the error's message.
+    ``failed`` with the error's message. ``passphrase`` encrypts a new set of an
+    ``encrypt`` job; existing encrypted sets are opened with the keyring /
+    environment secret (core.keys), never a prompt.
     """
     from core.backup import backup   # the engine; imported late so the agent starts light
+    from core.repo import make_unlocker
 
     clock = clock or Clock()
     target = target or resolve_target(job, config, host=host)
@@ -116,12 +129,18 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     outcome = Outcome(run_id=run_id, job=job.name, status="failed", target=target)
     log = outcome.log
     log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
+    unlock = make_unlocker()
     try:
         result = backup(target.set_path, [Path(s) for s in job.sources], excludes=tuple(job.excludes),
-                        job=job.name, host=host or host_name(), encrypt=job.encrypt, secret=secret,
-                        progress=progress or no_progress, cancel=cancel, clock=clock)
-        outcome.status = result.status
+                        job=job.name, host=host or host_name(), encrypt=job.encrypt, passphrase=passphrase,
+                        unlock=unlock, progress=progress or no_progress, cancel=cancel, clock=clock,
+                        verify=job.verify != "none")
         outcome.snapshot_id = result.snapshot_id
+        if result.status == "damaged":
+            # The snapshot is committed but reading it back found a mismatch: loud, never "ok".
+            what = "; ".join(f"{p}: {r}" for p, r in result.damaged[:5])
+            raise DamagedSet(what=f"{len(result.damaged)} file(s) read back wrong after the backup ({what})")
+        outcome.status = result.status
         outcome.files_scanned = result.files_scanned
         outcome.files_copied, outcome.bytes_copied = result.files_copied, result.bytes_copied
         outcome.warnings = len(result.warnings)
@@ -129,13 +148,12 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
                    f"{result.files_copied} copied ({result.bytes_copied} bytes)")
         if result.warnings:
             log.append(warnings_text(result.warnings).rstrip("\n"))
-        if job.retention:
-            try:
-                _apply_retention(job, target.set_path, clock, log)
-            except PlugbackError as err:
-                # The new snapshot is committed; a failed clean-up is a warning, not a failed backup.
-                outcome.status, outcome.warnings = "warnings", outcome.warnings + 1
-                log.append(f"warning: retention: {err.message}")
+        try:
+            _apply_retention(job, target.set_path, clock, unlock, log)
+        except PlugbackError as err:
+            # The new snapshot is committed; a failed clean-up is a warning, not a failed backup.
+            outcome.status, outcome.warnings = "warnings", outcome.warnings + 1
+            log.append(f"warning: retention: {err.message}")
         flush_drive(target)
         outcome.flushed = True
         history.finish(run_id, status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,
@@ -161,7 +179,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             raise
         log.append(f"{outcome.status}: {outcome.error.message}")
         history.finish(run_id, status=outcome.status, ended=clock.now(), error=outcome.error.message,
-                       error_code=outcome.error.code, files_scanned=outcome.files_scanned,
+                       error_code=outcome.error.code, snapshot_id=outcome.snapshot_id, files_scanned=outcome.files_scanned,
                        files_copied=outcome.files_copied, bytes_copied=outcome.bytes_copied,
                        warnings=outcome.warnings)
     history.append_log(run_id, "\n".join(log))

@@ -1,5 +1,286 @@
-"""Commands of the `plugback` CLI (placeholder until its owner fills it)."""
+"""Engine commands: backup, snapshots, ls, diff, restore, verify, forget."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+
+from core import keys
+from core.backup import backup
+from core.cli.render import ProgressBar, human_size, print_json, prompt_secret, warn
+from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, PassphraseNeeded, UsageError
+from core.manifest import DIR, FILE, LINK
+from core.repo import BackupSet, make_unlocker
+from core.restore import CONFLICTS, restore
+from core.retention import RetentionPolicy, forget
+from core.verify import verify
 
 
-def register(subparsers) -> None:
-    """Add this module's commands to the parser."""
+def add_unlock_options(p) -> None:
+    """Options every command that opens a (possibly encrypted) set takes."""
+    p.add_argument("--recovery-key-file", metavar="FILE",
+                   help="open an encrypted set with its recovery key instead of the passphrase "
+                        "(or set PLUGBACK_RECOVERY_KEY)")
+
+
+def unlocker_from(args):
+    """How the CLI opens an encrypted set: recovery key, keyring, PLUGBACK_PASSPHRASE, then a prompt."""
+    return make_unlocker(recovery_key_file=getattr(args, "recovery_key_file", None),
+                         prompt=prompt_secret, warn=warn)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("backup", help="back up folders into a set (created if new)",
+                       description="Back up SRC folders into SET. Each source appears in the set as a "
+                                   "top-level folder named after it.")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="a folder to back up")
+    p.add_argument("--to", required=True, metavar="SET", help="the backup set (a folder; created if new)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="gitignore-style pattern to leave out (repeatable), e.g. '*.tmp' or 'node_modules/'")
+    p.add_argument("--rehash", action="store_true", help="read every file, even unchanged ones")
+    p.add_argument("--no-verify", action="store_true", help="skip reading back what was written")
+    p.add_argument("--encrypt", action="store_true",
+                   help="create the set encrypted (passphrase from PLUGBACK_PASSPHRASE or a prompt)")
+    p.add_argument("--remember", action="store_true",
+                   help="keep the passphrase in the system keyring for unattended backups")
+    p.add_argument("--json", action="store_true", help="print the result as JSON only")
+    add_unlock_options(p)
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("snapshots", help="list the snapshots in a set")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("--json", action="store_true")
+    add_unlock_options(p)
+    p.set_defaults(func=cmd_snapshots)
+
+    p = sub.add_parser("ls", help="list files in a snapshot")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("snapshot", nargs="?", default="latest", metavar="SNAPSHOT",
+                   help="snapshot id, a unique prefix of one, or 'latest' (default)")
+    p.add_argument("path", nargs="?", default="", metavar="PATH", help="only below this path")
+    p.add_argument("--json", action="store_true")
+    add_unlock_options(p)
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("diff", help="what changed between two snapshots")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("a", metavar="SNAP_A")
+    p.add_argument("b", metavar="SNAP_B")
+    p.add_argument("--json", action="store_true")
+    add_unlock_options(p)
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("restore", help="restore files from a snapshot",
+                       description="Restore into TARGET/<source folder name>/... Every byte is checked "
+                                   "against the snapshot; damaged files are named and not written.")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--snapshot", default="latest", metavar="ID", help="snapshot id or 'latest' (default)")
+    p.add_argument("--path", action="append", default=[], metavar="P",
+                   help="restore only this file or folder (repeatable), e.g. Documents/report.txt")
+    p.add_argument("--on-conflict", choices=CONFLICTS, default="skip",
+                   help="when a file already exists: skip (default), overwrite, or keep-both")
+    p.add_argument("--json", action="store_true")
+    add_unlock_options(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("verify", help="check a set for damage")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("--read-all", action="store_true", help="read and check every byte (slower)")
+    p.add_argument("--json", action="store_true")
+    add_unlock_options(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("forget", help="forget old snapshots by a retention policy")
+    p.add_argument("set", metavar="SET")
+    for kind in ("last", "hourly", "daily", "weekly", "monthly"):
+        p.add_argument(f"--keep-{kind}", type=int, metavar="N",
+                       help=f"keep the {kind} snapshots of the last N {'' if kind == 'last' else 'periods'}"
+                            f" (-1: no limit)")
+    p.add_argument("--keep-within-hours", type=int, metavar="H", help="keep everything from the last H hours")
+    p.add_argument("--prune", action="store_true", help="also delete content no snapshot needs any more")
+    p.add_argument("--dry-run", action="store_true", help="only show what would be forgotten")
+    p.add_argument("--json", action="store_true")
+    add_unlock_options(p)
+    p.set_defaults(func=cmd_forget)
+
+
+def _new_passphrase(args) -> str:
+    env = os.environ.get(keys.ENV_PASSPHRASE)
+    if env:
+        return env
+    first = prompt_secret("New passphrase for this backup set: ")
+    if not first:
+        raise PassphraseNeeded("An encrypted set needs a passphrase: set PLUGBACK_PASSPHRASE or run "
+                               "this on a terminal to be asked.")
+    if prompt_secret("Type it again: ") != first:
+        raise UsageError("The two passphrases differ. Nothing was created; try again.")
+    return first
+
+
+def cmd_backup(args) -> int:
+    passphrase = None
+    if args.encrypt and not BackupSet.exists(args.to):
+        passphrase = _new_passphrase(args)
+    bar = ProgressBar(enabled=None if not args.json else False)
+    try:
+        result = backup(args.to, args.sources, excludes=args.exclude, rehash=args.rehash,
+                        encrypt=args.encrypt, passphrase=passphrase, unlock=unlocker_from(args),
+                        progress=bar, verify=not args.no_verify)
+    finally:
+        bar.done()
+    if passphrase and args.remember:
+        try:
+            keys.store_passphrase(BackupSet.open(args.to, unlocker_from(args)).set_id, passphrase)
+        except Exception as err:   # a missing keyring must not fail a finished backup
+            warn(str(err))
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(f"Snapshot {result.snapshot_id}: {result.files_scanned} files ({human_size(result.bytes_scanned)}),"
+              f" {result.files_copied} copied ({human_size(result.bytes_copied)}).")
+        for w in result.warnings:
+            print(f"  warning: {w.path}: {w.message}", file=sys.stderr)
+        for path, why in result.damaged:
+            print(f"  DAMAGED: {path}: {why}", file=sys.stderr)
+    if result.damaged:
+        if not args.json:
+            print("plugback: reading back the backup found damage: the drive may be failing. "
+                  "Run 'plugback verify SET --read-all' and use another drive.", file=sys.stderr)
+        return EXIT_DAMAGE
+    if result.warnings:
+        if not args.json:
+            print(f"Completed with {len(result.warnings)} warning(s): the files listed above were not "
+                  "backed up (or kept their previous version).", file=sys.stderr)
+        return EXIT_WARNINGS
+    return EXIT_OK
+
+
+def _open(args) -> BackupSet:
+    return BackupSet.open(args.set, unlocker_from(args))
+
+
+def cmd_snapshots(args) -> int:
+    snaps = _open(args).snapshots()
+    if args.json:
+        print_json([s.to_dict() for s in snaps])
+        return EXIT_OK
+    if not snaps:
+        print("No snapshots yet.")
+    for s in snaps:
+        print(f"{s.id}  {_local(s.time)}  {s.files:>8} files  {human_size(s.bytes):>10}  {s.host}")
+    return EXIT_OK
+
+
+def _local(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def cmd_ls(args) -> int:
+    bset = _open(args)
+    m = bset.manifest(bset.resolve_id(args.snapshot))
+    prefix = args.path.strip("/")
+    entries = [e for e in m.entries if not prefix or e.path == prefix or e.path.startswith(prefix + "/")]
+    if prefix and not entries:
+        raise UsageError(f"Nothing at '{prefix}' in snapshot {m.snapshot_id}.")
+    if args.json:
+        print_json([e.to_dict() for e in entries])
+        return EXIT_OK
+    for e in entries:
+        when = datetime.fromtimestamp(e.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
+        extra = f" -> {e.target}" if e.type == LINK else ""
+        size = human_size(e.size) if e.type == FILE else ""
+        print(f"{e.type} {oct(e.mode)[2:]:>4} {size:>10} {when}  {e.path}{'/' if e.type == DIR else ''}{extra}")
+    return EXIT_OK
+
+
+def cmd_diff(args) -> int:
+    bset = _open(args)
+    a = bset.manifest(bset.resolve_id(args.a)).by_path()
+    b = bset.manifest(bset.resolve_id(args.b)).by_path()
+    changes = []
+    for path in sorted(set(a) | set(b), key=lambda p: p.split("/")):
+        ea, eb = a.get(path), b.get(path)
+        if ea is None:
+            changes.append(("+", path))
+        elif eb is None:
+            changes.append(("-", path))
+        elif ea.type != eb.type:
+            changes.append(("T", path))
+        elif (ea.sha256, ea.target) != (eb.sha256, eb.target):
+            changes.append(("M", path))
+        elif ea.mode != eb.mode:
+            changes.append(("U", path))
+    if args.json:
+        print_json([{"change": c, "path": p} for c, p in changes])
+    else:
+        for c, p in changes:
+            print(f"{c} {p}")
+        print(f"{sum(c == '+' for c, _ in changes)} added, {sum(c == '-' for c, _ in changes)} removed, "
+              f"{sum(c in 'MTU' for c, _ in changes)} changed.")
+    return EXIT_OK
+
+
+def cmd_restore(args) -> int:
+    bar = ProgressBar(enabled=None if not args.json else False)
+    try:
+        result = restore(args.set, args.target, snapshot=args.snapshot, paths=args.path,
+                         on_conflict=args.on_conflict, unlock=unlocker_from(args), progress=bar)
+    finally:
+        bar.done()
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(f"Restored {result.files_restored} files ({human_size(result.bytes_restored)}) from snapshot "
+              f"{result.snapshot_id} into {result.target}"
+              + (f"; {result.skipped} skipped (already there)." if result.skipped else "."))
+        for w in result.warnings:
+            print(f"  warning: {w.path}: {w.message}", file=sys.stderr)
+        for path, why in result.damaged:
+            print(f"  DAMAGED: {path}: {why}", file=sys.stderr)
+    if result.damaged:
+        return EXIT_DAMAGE
+    return EXIT_WARNINGS if result.warnings else EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    bar = ProgressBar(enabled=None if not args.json else False)
+    try:
+        result = verify(args.set, read_all=args.read_all, unlock=unlocker_from(args), progress=bar)
+    finally:
+        bar.done()
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        for n in result.notices:
+            print(f"note: {n}")
+        for path, why in result.damaged:
+            print(f"DAMAGED: {path}: {why}")
+        what = f"read {human_size(result.bytes_read)}" if args.read_all else "checked sizes (add --read-all to read every byte)"
+        if result.ok:
+            print(f"No damage found: {result.snapshots} snapshots, {result.contents} files; {what}.")
+        else:
+            print(f"{len(result.damaged)} damaged item(s) found in {result.snapshots} snapshots. Restore "
+                  "them from another snapshot, and consider replacing the drive.", file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_DAMAGE
+
+
+def cmd_forget(args) -> int:
+    policy = RetentionPolicy(last=args.keep_last, hourly=args.keep_hourly, daily=args.keep_daily,
+                             weekly=args.keep_weekly, monthly=args.keep_monthly,
+                             within_hours=args.keep_within_hours)
+    result = forget(args.set, policy, prune=args.prune, dry_run=args.dry_run, unlock=unlocker_from(args))
+    if args.json:
+        print_json(result.to_dict())
+        return EXIT_OK
+    verb = "Would forget" if args.dry_run else "Forgot"
+    print(f"{verb} {len(result.forgotten)} snapshot(s), keeping {len(result.kept)}.")
+    for sid in result.forgotten:
+        print(f"  - {sid}")
+    if args.prune and not args.dry_run:
+        print(f"Pruned {result.objects_removed} unused file version(s), freeing {human_size(result.bytes_freed)}.")
+    return EXIT_OK

@@ -1,0 +1,76 @@
+"""What the CLI shows people: a progress bar on a terminal, sizes, tables, JSON."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+import sys
+import time
+
+from core.progress import Progress
+
+PHASES = {"scan": "Scanning", "copy": "Copying", "commit": "Saving snapshot", "verify": "Verifying",
+          "restore": "Restoring", "prune": "Pruning"}
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most ten times a second; silent off a terminal."""
+
+    def __init__(self, stream=None, enabled: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self._last = 0.0
+        self._drawn = False
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and p.files_done != p.files_total:
+            return
+        self._last = now
+        width = shutil.get_terminal_size((80, 20)).columns
+        label = PHASES.get(p.phase, p.phase)
+        if p.files_total:
+            frac = (p.bytes_done / p.bytes_total) if p.bytes_total else (p.files_done / p.files_total)
+            bar = "#" * int(frac * 20)
+            text = (f"{label} [{bar:<20}] {frac * 100:3.0f}%  {p.files_done}/{p.files_total} files  "
+                    f"{human_size(p.bytes_done)}/{human_size(p.bytes_total)}  {p.current}")
+        else:
+            text = f"{label}… {p.files_done} items  {p.current}"
+        self.stream.write("\r" + text[: width - 1].ljust(width - 1))
+        self.stream.flush()
+        self._drawn = True
+
+    def done(self) -> None:
+        if self._drawn:
+            self.stream.write("\r" + " " * (shutil.get_terminal_size((80, 20)).columns - 1) + "\r")
+            self.stream.flush()
+            self._drawn = False
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def warn(message: str) -> None:
+    print(f"plugback: {message}", file=sys.stderr)
+
+
+def prompt_secret(message: str) -> str | None:
+    """A no-echo prompt on the terminal; None when there is no terminal to ask on."""
+    if not sys.stdin.isatty():
+        return None
+    try:
+        return getpass.getpass(message)
+    except (EOFError, KeyboardInterrupt):
+        return None

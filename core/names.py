@@ -1,0 +1,66 @@
+"""Names the destination file system cannot hold, and the escaped mirror names used instead.
+
+A source path is always recorded as-is in the manifest. Where the destination
+(FAT32, exFAT, NTFS, or any volume on Windows) cannot hold a name, the copy in
+``Latest/`` gets a *mirror name*, also recorded in the manifest, so restore
+brings back the real name. Mirror names are stable across runs: a path keeps
+the mirror name its parent snapshot gave it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.fs import VolumeInfo
+
+_WIN_BAD = re.compile(r'[<>:"\\|?*\x00-\x1f]')
+_WIN_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.IGNORECASE)
+MAX_NAME_BYTES = 255
+
+
+def escape_component(name: str, volume: VolumeInfo) -> str:
+    """A name ``volume`` can hold for the source name ``name`` (``name`` itself when it can)."""
+    if not volume.windows_names:
+        return name
+    out = _WIN_BAD.sub(lambda m: "%{:02X}".format(ord(m.group())), name)
+    if _WIN_RESERVED.match(out):
+        out = "_" + out
+    # Trailing dots and spaces are silently dropped by Windows: escape the last one.
+    if out.endswith((".", " ")):
+        out = out[:-1] + "%{:02X}".format(ord(out[-1]))
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:
+        # Undecodable bytes in a POSIX name: FAT/exFAT store UTF-16, so spell them out.
+        out = out.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").replace("\\", "%")
+    return out
+
+
+class MirrorNamer:
+    """Hands out unique, holdable names per directory of ``Latest/``.
+
+    ``reserve`` records a name already in use (from the parent snapshot);
+    ``name_for`` gives a new child a name that collides with nothing, also not
+    case-insensitively on such volumes (``README`` and ``Readme`` both fit).
+    """
+
+    def __init__(self, volume: VolumeInfo):
+        self.volume = volume
+        self._used: dict[str, set[str]] = {}
+
+    def _key(self, name: str) -> str:
+        return name.casefold() if self.volume.case_insensitive else name
+
+    def reserve(self, parent_mirror: str, name: str) -> None:
+        self._used.setdefault(parent_mirror, set()).add(self._key(name))
+
+    def name_for(self, parent_mirror: str, name: str) -> str:
+        used = self._used.setdefault(parent_mirror, set())
+        base = escape_component(name, self.volume)
+        candidate, n = base, 1
+        while self._key(candidate) in used:
+            stem, dot, ext = base.rpartition(".")
+            candidate = f"{stem}~{n}.{ext}" if dot and stem else f"{base}~{n}"
+            n += 1
+        used.add(self._key(candidate))
+        return candidate

@@ -1,0 +1,259 @@
+"""Putting a file's content into a set, in plain or encrypted mode.
+
+Plain mode keeps the newest version of every file as an ordinary file in
+``Latest/``; before a copy there is replaced or removed, its content is moved
+(a rename on the same volume) into ``objects/<sha256>``, unless an identical
+object is already there. Encrypted mode writes every content once, encrypted,
+to ``objects/<keyed name>``.
+
+Write order (the crash-safety proof, with core/backup.py): new content is
+written into ``tmp/`` first; an old version leaves ``Latest/`` only by a rename
+into ``objects/``; so at every instant each content a committed snapshot names
+is in ``objects/`` or still in ``Latest/`` where the newest snapshot put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core import crypto
+from core.atomic import tmp_name
+from core.fs import COPY_BLOCK, FileSystem, VolumeInfo
+from core.manifest import FILE, Entry
+from core.repo import BackupSet
+
+
+class SourceChanged(Exception):
+    """The source file changed while it was read (recorded as a warning)."""
+
+
+@dataclass
+class Copied:
+    """A source file's content, written to ``tmp/`` and hashed in the same pass."""
+
+    sha256: str
+    size: int
+    obj: str | None
+    tmp_paths: list[Path] = field(default_factory=list)
+    changed: bool = False   # the source changed during the read: copy again next run
+
+
+class _SplitWriter:
+    """A raw writer that moves on to a new part file when one reaches ``part_size``."""
+
+    def __init__(self, fs: FileSystem, tmp_dir: Path, part_size: int | None):
+        self.fs = fs
+        self.tmp_dir = tmp_dir
+        self.part_size = part_size
+        self.paths: list[Path] = []
+        self._f = None
+        self._in_part = 0
+
+    def _next(self) -> None:
+        if self._f is not None:
+            self.fs.close(self._f)
+        p = tmp_name(self.tmp_dir, ".part")
+        self._f = self.fs.open_write(p)
+        self.paths.append(p)
+        self._in_part = 0
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        if self._f is None:
+            self._next()
+        while view:
+            room = len(view) if self.part_size is None else self.part_size - self._in_part
+            if room <= 0:
+                self._next()
+                continue
+            piece = view[:room]
+            self.fs.write(self._f, piece)
+            self._in_part += len(piece)
+            view = view[len(piece):]
+        return len(data)
+
+    def close(self) -> None:
+        if self._f is None:
+            self._next()  # an empty file is still one (empty) part
+        self.fs.close(self._f)
+        self._f = None
+
+    def discard(self) -> None:
+        if self._f is not None:
+            try:
+                self._f.close()
+            except OSError:
+                pass
+            self._f = None
+        for p in self.paths:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
+def read_source(path: str, sink, hasher, before: os.stat_result | None = None) -> tuple[int, bool]:
+    """Stream ``path`` into ``sink`` and ``hasher``; (bytes read, changed while reading)."""
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        st0 = os.fstat(f.fileno())
+        while True:
+            block = f.read(COPY_BLOCK)
+            if not block:
+                break
+            hasher.update(block)
+            sink.write(block)
+            size += len(block)
+        st1 = os.fstat(f.fileno())
+    changed = (st1.st_mtime_ns != st0.st_mtime_ns or st1.st_size != size
+               or (before is not None and before.st_mtime_ns != st0.st_mtime_ns))
+    return size, changed
+
+
+def _size(p: Path) -> int:
+    try:
+        return os.stat(p).st_size
+    except OSError:
+        return -(1 << 62)   # missing: no sum of sizes can match
+
+
+class PlainStore:
+    """Content as plain files in ``Latest/`` plus displaced versions in ``objects/``."""
+
+    def __init__(self, bset: BackupSet, volume: VolumeInfo):
+        self.bset = bset
+        self.fs = bset.fs
+        self.layout = bset.layout
+        self.volume = volume
+
+    def copy_in(self, src: str) -> Copied:
+        """Read ``src`` once: hash it and write it into ``tmp/`` (split where the volume needs)."""
+        out = _SplitWriter(self.fs, self.layout.tmp, self.volume.max_file_size)
+        hasher = hashlib.sha256()
+        try:
+            size, changed = read_source(src, out, hasher)
+            out.close()
+        except BaseException:
+            out.discard()
+            raise
+        return Copied(hasher.hexdigest(), size, None, out.paths, changed)
+
+    def _latest_paths(self, entry: Entry) -> list[Path]:
+        if entry.parts:
+            return [self.layout.latest_part(entry.mirror_path, i) for i in range(1, entry.parts + 1)]
+        return [self.layout.latest_file(entry.mirror_path)]
+
+    def has(self, entry: Entry) -> bool:
+        """Whether ``Latest/`` holds ``entry``'s copy (by presence and size)."""
+        paths = self._latest_paths(entry)
+        try:
+            return sum(os.stat(p).st_size for p in paths) == entry.size
+        except OSError:
+            return False
+
+    def place(self, copied: Copied, entry: Entry, old: Entry | None) -> bool:
+        """Put ``copied`` in ``Latest/`` as ``entry``; ``old`` is what is there now. True if written."""
+        if old is not None and old.type == FILE and old.sha256 == copied.sha256 and self.has(old) \
+                and old.parts == entry.parts and old.mirror_path == entry.mirror_path:
+            self.discard(copied)
+            return False
+        if old is not None:
+            self.displace(old)
+        for tmp, dest in zip(copied.tmp_paths, self._latest_paths(entry)):
+            self.fs.replace(tmp, dest)
+        return True
+
+    def displace(self, old: Entry) -> str | None:
+        """Take ``old`` out of ``Latest/``, keeping its content in ``objects/``; a warning or None."""
+        if old.type != FILE:
+            p = self.layout.latest_file(old.mirror_path)
+            if old.type == "l" and os.path.islink(p):
+                self.fs.unlink(p)
+            return None
+        paths = self._latest_paths(old)
+        present = [p for p in paths if os.path.lexists(p)]
+        if not present:
+            return None  # an interrupted run already moved it
+        obj = [self.layout.object(old.sha256)] if not old.parts else \
+            [self.layout.object_part(old.sha256, i) for i in range(1, old.parts + 1)]
+        if os.path.exists(obj[0]):
+            for p in present:
+                self.fs.unlink(p)
+            return None
+        # Parts an interrupted displacement already moved count from objects/.
+        held = sum(_size(p) if os.path.lexists(p) else _size(o) for p, o in zip(paths, obj))
+        if held != old.size:
+            # Someone edited the copy in Latest/: it is not the version the snapshot names.
+            for p in present:
+                self.fs.unlink(p)
+            return (f"Latest/{old.mirror_path} was changed outside Plugback; the version in earlier "
+                    "snapshots could not be kept")
+        self.fs.mkdir(obj[0].parent)
+        # Last part first: the first part's presence in objects/ means the object is whole.
+        for src, dst in reversed(list(zip(paths, obj))):
+            if os.path.lexists(src):
+                self.fs.replace(src, dst)
+        return None
+
+    def discard(self, copied: Copied) -> None:
+        for p in copied.tmp_paths:
+            self.fs.unlink(p)
+
+    def written_paths(self, entry: Entry) -> list[Path]:
+        return self._latest_paths(entry)
+
+
+class EncryptedStore:
+    """All content encrypted in ``objects/<keyed name>``; nothing in the clear."""
+
+    def __init__(self, bset: BackupSet, volume: VolumeInfo):
+        self.bset = bset
+        self.fs = bset.fs
+        self.layout = bset.layout
+        self.volume = volume
+        self.keys = bset.keys
+
+    def copy_in(self, src: str) -> Copied:
+        out = _SplitWriter(self.fs, self.layout.tmp, self.volume.max_file_size)
+        hasher = self.keys.object_hasher()
+        try:
+            writer = crypto.EncryptingWriter(out, self.keys)
+            size, changed = read_source(src, writer, hasher)
+            writer.close()
+            out.close()
+        except BaseException:
+            out.discard()
+            raise
+        return Copied(hasher.sha256_hexdigest(), size, hasher.hexdigest(), out.paths, changed)
+
+    def _object_paths(self, name: str, parts: int) -> list[Path]:
+        if parts:
+            return [self.layout.object_part(name, i) for i in range(1, parts + 1)]
+        return [self.layout.object(name)]
+
+    def has(self, entry: Entry) -> bool:
+        return os.path.exists(self._object_paths(entry.obj, entry.parts)[0])
+
+    def place(self, copied: Copied, entry: Entry, old: Entry | None) -> bool:
+        paths = self._object_paths(copied.obj, entry.parts)
+        if os.path.exists(paths[0]):
+            self.discard(copied)   # identical content is stored once
+            return False
+        self.fs.mkdir(paths[0].parent)
+        # Parts go in last-first: the first part's presence means the object is whole.
+        for tmp, dest in reversed(list(zip(copied.tmp_paths, paths))):
+            self.fs.replace(tmp, dest)
+        return True
+
+    def displace(self, old: Entry) -> str | None:
+        return None   # objects stay until no snapshot names them (prune)
+
+    def discard(self, copied: Copied) -> None:
+        for p in copied.tmp_paths:
+            self.fs.unlink(p)
+
+    def written_paths(self, entry: Entry) -> list[Path]:
+        return self._object_paths(entry.obj, entry.parts)
