@@ -8,6 +8,7 @@ the outcome (with the history row id) is returned for the caller to render.
 from __future__ import annotations
 
 import os
+import socket
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,8 @@ from core.progress import CancelToken, Clock, Progress, no_progress
 
 
 def host_name() -> str:
-    """This computer's name, as sets record it and ``Plugback/<computer>/<job>`` uses it."""
-    from core.repo import host_name as repo_host_name   # late: the agent starts without the engine
-
-    return repo_host_name()
+    """This computer's name, as sets record it (socket.gethostname, like core.repo and core.lock)."""
+    return socket.gethostname() or "computer"
 
 
 @dataclass

@@ -43,7 +43,7 @@ def test_round_trip(tmp_path):
      "jobs[Docs].destination.folder"),
     ({"version": 1, "jobs": [good_job(triggers={"schedule": "sometimes"})]}, "jobs[Docs].triggers.schedule"),
     ({"version": 1, "jobs": [good_job(triggers={"on_connect": "yes"})]}, "jobs[Docs].triggers.on_connect"),
-    ({"version": 1, "jobs": [good_job(retention={"keep_daily": -1})]}, "jobs[Docs].retention.keep_daily"),
+    ({"version": 1, "jobs": [good_job(retention={"keep_daily": -2})]}, "jobs[Docs].retention.keep_daily"),
     ({"version": 1, "jobs": [good_job(retention={"keep_forever": 1})]}, "jobs[Docs].retention.keep_forever"),
     ({"version": 1, "jobs": [good_job(verify="maybe")]}, "jobs[Docs].verify"),
     ({"version": 1, "jobs": [good_job(name="a/b")]}, "jobs[a/b].name"),
