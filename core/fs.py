@@ -100,6 +100,18 @@ class FileSystem:
     def rmdir(self, path: Path) -> None:
         self._call(lambda: os.rmdir(path), path)
 
+    def remove_dir(self, path: Path) -> bool:
+        """Remove an empty folder; False (and nothing done) when something is still in it."""
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise self._translate(err, path)
+        return True
+
     def symlink(self, target: str, path: Path) -> None:
         self._call(lambda: os.symlink(target, path), path)
 
@@ -203,6 +215,7 @@ class VolumeInfo:
     windows_names: bool          # must avoid <>:"\|?* , reserved names, trailing dot/space
     symlinks: bool
     max_file_size: int | None    # None: no practical limit
+    ascii_only: bool = False     # refuses names outside ASCII (fusefat without a codepage)
 
 
 FAT32_MAX = (1 << 32) - 1
@@ -227,12 +240,21 @@ def probe_volume(tmp_dir: Path) -> VolumeInfo:
     """Find out what the volume holding ``tmp_dir`` accepts, by trying (in ``tmp_dir``)."""
     fstype = fstype_of(tmp_dir)
     probe = tmp_dir / "probe-case-a"
-    case_insensitive = False
+    case_insensitive = ascii_only = False
     try:
         probe.write_bytes(b"")
         case_insensitive = (tmp_dir / "PROBE-CASE-A").exists()
     except OSError:
         pass
+    else:
+        # Some FAT drivers (fusefat; vfat mounted without utf8) refuse every non-ASCII name.
+        wide = tmp_dir / "probe-\u00e9"
+        try:
+            wide.write_bytes(b"")
+        except (OSError, UnicodeEncodeError):
+            ascii_only = True
+        finally:
+            _silent_unlink(wide)
     finally:
         _silent_unlink(probe)
     symlinks = True
@@ -253,7 +275,7 @@ def probe_volume(tmp_dir: Path) -> VolumeInfo:
         finally:
             _silent_unlink(colon)
     max_size = FAT32_MAX if fstype in {"vfat", "fat", "fat32", "msdos", "fuse.fusefat", "fusefat"} else None
-    return VolumeInfo(fstype, case_insensitive, windows, symlinks, max_size)
+    return VolumeInfo(fstype, case_insensitive, windows, symlinks, max_size, ascii_only)
 
 
 def _silent_unlink(p: Path) -> None:

@@ -15,19 +15,25 @@ from core.fs import VolumeInfo
 
 _WIN_BAD = re.compile(r'[<>:"\\|?*\x00-\x1f]')
 _WIN_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.IGNORECASE)
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 MAX_NAME_BYTES = 255
 
 
 def escape_component(name: str, volume: VolumeInfo) -> str:
     """A name ``volume`` can hold for the source name ``name`` (``name`` itself when it can)."""
-    if not volume.windows_names:
+    if not volume.windows_names and not volume.ascii_only:
         return name
-    out = _WIN_BAD.sub(lambda m: "%{:02X}".format(ord(m.group())), name)
-    if _WIN_RESERVED.match(out):
-        out = "_" + out
-    # Trailing dots and spaces are silently dropped by Windows: escape the last one.
-    if out.endswith((".", " ")):
-        out = out[:-1] + "%{:02X}".format(ord(out[-1]))
+    out = name
+    if volume.windows_names:
+        out = _WIN_BAD.sub(lambda m: "%{:02X}".format(ord(m.group())), out)
+        if _WIN_RESERVED.match(out):
+            out = "_" + out
+        # Trailing dots and spaces are silently dropped by Windows: escape the last one.
+        if out.endswith((".", " ")):
+            out = out[:-1] + "%{:02X}".format(ord(out[-1]))
+    if volume.ascii_only:
+        out = _NON_ASCII.sub(lambda m: "".join("%{:02X}".format(b) for b in
+                                               m.group().encode("utf-8", "surrogateescape")), out)
     try:
         out.encode("utf-8")
     except UnicodeEncodeError:
