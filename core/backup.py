@@ -19,7 +19,6 @@ Write order (the crash-safety proof; tests/core/test_crash.py crashes at every s
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import threading
@@ -223,7 +222,7 @@ class _Run:
             entries.append(e)
             if se.type == DIR:
                 if not self.bset.encrypted:
-                    self.fs.mkdir(self.layout.latest_file(mirror))
+                    self._place_dir(mirror)
             elif se.type == LINK:
                 if not self.bset.encrypted and volume.symlinks:
                     self._place_link(e, prev)
@@ -249,20 +248,21 @@ class _Run:
         for old in sorted(removed, key=lambda e: sort_key(e.path), reverse=True):
             if old.type == DIR:
                 p = self.layout.latest_file(old.mirror_path)
-                try:
-                    os.rmdir(p)
-                except FileNotFoundError:
-                    pass
-                except OSError as err:
-                    if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                        self.warnings.append(RunWarning(f"Latest/{old.mirror_path}",
-                                                        "holds files Plugback did not put there; left in place"))
-                    else:
-                        raise self.fs._translate(err, p)
+                if not self.fs.remove_dir(p):
+                    self.warnings.append(RunWarning(f"Latest/{old.mirror_path}",
+                                                    "holds files Plugback did not put there; left in place"))
             else:
                 w = self.store.displace(old)
                 if w:
                     self.warnings.append(RunWarning(old.path, w))
+
+    def _place_dir(self, mirror: str) -> None:
+        p = self.layout.latest_file(mirror)
+        if os.path.lexists(p) and (os.path.islink(p) or not os.path.isdir(p)):
+            # Not in the newest snapshot as a file (that was displaced above): an
+            # interrupted run's work, whose content is in objects/ or nowhere needed.
+            self.fs.unlink(p)
+        self.fs.mkdir(p)
 
     def _place_link(self, e: Entry, prev: Entry | None) -> None:
         p = self.layout.latest_file(e.mirror_path)

@@ -101,11 +101,16 @@ class FileSystem:
         self._call(lambda: os.rmdir(path), path)
 
     def remove_dir(self, path: Path) -> bool:
-        """Remove an empty folder; False (and nothing done) when something is still in it."""
+        """Remove an empty folder; False (and nothing done) when something is still in it.
+
+        A file where the folder was is what an interrupted run put there; it goes too.
+        """
         try:
             os.rmdir(path)
         except FileNotFoundError:
             pass
+        except NotADirectoryError:
+            self.unlink(path)
         except OSError as err:
             if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 return False

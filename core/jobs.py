@@ -7,6 +7,8 @@ the outcome (with the history row id) is returned for the caller to render.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 import traceback
@@ -18,8 +20,10 @@ from core.config import Config, Job
 from core.drives import find_drive
 from core.errors import Cancelled, DamagedSet, DriveGone, DriveNotConnected, PlugbackError
 from core.history import History, warnings_text
-from core.layout import drive_dir, drive_set_path
+from core.layout import SetLayout, drive_dir, drive_set_path
 from core.progress import CancelToken, Clock, Progress, no_progress
+
+logger = logging.getLogger("plugback.jobs")
 
 
 def host_name() -> str:
@@ -89,6 +93,29 @@ def flush_drive(target: Target) -> None:
         os.close(fd)
 
 
+def break_own_stale_lock(set_path: Path) -> bool:
+    """Remove a set lock left by this very process (a run whose drive was pulled could not delete it).
+
+    The lock module treats a lock as stale when its pid is dead; the agent
+    lives on, so its own leftover lock would block the next connect forever.
+    Callers run one job per destination at a time, so a lock naming this
+    process when a run starts cannot belong to a live writer.
+    """
+    path = SetLayout(set_path).lock
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if holder.get("host") != socket.gethostname() or holder.get("pid") != os.getpid():
+        return False
+    logger.warning("breaking this process's own leftover lock on %s (%s)", path, holder)
+    try:
+        path.unlink()
+    except OSError:
+        return False
+    return True
+
+
 def retention_policy(job: Job):
     """The job's retention as the engine's RetentionPolicy; none configured = the Time Machine-like default."""
     from core.retention import RetentionPolicy
@@ -129,6 +156,8 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     log = outcome.log
     log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
     unlock = make_unlocker()
+    if break_own_stale_lock(target.set_path):
+        log.append("removed the lock left by the previous, interrupted run")
     try:
         result = backup(target.set_path, [Path(s) for s in job.sources], excludes=tuple(job.excludes),
                         job=job.name, host=host or host_name(), encrypt=job.encrypt, passphrase=passphrase,

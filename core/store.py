@@ -174,7 +174,8 @@ class PlainStore:
                 self.fs.unlink(p)
             return None
         paths = self._latest_paths(old)
-        present = [p for p in paths if os.path.lexists(p)]
+        # A real folder here was made by an interrupted run after it moved this file away.
+        present = [p for p in paths if os.path.islink(p) or os.path.isfile(p)]
         if not present:
             return None  # an interrupted run already moved it
         obj = [self.layout.object(old.sha256)] if not old.parts else \
@@ -194,7 +195,7 @@ class PlainStore:
         self.fs.mkdir(obj[0].parent)
         # Last part first: the first part's presence in objects/ means the object is whole.
         for src, dst in reversed(list(zip(paths, obj))):
-            if os.path.lexists(src):
+            if src in present:
                 self.fs.replace(src, dst)
         return None
 
