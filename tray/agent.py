@@ -101,6 +101,7 @@ class Agent:
         self.restore_drive: str | None = None
         self.listeners: list[Callable[[], None]] = []
         self.stopped = threading.Event()
+        self.settings_proc: subprocess.Popen | None = None
         self.config = Config()
         self._stamp = None
         self._load_config(initial=True)
@@ -397,8 +398,10 @@ class Agent:
     def open_settings(self) -> None:
         """Start the settings window process (it focuses an open window itself)."""
         cmd = self.options.settings_command or settings_command()
+        log.info("opening settings: %s", " ".join(cmd) if cmd else f"folder {self.paths.config_dir}")
         if cmd:
-            subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+            self.settings_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True,
+                                                  start_new_session=True)
         else:
             open_folder(self.paths.config_dir)
 
@@ -449,6 +452,9 @@ class Agent:
         """Stop everything: cancel (or finish) running jobs and wait for them."""
         self.stopped.set()
         self.cancel_pending()
+        if self.settings_proc is not None and self.settings_proc.poll() is None:
+            # The window is useless without its agent: close it with us.
+            self.settings_proc.terminate()
         for runner in list(self.runners.values()):
             runner.shutdown(cancel=cancel, timeout=timeout)
 

@@ -1,0 +1,142 @@
+"""plugback-tray as a real process: IPC, single instance, wrong key, quit."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from multiprocessing import AuthenticationError
+from multiprocessing import connection as mpc
+
+import psutil
+import pytest
+
+from core.config import Paths
+from core.errors import AgentUnavailable
+from core.ipc import Client, RemoteError, address, call
+from tests.support.cli import run_cli
+from tests.support.env import repo_root, subprocess_env
+from tests.tray.helpers import wait_for
+
+
+def start_agent(*extra):
+    return subprocess.Popen([sys.executable, "-m", "tray", "--no-icon", "--poll-interval", "0.5", *extra],
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def alive(paths):
+    try:
+        return call("ping", paths)
+    except AgentUnavailable:
+        return None
+
+
+@pytest.fixture
+def agent_proc():
+    paths = Paths.default()
+    proc = start_agent()
+    try:
+        wait_for(lambda: alive(paths) or proc.poll() is not None, 20, "the agent to answer")
+        assert proc.poll() is None, proc.stdout.read()
+        yield proc, paths
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_status_ping_and_quit(agent_proc):
+    proc, paths = agent_proc
+    assert call("ping", paths)["pid"] == proc.pid
+    status = call("status", paths)
+    assert status["jobs"] == [] and status["backend"] == "none" and status["paused"] is False
+    r = run_cli("status")
+    assert "Agent: running" in r.stdout
+    assert call("quit", paths) == {}
+    assert proc.wait(20) == 0
+    assert alive(paths) is None and not os.path.exists(address(paths)[0])
+
+
+def test_second_instance_asks_the_first_to_open_settings_and_exits(agent_proc):
+    proc, paths = agent_proc
+    second = start_agent()
+    out, _ = second.communicate(timeout=30)
+    assert second.returncode == 0, out
+    log = wait_for(lambda: "opening settings" in paths.agent_log.read_text() and paths.agent_log.read_text(),
+                   what="the first agent to open settings")
+    assert "--settings" in log or "folder" in log
+    assert call("ping", paths)["pid"] == proc.pid       # the first agent still serves
+    # Quitting the agent closes the window process it started.
+    children = psutil.Process(proc.pid).children()
+    call("quit", paths)
+    proc.wait(30)
+    for child in children:
+        wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, what="the window to close")
+
+
+def test_wrong_authkey_is_refused_and_agent_survives_garbage(agent_proc):
+    proc, paths = agent_proc
+    addr, family = address(paths)
+    with pytest.raises((AuthenticationError, EOFError, ConnectionResetError, BrokenPipeError)):
+        c = mpc.Client(addr, family=family, authkey=os.urandom(32))
+        c.send_bytes(b'{"cmd": "quit"}')
+        c.recv_bytes()
+    conn = mpc.Client(addr, family=family, authkey=paths.ipc_key_file.read_bytes())
+    for raw in (b"", b"\x00\x01", b"{", b'"just a string"', b'{"cmd": "run_job", "args": {"name": 5}}'):
+        conn.send_bytes(raw)
+        assert json.loads(conn.recv_bytes())["ok"] is False
+    conn.close()
+    assert call("ping", paths)["pid"] == proc.pid and proc.poll() is None
+
+
+def test_every_documented_command_answers(agent_proc, tmp_path):
+    """Each command of docs/ipc.md is known to the agent (no unknown_command)."""
+    _, paths = agent_proc
+    doc = (repo_root() / "docs" / "ipc.md").read_text()
+    commands = [line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")]
+    assert len(commands) >= 20
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "x.tmp").write_text("x")
+    with Client(paths) as c:
+        for cmd in commands:
+            if cmd == "quit":
+                continue
+            try:
+                c.call(cmd)
+            except RemoteError as err:
+                assert err.code != "unknown_command", cmd
+        preview = c.call("exclude_preview", sources=[str(src)], excludes=["*.tmp"])
+        assert preview == {"excluded": [str(src / "a" / "x.tmp")], "count": 1}
+        saved = c.call("job_save", job={"name": "Docs", "sources": [str(src)], "destination": {"path": str(tmp_path / "set")}})
+        assert saved["job"]["name"] == "Docs"
+        with pytest.raises(RemoteError) as info:
+            c.call("job_save", job={"name": "Bad", "sources": ["rel"], "destination": {"path": "/x"}})
+        assert info.value.code == "bad_config" and "job.sources[0]" in info.value.message
+        assert c.call("prefs_save", prefs={"battery_threshold": 35, "start_at_login": False})["prefs"]["battery_threshold"] == 35
+        assert c.call("config_get")["prefs"]["battery_threshold"] == 35
+        assert c.call("run_job", name="Docs") == {"queued": ["Docs"]}
+        run = wait_for(lambda: [r for r in c.call("history") if r["status"] != "running"], what="the run")[0]
+        assert run["status"] == "ok"
+        assert "snapshot" in c.call("run_log", run_id=run["id"])["log"]
+        (snap,) = c.call("snapshots", job="Docs")
+        assert snap["files"] >= 1
+        top = c.call("ls", job="Docs", snapshot=snap["id"], path="")
+        assert [e["name"] for e in top] == ["src"]
+        assert [e["name"] for e in c.call("ls", job="Docs", snapshot="latest", path="src")] == ["a"]
+        assert c.call("search", job="Docs", query="X.TM")[0]["path"].endswith("x.tmp")
+        target = tmp_path / "restored"
+        assert c.call("restore", job="Docs", snapshot=snap["id"], paths=[], target=str(target),
+                      on_conflict="skip") == {"started": True}
+        wait_for(lambda: not c.call("status")["restore"]["running"], what="the restore")
+        assert c.call("status")["restore"]["error"] is None
+        assert (target / "src" / "a" / "x.tmp").read_text() == "x"
+        paused = c.call("pause", until=None)
+        assert paused == {"paused_until": None} and c.call("status")["paused"]
+        c.call("resume")
+        assert c.call("status")["paused"] is False
+        c.call("job_remove", name="Docs")
+        assert c.call("config_get")["jobs"] == []
