@@ -119,6 +119,9 @@ def render(data: dict, *, markdown: bool = False) -> str:
     out.append(f"Machine: {m['cpu']} x {m['nproc']}, {m['mem_gib']} GiB RAM, kernel {m['kernel']}; "
                f"work folder {meta['workdir']} on {m['fs']} ({m['device']}, "
                f"{m['disk']}).")
+    if meta.get("cold_start"):
+        starts = ", ".join(f"{t} {v:.2f} s" for t, v in meta["cold_start"].items() if v is not None)
+        out.append(f"Cold start (`--version` with the cache dropped): {starts}.")
     out.append(f"Cache: {meta['cache']}. Runs per phase: {meta['repeat']} (median shown). "
                "Times are wall seconds (CPU seconds in brackets), each including a final sync.")
     out.append("")

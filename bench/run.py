@@ -164,6 +164,20 @@ def timed(cmd: Command, logfile: Path, timeout: float) -> dict:
     return {"wall": round(elapsed, 3), "cpu": round(cpu, 3), "rc": rc}
 
 
+def cold_start(tool: Tool, cold: bool, logs: Path) -> float | None:
+    """Seconds for ``tool --version`` from a cold cache: the fixed cost every run pays."""
+    argv = tool.version_argv()
+    prepare_cache(cold, [])
+    result = timed(Command(argv), logs / f"startup-{tool.name.replace(' ', '_')}.log", 120)
+    return result["wall"] if result["rc"] == 0 else None
+
+
+def _git_describe() -> str:
+    out = subprocess.run(["git", "-C", str(BENCH_DIR), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "?"
+
+
 def du(path: Path) -> int:
     """Bytes allocated on disk under path (hard links counted once)."""
     seen, total = set(), 0
@@ -420,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         enc_skipped = "--no-encryption"
 
+    log("cold start of each tool (--version, cache dropped) ...")
+    startup = {t.name: cold_start(t, bench.cold, bench.logs) for t in tools}
+
     profile_file = None
     if args.profile and "plugback" in names:
         log("profiling one plugback full backup (cProfile, untimed) ...")
@@ -433,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                  else "warm (page cache not dropped; every tool's inputs read in first)",
                  "workdir": str(args.workdir), "machine": machine,
                  "versions": {t.name: t.version() for t in tools},
-                 "plugback_cli": plugback_argv(), "profile": profile_file},
+                 "plugback_cli": plugback_argv(), "profile": profile_file,
+                 "plugback_commit": _git_describe(), "cold_start": startup},
         "dataset": stats, "mutations": mutations, "tools": names, "results": bench.results,
         "sizes": bench.sizes, "restore_checks": bench.restore_checks,
         "encryption_skipped": enc_skipped, "skipped_tools": skipped, "failures": bench.failed,

@@ -82,8 +82,11 @@ class Tool:
 
     package = "?"
 
+    def version_argv(self) -> list[str]:
+        return [self.binary, "--version"]
+
     def version(self) -> str:
-        return _version([self.binary, "--version"])
+        return _version(self.version_argv())
 
     def reset(self) -> None:
         """Start from an empty backup (untimed)."""
@@ -149,8 +152,8 @@ class Rsync(Tool):
 class Restic(Tool):
     name, binary, package = "restic", "restic", "restic"
 
-    def version(self):
-        return _version(["restic", "version"])
+    def version_argv(self):
+        return ["restic", "version"]
 
     def _env(self):
         return {"RESTIC_REPOSITORY": str(self.home / "backup"), "RESTIC_PASSWORD": PASSWORD,
@@ -220,8 +223,8 @@ class Plugback(Tool):
             return "'plugback backup' has no --encrypt option yet"
         return None
 
-    def version(self):
-        return _version(plugback_argv() + ["--version"])
+    def version_argv(self):
+        return plugback_argv() + ["--version"]
 
     def _env(self):
         env = {"PLUGBACK_HOME": str(self.home / "home")}
