@@ -5,7 +5,7 @@
 * a private D-Bus session bus (``dbus-daemon --session``), exported as
   ``DBUS_SESSION_BUS_ADDRESS``;
 * ``dunst``, a notification daemon (org.freedesktop.Notifications); what it
-  showed is read back with ``Desktop.notifications()`` (``dunstctl history``);
+  showed is read back with ``Desktop.notifications()`` (dunst's history over D-Bus);
 * ``trayer``, an XEmbed system tray (owner of ``_NET_SYSTEM_TRAY_S0``), where
   pystray's gtk/xorg backends and AppIndicator's fallback put their icon.
 
@@ -15,12 +15,15 @@ XEmbed tray, as it does on desktops without SNI support.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
+
+from jeepney import DBusAddress, new_method_call
+from jeepney.io.blocking import open_dbus_connection
+from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
 
 class DesktopUnavailable(Exception):
@@ -41,18 +44,16 @@ class Desktop:
         return {"DISPLAY": self.display, "DBUS_SESSION_BUS_ADDRESS": self.bus_address}
 
     def notifications(self) -> list[dict]:
-        """Notifications dunst has shown (newest first): ``{"summary", "body", "appname", ...}``.
+        """Notifications dunst has shown, newest first: ``{"summary", "body", "appname", ...}``.
 
-        Only notifications that were shown *and closed or replaced* are in dunst's
-        history; ``dunstctl history`` flattens dunst's typed JSON to plain values here.
+        Closes the open ones first (dunst's history holds closed notifications only).
+        Talks to dunst's own D-Bus interface (what ``dunstctl history`` does, without
+        needing systemd's busctl).
         """
-        subprocess.run(["dunstctl", "close-all"], env={**os.environ, **self.env}, capture_output=True, timeout=10)
-        proc = subprocess.run(["dunstctl", "history"], env={**os.environ, **self.env}, capture_output=True,
-                              text=True, timeout=10)
-        if proc.returncode != 0:
-            raise RuntimeError(f"dunstctl history failed: {proc.stderr.strip()}")
-        raw = json.loads(proc.stdout)["data"][0]
-        return [{key: value.get("data") for key, value in item.items()} for item in raw]
+        _dunst_call(self.bus_address, "NotificationCloseAll")
+        (items,) = _dunst_call(self.bus_address, "NotificationListHistory")
+        # Each value is a D-Bus variant, which jeepney gives as (signature, value).
+        return [{key: value[1] for key, value in item.items()} for item in items]
 
     def stop(self) -> None:
         """Stop every process of the desktop, newest first."""
@@ -68,8 +69,7 @@ class Desktop:
 
 def check_available() -> None:
     """Raise ``DesktopUnavailable`` naming the first missing program."""
-    for tool, package in (("dbus-daemon", "dbus"), ("dunst", "dunst"), ("dunstctl", "dunst"),
-                          ("trayer", "trayer")):
+    for tool, package in (("dbus-daemon", "dbus"), ("dunst", "dunst"), ("trayer", "trayer")):
         if shutil.which(tool) is None:
             raise DesktopUnavailable(f"'{tool}' is not installed (Debian: apt-get install {package}; "
                                      "./dev setup does it)")
@@ -92,7 +92,7 @@ def start_desktop(display: str, timeout: float = 15) -> Desktop:
         desktop.processes.append(subprocess.Popen(
             ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request", "--height", "24",
              "--SetDockType", "true", "--transparent", "false"], **quiet))
-        _wait(lambda: _dunst_ready(env), timeout, "dunst to answer on the session bus")
+        _wait(lambda: _dunst_ready(address), timeout, "dunst to answer on the session bus")
         _wait(lambda: _tray_owned(display), timeout, "trayer to own _NET_SYSTEM_TRAY_S0")
     except BaseException:
         desktop.stop()
@@ -100,8 +100,21 @@ def start_desktop(display: str, timeout: float = 15) -> Desktop:
     return desktop
 
 
-def _dunst_ready(env) -> bool:
-    return subprocess.run(["dunstctl", "is-paused"], env=env, capture_output=True, timeout=10).returncode == 0
+DUNST = DBusAddress("/org/freedesktop/Notifications", bus_name="org.freedesktop.Notifications",
+                    interface="org.dunstproject.cmd0")
+
+
+def _dunst_call(bus_address: str, method: str) -> tuple:
+    with open_dbus_connection(bus_address) as conn:
+        return unwrap_msg(conn.send_and_get_reply(new_method_call(DUNST, method), timeout=10))
+
+
+def _dunst_ready(bus_address: str) -> bool:
+    try:
+        _dunst_call(bus_address, "NotificationListHistory")
+    except DBusErrorResponse:  # not on the bus yet
+        return False
+    return True
 
 
 def _tray_owned(display: str) -> bool:
