@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if icon is not None:
             icon.stop()
 
+    if not args.no_icon:
+        icon = _make_icon(agent, quit_agent)   # before the server, so status names the backend
     try:
         server = Server(paths, build_handlers(agent, on_quit=quit_agent)).start()
     except PlugbackError as err:
@@ -109,8 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         log.warning("could not update the start-at-login entry: %s", err)
 
-    if not args.no_icon:
-        icon = _make_icon(agent, quit_agent)
     watcher = DriveWatcher(agent, interval=args.poll_interval)
     scheduler = Scheduler(agent)
     watcher.start()

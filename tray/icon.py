@@ -128,13 +128,19 @@ class TrayIcon:
         self.images = {state: draw_icon(state) for state in COLOURS}
         state = agent.tray_state()
         self.icon = backend_module.Icon("plugback", self.images[menu_mod.icon_state(state)],
-                                        menu_mod.tooltip(state), menu=pystray.Menu(self._items))
+                                        self._title(menu_mod.tooltip(state)), menu=pystray.Menu(self._items))
         self._last_refresh = 0.0
         self._refresh_pending = False
         self._lock = threading.Lock()
         agent.listeners.append(self.refresh)
         if not getattr(self.icon, "HAS_MENU", True):
             log.warning("tray backend %s shows no menu", backend_name)
+
+    def _title(self, text: str) -> str:
+        if self.backend_name == "xorg":
+            # Xlib sets WM_NAME as latin-1: spell out the typographic characters.
+            text = text.replace("—", "-").replace("…", "...").encode("latin-1", "replace").decode("latin-1")
+        return text
 
     # -- menu ------------------------------------------------------------------------------
 
@@ -188,7 +194,7 @@ class TrayIcon:
         state = self.agent.tray_state()
         try:
             self.icon.icon = self.images[menu_mod.icon_state(state)]
-            self.icon.title = menu_mod.tooltip(state)
+            self.icon.title = self._title(menu_mod.tooltip(state))
             self.icon.update_menu()
         except Exception:   # noqa: BLE001 - e.g. the icon is not visible yet
             log.debug("icon update failed", exc_info=True)
