@@ -121,8 +121,8 @@ def restore(set_path, target=None, *, snapshot: str | None = "latest", paths=(),
         root = roots[top]
         return root, os.path.join(root, *rest.split("/")) if rest else root
 
-    for root in set(roots.values()):
-        os.makedirs(root, exist_ok=True)
+    for top in {e.path.partition("/")[0] for e in chosen}:
+        os.makedirs(roots[top], exist_ok=True)
     dirs = [e for e in chosen if e.type == DIR]
     files = [e for e in chosen if e.type == FILE]
     links = [e for e in chosen if e.type == LINK]

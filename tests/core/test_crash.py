@@ -168,3 +168,42 @@ def test_full_real_drive(make_drive, tmp_path):
     restore(set_path, out, snapshot=first.snapshot_id)
     assert read_tree(out / "Data") == {"small.txt": b"fits"}
     assert verify(set_path, read_all=True).ok
+
+
+KILL_SCRIPT = """
+import sys, time
+from core.backup import backup
+def progress(p):
+    if p.phase == "copy":
+        print(p.files_done, flush=True)
+        time.sleep(0.02)   # slow enough for the test to kill us mid-run
+backup(sys.argv[1], [sys.argv[2]], progress=progress, workers=1, checkpoint_seconds=0)
+"""
+
+
+def test_killed_process_resumes_from_checkpoint(tmp_path):
+    """SIGKILL mid-backup (no clean-up runs): the next run reuses the checkpointed work."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support.env import subprocess_env
+
+    spec = {f"f{i:03}.bin": bytes([i]) * 50000 for i in range(80)}
+    src = make_tree(tmp_path / "src" / "Data", spec)
+    set_path = tmp_path / "set"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(set_path), str(src)],
+                            stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    for line in proc.stdout:
+        if int(line) >= 40:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not list((set_path / "snapshots").iterdir()), "killed before the commit"
+    result = backup(set_path, [src])    # breaks the dead process's lock
+    assert result.files_copied <= 80 - 35, result.files_copied
+    out = tmp_path / "out"
+    restore(set_path, out)
+    assert read_tree(out / "Data") == read_tree(src)
+    assert verify(set_path, read_all=True).ok
