@@ -88,14 +88,16 @@ class Api:
         except TypeError as err:
             return {"ok": False, "code": "bad_request", "message": f"Bad request for '{method}': {err}."}
         try:
-            return fn(**(args or {}))
+            reply = fn(**(args or {}))
         except PlugbackError as err:
-            return err.to_dict()
+            reply = err.to_dict()
         except Exception as err:  # a bug here must not take the window down; the log keeps the trace
             log.exception("API method %s failed", method)
             return {"ok": False, "code": "internal",
                     "message": f"The settings window hit an unexpected problem ({type(err).__name__}: {err}). "
                                "Try again; if it keeps happening, report it with the log file."}
+        log.debug("api %s -> %s", method, "ok" if reply.get("ok") else reply.get("code"))
+        return reply
 
     def _ask(self, cmd: str, **args) -> dict:
         """Forward one command to the agent; an unreachable agent is an error reply, not an exception."""

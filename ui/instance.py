@@ -124,6 +124,7 @@ class SettingsInstance:
                 mpc.deliver_challenge(conn, key)
                 mpc.answer_challenge(conn, key)
                 if conn.poll(5) and json.loads(conn.recv_bytes(4096)).get("cmd") == "focus":
+                    log.info("a second start asked for the settings: bringing them to the front")
                     self._on_focus()
                     conn.send_bytes(b'{"ok": true}')
             except (AuthenticationError, OSError, EOFError, ValueError) as err:

@@ -37,7 +37,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--settings", action="store_true", help=argparse.SUPPRESS)  # passed through by the tray
     parser.add_argument("--browser", action="store_true",
                         help="open the settings in the default web browser instead of a window")
-    parser.add_argument("--debug", action="store_true", help="log more, and open the web inspector in window mode")
+    parser.add_argument("--debug", action="store_true", help="log every API call to settings.log")
+    parser.add_argument("--inspector", action="store_true", help="allow the web inspector in window mode")
     return parser.parse_args(argv)
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.browser:
             try:
-                run_window(paths, instance, debug=args.debug)
+                run_window(paths, instance, debug=args.inspector)
                 return 0
             except NoWebview as err:
                 log.warning("no settings window possible (%s); opening the settings in the browser", err)

@@ -42,7 +42,7 @@ function renderActivity(reply) {
     const p = running[0].progress;
     const pct = p && p.bytes_total ? ` ${Math.floor((100 * p.bytes_done) / p.bytes_total)}%` : '';
     box.textContent = `Backing up ${running[0].name}…${pct}`;
-  } else if (reply.data.paused_until !== undefined && reply.data.paused_until !== null) {
+  } else if (reply.data.paused) {
     box.textContent = 'Automatic backups paused';
   } else {
     box.textContent = (reply.data.jobs || []).length ? 'Idle · backups on watch' : '';

@@ -73,7 +73,7 @@ export async function render(main, ctx) {
     if (alerts.querySelector('[data-code="agent_unavailable"]')) showError(alerts, null);
     const status = reply.data;
     const jobs = status.jobs || [];
-    fill(pauseSlot, status.paused_until !== null && status.paused_until !== undefined
+    fill(pauseSlot, status.paused
       ? h('button', { type: 'button', onclick: () => act('resume', {}, 'Automatic backups resumed') }, 'Resume automatic backups')
       : jobs.length ? h('button', { type: 'button', onclick: () => act('pause', { until: null }, 'Automatic backups paused') }, 'Pause automatic backups') : '');
     if (!jobs.length) {

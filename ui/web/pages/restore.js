@@ -147,7 +147,7 @@ export async function render(main, ctx) {
     const r = task.result || {};
     const failed = task.error || r.status === 'failed';
     const rows = [['Restored', r.files_restored], ['Bytes', r.bytes_restored !== undefined ? bytes(r.bytes_restored) : undefined],
-      ['Skipped (already there)', r.files_skipped], ['Kept both', r.files_renamed], ['Replaced', r.files_overwritten]]
+      ['Skipped (already there)', r.skipped ?? r.files_skipped], ['Kept both', r.files_renamed], ['Replaced', r.files_overwritten]]
       .filter(([, v]) => v !== undefined && v !== null);
     const message = task.error ? (task.error.message || String(task.error)) : null;
     return h('div', { class: `alert ${failed ? 'error' : 'info'}`, role: failed ? 'alert' : 'status' },

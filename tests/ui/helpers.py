@@ -1,0 +1,154 @@
+"""A real agent in a subprocess, the real settings server in front of it, and pages in Chromium.
+
+Used by tests/ui and tests/e2e: ``from tests.ui.helpers import agent, settings, open_page``.
+The agent is ``plugback-tray --no-icon`` with this test's PLUGBACK_HOME (the
+autouse ``plugback_env`` fixture isolates it); the window's api talks to it over
+the real IPC, exactly as in the app.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.config import Paths
+from core.errors import PlugbackError
+from core.ipc import Client, agent_running
+from tests.support.env import subprocess_env
+from ui.api import Api, agent_request
+from ui.server import SettingsServer
+
+
+def tray_executable() -> Path:
+    """The installed ``plugback-tray`` script of this venv."""
+    return Path(sys.executable).with_name("plugback-tray")
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``condition()`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class AgentProcess:
+    """``plugback-tray --no-icon`` running for this test."""
+
+    def __init__(self, proc: subprocess.Popen, paths: Paths, log: Path):
+        self.proc = proc
+        self.paths = paths
+        self.log = log
+
+    @classmethod
+    def start(cls, log: Path, *, env: dict | None = None, timeout: float = 30) -> "AgentProcess":
+        paths = Paths.default()
+        out = open(log, "ab")
+        proc = subprocess.Popen([str(tray_executable()), "--no-icon", "--poll-interval", "0.5"],
+                                env=subprocess_env(env), stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        out.close()
+        agent = cls(proc, paths, log)
+        try:
+            wait_for(lambda: proc.poll() is not None or agent_running(paths), timeout, "the agent to answer ping")
+        except AssertionError:
+            agent.stop()
+            raise
+        if proc.poll() is not None:
+            raise AssertionError(f"the agent exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        return agent
+
+    def call(self, cmd: str, **args):
+        """One IPC request; returns ``data`` or raises the agent's error."""
+        with Client(self.paths) as client:
+            return client.call(cmd, **args)
+
+    def job(self, name: str) -> dict:
+        """The job's entry in ``status``."""
+        return next(j for j in self.call("status")["jobs"] if j["name"] == name)
+
+    def wait_idle(self, name: str, timeout: float = 60) -> dict:
+        """Wait until the job is neither queued nor running and has a last run; returns that run."""
+        def done():
+            job = self.job(name)
+            return not job["running"] and not job.get("queued") and job["last_run"] and job["last_run"]["status"] != "running" and job["last_run"]
+        return wait_for(done, timeout, f"job {name} to finish")
+
+    def backup(self, name: str, timeout: float = 60) -> dict:
+        """Run a job now and wait for it; returns the run (asserting it succeeded)."""
+        before = (self.job(name)["last_run"] or {}).get("id")
+        self.call("run_job", name=name)
+        wait_for(lambda: (self.job(name)["last_run"] or {}).get("id") not in (None, before), timeout, f"{name} to start")
+        run = self.wait_idle(name, timeout)
+        assert run["status"] in ("ok", "warnings"), run
+        return run
+
+    def stop(self) -> None:
+        """Ask the agent to quit over IPC; kill it if it does not go within 15 s."""
+        if self.proc.poll() is None:
+            try:
+                self.call("quit")
+            except PlugbackError:
+                self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def agent(plugback_env, tmp_path):
+    """A real agent for this test (its log: ``agent.log`` in tmp_path)."""
+    proc = AgentProcess.start(tmp_path / "agent-process.log")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def settings(agent):
+    """The browser-fallback server with the real api, talking to ``agent``."""
+    server = SettingsServer(Api(agent_request(agent.paths), mode="browser"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class PageErrors(list):
+    """JavaScript exceptions seen on a page (a page must never throw)."""
+
+
+@pytest.fixture
+def open_page(chromium_browser, settings):
+    """``open_page(hash="", color_scheme="light", width=1200) -> Page`` on the settings, ready to use.
+
+    Fails the test if the page threw an uncaught JavaScript error.
+    """
+    contexts, errors = [], PageErrors()
+
+    def make(hash_: str = "", *, color_scheme: str = "light", width: int = 1200, height: int = 850):
+        context = chromium_browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
+        contexts.append(context)
+        context.set_default_timeout(15000)
+        page = context.new_page()
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(settings.url + (f"#{hash_}" if hash_ else ""))
+        page.wait_for_selector("html[data-ready='true']")
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not errors, f"the page threw: {errors}"
