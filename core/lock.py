@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,6 +25,13 @@ from core.fs import translate
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(hours=6)
 
+# Tokens of the locks this process holds right now. A lock file naming this process
+# with a token not in here was lost by it (the drive was pulled before release could
+# delete it): without this, a long-running agent would lock itself out of that set
+# until it restarts, because its own pid is alive.
+_held_tokens: set[str] = set()
+_held_mutex = threading.Lock()
+
 
 class SetLock:
     """Context manager holding a set's lock. ``refresh()`` keeps a long run's lock fresh."""
@@ -32,10 +41,11 @@ class SetLock:
         self.clock = clock
         self.purpose = purpose
         self.held = False
+        self.token = secrets.token_hex(8)
 
     def _record(self) -> bytes:
         return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "purpose": self.purpose,
-                           "time": self.clock.now().isoformat()}).encode()
+                           "time": self.clock.now().isoformat(), "token": self.token}).encode()
 
     def acquire(self) -> "SetLock":
         for _ in range(2):
@@ -55,21 +65,32 @@ class SetLock:
                 raise translate(err, self.path, self.path.parent) from err
             try:
                 os.write(fd, self._record())
+            except OSError as err:
+                raise translate(err, self.path, self.path.parent) from err
             finally:
                 os.close(fd)
             self.held = True
+            with _held_mutex:
+                _held_tokens.add(self.token)
             return self
         raise SetLocked(holder="another process")
 
     def refresh(self) -> None:
+        """Rewrite the lock's time, so other computers do not take a long run's lock for stale."""
         if self.held:
             tmp = self.path.with_name(self.path.name + ".new")
-            tmp.write_bytes(self._record())
-            os.replace(tmp, self.path)
+            try:
+                tmp.write_bytes(self._record())
+                os.replace(tmp, self.path)
+            except OSError as err:
+                # The drive may be gone: report that, not a bare FileNotFoundError.
+                raise translate(err, self.path, self.path.parent) from err
 
     def release(self) -> None:
         if self.held:
             self.held = False
+            with _held_mutex:
+                _held_tokens.discard(self.token)
             try:
                 os.unlink(self.path)
             except OSError:
@@ -91,6 +112,9 @@ class SetLock:
             return age > 60
         if holder.get("host") == socket.gethostname():
             pid = holder.get("pid")
+            if pid == os.getpid() and "token" in holder:
+                with _held_mutex:
+                    return holder["token"] not in _held_tokens
             return not (isinstance(pid, int) and psutil.pid_exists(pid))
         try:
             t = datetime.fromisoformat(holder["time"])
