@@ -164,7 +164,9 @@ def candidate_secrets(set_id: str, *, recovery_key_file: Path | str | None = Non
         try:
             stored = stored_passphrase(set_id)
         except KeyringUnavailable as exc:
-            warn(exc.message)
+            # Said only when it matters: with PLUGBACK_PASSPHRASE set, nobody needs the keyring.
+            if not env.get(ENV_PASSPHRASE):
+                warn(exc.message)
             stored = None
         if stored:
             yield Secret.passphrase(stored, "keyring")

@@ -1,5 +1,71 @@
-"""Commands of the `plugback` CLI (placeholder until its owner fills it)."""
+"""Key commands for encrypted sets: ``plugback key export`` and ``plugback key passwd``."""
+
+from __future__ import annotations
+
+import os
+
+from core import crypto, keys
+from core.cli.backup_cmds import add_unlock_options, unlocker_from
+from core.cli.render import prompt_secret, warn
+from core.errors import EXIT_OK, PassphraseNeeded, UsageError
+from core.lock import SetLock
+from core.progress import Clock
+from core.repo import BackupSet
 
 
-def register(subparsers) -> None:
-    """Add this module's commands to the parser."""
+def register(sub) -> None:
+    key = sub.add_parser("key", help="recovery key and passphrase of an encrypted set")
+    ksub = key.add_subparsers(dest="key_command", metavar="ACTION")
+    ksub.required = True
+
+    p = ksub.add_parser("export", help="print the recovery key (opens the set without the passphrase)",
+                        description="Print the set's recovery key. Keep it on paper, away from the drive: "
+                                    "anyone with it can read the backups.")
+    p.add_argument("set", metavar="SET")
+    add_unlock_options(p)
+    p.set_defaults(func=cmd_export)
+
+    p = ksub.add_parser("passwd", help="change the passphrase (data is not re-encrypted)",
+                        description="Change the passphrase. The new one comes from "
+                                    "PLUGBACK_NEW_PASSPHRASE or a prompt. The recovery key stays valid.")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("--remember", action="store_true", help="store the new passphrase in the system keyring")
+    add_unlock_options(p)
+    p.set_defaults(func=cmd_passwd)
+
+
+def _open_encrypted(args) -> BackupSet:
+    bset = BackupSet.open(args.set, unlocker_from(args))
+    if not bset.encrypted:
+        raise UsageError(f"{args.set} is not encrypted: it has no passphrase or recovery key.")
+    return bset
+
+
+def cmd_export(args) -> int:
+    bset = _open_encrypted(args)
+    print(crypto.recovery_key(bset.keys))
+    return EXIT_OK
+
+
+def cmd_passwd(args) -> int:
+    bset = _open_encrypted(args)
+    new = os.environ.get("PLUGBACK_NEW_PASSPHRASE")
+    if not new:
+        new = prompt_secret("New passphrase: ")
+        if not new:
+            raise PassphraseNeeded("Give the new passphrase in PLUGBACK_NEW_PASSPHRASE, or run this on a "
+                                   "terminal to be asked.")
+        if prompt_secret("Type it again: ") != new:
+            raise UsageError("The two passphrases differ. The passphrase was not changed.")
+    with SetLock(bset.layout.lock, Clock(), purpose="change passphrase"):
+        bset.meta["encryption"] = crypto.rewrap(bset.meta["encryption"], bset.keys, new)
+        bset.write_meta()
+    try:
+        if args.remember:
+            keys.store_passphrase(bset.set_id, new)
+        elif keys.stored_passphrase(bset.set_id) is not None:
+            keys.store_passphrase(bset.set_id, new)   # keep the keyring's copy in step
+    except Exception as err:   # no keyring: the change itself succeeded
+        warn(str(err))
+    print("Passphrase changed. The recovery key is unchanged.")
+    return EXIT_OK
