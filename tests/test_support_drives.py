@@ -80,3 +80,23 @@ def test_several_drives_at_once_and_cleanup_detaches_them(make_drive):
     drives[0].close()
     assert not os.path.ismount(drives[0].mount_point or "/nonexistent")
     assert drives[0].device is None
+
+
+# Why a machine cannot make drives must be said plainly (a fake only for the missing capability).
+
+def test_unavailable_reason_names_root_when_not_root(monkeypatch):
+    from tests.support.drives import DriveUnavailable, check_available
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(DriveUnavailable, match="need root"):
+        check_available("ext4")
+
+
+def test_unavailable_reason_names_the_missing_tool_and_package(monkeypatch, tmp_path):
+    from tests.support.drives import DriveUnavailable, check_available
+
+    if os.geteuid() != 0 or not os.path.exists("/dev/loop-control") or not os.path.exists("/dev/fuse"):
+        pytest.skip("checks the tool message, which comes after the root / device checks")
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
+    with pytest.raises(DriveUnavailable, match=r"'losetup' is not installed.*exfatprogs exfat-fuse"):
+        check_available("exfat")
