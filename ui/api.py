@@ -112,8 +112,14 @@ class Api:
     # -- about this window -------------------------------------------------
 
     def info(self) -> dict:
-        """How the page runs: ``window`` (pywebview) or ``browser``, and whether native pickers exist."""
-        return _ok({"mode": self._mode, "can_pick_folders": self._pick_folder is not None,
+        """How the page runs (``window`` or ``browser``), whether pickers exist and the agent answers.
+
+        The page calls this once when it loads; the log line is how one sees (and the window
+        test checks) that the page reached Python and Python reached the agent.
+        """
+        agent = self._ask("ping").get("ok", False)
+        log.info("settings page loaded (%s mode; agent answering: %s)", self._mode, "yes" if agent else "no")
+        return _ok({"mode": self._mode, "can_pick_folders": self._pick_folder is not None, "agent": agent,
                     "home": str(Path.home()), "sep": os.sep})
 
     # -- status and runs ---------------------------------------------------

@@ -50,7 +50,9 @@ export async function render(main, ctx) {
     const last = job.last_run;
     fill(view.badges, 
       job.running ? statusBadge('running') : last ? statusBadge(last.status) : h('span', { class: 'badge' }, 'Not backed up yet'),
-      h('span', { class: `badge ${job.drive_present ? 'ok' : ''}` }, job.drive_present ? 'Drive connected' : 'Drive not connected'));
+      h('span', { class: `badge ${job.drive_present ? 'ok' : ''}` }, job.destination && job.destination.path
+        ? (job.drive_present ? 'Destination reachable' : 'Destination not reachable')
+        : (job.drive_present ? 'Drive connected' : 'Drive not connected')));
     fill(view.facts, 
       h('dt', {}, 'Folders'), h('dd', {}, (job.sources || []).join(', ')),
       h('dt', {}, 'Backs up to'), h('dd', {}, destinationText(job, drives)),

@@ -1,0 +1,119 @@
+"""The settings window process: a real pywebview (GTK) window under Xvfb, the single-instance
+focus hand-over, and the fallback to the browser when there is no display."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from PIL import Image
+
+from tests.support.env import subprocess_env
+from tests.ui.helpers import agent, tray_executable, wait_for  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.slow
+
+
+def settings_log(agent) -> str:
+    path = agent.paths.log_dir / "settings.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.gui
+def test_window_opens_reaches_the_agent_is_captured_and_a_second_start_focuses_it(
+        xvfb_display, screenshot, agent, tmp_path):
+    agent.call("job_save", job={"name": "Documents", "sources": [str(tmp_path)], "destination": {"path": str(tmp_path / "b")}})
+    out = open(tmp_path / "window.out", "wb")
+    window = subprocess.Popen([str(tray_executable()), "--settings"], env=subprocess_env(), stdout=out, stderr=out,
+                              stdin=subprocess.DEVNULL)
+    try:
+        # The page's first api call (info) went JS -> pywebview -> ui.api -> IPC -> agent and back.
+        wait_for(lambda: "settings page loaded (window mode; agent answering: yes)" in settings_log(agent)
+                 or window.poll() is not None, 60, "the window's page to call the api")
+        assert window.poll() is None, (tmp_path / "window.out").read_text(errors="replace")
+        time.sleep(2.5)  # the page polls status once a second; let it paint a full frame
+        shot = screenshot("settings-window")
+        image = Image.open(shot).convert("RGB")
+        colours = image.getcolors(maxcolors=1 << 20) or []
+        assert len(colours) > 50, "the screenshot is (nearly) blank"
+        # The window's light page occupies the middle of the black root window.
+        assert sum(image.getpixel((image.width // 2, image.height // 2))) > 600
+
+        second = subprocess.run([str(tray_executable()), "--settings"], env=subprocess_env(), timeout=30,
+                                capture_output=True, stdin=subprocess.DEVNULL)
+        assert second.returncode == 0, second.stderr
+        wait_for(lambda: "a second start asked for the settings" in settings_log(agent), 10, "the focus request")
+        assert window.poll() is None, "the first window must stay open"
+    finally:
+        stop(window)
+        out.close()
+
+
+@pytest.fixture
+def browser_recorder(tmp_path):
+    """A $BROWSER that records the URLs it is asked to open (instead of opening anything)."""
+    record = tmp_path / "opened.txt"
+    script = tmp_path / "record-url"
+    script.write_text(f"#!/bin/sh\necho \"$1\" >> {record}\n")
+    script.chmod(0o755)
+    return script, record
+
+
+def opened(record) -> list[str]:
+    return record.read_text().split() if record.exists() else []
+
+
+def test_without_a_display_the_settings_open_in_the_browser(agent, browser_recorder, monkeypatch):
+    script, record = browser_recorder
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    env = subprocess_env({"BROWSER": str(script)})
+    proc = subprocess.Popen([str(tray_executable()), "--settings"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/[\w-]{32,}/", line).group(0)
+        wait_for(lambda: opened(record), 10, "$BROWSER to be run")
+        assert opened(record) == [url]
+        page = urllib.request.urlopen(url, timeout=10).read()
+        assert b"<title>Plugback settings</title>" in page
+        # Opening the settings again re-opens the same page instead of a second server.
+        again = subprocess.run([str(tray_executable()), "--settings"], env=env, timeout=30, capture_output=True)
+        assert again.returncode == 0 and b"http://" not in again.stdout
+        wait_for(lambda: len(opened(record)) == 2, 10, "the page to be opened again")
+        assert opened(record) == [url, url]
+    finally:
+        stop(proc)
+
+
+def test_the_agent_opens_the_settings_and_browser_mode_can_be_forced(agent, browser_recorder, monkeypatch):
+    """The tray's "Open settings…" (IPC open_settings) starts the window process; --browser forces
+    the browser even where a display exists."""
+    script, record = browser_recorder
+    monkeypatch.setenv("DISPLAY", ":no-such-display")
+    env = subprocess_env({"BROWSER": str(script)})
+    proc = subprocess.Popen([sys.executable, "-m", "ui.window", "--settings", "--browser"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+/\S+/", proc.stdout.readline()).group(0)
+        wait_for(lambda: opened(record) == [url], 10, "$BROWSER to open the page")
+        # The agent's open_settings starts `plugback-tray --settings`, which finds this one and focuses it.
+        agent.call("open_settings")
+        wait_for(lambda: opened(record) == [url, url], 20, "the open settings to be focused")
+    finally:
+        stop(proc)
