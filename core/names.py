@@ -9,6 +9,7 @@ the mirror name its parent snapshot gave it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from core.fs import VolumeInfo
@@ -17,6 +18,8 @@ _WIN_BAD = re.compile(r'[<>:"\\|?*\x00-\x1f]')
 _WIN_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.IGNORECASE)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 MAX_NAME_BYTES = 255
+# Escaped names stay below the 255-unit limit of FAT/exFAT/NTFS, leaving room for a "~N" suffix.
+MAX_ESCAPED = 240
 
 
 def escape_component(name: str, volume: VolumeInfo) -> str:
@@ -39,7 +42,32 @@ def escape_component(name: str, volume: VolumeInfo) -> str:
     except UnicodeEncodeError:
         # Undecodable bytes in a POSIX name: FAT/exFAT store UTF-16, so spell them out.
         out = out.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").replace("\\", "%")
+    if out != name and _units(out) > MAX_ESCAPED:
+        out = _shorten(name, out)
     return out
+
+
+def _units(name: str) -> int:
+    """A name's length as FAT, exFAT and NTFS count it (UTF-16 code units, at most 255)."""
+    return len(name.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _shorten(name: str, escaped: str) -> str:
+    """Escaping can triple a name past 255: cut it, keeping the extension, and add a hash of the
+    real name so two long names that share a beginning still differ (and the result is stable)."""
+    tag = "~" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    stem, dot, ext = escaped.rpartition(".")
+    if not dot or not stem or len(ext) > 16:
+        stem, ext = escaped, ""
+    ext = "." + ext if ext else ""
+    room = MAX_ESCAPED - len(tag) - len(ext)
+    while _units(stem) > room:
+        stem = stem[:-1]
+    # Never end the stem inside a %XX escape: it would read as a different character.
+    cut = stem.rfind("%", max(0, len(stem) - 2))
+    if cut != -1:
+        stem = stem[:cut]
+    return stem + tag + ext
 
 
 class MirrorNamer:
