@@ -175,6 +175,8 @@ BAD_NAMES = {
     "a:b.txt": b"colon", "what?.txt": b"question", "CON.txt": b"reserved", "aux": b"reserved bare",
     "trailing.": b"dot", "trailing ": b"space", 'q"uote<>|*.txt': b"many", "Readme.md": b"mixed case",
     "README.md": b"upper case", "Dir/a.txt": b"in Dir", "DIR/b.txt": b"in DIR", "ok.txt": b"plain",
+    "a:" * 100 + ".txt": b"escaping makes this name too long unless it is shortened",
+    "é" * 120 + ".txt": b"long non-ASCII name",
 }
 
 
@@ -202,6 +204,7 @@ def test_names_fat_cannot_hold(make_drive, tmp_path, fstype):
     real = {e.path for e in m.entries if e.type == FILE}
     assert real == {f"Docs/{n}" for n in BAD_NAMES}
     mirrors = {e.path: e.mirror for e in m.entries}
+    assert all(len(part) <= 255 for e in m.entries for part in e.mirror_path.split("/"))
     assert mirrors["Docs/a:b.txt"] == "Docs/a%3Ab.txt" and mirrors["Docs/ok.txt"] is None
     assert mirrors["Docs/Dir/a.txt"] == "Docs/Dir~1/a.txt"
 
