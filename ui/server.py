@@ -53,6 +53,7 @@ class SettingsServer(ThreadingHTTPServer):
         self.web_root = Path(web_root).resolve()
         self.idle_timeout = idle_timeout
         self.last_request = time.monotonic()
+        self.closing = threading.Event()   # set to end serve_until_idle
         port = self.server_address[1]
         self.allowed_hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
         self.allowed_origins = {f"http://{host}" for host in self.allowed_hosts}
@@ -76,8 +77,10 @@ class SettingsServer(ThreadingHTTPServer):
         """
         self.start()
         while self.idle_timeout is None or time.monotonic() - self.last_request < self.idle_timeout:
-            time.sleep(1.0)
-        log.info("no request for %s s: closing the settings server", self.idle_timeout)
+            if self.closing.wait(1.0):
+                break
+        else:
+            log.info("no request for %s s: closing the settings server", self.idle_timeout)
         self.shutdown()
         self.server_close()
 

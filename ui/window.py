@@ -15,9 +15,12 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
+import time
 import webbrowser
 
 from core.config import Paths
+from core.ipc import agent_running
 from ui.api import Api, agent_request
 from ui.instance import SettingsInstance
 from ui.server import WEB_ROOT, SettingsServer
@@ -26,6 +29,31 @@ log = logging.getLogger(__name__)
 
 #: The browser-mode server exits after this long without a request (the tab was closed).
 BROWSER_IDLE_TIMEOUT = 600.0
+
+
+def close_when_agent_quits(paths: Paths, close, *, interval: float = 2.0) -> threading.Thread:
+    """Call ``close()`` once the agent, after answering at least once, stops answering.
+
+    "Quit" in the tray ends Plugback, settings included: a window left behind could
+    do nothing. A window opened while no agent runs stays (it says the agent is not
+    running) until the user closes it.
+    """
+    def watch() -> None:
+        seen, misses = False, 0
+        while True:
+            time.sleep(interval)
+            if agent_running(paths):
+                seen, misses = True, 0
+            elif seen:
+                misses += 1
+                if misses >= 2:   # not a hiccup: gone for two checks in a row
+                    log.info("the agent quit: closing the settings")
+                    close()
+                    return
+
+    thread = threading.Thread(target=watch, name="agent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 class NoWebview(Exception):
@@ -122,6 +150,7 @@ def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False)
         window.on_top = False
 
     instance.serve(focus)
+    close_when_agent_quits(paths, window.destroy)   # from this thread, never inside a js_api call
     try:
         # http_server: the pages are ES modules, which WebKit will not load from file:// URLs.
         webview.start(gui=gui, http_server=True, debug=debug, private_mode=True)
@@ -136,6 +165,7 @@ def run_browser(paths: Paths, instance: SettingsInstance, *, open_browser: bool 
     api = Api(agent_request(paths), mode="browser")
     server = SettingsServer(api, idle_timeout=BROWSER_IDLE_TIMEOUT)
     instance.serve(lambda: webbrowser.open(server.url))
+    close_when_agent_quits(paths, server.closing.set)
     # The URL holds the session token: printed for the user (headless ssh), never logged.
     print(f"Plugback settings: {server.url}", flush=True)
     log.info("settings served on 127.0.0.1:%s", server.server_address[1])

@@ -73,24 +73,38 @@ export async function render(main, ctx) {
       field('Name for this backup', name, 'Shown in the tray menu and in History.'),
       h('p', { class: 'muted' }, 'Plugback will back up whenever this drive is plugged in, and at noon every day it is connected. You can change this on the Jobs page.'),
       h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
-        h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async () => {
+        h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async (e) => {
+          const button = e.currentTarget;
           if (!invalid(name, name.value.trim() ? '' : 'Give the backup a name.')) { name.focus(); return; }
-          state.jobName = name.value.trim();
-          let driveId = v.drive_id;
-          if (!driveId || !v.enrolled) {
-            const init = await ctx.call('drive_init', { mount: v.mount, label: label.value.trim() || null });
-            if (!init.ok) { showError(alerts, init, 'The drive could not be prepared.'); return; }
-            driveId = init.data.drive_id;
-          }
-          state.driveId = driveId;
-          const job = { name: state.jobName, sources: state.sources, destination: { drive_id: driveId },
-            triggers: { on_connect: true, schedule: 'daily@12:00', min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
-          const saved = await ctx.call('job_save', { job });
-          if (!saved.ok) { showError(alerts, saved, 'The backup could not be set up.'); return; }
-          const run = await ctx.call('run_job', { name: state.jobName });
-          if (!run.ok) { showError(alerts, run, 'The first backup did not start.'); return; }
-          go(3);
+          button.disabled = true;
+          try { await start(); } finally { button.disabled = false; }
         } }, v.drive_id ? 'Start first backup' : 'Prepare drive and start first backup')));
+
+    async function start() {
+      state.jobName = name.value.trim();
+      let driveId = v.drive_id;
+      if (!driveId || !v.enrolled) {
+        const init = await ctx.call('drive_init', { mount: v.mount, label: label.value.trim() || null });
+        if (!init.ok) { showError(alerts, init, 'The drive could not be prepared.'); return; }
+        driveId = init.data.drive_id;
+      }
+      state.driveId = driveId;
+      // The agent notices a newly prepared drive on its next look at the mounts (about 2 s).
+      for (let i = 0; i < 20; i += 1) {
+        const st = await ctx.call('status');
+        if (st.ok && (st.data.drives || []).some((d) => d.drive_id === driveId && d.present)) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const job = { name: state.jobName, sources: state.sources, destination: { drive_id: driveId },
+        triggers: { on_connect: true, schedule: 'daily@12:00', min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
+      // On a retry the job exists already: change it instead of adding a second one.
+      const saved = await ctx.call('job_save', { job, original_name: state.savedName || null });
+      if (!saved.ok) { showError(alerts, saved, 'The backup could not be set up.'); return; }
+      state.savedName = state.jobName;
+      const run = await ctx.call('run_job', { name: state.jobName });
+      if (!run.ok) { showError(alerts, run, 'The first backup did not start.'); return; }
+      go(3);
+    }
   }
 
   function backup() {
