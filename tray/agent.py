@@ -119,9 +119,14 @@ class Agent:
             self.config = config
         else:
             try:
+                old_names = {j.name for j in self.config.jobs}
                 self.config = read_config(path)
                 if self.problem and self.problem.startswith("The settings file"):
                     self.problem = None
+                # A job added for a drive that is already plugged in runs as if the drive just came.
+                for drive_id in list(self.present):
+                    self._connect_jobs(drive_id, [j for j in self.config.jobs if j.name not in old_names
+                                                  and j.destination.drive_id == drive_id])
             except ConfigError as err:
                 # Keep using the last good settings; the user is probably still editing.
                 self._report_problem(f"{err.message} Plugback keeps using the previous settings.")
@@ -140,12 +145,16 @@ class Agent:
     def edit_config(self, change: Callable[[Config], None]) -> Config:
         """Change the settings (under the file lock); a broken file on disk is kept aside and reported."""
         with self.lock:
+            old_names = {j.name for j in self.config.jobs}
             config, moved = update_config(self.paths.config_file, change, fallback=self.config)
             if moved:
                 self._report_problem(f"The settings file on disk was damaged and was kept as {moved.name}.")
             self.config = config
             self._stamp = file_stamp(self.paths.config_file)
         self.changed()
+        for drive_id in list(self.present):
+            self._connect_jobs(drive_id, [j for j in config.jobs if j.name not in old_names
+                                          and j.destination.drive_id == drive_id])
         return config
 
     def _report_problem(self, message: str) -> None:
@@ -309,19 +318,23 @@ class Agent:
             self.present[drive_id] = mount
         log.info("drive %s connected at %s", drive_id, mount)
         self.changed()
-        if self.is_paused() or not self.battery_ok() or self.restore_drive == drive_id:
+        return self._connect_jobs(drive_id, [j for j in self.config.jobs if j.destination.drive_id == drive_id])
+
+    def _connect_jobs(self, drive_id: str, jobs: list[Job]) -> list[str]:
+        """Queue (after the short, cancellable delay) those of ``jobs`` that a connect makes due."""
+        if not jobs or self.is_paused() or not self.battery_ok() or self.restore_drive == drive_id:
             return []
         now = self.clock.now()
-        names = [j.name for j in self.config.jobs if j.destination.drive_id == drive_id
-                 and connect_due(j, self._last_success(j), now.astimezone())]
+        names = [j.name for j in jobs if connect_due(j, self._last_success(j), now.astimezone())]
         if not names:
             return []
         delay = self.config.prefs.connect_delay_seconds
-        pending = PendingConnect(drive_id, names, now + timedelta(seconds=delay))
         with self.lock:
             old = self.pending.pop(drive_id, None)
             if old and old.timer:
                 old.timer.cancel()
+            names = list(dict.fromkeys((old.jobs if old else []) + names))
+            pending = PendingConnect(drive_id, names, now + timedelta(seconds=delay))
             self.pending[drive_id] = pending
         if delay <= 0:
             self._start_pending(drive_id)

@@ -47,7 +47,7 @@ class DriveWatcher(threading.Thread):
         enrolled = {d["drive_id"] for d in self.agent.config.drives}
         for mount in sorted(set(self.known) - current):
             drive_id = self.known.pop(mount)
-            if drive_id:
+            if drive_id and drive_id in self.agent.present:
                 self.agent.drive_removed(drive_id)
         for mount in sorted(current - set(self.known)):
             info = read_drive_file(Path(mount))

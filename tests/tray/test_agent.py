@@ -192,3 +192,23 @@ def test_history_and_status_are_json_ready(paths, make_agent, src):
     assert agent.status()["jobs"][0]["last_run"]["status"] == "ok"
     # A folder job has no drive: finished, but no "safe to unplug".
     assert kinds(paths) == ["finished"]
+
+
+def test_a_job_added_for_a_plugged_in_drive_runs(paths, make_agent, ext4_drive, src):
+    """Enroll, start the agent, then add the job: the drive is already there, so the job runs."""
+    from core.drives import enroll
+
+    info, _ = enroll(ext4_drive.mount_point, "Blue")
+    update_config(paths.config_file, lambda c: (c.drives.append({"drive_id": info.drive_id, "label": "Blue"}),
+                                                setattr(c.prefs, "connect_delay_seconds", 0)))
+    agent, watcher = make_agent()
+    watcher.poll()
+    assert agent.present == {info.drive_id: str(ext4_drive.mount_point)} and agent.queued() == []
+    r = run_cli("job", "add", "Docs", "--source", src, "--drive", "Blue", "--on-connect")
+    assert r.returncode == 0, r.stderr
+    watcher.poll()
+    assert wait_for(lambda: finished(agent, 1))[0].status == "ok"
+    # Another settings change does not re-run it.
+    agent.edit_config(lambda c: setattr(c.prefs, "battery_threshold", 30))
+    watcher.poll()
+    assert agent.pending == {} and agent.queued() == [] and len(runs(agent)) == 1
