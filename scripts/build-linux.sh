@@ -54,6 +54,13 @@ source_hash() {
     } | sha256sum | cut -d' ' -f1
 }
 
+mkdir -p "$DIST"
+# One build at a time per output folder (two test runs sharing a build cache).
+if command -v flock >/dev/null; then
+    exec 9>"$DIST/.build.lock"
+    flock 9
+fi
+
 HASH=$(source_hash)
 if [ $FORCE = 0 ] && [ -f "$INFO" ] && [ -f "$DEB" ] && [ -f "$TARBALL" ] && [ -x "$DIST/plugback/plugback" ] \
     && grep -q "\"source_hash\": \"$HASH\"" "$INFO"; then
@@ -80,7 +87,7 @@ cp -a "$DIST/plugback" "$PKG/opt/plugback"
 ln -s /opt/plugback/plugback "$PKG/usr/bin/plugback"
 ln -s /opt/plugback/plugback-tray "$PKG/usr/bin/plugback-tray"
 install -m 0644 installers/linux/plugback.desktop "$PKG/usr/share/applications/plugback.desktop"
-install -m 0644 installers/linux/plugback-tray-autostart.desktop "$PKG/usr/share/plugback/autostart/plugback-tray.desktop"
+install -m 0644 installers/linux/plugback-tray-autostart.desktop "$PKG/usr/share/plugback/autostart/plugback.desktop"
 mkdir -p "$PKG/usr/share/icons"
 cp -a installers/icons/hicolor "$PKG/usr/share/icons/"
 cat > "$PKG/usr/share/doc/plugback/copyright" <<EOF
@@ -93,7 +100,7 @@ Comment: The folder /opt/plugback carries Python and the Python packages the app
 EOF
 # Installed-Size is in KiB.
 installed_kib=$(du -sk --exclude=DEBIAN "$PKG" | cut -f1)
-glibc=$(ldd --version | head -n1 | grep -oE '[0-9]+\.[0-9]+$')
+glibc=$(getconf GNU_LIBC_VERSION | awk '{print $2}')
 depends="libc6 (>= $glibc)"
 for pkg in $("$PYTHON" -c 'import runpy; print(" ".join(runpy.run_path("installers/linux/system_stack.py")["ROOT_PACKAGES"]))'); do
     depends="$depends, $pkg"
@@ -118,7 +125,6 @@ Description: snapshot backups to a drive when you plug it in
 EOF
 # No maintainer scripts: dpkg's file triggers refresh the icon cache and the
 # desktop database; backups and per-user config are never the package's files.
-mkdir -p "$DIST"
 rm -f "$DEB"
 dpkg-deb --root-owner-group -Zxz --build "$PKG" "$DEB" >/dev/null
 log "built $DEB"

@@ -17,7 +17,7 @@ BIN=$HOME/.local/bin
 if [ "${1:-}" = "--uninstall" ]; then
     rm -rf "$OPT"
     rm -f "$BIN/plugback" "$BIN/plugback-tray" "$DATA/applications/plugback.desktop" \
-        "$CONFIG/autostart/plugback-tray.desktop"
+        "$CONFIG/autostart/plugback.desktop"
     find "$DATA/icons/hicolor" -name plugback.png -delete 2>/dev/null || true
     echo "Plugback removed. Your backups and settings were not touched."
     exit 0

@@ -1,0 +1,274 @@
+"""The frozen app on Linux: build it, install the .deb, use it, remove it.
+
+``scripts/build-linux.sh`` builds the PyInstaller folder, the .deb and the
+tarball into a build cache (``PLUGBACK_FROZEN_DIST``, default
+``~/.cache/plugback/frozen``); it skips the build when the hash of everything it
+reads is unchanged, so only the first run on a machine pays the minute or so.
+
+The .deb is installed with ``dpkg -i`` (root only; skipped with the reason
+otherwise) and always removed again at the end. Without root, the app tests run
+the frozen folder straight from the build output.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.env import repo_root, subprocess_env
+from tests.support.trees import Symlink, make_tree, read_tree
+
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux build; the release workflow builds the others"),
+]
+
+ROOT = repo_root()
+# Read at import time, before the autouse fixture points XDG_CACHE_HOME at a temp folder:
+# the build cache must outlive the test.
+BUILD_DIST = Path(os.environ.get("PLUGBACK_FROZEN_DIST")
+                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "plugback" / "frozen")
+BUILD_ENV = {name: os.environ[name] for name in ("HOME", "XDG_CACHE_HOME") if name in os.environ}
+PACKAGE = "plugback"
+DEB_LOCK = "/tmp/plugback-e2e-deb.lock"
+# The frozen app has only the keyring backends it ships; the null one keeps the
+# tests away from the real keyring (the test environment's file keyring is a
+# test-only package the bundle does not carry).
+FROZEN_ENV = {"PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+
+TREE = {
+    "Documents/letter.txt": b"Dear Ada,\n",
+    "Documents/Reports/2026 q3.csv": b"month,total\njul,1\n" * 500,
+    "Documents/caf\u00e9 menu.txt": "cr\u00eape, galette".encode(),
+    "Documents/empty.txt": b"",
+    "Documents/Empty folder/": None,
+    "Documents/big.bin": os.urandom(3 << 20),
+    "Documents/latest": Symlink("letter.txt"),
+}
+
+
+# --- the build ----------------------------------------------------------------------
+
+def _build_prerequisites() -> str | None:
+    """Why the build cannot run here, or None."""
+    try:
+        import PyInstaller  # noqa: F401
+    except ImportError:
+        return "PyInstaller is not installed (pip install -e '.[build]')"
+    if shutil.which("dpkg-deb") is None:
+        return "dpkg-deb is missing (not a Debian-like system)"
+    probe = subprocess.run([sys.executable, str(ROOT / "installers" / "linux" / "system_stack.py")],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"the system GTK stack is missing: {probe.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def build() -> dict:
+    """Run scripts/build-linux.sh (cached by source hash); return its build-info.json."""
+    reason = _build_prerequisites()
+    if reason:
+        pytest.skip(reason)
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build-linux.sh")],
+        env=subprocess_env({**BUILD_ENV, "PYTHON": sys.executable, "PLUGBACK_DIST": str(BUILD_DIST)}),
+        capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    info = json.loads((BUILD_DIST / "build-info.json").read_text())
+    info["build_seconds_this_run"] = round(time.monotonic() - started, 1)
+    return info
+
+
+@pytest.fixture(scope="module")
+def installed(build) -> Path:
+    """Install the .deb (dpkg -i); remove it at the end whatever happened. Yields /usr/bin."""
+    if os.geteuid() != 0:
+        pytest.skip("installing the .deb needs root (dpkg -i)")
+    if shutil.which("dpkg") is None:
+        pytest.skip("no dpkg on this machine")
+    # The package is machine-wide: one test run at a time may own it.
+    with open(DEB_LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pytest.skip(f"another test run holds {DEB_LOCK} and has the .deb installed")
+        if _installed_version() is not None:
+            pytest.skip("a plugback package is already installed here; the test does not replace it")
+        deb = BUILD_DIST / build["deb"]
+        try:
+            proc = _dpkg("-i", str(deb))
+            assert proc.returncode == 0, f"dpkg -i {deb.name} failed:\n{proc.stdout}\n{proc.stderr}"
+            yield Path("/usr/bin")
+        finally:
+            if _installed_version() is not None:
+                _dpkg("-r", PACKAGE)
+
+
+@pytest.fixture
+def frozen_bin(request, build) -> Path:
+    """Where the frozen plugback and plugback-tray are: /usr/bin from the .deb, or the build folder."""
+    if os.geteuid() == 0 and shutil.which("dpkg"):
+        return request.getfixturevalue("installed")
+    return BUILD_DIST / "plugback"
+
+
+def _dpkg(*args: str) -> subprocess.CompletedProcess:
+    # Another apt/dpkg on the machine (setup, other tests) holds the lock for a while at most.
+    return subprocess.run(["dpkg", "--force-confnew", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _installed_version() -> str | None:
+    proc = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", PACKAGE],
+                          capture_output=True, text=True)
+    status, _, version = proc.stdout.partition(" ")
+    return version if proc.returncode == 0 and status == "installed" else None
+
+
+def _run(exe: Path, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env=subprocess_env(FROZEN_ENV), timeout=timeout)
+
+
+# --- fast checks of the recipes (no build) ------------------------------------------
+
+def test_icon_set_is_made_from_the_source():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_icons.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("desktop-file-validate") is None, reason="desktop-file-utils is not installed")
+def test_desktop_entries_are_valid():
+    entries = sorted((ROOT / "installers" / "linux").glob("*.desktop"))
+    assert len(entries) == 2
+    proc = subprocess.run(["desktop-file-validate", *map(str, entries)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- the bundle -----------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_bundle_names_every_backend_chosen_at_run_time(build):
+    """pystray, pywebview, keyring and tray pick these at run time; the bundle must carry them."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    def modules(exe):
+        archive = CArchiveReader(str(BUILD_DIST / "plugback" / exe))
+        return set(archive.open_embedded_archive("PYZ.pyz").toc)
+
+    tray = modules("plugback-tray")
+    for name in ("pystray._appindicator", "pystray._gtk", "pystray._xorg", "webview.platforms.gtk",
+                 "ui.window", "ui.api", "PIL.PngImagePlugin", "keyring.backends.SecretService",
+                 "keyring.backends.libsecret", "keyring.backends.chainer", "keyring.backends.fail"):
+        assert name in tray, name
+    cli = modules("plugback")
+    assert "keyring.backends.SecretService" in cli
+    assert not any(m.split(".")[0] in {"PyQt5", "PyQt6", "PySide2", "PySide6", "tkinter"} for m in tray | cli)
+    assert "webview.platforms.qt" not in tray
+    internal = BUILD_DIST / "plugback" / "_internal"
+    # keyring finds its backends by entry points: the metadata must travel with it.
+    assert list(internal.glob("keyring-*.dist-info/entry_points.txt"))
+    assert (internal / "ui" / "web").is_dir() and any((internal / "ui" / "web").iterdir())
+    # The GTK stack is the system's (the .deb depends on it), not a stale copy.
+    assert not list(internal.glob("libgtk-3.so*")) and not list(internal.glob("libwebkit2gtk*"))
+    assert not (internal / "gi_typelibs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_deb_declares_the_gtk_stack_and_installs_the_desktop_files(build, installed):
+    deb = BUILD_DIST / build["deb"]
+    control = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True).stdout
+    for package in ("gir1.2-gtk-3.0", "gir1.2-webkit2-4.1", "gir1.2-ayatanaappindicator3-0.1"):
+        assert package in control
+    assert _installed_version() == build["version"]
+    assert os.path.realpath(installed / "plugback") == "/opt/plugback/plugback"
+    assert Path("/usr/share/applications/plugback.desktop").is_file()
+    assert Path("/usr/share/icons/hicolor/256x256/apps/plugback.png").is_file()
+    assert Path("/usr/share/plugback/autostart/plugback.desktop").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_frozen_cli_backs_up_verifies_and_restores(frozen_bin, tmp_path):
+    plugback = frozen_bin / "plugback"
+    version = _run(plugback, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("plugback "), version.stderr
+    source = make_tree(tmp_path / "Documents", TREE)
+    backup_set = tmp_path / "drive" / "Plugback"
+
+    backup = _run(plugback, "backup", source, "--to", backup_set, "--json")
+    assert backup.returncode == 0, backup.stderr
+    result = json.loads(backup.stdout)
+    assert result["status"] == "ok"
+    assert result["files_scanned"] == 5
+
+    verify = _run(plugback, "verify", backup_set, "--read-all", "--json")
+    assert verify.returncode == 0, verify.stderr
+    assert json.loads(verify.stdout)["damaged"] == []
+
+    target = tmp_path / "restored"
+    restore = _run(plugback, "restore", backup_set, target)
+    assert restore.returncode == 0, restore.stderr
+    assert read_tree(target / "Documents") == read_tree(source)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_frozen_agent_starts_answers_status_and_quits(frozen_bin, plugback_env):
+    agent = subprocess.Popen([str(frozen_bin / "plugback-tray"), "--no-icon"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=subprocess_env(FROZEN_ENV))
+    try:
+        status = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and agent.poll() is None:
+            proc = _run(frozen_bin / "plugback", "status", "--json", timeout=30)
+            if proc.returncode == 0 and json.loads(proc.stdout).get("agent"):
+                status = json.loads(proc.stdout)
+                break
+            time.sleep(0.3)
+        assert status is not None, f"the frozen agent never answered status (exit {agent.poll()})"
+        assert status["backend"] == "none"   # --no-icon
+        assert status["jobs"] == []
+
+        agent.send_signal(signal.SIGTERM)
+        output, _ = agent.communicate(timeout=30)
+        assert agent.returncode == 0, output
+        assert "agent stopped" in output
+        after = _run(frozen_bin / "plugback", "status", "--json", timeout=30)
+        assert json.loads(after.stdout).get("agent") is False
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_deb_removes_cleanly_and_leaves_user_data(installed, plugback_env, tmp_path):
+    # Something a user would have: app state and a backup. Neither belongs to the package.
+    home = make_tree(plugback_env.home, {"config.json": b"{}"})
+    backup = _run(installed / "plugback", "backup", make_tree(tmp_path / "src", {"a.txt": b"a"}),
+                  "--to", tmp_path / "set")
+    assert backup.returncode == 0, backup.stderr
+    proc = _dpkg("-r", PACKAGE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _installed_version() is None
+    assert not Path("/opt/plugback").exists()
+    assert not (installed / "plugback").exists() and not (installed / "plugback-tray").exists()
+    assert not Path("/usr/share/applications/plugback.desktop").exists()
+    assert (tmp_path / "set" / "plugback.json").is_file()
+    assert (home / "config.json").read_bytes() == b"{}"
