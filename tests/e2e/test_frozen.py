@@ -118,7 +118,10 @@ def installed(build) -> Path:
 def frozen_bin(request, build) -> Path:
     """Where the frozen plugback and plugback-tray are: /usr/bin from the .deb, or the build folder."""
     if os.geteuid() == 0 and shutil.which("dpkg"):
-        return request.getfixturevalue("installed")
+        try:
+            return request.getfixturevalue("installed")
+        except pytest.skip.Exception:
+            pass   # the .deb cannot be installed here now (reason in the deb tests); use the folder
     return BUILD_DIST / "plugback"
 
 
