@@ -26,6 +26,7 @@ from core.manifest import DIR, FILE, LINK
 from core.progress import Progress
 from core.repo import BackupSet
 from core.restore import restore
+from core.retention import RetentionPolicy, forget
 from core.verify import verify
 from tests.support.drives import _device_open, _wait_for
 from tests.support.trees import File, Symlink, make_tree, read_tree
@@ -281,6 +282,18 @@ def test_split_files_on_fat32(vfat_drive, tmp_path, monkeypatch):
     assert read_tree(tmp_path / "new" / "Media", modes=True, mtimes=True) == read_tree(src, modes=True, mtimes=True)
     v = verify(set_path, read_all=True, workers=1)
     assert v.ok and v.snapshots == 3, v.damaged
+
+    # The first big.bin now lives in objects/ as four parts; forgetting its snapshots prunes them all.
+    old_parts = [layout.object_part(m1["Media/big.bin"].sha256, i) for i in range(1, 5)]
+    assert all(p.exists() for p in old_parts)
+    ids = BackupSet.open(set_path).snapshot_ids()
+    result = forget(set_path, RetentionPolicy(last=1))
+    assert result.forgotten == ids[:2] and result.kept == [r3.snapshot_id]
+    assert not any(p.exists() for p in old_parts)
+    assert os.listdir(layout.objects / m1["Media/big.bin"].sha256[:2]) == []
+    restore(set_path, tmp_path / "after-prune", workers=1)
+    assert read_tree(tmp_path / "after-prune" / "Media") == read_tree(src)
+    assert verify(set_path, read_all=True, workers=1).ok
 
 
 # --- a pulled drive ---------------------------------------------------------------------
