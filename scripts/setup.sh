@@ -7,7 +7,7 @@
 #   not root; `apt-get update` only when the package lists are missing or old).
 # * Elsewhere: prints what to install, then carries on with the Python part.
 # * Creates .venv (python3 -m venv) and installs the project editable with its
-#   test extra (and the gtk extra on Linux).
+#   test extra (on Linux also gtk, and build for the frozen-app test).
 #
 # Idempotent and quick when nothing changed: the Python part is skipped while
 # .setup-stamp matches a hash of pyproject.toml + this script; the system
@@ -38,6 +38,8 @@ APT_PACKAGES=(
     util-linux e2fsprogs dosfstools exfatprogs exfat-fuse fusefat fuse3
     # the real SecretService keyring test
     dbus dbus-x11 gnome-keyring libsecret-tools
+    # the frozen-app test: validating the .desktop files of the .deb (dpkg-deb comes with dpkg)
+    desktop-file-utils
     # benchmark peers (bench/)
     rsync restic borgbackup
     # eject: used when present (umount is the fallback)
@@ -144,7 +146,8 @@ setup_python() {
 
     local extras=test
     if [ "$(uname -s)" = "Linux" ]; then
-        extras=test,gtk
+        # build: CI freezes the Linux app and smoke-tests it (tests/e2e/test_frozen.py, DESIGN 9).
+        extras=test,gtk,build
     fi
     log "pip install -e '.[$extras]'"
     if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[$extras]"; then
@@ -158,7 +161,7 @@ setup_python() {
         "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e ".[$extras]" || die "pip install failed (see above)"
     fi
 
-    if [ "$extras" = "test,gtk" ]; then
+    if [ "$extras" = "test,gtk,build" ]; then
         # The tray's AppIndicator backend and the GTK webview both need these typelibs.
         "$VENV/bin/python" - <<'EOF' || die "PyGObject is installed but GTK/WebKit2/AyatanaAppIndicator3 do not load (see above)"
 import gi
