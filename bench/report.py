@@ -20,6 +20,8 @@ PHASE_LABELS = {
 }
 PLUGBACK = "plugback"
 ENCRYPTED = "plugback --encrypt"
+NO_VERIFY = "plugback --no-verify"
+VARIANTS = (PLUGBACK, NO_VERIFY, ENCRYPTED)
 # (phase, peer, limit): plugback's wall time must be at most limit x the peer's.
 RATIO_TARGETS = (("full", "cp -a", 1.2), ("nochange", "rsync -a", 1.0), ("restore", "cp -a", 1.2))
 FASTER_THAN = ("restic", "borg")
@@ -122,6 +124,10 @@ def render(data: dict, *, markdown: bool = False) -> str:
     if meta.get("cold_start"):
         starts = ", ".join(f"{t} {v:.2f} s" for t, v in meta["cold_start"].items() if v is not None)
         out.append(f"Cold start (`--version` with the cache dropped): {starts}.")
+    load = meta.get("load") or {}
+    if load.get("median") is not None:
+        out.append(f"Machine load (1-min average after each command): median {load['median']:.1f}, "
+                   f"max {load['max']:.1f} on {m['nproc']} CPUs; other work on the machine adds noise.")
     out.append(f"Cache: {meta['cache']}. Runs per phase: {meta['repeat']} (median shown). "
                "Times are wall seconds (CPU seconds in brackets), each including a final sync.")
     out.append("")
@@ -136,7 +142,7 @@ def render(data: dict, *, markdown: bool = False) -> str:
         out += [f"* {n}" for n in notes]
 
     if PLUGBACK in tools:
-        peers = [t for t in tools if t != PLUGBACK]
+        peers = [t for t in tools if t not in VARIANTS]
         out.append("")
         out.append("plugback time / peer time (below 1 = plugback faster):")
         out.append("")
@@ -150,6 +156,12 @@ def render(data: dict, *, markdown: bool = False) -> str:
         rows = [["target", "measured", "verdict"]]
         for t in data.get("targets") or targets(results):
             rows.append([t["target"], _fmt_ratio(t["measured"]), _verdict(t)])
+        if NO_VERIFY in tools:
+            for phase, peer, limit in RATIO_TARGETS[:2]:
+                r = ratio(results, phase, peer, NO_VERIFY)
+                rows.append([f"(for comparison) {PHASE_LABELS[phase]} without read-back vs {peer}",
+                             _fmt_ratio(r), "-" if r is None else ("within" if r <= limit else
+                                                                   f"{r / limit - 1:+.0%} over {limit:g}x")])
         out.append(_table(rows, markdown))
 
     out.append("")

@@ -260,6 +260,7 @@ class Bench:
         self.failed: list[str] = []
         self.broken: set[str] = set()
         self.cold = False
+        self.loads: list[float] = []  # 1-minute load average after each timed command
 
     def dataset(self) -> dict:
         """The cached data set for (scale, seed), made once."""
@@ -281,6 +282,9 @@ class Bench:
         cell = self.results.setdefault(tool.name, {}).setdefault(phase, {"runs": [], "status": "ok"})
         if tool.name in self.broken:
             cell["status"] = "skipped"
+            return
+        if phase in tool.unsupported:
+            cell["status"] = "n/a"
             return
         cmd = tool.command(phase, target=target, rep=rep)
         if cmd.before:
@@ -307,7 +311,9 @@ class Bench:
         runs = cell["runs"]
         cell["wall"] = statistics.median(r["wall"] for r in runs)
         cell["cpu"] = statistics.median(r["cpu"] for r in runs)
-        log(f"  {tool.name:18} {phase:9} {result['wall']:8.2f} s wall {result['cpu']:8.2f} s cpu")
+        self.loads.append(os.getloadavg()[0])
+        log(f"  {tool.name:18} {phase:9} {result['wall']:8.2f} s wall {result['cpu']:8.2f} s cpu"
+            f"  (load {self.loads[-1]:.1f})")
 
     def main_phases(self, tools: list[Tool], mutations: list) -> None:
         a = self.args
@@ -346,7 +352,8 @@ class Bench:
                 _rmtree(target)
                 target.mkdir(parents=True)
                 self.run_phase(tool, phase, rep, [tool.backup_dir()], target=target)
-                if rep == self.args.repeat - 1 and tool.name not in self.broken:
+                if (rep == self.args.repeat - 1 and tool.name not in self.broken
+                        and phase not in tool.unsupported):
                     ok, detail = check_restore(target, self.src, self.args.seed)
                     checks[tool.name] = detail
                     if not ok:
@@ -451,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
                  "workdir": str(args.workdir), "machine": machine,
                  "versions": {t.name: t.version() for t in tools},
                  "plugback_cli": plugback_argv(), "profile": profile_file,
-                 "plugback_commit": _git_describe(), "cold_start": startup},
+                 "plugback_commit": _git_describe(), "cold_start": startup,
+                 "load": {"median": statistics.median(bench.loads) if bench.loads else None,
+                          "max": max(bench.loads, default=None)}},
         "dataset": stats, "mutations": mutations, "tools": names, "results": bench.results,
         "sizes": bench.sizes, "restore_checks": bench.restore_checks,
         "encryption_skipped": enc_skipped, "skipped_tools": skipped, "failures": bench.failed,

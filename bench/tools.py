@@ -246,9 +246,21 @@ class Plugback(Tool):
         raise ValueError(phase)
 
 
+class PlugbackNoVerify(Plugback):
+    """Backups without the read-back that plugback does by default: what the read-back costs."""
+
+    name = "plugback --no-verify"
+    unsupported = ("restore", "verify")  # the same as plugback's
+
+    def command(self, phase, *, target=None, rep=0):
+        cmd = super().command(phase, target=target, rep=rep)
+        cmd.argv.append("--no-verify")
+        return cmd
+
+
 class PlugbackEncrypted(Plugback):
     name = "plugback --encrypt"
     encrypt = True
 
 
-TOOLS = {"plugback": Plugback, "cp": Cp, "rsync": Rsync, "restic": Restic, "borg": Borg}
+TOOLS = {"plugback": Plugback, "plugback-noverify": PlugbackNoVerify, "cp": Cp, "rsync": Rsync, "restic": Restic, "borg": Borg}
