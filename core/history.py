@@ -153,6 +153,12 @@ class History:
         """The newest run that committed a snapshot (ok or warnings)."""
         return self.last(job, statuses=SUCCESS)
 
+    def first_success(self, job: str) -> Run | None:
+        """The oldest run of ``job`` that committed a snapshot."""
+        rows = self._select("WHERE job=? AND kind='backup' AND status IN ('ok','warnings') "
+                            "ORDER BY started ASC, id ASC LIMIT 1", (job,))
+        return rows[0] if rows else None
+
     def close_interrupted(self, ended: datetime) -> int:
         """Mark runs left 'running' by an agent that died as failed; returns how many."""
         with closing(self._connect()) as db, db:

@@ -133,6 +133,40 @@ def _apply_retention(job: Job, set_path: Path, clock, unlock, log: list[str]) ->
         log.append(f"retention: forgot {len(result.forgotten)} old snapshot(s), freed {result.bytes_freed} bytes")
 
 
+def verify_job(job: Job, config: Config, history: History, *, target: Target | None = None,
+               progress: Callable[[Progress], None] | None = None, clock: Clock | None = None) -> Outcome:
+    """Read back everything in the job's set and compare with the manifests (the monthly check).
+
+    Recorded in history as a run of kind ``verify``: ``ok``, or ``failed`` with
+    error code ``damaged`` naming what does not match.
+    """
+    from core.repo import make_unlocker
+    from core.verify import verify
+
+    clock = clock or Clock()
+    target = target or resolve_target(job, config)
+    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, kind="verify")
+    outcome = Outcome(run_id=run_id, job=job.name, status="failed", target=target)
+    try:
+        result = verify(target.set_path, read_all=True, unlock=make_unlocker(), progress=progress or no_progress)
+        outcome.log.append(f"checked {result.snapshots} snapshot(s), {result.contents} contents, "
+                           f"{result.bytes_read} bytes read")
+        outcome.log.extend(result.notices)
+        if result.damaged:
+            outcome.log.extend(f"damaged: {what}: {why}" for what, why in result.damaged)
+            what = "; ".join(w for w, _ in result.damaged[:5])
+            raise DamagedSet(what=f"{len(result.damaged)} file(s) do not match their backup ({what})")
+        outcome.status = "ok"
+        history.finish(run_id, status="ok", ended=clock.now())
+    except PlugbackError as err:
+        outcome.status = "drive_removed" if isinstance(err, DriveGone) else "failed"
+        outcome.error = err
+        outcome.log.append(f"{outcome.status}: {err.message}")
+        history.finish(run_id, status=outcome.status, ended=clock.now(), error=err.message, error_code=err.code)
+    history.append_log(run_id, "\n".join(outcome.log))
+    return outcome
+
+
 def run_job(job: Job, config: Config, history: History, *, target: Target | None = None,
             host: str | None = None, progress: Callable[[Progress], None] | None = None,
             cancel: CancelToken | None = None, clock: Clock | None = None,

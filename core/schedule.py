@@ -120,6 +120,13 @@ def connect_due(job, last_run: datetime | None, now: datetime) -> bool:
     return due(job, last_run, now)
 
 
+def integrity_due(last_check: datetime | None, first_backup: datetime | None, now: datetime,
+                  every: timedelta = timedelta(days=30)) -> bool:
+    """Is the monthly full read-back of a set due? ``every`` after the last check, or after the first backup."""
+    reference = last_check or first_backup
+    return reference is not None and now - reference >= every
+
+
 def next_due(job, last_run: datetime | None, now: datetime) -> datetime | None:
     """When the schedule next makes ``job`` due (``now`` if it already is); None = no schedule."""
     spec = _schedule(job)

@@ -22,7 +22,7 @@ import psutil
 from core import __version__
 from core.config import Config, Job, Paths, file_stamp, load_or_recover, read_config, update_config
 from core.drives import read_drive_file
-from core.errors import ConfigError, DriveGone, DriveNotConnected, NotFound, PlugbackError
+from core.errors import ConfigError, DriveGone, DriveNotConnected, NotFound
 from core.history import History
 from core.platform import notify as notify_mod
 from core.platform.eject import Ejector
@@ -216,10 +216,10 @@ class Agent:
     def running(self) -> list[dict]:
         out = []
         for runner in list(self.runners.values()):
-            name, p = runner.current, runner.progress
+            name, kind, p = runner.current, runner.kind, runner.progress
             if name:
                 pct = int(100 * p.bytes_done / p.bytes_total) if p and p.bytes_total else None
-                out.append({"job": name, "percent": pct, "phase": p.phase if p else "starting",
+                out.append({"job": name, "kind": kind, "percent": pct, "phase": p.phase if p else "starting",
                             "progress": p.to_dict() if p else None})
         return out
 
@@ -231,9 +231,9 @@ class Agent:
             return True
         return job.destination.drive_id in self.present
 
-    def _execute(self, name: str, cancel: RunCancel, progress) -> None:
-        """Run one job (on its runner's thread) and tell the user how it went."""
-        from core.jobs import Target, resolve_target, run_job
+    def _execute(self, name: str, kind: str, cancel: RunCancel, progress) -> None:
+        """Run one job or check (on its runner's thread) and tell the user how it went."""
+        from core.jobs import Target, resolve_target, run_job, verify_job
 
         job = self.config.job(name)
         if job is None:
@@ -249,6 +249,11 @@ class Agent:
                 target = Target(set_path=Path(job.destination.path))
         except DriveNotConnected as err:
             self.notifier.notify(f"{name}: not backed up", err.message, "failed")
+            return
+        if kind == "verify":
+            outcome = verify_job(job, self.config, self.history, target=target, progress=progress, clock=self.clock)
+            if outcome.error is not None:
+                self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
                           clock=self.clock)
@@ -388,6 +393,24 @@ class Agent:
         for job in self.config.jobs:
             if due(job, self._last_success(job), now, drive_present=self._destination_present(job)):
                 if self._runner(job).enqueue(job.name):
+                    queued.append(job.name)
+        return queued
+
+    def check_integrity(self) -> list[str]:
+        """Queue the monthly full read-back for jobs whose drive is here (DESIGN §4 "scheduled scrub")."""
+        from core.schedule import integrity_due
+
+        if not self.config.prefs.monthly_integrity_check or self.is_paused() or not self.battery_ok():
+            return []
+        now = self.clock.now()
+        queued = []
+        for job in self.config.jobs:
+            if not self._destination_present(job):
+                continue
+            last = self.history.last(job.name, kind="verify")
+            first = self.history.first_success(job.name)
+            if integrity_due(last.started if last else None, first.started if first else None, now):
+                if self._runner(job).enqueue(job.name, "verify"):
                     queued.append(job.name)
         return queued
 

@@ -62,7 +62,8 @@ def status_line(state: TrayState) -> str:
     """The first, informational line of the menu (and the tooltip)."""
     if state.running:
         r = state.running[0]
-        text = f"Backing up {r['job']}…" + (f" {r['percent']}%" if r["percent"] is not None else "")
+        verb = "Checking the backup of" if r.get("kind") == "verify" else "Backing up"
+        text = f"{verb} {r['job']}…" + (f" {r['percent']}%" if r["percent"] is not None else "")
         if len(state.running) > 1:
             text += f" (+{len(state.running) - 1} more)"
         return text

@@ -42,15 +42,16 @@ class RunCancel(CancelToken):
 
 
 class JobRunner:
-    """Runs ``execute(job_name, cancel, progress)`` for queued jobs, one at a time."""
+    """Runs ``execute(job_name, kind, cancel, progress)`` for queued tasks, one at a time."""
 
-    def __init__(self, key: str, execute: Callable[[str, RunCancel, Callable[[Progress], None]], None],
+    def __init__(self, key: str, execute: Callable[[str, str, RunCancel, Callable[[Progress], None]], None],
                  on_change: Callable[[], None] = lambda: None):
         self.key = key
         self.execute = execute
         self.on_change = on_change
-        self.queue: deque[str] = deque()
+        self.tasks: deque[tuple[str, str]] = deque()   # (job name, kind)
         self.current: str | None = None
+        self.kind: str | None = None
         self.progress: Progress | None = None
         self.cancel: RunCancel | None = None
         self._cond = threading.Condition()
@@ -58,12 +59,12 @@ class JobRunner:
         self.thread = threading.Thread(target=self._loop, name=f"runner-{key}", daemon=True)
         self.thread.start()
 
-    def enqueue(self, name: str) -> bool:
-        """Queue ``name`` unless it is queued or running; True if queued now."""
+    def enqueue(self, name: str, kind: str = "backup") -> bool:
+        """Queue ``name`` (a backup, or a ``verify``) unless it is queued or running; True if queued now."""
         with self._cond:
-            if name == self.current or name in self.queue or self._stopping:
+            if (name == self.current and kind == self.kind) or (name, kind) in self.tasks or self._stopping:
                 return False
-            self.queue.append(name)
+            self.tasks.append((name, kind))
             self._cond.notify()
         self.on_change()
         return True
@@ -72,9 +73,9 @@ class JobRunner:
         """Cancel ``name`` (running or queued), or everything when None. True if anything stopped."""
         stopped = False
         with self._cond:
-            for queued in list(self.queue):
-                if name is None or queued == name:
-                    self.queue.remove(queued)
+            for task in list(self.tasks):
+                if name is None or task[0] == name:
+                    self.tasks.remove(task)
                     stopped = True
             if self.cancel is not None and (name is None or self.current == name):
                 self.cancel.cancel()
@@ -86,19 +87,24 @@ class JobRunner:
     def drive_removed(self) -> None:
         """The destination drive vanished: end the running job as 'drive removed', drop the queue."""
         with self._cond:
-            self.queue.clear()
+            self.tasks.clear()
             if self.cancel is not None:
                 self.cancel.drive_removed()
 
+    @property
+    def queue(self) -> list[str]:
+        """Names of the queued jobs (backups and checks), in order."""
+        return [name for name, _ in list(self.tasks)]
+
     def busy(self) -> bool:
         with self._cond:
-            return self.current is not None or bool(self.queue)
+            return self.current is not None or bool(self.tasks)
 
     def shutdown(self, cancel: bool = True, timeout: float | None = None) -> None:
         """Stop the thread: cancel the running job (or let it finish) and wait for it."""
         with self._cond:
             self._stopping = True
-            self.queue.clear()
+            self.tasks.clear()
             if cancel and self.cancel is not None:
                 self.cancel.cancel()
             self._cond.notify()
@@ -111,20 +117,20 @@ class JobRunner:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self.queue and not self._stopping:
+                while not self.tasks and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     return
-                self.current = self.queue.popleft()
+                self.current, self.kind = self.tasks.popleft()
                 self.cancel = RunCancel()
                 self.progress = None
-                name, cancel = self.current, self.cancel
+                name, kind, cancel = self.current, self.kind, self.cancel
             self.on_change()
             try:
-                self.execute(name, cancel, self._set_progress)
+                self.execute(name, kind, cancel, self._set_progress)
             except Exception:   # noqa: BLE001 - a bug in one run must not kill the runner
                 log.exception("run of %s failed unexpectedly", name)
             finally:
                 with self._cond:
-                    self.current, self.cancel, self.progress = None, None, None
+                    self.current, self.kind, self.cancel, self.progress = None, None, None, None
                 self.on_change()

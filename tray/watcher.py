@@ -89,6 +89,9 @@ class Scheduler(threading.Thread):
             queued = self.agent.check_schedule()
             if queued:
                 log.info("scheduled: %s", ", ".join(queued))
+            checks = self.agent.check_integrity()
+            if checks:
+                log.info("monthly backup check: %s", ", ".join(checks))
         except Exception:   # noqa: BLE001
             log.exception("schedule check failed")
 

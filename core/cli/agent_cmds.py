@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.config import Config, Destination, Job, Paths, Triggers, read_config, update_config
+from core.config import Config, Job, Paths, read_config, update_config
 from core.errors import (EXIT_FAILURE, EXIT_OK, EXIT_WARNINGS, AgentUnavailable, NotFound, UsageError)
 
 RETENTION_FLAGS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")

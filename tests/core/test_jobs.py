@@ -1,11 +1,8 @@
 """core/jobs.py: one job end to end on the real engine (destination -> set -> history)."""
 
-import os
-from pathlib import Path
-
 import pytest
 
-from core.config import Config, Destination, Job, Paths
+from core.config import Config, Destination, Job
 from core.errors import DriveNotConnected
 from core.history import History
 from core.jobs import resolve_target, retention_policy, run_job

@@ -97,3 +97,16 @@ def test_parse_spec(text, describe):
 def test_parse_spec_rejects(text):
     with pytest.raises(ValueError, match="schedule|between|HH:MM"):
         parse_spec(text)
+
+
+@pytest.mark.parametrize("last_check,first_backup,now,expected", [
+    (None, None, t(23, 10), False),                    # nothing backed up: nothing to check
+    (None, t(20, 10), t(23, 10), False),               # first backup 3 days ago
+    (None, datetime(2026, 10, 20, 10, tzinfo=TZ), t(23, 10), True),
+    (datetime(2026, 10, 25, 10, tzinfo=TZ), datetime(2026, 1, 1, tzinfo=TZ), t(23, 10), False),
+    (datetime(2026, 10, 24, 10, tzinfo=TZ), datetime(2026, 1, 1, tzinfo=TZ), t(23, 10), True),
+])
+def test_integrity_due(last_check, first_backup, now, expected):
+    from core.schedule import integrity_due
+
+    assert integrity_due(last_check, first_backup, now) is expected

@@ -212,3 +212,41 @@ def test_a_job_added_for_a_plugged_in_drive_runs(paths, make_agent, ext4_drive, 
     agent.edit_config(lambda c: setattr(c.prefs, "battery_threshold", 30))
     watcher.poll()
     assert agent.pending == {} and agent.queued() == [] and len(runs(agent)) == 1
+
+
+def test_monthly_integrity_check_reads_everything_back(paths, src, tmp_path):
+    from datetime import datetime, timezone
+
+    from core.config import Destination, Job
+    from core.layout import SetLayout
+    from core.progress import FakeClock
+    from tray.agent import Agent, AgentOptions
+
+    clock = FakeClock(datetime(2026, 1, 1, 12, tzinfo=timezone.utc))
+    agent = Agent(paths, clock=clock, options=AgentOptions(battery=lambda: None))
+    try:
+        set_path = tmp_path / "set"
+        agent.edit_config(lambda c: c.jobs.append(Job(name="Docs", sources=[str(src)],
+                                                      destination=Destination(path=str(set_path)))))
+        agent.run_job("Docs")
+        wait_for(lambda: finished(agent, 1))
+        clock.advance(86400)
+        assert agent.check_integrity() == []                 # a day later: not yet
+        clock.advance(30 * 86400)
+        assert agent.check_integrity() == ["Docs"]
+        check = wait_for(lambda: [r for r in agent.history.runs("Docs", kind="verify") if r.status != "running"]
+                         and not agent.running() and agent.history.runs("Docs", kind="verify"))[0]
+        assert check.status == "ok" and check.kind == "verify"
+        assert agent.check_integrity() == []                 # just checked
+        # Bit rot on the drive: the next monthly check is loud.
+        victim = SetLayout(set_path).latest / "Docs" / "a.txt"
+        victim.write_bytes(b"alphX")
+        clock.advance(31 * 86400)
+        assert agent.check_integrity() == ["Docs"]
+        wait_for(lambda: len([r for r in agent.history.runs("Docs", kind="verify") if r.status != "running"]) == 2
+                 and not agent.running(), what="the second check")
+        bad = agent.history.runs("Docs", kind="verify")[0]
+        assert bad.status == "failed" and bad.error_code == "damaged" and "a.txt" in agent.history.log(bad.id)
+        assert read_log(paths.notifications_log)[-1]["kind"] == "failed"
+    finally:
+        agent.shutdown()

@@ -1,6 +1,5 @@
 """The real pystray icon under Xvfb: icon images, and every menu item invoked through pystray."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -123,7 +122,6 @@ def test_every_menu_item_through_pystray(tray, paths, ext4_drive, tmp_path):
     item(icon, "Resume")(pi)
 
     # Open settings / Restore files start the window process.
-    launched = []
     agent.options.settings_command = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write('x')",
                                       str(tmp_path / "opened")]
     item(icon, "Open settings")(pi)
