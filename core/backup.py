@@ -30,7 +30,7 @@ from pathlib import Path
 
 from core import journal as journal_mod
 from core.atomic import clear_tmp, write_atomic
-from core.errors import Cancelled, PassphraseNeeded, PlugbackError, UsageError
+from core.errors import Cancelled, ManifestDamaged, PassphraseNeeded, PlugbackError, UsageError
 from core.fs import FileSystem, probe_volume
 from core.manifest import DIR, FILE, LINK, Entry, Manifest, sort_key
 from core.names import MirrorNamer
@@ -154,10 +154,24 @@ class _Run:
             header, trusted = None, {}
         if header is None or header.get("parent") != parent_id:
             trusted = {}
-        parent = bset.manifest(parent_id) if parent_id else None
-        sources = plan_sources(self.source_paths, parent.sources if parent else [])
+        parent = None
+        rescue = False
+        if parent_id:
+            try:
+                parent = bset.manifest(parent_id)
+            except ManifestDamaged as err:
+                # Latest/ matches a manifest nobody can read: keep all of it (by its real
+                # hash) in objects/ and copy everything again. Nothing older is lost.
+                rescue, trusted = True, {}
+                self.warnings.append(RunWarning(f"snapshots/{parent_id}", f"{err} This backup copied "
+                                                "everything again; the damaged snapshot stays until you "
+                                                "forget it."))
+        known = parent or bset.newest_intact()
+        sources = plan_sources(self.source_paths, known.sources if known else [])
         volume = probe_volume(layout.tmp)
         self.store = EncryptedStore(bset, volume) if bset.encrypted else PlainStore(bset, volume)
+        if rescue and not bset.encrypted:
+            self.store.set_aside_latest()
         snapshot_id = new_snapshot_id(started, parent_id)
         self.journal = journal_mod.Journal(self.fs, layout.journal, snapshot_id, parent_id, trusted)
         try:
@@ -290,8 +304,9 @@ class _Run:
             if copied is not None:
                 e.sha256, e.size, e.obj = copied.sha256, copied.size, copied.obj
                 e.parts = len(copied.tmp_paths) if len(copied.tmp_paths) > 1 else 0
-                if self.store.place(copied, e, prev):
-                    self._after_place(e)
+                placed = self.store.place(copied, e, prev)
+                self._after_place(e)   # also when only the mode or time changed
+                if placed:
                     with self._mutex:
                         stats["copied_files"] += 1
                         stats["copied_bytes"] += e.size

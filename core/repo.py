@@ -214,13 +214,27 @@ class BackupSet:
         self._latest_by_sha = None
 
     # --- content ---------------------------------------------------------------------
+    def newest_intact(self) -> mf.Manifest | None:
+        """The newest snapshot whose manifest is intact (damaged newer ones are verify's to report)."""
+        for sid in reversed(self.snapshot_ids()):
+            try:
+                return self.manifest(sid)
+            except ManifestDamaged:
+                continue
+        return None
+
     def latest_by_sha(self) -> dict[str, mf.Entry]:
-        """Content in ``Latest/`` by hash, as the newest snapshot placed it (plain sets)."""
+        """Content in ``Latest/`` by hash, as the newest (intact) snapshot placed it (plain sets).
+
+        Whatever is read through this table is hash-checked by its reader, so an
+        older table after a damaged newest manifest can cost a restore, never
+        give wrong bytes.
+        """
         if self._latest_by_sha is None:
-            newest = self.newest_id()
             table: dict[str, mf.Entry] = {}
-            if newest and self.keys is None:
-                for e in self.manifest(newest).entries:
+            newest = self.newest_intact() if self.keys is None else None
+            if newest is not None:
+                for e in newest.entries:
                     if e.type == mf.FILE:
                         table.setdefault(e.sha256, e)
             self._latest_by_sha = table

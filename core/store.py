@@ -206,6 +206,35 @@ class PlainStore:
     def written_paths(self, entry: Entry) -> list[Path]:
         return self._latest_paths(entry)
 
+    def set_aside_latest(self) -> None:
+        """Empty ``Latest/`` into ``objects/``, each file under the hash of what it really holds.
+
+        For when the newest manifest is damaged: nobody can say what ``Latest/``
+        holds, so every file is kept where older snapshots' lookups find it.
+        """
+        for folder, dirs, files in os.walk(self.layout.latest, topdown=False):
+            for name in files:
+                p = Path(folder) / name
+                if os.path.islink(p):
+                    self.fs.unlink(p)
+                    continue
+                digest = hashlib.sha256()
+                with open(p, "rb", buffering=0) as f:
+                    for block in iter(lambda: f.read(COPY_BLOCK), b""):
+                        digest.update(block)
+                obj = self.layout.object(digest.hexdigest())
+                if obj.exists():
+                    self.fs.unlink(p)
+                else:
+                    self.fs.mkdir(obj.parent)
+                    self.fs.replace(p, obj)
+            for name in dirs:
+                d = Path(folder) / name
+                if os.path.islink(d):
+                    self.fs.unlink(d)
+                else:
+                    self.fs.remove_dir(d)
+
 
 class EncryptedStore:
     """All content encrypted in ``objects/<keyed name>``; nothing in the clear."""

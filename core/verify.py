@@ -109,7 +109,7 @@ def verify(set_path, *, read_all: bool = False, unlock: Unlocker | None = None, 
             if key not in contents:
                 contents[key] = (e, [])
             contents[key][1].append(f"{e.path} ({sid})")
-        if sid == ids[-1] and not bset.encrypted:
+        if not bset.encrypted:   # the newest intact snapshot is what Latest/ shows
             newest_entries = [e for e in m.entries if e.type == FILE]
     checks: list[tuple[str, Entry, list[Path] | None]] = []
     for (name, _), (e, where) in contents.items():

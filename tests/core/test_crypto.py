@@ -61,7 +61,7 @@ def test_round_trip_through_a_real_file(tmp_path, keys, size):
     data = os.urandom(size)
     blob = encrypt_file(tmp_path / "obj", keys, data, piece=300_000)
     assert len(blob) == encrypted_size(size)
-    assert data not in blob or size == 0
+    assert size < 16 or data not in blob   # a byte or two occurs in random ciphertext by chance
     with open(tmp_path / "obj", "rb") as raw:
         assert b"".join(DecryptingReader(raw, keys, name="obj")) == data
     with open(tmp_path / "obj", "rb") as raw:

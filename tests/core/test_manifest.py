@@ -217,7 +217,6 @@ NEWEST_DAMAGED = ("engine bug: a damaged newest manifest breaks the whole set: r
                   "report, older snapshots cannot be restored and no backup can run again")
 
 
-@pytest.mark.xfail(reason=NEWEST_DAMAGED, strict=True)
 def test_verify_reports_a_forged_newest_manifest(two_snapshots):
     set_path, first, second = two_snapshots
     layout = SetLayout(set_path)
@@ -227,7 +226,6 @@ def test_verify_reports_a_forged_newest_manifest(two_snapshots):
     assert [what for what, _ in v.damaged] == [f"snapshots/{forged}"]
 
 
-@pytest.mark.xfail(reason=NEWEST_DAMAGED, strict=True)
 def test_older_snapshots_restore_when_the_newest_manifest_is_damaged(two_snapshots, tmp_path):
     set_path, first, second = two_snapshots
     path = SetLayout(set_path).manifest(second)
@@ -236,7 +234,6 @@ def test_older_snapshots_restore_when_the_newest_manifest_is_damaged(two_snapsho
     assert r.damaged == [] and read_tree(tmp_path / "out" / "Docs") == {"a.txt": b"one", "keep.txt": KEEP}
 
 
-@pytest.mark.xfail(reason=NEWEST_DAMAGED, strict=True)
 def test_backup_goes_on_when_the_newest_manifest_is_damaged(two_snapshots, tmp_path):
     set_path, first, second = two_snapshots
     path = SetLayout(set_path).manifest(second)

@@ -154,9 +154,6 @@ def test_backup_change_backup_restore_both(make_drive, tmp_path, fstype):
     assert r3.files_copied == 0 and r3.bytes_copied == 0 and r3.status == "ok"
 
 
-@pytest.mark.xfail(reason="engine bug: a file whose bytes did not change keeps its old mode and mtime in "
-                          "Latest/ (backup._copy_all skips _after_place when store.place returns False)",
-                   strict=True)
 def test_latest_follows_mode_and_mtime_only_changes(ext4_drive, tmp_path):
     src = make_tree(tmp_path / "Docs", {"run.sh": File(b"#!/bin/sh\n", 0o755, T0),
                                         "notes.txt": File(b"notes", 0o644, T0)})
