@@ -157,13 +157,14 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
             what = "; ".join(w for w, _ in result.damaged[:5])
             raise DamagedSet(what=f"{len(result.damaged)} file(s) do not match their backup ({what})")
         outcome.status = "ok"
+        history.append_log(run_id, "\n".join(outcome.log))
         history.finish(run_id, status="ok", ended=clock.now())
     except PlugbackError as err:
         outcome.status = "drive_removed" if isinstance(err, DriveGone) else "failed"
         outcome.error = err
         outcome.log.append(f"{outcome.status}: {err.message}")
+        history.append_log(run_id, "\n".join(outcome.log))
         history.finish(run_id, status=outcome.status, ended=clock.now(), error=err.message, error_code=err.code)
-    history.append_log(run_id, "\n".join(outcome.log))
     return outcome
 
 
@@ -196,7 +197,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
         result = backup(target.set_path, [Path(s) for s in job.sources], excludes=tuple(job.excludes),
                         job=job.name, host=host or host_name(), encrypt=job.encrypt, passphrase=passphrase,
                         unlock=unlock, progress=progress or no_progress, cancel=cancel, clock=clock,
-                        verify=job.verify != "none")
+                        verify=job.verify != "none", create_parents=True)
         outcome.snapshot_id = result.snapshot_id
         if result.status == "damaged":
             # The snapshot is committed but reading it back found a mismatch: loud, never "ok".
@@ -218,6 +219,8 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             log.append(f"warning: retention: {err.message}")
         flush_drive(target)
         outcome.flushed = True
+        # The log goes in before the final status, so whoever sees the run ended also sees its log.
+        history.append_log(run_id, "\n".join(log))
         history.finish(run_id, status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,
                        files_scanned=result.files_scanned, bytes_scanned=result.bytes_scanned,
                        files_copied=result.files_copied, bytes_copied=result.bytes_copied,
@@ -236,13 +239,13 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             log.append(traceback.format_exc().rstrip("\n"))
             outcome.error = PlugbackError(f"Unexpected error: {err!r}. The details are in the run's log.")
         else:
-            history.finish(run_id, status="cancelled", ended=clock.now(), error="interrupted")
             history.append_log(run_id, "\n".join(log))
+            history.finish(run_id, status="cancelled", ended=clock.now(), error="interrupted")
             raise
         log.append(f"{outcome.status}: {outcome.error.message}")
+        history.append_log(run_id, "\n".join(log))
         history.finish(run_id, status=outcome.status, ended=clock.now(), error=outcome.error.message,
                        error_code=outcome.error.code, snapshot_id=outcome.snapshot_id, files_scanned=outcome.files_scanned,
                        files_copied=outcome.files_copied, bytes_copied=outcome.bytes_copied,
                        warnings=outcome.warnings)
-    history.append_log(run_id, "\n".join(log))
     return outcome

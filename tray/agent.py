@@ -259,6 +259,7 @@ class Agent:
                           clock=self.clock)
         if cancel.drive_gone and outcome.status == "cancelled":
             # The engine stopped on our cancel because the watcher saw the mount vanish.
+            self.history.append_log(outcome.run_id, "the drive was removed during the run")
             self.history.finish(outcome.run_id, status="drive_removed", ended=self.clock.now(),
                                 error=DriveGone().message, error_code=DriveGone.code)
             outcome.status, outcome.error = "drive_removed", DriveGone()

@@ -139,3 +139,19 @@ def test_every_documented_command_answers(agent_proc, tmp_path):
         assert c.call("status")["paused"] is False
         c.call("job_remove", name="Docs")
         assert c.call("config_get")["jobs"] == []
+
+
+def test_cli_job_run_goes_through_the_agent(agent_proc, tmp_path):
+    proc, paths = agent_proc
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("x")
+    assert run_cli("job", "add", "Docs", "--source", src, "--to", tmp_path / "set").returncode == 0
+    wait_for(lambda: call("config_get", paths)["jobs"], what="the agent to see the new job")
+    r = run_cli("job", "run", "Docs", "--wait")
+    assert r.returncode == 0, r.stderr
+    assert "The agent started Docs" in r.stdout and "Finished: ok" in r.stdout
+    runs = call("history", paths)
+    assert [x["status"] for x in runs] == ["ok"]
+    r = run_cli("status")
+    assert "Agent: running" in r.stdout and "Docs: last backup just now (ok)" in r.stdout
