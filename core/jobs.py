@@ -116,6 +116,37 @@ def break_own_stale_lock(set_path: Path) -> bool:
     return True
 
 
+def job_key_name(job_name: str) -> str:
+    """The keyring entry holding an encrypted job's passphrase until its set exists."""
+    return f"job:{job_name}"
+
+
+def new_set_passphrase(job_name: str) -> str | None:
+    """The passphrase for an encrypted job's first run: PLUGBACK_PASSPHRASE, else the keyring."""
+    from core import keys
+    from core.errors import KeyringUnavailable
+
+    if os.environ.get("PLUGBACK_PASSPHRASE"):
+        return os.environ["PLUGBACK_PASSPHRASE"]
+    try:
+        return keys.stored_passphrase(job_key_name(job_name))
+    except KeyringUnavailable:
+        return None
+
+
+def remember_set_passphrase(set_path: Path, passphrase: str, log: list[str]) -> None:
+    """Keep the new set's passphrase in the keyring under its set_id, so unattended runs open it."""
+    from core import keys
+    from core.errors import KeyringUnavailable
+    from core.repo import BackupSet, make_unlocker
+
+    try:
+        bset = BackupSet.open(set_path, make_unlocker(keys.Secret.passphrase(passphrase)))
+        keys.store_passphrase(bset.set_id, passphrase)
+    except KeyringUnavailable as err:
+        log.append(f"warning: {err.message}")
+
+
 def retention_policy(job: Job):
     """The job's retention as the engine's RetentionPolicy; none configured = the Time Machine-like default."""
     from core.retention import RetentionPolicy
@@ -191,6 +222,9 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     log = outcome.log
     log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
     unlock = make_unlocker()
+    new_encrypted_set = job.encrypt and not SetLayout(target.set_path).meta.exists()
+    if new_encrypted_set and passphrase is None:
+        passphrase = new_set_passphrase(job.name)
     if break_own_stale_lock(target.set_path):
         log.append("removed the lock left by the previous, interrupted run")
     try:
@@ -198,6 +232,8 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
                         job=job.name, host=host or host_name(), encrypt=job.encrypt, passphrase=passphrase,
                         unlock=unlock, progress=progress or no_progress, cancel=cancel, clock=clock,
                         verify=job.verify != "none", create_parents=True)
+        if new_encrypted_set and passphrase:
+            remember_set_passphrase(target.set_path, passphrase, log)
         outcome.snapshot_id = result.snapshot_id
         if result.status == "damaged":
             # The snapshot is committed but reading it back found a mismatch: loud, never "ok".

@@ -202,8 +202,29 @@ def build_job(args, cfg: Config) -> Job:
     return Job.from_dict(data, "job")
 
 
+def _ask_new_passphrase(job_name: str) -> None:
+    """An encrypted job needs a passphrase before its first run: kept in the keyring for the agent."""
+    import getpass
+    import os
+
+    from core import keys
+    from core.jobs import job_key_name
+
+    passphrase = os.environ.get("PLUGBACK_PASSPHRASE")
+    if not passphrase:
+        if not sys.stdin.isatty():
+            raise UsageError("An encrypted job needs a passphrase: run this in a terminal, or set "
+                             "PLUGBACK_PASSPHRASE.")
+        passphrase = getpass.getpass("Passphrase for the new encrypted backup: ")
+        if not passphrase or getpass.getpass("Again: ") != passphrase:
+            raise UsageError("The passphrases were empty or did not match; nothing was added.")
+    keys.store_passphrase(job_key_name(job_name), passphrase)   # KeyringUnavailable says what to do
+
+
 def cmd_job_add(args) -> int:
     job = build_job(args, _config())
+    if job.encrypt:
+        _ask_new_passphrase(job.name)
 
     def add(cfg: Config):
         if cfg.job(job.name):

@@ -109,3 +109,37 @@ def test_cli_job_add_list_run_in_process(tmp_path, src):
     assert "last backup just now" in run_cli("status").stdout
     assert run_cli("job", "remove", "Docs").returncode == 0
     assert run_cli("job", "run", "Docs").returncode == 2
+
+
+def test_encrypted_job_takes_its_passphrase_from_the_keyring(tmp_path, src):
+    import json
+
+    import keyring
+
+    from core import keys
+    from core.jobs import job_key_name
+
+    keys.store_passphrase(job_key_name("Docs"), "correct horse")
+    history = History(tmp_path / "h.sqlite3")
+    job = folder_job(src, tmp_path / "set", encrypt=True)
+    first = run_job(job, Config(jobs=[job]), history)
+    assert first.status == "ok", first.log
+    bset_meta = (tmp_path / "set" / "plugback.json").read_text()
+    assert '"encryption": null' not in bset_meta
+    # The set's own entry (by set_id) now opens it unattended, even without the job's entry.
+    set_id = json.loads((tmp_path / "set" / "plugback.json").read_text())["set_id"]
+    stored = keyring.get_keyring().passwords
+    assert stored[(keys.SERVICE, set_id)] == "correct horse"
+    del stored[(keys.SERVICE, job_key_name("Docs"))]
+    assert run_job(job, Config(jobs=[job]), history).status == "ok"
+
+
+def test_cli_encrypted_job_add_stores_the_passphrase(tmp_path, src):
+    r = run_cli("job", "add", "Secret", "--source", src, "--to", tmp_path / "set", "--encrypt",
+                env={"PLUGBACK_PASSPHRASE": "pw-1"})
+    assert r.returncode == 0, r.stderr
+    r = run_cli("job", "run", "Secret")          # no PLUGBACK_PASSPHRASE now: the keyring has it
+    assert r.returncode == 0, r.stderr
+    assert '"encryption": null' not in (tmp_path / "set" / "plugback.json").read_text()
+    r = run_cli("job", "add", "Other", "--source", src, "--to", tmp_path / "set2", "--encrypt")
+    assert r.returncode == 2 and "PLUGBACK_PASSPHRASE" in r.stderr
