@@ -81,6 +81,13 @@ def build_handlers(agent, *, on_quit=lambda: None, autostart_folder: Path | None
             else:
                 cfg.jobs.append(job)
 
+        passphrase = args.get("passphrase")
+        if job.encrypt and passphrase:
+            # Kept in the keyring until the first run creates the encrypted set (core.jobs).
+            from core import keys
+            from core.jobs import job_key_name
+
+            keys.store_passphrase(job_key_name(job.name), str(passphrase))
         agent.edit_config(change)
         return {"job": job.to_dict()}
 
