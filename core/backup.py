@@ -77,11 +77,14 @@ def backup(set_path, sources, *, excludes=(), rehash: bool = False, job: str | N
            host: str | None = None, encrypt: bool = False, passphrase: str | None = None,
            unlock: Unlocker | None = None, progress=None, cancel: CancelToken | None = None,
            clock: Clock | None = None, fs: FileSystem | None = None, verify: bool = True,
-           workers: int = 4, checkpoint_seconds: float = CHECKPOINT_SECONDS) -> BackupResult:
+           workers: int = 4, checkpoint_seconds: float = CHECKPOINT_SECONDS,
+           create_parents: bool = False) -> BackupResult:
     """Back up ``sources`` (folders) into the set at ``set_path``, creating the set if needed.
 
     ``encrypt`` + ``passphrase`` choose encryption when the set is created; an
     existing encrypted set is opened with ``unlock`` (see core.repo.make_unlocker).
+    ``create_parents`` lets a new set's parent folders be created (the agent does, for
+    ``<drive>/Plugback/<computer>/<job>``; the CLI does not: see BackupSet.create).
     Raises core.errors types; per-file problems end up in ``result.warnings``.
     """
     clock = clock or Clock()
@@ -105,7 +108,7 @@ def backup(set_path, sources, *, excludes=(), rehash: bool = False, job: str | N
         if encrypt and not passphrase:
             raise PassphraseNeeded()
         bset = BackupSet.create(root, started, job=job or "", host=host,
-                                passphrase=passphrase if encrypt else None, fs=fs)
+                                passphrase=passphrase if encrypt else None, fs=fs, parents=create_parents)
     with SetLock(bset.layout.lock, clock) as lock:
         run = _Run(bset, source_paths, excludes, rehash, job or "", host, progress or no_progress,
                    cancel or CancelToken(), clock, lock, workers, checkpoint_seconds)

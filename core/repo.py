@@ -106,10 +106,19 @@ class BackupSet:
 
     @classmethod
     def create(cls, root: Path, now: datetime, *, job: str = "", host: str | None = None,
-               passphrase: str | None = None, fs: FileSystem | None = None) -> "BackupSet":
-        """A new, empty set at ``root`` (encrypted when a passphrase is given)."""
+               passphrase: str | None = None, fs: FileSystem | None = None,
+               parents: bool = False) -> "BackupSet":
+        """A new, empty set at ``root`` (encrypted when a passphrase is given).
+
+        Only ``root`` itself is created unless ``parents``: a missing parent is most
+        often a backup drive that is not plugged in, and the set must not quietly
+        land on the computer's own disk instead.
+        """
         root = Path(root)
         fs = fs or FileSystem(root)
+        if not parents and not root.parent.is_dir():
+            raise UsageError(f"The folder {root.parent} does not exist. If it is on a backup drive, plug "
+                             "the drive in; otherwise create the folder first.")
         if root.exists() and not root.is_dir():
             raise UsageError(f"{root} is a file; give a folder for the backup set.")
         if root.is_dir() and any(root.iterdir()):

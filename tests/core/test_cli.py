@@ -32,6 +32,7 @@ def user(tmp_path):
     a = make_tree(tmp_path / "home" / "Documents", _tree())
     b = make_tree(tmp_path / "home" / "Photos", {"cat.jpg": File(os.urandom(300_000), 0o644, T0),
                                                 "2024/dog.jpg": File(os.urandom(50_000), 0o644, T0)})
+    (tmp_path / "disk").mkdir()
     return a, b, tmp_path / "disk" / "backups"
 
 
@@ -197,3 +198,12 @@ def test_progress_bar_only_on_terminal(user, tmp_path):
                          env=subprocess_env(), timeout=120)
     assert tty.returncode == 0, tty.stdout
     assert "Copying [" in tty.stdout and "100%" in tty.stdout
+
+
+def test_set_on_a_drive_that_is_not_plugged_in(user, tmp_path):
+    """A missing parent folder is a missing drive, not a folder to create on the internal disk."""
+    docs, _, _ = user
+    absent = tmp_path / "media" / "ann" / "Backup" / "mine"
+    proc = run_cli("backup", docs, "--to", absent)
+    assert proc.returncode == 2 and "plug the drive in" in proc.stderr
+    assert not (tmp_path / "media").exists()

@@ -39,6 +39,7 @@ def _tree():
 def enc(tmp_path):
     src = make_tree(tmp_path / "home" / "Plans", _tree())
     set_path = tmp_path / "drive" / "set"
+    set_path.parent.mkdir()
     proc = run_cli("backup", src, "--to", set_path, "--encrypt", "--json", env=PASS)
     assert proc.returncode == 0, proc.stderr
     return src, set_path, json.loads(proc.stdout)["snapshot_id"]

@@ -116,7 +116,7 @@ def test_backup_change_backup_restore_both(make_drive, tmp_path, fstype):
     set_path = drive.mount_point / "Plugback" / "set"
     before = _snapshot_of(src)
 
-    r1 = backup(set_path, [src])
+    r1 = backup(set_path, [src], create_parents=True)
     assert r1.status == "ok" and r1.damaged == [] and r1.files_copied == 9
 
     _change(src)
