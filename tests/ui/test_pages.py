@@ -149,6 +149,7 @@ def test_jobs_form_validates_before_sending_and_shows_agent_errors(open_page, ag
 
 def test_drives_lists_volumes_and_refuses_the_system_disk_readably(open_page, agent):
     page = open_page("drives")
+    page.locator("#drives-internal summary").click()   # internal disks are folded away
     root = page.locator("[data-mount='/']")
     expect(root).to_contain_text("free of")
     root.get_by_role("button", name=re.compile("Prepare this drive|Use this drive")).click()

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -46,11 +45,13 @@ def test_window_opens_reaches_the_agent_is_captured_and_a_second_start_focuses_i
         wait_for(lambda: "settings page loaded (window mode; agent answering: yes)" in settings_log(agent)
                  or window.poll() is not None, 60, "the window's page to call the api")
         assert window.poll() is None, (tmp_path / "window.out").read_text(errors="replace")
-        time.sleep(2.5)  # the page polls status once a second; let it paint a full frame
-        shot = screenshot("settings-window")
-        image = Image.open(shot).convert("RGB")
-        colours = image.getcolors(maxcolors=1 << 20) or []
-        assert len(colours) > 50, "the screenshot is (nearly) blank"
+        # WebKit under Xvfb may take a moment to paint after the page's scripts ran.
+        def painted():
+            shot = screenshot("settings-window")
+            image = Image.open(shot).convert("RGB")
+            return image if len(image.getcolors(maxcolors=1 << 20) or []) > 50 else None
+
+        image = wait_for(painted, 30, "the window to paint the page (not blank)", interval=1.0)
         # The window's light page occupies the middle of the black root window.
         assert sum(image.getpixel((image.width // 2, image.height // 2))) > 600
 

@@ -2,7 +2,7 @@
 // activity line in the side bar. Each page is a module exporting
 // render(main, ctx, param) that may return a cleanup function.
 import { call, transport } from './bridge.js';
-import { icon } from './util.js';
+import { icon, setHome } from './util.js';
 
 const PAGES = {
   overview: () => import('./pages/overview.js'),
@@ -87,6 +87,7 @@ async function start() {
   for (const a of document.querySelectorAll('.nav a')) a.prepend(icon(a.dataset.page));
   const reply = await call('info');
   if (reply.ok) info = reply.data;
+  setHome(info.home, info.sep);
   document.documentElement.dataset.mode = info.mode;
   if (!location.hash) {
     const config = await call('config_get');

@@ -62,6 +62,18 @@ export const ICONS = {
   plug: svg('<path d="M9 2v6M15 2v6"/><path d="M6 8h12v3a6 6 0 0 1-12 0z"/><path d="M12 17v5"/>'),
 };
 
+let homeFolder = null;
+/** Tell showPath where the user's home folder is (from the api's info). */
+export function setHome(home, sep) { homeFolder = home ? { home, sep: sep || '/' } : null; }
+
+/** A path as people read it: "~/Documents" for folders in the home folder. */
+export function showPath(path) {
+  if (!path || !homeFolder) return path || '';
+  const { home, sep } = homeFolder;
+  if (path === home) return '~';
+  return path.startsWith(home + sep) ? `~${sep}${path.slice(home.length + 1)}` : path;
+}
+
 const UNITS = ['B', 'KB', 'MB', 'GB', 'TB'];
 /** 1536 -> "1.5 KB" (decimal units, like file managers). */
 export function bytes(n) {
@@ -70,6 +82,12 @@ export function bytes(n) {
   let unit = 0;
   while (value >= 1000 && unit < UNITS.length - 1) { value /= 1000; unit += 1; }
   return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${UNITS[unit]}`;
+}
+
+/** "3 files, 1.2 MB" for what a run copied, or "nothing new" when it copied nothing. */
+export function copied(files, size) {
+  if (!files) return 'nothing new';
+  return `${count(files)} file${files === 1 ? '' : 's'}, ${bytes(size)}`;
 }
 
 export function count(n) {

@@ -69,13 +69,19 @@ export async function render(main, ctx) {
     }) : [h('div', { class: 'card empty' }, h('p', {}, 'No backup drive yet. Plug one in and prepare it below.'))]));
 
     const others = volumes.data.filter((v) => !enrolled.some((d) => d.drive_id === v.drive_id));
-    fill(otherBox, ...(others.length ? others.map((v) => h('section', { class: 'card', 'aria-label': v.label || v.mount, dataset: { mount: v.mount } },
+    const card = (v) => h('section', { class: 'card', 'aria-label': v.label || v.mount, dataset: { mount: v.mount } },
       h('div', { class: 'card-head' }, h('h3', { class: 'row' }, icon('drives'), v.label || v.mount),
-        h('span', { class: 'badge' }, v.removable ? 'Removable' : 'Fixed'), v.drive_id ? h('span', { class: 'badge info' }, 'Has Plugback backups') : null),
+        h('div', { class: 'badges' }, h('span', { class: 'badge' }, v.removable ? 'Removable' : 'Internal'),
+          v.drive_id ? h('span', { class: 'badge info' }, 'Has Plugback backups') : null)),
       h('dl', { class: 'facts' }, h('dt', {}, 'Mounted at'), h('dd', {}, v.mount), h('dt', {}, 'File system'), h('dd', {}, v.fstype || '–')),
       space(v),
-      h('div', { class: 'row form-actions' }, h('button', { type: 'button', class: 'primary', onclick: () => prepare(v) }, v.drive_id ? 'Use this drive' : 'Prepare this drive'))))
-      : [h('div', { class: 'card empty' }, h('p', {}, 'No other drives are connected. Plug in a USB drive to use it for backups.'))]));
+      h('div', { class: 'row form-actions' }, h('button', { type: 'button', class: v.removable ? 'primary' : '', onclick: () => prepare(v) }, v.drive_id ? 'Use this drive' : 'Prepare this drive')));
+    // Removable drives are the usual choice; internal disks are listed, folded away, for the few who back up to one.
+    const usual = others.filter((v) => v.removable || v.drive_id);
+    const internal = others.filter((v) => !(v.removable || v.drive_id));
+    fill(otherBox,
+      usual.length ? usual.map(card) : h('div', { class: 'card empty' }, h('p', {}, 'No other drives are connected. Plug in a USB drive to use it for backups.')),
+      internal.length ? h('details', { class: 'more', id: 'drives-internal' }, h('summary', {}, `Internal disks (${internal.length})`), internal.map(card)) : null);
   }
 
   await draw();

@@ -2,7 +2,7 @@
 // pickers, destination, triggers, excludes with a live preview, retention,
 // verification and encryption. The form checks itself before sending; the
 // agent validates again and names any bad field.
-import { h, fill, icon, showError, confirm, toast, debounce, count } from '../util.js';
+import { h, fill, icon, showPath, showError, confirm, toast, debounce, count } from '../util.js';
 import { folderList, parseSchedule, scheduleSpec, field, invalid } from './widgets.js';
 
 const DAYS = [['mon', 'Monday'], ['tue', 'Tuesday'], ['wed', 'Wednesday'], ['thu', 'Thursday'], ['fri', 'Friday'], ['sat', 'Saturday'], ['sun', 'Sunday']];
@@ -46,12 +46,12 @@ async function list(main, ctx) {
     return;
   }
   for (const job of jobs) {
-    const dest = job.destination.path || `Drive “${(drives.find((d) => d.drive_id === job.destination.drive_id) || {}).label || job.destination.drive_id}”${job.destination.folder ? ` / ${job.destination.folder}` : ''}`;
+    const dest = showPath(job.destination.path) || `Drive “${(drives.find((d) => d.drive_id === job.destination.drive_id) || {}).label || job.destination.drive_id}”${job.destination.folder ? ` / ${job.destination.folder}` : ''}`;
     body.append(h('section', { class: 'card', 'aria-label': job.name, dataset: { job: job.name } },
       h('div', { class: 'card-head' }, h('h2', {}, job.name),
         h('div', { class: 'row' }, job.encrypt ? h('span', { class: 'badge info' }, icon('shield'), 'Encrypted') : null)),
       h('dl', { class: 'facts' },
-        h('dt', {}, 'Folders'), h('dd', {}, job.sources.join(', ')),
+        h('dt', {}, 'Folders'), h('dd', {}, job.sources.map(showPath).join(', ')),
         h('dt', {}, 'Backs up to'), h('dd', {}, dest),
         h('dt', {}, 'Runs'), h('dd', {}, describeTriggers(job.triggers)),
         job.excludes && job.excludes.length ? [h('dt', {}, 'Leaves out'), h('dd', {}, job.excludes.join(', '))] : null),

@@ -1,10 +1,10 @@
 // Overview: one card per job with its last backup, next due time, whether its
 // drive is here, a big "Back up now", and live progress while it runs.
-import { h, fill, ago, when, bytes, count, statusBadge, showError, progressView, toast } from '../util.js';
+import { h, fill, ago, when, copied, showPath, statusBadge, showError, progressView, toast } from '../util.js';
 
 function destinationText(job, drives) {
   const dest = job.destination || {};
-  if (dest.path) return dest.path;
+  if (dest.path) return showPath(dest.path);
   const drive = (drives || []).find((d) => d.drive_id === dest.drive_id);
   return `Drive “${(drive && drive.label) || (dest.drive_id || '').slice(0, 8)}”`;
 }
@@ -54,10 +54,10 @@ export async function render(main, ctx) {
         ? (job.drive_present ? 'Destination reachable' : 'Destination not reachable')
         : (job.drive_present ? 'Drive connected' : 'Drive not connected')));
     fill(view.facts, 
-      h('dt', {}, 'Folders'), h('dd', {}, (job.sources || []).join(', ')),
+      h('dt', {}, 'Folders'), h('dd', {}, (job.sources || []).map(showPath).join(', ')),
       h('dt', {}, 'Backs up to'), h('dd', {}, destinationText(job, drives)),
       h('dt', {}, 'Last backup'), h('dd', { class: 'last-backup' }, last ? `${ago(last.ended || last.started)} (${when(last.ended || last.started)})` : 'never'),
-      last ? [h('dt', {}, 'Copied'), h('dd', {}, `${count(last.files_copied)} files, ${bytes(last.bytes_copied)}${last.warnings ? ` · ${last.warnings} warnings` : ''}`)] : null,
+      last ? [h('dt', {}, 'Copied'), h('dd', {}, `${copied(last.files_copied, last.bytes_copied)}${last.warnings ? ` · ${last.warnings} warnings` : ''}`)] : null,
       last && last.error ? [h('dt', {}, 'Problem'), h('dd', { class: 'error-text' }, last.error)] : null,
       h('dt', {}, 'Next backup'), h('dd', {}, job.next_due ? `${ago(job.next_due)} (${when(job.next_due)})` : job.triggers && job.triggers.on_connect ? 'when the drive is connected' : 'only when you start it'));
     view.progressBox.hidden = !job.running;

@@ -1,5 +1,5 @@
 // Form pieces shared by the Jobs editor and the first-run flow.
-import { h, fill, icon, showError } from '../util.js';
+import { h, fill, icon, showError, showPath } from '../util.js';
 
 /**
  * A list of folders with "Remove" buttons and a way to add one: the native
@@ -14,7 +14,7 @@ export function folderList(ctx, { label, id, hint, initial = [], onChange = () =
 
   function draw() {
     fill(list, ...folders.map((f) => h('li', {},
-      icon('folder'), h('span', {}, f),
+      icon('folder'), h('span', { title: f }, showPath(f)),
       h('button', { type: 'button', class: 'link', 'aria-label': `Remove ${f}`, onclick: () => { folders = folders.filter((x) => x !== f); draw(); onChange(folders); } }, 'Remove'))));
     if (!folders.length) list.append(h('li', { class: 'muted' }, 'No folders yet.'));
   }
