@@ -15,12 +15,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from core import crypto, keys, manifest as mf
+from core import manifest as mf
 from core.errors import ManifestDamaged, NewerFormat, NotASet, PlugbackError, SnapshotNotFound, UsageError
 from core.fs import FileSystem, translate
 from core.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
+
+if TYPE_CHECKING:   # crypto and keys load only for encrypted sets (cryptography, keyring are slow)
+    from core import crypto, keys
 
 Unlocker = Callable[[dict, str], "crypto.SetKeys"]
 READ_BLOCK = 1 << 20
@@ -29,7 +32,9 @@ READ_BLOCK = 1 << 20
 def make_unlocker(secret: "keys.Secret | None" = None, **options) -> Unlocker:
     """An unlocker for encrypted sets: ``secret`` if given, else keyring / env / prompt (core.keys)."""
 
-    def unlock(enc: dict, set_id: str) -> crypto.SetKeys:
+    def unlock(enc: dict, set_id: str) -> "crypto.SetKeys":
+        from core import keys   # keyring is slow to import; plain sets never need it
+
         return keys.unlock_set(enc, set_id, secret=secret, **options)[0]
 
     return unlock
@@ -133,6 +138,8 @@ class BackupSet:
                 "created": now.isoformat(timespec="seconds")}
         set_keys = None
         if passphrase is not None:
+            from core import crypto
+
             set_keys, meta["encryption"] = crypto.create_encryption(passphrase)
         else:
             # Names only in the clear for plain sets: an encrypted set reveals no host or job.
@@ -192,6 +199,8 @@ class BackupSet:
             except OSError as err:
                 raise translate(err, path, self.root) from err
             if self.keys is not None:
+                from core import crypto
+
                 blob = crypto.decrypt_bytes(self.keys, blob, name=f"snapshots/{path.name}")
             m = mf.decode(blob, name=f"snapshots/{path.name}")
             if m.snapshot_id != snapshot_id:
@@ -216,7 +225,11 @@ class BackupSet:
 
     def encode_manifest(self, m: mf.Manifest) -> bytes:
         data = mf.encode(m)
-        return crypto.encrypt_bytes(self.keys, data) if self.keys is not None else data
+        if self.keys is None:
+            return data
+        from core import crypto
+
+        return crypto.encrypt_bytes(self.keys, data)
 
     def forget_cached(self, snapshot_id: str) -> None:
         self._manifests.pop(snapshot_id, None)
@@ -289,6 +302,8 @@ class BackupSet:
                             break
                         yield block
             return
+        from core import crypto
+
         raw = _ConcatReader(paths, drop_cache)
         try:
             reader = crypto.DecryptingReader(raw, self.keys, name=f"objects/{entry.obj}",

@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import crypto
 from core.atomic import tmp_name
 from core.fs import COPY_BLOCK, FileSystem, VolumeInfo
 from core.manifest import FILE, Entry
@@ -248,6 +247,8 @@ class EncryptedStore:
 
     def copy_in(self, src: str) -> Copied:
         out = _SplitWriter(self.fs, self.layout.tmp, self.volume.max_file_size)
+        from core import crypto
+
         hasher = self.keys.object_hasher()
         try:
             writer = crypto.EncryptingWriter(out, self.keys)

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import crypto
 from core.errors import DamagedSet, PlugbackError
 from core.manifest import FILE, Entry
 from core.progress import Progress, no_progress
@@ -44,6 +43,8 @@ class VerifyResult:
 def stored_size(bset: BackupSet, entry: Entry) -> int:
     """How many bytes ``entry``'s content takes where it is stored."""
     if bset.encrypted:
+        from core import crypto
+
         return crypto.encrypted_size(entry.size)
     return entry.size
 

@@ -6,7 +6,6 @@ import os
 import sys
 from datetime import datetime
 
-from core import keys
 from core.backup import backup
 from core.cli.render import ProgressBar, human_size, print_json, prompt_secret, warn
 from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, PassphraseNeeded, UsageError
@@ -107,7 +106,7 @@ def register(sub) -> None:
 
 
 def _new_passphrase(args) -> str:
-    env = os.environ.get(keys.ENV_PASSPHRASE)
+    env = os.environ.get("PLUGBACK_PASSPHRASE")
     if env:
         return env
     first = prompt_secret("New passphrase for this backup set: ")
@@ -131,6 +130,8 @@ def cmd_backup(args) -> int:
     finally:
         bar.done()
     if passphrase and args.remember:
+        from core import keys
+
         try:
             keys.store_passphrase(BackupSet.open(args.to, unlocker_from(args)).set_id, passphrase)
         except Exception as err:   # a missing keyring must not fail a finished backup

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from core import crypto, keys
 from core.cli.backup_cmds import add_unlock_options, unlocker_from
 from core.cli.render import prompt_secret, warn
 from core.errors import EXIT_OK, PassphraseNeeded, UsageError
@@ -42,12 +41,16 @@ def _open_encrypted(args) -> BackupSet:
 
 
 def cmd_export(args) -> int:
+    from core import crypto
+
     bset = _open_encrypted(args)
     print(crypto.recovery_key(bset.keys))
     return EXIT_OK
 
 
 def cmd_passwd(args) -> int:
+    from core import crypto, keys
+
     bset = _open_encrypted(args)
     new = os.environ.get("PLUGBACK_NEW_PASSPHRASE")
     if not new:
