@@ -210,7 +210,9 @@ def test_frozen_cli_backs_up_verifies_and_restores(frozen_bin, tmp_path):
     version = _run(plugback, "--version")
     assert version.returncode == 0 and version.stdout.startswith("plugback "), version.stderr
     source = make_tree(tmp_path / "Documents", TREE)
-    backup_set = tmp_path / "drive" / "Plugback"
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    backup_set = drive / "Plugback"
 
     backup = _run(plugback, "backup", source, "--to", backup_set, "--json")
     assert backup.returncode == 0, backup.stderr
