@@ -77,7 +77,7 @@ def backup(set_path, sources, *, excludes=(), rehash: bool = False, job: str | N
            host: str | None = None, encrypt: bool = False, passphrase: str | None = None,
            unlock: Unlocker | None = None, progress=None, cancel: CancelToken | None = None,
            clock: Clock | None = None, fs: FileSystem | None = None, verify: bool = True,
-           workers: int = 4, checkpoint_seconds: float = CHECKPOINT_SECONDS,
+           workers: int = 8, checkpoint_seconds: float = CHECKPOINT_SECONDS,
            create_parents: bool = False) -> BackupResult:
     """Back up ``sources`` (folders) into the set at ``set_path``, creating the set if needed.
 
@@ -416,10 +416,13 @@ class _Run:
         damaged = []
         total = sum(e.size for e in self.written)
         done = 0
-        for i, e in enumerate(sorted(self.written, key=lambda e: sort_key(e.path))):
-            problem = check_entry(self.bset, e, self.store.written_paths(e))
-            if problem:
-                damaged.append((e.path, problem))
-            done += e.size
-            self.progress(Progress("verify", i + 1, len(self.written), done, total, e.path))
+        written = sorted(self.written, key=lambda e: sort_key(e.path))
+        # Reads from a cold cache wait on the drive: several at once keep it busy.
+        with ThreadPoolExecutor(max_workers=max(2, self.workers * 2)) as pool:
+            checks = pool.map(lambda e: check_entry(self.bset, e, self.store.written_paths(e)), written)
+            for i, (e, problem) in enumerate(zip(written, checks)):
+                if problem:
+                    damaged.append((e.path, problem))
+                done += e.size
+                self.progress(Progress("verify", i + 1, len(written), done, total, e.path))
         return damaged

@@ -26,6 +26,7 @@ class Journal:
         self.path = path
         self._lock = threading.Lock()
         self._count = 0
+        self._pending: list[dict] = []
         self._f = fs.open_write(path) if not path.exists() else None
         if self._f is None:
             fs.unlink(path)
@@ -39,9 +40,13 @@ class Journal:
         self.fs.write(self._f, (json.dumps(obj, separators=(",", ":")) + "\n").encode())
 
     def record(self, info: dict) -> None:
-        """A file was placed (its content is on the drive, maybe not yet durable)."""
+        """A file was placed (its content is on the drive, maybe not yet durable).
+
+        Lines are kept in memory until the next checkpoint: only checkpointed
+        lines are ever trusted, so writing them earlier would only cost time.
+        """
         with self._lock:
-            self._line(info)
+            self._pending.append(info)
             self._count += 1
 
     def pending(self) -> int:
@@ -51,7 +56,9 @@ class Journal:
     def checkpoint(self, count: int | None = None) -> None:
         """The first ``count`` entries are durable (the caller flushed the volume after counting)."""
         with self._lock:
-            self._line({"checkpoint": self._count if count is None else count})
+            pending, self._pending = self._pending, []
+            self.fs.write(self._f, b"".join((json.dumps(o, separators=(",", ":")) + "\n").encode()
+                                            for o in pending + [{"checkpoint": self._count if count is None else count}]))
             self.fs.fsync(self._f)
 
     def close(self) -> None:
