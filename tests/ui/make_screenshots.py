@@ -46,7 +46,7 @@ def _destination(work: Path, stack):
     try:
         from tests.support.drives import LoopDrive
 
-        drive = LoopDrive.create("ext4", work / "drive", size_mb=256, label="BLUE")
+        drive = LoopDrive.create("ext4", work / "drive", size_mb=1024, label="BLUE")
         stack.append(drive.close)
         return drive.mount_point
     except Exception as err:  # noqa: BLE001 - screenshots still work with a folder destination
@@ -124,14 +124,19 @@ def make(out: Path) -> list[Path]:
                     page.screenshot(path=str(path), full_page=full)
                     written.append(path)
                 # Overview while a backup runs: add photos and catch the progress bar.
-                for i in range(1500):
+                for i in range(1500):   # ~300 MB: long enough for a status poll to land mid-copy
                     (files["photos"] / "2026" / "09").mkdir(parents=True, exist_ok=True)
-                    (files["photos"] / "2026" / "09" / f"IMG_{scheme}_{i}.jpg").write_bytes(os.urandom(30_000))
+                    (files["photos"] / "2026" / "09" / f"IMG_{scheme}_{i}.jpg").write_bytes(os.urandom(200_000))
                 page.goto(f"{server.url}#overview")
                 page.wait_for_selector("html[data-ready='true']")
                 agent.call("run_job", name="Photos")
                 try:
-                    page.wait_for_selector("[data-job='Photos'] [role=progressbar][aria-valuenow]", timeout=30000)
+                    # Mid-copy if we can catch it, else any moment with a percentage.
+                    try:
+                        page.wait_for_function("""() => { const b = document.querySelector("[data-job='Photos'] [role=progressbar]");
+                            const v = b && Number(b.getAttribute('aria-valuenow')); return v > 5 && v < 95; }""", timeout=20000)
+                    except Exception:  # noqa: BLE001
+                        page.wait_for_selector("[data-job='Photos'] [role=progressbar][aria-valuenow]", timeout=30000)
                     page.wait_for_timeout(300)
                     path = out / f"overview-running-{scheme}.png"
                     page.screenshot(path=str(path))

@@ -141,7 +141,7 @@ async function editor(main, ctx, name) {
     const shown = (reply.data.excluded || []).slice(0, 12);
     fill(preview, 
       h('p', { class: 'muted', id: 'exclude-count' }, reply.data.count ? `${count(reply.data.count)} item${reply.data.count === 1 ? '' : 's'} will be left out${reply.data.count > shown.length ? ', for example:' : ':'}` : 'Nothing is left out by these patterns.'),
-      shown.length ? h('ul', { class: 'path-list' }, shown.map((p) => h('li', {}, h('span', { class: 'mono' }, p)))) : null);
+      shown.length ? h('ul', { class: 'path-list' }, shown.map((p) => h('li', {}, h('span', { class: 'mono', title: p }, showPath(p))))) : null);
   }
   const refreshPreview = debounce(refreshPreviewNow, 350);
   excludes.addEventListener('input', refreshPreview);

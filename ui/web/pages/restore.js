@@ -17,7 +17,7 @@ export async function render(main, ctx) {
   const selectedText = h('span', { id: 'restore-selected', class: 'muted' });
   const toOriginal = h('input', { type: 'radio', name: 'restore-target', id: 'target-original', value: 'original', checked: true });
   const toOther = h('input', { type: 'radio', name: 'restore-target', id: 'target-other', value: 'other' });
-  const targetPath = h('input', { type: 'text', id: 'target-path', placeholder: `${ctx.info.home || ''}${ctx.info.sep || '/'}Restored` });
+  const targetPath = h('input', { type: 'text', id: 'target-path', placeholder: `~${ctx.info.sep || '/'}Restored` });
   const targetError = h('div');
   const conflict = h('select', { id: 'restore-conflict' },
     h('option', { value: 'keep_both' }, 'Keep both (the restored copy gets a new name)'),

@@ -10,7 +10,7 @@ export function folderList(ctx, { label, id, hint, initial = [], onChange = () =
   let folders = [...initial];
   const list = h('ul', { class: 'path-list', id: `${id}-list`, 'aria-label': label });
   const error = h('div', { id: `${id}-error`, 'aria-live': 'polite' });
-  const input = h('input', { type: 'text', id: `${id}-path`, placeholder: `${ctx.info.home || ''}${ctx.info.sep || '/'}Documents`, 'aria-label': `Folder path to add to ${label.toLowerCase()}` });
+  const input = h('input', { type: 'text', id: `${id}-path`, placeholder: `~${ctx.info.sep || '/'}Documents`, 'aria-label': `Folder path to add to ${label.toLowerCase()}` });
 
   function draw() {
     fill(list, ...folders.map((f) => h('li', {},
