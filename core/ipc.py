@@ -82,10 +82,12 @@ def load_authkey(paths: Paths, *, create: bool = False) -> bytes:
 
 
 def encode(message: dict) -> bytes:
+    """A message as UTF-8 JSON bytes (never pickle)."""
     return json.dumps(message, ensure_ascii=False, default=str).encode("utf-8")
 
 
 def error_reply(code: str, message: str) -> dict:
+    """A protocol-level error reply (``bad_request``, ``unknown_command``...)."""
     return {"ok": False, "code": code, "message": message}
 
 

@@ -55,6 +55,8 @@ class AgentOptions:
 
 @dataclass
 class DriveState:
+    """An enrolled drive as the menu sees it (``mount`` None = not connected)."""
+
     drive_id: str
     label: str
     mount: str | None
@@ -184,6 +186,7 @@ class Agent:
             return runner
 
     def job(self, name: str) -> Job:
+        """The job called ``name`` (case-insensitive); NotFound otherwise."""
         job = self.config.job(name)
         if job is None:
             raise NotFound(what="job", name=name, hint="The jobs are listed in the settings window.")
@@ -214,6 +217,7 @@ class Agent:
         return stopped
 
     def running(self) -> list[dict]:
+        """What runs now: ``[{job, kind, percent, phase, progress}]``, one per busy destination."""
         out = []
         for runner in list(self.runners.values()):
             name, kind, p = runner.current, runner.kind, runner.progress
@@ -224,6 +228,7 @@ class Agent:
         return out
 
     def queued(self) -> list[str]:
+        """Names of the jobs waiting in the runners' queues."""
         return [n for r in list(self.runners.values()) for n in list(r.queue)]
 
     def _destination_present(self, job: Job) -> bool:
@@ -290,6 +295,7 @@ class Agent:
     # -- automatic triggers ----------------------------------------------------------------
 
     def is_paused(self) -> bool:
+        """Whether automatic backups are paused now (a pause whose time is up ends here)."""
         if self.paused and self.paused_until and self.clock.now() >= self.paused_until:
             self.resume()
         return self.paused
@@ -301,6 +307,7 @@ class Agent:
         self.changed()
 
     def resume(self) -> None:
+        """End a pause: automatic backups run again."""
         self.paused, self.paused_until = False, None
         self.changed()
 
@@ -469,6 +476,7 @@ class Agent:
                 "problem": self.problem, "restore": self.restore_task}
 
     def tray_state(self) -> TrayState:
+        """A fresh, plain snapshot of what the icon and its menu show (see tray/menu.py)."""
         now = self.clock.now()
         jobs = []
         for j in self.config.jobs:

@@ -129,6 +129,7 @@ def build_menu(state: TrayState) -> list[Item]:
 
 
 def tooltip(state: TrayState) -> str:
+    """The icon's hover text (names the xorg backend's missing menu)."""
     text = "Plugback — " + status_line(state)
     if state.backend.startswith("xorg"):
         text += " (no tray menu on this desktop: use the settings window)"

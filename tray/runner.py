@@ -97,6 +97,7 @@ class JobRunner:
         return [name for name, _ in list(self.tasks)]
 
     def busy(self) -> bool:
+        """Whether a task runs or waits here."""
         with self._cond:
             return self.current is not None or bool(self.tasks)
 

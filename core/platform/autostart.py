@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import plistlib
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class Autostart:
         """Stop starting it at login."""
 
     def enabled(self) -> bool:
+        """Whether the login entry exists."""
         return False
 
     def apply(self, wanted: bool) -> None:
@@ -91,7 +93,7 @@ class RunKey(Autostart):
     def enable(self):
         winreg = self._winreg()
         with winreg.OpenKey(winreg.HKEY_CURRENT_USER, self.KEY, 0, winreg.KEY_SET_VALUE) as key:
-            winreg.SetValueEx(key, "Plugback", 0, winreg.REG_SZ, subprocess_list2cmdline(self.command))
+            winreg.SetValueEx(key, "Plugback", 0, winreg.REG_SZ, subprocess.list2cmdline(self.command))
 
     def disable(self):
         winreg = self._winreg()
@@ -109,12 +111,6 @@ class RunKey(Autostart):
             return True
         except FileNotFoundError:
             return False
-
-
-def subprocess_list2cmdline(args: list[str]) -> str:
-    import subprocess
-
-    return subprocess.list2cmdline(args)
 
 
 def agent_command() -> list[str]:

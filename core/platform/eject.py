@@ -53,6 +53,8 @@ class LinuxEjector(Ejector):
 
 
 class MacEjector(Ejector):
+    """``diskutil eject`` (unmounts every volume of the disk)."""
+
     def eject(self, mount: str) -> None:
         os.sync()
         proc = _run(["diskutil", "eject", mount])
