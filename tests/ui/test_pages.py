@@ -342,3 +342,26 @@ def test_the_theme_follows_the_os(open_page, agent):
 
     assert background(open_page("prefs", color_scheme="light")) > 200
     assert background(open_page("prefs", color_scheme="dark")) < 50
+
+
+def test_jobs_new_encrypted_job_checks_the_passphrase_and_backs_up(open_page, agent, docs):
+    src, dest = docs
+    page = open_page("jobs/new")
+    page.fill("#job-name", "Secret")
+    page.fill("#sources-path", str(src))
+    page.click("#sources-add")
+    page.check("#dest-kind-path")
+    page.fill("#dest-path", str(dest))
+    page.check("#job-encrypt")
+    page.fill("#job-pass", "correct horse battery")
+    page.fill("#job-pass2", "correct horse batery")
+    page.click("#job-save")
+    expect(page.locator("#job-pass2-error")).to_have_text("The two passphrases differ.")
+    assert agent.call("config_get")["jobs"] == []
+    page.fill("#job-pass2", "correct horse battery")
+    page.click("#job-save")
+    expect(page.locator("[data-job='Secret']")).to_contain_text("Encrypted")
+    # The passphrase reached the agent: the first, unattended backup makes an encrypted set.
+    run = agent.backup("Secret")
+    assert run["files_copied"] == 4
+    assert b"first notes" not in b"".join(p.read_bytes() for p in dest.rglob("*") if p.is_file())
