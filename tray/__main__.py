@@ -86,8 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     from tray.handlers import build_handlers
     from tray.watcher import DriveWatcher, Scheduler
 
-    agent = Agent(paths, notifier=plat.notifier(), ejector=plat.ejector(),
-                  options=AgentOptions(poll_interval=args.poll_interval))
+    try:
+        agent = Agent(paths, notifier=plat.notifier(), ejector=plat.ejector(),
+                      options=AgentOptions(poll_interval=args.poll_interval))
+    except PlugbackError as err:   # e.g. settings written by a newer Plugback
+        log.error("%s", err.message)
+        if sys.stderr is not None:
+            print(f"plugback-tray: {err.message}", file=sys.stderr)
+        return 1
     icon = None
     done = threading.Event()
 

@@ -155,3 +155,13 @@ def test_cli_job_run_goes_through_the_agent(agent_proc, tmp_path):
     assert [x["status"] for x in runs] == ["ok"]
     r = run_cli("status")
     assert "Agent: running" in r.stdout and "Docs: last backup just now (ok)" in r.stdout
+
+
+def test_settings_from_a_newer_plugback_stop_the_agent_with_a_message():
+    paths = Paths.default()
+    paths.ensure()
+    paths.config_file.write_text('{"version": 99}')
+    proc = start_agent()
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "newer Plugback" in out
+    assert paths.config_file.read_text() == '{"version": 99}'     # left alone
