@@ -132,9 +132,12 @@ class Api:
         """Queue one job (or all jobs) to run now."""
         return self._ask("run_job", all=True) if all else self._ask("run_job", name=_text(name, "The job name"))
 
-    def stop_job(self, name: str) -> dict:
-        """Stop a running job; what was copied is reused by the next run."""
-        return self._ask("stop_job", name=_text(name, "The job name"))
+    def stop_job(self, name: str | None = None) -> dict:
+        """Stop a running or queued job; None stops all and cancels pending connect backups.
+
+        What was copied is reused by the next run.
+        """
+        return self._ask("stop_job", name=None if name is None else _text(name, "The job name"))
 
     def pause(self, until: str | None = None) -> dict:
         """Pause automatic backups until an ISO time, or until resumed (None)."""

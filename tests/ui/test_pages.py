@@ -365,3 +365,22 @@ def test_jobs_new_encrypted_job_checks_the_passphrase_and_backs_up(open_page, ag
     run = agent.backup("Secret")
     assert run["files_copied"] == 4
     assert b"first notes" not in b"".join(p.read_bytes() for p in dest.rglob("*") if p.is_file())
+
+
+@pytest.mark.realdrive
+def test_overview_offers_to_skip_the_automatic_backup_when_a_drive_is_plugged_in(open_page, agent, docs, ext4_drive):
+    src, _ = docs
+    agent.call("prefs_save", prefs={"connect_delay_seconds": 120})
+    drive_id = agent.call("drive_init", mount=str(ext4_drive.mount_point), label="Blue stick")["drive_id"]
+    agent.call("job_save", job={"name": "Documents", "sources": [str(src)], "destination": {"drive_id": drive_id},
+                                "triggers": {"on_connect": True}})
+    agent.call("stop_job")   # enrolling counted as plugging in: not this time
+    ext4_drive.unmount()
+    wait_for(lambda: not agent.job("Documents")["drive_present"], 20, "the agent to see the drive go")
+    page = open_page("overview")
+    ext4_drive.mount()
+    notice = page.locator(f"[data-pending='{drive_id}']")
+    expect(notice).to_contain_text("Blue stick was connected: backing up Documents", timeout=20000)
+    notice.get_by_role("button", name="Not now").click()
+    expect(notice).to_have_count(0)
+    assert agent.call("status")["pending"] == [] and agent.job("Documents")["last_run"] is None

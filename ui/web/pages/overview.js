@@ -13,11 +13,12 @@ export async function render(main, ctx) {
   const alerts = h('div', { id: 'overview-alerts' });
   const cards = h('div', { class: 'grid', id: 'job-cards' });
   const pauseSlot = h('div');
+  const notices = h('div', { id: 'overview-notices' });
   main.append(
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', {}, 'Overview'), h('p', {}, 'Your backups at a glance.')),
       h('div', { class: 'row' }, pauseSlot)),
-    alerts, cards);
+    alerts, notices, cards);
 
   const views = new Map();   // job name -> {card, progress, ...}
   let drives = [];
@@ -49,7 +50,7 @@ export async function render(main, ctx) {
   function update(view, job) {
     const last = job.last_run;
     fill(view.badges, 
-      job.running ? statusBadge('running') : last ? statusBadge(last.status) : h('span', { class: 'badge' }, 'Not backed up yet'),
+      job.running ? statusBadge('running') : job.queued ? h('span', { class: 'badge info' }, 'Waiting to start') : last ? statusBadge(last.status) : h('span', { class: 'badge' }, 'Not backed up yet'),
       h('span', { class: `badge ${job.drive_present ? 'ok' : ''}` }, job.destination && job.destination.path
         ? (job.drive_present ? 'Destination reachable' : 'Destination not reachable')
         : (job.drive_present ? 'Drive connected' : 'Drive not connected')));
@@ -75,6 +76,16 @@ export async function render(main, ctx) {
     if (alerts.querySelector('[data-code="agent_unavailable"]')) showError(alerts, null);
     const status = reply.data;
     const jobs = status.jobs || [];
+    const labelOf = (id) => ((status.drives || []).find((d) => d.drive_id === id) || {}).label || 'the drive';
+    const pendingKey = JSON.stringify([status.problem, (status.pending || []).map((p) => [p.drive_id, p.starts_at])]);
+    if (notices.dataset.key !== pendingKey) {   // redraw only on change, so focus stays on its button
+      notices.dataset.key = pendingKey;
+      fill(notices,
+        status.problem ? h('div', { class: 'alert warn', role: 'status' }, h('div', { class: 'grow' }, h('strong', {}, 'Plugback needs attention. '), status.problem)) : null,
+        (status.pending || []).map((p) => h('div', { class: 'alert info', role: 'status', dataset: { pending: p.drive_id } },
+          h('div', { class: 'grow' }, `${labelOf(p.drive_id)} was connected: backing up ${p.jobs.join(', ')} ${ago(p.starts_at)}.`),
+          h('button', { type: 'button', onclick: () => act('stop_job', {}, 'Automatic backup cancelled') }, 'Not now'))));
+    }
     fill(pauseSlot, status.paused
       ? h('button', { type: 'button', onclick: () => act('resume', {}, 'Automatic backups resumed') }, 'Resume automatic backups')
       : jobs.length ? h('button', { type: 'button', onclick: () => act('pause', { until: null }, 'Automatic backups paused') }, 'Pause automatic backups') : '');
