@@ -237,15 +237,7 @@ def test_frozen_agent_starts_answers_status_and_quits(frozen_bin, plugback_env):
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env=subprocess_env(FROZEN_ENV))
     try:
-        status = None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and agent.poll() is None:
-            proc = _run(frozen_bin / "plugback", "status", "--json", timeout=30)
-            if proc.returncode == 0 and json.loads(proc.stdout).get("agent"):
-                status = json.loads(proc.stdout)
-                break
-            time.sleep(0.3)
-        assert status is not None, f"the frozen agent never answered status (exit {agent.poll()})"
+        status = _wait_for_agent(frozen_bin, agent)
         assert status["backend"] == "none"   # --no-icon
         assert status["jobs"] == []
 
@@ -259,6 +251,70 @@ def test_frozen_agent_starts_answers_status_and_quits(frozen_bin, plugback_env):
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_frozen_tray_icon_and_settings_window_use_the_system_gtk(frozen_bin, desktop, screenshot, plugback_env):
+    """The GUI halves frozen: the AppIndicator icon loads, the WebKitGTK window shows the pages."""
+    env = subprocess_env(FROZEN_ENV)
+    agent = subprocess.Popen([str(frozen_bin / "plugback-tray")], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    window = None
+    try:
+        status = _wait_for_agent(frozen_bin, agent)
+        assert status["backend"] in ("appindicator", "gtk"), status["backend"]
+
+        window = subprocess.Popen([str(frozen_bin / "plugback-tray"), "--settings"], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        log = plugback_env.home / "logs" / "settings.log"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and window.poll() is None:
+            if log.exists() and "settings page loaded (window mode; agent answering: yes)" in log.read_text():
+                break
+            time.sleep(0.3)
+        assert window.poll() is None, window.communicate()[0]
+        assert log.exists() and "window mode; agent answering: yes" in log.read_text(), log
+        # The page's script ran; now WebKit must paint it (not a blank white window).
+        deadline = time.monotonic() + 30
+        while True:
+            shot = screenshot("settings")
+            painted = _painted_fraction(shot)
+            if painted > 0.05 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert painted > 0.05, f"the settings window stayed blank: see {shot}"
+    finally:
+        for proc in (window, agent):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _painted_fraction(png: Path) -> float:
+    """Share of the screen that is neither the black root window nor a blank white page."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        rgb = image.convert("RGB")
+        colors = rgb.getcolors(maxcolors=rgb.width * rgb.height)
+        other = sum(count for count, color in colors if color not in ((0, 0, 0), (255, 255, 255)))
+        return other / (rgb.width * rgb.height)
+
+
+def _wait_for_agent(frozen_bin: Path, agent: subprocess.Popen, timeout: float = 30) -> dict:
+    """The first ``plugback status --json`` reply in which the agent answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and agent.poll() is None:
+        proc = _run(frozen_bin / "plugback", "status", "--json", timeout=30)
+        if proc.returncode == 0 and json.loads(proc.stdout).get("agent"):
+            return json.loads(proc.stdout)
+        time.sleep(0.3)
+    raise AssertionError(f"the frozen agent never answered status (exit code {agent.poll()})")
 
 
 @pytest.mark.slow
