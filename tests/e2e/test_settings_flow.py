@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.realdrive]
 
 # Enough small files that the first backup takes a few seconds on a loop drive (each file is
 # written, fsynced and read back), so the 1 s status poll sees it running.
-FILES = 3000
+FILES = 8000
 
 
 @pytest.fixture
@@ -90,7 +90,8 @@ def test_new_user_backs_up_to_a_drive_and_restores_a_deleted_file(
         expect(page.locator("#welcome-step [role=progressbar]")).to_be_visible()
         expect(page.locator("#welcome-backup-state")).to_contain_text("are safe on the drive", timeout=120000)
         seen = page.evaluate("window.seen")
-        assert any(re.search(r"\d+ (of [\d,]+ )?files", text) for text, _ in seen), seen
+        first = tray.call("history", job="Documents")[-1]
+        assert any(re.search(r"\d+ (of [\d,]+ )?files", text) for text, _ in seen), (seen, first)
         assert all(0 <= int(value) <= 100 for _, value in seen if value is not None), seen
         config = tray.call("config_get")
         assert [d["label"] for d in config["drives"]] == ["My backup drive"]

@@ -215,6 +215,7 @@ export function progressView(label) {
       const rate = (now - first.t) > 1500 ? ((p.bytes_done || 0) - first.bytes) / ((now - first.t) / 1000) : 0;
       const eta = rate > 0 && total > 0 ? duration((total - (p.bytes_done || 0)) / rate) : null;
       const phase = PHASES[p.phase] || p.phase || '';
+      if (p.files_done === undefined) { left.textContent = 'Starting…'; right.textContent = ''; current.textContent = ''; return; }
       left.textContent = `${phase}${pct !== null ? ` ${pct}%` : ''} · ${count(p.files_done)}${p.files_total ? ` of ${count(p.files_total)}` : ''} files · ${bytes(p.bytes_done)}${total ? ` of ${bytes(total)}` : ''}`;
       right.textContent = eta ? `about ${eta} left` : '';
       current.textContent = p.current || '';
