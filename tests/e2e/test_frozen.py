@@ -125,10 +125,16 @@ def frozen_bin(request, build) -> Path:
     return BUILD_DIST / "plugback"
 
 
-def _dpkg(*args: str) -> subprocess.CompletedProcess:
-    # Another apt/dpkg on the machine (setup, other tests) holds the lock for a while at most.
-    return subprocess.run(["dpkg", "--force-confnew", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+def _dpkg(*args: str, wait: float = 300) -> subprocess.CompletedProcess:
+    """Run dpkg; while another apt/dpkg (setup, a parallel run) holds its lock, wait and retry."""
+    deadline = time.monotonic() + wait
+    while True:
+        proc = subprocess.run(["dpkg", *args], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        # dpkg does not wait for its lock itself (apt's DPkg::Lock::Timeout is apt's).
+        if proc.returncode == 0 or "lock" not in proc.stderr or time.monotonic() > deadline:
+            return proc
+        time.sleep(2)
 
 
 def _installed_version() -> str | None:
