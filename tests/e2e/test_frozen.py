@@ -165,6 +165,59 @@ def test_desktop_entries_are_valid():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+class _Recorded:
+    """Stands in for one of PyInstaller's spec classes; keeps what the spec passed."""
+
+    made: list = []
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+        self.pure = self.scripts = self.binaries = self.datas = []
+        type(self).made.append(self)
+
+
+def _evaluate_spec(monkeypatch, platform: str) -> dict[str, list]:
+    """Run pyinstaller.spec as PyInstaller would on ``platform``, with recording stand-ins."""
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setenv("PLUGBACK_BUNDLE_GTK", "1")   # no dpkg queries for this
+    made: dict[str, list] = {}
+    spec_globals = {"SPECPATH": str(ROOT), "__file__": str(ROOT / "pyinstaller.spec")}
+    for name in ("Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE"):
+        spec_globals[name] = type(name, (_Recorded,), {"made": made.setdefault(name, [])})
+    exec(compile((ROOT / "pyinstaller.spec").read_text(), "pyinstaller.spec", "exec"), spec_globals)
+    return made
+
+
+@pytest.mark.parametrize("platform, backends", [
+    ("linux", ["pystray._appindicator", "pystray._gtk", "pystray._xorg", "webview.platforms.gtk",
+               "gi.repository.WebKit2", "gi.repository.AyatanaAppIndicator3", "secretstorage"]),
+    ("win32", ["pystray._win32", "webview.platforms.winforms", "webview.platforms.edgechromium", "clr",
+               "win32ctypes.core"]),
+    ("darwin", ["pystray._darwin", "webview.platforms.cocoa", "AppKit", "WebKit", "keyring.backends.macOS.api"]),
+])
+def test_spec_names_each_platforms_backends(monkeypatch, platform, backends):
+    made = _evaluate_spec(monkeypatch, platform)
+    tray, cli = made["Analysis"]
+    assert tray.args[0][0].endswith("plugback_tray.py") and cli.args[0][0].endswith("plugback.py")
+    for name in backends + ["keyring.backends.SecretService", "keyring.backends.Windows", "ui.window"]:
+        assert name in tray.kwargs["hiddenimports"], name
+    assert {"PyQt5", "PyQt6", "PySide6", "webview.platforms.qt", "tkinter"} <= set(tray.kwargs["excludes"])
+    exes = {exe.kwargs["name"]: exe.kwargs for exe in made["EXE"]}
+    assert exes["plugback-tray"]["console"] is False and exes["plugback"]["console"] is True
+    (collect,) = made["COLLECT"]
+    assert collect.kwargs["name"] == "plugback"
+    for src, _ in tray.kwargs["datas"]:
+        assert Path(src).exists(), src
+    if platform == "darwin":
+        (bundle,) = made["BUNDLE"]
+        assert bundle.kwargs["info_plist"]["LSUIElement"] is True
+        assert bundle.kwargs["icon"].endswith(".icns") and Path(bundle.kwargs["icon"]).is_file()
+    else:
+        assert made["BUNDLE"] == []
+    if platform == "win32":
+        assert exes["plugback-tray"]["icon"].endswith(".ico") and Path(exes["plugback-tray"]["icon"]).is_file()
+
+
 # --- the bundle -----------------------------------------------------------------------
 
 @pytest.mark.slow
