@@ -73,7 +73,7 @@ log "pyinstaller ($VERSION, $ARCH)"
 started=$(date +%s)
 "$PYTHON" -m PyInstaller --noconfirm --log-level WARN --distpath "$DIST" --workpath "$WORK" pyinstaller.spec
 freeze_seconds=$(( $(date +%s) - started ))
-[ -x "$DIST/plugback/plugback" ] && [ -x "$DIST/plugback/plugback-tray" ] \
+{ [ -x "$DIST/plugback/plugback" ] && [ -x "$DIST/plugback/plugback-tray" ]; } \
     || die "PyInstaller did not produce both executables in $DIST/plugback"
 
 # -- 2. the .deb -------------------------------------------------------------------

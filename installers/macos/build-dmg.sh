@@ -33,7 +33,7 @@ DMG=$DIST/plugback-${VERSION}-macos-${ARCH}.dmg
 
 log "pyinstaller ($VERSION, $ARCH)"
 "$PYTHON" -m PyInstaller --noconfirm --log-level WARN --distpath "$DIST" --workpath "$ROOT/build/pyinstaller" pyinstaller.spec
-[ -x "$APP/Contents/MacOS/plugback-tray" ] && [ -x "$APP/Contents/MacOS/plugback" ] \
+{ [ -x "$APP/Contents/MacOS/plugback-tray" ] && [ -x "$APP/Contents/MacOS/plugback" ]; } \
     || die "PyInstaller did not produce both executables in $APP"
 /usr/libexec/PlistBuddy -c 'Print :LSUIElement' "$APP/Contents/Info.plist" | grep -q true \
     || die "Info.plist lacks LSUIElement: the app would show a Dock icon"
