@@ -378,6 +378,35 @@ def _wait_for_agent(frozen_bin: Path, agent: subprocess.Popen, timeout: float = 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+def test_tarball_installs_for_one_user_and_uninstalls(build, plugback_env, tmp_path):
+    import tarfile
+
+    with tarfile.open(BUILD_DIST / build["tarball"]) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="tar")
+    (folder,) = (tmp_path / "unpacked").iterdir()
+    home = tmp_path / "user"
+    env = subprocess_env({**FROZEN_ENV, "HOME": str(home)})
+    data = Path(env["XDG_DATA_HOME"])
+
+    proc = subprocess.run([str(folder / "install.sh")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    version = subprocess.run([str(home / ".local" / "bin" / "plugback"), "--version"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == f"plugback {build['version']}"
+    entry = (data / "applications" / "plugback.desktop").read_text()
+    assert f"Exec={home}/.local/opt/plugback/plugback-tray" in entry
+    assert (data / "icons" / "hicolor" / "48x48" / "apps" / "plugback.png").is_file()
+
+    proc = subprocess.run([str(folder / "install.sh"), "--uninstall"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert not (home / ".local" / "opt" / "plugback").exists()
+    assert not (home / ".local" / "bin" / "plugback").is_symlink()
+    assert not (data / "applications" / "plugback.desktop").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_deb_removes_cleanly_and_leaves_user_data(installed, plugback_env, tmp_path):
     # Something a user would have: app state and a backup. Neither belongs to the package.
     home = make_tree(plugback_env.home, {"config.json": b"{}"})
