@@ -291,6 +291,23 @@ def test_frozen_cli_backs_up_verifies_and_restores(frozen_bin, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+def test_frozen_cli_finds_the_secretservice_keyring(frozen_bin, dbus_session, tmp_path):
+    """keyring picks its backend through entry points: the frozen app must still reach SecretService."""
+    source = make_tree(tmp_path / "Private", {"diary.txt": b"dear diary"})
+    backup_set = tmp_path / "set"
+    plugback = str(frozen_bin / "plugback")
+    # One session: --remember stores the passphrase in gnome-keyring, then verify and
+    # restore find it there with no passphrase given.
+    script = (f'PLUGBACK_PASSPHRASE=correct-horse "{plugback}" backup "{source}" --to "{backup_set}" --encrypt --remember'
+              f' && "{plugback}" verify "{backup_set}" --read-all'
+              f' && "{plugback}" restore "{backup_set}" "{tmp_path / "out"}"')
+    proc = dbus_session(["sh", "-c", script], timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert read_tree(tmp_path / "out" / "Private") == read_tree(source)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_frozen_agent_starts_answers_status_and_quits(frozen_bin, plugback_env):
     agent = subprocess.Popen([str(frozen_bin / "plugback-tray"), "--no-icon"], stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
