@@ -25,10 +25,6 @@ from core.manifest import FILE, Entry
 from core.repo import BackupSet
 
 
-class SourceChanged(Exception):
-    """The source file changed while it was read (recorded as a warning)."""
-
-
 @dataclass
 class Copied:
     """A source file's content, written to ``tmp/`` and hashed in the same pass."""
@@ -94,7 +90,7 @@ class _SplitWriter:
                 pass
 
 
-def read_source(path: str, sink, hasher, before: os.stat_result | None = None) -> tuple[int, bool]:
+def read_source(path: str, sink, hasher) -> tuple[int, bool]:
     """Stream ``path`` into ``sink`` and ``hasher``; (bytes read, changed while reading)."""
     size = 0
     with open(path, "rb", buffering=0) as f:
@@ -107,8 +103,7 @@ def read_source(path: str, sink, hasher, before: os.stat_result | None = None) -
             sink.write(block)
             size += len(block)
         st1 = os.fstat(f.fileno())
-    changed = (st1.st_mtime_ns != st0.st_mtime_ns or st1.st_size != size
-               or (before is not None and before.st_mtime_ns != st0.st_mtime_ns))
+    changed = st1.st_mtime_ns != st0.st_mtime_ns or st1.st_size != size
     return size, changed
 
 
@@ -119,8 +114,8 @@ def _size(p: Path) -> int:
         return -(1 << 62)   # missing: no sum of sizes can match
 
 
-class PlainStore:
-    """Content as plain files in ``Latest/`` plus displaced versions in ``objects/``."""
+class _Store:
+    """What both modes share: reading a source once into ``tmp/``."""
 
     def __init__(self, bset: BackupSet, volume: VolumeInfo):
         self.bset = bset
@@ -128,17 +123,37 @@ class PlainStore:
         self.layout = bset.layout
         self.volume = volume
 
+    def _hasher(self):
+        return hashlib.sha256()
+
+    def _sink(self, out: _SplitWriter):
+        return out
+
+    def _copied(self, hasher, size: int, paths: list[Path], changed: bool) -> Copied:
+        return Copied(hasher.hexdigest(), size, None, paths, changed)
+
     def copy_in(self, src: str) -> Copied:
         """Read ``src`` once: hash it and write it into ``tmp/`` (split where the volume needs)."""
         out = _SplitWriter(self.fs, self.layout.tmp, self.volume.max_file_size)
-        hasher = hashlib.sha256()
+        hasher = self._hasher()
         try:
-            size, changed = read_source(src, out, hasher)
+            sink = self._sink(out)
+            size, changed = read_source(src, sink, hasher)
+            if sink is not out:
+                sink.close()
             out.close()
         except BaseException:
             out.discard()
             raise
-        return Copied(hasher.hexdigest(), size, None, out.paths, changed)
+        return self._copied(hasher, size, out.paths, changed)
+
+    def discard(self, copied: Copied) -> None:
+        for p in copied.tmp_paths:
+            self.fs.unlink(p)
+
+
+class PlainStore(_Store):
+    """Content as plain files in ``Latest/`` plus displaced versions in ``objects/``."""
 
     def _latest_paths(self, entry: Entry) -> list[Path]:
         if entry.parts:
@@ -198,10 +213,6 @@ class PlainStore:
                 self.fs.replace(src, dst)
         return None
 
-    def discard(self, copied: Copied) -> None:
-        for p in copied.tmp_paths:
-            self.fs.unlink(p)
-
     def written_paths(self, entry: Entry) -> list[Path]:
         return self._latest_paths(entry)
 
@@ -235,30 +246,23 @@ class PlainStore:
                     self.fs.remove_dir(d)
 
 
-class EncryptedStore:
+class EncryptedStore(_Store):
     """All content encrypted in ``objects/<keyed name>``; nothing in the clear."""
 
     def __init__(self, bset: BackupSet, volume: VolumeInfo):
-        self.bset = bset
-        self.fs = bset.fs
-        self.layout = bset.layout
-        self.volume = volume
+        super().__init__(bset, volume)
         self.keys = bset.keys
 
-    def copy_in(self, src: str) -> Copied:
-        out = _SplitWriter(self.fs, self.layout.tmp, self.volume.max_file_size)
+    def _hasher(self):
+        return self.keys.object_hasher()   # the plain SHA-256 and the keyed name in one pass
+
+    def _sink(self, out: _SplitWriter):
         from core import crypto
 
-        hasher = self.keys.object_hasher()
-        try:
-            writer = crypto.EncryptingWriter(out, self.keys)
-            size, changed = read_source(src, writer, hasher)
-            writer.close()
-            out.close()
-        except BaseException:
-            out.discard()
-            raise
-        return Copied(hasher.sha256_hexdigest(), size, hasher.hexdigest(), out.paths, changed)
+        return crypto.EncryptingWriter(out, self.keys)
+
+    def _copied(self, hasher, size: int, paths: list[Path], changed: bool) -> Copied:
+        return Copied(hasher.sha256_hexdigest(), size, hasher.hexdigest(), paths, changed)
 
     def _object_paths(self, name: str, parts: int) -> list[Path]:
         if parts:
@@ -281,10 +285,6 @@ class EncryptedStore:
 
     def displace(self, old: Entry) -> str | None:
         return None   # objects stay until no snapshot names them (prune)
-
-    def discard(self, copied: Copied) -> None:
-        for p in copied.tmp_paths:
-            self.fs.unlink(p)
 
     def written_paths(self, entry: Entry) -> list[Path]:
         return self._object_paths(entry.obj, entry.parts)
