@@ -77,7 +77,7 @@ def sub_item(icon, parent, text):
 def test_every_menu_item_through_pystray(tray, paths, ext4_drive, tmp_path):
     icon, agent, watcher, quit_called = tray
     src = make_tree(tmp_path / "Docs", {"a.txt": b"a"})
-    big = make_tree(tmp_path / "Big", {f"f{i:04}": bytes([i % 256]) * 20_000 for i in range(1500)})
+    big = make_tree(tmp_path / "Big", {f"f{i:04}": bytes([i % 256]) * 20_000 for i in range(3000)})
     drive_id = add_drive_job(paths, ext4_drive.mount_point, [src], delay=60)
     agent.edit_config(lambda c: c.jobs.append(Job(name="Big", sources=[str(big)],
                                                   destination=Destination(path=str(tmp_path / "bigset")))))
@@ -94,24 +94,24 @@ def test_every_menu_item_through_pystray(tray, paths, ext4_drive, tmp_path):
     # Back up now -> one job; the icon turns "running" while it runs.
     sub_item(icon, "Back up now", "Docs")(pi)
     wait_for(lambda: [r for r in agent.history.runs("Docs") if r.status == "ok"] and not agent.running(),
-             what="Docs backup")
+             60, what="Docs backup")
     assert str(pi.menu.items[0].text).startswith("Last backup")
     assert [n["kind"] for n in read_log(paths.notifications_log)][-2:] == ["finished", "safe_to_unplug"]
 
     # Back up now -> all jobs, then Stop backup cancels the big one.
     sub_item(icon, "Back up now", "All jobs")(pi)
-    wait_for(lambda: agent.running(), what="a running backup")
-    wait_for(lambda: pi.icon is icon.images["running"], what="the running icon")
+    wait_for(lambda: agent.running(), 60, what="a running backup")
+    wait_for(lambda: pi.icon is icon.images["running"], 60, what="the running icon")
     assert item(icon, "Stop backup").enabled
     item(icon, "Stop backup")(pi)
-    wait_for(lambda: not agent.running() and not agent.queued(), what="the stop")
+    wait_for(lambda: not agent.running() and not agent.queued(), 60, what="the stop")
     assert agent.history.runs("Big")[0].status in ("cancelled", "ok")
 
     # Pause for an hour, then resume.
     sub_item(icon, "Pause automatic backups", "For 1 hour")(pi)
     assert agent.is_paused() and agent.paused_until - agent.clock.now() <= timedelta(hours=1)
     wait_for(lambda: pi.icon is icon.images["paused"] or menu_mod.icon_state(agent.tray_state()) != "paused",
-             what="the paused icon")
+             60, what="the paused icon")
     item(icon, "Resume automatic backups")(pi)
     assert not agent.is_paused()
     sub_item(icon, "Pause automatic backups", "Until tomorrow")(pi)
@@ -127,7 +127,7 @@ def test_every_menu_item_through_pystray(tray, paths, ext4_drive, tmp_path):
     item(icon, "Open settings")(pi)
     item(icon, "Restore files")(pi)
     wait_for(lambda: (tmp_path / "opened").exists() and (tmp_path / "opened").read_text() == "xx",
-             what="two window launches")
+             60, what="two window launches")
 
     # Eject the idle drive.
     item(icon, "Eject Blue")(pi)
