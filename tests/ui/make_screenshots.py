@@ -46,7 +46,7 @@ def _destination(work: Path, stack):
     try:
         from tests.support.drives import LoopDrive
 
-        drive = LoopDrive.create("ext4", work / "drive", size_mb=1024, label="BLUE")
+        drive = LoopDrive.create("ext4", work / "drive", size_mb=2048, label="BLUE")
         stack.append(drive.close)
         return drive.mount_point
     except Exception as err:  # noqa: BLE001 - screenshots still work with a folder destination
@@ -123,27 +123,30 @@ def make(out: Path) -> list[Path]:
                     path = out / f"{name}-{scheme}.png"
                     page.screenshot(path=str(path), full_page=full)
                     written.append(path)
-                # Overview while a backup runs: add photos and catch the progress bar.
-                for i in range(1500):   # ~300 MB: long enough for a status poll to land mid-copy
-                    (files["photos"] / "2026" / "09").mkdir(parents=True, exist_ok=True)
-                    (files["photos"] / "2026" / "09" / f"IMG_{scheme}_{i}.jpg").write_bytes(os.urandom(200_000))
+                # Overview while a backup runs: add photos and catch the progress bar mid-run
+                # (a status poll lands about once a second; try a few runs if one is missed).
                 page.goto(f"{server.url}#overview")
-                page.wait_for_selector("html[data-ready='true']")
-                agent.call("run_job", name="Photos")
-                try:
-                    # Mid-copy if we can catch it, else any moment with a percentage.
+                page.wait_for_selector("[data-job='Photos']")
+                for attempt in range(3):
+                    batch = files["photos"] / "2026" / f"{scheme}-{attempt}"
+                    batch.mkdir(parents=True)
+                    for i in range(1500):
+                        (batch / f"IMG_{i:04d}.jpg").write_bytes(os.urandom(100_000))
+                    agent.call("run_job", name="Photos")
                     try:
                         page.wait_for_function("""() => { const b = document.querySelector("[data-job='Photos'] [role=progressbar]");
-                            const v = b && Number(b.getAttribute('aria-valuenow')); return v > 5 && v < 95; }""", timeout=20000)
-                    except Exception:  # noqa: BLE001
-                        page.wait_for_selector("[data-job='Photos'] [role=progressbar][aria-valuenow]", timeout=30000)
-                    page.wait_for_timeout(300)
+                            const v = b && b.offsetParent && Number(b.getAttribute('aria-valuenow')); return v > 3 && v < 97; }""",
+                                               timeout=10000)
+                    except Exception:  # noqa: BLE001 - missed it: try again with another run
+                        agent.wait_idle("Photos", 120)
+                        continue
                     path = out / f"overview-running-{scheme}.png"
                     page.screenshot(path=str(path))
                     written.append(path)
-                except Exception as err:  # noqa: BLE001 - too fast to catch: keep the idle shot
-                    print(f"missed the running backup ({scheme}): {err}")
-                agent.wait_idle("Photos", 120)
+                    agent.wait_idle("Photos", 120)
+                    break
+                else:
+                    print(f"could not catch a running backup ({scheme})")
                 page.close()
             browser.close()
         return written
