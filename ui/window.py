@@ -149,13 +149,15 @@ def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False)
         window.on_top = True
         window.on_top = False
 
+    shown = threading.Event()
+    window.events.shown += shown.set
     instance.serve(focus)
     close_when_agent_quits(paths, window.destroy)   # from this thread, never inside a js_api call
     try:
         # http_server: the pages are ES modules, which WebKit will not load from file:// URLs.
         webview.start(gui=gui, http_server=True, debug=debug, private_mode=True)
     except Exception as err:  # pywebview raises WebViewException (or a backend's own error)
-        if not webview.windows or window not in webview.windows:
+        if not shown.is_set():   # the backend never got a window up: the browser can still help
             raise NoWebview(f"{type(err).__name__}: {err}") from None
         raise
 

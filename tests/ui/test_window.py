@@ -118,3 +118,20 @@ def test_the_agent_opens_the_settings_and_browser_mode_can_be_forced(agent, brow
         wait_for(lambda: opened(record) == [url, url], 20, "the open settings to be focused")
     finally:
         stop(proc)
+
+
+@pytest.mark.gui
+def test_when_gtk_cannot_open_the_display_the_settings_fall_back_to_the_browser(
+        xvfb_display, agent, browser_recorder, monkeypatch):
+    script, record = browser_recorder
+    # A fault, not a fake: GTK is told to use Wayland, and there is no Wayland display.
+    env = subprocess_env({"BROWSER": str(script), "GDK_BACKEND": "wayland"})
+    proc = subprocess.Popen([str(tray_executable()), "--settings"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+/\S+/", proc.stdout.readline()).group(0)
+        wait_for(lambda: opened(record) == [url], 10, "$BROWSER to open the page")
+        assert b"<title>Plugback settings</title>" in urllib.request.urlopen(url, timeout=10).read()
+    finally:
+        stop(proc)
+    assert "using the web browser" in proc.stderr.read()
