@@ -339,12 +339,13 @@ def offline_status(paths: Paths, cfg: Config, now: datetime) -> dict:
     from core.history import History
     from core.schedule import next_due
 
-    history = History(paths.history_file)
+    # Reading status creates nothing: no history file yet means no runs yet.
+    history = History(paths.history_file) if paths.history_file.exists() else None
     mounts = mount_points()
     jobs = []
     for j in cfg.jobs:
-        last = history.last(j.name)
-        ok = history.last_success(j.name)
+        last = history.last(j.name) if history else None
+        ok = history.last_success(j.name) if history else None
         present = True if j.destination.path else find_drive(j.destination.drive_id, mounts) is not None
         nd = next_due(j, ok.started if ok else None, now.astimezone())
         jobs.append({"name": j.name, "sources": j.sources, "destination": j.destination.to_dict(),
