@@ -332,8 +332,12 @@ def test_frozen_agent_starts_answers_status_and_quits(frozen_bin, plugback_env):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_frozen_tray_icon_and_settings_window_use_the_system_gtk(frozen_bin, desktop, screenshot, plugback_env):
-    """The GUI halves frozen: the AppIndicator icon loads, the WebKitGTK window shows the pages."""
-    env = subprocess_env(FROZEN_ENV)
+    """The GUI halves frozen: the AppIndicator icon loads; a second launch (what the menu entry
+    does) makes the agent open the WebKitGTK settings window, which shows the pages."""
+    import psutil
+
+    # The user's own library path, which programs the app starts must get back (not _internal/).
+    env = subprocess_env({**FROZEN_ENV, "LD_LIBRARY_PATH": "/opt/users-own-libs"})
     agent = subprocess.Popen([str(frozen_bin / "plugback-tray")], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     window = None
@@ -341,15 +345,24 @@ def test_frozen_tray_icon_and_settings_window_use_the_system_gtk(frozen_bin, des
         status = _wait_for_agent(frozen_bin, agent)
         assert status["backend"] in ("appindicator", "gtk"), status["backend"]
 
-        window = subprocess.Popen([str(frozen_bin / "plugback-tray"), "--settings"], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        second = subprocess.run([str(frozen_bin / "plugback-tray")], env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 0, second.stderr
+        deadline = time.monotonic() + 30
+        while window is None and time.monotonic() < deadline:
+            window = next((p for p in psutil.Process(agent.pid).children()
+                           if "--settings" in p.cmdline()), None)
+            time.sleep(0.2)
+        assert window is not None, "the agent did not start the settings window"
+        assert window.environ().get("LD_LIBRARY_PATH") == "/opt/users-own-libs"
+
         log = plugback_env.home / "logs" / "settings.log"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and window.poll() is None:
+        while time.monotonic() < deadline and window.is_running():
             if log.exists() and "settings page loaded (window mode; agent answering: yes)" in log.read_text():
                 break
             time.sleep(0.3)
-        assert window.poll() is None, window.communicate()[0]
+        assert window.is_running(), "the settings window exited"
         assert log.exists() and "window mode; agent answering: yes" in log.read_text(), log
         # The page's script ran; now WebKit must paint it (not a blank white window).
         deadline = time.monotonic() + 30
@@ -361,14 +374,16 @@ def test_frozen_tray_icon_and_settings_window_use_the_system_gtk(frozen_bin, des
             time.sleep(1)
         assert painted > 0.05, f"the settings window stayed blank: see {shot}"
     finally:
-        for proc in (window, agent):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        if window is not None and window.is_running():
+            window.terminate()
+            psutil.wait_procs([window], timeout=20)
+        if agent.poll() is None:
+            agent.terminate()
+            try:
+                agent.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
 
 
 def _painted_fraction(png: Path) -> float:
