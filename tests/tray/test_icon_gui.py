@@ -1,5 +1,6 @@
 """The real pystray icon under Xvfb: icon images, and every menu item invoked through pystray."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -165,3 +166,55 @@ def _status(paths):
         return call("status", paths)
     except Exception:   # noqa: BLE001 - not up yet
         return None
+
+
+APPINDICATOR_SCRIPT = r"""
+import json, sys, threading, time
+from core.config import Paths
+from tray.agent import Agent, AgentOptions
+from tray.icon import TrayIcon, load_backend
+
+paths = Paths.default()
+agent = Agent(paths, options=AgentOptions(battery=lambda: None))
+module, name = load_backend()
+done = threading.Event()
+icon = TrayIcon(agent, module, name, done.set)
+report = {"backend": name}
+
+def drive(i):
+    i.visible = True
+    def clicks():
+        try:
+            items = list(i.menu.items)
+            report["menu"] = [str(x.text) for x in items]
+            pause = next(x for x in items if str(x.text) == "Pause automatic backups")
+            next(x for x in pause.submenu.items if str(x.text) == "Until I resume")(i)
+            report["paused"] = agent.is_paused()
+            time.sleep(1)                      # let the menu rebuild on the GTK main loop
+            items = list(i.menu.items)
+            next(x for x in items if str(x.text) == "Resume automatic backups")(i)
+            report["resumed"] = not agent.is_paused()
+            next(x for x in items if str(x.text).startswith("Quit"))(i)
+            report["quit"] = done.wait(5)
+        finally:
+            print(json.dumps(report), flush=True)
+            icon.stop()
+    threading.Thread(target=clicks, daemon=True).start()
+
+icon.run(setup=drive)
+"""
+
+
+def test_menu_items_on_the_appindicator_backend(xvfb_display, paths):
+    """The same adapter on the GTK AppIndicator backend (GTK loop on the main thread, clicks from another)."""
+    if not shutil.which("dbus-run-session"):
+        pytest.skip("dbus-run-session is missing (Debian: apt-get install dbus)")
+    env = subprocess_env({"DISPLAY": xvfb_display.name, "PYSTRAY_BACKEND": "appindicator"})
+    proc = subprocess.run(["dbus-run-session", "--", sys.executable, "-c", APPINDICATOR_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=60)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stdout + proc.stderr
+    report = json.loads(lines[-1])
+    assert report["backend"] == "appindicator"
+    assert report["menu"][0] == "No backup jobs yet" and "Open settings…" in report["menu"]
+    assert report["paused"] and report["resumed"] and report["quit"], report
