@@ -23,6 +23,7 @@ import schedule
 from core.drives import mount_points, read_drive_file
 
 log = logging.getLogger("plugback.watcher")
+FRESH_SECONDS = 10.0
 
 
 class DriveWatcher(threading.Thread):
@@ -35,6 +36,7 @@ class DriveWatcher(threading.Thread):
         self.mounts = mounts
         self.known: dict[str, str | None] = {}   # mount point -> drive_id (None: not a Plugback drive)
         self._enrolled: set[str] = set()
+        self._fresh: dict[str, float] = {}       # new mount -> until when to retry reading drive.json
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -52,11 +54,21 @@ class DriveWatcher(threading.Thread):
             drive_id = self.known.pop(mount)
             if drive_id and drive_id in self.agent.present:
                 self.agent.drive_removed(drive_id)
+        now = time.monotonic()
         for mount in sorted(current - set(self.known)):
+            self.known[mount] = None
+            self._fresh[mount] = now + FRESH_SECONDS
+        for mount, until in list(self._fresh.items()):
+            # A FUSE drive can be listed before it answers: look again for a few seconds.
+            if mount not in current or now > until:
+                del self._fresh[mount]
+                continue
             info = read_drive_file(Path(mount))
-            self.known[mount] = info.drive_id if info else None
-            if info and info.drive_id in enrolled:
-                self.agent.drive_connected(info.drive_id, mount)
+            if info:
+                del self._fresh[mount]
+                self.known[mount] = info.drive_id
+                if info.drive_id in enrolled and info.drive_id not in self.agent.present:
+                    self.agent.drive_connected(info.drive_id, mount)
         if enrolled != self._enrolled:
             # Enrolled or forgotten while mounted ('drive init'): look at the mounts again.
             self._enrolled = enrolled
@@ -65,6 +77,8 @@ class DriveWatcher(threading.Thread):
             for mount in sorted(current):
                 info = read_drive_file(Path(mount))
                 self.known[mount] = info.drive_id if info else None
+                if info:
+                    self._fresh.pop(mount, None)
                 if info and info.drive_id in enrolled and info.drive_id not in self.agent.present:
                     self.agent.drive_connected(info.drive_id, mount)
 
@@ -75,7 +89,7 @@ class DriveWatcher(threading.Thread):
                 self.poll()
             except Exception:   # noqa: BLE001 - the watcher must survive anything one poll meets
                 log.exception("drive poll failed")
-            wait(self.interval)
+            wait(0.5 if self._fresh else self.interval)
 
     def _mount_table_waiter(self):
         """Linux: a wait that also wakes the moment the mount table changes, else None.

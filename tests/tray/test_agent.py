@@ -250,3 +250,22 @@ def test_monthly_integrity_check_reads_everything_back(paths, src, tmp_path):
         assert read_log(paths.notifications_log)[-1]["kind"] == "failed"
     finally:
         agent.shutdown()
+
+
+def test_a_drive_that_answers_late_is_still_recognised(paths, make_agent, ext4_drive, src):
+    """FUSE drives can be listed before they answer: drive.json is looked at again for a few seconds."""
+    from core.layout import drive_file
+
+    drive_id = add_drive_job(paths, ext4_drive.mount_point, [src])
+    hidden = drive_file(ext4_drive.mount_point).with_name("drive.json.later")
+    drive_file(ext4_drive.mount_point).rename(hidden)
+    agent, watcher = make_agent()
+    watcher.poll()
+    assert agent.present == {}
+    hidden.rename(drive_file(ext4_drive.mount_point))
+    watcher.poll()
+    assert agent.present == {drive_id: str(ext4_drive.mount_point)}
+    wait_for(lambda: finished(agent, 1), what="the backup")
+    watcher.poll()
+    watcher.poll()
+    assert len(runs(agent)) == 1 and agent.queued() == []
