@@ -55,7 +55,8 @@ def parse_args(argv):
     p.add_argument("--warm", action="store_true", help="do not drop the page cache; warm every tool's inputs")
     p.add_argument("--no-encryption", action="store_true", help="skip the encrypted plugback phases")
     p.add_argument("--profile", action="store_true",
-                   help="after the benchmark, profile one plugback full backup with cProfile")
+                   help="after the benchmark, profile one plugback full backup (py-spy if installed, "
+                        "else cProfile)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before a command counts as hung")
     p.add_argument("--keep", action="store_true", help="keep the backups and the source copy afterwards")
     p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
@@ -370,24 +371,35 @@ class Bench:
         self.restores([tool], "restore")
 
     def profile(self) -> Path:
-        """One extra (untimed) plugback full backup under cProfile; writes the top functions."""
+        """One extra (untimed) plugback full backup under py-spy (every thread) or, without it,
+        cProfile (main thread only); writes the top functions to the results folder."""
         home = self.run_dir / "profile"
         _rmtree(home)
         home.mkdir(parents=True)
-        stats_file = home / "backup.prof"
+        env = {**os.environ, "PLUGBACK_HOME": str(home / "home")}
+        backup_args = ["-m", "core.cli", "backup", str(self.src), "--to", str(home / "set")]
+        out = self.args.results_dir / "profile-full-backup.txt"
+        py_spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
         prepare_cache(self.cold, [self.src])
-        argv = [sys.executable, "-m", "cProfile", "-o", str(stats_file), "-m", "core.cli",
-                "backup", str(self.src), "--to", str(home / "set")]
-        subprocess.run(argv, env={**os.environ, "PLUGBACK_HOME": str(home / "home")},
-                       stdout=subprocess.DEVNULL, check=False)
+        if py_spy:
+            raw = home / "backup.raw"
+            subprocess.run([py_spy, "record", "-r", "250", "-f", "raw", "-o", str(raw), "--",
+                            sys.executable] + backup_args, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+            summary = subprocess.run([sys.executable, str(BENCH_DIR / "hotspots.py"), str(raw)],
+                                     capture_output=True, text=True)
+            out.write_text("py-spy, all threads\n\n" + summary.stdout + summary.stderr)
+            return out
         import io
         import pstats
+        stats_file = home / "backup.prof"
+        subprocess.run([sys.executable, "-m", "cProfile", "-o", str(stats_file)] + backup_args,
+                       env=env, stdout=subprocess.DEVNULL, check=False)
         text = io.StringIO()
         st = pstats.Stats(str(stats_file), stream=text)
         st.sort_stats("tottime").print_stats(25)
         st.sort_stats("cumulative").print_stats(30)
-        out = self.args.results_dir / "profile-full-backup.txt"
-        out.write_text(text.getvalue())
+        out.write_text("cProfile, main thread only (install py-spy for every thread)\n\n" + text.getvalue())
         return out
 
 
