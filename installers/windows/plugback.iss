@@ -34,7 +34,6 @@ AppPublisherURL=https://github.com/plugback/plugback
 VersionInfoVersion={#AppVersion}
 ; Per-user install: {autopf} resolves to %LOCALAPPDATA%\Programs with lowest privileges.
 PrivilegesRequired=lowest
-PrivilegesRequiredOverridesAllowed=dialog
 DefaultDirName={autopf}\{#AppName}
 DefaultGroupName={#AppName}
 DisableProgramGroupPage=yes
