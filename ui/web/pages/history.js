@@ -33,7 +33,7 @@ export async function render(main, ctx) {
         return [h('tr', { dataset: { run: String(run.id) } },
           h('td', {}, when(run.started)), h('td', {}, run.job), h('td', {}, statusBadge(run.status)),
           h('td', { class: 'num' }, count(run.files_scanned)),
-          h('td', { class: 'num' }, copied(run.files_copied, run.bytes_copied)),
+          h('td', { class: 'num' }, run.status === 'failed' && !run.files_copied ? '–' : copied(run.files_copied, run.bytes_copied)),
           h('td', { class: 'num' }, count(run.warnings)), h('td', { class: 'num' }, duration(took)),
           h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': `Show the log of ${run.job} at ${when(run.started)}`, onclick: () => showLog(run) }, 'Log'))),
         run.error ? h('tr', { class: 'error-row' }, h('td', { colspan: '8', class: 'error-text small' }, run.error)) : null];
