@@ -44,6 +44,8 @@ APT_PACKAGES=(
     rsync restic borgbackup
     # eject: used when present (umount is the fallback)
     udisks2
+    # desktop notifications ("safe to unplug"): notify-send, with gdbus as the fallback
+    libnotify-bin libglib2.0-bin
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
