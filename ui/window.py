@@ -67,7 +67,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="open the settings in the default web browser instead of a window")
     parser.add_argument("--debug", action="store_true", help="log every API call to settings.log")
     parser.add_argument("--inspector", action="store_true", help="allow the web inspector in window mode")
-    return parser.parse_args(argv)
+    # The tray passes its own argv through (--verbose, ...): ignore what is not ours.
+    args, _unknown = parser.parse_known_args(argv)
+    return args
 
 
 def _setup_logging(paths: Paths, debug: bool) -> None:
