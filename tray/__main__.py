@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plugback-tray", description="The Plugback agent and tray icon.")
     p.add_argument("--no-icon", action="store_true", help="run without a tray icon (headless agent)")
     p.add_argument("--settings", action="store_true", help="open the settings window (window process)")
+    p.add_argument("--browser", action="store_true",
+                   help="with --settings: open the settings in the web browser instead of a window")
+    p.add_argument("--page", metavar="PAGE",
+                   help="with --settings: the page to open (overview, jobs, drives, restore, history, preferences)")
     p.add_argument("--poll-interval", type=float, default=2.0, help=argparse.SUPPRESS)
     p.add_argument("--verbose", "-v", action="store_true", help="log debug details")
     return p
@@ -50,7 +54,7 @@ def _setup_logging(paths: Paths, verbose: bool) -> None:
         root.addHandler(console)
 
 
-def _run_settings_window() -> int:
+def _run_settings_window(argv: list[str]) -> int:
     """The window process. It lives in ``ui``; tray never imports ui's code, it only starts it."""
     try:
         window = importlib.import_module("ui.window")   # by name: tray and ui stay independent
@@ -59,14 +63,15 @@ def _run_settings_window() -> int:
 
         open_folder(Paths.default().config_dir)
         return 0
-    return int(window.main() or 0)
+    return int(window.main(argv) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``plugback-tray``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     if args.settings:
-        return _run_settings_window()
+        return _run_settings_window(argv)
     paths = Paths.default()
     paths.ensure()
 

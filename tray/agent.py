@@ -439,9 +439,11 @@ class Agent:
         self.notifier.notify(f"'{self.config.drive_label(drive_id)}' is safe to unplug",
                              "The drive was ejected.", "safe_to_unplug")
 
-    def open_settings(self) -> None:
-        """Start the settings window process (it focuses an open window itself)."""
+    def open_settings(self, page: str | None = None) -> None:
+        """Start the settings window process (it focuses an open window itself), at ``page``."""
         cmd = self.options.settings_command or settings_command()
+        if cmd and page:
+            cmd = [*cmd, "--page", page]
         log.info("opening settings: %s", " ".join(cmd) if cmd else f"folder {self.paths.config_dir}")
         if cmd:
             self.settings_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True,

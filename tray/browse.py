@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.errors import AgentBusy, PlugbackError, UsageError
+from core.restore import CONFLICTS
 
 log = logging.getLogger("plugback.browse")
 SEARCH_LIMIT = 500
@@ -74,9 +75,10 @@ def start_restore(agent, args: dict) -> dict:
     job_name = args.get("job")
     if not isinstance(job_name, str):
         raise UsageError("'job' is required.")
-    on_conflict = args.get("on_conflict") or "skip"
-    if on_conflict not in ("skip", "overwrite", "keep_both"):
-        raise UsageError("'on_conflict' must be skip, overwrite or keep_both.")
+    # The CLI's spelling (keep-both) and the JSON-friendly one (keep_both) both work.
+    on_conflict = (args.get("on_conflict") or "skip").replace("_", "-")
+    if on_conflict not in CONFLICTS:
+        raise UsageError("'on_conflict' must be skip, overwrite or keep-both.")
     bset, target = _set(agent, job_name)
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     paths = list(args.get("paths") or [])

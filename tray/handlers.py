@@ -132,6 +132,8 @@ def build_handlers(agent, *, on_quit=lambda: None, autostart_folder: Path | None
                 cfg.drives.append({"drive_id": info.drive_id, "label": label})
 
         agent.edit_config(change)
+        # Present at once: the window may run a job on it right away, before the watcher looks.
+        agent.drive_connected(info.drive_id, str(Path(_name(args, "mount"))))
         return {"drive_id": info.drive_id}
 
     def drive_forget(args):

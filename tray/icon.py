@@ -112,7 +112,7 @@ class TrayIcon:
         "cancel_pending": lambda agent, ui, drive_id: agent.cancel_pending(drive_id),
         "pause": lambda agent, ui, until: agent.pause(until),
         "resume": lambda agent, ui: agent.resume(),
-        "restore": lambda agent, ui: agent.open_settings(),
+        "restore": lambda agent, ui: agent.open_settings("restore"),
         "open_settings": lambda agent, ui: agent.open_settings(),
         "eject": lambda agent, ui, drive_id: agent.eject(drive_id),
         "quit": lambda agent, ui: ui.quit(),

@@ -66,6 +66,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--browser", action="store_true",
                         help="open the settings in the default web browser instead of a window")
     parser.add_argument("--debug", action="store_true", help="log every API call to settings.log")
+    parser.add_argument("--page", default="", help="the page to open first (e.g. restore)")
     parser.add_argument("--inspector", action="store_true", help="allow the web inspector in window mode")
     # The tray passes its own argv through (--verbose, ...): ignore what is not ours.
     args, _unknown = parser.parse_known_args(argv)
@@ -96,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.browser:
             try:
-                run_window(paths, instance, debug=args.inspector)
+                run_window(paths, instance, debug=args.inspector, page=_page(args.page))
                 return 0
             except NoWebview as err:
                 log.warning("no settings window possible (%s); opening the settings in the browser", err)
                 print(f"Plugback: no window possible here ({err}); using the web browser.", file=sys.stderr)
-        run_browser(paths, instance)
+        run_browser(paths, instance, page=_page(args.page))
         return 0
     finally:
         instance.close()
@@ -128,7 +129,12 @@ def _backend() -> str | None:
     return None  # Windows: EdgeChromium, macOS: Cocoa WebKit; pywebview picks
 
 
-def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False) -> None:
+def _page(name: str) -> str:
+    """A URL fragment for ``--page`` (letters only: it goes into a URL)."""
+    return f"#{name}" if name.isalpha() else ""
+
+
+def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False, page: str = "") -> None:
     """Show the settings in a native window until it is closed. Raises NoWebview if none can start."""
     gui = _backend()
     try:
@@ -141,7 +147,7 @@ def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False)
         return chosen[0] if chosen else None
 
     api = Api(agent_request(paths), mode="window", pick_folder=pick_folder)
-    window = webview.create_window("Plugback settings", url=str(WEB_ROOT / "index.html"), js_api=api,
+    window = webview.create_window("Plugback settings", url=str(WEB_ROOT / "index.html") + page, js_api=api,
                                    width=1080, height=760, min_size=(480, 420), text_select=True, zoomable=True)
 
     def focus() -> None:
@@ -164,16 +170,17 @@ def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False)
         raise
 
 
-def run_browser(paths: Paths, instance: SettingsInstance, *, open_browser: bool = True) -> None:
+def run_browser(paths: Paths, instance: SettingsInstance, *, open_browser: bool = True, page: str = "") -> None:
     """Serve the settings on 127.0.0.1 and open them in the default browser ($BROWSER is honoured)."""
     api = Api(agent_request(paths), mode="browser")
     server = SettingsServer(api, idle_timeout=BROWSER_IDLE_TIMEOUT)
     instance.serve(lambda: webbrowser.open(server.url))
     close_when_agent_quits(paths, server.closing.set)
     # The URL holds the session token: printed for the user (headless ssh), never logged.
-    print(f"Plugback settings: {server.url}", flush=True)
+    url = server.url + page
+    print(f"Plugback settings: {url}", flush=True)
     log.info("settings served on 127.0.0.1:%s", server.server_address[1])
-    if open_browser and not webbrowser.open(server.url):
+    if open_browser and not webbrowser.open(url):
         print("Open that address in a web browser on this computer.", file=sys.stderr, flush=True)
     try:
         server.serve_until_idle()

@@ -210,8 +210,6 @@ def test_restore_browse_search_and_restore_to_another_folder(open_page, agent, d
     assert read_tree(out) == {"Documents/notes.txt": b"first notes\n"}
 
 
-@pytest.mark.xfail(strict=True, reason="tray/browse.py accepts 'keep_both' (docs/ipc.md) but core.restore wants "
-                   "'keep-both'; remove this marker once the agent maps it")
 def test_restore_to_the_original_place_keeps_both_versions(open_page, agent, docs):
     src, dest = docs
     add_job(agent, "Documents", src, dest)

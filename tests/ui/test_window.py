@@ -108,14 +108,16 @@ def test_the_agent_opens_the_settings_and_browser_mode_can_be_forced(agent, brow
     script, record = browser_recorder
     monkeypatch.setenv("DISPLAY", ":no-such-display")
     env = subprocess_env({"BROWSER": str(script)})
-    proc = subprocess.Popen([sys.executable, "-m", "ui.window", "--settings", "--browser"], env=env,
+    proc = subprocess.Popen([str(tray_executable()), "--settings", "--browser", "--page", "restore"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
-        url = re.search(r"http://127\.0\.0\.1:\d+/\S+/", proc.stdout.readline()).group(0)
-        wait_for(lambda: opened(record) == [url], 10, "$BROWSER to open the page")
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/\S+/", line).group(0)
+        assert line.strip().endswith(url + "#restore"), line   # --page restore opens the Restore page
+        wait_for(lambda: opened(record) == [url + "#restore"], 10, "$BROWSER to open the page")
         # The agent's open_settings starts `plugback-tray --settings`, which finds this one and focuses it.
         agent.call("open_settings")
-        wait_for(lambda: opened(record) == [url, url], 20, "the open settings to be focused")
+        wait_for(lambda: opened(record) == [url + "#restore", url], 20, "the open settings to be focused")
     finally:
         stop(proc)
 
