@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     watcher.start()
     scheduler.start()
     log.info("agent started (pid %s, tray: %s)", os.getpid(), agent.backend)
+    if icon is not None and not agent.config.jobs:
+        # First run (nothing set up yet): show the settings, whose first-run flow takes it from there.
+        agent.open_settings()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: quit_agent())
