@@ -70,8 +70,7 @@ def _fmt_time(cell: dict | None) -> str:
         return "-"
     status = cell.get("status")
     if status == "ok":
-        mark = "*" if cell.get("note") else ""
-        return f"{cell['wall']:.2f} s ({cell['cpu']:.1f}){mark}"
+        return f"{cell['wall']:.2f} s ({cell['cpu']:.1f})"
     return status or "-"
 
 
@@ -135,11 +134,11 @@ def render(data: dict, *, markdown: bool = False) -> str:
     for phase in PHASES:
         rows.append([PHASE_LABELS[phase]] + [_fmt_time(_cell(results, t, phase)) for t in tools])
     out.append(_table(rows, markdown))
-    notes = [f"{t} {PHASE_LABELS[p]}: {c['note']}" for t in tools for p, c in results.get(t, {}).items()
-             if c.get("note")]
-    if notes:
+    errors = [f"{t} {PHASE_LABELS[p]}: {c['error'][:300]}" for t in tools
+              for p, c in results.get(t, {}).items() if c.get("error")]
+    if errors:
         out.append("")
-        out += [f"* {n}" for n in notes]
+        out += [f"* failed: {e}" for e in errors]
 
     if PLUGBACK in tools:
         peers = [t for t in tools if t not in VARIANTS]

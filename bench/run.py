@@ -35,7 +35,7 @@ from pathlib import Path
 
 import make_dataset
 import report
-from tools import TOOLS, Command, PlugbackEncrypted, Tool, _rmtree, plugback_argv
+from tools import TOOLS, Command, PlugbackEncrypted, Tool, rmtree, plugback_argv
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_WORKDIR = Path("/var/tmp/plugback-bench")
@@ -261,17 +261,23 @@ class Bench:
         self.failed: list[str] = []
         self.broken: set[str] = set()
         self.cold = False
+        self.restore_checks: dict = {}
         self.loads: list[float] = []  # 1-minute load average after each timed command
+
+    def dataset_dir(self) -> Path:
+        """Where the data set for (scale, seed, generator version) is cached."""
+        a = self.args
+        return a.workdir / "datasets" / f"scale{a.scale:g}-seed{a.seed}-v{make_dataset.GENERATOR_VERSION}"
 
     def dataset(self) -> dict:
         """The cached data set for (scale, seed), made once."""
         a = self.args
-        base = a.workdir / "datasets" / f"scale{a.scale:g}-seed{a.seed}-v{make_dataset.GENERATOR_VERSION}"
+        base = self.dataset_dir()
         stats_file = base / "stats.json"
         if stats_file.exists():
             log(f"reusing data set {base}")
             return json.loads(stats_file.read_text())
-        _rmtree(base)
+        rmtree(base)
         base.mkdir(parents=True)
         log(f"making data set at scale {a.scale:g} in {base} ...")
         stats = make_dataset.generate(base / "tree", scale=a.scale, seed=a.seed).as_dict()
@@ -344,13 +350,14 @@ class Bench:
             for tool in tools:
                 self.run_phase(tool, "verify", rep, [self.src, tool.backup_dir()])
 
-    def restores(self, tools: list[Tool], phase: str, checks: dict | None = None) -> None:
+    def restores(self, tools: list[Tool], phase: str) -> None:
+        """Time each tool's restore into an empty folder, then compare the result with the source."""
         log(f"phase: {phase}")
-        checks = self.restore_checks if checks is None else checks
+        checks = self.restore_checks
         for rep in range(self.args.repeat):
             for tool in tools:
                 target = self.run_dir / "restore" / tool.name.replace(" ", "_")
-                _rmtree(target)
+                rmtree(target)
                 target.mkdir(parents=True)
                 self.run_phase(tool, phase, rep, [tool.backup_dir()], target=target)
                 if (rep == self.args.repeat - 1 and tool.name not in self.broken
@@ -360,7 +367,7 @@ class Bench:
                     if not ok:
                         self.failed.append(f"{tool.name} restore check: {detail}")
                         log(f"  {tool.name}: restored tree differs from the source: {detail}")
-                _rmtree(target)
+                rmtree(target)
 
     def encryption(self) -> None:
         tool = PlugbackEncrypted(self.run_dir / "plugback-enc", self.src)
@@ -374,7 +381,7 @@ class Bench:
         """One extra (untimed) plugback full backup under py-spy (every thread) or, without it,
         cProfile (main thread only); writes the top functions to the results folder."""
         home = self.run_dir / "profile"
-        _rmtree(home)
+        rmtree(home)
         home.mkdir(parents=True)
         env = {**os.environ, "PLUGBACK_HOME": str(home / "home")}
         backup_args = ["-m", "core.cli", "backup", str(self.src), "--to", str(home / "set")]
@@ -416,12 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc)
     stats = bench.dataset()
 
-    _rmtree(bench.run_dir)
+    rmtree(bench.run_dir)
     bench.logs.mkdir(parents=True)
     log("copying the data set to the source folder (untimed) ...")
-    subprocess.run(["cp", "-a", str(args.workdir / "datasets" /
-                    f"scale{args.scale:g}-seed{args.seed}-v{make_dataset.GENERATOR_VERSION}" / "tree"),
-                    str(bench.src)], check=True)
+    subprocess.run(["cp", "-a", str(bench.dataset_dir() / "tree"), str(bench.src)], check=True)
 
     tools, skipped = [], {}
     for key in [t.strip() for t in args.tools.split(",") if t.strip()]:
@@ -435,7 +440,6 @@ def main(argv: list[str] | None = None) -> int:
             log(f"skipping {tool.name}: {why}")
         else:
             tools.append(tool)
-    bench.restore_checks = {}
     mutations: list = []
     bench.main_phases(tools, mutations)
 
@@ -491,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     if bench.failed:
         print("\nFAILURES:\n" + "\n".join(f"* {f}" for f in bench.failed))
     if not args.keep:
-        _rmtree(bench.run_dir)
+        rmtree(bench.run_dir)
     return 1 if bench.failed else 0
 
 

@@ -47,7 +47,8 @@ class Command:
     check_output: Callable[[str], str | None] | None = None
 
 
-def _rmtree(path: Path) -> None:
+def rmtree(path: Path) -> None:
+    """Remove a file, a symlink or a folder tree, if it exists."""
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.exists():
@@ -90,7 +91,7 @@ class Tool:
 
     def reset(self) -> None:
         """Start from an empty backup (untimed)."""
-        _rmtree(self.home)
+        rmtree(self.home)
         self.home.mkdir(parents=True)
 
     def backup_dir(self) -> Path:
@@ -120,7 +121,7 @@ class Cp(Tool):
         if phase in ("full", "nochange", "changed"):
             old = self._latest() if self._copies else None
             self._copies += 1
-            after = (lambda: _rmtree(old)) if old else None
+            after = (lambda: rmtree(old)) if old else None
             return Command(["cp", "-a", str(self.src), str(self._latest())], after=after)
         if phase == "restore":
             return Command(["cp", "-a", str(self._latest()), str(target / "tree")])
