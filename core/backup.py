@@ -31,7 +31,7 @@ from pathlib import Path
 from core import journal as journal_mod
 from core.atomic import clear_tmp, write_atomic
 from core.errors import Cancelled, ManifestDamaged, PassphraseNeeded, PlugbackError, UsageError
-from core.fs import FileSystem, probe_volume
+from core.fs import WORKERS, FileSystem, probe_volume
 from core.manifest import DIR, FILE, LINK, Entry, Manifest, sort_key
 from core.names import MirrorNamer
 from core.progress import CancelToken, Clock, Progress, RunWarning, no_progress
@@ -77,7 +77,7 @@ def backup(set_path, sources, *, excludes=(), rehash: bool = False, job: str | N
            host: str | None = None, encrypt: bool = False, passphrase: str | None = None,
            unlock: Unlocker | None = None, progress=None, cancel: CancelToken | None = None,
            clock: Clock | None = None, fs: FileSystem | None = None, verify: bool = True,
-           workers: int = 8, checkpoint_seconds: float = CHECKPOINT_SECONDS,
+           workers: int = WORKERS, checkpoint_seconds: float = CHECKPOINT_SECONDS,
            create_parents: bool = False) -> BackupResult:
     """Back up ``sources`` (folders) into the set at ``set_path``, creating the set if needed.
 
@@ -308,7 +308,8 @@ class _Run:
                 e.sha256, e.size, e.obj = copied.sha256, copied.size, copied.obj
                 e.parts = len(copied.tmp_paths) if len(copied.tmp_paths) > 1 else 0
                 placed = self.store.place(copied, e, prev)
-                self._after_place(e)   # also when only the mode or time changed
+                if not placed:
+                    self._after_place(e)   # same bytes: only the mode or time changed
                 if placed:
                     with self._mutex:
                         stats["copied_files"] += 1
@@ -351,7 +352,7 @@ class _Run:
         """The copied content, or None when the source could not be read (a warning is added)."""
         for attempt in range(SOURCE_RETRIES):
             try:
-                return self.store.copy_in(se.abspath)
+                return self.store.copy_in(se)
             except PlugbackError:
                 raise
             except FileNotFoundError:
@@ -378,6 +379,8 @@ class _Run:
         return None
 
     def _after_place(self, e: Entry) -> None:
+        """Bring an unchanged copy's time and mode in ``Latest/`` up to date (new copies get them
+        through their descriptor, in ``copy_in``)."""
         if self.bset.encrypted or e.parts:
             return
         p = self.layout.latest_file(e.mirror_path)

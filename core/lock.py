@@ -48,6 +48,18 @@ class SetLock:
                            "time": self.clock.now().isoformat(), "token": self.token}).encode()
 
     def acquire(self) -> "SetLock":
+        # Known as held before the file exists: a thread of this process that reads the
+        # file a moment later must not take it for a lost (stale) lock of ours.
+        with _held_mutex:
+            _held_tokens.add(self.token)
+        try:
+            return self._acquire()
+        except BaseException:
+            with _held_mutex:
+                _held_tokens.discard(self.token)
+            raise
+
+    def _acquire(self) -> "SetLock":
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -70,8 +82,6 @@ class SetLock:
             finally:
                 os.close(fd)
             self.held = True
-            with _held_mutex:
-                _held_tokens.add(self.token)
             return self
         raise SetLocked(holder="another process")
 

@@ -9,6 +9,7 @@ the newest snapshot gives it.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import uuid
@@ -19,14 +20,13 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from core import manifest as mf
 from core.errors import ManifestDamaged, NewerFormat, NotASet, PlugbackError, SnapshotNotFound, UsageError
-from core.fs import FileSystem, translate
+from core.fs import READ_FLAGS, FileSystem, read_buffer, translate
 from core.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
 
 if TYPE_CHECKING:   # crypto and keys load only for encrypted sets (cryptography, keyring are slow)
     from core import crypto, keys
 
 Unlocker = Callable[[dict, str], "crypto.SetKeys"]
-READ_BLOCK = 1 << 20
 
 
 def make_unlocker(secret: "keys.Secret | None" = None, **options) -> Unlocker:
@@ -292,15 +292,20 @@ class BackupSet:
         from core.fs import drop_cache as _drop
 
         if self.keys is None:
+            # Blocks are views of one reused buffer: use each before asking for the next.
+            buf = read_buffer()
             for p in paths:
-                with open(p, "rb", buffering=0) as f:
+                fd = os.open(p, READ_FLAGS)
+                try:
                     if drop_cache:
-                        _drop(f)
+                        _drop(fd)
                     while True:
-                        block = f.read(READ_BLOCK)
-                        if not block:
+                        n = os.readv(fd, [buf])
+                        if not n:
                             break
-                        yield block
+                        yield buf[:n]
+                finally:
+                    os.close(fd)
             return
         from core import crypto
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.atomic import tmp_name
-from core.fs import COPY_BLOCK, FileSystem, VolumeInfo
+from core.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, read_buffer
 from core.manifest import FILE, Entry
 from core.repo import BackupSet
 
@@ -44,20 +44,21 @@ class _SplitWriter:
         self.tmp_dir = tmp_dir
         self.part_size = part_size
         self.paths: list[Path] = []
-        self._f = None
+        self._fd: int | None = None
         self._in_part = 0
 
     def _next(self) -> None:
-        if self._f is not None:
-            self.fs.close(self._f)
+        if self._fd is not None:
+            self.fs.finish_fd(self._fd)
+            self._fd = None
         p = tmp_name(self.tmp_dir, ".part")
-        self._f = self.fs.open_write(p)
+        self._fd = self.fs.create(p)
         self.paths.append(p)
         self._in_part = 0
 
     def write(self, data) -> int:
         view = memoryview(data)
-        if self._f is None:
+        if self._fd is None:
             self._next()
         while view:
             room = len(view) if self.part_size is None else self.part_size - self._in_part
@@ -65,24 +66,26 @@ class _SplitWriter:
                 self._next()
                 continue
             piece = view[:room]
-            self.fs.write(self._f, piece)
+            self.fs.write_fd(self._fd, piece)
             self._in_part += len(piece)
             view = view[len(piece):]
         return len(data)
 
-    def close(self) -> None:
-        if self._f is None:
+    def close(self, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        """Close the last part; a file in one part gets ``mtime_ns`` and ``mode`` (Latest/ copies)."""
+        if self._fd is None:
             self._next()  # an empty file is still one (empty) part
-        self.fs.close(self._f)
-        self._f = None
+        whole = len(self.paths) == 1
+        fd, self._fd = self._fd, None
+        self.fs.finish_fd(fd, mtime_ns if whole else None, mode if whole else None)
 
     def discard(self) -> None:
-        if self._f is not None:
+        if self._fd is not None:
             try:
-                self._f.close()
+                os.close(self._fd)
             except OSError:
                 pass
-            self._f = None
+            self._fd = None
         for p in self.paths:
             try:
                 os.unlink(p)
@@ -90,20 +93,30 @@ class _SplitWriter:
                 pass
 
 
-def read_source(path: str, sink, hasher) -> tuple[int, bool]:
-    """Stream ``path`` into ``sink`` and ``hasher``; (bytes read, changed while reading)."""
+def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | None = None) -> tuple[int, bool]:
+    """Stream ``path`` into ``sink`` and ``hasher``; (bytes read, changed since it was scanned).
+
+    ``size_hint`` and ``mtime_ns`` are what the scan saw: the read stops at that
+    size, and a file whose size or time differs afterwards was changed meanwhile.
+    """
     size = 0
-    with open(path, "rb", buffering=0) as f:
-        st0 = os.fstat(f.fileno())
+    buf = read_buffer()
+    fd = os.open(path, READ_FLAGS)
+    try:
         while True:
-            block = f.read(COPY_BLOCK)
-            if not block:
+            n = os.readv(fd, [buf])
+            if not n:
                 break
+            block = buf[:n]
             hasher.update(block)
             sink.write(block)
-            size += len(block)
-        st1 = os.fstat(f.fileno())
-    changed = st1.st_mtime_ns != st0.st_mtime_ns or st1.st_size != size
+            size += n
+            if 0 <= size_hint <= size:
+                break   # the size it had: a file that grew shows in the fstat below
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    changed = st.st_size != size or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
     return size, changed
 
 
@@ -132,20 +145,24 @@ class _Store:
     def _copied(self, hasher, size: int, paths: list[Path], changed: bool) -> Copied:
         return Copied(hasher.hexdigest(), size, None, paths, changed)
 
-    def copy_in(self, src: str) -> Copied:
-        """Read ``src`` once: hash it and write it into ``tmp/`` (split where the volume needs)."""
+    def copy_in(self, se) -> Copied:
+        """Read the scanned file ``se`` once: hash it and write it into ``tmp/`` (split where needed)."""
         out = _SplitWriter(self.fs, self.layout.tmp, self.volume.max_file_size)
         hasher = self._hasher()
         try:
             sink = self._sink(out)
-            size, changed = read_source(src, sink, hasher)
+            size, changed = read_source(se.abspath, sink, hasher, se.size, se.mtime_ns)
             if sink is not out:
                 sink.close()
-            out.close()
+            out.close(*self._times(se))
         except BaseException:
             out.discard()
             raise
         return self._copied(hasher, size, out.paths, changed)
+
+    def _times(self, se) -> tuple[int | None, int | None]:
+        """(mtime_ns, mode) for the stored copy: plain copies look like the source."""
+        return se.mtime_ns, se.mode
 
     def discard(self, copied: Copied) -> None:
         for p in copied.tmp_paths:
@@ -263,6 +280,9 @@ class EncryptedStore(_Store):
 
     def _copied(self, hasher, size: int, paths: list[Path], changed: bool) -> Copied:
         return Copied(hasher.sha256_hexdigest(), size, hasher.hexdigest(), paths, changed)
+
+    def _times(self, se) -> tuple[int | None, int | None]:
+        return None, None   # an object's time and mode would only leak information
 
     def _object_paths(self, name: str, parts: int) -> list[Path]:
         if parts:
