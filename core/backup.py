@@ -238,7 +238,7 @@ class _Run:
                       ctime_ns=se.ctime_ns, mirror=mirror if mirror != se.path else None)
             entries.append(e)
             if se.type == DIR:
-                if not self.bset.encrypted:
+                if not self.bset.encrypted and prev is None:   # known folders are there already
                     self._place_dir(mirror)
             elif se.type == LINK:
                 if not self.bset.encrypted and volume.symlinks:
@@ -275,11 +275,13 @@ class _Run:
 
     def _place_dir(self, mirror: str) -> None:
         p = self.layout.latest_file(mirror)
-        if os.path.lexists(p) and (os.path.islink(p) or not os.path.isdir(p)):
+        if self.fs.make_dir(p):
+            return
+        if os.path.islink(p) or not os.path.isdir(p):
             # Not in the newest snapshot as a file (that was displaced above): an
             # interrupted run's work, whose content is in objects/ or nowhere needed.
             self.fs.unlink(p)
-        self.fs.mkdir(p)
+            self.fs.mkdir(p)
 
     def _place_link(self, e: Entry, prev: Entry | None) -> None:
         p = self.layout.latest_file(e.mirror_path)

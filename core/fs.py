@@ -136,6 +136,16 @@ class FileSystem:
         except OSError as err:
             raise self._translate(err, path)
 
+    def make_dir(self, path) -> bool:
+        """Create a folder; False when something (folder or not) is already there."""
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            raise self._translate(err, path)
+        return True
+
     def replace(self, src: Path, dst: Path) -> None:
         """``os.replace`` with bounded retries on transient errors (never on ENOSPC/EROFS)."""
         self._call(lambda: os.replace(src, dst), dst, retry=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.atomic import tmp_name
+from core.errors import PlugbackError
 from core.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, read_buffer
 from core.manifest import FILE, Entry
 from core.repo import BackupSet
@@ -194,7 +195,16 @@ class PlainStore(_Store):
         if old is not None:
             self.displace(old)
         for tmp, dest in zip(copied.tmp_paths, self._latest_paths(entry)):
-            self.fs.replace(tmp, dest)
+            try:
+                self.fs.replace(tmp, dest)
+            except PlugbackError:
+                # A folder deleted from Latest/ by hand (runs only make new folders) is made
+                # again; but never when the set is gone (a pulled drive): that would write to
+                # the computer's own disk under the empty mount point.
+                if dest.parent.is_dir() or not self.layout.meta.exists():
+                    raise
+                os.makedirs(dest.parent, exist_ok=True)
+                self.fs.replace(tmp, dest)
         return True
 
     def displace(self, old: Entry) -> str | None:

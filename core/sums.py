@@ -27,4 +27,9 @@ def write_latest_sums(bset, manifest: Manifest) -> None:
     """Rewrite ``Latest.sha256`` for ``manifest`` (the newest snapshot), atomically."""
     data = b"".join(sums_line(e.sha256, e.mirror_path) for e in manifest.entries
                     if e.type == FILE and not e.parts)
+    try:
+        if bset.layout.latest_sums.read_bytes() == data:
+            return   # nothing changed in Latest/ (the common case): no write, no fsync
+    except OSError:
+        pass
     write_atomic(bset.fs, bset.layout.tmp, bset.layout.latest_sums, data)

@@ -141,3 +141,20 @@ def test_restore_into_existing_symlinked_folder_is_refused(two_snapshots, tmp_pa
     proc = run_cli("restore", set_path, target)
     assert proc.returncode == 2 and "in the way" in proc.stderr
     assert list(outside.iterdir()) == []
+
+
+def test_folder_deleted_from_latest_by_hand(two_snapshots, tmp_path):
+    """Someone deletes a folder in Latest/: the next backup of a change inside it still works,
+    and verify names what went missing until then."""
+    import shutil
+
+    src, set_path, first, second = two_snapshots
+    shutil.rmtree(set_path / "Latest" / "Data" / "c")
+    assert run_cli("verify", set_path).returncode == 4
+    (src / "c" / "d.txt").write_bytes(b"delta v2")
+    result = backup(set_path, [src])
+    assert result.status == "ok"
+    assert (set_path / "Latest" / "Data" / "c" / "d.txt").read_bytes() == b"delta v2"
+    out = tmp_path / "out"
+    restore(set_path, out)
+    assert read_tree(out / "Data") == read_tree(src)

@@ -23,7 +23,7 @@ class Crash(BaseException):
 class FaultyFS(FileSystem):
     """The real file system whose write operation number ``fail_at`` (1-based) fails."""
 
-    OPS = ("open_write", "write", "fsync", "close", "create", "write_fd", "finish_fd", "mkdir", "replace",
+    OPS = ("open_write", "write", "fsync", "close", "create", "write_fd", "finish_fd", "mkdir", "make_dir", "replace",
            "unlink", "rmdir", "remove_dir", "symlink", "set_times", "chmod", "fsync_dir", "flush_volume")
 
     def __init__(self, root=None, fail_at: int | None = None, error=CRASH):
