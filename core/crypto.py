@@ -334,8 +334,9 @@ class EncryptingWriter:
         self._header = _HEADER.pack(MAGIC, STREAM_VERSION, bytes(3), chunk_size, file_nonce)
         self._aead = _file_cipher(keys, file_nonce)
         self._prefix = file_nonce[16:]
-        self._buf = bytearray(chunk_size)  # reused: a fresh 1 MiB buffer per chunk costs page faults
-        self._fill = 0
+        # Grows with what is held back (at most one chunk); most files are small, and a
+        # 1 MiB buffer for each would cost an allocation and page faults per file.
+        self._buf = bytearray()
         self._index = 0
         self._closed = False
         self.plaintext_bytes = 0
@@ -360,22 +361,21 @@ class EncryptingWriter:
         view = memoryview(data).cast("B")
         size = len(view)
         self.plaintext_bytes += size
-        cs, fill = self._chunk_size, self._fill
-        if fill:
-            room = cs - fill
+        cs, buf = self._chunk_size, self._buf
+        if buf:
+            room = cs - len(buf)
             if size <= room:
-                self._buf[fill:fill + size] = view
-                self._fill += size
+                buf += view
                 return size
-            self._buf[fill:] = view[:room]
+            buf += view[:room]
             view = view[room:]
-            self._emit(self._buf, final=False)  # more data follows, so this chunk is not the last
+            self._emit(buf, final=False)  # more data follows, so this chunk is not the last
+            del buf[:]
         # Encrypt straight from the caller's buffer; keep the tail (1..cs bytes) for close().
         while len(view) > cs:
             self._emit(view[:cs], final=False)
             view = view[cs:]
-        self._fill = len(view)
-        self._buf[:self._fill] = view
+        buf += view   # a copy: the caller may reuse its buffer
         return size
 
     def close(self) -> None:
@@ -383,7 +383,7 @@ class EncryptingWriter:
         if self._closed:
             return
         self._closed = True
-        self._emit(memoryview(self._buf)[:self._fill], final=True)
+        self._emit(self._buf, final=True)
         self._buf = bytearray()
         if self._close_raw:
             self._raw.close()
