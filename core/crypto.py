@@ -451,7 +451,11 @@ class DecryptingReader:
         self._offset = HEADER_LEN
         # Two record buffers, reused: the one being decrypted and the one read ahead to see
         # whether the current chunk is the last (fresh 1 MiB buffers cost page faults).
-        self._buffers = [bytearray(self._record), bytearray(self._record)]
+        # A raw reader that knows its size (the engine's) lets a small object get small ones:
+        # one record shorter than a full one is the final record either way.
+        size = getattr(raw, "size", None)
+        cap = self._record if size is None else max(1, min(self._record, size - HEADER_LEN))
+        self._buffers = [bytearray(cap), bytearray(cap)]
         self._next = self._read_record(1)
         if not self._next:
             self._damaged("it ends right after its header (the data is missing)")

@@ -325,11 +325,13 @@ class _ConcatReader:
         from core.fs import drop_cache as _drop
 
         self._files = []
+        self.size = 0   # read by crypto.DecryptingReader to size its buffers
         for p in paths:
-            f = open(p, "rb")
+            f = open(p, "rb", buffering=0)
             if drop_cache:
                 _drop(f)
             self._files.append(f)
+            self.size += os.fstat(f.fileno()).st_size
         self._i = 0
 
     def read(self, n: int = -1) -> bytes:
@@ -343,9 +345,12 @@ class _ConcatReader:
         return bytes(out)
 
     def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
+        while self._i < len(self._files):
+            n = self._files[self._i].readinto(b)
+            if n:
+                return n
+            self._i += 1
+        return 0
 
     def close(self) -> None:
         for f in self._files:
