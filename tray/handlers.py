@@ -119,7 +119,7 @@ def build_handlers(agent, *, on_quit=lambda: None, autostart_folder: Path | None
         return [v.to_dict() for v in list_volumes({d["drive_id"] for d in agent.config.drives})]
 
     def drive_init(args):
-        from core.drives import enroll
+        from core.drives import enroll, find_drive
 
         info, _ = enroll(Path(_name(args, "mount")), args.get("label"))
         label = args.get("label") or info.label
@@ -133,7 +133,10 @@ def build_handlers(agent, *, on_quit=lambda: None, autostart_folder: Path | None
 
         agent.edit_config(change)
         # Present at once: the window may run a job on it right away, before the watcher looks.
-        agent.drive_connected(info.drive_id, str(Path(_name(args, "mount"))))
+        # Under the mount point the watcher knows it by (the path given may be a symlink).
+        mount = find_drive(info.drive_id)
+        if mount is not None:
+            agent.drive_connected(info.drive_id, str(mount))
         return {"drive_id": info.drive_id}
 
     def drive_forget(args):

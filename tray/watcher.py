@@ -54,6 +54,11 @@ class DriveWatcher(threading.Thread):
             drive_id = self.known.pop(mount)
             if drive_id and drive_id in self.agent.present:
                 self.agent.drive_removed(drive_id)
+        # A drive marked present elsewhere ('drive init' marks it at once) may have come and
+        # gone between two looks: whatever is present must still be mounted.
+        for drive_id, mount in list(self.agent.present.items()):
+            if mount not in current:
+                self.agent.drive_removed(drive_id)
         now = time.monotonic()
         for mount in sorted(current - set(self.known)):
             self.known[mount] = None
