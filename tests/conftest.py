@@ -76,6 +76,16 @@ def plugback_env(tmp_path_factory, monkeypatch) -> TestEnv:
         keyring.set_keyring(previous)
 
 
+@pytest.fixture
+def paths():
+    """The app's folders (under this test's PLUGBACK_HOME), created."""
+    from core.config import Paths
+
+    p = Paths.default()
+    p.ensure()
+    return p
+
+
 # --- real drives ------------------------------------------------------------------------
 
 @pytest.fixture

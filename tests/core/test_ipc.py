@@ -9,16 +9,8 @@ from multiprocessing import connection as mpc
 
 import pytest
 
-from core.config import Paths
 from core.errors import AgentUnavailable, SetLocked
 from core.ipc import Client, RemoteError, Server, address, agent_running, call
-
-
-@pytest.fixture
-def paths():
-    p = Paths.default()
-    p.ensure()
-    return p
 
 
 @pytest.fixture

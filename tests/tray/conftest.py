@@ -2,16 +2,8 @@
 
 import pytest
 
-from core.config import Paths
 from tray.agent import Agent, AgentOptions
 from tray.watcher import DriveWatcher
-
-
-@pytest.fixture
-def paths():
-    p = Paths.default()
-    p.ensure()
-    return p
 
 
 @pytest.fixture

@@ -1,26 +1,12 @@
 """Helpers shared by the agent tests (fixtures are in conftest.py)."""
 
-import time
 from collections import namedtuple
-
-import pytest
 
 from core.config import Config, Destination, Job, Paths, Triggers, update_config
 from core.drives import enroll
+from tests.support.waiting import wait_for  # noqa: F401 - re-exported for the tray tests
 
 Battery = namedtuple("Battery", "percent secsleft power_plugged")
-
-
-def wait_for(condition, timeout=20.0, what="condition"):
-    """Poll ``condition`` until it is truthy; return its value or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def add_drive_job(paths: Paths, mount, sources, name="Docs", *, on_connect=True, delay=0, label="Blue", **job_kw):

@@ -8,9 +8,10 @@ the real IPC, exactly as in the app.
 
 from __future__ import annotations
 
+from tests.support.waiting import wait_for  # noqa: F401 - re-exported for the ui tests
+
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,16 +29,6 @@ def tray_executable() -> Path:
     return Path(sys.executable).with_name("plugback-tray")
 
 
-def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
-    """Poll ``condition()`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class AgentProcess:
