@@ -311,8 +311,10 @@ class BackupSet:
 
         raw = _ConcatReader(paths, drop_cache)
         try:
-            reader = crypto.DecryptingReader(raw, self.keys, name=f"objects/{entry.obj}",
-                                             expected_name=entry.obj)
+            # No keyed-name check here (a second SHA-256 pass): every caller checks the plain
+            # SHA-256 against the (authenticated) manifest, which an object copied under
+            # another name fails just the same.
+            reader = crypto.DecryptingReader(raw, self.keys, name=f"objects/{entry.obj}")
             yield from reader
         finally:
             raw.close()

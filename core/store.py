@@ -136,6 +136,7 @@ class _Store:
         self.fs = bset.fs
         self.layout = bset.layout
         self.volume = volume
+        self._made: set[Path] = set()
 
     def _hasher(self):
         return hashlib.sha256()
@@ -168,6 +169,12 @@ class _Store:
     def discard(self, copied: Copied) -> None:
         for p in copied.tmp_paths:
             self.fs.unlink(p)
+
+    def _object_dir(self, folder: Path) -> None:
+        """``objects/xx/``, made once per run (not a mkdir per object)."""
+        if folder not in self._made:
+            self.fs.mkdir(folder)
+            self._made.add(folder)
 
 
 class PlainStore(_Store):
@@ -233,7 +240,7 @@ class PlainStore(_Store):
                 self.fs.unlink(p)
             return (f"Latest/{old.mirror_path} was changed outside Plugback; the version in earlier "
                     "snapshots could not be kept")
-        self.fs.mkdir(obj[0].parent)
+        self._object_dir(obj[0].parent)
         # Last part first: the first part's presence in objects/ means the object is whole.
         for src, dst in reversed(list(zip(paths, obj))):
             if src in present:
@@ -263,7 +270,7 @@ class PlainStore(_Store):
                 if obj.exists():
                     self.fs.unlink(p)
                 else:
-                    self.fs.mkdir(obj.parent)
+                    self._object_dir(obj.parent)
                     self.fs.replace(p, obj)
             for name in dirs:
                 d = Path(folder) / name
@@ -307,7 +314,7 @@ class EncryptedStore(_Store):
         if os.path.exists(paths[0]):
             self.discard(copied)   # identical content is stored once
             return False
-        self.fs.mkdir(paths[0].parent)
+        self._object_dir(paths[0].parent)
         # Parts go in last-first: the first part's presence means the object is whole.
         for tmp, dest in reversed(list(zip(copied.tmp_paths, paths))):
             self.fs.replace(tmp, dest)
