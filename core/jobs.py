@@ -7,7 +7,6 @@ the outcome (with the history row id) is returned for the caller to render.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -91,29 +90,6 @@ def flush_drive(target: Target) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def break_own_stale_lock(set_path: Path) -> bool:
-    """Remove a set lock left by this very process (a run whose drive was pulled could not delete it).
-
-    The lock module treats a lock as stale when its pid is dead; the agent
-    lives on, so its own leftover lock would block the next connect forever.
-    Callers run one job per destination at a time, so a lock naming this
-    process when a run starts cannot belong to a live writer.
-    """
-    path = SetLayout(set_path).lock
-    try:
-        holder = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    if holder.get("host") != socket.gethostname() or holder.get("pid") != os.getpid():
-        return False
-    logger.warning("breaking this process's own leftover lock on %s (%s)", path, holder)
-    try:
-        path.unlink()
-    except OSError:
-        return False
-    return True
 
 
 def job_key_name(job_name: str) -> str:
@@ -225,8 +201,6 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     new_encrypted_set = job.encrypt and not SetLayout(target.set_path).meta.exists()
     if new_encrypted_set and passphrase is None:
         passphrase = new_set_passphrase(job.name)
-    if break_own_stale_lock(target.set_path):
-        log.append("removed the lock left by the previous, interrupted run")
     try:
         result = backup(target.set_path, [Path(s) for s in job.sources], excludes=tuple(job.excludes),
                         job=job.name, host=host or host_name(), encrypt=job.encrypt, passphrase=passphrase,
