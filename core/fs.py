@@ -76,9 +76,6 @@ class FileSystem:
         """A new file for writing (binary); fails if it exists."""
         return self._call(lambda: open(path, "xb", buffering=0), path)
 
-    def open_read(self, path: Path):
-        return self._call(lambda: open(path, "rb", buffering=0), path)
-
     def write(self, f, data) -> None:
         view = memoryview(data)
         while view:
@@ -126,18 +123,17 @@ class FileSystem:
     def close(self, f) -> None:
         self._call(f.close, getattr(f, "name", "?"))
 
-    def mkdir(self, path: Path, exist_ok: bool = True) -> None:
-        """One directory; its parent must exist (never re-creates a vanished drive's folders)."""
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            if not exist_ok or not os.path.isdir(path):
-                raise self._translate(FileExistsError(errno.EEXIST, "exists"), path)
-        except OSError as err:
-            raise self._translate(err, path)
+    def mkdir(self, path: Path) -> None:
+        """One folder, fine if it is there already; its parent must exist (never re-creates a
+        vanished drive's folders)."""
+        if not self._make(path) and not os.path.isdir(path):
+            raise self._translate(FileExistsError(errno.EEXIST, "a file is in the way"), path)
 
     def make_dir(self, path) -> bool:
         """Create a folder; False when something (folder or not) is already there."""
+        return self._make(path)
+
+    def _make(self, path) -> bool:
         try:
             os.mkdir(path)
         except FileExistsError:
@@ -189,6 +185,7 @@ class FileSystem:
             pass  # FAT and some FUSE file systems refuse or round; manifests hold the truth
 
     def chmod(self, path: Path, mode: int) -> None:
+        """Set POSIX permissions where the file system has them."""
         try:
             os.chmod(path, mode & 0o7777)
         except (NotImplementedError, OSError):

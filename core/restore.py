@@ -119,7 +119,7 @@ def restore(set_path, target=None, *, snapshot: str | None = "latest", paths=(),
             if pe is not None and pe.type != DIR:
                 raise UnsafePath(path=e.path)
             parent = parent.rpartition("/")[0]
-    roots = _roots(m, target)
+    roots = _roots(m, target, {e.path.partition("/")[0] for e in chosen})
     result = RestoreResult(sid, str(target) if target is not None else "(original folders)")
 
     def dest_of(e: Entry) -> tuple[str, str]:
@@ -127,8 +127,8 @@ def restore(set_path, target=None, *, snapshot: str | None = "latest", paths=(),
         root = roots[top]
         return root, os.path.join(root, *rest.split("/")) if rest else root
 
-    for top in {e.path.partition("/")[0] for e in chosen}:
-        os.makedirs(roots[top], exist_ok=True)
+    for root in roots.values():
+        os.makedirs(root, exist_ok=True)
     dirs = [e for e in chosen if e.type == DIR]
     files = [e for e in chosen if e.type == FILE]
     links = [e for e in chosen if e.type == LINK]
@@ -192,28 +192,20 @@ def restore(set_path, target=None, *, snapshot: str | None = "latest", paths=(),
     return result
 
 
-def _roots(m, target) -> dict[str, str]:
-    """Where each source's top-level folder goes."""
-    tops = {s["name"]: s["path"] for s in m.sources}
-    if target is not None:
-        base = os.path.abspath(os.path.expanduser(str(target)))
-        for name in tops:
-            check_safe(name)
-        return {name: os.path.join(base, name) for name in tops} | _extra_tops(m, base)
-    for name, path in tops.items():
-        check_safe(name)
-        if not os.path.isabs(path):
-            raise UnsafePath(path=path)
-    return tops
-
-
-def _extra_tops(m, base) -> dict[str, str]:
+def _roots(m, target, tops) -> dict[str, str]:
+    """Where each top-level folder in ``tops`` goes: into ``target``, or (None) back to its source."""
+    sources = {s["name"]: s["path"] for s in m.sources}
+    base = None if target is None else os.path.abspath(os.path.expanduser(str(target)))
     out = {}
-    for e in m.entries:
-        top = e.path.partition("/")[0]
-        if top not in out:
-            check_safe(top)
+    for top in tops:
+        check_safe(top)
+        if base is not None:
             out[top] = os.path.join(base, top)
+            continue
+        path = sources.get(top)
+        if path is None or not os.path.isabs(path):
+            raise UnsafePath(path=top if path is None else path)   # no recorded original place
+        out[top] = path
     return out
 
 

@@ -158,3 +158,15 @@ def test_folder_deleted_from_latest_by_hand(two_snapshots, tmp_path):
     out = tmp_path / "out"
     restore(set_path, out)
     assert read_tree(out / "Data") == read_tree(src)
+
+
+def test_restore_to_original_place_refuses_a_folder_with_no_recorded_source(two_snapshots, tmp_path):
+    """A forged entry outside every recorded source has no original place: refused, not a crash."""
+    src, set_path, first, second = two_snapshots
+    real = BackupSet.open(set_path).manifest(second).entries
+    good = next(e for e in real if e.path == "Data/b.txt")
+    stray = mf.Entry("Elsewhere/x.txt", "f", good.size, good.mtime_ns, 0o644, good.sha256)
+    sid, _ = _forge(set_path, real + [stray])
+    with pytest.raises(UnsafePath):
+        restore(set_path, None, snapshot=sid, paths=["Elsewhere"])
+    assert read_tree(src) == {"a.txt": b"alpha v2", "b.txt": b"bravo", "c/d.txt": b"delta"}
