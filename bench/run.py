@@ -35,7 +35,7 @@ from pathlib import Path
 
 import make_dataset
 import report
-from tools import TOOLS, Command, PlugbackEncrypted, Tool, rmtree, plugback_argv
+from tools import TOOLS, Command, PlugbackEncrypted, Tool, plugback_argv, rmtree
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_WORKDIR = Path("/var/tmp/plugback-bench")

@@ -3,7 +3,7 @@
 The code is stable (the UI, the IPC replies and scripts match on it); the
 message says what happened and what to do. Exit codes of the CLI come from
 ``exit_code``. Per-file problems during a run are *not* raised: they are
-collected as :class:`core.progress.RunWarning` on the run.
+collected as :class:`core.engine.progress.RunWarning` on the run.
 """
 
 from __future__ import annotations

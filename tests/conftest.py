@@ -79,7 +79,7 @@ def plugback_env(tmp_path_factory, monkeypatch) -> TestEnv:
 @pytest.fixture
 def paths():
     """The app's folders (under this test's PLUGBACK_HOME), created."""
-    from core.config import Paths
+    from core.agent.config import Paths
 
     p = Paths.default()
     p.ensure()

@@ -1,5 +1,7 @@
 """The dependency direction of DESIGN §1: tray -> core, ui -> core, never the reverse.
 
+* Inside core: ``cli -> agent -> engine``. The engine imports nothing from the
+  agent, the CLI or the platform layer; the agent nothing from the CLI.
 * ``core`` imports no GUI library (pystray, PIL, webview) and neither ``tray`` nor ``ui``:
   checked statically (every ``import`` in core/**/*.py, including ones inside
   functions) and at run time (importing every core module in a fresh interpreter
@@ -56,10 +58,26 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def imported_modules(source: str) -> set[str]:
+    """Every absolute dotted module name ``source`` imports (``from a.b import c`` gives a.b and a.b.c)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
 def violations(package: str, forbidden: set[str]) -> list[str]:
+    """Modules under ``package`` (a folder, e.g. "core/engine") importing a forbidden module or
+    package (a top-level name like "PIL", or a dotted prefix like "core.agent")."""
     found = []
     for path in python_files(package):
-        bad = imported_roots(path.read_text(encoding="utf-8"), module_name(path)) & forbidden
+        source = path.read_text(encoding="utf-8")
+        names = imported_modules(source) | imported_roots(source, module_name(path))
+        bad = {f for f in forbidden for n in names if n == f or n.startswith(f + ".")}
         if bad:
             found.append(f"{path.relative_to(ROOT)} imports {', '.join(sorted(bad))}")
     return found
@@ -78,7 +96,20 @@ def test_the_import_scanner_sees_every_form_of_import():
 
 
 def test_core_has_python_files_to_check():
-    assert len(python_files("core")) >= 3
+    assert len(python_files("core/engine")) >= 10
+    assert len(python_files("core/agent")) >= 5
+
+
+def test_the_engine_imports_neither_agent_nor_cli_nor_platform():
+    assert violations("core/engine", {"core.agent", "core.cli", "core.platform"}) == []
+
+
+def test_the_agent_never_imports_the_cli():
+    assert violations("core/agent", {"core.cli"}) == []
+
+
+def test_the_scanner_sees_a_forbidden_dotted_import():
+    assert imported_modules("from core import agent\nimport core.cli.render") >= {"core.agent", "core.cli.render"}
 
 
 def test_core_source_imports_no_gui_and_neither_tray_nor_ui():

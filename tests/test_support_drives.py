@@ -17,7 +17,7 @@ def drive(request):
     return request.getfixturevalue(f"{request.param}_drive")
 
 
-def _partition(mount_point, all=True):
+def _partition(mount_point, all=True):  # noqa: A002 - psutil.disk_partitions' name
     return next((p for p in psutil.disk_partitions(all=all) if p.mountpoint == str(mount_point)), None)
 
 

@@ -11,15 +11,15 @@ the settings window and exits.
 from __future__ import annotations
 
 import argparse
-import os
-import importlib
 import logging
 import logging.handlers
+import os
 import signal
+import subprocess
 import sys
 import threading
 
-from core.config import Paths
+from core.agent.config import Paths
 from core.errors import PlugbackError
 from core.platform.autostart import agent_command
 
@@ -55,15 +55,21 @@ def _setup_logging(paths: Paths, verbose: bool) -> None:
 
 
 def _run_settings_window(argv: list[str]) -> int:
-    """The window process. It lives in ``ui``; tray never imports ui's code, it only starts it."""
-    try:
-        window = importlib.import_module("ui.window")   # by name: tray and ui stay independent
-    except ImportError:
-        from tray.agent import open_folder
+    """``plugback-tray --settings``: run the settings window process (``python -m ui``).
 
+    tray never imports ui (they talk over IPC): the window is started as its own
+    process, the same one the agent starts for "Open settings…".
+    """
+    from core.agent.agent import open_folder, settings_command
+
+    cmd = settings_command()
+    if cmd is None:   # installed without the ui package
         open_folder(Paths.default().config_dir)
         return 0
-    return int(window.main(argv) or 0)
+    cmd = [*cmd, *(a for a in argv if a != "--settings")]
+    if os.name == "posix":
+        os.execv(cmd[0], cmd)  # noqa: S606 - become the window: our starter holds its pid
+    return subprocess.call(cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths.default()
     paths.ensure()
 
-    from core.ipc import Server, agent_running, call
+    from core.agent.ipc import Server, agent_running, call
 
     if agent_running(paths):
         # Single instance: hand over to the running agent.
@@ -87,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
     _setup_logging(paths, args.verbose)
     from core import platform as plat
-    from tray.agent import Agent, AgentOptions
-    from tray.handlers import build_handlers
-    from tray.watcher import DriveWatcher, Scheduler
+    from core.agent.agent import Agent, AgentOptions
+    from core.agent.handlers import build_handlers
+    from core.agent.watcher import DriveWatcher, Scheduler
 
     try:
         agent = Agent(paths, notifier=plat.notifier(), ejector=plat.ejector(),

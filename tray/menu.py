@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from tray.agent import TrayState
+from core.agent.agent import TrayState
 
 ATTENTION_STATUSES = ("failed", "drive_removed")
 

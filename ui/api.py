@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from core.config import Paths
+from core.agent.config import Paths
+from core.agent.ipc import Client
 from core.errors import AgentUnavailable, PlugbackError, UsageError
-from core.ipc import Client
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ CONFLICT_CHOICES = ("skip", "overwrite", "keep_both")
 
 
 def agent_request(paths: Paths | None = None) -> AgentRequest:
-    """The real link to the agent: one short ``core.ipc`` connection per request.
+    """The real link to the agent: one short ``core.agent.ipc`` connection per request.
 
     A fresh connection each time costs a millisecond and survives the agent
     restarting while the window is open.

@@ -27,8 +27,8 @@ from multiprocessing import connection as mpc
 from pathlib import Path
 from typing import Callable
 
-from core.config import Paths
-from core.ipc import load_authkey
+from core.agent.config import Paths
+from core.agent.ipc import load_authkey
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class SettingsInstance:
             return
         if self.family == "AF_UNIX" and os.path.exists(self.address):
             os.unlink(self.address)  # left by a window that died; we hold the lock, so it is ours to clear
-        # No authkey here: the handshake runs per connection in its own thread (as in core.ipc), so a
+        # No authkey here: the handshake runs per connection in its own thread (as in core.agent.ipc), so a
         # client that connects and says nothing cannot block the next one.
         self._listener = mpc.Listener(self.address, family=self.family)
         if self.family == "AF_UNIX":

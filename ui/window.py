@@ -19,8 +19,8 @@ import threading
 import time
 import webbrowser
 
-from core.config import Paths
-from core.ipc import agent_running
+from core.agent.config import Paths
+from core.agent.ipc import agent_running
 from ui.api import Api, agent_request
 from ui.instance import SettingsInstance
 from ui.server import WEB_ROOT, SettingsServer

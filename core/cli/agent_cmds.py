@@ -12,8 +12,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.config import Config, Job, Paths, read_config, update_config
-from core.errors import (EXIT_FAILURE, EXIT_OK, EXIT_WARNINGS, AgentUnavailable, NotFound, UsageError)
+from core.agent.config import Config, Job, Paths, read_config, update_config
+from core.errors import EXIT_FAILURE, EXIT_OK, EXIT_WARNINGS, AgentUnavailable, NotFound, UsageError
 
 RETENTION_FLAGS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 EXIT_BY_STATUS = {"ok": EXIT_OK, "warnings": EXIT_WARNINGS}
@@ -111,7 +111,7 @@ def _print_json(data) -> None:
 
 def _agent(cmd: str, **args):
     """Call the agent; AgentUnavailable when it does not run."""
-    from core.ipc import call
+    from core.agent.ipc import call
 
     return call(cmd, _paths(), **args)
 
@@ -119,7 +119,7 @@ def _agent(cmd: str, **args):
 # -- drives -------------------------------------------------------------------------------------
 
 def cmd_drives(args) -> int:
-    from core.drives import list_volumes
+    from core.agent.drives import list_volumes
 
     cfg = _config()
     volumes = list_volumes({d["drive_id"] for d in cfg.drives})
@@ -138,7 +138,7 @@ def cmd_drives(args) -> int:
 
 
 def cmd_drive_init(args) -> int:
-    from core.drives import enroll
+    from core.agent.drives import enroll
 
     info, created = enroll(Path(args.mount), args.label)
     label = args.label or info.label
@@ -207,8 +207,8 @@ def _ask_new_passphrase(job_name: str) -> None:
     import getpass
     import os
 
-    from core import keys
-    from core.jobs import job_key_name
+    from core.agent import keys
+    from core.agent.jobs import job_key_name
 
     passphrase = os.environ.get("PLUGBACK_PASSPHRASE")
     if not passphrase:
@@ -245,7 +245,7 @@ def _describe_destination(job: Job, cfg: Config) -> str:
 
 
 def _describe_triggers(job: Job) -> str:
-    from core.schedule import parse_spec
+    from core.agent.schedule import parse_spec
 
     parts = []
     if job.triggers.on_connect:
@@ -312,8 +312,8 @@ def cmd_job_run(args) -> int:
 
 
 def _run_in_process(job: Job, cfg: Config) -> int:
-    from core.history import History
-    from core.jobs import run_job
+    from core.agent.history import History
+    from core.agent.jobs import run_job
 
     paths = _paths()
     paths.ensure()
@@ -335,9 +335,9 @@ def _run_in_process(job: Job, cfg: Config) -> int:
 
 def offline_status(paths: Paths, cfg: Config, now: datetime) -> dict:
     """What ``status`` reports without an agent: jobs with last run, next due, drive presence."""
-    from core.drives import find_drive, mount_points
-    from core.history import History
-    from core.schedule import next_due
+    from core.agent.drives import find_drive, mount_points
+    from core.agent.history import History
+    from core.agent.schedule import next_due
 
     # Reading status creates nothing: no history file yet means no runs yet.
     history = History(paths.history_file) if paths.history_file.exists() else None

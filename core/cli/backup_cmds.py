@@ -6,14 +6,14 @@ import os
 import sys
 from datetime import datetime
 
-from core.backup import backup
 from core.cli.render import ProgressBar, human_size, print_json, prompt_secret, warn
+from core.engine.backup import backup
+from core.engine.manifest import DIR, FILE, LINK
+from core.engine.repo import BackupSet
+from core.engine.restore import CONFLICTS, restore
+from core.engine.retention import RetentionPolicy, forget
+from core.engine.verify import verify
 from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, PassphraseNeeded, UsageError
-from core.manifest import DIR, FILE, LINK
-from core.repo import BackupSet, make_unlocker
-from core.restore import CONFLICTS, restore
-from core.retention import RetentionPolicy, forget
-from core.verify import verify
 
 
 def add_unlock_options(p) -> None:
@@ -25,6 +25,8 @@ def add_unlock_options(p) -> None:
 
 def unlocker_from(args):
     """How the CLI opens an encrypted set: recovery key, keyring, PLUGBACK_PASSPHRASE, then a prompt."""
+    from core.agent.keys import make_unlocker  # keyring is slow to import; plain sets never need it
+
     return make_unlocker(recovery_key_file=getattr(args, "recovery_key_file", None),
                          prompt=prompt_secret, warn=warn)
 
@@ -130,11 +132,11 @@ def cmd_backup(args) -> int:
     finally:
         bar.done()
     if passphrase and args.remember:
-        from core import keys
+        from core.agent import keys
 
         try:
             keys.store_passphrase(BackupSet.open(args.to, unlocker_from(args)).set_id, passphrase)
-        except Exception as err:   # a missing keyring must not fail a finished backup
+        except Exception as err:  # noqa: BLE001 - a missing keyring must not fail a finished backup
             warn(str(err))
     if args.json:
         print_json(result.to_dict())

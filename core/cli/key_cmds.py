@@ -6,10 +6,10 @@ import os
 
 from core.cli.backup_cmds import add_unlock_options, unlocker_from
 from core.cli.render import prompt_secret, warn
+from core.engine.lock import SetLock
+from core.engine.progress import Clock
+from core.engine.repo import BackupSet
 from core.errors import EXIT_OK, PassphraseNeeded, UsageError
-from core.lock import SetLock
-from core.progress import Clock
-from core.repo import BackupSet
 
 
 def register(sub) -> None:
@@ -41,7 +41,7 @@ def _open_encrypted(args) -> BackupSet:
 
 
 def cmd_export(args) -> int:
-    from core import crypto
+    from core.engine import crypto
 
     bset = _open_encrypted(args)
     print(crypto.recovery_key(bset.keys))
@@ -49,7 +49,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_passwd(args) -> int:
-    from core import crypto, keys
+    from core.agent import keys
+    from core.engine import crypto
 
     bset = _open_encrypted(args)
     new = os.environ.get("PLUGBACK_NEW_PASSPHRASE")
@@ -68,7 +69,7 @@ def cmd_passwd(args) -> int:
             keys.store_passphrase(bset.set_id, new)
         elif keys.stored_passphrase(bset.set_id) is not None:
             keys.store_passphrase(bset.set_id, new)   # keep the keyring's copy in step
-    except Exception as err:   # no keyring: the change itself succeeded
+    except Exception as err:  # noqa: BLE001 - no keyring: the change itself succeeded
         warn(str(err))
     print("Passphrase changed. The recovery key is unchanged.")
     return EXIT_OK

@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 
-from core.progress import Progress
+from core.engine.progress import Progress
 
 PHASES = {"scan": "Scanning", "copy": "Copying", "commit": "Saving snapshot", "verify": "Verifying",
           "restore": "Restoring", "prune": "Pruning"}

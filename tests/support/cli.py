@@ -20,7 +20,8 @@ def plugback_executable() -> Path:
     return path
 
 
-def run_cli(*args: str | os.PathLike, input: str | None = None, env: dict[str, str] | None = None,
+def run_cli(*args: str | os.PathLike, input: str | None = None,  # noqa: A002 - subprocess.run's name
+            env: dict[str, str] | None = None,
             cwd: str | os.PathLike | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``plugback ARGS...`` with the test environment; return the finished process.
 

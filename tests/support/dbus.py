@@ -36,7 +36,8 @@ def check_available() -> None:
                                      "./dev setup does it)")
 
 
-def run_in_dbus_session(cmd: list[str], *, env: dict[str, str] | None = None, input: str | None = None,
+def run_in_dbus_session(cmd: list[str], *, env: dict[str, str] | None = None,
+                        input: str | None = None,  # noqa: A002 - subprocess.run's name
                         timeout: float = 60) -> subprocess.CompletedProcess:
     """Run ``cmd`` inside ``dbus-run-session`` with an unlocked gnome-keyring; capture text output.
 

@@ -5,7 +5,7 @@ or autostart entries, in-process or in a subprocess. ``isolated_env`` returns
 the environment variables that achieve that for a temp folder ``root``:
 
 * ``PLUGBACK_HOME`` -> ``root/home`` (not created: the app must create it)
-* ``PLUGBACK_TESTONLY_WEAKEN_KDF=1``: core.crypto makes scrypt cheap (borg does the same)
+* ``PLUGBACK_TESTONLY_WEAKEN_KDF=1``: core.engine.crypto makes scrypt cheap (borg does the same)
 * ``PYTHON_KEYRING_BACKEND``: a file keyring, so a CLI subprocess stores
   passphrases in ``root/xdg-data/python_keyring/`` instead of the real keyring
 * ``XDG_*_HOME`` and ``XDG_RUNTIME_DIR`` inside ``root``

@@ -1,7 +1,7 @@
 """A failing file system: the real one, but the Nth write operation fails.
 
 ``FaultyFS(fail_at=N, error=...)`` counts every write operation the engine makes
-through ``core.fs.FileSystem``. At the Nth it raises ``error``: an ``errno``
+through ``core.engine.fs.FileSystem``. At the Nth it raises ``error``: an ``errno``
 (ENOSPC, EIO, EACCES...) becomes the real ``OSError`` passed through the
 engine's own translation, and ``CRASH`` simulates the process dying there —
 every later operation fails too, so no clean-up code can run.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from core.fs import FileSystem, translate
+from core.engine.fs import FileSystem, translate
 
 CRASH = "crash"
 

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Paths
+from core.agent.config import Paths
+from core.agent.ipc import call
+from core.engine.repo import BackupSet
+from core.engine.verify import verify
 from core.errors import AgentUnavailable
-from core.ipc import call
 from core.platform.notify import read_log
-from core.repo import BackupSet
-from core.verify import verify
+from tests.support.agent import wait_for
 from tests.support.cli import run_cli
 from tests.support.drives import _device_open
 from tests.support.env import subprocess_env
 from tests.support.trees import make_tree
-from tests.tray.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

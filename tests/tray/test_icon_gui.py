@@ -9,12 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from core.config import Destination, Job
-from core.ipc import call
+from core.agent.config import Destination, Job
+from core.agent.ipc import call
 from core.platform.notify import read_log
+from tests.support.agent import add_drive_job, wait_for
 from tests.support.env import subprocess_env
 from tests.support.trees import make_tree
-from tests.tray.helpers import add_drive_job, wait_for
 from tray import menu as menu_mod
 from tray.icon import COLOURS, TrayIcon, draw_icon
 
@@ -170,8 +170,8 @@ def _status(paths):
 
 APPINDICATOR_SCRIPT = r"""
 import json, sys, threading, time
-from core.config import Paths
-from tray.agent import Agent, AgentOptions
+from core.agent.config import Paths
+from core.agent.agent import Agent, AgentOptions
 from tray.icon import TrayIcon, load_backend
 
 paths = Paths.default()

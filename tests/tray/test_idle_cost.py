@@ -9,9 +9,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from core.config import Paths
+from core.agent.config import Paths
+from tests.support.agent import wait_for
 from tests.support.env import subprocess_env
-from tests.tray.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 SECONDS = 30

@@ -8,18 +8,17 @@ the real IPC, exactly as in the app.
 
 from __future__ import annotations
 
-from tests.support.waiting import wait_for  # noqa: F401 - re-exported for the ui tests
-
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from core.config import Paths
+from core.agent.config import Paths
+from core.agent.ipc import Client, agent_running
 from core.errors import PlugbackError
-from core.ipc import Client, agent_running
 from tests.support.env import subprocess_env
+from tests.support.waiting import wait_for  # noqa: F401 - re-exported for the ui tests
 from ui.api import Api, agent_request
 from ui.server import SettingsServer
 
@@ -69,7 +68,8 @@ class AgentProcess:
         """Wait until the job is neither queued nor running and has a last run; returns that run."""
         def done():
             job = self.job(name)
-            return not job["running"] and not job.get("queued") and job["last_run"] and job["last_run"]["status"] != "running" and job["last_run"]
+            last = job["last_run"]
+            return not job["running"] and not job.get("queued") and last and last["status"] != "running" and last
         return wait_for(done, timeout, f"job {name} to finish")
 
     def backup(self, name: str, timeout: float = 60) -> dict:

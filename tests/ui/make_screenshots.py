@@ -134,8 +134,10 @@ def make(out: Path) -> list[Path]:
                         (batch / f"IMG_{i:04d}.jpg").write_bytes(os.urandom(100_000))
                     agent.call("run_job", name="Photos")
                     try:
-                        page.wait_for_function("""() => { const b = document.querySelector("[data-job='Photos'] [role=progressbar]");
-                            const v = b && b.offsetParent && Number(b.getAttribute('aria-valuenow')); return v > 3 && v < 97; }""",
+                        page.wait_for_function("""() => {
+                            const b = document.querySelector("[data-job='Photos'] [role=progressbar]");
+                            const v = b && b.offsetParent && Number(b.getAttribute('aria-valuenow'));
+                            return v > 3 && v < 97; }""",
                                                timeout=10000)
                     except Exception:  # noqa: BLE001 - missed it: try again with another run
                         agent.wait_idle("Photos", 120)

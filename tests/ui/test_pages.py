@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.trees import make_tree, read_tree
-from tests.ui.helpers import agent, open_page, settings, wait_for  # noqa: F401 - fixtures
+from tests.ui.helpers import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core.config import Paths
+from core.agent.config import Paths
 from ui.api import Api, agent_request
 from ui.server import SettingsServer
 
@@ -19,6 +19,16 @@ def server():
     yield srv
     srv.shutdown()
     srv.server_close()
+
+
+def near_miss(token: str) -> str:
+    """A token one character off: differs from ``token`` by construction (never equal by chance)."""
+    last = "a" if token[-1] != "a" else "b"
+    return token[:-1] + last
+
+
+def test_near_miss_always_differs():
+    assert all(near_miss(t) != t and len(near_miss(t)) == len(t) for t in ("abc", "aba", "xa", "a"))
 
 
 def request(srv, method, path, *, body=None, headers=None, host=None):
@@ -61,7 +71,7 @@ def test_pages_need_the_token(server):
     assert resp.getheader("Content-Type").startswith("text/html")
     resp, _ = request(server, "GET", f"/{server.token}/bridge.js")
     assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/javascript")
-    for path in ("/", "/index.html", "/bridge.js", f"/{server.token[:-1]}x/", "/api/status"):
+    for path in ("/", "/index.html", "/bridge.js", f"/{near_miss(server.token)}/", "/api/status"):
         resp, body = request(server, "GET", path)
         assert resp.status == 403, path
         assert b"plugback-tray --settings" in body
@@ -78,7 +88,7 @@ def test_api_needs_the_token_header(server):
     assert api(server, "info")[0].status == 200
     resp, _ = request(server, "POST", "/api/info", body={})
     assert resp.status == 403
-    resp, _ = request(server, "POST", "/api/info", body={}, headers={"X-Plugback-Token": "x" + server.token[1:]})
+    resp, _ = request(server, "POST", "/api/info", body={}, headers={"X-Plugback-Token": near_miss(server.token)})
     assert resp.status == 403
     # The token in the path is for pages only; the API wants the header.
     resp, _ = request(server, "POST", f"/{server.token}/api/info", body={})

@@ -3,17 +3,15 @@ focus hand-over, and the fallback to the browser when there is no display."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import urllib.request
 
 import pytest
 from PIL import Image
 
 from tests.support.env import subprocess_env
-from tests.ui.helpers import agent, tray_executable, wait_for  # noqa: F401 - fixtures
+from tests.ui.helpers import tray_executable, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,537 @@
+"""The agent: owns the settings, the job queue, the history and every decision to run.
+
+The icon, the IPC server, the drive watcher and the scheduler all call into
+one :class:`Agent`. It has no GUI code: the icon reads :meth:`tray_state`
+and listens for changes; everything is testable with ``--no-icon``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from core import __version__
+from core.agent.config import Config, Job, Paths, file_stamp, load_or_recover, read_config, update_config
+from core.agent.drives import read_drive_file
+from core.agent.history import History
+from core.agent.runner import JobRunner, RunCancel
+from core.agent.schedule import connect_due, due
+from core.engine.progress import Clock
+from core.errors import ConfigError, DriveGone, DriveNotConnected, NotFound
+from core.platform import notify as notify_mod
+from core.platform.eject import Ejector
+
+log = logging.getLogger("plugback.agent")
+
+
+@dataclass
+class PendingConnect:
+    """Automatic backups waiting out the short, cancellable delay after a drive appeared."""
+
+    drive_id: str
+    jobs: list[str]
+    starts_at: datetime
+    timer: threading.Timer | None = None
+
+
+@dataclass
+class AgentOptions:
+    """Knobs the tests and ``__main__`` set."""
+
+    poll_interval: float = 2.0
+    schedule_check_seconds: int = 60
+    battery: Callable[[], object] = psutil.sensors_battery
+    settings_command: list[str] | None = None
+
+
+@dataclass
+class DriveState:
+    """An enrolled drive as the menu sees it (``mount`` None = not connected)."""
+
+    drive_id: str
+    label: str
+    mount: str | None
+
+
+@dataclass
+class TrayState:
+    """What the icon and its menu show; built fresh each time (tray/menu.py reads it)."""
+
+    now: datetime
+    jobs: list[dict]
+    drives: list[DriveState]
+    running: list[dict]            # [{"job", "percent", "phase"}]
+    pending: list[PendingConnect]
+    paused: bool
+    paused_until: datetime | None
+    problem: str | None
+    backend: str = ""
+    busy_drives: set = field(default_factory=set)
+
+
+class Agent:
+    """The state and actions of the running agent (one per user)."""
+
+    def __init__(self, paths: Paths, *, clock: Clock | None = None, notifier: notify_mod.Notifier | None = None,
+                 ejector: Ejector | None = None, options: AgentOptions | None = None):
+        self.paths = paths
+        paths.ensure()
+        self.clock = clock or Clock()
+        self.options = options or AgentOptions()
+        self.history = History(paths.history_file)
+        self.ejector = ejector or Ejector()
+        self.notifier = notify_mod.RecordingNotifier(paths.notifications_log, notifier,
+                                                     enabled=lambda: self.config.prefs.notifications)
+        self.lock = threading.RLock()
+        self.runners: dict[str, JobRunner] = {}
+        self.present: dict[str, str] = {}          # drive_id -> mount point, for enrolled drives
+        self.pending: dict[str, PendingConnect] = {}
+        self.paused = False
+        self.paused_until: datetime | None = None
+        self.problem: str | None = None
+        self.backend = "none"
+        self.restore_task: dict | None = None
+        self.restore_drive: str | None = None
+        self.listeners: list[Callable[[], None]] = []
+        self.stopped = threading.Event()
+        self.settings_proc: subprocess.Popen | None = None
+        self.config = Config()
+        self._stamp = None
+        self._load_config(initial=True)
+
+    # -- settings --------------------------------------------------------------------------
+
+    def _load_config(self, initial: bool = False) -> None:
+        path = self.paths.config_file
+        stamp = file_stamp(path)
+        if initial:
+            config, moved, err = load_or_recover(path)
+            if moved:
+                self._report_problem(f"The settings file was damaged ({err.message}) and was kept as "
+                                     f"{moved.name}; Plugback started with empty settings.")
+            self.config = config
+        else:
+            try:
+                old_names = {j.name for j in self.config.jobs}
+                self.config = read_config(path)
+                if self.problem and self.problem.startswith("The settings file"):
+                    self.problem = None
+                # A job added for a drive that is already plugged in runs as if the drive just came.
+                for drive_id in list(self.present):
+                    self._connect_jobs(drive_id, [j for j in self.config.jobs if j.name not in old_names
+                                                  and j.destination.drive_id == drive_id])
+            except ConfigError as err:
+                # Keep using the last good settings; the user is probably still editing.
+                self._report_problem(f"{err.message} Plugback keeps using the previous settings.")
+        self._stamp = stamp
+        self.changed()
+
+    def check_config(self) -> bool:
+        """Reload if someone else (the CLI, an editor) changed config.json; True if reloaded."""
+        stamp = file_stamp(self.paths.config_file)
+        if stamp == self._stamp:
+            return False
+        log.info("config.json changed on disk; reloading")
+        self._load_config()
+        return True
+
+    def edit_config(self, change: Callable[[Config], None]) -> Config:
+        """Change the settings (under the file lock); a broken file on disk is kept aside and reported."""
+        with self.lock:
+            old_names = {j.name for j in self.config.jobs}
+            config, moved = update_config(self.paths.config_file, change, fallback=self.config)
+            if moved:
+                self._report_problem(f"The settings file on disk was damaged and was kept as {moved.name}.")
+            self.config = config
+            self._stamp = file_stamp(self.paths.config_file)
+        self.changed()
+        for drive_id in list(self.present):
+            self._connect_jobs(drive_id, [j for j in config.jobs if j.name not in old_names
+                                          and j.destination.drive_id == drive_id])
+        return config
+
+    def _report_problem(self, message: str) -> None:
+        log.warning(message)
+        self.problem = message
+        self.notifier.notify("Plugback needs attention", message, "failed")
+
+    # -- change notification ---------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Something the icon shows changed: tell the listeners (the icon redraws)."""
+        for fn in list(self.listeners):
+            try:
+                fn()
+            except Exception:   # noqa: BLE001 - a display problem must not stop a backup
+                log.exception("state listener failed")
+
+    # -- running jobs ----------------------------------------------------------------------
+
+    def _runner(self, job: Job) -> JobRunner:
+        key = job.destination.key()
+        with self.lock:
+            runner = self.runners.get(key)
+            if runner is None:
+                runner = JobRunner(key, self._execute, self.changed)
+                self.runners[key] = runner
+            return runner
+
+    def job(self, name: str) -> Job:
+        """The job called ``name`` (case-insensitive); NotFound otherwise."""
+        job = self.config.job(name)
+        if job is None:
+            raise NotFound(what="job", name=name, hint="The jobs are listed in the settings window.")
+        return job
+
+    def run_job(self, name: str) -> bool:
+        """Queue a job by hand (pause and battery do not apply). True if it was queued now."""
+        job = self.job(name)
+        if not self._destination_present(job):
+            raise DriveNotConnected(label=self.config.drive_label(job.destination.drive_id))
+        return self._runner(job).enqueue(job.name)
+
+    def run_all(self) -> list[str]:
+        """Queue every job whose destination is reachable now."""
+        queued = []
+        for job in self.config.jobs:
+            if self._destination_present(job) and self._runner(job).enqueue(job.name):
+                queued.append(job.name)
+        return queued
+
+    def stop_job(self, name: str | None = None) -> bool:
+        """Stop a running or queued job (all when None); also cancels pending connect backups."""
+        stopped = False
+        if name is None:
+            stopped = self.cancel_pending() or stopped
+        for runner in list(self.runners.values()):
+            stopped = runner.stop(name) or stopped
+        return stopped
+
+    def running(self) -> list[dict]:
+        """What runs now: ``[{job, kind, percent, phase, progress}]``, one per busy destination."""
+        out = []
+        for runner in list(self.runners.values()):
+            name, kind, p = runner.current, runner.kind, runner.progress
+            if name:
+                pct = int(100 * p.bytes_done / p.bytes_total) if p and p.bytes_total else None
+                out.append({"job": name, "kind": kind, "percent": pct, "phase": p.phase if p else "starting",
+                            "progress": p.to_dict() if p else None})
+        return out
+
+    def queued(self) -> list[str]:
+        """Names of the jobs waiting in the runners' queues."""
+        return [n for r in list(self.runners.values()) for n in list(r.queue)]
+
+    def _destination_present(self, job: Job) -> bool:
+        if job.destination.path:
+            return True
+        return job.destination.drive_id in self.present
+
+    def _execute(self, name: str, kind: str, cancel: RunCancel, progress) -> None:
+        """Run one job or check (on its runner's thread) and tell the user how it went."""
+        from core.agent.jobs import Target, resolve_target, run_job, verify_job
+
+        job = self.config.job(name)
+        if job is None:
+            return   # removed while queued
+        drive_id = job.destination.drive_id
+        try:
+            if drive_id:
+                mount = self.present.get(drive_id)
+                if mount is None or not read_drive_file(Path(mount)):
+                    raise DriveNotConnected(label=self.config.drive_label(drive_id))
+                target = resolve_target(job, self.config, mounts=[mount])
+            else:
+                target = Target(set_path=Path(job.destination.path))
+        except DriveNotConnected as err:
+            self.notifier.notify(f"{name}: not backed up", err.message, "failed")
+            return
+        if kind == "verify":
+            outcome = verify_job(job, self.config, self.history, target=target, progress=progress, clock=self.clock)
+            if outcome.error is not None:
+                self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
+            return
+        outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
+                          clock=self.clock)
+        if cancel.drive_gone and outcome.status == "cancelled":
+            # The engine stopped on our cancel because the watcher saw the mount vanish.
+            self.history.append_log(outcome.run_id, "the drive was removed during the run")
+            self.history.finish(outcome.run_id, status="drive_removed", ended=self.clock.now(),
+                                error=DriveGone().message, error_code=DriveGone.code)
+            outcome.status, outcome.error = "drive_removed", DriveGone()
+        self._notify_outcome(job, outcome)
+
+    def _notify_outcome(self, job: Job, outcome) -> None:
+        if outcome.status in ("ok", "warnings"):
+            text = f"{outcome.files_copied} file(s) copied, {outcome.files_scanned} checked"
+            if outcome.warnings:
+                text += f"; {outcome.warnings} warning(s): see the history for the skipped files"
+            self.notifier.notify(f"{job.name} backed up", text + ".", "finished")
+            drive_id = job.destination.drive_id
+            if outcome.flushed and drive_id and not self._drive_busy(drive_id, excluding=job.name):
+                label = self.config.drive_label(drive_id)
+                self.notifier.notify(f"'{label}' is safe to unplug",
+                                     "Everything is saved to the drive. You can unplug it now.", "safe_to_unplug")
+        elif outcome.status == "cancelled":
+            self.notifier.notify(f"{job.name}: backup stopped", outcome.error.message, "info")
+        else:
+            self.notifier.notify(f"{job.name}: backup failed", outcome.error.message, "failed")
+
+    def _drive_busy(self, drive_id: str, excluding: str | None = None) -> bool:
+        runner = self.runners.get(f"drive:{drive_id}")
+        if runner is None:
+            return False
+        return any(n != excluding for n in list(runner.queue)) or (runner.current not in (None, excluding))
+
+    # -- automatic triggers ----------------------------------------------------------------
+
+    def is_paused(self) -> bool:
+        """Whether automatic backups are paused now (a pause whose time is up ends here)."""
+        if self.paused and self.paused_until and self.clock.now() >= self.paused_until:
+            self.resume()
+        return self.paused
+
+    def pause(self, until: datetime | None) -> None:
+        """Stop automatic backups until ``until`` (None: until resumed). Manual runs still work."""
+        self.paused, self.paused_until = True, until
+        self.cancel_pending()
+        self.changed()
+
+    def resume(self) -> None:
+        """End a pause: automatic backups run again."""
+        self.paused, self.paused_until = False, None
+        self.changed()
+
+    def battery_ok(self) -> bool:
+        """Automatic runs wait while on battery below the threshold (psutil.sensors_battery)."""
+        try:
+            battery = self.options.battery()
+        except Exception:   # noqa: BLE001 - some systems raise instead of returning None
+            return True
+        if battery is None or battery.power_plugged:
+            return True
+        return battery.percent >= self.config.prefs.battery_threshold
+
+    def _last_success(self, job: Job) -> datetime | None:
+        run = self.history.last_success(job.name)
+        return run.started if run else None
+
+    def drive_connected(self, drive_id: str, mount: str) -> list[str]:
+        """An enrolled drive appeared at ``mount``: schedule its due jobs after the connect delay."""
+        with self.lock:
+            self.present[drive_id] = mount
+        log.info("drive %s connected at %s", drive_id, mount)
+        self.changed()
+        return self._connect_jobs(drive_id, [j for j in self.config.jobs if j.destination.drive_id == drive_id])
+
+    def _connect_jobs(self, drive_id: str, jobs: list[Job]) -> list[str]:
+        """Queue (after the short, cancellable delay) those of ``jobs`` that a connect makes due."""
+        if not jobs or self.is_paused() or not self.battery_ok() or self.restore_drive == drive_id:
+            return []
+        now = self.clock.now()
+        names = [j.name for j in jobs if connect_due(j, self._last_success(j), now.astimezone())]
+        if not names:
+            return []
+        delay = self.config.prefs.connect_delay_seconds
+        with self.lock:
+            old = self.pending.pop(drive_id, None)
+            if old and old.timer:
+                old.timer.cancel()
+            names = list(dict.fromkeys((old.jobs if old else []) + names))
+            pending = PendingConnect(drive_id, names, now + timedelta(seconds=delay))
+            self.pending[drive_id] = pending
+        if delay <= 0:
+            self._start_pending(drive_id)
+        else:
+            pending.timer = threading.Timer(delay, self._start_pending, args=(drive_id,))
+            pending.timer.daemon = True
+            pending.timer.start()
+        self.changed()
+        return names
+
+    def _start_pending(self, drive_id: str) -> None:
+        with self.lock:
+            pending = self.pending.pop(drive_id, None)
+        if pending is None or drive_id not in self.present:
+            return
+        for name in pending.jobs:
+            job = self.config.job(name)
+            if job is not None:
+                self._runner(job).enqueue(job.name)
+        self.changed()
+
+    def cancel_pending(self, drive_id: str | None = None) -> bool:
+        """Cancel the automatic backups waiting to start (for one drive or all)."""
+        with self.lock:
+            ids = [drive_id] if drive_id else list(self.pending)
+            cancelled = [self.pending.pop(i) for i in ids if i in self.pending]
+        for p in cancelled:
+            if p.timer:
+                p.timer.cancel()
+        if cancelled:
+            self.changed()
+        return bool(cancelled)
+
+    def drive_removed(self, drive_id: str) -> None:
+        """An enrolled drive vanished: a run on it ends 'drive removed'."""
+        with self.lock:
+            self.present.pop(drive_id, None)
+        self.cancel_pending(drive_id)
+        runner = self.runners.get(f"drive:{drive_id}")
+        if runner is not None:
+            runner.drive_removed()
+        log.info("drive %s removed", drive_id)
+        self.changed()
+
+    def check_schedule(self) -> list[str]:
+        """Queue every job whose schedule is due and whose destination is here (the Scheduler's tick)."""
+        if self.is_paused() or not self.battery_ok():
+            return []
+        now = self.clock.now().astimezone()
+        queued = []
+        for job in self.config.jobs:
+            if due(job, self._last_success(job), now, drive_present=self._destination_present(job)):
+                if self._runner(job).enqueue(job.name):
+                    queued.append(job.name)
+        return queued
+
+    def check_integrity(self) -> list[str]:
+        """Queue the monthly full read-back for jobs whose drive is here (DESIGN §4 "scheduled scrub")."""
+        from core.agent.schedule import integrity_due
+
+        if not self.config.prefs.monthly_integrity_check or self.is_paused() or not self.battery_ok():
+            return []
+        now = self.clock.now()
+        queued = []
+        for job in self.config.jobs:
+            if not self._destination_present(job):
+                continue
+            last = self.history.last(job.name, kind="verify")
+            first = self.history.first_success(job.name)
+            if integrity_due(last.started if last else None, first.started if first else None, now):
+                if self._runner(job).enqueue(job.name, "verify"):
+                    queued.append(job.name)
+        return queued
+
+    # -- other actions ---------------------------------------------------------------------
+
+    def eject(self, drive_id: str) -> None:
+        """Eject an idle drive (refused while a backup or restore uses it)."""
+        from core.errors import AgentBusy
+
+        mount = self.present.get(drive_id)
+        if mount is None:
+            raise DriveNotConnected(label=self.config.drive_label(drive_id))
+        if self._drive_busy(drive_id) or self.restore_drive == drive_id:
+            raise AgentBusy(reason=f"'{self.config.drive_label(drive_id)}' is in use by a backup or restore")
+        self.cancel_pending(drive_id)
+        self.ejector.eject(mount)
+        self.drive_removed(drive_id)
+        self.notifier.notify(f"'{self.config.drive_label(drive_id)}' is safe to unplug",
+                             "The drive was ejected.", "safe_to_unplug")
+
+    def open_settings(self, page: str | None = None) -> None:
+        """Start the settings window process (it focuses an open window itself), at ``page``."""
+        cmd = self.options.settings_command or settings_command()
+        if cmd and page:
+            cmd = [*cmd, "--page", page]
+        log.info("opening settings: %s", " ".join(cmd) if cmd else f"folder {self.paths.config_dir}")
+        if cmd:
+            self.settings_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True,
+                                                  start_new_session=True)
+        else:
+            open_folder(self.paths.config_dir)
+
+    def status(self) -> dict:
+        """The ``status`` reply (docs/ipc.md)."""
+        from core.agent.schedule import next_due
+
+        now = self.clock.now()
+        running = {r["job"]: r for r in self.running()}
+        jobs = []
+        for j in self.config.jobs:
+            last, ok = self.history.last(j.name), self._last_success(j)
+            nd = next_due(j, ok, now.astimezone())
+            jobs.append({"name": j.name, "sources": j.sources, "destination": j.destination.to_dict(),
+                         "drive_present": self._destination_present(j), "running": j.name in running,
+                         "queued": j.name in self.queued(),
+                         "progress": (running.get(j.name) or {}).get("progress"),
+                         "last_run": last.to_dict() if last else None,
+                         "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_dict()})
+        drives = [{"drive_id": d["drive_id"], "label": d.get("label", ""), "present": d["drive_id"] in self.present,
+                   "mount": self.present.get(d["drive_id"]), "busy": self._drive_busy(d["drive_id"])}
+                  for d in self.config.drives]
+        return {"version": __version__, "paused": self.is_paused(),
+                "paused_until": self.paused_until.isoformat() if self.paused_until else None,
+                "backend": self.backend, "jobs": jobs, "drives": drives, "queued": self.queued(),
+                "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat()}
+                            for p in list(self.pending.values())],
+                "problem": self.problem, "restore": self.restore_task}
+
+    def tray_state(self) -> TrayState:
+        """A fresh, plain snapshot of what the icon and its menu show (see tray/menu.py)."""
+        now = self.clock.now()
+        jobs = []
+        for j in self.config.jobs:
+            last = self.history.last(j.name)
+            jobs.append({"name": j.name, "present": self._destination_present(j),
+                         "last_status": last.status if last else None,
+                         "last_time": (last.ended or last.started) if last else None,
+                         "last_ok": self._last_success(j)})
+        drives = [DriveState(d["drive_id"], d.get("label") or d["drive_id"][:8], self.present.get(d["drive_id"]))
+                  for d in self.config.drives]
+        busy = {d.drive_id for d in drives if self._drive_busy(d.drive_id) or self.restore_drive == d.drive_id}
+        return TrayState(now=now, jobs=jobs, drives=drives, running=self.running(),
+                         pending=list(self.pending.values()), paused=self.is_paused(),
+                         paused_until=self.paused_until, problem=self.problem, backend=self.backend,
+                         busy_drives=busy)
+
+    def shutdown(self, cancel: bool = True, timeout: float = 30) -> None:
+        """Stop everything: cancel (or finish) running jobs and wait for them."""
+        self.stopped.set()
+        self.cancel_pending()
+        if self.settings_proc is not None and self.settings_proc.poll() is None:
+            # The window is useless without its agent: close it with us.
+            self.settings_proc.terminate()
+        for runner in list(self.runners.values()):
+            runner.shutdown(cancel=cancel, timeout=timeout)
+
+
+def settings_command() -> list[str] | None:
+    """How to start the settings window process (``ui``), or None when it is not installed.
+
+    Frozen, the one executable's launcher (installers/entrypoints/plugback_tray.py)
+    runs the window when given ``--settings``.
+    """
+    import importlib.util
+
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--settings"]
+    try:
+        if importlib.util.find_spec("ui.window") is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    return [sys.executable, "-m", "ui"]
+
+
+def open_folder(folder: Path) -> None:
+    """Show a folder in the file manager (fallback for "Open settings…" without a window)."""
+    if sys.platform == "win32":
+        os.startfile(str(folder))   # noqa: S606 - Windows only
+        return
+    tool = "open" if sys.platform == "darwin" else "xdg-open"
+    try:
+        subprocess.Popen([tool, str(folder)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        log.warning("could not open %s (no %s)", folder, tool)

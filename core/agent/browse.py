@@ -1,0 +1,145 @@
+"""Browsing and restoring a job's snapshots for the settings window (IPC snapshots/ls/search/restore),
+and the exclude preview. Everything goes through the engine's BackupSet, restore and scan APIs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core.engine.restore import CONFLICTS
+from core.errors import AgentBusy, PlugbackError, UsageError
+
+log = logging.getLogger("plugback.browse")
+SEARCH_LIMIT = 500
+PREVIEW_LIMIT = 1000
+
+
+def _set(agent, job_name: str):
+    from core.agent.jobs import resolve_target
+    from core.agent.keys import make_unlocker
+    from core.engine.repo import BackupSet
+
+    job = agent.job(job_name)
+    mounts = list(agent.present.values())
+    target = resolve_target(job, agent.config, mounts=mounts)
+    return BackupSet.open(target.set_path, make_unlocker()), target
+
+
+def _iso_ns(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat()
+
+
+def snapshots(agent, job_name: str) -> list[dict]:
+    """``[{id, time, files, bytes}]`` newest first."""
+    bset, _ = _set(agent, job_name)
+    return [{"id": s.id, "time": s.time, "files": s.files, "bytes": s.bytes} for s in reversed(bset.snapshots())]
+
+
+def ls(agent, job_name: str, snapshot: str, path: str) -> list[dict]:
+    """The direct children of ``path`` ('' = the top: one folder per source) in a snapshot."""
+    bset, _ = _set(agent, job_name)
+    manifest = bset.manifest(bset.resolve_id(snapshot))
+    parent = path.strip("/")
+    out = []
+    for e in manifest.entries:
+        head, _, name = e.path.rpartition("/")
+        if head == parent:
+            out.append({"name": name, "path": e.path, "type": e.type, "size": e.size, "mtime": _iso_ns(e.mtime_ns)})
+    return out
+
+
+def search(agent, job_name: str, query: str) -> list[dict]:
+    """Entries whose name contains ``query`` (case-insensitive), newest snapshot first."""
+    bset, _ = _set(agent, job_name)
+    needle = query.casefold()
+    out = []
+    for info in reversed(bset.snapshots()):
+        for e in bset.manifest(info.id).entries:
+            if needle in e.path.rpartition("/")[2].casefold():
+                out.append({"snapshot": info.id, "path": e.path, "type": e.type, "size": e.size,
+                            "mtime": _iso_ns(e.mtime_ns)})
+                if len(out) >= SEARCH_LIMIT:
+                    return out
+    return out
+
+
+def start_restore(agent, args: dict) -> dict:
+    """Start a restore in the background; progress and the result appear in ``status.restore``."""
+    from core.engine.progress import CancelToken
+
+    if agent.restore_task and agent.restore_task.get("running"):
+        raise AgentBusy(reason="a restore is already running")
+    job_name = args.get("job")
+    if not isinstance(job_name, str):
+        raise UsageError("'job' is required.")
+    # The CLI's spelling (keep-both) and the JSON-friendly one (keep_both) both work.
+    on_conflict = (args.get("on_conflict") or "skip").replace("_", "-")
+    if on_conflict not in CONFLICTS:
+        raise UsageError("'on_conflict' must be skip, overwrite or keep-both.")
+    bset, target = _set(agent, job_name)
+    snapshot = bset.resolve_id(args.get("snapshot") or "latest")
+    paths = list(args.get("paths") or [])
+    dest = args.get("target")
+    task = {"job": job_name, "snapshot": snapshot, "paths": paths, "target": dest, "running": True,
+            "progress": None, "result": None, "error": None}
+    cancel = CancelToken()
+    agent.restore_task, agent.restore_drive = task, target.drive_id
+    agent.restore_cancel = cancel
+    agent.changed()
+
+    def progress(p):
+        task["progress"] = p.to_dict()
+
+    def work():
+        from core.engine.restore import restore
+
+        try:
+            result = restore(target.set_path, Path(dest) if dest else None, snapshot=snapshot, paths=paths,
+                             on_conflict=on_conflict, progress=progress, cancel=cancel)
+            task["result"] = {k: v for k, v in vars(result).items() if isinstance(v, (int, str, float, bool))}
+        except PlugbackError as err:
+            task["error"] = {"code": err.code, "message": err.message}
+        except Exception as err:   # noqa: BLE001 - report, never kill the agent
+            log.exception("restore failed")
+            task["error"] = {"code": "error", "message": f"The restore failed unexpectedly: {err!r}"}
+        finally:
+            task["running"] = False
+            agent.restore_drive = None
+            agent.changed()
+
+    threading.Thread(target=work, name="restore", daemon=True).start()
+    return {"started": True}
+
+
+def exclude_preview(sources: list, excludes: list) -> dict:
+    """Which files and folders under ``sources`` the patterns (plus the defaults) leave out."""
+    from core.engine.scan import Excluder
+
+    excluder = Excluder(excludes)
+    excluded, count = [], 0
+    for src in sources:
+        root = os.path.abspath(os.path.expanduser(str(src)))
+        if not os.path.isdir(root):
+            continue
+        for folder, dirs, files in os.walk(root):
+            rel_dir = os.path.relpath(folder, root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
+            for name in sorted(dirs):
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if excluder.excluded(rel, True):
+                    dirs.remove(name)          # nothing under an excluded folder is backed up
+                    count += 1
+                    if len(excluded) < PREVIEW_LIMIT:
+                        excluded.append(os.path.join(folder, name) + os.sep)
+            dirs.sort()
+            for name in sorted(files):
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if excluder.excluded(rel, False):
+                    count += 1
+                    if len(excluded) < PREVIEW_LIMIT:
+                        excluded.append(os.path.join(folder, name))
+    return {"excluded": excluded, "count": count}

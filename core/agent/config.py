@@ -1,0 +1,461 @@
+"""The per-user settings file (``config.json``) and the folders Plugback keeps state in.
+
+``config.json`` holds jobs, enrolled drives and preferences. It is versioned,
+validated on load (a :class:`~core.errors.ConfigError` names the bad field),
+written atomically (temp file, fsync, ``os.replace``) and edited under a file
+lock so the CLI and the agent never interleave writes. A broken file is moved
+aside to ``config.json.broken-<time>`` and reported, never overwritten
+silently.
+
+Folders come from platformdirs; ``PLUGBACK_HOME`` overrides all of them
+(tests, portable use).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import sys
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core.engine.atomic import replace_file
+from core.errors import ConfigError
+
+CONFIG_VERSION = 1
+APP_NAME = "Plugback"
+
+VERIFY_POLICIES = ("after_backup", "none")
+RETENTION_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
+_JOB_NAME = re.compile(r"^[^\x00-\x1f/\\:*?\"<>|]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where Plugback keeps its per-user state."""
+
+    config_dir: Path
+    data_dir: Path
+    log_dir: Path
+    runtime_dir: Path
+
+    @classmethod
+    def default(cls) -> "Paths":
+        """The folders for this user: ``$PLUGBACK_HOME`` if set, else platformdirs."""
+        home = os.environ.get("PLUGBACK_HOME")
+        if home:
+            root = Path(home)
+            return cls(root, root, root / "logs", root)
+        import platformdirs
+
+        dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+        with warnings.catch_warnings():
+            # Without XDG_RUNTIME_DIR platformdirs falls back to /tmp/runtime-<uid> and says so.
+            warnings.simplefilter("ignore")
+            runtime = Path(dirs.user_runtime_dir) if sys.platform != "win32" else Path(dirs.user_data_dir)
+        return cls(Path(dirs.user_config_dir), Path(dirs.user_data_dir), Path(dirs.user_log_dir), runtime)
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.json"
+
+    @property
+    def history_file(self) -> Path:
+        return self.data_dir / "history.sqlite3"
+
+    @property
+    def ipc_key_file(self) -> Path:
+        return self.data_dir / "ipc.key"
+
+    @property
+    def notifications_log(self) -> Path:
+        """Every notification the agent sent, one JSON line each (also read by tests)."""
+        return self.log_dir / "notifications.log"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.log_dir / "agent.log"
+
+    def ensure(self) -> None:
+        for d in (self.config_dir, self.data_dir, self.log_dir, self.runtime_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def _bad(field_name: str, reason: str) -> ConfigError:
+    """A validation error; ``err.details['field']`` names the bad field."""
+    return ConfigError(field=field_name, reason=reason, path="config.json")
+
+
+def _check_type(value, types, field_name: str, what: str):
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise _bad(field_name, f"must be {what}, not {value!r}")
+    if not isinstance(value, types):
+        raise _bad(field_name, f"must be {what}, not {value!r}")
+    return value
+
+
+def _check_keys(data: dict, allowed: set, field_name: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise _bad(f"{field_name}.{unknown[0]}" if field_name else unknown[0],
+                   "is not a known setting (misspelt?)")
+
+
+@dataclass
+class Destination:
+    """Where a job's set lives: an enrolled drive (+ optional folder on it) or a plain path."""
+
+    drive_id: str | None = None
+    folder: str | None = None
+    path: str | None = None
+
+    def key(self) -> str:
+        """Jobs with the same key share one runner (one writer per destination)."""
+        return f"drive:{self.drive_id}" if self.drive_id else f"path:{self.path}"
+
+    def to_dict(self) -> dict:
+        if self.drive_id:
+            d = {"drive_id": self.drive_id}
+            if self.folder:
+                d["folder"] = self.folder
+            return d
+        return {"path": self.path}
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> "Destination":
+        _check_type(data, dict, where, "an object with drive_id (and folder) or path")
+        _check_keys(data, {"drive_id", "folder", "path"}, where)
+        if data.get("drive_id") and data.get("path"):
+            raise _bad(where, "give either drive_id or path, not both")
+        if data.get("drive_id"):
+            _check_type(data["drive_id"], str, f"{where}.drive_id", "a drive id (text)")
+            folder = data.get("folder")
+            if folder is not None:
+                _check_type(folder, str, f"{where}.folder", "a folder name on the drive")
+                parts = Path(folder).parts
+                if Path(folder).is_absolute() or ".." in parts or re.match(r"^[A-Za-z]:", folder):
+                    raise _bad(f"{where}.folder", "must be a relative folder on the drive, without '..'")
+            return cls(drive_id=data["drive_id"], folder=folder or None)
+        if data.get("path"):
+            _check_type(data["path"], str, f"{where}.path", "a folder path")
+            if not Path(data["path"]).is_absolute():
+                raise _bad(f"{where}.path", "must be an absolute folder path")
+            return cls(path=data["path"])
+        raise _bad(where, "needs a drive_id or a path")
+
+
+@dataclass
+class Triggers:
+    """When a job runs by itself: on drive connect, on a schedule (see core/agent/schedule.py)."""
+
+    on_connect: bool = False
+    schedule: str | None = None
+    min_interval_minutes: int = 0
+
+    def to_dict(self) -> dict:
+        return {"on_connect": self.on_connect, "schedule": self.schedule,
+                "min_interval_minutes": self.min_interval_minutes}
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> "Triggers":
+        from core.agent.schedule import parse_spec
+
+        _check_type(data, dict, where, "an object")
+        _check_keys(data, {"on_connect", "schedule", "min_interval_minutes"}, where)
+        on_connect = _check_type(data.get("on_connect", False), bool, f"{where}.on_connect", "true or false")
+        spec = data.get("schedule")
+        if spec is not None:
+            _check_type(spec, str, f"{where}.schedule", "a schedule like 'hourly', '6h', 'daily@09:30'")
+            try:
+                parse_spec(spec)
+            except ValueError as err:
+                raise _bad(f"{where}.schedule", str(err)) from None
+        interval = _check_type(data.get("min_interval_minutes", 0), int, f"{where}.min_interval_minutes",
+                               "a whole number of minutes")
+        if interval < 0:
+            raise _bad(f"{where}.min_interval_minutes", "must not be negative")
+        return cls(on_connect=on_connect, schedule=spec or None, min_interval_minutes=interval)
+
+
+@dataclass
+class Job:
+    """Sources + destination + triggers + policy (the glossary's 'job')."""
+
+    name: str
+    sources: list[str]
+    destination: Destination
+    triggers: Triggers = field(default_factory=Triggers)
+    excludes: list[str] = field(default_factory=list)
+    retention: dict = field(default_factory=dict)
+    verify: str = "after_backup"
+    encrypt: bool = False
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "sources": list(self.sources), "destination": self.destination.to_dict(),
+                "triggers": self.triggers.to_dict(), "excludes": list(self.excludes),
+                "retention": dict(self.retention), "verify": self.verify, "encrypt": self.encrypt}
+
+    @classmethod
+    def from_dict(cls, data, where: str = "job") -> "Job":
+        _check_type(data, dict, where, "an object")
+        _check_keys(data, {"name", "sources", "destination", "triggers", "excludes", "retention",
+                           "verify", "encrypt"}, where)
+        name = data.get("name")
+        if not isinstance(name, str) or not _JOB_NAME.match(name) or name.strip(" .") != name:
+            raise _bad(f"{where}.name", "must be 1-64 characters, without / \\ : * ? \" < > | "
+                       "and without leading or trailing spaces or dots")
+        where = f"jobs[{name}]" if where.startswith("jobs[") else where
+        sources = _check_type(data.get("sources"), list, f"{where}.sources", "a list of folders")
+        if not sources:
+            raise _bad(f"{where}.sources", "needs at least one folder to back up")
+        for i, s in enumerate(sources):
+            _check_type(s, str, f"{where}.sources[{i}]", "a folder path")
+            if not Path(s).is_absolute():
+                raise _bad(f"{where}.sources[{i}]", f"must be an absolute folder path, not {s!r}")
+        if "destination" not in data:
+            raise _bad(f"{where}.destination", "is missing: give a drive_id or a path")
+        dest = Destination.from_dict(data["destination"], f"{where}.destination")
+        triggers = Triggers.from_dict(data.get("triggers", {}), f"{where}.triggers")
+        excludes = _check_type(data.get("excludes", []), list, f"{where}.excludes", "a list of patterns")
+        for i, p in enumerate(excludes):
+            _check_type(p, str, f"{where}.excludes[{i}]", "a gitignore-style pattern")
+        retention = _check_type(data.get("retention", {}), dict, f"{where}.retention", "an object")
+        _check_keys(retention, set(RETENTION_KEYS), f"{where}.retention")
+        for k, v in retention.items():
+            if v is not None:
+                _check_type(v, int, f"{where}.retention.{k}", "a whole number (-1: no limit) or null")
+                if v < -1:
+                    raise _bad(f"{where}.retention.{k}", "must be a whole number, or -1 for no limit")
+        verify = data.get("verify", "after_backup")
+        if verify not in VERIFY_POLICIES:
+            raise _bad(f"{where}.verify", f"must be one of {', '.join(VERIFY_POLICIES)}")
+        encrypt = _check_type(data.get("encrypt", False), bool, f"{where}.encrypt", "true or false")
+        return cls(name=name, sources=list(sources), destination=dest, triggers=triggers,
+                   excludes=list(excludes), retention={k: v for k, v in retention.items() if v is not None},
+                   verify=verify, encrypt=encrypt)
+
+
+@dataclass
+class Prefs:
+    """User preferences (DESIGN §3, §8)."""
+
+    start_at_login: bool = True
+    notifications: bool = True
+    battery_threshold: int = 20          # scheduled runs wait on battery below this percent
+    monthly_integrity_check: bool = True
+    connect_delay_seconds: int = 2       # cancellable pause before an automatic backup on connect
+
+    def to_dict(self) -> dict:
+        return {"start_at_login": self.start_at_login, "notifications": self.notifications,
+                "battery_threshold": self.battery_threshold,
+                "monthly_integrity_check": self.monthly_integrity_check,
+                "connect_delay_seconds": self.connect_delay_seconds}
+
+    @classmethod
+    def from_dict(cls, data, where: str = "prefs") -> "Prefs":
+        _check_type(data, dict, where, "an object")
+        _check_keys(data, set(cls().to_dict()), where)
+        out = cls()
+        for key in ("start_at_login", "notifications", "monthly_integrity_check"):
+            if key in data:
+                setattr(out, key, _check_type(data[key], bool, f"{where}.{key}", "true or false"))
+        if "battery_threshold" in data:
+            v = _check_type(data["battery_threshold"], int, f"{where}.battery_threshold", "a percentage")
+            if not 0 <= v <= 100:
+                raise _bad(f"{where}.battery_threshold", "must be between 0 and 100")
+            out.battery_threshold = v
+        if "connect_delay_seconds" in data:
+            v = _check_type(data["connect_delay_seconds"], int, f"{where}.connect_delay_seconds", "seconds")
+            if not 0 <= v <= 600:
+                raise _bad(f"{where}.connect_delay_seconds", "must be between 0 and 600")
+            out.connect_delay_seconds = v
+        return out
+
+
+@dataclass
+class Config:
+    """The whole settings file."""
+
+    jobs: list[Job] = field(default_factory=list)
+    drives: list[dict] = field(default_factory=list)   # [{"drive_id", "label"}]
+    prefs: Prefs = field(default_factory=Prefs)
+
+    def to_dict(self) -> dict:
+        return {"version": CONFIG_VERSION, "jobs": [j.to_dict() for j in self.jobs],
+                "drives": [dict(d) for d in self.drives], "prefs": self.prefs.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data) -> "Config":
+        """Validate ``data``; raises ConfigError naming the first bad field."""
+        _check_type(data, dict, "(top level)", "a JSON object")
+        _check_keys(data, {"version", "jobs", "drives", "prefs"}, "")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise _bad("version", "is missing or not a number")
+        if version > CONFIG_VERSION:
+            raise _bad("version", f"is {version}, written by a newer Plugback; update Plugback")
+        jobs = []
+        for i, j in enumerate(_check_type(data.get("jobs", []), list, "jobs", "a list")):
+            label = j.get("name") if isinstance(j, dict) and isinstance(j.get("name"), str) else i
+            job = Job.from_dict(j, f"jobs[{label}]")
+            if any(o.name.casefold() == job.name.casefold() for o in jobs):
+                raise _bad(f"jobs[{job.name}].name", "is used by two jobs; names must be unique")
+            jobs.append(job)
+        drives = []
+        for i, d in enumerate(_check_type(data.get("drives", []), list, "drives", "a list")):
+            _check_type(d, dict, f"drives[{i}]", "an object with drive_id and label")
+            _check_keys(d, {"drive_id", "label"}, f"drives[{i}]")
+            _check_type(d.get("drive_id"), str, f"drives[{i}].drive_id", "a drive id")
+            _check_type(d.get("label", ""), str, f"drives[{i}].label", "text")
+            drives.append({"drive_id": d["drive_id"], "label": d.get("label", "")})
+        prefs = Prefs.from_dict(data.get("prefs", {}))
+        return cls(jobs=jobs, drives=drives, prefs=prefs)
+
+    # -- lookups -------------------------------------------------------------
+
+    def job(self, name: str) -> Job | None:
+        return next((j for j in self.jobs if j.name.casefold() == name.casefold()), None)
+
+    def drive(self, ref: str) -> dict | None:
+        """An enrolled drive by drive_id or label (labels are matched case-insensitively)."""
+        for d in self.drives:
+            if d["drive_id"] == ref:
+                return d
+        matches = [d for d in self.drives if d.get("label", "").casefold() == ref.casefold()]
+        return matches[0] if len(matches) == 1 else None
+
+    def drive_label(self, drive_id: str) -> str:
+        d = next((d for d in self.drives if d["drive_id"] == drive_id), None)
+        return (d or {}).get("label") or drive_id[:8]
+
+    def copy(self) -> "Config":
+        return copy.deepcopy(self)
+
+
+# -- reading and writing ---------------------------------------------------------------------------
+
+
+def read_config(path: Path) -> Config:
+    """Load and validate ``path``; a missing file is an empty config.
+
+    Raises ConfigError (naming the bad field and the file) for a file that is
+    not valid JSON or does not validate. Never changes the file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Config()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(field="(file)", reason=f"not valid JSON (line {err.lineno}: {err.msg})",
+                          path=str(path)) from None
+    try:
+        return Config.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(field=err.details["field"], reason=err.details["reason"], path=str(path)) from None
+
+
+def move_aside(path: Path, clock_now: datetime | None = None) -> Path:
+    """Keep a broken settings file as ``config.json.broken-<time>``; returns the new name."""
+    now = clock_now or datetime.now(timezone.utc)
+    target = path.with_name(f"{path.name}.broken-{now.strftime('%Y%m%dT%H%M%SZ')}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.broken-{now.strftime('%Y%m%dT%H%M%SZ')}-{n}")
+    os.replace(path, target)
+    return target
+
+
+def load_or_recover(path: Path) -> tuple[Config, Path | None, ConfigError | None]:
+    """Load ``path``; a broken file is moved aside and an empty config returned.
+
+    Returns ``(config, moved_to, error)``; ``moved_to`` and ``error`` are None
+    when the file was fine. A file from a newer Plugback is not broken: its
+    ConfigError is raised, and the file is left alone.
+    """
+    try:
+        return read_config(path), None, None
+    except ConfigError as err:
+        if err.details.get("field") == "version" and "newer" in err.details.get("reason", ""):
+            raise
+        return Config(), move_aside(Path(path)), err
+
+
+def write_config(path: Path, config: Config) -> None:
+    """Write atomically (core.engine.atomic.replace_file: temp file, fsync, replace, fsync the folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(config.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    replace_file(path, text.encode("utf-8"), mode=0o600)
+
+
+@contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on ``<config>.lock`` (the CLI and the agent both edit the file)."""
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as f:
+        if os.name == "nt":
+            import msvcrt
+
+            f.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    continue
+            try:
+                yield
+            finally:
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def update_config(path: Path, change, *, fallback: Config | None = None) -> tuple[Config, Path | None]:
+    """Read-modify-write under the lock: ``change(config)`` edits a fresh copy in place.
+
+    A file that no longer validates is never overwritten silently: without
+    ``fallback`` its ConfigError is raised; with one (the agent's last good
+    settings) it is moved aside, ``change`` applies to the fallback and the
+    aside name is returned so the caller can report it.
+    """
+    with locked(path):
+        moved = None
+        try:
+            config = read_config(path)
+        except ConfigError:
+            if fallback is None:
+                raise
+            moved = move_aside(Path(path))
+            config = fallback.copy()
+        change(config)
+        # Validate what we are about to write: the same rules as on load.
+        Config.from_dict(config.to_dict())
+        write_config(path, config)
+        return config, moved
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of the settings file, to notice edits by others; None if missing."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)

@@ -1,0 +1,218 @@
+"""Mounted volumes, Plugback drives (``Plugback/drive.json``) and enrolling one.
+
+A drive is known by its ``drive_id`` (a random UUID written into
+``<mount>/Plugback/drive.json`` when it is enrolled), whatever mount point or
+letter it gets today. Listing uses ``psutil.disk_partitions(all=True)``:
+without ``all`` psutil hides FUSE mounts such as exFAT through
+``mount.exfat-fuse`` (fstype ``fuseblk``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from core.engine.atomic import replace_file
+from core.engine.layout import DRIVE_FORMAT, FORMAT_VERSION, drive_dir, drive_file
+from core.errors import NotEnrollable
+
+# File systems a backup drive can carry. Everything else (proc, sysfs, tmpfs,
+# overlay, squashfs, cgroup, nsfs, autofs...) is a pseudo or read-only system mount.
+DRIVE_FSTYPES = {
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "vfat", "msdos", "fat", "fat32", "exfat",
+    "ntfs", "ntfs3", "fuseblk", "hfs", "hfsplus", "apfs", "ufs", "zfs",
+    "fuse.fusefat", "fuse.exfat",   # FAT / exFAT through FUSE helpers
+}
+# Mount points that are the system, whatever file system they have.
+SYSTEM_MOUNTS = {"/", "/boot", "/boot/efi", "/efi", "/usr", "/var", "/home", "/opt", "/srv", "/tmp",
+                 "/System/Volumes/Data", "/System/Volumes/VM", "/System/Volumes/Preboot",
+                 "/System/Volumes/Update", "/private/var/vm"}
+
+
+@dataclass
+class Volume:
+    """One mounted volume (the IPC ``Volume`` shape)."""
+
+    mount: str
+    device: str
+    label: str
+    fstype: str
+    total: int
+    free: int
+    removable: bool
+    drive_id: str | None
+    enrolled: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DriveInfo:
+    """The contents of ``Plugback/drive.json``."""
+
+    drive_id: str
+    label: str
+    created: str
+
+
+def read_drive_file(mount: Path) -> DriveInfo | None:
+    """The drive.json on ``mount``, or None if it is not a Plugback drive (or unreadable)."""
+    try:
+        data = json.loads(drive_file(Path(mount)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != DRIVE_FORMAT or not isinstance(data.get("drive_id"), str):
+        return None
+    return DriveInfo(drive_id=data["drive_id"], label=str(data.get("label", "")), created=str(data.get("created", "")))
+
+
+def write_drive_file(mount: Path, label: str, *, now: datetime | None = None) -> DriveInfo:
+    """Write a new drive.json (fresh drive_id) on ``mount``, flushed to the drive."""
+    info = DriveInfo(drive_id=str(uuid.uuid4()), label=label,
+                     created=(now or datetime.now(timezone.utc)).isoformat(timespec="seconds"))
+    folder = drive_dir(Path(mount))
+    folder.mkdir(exist_ok=True)
+    data = {"format": DRIVE_FORMAT, "version": FORMAT_VERSION, "drive_id": info.drive_id,
+            "label": info.label, "created": info.created}
+    replace_file(drive_file(Path(mount)), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    return info
+
+
+def _is_drive_fs(part) -> bool:
+    if sys.platform == "win32":
+        return bool(part.fstype) and "cdrom" not in part.opts
+    fstype = part.fstype.lower()
+    if fstype not in DRIVE_FSTYPES:
+        return False
+    if sys.platform == "darwin" and part.mountpoint.startswith("/System/Volumes/"):
+        return False
+    return True
+
+
+def _labels_by_device() -> dict[str, str]:
+    """Linux: /dev/disk/by-label maps labels to devices (names are \\x20-escaped)."""
+    out = {}
+    by_label = Path("/dev/disk/by-label")
+    if by_label.is_dir():
+        for link in by_label.iterdir():
+            try:
+                out[os.path.realpath(link)] = link.name.encode().decode("unicode_escape")
+            except (OSError, UnicodeDecodeError):
+                continue
+    return out
+
+
+def _removable(part) -> bool:
+    if sys.platform == "win32":
+        return "removable" in part.opts
+    mount = part.mountpoint
+    if mount.startswith(("/media/", "/run/media/", "/mnt/", "/Volumes/")):
+        return True
+    if part.fstype.startswith("fuse"):
+        return True   # FUSE file systems (exFAT, FAT, NTFS helpers) are mounted for users' drives
+    dev = os.path.basename(os.path.realpath(part.device))
+    if dev.startswith("loop"):
+        return True
+    for name in (dev, dev.rstrip("0123456789").rstrip("p") if dev.startswith("nvme") else dev.rstrip("0123456789")):
+        try:
+            if Path(f"/sys/block/{name}/removable").read_text().strip() == "1":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def list_volumes(enrolled_ids: set[str] | frozenset = frozenset()) -> list[Volume]:
+    """Mounted volumes that could hold backups, each marked with its drive_id if it has one."""
+    labels = _labels_by_device() if sys.platform.startswith("linux") else {}
+    seen, out = set(), []
+    for part in psutil.disk_partitions(all=True):
+        if not _is_drive_fs(part) or part.mountpoint in seen:
+            continue
+        seen.add(part.mountpoint)
+        try:
+            usage = shutil.disk_usage(part.mountpoint)
+        except OSError:
+            continue   # vanished or unreadable between listing and asking
+        info = read_drive_file(Path(part.mountpoint))
+        label = (info.label if info and info.label else None) or labels.get(os.path.realpath(part.device)) \
+            or (os.path.basename(part.mountpoint.rstrip("/\\")) or part.mountpoint)
+        out.append(Volume(mount=part.mountpoint, device=part.device, label=label, fstype=part.fstype,
+                          total=usage.total, free=usage.free, removable=_removable(part),
+                          drive_id=info.drive_id if info else None,
+                          enrolled=bool(info and info.drive_id in enrolled_ids)))
+    return out
+
+
+def mount_points() -> frozenset[str]:
+    """The mount points of drive-capable volumes: cheap, for the watcher's 2-second diff."""
+    return frozenset(p.mountpoint for p in psutil.disk_partitions(all=True) if _is_drive_fs(p))
+
+
+def find_drive(drive_id: str, mounts=None) -> Path | None:
+    """Where the drive with ``drive_id`` is mounted now, or None."""
+    for mount in sorted(mounts if mounts is not None else mount_points()):
+        info = read_drive_file(Path(mount))
+        if info and info.drive_id == drive_id:
+            return Path(mount)
+    return None
+
+
+def system_volume_reason(mount: Path) -> str | None:
+    """Why ``mount`` is a system volume (and must not be enrolled), or None."""
+    mount = Path(os.path.abspath(mount))
+    if sys.platform == "win32":
+        system_drive = os.environ.get("SystemDrive", "C:").rstrip("\\").upper()
+        if str(mount).rstrip("\\").upper() == system_drive:
+            return f"it is the Windows system drive ({system_drive}); backups must go to another drive"
+    elif str(mount) in SYSTEM_MOUNTS:
+        return f"{mount} is part of the operating system; backups must go to a separate drive"
+    try:
+        dev = os.stat(mount).st_dev
+    except OSError as err:
+        return f"it cannot be read ({err.strerror})"
+    home = Path.home()
+    try:
+        if os.stat(home).st_dev == dev:
+            return f"it holds your home folder ({home}); a backup there is lost with the computer"
+        root = Path(os.environ.get("SystemDrive", "C:") + "\\") if sys.platform == "win32" else Path("/")
+        if os.stat(root).st_dev == dev:
+            return "it is on the system drive; a backup there is lost with the computer"
+    except OSError:
+        pass
+    return None
+
+
+def enroll(mount: Path, label: str | None = None) -> tuple[DriveInfo, bool]:
+    """Make the volume mounted at ``mount`` a Plugback drive.
+
+    Returns ``(info, created)``: a drive that already has drive.json keeps its
+    id (``created`` False). Refuses system volumes and says why.
+    """
+    mount = Path(mount)
+    if not mount.is_dir():
+        raise NotEnrollable(mount=str(mount), reason="there is no such folder; give the drive's mount point")
+    mounts = mount_points()
+    if str(mount) not in mounts and str(mount.resolve()) not in mounts:
+        raise NotEnrollable(mount=str(mount), reason="it is not the mount point of a drive "
+                            "('plugback drives' lists them)")
+    reason = system_volume_reason(mount)
+    if reason:
+        raise NotEnrollable(mount=str(mount), reason=reason)
+    existing = read_drive_file(mount)
+    if existing:
+        return existing, False
+    try:
+        return write_drive_file(mount, label or os.path.basename(str(mount).rstrip("/\\")) or "Backup"), True
+    except OSError as err:
+        raise NotEnrollable(mount=str(mount), reason=f"Plugback cannot write to it ({err.strerror}); "
+                            "check it is not read-only") from None

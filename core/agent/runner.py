@@ -1,0 +1,137 @@
+"""One JobRunner thread per destination: a queue of job names, run one at a time.
+
+Jobs writing to the same drive or folder queue behind each other (one writer
+per destination); different destinations run in parallel. The thread sleeps
+on a condition while idle, so an idle agent costs nothing here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Callable
+
+from core.engine.progress import CancelToken, Progress
+from core.errors import DriveGone
+
+log = logging.getLogger("plugback.runner")
+
+
+class RunCancel(CancelToken):
+    """The cancel token of one run; it also knows when the drive was pulled.
+
+    The watcher calls :meth:`drive_removed` when the destination's mount
+    vanishes, so the engine stops at its next check with DriveGone even if
+    its writes have not failed yet (a lazily unmounted drive still accepts
+    writes to already-open files).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drive_gone = False
+
+    def drive_removed(self) -> None:
+        self.drive_gone = True
+        self.cancel()
+
+    def check(self) -> None:
+        if self.drive_gone:
+            raise DriveGone()
+        super().check()
+
+
+class JobRunner:
+    """Runs ``execute(job_name, kind, cancel, progress)`` for queued tasks, one at a time."""
+
+    def __init__(self, key: str, execute: Callable[[str, str, RunCancel, Callable[[Progress], None]], None],
+                 on_change: Callable[[], None] = lambda: None):
+        self.key = key
+        self.execute = execute
+        self.on_change = on_change
+        self.tasks: deque[tuple[str, str]] = deque()   # (job name, kind)
+        self.current: str | None = None
+        self.kind: str | None = None
+        self.progress: Progress | None = None
+        self.cancel: RunCancel | None = None
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.thread = threading.Thread(target=self._loop, name=f"runner-{key}", daemon=True)
+        self.thread.start()
+
+    def enqueue(self, name: str, kind: str = "backup") -> bool:
+        """Queue ``name`` (a backup, or a ``verify``) unless it is queued or running; True if queued now."""
+        with self._cond:
+            if (name == self.current and kind == self.kind) or (name, kind) in self.tasks or self._stopping:
+                return False
+            self.tasks.append((name, kind))
+            self._cond.notify()
+        self.on_change()
+        return True
+
+    def stop(self, name: str | None = None) -> bool:
+        """Cancel ``name`` (running or queued), or everything when None. True if anything stopped."""
+        stopped = False
+        with self._cond:
+            for task in list(self.tasks):
+                if name is None or task[0] == name:
+                    self.tasks.remove(task)
+                    stopped = True
+            if self.cancel is not None and (name is None or self.current == name):
+                self.cancel.cancel()
+                stopped = True
+        if stopped:
+            self.on_change()
+        return stopped
+
+    def drive_removed(self) -> None:
+        """The destination drive vanished: end the running job as 'drive removed', drop the queue."""
+        with self._cond:
+            self.tasks.clear()
+            if self.cancel is not None:
+                self.cancel.drive_removed()
+
+    @property
+    def queue(self) -> list[str]:
+        """Names of the queued jobs (backups and checks), in order."""
+        return [name for name, _ in list(self.tasks)]
+
+    def busy(self) -> bool:
+        """Whether a task runs or waits here."""
+        with self._cond:
+            return self.current is not None or bool(self.tasks)
+
+    def shutdown(self, cancel: bool = True, timeout: float | None = None) -> None:
+        """Stop the thread: cancel the running job (or let it finish) and wait for it."""
+        with self._cond:
+            self._stopping = True
+            self.tasks.clear()
+            if cancel and self.cancel is not None:
+                self.cancel.cancel()
+            self._cond.notify()
+        self.thread.join(timeout)
+
+    def _set_progress(self, p: Progress) -> None:
+        self.progress = p
+        self.on_change()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self.tasks and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                self.current, self.kind = self.tasks.popleft()
+                self.cancel = RunCancel()
+                self.progress = None
+                name, kind, cancel = self.current, self.kind, self.cancel
+            self.on_change()
+            try:
+                self.execute(name, kind, cancel, self._set_progress)
+            except Exception:   # noqa: BLE001 - a bug in one run must not kill the runner
+                log.exception("run of %s failed unexpectedly", name)
+            finally:
+                with self._cond:
+                    self.current, self.kind, self.cancel, self.progress = None, None, None, None
+                self.on_change()

@@ -1,0 +1,363 @@
+"""A backup set on the drive: its metadata, its snapshots, and where each file's content lives.
+
+Reading order is the reverse of the write order (docs/format.md): a snapshot
+exists only once ``snapshots/<id>.json.gz`` is in place, and every content it
+names is found first in ``objects/`` and otherwise in ``Latest/`` at the path
+the newest snapshot gives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from core.engine import manifest as mf
+from core.engine.fs import READ_FLAGS, FileSystem, read_buffer, translate
+from core.engine.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
+from core.errors import (
+    ManifestDamaged,
+    NewerFormat,
+    NotASet,
+    PassphraseNeeded,
+    PlugbackError,
+    SnapshotNotFound,
+    UsageError,
+)
+
+if TYPE_CHECKING:   # crypto loads only for encrypted sets (cryptography is slow to import)
+    from core.engine import crypto
+
+# Opens an encrypted set: (plugback.json's "encryption" dict, set id) -> keys. The caller
+# chooses where secrets come from (core.agent.keys.make_unlocker); the engine never asks.
+Unlocker = Callable[[dict, str], "crypto.SetKeys"]
+
+
+def _no_unlocker(enc: dict, set_id: str) -> "crypto.SetKeys":
+    raise PassphraseNeeded()
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """What a listing shows of a snapshot (from its manifest header)."""
+
+    id: str
+    time: str
+    host: str
+    job: str
+    parent: str | None
+    files: int
+    dirs: int
+    bytes: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def new_snapshot_id(now: datetime, after: str | None) -> str:
+    """``YYYYMMDDTHHMMSSZ-xxxx``; always sorts after ``after`` (the newest), even if the clock went back."""
+    t = now.astimezone(timezone.utc).replace(microsecond=0)
+    if after:
+        prev = datetime.strptime(after[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        if t <= prev:
+            t = prev + timedelta(seconds=1)
+    return t.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+class BackupSet:
+    """One set: open it with :meth:`open` (or :meth:`create`), then ask it."""
+
+    def __init__(self, root: Path, meta: dict, set_keys: "crypto.SetKeys | None", fs: FileSystem):
+        self.root = Path(root)
+        self.layout = SetLayout(self.root)
+        self.meta = meta
+        self.keys = set_keys
+        self.fs = fs
+        self._manifests: dict[str, mf.Manifest] = {}
+        self._latest_by_sha: dict[str, mf.Entry] | None = None
+
+    # --- opening ---------------------------------------------------------------------
+    @staticmethod
+    def exists(root: Path) -> bool:
+        return SetLayout(Path(root)).meta.is_file()
+
+    @classmethod
+    def open(cls, root: Path, unlock: Unlocker | None = None, fs: FileSystem | None = None) -> "BackupSet":
+        """Open an existing set; NotASet / NewerFormat / WrongPassphrase on failure."""
+        root = Path(root)
+        layout = SetLayout(root)
+        try:
+            raw = layout.meta.read_bytes()
+        except FileNotFoundError:
+            raise NotASet(path=str(root)) from None
+        except OSError as err:
+            raise translate(err, layout.meta) from err
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            raise NotASet(f"{layout.meta} is damaged (not valid JSON). Restore it from another copy of "
+                          "the drive, or ask for help: the data in the set is intact.") from None
+        if meta.get("format") != SET_FORMAT:
+            raise NotASet(path=str(root))
+        if int(meta.get("version", 0)) > FORMAT_VERSION:
+            raise NewerFormat(path=str(root), version=meta.get("version"))
+        set_keys = None
+        if meta.get("encryption"):
+            set_keys = (unlock or _no_unlocker)(meta["encryption"], meta["set_id"])
+        return cls(root, meta, set_keys, fs or FileSystem(root))
+
+    @classmethod
+    def create(cls, root: Path, now: datetime, *, job: str = "", host: str | None = None,
+               passphrase: str | None = None, fs: FileSystem | None = None,
+               parents: bool = False) -> "BackupSet":
+        """A new, empty set at ``root`` (encrypted when a passphrase is given).
+
+        Only ``root`` itself is created unless ``parents``: a missing parent is most
+        often a backup drive that is not plugged in, and the set must not quietly
+        land on the computer's own disk instead.
+        """
+        root = Path(root)
+        fs = fs or FileSystem(root)
+        if not parents and not root.parent.is_dir():
+            raise UsageError(f"The folder {root.parent} does not exist. If it is on a backup drive, plug "
+                             "the drive in; otherwise create the folder first.")
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"{root} is a file; give a folder for the backup set.")
+        if root.is_dir() and any(root.iterdir()):
+            raise UsageError(f"{root} is not empty and not a Plugback backup set. Give an empty or new "
+                             "folder, so nothing of yours is mixed into the backup.")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise translate(err, root) from err
+        layout = SetLayout(root)
+        meta = {"format": SET_FORMAT, "version": FORMAT_VERSION, "set_id": str(uuid.uuid4()),
+                "created": now.isoformat(timespec="seconds")}
+        set_keys = None
+        if passphrase is not None:
+            from core.engine import crypto
+
+            set_keys, meta["encryption"] = crypto.create_encryption(passphrase)
+        else:
+            # Names only in the clear for plain sets: an encrypted set reveals no host or job.
+            meta.update(host=host or socket.gethostname(), job=job, encryption=None)
+        for d in (layout.snapshots, layout.objects, layout.tmp) + (() if set_keys else (layout.latest,)):
+            fs.mkdir(d)
+        bset = cls(root, meta, set_keys, fs)
+        bset.write_meta()
+        return bset
+
+    def write_meta(self) -> None:
+        from core.engine.atomic import write_atomic
+
+        write_atomic(self.fs, self.layout.tmp, self.layout.meta,
+                     (json.dumps(self.meta, indent=2) + "\n").encode())
+
+    @property
+    def encrypted(self) -> bool:
+        return self.keys is not None
+
+    @property
+    def set_id(self) -> str:
+        return self.meta["set_id"]
+
+    # --- snapshots -------------------------------------------------------------------
+    def snapshot_ids(self) -> list[str]:
+        return self.layout.manifest_ids()
+
+    def newest_id(self) -> str | None:
+        ids = self.snapshot_ids()
+        return ids[-1] if ids else None
+
+    def resolve_id(self, spec: str | None) -> str:
+        """A full snapshot id from 'latest', a full id or a unique prefix."""
+        ids = self.snapshot_ids()
+        if not ids:
+            raise SnapshotNotFound("This set has no snapshots yet. Run a backup first.")
+        if spec in (None, "", "latest"):
+            return ids[-1]
+        if spec in ids:
+            return spec
+        matches = [i for i in ids if i.startswith(spec)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UsageError(f"'{spec}' matches {len(matches)} snapshots; give more of the id.")
+        raise SnapshotNotFound(snapshot=spec)
+
+    def manifest(self, snapshot_id: str) -> mf.Manifest:
+        """A snapshot's manifest, checked (ManifestDamaged if it is not intact)."""
+        if snapshot_id not in self._manifests:
+            path = self.layout.manifest(snapshot_id)
+            try:
+                blob = path.read_bytes()
+            except FileNotFoundError:
+                raise SnapshotNotFound(snapshot=snapshot_id) from None
+            except OSError as err:
+                raise translate(err, path, self.root) from err
+            if self.keys is not None:
+                from core.engine import crypto
+
+                blob = crypto.decrypt_bytes(self.keys, blob, name=f"snapshots/{path.name}")
+            m = mf.decode(blob, name=f"snapshots/{path.name}")
+            if m.snapshot_id != snapshot_id:
+                # A manifest renamed (or copied) to another id would lie about its time.
+                raise ManifestDamaged(path=f"snapshots/{path.name}",
+                                      reason=f"it describes snapshot {m.snapshot_id}, not {snapshot_id}")
+            self._manifests[snapshot_id] = m
+        return self._manifests[snapshot_id]
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Every intact snapshot, oldest first (damaged ones are left to ``verify``)."""
+        out = []
+        for sid in self.snapshot_ids():
+            try:
+                m = self.manifest(sid)
+            except PlugbackError:
+                continue
+            t = m.totals
+            out.append(SnapshotInfo(sid, m.time, m.host, m.job, m.parent, t.get("files", 0),
+                                    t.get("dirs", 0), t.get("bytes", 0)))
+        return out
+
+    def encode_manifest(self, m: mf.Manifest) -> bytes:
+        data = mf.encode(m)
+        if self.keys is None:
+            return data
+        from core.engine import crypto
+
+        return crypto.encrypt_bytes(self.keys, data)
+
+    def forget_cached(self, snapshot_id: str) -> None:
+        self._manifests.pop(snapshot_id, None)
+        self._latest_by_sha = None
+
+    # --- content ---------------------------------------------------------------------
+    def newest_intact(self) -> mf.Manifest | None:
+        """The newest snapshot whose manifest is intact (damaged newer ones are verify's to report)."""
+        for sid in reversed(self.snapshot_ids()):
+            try:
+                return self.manifest(sid)
+            except ManifestDamaged:
+                continue
+        return None
+
+    def latest_by_sha(self) -> dict[str, mf.Entry]:
+        """Content in ``Latest/`` by hash, as the newest (intact) snapshot placed it (plain sets).
+
+        Whatever is read through this table is hash-checked by its reader, so an
+        older table after a damaged newest manifest can cost a restore, never
+        give wrong bytes.
+        """
+        if self._latest_by_sha is None:
+            table: dict[str, mf.Entry] = {}
+            newest = self.newest_intact() if self.keys is None else None
+            if newest is not None:
+                for e in newest.entries:
+                    if e.type == mf.FILE:
+                        table.setdefault(e.sha256, e)
+            self._latest_by_sha = table
+        return self._latest_by_sha
+
+    def object_name(self, entry: mf.Entry) -> str:
+        return entry.obj if self.keys is not None else entry.sha256
+
+    def content_paths(self, entry: mf.Entry) -> list[Path] | None:
+        """Where ``entry``'s bytes are: one path, or the parts in order; None if nowhere."""
+        name = self.object_name(entry)
+        if entry.parts:
+            parts = [self.layout.object_part(name, i) for i in range(1, entry.parts + 1)]
+            if parts[0].exists():
+                return parts
+        else:
+            p = self.layout.object(name)
+            if p.exists():
+                return [p]
+        if self.keys is not None:
+            return None
+        holder = self.latest_by_sha().get(entry.sha256)
+        if holder is None:
+            return None
+        if holder.parts:
+            parts = [self.layout.latest_part(holder.mirror_path, i) for i in range(1, holder.parts + 1)]
+            return parts if parts[0].exists() else None
+        p = self.layout.latest_file(holder.mirror_path)
+        return [p] if p.is_file() else None
+
+    def read_content(self, entry: mf.Entry, paths: list[Path], drop_cache: bool = False) -> Iterator[bytes]:
+        """The plaintext of ``entry`` in blocks (decrypted and authenticated in encrypted sets)."""
+        from core.engine.fs import drop_cache as _drop
+
+        if self.keys is None:
+            # Blocks are views of one reused buffer: use each before asking for the next.
+            buf = read_buffer()
+            for p in paths:
+                fd = os.open(p, READ_FLAGS)
+                try:
+                    if drop_cache:
+                        _drop(fd)
+                    while True:
+                        n = os.readv(fd, [buf])
+                        if not n:
+                            break
+                        yield buf[:n]
+                finally:
+                    os.close(fd)
+            return
+        from core.engine import crypto
+
+        raw = _ConcatReader(paths, drop_cache)
+        try:
+            # No keyed-name check here (a second SHA-256 pass): every caller checks the plain
+            # SHA-256 against the (authenticated) manifest, which an object copied under
+            # another name fails just the same.
+            reader = crypto.DecryptingReader(raw, self.keys, name=f"objects/{entry.obj}")
+            yield from reader
+        finally:
+            raw.close()
+
+
+class _ConcatReader:
+    """Parts of a split object read as one stream."""
+
+    def __init__(self, paths: list[Path], drop_cache: bool):
+        from core.engine.fs import drop_cache as _drop
+
+        self._files = []
+        self.size = 0   # read by crypto.DecryptingReader to size its buffers
+        for p in paths:
+            f = open(p, "rb", buffering=0)
+            if drop_cache:
+                _drop(f)
+            self._files.append(f)
+            self.size += os.fstat(f.fileno()).st_size
+        self._i = 0
+
+    def read(self, n: int = -1) -> bytes:
+        out = bytearray()
+        while self._i < len(self._files) and (n < 0 or len(out) < n):
+            chunk = self._files[self._i].read(-1 if n < 0 else n - len(out))
+            if not chunk:
+                self._i += 1
+                continue
+            out += chunk
+        return bytes(out)
+
+    def readinto(self, b) -> int:
+        while self._i < len(self._files):
+            n = self._files[self._i].readinto(b)
+            if n:
+                return n
+            self._i += 1
+        return 0
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+

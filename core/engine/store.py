@@ -1,0 +1,327 @@
+"""Putting a file's content into a set, in plain or encrypted mode.
+
+Plain mode keeps the newest version of every file as an ordinary file in
+``Latest/``; before a copy there is replaced or removed, its content is moved
+(a rename on the same volume) into ``objects/<sha256>``, unless an identical
+object is already there. Encrypted mode writes every content once, encrypted,
+to ``objects/<keyed name>``.
+
+Write order (the crash-safety proof, with core/engine/backup.py): new content is
+written into ``tmp/`` first; an old version leaves ``Latest/`` only by a rename
+into ``objects/``; so at every instant each content a committed snapshot names
+is in ``objects/`` or still in ``Latest/`` where the newest snapshot put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.engine.atomic import tmp_name
+from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, read_buffer
+from core.engine.manifest import FILE, Entry
+from core.engine.repo import BackupSet
+from core.errors import PlugbackError
+
+
+@dataclass
+class Copied:
+    """A source file's content, written to ``tmp/`` and hashed in the same pass."""
+
+    sha256: str
+    size: int
+    obj: str | None
+    tmp_paths: list[Path] = field(default_factory=list)
+    changed: bool = False   # the source changed during the read: copy again next run
+
+
+class _SplitWriter:
+    """A raw writer that moves on to a new part file when one reaches ``part_size``."""
+
+    def __init__(self, fs: FileSystem, tmp_dir: Path, part_size: int | None):
+        self.fs = fs
+        self.tmp_dir = tmp_dir
+        self.part_size = part_size
+        self.paths: list[Path] = []
+        self._fd: int | None = None
+        self._in_part = 0
+
+    def _next(self) -> None:
+        if self._fd is not None:
+            self.fs.finish_fd(self._fd)
+            self._fd = None
+        p = tmp_name(self.tmp_dir, ".part")
+        self._fd = self.fs.create(p)
+        self.paths.append(p)
+        self._in_part = 0
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        if self._fd is None:
+            self._next()
+        while view:
+            room = len(view) if self.part_size is None else self.part_size - self._in_part
+            if room <= 0:
+                self._next()
+                continue
+            piece = view[:room]
+            self.fs.write_fd(self._fd, piece)
+            self._in_part += len(piece)
+            view = view[len(piece):]
+        return len(data)
+
+    def close(self, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        """Close the last part; a file in one part gets ``mtime_ns`` and ``mode`` (Latest/ copies)."""
+        if self._fd is None:
+            self._next()  # an empty file is still one (empty) part
+        whole = len(self.paths) == 1
+        fd, self._fd = self._fd, None
+        self.fs.finish_fd(fd, mtime_ns if whole else None, mode if whole else None)
+
+    def discard(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        for p in self.paths:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
+def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | None = None) -> tuple[int, bool]:
+    """Stream ``path`` into ``sink`` and ``hasher``; (bytes read, changed since it was scanned).
+
+    ``size_hint`` and ``mtime_ns`` are what the scan saw: the read stops at that
+    size, and a file whose size or time differs afterwards was changed meanwhile.
+    """
+    size = 0
+    buf = read_buffer()
+    fd = os.open(path, READ_FLAGS)
+    try:
+        while True:
+            n = os.readv(fd, [buf])
+            if not n:
+                break
+            block = buf[:n]
+            hasher.update(block)
+            sink.write(block)
+            size += n
+            if 0 <= size_hint <= size:
+                break   # the size it had: a file that grew shows in the fstat below
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    changed = st.st_size != size or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
+    return size, changed
+
+
+def _size(p: Path) -> int:
+    try:
+        return os.stat(p).st_size
+    except OSError:
+        return -(1 << 62)   # missing: no sum of sizes can match
+
+
+class _Store:
+    """What both modes share: reading a source once into ``tmp/``."""
+
+    def __init__(self, bset: BackupSet, volume: VolumeInfo):
+        self.bset = bset
+        self.fs = bset.fs
+        self.layout = bset.layout
+        self.volume = volume
+        self._made: set[Path] = set()
+
+    def _hasher(self):
+        return hashlib.sha256()
+
+    def _sink(self, out: _SplitWriter):
+        return out
+
+    def _copied(self, hasher, size: int, paths: list[Path], changed: bool) -> Copied:
+        return Copied(hasher.hexdigest(), size, None, paths, changed)
+
+    def copy_in(self, se) -> Copied:
+        """Read the scanned file ``se`` once: hash it and write it into ``tmp/`` (split where needed)."""
+        out = _SplitWriter(self.fs, self.layout.tmp, self.volume.max_file_size)
+        hasher = self._hasher()
+        try:
+            sink = self._sink(out)
+            size, changed = read_source(se.abspath, sink, hasher, se.size, se.mtime_ns)
+            if sink is not out:
+                sink.close()
+            out.close(*self._times(se))
+        except BaseException:
+            out.discard()
+            raise
+        return self._copied(hasher, size, out.paths, changed)
+
+    def _times(self, se) -> tuple[int | None, int | None]:
+        """(mtime_ns, mode) for the stored copy: plain copies look like the source."""
+        return se.mtime_ns, se.mode
+
+    def discard(self, copied: Copied) -> None:
+        for p in copied.tmp_paths:
+            self.fs.unlink(p)
+
+    def _object_dir(self, folder: Path) -> None:
+        """``objects/xx/``, made once per run (not a mkdir per object)."""
+        if folder not in self._made:
+            self.fs.mkdir(folder)
+            self._made.add(folder)
+
+
+class PlainStore(_Store):
+    """Content as plain files in ``Latest/`` plus displaced versions in ``objects/``."""
+
+    def _latest_paths(self, entry: Entry) -> list[Path]:
+        if entry.parts:
+            return [self.layout.latest_part(entry.mirror_path, i) for i in range(1, entry.parts + 1)]
+        return [self.layout.latest_file(entry.mirror_path)]
+
+    def has(self, entry: Entry) -> bool:
+        """Whether ``Latest/`` holds ``entry``'s copy (by presence and size)."""
+        paths = self._latest_paths(entry)
+        try:
+            return sum(os.stat(p).st_size for p in paths) == entry.size
+        except OSError:
+            return False
+
+    def place(self, copied: Copied, entry: Entry, old: Entry | None) -> bool:
+        """Put ``copied`` in ``Latest/`` as ``entry``; ``old`` is what is there now. True if written."""
+        if old is not None and old.type == FILE and old.sha256 == copied.sha256 and self.has(old) \
+                and old.parts == entry.parts and old.mirror_path == entry.mirror_path:
+            self.discard(copied)
+            return False
+        if old is not None:
+            self.displace(old)
+        for tmp, dest in zip(copied.tmp_paths, self._latest_paths(entry), strict=True):
+            try:
+                self.fs.replace(tmp, dest)
+            except PlugbackError:
+                # A folder deleted from Latest/ by hand (runs only make new folders) is made
+                # again; but never when the set is gone (a pulled drive): that would write to
+                # the computer's own disk under the empty mount point.
+                if dest.parent.is_dir() or not self.layout.meta.exists():
+                    raise
+                os.makedirs(dest.parent, exist_ok=True)
+                self.fs.replace(tmp, dest)
+        return True
+
+    def displace(self, old: Entry) -> str | None:
+        """Take ``old`` out of ``Latest/``, keeping its content in ``objects/``; a warning or None."""
+        if old.type != FILE:
+            p = self.layout.latest_file(old.mirror_path)
+            if old.type == "l" and os.path.islink(p):
+                self.fs.unlink(p)
+            return None
+        paths = self._latest_paths(old)
+        # A real folder here was made by an interrupted run after it moved this file away.
+        present = [p for p in paths if os.path.islink(p) or os.path.isfile(p)]
+        if not present:
+            return None  # an interrupted run already moved it
+        obj = [self.layout.object(old.sha256)] if not old.parts else \
+            [self.layout.object_part(old.sha256, i) for i in range(1, old.parts + 1)]
+        if os.path.exists(obj[0]):
+            for p in present:
+                self.fs.unlink(p)
+            return None
+        # Parts an interrupted displacement already moved count from objects/.
+        held = sum(_size(p) if os.path.lexists(p) else _size(o) for p, o in zip(paths, obj, strict=True))
+        if held != old.size:
+            # Someone edited the copy in Latest/: it is not the version the snapshot names.
+            for p in present:
+                self.fs.unlink(p)
+            return (f"Latest/{old.mirror_path} was changed outside Plugback; the version in earlier "
+                    "snapshots could not be kept")
+        self._object_dir(obj[0].parent)
+        # Last part first: the first part's presence in objects/ means the object is whole.
+        for src, dst in reversed(list(zip(paths, obj, strict=True))):
+            if src in present:
+                self.fs.replace(src, dst)
+        return None
+
+    def written_paths(self, entry: Entry) -> list[Path]:
+        return self._latest_paths(entry)
+
+    def set_aside_latest(self) -> None:
+        """Empty ``Latest/`` into ``objects/``, each file under the hash of what it really holds.
+
+        For when the newest manifest is damaged: nobody can say what ``Latest/``
+        holds, so every file is kept where older snapshots' lookups find it.
+        """
+        for folder, dirs, files in os.walk(self.layout.latest, topdown=False):
+            for name in files:
+                p = Path(folder) / name
+                if os.path.islink(p):
+                    self.fs.unlink(p)
+                    continue
+                digest = hashlib.sha256()
+                with open(p, "rb", buffering=0) as f:
+                    for block in iter(lambda: f.read(COPY_BLOCK), b""):
+                        digest.update(block)
+                obj = self.layout.object(digest.hexdigest())
+                if obj.exists():
+                    self.fs.unlink(p)
+                else:
+                    self._object_dir(obj.parent)
+                    self.fs.replace(p, obj)
+            for name in dirs:
+                d = Path(folder) / name
+                if os.path.islink(d):
+                    self.fs.unlink(d)
+                else:
+                    self.fs.remove_dir(d)
+
+
+class EncryptedStore(_Store):
+    """All content encrypted in ``objects/<keyed name>``; nothing in the clear."""
+
+    def __init__(self, bset: BackupSet, volume: VolumeInfo):
+        super().__init__(bset, volume)
+        self.keys = bset.keys
+
+    def _hasher(self):
+        return self.keys.object_hasher()   # the plain SHA-256 and the keyed name in one pass
+
+    def _sink(self, out: _SplitWriter):
+        from core.engine import crypto
+
+        return crypto.EncryptingWriter(out, self.keys)
+
+    def _copied(self, hasher, size: int, paths: list[Path], changed: bool) -> Copied:
+        return Copied(hasher.sha256_hexdigest(), size, hasher.hexdigest(), paths, changed)
+
+    def _times(self, se) -> tuple[int | None, int | None]:
+        return None, None   # an object's time and mode would only leak information
+
+    def _object_paths(self, name: str, parts: int) -> list[Path]:
+        if parts:
+            return [self.layout.object_part(name, i) for i in range(1, parts + 1)]
+        return [self.layout.object(name)]
+
+    def has(self, entry: Entry) -> bool:
+        return os.path.exists(self._object_paths(entry.obj, entry.parts)[0])
+
+    def place(self, copied: Copied, entry: Entry, old: Entry | None) -> bool:
+        paths = self._object_paths(copied.obj, entry.parts)
+        if os.path.exists(paths[0]):
+            self.discard(copied)   # identical content is stored once
+            return False
+        self._object_dir(paths[0].parent)
+        # Parts go in last-first: the first part's presence means the object is whole.
+        for tmp, dest in reversed(list(zip(copied.tmp_paths, paths, strict=True))):
+            self.fs.replace(tmp, dest)
+        return True
+
+    def displace(self, old: Entry) -> str | None:
+        return None   # objects stay until no snapshot names them (prune)
+
+    def written_paths(self, entry: Entry) -> list[Path]:
+        return self._object_paths(entry.obj, entry.parts)
