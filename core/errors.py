@@ -150,6 +150,18 @@ class UnsafePath(DamagedSet):
                 "It was refused; the manifest may have been tampered with.")
 
 
+class UnsafeSet(DamagedSet):
+    """Writing in a set would leave it: a symlink on the way to the set or inside it, a path
+    from a manifest that reaches outside ``Latest/``, or a set that is not where its drive is."""
+
+    code = "unsafe_set"
+
+    def default_message(self, path="", reason="", **_):
+        return (f"Plugback refused to write to the backup set: {path} {reason}. Nothing outside the set "
+                "was changed. If you did not put it there, the drive may have been tampered with: look "
+                "at it, remove it, and run the backup again (or back up to a new folder).")
+
+
 class Cancelled(PlugbackError):
     code = "cancelled"
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from core.engine.fs import FileSystem
+from core.errors import UnsafeSet
 
 _RUN = secrets.token_hex(6)   # per process; O_EXCL creation refuses any clash anyway
 _COUNTER = itertools.count()
@@ -81,15 +83,25 @@ def write_atomic(fs: FileSystem, tmp_dir: Path, dest: Path, data: bytes, durable
 
 
 def clear_tmp(fs: FileSystem, tmp_dir: Path) -> None:
-    """Remove what an interrupted run left in ``tmp/`` (nothing there is referenced)."""
-    if not tmp_dir.is_dir():
+    """Remove what an interrupted run left in ``tmp/`` (nothing there is referenced).
+
+    A symlink where ``tmp/`` belongs is refused, never followed: clearing it would
+    empty whatever folder it points to (issue #10).
+    """
+    try:
+        st = os.lstat(tmp_dir)
+    except FileNotFoundError:
         fs.mkdir(tmp_dir)
         return
-    for name in os.listdir(tmp_dir):
-        p = tmp_dir / name
-        if p.is_dir() and not p.is_symlink():
-            for sub in os.listdir(p):
-                fs.unlink(p / sub)
-            fs.rmdir(p)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise UnsafeSet(path=str(tmp_dir), reason="is not a real folder (a symbolic link or a file), so "
+                        "Plugback did not clear it")
+    with os.scandir(tmp_dir) as it:
+        entries = list(it)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            for sub in os.listdir(entry.path):
+                fs.unlink(Path(entry.path) / sub)   # unlink never follows a symlink
+            fs.rmdir(Path(entry.path))
         else:
-            fs.unlink(p)
+            fs.unlink(Path(entry.path))

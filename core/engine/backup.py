@@ -25,6 +25,7 @@ import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Sequence
 
 from core.engine import journal as journal_mod
@@ -67,7 +68,9 @@ class BackupStatus(TextEnum):
 class BackupOptions:
     """How to run one backup; the defaults are an everyday run.
 
-    ``host`` defaults to the set's recorded host, then this computer's name. The
+    ``host`` defaults to the set's recorded host, then this computer's name.
+    ``boundary``: a trusted folder above the set (the drive's mount point) from which
+    down no symlink may lead; default the set folder itself. The
     hooks (``progress``, ``cancel``, ``clock``) do nothing / never cancel / read
     the real time unless given.
     """
@@ -77,6 +80,7 @@ class BackupOptions:
     job: str = ""
     host: str | None = None
     verify: bool = True
+    boundary: Path | None = None
     workers: int = WORKERS
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
@@ -141,11 +145,13 @@ def backup(bset: BackupSet, sources, options: BackupOptions | None = None) -> Ba
     source_paths = check_sources(sources, bset.root)
     clock = options.clock
     started = clock.now()
+    # Nothing is written (not even the lock) before the set is proven to be where it seems.
+    bset.layout.check_contained(options.boundary)
     with SetLock(bset.layout.lock, clock) as lock:
         run = _Run(bset, source_paths, options, lock)
         result = run.execute(started)
         if options.verify:
-            result.damaged = run.read_back()
+            result.damaged = run.repair(run.read_back())
             if result.damaged:
                 result.status = BackupStatus.DAMAGED
         result.ended = clock.now()
@@ -167,6 +173,7 @@ class _Run:
         self.progress, self.cancel, self.clock = options.progress, options.cancel, options.clock
         self.warnings: list[RunWarning] = []
         self.written: list[Entry] = []
+        self.copied_from: dict[str, ScanEntry] = {}   # set path -> its source, for repairs
         self._mutex = threading.Lock()
         self._since_checkpoint = 0
         self._last_checkpoint = self.clock.monotonic()
@@ -183,7 +190,12 @@ class _Run:
         known = parent or bset.newest_intact()
         sources = plan_sources(self.source_paths, known.sources if known else [])
         volume = probe_volume(layout.tmp)
-        self.store = (EncryptedStore if bset.encrypted else PlainStore)(bset, volume, self.warnings)
+        self.store = (EncryptedStore if bset.encrypted else PlainStore)(bset, volume, self.warnings,
+                                                                        rehash=self.options.rehash)
+        if bset.encrypted:
+            # Whole objects: those a committed manifest names, and checkpointed journal entries'.
+            self.store.trusted.update(e.obj for e in (parent.entries if parent else ()) if e.type == FILE)
+            self.store.trusted.update(t.get("obj") for t in trusted.values() if t.get("obj"))
         if rescue and not bset.encrypted:
             self.store.set_aside_latest()
         snapshot_id = new_snapshot_id(started, parent_id)
@@ -308,7 +320,8 @@ class _Run:
         """Take what left the sources out of Latest/ (deepest first), keeping old content."""
         for old in sorted(removed, key=lambda e: sort_key(e.path), reverse=True):
             if old.type == DIR:
-                p = self.layout.latest_file(old.mirror_path)
+                p = self.layout.latest_file(old.mirror_path, writing=True)
+                self.layout.forget_folders()   # a symlink could take its place: prove it again
                 if not self.fs.remove_dir(p):
                     self.warnings.append(RunWarning(WarningCode.LATEST_FOREIGN, f"Latest/{old.mirror_path}",
                                                     "holds files Plugback did not put there; left in place"))
@@ -316,7 +329,7 @@ class _Run:
                 self.store.displace(old)
 
     def _place_dir(self, mirror: str) -> None:
-        p = self.layout.latest_file(mirror)
+        p = self.layout.latest_file(mirror, writing=True)
         if self.fs.make_dir(p):
             return
         if os.path.islink(p) or not os.path.isdir(p):
@@ -326,7 +339,7 @@ class _Run:
             self.fs.mkdir(p)
 
     def _place_link(self, e: Entry, prev: Entry | None) -> None:
-        p = self.layout.latest_file(e.mirror_path)
+        p = self.layout.latest_file(e.mirror_path, writing=True)
         if prev is not None and os.path.islink(p):
             try:
                 if os.readlink(p) == e.target:
@@ -359,6 +372,7 @@ class _Run:
                         stats["copied_files"] += 1
                         stats["copied_bytes"] += e.size
                         self.written.append(e)
+                        self.copied_from[e.path] = se
                 if copied.changed:
                     e.ino = e.ctime_ns = 0   # never "unchanged": the next run copies it again
                     self.warnings.append(RunWarning(WarningCode.CHANGED_WHILE_READING, se.abspath,
@@ -430,7 +444,9 @@ class _Run:
         through their descriptor, in ``copy_in``)."""
         if self.bset.encrypted or e.parts:
             return
-        p = self.layout.latest_file(e.mirror_path)
+        p = self.layout.latest_file(e.mirror_path, writing=True)
+        if os.path.islink(p) or not os.path.isfile(p):
+            return   # not the copy Plugback made: never change what a symlink points to
         self.fs.set_times(p, e.mtime_ns)
         self.fs.chmod(p, e.mode)
 
@@ -478,3 +494,29 @@ class _Run:
                 done += e.size
                 self.progress(Progress("verify", i + 1, len(written), done, total, e.path))
         return damaged
+
+    def repair(self, damaged: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Copy each file that read back wrong once more from its unchanged source, over the bad
+        copy, and read it back again; what is still wrong."""
+        from core.engine.verify import check_entry
+
+        by_path = {e.path: e for e in self.written}
+        still = []
+        for path, reason in damaged:
+            e, se = by_path[path], self.copied_from.get(path)
+            try:
+                copied = self.store.copy_in(se) if se is not None else None
+            except OSError:
+                copied = None
+            if copied is not None and (copied.changed or copied.sha256 != e.sha256
+                                       or len(copied.tmp_paths) != len(self.store.written_paths(e))):
+                self.store.discard(copied)
+                copied = None
+            if copied is None:
+                still.append((path, reason))
+                continue
+            self.store.overwrite(copied, e)
+            problem = check_entry(self.bset, e, self.store.written_paths(e))
+            if problem:
+                still.append((path, problem))
+        return still

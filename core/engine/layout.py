@@ -6,8 +6,13 @@ See docs/format.md for the format these paths make up.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
+
+from core.engine.fs import translate
+from core.errors import UnsafeSet
 
 DRIVE_DIR = "Plugback"
 DRIVE_FILE = "drive.json"
@@ -49,11 +54,76 @@ def safe_component(name: str) -> str:
     return cleaned or "_"
 
 
+def check_relative(rel: str, under: str) -> None:
+    """Refuse (UnsafeSet) a '/'-separated path from a manifest that is not plainly below ``under``.
+
+    The write side's own check, whatever the manifest decoder let through: a ``..``,
+    an absolute path or a drive letter joined to ``Latest/`` would steer a backup's
+    renames and deletes anywhere the user can write (issue #10).
+    """
+    parts = rel.split("/")
+    if (not rel or "\x00" in rel or any(p in ("", ".", "..") for p in parts)
+            or (os.sep != "/" and os.sep in rel) or (os.name == "nt" and ":" in rel)):
+        raise UnsafeSet(path=f"{under}/{rel}", reason="comes from a snapshot list and points outside "
+                        f"{under}/, so it was not touched")
+
+
+def _is_link(st: os.stat_result) -> bool:
+    # Windows: junctions and mount points are reparse points that lstat does not call links.
+    return stat.S_ISLNK(st.st_mode) or bool(getattr(st, "st_file_attributes", 0) & 0x400)
+
+
+def _lstat(path: Path, root: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise translate(err, path, root) from err
+
+
+def _link_error(path: Path, where: str) -> UnsafeSet:
+    try:
+        to = f" to {os.readlink(path)}"
+    except OSError:
+        to = ""
+    return UnsafeSet(path=str(path), reason=f"is a symbolic link{to} {where}, where Plugback only "
+                     "makes real folders and files")
+
+
+def check_chain(top: Path, path: Path) -> None:
+    """Every existing folder from ``top`` (trusted, e.g. a drive's mount point) down to ``path`` is a
+    real folder on ``top``'s device, not a symlink: what is made below ``path`` stays on that drive."""
+    top, path = Path(os.path.abspath(top)), Path(os.path.abspath(path))
+    if top != path and top not in path.parents:
+        raise UnsafeSet(path=str(path), reason=f"is not inside {top}, the drive it belongs on")
+    dev = os.stat(top).st_dev     # followed: the boundary is the caller's own choice
+    d = top
+    for name in path.relative_to(top).parts:
+        d = d / name
+        st = _lstat(d, top)
+        if st is None:
+            return    # the rest is made new, below real folders
+        if _is_link(st):
+            raise _link_error(d, f"on the way from {top} to the backup set")
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafeSet(path=str(d), reason="is a file where a folder of the backup set belongs")
+        if st.st_dev != dev:
+            raise UnsafeSet(path=str(d), reason=f"is on another drive than {top}")
+
+
 class SetLayout:
-    """Paths inside one backup set rooted at ``root``."""
+    """Paths inside one backup set rooted at ``root``.
+
+    Paths into ``Latest/`` taken from a manifest are checked to stay below it;
+    :meth:`check_contained` proves on disk, before a run writes, that nothing in
+    or above the set is a symlink (issue #10: the drive is untrusted input).
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        # Mirror paths of folders in Latest/ proven real this run (one lstat per folder, not per file).
+        self._real_dirs: set[str] = set()
 
     @property
     def meta(self) -> Path:
@@ -103,14 +173,70 @@ class SetLayout:
         """Part ``index`` of an object stored split (file larger than the destination allows)."""
         return self.object(name).with_name(f"{name}.{index:03d}")
 
-    def latest_file(self, mirror_path: str) -> Path:
-        """A file's plain copy in ``Latest/``; ``mirror_path`` uses '/' separators."""
+    def latest_file(self, mirror_path: str, *, writing: bool = False) -> Path:
+        """A file's plain copy in ``Latest/``; ``mirror_path`` uses '/' separators.
+
+        Always refused when it would lead out of ``Latest/``; ``writing``: also proven
+        on disk that no folder between ``Latest/`` and it is a symlink.
+        """
+        check_relative(mirror_path, LATEST_DIR)
+        if writing:
+            self._check_latest_folders(mirror_path.rpartition("/")[0])
         return self.latest.joinpath(*mirror_path.split("/"))
 
-    def latest_part(self, mirror_path: str, index: int) -> Path:
+    def latest_part(self, mirror_path: str, index: int, *, writing: bool = False) -> Path:
         """Part ``index`` of a split file in ``Latest/`` (``name.001``...)."""
-        p = self.latest_file(mirror_path)
+        p = self.latest_file(mirror_path, writing=writing)
         return p.with_name(f"{p.name}.{index:03d}")
+
+    def _check_latest_folders(self, folder: str) -> None:
+        if not folder or folder in self._real_dirs:
+            return   # a cached folder was proven with all of its parents
+        d, done = self.latest, ""
+        for name in folder.split("/"):
+            d, done = d / name, f"{done}/{name}" if done else name
+            if done in self._real_dirs:
+                continue
+            st = _lstat(d, self.root)
+            if st is None or not stat.S_ISDIR(st.st_mode) and not _is_link(st):
+                return   # missing (made new by the run) or a file in the way (the operation fails)
+            if _is_link(st):
+                raise _link_error(d, "inside Latest/")
+            self._real_dirs.add(done)
+
+    def forget_folders(self) -> None:
+        """Folders in Latest/ were removed: prove them again before writing below them."""
+        self._real_dirs.clear()
+
+    def check_not_link(self, path: Path) -> None:
+        """``path`` (a folder or file of the set, e.g. ``objects/ab``) is not a symlink (missing is fine)."""
+        st = _lstat(path, self.root)
+        if st is not None and _is_link(st):
+            raise _link_error(path, "in the backup set")
+
+    def check_contained(self, boundary: Path | None = None) -> None:
+        """Before a run writes: refuse (UnsafeSet) a set whose writes could land outside it.
+
+        From ``boundary`` (the drive's mount point; default the set folder itself) down
+        to the set every folder is real and on the same device; the set's own folders
+        and files (``Latest``, ``objects``, ``objects/xx``, ``snapshots``, ``tmp``, the
+        lock, the journal...) are not symlinks; the set's real path is inside the
+        boundary's.
+        """
+        self._real_dirs.clear()
+        top = Path(os.path.abspath(boundary if boundary is not None else self.root))
+        check_chain(top, self.root)
+        real_top, real_root = os.path.realpath(top), os.path.realpath(self.root)
+        if os.path.commonpath([real_top, real_root]) != real_top:
+            raise UnsafeSet(path=str(self.root), reason=f"really is at {real_root}, outside {real_top}")
+        for p in (self.latest, self.objects, self.snapshots, self.tmp, self.meta, self.latest_sums,
+                  self.lock, self.journal):
+            self.check_not_link(p)
+        if os.path.isdir(self.objects):
+            with os.scandir(self.objects) as it:
+                for entry in it:
+                    if entry.is_symlink():
+                        raise _link_error(Path(entry.path), "in the backup set")
 
     def manifest_ids(self) -> list[str]:
         """Snapshot ids with a committed manifest, oldest first."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from core.engine.manifest import FILE, Entry
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
 from core.errors import PlugbackError
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 @dataclass
@@ -123,10 +127,21 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
 
 
 def _size(p: Path) -> int:
+    """A regular file's size, never through a symlink; anything else counts as missing."""
     try:
-        return os.stat(p).st_size
+        st = os.lstat(p)
     except OSError:
-        return -(1 << 62)   # missing: no sum of sizes can match
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return -(1 << 62)   # no sum of sizes can match
+    return st.st_size
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(p).st_mode)
+    except OSError:
+        return False
 
 
 class _Store:
@@ -135,12 +150,13 @@ class _Store:
     ``warnings`` is the run's list: content that could not be kept is reported there.
     """
 
-    def __init__(self, bset: BackupSet, volume: VolumeInfo, warnings: list[RunWarning]):
+    def __init__(self, bset: BackupSet, volume: VolumeInfo, warnings: list[RunWarning], *, rehash: bool = False):
         self.bset = bset
         self.fs = bset.fs
         self.layout = bset.layout
         self.volume = volume
         self.warnings = warnings
+        self.rehash = rehash   # stored copies are not trusted: a fresh copy replaces them (repair)
         self._made: set[Path] = set()
 
     def _hasher(self):
@@ -179,32 +195,38 @@ class _Store:
         """``objects/xx/``, made once per run (not a mkdir per object)."""
         if folder not in self._made:
             self.fs.mkdir(folder)
+            self.layout.check_not_link(folder)   # never write objects through a planted symlink
             self._made.add(folder)
+
+    def overwrite(self, copied: Copied, entry: Entry) -> None:
+        """Replace ``entry``'s stored copy by ``copied`` (same content): repairs a damaged copy."""
+        for tmp, dest in reversed(list(zip(copied.tmp_paths, self.written_paths(entry), strict=True))):
+            self.fs.replace(tmp, dest)
 
 
 class PlainStore(_Store):
     """Content as plain files in ``Latest/`` plus displaced versions in ``objects/``."""
 
     def _latest_paths(self, entry: Entry) -> list[Path]:
+        """Where ``entry``'s copy goes in ``Latest/``, proven to stay inside it."""
         if entry.parts:
-            return [self.layout.latest_part(entry.mirror_path, i) for i in range(1, entry.parts + 1)]
-        return [self.layout.latest_file(entry.mirror_path)]
+            return [self.layout.latest_part(entry.mirror_path, i, writing=True) for i in range(1, entry.parts + 1)]
+        return [self.layout.latest_file(entry.mirror_path, writing=True)]
 
     def has(self, entry: Entry) -> bool:
-        """Whether ``Latest/`` holds ``entry``'s copy (by presence and size)."""
-        paths = self._latest_paths(entry)
-        try:
-            return sum(os.stat(p).st_size for p in paths) == entry.size
-        except OSError:
-            return False
+        """Whether ``Latest/`` holds ``entry``'s copy (regular files of the right total size)."""
+        return sum(_size(p) for p in self._latest_paths(entry)) == entry.size
 
     def place(self, copied: Copied, entry: Entry, old: Entry | None) -> bool:
         """Put ``copied`` in ``Latest/`` as ``entry``; ``old`` is what is there now. True if written."""
-        if old is not None and old.type == FILE and old.sha256 == copied.sha256 and self.has(old) \
-                and old.parts == entry.parts and old.mirror_path == entry.mirror_path:
+        same = (old is not None and old.type == FILE and old.sha256 == copied.sha256
+                and old.parts == entry.parts and old.mirror_path == entry.mirror_path)
+        if same and not self.rehash and self.has(old):
             self.discard(copied)
             return False
-        if old is not None:
+        # With --rehash the copy in Latest/ may be damaged (same size, other bytes): the fresh
+        # copy of the same content replaces it, nothing of it needs keeping.
+        if old is not None and not same:
             self.displace(old)
         for tmp, dest in zip(copied.tmp_paths, self._latest_paths(entry), strict=True):
             try:
@@ -222,13 +244,22 @@ class PlainStore(_Store):
     def displace(self, old: Entry) -> None:
         """Take ``old`` out of ``Latest/``, keeping its content in ``objects/`` (a warning if it cannot)."""
         if old.type != FILE:
-            p = self.layout.latest_file(old.mirror_path)
+            p = self.layout.latest_file(old.mirror_path, writing=True)
             if old.type == "l" and os.path.islink(p):
                 self.fs.unlink(p)
             return
         paths = self._latest_paths(old)
+        planted = [p for p in paths if os.path.islink(p)]
+        if planted:
+            # Plugback puts regular files here: a symlink is never moved into objects/ (where
+            # reads would follow it); it goes, and the old version is reported lost.
+            for p in paths:
+                if os.path.islink(p) or _is_file(p):
+                    self.fs.unlink(p)
+            self._edited(old)
+            return
         # A real folder here was made by an interrupted run after it moved this file away.
-        present = [p for p in paths if os.path.islink(p) or os.path.isfile(p)]
+        present = [p for p in paths if _is_file(p)]
         if not present:
             return  # an interrupted run already moved it
         obj = [self.layout.object(old.sha256)] if not old.parts else \
@@ -243,9 +274,7 @@ class PlainStore(_Store):
             # Someone edited the copy in Latest/: it is not the version the snapshot names.
             for p in present:
                 self.fs.unlink(p)
-            self.warnings.append(RunWarning(WarningCode.LATEST_EDITED, old.path,
-                                            f"Latest/{old.mirror_path} was changed outside Plugback; the "
-                                            "version in earlier snapshots could not be kept"))
+            self._edited(old)
             return
         self._object_dir(obj[0].parent)
         # Last part first: the first part's presence in objects/ means the object is whole.
@@ -253,6 +282,11 @@ class PlainStore(_Store):
             if src in present:
                 self.fs.replace(src, dst)
         return None
+
+    def _edited(self, old: Entry) -> None:
+        self.warnings.append(RunWarning(WarningCode.LATEST_EDITED, old.path,
+                                        f"Latest/{old.mirror_path} was changed outside Plugback; the "
+                                        "version in earlier snapshots could not be kept"))
 
     def written_paths(self, entry: Entry) -> list[Path]:
         return self._latest_paths(entry)
@@ -262,15 +296,17 @@ class PlainStore(_Store):
 
         For when the newest manifest is damaged: nobody can say what ``Latest/``
         holds, so every file is kept where older snapshots' lookups find it.
+        ``os.walk`` does not follow symlinks below ``Latest/``, and the run proved
+        ``Latest/`` itself real (SetLayout.check_contained).
         """
         for folder, dirs, files in os.walk(self.layout.latest, topdown=False):
             for name in files:
                 p = Path(folder) / name
-                if os.path.islink(p):
-                    self.fs.unlink(p)
+                if not _is_file(p):
+                    self.fs.unlink(p)   # a symlink, FIFO or device: never followed or opened
                     continue
                 digest = hashlib.sha256()
-                with open(p, "rb", buffering=0) as f:
+                with open(os.open(p, READ_FLAGS | _NOFOLLOW | _NONBLOCK), "rb", buffering=0) as f:
                     for block in iter(lambda: f.read(COPY_BLOCK), b""):
                         digest.update(block)
                 obj = self.layout.object(digest.hexdigest())
@@ -290,9 +326,13 @@ class PlainStore(_Store):
 class EncryptedStore(_Store):
     """All content encrypted in ``objects/<keyed name>``; nothing in the clear."""
 
-    def __init__(self, bset: BackupSet, volume: VolumeInfo, warnings: list[RunWarning]):
-        super().__init__(bset, volume, warnings)
+    def __init__(self, bset: BackupSet, volume: VolumeInfo, warnings: list[RunWarning], *, rehash: bool = False):
+        super().__init__(bset, volume, warnings, rehash=rehash)
         self.keys = bset.keys
+        # Objects known to be whole: named by a committed manifest or a checkpointed journal
+        # entry (the caller says which), or written by this run. Any other object may be
+        # half-written by a crash or a pulled drive, so it is not reused.
+        self.trusted: set[str] = set()
 
     def _hasher(self):
         return self.keys.object_hasher()   # the plain SHA-256 and the keyed name in one pass
@@ -314,17 +354,20 @@ class EncryptedStore(_Store):
         return [self.layout.object(name)]
 
     def has(self, entry: Entry) -> bool:
-        return os.path.exists(self._object_paths(entry.obj, entry.parts)[0])
+        return entry.obj in self.trusted and _is_file(self._object_paths(entry.obj, entry.parts)[0])
 
     def place(self, copied: Copied, entry: Entry, old: Entry | None) -> bool:
+        """Store ``copied`` unless a trusted object has it; an untrusted one is replaced (and the
+        caller reads the new one back). True if written."""
         paths = self._object_paths(copied.obj, entry.parts)
-        if os.path.exists(paths[0]):
+        if copied.obj in self.trusted and not self.rehash and _is_file(paths[0]):
             self.discard(copied)   # identical content is stored once
             return False
         self._object_dir(paths[0].parent)
         # Parts go in last-first: the first part's presence means the object is whole.
         for tmp, dest in reversed(list(zip(copied.tmp_paths, paths, strict=True))):
             self.fs.replace(tmp, dest)
+        self.trusted.add(copied.obj)
         return True
 
     def displace(self, old: Entry) -> None:
