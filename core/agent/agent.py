@@ -274,7 +274,7 @@ class Agent:
         if outcome.status in ("ok", "warnings"):
             text = f"{outcome.files_copied} file(s) copied, {outcome.files_scanned} checked"
             if outcome.warnings:
-                text += f"; {outcome.warnings} warning(s): see the history for the skipped files"
+                text += f"; {outcome.warning_summary or f'{outcome.warnings} warning(s)'}: see the history"
             self.notifier.notify(f"{job.name} backed up", text + ".", "finished")
             drive_id = job.destination.drive_id
             if outcome.flushed and drive_id and not self._drive_busy(drive_id, excluding=job.name):

@@ -18,7 +18,7 @@ from typing import Callable
 from core.agent.config import Config, Job
 from core.agent.drives import find_drive
 from core.agent.history import History, warnings_text
-from core.engine.layout import drive_dir, drive_set_path
+from core.engine.layout import check_chain, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
 from core.engine.repo import BackupSet
 from core.errors import (
@@ -61,6 +61,7 @@ class Outcome:
     bytes_copied: int = 0
     files_scanned: int = 0
     warnings: int = 0
+    warning_summary: str = ""   # e.g. "1 file skipped, 1 copy in Latest/ changed by hand ..."
     error: PlugbackError | None = None
     flushed: bool = False
     log: list[str] = field(default_factory=list)
@@ -100,6 +101,38 @@ def flush_drive(target: Target) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def check_on_drive(target: Target) -> None:
+    """Before a set is created on a drive: the drive is still mounted, and every folder from its
+    mount point down to the set is a real folder on it (not a symlink, not another volume).
+
+    A drive pulled between finding it and creating the set leaves an empty mount point
+    on the computer's own disk; the set must not be made there.
+    """
+    if target.mount is None:
+        return
+    if not os.path.ismount(target.mount):
+        raise DriveGone(path=str(target.mount))
+    check_chain(target.mount, target.set_path)
+
+
+_SUMMARY = {   # warning code -> how the notification counts it
+    "unreadable": "file(s) skipped", "special_file": "special file(s) skipped",
+    "kept_previous": "file(s) kept their previous version",
+    "changed_while_reading": "file(s) changed while copied (copied again next time)",
+    "latest_edited": "copy(ies) in Latest/ changed outside Plugback (their older version is lost)",
+    "latest_foreign": "folder(s) in Latest/ hold files Plugback did not put there",
+    "snapshot_damaged": "damaged snapshot(s) (everything was copied again)",
+}
+
+
+def warning_summary(warnings) -> str:
+    """The run's warnings counted by kind, for a notification: "2 file(s) skipped, 1 ..."."""
+    counts: dict[str, int] = {}
+    for w in warnings:
+        counts[w.code.value] = counts.get(w.code.value, 0) + 1
+    return ", ".join(f"{n} {_SUMMARY.get(code, code)}" for code, n in counts.items())
 
 
 def job_key_name(job_name: str) -> str:
@@ -156,7 +189,9 @@ def open_job_set(job: Job, target: Target, *, host: str, clock: Clock, passphras
             raise PassphraseNeeded()
     else:
         passphrase = None
-    # The agent knows the drive is mounted, so Plugback/<computer>/<job> may be created.
+    # The agent knows the drive is mounted, so Plugback/<computer>/<job> may be created,
+    # once it is proven to still be there and the way down to the set is the drive's own.
+    check_on_drive(target)
     bset = BackupSet.create(target.set_path, clock.now(), job=job.name, host=host, passphrase=passphrase,
                             parents=True)
     if passphrase:
@@ -173,10 +208,10 @@ def retention_policy(job: Job):
     return RetentionPolicy.from_dict({k.removeprefix("keep_"): v for k, v in job.retention.items()})
 
 
-def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str]) -> None:
+def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str], boundary: Path | None) -> None:
     from core.engine.retention import forget
 
-    result = forget(bset, retention_policy(job), prune=True, clock=clock)
+    result = forget(bset, retention_policy(job), prune=True, clock=clock, boundary=boundary)
     if result.forgotten:
         log.append(f"retention: forgot {len(result.forgotten)} old snapshot(s), freed {result.bytes_freed} bytes")
 
@@ -241,7 +276,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     try:
         bset = open_job_set(job, target, host=host, clock=clock, passphrase=passphrase, log=outcome.log)
         result = backup(bset, job.sources, BackupOptions(
-            excludes=job.excludes, job=job.name, host=host, verify=job.verify != "none",
+            excludes=job.excludes, job=job.name, host=host, verify=job.verify != "none", boundary=target.mount,
             progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock))
         _finish_backup(job, bset, result, outcome, history, clock)
     except BaseException as err:
@@ -264,15 +299,18 @@ def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history:
     outcome.files_scanned = result.files_scanned
     outcome.files_copied, outcome.bytes_copied = result.files_copied, result.bytes_copied
     outcome.warnings = len(result.warnings)
+    outcome.warning_summary = warning_summary(result.warnings)
     log.append(f"snapshot {result.snapshot_id}: {result.files_scanned} files scanned, "
                f"{result.files_copied} copied ({result.bytes_copied} bytes)")
     if result.warnings:
         log.append(warnings_text(result.warnings).rstrip("\n"))
     try:
-        _apply_retention(job, bset, clock, log)
+        _apply_retention(job, bset, clock, log, outcome.target.mount)
     except PlugbackError as err:
         # The new snapshot is committed; a failed clean-up is a warning, not a failed backup.
         outcome.status, outcome.warnings = "warnings", outcome.warnings + 1
+        outcome.warning_summary = ", ".join(filter(None, [outcome.warning_summary,
+                                                          "old snapshots could not be cleaned up"]))
         log.append(f"warning: retention: {err.message}")
     flush_drive(outcome.target)
     outcome.flushed = True

@@ -14,6 +14,7 @@ import itertools
 import ntpath
 import os
 import secrets
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
 _RUN = secrets.token_hex(4)
 _FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _COUNTER = itertools.count()
+# Restored files and folders never get setuid/setgid (a manifest is untrusted input, and
+# a restored program must not run as whoever owned it); folders keep the sticky bit.
+_FILE_BITS = 0o777
+_FOLDER_BITS = 0o1777
 
 
 class OnConflict(TextEnum):
@@ -262,7 +267,7 @@ class _Restorer:
         for e in sorted(dirs, key=lambda d: sort_key(d.path), reverse=True):
             _, dest = self.dest_of(e)
             try:
-                os.chmod(dest, e.mode & 0o7777 or 0o755)
+                os.chmod(dest, e.mode & _FOLDER_BITS or 0o755)
                 os.utime(dest, ns=(e.mtime_ns, e.mtime_ns))
             except OSError:
                 pass
@@ -303,7 +308,12 @@ def _roots(m, target, tops) -> dict[str, str]:
 
 class _Folders:
     """Makes restore folders, checking each once (not once per file) that it is a real folder
-    inside its root: ``realpath`` per file was a quarter of a restore's time."""
+    inside its root: ``realpath`` per file was a quarter of a restore's time.
+
+    Folders are made one level at a time below the root, each existing one checked
+    with ``lstat`` first: a symlink in the target is never walked through, not even
+    to make a folder (``makedirs`` would, before any containment check).
+    """
 
     def __init__(self):
         self._checked: set[str] = set()
@@ -312,14 +322,27 @@ class _Folders:
     def ensure(self, dest: str, root: str) -> None:
         if dest in self._checked:
             return
-        if os.path.islink(dest) or (os.path.lexists(dest) and not os.path.isdir(dest)):
-            raise UsageError(f"{dest} is in the way (a file or a symlink where a folder belongs). Move it "
-                             "away, or restore to another folder.")
-        os.makedirs(dest, exist_ok=True)
+        rel = os.path.relpath(dest, root)
+        folder = root
+        for name in ([] if rel == "." else rel.split(os.sep)):
+            folder = os.path.join(folder, name)
+            if folder not in self._checked:
+                _make_real_folder(folder)
         if not _within(dest, root):
             raise UnsafePath(path=dest)
         with self._lock:
             self._checked.add(dest)
+
+
+def _make_real_folder(path: str) -> None:
+    try:
+        os.mkdir(path)
+        return
+    except FileExistsError:
+        pass   # there already (or made by another worker a moment ago): check what it is
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        raise UsageError(f"{path} is in the way (a file or a symlink where a folder belongs). Move it "
+                         "away, or restore to another folder.")
 
 
 def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: OnConflict,
@@ -369,8 +392,9 @@ def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str) -> bool:
         ok = size == e.size and digest.hexdigest() == e.sha256
         if ok:
             os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-            if e.mode & 0o7777 != DEFAULT_FILE_MODE and hasattr(os, "fchmod"):
-                os.fchmod(fd, e.mode & 0o7777 or 0o644)
+            mode = e.mode & _FILE_BITS
+            if mode != DEFAULT_FILE_MODE and hasattr(os, "fchmod"):
+                os.fchmod(fd, mode or 0o644)
     finally:
         os.close(fd)
     return ok

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from core.engine.lock import SetLock
 from core.engine.manifest import FILE
@@ -107,12 +108,13 @@ class ForgetResult:
 
 
 def forget(bset: BackupSet, policy: RetentionPolicy, *, prune: bool = True, dry_run: bool = False,
-           clock: Clock | None = None) -> ForgetResult:
+           clock: Clock | None = None, boundary: Path | None = None) -> ForgetResult:
     """Forget the snapshots of ``bset`` that ``policy`` does not keep; with ``prune`` delete content
-    nobody names."""
+    nobody names. ``boundary``: as for a backup (BackupOptions), the drive's mount point."""
     if policy.is_empty():
         raise UsageError("Say what to keep, e.g. --keep-last 10 or --keep-daily 7 --keep-weekly 8.")
     clock = clock or Clock()
+    bset.layout.check_contained(boundary)   # a symlinked objects/ must not lead prune elsewhere
     with SetLock(bset.layout.lock, clock, purpose="forget"):
         keep, drop = choose(bset.snapshot_ids(), policy, clock.now())
         result = ForgetResult(keep, drop)
@@ -147,9 +149,10 @@ def prune_objects(bset: BackupSet) -> tuple[int, int]:
         if name in referenced:
             continue
         folder = bset.layout.object(name).parent
+        bset.layout.check_not_link(folder)   # deletes only in the set's own folders
         for p in folder.iterdir():
             if p.name.split(".", 1)[0] == name:
-                freed += p.stat().st_size
+                freed += p.lstat().st_size
                 bset.fs.unlink(p)
         removed += 1
     return removed, freed
@@ -163,6 +166,7 @@ def make_room(bset: BackupSet, bytes_needed: int, *, clock: Clock | None = None)
     """
     clock = clock or Clock()
     dropped: list[str] = []
+    bset.layout.check_contained()
     with SetLock(bset.layout.lock, clock, purpose="make room"):
         while shutil.disk_usage(bset.root).free < bytes_needed:
             ids = bset.snapshot_ids()
