@@ -134,9 +134,18 @@ class _Handler(BaseHTTPRequestHandler):
         origin = self.headers.get("Origin")
         if origin is not None and origin not in self.server.allowed_origins:
             return "foreign Origin header"
-        if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none") \
+                and not self._opening_the_page():
             return "cross-site request"
         return None
+
+    def _opening_the_page(self) -> bool:
+        """A browser tab opening a page (the redirect file is a file:// page, so "cross-site").
+
+        Harmless: it still needs the token, and the page cannot be framed (CSP frame-ancestors).
+        """
+        return (self.command == "GET" and self.headers.get("Sec-Fetch-Mode") == "navigate"
+                and self.headers.get("Sec-Fetch-Dest") == "document")
 
     def _token_ok(self, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(given.encode(), self.server.token.encode())
