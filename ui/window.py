@@ -18,6 +18,7 @@ import argparse
 import logging
 import logging.handlers
 import os
+import signal
 import sys
 import threading
 import time
@@ -214,6 +215,8 @@ def run_browser(paths: Paths, instance: SettingsInstance, *, open_browser: bool 
     open_file = (paths.runtime_dir / OPEN_FILE).absolute()
     instance.serve(lambda: open_in_browser(open_file, server.url))
     close_when_agent_quits(paths, server.closing.set)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: server.closing.set())   # end cleanly: remove the file
     url = server.url + page
     replace_file(open_file, redirect_page(url), mode=0o600, durable=False)
     # The address holds the token: shown on the user's own terminal (headless ssh: forward the port and
