@@ -138,7 +138,9 @@ class SettingsInstance:
             # E.g. another user took the name first: the window still works; a second start cannot focus it.
             log.warning("cannot listen for focus requests at %s: %s", self.address, err)
             return
-        threading.Thread(target=self._accept, name="settings-focus", daemon=True).start()
+        # The key is read (or made) here, not in the thread: a second start must find the same one.
+        threading.Thread(target=self._accept, args=(focus_key(self.paths),), name="settings-focus",
+                         daemon=True).start()
 
     def _listen(self):
         if self.family == "AF_UNIX":
@@ -154,8 +156,7 @@ class SettingsInstance:
             os.chmod(self.address, 0o600)
         return listener
 
-    def _accept(self) -> None:
-        key = focus_key(self.paths)
+    def _accept(self, key: bytes) -> None:
         while True:
             try:
                 conn = self._listener.accept()
