@@ -11,9 +11,10 @@ mode, opens its page again).
 
 Another local user may take (squat) this address first: a named pipe's name is
 anybody's to create, and so is a file in ``/tmp``. What such a squatter can do
-is worked out in docs/security.md ("Pipe squatting"): it learns nothing of the
-key, and it cannot relay a client's handshake to the agent, because this
-channel's key is not the agent's.
+is worked out in docs/security.md ("Pipe squatting"): it cannot guess the name
+in advance (a tag derived from the key), it learns nothing of the key, and it
+cannot relay a client's handshake to the agent, because this channel's key is
+not the agent's.
 
 The agent therefore needs no window bookkeeping: ``open_settings`` always just
 starts ``plugback-tray --settings``.
@@ -43,8 +44,13 @@ log = logging.getLogger(__name__)
 
 
 def settings_address(paths: Paths) -> tuple[str, str]:
-    """(address, family) the open settings window listens on."""
-    tag = hashlib.sha256(str(paths.runtime_dir).encode()).hexdigest()[:8]
+    """(address, family) the open settings window listens on.
+
+    Names outside the user's own folders (the pipe, the temp-folder fallback) carry a tag
+    derived from the channel's key: another user cannot know the name in advance to take
+    it first. (Different state folders have different keys, so a test never meets the app.)
+    """
+    tag = hmac.new(focus_key(paths), b"address", hashlib.sha256).hexdigest()[:16]
     if sys.platform == "win32":
         return rf"\\.\pipe\plugback-settings-{os.environ.get('USERNAME', 'user')}-{tag}", "AF_PIPE"
     sock = paths.runtime_dir / "settings.sock"

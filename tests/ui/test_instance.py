@@ -147,3 +147,11 @@ def test_a_folder_someone_else_could_enter_is_refused_and_the_window_still_opens
         assert not Path(instance.address).exists()
     finally:
         instance.close()
+
+
+def test_a_name_outside_our_folders_cannot_be_known_without_the_key(long_runtime):
+    """So nobody can take it before the window does (the Windows pipe's name is built the same way)."""
+    before = SettingsInstance(long_runtime).address
+    assert SettingsInstance(long_runtime).address == before
+    long_runtime.ipc_key_file.write_bytes(os.urandom(32))
+    assert SettingsInstance(long_runtime).address != before
