@@ -15,6 +15,7 @@ token, and the browser is handed a user-only redirect file, not the address.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -91,14 +92,16 @@ class PrivateLogHandler(logging.handlers.RotatingFileHandler):
     def _open(self):
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         if os.name == "posix":
-            os.fchmod(fd, 0o600)   # a file an older version made readable
+            with contextlib.suppress(OSError):   # a file system without permissions (portable, on FAT)
+                os.fchmod(fd, 0o600)   # a file an older version made readable
         return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
 
 
 def _setup_logging(paths: Paths, debug: bool) -> None:
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     if os.name == "posix":
-        os.chmod(paths.log_dir, 0o700)   # Plugback's own folder: the agent's logs in it are private too
+        with contextlib.suppress(OSError):
+            os.chmod(paths.log_dir, 0o700)   # Plugback's own folder: the agent's logs in it are private too
     handler = PrivateLogHandler(paths.log_dir / "settings.log", maxBytes=1 << 20, backupCount=2, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
