@@ -147,7 +147,7 @@ class _Run:
     def execute(self, started: datetime) -> BackupResult:
         bset, layout = self.bset, self.layout
         clear_tmp(self.fs, layout.tmp)
-        header, trusted = journal_mod.load(layout.journal)
+        header, trusted = journal_mod.load(layout.journal, bset.keys)
         parent_id = bset.newest_id()
         if header is not None and header.get("snapshot") == parent_id:
             # The last run committed but stopped before its last steps: finish them.
@@ -176,7 +176,7 @@ class _Run:
         if rescue and not bset.encrypted:
             self.store.set_aside_latest()
         snapshot_id = new_snapshot_id(started, parent_id)
-        self.journal = journal_mod.Journal(self.fs, layout.journal, snapshot_id, parent_id, trusted)
+        self.journal = journal_mod.Journal(self.fs, layout.journal, snapshot_id, parent_id, trusted, bset.keys)
         try:
             entries, stats = self._build(sources, parent, trusted, volume)
             self.cancel.check()
@@ -249,8 +249,8 @@ class _Run:
                 t = trusted.get(se.path)
                 if prev is not None and not self.rehash and _same_stat(prev, se):
                     e.sha256, e.parts, e.obj = prev.sha256, prev.parts, prev.obj
-                elif t is not None and _same_stat(t, se) and t.get("m") == mirror:
-                    e.sha256, e.parts, e.obj = t["sha"], t.get("parts", 0), t.get("obj")
+                elif t is not None and _same_stat(t, se) and t.mirror == mirror:
+                    e.sha256, e.parts, e.obj = t.sha256, t.parts, t.obj
                     if not self.store.has(e):
                         jobs.append((se, e, prev))
                 else:
@@ -322,9 +322,8 @@ class _Run:
                     self.warnings.append(RunWarning(se.abspath, "changed while it was being backed up; "
                                                     "the next backup copies it again"))
                 else:
-                    self.journal.record({"p": e.path, "m": e.mirror_path, "sha": e.sha256, "obj": e.obj,
-                                         "size": e.size, "mtime_ns": e.mtime_ns, "ino": e.ino,
-                                         "ctime_ns": e.ctime_ns, "parts": e.parts})
+                    self.journal.record(journal_mod.Placed(e.path, e.mirror_path, e.sha256, e.obj, e.size,
+                                                           e.mtime_ns, e.ino, e.ctime_ns, e.parts))
             with self._mutex:
                 done["files"] += 1
                 done["bytes"] += se.size

@@ -143,7 +143,7 @@ def test_refresh_keeps_a_long_run_fresh_for_other_computers(tmp_path, clock):
     lock.refresh()
     assert json.loads(path.read_text())["time"] == clock.now().isoformat()
     # Seen from another computer 2 minutes later: the refreshed lock is not stale.
-    other = json.loads(path.read_text()) | {"host": "other-laptop"}
+    other = json.loads(path.read_text()) | {"host": "other-laptop", "machine": "0" * 32}
     lock.release()
     _write_lock(path, **other)
     clock.advance(120)
