@@ -244,7 +244,7 @@ def path_problem(path) -> str | None:
 
 
 def _field(d: dict, key: str, check, default=None, required: bool = False):
-    if key not in d or (d[key] is None and not required):
+    if d.get(key) is None:
         if required:
             raise _Bad(f"'{key}' is missing")
         return default
@@ -276,7 +276,7 @@ def parse_entry(d: dict, name: str, *, encrypted: bool | None = None, line: int 
             raise UnsafeManifestPath(path=name, entry=d[key] if isinstance(d[key], str) else repr(d[key]))
     try:
         kind = _field(d, "type", lambda v: v in (FILE, DIR, LINK), required=True)
-        e = Entry(path=_field(d, "path", lambda v: True, required=True), type=kind,
+        e = Entry(path=_field(d, "path", lambda v: path_problem(v) is None, required=True), type=kind,
                   size=_field(d, "size", lambda v: _is_int(v, 0), 0),
                   mtime_ns=_field(d, "mtime_ns", _is_int, 0),
                   mode=_field(d, "mode", lambda v: _is_int(v, 0, 0xFFFFFFFF), 0),
@@ -284,7 +284,7 @@ def parse_entry(d: dict, name: str, *, encrypted: bool | None = None, line: int 
                   target=_field(d, "target", lambda v: v != "" and _text_problem(v) is None, required=kind == LINK),
                   ino=_field(d, "ino", lambda v: _is_int(v, 0, (1 << 64) - 1), 0),
                   ctime_ns=_field(d, "ctime_ns", _is_int, 0),
-                  mirror=_field(d, "mirror", lambda v: True),
+                  mirror=_field(d, "mirror", lambda v: path_problem(v) is None),
                   parts=_field(d, "parts", lambda v: _is_int(v, 0, MAX_PARTS), 0),
                   obj=_field(d, "obj", is_hex64, required=bool(encrypted) and kind == FILE))
         if kind != FILE and (e.parts or e.obj):
