@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import ntpath
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ MAX_PARTS = 4096                    # a split file: 4096 parts of 4 GiB are 16 T
 MAX_PATH_CHARS = 16384              # a path, mirror path, symlink target or source folder
 MAX_NAME_CHARS = 4096               # host and job names
 MAX_SOURCES = 10000
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{4,64}$")   # layout's id pattern, with a length cap
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
@@ -237,8 +237,9 @@ def path_problem(path) -> str | None:
     if problem:
         return problem
     parts = path.split("/")
-    if (not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts)
-            or ntpath.splitdrive(path)[0] or ":" in parts[0]):
+    # A drive letter ("C:", "C:x") has ':' in the first component; UNC paths start with '/' or '\\'.
+    if (not path or path[0] == "/" or "\\" in path or ":" in parts[0]
+            or "" in parts or "." in parts or ".." in parts):
         return "it is not a relative path inside the set"
     return None
 
@@ -255,43 +256,58 @@ def _field(d: dict, key: str, check, default=None, required: bool = False):
 
 
 def is_hex64(v) -> bool:
-    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+    """A SHA-256 (or keyed object name) as the format writes it: 64 lowercase hex digits."""
+    return isinstance(v, str) and _HEX64.fullmatch(v) is not None
 
 
 def is_snapshot_id(v) -> bool:
     return isinstance(v, str) and _SNAPSHOT_ID.match(v) is not None
 
 
+_I63 = 1 << 63
+_ENTRY_INTS = {"size": (0, _I63 - 1), "mtime_ns": (-_I63, _I63 - 1), "mode": (0, 0xFFFFFFFF),
+               "ino": (0, (1 << 64) - 1), "ctime_ns": (-_I63, _I63 - 1), "parts": (0, MAX_PARTS)}
+
+
 def parse_entry(d: dict, name: str, *, encrypted: bool | None = None, line: int = 0) -> Entry:
     """One entry line (already parsed as JSON) checked and made an Entry; usable line by line.
 
     Raises ManifestDamaged naming ``name`` (and the line), or UnsafeManifestPath
-    for a path or mirror name that would reach outside the set.
+    for a path or mirror name that would reach outside the set. (Written out, not
+    table-driven: it runs once per file of every manifest read.)
     """
-    where = f"line {line}: " if line else ""
-    if not isinstance(d, dict):
-        raise ManifestDamaged(path=name, reason=f"{where}an entry is not an object")
+    if type(d) is not dict:
+        raise ManifestDamaged(path=name, reason=f"line {line}: an entry is not an object")
     for key in ("path", "mirror"):
-        if d.get(key) is not None and path_problem(d[key]):
-            raise UnsafeManifestPath(path=name, entry=d[key] if isinstance(d[key], str) else repr(d[key]))
-    try:
-        kind = _field(d, "type", lambda v: v in (FILE, DIR, LINK), required=True)
-        e = Entry(path=_field(d, "path", lambda v: path_problem(v) is None, required=True), type=kind,
-                  size=_field(d, "size", lambda v: _is_int(v, 0), 0),
-                  mtime_ns=_field(d, "mtime_ns", _is_int, 0),
-                  mode=_field(d, "mode", lambda v: _is_int(v, 0, 0xFFFFFFFF), 0),
-                  sha256=_field(d, "sha256", is_hex64, required=kind == FILE),
-                  target=_field(d, "target", lambda v: v != "" and _text_problem(v) is None, required=kind == LINK),
-                  ino=_field(d, "ino", lambda v: _is_int(v, 0, (1 << 64) - 1), 0),
-                  ctime_ns=_field(d, "ctime_ns", _is_int, 0),
-                  mirror=_field(d, "mirror", lambda v: path_problem(v) is None),
-                  parts=_field(d, "parts", lambda v: _is_int(v, 0, MAX_PARTS), 0),
-                  obj=_field(d, "obj", is_hex64, required=bool(encrypted) and kind == FILE))
-        if kind != FILE and (e.parts or e.obj):
-            raise _Bad("only files have parts or an object")
-    except _Bad as bad:
-        raise ManifestDamaged(path=name, reason=f"{where}an entry is missing a field or has an invalid one ({bad})") from None
-    return e
+        v = d.get(key)
+        if v is not None and path_problem(v):
+            raise UnsafeManifestPath(path=name, entry=v if isinstance(v, str) else repr(v))
+    path, kind, sha, obj, target = d.get("path"), d.get("type"), d.get("sha256"), d.get("obj"), d.get("target")
+    ints = []
+    for key, (lo, hi) in _ENTRY_INTS.items():
+        v = d.get(key)
+        if v is None:
+            v = 0
+        elif type(v) is not int or not lo <= v <= hi:
+            return _bad_entry(name, line, f"'{key}' has an invalid value")
+        ints.append(v)
+    if path is None or kind not in (FILE, DIR, LINK):
+        return _bad_entry(name, line, "'path' or 'type' is missing or invalid")
+    if (sha is not None or kind == FILE) and not is_hex64(sha):
+        return _bad_entry(name, line, "'sha256' is missing or invalid")
+    if (obj is not None or (encrypted and kind == FILE)) and not is_hex64(obj):
+        return _bad_entry(name, line, "'obj' is missing or invalid")
+    if (target is not None or kind == LINK) and (target == "" or _text_problem(target)):
+        return _bad_entry(name, line, "'target' is missing or invalid")
+    size, mtime_ns, mode, ino, ctime_ns, parts = ints
+    if kind != FILE and (parts or obj):
+        return _bad_entry(name, line, "only files have parts or an object")
+    return Entry(path, kind, size, mtime_ns, mode, sha, target, ino, ctime_ns, d.get("mirror"), parts, obj)
+
+
+def _bad_entry(name: str, line: int, why: str):
+    where = f"line {line}: " if line else ""
+    raise ManifestDamaged(path=name, reason=f"{where}an entry is missing a field or has an invalid one ({why})")
 
 
 class EntryOrder:

@@ -27,7 +27,7 @@ from core.engine.lock import decode_holder
 from core.engine.repo import BackupSet, decode_meta
 from core.errors import DriveFileDamaged, EncryptedDataDamaged, ManifestDamaged, NewerFormat, NotASet
 
-FUZZ = int(os.environ.get("PLUGBACK_FUZZ_EXAMPLES", "1000"))
+FUZZ = int(os.environ.get("PLUGBACK_FUZZ_EXAMPLES", "700"))
 SETTINGS = settings(max_examples=FUZZ, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SHA = hashlib.sha256(b"x").hexdigest()
