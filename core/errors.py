@@ -293,3 +293,30 @@ class EjectFailed(PlugbackError):
     def default_message(self, mount="", reason="", **_):
         return (f"The drive at {mount} could not be ejected: {reason}. Close any window or program "
                 "using it, then try again.")
+
+
+class DriveFileDamaged(DamagedSet):
+    """A file Plugback reads from a drive (drive.json, plugback.json, a lock...) cannot be used:
+    not a regular file, reached through a symlink, too big, or not what its format says."""
+
+    code = "drive_file_damaged"
+
+    def default_message(self, path="", reason="", **_):
+        return (f"The file {path} on the backup drive cannot be used ({reason}). Plugback read nothing "
+                "from it and changed nothing. If you did not put it there, the drive is damaged or was "
+                "tampered with: check it, or restore that file from another copy of the drive.")
+
+
+class UnsafeManifestPath(ManifestDamaged, UnsafePath):
+    """A manifest entry whose path or mirror name would reach outside the set or the restore folder.
+
+    Both a damaged manifest (verify lists it, backup sets it aside) and an unsafe
+    path (restore refuses it): it is caught as either.
+    """
+
+    code = "unsafe_path"
+
+    def default_message(self, path="", entry="", **_):
+        return (f"The snapshot list {path} contains the path {entry!r}, which would reach outside the "
+                "restore folder or the backup set. The snapshot was refused; the manifest may have been "
+                "tampered with. Other snapshots are not affected.")

@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --settings: open the settings in the web browser instead of a window")
     p.add_argument("--page", metavar="PAGE",
                    help="with --settings: the page to open (overview, jobs, drives, restore, history, preferences)")
+    p.add_argument("--debug", action="store_true",
+                   help="with --settings: log every request and API call to settings.log")
+    p.add_argument("--inspector", action="store_true", help="with --settings: allow the web inspector")
     p.add_argument("--poll-interval", type=float, default=2.0, help=argparse.SUPPRESS)
     p.add_argument("--verbose", "-v", action="store_true", help="log debug details")
     return p

@@ -3,10 +3,18 @@
 The window process holds an exclusive lock on ``<runtime dir>/settings.lock``
 for its whole life (the OS drops it when the process dies, so it never goes
 stale) and listens on a ``multiprocessing.connection`` address next to the
-agent's (``settings.sock``; a named pipe on Windows), authenticated with the
-agent's ``ipc.key``. A second ``plugback-tray --settings`` fails to take the
-lock, connects, sends ``{"cmd": "focus"}`` and exits; the first raises its
-window (or, in browser mode, opens its page again).
+agent's (``settings.sock``; a named pipe on Windows), authenticated with a
+key derived from the agent's ``ipc.key`` (:func:`focus_key`). A second
+``plugback-tray --settings`` fails to take the lock, connects, sends
+``{"cmd": "focus"}`` and exits; the first raises its window (or, in browser
+mode, opens its page again).
+
+Another local user may take (squat) this address first: a named pipe's name is
+anybody's to create, and so is a file in ``/tmp``. What such a squatter can do
+is worked out in docs/security.md ("Pipe squatting"): it cannot guess the name
+in advance (a tag derived from the key), it learns nothing of the key, and it
+cannot relay a client's handshake to the agent, because this channel's key is
+not the agent's.
 
 The agent therefore needs no window bookkeeping: ``open_settings`` always just
 starts ``plugback-tray --settings``.
@@ -15,9 +23,11 @@ starts ``plugback-tray --settings``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -34,14 +44,42 @@ log = logging.getLogger(__name__)
 
 
 def settings_address(paths: Paths) -> tuple[str, str]:
-    """(address, family) the open settings window listens on."""
-    tag = hashlib.sha256(str(paths.runtime_dir).encode()).hexdigest()[:8]
+    """(address, family) the open settings window listens on.
+
+    Names outside the user's own folders (the pipe, the temp-folder fallback) carry a tag
+    derived from the channel's key: another user cannot know the name in advance to take
+    it first. (Different state folders have different keys, so a test never meets the app.)
+    """
+    tag = hmac.new(focus_key(paths), b"address", hashlib.sha256).hexdigest()[:16]
     if sys.platform == "win32":
         return rf"\\.\pipe\plugback-settings-{os.environ.get('USERNAME', 'user')}-{tag}", "AF_PIPE"
     sock = paths.runtime_dir / "settings.sock"
     if len(os.fsencode(sock)) > 100:  # AF_UNIX paths are limited to ~108 bytes
-        sock = Path(tempfile.gettempdir()) / f"plugback-{os.getuid()}-{tag}-settings.sock"
+        # In the shared temp folder, but inside a folder of our own (see _private_folder).
+        sock = Path(tempfile.gettempdir()) / f"plugback-{os.getuid()}-{tag}" / "settings.sock"
     return str(sock), "AF_UNIX"
+
+
+def focus_key(paths: Paths) -> bytes:
+    """The focus channel's key: derived from the agent's ``ipc.key``, never equal to it.
+
+    Both channels run the same challenge/response. With one key, a squatter on one
+    address could pass the challenge of the real server on the other address to our
+    client there and relay its correct answer back (docs/security.md). A key per
+    channel makes every relayed answer wrong.
+    """
+    return hmac.new(load_authkey(paths, create=True), b"plugback settings focus channel", hashlib.sha256).digest()
+
+
+def _private_folder(folder: Path) -> None:
+    """Make ``folder`` (in the shared temp folder) ours alone, or raise OSError if another user holds it."""
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise OSError(f"{folder} is not a private folder of this user")
 
 
 class SettingsInstance:
@@ -80,7 +118,7 @@ class SettingsInstance:
         Retries for ``timeout`` seconds: the other window may still be starting.
         """
         deadline = time.monotonic() + timeout
-        key = load_authkey(self.paths, create=True)
+        key = focus_key(self.paths)
         while True:
             try:
                 with mpc.Client(self.address, family=self.family, authkey=key) as conn:
@@ -100,17 +138,31 @@ class SettingsInstance:
         self._on_focus = on_focus
         if self._listener is not None:
             return
-        if self.family == "AF_UNIX" and os.path.exists(self.address):
-            os.unlink(self.address)  # left by a window that died; we hold the lock, so it is ours to clear
+        try:
+            self._listener = self._listen()
+        except OSError as err:
+            # E.g. another user took the name first: the window still works; a second start cannot focus it.
+            log.warning("cannot listen for focus requests at %s: %s", self.address, err)
+            return
+        # The key is read (or made) here, not in the thread: a second start must find the same one.
+        threading.Thread(target=self._accept, args=(focus_key(self.paths),), name="settings-focus",
+                         daemon=True).start()
+
+    def _listen(self):
+        if self.family == "AF_UNIX":
+            folder = Path(self.address).parent
+            if folder != self.paths.runtime_dir:
+                _private_folder(folder)
+            if os.path.exists(self.address):
+                os.unlink(self.address)  # left by a window that died; we hold the lock, so it is ours to clear
         # No authkey here: the handshake runs per connection in its own thread (as in core.agent.ipc), so a
         # client that connects and says nothing cannot block the next one.
-        self._listener = mpc.Listener(self.address, family=self.family)
+        listener = mpc.Listener(self.address, family=self.family)
         if self.family == "AF_UNIX":
             os.chmod(self.address, 0o600)
-        threading.Thread(target=self._accept, name="settings-focus", daemon=True).start()
+        return listener
 
-    def _accept(self) -> None:
-        key = load_authkey(self.paths, create=True)
+    def _accept(self, key: bytes) -> None:
         while True:
             try:
                 conn = self._listener.accept()

@@ -12,11 +12,17 @@ random per-session token, so another local user or a web page cannot drive it:
   a CORS preflight, which this server refuses;
 * a Host header other than ``127.0.0.1:<port>`` / ``localhost:<port>``
   (DNS rebinding) or a foreign Origin is refused with 403.
+
+The token must never reach a place another local user can read (issue #10): the
+browser is sent to a user-only file holding a redirect (:func:`redirect_page`,
+written by ``ui.window``), not given the address on its command line, and the
+log sees request paths only through :func:`redact_path`.
 """
 
 from __future__ import annotations
 
 import hmac
+import html
 import json
 import logging
 import mimetypes
@@ -38,6 +44,26 @@ _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".
           ".png": "image/png", ".ico": "image/x-icon", ".json": "application/json"}
 # The pages use only their own scripts and styles; nothing is loaded from elsewhere.
 _CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+
+
+def redact_path(path: str) -> str:
+    """A request path fit for the log: the first segment (where the token goes) and the query left out."""
+    first, _, rest = path.split("?", 1)[0].lstrip("/").partition("/")
+    if first == "api":
+        return f"/api/{rest[:60]}"
+    return f"/…/{rest[:60]}" if first else "/"
+
+
+def redirect_page(url: str) -> bytes:
+    """A tiny HTML page that sends the browser on to ``url`` (the address with the token).
+
+    The browser is given this page's file name instead of the address, so the token
+    is on no command line (``/proc/<pid>/cmdline`` is readable by every local user).
+    """
+    href = html.escape(url, quote=True)
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
+            f'<meta http-equiv="refresh" content="0;url={href}"><title>Plugback settings</title></head>'
+            f'<body><p><a href="{href}">Open the Plugback settings</a></p></body></html>\n').encode()
 
 
 class SettingsServer(ThreadingHTTPServer):
@@ -89,8 +115,15 @@ class _Handler(BaseHTTPRequestHandler):
     server: SettingsServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, fmt, *args) -> None:  # route to logging, not stderr
-        log.debug("%s " + fmt, self.address_string(), *args)
+    # Request lines hold the token (pages live under /<token>/): the log sees redacted paths only.
+
+    def log_request(self, code="-", size="-") -> None:
+        # path is unset when the request line could not be parsed
+        log.debug("%s %s %s %s", self.address_string(), self.command, redact_path(getattr(self, "path", "")), code)
+
+    def log_message(self, fmt, *args) -> None:  # errors (a malformed request line...): to logging, not stderr
+        text = (fmt % args).replace(self.server.token, "<token>")
+        log.debug("%s %s", self.address_string(), text)
 
     # -- checks ------------------------------------------------------------
 
@@ -101,9 +134,18 @@ class _Handler(BaseHTTPRequestHandler):
         origin = self.headers.get("Origin")
         if origin is not None and origin not in self.server.allowed_origins:
             return "foreign Origin header"
-        if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none") \
+                and not self._opening_the_page():
             return "cross-site request"
         return None
+
+    def _opening_the_page(self) -> bool:
+        """A browser tab opening a page (the redirect file is a file:// page, so "cross-site").
+
+        Harmless: it still needs the token, and the page cannot be framed (CSP frame-ancestors).
+        """
+        return (self.command == "GET" and self.headers.get("Sec-Fetch-Mode") == "navigate"
+                and self.headers.get("Sec-Fetch-Dest") == "document")
 
     def _token_ok(self, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(given.encode(), self.server.token.encode())
@@ -122,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _refuse(self, why: str) -> None:
-        log.warning("refused %s %s: %s", self.command, self.path.split("?")[0][:60], why)
+        log.warning("refused %s %s: %s", self.command, redact_path(self.path), why)
         self._send(HTTPStatus.FORBIDDEN, b"Forbidden. Open the address that 'plugback-tray --settings' printed.\n",
                    "text/plain; charset=utf-8")
 

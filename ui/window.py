@@ -6,29 +6,39 @@ of ``ui/web`` in a pywebview window (GTK WebKit on Linux, else the platform's
 native web view). When no webview backend can start (no display, missing
 system libraries) or ``--browser`` is given, it serves the same pages on
 127.0.0.1 (``ui/server.py``) and opens them in the default browser.
+
+Nothing this process writes lets another local user drive it (issue #10,
+docs/security.md): its log is user-only and never holds the browser session's
+token, and the browser is handed a user-only redirect file, not the address.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import logging.handlers
 import os
+import signal
 import sys
 import threading
 import time
 import webbrowser
+from pathlib import Path
 
 from core.agent.config import Paths
 from core.agent.ipc import agent_running
+from core.engine.atomic import replace_file
 from ui.api import Api, agent_request
 from ui.instance import SettingsInstance
-from ui.server import WEB_ROOT, SettingsServer
+from ui.server import WEB_ROOT, SettingsServer, redirect_page
 
 log = logging.getLogger(__name__)
 
 #: The browser-mode server exits after this long without a request (the tab was closed).
 BROWSER_IDLE_TIMEOUT = 600.0
+#: The user-only page in the runtime folder that the browser opens; it redirects to the address.
+OPEN_FILE = "settings-open.html"
 
 
 def close_when_agent_quits(paths: Paths, close, *, interval: float = 2.0) -> threading.Thread:
@@ -73,10 +83,26 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+class PrivateLogHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file only this user can read: created 0600, and so is each new file after a rollover.
+
+    (A log names folders, jobs and drives; ``RotatingFileHandler`` alone makes 0644 files.)
+    """
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if os.name == "posix":
+            with contextlib.suppress(OSError):   # a file system without permissions (portable, on FAT)
+                os.fchmod(fd, 0o600)   # a file an older version made readable
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 def _setup_logging(paths: Paths, debug: bool) -> None:
     paths.log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(paths.log_dir / "settings.log", maxBytes=1 << 20, backupCount=2,
-                                                   encoding="utf-8")
+    if os.name == "posix":
+        with contextlib.suppress(OSError):
+            os.chmod(paths.log_dir, 0o700)   # Plugback's own folder: the agent's logs in it are private too
+    handler = PrivateLogHandler(paths.log_dir / "settings.log", maxBytes=1 << 20, backupCount=2, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -170,22 +196,44 @@ def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False,
         raise
 
 
+def open_in_browser(open_file: Path, url: str) -> bool:
+    """Open ``url`` in the default browser ($BROWSER is honoured) without putting it on a command line.
+
+    ``url`` holds the session token, and a browser's command line is readable by every
+    local user (``/proc/<pid>/cmdline``): the browser gets ``open_file`` instead, a
+    0600 page in the user's runtime folder that redirects to ``url``.
+    """
+    replace_file(open_file, redirect_page(url), mode=0o600, durable=False)
+    return webbrowser.open(open_file.as_uri())
+
+
+def _on_terminal() -> bool:
+    return sys.stdout is not None and sys.stdout.isatty()
+
+
 def run_browser(paths: Paths, instance: SettingsInstance, *, open_browser: bool = True, page: str = "") -> None:
     """Serve the settings on 127.0.0.1 and open them in the default browser ($BROWSER is honoured)."""
     api = Api(agent_request(paths), mode="browser")
     server = SettingsServer(api, idle_timeout=BROWSER_IDLE_TIMEOUT)
-    instance.serve(lambda: webbrowser.open(server.url))
+    open_file = (paths.runtime_dir / OPEN_FILE).absolute()
+    instance.serve(lambda: open_in_browser(open_file, server.url))
     close_when_agent_quits(paths, server.closing.set)
-    # The URL holds the session token: printed for the user (headless ssh), never logged.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: server.closing.set())   # end cleanly: remove the file
     url = server.url + page
-    print(f"Plugback settings: {url}", flush=True)
-    log.info("settings served on 127.0.0.1:%s", server.server_address[1])
-    if open_browser and not webbrowser.open(url):
+    replace_file(open_file, redirect_page(url), mode=0o600, durable=False)
+    # The address holds the token: shown on the user's own terminal (headless ssh: forward the port and
+    # open it), never logged. Started by the agent, stdout may end in a log: name the user-only file instead.
+    print(f"Plugback settings: {url if _on_terminal() else open_file.as_uri()}", flush=True)
+    log.info("settings served on 127.0.0.1:%s (open %s)", server.server_address[1], open_file)
+    if open_browser and not webbrowser.open(open_file.as_uri()):
         print("Open that address in a web browser on this computer.", file=sys.stderr, flush=True)
     try:
         server.serve_until_idle()
     except KeyboardInterrupt:
         server.shutdown()
+    finally:
+        open_file.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ without ``all`` psutil hides FUSE mounts such as exFAT through
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -20,9 +22,12 @@ from pathlib import Path
 
 import psutil
 
+from core.engine import safeio
 from core.engine.atomic import replace_file
-from core.engine.layout import DRIVE_FORMAT, FORMAT_VERSION, drive_dir, drive_file
-from core.errors import NotEnrollable
+from core.engine.layout import DRIVE_FILE, DRIVE_FORMAT, FORMAT_VERSION, drive_dir, drive_file
+from core.errors import DriveFileDamaged, NotEnrollable, PlugbackError
+
+log = logging.getLogger(__name__)
 
 # File systems a backup drive can carry. Everything else (proc, sysfs, tmpfs,
 # overlay, squashfs, cgroup, nsfs, autofs...) is a pseudo or read-only system mount.
@@ -65,14 +70,45 @@ class DriveInfo:
 
 
 def read_drive_file(mount: Path) -> DriveInfo | None:
-    """The drive.json on ``mount``, or None if it is not a Plugback drive (or unreadable)."""
+    """The drive.json on ``mount``, or None if it is not a Plugback drive (or unreadable).
+
+    The file is untrusted: it is read without following symlinks or blocking (a FIFO
+    must not hang the drive watcher) and capped in size, then checked by
+    :func:`decode_drive_file`.
+    """
+    mount = Path(mount)
     try:
-        data = json.loads(drive_file(Path(mount)).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return decode_drive_file(safeio.read_bytes(drive_file(mount), MAX_DRIVE_FILE_BYTES, root=mount),
+                                 drive_file(mount))
+    except FileNotFoundError:
         return None
-    if not isinstance(data, dict) or data.get("format") != DRIVE_FORMAT or not isinstance(data.get("drive_id"), str):
+    except (OSError, PlugbackError) as err:
+        log.info("%s is not used as a Plugback drive: %s", mount, err)
         return None
-    return DriveInfo(drive_id=data["drive_id"], label=str(data.get("label", "")), created=str(data.get("created", "")))
+
+
+MAX_DRIVE_FILE_BYTES = 64 * safeio.KIB
+_DRIVE_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+
+
+def decode_drive_file(raw: bytes, path: Path | str = DRIVE_FILE) -> DriveInfo:
+    """drive.json's bytes, checked; DriveFileDamaged naming ``path`` when they are not a drive file."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise DriveFileDamaged(path=str(path), reason="it is not valid JSON") from None
+    if not isinstance(data, dict) or data.get("format") != DRIVE_FORMAT:
+        raise DriveFileDamaged(path=str(path), reason="it is not a Plugback drive file")
+    drive_id = data.get("drive_id")
+    if not isinstance(drive_id, str) or not _DRIVE_ID.match(drive_id):
+        raise DriveFileDamaged(path=str(path), reason="its 'drive_id' is not an id")
+
+    def text(key: str) -> str:
+        v = data.get(key, "")
+        # Shown in menus and notifications: printable, one line, not endless.
+        return "".join(c for c in v if c.isprintable())[:200] if isinstance(v, str) else ""
+
+    return DriveInfo(drive_id=drive_id, label=text("label"), created=text("created"))
 
 
 def write_drive_file(mount: Path, label: str, *, now: datetime | None = None) -> DriveInfo:

@@ -199,7 +199,7 @@ class _Run:
         if rescue and not bset.encrypted:
             self.store.set_aside_latest()
         snapshot_id = new_snapshot_id(started, parent_id)
-        self.journal = journal_mod.Journal(self.fs, layout.journal, snapshot_id, parent_id, trusted)
+        self.journal = journal_mod.Journal(self.fs, layout.journal, snapshot_id, parent_id, trusted, bset.keys)
         try:
             entries, stats = self._build(sources, parent, trusted, volume)
             self.cancel.check()
@@ -215,9 +215,9 @@ class _Run:
         return BackupResult(str(layout.root), snapshot_id, status, stats["files"], stats["bytes"],
                             stats["copied_files"], stats["copied_bytes"], self.warnings, [], started)
 
-    def _resume(self, parent_id: str | None) -> dict[str, dict]:
+    def _resume(self, parent_id: str | None) -> dict[str, journal_mod.Placed]:
         """The journal's trusted entries of an interrupted run on the same parent ({} if none)."""
-        header, trusted = journal_mod.load(self.layout.journal)
+        header, trusted = journal_mod.load(self.layout.journal, self.bset.keys)
         if header is not None and header.get("snapshot") == parent_id:
             # The last run committed but stopped before its last steps: finish them.
             if not self.bset.encrypted:
@@ -305,8 +305,8 @@ class _Run:
                 t = trusted.get(se.path)
                 if prev is not None and not self.options.rehash and _same_stat(prev, se):
                     e.sha256, e.parts, e.obj = prev.sha256, prev.parts, prev.obj
-                elif t is not None and _same_stat(t, se) and t.get("m") == mirror:
-                    e.sha256, e.parts, e.obj = t["sha"], t.get("parts", 0), t.get("obj")
+                elif t is not None and _same_stat(t, se) and t.mirror == mirror:
+                    e.sha256, e.parts, e.obj = t.sha256, t.parts, t.obj
                     if not self.store.has(e):
                         jobs.append((se, e, prev))
                 else:
@@ -379,9 +379,8 @@ class _Run:
                                                     "changed while it was being backed up; the next "
                                                     "backup copies it again"))
                 else:
-                    self.journal.record({"p": e.path, "m": e.mirror_path, "sha": e.sha256, "obj": e.obj,
-                                         "size": e.size, "mtime_ns": e.mtime_ns, "ino": e.ino,
-                                         "ctime_ns": e.ctime_ns, "parts": e.parts})
+                    self.journal.record(journal_mod.Placed(e.path, e.mirror_path, e.sha256, e.obj, e.size,
+                                                           e.mtime_ns, e.ino, e.ctime_ns, e.parts))
             with self._mutex:
                 done["files"] += 1
                 done["bytes"] += se.size

@@ -6,40 +6,99 @@ written only after the volume was flushed, and says how many entry lines
 before it are durable; only those are trusted on resume. Losing the journal
 costs a re-copy, never correctness: content is always checked by its size and
 the source's unchanged stat before it is reused.
+
+Encrypted sets never write a path or a plain SHA-256 in the clear: the records
+of each checkpoint are sealed together (``crypto.encrypt_bytes`` under the
+set's keys) into one ``{"sealed": base64}`` line. Only the header (snapshot ids,
+which are file names in ``snapshots/`` anyway) and checkpoint counts are clear.
+
+The journal is read from the drive, so it is untrusted: :func:`load` reads it
+through ``safeio`` and checks every record; anything it cannot use ends the
+trusted part (as a torn last line does), it never raises.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
+from core.engine import manifest as mf
+from core.engine import safeio
 from core.engine.fs import FileSystem
+from core.errors import PlugbackError
+
+log = logging.getLogger(__name__)
+MAX_JOURNAL_BYTES = 1 * safeio.GIB   # about 4 million records; more is not a journal Plugback wrote
+_DUMP = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One file a run placed: its set path, its path in ``Latest/``, its content and the stat
+    of the source it was read from (reused only while that stat is unchanged)."""
+
+    path: str
+    mirror: str
+    sha256: str
+    obj: str | None = None
+    size: int = 0
+    mtime_ns: int = 0
+    ino: int = 0
+    ctime_ns: int = 0
+    parts: int = 0
+
+    def to_dict(self) -> dict:
+        return {"p": self.path, "m": self.mirror, "sha": self.sha256, "obj": self.obj, "size": self.size,
+                "mtime_ns": self.mtime_ns, "ino": self.ino, "ctime_ns": self.ctime_ns, "parts": self.parts}
+
+    @classmethod
+    def from_dict(cls, d) -> "Placed":
+        """A record read from the drive, checked like a manifest entry; ValueError if unusable."""
+        if not isinstance(d, dict):
+            raise ValueError("not a record")
+        for key in ("p", "m"):
+            if mf.path_problem(d.get(key)):
+                raise ValueError(f"'{key}' is not a path inside the set")
+        ints = {"size": (0, (1 << 63) - 1), "mtime_ns": (-(1 << 63), (1 << 63) - 1), "ino": (0, (1 << 64) - 1),
+                "ctime_ns": (-(1 << 63), (1 << 63) - 1), "parts": (0, mf.MAX_PARTS)}
+        for key, (lo, hi) in ints.items():
+            v = d.get(key, 0)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ValueError(f"'{key}' is invalid")
+        if not mf.is_hex64(d.get("sha")) or not (d.get("obj") is None or mf.is_hex64(d.get("obj"))):
+            raise ValueError("a content name is invalid")
+        return cls(d["p"], d["m"], d["sha"], d.get("obj"), d.get("size", 0), d.get("mtime_ns", 0),
+                   d.get("ino", 0), d.get("ctime_ns", 0), d.get("parts", 0))
 
 
 class Journal:
-    """Appends lines for the running backup (thread-safe)."""
+    """Appends lines for the running backup (thread-safe). ``keys``: the set's, when encrypted."""
 
     def __init__(self, fs: FileSystem, path: Path, snapshot_id: str, parent: str | None,
-                 carried: dict[str, dict]):
+                 carried: dict[str, Placed], keys=None):
         self.fs = fs
         self.path = path
+        self.keys = keys
         self._lock = threading.Lock()
         self._count = 0
-        self._pending: list[dict] = []
-        self._f = fs.open_write(path) if not path.exists() else None
-        if self._f is None:
+        self._pending: list[Placed] = []
+        if path.is_symlink() or path.exists():   # also a dangling symlink: O_EXCL would refuse it
             fs.unlink(path)
-            self._f = fs.open_write(path)
+        self._f = fs.open_write(path)
         self._line({"snapshot": snapshot_id, "parent": parent})
         for info in carried.values():
             self.record(info)
         self.checkpoint()
 
     def _line(self, obj: dict) -> None:
-        self.fs.write(self._f, (json.dumps(obj, separators=(",", ":")) + "\n").encode())
+        self.fs.write(self._f, (_DUMP(obj) + "\n").encode())
 
-    def record(self, info: dict) -> None:
+    def record(self, info: Placed) -> None:
         """A file was placed (its content is on the drive, maybe not yet durable).
 
         Lines are kept in memory until the next checkpoint: only checkpointed
@@ -57,8 +116,14 @@ class Journal:
         """The first ``count`` entries are durable (the caller flushed the volume after counting)."""
         with self._lock:
             pending, self._pending = self._pending, []
-            self.fs.write(self._f, b"".join((json.dumps(o, separators=(",", ":")) + "\n").encode()
-                                            for o in pending + [{"checkpoint": self._count if count is None else count}]))
+            records = b"".join((_DUMP(p.to_dict()) + "\n").encode() for p in pending)
+            if self.keys is not None and records:
+                from core.engine import crypto
+
+                sealed = base64.b64encode(crypto.encrypt_bytes(self.keys, records)).decode("ascii")
+                records = (_DUMP({"sealed": sealed}) + "\n").encode()
+            mark = (_DUMP({"checkpoint": self._count if count is None else count}) + "\n").encode()
+            self.fs.write(self._f, records + mark)
             self.fs.fsync(self._f)
 
     def close(self) -> None:
@@ -71,24 +136,60 @@ class Journal:
         self.fs.unlink(self.path)
 
 
-def load(path: Path) -> tuple[dict | None, dict[str, dict]]:
-    """(header, trusted entries by set path) of an interrupted run's journal; (None, {}) if none."""
+def load(path: Path, keys=None) -> tuple[dict | None, dict[str, Placed]]:
+    """(header, trusted records by set path) of an interrupted run's journal; (None, {}) if none.
+
+    ``keys``: the set's keys when it is encrypted (then only sealed records count).
+    Never raises for what is on the drive: an unusable journal only costs a re-copy.
+    """
     try:
-        raw = path.read_bytes()
-    except OSError:
+        raw = safeio.read_bytes(path, MAX_JOURNAL_BYTES, root=path.parent)
+    except FileNotFoundError:
         return None, {}
-    lines = []
-    for line in raw.split(b"\n"):
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            break  # a torn last line: everything after it is untrusted anyway
-    if not lines or "snapshot" not in lines[0]:
+    except PlugbackError as err:
+        log.warning("Ignoring the journal %s: %s", path, err)
         return None, {}
-    header, body = lines[0], lines[1:]
-    trusted_count = 0
-    for obj in body:
+    lines = raw.split(b"\n")
+    header = _decode_line(lines[0])
+    if not (isinstance(header, dict) and mf.is_snapshot_id(header.get("snapshot"))
+            and (header.get("parent") is None or mf.is_snapshot_id(header.get("parent")))):
+        return None, {}
+    records: list[Placed] = []
+    trusted = 0
+    for line in lines[1:]:
+        got = _records(_decode_line(line), keys)
+        if got is None:
+            break   # a torn last line, or damage: everything after it is untrusted anyway
+        if isinstance(got, int):
+            trusted = got
+        else:
+            records.extend(got)
+    return {"snapshot": header["snapshot"], "parent": header.get("parent")}, \
+        {p.path: p for p in records[:trusted]}
+
+
+def _decode_line(line: bytes):
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _records(obj, keys) -> int | list[Placed] | None:
+    """A checkpoint count, the records of one line, or None when the line cannot be used."""
+    if not isinstance(obj, dict):
+        return None
+    try:
         if "checkpoint" in obj:
-            trusted_count = obj["checkpoint"]
-    entries = [o for o in body if "checkpoint" not in o][:trusted_count]
-    return header, {e["p"]: e for e in entries}
+            n = obj["checkpoint"]
+            return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+        if keys is None:
+            return [Placed.from_dict(obj)]
+        if not isinstance(obj.get("sealed"), str):
+            return None   # a clear record in an encrypted set was not written by Plugback
+        from core.engine import crypto
+
+        plain = crypto.decrypt_bytes(keys, base64.b64decode(obj["sealed"], validate=True), name="journal.json")
+        return [Placed.from_dict(json.loads(x)) for x in plain.split(b"\n") if x]
+    except (ValueError, RecursionError, binascii.Error, PlugbackError):
+        return None

@@ -1,30 +1,44 @@
-"""One writer per set: a lock file holding host, pid and time.
+"""One writer per set: a lock file holding host, machine, pid and time.
 
 The lock is created with O_EXCL, so two writers can never both hold it. A lock
-is stale when its process is gone from this host, or when it has not been
+is stale when its process is gone from this computer, or when it has not been
 refreshed for STALE_AFTER (a writer on another computer that crashed); a stale
 lock is broken with a log line, never silently.
+
+"This computer" is the ``machine`` field, not the host name: two computers
+called "laptop" would otherwise each take the other's live lock for a dead
+process of their own and break it. It is a hash of the OS's machine id
+(:func:`machine_id`); a lock written without one (older Plugback) falls back
+to comparing host names.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
 import secrets
 import socket
+import stat
+import subprocess
+import sys
 import threading
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psutil
 
+from core.engine import safeio
 from core.engine.atomic import replace_file
 from core.engine.fs import FileSystem, translate
-from core.errors import SetLocked
+from core.errors import PlugbackError, SetLocked
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(hours=6)
+MAX_LOCK_BYTES = 4 * safeio.KIB
 
 # Tokens of the locks this process holds right now. A lock file naming this process
 # with a token not in here was lost by it (the drive was pulled before release could
@@ -37,16 +51,18 @@ _held_mutex = threading.Lock()
 class SetLock:
     """Context manager holding a set's lock. ``refresh()`` keeps a long run's lock fresh."""
 
-    def __init__(self, path: Path, clock, purpose: str = "backup"):
+    def __init__(self, path: Path, clock, purpose: str = "backup", machine: str | None = None):
         self.path = Path(path)
         self.clock = clock
         self.purpose = purpose
+        self.machine = machine or machine_id()
         self.held = False
         self.token = secrets.token_hex(8)
 
     def _record(self) -> bytes:
-        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "purpose": self.purpose,
-                           "time": self.clock.now().isoformat(), "token": self.token}).encode()
+        return json.dumps({"host": socket.gethostname(), "machine": self.machine, "pid": os.getpid(),
+                           "purpose": self.purpose, "time": self.clock.now().isoformat(),
+                           "token": self.token}).encode()
 
     def acquire(self) -> "SetLock":
         # Known as held before the file exists: a thread of this process that reads the
@@ -72,6 +88,8 @@ class SetLock:
                         os.unlink(self.path)
                     except FileNotFoundError:
                         pass
+                    except OSError as err:   # a folder in its place: not a lock Plugback made
+                        raise translate(err, self.path, self.path.parent) from err
                     continue
                 raise SetLocked(holder=_describe(holder)) from None
             except OSError as err:
@@ -103,20 +121,23 @@ class SetLock:
                 pass  # drive gone: the lock is stale by pid next time
 
     def _read(self) -> dict:
+        """The holder's record, checked; {} when it cannot be read or is not a lock record."""
         try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            return decode_holder(safeio.read_bytes(self.path, MAX_LOCK_BYTES))
+        except (OSError, PlugbackError):
             return {}
 
     def _stale(self, holder: dict) -> bool:
         if not holder:
             # Unreadable: a writer may be between create and write; only old files are stale.
+            # (lstat: whatever is there, a FIFO or a symlink, is judged by its own age.)
             try:
-                age = self.clock.now().timestamp() - self.path.stat().st_mtime
+                age = self.clock.now().timestamp() - os.lstat(self.path).st_mtime
             except OSError:
                 return True
             return age > 60
-        if holder.get("host") == socket.gethostname():
+        here = holder["machine"] == self.machine if "machine" in holder else holder["host"] == socket.gethostname()
+        if here:
             pid = holder.get("pid")
             if pid == os.getpid() and "token" in holder:
                 with _held_mutex:
@@ -135,6 +156,64 @@ class SetLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def decode_holder(raw: bytes) -> dict:
+    """A lock file's record with only fields of the right type; {} if it is not a lock record."""
+    try:
+        d = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(d, dict) or not isinstance(d.get("host"), str):
+        return {}
+    out = {"host": d["host"][:256]}
+    for key, kind in (("machine", str), ("pid", int), ("purpose", str), ("time", str), ("token", str)):
+        v = d.get(key)
+        if isinstance(v, kind) and not isinstance(v, bool) and (kind is int and 0 < v < 1 << 32 or
+                                                                  kind is str and len(v) <= 256):
+            out[key] = v
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def machine_id() -> str:
+    """This computer's id in lock records: a hash of the OS's machine id (never the id itself).
+
+    Linux: /etc/machine-id; Windows: the MachineGuid registry value; macOS: the
+    IOPlatformUUID. Where none can be read, the network card's address
+    (``uuid.getnode``), and as a last resort the host name, which makes two
+    computers of the same name look alike again (the behaviour before this field).
+    """
+    raw = _os_machine_id()
+    if not raw:
+        node = uuid.getnode()
+        raw = f"node:{node:012x}" if not node & (1 << 40) else f"host:{socket.gethostname()}"   # bit 40: random
+    return hashlib.sha256(b"plugback-lock\0" + raw.encode()).hexdigest()[:32]
+
+
+def _os_machine_id() -> str | None:
+    try:
+        if sys.platform == "win32":
+            import winreg
+
+            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Cryptography") as key:
+                return str(winreg.QueryValueEx(key, "MachineGuid")[0]).strip() or None
+        if sys.platform == "darwin":
+            out = subprocess.run(["/usr/sbin/ioreg", "-rd1", "-c", "IOPlatformExpertDevice"],
+                                 capture_output=True, text=True, timeout=10).stdout
+            for line in out.splitlines():
+                if "IOPlatformUUID" in line:
+                    return line.split("=")[-1].strip().strip('"') or None
+            return None
+        for name in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+            if os.path.exists(name) and stat.S_ISREG(os.stat(name).st_mode):
+                with open(name, encoding="ascii", errors="replace") as f:
+                    text = f.read(256).strip()
+                if text:
+                    return text
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return None
 
 
 def _describe(holder: dict) -> str:

@@ -10,15 +10,28 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from core.errors import ManifestDamaged, NewerFormat
+from core.engine.safeio import GIB, MIB
+from core.errors import ManifestDamaged, NewerFormat, UnsafeManifestPath
 
 MANIFEST_FORMAT = "plugback-manifest"
 MANIFEST_VERSION = 1
 
 FILE, DIR, LINK = "f", "d", "l"
+
+# Limits on what a manifest read from a drive may hold (docs/format.md, "Limits").
+MAX_MANIFEST_BYTES = 512 * MIB      # the file on the drive (gzip, or encrypted gzip)
+MAX_MANIFEST_TEXT = 1 * GIB         # after gunzip: about 4 million entries
+MAX_PARTS = 4096                    # a split file: 4096 parts of 4 GiB are 16 TiB
+MAX_PATH_CHARS = 16384              # a path, mirror path, symlink target or source folder
+MAX_NAME_CHARS = 4096               # host and job names
+MAX_SOURCES = 10000
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{4,64}$")   # layout's id pattern, with a length cap
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
@@ -127,12 +140,16 @@ def encode(manifest: Manifest) -> bytes:
     return gzip.compress(b"".join(lines), compresslevel=1, mtime=0)
 
 
-def decode(data: bytes, name: str = "manifest") -> Manifest:
-    """Parse and check a manifest; any damage raises ManifestDamaged naming ``name``."""
-    try:
-        raw = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as err:
-        raise ManifestDamaged(path=name, reason=f"not readable as gzip: {err}") from None
+def decode(data: bytes, name: str = "manifest", *, encrypted: bool | None = None) -> Manifest:
+    """Parse and check a manifest; any damage raises ManifestDamaged naming ``name``.
+
+    Bytes from a drive are untrusted: besides the trailer's checksum (truncation,
+    edits), every header field and every entry is checked for its type and range,
+    and every path and mirror name against the restore rules (:func:`path_problem`),
+    so nothing that reaches the rest of the engine can point outside the set.
+    ``encrypted``: True requires an ``obj`` on every file entry (None: either).
+    """
+    raw = _gunzip(data, name)
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -143,13 +160,16 @@ def decode(data: bytes, name: str = "manifest") -> Manifest:
         objs = json.loads(b"[" + b",".join(lines) + b"]")
         if len(objs) != len(lines) or not all(isinstance(o, dict) for o in objs):
             raise ValueError
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ManifestDamaged(path=name, reason="a line is not valid JSON") from None
     header, trailer = objs[0], objs[-1]
     if header.get("type") != "header" or header.get("format") != MANIFEST_FORMAT:
         raise ManifestDamaged(path=name, reason="no header line")
-    if int(header.get("version", 0)) > MANIFEST_VERSION:
-        raise NewerFormat(path=name, version=header.get("version"))
+    version = header.get("version")
+    if not _is_int(version) or version < 1:
+        raise ManifestDamaged(path=name, reason="its header has no valid version")
+    if version > MANIFEST_VERSION:
+        raise NewerFormat(path=name, version=version)
     if trailer.get("type") != "trailer":
         raise ManifestDamaged(path=name, reason="it is truncated (no trailer)")
     digest = hashlib.sha256()
@@ -157,10 +177,197 @@ def decode(data: bytes, name: str = "manifest") -> Manifest:
         digest.update(line + b"\n")
     if trailer.get("sha256") != digest.hexdigest() or trailer.get("entries") != len(objs) - 2:
         raise ManifestDamaged(path=name, reason="its checksum does not match its contents")
+    m = decode_header(header, name)
+    order = EntryOrder(name)
+    for i, obj in enumerate(objs[1:-1], start=2):
+        m.entries.append(order.check(parse_entry(obj, name, encrypted=encrypted, line=i)))
+    return m
+
+
+def _gunzip(data: bytes, name: str) -> bytes:
+    """The manifest's text, refusing more than MAX_MANIFEST_TEXT (a small gzip can unpack to terabytes)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        entries = [Entry.from_dict(o) for o in objs[1:-1]]
-    except (KeyError, TypeError):
-        raise ManifestDamaged(path=name, reason="an entry is missing a field") from None
-    return Manifest(snapshot_id=header["snapshot"], time=header["time"], host=header.get("host", ""),
-                    job=header.get("job", ""), sources=header.get("sources", []),
-                    parent=header.get("parent"), entries=entries, totals=header.get("totals", {}))
+        raw = d.decompress(data, MAX_MANIFEST_TEXT + 1)
+    except zlib.error as err:
+        raise ManifestDamaged(path=name, reason=f"not readable as gzip: {err}") from None
+    if len(raw) > MAX_MANIFEST_TEXT:
+        raise ManifestDamaged(path=name, reason=f"it unpacks to more than {MAX_MANIFEST_TEXT} bytes")
+    if not d.eof:
+        raise ManifestDamaged(path=name, reason="not readable as gzip: it is truncated")
+    if d.unused_data:
+        raise ManifestDamaged(path=name, reason="not readable as gzip: unexpected data after its end")
+    return raw
+
+
+# --- checking untrusted values (a manifest is read from a drive) --------------------------
+
+class _Bad(ValueError):
+    """A field that is not what the format says (internal: becomes ManifestDamaged)."""
+
+
+def _is_int(v, lo: int = -(1 << 63), hi: int = (1 << 63) - 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _text_problem(v, limit: int = MAX_PATH_CHARS) -> str | None:
+    """Why ``v`` is not a string Plugback can use as a name on any OS, or None."""
+    if not isinstance(v, str):
+        return "it is not text"
+    if len(v) > limit:
+        return f"it is longer than {limit} characters"
+    if "\x00" in v:
+        return "it contains a NUL character"
+    try:
+        # Names that were not UTF-8 on POSIX come as \udc80-\udcff; any other lone surrogate
+        # cannot be turned back into a file name.
+        v.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return "it is not a valid file name"
+    return None
+
+
+def path_problem(path) -> str | None:
+    """Why ``path`` is not a plain relative '/'-separated path below a folder, or None.
+
+    The restore rules, for every path read from a drive: no empty, ``.`` or ``..``
+    component, not absolute, no drive letter (``C:``), no backslash, no NUL.
+    """
+    problem = _text_problem(path)
+    if problem:
+        return problem
+    parts = path.split("/")
+    # A drive letter ("C:", "C:x") has ':' in the first component; UNC paths start with '/' or '\\'.
+    if (not path or path[0] == "/" or "\\" in path or ":" in parts[0]
+            or "" in parts or "." in parts or ".." in parts):
+        return "it is not a relative path inside the set"
+    return None
+
+
+def _field(d: dict, key: str, check, default=None, required: bool = False):
+    if d.get(key) is None:
+        if required:
+            raise _Bad(f"'{key}' is missing")
+        return default
+    v = d[key]
+    if not check(v):
+        raise _Bad(f"'{key}' has an invalid value")
+    return v
+
+
+def is_hex64(v) -> bool:
+    """A SHA-256 (or keyed object name) as the format writes it: 64 lowercase hex digits."""
+    return isinstance(v, str) and _HEX64.fullmatch(v) is not None
+
+
+def is_snapshot_id(v) -> bool:
+    return isinstance(v, str) and _SNAPSHOT_ID.match(v) is not None
+
+
+_I63 = 1 << 63
+_ENTRY_INTS = {"size": (0, _I63 - 1), "mtime_ns": (-_I63, _I63 - 1), "mode": (0, 0xFFFFFFFF),
+               "ino": (0, (1 << 64) - 1), "ctime_ns": (-_I63, _I63 - 1), "parts": (0, MAX_PARTS)}
+
+
+def parse_entry(d: dict, name: str, *, encrypted: bool | None = None, line: int = 0) -> Entry:
+    """One entry line (already parsed as JSON) checked and made an Entry; usable line by line.
+
+    Raises ManifestDamaged naming ``name`` (and the line), or UnsafeManifestPath
+    for a path or mirror name that would reach outside the set. (Written out, not
+    table-driven: it runs once per file of every manifest read.)
+    """
+    if type(d) is not dict:
+        raise ManifestDamaged(path=name, reason=f"line {line}: an entry is not an object")
+    for key in ("path", "mirror"):
+        v = d.get(key)
+        if v is not None and path_problem(v):
+            raise UnsafeManifestPath(path=name, entry=v if isinstance(v, str) else repr(v))
+    path, kind, sha, obj, target = d.get("path"), d.get("type"), d.get("sha256"), d.get("obj"), d.get("target")
+    ints = []
+    for key, (lo, hi) in _ENTRY_INTS.items():
+        v = d.get(key)
+        if v is None:
+            v = 0
+        elif type(v) is not int or not lo <= v <= hi:
+            return _bad_entry(name, line, f"'{key}' has an invalid value")
+        ints.append(v)
+    if path is None or kind not in (FILE, DIR, LINK):
+        return _bad_entry(name, line, "'path' or 'type' is missing or invalid")
+    if (sha is not None or kind == FILE) and not is_hex64(sha):
+        return _bad_entry(name, line, "'sha256' is missing or invalid")
+    if (obj is not None or (encrypted and kind == FILE)) and not is_hex64(obj):
+        return _bad_entry(name, line, "'obj' is missing or invalid")
+    if (target is not None or kind == LINK) and (target == "" or _text_problem(target)):
+        return _bad_entry(name, line, "'target' is missing or invalid")
+    size, mtime_ns, mode, ino, ctime_ns, parts = ints
+    if kind != FILE and (parts or obj):
+        return _bad_entry(name, line, "only files have parts or an object")
+    return Entry(path, kind, size, mtime_ns, mode, sha, target, ino, ctime_ns, d.get("mirror"), parts, obj)
+
+
+def _bad_entry(name: str, line: int, why: str):
+    where = f"line {line}: " if line else ""
+    raise ManifestDamaged(path=name, reason=f"{where}an entry is missing a field or has an invalid one ({why})")
+
+
+class EntryOrder:
+    """Checks entries as they come, one at a time: strictly sorted (no duplicates), and none
+    below a file or a symlink (which a restore or a backup would write through).
+
+    Entries sort component by component, so everything below an entry comes right
+    after it: remembering the last file or symlink is enough.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self._last: list[str] | None = None
+        self._leaf: str | None = None   # the last file or symlink seen
+
+    def check(self, e: Entry) -> Entry:
+        key = sort_key(e.path)
+        if self._last is not None and key <= self._last:
+            raise ManifestDamaged(path=self.name, reason=f"the entries are out of order or repeated at {e.path!r}")
+        if self._leaf is not None and e.path.startswith(self._leaf + "/"):
+            raise UnsafeManifestPath(path=self.name, entry=e.path)
+        self._last = key
+        self._leaf = e.path if e.type != DIR else self._leaf
+        return e
+
+
+def _source(s) -> dict:
+    if not isinstance(s, dict) or _text_problem(s.get("path")) or path_problem(s.get("name")) \
+            or "/" in s["name"]:
+        raise _Bad("a source is invalid")
+    return {"path": s["path"], "name": s["name"]}
+
+
+def decode_header(h: dict, name: str) -> Manifest:
+    """The header line's fields, checked; an empty Manifest to add entries to."""
+    try:
+        sid = _field(h, "snapshot", is_snapshot_id, required=True)
+        time = _field(h, "time", lambda v: isinstance(v, str) and len(v) <= 64 and _iso(v), required=True)
+        host = _field(h, "host", lambda v: _text_problem(v, MAX_NAME_CHARS) is None, required=True)
+        job = _field(h, "job", lambda v: _text_problem(v, MAX_NAME_CHARS) is None, required=True)
+        sources = [_source(s) for s in _field(h, "sources", lambda v: isinstance(v, list) and len(v) <= MAX_SOURCES,
+                                              required=True)]
+        if len({s["name"] for s in sources}) != len(sources):
+            raise _Bad("two sources have the same name")
+        if "parent" not in h:
+            raise _Bad("'parent' is missing")
+        parent = _field(h, "parent", is_snapshot_id)
+        totals = _field(h, "totals", lambda v: isinstance(v, dict), required=True)
+        totals = {k: totals.get(k, 0) for k in ("files", "dirs", "links", "bytes")}
+        if not all(_is_int(v, 0) for v in totals.values()):
+            raise _Bad("'totals' has an invalid value")
+    except _Bad as bad:
+        raise ManifestDamaged(path=name, reason=f"its header is invalid ({bad})") from None
+    return Manifest(snapshot_id=sid, time=time, host=host, job=job, sources=sources, parent=parent,
+                    totals=totals)
+
+
+def _iso(v: str) -> bool:
+    try:
+        datetime.fromisoformat(v)
+    except ValueError:
+        return False
+    return True

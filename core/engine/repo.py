@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from core.engine import manifest as mf
-from core.engine.fs import READ_FLAGS, FileSystem, read_buffer, translate
+from core.engine import safeio
+from core.engine.fs import FileSystem, read_buffer, translate
 from core.engine.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
 from core.errors import (
+    DamagedSet,
+    DriveFileDamaged,
     ManifestDamaged,
     NewerFormat,
     NotASet,
@@ -41,6 +44,50 @@ Unlocker = Callable[[dict, str], "crypto.SetKeys"]
 
 def _no_unlocker(enc: dict, set_id: str) -> "crypto.SetKeys":
     raise PassphraseNeeded()
+
+
+MAX_META_BYTES = 64 * safeio.KIB    # plugback.json is a few hundred bytes
+_TEXT_LIMIT = 4096
+
+
+def decode_meta(raw: bytes, path: Path) -> dict:
+    """plugback.json's bytes, checked: NotASet, NewerFormat or DriveFileDamaged naming ``path``.
+
+    Fields this version does not know are kept (and written back unchanged).
+    """
+    def bad(reason: str) -> DriveFileDamaged:
+        return DriveFileDamaged(path=str(path), reason=reason)
+
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise bad("it is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != SET_FORMAT:
+        raise NotASet(path=str(path.parent))
+    version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise bad("its 'version' is not a version number")
+    if version > FORMAT_VERSION:
+        raise NewerFormat(path=str(path.parent), version=version)
+    try:
+        uuid.UUID(meta.get("set_id") if isinstance(meta.get("set_id"), str) else "")
+    except ValueError:
+        raise bad("its 'set_id' is not an id") from None
+    for key in ("created", "host", "job"):
+        v = meta.get(key)
+        if (key == "created" or v is not None) and not (isinstance(v, str) and len(v) <= _TEXT_LIMIT
+                                                        and "\x00" not in v):
+            raise bad(f"its '{key}' is not valid text")
+    enc = meta.get("encryption")
+    if enc is not None:
+        from core.engine import crypto
+
+        crypto.check_encryption(enc, where=str(path))   # EncryptedDataDamaged / NewerFormat
+    return meta
+
+
+def _content_error(path: str, reason: str) -> DamagedSet:
+    return DamagedSet(what=f"{path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -93,20 +140,10 @@ class BackupSet:
         root = Path(root)
         layout = SetLayout(root)
         try:
-            raw = layout.meta.read_bytes()
+            raw = safeio.read_bytes(layout.meta, MAX_META_BYTES, root=root)
         except FileNotFoundError:
             raise NotASet(path=str(root)) from None
-        except OSError as err:
-            raise translate(err, layout.meta) from err
-        try:
-            meta = json.loads(raw)
-        except ValueError:
-            raise NotASet(f"{layout.meta} is damaged (not valid JSON). Restore it from another copy of "
-                          "the drive, or ask for help: the data in the set is intact.") from None
-        if meta.get("format") != SET_FORMAT:
-            raise NotASet(path=str(root))
-        if int(meta.get("version", 0)) > FORMAT_VERSION:
-            raise NewerFormat(path=str(root), version=meta.get("version"))
+        meta = decode_meta(raw, layout.meta)
         set_keys = None
         if meta.get("encryption"):
             set_keys = (unlock or _no_unlocker)(meta["encryption"], meta["set_id"])
@@ -195,17 +232,17 @@ class BackupSet:
         """A snapshot's manifest, checked (ManifestDamaged if it is not intact)."""
         if snapshot_id not in self._manifests:
             path = self.layout.manifest(snapshot_id)
+            name = f"snapshots/{path.name}"
             try:
-                blob = path.read_bytes()
+                blob = safeio.read_bytes(path, mf.MAX_MANIFEST_BYTES, root=self.root,
+                                         error=lambda reason, **_: ManifestDamaged(path=name, reason=reason))
             except FileNotFoundError:
                 raise SnapshotNotFound(snapshot=snapshot_id) from None
-            except OSError as err:
-                raise translate(err, path, self.root) from err
             if self.keys is not None:
                 from core.engine import crypto
 
-                blob = crypto.decrypt_bytes(self.keys, blob, name=f"snapshots/{path.name}")
-            m = mf.decode(blob, name=f"snapshots/{path.name}")
+                blob = crypto.decrypt_bytes(self.keys, blob, name=name)
+            m = mf.decode(blob, name=name, encrypted=self.keys is not None)
             if m.snapshot_id != snapshot_id:
                 # A manifest renamed (or copied) to another id would lie about its time.
                 raise ManifestDamaged(path=f"snapshots/{path.name}",
@@ -298,7 +335,7 @@ class BackupSet:
             # Blocks are views of one reused buffer: use each before asking for the next.
             buf = read_buffer()
             for p in paths:
-                fd = os.open(p, READ_FLAGS)
+                fd = safeio.open_regular(p, error=_content_error)
                 try:
                     if drop_cache:
                         _drop(fd)
@@ -332,7 +369,7 @@ class _ConcatReader:
         self._files = []
         self.size = 0   # read by crypto.DecryptingReader to size its buffers
         for p in paths:
-            f = open(p, "rb", buffering=0)
+            f = open(safeio.open_regular(p, error=_content_error), "rb", buffering=0)
             if drop_cache:
                 _drop(f)
             self._files.append(f)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import socket
 
 import pytest
 
 from core.agent.config import Paths
 from ui.api import Api, agent_request
-from ui.server import SettingsServer
+from ui.server import SettingsServer, redact_path, redirect_page
 
 
 @pytest.fixture
@@ -109,6 +111,15 @@ def test_foreign_host_or_origin_is_refused(server):
     for origin in ("http://evil.example", f"http://127.0.0.1:{port + 1}", "null"):
         assert api(server, "info", Origin=origin)[0].status == 403, origin
     assert api(server, "info", **{"Sec-Fetch-Site": "cross-site"})[0].status == 403
+    # A tab opening the page from elsewhere (the redirect file is file://) is let in with the token,
+    # a cross-site load of a script or a frame is not.
+    navigate = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert request(server, "GET", f"/{server.token}/", headers=navigate)[0].status == 200
+    assert request(server, "GET", f"/{near_miss(server.token)}/", headers=navigate)[0].status == 403
+    for mode, dest in (("no-cors", "script"), ("navigate", "iframe"), ("cors", "empty")):
+        headers = {**navigate, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest}
+        assert request(server, "GET", f"/{server.token}/bridge.js", headers=headers)[0].status == 403, (mode, dest)
+    assert api(server, "info", **navigate)[0].status == 403
     resp, _ = request(server, "OPTIONS", "/api/info", headers={"Origin": "http://evil.example",
                                                                 "Access-Control-Request-Method": "POST"})
     assert resp.status == 403 and resp.getheader("Access-Control-Allow-Origin") is None
@@ -129,3 +140,54 @@ def test_api_errors_are_replies_not_crashes(server):
     reply = json.loads(api(server, "status")[1])
     assert reply["ok"] is False and reply["code"] == "agent_unavailable"
     assert "plugback-tray" in reply["message"] and "Traceback" not in reply["message"]
+
+
+def raw_request(srv, line: bytes) -> bytes:
+    """Send one raw request line (malformed on purpose) and return what came back."""
+    with socket.create_connection(("127.0.0.1", srv.server_address[1]), timeout=10) as sock:
+        sock.sendall(line + b"\r\n\r\n")
+        return sock.recv(4096)
+
+
+def test_the_log_never_holds_the_token(server, caplog):
+    """Issue #10: the token was logged with every refused request, and with every request under --debug."""
+    caplog.set_level(logging.DEBUG)
+    token, port = server.token, server.server_address[1]
+    assert request(server, "GET", f"/{token}/index.html?x=1")[0].status == 200
+    assert request(server, "GET", f"/{token}")[0].status == 301
+    assert request(server, "GET", f"/{token}/index.html", host=f"evil.example:{port}")[0].status == 403
+    assert request(server, "GET", f"/{near_miss(token)}/")[0].status == 403
+    assert api(server, "info")[0].status == 200
+    assert b"Error code: 400" in raw_request(server, f"GET /{token}/ HTTP/{token}".encode())
+    text = caplog.text
+    assert token not in text and near_miss(token) not in text
+    # ...yet the log still says what happened.
+    assert "GET /…/index.html 200" in text and "GET /…/ 301" in text
+    assert "refused GET /…/index.html: foreign Host header" in text
+    assert "refused GET /…/: missing or wrong token" in text
+    assert "POST /api/info 200" in text
+    assert "Bad request version ('HTTP/<token>')" in text
+
+
+def test_redact_path():
+    assert redact_path("/secret/pages/jobs.js?v=2") == "/…/pages/jobs.js"
+    assert redact_path("/secret") == "/…/" and redact_path("/") == "/" and redact_path("") == "/"
+    assert redact_path("/api/status") == "/api/status"
+
+
+def test_the_redirect_file_takes_the_browser_to_the_pages(server, chromium_browser, tmp_path):
+    """The browser is given a local file, not the address: Chromium follows it to the token's page."""
+    page_file = tmp_path / "open.html"
+    page_file.write_bytes(redirect_page(server.url + "#restore"))
+    context = chromium_browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(page_file.as_uri())
+        page.wait_for_url(server.url + "#restore", timeout=15000)
+        # The app's own page (it has scripts; the redirect page has none), titled by the app.
+        page.wait_for_selector("script[src]", state="attached")
+        assert page.title().endswith("Plugback settings")
+    finally:
+        context.close()
+    assert b'href="http://x/?a=1&amp;b=2"' in redirect_page("http://x/?a=1&b=2")
+    assert b'href="http://x/&quot;&gt;"' in redirect_page('http://x/">')

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from core.engine.layout import SetLayout
-from core.engine.lock import STALE_AFTER, SetLock
+from core.engine.lock import STALE_AFTER, SetLock, machine_id
 from core.engine.progress import Clock, FakeClock
 from core.engine.repo import BackupSet
-from core.errors import EXIT_FAILURE, SetLocked
+from core.errors import EXIT_FAILURE, PlugbackError, SetLocked
 from tests.support.cli import run_cli
 from tests.support.engine import backup_path
 from tests.support.env import subprocess_env
@@ -143,7 +143,7 @@ def test_refresh_keeps_a_long_run_fresh_for_other_computers(tmp_path, clock):
     lock.refresh()
     assert json.loads(path.read_text())["time"] == clock.now().isoformat()
     # Seen from another computer 2 minutes later: the refreshed lock is not stale.
-    other = json.loads(path.read_text()) | {"host": "other-laptop"}
+    other = json.loads(path.read_text()) | {"host": "other-laptop", "machine": "0" * 32}
     lock.release()
     _write_lock(path, **other)
     clock.advance(120)
@@ -199,3 +199,60 @@ def test_cli_reports_a_locked_set(tmp_path):
             assert f"process {os.getpid()}" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("backup", src, "--to", set_path)
     assert r.returncode == 0, r.stderr
+
+
+def test_same_host_name_on_another_computer_is_not_this_computer(tmp_path, clock):
+    """Two computers called the same: a dead-looking pid there says nothing here; only age counts."""
+    path = tmp_path / "lock"
+    _write_lock(path, host=socket.gethostname(), machine="f" * 32, pid=_dead_pid(), purpose="backup",
+                time=clock.now().isoformat())
+    with pytest.raises(SetLocked):
+        SetLock(path, clock).acquire()
+    clock.advance(STALE_AFTER.total_seconds() + 60)
+    with SetLock(path, clock):
+        assert json.loads(path.read_text())["machine"] == machine_id()
+
+
+def test_this_computer_is_known_by_its_machine_id_whatever_its_name(tmp_path, clock):
+    path = tmp_path / "lock"
+    _write_lock(path, host="renamed-since", machine=machine_id(), pid=_dead_pid(), purpose="backup",
+                time=clock.now().isoformat())
+    with SetLock(path, clock):    # our machine, dead pid: stale at once
+        pass
+    assert len(machine_id()) == 32 and machine_id() == machine_id()
+
+
+@pytest.mark.parametrize("make", ["fifo", "zero", "folder"])
+def test_lock_that_is_not_a_regular_file_does_not_hang(tmp_path, clock, make):
+    path = tmp_path / "lock"
+    {"fifo": lambda: os.mkfifo(path), "zero": lambda: path.symlink_to("/dev/zero"), "folder": path.mkdir}[make]()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(err=_acquire_error(path, clock)), daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "acquiring hung on a special lock file"
+    assert isinstance(result["err"], SetLocked) and "unknown process" in str(result["err"])
+    clock.advance(61)
+    if make == "folder":    # not something a writer makes, and not removable by unlink: named, typed
+        with pytest.raises(PlugbackError, match="lock"):
+            SetLock(path, clock).acquire()
+    else:
+        with SetLock(path, clock):
+            assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def _acquire_error(path, clock):
+    try:
+        SetLock(path, clock).acquire().release()
+    except PlugbackError as err:
+        return err
+    return None
+
+
+@pytest.mark.parametrize("raw", [b"[1]", b'{"host": 5}', b'{"host": "h", "pid": "1", "time": 3}', b"\xff",
+                                 b"[" * 50_000])
+def test_lock_records_of_the_wrong_shape_are_unknown_holders(raw):
+    from core.engine.lock import decode_holder
+
+    holder = decode_holder(raw)
+    assert holder in ({}, {"host": "h"})

@@ -19,6 +19,7 @@ from tests.support.engine import backup_path, restore_path, verify_path
 from tests.support.trees import make_tree, read_tree
 
 SHA = hashlib.sha256(b"x").hexdigest()
+T = "2026-11-22T01:30:00+00:00"
 
 
 def _sample() -> Manifest:
@@ -91,12 +92,12 @@ def test_encoding_is_deterministic_and_ascii():
 
 def test_undecodable_posix_names_round_trip():
     name = b"Docs/caf\xe9.txt".decode("utf-8", "surrogateescape")
-    m = Manifest("20261122T013000Z-ab12", "t", entries=[Entry("Docs", DIR), Entry(name, FILE, 1, 1, 0o644, SHA)])
+    m = Manifest("20261122T013000Z-ab12", T, entries=[Entry("Docs", DIR), Entry(name, FILE, 1, 1, 0o644, SHA)])
     assert decode(encode(m)).entries[1].path == name
 
 
 def test_empty_manifest():
-    m = Manifest("20261122T013000Z-ab12", "t")
+    m = Manifest("20261122T013000Z-ab12", T)
     back = decode(encode(m))
     assert back.entries == [] and back.totals == {"files": 0, "dirs": 0, "links": 0, "bytes": 0}
 

@@ -1,0 +1,166 @@
+"""Reading a file from a drive or a set, safely: the one way the engine opens untrusted files.
+
+Everything on a backup drive is untrusted input (a found stick, a damaged drive,
+another computer's backups). A file Plugback reads from it must be a regular
+file, reached without following a symlink, opened without blocking, and not
+bigger than a cap the caller names, so that a FIFO cannot hang the agent, a
+symlink to ``/dev/zero`` cannot fill memory, and a 2 GB file cannot be read
+where 2 KB are expected. What the bytes *mean* is the decoders' concern
+(``manifest.decode``, ``repo.decode_meta``, ``journal.load``, ...).
+
+POSIX: the final component is checked with ``lstat`` first (a device node or a
+FIFO is never even opened), then opened with ``O_NOFOLLOW | O_NONBLOCK`` and
+checked again with ``fstat`` (the name may have been swapped in between). When
+a ``root`` is given, every folder from ``root`` down is opened with
+``O_NOFOLLOW | O_DIRECTORY`` relative to its parent, so no symlink inside the
+set (or below a drive's mount point) is followed either.
+
+Windows has no FIFOs or device nodes in a file system and no ``O_NOFOLLOW``:
+each component is checked with ``lstat`` for a symlink or another reparse point
+(junction, mount point) and then the file is opened normally. That leaves a
+window between check and open, which only a local process racing us could use.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from core.engine.fs import READ_FLAGS, translate
+from core.errors import DriveFileDamaged
+
+KIB = 1 << 10
+MIB = 1 << 20
+GIB = 1 << 30
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_REPARSE = getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0x400)
+# Walking folders by descriptor needs openat(); Windows (and exotic systems) check names instead.
+_BY_FD = bool(_NOFOLLOW and _DIRECTORY) and os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words for a message."""
+    for test, words in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"),
+                        (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a device"),
+                        (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def read_bytes(path: Path, limit: int, *, root: Path | None = None, error=DriveFileDamaged) -> bytes:
+    """The content of the regular file ``path``: at most ``limit`` bytes, or ``error``.
+
+    ``root``: a folder above ``path`` that is trusted (the set, or a drive's mount
+    point); no symlink between it and ``path`` is followed. ``error`` is the
+    ``PlugbackError`` type raised (with ``path`` and ``reason``) when the file is
+    not a regular file, is reached through a symlink, or is bigger than
+    ``limit``. A missing file raises ``FileNotFoundError`` (callers decide what
+    that means); other OS errors become the usual translated errors (DriveGone,
+    IOFailure...).
+    """
+    path = Path(path)
+    try:
+        fd = _open_regular(path, root, error)
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileNotFoundError(errno.ENOENT, "No such file", str(path)) from None
+    except OSError as err:
+        if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):   # EMLINK: FreeBSD's O_NOFOLLOW
+            raise error(path=str(path), reason="it is a symbolic link") from None
+        raise translate(err, path, root) from err
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise error(path=str(path), reason=f"it is {size} bytes, more than the {limit} such a file may have")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(limit + 1 - total, 1 << 20) or 1)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:   # it grew while we read it
+                raise error(path=str(path), reason=f"it is more than the {limit} bytes such a file may have")
+        return b"".join(chunks)
+    except OSError as err:
+        raise translate(err, path, root) from err
+    finally:
+        os.close(fd)
+
+
+def open_regular(path: Path, error=DriveFileDamaged) -> int:
+    """A read descriptor of the regular file ``path`` (last component not followed), for streaming.
+
+    Content files (``objects/``, ``Latest/``) are read through this: a FIFO put
+    in their place must not hang a verify or a restore. Raises like read_bytes.
+    """
+    try:
+        return _open_regular(Path(path), None, error)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):
+            raise error(path=str(path), reason="it is a symbolic link") from None
+        raise
+
+
+def _open_regular(path: Path, root: Path | None, error) -> int:
+    if root is not None:
+        rel = path.relative_to(root).parts
+        if not rel:
+            raise error(path=str(path), reason="it is a folder")
+    if os.name == "nt":
+        _check_windows(path, root, error)
+        fd = os.open(path, READ_FLAGS)
+    elif root is not None and _BY_FD:
+        fd = _open_below(Path(root), rel, path, error)
+    else:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(path=str(path), reason=f"it is {_kind(st.st_mode)}, not a regular file")
+        fd = os.open(path, READ_FLAGS | _NOFOLLOW | _NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):   # swapped between the check and the open
+            raise error(path=str(path), reason=f"it is {_kind(mode)}, not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_below(root: Path, rel: tuple[str, ...], path: Path, error) -> int:
+    """Open ``root/rel`` folder by folder relative to descriptors, following no symlink."""
+    dir_fd = os.open(root, os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for name in rel[:-1]:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                if stat.S_ISLNK(st.st_mode):
+                    raise error(path=str(path), reason=f"the folder '{name}' on its way is a symbolic link")
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(path))
+            nxt = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = nxt
+        st = os.stat(rel[-1], dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(path=str(path), reason=f"it is {_kind(st.st_mode)}, not a regular file")
+        return os.open(rel[-1], READ_FLAGS | _NOFOLLOW | _NONBLOCK, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _check_windows(path: Path, root: Path | None, error) -> None:
+    """Windows: refuse symlinks, junctions and other reparse points on the way (no O_NOFOLLOW)."""
+    here = Path(root) if root is not None else path.parent
+    for name in (path.relative_to(root).parts if root is not None else (path.name,)):
+        here = here / name
+        st = os.lstat(here)
+        if stat.S_ISLNK(st.st_mode) or getattr(st, "st_file_attributes", 0) & _REPARSE:
+            raise error(path=str(path), reason=f"'{here.name}' is a symbolic link or junction")
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise error(path=str(path), reason=f"it is {_kind(st.st_mode)}, not a regular file")
