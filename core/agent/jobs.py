@@ -17,7 +17,7 @@ from typing import Callable
 
 from core.agent.config import Config, Job
 from core.agent.drives import find_drive
-from core.agent.history import History, warnings_text
+from core.agent.history import History, RunEnd, warnings_text
 from core.engine.layout import SetLayout, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
 from core.errors import Cancelled, DamagedSet, DriveGone, DriveNotConnected, PlugbackError
@@ -166,13 +166,14 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
             raise DamagedSet(what=f"{len(result.damaged)} file(s) do not match their backup ({what})")
         outcome.status = "ok"
         history.append_log(run_id, "\n".join(outcome.log))
-        history.finish(run_id, status="ok", ended=clock.now())
+        history.finish(run_id, RunEnd(status="ok", ended=clock.now()))
     except PlugbackError as err:
         outcome.status = "drive_removed" if isinstance(err, DriveGone) else "failed"
         outcome.error = err
         outcome.log.append(f"{outcome.status}: {err.message}")
         history.append_log(run_id, "\n".join(outcome.log))
-        history.finish(run_id, status=outcome.status, ended=clock.now(), error=err.message, error_code=err.code)
+        history.finish(run_id, RunEnd(status=outcome.status, ended=clock.now(), error=err.message,
+                                      error_code=err.code))
     return outcome
 
 
@@ -232,10 +233,10 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
         outcome.flushed = True
         # The log goes in before the final status, so whoever sees the run ended also sees its log.
         history.append_log(run_id, "\n".join(log))
-        history.finish(run_id, status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,
-                       files_scanned=result.files_scanned, bytes_scanned=result.bytes_scanned,
-                       files_copied=result.files_copied, bytes_copied=result.bytes_copied,
-                       warnings=outcome.warnings)
+        history.finish(run_id, RunEnd(status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,
+                                      files_scanned=result.files_scanned, bytes_scanned=result.bytes_scanned,
+                                      files_copied=result.files_copied, bytes_copied=result.bytes_copied,
+                                      warnings=outcome.warnings))
     except BaseException as err:
         if isinstance(err, DriveGone):
             outcome.status = "drive_removed"
@@ -251,12 +252,12 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             outcome.error = PlugbackError(f"Unexpected error: {err!r}. The details are in the run's log.")
         else:
             history.append_log(run_id, "\n".join(log))
-            history.finish(run_id, status="cancelled", ended=clock.now(), error="interrupted")
+            history.finish(run_id, RunEnd(status="cancelled", ended=clock.now(), error="interrupted"))
             raise
         log.append(f"{outcome.status}: {outcome.error.message}")
         history.append_log(run_id, "\n".join(log))
-        history.finish(run_id, status=outcome.status, ended=clock.now(), error=outcome.error.message,
-                       error_code=outcome.error.code, snapshot_id=outcome.snapshot_id, files_scanned=outcome.files_scanned,
-                       files_copied=outcome.files_copied, bytes_copied=outcome.bytes_copied,
-                       warnings=outcome.warnings)
+        history.finish(run_id, RunEnd(status=outcome.status, ended=clock.now(), error=outcome.error.message,
+                                      error_code=outcome.error.code, snapshot_id=outcome.snapshot_id,
+                                      files_scanned=outcome.files_scanned, files_copied=outcome.files_copied,
+                                      bytes_copied=outcome.bytes_copied, warnings=outcome.warnings))
     return outcome
