@@ -112,8 +112,10 @@ def from_fields(fields) -> Spec:
     when = fields.get("time")
     if not isinstance(when, str) or not re.fullmatch(r"\d{1,2}:\d{2}", when):
         raise ValueError("the time must be HH:MM between 00:00 and 23:59")
-    day = "daily" if fields["kind"] == "daily" else fields.get("day")
-    if day not in DAYS and day != "daily":
+    if fields["kind"] == "daily":
+        return parse_spec(f"daily@{when}")
+    day = fields.get("day")
+    if day not in DAYS:
         raise ValueError(f"the day must be one of {', '.join(DAYS)}")
     return parse_spec(f"{day}@{when}")
 
