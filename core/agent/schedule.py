@@ -30,6 +30,7 @@ from datetime import datetime, time, timedelta
 #: How the window's schedule form names the kinds of spec (``Spec.fields``).
 KINDS = ("hours", "daily", "weekly")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _SPEC = re.compile(r"^(?:(?P<hourly>hourly)|(?P<hours>\d{1,3})h|(?P<day>daily|mon|tue|wed|thu|fri|sat|sun)"
                    r"@(?P<hh>\d{1,2}):(?P<mm>\d{2}))$")
 
@@ -50,7 +51,7 @@ class Spec:
         when = self.at.strftime("%H:%M")
         if self.weekday is None:
             return f"daily at {when}"
-        return f"every {DAYS[self.weekday].capitalize()} at {when}"
+        return f"every {DAY_NAMES[self.weekday]} at {when}"
 
     def canonical(self) -> str:
         """The one spelling config.json stores: ``hourly``, ``6h``, ``daily@09:30``, ``mon@09:30``."""

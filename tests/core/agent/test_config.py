@@ -177,7 +177,7 @@ def test_the_window_gets_and_sends_schedule_fields():
     sent = job.to_window()["triggers"]
     assert sent["schedule"] == "mon@07:05"
     assert sent["schedule_fields"] == {"kind": "weekly", "day": "mon", "time": "07:05"}
-    assert sent["summary"] == "when the drive is connected and every Mon at 07:05"
+    assert sent["summary"] == "when the drive is connected and every Monday at 07:05"
     back = Job.from_window({**job.to_dict(), "triggers": {**sent, "schedule_fields": {"kind": "daily", "time": "9:30"}}})
     assert back.triggers.schedule == "daily@09:30" and back.triggers.on_connect
     # A window that sends back what it got changes nothing; null fields = no schedule.

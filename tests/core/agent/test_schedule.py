@@ -89,7 +89,7 @@ def test_next_due(spec, last, now, expected):
 
 @pytest.mark.parametrize("text,describe", [
     ("hourly", "every hour"), ("6h", "every 6 hours"), ("daily@09:30", "daily at 09:30"),
-    ("MON@7:05", "every Mon at 07:05"), ("sun@23:59", "every Sun at 23:59"),
+    ("MON@7:05", "every Monday at 07:05"), ("sun@23:59", "every Sunday at 23:59"),
 ])
 def test_parse_spec(text, describe):
     assert parse_spec(text).describe() == describe
