@@ -282,7 +282,7 @@ def offline_status(paths: Paths, cfg: Config, now: datetime) -> dict:
         jobs.append({"name": j.name, "sources": j.sources, "destination": j.destination.to_dict(),
                      "drive_present": present, "running": False, "progress": None,
                      "last_run": last.to_dict() if last else None,
-                     "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_dict()})
+                     "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_window()})
     return {"agent": False, "paused_until": None, "backend": None, "jobs": jobs, "drives": [], "restore": None}
 
 
