@@ -10,7 +10,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.engine.restore import CONFLICTS
+from core.engine.restore import CONFLICTS, RestoreOptions, restore
 from core.errors import AgentBusy, PlugbackError, UsageError
 
 log = logging.getLogger("plugback.browse")
@@ -87,19 +87,19 @@ def start_restore(agent, args: dict) -> dict:
     task = {"job": job_name, "snapshot": snapshot, "paths": paths, "target": dest, "running": True,
             "progress": None, "result": None, "error": None}
     cancel = CancelToken()
-    agent.restore_task, agent.restore_drive = task, target.drive_id
-    agent.restore_cancel = cancel
-    agent.changed()
 
     def progress(p):
         task["progress"] = p.to_dict()
 
-    def work():
-        from core.engine.restore import restore
+    options = RestoreOptions(snapshot=snapshot, paths=paths, on_conflict=on_conflict, progress=progress,
+                             cancel=cancel)
+    agent.restore_task, agent.restore_drive = task, target.drive_id
+    agent.restore_cancel = cancel
+    agent.changed()
 
+    def work():
         try:
-            result = restore(target.set_path, Path(dest) if dest else None, snapshot=snapshot, paths=paths,
-                             on_conflict=on_conflict, progress=progress, cancel=cancel)
+            result = restore(bset, Path(dest) if dest else None, options)
             task["result"] = {k: v for k, v in vars(result).items() if isinstance(v, (int, str, float, bool))}
         except PlugbackError as err:
             task["error"] = {"code": err.code, "message": err.message}

@@ -17,10 +17,19 @@ from typing import Callable
 
 from core.agent.config import Config, Job
 from core.agent.drives import find_drive
-from core.agent.history import History, RunEnd, warnings_text
-from core.engine.layout import SetLayout, drive_dir, drive_set_path
+from core.agent.history import History, RunEnd, RunKind, RunStatus, warnings_text
+from core.engine.layout import drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
-from core.errors import Cancelled, DamagedSet, DriveGone, DriveNotConnected, PlugbackError
+from core.engine.repo import BackupSet
+from core.errors import (
+    Cancelled,
+    DamagedSet,
+    DriveGone,
+    DriveNotConnected,
+    PassphraseNeeded,
+    PlugbackError,
+    UsageError,
+)
 
 logger = logging.getLogger("plugback.jobs")
 
@@ -41,11 +50,11 @@ class Target:
 
 @dataclass
 class Outcome:
-    """How a run ended. ``status`` is a history status; ``flushed`` = safe to unplug."""
+    """How a run ended. ``status`` is the history's; ``flushed`` = safe to unplug."""
 
     run_id: int
     job: str
-    status: str
+    status: RunStatus
     target: Target
     snapshot_id: str | None = None
     files_copied: int = 0
@@ -75,8 +84,9 @@ def resolve_target(job: Job, config: Config, *, host: str | None = None, mounts=
 def flush_drive(target: Target) -> None:
     """Make everything written to the destination durable before saying "safe to unplug".
 
-    The engine fsyncs what it writes; ``sync`` here also covers file-system
-    metadata and FUSE drives (exFAT), whose daemon flushes on sync.
+    The engine flushes the volume once (``syncfs``) before it commits a snapshot,
+    but retention and the run's last writes come after that; ``sync`` here covers
+    them, file-system metadata and FUSE drives (exFAT), whose daemon flushes on sync.
     """
     if hasattr(os, "sync"):
         os.sync()
@@ -110,18 +120,48 @@ def new_set_passphrase(job_name: str) -> str | None:
         return None
 
 
-def remember_set_passphrase(set_path: Path, passphrase: str, log: list[str]) -> None:
+def remember_set_passphrase(bset: BackupSet, passphrase: str, log: list[str]) -> None:
     """Keep the new set's passphrase in the keyring under its set_id, so unattended runs open it."""
     from core.agent import keys
-    from core.agent.keys import make_unlocker
-    from core.engine.repo import BackupSet
     from core.errors import KeyringUnavailable
 
     try:
-        bset = BackupSet.open(set_path, make_unlocker(keys.Secret.passphrase(passphrase)))
         keys.store_passphrase(bset.set_id, passphrase)
     except KeyringUnavailable as err:
         log.append(f"warning: {err.message}")
+
+
+def open_job_set(job: Job, target: Target, *, host: str, clock: Clock, passphrase: str | None,
+                 log: list[str]) -> BackupSet:
+    """The job's set, opened with the keyring / environment secret, or created when new.
+
+    A new set of an ``encrypt`` job is encrypted with ``passphrase`` (else
+    PLUGBACK_PASSPHRASE or the job's keyring entry), which is then remembered
+    under the set's id. Sources are checked before anything is created.
+    """
+    from core.agent.keys import make_unlocker
+    from core.engine.backup import check_sources
+
+    if BackupSet.exists(target.set_path):
+        bset = BackupSet.open(target.set_path, make_unlocker())
+        if job.encrypt and not bset.encrypted:
+            raise UsageError(f"The set at {target.set_path} is not encrypted, but the job '{job.name}' asks "
+                             "for encryption, which is chosen when a set is created. Point the job at a "
+                             "new folder, or turn encryption off for it.")
+        return bset
+    check_sources(job.sources, target.set_path)
+    if job.encrypt:
+        passphrase = passphrase or new_set_passphrase(job.name)
+        if not passphrase:
+            raise PassphraseNeeded()
+    else:
+        passphrase = None
+    # The agent knows the drive is mounted, so Plugback/<computer>/<job> may be created.
+    bset = BackupSet.create(target.set_path, clock.now(), job=job.name, host=host, passphrase=passphrase,
+                            parents=True)
+    if passphrase:
+        remember_set_passphrase(bset, passphrase, log)
+    return bset
 
 
 def retention_policy(job: Job):
@@ -133,10 +173,10 @@ def retention_policy(job: Job):
     return RetentionPolicy.from_dict({k.removeprefix("keep_"): v for k, v in job.retention.items()})
 
 
-def _apply_retention(job: Job, set_path: Path, clock, unlock, log: list[str]) -> None:
+def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str]) -> None:
     from core.engine.retention import forget
 
-    result = forget(set_path, retention_policy(job), prune=True, clock=clock, unlock=unlock)
+    result = forget(bset, retention_policy(job), prune=True, clock=clock)
     if result.forgotten:
         log.append(f"retention: forgot {len(result.forgotten)} old snapshot(s), freed {result.bytes_freed} bytes")
 
@@ -149,14 +189,15 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
     error code ``damaged`` naming what does not match.
     """
     from core.agent.keys import make_unlocker
-    from core.engine.verify import verify
+    from core.engine.verify import VerifyOptions, verify
 
     clock = clock or Clock()
     target = target or resolve_target(job, config)
-    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, kind="verify")
-    outcome = Outcome(run_id=run_id, job=job.name, status="failed", target=target)
+    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, kind=RunKind.VERIFY)
+    outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
     try:
-        result = verify(target.set_path, read_all=True, unlock=make_unlocker(), progress=progress or no_progress)
+        bset = BackupSet.open(target.set_path, make_unlocker())
+        result = verify(bset, VerifyOptions(read_all=True, progress=progress or no_progress))
         outcome.log.append(f"checked {result.snapshots} snapshot(s), {result.contents} contents, "
                            f"{result.bytes_read} bytes read")
         outcome.log.extend(result.notices)
@@ -164,11 +205,11 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
             outcome.log.extend(f"damaged: {what}: {why}" for what, why in result.damaged)
             what = "; ".join(w for w, _ in result.damaged[:5])
             raise DamagedSet(what=f"{len(result.damaged)} file(s) do not match their backup ({what})")
-        outcome.status = "ok"
+        outcome.status = RunStatus.OK
         history.append_log(run_id, "\n".join(outcome.log))
-        history.finish(run_id, RunEnd(status="ok", ended=clock.now()))
+        history.finish(run_id, RunEnd(status=RunStatus.OK, ended=clock.now()))
     except PlugbackError as err:
-        outcome.status = "drive_removed" if isinstance(err, DriveGone) else "failed"
+        outcome.status = RunStatus.DRIVE_REMOVED if isinstance(err, DriveGone) else RunStatus.FAILED
         outcome.error = err
         outcome.log.append(f"{outcome.status}: {err.message}")
         history.append_log(run_id, "\n".join(outcome.log))
@@ -190,74 +231,83 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     ``encrypt`` job; existing encrypted sets are opened with the keyring /
     environment secret (core.agent.keys), never a prompt.
     """
-    from core.agent.keys import make_unlocker
-    from core.engine.backup import backup  # the engine; imported late so the agent starts light
+    from core.engine.backup import BackupOptions, backup  # the engine; imported late so the agent starts light
 
     clock = clock or Clock()
+    host = host or host_name()
     target = target or resolve_target(job, config, host=host)
     run_id = history.start(job.name, clock.now(), drive_id=target.drive_id)
-    outcome = Outcome(run_id=run_id, job=job.name, status="failed", target=target)
-    log = outcome.log
-    log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
-    unlock = make_unlocker()
-    new_encrypted_set = job.encrypt and not SetLayout(target.set_path).meta.exists()
-    if new_encrypted_set and passphrase is None:
-        passphrase = new_set_passphrase(job.name)
+    outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
+    outcome.log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
     try:
-        result = backup(target.set_path, [Path(s) for s in job.sources], excludes=tuple(job.excludes),
-                        job=job.name, host=host or host_name(), encrypt=job.encrypt, passphrase=passphrase,
-                        unlock=unlock, progress=progress or no_progress, cancel=cancel, clock=clock,
-                        verify=job.verify != "none", create_parents=True)
-        if new_encrypted_set and passphrase:
-            remember_set_passphrase(target.set_path, passphrase, log)
-        outcome.snapshot_id = result.snapshot_id
-        if result.status == "damaged":
-            # The snapshot is committed but reading it back found a mismatch: loud, never "ok".
-            what = "; ".join(f"{p}: {r}" for p, r in result.damaged[:5])
-            raise DamagedSet(what=f"{len(result.damaged)} file(s) read back wrong after the backup ({what})")
-        outcome.status = result.status
-        outcome.files_scanned = result.files_scanned
-        outcome.files_copied, outcome.bytes_copied = result.files_copied, result.bytes_copied
-        outcome.warnings = len(result.warnings)
-        log.append(f"snapshot {result.snapshot_id}: {result.files_scanned} files scanned, "
-                   f"{result.files_copied} copied ({result.bytes_copied} bytes)")
-        if result.warnings:
-            log.append(warnings_text(result.warnings).rstrip("\n"))
-        try:
-            _apply_retention(job, target.set_path, clock, unlock, log)
-        except PlugbackError as err:
-            # The new snapshot is committed; a failed clean-up is a warning, not a failed backup.
-            outcome.status, outcome.warnings = "warnings", outcome.warnings + 1
-            log.append(f"warning: retention: {err.message}")
-        flush_drive(target)
-        outcome.flushed = True
-        # The log goes in before the final status, so whoever sees the run ended also sees its log.
-        history.append_log(run_id, "\n".join(log))
-        history.finish(run_id, RunEnd(status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,
-                                      files_scanned=result.files_scanned, bytes_scanned=result.bytes_scanned,
-                                      files_copied=result.files_copied, bytes_copied=result.bytes_copied,
-                                      warnings=outcome.warnings))
+        bset = open_job_set(job, target, host=host, clock=clock, passphrase=passphrase, log=outcome.log)
+        result = backup(bset, job.sources, BackupOptions(
+            excludes=job.excludes, job=job.name, host=host, verify=job.verify != "none",
+            progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock))
+        _finish_backup(job, bset, result, outcome, history, clock)
     except BaseException as err:
-        if isinstance(err, DriveGone):
-            outcome.status = "drive_removed"
-        elif isinstance(err, Cancelled):
-            outcome.status = "cancelled"
-        else:
-            outcome.status = "failed"
-        if isinstance(err, PlugbackError):
-            outcome.error = err
-        elif isinstance(err, Exception):
-            # A bug, not an expected failure: keep the traceback in the run's log.
-            log.append(traceback.format_exc().rstrip("\n"))
-            outcome.error = PlugbackError(f"Unexpected error: {err!r}. The details are in the run's log.")
-        else:
-            history.append_log(run_id, "\n".join(log))
-            history.finish(run_id, RunEnd(status="cancelled", ended=clock.now(), error="interrupted"))
+        if not _record_failure(err, outcome, history, clock):
             raise
-        log.append(f"{outcome.status}: {outcome.error.message}")
-        history.append_log(run_id, "\n".join(log))
-        history.finish(run_id, RunEnd(status=outcome.status, ended=clock.now(), error=outcome.error.message,
-                                      error_code=outcome.error.code, snapshot_id=outcome.snapshot_id,
-                                      files_scanned=outcome.files_scanned, files_copied=outcome.files_copied,
-                                      bytes_copied=outcome.bytes_copied, warnings=outcome.warnings))
     return outcome
+
+
+def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history: History, clock: Clock) -> None:
+    """After the engine's run: a damaged read-back fails the run; then retention, flush, history."""
+    from core.engine.backup import BackupStatus
+
+    log = outcome.log
+    outcome.snapshot_id = result.snapshot_id
+    if result.status is BackupStatus.DAMAGED:
+        # The snapshot is committed but reading it back found a mismatch: loud, never "ok".
+        what = "; ".join(f"{p}: {r}" for p, r in result.damaged[:5])
+        raise DamagedSet(what=f"{len(result.damaged)} file(s) read back wrong after the backup ({what})")
+    outcome.status = RunStatus(result.status.value)   # a committed backup: ok or warnings
+    outcome.files_scanned = result.files_scanned
+    outcome.files_copied, outcome.bytes_copied = result.files_copied, result.bytes_copied
+    outcome.warnings = len(result.warnings)
+    log.append(f"snapshot {result.snapshot_id}: {result.files_scanned} files scanned, "
+               f"{result.files_copied} copied ({result.bytes_copied} bytes)")
+    if result.warnings:
+        log.append(warnings_text(result.warnings).rstrip("\n"))
+    try:
+        _apply_retention(job, bset, clock, log)
+    except PlugbackError as err:
+        # The new snapshot is committed; a failed clean-up is a warning, not a failed backup.
+        outcome.status, outcome.warnings = RunStatus.WARNINGS, outcome.warnings + 1
+        log.append(f"warning: retention: {err.message}")
+    flush_drive(outcome.target)
+    outcome.flushed = True
+    # The log goes in before the final status, so whoever sees the run ended also sees its log.
+    history.append_log(outcome.run_id, "\n".join(log))
+    history.finish(outcome.run_id, RunEnd(status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,
+                                          files_scanned=result.files_scanned, bytes_scanned=result.bytes_scanned,
+                                          files_copied=result.files_copied, bytes_copied=result.bytes_copied,
+                                          warnings=outcome.warnings))
+
+
+def _record_failure(err: BaseException, outcome: Outcome, history: History, clock: Clock) -> bool:
+    """Record a run that ended with ``err``; False when ``err`` must go on up (KeyboardInterrupt...)."""
+    log, run_id = outcome.log, outcome.run_id
+    if isinstance(err, DriveGone):
+        outcome.status = RunStatus.DRIVE_REMOVED
+    elif isinstance(err, Cancelled):
+        outcome.status = RunStatus.CANCELLED
+    else:
+        outcome.status = RunStatus.FAILED
+    if isinstance(err, PlugbackError):
+        outcome.error = err
+    elif isinstance(err, Exception):
+        # A bug, not an expected failure: keep the traceback in the run's log.
+        log.append("".join(traceback.format_exception(err)).rstrip("\n"))
+        outcome.error = PlugbackError(f"Unexpected error: {err!r}. The details are in the run's log.")
+    else:
+        history.append_log(run_id, "\n".join(log))
+        history.finish(run_id, RunEnd(status=RunStatus.CANCELLED, ended=clock.now(), error="interrupted"))
+        return False
+    log.append(f"{outcome.status}: {outcome.error.message}")
+    history.append_log(run_id, "\n".join(log))
+    history.finish(run_id, RunEnd(status=outcome.status, ended=clock.now(), error=outcome.error.message,
+                                  error_code=outcome.error.code, snapshot_id=outcome.snapshot_id,
+                                  files_scanned=outcome.files_scanned, files_copied=outcome.files_copied,
+                                  bytes_copied=outcome.bytes_copied, warnings=outcome.warnings))
+    return True

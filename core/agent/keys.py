@@ -96,15 +96,6 @@ def _call(action: str, fn, *args):
         raise KeyringUnavailable(reason=f"the keyring failed to {action}: {exc}") from None
 
 
-def keyring_status() -> tuple[bool, str]:
-    """(available, what to show): the backend's name, or why there is none."""
-    try:
-        backend = _backend()
-    except KeyringUnavailable as exc:
-        return False, exc.message
-    return True, getattr(backend, "name", type(backend).__name__)
-
-
 def stored_passphrase(set_id: str) -> str | None:
     """The passphrase remembered for ``set_id``, or None. Raises KeyringUnavailable."""
     backend = _backend()
@@ -115,20 +106,6 @@ def store_passphrase(set_id: str, passphrase: str) -> None:
     """Remember the passphrase of ``set_id`` in the keyring. Raises KeyringUnavailable."""
     backend = _backend()
     _call("store the passphrase", backend.set_password, SERVICE, set_id, passphrase)
-
-
-def forget_passphrase(set_id: str) -> bool:
-    """Remove a remembered passphrase; False if there was none. Raises KeyringUnavailable."""
-    backend = _backend()
-    if _call("read the passphrase", backend.get_password, SERVICE, set_id) is None:
-        return False
-    try:
-        backend.delete_password(SERVICE, set_id)
-    except keyring.errors.PasswordDeleteError:
-        return False
-    except Exception as exc:  # noqa: BLE001 - as in _call: backend-specific error types
-        raise KeyringUnavailable(reason=f"the keyring failed to delete the passphrase: {exc}") from None
-    return True
 
 
 # --- resolution --------------------------------------------------------------------------
@@ -178,17 +155,6 @@ def candidate_secrets(set_id: str, *, recovery_key_file: Path | str | None = Non
             if not text:
                 return
             yield Secret.passphrase(text, "prompt")
-
-
-def resolve_secret(set_id: str, **options) -> Secret:
-    """The first secret found (see the module docstring); PassphraseNeeded if none.
-
-    Use :func:`unlock_set` when the set's ``encryption`` dict is at hand: it also
-    skips stale stored passphrases and re-prompts.
-    """
-    for secret in candidate_secrets(set_id, **options):
-        return secret
-    raise PassphraseNeeded()
 
 
 def unlock_set(enc: dict, set_id: str, *, secret: Secret | None = None, remember: bool = False,

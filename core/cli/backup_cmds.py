@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime
+from pathlib import Path
 
 from core.cli.render import ProgressBar, human_size, print_json, prompt_secret, warn
-from core.engine.backup import backup
+from core.engine.backup import BackupOptions, backup, check_sources
 from core.engine.manifest import DIR, FILE, LINK
+from core.engine.progress import Clock
 from core.engine.repo import BackupSet
-from core.engine.restore import CONFLICTS, restore
+from core.engine.restore import CONFLICTS, RestoreOptions, restore
 from core.engine.retention import RetentionPolicy, forget
-from core.engine.verify import verify
+from core.engine.verify import VerifyOptions, verify
 from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, PassphraseNeeded, UsageError
 
 
@@ -32,6 +34,12 @@ def unlocker_from(args):
 
 
 def register(sub) -> None:
+    _register_backup(sub)
+    for add in (_register_browsing, _register_restore, _register_verify, _register_forget):
+        add(sub)
+
+
+def _register_backup(sub) -> None:
     p = sub.add_parser("backup", help="back up folders into a set (created if new)",
                        description="Back up SRC folders into SET. Each source appears in the set as a "
                                    "top-level folder named after it.")
@@ -49,6 +57,8 @@ def register(sub) -> None:
     add_unlock_options(p)
     p.set_defaults(func=cmd_backup)
 
+
+def _register_browsing(sub) -> None:
     p = sub.add_parser("snapshots", help="list the snapshots in a set")
     p.add_argument("set", metavar="SET")
     p.add_argument("--json", action="store_true")
@@ -72,6 +82,8 @@ def register(sub) -> None:
     add_unlock_options(p)
     p.set_defaults(func=cmd_diff)
 
+
+def _register_restore(sub) -> None:
     p = sub.add_parser("restore", help="restore files from a snapshot",
                        description="Restore into TARGET/<source folder name>/... Every byte is checked "
                                    "against the snapshot; damaged files are named and not written.")
@@ -86,6 +98,8 @@ def register(sub) -> None:
     add_unlock_options(p)
     p.set_defaults(func=cmd_restore)
 
+
+def _register_verify(sub) -> None:
     p = sub.add_parser("verify", help="check a set for damage")
     p.add_argument("set", metavar="SET")
     p.add_argument("--read-all", action="store_true", help="read and check every byte (slower)")
@@ -93,6 +107,8 @@ def register(sub) -> None:
     add_unlock_options(p)
     p.set_defaults(func=cmd_verify)
 
+
+def _register_forget(sub) -> None:
     p = sub.add_parser("forget", help="forget old snapshots by a retention policy")
     p.add_argument("set", metavar="SET")
     for kind in ("last", "hourly", "daily", "weekly", "monthly"):
@@ -120,22 +136,35 @@ def _new_passphrase(args) -> str:
     return first
 
 
+def _backup_set(args) -> tuple[BackupSet, str | None]:
+    """The set ``--to`` names, opened, or created (encrypted with ``--encrypt``) when new:
+    (the set, the new set's passphrase or None)."""
+    root = Path(os.path.abspath(args.to))
+    if BackupSet.exists(root):
+        bset = BackupSet.open(root, unlocker_from(args))
+        if args.encrypt and not bset.encrypted:
+            raise UsageError(f"The set at {root} is not encrypted; encryption is chosen when a set is "
+                             "created. Back up to a new folder with --encrypt.")
+        return bset, None
+    check_sources(args.sources, root)   # before anything is created
+    passphrase = _new_passphrase(args) if args.encrypt else None
+    # Only the set's own folder is created: a missing parent is most often an absent drive.
+    return BackupSet.create(root, Clock().now(), passphrase=passphrase), passphrase
+
+
 def cmd_backup(args) -> int:
-    passphrase = None
-    if args.encrypt and not BackupSet.exists(args.to):
-        passphrase = _new_passphrase(args)
+    bset, passphrase = _backup_set(args)
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        result = backup(args.to, args.sources, excludes=args.exclude, rehash=args.rehash,
-                        encrypt=args.encrypt, passphrase=passphrase, unlock=unlocker_from(args),
-                        progress=bar, verify=not args.no_verify)
+        result = backup(bset, args.sources, BackupOptions(excludes=args.exclude, rehash=args.rehash,
+                                                          verify=not args.no_verify, progress=bar))
     finally:
         bar.done()
     if passphrase and args.remember:
         from core.agent import keys
 
         try:
-            keys.store_passphrase(BackupSet.open(args.to, unlocker_from(args)).set_id, passphrase)
+            keys.store_passphrase(bset.set_id, passphrase)
         except Exception as err:  # noqa: BLE001 - a missing keyring must not fail a finished backup
             warn(str(err))
     if args.json:
@@ -231,8 +260,8 @@ def cmd_diff(args) -> int:
 def cmd_restore(args) -> int:
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        result = restore(args.set, args.target, snapshot=args.snapshot, paths=args.path,
-                         on_conflict=args.on_conflict, unlock=unlocker_from(args), progress=bar)
+        result = restore(_open(args), args.target, RestoreOptions(snapshot=args.snapshot, paths=args.path,
+                                                                   on_conflict=args.on_conflict, progress=bar))
     finally:
         bar.done()
     if args.json:
@@ -253,7 +282,7 @@ def cmd_restore(args) -> int:
 def cmd_verify(args) -> int:
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        result = verify(args.set, read_all=args.read_all, unlock=unlocker_from(args), progress=bar)
+        result = verify(_open(args), VerifyOptions(read_all=args.read_all, progress=bar))
     finally:
         bar.done()
     if args.json:
@@ -276,7 +305,7 @@ def cmd_forget(args) -> int:
     policy = RetentionPolicy(last=args.keep_last, hourly=args.keep_hourly, daily=args.keep_daily,
                              weekly=args.keep_weekly, monthly=args.keep_monthly,
                              within_hours=args.keep_within_hours)
-    result = forget(args.set, policy, prune=args.prune, dry_run=args.dry_run, unlock=unlocker_from(args))
+    result = forget(_open(args), policy, prune=args.prune, dry_run=args.dry_run)
     if args.json:
         print_json(result.to_dict())
         return EXIT_OK

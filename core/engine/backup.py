@@ -22,24 +22,32 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from typing import Sequence
 
 from core.engine import journal as journal_mod
 from core.engine.atomic import clear_tmp, write_atomic
-from core.engine.fs import WORKERS, FileSystem, probe_volume
+from core.engine.fs import WORKERS, probe_volume
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, sort_key
 from core.engine.names import MirrorNamer
-from core.engine.progress import CancelToken, Clock, Progress, RunWarning, no_progress
-from core.engine.repo import BackupSet, Unlocker, new_snapshot_id
+from core.engine.progress import (
+    CancelToken,
+    Clock,
+    Progress,
+    ProgressCallback,
+    RunWarning,
+    TextEnum,
+    WarningCode,
+    no_progress,
+)
+from core.engine.repo import BackupSet, new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, is_inside, plan_sources, scan
 from core.engine.store import EncryptedStore, PlainStore
 from core.engine.sums import write_latest_sums
-from core.errors import Cancelled, ManifestDamaged, PassphraseNeeded, PlugbackError, UsageError
+from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
 
 CHECKPOINT_SECONDS = 5.0
 CHECKPOINT_BYTES = 256 << 20
@@ -47,13 +55,44 @@ SOURCE_RETRIES = 3          # a locked or briefly unreadable file is tried this 
 SOURCE_RETRY_DELAY = 0.2
 
 
+class BackupStatus(TextEnum):
+    """How a backup ended: ``warnings`` = some files skipped, ``damaged`` = read-back failed."""
+
+    OK = "ok"
+    WARNINGS = "warnings"
+    DAMAGED = "damaged"
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    """How to run one backup; the defaults are an everyday run.
+
+    ``host`` defaults to the set's recorded host, then this computer's name. The
+    hooks (``progress``, ``cancel``, ``clock``) do nothing / never cancel / read
+    the real time unless given.
+    """
+
+    excludes: Sequence[str] = ()
+    rehash: bool = False
+    job: str = ""
+    host: str | None = None
+    verify: bool = True
+    workers: int = WORKERS
+    progress: ProgressCallback = no_progress
+    cancel: CancelToken = field(default_factory=CancelToken)
+    clock: Clock = field(default_factory=Clock)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "excludes", tuple(self.excludes))
+
+
 @dataclass
 class BackupResult:
-    """What a run did. ``status``: ok, warnings (files skipped) or damaged (read-back failed)."""
+    """What a run did; ``damaged`` names files that read back wrong."""
 
     set_path: str
     snapshot_id: str
-    status: str
+    status: BackupStatus
     files_scanned: int = 0
     bytes_scanned: int = 0
     files_copied: int = 0
@@ -64,7 +103,7 @@ class BackupResult:
     ended: datetime | None = None
 
     def to_dict(self) -> dict:
-        return {"set": self.set_path, "snapshot_id": self.snapshot_id, "status": self.status,
+        return {"set": self.set_path, "snapshot_id": self.snapshot_id, "status": self.status.value,
                 "files_scanned": self.files_scanned, "bytes_scanned": self.bytes_scanned,
                 "files_copied": self.files_copied, "bytes_copied": self.bytes_copied,
                 "warnings": [w.to_dict() for w in self.warnings],
@@ -73,50 +112,42 @@ class BackupResult:
                 "ended": self.ended.isoformat() if self.ended else None}
 
 
-def backup(set_path, sources, *, excludes=(), rehash: bool = False, job: str | None = None,
-           host: str | None = None, encrypt: bool = False, passphrase: str | None = None,
-           unlock: Unlocker | None = None, progress=None, cancel: CancelToken | None = None,
-           clock: Clock | None = None, fs: FileSystem | None = None, verify: bool = True,
-           workers: int = WORKERS, checkpoint_seconds: float = CHECKPOINT_SECONDS,
-           create_parents: bool = False) -> BackupResult:
-    """Back up ``sources`` (folders) into the set at ``set_path``, creating the set if needed.
+def check_sources(sources, set_path) -> list[str]:
+    """``sources`` as absolute paths, checked: each exists and none lies inside the set.
 
-    ``encrypt`` + ``passphrase`` choose encryption when the set is created; an
-    existing encrypted set is opened with ``unlock`` (built by the caller, e.g. core.agent.keys.make_unlocker).
-    ``create_parents`` lets a new set's parent folders be created (the agent does, for
-    ``<drive>/Plugback/<computer>/<job>``; the CLI does not: see BackupSet.create).
-    Raises core.errors types; per-file problems end up in ``result.warnings``.
+    :func:`backup` checks again; callers that create a set call this first, so a
+    typo in a source never leaves an empty new set behind.
     """
-    clock = clock or Clock()
-    root = Path(os.path.abspath(set_path))
-    fs = fs or FileSystem(root)
     if not sources:
         raise UsageError("Give at least one folder to back up.")
-    source_paths = [os.path.abspath(os.path.expanduser(str(s))) for s in sources]
-    plan_sources(source_paths)   # check they exist before creating anything
-    for s in source_paths:
-        if is_inside(s, str(root)):
+    paths = [os.path.abspath(os.path.expanduser(str(s))) for s in sources]
+    plan_sources(paths)
+    root = os.path.abspath(set_path)
+    for s in paths:
+        if is_inside(s, root):
             raise UsageError(f"The folder {s} lies inside the backup set {root}. Back up a folder "
                              "outside the set.")
+    return paths
+
+
+def backup(bset: BackupSet, sources, options: BackupOptions | None = None) -> BackupResult:
+    """Back up ``sources`` (folders) into the opened set ``bset``.
+
+    The set is opened or created by the caller (``BackupSet.open`` / ``BackupSet.create``;
+    encryption is chosen at creation). Raises core.errors types; per-file problems end
+    up in ``result.warnings``.
+    """
+    options = options or BackupOptions()
+    source_paths = check_sources(sources, bset.root)
+    clock = options.clock
     started = clock.now()
-    if BackupSet.exists(root):
-        bset = BackupSet.open(root, unlock, fs)
-        if encrypt and not bset.encrypted:
-            raise UsageError(f"The set at {root} is not encrypted; encryption is chosen when a set is "
-                             "created. Back up to a new folder with --encrypt.")
-    else:
-        if encrypt and not passphrase:
-            raise PassphraseNeeded()
-        bset = BackupSet.create(root, started, job=job or "", host=host,
-                                passphrase=passphrase if encrypt else None, fs=fs, parents=create_parents)
     with SetLock(bset.layout.lock, clock) as lock:
-        run = _Run(bset, source_paths, excludes, rehash, job or "", host, progress or no_progress,
-                   cancel or CancelToken(), clock, lock, workers, checkpoint_seconds)
+        run = _Run(bset, source_paths, options, lock)
         result = run.execute(started)
-        if verify:
+        if options.verify:
             result.damaged = run.read_back()
             if result.damaged:
-                result.status = "damaged"
+                result.status = BackupStatus.DAMAGED
         result.ended = clock.now()
         return result
 
@@ -130,49 +161,29 @@ def _same_stat(old, se: ScanEntry) -> bool:
 class _Run:
     """One backup run's state; see the module docstring for the order of its steps."""
 
-    def __init__(self, bset: BackupSet, source_paths, excludes, rehash, job, host, progress, cancel,
-                 clock, lock, workers, checkpoint_seconds):
+    def __init__(self, bset: BackupSet, source_paths: list[str], options: BackupOptions, lock: SetLock):
         self.bset, self.fs, self.layout = bset, bset.fs, bset.layout
-        self.source_paths, self.excludes, self.rehash = source_paths, excludes, rehash
-        self.job, self.host = job, host
-        self.progress, self.cancel, self.clock, self.lock = progress, cancel, clock, lock
-        self.workers, self.checkpoint_seconds = workers, checkpoint_seconds
+        self.source_paths, self.options, self.lock = source_paths, options, lock
+        self.progress, self.cancel, self.clock = options.progress, options.cancel, options.clock
         self.warnings: list[RunWarning] = []
         self.written: list[Entry] = []
         self._mutex = threading.Lock()
         self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = self.clock.monotonic()
 
     # --- the run ---------------------------------------------------------------------
     def execute(self, started: datetime) -> BackupResult:
         bset, layout = self.bset, self.layout
         clear_tmp(self.fs, layout.tmp)
-        header, trusted = journal_mod.load(layout.journal)
         parent_id = bset.newest_id()
-        if header is not None and header.get("snapshot") == parent_id:
-            # The last run committed but stopped before its last steps: finish them.
-            if not bset.encrypted:
-                write_latest_sums(bset, bset.manifest(parent_id))
-            self.fs.unlink(layout.journal)
-            header, trusted = None, {}
-        if header is None or header.get("parent") != parent_id:
+        trusted = self._resume(parent_id)
+        parent, rescue = self._parent(parent_id)
+        if rescue:
             trusted = {}
-        parent = None
-        rescue = False
-        if parent_id:
-            try:
-                parent = bset.manifest(parent_id)
-            except ManifestDamaged as err:
-                # Latest/ matches a manifest nobody can read: keep all of it (by its real
-                # hash) in objects/ and copy everything again. Nothing older is lost.
-                rescue, trusted = True, {}
-                self.warnings.append(RunWarning(f"snapshots/{parent_id}", f"{err} This backup copied "
-                                                "everything again; the damaged snapshot stays until you "
-                                                "forget it."))
         known = parent or bset.newest_intact()
         sources = plan_sources(self.source_paths, known.sources if known else [])
         volume = probe_volume(layout.tmp)
-        self.store = EncryptedStore(bset, volume) if bset.encrypted else PlainStore(bset, volume)
+        self.store = (EncryptedStore if bset.encrypted else PlainStore)(bset, volume, self.warnings)
         if rescue and not bset.encrypted:
             self.store.set_aside_latest()
         snapshot_id = new_snapshot_id(started, parent_id)
@@ -182,26 +193,59 @@ class _Run:
             self.cancel.check()
             self.progress(Progress("commit", stats["files"], stats["files"], stats["copied_bytes"],
                                    stats["copied_bytes"]))
-            self.fs.flush_volume(layout.root)          # 4: all data durable before the manifest
-            host = self.host or bset.meta.get("host") or socket.gethostname()
-            manifest = Manifest(snapshot_id, started.isoformat(timespec="seconds"), host, self.job,
-                                [s.to_dict() for s in sources], parent_id, entries)
-            write_atomic(self.fs, layout.tmp, layout.manifest(snapshot_id), bset.encode_manifest(manifest))
-            bset.forget_cached(snapshot_id)
-            if not bset.encrypted:                      # 5
-                write_latest_sums(bset, manifest)
-            self.journal.remove()
+            self._commit(Manifest(snapshot_id, started.isoformat(timespec="seconds"), self._host(), self.options.job,
+                                  [s.to_dict() for s in sources], parent_id, entries))
         except BaseException:
             self._checkpoint_quietly()
             self.journal.close()
             raise
-        status = "warnings" if self.warnings else "ok"
+        status = BackupStatus.WARNINGS if self.warnings else BackupStatus.OK
         return BackupResult(str(layout.root), snapshot_id, status, stats["files"], stats["bytes"],
                             stats["copied_files"], stats["copied_bytes"], self.warnings, [], started)
 
+    def _resume(self, parent_id: str | None) -> dict[str, dict]:
+        """The journal's trusted entries of an interrupted run on the same parent ({} if none)."""
+        header, trusted = journal_mod.load(self.layout.journal)
+        if header is not None and header.get("snapshot") == parent_id:
+            # The last run committed but stopped before its last steps: finish them.
+            if not self.bset.encrypted:
+                write_latest_sums(self.bset, self.bset.manifest(parent_id))
+            self.fs.unlink(self.layout.journal)
+            return {}
+        if header is None or header.get("parent") != parent_id:
+            return {}
+        return trusted
+
+    def _parent(self, parent_id: str | None):
+        """(the parent manifest or None, whether it is damaged and Latest/ must be rescued)."""
+        if not parent_id:
+            return None, False
+        try:
+            return self.bset.manifest(parent_id), False
+        except ManifestDamaged as err:
+            # Latest/ matches a manifest nobody can read: keep all of it (by its real
+            # hash) in objects/ and copy everything again. Nothing older is lost.
+            self.warnings.append(RunWarning(WarningCode.SNAPSHOT_DAMAGED, f"snapshots/{parent_id}",
+                                            f"{err} This backup copied everything again; the damaged "
+                                            "snapshot stays until you forget it."))
+            return None, True
+
+    def _host(self) -> str:
+        return self.options.host or self.bset.meta.get("host") or socket.gethostname()
+
+    def _commit(self, manifest: Manifest) -> None:
+        """Steps 4 and 5 of the module docstring: the manifest is the commit point."""
+        bset, layout = self.bset, self.layout
+        self.fs.flush_volume(layout.root)          # 4: all data durable before the manifest
+        write_atomic(self.fs, layout.tmp, layout.manifest(manifest.snapshot_id), bset.encode_manifest(manifest))
+        bset.forget_cached(manifest.snapshot_id)
+        if not bset.encrypted:                      # 5
+            write_latest_sums(bset, manifest)
+        self.journal.remove()
+
     def _build(self, sources, parent, trusted, volume) -> tuple[list[Entry], dict]:
         """Scan, place folders and links, copy changed files; the new snapshot's entries."""
-        excluder = Excluder(self.excludes, skip_dirs=[str(self.layout.root)])
+        excluder = Excluder(self.options.excludes, skip_dirs=[str(self.layout.root)])
         scanned: list[ScanEntry] = []
         for se in scan(sources, excluder, self.warnings):
             scanned.append(se)
@@ -247,7 +291,7 @@ class _Run:
                 stats["files"] += 1
                 stats["bytes"] += se.size
                 t = trusted.get(se.path)
-                if prev is not None and not self.rehash and _same_stat(prev, se):
+                if prev is not None and not self.options.rehash and _same_stat(prev, se):
                     e.sha256, e.parts, e.obj = prev.sha256, prev.parts, prev.obj
                 elif t is not None and _same_stat(t, se) and t.get("m") == mirror:
                     e.sha256, e.parts, e.obj = t["sha"], t.get("parts", 0), t.get("obj")
@@ -266,12 +310,10 @@ class _Run:
             if old.type == DIR:
                 p = self.layout.latest_file(old.mirror_path)
                 if not self.fs.remove_dir(p):
-                    self.warnings.append(RunWarning(f"Latest/{old.mirror_path}",
+                    self.warnings.append(RunWarning(WarningCode.LATEST_FOREIGN, f"Latest/{old.mirror_path}",
                                                     "holds files Plugback did not put there; left in place"))
             else:
-                w = self.store.displace(old)
-                if w:
-                    self.warnings.append(RunWarning(old.path, w))
+                self.store.displace(old)
 
     def _place_dir(self, mirror: str) -> None:
         p = self.layout.latest_file(mirror)
@@ -319,8 +361,9 @@ class _Run:
                         self.written.append(e)
                 if copied.changed:
                     e.ino = e.ctime_ns = 0   # never "unchanged": the next run copies it again
-                    self.warnings.append(RunWarning(se.abspath, "changed while it was being backed up; "
-                                                    "the next backup copies it again"))
+                    self.warnings.append(RunWarning(WarningCode.CHANGED_WHILE_READING, se.abspath,
+                                                    "changed while it was being backed up; the next "
+                                                    "backup copies it again"))
                 else:
                     self.journal.record({"p": e.path, "m": e.mirror_path, "sha": e.sha256, "obj": e.obj,
                                          "size": e.size, "mtime_ns": e.mtime_ns, "ino": e.ino,
@@ -335,7 +378,7 @@ class _Run:
 
         if not jobs:
             return
-        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
             futures = [pool.submit(one, *job) for job in jobs]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for f in finished:
@@ -365,18 +408,20 @@ class _Run:
                 return None
             except OSError as err:
                 if attempt + 1 < SOURCE_RETRIES:
-                    time.sleep(SOURCE_RETRY_DELAY)
+                    self.clock.sleep(SOURCE_RETRY_DELAY)
                     continue
                 if prev is not None:
                     # Keep the version the last snapshot had; it is still in Latest/.
                     e.sha256, e.size, e.mtime_ns, e.parts, e.obj = (prev.sha256, prev.size, prev.mtime_ns,
                                                                     prev.parts, prev.obj)
                     e.ino = e.ctime_ns = 0
-                    msg = f"could not be read ({err.strerror or err}); the snapshot keeps its previous version"
+                    self.warnings.append(RunWarning(WarningCode.KEPT_PREVIOUS, se.abspath,
+                                                    f"could not be read ({err.strerror or err}); the "
+                                                    "snapshot keeps its previous version"))
                 else:
                     e.sha256 = None
-                    msg = f"could not be read ({err.strerror or err}), skipped"
-                self.warnings.append(RunWarning(se.abspath, msg))
+                    self.warnings.append(RunWarning(WarningCode.UNREADABLE, se.abspath,
+                                                    f"could not be read ({err.strerror or err}), skipped"))
                 return None
         return None
 
@@ -389,15 +434,17 @@ class _Run:
         self.fs.set_times(p, e.mtime_ns)
         self.fs.chmod(p, e.mode)
 
+    def _checkpoint_due(self) -> bool:
+        return (self.clock.monotonic() - self._last_checkpoint >= CHECKPOINT_SECONDS
+                or self._since_checkpoint >= CHECKPOINT_BYTES)
+
     def _maybe_checkpoint(self) -> None:
-        if (time.monotonic() - self._last_checkpoint < self.checkpoint_seconds
-                and self._since_checkpoint < CHECKPOINT_BYTES):
+        if not self._checkpoint_due():
             return
         with self._mutex:
-            if time.monotonic() - self._last_checkpoint < self.checkpoint_seconds \
-                    and self._since_checkpoint < CHECKPOINT_BYTES:
+            if not self._checkpoint_due():
                 return
-            self._last_checkpoint = time.monotonic()
+            self._last_checkpoint = self.clock.monotonic()
             self._since_checkpoint = 0
         count = self.journal.pending()
         self.fs.flush_volume(self.layout.root)
@@ -423,7 +470,7 @@ class _Run:
         done = 0
         written = sorted(self.written, key=lambda e: sort_key(e.path))
         # Reads from a cold cache wait on the drive: several at once keep it busy.
-        with ThreadPoolExecutor(max_workers=max(2, self.workers * 2)) as pool:
+        with ThreadPoolExecutor(max_workers=max(2, self.options.workers * 2)) as pool:
             checks = pool.map(lambda e: check_entry(self.bset, e, self.store.written_paths(e)), written)
             for i, (e, problem) in enumerate(zip(written, checks, strict=True)):
                 if problem:

@@ -558,9 +558,6 @@ class DecryptingReader:
             if block:
                 yield block
 
-    def readall(self) -> bytes:
-        return self.read(-1)
-
     def close(self) -> None:
         if self._close_raw:
             self._raw.close()

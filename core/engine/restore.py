@@ -17,36 +17,102 @@ import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Sequence
 
 from core.engine.fs import DEFAULT_FILE_MODE, WORKERS
-from core.engine.manifest import DIR, FILE, LINK, Entry, sort_key
-from core.engine.progress import CancelToken, Progress, RunWarning, no_progress
-from core.engine.repo import BackupSet, Unlocker
+from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, sort_key
+from core.engine.progress import (
+    CancelToken,
+    Progress,
+    ProgressCallback,
+    RunWarning,
+    TextEnum,
+    WarningCode,
+    no_progress,
+)
+from core.engine.repo import BackupSet
 from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
 
-CONFLICTS = ("skip", "overwrite", "keep-both")
 _RUN = secrets.token_hex(4)
 _FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _COUNTER = itertools.count()
 
 
+class OnConflict(TextEnum):
+    """What to do when a file to restore is already there."""
+
+    SKIP = "skip"
+    OVERWRITE = "overwrite"
+    KEEP_BOTH = "keep-both"   # restore next to it, as "name (restored).ext"
+
+
+CONFLICTS = tuple(c.value for c in OnConflict)   # the spellings the CLI and the agent accept
+
+
+class RestoreOutcome(TextEnum):
+    """What happened to one file (or symlink) of a restore."""
+
+    RESTORED = "restored"          # nothing was in the way
+    OVERWRITTEN = "overwritten"    # replaced what was there
+    KEPT_BOTH = "kept_both"        # written next to what was there, under a "(restored)" name
+    SKIPPED = "skipped"            # something was there and stays
+    DAMAGED = "damaged"            # not written: its content on the drive is missing or wrong
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What to restore and how: ``paths`` empty = everything in ``snapshot``."""
+
+    snapshot: str | None = "latest"
+    paths: Sequence[str] = ()
+    on_conflict: OnConflict = OnConflict.SKIP
+    workers: int = WORKERS
+    progress: ProgressCallback = no_progress
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", tuple(self.paths))
+        try:
+            object.__setattr__(self, "on_conflict", OnConflict(self.on_conflict))
+        except ValueError:
+            raise UsageError(f"Unknown conflict choice '{self.on_conflict}'; use skip, overwrite or "
+                             "keep-both.") from None
+
+
 @dataclass
 class RestoreResult:
-    """What a restore did; ``damaged`` files were not written."""
+    """What a restore did; ``damaged`` files were not written.
+
+    ``files_restored`` counts every file written (also the overwritten and the
+    kept-both ones, which are counted again on their own).
+    """
 
     snapshot_id: str
     target: str
     files_restored: int = 0
     bytes_restored: int = 0
+    overwritten: int = 0
+    kept_both: int = 0
     skipped: int = 0
     damaged: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[RunWarning] = field(default_factory=list)
-    restored: list[str] = field(default_factory=list)
+
+    def count(self, e: Entry, outcome: RestoreOutcome, detail: str = "") -> None:
+        """Add one file's outcome."""
+        if outcome is RestoreOutcome.SKIPPED:
+            self.skipped += 1
+        elif outcome is RestoreOutcome.DAMAGED:
+            self.damaged.append((e.path, detail))
+        elif e.type == FILE:
+            self.files_restored += 1
+            self.bytes_restored += e.size
+            self.overwritten += outcome is RestoreOutcome.OVERWRITTEN
+            self.kept_both += outcome is RestoreOutcome.KEPT_BOTH
 
     def to_dict(self) -> dict:
         return {"snapshot_id": self.snapshot_id, "target": self.target,
                 "files_restored": self.files_restored, "bytes_restored": self.bytes_restored,
+                "overwritten": self.overwritten, "kept_both": self.kept_both,
                 "skipped": self.skipped, "warnings": [w.to_dict() for w in self.warnings],
                 "damaged": [{"path": p, "reason": r} for p, r in self.damaged]}
 
@@ -94,20 +160,35 @@ def _kept_name(dest: str) -> str:
         n += 1
 
 
-def restore(set_path, target=None, *, snapshot: str | None = "latest", paths=(), on_conflict: str = "skip",
-            unlock: Unlocker | None = None, progress=None, cancel: CancelToken | None = None,
-            workers: int = WORKERS) -> RestoreResult:
-    """Restore ``paths`` (all when empty) of ``snapshot`` into ``target``/<source name>/...
+def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> RestoreResult:
+    """Restore ``options.paths`` (all when empty) of a snapshot in ``bset`` into ``target``/<source name>/...
 
     ``target=None`` restores to the original source folders recorded in the snapshot.
+    Order: folders, then files (in parallel), then symlinks, then folder times.
     """
-    if on_conflict not in CONFLICTS:
-        raise UsageError(f"Unknown conflict choice '{on_conflict}'; use skip, overwrite or keep-both.")
-    progress = progress or no_progress
-    cancel = cancel or CancelToken()
-    bset = BackupSet.open(Path(set_path), unlock)
-    sid = bset.resolve_id(snapshot)
+    options = options or RestoreOptions()
+    sid = bset.resolve_id(options.snapshot)
     m = bset.manifest(sid)
+    chosen = _chosen(m, options.paths)
+    roots = _roots(m, target, {e.path.partition("/")[0] for e in chosen})
+    result = RestoreResult(sid, str(target) if target is not None else "(original folders)")
+    run = _Restorer(bset, roots, options, result)
+    dirs = [e for e in chosen if e.type == DIR]
+    for root in roots.values():
+        os.makedirs(root, exist_ok=True)
+    for e in dirs:
+        root, dest = run.dest_of(e)
+        run.folders.ensure(dest, root)
+    run.files([e for e in chosen if e.type == FILE])
+    for e in chosen:
+        if e.type == LINK:
+            run.link(e)
+    run.folder_times(dirs)
+    return result
+
+
+def _chosen(m: Manifest, paths) -> list[Entry]:
+    """The entries to restore, each proven safe to write below its root."""
     chosen = select(m.entries, paths)
     for e in chosen:
         check_safe(e.path)
@@ -119,77 +200,88 @@ def restore(set_path, target=None, *, snapshot: str | None = "latest", paths=(),
             if pe is not None and pe.type != DIR:
                 raise UnsafePath(path=e.path)
             parent = parent.rpartition("/")[0]
-    roots = _roots(m, target, {e.path.partition("/")[0] for e in chosen})
-    result = RestoreResult(sid, str(target) if target is not None else "(original folders)")
+    return chosen
 
-    def dest_of(e: Entry) -> tuple[str, str]:
+
+class _Restorer:
+    """One restore's places and counts: where each entry goes, and writing it there."""
+
+    def __init__(self, bset: BackupSet, roots: dict[str, str], options: RestoreOptions, result: RestoreResult):
+        self.bset, self.roots, self.options, self.result = bset, roots, options, result
+        self.folders = _Folders()
+
+    def dest_of(self, e: Entry) -> tuple[str, str]:
+        """(the root it goes below, its destination path)."""
         top, _, rest = e.path.partition("/")
-        root = roots[top]
+        root = self.roots[top]
         return root, os.path.join(root, *rest.split("/")) if rest else root
 
-    for root in roots.values():
-        os.makedirs(root, exist_ok=True)
-    dirs = [e for e in chosen if e.type == DIR]
-    files = [e for e in chosen if e.type == FILE]
-    links = [e for e in chosen if e.type == LINK]
-    folders = _Folders()
-    for e in dirs:
-        root, dest = dest_of(e)
-        folders.ensure(dest, root)
-    total = sum(e.size for e in files)
-    done = {"files": 0, "bytes": 0}
-    counting = threading.Lock()
+    def files(self, files: list[Entry]) -> None:
+        total = sum(e.size for e in files)
+        done = {"files": 0, "bytes": 0}
+        counting = threading.Lock()
+        progress, cancel = self.options.progress, self.options.cancel
 
-    def one(e: Entry):
-        cancel.check()
-        root, dest = dest_of(e)
-        outcome = _restore_file(bset, e, root, dest, on_conflict, folders)
-        with counting:
-            done["files"] += 1
-            done["bytes"] += e.size
-            report = Progress("restore", done["files"], len(files), done["bytes"], total, e.path)
-        progress(report)
-        return e, outcome
+        def one(e: Entry):
+            cancel.check()
+            root, dest = self.dest_of(e)
+            outcome = _restore_file(self.bset, e, root, dest, self.options.on_conflict, self.folders)
+            with counting:
+                done["files"] += 1
+                done["bytes"] += e.size
+                report = Progress("restore", done["files"], len(files), done["bytes"], total, e.path)
+            progress(report)
+            return e, outcome
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for e, outcome in pool.map(one, files):
-            kind, detail = outcome
-            if kind == "ok":
-                result.files_restored += 1
-                result.bytes_restored += e.size
-                result.restored.append(e.path)
-            elif kind == "skipped":
-                result.skipped += 1
-            else:
-                result.damaged.append((e.path, detail))
-    for e in links:
-        root, dest = dest_of(e)
-        folders.ensure(os.path.dirname(dest), root)
-        if os.path.lexists(dest):
-            if on_conflict == "skip":
-                result.skipped += 1
-                continue
-            if on_conflict == "keep-both":
-                dest = _kept_name(dest)
-            elif os.path.isdir(dest) and not os.path.islink(dest):
-                result.warnings.append(RunWarning(e.path, "a folder is in the way of this symlink; skipped"))
-                continue
-            else:
-                os.unlink(dest)
+        with ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
+            for e, (outcome, detail) in pool.map(one, files):
+                self.result.count(e, outcome, detail)
+
+    def link(self, e: Entry) -> None:
+        root, dest = self.dest_of(e)
+        self.folders.ensure(os.path.dirname(dest), root)
+        dest, outcome = _make_room(dest, self.options.on_conflict)
+        if outcome is RestoreOutcome.SKIPPED:
+            self.result.count(e, outcome)
+            return
+        if outcome is RestoreOutcome.DAMAGED:
+            self.result.warnings.append(RunWarning(WarningCode.SYMLINK_NOT_RESTORED, e.path,
+                                                   "a folder is in the way of this symlink; skipped"))
+            return
         try:
+            if outcome is RestoreOutcome.OVERWRITTEN:
+                os.unlink(dest)
             os.symlink(e.target, dest)
             os.utime(dest, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
         except (OSError, NotImplementedError) as err:
-            result.warnings.append(RunWarning(e.path, f"symlink could not be made ({err})"))
-    # Folder modes and times last, deepest first: writing into a folder changes its mtime.
-    for e in sorted(dirs, key=lambda d: sort_key(d.path), reverse=True):
-        _, dest = dest_of(e)
-        try:
-            os.chmod(dest, e.mode & 0o7777 or 0o755)
-            os.utime(dest, ns=(e.mtime_ns, e.mtime_ns))
-        except OSError:
-            pass
-    return result
+            self.result.warnings.append(RunWarning(WarningCode.SYMLINK_NOT_RESTORED, e.path,
+                                                   f"symlink could not be made ({err})"))
+
+    def folder_times(self, dirs: list[Entry]) -> None:
+        """Folder modes and times last, deepest first: writing into a folder changes its mtime."""
+        for e in sorted(dirs, key=lambda d: sort_key(d.path), reverse=True):
+            _, dest = self.dest_of(e)
+            try:
+                os.chmod(dest, e.mode & 0o7777 or 0o755)
+                os.utime(dest, ns=(e.mtime_ns, e.mtime_ns))
+            except OSError:
+                pass
+
+
+def _make_room(dest: str, on_conflict: OnConflict) -> tuple[str, RestoreOutcome]:
+    """Where to write, and how that ends, given what is at ``dest`` now.
+
+    DAMAGED here means a real folder is in the way (nothing is written).
+    """
+    if not os.path.lexists(dest):
+        return dest, RestoreOutcome.RESTORED
+    if on_conflict is OnConflict.SKIP:
+        return dest, RestoreOutcome.SKIPPED
+    if on_conflict is OnConflict.KEEP_BOTH:
+        return _kept_name(dest), RestoreOutcome.KEPT_BOTH
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        return dest, RestoreOutcome.DAMAGED
+    return dest, RestoreOutcome.OVERWRITTEN
 
 
 def _roots(m, target, tops) -> dict[str, str]:
@@ -230,44 +322,28 @@ class _Folders:
             self._checked.add(dest)
 
 
-def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: str,
-                  folders: _Folders) -> tuple[str, str]:
+def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: OnConflict,
+                  folders: _Folders) -> tuple[RestoreOutcome, str]:
+    """Write one file through a temporary name, renamed into place only when its hash matches."""
     folder = os.path.dirname(dest)
     folders.ensure(folder, root)
-    if os.path.lexists(dest):
-        if on_conflict == "skip":
-            return "skipped", ""
-        if on_conflict == "keep-both":
-            dest = _kept_name(dest)
-        elif os.path.isdir(dest) and not os.path.islink(dest):
-            return "damaged", "a folder is in the way; not restored"
+    dest, outcome = _make_room(dest, on_conflict)
+    if outcome is RestoreOutcome.SKIPPED:
+        return outcome, ""
+    if outcome is RestoreOutcome.DAMAGED:
+        return outcome, "a folder is in the way; not restored"
     paths = bset.content_paths(e)
     if not paths:
-        return "damaged", "its content is missing from the drive; not restored"
+        return RestoreOutcome.DAMAGED, "its content is missing from the drive; not restored"
     tmp = os.path.join(folder, f".plugback-restore-{_RUN}-{next(_COUNTER)}.part")
-    digest = hashlib.sha256()
-    size = 0
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
-        try:
-            for block in bset.read_content(e, paths):
-                digest.update(block)
-                size += len(block)
-                while block:
-                    block = block[os.write(fd, block):]
-            if size == e.size and digest.hexdigest() == e.sha256:
-                os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-                if e.mode & 0o7777 != DEFAULT_FILE_MODE and hasattr(os, "fchmod"):
-                    os.fchmod(fd, e.mode & 0o7777 or 0o644)
-        finally:
-            os.close(fd)
-        if size != e.size or digest.hexdigest() != e.sha256:
+        if not _write_checked(bset, e, paths, tmp):
             os.unlink(tmp)
-            return "damaged", "its content on the drive does not match its checksum; not restored"
+            return RestoreOutcome.DAMAGED, "its content on the drive does not match its checksum; not restored"
         os.replace(tmp, dest)
     except DamagedSet as err:
         _drop(tmp)
-        return "damaged", f"{err}; not restored"
+        return RestoreOutcome.DAMAGED, f"{err}; not restored"
     except PlugbackError:
         _drop(tmp)
         raise
@@ -275,8 +351,29 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         _drop(tmp)
         if os.path.exists(paths[0]):
             raise UsageError(f"Cannot write {dest}: {err.strerror or err}. Check the restore folder.") from None
-        return "damaged", f"it cannot be read from the drive ({err.strerror or err}); not restored"
-    return "ok", ""
+        return RestoreOutcome.DAMAGED, f"it cannot be read from the drive ({err.strerror or err}); not restored"
+    return outcome, ""
+
+
+def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str) -> bool:
+    """Write ``e``'s content to ``tmp`` (a new file); whether size and SHA-256 match the manifest."""
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
+    try:
+        for block in bset.read_content(e, paths):
+            digest.update(block)
+            size += len(block)
+            while block:
+                block = block[os.write(fd, block):]
+        ok = size == e.size and digest.hexdigest() == e.sha256
+        if ok:
+            os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+            if e.mode & 0o7777 != DEFAULT_FILE_MODE and hasattr(os, "fchmod"):
+                os.fchmod(fd, e.mode & 0o7777 or 0o644)
+    finally:
+        os.close(fd)
+    return ok
 
 
 def _drop(path: str) -> None:

@@ -10,7 +10,7 @@ from typing import Iterator
 import pathspec
 
 from core.engine.manifest import DIR, FILE, LINK
-from core.engine.progress import RunWarning
+from core.engine.progress import RunWarning, WarningCode
 from core.errors import SourceMissing, UsageError
 
 # OS junk and caches nobody wants back. Users add their own; these always apply.
@@ -123,14 +123,16 @@ def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterat
         with os.scandir(folder) as it:
             children = sorted(it, key=lambda d: d.name)
     except OSError as err:
-        warnings.append(RunWarning(folder, f"folder could not be read, skipped ({err.strerror})"))
+        warnings.append(RunWarning(WarningCode.UNREADABLE, folder,
+                                   f"folder could not be read, skipped ({err.strerror})"))
         return
     for child in children:
         crel = f"{rel}/{child.name}" if rel else child.name
         try:
             st = child.stat(follow_symlinks=False)
         except OSError as err:
-            warnings.append(RunWarning(child.path, f"could not be read, skipped ({err.strerror})"))
+            warnings.append(RunWarning(WarningCode.UNREADABLE, child.path,
+                                       f"could not be read, skipped ({err.strerror})"))
             continue
         mode = st.st_mode
         if stat.S_ISDIR(mode):
@@ -146,23 +148,15 @@ def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterat
             try:
                 target = os.readlink(child.path)
             except OSError as err:
-                warnings.append(RunWarning(child.path, f"symlink could not be read, skipped ({err.strerror})"))
+                warnings.append(RunWarning(WarningCode.UNREADABLE, child.path,
+                                           f"symlink could not be read, skipped ({err.strerror})"))
                 continue
             yield _entry(f"{top}/{crel}", child.path, st, LINK, target)
         elif stat.S_ISSOCK(mode):
             continue  # sockets are endpoints of running programs; there is nothing to back up
         else:
-            warnings.append(RunWarning(child.path, "special file (device or pipe), skipped"))
-
-
-def preview_excludes(paths, patterns, limit: int = 200) -> tuple[list[str], int]:
-    """What ``patterns`` (plus defaults) leave out of ``paths``: a sample and the count."""
-    sources = plan_sources(paths)
-    excluder = Excluder(patterns)
-    everything = Excluder((), defaults=False)
-    kept = {e.path for e in scan(sources, excluder, [])}
-    out = [e.path for e in scan(sources, everything, []) if e.path not in kept]
-    return out[:limit], len(out)
+            warnings.append(RunWarning(WarningCode.SPECIAL_FILE, child.path,
+                                       "special file (device or pipe), skipped"))
 
 
 def is_inside(path: str, folder: str) -> bool:

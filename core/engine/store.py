@@ -22,6 +22,7 @@ from pathlib import Path
 from core.engine.atomic import tmp_name
 from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, read_buffer
 from core.engine.manifest import FILE, Entry
+from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
 from core.errors import PlugbackError
 
@@ -129,13 +130,17 @@ def _size(p: Path) -> int:
 
 
 class _Store:
-    """What both modes share: reading a source once into ``tmp/``."""
+    """What both modes share: reading a source once into ``tmp/``.
 
-    def __init__(self, bset: BackupSet, volume: VolumeInfo):
+    ``warnings`` is the run's list: content that could not be kept is reported there.
+    """
+
+    def __init__(self, bset: BackupSet, volume: VolumeInfo, warnings: list[RunWarning]):
         self.bset = bset
         self.fs = bset.fs
         self.layout = bset.layout
         self.volume = volume
+        self.warnings = warnings
         self._made: set[Path] = set()
 
     def _hasher(self):
@@ -214,32 +219,34 @@ class PlainStore(_Store):
                 self.fs.replace(tmp, dest)
         return True
 
-    def displace(self, old: Entry) -> str | None:
-        """Take ``old`` out of ``Latest/``, keeping its content in ``objects/``; a warning or None."""
+    def displace(self, old: Entry) -> None:
+        """Take ``old`` out of ``Latest/``, keeping its content in ``objects/`` (a warning if it cannot)."""
         if old.type != FILE:
             p = self.layout.latest_file(old.mirror_path)
             if old.type == "l" and os.path.islink(p):
                 self.fs.unlink(p)
-            return None
+            return
         paths = self._latest_paths(old)
         # A real folder here was made by an interrupted run after it moved this file away.
         present = [p for p in paths if os.path.islink(p) or os.path.isfile(p)]
         if not present:
-            return None  # an interrupted run already moved it
+            return  # an interrupted run already moved it
         obj = [self.layout.object(old.sha256)] if not old.parts else \
             [self.layout.object_part(old.sha256, i) for i in range(1, old.parts + 1)]
         if os.path.exists(obj[0]):
             for p in present:
                 self.fs.unlink(p)
-            return None
+            return
         # Parts an interrupted displacement already moved count from objects/.
         held = sum(_size(p) if os.path.lexists(p) else _size(o) for p, o in zip(paths, obj, strict=True))
         if held != old.size:
             # Someone edited the copy in Latest/: it is not the version the snapshot names.
             for p in present:
                 self.fs.unlink(p)
-            return (f"Latest/{old.mirror_path} was changed outside Plugback; the version in earlier "
-                    "snapshots could not be kept")
+            self.warnings.append(RunWarning(WarningCode.LATEST_EDITED, old.path,
+                                            f"Latest/{old.mirror_path} was changed outside Plugback; the "
+                                            "version in earlier snapshots could not be kept"))
+            return
         self._object_dir(obj[0].parent)
         # Last part first: the first part's presence in objects/ means the object is whole.
         for src, dst in reversed(list(zip(paths, obj, strict=True))):
@@ -283,8 +290,8 @@ class PlainStore(_Store):
 class EncryptedStore(_Store):
     """All content encrypted in ``objects/<keyed name>``; nothing in the clear."""
 
-    def __init__(self, bset: BackupSet, volume: VolumeInfo):
-        super().__init__(bset, volume)
+    def __init__(self, bset: BackupSet, volume: VolumeInfo, warnings: list[RunWarning]):
+        super().__init__(bset, volume, warnings)
         self.keys = bset.keys
 
     def _hasher(self):
@@ -320,8 +327,8 @@ class EncryptedStore(_Store):
             self.fs.replace(tmp, dest)
         return True
 
-    def displace(self, old: Entry) -> str | None:
-        return None   # objects stay until no snapshot names them (prune)
+    def displace(self, old: Entry) -> None:
+        """Nothing: objects stay until no snapshot names them (prune)."""
 
     def written_paths(self, entry: Entry) -> list[Path]:
         return self._object_paths(entry.obj, entry.parts)

@@ -15,9 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.engine.manifest import FILE, Entry
-from core.engine.progress import Progress, no_progress
-from core.engine.repo import BackupSet, Unlocker
+from core.engine.progress import Progress, ProgressCallback, no_progress
+from core.engine.repo import BackupSet
 from core.errors import DamagedSet, PlugbackError
+
+# (what to call it in a report, the entry, where its bytes are or None if nowhere)
+_Check = tuple[str, Entry, "list[Path] | None"]
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """``read_all`` reads every content back (a scrub); otherwise sizes are checked."""
+
+    read_all: bool = False
+    workers: int = 4
+    progress: ProgressCallback = no_progress
 
 
 @dataclass
@@ -83,20 +95,30 @@ def _structure_problem(bset: BackupSet, entry: Entry, paths: list[Path] | None) 
     return None
 
 
-def verify(set_path, *, read_all: bool = False, unlock: Unlocker | None = None, progress=None,
-           workers: int = 4) -> VerifyResult:
-    """Check the set at ``set_path``; every damaged file is named in ``result.damaged``."""
-    progress = progress or no_progress
-    bset = BackupSet.open(Path(set_path), unlock)
+def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResult:
+    """Check the opened set ``bset``; every damaged file is named in ``result.damaged``."""
+    options = options or VerifyOptions()
     result = VerifyResult()
     if bset.layout.journal.exists():
         result.notices.append("A backup was interrupted: Latest/ may be partly updated. Earlier snapshots "
                               "are intact; the next backup finishes the work.")
-    ids = bset.snapshot_ids()
+    checks, newest_entries = _content_checks(bset, result)
+    # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
+    # after an interrupted run Latest/ is between two snapshots until the next run.
+    if not result.notices:
+        seen = {tuple(paths) for _, _, paths in checks if paths}
+        checks += [c for c in _latest_checks(bset, newest_entries) if not c[2] or tuple(c[2]) not in seen]
+    _run_checks(bset, checks, options, result)
+    return result
+
+
+def _content_checks(bset: BackupSet, result: VerifyResult) -> tuple[list[_Check], list[Entry]]:
+    """One check per distinct content in any snapshot, and the newest intact snapshot's files
+    (plain sets: what ``Latest/`` shows). Damaged manifests are added to ``result``."""
     # content key -> (an entry with it, [paths in snapshots])
     contents: dict[tuple[str, int], tuple[Entry, list[str]]] = {}
     newest_entries: list[Entry] = []
-    for sid in ids:
+    for sid in bset.snapshot_ids():
         try:
             m = bset.manifest(sid)
         except PlugbackError as err:
@@ -104,46 +126,43 @@ def verify(set_path, *, read_all: bool = False, unlock: Unlocker | None = None, 
             continue
         result.snapshots += 1
         for e in m.entries:
-            if e.type != FILE:
-                continue
-            key = (bset.object_name(e), e.parts)
-            if key not in contents:
-                contents[key] = (e, [])
-            contents[key][1].append(f"{e.path} ({sid})")
-        if not bset.encrypted:   # the newest intact snapshot is what Latest/ shows
+            if e.type == FILE:
+                contents.setdefault((bset.object_name(e), e.parts), (e, []))[1].append(f"{e.path} ({sid})")
+        if not bset.encrypted:
             newest_entries = [e for e in m.entries if e.type == FILE]
-    checks: list[tuple[str, Entry, list[Path] | None]] = []
+    checks = []
     for e, where in contents.values():
         label = where[0] + (f" and {len(where) - 1} more" if len(where) > 1 else "")
         checks.append((label, e, bset.content_paths(e)))
-    # What a person sees in Latest/ must be right too, not only the copy Plugback would use.
-    latest_checks = []
-    for e in newest_entries:
+    return checks, newest_entries
+
+
+def _latest_checks(bset: BackupSet, entries: list[Entry]) -> list[_Check]:
+    out = []
+    for e in entries:
         paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
             else [bset.layout.latest_file(e.mirror_path)]
-        latest_checks.append((f"Latest/{e.mirror_path}", e, paths if all(p.exists() for p in paths) else None))
-    if result.notices:
-        latest_checks = []   # an interrupted run: Latest/ is between two snapshots until the next run
-    seen = {tuple(paths) for _, _, paths in checks if paths}
-    all_checks = checks + [c for c in latest_checks if not c[2] or tuple(c[2]) not in seen]
-    total = sum(e.size for _, e, _ in all_checks)
-    done = {"n": 0, "bytes": 0}
+        out.append((f"Latest/{e.mirror_path}", e, paths if all(p.exists() for p in paths) else None))
+    return out
 
-    def run(check):
+
+def _run_checks(bset: BackupSet, checks: list[_Check], options: VerifyOptions, result: VerifyResult) -> None:
+    total = sum(e.size for _, e, _ in checks)
+    done_bytes = 0
+
+    def run(check: _Check):
         label, e, paths = check
         problem = _structure_problem(bset, e, paths)
-        if problem is None and read_all:
+        if problem is None and options.read_all:
             problem = check_entry(bset, e, paths)
         return label, e, problem
 
-    with ThreadPoolExecutor(max_workers=workers if read_all else 1) as pool:
-        for label, e, problem in pool.map(run, all_checks):
+    with ThreadPoolExecutor(max_workers=options.workers if options.read_all else 1) as pool:
+        for n, (label, e, problem) in enumerate(pool.map(run, checks), start=1):
             result.contents += 1
-            if read_all:
+            if options.read_all:
                 result.bytes_read += e.size
             if problem:
                 result.damaged.append((label, problem))
-            done["n"] += 1
-            done["bytes"] += e.size
-            progress(Progress("verify", done["n"], len(all_checks), done["bytes"], total, label))
-    return result
+            done_bytes += e.size
+            options.progress(Progress("verify", n, len(checks), done_bytes, total, label))

@@ -19,12 +19,12 @@ import pytest
 from core.agent.config import Paths
 from core.agent.ipc import call
 from core.engine.repo import BackupSet
-from core.engine.verify import verify
 from core.errors import AgentUnavailable
 from core.platform.notify import read_log
 from tests.support.agent import wait_for
 from tests.support.cli import run_cli
 from tests.support.drives import _device_open
+from tests.support.engine import verify_path
 from tests.support.env import subprocess_env
 from tests.support.trees import make_tree
 
@@ -119,7 +119,7 @@ def test_plug_in_backs_up_and_pulling_it_is_survived(make_drive, tmp_path, fstyp
         assert fourth["status"] == "ok", call("run_log", paths, run_id=fourth["id"])
         bset = BackupSet.open(set_path)
         assert len(bset.snapshot_ids()) == 3
-        assert verify(set_path, read_all=True).damaged == []
+        assert verify_path(set_path, read_all=True).damaged == []
         manifest = bset.manifest(bset.snapshot_ids()[-1])
         assert sum(1 for e in manifest.entries if e.path.startswith("Documents/many/")) == 3000
         assert call("quit", paths) == {}

@@ -7,10 +7,10 @@ import pytest
 
 from core.agent.config import read_config, update_config
 from core.engine.repo import BackupSet
-from core.engine.verify import verify
 from core.platform.notify import read_log
 from tests.support.agent import Battery, add_drive_job, wait_for
 from tests.support.cli import run_cli
+from tests.support.engine import verify_path
 from tests.support.trees import make_tree
 
 
@@ -176,7 +176,7 @@ def test_pulling_the_drive_mid_backup_ends_drive_removed_and_next_connect_finish
     bset = BackupSet.open(set_path)
     assert len(bset.snapshot_ids()) == 1
     assert bset.manifest(bset.snapshot_ids()[-1]).totals.get("files", 2500) == 2500
-    assert not verify(set_path, read_all=True).damaged
+    assert not verify_path(set_path, read_all=True).damaged
     watcher.stop()
 
 

@@ -143,3 +143,16 @@ def test_cli_encrypted_job_add_stores_the_passphrase(tmp_path, src):
     assert '"encryption": null' not in (tmp_path / "set" / "plugback.json").read_text()
     r = run_cli("job", "add", "Other", "--source", src, "--to", tmp_path / "set2", "--encrypt")
     assert r.returncode == 2 and "PLUGBACK_PASSPHRASE" in r.stderr
+
+
+def test_encrypt_job_on_a_plain_set_fails_clearly_and_a_missing_source_creates_nothing(tmp_path, src):
+    history = History(tmp_path / "h.sqlite3")
+    plain = folder_job(src, tmp_path / "set")
+    assert run_job(plain, Config(jobs=[plain]), history).status == "ok"
+    secret = folder_job(src, tmp_path / "set", encrypt=True)
+    outcome = run_job(secret, Config(jobs=[secret]), history, passphrase="pw")
+    assert outcome.status == "failed" and "not encrypted" in outcome.error.message
+    assert history.get(outcome.run_id).error_code == outcome.error.code == "bad_input"
+    gone = Job(name="Gone", sources=[str(tmp_path / "nowhere")], destination=Destination(path=str(tmp_path / "new")))
+    assert run_job(gone, Config(jobs=[gone]), history).status == "failed"
+    assert not (tmp_path / "new").exists()

@@ -56,20 +56,20 @@ class Prompt:
 
 
 def first(**options):
-    return keys.resolve_secret(SET_ID, environ=options.pop("environ", {}), **options)
+    """The first secret in the resolution order, as unlock_set tries them."""
+    for secret in keys.candidate_secrets(SET_ID, environ=options.pop("environ", {}), **options):
+        return secret
+    raise PassphraseNeeded()
 
 
 # --- keyring storage -----------------------------------------------------------------------
 
-def test_store_get_forget_in_the_keyring():
+def test_store_and_get_in_the_keyring():
     backend = keyring.get_keyring()
     assert keys.stored_passphrase(SET_ID) is None
     keys.store_passphrase(SET_ID, "right")
     assert backend.passwords[(SERVICE, SET_ID)] == "right"
     assert keys.stored_passphrase(SET_ID) == "right"
-    assert keys.forget_passphrase(SET_ID) is True
-    assert keys.stored_passphrase(SET_ID) is None
-    assert keys.forget_passphrase(SET_ID) is False
 
 
 def test_backend_is_looked_up_at_each_call():
@@ -84,17 +84,10 @@ def test_backend_is_looked_up_at_each_call():
 
 
 def test_no_keyring_is_a_clear_error_not_a_traceback(no_keyring):
-    for call in (lambda: keys.stored_passphrase(SET_ID), lambda: keys.store_passphrase(SET_ID, "x"),
-                 lambda: keys.forget_passphrase(SET_ID)):
+    for call in (lambda: keys.stored_passphrase(SET_ID), lambda: keys.store_passphrase(SET_ID, "x")):
         with pytest.raises(KeyringUnavailable, match="No system keyring is available") as err:
             call()
         assert err.value.code == "no_keyring"
-    available, why = keys.keyring_status()
-    assert available is False and "no keyring service" in why
-
-
-def test_keyring_status_names_the_backend():
-    assert keys.keyring_status() == (True, keyring.get_keyring().name)
 
 
 class BrokenKeyring(KeyringBackend):
@@ -182,7 +175,7 @@ def test_prompt_is_the_last_resort():
 
 def test_the_real_environment_is_read_by_default(monkeypatch):
     monkeypatch.setenv(ENV_PASSPHRASE, "from os.environ")
-    assert keys.resolve_secret(SET_ID).value == "from os.environ"
+    assert next(keys.candidate_secrets(SET_ID)).value == "from os.environ"
 
 
 def test_nothing_found_or_prompt_cancelled_means_passphrase_needed():
@@ -285,8 +278,7 @@ SECRET_SERVICE_SCRIPT = textwrap.dedent("""
         result = {}
     else:
         result = {"direct": SecretService.Keyring().get_password(keys.SERVICE, set_id),
-                  "stored": keys.stored_passphrase(set_id), "forgot": keys.forget_passphrase(set_id),
-                  "after": keys.stored_passphrase(set_id)}
+                  "stored": keys.stored_passphrase(set_id)}
     chained = getattr(keyring.get_keyring(), "backends", [keyring.get_keyring()])
     result["backends"] = [type(b).__module__ for b in chained]
     print(json.dumps(result))
@@ -302,5 +294,5 @@ def test_passphrase_survives_in_a_real_secret_service(dbus_session):
     read = dbus_session([sys.executable, "-c", SECRET_SERVICE_SCRIPT, "read", SET_ID])
     assert read.returncode == 0, read.stderr
     result = json.loads(read.stdout)
-    assert {k: result[k] for k in ("direct", "stored", "forgot", "after")} == {
-        "direct": "stored in gnome-keyring", "stored": "stored in gnome-keyring", "forgot": True, "after": None}
+    assert {k: result[k] for k in ("direct", "stored")} == {
+        "direct": "stored in gnome-keyring", "stored": "stored in gnome-keyring"}

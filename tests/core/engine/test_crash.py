@@ -8,9 +8,7 @@ import shutil
 import pytest
 
 from core import errors
-from core.engine.backup import backup
-from core.engine.restore import restore
-from core.engine.verify import verify
+from tests.support.engine import backup_path, restore_path, verify_path
 from tests.support.faults import Crash, FaultyFS
 from tests.support.trees import Symlink, make_tree, read_tree
 
@@ -44,7 +42,7 @@ def scenario(tmp_path):
     """A set with one snapshot of BEFORE, a pristine copy of it, and the sources changed since."""
     src = make_tree(tmp_path / "src" / "Data", BEFORE)
     set_path = tmp_path / "set"
-    first = backup(set_path, [src])
+    first = backup_path(set_path, [src])
     pristine = tmp_path / "pristine"
     shutil.copytree(set_path, pristine, symlinks=True)
     _after(src)
@@ -53,7 +51,7 @@ def scenario(tmp_path):
 
 def _count_write_steps(src, set_path, pristine) -> int:
     probe = FaultyFS(set_path)
-    backup(set_path, [src], fs=probe)
+    backup_path(set_path, [src], fs=probe)
     _reset(set_path, pristine)
     return probe.calls
 
@@ -65,11 +63,11 @@ def _reset(set_path, pristine):
 
 def _assert_intact(set_path, snapshot_id, expected, tmp_path, label):
     out = tmp_path / f"restore-{label}"
-    result = restore(set_path, out, snapshot=snapshot_id)
+    result = restore_path(set_path, out, snapshot=snapshot_id)
     assert not result.damaged, label
     assert read_tree(out / "Data") == expected, label
     shutil.rmtree(out)
-    v = verify(set_path, read_all=True)
+    v = verify_path(set_path, read_all=True)
     assert v.damaged == [], label
 
 
@@ -84,12 +82,12 @@ def test_crash_at_every_write_step_keeps_previous_snapshot(scenario, tmp_path):
     for n in range(1, steps + 1):
         fs = FaultyFS(set_path, fail_at=n)
         with pytest.raises(Crash):
-            backup(set_path, [src], fs=fs)
+            backup_path(set_path, [src], fs=fs)
         # A dead process leaves its lock, which the next run breaks as stale (its pid is
         # gone; tests/core/engine/test_lock.py). Ours is alive, so clear it the same way here.
         (set_path / "lock").unlink(missing_ok=True)
         _assert_intact(set_path, first_id, expected_before, tmp_path, f"after crash at step {n} ({fs.log[-1]})")
-        result = backup(set_path, [src])
+        result = backup_path(set_path, [src])
         assert result.status == "ok", n
         _assert_intact(set_path, result.snapshot_id, expected_after, tmp_path, f"next run after step {n}")
         _assert_intact(set_path, first_id, expected_before, tmp_path, f"first snapshot after step {n}")
@@ -107,12 +105,12 @@ def test_write_errors_are_clear_and_leave_snapshot_intact(scenario, tmp_path, co
     src, set_path, pristine, first_id = scenario
     expected_before = read_tree(make_tree(tmp_path / "expected", BEFORE))
     with pytest.raises(error_type) as info:
-        backup(set_path, [src], fs=FaultyFS(set_path, fail_at=step, error=code))
+        backup_path(set_path, [src], fs=FaultyFS(set_path, fail_at=step, error=code))
     assert words in str(info.value).lower()
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
     assert not (set_path / "lock").exists(), "the lock is released after a failure"
     _assert_intact(set_path, first_id, expected_before, tmp_path, "after error")
-    assert backup(set_path, [src]).status == "ok"
+    assert backup_path(set_path, [src]).status == "ok"
 
 
 def test_resume_does_not_copy_again(tmp_path):
@@ -132,25 +130,25 @@ def test_resume_does_not_copy_again(tmp_path):
                 token.cancel()
 
     with pytest.raises(errors.Cancelled):
-        backup(set_path, [src], cancel=token, progress=stop_halfway, workers=1)
-    result = backup(set_path, [src])
+        backup_path(set_path, [src], cancel=token, progress=stop_halfway, workers=1)
+    result = backup_path(set_path, [src])
     assert 0 < result.files_copied <= 30, result.files_copied
     out = tmp_path / "out"
-    restore(set_path, out)
+    restore_path(set_path, out)
     assert read_tree(out / "Data") == read_tree(src)
-    assert verify(set_path, read_all=True).ok
+    assert verify_path(set_path, read_all=True).ok
 
 
 def test_interrupted_run_is_reported_by_verify_and_finished(scenario, tmp_path):
     src, set_path, pristine, first_id = scenario
     steps = _count_write_steps(src, set_path, pristine)
     with pytest.raises(Crash):
-        backup(set_path, [src], fs=FaultyFS(set_path, fail_at=steps // 2))
+        backup_path(set_path, [src], fs=FaultyFS(set_path, fail_at=steps // 2))
     (set_path / "lock").unlink(missing_ok=True)
-    v = verify(set_path)
+    v = verify_path(set_path)
     assert v.ok and any("interrupted" in n for n in v.notices)
-    backup(set_path, [src])
-    assert verify(set_path).notices == []
+    backup_path(set_path, [src])
+    assert verify_path(set_path).notices == []
 
 
 def test_full_real_drive(make_drive, tmp_path):
@@ -158,26 +156,31 @@ def test_full_real_drive(make_drive, tmp_path):
     drive = make_drive("ext4", size_mb=16)
     set_path = drive.mount_point / "set"
     src = make_tree(tmp_path / "src" / "Data", {"small.txt": b"fits"})
-    first = backup(set_path, [src])
+    first = backup_path(set_path, [src])
     import os
     (src / "huge.bin").write_bytes(os.urandom(30 << 20))
     with pytest.raises(errors.DiskFull) as info:
-        backup(set_path, [src])
+        backup_path(set_path, [src])
     assert "full" in str(info.value)
     out = tmp_path / "out"
-    restore(set_path, out, snapshot=first.snapshot_id)
+    restore_path(set_path, out, snapshot=first.snapshot_id)
     assert read_tree(out / "Data") == {"small.txt": b"fits"}
-    assert verify(set_path, read_all=True).ok
+    assert verify_path(set_path, read_all=True).ok
 
 
 KILL_SCRIPT = """
 import sys, time
-from core.engine.backup import backup
+from core.engine.backup import CHECKPOINT_SECONDS, BackupOptions, backup
+from core.engine.progress import FakeClock
+from core.engine.repo import BackupSet
+clock = FakeClock()
 def progress(p):
     if p.phase == "copy":
         print(p.files_done, flush=True)
+        clock.advance(CHECKPOINT_SECONDS)   # a checkpoint after every file
         time.sleep(0.02)   # slow enough for the test to kill us mid-run
-backup(sys.argv[1], [sys.argv[2]], progress=progress, workers=1, checkpoint_seconds=0)
+bset = BackupSet.create(sys.argv[1], clock.now())
+backup(bset, [sys.argv[2]], BackupOptions(progress=progress, workers=1, clock=clock))
 """
 
 
@@ -201,9 +204,9 @@ def test_killed_process_resumes_from_checkpoint(tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert not list((set_path / "snapshots").iterdir()), "killed before the commit"
-    result = backup(set_path, [src])    # breaks the dead process's lock
+    result = backup_path(set_path, [src])    # breaks the dead process's lock
     assert result.files_copied <= 80 - 35, result.files_copied
     out = tmp_path / "out"
-    restore(set_path, out)
+    restore_path(set_path, out)
     assert read_tree(out / "Data") == read_tree(src)
-    assert verify(set_path, read_all=True).ok
+    assert verify_path(set_path, read_all=True).ok

@@ -8,12 +8,11 @@ import json
 import pytest
 
 from core.engine import manifest as mf
-from core.engine.backup import backup
 from core.engine.layout import SetLayout
 from core.engine.repo import BackupSet
-from core.engine.restore import restore
 from core.errors import UnsafePath
 from tests.support.cli import run_cli
+from tests.support.engine import backup_path, restore_path
 from tests.support.trees import make_tree, read_tree
 
 
@@ -21,9 +20,9 @@ from tests.support.trees import make_tree, read_tree
 def two_snapshots(tmp_path):
     src = make_tree(tmp_path / "src" / "Data", {"a.txt": b"alpha v1", "b.txt": b"bravo", "c/d.txt": b"delta"})
     set_path = tmp_path / "set"
-    first = backup(set_path, [src]).snapshot_id
+    first = backup_path(set_path, [src]).snapshot_id
     (src / "a.txt").write_bytes(b"alpha v2")   # v1 moves to objects/
-    second = backup(set_path, [src]).snapshot_id
+    second = backup_path(set_path, [src]).snapshot_id
     return src, set_path, first, second
 
 
@@ -109,7 +108,7 @@ def test_restore_refuses_paths_that_escape(two_snapshots, tmp_path, bad):
     sid, _ = _forge(set_path, real + [evil])
     target = tmp_path / "target"
     with pytest.raises(UnsafePath):
-        restore(set_path, target, snapshot=sid)
+        restore_path(set_path, target, snapshot=sid)
     assert not target.exists() or read_tree(target) == {}
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path.parent / "escape.txt").exists()
     proc = run_cli("restore", set_path, target, "--snapshot", sid)
@@ -127,7 +126,7 @@ def test_restore_never_writes_through_a_symlink(two_snapshots, tmp_path):
     through = mf.Entry("Data/x/f.txt", "f", good.size, good.mtime_ns, 0o644, good.sha256)
     sid, _ = _forge(set_path, real + [link, through])
     with pytest.raises(UnsafePath):
-        restore(set_path, tmp_path / "t", snapshot=sid)
+        restore_path(set_path, tmp_path / "t", snapshot=sid)
     assert list(outside.iterdir()) == []
 
 
@@ -152,11 +151,11 @@ def test_folder_deleted_from_latest_by_hand(two_snapshots, tmp_path):
     shutil.rmtree(set_path / "Latest" / "Data" / "c")
     assert run_cli("verify", set_path).returncode == 4
     (src / "c" / "d.txt").write_bytes(b"delta v2")
-    result = backup(set_path, [src])
+    result = backup_path(set_path, [src])
     assert result.status == "ok"
     assert (set_path / "Latest" / "Data" / "c" / "d.txt").read_bytes() == b"delta v2"
     out = tmp_path / "out"
-    restore(set_path, out)
+    restore_path(set_path, out)
     assert read_tree(out / "Data") == read_tree(src)
 
 
@@ -168,5 +167,5 @@ def test_restore_to_original_place_refuses_a_folder_with_no_recorded_source(two_
     stray = mf.Entry("Elsewhere/x.txt", "f", good.size, good.mtime_ns, 0o644, good.sha256)
     sid, _ = _forge(set_path, real + [stray])
     with pytest.raises(UnsafePath):
-        restore(set_path, None, snapshot=sid, paths=["Elsewhere"])
+        restore_path(set_path, None, snapshot=sid, paths=["Elsewhere"])
     assert read_tree(src) == {"a.txt": b"alpha v2", "b.txt": b"bravo", "c/d.txt": b"delta"}

@@ -11,13 +11,11 @@ import pytest
 
 from core.agent.keys import Secret, make_unlocker
 from core.engine import crypto
-from core.engine.backup import backup
 from core.engine.progress import CancelToken
 from core.engine.repo import BackupSet
-from core.engine.restore import restore
-from core.engine.verify import verify
 from core.errors import Cancelled
 from tests.support.cli import run_cli
+from tests.support.engine import backup_path, forget_path, restore_path, verify_path
 from tests.support.trees import File, Symlink, make_tree, read_tree
 
 PASS = {"PLUGBACK_PASSPHRASE": "correct horse battery staple"}
@@ -141,7 +139,7 @@ def test_truncation_swapped_chunks_and_renamed_objects(enc):
 
     def damaged_after(data) -> list:
         obj.write_bytes(data)
-        result = verify(set_path, read_all=True, unlock=make_unlocker(Secret.passphrase(PASS["PLUGBACK_PASSPHRASE"])))
+        result = verify_path(set_path, read_all=True, unlock=make_unlocker(Secret.passphrase(PASS["PLUGBACK_PASSPHRASE"])))
         obj.write_bytes(original)
         return result.damaged
 
@@ -155,7 +153,7 @@ def test_truncation_swapped_chunks_and_renamed_objects(enc):
     small = min(_objects(set_path), key=lambda p: p.stat().st_size)
     saved = small.read_bytes()
     shutil.copyfile(obj, small)
-    result = verify(set_path, read_all=True, unlock=make_unlocker(Secret.passphrase(PASS["PLUGBACK_PASSPHRASE"])))
+    result = verify_path(set_path, read_all=True, unlock=make_unlocker(Secret.passphrase(PASS["PLUGBACK_PASSPHRASE"])))
     small.write_bytes(saved)
     assert result.damaged
 
@@ -164,10 +162,10 @@ def test_incremental_resume_forget_on_encrypted_set(tmp_path):
     unlock = make_unlocker(Secret.passphrase("pw"))
     src = make_tree(tmp_path / "src" / "Data", {f"f{i}.txt": f"file {i}" * 100 for i in range(40)})
     set_path = tmp_path / "set"
-    first = backup(set_path, [src], encrypt=True, passphrase="pw")
+    first = backup_path(set_path, [src], passphrase="pw")
     assert first.files_copied == 40
     (src / "f1.txt").write_text("changed")
-    second = backup(set_path, [src], unlock=unlock)
+    second = backup_path(set_path, [src], unlock=unlock)
     assert second.files_copied == 1
 
     for i in range(40, 80):
@@ -179,20 +177,20 @@ def test_incremental_resume_forget_on_encrypted_set(tmp_path):
             token.cancel()
 
     with pytest.raises(Cancelled):
-        backup(set_path, [src], unlock=unlock, cancel=token, progress=stop, workers=1)
-    third = backup(set_path, [src], unlock=unlock)
+        backup_path(set_path, [src], unlock=unlock, cancel=token, progress=stop, workers=1)
+    third = backup_path(set_path, [src], unlock=unlock)
     assert third.files_copied <= 20
 
     out = tmp_path / "out"
-    restore(set_path, out, snapshot=first.snapshot_id, unlock=unlock)
+    restore_path(set_path, out, snapshot=first.snapshot_id, unlock=unlock)
     assert (out / "Data" / "f1.txt").read_text() == "file 1" * 100
-    from core.engine.retention import RetentionPolicy, forget
+    from core.engine.retention import RetentionPolicy
 
-    result = forget(set_path, RetentionPolicy(last=1), unlock=unlock)
+    result = forget_path(set_path, RetentionPolicy(last=1), unlock=unlock)
     assert result.forgotten and result.objects_removed == 1   # only f1's first version was unique
-    assert verify(set_path, read_all=True, unlock=unlock).ok
+    assert verify_path(set_path, read_all=True, unlock=unlock).ok
     out2 = tmp_path / "out2"
-    restore(set_path, out2, unlock=unlock)
+    restore_path(set_path, out2, unlock=unlock)
     assert read_tree(out2 / "Data") == read_tree(src)
 
 

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from core.engine.backup import backup
 from core.engine.layout import SetLayout
 from core.engine.lock import STALE_AFTER, SetLock
 from core.engine.progress import Clock, FakeClock
 from core.engine.repo import BackupSet
 from core.errors import EXIT_FAILURE, SetLocked
 from tests.support.cli import run_cli
+from tests.support.engine import backup_path
 from tests.support.env import subprocess_env
 from tests.support.trees import make_tree
 
@@ -177,11 +177,11 @@ def test_lock_left_behind_by_this_process_is_broken(tmp_path, clock):
 def test_backup_into_a_locked_set_changes_nothing(tmp_path, clock):
     src = make_tree(tmp_path / "Docs", {"a.txt": b"a"})
     set_path = tmp_path / "set"
-    first = backup(set_path, [src])
+    first = backup_path(set_path, [src])
     (src / "a.txt").write_bytes(b"changed")
     with SetLock(SetLayout(set_path).lock, Clock()):
         with pytest.raises(SetLocked):
-            backup(set_path, [src])
+            backup_path(set_path, [src])
     assert BackupSet.open(set_path).snapshot_ids() == [first.snapshot_id]
     assert (SetLayout(set_path).latest / "Docs" / "a.txt").read_bytes() == b"a"
 

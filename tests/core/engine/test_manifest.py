@@ -11,13 +11,11 @@ import random
 import pytest
 
 from core.engine import manifest as mf
-from core.engine.backup import backup
 from core.engine.layout import SetLayout
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, decode, encode
 from core.engine.repo import BackupSet
-from core.engine.restore import restore
-from core.engine.verify import verify
 from core.errors import ManifestDamaged, NewerFormat
+from tests.support.engine import backup_path, restore_path, verify_path
 from tests.support.trees import make_tree, read_tree
 
 SHA = hashlib.sha256(b"x").hexdigest()
@@ -194,9 +192,9 @@ KEEP = b"unchanged: lives in Latest/ only"
 def two_snapshots(tmp_path):
     src = make_tree(tmp_path / "Docs", {"a.txt": b"one", "keep.txt": KEEP})
     set_path = tmp_path / "set"
-    first = backup(set_path, [src]).snapshot_id
+    first = backup_path(set_path, [src]).snapshot_id
     (src / "a.txt").write_bytes(b"two")
-    second = backup(set_path, [src]).snapshot_id
+    second = backup_path(set_path, [src]).snapshot_id
     return set_path, first, second
 
 
@@ -222,7 +220,7 @@ def test_verify_reports_a_forged_newest_manifest(two_snapshots):
     layout = SetLayout(set_path)
     forged = "20991231T235959Z-beef"     # sorts after every real snapshot
     layout.manifest(forged).write_bytes(layout.manifest(first).read_bytes())
-    v = verify(set_path, read_all=True)
+    v = verify_path(set_path, read_all=True)
     assert [what for what, _ in v.damaged] == [f"snapshots/{forged}"]
 
 
@@ -230,7 +228,7 @@ def test_older_snapshots_restore_when_the_newest_manifest_is_damaged(two_snapsho
     set_path, first, second = two_snapshots
     path = SetLayout(set_path).manifest(second)
     path.write_bytes(path.read_bytes()[:-12])
-    r = restore(set_path, tmp_path / "out", snapshot=first)
+    r = restore_path(set_path, tmp_path / "out", snapshot=first)
     assert r.damaged == [] and read_tree(tmp_path / "out" / "Docs") == {"a.txt": b"one", "keep.txt": KEEP}
 
 
@@ -238,9 +236,9 @@ def test_backup_goes_on_when_the_newest_manifest_is_damaged(two_snapshots, tmp_p
     set_path, first, second = two_snapshots
     path = SetLayout(set_path).manifest(second)
     path.write_bytes(path.read_bytes()[:-12])
-    r = backup(set_path, [tmp_path / "Docs"])
+    r = backup_path(set_path, [tmp_path / "Docs"])
     assert r.status in ("ok", "warnings")
-    restore(set_path, tmp_path / "out")
+    restore_path(set_path, tmp_path / "out")
     assert read_tree(tmp_path / "out" / "Docs") == {"a.txt": b"two", "keep.txt": KEEP}
 
 
@@ -252,9 +250,9 @@ def test_damaged_older_manifest_leaves_the_others_usable(two_snapshots, tmp_path
     with pytest.raises(ManifestDamaged, match=f"snapshots/{first}.json.gz"):
         bset.manifest(first)
     assert [s.id for s in bset.snapshots()] == [second]
-    r = restore(set_path, tmp_path / "out", snapshot=second)
+    r = restore_path(set_path, tmp_path / "out", snapshot=second)
     assert r.damaged == [] and read_tree(tmp_path / "out" / "Docs") == {"a.txt": b"two", "keep.txt": KEEP}
-    v = verify(set_path, read_all=True)
+    v = verify_path(set_path, read_all=True)
     assert [what for what, _ in v.damaged] == [f"snapshots/{first}"]
 
 

@@ -19,16 +19,14 @@ from pathlib import Path
 import pytest
 
 import core.engine.fs
-from core.engine.backup import backup
 from core.engine.layout import SetLayout
 from core.engine.manifest import DIR, FILE, LINK
 from core.engine.progress import Progress
 from core.engine.repo import BackupSet
-from core.engine.restore import restore
-from core.engine.retention import RetentionPolicy, forget
-from core.engine.verify import verify
+from core.engine.retention import RetentionPolicy
 from core.errors import DriveGone
 from tests.support.drives import _device_open, _wait_for
+from tests.support.engine import backup_path, forget_path, restore_path, verify_path
 from tests.support.trees import File, Symlink, make_tree, read_tree
 
 FS_KINDS = ["ext4", "exfat", "vfat"]
@@ -86,7 +84,7 @@ def readers(fstype: str) -> int:
 
 
 def _restore_to(set_path: Path, snapshot: str, target: Path, fstype: str) -> dict:
-    result = restore(set_path, target, snapshot=snapshot, workers=readers(fstype))
+    result = restore_path(set_path, target, snapshot=snapshot, workers=readers(fstype))
     assert result.damaged == [] and result.warnings == [], result.damaged
     return read_tree(target / "Docs", modes=True, mtimes=True)
 
@@ -116,12 +114,12 @@ def test_backup_change_backup_restore_both(make_drive, tmp_path, fstype):
     set_path = drive.mount_point / "Plugback" / "set"
     before = _snapshot_of(src)
 
-    r1 = backup(set_path, [src], create_parents=True)
+    r1 = backup_path(set_path, [src], parents=True)
     assert r1.status == "ok" and r1.damaged == [] and r1.files_copied == 9
 
     _change(src)
     after = _snapshot_of(src)
-    r2 = backup(set_path, [src])
+    r2 = backup_path(set_path, [src])
     assert r2.status == "ok" and r2.damaged == []
     # Copied: report, the renamed pdf, empty, inside.txt, ñandú, same-3 (script.sh: same bytes, new mode).
     assert r2.files_copied == 6 and r2.files_scanned == 11
@@ -136,7 +134,7 @@ def test_backup_change_backup_restore_both(make_drive, tmp_path, fstype):
     assert check.stdout.count(": OK") == 11
     _latest_matches_manifest(set_path, src)
 
-    v = verify(set_path, read_all=True, workers=readers(fstype))
+    v = verify_path(set_path, read_all=True, workers=readers(fstype))
     assert v.ok and v.snapshots == 2 and v.notices == [], v.damaged
 
     m2 = BackupSet.open(set_path).manifest(r2.snapshot_id).by_path()
@@ -150,7 +148,7 @@ def test_backup_change_backup_restore_both(make_drive, tmp_path, fstype):
     else:
         assert not any(p.is_symlink() for p in latest.rglob("*"))
 
-    r3 = backup(set_path, [src])
+    r3 = backup_path(set_path, [src])
     assert r3.files_copied == 0 and r3.bytes_copied == 0 and r3.status == "ok"
 
 
@@ -158,10 +156,10 @@ def test_latest_follows_mode_and_mtime_only_changes(ext4_drive, tmp_path):
     src = make_tree(tmp_path / "Docs", {"run.sh": File(b"#!/bin/sh\n", 0o755, T0),
                                         "notes.txt": File(b"notes", 0o644, T0)})
     set_path = ext4_drive.mount_point / "set"
-    backup(set_path, [src])
+    backup_path(set_path, [src])
     os.chmod(src / "run.sh", 0o700)                        # mode only
     os.utime(src / "notes.txt", ns=(T0 + 10**9, T0 + 10**9))  # touch: mtime only
-    r = backup(set_path, [src])
+    r = backup_path(set_path, [src])
     m = BackupSet.open(set_path).manifest(r.snapshot_id).by_path()
     assert m["Docs/run.sh"].mode == 0o700 and m["Docs/notes.txt"].mtime_ns == T0 + 10**9
     # The browsable copy must say what the snapshot says.
@@ -188,7 +186,7 @@ def test_names_fat_cannot_hold(make_drive, tmp_path, fstype):
     drive = make_drive(fstype)
     src = make_tree(tmp_path / "Docs", BAD_NAMES)
     set_path = drive.mount_point / "set"
-    r1 = backup(set_path, [src])
+    r1 = backup_path(set_path, [src])
     assert r1.status == "ok" and r1.files_copied == len(BAD_NAMES)
 
     names = _latest_names(set_path)
@@ -206,13 +204,13 @@ def test_names_fat_cannot_hold(make_drive, tmp_path, fstype):
     assert mirrors["Docs/a:b.txt"] == "Docs/a%3Ab.txt" and mirrors["Docs/ok.txt"] is None
     assert mirrors["Docs/Dir/a.txt"] == "Docs/Dir~1/a.txt"
 
-    restore(set_path, tmp_path / "out", workers=readers(fstype))
+    restore_path(set_path, tmp_path / "out", workers=readers(fstype))
     assert read_tree(tmp_path / "out" / "Docs") == BAD_NAMES
     check = _sha256sum_check(set_path)
     assert check.returncode == 0, check.stdout + check.stderr
 
     # No churn: nothing changed, nothing copied, every mirror name kept.
-    r2 = backup(set_path, [src])
+    r2 = backup_path(set_path, [src])
     assert r2.files_copied == 0
     assert {e.path: e.mirror for e in BackupSet.open(set_path).manifest(r2.snapshot_id).entries} == mirrors
     assert _latest_names(set_path) == names
@@ -220,17 +218,17 @@ def test_names_fat_cannot_hold(make_drive, tmp_path, fstype):
     # A newcomer that folds onto two taken names gets the next free one; the others keep theirs.
     (src / "readme.MD").write_bytes(b"third spelling")
     (src / "Readme.md").write_bytes(b"mixed case, edited")
-    r3 = backup(set_path, [src])
+    r3 = backup_path(set_path, [src])
     assert r3.files_copied == 2
     m3 = BackupSet.open(set_path).manifest(r3.snapshot_id).by_path()
     assert m3["Docs/Readme.md"].mirror == "Docs/Readme~1.md"
     assert m3["Docs/readme.MD"].mirror == "Docs/readme~2.MD"
     assert m3["Docs/README.md"].mirror is None
-    restore(set_path, tmp_path / "out3", workers=readers(fstype))
+    restore_path(set_path, tmp_path / "out3", workers=readers(fstype))
     assert read_tree(tmp_path / "out3" / "Docs") == read_tree(src)
-    restore(set_path, tmp_path / "out1", snapshot=r1.snapshot_id, workers=readers(fstype))
+    restore_path(set_path, tmp_path / "out1", snapshot=r1.snapshot_id, workers=readers(fstype))
     assert read_tree(tmp_path / "out1" / "Docs") == BAD_NAMES
-    assert verify(set_path, read_all=True, workers=readers(fstype)).ok
+    assert verify_path(set_path, read_all=True, workers=readers(fstype)).ok
 
 
 def test_split_files_on_fat32(vfat_drive, tmp_path, monkeypatch):
@@ -246,7 +244,7 @@ def test_split_files_on_fat32(vfat_drive, tmp_path, monkeypatch):
     })
     set_path = vfat_drive.mount_point / "set"
     before = read_tree(src, modes=True, mtimes=True)
-    r1 = backup(set_path, [src])
+    r1 = backup_path(set_path, [src])
     assert r1.status == "ok" and r1.damaged == []
 
     layout = SetLayout(set_path)
@@ -263,34 +261,34 @@ def test_split_files_on_fat32(vfat_drive, tmp_path, monkeypatch):
     check = _sha256sum_check(set_path)
     assert check.returncode == 0, check.stdout + check.stderr
 
-    assert backup(set_path, [src]).files_copied == 0        # split files are recognised as unchanged
+    assert backup_path(set_path, [src]).files_copied == 0        # split files are recognised as unchanged
 
     (src / "big.bin").write_bytes(_blob(6, limit + 1))        # still split, fewer parts
     (src / "twice.bin").write_bytes(b"now small")            # no longer split
-    r3 = backup(set_path, [src])
+    r3 = backup_path(set_path, [src])
     assert r3.files_copied == 2 and r3.damaged == []
     m3 = BackupSet.open(set_path).manifest(r3.snapshot_id).by_path()
     assert (m3["Media/big.bin"].parts, m3["Media/twice.bin"].parts) == (2, 0)
     assert not (layout.latest / "Media" / "big.bin.003").exists()
 
-    restore(set_path, tmp_path / "old", snapshot=r1.snapshot_id, workers=1)
+    restore_path(set_path, tmp_path / "old", snapshot=r1.snapshot_id, workers=1)
     assert read_tree(tmp_path / "old" / "Media", modes=True, mtimes=True) == before
-    restore(set_path, tmp_path / "new", workers=1)
+    restore_path(set_path, tmp_path / "new", workers=1)
     assert read_tree(tmp_path / "new" / "Media", modes=True, mtimes=True) == read_tree(src, modes=True, mtimes=True)
-    v = verify(set_path, read_all=True, workers=1)
+    v = verify_path(set_path, read_all=True, workers=1)
     assert v.ok and v.snapshots == 3, v.damaged
 
     # The first big.bin now lives in objects/ as four parts; forgetting its snapshots prunes them all.
     old_parts = [layout.object_part(m1["Media/big.bin"].sha256, i) for i in range(1, 5)]
     assert all(p.exists() for p in old_parts)
     ids = BackupSet.open(set_path).snapshot_ids()
-    result = forget(set_path, RetentionPolicy(last=1))
+    result = forget_path(set_path, RetentionPolicy(last=1))
     assert result.forgotten == ids[:2] and result.kept == [r3.snapshot_id]
     assert not any(p.exists() for p in old_parts)
     assert os.listdir(layout.objects / m1["Media/big.bin"].sha256[:2]) == []
-    restore(set_path, tmp_path / "after-prune", workers=1)
+    restore_path(set_path, tmp_path / "after-prune", workers=1)
     assert read_tree(tmp_path / "after-prune" / "Media") == read_tree(src)
-    assert verify(set_path, read_all=True, workers=1).ok
+    assert verify_path(set_path, read_all=True, workers=1).ok
 
 
 # --- a pulled drive ---------------------------------------------------------------------
@@ -307,7 +305,7 @@ def test_pulled_drive_during_backup(make_drive, tmp_path, fstype):
     drive = make_drive(fstype)
     src = make_tree(tmp_path / "Docs", {"a.txt": File(b"first version", 0o644, T0), "b/c.txt": b"c"})
     set_path = drive.mount_point / "set"
-    r1 = backup(set_path, [src])
+    r1 = backup_path(set_path, [src])
     v1 = read_tree(src, modes=True, mtimes=True)
     (src / "a.txt").write_bytes(b"second version, never committed")
     _big_tree(src / "big")
@@ -324,7 +322,7 @@ def test_pulled_drive_during_backup(make_drive, tmp_path, fstype):
                 drive.unmount(lazy=True)      # like yanking the stick: open files stay, paths vanish
 
     with pytest.raises(DriveGone) as info:
-        backup(set_path, [src], progress=progress, workers=2)
+        backup_path(set_path, [src], progress=progress, workers=2)
     assert pulled.is_set() and max(copied) < 400
     assert "removed" in str(info.value)
     # Nothing leaked onto the root file system under the old mount point.
@@ -338,16 +336,16 @@ def test_pulled_drive_during_backup(make_drive, tmp_path, fstype):
     mount = drive.mount()
     set_path = mount / "set"
     assert BackupSet.open(set_path).snapshot_ids() == [r1.snapshot_id]
-    v = verify(set_path, read_all=True)
+    v = verify_path(set_path, read_all=True)
     assert v.ok, v.damaged
-    restore(set_path, tmp_path / "out1", snapshot=r1.snapshot_id)
+    restore_path(set_path, tmp_path / "out1", snapshot=r1.snapshot_id)
     assert read_tree(tmp_path / "out1" / "Docs", modes=True, mtimes=True) == v1
 
-    r2 = backup(set_path, [src])
+    r2 = backup_path(set_path, [src])
     assert r2.status == "ok" and r2.damaged == []
-    restore(set_path, tmp_path / "out2")
+    restore_path(set_path, tmp_path / "out2")
     assert read_tree(tmp_path / "out2" / "Docs", modes=True, mtimes=True) == read_tree(src, modes=True, mtimes=True)
-    restore(set_path, tmp_path / "out1b", snapshot=r1.snapshot_id)
+    restore_path(set_path, tmp_path / "out1b", snapshot=r1.snapshot_id)
     assert read_tree(tmp_path / "out1b" / "Docs", modes=True, mtimes=True) == v1
-    v = verify(set_path, read_all=True)
+    v = verify_path(set_path, read_all=True)
     assert v.ok and v.snapshots == 2 and v.notices == [], v.damaged

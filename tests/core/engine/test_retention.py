@@ -9,15 +9,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from core.engine.backup import backup
 from core.engine.layout import SetLayout
 from core.engine.lock import SetLock
 from core.engine.progress import FakeClock
 from core.engine.repo import BackupSet
-from core.engine.restore import restore
-from core.engine.retention import RetentionPolicy, choose, forget, make_room, snapshot_time
-from core.engine.verify import verify
+from core.engine.retention import RetentionPolicy, choose, make_room, snapshot_time
 from core.errors import PlugbackError, SetLocked, UsageError
+from tests.support.engine import backup_path, forget_path, open_set, restore_path, verify_path
 from tests.support.trees import make_tree, read_tree
 
 UTC = timezone.utc
@@ -176,7 +174,7 @@ def _three_snapshots(tmp_path, clock):
         if step == 2:
             (src / "a.txt").write_bytes(contents["A3"])
             (src / "new.txt").write_bytes(contents["A1"])   # the first version comes back under a new name
-        ids.append(backup(set_path, [src], clock=clock).snapshot_id)
+        ids.append(backup_path(set_path, [src], clock=clock).snapshot_id)
         trees.append(read_tree(src))
         clock.advance(86400)
     return set_path, ids, sha, trees
@@ -187,7 +185,7 @@ def test_forget_and_prune_keep_what_is_still_needed(tmp_path, local_tz):
     set_path, ids, sha, trees = _three_snapshots(tmp_path, clock)
     assert {sha["A1"], sha["A2"], sha["G"]} <= _objects(set_path)
 
-    result = forget(set_path, RetentionPolicy(last=2), clock=clock)
+    result = forget_path(set_path, RetentionPolicy(last=2), clock=clock)
     assert result.forgotten == [ids[0]] and result.kept == ids[1:]
     objs = _objects(set_path)
     assert sha["G"] not in objs                       # only the forgotten snapshot had it
@@ -196,17 +194,17 @@ def test_forget_and_prune_keep_what_is_still_needed(tmp_path, local_tz):
     assert BackupSet.open(set_path).snapshot_ids() == ids[1:]
     for i, snap in enumerate(ids[1:], start=1):
         out = tmp_path / f"out{i}"
-        r = restore(set_path, out, snapshot=snap)
+        r = restore_path(set_path, out, snapshot=snap)
         assert r.damaged == [] and read_tree(out / "Docs") == trees[i]
-    v = verify(set_path, read_all=True)
+    v = verify_path(set_path, read_all=True)
     assert v.ok and v.snapshots == 2, v.damaged
 
-    result = forget(set_path, RetentionPolicy(last=1), clock=clock)
+    result = forget_path(set_path, RetentionPolicy(last=1), clock=clock)
     assert result.forgotten == [ids[1]]
     assert sha["A2"] not in _objects(set_path)        # a.txt's second version: nobody names it now
-    r = restore(set_path, tmp_path / "last", snapshot=ids[2])
+    r = restore_path(set_path, tmp_path / "last", snapshot=ids[2])
     assert r.damaged == [] and read_tree(tmp_path / "last" / "Docs") == trees[2]
-    assert verify(set_path, read_all=True).ok
+    assert verify_path(set_path, read_all=True).ok
 
 
 def test_prune_keeps_content_that_only_lives_in_objects(tmp_path, local_tz):
@@ -222,9 +220,9 @@ def test_prune_keeps_content_that_only_lives_in_objects(tmp_path, local_tz):
     objs = _objects(set_path)
     assert {sha["A1"], sha["G"]} <= objs and sha["A2"] not in objs and removed == 1
     for i in (0, 2):
-        r = restore(set_path, tmp_path / f"o{i}", snapshot=ids[i])
+        r = restore_path(set_path, tmp_path / f"o{i}", snapshot=ids[i])
         assert r.damaged == [] and read_tree(tmp_path / f"o{i}" / "Docs") == trees[i]
-    assert verify(set_path, read_all=True).ok
+    assert verify_path(set_path, read_all=True).ok
     assert keep == BackupSet.open(set_path).snapshot_ids()
 
 
@@ -232,10 +230,10 @@ def test_forget_dry_run_and_no_prune(tmp_path, local_tz):
     clock = FakeClock(at(2026, 5, 1, 12))
     set_path, ids, sha, _ = _three_snapshots(tmp_path, clock)
     before = _objects(set_path)
-    result = forget(set_path, RetentionPolicy(last=1), dry_run=True, clock=clock)
+    result = forget_path(set_path, RetentionPolicy(last=1), dry_run=True, clock=clock)
     assert result.forgotten == ids[:2] and BackupSet.open(set_path).snapshot_ids() == ids
     assert _objects(set_path) == before
-    result = forget(set_path, RetentionPolicy(last=1), prune=False, clock=clock)
+    result = forget_path(set_path, RetentionPolicy(last=1), prune=False, clock=clock)
     assert BackupSet.open(set_path).snapshot_ids() == ids[2:]
     assert _objects(set_path) == before and result.objects_removed == 0
 
@@ -244,10 +242,10 @@ def test_forget_needs_a_policy_and_the_lock(tmp_path, local_tz):
     clock = FakeClock(at(2026, 5, 1, 12))
     set_path, ids, _, _ = _three_snapshots(tmp_path, clock)
     with pytest.raises(UsageError, match="what to keep"):
-        forget(set_path, RetentionPolicy(), clock=clock)
+        forget_path(set_path, RetentionPolicy(), clock=clock)
     with SetLock(SetLayout(set_path).lock, clock):
         with pytest.raises(SetLocked):
-            forget(set_path, RetentionPolicy(last=1), clock=clock)
+            forget_path(set_path, RetentionPolicy(last=1), clock=clock)
     assert BackupSet.open(set_path).snapshot_ids() == ids
 
 
@@ -257,7 +255,7 @@ def test_prune_refuses_when_a_snapshot_is_damaged(tmp_path, local_tz):
     SetLayout(set_path).manifest(ids[1]).write_bytes(b"not gzip")
     before = _objects(set_path)
     with pytest.raises(PlugbackError, match="Cannot prune"):
-        forget(set_path, RetentionPolicy(last=2), clock=clock)
+        forget_path(set_path, RetentionPolicy(last=2), clock=clock)
     # Nothing was deleted: the damaged snapshot may still need any of it (A2 among it).
     assert sha["A2"] in _objects(set_path) and _objects(set_path) == before
     assert sha["G"] in before
@@ -274,18 +272,18 @@ def test_make_room_drops_oldest_first_never_the_newest(ext4_drive, tmp_path, loc
     size = 20 << 20
     for _ in range(3):
         (src / "big.bin").write_bytes(os.urandom(size))   # each version displaces the last into objects/
-        ids.append(backup(set_path, [src], clock=clock).snapshot_id)
+        ids.append(backup_path(set_path, [src], clock=clock).snapshot_id)
         clock.advance(3600)
     free = shutil.disk_usage(set_path).free
     assert free < 100 << 20
 
-    assert make_room(set_path, free // 2, clock=clock) == []          # already enough room
-    dropped = make_room(set_path, free + size // 2, clock=clock)
+    assert make_room(open_set(set_path), free // 2, clock=clock) == []          # already enough room
+    dropped = make_room(open_set(set_path), free + size // 2, clock=clock)
     assert dropped == [ids[0]]                                        # one old version freed enough
     assert shutil.disk_usage(set_path).free >= free + size // 2
-    dropped = make_room(set_path, 10 << 40, clock=clock)              # can never fit: all but newest go
+    dropped = make_room(open_set(set_path), 10 << 40, clock=clock)              # can never fit: all but newest go
     assert dropped == [ids[1]]
     assert BackupSet.open(set_path).snapshot_ids() == [ids[2]]
-    r = restore(set_path, tmp_path / "out")
+    r = restore_path(set_path, tmp_path / "out")
     assert r.damaged == [] and read_tree(tmp_path / "out" / "Docs") == read_tree(src)
-    assert verify(set_path, read_all=True).ok
+    assert verify_path(set_path, read_all=True).ok

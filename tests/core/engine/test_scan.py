@@ -13,13 +13,14 @@ import textwrap
 
 import pytest
 
-from core.engine.backup import backup
+from core.engine.backup import BackupStatus
 from core.engine.manifest import DIR, FILE, LINK, sort_key
+from core.engine.progress import WarningCode
 from core.engine.repo import BackupSet
-from core.engine.restore import restore
-from core.engine.scan import Excluder, plan_sources, preview_excludes, scan
+from core.engine.scan import Excluder, plan_sources, scan
 from core.errors import SourceMissing, UsageError
 from tests.support.cli import plugback_executable
+from tests.support.engine import backup_path, restore_path
 from tests.support.env import subprocess_env
 from tests.support.trees import Symlink, make_tree, read_tree
 
@@ -110,27 +111,16 @@ def test_bad_pattern_is_a_usage_error():
         Excluder(["a/**b/[z-a]"])
 
 
-def test_preview_excludes_lists_what_is_left_out(tmp_path):
-    src = make_tree(tmp_path / "S", {"a.tmp": b"", "b.txt": b"", "node_modules/x/y.js": b"", ".DS_Store": b""})
-    sample, count = preview_excludes([src], ["*.tmp", "node_modules/"])
-    # The folder is left out with everything in it; defaults count too.
-    assert sample == ["S/.DS_Store", "S/a.tmp", "S/node_modules", "S/node_modules/x", "S/node_modules/x/y.js"]
-    assert count == 5
-    sample, count = preview_excludes([src], ["*.tmp"], limit=1)
-    assert (sample, count) == (["S/.DS_Store"], 2)
-    assert preview_excludes([src], ["nothing-matches"]) == (["S/.DS_Store"], 1)
-
-
 def test_the_set_inside_a_source_is_skipped(tmp_path):
     src = make_tree(tmp_path / "Docs", {"a.txt": b"a", "Backups/other.txt": b"keep me"})
     set_path = src / "Backups" / "set"
-    r1 = backup(set_path, [src])
+    r1 = backup_path(set_path, [src])
     paths = [e.path for e in BackupSet.open(set_path).manifest(r1.snapshot_id).entries]
     assert paths == ["Docs", "Docs/Backups", "Docs/Backups/other.txt", "Docs/a.txt"]
     # The second run sees the set full of files and must still leave it out (no backup of backups).
-    r2 = backup(set_path, [src])
+    r2 = backup_path(set_path, [src])
     assert r2.files_scanned == 2 and r2.files_copied == 0
-    restore(set_path, tmp_path / "out")
+    restore_path(set_path, tmp_path / "out")
     assert read_tree(tmp_path / "out" / "Docs") == {"Backups/other.txt": b"keep me", "a.txt": b"a"}
     # Through a symlinked path too: the set is recognised by its real path.
     os.symlink(src, tmp_path / "via-link")
@@ -141,7 +131,7 @@ def test_a_source_inside_the_set_is_refused(tmp_path):
     set_path = tmp_path / "set"
     make_tree(set_path / "Latest", {"x": b""})
     with pytest.raises(UsageError, match="inside the backup set"):
-        backup(set_path, [set_path / "Latest"])
+        backup_path(set_path, [set_path / "Latest"])
 
 
 def test_special_files_warn_and_sockets_are_skipped(tmp_path):
@@ -160,8 +150,9 @@ def test_special_files_warn_and_sockets_are_skipped(tmp_path):
 def test_special_file_makes_a_backup_end_with_warnings(tmp_path):
     src = make_tree(tmp_path / "S", {"ok.txt": b"ok"})
     os.mkfifo(src / "pipe")
-    r = backup(tmp_path / "set", [src])
-    assert r.status == "warnings" and [w.path for w in r.warnings] == [str(src / "pipe")]
+    r = backup_path(tmp_path / "set", [src])
+    assert r.status is BackupStatus.WARNINGS and [w.path for w in r.warnings] == [str(src / "pipe")]
+    assert [w.code for w in r.warnings] == [WarningCode.SPECIAL_FILE]
     assert r.files_scanned == 1
 
 
@@ -190,9 +181,9 @@ def test_unreadable_folder_and_file_warn(tmp_path):
     set_path = tmp_path / "set"
     code = textwrap.dedent(f"""
         import json
-        from core.engine.backup import backup
         from core.engine.repo import BackupSet
-        r = backup({str(set_path)!r}, [{str(src)!r}])
+        from tests.support.engine import backup_path
+        r = backup_path({str(set_path)!r}, [{str(src)!r}])
         m = BackupSet.open({str(set_path)!r}).manifest(r.snapshot_id)
         print(json.dumps({{"status": r.status, "warnings": [w.to_dict() for w in r.warnings],
                           "paths": [e.path for e in m.entries]}}))
@@ -206,6 +197,7 @@ def test_unreadable_folder_and_file_warn(tmp_path):
     assert out["status"] == "warnings"
     by_path = {w["path"]: w["message"] for w in out["warnings"]}
     assert set(by_path) == {str(src / "locked"), str(src / "secret.txt")}
+    assert {w["code"] for w in out["warnings"]} == {"unreadable"}
     assert "folder could not be read" in by_path[str(src / "locked")]
     assert "could not be read" in by_path[str(src / "secret.txt")] and "skipped" in by_path[str(src / "secret.txt")]
     # The rest is backed up; the unreadable file is not in the snapshot (the folder is, empty).
@@ -255,12 +247,12 @@ def test_two_sources_with_one_name_back_up_and_restore_apart(tmp_path):
     a = make_tree(tmp_path / "a" / "Docs", {"x.txt": b"from a"})
     b = make_tree(tmp_path / "b" / "Docs", {"x.txt": b"from b"})
     set_path = tmp_path / "set"
-    r1 = backup(set_path, [a, b])
+    r1 = backup_path(set_path, [a, b])
     # Next run lists them the other way round: nothing changes, nothing is copied.
-    r2 = backup(set_path, [b, a])
+    r2 = backup_path(set_path, [b, a])
     assert r2.files_copied == 0
     m = BackupSet.open(set_path).manifest(r2.snapshot_id)
     assert {s["name"]: s["path"] for s in m.sources} == {"Docs": str(a), "Docs-2": str(b)}
-    restore(set_path, tmp_path / "out")
+    restore_path(set_path, tmp_path / "out")
     assert read_tree(tmp_path / "out") == {"Docs/x.txt": b"from a", "Docs-2/x.txt": b"from b"}
     assert r1.snapshot_id != r2.snapshot_id

@@ -1,0 +1,55 @@
+"""The engine by path, for tests: open (or create) the set, then call the engine's own API.
+
+The engine takes an opened ``BackupSet`` and an options object; these helpers keep
+engine tests short, the way the CLI's wrappers do for users::
+
+    backup_path(set_path, [src], workers=1)            # creates the set if new
+    backup_path(set_path, [src], passphrase="pw")      # ... encrypted
+    restore_path(set_path, out, snapshot=first, unlock=unlock)
+    verify_path(set_path, read_all=True)
+
+Keyword options are the fields of BackupOptions / RestoreOptions / VerifyOptions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.engine.backup import BackupOptions, BackupResult, backup, check_sources
+from core.engine.fs import FileSystem
+from core.engine.progress import Clock
+from core.engine.repo import BackupSet, Unlocker
+from core.engine.restore import RestoreOptions, RestoreResult, restore
+from core.engine.retention import ForgetResult, RetentionPolicy, forget
+from core.engine.verify import VerifyOptions, VerifyResult, verify
+
+
+def open_set(set_path, unlock: Unlocker | None = None, fs: FileSystem | None = None) -> BackupSet:
+    return BackupSet.open(Path(set_path), unlock, fs)
+
+
+def backup_path(set_path, sources, *, unlock: Unlocker | None = None, passphrase: str | None = None,
+                fs: FileSystem | None = None, parents: bool = False, **options) -> BackupResult:
+    """Back up into the set at ``set_path``, creating it first if new (encrypted with ``passphrase``)."""
+    root = Path(set_path)
+    opts = BackupOptions(**options)
+    if BackupSet.exists(root):
+        bset = BackupSet.open(root, unlock, fs)
+    else:
+        check_sources(sources, root)
+        bset = BackupSet.create(root, opts.clock.now(), job=opts.job, host=opts.host, passphrase=passphrase,
+                                fs=fs, parents=parents)
+    return backup(bset, sources, opts)
+
+
+def restore_path(set_path, target=None, *, unlock: Unlocker | None = None, **options) -> RestoreResult:
+    return restore(open_set(set_path, unlock), target, RestoreOptions(**options))
+
+
+def verify_path(set_path, *, unlock: Unlocker | None = None, **options) -> VerifyResult:
+    return verify(open_set(set_path, unlock), VerifyOptions(**options))
+
+
+def forget_path(set_path, policy: RetentionPolicy, *, unlock: Unlocker | None = None,
+                clock: Clock | None = None, **options) -> ForgetResult:
+    return forget(open_set(set_path, unlock), policy, clock=clock, **options)
