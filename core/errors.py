@@ -44,6 +44,15 @@ class UsageError(PlugbackError):
     exit_code = EXIT_USAGE
 
 
+class BadRequest(UsageError):
+    """An IPC request whose arguments are missing or of the wrong type (a client bug, or a stale window)."""
+
+    code = "bad_request"
+
+    def default_message(self, reason="", **_):
+        return f"The request's arguments are wrong: {reason}. Update or restart the program that sent it."
+
+
 class SourceMissing(UsageError):
     code = "source_missing"
 

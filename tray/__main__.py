@@ -21,7 +21,6 @@ import threading
 
 from core.agent.config import Paths
 from core.errors import PlugbackError
-from core.platform.autostart import agent_command
 
 log = logging.getLogger("plugback.tray")
 
@@ -83,63 +82,78 @@ def main(argv: list[str] | None = None) -> int:
         return _run_settings_window(argv)
     paths = Paths.default()
     paths.ensure()
-
-    from core.agent.ipc import Server, agent_running, call
-
-    if agent_running(paths):
-        # Single instance: hand over to the running agent.
-        try:
-            call("open_settings", paths)
-        except PlugbackError as err:
-            print(f"plugback-tray: {err.message}", file=sys.stderr)
+    if _hand_over(paths):
         return 0
-
     _setup_logging(paths, args.verbose)
+    agent = _make_agent(paths, args.poll_interval)
+    if agent is None:
+        return 1
+    return _run_agent(agent, paths, args)
+
+
+def _hand_over(paths: Paths) -> bool:
+    """Single instance: if an agent already runs for this user, ask it to open settings (True)."""
+    from core.agent.ipc import agent_running, call
+
+    if not agent_running(paths):
+        return False
+    try:
+        call("open_settings", paths)
+    except PlugbackError as err:
+        print(f"plugback-tray: {err.message}", file=sys.stderr)
+    return True
+
+
+def _make_agent(paths: Paths, poll_interval: float):
+    """The Agent with this OS's notifier and ejector, or None (said in the log and on stderr)."""
     from core import platform as plat
     from core.agent.agent import Agent, AgentOptions
-    from core.agent.handlers import build_handlers
-    from core.agent.watcher import DriveWatcher, Scheduler
 
     try:
-        agent = Agent(paths, notifier=plat.notifier(), ejector=plat.ejector(),
-                      options=AgentOptions(poll_interval=args.poll_interval))
+        return Agent(paths, notifier=plat.notifier(), ejector=plat.ejector(),
+                     options=AgentOptions(poll_interval=poll_interval))
     except PlugbackError as err:   # e.g. settings written by a newer Plugback
         log.error("%s", err.message)
         if sys.stderr is not None:
             print(f"plugback-tray: {err.message}", file=sys.stderr)
-        return 1
-    icon = None
+        return None
+
+
+def _run_agent(agent, paths: Paths, args) -> int:
+    """Start the icon, the IPC server and the threads; run until quit; stop cleanly."""
+    from core.agent.handlers import Handlers
+    from core.agent.ipc import Server
+    from core.agent.watcher import DriveWatcher, Scheduler
+
     done = threading.Event()
+    icon = None
 
     def quit_agent():
-        if done.is_set():
-            return
-        done.set()
-        if icon is not None:
-            icon.stop()
+        if not done.is_set():
+            done.set()
+            if icon is not None:
+                icon.stop()
 
     if not args.no_icon:
         icon = _make_icon(agent, quit_agent)   # before the server, so status names the backend
     try:
-        server = Server(paths, build_handlers(agent, on_quit=quit_agent)).start()
+        agent.apply_start_at_login()
+    except OSError as err:
+        log.warning("could not update the start-at-login entry: %s", err)
+    try:
+        server = Server(paths, Handlers(agent, on_quit=quit_agent).table()).start()
     except PlugbackError as err:
         log.error("%s", err.message)
         return 1
+    # Only now, as the one agent serving this user: runs left 'running' were cut off by a crash.
     agent.history.close_interrupted(agent.clock.now())
-    try:
-        plat.autostarter(agent_command()).apply(agent.config.prefs.start_at_login)
-    except OSError as err:
-        log.warning("could not update the start-at-login entry: %s", err)
-
-    watcher = DriveWatcher(agent, interval=args.poll_interval)
-    scheduler = Scheduler(agent)
-    watcher.start()
-    scheduler.start()
+    threads = (DriveWatcher(agent, interval=args.poll_interval), Scheduler(agent))
+    for thread in threads:
+        thread.start()
     log.info("agent started (pid %s, tray: %s)", os.getpid(), agent.backend)
     if icon is not None and not agent.config.jobs:
         # First run (nothing set up yet): show the settings, whose first-run flow takes it from there.
         agent.open_settings()
-
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: quit_agent())
     try:
@@ -148,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         while not done.wait(0.5):
             pass
     finally:
-        watcher.stop()
-        scheduler.stop()
+        for thread in threads:
+            thread.stop()
         server.close()
         # Quit lets nothing half-done linger: running backups stop cleanly (resumed next time).
         agent.shutdown(cancel=True)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.agent.agent import TrayState
+from core.agent.history import RunKind, RunStatus
 
-ATTENTION_STATUSES = ("failed", "drive_removed")
+ATTENTION_STATUSES = (RunStatus.FAILED, RunStatus.DRIVE_REMOVED)
 
 
 @dataclass
@@ -62,7 +63,7 @@ def status_line(state: TrayState) -> str:
     """The first, informational line of the menu (and the tooltip)."""
     if state.running:
         r = state.running[0]
-        verb = "Checking the backup of" if r.get("kind") == "verify" else "Backing up"
+        verb = "Checking the backup of" if r.get("kind") == RunKind.VERIFY else "Backing up"
         text = f"{verb} {r['job']}…" + (f" {r['percent']}%" if r["percent"] is not None else "")
         if len(state.running) > 1:
             text += f" (+{len(state.running) - 1} more)"
@@ -72,7 +73,7 @@ def status_line(state: TrayState) -> str:
     failed = [j for j in state.jobs if j["last_status"] in ATTENTION_STATUSES]
     if failed:
         j = failed[0]
-        why = "drive removed" if j["last_status"] == "drive_removed" else "failed"
+        why = "drive removed" if j["last_status"] == RunStatus.DRIVE_REMOVED else "failed"
         return f"{j['name']}: last backup {why}"
     if state.paused:
         until = state.paused_until.astimezone().strftime("%H:%M") if state.paused_until else None

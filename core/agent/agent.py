@@ -22,7 +22,7 @@ import psutil
 from core import __version__
 from core.agent.config import Config, Job, Paths, file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
-from core.agent.history import History
+from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus
 from core.agent.runner import JobRunner, RunCancel
 from core.agent.schedule import connect_due, due
 from core.engine.progress import Clock
@@ -159,6 +159,13 @@ class Agent:
                                           and j.destination.drive_id == drive_id])
         return config
 
+    def apply_start_at_login(self) -> None:
+        """Make the login entry match ``prefs.start_at_login`` (under ``paths.autostart_dir`` when set)."""
+        from core.platform import autostarter
+        from core.platform.autostart import agent_command
+
+        autostarter(agent_command(), folder=self.paths.autostart_dir).apply(self.config.prefs.start_at_login)
+
     def _report_problem(self, message: str) -> None:
         log.warning(message)
         self.problem = message
@@ -236,7 +243,7 @@ class Agent:
             return True
         return job.destination.drive_id in self.present
 
-    def _execute(self, name: str, kind: str, cancel: RunCancel, progress) -> None:
+    def _execute(self, name: str, kind: RunKind, cancel: RunCancel, progress) -> None:
         """Run one job or check (on its runner's thread) and tell the user how it went."""
         from core.agent.jobs import Target, resolve_target, run_job, verify_job
 
@@ -255,23 +262,23 @@ class Agent:
         except DriveNotConnected as err:
             self.notifier.notify(f"{name}: not backed up", err.message, "failed")
             return
-        if kind == "verify":
+        if kind is RunKind.VERIFY:
             outcome = verify_job(job, self.config, self.history, target=target, progress=progress, clock=self.clock)
             if outcome.error is not None:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
                           clock=self.clock)
-        if cancel.drive_gone and outcome.status == "cancelled":
+        if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
             self.history.append_log(outcome.run_id, "the drive was removed during the run")
-            self.history.finish(outcome.run_id, status="drive_removed", ended=self.clock.now(),
-                                error=DriveGone().message, error_code=DriveGone.code)
-            outcome.status, outcome.error = "drive_removed", DriveGone()
+            self.history.finish(outcome.run_id, RunEnd(status=RunStatus.DRIVE_REMOVED, ended=self.clock.now(),
+                                                       error=DriveGone().message, error_code=DriveGone.code))
+            outcome.status, outcome.error = RunStatus.DRIVE_REMOVED, DriveGone()
         self._notify_outcome(job, outcome)
 
     def _notify_outcome(self, job: Job, outcome) -> None:
-        if outcome.status in ("ok", "warnings"):
+        if outcome.status in SUCCESS:
             text = f"{outcome.files_copied} file(s) copied, {outcome.files_scanned} checked"
             if outcome.warnings:
                 text += f"; {outcome.warning_summary or f'{outcome.warnings} warning(s)'}: see the history"
@@ -281,7 +288,7 @@ class Agent:
                 label = self.config.drive_label(drive_id)
                 self.notifier.notify(f"'{label}' is safe to unplug",
                                      "Everything is saved to the drive. You can unplug it now.", "safe_to_unplug")
-        elif outcome.status == "cancelled":
+        elif outcome.status == RunStatus.CANCELLED:
             self.notifier.notify(f"{job.name}: backup stopped", outcome.error.message, "info")
         else:
             self.notifier.notify(f"{job.name}: backup failed", outcome.error.message, "failed")
@@ -415,10 +422,10 @@ class Agent:
         for job in self.config.jobs:
             if not self._destination_present(job):
                 continue
-            last = self.history.last(job.name, kind="verify")
+            last = self.history.last(job.name, kind=RunKind.VERIFY)
             first = self.history.first_success(job.name)
             if integrity_due(last.started if last else None, first.started if first else None, now):
-                if self._runner(job).enqueue(job.name, "verify"):
+                if self._runner(job).enqueue(job.name, RunKind.VERIFY):
                     queued.append(job.name)
         return queued
 
@@ -466,7 +473,7 @@ class Agent:
                          "queued": j.name in self.queued(),
                          "progress": (running.get(j.name) or {}).get("progress"),
                          "last_run": last.to_dict() if last else None,
-                         "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_dict()})
+                         "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_window()})
         drives = [{"drive_id": d["drive_id"], "label": d.get("label", ""), "present": d["drive_id"] in self.present,
                    "mount": self.present.get(d["drive_id"]), "busy": self._drive_busy(d["drive_id"])}
                   for d in self.config.drives]

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.engine.atomic import replace_file
-from core.errors import ConfigError
+from core.errors import ConfigError, NotFound, UsageError
 
 CONFIG_VERSION = 1
 APP_NAME = "Plugback"
@@ -43,14 +43,20 @@ class Paths:
     data_dir: Path
     log_dir: Path
     runtime_dir: Path
+    #: Where the start-at-login entry goes; None = the OS's own place (core.platform.autostarter).
+    autostart_dir: Path | None = None
 
     @classmethod
     def default(cls) -> "Paths":
-        """The folders for this user: ``$PLUGBACK_HOME`` if set, else platformdirs."""
+        """The folders for this user: ``$PLUGBACK_HOME`` if set, else platformdirs.
+
+        ``PLUGBACK_HOME`` (tests, ``./dev start``, portable use) confines everything,
+        the start-at-login entry included: it never lands in the real login items.
+        """
         home = os.environ.get("PLUGBACK_HOME")
         if home:
             root = Path(home)
-            return cls(root, root, root / "logs", root)
+            return cls(root, root, root / "logs", root, root / "autostart")
         import platformdirs
 
         dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
@@ -151,7 +157,12 @@ class Destination:
 
 @dataclass
 class Triggers:
-    """When a job runs by itself: on drive connect, on a schedule (see core/agent/schedule.py)."""
+    """When a job runs by itself: on drive connect, on a schedule (see core/agent/schedule.py).
+
+    ``schedule`` is always the canonical spec (``daily@09:30``): it is
+    canonicalised here, on load and on every edit, so a spec typed as
+    ``Daily@9:30`` reads back the same everywhere.
+    """
 
     on_connect: bool = False
     schedule: str | None = None
@@ -161,9 +172,26 @@ class Triggers:
         return {"on_connect": self.on_connect, "schedule": self.schedule,
                 "min_interval_minutes": self.min_interval_minutes}
 
+    def to_window(self) -> dict:
+        """The IPC shape (docs/ipc.md): the config keys plus ``schedule_fields`` and ``summary``,
+        so the window shows and edits a schedule without knowing the grammar."""
+        from core.agent.schedule import parse_spec
+
+        fields = parse_spec(self.schedule).fields() if self.schedule else None
+        return {**self.to_dict(), "schedule_fields": fields, "summary": self.describe()}
+
+    def describe(self) -> str:
+        """Plain words for ``job list`` and the window: "when the drive is connected and daily at 09:30"."""
+        from core.agent.schedule import parse_spec
+
+        parts = ["when the drive is connected"] if self.on_connect else []
+        if self.schedule:
+            parts.append(parse_spec(self.schedule).describe())
+        return " and ".join(parts) or "only when started by hand"
+
     @classmethod
     def from_dict(cls, data, where: str) -> "Triggers":
-        from core.agent.schedule import parse_spec
+        from core.agent.schedule import canonical
 
         _check_type(data, dict, where, "an object")
         _check_keys(data, {"on_connect", "schedule", "min_interval_minutes"}, where)
@@ -172,7 +200,7 @@ class Triggers:
         if spec is not None:
             _check_type(spec, str, f"{where}.schedule", "a schedule like 'hourly', '6h', 'daily@09:30'")
             try:
-                parse_spec(spec)
+                spec = canonical(spec)
             except ValueError as err:
                 raise _bad(f"{where}.schedule", str(err)) from None
         interval = _check_type(data.get("min_interval_minutes", 0), int, f"{where}.min_interval_minutes",
@@ -180,6 +208,22 @@ class Triggers:
         if interval < 0:
             raise _bad(f"{where}.min_interval_minutes", "must not be negative")
         return cls(on_connect=on_connect, schedule=spec or None, min_interval_minutes=interval)
+
+    @classmethod
+    def from_window(cls, data, where: str) -> "Triggers":
+        """The inverse of :meth:`to_window`: ``schedule_fields`` (null = no schedule) replaces
+        ``schedule``; ``summary`` is ignored (it is ours)."""
+        from core.agent.schedule import from_fields
+
+        _check_type(data, dict, where, "an object")
+        data = {k: v for k, v in data.items() if k != "summary"}
+        if "schedule_fields" in data:
+            fields = data.pop("schedule_fields")
+            try:
+                data["schedule"] = from_fields(fields).canonical() if fields is not None else None
+            except ValueError as err:
+                raise _bad(f"{where}.schedule_fields", str(err)) from None
+        return cls.from_dict(data, where)
 
 
 @dataclass
@@ -199,6 +243,17 @@ class Job:
         return {"name": self.name, "sources": list(self.sources), "destination": self.destination.to_dict(),
                 "triggers": self.triggers.to_dict(), "excludes": list(self.excludes),
                 "retention": dict(self.retention), "verify": self.verify, "encrypt": self.encrypt}
+
+    def to_window(self) -> dict:
+        """The IPC ``Job`` shape: :meth:`to_dict` with the triggers of :meth:`Triggers.to_window`."""
+        return {**self.to_dict(), "triggers": self.triggers.to_window()}
+
+    @classmethod
+    def from_window(cls, data, where: str = "job") -> "Job":
+        """A job as the window sends it (:meth:`to_window`'s shape), validated like config.json."""
+        _check_type(data, dict, where, "an object")
+        triggers = Triggers.from_window(data.get("triggers", {}), f"{where}.triggers")
+        return cls.from_dict({**data, "triggers": triggers.to_dict()}, where)
 
     @classmethod
     def from_dict(cls, data, where: str = "job") -> "Job":
@@ -333,8 +388,55 @@ class Config:
         d = next((d for d in self.drives if d["drive_id"] == drive_id), None)
         return (d or {}).get("label") or drive_id[:8]
 
+    def to_window(self) -> dict:
+        """The ``config_get`` reply: :meth:`to_dict` with jobs in their IPC shape (:meth:`Job.to_window`)."""
+        return {**self.to_dict(), "jobs": [j.to_window() for j in self.jobs]}
+
     def copy(self) -> "Config":
         return copy.deepcopy(self)
+
+    # -- edits: the one place each domain change is checked (the CLI and the agent both call these) --
+
+    def save_job(self, job: Job, original: str | None = None) -> None:
+        """Add ``job``, or replace the job called ``original`` with it (a rename keeps its place)."""
+        old = self.job(original) if original else None
+        if original and old is None:
+            raise NotFound(what="job", name=original)
+        clash = self.job(job.name)
+        if clash is not None and clash is not old:
+            raise UsageError(f"A job named '{clash.name}' exists. Pick another name, or remove that job first.")
+        if old is not None:
+            self.jobs[self.jobs.index(old)] = job
+        else:
+            self.jobs.append(job)
+
+    def remove_job(self, name: str) -> Job:
+        """Remove the job called ``name`` (its backups stay); returns it."""
+        job = self.job(name)
+        if job is None:
+            raise NotFound(what="job", name=name)
+        self.jobs.remove(job)
+        return job
+
+    def enroll_drive(self, drive_id: str, label: str) -> None:
+        """Remember a prepared drive (a drive enrolled again only gets the new label)."""
+        existing = next((d for d in self.drives if d["drive_id"] == drive_id), None)
+        if existing is not None:
+            existing["label"] = label
+        else:
+            self.drives.append({"drive_id": drive_id, "label": label})
+
+    def forget_drive(self, ref: str) -> dict:
+        """Stop using the drive ``ref`` (drive_id or label); refused while jobs back up to it. Returns it."""
+        drive = self.drive(ref)
+        if drive is None:
+            raise NotFound(what="enrolled drive", name=ref)
+        users = [j.name for j in self.jobs if j.destination.drive_id == drive["drive_id"]]
+        if users:
+            raise UsageError(f"Jobs still back up to '{drive.get('label') or ref}': {', '.join(users)}. "
+                             "Remove them first.")
+        self.drives.remove(drive)
+        return drive
 
 
 # -- reading and writing ---------------------------------------------------------------------------

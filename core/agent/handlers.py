@@ -1,9 +1,13 @@
-"""The agent's IPC commands (docs/ipc.md): one small function per command.
+"""The agent's IPC commands (docs/ipc.md): one small method per command.
 
-Each takes the request's ``args`` dict and returns the reply's ``data``;
-expected failures raise core.errors types (the server turns them into error
-replies). Browsing and restoring use the engine's BackupSet and restore APIs,
-imported when first used so an idle agent stays small.
+Each method takes the request's ``args`` dict and returns the reply's ``data``.
+Arguments come from another process and are checked here: a missing or
+mistyped one raises :class:`~core.errors.BadRequest` (``bad_request``); other
+expected failures raise core.errors types; anything else is a bug, which the
+server logs and answers ``internal_error`` (core/agent/ipc.py). Domain rules
+(names, clashes, drives in use) live in the config's edit methods, shared with
+the CLI. Browsing and restoring import the engine when first used, so an idle
+agent stays small.
 """
 
 from __future__ import annotations
@@ -12,172 +16,215 @@ import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 from core import __version__
-from core.agent.config import Config, Job, Prefs
-from core.errors import NotFound, UsageError
-from core.platform.autostart import agent_command
+from core.agent.config import Job, Prefs
+from core.errors import BadRequest, NotFound
+
+#: Every command, in the order of docs/ipc.md; each is the method of the same name
+#: (``quit`` is :meth:`Handlers.quit_`, the name ``quit`` being a builtin).
+COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "resume", "config_get",
+            "job_save", "job_remove", "prefs_save", "drives_list", "drive_init", "drive_forget", "eject",
+            "history", "run_log", "snapshots", "ls", "search", "restore", "exclude_preview", "quit")
+HISTORY_LIMIT = 1000
 
 
-def _name(args: dict, key: str = "name") -> str:
+def _text(args: dict, key: str, *, required: bool = True) -> str | None:
+    """``args[key]`` as non-empty text (None when absent and not required)."""
     value = args.get(key)
+    if value is None and not required:
+        return None
     if not isinstance(value, str) or not value:
-        raise UsageError(f"'{key}' is required.")
+        raise BadRequest(reason=f"'{key}' must be non-empty text")
     return value
 
 
-def build_handlers(agent, *, on_quit=lambda: None, autostart_folder: Path | None = None) -> dict:
-    """The command table for ``core.agent.ipc.Server``."""
+def _texts(args: dict, key: str) -> list[str]:
+    """``args[key]`` as a list of text (absent = empty)."""
+    value = args.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(reason=f"'{key}' must be a list of text")
+    return value
 
-    def ping(args):
+
+def _whole(args: dict, key: str, default: int | None = None) -> int:
+    """``args[key]`` as a whole number (``default`` when absent)."""
+    value = args.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRequest(reason=f"'{key}' must be a whole number")
+    return value
+
+
+def _local_time(args: dict, key: str) -> datetime | None:
+    """``args[key]`` as an aware time: ISO text (a time without zone is local, as the window sends it)."""
+    text = _text(args, key, required=False)
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(reason=f"'{key}' must be an ISO date and time, not {text!r}") from None
+    return when.astimezone() if when.tzinfo is None else when
+
+
+class Handlers:
+    """The commands the agent answers; :meth:`table` is what ``core.agent.ipc.Server`` serves."""
+
+    def __init__(self, agent, *, on_quit: Callable[[], None] = lambda: None):
+        self.agent = agent
+        self.on_quit = on_quit
+
+    def table(self) -> dict[str, Callable[[dict], Any]]:
+        """Command name -> method."""
+        return {name: getattr(self, "quit_" if name == "quit" else name) for name in COMMANDS}
+
+    # -- the agent and its runs --------------------------------------------------------------
+
+    def ping(self, args):
         return {"version": __version__, "pid": os.getpid()}
 
-    def status(args):
-        return agent.status()
+    def status(self, args):
+        return self.agent.status()
 
-    def open_settings(args):
-        agent.open_settings()
+    def open_settings(self, args):
+        self.agent.open_settings()
         return {}
 
-    def run_job(args):
+    def run_job(self, args):
         if args.get("all"):
-            return {"queued": agent.run_all()}
-        name = agent.job(_name(args)).name
-        agent.run_job(name)
+            return {"queued": self.agent.run_all()}
+        name = self.agent.job(_text(args, "name")).name
+        self.agent.run_job(name)
         return {"queued": [name]}
 
-    def stop_job(args):
-        agent.stop_job(args.get("name"))
+    def stop_job(self, args):
+        self.agent.stop_job(_text(args, "name", required=False))
         return {}
 
-    def pause(args):
-        until = args.get("until")
-        when = datetime.fromisoformat(until) if until else None
-        if when is not None and when.tzinfo is None:
-            when = when.astimezone()   # a local time from the window
-        agent.pause(when.astimezone(timezone.utc) if when else None)
-        return {"paused_until": when.isoformat() if when else None}
+    def pause(self, args):
+        until = _local_time(args, "until")
+        self.agent.pause(until.astimezone(timezone.utc) if until else None)
+        return {"paused_until": until.isoformat() if until else None}
 
-    def resume(args):
-        agent.resume()
+    def resume(self, args):
+        self.agent.resume()
         return {}
 
-    def config_get(args):
-        return agent.config.to_dict()
+    def quit_(self, args):
+        threading.Timer(0.2, self.on_quit).start()   # reply first, then stop
+        return {}
 
-    def job_save(args):
-        job = Job.from_dict(args.get("job"), "job")
-        original = args.get("original_name")
+    # -- settings ----------------------------------------------------------------------------
 
-        def change(cfg: Config):
-            old = cfg.job(original) if original else None
-            if original and old is None:
-                raise NotFound(what="job", name=original)
-            clash = cfg.job(job.name)
-            if clash is not None and clash is not old:
-                raise UsageError(f"A job named '{job.name}' exists; pick another name.")
-            if old is not None:
-                cfg.jobs[cfg.jobs.index(old)] = job
-            else:
-                cfg.jobs.append(job)
+    def config_get(self, args):
+        return self.agent.config.to_window()
 
-        passphrase = args.get("passphrase")
+    def job_save(self, args):
+        job = Job.from_window(args.get("job"), "job")
+        original = _text(args, "original_name", required=False)
+        passphrase = _text(args, "passphrase", required=False)
         if job.encrypt and passphrase:
             # Kept in the keyring until the first run creates the encrypted set (core.agent.jobs).
             from core.agent import keys
             from core.agent.jobs import job_key_name
 
-            keys.store_passphrase(job_key_name(job.name), str(passphrase))
-        agent.edit_config(change)
-        return {"job": job.to_dict()}
+            keys.store_passphrase(job_key_name(job.name), passphrase)
+        self.agent.edit_config(lambda cfg: cfg.save_job(job, original))
+        return {"job": job.to_window()}
 
-    def job_remove(args):
-        name = _name(args)
-
-        def change(cfg: Config):
-            job = cfg.job(name)
-            if job is None:
-                raise NotFound(what="job", name=name)
-            cfg.jobs.remove(job)
-
-        agent.stop_job(name)
-        agent.edit_config(change)
+    def job_remove(self, args):
+        name = _text(args, "name")
+        if self.agent.config.job(name) is None:
+            raise NotFound(what="job", name=name)
+        self.agent.stop_job(name)
+        self.agent.edit_config(lambda cfg: cfg.remove_job(name))
         return {}
 
-    def prefs_save(args):
-        merged = {**agent.config.prefs.to_dict(), **(args.get("prefs") or {})}
-        prefs = Prefs.from_dict(merged)
-        agent.edit_config(lambda cfg: setattr(cfg, "prefs", prefs))
-        from core.platform import autostarter
-
-        autostarter(agent_command(), folder=autostart_folder).apply(prefs.start_at_login)
+    def prefs_save(self, args):
+        changes = args.get("prefs") or {}
+        if not isinstance(changes, dict):
+            raise BadRequest(reason="'prefs' must be an object")
+        prefs = Prefs.from_dict({**self.agent.config.prefs.to_dict(), **changes})
+        self.agent.edit_config(lambda cfg: setattr(cfg, "prefs", prefs))
+        self.agent.apply_start_at_login()
         return {"prefs": prefs.to_dict()}
 
-    def drives_list(args):
+    # -- drives ------------------------------------------------------------------------------
+
+    def drives_list(self, args):
         from core.agent.drives import list_volumes
 
-        return [v.to_dict() for v in list_volumes({d["drive_id"] for d in agent.config.drives})]
+        return [v.to_dict() for v in list_volumes({d["drive_id"] for d in self.agent.config.drives})]
 
-    def drive_init(args):
+    def drive_init(self, args):
         from core.agent.drives import enroll, find_drive
 
-        info, _ = enroll(Path(_name(args, "mount")), args.get("label"))
-        label = args.get("label") or info.label
-
-        def change(cfg: Config):
-            existing = next((d for d in cfg.drives if d["drive_id"] == info.drive_id), None)
-            if existing:
-                existing["label"] = label
-            else:
-                cfg.drives.append({"drive_id": info.drive_id, "label": label})
-
-        agent.edit_config(change)
+        label = _text(args, "label", required=False)
+        info, _ = enroll(Path(_text(args, "mount")), label)
+        self.agent.edit_config(lambda cfg: cfg.enroll_drive(info.drive_id, label or info.label))
         # Present at once: the window may run a job on it right away, before the watcher looks.
         # Under the mount point the watcher knows it by (the path given may be a symlink).
         mount = find_drive(info.drive_id)
         if mount is not None:
-            agent.drive_connected(info.drive_id, str(mount))
+            self.agent.drive_connected(info.drive_id, str(mount))
         return {"drive_id": info.drive_id}
 
-    def drive_forget(args):
-        drive_id = _name(args, "drive_id")
-        users = [j.name for j in agent.config.jobs if j.destination.drive_id == drive_id]
-        if users:
-            raise UsageError(f"Jobs still back up to this drive: {', '.join(users)}. Remove them first.")
-        agent.edit_config(lambda cfg: cfg.drives.__setitem__(
-            slice(None), [d for d in cfg.drives if d["drive_id"] != drive_id]))
+    def drive_forget(self, args):
+        drive_id = _text(args, "drive_id")
+        self.agent.edit_config(lambda cfg: cfg.forget_drive(drive_id))
         return {}
 
-    def eject(args):
-        agent.eject(_name(args, "drive_id"))
+    def eject(self, args):
+        self.agent.eject(_text(args, "drive_id"))
         return {}
 
-    def history(args):
-        limit = int(args.get("limit") or 100)
-        return [r.to_dict() for r in agent.history.runs(args.get("job"), limit=limit)]
+    # -- history -----------------------------------------------------------------------------
 
-    def run_log(args):
-        text = agent.history.log(int(args["run_id"]))
+    def history(self, args):
+        limit = _whole(args, "limit", 100)
+        if not 1 <= limit <= HISTORY_LIMIT:
+            raise BadRequest(reason=f"'limit' must be between 1 and {HISTORY_LIMIT}")
+        return [r.to_dict() for r in self.agent.history.runs(_text(args, "job", required=False), limit=limit)]
+
+    def run_log(self, args):
+        run_id = _whole(args, "run_id")
+        text = self.agent.history.log(run_id)
         if text is None:
-            raise NotFound(what="run", name=str(args["run_id"]))
+            raise NotFound(what="run", name=str(run_id))
         return {"log": text}
 
-    def quit_(args):
-        threading.Timer(0.2, on_quit).start()   # reply first, then stop
-        return {}
+    # -- browsing and restoring (core.agent.browse) -------------------------------------------
 
-    from core.agent import browse
+    def snapshots(self, args):
+        from core.agent import browse
 
-    return {
-        "ping": ping, "status": status, "open_settings": open_settings, "run_job": run_job,
-        "stop_job": stop_job, "pause": pause, "resume": resume, "config_get": config_get,
-        "job_save": job_save, "job_remove": job_remove, "prefs_save": prefs_save,
-        "drives_list": drives_list, "drive_init": drive_init, "drive_forget": drive_forget,
-        "eject": eject, "history": history, "run_log": run_log,
-        "snapshots": lambda a: browse.snapshots(agent, _name(a, "job")),
-        "ls": lambda a: browse.ls(agent, _name(a, "job"), a.get("snapshot") or "latest", a.get("path") or ""),
-        "search": lambda a: browse.search(agent, _name(a, "job"), _name(a, "query")),
-        "restore": lambda a: browse.start_restore(agent, a),
-        "exclude_preview": lambda a: browse.exclude_preview(a.get("sources") or [], a.get("excludes") or []),
-        "quit": quit_,
-    }
+        return browse.snapshots(self.agent, _text(args, "job"))
+
+    def ls(self, args):
+        from core.agent import browse
+
+        snapshot = _text(args, "snapshot", required=False) or "latest"
+        path = args.get("path") or ""
+        if not isinstance(path, str):
+            raise BadRequest(reason="'path' must be text")
+        return browse.ls(self.agent, _text(args, "job"), snapshot, path)
+
+    def search(self, args):
+        from core.agent import browse
+
+        return browse.search(self.agent, _text(args, "job"), _text(args, "query"))
+
+    def restore(self, args):
+        from core.agent import browse
+
+        _text(args, "job")
+        _texts(args, "paths")
+        _text(args, "target", required=False)
+        return browse.start_restore(self.agent, args)
+
+    def exclude_preview(self, args):
+        from core.agent import browse
+
+        return browse.exclude_preview(_texts(args, "sources"), _texts(args, "excludes"))
+

@@ -11,10 +11,43 @@ import sqlite3
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 
-STATUSES = ("running", "ok", "warnings", "failed", "cancelled", "drive_removed")
-SUCCESS = ("ok", "warnings")
+
+class _Text(str, Enum):
+    """A str enum that reads as its value in f-strings and JSON (the window and scripts match on it)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+class RunStatus(_Text):
+    """A run's status in history, IPC ``Run.status`` and the window (the values are the contract)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    WARNINGS = "warnings"            # committed, some files skipped or kept from before
+    FAILED = "failed"                # nothing committed, or a read-back mismatch (error_code "damaged")
+    CANCELLED = "cancelled"
+    DRIVE_REMOVED = "drive_removed"
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the run committed a snapshot."""
+        return self in SUCCESS
+
+
+class RunKind(_Text):
+    """What a run did: a backup, or the monthly read-back check of a set."""
+
+    BACKUP = "backup"
+    VERIFY = "verify"
+
+
+SUCCESS = (RunStatus.OK, RunStatus.WARNINGS)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -47,12 +80,12 @@ class Run:
 
     id: int
     job: str
-    kind: str
+    kind: RunKind
     drive_id: str | None
     snapshot_id: str | None
     started: datetime
     ended: datetime | None
-    status: str
+    status: RunStatus
     files_scanned: int = 0
     bytes_scanned: int = 0
     files_copied: int = 0
@@ -67,6 +100,22 @@ class Run:
         d["started"] = self.started.isoformat()
         d["ended"] = self.ended.isoformat() if self.ended else None
         return d
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, as :meth:`History.finish` records it."""
+
+    status: RunStatus
+    ended: datetime
+    snapshot_id: str | None = None
+    files_scanned: int = 0
+    bytes_scanned: int = 0
+    files_copied: int = 0
+    bytes_copied: int = 0
+    warnings: int = 0
+    error: str | None = None
+    error_code: str | None = None
 
 
 def _iso(t: datetime) -> str:
@@ -92,25 +141,24 @@ class History:
         db.execute("PRAGMA busy_timeout=30000")
         return db
 
-    def start(self, job: str, started: datetime, *, drive_id: str | None = None, kind: str = "backup") -> int:
+    def start(self, job: str, started: datetime, *, drive_id: str | None = None,
+              kind: RunKind = RunKind.BACKUP) -> int:
         """Record a run that has begun; returns its id."""
         with closing(self._connect()) as db, db:
             cur = db.execute("INSERT INTO runs (job, kind, drive_id, started, status) VALUES (?,?,?,?,?)",
-                             (job, kind, drive_id, _iso(started), "running"))
+                             (job, RunKind(kind).value, drive_id, _iso(started), RunStatus.RUNNING.value))
             return cur.lastrowid
 
-    def finish(self, run_id: int, *, status: str, ended: datetime, snapshot_id: str | None = None,
-               files_scanned: int = 0, bytes_scanned: int = 0, files_copied: int = 0,
-               bytes_copied: int = 0, warnings: int = 0, error: str | None = None,
-               error_code: str | None = None) -> None:
+    def finish(self, run_id: int, end: RunEnd) -> None:
         """Record how a run ended."""
-        if status not in STATUSES or status == "running":
-            raise ValueError(f"not a final run status: {status!r}")
+        status = RunStatus(end.status)
+        if status is RunStatus.RUNNING:
+            raise ValueError("a run cannot end as 'running'")
         with closing(self._connect()) as db, db:
             db.execute("UPDATE runs SET status=?, ended=?, snapshot_id=?, files_scanned=?, bytes_scanned=?,"
                        " files_copied=?, bytes_copied=?, warnings=?, error=?, error_code=? WHERE id=?",
-                       (status, _iso(ended), snapshot_id, files_scanned, bytes_scanned, files_copied,
-                        bytes_copied, warnings, error, error_code, run_id))
+                       (status.value, _iso(end.ended), end.snapshot_id, end.files_scanned, end.bytes_scanned,
+                        end.files_copied, end.bytes_copied, end.warnings, end.error, end.error_code, run_id))
 
     def append_log(self, run_id: int, text: str) -> None:
         """Add lines to the run's log (a newline is added if missing)."""
@@ -128,7 +176,7 @@ class History:
         rows = self._select("WHERE id=?", (run_id,))
         return rows[0] if rows else None
 
-    def runs(self, job: str | None = None, limit: int = 100, kind: str | None = "backup") -> list[Run]:
+    def runs(self, job: str | None = None, limit: int = 100, kind: RunKind | None = RunKind.BACKUP) -> list[Run]:
         """Runs newest first, optionally of one job."""
         where, args = [], []
         if job is not None:
@@ -136,16 +184,17 @@ class History:
             args.append(job)
         if kind is not None:
             where.append("kind=?")
-            args.append(kind)
+            args.append(RunKind(kind).value)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return self._select(f"{clause} ORDER BY started DESC, id DESC LIMIT ?", (*args, int(limit)))
 
-    def last(self, job: str, *, statuses: tuple[str, ...] | None = None, kind: str = "backup") -> Run | None:
+    def last(self, job: str, *, statuses: tuple[RunStatus, ...] | None = None,
+             kind: RunKind = RunKind.BACKUP) -> Run | None:
         """The newest run of ``job`` (with one of ``statuses`` if given)."""
-        clause, args = "WHERE job=? AND kind=?", [job, kind]
+        clause, args = "WHERE job=? AND kind=?", [job, RunKind(kind).value]
         if statuses:
             clause += f" AND status IN ({','.join('?' * len(statuses))})"
-            args += list(statuses)
+            args += [RunStatus(s).value for s in statuses]
         rows = self._select(clause + " ORDER BY started DESC, id DESC LIMIT 1", tuple(args))
         return rows[0] if rows else None
 
@@ -155,15 +204,17 @@ class History:
 
     def first_success(self, job: str) -> Run | None:
         """The oldest run of ``job`` that committed a snapshot."""
-        rows = self._select("WHERE job=? AND kind='backup' AND status IN ('ok','warnings') "
-                            "ORDER BY started ASC, id ASC LIMIT 1", (job,))
+        rows = self._select("WHERE job=? AND kind=? AND status IN (?,?) ORDER BY started ASC, id ASC LIMIT 1",
+                            (job, RunKind.BACKUP.value, *(s.value for s in SUCCESS)))
         return rows[0] if rows else None
 
     def close_interrupted(self, ended: datetime) -> int:
         """Mark runs left 'running' by an agent that died as failed; returns how many."""
         with closing(self._connect()) as db, db:
-            cur = db.execute("UPDATE runs SET status='failed', ended=?, error=? WHERE status='running'",
-                             (_iso(ended), "Plugback stopped during this run. The next run finishes the work."))
+            cur = db.execute("UPDATE runs SET status=?, ended=?, error=? WHERE status=?",
+                             (RunStatus.FAILED.value, _iso(ended),
+                              "Plugback stopped during this run. The next run finishes the work.",
+                              RunStatus.RUNNING.value))
             return cur.rowcount
 
     def _select(self, clause: str, args: tuple) -> list[Run]:
@@ -174,6 +225,7 @@ class History:
             d = dict(zip(_COLUMNS, row, strict=True))
             d["started"] = _parse(d["started"])
             d["ended"] = _parse(d["ended"])
+            d["status"], d["kind"] = RunStatus(d["status"]), RunKind(d["kind"])
             out.append(Run(**d))
         return out
 

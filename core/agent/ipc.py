@@ -7,8 +7,10 @@ messages are UTF-8 JSON through ``send_bytes`` / ``recv_bytes``, never pickle.
 
 The server runs one thread per connection and does the authentication
 handshake there, not in ``accept()``, so a client that connects and says
-nothing cannot stop others. A handler that raises becomes an error reply; a
-malformed message gets a ``bad_request`` reply; neither takes the server down.
+nothing cannot stop others. A malformed message, or arguments a handler
+refuses (:class:`~core.errors.BadRequest`), get a ``bad_request`` reply; other
+expected failures their own code; any other exception is a bug: logged with
+its traceback and answered ``internal_error``. None takes the server down.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def encode(message: dict) -> bytes:
 
 
 def error_reply(code: str, message: str) -> dict:
-    """A protocol-level error reply (``bad_request``, ``unknown_command``...)."""
+    """A protocol-level error reply (``bad_request``, ``unknown_command``, ``internal_error``)."""
     return {"ok": False, "code": code, "message": message}
 
 
@@ -229,12 +231,12 @@ class Server:
         if handler is None:
             return error_reply("unknown_command", f"Unknown command '{request['cmd']}'.")
         try:
-            data = handler(args)
-            return {"ok": True, "data": data}
-        except PlugbackError as err:
+            return {"ok": True, "data": handler(args)}
+        except PlugbackError as err:   # expected: bad arguments (BadRequest) and every other known failure
             return err.to_dict()
-        except (KeyError, TypeError, ValueError) as err:
-            return error_reply("bad_request", f"Bad arguments for '{request['cmd']}': {err}")
         except Exception as err:  # noqa: BLE001 - a handler bug must not take the agent down
-            log.exception("IPC handler %s failed", request["cmd"])
-            return error_reply("error", f"The agent failed to handle '{request['cmd']}': {err!r}")
+            # Not the client's fault, whatever the exception type: keep the traceback for the report.
+            log.exception("IPC command %s failed", request["cmd"])
+            return error_reply("internal_error", f"The agent hit an unexpected problem with '{request['cmd']}' "
+                               f"({type(err).__name__}: {err}). Try again; if it keeps happening, report it "
+                               f"with the agent's log ({self.paths.agent_log}).")

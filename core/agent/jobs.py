@@ -17,7 +17,7 @@ from typing import Callable
 
 from core.agent.config import Config, Job
 from core.agent.drives import find_drive
-from core.agent.history import History, warnings_text
+from core.agent.history import History, RunEnd, RunKind, RunStatus, warnings_text
 from core.engine.layout import check_chain, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
 from core.engine.repo import BackupSet
@@ -50,11 +50,11 @@ class Target:
 
 @dataclass
 class Outcome:
-    """How a run ended. ``status`` is a history status; ``flushed`` = safe to unplug."""
+    """How a run ended. ``status`` is the history's; ``flushed`` = safe to unplug."""
 
     run_id: int
     job: str
-    status: str
+    status: RunStatus
     target: Target
     snapshot_id: str | None = None
     files_copied: int = 0
@@ -228,8 +228,8 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
 
     clock = clock or Clock()
     target = target or resolve_target(job, config)
-    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, kind="verify")
-    outcome = Outcome(run_id=run_id, job=job.name, status="failed", target=target)
+    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, kind=RunKind.VERIFY)
+    outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
     try:
         bset = BackupSet.open(target.set_path, make_unlocker())
         result = verify(bset, VerifyOptions(read_all=True, progress=progress or no_progress))
@@ -240,15 +240,16 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
             outcome.log.extend(f"damaged: {what}: {why}" for what, why in result.damaged)
             what = "; ".join(w for w, _ in result.damaged[:5])
             raise DamagedSet(what=f"{len(result.damaged)} file(s) do not match their backup ({what})")
-        outcome.status = "ok"
+        outcome.status = RunStatus.OK
         history.append_log(run_id, "\n".join(outcome.log))
-        history.finish(run_id, status="ok", ended=clock.now())
+        history.finish(run_id, RunEnd(status=RunStatus.OK, ended=clock.now()))
     except PlugbackError as err:
-        outcome.status = "drive_removed" if isinstance(err, DriveGone) else "failed"
+        outcome.status = RunStatus.DRIVE_REMOVED if isinstance(err, DriveGone) else RunStatus.FAILED
         outcome.error = err
         outcome.log.append(f"{outcome.status}: {err.message}")
         history.append_log(run_id, "\n".join(outcome.log))
-        history.finish(run_id, status=outcome.status, ended=clock.now(), error=err.message, error_code=err.code)
+        history.finish(run_id, RunEnd(status=outcome.status, ended=clock.now(), error=err.message,
+                                      error_code=err.code))
     return outcome
 
 
@@ -271,7 +272,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     host = host or host_name()
     target = target or resolve_target(job, config, host=host)
     run_id = history.start(job.name, clock.now(), drive_id=target.drive_id)
-    outcome = Outcome(run_id=run_id, job=job.name, status="failed", target=target)
+    outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
     outcome.log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
     try:
         bset = open_job_set(job, target, host=host, clock=clock, passphrase=passphrase, log=outcome.log)
@@ -295,7 +296,7 @@ def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history:
         # The snapshot is committed but reading it back found a mismatch: loud, never "ok".
         what = "; ".join(f"{p}: {r}" for p, r in result.damaged[:5])
         raise DamagedSet(what=f"{len(result.damaged)} file(s) read back wrong after the backup ({what})")
-    outcome.status = result.status.value
+    outcome.status = RunStatus(result.status.value)   # a committed backup: ok or warnings
     outcome.files_scanned = result.files_scanned
     outcome.files_copied, outcome.bytes_copied = result.files_copied, result.bytes_copied
     outcome.warnings = len(result.warnings)
@@ -308,7 +309,7 @@ def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history:
         _apply_retention(job, bset, clock, log, outcome.target.mount)
     except PlugbackError as err:
         # The new snapshot is committed; a failed clean-up is a warning, not a failed backup.
-        outcome.status, outcome.warnings = "warnings", outcome.warnings + 1
+        outcome.status, outcome.warnings = RunStatus.WARNINGS, outcome.warnings + 1
         outcome.warning_summary = ", ".join(filter(None, [outcome.warning_summary,
                                                           "old snapshots could not be cleaned up"]))
         log.append(f"warning: retention: {err.message}")
@@ -316,21 +317,21 @@ def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history:
     outcome.flushed = True
     # The log goes in before the final status, so whoever sees the run ended also sees its log.
     history.append_log(outcome.run_id, "\n".join(log))
-    history.finish(outcome.run_id, status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,
-                   files_scanned=result.files_scanned, bytes_scanned=result.bytes_scanned,
-                   files_copied=result.files_copied, bytes_copied=result.bytes_copied,
-                   warnings=outcome.warnings)
+    history.finish(outcome.run_id, RunEnd(status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,
+                                          files_scanned=result.files_scanned, bytes_scanned=result.bytes_scanned,
+                                          files_copied=result.files_copied, bytes_copied=result.bytes_copied,
+                                          warnings=outcome.warnings))
 
 
 def _record_failure(err: BaseException, outcome: Outcome, history: History, clock: Clock) -> bool:
     """Record a run that ended with ``err``; False when ``err`` must go on up (KeyboardInterrupt...)."""
     log, run_id = outcome.log, outcome.run_id
     if isinstance(err, DriveGone):
-        outcome.status = "drive_removed"
+        outcome.status = RunStatus.DRIVE_REMOVED
     elif isinstance(err, Cancelled):
-        outcome.status = "cancelled"
+        outcome.status = RunStatus.CANCELLED
     else:
-        outcome.status = "failed"
+        outcome.status = RunStatus.FAILED
     if isinstance(err, PlugbackError):
         outcome.error = err
     elif isinstance(err, Exception):
@@ -339,12 +340,12 @@ def _record_failure(err: BaseException, outcome: Outcome, history: History, cloc
         outcome.error = PlugbackError(f"Unexpected error: {err!r}. The details are in the run's log.")
     else:
         history.append_log(run_id, "\n".join(log))
-        history.finish(run_id, status="cancelled", ended=clock.now(), error="interrupted")
+        history.finish(run_id, RunEnd(status=RunStatus.CANCELLED, ended=clock.now(), error="interrupted"))
         return False
     log.append(f"{outcome.status}: {outcome.error.message}")
     history.append_log(run_id, "\n".join(log))
-    history.finish(run_id, status=outcome.status, ended=clock.now(), error=outcome.error.message,
-                   error_code=outcome.error.code, snapshot_id=outcome.snapshot_id,
-                   files_scanned=outcome.files_scanned, files_copied=outcome.files_copied,
-                   bytes_copied=outcome.bytes_copied, warnings=outcome.warnings)
+    history.finish(run_id, RunEnd(status=outcome.status, ended=clock.now(), error=outcome.error.message,
+                                  error_code=outcome.error.code, snapshot_id=outcome.snapshot_id,
+                                  files_scanned=outcome.files_scanned, files_copied=outcome.files_copied,
+                                  bytes_copied=outcome.bytes_copied, warnings=outcome.warnings))
     return True

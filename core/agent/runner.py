@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from typing import Callable
 
+from core.agent.history import RunKind
 from core.engine.progress import CancelToken, Progress
 from core.errors import DriveGone
 
@@ -44,14 +45,14 @@ class RunCancel(CancelToken):
 class JobRunner:
     """Runs ``execute(job_name, kind, cancel, progress)`` for queued tasks, one at a time."""
 
-    def __init__(self, key: str, execute: Callable[[str, str, RunCancel, Callable[[Progress], None]], None],
+    def __init__(self, key: str, execute: Callable[[str, RunKind, RunCancel, Callable[[Progress], None]], None],
                  on_change: Callable[[], None] = lambda: None):
         self.key = key
         self.execute = execute
         self.on_change = on_change
-        self.tasks: deque[tuple[str, str]] = deque()   # (job name, kind)
+        self.tasks: deque[tuple[str, RunKind]] = deque()   # (job name, kind)
         self.current: str | None = None
-        self.kind: str | None = None
+        self.kind: RunKind | None = None
         self.progress: Progress | None = None
         self.cancel: RunCancel | None = None
         self._cond = threading.Condition()
@@ -59,8 +60,9 @@ class JobRunner:
         self.thread = threading.Thread(target=self._loop, name=f"runner-{key}", daemon=True)
         self.thread.start()
 
-    def enqueue(self, name: str, kind: str = "backup") -> bool:
+    def enqueue(self, name: str, kind: RunKind = RunKind.BACKUP) -> bool:
         """Queue ``name`` (a backup, or a ``verify``) unless it is queued or running; True if queued now."""
+        kind = RunKind(kind)
         with self._cond:
             if (name == self.current and kind == self.kind) or (name, kind) in self.tasks or self._stopping:
                 return False

@@ -12,6 +12,10 @@ Schedule specs (``Triggers.schedule`` in config.json and ``--every`` in the CLI)
 * ``daily@09:30``    -- once a day at or after 09:30
 * ``mon@09:30``      -- once a week (mon tue wed thu fri sat sun) at or after that time
 
+This module is the only grammar: input is read case-insensitively and stored in
+its canonical form (``Daily@9:30`` -> ``daily@09:30``, ``1h`` -> ``hourly``). The
+settings window never parses specs; it gets and sends :meth:`Spec.fields`.
+
 Slot specs (daily, weekly) catch up once: if the machine was off or the drive
 away at 09:30, the job is due on the next check (or connect) and then not
 again until the next slot.
@@ -23,7 +27,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
+#: How the window's schedule form names the kinds of spec (``Spec.fields``).
+KINDS = ("hours", "daily", "weekly")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _SPEC = re.compile(r"^(?:(?P<hourly>hourly)|(?P<hours>\d{1,3})h|(?P<day>daily|mon|tue|wed|thu|fri|sat|sun)"
                    r"@(?P<hh>\d{1,2}):(?P<mm>\d{2}))$")
 
@@ -44,7 +51,25 @@ class Spec:
         when = self.at.strftime("%H:%M")
         if self.weekday is None:
             return f"daily at {when}"
-        return f"every {DAYS[self.weekday].capitalize()} at {when}"
+        return f"every {DAY_NAMES[self.weekday]} at {when}"
+
+    def canonical(self) -> str:
+        """The one spelling config.json stores: ``hourly``, ``6h``, ``daily@09:30``, ``mon@09:30``."""
+        if self.every is not None:
+            hours = int(self.every.total_seconds() // 3600)
+            return "hourly" if hours == 1 else f"{hours}h"
+        day = "daily" if self.weekday is None else DAYS[self.weekday]
+        return f"{day}@{self.at.strftime('%H:%M')}"
+
+    def fields(self) -> dict:
+        """The spec as the window's form shows it: ``{"kind": "daily", "time": "09:30"}``,
+        ``{"kind": "weekly", "day": "mon", "time": "09:30"}`` or ``{"kind": "hours", "hours": 6}``."""
+        if self.every is not None:
+            return {"kind": "hours", "hours": int(self.every.total_seconds() // 3600)}
+        when = self.at.strftime("%H:%M")
+        if self.weekday is None:
+            return {"kind": "daily", "time": when}
+        return {"kind": "weekly", "day": DAYS[self.weekday], "time": when}
 
 
 def parse_spec(text: str) -> Spec:
@@ -65,6 +90,35 @@ def parse_spec(text: str) -> Spec:
         raise ValueError(f"'{text}': the time must be HH:MM between 00:00 and 23:59")
     weekday = None if m["day"] == "daily" else DAYS.index(m["day"])
     return Spec(at=time(hh, mm), weekday=weekday)
+
+
+def canonical(text: str) -> str:
+    """``text`` in the form config.json stores; ValueError (saying what is accepted) if it is no spec."""
+    return parse_spec(text).canonical()
+
+
+def from_fields(fields) -> Spec:
+    """The inverse of :meth:`Spec.fields` (what the window sends back); ValueError says what is wrong.
+
+    The values come from another process: every field is checked here, in the
+    same terms as the text grammar.
+    """
+    if not isinstance(fields, dict) or fields.get("kind") not in KINDS:
+        raise ValueError(f"the schedule's kind must be one of {', '.join(KINDS)}")
+    if fields["kind"] == "hours":
+        hours = fields.get("hours")
+        if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 168:
+            raise ValueError("every N hours needs N as a whole number between 1 and 168")
+        return parse_spec("hourly" if hours == 1 else f"{hours}h")
+    when = fields.get("time")
+    if not isinstance(when, str) or not re.fullmatch(r"\d{1,2}:\d{2}", when):
+        raise ValueError("the time must be HH:MM between 00:00 and 23:59")
+    if fields["kind"] == "daily":
+        return parse_spec(f"daily@{when}")
+    day = fields.get("day")
+    if day not in DAYS:
+        raise ValueError(f"the day must be one of {', '.join(DAYS)}")
+    return parse_spec(f"{day}@{when}")
 
 
 def last_slot(spec: Spec, now: datetime) -> datetime:

@@ -1,22 +1,24 @@
 """Drives, jobs and status: ``plugback drives``, ``drive init|forget``, ``job add|list|remove|run``, ``status``.
 
-Config edits happen here under the config file lock (the agent notices them);
-``job run`` and ``status`` go through the agent when it runs.
+Config edits are the config's own methods (``Config.save_job``, ``forget_drive``...,
+the same the agent's IPC commands call), applied here under the config file
+lock (the agent notices them); ``job run`` and ``status`` go through the agent
+when it runs.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.agent.config import Config, Job, Paths, read_config, update_config
+from core.agent.config import RETENTION_KEYS, Config, Job, Paths, read_config, update_config
+from core.agent.history import RunStatus
+from core.cli.render import ProgressBar, ask_new_passphrase, human_size, print_json
 from core.errors import EXIT_FAILURE, EXIT_OK, EXIT_WARNINGS, AgentUnavailable, NotFound, UsageError
 
-RETENTION_FLAGS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
-EXIT_BY_STATUS = {"ok": EXIT_OK, "warnings": EXIT_WARNINGS}
+EXIT_BY_STATUS = {RunStatus.OK: EXIT_OK, RunStatus.WARNINGS: EXIT_WARNINGS}
 
 
 def register(subparsers) -> None:
@@ -53,7 +55,7 @@ def register(subparsers) -> None:
                    help="with --on-connect: not again within this many minutes of the last backup")
     p.add_argument("--every", metavar="SPEC", help="schedule: hourly, 6h, daily@09:30, mon@09:30")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="gitignore-style (repeatable)")
-    for flag in RETENTION_FLAGS:
+    for flag in RETENTION_KEYS:
         p.add_argument("--" + flag.replace("_", "-"), type=int, metavar="N", dest=flag)
     p.add_argument("--no-verify", action="store_true", help="skip reading back after each backup")
     p.add_argument("--encrypt", action="store_true", help="encrypt the set (passphrase kept in the keyring)")
@@ -84,14 +86,6 @@ def _config() -> Config:
     return read_config(_paths().config_file)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 def _ago(t: datetime | None, now: datetime) -> str:
     if t is None:
         return "never"
@@ -103,10 +97,6 @@ def _ago(t: datetime | None, now: datetime) -> str:
     if secs < 36 * 3600:
         return f"{secs // 3600} h ago"
     return f"{secs // 86400} days ago"
-
-
-def _print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=str))
 
 
 def _agent(cmd: str, **args):
@@ -124,7 +114,7 @@ def cmd_drives(args) -> int:
     cfg = _config()
     volumes = list_volumes({d["drive_id"] for d in cfg.drives})
     if args.json:
-        _print_json([v.to_dict() for v in volumes])
+        print_json([v.to_dict() for v in volumes])
         return EXIT_OK
     if not volumes:
         print("No drives are mounted.")
@@ -133,7 +123,7 @@ def cmd_drives(args) -> int:
     for v in volumes:
         state = ("enrolled " + v.drive_id[:8]) if v.enrolled else ("drive.json, not enrolled here" if v.drive_id
                                                                    else "-")
-        print(f"{v.mount:30} {v.label[:16]:16} {v.fstype:8} {_size(v.free):>9} {_size(v.total):>9}  {state}")
+        print(f"{v.mount:30} {v.label[:16]:16} {v.fstype:8} {human_size(v.free):>9} {human_size(v.total):>9}  {state}")
     return EXIT_OK
 
 
@@ -142,15 +132,7 @@ def cmd_drive_init(args) -> int:
 
     info, created = enroll(Path(args.mount), args.label)
     label = args.label or info.label
-
-    def add(cfg: Config):
-        existing = next((d for d in cfg.drives if d["drive_id"] == info.drive_id), None)
-        if existing:
-            existing["label"] = label
-        else:
-            cfg.drives.append({"drive_id": info.drive_id, "label": label})
-
-    update_config(_paths().config_file, add)
+    update_config(_paths().config_file, lambda cfg: cfg.enroll_drive(info.drive_id, label))
     verb = "is now" if created else "was already"
     print(f"{args.mount} {verb} a Plugback drive: '{label}' (drive_id {info.drive_id}).")
     print(f"Add a job for it: plugback job add NAME --source DIR --drive '{label}' --on-connect")
@@ -158,18 +140,10 @@ def cmd_drive_init(args) -> int:
 
 
 def cmd_drive_forget(args) -> int:
-    cfg = _config()
-    drive = cfg.drive(args.drive)
-    if drive is None:
-        raise NotFound(what="enrolled drive", name=args.drive, hint="'plugback drives' lists drives.")
-    users = [j.name for j in cfg.jobs if j.destination.drive_id == drive["drive_id"]]
-    if users:
-        raise UsageError(f"Jobs still back up to '{drive['label']}': {', '.join(users)}. "
-                         "Remove them first ('plugback job remove NAME').")
-    update_config(_paths().config_file,
-                  lambda c: c.drives.__setitem__(slice(None), [d for d in c.drives
-                                                              if d["drive_id"] != drive["drive_id"]]))
-    print(f"Forgot drive '{drive['label']}'. Its backups stay on it; 'plugback drive init' enrolls it again.")
+    forgotten = []
+    update_config(_paths().config_file, lambda cfg: forgotten.append(cfg.forget_drive(args.drive)))
+    label = forgotten[0].get("label") or args.drive
+    print(f"Forgot drive '{label}'. Its backups stay on it; 'plugback drive init' enrolls it again.")
     return EXIT_OK
 
 
@@ -193,7 +167,7 @@ def build_job(args, cfg: Config) -> Job:
         if not p.is_dir():
             raise UsageError(f"The folder to back up does not exist: {p}.")
         sources.append(str(p))
-    retention = {k: getattr(args, k) for k in RETENTION_FLAGS if getattr(args, k) is not None}
+    retention = {k: getattr(args, k) for k in RETENTION_KEYS if getattr(args, k) is not None}
     data = {"name": args.name, "sources": sources, "destination": destination,
             "triggers": {"on_connect": args.on_connect, "schedule": args.every,
                          "min_interval_minutes": args.min_interval},
@@ -202,38 +176,19 @@ def build_job(args, cfg: Config) -> Job:
     return Job.from_dict(data, "job")
 
 
-def _ask_new_passphrase(job_name: str) -> None:
-    """An encrypted job needs a passphrase before its first run: kept in the keyring for the agent."""
-    import getpass
-    import os
-
-    from core.agent import keys
-    from core.agent.jobs import job_key_name
-
-    passphrase = os.environ.get("PLUGBACK_PASSPHRASE")
-    if not passphrase:
-        if not sys.stdin.isatty():
-            raise UsageError("An encrypted job needs a passphrase: run this in a terminal, or set "
-                             "PLUGBACK_PASSPHRASE.")
-        passphrase = getpass.getpass("Passphrase for the new encrypted backup: ")
-        if not passphrase or getpass.getpass("Again: ") != passphrase:
-            raise UsageError("The passphrases were empty or did not match; nothing was added.")
-    keys.store_passphrase(job_key_name(job_name), passphrase)   # KeyringUnavailable says what to do
-
-
 def cmd_job_add(args) -> int:
-    job = build_job(args, _config())
+    cfg = _config()
+    job = build_job(args, cfg)
+    cfg.save_job(job)   # a name in use is refused here, before a passphrase is asked or stored
     if job.encrypt:
-        _ask_new_passphrase(job.name)
+        from core.agent import keys
+        from core.agent.jobs import job_key_name
 
-    def add(cfg: Config):
-        if cfg.job(job.name):
-            raise UsageError(f"A job named '{job.name}' exists. Pick another name, or remove it first.")
-        cfg.jobs.append(job)
-
-    update_config(_paths().config_file, add)
+        # Kept in the keyring for the agent's first run (KeyringUnavailable says what to do).
+        keys.store_passphrase(job_key_name(job.name), ask_new_passphrase("the new encrypted backup"))
+    update_config(_paths().config_file, lambda c: c.save_job(job))
     print(f"Added job '{job.name}': {', '.join(job.sources)} -> {_describe_destination(job, _config())}; "
-          f"{_describe_triggers(job)}.")
+          f"{job.triggers.describe()}.")
     return EXIT_OK
 
 
@@ -244,48 +199,23 @@ def _describe_destination(job: Job, cfg: Config) -> str:
     return d.path
 
 
-def _describe_triggers(job: Job) -> str:
-    from core.agent.schedule import parse_spec
-
-    parts = []
-    if job.triggers.on_connect:
-        parts.append("when the drive is connected")
-    if job.triggers.schedule:
-        parts.append(parse_spec(job.triggers.schedule).describe())
-    return " and ".join(parts) or "by hand only"
-
-
 def cmd_job_list(args) -> int:
     cfg = _config()
     if args.json:
-        _print_json([j.to_dict() for j in cfg.jobs])
+        print_json([j.to_dict() for j in cfg.jobs])
         return EXIT_OK
     if not cfg.jobs:
         print("No jobs. Add one with 'plugback job add NAME --source DIR --drive DRIVE --on-connect'.")
     for j in cfg.jobs:
-        print(f"{j.name}: {', '.join(j.sources)} -> {_describe_destination(j, cfg)}; {_describe_triggers(j)}"
+        print(f"{j.name}: {', '.join(j.sources)} -> {_describe_destination(j, cfg)}; {j.triggers.describe()}"
               + ("; encrypted" if j.encrypt else ""))
     return EXIT_OK
 
 
 def cmd_job_remove(args) -> int:
-    name = args.name
-
-    def remove(cfg: Config):
-        job = cfg.job(name)
-        if job is None:
-            raise NotFound(what="job", name=name, hint="'plugback job list' lists jobs.")
-        cfg.jobs.remove(job)
-
-    update_config(_paths().config_file, remove)
-    print(f"Removed job '{name}'. Its backups stay where they are.")
+    update_config(_paths().config_file, lambda cfg: cfg.remove_job(args.name))
+    print(f"Removed job '{args.name}'. Its backups stay where they are.")
     return EXIT_OK
-
-
-def _render_progress(p) -> None:
-    pct = f"{100 * p.bytes_done // p.bytes_total}%" if p.bytes_total else ""
-    sys.stderr.write(f"\r{p.phase:8} {p.files_done}/{p.files_total} files {pct:>4}  ")
-    sys.stderr.flush()
 
 
 def cmd_job_run(args) -> int:
@@ -317,15 +247,16 @@ def _run_in_process(job: Job, cfg: Config) -> int:
 
     paths = _paths()
     paths.ensure()
-    outcome = run_job(job, cfg, History(paths.history_file),
-                      progress=_render_progress if sys.stderr.isatty() else None)
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
+    bar = ProgressBar()
+    try:
+        outcome = run_job(job, cfg, History(paths.history_file), progress=bar)
+    finally:
+        bar.done()
     if outcome.error is not None:
         print(f"plugback: {outcome.error.message}", file=sys.stderr)
         return outcome.error.exit_code
     print(f"Backed up '{job.name}': snapshot {outcome.snapshot_id}, {outcome.files_copied} files copied "
-          f"({_size(outcome.bytes_copied)}), {outcome.warnings} warning(s).")
+          f"({human_size(outcome.bytes_copied)}), {outcome.warnings} warning(s).")
     if outcome.flushed and outcome.target.mount:
         print("The drive is safe to unplug.")
     return EXIT_BY_STATUS.get(outcome.status, EXIT_FAILURE)
@@ -351,7 +282,7 @@ def offline_status(paths: Paths, cfg: Config, now: datetime) -> dict:
         jobs.append({"name": j.name, "sources": j.sources, "destination": j.destination.to_dict(),
                      "drive_present": present, "running": False, "progress": None,
                      "last_run": last.to_dict() if last else None,
-                     "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_dict()})
+                     "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_window()})
     return {"agent": False, "paused_until": None, "backend": None, "jobs": jobs, "drives": [], "restore": None}
 
 
@@ -363,7 +294,7 @@ def cmd_status(args) -> int:
     except AgentUnavailable:
         data = offline_status(paths, _config(), datetime.now(timezone.utc))
     if args.json:
-        _print_json(data)
+        print_json(data)
         return EXIT_OK
     now = datetime.now(timezone.utc)
     print("Agent: " + ("running" + (f" (tray: {data['backend']})" if data.get("backend") else "")

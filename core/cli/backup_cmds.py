@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from core.cli.render import ProgressBar, human_size, print_json, prompt_secret, warn
+from core.cli.render import ProgressBar, ask_new_passphrase, human_size, print_json, prompt_secret, warn
 from core.engine.backup import BackupOptions, backup, check_sources
 from core.engine.manifest import DIR, FILE, LINK
 from core.engine.progress import Clock
@@ -15,7 +15,7 @@ from core.engine.repo import BackupSet
 from core.engine.restore import CONFLICTS, RestoreOptions, restore
 from core.engine.retention import RetentionPolicy, forget
 from core.engine.verify import VerifyOptions, verify
-from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, PassphraseNeeded, UsageError
+from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, UsageError
 
 
 def add_unlock_options(p) -> None:
@@ -123,19 +123,6 @@ def _register_forget(sub) -> None:
     p.set_defaults(func=cmd_forget)
 
 
-def _new_passphrase(args) -> str:
-    env = os.environ.get("PLUGBACK_PASSPHRASE")
-    if env:
-        return env
-    first = prompt_secret("New passphrase for this backup set: ")
-    if not first:
-        raise PassphraseNeeded("An encrypted set needs a passphrase: set PLUGBACK_PASSPHRASE or run "
-                               "this on a terminal to be asked.")
-    if prompt_secret("Type it again: ") != first:
-        raise UsageError("The two passphrases differ. Nothing was created; try again.")
-    return first
-
-
 def _backup_set(args) -> tuple[BackupSet, str | None]:
     """The set ``--to`` names, opened, or created (encrypted with ``--encrypt``) when new:
     (the set, the new set's passphrase or None)."""
@@ -147,7 +134,7 @@ def _backup_set(args) -> tuple[BackupSet, str | None]:
                              "created. Back up to a new folder with --encrypt.")
         return bset, None
     check_sources(args.sources, root)   # before anything is created
-    passphrase = _new_passphrase(args) if args.encrypt else None
+    passphrase = ask_new_passphrase("this backup set") if args.encrypt else None
     # Only the set's own folder is created: a missing parent is most often an absent drive.
     return BackupSet.create(root, Clock().now(), passphrase=passphrase), passphrase
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from core.cli.backup_cmds import add_unlock_options, unlocker_from
-from core.cli.render import prompt_secret, warn
+from core.cli.render import ask_new_passphrase, warn
 from core.engine.lock import SetLock
 from core.engine.progress import Clock
 from core.engine.repo import BackupSet
-from core.errors import EXIT_OK, PassphraseNeeded, UsageError
+from core.errors import EXIT_OK, UsageError
 
 
 def register(sub) -> None:
@@ -53,14 +51,7 @@ def cmd_passwd(args) -> int:
     from core.engine import crypto
 
     bset = _open_encrypted(args)
-    new = os.environ.get("PLUGBACK_NEW_PASSPHRASE")
-    if not new:
-        new = prompt_secret("New passphrase: ")
-        if not new:
-            raise PassphraseNeeded("Give the new passphrase in PLUGBACK_NEW_PASSPHRASE, or run this on a "
-                                   "terminal to be asked.")
-        if prompt_secret("Type it again: ") != new:
-            raise UsageError("The two passphrases differ. The passphrase was not changed.")
+    new = ask_new_passphrase("this backup set", env_var="PLUGBACK_NEW_PASSPHRASE")
     with SetLock(bset.layout.lock, Clock(), purpose="change passphrase"):
         bset.meta["encryption"] = crypto.rewrap(bset.meta["encryption"], bset.keys, new)
         bset.write_meta()

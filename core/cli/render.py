@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import shutil
 import sys
 import time
@@ -64,6 +65,27 @@ def print_json(obj) -> None:
 
 def warn(message: str) -> None:
     print(f"plugback: {message}", file=sys.stderr)
+
+
+def ask_new_passphrase(what: str, env_var: str = "PLUGBACK_PASSPHRASE") -> str:
+    """A new passphrase: from ``env_var`` if set, else asked twice on the terminal.
+
+    The one new-passphrase prompt of the CLI (a new encrypted set, an encrypted
+    job, a changed passphrase). Raises PassphraseNeeded without a terminal and
+    UsageError when the two answers differ, so nothing half-made is left.
+    """
+    from core.errors import PassphraseNeeded, UsageError
+
+    passphrase = os.environ.get(env_var)
+    if passphrase:
+        return passphrase
+    passphrase = prompt_secret(f"New passphrase for {what}: ")
+    if not passphrase:
+        raise PassphraseNeeded(f"{what[0].upper()}{what[1:]} needs a passphrase: set {env_var}, or run this "
+                               "in a terminal to be asked.")
+    if prompt_secret("Type it again: ") != passphrase:
+        raise UsageError("The two passphrases differ. Nothing was changed; try again.")
+    return passphrase
 
 
 def prompt_secret(message: str) -> str | None:

@@ -195,7 +195,7 @@ class _Run:
         if bset.encrypted:
             # Whole objects: those a committed manifest names, and checkpointed journal entries'.
             self.store.trusted.update(e.obj for e in (parent.entries if parent else ()) if e.type == FILE)
-            self.store.trusted.update(t.get("obj") for t in trusted.values() if t.get("obj"))
+            self.store.trusted.update(t.obj for t in trusted.values() if t.obj)
         if rescue and not bset.encrypted:
             self.store.set_aside_latest()
         snapshot_id = new_snapshot_id(started, parent_id)

@@ -37,11 +37,16 @@ def ejector() -> eject.Ejector:
 
 
 def autostarter(command: list[str], *, folder: Path | None = None) -> autostart.Autostart:
-    """Start-at-login for ``command`` (``folder`` overrides where the entry goes, for tests)."""
+    """Start-at-login for ``command``.
+
+    ``folder`` replaces the OS's own place (``PLUGBACK_HOME`` and tests): the
+    entry is written there in this OS's format. Windows keeps the entry in the
+    registry, which has no such folder, so with one given nothing is written.
+    """
     if sys.platform.startswith("linux"):
         return autostart.XdgAutostart(command, folder=folder)
     if sys.platform == "darwin":
         return autostart.LaunchAgent(command, folder=folder)
-    if sys.platform == "win32":
+    if sys.platform == "win32" and folder is None:
         return autostart.RunKey(command)
     return autostart.Autostart(command)

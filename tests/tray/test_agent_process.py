@@ -6,6 +6,7 @@ import subprocess
 import sys
 from multiprocessing import AuthenticationError
 from multiprocessing import connection as mpc
+from pathlib import Path
 
 import psutil
 import pytest
@@ -47,9 +48,13 @@ def agent_proc():
                 proc.kill()
 
 
-def test_status_ping_and_quit(agent_proc):
+def test_status_ping_and_quit(agent_proc, plugback_env):
     proc, paths = agent_proc
     assert call("ping", paths)["pid"] == proc.pid
+    # Start at login (on by default) is set up before the agent answers, under PLUGBACK_HOME only.
+    if sys.platform.startswith("linux"):
+        assert "-m tray" in (paths.autostart_dir / "plugback.desktop").read_text()
+        assert not (Path(plugback_env.vars["XDG_CONFIG_HOME"]) / "autostart").exists()
     status = call("status", paths)
     assert status["jobs"] == [] and status["backend"] == "none" and status["paused"] is False
     r = run_cli("status")

@@ -8,6 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.support.cli import run_cli
 from tests.support.trees import make_tree, read_tree
 from tests.ui.helpers import wait_for
 
@@ -123,6 +124,31 @@ def test_jobs_create_with_live_exclude_preview_edit_and_remove(open_page, agent,
     assert agent.call("config_get")["jobs"] == []
 
 
+def test_jobs_editor_keeps_a_schedule_typed_in_the_cli(open_page, agent, docs):
+    # The bug: 'Daily@09:30' was stored as typed, the editor showed "only when started by hand"
+    # and saving from the editor wrote schedule null. The grammar now lives in Python only.
+    src, dest = docs
+    r = run_cli("job", "add", "Docs", "--source", src, "--to", dest, "--every", "Daily@09:30")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: agent.call("config_get")["jobs"], 15, "the agent to see the CLI's job")
+    page = open_page("jobs")
+    expect(page.locator("[data-job='Docs']")).to_contain_text("daily at 09:30")
+    page.locator("[data-job='Docs']").get_by_role("button", name="Edit").click()
+    expect(page.locator("#sched-summary")).to_have_text("Now: daily at 09:30.")
+    expect(page.locator("#sched-kind")).to_have_value("daily")
+    expect(page.locator("#sched-time")).to_have_value("09:30")
+    page.click("#job-save")
+    expect(page.locator("[data-job='Docs']")).to_contain_text("daily at 09:30")
+    assert agent.call("config_get")["jobs"][0]["triggers"]["schedule"] == "daily@09:30"
+    # The editor's own change goes through the same fields.
+    page.locator("[data-job='Docs']").get_by_role("button", name="Edit").click()
+    page.select_option("#sched-kind", "hours")
+    page.fill("#sched-hours", "1")
+    page.click("#job-save")
+    expect(page.locator("[data-job='Docs']")).to_contain_text("every hour")
+    assert agent.call("config_get")["jobs"][0]["triggers"]["schedule"] == "hourly"
+
+
 def test_jobs_form_validates_before_sending_and_shows_agent_errors(open_page, agent, docs):
     src, dest = docs
     add_job(agent, "Documents", src, dest)
@@ -140,7 +166,7 @@ def test_jobs_form_validates_before_sending_and_shows_agent_errors(open_page, ag
     page.check("#dest-kind-path")
     page.fill("#dest-path", str(dest))
     page.click("#job-save")
-    expect(page.get_by_role("alert")).to_contain_text("exists; pick another name")
+    expect(page.get_by_role("alert")).to_contain_text("exists. Pick another name")
     assert len(agent.call("config_get")["jobs"]) == 1
 
 

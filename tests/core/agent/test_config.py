@@ -16,7 +16,7 @@ from core.agent.config import (
     update_config,
     write_config,
 )
-from core.errors import ConfigError
+from core.errors import ConfigError, NotFound, UsageError
 
 
 def good_job(**over):
@@ -146,15 +146,84 @@ def test_paths_follow_plugback_home(tmp_path, monkeypatch):
     assert paths.config_file == tmp_path / "config.json"
     assert paths.history_file == tmp_path / "history.sqlite3"
     assert paths.ipc_key_file.parent == tmp_path and paths.log_dir == tmp_path / "logs"
+    assert paths.autostart_dir == tmp_path / "autostart"   # never the real login items
 
 
 def test_paths_default_to_platformdirs(monkeypatch):
     monkeypatch.delenv("PLUGBACK_HOME", raising=False)
     paths = Paths.default()
     assert "plugback" in str(paths.config_dir).lower() and paths.config_dir.is_absolute()
+    assert paths.autostart_dir is None   # the OS's own place
 
 
 def test_destination_keys_group_runners():
     assert Destination(drive_id="a", folder="x").key() == Destination(drive_id="a").key()
     assert Destination(path="/b").key() != Destination(drive_id="b").key()
     assert Triggers().to_dict()["on_connect"] is False
+
+
+# -- schedules: stored in their canonical form ---------------------------------------------------
+
+def test_a_schedule_is_canonical_on_load_and_when_written(tmp_path):
+    path = tmp_path / "config.json"
+    write_raw(path, {"version": 1, "jobs": [good_job(triggers={"schedule": "Daily@9:30"})]})
+    assert read_config(path).jobs[0].triggers.schedule == "daily@09:30"
+    update_config(path, lambda c: None)
+    assert json.loads(path.read_text())["jobs"][0]["triggers"]["schedule"] == "daily@09:30"
+
+
+def test_the_window_gets_and_sends_schedule_fields():
+    job = Job.from_dict(good_job(triggers={"on_connect": True, "schedule": "MON@7:05"}))
+    sent = job.to_window()["triggers"]
+    assert sent["schedule"] == "mon@07:05"
+    assert sent["schedule_fields"] == {"kind": "weekly", "day": "mon", "time": "07:05"}
+    assert sent["summary"] == "when the drive is connected and every Monday at 07:05"
+    back = Job.from_window({**job.to_dict(), "triggers": {**sent, "schedule_fields": {"kind": "daily", "time": "9:30"}}})
+    assert back.triggers.schedule == "daily@09:30" and back.triggers.on_connect
+    # A window that sends back what it got changes nothing; null fields = no schedule.
+    assert Job.from_window(job.to_window()) == job
+    cleared = Job.from_window({**job.to_dict(), "triggers": {**sent, "schedule_fields": None}})
+    assert cleared.triggers.schedule is None
+    assert Triggers().to_window()["summary"] == "only when started by hand"
+
+
+def test_bad_schedule_fields_name_the_field():
+    with pytest.raises(ConfigError) as info:
+        Job.from_window(good_job(triggers={"schedule_fields": {"kind": "daily", "time": "25:00"}}))
+    assert info.value.details["field"] == "job.triggers.schedule_fields" and "HH:MM" in info.value.message
+    with pytest.raises(ConfigError) as info:
+        Job.from_dict(good_job(triggers={"schedule_fields": {"kind": "daily", "time": "09:00"}}))
+    assert info.value.details["field"] == "job.triggers.schedule_fields"   # not a config.json key
+
+
+# -- edits: one place for each rule, used by the CLI and the agent ---------------------------------
+
+def test_save_job_adds_renames_and_refuses_clashes():
+    cfg = Config(drives=[{"drive_id": "d1", "label": "Blue"}])
+    cfg.save_job(Job.from_dict(good_job()))
+    cfg.save_job(Job.from_dict(good_job(name="Photos")))
+    with pytest.raises(UsageError, match="A job named 'Docs' exists"):
+        cfg.save_job(Job.from_dict(good_job(name="docs")))            # names are case-insensitive
+    with pytest.raises(UsageError, match="'Docs' exists"):
+        cfg.save_job(Job.from_dict(good_job(name="DOCS")), "Photos")  # a rename onto another job
+    cfg.save_job(Job.from_dict(good_job(name="Papers")), "docs")      # a rename keeps the place
+    assert [j.name for j in cfg.jobs] == ["Papers", "Photos"]
+    with pytest.raises(NotFound):
+        cfg.save_job(Job.from_dict(good_job(name="X")), "Gone")
+    assert cfg.remove_job("photos").name == "Photos" and [j.name for j in cfg.jobs] == ["Papers"]
+    with pytest.raises(NotFound):
+        cfg.remove_job("Photos")
+
+
+def test_drive_edits():
+    cfg = Config()
+    cfg.enroll_drive("d1", "Blue")
+    cfg.enroll_drive("d1", "Red")                      # enrolled again: only the label changes
+    assert cfg.drives == [{"drive_id": "d1", "label": "Red"}]
+    cfg.save_job(Job.from_dict(good_job()))
+    with pytest.raises(UsageError, match="Docs"):
+        cfg.forget_drive("red")                        # by label, but a job still uses it
+    cfg.remove_job("Docs")
+    assert cfg.forget_drive("red")["drive_id"] == "d1" and cfg.drives == []
+    with pytest.raises(NotFound):
+        cfg.forget_drive("d1")

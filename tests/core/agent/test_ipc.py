@@ -10,7 +10,7 @@ from multiprocessing import connection as mpc
 import pytest
 
 from core.agent.ipc import Client, RemoteError, Server, address, agent_running, call
-from core.errors import AgentUnavailable, SetLocked
+from core.errors import AgentUnavailable, BadRequest, SetLocked
 
 
 @pytest.fixture
@@ -21,8 +21,14 @@ def server(paths):
     def locked(args):
         raise SetLocked(holder="host 1")
 
+    def needs(args):
+        if not isinstance(args.get("name"), str):
+            raise BadRequest(reason="'name' must be text")
+        return args["name"]
+
     srv = Server(paths, {"ping": lambda a: {"pid": os.getpid()}, "echo": lambda a: a,
-                         "boom": boom, "locked": locked, "needs": lambda a: a["name"]}).start()
+                         "boom": boom, "locked": locked, "needs": needs,
+                         "buggy_lookup": lambda a: {}["missing"]}).start()
     yield srv
     srv.close()
 
@@ -40,15 +46,27 @@ def test_error_replies_keep_the_server_up(server, paths):
             c.call("nope")
         assert info.value.code == "unknown_command"
         with pytest.raises(RemoteError) as info:
-            c.call("boom")
-        assert info.value.code == "error" and "handler bug" in info.value.message
-        with pytest.raises(RemoteError) as info:
             c.call("locked")
         assert info.value.code == "set_locked" and "host 1" in info.value.message
         with pytest.raises(RemoteError) as info:
-            c.call("needs")
-        assert info.value.code == "bad_request"
+            c.call("needs", name=5)
+        assert info.value.code == "bad_request" and "'name' must be text" in info.value.message
+        assert c.call("needs", name="x") == "x"
         assert c.call("ping")["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("cmd, text", [("boom", "RuntimeError: handler bug"), ("buggy_lookup", "KeyError: 'missing'")])
+def test_a_handler_bug_is_an_internal_error_logged_with_its_traceback(server, paths, caplog, cmd, text):
+    # A KeyError inside a handler is a bug in the agent, not a bad request: it must reach the log.
+    with Client(paths) as c:
+        with pytest.raises(RemoteError) as info:
+            c.call(cmd)
+        assert info.value.code == "internal_error"
+        assert text in info.value.message and str(paths.agent_log) in info.value.message
+        assert c.call("ping")["pid"] == os.getpid()   # the same connection still serves
+    bug = [r for r in caplog.records if r.name == "plugback.ipc" and r.exc_info]
+    assert len(bug) == 1 and f"IPC command {cmd} failed" in bug[0].getMessage()
+    assert text.split(":")[0] in caplog.text and "Traceback" in caplog.text
 
 
 def test_malformed_messages_get_bad_request(server, paths):

@@ -1,11 +1,13 @@
 """Table tests of the pure trigger rules in core/agent/schedule.py, with a fake clock (plain datetimes)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.agent.config import Destination, Job, Triggers
-from core.agent.schedule import connect_due, due, next_due, parse_spec
+from core.agent.schedule import Spec, connect_due, due, from_fields, next_due, parse_spec
 
 TZ = timezone(timedelta(hours=2))  # the user's local zone; slots live in it
 
@@ -87,7 +89,7 @@ def test_next_due(spec, last, now, expected):
 
 @pytest.mark.parametrize("text,describe", [
     ("hourly", "every hour"), ("6h", "every 6 hours"), ("daily@09:30", "daily at 09:30"),
-    ("MON@7:05", "every Mon at 07:05"), ("sun@23:59", "every Sun at 23:59"),
+    ("MON@7:05", "every Monday at 07:05"), ("sun@23:59", "every Sunday at 23:59"),
 ])
 def test_parse_spec(text, describe):
     assert parse_spec(text).describe() == describe
@@ -110,3 +112,42 @@ def test_integrity_due(last_check, first_backup, now, expected):
     from core.agent.schedule import integrity_due
 
     assert integrity_due(last_check, first_backup, now) is expected
+
+
+# -- one grammar: canonical text, and the fields the window edits ------------------------------
+
+@pytest.mark.parametrize("text,canonical,fields", [
+    ("hourly", "hourly", {"kind": "hours", "hours": 1}),
+    ("1h", "hourly", {"kind": "hours", "hours": 1}),
+    (" 06H ", "6h", {"kind": "hours", "hours": 6}),
+    ("Daily@09:30", "daily@09:30", {"kind": "daily", "time": "09:30"}),
+    ("DAILY@9:05", "daily@09:05", {"kind": "daily", "time": "09:05"}),
+    ("Mon@7:05", "mon@07:05", {"kind": "weekly", "day": "mon", "time": "07:05"}),
+])
+def test_canonical_form_and_window_fields(text, canonical, fields):
+    spec = parse_spec(text)
+    assert spec.canonical() == canonical and spec.fields() == fields
+    assert from_fields(fields) == spec
+
+
+@pytest.mark.parametrize("fields,message", [
+    (None, "kind"), ({"kind": "monthly"}, "kind"), ({"kind": "hours"}, "between 1 and 168"),
+    ({"kind": "hours", "hours": 0}, "between 1 and 168"), ({"kind": "hours", "hours": True}, "whole number"),
+    ({"kind": "hours", "hours": "6"}, "whole number"), ({"kind": "daily"}, "HH:MM"),
+    ({"kind": "daily", "time": "25:00"}, "HH:MM"), ({"kind": "daily", "time": "9.30"}, "HH:MM"),
+    ({"kind": "weekly", "time": "09:30"}, "day"), ({"kind": "weekly", "day": "daily", "time": "09:30"}, "day"),
+])
+def test_window_fields_are_checked(fields, message):
+    with pytest.raises(ValueError, match=message):
+        from_fields(fields)
+
+
+@given(st.one_of(
+    st.builds(lambda h: Spec(every=timedelta(hours=h)), st.integers(1, 168)),
+    st.builds(lambda hh, mm, d: Spec(at=time(hh, mm), weekday=d),
+              st.integers(0, 23), st.integers(0, 59), st.one_of(st.none(), st.integers(0, 6))),
+))
+def test_every_spec_survives_text_and_fields(spec):
+    assert parse_spec(spec.canonical()) == spec
+    assert parse_spec(spec.canonical().upper()) == spec
+    assert from_fields(spec.fields()) == spec

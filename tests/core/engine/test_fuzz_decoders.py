@@ -207,12 +207,12 @@ def test_lock_record(raw):
 
 @pytest.fixture(scope="module")
 def fuzz_set(tmp_path_factory):
-    from core.engine.backup import backup
+    from tests.support.engine import backup_path
     from tests.support.trees import make_tree
 
     root = tmp_path_factory.mktemp("fuzzset")
     src = make_tree(root / "Data", {"a.txt": b"alpha"})
-    backup(root / "set", [src])
+    backup_path(root / "set", [src])
     return root / "set"
 
 

@@ -24,14 +24,12 @@ from core.agent.drives import read_drive_file, write_drive_file
 from core.agent.watcher import DriveWatcher
 from core.engine import crypto, journal
 from core.engine import manifest as mf
-from core.engine.backup import backup
 from core.engine.layout import SetLayout, drive_file
 from core.engine.repo import BackupSet
-from core.engine.restore import restore
-from core.engine.verify import verify
 from core.errors import DriveFileDamaged, ManifestDamaged, UnsafeManifestPath, UnsafePath
 from tests.support.agent import make_agent  # noqa: F401 - a fixture, used by name
 from tests.support.cli import run_cli
+from tests.support.engine import backup_path, restore_path, verify_path
 from tests.support.trees import make_tree, read_tree
 
 SHA = hashlib.sha256(b"bravo").hexdigest()
@@ -43,7 +41,7 @@ PASS = {"PLUGBACK_PASSPHRASE": "correct horse battery staple"}
 def plain_set(tmp_path):
     src = make_tree(tmp_path / "src" / "Data", {"a.txt": b"alpha", "b.txt": b"bravo", "c/d.txt": b"delta"})
     set_path = tmp_path / "set"
-    sid = backup(set_path, [src]).snapshot_id
+    sid = backup_path(set_path, [src]).snapshot_id
     return src, set_path, sid
 
 
@@ -213,7 +211,7 @@ def test_special_manifest_is_refused_fast(plain_set, make):
     with pytest.raises(ManifestDamaged, match=f"snapshots/{sid}.json.gz"):
         _in_thread(lambda: bset.manifest(sid))
     assert _in_thread(lambda: bset.snapshots()) == []
-    v = _in_thread(lambda: verify(set_path))
+    v = _in_thread(lambda: verify_path(set_path))
     assert [what for what, _ in v.damaged] == [f"snapshots/{sid}"]
 
 
@@ -237,7 +235,7 @@ def test_manifest_reached_through_a_symlinked_folder_is_refused(plain_set, tmp_p
 def test_content_that_is_a_fifo_is_damaged_not_a_hang(plain_set, tmp_path):
     src, set_path, sid = plain_set
     _fifo(set_path / "Latest" / "Data" / "b.txt")
-    r = _in_thread(lambda: restore(set_path, tmp_path / "out"))
+    r = _in_thread(lambda: restore_path(set_path, tmp_path / "out"))
     assert [p for p, _ in r.damaged] == ["Data/b.txt"]
     assert read_tree(tmp_path / "out") == {"Data/a.txt": b"alpha", "Data/c/d.txt": b"delta"}
 
@@ -248,7 +246,7 @@ def test_special_journal_is_ignored_and_replaced(plain_set, make):
     make(SetLayout(set_path).journal)
     assert _in_thread(lambda: journal.load(SetLayout(set_path).journal)) == (None, {})
     (src / "a.txt").write_bytes(b"alpha 2")
-    r = _in_thread(lambda: backup(set_path, [src]), timeout=60)
+    r = _in_thread(lambda: backup_path(set_path, [src]), timeout=60)
     assert r.status == "ok" and not os.path.lexists(SetLayout(set_path).journal)
     assert (set_path / "Latest" / "Data" / "a.txt").read_bytes() == b"alpha 2"
 
@@ -286,10 +284,10 @@ def test_backup_after_a_hostile_newest_manifest_touches_nothing_outside(plain_se
     hostile.append(_f("Data/zz/../../../victim.txt"))
     SetLayout(set_path).manifest(FORGED).write_bytes(_raw_manifest(entries=hostile))
     (src / "b.txt").unlink()                     # the next backup removes b.txt from Latest/
-    r = backup(set_path, [src])
+    r = backup_path(set_path, [src])
     assert r.status == "warnings" and any(FORGED in w.path for w in r.warnings)
     assert victim.read_bytes() == b"not yours"
-    restore(set_path, tmp_path / "out")
+    restore_path(set_path, tmp_path / "out")
     assert read_tree(tmp_path / "out") == {"Data/a.txt": b"alpha", "Data/c/d.txt": b"delta"}
 
 
@@ -299,7 +297,7 @@ def test_backup_after_a_hostile_newest_manifest_touches_nothing_outside(plain_se
 def enc_set(tmp_path):
     src = make_tree(tmp_path / "src" / "Data", {"b.txt": b"bravo"})
     set_path = tmp_path / "enc"
-    backup(set_path, [src], encrypt=True, passphrase=PASS["PLUGBACK_PASSPHRASE"])
+    backup_path(set_path, [src], passphrase=PASS["PLUGBACK_PASSPHRASE"])
     unlock = lambda enc, set_id: crypto.unlock_with_passphrase(enc, PASS["PLUGBACK_PASSPHRASE"])  # noqa: E731
     return src, set_path, BackupSet.open(set_path, unlock), unlock
 

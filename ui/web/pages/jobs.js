@@ -1,9 +1,11 @@
 // Jobs: the list, and the editor (#jobs/new, #jobs/edit/<name>) with folder
 // pickers, destination, triggers, excludes with a live preview, retention,
 // verification and encryption. The form checks itself before sending; the
-// agent validates again and names any bad field.
+// agent validates again and names any bad field. Schedules come and go as
+// fields ({kind, hours, time, day}) and a summary made by the agent: the
+// schedule grammar lives in Python only (core/agent/schedule.py).
 import { h, fill, icon, showPath, showError, confirm, toast, debounce, count } from '../util.js';
-import { folderList, parseSchedule, scheduleSpec, field, invalid } from './widgets.js';
+import { folderList, field, invalid } from './widgets.js';
 
 const DAYS = [['mon', 'Monday'], ['tue', 'Tuesday'], ['wed', 'Wednesday'], ['thu', 'Thursday'], ['fri', 'Friday'], ['sat', 'Saturday'], ['sun', 'Sunday']];
 const RETENTION = [
@@ -20,16 +22,8 @@ export async function render(main, ctx, param) {
   return list(main, ctx);
 }
 
-function describeTriggers(t) {
-  const parts = [];
-  if (t && t.on_connect) parts.push('when the drive is connected');
-  if (t && t.schedule) {
-    const s = parseSchedule(t.schedule);
-    parts.push(s.kind === 'hours' ? (s.hours === 1 ? 'every hour' : `every ${s.hours} hours`)
-      : s.kind === 'daily' ? `daily at ${s.time}` : `every ${DAYS.find((d) => d[0] === s.day)[1]} at ${s.time}`);
-  }
-  return parts.length ? parts.join(' and ') : 'only when started by hand';
-}
+// What the schedule form shows when a job has no schedule, or for the fields its kind does not use.
+const FORM_DEFAULTS = { kind: 'none', hours: 6, time: '09:00', day: 'mon' };
 
 async function list(main, ctx) {
   const alerts = h('div');
@@ -53,7 +47,7 @@ async function list(main, ctx) {
       h('dl', { class: 'facts' },
         h('dt', {}, 'Folders'), h('dd', {}, job.sources.map(showPath).join(', ')),
         h('dt', {}, 'Backs up to'), h('dd', {}, dest),
-        h('dt', {}, 'Runs'), h('dd', {}, describeTriggers(job.triggers)),
+        h('dt', {}, 'Runs'), h('dd', {}, job.triggers.summary),
         job.excludes && job.excludes.length ? [h('dt', {}, 'Leaves out'), h('dd', {}, job.excludes.join(', '))] : null),
       h('div', { class: 'row' },
         h('button', { type: 'button', onclick: () => ctx.navigate(`jobs/edit/${encodeURIComponent(job.name)}`) }, 'Edit'),
@@ -65,6 +59,14 @@ async function list(main, ctx) {
   }
 }
 
+/** The schedule form's values as the agent takes them (null: no schedule). */
+function scheduleFields(kind, hours, time, day) {
+  if (kind === 'hours') return { kind, hours };
+  if (kind === 'daily') return { kind, time };
+  if (kind === 'weekly') return { kind, day, time };
+  return null;
+}
+
 async function editor(main, ctx, name) {
   const alerts = h('div');
   main.append(alerts);
@@ -72,7 +74,7 @@ async function editor(main, ctx, name) {
   if (!config.ok) { showError(alerts, config, 'Cannot load the settings.'); return; }
   const original = name ? (config.data.jobs || []).find((j) => j.name === name) : null;
   if (name && !original) { showError(alerts, { message: `There is no job called “${name}”.` }, 'Not found.'); return; }
-  const job = original || { name: '', sources: [], destination: {}, triggers: { on_connect: true, schedule: 'daily@12:00', min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
+  const job = original || { name: '', sources: [], destination: {}, triggers: { on_connect: true, schedule_fields: { kind: 'daily', time: '12:00' }, min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
   const enrolled = config.data.drives || [];
   const connected = volumes.ok ? volumes.data : [];
 
@@ -101,13 +103,14 @@ async function editor(main, ctx, name) {
   syncDest();
 
   // Triggers
-  const sched = parseSchedule(job.triggers.schedule);
+  const sched = { ...FORM_DEFAULTS, ...(job.triggers.schedule_fields || {}) };
   const onConnect = h('input', { type: 'checkbox', id: 'trig-connect', checked: !!job.triggers.on_connect });
   const interval = h('input', { type: 'number', id: 'trig-interval', min: '0', max: '10080', value: String(Math.round((job.triggers.min_interval_minutes || 0) / 60)) });
   const kind = h('select', { id: 'sched-kind' },
     [['none', 'No schedule'], ['hours', 'Every few hours'], ['daily', 'Every day'], ['weekly', 'Every week']].map(([v, t]) => h('option', { value: v, selected: sched.kind === v }, t)));
   const hours = h('input', { type: 'number', id: 'sched-hours', min: '1', max: '168', value: String(sched.hours) });
   const time = h('input', { type: 'time', id: 'sched-time', value: sched.time });
+  const summary = h('p', { class: 'muted small', id: 'sched-summary' }, original ? `Now: ${job.triggers.summary}.` : '');
   const day = h('select', { id: 'sched-day' }, DAYS.map(([v, t]) => h('option', { value: v, selected: sched.day === v }, t)));
   const hoursBox = field('Every how many hours', hours);
   const dayBox = field('Day', day);
@@ -175,7 +178,7 @@ async function editor(main, ctx, name) {
     if (!okay) return null;
     return {
       name: n, sources: srcs, destination,
-      triggers: { on_connect: onConnect.checked, schedule: scheduleSpec({ kind: kind.value, hours: h1, time: time.value, day: day.value }), min_interval_minutes: Math.max(0, Math.round(Number(interval.value || 0) * 60)) },
+      triggers: { on_connect: onConnect.checked, schedule_fields: scheduleFields(kind.value, h1, time.value, day.value), min_interval_minutes: Math.max(0, Math.round(Number(interval.value || 0) * 60)) },
       excludes: excludes.value.split('\n').map((s) => s.trim()).filter(Boolean),
       retention: ret, verify: verify.value, encrypt: encrypt.checked,
     };
@@ -203,7 +206,7 @@ async function editor(main, ctx, name) {
     h('fieldset', { class: 'card' }, h('legend', {}, 'When'),
       h('label', { class: 'check' }, onConnect, 'When the backup drive is connected'),
       field('…but at most once every (hours, 0 = every time)', interval),
-      field('Schedule', kind, 'A scheduled backup waits for the drive if it is not connected.'), hoursBox, dayBox, timeBox),
+      field('Schedule', kind, 'A scheduled backup waits for the drive if it is not connected.'), hoursBox, dayBox, timeBox, summary),
     h('fieldset', { class: 'card' }, h('legend', {}, 'Leave out'),
       field('Patterns, one per line', excludes, 'Like .gitignore: *.tmp, node_modules/, /Downloads. System junk and caches are always left out.'), preview),
     h('fieldset', { class: 'card' }, h('legend', {}, 'Keep'),

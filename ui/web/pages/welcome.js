@@ -96,7 +96,7 @@ export async function render(main, ctx) {
         await new Promise((r) => setTimeout(r, 500));
       }
       const job = { name: state.jobName, sources: state.sources, destination: { drive_id: driveId },
-        triggers: { on_connect: true, schedule: 'daily@12:00', min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
+        triggers: { on_connect: true, schedule_fields: { kind: 'daily', time: '12:00' }, min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
       // On a retry the job exists already: change it instead of adding a second one.
       const saved = await ctx.call('job_save', { job, original_name: state.savedName || null });
       if (!saved.ok) { showError(alerts, saved, 'The backup could not be set up.'); return; }

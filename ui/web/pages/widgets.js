@@ -47,25 +47,6 @@ export function folderList(ctx, { label, id, hint, initial = [], onChange = () =
   return { el, get: () => [...folders], set(next) { folders = [...next]; draw(); } };
 }
 
-/** Parse a schedule spec ("hourly", "6h", "daily@09:30", "mon@09:30") into form values. */
-export function parseSchedule(spec) {
-  if (!spec) return { kind: 'none', hours: 6, time: '09:00', day: 'mon' };
-  if (spec === 'hourly') return { kind: 'hours', hours: 1, time: '09:00', day: 'mon' };
-  let m = /^(\d+)h$/.exec(spec);
-  if (m) return { kind: 'hours', hours: Number(m[1]), time: '09:00', day: 'mon' };
-  m = /^(daily|mon|tue|wed|thu|fri|sat|sun)@(\d{1,2}:\d{2})$/.exec(spec);
-  if (m) return { kind: m[1] === 'daily' ? 'daily' : 'weekly', hours: 6, time: m[2].padStart(5, '0'), day: m[1] === 'daily' ? 'mon' : m[1] };
-  return { kind: 'none', hours: 6, time: '09:00', day: 'mon' };
-}
-
-/** The inverse of parseSchedule. */
-export function scheduleSpec({ kind, hours, time, day }) {
-  if (kind === 'hours') return Number(hours) === 1 ? 'hourly' : `${Number(hours)}h`;
-  if (kind === 'daily') return `daily@${time}`;
-  if (kind === 'weekly') return `${day}@${time}`;
-  return null;
-}
-
 /** A labelled field wrapper: label + control + optional hint + error slot. */
 export function field(labelText, control, hint) {
   const error = h('span', { class: 'error-text', id: `${control.id}-error` });
