@@ -219,9 +219,11 @@ class SetLayout:
 
         From ``boundary`` (the drive's mount point; default the set folder itself) down
         to the set every folder is real and on the same device; the set's own folders
-        and files (``Latest``, ``objects``, ``objects/xx``, ``snapshots``, ``tmp``, the
-        lock, the journal...) are not symlinks; the set's real path is inside the
-        boundary's.
+        (``Latest``, ``objects``, ``objects/xx``, ``snapshots``, ``tmp``) are not
+        symlinks; the set's real path is inside the boundary's. The set's files (lock,
+        journal, ``plugback.json``, ``Latest.sha256``) may be anything: they are only ever
+        created exclusively, replaced by rename or unlinked, never written through, and
+        their readers (core/engine/safeio.py) refuse symlinks.
         """
         self._real_dirs.clear()
         top = Path(os.path.abspath(boundary if boundary is not None else self.root))
@@ -229,8 +231,7 @@ class SetLayout:
         real_top, real_root = os.path.realpath(top), os.path.realpath(self.root)
         if os.path.commonpath([real_top, real_root]) != real_top:
             raise UnsafeSet(path=str(self.root), reason=f"really is at {real_root}, outside {real_top}")
-        for p in (self.latest, self.objects, self.snapshots, self.tmp, self.meta, self.latest_sums,
-                  self.lock, self.journal):
+        for p in (self.latest, self.objects, self.snapshots, self.tmp):
             self.check_not_link(p)
         if os.path.isdir(self.objects):
             with os.scandir(self.objects) as it:

@@ -168,6 +168,19 @@ def test_forget_never_prunes_through_a_symlink(tmp_path, victim, where):
     assert proc.returncode == 4 and "symbolic link" in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("name", ["journal.json", "Latest.sha256", "lock"])
+def test_symlinked_set_files_are_replaced_never_written_through(tmp_path, victim, name):
+    """The set's files are created exclusively, replaced by rename or unlinked: a symlink in their
+    place is dropped (or the run refused), its target never written."""
+    src, set_path = _with_object(tmp_path)
+    if name != "lock":
+        (set_path / name).unlink(missing_ok=True)
+    os.symlink(victim / "a.txt", set_path / name)
+    proc = run_cli("backup", src, "--to", set_path)
+    assert proc.returncode in (0, 1), proc.stderr   # 1: the lock's holder cannot be read (locked)
+    assert proc.returncode == 0 or name == "lock"
+
+
 def test_symlinks_on_ext4_drive(ext4_drive, tmp_path, victim):
     """The same refusals on a real kernel file system, one set per planted link."""
     for where in LINKED:

@@ -105,3 +105,23 @@ def test_restore_outcomes_per_conflict_choice(tmp_path):
 def test_unknown_conflict_choice_is_a_usage_error():
     with pytest.raises(UsageError, match="skip, overwrite or keep-both"):
         RestoreOptions(on_conflict="merge")
+
+
+def test_latest_edited_reaches_history_and_the_notification_text(tmp_path):
+    """The agent's run keeps the warning: history's count and log, and the notification's summary."""
+    from core.agent.config import Config, Destination, Job
+    from core.agent.history import History
+    from core.agent.jobs import run_job
+
+    src = make_tree(tmp_path / "Data", {"a.txt": b"version one"})
+    job = Job(name="Data", sources=[str(src)], destination=Destination(path=str(tmp_path / "set")))
+    history = History(tmp_path / "h.sqlite3")
+    assert run_job(job, Config(jobs=[job]), history).status == "ok"
+    (tmp_path / "set" / "Latest" / "Data" / "a.txt").write_bytes(b"edited by hand, longer")
+    (src / "a.txt").write_bytes(b"version two")
+    outcome = run_job(job, Config(jobs=[job]), history)
+    assert outcome.status == "warnings" and outcome.warnings == 1
+    assert "Latest/ changed outside Plugback" in outcome.warning_summary
+    run = history.get(outcome.run_id)
+    assert run.status == "warnings" and run.warnings == 1
+    assert "Latest/Data/a.txt was changed outside Plugback" in history.log(outcome.run_id)
