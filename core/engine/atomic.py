@@ -17,6 +17,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Iterable
 
 from core.engine.fs import FileSystem
 from core.errors import UnsafeSet
@@ -46,9 +47,10 @@ class LocalFS(FileSystem):
             raise
 
 
-def replace_file(dest: Path, data: bytes, *, fs: FileSystem | None = None, tmp_dir: Path | None = None,
-                 mode: int | None = None, durable: bool = True) -> None:
-    """Put ``data`` at ``dest`` atomically; with ``durable`` it survives a power cut once this returns.
+def replace_file(dest: Path, data: bytes | Iterable[bytes], *, fs: FileSystem | None = None,
+                 tmp_dir: Path | None = None, mode: int | None = None, durable: bool = True) -> None:
+    """Put ``data`` (bytes, or an iterable of byte chunks for a stream) at ``dest`` atomically;
+    with ``durable`` it survives a power cut once this returns.
 
     ``fs``: a set's file system (drive errors, fault injection); default :class:`LocalFS`.
     ``tmp_dir``: where the temp file goes (a set's ``tmp/``); default ``dest``'s own folder,
@@ -63,7 +65,8 @@ def replace_file(dest: Path, data: bytes, *, fs: FileSystem | None = None, tmp_d
     try:
         if mode is not None and os.name == "posix":
             os.fchmod(f.fileno(), mode)
-        fs.write(f, data)
+        for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
+            fs.write(f, chunk)
         if durable:
             fs.fsync(f)
     finally:
@@ -77,7 +80,8 @@ def replace_file(dest: Path, data: bytes, *, fs: FileSystem | None = None, tmp_d
         fs.fsync_dir(dest.parent)
 
 
-def write_atomic(fs: FileSystem, tmp_dir: Path, dest: Path, data: bytes, durable: bool = True) -> None:
+def write_atomic(fs: FileSystem, tmp_dir: Path, dest: Path, data: bytes | Iterable[bytes],
+                 durable: bool = True) -> None:
     """A set file through the set's ``tmp/`` (see :func:`replace_file`)."""
     replace_file(dest, data, fs=fs, tmp_dir=tmp_dir, durable=durable)
 

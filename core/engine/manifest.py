@@ -3,20 +3,20 @@
 gzip'd JSON lines: a header line, one line per entry sorted by path (component
 by component), and a trailer with the entry count and the SHA-256 of every
 byte before the trailer line, so truncation and edits are detected.
+
+This module defines the records and checks every untrusted value (a manifest
+is read from a drive); ``core/engine/manifest_io.py`` reads and writes the
+bytes as streams.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import re
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.engine.safeio import GIB, MIB
-from core.errors import ManifestDamaged, NewerFormat, UnsafeManifestPath
+from core.errors import ManifestDamaged, UnsafeManifestPath
 
 MANIFEST_FORMAT = "plugback-manifest"
 MANIFEST_VERSION = 1
@@ -32,7 +32,6 @@ MAX_NAME_CHARS = 4096               # host and job names
 MAX_SOURCES = 10000
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{4,64}$")   # layout's id pattern, with a length cap
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
 @dataclass
@@ -106,98 +105,8 @@ class Manifest:
     entries: list[Entry] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
 
-    def header(self) -> dict:
-        return {"type": "header", "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-                "snapshot": self.snapshot_id, "time": self.time, "host": self.host, "job": self.job,
-                "sources": self.sources, "parent": self.parent, "totals": self.compute_totals()}
-
-    def compute_totals(self) -> dict:
-        t = {"files": 0, "dirs": 0, "links": 0, "bytes": 0}
-        for e in self.entries:
-            if e.type == FILE:
-                t["files"] += 1
-                t["bytes"] += e.size
-            elif e.type == DIR:
-                t["dirs"] += 1
-            else:
-                t["links"] += 1
-        return t
-
     def by_path(self) -> dict[str, Entry]:
         return {e.path: e for e in self.entries}
-
-
-def encode(manifest: Manifest) -> bytes:
-    """The manifest's bytes on the drive (before any encryption)."""
-    manifest.entries.sort(key=lambda e: sort_key(e.path))
-    encode_line = _ENCODER.encode   # one encoder: json.dumps(separators=...) builds one per call
-    body = "".join([encode_line(obj) + "\n" for obj in [manifest.header()] +
-                    [e.to_dict() for e in manifest.entries]]).encode("ascii")
-    digest = hashlib.sha256(body)
-    trailer = {"type": "trailer", "entries": len(manifest.entries), "sha256": digest.hexdigest()}
-    lines = [body, (encode_line(trailer) + "\n").encode("ascii")]
-    # Level 1: a manifest is written every run; level 9 cost a fifth of a no-change backup.
-    return gzip.compress(b"".join(lines), compresslevel=1, mtime=0)
-
-
-def decode(data: bytes, name: str = "manifest", *, encrypted: bool | None = None) -> Manifest:
-    """Parse and check a manifest; any damage raises ManifestDamaged naming ``name``.
-
-    Bytes from a drive are untrusted: besides the trailer's checksum (truncation,
-    edits), every header field and every entry is checked for its type and range,
-    and every path and mirror name against the restore rules (:func:`path_problem`),
-    so nothing that reaches the rest of the engine can point outside the set.
-    ``encrypted``: True requires an ``obj`` on every file entry (None: either).
-    """
-    raw = _gunzip(data, name)
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    if len(lines) < 2:
-        raise ManifestDamaged(path=name, reason="it is truncated")
-    try:
-        # One parse of all lines as a JSON array: 30,000 json.loads calls cost a tenth of a run.
-        objs = json.loads(b"[" + b",".join(lines) + b"]")
-        if len(objs) != len(lines) or not all(isinstance(o, dict) for o in objs):
-            raise ValueError
-    except (ValueError, RecursionError):
-        raise ManifestDamaged(path=name, reason="a line is not valid JSON") from None
-    header, trailer = objs[0], objs[-1]
-    if header.get("type") != "header" or header.get("format") != MANIFEST_FORMAT:
-        raise ManifestDamaged(path=name, reason="no header line")
-    version = header.get("version")
-    if not _is_int(version) or version < 1:
-        raise ManifestDamaged(path=name, reason="its header has no valid version")
-    if version > MANIFEST_VERSION:
-        raise NewerFormat(path=name, version=version)
-    if trailer.get("type") != "trailer":
-        raise ManifestDamaged(path=name, reason="it is truncated (no trailer)")
-    digest = hashlib.sha256()
-    for line in lines[:-1]:
-        digest.update(line + b"\n")
-    if trailer.get("sha256") != digest.hexdigest() or trailer.get("entries") != len(objs) - 2:
-        raise ManifestDamaged(path=name, reason="its checksum does not match its contents")
-    m = decode_header(header, name)
-    order = EntryOrder(name)
-    for i, obj in enumerate(objs[1:-1], start=2):
-        m.entries.append(order.check(parse_entry(obj, name, encrypted=encrypted, line=i)))
-    return m
-
-
-def _gunzip(data: bytes, name: str) -> bytes:
-    """The manifest's text, refusing more than MAX_MANIFEST_TEXT (a small gzip can unpack to terabytes)."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        raw = d.decompress(data, MAX_MANIFEST_TEXT + 1)
-    except zlib.error as err:
-        raise ManifestDamaged(path=name, reason=f"not readable as gzip: {err}") from None
-    if len(raw) > MAX_MANIFEST_TEXT:
-        raise ManifestDamaged(path=name, reason=f"it unpacks to more than {MAX_MANIFEST_TEXT} bytes")
-    if not d.eof:
-        raise ManifestDamaged(path=name, reason="not readable as gzip: it is truncated")
-    if d.unused_data:
-        raise ManifestDamaged(path=name, reason="not readable as gzip: unexpected data after its end")
-    return raw
 
 
 # --- checking untrusted values (a manifest is read from a drive) --------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from core.engine import manifest as mf
+from core.engine import manifest_io as mio
 from core.engine import safeio
 from core.engine.fs import FileSystem, read_buffer, translate
 from core.engine.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
@@ -228,26 +229,62 @@ class BackupSet:
             raise UsageError(f"'{spec}' matches {len(matches)} snapshots; give more of the id.")
         raise SnapshotNotFound(snapshot=spec)
 
-    def manifest(self, snapshot_id: str) -> mf.Manifest:
-        """A snapshot's manifest, checked (ManifestDamaged if it is not intact)."""
-        if snapshot_id not in self._manifests:
-            path = self.layout.manifest(snapshot_id)
-            name = f"snapshots/{path.name}"
-            try:
-                blob = safeio.read_bytes(path, mf.MAX_MANIFEST_BYTES, root=self.root,
-                                         error=lambda reason, **_: ManifestDamaged(path=name, reason=reason))
-            except FileNotFoundError:
-                raise SnapshotNotFound(snapshot=snapshot_id) from None
+    def open_manifest(self, snapshot_id: str) -> mio.ManifestReader:
+        """A snapshot's manifest as a stream (memory flat in its size): ``.manifest`` holds the
+        header fields at once, iterating yields the checked entries, and the trailer is checked
+        at the end (see core/engine/manifest_io.py). Close it (or use ``with``)."""
+        path = self.layout.manifest(snapshot_id)
+        name = f"snapshots/{path.name}"
+
+        def damaged(reason: str, **_) -> ManifestDamaged:
+            return ManifestDamaged(path=name, reason=reason)
+
+        try:
+            fd = safeio.open_regular(path, error=damaged, root=self.root)
+        except FileNotFoundError:
+            raise SnapshotNotFound(snapshot=snapshot_id) from None
+        raw = os.fdopen(fd, "rb")
+        try:
+            if os.fstat(fd).st_size > mf.MAX_MANIFEST_BYTES:
+                raise damaged(f"it is larger than {mf.MAX_MANIFEST_BYTES} bytes")
+            stream = raw
             if self.keys is not None:
                 from core.engine import crypto
 
-                blob = crypto.decrypt_bytes(self.keys, blob, name=name)
-            m = mf.decode(blob, name=name, encrypted=self.keys is not None)
-            if m.snapshot_id != snapshot_id:
-                # A manifest renamed (or copied) to another id would lie about its time.
-                raise ManifestDamaged(path=f"snapshots/{path.name}",
-                                      reason=f"it describes snapshot {m.snapshot_id}, not {snapshot_id}")
-            self._manifests[snapshot_id] = m
+                stream = crypto.DecryptingReader(raw, self.keys, name=name)
+            reader = mio.ManifestReader(stream, name, encrypted=self.keys is not None)
+            if reader.manifest.snapshot_id != snapshot_id:
+                raise damaged(f"it describes snapshot {reader.manifest.snapshot_id}, not {snapshot_id}")
+        except BaseException:
+            raw.close()
+            raise
+        reader.closing = raw
+        return reader
+
+    def manifest_chunks(self, writer: mio.ManifestWriter, m: mf.Manifest) -> Iterator[bytes]:
+        """The bytes of the manifest ``writer`` collected (header fields from ``m``), encrypted
+        for an encrypted set: what ``write_atomic`` puts in ``snapshots/``."""
+        if self.keys is None:
+            yield from writer.chunks(m)
+            return
+        from core.engine import crypto
+
+        sink = _Collect()
+        enc = crypto.EncryptingWriter(sink, self.keys)
+        for chunk in writer.chunks(m):
+            enc.write(chunk)
+            yield sink.take()
+        enc.close()
+        yield sink.take()
+
+    def manifest(self, snapshot_id: str) -> mf.Manifest:
+        """A snapshot's whole manifest, checked (ManifestDamaged if it is not intact); kept.
+
+        Memory grows with the snapshot: paths that must scale stream with :meth:`open_manifest`.
+        """
+        if snapshot_id not in self._manifests:
+            with self.open_manifest(snapshot_id) as reader:
+                self._manifests[snapshot_id] = reader.read_all()
         return self._manifests[snapshot_id]
 
     def snapshots(self) -> list[SnapshotInfo]:
@@ -264,12 +301,11 @@ class BackupSet:
         return out
 
     def encode_manifest(self, m: mf.Manifest) -> bytes:
-        data = mf.encode(m)
-        if self.keys is None:
-            return data
-        from core.engine import crypto
-
-        return crypto.encrypt_bytes(self.keys, data)
+        """A whole manifest's bytes as stored in this set (encrypted in an encrypted set)."""
+        with mio.ManifestWriter() as writer:
+            for e in sorted(m.entries, key=lambda e: mf.sort_key(e.path)):
+                writer.add(e)
+            return b"".join(self.manifest_chunks(writer, m))
 
     def forget_cached(self, snapshot_id: str) -> None:
         self._manifests.pop(snapshot_id, None)
@@ -358,6 +394,22 @@ class BackupSet:
             yield from reader
         finally:
             raw.close()
+
+
+class _Collect:
+    """A write sink whose bytes are taken out piece by piece (streams an EncryptingWriter)."""
+
+    def __init__(self):
+        self._parts: list[bytes] = []
+
+    def write(self, data) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
 
 
 class _ConcatReader:

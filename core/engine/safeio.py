@@ -93,14 +93,15 @@ def read_bytes(path: Path, limit: int, *, root: Path | None = None, error=DriveF
         os.close(fd)
 
 
-def open_regular(path: Path, error=DriveFileDamaged) -> int:
+def open_regular(path: Path, error=DriveFileDamaged, root: Path | None = None) -> int:
     """A read descriptor of the regular file ``path`` (last component not followed), for streaming.
 
-    Content files (``objects/``, ``Latest/``) are read through this: a FIFO put
-    in their place must not hang a verify or a restore. Raises like read_bytes.
+    Content files (``objects/``, ``Latest/``) and streamed manifests are read
+    through this: a FIFO put in their place must not hang a verify or a restore.
+    With ``root``, no folder from there down may be a symlink either. Raises like read_bytes.
     """
     try:
-        return _open_regular(Path(path), None, error)
+        return _open_regular(Path(path), Path(root) if root is not None else None, error)
     except OSError as err:
         if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):
             raise error(path=str(path), reason="it is a symbolic link") from None

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from core.engine import manifest as mf
+from core.engine import manifest_io as mio
 from core.engine.layout import SetLayout
 from core.engine.repo import BackupSet
 from core.errors import UnsafePath
@@ -94,7 +95,7 @@ def _forge(set_path, entries):
     sid = "20990101T000000Z-beef"
     base = bset.manifest(bset.newest_id())
     forged = mf.Manifest(sid, "2099-01-01T00:00:00+00:00", "h", "j", base.sources, None, entries)
-    SetLayout(set_path).manifest(sid).write_bytes(mf.encode(forged))
+    SetLayout(set_path).manifest(sid).write_bytes(mio.encode(forged))
     return sid, base
 
 

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from core.agent.drives import decode_drive_file
 from core.engine import journal
 from core.engine import manifest as mf
+from core.engine import manifest_io as mio
 from core.engine.lock import decode_holder
 from core.engine.repo import BackupSet, decode_meta
 from core.errors import DriveFileDamaged, EncryptedDataDamaged, ManifestDamaged, NewerFormat, NotASet
@@ -72,7 +73,7 @@ def _mutate(d: dict, data) -> dict:
 
 def _decode_manifest(blob: bytes) -> None:
     try:
-        m = mf.decode(blob, name="snapshots/fuzz.json.gz")
+        m = mio.decode(blob, name="snapshots/fuzz.json.gz")
     except (ManifestDamaged, NewerFormat) as err:
         assert "snapshots/fuzz.json.gz" in str(err)
         return

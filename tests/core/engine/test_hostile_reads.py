@@ -24,6 +24,7 @@ from core.agent.drives import read_drive_file, write_drive_file
 from core.agent.watcher import DriveWatcher
 from core.engine import crypto, journal
 from core.engine import manifest as mf
+from core.engine import manifest_io as mio
 from core.engine.layout import SetLayout, drive_file
 from core.engine.repo import BackupSet
 from core.errors import DriveFileDamaged, ManifestDamaged, UnsafeManifestPath, UnsafePath
@@ -161,7 +162,7 @@ def _header(change) -> dict:
 @pytest.mark.parametrize("case", sorted(UNSAFE))
 def test_entries_that_reach_outside_are_refused_as_unsafe(case):
     with pytest.raises(UnsafeManifestPath, match="snapshots/x.json.gz") as info:
-        mf.decode(_raw_manifest(entries=UNSAFE[case]), name="snapshots/x.json.gz")
+        mio.decode(_raw_manifest(entries=UNSAFE[case]), name="snapshots/x.json.gz")
     # Both kinds: verify lists it as a damaged manifest, restore refuses it as an unsafe path.
     assert isinstance(info.value, ManifestDamaged) and isinstance(info.value, UnsafePath)
     assert info.value.exit_code == 4 and "outside the restore folder or the backup set" in str(info.value)
@@ -170,18 +171,18 @@ def test_entries_that_reach_outside_are_refused_as_unsafe(case):
 @pytest.mark.parametrize("case", sorted(DAMAGED))
 def test_entries_of_the_wrong_shape_are_refused(case):
     with pytest.raises(ManifestDamaged, match="snapshots/x.json.gz"):
-        mf.decode(_raw_manifest(entries=DAMAGED[case]), name="snapshots/x.json.gz")
+        mio.decode(_raw_manifest(entries=DAMAGED[case]), name="snapshots/x.json.gz")
 
 
 @pytest.mark.parametrize("case", sorted(HEADER))
 def test_headers_of_the_wrong_shape_are_refused(case):
     with pytest.raises(ManifestDamaged, match="snapshots/x.json.gz"):
-        mf.decode(_raw_manifest(_header(HEADER[case])), name="snapshots/x.json.gz")
+        mio.decode(_raw_manifest(_header(HEADER[case])), name="snapshots/x.json.gz")
 
 
 def test_a_well_formed_crafted_manifest_is_accepted():
     """The crafting helper makes manifests the decoder takes: the refusals above are the fields'."""
-    m = mf.decode(_raw_manifest(entries=[DATA, _f("Data/b.txt", mirror="Data/b%2E.txt", parts=2), LINK]))
+    m = mio.decode(_raw_manifest(entries=[DATA, _f("Data/b.txt", mirror="Data/b%2E.txt", parts=2), LINK]))
     assert [e.path for e in m.entries] == ["Data", "Data/b.txt", "Data/x"]
     assert m.entries[1].mirror_path == "Data/b%2E.txt" and m.entries[1].parts == 2
 
@@ -190,14 +191,14 @@ def test_a_gzip_bomb_is_refused_without_unpacking_it(monkeypatch):
     monkeypatch.setattr(mf, "MAX_MANIFEST_TEXT", 1 << 20)
     bomb = gzip.compress(b" " * (8 << 20))
     with pytest.raises(ManifestDamaged, match="unpacks to more than"):
-        mf.decode(bomb)
+        mio.decode(bomb)
 
 
 def test_a_line_nested_too_deep_is_damage_not_a_recursion_error():
     lines = gzip.decompress(_raw_manifest(entries=[DATA])).split(b"\n")
     lines[1] = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(ManifestDamaged, match="not valid JSON"):
-        mf.decode(gzip.compress(b"\n".join(lines)))
+        mio.decode(gzip.compress(b"\n".join(lines)))
 
 
 # --- special files in a set ------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 
 from core.engine import manifest as mf
 from core.engine.layout import SetLayout
-from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, decode, encode
+from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
+from core.engine.manifest_io import decode, encode
 from core.engine.repo import BackupSet
 from core.errors import ManifestDamaged, NewerFormat
 from tests.support.engine import backup_path, restore_path, verify_path

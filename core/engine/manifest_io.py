@@ -1,0 +1,312 @@
+"""Manifests as streams: read entries one at a time, write them as they come.
+
+The format itself (entries, header fields, every check of untrusted values)
+is ``core/engine/manifest.py``'s; this module moves its bytes. Memory stays flat
+in the number of entries on both sides:
+
+* :class:`ManifestReader` gunzips a manifest's bytes as they are read (from the
+  drive, or from a decrypting reader), parses a batch of lines at a time, and
+  yields each entry checked (types, ranges, path rules, order). The header is
+  available at once (``reader.manifest``: a :class:`Manifest` without entries);
+  the trailer (entry count and SHA-256 of every byte before it) is checked when
+  the last entry has been yielded. Until then an entry is well formed but the
+  file may still turn out truncated or edited: a caller that acts on entries
+  before the end must not commit anything on that basis until iteration ended
+  without ``ManifestDamaged``.
+* :class:`ManifestWriter` takes entries in manifest order, spools them
+  compressed to a local temporary file (unlinked at once; the header's totals
+  are known only at the end), and then streams the finished manifest's gzip
+  bytes: header with totals, entries, trailer.
+
+``encode`` / ``decode`` are the whole-manifest forms of the two (tests, small sets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tempfile
+import zlib
+from typing import BinaryIO, Iterable, Iterator
+
+from core.engine import manifest as mf
+from core.engine.manifest import (
+    DIR,
+    FILE,
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    EntryOrder,
+    Manifest,
+    _is_int,
+    decode_header,
+    parse_entry,
+    sort_key,
+)
+from core.engine.manifest import Entry as Entry  # re-exported: readers and writers speak in entries
+from core.errors import ManifestDamaged, NewerFormat
+
+READ_BLOCK = 1 << 20          # bytes read from the drive at a time
+BATCH_LINES = 4096            # lines parsed per json.loads call (one call per line costs a tenth of a run)
+MAX_LINE = 1 << 20            # no valid entry line is near this long (paths are capped at 16 K characters)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
+class ManifestReader:
+    """Streams one manifest: ``.manifest`` (header fields) at once, then its entries by iteration.
+
+    ``stream`` yields the gzip bytes (``read(n)``); ``name`` names the file in
+    errors; ``encrypted``: True requires an ``obj`` on every file entry.
+    """
+
+    def __init__(self, stream: BinaryIO, name: str = "manifest", *, encrypted: bool | None = None):
+        self._stream = stream
+        self.name = name
+        self._encrypted = encrypted
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._text = 0
+        self._pending = b""            # bytes after the last complete line
+        self._eof = False
+        self._digest = hashlib.sha256()
+        self._count = 0
+        self._done = False
+        self.closing = None            # what close() closes (the file under a decrypting reader)
+        header_line = self._first_line()
+        self.manifest = self._header(header_line)
+
+    # --- bytes -> lines ------------------------------------------------------------------
+    def _damaged(self, reason: str) -> ManifestDamaged:
+        return ManifestDamaged(path=self.name, reason=reason)
+
+    def _more(self) -> bytes:
+        """The next piece of text ("" at the end), refusing more than MAX_MANIFEST_TEXT in all."""
+        while True:
+            if self._z.unconsumed_tail:
+                data = self._z.unconsumed_tail
+            else:
+                if self._eof:
+                    return b""
+                data = self._stream.read(READ_BLOCK)
+                if not data:
+                    self._eof = True
+                    if not self._z.eof:
+                        raise self._damaged("not readable as gzip: it is truncated")
+                    return b""
+                if self._z.eof:
+                    raise self._damaged("not readable as gzip: unexpected data after its end")
+            try:
+                text = self._z.decompress(data, READ_BLOCK)
+            except zlib.error as err:
+                raise self._damaged(f"not readable as gzip: {err}") from None
+            if self._z.unused_data:
+                raise self._damaged("not readable as gzip: unexpected data after its end")
+            self._text += len(text)
+            if self._text > mf.MAX_MANIFEST_TEXT:   # read at run time: tests lower it
+                raise self._damaged(f"it unpacks to more than {mf.MAX_MANIFEST_TEXT} bytes")
+            if text:
+                return text
+
+    def _lines(self) -> list[bytes]:
+        """The next complete lines (at least one), or [] at the end of the text."""
+        while True:
+            text = self._more()
+            if not text:
+                if self._pending:
+                    raise self._damaged("it is truncated (its last line is incomplete)")
+                return []
+            buf = self._pending + text
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                if len(buf) > MAX_LINE:
+                    raise self._damaged("a line is far too long")
+                self._pending = buf
+                continue
+            self._pending = buf[cut + 1:]
+            return buf[:cut].split(b"\n")
+
+    def _first_line(self) -> bytes:
+        lines = self._lines()
+        if not lines:
+            raise self._damaged("it is truncated")
+        first, rest = lines[0], lines[1:]
+        self._queue = rest
+        return first
+
+    def _parse(self, lines: list[bytes]) -> list:
+        try:
+            objs = json.loads(b"[" + b",".join(lines) + b"]")
+            if len(objs) != len(lines) or not all(isinstance(o, dict) for o in objs):
+                raise ValueError
+        except (ValueError, RecursionError):
+            raise self._damaged("a line is not valid JSON") from None
+        return objs
+
+    # --- header, entries, trailer ----------------------------------------------------------
+    def _header(self, line: bytes) -> Manifest:
+        (header,) = self._parse([line])
+        if header.get("type") != "header" or header.get("format") != MANIFEST_FORMAT:
+            raise self._damaged("no header line")
+        version = header.get("version")
+        if not _is_int(version) or version < 1:
+            raise self._damaged("its header has no valid version")
+        if version > MANIFEST_VERSION:
+            raise NewerFormat(path=self.name, version=version)
+        self._digest.update(line + b"\n")
+        return decode_header(header, self.name)
+
+    def __iter__(self) -> Iterator[Entry]:
+        if self._done:
+            raise RuntimeError("a manifest stream is read once")
+        self._done = True
+        order = EntryOrder(self.name)
+        lines, trailer = self._queue, None
+        self._queue = []
+        while True:
+            if not lines:
+                lines = self._lines()
+                if not lines:
+                    break
+            objs = self._parse(lines)
+            for line, obj in zip(lines, objs, strict=True):
+                if trailer is not None:
+                    raise self._damaged("it has lines after its trailer")
+                if obj.get("type") == "trailer":
+                    trailer = obj
+                    continue
+                self._digest.update(line + b"\n")
+                self._count += 1
+                yield order.check(parse_entry(obj, self.name, encrypted=self._encrypted, line=self._count + 1))
+            lines = []
+        if trailer is None:
+            raise self._damaged("it is truncated (no trailer)")
+        if trailer.get("sha256") != self._digest.hexdigest() or trailer.get("entries") != self._count:
+            raise self._damaged("its checksum does not match its contents")
+
+    def close(self) -> None:
+        for f in (self._stream, self.closing):
+            close = getattr(f, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> "ManifestReader":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def read_all(self) -> Manifest:
+        """The whole manifest, entries included (memory grows with it: small sets and tests)."""
+        m = self.manifest
+        m.entries = list(self)
+        return m
+
+
+class ManifestWriter:
+    """Takes entries in manifest order; :meth:`chunks` then gives the finished manifest's gzip bytes.
+
+    Entries wait in a local temporary file (compressed, unlinked at once, so it
+    vanishes with the process) because the header, which comes first, holds
+    totals known only at the end. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self):
+        self._spool = tempfile.TemporaryFile(prefix="plugback-manifest-")
+        self._z = zlib.compressobj(1)
+        self._buf: list[str] = []
+        self._last: list[str] | None = None
+        self.count = 0
+        self.totals = {"files": 0, "dirs": 0, "links": 0, "bytes": 0}
+
+    def add(self, e: Entry) -> None:
+        key = sort_key(e.path)
+        if self._last is not None and key <= self._last:
+            raise ValueError(f"manifest entries out of order: {e.path!r} after {'/'.join(self._last)!r}")
+        self._last = key
+        if e.type == FILE:
+            if not e.sha256:
+                raise ValueError(f"file entry without content hash: {e.path!r}")
+            self.totals["files"] += 1
+            self.totals["bytes"] += e.size
+        elif e.type == DIR:
+            self.totals["dirs"] += 1
+        else:
+            self.totals["links"] += 1
+        self.count += 1
+        self._buf.append(_ENCODER.encode(e.to_dict()))
+        if len(self._buf) >= BATCH_LINES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._spool.write(self._z.compress(("\n".join(self._buf) + "\n").encode("ascii")))
+            self._buf = []
+
+    def _spooled_lines(self) -> Iterator[bytes]:
+        self._flush()
+        self._spool.write(self._z.flush())
+        self._spool.seek(0)
+        z = zlib.decompressobj()
+        pending = b""
+        while True:
+            data = self._spool.read(READ_BLOCK)
+            text = z.decompress(data) if data else z.flush()
+            if not data and not text:
+                break
+            pending += text
+            cut = pending.rfind(b"\n")
+            if cut >= 0:
+                yield pending[:cut + 1]
+                pending = pending[cut + 1:]
+        if pending:
+            yield pending
+
+    def chunks(self, m: Manifest) -> Iterator[bytes]:
+        """The manifest's gzip bytes (header from ``m``'s fields with these entries' totals)."""
+        m.totals = dict(self.totals)
+        header = {"type": "header", "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+                  "snapshot": m.snapshot_id, "time": m.time, "host": m.host, "job": m.job,
+                  "sources": m.sources, "parent": m.parent, "totals": m.totals}
+        digest = hashlib.sha256()
+        # Level 1: a manifest is written every run; level 9 cost a fifth of a no-change backup.
+        gz = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        head = (_ENCODER.encode(header) + "\n").encode("ascii")
+        digest.update(head)
+        yield gz.compress(head)
+        for block in self._spooled_lines():
+            digest.update(block)
+            out = gz.compress(block)
+            if out:
+                yield out
+        trailer = {"type": "trailer", "entries": self.count, "sha256": digest.hexdigest()}
+        yield gz.compress((_ENCODER.encode(trailer) + "\n").encode("ascii")) + gz.flush()
+
+    def close(self) -> None:
+        self._spool.close()
+
+    def __enter__(self) -> "ManifestWriter":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+def encode(manifest: Manifest) -> bytes:
+    """A whole manifest's bytes on the drive (before any encryption); its entries are sorted first."""
+    with ManifestWriter() as w:
+        for e in sorted(manifest.entries, key=lambda e: sort_key(e.path)):
+            w.add(e)
+        return b"".join(w.chunks(manifest))
+
+
+def decode(data: bytes, name: str = "manifest", *, encrypted: bool | None = None) -> Manifest:
+    """A whole manifest from its bytes, checked (see :class:`ManifestReader`)."""
+    return ManifestReader(io.BytesIO(data), name, encrypted=encrypted).read_all()
+
+
+def write_chunks(chunks: Iterable[bytes], sink) -> int:
+    """Write ``chunks`` to ``sink`` (``write(bytes)``); the number of bytes written."""
+    n = 0
+    for c in chunks:
+        sink.write(c)
+        n += len(c)
+    return n
