@@ -285,6 +285,19 @@ class DriveNotConnected(PlugbackError):
                 "itself if the job runs on connect, or run it again.")
 
 
+class SetNeedsConfirmation(PlugbackError):
+    """A job found a backup set it did not make (or another one than it is bound to) at its
+    destination: it is used only after the user confirms (core.agent.adopt)."""
+
+    code = "set_needs_confirmation"
+
+    def default_message(self, job="", path="", facts="", **_):
+        return (f"The destination of '{job}' already holds a backup that this job did not make "
+                f"({facts}; at {path}). Plugback did not back up into it. If it is yours, confirm it: "
+                f"“Use this backup” in the settings window, or 'plugback job adopt \"{job}\"'. "
+                "Otherwise remove that drive, or give the job another name or destination.")
+
+
 class AgentBusy(PlugbackError):
     """The agent refused an action that conflicts with a running one."""
 

@@ -66,8 +66,8 @@ class Api:
     #: The names the page may call. Anything else gets ``unknown_method``.
     METHODS = frozenset({
         "info", "status", "run_job", "stop_job", "pause", "resume", "config_get",
-        "job_save", "job_remove", "prefs_save", "drives_list", "drive_init", "drive_forget",
-        "eject", "history", "run_log", "snapshots", "ls", "search", "restore",
+        "job_save", "job_remove", "set_info", "adopt_set", "prefs_save", "drives_list", "drive_init",
+        "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
         "exclude_preview", "pick_folder", "check_folder",
     })
 
@@ -164,6 +164,14 @@ class Api:
         """Remove a job from the config (its backups on the drive stay)."""
         return self._ask("job_remove", name=_text(name, "The job name"))
 
+    def set_info(self, name: str) -> dict:
+        """The backup set at a job's destination now (computer, job, newest snapshot), and whether it is the job's."""
+        return self._ask("set_info", name=_text(name, "The job name"))
+
+    def adopt_set(self, name: str, set_id: str) -> dict:
+        """The user confirmed: the job may back up into the set ``set_id`` found at its destination."""
+        return self._ask("adopt_set", name=_text(name, "The job name"), set_id=_text(set_id, "The backup set"))
+
     def prefs_save(self, prefs: dict) -> dict:
         """Save the preferences."""
         _need(isinstance(prefs, dict), "The preferences are missing.")
@@ -213,6 +221,12 @@ class Api:
         """Find a file name across all snapshots of a job."""
         _need(isinstance(query, str) and len(query.strip()) >= 2, "Type at least two characters to search for.")
         return self._ask("search", job=_text(job, "The job name"), query=query.strip())
+
+    def restore_plan(self, job: str, snapshot: str, paths: list, target: str | None = None) -> dict:
+        """Where a restore would write each top folder (shown before it starts)."""
+        _need(isinstance(paths, list), "The selection must be a list.")
+        return self._ask("restore_plan", job=_text(job, "The job name"), snapshot=_text(snapshot, "The snapshot"),
+                         paths=paths, target=target or None)
 
     def restore(self, job: str, snapshot: str, paths: list, target: str | None = None,
                 on_conflict: str = "skip") -> dict:

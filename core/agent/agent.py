@@ -268,7 +268,7 @@ class Agent:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
-                          clock=self.clock)
+                          clock=self.clock, bind=self.bind_set)
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
             self.history.append_log(outcome.run_id, "the drive was removed during the run")
@@ -276,6 +276,12 @@ class Agent:
                                                        error=DriveGone().message, error_code=DriveGone.code))
             outcome.status, outcome.error = RunStatus.DRIVE_REMOVED, DriveGone()
         self._notify_outcome(job, outcome)
+
+    def bind_set(self, name: str, set_id: str) -> None:
+        """Record that job ``name`` owns the set ``set_id`` (core.agent.adopt), in config.json."""
+        from core.agent.adopt import bind
+
+        self.edit_config(lambda cfg: bind(cfg, name, set_id))
 
     def _notify_outcome(self, job: Job, outcome) -> None:
         if outcome.status in SUCCESS:

@@ -1,5 +1,11 @@
-"""Browsing and restoring a job's snapshots for the settings window (IPC snapshots/ls/search/restore),
-and the exclude preview. Everything goes through the engine's BackupSet, restore and scan APIs.
+"""Browsing and restoring a job's snapshots for the settings window (IPC snapshots/ls/search/restore,
+restore_plan), and the exclude preview. Everything goes through the engine's BackupSet, restore and
+scan APIs.
+
+"The original place" is this computer's configured sources of the job, never the
+source paths a snapshot records (the drive is untrusted input, issue #10): each
+top folder of the snapshot maps to one of the job's sources (:func:`original_places`),
+and a top folder with no configured source is refused with a request to pick a folder.
 """
 
 from __future__ import annotations
@@ -27,6 +33,60 @@ def _set(agent, job_name: str):
     mounts = list(agent.present.values())
     target = resolve_target(job, agent.config, mounts=mounts)
     return BackupSet.open(target.set_path, make_unlocker()), target
+
+
+def _top_names(sources: list[str]) -> dict[str, str]:
+    """The top folder name each configured source gets in a set (as core.engine.scan names new ones)."""
+    names, taken = {}, set()
+    for src in sources:
+        base = os.path.basename(os.path.normpath(src)) or "root"
+        name, n = base, 2
+        while name.casefold() in taken:
+            name, n = f"{base}-{n}", n + 1
+        taken.add(name.casefold())
+        names[src] = name
+    return names
+
+
+def original_places(job, recorded: list[dict], tops) -> dict[str, str]:
+    """Where each top folder in ``tops`` goes back to: one of ``job``'s configured sources.
+
+    A top folder maps to the configured source the snapshot recorded for it
+    (same path), else to the configured source that gets that folder name; the
+    recorded path itself is never used as a destination. None found: UsageError
+    asking for a folder.
+    """
+    configured = [os.path.normpath(s) for s in job.sources]
+    by_name = {name: src for src, name in _top_names(configured).items()}
+    recorded_path = {s.get("name"): os.path.normpath(str(s.get("path"))) for s in recorded}
+    out, missing = {}, []
+    for top in sorted(tops):
+        src = recorded_path.get(top)
+        out[top] = src if src in configured else by_name.get(top)
+        if out[top] is None:
+            missing.append(top)
+    if missing:
+        raise UsageError(f"The job '{job.name}' has no folder to back up that matches "
+                         f"{', '.join(repr(m) for m in missing)} in this snapshot, so there is no original "
+                         "place for it on this computer. Restore it to a folder you choose.")
+    return out
+
+
+def restore_plan(agent, args: dict) -> dict:
+    """Where a restore would write, before it starts: ``{destinations: [{top, to}], target}``."""
+    bset, _ = _set(agent, args["job"])
+    snapshot = bset.resolve_id(args.get("snapshot") or "latest")
+    tops = {p.strip("/").partition("/")[0] for p in args.get("paths") or []} - {""}
+    if not tops:
+        tops = {e.path.partition("/")[0] for e in bset.manifest(snapshot).entries}
+    dest = args.get("target")
+    if dest:
+        base = os.path.abspath(os.path.expanduser(dest))
+        places = {top: os.path.join(base, top) for top in tops}
+    else:
+        places = original_places(agent.job(args["job"]), bset.manifest(snapshot).sources, tops)
+    return {"snapshot": snapshot, "target": dest,
+            "destinations": [{"top": top, "to": places[top]} for top in sorted(places)]}
 
 
 def _iso_ns(ns: int) -> str:
@@ -84,8 +144,11 @@ def start_restore(agent, args: dict) -> dict:
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     paths = list(args.get("paths") or [])
     dest = args.get("target")
+    # "The original place" is this computer's sources of the job: the engine gets the mapping.
+    places = restore_plan(agent, {**args, "snapshot": snapshot})["destinations"]
+    where = Path(dest) if dest else {d["top"]: d["to"] for d in places}
     task = {"job": job_name, "snapshot": snapshot, "paths": paths, "target": dest, "running": True,
-            "progress": None, "result": None, "error": None}
+            "destinations": places, "progress": None, "result": None, "error": None}
     cancel = CancelToken()
 
     def progress(p):
@@ -99,7 +162,7 @@ def start_restore(agent, args: dict) -> dict:
 
     def work():
         try:
-            result = restore(bset, Path(dest) if dest else None, options)
+            result = restore(bset, where, options)
             task["result"] = {k: v for k, v in vars(result).items() if isinstance(v, (int, str, float, bool))}
         except PlugbackError as err:
             task["error"] = {"code": err.code, "message": err.message}

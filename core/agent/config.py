@@ -33,6 +33,7 @@ APP_NAME = "Plugback"
 VERIFY_POLICIES = ("after_backup", "none")
 RETENTION_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 _JOB_NAME = re.compile(r"^[^\x00-\x1f/\\:*?\"<>|]{1,64}$")
+_SET_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -238,11 +239,14 @@ class Job:
     retention: dict = field(default_factory=dict)
     verify: str = "after_backup"
     encrypt: bool = False
+    #: The set this job made or the user adopted (core.agent.adopt); None until its first run.
+    set_id: str | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "sources": list(self.sources), "destination": self.destination.to_dict(),
                 "triggers": self.triggers.to_dict(), "excludes": list(self.excludes),
-                "retention": dict(self.retention), "verify": self.verify, "encrypt": self.encrypt}
+                "retention": dict(self.retention), "verify": self.verify, "encrypt": self.encrypt,
+                **({"set_id": self.set_id} if self.set_id else {})}
 
     def to_window(self) -> dict:
         """The IPC ``Job`` shape: :meth:`to_dict` with the triggers of :meth:`Triggers.to_window`."""
@@ -250,8 +254,11 @@ class Job:
 
     @classmethod
     def from_window(cls, data, where: str = "job") -> "Job":
-        """A job as the window sends it (:meth:`to_window`'s shape), validated like config.json."""
+        """A job as the window sends it (:meth:`to_window`'s shape), validated like config.json.
+
+        ``set_id`` is ignored: a set is bound only by its first run or by ``adopt_set``."""
         _check_type(data, dict, where, "an object")
+        data = {k: v for k, v in data.items() if k != "set_id"}
         triggers = Triggers.from_window(data.get("triggers", {}), f"{where}.triggers")
         return cls.from_dict({**data, "triggers": triggers.to_dict()}, where)
 
@@ -259,7 +266,7 @@ class Job:
     def from_dict(cls, data, where: str = "job") -> "Job":
         _check_type(data, dict, where, "an object")
         _check_keys(data, {"name", "sources", "destination", "triggers", "excludes", "retention",
-                           "verify", "encrypt"}, where)
+                           "verify", "encrypt", "set_id"}, where)
         name = data.get("name")
         if not isinstance(name, str) or not _JOB_NAME.match(name) or name.strip(" .") != name:
             raise _bad(f"{where}.name", "must be 1-64 characters, without / \\ : * ? \" < > | "
@@ -290,9 +297,12 @@ class Job:
         if verify not in VERIFY_POLICIES:
             raise _bad(f"{where}.verify", f"must be one of {', '.join(VERIFY_POLICIES)}")
         encrypt = _check_type(data.get("encrypt", False), bool, f"{where}.encrypt", "true or false")
+        set_id = data.get("set_id")
+        if set_id is not None and not _SET_ID.match(_check_type(set_id, str, f"{where}.set_id", "a set id")):
+            raise _bad(f"{where}.set_id", "must be a set id (a UUID, as in the set's plugback.json)")
         return cls(name=name, sources=list(sources), destination=dest, triggers=triggers,
                    excludes=list(excludes), retention={k: v for k, v in retention.items() if v is not None},
-                   verify=verify, encrypt=encrypt)
+                   verify=verify, encrypt=encrypt, set_id=set_id)
 
 
 @dataclass
@@ -406,6 +416,8 @@ class Config:
         if clash is not None and clash is not old:
             raise UsageError(f"A job named '{clash.name}' exists. Pick another name, or remove that job first.")
         if old is not None:
+            if job.set_id is None:
+                job.set_id = old.set_id   # an edit keeps the binding (a run checks it against the set)
             self.jobs[self.jobs.index(old)] = job
         else:
             self.jobs.append(job)

@@ -12,6 +12,7 @@ agent stays small.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from datetime import datetime, timezone
@@ -25,9 +26,11 @@ from core.errors import BadRequest, NotFound
 #: Every command, in the order of docs/ipc.md; each is the method of the same name
 #: (``quit`` is :meth:`Handlers.quit_`, the name ``quit`` being a builtin).
 COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "resume", "config_get",
-            "job_save", "job_remove", "prefs_save", "drives_list", "drive_init", "drive_forget", "eject",
-            "history", "run_log", "snapshots", "ls", "search", "restore", "exclude_preview", "quit")
+            "job_save", "job_remove", "set_info", "adopt_set", "prefs_save", "drives_list", "drive_init",
+            "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
+            "exclude_preview", "quit")
 HISTORY_LIMIT = 1000
+log = logging.getLogger("plugback.handlers")
 
 
 def _text(args: dict, key: str, *, required: bool = True) -> str | None:
@@ -137,9 +140,42 @@ class Handlers:
         name = _text(args, "name")
         if self.agent.config.job(name) is None:
             raise NotFound(what="job", name=name)
+        from core.agent.adopt import forget_secrets
+
         self.agent.stop_job(name)
-        self.agent.edit_config(lambda cfg: cfg.remove_job(name))
+        removed = []
+        config = self.agent.edit_config(lambda cfg: removed.append(cfg.remove_job(name)))
+        # Its passphrases go with it (the set's entry only when no other job uses that set).
+        forget_secrets(removed[0], config.jobs, log.warning)
         return {}
+
+    def _job_set(self, name: str):
+        """(the job, where its set is now) for set_info / adopt_set; DriveNotConnected when absent."""
+        from core.agent.jobs import resolve_target
+
+        job = self.agent.job(name)
+        return job, resolve_target(job, self.agent.config, mounts=list(self.agent.present.values()))
+
+    def set_info(self, args):
+        from core.agent.adopt import read_facts, same_set
+        from core.engine.repo import BackupSet
+
+        job, target = self._job_set(_text(args, "name"))
+        if not BackupSet.exists(target.set_path):
+            return {"job": job.name, "path": str(target.set_path), "set": None, "own": False}
+        facts = read_facts(target.set_path)
+        return {"job": job.name, "path": str(target.set_path), "set": facts.to_dict(),
+                "own": same_set(job.set_id, facts.set_id)}
+
+    def adopt_set(self, args):
+        from core.agent.adopt import bind, check_unchanged, read_facts
+
+        set_id = _text(args, "set_id")
+        job, target = self._job_set(_text(args, "name"))
+        check_unchanged(read_facts(target.set_path), set_id)
+        self.agent.edit_config(lambda cfg: bind(cfg, job.name, set_id))
+        log.info("job %s adopted the set %s at %s", job.name, set_id, target.set_path)
+        return {"job": job.name, "set_id": set_id}
 
     def prefs_save(self, args):
         changes = args.get("prefs") or {}
@@ -214,6 +250,15 @@ class Handlers:
         from core.agent import browse
 
         return browse.search(self.agent, _text(args, "job"), _text(args, "query"))
+
+    def restore_plan(self, args):
+        from core.agent import browse
+
+        _text(args, "job")
+        _texts(args, "paths")
+        _text(args, "target", required=False)
+        _text(args, "snapshot", required=False)
+        return browse.restore_plan(self.agent, args)
 
     def restore(self, args):
         from core.agent import browse

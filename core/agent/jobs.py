@@ -165,18 +165,23 @@ def remember_set_passphrase(bset: BackupSet, passphrase: str, log: list[str]) ->
 
 
 def open_job_set(job: Job, target: Target, *, host: str, clock: Clock, passphrase: str | None,
-                 log: list[str]) -> BackupSet:
+                 log: list[str], history: History | None = None) -> BackupSet:
     """The job's set, opened with the keyring / environment secret, or created when new.
+
+    An existing set is opened only when it is the job's own (core.agent.adopt:
+    its ``set_id``, or for a job from before set ids, its ``history``); any other
+    raises SetNeedsConfirmation and nothing is written.
 
     A new set of an ``encrypt`` job is encrypted with ``passphrase`` (else
     PLUGBACK_PASSPHRASE or the job's keyring entry), which is then remembered
     under the set's id. Sources are checked before anything is created.
     """
+    from core.agent.adopt import open_own
     from core.agent.keys import make_unlocker
     from core.engine.backup import check_sources
 
     if BackupSet.exists(target.set_path):
-        bset = BackupSet.open(target.set_path, make_unlocker())
+        bset = open_own(job, target.set_path, make_unlocker(), history)
         if job.encrypt and not bset.encrypted:
             raise UsageError(f"The set at {target.set_path} is not encrypted, but the job '{job.name}' asks "
                              "for encryption, which is chosen when a set is created. Point the job at a "
@@ -256,7 +261,7 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
 def run_job(job: Job, config: Config, history: History, *, target: Target | None = None,
             host: str | None = None, progress: Callable[[Progress], None] | None = None,
             cancel: CancelToken | None = None, clock: Clock | None = None,
-            passphrase: str | None = None) -> Outcome:
+            passphrase: str | None = None, bind: Callable[[str, str], None] | None = None) -> Outcome:
     """Run ``job`` once and record it in ``history``; returns the outcome, never raises PlugbackError.
 
     DriveNotConnected is raised before anything is recorded when the job's
@@ -264,8 +269,12 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     ``drive_removed``; a cancel as ``cancelled``; other expected errors as
     ``failed`` with the error's message. ``passphrase`` encrypts a new set of an
     ``encrypt`` job; existing encrypted sets are opened with the keyring /
-    environment secret (core.agent.keys), never a prompt.
+    environment secret (core.agent.keys), never a prompt. A set the job made (or
+    owns from before set ids) is recorded on ``job`` and passed to ``bind(job
+    name, set_id)`` so the caller keeps it in config.json; a set that is not the
+    job's own ends the run ``failed`` with ``set_needs_confirmation``.
     """
+    from core.agent.adopt import canonical_id, same_set
     from core.engine.backup import BackupOptions, backup  # the engine; imported late so the agent starts light
 
     clock = clock or Clock()
@@ -275,7 +284,13 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
     outcome.log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
     try:
-        bset = open_job_set(job, target, host=host, clock=clock, passphrase=passphrase, log=outcome.log)
+        bset = open_job_set(job, target, host=host, clock=clock, passphrase=passphrase, log=outcome.log,
+                            history=history)
+        if not same_set(job.set_id, bset.set_id):
+            job.set_id = canonical_id(bset.set_id)
+            outcome.log.append(f"this job's backup set is {bset.set_id}")
+            if bind is not None:
+                bind(job.name, bset.set_id)
         result = backup(bset, job.sources, BackupOptions(
             excludes=job.excludes, job=job.name, host=host, verify=job.verify != "none", boundary=target.mount,
             progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock))

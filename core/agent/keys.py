@@ -108,6 +108,23 @@ def store_passphrase(set_id: str, passphrase: str) -> None:
     _call("store the passphrase", backend.set_password, SERVICE, set_id, passphrase)
 
 
+def delete_passphrase(name: str) -> bool:
+    """Forget the keyring entry ``name`` (a set_id or ``job:NAME``); False when there was none.
+
+    Raises KeyringUnavailable when the keyring cannot be reached.
+    """
+    backend = _backend()
+    if _call("read the passphrase", backend.get_password, SERVICE, name) is None:
+        return False
+    try:
+        backend.delete_password(SERVICE, name)
+    except keyring.errors.PasswordDeleteError:
+        return False   # gone in between
+    except Exception as exc:  # noqa: BLE001 - D-Bus and OS errors surface with backend-specific types
+        raise KeyringUnavailable(reason=f"the keyring failed to delete the passphrase: {exc}") from None
+    return True
+
+
 # --- resolution --------------------------------------------------------------------------
 
 

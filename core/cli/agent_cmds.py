@@ -66,6 +66,13 @@ def register(subparsers) -> None:
     p = jsub.add_parser("remove", help="remove a job (its backups stay)")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_job_remove)
+    p = jsub.add_parser("adopt", help="let a job use the backup set already at its destination", description=(
+        "A job backs up only into the set it created. When its destination already holds another set "
+        "(the run failed with 'set_needs_confirmation'), this shows that set's computer, job and newest "
+        "snapshot and asks whether the job may use it."))
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    p.set_defaults(func=cmd_job_adopt)
     p = jsub.add_parser("run", help="run a job now (through the agent when it runs)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--wait", action="store_true", help="with the agent: wait until the run ends")
@@ -213,8 +220,38 @@ def cmd_job_list(args) -> int:
 
 
 def cmd_job_remove(args) -> int:
-    update_config(_paths().config_file, lambda cfg: cfg.remove_job(args.name))
+    from core.agent.adopt import forget_secrets
+
+    removed = []
+    cfg, _ = update_config(_paths().config_file, lambda c: removed.append(c.remove_job(args.name)))
+    forget_secrets(removed[0], cfg.jobs, lambda text: print(f"plugback: {text}", file=sys.stderr))
     print(f"Removed job '{args.name}'. Its backups stay where they are.")
+    return EXIT_OK
+
+
+def cmd_job_adopt(args) -> int:
+    from core.agent.adopt import bind, check_unchanged, read_facts, same_set
+    from core.agent.jobs import resolve_target
+
+    job = _config().job(args.name)
+    if job is None:
+        raise NotFound(what="job", name=args.name, hint="'plugback job list' lists jobs.")
+    target = resolve_target(job, _config())
+    facts = read_facts(target.set_path)   # NotASet when there is nothing to adopt
+    if same_set(job.set_id, facts.set_id):
+        print(f"'{job.name}' already backs up into the set at {target.set_path}.")
+        return EXIT_OK
+    print(f"The destination of '{job.name}' holds a backup set it did not make:\n  {target.set_path}\n"
+          f"  {facts.describe()}\n  set id {facts.set_id}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("Confirm with --yes to use that set without a question.")
+        if input(f"Back up '{job.name}' into this set from now on? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("Nothing changed.")
+            return EXIT_FAILURE
+    check_unchanged(read_facts(target.set_path), facts.set_id)
+    update_config(_paths().config_file, lambda cfg: bind(cfg, job.name, facts.set_id))
+    print(f"'{job.name}' now backs up into that set. Run it with 'plugback job run \"{job.name}\"'.")
     return EXIT_OK
 
 
@@ -241,6 +278,13 @@ def cmd_job_run(args) -> int:
     return EXIT_BY_STATUS.get(last.get("status"), EXIT_FAILURE)
 
 
+def _bind_in_config(name: str, set_id: str) -> None:
+    """Keep the set a run made (or owns from before set ids) as the job's set_id in config.json."""
+    from core.agent.adopt import bind
+
+    update_config(_paths().config_file, lambda cfg: bind(cfg, name, set_id))
+
+
 def _run_in_process(job: Job, cfg: Config) -> int:
     from core.agent.history import History
     from core.agent.jobs import run_job
@@ -249,7 +293,7 @@ def _run_in_process(job: Job, cfg: Config) -> int:
     paths.ensure()
     bar = ProgressBar()
     try:
-        outcome = run_job(job, cfg, History(paths.history_file), progress=bar)
+        outcome = run_job(job, cfg, History(paths.history_file), progress=bar, bind=_bind_in_config)
     finally:
         bar.done()
     if outcome.error is not None:

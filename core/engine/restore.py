@@ -18,7 +18,7 @@ import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from core.engine.fs import DEFAULT_FILE_MODE, WORKERS
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, sort_key
@@ -168,6 +168,9 @@ def _kept_name(dest: str) -> str:
 def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> RestoreResult:
     """Restore ``options.paths`` (all when empty) of a snapshot in ``bset`` into ``target``/<source name>/...
 
+    ``target`` may also map each top-level folder to the folder it is restored as
+    (``{"Documents": "/home/me/Documents"}``: how the agent restores to "the original
+    place", this computer's configured sources); a top folder missing from it is refused.
     ``target=None`` restores to the original source folders recorded in the snapshot.
     Order: folders, then files (in parallel), then symlinks, then folder times.
     """
@@ -176,7 +179,8 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
     m = bset.manifest(sid)
     chosen = _chosen(m, options.paths)
     roots = _roots(m, target, {e.path.partition("/")[0] for e in chosen})
-    result = RestoreResult(sid, str(target) if target is not None else "(original folders)")
+    result = RestoreResult(sid, "(original folders)" if target is None else
+                           ", ".join(roots.values()) if isinstance(target, Mapping) else str(target))
     run = _Restorer(bset, roots, options, result)
     dirs = [e for e in chosen if e.type == DIR]
     for root in roots.values():
@@ -292,6 +296,8 @@ def _make_room(dest: str, on_conflict: OnConflict) -> tuple[str, RestoreOutcome]
 def _roots(m, target, tops) -> dict[str, str]:
     """Where each top-level folder in ``tops`` goes: into ``target``, or (None) back to its source."""
     sources = {s["name"]: s["path"] for s in m.sources}
+    if isinstance(target, Mapping):
+        sources, target = dict(target), None   # the caller's places, never the recorded ones
     base = None if target is None else os.path.abspath(os.path.expanduser(str(target)))
     out = {}
     for top in tops:

@@ -54,7 +54,72 @@ def test_first_run_starts_the_welcome_flow_and_checks_folders(open_page, agent, 
     expect(page.get_by_role("alert")).to_contain_text("Choose the drive")
 
 
+@pytest.mark.realdrive
+def test_first_run_on_a_stick_holding_a_backup_asks_before_using_it(open_page, agent, ext4_drive, tmp_path):
+    from core.agent.drives import enroll
+    from core.agent.jobs import host_name
+    from core.engine.layout import drive_set_path
+    from core.engine.repo import BackupSet
+    from tests.support.engine import backup_path
+
+    mount = ext4_drive.mount_point
+    enroll(mount, "Free stick")   # someone else's stick, with a backup named like the first-run job
+    set_path = drive_set_path(mount, host_name(), "My files")
+    theirs = make_tree(tmp_path / "theirs" / "Stuff", {"x.txt": b"x"})
+    backup_path(set_path, [theirs], job="My files", host="strangers-pc", parents=True)
+    mine = make_tree(tmp_path / "Photos", {"cat.jpg": b"meow"})
+    page = open_page()
+    page.fill("#sources-path", str(mine))
+    page.click("#sources-add")
+    expect(page.locator("#sources-list")).to_contain_text(str(mine))
+    page.click("#welcome-next")
+    page.locator(f"input[name='welcome-drive'][value='{mount}']").check()
+    page.click("#welcome-next")
+    page.click("#welcome-start")
+    dialog = page.locator("dialog")
+    expect(dialog).to_contain_text("Use the backup already at the destination of “My files”?")
+    expect(dialog.locator("#adopt-host")).to_have_text("strangers-pc")
+    expect(dialog.locator("#adopt-job")).to_have_text("My files")
+    expect(dialog.locator("#adopt-newest")).to_contain_text("1 files (1 in all)")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("alert")).to_contain_text("the backup on the drive was left alone")
+    assert "set_id" not in agent.call("config_get")["jobs"][0]
+    assert len(BackupSet.open(set_path).snapshot_ids()) == 1
+    # It is the user's after all: confirm, and the first backup goes into it.
+    page.click("#welcome-start")
+    dialog.get_by_role("button", name="Use this backup").click()
+    expect(page.locator("#welcome-backup-state")).to_contain_text("are safe on the drive", timeout=30000)
+    assert agent.call("config_get")["jobs"][0]["set_id"] == BackupSet.open(set_path).set_id
+    assert len(BackupSet.open(set_path).snapshot_ids()) == 2
+
+
 # -- overview ------------------------------------------------------------------------------------
+
+
+def test_overview_asks_before_backing_up_into_a_set_the_job_did_not_make(open_page, agent, docs, tmp_path):
+    from tests.support.engine import backup_path
+
+    src, dest = docs
+    backup_path(dest, [make_tree(tmp_path / "theirs" / "Stuff", {"x.txt": b"x"})], job="Documents",
+                host="strangers-pc")
+    add_job(agent, "Documents", src, dest)
+    page = open_page("overview")
+    card = page.locator("[data-job='Documents']")
+    card.get_by_role("button", name="Back up now").click()
+    expect(card.locator(".badge").first).to_have_text("Failed", timeout=30000)
+    expect(card).to_contain_text("already holds a backup that this job did not make")
+    review = card.get_by_role("button", name="Review the backup on the drive…")
+    review.click()
+    dialog = page.locator("dialog")
+    expect(dialog.locator("#adopt-host")).to_have_text("strangers-pc")
+    expect(dialog).to_contain_text(str(dest))
+    dialog.get_by_role("button", name="Cancel").click()
+    assert "set_id" not in agent.call("config_get")["jobs"][0]
+    review.click()
+    dialog.get_by_role("button", name="Use this backup").click()
+    expect(card.locator(".badge").first).to_have_text("Completed", timeout=30000)
+    expect(review).to_be_hidden()
+    assert agent.job("Documents")["last_run"]["files_copied"] == 4
 
 
 def test_overview_backs_up_now_and_shows_the_result(open_page, agent, docs):
@@ -245,6 +310,7 @@ def test_restore_to_the_original_place_keeps_both_versions(open_page, agent, doc
     page.get_by_role("button", name="Open folder Documents").click()
     page.get_by_label("Select notes.txt").check()
     expect(page.locator("#restore-conflict")).to_have_value("keep_both")   # the safe default
+    expect(page.locator("#restore-plan")).to_contain_text(str(src))        # the full place, before it starts
     page.click("#restore-start")
     expect(page.locator("#restore-result")).to_contain_text("Restore finished", timeout=30000)
     assert (src / "notes.txt").read_text() == "changed since\n"

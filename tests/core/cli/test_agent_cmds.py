@@ -42,3 +42,44 @@ def test_remove_and_forget_say_what_is_missing(tmp_path):
     assert r.returncode == 2 and "There is no job 'Nope'" in r.stderr
     r = run_cli("drive", "forget", "Blue")
     assert r.returncode == 2 and "There is no enrolled drive 'Blue'" in r.stderr
+
+
+def test_job_run_refuses_a_set_it_did_not_make_until_adopted(tmp_path):
+    from core.engine.repo import BackupSet
+    from tests.support.engine import backup_path
+    from tests.support.trees import make_tree
+
+    theirs = make_tree(tmp_path / "theirs" / "Stuff", {"x.txt": b"x"})
+    backup_path(tmp_path / "S", [theirs], job="Docs", host="strangers-pc")
+    mine = make_tree(tmp_path / "D", {"a.txt": b"a"})
+    assert run_cli("job", "add", "Docs", "--source", mine, "--to", tmp_path / "S").returncode == 0
+    r = run_cli("job", "run", "Docs")                       # no agent: runs in this process
+    assert r.returncode == 1 and "strangers-pc" in r.stderr and "plugback job adopt" in r.stderr
+    assert len(BackupSet.open(tmp_path / "S").snapshot_ids()) == 1
+    r = run_cli("job", "adopt", "Docs")                     # no terminal to ask on
+    assert r.returncode == 2 and "computer 'strangers-pc'" in r.stdout and "--yes" in r.stderr
+    assert "set_id" not in stored_jobs()[0]
+    assert run_cli("job", "adopt", "Docs", "--yes").returncode == 0
+    assert stored_jobs()[0]["set_id"] == BackupSet.open(tmp_path / "S").set_id
+    assert run_cli("job", "run", "Docs").returncode == 0
+    assert len(BackupSet.open(tmp_path / "S").snapshot_ids()) == 2
+    assert "already backs up" in run_cli("job", "adopt", "Docs").stdout
+
+
+def test_job_remove_deletes_its_passphrases_from_the_keyring(tmp_path, plugback_env):
+    (tmp_path / "D").mkdir()
+    (tmp_path / "D" / "a.txt").write_text("a")
+    pw = {"PLUGBACK_PASSPHRASE": "secret"}
+    assert run_cli("job", "add", "Vault", "--source", tmp_path / "D", "--to", tmp_path / "S", "--encrypt",
+                   env=pw).returncode == 0
+    assert run_cli("job", "run", "Vault", env={"PLUGBACK_PASSPHRASE": ""}).returncode == 0
+    from keyrings.alt.file import PlaintextKeyring
+
+    file_keyring = PlaintextKeyring()            # the subprocesses' keyring file (XDG_DATA_HOME)
+    assert file_keyring.file_path == str(plugback_env.keyring_file)
+    set_id = stored_jobs()[0]["set_id"]
+    assert file_keyring.get_password("plugback", "job:Vault") == "secret"
+    assert file_keyring.get_password("plugback", set_id) == "secret"
+    assert run_cli("job", "remove", "Vault").returncode == 0
+    assert file_keyring.get_password("plugback", "job:Vault") is None
+    assert file_keyring.get_password("plugback", set_id) is None

@@ -1,6 +1,7 @@
 // Overview: one card per job with its last backup, next due time, whether its
 // drive is here, a big "Back up now", and live progress while it runs.
 import { h, fill, ago, when, copied, showPath, statusBadge, showError, progressView, toast } from '../util.js';
+import { confirmSet } from './widgets.js';
 
 function destinationText(job, drives) {
   const dest = job.destination || {};
@@ -40,11 +41,19 @@ export async function render(main, ctx) {
     const stopButton = h('button', { type: 'button', class: 'danger', onclick: () => act('stop_job', { name: job.name }, 'Stopping…') }, 'Stop');
     const progress = progressView(`Backup progress of ${job.name}`);
     const progressBox = h('div', { class: 'progress-box' }, progress.el);
+    // A run refused the set it found at the destination: the user looks at it and decides.
+    const reviewButton = h('button', { type: 'button', class: 'primary', hidden: true, onclick: () => review(job.name) }, 'Review the backup on the drive…');
     const el = h('section', { class: 'card job-card', 'aria-label': job.name, dataset: { job: job.name } },
       h('div', { class: 'card-head' }, h('h2', {}, job.name), badges),
       facts, progressBox,
-      h('div', { class: 'row' }, runButton, stopButton));
-    return { el, facts, badges, runButton, stopButton, progress, progressBox };
+      h('div', { class: 'row' }, reviewButton, runButton, stopButton));
+    return { el, facts, badges, runButton, stopButton, reviewButton, progress, progressBox };
+  }
+
+  async function review(name) {
+    const result = await confirmSet(ctx, name);
+    if (result.error) { showError(alerts, result.error, 'Could not use that backup.'); return; }
+    if (result.adopted) await act('run_job', { name }, `Backing up ${name}…`);
   }
 
   function update(view, job) {
@@ -66,6 +75,7 @@ export async function render(main, ctx) {
     view.runButton.disabled = !!job.running;
     view.runButton.title = job.drive_present ? '' : 'The backup will start when the drive is connected.';
     view.stopButton.hidden = !job.running;
+    view.reviewButton.hidden = !!job.running || !last || last.error_code !== 'set_needs_confirmation';
   }
 
   function onStatus(reply) {

@@ -1,6 +1,8 @@
 // Restore: pick a job and a snapshot by time, browse its tree, or search a
 // file name across snapshots; restore what is selected to its original place
-// or another folder, choosing what happens to files already there.
+// or another folder, choosing what happens to files already there. The full destination
+// of each top folder is shown before "Restore" (the original place is this computer's
+// folders of the job, never a path the drive records).
 import { h, fill, icon, bytes, when, count, showError, progressView, toast, debounce } from '../util.js';
 
 const KIND_ICON = { d: 'folder', f: 'file', l: 'link' };
@@ -32,7 +34,20 @@ export async function render(main, ctx) {
       const r = await ctx.call('pick_folder', {});
       if (r.ok && r.data.path) targetPath.value = r.data.path;
     } }, 'Choose folder…') : null, targetPath);
-  const syncTarget = () => { targetBox.hidden = !toOther.checked; };
+  const plan = h('div', { id: 'restore-plan', 'aria-live': 'polite' });
+  let planAsked = 0;
+  async function showPlan() {
+    const ask = ++planAsked;
+    const target = toOther.checked ? targetPath.value.trim() : null;
+    if (!state.selected.size || !state.snapshot || target === '') { fill(plan); return; }
+    const reply = await ctx.call('restore_plan', { job: state.job, snapshot: state.snapshot, paths: [...state.selected], target });
+    if (ask !== planAsked) return;   // the choice changed meanwhile
+    if (!reply.ok) { showError(plan, reply, 'No place to restore to.'); return; }
+    fill(plan, h('p', { class: 'muted' }, 'Restores into:'),
+      h('ul', { class: 'path-list' }, reply.data.destinations.map((d) => h('li', {}, icon('folder'), h('span', { class: 'mono' }, d.to)))));
+  }
+  const syncTarget = () => { targetBox.hidden = !toOther.checked; showPlan(); };
+  targetPath.addEventListener('input', debounce(showPlan, 400));
   toOriginal.addEventListener('change', syncTarget); toOther.addEventListener('change', syncTarget);
 
   main.append(h('div', { class: 'page-head' },
@@ -48,7 +63,7 @@ export async function render(main, ctx) {
   h('section', { class: 'card', 'aria-label': 'Restore options' },
     h('h2', {}, 'Restore to'),
     h('label', { class: 'check' }, toOriginal, 'The original place'),
-    h('label', { class: 'check' }, toOther, 'Another folder'), targetBox, targetError,
+    h('label', { class: 'check' }, toOther, 'Another folder'), targetBox, targetError, plan,
     h('div', { class: 'field' }, h('label', { for: 'restore-conflict' }, 'If a file is already there'), conflict),
     h('div', { class: 'row' }, restoreButton, selectedText), progressBox, result));
 
@@ -57,6 +72,7 @@ export async function render(main, ctx) {
     selectedText.textContent = n ? `${n} item${n === 1 ? '' : 's'} selected` : 'Select files or folders above.';
     restoreButton.disabled = n === 0;
     restoreButton.textContent = n ? `Restore ${n} item${n === 1 ? '' : 's'}` : 'Restore';
+    showPlan();
   }
 
   async function loadSnapshots() {
@@ -152,7 +168,7 @@ export async function render(main, ctx) {
     const message = task.error ? (task.error.message || String(task.error)) : null;
     return h('div', { class: `alert ${failed ? 'error' : 'info'}`, role: failed ? 'alert' : 'status' },
       h('div', { class: 'grow' }, h('strong', {}, failed ? 'The restore failed. ' : 'Restore finished. '),
-        message || `Files are back in ${task.target || 'their original place'}.`,
+        message || `Files are back in ${task.target || (task.destinations || []).map((d) => d.to).join(', ') || 'their original place'}.`,
         rows.length ? h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, typeof v === 'number' ? count(v) : v)])) : null,
         (r.warnings || []).length ? h('ul', {}, r.warnings.slice(0, 20).map((w) => h('li', {}, `${w.path}: ${w.message}`))) : null));
   }

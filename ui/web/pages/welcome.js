@@ -1,6 +1,6 @@
 // First run: pick folders, plug in a drive, prepare it, first backup.
 import { h, fill, icon, bytes, showError, progressView, ago } from '../util.js';
-import { folderList, field, invalid } from './widgets.js';
+import { folderList, field, invalid, confirmSet } from './widgets.js';
 
 const STEPS = ['Folders', 'Drive', 'Prepare', 'First backup'];
 
@@ -101,6 +101,14 @@ export async function render(main, ctx) {
       const saved = await ctx.call('job_save', { job, original_name: state.savedName || null });
       if (!saved.ok) { showError(alerts, saved, 'The backup could not be set up.'); return; }
       state.savedName = state.jobName;
+      // A drive that already holds a backup under this name (someone else's stick?): ask first.
+      const found = await confirmSet(ctx, state.jobName);
+      if (found.error) { showError(alerts, found.error, 'Cannot look at the backup on the drive.'); return; }
+      if (found.cancelled) {
+        showError(alerts, { code: 'set_needs_confirmation', message: 'Nothing was backed up and the backup on the drive was left alone. Give this backup another name, or choose another drive.' }, 'Not started.');
+        name.focus();
+        return;
+      }
       const run = await ctx.call('run_job', { name: state.jobName });
       if (!run.ok) { showError(alerts, run, 'The first backup did not start.'); return; }
       go(3);

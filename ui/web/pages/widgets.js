@@ -1,5 +1,5 @@
 // Form pieces shared by the Jobs editor and the first-run flow.
-import { h, fill, icon, showError, showPath } from '../util.js';
+import { h, fill, icon, showError, showPath, when, dialog } from '../util.js';
 
 /**
  * A list of folders with "Remove" buttons and a way to add one: the native
@@ -61,4 +61,30 @@ export function invalid(control, message) {
   if (slot) slot.textContent = message || '';
   if (message) control.setAttribute('aria-invalid', 'true'); else control.removeAttribute('aria-invalid');
   return !message;
+}
+
+/**
+ * A job found a backup set it did not make at its destination (issue #10): show that set's
+ * computer, job and newest snapshot and ask. Resolves {adopted: true} after "Use this backup",
+ * {adopted: false} when there is nothing to confirm, {cancelled: true} when the user says no,
+ * {error: reply} on failure.
+ */
+export async function confirmSet(ctx, name) {
+  const info = await ctx.call('set_info', { name });
+  if (!info.ok) return { adopted: false, error: info };
+  const set = info.data.set;
+  if (!set || info.data.own) return { adopted: false };
+  const unknown = 'not readable (the backup is encrypted)';
+  const facts = h('dl', { class: 'facts', id: 'adopt-facts' },
+    h('dt', {}, 'Made on computer'), h('dd', { id: 'adopt-host' }, set.encrypted ? unknown : set.host || '?'),
+    h('dt', {}, 'By the backup'), h('dd', { id: 'adopt-job' }, set.encrypted ? unknown : set.job || '?'),
+    h('dt', {}, 'Newest snapshot'), h('dd', { id: 'adopt-newest' }, set.newest_time
+      ? `${when(set.newest_time)}${set.newest_files !== null ? `, ${set.newest_files} files` : ''} (${set.snapshots} in all)` : 'none'),
+    h('dt', {}, 'Where'), h('dd', { class: 'mono' }, info.data.path));
+  const choice = await dialog(`Use the backup already at the destination of “${name}”?`, h('div', {},
+    h('p', {}, 'This backup was not made by this job on this computer. Use it only if you know it is yours: Plugback will add to it and delete its old snapshots as this job’s settings say.'),
+    facts), [{ label: 'Cancel', value: false }, { label: 'Use this backup', value: true, class: 'primary' }]);
+  if (!choice) return { adopted: false, cancelled: true };
+  const reply = await ctx.call('adopt_set', { name, set_id: set.set_id });
+  return reply.ok ? { adopted: true } : { adopted: false, error: reply };
 }
