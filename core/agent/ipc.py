@@ -178,7 +178,7 @@ def handshake(conn, key: bytes, deadline: float, *, server: bool) -> None:
             os.set_blocking(conn.fileno(), True)
 
 
-def connect(addr: str, family: str, key: bytes, timeout: float = CONNECT_TIMEOUT):
+def connect(addr: str, family: str, key: bytes, timeout: float):
     """An authenticated ``multiprocessing.connection.Connection`` to ``addr``, within ``timeout`` seconds.
 
     ``mpc.Client`` has no timeout: against a listener that accepts and says nothing it
@@ -238,10 +238,10 @@ class Client:
     match), RemoteError carrying the agent's code for error replies.
     """
 
-    def __init__(self, paths: Paths | None = None, *, timeout: float = 30.0,
-                 connect_timeout: float = CONNECT_TIMEOUT):
+    def __init__(self, paths: Paths | None = None, *, timeout: float = 30.0, connect_timeout: float | None = None):
         self.paths = paths or Paths.default()
         self.timeout = timeout
+        connect_timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
         key = load_authkey(self.paths)
         addr, family = address(self.paths)
         try:
@@ -251,7 +251,7 @@ class Client:
             raise AgentUnavailable(
                 f"The Plugback agent did not answer within {connect_timeout:g} seconds (something at {addr} "
                 "accepted the connection but said nothing). If plugback-tray is hung, quit it and start it "
-                "again.") from None
+                "again.", reason="no_answer") from None
         except (EOFError, AuthenticationError, OSError) as err:   # no agent, or not one that knows our key
             log.debug("no agent at %s: %s", addr, err)
             raise AgentUnavailable() from None
