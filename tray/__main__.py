@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import logging.handlers
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import sys
 import threading
 
 from core.agent.config import Paths
+from core.agent.logs import FORMAT, private_log
 from core.errors import PlugbackError
 
 log = logging.getLogger("plugback.tray")
@@ -42,17 +42,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(paths: Paths, verbose: bool) -> None:
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    """agent.log (user-only, in the 0700 log folder made by ``Paths.ensure``), and stderr when there is one."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler = logging.handlers.RotatingFileHandler(paths.agent_log, maxBytes=1_000_000, backupCount=3,
-                                                   encoding="utf-8")
-    handler.setFormatter(fmt)
-    root.addHandler(handler)
+    root.addHandler(private_log(paths.agent_log, max_bytes=1_000_000, backups=3))
     if sys.stderr is not None:   # a windowed (frozen) app has no stderr
         console = logging.StreamHandler()
-        console.setFormatter(fmt)
+        console.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(console)
 
 

@@ -27,9 +27,6 @@ import hmac
 import json
 import logging
 import os
-import stat
-import sys
-import tempfile
 import threading
 import time
 from multiprocessing import AuthenticationError
@@ -38,26 +35,18 @@ from pathlib import Path
 from typing import Callable
 
 from core.agent.config import Paths
-from core.agent.ipc import load_authkey
+from core.agent.ipc import channel_address, load_authkey, private_folder
 
 log = logging.getLogger(__name__)
 
 
 def settings_address(paths: Paths) -> tuple[str, str]:
-    """(address, family) the open settings window listens on.
+    """(address, family) the open settings window listens on: ``settings.sock`` or a pipe.
 
-    Names outside the user's own folders (the pipe, the temp-folder fallback) carry a tag
-    derived from the channel's key: another user cannot know the name in advance to take
-    it first. (Different state folders have different keys, so a test never meets the app.)
+    Built as the agent's is (:func:`core.agent.ipc.channel_address`): names outside the
+    user's own folders carry a tag derived from this channel's key.
     """
-    tag = hmac.new(focus_key(paths), b"address", hashlib.sha256).hexdigest()[:16]
-    if sys.platform == "win32":
-        return rf"\\.\pipe\plugback-settings-{os.environ.get('USERNAME', 'user')}-{tag}", "AF_PIPE"
-    sock = paths.runtime_dir / "settings.sock"
-    if len(os.fsencode(sock)) > 100:  # AF_UNIX paths are limited to ~108 bytes
-        # In the shared temp folder, but inside a folder of our own (see _private_folder).
-        sock = Path(tempfile.gettempdir()) / f"plugback-{os.getuid()}-{tag}" / "settings.sock"
-    return str(sock), "AF_UNIX"
+    return channel_address(paths, "settings", lambda: focus_key(paths))
 
 
 def focus_key(paths: Paths) -> bytes:
@@ -69,17 +58,6 @@ def focus_key(paths: Paths) -> bytes:
     channel makes every relayed answer wrong.
     """
     return hmac.new(load_authkey(paths, create=True), b"plugback settings focus channel", hashlib.sha256).digest()
-
-
-def _private_folder(folder: Path) -> None:
-    """Make ``folder`` (in the shared temp folder) ours alone, or raise OSError if another user holds it."""
-    try:
-        folder.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    st = os.lstat(folder)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise OSError(f"{folder} is not a private folder of this user")
 
 
 class SettingsInstance:
@@ -152,7 +130,7 @@ class SettingsInstance:
         if self.family == "AF_UNIX":
             folder = Path(self.address).parent
             if folder != self.paths.runtime_dir:
-                _private_folder(folder)
+                private_folder(folder)
             if os.path.exists(self.address):
                 os.unlink(self.address)  # left by a window that died; we hold the lock, so it is ours to clear
         # No authkey here: the handshake runs per connection in its own thread (as in core.agent.ipc), so a

@@ -15,9 +15,7 @@ token, and the browser is handed a user-only redirect file, not the address.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -28,6 +26,7 @@ from pathlib import Path
 
 from core.agent.config import Paths
 from core.agent.ipc import agent_running
+from core.agent.logs import private_log
 from core.engine.atomic import replace_file
 from ui.api import Api, agent_request
 from ui.instance import SettingsInstance
@@ -83,29 +82,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-class PrivateLogHandler(logging.handlers.RotatingFileHandler):
-    """A rotating log file only this user can read: created 0600, and so is each new file after a rollover.
-
-    (A log names folders, jobs and drives; ``RotatingFileHandler`` alone makes 0644 files.)
-    """
-
-    def _open(self):
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if os.name == "posix":
-            with contextlib.suppress(OSError):   # a file system without permissions (portable, on FAT)
-                os.fchmod(fd, 0o600)   # a file an older version made readable
-        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
-
-
 def _setup_logging(paths: Paths, debug: bool) -> None:
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
-    if os.name == "posix":
-        with contextlib.suppress(OSError):
-            os.chmod(paths.log_dir, 0o700)   # Plugback's own folder: the agent's logs in it are private too
-    handler = PrivateLogHandler(paths.log_dir / "settings.log", maxBytes=1 << 20, backupCount=2, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    """settings.log: user-only, in the log folder ``Paths.ensure`` made 0700 (as the agent's agent.log)."""
     root = logging.getLogger()
-    root.addHandler(handler)
+    root.addHandler(private_log(paths.log_dir / "settings.log", max_bytes=1 << 20, backups=2))
     root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 

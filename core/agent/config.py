@@ -89,8 +89,23 @@ class Paths:
         return self.log_dir / "agent.log"
 
     def ensure(self) -> None:
+        """Create the state, log and runtime folders, each user-only (0700) on POSIX.
+
+        They name the user's folders, jobs and drives (and hold ``ipc.key`` and the agent's
+        socket). A folder that already exists is tightened to 0700 when it is this user's
+        own; one of another user (a shared ``PLUGBACK_HOME``) is left alone, and the agent
+        then listens elsewhere (``core.agent.ipc.channel_address``).
+        """
         for d in (self.config_dir, self.data_dir, self.log_dir, self.runtime_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if os.name != "posix":
+                continue   # Windows: the folders are under the user's profile, private by its ACL
+            st = d.stat()
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                try:
+                    d.chmod(0o700)
+                except OSError:   # a file system without permissions (portable, on FAT)
+                    pass
 
 
 def _bad(field_name: str, reason: str) -> ConfigError:

@@ -11,18 +11,30 @@ nothing cannot stop others. A malformed message, or arguments a handler
 refuses (:class:`~core.errors.BadRequest`), get a ``bad_request`` reply; other
 expected failures their own code; any other exception is a bug: logged with
 its traceback and answered ``internal_error``. None takes the server down.
+
+Another local user may take an address first (docs/security.md, "Pipe
+squatting"). So every name outside the user's own folders carries a tag
+derived from the channel's key (:func:`channel_address`, shared with the
+settings window), a temp-folder fallback lives in a folder of our own
+(:func:`private_folder`), and both ends bound the handshake in time
+(:func:`connect`, :func:`handshake`): a listener that accepts and says nothing
+costs a client a few seconds, not a hang.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
 import secrets
+import socket
+import stat
 import sys
 import tempfile
 import threading
+import time
 from multiprocessing import AuthenticationError
 from multiprocessing import connection as mpc
 from pathlib import Path
@@ -36,6 +48,11 @@ log = logging.getLogger("plugback.ipc")
 
 MAX_MESSAGE = 16 * 1024 * 1024
 Handler = Callable[[dict], Any]
+#: A client gives up on connect + handshake after this long (a squatter, or a hung agent).
+CONNECT_TIMEOUT = 5.0
+#: The server drops a connection that has not passed the handshake after this long.
+SERVER_HANDSHAKE_TIMEOUT = 10.0
+_WINDOWS = sys.platform == "win32"
 
 
 class RemoteError(PlugbackError):
@@ -46,19 +63,53 @@ class RemoteError(PlugbackError):
         super().__init__(message)
 
 
-def address(paths: Paths) -> tuple[str, str]:
-    """(address, family) of the agent for this user."""
-    if sys.platform == "win32":
-        user = os.environ.get("USERNAME", "user")
-        # One pipe per user and state folder, so a test agent never meets the real one.
-        tag = hashlib.sha256(str(paths.data_dir).encode()).hexdigest()[:8]
-        return rf"\\.\pipe\plugback-{user}-{tag}", "AF_PIPE"
-    sock = paths.runtime_dir / "agent.sock"
-    if len(os.fsencode(sock)) > 100:
-        # AF_UNIX paths are limited to ~108 bytes; fall back to a short, per-folder name.
-        tag = hashlib.sha256(str(paths.runtime_dir).encode()).hexdigest()[:16]
-        sock = Path(tempfile.gettempdir()) / f"plugback-{os.getuid()}-{tag}.sock"
+def private_folder(folder: Path) -> None:
+    """Make ``folder`` (in a shared place) ours alone, or raise OSError if another user holds it.
+
+    Created 0700 when missing; an existing one must be a real folder (not a symlink) of
+    this user that nobody else can enter.
+    """
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    if not _is_private(folder):
+        raise OSError(f"{folder} is not a private folder of this user")
+
+
+def _is_private(folder: Path) -> bool:
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def channel_address(paths: Paths, name: str, key: Callable[[], bytes]) -> tuple[str, str]:
+    r"""(address, family) of the channel ``name`` ("agent", "settings") whose key ``key()`` returns.
+
+    POSIX: ``<runtime dir>/<name>.sock`` while the runtime folder is private and the path
+    fits AF_UNIX's ~108 bytes; else a socket in ``<temp>/plugback-<uid>-<tag>/``, a folder
+    the server makes with :func:`private_folder`. Windows: the pipe
+    ``\\.\pipe\plugback-<name>-<user>-<tag>``. ``tag`` is derived from the channel's key,
+    so another user cannot know a name outside our folders before it exists (and each
+    state folder, having its own key, has its own names). ``key`` is called only then.
+    """
+    if _WINDOWS:
+        return rf"\\.\pipe\plugback-{name}-{os.environ.get('USERNAME', 'user')}-{_tag(key())}", "AF_PIPE"
+    sock = paths.runtime_dir / f"{name}.sock"
+    if len(os.fsencode(sock)) > 100 or not _is_private(paths.runtime_dir):
+        sock = Path(tempfile.gettempdir()) / f"plugback-{os.getuid()}-{_tag(key())}" / f"{name}.sock"
     return str(sock), "AF_UNIX"
+
+
+def _tag(key: bytes) -> str:
+    return hmac.new(key, b"address", hashlib.sha256).hexdigest()[:16]
+
+
+def address(paths: Paths) -> tuple[str, str]:
+    """(address, family) of the agent for this user (its key: ``ipc.key``)."""
+    return channel_address(paths, "agent", lambda: load_authkey(paths))
 
 
 def load_authkey(paths: Paths, *, create: bool = False) -> bytes:
@@ -88,6 +139,98 @@ def error_reply(code: str, message: str) -> dict:
     return {"ok": False, "code": code, "message": message}
 
 
+class _Timed:
+    """A connection whose ``recv_bytes`` waits for a message until ``deadline`` at most."""
+
+    def __init__(self, conn, deadline: float):
+        self.conn, self.deadline = conn, deadline
+
+    def send_bytes(self, data: bytes) -> None:
+        self.conn.send_bytes(data)
+
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+        if not self.conn.poll(max(0.0, self.deadline - time.monotonic())):
+            raise TimeoutError("no answer in time during the handshake")
+        return self.conn.recv_bytes(maxlength)
+
+
+def handshake(conn, key: bytes, deadline: float, *, server: bool) -> None:
+    """Both directions of multiprocessing's challenge/response, done by ``deadline`` (``time.monotonic``).
+
+    The server challenges first, as ``Listener``/``Client`` with an authkey do. A peer that
+    stays silent meets the deadline (``TimeoutError``). On POSIX the socket is non-blocking
+    meanwhile: the real peer writes each handshake message at once, so a message that
+    arrives in part (a peer trickling bytes to hold us) fails instead of waiting.
+    Raises AuthenticationError, EOFError or OSError (TimeoutError is one).
+    """
+    timed = _Timed(conn, deadline)
+    if not _WINDOWS:   # Windows pipes are in message mode: poll() is true only for a whole message
+        os.set_blocking(conn.fileno(), False)
+    try:
+        if server:
+            mpc.deliver_challenge(timed, key)
+            mpc.answer_challenge(timed, key)
+        else:
+            mpc.answer_challenge(timed, key)
+            mpc.deliver_challenge(timed, key)
+    finally:
+        if not _WINDOWS and not conn.closed:
+            os.set_blocking(conn.fileno(), True)
+
+
+def connect(addr: str, family: str, key: bytes, timeout: float):
+    """An authenticated ``multiprocessing.connection.Connection`` to ``addr``, within ``timeout`` seconds.
+
+    ``mpc.Client`` has no timeout: against a listener that accepts and says nothing it
+    waits forever. Raises AuthenticationError, EOFError or OSError (TimeoutError: too slow).
+    """
+    deadline = time.monotonic() + timeout
+    conn = _pipe_connect(addr, deadline) if family == "AF_PIPE" else _socket_connect(addr, deadline)
+    try:
+        handshake(conn, key, deadline, server=False)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _socket_connect(addr: str, deadline: float):
+    with socket.socket(socket.AF_UNIX) as sock:
+        while True:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            try:
+                sock.connect(addr)
+                break
+            except BlockingIOError:   # the listener's backlog is full: it is busy, or not accepting at all
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"{addr} accepts no connection") from None
+                time.sleep(0.05)
+        sock.setblocking(True)
+        return mpc.Connection(sock.detach())
+
+
+def _pipe_connect(addr: str, deadline: float, winapi=None):
+    """Windows: ``mpc.PipeClient`` with our deadline (its own waits up to 20 s for a busy pipe).
+
+    ``winapi`` stands in for ``_winapi`` in tests (this code cannot run off Windows).
+    """
+    if winapi is None:
+        import _winapi as winapi
+    while True:
+        try:
+            winapi.WaitNamedPipe(addr, max(1, min(1000, int((deadline - time.monotonic()) * 1000))))
+            handle = winapi.CreateFile(addr, winapi.GENERIC_READ | winapi.GENERIC_WRITE, 0, winapi.NULL,
+                                       winapi.OPEN_EXISTING, winapi.FILE_FLAG_OVERLAPPED, winapi.NULL)
+            break
+        except OSError as err:
+            if err.winerror not in (winapi.ERROR_SEM_TIMEOUT, winapi.ERROR_PIPE_BUSY):
+                raise
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{addr} stayed busy") from None
+    winapi.SetNamedPipeHandleState(handle, winapi.PIPE_READMODE_MESSAGE, None, None)
+    return mpc.PipeConnection(handle)
+
+
 class Client:
     """One connection to the agent. ``call(cmd, **args)`` returns ``data`` or raises.
 
@@ -95,15 +238,21 @@ class Client:
     match), RemoteError carrying the agent's code for error replies.
     """
 
-    def __init__(self, paths: Paths | None = None, *, timeout: float = 30.0):
+    def __init__(self, paths: Paths | None = None, *, timeout: float = 30.0, connect_timeout: float | None = None):
         self.paths = paths or Paths.default()
         self.timeout = timeout
-        addr, family = address(self.paths)
+        connect_timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
         key = load_authkey(self.paths)
+        addr, family = address(self.paths)
         try:
-            self.conn = mpc.Client(addr, family=family, authkey=key)
-        except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError,
-                EOFError, AuthenticationError, OSError) as err:
+            self.conn = connect(addr, family, key, connect_timeout)
+        except TimeoutError as err:
+            log.warning("no answer from %s: %s", addr, err)
+            raise AgentUnavailable(
+                f"The Plugback agent did not answer within {connect_timeout:g} seconds (something at {addr} "
+                "accepted the connection but said nothing). If plugback-tray is hung, quit it and start it "
+                "again.", reason="no_answer") from None
+        except (EOFError, AuthenticationError, OSError) as err:   # no agent, or not one that knows our key
             log.debug("no agent at %s: %s", addr, err)
             raise AgentUnavailable() from None
         self._lock = threading.Lock()
@@ -153,20 +302,46 @@ class Server:
         self.paths = paths
         self.handlers = handlers
         self.authkey = load_authkey(paths, create=True)
-        self.address, self.family = address(paths)
-        if self.family == "AF_UNIX":
-            Path(self.address).parent.mkdir(parents=True, exist_ok=True)
-            # A socket file left by an agent that died: nobody answers, so it is stale.
-            if os.path.exists(self.address):
-                if agent_running(paths):
-                    raise PlugbackError("Another Plugback agent is already running for this user.")
-                os.unlink(self.address)
-        # No authkey here: the handshake happens per connection, in its own thread.
-        self.listener = mpc.Listener(self.address, family=self.family)
-        if self.family == "AF_UNIX":
-            os.chmod(self.address, 0o600)
+        try:
+            self.address, self.family, self.listener = self._listen()
+        except OSError as err:
+            addr, family = address(paths)
+            if family == "AF_UNIX" and Path(addr).parent == paths.runtime_dir:
+                raise PlugbackError(f"The agent cannot listen at {addr}: {err}") from err
+            # Another user holds the name derived from our key: they saw it while an earlier agent
+            # ran (pipe names can be listed; so can the temp folder). No agent of ours answers there,
+            # so nobody uses this key now: a new key makes a new name.
+            log.warning("cannot listen at %s (%s); taking a new key and with it a new address", addr, err)
+            self.authkey = secrets.token_bytes(32)
+            replace_file(paths.ipc_key_file, self.authkey, mode=0o600)
+            try:
+                self.address, self.family, self.listener = self._listen()
+            except OSError as err2:
+                raise PlugbackError(f"The agent cannot listen at {address(paths)[0]}: {err2}") from err2
         self._closed = threading.Event()
         self.thread = threading.Thread(target=self._accept_loop, name="ipc-server", daemon=True)
+
+    def _listen(self):
+        """(address, family, listener) at the address of our key; OSError if the name is not ours to take."""
+        addr, family = address(self.paths)
+        if family == "AF_UNIX":
+            folder = Path(addr).parent
+            if folder == self.paths.runtime_dir:
+                folder.mkdir(parents=True, exist_ok=True)
+            else:
+                private_folder(folder)   # in the shared temp folder: ours alone, or refused
+            # A socket file left by an agent that died: nobody answers, so it is stale.
+            if os.path.exists(addr):
+                if agent_running(self.paths):
+                    raise PlugbackError("Another Plugback agent is already running for this user.")
+                os.unlink(addr)
+        elif agent_running(self.paths):
+            raise PlugbackError("Another Plugback agent is already running for this user.")
+        # No authkey here: the handshake happens per connection, in its own thread.
+        listener = mpc.Listener(addr, family=family, backlog=16)
+        if family == "AF_UNIX":
+            os.chmod(addr, 0o600)
+        return addr, family, listener
 
     def start(self) -> "Server":
         self.thread.start()
@@ -197,9 +372,8 @@ class Server:
     def _serve(self, conn) -> None:
         try:
             try:
-                # Both directions, as Listener(authkey=...) would do.
-                mpc.deliver_challenge(conn, self.authkey)
-                mpc.answer_challenge(conn, self.authkey)
+                # Both directions, as Listener(authkey=...) would do; a silent client is dropped in time.
+                handshake(conn, self.authkey, time.monotonic() + SERVER_HANDSHAKE_TIMEOUT, server=True)
             except (AuthenticationError, EOFError, OSError) as err:
                 log.warning("refused an IPC connection that did not know the key: %s", err)
                 return

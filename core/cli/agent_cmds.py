@@ -335,7 +335,9 @@ def cmd_status(args) -> int:
     try:
         data = _agent("status")
         data["agent"] = True
-    except AgentUnavailable:
+    except AgentUnavailable as err:
+        if err.details.get("reason") == "no_answer":   # something listens but never answers: say so
+            print(f"plugback: {err.message}", file=sys.stderr)
         data = offline_status(paths, _config(), datetime.now(timezone.utc))
     if args.json:
         print_json(data)

@@ -1,9 +1,15 @@
 """plugback-tray as a real process: IPC, single instance, wrong key, quit."""
 
+import contextlib
 import json
+import logging
 import os
+import socket
+import stat
 import subprocess
 import sys
+import threading
+import time
 from multiprocessing import AuthenticationError
 from multiprocessing import connection as mpc
 from pathlib import Path
@@ -12,7 +18,8 @@ import psutil
 import pytest
 
 from core.agent.config import Paths
-from core.agent.ipc import Client, RemoteError, address, call
+from core.agent.ipc import CONNECT_TIMEOUT, Client, RemoteError, address, call, load_authkey
+from core.agent.logs import private_log
 from core.errors import AgentUnavailable
 from tests.support.agent import wait_for
 from tests.support.cli import run_cli
@@ -170,3 +177,96 @@ def test_settings_from_a_newer_plugback_stop_the_agent_with_a_message():
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 1 and "newer Plugback" in out
     assert paths.config_file.read_text() == '{"version": 99}'     # left alone
+
+
+# --- issue #10: a hung listener at the agent's address, and private logs -----------------------------
+
+class SilentListener:
+    """A real socket at ``addr`` that accepts connections and never answers (a hung agent, a squatter)."""
+
+    def __init__(self, addr: str):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(addr)
+        self.sock.listen(16)
+        self.accepted = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.sock.accept()[0])
+
+    def close(self):
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="an AF_UNIX listener stands in for the pipe")
+def test_a_silent_listener_at_the_agent_address_costs_seconds_and_a_new_agent_takes_over():
+    paths = Paths.default()
+    paths.ensure()
+    load_authkey(paths, create=True)
+    silent = SilentListener(address(paths)[0])
+    try:
+        start = time.monotonic()
+        r = run_cli("status", timeout=60)
+        assert time.monotonic() - start < CONNECT_TIMEOUT + 10, "the CLI waited for the silent listener"
+        assert r.returncode == 0 and "Agent: not running" in r.stdout
+        assert f"did not answer within {CONNECT_TIMEOUT:g} seconds" in r.stderr and silent.accepted
+        # The listener is a hung agent of this user (the folder is private): a new agent replaces it.
+        proc = start_agent()
+        try:
+            wait_for(lambda: alive(paths) or proc.poll() is not None, 40, "the new agent to answer")
+            assert call("ping", paths)["pid"] == proc.pid
+            call("quit", paths)
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        silent.close()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_the_agent_keeps_its_folders_and_logs_to_this_user():
+    paths = Paths.default()
+    for folder in (paths.config_dir, paths.data_dir, paths.log_dir, paths.runtime_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)   # as an older version (or the usual umask) left them
+    for name in ("agent.log", "agent.log.1"):
+        (paths.log_dir / name).write_text("old line\n")
+        (paths.log_dir / name).chmod(0o644)
+    proc = start_agent()
+    try:
+        wait_for(lambda: alive(paths) or proc.poll() is not None, 20, "the agent to answer")
+        call("quit", paths)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for folder in (paths.config_dir, paths.data_dir, paths.log_dir, paths.runtime_dir):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    for name in ("agent.log", "agent.log.1"):
+        assert stat.S_IMODE((paths.log_dir / name).stat().st_mode) == 0o600, name
+    assert "agent started" in paths.agent_log.read_text()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_every_log_file_is_private_after_a_rollover(tmp_path):
+    old_umask = os.umask(0o022)
+    handler = private_log(tmp_path / "agent.log", max_bytes=200, backups=2)
+    try:
+        logger = logging.getLogger("test.private-log")
+        logger.addHandler(handler)
+        logger.propagate = False
+        for i in range(20):
+            logger.warning("line %d about /home/ann/Documents", i)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        os.umask(old_umask)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["agent.log", "agent.log.1", "agent.log.2"]
+    assert all(stat.S_IMODE((tmp_path / f).stat().st_mode) == 0o600 for f in files)
+    assert "WARNING test.private-log: line 19" in (tmp_path / "agent.log").read_text()

@@ -155,3 +155,15 @@ def test_a_name_outside_our_folders_cannot_be_known_without_the_key(long_runtime
     assert SettingsInstance(long_runtime).address == before
     long_runtime.ipc_key_file.write_bytes(os.urandom(32))
     assert SettingsInstance(long_runtime).address != before
+
+
+def test_the_window_and_the_agent_get_their_names_from_one_function_with_their_own_keys(long_runtime, monkeypatch):
+    """One shape for both channels (core.agent.ipc.channel_address), never one name: the keys differ."""
+    window, agent = SettingsInstance(long_runtime).address, ipc.address(long_runtime)[0]
+    assert Path(window).name == "settings.sock" and Path(agent).name == "agent.sock"
+    assert Path(window).parent.parent == Path(agent).parent.parent and Path(window).parent != Path(agent).parent
+    monkeypatch.setattr(ipc, "_WINDOWS", True)
+    monkeypatch.setenv("USERNAME", "ann")
+    window, agent = SettingsInstance(long_runtime).address, ipc.address(long_runtime)[0]
+    assert window.startswith(r"\\.\pipe\plugback-settings-ann-") and agent.startswith(r"\\.\pipe\plugback-agent-ann-")
+    assert window.rsplit("-", 1)[1] != agent.rsplit("-", 1)[1]
