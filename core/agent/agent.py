@@ -22,8 +22,8 @@ import psutil
 from core import __version__
 from core.agent.config import Config, Job, Paths, file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
-from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus
-from core.agent.runner import JobRunner, RunCancel
+from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
+from core.agent.runner import JobRunner, RunCancel, Task
 from core.agent.schedule import connect_due, due
 from core.engine.progress import Clock
 from core.errors import ConfigError, DriveGone, DriveNotConnected, NotFound
@@ -243,10 +243,11 @@ class Agent:
             return True
         return job.destination.drive_id in self.present
 
-    def _execute(self, name: str, kind: RunKind, cancel: RunCancel, progress) -> None:
+    def _execute(self, task: Task, cancel: RunCancel, progress) -> None:
         """Run one job or check (on its runner's thread) and tell the user how it went."""
         from core.agent.jobs import Target, resolve_target, run_job, verify_job
 
+        name, kind = task.name, task.kind
         job = self.config.job(name)
         if job is None:
             return   # removed while queued
@@ -263,12 +264,13 @@ class Agent:
             self.notifier.notify(f"{name}: not backed up", err.message, "failed")
             return
         if kind is RunKind.VERIFY:
-            outcome = verify_job(job, self.config, self.history, target=target, progress=progress, clock=self.clock)
+            outcome = verify_job(job, self.config, self.history, target=target, progress=progress, clock=self.clock,
+                                 trigger=task.trigger)
             if outcome.error is not None:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
-                          clock=self.clock, bind=self.bind_set)
+                          clock=self.clock, bind=self.bind_set, trigger=task.trigger)
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
             self.history.append_log(outcome.run_id, "the drive was removed during the run")
@@ -379,7 +381,9 @@ class Agent:
         for name in pending.jobs:
             job = self.config.job(name)
             if job is not None:
-                self._runner(job).enqueue(job.name)
+                # Without on_connect the job runs now because its schedule came due while the drive was away.
+                trigger = Trigger.CONNECT if job.triggers.on_connect else Trigger.SCHEDULE
+                self._runner(job).enqueue(job.name, trigger=trigger)
         self.changed()
 
     def cancel_pending(self, drive_id: str | None = None) -> bool:
@@ -413,7 +417,7 @@ class Agent:
         queued = []
         for job in self.config.jobs:
             if due(job, self._last_success(job), now, drive_present=self._destination_present(job)):
-                if self._runner(job).enqueue(job.name):
+                if self._runner(job).enqueue(job.name, trigger=Trigger.SCHEDULE):
                     queued.append(job.name)
         return queued
 
@@ -431,7 +435,7 @@ class Agent:
             last = self.history.last(job.name, kind=RunKind.VERIFY)
             first = self.history.first_success(job.name)
             if integrity_due(last.started if last else None, first.started if first else None, now):
-                if self._runner(job).enqueue(job.name, RunKind.VERIFY):
+                if self._runner(job).enqueue(job.name, RunKind.VERIFY, Trigger.SCHEDULE):
                     queued.append(job.name)
         return queued
 

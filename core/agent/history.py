@@ -47,6 +47,14 @@ class RunKind(_Text):
     VERIFY = "verify"
 
 
+class Trigger(_Text):
+    """What started a run: the user (tray, window, CLI), a drive plugged in, or the schedule."""
+
+    MANUAL = "manual"
+    CONNECT = "connect"
+    SCHEDULE = "schedule"
+
+
 SUCCESS = (RunStatus.OK, RunStatus.WARNINGS)
 
 _SCHEMA = """
@@ -54,6 +62,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job TEXT NOT NULL,
     kind TEXT NOT NULL DEFAULT 'backup',
+    trigger TEXT NOT NULL DEFAULT 'manual',
     drive_id TEXT,
     snapshot_id TEXT,
     started TEXT NOT NULL,
@@ -70,7 +79,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_job_started ON runs (job, started);
 """
-_COLUMNS = ("id", "job", "kind", "drive_id", "snapshot_id", "started", "ended", "status", "files_scanned",
+_COLUMNS = ("id", "job", "kind", "trigger", "drive_id", "snapshot_id", "started", "ended", "status", "files_scanned",
             "bytes_scanned", "files_copied", "bytes_copied", "warnings", "error", "error_code")
 
 
@@ -81,6 +90,7 @@ class Run:
     id: int
     job: str
     kind: RunKind
+    trigger: Trigger
     drive_id: str | None
     snapshot_id: str | None
     started: datetime
@@ -135,6 +145,9 @@ class History:
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if "trigger" not in columns:   # a history written before runs recorded their trigger
+                db.execute("ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual'")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -142,11 +155,12 @@ class History:
         return db
 
     def start(self, job: str, started: datetime, *, drive_id: str | None = None,
-              kind: RunKind = RunKind.BACKUP) -> int:
+              kind: RunKind = RunKind.BACKUP, trigger: Trigger = Trigger.MANUAL) -> int:
         """Record a run that has begun; returns its id."""
         with closing(self._connect()) as db, db:
-            cur = db.execute("INSERT INTO runs (job, kind, drive_id, started, status) VALUES (?,?,?,?,?)",
-                             (job, RunKind(kind).value, drive_id, _iso(started), RunStatus.RUNNING.value))
+            cur = db.execute("INSERT INTO runs (job, kind, trigger, drive_id, started, status) VALUES (?,?,?,?,?,?)",
+                             (job, RunKind(kind).value, Trigger(trigger).value, drive_id, _iso(started),
+                              RunStatus.RUNNING.value))
             return cur.lastrowid
 
     def finish(self, run_id: int, end: RunEnd) -> None:
@@ -225,7 +239,7 @@ class History:
             d = dict(zip(_COLUMNS, row, strict=True))
             d["started"] = _parse(d["started"])
             d["ended"] = _parse(d["ended"])
-            d["status"], d["kind"] = RunStatus(d["status"]), RunKind(d["kind"])
+            d["status"], d["kind"], d["trigger"] = RunStatus(d["status"]), RunKind(d["kind"]), Trigger(d["trigger"])
             out.append(Run(**d))
         return out
 

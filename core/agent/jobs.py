@@ -17,7 +17,7 @@ from typing import Callable
 
 from core.agent.config import Config, Job
 from core.agent.drives import find_drive
-from core.agent.history import History, RunEnd, RunKind, RunStatus, warnings_text
+from core.agent.history import History, RunEnd, RunKind, RunStatus, Trigger, warnings_text
 from core.engine.layout import check_chain, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
 from core.engine.repo import BackupSet
@@ -222,7 +222,8 @@ def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str], bo
 
 
 def verify_job(job: Job, config: Config, history: History, *, target: Target | None = None,
-               progress: Callable[[Progress], None] | None = None, clock: Clock | None = None) -> Outcome:
+               progress: Callable[[Progress], None] | None = None, clock: Clock | None = None,
+               trigger: Trigger = Trigger.MANUAL) -> Outcome:
     """Read back everything in the job's set and compare with the manifests (the monthly check).
 
     Recorded in history as a run of kind ``verify``: ``ok``, or ``failed`` with
@@ -233,7 +234,8 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
 
     clock = clock or Clock()
     target = target or resolve_target(job, config)
-    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, kind=RunKind.VERIFY)
+    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, kind=RunKind.VERIFY,
+                           trigger=trigger)
     outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
     try:
         bset = BackupSet.open(target.set_path, make_unlocker())
@@ -261,7 +263,8 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
 def run_job(job: Job, config: Config, history: History, *, target: Target | None = None,
             host: str | None = None, progress: Callable[[Progress], None] | None = None,
             cancel: CancelToken | None = None, clock: Clock | None = None,
-            passphrase: str | None = None, bind: Callable[[str, str], None] | None = None) -> Outcome:
+            passphrase: str | None = None, bind: Callable[[str, str], None] | None = None,
+            trigger: Trigger = Trigger.MANUAL) -> Outcome:
     """Run ``job`` once and record it in ``history``; returns the outcome, never raises PlugbackError.
 
     DriveNotConnected is raised before anything is recorded when the job's
@@ -280,7 +283,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     clock = clock or Clock()
     host = host or host_name()
     target = target or resolve_target(job, config, host=host)
-    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id)
+    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, trigger=trigger)
     outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
     outcome.log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
     try:

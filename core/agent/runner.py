@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from core.agent.history import RunKind
+from core.agent.history import RunKind, Trigger
 from core.engine.progress import CancelToken, Progress
 from core.errors import DriveGone
 
@@ -42,15 +42,23 @@ class RunCancel(CancelToken):
         super().check()
 
 
-class JobRunner:
-    """Runs ``execute(job_name, kind, cancel, progress)`` for queued tasks, one at a time."""
+class Task(NamedTuple):
+    """One queued run: the job's name, backup or check, and what asked for it."""
 
-    def __init__(self, key: str, execute: Callable[[str, RunKind, RunCancel, Callable[[Progress], None]], None],
+    name: str
+    kind: RunKind
+    trigger: Trigger
+
+
+class JobRunner:
+    """Runs ``execute(task, cancel, progress)`` for queued tasks, one at a time."""
+
+    def __init__(self, key: str, execute: Callable[[Task, RunCancel, Callable[[Progress], None]], None],
                  on_change: Callable[[], None] = lambda: None):
         self.key = key
         self.execute = execute
         self.on_change = on_change
-        self.tasks: deque[tuple[str, RunKind]] = deque()   # (job name, kind)
+        self.tasks: deque[Task] = deque()
         self.current: str | None = None
         self.kind: RunKind | None = None
         self.progress: Progress | None = None
@@ -60,13 +68,14 @@ class JobRunner:
         self.thread = threading.Thread(target=self._loop, name=f"runner-{key}", daemon=True)
         self.thread.start()
 
-    def enqueue(self, name: str, kind: RunKind = RunKind.BACKUP) -> bool:
+    def enqueue(self, name: str, kind: RunKind = RunKind.BACKUP, trigger: Trigger = Trigger.MANUAL) -> bool:
         """Queue ``name`` (a backup, or a ``verify``) unless it is queued or running; True if queued now."""
-        kind = RunKind(kind)
+        kind, trigger = RunKind(kind), Trigger(trigger)
         with self._cond:
-            if (name == self.current and kind == self.kind) or (name, kind) in self.tasks or self._stopping:
+            if (name == self.current and kind == self.kind) or self._stopping \
+                    or any(t.name == name and t.kind == kind for t in self.tasks):
                 return False
-            self.tasks.append((name, kind))
+            self.tasks.append(Task(name, kind, trigger))
             self._cond.notify()
         self.on_change()
         return True
@@ -76,7 +85,7 @@ class JobRunner:
         stopped = False
         with self._cond:
             for task in list(self.tasks):
-                if name is None or task[0] == name:
+                if name is None or task.name == name:
                     self.tasks.remove(task)
                     stopped = True
             if self.cancel is not None and (name is None or self.current == name):
@@ -96,7 +105,7 @@ class JobRunner:
     @property
     def queue(self) -> list[str]:
         """Names of the queued jobs (backups and checks), in order."""
-        return [name for name, _ in list(self.tasks)]
+        return [t.name for t in list(self.tasks)]
 
     def busy(self) -> bool:
         """Whether a task runs or waits here."""
@@ -124,13 +133,14 @@ class JobRunner:
                     self._cond.wait()
                 if self._stopping:
                     return
-                self.current, self.kind = self.tasks.popleft()
+                task = self.tasks.popleft()
+                self.current, self.kind = task.name, task.kind
                 self.cancel = RunCancel()
                 self.progress = None
-                name, kind, cancel = self.current, self.kind, self.cancel
+                name, cancel = task.name, self.cancel
             self.on_change()
             try:
-                self.execute(name, kind, cancel, self._set_progress)
+                self.execute(task, cancel, self._set_progress)
             except Exception:   # noqa: BLE001 - a bug in one run must not kill the runner
                 log.exception("run of %s failed unexpectedly", name)
             finally:

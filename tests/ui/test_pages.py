@@ -353,6 +353,7 @@ def test_history_lists_runs_with_counts_errors_and_logs(open_page, agent, docs):
     ok_row = page.locator("#history-runs tr[data-run]", has_text="Documents")
     expect(ok_row).to_contain_text("Completed")
     expect(ok_row).to_contain_text("4")
+    expect(ok_row.locator(".trigger")).to_have_text("started by hand")   # run_job over IPC: by hand
     expect(page.locator("#history-runs .error-row")).to_contain_text("vanished")
     ok_row.get_by_role("button", name=re.compile("Show the log")).click()
     expect(page.locator("#run-log")).to_contain_text("backup of")

@@ -38,7 +38,7 @@ def test_connect_backs_up_by_drive_id_whatever_the_mount_point(paths, make_agent
     watcher.poll()
     assert agent.present == {drive_id: str(ext4_drive.mount_point)}
     (first,) = wait_for(lambda: finished(agent, 1), what="the first backup")
-    assert first.status == "ok" and first.drive_id == drive_id
+    assert first.status == "ok" and first.drive_id == drive_id and first.trigger == "connect"
     assert kinds(paths)[-2:] == ["finished", "safe_to_unplug"]
 
     ext4_drive.unmount()
@@ -85,7 +85,8 @@ def test_pause_stops_automatic_but_not_manual_runs(paths, make_agent, ext4_drive
     assert agent.pending == {} and agent.queued() == [] and agent.status()["paused"]
     assert agent.check_schedule() == []
     assert agent.run_job("Docs")                       # by hand: runs anyway
-    assert wait_for(lambda: finished(agent, 1))[0].status == "ok"
+    (run,) = wait_for(lambda: finished(agent, 1))
+    assert run.status == "ok" and run.trigger == "manual"
     agent.resume()
     assert not agent.status()["paused"]
 
@@ -113,7 +114,8 @@ def test_schedule_runs_a_due_job_and_waits_for_an_absent_drive(paths, make_agent
     agent, watcher = make_agent()
     assert agent.check_schedule() == []               # drive not seen yet: the job waits
     watcher.poll()                                    # connect: never backed up -> catch up now
-    assert wait_for(lambda: finished(agent, 1))[0].status == "ok"
+    (run,) = wait_for(lambda: finished(agent, 1))
+    assert run.status == "ok" and run.trigger == "schedule"   # the schedule's catch-up, not a connect trigger
     assert agent.check_schedule() == []               # ran just now: not due
     status = agent.status()["jobs"][0]
     assert status["drive_present"] and status["last_run"]["status"] == "ok" and status["next_due"]

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from core.agent.history import History, RunEnd, RunKind, RunStatus
+from core.agent.history import History, RunEnd, RunKind, RunStatus, Trigger
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
 
@@ -22,7 +22,7 @@ def test_run_lifecycle_and_log(tmp_path):
                             files_copied=2, bytes_copied=20, warnings=1))
     run = History(tmp_path / "history.sqlite3").get(run_id)   # a second handle sees it
     assert run.to_dict() == {
-        "id": run_id, "job": "Docs", "kind": "backup", "drive_id": "d1",
+        "id": run_id, "job": "Docs", "kind": "backup", "trigger": "manual", "drive_id": "d1",
         "snapshot_id": "20261122T100000Z-ab12", "started": "2026-11-22T10:00:00+00:00",
         "ended": "2026-11-22T10:00:05+00:00", "status": "warnings", "files_scanned": 3, "bytes_scanned": 30,
         "files_copied": 2, "bytes_copied": 20, "warnings": 1, "error": None, "error_code": None}
@@ -73,3 +73,23 @@ def test_status_values_are_the_stored_and_sent_text():
     assert [s.value for s in RunStatus] == ["running", "ok", "warnings", "failed", "cancelled", "drive_removed"]
     assert [k.value for k in RunKind] == ["backup", "verify"]
     assert RunStatus.OK.succeeded and RunStatus.WARNINGS.succeeded and not RunStatus.FAILED.succeeded
+
+
+def test_the_trigger_is_recorded_and_an_older_history_gains_the_column(tmp_path):
+    path = tmp_path / "history.sqlite3"
+    with sqlite3.connect(path) as db:   # a history from before runs recorded what started them
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL,"
+                   " kind TEXT NOT NULL DEFAULT 'backup', drive_id TEXT, snapshot_id TEXT, started TEXT NOT NULL,"
+                   " ended TEXT, status TEXT NOT NULL, files_scanned INTEGER NOT NULL DEFAULT 0,"
+                   " bytes_scanned INTEGER NOT NULL DEFAULT 0, files_copied INTEGER NOT NULL DEFAULT 0,"
+                   " bytes_copied INTEGER NOT NULL DEFAULT 0, warnings INTEGER NOT NULL DEFAULT 0, error TEXT,"
+                   " error_code TEXT, log TEXT NOT NULL DEFAULT '')")
+        db.execute("INSERT INTO runs (job, started, status) VALUES ('Old', ?, 'ok')", (T0.isoformat(),))
+    db.close()
+    h = History(path)
+    (old,) = h.runs(job="Old")
+    assert old.trigger is Trigger.MANUAL
+    run_id = h.start("Docs", T0, trigger=Trigger.CONNECT)
+    assert h.get(run_id).trigger == "connect" and h.get(run_id).to_dict()["trigger"] == "connect"
+    with pytest.raises(ValueError):
+        h.start("Docs", T0, trigger="whenever")

@@ -20,6 +20,9 @@ export async function render(main, ctx) {
 
   function showErrorBox(reply) { const slot = h('div'); showError(slot, reply, 'Cannot show the log.'); return slot; }
 
+  // What started each run (the agent's Trigger values, core/agent/history.py).
+  const TRIGGERS = { manual: 'started by hand', connect: 'drive plugged in', schedule: 'on schedule' };
+
   async function draw() {
     const reply = await ctx.call('history', { job: jobFilter.value || null, limit: 200 });
     if (!reply.ok) { showError(alerts, reply, 'Cannot load the history.'); fill(body); return; }
@@ -31,7 +34,8 @@ export async function render(main, ctx) {
       h('tbody', {}, reply.data.map((run) => {
         const took = run.ended && run.started ? (new Date(run.ended) - new Date(run.started)) / 1000 : null;
         return [h('tr', { dataset: { run: String(run.id) } },
-          h('td', {}, when(run.started)), h('td', {}, run.job), h('td', {}, statusBadge(run.status)),
+          h('td', {}, when(run.started)), h('td', {}, run.job, h('div', { class: 'small muted trigger' }, TRIGGERS[run.trigger] || '')),
+          h('td', {}, statusBadge(run.status)),
           h('td', { class: 'num' }, count(run.files_scanned)),
           h('td', { class: 'num' }, run.status === 'failed' && !run.files_copied ? '–' : copied(run.files_copied, run.bytes_copied)),
           h('td', { class: 'num' }, count(run.warnings)), h('td', { class: 'num' }, duration(took)),
