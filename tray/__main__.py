@@ -58,13 +58,9 @@ def _run_settings_window(argv: list[str]) -> int:
     tray never imports ui (they talk over IPC): the window is started as its own
     process, the same one the agent starts for "Open settings…".
     """
-    from core.agent.agent import open_folder, settings_command
+    from core.agent.agent import settings_command
 
-    cmd = settings_command()
-    if cmd is None:   # installed without the ui package
-        open_folder(Paths.default().config_dir)
-        return 0
-    cmd = [*cmd, *(a for a in argv if a != "--settings")]
+    cmd = [*settings_command(), *(a for a in argv if a != "--settings")]
     if os.name == "posix":
         os.execv(cmd[0], cmd)  # noqa: S606 - become the window: our starter holds its pid
     return subprocess.call(cmd)

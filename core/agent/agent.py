@@ -8,7 +8,6 @@ and listens for changes; everything is testable with ``--no-icon``.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -459,14 +458,10 @@ class Agent:
     def open_settings(self, page: str | None = None) -> None:
         """Start the settings window process (it focuses an open window itself), at ``page``."""
         cmd = self.options.settings_command or settings_command()
-        if cmd and page:
+        if page:
             cmd = [*cmd, "--page", page]
-        log.info("opening settings: %s", " ".join(cmd) if cmd else f"folder {self.paths.config_dir}")
-        if cmd:
-            self.settings_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True,
-                                                  start_new_session=True)
-        else:
-            open_folder(self.paths.config_dir)
+        log.info("opening settings: %s", " ".join(cmd))
+        self.settings_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
 
     def status(self) -> dict:
         """The ``status`` reply (docs/ipc.md)."""
@@ -523,32 +518,12 @@ class Agent:
             runner.shutdown(cancel=cancel, timeout=timeout)
 
 
-def settings_command() -> list[str] | None:
-    """How to start the settings window process (``ui``), or None when it is not installed.
+def settings_command() -> list[str]:
+    """How to start the settings window process (``ui``, shipped in the same distribution).
 
     Frozen, the one executable's launcher (installers/entrypoints/plugback_tray.py)
     runs the window when given ``--settings``.
     """
-    import importlib.util
-
     if getattr(sys, "frozen", False):
         return [sys.executable, "--settings"]
-    try:
-        if importlib.util.find_spec("ui.window") is None:
-            return None
-    except (ImportError, ValueError):
-        return None
     return [sys.executable, "-m", "ui"]
-
-
-def open_folder(folder: Path) -> None:
-    """Show a folder in the file manager (fallback for "Open settings…" without a window)."""
-    if sys.platform == "win32":
-        os.startfile(str(folder))   # noqa: S606 - Windows only
-        return
-    tool = "open" if sys.platform == "darwin" else "xdg-open"
-    try:
-        subprocess.Popen([tool, str(folder)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
-    except OSError:
-        log.warning("could not open %s (no %s)", folder, tool)
