@@ -6,7 +6,7 @@
 // opened gets an Unlock form. The full destination of each top folder is shown before "Restore";
 // the result names every file saved under another name.
 import { h, fill, icon, bytes, when, count, showError, progressView, toast, debounce, confirm } from '../util.js';
-import { unlockForm } from './widgets.js';
+import { unlockForm, recoveryKeyDialog } from './widgets.js';
 
 const KIND_ICON = { d: 'folder', f: 'file', l: 'link' };
 const LOCKED = new Set(['passphrase_needed', 'wrong_passphrase', 'wrong_recovery_key', 'bad_recovery_key']);
@@ -80,6 +80,7 @@ export async function render(main, ctx) {
   const openPath = h('input', { type: 'text', id: 'restore-open-path', placeholder: `/media/${ctx.info.sep === '\\' ? 'E:' : 'me/OldDrive'}`, 'aria-label': 'Folder or drive to look in for backups' });
   const openError = h('div', { id: 'restore-open-error', 'aria-live': 'polite' });
   const unlockBox = h('div');
+  const keyButton = h('button', { type: 'button', id: 'restore-recovery-key', hidden: true, onclick: () => recoveryKeyDialog(ctx, state.which) }, 'Show the recovery key…');
   const searchInput = h('input', { type: 'search', id: 'restore-search', placeholder: 'File name, e.g. report.odt', autocomplete: 'off' });
   const searchBox = h('div', { id: 'search-results', 'aria-live': 'polite' });
   const crumbs = h('nav', { class: 'crumbs', 'aria-label': 'Folder in the snapshot' });
@@ -128,7 +129,7 @@ export async function render(main, ctx) {
   alerts,
   h('section', { class: 'card' }, h('div', { class: 'split' },
     h('div', { class: 'field' }, h('label', { for: 'restore-job' }, 'Backup'), jobSelect),
-    h('div', { class: 'field' }, h('label', { for: 'restore-snapshot' }, 'As it was at'), snapSelect)),
+    h('div', { class: 'field' }, h('label', { for: 'restore-snapshot' }, 'As it was at'), snapSelect)), keyButton,
   h('details', { id: 'restore-open' }, h('summary', {}, 'Look for backups in a folder or drive…'),
     h('div', { class: 'inline' }, ctx.info.can_pick_folders ? h('button', { type: 'button', onclick: async () => {
       const r = await ctx.call('pick_folder', {});
@@ -157,6 +158,9 @@ export async function render(main, ctx) {
     toOriginal.disabled = Boolean(found);
     originalNote.hidden = !found;
     originalNote.textContent = found ? `This backup was made on ${found.computer}, not by a job here: choose a folder to restore into.` : '';
+    const job = kind === 'job' ? state.jobs.find((j) => j.name === value) : null;
+    state.encrypted = Boolean((found && found.encrypted) || (job && job.encrypt));
+    keyButton.hidden = true;
     if (found) toOther.checked = true;
     else if (toOriginal.disabled === false && !toOther.checked) toOriginal.checked = true;
     syncTarget();
@@ -175,6 +179,7 @@ export async function render(main, ctx) {
       return;
     }
     showError(alerts, null);
+    keyButton.hidden = !state.encrypted;   // open now: its recovery key can be shown (and kept)
     state.snapshots = reply.data;
     fill(snapSelect, ...reply.data.map((s, i) => h('option', { value: s.id },
       `${when(s.time)}${i === 0 ? ' (newest)' : ''} · ${count(s.files)} files, ${bytes(s.bytes)}`)));
@@ -261,7 +266,12 @@ export async function render(main, ctx) {
     const data = await findSets();
     if (!data) return;
     const here = data.sets.filter((s) => s.where === check.data.path || s.path.startsWith(check.data.path));
-    if (!here.length) { opened.splice(opened.indexOf(check.data.path), 1); showError(openError, { message: (data.problems.find((p) => p.path.startsWith(check.data.path)) || {}).message || 'No Plugback backup was found there.' }, 'Nothing found.'); return; }
+    if (!here.length) {
+      opened.splice(opened.indexOf(check.data.path), 1);
+      const problem = data.problems.find((p) => p.path.startsWith(check.data.path));
+      showError(openError, { message: problem ? `${problem.path}: ${problem.message}.` : check.data.path }, 'No Plugback backup found.');
+      return;
+    }
     showError(openError, null);
     fillSources();
     const first = here[0];
