@@ -10,7 +10,7 @@ recovery key for a set that could not be opened. What works is kept in this
 cache; with ``remember`` a passphrase is also stored in the OS keyring under
 the set's id (so unattended backups open the set). Without a keyring the
 passphrase is stored nowhere: the set stays open until the agent quits, and
-the window asks again after that (docs/encryption.md explains the choice).
+the window asks again after that (docs/settings-window.md, Decisions, says why).
 """
 
 from __future__ import annotations
