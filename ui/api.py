@@ -55,6 +55,13 @@ def _ok(data=None) -> dict:
     return {"ok": True, "data": {} if data is None else data}
 
 
+def _which(job, set_path) -> dict:
+    """A job of this computer, or a set found on a drive (its path): exactly one is needed."""
+    if set_path is not None:
+        return {"set": _text(set_path, "The backup set")}
+    return {"job": _text(job, "The job name")}
+
+
 def _text(value, what: str) -> str:
     _need(isinstance(value, str) and value.strip() != "", f"{what} is missing.")
     return value
@@ -69,6 +76,7 @@ class Api:
         "job_save", "job_remove", "set_info", "adopt_set", "prefs_save", "drives_list", "drive_init",
         "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
         "exclude_preview", "pick_folder", "check_folder",
+        "sets", "unlock", "recovery_key", "check_target",
     })
 
     def __init__(self, agent: AgentRequest, *, mode: str, pick_folder: FolderPicker | None = None):
@@ -209,32 +217,35 @@ class Api:
 
     # -- restore -----------------------------------------------------------
 
-    def snapshots(self, job: str) -> dict:
-        """A job's snapshots on its destination, newest first."""
-        return self._ask("snapshots", job=_text(job, "The job name"))
+    def snapshots(self, job: str | None = None, set: str | None = None) -> dict:  # noqa: A002 - protocol name
+        """The snapshots of a job's set, or of a set found on a drive (``set``: its path), newest first."""
+        return self._ask("snapshots", **_which(job, set))
 
-    def ls(self, job: str, snapshot: str, path: str = "") -> dict:
+    def ls(self, snapshot: str, path: str = "", job: str | None = None, set: str | None = None) -> dict:  # noqa: A002
         """The entries of one folder in a snapshot."""
-        return self._ask("ls", job=_text(job, "The job name"), snapshot=_text(snapshot, "The snapshot"), path=path)
+        return self._ask("ls", **_which(job, set), snapshot=_text(snapshot, "The snapshot"), path=path)
 
-    def search(self, job: str, query: str) -> dict:
-        """Find a file name across all snapshots of a job."""
+    def search(self, query: str, job: str | None = None, set: str | None = None) -> dict:  # noqa: A002
+        """Find a file name across all snapshots: one row per distinct version."""
         _need(isinstance(query, str) and len(query.strip()) >= 2, "Type at least two characters to search for.")
-        return self._ask("search", job=_text(job, "The job name"), query=query.strip())
+        return self._ask("search", **_which(job, set), query=query.strip())
 
-    def restore_plan(self, job: str, snapshot: str, paths: list, target: str | None = None) -> dict:
+    def restore_plan(self, snapshot: str, paths: list, target: str | None = None, job: str | None = None,
+                     set: str | None = None) -> dict:  # noqa: A002
         """Where a restore would write each top folder (shown before it starts)."""
         _need(isinstance(paths, list), "The selection must be a list.")
-        return self._ask("restore_plan", job=_text(job, "The job name"), snapshot=_text(snapshot, "The snapshot"),
+        return self._ask("restore_plan", **_which(job, set), snapshot=_text(snapshot, "The snapshot"),
                          paths=paths, target=target or None)
 
-    def restore(self, job: str, snapshot: str, paths: list, target: str | None = None,
-                on_conflict: str = "skip") -> dict:
-        """Start restoring ``paths`` of a snapshot to their original place (target None) or a folder."""
+    def restore(self, snapshot: str, paths: list, target: str | None = None, on_conflict: str = "keep_both",
+                job: str | None = None, set: str | None = None, create_target: bool = False) -> dict:  # noqa: A002
+        """Start restoring ``paths`` of a snapshot to their original place (target None) or a folder
+        (made first when ``create_target``: the user confirmed it)."""
         _need(isinstance(paths, list) and len(paths) > 0, "Select at least one file or folder to restore.")
         _need(on_conflict in CONFLICT_CHOICES, f"Choose what to do with existing files: {', '.join(CONFLICT_CHOICES)}.")
-        return self._ask("restore", job=_text(job, "The job name"), snapshot=_text(snapshot, "The snapshot"),
-                         paths=paths, target=target or None, on_conflict=on_conflict)
+        return self._ask("restore", **_which(job, set), snapshot=_text(snapshot, "The snapshot"),
+                         paths=paths, target=target or None, on_conflict=on_conflict,
+                         create_target=create_target is True)
 
     def exclude_preview(self, sources: list, excludes: list) -> dict:
         """What the exclude patterns would leave out of the sources (for the live preview)."""
@@ -255,3 +266,27 @@ class Api:
         _need(folder.is_absolute(), f"Give the full path of the folder, e.g. {Path.home() / 'Documents'}.")
         _need(folder.is_dir(), f"There is no folder at {folder}. Check the spelling.")
         return _ok({"path": str(folder.resolve())})
+
+    # -- restore anywhere and encrypted sets (issue #15) ---------------------------------
+
+    def sets(self, folders: list | None = None) -> dict:
+        """Every backup set on the connected drives and in ``folders`` the user opened."""
+        _need(folders is None or isinstance(folders, list), "The folders must be a list.")
+        return self._ask("sets", folders=folders or [])
+
+    def unlock(self, kind: str, secret: str, remember: bool = False, job: str | None = None,
+               set: str | None = None) -> dict:  # noqa: A002 - protocol name
+        """Open an encrypted set with a passphrase or recovery key, for this session (and the keyring)."""
+        _need(isinstance(secret, str) and secret != "", "Type the passphrase or the recovery key.")
+        return self._ask("unlock", **_which(job, set), kind=kind, secret=secret, remember=remember is True)
+
+    def recovery_key(self, job: str | None = None, set: str | None = None) -> dict:  # noqa: A002
+        """The recovery key of an encrypted set (shown once when it is created, to keep on paper)."""
+        return self._ask("recovery_key", **_which(job, set))
+
+    def check_target(self, path: str) -> dict:
+        """A typed restore folder: its absolute form and whether it exists (the restore may create it)."""
+        folder = Path(os.path.expandvars(_text(path, "The folder path").strip())).expanduser()
+        _need(folder.is_absolute(), f"Give the full path of the folder, e.g. {Path.home() / 'Restored'}.")
+        _need(folder.is_dir() or not folder.exists(), f"{folder} is a file, not a folder. Choose another place.")
+        return _ok({"path": str(folder), "exists": folder.is_dir()})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,17 +23,81 @@ from core.errors import AgentBusy, PlugbackError, UsageError
 log = logging.getLogger("plugback.browse")
 SEARCH_LIMIT = 500
 PREVIEW_LIMIT = 1000
+RESULT_LIMIT = 200      # renamed / damaged files named in a restore's result
+DEFAULT_CONFLICT = "keep-both"
 
 
-def _set(agent, job_name: str):
+@dataclass(frozen=True)
+class Source:
+    """What the window browses: a set, the job here that owns it (None: no job here uses it),
+    and the drive it is on (None: a folder)."""
+
+    bset: object
+    job: object
+    drive_id: str | None
+
+
+def source_args(args: dict) -> dict:
+    """``{job}`` or ``{set}`` from a request (the window names a job here, or a set it found)."""
+    if isinstance(args.get("set"), str) and args["set"]:
+        return {"set": args["set"]}
+    if isinstance(args.get("job"), str) and args["job"]:
+        return {"job": args["job"]}
+    raise UsageError("Say which backup: 'job' (a job on this computer) or 'set' (a set found on a drive).")
+
+
+def _set(agent, args: dict) -> Source:
     from core.agent.jobs import resolve_target
-    from core.agent.keys import make_unlocker
+    from core.agent.unlock import cache_of, cached_unlocker
     from core.engine.repo import BackupSet
 
-    job = agent.job(job_name)
+    unlock = cached_unlocker(cache_of(agent))
+    which = source_args(args)
+    if "set" in which:
+        return _found_set(agent, which["set"], unlock)
+    job = agent.job(which["job"])
     mounts = list(agent.present.values())
     target = resolve_target(job, agent.config, mounts=mounts)
-    return BackupSet.open(target.set_path, make_unlocker()), target
+    return Source(BackupSet.open(target.set_path, unlock), job, target.drive_id)
+
+
+def _checked_path(path: str):
+    """A set path from the window, proven inside the drive (or folder) holding it: (path, drive_id)."""
+    from core.agent.drives import list_volumes
+    from core.agent.sets import boundary_of
+    from core.engine.layout import SetLayout
+
+    if not os.path.isabs(path):
+        raise UsageError(f"Give the full path of the backup set, not {path!r}.")
+    volumes = list_volumes()
+    boundary = boundary_of(Path(path), volumes)
+    SetLayout(Path(path)).check_contained(boundary)
+    drive = next((v.drive_id for v in volumes if os.path.realpath(v.mount) == os.path.realpath(boundary)), None)
+    return Path(path), drive
+
+
+def _found_set(agent, path: str, unlock) -> Source:
+    """A set the window found on a drive or in a folder (``sets``).
+
+    A job here bound to it (the same set id) makes "the original place" available.
+    """
+    from core.agent.adopt import same_set
+    from core.engine.repo import BackupSet
+
+    root, drive = _checked_path(path)
+    bset = BackupSet.open(root, unlock)
+    job = next((j for j in agent.config.jobs if same_set(j.set_id, bset.set_id)), None)
+    return Source(bset, job, drive)
+
+
+def set_root(agent, which: dict) -> Path:
+    """Where the set of ``{job}`` or ``{set}`` is, without opening it (for unlocking it)."""
+    from core.agent.jobs import resolve_target
+
+    if "set" in which:
+        return _checked_path(which["set"])[0]
+    job = agent.job(which["job"])
+    return resolve_target(job, agent.config, mounts=list(agent.present.values())).set_path
 
 
 def _top_names(sources: list[str]) -> dict[str, str]:
@@ -72,9 +137,14 @@ def original_places(job, recorded: list[dict], tops) -> dict[str, str]:
     return out
 
 
-def restore_plan(agent, args: dict) -> dict:
-    """Where a restore would write, before it starts: ``{destinations: [{top, to}], target}``."""
-    bset, _ = _set(agent, args["job"])
+def restore_plan(agent, args: dict, source: Source | None = None) -> dict:
+    """Where a restore would write, before it starts: ``{destinations: [{top, to}], target, creates}``.
+
+    ``creates``: the target folder does not exist yet (the restore makes it, when asked to).
+    A set no job here uses has no original place on this computer: a folder is required.
+    """
+    src = source or _set(agent, args)
+    bset = src.bset
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     tops = {p.strip("/").partition("/")[0] for p in args.get("paths") or []} - {""}
     if not tops:
@@ -83,9 +153,12 @@ def restore_plan(agent, args: dict) -> dict:
     if dest:
         base = os.path.abspath(os.path.expanduser(dest))
         places = {top: os.path.join(base, top) for top in tops}
+    elif src.job is None:
+        raise UsageError("This backup was not made by a job on this computer, so it has no original place "
+                         "here. Choose a folder to restore into.")
     else:
-        places = original_places(agent.job(args["job"]), bset.manifest(snapshot).sources, tops)
-    return {"snapshot": snapshot, "target": dest,
+        places = original_places(src.job, bset.manifest(snapshot).sources, tops)
+    return {"snapshot": snapshot, "target": dest, "creates": bool(dest) and not os.path.isdir(base),
             "destinations": [{"top": top, "to": places[top]} for top in sorted(places)]}
 
 
@@ -93,15 +166,15 @@ def _iso_ns(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat()
 
 
-def snapshots(agent, job_name: str) -> list[dict]:
+def snapshots(agent, args: dict) -> list[dict]:
     """``[{id, time, files, bytes}]`` newest first."""
-    bset, _ = _set(agent, job_name)
+    bset = _set(agent, args).bset
     return [{"id": s.id, "time": s.time, "files": s.files, "bytes": s.bytes} for s in reversed(bset.snapshots())]
 
 
-def ls(agent, job_name: str, snapshot: str, path: str) -> list[dict]:
+def ls(agent, args: dict, snapshot: str, path: str) -> list[dict]:
     """The direct children of ``path`` ('' = the top: one folder per source) in a snapshot."""
-    bset, _ = _set(agent, job_name)
+    bset = _set(agent, args).bset
     manifest = bset.manifest(bset.resolve_id(snapshot))
     parent = path.strip("/")
     out = []
@@ -112,19 +185,57 @@ def ls(agent, job_name: str, snapshot: str, path: str) -> list[dict]:
     return out
 
 
-def search(agent, job_name: str, query: str) -> list[dict]:
-    """Entries whose name contains ``query`` (case-insensitive), newest snapshot first."""
-    bset, _ = _set(agent, job_name)
+def search(agent, args: dict, query: str) -> list[dict]:
+    """One row per distinct version of each entry whose name contains ``query`` (case-insensitive).
+
+    A file unchanged across snapshots is one version: its row names the newest snapshot
+    holding it (``snapshot``), the oldest (``first_snapshot``) and how many hold it
+    (``snapshots``). Newest versions first, at most SEARCH_LIMIT rows.
+    """
+    bset = _set(agent, args).bset
     needle = query.casefold()
-    out = []
+    rows: dict[tuple, dict] = {}
     for info in reversed(bset.snapshots()):
         for e in bset.manifest(info.id).entries:
-            if needle in e.path.rpartition("/")[2].casefold():
-                out.append({"snapshot": info.id, "path": e.path, "type": e.type, "size": e.size,
-                            "mtime": _iso_ns(e.mtime_ns)})
-                if len(out) >= SEARCH_LIMIT:
-                    return out
-    return out
+            if needle not in e.path.rpartition("/")[2].casefold():
+                continue
+            key = (e.path, e.type, e.size, e.mtime_ns, e.sha256, e.target)
+            row = rows.get(key)
+            if row is not None:
+                row["first_snapshot"], row["snapshots"] = info.id, row["snapshots"] + 1
+            elif len(rows) < SEARCH_LIMIT:
+                rows[key] = {"snapshot": info.id, "first_snapshot": info.id, "snapshots": 1, "path": e.path,
+                             "type": e.type, "size": e.size, "mtime": _iso_ns(e.mtime_ns)}
+    return list(rows.values())
+
+
+def _conflict(args: dict) -> str:
+    # The CLI's spelling (keep-both) and the JSON-friendly one (keep_both) both work. The default is
+    # keep-both in the window, the agent and the CLI: nothing already there is lost, and the restored
+    # version is always written (its new name is in the result).
+    on_conflict = (args.get("on_conflict") or DEFAULT_CONFLICT).replace("_", "-")
+    if on_conflict not in CONFLICTS:
+        raise UsageError("'on_conflict' must be skip, overwrite or keep-both.")
+    return on_conflict
+
+
+def _make_target(dest: str | None, create: bool) -> None:
+    """A target folder that does not exist is made only when the user confirmed it (``create``)."""
+    if not dest:
+        return
+    if not os.path.isabs(os.path.expanduser(dest)):
+        raise UsageError(f"Give the full path of the folder to restore into, not {dest!r}.")
+    folder = os.path.expanduser(dest)
+    if os.path.isdir(folder):
+        return
+    if os.path.lexists(folder):
+        raise UsageError(f"{folder} is not a folder. Choose another place to restore into.")
+    if not create:
+        raise UsageError(f"There is no folder at {folder}. Confirm to create it, or choose another folder.")
+    try:
+        os.makedirs(folder)
+    except OSError as err:
+        raise UsageError(f"The folder {folder} cannot be created ({err.strerror or err}).") from None
 
 
 def start_restore(agent, args: dict) -> dict:
@@ -133,22 +244,19 @@ def start_restore(agent, args: dict) -> dict:
 
     if agent.restore_task and agent.restore_task.get("running"):
         raise AgentBusy(reason="a restore is already running")
-    job_name = args.get("job")
-    if not isinstance(job_name, str):
-        raise UsageError("'job' is required.")
-    # The CLI's spelling (keep-both) and the JSON-friendly one (keep_both) both work.
-    on_conflict = (args.get("on_conflict") or "skip").replace("_", "-")
-    if on_conflict not in CONFLICTS:
-        raise UsageError("'on_conflict' must be skip, overwrite or keep-both.")
-    bset, target = _set(agent, job_name)
+    on_conflict = _conflict(args)
+    src = _set(agent, args)
+    bset = src.bset
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     paths = list(args.get("paths") or [])
     dest = args.get("target")
     # "The original place" is this computer's sources of the job: the engine gets the mapping.
-    places = restore_plan(agent, {**args, "snapshot": snapshot})["destinations"]
-    where = Path(dest) if dest else {d["top"]: d["to"] for d in places}
-    task = {"job": job_name, "snapshot": snapshot, "paths": paths, "target": dest, "running": True,
-            "destinations": places, "progress": None, "result": None, "error": None}
+    places = restore_plan(agent, {**args, "snapshot": snapshot}, src)["destinations"]
+    _make_target(dest, bool(args.get("create_target")))
+    where = Path(os.path.expanduser(dest)) if dest else {d["top"]: d["to"] for d in places}
+    label = args.get("job") or (src.job.name if src.job else None)
+    task = {"job": label, "set": args.get("set"), "snapshot": snapshot, "paths": paths, "target": dest,
+            "running": True, "destinations": places, "progress": None, "result": None, "error": None}
     cancel = CancelToken()
 
     def progress(p):
@@ -156,26 +264,32 @@ def start_restore(agent, args: dict) -> dict:
 
     options = RestoreOptions(snapshot=snapshot, paths=paths, on_conflict=on_conflict, progress=progress,
                              cancel=cancel)
-    agent.restore_task, agent.restore_drive = task, target.drive_id
+    agent.restore_task, agent.restore_drive = task, src.drive_id
     agent.restore_cancel = cancel
     agent.changed()
-
-    def work():
-        try:
-            result = restore(bset, where, options)
-            task["result"] = {k: v for k, v in vars(result).items() if isinstance(v, (int, str, float, bool))}
-        except PlugbackError as err:
-            task["error"] = {"code": err.code, "message": err.message}
-        except Exception as err:   # noqa: BLE001 - report, never kill the agent
-            log.exception("restore failed")
-            task["error"] = {"code": "error", "message": f"The restore failed unexpectedly: {err!r}"}
-        finally:
-            task["running"] = False
-            agent.restore_drive = None
-            agent.changed()
-
-    threading.Thread(target=work, name="restore", daemon=True).start()
+    threading.Thread(target=_work, args=(agent, bset, where, options, task), name="restore", daemon=True).start()
     return {"started": True}
+
+
+def _work(agent, bset, where, options: RestoreOptions, task: dict) -> None:
+    """The restore thread: runs it, then puts the result (with renamed files named) into the task."""
+    from core.agent.restore_names import renamed_after, would_collide
+
+    try:
+        collide = would_collide(bset, where, options) if options.on_conflict.value == "keep-both" else []
+        result = restore(bset, where, options)
+        task["result"] = {k: v for k, v in vars(result).items() if isinstance(v, (int, str, float, bool))}
+        task["result"]["renamed"] = renamed_after(collide)
+        task["result"]["damaged_files"] = [{"path": p, "reason": r} for p, r in result.damaged[:RESULT_LIMIT]]
+    except PlugbackError as err:
+        task["error"] = {"code": err.code, "message": err.message}
+    except Exception as err:   # noqa: BLE001 - report, never kill the agent
+        log.exception("restore failed")
+        task["error"] = {"code": "error", "message": f"The restore failed unexpectedly: {err!r}"}
+    finally:
+        task["running"] = False
+        agent.restore_drive = None
+        agent.changed()
 
 
 def exclude_preview(sources: list, excludes: list) -> dict:

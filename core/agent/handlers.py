@@ -28,7 +28,9 @@ from core.errors import BadRequest, NotFound
 COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "resume", "config_get",
             "job_save", "job_remove", "set_info", "adopt_set", "prefs_save", "drives_list", "drive_init",
             "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
-            "exclude_preview", "quit")
+            "exclude_preview", "quit",
+            # issue #15: sets found on drives and folders, unlocking encrypted sets
+            "sets", "unlock", "recovery_key")
 HISTORY_LIMIT = 1000
 log = logging.getLogger("plugback.handlers")
 
@@ -69,6 +71,13 @@ def _local_time(args: dict, key: str) -> datetime | None:
     except ValueError:
         raise BadRequest(reason=f"'{key}' must be an ISO date and time, not {text!r}") from None
     return when.astimezone() if when.tzinfo is None else when
+
+
+def _source(args: dict) -> dict:
+    """``{job}`` or ``{set}``: which backup a browse or restore command means (a job here, or a set found)."""
+    if args.get("set") is not None:
+        return {"set": _text(args, "set")}
+    return {"job": _text(args, "job")}
 
 
 class Handlers:
@@ -235,7 +244,7 @@ class Handlers:
     def snapshots(self, args):
         from core.agent import browse
 
-        return browse.snapshots(self.agent, _text(args, "job"))
+        return browse.snapshots(self.agent, _source(args))
 
     def ls(self, args):
         from core.agent import browse
@@ -244,17 +253,17 @@ class Handlers:
         path = args.get("path") or ""
         if not isinstance(path, str):
             raise BadRequest(reason="'path' must be text")
-        return browse.ls(self.agent, _text(args, "job"), snapshot, path)
+        return browse.ls(self.agent, _source(args), snapshot, path)
 
     def search(self, args):
         from core.agent import browse
 
-        return browse.search(self.agent, _text(args, "job"), _text(args, "query"))
+        return browse.search(self.agent, _source(args), _text(args, "query"))
 
     def restore_plan(self, args):
         from core.agent import browse
 
-        _text(args, "job")
+        _source(args)
         _texts(args, "paths")
         _text(args, "target", required=False)
         _text(args, "snapshot", required=False)
@@ -263,7 +272,7 @@ class Handlers:
     def restore(self, args):
         from core.agent import browse
 
-        _text(args, "job")
+        _source(args)
         _texts(args, "paths")
         _text(args, "target", required=False)
         return browse.start_restore(self.agent, args)
@@ -273,3 +282,31 @@ class Handlers:
 
         return browse.exclude_preview(_texts(args, "sources"), _texts(args, "excludes"))
 
+    # -- sets found anywhere, and unlocking them (issue #15: core.agent.sets, core.agent.unlock) ----
+
+    def sets(self, args):
+        from core.agent.drives import list_volumes
+        from core.agent.sets import find_sets
+        from core.agent.unlock import cache_of, keyring_available
+
+        found = find_sets(list_volumes(), _texts(args, "folders"), self.agent.config.jobs).to_dict()
+        cache = cache_of(self.agent)
+        for s in found["sets"]:
+            s["unlocked"] = s["encrypted"] and s["set_id"] in cache
+        return {**found, "keyring": keyring_available()}
+
+    def unlock(self, args):
+        from core.agent import browse
+        from core.agent.unlock import cache_of, unlock
+
+        remember = args.get("remember", False)
+        if not isinstance(remember, bool):
+            raise BadRequest(reason="'remember' must be true or false")
+        root = browse.set_root(self.agent, _source(args))
+        return unlock(cache_of(self.agent), root, _text(args, "kind"), _text(args, "secret"), remember)
+
+    def recovery_key(self, args):
+        from core.agent import browse
+        from core.agent.unlock import cache_of, recovery_key
+
+        return recovery_key(cache_of(self.agent), browse.set_root(self.agent, _source(args)))

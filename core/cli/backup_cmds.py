@@ -92,8 +92,10 @@ def _register_restore(sub) -> None:
     p.add_argument("--snapshot", default="latest", metavar="ID", help="snapshot id or 'latest' (default)")
     p.add_argument("--path", action="append", default=[], metavar="P",
                    help="restore only this file or folder (repeatable), e.g. Documents/report.txt")
-    p.add_argument("--on-conflict", choices=CONFLICTS, default="skip",
-                   help="when a file already exists: skip (default), overwrite, or keep-both")
+    # The same default as the window: nothing already there is lost, and the restored version is written.
+    p.add_argument("--on-conflict", choices=CONFLICTS, default="keep-both",
+                   help="when a file already exists: keep-both (default: the restored copy gets a new "
+                        "name, \"name (restored).ext\"), skip, or overwrite")
     p.add_argument("--json", action="store_true")
     add_unlock_options(p)
     p.set_defaults(func=cmd_restore)
@@ -147,6 +149,11 @@ def cmd_backup(args) -> int:
                                                           verify=not args.no_verify, progress=bar))
     finally:
         bar.done()
+    if passphrase:
+        # Said once, when the set is made: without the passphrase only the recovery key opens it.
+        print(f"This backup set is encrypted. If the passphrase is lost, only its recovery key opens it: "
+              f"print it now with 'plugback key export {bset.root}' and keep it on paper, away from the "
+              "drive.", file=sys.stderr)
     if passphrase and args.remember:
         from core.agent import keys
 

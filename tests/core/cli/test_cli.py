@@ -102,10 +102,11 @@ def test_ls_diff_and_paths(user, tmp_path):
     _ok(run_cli("restore", set_path, out, "--snapshot", ids[0], "--path", "Documents/report.txt"))
     assert read_tree(out) == {"Documents/report.txt": b"first draft"}
     (out / "Documents/report.txt").write_bytes(b"mine")
-    _ok(run_cli("restore", set_path, out, "--snapshot", ids[0], "--path", "Documents/report.txt"))
-    assert (out / "Documents/report.txt").read_bytes() == b"mine"           # skip (default)
     _ok(run_cli("restore", set_path, out, "--snapshot", ids[0], "--path", "Documents/report.txt",
-                "--on-conflict", "keep-both"))
+                "--on-conflict", "skip"))
+    assert (out / "Documents/report.txt").read_bytes() == b"mine"
+    _ok(run_cli("restore", set_path, out, "--snapshot", ids[0], "--path", "Documents/report.txt"))
+    assert (out / "Documents/report.txt").read_bytes() == b"mine"           # keep-both (default)
     assert (out / "Documents/report (restored).txt").read_bytes() == b"first draft"
     _ok(run_cli("restore", set_path, out, "--snapshot", ids[0], "--path", "Documents/report.txt",
                 "--on-conflict", "overwrite"))

@@ -1,24 +1,93 @@
-// Restore: pick a job and a snapshot by time, browse its tree, or search a
-// file name across snapshots; restore what is selected to its original place
-// or another folder, choosing what happens to files already there. The full destination
-// of each top folder is shown before "Restore" (the original place is this computer's
-// folders of the job, never a path the drive records).
-import { h, fill, icon, bytes, when, count, showError, progressView, toast, debounce } from '../util.js';
+// Restore: pick a backup — a job of this computer, or any set found on a connected drive or in a
+// folder the user opens (issue #15: "restore anywhere", grouped by computer) — and a snapshot by
+// time; browse its tree or search a file name (one row per distinct version); restore what is
+// selected (always visible as a list) to its original place or another folder (made after
+// confirming), choosing what happens to files already there. An encrypted set that cannot be
+// opened gets an Unlock form. The full destination of each top folder is shown before "Restore";
+// the result names every file saved under another name.
+import { h, fill, icon, bytes, when, count, showError, progressView, toast, debounce, confirm } from '../util.js';
+import { unlockForm, recoveryKeyDialog } from './widgets.js';
 
 const KIND_ICON = { d: 'folder', f: 'file', l: 'link' };
+const LOCKED = new Set(['passphrase_needed', 'wrong_passphrase', 'wrong_recovery_key', 'bad_recovery_key']);
+const opened = [];   // folders the user opened on this page (kept while the window is open)
+
+/** A local time with seconds, e.g. "22 Nov 2026, 14:30:05". */
+function exact(value) {
+  const d = new Date(value);
+  return isNaN(d) ? '–' : d.toLocaleString(undefined, { day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+/** The `<select>` of backups: jobs here, then sets found elsewhere grouped by computer. */
+function sourceOptions(jobs, found) {
+  const groups = [];
+  if (jobs.length) groups.push(h('optgroup', { label: 'Jobs on this computer' }, jobs.map((j) => h('option', { value: `job:${j.name}` }, j.name))));
+  const others = found.filter((s) => !s.used_by.length);
+  const computers = [...new Set(others.map((s) => s.computer))];
+  for (const c of computers) {
+    groups.push(h('optgroup', { label: `Made on ${c}` }, others.filter((s) => s.computer === c).map((s) =>
+      h('option', { value: `set:${s.path}` }, `${s.job}${s.encrypted ? ' (encrypted)' : ''} — ${s.drive_label ? `drive ${s.drive_label}` : s.where}`))));
+  }
+  return groups;
+}
+
+/** The selection, always visible: a count, a list with "Remove", and "Clear". */
+function selectionView(onChange) {
+  const selected = new Map();   // path -> type
+  const list = h('ul', { class: 'path-list', id: 'restore-selection', 'aria-label': 'Selected to restore' });
+  const text = h('span', { id: 'restore-selected', class: 'muted' });
+  const draw = () => {
+    const n = selected.size;
+    text.textContent = n ? `${n} item${n === 1 ? '' : 's'} selected` : 'Select files or folders above.';
+    fill(list, ...[...selected].map(([path, type]) => h('li', {}, icon(KIND_ICON[type] || 'file'), h('span', { class: 'mono' }, path),
+      h('button', { type: 'button', class: 'link', 'aria-label': `Remove ${path} from the selection`, onclick: () => remove(path) }, 'Remove'))));
+    if (n > 1) list.append(h('li', {}, h('button', { type: 'button', class: 'link', id: 'restore-clear', onclick: () => clear() }, 'Clear the selection')));
+    onChange(n);
+  };
+  const remove = (path) => { selected.delete(path); draw(); };
+  const clear = () => { selected.clear(); draw(); };
+  return {
+    list, text, draw, clear, has: (p) => selected.has(p), paths: () => [...selected.keys()], size: () => selected.size,
+    set(path, type, on) { if (on) selected.set(path, type); else selected.delete(path); draw(); },
+  };
+}
+
+/** What a finished restore did, naming each file saved under another name and where. */
+function summary(task) {
+  const r = task.result || {};
+  const failed = Boolean(task.error);
+  const rows = [['Restored', r.files_restored], ['Bytes', r.bytes_restored !== undefined ? bytes(r.bytes_restored) : undefined],
+    ['Skipped (already there)', r.skipped], ['Saved under another name', r.kept_both], ['Replaced', r.overwritten]]
+    .filter(([, v]) => v !== undefined && v !== null && v !== 0);
+  const where = task.target || (task.destinations || []).map((d) => d.to).join(', ');
+  const renamed = r.renamed || [];
+  return h('div', { class: `alert ${failed ? 'error' : 'info'}`, role: failed ? 'alert' : 'status' },
+    h('div', { class: 'grow' }, h('strong', {}, failed ? 'The restore failed. ' : 'Restore finished. '),
+      failed ? task.error.message : `Restored into ${where}.`,
+      rows.length ? h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, typeof v === 'number' ? count(v) : v)])) : null,
+      renamed.length ? [h('p', {}, 'These files were already there, so the restored copies have new names:'),
+        h('ul', { id: 'restore-renamed' }, renamed.map((x) => h('li', {}, h('span', { class: 'mono' }, x.as), ' (next to ', h('span', { class: 'mono' }, x.to), ')')))] : null,
+      (r.damaged_files || []).length ? [h('p', {}, 'Not restored (damaged on the drive):'),
+        h('ul', {}, r.damaged_files.map((d) => h('li', {}, `${d.path}: ${d.reason}`)))] : null,
+      (r.warnings || []).length ? h('ul', {}, r.warnings.slice(0, 20).map((w) => h('li', {}, `${w.path}: ${w.message}`))) : null));
+}
 
 export async function render(main, ctx) {
   const alerts = h('div');
-  const state = { job: null, snapshot: null, path: '', selected: new Set(), snapshots: [] };
+  const state = { which: null, job: null, snapshot: null, path: '', snapshots: [], found: [], jobs: [], keyring: false };
   const jobSelect = h('select', { id: 'restore-job' });
   const snapSelect = h('select', { id: 'restore-snapshot' });
+  const openPath = h('input', { type: 'text', id: 'restore-open-path', placeholder: `/media/${ctx.info.sep === '\\' ? 'E:' : 'me/OldDrive'}`, 'aria-label': 'Folder or drive to look in for backups' });
+  const openError = h('div', { id: 'restore-open-error', 'aria-live': 'polite' });
+  const unlockBox = h('div');
+  const keyButton = h('button', { type: 'button', id: 'restore-recovery-key', hidden: true, onclick: () => recoveryKeyDialog(ctx, state.which) }, 'Show the recovery key…');
   const searchInput = h('input', { type: 'search', id: 'restore-search', placeholder: 'File name, e.g. report.odt', autocomplete: 'off' });
   const searchBox = h('div', { id: 'search-results', 'aria-live': 'polite' });
   const crumbs = h('nav', { class: 'crumbs', 'aria-label': 'Folder in the snapshot' });
   const tree = h('div', { class: 'table-wrap', id: 'restore-tree' });
-  const selectedText = h('span', { id: 'restore-selected', class: 'muted' });
   const toOriginal = h('input', { type: 'radio', name: 'restore-target', id: 'target-original', value: 'original', checked: true });
   const toOther = h('input', { type: 'radio', name: 'restore-target', id: 'target-other', value: 'other' });
+  const originalNote = h('p', { class: 'hint', id: 'target-original-note', hidden: true });
   const targetPath = h('input', { type: 'text', id: 'target-path', placeholder: `~${ctx.info.sep || '/'}Restored` });
   const targetError = h('div');
   const conflict = h('select', { id: 'restore-conflict' },
@@ -29,21 +98,26 @@ export async function render(main, ctx) {
   const progress = progressView('Restore progress');
   const progressBox = h('div', { id: 'restore-progress', hidden: true }, progress.el);
   const result = h('div', { id: 'restore-result', 'aria-live': 'polite' });
+  const plan = h('div', { id: 'restore-plan', 'aria-live': 'polite' });
+  const selection = selectionView((n) => {
+    restoreButton.disabled = n === 0;
+    restoreButton.textContent = n ? `Restore ${n} item${n === 1 ? '' : 's'}` : 'Restore';
+    showPlan();
+  });
   const targetBox = h('div', { class: 'inline', hidden: true },
     ctx.info.can_pick_folders ? h('button', { type: 'button', onclick: async () => {
       const r = await ctx.call('pick_folder', {});
-      if (r.ok && r.data.path) targetPath.value = r.data.path;
+      if (r.ok && r.data.path) { targetPath.value = r.data.path; showPlan(); }
     } }, 'Choose folder…') : null, targetPath);
-  const plan = h('div', { id: 'restore-plan', 'aria-live': 'polite' });
   let planAsked = 0;
   async function showPlan() {
     const ask = ++planAsked;
     const target = toOther.checked ? targetPath.value.trim() : null;
-    if (!state.selected.size || !state.snapshot || target === '') { fill(plan); return; }
-    const reply = await ctx.call('restore_plan', { job: state.job, snapshot: state.snapshot, paths: [...state.selected], target });
+    if (!selection.size() || !state.snapshot || target === '') { fill(plan); return; }
+    const reply = await ctx.call('restore_plan', { ...state.which, snapshot: state.snapshot, paths: selection.paths(), target });
     if (ask !== planAsked) return;   // the choice changed meanwhile
     if (!reply.ok) { showError(plan, reply, 'No place to restore to.'); return; }
-    fill(plan, h('p', { class: 'muted' }, 'Restores into:'),
+    fill(plan, h('p', { class: 'muted' }, reply.data.creates ? 'Restores into (a new folder, made when you start):' : 'Restores into:'),
       h('ul', { class: 'path-list' }, reply.data.destinations.map((d) => h('li', {}, icon('folder'), h('span', { class: 'mono' }, d.to)))));
   }
   const syncTarget = () => { targetBox.hidden = !toOther.checked; showPlan(); };
@@ -51,44 +125,80 @@ export async function render(main, ctx) {
   toOriginal.addEventListener('change', syncTarget); toOther.addEventListener('change', syncTarget);
 
   main.append(h('div', { class: 'page-head' },
-    h('div', {}, h('h1', {}, 'Restore'), h('p', {}, 'Get back a file or folder as it was at any backup.'))),
+    h('div', {}, h('h1', {}, 'Restore'), h('p', {}, 'Get back a file or folder as it was at any backup — also from another computer’s backup drive.'))),
   alerts,
   h('section', { class: 'card' }, h('div', { class: 'split' },
     h('div', { class: 'field' }, h('label', { for: 'restore-job' }, 'Backup'), jobSelect),
-    h('div', { class: 'field' }, h('label', { for: 'restore-snapshot' }, 'As it was at'), snapSelect)),
-  h('div', { class: 'field' }, h('label', { for: 'restore-search' }, 'Search all snapshots for a file name'),
-    h('div', { class: 'inline' }, searchInput, h('button', { type: 'button', id: 'restore-search-go', onclick: () => search() }, 'Search'))),
-  searchBox),
+    h('div', { class: 'field' }, h('label', { for: 'restore-snapshot' }, 'As it was at'), snapSelect)), keyButton,
+  h('details', { id: 'restore-open' }, h('summary', {}, 'Look for backups in a folder or drive…'),
+    h('div', { class: 'inline' }, ctx.info.can_pick_folders ? h('button', { type: 'button', onclick: async () => {
+      const r = await ctx.call('pick_folder', {});
+      if (r.ok && r.data.path) { openPath.value = r.data.path; openFolder(); }
+    } }, 'Choose folder…') : null, openPath, h('button', { type: 'button', id: 'restore-open-go', onclick: () => openFolder() }, 'Look')), openError)),
+  unlockBox,
+  h('section', { class: 'card', id: 'restore-browse' },
+    h('div', { class: 'field' }, h('label', { for: 'restore-search' }, 'Search all snapshots for a file name'),
+      h('div', { class: 'inline' }, searchInput, h('button', { type: 'button', id: 'restore-search-go', onclick: () => search() }, 'Search'))),
+    searchBox),
   h('section', { class: 'card', 'aria-label': 'Files in the snapshot' }, crumbs, tree),
   h('section', { class: 'card', 'aria-label': 'Restore options' },
+    h('h2', {}, 'Selected'), selection.text, selection.list,
     h('h2', {}, 'Restore to'),
-    h('label', { class: 'check' }, toOriginal, 'The original place'),
+    h('label', { class: 'check' }, toOriginal, 'The original place'), originalNote,
     h('label', { class: 'check' }, toOther, 'Another folder'), targetBox, targetError, plan,
     h('div', { class: 'field' }, h('label', { for: 'restore-conflict' }, 'If a file is already there'), conflict),
-    h('div', { class: 'row' }, restoreButton, selectedText), progressBox, result));
+    h('div', { class: 'row' }, restoreButton), progressBox, result));
 
-  function syncSelected() {
-    const n = state.selected.size;
-    selectedText.textContent = n ? `${n} item${n === 1 ? '' : 's'} selected` : 'Select files or folders above.';
-    restoreButton.disabled = n === 0;
-    restoreButton.textContent = n ? `Restore ${n} item${n === 1 ? '' : 's'}` : 'Restore';
-    showPlan();
+  function chooseSource() {
+    const [kind, ...rest] = jobSelect.value.split(':');
+    const value = rest.join(':');
+    state.which = kind === 'set' ? { set: value } : { job: value };
+    const found = kind === 'set' ? state.found.find((s) => s.path === value) : null;
+    // A set no job here uses has no original place on this computer: the user picks a folder.
+    toOriginal.disabled = Boolean(found);
+    originalNote.hidden = !found;
+    originalNote.textContent = found ? `This backup was made on ${found.computer}, not by a job here: choose a folder to restore into.` : '';
+    const job = kind === 'job' ? state.jobs.find((j) => j.name === value) : null;
+    state.encrypted = Boolean((found && found.encrypted) || (job && job.encrypt));
+    keyButton.hidden = true;
+    if (found) toOther.checked = true;
+    else if (toOriginal.disabled === false && !toOther.checked) toOriginal.checked = true;
+    syncTarget();
   }
 
   async function loadSnapshots() {
-    state.job = jobSelect.value;
-    const reply = await ctx.call('snapshots', { job: state.job });
-    if (!reply.ok) { fill(snapSelect); fill(tree); showError(alerts, reply, 'Cannot list the snapshots.'); return; }
+    chooseSource();
+    selection.clear();
+    fill(unlockBox); fill(searchBox);
+    state.snapshot = null;
+    const reply = await ctx.call('snapshots', state.which);
+    if (!reply.ok) {
+      fill(snapSelect); fill(tree); fill(crumbs);
+      if (LOCKED.has(reply.code)) { showError(alerts, null); showUnlock(reply); return; }
+      showError(alerts, reply, 'Cannot list the snapshots.');
+      return;
+    }
     showError(alerts, null);
+    keyButton.hidden = !state.encrypted;   // open now: its recovery key can be shown (and kept)
     state.snapshots = reply.data;
     fill(snapSelect, ...reply.data.map((s, i) => h('option', { value: s.id },
       `${when(s.time)}${i === 0 ? ' (newest)' : ''} · ${count(s.files)} files, ${bytes(s.bytes)}`)));
-    if (!reply.data.length) { fill(tree, h('p', { class: 'empty' }, 'This job has no snapshots yet. Run a backup first.')); fill(crumbs); return; }
+    if (!reply.data.length) { fill(tree, h('p', { class: 'empty' }, 'This backup has no snapshots yet. Run a backup first.')); fill(crumbs); return; }
     await openSnapshot(reply.data[0].id, '');
   }
 
+  function showUnlock(reply) {
+    const form = unlockForm(ctx, {
+      which: state.which, keyring: state.keyring,
+      reason: reply.code === 'passphrase_needed' ? 'Type its passphrase to open it, or its recovery key if the passphrase is lost.' : reply.message,
+      onUnlocked: (data) => { toast(data.remembered ? 'Unlocked, and remembered in the keyring' : 'Unlocked until Plugback quits'); loadSnapshots(); },
+    });
+    fill(unlockBox, form.el);
+    form.focus();
+  }
+
   async function openSnapshot(id, path) {
-    if (state.snapshot !== id) state.selected.clear();
+    if (state.snapshot !== id) selection.clear();
     state.snapshot = id;
     snapSelect.value = id;
     await browse(path);
@@ -96,18 +206,18 @@ export async function render(main, ctx) {
 
   async function browse(path) {
     state.path = path;
-    const reply = await ctx.call('ls', { job: state.job, snapshot: state.snapshot, path });
+    const reply = await ctx.call('ls', { ...state.which, snapshot: state.snapshot, path });
     if (!reply.ok) { showError(alerts, reply, 'Cannot open that folder.'); return; }
     const parts = path ? path.split('/') : [];
     fill(crumbs, h('button', { type: 'button', onclick: () => browse('') }, 'All folders'),
       ...parts.map((p, i) => [h('span', { 'aria-hidden': 'true' }, '›'),
         h('button', { type: 'button', 'aria-current': i === parts.length - 1 ? 'location' : null, onclick: () => browse(parts.slice(0, i + 1).join('/')) }, p)]));
-    if (!reply.data.length) { fill(tree, h('p', { class: 'empty' }, 'This folder is empty.')); syncSelected(); return; }
+    if (!reply.data.length) { fill(tree, h('p', { class: 'empty' }, 'This folder is empty.')); return; }
     fill(tree, h('table', { class: 'tree' },
       h('thead', {}, h('tr', {}, h('th', {}, h('span', { class: 'sr-only' }, 'Select')), h('th', {}, 'Name'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'Modified'))),
       h('tbody', {}, reply.data.map((e) => {
-        const box = h('input', { type: 'checkbox', 'aria-label': `Select ${e.name}`, checked: state.selected.has(e.path), dataset: { path: e.path } });
-        box.addEventListener('change', () => { if (box.checked) state.selected.add(e.path); else state.selected.delete(e.path); syncSelected(); });
+        const box = h('input', { type: 'checkbox', 'aria-label': `Select ${e.name}`, checked: selection.has(e.path), dataset: { path: e.path } });
+        box.addEventListener('change', () => selection.set(e.path, e.type, box.checked));
         return h('tr', {},
           h('td', {}, box),
           h('td', {}, h('span', { class: 'name' }, icon(KIND_ICON[e.type] || 'file'),
@@ -115,28 +225,64 @@ export async function render(main, ctx) {
           h('td', { class: 'num' }, e.type === 'd' ? '' : bytes(e.size)),
           h('td', {}, when(e.mtime)));
       }))));
-    syncSelected();
   }
 
   async function search() {
     const q = searchInput.value.trim();
     if (q.length < 2) { fill(searchBox, h('p', { class: 'muted' }, 'Type at least two characters.')); return; }
-    const reply = await ctx.call('search', { job: state.job, query: q });
+    const reply = await ctx.call('search', { ...state.which, query: q });
     if (!reply.ok) { showError(searchBox, reply, 'Search failed.'); return; }
     if (!reply.data.length) { fill(searchBox, h('p', { class: 'muted' }, `No file matching “${q}” in any snapshot.`)); return; }
     const snapTime = (id) => (state.snapshots.find((s) => s.id === id) || {}).time;
+    const kept = (r) => (r.snapshots === 1 ? when(snapTime(r.snapshot)) : `${r.snapshots} backups, ${when(snapTime(r.first_snapshot))} to ${when(snapTime(r.snapshot))}`);
     fill(searchBox, h('p', { class: 'muted' }, `${reply.data.length} version${reply.data.length === 1 ? '' : 's'} found:`),
       h('div', { class: 'table-wrap' }, h('table', {},
-        h('thead', {}, h('tr', {}, h('th', {}, 'File'), h('th', {}, 'In the backup of'), h('th', { class: 'num' }, 'Size'), h('th', {}, h('span', { class: 'sr-only' }, 'Action')))),
+        h('thead', {}, h('tr', {}, h('th', {}, 'File'), h('th', {}, 'Modified'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'In'), h('th', {}, h('span', { class: 'sr-only' }, 'Action')))),
         h('tbody', {}, reply.data.slice(0, 200).map((r) => h('tr', {},
-          h('td', { class: 'mono' }, r.path), h('td', {}, when(snapTime(r.snapshot) || r.mtime)), h('td', { class: 'num' }, bytes(r.size)),
+          h('td', { class: 'mono' }, r.path), h('td', {}, exact(r.mtime)), h('td', { class: 'num' }, r.type === 'd' ? '' : `${bytes(r.size)} (${count(r.size)} bytes)`),
+          h('td', {}, kept(r)),
           h('td', {}, h('button', { type: 'button', class: 'link', onclick: async () => {
             await openSnapshot(r.snapshot, r.path.includes('/') ? r.path.slice(0, r.path.lastIndexOf('/')) : '');
-            state.selected.add(r.path);
+            selection.set(r.path, r.type, true);
             const box = tree.querySelector(`input[data-path="${CSS.escape(r.path)}"]`);
             if (box) { box.checked = true; box.focus(); }
-            syncSelected();
           } }, 'Select this version'))))))));
+  }
+
+  async function findSets() {
+    const reply = await ctx.call('sets', { folders: opened });
+    if (!reply.ok) { showError(alerts, reply, 'Cannot look for backups on the drives.'); return null; }
+    state.found = reply.data.sets;
+    state.keyring = reply.data.keyring;
+    return reply.data;
+  }
+
+  async function openFolder() {
+    const path = openPath.value.trim();
+    if (!path) { showError(openError, { message: 'Type the folder or drive to look in.' }, 'Nothing typed.'); return; }
+    const check = await ctx.call('check_folder', { path });
+    if (!check.ok) { showError(openError, check, 'Cannot look there.'); return; }
+    if (!opened.includes(check.data.path)) opened.push(check.data.path);
+    const data = await findSets();
+    if (!data) return;
+    const here = data.sets.filter((s) => s.where === check.data.path || s.path.startsWith(check.data.path));
+    if (!here.length) {
+      opened.splice(opened.indexOf(check.data.path), 1);
+      const problem = data.problems.find((p) => p.path.startsWith(check.data.path));
+      showError(openError, { message: problem ? `${problem.path}: ${problem.message}.` : check.data.path }, 'No Plugback backup found.');
+      return;
+    }
+    showError(openError, null);
+    fillSources();
+    const first = here[0];
+    jobSelect.value = first.used_by.length ? `job:${first.used_by[0]}` : `set:${first.path}`;
+    await loadSnapshots();
+  }
+
+  function fillSources() {
+    const keep = jobSelect.value;
+    fill(jobSelect, ...sourceOptions(state.jobs, state.found));
+    if (keep && [...jobSelect.options].some((o) => o.value === keep)) jobSelect.value = keep;
   }
 
   let watching = null;
@@ -144,34 +290,25 @@ export async function render(main, ctx) {
   restoreButton.addEventListener('click', async () => {
     fill(targetError);
     let target = null;
+    let create = false;
     if (toOther.checked) {
-      const check = await ctx.call('check_folder', { path: targetPath.value });
+      const check = await ctx.call('check_target', { path: targetPath.value });
       if (!check.ok) { showError(targetError, check, 'Choose the folder to restore into.'); targetPath.focus(); return; }
       target = check.data.path;
+      if (!check.data.exists) {
+        create = await confirm('Create the folder?', `There is no folder at ${target} yet. Plugback will create it and restore into it.`, 'Create and restore');
+        if (!create) { targetPath.focus(); return; }
+      }
     }
     const before = await ctx.call('status');
     priorTask = JSON.stringify(before.ok ? before.data.restore || null : null);
-    const reply = await ctx.call('restore', { job: state.job, snapshot: state.snapshot, paths: [...state.selected], target, on_conflict: conflict.value });
+    const reply = await ctx.call('restore', { ...state.which, snapshot: state.snapshot, paths: selection.paths(), target, on_conflict: conflict.value, create_target: create });
     if (!reply.ok) { showError(result, reply, 'The restore did not start.'); return; }
     fill(result);
     progressBox.hidden = false;
     restoreButton.disabled = true;
     watch();
   });
-
-  function summary(task) {
-    const r = task.result || {};
-    const failed = task.error || r.status === 'failed';
-    const rows = [['Restored', r.files_restored], ['Bytes', r.bytes_restored !== undefined ? bytes(r.bytes_restored) : undefined],
-      ['Skipped (already there)', r.skipped ?? r.files_skipped], ['Kept both', r.files_renamed], ['Replaced', r.files_overwritten]]
-      .filter(([, v]) => v !== undefined && v !== null);
-    const message = task.error ? (task.error.message || String(task.error)) : null;
-    return h('div', { class: `alert ${failed ? 'error' : 'info'}`, role: failed ? 'alert' : 'status' },
-      h('div', { class: 'grow' }, h('strong', {}, failed ? 'The restore failed. ' : 'Restore finished. '),
-        message || `Files are back in ${task.target || (task.destinations || []).map((d) => d.to).join(', ') || 'their original place'}.`,
-        rows.length ? h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, typeof v === 'number' ? count(v) : v)])) : null,
-        (r.warnings || []).length ? h('ul', {}, r.warnings.slice(0, 20).map((w) => h('li', {}, `${w.path}: ${w.message}`))) : null));
-  }
 
   function watch() {
     if (watching) return;
@@ -182,9 +319,13 @@ export async function render(main, ctx) {
       if (task.running) { progressBox.hidden = false; progress.update(task.progress || { phase: 'restore' }); return; }
       progressBox.hidden = true;
       fill(result, summary(task));
-      if (!task.error) toast('Restore finished');
+      if (!task.error) {
+        toast('Restore finished');
+        // Done: nothing stays ticked for the next restore.
+        selection.clear();
+        tree.querySelectorAll('input[type=checkbox]').forEach((b) => { b.checked = false; });
+      }
       watching(); watching = null;
-      syncSelected();
     });
   }
 
@@ -192,13 +333,20 @@ export async function render(main, ctx) {
   snapSelect.addEventListener('change', () => openSnapshot(snapSelect.value, state.path));
   searchInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); search(); } });
   searchInput.addEventListener('input', debounce(() => { if (searchInput.value.trim().length >= 3) search(); }, 500));
+  openPath.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); openFolder(); } });
 
   const config = await ctx.call('config_get');
   if (!config.ok) { showError(alerts, config, 'Cannot load the jobs.'); return () => watching && watching(); }
-  const jobs = config.data.jobs || [];
-  if (!jobs.length) { fill(tree, h('p', { class: 'empty' }, 'There is nothing to restore yet: no backup is set up.')); return null; }
-  fill(jobSelect, ...jobs.map((j) => h('option', { value: j.name }, j.name)));
-  syncSelected();
+  state.jobs = config.data.jobs || [];
+  await findSets();
+  selection.draw();
+  if (!state.jobs.length && !state.found.filter((s) => !s.used_by.length).length) {
+    fill(tree, h('p', { class: 'empty', id: 'restore-nothing' }, 'There is nothing to restore yet: no backup is set up here, and no connected drive holds a Plugback backup. ',
+      'Plug in the backup drive, or look in the folder that holds it (above).'));
+    document.getElementById('restore-open').open = true;
+    return () => { if (watching) watching(); };
+  }
+  fillSources();
   await loadSnapshots();
   const status = await ctx.call('status');
   if (status.ok && status.data.restore && status.data.restore.running) { progressBox.hidden = false; watch(); }

@@ -1,5 +1,5 @@
 // Form pieces shared by the Jobs editor and the first-run flow.
-import { h, fill, icon, showError, showPath, when, dialog } from '../util.js';
+import { h, fill, icon, showError, showPath, when, dialog, errorBox } from '../util.js';
 
 /**
  * A list of folders with "Remove" buttons and a way to add one: the native
@@ -87,4 +87,81 @@ export async function confirmSet(ctx, name) {
   if (!choice) return { adopted: false, cancelled: true };
   const reply = await ctx.call('adopt_set', { name, set_id: set.set_id });
   return reply.ok ? { adopted: true } : { adopted: false, error: reply };
+}
+
+/**
+ * "Unlock" (issue #15): a passphrase or recovery-key field for an encrypted backup that could
+ * not be opened. `which` is {job} or {set}; `keyring` says whether "remember" can be offered.
+ * Calls onUnlocked(reply.data) once the agent opened it; a wrong secret is shown and asked again.
+ */
+export function unlockForm(ctx, { which, keyring, reason, onUnlocked }) {
+  const passphrase = h('input', { type: 'radio', name: 'unlock-kind', id: 'unlock-passphrase', value: 'passphrase', checked: true });
+  const recovery = h('input', { type: 'radio', name: 'unlock-kind', id: 'unlock-recovery', value: 'recovery_key' });
+  const secret = h('input', { type: 'password', id: 'unlock-secret', autocomplete: 'off', spellcheck: 'false' });
+  const label = h('label', { for: 'unlock-secret' }, 'Passphrase');
+  const remember = h('input', { type: 'checkbox', id: 'unlock-remember' });
+  const error = h('div', { id: 'unlock-error', 'aria-live': 'polite' });
+  const go = h('button', { type: 'button', class: 'primary', id: 'unlock-go' }, 'Unlock');
+  const sync = () => {
+    const isKey = recovery.checked;
+    label.textContent = isKey ? 'Recovery key' : 'Passphrase';
+    secret.type = isKey ? 'text' : 'password';
+    remember.disabled = isKey;
+  };
+  passphrase.addEventListener('change', sync); recovery.addEventListener('change', sync);
+  async function submit() {
+    if (!secret.value) { showError(error, { message: 'Type the passphrase or the recovery key.' }, 'Nothing typed.'); secret.focus(); return; }
+    go.disabled = true;
+    const reply = await ctx.call('unlock', { ...which, kind: recovery.checked ? 'recovery_key' : 'passphrase', secret: secret.value, remember: remember.checked && !remember.disabled });
+    go.disabled = false;
+    if (!reply.ok) { showError(error, reply, 'Not unlocked.'); secret.select(); secret.focus(); return; }
+    secret.value = '';
+    onUnlocked(reply.data);
+  }
+  go.addEventListener('click', submit);
+  secret.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); submit(); } });
+  const keep = keyring
+    ? h('label', { class: 'check' }, remember, 'Remember the passphrase in this computer’s keyring (so automatic backups can open it)')
+    : h('p', { class: 'hint', id: 'unlock-no-keyring' }, 'This computer has no keyring, so Plugback stores the passphrase nowhere: ',
+      'the backup stays unlocked until Plugback quits, and you unlock it again after that. ',
+      'Automatic backups into an encrypted set then need the passphrase in PLUGBACK_PASSPHRASE.');
+  const el = h('section', { class: 'card unlock', id: 'unlock', 'aria-labelledby': 'unlock-title' },
+    h('h2', { id: 'unlock-title' }, icon('shield'), ' This backup is encrypted'),
+    h('p', {}, reason || 'Type its passphrase, or its recovery key if the passphrase is lost.'),
+    h('fieldset', { class: 'inline' }, h('legend', { class: 'sr-only' }, 'Unlock with'),
+      h('label', { class: 'check' }, passphrase, 'Passphrase'), h('label', { class: 'check' }, recovery, 'Recovery key')),
+    h('div', { class: 'field' }, label, h('div', { class: 'inline' }, secret, go)), keep, error);
+  return { el, focus: () => secret.focus() };
+}
+
+/**
+ * The recovery key of a new encrypted set, shown once (issue #15): "Save as file…", "Print", and a
+ * confirmation that it was kept. Resolves true when the user confirmed, false otherwise.
+ */
+export async function recoveryKeyDialog(ctx, which) {
+  const reply = await ctx.call('recovery_key', which);
+  if (!reply.ok) { await dialog('The recovery key cannot be shown', errorBox(reply), [{ label: 'Close', value: false }]); return false; }
+  const key = reply.data.recovery_key;
+  const text = `Plugback recovery key\nBackup set ${reply.data.set_id}\n\n${key}\n\nAnyone with this key can read the backup. Keep it on paper, away from the drive.\n`;
+  const kept = h('input', { type: 'checkbox', id: 'recovery-kept' });
+  const save = () => {
+    const a = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'text/plain' })), download: `plugback-recovery-key-${reply.data.set_id.slice(0, 8)}.txt` });
+    document.body.append(a); a.click(); a.remove();
+  };
+  const print = () => {
+    const w = window.open('', '_blank');
+    if (!w) return;
+    w.document.body.append(Object.assign(w.document.createElement('pre'), { textContent: text }));
+    w.print();
+  };
+  const body = h('div', {},
+    h('p', {}, 'If the passphrase is ever lost, only this key opens the backup. It is shown now, once: keep it somewhere safe, away from the drive.'),
+    h('pre', { class: 'recovery-key mono', id: 'recovery-key' }, key),
+    h('div', { class: 'inline' }, h('button', { type: 'button', onclick: save }, 'Save as file…'), h('button', { type: 'button', onclick: print }, 'Print')),
+    h('label', { class: 'check' }, kept, 'I have kept the recovery key'));
+  while (true) {
+    const ok = await dialog('Keep the recovery key', body, [{ label: 'Later', value: false }, { label: 'Done', value: true, class: 'primary' }]);
+    if (!ok || kept.checked) return Boolean(ok && kept.checked);
+    kept.focus();
+  }
 }
