@@ -3,19 +3,25 @@
 Peak RSS is measured two ways and the larger is kept:
 
 * a sampler thread sums the resident set of the command's whole process tree
-  (the process and all its descendants, via psutil) every 20 ms and keeps the
+  (the command and all its descendants, via psutil) every 20 ms and keeps the
   highest sum: this sees worker processes, but can miss a spike shorter than
   20 ms, and counts pages shared between processes once per process;
-* ``wait4`` returns the kernel's own high-water mark (``ru_maxrss``) of the
-  command's largest single process: exact for a tool that is one process,
-  even for spikes the sampler missed.
+* ``/usr/bin/time -f %M`` runs the command and reports the kernel's own
+  high-water mark of its largest single process: exact for a tool that is one
+  process, even for spikes the sampler missed.
 
-Without psutil only the second is available (the report says so).
+Why GNU time and not our own ``wait4``: a child forked from this Python
+process inherits its high-water mark across ``exec`` (about 30 MB), so
+``ru_maxrss`` of a small tool like cp would report the benchmark's own size.
+GNU time is a small C program, so what it inherits is about 2 MB. Without
+/usr/bin/time, ``wait4`` is used and small tools read high (the report says so).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -27,20 +33,22 @@ except ImportError:  # the bench still runs; peak RSS is then the largest single
     psutil = None
 
 SAMPLE_SECONDS = 0.02
-RSS_METHOD = ("max of: the whole process tree's RSS summed (psutil, sampled every 20 ms) and the "
-              "largest single process's kernel high-water mark (wait4 ru_maxrss)")
-if psutil is None:
-    RSS_METHOD = "largest single process's kernel high-water mark (wait4 ru_maxrss); psutil missing"
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) and shutil.which("time") else None
+_TREE = "the whole process tree's RSS summed (psutil, sampled every 20 ms)"
+_SINGLE = ("the largest single process's kernel high-water mark (/usr/bin/time -f %M)" if GNU_TIME else
+           "the largest single process's kernel high-water mark (wait4; /usr/bin/time missing, so a "
+           "small tool reads about 30 MB high: the benchmark's own size, inherited across fork)")
+RSS_METHOD = f"max of: {_TREE} and {_SINGLE}" if psutil is not None else f"{_SINGLE}; psutil missing"
 
 
 class _TreeSampler(threading.Thread):
     """Polls the summed RSS of a process and its descendants until stopped; keeps the peak."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, *, count_root: bool):
         super().__init__(daemon=True)
         self.pid = pid
+        self.count_root = count_root  # False when the root is /usr/bin/time, not the tool
         self.peak = 0
-        self.samples = 0
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -48,7 +56,7 @@ class _TreeSampler(threading.Thread):
             root = psutil.Process(self.pid)
         except psutil.Error:
             return
-        known: dict[int, psutil.Process] = {self.pid: root}
+        known: dict[int, psutil.Process] = {self.pid: root} if self.count_root else {}
         while not self._done.is_set():
             try:
                 for child in root.children(recursive=True):
@@ -62,7 +70,6 @@ class _TreeSampler(threading.Thread):
                 except psutil.Error:  # ended (or became a zombie) since the last sample
                     known.pop(pid, None)
             self.peak = max(self.peak, total)
-            self.samples += 1
             self._done.wait(SAMPLE_SECONDS)
 
     def stop(self) -> int:
@@ -74,18 +81,33 @@ class _TreeSampler(threading.Thread):
 def timed(argv: list[str], logfile: Path, timeout: float, *, env: dict | None = None,
           cwd: Path | None = None) -> dict:
     """Run one command (plus a sync); wall and CPU seconds (children included) and peak RSS in bytes."""
+    maxrss_file = logfile.with_name(logfile.name + ".maxrss")
+    if GNU_TIME:
+        argv = [GNU_TIME, "-f", "%M", "-o", str(maxrss_file), *argv]
     start = time.perf_counter()
     with open(logfile, "wb") as out:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        sampler = _TreeSampler(proc.pid) if psutil is not None else None
+        # Own session: a timeout ends the tool and all it started, not just /usr/bin/time.
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        sampler = _TreeSampler(proc.pid, count_root=not GNU_TIME) if psutil is not None else None
         if sampler:
             sampler.start()
-        rc, usage = _wait(proc, timeout)
+        try:
+            rc, usage = _wait(proc, timeout)
+        except KeyboardInterrupt:  # its own session does not get the terminal's Ctrl-C
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
         tree_peak = sampler.stop() if sampler else 0
     os.sync()
     elapsed = time.perf_counter() - start
-    # wait4's rusage covers the command and every descendant it waited for; ru_maxrss is in KiB.
+    # ru_maxrss and %M are in KiB; wait4's rusage covers every descendant that was waited for.
     single_peak = usage.ru_maxrss * 1024 if usage else 0
+    if GNU_TIME:
+        try:
+            single_peak = int(maxrss_file.read_text().split()[-1]) * 1024
+        except (OSError, ValueError, IndexError):  # killed (timeout) before time wrote it
+            single_peak = 0
+        maxrss_file.unlink(missing_ok=True)
     cpu = (usage.ru_utime + usage.ru_stime) if usage else 0.0
     return {"wall": round(elapsed, 3), "cpu": round(cpu, 3), "rc": rc,
             "rss": max(tree_peak, single_peak), "rss_tree": tree_peak, "rss_single": single_peak}
@@ -100,7 +122,7 @@ def _wait(proc: subprocess.Popen, timeout: float):
             proc.returncode = os.waitstatus_to_exitcode(status)
             return proc.returncode, usage
         if time.monotonic() > deadline:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = -9
             return "timeout", usage
