@@ -315,7 +315,7 @@ class Bench:
             f" {result['rss'] / 1e6:7.1f} MB peak RSS  (load {self.loads[-1]:.1f})")
 
     def log_phase(self, phase: str) -> None:
-        log(f"phase: {report.PHASE_LABELS[phase]}")
+        log(f"phase: {report.label({'scenario': self.args.scenario}, phase)}")
 
     def backup_phase(self, tools: list[Tool], phase: str, *, reset: bool = False, repeat: int | None = None,
                      before_rep=None) -> None:
