@@ -3,8 +3,14 @@
     .venv/bin/python bench/run.py                      # about 1 GiB, every tool, 1 run per phase
     .venv/bin/python bench/run.py --scale 0.05         # a quick run
     .venv/bin/python bench/run.py --repeat 3 --markdown
+    .venv/bin/python bench/run.py --scenario small-files --scales 20000,100000 --workdir /tmp/pb
+    .venv/bin/python bench/run.py --scenario big-file-changed
 
-It makes (or reuses) the seeded data set, copies it to a work folder, then
+Scenarios: ``standard`` (below), and the engine-at-scale ones of issue #11,
+``small-files`` and ``big-file-changed`` (see scenarios.py). Every timed
+command also reports the peak RSS of its whole process tree (see measure.py).
+
+For the standard scenario it makes (or reuses) the seeded data set, copies it to a work folder, then
 times, for every tool under the same conditions: a full backup, a no-change
 backup, a backup after a day of changes, a restore and a full verify (and,
 when plugback has ``--encrypt``, an encrypted full backup and restore). Before
@@ -24,7 +30,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -34,17 +39,28 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import make_dataset
+import measure
 import report
-from tools import TOOLS, Command, PlugbackEncrypted, Tool, plugback_argv, rmtree
+import scenarios
+from measure import du
+from tools import TOOLS, PlugbackEncrypted, Tool, plugback_argv, plugback_env, rmtree
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_WORKDIR = Path("/var/tmp/plugback-bench")
-PHASES = report.PHASES
+SCENARIOS = ("standard", "small-files", "big-file-changed")
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scale", type=float, default=1.0, help="data set size; 1.0 is about 1 GiB")
+    p.add_argument("--scenario", choices=SCENARIOS, default="standard")
+    p.add_argument("--scale", type=float, default=1.0, help="standard: data set size; 1.0 is about 1 GiB")
+    p.add_argument("--files", type=int, default=100_000, help="small-files: how many tiny files")
+    p.add_argument("--big-mib", type=float, default=150, help="big-file-changed: the file's size")
+    p.add_argument("--change-mib", type=float, default=1, help="big-file-changed: how much changes")
+    p.add_argument("--scales", default=None,
+                   help="comma-separated sizes to run one after the other, reporting how peak RSS "
+                        "grows between them: file counts for small-files (e.g. 20000,100000), "
+                        "--scale values for standard, --big-mib values for big-file-changed")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeat", type=int, default=1, help="runs per phase; the median is reported")
     p.add_argument("--tools", default="plugback,cp,rsync,restic,borg",
@@ -146,30 +162,12 @@ def prepare_cache(cold: bool, inputs: list[Path]) -> None:
 
 # -- timing --------------------------------------------------------------------------------------
 
-def timed(cmd: Command, logfile: Path, timeout: float) -> dict:
-    """Run one command (plus a sync); wall and CPU seconds (user + system, children included)."""
-    env = {**os.environ, **cmd.env}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    with open(logfile, "wb") as out:
-        try:
-            proc = subprocess.run(cmd.argv, env=env, cwd=cmd.cwd, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=timeout)
-            rc = proc.returncode
-        except subprocess.TimeoutExpired:
-            rc = "timeout"
-    os.sync()
-    elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": round(elapsed, 3), "cpu": round(cpu, 3), "rc": rc}
-
-
 def cold_start(tool: Tool, cold: bool, logs: Path) -> float | None:
     """Seconds for ``tool --version`` from a cold cache: the fixed cost every run pays."""
     argv = tool.version_argv()
     prepare_cache(cold, [])
-    result = timed(Command(argv), logs / f"startup-{tool.name.replace(' ', '_')}.log", 120)
+    result = measure.timed(argv, logs / f"startup-{tool.name.replace(' ', '_')}.log", 120,
+                           env={**os.environ, **tool.base_env()})
     return result["wall"] if result["rc"] == 0 else None
 
 
@@ -177,19 +175,6 @@ def _git_describe() -> str:
     out = subprocess.run(["git", "-C", str(BENCH_DIR), "describe", "--always", "--dirty"],
                          capture_output=True, text=True)
     return out.stdout.strip() or "?"
-
-
-def du(path: Path) -> int:
-    """Bytes allocated on disk under path (hard links counted once)."""
-    seen, total = set(), 0
-    for dirpath, dirs, files in os.walk(path):
-        for name in dirs + files:
-            st = os.lstat(os.path.join(dirpath, name))
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_blocks * 512
-    return total
 
 
 # -- restore check -------------------------------------------------------------------------------
@@ -263,6 +248,8 @@ class Bench:
         self.cold = False
         self.restore_checks: dict = {}
         self.loads: list[float] = []  # 1-minute load average after each timed command
+        self.mutations: list[dict] = []
+        self.not_run: dict[str, tuple] = {}  # tool name -> phases this scenario does not run
 
     def dataset_dir(self) -> Path:
         """Where the data set for (scale, seed, generator version) is cached."""
@@ -293,12 +280,16 @@ class Bench:
         if phase in tool.unsupported:
             cell["status"] = "n/a"
             return
+        if phase in self.not_run.get(tool.name, ()):
+            cell["status"] = "not run"
+            return
         cmd = tool.command(phase, target=target, rep=rep)
         if cmd.before:
             cmd.before()
         prepare_cache(self.cold, inputs)
         logfile = self.logs / f"{tool.name.replace(' ', '_')}-{phase}-{rep}.log"
-        result = timed(cmd, logfile, self.args.timeout)
+        result = measure.timed(cmd.argv, logfile, self.args.timeout, env={**os.environ, **cmd.env},
+                               cwd=cmd.cwd)
         output = logfile.read_text(errors="replace")
         problem = None
         if result["rc"] != 0:
@@ -318,41 +309,57 @@ class Bench:
         runs = cell["runs"]
         cell["wall"] = statistics.median(r["wall"] for r in runs)
         cell["cpu"] = statistics.median(r["cpu"] for r in runs)
+        cell["rss"] = max(r["rss"] for r in runs)  # memory: the worst run, not the median
         self.loads.append(os.getloadavg()[0])
-        log(f"  {tool.name:18} {phase:9} {result['wall']:8.2f} s wall {result['cpu']:8.2f} s cpu"
-            f"  (load {self.loads[-1]:.1f})")
+        log(f"  {tool.name:18} {phase:12} {result['wall']:8.2f} s wall {result['cpu']:8.2f} s cpu"
+            f" {result['rss'] / 1e6:7.1f} MB peak RSS  (load {self.loads[-1]:.1f})")
 
-    def main_phases(self, tools: list[Tool], mutations: list) -> None:
+    def log_phase(self, phase: str) -> None:
+        log(f"phase: {report.label({'scenario': self.args.scenario}, phase)}")
+
+    def backup_phase(self, tools: list[Tool], phase: str, *, reset: bool = False, repeat: int | None = None,
+                     before_rep=None) -> None:
+        """Time a backup phase for every tool (tools interleaved per repeat), then record set sizes.
+
+        ``reset`` starts every tool from an empty backup before each repeat; ``before_rep(rep)``
+        changes the source (untimed) before each repeat."""
+        self.log_phase(phase)
+        for rep in range(repeat or self.args.repeat):
+            if before_rep:
+                before_rep(rep)
+            for tool in tools:
+                if reset:
+                    tool.reset()
+                inputs = [self.src] if reset else [self.src, tool.backup_dir()]
+                self.run_phase(tool, phase, rep, inputs)
+        self.record_sizes(tools, phase)
+
+    def record_sizes(self, tools: list[Tool], phase: str) -> None:
+        """Each tool's backup size on disk after ``phase`` (tools that ran it cleanly)."""
+        for tool in tools:
+            cell = self.results.get(tool.name, {}).get(phase, {})
+            if cell.get("status") == "ok":
+                self.sizes.setdefault(tool.name, {})[phase] = du(tool.backup_dir())
+
+    def main_phases(self, tools: list[Tool]) -> None:
+        """The standard scenario: full, no-change, a day of changes, restore, full verify."""
         a = self.args
-        log("phase: full backup")
-        for rep in range(a.repeat):
-            for tool in tools:
-                tool.reset()
-                self.run_phase(tool, "full", rep, [self.src])
-        for tool in tools:
-            if tool.name not in self.broken:
-                self.sizes.setdefault(tool.name, {})["full"] = du(tool.backup_dir())
-        log("phase: no-change backup")
-        for rep in range(a.repeat):
-            for tool in tools:
-                self.run_phase(tool, "nochange", rep, [self.src, tool.backup_dir()])
-        log("phase: backup after a day of changes")
-        for rep in range(a.repeat):
-            mutations.append(make_dataset.mutate(self.src, day=rep + 1, seed=a.seed))
-            for tool in tools:
-                self.run_phase(tool, "changed", rep, [self.src, tool.backup_dir()])
-        for tool in tools:
-            if tool.name not in self.broken:
-                self.sizes.setdefault(tool.name, {})["changed"] = du(tool.backup_dir())
+
+        def day_of_changes(rep: int) -> None:
+            self.mutations.append(make_dataset.mutate(self.src, day=rep + 1, seed=a.seed))
+
+        self.backup_phase(tools, "full", reset=True)
+        self.backup_phase(tools, "nochange")
+        self.backup_phase(tools, "changed", before_rep=day_of_changes)
         self.restores(tools, "restore")
-        log("phase: full verify")
+        self.log_phase("verify")
         for rep in range(a.repeat):
             for tool in tools:
                 self.run_phase(tool, "verify", rep, [self.src, tool.backup_dir()])
 
     def restores(self, tools: list[Tool], phase: str) -> None:
         """Time each tool's restore into an empty folder, then compare the result with the source."""
-        log(f"phase: {phase}")
+        self.log_phase(phase)
         checks = self.restore_checks
         for rep in range(self.args.repeat):
             for tool in tools:
@@ -360,8 +367,10 @@ class Bench:
                 rmtree(target)
                 target.mkdir(parents=True)
                 self.run_phase(tool, phase, rep, [tool.backup_dir()], target=target)
-                if (rep == self.args.repeat - 1 and tool.name not in self.broken
-                        and phase not in tool.unsupported):
+                ran = self.results.get(tool.name, {}).get(phase, {}).get("status") == "ok"
+                if ran and self.results[tool.name].get("changed", {}).get("status") == "not run":
+                    checks[tool.name] = "not compared (its last backup predates the changes)"
+                elif rep == self.args.repeat - 1 and ran:
                     ok, detail = check_restore(target, self.src, self.args.seed)
                     checks[tool.name] = detail
                     if not ok:
@@ -383,7 +392,7 @@ class Bench:
         home = self.run_dir / "profile"
         rmtree(home)
         home.mkdir(parents=True)
-        env = {**os.environ, "PLUGBACK_HOME": str(home / "home")}
+        env = {**os.environ, "PLUGBACK_HOME": str(home / "home"), **plugback_env()}
         backup_args = ["-m", "core.cli", "backup", str(self.src), "--to", str(home / "set")]
         out = self.args.results_dir / "profile-full-backup.txt"
         py_spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
@@ -410,10 +419,29 @@ class Bench:
         return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
+def _make_tools(keys: list[str], run_dir: Path, src: Path) -> tuple[list[Tool], dict]:
+    tools, skipped = [], {}
+    for key in keys:
+        tool = TOOLS[key](run_dir / key, src)
+        why = tool.missing()
+        if why:
+            skipped[tool.name] = why
+            log(f"skipping {tool.name}: {why}")
+        else:
+            tools.append(tool)
+    return tools, skipped
+
+
+def _size_of_run(args) -> str:
+    if args.scenario == "small-files":
+        return f"{args.files:,} files"
+    if args.scenario == "big-file-changed":
+        return f"a {args.big_mib:g} MiB file"
+    return f"scale {args.scale:g}"
+
+
+def run_once(args, keys: list[str]) -> tuple[dict, list[str]]:
+    """One benchmark run of args.scenario at one size: (the results record, the failures)."""
     bench = Bench(args)
     machine = machine_info(args.workdir)
     if machine["fs"] in ("tmpfs", "ramfs"):
@@ -421,31 +449,30 @@ def main(argv: list[str] | None = None) -> int:
             "pass --workdir on a disk")
     bench.cold = not args.warm and can_drop_caches()
     started = datetime.now(timezone.utc)
-    stats = bench.dataset()
-
+    log(f"{args.scenario} scenario, {_size_of_run(args)}")
     rmtree(bench.run_dir)
     bench.logs.mkdir(parents=True)
-    log("copying the data set to the source folder (untimed) ...")
-    subprocess.run(["cp", "-a", str(bench.dataset_dir() / "tree"), str(bench.src)], check=True)
+    if args.scenario == "standard":
+        stats = bench.dataset()
+        log("copying the data set to the source folder (untimed) ...")
+        subprocess.run(["cp", "-a", str(bench.dataset_dir() / "tree"), str(bench.src)], check=True)
+    else:  # written straight into the source folder: no cached copy (a million files is 4+ GiB)
+        log("making the source folder (untimed) ...")
+        stats = scenarios.make_source(args.scenario, bench.src, args)
 
-    tools, skipped = [], {}
-    for key in [t.strip() for t in args.tools.split(",") if t.strip()]:
-        if key not in TOOLS:
-            print(f"unknown tool {key!r}; choose from {', '.join(TOOLS)}", file=sys.stderr)
-            return 2
-        tool = TOOLS[key](bench.run_dir / key, bench.src)
-        why = tool.missing()
-        if why:
-            skipped[tool.name] = why
-            log(f"skipping {tool.name}: {why}")
-        else:
-            tools.append(tool)
-    mutations: list = []
-    bench.main_phases(tools, mutations)
+    tools, skipped = _make_tools(keys, bench.run_dir, bench.src)
+    if args.scenario == "small-files":
+        scenarios.run_small_files(bench, tools)
+    elif args.scenario == "big-file-changed":
+        scenarios.run_big_file(bench, tools)
+    else:
+        bench.main_phases(tools)
 
     enc_skipped = None
     names = [t.name for t in tools]
-    if "plugback" in names and not args.no_encryption:
+    if args.scenario != "standard":
+        enc_skipped = "measured in the standard scenario only"
+    elif "plugback" in names and not args.no_encryption:
         why = PlugbackEncrypted(bench.run_dir / "plugback-enc", bench.src).missing()
         if why:
             enc_skipped = why
@@ -462,29 +489,72 @@ def main(argv: list[str] | None = None) -> int:
 
     profile_file = None
     if args.profile and "plugback" in names:
-        log("profiling one plugback full backup (cProfile, untimed) ...")
+        log("profiling one plugback full backup (untimed) ...")
         profile_file = str(bench.profile())
 
     data = {
+        "scenario": args.scenario,
         "meta": {"started": started.strftime("%Y-%m-%d %H:%M UTC"),
+                 "stamp": started.strftime("%Y%m%dT%H%M%SZ"),
                  "ended": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                 "scale": args.scale, "seed": args.seed, "repeat": args.repeat,
+                 "scale": args.scale, "files": args.files, "big_mib": args.big_mib,
+                 "change_mib": args.change_mib, "size": _size_of_run(args),
+                 "seed": args.seed, "repeat": args.repeat,
                  "cache": "cold (page cache dropped before every timed command)" if bench.cold
                  else "warm (page cache not dropped; every tool's inputs read in first)",
+                 "rss_method": measure.RSS_METHOD,
                  "workdir": str(args.workdir), "machine": machine,
                  "versions": {t.name: t.version() for t in tools},
                  "plugback_cli": plugback_argv(), "profile": profile_file,
                  "plugback_commit": _git_describe(), "cold_start": startup,
                  "load": {"median": statistics.median(bench.loads) if bench.loads else None,
                           "max": max(bench.loads, default=None)}},
-        "dataset": stats, "mutations": mutations, "tools": names, "results": bench.results,
+        "dataset": stats, "mutations": bench.mutations, "tools": names, "results": bench.results,
         "sizes": bench.sizes, "restore_checks": bench.restore_checks,
         "encryption_skipped": enc_skipped, "skipped_tools": skipped, "failures": bench.failed,
     }
-    data["targets"] = report.targets(bench.results)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    out = args.results_dir / f"bench-{stamp}.json"
-    out.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    data["targets"] = report.targets(data)
+    if not args.keep:
+        rmtree(bench.run_dir)
+    return data, bench.failed
+
+
+def _scale_args(args) -> list:
+    """One argparse namespace per --scales value (or just args)."""
+    if not args.scales:
+        return [args]
+    field, kind = {"small-files": ("files", int), "big-file-changed": ("big_mib", float)}.get(
+        args.scenario, ("scale", float))
+    out = []
+    for value in args.scales.split(","):
+        one = argparse.Namespace(**vars(args))
+        setattr(one, field, kind(value))
+        out.append(one)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    keys = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = [k for k in keys if k not in TOOLS]
+    if unknown:
+        print(f"unknown tool {unknown[0]!r}; choose from {', '.join(TOOLS)}", file=sys.stderr)
+        return 2
+    runs, failed = [], []
+    for one in _scale_args(args):
+        data, problems = run_once(one, keys)
+        runs.append(data)
+        failed += problems
+        stamp = data["meta"]["stamp"]
+        size = "".join(c for c in data["meta"]["size"] if c.isalnum() or c == ".")
+        out = args.results_dir / f"bench-{args.scenario}-{stamp}-{size}.json"
+        out.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    data = runs[0] if len(runs) == 1 else {"scenario": args.scenario, "runs": runs}
+    if len(runs) > 1:
+        out = out.with_name(f"bench-{args.scenario}-{stamp}-scales.json")
+        out.write_text(json.dumps(data, indent=1, ensure_ascii=False))
     shutil.copyfile(out, args.results_dir / "latest.json")
 
     print(report.render(data))
@@ -492,11 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n---- Markdown ----\n")
         print(report.render(data, markdown=True))
     print(f"\nresults: {out}")
-    if bench.failed:
-        print("\nFAILURES:\n" + "\n".join(f"* {f}" for f in bench.failed))
-    if not args.keep:
-        rmtree(bench.run_dir)
-    return 1 if bench.failed else 0
+    if failed:
+        print("\nFAILURES:\n" + "\n".join(f"* {f}" for f in failed))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,19 @@ changed    cp -a SRC copy-3 (again)    same command again   backup again        
 restore    cp -a copy back             rsync -a back        restore latest --target      extract (in target)
 verify     diff -r SRC copy            rsync -anc (dry run  check --read-data            check --verify-data
                                        with checksums)
+verify-q   -                           -                    check                        check
+ls         -                           -                    ls latest                    list ::aN
+diff       -                           -                    diff FIRST LAST              diff ::a1 aN
+snapshots  -                           -                    snapshots                    list
+forget     -                           -                    forget --keep-last 1 --prune prune --keep-last 1; compact
 =========  ==========================  ===================  ===========================  =====================
+
+plugback: ``backup SRC --to SET``, ``restore SET TARGET``, ``verify SET
+--read-all`` (verify) or ``verify SET`` (verify-q), ``ls SET``, ``diff SET
+FIRST LAST``, ``snapshots SET``, ``forget SET --keep-last 1 --prune``. It runs
+as ``python -m core.cli`` with ``PYTHONPATH`` set to this checkout, so the
+benchmark always measures the code beside it (not whatever ``plugback`` is
+installed).
 
 cp -a has no incremental mode, so its no-change and changed backups are a new
 full copy (what a cp user does); the older copy is deleted untimed.
@@ -23,6 +35,7 @@ full copy (what a cp user does); the older copy is deleted untimed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -31,7 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "plugback-bench"  # restic always encrypts; plugback --encrypt takes this too
+# Phases that need snapshots in a repository: a plain copy has no equivalent.
+REPOSITORY_PHASES = ("verify-quick", "ls", "diff", "snapshots", "forget")
 
 
 @dataclass
@@ -89,6 +105,10 @@ class Tool:
     def version(self) -> str:
         return _version(self.version_argv())
 
+    def base_env(self) -> dict:
+        """Environment variables every command of this tool needs (added to os.environ)."""
+        return {}
+
     def reset(self) -> None:
         """Start from an empty backup (untimed)."""
         rmtree(self.home)
@@ -104,6 +124,7 @@ class Tool:
 
 class Cp(Tool):
     name, binary, package = "cp -a", "cp", "coreutils"
+    unsupported = REPOSITORY_PHASES
 
     def __init__(self, home, src):
         super().__init__(home, src)
@@ -132,6 +153,7 @@ class Cp(Tool):
 
 class Rsync(Tool):
     name, binary, package = "rsync -a", "rsync", "rsync"
+    unsupported = REPOSITORY_PHASES
 
     def command(self, phase, *, target=None, rep=0):
         dest = f"{self.home / 'backup'}/"
@@ -173,7 +195,23 @@ class Restic(Tool):
             return Command(["restic", "restore", "latest", "--target", str(target)], env=env)
         if phase == "verify":
             return Command(["restic", "check", "--read-data"], env=env)
+        if phase == "verify-quick":
+            return Command(["restic", "check"], env=env)
+        if phase == "ls":
+            return Command(["restic", "ls", "latest"], env=env)
+        if phase == "snapshots":
+            return Command(["restic", "snapshots"], env=env)
+        if phase == "diff":
+            ids = self._snapshot_ids()
+            return Command(["restic", "diff", ids[0], ids[-1]], env=env)
+        if phase == "forget":
+            return Command(["restic", "forget", "--keep-last", "1", "--prune"], env=env)
         raise ValueError(phase)
+
+    def _snapshot_ids(self) -> list[str]:
+        out = subprocess.run(["restic", "snapshots", "--json"], env={**os.environ, **self._env()},
+                             capture_output=True, text=True, check=True)
+        return [s["short_id"] for s in sorted(json.loads(out.stdout), key=lambda s: s["time"])]
 
 
 class Borg(Tool):
@@ -203,13 +241,29 @@ class Borg(Tool):
             return Command(["borg", "extract", f"::a{self._archives}"], env=env, cwd=target)
         if phase == "verify":
             return Command(["borg", "check", "--verify-data"], env=env)
+        if phase == "verify-quick":
+            return Command(["borg", "check"], env=env)
+        if phase == "ls":
+            return Command(["borg", "list", f"::a{self._archives}"], env=env)
+        if phase == "snapshots":
+            return Command(["borg", "list"], env=env)
+        if phase == "diff":
+            return Command(["borg", "diff", "::a1", f"a{self._archives}"], env=env)
+        if phase == "forget":
+            # borg 1.2 frees space only in compact; both count, as restic's --prune does.
+            return Command(["sh", "-c", "borg prune --keep-last 1 && borg compact"], env=env)
         raise ValueError(phase)
 
 
 def plugback_argv() -> list[str]:
-    """The plugback CLI of the interpreter running the benchmark (the project's venv)."""
-    script = Path(sys.executable).parent / "plugback"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "core.cli"]
+    """The plugback CLI, run by the benchmark's interpreter (the project's venv), with plugback_env()."""
+    return [sys.executable, "-m", "core.cli"]
+
+
+def plugback_env() -> dict:
+    """Makes ``python -m core.cli`` load this checkout's code, not an installed (editable) copy."""
+    paths = [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
 class Plugback(Tool):
@@ -217,7 +271,8 @@ class Plugback(Tool):
     encrypt = False
 
     def missing(self):
-        out = subprocess.run(plugback_argv() + ["backup", "--help"], capture_output=True, text=True)
+        out = subprocess.run(plugback_argv() + ["backup", "--help"], capture_output=True, text=True,
+                             env={**os.environ, **self.base_env()})
         if out.returncode != 0:
             return f"'plugback backup --help' failed: {(out.stderr or out.stdout).strip()[-300:]}"
         if self.encrypt and "--encrypt" not in out.stdout:
@@ -227,8 +282,16 @@ class Plugback(Tool):
     def version_argv(self):
         return plugback_argv() + ["--version"]
 
+    def version(self) -> str:
+        out = subprocess.run(self.version_argv(), capture_output=True, text=True,
+                             env={**os.environ, **self.base_env()})
+        return (out.stdout or out.stderr).strip() or "?"
+
+    def base_env(self):
+        return plugback_env()
+
     def _env(self):
-        env = {"PLUGBACK_HOME": str(self.home / "home")}
+        env = {"PLUGBACK_HOME": str(self.home / "home"), **plugback_env()}
         if self.encrypt:
             env["PLUGBACK_PASSPHRASE"] = PASSWORD
         return env
@@ -244,14 +307,30 @@ class Plugback(Tool):
             return Command(cli + ["restore", set_path, str(target)], env=env)
         if phase == "verify":
             return Command(cli + ["verify", set_path, "--read-all"], env=env)
+        if phase == "verify-quick":
+            return Command(cli + ["verify", set_path], env=env)
+        if phase == "ls":
+            return Command(cli + ["ls", set_path], env=env)
+        if phase == "snapshots":
+            return Command(cli + ["snapshots", set_path], env=env)
+        if phase == "diff":
+            ids = self._snapshot_ids()
+            return Command(cli + ["diff", set_path, ids[0], ids[-1]], env=env)
+        if phase == "forget":
+            return Command(cli + ["forget", set_path, "--keep-last", "1", "--prune"], env=env)
         raise ValueError(phase)
+
+    def _snapshot_ids(self) -> list[str]:
+        out = subprocess.run(plugback_argv() + ["snapshots", str(self.home / "backup"), "--json"],
+                             env={**os.environ, **self._env()}, capture_output=True, text=True, check=True)
+        return [s["id"] for s in sorted(json.loads(out.stdout), key=lambda s: s["time"])]
 
 
 class PlugbackNoVerify(Plugback):
     """Backups without the read-back that plugback does by default: what the read-back costs."""
 
     name = "plugback --no-verify"
-    unsupported = ("restore", "verify")  # the same as plugback's
+    unsupported = ("restore", "verify") + REPOSITORY_PHASES  # the same as plugback's
 
     def command(self, phase, *, target=None, rep=0):
         cmd = super().command(phase, target=target, rep=rep)

@@ -1,8 +1,9 @@
 """The benchmark code must not rot: run it end to end on a tiny data set.
 
 Speed is never asserted here (that is what ``bench/run.py`` reports); these
-tests only check that the generator is deterministic and that a whole run with
-plugback and cp produces a report with every phase.
+tests only check that the generators are deterministic, that peak RSS sees a
+grandchild's memory, and that whole runs (standard, small-files at two tiny
+sizes, big-file-changed) produce a report with every phase.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import measure
 from tests.support.env import subprocess_env
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -91,3 +93,79 @@ def test_whole_benchmark_reports_every_phase(tmp_path):
 
     again = _bench("report.py", results / "latest.json", "--markdown")
     assert again.returncode == 0 and "| full backup |" in again.stdout
+
+
+def test_small_files_data_set_is_deterministic_and_mutator_changes_it(tmp_path):
+    for name in ("a", "b"):
+        result = _bench("make_scale.py", "small", tmp_path / name, "--files", "120", "--seed", "7")
+        assert result.returncode == 0, result.stderr
+    a, b = _snapshot(tmp_path / "a"), _snapshot(tmp_path / "b")
+    assert a == b
+    files = [k for k, v in a.items() if v[0] == "f"]
+    assert len(files) == 120 and all(len(a[f][1]) <= 4096 for f in files)
+    folders = {str(Path(f).parent) for f in files}
+    assert len(folders) == 3  # 50 files a folder
+
+    result = _bench("make_scale.py", "small", tmp_path / "a", "--files", "120", "--mutate", "1", "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    changes = json.loads(result.stdout)
+    after = _snapshot(tmp_path / "a")
+    assert changes["modified"] >= 1 and changes["touched"] >= 1
+    assert sorted(after) == sorted(a) and after != a
+
+
+def test_peak_rss_counts_the_whole_process_tree(tmp_path):
+    # A grandchild holds 80 MB for half a second: the sampler or wait4 must see it.
+    grandchild = "b = bytearray(80_000_000); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(0.5)"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}], check=True)"
+    result = measure.timed([sys.executable, "-c", child], tmp_path / "log", 60)
+    assert result["rc"] == 0, (tmp_path / "log").read_text()
+    assert result["rss"] >= 80_000_000, result
+    assert result["wall"] >= 0.5
+
+
+@pytest.mark.slow
+def test_small_files_scenario_reports_every_phase_and_rss_growth(tmp_path):
+    results = tmp_path / "results"
+    run = _bench("run.py", "--scenario", "small-files", "--files", "120", "--tools", "plugback,cp,rsync",
+                 "--warm", "--workdir", tmp_path / "work", "--results-dir", results, "--markdown")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    one = json.loads((results / "latest.json").read_text())
+    assert one["dataset"]["files"] == 120
+    cells = one["results"]["plugback"]
+    for phase in ("full", "nochange", "changed", "restore", "verify-quick", "verify", "ls", "diff",
+                  "snapshots", "forget"):
+        assert cells[phase]["status"] == "ok", (phase, cells[phase])
+        assert cells[phase]["rss"] > 1_000_000, (phase, cells[phase])
+    assert one["results"]["cp -a"]["restore"]["status"] == "ok"
+    assert one["results"]["rsync -a"]["nochange"]["status"] == "ok"
+    assert one["restore_checks"]["plugback"].startswith("ok"), one["restore_checks"]
+    assert {t["target"] for t in one["targets"]} >= {"snapshots <= 0.5 s", "peak RSS <= 200 MB on every phase"}
+    assert "| forget --keep-last 1 --prune |" in run.stdout
+
+    # What --scales writes: the runs at each size; the report ends with the RSS growth between them.
+    # (Made from this run, so the test pays for one run only.)
+    bigger = json.loads(json.dumps(one))
+    bigger["meta"]["size"] = "240 files"
+    bigger["results"]["plugback"]["full"]["rss"] += 5_000_000
+    scales = results / "scales.json"
+    scales.write_text(json.dumps({"scenario": "small-files", "runs": [one, bigger]}))
+    again = _bench("report.py", scales)
+    assert again.returncode == 0, again.stderr
+    assert "Peak RSS growth, 120 files to 240 files" in again.stdout
+    assert "+5 " in again.stdout
+
+
+@pytest.mark.slow
+def test_big_file_changed_scenario_reports_size_growth(tmp_path):
+    results = tmp_path / "results"
+    run = _bench("run.py", "--scenario", "big-file-changed", "--big-mib", "2", "--change-mib", "0.25",
+                 "--tools", "plugback,rsync", "--warm", "--workdir", tmp_path / "work", "--results-dir", results)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads((results / "latest.json").read_text())
+    assert data["mutations"][0]["bytes_written"] == 256 * 1024
+    for tool in ("plugback", "rsync -a"):
+        assert set(data["sizes"][tool]) == {"full", "changed"}
+    assert data["targets"][0]["target"] == "set size after the change <= rsync mirror + changed bytes"
+    assert "the rsync mirror + the changed bytes" in run.stdout
