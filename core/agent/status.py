@@ -103,7 +103,7 @@ def drive_entries(config, records: dict[str, Record], present: dict[str, str], b
         rec = merged([records[j.name] for j in config.jobs if j.destination.drive_id == d["drive_id"]])
         out.append({"drive_id": d["drive_id"], "label": d.get("label", ""), "present": d["drive_id"] in present,
                     "mount": present.get(d["drive_id"]), "busy": busy(d["drive_id"]),
-                    "last_success": _run(rec.last_success), "last_attempt": _run(rec.last_attempt)})
+                    **rec.to_dict()})
     return out
 
 

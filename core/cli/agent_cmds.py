@@ -80,6 +80,10 @@ def register(subparsers) -> None:
     p.add_argument("--wait", action="store_true", help="with the agent: wait until the run ends")
     p.set_defaults(func=cmd_job_run)
 
+    _register_status(subparsers)
+
+
+def _register_status(subparsers) -> None:
     p = subparsers.add_parser("status", help="jobs, last runs and the agent's state", description=(
         "Each job's last successful backup and last attempt. Exit status: 0 all fine, "
         f"{EXIT_ATTENTION} a job (or the agent) needs attention, {EXIT_NO_AGENT} the agent is not running."))
