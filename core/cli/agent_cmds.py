@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     dsub = drive.add_subparsers(dest="drive_command", metavar="ACTION")
     dsub.required = True
     p = dsub.add_parser("init", help="make a mounted drive a Plugback drive")
-    p.add_argument("mount", metavar="MOUNTPOINT")
+    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted (plugback drives lists them)")
     p.add_argument("--label", help="a name for the drive (default: its volume name)")
     p.set_defaults(func=cmd_drive_init)
     p = dsub.add_parser("forget", help="stop using a drive (its backups stay on it)")
