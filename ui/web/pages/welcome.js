@@ -138,7 +138,7 @@ export async function render(main, ctx) {
         progress.el.hidden = true;
         const r = job.last_run;
         text.textContent = ['ok', 'warnings'].includes(r.status)
-          ? `Done ${ago(r.ended)}: ${plural(r.files_copied, 'file')}, ${bytes(r.bytes_copied)} ${r.files_copied === 1 ? 'is' : 'are'} safe on the drive.${r.warnings ? ` ${plural(r.warnings, 'file')} could not be read; see History.` : ''}`
+          ? `Done ${ago(r.ended)}: ${plural(r.files_copied, 'file')} (${bytes(r.bytes_copied)}) ${r.files_copied === 1 ? 'is' : 'are'} safe on the drive.${r.warnings ? ` ${plural(r.warnings, 'file')} could not be read; see History.` : ''}`
           : `The backup did not finish: ${sentence(r.error || r.status)}`;
         if (stop) { stop(); stop = null; }
       }
