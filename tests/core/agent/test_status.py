@@ -137,7 +137,7 @@ def test_the_name_rule_is_checked_before_anything_is_written(paths, make_agent, 
     with pytest.raises(UsageError, match="A job named 'Docs' exists"):
         handlers["validate_job"]({"job": {"name": "docs"}})
     assert handlers["validate_job"]({"job": {"name": "docs"}, "original_name": "Docs"}) == {"name": "docs"}
-    with pytest.raises(UsageError, match="This job cannot be saved: its triggers.schedule_fields"):
+    with pytest.raises(UsageError, match="This job cannot be saved: 'job.triggers.schedule_fields'"):
         handlers["validate_job"]({"job": {**job, "name": "Pics", "triggers": {"schedule_fields": {"kind": "x"}}}})
     assert [j.name for j in Config.from_dict(__import__("json").loads(paths.config_file.read_text())).jobs] == ["Docs"]
 
