@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.agent.agent import TrayState
-from core.agent.history import RunKind, RunStatus
+from core.agent.history import RunKind
+from core.agent.words import ago, local_time
 
-ATTENTION_STATUSES = (RunStatus.FAILED, RunStatus.DRIVE_REMOVED)
+__all__ = ["Item", "ago", "build_menu", "icon_state", "status_line", "tomorrow_morning", "tooltip"]
 
 
 @dataclass
@@ -35,28 +36,27 @@ class Item:
 SEPARATOR = Item("-", enabled=False)
 
 
-def ago(then: datetime, now: datetime) -> str:
-    """'just now', '10 min ago', '3 h ago', 'yesterday', '4 days ago'."""
-    secs = max(0, int((now - then).total_seconds()))
-    if secs < 90:
-        return "just now"
-    if secs < 90 * 60:
-        return f"{round(secs / 60)} min ago"
-    if secs < 36 * 3600:
-        return f"{round(secs / 3600)} h ago"
-    days = round(secs / 86400)
-    return "yesterday" if days == 1 else f"{days} days ago"
-
-
 def icon_state(state: TrayState) -> str:
     """idle, running, attention or paused (the icon drawn by tray/icon.py)."""
     if state.running:
         return "running"
-    if state.problem or any(j["last_status"] in ATTENTION_STATUSES for j in state.jobs):
+    if state.problem or attention_jobs(state):
         return "attention"
     if state.paused:
         return "paused"
     return "idle"
+
+
+def attention_jobs(state: TrayState) -> list[dict]:
+    """The jobs whose last attempt failed (core.agent.status decides; a later success clears it)."""
+    return [j for j in state.jobs if j.get("attention")]
+
+
+def paused_text(state: TrayState) -> str:
+    """'Automatic backups paused until today 14:30' / '… until you resume them'."""
+    if state.paused_until:
+        return f"Automatic backups paused until {local_time(state.paused_until, state.now)}"
+    return "Automatic backups paused until you resume them"
 
 
 def status_line(state: TrayState) -> str:
@@ -70,20 +70,25 @@ def status_line(state: TrayState) -> str:
         return text
     if state.problem:
         return "Needs attention: " + _short(state.problem)
-    failed = [j for j in state.jobs if j["last_status"] in ATTENTION_STATUSES]
+    failed = attention_jobs(state)
+    if len(failed) > 1:
+        return f"{len(failed)} jobs need attention"
     if failed:
-        j = failed[0]
-        why = "drive removed" if j["last_status"] == RunStatus.DRIVE_REMOVED else "failed"
-        return f"{j['name']}: last backup {why}"
+        return f"{failed[0]['name']} needs attention: not backed up"
     if state.paused:
-        until = state.paused_until.astimezone().strftime("%H:%M") if state.paused_until else None
-        return f"Automatic backups paused until {until}" if until else "Automatic backups paused"
+        return paused_text(state)
     if not state.jobs:
         return "No backup jobs yet"
     done = [j["last_ok"] for j in state.jobs if j["last_ok"]]
     if not done:
-        return "No backup yet"
-    return f"Last backup {ago(max(done), state.now)}"
+        return "No successful backup yet"
+    return f"Last successful backup {ago(max(done), state.now)}"
+
+
+def attention_items(state: TrayState) -> list[Item]:
+    """One line per job that needs attention: its last attempt and why; a click opens the settings."""
+    return [Item(_short(f"{j['name']}: last attempt failed {ago(j['last_time'], state.now)} — {j['attention']}", 90),
+                 "open_settings") for j in attention_jobs(state)]
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -98,7 +103,7 @@ def tomorrow_morning(now: datetime) -> datetime:
 
 def build_menu(state: TrayState) -> list[Item]:
     """The whole menu for ``state``, top to bottom."""
-    items = [Item(status_line(state), enabled=False)]
+    items = [Item(status_line(state), enabled=False), *attention_items(state)]
     for p in state.pending:
         label = next((d.label for d in state.drives if d.drive_id == p.drive_id), "drive")
         secs = max(0, int((p.starts_at - state.now).total_seconds()))

@@ -75,7 +75,7 @@ class Api:
         "info", "status", "run_job", "stop_job", "pause", "resume", "config_get",
         "job_save", "job_remove", "set_info", "adopt_set", "prefs_save", "drives_list", "drive_init",
         "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
-        "exclude_preview", "pick_folder", "check_folder",
+        "exclude_preview", "pick_folder", "check_folder", "validate_job",
         "sets", "unlock", "recovery_key", "check_target",
     })
 
@@ -161,12 +161,13 @@ class Api:
         """The whole config: jobs, drives, preferences."""
         return self._ask("config_get")
 
-    def job_save(self, job: dict, original_name: str | None = None, passphrase: str | None = None) -> dict:
-        """Create or change a job; the agent validates it and names any bad field."""
+    def job_save(self, job: dict, original_name: str | None = None, passphrase: str | None = None,
+                 start: bool = True) -> dict:
+        """Create or change a job; the agent validates it and names any bad field (``start``: see ipc.md)."""
         _need(isinstance(job, dict) and bool(str(job.get("name", "")).strip()), "Give the job a name.")
         _need(isinstance(job.get("sources"), list) and len(job["sources"]) > 0, "Add at least one folder to back up.")
         extra = {"passphrase": passphrase} if passphrase else {}
-        return self._ask("job_save", job=job, original_name=original_name, **extra)
+        return self._ask("job_save", job=job, original_name=original_name, start=bool(start), **extra)
 
     def job_remove(self, name: str) -> dict:
         """Remove a job from the config (its backups on the drive stay)."""
@@ -251,6 +252,13 @@ class Api:
         """What the exclude patterns would leave out of the sources (for the live preview)."""
         _need(isinstance(sources, list) and isinstance(excludes, list), "Sources and excludes must be lists.")
         return self._ask("exclude_preview", sources=sources, excludes=excludes)
+
+    # -- checking input where it is typed (issue #15) ----------------------
+
+    def validate_job(self, job: dict, original_name: str | None = None) -> dict:
+        """Ask the agent whether a job (or just its name) may be saved; nothing is written."""
+        _need(isinstance(job, dict), "The job is missing.")
+        return self._ask("validate_job", job=job, original_name=original_name)
 
     # -- local things: no agent needed -------------------------------------
 

@@ -18,12 +18,12 @@ from typing import Callable
 
 import psutil
 
-from core import __version__
 from core.agent.config import Config, Job, Paths, file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
 from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
 from core.agent.runner import JobRunner, RunCancel, Task
 from core.agent.schedule import connect_due, due
+from core.agent.words import plural
 from core.engine.progress import Clock
 from core.errors import ConfigError, DriveGone, DriveNotConnected, NotFound
 from core.platform import notify as notify_mod
@@ -143,8 +143,12 @@ class Agent:
         self._load_config()
         return True
 
-    def edit_config(self, change: Callable[[Config], None]) -> Config:
-        """Change the settings (under the file lock); a broken file on disk is kept aside and reported."""
+    def edit_config(self, change: Callable[[Config], None], *, start_new: bool = True) -> Config:
+        """Change the settings (under the file lock); a broken file on disk is kept aside and reported.
+
+        A new job whose drive is connected starts as if the drive had just come, unless
+        ``start_new`` is false (the caller starts it itself, e.g. the first-run wizard).
+        """
         with self.lock:
             old_names = {j.name for j in self.config.jobs}
             config, moved = update_config(self.paths.config_file, change, fallback=self.config)
@@ -153,7 +157,7 @@ class Agent:
             self.config = config
             self._stamp = file_stamp(self.paths.config_file)
         self.changed()
-        for drive_id in list(self.present):
+        for drive_id in list(self.present) if start_new else []:
             self._connect_jobs(drive_id, [j for j in config.jobs if j.name not in old_names
                                           and j.destination.drive_id == drive_id])
         return config
@@ -203,7 +207,20 @@ class Agent:
         job = self.job(name)
         if not self._destination_present(job):
             raise DriveNotConnected(label=self.config.drive_label(job.destination.drive_id))
+        self._drop_pending(job)   # this run replaces the automatic one waiting to start: one backup, not two
         return self._runner(job).enqueue(job.name)
+
+    def _drop_pending(self, job: Job) -> None:
+        with self.lock:
+            pending = self.pending.get(job.destination.drive_id or "")
+            if pending is None or job.name not in pending.jobs:
+                return
+            pending.jobs.remove(job.name)
+            if not pending.jobs:
+                self.pending.pop(pending.drive_id)
+                if pending.timer:
+                    pending.timer.cancel()
+        self.changed()
 
     def run_all(self) -> list[str]:
         """Queue every job whose destination is reachable now."""
@@ -286,12 +303,14 @@ class Agent:
 
     def _notify_outcome(self, job: Job, outcome) -> None:
         if outcome.status in SUCCESS:
-            text = f"{outcome.files_copied} file(s) copied, {outcome.files_scanned} checked"
+            text = f"{plural(outcome.files_copied, 'file')} copied, {outcome.files_scanned:,} checked"
             if outcome.warnings:
-                text += f"; {outcome.warning_summary or f'{outcome.warnings} warning(s)'}: see the history"
+                text += f"; {outcome.warning_summary or plural(outcome.warnings, 'warning')}: see the history"
             self.notifier.notify(f"{job.name} backed up", text + ".", "finished")
             drive_id = job.destination.drive_id
-            if outcome.flushed and drive_id and not self._drive_busy(drive_id, excluding=job.name):
+            # Only when nothing else is queued or waiting out the connect delay for this drive.
+            if outcome.flushed and drive_id and not self._drive_busy(drive_id, excluding=job.name) \
+                    and drive_id not in self.pending:
                 label = self.config.drive_label(drive_id)
                 self.notifier.notify(f"'{label}' is safe to unplug",
                                      "Everything is saved to the drive. You can unplug it now.", "safe_to_unplug")
@@ -301,6 +320,7 @@ class Agent:
             self.notifier.notify(f"{job.name}: backup failed", outcome.error.message, "failed")
 
     def _drive_busy(self, drive_id: str, excluding: str | None = None) -> bool:
+        """Whether a run on this drive runs or waits in its queue (other than ``excluding``)."""
         runner = self.runners.get(f"drive:{drive_id}")
         if runner is None:
             return False
@@ -464,41 +484,24 @@ class Agent:
         self.settings_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
 
     def status(self) -> dict:
-        """The ``status`` reply (docs/ipc.md)."""
-        from core.agent.schedule import next_due
+        """The ``status`` reply (docs/ipc.md; built by core.agent.status)."""
+        from core.agent.status import agent_status
 
-        now = self.clock.now()
-        running = {r["job"]: r for r in self.running()}
-        jobs = []
-        for j in self.config.jobs:
-            last, ok = self.history.last(j.name), self._last_success(j)
-            nd = next_due(j, ok, now.astimezone())
-            jobs.append({"name": j.name, "sources": j.sources, "destination": j.destination.to_dict(),
-                         "drive_present": self._destination_present(j), "running": j.name in running,
-                         "queued": j.name in self.queued(),
-                         "progress": (running.get(j.name) or {}).get("progress"),
-                         "last_run": last.to_dict() if last else None,
-                         "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_window()})
-        drives = [{"drive_id": d["drive_id"], "label": d.get("label", ""), "present": d["drive_id"] in self.present,
-                   "mount": self.present.get(d["drive_id"]), "busy": self._drive_busy(d["drive_id"])}
-                  for d in self.config.drives]
-        return {"version": __version__, "paused": self.is_paused(),
-                "paused_until": self.paused_until.isoformat() if self.paused_until else None,
-                "backend": self.backend, "jobs": jobs, "drives": drives, "queued": self.queued(),
-                "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat()}
-                            for p in list(self.pending.values())],
-                "problem": self.problem, "restore": self.restore_task}
+        return agent_status(self)
 
     def tray_state(self) -> TrayState:
         """A fresh, plain snapshot of what the icon and its menu show (see tray/menu.py)."""
         now = self.clock.now()
+        from core.agent.status import job_record
+
         jobs = []
         for j in self.config.jobs:
-            last = self.history.last(j.name)
+            rec = job_record(self.history, j.name)
+            ok, attempt = rec.last_success, rec.last_attempt
             jobs.append({"name": j.name, "present": self._destination_present(j),
-                         "last_status": last.status if last else None,
-                         "last_time": (last.ended or last.started) if last else None,
-                         "last_ok": self._last_success(j)})
+                         "last_status": attempt.status if attempt else None,
+                         "last_time": (attempt.ended or attempt.started) if attempt else None,
+                         "last_ok": (ok.ended or ok.started) if ok else None, "attention": rec.attention})
         drives = [DriveState(d["drive_id"], d.get("label") or d["drive_id"][:8], self.present.get(d["drive_id"]))
                   for d in self.config.drives]
         busy = {d.drive_id for d in drives if self._drive_busy(d.drive_id) or self.restore_drive == d.drive_id}

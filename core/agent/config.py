@@ -33,6 +33,17 @@ APP_NAME = "Plugback"
 VERIFY_POLICIES = ("after_backup", "none")
 RETENTION_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 _JOB_NAME = re.compile(r"^[^\x00-\x1f/\\:*?\"<>|]{1,64}$")
+#: The one rule for job names (config file, CLI, agent, window): they name a folder on the drive.
+JOB_NAME_RULE = "a job name has 1-64 characters, none of / \\ : * ? \" < > |, and no space or dot at either end"
+
+
+def job_name_problem(name) -> str | None:
+    """Why ``name`` cannot name a job (the sentence the CLI and the window show), or None."""
+    if isinstance(name, str) and _JOB_NAME.match(name) and name.strip(" .") == name:
+        return None
+    return f"The name “{name}” cannot be used: {JOB_NAME_RULE}."
+
+
 _SET_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -283,9 +294,8 @@ class Job:
         _check_keys(data, {"name", "sources", "destination", "triggers", "excludes", "retention",
                            "verify", "encrypt", "set_id"}, where)
         name = data.get("name")
-        if not isinstance(name, str) or not _JOB_NAME.match(name) or name.strip(" .") != name:
-            raise _bad(f"{where}.name", "must be 1-64 characters, without / \\ : * ? \" < > | "
-                       "and without leading or trailing spaces or dots")
+        if job_name_problem(name):
+            raise _bad(f"{where}.name", f"{JOB_NAME_RULE}, not {name!r}")
         where = f"jobs[{name}]" if where.startswith("jobs[") else where
         sources = _check_type(data.get("sources"), list, f"{where}.sources", "a list of folders")
         if not sources:

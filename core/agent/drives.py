@@ -55,6 +55,8 @@ class Volume:
     removable: bool
     drive_id: str | None
     enrolled: bool = False
+    #: The file system for people ("exfat" where psutil says "fuseblk"); "unknown" if it cannot be told.
+    filesystem: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,8 +187,49 @@ def list_volumes(enrolled_ids: set[str] | frozenset = frozenset()) -> list[Volum
         out.append(Volume(mount=part.mountpoint, device=part.device, label=label, fstype=part.fstype,
                           total=usage.total, free=usage.free, removable=_removable(part),
                           drive_id=info.drive_id if info else None,
-                          enrolled=bool(info and info.drive_id in enrolled_ids)))
+                          enrolled=bool(info and info.drive_id in enrolled_ids),
+                          filesystem=file_system(part.fstype, part.device)))
     return out
+
+
+#: FUSE helpers' subtypes ("fuse.<helper>") and the file system each one mounts.
+_FUSE_HELPERS = {"fusefat": "vfat", "exfat": "exfat", "ntfs-3g": "ntfs", "ntfs": "ntfs"}
+#: Boot-sector signatures: (offset, bytes) -> file system, for a "fuseblk" nobody else can name.
+_SIGNATURES = (((3, b"EXFAT   "), "exfat"), ((3, b"NTFS    "), "ntfs"), ((82, b"FAT32   "), "vfat"),
+               ((54, b"FAT16   "), "vfat"), ((54, b"FAT12   "), "vfat"))
+_fs_cache: dict[tuple[str, str], str] = {}
+
+
+def file_system(fstype: str, device: str) -> str:
+    """The file system as people know it. psutil says "fuseblk" for every FUSE block file system
+    (exFAT, NTFS): ask lsblk, then blkid, then read the boot sector's signature; else "unknown"."""
+    fstype = (fstype or "").lower()
+    if fstype.startswith("fuse."):
+        return _FUSE_HELPERS.get(fstype[5:], fstype[5:])
+    if fstype != "fuseblk":
+        return fstype or "unknown"
+    key = (fstype, device)
+    if key not in _fs_cache:
+        _fs_cache[key] = _probe(device) or "unknown"
+    return _fs_cache[key]
+
+
+def _probe(device: str) -> str | None:
+    import subprocess
+
+    for cmd in (["lsblk", "-ndo", "FSTYPE", device], ["blkid", "-s", "TYPE", "-o", "value", device]):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out:
+            return out.lower()
+    try:
+        with open(device, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    return next((fs for (at, magic), fs in _SIGNATURES if head[at:at + len(magic)] == magic), None)
 
 
 def mount_points() -> frozenset[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core import __version__
-from core.agent.config import Job, Prefs
+from core.agent.config import Prefs
 from core.errors import BadRequest, NotFound
 
 #: Every command, in the order of docs/ipc.md; each is the method of the same name
@@ -28,7 +28,7 @@ from core.errors import BadRequest, NotFound
 COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "resume", "config_get",
             "job_save", "job_remove", "set_info", "adopt_set", "prefs_save", "drives_list", "drive_init",
             "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
-            "exclude_preview", "quit",
+            "exclude_preview", "validate_job", "quit",
             # issue #15: sets found on drives and folders, unlocking encrypted sets
             "sets", "unlock", "recovery_key")
 HISTORY_LIMIT = 1000
@@ -133,8 +133,10 @@ class Handlers:
         return self.agent.config.to_window()
 
     def job_save(self, args):
-        job = Job.from_window(args.get("job"), "job")
+        from core.agent.jobcheck import check_job
+
         original = _text(args, "original_name", required=False)
+        job = check_job(self.agent.config, args.get("job"), original)   # before any secret is stored
         passphrase = _text(args, "passphrase", required=False)
         if job.encrypt and passphrase:
             # Kept in the keyring until the first run creates the encrypted set (core.agent.jobs).
@@ -142,7 +144,11 @@ class Handlers:
             from core.agent.jobs import job_key_name
 
             keys.store_passphrase(job_key_name(job.name), passphrase)
-        self.agent.edit_config(lambda cfg: cfg.save_job(job, original))
+        # start: false = the caller starts the first backup itself (the wizard): one backup, not two.
+        start = args.get("start", True)
+        if not isinstance(start, bool):
+            raise BadRequest(reason="'start' must be true or false")
+        self.agent.edit_config(lambda cfg: cfg.save_job(job, original), start_new=start)
         return {"job": job.to_window()}
 
     def job_remove(self, args):
@@ -310,3 +316,17 @@ class Handlers:
         from core.agent.unlock import cache_of, recovery_key
 
         return recovery_key(cache_of(self.agent), browse.set_root(self.agent, _source(args)))
+
+    # -- checking input where it is typed (issue #15) ------------------------------------------
+
+    def validate_job(self, args):
+        """Check a job (or, before its destination is known, just its name) without saving anything."""
+        from core.agent.jobcheck import check_job, check_name
+
+        job = args.get("job")
+        if not isinstance(job, dict):
+            raise BadRequest(reason="'job' must be an object")
+        original = _text(args, "original_name", required=False)
+        if "destination" not in job:
+            return {"name": check_name(self.agent.config, job.get("name"), original)}
+        return {"name": check_job(self.agent.config, job, original).name}

@@ -34,7 +34,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in COMMAND_MODULES:
         module.register(sub)
+    _describe(parser)
     return parser
+
+
+#: Help for arguments that many commands share, in one place; an argument's own help wins.
+SHARED_HELP = {
+    "set": "the backup set: the folder that holds plugback.json (on a drive, or any folder)",
+    "target": "the folder to restore into (created if missing)",
+    "json": "machine-readable output (JSON) instead of text",
+    "name": "the job's name ('plugback job list' shows them)",
+    "a": "the older snapshot's id, or 'latest'", "b": "the newer snapshot's id, or 'latest'",
+    "keep_last": "keep the N newest snapshots", "keep_hourly": "keep one snapshot per hour for the last N hours",
+    "keep_daily": "keep one snapshot per day for the last N days",
+    "keep_weekly": "keep one snapshot per week for the last N weeks",
+    "keep_monthly": "keep one snapshot per month for the last N months",
+}
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every argument without a help text the shared one (``--help`` then lists all of them)."""
+    for action in parser._actions:   # argparse has no public walk over its arguments
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _describe(sub)
+        elif action.help is None and action.dest in SHARED_HELP:
+            action.help = SHARED_HELP[action.dest]
 
 
 def main(argv: list[str] | None = None) -> int:

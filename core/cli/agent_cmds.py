@@ -15,7 +15,8 @@ from pathlib import Path
 
 from core.agent.config import RETENTION_KEYS, Config, Job, Paths, read_config, update_config
 from core.agent.history import RunStatus
-from core.cli.render import ProgressBar, ask_new_passphrase, human_size, print_json
+from core.agent.words import local_time
+from core.cli.render import ProgressBar, ask_new_passphrase, human_size, print_json, run_summary
 from core.errors import EXIT_FAILURE, EXIT_OK, EXIT_WARNINGS, AgentUnavailable, NotFound, UsageError
 
 EXIT_BY_STATUS = {RunStatus.OK: EXIT_OK, RunStatus.WARNINGS: EXIT_WARNINGS}
@@ -24,14 +25,14 @@ EXIT_BY_STATUS = {RunStatus.OK: EXIT_OK, RunStatus.WARNINGS: EXIT_WARNINGS}
 def register(subparsers) -> None:
     """Add this module's commands to the parser."""
     p = subparsers.add_parser("drives", help="list mounted volumes and Plugback drives")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
     p.set_defaults(func=cmd_drives)
 
     drive = subparsers.add_parser("drive", help="enroll or forget a backup drive")
     dsub = drive.add_subparsers(dest="drive_command", metavar="ACTION")
     dsub.required = True
     p = dsub.add_parser("init", help="make a mounted drive a Plugback drive")
-    p.add_argument("mount", metavar="MOUNTPOINT")
+    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted (plugback drives lists them)")
     p.add_argument("--label", help="a name for the drive (default: its volume name)")
     p.set_defaults(func=cmd_drive_init)
     p = dsub.add_parser("forget", help="stop using a drive (its backups stay on it)")
@@ -51,8 +52,9 @@ def register(subparsers) -> None:
     dest.add_argument("--to", metavar="FOLDER", help="a folder to hold the backup set instead of a drive")
     p.add_argument("--folder", help="with --drive: the set's folder on the drive (default Plugback/<computer>/<job>)")
     p.add_argument("--on-connect", action="store_true", help="run whenever the drive is connected")
-    p.add_argument("--min-interval", metavar="MINUTES", type=int, default=0,
-                   help="with --on-connect: not again within this many minutes of the last backup")
+    p.add_argument("--min-interval", metavar="HOURS", type=hours_to_minutes, default=0,
+                   help="with --on-connect: not again within this many hours of the last backup "
+                        "(as in the settings window; 0.5 or 30m for half an hour)")
     p.add_argument("--every", metavar="SPEC", help="schedule: hourly, 6h, daily@09:30, mon@09:30")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="gitignore-style (repeatable)")
     for flag in RETENTION_KEYS:
@@ -61,7 +63,7 @@ def register(subparsers) -> None:
     p.add_argument("--encrypt", action="store_true", help="encrypt the set (passphrase kept in the keyring)")
     p.set_defaults(func=cmd_job_add)
     p = jsub.add_parser("list", help="list jobs")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
     p.set_defaults(func=cmd_job_list)
     p = jsub.add_parser("remove", help="remove a job (its backups stay)")
     p.add_argument("name", metavar="NAME")
@@ -78,12 +80,32 @@ def register(subparsers) -> None:
     p.add_argument("--wait", action="store_true", help="with the agent: wait until the run ends")
     p.set_defaults(func=cmd_job_run)
 
-    p = subparsers.add_parser("status", help="jobs, last runs and the agent's state")
-    p.add_argument("--json", action="store_true")
+    _register_status(subparsers)
+
+
+def _register_status(subparsers) -> None:
+    p = subparsers.add_parser("status", help="jobs, last runs and the agent's state", description=(
+        "Each job's last successful backup and last attempt. Exit status: 0 all fine, "
+        f"{EXIT_ATTENTION} a job (or the agent) needs attention, {EXIT_NO_AGENT} the agent is not running."))
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output: last_success and last_attempt per job and per drive")
     p.set_defaults(func=cmd_status)
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+def hours_to_minutes(text: str) -> int:
+    """``--min-interval``: hours like the window ("2", "0.5"), or minutes with an m ("30m"); stored in minutes."""
+    import argparse
+
+    try:
+        minutes = float(text[:-1]) if text.endswith("m") else float(text.removesuffix("h")) * 60
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give hours (e.g. 2 or 0.5) or minutes (e.g. 30m), not {text!r}") from None
+    if minutes < 0:
+        raise argparse.ArgumentTypeError("the interval cannot be negative")
+    return round(minutes)
+
 
 def _paths() -> Paths:
     return Paths.default()
@@ -91,19 +113,6 @@ def _paths() -> Paths:
 
 def _config() -> Config:
     return read_config(_paths().config_file)
-
-
-def _ago(t: datetime | None, now: datetime) -> str:
-    if t is None:
-        return "never"
-    secs = int((now - t).total_seconds())
-    if secs < 90:
-        return "just now"
-    if secs < 5400:
-        return f"{secs // 60} min ago"
-    if secs < 36 * 3600:
-        return f"{secs // 3600} h ago"
-    return f"{secs // 86400} days ago"
 
 
 def _agent(cmd: str, **args):
@@ -130,7 +139,8 @@ def cmd_drives(args) -> int:
     for v in volumes:
         state = ("enrolled " + v.drive_id[:8]) if v.enrolled else ("drive.json, not enrolled here" if v.drive_id
                                                                    else "-")
-        print(f"{v.mount:30} {v.label[:16]:16} {v.fstype:8} {human_size(v.free):>9} {human_size(v.total):>9}  {state}")
+        free, total = (human_size(v.free), human_size(v.total)) if v.total else ("unknown", "unknown")
+        print(f"{v.mount:30} {v.label[:16]:16} {v.filesystem:8} {free:>9} {total:>9}  {state}")
     return EXIT_OK
 
 
@@ -157,7 +167,10 @@ def cmd_drive_forget(args) -> int:
 # -- jobs ---------------------------------------------------------------------------------------
 
 def build_job(args, cfg: Config) -> Job:
-    """A Job from ``job add`` arguments (validated like config.json)."""
+    """A Job from ``job add`` arguments, checked by the same rules as the window (core.agent.jobcheck)."""
+    from core.agent.jobcheck import check_job, check_name
+
+    check_name(cfg, args.name)   # first: before drives or folders are looked at
     if args.drive:
         drive = cfg.drive(args.drive)
         if drive is None:
@@ -180,7 +193,7 @@ def build_job(args, cfg: Config) -> Job:
                          "min_interval_minutes": args.min_interval},
             "excludes": args.exclude, "retention": retention,
             "verify": "none" if args.no_verify else "after_backup", "encrypt": args.encrypt}
-    return Job.from_dict(data, "job")
+    return check_job(cfg, data, window=False)
 
 
 def cmd_job_add(args) -> int:
@@ -267,15 +280,30 @@ def cmd_job_run(args) -> int:
     print(f"The agent started {', '.join(queued) or job.name}.")
     if not args.wait:
         return EXIT_OK
-    while True:
-        time.sleep(0.5)
-        status = _agent("status")
-        js = next((j for j in status["jobs"] if j["name"] == job.name), None)
-        if js is None or not js["running"] and job.name not in status.get("queued", []):
-            break
-    last = (js or {}).get("last_run") or {}
-    print(f"Finished: {last.get('status', 'unknown')}" + (f" - {last['error']}" if last.get("error") else ""))
+    last = _follow(job.name)
+    if last.get("error"):
+        print(f"plugback: {last['error']}", file=sys.stderr)
+    elif last:
+        print(run_summary(job.name, last.get("snapshot_id"), last))
     return EXIT_BY_STATUS.get(last.get("status"), EXIT_FAILURE)
+
+
+def _follow(name: str) -> dict:
+    """Wait for the agent's run of ``name``, with the same progress bar as a run in this process."""
+    from core.engine.progress import Progress
+
+    bar = ProgressBar()
+    try:
+        while True:
+            time.sleep(0.5)
+            status = _agent("status")
+            js = next((j for j in status["jobs"] if j["name"] == name), None)
+            if js is None or not js["running"] and name not in status.get("queued", []):
+                return (js or {}).get("last_run") or {}
+            if js.get("progress"):
+                bar(Progress(**js["progress"]))
+    finally:
+        bar.done()
 
 
 def _bind_in_config(name: str, set_id: str) -> None:
@@ -299,8 +327,7 @@ def _run_in_process(job: Job, cfg: Config) -> int:
     if outcome.error is not None:
         print(f"plugback: {outcome.error.message}", file=sys.stderr)
         return outcome.error.exit_code
-    print(f"Backed up '{job.name}': snapshot {outcome.snapshot_id}, {outcome.files_copied} files copied "
-          f"({human_size(outcome.bytes_copied)}), {outcome.warnings} warning(s).")
+    print(run_summary(job.name, outcome.snapshot_id, vars(outcome)))
     if outcome.flushed and outcome.target.mount:
         print("The drive is safe to unplug.")
     return EXIT_BY_STATUS.get(outcome.status, EXIT_FAILURE)
@@ -308,59 +335,68 @@ def _run_in_process(job: Job, cfg: Config) -> int:
 
 # -- status -------------------------------------------------------------------------------------
 
-def offline_status(paths: Paths, cfg: Config, now: datetime) -> dict:
-    """What ``status`` reports without an agent: jobs with last run, next due, drive presence."""
-    from core.agent.drives import find_drive, mount_points
-    from core.agent.history import History
-    from core.agent.schedule import next_due
-
-    # Reading status creates nothing: no history file yet means no runs yet.
-    history = History(paths.history_file) if paths.history_file.exists() else None
-    mounts = mount_points()
-    jobs = []
-    for j in cfg.jobs:
-        last = history.last(j.name) if history else None
-        ok = history.last_success(j.name) if history else None
-        present = True if j.destination.path else find_drive(j.destination.drive_id, mounts) is not None
-        nd = next_due(j, ok.started if ok else None, now.astimezone())
-        jobs.append({"name": j.name, "sources": j.sources, "destination": j.destination.to_dict(),
-                     "drive_present": present, "running": False, "progress": None,
-                     "last_run": last.to_dict() if last else None,
-                     "next_due": nd.isoformat() if nd else None, "triggers": j.triggers.to_window()})
-    return {"agent": False, "paused_until": None, "backend": None, "jobs": jobs, "drives": [], "restore": None}
+#: ``plugback status`` exit codes besides 0 (all fine): a job needs attention, or no agent runs.
+EXIT_ATTENTION = EXIT_FAILURE
+EXIT_NO_AGENT = 5
 
 
 def cmd_status(args) -> int:
-    paths = _paths()
+    from core.agent.status import offline_status
+
     try:
         data = _agent("status")
         data["agent"] = True
     except AgentUnavailable as err:
         if err.details.get("reason") == "no_answer":   # something listens but never answers: say so
             print(f"plugback: {err.message}", file=sys.stderr)
-        data = offline_status(paths, _config(), datetime.now(timezone.utc))
+        data = offline_status(_paths(), _config(), datetime.now(timezone.utc))
     if args.json:
         print_json(data)
-        return EXIT_OK
-    now = datetime.now(timezone.utc)
+    else:
+        print_status(data, datetime.now(timezone.utc))
+    if not data["agent"]:
+        return EXIT_NO_AGENT
+    return EXIT_ATTENTION if data.get("attention") or data.get("problem") else EXIT_OK
+
+
+def print_status(data: dict, now: datetime) -> None:
+    """``plugback status`` for people: the agent, a pause, what needs attention, one line per job."""
     print("Agent: " + ("running" + (f" (tray: {data['backend']})" if data.get("backend") else "")
                        if data["agent"] else "not running (start it with 'plugback-tray')"))
-    if data.get("paused_until"):
-        print(f"Automatic backups paused until {data['paused_until']}.")
+    if data.get("paused"):
+        until = data.get("paused_until")
+        print("Automatic backups paused " + (f"until {local_time(until, now)}." if until else "until you resume them."))
+    if data.get("problem"):
+        print(f"Needs attention: {data['problem']}")
     if not data["jobs"]:
         print("No jobs.")
     for j in data["jobs"]:
-        last = j["last_run"]
-        when = _ago(datetime.fromisoformat(last["started"]), now) if last else "never"
-        line = f"{j['name']}: last backup {when}"
-        if last:
-            line += f" ({last['status']}" + (f": {last['error']}" if last.get("error") else "") + ")"
-        if j["running"]:
-            p = j.get("progress") or {}
-            pct = f" {100 * p['bytes_done'] // p['bytes_total']}%" if p.get("bytes_total") else ""
-            line += f"; running{pct}"
-        line += "; drive connected" if j["drive_present"] else "; drive not connected"
-        if j.get("next_due"):
-            line += f"; next due {j['next_due'][:16].replace('T', ' ')}"
-        print(line)
-    return EXIT_OK
+        print(job_line(j, now))
+
+
+def _run(d: dict | None):
+    from core.agent.history import Run
+
+    if d is None:
+        return None
+    times = {k: datetime.fromisoformat(d[k]) if d.get(k) else None for k in ("started", "ended")}
+    return Run(**{**d, **times})
+
+
+def job_line(j: dict, now: datetime) -> str:
+    """'Docs: Last successful backup: never · last attempt failed 2 min ago: …; drive connected; next …'."""
+    from core.agent.status import Record, describe
+
+    line = f"{j['name']}: " + describe(Record(_run(j.get("last_success")), _run(j.get("last_attempt"))), now)
+    ok = j.get("last_success")
+    if ok:
+        line += f" ({local_time(ok.get('ended') or ok['started'], now)})"
+    if j["running"]:
+        p = j.get("progress") or {}
+        line += "; running" + (f" {100 * p['bytes_done'] // p['bytes_total']}%" if p.get("bytes_total") else "")
+    elif j.get("queued"):
+        line += "; waiting to start"
+    line += "; drive connected" if j["drive_present"] else "; drive not connected"
+    if j.get("next_due"):
+        line += f"; next backup {local_time(j['next_due'], now)}"
+    return line

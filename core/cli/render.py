@@ -9,6 +9,7 @@ import shutil
 import sys
 import time
 
+from core.agent.words import plural, size
 from core.engine.progress import Progress
 
 PHASES = {"scan": "Scanning", "copy": "Copying", "commit": "Saving snapshot", "verify": "Verifying",
@@ -16,11 +17,17 @@ PHASES = {"scan": "Scanning", "copy": "Copying", "commit": "Saving snapshot", "v
 
 
 def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
+    """1536 -> "1.5 KB" (core.agent.words.size, the one size helper)."""
+    return size(n)
+
+
+def run_summary(job: str, snapshot_id: str | None, counts: dict) -> str:
+    """The last line of ``job run`` (in this process or through the agent, the same words):
+    "Backed up 'Docs': snapshot 2026…, 43 files checked, 1 file copied (5.0 KB), 1 warning."."""
+    text = (f"Backed up '{job}': snapshot {snapshot_id}, {plural(counts.get('files_scanned') or 0, 'file')} checked,"
+            f" {plural(counts.get('files_copied') or 0, 'file')} copied ({size(counts.get('bytes_copied') or 0)})")
+    warnings = counts.get("warnings") or 0
+    return text + (f", {plural(warnings, 'warning')}." if warnings else ".")
 
 
 class ProgressBar:
@@ -44,10 +51,10 @@ class ProgressBar:
         if p.files_total:
             frac = (p.bytes_done / p.bytes_total) if p.bytes_total else (p.files_done / p.files_total)
             bar = "#" * int(frac * 20)
-            text = (f"{label} [{bar:<20}] {frac * 100:3.0f}%  {p.files_done}/{p.files_total} files  "
+            text = (f"{label} [{bar:<20}] {frac * 100:3.0f}%  {p.files_done:,}/{plural(p.files_total, 'file')}  "
                     f"{human_size(p.bytes_done)}/{human_size(p.bytes_total)}  {p.current}")
         else:
-            text = f"{label}… {p.files_done} items  {p.current}"
+            text = f"{label}… {plural(p.files_done, 'item')}  {p.current}"
         self.stream.write("\r" + text[: width - 1].ljust(width - 1))
         self.stream.flush()
         self._drawn = True

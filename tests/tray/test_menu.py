@@ -10,10 +10,13 @@ from tray.menu import ago, build_menu, icon_state, status_line, tomorrow_morning
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
 
-def job(name="Docs", present=True, last_status="ok", minutes_ago=10):
+def job(name="Docs", present=True, last_status="ok", minutes_ago=10, attention=None):
+    """A TrayState job as Agent.tray_state builds it (``attention`` comes from core.agent.status)."""
     t = NOW - timedelta(minutes=minutes_ago) if last_status else None
+    if attention is None and last_status in ("failed", "drive_removed"):
+        attention = "the drive was removed during the backup" if last_status == "drive_removed" else "drive full"
     return {"name": name, "present": present, "last_status": last_status, "last_time": t,
-            "last_ok": t if last_status in ("ok", "warnings") else None}
+            "last_ok": t if last_status in ("ok", "warnings") else None, "attention": attention}
 
 
 def state(**kw):
@@ -28,16 +31,19 @@ def texts(items):
 
 
 @pytest.mark.parametrize("kw,line,icon", [
-    ({}, "Last backup 10 min ago", "idle"),
+    ({}, "Last successful backup 10 min ago", "idle"),
     ({"jobs": []}, "No backup jobs yet", "idle"),
-    ({"jobs": [job(last_status=None)]}, "No backup yet", "idle"),
+    ({"jobs": [job(last_status=None)]}, "No successful backup yet", "idle"),
+    ({"jobs": [job(last_status="cancelled")]}, "No successful backup yet", "idle"),   # stopped by the user
     ({"running": [{"job": "Documents", "percent": 42, "phase": "copy"}]}, "Backing up Documents… 42%", "running"),
     ({"running": [{"job": "Docs", "percent": None, "phase": "scan"}, {"job": "Pics", "percent": 3, "phase": "copy"}]},
      "Backing up Docs… (+1 more)", "running"),
-    ({"jobs": [job(last_status="failed")]}, "Docs: last backup failed", "attention"),
-    ({"jobs": [job(last_status="drive_removed")]}, "Docs: last backup drive removed", "attention"),
+    ({"jobs": [job(last_status="failed")]}, "Docs needs attention: not backed up", "attention"),
+    ({"jobs": [job(last_status="drive_removed")]}, "Docs needs attention: not backed up", "attention"),
+    ({"jobs": [job(last_status="failed"), job("Pics", last_status="failed"), job("Huge", last_status="ok")]},
+     "2 jobs need attention", "attention"),
     ({"problem": "The settings file was damaged"}, "Needs attention: The settings file was damaged", "attention"),
-    ({"paused": True}, "Automatic backups paused", "paused"),
+    ({"paused": True}, "Automatic backups paused until you resume them", "paused"),
 ])
 def test_status_line_and_icon(kw, line, icon):
     s = state(**kw)
@@ -47,7 +53,7 @@ def test_status_line_and_icon(kw, line, icon):
 
 def test_idle_menu_order_and_actions():
     items = build_menu(state())
-    assert texts(items) == ["Last backup 10 min ago", "-", "Back up now", "Stop backup", "Pause automatic backups",
+    assert texts(items) == ["Last successful backup 10 min ago", "-", "Back up now", "Stop backup", "Pause automatic backups",
                             "-", "Restore files…", "Open settings…", "Eject Blue", "-", "Quit Plugback"]
     assert not items[0].enabled and items[0].action is None
     backup = items[2]
@@ -81,7 +87,17 @@ def test_paused_menu_offers_resume():
     s = state(paused=True, paused_until=until)
     items = build_menu(s)
     assert "Resume automatic backups" in texts(items) and "Pause automatic backups" not in texts(items)
-    assert status_line(s) == f"Automatic backups paused until {until.astimezone().strftime('%H:%M')}"
+    assert status_line(s) == f"Automatic backups paused until today {until.astimezone().strftime('%H:%M')}" \
+        or status_line(s).startswith("Automatic backups paused until tomorrow")   # near local midnight
+
+
+def test_each_job_needing_attention_gets_a_line_that_opens_the_settings():
+    s = state(jobs=[job("Huge", last_status="drive_removed", minutes_ago=2), job("Docs")])
+    items = build_menu(s)
+    assert texts(items)[:2] == ["Huge needs attention: not backed up",
+                                "Huge: last attempt failed 2 min ago — the drive was removed during the backup"]
+    assert items[1].action == "open_settings" and items[1].enabled
+    assert not any("last backup" in t for t in texts(items))   # a failed run is never called a backup
 
 
 def test_pending_connect_backup_is_cancellable():

@@ -8,6 +8,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from core.agent.config import job_name_problem
+from core.platform.notify import read_log
 from tests.support.cli import run_cli
 from tests.support.trees import make_tree, read_tree
 from tests.ui.helpers import wait_for
@@ -88,9 +90,45 @@ def test_first_run_on_a_stick_holding_a_backup_asks_before_using_it(open_page, a
     # It is the user's after all: confirm, and the first backup goes into it.
     page.click("#welcome-start")
     dialog.get_by_role("button", name="Use this backup").click()
-    expect(page.locator("#welcome-backup-state")).to_contain_text("are safe on the drive", timeout=30000)
+    expect(page.locator("#welcome-backup-state")).to_contain_text("1 file (4 B) is safe on the drive", timeout=30000)
     assert agent.call("config_get")["jobs"][0]["set_id"] == BackupSet.open(set_path).set_id
     assert len(BackupSet.open(set_path).snapshot_ids()) == 2
+
+
+@pytest.mark.realdrive
+def test_first_run_checks_the_name_first_then_makes_one_backup_and_one_safe_to_unplug(open_page, agent, ext4_drive,
+                                                                                       tmp_path):
+    from core.engine.repo import BackupSet
+
+    mount = ext4_drive.mount_point
+    mine = make_tree(tmp_path / "Photos", {"cat.jpg": b"meow", "dog.jpg": b"woof"})
+    page = open_page()
+    page.fill("#sources-path", str(mine))
+    page.click("#sources-add")
+    page.click("#welcome-next")
+    page.locator(f"input[name='welcome-drive'][value='{mount}']").check()
+    page.click("#welcome-next")
+    expect(page.locator("#welcome-step h2")).to_be_focused()
+    page.fill("#welcome-name", "Docs/2025 backup")
+    page.click("#welcome-start")
+    # The CLI's words, at the field, and the drive was not touched.
+    expect(page.locator("#welcome-name-error")).to_have_text(job_name_problem("Docs/2025 backup"))
+    assert not (mount / "Plugback").exists() and agent.call("config_get")["jobs"] == []
+    page.fill("#welcome-name", "Photos")
+    page.click("#welcome-start")
+    expect(page.locator("#welcome-backup-state")).to_contain_text("2 files", timeout=30000)
+    expect(page.locator("#welcome-backup-state")).to_contain_text("are safe on the drive")
+    status = agent.call("status")
+    assert status["pending"] == [] and status["queued"] == []          # no second backup is coming
+    (set_path,) = (mount / "Plugback").glob("*/Photos")
+    assert len(BackupSet.open(set_path).snapshot_ids()) == 1
+    assert [r["trigger"] for r in agent.call("history")] == ["manual"]
+    kinds = [n["kind"] for n in read_log(agent.paths.notifications_log)]
+    assert kinds == ["finished", "safe_to_unplug"]
+    page.click("text=Go to overview")
+    card = page.locator("[data-job='Photos']")
+    expect(card).to_contain_text("2 files")
+    expect(card).not_to_contain_text("nothing new")
 
 
 # -- overview ------------------------------------------------------------------------------------
@@ -142,6 +180,15 @@ def test_overview_shows_a_failed_run_and_a_missing_agent_readably(open_page, age
     card.get_by_role("button", name="Back up now").click()
     expect(card.locator(".badge").first).to_have_text("Failed", timeout=30000)
     expect(card.locator(".error-text")).to_contain_text("vanished")
+    # Truthful (issue #15): a failed run is an attempt, not a backup; the page and side bar say it needs attention.
+    expect(card.locator(".last-backup")).to_contain_text("Last successful backup: never · last attempt failed ")
+    expect(card).not_to_contain_text("Copied")
+    expect(page.locator("#attention-banner")).to_contain_text("A backup needs attention. Gone: ")
+    expect(page.locator("#activity")).to_have_text("Needs attention: Gone")
+    page.goto(page.url.split("#")[0] + "#drives")
+    page.wait_for_selector("#drives-enrolled")
+    expect(page.locator("#activity")).to_have_text("Needs attention: Gone")
+    page.goto(page.url.split("#")[0] + "#overview")
     agent.stop()
     alert = page.locator("#overview-alerts [role=alert]")
     expect(alert).to_contain_text("The Plugback agent is not running", timeout=10000)
@@ -231,7 +278,12 @@ def test_jobs_form_validates_before_sending_and_shows_agent_errors(open_page, ag
     page.check("#dest-kind-path")
     page.fill("#dest-path", str(dest))
     page.click("#job-save")
-    expect(page.get_by_role("alert")).to_contain_text("exists. Pick another name")
+    # Checked where it is typed, by the agent's rule (validate_job): the message is at the field.
+    expect(page.locator("#job-name-error")).to_contain_text("exists. Pick another name")
+    assert page.evaluate("document.activeElement.id") == "job-name"
+    page.fill("#job-name", "Docs/2025 backup")
+    page.click("#job-save")
+    expect(page.locator("#job-name-error")).to_have_text(job_name_problem("Docs/2025 backup"))
     assert len(agent.call("config_get")["jobs"]) == 1
 
 

@@ -2,7 +2,7 @@
 // activity line in the side bar. Each page is a module exporting
 // render(main, ctx, param) that may return a cleanup function.
 import { call, transport } from './bridge.js';
-import { icon, setHome } from './util.js';
+import { icon, setHome, when } from './util.js';
 
 const PAGES = {
   overview: () => import('./pages/overview.js'),
@@ -42,11 +42,15 @@ function renderActivity(reply) {
     const p = running[0].progress;
     const pct = p && p.bytes_total ? ` ${Math.floor((100 * p.bytes_done) / p.bytes_total)}%` : '';
     box.textContent = `Backing up ${running[0].name}…${pct}`;
+  } else if ((reply.data.attention || []).length || reply.data.problem) {
+    const n = (reply.data.attention || []).length;
+    box.textContent = n > 1 ? `${n} backups need attention` : n ? `Needs attention: ${reply.data.attention[0].job}` : 'Plugback needs attention';
   } else if (reply.data.paused) {
-    box.textContent = 'Automatic backups paused';
+    box.textContent = reply.data.paused_until ? `Automatic backups paused until ${when(reply.data.paused_until)}` : 'Automatic backups paused until you resume them';
   } else {
     box.textContent = (reply.data.jobs || []).length ? 'Idle · backups on watch' : '';
   }
+  box.classList.toggle('attention', !running.length && !!((reply.data.attention || []).length || reply.data.problem));
 }
 
 const ctx = {

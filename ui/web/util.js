@@ -87,7 +87,23 @@ export function bytes(n) {
 /** "3 files, 1.2 MB" for what a run copied, or "nothing new" when it copied nothing. */
 export function copied(files, size) {
   if (!files) return 'nothing new';
-  return `${count(files)} file${files === 1 ? '' : 's'}, ${bytes(size)}`;
+  return `${plural(files, 'file')}, ${bytes(size)}`;
+}
+
+/** The one plural helper of the window (core/agent/words.py plural in Python): "1 file", "43 files". */
+export function plural(n, word, many) {
+  return `${count(n)} ${Number(n) === 1 ? word : (many || `${word}s`)}`;
+}
+
+/** "12 GB free of 32 GB", or "size unknown" when the file system does not say (total 0). */
+export function freeOf(volume) {
+  return volume && volume.total ? `${bytes(volume.free)} free of ${bytes(volume.total)}` : 'size unknown';
+}
+
+/** A message as a sentence: one final full stop, never two ("Prompt dismissed." stays as it is). */
+export function sentence(text) {
+  const t = String(text || '').trim();
+  return !t || /[.!?…]$/.test(t) ? t : `${t}.`;
 }
 
 export function count(n) {
@@ -106,10 +122,42 @@ export function when(value) {
   const d = toDate(value);
   if (!d) return '–';
   const sameYear = d.getFullYear() === new Date().getFullYear();
+  // A 24-hour clock, as schedules are written ("daily at 12:00"), never "12:00 PM".
   return d.toLocaleString(undefined, {
     weekday: 'short', day: 'numeric', month: 'short', year: sameYear ? undefined : 'numeric',
-    hour: '2-digit', minute: '2-digit',
+    hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
   });
+}
+
+/** Only the time of day, 24-hour: "14:30". */
+export function clock(value) {
+  const d = toDate(value);
+  return d ? d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }) : '–';
+}
+
+const ATTEMPT_WORDS = { failed: 'failed', drive_removed: 'was cut off', cancelled: 'was stopped' };
+
+/**
+ * The truthful last-backup line (core/agent/status.py describe, in the browser's time):
+ * "Last successful backup: never · last attempt failed 2 min ago: drive full".
+ * `rec` has last_success, last_attempt (IPC Run dicts or null) and attention (text or null).
+ */
+export function lastBackupText(rec) {
+  const ok = rec && rec.last_success;
+  const attempt = attemptText(rec);
+  return `Last successful backup: ${ok ? ago(ok.ended || ok.started) : 'never'}${attempt ? ` · last attempt ${attempt}` : ''}`;
+}
+
+/** "failed 2 min ago: drive full" when the last attempt did not succeed, else "". */
+export function attemptText(rec) {
+  const attempt = rec && rec.last_attempt;
+  if (!attempt || !ATTEMPT_WORDS[attempt.status]) return '';
+  return `${ATTEMPT_WORDS[attempt.status]} ${ago(attempt.ended || attempt.started)}${rec.attention ? `: ${rec.attention}` : ''}`;
+}
+
+/** "Automatic backups are paused until Sun 22 Nov, 14:30" / "… until you resume them". */
+export function pausedText(status) {
+  return `Automatic backups are paused ${status.paused_until ? `until ${when(status.paused_until)}` : 'until you resume them'}`;
 }
 
 /** "5 min ago", "in 2 h", "yesterday". */
@@ -216,7 +264,7 @@ export function progressView(label) {
       const eta = rate > 0 && total > 0 ? duration((total - (p.bytes_done || 0)) / rate) : null;
       const phase = PHASES[p.phase] || p.phase || '';
       if (p.files_done === undefined) { left.textContent = 'Starting…'; right.textContent = ''; current.textContent = ''; return; }
-      left.textContent = `${phase}${pct !== null ? ` ${pct}%` : ''} · ${count(p.files_done)}${p.files_total ? ` of ${count(p.files_total)}` : ''} files · ${bytes(p.bytes_done)}${total ? ` of ${bytes(total)}` : ''}`;
+      left.textContent = `${phase}${pct !== null ? ` ${pct}%` : ''} · ${p.files_total ? `${count(p.files_done)} of ${plural(p.files_total, 'file')}` : plural(p.files_done, 'file')} · ${bytes(p.bytes_done)}${total ? ` of ${bytes(total)}` : ''}`;
       right.textContent = eta ? `about ${eta} left` : '';
       current.textContent = p.current || '';
     },

@@ -106,7 +106,7 @@ def test_cli_job_add_list_run_in_process(tmp_path, src):
     r = run_cli("status", "--json")
     status = json.loads(r.stdout)
     assert status["agent"] is False and status["jobs"][0]["last_run"]["status"] == "ok"
-    assert "last backup just now" in run_cli("status").stdout
+    assert "Last successful backup: just now" in run_cli("status").stdout
     assert run_cli("job", "remove", "Docs").returncode == 0
     assert run_cli("job", "run", "Docs").returncode == 2
 

@@ -4,6 +4,7 @@ the one new-passphrase prompt."""
 from __future__ import annotations
 
 import json
+import re
 
 from core.agent.config import Paths
 from tests.support.cli import run_cli
@@ -83,3 +84,100 @@ def test_job_remove_deletes_its_passphrases_from_the_keyring(tmp_path, plugback_
     assert run_cli("job", "remove", "Vault").returncode == 0
     assert file_keyring.get_password("plugback", "job:Vault") is None
     assert file_keyring.get_password("plugback", set_id) is None
+
+
+# -- issue #15: truthful status, validation where the input is, help ------------------------------
+
+def test_job_add_refuses_a_bad_name_with_the_windows_message_and_writes_nothing(tmp_path):
+    from core.agent.config import job_name_problem
+
+    (tmp_path / "D").mkdir()
+    r = run_cli("job", "add", "a/b", "--source", tmp_path / "D", "--to", tmp_path / "S")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"plugback: {job_name_problem('a/b')}"
+    assert "settings file" not in r.stderr
+    assert not Paths.default().config_file.exists() and not (tmp_path / "S").exists()
+    # The name is checked first: also before a missing drive is named.
+    r = run_cli("job", "add", " Docs", "--source", tmp_path / "D", "--drive", "Nope")
+    assert r.returncode == 2 and "cannot be used" in r.stderr and "Nope" not in r.stderr
+
+
+def test_min_interval_is_in_hours_like_the_window(tmp_path):
+    (tmp_path / "D").mkdir()
+    add = ("--source", tmp_path / "D", "--to", tmp_path / "S", "--on-connect", "--min-interval")
+    assert run_cli("job", "add", "A", *add, "2").returncode == 0
+    assert run_cli("job", "add", "B", *add, "30m").returncode == 0
+    r = run_cli("job", "add", "C", *add, "soon")
+    assert r.returncode == 2 and "give hours" in r.stderr
+    assert [j["triggers"]["min_interval_minutes"] for j in stored_jobs()] == [120, 30]
+
+
+def test_help_describes_every_argument():
+    import argparse
+
+    from core.cli import build_parser
+
+    def bare(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from bare(sub, [*path, name])
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                yield " ".join(path) + " " + (action.option_strings or [action.dest])[0]
+
+    assert list(bare(build_parser(), ["plugback"])) == []
+    assert "exit status" in run_cli("status", "--help").stdout.lower()
+
+
+def test_status_without_an_agent_exits_non_zero_with_last_success_and_attempt(tmp_path):
+    src = tmp_path / "D"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    assert run_cli("job", "add", "Docs", "--source", src, "--to", tmp_path / "S").returncode == 0
+    assert run_cli("job", "run", "Docs").returncode == 0          # in this process: no agent runs
+    r = run_cli("status", "--json")
+    data = json.loads(r.stdout)
+    assert r.returncode == 5 and data["agent"] is False
+    (job,) = data["jobs"]
+    assert job["last_success"]["status"] == "ok" and job["last_attempt"]["id"] == job["last_success"]["id"]
+    assert job["attention"] is None and data["attention"] == []
+    r = run_cli("status")
+    assert r.returncode == 5 and "not running" in r.stdout
+    assert "Docs: Last successful backup: just now (today " in r.stdout
+    assert not re.search(r"\d{4}-\d\d-\d\dT", r.stdout)              # no raw ISO timestamp
+
+
+def test_status_through_the_agent_exits_1_when_a_job_needs_attention_and_0_when_all_is_fine(tmp_path,
+                                                                                          plugback_env):
+    from tests.ui.helpers import AgentProcess
+
+    src = tmp_path / "D"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    assert run_cli("job", "add", "Docs", "--source", src, "--to", tmp_path / "S").returncode == 0
+    assert run_cli("job", "add", "Huge", "--source", tmp_path / "gone-later", "--to", tmp_path / "H").returncode \
+        == 2                                                         # a missing folder is refused at once
+    (tmp_path / "gone-later").mkdir()
+    assert run_cli("job", "add", "Huge", "--source", tmp_path / "gone-later", "--to", tmp_path / "H").returncode == 0
+    (tmp_path / "gone-later").rmdir()
+    agent = AgentProcess.start(tmp_path / "agent.log")
+    try:
+        agent.backup("Docs")
+        agent.call("run_job", name="Huge")
+        wait = agent.wait_idle("Huge")
+        assert wait["status"] == "failed"
+        r = run_cli("status", "--json")
+        data = json.loads(r.stdout)
+        assert r.returncode == 1 and data["agent"] is True
+        assert [a["job"] for a in data["attention"]] == ["Huge"]
+        huge = next(j for j in data["jobs"] if j["name"] == "Huge")
+        assert huge["last_success"] is None and huge["last_attempt"]["status"] == "failed"
+        r = run_cli("status")
+        assert r.returncode == 1
+        assert "Huge: Last successful backup: never · last attempt failed just now: " in r.stdout
+        agent.call("job_remove", name="Huge")
+        r = run_cli("status")
+        assert r.returncode == 0, r.stdout
+        assert "Agent: running" in r.stdout
+    finally:
+        agent.stop()

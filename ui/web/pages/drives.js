@@ -1,6 +1,6 @@
 // Drives: enrolled and connected drives with free space and last backup;
 // prepare a new drive, eject, forget.
-import { h, fill, icon, bytes, ago, showError, confirm, dialog, toast } from '../util.js';
+import { h, fill, icon, freeOf, lastBackupText, showError, confirm, dialog, toast } from '../util.js';
 
 export async function render(main, ctx) {
   const alerts = h('div');
@@ -15,7 +15,8 @@ export async function render(main, ctx) {
     const used = v.total ? (v.total - v.free) / v.total : 0;
     const fill = h('span');
     fill.style.width = `${Math.round(used * 100)}%`;
-    return h('div', {}, h('div', { class: 'small' }, `${bytes(v.free)} free of ${bytes(v.total)}`),
+    if (!v.total) return h('div', { class: 'small muted' }, 'Size unknown: this file system does not report it.');
+    return h('div', {}, h('div', { class: 'small' }, freeOf(v)),
       h('div', { class: `meter ${used > 0.9 ? 'full' : ''}`, role: 'img', 'aria-label': `${Math.round(used * 100)}% used` }, fill));
   }
 
@@ -40,23 +41,24 @@ export async function render(main, ctx) {
   async function draw(onlyIfChanged) {
     const [volumes, config, status] = await Promise.all([ctx.call('drives_list'), ctx.call('config_get'), ctx.call('status')]);
     if (!volumes.ok || !config.ok) { showError(alerts, volumes.ok ? config : volumes, 'Cannot list the drives.'); shown = null; return; }
-    const signature = JSON.stringify([volumes.data.map((v) => [v.mount, v.drive_id]), config.data.drives]);
+    const runs = (status.ok ? status.data.drives || [] : []).map((d) => [d.last_success && d.last_success.id, d.last_attempt && d.last_attempt.id]);
+    const signature = JSON.stringify([volumes.data.map((v) => [v.mount, v.drive_id]), config.data.drives, runs]);
     if (onlyIfChanged && signature === shown) return;
     shown = signature;
     const jobs = status.ok ? status.data.jobs || [] : [];
-    const lastFor = (driveId) => jobs.filter((j) => j.destination && j.destination.drive_id === driveId && j.last_run)
-      .map((j) => j.last_run).sort((a, b) => String(b.ended || b.started).localeCompare(String(a.ended || a.started)))[0];
+    // The agent tells each drive's last successful backup from its last attempt (status.drives).
+    const recordOf = (driveId) => (status.ok ? status.data.drives || [] : []).find((x) => x.drive_id === driveId) || {};
     const enrolled = config.data.drives || [];
     fill(enrolledBox, ...(enrolled.length ? enrolled.map((d) => {
       const v = volumes.data.find((x) => x.drive_id === d.drive_id);
-      const last = lastFor(d.drive_id);
+      const rec = recordOf(d.drive_id);
       const usedBy = jobs.filter((j) => j.destination && j.destination.drive_id === d.drive_id).map((j) => j.name);
       return h('section', { class: 'card', 'aria-label': d.label || d.drive_id, dataset: { drive: d.drive_id } },
         h('div', { class: 'card-head' }, h('h3', { class: 'row' }, icon('drives'), d.label || d.drive_id.slice(0, 8)),
           h('span', { class: `badge ${v ? 'ok' : ''}` }, v ? 'Connected' : 'Not connected')),
         h('dl', { class: 'facts' },
           v ? [h('dt', {}, 'Mounted at'), h('dd', {}, v.mount)] : null,
-          h('dt', {}, 'Last backup'), h('dd', {}, last ? ago(last.ended || last.started) : 'never'),
+          h('dt', {}, 'Backups'), h('dd', { class: 'last-backup' }, lastBackupText(rec)),
           h('dt', {}, 'Used by'), h('dd', {}, usedBy.length ? usedBy.join(', ') : 'no job yet')),
         v ? space(v) : null,
         h('div', { class: 'row form-actions' },
@@ -73,7 +75,7 @@ export async function render(main, ctx) {
       h('div', { class: 'card-head' }, h('h3', { class: 'row' }, icon('drives'), v.label || v.mount),
         h('div', { class: 'badges' }, h('span', { class: 'badge' }, v.removable ? 'Removable' : 'Internal'),
           v.drive_id ? h('span', { class: 'badge info' }, 'Has Plugback backups') : null)),
-      h('dl', { class: 'facts' }, h('dt', {}, 'Mounted at'), h('dd', {}, v.mount), h('dt', {}, 'File system'), h('dd', {}, v.fstype || '–')),
+      h('dl', { class: 'facts' }, h('dt', {}, 'Mounted at'), h('dd', {}, v.mount), h('dt', {}, 'File system'), h('dd', {}, v.filesystem || v.fstype || 'unknown')),
       space(v),
       h('div', { class: 'row form-actions' }, h('button', { type: 'button', class: v.removable ? 'primary' : '', onclick: () => prepare(v) }, v.drive_id ? 'Use this drive' : 'Prepare this drive')));
     // Removable drives are the usual choice; internal disks are listed, folded away, for the few who back up to one.

@@ -34,7 +34,7 @@ export async function render(main, ctx) {
       h('tbody', {}, reply.data.map((run) => {
         const took = run.ended && run.started ? (new Date(run.ended) - new Date(run.started)) / 1000 : null;
         return [h('tr', { dataset: { run: String(run.id) } },
-          h('td', {}, when(run.started)), h('td', {}, run.job, h('div', { class: 'small muted trigger' }, TRIGGERS[run.trigger] || '')),
+          h('td', { class: 'nowrap' }, when(run.started)), h('td', {}, run.job, h('div', { class: 'small muted trigger' }, TRIGGERS[run.trigger] || '')),
           h('td', {}, statusBadge(run.status)),
           h('td', { class: 'num' }, count(run.files_scanned)),
           h('td', { class: 'num' }, run.status === 'failed' && !run.files_copied ? '–' : copied(run.files_copied, run.bytes_copied)),

@@ -105,7 +105,8 @@ async function editor(main, ctx, name) {
   // Triggers
   const sched = { ...FORM_DEFAULTS, ...(job.triggers.schedule_fields || {}) };
   const onConnect = h('input', { type: 'checkbox', id: 'trig-connect', checked: !!job.triggers.on_connect });
-  const interval = h('input', { type: 'number', id: 'trig-interval', min: '0', max: '10080', value: String(Math.round((job.triggers.min_interval_minutes || 0) / 60)) });
+  // In hours, as on the CLI (--min-interval HOURS); a value set there in minutes (30m) shows as 0.5.
+  const interval = h('input', { type: 'number', id: 'trig-interval', min: '0', max: '10080', step: 'any', value: String(Math.round(((job.triggers.min_interval_minutes || 0) / 60) * 100) / 100) });
   const kind = h('select', { id: 'sched-kind' },
     [['none', 'No schedule'], ['hours', 'Every few hours'], ['daily', 'Every day'], ['weekly', 'Every week']].map(([v, t]) => h('option', { value: v, selected: sched.kind === v }, t)));
   const hours = h('input', { type: 'number', id: 'sched-hours', min: '1', max: '168', value: String(sched.hours) });
@@ -152,7 +153,7 @@ async function editor(main, ctx, name) {
   function collect() {
     let okay = true;
     const n = nameInput.value.trim();
-    okay = invalid(nameInput, !n ? 'Give the job a name.' : /[\\/:*?"<>|]/.test(n) ? 'A name cannot contain / \\ : * ? " < > |' : '') && okay;
+    okay = invalid(nameInput, n ? '' : 'Give the job a name.') && okay;   // the name rule itself is the agent's
     const srcs = sources.get();
     const srcError = document.getElementById('sources-error');
     if (!srcs.length) { fill(srcError, h('span', { class: 'error-text' }, 'Add at least one folder to back up.')); okay = false; }
@@ -187,7 +188,11 @@ async function editor(main, ctx, name) {
   async function save(e) {
     e.preventDefault();
     showError(alerts, null);
-    const data = collect();
+    let data = collect();
+    // The name is checked where it is typed, by the agent's one rule (validate_job): same words as the CLI.
+    const n = nameInput.value.trim();
+    const check = n ? await ctx.call('validate_job', { job: { name: n }, original_name: original ? original.name : null }) : { ok: true };
+    if (!check.ok && check.code === 'bad_input') { invalid(nameInput, check.message); data = null; }
     if (!data) { const bad = form.querySelector('[aria-invalid="true"]') || document.getElementById('sources-path'); if (bad) bad.focus(); return; }
     const args = { job: data, original_name: original ? original.name : null };
     if (data.encrypt && !original) args.passphrase = pass1.value;

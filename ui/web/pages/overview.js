@@ -1,6 +1,6 @@
 // Overview: one card per job with its last backup, next due time, whether its
 // drive is here, a big "Back up now", and live progress while it runs.
-import { h, fill, ago, when, copied, showPath, statusBadge, showError, progressView, toast } from '../util.js';
+import { h, fill, ago, when, copied, plural, showPath, statusBadge, showError, progressView, toast, lastBackupText, pausedText } from '../util.js';
 import { confirmSet } from './widgets.js';
 
 function destinationText(job, drives) {
@@ -57,25 +57,28 @@ export async function render(main, ctx) {
   }
 
   function update(view, job) {
-    const last = job.last_run;
-    fill(view.badges, 
-      job.running ? statusBadge('running') : job.queued ? h('span', { class: 'badge info' }, 'Waiting to start') : last ? statusBadge(last.status) : h('span', { class: 'badge' }, 'Not backed up yet'),
+    // Truthful: the last successful backup and the last attempt are told apart (a failed run is no backup).
+    const ok = job.last_success;
+    const attempt = job.last_attempt || job.last_run;
+    fill(view.badges,
+      job.running ? statusBadge('running') : job.queued ? h('span', { class: 'badge info' }, 'Waiting to start') : attempt ? statusBadge(attempt.status) : h('span', { class: 'badge' }, 'Not backed up yet'),
       h('span', { class: `badge ${job.drive_present ? 'ok' : ''}` }, job.destination && job.destination.path
         ? (job.drive_present ? 'Destination reachable' : 'Destination not reachable')
         : (job.drive_present ? 'Drive connected' : 'Drive not connected')));
-    fill(view.facts, 
+    view.el.classList.toggle('attention', !!job.attention);
+    fill(view.facts,
       h('dt', {}, 'Folders'), h('dd', {}, (job.sources || []).map(showPath).join(', ')),
       h('dt', {}, 'Backs up to'), h('dd', {}, destinationText(job, drives)),
-      h('dt', {}, 'Last backup'), h('dd', { class: 'last-backup' }, last ? `${ago(last.ended || last.started)} (${when(last.ended || last.started)})` : 'never'),
-      last ? [h('dt', {}, 'Copied'), h('dd', {}, `${copied(last.files_copied, last.bytes_copied)}${last.warnings ? ` · ${last.warnings} warnings` : ''}`)] : null,
-      last && last.error ? [h('dt', {}, 'Problem'), h('dd', { class: 'error-text' }, last.error)] : null,
+      h('dt', {}, 'Backups'), h('dd', { class: 'last-backup' }, lastBackupText(job), ok ? ` (${when(ok.ended || ok.started)})` : ''),
+      ok ? [h('dt', {}, 'Copied'), h('dd', {}, `${copied(ok.files_copied, ok.bytes_copied)}${ok.warnings ? ` · ${plural(ok.warnings, 'warning')}` : ''}`)] : null,
+      job.attention ? [h('dt', {}, 'Problem'), h('dd', { class: 'error-text' }, job.attention)] : null,
       h('dt', {}, 'Next backup'), h('dd', {}, job.next_due ? `${ago(job.next_due)} (${when(job.next_due)})` : job.triggers && job.triggers.on_connect ? 'when the drive is connected' : 'only when you start it'));
     view.progressBox.hidden = !job.running;
     if (job.running) view.progress.update(job.progress || { phase: 'scan' });
     view.runButton.disabled = !!job.running;
     view.runButton.title = job.drive_present ? '' : 'The backup will start when the drive is connected.';
     view.stopButton.hidden = !job.running;
-    view.reviewButton.hidden = !!job.running || !last || last.error_code !== 'set_needs_confirmation';
+    view.reviewButton.hidden = !!job.running || !attempt || attempt.error_code !== 'set_needs_confirmation';
   }
 
   function onStatus(reply) {
@@ -87,11 +90,16 @@ export async function render(main, ctx) {
     const status = reply.data;
     const jobs = status.jobs || [];
     const labelOf = (id) => ((status.drives || []).find((d) => d.drive_id === id) || {}).label || 'the drive';
-    const pendingKey = JSON.stringify([status.problem, (status.pending || []).map((p) => [p.drive_id, p.starts_at])]);
+    const attention = status.attention || [];
+    const pendingKey = JSON.stringify([status.problem, attention, status.paused, status.paused_until, (status.pending || []).map((p) => [p.drive_id, p.starts_at])]);
     if (notices.dataset.key !== pendingKey) {   // redraw only on change, so focus stays on its button
       notices.dataset.key = pendingKey;
       fill(notices,
         status.problem ? h('div', { class: 'alert warn', role: 'status' }, h('div', { class: 'grow' }, h('strong', {}, 'Plugback needs attention. '), status.problem)) : null,
+        attention.length ? h('div', { class: 'alert warn', role: 'status', id: 'attention-banner' }, h('div', { class: 'grow' },
+          h('strong', {}, attention.length === 1 ? 'A backup needs attention. ' : `${attention.length} backups need attention. `),
+          attention.length === 1 ? attention[0].message : h('ul', {}, attention.map((a) => h('li', {}, a.message))))) : null,
+        status.paused ? h('div', { class: 'alert info', role: 'status', id: 'paused-banner' }, h('div', { class: 'grow' }, `${pausedText(status)}. Backups you start yourself still run.`)) : null,
         (status.pending || []).map((p) => h('div', { class: 'alert info', role: 'status', dataset: { pending: p.drive_id } },
           h('div', { class: 'grow' }, `${labelOf(p.drive_id)} was connected: backing up ${p.jobs.join(', ')} ${ago(p.starts_at)}.`),
           h('button', { type: 'button', onclick: () => act('stop_job', {}, 'Automatic backup cancelled') }, 'Not now'))));

@@ -1,5 +1,5 @@
 // First run: pick folders, plug in a drive, prepare it, first backup.
-import { h, fill, icon, bytes, showError, progressView, ago } from '../util.js';
+import { h, fill, icon, bytes, plural, freeOf, sentence, showError, progressView, ago } from '../util.js';
 import { folderList, field, invalid, confirmSet } from './widgets.js';
 
 const STEPS = ['Folders', 'Drive', 'Prepare', 'First backup'];
@@ -56,7 +56,7 @@ export async function render(main, ctx) {
         const radio = h('input', { type: 'radio', name: 'welcome-drive', value: v.mount, checked: state.volume && state.volume.mount === v.mount });
         radio.addEventListener('change', () => { state.volume = v; });
         return h('label', { class: 'choice' }, radio, icon('drives'), h('span', {}, h('strong', {}, v.label || v.mount), h('br'),
-          h('span', { class: 'muted small' }, `${v.mount} · ${bytes(v.free)} free of ${bytes(v.total)}${v.drive_id ? ' · already a Plugback drive' : ''}`)));
+          h('span', { class: 'muted small' }, `${v.mount} · ${freeOf(v)}${v.drive_id ? ' · already a Plugback drive' : ''}`)));
       }) : [h('p', { class: 'empty' }, icon('plug'), h('br'), 'Waiting for a drive… plug it in now.')]));
     }
     refresh();
@@ -71,7 +71,7 @@ export async function render(main, ctx) {
     body.append(h('h2', {}, v.drive_id ? 'Name your backup' : 'Prepare the drive'),
       v.drive_id ? h('p', {}, `${v.label || v.mount} is already a Plugback drive.`) : field('Name for this drive', label, `Plugback will create a “Plugback” folder on ${v.mount}.`),
       field('Name for this backup', name, 'Shown in the tray menu and in History.'),
-      h('p', { class: 'muted' }, 'Plugback will back up whenever this drive is plugged in, and at noon every day it is connected. You can change this on the Jobs page.'),
+      h('p', { class: 'muted' }, 'Plugback will back up whenever this drive is plugged in, and daily at 12:00 while it is connected. You can change this on the Jobs page.'),
       h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
         h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async (e) => {
           const button = e.currentTarget;
@@ -82,6 +82,13 @@ export async function render(main, ctx) {
 
     async function start() {
       state.jobName = name.value.trim();
+      // The agent checks the name (the one rule, core/agent/config.py) before the drive is touched.
+      const check = await ctx.call('validate_job', { job: { name: state.jobName }, original_name: state.savedName || null });
+      if (!check.ok) {
+        if (check.code === 'bad_input') { invalid(name, check.message); name.focus(); } else showError(alerts, check, 'The backup could not be set up.');
+        return;
+      }
+      invalid(name, '');
       let driveId = v.drive_id;
       if (!driveId || !v.enrolled) {
         const init = await ctx.call('drive_init', { mount: v.mount, label: label.value.trim() || null });
@@ -98,7 +105,8 @@ export async function render(main, ctx) {
       const job = { name: state.jobName, sources: state.sources, destination: { drive_id: driveId },
         triggers: { on_connect: true, schedule_fields: { kind: 'daily', time: '12:00' }, min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
       // On a retry the job exists already: change it instead of adding a second one.
-      const saved = await ctx.call('job_save', { job, original_name: state.savedName || null });
+      // start: false — this page starts the one first backup itself (no second, automatic one).
+      const saved = await ctx.call('job_save', { job, original_name: state.savedName || null, start: false });
       if (!saved.ok) { showError(alerts, saved, 'The backup could not be set up.'); return; }
       state.savedName = state.jobName;
       // A drive that already holds a backup under this name (someone else's stick?): ask first.
@@ -130,8 +138,8 @@ export async function render(main, ctx) {
         progress.el.hidden = true;
         const r = job.last_run;
         text.textContent = ['ok', 'warnings'].includes(r.status)
-          ? `Done ${ago(r.ended)}: ${r.files_copied} files, ${bytes(r.bytes_copied)} are safe on the drive.${r.warnings ? ` ${r.warnings} files could not be read; see History.` : ''}`
-          : `The backup did not finish: ${r.error || r.status}.`;
+          ? `Done ${ago(r.ended)}: ${plural(r.files_copied, 'file')} (${bytes(r.bytes_copied)}) ${r.files_copied === 1 ? 'is' : 'are'} safe on the drive.${r.warnings ? ` ${plural(r.warnings, 'file')} could not be read; see History.` : ''}`
+          : `The backup did not finish: ${sentence(r.error || r.status)}`;
         if (stop) { stop(); stop = null; }
       }
     });

@@ -1,0 +1,158 @@
+"""Truthful status (issue #15): the last *successful* backup apart from the last *attempt*.
+
+Every place that shows a backup (``status`` over IPC and on the CLI, the tray,
+the window) reads it from here, so a failed run is never shown as a backup and
+"needs attention" means the same everywhere: a job needs attention when its
+last finished backup attempt failed or was cut off by a pulled drive (a later
+success clears it; a run the user stopped does not count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.agent.history import History, Run, RunStatus
+from core.agent.words import ago
+
+#: Finished runs (a running row is not an attempt yet).
+FINISHED = tuple(s for s in RunStatus if s is not RunStatus.RUNNING)
+#: Last-attempt results that need the user's attention.
+ATTENTION = (RunStatus.FAILED, RunStatus.DRIVE_REMOVED)
+
+
+@dataclass
+class Record:
+    """What the history says about one job (or one drive): its last success and its last attempt."""
+
+    last_success: Run | None = None
+    last_attempt: Run | None = None
+
+    @property
+    def attention(self) -> str | None:
+        """Why this needs the user's attention (the last attempt's problem), or None."""
+        run = self.last_attempt
+        if run is None or run.status not in ATTENTION:
+            return None
+        if run.status == RunStatus.DRIVE_REMOVED:
+            return "the drive was removed during the backup"
+        return run.error or "the backup failed"
+
+    def to_dict(self) -> dict:
+        """``last_success`` and ``last_attempt`` as IPC ``Run`` dicts (or null), and ``attention``."""
+        return {"last_success": _run(self.last_success), "last_attempt": _run(self.last_attempt),
+                "attention": self.attention}
+
+
+def _run(run: Run | None) -> dict | None:
+    return run.to_dict() if run else None
+
+
+def _time(run: Run) -> datetime:
+    return run.ended or run.started
+
+
+def job_record(history: History | None, name: str) -> Record:
+    """The job's last successful backup and last finished attempt (an empty Record without history)."""
+    if history is None:
+        return Record()
+    return Record(history.last_success(name), history.last(name, statuses=FINISHED))
+
+
+def merged(records: list[Record]) -> Record:
+    """A drive's record from its jobs' records: the newest success and the newest attempt."""
+    def newest(runs):
+        runs = [r for r in runs if r is not None]
+        return max(runs, key=_time) if runs else None
+    return Record(newest(r.last_success for r in records), newest(r.last_attempt for r in records))
+
+
+_ATTEMPT_WORDS = {RunStatus.FAILED: "failed", RunStatus.DRIVE_REMOVED: "was cut off",
+                  RunStatus.CANCELLED: "was stopped"}
+
+
+def describe(record: Record, now: datetime) -> str:
+    """'Last successful backup: never · last attempt failed 2 min ago: drive full' (one line)."""
+    text = f"Last successful backup: {ago(record.last_success and _time(record.last_success), now)}"
+    attempt = record.last_attempt
+    if attempt is not None and attempt.status in _ATTEMPT_WORDS:
+        text += f" · last attempt {_ATTEMPT_WORDS[attempt.status]} {ago(_time(attempt), now)}"
+        if record.attention:
+            text += f": {record.attention}"
+    return text
+
+
+def attention_list(jobs: list[dict]) -> list[dict]:
+    """``status.attention``: ``[{job, message}]`` for every job entry whose ``attention`` is set."""
+    return [{"job": j["name"], "message": f"{j['name']}: {j['attention']}"} for j in jobs if j.get("attention")]
+
+
+def job_entry(job, record: Record, *, present: bool, next_due: datetime | None, last_run: Run | None,
+              running: bool = False, queued: bool = False, progress: dict | None = None) -> dict:
+    """One IPC ``JobStatus`` (docs/ipc.md)."""
+    return {"name": job.name, "sources": job.sources, "destination": job.destination.to_dict(),
+            "drive_present": present, "running": running, "queued": queued, "progress": progress,
+            "last_run": _run(last_run), **record.to_dict(),
+            "next_due": next_due.isoformat() if next_due else None, "triggers": job.triggers.to_window()}
+
+
+def drive_entries(config, records: dict[str, Record], present: dict[str, str], busy=lambda drive_id: False) -> list:
+    """IPC ``DriveStatus`` for each enrolled drive, with the newest success and attempt of its jobs."""
+    out = []
+    for d in config.drives:
+        rec = merged([records[j.name] for j in config.jobs if j.destination.drive_id == d["drive_id"]])
+        out.append({"drive_id": d["drive_id"], "label": d.get("label", ""), "present": d["drive_id"] in present,
+                    "mount": present.get(d["drive_id"]), "busy": busy(d["drive_id"]),
+                    **rec.to_dict()})
+    return out
+
+
+def agent_status(agent) -> dict:
+    """The agent's ``status`` reply (docs/ipc.md)."""
+    from core import __version__
+    from core.agent.schedule import next_due
+
+    now = agent.clock.now()
+    running = {r["job"]: r for r in agent.running()}
+    queued = agent.queued()
+    records = {j.name: job_record(agent.history, j.name) for j in agent.config.jobs}
+    jobs = []
+    for j in agent.config.jobs:
+        rec = records[j.name]
+        nd = next_due(j, rec.last_success.started if rec.last_success else None, now.astimezone())
+        jobs.append(job_entry(j, rec, present=agent._destination_present(j), next_due=nd,
+                              last_run=agent.history.last(j.name), running=j.name in running,
+                              queued=j.name in queued, progress=(running.get(j.name) or {}).get("progress")))
+    return {"version": __version__, "paused": agent.is_paused(),
+            "paused_until": agent.paused_until.isoformat() if agent.paused_until else None,
+            "backend": agent.backend, "jobs": jobs,
+            "drives": drive_entries(agent.config, records, agent.present, agent._drive_busy),
+            "queued": queued, "attention": attention_list(jobs),
+            "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat()}
+                        for p in list(agent.pending.values())],
+            "problem": agent.problem, "restore": agent.restore_task}
+
+
+def offline_status(paths, config, now: datetime) -> dict:
+    """What ``plugback status`` reports without an agent, in the same shape (``agent: false``)."""
+    from core.agent.drives import find_drive, mount_points
+    from core.agent.schedule import next_due
+
+    # Reading status creates nothing: no history file yet means no runs yet.
+    history = History(paths.history_file) if paths.history_file.exists() else None
+    mounts = mount_points()
+    present = {}
+    for d in config.drives:
+        mount = find_drive(d["drive_id"], mounts)
+        if mount is not None:
+            present[d["drive_id"]] = str(mount)
+    records = {j.name: job_record(history, j.name) for j in config.jobs}
+    jobs = []
+    for j in config.jobs:
+        rec = records[j.name]
+        nd = next_due(j, rec.last_success.started if rec.last_success else None, now.astimezone())
+        jobs.append(job_entry(j, rec, present=bool(j.destination.path) or j.destination.drive_id in present,
+                              next_due=nd, last_run=history.last(j.name) if history else None))
+    return {"agent": False, "paused": False, "paused_until": None, "backend": None, "jobs": jobs,
+            "drives": drive_entries(config, records, present), "queued": [], "attention": attention_list(jobs),
+            "pending": [], "problem": None, "restore": None}
