@@ -281,12 +281,12 @@ class Agent:
             return
         if kind is RunKind.VERIFY:
             outcome = verify_job(job, self.config, self.history, target=target, progress=progress, clock=self.clock,
-                                 trigger=task.trigger)
+                                 trigger=task.trigger, unlock=self._unlocker())
             if outcome.error is not None:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
-                          clock=self.clock, bind=self.bind_set, trigger=task.trigger)
+                          clock=self.clock, bind=self.bind_set, trigger=task.trigger, unlock=self._unlocker())
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
             self.history.append_log(outcome.run_id, "the drive was removed during the run")
@@ -294,6 +294,12 @@ class Agent:
                                                        error=DriveGone().message, error_code=DriveGone.code))
             outcome.status, outcome.error = RunStatus.DRIVE_REMOVED, DriveGone()
         self._notify_outcome(job, outcome)
+
+    def _unlocker(self):
+        """Sets unlocked in the window this session open without asking again (core.agent.unlock)."""
+        from core.agent.unlock import cache_of, cached_unlocker
+
+        return cached_unlocker(cache_of(self))
 
     def bind_set(self, name: str, set_id: str) -> None:
         """Record that job ``name`` owns the set ``set_id`` (core.agent.adopt), in config.json."""

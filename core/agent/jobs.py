@@ -20,7 +20,7 @@ from core.agent.drives import find_drive
 from core.agent.history import History, RunEnd, RunKind, RunStatus, Trigger, warnings_text
 from core.engine.layout import check_chain, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
-from core.engine.repo import BackupSet
+from core.engine.repo import BackupSet, Unlocker
 from core.errors import (
     Cancelled,
     DamagedSet,
@@ -165,7 +165,7 @@ def remember_set_passphrase(bset: BackupSet, passphrase: str, log: list[str]) ->
 
 
 def open_job_set(job: Job, target: Target, *, host: str, clock: Clock, passphrase: str | None,
-                 log: list[str], history: History | None = None) -> BackupSet:
+                 log: list[str], history: History | None = None, unlock: Unlocker | None = None) -> BackupSet:
     """The job's set, opened with the keyring / environment secret, or created when new.
 
     An existing set is opened only when it is the job's own (core.agent.adopt:
@@ -181,7 +181,7 @@ def open_job_set(job: Job, target: Target, *, host: str, clock: Clock, passphras
     from core.engine.backup import check_sources
 
     if BackupSet.exists(target.set_path):
-        bset = open_own(job, target.set_path, make_unlocker(), history)
+        bset = open_own(job, target.set_path, unlock or make_unlocker(), history)
         if job.encrypt and not bset.encrypted:
             raise UsageError(f"The set at {target.set_path} is not encrypted, but the job '{job.name}' asks "
                              "for encryption, which is chosen when a set is created. Point the job at a "
@@ -223,7 +223,7 @@ def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str], bo
 
 def verify_job(job: Job, config: Config, history: History, *, target: Target | None = None,
                progress: Callable[[Progress], None] | None = None, clock: Clock | None = None,
-               trigger: Trigger = Trigger.MANUAL) -> Outcome:
+               trigger: Trigger = Trigger.MANUAL, unlock: Unlocker | None = None) -> Outcome:
     """Read back everything in the job's set and compare with the manifests (the monthly check).
 
     Recorded in history as a run of kind ``verify``: ``ok``, or ``failed`` with
@@ -238,7 +238,7 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
                            trigger=trigger)
     outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
     try:
-        bset = BackupSet.open(target.set_path, make_unlocker())
+        bset = BackupSet.open(target.set_path, unlock or make_unlocker())
         result = verify(bset, VerifyOptions(read_all=True, progress=progress or no_progress))
         outcome.log.append(f"checked {result.snapshots} snapshot(s), {result.contents} contents, "
                            f"{result.bytes_read} bytes read")
@@ -264,7 +264,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             host: str | None = None, progress: Callable[[Progress], None] | None = None,
             cancel: CancelToken | None = None, clock: Clock | None = None,
             passphrase: str | None = None, bind: Callable[[str, str], None] | None = None,
-            trigger: Trigger = Trigger.MANUAL) -> Outcome:
+            trigger: Trigger = Trigger.MANUAL, unlock: Unlocker | None = None) -> Outcome:
     """Run ``job`` once and record it in ``history``; returns the outcome, never raises PlugbackError.
 
     DriveNotConnected is raised before anything is recorded when the job's
@@ -288,7 +288,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     outcome.log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
     try:
         bset = open_job_set(job, target, host=host, clock=clock, passphrase=passphrase, log=outcome.log,
-                            history=history)
+                            history=history, unlock=unlock)
         if not same_set(job.set_id, bset.set_id):
             job.set_id = canonical_id(bset.set_id)
             outcome.log.append(f"this job's backup set is {bset.set_id}")

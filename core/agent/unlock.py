@@ -15,6 +15,7 @@ the window asks again after that (docs/settings-window.md, Decisions, says why).
 
 from __future__ import annotations
 
+import hmac
 import threading
 
 from core.agent import keys
@@ -58,6 +59,9 @@ def cached_unlocker(cache: KeyCache, **options):
 
     def unlock(enc: dict, set_id: str):
         found = cache.get(set_id)
+        # A set id is only a name on a drive: the cached keys must also be this set's keys.
+        if found is not None and not hmac.compare_digest(found.key_check, str(enc.get("key_check", ""))):
+            found = None
         if found is None:
             found = keys.unlock_set(enc, set_id, **options)[0]
             cache.put(set_id, found)

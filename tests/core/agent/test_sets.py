@@ -205,3 +205,19 @@ def test_a_set_used_by_a_job_here_says_so_and_restores_to_the_original_place(age
     plan = handlers["restore_plan"]({"set": s["path"], "paths": ["Documents/a.txt"]})
     assert plan["destinations"] == [{"top": "Documents", "to": str(src)}]
     assert list_volumes is not None
+
+
+def test_backups_use_the_keys_unlocked_this_session_but_only_for_the_same_keys(tmp_path, monkeypatch):
+    from core.agent.unlock import KeyCache, cached_unlocker
+
+    keys, enc = crypto.create_encryption(PASS)
+    cache = KeyCache()
+    cache.put("set-1", keys)
+    monkeypatch.delenv("PLUGBACK_PASSPHRASE", raising=False)
+    unlock = cached_unlocker(cache, prompt=None)
+    assert unlock(enc, "set-1") is keys                  # no passphrase anywhere: the session's keys
+    # Another set that copied the id (a stranger's stick) has other keys: the cache is not used for it.
+    _, other_enc = crypto.create_encryption("another passphrase")
+    with pytest.raises(Exception) as err:
+        unlock(other_enc, "set-1")
+    assert err.value.code == "passphrase_needed"
