@@ -201,18 +201,68 @@ class ManifestReader:
         return m
 
 
+class Spool:
+    """Text lines kept compressed in a local temporary file (unlinked at once), read back in order.
+
+    What a run must remember about each of millions of entries until its end
+    (the new manifest's lines, what to read back) waits here, not in memory.
+    """
+
+    def __init__(self, prefix: str = "plugback-spool-"):
+        self._file = tempfile.TemporaryFile(prefix=prefix)
+        self._z = zlib.compressobj(1)
+        self._buf: list[bytes] = []
+
+    def add(self, line: bytes) -> None:
+        """One line, without its newline (it must not hold one)."""
+        self._buf.append(line)
+        if len(self._buf) >= BATCH_LINES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._file.write(self._z.compress(b"\n".join(self._buf) + b"\n"))
+            self._buf = []
+
+    def blocks(self) -> Iterator[bytes]:
+        """Everything added, as blocks of whole lines (each ending in a newline); read once."""
+        self._flush()
+        self._file.write(self._z.flush())
+        self._file.seek(0)
+        z = zlib.decompressobj()
+        pending = b""
+        while True:
+            data = self._file.read(READ_BLOCK)
+            text = z.decompress(data) if data else z.flush()
+            if not data and not text:
+                break
+            pending += text
+            cut = pending.rfind(b"\n")
+            if cut >= 0:
+                yield pending[:cut + 1]
+                pending = pending[cut + 1:]
+        if pending:
+            yield pending
+
+    def lines(self) -> Iterator[bytes]:
+        """Everything added, line by line (without newlines)."""
+        for block in self.blocks():
+            yield from block[:-1].split(b"\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class ManifestWriter:
     """Takes entries in manifest order; :meth:`chunks` then gives the finished manifest's gzip bytes.
 
-    Entries wait in a local temporary file (compressed, unlinked at once, so it
+    Entries wait in a local :class:`Spool` (compressed, unlinked at once, so it
     vanishes with the process) because the header, which comes first, holds
     totals known only at the end. Use as a context manager or call :meth:`close`.
     """
 
     def __init__(self):
-        self._spool = tempfile.TemporaryFile(prefix="plugback-manifest-")
-        self._z = zlib.compressobj(1)
-        self._buf: list[str] = []
+        self._spool = Spool("plugback-manifest-")
         self._last: list[str] | None = None
         self.count = 0
         self.totals = {"files": 0, "dirs": 0, "links": 0, "bytes": 0}
@@ -232,33 +282,7 @@ class ManifestWriter:
         else:
             self.totals["links"] += 1
         self.count += 1
-        self._buf.append(_ENCODER.encode(e.to_dict()))
-        if len(self._buf) >= BATCH_LINES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._buf:
-            self._spool.write(self._z.compress(("\n".join(self._buf) + "\n").encode("ascii")))
-            self._buf = []
-
-    def _spooled_lines(self) -> Iterator[bytes]:
-        self._flush()
-        self._spool.write(self._z.flush())
-        self._spool.seek(0)
-        z = zlib.decompressobj()
-        pending = b""
-        while True:
-            data = self._spool.read(READ_BLOCK)
-            text = z.decompress(data) if data else z.flush()
-            if not data and not text:
-                break
-            pending += text
-            cut = pending.rfind(b"\n")
-            if cut >= 0:
-                yield pending[:cut + 1]
-                pending = pending[cut + 1:]
-        if pending:
-            yield pending
+        self._spool.add(_ENCODER.encode(e.to_dict()).encode("ascii"))
 
     def chunks(self, m: Manifest) -> Iterator[bytes]:
         """The manifest's gzip bytes (header from ``m``'s fields with these entries' totals)."""
@@ -272,7 +296,7 @@ class ManifestWriter:
         head = (_ENCODER.encode(header) + "\n").encode("ascii")
         digest.update(head)
         yield gz.compress(head)
-        for block in self._spooled_lines():
+        for block in self._spool.blocks():
             digest.update(block)
             out = gz.compress(block)
             if out:
