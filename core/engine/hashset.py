@@ -120,7 +120,7 @@ class StreamNamer:
         """A name for the new child ``name`` of the folder whose copy is ``parent_mirror``."""
         base = escape_component(name, self.volume)
         candidate, n = base, 1
-        while self._key(parent_mirror, candidate) in self._used or (
+        while (len(self._used) and self._key(parent_mirror, candidate) in self._used) or (
                 candidate != name and not self.every_name
                 and self.taken((parent_mirror + "/" if parent_mirror else "") + candidate)):
             stem, dot, ext = base.rpartition(".")

@@ -47,7 +47,9 @@ from core.engine.manifest import Entry as Entry  # re-exported: readers and writ
 from core.errors import ManifestDamaged, NewerFormat
 
 READ_BLOCK = 1 << 20          # bytes read from the drive at a time
+TEXT_BLOCK = 64 << 10         # text unpacked (and its lines parsed) at a time: a few hundred entries
 BATCH_LINES = 4096            # lines parsed per json.loads call (one call per line costs a tenth of a run)
+SPOOL_BUFFER = 64 << 10       # bytes of lines a Spool collects before compressing them
 MAX_LINE = 1 << 20            # no valid entry line is near this long (paths are capped at 16 K characters)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
@@ -95,7 +97,7 @@ class ManifestReader:
                 if self._z.eof:
                     raise self._damaged("not readable as gzip: unexpected data after its end")
             try:
-                text = self._z.decompress(data, READ_BLOCK)
+                text = self._z.decompress(data, TEXT_BLOCK)
             except zlib.error as err:
                 raise self._damaged(f"not readable as gzip: {err}") from None
             if self._z.unused_data:
@@ -212,17 +214,20 @@ class Spool:
         self._file = tempfile.TemporaryFile(prefix=prefix)
         self._z = zlib.compressobj(1)
         self._buf: list[bytes] = []
+        self._buffered = 0
 
     def add(self, line: bytes) -> None:
         """One line, without its newline (it must not hold one)."""
         self._buf.append(line)
-        if len(self._buf) >= BATCH_LINES:
+        self._buffered += len(line)
+        if self._buffered >= SPOOL_BUFFER:
             self._flush()
 
     def _flush(self) -> None:
         if self._buf:
             self._file.write(self._z.compress(b"\n".join(self._buf) + b"\n"))
             self._buf = []
+            self._buffered = 0
 
     def blocks(self) -> Iterator[bytes]:
         """Everything added, as blocks of whole lines (each ending in a newline); read once."""
@@ -232,15 +237,15 @@ class Spool:
         z = zlib.decompressobj()
         pending = b""
         while True:
-            data = self._file.read(READ_BLOCK)
-            text = z.decompress(data) if data else z.flush()
-            if not data and not text:
+            data = z.unconsumed_tail or self._file.read(SPOOL_BUFFER)
+            if not data:
                 break
-            pending += text
+            pending += z.decompress(data, SPOOL_BUFFER)   # bounded: spooled text packs tightly
             cut = pending.rfind(b"\n")
             if cut >= 0:
                 yield pending[:cut + 1]
                 pending = pending[cut + 1:]
+        pending += z.flush()
         if pending:
             yield pending
 
