@@ -1,11 +1,23 @@
 """A backup run: scan the sources, compare with the parent snapshot, copy what changed,
 commit a new snapshot, verify what was written.
 
+One sorted pass (memory flat in the number of files, docs/architecture.md "Streaming"):
+the scan and the parent manifest are both streams in manifest order and are merged
+path by path; copies run in a worker pool inside a bounded window, and each entry
+goes to the new manifest (spooled locally) in manifest order once its copy finished.
+The parent manifest is read twice: once whole, to check it (its trailer) and to
+note the names its copies have in ``Latest/``, before anything is written on its
+word; then merged.
+
 Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at every step):
 
 1. ``tmp/`` is cleared and the journal names the planned snapshot.
 2. Removed and replaced files leave ``Latest/`` only by a rename into ``objects/``
    (core/engine/store.py), and new content is written to ``tmp/`` and renamed into place.
+   A new entry never gets the ``Latest/`` name of another entry of the parent snapshot
+   (hashset.StreamNamer), so removals can happen during the pass; a removed folder goes
+   when the pass leaves it (deepest first), and an entry that replaces a folder of the
+   same name waits for that.
    Each committed snapshot's content therefore stays in ``objects/`` or where the
    newest snapshot put it in ``Latest/``.
 3. Every few seconds the volume is flushed and the journal checkpointed, so an
@@ -19,21 +31,25 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
 from core.engine import journal as journal_mod
+from core.engine import readback
 from core.engine.atomic import clear_tmp, write_atomic
 from core.engine.fs import WORKERS, probe_volume
+from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
-from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, sort_key
-from core.engine.names import MirrorNamer
+from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
+from core.engine.manifest_io import ManifestWriter, Spool
 from core.engine.progress import (
     CancelToken,
     Clock,
@@ -47,13 +63,17 @@ from core.engine.progress import (
 from core.engine.repo import BackupSet, new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, is_inside, plan_sources, scan
 from core.engine.store import EncryptedStore, PlainStore
-from core.engine.sums import write_latest_sums
+from core.engine.sums import LatestSums
+from core.engine.window import Window, merge
 from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
 
 CHECKPOINT_SECONDS = 5.0
 CHECKPOINT_BYTES = 256 << 20
 SOURCE_RETRIES = 3          # a locked or briefly unreadable file is tried this often
 SOURCE_RETRY_DELAY = 0.2
+WINDOW_FILES = 1024         # entries waiting for their copy (or one before them) at most
+WINDOW_BYTES = 256 << 20    # bytes of copies queued at most (always at least one file)
+PROGRESS_EVERY = 1000       # entries between reports (and cancel checks) while nothing is copied
 
 
 class BackupStatus(TextEnum):
@@ -149,19 +169,21 @@ def backup(bset: BackupSet, sources, options: BackupOptions | None = None) -> Ba
     bset.layout.check_contained(options.boundary)
     with SetLock(bset.layout.lock, clock) as lock:
         run = _Run(bset, source_paths, options, lock)
-        result = run.execute(started)
-        if options.verify:
-            result.damaged = run.repair(run.read_back())
-            if result.damaged:
-                result.status = BackupStatus.DAMAGED
+        try:
+            result = run.execute(started)
+            if options.verify:
+                result.damaged = readback.repair(run, readback.read_back(run))
+                if result.damaged:
+                    result.status = BackupStatus.DAMAGED
+        finally:
+            run.close()
         result.ended = clock.now()
         return result
 
 
 def _same_stat(old, se: ScanEntry) -> bool:
-    get = old.get if isinstance(old, dict) else lambda k: getattr(old, k)
-    return (get("size") == se.size and get("mtime_ns") == se.mtime_ns and get("ino") == se.ino
-            and get("ctime_ns") == se.ctime_ns)
+    return (old.size == se.size and old.mtime_ns == se.mtime_ns and old.ino == se.ino
+            and old.ctime_ns == se.ctime_ns)
 
 
 class _Run:
@@ -169,14 +191,32 @@ class _Run:
 
     def __init__(self, bset: BackupSet, source_paths: list[str], options: BackupOptions, lock: SetLock):
         self.bset, self.fs, self.layout = bset, bset.fs, bset.layout
+        self.plain = not bset.encrypted
         self.source_paths, self.options, self.lock = source_paths, options, lock
         self.progress, self.cancel, self.clock = options.progress, options.cancel, options.clock
         self.warnings: list[RunWarning] = []
-        self.written: list[Entry] = []
-        self.copied_from: dict[str, ScanEntry] = {}   # set path -> its source, for repairs
+        self.stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0, "done_files": 0,
+                      "done_bytes": 0}
+        self.writer = ManifestWriter()
+        self.sums = LatestSums() if self.plain else None
+        self.written = Spool("plugback-written-") if options.verify else None   # what to read back
         self._mutex = threading.Lock()
+        self._errors: list[BaseException] = []   # the workers' failures
+        self._stop = threading.Event()
         self._since_checkpoint = 0
         self._last_checkpoint = self.clock.monotonic()
+        self._removing: list[Entry] = []    # removed folders the pass is inside, deepest last
+        self._deferred: tuple[ScanEntry, str] | None = None   # replaces the folder being removed
+        self._dirs: list[tuple[str, str]] = []    # (path, mirror) of the folders the pass is inside
+        self._phase = "scan"
+        self._parent_totals: dict | None = None   # the best guess of the totals during the scan
+        self._scan_done = False
+        self._count = 0
+
+    def close(self) -> None:
+        for spool in (self.writer, self.written):
+            if spool is not None:
+                spool.close()
 
     # --- the run ---------------------------------------------------------------------
     def execute(self, started: datetime) -> BackupResult:
@@ -184,227 +224,297 @@ class _Run:
         clear_tmp(self.fs, layout.tmp)
         parent_id = bset.newest_id()
         trusted = self._resume(parent_id)
-        parent, rescue = self._parent(parent_id)
-        if rescue:
+        volume = self.volume = probe_volume(layout.tmp)
+        self.store = (PlainStore if self.plain else EncryptedStore)(bset, volume, self.warnings,
+                                                                    rehash=self.options.rehash)
+        parent = self._check_parent(parent_id)
+        if parent_id and parent is None:   # damaged: rescue Latest/, trust nothing of that run
             trusted = {}
-        known = parent or bset.newest_intact()
+            if self.plain:
+                self.store.set_aside_latest()
+        known = parent or self._newest_header()
         sources = plan_sources(self.source_paths, known.sources if known else [])
-        volume = probe_volume(layout.tmp)
-        self.store = (EncryptedStore if bset.encrypted else PlainStore)(bset, volume, self.warnings,
-                                                                        rehash=self.options.rehash)
-        if bset.encrypted:
-            # Whole objects: those a committed manifest names, and checkpointed journal entries'.
-            self.store.trusted.update(e.obj for e in (parent.entries if parent else ()) if e.type == FILE)
+        if not self.plain:
+            # Whole objects: those a committed manifest names (the check above noted the
+            # parent's), and checkpointed journal entries'.
             self.store.trusted.update(t.obj for t in trusted.values() if t.obj)
-        if rescue and not bset.encrypted:
-            self.store.set_aside_latest()
         snapshot_id = new_snapshot_id(started, parent_id)
         self.journal = journal_mod.Journal(self.fs, layout.journal, snapshot_id, parent_id, trusted, bset.keys)
         try:
-            entries, stats = self._build(sources, parent, trusted, volume)
+            self._parent_totals = parent.totals if parent else None
+            self._pass(sources, parent_id if parent else None, trusted)
             self.cancel.check()
-            self.progress(Progress("commit", stats["files"], stats["files"], stats["copied_bytes"],
-                                   stats["copied_bytes"]))
-            self._commit(Manifest(snapshot_id, started.isoformat(timespec="seconds"), self._host(), self.options.job,
-                                  [s.to_dict() for s in sources], parent_id, entries))
+            s = self.stats
+            self.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
+            self._commit(Manifest(snapshot_id, started.isoformat(timespec="seconds"), self._host(),
+                                  self.options.job, [s.to_dict() for s in sources], parent_id))
         except BaseException:
             self._checkpoint_quietly()
             self.journal.close()
             raise
         status = BackupStatus.WARNINGS if self.warnings else BackupStatus.OK
-        return BackupResult(str(layout.root), snapshot_id, status, stats["files"], stats["bytes"],
-                            stats["copied_files"], stats["copied_bytes"], self.warnings, [], started)
+        s = self.stats
+        return BackupResult(str(layout.root), snapshot_id, status, s["files"], s["bytes"],
+                            s["copied_files"], s["copied_bytes"], self.warnings, [], started)
 
     def _resume(self, parent_id: str | None) -> dict[str, journal_mod.Placed]:
-        """The journal's trusted entries of an interrupted run on the same parent ({} if none)."""
+        """The journal's trusted entries of an interrupted run on the same parent ({} if none).
+
+        Kept in memory: at most what that run copied before its last checkpoint.
+        """
         header, trusted = journal_mod.load(self.layout.journal, self.bset.keys)
         if header is not None and header.get("snapshot") == parent_id:
             # The last run committed but stopped before its last steps: finish them.
-            if not self.bset.encrypted:
-                write_latest_sums(self.bset, self.bset.manifest(parent_id))
+            if self.plain:
+                sums = LatestSums()
+                with self.bset.open_manifest(parent_id) as reader:
+                    for e in reader:
+                        sums.add(e)
+                sums.commit(self.bset)
             self.fs.unlink(self.layout.journal)
             return {}
         if header is None or header.get("parent") != parent_id:
             return {}
         return trusted
 
-    def _parent(self, parent_id: str | None):
-        """(the parent manifest or None, whether it is damaged and Latest/ must be rescued)."""
+    def _check_parent(self, parent_id: str | None) -> Manifest | None:
+        """The parent manifest's header, after reading it whole: it is intact (else None and a
+        warning), and the namer and the store know the names and objects it uses."""
+        self.namer = StreamNamer(self.volume, self._taken)
         if not parent_id:
-            return None, False
+            return None
         try:
-            return self.bset.manifest(parent_id), False
+            with self.bset.open_manifest(parent_id) as reader:
+                for e in reader:
+                    self.namer.reserve(e.mirror_path, e.path)
+                    if e.obj and not self.plain:
+                        self.store.trusted.add(e.obj)
+                return reader.manifest
         except ManifestDamaged as err:
             # Latest/ matches a manifest nobody can read: keep all of it (by its real
             # hash) in objects/ and copy everything again. Nothing older is lost.
             self.warnings.append(RunWarning(WarningCode.SNAPSHOT_DAMAGED, f"snapshots/{parent_id}",
                                             f"{err} This backup copied everything again; the damaged "
                                             "snapshot stays until you forget it."))
-            return None, True
+            self.namer = StreamNamer(self.volume, self._taken)
+            if not self.plain:
+                self.store.trusted.clear()
+            return None
+
+    def _newest_header(self) -> Manifest | None:
+        """The header of the newest intact snapshot (for its source names), read as a stream."""
+        for sid in reversed(self.bset.snapshot_ids()):
+            try:
+                with self.bset.open_manifest(sid) as reader:
+                    for _ in reader:
+                        pass
+                    return reader.manifest
+            except ManifestDamaged:
+                continue
+        return None
+
+    def _taken(self, mirror_path: str) -> bool:
+        return self.plain and os.path.lexists(self.layout.latest_file(mirror_path))
 
     def _host(self) -> str:
         return self.options.host or self.bset.meta.get("host") or socket.gethostname()
 
-    def _commit(self, manifest: Manifest) -> None:
+    def _commit(self, header: Manifest) -> None:
         """Steps 4 and 5 of the module docstring: the manifest is the commit point."""
         bset, layout = self.bset, self.layout
         self.fs.flush_volume(layout.root)          # 4: all data durable before the manifest
-        write_atomic(self.fs, layout.tmp, layout.manifest(manifest.snapshot_id), bset.encode_manifest(manifest))
-        bset.forget_cached(manifest.snapshot_id)
-        if not bset.encrypted:                      # 5
-            write_latest_sums(bset, manifest)
+        write_atomic(self.fs, layout.tmp, layout.manifest(header.snapshot_id),
+                     bset.manifest_chunks(self.writer, header))
+        bset.forget_cached(header.snapshot_id)
+        if self.sums is not None:                  # 5
+            self.sums.commit(bset)
         self.journal.remove()
 
-    def _build(self, sources, parent, trusted, volume) -> tuple[list[Entry], dict]:
-        """Scan, place folders and links, copy changed files; the new snapshot's entries."""
+    # --- the pass --------------------------------------------------------------------
+    def _pass(self, sources, parent_id: str | None, trusted) -> None:
+        """Merge the scan with the parent's entries; place, copy and remove; entries to the writer."""
         excluder = Excluder(self.options.excludes, skip_dirs=[str(self.layout.root)])
-        scanned: list[ScanEntry] = []
-        for se in scan(sources, excluder, self.warnings):
-            scanned.append(se)
-            if len(scanned) % 2000 == 0:
-                self.cancel.check()
-                self.progress(Progress("scan", len(scanned), 0, current=se.path))
-        parent_map = parent.by_path() if parent else {}
-        kinds = {se.path: se.type for se in scanned}
-        removed = [e for e in parent_map.values() if kinds.get(e.path) != e.type]
-        if not self.bset.encrypted:
-            self._remove(removed)
-        namer = MirrorNamer(volume)
-        mirror_of: dict[str, str] = {"": ""}
-        for e in parent_map.values():
-            if kinds.get(e.path) == e.type:
-                parent_dir = e.path.rpartition("/")[0]
-                pm = parent_map[parent_dir].mirror_path if parent_dir in parent_map else ""
-                namer.reserve(pm, e.mirror_path.rpartition("/")[2])
-        entries: list[Entry] = []
-        jobs = []
-        stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0}
-        for se in scanned:
-            prev = parent_map.get(se.path)
-            if prev is not None and prev.type != se.type:
-                prev = None
-            parent_dir, _, name = se.path.rpartition("/")
-            if prev is not None:
-                mirror = prev.mirror_path
-            else:
-                pm = mirror_of.get(parent_dir, parent_dir)
-                mirror = (pm + "/" if pm else "") + namer.name_for(pm, name)
-            mirror_of[se.path] = mirror
-            e = Entry(se.path, se.type, se.size, se.mtime_ns, se.mode, target=se.target, ino=se.ino,
-                      ctime_ns=se.ctime_ns, mirror=mirror if mirror != se.path else None)
-            entries.append(e)
-            if se.type == DIR:
-                if not self.bset.encrypted and prev is None:   # known folders are there already
-                    self._place_dir(mirror)
-            elif se.type == LINK:
-                if not self.bset.encrypted and volume.symlinks:
-                    self._place_link(e, prev)
-            else:
-                stats["files"] += 1
-                stats["bytes"] += se.size
-                t = trusted.get(se.path)
-                if prev is not None and not self.options.rehash and _same_stat(prev, se):
-                    e.sha256, e.parts, e.obj = prev.sha256, prev.parts, prev.obj
-                elif t is not None and _same_stat(t, se) and t.mirror == mirror:
-                    e.sha256, e.parts, e.obj = t.sha256, t.parts, t.obj
-                    if not self.store.has(e):
-                        jobs.append((se, e, prev))
-                else:
-                    jobs.append((se, e, prev))
-        self._copy_all(jobs, stats)
-        entries = [e for e in entries if e.type != FILE or e.sha256]
-        return entries, stats
-
-    # --- Latest/ housekeeping (plain sets) ---------------------------------------------
-    def _remove(self, removed: list[Entry]) -> None:
-        """Take what left the sources out of Latest/ (deepest first), keeping old content."""
-        for old in sorted(removed, key=lambda e: sort_key(e.path), reverse=True):
-            if old.type == DIR:
-                p = self.layout.latest_file(old.mirror_path, writing=True)
-                self.layout.forget_folders()   # a symlink could take its place: prove it again
-                if not self.fs.remove_dir(p):
-                    self.warnings.append(RunWarning(WarningCode.LATEST_FOREIGN, f"Latest/{old.mirror_path}",
-                                                    "holds files Plugback did not put there; left in place"))
-            else:
-                self.store.displace(old)
-
-    def _place_dir(self, mirror: str) -> None:
-        p = self.layout.latest_file(mirror, writing=True)
-        if self.fs.make_dir(p):
-            return
-        if os.path.islink(p) or not os.path.isdir(p):
-            # Not in the newest snapshot as a file (that was displaced above): an
-            # interrupted run's work, whose content is in objects/ or nowhere needed.
-            self.fs.unlink(p)
-            self.fs.mkdir(p)
-
-    def _place_link(self, e: Entry, prev: Entry | None) -> None:
-        p = self.layout.latest_file(e.mirror_path, writing=True)
-        if prev is not None and os.path.islink(p):
-            try:
-                if os.readlink(p) == e.target:
-                    return
-            except OSError:
-                pass
-        if os.path.lexists(p):
-            self.fs.unlink(p)
-        self.fs.symlink(e.target, p)
-
-    # --- copying ---------------------------------------------------------------------
-    def _copy_all(self, jobs, stats) -> None:
-        total_bytes = sum(se.size for se, _, _ in jobs)
-        done = {"files": 0, "bytes": 0}
-        stop = threading.Event()
-
-        def one(se: ScanEntry, e: Entry, prev: Entry | None) -> None:
-            if stop.is_set():
-                return
-            self.cancel.check()
-            copied = self._read_with_retries(se, e, prev)
-            if copied is not None:
-                e.sha256, e.size, e.obj = copied.sha256, copied.size, copied.obj
-                e.parts = len(copied.tmp_paths) if len(copied.tmp_paths) > 1 else 0
-                placed = self.store.place(copied, e, prev)
-                if not placed:
-                    self._after_place(e)   # same bytes: only the mode or time changed
-                if placed:
-                    with self._mutex:
-                        stats["copied_files"] += 1
-                        stats["copied_bytes"] += e.size
-                        self.written.append(e)
-                        self.copied_from[e.path] = se
-                if copied.changed:
-                    e.ino = e.ctime_ns = 0   # never "unchanged": the next run copies it again
-                    self.warnings.append(RunWarning(WarningCode.CHANGED_WHILE_READING, se.abspath,
-                                                    "changed while it was being backed up; the next "
-                                                    "backup copies it again"))
-                else:
-                    self.journal.record(journal_mod.Placed(e.path, e.mirror_path, e.sha256, e.obj, e.size,
-                                                           e.mtime_ns, e.ino, e.ctime_ns, e.parts))
-            with self._mutex:
-                done["files"] += 1
-                done["bytes"] += se.size
-                self._since_checkpoint += se.size
-                report = Progress("copy", done["files"], len(jobs), done["bytes"], total_bytes, se.path)
-            self.progress(report)
-            self._maybe_checkpoint()
-
-        if not jobs:
-            return
-        with ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
-            futures = [pool.submit(one, *job) for job in jobs]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in finished:
-                if f.exception() is not None:
-                    stop.set()
-                    for other in futures:
-                        other.cancel()
-                    break
-        errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()]
-        if errors:
+        self.trusted = trusted
+        try:
+            with ExitStack() as stack:
+                old = ()
+                if parent_id:
+                    old = stack.enter_context(self.bset.open_manifest(parent_id))
+                pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
+                self.window = Window(pool, self._emit, WINDOW_FILES, WINDOW_BYTES)
+                try:
+                    for se, prev in merge(self._scanning(scan(sources, excluder, self.warnings)), old):
+                        self._step(se, prev)
+                    self._leave(None)
+                    self.window.drain()
+                except BaseException:
+                    self._stop.set()   # queued copies end at once; running ones finish
+                    raise
+        except BaseException as err:
             # A destination error outranks a cancel: it is what the user must act on.
-            errors.sort(key=lambda ex: isinstance(ex, Cancelled))
-            raise errors[0]
+            first = sorted(self._errors + [err], key=lambda ex: isinstance(ex, Cancelled))[0]
+            if first is err:
+                raise
+            raise first from None
+        self._report("")
+
+    def _scanning(self, entries):
+        yield from entries
+        self._scan_done = True   # the totals are known now
+
+    def _step(self, se: ScanEntry | None, old: Entry | None) -> None:
+        """One path: removed (``se`` None), new (``old`` None) or in both."""
+        path = se.path if se is not None else old.path
+        self._leave(path)
+        self._count += 1
+        if self._count % PROGRESS_EVERY == 0:
+            self.cancel.check()
+            self._report(path)
+        if old is None or (se is not None and se.type == old.type):
+            self._add(se, old)
+            return
+        # Gone, or another type now: out of Latest/ first (a folder once the pass leaves it).
+        if self.plain and old.type == DIR:
+            self._removing.append(old)
+        elif self.plain:
+            self.store.displace(old)
+        if se is None:
+            return
+        if self.plain and old.type == DIR:
+            self._deferred = (se, old.mirror_path)
+        else:
+            self._add(se, None, old.mirror_path)
+
+    def _leave(self, path: str | None) -> None:
+        """Remove the removed folders ``path`` is not inside (all of them for None), deepest first."""
+        while self._removing and (path is None or not path.startswith(self._removing[-1].path + "/")):
+            old = self._removing.pop()
+            self.store.remove_dir(old)
+            if self._deferred is not None and self._deferred[0].path == old.path:
+                (se, mirror), self._deferred = self._deferred, None
+                self._add(se, None, mirror)
+
+    def _dir_mirror(self, folder: str) -> str:
+        """The mirror path of ``folder``, a folder the pass is inside ("" for the top)."""
+        while self._dirs and self._dirs[-1][0] != folder:
+            self._dirs.pop()
+        return self._dirs[-1][1] if self._dirs else ""
+
+    def _add(self, se: ScanEntry, prev: Entry | None, mirror: str | None = None) -> None:
+        """A scanned entry: ``prev`` is the parent's entry of the same type (or None); ``mirror``
+        the name in Latest/ of an entry of another type it replaces."""
+        parent_dir, _, name = se.path.rpartition("/")
+        pm = self._dir_mirror(parent_dir)
+        if prev is not None:
+            mirror = prev.mirror_path
+        elif mirror is None:
+            mirror = (pm + "/" if pm else "") + self.namer.name_for(pm, name)
+        e = Entry(se.path, se.type, se.size, se.mtime_ns, se.mode, target=se.target, ino=se.ino,
+                  ctime_ns=se.ctime_ns, mirror=mirror if mirror != se.path else None)
+        if se.type == DIR:
+            self._dirs.append((se.path, mirror))
+            if self.plain and prev is None:   # known folders are there already
+                self.store.place_dir(mirror)
+            self.window.put((e, se))
+        elif se.type == LINK:
+            if self.plain and self.volume.symlinks:
+                self.store.place_link(e, prev)
+            self.window.put((e, se))
+        else:
+            self._add_file(se, e, prev)
+
+    def _add_file(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
+        with self._mutex:
+            self.stats["files"] += 1
+            self.stats["bytes"] += se.size
+        t = self.trusted.get(se.path)
+        if prev is not None and not self.options.rehash and _same_stat(prev, se):
+            e.sha256, e.parts, e.obj = prev.sha256, prev.parts, prev.obj
+        elif t is not None and _same_stat(t, se) and t.mirror == e.mirror_path:
+            e.sha256, e.parts, e.obj = t.sha256, t.parts, t.obj
+            if not self.store.has(e):
+                self.window.put((e, se), lambda: self._copy_one(se, e, prev), se.size)
+                return
+        else:
+            self.window.put((e, se), lambda: self._copy_one(se, e, prev), se.size)
+            return
+        with self._mutex:
+            self.stats["done_files"] += 1
+            self.stats["done_bytes"] += se.size
+        self.window.put((e, se))
+
+    def _emit(self, item: tuple[Entry, ScanEntry], placed) -> None:
+        """``item``'s entry is final: to the new manifest (and Latest.sha256, and the read-back)."""
+        e, se = item
+        if e.type == FILE and not e.sha256:
+            return   # could not be read, or gone since the scan
+        self.writer.add(e)
+        if self.sums is not None:
+            self.sums.add(e)
+        if placed:
+            self.stats["copied_files"] += 1
+            self.stats["copied_bytes"] += e.size
+            if self.written is not None:
+                self.written.add(json.dumps({"e": e.to_dict(), "a": se.abspath, "s": se.size}).encode())
+
+    def _progress_now(self, current: str) -> Progress:
+        """Files and bytes done of the total, which is known once the scan ended; until then
+        the parent snapshot's size is the best guess, and a first backup has none (0)."""
+        s, parent = self.stats, self._parent_totals
+        if self._scan_done:
+            files, total = s["files"], s["bytes"]
+        elif parent is not None:
+            files, total = max(s["files"], parent["files"]), max(s["bytes"], parent["bytes"])
+        else:
+            files = total = 0
+        return Progress(self._phase, s["done_files"], files, s["done_bytes"], total, current)
+
+    def _report(self, current: str) -> None:
+        with self._mutex:
+            report = self._progress_now(current)
+        self.progress(report)
+
+    # --- copying (in the pool) -----------------------------------------------------------
+    def _copy_one(self, se: ScanEntry, e: Entry, prev: Entry | None) -> bool:
+        """Copy ``se`` into the set as ``e``; whether content was written (else it was there)."""
+        if self._stop.is_set():
+            return False
+        try:
+            self.cancel.check()
+            placed = self._copy(se, e, prev)
+        except BaseException as err:
+            with self._mutex:
+                self._errors.append(err)
+            self._stop.set()
+            raise
+        with self._mutex:
+            self._phase = "copy"
+            self.stats["done_files"] += 1
+            self.stats["done_bytes"] += se.size
+            self._since_checkpoint += se.size
+            report = self._progress_now(se.path)
+        self.progress(report)
+        self._maybe_checkpoint()
+        return placed
+
+    def _copy(self, se: ScanEntry, e: Entry, prev: Entry | None) -> bool:
+        copied = self._read_with_retries(se, e, prev)
+        if copied is None:
+            return False
+        e.sha256, e.size, e.obj = copied.sha256, copied.size, copied.obj
+        e.parts = len(copied.tmp_paths) if len(copied.tmp_paths) > 1 else 0
+        placed = self.store.place(copied, e, prev)
+        if not placed:
+            self._after_place(e)   # same bytes: only the mode or time changed
+        if copied.changed:
+            e.ino = e.ctime_ns = 0   # never "unchanged": the next run copies it again
+            self.warnings.append(RunWarning(WarningCode.CHANGED_WHILE_READING, se.abspath,
+                                            "changed while it was being backed up; the next "
+                                            "backup copies it again"))
+        else:
+            self.journal.record(journal_mod.Placed(e.path, e.mirror_path, e.sha256, e.obj, e.size,
+                                                   e.mtime_ns, e.ino, e.ctime_ns, e.parts))
+        return placed
 
     def _read_with_retries(self, se: ScanEntry, e: Entry, prev: Entry | None):
         """The copied content, or None when the source could not be read (a warning is added)."""
@@ -441,7 +551,7 @@ class _Run:
     def _after_place(self, e: Entry) -> None:
         """Bring an unchanged copy's time and mode in ``Latest/`` up to date (new copies get them
         through their descriptor, in ``copy_in``)."""
-        if self.bset.encrypted or e.parts:
+        if not self.plain or e.parts:
             return
         p = self.layout.latest_file(e.mirror_path, writing=True)
         if os.path.islink(p) or not os.path.isfile(p):
@@ -474,48 +584,3 @@ class _Run:
             self.journal.checkpoint(count)
         except (PlugbackError, OSError):
             pass   # the drive is gone or failing: the run's own error is what the user hears
-
-    # --- verification ----------------------------------------------------------------
-    def read_back(self) -> list[tuple[str, str]]:
-        """Read what this run wrote back from the drive (cache dropped) and compare hashes."""
-        from core.engine.verify import check_entry
-
-        damaged = []
-        total = sum(e.size for e in self.written)
-        done = 0
-        written = sorted(self.written, key=lambda e: sort_key(e.path))
-        # Reads from a cold cache wait on the drive: several at once keep it busy.
-        with ThreadPoolExecutor(max_workers=max(2, self.options.workers * 2)) as pool:
-            checks = pool.map(lambda e: check_entry(self.bset, e, self.store.written_paths(e)), written)
-            for i, (e, problem) in enumerate(zip(written, checks, strict=True)):
-                if problem:
-                    damaged.append((e.path, problem))
-                done += e.size
-                self.progress(Progress("verify", i + 1, len(written), done, total, e.path))
-        return damaged
-
-    def repair(self, damaged: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """Copy each file that read back wrong once more from its unchanged source, over the bad
-        copy, and read it back again; what is still wrong."""
-        from core.engine.verify import check_entry
-
-        by_path = {e.path: e for e in self.written}
-        still = []
-        for path, reason in damaged:
-            e, se = by_path[path], self.copied_from.get(path)
-            try:
-                copied = self.store.copy_in(se) if se is not None else None
-            except OSError:
-                copied = None
-            if copied is not None and (copied.changed or copied.sha256 != e.sha256
-                                       or len(copied.tmp_paths) != len(self.store.written_paths(e))):
-                self.store.discard(copied)
-                copied = None
-            if copied is None:
-                still.append((path, reason))
-                continue
-            self.store.overwrite(copied, e)
-            problem = check_entry(self.bset, e, self.store.written_paths(e))
-            if problem:
-                still.append((path, problem))
-        return still

@@ -35,6 +35,7 @@ from core.errors import PlugbackError
 log = logging.getLogger(__name__)
 MAX_JOURNAL_BYTES = 1 * safeio.GIB   # about 4 million records; more is not a journal Plugback wrote
 _DUMP = json.JSONEncoder(separators=(",", ":")).encode
+BATCH_RECORDS = 1024   # records written (unsynced) at a time between checkpoints
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,26 @@ class Journal:
     def record(self, info: Placed) -> None:
         """A file was placed (its content is on the drive, maybe not yet durable).
 
-        Lines are kept in memory until the next checkpoint: only checkpointed
-        lines are ever trusted, so writing them earlier would only cost time.
+        Lines wait in memory, a batch at a time (memory stays flat however many
+        files a run copies between checkpoints), and are written unsynced: only
+        lines before a checkpoint line are ever trusted.
         """
         with self._lock:
             self._pending.append(info)
             self._count += 1
+            if len(self._pending) >= BATCH_RECORDS:
+                self.fs.write(self._f, self._take_pending())
+
+    def _take_pending(self) -> bytes:
+        """The waiting records' line(s), sealed in an encrypted set; the caller holds the lock."""
+        pending, self._pending = self._pending, []
+        records = b"".join((_DUMP(p.to_dict()) + "\n").encode() for p in pending)
+        if self.keys is not None and records:
+            from core.engine import crypto
+
+            sealed = base64.b64encode(crypto.encrypt_bytes(self.keys, records)).decode("ascii")
+            records = (_DUMP({"sealed": sealed}) + "\n").encode()
+        return records
 
     def pending(self) -> int:
         with self._lock:
@@ -115,13 +130,7 @@ class Journal:
     def checkpoint(self, count: int | None = None) -> None:
         """The first ``count`` entries are durable (the caller flushed the volume after counting)."""
         with self._lock:
-            pending, self._pending = self._pending, []
-            records = b"".join((_DUMP(p.to_dict()) + "\n").encode() for p in pending)
-            if self.keys is not None and records:
-                from core.engine import crypto
-
-                sealed = base64.b64encode(crypto.encrypt_bytes(self.keys, records)).decode("ascii")
-                records = (_DUMP({"sealed": sealed}) + "\n").encode()
+            records = self._take_pending()
             mark = (_DUMP({"checkpoint": self._count if count is None else count}) + "\n").encode()
             self.fs.write(self._f, records + mark)
             self.fs.fsync(self._f)

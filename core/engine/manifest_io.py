@@ -47,7 +47,9 @@ from core.engine.manifest import Entry as Entry  # re-exported: readers and writ
 from core.errors import ManifestDamaged, NewerFormat
 
 READ_BLOCK = 1 << 20          # bytes read from the drive at a time
+TEXT_BLOCK = 64 << 10         # text unpacked (and its lines parsed) at a time: a few hundred entries
 BATCH_LINES = 4096            # lines parsed per json.loads call (one call per line costs a tenth of a run)
+SPOOL_BUFFER = 64 << 10       # bytes of lines a Spool collects before compressing them
 MAX_LINE = 1 << 20            # no valid entry line is near this long (paths are capped at 16 K characters)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
@@ -95,7 +97,7 @@ class ManifestReader:
                 if self._z.eof:
                     raise self._damaged("not readable as gzip: unexpected data after its end")
             try:
-                text = self._z.decompress(data, READ_BLOCK)
+                text = self._z.decompress(data, TEXT_BLOCK)
             except zlib.error as err:
                 raise self._damaged(f"not readable as gzip: {err}") from None
             if self._z.unused_data:
@@ -201,18 +203,71 @@ class ManifestReader:
         return m
 
 
+class Spool:
+    """Text lines kept compressed in a local temporary file (unlinked at once), read back in order.
+
+    What a run must remember about each of millions of entries until its end
+    (the new manifest's lines, what to read back) waits here, not in memory.
+    """
+
+    def __init__(self, prefix: str = "plugback-spool-"):
+        self._file = tempfile.TemporaryFile(prefix=prefix)
+        self._z = zlib.compressobj(1)
+        self._buf: list[bytes] = []
+        self._buffered = 0
+
+    def add(self, line: bytes) -> None:
+        """One line, without its newline (it must not hold one)."""
+        self._buf.append(line)
+        self._buffered += len(line)
+        if self._buffered >= SPOOL_BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._file.write(self._z.compress(b"\n".join(self._buf) + b"\n"))
+            self._buf = []
+            self._buffered = 0
+
+    def blocks(self) -> Iterator[bytes]:
+        """Everything added, as blocks of whole lines (each ending in a newline); read once."""
+        self._flush()
+        self._file.write(self._z.flush())
+        self._file.seek(0)
+        z = zlib.decompressobj()
+        pending = b""
+        while True:
+            data = z.unconsumed_tail or self._file.read(SPOOL_BUFFER)
+            if not data:
+                break
+            pending += z.decompress(data, SPOOL_BUFFER)   # bounded: spooled text packs tightly
+            cut = pending.rfind(b"\n")
+            if cut >= 0:
+                yield pending[:cut + 1]
+                pending = pending[cut + 1:]
+        pending += z.flush()
+        if pending:
+            yield pending
+
+    def lines(self) -> Iterator[bytes]:
+        """Everything added, line by line (without newlines)."""
+        for block in self.blocks():
+            yield from block[:-1].split(b"\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class ManifestWriter:
     """Takes entries in manifest order; :meth:`chunks` then gives the finished manifest's gzip bytes.
 
-    Entries wait in a local temporary file (compressed, unlinked at once, so it
+    Entries wait in a local :class:`Spool` (compressed, unlinked at once, so it
     vanishes with the process) because the header, which comes first, holds
     totals known only at the end. Use as a context manager or call :meth:`close`.
     """
 
     def __init__(self):
-        self._spool = tempfile.TemporaryFile(prefix="plugback-manifest-")
-        self._z = zlib.compressobj(1)
-        self._buf: list[str] = []
+        self._spool = Spool("plugback-manifest-")
         self._last: list[str] | None = None
         self.count = 0
         self.totals = {"files": 0, "dirs": 0, "links": 0, "bytes": 0}
@@ -232,33 +287,7 @@ class ManifestWriter:
         else:
             self.totals["links"] += 1
         self.count += 1
-        self._buf.append(_ENCODER.encode(e.to_dict()))
-        if len(self._buf) >= BATCH_LINES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._buf:
-            self._spool.write(self._z.compress(("\n".join(self._buf) + "\n").encode("ascii")))
-            self._buf = []
-
-    def _spooled_lines(self) -> Iterator[bytes]:
-        self._flush()
-        self._spool.write(self._z.flush())
-        self._spool.seek(0)
-        z = zlib.decompressobj()
-        pending = b""
-        while True:
-            data = self._spool.read(READ_BLOCK)
-            text = z.decompress(data) if data else z.flush()
-            if not data and not text:
-                break
-            pending += text
-            cut = pending.rfind(b"\n")
-            if cut >= 0:
-                yield pending[:cut + 1]
-                pending = pending[cut + 1:]
-        if pending:
-            yield pending
+        self._spool.add(_ENCODER.encode(e.to_dict()).encode("ascii"))
 
     def chunks(self, m: Manifest) -> Iterator[bytes]:
         """The manifest's gzip bytes (header from ``m``'s fields with these entries' totals)."""
@@ -272,7 +301,7 @@ class ManifestWriter:
         head = (_ENCODER.encode(header) + "\n").encode("ascii")
         digest.update(head)
         yield gz.compress(head)
-        for block in self._spooled_lines():
+        for block in self._spool.blocks():
             digest.update(block)
             out = gz.compress(block)
             if out:

@@ -20,7 +20,12 @@ from core.errors import Cancelled
 
 @dataclass
 class Progress:
-    """One progress report. ``phase`` is scan, copy, commit, verify, prune or restore."""
+    """One progress report. ``phase`` is scan, copy, commit, verify, prune or restore.
+
+    A backup scans and copies in one pass: ``*_done`` count every file handled
+    (unchanged ones too), and the totals are the parent snapshot's until the scan
+    has passed them, exact once the scan ended, 0 (not known yet) in a first backup.
+    """
 
     phase: str
     files_done: int = 0

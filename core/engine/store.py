@@ -22,6 +22,7 @@ from pathlib import Path
 
 from core.engine.atomic import tmp_name
 from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, read_buffer
+from core.engine.hashset import CompactSet
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
@@ -291,6 +292,39 @@ class PlainStore(_Store):
     def written_paths(self, entry: Entry) -> list[Path]:
         return self._latest_paths(entry)
 
+    def place_dir(self, mirror: str) -> None:
+        """A new folder in ``Latest/``."""
+        p = self.layout.latest_file(mirror, writing=True)
+        if self.fs.make_dir(p):
+            return
+        if os.path.islink(p) or not os.path.isdir(p):
+            # Not in the newest snapshot as a file (that was displaced before): an
+            # interrupted run's work, whose content is in objects/ or nowhere needed.
+            self.fs.unlink(p)
+            self.fs.mkdir(p)
+
+    def place_link(self, e: Entry, prev: Entry | None) -> None:
+        """The symlink ``e`` in ``Latest/``; ``prev``: the parent snapshot's (None if new)."""
+        p = self.layout.latest_file(e.mirror_path, writing=True)
+        if prev is not None and os.path.islink(p):
+            try:
+                if os.readlink(p) == e.target:
+                    return
+            except OSError:
+                pass
+        if os.path.lexists(p):
+            self.fs.unlink(p)
+        self.fs.symlink(e.target, p)
+
+    def remove_dir(self, old: Entry) -> None:
+        """Remove the folder ``old`` from ``Latest/`` (its contents went first), unless it holds
+        what Plugback did not put there (a warning then)."""
+        p = self.layout.latest_file(old.mirror_path, writing=True)
+        self.layout.forget_folders()   # a symlink could take its place: prove it again
+        if not self.fs.remove_dir(p):
+            self.warnings.append(RunWarning(WarningCode.LATEST_FOREIGN, f"Latest/{old.mirror_path}",
+                                            "holds files Plugback did not put there; left in place"))
+
     def set_aside_latest(self) -> None:
         """Empty ``Latest/`` into ``objects/``, each file under the hash of what it really holds.
 
@@ -331,8 +365,9 @@ class EncryptedStore(_Store):
         self.keys = bset.keys
         # Objects known to be whole: named by a committed manifest or a checkpointed journal
         # entry (the caller says which), or written by this run. Any other object may be
-        # half-written by a crash or a pulled drive, so it is not reused.
-        self.trusted: set[str] = set()
+        # half-written by a crash or a pulled drive, so it is not reused. (Kept as 64-bit
+        # keys, flat at millions of objects: two names share one with odds of 2**-64.)
+        self.trusted = CompactSet()
 
     def _hasher(self):
         return self.keys.object_hasher()   # the plain SHA-256 and the keyed name in one pass

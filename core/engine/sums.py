@@ -9,11 +9,13 @@ their own.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 
 from core.engine.atomic import write_atomic
-from core.engine.manifest import FILE, Manifest
+from core.engine.manifest import FILE, Entry, Manifest
+from core.engine.manifest_io import READ_BLOCK, Spool
 
 
 def sums_line(sha256: str, mirror_path: str) -> bytes:
@@ -24,24 +26,51 @@ def sums_line(sha256: str, mirror_path: str) -> bytes:
     return sha256.encode() + b"  " + name + b"\n"
 
 
+class LatestSums:
+    """``Latest.sha256`` built entry by entry (the newest snapshot's, in manifest order) and
+    spooled, so memory stays flat; :meth:`commit` writes it only when it changed."""
+
+    def __init__(self):
+        self._spool = Spool("plugback-sums-")
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def add(self, e: Entry) -> None:
+        if e.type == FILE and not e.parts:
+            line = sums_line(e.sha256, e.mirror_path)
+            self._digest.update(line)
+            self._size += len(line)
+            self._spool.add(line[:-1])
+
+    def commit(self, bset) -> None:
+        try:
+            if not _holds(bset.layout.latest_sums, self._size, self._digest.hexdigest()):
+                write_atomic(bset.fs, bset.layout.tmp, bset.layout.latest_sums, self._spool.blocks())
+        finally:
+            self._spool.close()
+
+
 def write_latest_sums(bset, manifest: Manifest) -> None:
     """Rewrite ``Latest.sha256`` for ``manifest`` (the newest snapshot), atomically."""
-    data = b"".join(sums_line(e.sha256, e.mirror_path) for e in manifest.entries
-                    if e.type == FILE and not e.parts)
-    if _holds(bset.layout.latest_sums, data):
-        return   # nothing changed in Latest/ (the common case): no write, no fsync
-    write_atomic(bset.fs, bset.layout.tmp, bset.layout.latest_sums, data)
+    sums = LatestSums()
+    for e in manifest.entries:
+        sums.add(e)
+    sums.commit(bset)   # nothing changed in Latest/ (the common case): no write, no fsync
 
 
-def _holds(path, data: bytes) -> bool:
-    """Whether the regular file ``path`` holds ``data``; never follows a symlink or opens a FIFO."""
+def _holds(path, size: int, sha256: str) -> bool:
+    """Whether the regular file ``path`` has ``size`` bytes with that SHA-256; never follows a
+    symlink or opens a FIFO."""
     try:
         st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
             return False
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
                      | getattr(os, "O_BINARY", 0))
     except OSError:
         return False
+    digest = hashlib.sha256()
     with open(fd, "rb") as f:
-        return f.read(len(data) + 1) == data
+        for block in iter(lambda: f.read(READ_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest() == sha256

@@ -15,17 +15,26 @@ from tests.support.engine import backup_path, restore_path
 from tests.support.trees import make_tree, read_tree
 
 
-def _turn_into_folder_after_first_copy(path):
-    """A progress callback that replaces ``path`` by a folder once the first file is copied:
-    reading it then fails (EISDIR) on every retry."""
-    def progress(p):
-        if p.phase == "copy" and p.files_done == 1 and os.path.isfile(path):
-            os.unlink(path)
-            os.mkdir(path)
-    return progress
+@pytest.fixture
+def turn_into_folder_when_read(monkeypatch):
+    """``turn(path)``: once the run first reads ``path`` (after its scan: the scan and the
+    copies overlap), it becomes a folder, so reading it fails (EISDIR) on every retry."""
+    from core.engine import store
+
+    def turn(path):
+        real = store.read_source
+
+        def read_source(p, *args, **kwargs):
+            if p == str(path) and os.path.isfile(path):
+                os.unlink(path)
+                os.mkdir(path)
+            return real(p, *args, **kwargs)
+
+        monkeypatch.setattr(store, "read_source", read_source)
+    return turn
 
 
-def test_unreadable_changed_file_keeps_its_previous_version(tmp_path):
+def test_unreadable_changed_file_keeps_its_previous_version(tmp_path, turn_into_folder_when_read):
     src = make_tree(tmp_path / "Data", {"a.txt": b"a v1", "b.txt": b"b v1"})
     set_path = tmp_path / "set"
     backup_path(set_path, [src])
@@ -33,8 +42,8 @@ def test_unreadable_changed_file_keeps_its_previous_version(tmp_path):
     (src / "b.txt").write_bytes(b"b v2, longer")
     clock = FakeClock()
     start = clock.monotonic()
-    r = backup_path(set_path, [src], workers=1, clock=clock,
-                    progress=_turn_into_folder_after_first_copy(src / "b.txt"))
+    turn_into_folder_when_read(src / "b.txt")
+    r = backup_path(set_path, [src], workers=1, clock=clock)
     assert r.status is BackupStatus.WARNINGS and r.to_dict()["status"] == "warnings"
     assert [(w.code, w.path) for w in r.warnings] == [(WarningCode.KEPT_PREVIOUS, str(src / "b.txt"))]
     assert r.to_dict()["warnings"][0]["code"] == "kept_previous"
@@ -44,10 +53,10 @@ def test_unreadable_changed_file_keeps_its_previous_version(tmp_path):
     assert read_tree(tmp_path / "out" / "Data") == {"a.txt": b"a v2, longer", "b.txt": b"b v1"}
 
 
-def test_unreadable_new_file_is_skipped(tmp_path):
+def test_unreadable_new_file_is_skipped(tmp_path, turn_into_folder_when_read):
     src = make_tree(tmp_path / "Data", {"a.txt": b"a", "b.txt": b"b"})
-    r = backup_path(tmp_path / "set", [src], workers=1, clock=FakeClock(),
-                    progress=_turn_into_folder_after_first_copy(src / "b.txt"))
+    turn_into_folder_when_read(src / "b.txt")
+    r = backup_path(tmp_path / "set", [src], workers=1, clock=FakeClock())
     assert [(w.code, w.path) for w in r.warnings] == [(WarningCode.UNREADABLE, str(src / "b.txt"))]
     assert "skipped" in r.warnings[0].message
 

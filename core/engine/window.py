@@ -1,0 +1,96 @@
+"""The pieces of a run's one sorted pass: merging two sorted streams, and a bounded window of
+work in flight whose results leave in the order the work came in.
+
+Memory stays flat in the number of files: what waits is at most the window.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Executor, Future
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from core.engine.manifest import sort_key
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def merge(scanned: Iterable, parent: Iterable) -> Iterator[tuple]:
+    """``(scan entry or None, parent entry or None)`` pairs, one per path of either stream.
+
+    Both streams are sorted by ``sort_key`` of their ``.path`` (strictly: the scan by
+    construction, a manifest by its checked order), so one look-ahead on each is enough.
+    """
+    a, b = iter(scanned), iter(parent)
+    x, y = next(a, None), next(b, None)
+    kx = sort_key(x.path) if x is not None else None
+    ky = sort_key(y.path) if y is not None else None
+    while x is not None or y is not None:
+        if y is None or (x is not None and kx < ky):
+            yield x, None
+            x = next(a, None)
+            kx = sort_key(x.path) if x is not None else None
+        elif x is None or ky < kx:
+            yield None, y
+            y = next(b, None)
+            ky = sort_key(y.path) if y is not None else None
+        else:
+            yield x, y
+            x, y = next(a, None), next(b, None)
+            kx = sort_key(x.path) if x is not None else None
+            ky = sort_key(y.path) if y is not None else None
+
+
+class Window:
+    """Items leave (to ``emit(item, result)``) in the order they were put, each once its job
+    (if any) has finished in ``pool``; at most ``max_items`` items and ``max_weight`` of
+    jobs' weight wait (always at least one). A job's exception is raised by the call
+    that would have emitted its item.
+    """
+
+    def __init__(self, pool: Executor, emit: Callable, max_items: int, max_weight: int):
+        self.pool = pool
+        self.emit = emit
+        self.max_items = max_items
+        self.max_weight = max_weight
+        self._queue: deque[tuple[object, Future | None, int]] = deque()
+        self._weight = 0
+
+    def put(self, item, job: Callable[[], object] | None = None, weight: int = 0) -> None:
+        """Queue ``item``; ``job`` (run in the pool) must finish before it leaves."""
+        future = self.pool.submit(job) if job is not None else None
+        self._queue.append((item, future, weight))
+        self._weight += weight
+        self._pop_ready()
+        while self._queue and (len(self._queue) > self.max_items or self._weight > self.max_weight):
+            self._pop()
+
+    def _pop_ready(self) -> None:
+        while self._queue and (self._queue[0][1] is None or self._queue[0][1].done()):
+            self._pop()
+
+    def _pop(self) -> None:
+        item, future, weight = self._queue[0]
+        result = future.result() if future is not None else None   # waits; raises the job's error
+        self._queue.popleft()
+        self._weight -= weight
+        self.emit(item, result)
+
+    def drain(self) -> None:
+        """Wait for every job and emit everything still queued."""
+        while self._queue:
+            self._pop()
+
+
+def ordered_map(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[tuple[T, R]]:
+    """``(item, fn(item))`` in the order of ``items``, at most ``window`` of them in flight."""
+    pending: deque = deque()
+    for item in items:
+        pending.append((item, pool.submit(fn, item)))
+        if len(pending) >= window:
+            first, future = pending.popleft()
+            yield first, future.result()
+    while pending:
+        first, future = pending.popleft()
+        yield first, future.result()
