@@ -76,7 +76,7 @@ class Api:
         "job_save", "job_remove", "set_info", "adopt_set", "prefs_save", "drives_list", "drive_init",
         "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
         "exclude_preview", "pick_folder", "check_folder", "validate_job",
-        "sets", "unlock", "recovery_key", "check_target",
+        "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept", "check_target",
     })
 
     def __init__(self, agent: AgentRequest, *, mode: str, pick_folder: FolderPicker | None = None):
@@ -291,6 +291,15 @@ class Api:
     def recovery_key(self, job: str | None = None, set: str | None = None) -> dict:  # noqa: A002
         """The recovery key of an encrypted set (shown once when it is created, to keep on paper)."""
         return self._ask("recovery_key", **_which(job, set))
+
+    def recovery_reminders(self) -> dict:
+        """The encrypted jobs whose recovery key the user has not yet said was kept."""
+        return self._ask("recovery_reminders")
+
+    def recovery_key_kept(self, set_id: str, confirmed: bool = False) -> dict:
+        """A set's recovery key was shown (``confirmed``: and kept), so it is not shown again."""
+        _need(isinstance(confirmed, bool), "Say whether the recovery key was kept.")
+        return self._ask("recovery_key_kept", set_id=set_id, confirmed=confirmed)
 
     def check_target(self, path: str) -> dict:
         """A typed restore folder: its absolute form and whether it exists (the restore may create it)."""

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from core.agent.words import plural
 from core.engine.repo import BackupSet
 from core.errors import KeyringUnavailable, NotFound, PlugbackError, SetNeedsConfirmation, UsageError
 
@@ -69,7 +70,7 @@ class SetFacts:
             return f"{who}, with no snapshots"
         when = datetime.fromisoformat(self.newest_time).strftime("%Y-%m-%d %H:%M UTC")
         files = f", {self.newest_files} files" if self.newest_files is not None else ""
-        return f"{who}, newest snapshot {when}{files} ({self.snapshots} snapshot(s))"
+        return f"{who}, newest snapshot {when}{files} ({plural(self.snapshots, 'snapshot')})"
 
     def to_dict(self) -> dict:
         """The IPC shape (``set_info``), with :meth:`describe` as ``summary``."""

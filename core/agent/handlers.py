@@ -30,7 +30,7 @@ COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "
             "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
             "exclude_preview", "validate_job", "quit",
             # issue #15: sets found on drives and folders, unlocking encrypted sets
-            "sets", "unlock", "recovery_key")
+            "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept")
 HISTORY_LIMIT = 1000
 log = logging.getLogger("plugback.handlers")
 
@@ -316,6 +316,22 @@ class Handlers:
         from core.agent.unlock import cache_of, recovery_key
 
         return recovery_key(cache_of(self.agent), browse.set_root(self.agent, _source(args)))
+
+    def recovery_reminders(self, args):
+        """The encrypted jobs whose recovery key was not confirmed as kept (core.agent.recovery_state)."""
+        from core.agent.recovery_state import RecoveryKeyState, reminders
+
+        return {"reminders": reminders(RecoveryKeyState(self.agent.paths.data_dir), self.agent.config.jobs)}
+
+    def recovery_key_kept(self, args):
+        """A set's recovery key was shown; ``confirmed``: the user says it was kept."""
+        from core.agent.recovery_state import RecoveryKeyState, check_set_id
+
+        set_id, confirmed = check_set_id(args.get("set_id")), args.get("confirmed", False)
+        if not isinstance(confirmed, bool):
+            raise BadRequest(reason="'confirmed' must be true or false")
+        RecoveryKeyState(self.agent.paths.data_dir).record(set_id, confirmed=confirmed)
+        return {"set_id": set_id, "confirmed": confirmed}
 
     # -- checking input where it is typed (issue #15) ------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Callable
 from core.agent.config import Config, Job
 from core.agent.drives import find_drive
 from core.agent.history import History, RunEnd, RunKind, RunStatus, Trigger, warnings_text
+from core.agent.words import plural
 from core.engine.layout import check_chain, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
 from core.engine.repo import BackupSet, Unlocker
@@ -117,22 +118,35 @@ def check_on_drive(target: Target) -> None:
     check_chain(target.mount, target.set_path)
 
 
-_SUMMARY = {   # warning code -> how the notification counts it
-    "unreadable": "file(s) skipped", "special_file": "special file(s) skipped",
-    "kept_previous": "file(s) kept their previous version",
-    "changed_while_reading": "file(s) changed while copied (copied again next time)",
-    "latest_edited": "copy(ies) in Latest/ changed outside Plugback (their older version is lost)",
-    "latest_foreign": "folder(s) in Latest/ hold files Plugback did not put there",
-    "snapshot_damaged": "damaged snapshot(s) (everything was copied again)",
+_SUMMARY = {   # warning code -> (what is counted, what happened to one, to several)
+    "unreadable": ("file", "skipped", "skipped"),
+    "special_file": ("special file", "skipped", "skipped"),
+    "kept_previous": ("file", "kept its previous version", "kept their previous version"),
+    "changed_while_reading": ("file", "changed while copied (copied again next time)",
+                              "changed while copied (copied again next time)"),
+    "latest_edited": ("copy", "in Latest/ changed outside Plugback (its older version is lost)",
+                      "in Latest/ changed outside Plugback (their older versions are lost)"),
+    "latest_foreign": ("folder", "in Latest/ holds files Plugback did not put there",
+                       "in Latest/ hold files Plugback did not put there"),
+    "snapshot_damaged": ("damaged snapshot", "(everything was copied again)", "(everything was copied again)"),
+    "symlink_not_restored": ("symlink", "not restored", "not restored"),
 }
 
 
 def warning_summary(warnings) -> str:
-    """The run's warnings counted by kind, for a notification: "2 file(s) skipped, 1 ..."."""
+    """The run's warnings counted by kind, for a notification: "2 files skipped, 1 file kept its ..."."""
     counts: dict[str, int] = {}
     for w in warnings:
         counts[w.code.value] = counts.get(w.code.value, 0) + 1
-    return ", ".join(f"{n} {_SUMMARY.get(code, code)}" for code, n in counts.items())
+    return ", ".join(_counted(code, n) for code, n in counts.items())
+
+
+def _counted(code: str, n: int) -> str:
+    """One kind of warning in words: "1 file skipped", "3 files skipped"; an unknown code as "2 warnings (code)"."""
+    if code not in _SUMMARY:
+        return f"{plural(n, 'warning')} ({code})"
+    what, one, many = _SUMMARY[code]
+    return f"{plural(n, what)} {one if n == 1 else many}"
 
 
 def job_key_name(job_name: str) -> str:
@@ -218,7 +232,8 @@ def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str], bo
 
     result = forget(bset, retention_policy(job), prune=True, clock=clock, boundary=boundary)
     if result.forgotten:
-        log.append(f"retention: forgot {len(result.forgotten)} old snapshot(s), freed {result.bytes_freed} bytes")
+        log.append(f"retention: forgot {plural(len(result.forgotten), 'old snapshot')}, "
+                   f"freed {plural(result.bytes_freed, 'byte')}")
 
 
 def verify_job(job: Job, config: Config, history: History, *, target: Target | None = None,
@@ -240,13 +255,13 @@ def verify_job(job: Job, config: Config, history: History, *, target: Target | N
     try:
         bset = BackupSet.open(target.set_path, unlock or make_unlocker())
         result = verify(bset, VerifyOptions(read_all=True, progress=progress or no_progress))
-        outcome.log.append(f"checked {result.snapshots} snapshot(s), {result.contents} contents, "
-                           f"{result.bytes_read} bytes read")
+        outcome.log.append(f"checked {plural(result.snapshots, 'snapshot')}, {plural(result.contents, 'content')}, "
+                           f"{plural(result.bytes_read, 'byte')} read")
         outcome.log.extend(result.notices)
         if result.damaged:
             outcome.log.extend(f"damaged: {what}: {why}" for what, why in result.damaged)
             what = "; ".join(w for w, _ in result.damaged[:5])
-            raise DamagedSet(what=f"{len(result.damaged)} file(s) do not match their backup ({what})")
+            raise DamagedSet(what=f"{plural(len(result.damaged), 'file')} not matching the backup ({what})")
         outcome.status = RunStatus.OK
         history.append_log(run_id, "\n".join(outcome.log))
         history.finish(run_id, RunEnd(status=RunStatus.OK, ended=clock.now()))
@@ -313,7 +328,7 @@ def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history:
     if result.status is BackupStatus.DAMAGED:
         # The snapshot is committed but reading it back found a mismatch: loud, never "ok".
         what = "; ".join(f"{p}: {r}" for p, r in result.damaged[:5])
-        raise DamagedSet(what=f"{len(result.damaged)} file(s) read back wrong after the backup ({what})")
+        raise DamagedSet(what=f"{plural(len(result.damaged), 'file')} read back wrong after the backup ({what})")
     outcome.status = RunStatus(result.status.value)   # a committed backup: ok or warnings
     outcome.files_scanned = result.files_scanned
     outcome.files_copied, outcome.bytes_copied = result.files_copied, result.bytes_copied

@@ -504,11 +504,23 @@ def test_jobs_new_encrypted_job_checks_the_passphrase_and_backs_up(open_page, ag
     assert agent.call("config_get")["jobs"] == []
     page.fill("#job-pass2", "correct horse battery")
     page.click("#job-save")
-    expect(page.locator("[data-job='Secret']")).to_contain_text("Encrypted")
+    # A new encrypted job: the Overview follows its first backup, then shows the recovery key once.
+    expect(page.locator(".job-card[data-job='Secret']")).to_be_visible()
     # The passphrase reached the agent: the first, unattended backup makes an encrypted set.
     run = agent.backup("Secret")
     assert run["files_copied"] == 4
     assert b"first notes" not in b"".join(p.read_bytes() for p in dest.rglob("*") if p.is_file())
+    key = agent.call("recovery_key", job="Secret")["recovery_key"]
+    expect(page.locator("#dialog #recovery-key")).to_have_text(key, timeout=20000)
+    page.check("#recovery-kept")
+    page.locator("#dialog").get_by_role("button", name="Done").click()
+    expect(page.locator("#dialog")).not_to_be_visible()
+    expect(page.locator("[data-recovery='Secret']")).to_have_count(0)
+    page.reload()
+    expect(page.locator(".job-card[data-job='Secret']")).to_be_visible()
+    page.wait_for_timeout(1500)   # a few status polls: neither the key nor the reminder comes back
+    expect(page.locator("#dialog")).not_to_be_visible()
+    expect(page.locator("[data-recovery='Secret']")).to_have_count(0)
 
 
 @pytest.mark.realdrive

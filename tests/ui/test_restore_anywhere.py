@@ -4,6 +4,7 @@ right secret), and the Restore page's selection, result and search."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -96,11 +97,14 @@ def test_an_encrypted_set_is_unlocked_in_the_window(open_page, agent, ext4_drive
     expect(page.locator("#unlock")).to_have_count(0)
     page.click("#restore-recovery-key")
     expect(page.locator("#recovery-key")).to_have_text(key)
-    page.get_by_role("button", name="Done").click()
-    expect(page.get_by_role("dialog")).to_be_visible()                     # asks to confirm it was kept
+    expect(page.get_by_role("button", name="Done")).to_be_disabled()      # asks to confirm it was kept
     page.check("#recovery-kept")
     page.get_by_role("button", name="Done").click()
     expect(page.get_by_role("dialog")).to_be_hidden()
+    set_id = agent.call("recovery_key", set=str(set_path))["set_id"]
+    record = agent.paths.data_dir / "recovery-keys.json"
+    wait_for(record.exists, 10, "the key recorded as kept")
+    assert json.loads(record.read_text()) == {"shown": [set_id], "confirmed": [set_id]}
 
 
 def test_a_passphrase_unlocks_a_set_in_an_opened_folder(open_page, agent, tmp_path):
@@ -150,3 +154,33 @@ def test_the_result_names_renamed_files_and_search_shows_versions(open_page, age
     assert (src / "ada.txt").read_bytes() == b"second, longer"
     expect(page.locator("#restore-selection li")).to_have_count(0)
     wait_for(lambda: not agent.call("status")["restore"]["running"], 10, "the restore to end")
+
+
+CLIPPED_OPTIONS = """(select) => {
+  // The width each option's text needs in the select's font, against the room the closed select has
+  // (its inner width less the drop-down arrow): the visible text must not be cut.
+  const style = getComputedStyle(select);
+  const pen = document.createElement('canvas').getContext('2d');
+  pen.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+  const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 20;
+  return [...select.options].filter((o) => pen.measureText(o.text).width > room).map((o) => o.text);
+}"""
+
+
+@pytest.mark.parametrize("width", [920, 1200])
+def test_the_snapshot_list_shows_its_whole_text(open_page, agent, tmp_path, width):
+    src = make_tree(tmp_path / "Documents", {f"f{i}.txt": b"x" * i for i in range(1, 30)})
+    agent.call("job_save", job={"name": "Documents and photos of the family", "sources": [str(src)],
+                                "destination": {"path": str(tmp_path / "backups")}})
+    agent.backup("Documents and photos of the family")
+    (src / "new.txt").write_bytes(b"new")
+    agent.backup("Documents and photos of the family")
+    page = open_page("restore", width=width)
+    select = page.locator("#restore-snapshot")
+    expect(select.locator("option")).to_have_count(2)
+    assert select.evaluate(CLIPPED_OPTIONS) == []
+    # The details the short label leaves out are with the selected snapshot, and in each option's title.
+    expect(page.locator("#restore-snapshot-facts")).to_have_text(re.compile(r"^30 files, \d+ B$"))
+    assert re.search(r"29 files", select.locator("option").nth(1).get_attribute("title"))
+    select.select_option(index=1)
+    expect(page.locator("#restore-snapshot-facts")).to_have_text(re.compile(r"^29 files, \d+ B$"))

@@ -156,3 +156,50 @@ def test_encrypt_job_on_a_plain_set_fails_clearly_and_a_missing_source_creates_n
     gone = Job(name="Gone", sources=[str(tmp_path / "nowhere")], destination=Destination(path=str(tmp_path / "new")))
     assert run_job(gone, Config(jobs=[gone]), history).status == "failed"
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("codes, text", [
+    (["unreadable"], "1 file skipped"),
+    (["unreadable", "unreadable", "special_file"], "2 files skipped, 1 special file skipped"),
+    (["kept_previous"], "1 file kept its previous version"),
+    (["kept_previous"] * 3, "3 files kept their previous version"),
+    (["latest_edited"], "1 copy in Latest/ changed outside Plugback (its older version is lost)"),
+    (["latest_edited"] * 2, "2 copies in Latest/ changed outside Plugback (their older versions are lost)"),
+    (["latest_foreign"] * 2, "2 folders in Latest/ hold files Plugback did not put there"),
+    (["snapshot_damaged"], "1 damaged snapshot (everything was copied again)"),
+    (["changed_while_reading"] * 1001, "1,001 files changed while copied (copied again next time)"),
+])
+def test_warning_summary_counts_in_words(codes, text):
+    from core.agent.jobs import warning_summary
+    from core.engine.progress import RunWarning, WarningCode
+
+    summary = warning_summary([RunWarning(WarningCode(c), f"/p/{i}", "why") for i, c in enumerate(codes)])
+    assert summary == text and "(s)" not in summary
+
+
+def test_no_counted_word_with_a_parenthesised_plural_in_the_agent_or_its_cli():
+    """Issue #15: "file(s)" / "snapshot(s)" are gone from every text; core.agent.words.plural counts."""
+    import io
+    import re
+    import tokenize
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    files = [*sorted((root / "core/agent").glob("*.py")), root / "core/cli/agent_cmds.py"]
+    found = [f"{f.name}:{tok.start[0]}" for f in files if f.name != "words.py"
+             for tok in tokenize.generate_tokens(io.StringIO(f.read_text()).readline)
+             if tok.type == tokenize.STRING and re.search(r"[a-z]\(s\)", tok.string)]
+    assert len(files) > 10 and found == []
+
+
+def test_retention_and_check_logs_count_in_words(tmp_path, src):
+    from core.agent.jobs import verify_job
+
+    history = History(tmp_path / "h.sqlite3")
+    job = folder_job(src, tmp_path / "set", retention={"keep_last": 1})
+    run_job(job, Config(jobs=[job]), history)
+    (src / "a.txt").write_bytes(b"alpha two")
+    second = run_job(job, Config(jobs=[job]), history)
+    assert "retention: forgot 1 old snapshot, freed " in history.log(second.run_id)
+    check = verify_job(job, Config(jobs=[job]), history)
+    assert check.status == "ok" and "checked 1 snapshot, " in history.log(check.run_id)

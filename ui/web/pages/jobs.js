@@ -198,8 +198,10 @@ async function editor(main, ctx, name) {
     if (data.encrypt && !original) args.passphrase = pass1.value;
     const reply = await ctx.call('job_save', args);
     if (!reply.ok) { showError(alerts, reply, 'The job was not saved.'); return; }
-    toast(`Saved ${data.name}`);
-    ctx.navigate('jobs');
+    // A new encrypted job: the Overview follows its first backup and then shows the recovery key once.
+    const fresh = data.encrypt && !original;
+    toast(fresh ? `Saved ${data.name}. Its recovery key is shown after its first backup.` : `Saved ${data.name}`);
+    ctx.navigate(fresh ? 'overview' : 'jobs');
   }
 
   const form = h('form', { id: 'job-form', novalidate: true, onsubmit: save },

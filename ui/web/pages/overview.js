@@ -1,7 +1,7 @@
 // Overview: one card per job with its last backup, next due time, whether its
 // drive is here, a big "Back up now", and live progress while it runs.
 import { h, fill, ago, when, copied, plural, showPath, statusBadge, showError, progressView, toast, lastBackupText, pausedText } from '../util.js';
-import { confirmSet } from './widgets.js';
+import { confirmSet, recoveryKeyDialog, recoveryReminders } from './widgets.js';
 
 function destinationText(job, drives) {
   const dest = job.destination || {};
@@ -15,11 +15,12 @@ export async function render(main, ctx) {
   const cards = h('div', { class: 'grid', id: 'job-cards' });
   const pauseSlot = h('div');
   const notices = h('div', { id: 'overview-notices' });
+  const keyNotices = h('div', { id: 'recovery-reminders' });
   main.append(
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', {}, 'Overview'), h('p', {}, 'Your backups at a glance.')),
       h('div', { class: 'row' }, pauseSlot)),
-    alerts, notices, cards);
+    alerts, notices, keyNotices, cards);
 
   const views = new Map();   // job name -> {card, progress, ...}
   let drives = [];
@@ -54,6 +55,29 @@ export async function render(main, ctx) {
     const result = await confirmSet(ctx, name);
     if (result.error) { showError(alerts, result.error, 'Could not use that backup.'); return; }
     if (result.adopted) await act('run_job', { name }, `Backing up ${name}…`);
+  }
+
+  // A new encrypted set's recovery key pops up once (after its first backup); until the user says it
+  // was kept, a reminder stays here. Asked again only when a job's newest backup changes.
+  let keysSeen = null;
+  let keyOpen = false;
+  async function showKey(reminder) {
+    if (keyOpen) return;
+    keyOpen = true;
+    try { await recoveryKeyDialog(ctx, { job: reminder.job }); } finally { keyOpen = false; }
+    keysSeen = null;
+    ctx.refreshStatus();
+  }
+  async function reminders(jobs) {
+    const key = JSON.stringify(jobs.map((j) => [j.name, (j.last_success || {}).id]));
+    if (key === keysSeen) return;
+    keysSeen = key;
+    const list = await recoveryReminders(ctx);
+    fill(keyNotices, list.map((r) => h('div', { class: 'alert warn', role: 'status', dataset: { recovery: r.job } },
+      h('div', { class: 'grow' }, h('strong', {}, `Save the recovery key of ${r.job}. `), 'It opens the backup if the passphrase is lost.'),
+      h('button', { type: 'button', onclick: () => showKey(r) }, 'Show the recovery key…'))));
+    const fresh = list.find((r) => !r.shown);
+    if (fresh) showKey(fresh);
   }
 
   function update(view, job) {
@@ -107,6 +131,7 @@ export async function render(main, ctx) {
     fill(pauseSlot, status.paused
       ? h('button', { type: 'button', onclick: () => act('resume', {}, 'Automatic backups resumed') }, 'Resume automatic backups')
       : jobs.length ? h('button', { type: 'button', onclick: () => act('pause', { until: null }, 'Automatic backups paused') }, 'Pause automatic backups') : '');
+    reminders(jobs);
     if (!jobs.length) {
       fill(cards, h('div', { class: 'card empty' },
         h('h2', {}, 'No backups set up yet'),

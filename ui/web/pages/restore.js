@@ -5,7 +5,7 @@
 // confirming), choosing what happens to files already there. An encrypted set that cannot be
 // opened gets an Unlock form. The full destination of each top folder is shown before "Restore";
 // the result names every file saved under another name.
-import { h, fill, icon, bytes, when, count, showError, progressView, toast, debounce, confirm } from '../util.js';
+import { h, fill, icon, bytes, when, count, plural, showError, progressView, toast, debounce, confirm } from '../util.js';
 import { unlockForm, recoveryKeyDialog } from './widgets.js';
 
 const KIND_ICON = { d: 'folder', f: 'file', l: 'link' };
@@ -76,7 +76,10 @@ export async function render(main, ctx) {
   const alerts = h('div');
   const state = { which: null, job: null, snapshot: null, path: '', snapshots: [], found: [], jobs: [], keyring: false };
   const jobSelect = h('select', { id: 'restore-job' });
-  const snapSelect = h('select', { id: 'restore-snapshot' });
+  const snapSelect = h('select', { id: 'restore-snapshot', 'aria-describedby': 'restore-snapshot-facts' });
+  // The options say when (short enough for a half-width select); what each holds is said here and in its title.
+  const snapFacts = h('span', { class: 'hint', id: 'restore-snapshot-facts' });
+  const snapDetails = (s) => `${plural(s.files, 'file')}, ${bytes(s.bytes)}`;
   const openPath = h('input', { type: 'text', id: 'restore-open-path', placeholder: `/media/${ctx.info.sep === '\\' ? 'E:' : 'me/OldDrive'}`, 'aria-label': 'Folder or drive to look in for backups' });
   const openError = h('div', { id: 'restore-open-error', 'aria-live': 'polite' });
   const unlockBox = h('div');
@@ -129,7 +132,7 @@ export async function render(main, ctx) {
   alerts,
   h('section', { class: 'card' }, h('div', { class: 'split' },
     h('div', { class: 'field' }, h('label', { for: 'restore-job' }, 'Backup'), jobSelect),
-    h('div', { class: 'field' }, h('label', { for: 'restore-snapshot' }, 'As it was at'), snapSelect)), keyButton,
+    h('div', { class: 'field' }, h('label', { for: 'restore-snapshot' }, 'As it was at'), snapSelect, snapFacts)), keyButton,
   h('details', { id: 'restore-open' }, h('summary', {}, 'Look for backups in a folder or drive…'),
     h('div', { class: 'inline' }, ctx.info.can_pick_folders ? h('button', { type: 'button', onclick: async () => {
       const r = await ctx.call('pick_folder', {});
@@ -173,7 +176,7 @@ export async function render(main, ctx) {
     state.snapshot = null;
     const reply = await ctx.call('snapshots', state.which);
     if (!reply.ok) {
-      fill(snapSelect); fill(tree); fill(crumbs);
+      fill(snapSelect); fill(snapFacts); fill(tree); fill(crumbs);
       if (LOCKED.has(reply.code)) { showError(alerts, null); showUnlock(reply); return; }
       showError(alerts, reply, 'Cannot list the snapshots.');
       return;
@@ -181,8 +184,11 @@ export async function render(main, ctx) {
     showError(alerts, null);
     keyButton.hidden = !state.encrypted;   // open now: its recovery key can be shown (and kept)
     state.snapshots = reply.data;
-    fill(snapSelect, ...reply.data.map((s, i) => h('option', { value: s.id },
-      `${when(s.time)}${i === 0 ? ' (newest)' : ''} · ${count(s.files)} files, ${bytes(s.bytes)}`)));
+    fill(snapSelect, ...reply.data.map((s, i) => {
+      const label = `${when(s.time)}${i === 0 ? ' (newest)' : ''}`;
+      return h('option', { value: s.id, title: `${label} · ${snapDetails(s)}` }, label);
+    }));
+    fill(snapFacts);
     if (!reply.data.length) { fill(tree, h('p', { class: 'empty' }, 'This backup has no snapshots yet. Run a backup first.')); fill(crumbs); return; }
     await openSnapshot(reply.data[0].id, '');
   }
@@ -201,6 +207,8 @@ export async function render(main, ctx) {
     if (state.snapshot !== id) selection.clear();
     state.snapshot = id;
     snapSelect.value = id;
+    const shown = state.snapshots.find((s) => s.id === id);
+    snapFacts.textContent = shown ? snapDetails(shown) : '';
     await browse(path);
   }
 

@@ -1,6 +1,6 @@
 // First run: pick folders, plug in a drive, prepare it, first backup.
 import { h, fill, icon, bytes, plural, freeOf, sentence, showError, progressView, ago } from '../util.js';
-import { folderList, field, invalid, confirmSet } from './widgets.js';
+import { folderList, field, invalid, confirmSet, recoveryKeyDialog, recoveryReminders } from './widgets.js';
 
 const STEPS = ['Folders', 'Drive', 'Prepare', 'First backup'];
 
@@ -68,14 +68,17 @@ export async function render(main, ctx) {
     const v = state.volume;
     const label = h('input', { type: 'text', id: 'welcome-label', value: v.label || 'Backup drive', maxlength: '40' });
     const name = h('input', { type: 'text', id: 'welcome-name', value: state.jobName, maxlength: '64' });
+    const secret = encryption();
     body.append(h('h2', {}, v.drive_id ? 'Name your backup' : 'Prepare the drive'),
       v.drive_id ? h('p', {}, `${v.label || v.mount} is already a Plugback drive.`) : field('Name for this drive', label, `Plugback will create a “Plugback” folder on ${v.mount}.`),
       field('Name for this backup', name, 'Shown in the tray menu and in History.'),
       h('p', { class: 'muted' }, 'Plugback will back up whenever this drive is plugged in, and daily at 12:00 while it is connected. You can change this on the Jobs page.'),
+      secret.el,
       h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
         h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async (e) => {
           const button = e.currentTarget;
           if (!invalid(name, name.value.trim() ? '' : 'Give the backup a name.')) { name.focus(); return; }
+          if (!secret.check()) return;
           button.disabled = true;
           try { await start(); } finally { button.disabled = false; }
         } }, v.drive_id ? 'Start first backup' : 'Prepare drive and start first backup')));
@@ -103,10 +106,11 @@ export async function render(main, ctx) {
         await new Promise((r) => setTimeout(r, 500));
       }
       const job = { name: state.jobName, sources: state.sources, destination: { drive_id: driveId },
-        triggers: { on_connect: true, schedule_fields: { kind: 'daily', time: '12:00' }, min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: false };
+        triggers: { on_connect: true, schedule_fields: { kind: 'daily', time: '12:00' }, min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: secret.on() };
       // On a retry the job exists already: change it instead of adding a second one.
       // start: false — this page starts the one first backup itself (no second, automatic one).
-      const saved = await ctx.call('job_save', { job, original_name: state.savedName || null, start: false });
+      state.encrypted = secret.on();
+      const saved = await ctx.call('job_save', { job, original_name: state.savedName || null, start: false, ...(secret.on() ? { passphrase: secret.value() } : {}) });
       if (!saved.ok) { showError(alerts, saved, 'The backup could not be set up.'); return; }
       state.savedName = state.jobName;
       // A drive that already holds a backup under this name (someone else's stick?): ask first.
@@ -123,10 +127,40 @@ export async function render(main, ctx) {
     }
   }
 
+  // "Encrypt this backup": a passphrase typed twice; the agent keeps it in the keyring for the first run.
+  function encryption() {
+    const box = h('input', { type: 'checkbox', id: 'welcome-encrypt', checked: !!state.encrypted });
+    const pass1 = h('input', { type: 'password', id: 'welcome-pass', autocomplete: 'new-password' });
+    const pass2 = h('input', { type: 'password', id: 'welcome-pass2', autocomplete: 'new-password' });
+    const fields = h('div', {}, field('Passphrase', pass1, 'Without it, or the recovery key shown after the first backup, the backup cannot be read.'), field('Passphrase again', pass2));
+    const sync = () => { fields.hidden = !box.checked; };
+    box.addEventListener('change', sync);
+    sync();
+    const check = () => {
+      if (!box.checked) return true;
+      const okay = invalid(pass1, pass1.value.length >= 8 ? '' : 'Use at least 8 characters.') && invalid(pass2, pass1.value === pass2.value ? '' : 'The two passphrases differ.');
+      if (!okay) (pass1.getAttribute('aria-invalid') ? pass1 : pass2).focus();
+      return okay;
+    };
+    const el = h('div', {}, h('label', { class: 'check' }, box, 'Encrypt this backup (AES-256)'), fields);
+    return { el, check, on: () => box.checked, value: () => pass1.value };
+  }
+
+  // A new encrypted set: its recovery key, once, right after the first backup made it.
+  async function offerKey(keySlot) {
+    const mine = (await recoveryReminders(ctx)).find((r) => r.job === state.jobName);
+    if (!mine) return;
+    const show = async () => { if (await recoveryKeyDialog(ctx, { job: state.jobName })) fill(keySlot, h('p', { id: 'welcome-key-kept' }, 'Recovery key kept.')); };
+    fill(keySlot, h('p', {}, 'This backup is encrypted. Keep its recovery key: it opens the backup if the passphrase is lost. ',
+      h('button', { type: 'button', id: 'welcome-show-key', onclick: show }, 'Show the recovery key…')));
+    if (!mine.shown) await show();
+  }
+
   function backup() {
     const progress = progressView('First backup progress');
     const text = h('p', { id: 'welcome-backup-state', 'aria-live': 'polite' }, 'Starting…');
-    body.append(h('h2', {}, 'Your first backup'), text, progress.el,
+    const keySlot = h('div', { id: 'welcome-key' });
+    body.append(h('h2', {}, 'Your first backup'), text, progress.el, keySlot,
       h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'primary', onclick: () => ctx.navigate('overview') }, 'Go to overview')));
     let seenRunning = false;
     stop = ctx.onStatus((reply) => {
@@ -141,6 +175,7 @@ export async function render(main, ctx) {
           ? `Done ${ago(r.ended)}: ${plural(r.files_copied, 'file')} (${bytes(r.bytes_copied)}) ${r.files_copied === 1 ? 'is' : 'are'} safe on the drive.${r.warnings ? ` ${plural(r.warnings, 'file')} could not be read; see History.` : ''}`
           : `The backup did not finish: ${sentence(r.error || r.status)}`;
         if (stop) { stop(); stop = null; }
+        if (state.encrypted && ['ok', 'warnings'].includes(r.status)) offerKey(keySlot);
       }
     });
   }

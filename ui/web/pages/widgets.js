@@ -1,5 +1,5 @@
 // Form pieces shared by the Jobs editor and the first-run flow.
-import { h, fill, icon, showError, showPath, when, dialog, errorBox } from '../util.js';
+import { h, fill, icon, showError, showPath, when, dialog, errorBox, toast } from '../util.js';
 
 /**
  * A list of folders with "Remove" buttons and a way to add one: the native
@@ -135,8 +135,9 @@ export function unlockForm(ctx, { which, keyring, reason, onUnlocked }) {
 }
 
 /**
- * The recovery key of a new encrypted set, shown once (issue #15): "Save as file…", "Print", and a
- * confirmation that it was kept. Resolves true when the user confirmed, false otherwise.
+ * The recovery key of an encrypted set (issue #15): "Save as file…", "Print", and a confirmation that
+ * it was kept. The agent records that it was shown (and kept), so a new set's key pops up once and the
+ * Overview reminds until it is kept. Resolves true when the user confirmed, false otherwise.
  */
 export async function recoveryKeyDialog(ctx, which) {
   const reply = await ctx.call('recovery_key', which);
@@ -155,13 +156,27 @@ export async function recoveryKeyDialog(ctx, which) {
     w.print();
   };
   const body = h('div', {},
-    h('p', {}, 'If the passphrase is ever lost, only this key opens the backup. It is shown now, once: keep it somewhere safe, away from the drive.'),
+    h('p', {}, 'If the passphrase is ever lost, only this key opens the backup. Keep it somewhere safe, away from the drive.'),
     h('pre', { class: 'recovery-key mono', id: 'recovery-key' }, key),
     h('div', { class: 'inline' }, h('button', { type: 'button', onclick: save }, 'Save as file…'), h('button', { type: 'button', onclick: print }, 'Print')),
     h('label', { class: 'check' }, kept, 'I have kept the recovery key'));
-  while (true) {
-    const ok = await dialog('Keep the recovery key', body, [{ label: 'Later', value: false }, { label: 'Done', value: true, class: 'primary' }]);
-    if (!ok || kept.checked) return Boolean(ok && kept.checked);
-    kept.focus();
-  }
+  // "Done" only once the box is ticked (re-opening the one <dialog> from its own close would race its close event).
+  const answer = dialog('Keep the recovery key', body, [{ label: 'Later', value: false }, { label: 'Done', value: true, class: 'primary' }]);
+  const done = document.querySelector('#dialog .form-actions button.primary');
+  const sync = () => { done.disabled = !kept.checked; };
+  kept.addEventListener('change', sync);
+  sync();
+  const confirmed = Boolean((await answer) && kept.checked);
+  const noted = await ctx.call('recovery_key_kept', { set_id: reply.data.set_id, confirmed });
+  if (!noted.ok) toast(`Not recorded: ${noted.message}`);
+  return confirmed;
+}
+
+/**
+ * The encrypted jobs whose recovery key was not yet kept (`recovery_reminders`): {job, set_id, shown}.
+ * An empty list when the agent cannot say (the reminder is a nicety, never an error in the page).
+ */
+export async function recoveryReminders(ctx) {
+  const reply = await ctx.call('recovery_reminders');
+  return reply.ok ? reply.data.reminders : [];
 }
