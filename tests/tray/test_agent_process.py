@@ -141,7 +141,7 @@ def test_every_documented_command_answers(agent_proc, tmp_path):
         assert c.call("search", job="Docs", query="X.TM")[0]["path"].endswith("x.tmp")
         target = tmp_path / "restored"
         assert c.call("restore", job="Docs", snapshot=snap["id"], paths=[], target=str(target),
-                      on_conflict="skip") == {"started": True}
+                      on_conflict="skip", create_target=True) == {"started": True}   # a new folder: confirmed
         wait_for(lambda: not c.call("status")["restore"]["running"], what="the restore")
         assert c.call("status")["restore"]["error"] is None
         assert (target / "src" / "a" / "x.tmp").read_text() == "x"
