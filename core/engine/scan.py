@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -103,7 +104,7 @@ class ScanEntry:
 
 def _entry(path: str, abspath: str, st: os.stat_result, kind: str, target=None) -> ScanEntry:
     # On Windows st_ctime is the creation time, which says nothing about changes: use mtime only.
-    posix = os.name == "posix"
+    posix = sys.platform != "win32"
     return ScanEntry(path, abspath, kind, st.st_size if kind == FILE else 0, st.st_mtime_ns,
                      stat.S_IMODE(st.st_mode), st.st_ino if posix else 0,
                      st.st_ctime_ns if posix else 0, target)
