@@ -6,7 +6,7 @@ import os
 import stat
 import sys
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pathspec
 
@@ -33,7 +33,7 @@ class Source:
         return {"path": self.path, "name": self.name}
 
 
-def plan_sources(paths, previous: list[dict] = ()) -> list[Source]:
+def plan_sources(paths, previous: Sequence[dict] = ()) -> list[Source]:
     """Absolute sources with unique top-level names, keeping the names earlier snapshots used."""
     known = {d["path"]: d["name"] for d in previous}
     result: list[Source] = []
