@@ -69,7 +69,7 @@ class SettingsInstance:
         self.address, self.family = settings_address(paths)
         self._lock_file: BinaryIO | None = None
         self._listener: mpc.Listener | None = None
-        self._on_focus: Callable[[], None] = lambda: None
+        self._on_focus: Callable[[], object] = lambda: None
 
     def acquire(self) -> bool:
         """Take the per-user lock; False when another settings window holds it."""
@@ -109,7 +109,7 @@ class SettingsInstance:
                     return False
                 time.sleep(0.2)
 
-    def serve(self, on_focus: Callable[[], None]) -> None:
+    def serve(self, on_focus: Callable[[], object]) -> None:
         """Listen for "focus" requests from later starts (in a daemon thread).
 
         Calling it again only replaces ``on_focus`` (the window fell back to the browser).
