@@ -3,6 +3,7 @@
 #   .\dev.ps1 start              set up, then start the app (the tray agent)
 #   .\dev.ps1 test [PYTEST ARGS] set up, lint, then run the test suite (the Windows CI runs this)
 #   .\dev.ps1 lint               set up, then only lint
+#   .\dev.ps1 types              set up, then mypy for Linux, Windows and macOS (joins lint once clean)
 #   .\dev.ps1 setup              only set up
 #
 # Set up = a .venv with the project and its test tools (pip install -e ".[test]"); there is no
@@ -29,15 +30,28 @@ function Lint {
     if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
 }
 
+function Types {
+    # mypy ([tool.mypy] in pyproject.toml) once per platform, as ./dev types does (issue #16).
+    $mypy = Join-Path $PSScriptRoot ".venv\Scripts\mypy.exe"
+    $failed = $false
+    foreach ($platform in "linux", "win32", "darwin") {
+        & $mypy --platform $platform --cache-dir ".mypy_cache/$($platform)" --no-error-summary
+        if ($LASTEXITCODE -ne 0) { Write-Host "dev: mypy --platform $($platform): errors above"; $failed = $true }
+    }
+    if ($failed) { exit 1 }
+    Write-Host "dev: mypy: no errors for linux, win32, darwin"
+}
+
 switch ($Command) {
     "setup" { Setup }
     "start" { Setup; & (Join-Path $PSScriptRoot ".venv\Scripts\plugback-tray.exe") @Rest }
     "lint" { Setup; Lint }
+    "types" { Setup; Types }
     "test" {
         Setup; Lint
         New-Item -ItemType Directory -Force test-artifacts | Out-Null
         & $Python -m pytest -q -rfEs --durations=15 --junitxml=test-artifacts/junit.xml @Rest
         exit $LASTEXITCODE
     }
-    default { Get-Content $MyInvocation.MyCommand.Path | Select-Object -Skip 1 -First 6 }
+    default { Get-Content $MyInvocation.MyCommand.Path | Select-Object -Skip 1 -First 7 }
 }

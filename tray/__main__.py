@@ -61,7 +61,7 @@ def _run_settings_window(argv: list[str]) -> int:
     from core.agent.agent import settings_command
 
     cmd = [*settings_command(), *(a for a in argv if a != "--settings")]
-    if os.name == "posix":
+    if sys.platform != "win32":
         os.execv(cmd[0], cmd)  # noqa: S606 - become the window: our starter holds its pid
     return subprocess.call(cmd)
 

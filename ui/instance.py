@@ -27,12 +27,13 @@ import hmac
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from multiprocessing import AuthenticationError
 from multiprocessing import connection as mpc
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from core.agent.config import Paths
 from core.agent.ipc import channel_address, load_authkey, private_folder
@@ -66,16 +67,16 @@ class SettingsInstance:
     def __init__(self, paths: Paths):
         self.paths = paths
         self.address, self.family = settings_address(paths)
-        self._lock_file = None
-        self._listener = None
-        self._on_focus: Callable[[], None] = lambda: None
+        self._lock_file: BinaryIO | None = None
+        self._listener: mpc.Listener | None = None
+        self._on_focus: Callable[[], object] = lambda: None
 
     def acquire(self) -> bool:
         """Take the per-user lock; False when another settings window holds it."""
         self.paths.runtime_dir.mkdir(parents=True, exist_ok=True)
         f = open(self.paths.runtime_dir / "settings.lock", "a+b")
         try:
-            if os.name == "nt":
+            if sys.platform == "win32":
                 import msvcrt
 
                 f.seek(0)
@@ -108,7 +109,7 @@ class SettingsInstance:
                     return False
                 time.sleep(0.2)
 
-    def serve(self, on_focus: Callable[[], None]) -> None:
+    def serve(self, on_focus: Callable[[], object]) -> None:
         """Listen for "focus" requests from later starts (in a daemon thread).
 
         Calling it again only replaces ``on_focus`` (the window fell back to the browser).
@@ -117,16 +118,16 @@ class SettingsInstance:
         if self._listener is not None:
             return
         try:
-            self._listener = self._listen()
+            listener = self._listener = self._listen()
         except OSError as err:
             # E.g. another user took the name first: the window still works; a second start cannot focus it.
             log.warning("cannot listen for focus requests at %s: %s", self.address, err)
             return
         # The key is read (or made) here, not in the thread: a second start must find the same one.
-        threading.Thread(target=self._accept, args=(focus_key(self.paths),), name="settings-focus",
+        threading.Thread(target=self._accept, args=(listener, focus_key(self.paths)), name="settings-focus",
                          daemon=True).start()
 
-    def _listen(self):
+    def _listen(self) -> mpc.Listener:
         if self.family == "AF_UNIX":
             folder = Path(self.address).parent
             if folder != self.paths.runtime_dir:
@@ -140,10 +141,10 @@ class SettingsInstance:
             os.chmod(self.address, 0o600)
         return listener
 
-    def _accept(self, key: bytes) -> None:
+    def _accept(self, listener: mpc.Listener, key: bytes) -> None:
         while True:
             try:
-                conn = self._listener.accept()
+                conn = listener.accept()
             except OSError:
                 return  # closed
             threading.Thread(target=self._answer, args=(conn, key), daemon=True).start()

@@ -23,6 +23,7 @@ import threading
 import time
 import webbrowser
 from pathlib import Path
+from typing import Literal
 
 from core.agent.config import Paths
 from core.agent.ipc import agent_running
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         instance.close()
 
 
-def _backend() -> str | None:
+def _backend() -> Literal["gtk", "qt"] | None:
     """The pywebview GUI to ask for, or raise NoWebview when none can work here."""
     if sys.platform.startswith("linux") or "bsd" in sys.platform:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -155,6 +156,8 @@ def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False,
     api = Api(agent_request(paths), mode="window", pick_folder=pick_folder)
     window = webview.create_window("Plugback settings", url=str(WEB_ROOT / "index.html") + page, js_api=api,
                                    width=1080, height=760, min_size=(480, 420), text_select=True, zoomable=True)
+    if window is None:   # typed so; pywebview 5 always returns the window
+        raise NoWebview("pywebview made no window")
 
     def focus() -> None:
         # pywebview has no "raise"; un-minimise, show, and flick on_top to get in front.

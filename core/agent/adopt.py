@@ -22,15 +22,19 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 from core.agent.words import plural
 from core.engine.repo import BackupSet
 from core.errors import KeyringUnavailable, NotFound, PlugbackError, SetNeedsConfirmation, UsageError
 
+if TYPE_CHECKING:
+    from core.engine.crypto import SetKeys
+
 #: How far back the history is searched for a job's own snapshots (jobs from before set ids).
 HISTORY_LOOKBACK = 10000
-_LOCKED = object()   # stands in for the keys of an encrypted set that is only looked at
+# Stands in for the keys of an encrypted set that is only looked at (never used to decrypt).
+_LOCKED = cast("SetKeys", object())
 
 
 def same_set(a: str | None, b: str | None) -> bool:

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import psutil
 
@@ -48,7 +48,8 @@ class AgentOptions:
 
     poll_interval: float = 2.0
     schedule_check_seconds: int = 60
-    battery: Callable[[], object] = psutil.sensors_battery
+    # psutil.sensors_battery: None, or a reading with ``power_plugged`` and ``percent``
+    battery: Callable[[], Any] = psutil.sensors_battery
     settings_command: list[str] | None = None
 
 
@@ -103,8 +104,8 @@ class Agent:
         self.listeners: list[Callable[[], None]] = []
         self.stopped = threading.Event()
         self.settings_proc: subprocess.Popen | None = None
-        self.config = Config()
-        self._stamp = None
+        self.config: Config = Config()
+        self._stamp: tuple[int, int] | None = None
         self._load_config(initial=True)
 
     # -- settings --------------------------------------------------------------------------
@@ -114,7 +115,7 @@ class Agent:
         stamp = file_stamp(path)
         if initial:
             config, moved, err = load_or_recover(path)
-            if moved:
+            if moved and err:
                 self._report_problem(f"The settings file was damaged ({err.message}) and was kept as "
                                      f"{moved.name}; Plugback started with empty settings.")
             self.config = config
@@ -206,6 +207,7 @@ class Agent:
         """Queue a job by hand (pause and battery do not apply). True if it was queued now."""
         job = self.job(name)
         if not self._destination_present(job):
+            assert job.destination.drive_id is not None   # not a path (always present): a drive
             raise DriveNotConnected(label=self.config.drive_label(job.destination.drive_id))
         self._drop_pending(job)   # this run replaces the automatic one waiting to start: one backup, not two
         return self._runner(job).enqueue(job.name)
@@ -275,6 +277,7 @@ class Agent:
                     raise DriveNotConnected(label=self.config.drive_label(drive_id))
                 target = resolve_target(job, self.config, mounts=[mount])
             else:
+                assert job.destination.path is not None   # a path, or a drive (Destination.from_dict)
                 target = Target(set_path=Path(job.destination.path))
         except DriveNotConnected as err:
             self.notifier.notify(f"{name}: not backed up", err.message, "failed")

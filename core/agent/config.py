@@ -109,7 +109,7 @@ class Paths:
         """
         for d in (self.config_dir, self.data_dir, self.log_dir, self.runtime_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if os.name != "posix":
+            if sys.platform == "win32":
                 continue   # Windows: the folders are under the user's profile, private by its ACL
             st = d.stat()
             if st.st_uid == os.getuid() and st.st_mode & 0o077:
@@ -389,7 +389,7 @@ class Config:
             raise _bad("version", "is missing or not a number")
         if version > CONFIG_VERSION:
             raise _bad("version", f"is {version}, written by a newer Plugback; update Plugback")
-        jobs = []
+        jobs: list[Job] = []
         for i, j in enumerate(_check_type(data.get("jobs", []), list, "jobs", "a list")):
             label = j.get("name") if isinstance(j, dict) and isinstance(j.get("name"), str) else i
             job = Job.from_dict(j, f"jobs[{label}]")
@@ -542,7 +542,7 @@ def locked(path: Path):
     lock_path = Path(path).with_name(Path(path).name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+b") as f:
-        if os.name == "nt":
+        if sys.platform == "win32":
             import msvcrt
 
             f.seek(0)

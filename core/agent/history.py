@@ -21,7 +21,8 @@ class _Text(str, Enum):
     def __str__(self) -> str:
         return self.value
 
-    __format__ = str.__format__
+    def __format__(self, format_spec: str) -> str:
+        return self.value.__format__(format_spec)
 
 
 class RunStatus(_Text):
@@ -161,6 +162,7 @@ class History:
             cur = db.execute("INSERT INTO runs (job, kind, trigger, drive_id, started, status) VALUES (?,?,?,?,?,?)",
                              (job, RunKind(kind).value, Trigger(trigger).value, drive_id, _iso(started),
                               RunStatus.RUNNING.value))
+            assert cur.lastrowid is not None   # an INSERT sets it
             return cur.lastrowid
 
     def finish(self, run_id: int, end: RunEnd) -> None:

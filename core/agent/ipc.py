@@ -38,7 +38,7 @@ import time
 from multiprocessing import AuthenticationError
 from multiprocessing import connection as mpc
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from core.agent.config import Paths
 from core.engine.atomic import replace_file
@@ -52,6 +52,8 @@ Handler = Callable[[dict], Any]
 CONNECT_TIMEOUT = 5.0
 #: The server drops a connection that has not passed the handshake after this long.
 SERVER_HANDSHAKE_TIMEOUT = 10.0
+#: Named pipes, not AF_UNIX: tests set it to see the pipe names on any system (the OS calls below
+#: check ``sys.platform``, which is what mypy narrows on).
 _WINDOWS = sys.platform == "win32"
 
 
@@ -78,6 +80,8 @@ def private_folder(folder: Path) -> None:
 
 
 def _is_private(folder: Path) -> bool:
+    if sys.platform == "win32":   # never asked there: the channels are named pipes
+        return False
     try:
         st = os.lstat(folder)
     except OSError:
@@ -95,7 +99,7 @@ def channel_address(paths: Paths, name: str, key: Callable[[], bytes]) -> tuple[
     so another user cannot know a name outside our folders before it exists (and each
     state folder, having its own key, has its own names). ``key`` is called only then.
     """
-    if _WINDOWS:
+    if _WINDOWS or sys.platform == "win32":
         return rf"\\.\pipe\plugback-{name}-{os.environ.get('USERNAME', 'user')}-{_tag(key())}", "AF_PIPE"
     sock = paths.runtime_dir / f"{name}.sock"
     if len(os.fsencode(sock)) > 100 or not _is_private(paths.runtime_dir):
@@ -163,8 +167,9 @@ def handshake(conn, key: bytes, deadline: float, *, server: bool) -> None:
     arrives in part (a peer trickling bytes to hold us) fails instead of waiting.
     Raises AuthenticationError, EOFError or OSError (TimeoutError is one).
     """
-    timed = _Timed(conn, deadline)
-    if not _WINDOWS:   # Windows pipes are in message mode: poll() is true only for a whole message
+    # deliver_challenge and answer_challenge call only send_bytes and recv_bytes, which _Timed has.
+    timed = cast(mpc.Connection, _Timed(conn, deadline))
+    if sys.platform != "win32":   # Windows pipes are in message mode: poll() is true only for a whole message
         os.set_blocking(conn.fileno(), False)
     try:
         if server:
@@ -174,7 +179,7 @@ def handshake(conn, key: bytes, deadline: float, *, server: bool) -> None:
             mpc.answer_challenge(timed, key)
             mpc.deliver_challenge(timed, key)
     finally:
-        if not _WINDOWS and not conn.closed:
+        if sys.platform != "win32" and not conn.closed:
             os.set_blocking(conn.fileno(), True)
 
 
@@ -195,6 +200,8 @@ def connect(addr: str, family: str, key: bytes, timeout: float):
 
 
 def _socket_connect(addr: str, deadline: float):
+    if sys.platform == "win32":   # never asked there: the channels are named pipes
+        raise OSError(f"{addr}: no AF_UNIX sockets on Windows")
     with socket.socket(socket.AF_UNIX) as sock:
         while True:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
@@ -223,12 +230,12 @@ def _pipe_connect(addr: str, deadline: float, winapi=None):
                                        winapi.OPEN_EXISTING, winapi.FILE_FLAG_OVERLAPPED, winapi.NULL)
             break
         except OSError as err:
-            if err.winerror not in (winapi.ERROR_SEM_TIMEOUT, winapi.ERROR_PIPE_BUSY):
+            if getattr(err, "winerror", None) not in (winapi.ERROR_SEM_TIMEOUT, winapi.ERROR_PIPE_BUSY):
                 raise
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{addr} stayed busy") from None
     winapi.SetNamedPipeHandleState(handle, winapi.PIPE_READMODE_MESSAGE, None, None)
-    return mpc.PipeConnection(handle)
+    return mpc.PipeConnection(handle)  # type: ignore[attr-defined, unused-ignore]  # Windows only (tests patch it in)
 
 
 class Client:

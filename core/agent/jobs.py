@@ -73,6 +73,7 @@ def resolve_target(job: Job, config: Config, *, host: str | None = None, mounts=
     dest = job.destination
     if dest.path:
         return Target(set_path=Path(dest.path))
+    assert dest.drive_id is not None   # a path, or a drive (Destination.from_dict)
     mount = find_drive(dest.drive_id, mounts)
     if mount is None:
         raise DriveNotConnected(label=config.drive_label(dest.drive_id))

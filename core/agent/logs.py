@@ -13,6 +13,7 @@ import contextlib
 import logging
 import logging.handlers
 import os
+import sys
 from pathlib import Path
 
 #: The line format of every Plugback log file.
@@ -24,14 +25,14 @@ class PrivateLogHandler(logging.handlers.RotatingFileHandler):
 
     def __init__(self, filename, *args, **kwargs):
         super().__init__(filename, *args, **kwargs)
-        if os.name == "posix":
+        if sys.platform != "win32":
             for i in range(1, self.backupCount + 1):   # rolled-over files an older version left 0644
                 with contextlib.suppress(OSError):
                     os.chmod(f"{self.baseFilename}.{i}", 0o600)
 
     def _open(self):
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if os.name == "posix":
+        if sys.platform != "win32":
             with contextlib.suppress(OSError):   # a file system without permissions (portable, on FAT)
                 os.fchmod(fd, 0o600)   # a file an older version made readable
         return open(fd, self.mode, encoding=self.encoding, errors=self.errors)

@@ -43,12 +43,19 @@ class Spec:
     at: time | None = None
     weekday: int | None = None   # 0 = Monday
 
+    @property
+    def slot_time(self) -> time:
+        """The slot's time of day; an interval spec (``every``) has none."""
+        if self.at is None:
+            raise ValueError("an interval schedule has no time of day")
+        return self.at
+
     def describe(self) -> str:
         """Plain words for the menu, the window and ``job list``."""
         if self.every is not None:
             hours = int(self.every.total_seconds() // 3600)
             return "every hour" if hours == 1 else f"every {hours} hours"
-        when = self.at.strftime("%H:%M")
+        when = self.slot_time.strftime("%H:%M")
         if self.weekday is None:
             return f"daily at {when}"
         return f"every {DAY_NAMES[self.weekday]} at {when}"
@@ -59,14 +66,14 @@ class Spec:
             hours = int(self.every.total_seconds() // 3600)
             return "hourly" if hours == 1 else f"{hours}h"
         day = "daily" if self.weekday is None else DAYS[self.weekday]
-        return f"{day}@{self.at.strftime('%H:%M')}"
+        return f"{day}@{self.slot_time.strftime('%H:%M')}"
 
     def fields(self) -> dict:
         """The spec as the window's form shows it: ``{"kind": "daily", "time": "09:30"}``,
         ``{"kind": "weekly", "day": "mon", "time": "09:30"}`` or ``{"kind": "hours", "hours": 6}``."""
         if self.every is not None:
             return {"kind": "hours", "hours": int(self.every.total_seconds() // 3600)}
-        when = self.at.strftime("%H:%M")
+        when = self.slot_time.strftime("%H:%M")
         if self.weekday is None:
             return {"kind": "daily", "time": when}
         return {"kind": "weekly", "day": DAYS[self.weekday], "time": when}
@@ -123,7 +130,7 @@ def from_fields(fields) -> Spec:
 
 def last_slot(spec: Spec, now: datetime) -> datetime:
     """The most recent slot at or before ``now`` (slot specs only), in ``now``'s time zone."""
-    slot = now.replace(hour=spec.at.hour, minute=spec.at.minute, second=0, microsecond=0)
+    slot = now.replace(hour=spec.slot_time.hour, minute=spec.slot_time.minute, second=0, microsecond=0)
     if spec.weekday is None:
         return slot if slot <= now else slot - timedelta(days=1)
     slot -= timedelta(days=(now.weekday() - spec.weekday) % 7)
@@ -186,7 +193,7 @@ def next_due(job, last_run: datetime | None, now: datetime) -> datetime | None:
     spec = _schedule(job)
     if spec is None:
         return None
-    if schedule_due(spec, last_run, now):
+    if last_run is None or schedule_due(spec, last_run, now):   # never run: due now
         return now
     if spec.every is not None:
         return last_run + spec.every

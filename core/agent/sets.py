@@ -108,7 +108,7 @@ def _look(root: Path, boundary: Path, found: Found, origin: dict) -> None:
     named = not facts.encrypted and bool(facts.host)
     found.sets.append(FoundSet(
         path=str(root), set_id=facts.set_id, encrypted=facts.encrypted,
-        computer=facts.host if named else root.parent.name, job=(facts.job or root.name) if named else root.name,
+        computer=facts.host if named and facts.host else root.parent.name, job=(facts.job or root.name) if named else root.name,
         named_by="set" if named else "folders", snapshots=facts.snapshots, newest=facts.newest,
         newest_time=facts.newest_time, newest_files=facts.newest_files, **origin))
 

@@ -73,7 +73,8 @@ _ATTEMPT_WORDS = {RunStatus.FAILED: "failed", RunStatus.DRIVE_REMOVED: "was cut 
 
 def describe(record: Record, now: datetime) -> str:
     """'Last successful backup: never · last attempt failed 2 min ago: drive full' (one line)."""
-    text = f"Last successful backup: {ago(record.last_success and _time(record.last_success), now)}"
+    success = record.last_success
+    text = f"Last successful backup: {ago(_time(success) if success is not None else None, now)}"
     attempt = record.last_attempt
     if attempt is not None and attempt.status in _ATTEMPT_WORDS:
         text += f" · last attempt {_ATTEMPT_WORDS[attempt.status]} {ago(_time(attempt), now)}"

@@ -109,6 +109,6 @@ def recovery_key(cache: KeyCache, root) -> dict:
     from core.engine.repo import BackupSet
 
     bset = BackupSet.open(root, cached_unlocker(cache))
-    if not bset.encrypted:
+    if bset.keys is None:
         raise UsageError("This backup is not encrypted: it has no recovery key.")
     return {"set_id": bset.set_id, "recovery_key": crypto.recovery_key(bset.keys)}

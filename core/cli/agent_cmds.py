@@ -19,7 +19,8 @@ from core.agent.words import local_time
 from core.cli.render import ProgressBar, ask_new_passphrase, human_size, print_json, run_summary
 from core.errors import EXIT_FAILURE, EXIT_OK, EXIT_WARNINGS, AgentUnavailable, NotFound, UsageError
 
-EXIT_BY_STATUS = {RunStatus.OK: EXIT_OK, RunStatus.WARNINGS: EXIT_WARNINGS}
+#: Keyed by str: the agent's replies carry the status as text (RunStatus is a str enum).
+EXIT_BY_STATUS: dict[str, int] = {RunStatus.OK: EXIT_OK, RunStatus.WARNINGS: EXIT_WARNINGS}
 
 
 def register(subparsers) -> None:
@@ -137,7 +138,7 @@ def cmd_drives(args) -> int:
         return EXIT_OK
     print(f"{'MOUNT':30} {'LABEL':16} {'FS':8} {'FREE':>9} {'SIZE':>9}  PLUGBACK")
     for v in volumes:
-        state = ("enrolled " + v.drive_id[:8]) if v.enrolled else ("drive.json, not enrolled here" if v.drive_id
+        state = ("enrolled " + v.drive_id[:8]) if v.enrolled and v.drive_id else ("drive.json, not enrolled here" if v.drive_id
                                                                    else "-")
         free, total = (human_size(v.free), human_size(v.total)) if v.total else ("unknown", "unknown")
         print(f"{v.mount:30} {v.label[:16]:16} {v.filesystem:8} {free:>9} {total:>9}  {state}")
@@ -216,7 +217,7 @@ def _describe_destination(job: Job, cfg: Config) -> str:
     d = job.destination
     if d.drive_id:
         return f"drive '{cfg.drive_label(d.drive_id)}'" + (f" ({d.folder})" if d.folder else "")
-    return d.path
+    return d.path or ""   # a job has a drive or a folder (Config validates it)
 
 
 def cmd_job_list(args) -> int:
@@ -285,7 +286,7 @@ def cmd_job_run(args) -> int:
         print(f"plugback: {last['error']}", file=sys.stderr)
     elif last:
         print(run_summary(job.name, last.get("snapshot_id"), last))
-    return EXIT_BY_STATUS.get(last.get("status"), EXIT_FAILURE)
+    return EXIT_BY_STATUS.get(last.get("status", ""), EXIT_FAILURE)
 
 
 def _follow(name: str) -> dict:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.cli.backup_cmds import add_unlock_options, unlocker_from
 from core.cli.render import ask_new_passphrase, warn
 from core.engine.lock import SetLock
 from core.engine.progress import Clock
 from core.engine.repo import BackupSet
 from core.errors import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from core.engine.crypto import SetKeys
 
 
 def register(sub) -> None:
@@ -31,18 +36,18 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_passwd)
 
 
-def _open_encrypted(args) -> BackupSet:
+def _open_encrypted(args) -> tuple[BackupSet, SetKeys]:
     bset = BackupSet.open(args.set, unlocker_from(args))
-    if not bset.encrypted:
+    if bset.keys is None:
         raise UsageError(f"{args.set} is not encrypted: it has no passphrase or recovery key.")
-    return bset
+    return bset, bset.keys
 
 
 def cmd_export(args) -> int:
     from core.engine import crypto
 
-    bset = _open_encrypted(args)
-    print(crypto.recovery_key(bset.keys))
+    _, set_keys = _open_encrypted(args)
+    print(crypto.recovery_key(set_keys))
     return EXIT_OK
 
 
@@ -50,10 +55,10 @@ def cmd_passwd(args) -> int:
     from core.agent import keys
     from core.engine import crypto
 
-    bset = _open_encrypted(args)
+    bset, set_keys = _open_encrypted(args)
     new = ask_new_passphrase("this backup set", env_var="PLUGBACK_NEW_PASSPHRASE")
     with SetLock(bset.layout.lock, Clock(), purpose="change passphrase"):
-        bset.meta["encryption"] = crypto.rewrap(bset.meta["encryption"], bset.keys, new)
+        bset.meta["encryption"] = crypto.rewrap(bset.meta["encryption"], set_keys, new)
         bset.write_meta()
     try:
         if args.remember:

@@ -16,6 +16,7 @@ import itertools
 import os
 import secrets
 import stat
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -63,7 +64,7 @@ def replace_file(dest: Path, data: bytes | Iterable[bytes], *, fs: FileSystem | 
         dest.parent / f".{dest.name}.{_RUN}-{next(_COUNTER)}.tmp"
     f = fs.open_write(tmp)
     try:
-        if mode is not None and os.name == "posix":
+        if mode is not None and sys.platform != "win32":
             os.fchmod(f.fileno(), mode)
         for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
             fs.write(f, chunk)

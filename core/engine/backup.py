@@ -40,7 +40,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from core.engine import journal as journal_mod
 from core.engine import readback
@@ -230,11 +230,11 @@ class _Run:
         parent = self._check_parent(parent_id)
         if parent_id and parent is None:   # damaged: rescue Latest/, trust nothing of that run
             trusted = {}
-            if self.plain:
+            if isinstance(self.store, PlainStore):
                 self.store.set_aside_latest()
         known = parent or self._newest_header()
         sources = plan_sources(self.source_paths, known.sources if known else [])
-        if not self.plain:
+        if isinstance(self.store, EncryptedStore):
             # Whole objects: those a committed manifest names (the check above noted the
             # parent's), and checkpointed journal entries'.
             self.store.trusted.update(t.obj for t in trusted.values() if t.obj)
@@ -263,7 +263,7 @@ class _Run:
         Kept in memory: at most what that run copied before its last checkpoint.
         """
         header, trusted = journal_mod.load(self.layout.journal, self.bset.keys)
-        if header is not None and header.get("snapshot") == parent_id:
+        if header is not None and parent_id is not None and header.get("snapshot") == parent_id:
             # The last run committed but stopped before its last steps: finish them.
             if self.plain:
                 sums = LatestSums()
@@ -287,7 +287,7 @@ class _Run:
             with self.bset.open_manifest(parent_id) as reader:
                 for e in reader:
                     self.namer.reserve(e.mirror_path, e.path)
-                    if e.obj and not self.plain:
+                    if e.obj and isinstance(self.store, EncryptedStore):
                         self.store.trusted.add(e.obj)
                 return reader.manifest
         except ManifestDamaged as err:
@@ -297,7 +297,7 @@ class _Run:
                                             f"{err} This backup copied everything again; the damaged "
                                             "snapshot stays until you forget it."))
             self.namer = StreamNamer(self.volume, self._taken)
-            if not self.plain:
+            if isinstance(self.store, EncryptedStore):
                 self.store.trusted.clear()
             return None
 
@@ -337,7 +337,7 @@ class _Run:
         self.trusted = trusted
         try:
             with ExitStack() as stack:
-                old = ()
+                old: Iterable[Entry] = ()
                 if parent_id:
                     old = stack.enter_context(self.bset.open_manifest(parent_id))
                 pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
@@ -364,15 +364,18 @@ class _Run:
 
     def _step(self, se: ScanEntry | None, old: Entry | None) -> None:
         """One path: removed (``se`` None), new (``old`` None) or in both."""
-        path = se.path if se is not None else old.path
+        either = se if se is not None else old
+        assert either is not None   # merge() yields at least one of the two
+        path = either.path
         self._leave(path)
         self._count += 1
         if self._count % PROGRESS_EVERY == 0:
             self.cancel.check()
             self._report(path)
-        if old is None or (se is not None and se.type == old.type):
+        if se is not None and (old is None or se.type == old.type):
             self._add(se, old)
             return
+        assert old is not None   # merge() yields at least one of the two
         # Gone, or another type now: out of Latest/ first (a folder once the pass leaves it).
         if self.plain and old.type == DIR:
             self._removing.append(old)
@@ -389,7 +392,8 @@ class _Run:
         """Remove the removed folders ``path`` is not inside (all of them for None), deepest first."""
         while self._removing and (path is None or not path.startswith(self._removing[-1].path + "/")):
             old = self._removing.pop()
-            self.store.remove_dir(old)
+            if isinstance(self.store, PlainStore):   # (only plain sets have Latest/ folders to remove)
+                self.store.remove_dir(old)
             if self._deferred is not None and self._deferred[0].path == old.path:
                 (se, mirror), self._deferred = self._deferred, None
                 self._add(se, None, mirror)
@@ -413,11 +417,11 @@ class _Run:
                   ctime_ns=se.ctime_ns, mirror=mirror if mirror != se.path else None)
         if se.type == DIR:
             self._dirs.append((se.path, mirror))
-            if self.plain and prev is None:   # known folders are there already
+            if isinstance(self.store, PlainStore) and prev is None:   # known folders are there already
                 self.store.place_dir(mirror)
             self.window.put((e, se))
         elif se.type == LINK:
-            if self.plain and self.volume.symlinks:
+            if isinstance(self.store, PlainStore) and self.volume.symlinks:
                 self.store.place_link(e, prev)
             self.window.put((e, se))
         else:

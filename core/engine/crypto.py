@@ -41,7 +41,7 @@ import os
 import struct
 import unicodedata
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -319,6 +319,14 @@ def encrypted_size(plain_len: int, chunk_size: int = CHUNK_SIZE) -> int:
     return HEADER_LEN + TAG_LEN * chunks + plain_len
 
 
+class Sink(Protocol):
+    """Where an :class:`EncryptingWriter` writes: a binary file, or the engine's part writer."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def close(self) -> None: ...
+
+
 class EncryptingWriter:
     """Encrypts what is written to it into ``raw`` in the chunked stream format.
 
@@ -327,7 +335,7 @@ class EncryptingWriter:
     ``file_nonce`` is for the known-answer tests only: never reuse one.
     """
 
-    def __init__(self, raw: BinaryIO, keys: SetKeys, *, chunk_size: int = CHUNK_SIZE,
+    def __init__(self, raw: Sink, keys: SetKeys, *, chunk_size: int = CHUNK_SIZE,
                  file_nonce: bytes | None = None, close_raw: bool = False):
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be 1..{MAX_CHUNK_SIZE}")
@@ -462,7 +470,7 @@ class DecryptingReader:
         size = getattr(raw, "size", None)
         cap = self._record if size is None else max(1, min(self._record, size - HEADER_LEN))
         self._buffers = [bytearray(cap), bytearray(cap)]
-        self._next = self._read_record(1)
+        self._next: memoryview | bytes = self._read_record(1)
         if not self._next:
             self._damaged("it ends right after its header (the data is missing)")
         self._done = False
@@ -510,7 +518,7 @@ class DecryptingReader:
             self._finish()
         return plain
 
-    def _why(self, record: bytes, index: int, final: bool) -> str:
+    def _why(self, record: memoryview | bytes, index: int, final: bool) -> str:
         where = f"chunk {index} at byte {self._offset}"
         if final and len(record) == self._record:
             try:
@@ -551,9 +559,9 @@ class DecryptingReader:
     def __iter__(self) -> Iterator[bytes]:
         """Plaintext blocks (one per chunk) to the end; raises on damage."""
         if self._buf:
-            block = bytes(self._buf)
+            rest = bytes(self._buf)
             self._buf = bytearray()
-            yield block
+            yield rest
         while (block := self._next_block()) is not None:
             if block:
                 yield block

@@ -193,7 +193,7 @@ class FileSystem:
 
     def fsync_dir(self, path: Path) -> None:
         """Make a rename in ``path`` durable (POSIX); a no-op where directories cannot be opened."""
-        if os.name != "posix":
+        if sys.platform == "win32":
             return
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -255,6 +255,19 @@ def read_buffer() -> memoryview:
     return buf
 
 
+def read_into(fd: int, buf: memoryview) -> int:
+    """Read from ``fd`` into ``buf`` (a :func:`read_buffer`); the count, 0 at the end of the file.
+
+    ``os.readv`` fills the buffer without a new bytes object; Windows has no readv, so there
+    a read is copied in.
+    """
+    if sys.platform != "win32":
+        return os.readv(fd, [buf])
+    data = os.read(fd, len(buf))
+    buf[:len(data)] = data
+    return len(data)
+
+
 _SYNCFS = None
 
 
@@ -276,7 +289,8 @@ def drop_cache(f) -> None:
     """Ask the OS to forget a file's cached pages so a read-back really reads the drive.
 
     ``f``: a file object or a descriptor."""
-    if hasattr(os, "posix_fadvise"):
+    # Linux (not on Windows or macOS; written so mypy sees it for each platform)
+    if sys.platform != "win32" and sys.platform != "darwin" and hasattr(os, "posix_fadvise"):
         try:
             os.posix_fadvise(f if isinstance(f, int) else f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 
 from core.engine.fs import translate
@@ -63,7 +64,7 @@ def check_relative(rel: str, under: str) -> None:
     """
     parts = rel.split("/")
     if (not rel or "\x00" in rel or any(p in ("", ".", "..") for p in parts)
-            or (os.sep != "/" and os.sep in rel) or (os.name == "nt" and ":" in rel)):
+            or (os.sep != "/" and os.sep in rel) or (sys.platform == "win32" and ":" in rel)):
         raise UnsafeSet(path=f"{under}/{rel}", reason="comes from a snapshot list and points outside "
                         f"{under}/, so it was not touched")
 

@@ -169,8 +169,8 @@ def decode_holder(raw: bytes) -> dict:
     out = {"host": d["host"][:256]}
     for key, kind in (("machine", str), ("pid", int), ("purpose", str), ("time", str), ("token", str)):
         v = d.get(key)
-        if isinstance(v, kind) and not isinstance(v, bool) and (kind is int and 0 < v < 1 << 32 or
-                                                                  kind is str and len(v) <= 256):
+        if (kind is int and isinstance(v, int) and not isinstance(v, bool) and 0 < v < 1 << 32
+                or kind is str and isinstance(v, str) and len(v) <= 256):
             out[key] = v
     return out
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 from pathlib import Path
 
 from core.engine.fs import READ_FLAGS, translate
@@ -113,7 +114,7 @@ def _open_regular(path: Path, root: Path | None, error) -> int:
         rel = path.relative_to(root).parts
         if not rel:
             raise error(path=str(path), reason="it is a folder")
-    if os.name == "nt":
+    if sys.platform == "win32":
         _check_windows(path, root, error)
         fd = os.open(path, READ_FLAGS)
     elif root is not None and _BY_FD:

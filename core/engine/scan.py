@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pathspec
 
@@ -32,7 +33,7 @@ class Source:
         return {"path": self.path, "name": self.name}
 
 
-def plan_sources(paths, previous: list[dict] = ()) -> list[Source]:
+def plan_sources(paths, previous: Sequence[dict] = ()) -> list[Source]:
     """Absolute sources with unique top-level names, keeping the names earlier snapshots used."""
     known = {d["path"]: d["name"] for d in previous}
     result: list[Source] = []
@@ -103,7 +104,7 @@ class ScanEntry:
 
 def _entry(path: str, abspath: str, st: os.stat_result, kind: str, target=None) -> ScanEntry:
     # On Windows st_ctime is the creation time, which says nothing about changes: use mtime only.
-    posix = os.name == "posix"
+    posix = sys.platform != "win32"
     return ScanEntry(path, abspath, kind, st.st_size if kind == FILE else 0, st.st_mtime_ns,
                      stat.S_IMODE(st.st_mode), st.st_ino if posix else 0,
                      st.st_ctime_ns if posix else 0, target)

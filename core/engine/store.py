@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.engine.atomic import tmp_name
-from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, read_buffer
+from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, read_buffer, read_into
 from core.engine.hashset import CompactSet
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import RunWarning, WarningCode
@@ -54,36 +54,36 @@ class _SplitWriter:
         self._fd: int | None = None
         self._in_part = 0
 
-    def _next(self) -> None:
+    def _next(self) -> int:
+        """Close the part being written (if any) and start the next one; its descriptor."""
         if self._fd is not None:
             self.fs.finish_fd(self._fd)
             self._fd = None
         p = tmp_name(self.tmp_dir, ".part")
-        self._fd = self.fs.create(p)
+        fd = self._fd = self.fs.create(p)
         self.paths.append(p)
         self._in_part = 0
+        return fd
 
     def write(self, data) -> int:
         view = memoryview(data)
-        if self._fd is None:
-            self._next()
+        fd = self._fd if self._fd is not None else self._next()
         while view:
             room = len(view) if self.part_size is None else self.part_size - self._in_part
             if room <= 0:
-                self._next()
+                fd = self._next()
                 continue
             piece = view[:room]
-            self.fs.write_fd(self._fd, piece)
+            self.fs.write_fd(fd, piece)
             self._in_part += len(piece)
             view = view[len(piece):]
         return len(data)
 
     def close(self, mtime_ns: int | None = None, mode: int | None = None) -> None:
         """Close the last part; a file in one part gets ``mtime_ns`` and ``mode`` (Latest/ copies)."""
-        if self._fd is None:
-            self._next()  # an empty file is still one (empty) part
+        fd = self._fd if self._fd is not None else self._next()  # an empty file is still one (empty) part
+        self._fd = None
         whole = len(self.paths) == 1
-        fd, self._fd = self._fd, None
         self.fs.finish_fd(fd, mtime_ns if whole else None, mode if whole else None)
 
     def discard(self) -> None:
@@ -111,7 +111,7 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
     fd = os.open(path, READ_FLAGS)
     try:
         while True:
-            n = os.readv(fd, [buf])
+            n = read_into(fd, buf)
             if not n:
                 break
             block = buf[:n]
@@ -188,6 +188,10 @@ class _Store:
         """(mtime_ns, mode) for the stored copy: plain copies look like the source."""
         return se.mtime_ns, se.mode
 
+    def written_paths(self, entry: Entry) -> list[Path]:
+        """Where ``entry``'s content is stored (each store says)."""
+        raise NotImplementedError
+
     def discard(self, copied: Copied) -> None:
         for p in copied.tmp_paths:
             self.fs.unlink(p)
@@ -222,7 +226,7 @@ class PlainStore(_Store):
         """Put ``copied`` in ``Latest/`` as ``entry``; ``old`` is what is there now. True if written."""
         same = (old is not None and old.type == FILE and old.sha256 == copied.sha256
                 and old.parts == entry.parts and old.mirror_path == entry.mirror_path)
-        if same and not self.rehash and self.has(old):
+        if same and old is not None and not self.rehash and self.has(old):
             self.discard(copied)
             return False
         # With --rehash the copy in Latest/ may be damaged (same size, other bytes): the fresh
@@ -263,8 +267,10 @@ class PlainStore(_Store):
         present = [p for p in paths if _is_file(p)]
         if not present:
             return  # an interrupted run already moved it
-        obj = [self.layout.object(old.sha256)] if not old.parts else \
-            [self.layout.object_part(old.sha256, i) for i in range(1, old.parts + 1)]
+        sha = old.sha256
+        assert sha is not None   # a file's entry has its hash (parse_entry)
+        obj = [self.layout.object(sha)] if not old.parts else \
+            [self.layout.object_part(sha, i) for i in range(1, old.parts + 1)]
         if os.path.exists(obj[0]):
             for p in present:
                 self.fs.unlink(p)
@@ -314,6 +320,7 @@ class PlainStore(_Store):
                 pass
         if os.path.lexists(p):
             self.fs.unlink(p)
+        assert e.target is not None   # a symlink's entry has its target (scan, parse_entry)
         self.fs.symlink(e.target, p)
 
     def remove_dir(self, old: Entry) -> None:
@@ -362,6 +369,7 @@ class EncryptedStore(_Store):
 
     def __init__(self, bset: BackupSet, volume: VolumeInfo, warnings: list[RunWarning], *, rehash: bool = False):
         super().__init__(bset, volume, warnings, rehash=rehash)
+        assert bset.keys is not None   # an encrypted set, opened with its keys
         self.keys = bset.keys
         # Objects known to be whole: named by a committed manifest or a checkpointed journal
         # entry (the caller says which), or written by this run. Any other object may be
@@ -383,7 +391,8 @@ class EncryptedStore(_Store):
     def _times(self, se) -> tuple[int | None, int | None]:
         return None, None   # an object's time and mode would only leak information
 
-    def _object_paths(self, name: str, parts: int) -> list[Path]:
+    def _object_paths(self, name: str | None, parts: int) -> list[Path]:
+        assert name is not None   # every file of an encrypted set has one (parse_entry, _copied)
         if parts:
             return [self.layout.object_part(name, i) for i in range(1, parts + 1)]
         return [self.layout.object(name)]

@@ -24,22 +24,23 @@ def merge(scanned: Iterable, parent: Iterable) -> Iterator[tuple]:
     """
     a, b = iter(scanned), iter(parent)
     x, y = next(a, None), next(b, None)
-    kx = sort_key(x.path) if x is not None else None
-    ky = sort_key(y.path) if y is not None else None
+    # A stream that has ended keeps the key [] (never compared: its entry is None).
+    kx = sort_key(x.path) if x is not None else []
+    ky = sort_key(y.path) if y is not None else []
     while x is not None or y is not None:
         if y is None or (x is not None and kx < ky):
             yield x, None
             x = next(a, None)
-            kx = sort_key(x.path) if x is not None else None
+            kx = sort_key(x.path) if x is not None else []
         elif x is None or ky < kx:
             yield None, y
             y = next(b, None)
-            ky = sort_key(y.path) if y is not None else None
+            ky = sort_key(y.path) if y is not None else []
         else:
             yield x, y
             x, y = next(a, None), next(b, None)
-            kx = sort_key(x.path) if x is not None else None
-            ky = sort_key(y.path) if y is not None else None
+            kx = sort_key(x.path) if x is not None else []
+            ky = sort_key(y.path) if y is not None else []
 
 
 class Window:

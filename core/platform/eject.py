@@ -9,10 +9,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import psutil
 
 from core.errors import EjectFailed
+
+
+def _sync() -> None:
+    """Flush every file system's buffers before unmounting (POSIX; Windows has no ``sync``)."""
+    if sys.platform != "win32":
+        os.sync()
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -23,8 +30,7 @@ class Ejector:
     """Ejects a drive; the base class only flushes (no OS support)."""
 
     def eject(self, mount: str) -> None:
-        if hasattr(os, "sync"):
-            os.sync()
+        _sync()
         raise EjectFailed(mount=mount, reason="ejecting is not supported on this system; unmount it yourself")
 
 
@@ -39,7 +45,7 @@ class LinuxEjector(Ejector):
     """``udisksctl unmount`` + ``power-off`` when udisks is there, else ``umount``."""
 
     def eject(self, mount: str) -> None:
-        os.sync()
+        _sync()
         device = _device_of(mount)
         udisks = shutil.which("udisksctl")
         if udisks and device and device.startswith("/dev/"):
@@ -56,7 +62,7 @@ class MacEjector(Ejector):
     """``diskutil eject`` (unmounts every volume of the disk)."""
 
     def eject(self, mount: str) -> None:
-        os.sync()
+        _sync()
         proc = _run(["diskutil", "eject", mount])
         if proc.returncode != 0:
             raise EjectFailed(mount=mount, reason=(proc.stderr or proc.stdout).strip())

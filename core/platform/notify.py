@@ -19,7 +19,10 @@ from pathlib import Path
 class Notifier:
     """Shows a notification; this base does nothing (no desktop)."""
 
-    name = "none"
+    @property
+    def name(self) -> str:
+        """Which backend shows them (subclasses say it with a class attribute)."""
+        return "none"
 
     def notify(self, title: str, message: str, kind: str = "info") -> None:
         """``kind`` is finished, failed, safe_to_unplug or info."""
