@@ -77,6 +77,7 @@ class Api:
         "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
         "exclude_preview", "pick_folder", "check_folder", "validate_job",
         "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept", "check_target",
+        "versions",
     })
 
     def __init__(self, agent: AgentRequest, *, mode: str, pick_folder: FolderPicker | None = None):
@@ -230,6 +231,10 @@ class Api:
         """Find a file name across all snapshots: one row per distinct version."""
         _need(isinstance(query, str) and len(query.strip()) >= 2, "Type at least two characters to search for.")
         return self._ask("search", **_which(job, set), query=query.strip())
+
+    def versions(self, path: str, job: str | None = None, set: str | None = None) -> dict:  # noqa: A002
+        """The versions of one file across the snapshots, newest first (the "Versions…" list)."""
+        return self._ask("versions", **_which(job, set), path=_text(path, "The file"))
 
     def restore_plan(self, snapshot: str, paths: list, target: str | None = None, job: str | None = None,
                      set: str | None = None) -> dict:  # noqa: A002

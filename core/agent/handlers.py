@@ -27,8 +27,8 @@ from core.errors import BadRequest, NotFound
 #: (``quit`` is :meth:`Handlers.quit_`, the name ``quit`` being a builtin).
 COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "resume", "config_get",
             "job_save", "job_remove", "set_info", "adopt_set", "prefs_save", "drives_list", "drive_init",
-            "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
-            "exclude_preview", "validate_job", "quit",
+            "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "versions", "restore_plan",
+            "restore", "exclude_preview", "validate_job", "quit",
             # issue #15: sets found on drives and folders, unlocking encrypted sets
             "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept")
 HISTORY_LIMIT = 1000
@@ -282,6 +282,12 @@ class Handlers:
         _texts(args, "paths")
         _text(args, "target", required=False)
         return browse.start_restore(self.agent, args)
+
+    def versions(self, args):
+        """The distinct versions of one file across the snapshots, newest first (core.agent.file_versions)."""
+        from core.agent.file_versions import file_versions
+
+        return file_versions(self.agent, _source(args), _text(args, "path"))
 
     def exclude_preview(self, args):
         from core.agent import browse
