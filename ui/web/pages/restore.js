@@ -4,8 +4,9 @@
 // selected (always visible as a list) to its original place or another folder (made after
 // confirming), choosing what happens to files already there. An encrypted set that cannot be
 // opened gets an Unlock form. The full destination of each top folder is shown before "Restore";
-// the result names every file saved under another name.
-import { h, fill, icon, bytes, when, count, plural, showError, progressView, toast, debounce, confirm } from '../util.js';
+// the result names every file saved under another name. A selected or focused file has "Versions…":
+// its distinct versions across the snapshots, newest first, each one selectable to restore.
+import { h, fill, icon, bytes, when, count, plural, showError, errorBox, progressView, toast, debounce, confirm, dialog } from '../util.js';
 import { unlockForm, recoveryKeyDialog } from './widgets.js';
 
 const KIND_ICON = { d: 'folder', f: 'file', l: 'link' };
@@ -70,6 +71,29 @@ function summary(task) {
       (r.damaged_files || []).length ? [h('p', {}, 'Not restored (damaged on the drive):'),
         h('ul', {}, r.damaged_files.map((d) => h('li', {}, `${d.path}: ${d.reason}`)))] : null,
       (r.warnings || []).length ? h('ul', {}, r.warnings.slice(0, 20).map((w) => h('li', {}, `${w.path}: ${w.message}`))) : null));
+}
+
+/** The versions of one file, newest first, in a dialog; resolves with the one picked to restore (or null). */
+async function versionsDialog(ctx, which, path, newestId) {
+  const reply = await ctx.call('versions', { ...which, path });
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  if (!reply.ok) { await dialog(`Versions of ${name}`, errorBox(reply, 'Cannot list its versions.'), [{ label: 'Close', value: null }]); return null; }
+  let picked = null;
+  const pick = (v) => { picked = v; document.getElementById('dialog').close(); };
+  const rows = reply.data.map((v) => h('tr', {},
+    h('td', {}, exact(v.time)),
+    h('td', { class: 'num' }, `${bytes(v.size)} (${count(v.size)} bytes)`),
+    h('td', { class: 'mono', title: `SHA-256 ${v.sha256}` }, v.sha256.slice(0, 8)),
+    h('td', { class: 'mono' }, v.snapshot, v.snapshot === newestId ? h('span', { class: 'muted' }, ' (newest)') : null),
+    h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': `Select the version of ${exact(v.time)} to restore`, onclick: () => pick(v) }, 'Select'))));
+  const body = h('div', { id: 'versions' },
+    h('p', {}, h('span', { class: 'mono' }, path), ` — ${plural(reply.data.length, 'version')}, newest first. Select one to restore it:`),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'versions' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Backed up'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'SHA-256'), h('th', {}, 'Snapshot'),
+        h('th', {}, h('span', { class: 'sr-only' }, 'Action')))),
+      h('tbody', {}, rows))));
+  await dialog(`Versions of ${name}`, body, [{ label: 'Close', value: null }]);
+  return picked;
 }
 
 export async function render(main, ctx) {
@@ -222,17 +246,35 @@ export async function render(main, ctx) {
         h('button', { type: 'button', 'aria-current': i === parts.length - 1 ? 'location' : null, onclick: () => browse(parts.slice(0, i + 1).join('/')) }, p)]));
     if (!reply.data.length) { fill(tree, h('p', { class: 'empty' }, 'This folder is empty.')); return; }
     fill(tree, h('table', { class: 'tree' },
-      h('thead', {}, h('tr', {}, h('th', {}, h('span', { class: 'sr-only' }, 'Select')), h('th', {}, 'Name'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'Modified'))),
+      h('thead', {}, h('tr', {}, h('th', {}, h('span', { class: 'sr-only' }, 'Select')), h('th', {}, 'Name'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'Modified'), h('th', {}, h('span', { class: 'sr-only' }, 'Action')))),
       h('tbody', {}, reply.data.map((e) => {
         const box = h('input', { type: 'checkbox', 'aria-label': `Select ${e.name}`, checked: selection.has(e.path), dataset: { path: e.path } });
-        box.addEventListener('change', () => selection.set(e.path, e.type, box.checked));
-        return h('tr', {},
+        const row = h('tr', { class: box.checked ? 'picked' : null },
           h('td', {}, box),
           h('td', {}, h('span', { class: 'name' }, icon(KIND_ICON[e.type] || 'file'),
             e.type === 'd' ? h('button', { type: 'button', 'aria-label': `Open folder ${e.name}`, onclick: () => browse(e.path) }, e.name) : e.name)),
           h('td', { class: 'num' }, e.type === 'd' ? '' : bytes(e.size)),
-          h('td', {}, when(e.mtime)));
+          h('td', {}, when(e.mtime)),
+          // Shown on a selected, focused or hovered row (always on touch screens): see style.css.
+          h('td', {}, e.type === 'f' ? h('button', { type: 'button', class: 'link row-action', 'aria-label': `Versions of ${e.name}`,
+            onclick: (ev) => showVersions(e.path, ev.currentTarget) }, 'Versions…') : null));
+        box.addEventListener('change', () => { selection.set(e.path, e.type, box.checked); row.classList.toggle('picked', box.checked); });
+        return row;
       }))));
+  }
+
+  /** Open a snapshot at a file's folder, and select and focus that file (a search hit, a version). */
+  async function selectIn(snapshot, path, type) {
+    await openSnapshot(snapshot, path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '');
+    selection.set(path, type, true);
+    const box = tree.querySelector(`input[data-path="${CSS.escape(path)}"]`);
+    if (box) { box.checked = true; box.closest('tr').classList.add('picked'); box.focus(); }
+  }
+
+  async function showVersions(path, button) {
+    const picked = await versionsDialog(ctx, state.which, path, state.snapshots.length ? state.snapshots[0].id : null);
+    if (picked) { await selectIn(picked.snapshot, path, 'f'); toast(`Selected the version of ${exact(picked.time)}`); }
+    else if (button.isConnected) button.focus();
   }
 
   async function search() {
@@ -249,12 +291,7 @@ export async function render(main, ctx) {
         h('tbody', {}, reply.data.slice(0, 200).map((r) => h('tr', {},
           h('td', { class: 'mono' }, r.path), h('td', {}, exact(r.mtime)), h('td', { class: 'num' }, r.type === 'd' ? '' : `${bytes(r.size)} (${count(r.size)} bytes)`),
           h('td', {}, kept(r)),
-          h('td', {}, h('button', { type: 'button', class: 'link', onclick: async () => {
-            await openSnapshot(r.snapshot, r.path.includes('/') ? r.path.slice(0, r.path.lastIndexOf('/')) : '');
-            selection.set(r.path, r.type, true);
-            const box = tree.querySelector(`input[data-path="${CSS.escape(r.path)}"]`);
-            if (box) { box.checked = true; box.focus(); }
-          } }, 'Select this version'))))))));
+          h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => selectIn(r.snapshot, r.path, r.type) }, 'Select this version'))))))));
   }
 
   async function findSets() {
