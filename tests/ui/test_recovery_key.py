@@ -23,7 +23,8 @@ def test_first_run_of_an_encrypted_backup_shows_its_key_once_and_reminds_until_k
     page.fill("#sources-path", str(photos))
     page.click("#sources-add")
     page.click("#welcome-next")
-    page.locator(f"input[name='welcome-drive'][value='{mount}']").check()
+    # The drive list is polled every 2 s; a loaded machine makes the first answer slow.
+    page.locator(f"input[name='welcome-drive'][value='{mount}']").check(timeout=45_000)
     page.click("#welcome-next")
     page.fill("#welcome-name", "Photos")
     expect(page.locator("#welcome-pass")).to_be_hidden()
