@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.engine.restore import CONFLICTS, RestoreOptions, restore
-from core.errors import AgentBusy, PlugbackError, UsageError
+from core.errors import AgentBusy, DamagedSet, PlugbackError, UsageError
 
 log = logging.getLogger("plugback.browse")
 SEARCH_LIMIT = 500
@@ -78,13 +78,14 @@ def restore_plan(agent, args: dict) -> dict:
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     tops = {p.strip("/").partition("/")[0] for p in args.get("paths") or []} - {""}
     if not tops:
-        tops = {e.path.partition("/")[0] for e in bset.manifest(snapshot).entries}
+        with bset.open_manifest(snapshot) as reader:   # streamed: flat memory at a million files
+            tops = {e.path.partition("/")[0] for e in reader}
     dest = args.get("target")
     if dest:
         base = os.path.abspath(os.path.expanduser(dest))
         places = {top: os.path.join(base, top) for top in tops}
     else:
-        places = original_places(agent.job(args["job"]), bset.manifest(snapshot).sources, tops)
+        places = original_places(agent.job(args["job"]), bset.header(snapshot).sources, tops)
     return {"snapshot": snapshot, "target": dest,
             "destinations": [{"top": top, "to": places[top]} for top in sorted(places)]}
 
@@ -102,28 +103,36 @@ def snapshots(agent, job_name: str) -> list[dict]:
 def ls(agent, job_name: str, snapshot: str, path: str) -> list[dict]:
     """The direct children of ``path`` ('' = the top: one folder per source) in a snapshot."""
     bset, _ = _set(agent, job_name)
-    manifest = bset.manifest(bset.resolve_id(snapshot))
     parent = path.strip("/")
     out = []
-    for e in manifest.entries:
-        head, _, name = e.path.rpartition("/")
-        if head == parent:
-            out.append({"name": name, "path": e.path, "type": e.type, "size": e.size, "mtime": _iso_ns(e.mtime_ns)})
+    with bset.open_manifest(bset.resolve_id(snapshot)) as reader:
+        for e in reader:
+            head, _, name = e.path.rpartition("/")
+            if head == parent:
+                out.append({"name": name, "path": e.path, "type": e.type, "size": e.size,
+                            "mtime": _iso_ns(e.mtime_ns)})
     return out
 
 
 def search(agent, job_name: str, query: str) -> list[dict]:
-    """Entries whose name contains ``query`` (case-insensitive), newest snapshot first."""
+    """Entries whose name contains ``query`` (case-insensitive), newest snapshot first; a snapshot
+    found damaged adds nothing."""
     bset, _ = _set(agent, job_name)
     needle = query.casefold()
-    out = []
+    out: list[dict] = []
     for info in reversed(bset.snapshots()):
-        for e in bset.manifest(info.id).entries:
-            if needle in e.path.rpartition("/")[2].casefold():
-                out.append({"snapshot": info.id, "path": e.path, "type": e.type, "size": e.size,
-                            "mtime": _iso_ns(e.mtime_ns)})
-                if len(out) >= SEARCH_LIMIT:
-                    return out
+        found = []
+        try:
+            with bset.open_manifest(info.id) as reader:
+                for e in reader:
+                    if needle in e.path.rpartition("/")[2].casefold():
+                        found.append({"snapshot": info.id, "path": e.path, "type": e.type, "size": e.size,
+                                      "mtime": _iso_ns(e.mtime_ns)})
+                        if len(out) + len(found) >= SEARCH_LIMIT:
+                            return out + found
+        except DamagedSet:
+            continue
+        out += found
     return out
 
 
