@@ -363,19 +363,20 @@ class BackupSet:
     def object_name(self, entry: mf.Entry) -> str:
         return entry.obj if self.keys is not None else entry.sha256
 
-    def content_paths(self, entry: mf.Entry) -> list[Path] | None:
-        """Where ``entry``'s bytes are: one path, or the parts in order; None if nowhere."""
+    def object_paths(self, entry: mf.Entry) -> list[Path] | None:
+        """``entry``'s copy in ``objects/``: one path, or the parts in order; None if there is none."""
         name = self.object_name(entry)
         if entry.parts:
             parts = [self.layout.object_part(name, i) for i in range(1, entry.parts + 1)]
-            if parts[0].exists():
-                return parts
-        else:
-            p = self.layout.object(name)
-            if p.exists():
-                return [p]
-        if self.keys is not None:
-            return None
+            return parts if parts[0].exists() else None
+        p = self.layout.object(name)
+        return [p] if p.exists() else None
+
+    def content_paths(self, entry: mf.Entry) -> list[Path] | None:
+        """Where ``entry``'s bytes are: one path, or the parts in order; None if nowhere."""
+        found = self.object_paths(entry)
+        if found or self.keys is not None:
+            return found
         holder = self.latest_holder(entry.sha256)
         if holder is None:
             return None

@@ -44,6 +44,9 @@ _COUNTER = itertools.count()
 # a restored program must not run as whoever owned it); folders keep the sticky bit.
 _FILE_BITS = 0o777
 _FOLDER_BITS = 0o1777
+# Files handed to the workers ahead of the one being counted: enough that they never wait for
+# the manifest reader, few enough that memory stays flat (a hand-off per file costs futex calls).
+AHEAD = 512
 
 
 class OnConflict(TextEnum):
@@ -309,7 +312,7 @@ class _Restorer:
                         dirs.add(e)
                     elif e.type == FILE:
                         pending.append(pool.submit(self._one, e))
-                        if len(pending) >= 4 * workers:
+                        if len(pending) >= AHEAD:
                             self.result.count(*pending.popleft().result())
                     else:
                         self.link(e)

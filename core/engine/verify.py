@@ -14,7 +14,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from core.engine import scratch
 from core.engine.manifest import FILE, Entry
@@ -24,7 +24,9 @@ from core.errors import DamagedSet, PlugbackError
 
 # (what to call it in a report, the entry, where its bytes are or None if nowhere, or LOOK_UP)
 _Check = tuple[str, Entry, "list[Path] | None | object"]
-LOOK_UP = object()   # a check's paths: ask BackupSet.content_paths (in the worker)
+AHEAD = 512          # checks handed to the workers ahead (flat memory; see restore.AHEAD)
+LOOK_UP = object()       # a check's paths: ask BackupSet.content_paths (in the worker)
+OBJECT_ONLY = object()   # ... only its copy in objects/ (BackupSet.object_paths), if any
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,10 @@ def _structure_problem(bset: BackupSet, entry: Entry, paths: list[Path] | None) 
 def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResult:
     """Check the opened set ``bset``; every damaged file is named in ``result.damaged``.
 
-    Memory stays flat in the file count (issue #11): manifests stream into a scratch
-    table of distinct contents (core/engine/scratch.py), whose checks then stream
-    through a bounded pool.
+    Memory stays flat in the file count (issue #11): every manifest streams once into
+    a scratch table of distinct contents (core/engine/scratch.py), whose checks then
+    stream through a bounded pool; plain sets then check each file of the newest
+    snapshot at its place in ``Latest/`` (its manifest read once more).
     """
     options = options or VerifyOptions()
     result = VerifyResult()
@@ -117,27 +120,26 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
         # after an interrupted run Latest/ is between two snapshots until the next run.
         latest = newest if newest is not None and not bset.encrypted and not result.notices else None
         files, size = contents.totals()
-        tally = _Tally(files + (latest[1] if latest else 0), size + (latest[2] if latest else 0))
-        _run_checks(bset, contents.checks(), options, result, tally, contents.saw_paths)
+        tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))
+        _run_checks(bset, contents.checks(latest[1] if latest else None), options, result, tally)
         if latest:
-            _run_checks(bset, _latest_checks(bset, latest[0], contents), options, result, tally)
+            _run_checks(bset, _latest_checks(bset, latest[0]), options, result, tally)
     return result
 
 
 class _Contents:
-    """The distinct contents of every intact manifest (object name and parts), each with where
-    it was first seen and how often, in a scratch table; and which ``Latest/`` copies their
-    checks already read."""
+    """The distinct contents of every intact manifest (object name and parts) in a scratch table,
+    each with where it was first seen, how often, and the last manifest that holds it."""
 
     def __init__(self):
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
-                        "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER)")
+                        "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER)")
         self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts)")
-        self.db.execute("CREATE TABLE seen (paths BLOB PRIMARY KEY) WITHOUT ROWID")
 
-    def add_manifest(self, bset: BackupSet, sid: str, entries: Iterable[Entry]) -> tuple[int, int]:
-        """Add one manifest's files (all or none: rolled back if it turns out damaged); (files, bytes)."""
+    def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry]) -> tuple[int, int]:
+        """Add the files of manifest number ``index`` (all or none: rolled back if it turns out
+        damaged); (files, bytes)."""
         count = {"files": 0, "bytes": 0}
 
         def rows():
@@ -146,14 +148,15 @@ class _Contents:
                     count["files"] += 1
                     count["bytes"] += e.size
                     yield (bytes.fromhex(bset.object_name(e)), e.parts, bytes.fromhex(e.sha256), e.size,
-                           e.obj and bytes.fromhex(e.obj), scratch.path_key(e.path), sid)
+                           e.obj and bytes.fromhex(e.obj), scratch.path_key(e.path), sid, index)
 
         self.db.execute("BEGIN")
         try:
             for batch in scratch.batches(rows()):
-                self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n) "
-                                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
-                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1", batch)
+                self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) "
+                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = excluded.last",
+                                    batch)
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
@@ -164,26 +167,25 @@ class _Contents:
         files, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM content").fetchone()
         return files, size
 
-    def checks(self) -> Iterator[_Check]:
-        """One check per distinct content, in the order first seen (read a page at a time, so
-        the table is free for :meth:`saw_paths` between pages)."""
+    def checks(self, newest: int | None) -> Iterator[_Check]:
+        """One check per distinct content, in the order first seen (a page of rows at a time).
+
+        Content the ``newest`` manifest holds (given when ``Latest/`` is checked file by
+        file) is checked here only where it has a copy in ``objects/``: its place in
+        ``Latest/`` is the newest manifest's, which the Latest/ checks read.
+        """
         last = 0
         while True:
-            rows = self.db.execute("SELECT seq, parts, sha, size, obj, path, sid, n FROM content WHERE seq > ? "
-                                   "ORDER BY seq LIMIT ?", (last, scratch.BATCH)).fetchall()
+            rows = self.db.execute("SELECT seq, parts, sha, size, obj, path, sid, n, last FROM content "
+                                   "WHERE seq > ? ORDER BY seq LIMIT ?", (last, scratch.BATCH)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _seq, parts, sha, size, obj, path, sid, n in rows:
+            for _seq, parts, sha, size, obj, path, sid, n, holder in rows:
                 e = Entry(scratch.path_of(path), FILE, size=size, sha256=bytes(sha).hex(), parts=parts,
                           obj=obj and bytes(obj).hex())
-                yield f"{e.path} ({sid})" + (f" and {n - 1} more" if n > 1 else ""), e, LOOK_UP
-
-    def saw_paths(self, paths: list[Path]) -> None:
-        self.db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (_paths_key(paths),))
-
-    def has_seen(self, paths: list[Path]) -> bool:
-        return self.db.execute("SELECT 1 FROM seen WHERE paths = ?", (_paths_key(paths),)).fetchone() is not None
+                label = f"{e.path} ({sid})" + (f" and {n - 1} more" if n > 1 else "")
+                yield label, e, OBJECT_ONLY if holder == newest else LOOK_UP
 
     def __enter__(self) -> "_Contents":
         return self
@@ -192,38 +194,30 @@ class _Contents:
         self.db.close()
 
 
-def _paths_key(paths: list[Path]) -> bytes:
-    return scratch.path_key("\0".join(map(str, paths)))
-
-
-def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult) -> tuple[str, int, int] | None:
+def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult) -> tuple | None:
     """Stream every manifest into ``contents``; damaged ones go to ``result``. The newest intact
-    snapshot (plain sets: what ``Latest/`` shows): (id, files, bytes), or None."""
+    snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None."""
     newest = None
-    for sid in bset.snapshot_ids():
+    for index, sid in enumerate(bset.snapshot_ids()):
         try:
             with bset.open_manifest(sid) as reader:
-                files, size = contents.add_manifest(bset, sid, reader)
+                files, size = contents.add_manifest(bset, sid, index, reader)
         except PlugbackError as err:
             result.damaged.append((f"snapshots/{sid}", str(err)))
             continue
         result.snapshots += 1
-        newest = (sid, files, size)
+        newest = (sid, index, files, size)
     return newest
 
 
-def _latest_checks(bset: BackupSet, sid: str, contents: _Contents) -> Iterator[_Check | None]:
-    """Each file of snapshot ``sid`` at its place in ``Latest/``; None for a copy a content check
-    already read (it still counts in the progress)."""
+def _latest_checks(bset: BackupSet, sid: str) -> Iterator[_Check]:
+    """Each file of snapshot ``sid`` (the newest intact one) at its place in ``Latest/``."""
     with bset.open_manifest(sid) as reader:
         for e in reader:
             if e.type != FILE:
                 continue
             paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
                 else [bset.layout.latest_file(e.mirror_path)]
-            if contents.has_seen(paths):
-                yield None
-                continue
             yield f"Latest/{e.mirror_path}", e, paths if all(p.exists() for p in paths) else None
 
 
@@ -237,47 +231,45 @@ class _Tally:
     bytes_done: int = 0
 
 
-def _run_checks(bset: BackupSet, checks: Iterable, options: VerifyOptions, result: VerifyResult,
-                tally: _Tally, saw_paths: Callable[[list[Path]], None] | None = None) -> None:
-    """Run ``checks`` (label, entry, paths), a bounded number at a time;
-    ``saw_paths`` hears of every ``Latest/`` copy a check read."""
-    objects = str(bset.layout.objects) + os.sep
+def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOptions, result: VerifyResult,
+                tally: _Tally) -> None:
+    """Run ``checks`` (label, entry, paths), a bounded number at a time."""
 
-    def run(check: _Check | None):
-        if check is None:
-            return None
+    def run(check: _Check):
         label, e, paths = check
-        if paths is LOOK_UP:
+        if paths is OBJECT_ONLY:
+            paths = bset.object_paths(e)
+            if not paths:
+                return label, e, None   # in Latest/ only: the Latest/ checks read it
+        elif paths is LOOK_UP:
             paths = bset.content_paths(e)
         problem = _structure_problem(bset, e, paths)
         if problem is None and options.read_all:
             problem = check_entry(bset, e, paths)
-        return label, e, paths, problem
+        return label, e, problem or ""
 
     workers = options.workers if options.read_all else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done in _bounded_map(pool, run, checks, 4 * workers):
-            if done is None:
-                tally.files_done += 1
-                options.progress(Progress("verify", tally.files_done, tally.files, tally.bytes_done,
-                                          tally.bytes, ""))
-                continue
-            label, e, paths, problem = done
-            if saw_paths and paths and not str(paths[0]).startswith(objects):
-                saw_paths(paths)
+        for label, e, problem in _bounded_map(pool, run, checks, AHEAD):
+            tally.files_done += 1
+            tally.bytes_done += e.size
+            options.progress(Progress("verify", tally.files_done, tally.files, tally.bytes_done, tally.bytes,
+                                      label))
+            if problem is None:
+                continue   # not checked here
             result.contents += 1
             if options.read_all:
                 result.bytes_read += e.size
             if problem:
                 result.damaged.append((label, problem))
-            tally.files_done += 1
-            tally.bytes_done += e.size
-            options.progress(Progress("verify", tally.files_done, tally.files, tally.bytes_done, tally.bytes,
-                                      label))
 
 
 def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, limit: int) -> Iterator:
-    """``pool.map(fn, items)`` with at most ``limit`` items taken ahead (``pool.map`` takes them all)."""
+    """``pool.map(fn, items)`` with at most ``limit`` items taken ahead (``pool.map`` takes them all).
+    One worker: in this thread (a hand-off per item costs more than a quick check)."""
+    if pool._max_workers == 1:
+        yield from map(fn, items)
+        return
     pending: deque[Future] = deque()
     try:
         for item in items:
