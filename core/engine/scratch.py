@@ -20,7 +20,7 @@ from core.engine.manifest import FILE
 from core.errors import DamagedSet
 
 CACHE_KIB = 8192      # SQLite's page cache per scratch database (it spills to its temp file beyond)
-BATCH = 4096          # rows per executemany batch
+BATCH = 512           # rows per executemany batch (a batch is in memory at once)
 
 
 def connect() -> sqlite3.Connection:

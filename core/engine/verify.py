@@ -177,7 +177,7 @@ class _Contents:
         last = 0
         while True:
             rows = self.db.execute("SELECT seq, parts, sha, size, obj, path, sid, n, last FROM content "
-                                   "WHERE seq > ? ORDER BY seq LIMIT ?", (last, scratch.BATCH)).fetchall()
+                                   "WHERE seq > ? ORDER BY seq LIMIT ?", (last, AHEAD)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
