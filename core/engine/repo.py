@@ -248,7 +248,7 @@ class BackupSet:
         try:
             if os.fstat(fd).st_size > mf.MAX_MANIFEST_BYTES:
                 raise damaged(f"it is larger than {mf.MAX_MANIFEST_BYTES} bytes")
-            stream = raw
+            stream = _SmallFirstRead(raw)
             if self.keys is not None:
                 from core.engine import crypto
 
@@ -418,6 +418,26 @@ class BackupSet:
             yield from reader
         finally:
             raw.close()
+
+
+class _SmallFirstRead:
+    """A manifest file read in small blocks: the first one holds the header, all that a listing
+    reads (the reader asks for 1 MiB at a time); then 256 KiB, about what one batch of
+    entries unpacks from, so the gzip bytes waiting in memory stay small too."""
+
+    FIRST, BLOCK = 64 * 1024, 256 * 1024
+
+    def __init__(self, f):
+        self._f = f
+        self._limit = self.FIRST
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._limit if n < 0 else min(n, self._limit)
+        self._limit = self.BLOCK
+        return self._f.read(n)
+
+    def close(self) -> None:
+        self._f.close()
 
 
 class _Collect:
