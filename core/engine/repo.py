@@ -372,12 +372,17 @@ class BackupSet:
         p = self.layout.object(name)
         return [p] if p.exists() else None
 
-    def content_paths(self, entry: mf.Entry) -> list[Path] | None:
-        """Where ``entry``'s bytes are: one path, or the parts in order; None if nowhere."""
+    def content_paths(self, entry: mf.Entry, *, of_newest: bool = False) -> list[Path] | None:
+        """Where ``entry``'s bytes are: one path, or the parts in order; None if nowhere.
+
+        ``of_newest``: ``entry`` is from the newest snapshot, whose manifest the caller
+        read to its checked end: then its own copy in ``Latest/`` is a place the format
+        names for its content, and no ``Latest/`` index is needed.
+        """
         found = self.object_paths(entry)
         if found or self.keys is not None:
             return found
-        holder = self.latest_holder(entry.sha256)
+        holder = (entry.mirror_path, entry.parts) if of_newest else self.latest_holder(entry.sha256)
         if holder is None:
             return None
         mirror, n_parts = holder

@@ -196,6 +196,7 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
     options = options or RestoreOptions()
     sid = bset.resolve_id(options.snapshot)
     plan = _plan(bset, sid, options.paths)
+    plan.newest = sid == bset.newest_id()   # read intact above: its Latest/ copies are its content
     roots = _roots(plan.header, target, plan.tops)
     result = RestoreResult(sid, "(original folders)" if target is None else
                            ", ".join(roots.values()) if isinstance(target, Mapping) else str(target))
@@ -217,6 +218,7 @@ class _Plan:
     tops: set[str] = field(default_factory=set)
     files: int = 0
     bytes: int = 0
+    newest: bool = False
 
 
 def _plan(bset: BackupSet, sid: str, paths) -> _Plan:
@@ -325,7 +327,8 @@ class _Restorer:
     def _one(self, e: Entry):
         self.options.cancel.check()
         root, dest = self.dest_of(e)
-        outcome, detail = _restore_file(self.bset, e, root, dest, self.options.on_conflict, self.folders)
+        outcome, detail = _restore_file(self.bset, e, root, dest, self.options.on_conflict, self.folders,
+                                        self.plan.newest)
         with self._counting:
             self._done["files"] += 1
             self._done["bytes"] += e.size
@@ -449,7 +452,7 @@ def _make_real_folder(path: str) -> None:
 
 
 def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: OnConflict,
-                  folders: _Folders) -> tuple[RestoreOutcome, str]:
+                  folders: _Folders, of_newest: bool = False) -> tuple[RestoreOutcome, str]:
     """Write one file through a temporary name, renamed into place only when its hash matches."""
     folder = os.path.dirname(dest)
     folders.ensure(folder, root)
@@ -458,7 +461,7 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         return outcome, ""
     if outcome is RestoreOutcome.DAMAGED:
         return outcome, "a folder is in the way; not restored"
-    paths = bset.content_paths(e)
+    paths = bset.content_paths(e, of_newest=of_newest)
     if not paths:
         return RestoreOutcome.DAMAGED, "its content is missing from the drive; not restored"
     tmp = os.path.join(folder, f".plugback-restore-{_RUN}-{next(_COUNTER)}.part")
