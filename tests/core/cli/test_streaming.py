@@ -83,3 +83,22 @@ def test_restore_of_a_path_the_snapshot_lacks_writes_nothing(tmp_path):
     assert "Not in this snapshot: Docs/nope" in proc.stderr and not out.exists()
     _ok(run_cli("restore", set_path, out, "--path", "Docs/sub", "--path", "Docs/sub/b.txt"))
     assert read_tree(out) == {"Docs/sub/b.txt": b"bravo"}
+
+
+def test_names_that_are_not_utf8_go_through_the_scratch_tables(tmp_path):
+    """An older snapshot's content in Latest/ is found through the scratch index, by names that
+    POSIX allows and UTF-8 does not (they travel as lone surrogates)."""
+    src = make_tree(tmp_path / "Docs", {"a.txt": b"alpha"})
+    odd = os.fsencode(src) + b"/caf\xe9 \xff.txt"
+    with open(odd, "wb") as f:
+        f.write(b"latin-1 name")
+    set_path, out = tmp_path / "set", tmp_path / "out"
+    _ok(run_cli("backup", src, "--to", set_path))
+    first = json.loads(_ok(run_cli("snapshots", set_path, "--json")).stdout)[0]["id"]
+    (src / "a.txt").write_bytes(b"alpha 2")
+    _ok(run_cli("backup", src, "--to", set_path))
+    _ok(run_cli("restore", set_path, out, "--snapshot", first))
+    with open(os.fsencode(out) + b"/Docs/caf\xe9 \xff.txt", "rb") as f:
+        assert f.read() == b"latin-1 name"
+    assert (out / "Docs" / "a.txt").read_bytes() == b"alpha"
+    _ok(run_cli("verify", set_path, "--read-all"))
