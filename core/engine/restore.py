@@ -18,7 +18,7 @@ import secrets
 import stat
 import tempfile
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -418,14 +418,12 @@ class _Folders:
     REMEMBERED = 4096
 
     def __init__(self):
-        self._checked: OrderedDict[str, None] = OrderedDict()
+        self._checked: dict[str, None] = {}   # oldest first: the first forgotten
         self._lock = threading.Lock()
 
     def ensure(self, dest: str, root: str) -> None:
-        with self._lock:
-            if dest in self._checked:
-                self._checked.move_to_end(dest)
-                return
+        if dest in self._checked:   # no lock to ask: a dict lookup is atomic
+            return
         rel = os.path.relpath(dest, root)
         folder = root
         for name in ([] if rel == "." else rel.split(os.sep)):
@@ -437,7 +435,7 @@ class _Folders:
         with self._lock:
             self._checked[dest] = None
             if len(self._checked) > self.REMEMBERED:
-                self._checked.popitem(last=False)
+                del self._checked[next(iter(self._checked))]
 
 
 def _make_real_folder(path: str) -> None:
