@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from core.engine.fs import DEFAULT_FILE_MODE, WORKERS
-from core.engine.manifest import DIR, FILE, Entry, Manifest
+from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.progress import (
     CancelToken,
     Progress,
@@ -203,11 +203,24 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
     run = _Restorer(bset, roots, options, result, plan)
     for root in roots.values():
         os.makedirs(root, exist_ok=True)
-    wanted = _wanted(options.paths)
     with bset.open_manifest(sid) as reader, _DirSpool() as dirs:
-        run.restore_all((e for e in reader if _matches(e.path, wanted)), dirs)
+        run.restore_all(_chosen(reader, _wanted(options.paths)), dirs)
         run.folder_times(dirs)
     return result
+
+
+def _chosen(entries: Iterable[Entry], wanted: set[str]) -> Iterator[Entry]:
+    """The second pass's entries to restore, each checked again (the file is read anew), up to
+    the last one at or below a wanted path (the first pass checked the rest)."""
+    last = max((sort_key(w) for w in wanted), default=None)
+    for e in entries:
+        if not _matches(e.path, wanted):
+            key = sort_key(e.path)
+            if last is not None and key > last and key[:len(last)] != last:
+                return   # past every wanted path: entries come sorted
+            continue
+        check_safe(e.path)
+        yield e
 
 
 @dataclass
@@ -294,7 +307,9 @@ class _Restorer:
     def dest_of(self, e: Entry) -> tuple[str, str]:
         """(the root it goes below, its destination path)."""
         top, _, rest = e.path.partition("/")
-        root = self.roots[top]
+        root = self.roots.get(top)
+        if root is None:   # not seen by the first pass: the manifest changed since
+            raise UnsafePath(path=e.path)
         return root, os.path.join(root, *rest.split("/")) if rest else root
 
     def restore_all(self, entries: Iterable[Entry], dirs: _DirSpool) -> None:
