@@ -102,7 +102,7 @@ def read_facts(root: Path) -> SetFacts:
     files = None
     if newest and not encrypted:
         try:
-            files = bset.manifest(newest).totals.get("files")
+            files = bset.header(newest).totals.get("files")   # the header only (issue #11)
         except PlugbackError:
             files = None   # a damaged newest manifest: the id and time still say how recent it is
     meta = bset.meta

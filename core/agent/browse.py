@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.engine.restore import CONFLICTS, RestoreOptions, restore
-from core.errors import AgentBusy, PlugbackError, UsageError
+from core.errors import AgentBusy, DamagedSet, PlugbackError, UsageError
 
 log = logging.getLogger("plugback.browse")
 SEARCH_LIMIT = 500
@@ -148,7 +148,8 @@ def restore_plan(agent, args: dict, source: Source | None = None) -> dict:
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     tops = {p.strip("/").partition("/")[0] for p in args.get("paths") or []} - {""}
     if not tops:
-        tops = {e.path.partition("/")[0] for e in bset.manifest(snapshot).entries}
+        with bset.open_manifest(snapshot) as reader:   # streamed: flat memory at a million files
+            tops = {e.path.partition("/")[0] for e in reader}
     dest = args.get("target")
     if dest:
         base = os.path.abspath(os.path.expanduser(dest))
@@ -157,7 +158,7 @@ def restore_plan(agent, args: dict, source: Source | None = None) -> dict:
         raise UsageError("This backup was not made by a job on this computer, so it has no original place "
                          "here. Choose a folder to restore into.")
     else:
-        places = original_places(src.job, bset.manifest(snapshot).sources, tops)
+        places = original_places(src.job, bset.header(snapshot).sources, tops)
     return {"snapshot": snapshot, "target": dest, "creates": bool(dest) and not os.path.isdir(base),
             "destinations": [{"top": top, "to": places[top]} for top in sorted(places)]}
 
@@ -175,13 +176,14 @@ def snapshots(agent, args: dict) -> list[dict]:
 def ls(agent, args: dict, snapshot: str, path: str) -> list[dict]:
     """The direct children of ``path`` ('' = the top: one folder per source) in a snapshot."""
     bset = _set(agent, args).bset
-    manifest = bset.manifest(bset.resolve_id(snapshot))
     parent = path.strip("/")
     out = []
-    for e in manifest.entries:
-        head, _, name = e.path.rpartition("/")
-        if head == parent:
-            out.append({"name": name, "path": e.path, "type": e.type, "size": e.size, "mtime": _iso_ns(e.mtime_ns)})
+    with bset.open_manifest(bset.resolve_id(snapshot)) as reader:
+        for e in reader:
+            head, _, name = e.path.rpartition("/")
+            if head == parent:
+                out.append({"name": name, "path": e.path, "type": e.type, "size": e.size,
+                            "mtime": _iso_ns(e.mtime_ns)})
     return out
 
 
@@ -196,17 +198,24 @@ def search(agent, args: dict, query: str) -> list[dict]:
     needle = query.casefold()
     rows: dict[tuple, dict] = {}
     for info in reversed(bset.snapshots()):
-        for e in bset.manifest(info.id).entries:
-            if needle not in e.path.rpartition("/")[2].casefold():
-                continue
-            key = (e.path, e.type, e.size, e.mtime_ns, e.sha256, e.target)
-            row = rows.get(key)
-            if row is not None:
-                row["first_snapshot"], row["snapshots"] = info.id, row["snapshots"] + 1
-            elif len(rows) < SEARCH_LIMIT:
-                rows[key] = {"snapshot": info.id, "first_snapshot": info.id, "snapshots": 1, "path": e.path,
-                             "type": e.type, "size": e.size, "mtime": _iso_ns(e.mtime_ns)}
+        try:
+            with bset.open_manifest(info.id) as reader:   # streamed: flat memory at a million files
+                for e in reader:
+                    if needle in e.path.rpartition("/")[2].casefold():
+                        _count_version(rows, info.id, e)
+        except DamagedSet:
+            continue   # a snapshot found damaged adds nothing (verify names it)
     return list(rows.values())
+
+
+def _count_version(rows: dict, snapshot: str, e) -> None:
+    key = (e.path, e.type, e.size, e.mtime_ns, e.sha256, e.target)
+    row = rows.get(key)
+    if row is not None:
+        row["first_snapshot"], row["snapshots"] = snapshot, row["snapshots"] + 1
+    elif len(rows) < SEARCH_LIMIT:
+        rows[key] = {"snapshot": snapshot, "first_snapshot": snapshot, "snapshots": 1, "path": e.path,
+                     "type": e.type, "size": e.size, "mtime": _iso_ns(e.mtime_ns)}
 
 
 def _conflict(args: dict) -> str:

@@ -6,10 +6,19 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Iterable, Iterator
 
-from core.cli.render import ProgressBar, ask_new_passphrase, human_size, print_json, prompt_secret, warn
+from core.cli.render import (
+    JsonArray,
+    ProgressBar,
+    ask_new_passphrase,
+    human_size,
+    print_json,
+    prompt_secret,
+    warn,
+)
 from core.engine.backup import BackupOptions, backup, check_sources
-from core.engine.manifest import DIR, FILE, LINK
+from core.engine.manifest import DIR, FILE, LINK, Entry, sort_key
 from core.engine.progress import Clock
 from core.engine.repo import BackupSet
 from core.engine.restore import CONFLICTS, RestoreOptions, restore
@@ -207,47 +216,73 @@ def _local(iso: str) -> str:
 
 
 def cmd_ls(args) -> int:
+    """The entries of a snapshot (below PATH), printed as they stream from the manifest."""
     bset = _open(args)
-    m = bset.manifest(bset.resolve_id(args.snapshot))
+    sid = bset.resolve_id(args.snapshot)
     prefix = args.path.strip("/")
-    entries = [e for e in m.entries if not prefix or e.path == prefix or e.path.startswith(prefix + "/")]
-    if prefix and not entries:
-        raise UsageError(f"Nothing at '{prefix}' in snapshot {m.snapshot_id}.")
-    if args.json:
-        print_json([e.to_dict() for e in entries])
-        return EXIT_OK
-    for e in entries:
-        when = datetime.fromtimestamp(e.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
-        extra = f" -> {e.target}" if e.type == LINK else ""
-        size = human_size(e.size) if e.type == FILE else ""
-        print(f"{e.type} {oct(e.mode)[2:]:>4} {size:>10} {when}  {e.path}{'/' if e.type == DIR else ''}{extra}")
+    with bset.open_manifest(sid) as reader:
+        entries = (e for e in reader if not prefix or e.path == prefix or e.path.startswith(prefix + "/"))
+        if args.json:
+            with JsonArray() as out:
+                for e in entries:
+                    out.add(e.to_dict())
+                shown = out.count
+        else:
+            shown = 0
+            for e in entries:
+                sys.stdout.write(_ls_line(e))
+                shown += 1
+    if prefix and not shown:
+        raise UsageError(f"Nothing at '{prefix}' in snapshot {sid}.")
     return EXIT_OK
+
+
+def _ls_line(e) -> str:
+    when = datetime.fromtimestamp(e.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
+    extra = f" -> {e.target}" if e.type == LINK else ""
+    size = human_size(e.size) if e.type == FILE else ""
+    return f"{e.type} {oct(e.mode)[2:]:>4} {size:>10} {when}  {e.path}{'/' if e.type == DIR else ''}{extra}\n"
+
+
+def diff_entries(a: Iterable[Entry], b: Iterable[Entry]) -> Iterator[tuple[str, str]]:
+    """(change, path) between two snapshots' entries, both in manifest order: a merge-join of the
+    two streams (``+`` added, ``-`` removed, ``T`` type, ``M`` content or target, ``U`` mode)."""
+    a, b = iter(a), iter(b)
+    ea, eb = next(a, None), next(b, None)
+    while ea is not None or eb is not None:
+        ka = sort_key(ea.path) if ea is not None else None
+        kb = sort_key(eb.path) if eb is not None else None
+        if kb is None or (ka is not None and ka < kb):
+            yield "-", ea.path
+            ea = next(a, None)
+            continue
+        if ka is None or kb < ka:
+            yield "+", eb.path
+            eb = next(b, None)
+            continue
+        if ea.type != eb.type:
+            yield "T", ea.path
+        elif (ea.sha256, ea.target) != (eb.sha256, eb.target):
+            yield "M", ea.path
+        elif ea.mode != eb.mode:
+            yield "U", ea.path
+        ea, eb = next(a, None), next(b, None)
 
 
 def cmd_diff(args) -> int:
     bset = _open(args)
-    a = bset.manifest(bset.resolve_id(args.a)).by_path()
-    b = bset.manifest(bset.resolve_id(args.b)).by_path()
-    changes = []
-    for path in sorted(set(a) | set(b), key=lambda p: p.split("/")):
-        ea, eb = a.get(path), b.get(path)
-        if ea is None:
-            changes.append(("+", path))
-        elif eb is None:
-            changes.append(("-", path))
-        elif ea.type != eb.type:
-            changes.append(("T", path))
-        elif (ea.sha256, ea.target) != (eb.sha256, eb.target):
-            changes.append(("M", path))
-        elif ea.mode != eb.mode:
-            changes.append(("U", path))
-    if args.json:
-        print_json([{"change": c, "path": p} for c, p in changes])
-    else:
+    counts = {"+": 0, "-": 0, "M": 0, "T": 0, "U": 0}
+    with bset.open_manifest(bset.resolve_id(args.a)) as a, bset.open_manifest(bset.resolve_id(args.b)) as b:
+        changes = diff_entries(a, b)
+        if args.json:
+            with JsonArray() as out:
+                for c, p in changes:
+                    out.add({"change": c, "path": p})
+            return EXIT_OK
         for c, p in changes:
-            print(f"{c} {p}")
-        print(f"{sum(c == '+' for c, _ in changes)} added, {sum(c == '-' for c, _ in changes)} removed, "
-              f"{sum(c in 'MTU' for c, _ in changes)} changed.")
+            counts[c] += 1
+            sys.stdout.write(f"{c} {p}\n")
+    print(f"{counts['+']} added, {counts['-']} removed, {counts['M'] + counts['T'] + counts['U']} changed.")
     return EXIT_OK
 
 

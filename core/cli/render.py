@@ -70,6 +70,28 @@ def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
+class JsonArray:
+    """Prints a JSON array item by item, laid out as :func:`print_json` lays out a list, so a
+    listing of a million entries is never a list in memory. Use with ``with``; after an
+    error the array stays unclosed (the exit code says the output is incomplete)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.count = 0
+
+    def add(self, obj) -> None:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, default=str).replace("\n", "\n  ")
+        self.stream.write(("[\n  " if not self.count else ",\n  ") + text)
+        self.count += 1
+
+    def __enter__(self) -> "JsonArray":
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        if kind is None:
+            self.stream.write("\n]\n" if self.count else "[]\n")
+
+
 def warn(message: str) -> None:
     print(f"plugback: {message}", file=sys.stderr)
 

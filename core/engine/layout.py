@@ -11,6 +11,7 @@ import re
 import stat
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from core.engine.fs import translate
 from core.errors import UnsafeSet
@@ -249,15 +250,23 @@ class SetLayout:
         return sorted(i for i in ids if _SNAPSHOT_ID.match(i))
 
     def object_names(self) -> list[str]:
-        """Every whole object name present (parts of split objects count once)."""
-        names = set()
+        """Every whole object name present (parts of split objects count once), sorted."""
+        return list(self.iter_object_names())
+
+    def iter_object_names(self) -> Iterator[str]:
+        """:meth:`object_names` one at a time, sorted, holding one ``objects/xx/`` folder's names at once."""
+        last = None
+        for name, _ in self.iter_object_files():
+            if name != last:
+                yield name
+                last = name
+
+    def iter_object_files(self) -> Iterator[tuple[str, Path]]:
+        """(object name, file) for every object file and part, sorted, one ``objects/xx/`` folder at a time."""
         if not self.objects.is_dir():
-            return []
-        for sub in self.objects.iterdir():
+            return
+        for sub in sorted(self.objects.iterdir()):
             if not sub.is_dir():
                 continue
-            for p in sub.iterdir():
-                base = p.name.split(".", 1)[0]
-                if _OBJECT_NAME.match(base):
-                    names.add(base)
-        return sorted(names)
+            named = ((p.name.split(".", 1)[0], p) for p in sub.iterdir())
+            yield from sorted((name, p) for name, p in named if _OBJECT_NAME.match(name))

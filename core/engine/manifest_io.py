@@ -47,7 +47,7 @@ from core.engine.manifest import Entry as Entry  # re-exported: readers and writ
 from core.errors import ManifestDamaged, NewerFormat
 
 READ_BLOCK = 1 << 20          # bytes read from the drive at a time
-TEXT_BLOCK = 64 << 10         # text unpacked (and its lines parsed) at a time: a few hundred entries
+TEXT_BLOCK = 1 << 18          # text unpacked at a time: one batch of parsed lines (~1,300 entries, ~1.5 MB)
 BATCH_LINES = 4096            # lines parsed per json.loads call (one call per line costs a tenth of a run)
 SPOOL_BUFFER = 64 << 10       # bytes of lines a Spool collects before compressing them
 MAX_LINE = 1 << 20            # no valid entry line is near this long (paths are capped at 16 K characters)

@@ -23,6 +23,7 @@ from core.engine import manifest_io as mio
 from core.engine import safeio
 from core.engine.fs import FileSystem, read_buffer, translate
 from core.engine.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
+from core.engine.scratch import LatestIndex
 from core.errors import (
     DamagedSet,
     DriveFileDamaged,
@@ -128,7 +129,7 @@ class BackupSet:
         self.keys = set_keys
         self.fs = fs
         self._manifests: dict[str, mf.Manifest] = {}
-        self._latest_by_sha: dict[str, mf.Entry] | None = None
+        self._latest = LatestIndex(self._readers_newest_first)
 
     # --- opening ---------------------------------------------------------------------
     @staticmethod
@@ -247,7 +248,7 @@ class BackupSet:
         try:
             if os.fstat(fd).st_size > mf.MAX_MANIFEST_BYTES:
                 raise damaged(f"it is larger than {mf.MAX_MANIFEST_BYTES} bytes")
-            stream = raw
+            stream = _SmallFirstRead(raw)
             if self.keys is not None:
                 from core.engine import crypto
 
@@ -280,19 +281,34 @@ class BackupSet:
     def manifest(self, snapshot_id: str) -> mf.Manifest:
         """A snapshot's whole manifest, checked (ManifestDamaged if it is not intact); kept.
 
-        Memory grows with the snapshot: paths that must scale stream with :meth:`open_manifest`.
+        Memory grows with the snapshot: small sets and tests. Paths that must scale stream
+        with :meth:`open_manifest` (restore, verify, ls, diff, prune) or read :meth:`header`.
         """
         if snapshot_id not in self._manifests:
             with self.open_manifest(snapshot_id) as reader:
                 self._manifests[snapshot_id] = reader.read_all()
         return self._manifests[snapshot_id]
 
+    def header(self, snapshot_id: str) -> mf.Manifest:
+        """A snapshot's header fields (a Manifest without entries), read without its entries.
+
+        Cheap, and therefore not proof that the snapshot is intact: the trailer, which
+        checks the entries, is read only by iterating :meth:`open_manifest` to its end.
+        """
+        with self.open_manifest(snapshot_id) as reader:
+            return reader.manifest
+
     def snapshots(self) -> list[SnapshotInfo]:
-        """Every intact snapshot, oldest first (damaged ones are left to ``verify``)."""
+        """Every snapshot whose manifest header is readable (and names its own id), oldest first.
+
+        Headers only, never the entries: listing stays instant at a million files (issue
+        #11). So a snapshot whose entries were damaged after its header is still listed;
+        ``verify`` names it, and restore, ls and diff refuse it when they reach the damage.
+        """
         out = []
         for sid in self.snapshot_ids():
             try:
-                m = self.manifest(sid)
+                m = self.header(sid)
             except PlugbackError:
                 continue
             t = m.totals
@@ -308,12 +324,13 @@ class BackupSet:
             return b"".join(self.manifest_chunks(writer, m))
 
     def forget_cached(self, snapshot_id: str) -> None:
+        """Drop what this object keeps about ``snapshot_id`` (it was written or deleted)."""
         self._manifests.pop(snapshot_id, None)
-        self._latest_by_sha = None
+        self._latest.close()   # rebuilt from the then newest manifest on the next lookup
 
     # --- content ---------------------------------------------------------------------
     def newest_intact(self) -> mf.Manifest | None:
-        """The newest snapshot whose manifest is intact (damaged newer ones are verify's to report)."""
+        """The newest snapshot whose manifest is intact, whole (damaged newer ones are verify's to report)."""
         for sid in reversed(self.snapshot_ids()):
             try:
                 return self.manifest(sid)
@@ -321,46 +338,58 @@ class BackupSet:
                 continue
         return None
 
-    def latest_by_sha(self) -> dict[str, mf.Entry]:
-        """Content in ``Latest/`` by hash, as the newest (intact) snapshot placed it (plain sets).
+    def _readers_newest_first(self) -> Iterator[mio.ManifestReader]:
+        """Readers of every manifest whose header reads, newest first (for the Latest/ index)."""
+        if self.keys is not None:
+            return   # encrypted sets keep no Latest/
+        for sid in reversed(self.snapshot_ids()):
+            try:
+                reader = self.open_manifest(sid)
+            except DamagedSet:
+                continue
+            yield reader
 
-        Whatever is read through this table is hash-checked by its reader, so an
-        older table after a damaged newest manifest can cost a restore, never
-        give wrong bytes.
+    def latest_holder(self, sha256: str) -> tuple[str, int] | None:
+        """Where content with ``sha256`` is in ``Latest/`` as the newest intact snapshot placed it:
+        (mirror path, parts), or None (plain sets).
+
+        Looked up in a scratch table built by streaming that manifest once, on the first
+        call (memory flat in the file count). Whatever is read through it is hash-checked
+        by its reader, so an older table after a damaged newest manifest can cost a
+        restore, never give wrong bytes.
         """
-        if self._latest_by_sha is None:
-            table: dict[str, mf.Entry] = {}
-            newest = self.newest_intact() if self.keys is None else None
-            if newest is not None:
-                for e in newest.entries:
-                    if e.type == mf.FILE:
-                        table.setdefault(e.sha256, e)
-            self._latest_by_sha = table
-        return self._latest_by_sha
+        return self._latest.lookup(sha256)
 
     def object_name(self, entry: mf.Entry) -> str:
         return entry.obj if self.keys is not None else entry.sha256
 
-    def content_paths(self, entry: mf.Entry) -> list[Path] | None:
-        """Where ``entry``'s bytes are: one path, or the parts in order; None if nowhere."""
+    def object_paths(self, entry: mf.Entry) -> list[Path] | None:
+        """``entry``'s copy in ``objects/``: one path, or the parts in order; None if there is none."""
         name = self.object_name(entry)
         if entry.parts:
             parts = [self.layout.object_part(name, i) for i in range(1, entry.parts + 1)]
-            if parts[0].exists():
-                return parts
-        else:
-            p = self.layout.object(name)
-            if p.exists():
-                return [p]
-        if self.keys is not None:
-            return None
-        holder = self.latest_by_sha().get(entry.sha256)
+            return parts if parts[0].exists() else None
+        p = self.layout.object(name)
+        return [p] if p.exists() else None
+
+    def content_paths(self, entry: mf.Entry, *, of_newest: bool = False) -> list[Path] | None:
+        """Where ``entry``'s bytes are: one path, or the parts in order; None if nowhere.
+
+        ``of_newest``: ``entry`` is from the newest snapshot, whose manifest the caller
+        read to its checked end: then its own copy in ``Latest/`` is a place the format
+        names for its content, and no ``Latest/`` index is needed.
+        """
+        found = self.object_paths(entry)
+        if found or self.keys is not None:
+            return found
+        holder = (entry.mirror_path, entry.parts) if of_newest else self.latest_holder(entry.sha256)
         if holder is None:
             return None
-        if holder.parts:
-            parts = [self.layout.latest_part(holder.mirror_path, i) for i in range(1, holder.parts + 1)]
+        mirror, n_parts = holder
+        if n_parts:
+            parts = [self.layout.latest_part(mirror, i) for i in range(1, n_parts + 1)]
             return parts if parts[0].exists() else None
-        p = self.layout.latest_file(holder.mirror_path)
+        p = self.layout.latest_file(mirror)
         return [p] if p.is_file() else None
 
     def read_content(self, entry: mf.Entry, paths: list[Path], drop_cache: bool = False) -> Iterator[bytes]:
@@ -394,6 +423,26 @@ class BackupSet:
             yield from reader
         finally:
             raw.close()
+
+
+class _SmallFirstRead:
+    """A manifest file read in small blocks: the first one holds the header, all that a listing
+    reads (the reader asks for 1 MiB at a time); then 256 KiB, about what one batch of
+    entries unpacks from, so the gzip bytes waiting in memory stay small too."""
+
+    FIRST, BLOCK = 64 * 1024, 256 * 1024
+
+    def __init__(self, f):
+        self._f = f
+        self._limit = self.FIRST
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._limit if n < 0 else min(n, self._limit)
+        self._limit = self.BLOCK
+        return self._f.read(n)
+
+    def close(self) -> None:
+        self._f.close()
 
 
 class _Collect:

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import ntpath
 import os
 import secrets
 import stat
+import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from core.engine.fs import DEFAULT_FILE_MODE, WORKERS
-from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, sort_key
+from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.progress import (
     CancelToken,
     Progress,
@@ -41,6 +44,9 @@ _COUNTER = itertools.count()
 # a restored program must not run as whoever owned it); folders keep the sticky bit.
 _FILE_BITS = 0o777
 _FOLDER_BITS = 0o1777
+# Files handed to the workers ahead of the one being counted: enough that they never wait for
+# the manifest reader, few enough that memory stays flat (a hand-off per file costs futex calls).
+AHEAD = 512
 
 
 class OnConflict(TextEnum):
@@ -133,17 +139,26 @@ def check_safe(path: str) -> None:
         raise UnsafePath(path=path)
 
 
-def select(entries: list[Entry], paths) -> list[Entry]:
-    """The entries at or below any of ``paths`` (all entries when ``paths`` is empty)."""
-    wanted = [p.strip("/") for p in paths if p.strip("/")]
+def _wanted(paths) -> set[str]:
+    return {p.strip("/") for p in paths if p.strip("/")}
+
+
+def _matches(path: str, wanted: set[str]) -> list[str]:
+    """The ``wanted`` paths that ``path`` is at or below (every entry when ``wanted`` is empty)."""
     if not wanted:
-        return list(entries)
-    out = [e for e in entries if any(e.path == w or e.path.startswith(w + "/") for w in wanted)]
-    missing = [w for w in wanted if not any(e.path == w or e.path.startswith(w + "/") for e in entries)]
-    if missing:
-        raise UsageError(f"Not in this snapshot: {', '.join(missing)}. 'plugback ls SET SNAPSHOT' shows "
-                         "what it holds (paths start with the source folder's name).")
+        return [""]
+    out = []
+    while path:
+        if path in wanted:
+            out.append(path)
+        path = path.rpartition("/")[0]
     return out
+
+
+def select(entries: Iterable[Entry], paths) -> Iterator[Entry]:
+    """The entries at or below any of ``paths`` (all entries when ``paths`` is empty), as they come."""
+    wanted = _wanted(paths)
+    return (e for e in entries if _matches(e.path, wanted))
 
 
 def _within(path: str, root: str) -> bool:
@@ -172,79 +187,170 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
     (``{"Documents": "/home/me/Documents"}``: how the agent restores to "the original
     place", this computer's configured sources); a top folder missing from it is refused.
     ``target=None`` restores to the original source folders recorded in the snapshot.
-    Order: folders, then files (in parallel), then symlinks, then folder times.
+
+    Two passes over the manifest, memory flat in its size (issue #11): the first reads
+    it to its checked end (nothing is written for a damaged or unsafe manifest) and
+    counts what to restore; the second restores as entries come: folders, then each
+    file in parallel, symlinks in turn; folder modes and times come last.
     """
     options = options or RestoreOptions()
     sid = bset.resolve_id(options.snapshot)
-    m = bset.manifest(sid)
-    chosen = _chosen(m, options.paths)
-    roots = _roots(m, target, {e.path.partition("/")[0] for e in chosen})
+    plan = _plan(bset, sid, options.paths)
+    plan.newest = sid == bset.newest_id()   # read intact above: its Latest/ copies are its content
+    roots = _roots(plan.header, target, plan.tops)
     result = RestoreResult(sid, "(original folders)" if target is None else
                            ", ".join(roots.values()) if isinstance(target, Mapping) else str(target))
-    run = _Restorer(bset, roots, options, result)
-    dirs = [e for e in chosen if e.type == DIR]
+    run = _Restorer(bset, roots, options, result, plan)
     for root in roots.values():
         os.makedirs(root, exist_ok=True)
-    for e in dirs:
-        root, dest = run.dest_of(e)
-        run.folders.ensure(dest, root)
-    run.files([e for e in chosen if e.type == FILE])
-    for e in chosen:
-        if e.type == LINK:
-            run.link(e)
-    run.folder_times(dirs)
+    with bset.open_manifest(sid) as reader, _DirSpool() as dirs:
+        run.restore_all(_chosen(reader, _wanted(options.paths)), dirs)
+        run.folder_times(dirs)
     return result
 
 
-def _chosen(m: Manifest, paths) -> list[Entry]:
-    """The entries to restore, each proven safe to write below its root."""
-    chosen = select(m.entries, paths)
-    for e in chosen:
+def _chosen(entries: Iterable[Entry], wanted: set[str]) -> Iterator[Entry]:
+    """The second pass's entries to restore, each checked again (the file is read anew), up to
+    the last one at or below a wanted path (the first pass checked the rest)."""
+    last = max((sort_key(w) for w in wanted), default=None)
+    for e in entries:
+        if not _matches(e.path, wanted):
+            key = sort_key(e.path)
+            if last is not None and key > last and key[:len(last)] != last:
+                return   # past every wanted path: entries come sorted
+            continue
         check_safe(e.path)
-    by_path = m.by_path()
-    for e in chosen:   # a path below a symlink or a file would be written through it
-        parent = e.path.rpartition("/")[0]
-        while parent:
-            pe = by_path.get(parent)
-            if pe is not None and pe.type != DIR:
-                raise UnsafePath(path=e.path)
-            parent = parent.rpartition("/")[0]
-    return chosen
+        yield e
+
+
+@dataclass
+class _Plan:
+    """What the first pass learnt: the header, the top folders touched, what the files weigh."""
+
+    header: Manifest
+    tops: set[str] = field(default_factory=set)
+    files: int = 0
+    bytes: int = 0
+    newest: bool = False
+
+
+def _plan(bset: BackupSet, sid: str, paths) -> _Plan:
+    """Read the whole manifest (trailer checked), prove every chosen path safe to write below
+    its root, and refuse wanted paths the snapshot does not hold: before anything is written.
+
+    Entries below a symlink or a file entry are refused by the manifest reader itself
+    (``EntryOrder``): a restore would write through them.
+    """
+    wanted = _wanted(paths)
+    found: set[str] = set()
+    with bset.open_manifest(sid) as reader:
+        plan = _Plan(reader.manifest)
+        for e in reader:
+            hits = _matches(e.path, wanted)
+            if not hits:
+                continue
+            found.update(hits)
+            check_safe(e.path)
+            plan.tops.add(e.path.partition("/")[0])
+            if e.type == FILE:
+                plan.files += 1
+                plan.bytes += e.size
+    missing = sorted(wanted - found)
+    if missing:
+        raise UsageError(f"Not in this snapshot: {', '.join(missing)}. 'plugback ls SET SNAPSHOT' shows "
+                         "what it holds (paths start with the source folder's name).")
+    return plan
+
+
+class _DirSpool:
+    """The restored folders' (path, mode, mtime) in a local temporary file: their modes and times
+    are set after every file is written, without a list of every folder in memory."""
+
+    def __init__(self):
+        self._f = tempfile.TemporaryFile(prefix="plugback-restore-")
+
+    def add(self, e: Entry) -> None:
+        self._f.write(json.dumps([e.path, e.mode, e.mtime_ns]).encode("ascii") + b"\n")
+
+    def backwards(self, block: int = 1 << 16) -> Iterator[tuple[str, int, int]]:
+        """The records, last first."""
+        end = self._f.seek(0, os.SEEK_END)
+        tail = b""
+        while end > 0:
+            start = max(0, end - block)
+            self._f.seek(start)
+            lines = (self._f.read(end - start) + tail).split(b"\n")
+            end, tail = start, lines[0]   # the first piece may be the end of an earlier line
+            for line in reversed(lines[1:]):
+                if line:
+                    yield tuple(json.loads(line))
+        if tail:
+            yield tuple(json.loads(tail))
+
+    def __enter__(self) -> "_DirSpool":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._f.close()
 
 
 class _Restorer:
     """One restore's places and counts: where each entry goes, and writing it there."""
 
-    def __init__(self, bset: BackupSet, roots: dict[str, str], options: RestoreOptions, result: RestoreResult):
-        self.bset, self.roots, self.options, self.result = bset, roots, options, result
+    def __init__(self, bset: BackupSet, roots: dict[str, str], options: RestoreOptions, result: RestoreResult,
+                 plan: _Plan):
+        self.bset, self.roots, self.options, self.result, self.plan = bset, roots, options, result, plan
         self.folders = _Folders()
+        self._done = {"files": 0, "bytes": 0}
+        self._counting = threading.Lock()
 
     def dest_of(self, e: Entry) -> tuple[str, str]:
         """(the root it goes below, its destination path)."""
         top, _, rest = e.path.partition("/")
-        root = self.roots[top]
+        root = self.roots.get(top)
+        if root is None:   # not seen by the first pass: the manifest changed since
+            raise UnsafePath(path=e.path)
         return root, os.path.join(root, *rest.split("/")) if rest else root
 
-    def files(self, files: list[Entry]) -> None:
-        total = sum(e.size for e in files)
-        done = {"files": 0, "bytes": 0}
-        counting = threading.Lock()
-        progress, cancel = self.options.progress, self.options.cancel
+    def restore_all(self, entries: Iterable[Entry], dirs: _DirSpool) -> None:
+        """Folders and symlinks as they come, files by a pool with a bounded queue (flat memory).
 
-        def one(e: Entry):
-            cancel.check()
-            root, dest = self.dest_of(e)
-            outcome = _restore_file(self.bset, e, root, dest, self.options.on_conflict, self.folders)
-            with counting:
-                done["files"] += 1
-                done["bytes"] += e.size
-                report = Progress("restore", done["files"], len(files), done["bytes"], total, e.path)
-            progress(report)
-            return e, outcome
+        No entry lies below a symlink or file entry (the reader refuses that), so a
+        symlink made now is never in the way of a later file.
+        """
+        workers = max(1, self.options.workers)
+        pending: deque[Future] = deque()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            try:
+                for e in entries:
+                    if e.type == DIR:
+                        root, dest = self.dest_of(e)
+                        self.folders.ensure(dest, root)
+                        dirs.add(e)
+                    elif e.type == FILE:
+                        pending.append(pool.submit(self._one, e))
+                        if len(pending) >= AHEAD:
+                            self.result.count(*pending.popleft().result())
+                    else:
+                        self.link(e)
+                while pending:
+                    self.result.count(*pending.popleft().result())
+            finally:
+                for f in pending:
+                    f.cancel()
 
-        with ThreadPoolExecutor(max_workers=max(1, self.options.workers)) as pool:
-            for e, (outcome, detail) in pool.map(one, files):
-                self.result.count(e, outcome, detail)
+    def _one(self, e: Entry):
+        self.options.cancel.check()
+        root, dest = self.dest_of(e)
+        outcome, detail = _restore_file(self.bset, e, root, dest, self.options.on_conflict, self.folders,
+                                        self.plan.newest)
+        with self._counting:
+            self._done["files"] += 1
+            self._done["bytes"] += e.size
+            report = Progress("restore", self._done["files"], self.plan.files, self._done["bytes"],
+                              self.plan.bytes, e.path)
+        self.options.progress(report)
+        return e, outcome, detail
 
     def link(self, e: Entry) -> None:
         root, dest = self.dest_of(e)
@@ -266,13 +372,14 @@ class _Restorer:
             self.result.warnings.append(RunWarning(WarningCode.SYMLINK_NOT_RESTORED, e.path,
                                                    f"symlink could not be made ({err})"))
 
-    def folder_times(self, dirs: list[Entry]) -> None:
-        """Folder modes and times last, deepest first: writing into a folder changes its mtime."""
-        for e in sorted(dirs, key=lambda d: sort_key(d.path), reverse=True):
-            _, dest = self.dest_of(e)
+    def folder_times(self, dirs: _DirSpool) -> None:
+        """Folder modes and times last, deepest first (the manifest's order backwards): writing
+        into a folder changes its time, and a folder made unreadable must be its contents' last."""
+        for path, mode, mtime_ns in dirs.backwards():
+            _, dest = self.dest_of(Entry(path, DIR))
             try:
-                os.chmod(dest, e.mode & _FOLDER_BITS or 0o755)
-                os.utime(dest, ns=(e.mtime_ns, e.mtime_ns))
+                os.chmod(dest, mode & _FOLDER_BITS or 0o755)
+                os.utime(dest, ns=(mtime_ns, mtime_ns))
             except OSError:
                 pass
 
@@ -318,15 +425,19 @@ class _Folders:
 
     Folders are made one level at a time below the root, each existing one checked
     with ``lstat`` first: a symlink in the target is never walked through, not even
-    to make a folder (``makedirs`` would, before any containment check).
+    to make a folder (``makedirs`` would, before any containment check). The folders
+    checked last are remembered (a bounded number: entries come folder by folder, and
+    one checked again costs a few ``lstat`` calls, not memory per folder).
     """
 
+    REMEMBERED = 4096
+
     def __init__(self):
-        self._checked: set[str] = set()
+        self._checked: dict[str, None] = {}   # oldest first: the first forgotten
         self._lock = threading.Lock()
 
     def ensure(self, dest: str, root: str) -> None:
-        if dest in self._checked:
+        if dest in self._checked:   # no lock to ask: a dict lookup is atomic
             return
         rel = os.path.relpath(dest, root)
         folder = root
@@ -337,7 +448,9 @@ class _Folders:
         if not _within(dest, root):
             raise UnsafePath(path=dest)
         with self._lock:
-            self._checked.add(dest)
+            self._checked[dest] = None
+            if len(self._checked) > self.REMEMBERED:
+                del self._checked[next(iter(self._checked))]
 
 
 def _make_real_folder(path: str) -> None:
@@ -352,7 +465,7 @@ def _make_real_folder(path: str) -> None:
 
 
 def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: OnConflict,
-                  folders: _Folders) -> tuple[RestoreOutcome, str]:
+                  folders: _Folders, of_newest: bool = False) -> tuple[RestoreOutcome, str]:
     """Write one file through a temporary name, renamed into place only when its hash matches."""
     folder = os.path.dirname(dest)
     folders.ensure(folder, root)
@@ -361,7 +474,7 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         return outcome, ""
     if outcome is RestoreOutcome.DAMAGED:
         return outcome, "a folder is in the way; not restored"
-    paths = bset.content_paths(e)
+    paths = bset.content_paths(e, of_newest=of_newest)
     if not paths:
         return RestoreOutcome.DAMAGED, "its content is missing from the drive; not restored"
     tmp = os.path.join(folder, f".plugback-restore-{_RUN}-{next(_COUNTER)}.part")

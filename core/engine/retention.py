@@ -11,10 +11,12 @@ content.
 from __future__ import annotations
 
 import shutil
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from core.engine import scratch
 from core.engine.lock import SetLock
 from core.engine.manifest import FILE
 from core.engine.progress import Clock
@@ -135,26 +137,39 @@ def _forget_ids(bset: BackupSet, ids: list[str]) -> None:
 
 
 def prune_objects(bset: BackupSet) -> tuple[int, int]:
-    """Delete objects no snapshot names; (count, bytes). The caller holds the lock."""
-    referenced = set()
-    for sid in bset.snapshot_ids():
-        try:
-            m = bset.manifest(sid)
-        except PlugbackError as err:
-            raise PlugbackError(f"Cannot prune: snapshot {sid} is damaged ({err}); pruning could delete "
-                                "content it still needs. Run 'plugback verify SET' first.") from None
-        referenced.update(bset.object_name(e) for e in m.entries if e.type == FILE)
-    removed = freed = 0
-    for name in bset.layout.object_names():
-        if name in referenced:
-            continue
-        folder = bset.layout.object(name).parent
-        bset.layout.check_not_link(folder)   # deletes only in the set's own folders
-        for p in folder.iterdir():
-            if p.name.split(".", 1)[0] == name:
-                freed += p.lstat().st_size
-                bset.fs.unlink(p)
-        removed += 1
+    """Delete objects no snapshot names; (count, bytes). The caller holds the lock.
+
+    The objects present go into a scratch table (core/engine/scratch.py), every manifest
+    streams through it striking out the names it references, and what is left is
+    deleted: memory stays flat however many files and snapshots (issue #11). Every
+    manifest must read to its checked end first, or nothing is deleted.
+    """
+    with closing(scratch.connect()) as db:
+        db.execute("CREATE TABLE unused (name BLOB PRIMARY KEY) WITHOUT ROWID")
+        db.execute("BEGIN")   # one transaction: nothing here needs to survive a crash
+        names = ((bytes.fromhex(n),) for n in bset.layout.iter_object_names())
+        for batch in scratch.batches(names):
+            db.executemany("INSERT OR IGNORE INTO unused VALUES (?)", batch)
+        for sid in bset.snapshot_ids():
+            try:
+                with bset.open_manifest(sid) as reader:
+                    refs = ((bytes.fromhex(bset.object_name(e)),) for e in reader if e.type == FILE)
+                    for batch in scratch.batches(refs):
+                        db.executemany("DELETE FROM unused WHERE name = ?", batch)
+            except PlugbackError as err:
+                raise PlugbackError(f"Cannot prune: snapshot {sid} is damaged ({err}); pruning could delete "
+                                    "content it still needs. Run 'plugback verify SET' first.") from None
+        db.execute("COMMIT")
+        removed = freed = 0
+        last = None
+        for name, path in bset.layout.iter_object_files():
+            if db.execute("SELECT 1 FROM unused WHERE name = ?", (bytes.fromhex(name),)).fetchone() is None:
+                continue
+            bset.layout.check_not_link(path.parent)   # deletes only in the set's own folders
+            freed += path.lstat().st_size
+            bset.fs.unlink(path)
+            removed += name != last
+            last = name
     return removed, freed
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from typing import Iterable
 
 from core.engine.atomic import write_atomic
 from core.engine.manifest import FILE, Entry, Manifest
@@ -50,10 +51,11 @@ class LatestSums:
             self._spool.close()
 
 
-def write_latest_sums(bset, manifest: Manifest) -> None:
-    """Rewrite ``Latest.sha256`` for ``manifest`` (the newest snapshot), atomically."""
+def write_latest_sums(bset, entries: Manifest | Iterable[Entry]) -> None:
+    """Rewrite ``Latest.sha256`` for the newest snapshot (a Manifest, or its entries as a stream
+    in manifest order), atomically, and only if it changed (see :class:`LatestSums`)."""
     sums = LatestSums()
-    for e in manifest.entries:
+    for e in (entries.entries if isinstance(entries, Manifest) else entries):
         sums.add(e)
     sums.commit(bset)   # nothing changed in Latest/ (the common case): no write, no fsync
 

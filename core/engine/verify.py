@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
+from core.engine import scratch
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
 from core.errors import DamagedSet, PlugbackError
 
-# (what to call it in a report, the entry, where its bytes are or None if nowhere)
-_Check = tuple[str, Entry, "list[Path] | None"]
+# (what to call it in a report, the entry, where its bytes are or None if nowhere, or LOOK_UP)
+_Check = tuple[str, Entry, "list[Path] | None | object"]
+AHEAD = 512          # checks handed to the workers ahead (flat memory; see restore.AHEAD)
+LOOK_UP = object()       # a check's paths: ask BackupSet.content_paths (in the worker)
+OBJECT_ONLY = object()   # ... only its copy in objects/ (BackupSet.object_paths), if any
 
 
 @dataclass(frozen=True)
@@ -96,73 +102,182 @@ def _structure_problem(bset: BackupSet, entry: Entry, paths: list[Path] | None) 
 
 
 def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResult:
-    """Check the opened set ``bset``; every damaged file is named in ``result.damaged``."""
+    """Check the opened set ``bset``; every damaged file is named in ``result.damaged``.
+
+    Memory stays flat in the file count (issue #11): every manifest streams once into
+    a scratch table of distinct contents (core/engine/scratch.py), whose checks then
+    stream through a bounded pool; plain sets then check each file of the newest
+    snapshot at its place in ``Latest/`` (its manifest read once more).
+    """
     options = options or VerifyOptions()
     result = VerifyResult()
     if bset.layout.journal.exists():
         result.notices.append("A backup was interrupted: Latest/ may be partly updated. Earlier snapshots "
                               "are intact; the next backup finishes the work.")
-    checks, newest_entries = _content_checks(bset, result)
-    # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
-    # after an interrupted run Latest/ is between two snapshots until the next run.
-    if not result.notices:
-        seen = {tuple(paths) for _, _, paths in checks if paths}
-        checks += [c for c in _latest_checks(bset, newest_entries) if not c[2] or tuple(c[2]) not in seen]
-    _run_checks(bset, checks, options, result)
+    with _Contents() as contents:
+        newest = _read_manifests(bset, contents, result)
+        # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
+        # after an interrupted run Latest/ is between two snapshots until the next run.
+        latest = newest if newest is not None and not bset.encrypted and not result.notices else None
+        files, size = contents.totals()
+        tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))
+        _run_checks(bset, contents.checks(latest[1] if latest else None), options, result, tally)
+        if latest:
+            _run_checks(bset, _latest_checks(bset, latest[0]), options, result, tally)
     return result
 
 
-def _content_checks(bset: BackupSet, result: VerifyResult) -> tuple[list[_Check], list[Entry]]:
-    """One check per distinct content in any snapshot, and the newest intact snapshot's files
-    (plain sets: what ``Latest/`` shows). Damaged manifests are added to ``result``."""
-    # content key -> (an entry with it, [paths in snapshots])
-    contents: dict[tuple[str, int], tuple[Entry, list[str]]] = {}
-    newest_entries: list[Entry] = []
-    for sid in bset.snapshot_ids():
+class _Contents:
+    """The distinct contents of every intact manifest (object name and parts) in a scratch table,
+    each with where it was first seen, how often, and the last manifest that holds it."""
+
+    def __init__(self):
+        self.db = scratch.connect()
+        self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
+                        "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER)")
+        self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts)")
+
+    def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry]) -> tuple[int, int]:
+        """Add the files of manifest number ``index`` (all or none: rolled back if it turns out
+        damaged); (files, bytes)."""
+        count = {"files": 0, "bytes": 0}
+
+        def rows():
+            for e in entries:
+                if e.type == FILE:
+                    count["files"] += 1
+                    count["bytes"] += e.size
+                    yield (bytes.fromhex(bset.object_name(e)), e.parts, bytes.fromhex(e.sha256), e.size,
+                           e.obj and bytes.fromhex(e.obj), scratch.path_key(e.path), sid, index)
+
+        self.db.execute("BEGIN")
         try:
-            m = bset.manifest(sid)
+            for batch in scratch.batches(rows()):
+                self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) "
+                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = excluded.last",
+                                    batch)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return count["files"], count["bytes"]
+
+    def totals(self) -> tuple[int, int]:
+        files, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM content").fetchone()
+        return files, size
+
+    def checks(self, newest: int | None) -> Iterator[_Check]:
+        """One check per distinct content, in the order first seen (a page of rows at a time).
+
+        Content the ``newest`` manifest holds (given when ``Latest/`` is checked file by
+        file) is checked here only where it has a copy in ``objects/``: its place in
+        ``Latest/`` is the newest manifest's, which the Latest/ checks read.
+        """
+        last = 0
+        while True:
+            rows = self.db.execute("SELECT seq, parts, sha, size, obj, path, sid, n, last FROM content "
+                                   "WHERE seq > ? ORDER BY seq LIMIT ?", (last, AHEAD)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for _seq, parts, sha, size, obj, path, sid, n, holder in rows:
+                e = Entry(scratch.path_of(path), FILE, size=size, sha256=bytes(sha).hex(), parts=parts,
+                          obj=obj and bytes(obj).hex())
+                label = f"{e.path} ({sid})" + (f" and {n - 1} more" if n > 1 else "")
+                yield label, e, OBJECT_ONLY if holder == newest else LOOK_UP
+
+    def __enter__(self) -> "_Contents":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.db.close()
+
+
+def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult) -> tuple | None:
+    """Stream every manifest into ``contents``; damaged ones go to ``result``. The newest intact
+    snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None."""
+    newest = None
+    for index, sid in enumerate(bset.snapshot_ids()):
+        try:
+            with bset.open_manifest(sid) as reader:
+                files, size = contents.add_manifest(bset, sid, index, reader)
         except PlugbackError as err:
             result.damaged.append((f"snapshots/{sid}", str(err)))
             continue
         result.snapshots += 1
-        for e in m.entries:
-            if e.type == FILE:
-                contents.setdefault((bset.object_name(e), e.parts), (e, []))[1].append(f"{e.path} ({sid})")
-        if not bset.encrypted:
-            newest_entries = [e for e in m.entries if e.type == FILE]
-    checks = []
-    for e, where in contents.values():
-        label = where[0] + (f" and {len(where) - 1} more" if len(where) > 1 else "")
-        checks.append((label, e, bset.content_paths(e)))
-    return checks, newest_entries
+        newest = (sid, index, files, size)
+    return newest
 
 
-def _latest_checks(bset: BackupSet, entries: list[Entry]) -> list[_Check]:
-    out = []
-    for e in entries:
-        paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
-            else [bset.layout.latest_file(e.mirror_path)]
-        out.append((f"Latest/{e.mirror_path}", e, paths if all(p.exists() for p in paths) else None))
-    return out
+def _latest_checks(bset: BackupSet, sid: str) -> Iterator[_Check]:
+    """Each file of snapshot ``sid`` (the newest intact one) at its place in ``Latest/``."""
+    with bset.open_manifest(sid) as reader:
+        for e in reader:
+            if e.type != FILE:
+                continue
+            paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
+                else [bset.layout.latest_file(e.mirror_path)]
+            yield f"Latest/{e.mirror_path}", e, paths if all(p.exists() for p in paths) else None
 
 
-def _run_checks(bset: BackupSet, checks: list[_Check], options: VerifyOptions, result: VerifyResult) -> None:
-    total = sum(e.size for _, e, _ in checks)
-    done_bytes = 0
+@dataclass
+class _Tally:
+    """Progress over both kinds of checks."""
+
+    files: int
+    bytes: int
+    files_done: int = 0
+    bytes_done: int = 0
+
+
+def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOptions, result: VerifyResult,
+                tally: _Tally) -> None:
+    """Run ``checks`` (label, entry, paths), a bounded number at a time."""
 
     def run(check: _Check):
         label, e, paths = check
+        if paths is OBJECT_ONLY:
+            paths = bset.object_paths(e)
+            if not paths:
+                return label, e, None   # in Latest/ only: the Latest/ checks read it
+        elif paths is LOOK_UP:
+            paths = bset.content_paths(e)
         problem = _structure_problem(bset, e, paths)
         if problem is None and options.read_all:
             problem = check_entry(bset, e, paths)
-        return label, e, problem
+        return label, e, problem or ""
 
-    with ThreadPoolExecutor(max_workers=options.workers if options.read_all else 1) as pool:
-        for n, (label, e, problem) in enumerate(pool.map(run, checks), start=1):
+    workers = options.workers if options.read_all else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for label, e, problem in _bounded_map(pool, run, checks, AHEAD):
+            tally.files_done += 1
+            tally.bytes_done += e.size
+            options.progress(Progress("verify", tally.files_done, tally.files, tally.bytes_done, tally.bytes,
+                                      label))
+            if problem is None:
+                continue   # not checked here
             result.contents += 1
             if options.read_all:
                 result.bytes_read += e.size
             if problem:
                 result.damaged.append((label, problem))
-            done_bytes += e.size
-            options.progress(Progress("verify", n, len(checks), done_bytes, total, label))
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, limit: int) -> Iterator:
+    """``pool.map(fn, items)`` with at most ``limit`` items taken ahead (``pool.map`` takes them all).
+    One worker: in this thread (a hand-off per item costs more than a quick check)."""
+    if pool._max_workers == 1:
+        yield from map(fn, items)
+        return
+    pending: deque[Future] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for f in pending:
+            f.cancel()

@@ -251,7 +251,11 @@ def test_damaged_older_manifest_leaves_the_others_usable(two_snapshots, tmp_path
     bset = BackupSet.open(set_path)
     with pytest.raises(ManifestDamaged, match=f"snapshots/{first}.json.gz"):
         bset.manifest(first)
-    assert [s.id for s in bset.snapshots()] == [second]
+    # Listed (headers only, issue #11), but nothing reads its entries as if intact:
+    assert [s.id for s in bset.snapshots()] == [first, second]
+    with pytest.raises(ManifestDamaged, match=f"snapshots/{first}.json.gz"):
+        restore_path(set_path, tmp_path / "damaged", snapshot=first)
+    assert not (tmp_path / "damaged").exists()
     r = restore_path(set_path, tmp_path / "out", snapshot=second)
     assert r.damaged == [] and read_tree(tmp_path / "out" / "Docs") == {"a.txt": b"two", "keep.txt": KEEP}
     v = verify_path(set_path, read_all=True)
