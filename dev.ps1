@@ -3,7 +3,7 @@
 #   .\dev.ps1 start              set up, then start the app (the tray agent)
 #   .\dev.ps1 test [PYTEST ARGS] set up, lint, then run the test suite (the Windows CI runs this)
 #   .\dev.ps1 lint               set up, then only lint
-#   .\dev.ps1 types              set up, then mypy for Linux, Windows and macOS (joins lint once clean)
+#   .\dev.ps1 types              set up, then mypy for Linux, Windows and macOS (part of lint)
 #   .\dev.ps1 setup              only set up
 #
 # Set up = a .venv with the project and its test tools (pip install -e ".[test]"); there is no
@@ -28,6 +28,7 @@ function Setup {
 function Lint {
     & (Join-Path $PSScriptRoot ".venv\Scripts\ruff.exe") check .
     if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+    Types
 }
 
 function Types {

@@ -16,9 +16,14 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.engine.restore import CONFLICTS, RestoreOptions, restore
+from core.engine.restore import CONFLICTS, OnConflict, RestoreOptions, restore
 from core.errors import AgentBusy, DamagedSet, PlugbackError, UsageError
+
+if TYPE_CHECKING:
+    from core.agent.config import Job
+    from core.engine.repo import BackupSet
 
 log = logging.getLogger("plugback.browse")
 SEARCH_LIMIT = 500
@@ -32,8 +37,8 @@ class Source:
     """What the window browses: a set, the job here that owns it (None: no job here uses it),
     and the drive it is on (None: a folder)."""
 
-    bset: object
-    job: object
+    bset: BackupSet
+    job: Job | None
     drive_id: str | None
 
 
@@ -124,12 +129,15 @@ def original_places(job, recorded: list[dict], tops) -> dict[str, str]:
     configured = [os.path.normpath(s) for s in job.sources]
     by_name = {name: src for src, name in _top_names(configured).items()}
     recorded_path = {s.get("name"): os.path.normpath(str(s.get("path"))) for s in recorded}
-    out, missing = {}, []
+    out: dict[str, str] = {}
+    missing = []
     for top in sorted(tops):
         src = recorded_path.get(top)
-        out[top] = src if src in configured else by_name.get(top)
-        if out[top] is None:
+        place = src if src in configured else by_name.get(top)
+        if place is None:
             missing.append(top)
+        else:
+            out[top] = place
     if missing:
         raise UsageError(f"The job '{job.name}' has no folder to back up that matches "
                          f"{', '.join(repr(m) for m in missing)} in this snapshot, so there is no original "
@@ -271,7 +279,7 @@ def start_restore(agent, args: dict) -> dict:
     def progress(p):
         task["progress"] = p.to_dict()
 
-    options = RestoreOptions(snapshot=snapshot, paths=paths, on_conflict=on_conflict, progress=progress,
+    options = RestoreOptions(snapshot=snapshot, paths=paths, on_conflict=OnConflict(on_conflict), progress=progress,
                              cancel=cancel)
     agent.restore_task, agent.restore_drive = task, src.drive_id
     agent.restore_cancel = cancel
@@ -306,7 +314,8 @@ def exclude_preview(sources: list, excludes: list) -> dict:
     from core.engine.scan import Excluder
 
     excluder = Excluder(excludes)
-    excluded, count = [], 0
+    excluded: list[str] = []
+    count = 0
     for src in sources:
         root = os.path.abspath(os.path.expanduser(str(src)))
         if not os.path.isdir(root):

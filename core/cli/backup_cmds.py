@@ -250,13 +250,12 @@ def diff_entries(a: Iterable[Entry], b: Iterable[Entry]) -> Iterator[tuple[str, 
     a, b = iter(a), iter(b)
     ea, eb = next(a, None), next(b, None)
     while ea is not None or eb is not None:
-        ka = sort_key(ea.path) if ea is not None else None
-        kb = sort_key(eb.path) if eb is not None else None
-        if kb is None or (ka is not None and ka < kb):
+        if eb is None or (ea is not None and sort_key(ea.path) < sort_key(eb.path)):
+            assert ea is not None   # the loop's condition: one side is left
             yield "-", ea.path
             ea = next(a, None)
             continue
-        if ka is None or kb < ka:
+        if ea is None or sort_key(eb.path) < sort_key(ea.path):
             yield "+", eb.path
             eb = next(b, None)
             continue

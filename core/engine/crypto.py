@@ -41,7 +41,7 @@ import os
 import struct
 import unicodedata
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Protocol
+from typing import Iterator, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -319,6 +319,12 @@ def encrypted_size(plain_len: int, chunk_size: int = CHUNK_SIZE) -> int:
     return HEADER_LEN + TAG_LEN * chunks + plain_len
 
 
+class Readable(Protocol):
+    """What a :class:`DecryptingReader` reads from: a binary file, or a chain of them."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class Sink(Protocol):
     """Where an :class:`EncryptingWriter` writes: a binary file, or the engine's part writer."""
 
@@ -412,7 +418,7 @@ class EncryptingWriter:
             self._raw.close()
 
 
-def _read_exact(raw: BinaryIO, size: int) -> bytes:
+def _read_exact(raw: Readable, size: int) -> bytes:
     """Up to ``size`` bytes, fewer only at end of file (raw files may return short reads)."""
     data = raw.read(size)
     if len(data) == size or not data:
@@ -436,7 +442,7 @@ class DecryptingReader:
     keyed hash equals that object name; ``sha256`` then holds its plain SHA-256.
     """
 
-    def __init__(self, raw: BinaryIO, keys: SetKeys, *, name: str = "", expected_name: str | None = None,
+    def __init__(self, raw: Readable, keys: SetKeys, *, name: str = "", expected_name: str | None = None,
                  close_raw: bool = False):
         self._raw = raw
         self._close_raw = close_raw
@@ -567,8 +573,9 @@ class DecryptingReader:
                 yield block
 
     def close(self) -> None:
-        if self._close_raw:
-            self._raw.close()
+        close = getattr(self._raw, "close", None)
+        if self._close_raw and close is not None:
+            close()
 
     def __enter__(self) -> "DecryptingReader":
         return self

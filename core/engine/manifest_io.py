@@ -28,7 +28,7 @@ import io
 import json
 import tempfile
 import zlib
-from typing import BinaryIO, Iterable, Iterator
+from typing import Iterable, Iterator, Protocol
 
 from core.engine import manifest as mf
 from core.engine.manifest import (
@@ -54,6 +54,12 @@ MAX_LINE = 1 << 20            # no valid entry line is near this long (paths are
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
+class Readable(Protocol):
+    """Where a manifest's bytes come from: a file, or a decrypting reader over one."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class ManifestReader:
     """Streams one manifest: ``.manifest`` (header fields) at once, then its entries by iteration.
 
@@ -61,7 +67,7 @@ class ManifestReader:
     errors; ``encrypted``: True requires an ``obj`` on every file entry.
     """
 
-    def __init__(self, stream: BinaryIO, name: str = "manifest", *, encrypted: bool | None = None):
+    def __init__(self, stream: Readable, name: str = "manifest", *, encrypted: bool | None = None):
         self._stream = stream
         self.name = name
         self._encrypted = encrypted
@@ -72,7 +78,7 @@ class ManifestReader:
         self._digest = hashlib.sha256()
         self._count = 0
         self._done = False
-        self.closing = None            # what close() closes (the file under a decrypting reader)
+        self.closing: object | None = None   # what close() closes (the file under a decrypting reader)
         header_line = self._first_line()
         self.manifest = self._header(header_line)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
 from core.engine import safeio
-from core.engine.fs import FileSystem, read_buffer, translate
+from core.engine.fs import FileSystem, read_buffer, read_into, translate
 from core.engine.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
 from core.engine.scratch import LatestIndex
 from core.errors import (
@@ -248,7 +248,7 @@ class BackupSet:
         try:
             if os.fstat(fd).st_size > mf.MAX_MANIFEST_BYTES:
                 raise damaged(f"it is larger than {mf.MAX_MANIFEST_BYTES} bytes")
-            stream = _SmallFirstRead(raw)
+            stream: mio.Readable = _SmallFirstRead(raw)
             if self.keys is not None:
                 from core.engine import crypto
 
@@ -361,7 +361,7 @@ class BackupSet:
         return self._latest.lookup(sha256)
 
     def object_name(self, entry: mf.Entry) -> str:
-        return entry.obj if self.keys is not None else entry.sha256
+        return (entry.obj if self.keys is not None else entry.sha256) or ""   # checked entries have both
 
     def object_paths(self, entry: mf.Entry) -> list[Path] | None:
         """``entry``'s copy in ``objects/``: one path, or the parts in order; None if there is none."""
@@ -382,7 +382,7 @@ class BackupSet:
         found = self.object_paths(entry)
         if found or self.keys is not None:
             return found
-        holder = (entry.mirror_path, entry.parts) if of_newest else self.latest_holder(entry.sha256)
+        holder = (entry.mirror_path, entry.parts) if of_newest else self.latest_holder(entry.sha256 or "")
         if holder is None:
             return None
         mirror, n_parts = holder
@@ -392,7 +392,7 @@ class BackupSet:
         p = self.layout.latest_file(mirror)
         return [p] if p.is_file() else None
 
-    def read_content(self, entry: mf.Entry, paths: list[Path], drop_cache: bool = False) -> Iterator[bytes]:
+    def read_content(self, entry: mf.Entry, paths: list[Path], drop_cache: bool = False) -> Iterator[bytes | memoryview]:
         """The plaintext of ``entry`` in blocks (decrypted and authenticated in encrypted sets)."""
         from core.engine.fs import drop_cache as _drop
 
@@ -405,7 +405,7 @@ class BackupSet:
                     if drop_cache:
                         _drop(fd)
                     while True:
-                        n = os.readv(fd, [buf])
+                        n = read_into(fd, buf)
                         if not n:
                             break
                         yield buf[:n]
@@ -454,6 +454,9 @@ class _Collect:
     def write(self, data) -> int:
         self._parts.append(bytes(data))
         return len(data)
+
+    def close(self) -> None:
+        pass   # nothing to release: the bytes are taken as they come
 
     def take(self) -> bytes:
         out = b"".join(self._parts)

@@ -366,7 +366,7 @@ class _Restorer:
         try:
             if outcome is RestoreOutcome.OVERWRITTEN:
                 os.unlink(dest)
-            os.symlink(e.target, dest)
+            os.symlink(e.target or "", dest)   # a checked link entry always has a target
             os.utime(dest, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
         except (OSError, NotImplementedError) as err:
             self.result.warnings.append(RunWarning(WarningCode.SYMLINK_NOT_RESTORED, e.path,

@@ -86,7 +86,7 @@ def choose(ids: list[str], policy: RetentionPolicy, now: datetime) -> tuple[list
         count = getattr(policy, kind)
         if not count:
             continue
-        seen = []
+        seen: list = []
         for sid in newest_first:
             b = bucket(snapshot_time(sid).astimezone())   # the user's calendar, not UTC's
             if seen and seen[-1] == b:

@@ -37,7 +37,7 @@ class LatestSums:
         self._size = 0
 
     def add(self, e: Entry) -> None:
-        if e.type == FILE and not e.parts:
+        if e.type == FILE and not e.parts and e.sha256:   # a checked file entry always has one
             line = sums_line(e.sha256, e.mirror_path)
             self._digest.update(line)
             self._size += len(line)

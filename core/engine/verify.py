@@ -14,7 +14,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, cast
 
 from core.engine import scratch
 from core.engine.manifest import FILE, Entry
@@ -243,9 +243,10 @@ def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOption
                 return label, e, None   # in Latest/ only: the Latest/ checks read it
         elif paths is LOOK_UP:
             paths = bset.content_paths(e)
-        problem = _structure_problem(bset, e, paths)
+        found = cast("list[Path] | None", paths)   # the sentinels are resolved above
+        problem = _structure_problem(bset, e, found)
         if problem is None and options.read_all:
-            problem = check_entry(bset, e, paths)
+            problem = check_entry(bset, e, found)
         return label, e, problem or ""
 
     workers = options.workers if options.read_all else 1
