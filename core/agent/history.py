@@ -84,19 +84,11 @@ _COLUMNS = ("id", "job", "kind", "trigger", "drive_id", "snapshot_id", "started"
             "bytes_scanned", "files_copied", "bytes_copied", "warnings", "error", "error_code")
 
 
-@dataclass
-class Run:
-    """One run as stored (times are aware UTC datetimes)."""
+@dataclass(frozen=True)
+class RunFigures:
+    """What a run did and how it went wrong, shared by a stored :class:`Run` and a :class:`RunEnd`."""
 
-    id: int
-    job: str
-    kind: RunKind
-    trigger: Trigger
-    drive_id: str | None
-    snapshot_id: str | None
-    started: datetime
-    ended: datetime | None
-    status: RunStatus
+    snapshot_id: str | None = None
     files_scanned: int = 0
     bytes_scanned: int = 0
     files_copied: int = 0
@@ -104,6 +96,20 @@ class Run:
     warnings: int = 0
     error: str | None = None
     error_code: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run(RunFigures):
+    """One run as stored (times are aware UTC datetimes)."""
+
+    id: int
+    job: str
+    kind: RunKind
+    trigger: Trigger
+    drive_id: str | None
+    started: datetime
+    ended: datetime | None
+    status: RunStatus
 
     def to_dict(self) -> dict:
         """The IPC ``Run`` shape (docs/ipc.md): times as ISO text, ``warnings`` a count."""
@@ -113,20 +119,12 @@ class Run:
         return d
 
 
-@dataclass(frozen=True)
-class RunEnd:
+@dataclass(frozen=True, kw_only=True)
+class RunEnd(RunFigures):
     """How a run ended, as :meth:`History.finish` records it."""
 
     status: RunStatus
     ended: datetime
-    snapshot_id: str | None = None
-    files_scanned: int = 0
-    bytes_scanned: int = 0
-    files_copied: int = 0
-    bytes_copied: int = 0
-    warnings: int = 0
-    error: str | None = None
-    error_code: str | None = None
 
 
 def _iso(t: datetime) -> str:

@@ -143,3 +143,13 @@ def open_page(chromium_browser, settings):
     for context in contexts:
         context.close()
     assert not errors, f"the page threw: {errors}"
+
+
+def wizard_to_details(page, folder, mount) -> None:
+    """First-run wizard: add ``folder`` as the source, pick the drive at ``mount``, go on to the
+    job's details. The drive list is polled every 2 s: a loaded machine makes the first answer slow."""
+    page.fill("#sources-path", str(folder))
+    page.click("#sources-add")
+    page.click("#welcome-next")
+    page.locator(f"input[name='welcome-drive'][value='{mount}']").check(timeout=45_000)
+    page.click("#welcome-next")

@@ -12,7 +12,7 @@ from core.agent.config import job_name_problem
 from core.platform.notify import read_log
 from tests.support.cli import run_cli
 from tests.support.trees import make_tree, read_tree
-from tests.ui.helpers import wait_for
+from tests.ui.helpers import wait_for, wizard_to_details
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -71,12 +71,7 @@ def test_first_run_on_a_stick_holding_a_backup_asks_before_using_it(open_page, a
     backup_path(set_path, [theirs], job="My files", host="strangers-pc", parents=True)
     mine = make_tree(tmp_path / "Photos", {"cat.jpg": b"meow"})
     page = open_page()
-    page.fill("#sources-path", str(mine))
-    page.click("#sources-add")
-    expect(page.locator("#sources-list")).to_contain_text(str(mine))
-    page.click("#welcome-next")
-    page.locator(f"input[name='welcome-drive'][value='{mount}']").check()
-    page.click("#welcome-next")
+    wizard_to_details(page, mine, mount)
     page.click("#welcome-start")
     dialog = page.locator("dialog")
     expect(dialog).to_contain_text("Use the backup already at the destination of “My files”?")
@@ -103,11 +98,7 @@ def test_first_run_checks_the_name_first_then_makes_one_backup_and_one_safe_to_u
     mount = ext4_drive.mount_point
     mine = make_tree(tmp_path / "Photos", {"cat.jpg": b"meow", "dog.jpg": b"woof"})
     page = open_page()
-    page.fill("#sources-path", str(mine))
-    page.click("#sources-add")
-    page.click("#welcome-next")
-    page.locator(f"input[name='welcome-drive'][value='{mount}']").check()
-    page.click("#welcome-next")
+    wizard_to_details(page, mine, mount)
     expect(page.locator("#welcome-step h2")).to_be_focused()
     page.fill("#welcome-name", "Docs/2025 backup")
     page.click("#welcome-start")

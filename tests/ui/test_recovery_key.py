@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.trees import make_tree
+from tests.ui.helpers import wizard_to_details
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.realdrive]
 
@@ -20,12 +21,7 @@ def test_first_run_of_an_encrypted_backup_shows_its_key_once_and_reminds_until_k
     mount = ext4_drive.mount_point
     photos = make_tree(tmp_path / "Photos", {"cat.jpg": b"meow", "dog.jpg": b"woof"})
     page = open_page()
-    page.fill("#sources-path", str(photos))
-    page.click("#sources-add")
-    page.click("#welcome-next")
-    # The drive list is polled every 2 s; a loaded machine makes the first answer slow.
-    page.locator(f"input[name='welcome-drive'][value='{mount}']").check(timeout=45_000)
-    page.click("#welcome-next")
+    wizard_to_details(page, photos, mount)
     page.fill("#welcome-name", "Photos")
     expect(page.locator("#welcome-pass")).to_be_hidden()
     page.check("#welcome-encrypt")
