@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 import psutil
 
-from core.agent.config import Config, Job, Paths, file_stamp, load_or_recover, read_config, update_config
+from core.agent.config import Config, Job, Paths
+from core.agent.config_file import file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
 from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
 from core.agent.runner import JobRunner, RunCancel, Task

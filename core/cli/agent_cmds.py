@@ -13,7 +13,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.agent.config import RETENTION_KEYS, Config, Job, Paths, read_config, update_config
+from core.agent.config import RETENTION_KEYS, Config, Job, Paths
+from core.agent.config_file import read_config, update_config
 from core.agent.history import RunStatus
 from core.agent.words import local_time
 from core.cli.render import ProgressBar, ask_new_passphrase, human_size, print_json, run_summary

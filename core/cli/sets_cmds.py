@@ -23,7 +23,8 @@ def register(sub) -> None:
 
 
 def cmd_sets(args) -> int:
-    from core.agent.config import Paths, read_config
+    from core.agent.config import Paths
+    from core.agent.config_file import read_config
     from core.agent.drives import list_volumes
     from core.agent.sets import find_sets
 

@@ -5,7 +5,8 @@ from collections import namedtuple
 import pytest
 
 from core.agent.agent import Agent, AgentOptions
-from core.agent.config import Config, Destination, Job, Paths, Triggers, update_config
+from core.agent.config import Config, Destination, Job, Paths, Triggers
+from core.agent.config_file import update_config
 from core.agent.drives import enroll
 from core.agent.watcher import DriveWatcher
 from tests.support.waiting import wait_for  # noqa: F401 - re-exported for the tray tests

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from core.agent.config import read_config, update_config
+from core.agent.config_file import read_config, update_config
 from core.agent.drives import enroll
 from core.agent.handlers import Handlers
 from core.agent.jobs import host_name

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from core.agent.config import read_config, update_config
+from core.agent.config_file import read_config, update_config
 from core.engine.repo import BackupSet
 from core.platform.notify import read_log
 from tests.support.agent import Battery, add_drive_job, wait_for

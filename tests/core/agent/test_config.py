@@ -5,17 +5,8 @@ import multiprocessing
 
 import pytest
 
-from core.agent.config import (
-    Config,
-    Destination,
-    Job,
-    Paths,
-    Triggers,
-    load_or_recover,
-    read_config,
-    update_config,
-    write_config,
-)
+from core.agent.config import Config, Destination, Job, Paths, Triggers
+from core.agent.config_file import load_or_recover, read_config, update_config, write_config
 from core.errors import ConfigError, NotFound, UsageError
 
 

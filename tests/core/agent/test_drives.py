@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.agent.config import Paths, read_config
+from core.agent.config import Paths
+from core.agent.config_file import read_config
 from core.agent.drives import (
     enroll,
     find_drive,

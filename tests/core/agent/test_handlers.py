@@ -61,7 +61,7 @@ def test_job_edits_follow_the_config_rules(handlers, paths, docs):
 
 
 def test_drive_forget_is_refused_while_a_job_uses_the_drive(handlers, paths, docs):
-    from core.agent.config import update_config
+    from core.agent.config_file import update_config
 
     update_config(paths.config_file, lambda c: c.enroll_drive("d1", "Blue"))
     handlers["job_save"]({"job": {**docs, "destination": {"drive_id": "d1"}}})

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from core.agent.config import Config, Destination, Job, update_config
+from core.agent.config import Config, Destination, Job
+from core.agent.config_file import update_config
 from core.agent.handlers import Handlers
 from core.agent.status import describe, job_record
 from core.agent.words import local_time, plural, size

@@ -19,7 +19,7 @@ import threading
 import pytest
 
 from core.agent import drives
-from core.agent.config import update_config
+from core.agent.config_file import update_config
 from core.agent.drives import read_drive_file, write_drive_file
 from core.agent.watcher import DriveWatcher
 from core.engine import crypto, journal
