@@ -45,6 +45,7 @@ from typing import Iterable, Sequence
 from core.engine import journal as journal_mod
 from core.engine import readback
 from core.engine.atomic import clear_tmp, write_atomic
+from core.engine.changes import ChangeHint
 from core.engine.fs import WORKERS, probe_volume
 from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
@@ -105,6 +106,8 @@ class BackupOptions:
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
     clock: Clock = field(default_factory=Clock)
+    #: Folders that changed since the parent snapshot (the agent's change journal); None: full scan.
+    changes: ChangeHint | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "excludes", tuple(self.excludes))
