@@ -23,7 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from core.engine.fs import DEFAULT_FILE_MODE, WORKERS
+from core.engine import winattrs
+from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.progress import (
     CancelToken,
@@ -35,6 +36,7 @@ from core.engine.progress import (
     no_progress,
 )
 from core.engine.repo import BackupSet
+from core.engine.restore_names import RestoreNamer
 from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
 
 _RUN = secrets.token_hex(4)
@@ -72,11 +74,16 @@ class RestoreOutcome(TextEnum):
 
 @dataclass(frozen=True)
 class RestoreOptions:
-    """What to restore and how: ``paths`` empty = everything in ``snapshot``."""
+    """What to restore and how: ``paths`` empty = everything in ``snapshot``.
+
+    ``names``: the naming rules of the target (``core.engine.names.WINDOWS`` simulates a
+    Windows target); None finds them out (core/engine/restore_names.py).
+    """
 
     snapshot: str | None = "latest"
     paths: Sequence[str] = ()
     on_conflict: OnConflict = OnConflict.SKIP
+    names: VolumeInfo | None = None
     workers: int = WORKERS
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
@@ -200,9 +207,9 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
     roots = _roots(plan.header, target, plan.tops)
     result = RestoreResult(sid, "(original folders)" if target is None else
                            ", ".join(roots.values()) if isinstance(target, Mapping) else str(target))
-    run = _Restorer(bset, roots, options, result, plan)
     for root in roots.values():
         os.makedirs(root, exist_ok=True)
+    run = _Restorer(bset, roots, options, result, plan)   # after: the roots' naming rules are probed
     with bset.open_manifest(sid) as reader, _DirSpool() as dirs:
         run.restore_all(_chosen(reader, _wanted(options.paths)), dirs)
         run.folder_times(dirs)
@@ -301,6 +308,7 @@ class _Restorer:
                  plan: _Plan):
         self.bset, self.roots, self.options, self.result, self.plan = bset, roots, options, result, plan
         self.folders = _Folders()
+        self.names = RestoreNamer(roots, options.names, result.warnings)
         self._done = {"files": 0, "bytes": 0}
         self._counting = threading.Lock()
 
@@ -322,7 +330,7 @@ class _Restorer:
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             try:
-                for e in entries:
+                for e in map(self.names.local, entries):
                     if e.type == DIR:
                         root, dest = self.dest_of(e)
                         self.folders.ensure(dest, root)
@@ -365,7 +373,7 @@ class _Restorer:
             return
         try:
             if outcome is RestoreOutcome.OVERWRITTEN:
-                os.unlink(dest)
+                winattrs.unlink(dest)
             os.symlink(e.target or "", dest)   # a checked link entry always has a target
             os.utime(dest, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
         except (OSError, NotImplementedError) as err:
@@ -482,7 +490,8 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         if not _write_checked(bset, e, paths, tmp):
             os.unlink(tmp)
             return RestoreOutcome.DAMAGED, "its content on the drive does not match its checksum; not restored"
-        os.replace(tmp, dest)
+        winattrs.replace_over(tmp, dest)   # a read-only file in the way: Windows needs it writable
+        winattrs.keep_readonly(dest, e.mode)
     except DamagedSet as err:
         _drop(tmp)
         return RestoreOutcome.DAMAGED, f"{err}; not restored"
