@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from core.engine import winattrs
-from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo
+from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.progress import (
     CancelToken,
@@ -182,7 +182,7 @@ def _kept_name(dest: str) -> str:
     while True:
         suffix = " (restored)" if n == 1 else f" (restored {n})"
         candidate = os.path.join(folder, f"{stem}{suffix}{'.' + ext if ext else ''}")
-        if not os.path.lexists(candidate):
+        if not os.path.lexists(long_path(candidate)):
             return candidate
         n += 1
 
@@ -397,13 +397,13 @@ def _make_room(dest: str, on_conflict: OnConflict) -> tuple[str, RestoreOutcome]
 
     DAMAGED here means a real folder is in the way (nothing is written).
     """
-    if not os.path.lexists(dest):
+    if not os.path.lexists(long_path(dest)):   # (a long path unprefixed would look missing on Windows)
         return dest, RestoreOutcome.RESTORED
     if on_conflict is OnConflict.SKIP:
         return dest, RestoreOutcome.SKIPPED
     if on_conflict is OnConflict.KEEP_BOTH:
         return _kept_name(dest), RestoreOutcome.KEPT_BOTH
-    if os.path.isdir(dest) and not os.path.islink(dest):
+    if os.path.isdir(long_path(dest)) and not os.path.islink(long_path(dest)):
         return dest, RestoreOutcome.DAMAGED
     return dest, RestoreOutcome.OVERWRITTEN
 
@@ -463,11 +463,11 @@ class _Folders:
 
 def _make_real_folder(path: str) -> None:
     try:
-        os.mkdir(path)
+        os.mkdir(long_path(path))
         return
     except FileExistsError:
         pass   # there already (or made by another worker a moment ago): check what it is
-    if not stat.S_ISDIR(os.lstat(path).st_mode):
+    if not stat.S_ISDIR(os.lstat(long_path(path)).st_mode):
         raise UsageError(f"{path} is in the way (a file or a symlink where a folder belongs). Move it "
                          "away, or restore to another folder.")
 
@@ -488,10 +488,10 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
     tmp = os.path.join(folder, f".plugback-restore-{_RUN}-{next(_COUNTER)}.part")
     try:
         if not _write_checked(bset, e, paths, tmp):
-            os.unlink(tmp)
+            os.unlink(long_path(tmp))
             return RestoreOutcome.DAMAGED, "its content on the drive does not match its checksum; not restored"
-        winattrs.replace_over(tmp, dest)   # a read-only file in the way: Windows needs it writable
-        winattrs.keep_readonly(dest, e.mode)
+        winattrs.replace_over(long_path(tmp), long_path(dest))   # read-only in the way: made writable
+        winattrs.keep_readonly(long_path(dest), e.mode)
     except DamagedSet as err:
         _drop(tmp)
         return RestoreOutcome.DAMAGED, f"{err}; not restored"
@@ -510,7 +510,7 @@ def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str) -> bool:
     """Write ``e``'s content to ``tmp`` (a new file); whether size and SHA-256 match the manifest."""
     digest = hashlib.sha256()
     size = 0
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
+    fd = os.open(long_path(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
     try:
         for block in bset.read_content(e, paths):
             digest.update(block)
@@ -530,6 +530,6 @@ def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str) -> bool:
 
 def _drop(path: str) -> None:
     try:
-        os.unlink(path)
+        os.unlink(long_path(path))
     except OSError:
         pass

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.engine.atomic import tmp_name
-from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, read_buffer, read_into
+from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import RunWarning, WarningCode
@@ -108,7 +108,7 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
     """
     size = 0
     buf = read_buffer()
-    fd = os.open(path, READ_FLAGS)
+    fd = os.open(long_path(path), READ_FLAGS)
     try:
         while True:
             n = read_into(fd, buf)

@@ -1,0 +1,90 @@
+"""Windows behaviour simulated on Linux, for the engine's Windows-only paths (issue #16).
+
+* :func:`locked_error` is the ``PermissionError`` Windows raises for a file another
+  program opened without sharing (``winerror`` 32) or a locked range (33).
+* :class:`LockedSources` makes the backup's read of chosen source files fail with it
+  on the Nth to Mth open (the real read happens otherwise).
+* :func:`windows_readonly_semantics` makes ``os.replace`` and ``os.unlink`` refuse a
+  read-only target, as Windows does for ``FILE_ATTRIBUTE_READONLY`` (on Linux, and as
+  root, both succeed).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from contextlib import contextmanager
+
+
+def locked_error(path, winerror: int = 32) -> PermissionError:
+    err = PermissionError(errno.EACCES, "The process cannot access the file because it is being used by "
+                          "another process", str(path))
+    err.winerror = winerror   # what Windows sets; POSIX exceptions have no such attribute
+    return err
+
+
+class LockedSources:
+    """Wraps ``core.engine.store.read_source``: opens number ``first``..``last`` (1-based, per path)
+    of each path in ``paths`` raise :func:`locked_error`; ``last=None``: every open from ``first``."""
+
+    def __init__(self, monkeypatch, paths, first: int = 1, last: int | None = None, winerror: int = 32):
+        from core.engine import store
+
+        self.paths = {str(p) for p in paths}
+        self.first, self.last, self.winerror = first, last, winerror
+        self.opens: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._real = store.read_source
+        monkeypatch.setattr(store, "read_source", self._read_source)
+
+    def _read_source(self, path, *args, **kwargs):
+        if path in self.paths:
+            with self._lock:
+                n = self.opens[path] = self.opens.get(path, 0) + 1
+            if n >= self.first and (self.last is None or n <= self.last):
+                raise locked_error(path, self.winerror)
+        return self._real(path, *args, **kwargs)
+
+
+def _readonly(path) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return not stat.S_ISLNK(st.st_mode) and not st.st_mode & stat.S_IWUSR
+
+
+@contextmanager
+def windows_readonly_semantics(monkeypatch):
+    """``os.replace``/``os.unlink`` refuse read-only targets (PermissionError, winerror 5) meanwhile.
+
+    Yields a list of the refused paths, so a test can tell the refusal really happened.
+    """
+    real_replace, real_unlink = os.replace, os.unlink
+    refused: list[str] = []
+
+    def refuse(path):
+        refused.append(str(path))
+        err = PermissionError(errno.EACCES, "Access is denied", str(path))
+        err.winerror = 5
+        raise err
+
+    def replace(src, dst, **kwargs):
+        if _readonly(dst):
+            refuse(dst)
+        return real_replace(src, dst, **kwargs)
+
+    def unlink(path, **kwargs):
+        if _readonly(path):
+            refuse(path)
+        return real_unlink(path, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    try:
+        yield refused
+    finally:
+        monkeypatch.setattr(os, "replace", real_replace)
+        monkeypatch.setattr(os, "unlink", real_unlink)
