@@ -173,3 +173,17 @@ def test_backup_replaces_and_removes_read_only_copies_in_latest(tmp_path, monkey
     assert (set_path / "Latest" / "Data" / "ro.txt").read_bytes() == b"B"
     restore_path(set_path, tmp_path / "out")
     assert read_tree(tmp_path / "out" / "Data") == {"ro.txt": b"B"}
+
+
+@pytest.mark.parametrize("codes,text", [
+    (["locked"], "1 file open in another program (not backed up now)"),
+    (["locked"] * 2, "2 files open in other programs (not backed up now)"),
+    (["renamed"], "1 name this computer cannot hold was restored under another"),
+    (["renamed"] * 3, "3 names this computer cannot hold were restored under others"),
+])
+def test_new_warning_codes_in_words(codes, text):
+    """The notification and history summary of the two Windows warnings (not "1 warning (locked)")."""
+    from core.agent.jobs import warning_summary
+    from core.engine.progress import RunWarning
+
+    assert warning_summary([RunWarning(WarningCode(c), f"/p/{i}", "why") for i, c in enumerate(codes)]) == text
