@@ -46,7 +46,7 @@ from core.engine import journal as journal_mod
 from core.engine import readback
 from core.engine.atomic import clear_tmp, write_atomic
 from core.engine.changes import ChangeHint
-from core.engine.fs import WORKERS, probe_volume
+from core.engine.fs import WORKERS, long_path, probe_volume
 from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
@@ -318,7 +318,7 @@ class _Run:
         return None
 
     def _taken(self, mirror_path: str) -> bool:
-        return self.plain and os.path.lexists(self.layout.latest_file(mirror_path))
+        return self.plain and os.path.lexists(long_path(self.layout.latest_file(mirror_path)))
 
     def _host(self) -> str:
         return self.options.host or self.bset.meta.get("host") or socket.gethostname()

@@ -53,25 +53,33 @@ READ_FLAGS = os.O_RDONLY | _CLOEXEC | _BINARY
 WIN_PATH_LIMIT = 248
 
 
-def long_path(path, *, windows: bool = sys.platform == "win32") -> str:
+def long_path(path, *, windows: bool = sys.platform == "win32", force: bool = False) -> str:
     r"""``path`` as Windows can open it however long: ``\\?\`` + the absolute, normalised path
     (``\\?\UNC\server\share\...`` for a network path) when it is long.
 
     Short paths, paths that already have a prefix (or are device paths), and every path
     on other systems come back as they are (as ``str``), so only long Windows paths take
     the prefixed form (which skips Windows' normalising: '/' is not a separator there, so
-    the path is normalised first). ``windows``: decide as on Windows (tests of this table).
+    the path is normalised first). ``force``: the prefix however short the path is (the top
+    of a tree walk, whose children inherit it). ``windows``: decide as on Windows (tests).
     """
     p = os.fspath(path)
-    if not windows or p.startswith(("\\\\?\\", "\\\\.\\")) or (len(p) < WIN_PATH_LIMIT and ntpath.isabs(p)):
+    short = not force and len(p) < WIN_PATH_LIMIT and ntpath.isabs(p)
+    if not windows or p.startswith(("\\\\?\\", "\\\\.\\")) or short:
         return p
     # GetFullPathNameW on Windows; elsewhere (the table tests) the caller gives absolute paths.
     full = ntpath.abspath(p) if sys.platform == "win32" else ntpath.normpath(p)
-    if len(full) < WIN_PATH_LIMIT:
+    if len(full) < WIN_PATH_LIMIT and not force:
         return p
     if full.startswith("\\\\"):
         return "\\\\?\\UNC\\" + full[2:]
     return "\\\\?\\" + full
+
+
+def real_path(path) -> str:
+    r"""``os.path.realpath(path)``, also past Windows' path limit: there both the question and the
+    answer are in the ``\?\`` form, so two answers compare (containment checks)."""
+    return os.path.realpath(long_path(path, force=True))
 
 
 def translate(err: OSError, path, root: Path | None = None) -> errors.PlugbackError:

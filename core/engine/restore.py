@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from core.engine import winattrs
-from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path
+from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path, real_path
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.progress import (
     CancelToken,
@@ -169,7 +169,7 @@ def select(entries: Iterable[Entry], paths) -> Iterator[Entry]:
 
 
 def _within(path: str, root: str) -> bool:
-    rp, rr = os.path.realpath(path), os.path.realpath(root)
+    rp, rr = real_path(path), real_path(root)
     return rp == rr or rp.startswith(rr.rstrip(os.sep) + os.sep)
 
 
@@ -386,8 +386,8 @@ class _Restorer:
         for path, mode, mtime_ns in dirs.backwards():
             _, dest = self.dest_of(Entry(path, DIR))
             try:
-                os.chmod(dest, mode & _FOLDER_BITS or 0o755)
-                os.utime(dest, ns=(mtime_ns, mtime_ns))
+                os.chmod(long_path(dest), mode & _FOLDER_BITS or 0o755)
+                os.utime(long_path(dest), ns=(mtime_ns, mtime_ns))
             except OSError:
                 pass
 
@@ -500,7 +500,7 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         raise
     except OSError as err:
         _drop(tmp)
-        if os.path.exists(paths[0]):
+        if os.path.exists(long_path(paths[0])):
             raise UsageError(f"Cannot write {dest}: {err.strerror or err}. Check the restore folder.") from None
         return RestoreOutcome.DAMAGED, f"it cannot be read from the drive ({err.strerror or err}); not restored"
     return outcome, ""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, cast
 
 from core.engine import scratch
+from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
@@ -93,7 +94,7 @@ def _structure_problem(bset: BackupSet, entry: Entry, paths: list[Path] | None) 
     if not paths:
         return "its content is missing from the drive"
     try:
-        size = sum(os.stat(p).st_size for p in paths)
+        size = sum(os.stat(long_path(p)).st_size for p in paths)
     except OSError as err:
         return f"it cannot be read ({err.strerror or err})"
     if size != stored_size(bset, entry):
@@ -218,7 +219,7 @@ def _latest_checks(bset: BackupSet, sid: str) -> Iterator[_Check]:
                 continue
             paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
                 else [bset.layout.latest_file(e.mirror_path)]
-            yield f"Latest/{e.mirror_path}", e, paths if all(p.exists() for p in paths) else None
+            yield f"Latest/{e.mirror_path}", e, paths if all(os.path.exists(long_path(p)) for p in paths) else None
 
 
 @dataclass

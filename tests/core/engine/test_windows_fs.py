@@ -187,3 +187,42 @@ def test_new_warning_codes_in_words(codes, text):
     from core.engine.progress import RunWarning
 
     assert warning_summary([RunWarning(WarningCode(c), f"/p/{i}", "why") for i, c in enumerate(codes)]) == text
+
+
+def test_backup_restore_verify_with_paths_past_max_path(tmp_path):
+    r"""Paths of 260+ characters, refused unless they take the \\?\ form (Windows without long-path
+    support, simulated): a backup, a change, a second backup, verify and restore all work."""
+    from core.engine.backup import BackupStatus
+    from tests.support.engine import verify_path
+    from tests.support.winfaults import MAX_PATH, windows_path_limit
+
+    deep = "/".join(["f" * 60] * 4)
+    tree = {f"{deep}/report.txt": b"deep", f"{deep}/sub/notes.txt": b"deeper", "top.txt": b"short"}
+    src = make_tree(tmp_path / "Docs", tree)
+    assert len(str(src / deep / "sub" / "notes.txt")) >= MAX_PATH
+    set_path, out = tmp_path / "set", tmp_path / "out"
+    with windows_path_limit() as seen:
+        with pytest.raises(FileNotFoundError):
+            os.stat(src / deep / "report.txt")   # the simulation bites
+        seen.refused.clear()
+        r = backup_path(set_path, [src])
+        assert r.status is BackupStatus.OK, (r.damaged, r.warnings, seen.refused)
+        (src / deep / "report.txt").write_bytes(b"deep, changed")   # (the user edits it)
+        second = backup_path(set_path, [src])
+        assert second.status is BackupStatus.OK and second.files_copied == 1
+        assert verify_path(set_path, read_all=True).ok
+        restore_path(set_path, out)
+        first = restore_path(set_path, tmp_path / "old", snapshot=backup_ids(set_path)[0])
+        # Restoring over them: a long path that looked missing would be overwritten, not skipped.
+        again = restore_path(set_path, tmp_path / "old")
+        assert again.skipped == 3 and again.files_restored == 0
+    assert seen.refused == [] and seen.prefixed > 0
+    assert first.files_restored == 3 and not first.damaged
+    assert read_tree(out / "Docs") == {**tree, f"{deep}/report.txt": b"deep, changed"}
+    assert read_tree(tmp_path / "old" / "Docs") == tree
+
+
+def backup_ids(set_path):
+    from tests.support.engine import open_set
+
+    return open_set(set_path).snapshot_ids()
