@@ -116,10 +116,6 @@ class MirrorNamer:
     def reserve(self, parent_mirror: str, name: str) -> None:
         self._used.setdefault(parent_mirror, set()).add(self._key(name))
 
-    def forget(self, parent_mirror: str) -> None:
-        """Drop the names used in a folder that will not be named into again."""
-        self._used.pop(parent_mirror, None)
-
     def name_for(self, parent_mirror: str, name: str) -> str:
         used = self._used.setdefault(parent_mirror, set())
         base = escape_component(name, self.volume)

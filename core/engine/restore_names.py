@@ -21,8 +21,9 @@ import sys
 from pathlib import Path
 
 from core.engine.fs import _WINDOWS_FS, VolumeInfo, fstype_of
+from core.engine.hashset import CompactSet
 from core.engine.manifest import DIR, Entry
-from core.engine.names import WINDOWS, MirrorNamer
+from core.engine.names import WINDOWS, escape_component
 from core.engine.progress import RunWarning, WarningCode
 
 _FUSEFAT = {"fuse.fusefat", "fusefat"}
@@ -62,13 +63,14 @@ class RestoreNamer:
 
     ``rules``: a fixed rule set (tests simulate Windows with ``names.WINDOWS``), or None
     to find out per restore root with :func:`target_rules`. The first component (the
-    source's top folder, which the caller maps to a root) is never renamed.
+    source's top folder, which the caller maps to a root) is never renamed. The names
+    given in a folder are kept as 64-bit keys while the restore is inside it.
     """
 
     def __init__(self, roots: dict[str, str], rules: VolumeInfo | None, warnings: list[RunWarning]):
         self.warnings = warnings
         self._rules = {top: rules if rules is not None else target_rules(root) for top, root in roots.items()}
-        self._namers: dict[str, MirrorNamer] = {}
+        self._used: dict[str, CompactSet] = {}      # local folder path -> the names given in it
         self._inside: list[tuple[str, str]] = []   # (real, local) paths of the folders the restore is in
 
     def local(self, e: Entry) -> Entry:
@@ -78,9 +80,8 @@ class RestoreNamer:
         if rules is None or not rest:
             return e
         parent, _, name = e.path.rpartition("/")
-        namer = self._namers.setdefault(top, MirrorNamer(rules))
-        local_parent = self._enter(parent, namer)
-        local_name = namer.name_for(local_parent, name)
+        local_parent = self._enter(parent, rules)
+        local_name = self._name_for(rules, local_parent, name)
         path = f"{local_parent}/{local_name}"
         if e.type == DIR:
             self._inside.append((e.path, path))
@@ -93,16 +94,28 @@ class RestoreNamer:
         # The mirror stays: it is where Latest/ holds the content.
         return dataclasses.replace(e, path=path, mirror=e.mirror_path)
 
-    def _enter(self, parent: str, namer: MirrorNamer) -> str:
+    def _name_for(self, rules: VolumeInfo, local_parent: str, name: str) -> str:
+        """A name for ``name`` in ``local_parent`` that the target holds and nothing given there has
+        (also not in another case, where case does not count): as ``names.MirrorNamer`` does."""
+        used = self._used.setdefault(local_parent, CompactSet())
+        base = escape_component(name, rules)
+        candidate, n = base, 1
+        while (candidate.casefold() if rules.case_insensitive else candidate) in used:
+            stem, dot, ext = base.rpartition(".")
+            candidate = f"{stem}~{n}.{ext}" if dot and stem else f"{base}~{n}"
+            n += 1
+        used.add(candidate.casefold() if rules.case_insensitive else candidate)
+        return candidate
+
+    def _enter(self, parent: str, rules: VolumeInfo) -> str:
         """The local path of the folder ``parent``, leaving the folders it is not inside."""
         while self._inside and not (parent + "/").startswith(self._inside[-1][0] + "/"):
-            real, local = self._inside.pop()
-            self._namers[real.partition("/")[0]].forget(local)
+            self._used.pop(self._inside.pop()[1], None)
         if self._inside and self._inside[-1][0] == parent:
             return self._inside[-1][1]
         # Folders above a restored subset are not entries: their names come from the path.
         real, local = self._inside[-1] if self._inside else (parent.partition("/")[0],) * 2
         for name in parent[len(real) + 1:].split("/") if parent != real else ():
-            real, local = f"{real}/{name}", f"{local}/{namer.name_for(local, name)}"
+            real, local = f"{real}/{name}", f"{local}/{self._name_for(rules, local, name)}"
             self._inside.append((real, local))
         return local

@@ -162,3 +162,19 @@ def test_a_restored_linux_set_on_exfat_renames_instead_of_failing(exfat_drive, t
     r = restore_path(tmp_path / "set", out, workers=2)
     assert read_tree(out / "Docs") == ON_WINDOWS
     assert _renamed(r) == RENAMED and r.files_restored == len(LINUX_NAMES)
+
+
+def test_the_namer_keeps_only_the_folders_it_is_inside():
+    """Memory flat in the file count: names are kept per folder only while the restore is in it."""
+    from core.engine.manifest import DIR, FILE, Entry
+    from core.engine.restore_names import RestoreNamer
+
+    namer = RestoreNamer({"Docs": "/unused"}, WINDOWS, warnings := [])
+    names = []
+    for i in range(500):
+        names.append(namer.local(Entry(f"Docs/d{i:03}", DIR)).path)
+        names.append(namer.local(Entry(f"Docs/d{i:03}/a:b", FILE)).path)
+        names.append(namer.local(Entry(f"Docs/d{i:03}/A:B", FILE)).path)
+        assert len(namer._used) <= 2 and len(namer._inside) <= 1
+    assert names[:3] == ["Docs/d000", "Docs/d000/a%3Ab", "Docs/d000/A%3AB~1"]
+    assert len(warnings) == 1000
