@@ -68,7 +68,7 @@ def run_program(program: str, files: list[str]) -> list[dict]:
             return []
         raise SystemExit(f"actionlint: {program} failed ({proc.returncode}): {proc.stderr.strip()}")
     return [{"file": f["filepath"], "line": f["line"], "column": f["column"], "message": f["message"],
-             "kind": f["kind"]} for f in json.loads(proc.stdout)]
+             "kind": f["kind"]} for f in json.loads(proc.stdout) or []]   # (no findings: "null" or "[]")
 
 
 def run_npm(files: list[str]) -> list[dict]:
