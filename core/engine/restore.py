@@ -83,10 +83,10 @@ class RestoreOptions:
     snapshot: str | None = "latest"
     paths: Sequence[str] = ()
     on_conflict: OnConflict = OnConflict.SKIP
-    names: VolumeInfo | None = None
     workers: int = WORKERS
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
+    names: VolumeInfo | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))
