@@ -181,7 +181,7 @@ class FileSystem:
     def replace(self, src: Path, dst: Path) -> None:
         """``os.replace`` with bounded retries on transient errors (never on ENOSPC/EROFS); a read-only
         file in the way (which Windows refuses to replace) is made writable first."""
-        self._call(lambda: winattrs.replace_over(long_path(src), long_path(dst)), dst, retry=True)
+        self._call(lambda: winattrs.replace_over(long_path(src), long_path(dst), waits=()), dst, retry=True)
 
     def unlink(self, path: Path, missing_ok: bool = True) -> None:
         try:

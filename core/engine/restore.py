@@ -49,6 +49,7 @@ _FOLDER_BITS = 0o1777
 # Files handed to the workers ahead of the one being counted: enough that they never wait for
 # the manifest reader, few enough that memory stays flat (a hand-off per file costs futex calls).
 AHEAD = 512
+LOCKED = "open in another program that does not let it be replaced; not restored (close it and restore again)"
 
 
 class OnConflict(TextEnum):
@@ -358,6 +359,8 @@ class _Restorer:
             report = Progress("restore", self._done["files"], self.plan.files, self._done["bytes"],
                               self.plan.bytes, e.path)
         self.options.progress(report)
+        if detail == LOCKED:
+            self.result.warnings.append(RunWarning(WarningCode.LOCKED, e.path, LOCKED))
         return e, outcome, detail
 
     def link(self, e: Entry) -> None:
@@ -500,6 +503,8 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         raise
     except OSError as err:
         _drop(tmp)
+        if winattrs.is_locked(err):   # waited for already (winattrs): the file in the way stays
+            return RestoreOutcome.SKIPPED, LOCKED
         if os.path.exists(long_path(paths[0])):
             raise UsageError(f"Cannot write {dest}: {err.strerror or err}. Check the restore folder.") from None
         return RestoreOutcome.DAMAGED, f"it cannot be read from the drive ({err.strerror or err}); not restored"

@@ -14,20 +14,13 @@ shorter, older retry. All waits are on the run's clock (tests pass FakeClock).
 from __future__ import annotations
 
 from core.engine.progress import Clock, RunWarning, WarningCode
+from core.engine.winattrs import is_locked
 from core.errors import PlugbackError
 
-ERROR_SHARING_VIOLATION = 32
-ERROR_LOCK_VIOLATION = 33
 #: Waits between tries of a locked file (about 4 s in all, per locked file; workers wait in parallel).
 LOCKED_DELAYS = (0.25, 0.5, 1.0, 2.0)
 SOURCE_RETRIES = 3          # a briefly unreadable file is tried this often
 SOURCE_RETRY_DELAY = 0.2
-
-
-def is_locked(err: OSError) -> bool:
-    """Whether ``err`` says another program holds the file (Windows sharing or lock violation)."""
-    return isinstance(err, PermissionError) and getattr(err, "winerror", None) in (
-        ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION)
 
 
 def read_with_retries(store, se, e, prev, clock: Clock, warnings: list[RunWarning]):

@@ -1,4 +1,4 @@
-"""Read-only files in the way: Windows refuses to replace or delete them.
+"""Files in the way on Windows: read-only ones, and ones another program holds open.
 
 On Windows a file with ``FILE_ATTRIBUTE_READONLY`` cannot be deleted or be the
 target of a rename (``PermissionError``, winerror 5), whoever owns it; on POSIX
@@ -7,6 +7,11 @@ file, and a backup that replaces or removes a read-only copy in ``Latest/``,
 clear the attribute first, and only when the operation was refused (no extra
 call per file otherwise). If the second try fails too, the file gets its old
 mode back and the first error stands.
+
+A file another program opened without sharing refuses the same way, with winerror
+32 (ERROR_SHARING_VIOLATION) or 33 (ERROR_LOCK_VIOLATION). Virus scanners and
+indexers open a file just written for a moment, so such a refusal is tried again a
+few times (about 1.5 s in all) before it stands.
 
 What is recorded: Python's ``st_mode`` on Windows has no write bits for a
 read-only file, so a manifest's ``mode`` already carries the attribute, and a
@@ -21,8 +26,19 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 
 READONLY = getattr(stat, "FILE_ATTRIBUTE_READONLY", 0x1)
+ERROR_SHARING_VIOLATION = 32
+ERROR_LOCK_VIOLATION = 33
+#: Waits before trying a locked file in the way again.
+LOCKED_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+def is_locked(err: OSError) -> bool:
+    """Whether ``err`` says another program holds the file (Windows sharing or lock violation)."""
+    return isinstance(err, PermissionError) and getattr(err, "winerror", None) in (
+        ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION)
 
 
 def is_readonly(st: os.stat_result) -> bool:
@@ -48,14 +64,21 @@ def clear_readonly(path) -> int | None:
     return stat.S_IMODE(st.st_mode)
 
 
-def _retry_writable(op, path) -> None:
-    try:
-        op()
-        return
-    except PermissionError:
-        before = clear_readonly(path)
-        if before is None:
-            raise
+def _retry_writable(op, path, waits) -> None:
+    pending = iter(waits)
+    while True:
+        try:
+            op()
+            return
+        except PermissionError as err:
+            wait = next(pending, None) if is_locked(err) else None
+            if wait is not None:
+                time.sleep(wait)
+                continue
+            before = clear_readonly(path)
+            if before is None:
+                raise
+            break
     try:
         op()
     except OSError:
@@ -66,14 +89,16 @@ def _retry_writable(op, path) -> None:
         raise
 
 
-def replace_over(src, dst) -> None:
-    """``os.replace(src, dst)``; a read-only ``dst`` that refuses it is made writable and tried again."""
-    _retry_writable(lambda: os.replace(src, dst), dst)
+def replace_over(src, dst, waits=LOCKED_WAITS) -> None:
+    """``os.replace(src, dst)``; a read-only ``dst`` that refuses it is made writable and tried again,
+    a locked one is waited for (``waits``: the pauses; () when the caller retries itself)."""
+    _retry_writable(lambda: os.replace(src, dst), dst, waits)
 
 
-def unlink(path) -> None:
-    """``os.unlink(path)``; a read-only file that refuses it is made writable and tried again."""
-    _retry_writable(lambda: os.unlink(path), path)
+def unlink(path, waits=LOCKED_WAITS) -> None:
+    """``os.unlink(path)``; a read-only file that refuses it is made writable and tried again, a
+    locked one is waited for."""
+    _retry_writable(lambda: os.unlink(path), path, waits)
 
 
 def keep_readonly(path, mode: int) -> None:

@@ -226,3 +226,50 @@ def backup_ids(set_path):
     from tests.support.engine import open_set
 
     return open_set(set_path).snapshot_ids()
+
+
+@pytest.fixture
+def locked_targets(monkeypatch):
+    """``lock(path, times)``: ``os.replace`` onto ``path`` fails as Windows does while another program
+    holds it open (winerror 32), ``times`` times (None: always); waits shortened."""
+    from core.engine import winattrs
+
+    monkeypatch.setattr(winattrs, "LOCKED_WAITS", (0.001,) * 5)
+    real = os.replace
+    refusals: dict[str, int] = {}
+
+    def lock(path, times=None):
+        refusals[str(path)] = 10**9 if times is None else times
+
+    def replace(src, dst, **kw):
+        if refusals.get(str(dst), 0) > 0:
+            refusals[str(dst)] -= 1
+            raise locked_error(dst)
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    lock.refusals = refusals
+    return lock
+
+
+def test_restore_waits_for_a_briefly_locked_file(tmp_path, locked_targets):
+    """A virus scanner holds the file just written for a moment: the rename is tried again."""
+    src = make_tree(tmp_path / "Data", {"a.txt": b"backed up"})
+    backup_path(tmp_path / "set", [src])
+    out = make_tree(tmp_path / "out" / "Data", {"a.txt": b"mine"})
+    locked_targets(out / "a.txt", times=3)
+    r = restore_path(tmp_path / "set", tmp_path / "out", on_conflict="overwrite")
+    assert r.overwritten == 1 and r.warnings == [] and (out / "a.txt").read_bytes() == b"backed up"
+    assert locked_targets.refusals[str(out / "a.txt")] == 0
+
+
+def test_restore_skips_a_file_open_in_another_program_and_goes_on(tmp_path, locked_targets):
+    src = make_tree(tmp_path / "Data", {"open.docx": b"backed up", "b.txt": b"b", "c.txt": b"c"})
+    backup_path(tmp_path / "set", [src])
+    out = make_tree(tmp_path / "out" / "Data", {"open.docx": b"being edited"})
+    locked_targets(out / "open.docx")
+    r = restore_path(tmp_path / "set", tmp_path / "out", on_conflict="overwrite")
+    assert (r.files_restored, r.skipped, r.damaged) == (2, 1, [])
+    assert [(w.code, w.path) for w in r.warnings] == [(WarningCode.LOCKED, "Data/open.docx")]
+    assert "open in another program" in r.warnings[0].message
+    assert read_tree(out) == {"open.docx": b"being edited", "b.txt": b"b", "c.txt": b"c"}   # no .part left
