@@ -99,13 +99,56 @@ class DriveGone(PlugbackError):
                 "plug it in again to finish.")
 
 
+def _size_words(n) -> str:
+    """Decimal units, like file managers (the same rule as core.agent.words.size)."""
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _intact_words(intact) -> str:
+    """Only true words: 'intact' when a complete backup exists, 'none yet' when none does."""
+    if intact is True:
+        return "The last complete backup is intact and can be restored."
+    if intact is False:
+        return "There is no complete backup on it yet."
+    return "Nothing already saved was damaged."
+
+
+_SPACE_ADVICE = "Free up space on the drive, leave some files out of this backup, or use a bigger drive."
+
+
 class DiskFull(PlugbackError):
+    """The destination ran out of space during a run (ENOSPC). ``intact``: whether a complete
+    backup exists (True / False; unknown when the file system layer raises it); ``hint``: what
+    the caller adds (the CLI names the real set and its flag; the window shows buttons)."""
+
     code = "disk_full"
 
-    def default_message(self, path="", **_):
-        return ("The backup drive is full. The last complete backup is intact. Free space by "
-                "forgetting old snapshots ('plugback forget SET --keep-last N --prune') or use a "
-                "bigger drive.")
+    def default_message(self, path="", intact=None, hint="", **_):
+        return " ".join(filter(None, ["The backup drive is full; the backup stopped before it was complete.",
+                                      _intact_words(intact), _SPACE_ADVICE, hint]))
+
+
+class DriveFull(DiskFull):
+    """Checked before writing: this run cannot fit on the drive, even after removing old backups
+    (``thinned``: whether there were any to remove). Nothing was written, unless ``partial``: a
+    run that hit ENOSPC first (its copies are kept for the next run)."""
+
+    code = "drive_full"
+
+    def default_message(self, needed=0, free=0, free_after=None, thinned=False, intact=None, partial=False,
+                        hint="", **_):
+        if free_after is not None and thinned:
+            room = f"the drive has {_size_words(free_after)} free even after removing old backups"
+        else:
+            room = f"the drive has {_size_words(free)} free"
+        return " ".join(filter(None, [f"Not backed up: this backup needs about {_size_words(needed)}, but {room}.",
+                                      "What was copied so far is kept for the next backup." if partial
+                                      else "Nothing was written.", _intact_words(intact), _SPACE_ADVICE, hint]))
 
 
 class ReadOnlyDestination(PlugbackError):

@@ -1,0 +1,251 @@
+"""Room on the drive: how many bytes a run needs, and making room by thinning old snapshots.
+
+A backup used to find out that the drive was full by filling it: ENOSPC mid-run, the
+drive left full of copied pieces and the next job on it failing too. Now, before
+anything is written:
+
+1. **Estimate** (:func:`estimate`): the scan streams against the parent manifest with
+   the engine's own "unchanged" rule (size, mtime, inode, ctime); only new and changed
+   files cost bytes (rounded up to the volume's blocks; encrypted: with the format's
+   overhead). Old versions leave ``Latest/`` by a rename into ``objects/`` and cost
+   nothing new; files an interrupted run already placed (the journal's checkpointed
+   records) cost nothing either. A margin covers the manifest, ``Latest.sha256``, the
+   journal and new folders. Identical content stored once is not known before reading,
+   so the estimate can only be too high, never too low, for the files it sees.
+2. **Thin** (:func:`core.engine.retention.make_room`): when it does not fit, the oldest
+   snapshots go, never the newest, and what only they needed is pruned; planned first,
+   so when even that cannot make room nothing is removed.
+3. **Fail before writing** (:class:`core.errors.DriveFull`), with the numbers.
+
+If ENOSPC still comes mid-run (something else filled the drive, the sources grew
+since the scan), the run ends as before (the last snapshot intact, the journal kept),
+room is made for what is left with some slack, and the run goes again once, reusing
+what was copied; otherwise it ends with a message that is true about what exists.
+
+Memory stays flat: the estimate holds one scan entry and one manifest entry at a time,
+and thinning's bookkeeping lives in a scratch table (core/engine/scratch.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from core.engine import journal as journal_mod
+from core.engine.backup import BackupOptions, BackupResult, backup, check_sources
+from core.engine.backup import _same_stat as same_stat  # the run's own rule: the two cannot disagree
+from core.engine.manifest import DIR, FILE, Entry
+from core.engine.progress import CancelToken
+from core.engine.repo import BackupSet
+from core.engine.retention import make_room
+from core.engine.scan import Excluder, plan_sources, scan
+from core.engine.window import merge
+from core.errors import DiskFull, DriveFull, ManifestDamaged
+
+MARGIN_FIXED = 1 << 20     # the set's small files, a checkpoint, rounding
+MARGIN_PER_ENTRY = 200     # plus the path: its manifest line (gzip'd) and its Latest.sha256 line
+MARGIN_PER_COPY = 300      # plus twice the path: its journal record
+RETRY_SLACK = 1 / 8        # after ENOSPC mid-run the estimate proved low: ask for this much more
+RETRY_SLACK_MIN = 4 << 20
+CANCEL_EVERY = 1000        # entries between cancel checks while estimating
+DEFAULT_BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a run will write: ``content`` (new and changed files, rounded to blocks) for
+    ``files`` files, and ``margin`` for the set's own files and new folders."""
+
+    content: int = 0
+    files: int = 0
+    margin: int = MARGIN_FIXED
+
+    @property
+    def total(self) -> int:
+        return self.content + self.margin
+
+
+@dataclass
+class RoomReport:
+    """What making room did during one run: the snapshots ``removed`` (oldest first), the bytes
+    freed, the last estimate and the free space it was held against, whether the run went twice."""
+
+    removed: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+    need: Need | None = None
+    free: int | None = None
+    retried: bool = False
+
+
+def free_space(root: Path) -> int | None:
+    """Bytes free for this user on the volume holding ``root``; None when the file system does not
+    say (fusefat reports a size of 0): then only ENOSPC guards the run."""
+    usage = shutil.disk_usage(root)
+    return usage.free if usage.total > 0 else None
+
+
+def block_size(root: Path) -> int:
+    """The volume's allocation unit (a file of 1 byte takes one)."""
+    if sys.platform != "win32":
+        try:
+            return os.statvfs(root).f_frsize or DEFAULT_BLOCK
+        except OSError:
+            pass
+    return DEFAULT_BLOCK
+
+
+def stored_size(size: int, encrypted: bool, block: int) -> int:
+    """The bytes one file's content takes in the set: rounded up to blocks; encrypted with the
+    stream format's header and per-chunk tags (docs/encryption.md)."""
+    if encrypted:
+        from core.engine.crypto import encrypted_size
+
+        size = encrypted_size(size)
+    return -(-size // block) * block if size else 0
+
+
+def estimate(bset: BackupSet, sources: Sequence[str], excludes: Iterable[str] = (),
+             cancel: CancelToken | None = None) -> Need:
+    """The bytes a backup of ``sources`` into ``bset`` will write, streaming (see the module docstring).
+
+    A damaged parent manifest means the run copies everything: so does the estimate.
+    """
+    paths = check_sources(sources, bset.layout.root)
+    parent_id = bset.newest_id()
+    try:
+        return _count(bset, paths, tuple(excludes), parent_id, cancel or CancelToken())
+    except ManifestDamaged:
+        return _count(bset, paths, tuple(excludes), None, cancel or CancelToken())
+
+
+def _trusted(bset: BackupSet, parent_id: str | None) -> dict[str, journal_mod.Placed]:
+    """An interrupted run's checkpointed records on the same parent (what the run will reuse)."""
+    header, trusted = journal_mod.load(bset.layout.journal, bset.keys)
+    if header is None or header.get("parent") != parent_id or header.get("snapshot") == parent_id:
+        return {}
+    return trusted
+
+
+def _count(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_id: str | None,
+           cancel: CancelToken) -> Need:
+    root = bset.layout.root
+    block, encrypted = block_size(root), bset.encrypted
+    trusted = _trusted(bset, parent_id) if parent_id else {}
+    header = bset.header(parent_id) if parent_id else None
+    sources = plan_sources(paths, header.sources if header else [])
+    excluder = Excluder(excludes, skip_dirs=[str(root)])
+    content = files = 0
+    margin = MARGIN_FIXED
+    with ExitStack() as stack:
+        old: Iterable[Entry] = stack.enter_context(bset.open_manifest(parent_id)) if parent_id else ()
+        for count, (se, prev) in enumerate(merge(scan(sources, excluder, []), old)):
+            if count % CANCEL_EVERY == 0:
+                cancel.check()
+            if se is None:
+                continue   # removed: its content moves into objects/ by a rename
+            n = len(se.path.encode("utf-8", "surrogatepass"))
+            margin += MARGIN_PER_ENTRY + n
+            if se.type == DIR:
+                margin += block if prev is None or prev.type != DIR else 0
+                continue
+            if se.type != FILE:
+                continue
+            if prev is not None and prev.type == FILE and same_stat(prev, se):
+                continue
+            t = trusted.get(se.path)
+            if t is not None and same_stat(t, se):
+                continue   # placed by the interrupted run: reused
+            files += 1
+            content += stored_size(se.size, encrypted, block)
+            margin += MARGIN_PER_COPY + 2 * n
+    return Need(content, files, margin)
+
+
+def _quick_fit(bset: BackupSet, free: int) -> bool:
+    """Room for a fresh copy of everything the newest snapshot holds: no estimate is needed (the
+    common run; a source that grew beyond that is caught by the estimate next time, or by ENOSPC)."""
+    parent_id = bset.newest_id()
+    if parent_id is None:
+        return False
+    try:
+        totals = bset.header(parent_id).totals
+    except ManifestDamaged:
+        return False
+    block = block_size(bset.layout.root)
+    entries = totals["files"] + totals["dirs"] + totals["links"]
+    worst = (stored_size(totals["bytes"], bset.encrypted, block) + totals["files"] * block
+             + entries * (MARGIN_PER_ENTRY + MARGIN_PER_COPY + 768) + MARGIN_FIXED)
+    return free >= 2 * worst
+
+
+def _tmp_bytes(tmp: Path) -> int:
+    """What an interrupted run left in ``tmp/`` (cleared when the run starts)."""
+    total = 0
+    try:
+        with os.scandir(tmp) as it:
+            for entry in it:
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    except OSError:
+        pass
+    return total
+
+
+def ensure_room(bset: BackupSet, sources: Sequence[str], options: BackupOptions, report: RoomReport, *,
+                thin: bool = True, slack: bool = False) -> None:
+    """Make sure the run fits: estimate, thin the oldest snapshots when allowed, or raise DriveFull
+    (before anything is written). ``slack``: after ENOSPC, ask for more than the estimate."""
+    root = bset.layout.root
+    free = free_space(root)
+    if free is None:
+        return
+    free += _tmp_bytes(bset.layout.tmp)
+    if not slack and _quick_fit(bset, free):
+        return
+    need = estimate(bset, sources, options.excludes, options.cancel)
+    want = need.total + (max(int(need.total * RETRY_SLACK), RETRY_SLACK_MIN) if slack else 0)
+    report.need, report.free = need, free
+    if free >= want:
+        return
+    ids = bset.snapshot_ids()
+    if not thin:
+        raise DriveFull(needed=want, free=free, intact=bool(ids), partial=slack)
+    plan = make_room(bset, free, want, clock=options.clock, boundary=options.boundary)
+    if plan.forget is None:
+        raise DriveFull(needed=want, free=free, free_after=free + plan.most, thinned=len(ids) > 1,
+                        intact=bool(ids), partial=slack)
+    report.removed.extend(plan.forget)
+    report.bytes_freed += plan.frees
+
+
+def backup_with_room(bset: BackupSet, sources: Sequence[str], options: BackupOptions | None = None, *,
+                     thin: bool = True) -> tuple[BackupResult, RoomReport]:
+    """A backup that checks the room first (see the module docstring); ``thin``: whether old
+    snapshots may be removed to make room (the agent: always; the CLI: ``--make-room``).
+
+    Raises DriveFull before writing when the run cannot fit, and DiskFull (saying truly
+    whether a complete backup exists) when ENOSPC came mid-run and no room could be made.
+    """
+    options = options or BackupOptions()
+    report = RoomReport()
+    ensure_room(bset, sources, options, report, thin=thin)
+    try:
+        return backup(bset, sources, options), report
+    except DriveFull:
+        raise
+    except DiskFull as err:
+        failure = err
+    if not thin or free_space(bset.layout.root) is None:
+        raise DiskFull(path=failure.details.get("path", ""), intact=bool(bset.snapshot_ids())) from None
+    # The run ended cleanly (its journal kept): make room for what is left, with slack, and go once more.
+    ensure_room(bset, sources, options, report, thin=True, slack=True)
+    report.retried = True
+    try:
+        return backup(bset, sources, options), report
+    except DiskFull as err:
+        raise DiskFull(path=err.details.get("path", ""), intact=bool(bset.snapshot_ids())) from None
