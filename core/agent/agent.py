@@ -297,6 +297,8 @@ class Agent:
             self.history.finish(outcome.run_id, RunEnd(status=RunStatus.DRIVE_REMOVED, ended=self.clock.now(),
                                                        error=DriveGone().message, error_code=DriveGone.code))
             outcome.status, outcome.error = RunStatus.DRIVE_REMOVED, DriveGone()
+        if outcome.made_room:   # the drive was full: say which old backups went (issue #14)
+            self.notifier.notify(f"{name}: made room on the drive", outcome.made_room, "info")
         self._notify_outcome(job, outcome)
 
     def _unlocker(self):

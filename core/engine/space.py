@@ -224,15 +224,17 @@ def ensure_room(bset: BackupSet, sources: Sequence[str], options: BackupOptions,
 
 
 def backup_with_room(bset: BackupSet, sources: Sequence[str], options: BackupOptions | None = None, *,
-                     thin: bool = True) -> tuple[BackupResult, RoomReport]:
+                     thin: bool = True, report: RoomReport | None = None) -> tuple[BackupResult, RoomReport]:
     """A backup that checks the room first (see the module docstring); ``thin``: whether old
     snapshots may be removed to make room (the agent: always; the CLI: ``--make-room``).
+    ``report`` (filled as it goes, so a caller learns what was removed even when the run
+    then fails) is returned with the result.
 
     Raises DriveFull before writing when the run cannot fit, and DiskFull (saying truly
     whether a complete backup exists) when ENOSPC came mid-run and no room could be made.
     """
     options = options or BackupOptions()
-    report = RoomReport()
+    report = report if report is not None else RoomReport()
     ensure_room(bset, sources, options, report, thin=thin)
     try:
         return backup(bset, sources, options), report
