@@ -326,6 +326,8 @@ def _run_in_process(job: Job, cfg: Config) -> int:
         outcome = run_job(job, cfg, History(paths.history_file), progress=bar, bind=_bind_in_config)
     finally:
         bar.done()
+    if outcome.made_room:   # the drive was full: the oldest backups went (issue #14)
+        print(outcome.made_room, file=sys.stderr)
     if outcome.error is not None:
         print(f"plugback: {outcome.error.message}", file=sys.stderr)
         return outcome.error.exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -17,14 +18,15 @@ from core.cli.render import (
     prompt_secret,
     warn,
 )
-from core.engine.backup import BackupOptions, backup, check_sources
+from core.engine.backup import BackupOptions, check_sources
 from core.engine.manifest import DIR, FILE, LINK, Entry, sort_key
 from core.engine.progress import Clock
 from core.engine.repo import BackupSet
 from core.engine.restore import CONFLICTS, RestoreOptions, restore
 from core.engine.retention import RetentionPolicy, forget
+from core.engine.space import backup_with_room
 from core.engine.verify import VerifyOptions, verify
-from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, UsageError
+from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, DiskFull, UsageError
 
 
 def add_unlock_options(p) -> None:
@@ -58,6 +60,9 @@ def _register_backup(sub) -> None:
                    help="gitignore-style pattern to leave out (repeatable), e.g. '*.tmp' or 'node_modules/'")
     p.add_argument("--rehash", action="store_true", help="read every file, even unchanged ones")
     p.add_argument("--no-verify", action="store_true", help="skip reading back what was written")
+    p.add_argument("--make-room", action="store_true",
+                   help="when the backup would not fit, forget the oldest snapshots (never the newest) "
+                        "until it does; without it a backup that does not fit stops before writing")
     p.add_argument("--encrypt", action="store_true",
                    help="create the set encrypted (passphrase from PLUGBACK_PASSPHRASE or a prompt)")
     p.add_argument("--remember", action="store_true",
@@ -154,10 +159,15 @@ def cmd_backup(args) -> int:
     bset, passphrase = _backup_set(args)
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        result = backup(bset, args.sources, BackupOptions(excludes=args.exclude, rehash=args.rehash,
-                                                          verify=not args.no_verify, progress=bar))
+        result, room = backup_with_room(bset, args.sources, BackupOptions(
+            excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify, progress=bar), thin=args.make_room)
+    except DiskFull as err:
+        raise type(err)(**{**err.details, "hint": _room_hint(bset.root, args.make_room)}) from None
     finally:
         bar.done()
+    if room.removed:
+        print(f"Made room: forgot the {len(room.removed)} oldest snapshot(s) ({', '.join(room.removed)}), "
+              f"{human_size(room.bytes_freed)} freed.", file=sys.stderr)
     if passphrase:
         # Said once, when the set is made: without the passphrase only the recovery key opens it.
         print(f"This backup set is encrypted. If the passphrase is lost, only its recovery key opens it: "
@@ -190,6 +200,15 @@ def cmd_backup(args) -> int:
                   "backed up (or kept their previous version).", file=sys.stderr)
         return EXIT_WARNINGS
     return EXIT_OK
+
+
+def _room_hint(root: Path, made_room: bool) -> str:
+    """What the CLI adds to a full-drive message: the real set, and the flag or command that makes room."""
+    if made_room:
+        return ""
+    where = shlex.quote(str(root)) if os.name != "nt" else f'"{root}"'
+    return (f"To let Plugback forget the oldest snapshots of {root} when needed, run the backup again with "
+            f"--make-room; or choose yourself: 'plugback forget {where} --keep-last 3 --prune' keeps the 3 newest.")
 
 
 def _open(args) -> BackupSet:
