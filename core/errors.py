@@ -118,37 +118,39 @@ def _intact_words(intact) -> str:
     return "Nothing already saved was damaged."
 
 
+_RELEASED = "What it had copied was removed again, so the drive is not left full."
 _SPACE_ADVICE = "Free up space on the drive, leave some files out of this backup, or use a bigger drive."
 
 
 class DiskFull(PlugbackError):
     """The destination ran out of space during a run (ENOSPC). ``intact``: whether a complete
-    backup exists (True / False; unknown when the file system layer raises it); ``hint``: what
-    the caller adds (the CLI names the real set and its flag; the window shows buttons)."""
+    backup exists (True / False; unknown when the file system layer raises it); ``released``:
+    the run's copies were taken back; ``hint``: what the caller adds (the CLI names the real set
+    and its flag; the window shows buttons)."""
 
     code = "disk_full"
 
-    def default_message(self, path="", intact=None, hint="", **_):
+    def default_message(self, path="", intact=None, released=False, hint="", **_):
         return " ".join(filter(None, ["The backup drive is full; the backup stopped before it was complete.",
-                                      _intact_words(intact), _SPACE_ADVICE, hint]))
+                                      _RELEASED if released else "", _intact_words(intact), _SPACE_ADVICE, hint]))
 
 
 class DriveFull(DiskFull):
     """Checked before writing: this run cannot fit on the drive, even after removing old backups
     (``thinned``: whether there were any to remove). Nothing was written, unless ``partial``: a
-    run that hit ENOSPC first (its copies are kept for the next run)."""
+    run that hit ENOSPC first (``released``: its copies were taken back)."""
 
     code = "drive_full"
 
     def default_message(self, needed=0, free=0, free_after=None, thinned=False, intact=None, partial=False,
-                        hint="", **_):
+                        released=False, hint="", **_):
         if free_after is not None and thinned:
             room = f"the drive has {_size_words(free_after)} free even after removing old backups"
         else:
             room = f"the drive has {_size_words(free)} free"
         return " ".join(filter(None, [f"Not backed up: this backup needs about {_size_words(needed)}, but {room}.",
-                                      "What was copied so far is kept for the next backup." if partial
-                                      else "Nothing was written.", _intact_words(intact), _SPACE_ADVICE, hint]))
+                                      (_RELEASED if released else "") if partial else "Nothing was written.",
+                                      _intact_words(intact), _SPACE_ADVICE, hint]))
 
 
 class ReadOnlyDestination(PlugbackError):

@@ -20,7 +20,9 @@ anything is written:
 If ENOSPC still comes mid-run (something else filled the drive, the sources grew
 since the scan), the run ends as before (the last snapshot intact, the journal kept),
 room is made for what is left with some slack, and the run goes again once, reusing
-what was copied; otherwise it ends with a message that is true about what exists.
+what was copied. If that cannot be done or fails too, the copies the run made are taken
+back (:func:`release`), so the drive is not left full for the next job, and the message
+is true about what exists.
 
 Memory stays flat: the estimate holds one scan entry and one manifest entry at a time,
 and thinning's bookkeeping lives in a scratch table (core/engine/scratch.py).
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -37,15 +40,17 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from core.engine import journal as journal_mod
+from core.engine.atomic import clear_tmp
 from core.engine.backup import BackupOptions, BackupResult, backup, check_sources
 from core.engine.backup import _same_stat as same_stat  # the run's own rule: the two cannot disagree
+from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, Entry
 from core.engine.progress import CancelToken
 from core.engine.repo import BackupSet
-from core.engine.retention import make_room
+from core.engine.retention import make_room, prune_objects
 from core.engine.scan import Excluder, plan_sources, scan
 from core.engine.window import merge
-from core.errors import DiskFull, DriveFull, ManifestDamaged
+from core.errors import DiskFull, DriveFull, ManifestDamaged, PlugbackError
 
 MARGIN_FIXED = 1 << 20     # the set's small files, a checkpoint, rounding
 MARGIN_PER_ENTRY = 200     # plus the path: its manifest line (gzip'd) and its Latest.sha256 line
@@ -241,13 +246,80 @@ def backup_with_room(bset: BackupSet, sources: Sequence[str], options: BackupOpt
     except DriveFull:
         raise
     except DiskFull as err:
-        failure = err
-    if not thin or free_space(bset.layout.root) is None:
-        raise DiskFull(path=failure.details.get("path", ""), intact=bool(bset.snapshot_ids())) from None
-    # The run ended cleanly (its journal kept): make room for what is left, with slack, and go once more.
-    ensure_room(bset, sources, options, report, thin=True, slack=True)
-    report.retried = True
+        failure: DiskFull = err
+    if thin and free_space(bset.layout.root) is not None:
+        # The run ended cleanly (its journal kept): make room for what is left, with slack, and go once more.
+        try:
+            ensure_room(bset, sources, options, report, thin=True, slack=True)
+        except DriveFull as err:
+            failure = err
+        else:
+            report.retried = True
+            try:
+                return backup(bset, sources, options), report
+            except DiskFull as err:
+                failure = err
+    released = release(bset, options)
+    intact = bool(bset.snapshot_ids())
+    if isinstance(failure, DriveFull):
+        raise DriveFull(**{**failure.details, "intact": intact, "partial": True, "released": released}) from None
+    raise DiskFull(path=failure.details.get("path", ""), intact=intact, released=released) from None
+
+
+def release(bset: BackupSet, options: BackupOptions) -> bool:
+    """After a run that could not finish for lack of space: take back what it wrote that no
+    committed snapshot needs, so the drive is not left full (the next job on it must run).
+
+    Under the set's lock: ``tmp/`` is cleared; the copies the run placed in ``Latest/`` (its
+    journal's checkpointed records) are removed unless the newest snapshot names that content
+    at that place (its version went to ``objects/`` before, so every snapshot stays
+    restorable); the journal goes (nothing of it is left to reuse); unreferenced objects (an
+    encrypted run's new content) are pruned. Whether anything was taken back; never raises
+    for a drive that fails meanwhile (the run's own error is what the user hears).
+    """
+    layout = bset.layout
     try:
-        return backup(bset, sources, options), report
-    except DiskFull as err:
-        raise DiskFull(path=err.details.get("path", ""), intact=bool(bset.snapshot_ids())) from None
+        layout.check_contained(options.boundary)
+        with SetLock(layout.lock, options.clock, purpose="release"):
+            clear_tmp(bset.fs, layout.tmp)
+            parent = bset.newest_id()
+            header, records = journal_mod.load(layout.journal, bset.keys)
+            if header is None or header.get("parent") != parent or header.get("snapshot") == parent:
+                return prune_objects(bset)[0] > 0
+            removed = 0 if bset.encrypted else _take_back(bset, parent, records)
+            bset.fs.unlink(layout.journal)
+            return removed + prune_objects(bset)[0] > 0
+    except (PlugbackError, OSError):
+        return False
+
+
+def _take_back(bset: BackupSet, parent: str | None, records: dict[str, journal_mod.Placed]) -> int:
+    """Remove the plain copies ``records`` placed in ``Latest/`` that the newest snapshot does not
+    name there with that content; how many were removed."""
+    by_mirror = {r.mirror: r for r in records.values()}
+    if parent is not None:
+        with bset.open_manifest(parent) as reader:   # all of it (damaged: nothing is taken back)
+            for e in reader:
+                r = by_mirror.get(e.mirror_path)
+                if r is not None and e.type == FILE and e.sha256 == r.sha256:
+                    del by_mirror[e.mirror_path]     # the newest snapshot's own copy
+    removed = 0
+    for r in by_mirror.values():
+        paths = ([bset.layout.latest_part(r.mirror, i, writing=True) for i in range(1, r.parts + 1)]
+                 if r.parts else [bset.layout.latest_file(r.mirror, writing=True)])
+        sizes = [_regular_size(p) for p in paths]
+        if None in sizes or sum(s or 0 for s in sizes) != r.size:
+            continue   # not the copy the run made: left alone
+        for p in paths:
+            bset.fs.unlink(p)
+        removed += 1
+    return removed
+
+
+def _regular_size(path: Path) -> int | None:
+    """A regular file's size, never through a symlink; None for anything else."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 
+from core.agent.keys import Secret, make_unlocker
 from core.engine.backup import BackupOptions
 from core.engine.progress import FakeClock
 from core.engine.repo import BackupSet
@@ -215,3 +216,36 @@ def test_enospc_without_thinning_says_truly_what_is_intact(tmp_path):
 
 def test_free_space_unknown_is_not_zero(tmp_path):
     assert free_space(tmp_path) == shutil.disk_usage(tmp_path).free
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_enospc_that_no_thinning_can_cure_takes_the_copies_back(make_drive, tmp_path, encrypted):
+    """The sources grew past the drive mid-run and there is nothing old to remove: the run ends with a
+    true message and its copies are removed again, so the next job on the drive still has room."""
+    drive = make_drive("ext4", size_mb=40)
+    set_path = drive.mount_point / "set"
+    src = tmp_path / "src" / "Data"
+    _fill(src, "small.bin", 200_000)
+    unlock = make_unlocker(Secret.passphrase("pw")) if encrypted else None
+    first = backup_path(set_path, [src], verify=False, passphrase="pw" if encrypted else None).snapshot_id
+    free_before = free_space(set_path)
+    for i in range(5):
+        _fill(src, f"new{i}.bin", 10 * MB)        # 50 MB on a drive with ~34 MB free
+    bset = open_set(set_path, unlock)
+    with pytest.raises(DriveFull) as info:
+        backup_with_room(bset, [src], BackupOptions(clock=FakeClock()))
+    message = info.value.message
+    assert "removed again, so the drive is not left full" in message and "is intact" in message, message
+    assert "Nothing was written" not in message
+    assert free_space(set_path) >= free_before - 1 * MB          # the copies were taken back
+    assert not (set_path / "journal.json").exists() and not any((set_path / "tmp").iterdir())
+    assert bset.snapshot_ids() == [first]
+    out = tmp_path / "out"
+    restore_path(set_path, out, unlock=unlock)
+    assert read_tree(out / "Data") == {"small.bin": (src / "small.bin").read_bytes()}
+    assert verify_path(set_path, read_all=True, unlock=unlock).ok
+    for i in range(5):
+        (src / f"new{i}.bin").unlink()
+    _fill(src, "later.bin", 5 * MB)                             # a run that fits goes through
+    result, report = backup_with_room(open_set(set_path, unlock), [src], BackupOptions(clock=FakeClock()))
+    assert result.status.value == "ok" and report.removed == []
