@@ -163,12 +163,21 @@ def _count(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_
             if prev is not None and prev.type == FILE and same_stat(prev, se):
                 continue
             t = trusted.get(se.path)
-            if t is not None and same_stat(t, se):
+            if t is not None and same_stat(t, se) and _still_placed(bset, t):
                 continue   # placed by the interrupted run: reused
             files += 1
             content += stored_size(se.size, encrypted, block)
             margin += MARGIN_PER_COPY + 2 * n
     return Need(content, files, margin)
+
+
+def _still_placed(bset: BackupSet, t: journal_mod.Placed) -> bool:
+    """Whether a journal record's copy is still there (a released run's are not)."""
+    layout = bset.layout
+    if t.obj is not None:
+        return _regular_size(layout.object(t.obj) if not t.parts else layout.object_part(t.obj, 1)) is not None
+    first = layout.latest_file(t.mirror) if not t.parts else layout.latest_part(t.mirror, 1)
+    return _regular_size(first) is not None
 
 
 def _quick_fit(bset: BackupSet, free: int) -> bool:
@@ -273,9 +282,10 @@ def release(bset: BackupSet, options: BackupOptions) -> bool:
     Under the set's lock: ``tmp/`` is cleared; the copies the run placed in ``Latest/`` (its
     journal's checkpointed records) are removed unless the newest snapshot names that content
     at that place (its version went to ``objects/`` before, so every snapshot stays
-    restorable); the journal goes (nothing of it is left to reuse); unreferenced objects (an
-    encrypted run's new content) are pruned. Whether anything was taken back; never raises
-    for a drive that fails meanwhile (the run's own error is what the user hears).
+    restorable); unreferenced objects (an encrypted run's new content) are pruned. The journal
+    stays, so ``Latest/`` is known to be between snapshots; its records no longer count.
+    Whether anything was taken back; never raises for a drive that fails meanwhile (the
+    run's own error is what the user hears).
     """
     layout = bset.layout
     try:
@@ -286,8 +296,9 @@ def release(bset: BackupSet, options: BackupOptions) -> bool:
             header, records = journal_mod.load(layout.journal, bset.keys)
             if header is None or header.get("parent") != parent or header.get("snapshot") == parent:
                 return prune_objects(bset)[0] > 0
+            # The journal stays: it says Latest/ is between two snapshots (docs/format.md); the
+            # next run finds its records' copies gone and copies them again.
             removed = 0 if bset.encrypted else _take_back(bset, parent, records)
-            bset.fs.unlink(layout.journal)
             return removed + prune_objects(bset)[0] > 0
     except (PlugbackError, OSError):
         return False

@@ -238,7 +238,9 @@ def test_enospc_that_no_thinning_can_cure_takes_the_copies_back(make_drive, tmp_
     assert "removed again, so the drive is not left full" in message and "is intact" in message, message
     assert "Nothing was written" not in message
     assert free_space(set_path) >= free_before - 1 * MB          # the copies were taken back
-    assert not (set_path / "journal.json").exists() and not any((set_path / "tmp").iterdir())
+    assert not any((set_path / "tmp").iterdir())
+    assert (set_path / "journal.json").exists()                     # Latest/ is between snapshots: said so
+    assert estimate(bset, [src]).files == 5                          # its records count no more
     assert bset.snapshot_ids() == [first]
     out = tmp_path / "out"
     restore_path(set_path, out, unlock=unlock)
