@@ -14,7 +14,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Iterable
 
+from core.engine import journal as journal_mod
 from core.engine import scratch
 from core.engine.lock import SetLock
 from core.engine.manifest import FILE
@@ -135,8 +137,8 @@ def _forget_ids(bset: BackupSet, ids: list[str]) -> None:
         bset.fs.fsync_dir(bset.layout.snapshots)
 
 
-def prune_objects(bset: BackupSet) -> tuple[int, int]:
-    """Delete objects no snapshot names; (count, bytes). The caller holds the lock.
+def prune_objects(bset: BackupSet, keep: Iterable[str] = ()) -> tuple[int, int]:
+    """Delete objects no snapshot names (nor ``keep``); (count, bytes). The caller holds the lock.
 
     The objects present go into a scratch table (core/engine/scratch.py), every manifest
     streams through it striking out the names it references, and what is left is
@@ -158,6 +160,8 @@ def prune_objects(bset: BackupSet) -> tuple[int, int]:
             except PlugbackError as err:
                 raise PlugbackError(f"Cannot prune: snapshot {sid} is damaged ({err}); pruning could delete "
                                     "content it still needs. Run 'plugback verify SET' first.") from None
+        for batch in scratch.batches((bytes.fromhex(n),) for n in keep):
+            db.executemany("DELETE FROM unused WHERE name = ?", batch)
         db.execute("COMMIT")
         removed = freed = 0
         last = None
@@ -226,8 +230,19 @@ def plan_room(bset: BackupSet, free: int, need: int) -> RoomPlan:
     return RoomPlan(ids[:k], unused + sum(alone[:k]), most)
 
 
+def in_flight(bset: BackupSet) -> list[str]:
+    """Objects an interrupted run on the newest snapshot placed (its journal's checkpointed records;
+    encrypted sets): making room for that run to resume must not delete them."""
+    newest = bset.newest_id()
+    header, records = journal_mod.load(bset.layout.journal, bset.keys)
+    if header is None or header.get("parent") != newest or header.get("snapshot") == newest:
+        return []
+    return [r.obj for r in records.values() if r.obj]
+
+
 def _needed_alone(bset: BackupSet, ids: list[str]) -> tuple[list[int], int]:
-    """(bytes last needed by each snapshot, oldest first; bytes of objects nobody needs)."""
+    """(bytes last needed by each snapshot, oldest first; bytes of objects nobody needs). Objects
+    :func:`in_flight` get a mark past the newest: never counted as freeable."""
     with closing(scratch.connect()) as db:
         db.execute("CREATE TABLE obj (name BLOB PRIMARY KEY, size INTEGER, last INTEGER) WITHOUT ROWID")
         db.execute("BEGIN")
@@ -240,6 +255,9 @@ def _needed_alone(bset: BackupSet, ids: list[str]) -> tuple[list[int], int]:
                 refs = ((i, bytes.fromhex(bset.object_name(e))) for e in reader if e.type == FILE)
                 for batch in scratch.batches(refs):
                     db.executemany("UPDATE obj SET last = ? WHERE name = ?", batch)
+        flying = ((len(ids), bytes.fromhex(n)) for n in in_flight(bset))
+        for batch in scratch.batches(flying):
+            db.executemany("UPDATE obj SET last = ? WHERE name = ?", batch)
         totals = dict(db.execute("SELECT last, SUM(size) FROM obj GROUP BY last").fetchall())
         db.execute("COMMIT")
     return [totals.get(i, 0) for i in range(len(ids))], totals.get(-1, 0)
@@ -269,5 +287,5 @@ def make_room(bset: BackupSet, free: int, need: int, *, clock: Clock | None = No
         if plan.forget is None or free >= need:
             return plan
         _forget_ids(bset, plan.forget)
-        plan.frees = prune_objects(bset)[1]
+        plan.frees = prune_objects(bset, keep=in_flight(bset))[1]
     return plan

@@ -45,9 +45,9 @@ from core.engine.backup import BackupOptions, BackupResult, backup, check_source
 from core.engine.backup import _same_stat as same_stat  # the run's own rule: the two cannot disagree
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, Entry
-from core.engine.progress import CancelToken
+from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
-from core.engine.retention import make_room, prune_objects
+from core.engine.retention import make_room, plan_room, prune_objects
 from core.engine.scan import Excluder, plan_sources, scan
 from core.engine.window import merge
 from core.errors import DiskFull, DriveFull, ManifestDamaged, PlugbackError
@@ -115,17 +115,19 @@ def stored_size(size: int, encrypted: bool, block: int) -> int:
 
 
 def estimate(bset: BackupSet, sources: Sequence[str], excludes: Iterable[str] = (),
-             cancel: CancelToken | None = None) -> Need:
+             cancel: CancelToken | None = None, progress: ProgressCallback = no_progress) -> Need:
     """The bytes a backup of ``sources`` into ``bset`` will write, streaming (see the module docstring).
 
     A damaged parent manifest means the run copies everything: so does the estimate.
+    ``progress`` hears phase "scan" with the path reached (no totals: they are not known yet).
     """
     paths = check_sources(sources, bset.layout.root)
     parent_id = bset.newest_id()
+    hooks = (cancel or CancelToken(), progress)
     try:
-        return _count(bset, paths, tuple(excludes), parent_id, cancel or CancelToken())
+        return _count(bset, paths, tuple(excludes), parent_id, hooks)
     except ManifestDamaged:
-        return _count(bset, paths, tuple(excludes), None, cancel or CancelToken())
+        return _count(bset, paths, tuple(excludes), None, hooks)
 
 
 def _trusted(bset: BackupSet, parent_id: str | None) -> dict[str, journal_mod.Placed]:
@@ -137,7 +139,7 @@ def _trusted(bset: BackupSet, parent_id: str | None) -> dict[str, journal_mod.Pl
 
 
 def _count(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_id: str | None,
-           cancel: CancelToken) -> Need:
+           hooks: tuple[CancelToken, ProgressCallback]) -> Need:
     root = bset.layout.root
     block, encrypted = block_size(root), bset.encrypted
     trusted = _trusted(bset, parent_id) if parent_id else {}
@@ -150,7 +152,8 @@ def _count(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_
         old: Iterable[Entry] = stack.enter_context(bset.open_manifest(parent_id)) if parent_id else ()
         for count, (se, prev) in enumerate(merge(scan(sources, excluder, []), old)):
             if count % CANCEL_EVERY == 0:
-                cancel.check()
+                hooks[0].check()
+                hooks[1](Progress("scan", 0, 0, 0, 0, getattr(se or prev, "path", "")))
             if se is None:
                 continue   # removed: its content moves into objects/ by a rename
             n = len(se.path.encode("utf-8", "surrogatepass"))
@@ -221,7 +224,7 @@ def ensure_room(bset: BackupSet, sources: Sequence[str], options: BackupOptions,
     free += _tmp_bytes(bset.layout.tmp)
     if not slack and _quick_fit(bset, free):
         return
-    need = estimate(bset, sources, options.excludes, options.cancel)
+    need = estimate(bset, sources, options.excludes, options.cancel, options.progress)
     want = need.total + (max(int(need.total * RETRY_SLACK), RETRY_SLACK_MIN) if slack else 0)
     report.need, report.free = need, free
     if free >= want:
@@ -252,9 +255,7 @@ def backup_with_room(bset: BackupSet, sources: Sequence[str], options: BackupOpt
     ensure_room(bset, sources, options, report, thin=thin)
     try:
         return backup(bset, sources, options), report
-    except DriveFull:
-        raise
-    except DiskFull as err:
+    except DiskFull as err:   # ENOSPC: the engine ended cleanly, its journal kept
         failure: DiskFull = err
     if thin and free_space(bset.layout.root) is not None:
         # The run ended cleanly (its journal kept): make room for what is left, with slack, and go once more.
@@ -268,11 +269,26 @@ def backup_with_room(bset: BackupSet, sources: Sequence[str], options: BackupOpt
                 return backup(bset, sources, options), report
             except DiskFull as err:
                 failure = err
+    raise _ended_full(bset, sources, options, failure) from None
+
+
+def _ended_full(bset: BackupSet, sources: Sequence[str], options: BackupOptions, failure: DiskFull) -> DiskFull:
+    """The error a run that could not finish for lack of space ends with, after its copies were
+    taken back (:func:`release`): with the numbers as they are now, when they can be had."""
     released = release(bset, options)
-    intact = bool(bset.snapshot_ids())
-    if isinstance(failure, DriveFull):
-        raise DriveFull(**{**failure.details, "intact": intact, "partial": True, "released": released}) from None
-    raise DiskFull(path=failure.details.get("path", ""), intact=intact, released=released) from None
+    ids = bset.snapshot_ids()
+    if not isinstance(failure, DriveFull):
+        return DiskFull(path=failure.details.get("path", ""), intact=bool(ids), released=released)
+    details = {**failure.details, "intact": bool(ids), "partial": True, "released": released}
+    free = free_space(bset.layout.root)
+    if released and free is not None:
+        try:
+            need = estimate(bset, sources, options.excludes).total   # what was taken back counts again
+            most = plan_room(bset, free, need).most
+        except (PlugbackError, OSError):
+            return DriveFull(**details)
+        details.update(needed=need, free=free, free_after=free + most, thinned=len(ids) > 1)
+    return DriveFull(**details)
 
 
 def release(bset: BackupSet, options: BackupOptions) -> bool:
@@ -295,13 +311,21 @@ def release(bset: BackupSet, options: BackupOptions) -> bool:
             parent = bset.newest_id()
             header, records = journal_mod.load(layout.journal, bset.keys)
             if header is None or header.get("parent") != parent or header.get("snapshot") == parent:
-                return prune_objects(bset)[0] > 0
+                return _prune_quietly(bset) > 0
             # The journal stays: it says Latest/ is between two snapshots (docs/format.md); the
             # next run finds its records' copies gone and copies them again.
             removed = 0 if bset.encrypted else _take_back(bset, parent, records)
-            return removed + prune_objects(bset)[0] > 0
+            return removed + _prune_quietly(bset) > 0
     except (PlugbackError, OSError):
         return False
+
+
+def _prune_quietly(bset: BackupSet) -> int:
+    """Objects nobody names deleted (how many); 0 when a damaged manifest makes prune refuse."""
+    try:
+        return prune_objects(bset)[0]
+    except PlugbackError:
+        return 0
 
 
 def _take_back(bset: BackupSet, parent: str | None, records: dict[str, journal_mod.Placed]) -> int:

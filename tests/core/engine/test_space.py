@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 
 import pytest
@@ -237,6 +238,8 @@ def test_enospc_that_no_thinning_can_cure_takes_the_copies_back(make_drive, tmp_
     message = info.value.message
     assert "removed again, so the drive is not left full" in message and "is intact" in message, message
     assert "Nothing was written" not in message
+    assert re.search(r"needs about 5\d\.\d MB, but the drive has (\d+\.\d) MB free", message), message
+    assert f"has {free_space(set_path) / 1e6:.1f} MB free" in message      # the numbers as they are now
     assert free_space(set_path) >= free_before - 1 * MB          # the copies were taken back
     assert not any((set_path / "tmp").iterdir())
     assert (set_path / "journal.json").exists()                     # Latest/ is between snapshots: said so
@@ -251,3 +254,32 @@ def test_enospc_that_no_thinning_can_cure_takes_the_copies_back(make_drive, tmp_
     _fill(src, "later.bin", 5 * MB)                             # a run that fits goes through
     result, report = backup_with_room(open_set(set_path, unlock), [src], BackupOptions(clock=FakeClock()))
     assert result.status.value == "ok" and report.removed == []
+
+
+def test_making_room_keeps_what_an_interrupted_run_placed(tmp_path):
+    """An encrypted run's objects are unreferenced until it commits: making room for that same run
+    must neither count them as freeable nor prune them (else the resume would copy them again)."""
+    from core.engine.backup import CHECKPOINT_SECONDS
+    from core.engine.retention import in_flight, plan_room, prune_objects
+
+    set_path = tmp_path / "set"
+    src = make_tree(tmp_path / "src" / "Data", {f"f{i}.bin": os.urandom(50_000) for i in range(6)})
+    unlock = make_unlocker(Secret.passphrase("pw"))
+    backup_path(set_path, [make_tree(tmp_path / "one" / "Data", {"x": b"x"})], passphrase="pw", verify=False)
+    clock = FakeClock()
+
+    def progress(p):
+        if p.phase == "copy":
+            clock.advance(CHECKPOINT_SECONDS)   # every placed file checkpointed
+
+    with pytest.raises(IOFailure):
+        backup_path(set_path, [src], unlock=unlock, fs=FaultyFS(fail_at=40, error=errno.EIO), clock=clock,
+                    progress=progress, workers=1, verify=False)
+    bset = open_set(set_path, unlock)
+    flying = in_flight(bset)
+    assert flying and all((set_path / "objects" / n[:2] / n).exists() for n in flying)
+    assert plan_room(bset, 0, 1 << 40).most < 50_000 * len(flying)   # not counted as freeable
+    prune_objects(bset, keep=flying)
+    assert all((set_path / "objects" / n[:2] / n).exists() for n in flying)
+    prune_objects(bset)                                                # a plain prune would delete them
+    assert not any((set_path / "objects" / n[:2] / n).exists() for n in flying)
