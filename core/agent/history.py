@@ -46,6 +46,7 @@ class RunKind(_Text):
 
     BACKUP = "backup"
     VERIFY = "verify"
+    RESTORE = "restore"   # a restore task in a runner's queue (core/agent/runner.py); never a history row
 
 
 class Trigger(_Text):
