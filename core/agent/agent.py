@@ -23,7 +23,7 @@ from core.agent.config_file import file_stamp, load_or_recover, read_config, upd
 from core.agent.drives import read_drive_file
 from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
 from core.agent.restore_first import PageHold, hold_connect, release_held, wait_for_restore
-from core.agent.runner import JobRunner, RunCancel, Task
+from core.agent.runner import RESTORE, JobRunner, RunCancel, Task
 from core.agent.schedule import connect_due, due
 from core.agent.words import plural
 from core.engine.progress import Clock
@@ -253,7 +253,7 @@ class Agent:
         out = []
         for runner in list(self.runners.values()):
             name, kind, p = runner.current, runner.kind, runner.progress
-            if name and kind != RunKind.RESTORE:   # a restore shows in status.restore
+            if name and kind != RESTORE:   # a restore shows in status.restore
                 pct = int(100 * p.bytes_done / p.bytes_total) if p and p.bytes_total else None
                 out.append({"job": name, "kind": kind, "percent": pct, "phase": p.phase if p else "starting",
                             "progress": p.to_dict() if p else None})

@@ -46,7 +46,6 @@ class RunKind(_Text):
 
     BACKUP = "backup"
     VERIFY = "verify"
-    RESTORE = "restore"   # a restore task in a runner's queue (core/agent/runner.py); never a history row
 
 
 class Trigger(_Text):

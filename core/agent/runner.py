@@ -48,6 +48,8 @@ class RunCancel(CancelToken):
         super().check()
 
 
+#: The kind of a restore task (a runner's own kind; history records only backups and checks).
+RESTORE = "restore"
 #: What a restore task runs on the runner's thread: ``work(cancel, progress)``.
 Work = Callable[[RunCancel, Callable[[Progress], None]], None]
 
@@ -58,7 +60,7 @@ class Task(NamedTuple):
     ``work`` (restores only) is run instead of the runner's ``execute``."""
 
     name: str
-    kind: RunKind
+    kind: RunKind | str   # RESTORE for a restore
     trigger: Trigger
     work: Work | None = None
 
@@ -73,7 +75,7 @@ class JobRunner:
         self.on_change = on_change
         self.tasks: deque[Task] = deque()
         self.current: str | None = None
-        self.kind: RunKind | None = None
+        self.kind: RunKind | str | None = None
         self.progress: Progress | None = None
         self.cancel: RunCancel | None = None
         self._cond = threading.Condition()
@@ -96,7 +98,7 @@ class JobRunner:
     def enqueue_restore(self, name: str, work: Work) -> None:
         """Queue a restore ahead of every queued run (behind the one running, if any)."""
         with self._cond:
-            self.tasks.appendleft(Task(name, RunKind.RESTORE, Trigger.MANUAL, work))
+            self.tasks.appendleft(Task(name, RESTORE, Trigger.MANUAL, work))
             self._cond.notify()
         self.on_change()
 
@@ -106,10 +108,10 @@ class JobRunner:
         stopped = False
         with self._cond:
             for task in list(self.tasks):
-                if task.kind != RunKind.RESTORE and (name is None or task.name == name):
+                if task.kind != RESTORE and (name is None or task.name == name):
                     self.tasks.remove(task)
                     stopped = True
-            if self.cancel is not None and self.kind != RunKind.RESTORE and (name is None or self.current == name):
+            if self.cancel is not None and self.kind != RESTORE and (name is None or self.current == name):
                 self.cancel.cancel()
                 stopped = True
         if stopped:
@@ -120,10 +122,10 @@ class JobRunner:
         """Stop the restore task ``name``: "dropped" (it was queued), "cancelled" (running), or None."""
         with self._cond:
             for task in list(self.tasks):
-                if task.kind == RunKind.RESTORE and task.name == name:
+                if task.kind == RESTORE and task.name == name:
                     self.tasks.remove(task)
                     return "dropped"
-            if self.cancel is not None and self.kind == RunKind.RESTORE and self.current == name:
+            if self.cancel is not None and self.kind == RESTORE and self.current == name:
                 self.cancel.cancel()
                 return "cancelled"
         return None
@@ -133,7 +135,7 @@ class JobRunner:
 
         Queued restores stay: they run, find the drive gone and say so in their result."""
         with self._cond:
-            kept = [t for t in self.tasks if t.kind == RunKind.RESTORE]
+            kept = [t for t in self.tasks if t.kind == RESTORE]
             self.tasks.clear()
             self.tasks.extend(kept)
             if self.cancel is not None:
@@ -142,7 +144,7 @@ class JobRunner:
     @property
     def queue(self) -> list[str]:
         """Names of the queued jobs (backups and checks; not restores), in order."""
-        return [t.name for t in list(self.tasks) if t.kind != RunKind.RESTORE]
+        return [t.name for t in list(self.tasks) if t.kind != RESTORE]
 
     def busy(self) -> bool:
         """Whether a task runs or waits here."""

@@ -144,7 +144,11 @@ class SetLock:
                         os.unlink(self.path)
                     except FileNotFoundError:
                         pass
-                    except OSError as err:   # a folder in its place: not a lock Plugback made
+                    except OSError as err:   # a folder in its place, or a read-only set
+                        if not self.required and (err.errno in _READ_ONLY or os.path.isdir(self.path)):
+                            # A stale lock nobody here can remove (or no lock at all) keeps no reader out.
+                            log.info("%s without a lock: %s cannot be removed (%s)", self.purpose, self.path, err)
+                            return self
                         raise translate(err, self.path, self.path.parent) from err
                     continue
                 raise locked_error(holder) from None
