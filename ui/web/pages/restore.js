@@ -60,15 +60,16 @@ function selectionView(onChange) {
 /** What a finished restore did, naming each file saved under another name and where. */
 function summary(task) {
   const r = task.result || {};
-  const failed = Boolean(task.error);
+  const stopped = Boolean(task.error) && task.error.code === 'cancelled';   // the user stopped it: not a failure
+  const failed = Boolean(task.error) && !stopped;
   const rows = [['Restored', r.files_restored], ['Bytes', r.bytes_restored !== undefined ? bytes(r.bytes_restored) : undefined],
     ['Skipped (already there)', r.skipped], ['Saved under another name', r.kept_both], ['Replaced', r.overwritten]]
     .filter(([, v]) => v !== undefined && v !== null && v !== 0);
   const where = task.target || (task.destinations || []).map((d) => d.to).join(', ');
   const renamed = r.renamed || [];
   return h('div', { class: `alert ${failed ? 'error' : 'info'}`, role: failed ? 'alert' : 'status' },
-    h('div', { class: 'grow' }, h('strong', {}, failed ? 'The restore failed. ' : 'Restore finished. '),
-      failed ? task.error.message : `Restored into ${where}.`,
+    h('div', { class: 'grow' }, h('strong', {}, failed ? 'The restore failed. ' : stopped ? 'Restore stopped. ' : 'Restore finished. '),
+      task.error ? task.error.message : `Restored into ${where}.`,
       rows.length ? h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, typeof v === 'number' ? count(v) : v)])) : null,
       renamed.length ? [h('p', {}, 'These files were already there, so the restored copies have new names:'),
         h('ul', { id: 'restore-renamed' }, renamed.map((x) => h('li', {}, h('span', { class: 'mono' }, x.as), ' (next to ', h('span', { class: 'mono' }, x.to), ')')))] : null,
@@ -378,6 +379,7 @@ export async function render(main, ctx) {
         return;
       }
       progressBox.hidden = true;
+      restoreButton.disabled = selection.size() === 0;   // a failed or stopped restore can be started again
       fill(result, summary(task));
       if (!task.error) {
         toast('Restore finished');
