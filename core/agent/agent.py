@@ -340,6 +340,8 @@ class Agent:
     def _drive_busy(self, drive_id: str, excluding: str | None = None) -> bool:
         """Whether a run on this drive runs or waits in its queue (other than ``excluding``)."""
         runner = self.runners.get(f"drive:{drive_id}")
+        if self.restore_drive == drive_id:   # a restore from it runs or waits its turn
+            return True
         if runner is None:
             return False
         return any(n != excluding for n in list(runner.queue)) or (runner.current not in (None, excluding))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from core.agent.history import RunKind
 from core.engine.restore import CONFLICTS, OnConflict, RestoreOptions, restore
-from core.errors import AgentBusy, Cancelled, DamagedSet, PlugbackError, UsageError
+from core.errors import AgentBusy, Cancelled, DamagedSet, DriveGone, PlugbackError, UsageError
 
 if TYPE_CHECKING:
     from core.agent.config import Job
@@ -352,6 +352,9 @@ def _work(agent, bset, where, options: RestoreOptions, task: dict) -> None:
     task["waiting"] = None
     agent.changed()
     try:
+        if not os.path.isdir(bset.root):   # pulled while the restore waited its turn
+            raise DriveGone("The backup drive was removed before the restore started. Plug it in and "
+                            "start the restore again.")
         # Another process's backup first (its lock), so the names below are looked up after it.
         if not wait_while_held(bset.root, options.cancel, options.on_lock_wait or (lambda _: None)):
             raise Cancelled()

@@ -152,7 +152,7 @@ def test_a_backup_and_a_check_wait_for_a_restore_by_another_process(setup, tmp_p
     assert second[0].files_copied == 1
 
 
-def test_a_restore_waits_for_the_running_backup_then_restores_byte_for_byte(setup, tmp_path):
+def test_a_restore_waits_for_the_running_backup_then_restores_byte_for_byte(setup, paths, tmp_path):
     agent, _, handlers, src, _, first, _ = setup
     make_tree(src, {f"more/{i}.bin": bytes([i]) * 5000 for i in range(50)})
     gate = Gate(agent, in_backup)
@@ -171,6 +171,27 @@ def test_a_restore_waits_for_the_running_backup_then_restores_byte_for_byte(setu
     assert task["error"] is None and task["waiting"] is None
     assert read_tree(out / "Docs") == FIRST
     assert wait_for(lambda: backups(agent, 2))[0].status == "ok"         # the backup was not disturbed
+    # Not "safe to unplug" after that backup: the restore from the drive was still to come.
+    assert [n["kind"] for n in read_log(paths.notifications_log)].count("safe_to_unplug") == 1
+
+
+def test_a_restore_waiting_behind_a_backup_when_the_drive_is_pulled(setup, ext4_drive, tmp_path):
+    agent, watcher, handlers, src, _, first, _ = setup
+    make_tree(src, {"new.txt": b"new"})
+    gate = Gate(agent, in_backup)
+    agent.run_job("Docs")
+    assert gate.reached.wait(30)
+    out = tmp_path / "out"
+    handlers["restore"]({"job": "Docs", "snapshot": first, "paths": ["Docs"], "target": str(out),
+                         "create_target": True})
+    ext4_drive.unmount(lazy=True)
+    watcher.poll()
+    gate.release()
+    task = wait_for(lambda: restore_done(agent), what="the restore to give up")
+    assert task["error"] == {"code": "drive_removed", "message": "The backup drive was removed before the restore "
+                                                                "started. Plug it in and start the restore again."}
+    assert list(out.iterdir()) == [] and agent.restore_drive is None
+    assert wait_for(lambda: backups(agent, 2))[0].status == "drive_removed"
 
 
 def test_two_restores_started_together_cannot_race(setup, tmp_path):
