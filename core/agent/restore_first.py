@@ -99,21 +99,30 @@ def hold_connect(agent, drive_id: str, names: list[str]) -> list[str]:
         label = agent.config.drive_label(drive_id)
         agent.notifier.notify(f"Backup to '{label}' waits: a restore is open",
                               "The Restore page is open, so the automatic backup waits until you close it. "
-                              f"To back up now instead, choose 'Back up {label} now' in the Plugback menu.", "info")
+                              f"In the Plugback menu: 'Back up {label} now', or 'Restore from {label} instead' "
+                              "to skip this backup.", "info")
     agent.changed()
     return names
 
 
 def release_held(agent) -> None:
     """The Restore page closed: the held backups start (after the usual, cancellable connect delay)."""
+    from core.agent.agent import PendingConnect
+
     with agent.lock:
         held = [p for p in agent.pending.values() if p.held]
         for p in held:
             agent.pending.pop(p.drive_id, None)
     for p in held:
-        jobs = [j for j in agent.config.jobs if j.name in p.jobs]
-        if p.drive_id in agent.present:
-            agent._connect_jobs(p.drive_id, jobs)
+        if p.drive_id not in agent.present:
+            continue
+        if agent.restore_drive == p.drive_id:
+            # A restore from the drive was started meanwhile: the backups queue behind it (restore first).
+            with agent.lock:
+                agent.pending[p.drive_id] = PendingConnect(p.drive_id, p.jobs, agent.clock.now())
+            agent.start_pending(p.drive_id)
+        else:
+            agent._connect_jobs(p.drive_id, [j for j in agent.config.jobs if j.name in p.jobs])
     if held:
         agent.changed()
 

@@ -262,7 +262,8 @@ def test_restore_page_open_holds_the_connect_backup_until_it_closes(paths, make_
     (pending,) = agent.status()["pending"]
     assert pending["held"] and pending["jobs"] == ["Docs"] and agent.queued() == [] and agent.running() == []
     note = read_log(paths.notifications_log)[-1]
-    assert note["title"] == "Backup to 'Blue' waits: a restore is open" and "Back up Blue now" in note["message"]
+    assert note["title"] == "Backup to 'Blue' waits: a restore is open"
+    assert "'Back up Blue now', or 'Restore from Blue instead'" in note["message"]
     menu = [(i.text, i.action, i.args) for i in build_menu(agent.tray_state())]
     assert ("Back up Blue now", "start_pending", (drive_id,)) in menu
     assert ("Restore from Blue instead", "restore_instead", (drive_id,)) in menu
@@ -272,6 +273,30 @@ def test_restore_page_open_holds_the_connect_backup_until_it_closes(paths, make_
     handlers["restore_page"]({"open": False})                             # the page closed
     (run,) = wait_for(lambda: backups(agent, 1), what="the held backup")
     assert run.status == "ok" and run.trigger == "connect" and agent.status()["pending"] == []
+
+
+def test_a_restore_started_while_the_backup_is_held_goes_first(setup, ext4_drive, tmp_path):
+    """Plugged in to restore: the held backup runs only after that restore, when the page closes."""
+    agent, watcher, handlers, src, _, first, _ = setup
+    agent.edit_config(lambda c: setattr(c.jobs[0].triggers, "on_connect", True))
+    ext4_drive.unmount()
+    watcher.poll()
+    (src / "a.txt").write_bytes(b"changed")
+    handlers["restore_page"]({"open": True})
+    ext4_drive.mount()
+    watcher.poll()
+    assert agent.status()["pending"][0]["held"]
+    gate = Gate(agent, lambda r: r.kind == RESTORE)
+    out = tmp_path / "out"
+    handlers["restore"]({"job": "Docs", "snapshot": first, "paths": ["Docs"], "target": str(out),
+                         "create_target": True})
+    assert gate.reached.wait(30)
+    handlers["restore_page"]({"open": False})                             # done choosing: the page closes
+    assert agent.queued() == ["Docs"] and agent.running() == [] and agent.status()["pending"] == []
+    gate.release()
+    assert wait_for(lambda: restore_done(agent))["error"] is None and read_tree(out / "Docs") == FIRST
+    second = wait_for(lambda: backups(agent, 2), what="the backup after the restore")[0]
+    assert second.status == "ok" and second.trigger == "connect" and second.files_copied == 1
 
 
 def test_a_restore_page_that_stops_renewing_lets_the_backup_go(paths, make_agent, ext4_drive, tmp_path):
