@@ -129,7 +129,7 @@ def agent_status(agent) -> dict:
             "backend": agent.backend, "jobs": jobs,
             "drives": drive_entries(agent.config, records, agent.present, agent._drive_busy),
             "queued": queued, "attention": attention_list(jobs),
-            "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat()}
+            "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat(), "held": p.held}
                         for p in list(agent.pending.values())],
             "problem": agent.problem, "restore": agent.restore_task}
 

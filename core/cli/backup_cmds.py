@@ -28,6 +28,8 @@ from core.engine.space import backup_with_room
 from core.engine.verify import VerifyOptions, verify
 from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, DiskFull, UsageError
 
+RESTORE_WAIT = 3600.0   # seconds `plugback restore` waits for a backup of the same set (--wait)
+
 
 def add_unlock_options(p) -> None:
     """Options every command that opens a (possibly encrypted) set takes."""
@@ -110,6 +112,9 @@ def _register_restore(sub) -> None:
     p.add_argument("--on-conflict", choices=CONFLICTS, default="keep-both",
                    help="when a file already exists: keep-both (default: the restored copy gets a new "
                         "name, \"name (restored).ext\"), skip, or overwrite")
+    p.add_argument("--wait", type=float, default=RESTORE_WAIT, metavar="SECONDS",
+                   help="when a backup (or another restore) is using the set, wait this long for it to finish "
+                        f"(default {RESTORE_WAIT:.0f}; 0: fail at once; Ctrl-C stops waiting)")
     p.add_argument("--json", action="store_true")
     add_unlock_options(p)
     p.set_defaults(func=cmd_restore)
@@ -304,11 +309,27 @@ def cmd_diff(args) -> int:
     return EXIT_OK
 
 
+def _waiting(bset: BackupSet):
+    """What ``plugback restore`` prints while another process holds the set (once per holder)."""
+    job = None if bset.encrypted else bset.meta.get("job")
+
+    def say(holder: dict) -> None:
+        what = holder.get("purpose") or "backup"
+        who = f"process {holder.get('pid')} on {holder.get('host')}" if holder.get("pid") else "another process"
+        print(f"plugback: waiting for the {what}{f' of {job}' if job else ''} to finish ({who}); "
+              "Ctrl-C stops waiting.", file=sys.stderr, flush=True)
+    return say
+
+
 def cmd_restore(args) -> int:
+    if args.wait < 0:
+        raise UsageError("--wait takes a number of seconds, 0 or more.")
+    bset = _open(args)
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        result = restore(_open(args), args.target, RestoreOptions(snapshot=args.snapshot, paths=args.path,
-                                                                   on_conflict=args.on_conflict, progress=bar))
+        result = restore(bset, args.target, RestoreOptions(snapshot=args.snapshot, paths=args.path,
+                                                           on_conflict=args.on_conflict, progress=bar,
+                                                           lock_wait=args.wait, on_lock_wait=_waiting(bset)))
     finally:
         bar.done()
     if args.json:
