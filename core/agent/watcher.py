@@ -56,10 +56,10 @@ class DriveWatcher(threading.Thread):
         self._listing = Timed(mounts, list_timeout)
         self._listed_at = float("-inf")
         self._woken = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._woken.set()
 
     def wake(self) -> None:
@@ -130,7 +130,7 @@ class DriveWatcher(threading.Thread):
         self.agent.drive_events = self.events.name
         log.info("drive events: %s", self.events.name)
         try:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 try:
                     self._turn()
                 except Exception:   # noqa: BLE001 - the watcher must survive anything one poll meets
@@ -159,7 +159,7 @@ class Scheduler(threading.Thread):
         self.agent = agent
         self.jobs = schedule.Scheduler()
         self.jobs.every(every_seconds).seconds.do(self._check)
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def _check(self) -> None:
         try:
@@ -173,11 +173,11 @@ class Scheduler(threading.Thread):
             log.exception("schedule check failed")
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
         self._check()   # catch-up on start: missed runs run once
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self.jobs.run_pending()
             idle = self.jobs.idle_seconds
-            self._stop.wait(max(1.0, min(idle if idle is not None else 60.0, 60.0)))
+            self._stopping.wait(max(1.0, min(idle if idle is not None else 60.0, 60.0)))
