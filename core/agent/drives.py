@@ -262,8 +262,9 @@ def is_network_fs(fstype: str) -> bool:
 def local_partitions() -> list:
     """Every mounted local volume (psutil's records), network file systems left out unasked.
 
-    On Linux psutil only reads the mount table; on macOS it asks ``getfsstat`` without
-    waiting; on Windows the drive letters come from ``core.platform.volumes``.
+    On Linux psutil only reads the mount table; on macOS it calls ``getfsstat``, which
+    may wait on a dead share (hence :func:`partitions`' worker and timeout); on Windows
+    the drive letters come from ``core.platform.volumes``.
     """
     if sys.platform == "win32":
         return list(windows_partitions())

@@ -88,18 +88,17 @@ class LinuxMountTable(DriveEvents):
     def start(self, wake: Wake) -> None:
         if sys.platform == "win32":
             raise OSError("there is no mount table on Windows")
+        # The kernel compares the mount namespace's event count with the one this open file
+        # last saw, and poll() itself takes the new one: no read is needed to re-arm.
         table = open(self.table, "rb")   # noqa: SIM115 - closed by the thread when it ends
         stop_r, self._stop_w = os.pipe()
         poller = select.poll()
         poller.register(table, select.POLLPRI | select.POLLERR)
         poller.register(stop_r, select.POLLIN)
-        table.read()   # arms the event
 
         def watch() -> None:
             try:
                 while not any(fd == stop_r for fd, _ in poller.poll()):
-                    table.seek(0)
-                    table.read()   # re-arms it
                     time.sleep(self.SETTLE_SECONDS)
                     wake()
             finally:

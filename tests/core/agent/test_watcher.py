@@ -8,6 +8,7 @@ time from mount to "the agent knows" is measured).
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from core.agent.watcher import DriveWatcher, must_list
 from core.errors import VolumesNotListed
 from core.platform.drive_events import DriveEvents
 from tests.support.cli import run_cli
+from tests.support.env import subprocess_env
 from tests.support.waiting import wait_for
 
 Part = namedtuple("Part", "device mountpoint fstype opts")
@@ -258,3 +260,25 @@ def test_status_line_names_tray_and_drive_events():
         " (tray: appindicator; drive events: mount-table)"
     assert agent_details({"backend": None, "drive_events": "wm_devicechange"}) == " (drive events: wm_devicechange)"
     assert agent_details({"backend": None, "drive_events": None}) == ""
+
+
+def test_the_running_agent_names_its_drive_events_in_plugback_status(paths):
+    """The real agent process (headless) and the real CLI."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the name is Linux's source")
+    proc = subprocess.Popen([sys.executable, "-m", "tray", "--no-icon"], env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        status = wait_for(lambda: _agent_status(), 30, "the agent to answer with its drive events")
+        assert status["drive_events"] == "mount-table"
+        r = run_cli("status")
+        assert "Agent: running (tray: none; drive events: mount-table)" in r.stdout, r.stdout
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _agent_status():
+    r = run_cli("status", "--json")
+    data = json.loads(r.stdout) if r.stdout.strip() else {}
+    return data if data.get("agent") and data.get("drive_events") else None
