@@ -53,11 +53,11 @@ def autostarter(command: list[str], *, folder: Path | None = None) -> autostart.
     return autostart.Autostart(command)
 
 
-def drive_event_source(*, main_run_loop: bool = True) -> drive_events.DriveEvents:
+def drive_event_source(*, main_run_loop: bool = False) -> drive_events.DriveEvents:
     """What wakes the drive watcher on this OS (polling where nothing does).
 
     ``main_run_loop``: the main thread runs the GUI's run loop (the tray icon), which
-    macOS needs to deliver NSWorkspace notifications; a headless agent there polls.
+    macOS needs to deliver NSWorkspace notifications; without one (headless, tests) it polls.
     """
     if sys.platform.startswith("linux"):
         return drive_events.LinuxMountTable()

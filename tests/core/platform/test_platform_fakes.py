@@ -134,14 +134,14 @@ class FakeRun:
 
 def test_mac_eject_asks_diskutil_to_eject_the_whole_disk(monkeypatch):
     synced = []
-    monkeypatch.setattr(eject.os, "sync", lambda: synced.append(True))
+    monkeypatch.setattr(eject, "_sync", lambda: synced.append(True))
     run = FakeRun()
     MacEjector(run).eject("/Volumes/Blue Drive")
     assert run.commands == [["diskutil", "eject", "/Volumes/Blue Drive"]] and synced == [True]
 
 
 def test_mac_eject_failure_carries_diskutils_words(monkeypatch):
-    monkeypatch.setattr(eject.os, "sync", lambda: None)
+    monkeypatch.setattr(eject, "_sync", lambda: None)
     run = FakeRun((1, "", "Volume Blue on disk4s1 failed to eject: in use by mds\n"))
     with pytest.raises(EjectFailed, match="in use by mds"):
         MacEjector(run).eject("/Volumes/Blue")
@@ -162,7 +162,7 @@ def test_windows_eject_failure_carries_powershells_words():
 
 
 def test_linux_eject_uses_udisks_then_powers_off_else_umount(monkeypatch):
-    monkeypatch.setattr(eject.os, "sync", lambda: None)
+    monkeypatch.setattr(eject, "_sync", lambda: None)
     monkeypatch.setattr(eject, "_device_of", lambda mount: "/dev/sdb1")
     monkeypatch.setattr(eject.shutil, "which", lambda tool: "/usr/bin/udisksctl")
     run = FakeRun()
