@@ -171,7 +171,8 @@ def _labels_by_device() -> dict[str, str]:
 
 def _removable(part) -> bool:
     if sys.platform == "win32":
-        return "removable" in part.opts
+        # "external": a USB/FireWire/SD disk that says DRIVE_FIXED (core.platform.volumes)
+        return bool({"removable", "external"} & set(part.opts.split(",")))
     mount = part.mountpoint
     if mount.startswith(("/media/", "/run/media/", "/mnt/", "/Volumes/")):
         return True

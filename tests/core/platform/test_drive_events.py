@@ -41,11 +41,14 @@ from core.platform.drive_events import (
     volume_change,
 )
 from core.platform.volumes import (
+    BUS_USB,
     DRIVE_CDROM,
     DRIVE_FIXED,
     DRIVE_REMOTE,
     DRIVE_REMOVABLE,
     FILE_READ_ONLY_VOLUME,
+    INVALID_HANDLE_VALUE,
+    IOCTL_STORAGE_QUERY_PROPERTY,
     SEM_FAILCRITICALERRORS,
     Partition,
     drive_letters,
@@ -58,6 +61,7 @@ DBT_DEVNODES_CHANGED = 0x0007
 DBT_DEVICEQUERYREMOVE = 0x8001
 DBT_DEVTYP_PORT = 0x0003
 HWND_MESSAGE = -3
+BUS_NVME = 0x11
 WS_VISIBLE = 0x10000000
 
 
@@ -394,12 +398,13 @@ def test_linux_mount_table_wakes_once_per_change_and_never_idle(tmp_path):
 
 
 class FakeKernel32:
-    """GetLogicalDrives / GetDriveTypeW / GetVolumeInformationW over a table of letters."""
+    """GetLogicalDrives / GetDriveTypeW / GetVolumeInformationW / the bus query over a table of letters."""
 
-    def __init__(self, drives: dict[str, tuple[int, str | None, int]]):
-        self.drives = drives                 # letter -> (drive type, file system or None: no medium, flags)
+    def __init__(self, drives: dict[str, tuple]):
+        self.drives = drives     # letter -> (drive type, file system or None: no medium, flags, bus or None)
         self.calls: list[tuple] = []
         self.mode = 0
+        self.handles: dict[int, str] = {}
 
     def GetLogicalDrives(self):  # noqa: N802
         return sum(1 << (ord(letter) - 65) for letter in self.drives)
@@ -412,7 +417,7 @@ class FakeKernel32:
         self.calls.append(("GetVolumeInformationW", root))
         assert self.mode & SEM_FAILCRITICALERRORS, "no 'insert a disk' box for an empty slot"
         assert fs_size >= 261 and ctypes.sizeof(fs_name) >= fs_size * ctypes.sizeof(ctypes.c_wchar)
-        _, fstype, volume_flags = self.drives[root[0]]
+        _, fstype, volume_flags, _ = self.drives[root[0]]
         if fstype is None:
             return 0
         fs_name.value = fstype
@@ -426,15 +431,52 @@ class FakeKernel32:
         self.mode = mode
         return 1
 
+    def CreateFileW(self, path, access, share, security, disposition, flags, template):  # noqa: N802
+        self.calls.append(("CreateFileW", path, access))
+        assert (access, share, disposition) == (0, 3, 3), "metadata only, shared, existing: no admin rights needed"
+        letter = path[4]
+        if self.drives[letter][3] is None:
+            return INVALID_HANDLE_VALUE
+        handle = 0x100 + len(self.handles)
+        self.handles[handle] = letter
+        return handle
 
-def test_windows_listing_never_asks_network_or_cd_drives():
-    k = FakeKernel32({"C": (DRIVE_FIXED, "NTFS", 0), "D": (DRIVE_CDROM, "CDFS", 0),
-                      "E": (DRIVE_REMOVABLE, "exFAT", 0), "F": (DRIVE_REMOVABLE, None, 0),
-                      "G": (DRIVE_FIXED, "FAT32", FILE_READ_ONLY_VOLUME), "Z": (DRIVE_REMOTE, "NTFS", 0)})
+    def DeviceIoControl(self, handle, code, query, query_size, out, out_size, returned, overlapped):  # noqa: N802
+        assert code == IOCTL_STORAGE_QUERY_PROPERTY and handle in self.handles
+        q = query._obj
+        assert (q.PropertyId, q.QueryType, query_size) == (0, 0, ctypes.sizeof(q))   # the device, standard query
+        assert out_size == ctypes.sizeof(out._obj)
+        out._obj.BusType = self.drives[self.handles[handle]][3]
+        returned._obj.value = out_size
+        return 1
+
+    def CloseHandle(self, handle):  # noqa: N802
+        self.calls.append(("CloseHandle", handle))
+        del self.handles[handle]
+        return 1
+
+
+def test_windows_listing_never_asks_network_or_cd_drives_and_tells_external_disks():
+    k = FakeKernel32({"C": (DRIVE_FIXED, "NTFS", 0, BUS_NVME), "D": (DRIVE_CDROM, "CDFS", 0, None),
+                      "E": (DRIVE_REMOVABLE, "exFAT", 0, BUS_USB), "F": (DRIVE_REMOVABLE, None, 0, None),
+                      "G": (DRIVE_FIXED, "FAT32", FILE_READ_ONLY_VOLUME, None),
+                      "H": (DRIVE_FIXED, "NTFS", 0, BUS_USB), "Z": (DRIVE_REMOTE, "NTFS", 0, None)})
     assert windows_partitions(k) == [Partition("C:\\", "C:\\", "NTFS", "rw,fixed"),
                                      Partition("E:\\", "E:\\", "exFAT", "rw,removable"),
-                                     Partition("G:\\", "G:\\", "FAT32", "ro,fixed")]
-    asked = [root for name, root in k.calls if name == "GetVolumeInformationW"]
-    assert asked == ["C:\\", "E:\\", "F:\\", "G:\\"]   # never D: (CD) nor Z: (network share)
+                                     Partition("G:\\", "G:\\", "FAT32", "ro,fixed"),
+                                     Partition("H:\\", "H:\\", "NTFS", "rw,fixed,external")]   # a USB disk
+    asked = [c[1] for c in k.calls if c[0] == "GetVolumeInformationW"]
+    assert asked == ["C:\\", "E:\\", "F:\\", "G:\\", "H:\\"]   # never D: (CD) nor Z: (network share)
+    opened = [c[1] for c in k.calls if c[0] == "CreateFileW"]
+    assert opened == ["\\\\.\\C:", "\\\\.\\G:", "\\\\.\\H:"]   # only fixed disks are asked their bus
+    assert k.handles == {}, "every handle closed"
     assert k.calls[0] == ("SetThreadErrorMode", SEM_FAILCRITICALERRORS) and k.mode == 0   # put back
 
+
+@pytest.mark.parametrize("opts, removable", [("rw,removable", True), ("rw,fixed,external", True),
+                                             ("rw,fixed", False), ("ro,fixed", False)])
+def test_windows_external_disks_count_as_removable(monkeypatch, opts, removable):
+    from core.agent.drives import _removable
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert _removable(Partition("H:\\", "H:\\", "NTFS", opts)) is removable
