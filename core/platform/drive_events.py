@@ -58,7 +58,7 @@ def start_events(source: DriveEvents, wake: Wake) -> DriveEvents:
     try:
         source.start(wake)
         return source
-    except (OSError, ImportError, AttributeError) as err:
+    except Exception as err:   # noqa: BLE001 - an optional source must never stop the watcher
         log.warning("drive events '%s' unavailable (%s); polling for drives instead", source.name, err)
         fallback = DriveEvents()
         fallback.start(wake)
