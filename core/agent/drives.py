@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import sys
@@ -282,7 +283,8 @@ class Timed:
 
     A call still hanging from before is waited on again instead of starting another,
     so a hung mount costs one stuck daemon thread, not one per look (and not the
-    process's exit: ``concurrent.futures`` pools join their threads at exit).
+    process's exit: ``concurrent.futures`` pools join their threads at exit). The
+    worker is started once and kept (a thread per look cost more CPU than the look).
     Raises :class:`VolumesNotListed` when the time is up.
     """
 
@@ -290,13 +292,18 @@ class Timed:
         self.fn, self.timeout = fn, timeout
         self._lock = threading.Lock()
         self._pending: Future | None = None
+        self._requests: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
 
     def __call__(self):
         with self._lock:
             future = self._pending
             if future is None or future.done():
                 future = self._pending = Future()
-                threading.Thread(target=self._work, args=(future,), name="volume-listing", daemon=True).start()
+                self._requests.put(future)   # the worker is idle: the last call is done
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._work, name="volume-listing", daemon=True)
+                    self._worker.start()
         try:
             return future.result(self.timeout)
         except FutureTimeout:
@@ -307,12 +314,14 @@ class Timed:
         """A call is still running (after its caller gave up on it)."""
         return self._pending is not None and not self._pending.done()
 
-    def _work(self, future: Future) -> None:
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(self.fn())
-        except BaseException as err:   # noqa: BLE001 - handed to the caller
-            future.set_exception(err)
+    def _work(self) -> None:
+        while True:
+            future = self._requests.get()
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(self.fn())
+            except BaseException as err:   # noqa: BLE001 - handed to the caller
+                future.set_exception(err)
 
 
 _listing = Timed(local_partitions)
