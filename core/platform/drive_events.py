@@ -300,11 +300,12 @@ MAC_NOTIFICATIONS = ("NSWorkspaceDidMountNotification", "NSWorkspaceDidUnmountNo
                      "NSWorkspaceDidRenameVolumeNotification")
 
 
-def _shared_workspace():
-    # pyobjc-framework-Cocoa (no type stubs); ImportError without it
-    from AppKit import NSWorkspace  # type: ignore[import-not-found]
+def _appkit():
+    """NSWorkspace's shared instance and the notification names as AppKit defines them."""
+    # pyobjc-framework-Cocoa (no type stubs; pystray needs it on macOS); ImportError without it
+    import AppKit  # type: ignore[import-not-found]
 
-    return NSWorkspace.sharedWorkspace()
+    return AppKit.NSWorkspace.sharedWorkspace(), tuple(getattr(AppKit, name) for name in MAC_NOTIFICATIONS)
 
 
 class MacWorkspace(DriveEvents):
@@ -324,7 +325,7 @@ class MacWorkspace(DriveEvents):
         self._tokens: list = []
 
     def start(self, wake: Wake) -> None:
-        workspace = self._workspace if self._workspace is not None else _shared_workspace()
+        workspace, names = (self._workspace, MAC_NOTIFICATIONS) if self._workspace is not None else _appkit()
         self._center = center = workspace.notificationCenter()
 
         def observed(note) -> None:
@@ -332,7 +333,7 @@ class MacWorkspace(DriveEvents):
             wake()
 
         self._tokens = [center.addObserverForName_object_queue_usingBlock_(name, None, None, observed)
-                        for name in MAC_NOTIFICATIONS]
+                        for name in names]
 
     def stop(self) -> None:
         for token in self._tokens:
