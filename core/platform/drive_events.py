@@ -46,7 +46,7 @@ class DriveEvents:
     def start(self, wake: Wake) -> None:
         """Call ``wake()`` (from any thread) whenever volumes may have come or gone.
 
-        Raises OSError or ImportError when this OS's API is not there.
+        Raises (OSError, ImportError...) when this OS's API is not there: see start_events.
         """
 
     def stop(self) -> None:
@@ -90,7 +90,7 @@ class LinuxMountTable(DriveEvents):
             raise OSError("there is no mount table on Windows")
         # The kernel compares the mount namespace's event count with the one this open file
         # last saw, and poll() itself takes the new one: no read is needed to re-arm.
-        table = open(self.table, "rb")   # noqa: SIM115 - closed by the thread when it ends
+        table = open(self.table, "rb")   # closed by the thread when it ends
         stop_r, self._stop_w = os.pipe()
         poller = select.poll()
         poller.register(table, select.POLLPRI | select.POLLERR)
