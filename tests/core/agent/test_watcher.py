@@ -10,25 +10,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections import namedtuple
 
 import pytest
 
-from core.agent import drives
 from core.agent.config import Job
 from core.agent.config_file import update_config
-from core.agent.drives import Timed, enroll, is_network_fs, local_partitions, write_drive_file
+from core.agent.drives import enroll, write_drive_file
 from core.agent.watcher import DriveWatcher, must_list
-from core.errors import VolumesNotListed
 from core.platform.drive_events import DriveEvents
 from tests.support.cli import run_cli
 from tests.support.env import subprocess_env
 from tests.support.waiting import wait_for
-
-Part = namedtuple("Part", "device mountpoint fstype opts")
-Usage = namedtuple("Usage", "total used free")
+from tests.support.watcher import HangingListing
 
 
 @pytest.mark.parametrize("woken, retrying, enrolled_changed, since, rescan, look", [
@@ -45,63 +39,7 @@ def test_when_the_watcher_lists(woken, retrying, enrolled_changed, since, rescan
                      since_listed=since, rescan=rescan) is look
 
 
-@pytest.mark.parametrize("fstype, network", [
-    ("nfs", True), ("nfs4", True), ("cifs", True), ("smbfs", True), ("smb3", True), ("fuse.sshfs", True),
-    ("sshfs", True), ("afpfs", True), ("webdav", True), ("davfs", True), ("fuse.davfs2", True), ("9p", True),
-    ("fuse.rclone", True), ("fuse.gvfsd-fuse", True), ("ceph", True), ("NFS", True),
-    ("ext4", False), ("fuseblk", False), ("fuse.fusefat", False), ("exfat", False), ("apfs", False),
-    ("NTFS", False), ("vfat", False), ("", False),
-])
-def test_network_file_systems(fstype, network):
-    assert is_network_fs(fstype) is network
-
-
-def test_network_mounts_are_dropped_before_anything_touches_them(monkeypatch, tmp_path):
-    if sys.platform == "win32":
-        pytest.skip("Windows lists drive letters (test_drive_events)")
-    listed = [Part("/dev/sdb1", "/media/ann/Blue", "ext4", "rw"),
-              Part("nas:/export", "/mnt/nas", "nfs4", "rw,hard"),
-              Part("//nas/share", "/mnt/share", "cifs", "rw"),
-              Part("ann@host:", "/home/ann/remote", "fuse.sshfs", "rw")]
-    monkeypatch.setattr(drives.psutil, "disk_partitions", lambda all=False: listed)   # noqa: A006
-    assert [p.mountpoint for p in local_partitions()] == ["/media/ann/Blue"]
-    touched = []
-    monkeypatch.setattr(drives.shutil, "disk_usage", lambda path: touched.append(path) or Usage(1, 0, 1))
-    monkeypatch.setattr(drives, "read_drive_file", lambda path: touched.append(str(path)))
-    drives.list_volumes()
-    assert set(touched) == {"/media/ann/Blue"}
-
-
-# -- a hung listing --------------------------------------------------------------------------
-
-
-class HangingListing:
-    """A listing that hangs (like statvfs on a dead NFS share) on the calls in ``hang_on``."""
-
-    def __init__(self, result=frozenset(), hang_on=(2,)):
-        self.result, self.hang_on = result, set(hang_on)
-        self.calls = 0
-        self.release = threading.Event()
-
-    def __call__(self):
-        self.calls += 1
-        if self.calls in self.hang_on:
-            self.release.wait(60)
-        return self.result
-
-
-def test_timed_listing_gives_up_and_never_piles_up_threads():
-    listing = HangingListing(hang_on=(1,))
-    timed = Timed(listing, timeout=0.2)
-    started = time.monotonic()
-    for _ in range(3):
-        with pytest.raises(VolumesNotListed, match="did not come within 0.2 s"):
-            timed()
-    assert time.monotonic() - started < 1.5
-    assert listing.calls == 1 and timed.hung           # the hung call is waited on again, not repeated
-    listing.release.set()
-    wait_for(lambda: not timed.hung, 5, "the hung call to end")
-    assert timed() == frozenset() and listing.calls == 2
+# -- a hung listing ----------------------------------------------------------------------------
 
 
 def test_a_hung_listing_never_stalls_the_watcher(paths, make_agent, tmp_path):
