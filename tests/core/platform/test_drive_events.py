@@ -117,7 +117,9 @@ class FakeUser32:
     parent HWND_MESSAGE, gets no broadcasts): :meth:`broadcast` does the same. Messages
     reach the window procedure that RegisterClassW registered, through the source's own
     GetMessageW/DispatchMessageW loop, which must run in the thread that made the window.
-    DefWindowProcW destroys a window on WM_CLOSE, as the real one does.
+    DefWindowProcW destroys a window on WM_CLOSE, as the real one does. (Windows *sends* the
+    broadcast, so the real GetMessageW calls the window procedure itself instead of returning
+    the message for DispatchMessageW; the procedure, its thread and its arguments are the same.)
     """
 
     INSTANCE = 0x400000
