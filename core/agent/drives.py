@@ -284,7 +284,7 @@ class Timed:
     A call still hanging from before is waited on again instead of starting another,
     so a hung mount costs one stuck daemon thread, not one per look (and not the
     process's exit: ``concurrent.futures`` pools join their threads at exit). The
-    worker is started once and kept (a thread per look cost more CPU than the look).
+    worker is started once and kept (cheaper than a new thread per look).
     Raises :class:`VolumesNotListed` when the time is up.
     """
 
