@@ -387,3 +387,13 @@ class UnsafeManifestPath(ManifestDamaged, UnsafePath):
         return (f"The snapshot list {path} contains the path {entry!r}, which would reach outside the "
                 "restore folder or the backup set. The snapshot was refused; the manifest may have been "
                 "tampered with. Other snapshots are not affected.")
+
+
+class VolumesNotListed(PlugbackError):
+    """Listing the mounted volumes did not finish in time (a hung mount; see core.agent.drives)."""
+
+    code = "volumes_not_listed"
+
+    def default_message(self, seconds=0, **_):
+        return (f"The list of mounted volumes did not come within {seconds:g} s: a drive or share "
+                "does not answer. Unplug it or check the network, then try again.")

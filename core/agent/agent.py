@@ -102,6 +102,7 @@ class Agent:
         self.paused_until: datetime | None = None
         self.problem: str | None = None
         self.backend = "none"
+        self.drive_events: str | None = None       # the watcher's event source (status.drive_events)
         self.restore_task: dict | None = None
         self.restore_drive: str | None = None
         self.page_hold = PageHold(lambda: release_held(self))   # the Restore page is open

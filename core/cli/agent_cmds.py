@@ -365,8 +365,8 @@ def cmd_status(args) -> int:
 
 def print_status(data: dict, now: datetime) -> None:
     """``plugback status`` for people: the agent, a pause, what needs attention, one line per job."""
-    print("Agent: " + ("running" + (f" (tray: {data['backend']})" if data.get("backend") else "")
-                       if data["agent"] else "not running (start it with 'plugback-tray')"))
+    print("Agent: " + ("running" + agent_details(data) if data["agent"] else
+                       "not running (start it with 'plugback-tray')"))
     if data.get("paused"):
         until = data.get("paused_until")
         print("Automatic backups paused " + (f"until {local_time(until, now)}." if until else "until you resume them."))
@@ -376,6 +376,13 @@ def print_status(data: dict, now: datetime) -> None:
         print("No jobs.")
     for j in data["jobs"]:
         print(job_line(j, now))
+
+
+def agent_details(data: dict) -> str:
+    """' (tray: appindicator; drive events: mount-table)', or '' when the agent named neither."""
+    parts = [f"{label}: {data[key]}" for key, label in (("backend", "tray"), ("drive_events", "drive events"))
+             if data.get(key)]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _run(d: dict | None):
