@@ -178,3 +178,18 @@ def test_the_namer_keeps_only_the_folders_it_is_inside():
         assert len(namer._used) <= 2 and len(namer._inside) <= 1
     assert names[:3] == ["Docs/d000", "Docs/d000/a%3Ab", "Docs/d000/A%3AB~1"]
     assert len(warnings) == 1000
+
+
+def test_cli_restore_onto_exfat_names_the_renamed_files(exfat_drive, tmp_path):
+    """The real `plugback restore` onto a real exFAT drive: it completes with warnings (exit 3) that
+    name each renamed file, and everything is there under the name exFAT can hold."""
+    from core.errors import EXIT_WARNINGS
+    from tests.support.cli import run_cli
+
+    src = make_tree(tmp_path / "Docs", {"a:b.txt": b"colon", "ok.txt": b"fine"})
+    assert run_cli("backup", str(src), "--to", str(tmp_path / "set")).returncode == 0
+    out = exfat_drive.mount_point / "restored"
+    r = run_cli("restore", str(tmp_path / "set"), str(out))
+    assert r.returncode == EXIT_WARNINGS, r.stdout + r.stderr
+    assert "Docs/a:b.txt: restored as 'a%3Ab.txt'" in r.stderr
+    assert read_tree(out / "Docs") == {"a%3Ab.txt": b"colon", "ok.txt": b"fine"}
