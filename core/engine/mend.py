@@ -47,12 +47,14 @@ class Holders:
 
 @dataclass
 class Mended:
-    """What became of one damaged item: repaired, or why not, and who holds it."""
+    """What became of one damaged item: repaired, or why not, and who holds it. ``moot``: nothing is
+    lost after all (no snapshot needs the content, or a backup replaced the copy meanwhile)."""
 
     damage: Damage
     repaired: bool
     note: str
     holders: Holders
+    moot: bool = False
 
 
 def locate(bset: BackupSet, names: set[str], allowed: list[str]) -> dict[str, Holders]:
@@ -137,10 +139,12 @@ def _mend_one(bset: BackupSet, store, d: Damage, h: Holders) -> Mended:
     # says where the source is.
     entry = d.entry or h.entry or h.any_entry
     if entry is None:
-        return Mended(d, False, "no snapshot names this content any more; the next clean-up removes it", h)
+        return Mended(d, False, "no snapshot names this content; the next clean-up removes it", h, moot=True)
+    if d.entry is not None and d.snapshot != bset.newest_id():
+        return Mended(d, False, "a backup has replaced Latest/ since; the next pass reads it again", h, moot=True)
     dests = _destinations(bset, d, entry)
     if check_entry(bset, entry, dests) is None:
-        return Mended(d, True, "it reads correctly now (a backup replaced it meanwhile)", h)
+        return Mended(d, False, "it reads correctly now (a backup replaced it meanwhile)", h, moot=True)
     if h.entry is None or h.source is None:
         return Mended(d, False, "its source folder is not one of this computer's backed-up folders", h)
     rel = h.entry.path.split("/", 1)

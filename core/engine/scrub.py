@@ -33,35 +33,12 @@ from typing import Iterator
 from core.engine import safeio
 from core.engine.fs import drop_cache, read_buffer, read_into
 from core.engine.manifest import FILE, Entry, sort_key
+from core.engine.pass_cursor import Cursor
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
 from core.errors import Cancelled, DamagedSet, PlugbackError
 
-PHASES = ("objects", "latest", "check", "done")
 MAX_DAMAGE = 100      # a slice stops after this many damaged items (a dying drive): report them first
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a pass stands: its phase and the last item done in it ("" = none yet)."""
-
-    phase: str = "objects"
-    key: str = ""
-
-    @property
-    def done(self) -> bool:
-        return self.phase == "done"
-
-    def to_dict(self) -> dict:
-        return {"phase": self.phase, "key": self.key}
-
-    @classmethod
-    def from_dict(cls, d) -> "Cursor":
-        """A cursor from stored state, checked (ValueError when it is not one)."""
-        if not isinstance(d, dict) or d.get("phase") not in PHASES or not isinstance(d.get("key"), str) \
-                or len(d["key"]) > 65536:
-            raise ValueError("not a scrub cursor")
-        return cls(d["phase"], d["key"])
 
 
 @dataclass(frozen=True)
@@ -138,7 +115,7 @@ def scrub_slice(bset: BackupSet, cursor: Cursor, budget: int | None, *, cancel: 
             phases[phase](bset, reader, result, budget, progress)
             if _spent(result, budget):
                 break
-            result.cursor = Cursor(PHASES[PHASES.index(phase) + 1])
+            result.cursor = result.cursor.next_phase()
     except _Stop:
         result.stopped = True
     return result
@@ -217,7 +194,7 @@ def _check(bset: BackupSet, reader: "_Reader", result: SliceResult, budget: int 
     def watch(p: Progress) -> None:
         if reader.cancel.cancelled:
             raise Cancelled()
-        progress(Progress("check", p.files_done, p.files_total, 0, 0, p.current))
+        progress(Progress("check", p.files_done, p.files_total, result.bytes_read, 0, p.current))
 
     try:
         found = verify(bset, VerifyOptions(read_all=False, progress=watch))
@@ -231,7 +208,7 @@ def _done(result: SliceResult, cursor: Cursor, size: int, progress: ProgressCall
     result.cursor = cursor
     result.items += 1
     result.bytes_read += size
-    progress(Progress("check", result.items, 0, result.bytes_read, 0, current))
+    progress(Progress("scrub", result.items, 0, result.bytes_read, 0, current))
 
 
 class _Reader:

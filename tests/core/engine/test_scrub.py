@@ -25,7 +25,7 @@ def _whole_pass(bset, budget, cursor=None, cancel=None):
     seen, results, cursor = [], [], cursor or Cursor()
     while True:
         r = scrub_slice(bset, cursor, budget, cancel=cancel,
-                        progress=lambda p: p.current and p.phase == "check" and p.bytes_done and seen.append(p.current))
+                        progress=lambda p: p.phase == "scrub" and seen.append(p.current))
         results.append(r)
         assert r.cursor != cursor or r.finished, "a slice must move on"
         cursor = r.cursor
