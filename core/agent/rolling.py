@@ -81,7 +81,7 @@ class SliceCancel(CancelToken):
 
     def _wanted(self) -> bool:
         agent, drive_id = self.agent, self.drive_id
-        if agent.stopped.is_set():
+        if agent.stopped.is_set() or agent.paused:
             return True
         if drive_id is not None and (drive_id not in agent.present or drive_id in agent.pending
                                      or agent.restore_drive == drive_id):
