@@ -228,13 +228,13 @@ class RollingChecks:
             state.note_slice(now)
         if not state.under_way:
             state.begin_pass(now)
-        if state.total_bytes is None:
-            state.total_bytes = stored_bytes(bset, cancel)
-            if state.total_bytes is None:
-                return    # cancelled while measuring: the slice time is not worth saving
-        budget = None if catch_up else slice_budget(state, now, self.floor)
         self.live[cancel.key] = 0
         try:
+            if state.total_bytes is None:
+                state.total_bytes = stored_bytes(bset, cancel, target.mount)
+                if state.total_bytes is None:
+                    return    # cancelled while measuring: the slice time is not worth saving
+            budget = None if catch_up else slice_budget(state, now, self.floor)
             result = scrub_slice(bset, state.cursor, budget, cancel=cancel, boundary=target.mount,
                                  progress=self._progress(cancel.key))
         except PlugbackError as err:   # the set is not where it seems (a symlink), or the drive went

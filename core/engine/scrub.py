@@ -74,11 +74,13 @@ class _Stop(Exception):
     """The slice is cancelled: leave the cursor at the last item finished."""
 
 
-def stored_bytes(bset: BackupSet, cancel: CancelToken | None = None) -> int | None:
+def stored_bytes(bset: BackupSet, cancel: CancelToken | None = None, boundary: Path | None = None) -> int | None:
     """How many bytes a pass reads: every object file plus (plain sets) the newest snapshot's files.
 
-    One ``lstat`` per object (once per pass); None when cancelled meanwhile.
+    One ``lstat`` per object (once per pass); None when cancelled meanwhile. The set's folders
+    are proven free of symlinks first (from ``boundary`` down, as for :func:`scrub_slice`).
     """
+    bset.layout.check_contained(boundary)
     total = 0
     for _name, path in bset.layout.iter_object_files():
         if cancel is not None and cancel.cancelled:
