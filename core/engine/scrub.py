@@ -194,12 +194,10 @@ def _check(bset: BackupSet, reader: "_Reader", result: SliceResult, budget: int 
     from core.engine.verify import VerifyOptions, verify
 
     def watch(p: Progress) -> None:
-        if reader.cancel.cancelled:
-            raise Cancelled()
         progress(Progress("check", p.files_done, p.files_total, result.bytes_read, 0, p.current))
 
     try:
-        found = verify(bset, VerifyOptions(read_all=False, progress=watch))
+        found = verify(bset, VerifyOptions(read_all=False, progress=watch, cancel=_Watch(reader.cancel)))
     except Cancelled:
         raise _Stop() from None
     result.notices.extend(found.notices)
@@ -211,6 +209,18 @@ def _done(result: SliceResult, cursor: Cursor, size: int, progress: ProgressCall
     result.items += 1
     result.bytes_read += size
     progress(Progress("scrub", result.items, 0, result.bytes_read, 0, current))
+
+
+class _Watch(CancelToken):
+    """A token whose ``check`` asks another's ``cancelled`` (which may be computed, not only set)."""
+
+    def __init__(self, outer: CancelToken):
+        super().__init__()
+        self.outer = outer
+
+    def check(self) -> None:
+        if self.outer.cancelled:
+            raise Cancelled()
 
 
 class _Reader:

@@ -137,6 +137,16 @@ def test_a_cancelled_slice_resumes_where_it_stopped(plain_set):
     assert first + rest == everything and more[-1].finished
 
 
+def test_the_structure_check_stops_when_cancelled_and_starts_over(plain_set):
+    set_path, _ = plain_set
+    bset = open_set(set_path)
+    cancel = CancelToken()
+    cancel.cancel()
+    r = scrub_slice(bset, Cursor("check"), None, cancel=cancel)
+    assert r.stopped and r.cursor == Cursor("check") and not r.damaged
+    assert scrub_slice(bset, Cursor("check"), None).finished
+
+
 def test_encrypted_objects_are_authenticated_and_repaired(tmp_path):
     src = make_tree(tmp_path / "Docs", {"a.txt": b"alpha" * 1000, "b.txt": b"bravo" * 1000})
     set_path = tmp_path / "set"
