@@ -130,7 +130,7 @@ def _spent(result: SliceResult, budget: int | None) -> bool:
 def _objects(bset: BackupSet, reader: "_Reader", result: SliceResult, budget: int | None,
              progress: ProgressCallback) -> None:
     after = result.cursor.key
-    for name, paths in _whole_objects(bset, after):
+    for name, paths in _whole_objects(bset, after, reader.cancel):
         if _spent(result, budget):
             return
         problem, size = reader.check_object(name, paths)
@@ -139,12 +139,15 @@ def _objects(bset: BackupSet, reader: "_Reader", result: SliceResult, budget: in
             result.damaged.append(Damage(f"objects/{name[:2]}/{name}", problem, name=name))
 
 
-def _whole_objects(bset: BackupSet, after: str) -> Iterator[tuple[str, list[Path]]]:
+def _whole_objects(bset: BackupSet, after: str, cancel: CancelToken | None = None) -> Iterator[tuple[str, list[Path]]]:
     """(name, its files in part order) of every object named after ``after``, by name."""
     layout = bset.layout
+    cancel = cancel or CancelToken()
     current: str | None = None
     files: list[Path] = []
-    for name, path in layout.iter_object_files():
+    for n, (name, path) in enumerate(layout.iter_object_files()):
+        if not n % 1024 and cancel.cancelled:
+            raise _Stop()
         if name <= after:
             continue
         if name != current:
@@ -176,7 +179,9 @@ def _latest(bset: BackupSet, reader: "_Reader", result: SliceResult, budget: int
     after = sort_key(result.cursor.key) if result.cursor.key else None
     try:
         with bset.open_manifest(sid) as entries:
-            for e in entries:
+            for n, e in enumerate(entries):
+                if not n % 1024 and reader.cancel.cancelled:
+                    raise _Stop()    # also while skipping what earlier slices read (a big manifest)
                 if e.type != FILE or (after is not None and sort_key(e.path) <= after):
                     continue
                 if _spent(result, budget):
