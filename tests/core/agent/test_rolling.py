@@ -198,6 +198,52 @@ def test_a_backup_asked_for_during_a_slice_starts_at_once_and_stops_the_slice(ri
     assert state.under_way and FLOOR <= state.done_bytes < state.total_bytes
 
 
+def test_an_encrypted_set_is_checked_with_its_keyring_passphrase_and_repaired(paths, ext4_drive, src):
+    from core.agent import keys
+    from core.agent.jobs import job_key_name
+
+    keys.store_passphrase(job_key_name("Docs"), "correct horse")
+    drive_id = add_drive_job(paths, ext4_drive.mount_point, [src], encrypt=True)
+    clock = FakeClock(T0)
+    agent = Agent(paths, clock=clock, options=AgentOptions(battery=lambda: None, rolling_floor=10**9,
+                                                           rolling_delay=0))
+    try:
+        rig = (agent, DriveWatcher(agent, interval=0.2), clock, drive_id)
+        rig[1].poll()
+        _settled(agent, drive_id, 1)
+        state = _state(agent)
+        assert state.cursor.done and state.done_bytes == state.total_bytes > 20 * 9_000   # encrypted: a bit more
+        layout = SetLayout(next((ext4_drive.mount_point / "Plugback").glob("*/Docs")))
+        victim = layout.object(next(iter(layout.iter_object_names())))
+        data = bytearray(victim.read_bytes())
+        data[200] ^= 0x01
+        victim.write_bytes(bytes(data))
+        _connect(rig, ext4_drive, 2)
+        bad = [r for r in _verify_runs(agent) if r.status != "ok"]
+        assert [r.status for r in bad] == ["warnings"], [agent.history.log(r.id) for r in bad]
+        assert "copied again from this computer" in agent.history.log(bad[0].id)
+        layout = SetLayout(next((ext4_drive.mount_point / "Plugback").glob("*/Docs")))
+        assert layout.object(victim.name).read_bytes() != bytes(data)       # a fresh copy (new nonce too)
+    finally:
+        agent.shutdown(cancel=True, timeout=30)
+
+
+def test_pausing_stops_the_slice_and_holds_the_next_until_resumed(rig, ext4_drive):
+    agent, watcher, clock, drive_id = rig
+    fired = _on_first_slice_progress(agent, drive_id, lambda: agent.pause(None))
+    watcher.poll()
+    _settled(agent, drive_id, 1)
+    first = _state(agent)
+    assert fired.is_set() and first.under_way and 0 < first.done_bytes < FLOOR
+    agent.run_job("Docs")                                 # "Back up now" works while paused...
+    _settled(agent, drive_id, 2)
+    assert _state(agent) == first                         # ... but no check follows it
+    agent.resume()
+    agent.run_job("Docs")
+    _settled(agent, drive_id, 3)
+    assert _state(agent).done_bytes > first.done_bytes
+
+
 def test_the_monthly_check_finishes_an_overdue_pass_in_one_go(rig, ext4_drive):
     agent, watcher, clock, drive_id = rig
     watcher.poll()
