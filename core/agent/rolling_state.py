@@ -178,11 +178,11 @@ def overdue(state: PassState | None, first_backup: datetime | None, now: datetim
     When the pass under way began more than PERIOD ago, or none is under way and the last
     complete one (else the first backup) is older than PERIOD.
     """
+    from core.agent.schedule import integrity_due
+
     if state is not None and state.under_way:
-        assert state.pass_started is not None
-        return now - state.pass_started >= PERIOD
-    reference = (state.last_full if state is not None else None) or first_backup
-    return reference is not None and now - reference >= PERIOD
+        return integrity_due(state.pass_started, None, now, PERIOD)
+    return integrity_due(state.last_full if state is not None else None, first_backup, now, PERIOD)
 
 
 def drive_summary(states: list[PassState | None], checking: bool, live: int = 0) -> dict:
