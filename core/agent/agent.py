@@ -295,6 +295,7 @@ class Agent:
             if outcome.error is not None:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
+        self.rolling.wait_for_repair(job.destination.key())   # a rolling check's repair writes to the set
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
                           clock=self.clock, bind=self.bind_set, trigger=task.trigger, unlock=self._unlocker())
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:

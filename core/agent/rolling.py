@@ -105,6 +105,8 @@ class RollingChecks:
         self._threads: dict[str, tuple[threading.Thread, SliceCancel]] = {}
         #: Bytes the slice running on a destination has read so far (what the Drives page adds).
         self.live: dict[str, int] = {}
+        #: Held while damage on a destination is repaired (a write): a backup there waits for it.
+        self._writing: dict[str, threading.Lock] = {}
 
     # -- when -----------------------------------------------------------------------------
 
@@ -162,6 +164,17 @@ class RollingChecks:
         entry = self._threads.get(key)
         if entry is not None:
             entry[1].cancel()
+
+    def _writer(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._writing.setdefault(key, threading.Lock())
+
+    def wait_for_repair(self, key: str, timeout: float = 600) -> None:
+        """Before a backup on ``key``: let a repair under way there finish (two writers on one set
+        are never allowed; only damaged files are copied, so this is rare and short)."""
+        lock = self._writer(key)
+        if lock.acquire(timeout=timeout):
+            lock.release()
 
     def checking(self, key: str) -> bool:
         """Whether a slice thread runs for the destination ``key`` (``drive:<id>``, ``path:<folder>``)."""
@@ -299,7 +312,8 @@ class RollingChecks:
         began = state.pass_started if result.finished and not result.damaged and state.pass_started else started
         run_id = agent.history.start(job.name, began, drive_id=target.drive_id, kind=RunKind.VERIFY, trigger=trigger)
         label = agent.config.drive_label(target.drive_id) if target.drive_id else str(target.set_path)
-        report = damage_report(job, bset, result, state, label, cancel, agent.clock)
+        with self._writer(cancel.key):
+            report = damage_report(job, bset, result, state, label, agent.clock)
         agent.history.append_log(run_id, "\n".join(report.log))
         agent.history.finish(run_id, RunEnd(status=report.status, ended=agent.clock.now(), error=report.error,
                                             error_code="damaged" if report.status == RunStatus.FAILED else None,

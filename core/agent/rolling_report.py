@@ -26,7 +26,7 @@ class Report:
     repaired: int = 0
 
 
-def damage_report(job: Job, bset, result, state, label: str, cancel, clock) -> Report:
+def damage_report(job: Job, bset, result, state, label: str, clock) -> Report:
     """Mend what ``result`` (a scrub slice) found damaged, and say so."""
     log = []
     if result.finished:
@@ -36,7 +36,7 @@ def damage_report(job: Job, bset, result, state, label: str, cancel, clock) -> R
     log.extend(result.notices)
     if not result.damaged:
         return Report(RunStatus.OK, log)
-    mended = _mend(job, bset, result.damaged, cancel, clock)
+    mended = _mend(job, bset, result.damaged, clock)
     for m in mended:
         held = m.holders
         where = f" (held by {plural(len(held.snapshots), 'snapshot')}: {', '.join(held.paths)})" \
@@ -66,11 +66,11 @@ def _what(m) -> str:
     return f"{name} (in {plural(len(held.snapshots), 'snapshot')})" if held.snapshots else name
 
 
-def _mend(job: Job, bset, damaged, cancel, clock) -> list:
+def _mend(job: Job, bset, damaged, clock) -> list:
     from core.engine.mend import Holders, Mended, mend
 
     try:
-        return mend(bset, damaged, list(job.sources), clock=clock, cancel=cancel)
+        return mend(bset, damaged, list(job.sources), clock=clock)
     except PlugbackError as err:   # a backup holds the set's lock, or the drive went
         note = f"not repaired now ({err.message}); the next pass finds it again"
         return [Mended(d, False, note, Holders(snapshots=[d.snapshot] if d.snapshot else [])) for d in damaged]

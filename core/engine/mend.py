@@ -23,7 +23,7 @@ from pathlib import Path
 from core.engine.fs import probe_volume
 from core.engine.lock import SetLock
 from core.engine.manifest import FILE, Entry
-from core.engine.progress import CancelToken, Clock
+from core.engine.progress import Clock
 from core.engine.repo import BackupSet
 from core.engine.scan import ScanEntry
 from core.engine.scrub import Damage
@@ -93,14 +93,15 @@ def _allowed_source(path, allowed: list[str]) -> str | None:
     return path if os.path.normcase(os.path.abspath(path)) in norm else None
 
 
-def mend(bset: BackupSet, damaged: list[Damage], allowed: list[str], *, clock: Clock | None = None,
-         cancel: CancelToken | None = None) -> list[Mended]:
+def mend(bset: BackupSet, damaged: list[Damage], allowed: list[str], *, clock: Clock | None = None) -> list[Mended]:
     """Repair what can be repaired of ``damaged`` from the sources in ``allowed``; one Mended per item.
 
+    Not cancellable: only damaged files are copied (a slice reports at most
+    scrub.MAX_DAMAGE), and damage found must be repaired or reported, not dropped.
     Damaged manifests cannot be repaired (an old snapshot's list exists nowhere else) and
     are reported with the snapshot they are. Raises SetLocked when a backup holds the set.
     """
-    clock, cancel = clock or Clock(), cancel or CancelToken()
+    clock = clock or Clock()
     keys = {_content_key(bset, d) for d in damaged} - {None}
     holders = locate(bset, {k for k in keys if k}, allowed) if keys else {}
     out: list[Mended] = []
@@ -109,9 +110,6 @@ def mend(bset: BackupSet, damaged: list[Damage], allowed: list[str], *, clock: C
         for d in damaged:
             key = _content_key(bset, d)
             h = holders.get(key or "", Holders(snapshots=[d.snapshot] if d.snapshot else []))
-            if cancel.cancelled:
-                out.append(Mended(d, False, "the check was stopped before it could repair this", h))
-                continue
             out.append(_mend_one(bset, store, d, h))
         if any(m.repaired for m in out):
             bset.fs.flush_volume(bset.layout.root)
