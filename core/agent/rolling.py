@@ -39,6 +39,7 @@ log = logging.getLogger("plugback.rolling")
 #: Seconds between "safe to unplug" and the slice: an eject right after the notification (from the
 #: system's file manager too) must not find files of the drive open.
 DELAY = 10.0
+CONFIRM_SECONDS = 3.0    # the drive watcher polls every 2 s (Linux: at once, on the mount-table change)
 
 
 class SliceCancel(CancelToken):
@@ -248,8 +249,10 @@ class RollingChecks:
                 if state.total_bytes is None:
                     return    # cancelled while measuring: the slice time is not worth saving
             budget = None if catch_up else slice_budget(state, now, self.floor)
+            # A pulled drive shows as read errors a moment before the watcher sees it go: wait a
+            # little before calling an unreadable file damaged.
             result = scrub_slice(bset, state.cursor, budget, cancel=cancel, boundary=target.mount,
-                                 progress=self._progress(cancel.key))
+                                 progress=self._progress(cancel.key), confirm=lambda: cancel.wait(CONFIRM_SECONDS))
         except PlugbackError as err:   # the set is not where it seems (a symlink), or the drive went
             log.warning("rolling check of %s stopped: %s", job.name, err.message)
             return

@@ -28,7 +28,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from core.engine import safeio
 from core.engine.fs import drop_cache, read_buffer, read_into
@@ -99,17 +99,21 @@ def stored_bytes(bset: BackupSet, cancel: CancelToken | None = None, boundary: P
 
 
 def scrub_slice(bset: BackupSet, cursor: Cursor, budget: int | None, *, cancel: CancelToken | None = None,
-                progress: ProgressCallback = no_progress, boundary: Path | None = None) -> SliceResult:
+                progress: ProgressCallback = no_progress, boundary: Path | None = None,
+                confirm: Callable[[], bool] | None = None) -> SliceResult:
     """Re-read the set from ``cursor`` on until ``budget`` bytes were read (None: to the pass's end)
     or ``cancel`` is set; the new cursor and what was found damaged.
 
     ``boundary`` (the drive's mount point) is where the proof that nothing in the set's
     folders is a symlink starts (core.engine.layout.SetLayout.check_contained).
+    ``confirm`` is asked before a file that could not be read (or was missing) is called
+    damaged: False means the drive is going away (a pull shows as read errors first), and
+    the slice stops there instead. The caller decides how long to wait; the engine does not.
     """
     cancel = cancel or CancelToken()
     result = SliceResult(cursor)
     bset.layout.check_contained(boundary)
-    reader = _Reader(bset, cancel)
+    reader = _Reader(bset, cancel, confirm)
     phases = {"objects": _objects, "latest": _latest, "check": _check}
     try:
         while not result.cursor.done:
@@ -231,9 +235,10 @@ class _Watch(CancelToken):
 class _Reader:
     """Reads stored copies from the drive (page cache dropped), a block at a time, watching ``cancel``."""
 
-    def __init__(self, bset: BackupSet, cancel: CancelToken):
+    def __init__(self, bset: BackupSet, cancel: CancelToken, confirm: Callable[[], bool] | None = None):
         self.bset = bset
         self.cancel = cancel
+        self.confirm = confirm
 
     def _gone(self) -> bool:
         """The slice must stop rather than call anything damaged: cancelled, or the set is gone."""
@@ -265,16 +270,16 @@ class _Reader:
                 if self.cancel.cancelled:
                     raise _Stop()
         except FileNotFoundError:
-            problem = "it is missing from the drive"
+            problem, unreadable = "it is missing from the drive", True
         except PlugbackError as err:   # damaged encrypted data, a symlink or FIFO in its place...
-            problem = err.message
+            problem, unreadable = err.message, False
         except OSError as err:
-            problem = f"it cannot be read ({err.strerror or err})"
+            problem, unreadable = f"it cannot be read ({err.strerror or err})", True
         else:
             return None, size
         finally:
             blocks.close()   # the files are closed now, not when the generator is collected
-        if self._gone():
+        if self._gone() or (unreadable and self.confirm is not None and not self.confirm()) or self._gone():
             raise _Stop()
         return problem, size
 

@@ -137,6 +137,17 @@ def test_a_cancelled_slice_resumes_where_it_stopped(plain_set):
     assert first + rest == everything and more[-1].finished
 
 
+def test_an_unreadable_file_is_damage_only_once_the_caller_confirms_the_drive_is_still_there(plain_set):
+    set_path, _ = plain_set
+    (SetLayout(set_path).latest / "Docs" / "f05.bin").unlink()
+    bset = open_set(set_path)
+    asked = []
+    going = scrub_slice(bset, Cursor("latest"), None, confirm=lambda: asked.append(1) or False)
+    assert going.stopped and not going.damaged and going.cursor == Cursor("latest", "Docs/f04.bin") and asked
+    here = scrub_slice(bset, going.cursor, None, confirm=lambda: True)
+    assert [(d.where, d.reason) for d in here.damaged][:1] == [("Latest/Docs/f05.bin", "it is missing from the drive")]
+
+
 def test_the_structure_check_stops_when_cancelled_and_starts_over(plain_set):
     set_path, _ = plain_set
     bset = open_set(set_path)
