@@ -82,7 +82,7 @@ class SliceCancel(CancelToken):
 
     def _wanted(self) -> bool:
         agent, drive_id = self.agent, self.drive_id
-        if agent.stopped.is_set() or agent.paused:
+        if agent.stopped.is_set() or agent.paused or not agent.config.prefs.monthly_integrity_check:
             return True
         if drive_id is not None and (drive_id not in agent.present or drive_id in agent.pending
                                      or agent.restore_drive == drive_id):
