@@ -176,15 +176,19 @@ def test_encrypted_objects_are_authenticated_and_repaired(tmp_path):
     assert not [d for r in again for d in r.damaged]
 
 
-def test_a_damaged_manifest_is_named_and_not_repairable(plain_set):
+@pytest.mark.parametrize("which", [0, -1])
+def test_a_damaged_manifest_is_named_once_and_not_repairable(plain_set, which):
     set_path, src = plain_set
     bset = open_set(set_path)
-    manifest = SetLayout(set_path).manifest(bset.snapshot_ids()[0])
+    sid = bset.snapshot_ids()[which]
+    manifest = SetLayout(set_path).manifest(sid)
     manifest.write_bytes(manifest.read_bytes()[:-20])
     _, results = _whole_pass(bset, budget=None)
     damaged = [d for r in results for d in r.damaged]
-    assert [d.where for d in damaged] == [f"snapshots/{bset.snapshot_ids()[0]}"]
-    (m,) = mend(bset, damaged, [str(src)])
+    assert [d.where for d in damaged if d.where.startswith("snapshots/")] == [f"snapshots/{sid}"]
+    # (With the newest one damaged, Latest/ is compared with the one before, as verify does.)
+    assert all(d.where.startswith("Latest/") for d in damaged[1:]) and (which == -1 or len(damaged) == 1)
+    m = mend(bset, damaged[:1], [str(src)])[0]
     assert not m.repaired and "snapshot list" in m.note
 
 
