@@ -331,3 +331,21 @@ def test_a_state_file_that_does_not_check_out_starts_a_new_pass(paths, tmp_path)
     assert store.load(None) is None
     with pytest.raises(ValueError):
         store.load("../../etc/passwd")
+
+
+def test_a_drive_is_fully_checked_when_every_set_on_it_is():
+    from core.agent.rolling_state import drive_summary
+
+    def state(last_full=None, started=None, done=0, total=None, finished=False):
+        return PassState(set_id="6f1c0e4a-3f7b-4c1e-9a53-1d2e3f4a5b6c", cursor=Cursor("done" if finished else "latest"),
+                         pass_started=started, done_bytes=done, total_bytes=total, last_full=last_full)
+
+    d1, d2, d3 = (T0 + timedelta(days=n) for n in (1, 2, 3))
+    assert drive_summary([], False) == {"last_full_check": None, "check_percent": None, "check_since": None,
+                                        "checking": False}
+    # One set checked, the other never: not fully checked; the pass under way counts both sets' bytes.
+    s = drive_summary([state(d1, d2, 100, 400, finished=True), state(None, d3, 300, 600)], True, live=60)
+    assert s == {"last_full_check": None, "check_percent": 60, "check_since": d3.isoformat(), "checking": True}
+    s = drive_summary([state(d1, d1, 400, 400, finished=True), state(d2, d3, 0, None)], False)
+    assert s["last_full_check"] == d1.isoformat() and s["check_percent"] == 0 and s["check_since"] == d3.isoformat()
+    assert drive_summary([state(d2, d1, 10, 10, finished=True), None], False)["last_full_check"] is None
