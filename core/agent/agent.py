@@ -23,6 +23,8 @@ from core.agent.config_file import file_stamp, load_or_recover, read_config, upd
 from core.agent.drives import read_drive_file
 from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
 from core.agent.restore_first import PageHold, hold_connect, release_held, wait_for_restore
+from core.agent.rolling import DELAY as ROLLING_DELAY
+from core.agent.rolling import FLOOR, RollingChecks
 from core.agent.runner import RESTORE, JobRunner, RunCancel, Task
 from core.agent.schedule import connect_due, due
 from core.agent.words import plural
@@ -54,6 +56,8 @@ class AgentOptions:
     # psutil.sensors_battery: None, or a reading with ``power_plugged`` and ``percent``
     battery: Callable[[], Any] = psutil.sensors_battery
     settings_command: list[str] | None = None
+    rolling_floor: int = FLOOR     # the least a rolling-check slice reads (core/agent/rolling_state.py)
+    rolling_delay: float = ROLLING_DELAY   # seconds from "safe to unplug" to the slice (core/agent/rolling.py)
 
 
 @dataclass
@@ -111,6 +115,7 @@ class Agent:
         self.settings_proc: subprocess.Popen | None = None
         self.config: Config = Config()
         self._stamp: tuple[int, int] | None = None
+        self.rolling = RollingChecks(self, floor=self.options.rolling_floor, delay=self.options.rolling_delay)
         self._load_config(initial=True)
 
     # -- settings --------------------------------------------------------------------------
@@ -197,6 +202,7 @@ class Agent:
 
     def runner_at(self, key: str) -> JobRunner:
         """The runner of a destination (``Destination.key()``), started when first needed."""
+        self.rolling.interrupt(key)   # a run or a restore is coming: a rolling check there stops at once
         with self.lock:
             runner = self.runners.get(key)
             if runner is None:
@@ -298,6 +304,7 @@ class Agent:
             if outcome.error is not None:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
+        self.rolling.wait_for_repair(job.destination.key())   # a rolling check's repair writes to the set
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
                           clock=self.clock, bind=self.bind_set, trigger=task.trigger, unlock=self._unlocker())
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
@@ -309,6 +316,8 @@ class Agent:
         if outcome.made_room:   # the drive was full: say which old backups went (issue #14)
             self.notifier.notify(f"{name}: made room on the drive", outcome.made_room, "info")
         self._notify_outcome(job, outcome)
+        if outcome.status in SUCCESS:
+            self.rolling.after_backup(job)   # a slice of the rolling check, once nothing else waits
 
     def _unlocker(self):
         """Sets unlocked in the window this session open without asking again (core.agent.unlock)."""
@@ -467,22 +476,9 @@ class Agent:
         return queued
 
     def check_integrity(self) -> list[str]:
-        """Queue the monthly full read-back for jobs whose drive is here (DESIGN §4 "scheduled scrub")."""
-        from core.agent.schedule import integrity_due
-
-        if not self.config.prefs.monthly_integrity_check or self.is_paused() or not self.battery_ok():
-            return []
-        now = self.clock.now()
-        queued = []
-        for job in self.config.jobs:
-            if not self._destination_present(job):
-                continue
-            last = self.history.last(job.name, kind=RunKind.VERIFY)
-            first = self.history.first_success(job.name)
-            if integrity_due(last.started if last else None, first.started if first else None, now):
-                if self._runner(job).enqueue(job.name, RunKind.VERIFY, Trigger.SCHEDULE):
-                    queued.append(job.name)
-        return queued
+        """The monthly check (DESIGN §4 "scheduled scrub"): finish the rolling check's pass of every set
+        on a present, idle destination whose pass is overdue (core/agent/rolling.py)."""
+        return self.rolling.catch_up()
 
     # -- other actions ---------------------------------------------------------------------
 
@@ -496,6 +492,7 @@ class Agent:
         if self._drive_busy(drive_id) or self.restore_drive == drive_id:
             raise AgentBusy(reason=f"'{self.config.drive_label(drive_id)}' is in use by a backup or restore")
         self.cancel_pending(drive_id)
+        self.rolling.stop(drive_id)      # a rolling check only reads, but open files block an unmount
         self.ejector.eject(mount)
         self.drive_removed(drive_id)
         self.notifier.notify(f"'{self.config.drive_label(drive_id)}' is safe to unplug",
@@ -541,6 +538,7 @@ class Agent:
         self.stopped.set()
         self.page_hold.close()
         self.cancel_pending()
+        self.rolling.stop()
         if self.settings_proc is not None and self.settings_proc.poll() is None:
             # The window is useless without its agent: close it with us.
             self.settings_proc.terminate()

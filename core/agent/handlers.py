@@ -208,7 +208,12 @@ class Handlers:
     def drives_list(self, args):
         from core.agent.drives import list_volumes
 
-        return [v.to_dict() for v in list_volumes({d["drive_id"] for d in self.agent.config.drives})]
+        enrolled = {d["drive_id"] for d in self.agent.config.drives}
+        volumes = [v.to_dict() for v in list_volumes(enrolled)]
+        for v in volumes:
+            if v.get("drive_id") in enrolled:   # the rolling check: last_full_check, check_percent...
+                v.update(self.agent.rolling.summary(v["drive_id"]))
+        return volumes
 
     def drive_init(self, args):
         from core.agent.drives import enroll, find_drive

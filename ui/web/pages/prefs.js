@@ -14,7 +14,7 @@ export async function render(main, ctx) {
   };
   const login = check('pref-login', 'start_at_login', 'Start Plugback when I log in', 'Needed for backups to start by themselves when you plug in the drive.');
   const notify = check('pref-notify', 'notifications', 'Show notifications', 'When a backup finishes, fails, or the drive is safe to unplug.');
-  const monthly = check('pref-monthly', 'monthly_integrity_check', 'Check the whole backup once a month', 'Reads everything back from the drive to catch a failing drive early. Takes a while on big backups.');
+  const monthly = check('pref-monthly', 'monthly_integrity_check', 'Check the whole backup every month', 'After each backup, reads a part of what is on the drive again, so everything is re-read within 30 days and a failing drive is caught early. Damage is repaired from this computer where it can be.');
   const battery = h('input', { type: 'number', id: 'pref-battery', min: '0', max: '100', value: String(prefs.battery_threshold ?? 20) });
   const delay = h('input', { type: 'number', id: 'pref-delay', min: '0', max: '600', value: String(prefs.connect_delay_seconds ?? 2) });
 
