@@ -77,6 +77,8 @@ class TrayState:
     problem: str | None
     backend: str = ""
     busy_drives: set = field(default_factory=set)
+    offers: list = field(default_factory=list)       # core.agent.offers.Offer: drives Plugback could use
+    reminders: list = field(default_factory=list)    # core.agent.rotation.Reminder: jobs not backed up for long
 
 
 class Agent:
@@ -107,6 +109,9 @@ class Agent:
         self.settings_proc: subprocess.Popen | None = None
         self.config: Config = Config()
         self._stamp: tuple[int, int] | None = None
+        from core.agent.offers import Offers
+
+        self.offers = Offers(self)
         self._load_config(initial=True)
 
     # -- settings --------------------------------------------------------------------------
@@ -438,6 +443,22 @@ class Agent:
         log.info("drive %s removed", drive_id)
         self.changed()
 
+    # -- drives that are not Plugback's yet, and reminders (issue #14: core.agent.offers, core.agent.rotation) --
+
+    def volume_added(self, mount: str, plugged: bool = True) -> None:
+        """The watcher saw a new volume that is not a connected Plugback drive: maybe offer it."""
+        self.offers.volume_added(mount, plugged)
+
+    def volume_removed(self, mount: str) -> None:
+        """The watcher saw the volume at ``mount`` go."""
+        self.offers.volume_removed(mount)
+
+    def check_reminders(self) -> list:
+        """Send the day's "not backed up for N days" notification if due (the scheduler's tick)."""
+        from core.agent import rotation
+
+        return rotation.check(self)
+
     def check_schedule(self) -> list[str]:
         """Queue every job whose schedule is due and whose destination is here (the Scheduler's tick)."""
         if self.is_paused() or not self.battery_ok():
@@ -515,10 +536,12 @@ class Agent:
         drives = [DriveState(d["drive_id"], d.get("label") or d["drive_id"][:8], self.present.get(d["drive_id"]))
                   for d in self.config.drives]
         busy = {d.drive_id for d in drives if self._drive_busy(d.drive_id) or self.restore_drive == d.drive_id}
+        from core.agent.rotation import reminders
+
         return TrayState(now=now, jobs=jobs, drives=drives, running=self.running(),
                          pending=list(self.pending.values()), paused=self.is_paused(),
                          paused_until=self.paused_until, problem=self.problem, backend=self.backend,
-                         busy_drives=busy)
+                         busy_drives=busy, offers=self.offers.current(), reminders=reminders(self))
 
     def shutdown(self, cancel: bool = True, timeout: float = 30) -> None:
         """Stop everything: cancel (or finish) running jobs and wait for them."""

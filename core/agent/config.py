@@ -335,12 +335,14 @@ class Prefs:
     battery_threshold: int = 20          # scheduled runs wait on battery below this percent
     monthly_integrity_check: bool = True
     connect_delay_seconds: int = 2       # cancellable pause before an automatic backup on connect
+    remind_after_days: int = 7           # remind when no backup of a job succeeded for this long; 0 = never
 
     def to_dict(self) -> dict:
         return {"start_at_login": self.start_at_login, "notifications": self.notifications,
                 "battery_threshold": self.battery_threshold,
                 "monthly_integrity_check": self.monthly_integrity_check,
-                "connect_delay_seconds": self.connect_delay_seconds}
+                "connect_delay_seconds": self.connect_delay_seconds,
+                "remind_after_days": self.remind_after_days}
 
     @classmethod
     def from_dict(cls, data, where: str = "prefs") -> "Prefs":
@@ -360,7 +362,29 @@ class Prefs:
             if not 0 <= v <= 600:
                 raise _bad(f"{where}.connect_delay_seconds", "must be between 0 and 600")
             out.connect_delay_seconds = v
+        if "remind_after_days" in data:
+            v = _check_type(data["remind_after_days"], int, f"{where}.remind_after_days", "a number of days")
+            if not 0 <= v <= 365:
+                raise _bad(f"{where}.remind_after_days", "must be between 0 (never) and 365 days")
+            out.remind_after_days = v
         return out
+
+
+_DRIVE_KEY = re.compile(r"^[\x21-\x7e]{1,80}$")
+
+
+def _declined(data) -> list[dict]:
+    """``declined_drives``, checked: each ``{"key": printable id, "name": text}``."""
+    out = []
+    for i, d in enumerate(_check_type(data, list, "declined_drives", "a list")):
+        where = f"declined_drives[{i}]"
+        _check_type(d, dict, where, "an object with key and name")
+        _check_keys(d, {"key", "name"}, where)
+        key = _check_type(d.get("key"), str, f"{where}.key", "a file-system UUID or serial")
+        if not _DRIVE_KEY.match(key):
+            raise _bad(f"{where}.key", "must be a file-system UUID or serial (printable, no spaces)")
+        out.append({"key": key, "name": _check_type(d.get("name", ""), str, f"{where}.name", "text")})
+    return out
 
 
 @dataclass
@@ -370,16 +394,19 @@ class Config:
     jobs: list[Job] = field(default_factory=list)
     drives: list[dict] = field(default_factory=list)   # [{"drive_id", "label"}]
     prefs: Prefs = field(default_factory=Prefs)
+    #: Drives the user answered "Not this drive" (core.agent.offers): [{"key", "name"}], key = fs UUID/serial.
+    declined_drives: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"version": CONFIG_VERSION, "jobs": [j.to_dict() for j in self.jobs],
-                "drives": [dict(d) for d in self.drives], "prefs": self.prefs.to_dict()}
+                "drives": [dict(d) for d in self.drives], "prefs": self.prefs.to_dict(),
+                **({"declined_drives": [dict(d) for d in self.declined_drives]} if self.declined_drives else {})}
 
     @classmethod
     def from_dict(cls, data) -> "Config":
         """Validate ``data``; raises ConfigError naming the first bad field."""
         _check_type(data, dict, "(top level)", "a JSON object")
-        _check_keys(data, {"version", "jobs", "drives", "prefs"}, "")
+        _check_keys(data, {"version", "jobs", "drives", "prefs", "declined_drives"}, "")
         version = data.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise _bad("version", "is missing or not a number")
@@ -400,7 +427,7 @@ class Config:
             _check_type(d.get("label", ""), str, f"drives[{i}].label", "text")
             drives.append({"drive_id": d["drive_id"], "label": d.get("label", "")})
         prefs = Prefs.from_dict(data.get("prefs", {}))
-        return cls(jobs=jobs, drives=drives, prefs=prefs)
+        return cls(jobs=jobs, drives=drives, prefs=prefs, declined_drives=_declined(data.get("declined_drives", [])))
 
     # -- lookups -------------------------------------------------------------
 
@@ -414,6 +441,15 @@ class Config:
                 return d
         matches = [d for d in self.drives if d.get("label", "").casefold() == ref.casefold()]
         return matches[0] if len(matches) == 1 else None
+
+    def declined_keys(self) -> frozenset[str]:
+        """The identities of the drives the user said "Not this drive" to."""
+        return frozenset(d["key"] for d in self.declined_drives)
+
+    def decline_drive(self, key: str, name: str) -> None:
+        """Remember "Not this drive" for the drive whose file-system UUID (or serial) is ``key``."""
+        if key not in self.declined_keys():
+            self.declined_drives.append({"key": key, "name": name})
 
     def drive_label(self, drive_id: str) -> str:
         d = next((d for d in self.drives if d["drive_id"] == drive_id), None)

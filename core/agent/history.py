@@ -216,6 +216,18 @@ class History:
         """The newest run that committed a snapshot (ok or warnings)."""
         return self.last(job, statuses=SUCCESS)
 
+    def last_success_by_drive(self, job: str) -> dict[str, Run]:
+        """The newest successful backup of ``job`` on each drive it reached (issue #14, rotation)."""
+        rows = self._select("WHERE id IN (SELECT MAX(id) FROM runs WHERE job=? AND kind=? AND status IN (?,?) "
+                            "AND drive_id IS NOT NULL GROUP BY drive_id)",
+                            (job, RunKind.BACKUP.value, *(s.value for s in SUCCESS)))
+        return {r.drive_id: r for r in rows if r.drive_id}
+
+    def first(self, job: str) -> Run | None:
+        """The oldest backup run of ``job``, whatever its result."""
+        rows = self._select("WHERE job=? AND kind=? ORDER BY started ASC, id ASC LIMIT 1", (job, RunKind.BACKUP.value))
+        return rows[0] if rows else None
+
     def first_success(self, job: str) -> Run | None:
         """The oldest run of ``job`` that committed a snapshot."""
         rows = self._select("WHERE job=? AND kind=? AND status IN (?,?) ORDER BY started ASC, id ASC LIMIT 1",

@@ -89,12 +89,23 @@ def attention_list(jobs: list[dict]) -> list[dict]:
 
 
 def job_entry(job, record: Record, *, present: bool, next_due: datetime | None, last_run: Run | None,
-              running: bool = False, queued: bool = False, progress: dict | None = None) -> dict:
-    """One IPC ``JobStatus`` (docs/ipc.md)."""
+              running: bool = False, queued: bool = False, progress: dict | None = None,
+              drives: list | None = None, reminder=None) -> dict:
+    """One IPC ``JobStatus`` (docs/ipc.md); ``drives`` and ``reminder`` from core.agent.rotation."""
     return {"name": job.name, "sources": job.sources, "destination": job.destination.to_dict(),
             "drive_present": present, "running": running, "queued": queued, "progress": progress,
             "last_run": _run(last_run), **record.to_dict(),
-            "next_due": next_due.isoformat() if next_due else None, "triggers": job.triggers.to_window()}
+            "next_due": next_due.isoformat() if next_due else None, "triggers": job.triggers.to_window(),
+            "drives": drives or [], "reminder": reminder.to_dict() if reminder else None}
+
+
+def _rotation(config, history, present: dict[str, str], now: datetime) -> tuple[dict, dict]:
+    """Per job: its drives' ages (``drive_ages``) and its reminder, if one holds (issue #14)."""
+    from core.agent.rotation import drive_ages, job_since, overdue
+
+    ages = {j.name: drive_ages(j, config, history, present) for j in config.jobs}
+    due = overdue({j.name: job_since(history, j.name) for j in config.jobs}, now, config.prefs.remind_after_days)
+    return ages, {r.job: r for r in due}
 
 
 def drive_entries(config, records: dict[str, Record], present: dict[str, str], busy=lambda drive_id: False) -> list:
@@ -117,13 +128,15 @@ def agent_status(agent) -> dict:
     running = {r["job"]: r for r in agent.running()}
     queued = agent.queued()
     records = {j.name: job_record(agent.history, j.name) for j in agent.config.jobs}
+    ages, due = _rotation(agent.config, agent.history, agent.present, now)
     jobs = []
     for j in agent.config.jobs:
         rec = records[j.name]
         nd = next_due(j, rec.last_success.started if rec.last_success else None, now.astimezone())
         jobs.append(job_entry(j, rec, present=agent._destination_present(j), next_due=nd,
                               last_run=agent.history.last(j.name), running=j.name in running,
-                              queued=j.name in queued, progress=(running.get(j.name) or {}).get("progress")))
+                              queued=j.name in queued, progress=(running.get(j.name) or {}).get("progress"),
+                              drives=ages[j.name], reminder=due.get(j.name)))
     return {"version": __version__, "paused": agent.is_paused(),
             "paused_until": agent.paused_until.isoformat() if agent.paused_until else None,
             "backend": agent.backend, "jobs": jobs,
@@ -131,7 +144,9 @@ def agent_status(agent) -> dict:
             "queued": queued, "attention": attention_list(jobs),
             "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat()}
                         for p in list(agent.pending.values())],
-            "problem": agent.problem, "restore": agent.restore_task}
+            "problem": agent.problem, "restore": agent.restore_task,
+            "reminders": [r.to_dict() for r in due.values()],
+            "offers": [o.to_dict() for o in agent.offers.current()]}
 
 
 def offline_status(paths, config, now: datetime) -> dict:
@@ -148,12 +163,15 @@ def offline_status(paths, config, now: datetime) -> dict:
         if mount is not None:
             present[d["drive_id"]] = str(mount)
     records = {j.name: job_record(history, j.name) for j in config.jobs}
+    ages, due = _rotation(config, history, present, now)
     jobs = []
     for j in config.jobs:
         rec = records[j.name]
         nd = next_due(j, rec.last_success.started if rec.last_success else None, now.astimezone())
         jobs.append(job_entry(j, rec, present=bool(j.destination.path) or j.destination.drive_id in present,
-                              next_due=nd, last_run=history.last(j.name) if history else None))
+                              next_due=nd, last_run=history.last(j.name) if history else None,
+                              drives=ages[j.name], reminder=due.get(j.name)))
     return {"agent": False, "paused": False, "paused_until": None, "backend": None, "jobs": jobs,
             "drives": drive_entries(config, records, present), "queued": [], "attention": attention_list(jobs),
-            "pending": [], "problem": None, "restore": None}
+            "pending": [], "problem": None, "restore": None,
+            "reminders": [r.to_dict() for r in due.values()], "offers": []}
