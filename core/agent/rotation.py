@@ -151,3 +151,26 @@ def _hint(agent, due: list[Reminder]) -> str:
     if names:
         return "Plug in " + " or ".join(f"‘{n}’" for n in names) + " to back up."
     return "Start a backup from Plugback's menu."
+
+
+def status_lines(data: dict, now: datetime) -> list[str]:
+    """``plugback status``'s lines for issue #14: per-drive ages of jobs on several drives, reminders, offers."""
+    from core.agent.words import ago
+
+    lines = []
+    for j in data.get("jobs", []):
+        drives = j.get("drives") or []
+        if len(drives) > 1:
+            parts = []
+            for d in drives:
+                ok = d.get("last_success")
+                when = ago(datetime.fromisoformat(ok.get("ended") or ok["started"]), now) if ok else "never"
+                parts.append(f"‘{d['label']}’ {when}" + (" (newest)" if d.get("newest") else ""))
+            lines.append(f"  {j['name']} per drive: " + " · ".join(parts))
+    for r in data.get("reminders", []):
+        lines.append(f"Reminder: {r['message']}")
+    for o in data.get("offers", []):
+        lines.append(f"Drive not used by Plugback: {o['name']} at {o['mount']}"
+                     + (f" holds backups of {', '.join(o['computers'])}" if o.get("computers") else "")
+                     + f" ('plugback drive init {o['mount']}' uses it)")
+    return lines

@@ -88,7 +88,8 @@ def register(subparsers) -> None:
 def _register_status(subparsers) -> None:
     p = subparsers.add_parser("status", help="jobs, last runs and the agent's state", description=(
         "Each job's last successful backup and last attempt. Exit status: 0 all fine, "
-        f"{EXIT_ATTENTION} a job (or the agent) needs attention, {EXIT_NO_AGENT} the agent is not running."))
+        f"{EXIT_ATTENTION} a job (or the agent) needs attention or was not backed up for the reminder's days, "
+        f"{EXIT_NO_AGENT} the agent is not running."))
     p.add_argument("--json", action="store_true",
                    help="machine-readable output: last_success and last_attempt per job and per drive")
     p.set_defaults(func=cmd_status)
@@ -358,7 +359,7 @@ def cmd_status(args) -> int:
         print_status(data, datetime.now(timezone.utc))
     if not data["agent"]:
         return EXIT_NO_AGENT
-    return EXIT_ATTENTION if data.get("attention") or data.get("problem") else EXIT_OK
+    return EXIT_ATTENTION if data.get("attention") or data.get("problem") or data.get("reminders") else EXIT_OK
 
 
 def print_status(data: dict, now: datetime) -> None:
@@ -374,6 +375,10 @@ def print_status(data: dict, now: datetime) -> None:
         print("No jobs.")
     for j in data["jobs"]:
         print(job_line(j, now))
+    from core.agent.rotation import status_lines
+
+    for line in status_lines(data, now):   # issue #14: drives in rotation, reminders, drives offered
+        print(line)
 
 
 def _run(d: dict | None):

@@ -108,11 +108,20 @@ def _linux(device: str) -> VolumeIdentity:
     label = _unescape(props["ID_FS_LABEL_ENC"]) if "ID_FS_LABEL_ENC" in props else _by_label(device)
     uuid = props.get("ID_FS_UUID")
     serial = props.get("ID_SERIAL_SHORT") or props.get("ID_SERIAL")
-    if label is None:
-        label = _run(["blkid", "-o", "value", "-s", "LABEL", device]).rstrip("\n") or None
-    if uuid is None:
-        uuid = _run(["blkid", "-o", "value", "-s", "UUID", device]).strip() or None
+    if label is None or uuid is None:
+        label = label or _blkid(device, "LABEL").rstrip("\n") or None
+        uuid = uuid or _blkid(device, "UUID").strip() or None
     return VolumeIdentity(label, uuid or (f"serial:{serial}" if serial else None))
+
+
+def _blkid(device: str, tag: str) -> str:
+    """One tag by probing the device (``-p``: blkid's cache can hold the previous file system of a
+    reused device); without read access to the device, blkid's cache is all there is."""
+    proc = subprocess.run(["blkid", "-p", "-o", "value", "-s", tag, device], capture_output=True,
+                          timeout=_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
+    if proc.returncode in (0, 2):   # 2: probed, and the tag is not there
+        return proc.stdout.decode("utf-8", "replace")
+    return _run(["blkid", "-o", "value", "-s", tag, device])
 
 
 def _mac(mount: str) -> VolumeIdentity:

@@ -1,0 +1,126 @@
+"""Issue #14 "Rotation": per-drive ages of a job's newest backup, and "no backup for N days" once a day."""
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from core.agent.agent import Agent, AgentOptions
+from core.agent.config import Config, Destination, Job
+from core.agent.config_file import update_config
+from core.agent.rotation import notify_due, overdue, status_lines
+from core.engine.progress import FakeClock
+from core.platform.notify import read_log
+from tests.support.agent import wait_for
+from tests.support.trees import make_tree
+from tray.menu import build_menu, icon_state, status_line
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize("since,days,expect", [
+    ({"Docs": (NOW - 8 * DAY, False)}, 7, [("Docs", 8, False)]),
+    ({"Docs": (NOW - 7 * DAY, False)}, 7, [("Docs", 7, False)]),           # exactly N days: remind
+    ({"Docs": (NOW - 7 * DAY + timedelta(minutes=1), False)}, 7, []),
+    ({"Docs": (NOW - 30 * DAY, False)}, 0, []),                             # 0 = reminders off
+    ({"Docs": (NOW - 9 * DAY, True)}, 7, [("Docs", 9, True)]),              # never succeeded since 1st try
+    ({"Docs": (None, True)}, 7, []),                                        # never tried: nothing to say
+    ({"A": (NOW - 2 * DAY, False), "B": (NOW - 10 * DAY, False)}, 3, [("B", 10, False)]),
+])
+def test_overdue_is_a_pure_table(since, days, expect):
+    assert [(r.job, r.days, r.never) for r in overdue(since, NOW, days)] == expect
+
+
+@pytest.mark.parametrize("last,now,due", [
+    (None, NOW, True),
+    (NOW.date(), NOW, False),
+    (NOW.date() - DAY, NOW, True),
+    (date(2026, 11, 22), datetime(2026, 11, 22, 23, 59), False),
+    (date(2026, 11, 22), datetime(2026, 11, 23, 0, 1), True),
+])
+def test_one_notification_a_day(last, now, due):
+    assert notify_due(last, now) is due
+
+
+def path_job(paths, src, dest, name="Docs"):
+    update_config(paths.config_file, lambda cfg: cfg.jobs.append(
+        Job(name=name, sources=[str(src)], destination=Destination(path=str(dest)))))
+
+
+def reminders_sent(paths):
+    return [n for n in read_log(paths.notifications_log) if n["kind"] == "reminder"]
+
+
+def test_a_job_not_backed_up_for_a_week_is_reminded_once_a_day_even_across_restarts(paths, tmp_path):
+    src = make_tree(tmp_path / "Docs", {"a.txt": b"alpha"})
+    path_job(paths, src, tmp_path / "set")
+    clock = FakeClock(current=datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc))
+    agents = []
+
+    def start():
+        agents.append(Agent(paths, clock=clock, options=AgentOptions(battery=lambda: None)))
+        return agents[-1]
+
+    try:
+        agent = start()
+        agent.run_job("Docs")
+        wait_for(lambda: agent.history.last_success("Docs") and not agent.running(), what="the backup")
+        assert agent.check_reminders() == [] and agent.status()["reminders"] == []
+
+        clock.current += timedelta(days=7, hours=1)
+        (due,) = agent.check_reminders()
+        assert due.job == "Docs" and due.days == 7
+        (note,) = reminders_sent(paths)
+        assert note["title"] == "Docs has not been backed up for 7 days"
+        status = agent.status()
+        assert status["jobs"][0]["reminder"]["message"] == "Docs: no backup for 7 days"
+        assert [r["job"] for r in status["reminders"]] == ["Docs"]
+        state = agent.tray_state()
+        assert status_line(state) == "Docs: no backup for 7 days" and icon_state(state) == "attention"
+        assert "Reminder: Docs: no backup for 7 days" in status_lines(status, clock.current)
+
+        clock.current += timedelta(hours=3)
+        agent.check_reminders()
+        agent.shutdown()
+        agent = start()                                       # a restart the same day: still one
+        agent.check_reminders()
+        assert len(reminders_sent(paths)) == 1
+
+        clock.current += DAY                                  # the next day: one more
+        agent.check_reminders()
+        agent.check_reminders()
+        assert [n["title"] for n in reminders_sent(paths)][-1] == "Docs has not been backed up for 8 days"
+        assert len(reminders_sent(paths)) == 2
+
+        agent.edit_config(lambda cfg: setattr(cfg.prefs, "remind_after_days", 30))   # the preference
+        assert agent.status()["reminders"] == [] and agent.check_reminders() == []
+        agent.edit_config(lambda cfg: setattr(cfg.prefs, "remind_after_days", 7))
+        agent.run_job("Docs")                                 # a success ends the reminder
+        wait_for(lambda: len(agent.history.runs("Docs")) == 2 and not agent.running(), what="the backup")
+        assert agent.status()["reminders"] == [] and not agent.tray_state().reminders
+    finally:
+        for a in agents:
+            a.shutdown()
+
+
+def test_menu_with_several_overdue_jobs_has_one_line_each(paths):
+    from core.agent.rotation import Reminder
+    from tests.tray.test_menu import state
+
+    rs = [Reminder("Docs", NOW - 9 * DAY, False, 9), Reminder("Pics", NOW - 12 * DAY, True, 12)]
+    s = state(reminders=rs)
+    items = build_menu(s)
+    assert status_line(s) == "2 jobs not backed up for 9 days or more"
+    assert [i.text for i in items[1:3]] == ["Docs: no backup for 9 days", "Pics: no successful backup in 12 days"]
+    assert all(i.action == "open_settings" for i in items[1:3])
+
+
+def test_reminder_preference_is_validated():
+    from core.agent.config import Prefs
+    from core.errors import ConfigError
+
+    assert Prefs.from_dict({"remind_after_days": 0}).remind_after_days == 0
+    assert Config().prefs.remind_after_days == 7
+    with pytest.raises(ConfigError) as err:
+        Prefs.from_dict({"remind_after_days": -1})
+    assert err.value.details["field"] == "prefs.remind_after_days"
