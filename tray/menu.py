@@ -105,8 +105,9 @@ def reminder_items(state: TrayState) -> list[Item]:
 def offer_items(state: TrayState) -> list[Item]:
     """One entry per drive Plugback could use (core.agent.offers): set it up, restore from it, or decline."""
     items = []
+    setup = "drives" if state.jobs else "welcome"   # no job yet: the first-run page sets up drive and job
     for o in state.offers:
-        choices = [Item("Set it up as a backup drive…", "open_page", ("drives",))]
+        choices = [Item("Set it up as a backup drive…", "open_page", (setup,))]
         if o.kind == "plugback":
             choices.insert(0, Item("Restore files from it…", "open_page", ("restore",)))
         choices.append(Item("Not this drive", "decline_offer", (o.mount,)))

@@ -51,7 +51,8 @@ class Offer:
     this_computer: bool = False      # one of them is this computer
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The IPC shape, with the words every place shows (``title``, ``message``)."""
+        return {**asdict(self), "title": self.title(), "message": self.message()}
 
     def title(self) -> str:
         """The notification's title (and the menu's line)."""

@@ -170,7 +170,7 @@ def status_lines(data: dict, now: datetime) -> list[str]:
     for r in data.get("reminders", []):
         lines.append(f"Reminder: {r['message']}")
     for o in data.get("offers", []):
-        lines.append(f"Drive not used by Plugback: {o['name']} at {o['mount']}"
-                     + (f" holds backups of {', '.join(o['computers'])}" if o.get("computers") else "")
-                     + f" ('plugback drive init {o['mount']}' uses it)")
+        whose = f" (made on {', '.join(o['computers'])}; 'plugback sets' lists them)" if o.get("computers") else ""
+        lines.append(f"Drive not used by Plugback, at {o['mount']}: {o['title']}{whose}; "
+                     f"'plugback drive init {o['mount']}' sets it up")
     return lines

@@ -67,7 +67,7 @@ def test_an_unknown_drive_is_offered_by_its_label_and_not_this_drive_is_remember
     # The tray menu offers the same choices as the window.
     (entry,) = [i for i in build_menu(agent.tray_state()) if "HOLIDAYS" in i.text]
     assert [(i.text, i.action, i.args) for i in entry.submenu] == [
-        ("Set it up as a backup drive…", "open_page", ("drives",)),
+        ("Set it up as a backup drive…", "open_page", ("welcome",)),    # no job yet: the first-run page
         ("Not this drive", "decline_offer", (str(drive.mount_point),))]
 
     watcher.poll()

@@ -4,7 +4,7 @@
 // agent validates again and names any bad field. Schedules come and go as
 // fields ({kind, hours, time, day}) and a summary made by the agent: the
 // schedule grammar lives in Python only (core/agent/schedule.py).
-import { h, fill, icon, showPath, showError, confirm, toast, debounce, count } from '../util.js';
+import { h, fill, icon, showPath, showError, confirm, toast, debounce, count, ago } from '../util.js';
 import { folderList, field, invalid } from './widgets.js';
 
 const DAYS = [['mon', 'Monday'], ['tue', 'Tuesday'], ['wed', 'Wednesday'], ['thu', 'Thursday'], ['fri', 'Friday'], ['sat', 'Saturday'], ['sun', 'Sunday']];
@@ -34,6 +34,8 @@ async function list(main, ctx) {
   const reply = await ctx.call('config_get');
   if (!reply.ok) { showError(alerts, reply, 'Cannot load the jobs.'); return; }
   const { jobs = [], drives = [] } = reply.data;
+  const status = await ctx.call('status');   // per drive, each job's newest backup (issue #14)
+  const agesOf = (name) => ((status.ok ? status.data.jobs || [] : []).find((j) => j.name === name) || {}).drives || [];
   if (!jobs.length) {
     body.append(h('div', { class: 'card empty' }, h('p', {}, 'No jobs yet.'),
       h('button', { type: 'button', class: 'primary', onclick: () => ctx.navigate('welcome') }, 'Set up your first backup')));
@@ -48,6 +50,9 @@ async function list(main, ctx) {
         h('dt', {}, 'Folders'), h('dd', {}, job.sources.map(showPath).join(', ')),
         h('dt', {}, 'Backs up to'), h('dd', {}, dest),
         h('dt', {}, 'Runs'), h('dd', {}, job.triggers.summary),
+        agesOf(job.name).length ? [h('dt', {}, 'Newest backup'), h('dd', {}, h('ul', { class: 'drive-ages' }, agesOf(job.name).map((d) =>
+          h('li', { dataset: { drive: d.drive_id } }, `${d.label}: ${d.last_success ? ago(d.last_success.ended || d.last_success.started) : 'none yet'}`,
+            d.newest && agesOf(job.name).length > 1 ? h('span', { class: 'badge ok' }, 'Newest') : null))))] : null,
         job.excludes && job.excludes.length ? [h('dt', {}, 'Leaves out'), h('dd', {}, job.excludes.join(', '))] : null),
       h('div', { class: 'row' },
         h('button', { type: 'button', onclick: () => ctx.navigate(`jobs/edit/${encodeURIComponent(job.name)}`) }, 'Edit'),
