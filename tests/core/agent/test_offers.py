@@ -88,6 +88,8 @@ def test_an_unknown_drive_is_offered_by_its_label_and_not_this_drive_is_remember
     agent.shutdown()
     agent2, watcher2 = make_agent()
     watcher2.poll()
+    agent2.offers.wait()
+    assert offers_at(agent2, drive.mount_point) == []
     drive.unmount()
     watcher2.poll()
     plug(agent2, watcher2, drive, tmp_path / "sdd1")
