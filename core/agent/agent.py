@@ -134,7 +134,7 @@ class Agent:
                 # A job added for a drive that is already plugged in runs as if the drive just came.
                 for drive_id in list(self.present):
                     self._connect_jobs(drive_id, [j for j in self.config.jobs if j.name not in old_names
-                                                  and j.destination.drive_id == drive_id])
+                                                  and drive_id in j.destination.drive_ids])
             except ConfigError as err:
                 # Keep using the last good settings; the user is probably still editing.
                 self._report_problem(f"{err.message} Plugback keeps using the previous settings.")
@@ -166,7 +166,7 @@ class Agent:
         self.changed()
         for drive_id in list(self.present) if start_new else []:
             self._connect_jobs(drive_id, [j for j in config.jobs if j.name not in old_names
-                                          and j.destination.drive_id == drive_id])
+                                          and drive_id in j.destination.drive_ids])
         return config
 
     def apply_start_at_login(self) -> None:
@@ -193,12 +193,17 @@ class Agent:
 
     # -- running jobs ----------------------------------------------------------------------
 
-    def _runner(self, job: Job) -> JobRunner:
-        key = job.destination.key()
+    def _runner(self, job: Job, drive_id: str | None = None) -> JobRunner:
+        """The runner of the job's destination: ``drive_id``, else the first of its drives connected."""
+        from core.agent.rotation import present_drive
+
+        drive_id = drive_id or present_drive(job, self.present)
+        key = f"drive:{drive_id}" if drive_id else job.destination.key()
         with self.lock:
             runner = self.runners.get(key)
             if runner is None:
-                runner = JobRunner(key, self._execute, self.changed)
+                runner = JobRunner(key, lambda task, cancel, progress: self._execute(task, cancel, progress, key),
+                                   self.changed)
                 self.runners[key] = runner
             return runner
 
@@ -220,14 +225,15 @@ class Agent:
 
     def _drop_pending(self, job: Job) -> None:
         with self.lock:
-            pending = self.pending.get(job.destination.drive_id or "")
-            if pending is None or job.name not in pending.jobs:
-                return
-            pending.jobs.remove(job.name)
-            if not pending.jobs:
-                self.pending.pop(pending.drive_id)
-                if pending.timer:
-                    pending.timer.cancel()
+            for drive_id in job.destination.drive_ids:
+                pending = self.pending.get(drive_id)
+                if pending is None or job.name not in pending.jobs:
+                    continue
+                pending.jobs.remove(job.name)
+                if not pending.jobs:
+                    self.pending.pop(pending.drive_id)
+                    if pending.timer:
+                        pending.timer.cancel()
         self.changed()
 
     def run_all(self) -> list[str]:
@@ -265,9 +271,9 @@ class Agent:
     def _destination_present(self, job: Job) -> bool:
         if job.destination.path:
             return True
-        return job.destination.drive_id in self.present
+        return any(d in self.present for d in job.destination.drive_ids)
 
-    def _execute(self, task: Task, cancel: RunCancel, progress) -> None:
+    def _execute(self, task: Task, cancel: RunCancel, progress, key: str = "") -> None:
         """Run one job or check (on its runner's thread) and tell the user how it went."""
         from core.agent.jobs import Target, resolve_target, run_job, verify_job
 
@@ -275,6 +281,8 @@ class Agent:
         job = self.config.job(name)
         if job is None:
             return   # removed while queued
+        if key.startswith("drive:"):
+            job = job.on_drive(key[len("drive:"):])   # a drive in rotation: its own set
         drive_id = job.destination.drive_id
         try:
             if drive_id:
@@ -295,7 +303,8 @@ class Agent:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
-                          clock=self.clock, bind=self.bind_set, trigger=task.trigger, unlock=self._unlocker())
+                          clock=self.clock, bind=lambda n, set_id: self.bind_set(n, set_id, drive_id),
+                          trigger=task.trigger, unlock=self._unlocker())
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
             self.history.append_log(outcome.run_id, "the drive was removed during the run")
@@ -310,11 +319,11 @@ class Agent:
 
         return cached_unlocker(cache_of(self))
 
-    def bind_set(self, name: str, set_id: str) -> None:
-        """Record that job ``name`` owns the set ``set_id`` (core.agent.adopt), in config.json."""
-        from core.agent.adopt import bind
+    def bind_set(self, name: str, set_id: str, drive_id: str | None = None) -> None:
+        """Record that job ``name`` owns the set ``set_id`` (on ``drive_id``, core.agent.adopt), in config.json."""
+        from core.agent.rotation import bind_on
 
-        self.edit_config(lambda cfg: bind(cfg, name, set_id))
+        self.edit_config(lambda cfg: bind_on(cfg, name, set_id, drive_id))
 
     def _notify_outcome(self, job: Job, outcome) -> None:
         if outcome.status in SUCCESS:
@@ -370,8 +379,12 @@ class Agent:
             return True
         return battery.percent >= self.config.prefs.battery_threshold
 
-    def _last_success(self, job: Job) -> datetime | None:
-        run = self.history.last_success(job.name)
+    def _last_success(self, job: Job, drive_id: str | None = None) -> datetime | None:
+        """The job's last success; on ``drive_id`` for a job on several drives (each drive is kept fresh)."""
+        if drive_id and len(job.destination.drive_ids) > 1:
+            run = self.history.last_by_drive(job.name).get(drive_id)
+        else:
+            run = self.history.last_success(job.name)
         return run.started if run else None
 
     def drive_connected(self, drive_id: str, mount: str) -> list[str]:
@@ -380,14 +393,14 @@ class Agent:
             self.present[drive_id] = mount
         log.info("drive %s connected at %s", drive_id, mount)
         self.changed()
-        return self._connect_jobs(drive_id, [j for j in self.config.jobs if j.destination.drive_id == drive_id])
+        return self._connect_jobs(drive_id, [j for j in self.config.jobs if drive_id in j.destination.drive_ids])
 
     def _connect_jobs(self, drive_id: str, jobs: list[Job]) -> list[str]:
         """Queue (after the short, cancellable delay) those of ``jobs`` that a connect makes due."""
         if not jobs or self.is_paused() or not self.battery_ok() or self.restore_drive == drive_id:
             return []
         now = self.clock.now()
-        names = [j.name for j in jobs if connect_due(j, self._last_success(j), now.astimezone())]
+        names = [j.name for j in jobs if connect_due(j, self._last_success(j, drive_id), now.astimezone())]
         if not names:
             return []
         delay = self.config.prefs.connect_delay_seconds
@@ -417,7 +430,7 @@ class Agent:
             if job is not None:
                 # Without on_connect the job runs now because its schedule came due while the drive was away.
                 trigger = Trigger.CONNECT if job.triggers.on_connect else Trigger.SCHEDULE
-                self._runner(job).enqueue(job.name, trigger=trigger)
+                self._runner(job, drive_id).enqueue(job.name, trigger=trigger)
         self.changed()
 
     def cancel_pending(self, drive_id: str | None = None) -> bool:

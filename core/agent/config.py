@@ -14,6 +14,7 @@ Folders come from platformdirs; ``PLUGBACK_HOME`` overrides all of them
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 import sys
@@ -137,11 +138,21 @@ def _check_keys(data: dict, allowed: set, field_name: str) -> None:
 
 @dataclass
 class Destination:
-    """Where a job's set lives: an enrolled drive (+ optional folder on it) or a plain path."""
+    """Where a job's set lives: an enrolled drive (+ optional folder on it) or a plain path.
+
+    ``rotation`` (issue #14): more drives the job backs up to, whichever is connected, each
+    ``{"drive_id", "set_id"?}`` — every drive holds its own set, bound like ``Job.set_id``.
+    """
 
     drive_id: str | None = None
     folder: str | None = None
     path: str | None = None
+    rotation: list[dict] = field(default_factory=list)
+
+    @property
+    def drive_ids(self) -> list[str]:
+        """Every drive of the job: the first one, then the drives in rotation."""
+        return ([self.drive_id] if self.drive_id else []) + [r["drive_id"] for r in self.rotation]
 
     def key(self) -> str:
         """Jobs with the same key share one runner (one writer per destination)."""
@@ -149,16 +160,18 @@ class Destination:
 
     def to_dict(self) -> dict:
         if self.drive_id:
-            d = {"drive_id": self.drive_id}
+            d: dict = {"drive_id": self.drive_id}
             if self.folder:
                 d["folder"] = self.folder
+            if self.rotation:
+                d["rotation"] = [dict(r) for r in self.rotation]
             return d
         return {"path": self.path}
 
     @classmethod
     def from_dict(cls, data, where: str) -> "Destination":
         _check_type(data, dict, where, "an object with drive_id (and folder) or path")
-        _check_keys(data, {"drive_id", "folder", "path"}, where)
+        _check_keys(data, {"drive_id", "folder", "path", "rotation"}, where)
         if data.get("drive_id") and data.get("path"):
             raise _bad(where, "give either drive_id or path, not both")
         if data.get("drive_id"):
@@ -169,13 +182,32 @@ class Destination:
                 parts = Path(folder).parts
                 if Path(folder).is_absolute() or ".." in parts or re.match(r"^[A-Za-z]:", folder):
                     raise _bad(f"{where}.folder", "must be a relative folder on the drive, without '..'")
-            return cls(drive_id=data["drive_id"], folder=folder or None)
+            return cls(drive_id=data["drive_id"], folder=folder or None,
+                       rotation=_rotation(data.get("rotation", []), data["drive_id"], f"{where}.rotation"))
+        if data.get("rotation"):
+            raise _bad(f"{where}.rotation", "goes with a drive_id: more drives for a drive job")
         if data.get("path"):
             _check_type(data["path"], str, f"{where}.path", "a folder path")
             if not Path(data["path"]).is_absolute():
                 raise _bad(f"{where}.path", "must be an absolute folder path")
             return cls(path=data["path"])
         raise _bad(where, "needs a drive_id or a path")
+
+
+def _rotation(data, first: str, where: str) -> list[dict]:
+    """``destination.rotation``, checked: ``[{"drive_id", "set_id"?}]``, each drive once."""
+    out: list[dict] = []
+    for i, r in enumerate(_check_type(data, list, where, "a list of drives")):
+        _check_type(r, dict, f"{where}[{i}]", "an object with drive_id (and set_id)")
+        _check_keys(r, {"drive_id", "set_id"}, f"{where}[{i}]")
+        drive_id = _check_type(r.get("drive_id"), str, f"{where}[{i}].drive_id", "a drive id (text)")
+        if drive_id == first or any(o["drive_id"] == drive_id for o in out):
+            raise _bad(f"{where}[{i}].drive_id", "names a drive the job already backs up to")
+        set_id = r.get("set_id")
+        if set_id is not None and not _SET_ID.match(_check_type(set_id, str, f"{where}[{i}].set_id", "a set id")):
+            raise _bad(f"{where}[{i}].set_id", "must be a set id (a UUID, as in the set's plugback.json)")
+        out.append({"drive_id": drive_id, **({"set_id": set_id} if set_id else {})})
+    return out
 
 
 @dataclass
@@ -274,6 +306,15 @@ class Job:
         """The IPC ``Job`` shape: :meth:`to_dict` with the triggers of :meth:`Triggers.to_window`."""
         return {**self.to_dict(), "triggers": self.triggers.to_window()}
 
+    def on_drive(self, drive_id: str) -> "Job":
+        """This job as it runs on one of its drives: that drive as the destination, its set's id
+        (issue #14: a drive in rotation holds its own set). The job itself for its first drive."""
+        entry = next((r for r in self.destination.rotation if r["drive_id"] == drive_id), None)
+        if entry is None:
+            return self
+        return dataclasses.replace(self, destination=Destination(drive_id=drive_id, folder=self.destination.folder),
+                                   set_id=entry.get("set_id"))
+
     @classmethod
     def from_window(cls, data, where: str = "job") -> "Job":
         """A job as the window sends it (:meth:`to_window`'s shape), validated like config.json.
@@ -281,6 +322,10 @@ class Job:
         ``set_id`` is ignored: a set is bound only by its first run or by ``adopt_set``."""
         _check_type(data, dict, where, "an object")
         data = {k: v for k, v in data.items() if k != "set_id"}
+        dest = data.get("destination")
+        if isinstance(dest, dict) and isinstance(dest.get("rotation"), list):   # set ids are bound, never sent
+            data["destination"] = {**dest, "rotation": [{k: v for k, v in r.items() if k != "set_id"}
+                                                        if isinstance(r, dict) else r for r in dest["rotation"]]}
         triggers = Triggers.from_window(data.get("triggers", {}), f"{where}.triggers")
         return cls.from_dict({**data, "triggers": triggers.to_dict()}, where)
 
@@ -475,6 +520,10 @@ class Config:
         if old is not None:
             if job.set_id is None:
                 job.set_id = old.set_id   # an edit keeps the binding (a run checks it against the set)
+            for r in job.destination.rotation:   # and so does each drive in rotation
+                kept = next((o for o in old.destination.rotation if o["drive_id"] == r["drive_id"]), {})
+                if "set_id" not in r and kept.get("set_id"):
+                    r["set_id"] = kept["set_id"]
             self.jobs[self.jobs.index(old)] = job
         else:
             self.jobs.append(job)
@@ -500,7 +549,7 @@ class Config:
         drive = self.drive(ref)
         if drive is None:
             raise NotFound(what="enrolled drive", name=ref)
-        users = [j.name for j in self.jobs if j.destination.drive_id == drive["drive_id"]]
+        users = [j.name for j in self.jobs if drive["drive_id"] in j.destination.drive_ids]
         if users:
             raise UsageError(f"Jobs still back up to '{drive.get('label') or ref}': {', '.join(users)}. "
                              "Remove them first.")

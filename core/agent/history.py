@@ -216,11 +216,13 @@ class History:
         """The newest run that committed a snapshot (ok or warnings)."""
         return self.last(job, statuses=SUCCESS)
 
-    def last_success_by_drive(self, job: str) -> dict[str, Run]:
-        """The newest successful backup of ``job`` on each drive it reached (issue #14, rotation)."""
-        rows = self._select("WHERE id IN (SELECT MAX(id) FROM runs WHERE job=? AND kind=? AND status IN (?,?) "
+    def last_by_drive(self, job: str, statuses: tuple[RunStatus, ...] = SUCCESS) -> dict[str, Run]:
+        """The newest backup run of ``job`` with one of ``statuses`` on each drive it reached
+        (issue #14: a job on several drives; by default its newest success on each)."""
+        marks = ",".join("?" * len(statuses))
+        rows = self._select(f"WHERE id IN (SELECT MAX(id) FROM runs WHERE job=? AND kind=? AND status IN ({marks}) "
                             "AND drive_id IS NOT NULL GROUP BY drive_id)",
-                            (job, RunKind.BACKUP.value, *(s.value for s in SUCCESS)))
+                            (job, RunKind.BACKUP.value, *(RunStatus(st).value for st in statuses)))
         return {r.drive_id: r for r in rows if r.drive_id}
 
     def first(self, job: str) -> Run | None:

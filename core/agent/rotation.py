@@ -82,14 +82,35 @@ def drive_ages(job, config, history: History | None, present: dict[str, str]) ->
     The drives listed are the job's destination drive and every enrolled drive the history
     says the job backed up to; ``newest`` marks the one holding the newest backup.
     """
-    by_drive: dict[str, Run] = history.last_success_by_drive(job.name) if history else {}
+    by_drive: dict[str, Run] = history.last_by_drive(job.name) if history else {}
     enrolled = {d["drive_id"] for d in config.drives}
-    ids = [job.destination.drive_id] if job.destination.drive_id else []
+    ids = list(job.destination.drive_ids)
     ids += sorted(d for d in by_drive if d in enrolled and d not in ids)
     newest = max((d for d in ids if d in by_drive), key=lambda d: _time(by_drive[d]), default=None)
     return [{"drive_id": d, "label": config.drive_label(d), "present": d in present,
              "last_success": by_drive[d].to_dict() if d in by_drive else None, "newest": d == newest}
             for d in ids]
+
+
+def present_drive(job, present: dict[str, str]) -> str | None:
+    """The drive a run of ``job`` goes to now: the first of its drives that is connected (None: none)."""
+    return next((d for d in job.destination.drive_ids if d in present), None)
+
+
+def bind_on(config, job_name: str, set_id: str, drive_id: str | None) -> None:
+    """A config edit: ``job_name`` owns the set ``set_id`` on ``drive_id`` (its first drive, or one in
+    rotation, which holds its own set); core.agent.adopt's rule for the first drive and folders."""
+    from core.agent.adopt import bind, canonical_id
+    from core.errors import NotFound
+
+    job = config.job(job_name)
+    if job is None:
+        raise NotFound(what="job", name=job_name)
+    entry = next((r for r in job.destination.rotation if r["drive_id"] == drive_id), None)
+    if entry is None:
+        bind(config, job_name, set_id)
+    else:
+        entry["set_id"] = canonical_id(set_id)
 
 
 def _time(run: Run) -> datetime:

@@ -108,11 +108,17 @@ def _rotation(config, history, present: dict[str, str], now: datetime) -> tuple[
     return ages, {r.job: r for r in due}
 
 
-def drive_entries(config, records: dict[str, Record], present: dict[str, str], busy=lambda drive_id: False) -> list:
-    """IPC ``DriveStatus`` for each enrolled drive, with the newest success and attempt of its jobs."""
+def drive_entries(config, records: dict[str, Record], present: dict[str, str], busy=lambda drive_id: False,
+                  history: History | None = None) -> list:
+    """IPC ``DriveStatus`` for each enrolled drive, with the newest success and attempt of its jobs
+    (of a job on several drives, its runs on that drive)."""
+    by_drive = {j.name: (history.last_by_drive(j.name), history.last_by_drive(j.name, FINISHED))
+                for j in config.jobs if history is not None and len(j.destination.drive_ids) > 1}
     out = []
     for d in config.drives:
-        rec = merged([records[j.name] for j in config.jobs if j.destination.drive_id == d["drive_id"]])
+        rec = merged([Record(by_drive[j.name][0].get(d["drive_id"]), by_drive[j.name][1].get(d["drive_id"]))
+                      if j.name in by_drive else records[j.name]
+                      for j in config.jobs if d["drive_id"] in j.destination.drive_ids])
         out.append({"drive_id": d["drive_id"], "label": d.get("label", ""), "present": d["drive_id"] in present,
                     "mount": present.get(d["drive_id"]), "busy": busy(d["drive_id"]),
                     **rec.to_dict()})
@@ -140,7 +146,7 @@ def agent_status(agent) -> dict:
     return {"version": __version__, "paused": agent.is_paused(),
             "paused_until": agent.paused_until.isoformat() if agent.paused_until else None,
             "backend": agent.backend, "jobs": jobs,
-            "drives": drive_entries(agent.config, records, agent.present, agent._drive_busy),
+            "drives": drive_entries(agent.config, records, agent.present, agent._drive_busy, agent.history),
             "queued": queued, "attention": attention_list(jobs),
             "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat()}
                         for p in list(agent.pending.values())],
@@ -168,10 +174,10 @@ def offline_status(paths, config, now: datetime) -> dict:
     for j in config.jobs:
         rec = records[j.name]
         nd = next_due(j, rec.last_success.started if rec.last_success else None, now.astimezone())
-        jobs.append(job_entry(j, rec, present=bool(j.destination.path) or j.destination.drive_id in present,
+        jobs.append(job_entry(j, rec, present=bool(j.destination.path) or any(d in present for d in j.destination.drive_ids),
                               next_due=nd, last_run=history.last(j.name) if history else None,
                               drives=ages[j.name], reminder=due.get(j.name)))
     return {"agent": False, "paused": False, "paused_until": None, "backend": None, "jobs": jobs,
-            "drives": drive_entries(config, records, present), "queued": [], "attention": attention_list(jobs),
+            "drives": drive_entries(config, records, present, history=history), "queued": [], "attention": attention_list(jobs),
             "pending": [], "problem": None, "restore": None,
             "reminders": [r.to_dict() for r in due.values()], "offers": []}

@@ -50,7 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--source", action="append", required=True, metavar="DIR", help="a folder to back up (repeatable)")
     dest = p.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--drive", metavar="DRIVE", help="an enrolled drive (drive_id or label)")
+    dest.add_argument("--drive", metavar="DRIVE", action="append",
+                      help="an enrolled drive (drive_id or label); repeat it for drives in rotation")
     dest.add_argument("--to", metavar="FOLDER", help="a folder to hold the backup set instead of a drive")
     p.add_argument("--folder", help="with --drive: the set's folder on the drive (default Plugback/<computer>/<job>)")
     p.add_argument("--on-connect", action="store_true", help="run whenever the drive is connected")
@@ -175,11 +176,14 @@ def build_job(args, cfg: Config) -> Job:
 
     check_name(cfg, args.name)   # first: before drives or folders are looked at
     if args.drive:
-        drive = cfg.drive(args.drive)
-        if drive is None:
-            raise NotFound(what="enrolled drive", name=args.drive,
-                           hint="Enroll it with 'plugback drive init MOUNTPOINT'.")
-        destination = {"drive_id": drive["drive_id"], **({"folder": args.folder} if args.folder else {})}
+        ids = []
+        for ref in args.drive:
+            drive = cfg.drive(ref)
+            if drive is None:
+                raise NotFound(what="enrolled drive", name=ref, hint="Enroll it with 'plugback drive init MOUNTPOINT'.")
+            ids.append(drive["drive_id"])
+        destination = {"drive_id": ids[0], **({"folder": args.folder} if args.folder else {}),
+                       **({"rotation": [{"drive_id": i} for i in ids[1:]]} if ids[1:] else {})}
     else:
         if args.folder:
             raise UsageError("--folder goes with --drive; with --to give the folder itself.")
@@ -218,7 +222,7 @@ def cmd_job_add(args) -> int:
 def _describe_destination(job: Job, cfg: Config) -> str:
     d = job.destination
     if d.drive_id:
-        return f"drive '{cfg.drive_label(d.drive_id)}'" + (f" ({d.folder})" if d.folder else "")
+        return " or ".join(f"drive '{cfg.drive_label(i)}'" for i in d.drive_ids) + (f" ({d.folder})" if d.folder else "")
     return d.path or ""   # a job has a drive or a folder (Config validates it)
 
 
@@ -309,22 +313,27 @@ def _follow(name: str) -> dict:
         bar.done()
 
 
-def _bind_in_config(name: str, set_id: str) -> None:
+def _bind_in_config(name: str, set_id: str, drive_id: str | None = None) -> None:
     """Keep the set a run made (or owns from before set ids) as the job's set_id in config.json."""
-    from core.agent.adopt import bind
+    from core.agent.rotation import bind_on
 
-    update_config(_paths().config_file, lambda cfg: bind(cfg, name, set_id))
+    update_config(_paths().config_file, lambda cfg: bind_on(cfg, name, set_id, drive_id))
 
 
 def _run_in_process(job: Job, cfg: Config) -> int:
+    from core.agent.drives import find_drive
     from core.agent.history import History
     from core.agent.jobs import run_job
 
     paths = _paths()
     paths.ensure()
+    # A job on several drives backs up to the first of them that is connected (issue #14).
+    here = next((d for d in job.destination.drive_ids if find_drive(d) is not None), None)
+    job = job.on_drive(here) if here else job
     bar = ProgressBar()
     try:
-        outcome = run_job(job, cfg, History(paths.history_file), progress=bar, bind=_bind_in_config)
+        outcome = run_job(job, cfg, History(paths.history_file), progress=bar,
+                          bind=lambda n, set_id: _bind_in_config(n, set_id, here))
     finally:
         bar.done()
     if outcome.error is not None:

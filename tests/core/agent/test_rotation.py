@@ -124,3 +124,73 @@ def test_reminder_preference_is_validated():
     with pytest.raises(ConfigError) as err:
         Prefs.from_dict({"remind_after_days": -1})
     assert err.value.details["field"] == "prefs.remind_after_days"
+
+
+def _finished(agent, n):
+    done = [r for r in agent.history.runs("Docs") if r.status != "running"]
+    return done if len(done) >= n and not agent.running() else None
+
+
+def test_two_drives_in_rotation(paths, make_agent, make_drive, tmp_path):
+    """One job, two drives: each plug-in backs up to the drive that came, into that drive's own set;
+    status, the CLI and the menu say per drive how old its newest backup is and which is newest."""
+    import json
+
+    from core.agent.config_file import read_config
+    from core.engine.repo import BackupSet
+    from tests.support.cli import run_cli
+
+    src = make_tree(tmp_path / "Docs", {"a.txt": b"alpha"})
+    blue, red = make_drive("ext4", label="BLUE"), make_drive("ext4", label="RED")
+    for drive, label in ((blue, "Blue"), (red, "Red")):
+        assert run_cli("drive", "init", str(drive.mount_point), "--label", label).returncode == 0
+    added = run_cli("job", "add", "Docs", "--source", str(src), "--drive", "Blue", "--drive", "Red",
+                    "--on-connect", "--min-interval", "1")
+    assert added.returncode == 0 and "drive 'Blue' or drive 'Red'" in added.stdout, added.stderr
+    update_config(paths.config_file, lambda cfg: setattr(cfg.prefs, "connect_delay_seconds", 0))
+    cfg = read_config(paths.config_file)
+    blue_id, red_id = cfg.jobs[0].destination.drive_ids
+    red_mount = red.mount_point
+    red.unmount()
+
+    agent, watcher = make_agent()
+    watcher.poll()                                            # Blue is here: its backup runs
+    (first,) = wait_for(lambda: _finished(agent, 1), what="the backup to Blue")
+    assert first.status == "ok" and first.drive_id == blue_id
+
+    blue_mount = blue.mount_point
+    blue.unmount()
+    watcher.poll()
+    red.mount(at=red_mount)
+    watcher.poll()                                            # Red comes: within the hour, but Red is behind
+    second = wait_for(lambda: _finished(agent, 2), what="the backup to Red")[0]
+    assert second.status == "ok" and second.drive_id == red_id
+    job = read_config(paths.config_file).jobs[0]
+    red_set = job.destination.rotation[0]["set_id"]
+    assert job.set_id and red_set and job.set_id != red_set  # each drive holds its own set, bound
+    (blue_age, red_age) = agent.status()["jobs"][0]["drives"]
+    assert (blue_age["label"], blue_age["newest"], blue_age["last_success"]["id"]) == ("Blue", False, first.id)
+    assert (red_age["label"], red_age["newest"], red_age["present"]) == ("Red", True, True)
+    drives = {d["label"]: d["last_success"]["id"] for d in agent.status()["drives"]}
+    assert drives == {"Blue": first.id, "Red": second.id}
+
+    red.unmount()
+    watcher.poll()
+    blue.mount(at=blue_mount)
+    watcher.poll()                                            # Blue had its backup within the hour
+    assert agent.pending == {} and agent.queued() == []
+    (src / "a.txt").write_bytes(b"changed")
+    agent.run_job("Docs")                                     # by hand: to the drive that is here
+    third = wait_for(lambda: _finished(agent, 3), what="the second backup to Blue")[0]
+    assert third.drive_id == blue_id and third.files_copied == 1
+    assert [d["newest"] for d in agent.status()["jobs"][0]["drives"]] == [True, False]
+    assert len(BackupSet.open(next((blue_mount / "Plugback").glob("*/Docs"))).snapshot_ids()) == 2
+    red.mount(at=red_mount)
+    assert len(BackupSet.open(next((red_mount / "Plugback").glob("*/Docs"))).snapshot_ids()) == 1
+    agent.shutdown()
+
+    status = run_cli("status", "--json")                      # without the agent: from the history
+    (job_status,) = json.loads(status.stdout)["jobs"]
+    assert [(d["label"], d["newest"]) for d in job_status["drives"]] == [("Blue", True), ("Red", False)]
+    text = run_cli("status").stdout
+    assert "Docs per drive: ‘Blue’ just now (newest) · ‘Red’ just now" in text
