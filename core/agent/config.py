@@ -518,12 +518,16 @@ class Config:
         if clash is not None and clash is not old:
             raise UsageError(f"A job named '{clash.name}' exists. Pick another name, or remove that job first.")
         if old is not None:
+            # An edit keeps the binding (a run checks it against the set); with drives in rotation
+            # each set id stays with its drive, whichever drive comes first now.
+            bound = {r["drive_id"]: r.get("set_id") for r in old.destination.rotation}
+            if old.destination.drive_id:
+                bound[old.destination.drive_id] = old.set_id
             if job.set_id is None:
-                job.set_id = old.set_id   # an edit keeps the binding (a run checks it against the set)
-            for r in job.destination.rotation:   # and so does each drive in rotation
-                kept = next((o for o in old.destination.rotation if o["drive_id"] == r["drive_id"]), {})
-                if "set_id" not in r and kept.get("set_id"):
-                    r["set_id"] = kept["set_id"]
+                job.set_id = bound.get(job.destination.drive_id or "", old.set_id)
+            for r in job.destination.rotation:
+                if "set_id" not in r and bound.get(r["drive_id"]):
+                    r["set_id"] = bound[r["drive_id"]]
             self.jobs[self.jobs.index(old)] = job
         else:
             self.jobs.append(job)

@@ -68,6 +68,23 @@ def test_a_jobs_drives_their_ages_and_the_reminder_are_shown(open_page, agent, t
     expect(page.locator("[data-job='Docs'] .drive-ages li")).to_have_count(2)
     expect(page.locator("[data-job='Docs'] .drive-ages li[data-drive='%s']" % red)).to_contain_text("Newest")
 
+    # The editor puts Red in rotation; the list says both drives; the binding of each set stays the agent's.
+    page.locator("[data-job='Docs']").get_by_role("button", name="Edit").click()
+    rotation = page.locator("#dest-rotation input[name='dest-rotation']")
+    expect(rotation).to_have_count(1)                              # the other drive, not Blue itself
+    page.check(f"#dest-rotation input[value='{red}']")
+    page.click("#job-save")
+    expect(page.locator("[data-job='Docs']")).to_contain_text("Drive “Blue” or “Red”")
+    assert agent.call("config_get")["jobs"][0]["destination"] == {"drive_id": blue, "rotation": [{"drive_id": red}]}
+    page.locator("[data-job='Docs']").get_by_role("button", name="Edit").click()
+    expect(page.locator(f"#dest-rotation input[value='{red}']")).to_be_checked()
+    page.select_option("#dest-drive", red)                         # Red first now: Blue is the other one
+    expect(page.locator(f"#dest-rotation input[value='{blue}']")).not_to_be_checked()
+    page.check(f"#dest-rotation input[value='{blue}']")
+    page.click("#job-save")
+    expect(page.locator("[data-job='Docs']")).to_contain_text("Drive “Red” or “Blue”")
+    assert agent.call("config_get")["jobs"][0]["destination"] == {"drive_id": red, "rotation": [{"drive_id": blue}]}
+
     page = open_page("prefs")
     expect(page.locator("#pref-remind")).to_have_value("7")
     page.fill("#pref-remind", "400")

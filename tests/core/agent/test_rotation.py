@@ -194,3 +194,48 @@ def test_two_drives_in_rotation(paths, make_agent, make_drive, tmp_path):
     assert [(d["label"], d["newest"]) for d in job_status["drives"]] == [("Blue", True), ("Red", False)]
     text = run_cli("status").stdout
     assert "Docs per drive: ‘Blue’ just now (newest) · ‘Red’ just now" in text
+
+
+S1, S2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+
+
+@pytest.mark.parametrize("dest,field", [
+    ({"drive_id": "A", "rotation": [{"drive_id": "A"}]}, "job.destination.rotation[0].drive_id"),
+    ({"drive_id": "A", "rotation": [{"drive_id": "B"}, {"drive_id": "B"}]}, "job.destination.rotation[1].drive_id"),
+    ({"drive_id": "A", "rotation": [{"drive_id": "B", "set_id": "nope"}]}, "job.destination.rotation[0].set_id"),
+    ({"drive_id": "A", "rotation": [{"drive_id": "B", "colour": "red"}]}, "job.destination.rotation[0].colour"),
+    ({"path": "/backups", "rotation": [{"drive_id": "B"}]}, "job.destination.rotation"),
+    ({"drive_id": "A", "rotation": "B"}, "job.destination.rotation"),
+])
+def test_rotation_in_config_json_is_validated(dest, field):
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        Job.from_dict({"name": "Docs", "sources": ["/home/ann"], "destination": dest})
+    assert err.value.details["field"] == field
+
+
+def test_each_drive_keeps_its_own_set_through_edits_and_the_window_cannot_bind_one():
+    cfg = Config(drives=[{"drive_id": "A", "label": "Blue"}, {"drive_id": "B", "label": "Red"}])
+    cfg.save_job(Job.from_dict({"name": "Docs", "sources": ["/home/ann"], "set_id": S1,
+                                "destination": {"drive_id": "A", "rotation": [{"drive_id": "B", "set_id": S2}]}}))
+    job = cfg.jobs[0]
+    assert job.destination.drive_ids == ["A", "B"]
+    assert (job.on_drive("B").destination.drive_id, job.on_drive("B").set_id) == ("B", S2)
+    assert job.on_drive("A") is job
+    # The window sends set ids back (or forges them): ignored; the edit keeps each drive's binding,
+    # also when the drives swap places.
+    sent = {**job.to_window(), "destination": {"drive_id": "B", "rotation": [{"drive_id": "A", "set_id": S2}]}}
+    cfg.save_job(Job.from_window(sent), "Docs")
+    job = cfg.jobs[0]
+    assert (job.destination.drive_id, job.set_id) == ("B", S2)
+    assert job.destination.rotation == [{"drive_id": "A", "set_id": S1}]
+    from core.errors import UsageError
+
+    with pytest.raises(UsageError):
+        cfg.forget_drive("Blue")                              # in rotation: in use
+    from core.agent.rotation import bind_on
+
+    bind_on(cfg, "Docs", S1.replace("1", "3"), "A")          # a run made a new set on A
+    assert cfg.jobs[0].destination.rotation[0]["set_id"] == S1.replace("1", "3")
+    assert cfg.jobs[0].set_id == S2
