@@ -178,7 +178,18 @@ class Offers:
         log.info("offering %s (%s, %s)", mount, offer.kind, offer.name)
         self.agent.changed()
         if plugged:
-            self.agent.notifier.notify(offer.title(), offer.message(), "offer")
+            self.agent.notifier.notify(offer.title(), offer.message(), "offer", self._buttons(offer))
+
+    def _buttons(self, offer: Offer) -> list:
+        """The notification's buttons: the tray menu's and the Overview's choices (the first is a click)."""
+        from core.platform.notify import Action
+
+        setup = "drives" if self.agent.config.jobs else "welcome"
+        buttons = [Action("Set it up…", lambda: self.agent.open_settings(setup)),
+                   Action("Not this drive", lambda: self.decline(offer.mount))]
+        if offer.kind == PLUGBACK:
+            buttons.insert(0, Action("Restore files…", lambda: self.agent.open_settings("restore")))
+        return buttons
 
     def volume_removed(self, mount: str) -> None:
         """The volume at ``mount`` is gone: so is its offer."""
