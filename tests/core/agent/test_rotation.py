@@ -239,3 +239,13 @@ def test_each_drive_keeps_its_own_set_through_edits_and_the_window_cannot_bind_o
     bind_on(cfg, "Docs", S1.replace("1", "3"), "A")          # a run made a new set on A
     assert cfg.jobs[0].destination.rotation[0]["set_id"] == S1.replace("1", "3")
     assert cfg.jobs[0].set_id == S2
+
+
+def test_removing_a_job_forgets_the_passphrase_of_every_drives_set():
+    from core.agent.adopt import keyring_entries
+
+    job = Job.from_dict({"name": "Docs", "sources": ["/home/ann"], "set_id": S1,
+                         "destination": {"drive_id": "A", "rotation": [{"drive_id": "B", "set_id": S2}]}})
+    assert keyring_entries(job, []) == ["job:Docs", S1, S2]
+    other = Job.from_dict({"name": "Other", "sources": ["/home/ann"], "set_id": S2, "destination": {"drive_id": "B"}})
+    assert keyring_entries(job, [other]) == ["job:Docs", S1]      # a set another job uses keeps its entry
