@@ -148,9 +148,13 @@ class Offers:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
-    def volume_added(self, mount: str, plugged: bool = True) -> threading.Thread:
+    def volume_added(self, mount: str, plugged: bool = True) -> threading.Thread | None:
         """A volume appeared at ``mount`` (``plugged`` False: it was there when the agent started,
         so it is offered in the menu but not announced). Looked at on its own thread."""
+        from core.agent.drives import SYSTEM_MOUNTS
+
+        if mount in SYSTEM_MOUNTS:
+            return None   # "/", "/home"…: never offered, no need to look
         thread = threading.Thread(target=self._look, args=(mount, plugged), name="offer", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
