@@ -18,6 +18,7 @@ untrusted: cleaned for display, folders listed without following symlinks.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -120,12 +121,16 @@ def examine(mount: str, *, enrolled: set[str] | frozenset, declined: set[str] | 
     volume = next((v for v in list_volumes() if v.mount == mount), None)
     if volume is None:
         return None   # gone already, or not a file system that can hold backups
-    ident: VolumeIdentity = identify_fn(volume.device, mount)
     info = read_drive_file(Path(mount))
     computers = computers_on(Path(mount))
-    kind = decide(removable=volume.removable, writable=os.access(mount, os.W_OK),
-                  system_reason=system_volume_reason(Path(mount)), drive_id=info.drive_id if info else None,
-                  has_plugback_folder=bool(computers), enrolled=enrolled, drive_key=ident.uuid, declined=declined)
+    judge = functools.partial(decide, removable=volume.removable, writable=os.access(mount, os.W_OK),
+                              system_reason=system_volume_reason(Path(mount)),
+                              drive_id=info.drive_id if info else None, has_plugback_folder=bool(computers),
+                              enrolled=enrolled, declined=declined)
+    if judge(drive_key=None) is None:
+        return None   # decided without asking the OS for the label and identity
+    ident: VolumeIdentity = identify_fn(volume.device, mount)
+    kind = judge(drive_key=ident.uuid)
     if kind is None:
         return None
     host = host or socket.gethostname()
