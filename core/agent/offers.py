@@ -143,6 +143,26 @@ def examine(mount: str, *, enrolled: set[str] | frozenset, declined: set[str] | 
                  computers=computers, this_computer=any(c.casefold() == host.casefold() for c in computers))
 
 
+def declinable(mount: str, identify_fn=identify) -> tuple[str, str, str]:
+    """(identity, name to keep, words for people) of the drive at ``mount``: "Not this drive" from the CLI.
+
+    UsageError when nothing is mounted there or the drive has no identity to be remembered by.
+    """
+    from core.agent.drives import list_volumes
+    from core.errors import UsageError
+
+    real = os.path.realpath(mount)
+    volume = next((v for v in list_volumes() if os.path.realpath(v.mount) == real), None)
+    if volume is None:
+        raise UsageError(f"No drive is mounted at {mount} ('plugback drives' lists them).")
+    ident = identify_fn(volume.device, volume.mount)
+    if not ident.uuid:
+        raise UsageError(f"The drive at {mount} has no file-system id or serial number to be recognised by; "
+                         "it cannot be remembered. Ignore the offer until it is unplugged.")
+    words = describe(ident.label, volume.total, volume.filesystem)
+    return ident.uuid, ident.label or words, words
+
+
 class Offers:
     """The agent's current offers, one per mounted, un-enrolled, undeclined drive."""
 

@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     p = dsub.add_parser("forget", help="stop using a drive (its backups stay on it)")
     p.add_argument("drive", metavar="DRIVE", help="drive_id or label")
     p.set_defaults(func=cmd_drive_forget)
+    p = dsub.add_parser("decline", help="'Not this drive': never offer this drive for backups (issue #14)")
+    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted")
+    p.set_defaults(func=cmd_drive_decline)
 
     job = subparsers.add_parser("job", help="add, list, remove or run backup jobs")
     jsub = job.add_subparsers(dest="job_command", metavar="ACTION")
@@ -165,6 +168,15 @@ def cmd_drive_forget(args) -> int:
     update_config(_paths().config_file, lambda cfg: forgotten.append(cfg.forget_drive(args.drive)))
     label = forgotten[0].get("label") or args.drive
     print(f"Forgot drive '{label}'. Its backups stay on it; 'plugback drive init' enrolls it again.")
+    return EXIT_OK
+
+
+def cmd_drive_decline(args) -> int:
+    from core.agent.offers import declinable
+
+    key, name, words = declinable(args.mount)
+    update_config(_paths().config_file, lambda cfg: cfg.decline_drive(key, name))   # the agent reloads it
+    print(f"Plugback will not offer {words} for backups again ('plugback drive init' still prepares it).")
     return EXIT_OK
 
 

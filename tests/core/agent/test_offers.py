@@ -6,6 +6,7 @@ Other tests on this machine may mount drives at the same time, so every check na
 
 import json
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,13 @@ from core.agent.config_file import read_config
 from core.agent.drives import write_drive_file
 from core.agent.handlers import Handlers
 from core.agent.offers import NEW, PLUGBACK, decide
+from core.agent.rotation import status_lines
 from core.errors import ConfigError, NotFound
 from core.platform.notify import read_log
 from tests.support.agent import add_drive_job, wait_for
 from tray.menu import build_menu
 
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 BASE = dict(removable=True, writable=True, system_reason=None, drive_id=None, has_plugback_folder=False,
             enrolled=frozenset({"enrolled-id"}), drive_key="UUID-1", declined=frozenset({"UUID-9"}))
 
@@ -64,6 +67,8 @@ def test_an_unknown_drive_is_offered_by_its_label_and_not_this_drive_is_remember
     assert note["title"] == "Use ‘HOLIDAYS’ for backups?" and "Not this drive" in note["message"]
     (offer,) = offers_at(agent, drive.mount_point)
     assert offer["kind"] == "new" and offer["label"] == "HOLIDAYS" and offer["filesystem"] == "exfat"
+    assert (f"Drive not used by Plugback, at {drive.mount_point}: Use ‘HOLIDAYS’ for backups?; "
+            f"'plugback drive init {drive.mount_point}' sets it up") in status_lines(agent.status(), NOW)
     # The tray menu offers the same choices as the window.
     (entry,) = [i for i in build_menu(agent.tray_state()) if "HOLIDAYS" in i.text]
     assert [(i.text, i.action, i.args) for i in entry.submenu] == [
@@ -176,3 +181,20 @@ def test_add_drive_job_helper_still_sees_no_offer_for_its_drive(paths, make_agen
     agent.offers.wait()
     wait_for(lambda: agent.present, what="the enrolled drive")
     assert offers_at(agent, Path(ext4_drive.mount_point)) == []
+
+
+def test_not_this_drive_from_the_command_line(paths, make_agent, make_drive, tmp_path):
+    from tests.support.cli import run_cli
+
+    agent, watcher = make_agent()
+    watcher.poll()
+    drive = make_drive("ext4", label="CLI STICK", mount=False)
+    plug(agent, watcher, drive, tmp_path / "sdf1")
+    assert len(offers_at(agent, drive.mount_point)) == 1
+    declined = run_cli("drive", "decline", str(drive.mount_point))
+    assert declined.returncode == 0, declined.stderr
+    assert "will not offer ‘CLI STICK’ for backups again" in declined.stdout
+    assert agent.check_config() and offers_at(agent, drive.mount_point) == []   # the agent reads the edit
+    assert [d["name"] for d in read_config(paths.config_file).declined_drives] == ["CLI STICK"]
+    refused = run_cli("drive", "decline", str(tmp_path))
+    assert refused.returncode != 0 and "No drive is mounted at" in refused.stderr
