@@ -26,24 +26,7 @@ EXIT_BY_STATUS: dict[str, int] = {RunStatus.OK: EXIT_OK, RunStatus.WARNINGS: EXI
 
 def register(subparsers) -> None:
     """Add this module's commands to the parser."""
-    p = subparsers.add_parser("drives", help="list mounted volumes and Plugback drives")
-    p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
-    p.set_defaults(func=cmd_drives)
-
-    drive = subparsers.add_parser("drive", help="enroll or forget a backup drive")
-    dsub = drive.add_subparsers(dest="drive_command", metavar="ACTION")
-    dsub.required = True
-    p = dsub.add_parser("init", help="make a mounted drive a Plugback drive")
-    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted (plugback drives lists them)")
-    p.add_argument("--label", help="a name for the drive (default: its volume name)")
-    p.set_defaults(func=cmd_drive_init)
-    p = dsub.add_parser("forget", help="stop using a drive (its backups stay on it)")
-    p.add_argument("drive", metavar="DRIVE", help="drive_id or label")
-    p.set_defaults(func=cmd_drive_forget)
-    p = dsub.add_parser("decline", help="'Not this drive': never offer this drive for backups (issue #14)")
-    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted")
-    p.set_defaults(func=cmd_drive_decline)
-
+    _register_drives(subparsers)
     job = subparsers.add_parser("job", help="add, list, remove or run backup jobs")
     jsub = job.add_subparsers(dest="job_command", metavar="ACTION")
     jsub.required = True
@@ -87,6 +70,26 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_job_run)
 
     _register_status(subparsers)
+
+
+def _register_drives(subparsers) -> None:
+    p = subparsers.add_parser("drives", help="list mounted volumes and Plugback drives")
+    p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+    p.set_defaults(func=cmd_drives)
+
+    drive = subparsers.add_parser("drive", help="enroll, forget or decline a backup drive")
+    dsub = drive.add_subparsers(dest="drive_command", metavar="ACTION")
+    dsub.required = True
+    p = dsub.add_parser("init", help="make a mounted drive a Plugback drive")
+    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted (plugback drives lists them)")
+    p.add_argument("--label", help="a name for the drive (default: its volume name)")
+    p.set_defaults(func=cmd_drive_init)
+    p = dsub.add_parser("forget", help="stop using a drive (its backups stay on it)")
+    p.add_argument("drive", metavar="DRIVE", help="drive_id or label")
+    p.set_defaults(func=cmd_drive_forget)
+    p = dsub.add_parser("decline", help="'Not this drive': never offer this drive for backups")
+    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted")
+    p.set_defaults(func=cmd_drive_decline)
 
 
 def _register_status(subparsers) -> None:
