@@ -132,6 +132,8 @@ def _mac(mount: str) -> VolumeIdentity:
         return VolumeIdentity()
     info = plistlib.loads(proc.stdout)
     name = info.get("VolumeName")
+    if name in ("NO NAME", "Untitled"):   # what macOS calls a FAT/exFAT volume without a label
+        name = None
     uuid = info.get("VolumeUUID") or info.get("DiskUUID")
     return VolumeIdentity(name if isinstance(name, str) else None, uuid if isinstance(uuid, str) else None)
 
