@@ -34,7 +34,7 @@ class Reminder:
     days: int           # whole days since ``since``
 
     def text(self) -> str:
-        """'Docs: no backup for 9 days' / 'Docs: not backed up yet (set up 9 days ago)'."""
+        """'Docs: no backup for 9 days' / 'Docs: no successful backup in 9 days' (never one since its first try)."""
         if self.never:
             return f"{self.job}: no successful backup in {plural(self.days, 'day')}"
         return f"{self.job}: no backup for {plural(self.days, 'day')}"
