@@ -83,6 +83,8 @@ class TrayState:
     problem: str | None
     backend: str = ""
     busy_drives: set = field(default_factory=set)
+    offers: list = field(default_factory=list)       # core.agent.offers.Offer: drives Plugback could use
+    reminders: list = field(default_factory=list)    # core.agent.rotation.Reminder: jobs not backed up for long
 
 
 class Agent:
@@ -116,6 +118,9 @@ class Agent:
         self.config: Config = Config()
         self._stamp: tuple[int, int] | None = None
         self.rolling = RollingChecks(self, floor=self.options.rolling_floor, delay=self.options.rolling_delay)
+        from core.agent.offers import Offers
+
+        self.offers = Offers(self)
         self._load_config(initial=True)
 
     # -- settings --------------------------------------------------------------------------
@@ -138,7 +143,7 @@ class Agent:
                 # A job added for a drive that is already plugged in runs as if the drive just came.
                 for drive_id in list(self.present):
                     self._connect_jobs(drive_id, [j for j in self.config.jobs if j.name not in old_names
-                                                  and j.destination.drive_id == drive_id])
+                                                  and drive_id in j.destination.drive_ids])
             except ConfigError as err:
                 # Keep using the last good settings; the user is probably still editing.
                 self._report_problem(f"{err.message} Plugback keeps using the previous settings.")
@@ -170,7 +175,7 @@ class Agent:
         self.changed()
         for drive_id in list(self.present) if start_new else []:
             self._connect_jobs(drive_id, [j for j in config.jobs if j.name not in old_names
-                                          and j.destination.drive_id == drive_id])
+                                          and drive_id in j.destination.drive_ids])
         return config
 
     def apply_start_at_login(self) -> None:
@@ -197,8 +202,12 @@ class Agent:
 
     # -- running jobs ----------------------------------------------------------------------
 
-    def _runner(self, job: Job) -> JobRunner:
-        return self.runner_at(job.destination.key())
+    def _runner(self, job: Job, drive_id: str | None = None) -> JobRunner:
+        """The runner of the job's destination: ``drive_id``, else the first of its drives connected."""
+        from core.agent.rotation import present_drive
+
+        drive_id = drive_id or present_drive(job, self.present)
+        return self.runner_at(f"drive:{drive_id}" if drive_id else job.destination.key())
 
     def runner_at(self, key: str) -> JobRunner:
         """The runner of a destination (``Destination.key()``), started when first needed."""
@@ -206,7 +215,8 @@ class Agent:
         with self.lock:
             runner = self.runners.get(key)
             if runner is None:
-                runner = JobRunner(key, self._execute, self.changed)
+                runner = JobRunner(key, lambda task, cancel, progress: self._execute(task, cancel, progress, key),
+                                   self.changed)
                 self.runners[key] = runner
             return runner
 
@@ -228,14 +238,15 @@ class Agent:
 
     def _drop_pending(self, job: Job) -> None:
         with self.lock:
-            pending = self.pending.get(job.destination.drive_id or "")
-            if pending is None or job.name not in pending.jobs:
-                return
-            pending.jobs.remove(job.name)
-            if not pending.jobs:
-                self.pending.pop(pending.drive_id)
-                if pending.timer:
-                    pending.timer.cancel()
+            for drive_id in job.destination.drive_ids:
+                pending = self.pending.get(drive_id)
+                if pending is None or job.name not in pending.jobs:
+                    continue
+                pending.jobs.remove(job.name)
+                if not pending.jobs:
+                    self.pending.pop(pending.drive_id)
+                    if pending.timer:
+                        pending.timer.cancel()
         self.changed()
 
     def run_all(self) -> list[str]:
@@ -273,9 +284,9 @@ class Agent:
     def _destination_present(self, job: Job) -> bool:
         if job.destination.path:
             return True
-        return job.destination.drive_id in self.present
+        return any(d in self.present for d in job.destination.drive_ids)
 
-    def _execute(self, task: Task, cancel: RunCancel, progress) -> None:
+    def _execute(self, task: Task, cancel: RunCancel, progress, key: str = "") -> None:
         """Run one job or check (on its runner's thread) and tell the user how it went."""
         from core.agent.jobs import Target, resolve_target, run_job, verify_job
 
@@ -283,6 +294,8 @@ class Agent:
         job = self.config.job(name)
         if job is None:
             return   # removed while queued
+        if key.startswith("drive:"):
+            job = job.on_drive(key[len("drive:"):])   # a drive in rotation: its own set
         drive_id = job.destination.drive_id
         try:
             if drive_id:
@@ -306,7 +319,8 @@ class Agent:
             return
         self.rolling.wait_for_repair(job.destination.key())   # a rolling check's repair writes to the set
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
-                          clock=self.clock, bind=self.bind_set, trigger=task.trigger, unlock=self._unlocker())
+                          clock=self.clock, bind=lambda n, set_id: self.bind_set(n, set_id, drive_id),
+                          trigger=task.trigger, unlock=self._unlocker())
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
             self.history.append_log(outcome.run_id, "the drive was removed during the run")
@@ -325,11 +339,11 @@ class Agent:
 
         return cached_unlocker(cache_of(self))
 
-    def bind_set(self, name: str, set_id: str) -> None:
-        """Record that job ``name`` owns the set ``set_id`` (core.agent.adopt), in config.json."""
-        from core.agent.adopt import bind
+    def bind_set(self, name: str, set_id: str, drive_id: str | None = None) -> None:
+        """Record that job ``name`` owns the set ``set_id`` (on ``drive_id``, core.agent.adopt), in config.json."""
+        from core.agent.rotation import bind_on
 
-        self.edit_config(lambda cfg: bind(cfg, name, set_id))
+        self.edit_config(lambda cfg: bind_on(cfg, name, set_id, drive_id))
 
     def _notify_outcome(self, job: Job, outcome) -> None:
         if outcome.status in SUCCESS:
@@ -387,8 +401,12 @@ class Agent:
             return True
         return battery.percent >= self.config.prefs.battery_threshold
 
-    def _last_success(self, job: Job) -> datetime | None:
-        run = self.history.last_success(job.name)
+    def _last_success(self, job: Job, drive_id: str | None = None) -> datetime | None:
+        """The job's last success; on ``drive_id`` for a job on several drives (each drive is kept fresh)."""
+        if drive_id and len(job.destination.drive_ids) > 1:
+            run = self.history.last_by_drive(job.name).get(drive_id)
+        else:
+            run = self.history.last_success(job.name)
         return run.started if run else None
 
     def drive_connected(self, drive_id: str, mount: str) -> list[str]:
@@ -397,14 +415,14 @@ class Agent:
             self.present[drive_id] = mount
         log.info("drive %s connected at %s", drive_id, mount)
         self.changed()
-        return self._connect_jobs(drive_id, [j for j in self.config.jobs if j.destination.drive_id == drive_id])
+        return self._connect_jobs(drive_id, [j for j in self.config.jobs if drive_id in j.destination.drive_ids])
 
     def _connect_jobs(self, drive_id: str, jobs: list[Job]) -> list[str]:
         """Queue (after the short, cancellable delay) those of ``jobs`` that a connect makes due."""
         if not jobs or self.is_paused() or not self.battery_ok() or self.restore_drive == drive_id:
             return []
         now = self.clock.now()
-        names = [j.name for j in jobs if connect_due(j, self._last_success(j), now.astimezone())]
+        names = [j.name for j in jobs if connect_due(j, self._last_success(j, drive_id), now.astimezone())]
         if not names:
             return []
         if self.page_hold.active:   # the plug-in may be meant for restoring: wait for the page to close
@@ -437,7 +455,7 @@ class Agent:
             if job is not None:
                 # Without on_connect the job runs now because its schedule came due while the drive was away.
                 trigger = Trigger.CONNECT if job.triggers.on_connect else Trigger.SCHEDULE
-                self._runner(job).enqueue(job.name, trigger=trigger)
+                self._runner(job, drive_id).enqueue(job.name, trigger=trigger)
         self.changed()
 
     def cancel_pending(self, drive_id: str | None = None) -> bool:
@@ -462,6 +480,22 @@ class Agent:
             runner.drive_removed()
         log.info("drive %s removed", drive_id)
         self.changed()
+
+    # -- drives that are not Plugback's yet, and reminders (issue #14: core.agent.offers, core.agent.rotation) --
+
+    def volume_added(self, mount: str, plugged: bool = True) -> None:
+        """The watcher saw a new volume that is not a connected Plugback drive: maybe offer it."""
+        self.offers.volume_added(mount, plugged)
+
+    def volume_removed(self, mount: str) -> None:
+        """The watcher saw the volume at ``mount`` go."""
+        self.offers.volume_removed(mount)
+
+    def check_reminders(self) -> list:
+        """Send the day's "not backed up for N days" notification if due (the scheduler's tick)."""
+        from core.agent import rotation
+
+        return rotation.check(self)
 
     def check_schedule(self) -> list[str]:
         """Queue every job whose schedule is due and whose destination is here (the Scheduler's tick)."""
@@ -528,10 +562,12 @@ class Agent:
         drives = [DriveState(d["drive_id"], d.get("label") or d["drive_id"][:8], self.present.get(d["drive_id"]))
                   for d in self.config.drives]
         busy = {d.drive_id for d in drives if self._drive_busy(d.drive_id) or self.restore_drive == d.drive_id}
+        from core.agent.rotation import reminders
+
         return TrayState(now=now, jobs=jobs, drives=drives, running=self.running(),
                          pending=list(self.pending.values()), paused=self.is_paused(),
                          paused_until=self.paused_until, problem=self.problem, backend=self.backend,
-                         busy_drives=busy)
+                         busy_drives=busy, offers=self.offers.current(), reminders=reminders(self))
 
     def shutdown(self, cancel: bool = True, timeout: float = 30) -> None:
         """Stop everything: cancel (or finish) running jobs and wait for them."""

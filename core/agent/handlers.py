@@ -32,7 +32,9 @@ COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "
             # issue #15: sets found on drives and folders, unlocking encrypted sets
             "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept",
             # issue #14, restore first: the Restore page holds automatic backups; stopping a restore
-            "restore_page", "restore_stop")
+            "restore_page", "restore_stop",
+            # issue #14: a drive that is not Plugback's yet
+            "offer_decline")
 HISTORY_LIMIT = 1000
 log = logging.getLogger("plugback.handlers")
 
@@ -358,6 +360,10 @@ class Handlers:
             raise BadRequest(reason="'confirmed' must be true or false")
         RecoveryKeyState(self.agent.paths.data_dir).record(set_id, confirmed=confirmed)
         return {"set_id": set_id, "confirmed": confirmed}
+
+    def offer_decline(self, args):
+        """"Not this drive" for the drive offered at ``mount`` (core.agent.offers)."""
+        return {"offer": self.agent.offers.decline(_text(args, "mount")).to_dict()}
 
     # -- checking input where it is typed (issue #15) ------------------------------------------
 

@@ -24,7 +24,8 @@ def finished(agent, n, job="Docs"):
 
 
 def kinds(paths):
-    return [n["kind"] for n in read_log(paths.notifications_log)]
+    """The notifications' kinds; offers of drives other tests mount meanwhile (issue #14) left out."""
+    return [n["kind"] for n in read_log(paths.notifications_log) if n["kind"] != "offer"]
 
 
 @pytest.fixture
