@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.agent.agent import TrayState
+from core.agent.agent_state import TrayState
 from core.agent.history import RunKind
 from core.agent.words import ago, local_time
 

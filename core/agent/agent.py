@@ -11,20 +11,17 @@ import logging
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import psutil
-
+from core.agent.agent_state import AgentOptions, DriveState, PendingConnect, TrayState
 from core.agent.config import Config, Job, Paths
 from core.agent.config_file import file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
 from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
 from core.agent.restore_first import PageHold, hold_connect, release_held, wait_for_restore
-from core.agent.rolling import DELAY as ROLLING_DELAY
-from core.agent.rolling import FLOOR, RollingChecks
+from core.agent.rolling import RollingChecks
 from core.agent.runner import RESTORE, JobRunner, RunCancel, Task
 from core.agent.schedule import connect_due, due
 from core.agent.words import plural
@@ -34,57 +31,6 @@ from core.platform import notify as notify_mod
 from core.platform.eject import Ejector
 
 log = logging.getLogger("plugback.agent")
-
-
-@dataclass
-class PendingConnect:
-    """Automatic backups waiting out the short, cancellable delay after a drive appeared."""
-
-    drive_id: str
-    jobs: list[str]
-    starts_at: datetime
-    timer: threading.Timer | None = None
-    held: bool = False   # waits for the Restore page to close (core.agent.restore_first), no timer
-
-
-@dataclass
-class AgentOptions:
-    """Knobs the tests and ``__main__`` set."""
-
-    poll_interval: float = 2.0
-    schedule_check_seconds: int = 60
-    # psutil.sensors_battery: None, or a reading with ``power_plugged`` and ``percent``
-    battery: Callable[[], Any] = psutil.sensors_battery
-    settings_command: list[str] | None = None
-    rolling_floor: int = FLOOR     # the least a rolling-check slice reads (core/agent/rolling_state.py)
-    rolling_delay: float = ROLLING_DELAY   # seconds from "safe to unplug" to the slice (core/agent/rolling.py)
-
-
-@dataclass
-class DriveState:
-    """An enrolled drive as the menu sees it (``mount`` None = not connected)."""
-
-    drive_id: str
-    label: str
-    mount: str | None
-
-
-@dataclass
-class TrayState:
-    """What the icon and its menu show; built fresh each time (tray/menu.py reads it)."""
-
-    now: datetime
-    jobs: list[dict]
-    drives: list[DriveState]
-    running: list[dict]            # [{"job", "percent", "phase"}]
-    pending: list[PendingConnect]
-    paused: bool
-    paused_until: datetime | None
-    problem: str | None
-    backend: str = ""
-    busy_drives: set = field(default_factory=set)
-    offers: list = field(default_factory=list)       # core.agent.offers.Offer: drives Plugback could use
-    reminders: list = field(default_factory=list)    # core.agent.rotation.Reminder: jobs not backed up for long
 
 
 class Agent:

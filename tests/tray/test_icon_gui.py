@@ -172,7 +172,8 @@ def _status(paths):
 APPINDICATOR_SCRIPT = r"""
 import json, sys, threading, time
 from core.agent.config import Paths
-from core.agent.agent import Agent, AgentOptions
+from core.agent.agent import Agent
+from core.agent.agent_state import AgentOptions
 from tray.icon import TrayIcon, load_backend
 
 paths = Paths.default()

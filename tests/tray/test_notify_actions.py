@@ -11,7 +11,8 @@ from jeepney import DBusAddress, Properties, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 from jeepney.wrappers import unwrap_msg
 
-from core.agent.agent import Agent, AgentOptions
+from core.agent.agent import Agent
+from core.agent.agent_state import AgentOptions
 from core.agent.watcher import DriveWatcher
 from core.platform.notify import Action, LinuxNotifier
 from tests.support.agent import wait_for

@@ -221,7 +221,8 @@ def test_monthly_integrity_check_reads_everything_back(paths, src, tmp_path):
     """The monthly check is the rolling check's catch-up (issue #14; more in test_rolling.py)."""
     from datetime import datetime, timezone
 
-    from core.agent.agent import Agent, AgentOptions
+    from core.agent.agent import Agent
+    from core.agent.agent_state import AgentOptions
     from core.agent.config import Destination, Job
     from core.engine.layout import SetLayout
     from core.engine.progress import FakeClock

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from core.agent.agent import Agent, AgentOptions
+from core.agent.agent import Agent
+from core.agent.agent_state import AgentOptions
 from core.agent.handlers import Handlers
 from core.agent.rolling_state import PassState, opportunities_per_day, overdue, slice_budget
 from core.agent.watcher import DriveWatcher

@@ -4,7 +4,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from core.agent.agent import Agent, AgentOptions
+from core.agent.agent import Agent
+from core.agent.agent_state import AgentOptions
 from core.agent.config import Config, Destination, Job
 from core.agent.config_file import update_config
 from core.agent.rotation import notify_due, overdue, status_lines
