@@ -137,7 +137,8 @@ def build_menu(state: TrayState) -> list[Item]:
                       Item(f"Restore from {label} instead", "restore_instead", (p.drive_id,))]
             continue
         secs = max(0, int((p.starts_at - state.now).total_seconds()))
-        items.append(Item(f"Backup to {label} starts in {secs} s — Cancel", "cancel_pending", (p.drive_id,)))
+        items += [Item(f"Backup to {label} starts in {secs} s — Cancel", "cancel_pending", (p.drive_id,)),
+                  Item(f"Restore from {label} instead", "restore_instead", (p.drive_id,))]   # issue #14
     items.append(SEPARATOR)
 
     present = [j for j in state.jobs if j["present"]]

@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -61,6 +62,15 @@ def focus_key(paths: Paths) -> bytes:
     return hmac.new(load_authkey(paths, create=True), b"plugback settings focus channel", hashlib.sha256).digest()
 
 
+#: What ``--page`` may name: a page, and optionally one thing on it (``restore/<drive id>``).
+_PAGE = re.compile(r"[a-z]+(/[A-Za-z0-9._-]{1,80})?")
+
+
+def page_fragment(name: str) -> str:
+    """The URL fragment for ``--page NAME`` ("#restore/6f1c…"), or "" for anything else (it goes into a URL)."""
+    return f"#{name}" if _PAGE.fullmatch(name) else ""
+
+
 class SettingsInstance:
     """The single-instance guard of the settings window process."""
 
@@ -70,6 +80,7 @@ class SettingsInstance:
         self._lock_file: BinaryIO | None = None
         self._listener: mpc.Listener | None = None
         self._on_focus: Callable[[], object] = lambda: None
+        self._on_page: Callable[[str], object] | None = None
 
     def acquire(self) -> bool:
         """Take the per-user lock; False when another settings window holds it."""
@@ -91,8 +102,9 @@ class SettingsInstance:
         self._lock_file = f
         return True
 
-    def focus_existing(self, timeout: float = 10.0) -> bool:
-        """Ask the window that holds the lock to come to the front; True if it answered.
+    def focus_existing(self, timeout: float = 10.0, page: str = "") -> bool:
+        """Ask the window that holds the lock to come to the front (showing ``page``, a URL fragment
+        such as ``#restore/<drive id>``, when given); True if it answered.
 
         Retries for ``timeout`` seconds: the other window may still be starting.
         """
@@ -101,7 +113,7 @@ class SettingsInstance:
         while True:
             try:
                 with mpc.Client(self.address, family=self.family, authkey=key) as conn:
-                    conn.send_bytes(json.dumps({"cmd": "focus"}).encode())
+                    conn.send_bytes(json.dumps({"cmd": "focus", "page": page}).encode())
                     return conn.poll(5) and json.loads(conn.recv_bytes(4096)).get("ok", False)
             except (OSError, EOFError, AuthenticationError) as err:
                 if time.monotonic() > deadline:
@@ -109,12 +121,13 @@ class SettingsInstance:
                     return False
                 time.sleep(0.2)
 
-    def serve(self, on_focus: Callable[[], object]) -> None:
-        """Listen for "focus" requests from later starts (in a daemon thread).
+    def serve(self, on_focus: Callable[[], object], on_page: Callable[[str], object] | None = None) -> None:
+        """Listen for "focus" requests from later starts (in a daemon thread); ``on_page(fragment)``
+        shows the page a later start asked for (``--page``), before ``on_focus``.
 
-        Calling it again only replaces ``on_focus`` (the window fell back to the browser).
+        Calling it again only replaces the callbacks (the window fell back to the browser).
         """
-        self._on_focus = on_focus
+        self._on_focus, self._on_page = on_focus, on_page
         if self._listener is not None:
             return
         try:
@@ -154,8 +167,12 @@ class SettingsInstance:
             try:
                 mpc.deliver_challenge(conn, key)
                 mpc.answer_challenge(conn, key)
-                if conn.poll(5) and json.loads(conn.recv_bytes(4096)).get("cmd") == "focus":
+                request = json.loads(conn.recv_bytes(4096)) if conn.poll(5) else {}
+                if request.get("cmd") == "focus":
                     log.info("a second start asked for the settings: bringing them to the front")
+                    page = page_fragment(str(request.get("page") or "").lstrip("#"))
+                    if page and self._on_page is not None:
+                        self._on_page(page)
                     self._on_focus()
                     conn.send_bytes(b'{"ok": true}')
             except (AuthenticationError, OSError, EOFError, ValueError) as err:

@@ -15,6 +15,7 @@ token, and the browser is handed a user-only redirect file, not the address.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ from core.agent.ipc import agent_running
 from core.agent.logs import private_log
 from core.engine.atomic import replace_file
 from ui.api import Api, agent_request
-from ui.instance import SettingsInstance
+from ui.instance import SettingsInstance, page_fragment
 from ui.server import WEB_ROOT, SettingsServer, redirect_page
 
 log = logging.getLogger(__name__)
@@ -98,18 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(paths, args.debug)
     instance = SettingsInstance(paths)
     if not instance.acquire():
-        focused = instance.focus_existing()
+        focused = instance.focus_existing(page=page_fragment(args.page))
         log.info("settings already open; asked it to come to the front (answered: %s)", focused)
         return 0 if focused else 1
     try:
         if not args.browser:
             try:
-                run_window(paths, instance, debug=args.inspector, page=_page(args.page))
+                run_window(paths, instance, debug=args.inspector, page=page_fragment(args.page))
                 return 0
             except NoWebview as err:
                 log.warning("no settings window possible (%s); opening the settings in the browser", err)
                 print(f"Plugback: no window possible here ({err}); using the web browser.", file=sys.stderr)
-        run_browser(paths, instance, page=_page(args.page))
+        run_browser(paths, instance, page=page_fragment(args.page))
         return 0
     finally:
         instance.close()
@@ -134,11 +135,6 @@ def _backend() -> Literal["gtk", "qt"] | None:
             log.info("GTK WebKit unavailable (%s); trying Qt", err)
             return "qt"
     return None  # Windows: EdgeChromium, macOS: Cocoa WebKit; pywebview picks
-
-
-def _page(name: str) -> str:
-    """A URL fragment for ``--page`` (letters only: it goes into a URL)."""
-    return f"#{name}" if name.isalpha() else ""
 
 
 def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False, page: str = "") -> None:
@@ -168,7 +164,7 @@ def run_window(paths: Paths, instance: SettingsInstance, *, debug: bool = False,
 
     shown = threading.Event()
     window.events.shown += shown.set
-    instance.serve(focus)
+    instance.serve(focus, lambda page: window.evaluate_js(f"location.hash = {json.dumps(page)}"))
     close_when_agent_quits(paths, window.destroy)   # from this thread, never inside a js_api call
     try:
         # http_server: the pages are ES modules, which WebKit will not load from file:// URLs.
@@ -199,7 +195,9 @@ def run_browser(paths: Paths, instance: SettingsInstance, *, open_browser: bool 
     api = Api(agent_request(paths), mode="browser")
     server = SettingsServer(api, idle_timeout=BROWSER_IDLE_TIMEOUT)
     open_file = (paths.runtime_dir / OPEN_FILE).absolute()
-    instance.serve(lambda: open_in_browser(open_file, server.url))
+    asked: dict[str, str] = {}   # a later start's --page, opened by its focus request
+    instance.serve(lambda: open_in_browser(open_file, server.url + asked.pop("page", "")),
+                   lambda fragment: asked.update(page=fragment))
     close_when_agent_quits(paths, server.closing.set)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: server.closing.set())   # end cleanly: remove the file

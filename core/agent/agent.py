@@ -20,7 +20,7 @@ from core.agent.config import Config, Job, Paths
 from core.agent.config_file import file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
 from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
-from core.agent.restore_first import PageHold, hold_connect, release_held, wait_for_restore
+from core.agent.restore_first import PageHold, announce_connect, hold_connect, release_held, wait_for_restore
 from core.agent.rolling import RollingChecks
 from core.agent.runner import RESTORE, JobRunner, RunCancel, Task
 from core.agent.schedule import connect_due, due
@@ -387,6 +387,8 @@ class Agent:
             pending.timer = threading.Timer(delay, self.start_pending, args=(drive_id,))
             pending.timer.daemon = True
             pending.timer.start()
+            if old is None:
+                announce_connect(self, drive_id, names, delay)   # "Restore instead" (issue #14)
         self.changed()
         return names
 

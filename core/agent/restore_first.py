@@ -127,10 +127,34 @@ def release_held(agent) -> None:
         agent.changed()
 
 
-def restore_instead(agent, drive_id: str) -> None:
-    """The tray's "Restore instead": drop the waiting backup of that drive and show the Restore page."""
+def announce_connect(agent, drive_id: str, names: list[str], delay: float) -> None:
+    """The plug-in notification: the drive's automatic backup starts in ``delay`` s, or "Restore instead".
+
+    Sent once per plug-in, only with a connect delay (``prefs.connect_delay_seconds`` 0: the user
+    wants no pause at plug-in). Its first button (a click on the notification) opens the settings.
+    """
+    from core.platform.notify import Action
+
+    label = agent.config.drive_label(drive_id)
+    what = names[0] if len(names) == 1 else f"{len(names)} jobs"
+    agent.notifier.notify(f"Backing up to '{label}'",
+                          f"The backup of {what} starts in {delay:g} s. Plugged it in to restore files? "
+                          "Choose 'Restore instead'.", "connect",
+                          [Action("Open Plugback", lambda: agent.open_settings()),
+                           Action("Restore instead", lambda: restore_instead(agent, drive_id, names))])
+
+
+def restore_instead(agent, drive_id: str, names: list[str] | None = None) -> None:
+    """"Restore instead" (tray menu, plug-in notification): drop the drive's waiting backup and show the
+    Restore page on that drive's backups. ``names``: the plug-in's automatic backups, also stopped if
+    they started meanwhile (the notification may be clicked after the short delay); the next plug-in
+    runs them again."""
     agent.cancel_pending(drive_id)
-    agent.open_settings("restore")
+    runner = agent.runners.get(f"drive:{drive_id}")
+    if runner is not None:
+        for name in names or []:
+            runner.stop(name)
+    agent.open_settings(f"restore/{drive_id}")
 
 
 def wait_for_restore(set_path: Path, cancel: CancelToken, progress: Callable[[Progress], None]) -> bool:

@@ -48,7 +48,7 @@ class Notifier:
         return "none"
 
     def notify(self, title: str, message: str, kind: str = "info", actions: Sequence[Action] = ()) -> None:
-        """``kind`` is finished, failed, safe_to_unplug, offer, reminder or info; ``actions``: buttons,
+        """``kind`` is finished, failed, safe_to_unplug, connect, offer, reminder or info; ``actions``: buttons,
         where this notifier can show them."""
 
 

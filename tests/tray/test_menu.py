@@ -105,6 +105,7 @@ def test_pending_connect_backup_is_cancellable():
     items = build_menu(state(pending=[p]))
     assert items[1].text == "Backup to Blue starts in 3 s — Cancel" and items[1].action == "cancel_pending"
     assert items[1].args == ("d1",)
+    assert (items[2].text, items[2].action, items[2].args) == ("Restore from Blue instead", "restore_instead", ("d1",))
     assert next(i for i in items if i.text == "Stop backup").enabled
 
 

@@ -167,3 +167,18 @@ def test_the_window_and_the_agent_get_their_names_from_one_function_with_their_o
     window, agent = SettingsInstance(long_runtime).address, ipc.address(long_runtime)[0]
     assert window.startswith(r"\\.\pipe\plugback-settings-ann-") and agent.startswith(r"\\.\pipe\plugback-agent-ann-")
     assert window.rsplit("-", 1)[1] != agent.rsplit("-", 1)[1]
+
+
+def test_a_second_start_with_a_page_shows_that_page(paths):
+    """`--page restore/<drive id>` ("Restore instead") reaches a window already open; nothing else does."""
+    instance = SettingsInstance(paths)
+    seen = []
+    assert instance.acquire()
+    instance.serve(lambda: seen.append("focus"), seen.append)
+    try:
+        assert SettingsInstance(paths).focus_existing(timeout=5, page="#restore/6f1c-42") is True
+        assert SettingsInstance(paths).focus_existing(timeout=5, page="#x');alert(1)//") is True
+        assert SettingsInstance(paths).focus_existing(timeout=5) is True
+        assert seen == ["#restore/6f1c-42", "focus", "focus", "focus"]
+    finally:
+        instance.close()

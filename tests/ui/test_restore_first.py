@@ -69,3 +69,20 @@ def test_a_restore_waiting_for_another_backup_says_so_and_can_be_stopped(open_pa
         assert read_tree(out / "Documents") == TREE
     finally:
         other.release()
+
+
+def test_restore_instead_opens_the_restore_page_on_that_drive(open_page, agent, make_drive, tmp_path):
+    """`#restore/<drive id>` (the agent's "Restore instead") starts on the backup on that drive."""
+    blue, red = make_drive("ext4", label="BLUE"), make_drive("ext4", label="RED")
+    drive_job(agent, blue, tmp_path)
+    src = make_tree(tmp_path / "Photos", {"p.jpg": b"photo"})
+    red_id = agent.call("drive_init", mount=str(red.mount_point), label="Red")["drive_id"]
+    agent.call("job_save", job={"name": "Photos", "sources": [str(src)], "destination": {"drive_id": red_id}},
+               start=False)
+    agent.backup("Documents")
+    agent.backup("Photos")
+    page = open_page("restore")
+    expect(page.locator("#restore-job")).to_have_value("job:Documents")   # the first job, as before
+    page = open_page(f"restore/{red_id}")
+    expect(page.locator("#restore-job")).to_have_value("job:Photos")
+    expect(page.locator("#restore-tree")).to_contain_text("Photos")

@@ -320,7 +320,7 @@ def test_tray_back_up_now_and_restore_instead_for_a_held_drive(paths, make_agent
     agent.page_hold.set(True)
     watcher.poll()
     TrayIcon.ACTIONS["restore_instead"](agent, None, drive_id)            # the menu item's action
-    assert agent.status()["pending"] == [] and agent.settings_proc.args[-2:] == ["--page", "restore"]
+    assert agent.status()["pending"] == [] and agent.settings_proc.args[-2:] == ["--page", f"restore/{drive_id}"]
     agent.settings_proc.wait(30)
     agent.page_hold.set(False)                                            # nothing was left held
     assert agent.history.runs("Docs") == [] and agent.queued() == []

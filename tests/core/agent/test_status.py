@@ -100,7 +100,7 @@ def test_a_manual_run_replaces_the_automatic_one_waiting_to_start(paths, make_ag
     run = run_and_wait(agent, "Docs")
     assert run.status == "ok" and run.trigger == "manual"
     assert agent.pending == {} and agent.queued() == [] and len(agent.history.runs("Docs")) == 1
-    assert [n["kind"] for n in read_log(paths.notifications_log)] == ["finished", "safe_to_unplug"]
+    assert [n["kind"] for n in read_log(paths.notifications_log)] == ["connect", "finished", "safe_to_unplug"]
 
 
 @pytest.mark.realdrive
@@ -115,9 +115,10 @@ def test_no_safe_to_unplug_while_another_backup_waits_for_the_drive(paths, make_
     watcher.poll()
     assert agent.pending[drive_id].jobs == ["Docs", "Pics"]
     run_and_wait(agent, "Docs")                       # Pics still waits out the connect delay
-    assert [n["kind"] for n in read_log(paths.notifications_log)] == ["finished"]
+    assert [n["kind"] for n in read_log(paths.notifications_log)] == ["connect", "finished"]   # one plug-in note
     run_and_wait(agent, "Pics")                       # nothing waits any more: now it is safe
-    assert [n["kind"] for n in read_log(paths.notifications_log)] == ["finished", "finished", "safe_to_unplug"]
+    assert [n["kind"] for n in read_log(paths.notifications_log)] == ["connect", "finished", "finished",
+                                                                      "safe_to_unplug"]
 
 
 def test_the_name_rule_is_checked_before_anything_is_written(paths, make_agent, tmp_path):

@@ -8,7 +8,7 @@
 // its distinct versions across the snapshots, newest first, each one selectable to restore.
 // Restore first (issue #14): while this page is open it tells the agent so (renewed every 20 s), and a
 // drive plugged in meanwhile waits with its automatic backup until the page closes; a restore that waits
-// for a running backup says so, and can be stopped.
+// for a running backup says so, and can be stopped. `#restore/<drive id>` starts on that drive's backup.
 import { h, fill, icon, bytes, when, count, plural, showError, errorBox, progressView, toast, debounce, confirm, dialog } from '../util.js';
 import { unlockForm, recoveryKeyDialog } from './widgets.js';
 
@@ -101,7 +101,14 @@ async function versionsDialog(ctx, which, path, newestId) {
   return picked;
 }
 
-export async function render(main, ctx) {
+/** The source to show first for `#restore/<drive id>` ("Restore instead" of a drive just plugged in). */
+function onDrive(found, driveId) {
+  const set = found.find((s) => s.drive_id === driveId);
+  if (!set) return null;
+  return set.used_by.length ? `job:${set.used_by[0]}` : `set:${set.path}`;
+}
+
+export async function render(main, ctx, driveId) {
   const alerts = h('div');
   const state = { which: null, job: null, snapshot: null, path: '', snapshots: [], found: [], jobs: [], keyring: false };
   const jobSelect = h('select', { id: 'restore-job' });
@@ -418,6 +425,8 @@ export async function render(main, ctx) {
     return leave;
   }
   fillSources();
+  const first = driveId && onDrive(state.found, driveId);
+  if (first && [...jobSelect.options].some((o) => o.value === first)) jobSelect.value = first;
   await loadSnapshots();
   const status = await ctx.call('status');
   if (status.ok && status.data.restore && status.data.restore.running) { progressBox.hidden = false; watch(); }
