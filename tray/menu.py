@@ -48,8 +48,9 @@ def icon_state(state: TrayState) -> str:
 
 
 def attention_jobs(state: TrayState) -> list[dict]:
-    """The jobs whose last attempt failed (core.agent.status decides; a later success clears it)."""
-    return [j for j in state.jobs if j.get("attention")]
+    """The jobs whose last attempt failed (core.agent.status decides; a later success clears it), or
+    whose backup check found damage it could not repair."""
+    return [j for j in state.jobs if j.get("attention") or j.get("damage")]
 
 
 def paused_text(state: TrayState) -> str:
@@ -74,7 +75,8 @@ def status_line(state: TrayState) -> str:
     if len(failed) > 1:
         return f"{len(failed)} jobs need attention"
     if failed:
-        return f"{failed[0]['name']} needs attention: not backed up"
+        why = "not backed up" if failed[0].get("attention") else "damage on the drive"
+        return f"{failed[0]['name']} needs attention: {why}"
     if len(state.reminders) > 1:
         return f"{len(state.reminders)} jobs not backed up for {min(r.days for r in state.reminders)} days or more"
     if state.reminders:
@@ -90,9 +92,16 @@ def status_line(state: TrayState) -> str:
 
 
 def attention_items(state: TrayState) -> list[Item]:
-    """One line per job that needs attention: its last attempt and why; a click opens the settings."""
-    return [Item(_short(f"{j['name']}: last attempt failed {ago(j['last_time'], state.now)} — {j['attention']}", 90),
-                 "open_settings") for j in attention_jobs(state)]
+    """One line per job that needs attention: its last attempt and why, and the damage its check found
+    (opens the History page); a click opens the settings."""
+    items = []
+    for j in attention_jobs(state):
+        if j.get("attention"):
+            items.append(Item(_short(f"{j['name']}: last attempt failed {ago(j['last_time'], state.now)} — "
+                                     f"{j['attention']}", 90), "open_settings"))
+        if j.get("damage"):
+            items.append(Item(_short(f"{j['name']}: {j['damage']}", 90), "open_page", ("history",)))
+    return items
 
 
 def reminder_items(state: TrayState) -> list[Item]:

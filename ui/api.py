@@ -207,10 +207,10 @@ class Api:
 
     # -- history -----------------------------------------------------------
 
-    def history(self, job: str | None = None, limit: int = 100) -> dict:
-        """Past runs, newest first."""
+    def history(self, job: str | None = None, limit: int = 100, kind: str = "backup") -> dict:
+        """Past runs, newest first: backups, checks of the backup (``verify``) or ``all``."""
         _need(isinstance(limit, int) and 0 < limit <= 10000, "The number of runs to show must be 1 to 10000.")
-        return self._ask("history", **({"job": job} if job else {}), limit=limit)
+        return self._ask("history", **({"job": job} if job else {}), limit=limit, kind=kind)
 
     def run_log(self, run_id) -> dict:
         """The log text of one run."""

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from core import __version__
 from core.agent.config import Prefs
+from core.agent.history import RunKind
 from core.errors import BadRequest, NotFound
 
 #: Every command, in the order of docs/ipc.md; each is the method of the same name
@@ -245,7 +246,11 @@ class Handlers:
         limit = _whole(args, "limit", 100)
         if not 1 <= limit <= HISTORY_LIMIT:
             raise BadRequest(reason=f"'limit' must be between 1 and {HISTORY_LIMIT}")
-        return [r.to_dict() for r in self.agent.history.runs(_text(args, "job", required=False), limit=limit)]
+        kind = args.get("kind", "backup")   # backups only unless asked: "verify" (checks), "all"
+        if kind not in ("backup", "verify", "all"):
+            raise BadRequest(reason="'kind' must be backup, verify or all")
+        return [r.to_dict() for r in self.agent.history.runs(_text(args, "job", required=False), limit=limit,
+                                                             kind=None if kind == "all" else RunKind(kind))]
 
     def run_log(self, args):
         run_id = _whole(args, "run_id")

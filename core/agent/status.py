@@ -4,7 +4,9 @@ Every place that shows a backup (``status`` over IPC and on the CLI, the tray,
 the window) reads it from here, so a failed run is never shown as a backup and
 "needs attention" means the same everywhere: a job needs attention when its
 last finished backup attempt failed or was cut off by a pulled drive (a later
-success clears it; a run the user stopped does not count).
+success clears it; a run the user stopped does not count), or when a check of
+its backup (issue #14, rolling verification) found damage it could not repair
+(a check round begun since, that ended clean, clears it: :func:`check_damage`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.agent.history import History, Run, RunStatus
+from core.agent.history import History, Run, RunKind, RunStatus
 from core.agent.words import ago
 
 #: Finished runs (a running row is not an attempt yet).
@@ -27,6 +29,7 @@ class Record:
 
     last_success: Run | None = None
     last_attempt: Run | None = None
+    damage: Run | None = None      # the newest check that found damage still unrepaired (jobs only)
 
     @property
     def attention(self) -> str | None:
@@ -39,9 +42,10 @@ class Record:
         return run.error or "the backup failed"
 
     def to_dict(self) -> dict:
-        """``last_success`` and ``last_attempt`` as IPC ``Run`` dicts (or null), and ``attention``."""
+        """``last_success`` and ``last_attempt`` as IPC ``Run`` dicts (or null), ``attention``, and
+        ``damage``: what the check found unrepaired (its run's error), or null."""
         return {"last_success": _run(self.last_success), "last_attempt": _run(self.last_attempt),
-                "attention": self.attention}
+                "attention": self.attention, "damage": self.damage.error if self.damage else None}
 
 
 def _run(run: Run | None) -> dict | None:
@@ -53,10 +57,35 @@ def _time(run: Run) -> datetime:
 
 
 def job_record(history: History | None, name: str) -> Record:
-    """The job's last successful backup and last finished attempt (an empty Record without history)."""
+    """The job's last successful backup, last finished attempt and unrepaired damage (an empty Record
+    without history)."""
     if history is None:
         return Record()
-    return Record(history.last_success(name), history.last(name, statuses=FINISHED))
+    return Record(history.last_success(name), history.last(name, statuses=FINISHED), check_damage(history, name))
+
+
+#: Check runs looked at for damage (a rolling check records only rounds finished and damage found).
+CHECK_RUNS = 200
+
+
+def check_damage(history: History, name: str) -> Run | None:
+    """The newest check of job ``name`` that failed (damage it could not repair), on any of its sets,
+    unless a clean check of that set began after it: a later round read everything again and found
+    nothing it could not repair. A repair (status warnings) or a backup clears nothing: damage in an
+    old snapshot stays in it."""
+    decided: set[str | None] = set()
+    clean: set[str | None] = set()
+    for run in history.runs(name, limit=CHECK_RUNS, kind=RunKind.VERIFY):   # newest start first
+        key = run.drive_id
+        if key in decided:
+            continue
+        if run.status == RunStatus.OK:
+            clean.add(key)        # began after every older row of this set
+        elif run.status == RunStatus.FAILED and run.error_code == "damaged":
+            if key not in clean:
+                return run
+            decided.add(key)
+    return None
 
 
 def merged(records: list[Record]) -> Record:
@@ -84,8 +113,10 @@ def describe(record: Record, now: datetime) -> str:
 
 
 def attention_list(jobs: list[dict]) -> list[dict]:
-    """``status.attention``: ``[{job, message}]`` for every job entry whose ``attention`` is set."""
-    return [{"job": j["name"], "message": f"{j['name']}: {j['attention']}"} for j in jobs if j.get("attention")]
+    """``status.attention``: ``[{job, message}]`` for every job entry whose ``attention`` is set, and
+    one for each whose backup check found damage (``damage``)."""
+    return [{"job": j["name"], "message": f"{j['name']}: {j[key]}"} for j in jobs for key in ("attention", "damage")
+            if j.get(key)]
 
 
 def job_entry(job, record: Record, *, present: bool, next_due: datetime | None, last_run: Run | None,

@@ -439,4 +439,6 @@ def job_line(j: dict, now: datetime) -> str:
     line += "; drive connected" if j["drive_present"] else "; drive not connected"
     if j.get("next_due"):
         line += f"; next backup {local_time(j['next_due'], now)}"
+    if j.get("damage"):   # issue #14: the rolling check found damage it could not repair
+        line += f"\n  Needs attention: the backup check found damage: {j['damage']}"
     return line

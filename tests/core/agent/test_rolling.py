@@ -14,6 +14,7 @@ import pytest
 from core.agent.agent import Agent
 from core.agent.agent_state import AgentOptions
 from core.agent.handlers import Handlers
+from core.agent.ipc import Server
 from core.agent.rolling_state import PassState, opportunities_per_day, overdue, slice_budget
 from core.agent.watcher import DriveWatcher
 from core.engine.layout import SetLayout
@@ -21,7 +22,9 @@ from core.engine.pass_cursor import Cursor
 from core.engine.progress import FakeClock
 from core.platform.notify import read_log
 from tests.support.agent import add_drive_job, wait_for
+from tests.support.cli import run_cli
 from tests.support.trees import make_tree
+from tray.menu import build_menu, icon_state, status_line
 
 FLOOR = 40_000
 T0 = datetime(2026, 11, 3, 9, tzinfo=timezone.utc)
@@ -140,6 +143,23 @@ def test_damage_is_found_by_a_later_slice_and_repaired_from_the_source(rig, ext4
     notes = {n["title"]: n for n in read_log(paths.notifications_log)}
     assert notes["Docs: damage on 'Blue' repaired"]["kind"] == "failed"
     assert "f03.bin" in notes["Docs: damage found on 'Blue'"]["message"]
+    # Damage left unrepaired is the attention state too, not only a notification: status (the Overview's
+    # banner), the tray, `plugback status` (exit 1). A repair or a backup since does not clear it.
+    _connect(rig, ext4_drive, n + 1)
+    status = agent.status()
+    assert status["jobs"][0]["damage"] == failed.error and status["jobs"][0]["attention"] is None
+    assert status["attention"] == [{"job": "Docs", "message": f"Docs: {failed.error}"}]
+    assert status["reminders"] == [] and status["problem"] is None     # exit 1 below is for the damage
+    state = agent.tray_state()
+    assert icon_state(state) == "attention" and status_line(state) == "Docs needs attention: damage on the drive"
+    assert (f"Docs: {failed.error}"[:89], "open_page", ("history",)) in \
+        [(i.text.rstrip("…"), i.action, i.args) for i in build_menu(state)]
+    server = Server(paths, Handlers(agent).table()).start()   # `plugback status` asks this agent
+    try:
+        cli = run_cli("status")
+    finally:
+        server.close()
+    assert cli.returncode == 1 and "Needs attention: the backup check found damage: 1 damaged file" in cli.stdout
 
 
 def _on_first_slice_progress(agent, drive_id, action):

@@ -114,7 +114,7 @@ export async function render(main, ctx) {
       h('span', { class: `badge ${job.drive_present ? 'ok' : ''}` }, job.destination && job.destination.path
         ? (job.drive_present ? 'Destination reachable' : 'Destination not reachable')
         : (job.drive_present ? 'Drive connected' : 'Drive not connected')));
-    view.el.classList.toggle('attention', !!job.attention);
+    view.el.classList.toggle('attention', !!(job.attention || job.damage));
     fill(view.facts,
       h('dt', {}, 'Folders'), h('dd', {}, (job.sources || []).map(showPath).join(', ')),
       h('dt', {}, 'Backs up to'), h('dd', {}, destinationText(job, drives)),
@@ -123,6 +123,7 @@ export async function render(main, ctx) {
       (job.drives || []).length > 1 ? [h('dt', {}, 'On each drive'), h('dd', {}, driveAges(job))] : null,
       job.reminder ? [h('dt', {}, 'Reminder'), h('dd', { class: 'error-text reminder' }, job.reminder.message)] : null,
       job.attention ? [h('dt', {}, 'Problem'), h('dd', { class: 'error-text' }, job.attention)] : null,
+      job.damage ? [h('dt', {}, 'Backup check'), h('dd', { class: 'error-text damage' }, job.damage)] : null,
       h('dt', {}, 'Next backup'), h('dd', {}, job.next_due ? `${ago(job.next_due)} (${when(job.next_due)})` : job.triggers && job.triggers.on_connect ? 'when the drive is connected' : 'only when you start it'));
     view.progressBox.hidden = !job.running;
     if (job.running) view.progress.update(job.progress || { phase: 'scan' });
