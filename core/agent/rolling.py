@@ -193,8 +193,9 @@ class RollingChecks:
                 thread.join(timeout)
 
     def summary(self, drive_id: str) -> dict:
-        """The Drives page's fields for one drive (rolling_state.drive_summary)."""
-        jobs = [j for j in self.agent.config.jobs if j.destination.drive_id == drive_id]
+        """The Drives page's fields for one drive, connected or not (rolling_state.drive_summary): the
+        state of each set on it, by the set ids config.json binds (a job in rotation: its set there)."""
+        jobs = [j.on_drive(drive_id) for j in self.agent.config.jobs if drive_id in j.destination.drive_ids]
         key = f"drive:{drive_id}"
         return drive_summary([self.states.load(j.set_id) for j in jobs], key in self.live, self.live.get(key, 0))
 

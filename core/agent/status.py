@@ -140,9 +140,10 @@ def _rotation(config, history, present: dict[str, str], now: datetime) -> tuple[
 
 
 def drive_entries(config, records: dict[str, Record], present: dict[str, str], busy=lambda drive_id: False,
-                  history: History | None = None) -> list:
+                  history: History | None = None, checks=lambda drive_id: None) -> list:
     """IPC ``DriveStatus`` for each enrolled drive, with the newest success and attempt of its jobs
-    (of a job on several drives, its runs on that drive)."""
+    (of a job on several drives, its runs on that drive), and ``check``: its rolling check (the agent's
+    ``rolling.summary``; null without an agent), connected or not."""
     by_drive = {j.name: (history.last_by_drive(j.name), history.last_by_drive(j.name, FINISHED))
                 for j in config.jobs if history is not None and len(j.destination.drive_ids) > 1}
     out = []
@@ -152,7 +153,7 @@ def drive_entries(config, records: dict[str, Record], present: dict[str, str], b
                       for j in config.jobs if d["drive_id"] in j.destination.drive_ids])
         out.append({"drive_id": d["drive_id"], "label": d.get("label", ""), "present": d["drive_id"] in present,
                     "mount": present.get(d["drive_id"]), "busy": busy(d["drive_id"]),
-                    **rec.to_dict()})
+                    "check": checks(d["drive_id"]), **rec.to_dict()})
     return out
 
 
@@ -177,7 +178,8 @@ def agent_status(agent) -> dict:
     return {"version": __version__, "paused": agent.is_paused(),
             "paused_until": agent.paused_until.isoformat() if agent.paused_until else None,
             "backend": agent.backend, "drive_events": agent.drive_events, "jobs": jobs,
-            "drives": drive_entries(agent.config, records, agent.present, agent._drive_busy, agent.history),
+            "drives": drive_entries(agent.config, records, agent.present, agent._drive_busy, agent.history,
+                                    agent.rolling.summary),
             "queued": queued, "attention": attention_list(jobs),
             "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat(), "held": p.held}
                         for p in list(agent.pending.values())],

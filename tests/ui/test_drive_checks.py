@@ -54,3 +54,13 @@ def test_drives_page_shows_last_fully_checked_and_the_pass_under_way(open_page, 
     (agent.paths.data_dir / "rolling" / f"{set_id}.json").write_text('{"version": 1, "set_id": "x"}')
     page.get_by_role("button", name="Refresh").click()
     expect(check).to_have_text("Not fully checked yet")
+
+    # Unplugged, the drive's card still says when it was last fully checked (from the agent's own state).
+    _write_state(agent, set_id, cursor={"phase": "done", "key": ""}, pass_started=f"{year}-11-21T12:00:00+00:00",
+                 done_bytes=1000, total_bytes=1000, last_full=f"{year}-11-24T12:00:00+00:00")
+    ext4_drive.unmount()
+    card = page.locator(f"[data-drive='{drive_id}']")
+    page.get_by_role("button", name="Refresh").click()
+    expect(card.locator(".badge")).to_have_text("Not connected", timeout=20000)
+    page.get_by_role("button", name="Refresh").click()
+    expect(check).to_have_text(re.compile(r"^Last fully checked: (24 Nov|Nov 24)$"))

@@ -44,7 +44,8 @@ export async function render(main, ctx) {
     return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short', year: sameYear ? undefined : 'numeric' });
   }
 
-  // The rolling check (issue #14; fields of drives_list): the last complete pass, and the one under way.
+  // The rolling check (issue #14; fields of drives_list, or of status.drives[].check for a drive not
+  // connected): the last complete pass, and the one under way.
   function checkText(v) {
     const full = v.last_full_check ? `Last fully checked: ${day(v.last_full_check)}` : 'Not fully checked yet';
     const going = v.check_percent === null || v.check_percent === undefined ? ''
@@ -57,7 +58,7 @@ export async function render(main, ctx) {
   async function draw(onlyIfChanged) {
     const [volumes, config, status] = await Promise.all([ctx.call('drives_list'), ctx.call('config_get'), ctx.call('status')]);
     if (!volumes.ok || !config.ok) { showError(alerts, volumes.ok ? config : volumes, 'Cannot list the drives.'); shown = null; return; }
-    const runs = (status.ok ? status.data.drives || [] : []).map((d) => [d.last_success && d.last_success.id, d.last_attempt && d.last_attempt.id]);
+    const runs = (status.ok ? status.data.drives || [] : []).map((d) => [d.last_success && d.last_success.id, d.last_attempt && d.last_attempt.id, d.check]);
     const checks = volumes.data.map((v) => [v.last_full_check, v.check_percent, v.checking]);
     const signature = JSON.stringify([volumes.data.map((v) => [v.mount, v.drive_id]), config.data.drives, runs, checks]);
     if (onlyIfChanged && signature === shown) return;
@@ -76,7 +77,7 @@ export async function render(main, ctx) {
         h('dl', { class: 'facts' },
           v ? [h('dt', {}, 'Mounted at'), h('dd', {}, v.mount)] : null,
           h('dt', {}, 'Backups'), h('dd', { class: 'last-backup' }, lastBackupText(rec)),
-          v ? [h('dt', {}, 'Checks'), h('dd', { class: 'last-check' }, checkText(v))] : null,
+          v || rec.check ? [h('dt', {}, 'Checks'), h('dd', { class: 'last-check' }, checkText(v || rec.check))] : null,
           h('dt', {}, 'Used by'), h('dd', {}, usedBy.length ? usedBy.join(', ') : 'no job yet')),
         v ? space(v) : null,
         h('div', { class: 'row form-actions' },
