@@ -78,6 +78,8 @@ class Volume:
     enrolled: bool = False
     #: The file system for people ("exfat" where psutil says "fuseblk"); "unknown" if it cannot be told.
     filesystem: str = ""
+    #: The file system's own label (None: it has none); ``label`` is how to call the volume.
+    fs_label: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,19 +159,6 @@ def _is_drive_fs(part) -> bool:
     return True
 
 
-def _labels_by_device() -> dict[str, str]:
-    """Linux: /dev/disk/by-label maps labels to devices (names are \\x20-escaped)."""
-    out = {}
-    by_label = Path("/dev/disk/by-label")
-    if by_label.is_dir():
-        for link in by_label.iterdir():
-            try:
-                out[os.path.realpath(link)] = link.name.encode().decode("unicode_escape")
-            except (OSError, UnicodeDecodeError):
-                continue
-    return out
-
-
 def _removable(part) -> bool:
     if sys.platform == "win32":
         # "external": a USB/FireWire/SD disk that says DRIVE_FIXED (core.platform.volumes)
@@ -191,9 +180,41 @@ def _removable(part) -> bool:
     return False
 
 
+#: The file-system label of each volume listed, by (device, mount point): asking the OS runs udevadm or
+#: blkid (diskutil on macOS), so it is done once per volume mounted, not at every listing.
+_label_cache: dict[tuple[str, str], str | None] = {}
+_label_lock = threading.Lock()
+
+
+def fs_label(device: str, mount: str) -> str | None:
+    """The file-system label of the volume on ``device`` at ``mount`` (None: it has none), cached."""
+    from core.platform.volume_label import identify
+
+    key = (device, mount)
+    with _label_lock:
+        if key in _label_cache:
+            return _label_cache[key]
+    label = identify(device, mount).label
+    with _label_lock:
+        _label_cache[key] = label
+    return label
+
+
+def _forget_labels(listed: set[tuple[str, str]]) -> None:
+    """Drop the cached labels of volumes no longer mounted (a re-plug asks again)."""
+    with _label_lock:
+        for key in [k for k in _label_cache if k not in listed]:
+            del _label_cache[key]
+
+
 def list_volumes(enrolled_ids: set[str] | frozenset = frozenset()) -> list[Volume]:
-    """Mounted volumes that could hold backups, each marked with its drive_id if it has one."""
-    labels = _labels_by_device() if sys.platform.startswith("linux") else {}
+    """Mounted volumes that could hold backups, each marked with its drive_id if it has one.
+
+    ``label`` is how to call the volume: a Plugback drive's own name (drive.json), else the
+    file system's label (``fs_label``), else "the 32 GB exFAT drive"; never the mount folder's name.
+    """
+    from core.platform.volume_label import describe
+
     seen, out = set(), []
     for part in partitions():
         if not _is_drive_fs(part) or part.mountpoint in seen:
@@ -204,13 +225,15 @@ def list_volumes(enrolled_ids: set[str] | frozenset = frozenset()) -> list[Volum
         except OSError:
             continue   # vanished or unreadable between listing and asking
         info = read_drive_file(Path(part.mountpoint))
-        label = (info.label if info and info.label else None) or labels.get(os.path.realpath(part.device)) \
-            or (os.path.basename(part.mountpoint.rstrip("/\\")) or part.mountpoint)
+        filesystem = file_system(part.fstype, part.device)
+        own = fs_label(part.device, part.mountpoint)
+        label = (info.label if info and info.label else None) or own or describe(None, usage.total, filesystem)
         out.append(Volume(mount=part.mountpoint, device=part.device, label=label, fstype=part.fstype,
                           total=usage.total, free=usage.free, removable=_removable(part),
                           drive_id=info.drive_id if info else None,
                           enrolled=bool(info and info.drive_id in enrolled_ids),
-                          filesystem=file_system(part.fstype, part.device)))
+                          filesystem=filesystem, fs_label=own))
+    _forget_labels({(v.device, v.mount) for v in out})
     return out
 
 
@@ -371,6 +394,16 @@ def system_volume_reason(mount: Path) -> str | None:
     return None
 
 
+def _name_of(mount: Path) -> str:
+    """A new drive's name when none is given: its file-system label, else "32 GB exFAT drive"."""
+    from core.platform.volume_label import describe
+
+    volume = next((v for v in list_volumes() if os.path.realpath(v.mount) == os.path.realpath(mount)), None)
+    if volume is None:
+        return "Backup drive"
+    return volume.fs_label or describe(None, volume.total, volume.filesystem).removeprefix("the ")
+
+
 def enroll(mount: Path, label: str | None = None) -> tuple[DriveInfo, bool]:
     """Make the volume mounted at ``mount`` a Plugback drive.
 
@@ -391,7 +424,7 @@ def enroll(mount: Path, label: str | None = None) -> tuple[DriveInfo, bool]:
     if existing:
         return existing, False
     try:
-        return write_drive_file(mount, label or os.path.basename(str(mount).rstrip("/\\")) or "Backup"), True
+        return write_drive_file(mount, label or _name_of(mount)), True
     except OSError as err:
         raise NotEnrollable(mount=str(mount), reason=f"Plugback cannot write to it ({err.strerror}); "
                             "check it is not read-only") from None

@@ -145,12 +145,12 @@ def cmd_drives(args) -> int:
     if not volumes:
         print("No drives are mounted.")
         return EXIT_OK
-    print(f"{'MOUNT':30} {'LABEL':16} {'FS':8} {'FREE':>9} {'SIZE':>9}  PLUGBACK")
+    print(f"{'MOUNT':30} {'LABEL':24} {'FS':8} {'FREE':>9} {'SIZE':>9}  PLUGBACK")
     for v in volumes:
         state = ("enrolled " + v.drive_id[:8]) if v.enrolled and v.drive_id else ("drive.json, not enrolled here" if v.drive_id
                                                                    else "-")
         free, total = (human_size(v.free), human_size(v.total)) if v.total else ("unknown", "unknown")
-        print(f"{v.mount:30} {v.label[:16]:16} {v.filesystem:8} {free:>9} {total:>9}  {state}")
+        print(f"{v.mount:30} {v.label[:24]:24} {v.filesystem:8} {free:>9} {total:>9}  {state}")
     return EXIT_OK
 
 

@@ -161,3 +161,44 @@ def test_timed_listing_gives_up_and_never_piles_up_threads():
     listing.release.set()
     wait_for(lambda: not timed.hung, 5, "the hung call to end")
     assert timed() == frozenset() and listing.calls == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads udev/blkid (Linux)")
+def test_a_volume_is_called_by_its_file_system_label_never_its_mount_folder(make_drive, tmp_path, monkeypatch):
+    """Issue #14: `plugback drives` and the Drives page name a drive by its label, else by size and
+    file system; the label is asked of the OS once per volume mounted, not at every listing."""
+    from core.platform.volume_label import size_words
+
+    labelled = make_drive("ext4", label="HOLIDAYS", mount=False)
+    labelled.mount(at=tmp_path / "sdq1")
+    plain = make_drive("vfat", mount=False)                      # the vfat helper makes no label
+    plain.mount(at=tmp_path / "sdr1")
+    asked = []
+    monkeypatch.setattr("core.platform.volume_label.identify", spy(asked))
+    by_mount = {v.mount: v for v in drives.list_volumes()}
+    one, two = by_mount[str(labelled.mount_point)], by_mount[str(plain.mount_point)]
+    assert (one.label, one.fs_label) == ("HOLIDAYS", "HOLIDAYS")
+    assert two.fs_label is None and two.label == f"the {size_words(two.total)} FAT drive"
+    assert {m for _, m in asked} >= {str(labelled.mount_point), str(plain.mount_point)}
+    before = len(asked)
+    drives.list_volumes()
+    assert len(asked) == before                                  # cached per device and mount point
+    labelled.unmount()
+    labelled.mount(at=tmp_path / "elsewhere")
+    drives.list_volumes()
+    assert [m for _, m in asked[before:]] == [str(labelled.mount_point)]   # re-plugged: asked again
+    assert all(key[1] != str(tmp_path / "sdq1") for key in drives._label_cache)   # the old mount's is gone
+    r = run_cli("drives")
+    assert r.returncode == 0 and "HOLIDAYS" in r.stdout and two.label in r.stdout and "sdq1" not in r.stdout
+    info, _ = enroll(labelled.mount_point)                      # no --label: the file system's label
+    assert info.label == "HOLIDAYS"
+
+
+def spy(calls):
+    """volume_label.identify, recording each (device, mount) it is asked about."""
+    from core.platform.volume_label import identify
+
+    def ask(device, mount):
+        calls.append((device, mount))
+        return identify(device, mount)
+    return ask

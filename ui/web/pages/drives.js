@@ -2,6 +2,9 @@
 // prepare a new drive, eject, forget.
 import { h, fill, icon, freeOf, lastBackupText, showError, confirm, dialog, toast } from '../util.js';
 
+/** "The 32 GB exFAT drive" as a heading (a label is shown as it is). */
+const cap = (text) => (text.startsWith('the ') ? `The ${text.slice(4)}` : text);
+
 export async function render(main, ctx) {
   const alerts = h('div');
   const enrolledBox = h('div', { id: 'drives-enrolled' });
@@ -28,7 +31,8 @@ export async function render(main, ctx) {
   }
 
   async function prepare(v) {
-    const label = h('input', { type: 'text', id: 'drive-label', value: v.label || 'Backup drive', maxlength: '40' });
+    // The name to keep: a Plugback drive's own, or the file system's label (v.label may be "the 32 GB exFAT drive").
+    const label = h('input', { type: 'text', id: 'drive-label', value: (v.drive_id ? v.label : v.fs_label) || 'Backup drive', maxlength: '40' });
     const choice = await dialog(`Use ${v.label || v.mount} for backups?`, h('div', {},
       h('p', {}, `Plugback will create a “Plugback” folder on ${v.mount}. Nothing already on the drive is changed or deleted.`),
       h('div', { class: 'field' }, h('label', { for: 'drive-label' }, 'Name for this drive'), label)),
@@ -91,7 +95,7 @@ export async function render(main, ctx) {
 
     const others = volumes.data.filter((v) => !enrolled.some((d) => d.drive_id === v.drive_id));
     const card = (v) => h('section', { class: 'card', 'aria-label': v.label || v.mount, dataset: { mount: v.mount } },
-      h('div', { class: 'card-head' }, h('h3', { class: 'row' }, icon('drives'), v.label || v.mount),
+      h('div', { class: 'card-head' }, h('h3', { class: 'row' }, icon('drives'), cap(v.label || v.mount)),
         h('div', { class: 'badges' }, h('span', { class: 'badge' }, v.removable ? 'Removable' : 'Internal'),
           v.drive_id ? h('span', { class: 'badge info' }, 'Has Plugback backups') : null)),
       h('dl', { class: 'facts' }, h('dt', {}, 'Mounted at'), h('dd', {}, v.mount), h('dt', {}, 'File system'), h('dd', {}, v.filesystem || v.fstype || 'unknown')),

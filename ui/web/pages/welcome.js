@@ -55,7 +55,7 @@ export async function render(main, ctx) {
       fill(list, ...(volumes.length ? volumes.map((v) => {
         const radio = h('input', { type: 'radio', name: 'welcome-drive', value: v.mount, checked: state.volume && state.volume.mount === v.mount });
         radio.addEventListener('change', () => { state.volume = v; });
-        return h('label', { class: 'choice' }, radio, icon('drives'), h('span', {}, h('strong', {}, v.label || v.mount), h('br'),
+        return h('label', { class: 'choice' }, radio, icon('drives'), h('span', {}, h('strong', {}, (v.label || v.mount).replace(/^the /, 'The ')), h('br'),
           h('span', { class: 'muted small' }, `${v.mount} · ${freeOf(v)}${v.drive_id ? ' · already a Plugback drive' : ''}`)));
       }) : [h('p', { class: 'empty' }, icon('plug'), h('br'), 'Waiting for a drive… plug it in now.')]));
     }
@@ -66,7 +66,8 @@ export async function render(main, ctx) {
 
   function prepare() {
     const v = state.volume;
-    const label = h('input', { type: 'text', id: 'welcome-label', value: v.label || 'Backup drive', maxlength: '40' });
+    // v.label may be "the 32 GB exFAT drive" (no file-system label): not a name to keep.
+    const label = h('input', { type: 'text', id: 'welcome-label', value: (v.drive_id ? v.label : v.fs_label) || 'Backup drive', maxlength: '40' });
     const name = h('input', { type: 'text', id: 'welcome-name', value: state.jobName, maxlength: '64' });
     const secret = encryption();
     body.append(h('h2', {}, v.drive_id ? 'Name your backup' : 'Prepare the drive'),
