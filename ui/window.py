@@ -30,6 +30,7 @@ from core.agent.config import Paths
 from core.agent.ipc import agent_running
 from core.agent.logs import private_log
 from core.engine.atomic import replace_file
+from core.errors import PlugbackError
 from ui.api import Api, agent_request
 from ui.instance import SettingsInstance, page_fragment
 from ui.server import WEB_ROOT, SettingsServer, redirect_page
@@ -113,7 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         run_browser(paths, instance, page=page_fragment(args.page))
         return 0
     finally:
+        release_restore_page(paths)
         instance.close()
+
+
+def release_restore_page(paths: Paths) -> None:
+    """The settings are closing: a Restore page shown in them holds automatic backups no longer
+    (issue #14). Its own ``pagehide`` does not run when a native window is destroyed."""
+    try:
+        agent_request(paths)("restore_page", {"open": False})
+    except (PlugbackError, OSError) as err:   # no agent (it quit, closing us): nothing is held
+        log.info("could not tell the agent the settings closed: %s", err)
 
 
 def _backend() -> Literal["gtk", "qt"] | None:

@@ -487,6 +487,9 @@ class Agent:
             cmd = [*cmd, "--page", page]
         log.info("opening settings: %s", " ".join(cmd))
         self.settings_proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+        from core.agent.restore_first import watch_window
+
+        watch_window(self, self.settings_proc)   # a window that dies releases the Restore page's hold
 
     def status(self) -> dict:
         """The ``status`` reply (docs/ipc.md; built by core.agent.status)."""

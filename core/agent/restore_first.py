@@ -157,6 +157,22 @@ def restore_instead(agent, drive_id: str, names: list[str] | None = None) -> Non
     agent.open_settings(f"restore/{drive_id}")
 
 
+def watch_window(agent, proc) -> threading.Thread:
+    """Wait (on a thread) for a settings process the agent started; when it ends in failure — it
+    crashed or was killed, so its Restore page could not say it closed — the page's hold ends now
+    instead of 60 s later. A normal close releases the hold from the window itself (ui/window.py),
+    and a process that only brought the open window to the front exits 0 with the page still open."""
+    def wait() -> None:
+        code = proc.wait()
+        if code != 0 and agent.page_hold.active:
+            log.info("the settings window ended (exit status %s): the Restore page no longer holds backups", code)
+            agent.page_hold.set(False)
+
+    thread = threading.Thread(target=wait, name="settings-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def wait_for_restore(set_path: Path, cancel: CancelToken, progress: Callable[[Progress], None]) -> bool:
     """Before a backup or check of the set at ``set_path``: wait while a restore holds its lock.
 

@@ -183,7 +183,7 @@ def agent_status(agent) -> dict:
             "queued": queued, "attention": attention_list(jobs),
             "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat(), "held": p.held}
                         for p in list(agent.pending.values())],
-            "problem": agent.problem, "restore": agent.restore_task,
+            "problem": agent.problem, "restore": agent.restore_task, "restore_page": agent.page_hold.active,
             "reminders": [r.to_dict() for r in due.values()],
             "offers": [o.to_dict() for o in agent.offers.current()]}
 

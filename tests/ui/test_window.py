@@ -189,3 +189,20 @@ def test_when_gtk_cannot_open_the_display_the_settings_fall_back_to_the_browser(
     finally:
         stop(proc)
     assert "using the web browser" in proc.stderr.read()
+
+
+def test_closing_the_settings_releases_the_restore_page_hold(agent, browser, monkeypatch):
+    """Issue #14: the Restore page holds automatic backups while it is open; the window process
+    says it closed when it ends (a destroyed native window never runs the page's pagehide)."""
+    monkeypatch.setenv("DISPLAY", ":no-such-display")
+    env = subprocess_env({"BROWSER": str(browser.script)})
+    proc = subprocess.Popen([str(tray_executable()), "--settings", "--browser", "--page", "restore"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        open_file_from(proc.stdout.readline())
+        agent.call("restore_page", open=True)        # what the page does (no browser renders it here)
+        assert agent.call("status")["restore_page"] is True
+    finally:
+        stop(proc)                                    # SIGTERM: the settings end cleanly
+    assert proc.returncode == 0
+    assert agent.call("status")["restore_page"] is False

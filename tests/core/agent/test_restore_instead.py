@@ -104,3 +104,18 @@ def test_no_plug_in_notification_without_a_connect_delay(paths, make_agent, ext4
     watcher.poll()
     wait_for(lambda: backups(agent, 1), what="the connect backup")
     assert connect_notes(paths) == []
+
+
+def test_a_settings_window_that_dies_releases_the_restore_page_hold(paths, make_agent):
+    """A window killed on the Restore page never says the page closed: its end releases the hold at once
+    (not 60 s later); a start that only brought the open window to the front (exit 0) keeps it."""
+    agent, _ = make_agent(settings_command=[sys.executable, "-c", "pass"])
+    agent.page_hold.set(True)
+    agent.open_settings("restore")
+    agent.settings_proc.wait(30)
+    time.sleep(0.3)
+    assert agent.page_hold.active and agent.status()["restore_page"]
+    agent.options.settings_command = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    agent.open_settings("restore")
+    wait_for(lambda: not agent.page_hold.active, 10, what="the hold to end with the window")
+    assert agent.status()["restore_page"] is False
