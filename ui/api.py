@@ -62,6 +62,11 @@ def _which(job, set_path) -> dict:
     return {"job": _text(job, "The job name")}
 
 
+def _drive(drive_id) -> dict:
+    """``{drive_id}`` when one is given (a job on several drives), else nothing."""
+    return {"drive_id": _text(drive_id, "The drive")} if drive_id is not None else {}
+
+
 def _text(value, what: str) -> str:
     _need(isinstance(value, str) and value.strip() != "", f"{what} is missing.")
     return value
@@ -174,13 +179,16 @@ class Api:
         """Remove a job from the config (its backups on the drive stay)."""
         return self._ask("job_remove", name=_text(name, "The job name"))
 
-    def set_info(self, name: str) -> dict:
-        """The backup set at a job's destination now (computer, job, newest snapshot), and whether it is the job's."""
-        return self._ask("set_info", name=_text(name, "The job name"))
+    def set_info(self, name: str, drive_id: str | None = None) -> dict:
+        """The backup set at a job's destination now (computer, job, newest snapshot), and whether it is the
+        job's; ``drive_id``: on that one of its drives (rotation)."""
+        return self._ask("set_info", name=_text(name, "The job name"), **_drive(drive_id))
 
-    def adopt_set(self, name: str, set_id: str) -> dict:
-        """The user confirmed: the job may back up into the set ``set_id`` found at its destination."""
-        return self._ask("adopt_set", name=_text(name, "The job name"), set_id=_text(set_id, "The backup set"))
+    def adopt_set(self, name: str, set_id: str, drive_id: str | None = None) -> dict:
+        """The user confirmed: the job may back up into the set ``set_id`` found at its destination
+        (on ``drive_id``, one of its drives)."""
+        return self._ask("adopt_set", name=_text(name, "The job name"), set_id=_text(set_id, "The backup set"),
+                         **_drive(drive_id))
 
     def prefs_save(self, prefs: dict) -> dict:
         """Save the preferences."""

@@ -155,6 +155,28 @@ def open_own(job, root: Path, unlock, history=None) -> BackupSet:
     return bset
 
 
+def adoption_target(job, config, drive: str | None = None, mounts=None):
+    """``(the job as it runs on that drive, where its set is there)``: what "Review the backup on the
+    drive…" and ``plugback job adopt`` look at and bind. ``drive`` (an id or a label) is one of the
+    job's drives (issue #14: each drive in rotation holds a set of its own); None: the first of them
+    connected now, as a run would pick. DriveNotConnected when that drive is not; UsageError when
+    ``drive`` is not one of the job's."""
+    from core.agent.drives import find_drive
+    from core.agent.jobs import resolve_target
+
+    ids = job.destination.drive_ids
+    if drive is not None:
+        found = config.drive(drive)
+        if found is None or found["drive_id"] not in ids:
+            names = ", ".join(f"'{config.drive_label(i)}'" for i in ids) or "none: it backs up to a folder"
+            raise UsageError(f"'{job.name}' does not back up to a drive '{drive}' (its drives: {names}).")
+        drive_id: str | None = found["drive_id"]
+    else:
+        drive_id = next((i for i in ids if find_drive(i, mounts) is not None), ids[0] if ids else None)
+    on = job.on_drive(drive_id) if drive_id else job
+    return on, resolve_target(on, config, mounts=mounts)
+
+
 def bind(config, job_name: str, set_id: str) -> None:
     """A config edit: ``job_name`` now owns the set ``set_id`` (its first run made it, or the user adopted it)."""
     job = config.job(job_name)

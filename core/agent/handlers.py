@@ -169,33 +169,35 @@ class Handlers:
         forget_secrets(removed[0], config.jobs, log.warning)
         return {}
 
-    def _job_set(self, name: str):
-        """(the job, where its set is now) for set_info / adopt_set; DriveNotConnected when absent."""
-        from core.agent.jobs import resolve_target
+    def _job_set(self, args):
+        """(the job on the drive asked for, where its set is now) for set_info / adopt_set: ``drive_id``
+        one of the job's drives (rotation), else the first connected; DriveNotConnected when absent."""
+        from core.agent.adopt import adoption_target
 
-        job = self.agent.job(name)
-        return job, resolve_target(job, self.agent.config, mounts=list(self.agent.present.values()))
+        return adoption_target(self.agent.job(_text(args, "name")), self.agent.config,
+                               _text(args, "drive_id", required=False), mounts=list(self.agent.present.values()))
 
     def set_info(self, args):
         from core.agent.adopt import read_facts, same_set
         from core.engine.repo import BackupSet
 
-        job, target = self._job_set(_text(args, "name"))
+        job, target = self._job_set(args)
+        where = {"job": job.name, "path": str(target.set_path), "drive_id": target.drive_id}
         if not BackupSet.exists(target.set_path):
-            return {"job": job.name, "path": str(target.set_path), "set": None, "own": False}
+            return {**where, "set": None, "own": False}
         facts = read_facts(target.set_path)
-        return {"job": job.name, "path": str(target.set_path), "set": facts.to_dict(),
-                "own": same_set(job.set_id, facts.set_id)}
+        return {**where, "set": facts.to_dict(), "own": same_set(job.set_id, facts.set_id)}
 
     def adopt_set(self, args):
-        from core.agent.adopt import bind, check_unchanged, read_facts
+        from core.agent.adopt import check_unchanged, read_facts
+        from core.agent.rotation import bind_on
 
         set_id = _text(args, "set_id")
-        job, target = self._job_set(_text(args, "name"))
+        job, target = self._job_set(args)
         check_unchanged(read_facts(target.set_path), set_id)
-        self.agent.edit_config(lambda cfg: bind(cfg, job.name, set_id))
+        self.agent.edit_config(lambda cfg: bind_on(cfg, job.name, set_id, target.drive_id))
         log.info("job %s adopted the set %s at %s", job.name, set_id, target.set_path)
-        return {"job": job.name, "set_id": set_id}
+        return {"job": job.name, "set_id": set_id, "drive_id": target.drive_id}
 
     def prefs_save(self, args):
         changes = args.get("prefs") or {}

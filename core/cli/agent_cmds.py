@@ -62,6 +62,8 @@ def register(subparsers) -> None:
         "(the run failed with 'set_needs_confirmation'), this shows that set's computer, job and newest "
         "snapshot and asks whether the job may use it."))
     p.add_argument("name", metavar="NAME")
+    p.add_argument("--drive", metavar="DRIVE", help="a job on several drives: the set on this one "
+                   "(default: the first of its drives connected)")
     p.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     p.set_defaults(func=cmd_job_adopt)
     p = jsub.add_parser("run", help="run a job now (through the agent when it runs)")
@@ -265,13 +267,14 @@ def cmd_job_remove(args) -> int:
 
 
 def cmd_job_adopt(args) -> int:
-    from core.agent.adopt import bind, check_unchanged, read_facts, same_set
-    from core.agent.jobs import resolve_target
+    from core.agent.adopt import adoption_target, check_unchanged, read_facts, same_set
+    from core.agent.rotation import bind_on
 
-    job = _config().job(args.name)
+    cfg = _config()
+    job = cfg.job(args.name)
     if job is None:
         raise NotFound(what="job", name=args.name, hint="'plugback job list' lists jobs.")
-    target = resolve_target(job, _config())
+    job, target = adoption_target(job, cfg, args.drive)   # a drive in rotation: its own set
     facts = read_facts(target.set_path)   # NotASet when there is nothing to adopt
     if same_set(job.set_id, facts.set_id):
         print(f"'{job.name}' already backs up into the set at {target.set_path}.")
@@ -285,7 +288,7 @@ def cmd_job_adopt(args) -> int:
             print("Nothing changed.")
             return EXIT_FAILURE
     check_unchanged(read_facts(target.set_path), facts.set_id)
-    update_config(_paths().config_file, lambda cfg: bind(cfg, job.name, facts.set_id))
+    update_config(_paths().config_file, lambda cfg: bind_on(cfg, job.name, facts.set_id, target.drive_id))
     print(f"'{job.name}' now backs up into that set. Run it with 'plugback job run \"{job.name}\"'.")
     return EXIT_OK
 

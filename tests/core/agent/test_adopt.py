@@ -107,7 +107,8 @@ def test_after_the_user_adopts_the_set_the_job_backs_up_into_it(agent, paths, ex
     with pytest.raises(UsageError, match="not the one you confirmed"):
         handlers["adopt_set"]({"name": DEFAULT_JOB, "set_id": "0" * 8 + "-0000-4000-8000-" + "0" * 12})
     assert handlers["adopt_set"]({"name": DEFAULT_JOB, "set_id": old.set_id}) == {"job": DEFAULT_JOB,
-                                                                                  "set_id": old.set_id}
+                                                                                  "set_id": old.set_id,
+                                                                                  "drive_id": drive_id}
     assert json.loads(paths.config_file.read_text())["jobs"][0]["set_id"] == old.set_id
     assert handlers["set_info"]({"name": DEFAULT_JOB})["own"] is True
     run = run_once(agent, handlers, DEFAULT_JOB)

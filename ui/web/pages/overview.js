@@ -47,7 +47,7 @@ export async function render(main, ctx) {
     const progress = progressView(`Backup progress of ${job.name}`);
     const progressBox = h('div', { class: 'progress-box' }, progress.el);
     // A run refused the set it found at the destination: the user looks at it and decides.
-    const reviewButton = h('button', { type: 'button', class: 'primary', hidden: true, onclick: () => review(job.name) }, 'Review the backup on the drive…');
+    const reviewButton = h('button', { type: 'button', class: 'primary', hidden: true, onclick: (ev) => review(job.name, ev.currentTarget.dataset.drive) }, 'Review the backup on the drive…');
     const spaceSlot = h('div', { class: 'space-slot' });   // a full drive: what to do (space.js)
     const el = h('section', { class: 'card job-card', 'aria-label': job.name, dataset: { job: job.name } },
       h('div', { class: 'card-head' }, h('h2', {}, job.name), badges),
@@ -56,8 +56,8 @@ export async function render(main, ctx) {
     return { el, facts, badges, runButton, stopButton, reviewButton, spaceSlot, progress, progressBox };
   }
 
-  async function review(name) {
-    const result = await confirmSet(ctx, name);
+  async function review(name, driveId) {
+    const result = await confirmSet(ctx, name, driveId);
     if (result.error) { showError(alerts, result.error, 'Could not use that backup.'); return; }
     if (result.adopted) await act('run_job', { name }, `Backing up ${name}…`);
   }
@@ -131,6 +131,7 @@ export async function render(main, ctx) {
     view.runButton.title = job.drive_present ? '' : 'The backup will start when the drive is connected.';
     view.stopButton.hidden = !job.running;
     view.reviewButton.hidden = !!job.running || !attempt || attempt.error_code !== 'set_needs_confirmation';
+    view.reviewButton.dataset.drive = (attempt && attempt.drive_id) || '';   // the drive whose set was refused
     const full = job.running ? '' : `${(attempt || {}).id}:${(attempt || {}).error_code}`;
     if (view.spaceSlot.dataset.key !== full) {   // redraw only on change, so focus stays on its button
       view.spaceSlot.dataset.key = full;

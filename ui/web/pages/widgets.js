@@ -69,8 +69,9 @@ export function invalid(control, message) {
  * {adopted: false} when there is nothing to confirm, {cancelled: true} when the user says no,
  * {error: reply} on failure.
  */
-export async function confirmSet(ctx, name) {
-  const info = await ctx.call('set_info', { name });
+export async function confirmSet(ctx, name, driveId) {
+  // driveId: the drive whose set to look at (a job on several drives, issue #14); none: the one connected.
+  const info = await ctx.call('set_info', { name, ...(driveId ? { drive_id: driveId } : {}) });
   if (!info.ok) return { adopted: false, error: info };
   const set = info.data.set;
   if (!set || info.data.own) return { adopted: false };
@@ -85,7 +86,7 @@ export async function confirmSet(ctx, name) {
     h('p', {}, 'This backup was not made by this job on this computer. Use it only if you know it is yours: Plugback will add to it and delete its old snapshots as this job’s settings say.'),
     facts), [{ label: 'Cancel', value: false }, { label: 'Use this backup', value: true, class: 'primary' }]);
   if (!choice) return { adopted: false, cancelled: true };
-  const reply = await ctx.call('adopt_set', { name, set_id: set.set_id });
+  const reply = await ctx.call('adopt_set', { name, set_id: set.set_id, ...(info.data.drive_id ? { drive_id: info.data.drive_id } : {}) });
   return reply.ok ? { adopted: true } : { adopted: false, error: reply };
 }
 
