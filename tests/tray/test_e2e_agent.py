@@ -95,7 +95,8 @@ def test_plug_in_backs_up_and_pulling_it_is_survived(make_drive, tmp_path, fstyp
         assert len(bset.snapshot_ids()) == 2 and bset.snapshot_ids()[-1] == second["snapshot_id"]
         notes = [n for n in read_log(paths.notifications_log)   # other drives mounted meanwhile are offered
                  if datetime.fromisoformat(n["time"]) >= plugged and n["kind"] != "offer"]
-        assert [n["kind"] for n in notes] == ["finished", "safe_to_unplug"]
+        assert [n["kind"] for n in notes] == ["connect", "finished", "safe_to_unplug"]
+        assert notes[0]["actions"] == ["Open Plugback", "Restore instead"]   # the plug-in may be for restoring
         assert "safe to unplug" in notes[-1]["title"]
 
         # Pull the drive in the middle of a bigger backup.
