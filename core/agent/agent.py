@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import psutil
 
+from core.agent.changes import ChangeTracker
 from core.agent.config import Config, Job, Paths
 from core.agent.config_file import file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
@@ -107,6 +108,9 @@ class Agent:
         self.settings_proc: subprocess.Popen | None = None
         self.config: Config = Config()
         self._stamp: tuple[int, int] | None = None
+        # the change journal and live mode (issue #12): idle until start_watching (core/agent/watching.py)
+        self.changes = ChangeTracker(paths, self.clock, on_change=self._source_changed)
+        self.live: Any = None
         self._load_config(initial=True)
 
     # -- settings --------------------------------------------------------------------------
@@ -134,6 +138,7 @@ class Agent:
                 # Keep using the last good settings; the user is probably still editing.
                 self._report_problem(f"{err.message} Plugback keeps using the previous settings.")
         self._stamp = stamp
+        self._rewatch()
         self.changed()
 
     def check_config(self) -> bool:
@@ -158,6 +163,7 @@ class Agent:
                 self._report_problem(f"The settings file on disk was damaged and was kept as {moved.name}.")
             self.config = config
             self._stamp = file_stamp(self.paths.config_file)
+        self._rewatch()
         self.changed()
         for drive_id in list(self.present) if start_new else []:
             self._connect_jobs(drive_id, [j for j in config.jobs if j.name not in old_names
@@ -175,6 +181,26 @@ class Agent:
         log.warning(message)
         self.problem = message
         self.notifier.notify("Plugback needs attention", message, "failed")
+
+    # -- the change journal and live mode (core/agent/watching.py) ------------------------------
+
+    def start_watching(self) -> None:
+        """Watch every job's sources for changes (journals, live mode) until :meth:`shutdown`."""
+        from core.agent import watching
+
+        watching.start(self)
+
+    def _rewatch(self) -> None:
+        self.changes.reconcile(self.config, list(self.present.values()))
+
+    def _source_changed(self, job: str) -> None:
+        if self.live is not None:
+            self.live.changed(job)
+
+    def full_check(self, name: str) -> bool:
+        """"Full check now": back up ``name`` reading every file again (the safety net by hand)."""
+        self.changes.request_full(self.job(name).name)
+        return self.run_job(name)
 
     # -- change notification ---------------------------------------------------------------
 
@@ -289,8 +315,13 @@ class Agent:
             if outcome.error is not None:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
+        from core.agent import watching
+
+        scan = watching.plan(self, job)
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
-                          clock=self.clock, bind=self.bind_set, trigger=task.trigger, unlock=self._unlocker())
+                          clock=self.clock, bind=self.bind_set, trigger=task.trigger, unlock=self._unlocker(),
+                          scan=scan)
+        watching.finished(self, scan, outcome)
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
             self.history.append_log(outcome.run_id, "the drive was removed during the run")
@@ -373,6 +404,7 @@ class Agent:
         """An enrolled drive appeared at ``mount``: schedule its due jobs after the connect delay."""
         with self.lock:
             self.present[drive_id] = mount
+        self._rewatch()
         log.info("drive %s connected at %s", drive_id, mount)
         self.changed()
         return self._connect_jobs(drive_id, [j for j in self.config.jobs if j.destination.drive_id == drive_id])
@@ -382,7 +414,7 @@ class Agent:
         if not jobs or self.is_paused() or not self.battery_ok() or self.restore_drive == drive_id:
             return []
         now = self.clock.now()
-        names = [j.name for j in jobs if connect_due(j, self._last_success(j), now.astimezone())]
+        names = [j.name for j in jobs if j.triggers.live or connect_due(j, self._last_success(j), now.astimezone())]
         if not names:
             return []
         delay = self.config.prefs.connect_delay_seconds
@@ -431,6 +463,7 @@ class Agent:
         """An enrolled drive vanished: a run on it ends 'drive removed'."""
         with self.lock:
             self.present.pop(drive_id, None)
+        self._rewatch()
         self.cancel_pending(drive_id)
         runner = self.runners.get(f"drive:{drive_id}")
         if runner is not None:
@@ -524,6 +557,9 @@ class Agent:
         """Stop everything: cancel (or finish) running jobs and wait for them."""
         self.stopped.set()
         self.cancel_pending()
+        from core.agent import watching
+
+        watching.stop(self)
         if self.settings_proc is not None and self.settings_proc.poll() is None:
             # The window is useless without its agent: close it with us.
             self.settings_proc.terminate()

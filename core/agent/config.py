@@ -190,10 +190,12 @@ class Triggers:
     on_connect: bool = False
     schedule: str | None = None
     min_interval_minutes: int = 0
+    #: Live mode (issue #12): back up changes continuously while the drive is connected (core/agent/live.py).
+    live: bool = False
 
     def to_dict(self) -> dict:
         return {"on_connect": self.on_connect, "schedule": self.schedule,
-                "min_interval_minutes": self.min_interval_minutes}
+                "min_interval_minutes": self.min_interval_minutes, "live": self.live}
 
     def to_window(self) -> dict:
         """The IPC shape (docs/ipc.md): the config keys plus ``schedule_fields`` and ``summary``,
@@ -208,6 +210,8 @@ class Triggers:
         from core.agent.schedule import parse_spec
 
         parts = ["when the drive is connected"] if self.on_connect else []
+        if self.live:
+            parts = ["continuously while the drive is connected"]
         if self.schedule:
             parts.append(parse_spec(self.schedule).describe())
         return " and ".join(parts) or "only when started by hand"
@@ -217,8 +221,9 @@ class Triggers:
         from core.agent.schedule import canonical
 
         _check_type(data, dict, where, "an object")
-        _check_keys(data, {"on_connect", "schedule", "min_interval_minutes"}, where)
+        _check_keys(data, {"on_connect", "schedule", "min_interval_minutes", "live"}, where)
         on_connect = _check_type(data.get("on_connect", False), bool, f"{where}.on_connect", "true or false")
+        live = _check_type(data.get("live", False), bool, f"{where}.live", "true or false")
         spec = data.get("schedule")
         if spec is not None:
             _check_type(spec, str, f"{where}.schedule", "a schedule like 'hourly', '6h', 'daily@09:30'")
@@ -230,7 +235,7 @@ class Triggers:
                                "a whole number of minutes")
         if interval < 0:
             raise _bad(f"{where}.min_interval_minutes", "must not be negative")
-        return cls(on_connect=on_connect, schedule=spec or None, min_interval_minutes=interval)
+        return cls(on_connect=on_connect, schedule=spec or None, min_interval_minutes=interval, live=live)
 
     @classmethod
     def from_window(cls, data, where: str) -> "Triggers":
@@ -335,12 +340,17 @@ class Prefs:
     battery_threshold: int = 20          # scheduled runs wait on battery below this percent
     monthly_integrity_check: bool = True
     connect_delay_seconds: int = 2       # cancellable pause before an automatic backup on connect
+    # the change journal's safety net (issue #12): a full scan at least every N days, and every N runs (0: off)
+    full_scan_days: int = 7
+    full_scan_runs: int = 0
+    live_quiet_seconds: int = 30         # live mode: back up this long after the last change
 
     def to_dict(self) -> dict:
         return {"start_at_login": self.start_at_login, "notifications": self.notifications,
                 "battery_threshold": self.battery_threshold,
                 "monthly_integrity_check": self.monthly_integrity_check,
-                "connect_delay_seconds": self.connect_delay_seconds}
+                "connect_delay_seconds": self.connect_delay_seconds, "full_scan_days": self.full_scan_days,
+                "full_scan_runs": self.full_scan_runs, "live_quiet_seconds": self.live_quiet_seconds}
 
     @classmethod
     def from_dict(cls, data, where: str = "prefs") -> "Prefs":
@@ -350,17 +360,19 @@ class Prefs:
         for key in ("start_at_login", "notifications", "monthly_integrity_check"):
             if key in data:
                 setattr(out, key, _check_type(data[key], bool, f"{where}.{key}", "true or false"))
-        if "battery_threshold" in data:
-            v = _check_type(data["battery_threshold"], int, f"{where}.battery_threshold", "a percentage")
-            if not 0 <= v <= 100:
-                raise _bad(f"{where}.battery_threshold", "must be between 0 and 100")
-            out.battery_threshold = v
-        if "connect_delay_seconds" in data:
-            v = _check_type(data["connect_delay_seconds"], int, f"{where}.connect_delay_seconds", "seconds")
-            if not 0 <= v <= 600:
-                raise _bad(f"{where}.connect_delay_seconds", "must be between 0 and 600")
-            out.connect_delay_seconds = v
+        for key, (what, low, high) in _PREF_RANGES.items():
+            if key in data:
+                v = _check_type(data[key], int, f"{where}.{key}", what)
+                if not low <= v <= high:
+                    raise _bad(f"{where}.{key}", f"must be between {low} and {high}")
+                setattr(out, key, v)
         return out
+
+
+#: The whole-number preferences: (what the error calls it, lowest, highest).
+_PREF_RANGES = {"battery_threshold": ("a percentage", 0, 100), "connect_delay_seconds": ("seconds", 0, 600),
+                "full_scan_days": ("a number of days", 1, 365), "full_scan_runs": ("a number of runs", 0, 10000),
+                "live_quiet_seconds": ("seconds", 1, 3600)}
 
 
 @dataclass

@@ -280,8 +280,11 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             host: str | None = None, progress: Callable[[Progress], None] | None = None,
             cancel: CancelToken | None = None, clock: Clock | None = None,
             passphrase: str | None = None, bind: Callable[[str, str], None] | None = None,
-            trigger: Trigger = Trigger.MANUAL, unlock: Unlocker | None = None) -> Outcome:
+            trigger: Trigger = Trigger.MANUAL, unlock: Unlocker | None = None, scan=None) -> Outcome:
     """Run ``job`` once and record it in ``history``; returns the outcome, never raises PlugbackError.
+
+    ``scan``: the change tracker's ScanPlan (core/agent/changes.py): its ``hint`` makes the
+    engine rescan only the changed folders, its ``rehash`` read everything; None: a full scan.
 
     DriveNotConnected is raised before anything is recorded when the job's
     drive is absent (nothing ran). A drive pulled mid-run ends the run as
@@ -302,6 +305,8 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, trigger=trigger)
     outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
     outcome.log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
+    if scan is not None:
+        outcome.log.append(scan.note)
     try:
         bset = open_job_set(job, target, host=host, clock=clock, passphrase=passphrase, log=outcome.log,
                             history=history, unlock=unlock)
@@ -312,7 +317,8 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
                 bind(job.name, bset.set_id)
         result = backup(bset, job.sources, BackupOptions(
             excludes=job.excludes, job=job.name, host=host, verify=job.verify != "none", boundary=target.mount,
-            progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock))
+            progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock,
+            changes=scan.hint if scan else None, rehash=bool(scan and scan.rehash)))
         _finish_backup(job, bset, result, outcome, history, clock)
     except BaseException as err:
         if not _record_failure(err, outcome, history, clock):

@@ -21,7 +21,7 @@ export async function render(main, ctx) {
   function showErrorBox(reply) { const slot = h('div'); showError(slot, reply, 'Cannot show the log.'); return slot; }
 
   // What started each run (the agent's Trigger values, core/agent/history.py).
-  const TRIGGERS = { manual: 'started by hand', connect: 'drive plugged in', schedule: 'on schedule' };
+  const TRIGGERS = { manual: 'started by hand', connect: 'drive plugged in', schedule: 'on schedule', live: 'live: files changed' };
 
   async function draw() {
     const reply = await ctx.call('history', { job: jobFilter.value || null, limit: 200 });

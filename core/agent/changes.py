@@ -1,0 +1,230 @@
+"""The agent's change tracker (issue #12): journals and watchers of every job, and the scan each run gets.
+
+:class:`ChangeTracker` keeps one :class:`~core.agent.journal.Journal` and one
+:class:`~core.agent.observers.SourceWatch` per job while the agent runs. A
+ticker thread writes changed journals to the state folder every few seconds,
+notices a dead observer and a jumping clock. Before a run the agent asks
+:meth:`ChangeTracker.begin` for a :class:`ScanPlan` — the engine's
+:class:`~core.engine.changes.ChangeHint` when the journal can be trusted, a
+full scan (and why) otherwise — and after it :meth:`ChangeTracker.end`, which
+bases the next journal on the committed snapshot. The journal is swapped when
+the run begins, so changes made during the scan belong to the next backup.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from core.agent.journal import FULL, JOURNAL, Journal, JournalStore, Taken, TrustInput, reason_text, resumed, scan_plan
+from core.engine.changes import ChangeHint
+from core.engine.progress import Clock
+
+log = logging.getLogger("plugback.changes")
+#: How often changed journals are written, the observers checked and the clock compared.
+TICK_SECONDS = 2.0
+#: A wall clock that moved this much more (or less) than the monotonic clock jumped (or the computer slept).
+JUMP_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """How one backup scans: ``hint`` (only the journal's folders) or everything, ``rehash`` reading all."""
+
+    job: str
+    mode: str                      # JOURNAL or FULL
+    reason: str | None             # why FULL (a journal.REASONS code)
+    hint: ChangeHint | None = None
+    rehash: bool = False
+    taken: Taken | None = None
+
+    @property
+    def note(self) -> str:
+        """The line the run's log gets."""
+        if self.hint is not None:
+            n = len(self.hint.dirs) + len(self.hint.trees)
+            return f"scan: only the {n} changed folder(s) since snapshot {self.hint.since_snapshot} (change journal)"
+        return f"scan: every folder, because {reason_text(self.reason)}"
+
+
+def _watch_key(job) -> tuple:
+    return (tuple(job.sources), tuple(job.excludes))
+
+
+class ChangeTracker:
+    """Journals and watchers of every job (nothing runs until :meth:`start`)."""
+
+    def __init__(self, paths, clock: Clock, *, on_change: Callable[[str], None] = lambda job: None,
+                 tick_seconds: float = TICK_SECONDS, partitions=None):
+        self.paths = paths
+        self.clock = clock
+        self.store = JournalStore(paths.data_dir)
+        self.on_change = on_change
+        self.tick_seconds = tick_seconds
+        self.partitions = partitions           # tests: psutil.disk_partitions' answer
+        self.journals: dict[str, Journal] = {}
+        self.watches: dict[str, object] = {}   # job name -> SourceWatch
+        self.keys: dict[str, tuple] = {}
+        self.requested: set[str] = set()
+        self.ignored: tuple[str, ...] = ()
+        self.started = False
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._clocks = (clock.now(), clock.monotonic())
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self, config, mounts=()) -> None:
+        """Watch every job's sources; journals from a previous agent are read (and distrusted)."""
+        with self._lock:
+            self.started = True
+            self.reconcile(config, mounts)
+        self._clocks = (self.clock.now(), self.clock.monotonic())
+        self._thread = threading.Thread(target=self._run, name="change-journal", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching and write every journal as closed cleanly."""
+        self._stop.set()
+        with self._lock:
+            if not self.started:
+                return
+            self.started = False
+            watches, self.watches = list(self.watches.values()), {}
+        for watch in watches:
+            watch.stop()   # type: ignore[attr-defined]
+        now = self.clock.now()
+        for journal in list(self.journals.values()):
+            self._write(journal, closed=now)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def reconcile(self, config, mounts=()) -> None:
+        """Follow the settings: watch new jobs, re-watch edited ones, drop removed ones.
+
+        ``mounts`` are the connected drives' mount points: with the state folders and the
+        jobs' folder destinations, they are never watched (Plugback's own writes).
+        """
+        from core.agent.observers import SourceWatch
+
+        with self._lock:
+            if not self.started:
+                return
+            own = [str(p) for p in (self.paths.config_dir, self.paths.data_dir, self.paths.log_dir,
+                                    self.paths.runtime_dir)]
+            own += [j.destination.path for j in config.jobs if j.destination.path] + [str(m) for m in mounts]
+            self.ignored = tuple(sorted({os.path.abspath(p) for p in own}))
+            wanted = {j.name: j for j in config.jobs}
+            for name in [n for n in self.watches if n not in wanted or self.keys[n] != _watch_key(wanted[n])]:
+                self.watches.pop(name).stop()   # type: ignore[attr-defined]
+                if name not in wanted:
+                    self.journals.pop(name, None)
+                    self.store.remove(name)
+                else:
+                    self.journals[name].distrust("job_changed")
+            for name, job in wanted.items():
+                if name in self.watches:
+                    continue
+                journal = self.journals.get(name)
+                if journal is None:
+                    journal = resumed(name, self.store.read(name), self.clock.now())
+                    self.journals[name] = journal
+                journal.permanent = None
+                self.keys[name] = _watch_key(job)
+                self.watches[name] = SourceWatch(journal, job.sources, job.excludes, lambda: self.ignored,
+                                                 self.on_change, partitions=self.partitions).start()
+                self._write(journal)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def request_full(self, job: str) -> None:
+        """"Full check now": the job's next backup scans and reads everything."""
+        with self._lock:
+            self.requested.add(job)
+
+    def begin(self, job: str, last_snapshot: str | None, *, full_days: int, full_runs: int) -> ScanPlan:
+        """The scan of a run of ``job`` that starts now; the journal starts over (see :meth:`end`)."""
+        with self._lock:
+            requested = job in self.requested
+            self.requested.discard(job)
+            journal = self.journals.get(job) if self.started else None
+        if journal is None:
+            inp = TrustInput(None, last_snapshot, None, None, 0, requested=requested, watched=False)
+            mode, reason = scan_plan(inp, self.clock.now(), full_days=full_days, full_runs=full_runs)
+            return ScanPlan(job, mode, reason, rehash=requested)
+        taken = journal.take()
+        inp = TrustInput(taken.since, last_snapshot, taken.untrusted, journal.last_full, journal.runs_since_full,
+                         requested=requested)
+        mode, reason = scan_plan(inp, self.clock.now(), full_days=full_days, full_runs=full_runs)
+        hint = ChangeHint(last_snapshot, taken.dirs, taken.trees) if mode == JOURNAL and last_snapshot else None
+        self._write(journal)
+        return ScanPlan(job, mode, reason, hint, rehash=requested, taken=taken)
+
+    def end(self, plan: ScanPlan, snapshot_id: str | None) -> None:
+        """After the run: a committed ``snapshot_id`` is the new journal's base; a failed run gives back."""
+        with self._lock:
+            journal = self.journals.get(plan.job)
+        if journal is None or plan.taken is None:
+            return
+        if snapshot_id:
+            journal.committed(snapshot_id, plan.mode, plan.reason, self.clock.now())
+        else:
+            journal.give_back(plan.taken)
+            if plan.rehash:
+                self.request_full(plan.job)
+        self._write(journal)
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self, job: str, last_snapshot: str | None, *, full_days: int, full_runs: int) -> dict:
+        """The ``scan`` fields of a job's status (docs/ipc.md)."""
+        with self._lock:
+            journal = self.journals.get(job) if self.started else None
+            requested = job in self.requested
+        if journal is None:
+            return {"scan": None, "full_scan_reason": None, "watching": False, "next_scan": FULL,
+                    "next_scan_reason": reason_text("no_watch"), "changed_folders": None}
+        with journal.lock:
+            inp = TrustInput(journal.since, last_snapshot, journal.untrusted, journal.last_full,
+                             journal.runs_since_full, requested=requested)
+            folders = journal.folders
+        mode, reason = scan_plan(inp, self.clock.now(), full_days=full_days, full_runs=full_runs)
+        return {"scan": journal.last_scan, "full_scan_reason": reason_text(journal.last_full_reason),
+                "watching": True, "next_scan": mode, "next_scan_reason": reason_text(reason),
+                "changed_folders": folders}
+
+    # -- the ticker ----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Write changed journals; distrust journals whose observer died or when the clock jumped."""
+        now, mono = self.clock.now(), self.clock.monotonic()
+        last_now, last_mono = self._clocks
+        self._clocks = (now, mono)
+        jumped = abs((now - last_now).total_seconds() - (mono - last_mono)) > JUMP_SECONDS
+        with self._lock:
+            items = [(self.journals[n], w) for n, w in self.watches.items() if n in self.journals]
+        for journal, watch in items:
+            if jumped:
+                journal.distrust("clock_jump")
+            if not watch.healthy():   # type: ignore[attr-defined]
+                journal.distrust("failed")
+            if journal.dirty:
+                self._write(journal)
+
+    def _write(self, journal: Journal, *, closed: datetime | None = None) -> None:
+        try:
+            self.store.write(journal, closed=closed)
+        except OSError as err:
+            log.warning("could not write the change journal of %s: %s", journal.job, err)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            try:
+                self.tick()
+            except Exception:   # noqa: BLE001 - the ticker must survive anything
+                log.exception("change journal tick failed")

@@ -1,0 +1,81 @@
+"""The agent's side of the change journal and live mode (issue #12): what ``core/agent/agent.py`` hooks call.
+
+Kept apart so the agent stays a list of thin hooks: starting the watchers and the
+live loop, the scan plan of a run, a live run's start, and the ``scan`` fields of
+a job's status.
+"""
+
+from __future__ import annotations
+
+from core.agent.changes import ScanPlan
+from core.agent.history import Trigger
+from core.agent.live import LiveLoop
+
+
+def start(agent) -> None:
+    """Watch every job's sources and start the live loop (the tray's agent does this; tests too)."""
+    agent.changes.start(agent.config, list(agent.present.values()))
+    loop = LiveLoop(agent.clock.monotonic, lambda: float(agent.config.prefs.live_quiet_seconds),
+                    lambda name: is_live(agent, name), lambda name: start_live_run(agent, name))
+    agent.live = loop
+    loop.start()
+
+
+def stop(agent) -> None:
+    if agent.live is not None:
+        agent.live.stop()
+    agent.changes.stop()
+
+
+def is_live(agent, name: str) -> bool:
+    job = agent.config.job(name)
+    return bool(job and job.triggers.live)
+
+
+def start_live_run(agent, name: str) -> bool:
+    """Queue a live run of ``name``; False when it must wait (paused, battery, running already).
+
+    A job whose drive is away drops its pending changes (True): the connect run covers them.
+    """
+    job = agent.config.job(name)
+    if job is None or not job.triggers.live or not agent._destination_present(job):
+        return True
+    if agent.is_paused() or not agent.battery_ok() or \
+            (job.destination.drive_id and agent.restore_drive == job.destination.drive_id):
+        return False
+    return agent._runner(job).enqueue(job.name, trigger=Trigger.LIVE)
+
+
+def _safety_net(agent) -> dict:
+    prefs = agent.config.prefs
+    return {"full_days": prefs.full_scan_days, "full_runs": prefs.full_scan_runs}
+
+
+def plan(agent, job) -> ScanPlan:
+    """How the run of ``job`` starting now scans (the journal starts over here)."""
+    if agent.live is not None:
+        agent.live.run_began(job.name)
+    last = agent.history.last_success(job.name)
+    return agent.changes.begin(job.name, last.snapshot_id if last else None, **_safety_net(agent))
+
+
+def finished(agent, scan: ScanPlan, outcome) -> None:
+    """After the run: a committed snapshot becomes the journal's base (also a damaged read-back's)."""
+    agent.changes.end(scan, outcome.snapshot_id)
+
+
+def scan_status(agent, job, last_success) -> dict:
+    """The ``scan`` fields of ``job``'s status (docs/ipc.md)."""
+    snapshot = last_success.snapshot_id if last_success else None
+    return {**agent.changes.status(job.name, snapshot, **_safety_net(agent)), "live": job.triggers.live}
+
+
+def offline_scan_status(paths, job) -> dict:
+    """The ``scan`` fields without an agent: what the last agent's journal file says; nothing is watched."""
+    from core.agent.journal import FULL, JournalStore, reason_text
+
+    record = JournalStore(paths.data_dir).read(job.name)
+    return {"scan": record["last_scan"] if record else None,
+            "full_scan_reason": reason_text(record["last_full_reason"]) if record else None,
+            "watching": False, "next_scan": FULL, "next_scan_reason": reason_text("no_watch"),
+            "changed_folders": None, "live": job.triggers.live}
