@@ -30,7 +30,9 @@ COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "
             "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "versions", "restore_plan",
             "restore", "exclude_preview", "validate_job", "quit",
             # issue #15: sets found on drives and folders, unlocking encrypted sets
-            "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept")
+            "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept",
+            # issue #12: a backup that trusts no change journal and reads every file
+            "full_check")
 HISTORY_LIMIT = 1000
 log = logging.getLogger("plugback.handlers")
 
@@ -108,6 +110,11 @@ class Handlers:
             return {"queued": self.agent.run_all()}
         name = self.agent.job(_text(args, "name")).name
         self.agent.run_job(name)
+        return {"queued": [name]}
+
+    def full_check(self, args):
+        name = self.agent.job(_text(args, "name")).name
+        self.agent.full_check(name)
         return {"queued": [name]}
 
     def stop_job(self, args):

@@ -91,6 +91,10 @@ class Filter:
         self.excluder = Excluder(excludes)
         self.ignored = ignored
 
+    def within(self, path: str) -> bool:
+        """Whether ``path`` is a source or inside one (the parent of a source is not the job's)."""
+        return _inside(path, tuple(self.sources))
+
     def skip(self, path: str, is_dir: bool) -> bool:
         """True for a path inside Plugback's own folders or an excluded folder (or an excluded file)."""
         if _inside(path, self.ignored()):
@@ -121,6 +125,7 @@ class Handler(FileSystemEventHandler):
         if self.keep.skip(src, event.is_directory) and (not dest or self.keep.skip(dest, event.is_directory)):
             return
         dirs, trees = folders_for_event(event.event_type, event.is_directory, src, dest)
+        dirs, trees = {d for d in dirs if self.keep.within(d)}, {t for t in trees if self.keep.within(t)}
         if dirs or trees:
             self.journal.add(dirs, trees)
             self.on_change(self.journal.job)
