@@ -443,7 +443,7 @@ class Agent:
             job = self.config.job(name)
             if job is not None:
                 # Without on_connect the job runs now because its schedule came due while the drive was away.
-                trigger = Trigger.CONNECT if job.triggers.on_connect else Trigger.SCHEDULE
+                trigger = Trigger.CONNECT if job.triggers.on_connect or job.triggers.live else Trigger.SCHEDULE
                 self._runner(job).enqueue(job.name, trigger=trigger)
         self.changed()
 
