@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Callable
 
 from core.agent.journal import FULL, JOURNAL, Journal, JournalStore, Taken, TrustInput, reason_text, resumed, scan_plan
+from core.agent.words import plural
 from core.engine.changes import ChangeHint
 from core.engine.progress import Clock
 
@@ -47,7 +48,8 @@ class ScanPlan:
         """The line the run's log gets."""
         if self.hint is not None:
             n = len(self.hint.dirs) + len(self.hint.trees)
-            return f"scan: only the {n} changed folder(s) since snapshot {self.hint.since_snapshot} (change journal)"
+            return (f"scan: only what changed since snapshot {self.hint.since_snapshot}: "
+                    f"{plural(n, 'folder')} (change journal)")
         return f"scan: every folder, because {reason_text(self.reason)}"
 
 

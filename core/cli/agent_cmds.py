@@ -58,8 +58,7 @@ def register(subparsers) -> None:
                    help="with --on-connect: not again within this many hours of the last backup "
                         "(as in the settings window; 0.5 or 30m for half an hour)")
     p.add_argument("--every", metavar="SPEC", help="schedule: hourly, 6h, daily@09:30, mon@09:30")
-    p.add_argument("--live", action="store_true",
-                   help="back up changes continuously while the drive is connected (after a quiet period)")
+    p.add_argument("--live", action="store_true", help="back up changes continuously while the drive is connected")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="gitignore-style (repeatable)")
     for flag in RETENTION_KEYS:
         p.add_argument("--" + flag.replace("_", "-"), type=int, metavar="N", dest=flag)
@@ -79,14 +78,16 @@ def register(subparsers) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     p.set_defaults(func=cmd_job_adopt)
+    _register_job_run(jsub)
+    _register_status(subparsers)
+
+
+def _register_job_run(jsub) -> None:
     p = jsub.add_parser("run", help="run a job now (through the agent when it runs)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--wait", action="store_true", help="with the agent: wait until the run ends")
-    p.add_argument("--rehash", action="store_true",
-                   help="a full check: scan every folder and read every file again (trust no change journal)")
+    p.add_argument("--rehash", action="store_true", help="a full check: read every file again (no change journal)")
     p.set_defaults(func=cmd_job_run)
-
-    _register_status(subparsers)
 
 
 def _register_status(subparsers) -> None:

@@ -60,7 +60,7 @@ def test_second_run_uses_the_journal_and_a_restart_means_a_full_scan(paths, make
     assert job_status(agent)["next_scan"] == "journal"
     agent.run_job("Docs")
     second = wait_for(lambda: done(agent, 2), what="the second backup")[0]
-    assert second.snapshot_id and "scan: only the" in agent.history.log(second.id)
+    assert second.snapshot_id and "scan: only what changed since snapshot" in agent.history.log(second.id)
     st = job_status(agent)
     assert (st["scan"], st["full_scan_reason"]) == ("journal", "this is the job's first backup")
     assert "Docs/sub/b.txt" in latest_paths(ext4_drive.mount_point)
