@@ -18,12 +18,15 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from core.agent.journal import FULL, JOURNAL, Journal, JournalStore, Taken, TrustInput, reason_text, resumed, scan_plan
 from core.agent.words import plural
 from core.engine.changes import ChangeHint
 from core.engine.progress import Clock
+
+if TYPE_CHECKING:
+    from core.agent.observers import SourceWatch
 
 log = logging.getLogger("plugback.changes")
 #: How often changed journals are written, the observers checked and the clock compared.
@@ -69,7 +72,7 @@ class ChangeTracker:
         self.tick_seconds = tick_seconds
         self.partitions = partitions           # tests: psutil.disk_partitions' answer
         self.journals: dict[str, Journal] = {}
-        self.watches: dict[str, object] = {}   # job name -> SourceWatch
+        self.watches: dict[str, SourceWatch] = {}
         self.keys: dict[str, tuple] = {}
         self.requested: set[str] = set()
         self.ignored: tuple[str, ...] = ()
@@ -99,7 +102,7 @@ class ChangeTracker:
             self.started = False
             watches, self.watches = list(self.watches.values()), {}
         for watch in watches:
-            watch.stop()   # type: ignore[attr-defined]
+            watch.stop()
         now = self.clock.now()
         for journal in list(self.journals.values()):
             self._write(journal, closed=now)
@@ -123,7 +126,7 @@ class ChangeTracker:
             self.ignored = tuple(sorted({os.path.abspath(p) for p in own}))
             wanted = {j.name: j for j in config.jobs}
             for name in [n for n in self.watches if n not in wanted or self.keys[n] != _watch_key(wanted[n])]:
-                self.watches.pop(name).stop()   # type: ignore[attr-defined]
+                self.watches.pop(name).stop()
                 if name not in wanted:
                     self.journals.pop(name, None)
                     self.store.remove(name)
@@ -159,6 +162,9 @@ class ChangeTracker:
             inp = TrustInput(None, last_snapshot, None, None, 0, requested=requested, watched=False)
             mode, reason = scan_plan(inp, self.clock.now(), full_days=full_days, full_runs=full_runs)
             return ScanPlan(job, mode, reason, rehash=requested)
+        watch = self.watches.get(job)
+        if watch is not None and not requested and last_snapshot is not None:
+            watch.settle()   # the events of changes made until now are in
         taken = journal.take()
         inp = TrustInput(taken.since, last_snapshot, taken.untrusted, journal.last_full, journal.runs_since_full,
                          requested=requested)
@@ -213,7 +219,7 @@ class ChangeTracker:
         for journal, watch in items:
             if jumped:
                 journal.distrust("clock_jump")
-            if not watch.healthy():   # type: ignore[attr-defined]
+            if not watch.healthy():
                 journal.distrust("failed")
             if journal.dirty:
                 self._write(journal)

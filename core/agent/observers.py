@@ -22,6 +22,7 @@ import errno
 import logging
 import os
 import sys
+import time
 from typing import Callable
 
 from watchdog.events import (
@@ -131,16 +132,36 @@ class Handler(FileSystemEventHandler):
             self.on_change(self.journal.job)
 
 
-def make_observer(report: Callable[[str], None], refuse: Callable[[str], bool]) -> BaseObserver:
+#: How long events may take to reach the handler: watchdog holds an inotify move's first half 0.5 s
+#: to pair it; FSEvents and ReadDirectoryChangesW deliver in batches (no raw view there: a fixed wait).
+MOVE_PAIRING_SECONDS = 0.55
+OTHER_OS_LATENCY = 1.5
+
+
+class RawTimes:
+    """When the last raw event and the last first half of a move came in (Linux; monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.move_from = 0.0
+
+    def seen(self, is_move_from: bool) -> None:
+        self.last = time.monotonic()
+        if is_move_from:
+            self.move_from = self.last
+
+
+def make_observer(report: Callable[[str], None], refuse: Callable[[str], bool],
+                  raw: RawTimes | None = None) -> BaseObserver:
     """This OS's observer; on Linux one whose inotify reports overflow and the watch limit."""
     if sys.platform.startswith("linux"):
-        return _inotify_observer(report, refuse)
+        return _inotify_observer(report, refuse, raw or RawTimes())
     from watchdog.observers import Observer
 
     return Observer()
 
 
-def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], bool]) -> BaseObserver:
+def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], bool], raw: RawTimes) -> BaseObserver:
     from watchdog.observers.inotify import InotifyEmitter
     from watchdog.observers.inotify_c import InotifyFD
 
@@ -161,6 +182,7 @@ def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], boo
                 raise
 
         def handle_event(self, event) -> None:
+            raw.seen(event.is_moved_from)
             if event.is_queue_overflow:
                 report("overflow")      # events were lost; watchdog rebuilds its watches
             super().handle_event(event)
@@ -189,7 +211,8 @@ class SourceWatch:
         self.journal = journal
         self.keep = Filter(sources, excludes, ignored)
         self.on_change = on_change
-        self.observer = make_observer(self._report, self._refuse)
+        self.raw = RawTimes()
+        self.observer = make_observer(self._report, self._refuse, self.raw)
         self.handler = Handler(journal, self.keep, on_change)
         self.reason: str | None = None
         self._partitions = partitions
@@ -220,6 +243,25 @@ class SourceWatch:
         except OSError as err:   # the watches are added when the observer starts its emitters
             self._report("watch_limit" if err.errno == errno.ENOSPC else "failed")
         return self
+
+    def settle(self, limit: float = 3.0) -> None:
+        """Wait until the events of changes made before now have reached the journal (at most ``limit`` s).
+
+        On Linux: until any move's first half had its pairing time and the observer has
+        dispatched everything read (milliseconds, unless a move just happened); elsewhere
+        the OS's own batching time.
+        """
+        deadline = time.monotonic() + limit
+        if not sys.platform.startswith("linux"):
+            time.sleep(OTHER_OS_LATENCY)
+            return
+        queue = self.observer.event_queue
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if now >= self.raw.move_from + MOVE_PAIRING_SECONDS and now >= self.raw.last + 0.02 \
+                    and queue.unfinished_tasks == 0:
+                return
+            time.sleep(0.02)
 
     def healthy(self) -> bool:
         """False once the observer or one of its watches stopped (a source deleted, a thread died)."""

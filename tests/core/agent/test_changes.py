@@ -187,3 +187,17 @@ def test_journal_is_trusted_only_from_the_snapshot_it_counts_from(tracker, tmp_p
     assert str(src / "a") in journal.dirs and journal.since == "S1"
     third = t.begin("Docs", "S0", full_days=7, full_runs=0)   # history knows another newest snapshot
     assert (third.mode, third.reason) == (FULL, "other_backup")
+
+
+def test_a_run_waits_for_events_still_on_their_way(tracker, tmp_path):
+    """watchdog holds a move's first half 0.5 s to pair it: a file moved out of the source just before
+    the run must still be in that run's hint (the engine trusts the hint to be complete)."""
+    src = make_tree(tmp_path / "Docs", {"a/f.txt": b"f"})
+    (tmp_path / "elsewhere").mkdir()
+    t = tracker(config_for(src))
+    t.end(t.begin("Docs", None, full_days=7, full_runs=0), "S1")
+    t.journals["Docs"].last_full = FakeClock().now()
+    os.rename(src / "a/f.txt", tmp_path / "elsewhere/f.txt")         # moved out: only IN_MOVED_FROM
+    plan = t.begin("Docs", "S1", full_days=36500, full_runs=0)
+    assert plan.mode == JOURNAL and plan.hint is not None
+    assert str(src / "a") in plan.hint.dirs
