@@ -173,14 +173,20 @@ class ChangeTracker:
         self._write(journal)
         return ScanPlan(job, mode, reason, hint, rehash=requested, taken=taken)
 
-    def end(self, plan: ScanPlan, snapshot_id: str | None) -> None:
-        """After the run: a committed ``snapshot_id`` is the new journal's base; a failed run gives back."""
+    def end(self, plan: ScanPlan, snapshot_id: str | None, *, engine_scan: str | None = None) -> None:
+        """After the run: a committed ``snapshot_id`` is the new journal's base; a failed run gives back.
+
+        ``engine_scan``: what the engine did (``BackupResult.scan``): "full" after a hint means
+        it found the hint did not apply (another newest snapshot, other rules), and says so."""
         with self._lock:
             journal = self.journals.get(plan.job)
         if journal is None or plan.taken is None:
             return
         if snapshot_id:
-            journal.committed(snapshot_id, plan.mode, plan.reason, self.clock.now())
+            mode, reason = plan.mode, plan.reason
+            if mode == JOURNAL and engine_scan == FULL:
+                mode, reason = FULL, "engine"
+            journal.committed(snapshot_id, mode, reason, self.clock.now())
         else:
             journal.give_back(plan.taken)
             if plan.rehash:

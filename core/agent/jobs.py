@@ -66,6 +66,8 @@ class Outcome:
     error: PlugbackError | None = None
     flushed: bool = False
     log: list[str] = field(default_factory=list)
+    #: How the engine scanned: "journal" (it used the change hint) or "full" (BackupResult.scan; issue #12).
+    scan: str | None = None
 
 
 def resolve_target(job: Job, config: Config, *, host: str | None = None, mounts=None) -> Target:
@@ -332,6 +334,7 @@ def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history:
 
     log = outcome.log
     outcome.snapshot_id = result.snapshot_id
+    outcome.scan = getattr(result, "scan", None)   # an engine without journal scans has no such field
     if result.status is BackupStatus.DAMAGED:
         # The snapshot is committed but reading it back found a mismatch: loud, never "ok".
         what = "; ".join(f"{p}: {r}" for p, r in result.damaged[:5])

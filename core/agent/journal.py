@@ -53,6 +53,7 @@ REASONS = {
     "job_changed": "the job's folders or excludes changed",
     "safety_net": "the regular full check (Preferences: full check every N days or runs)",
     "no_watch": "the folders are not being watched (Plugback's agent is not running)",
+    "engine": "the backup set's newest snapshot or its rules were not the ones the change journal counted from",
 }
 
 

@@ -61,7 +61,7 @@ def plan(agent, job) -> ScanPlan:
 
 def finished(agent, scan: ScanPlan, outcome) -> None:
     """After the run: a committed snapshot becomes the journal's base (also a damaged read-back's)."""
-    agent.changes.end(scan, outcome.snapshot_id)
+    agent.changes.end(scan, outcome.snapshot_id, engine_scan=outcome.scan)
 
 
 def scan_status(agent, job, last_success) -> dict:

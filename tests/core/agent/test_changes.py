@@ -201,3 +201,16 @@ def test_a_run_waits_for_events_still_on_their_way(tracker, tmp_path):
     plan = t.begin("Docs", "S1", full_days=36500, full_runs=0)
     assert plan.mode == JOURNAL and plan.hint is not None
     assert str(src / "a") in plan.hint.dirs
+
+
+def test_when_the_engine_did_not_use_the_hint_status_says_so(tracker, tmp_path):
+    src = make_tree(tmp_path / "Docs", {"a/f.txt": b"f"})
+    t = tracker(config_for(src))
+    t.end(t.begin("Docs", None, full_days=7, full_runs=0), "S1")
+    (src / "a/g.txt").write_bytes(b"g")
+    wait_for(lambda: t.journals["Docs"].dirs, what="the change")
+    plan = t.begin("Docs", "S1", full_days=7, full_runs=0)
+    assert plan.mode == JOURNAL
+    t.end(plan, "S2", engine_scan="full")          # BackupResult.scan: the engine scanned everything
+    st = t.status("Docs", "S2", full_days=7, full_runs=0)
+    assert st["scan"] == "full" and "not the ones the change journal counted from" in st["full_scan_reason"]
