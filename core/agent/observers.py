@@ -181,8 +181,27 @@ def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], boo
                     report("failed")
                 raise
 
+        def read_events(self, *args, **kwargs):
+            events = super().read_events(*args, **kwargs)
+            for event in events:
+                raw.seen(event.is_moved_from)
+            return events
+
+        def unread(self) -> int:
+            """Bytes of events the kernel holds that were not read yet (FIONREAD on the inotify fd)."""
+            if sys.platform == "win32":
+                return 0   # never: inotify is Linux's (this keeps the type checker's Windows pass honest)
+            import fcntl
+            import struct
+            import termios
+
+            fd: int = getattr(self, "_inotify_fd", -1)   # watchdog 7's name for it
+            try:
+                return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            except (OSError, TypeError):
+                return 0
+
         def handle_event(self, event) -> None:
-            raw.seen(event.is_moved_from)
             if event.is_queue_overflow:
                 report("overflow")      # events were lost; watchdog rebuilds its watches
             super().handle_event(event)
@@ -193,6 +212,7 @@ def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], boo
         def __init__(self) -> None:
             self._fd = _WatchedFD()
             self._fd.start()
+            self.unread = self._fd.unread
             super().__init__(InotifyEmitter, inotify_fd=self._fd)
 
         def on_thread_stop(self) -> None:
@@ -256,10 +276,14 @@ class SourceWatch:
             time.sleep(OTHER_OS_LATENCY)
             return
         queue = self.observer.event_queue
+        unread = getattr(self.observer, "unread", lambda: 0)
+        quiet_checks = 0
         while time.monotonic() < deadline:
             now = time.monotonic()
-            if now >= self.raw.move_from + MOVE_PAIRING_SECONDS and now >= self.raw.last + 0.02 \
-                    and queue.unfinished_tasks == 0:
+            settled = unread() == 0 and now >= self.raw.move_from + MOVE_PAIRING_SECONDS \
+                and queue.unfinished_tasks == 0
+            quiet_checks = quiet_checks + 1 if settled else 0
+            if quiet_checks >= 2:   # twice, 20 ms apart: a batch read in between has been handled
                 return
             time.sleep(0.02)
 
