@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("plugback.changes")
 #: How often changed journals are written, the observers checked and the clock compared.
-TICK_SECONDS = 2.0
+TICK_SECONDS = 5.0
 #: A wall clock that moved this much more (or less) than the monotonic clock jumped (or the computer slept).
 JUMP_SECONDS = 30.0
 
