@@ -1,9 +1,9 @@
 """The change journal's costs and gains (issue #12): not a test, a measurement (docs/performance.md).
 
     # idle agent (plugback-tray --no-icon) watching a 100,000-file source, vs. the same agent with no job
-    .venv/bin/python bench/journal.py idle --files 100000 --seconds 60 --workdir /tmp/pb-journal
+    .venv/bin/python bench/agent_journal.py idle --files 100000 --seconds 60 --workdir /tmp/pb-journal
     # plug-in -> committed snapshot with 10 changed files (root: a loop-mounted ext4 drive)
-    .venv/bin/python bench/journal.py plugin --files 100000 --workdir /tmp/pb-journal
+    .venv/bin/python bench/agent_journal.py plugin --files 100000 --workdir /tmp/pb-journal
 
 The source is bench/make_scale.py's seeded small-files tree (kept in --workdir between runs).
 It reports only; nothing here fails on a threshold.
