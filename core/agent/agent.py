@@ -199,8 +199,13 @@ class Agent:
 
     def full_check(self, name: str) -> bool:
         """"Full check now": back up ``name`` reading every file again (the safety net by hand)."""
-        self.changes.request_full(self.job(name).name)
-        return self.run_job(name)
+        name = self.job(name).name
+        self.changes.request_full(name)        # before the run is queued: its runner may start it at once
+        try:
+            return self.run_job(name)
+        except Exception:
+            self.changes.request_full(name, False)   # nothing queued (drive away): no full check pending
+            raise
 
     # -- change notification ---------------------------------------------------------------
 

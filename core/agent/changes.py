@@ -147,10 +147,13 @@ class ChangeTracker:
 
     # -- runs ----------------------------------------------------------------------------------
 
-    def request_full(self, job: str) -> None:
-        """"Full check now": the job's next backup scans and reads everything."""
+    def request_full(self, job: str, wanted: bool = True) -> None:
+        """"Full check now": the job's next backup scans and reads everything (``wanted`` False: not)."""
         with self._lock:
-            self.requested.add(job)
+            if wanted:
+                self.requested.add(job)
+            else:
+                self.requested.discard(job)
 
     def begin(self, job: str, last_snapshot: str | None, *, full_days: int, full_runs: int) -> ScanPlan:
         """The scan of a run of ``job`` that starts now; the journal starts over (see :meth:`end`)."""
