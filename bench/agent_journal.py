@@ -89,13 +89,17 @@ def cmd_idle(args) -> None:
         print(f"{label}: {json.dumps(result)}", flush=True)
 
 
-def _run_until_done(agent, n: int, timeout: float = 900) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _run_until_done(agent, n: int, timeout: float = 900, phases: dict | None = None) -> object:
+    """Wait for the n-th finished run; ``phases``: when each progress phase was first seen (s from now)."""
+    start = time.monotonic()
+    while time.monotonic() < start + timeout:
+        for r in agent.running():
+            if phases is not None:
+                phases.setdefault(r["phase"], round(time.monotonic() - start, 2))
         runs = [r for r in agent.history.runs("Docs") if r.status != "running"]
         if len(runs) >= n and not agent.running() and not agent.queued():
             return runs[0]
-        time.sleep(0.01)
+        time.sleep(0.005)
     raise SystemExit("the backup did not finish")
 
 
@@ -129,11 +133,13 @@ def cmd_plugin(args) -> None:
             mount = drive.mount()
             t0 = time.monotonic()
             agent.drive_connected(drive_id, str(mount))
-            run = _run_until_done(agent, 2 + attempt)
+            phases: dict = {}
+            run = _run_until_done(agent, 2 + attempt, phases=phases)
             took = time.monotonic() - t0
             log = agent.history.log(run.id) or ""
             scan = next((line for line in log.splitlines() if line.startswith("scan:")), "")
-            print(f"plug-in -> snapshot, 10 changed: {took:.2f} s ({run.status}, {run.files_copied} copied; {scan})",
+            print(f"plug-in -> run recorded, 10 changed: {took:.2f} s ({run.status}, {run.files_copied} copied; "
+                  f"{scan}); phases first seen at {phases}; run {(run.ended - run.started).total_seconds():.2f} s",
                   flush=True)
         agent.shutdown()
     finally:
