@@ -105,6 +105,9 @@ def _run_until_done(agent, n: int, timeout: float = 900, phases: dict | None = N
 
 def cmd_plugin(args) -> None:
     """Connect -> snapshot with 10 changed files, through the real agent, watching, on a real drive."""
+    import shutil
+
+    shutil.rmtree(args.workdir / "home-plugin", ignore_errors=True)   # a fresh agent state each time
     os.environ["PLUGBACK_HOME"] = str(args.workdir / "home-plugin")
     from core.agent.agent import Agent, AgentOptions
     from core.agent.config import Paths
