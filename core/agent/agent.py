@@ -562,14 +562,14 @@ class Agent:
         """Stop everything: cancel (or finish) running jobs and wait for them."""
         self.stopped.set()
         self.cancel_pending()
-        from core.agent import watching
-
-        watching.stop(self)
         if self.settings_proc is not None and self.settings_proc.poll() is None:
             # The window is useless without its agent: close it with us.
             self.settings_proc.terminate()
         for runner in list(self.runners.values()):
             runner.shutdown(cancel=cancel, timeout=timeout)
+        from core.agent import watching
+
+        watching.stop(self)   # after the runs: their journals are then written as closed cleanly
 
 
 def settings_command() -> list[str]:
