@@ -109,7 +109,7 @@ class Agent:
         self.config: Config = Config()
         self._stamp: tuple[int, int] | None = None
         # the change journal and live mode (issue #12): idle until start_watching (core/agent/watching.py)
-        self.changes = ChangeTracker(paths, self.clock, on_change=self._source_changed)
+        self.changes = ChangeTracker(paths, self.clock)
         self.live: Any = None
         self._load_config(initial=True)
 
@@ -192,20 +192,6 @@ class Agent:
 
     def _rewatch(self) -> None:
         self.changes.reconcile(self.config, list(self.present.values()))
-
-    def _source_changed(self, job: str) -> None:
-        if self.live is not None:
-            self.live.changed(job)
-
-    def full_check(self, name: str) -> bool:
-        """"Full check now": back up ``name`` reading every file again (the safety net by hand)."""
-        name = self.job(name).name
-        self.changes.request_full(name)        # before the run is queued: its runner may start it at once
-        try:
-            return self.run_job(name)
-        except Exception:
-            self.changes.request_full(name, False)   # nothing queued (drive away): no full check pending
-            raise
 
     # -- change notification ---------------------------------------------------------------
 

@@ -113,9 +113,9 @@ class Handlers:
         return {"queued": [name]}
 
     def full_check(self, args):
-        name = self.agent.job(_text(args, "name")).name
-        self.agent.full_check(name)
-        return {"queued": [name]}
+        from core.agent.watching import full_check
+
+        return {"queued": [full_check(self.agent, _text(args, "name"))]}
 
     def stop_job(self, args):
         self.agent.stop_job(_text(args, "name", required=False))

@@ -14,11 +14,24 @@ from core.agent.live import LiveLoop
 
 def start(agent) -> None:
     """Watch every job's sources and start the live loop (the tray's agent does this; tests too)."""
-    agent.changes.start(agent.config, list(agent.present.values()))
     loop = LiveLoop(agent.clock.monotonic, lambda: float(agent.config.prefs.live_quiet_seconds),
                     lambda name: is_live(agent, name), lambda name: start_live_run(agent, name))
     agent.live = loop
+    agent.changes.on_change = loop.changed   # every change in a job's sources; the loop keeps live jobs'
+    agent.changes.start(agent.config, list(agent.present.values()))
     loop.start()
+
+
+def full_check(agent, name: str) -> str:
+    """"Full check now": back up ``name`` now, scanning every folder and reading every file again."""
+    name = agent.job(name).name
+    agent.changes.request_full(name)        # before the run is queued: its runner may start it at once
+    try:
+        agent.run_job(name)
+    except Exception:
+        agent.changes.request_full(name, False)   # nothing queued (drive away): no full check pending
+        raise
+    return name
 
 
 def stop(agent) -> None:
