@@ -116,6 +116,7 @@ def _run_agent(agent, paths: Paths, args) -> int:
     from core.agent.handlers import Handlers
     from core.agent.ipc import Server
     from core.agent.watcher import DriveWatcher, Scheduler
+    from core.platform import drive_event_source
 
     done = threading.Event()
     icon = None
@@ -139,7 +140,9 @@ def _run_agent(agent, paths: Paths, args) -> int:
         return 1
     # Only now, as the one agent serving this user: runs left 'running' were cut off by a crash.
     agent.history.close_interrupted(agent.clock.now())
-    threads = (DriveWatcher(agent, interval=args.poll_interval), Scheduler(agent))
+    # macOS delivers NSWorkspace's drive notifications only to a running main run loop (the icon's).
+    events = drive_event_source(main_run_loop=icon is not None)
+    threads = (DriveWatcher(agent, interval=args.poll_interval, events=events), Scheduler(agent))
     for thread in threads:
         thread.start()
     agent.start_watching()   # the change journal and live mode (issue #12)

@@ -106,6 +106,11 @@ def build_menu(state: TrayState) -> list[Item]:
     items = [Item(status_line(state), enabled=False), *attention_items(state)]
     for p in state.pending:
         label = next((d.label for d in state.drives if d.drive_id == p.drive_id), "drive")
+        if p.held:   # the Restore page is open (core/agent/restore_first.py): the user chooses
+            items += [Item(f"Backup to {label} waits: a restore is open", enabled=False),
+                      Item(f"Back up {label} now", "start_pending", (p.drive_id,)),
+                      Item(f"Restore from {label} instead", "restore_instead", (p.drive_id,))]
+            continue
         secs = max(0, int((p.starts_at - state.now).total_seconds()))
         items.append(Item(f"Backup to {label} starts in {secs} s — Cancel", "cancel_pending", (p.drive_id,)))
     items.append(SEPARATOR)

@@ -77,7 +77,7 @@ class Api:
         "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
         "exclude_preview", "pick_folder", "check_folder", "validate_job",
         "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept", "check_target",
-        "versions", "full_check",
+        "versions", "restore_page", "restore_stop", "full_check",
     })
 
     def __init__(self, agent: AgentRequest, *, mode: str, pick_folder: FolderPicker | None = None):
@@ -256,6 +256,16 @@ class Api:
         return self._ask("restore", **_which(job, set), snapshot=_text(snapshot, "The snapshot"),
                          paths=paths, target=target or None, on_conflict=on_conflict,
                          create_target=create_target is True)
+
+    def restore_page(self, open: bool) -> dict:  # noqa: A002 - protocol name
+        """The Restore page is open (sent again every 20 s) or closed: automatic backups of a drive
+        plugged in meanwhile wait for it to close."""
+        _need(isinstance(open, bool), "'open' must be true or false.")
+        return self._ask("restore_page", open=open)
+
+    def restore_stop(self) -> dict:
+        """Stop the restore (a queued one never starts; a running one stops after the current file)."""
+        return self._ask("restore_stop")
 
     def exclude_preview(self, sources: list, excludes: list) -> dict:
         """What the exclude patterns would leave out of the sources (for the live preview)."""

@@ -23,7 +23,8 @@ from core.agent.config import Config, Job, Paths
 from core.agent.config_file import file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
 from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
-from core.agent.runner import JobRunner, RunCancel, Task
+from core.agent.restore_first import PageHold, hold_connect, release_held, wait_for_restore
+from core.agent.runner import RESTORE, JobRunner, RunCancel, Task
 from core.agent.schedule import connect_due, due
 from core.agent.words import plural
 from core.engine.progress import Clock
@@ -42,6 +43,7 @@ class PendingConnect:
     jobs: list[str]
     starts_at: datetime
     timer: threading.Timer | None = None
+    held: bool = False   # waits for the Restore page to close (core.agent.restore_first), no timer
 
 
 @dataclass
@@ -101,8 +103,10 @@ class Agent:
         self.paused_until: datetime | None = None
         self.problem: str | None = None
         self.backend = "none"
+        self.drive_events: str | None = None       # the watcher's event source (status.drive_events)
         self.restore_task: dict | None = None
         self.restore_drive: str | None = None
+        self.page_hold = PageHold(lambda: release_held(self))   # the Restore page is open
         self.listeners: list[Callable[[], None]] = []
         self.stopped = threading.Event()
         self.settings_proc: subprocess.Popen | None = None
@@ -206,7 +210,10 @@ class Agent:
     # -- running jobs ----------------------------------------------------------------------
 
     def _runner(self, job: Job) -> JobRunner:
-        key = job.destination.key()
+        return self.runner_at(job.destination.key())
+
+    def runner_at(self, key: str) -> JobRunner:
+        """The runner of a destination (``Destination.key()``), started when first needed."""
         with self.lock:
             runner = self.runners.get(key)
             if runner is None:
@@ -264,7 +271,7 @@ class Agent:
         out = []
         for runner in list(self.runners.values()):
             name, kind, p = runner.current, runner.kind, runner.progress
-            if name:
+            if name and kind != RESTORE:   # a restore shows in status.restore
                 pct = int(100 * p.bytes_done / p.bytes_total) if p and p.bytes_total else None
                 out.append({"job": name, "kind": kind, "percent": pct, "phase": p.phase if p else "starting",
                             "progress": p.to_dict() if p else None})
@@ -300,6 +307,8 @@ class Agent:
         except DriveNotConnected as err:
             self.notifier.notify(f"{name}: not backed up", err.message, "failed")
             return
+        if not wait_for_restore(target.set_path, cancel, progress):   # restore first (issue #14)
+            return
         if kind is RunKind.VERIFY:
             outcome = verify_job(job, self.config, self.history, target=target, progress=progress, clock=self.clock,
                                  trigger=task.trigger, unlock=self._unlocker())
@@ -319,6 +328,8 @@ class Agent:
             self.history.finish(outcome.run_id, RunEnd(status=RunStatus.DRIVE_REMOVED, ended=self.clock.now(),
                                                        error=DriveGone().message, error_code=DriveGone.code))
             outcome.status, outcome.error = RunStatus.DRIVE_REMOVED, DriveGone()
+        if outcome.made_room:   # the drive was full: say which old backups went (issue #14)
+            self.notifier.notify(f"{name}: made room on the drive", outcome.made_room, "info")
         self._notify_outcome(job, outcome)
 
     def _unlocker(self):
@@ -354,6 +365,8 @@ class Agent:
     def _drive_busy(self, drive_id: str, excluding: str | None = None) -> bool:
         """Whether a run on this drive runs or waits in its queue (other than ``excluding``)."""
         runner = self.runners.get(f"drive:{drive_id}")
+        if self.restore_drive == drive_id:   # a restore from it runs or waits its turn
+            return True
         if runner is None:
             return False
         return any(n != excluding for n in list(runner.queue)) or (runner.current not in (None, excluding))
@@ -408,6 +421,8 @@ class Agent:
         names = [j.name for j in jobs if j.triggers.live or connect_due(j, self._last_success(j), now.astimezone())]
         if not names:
             return []
+        if self.page_hold.active:   # the plug-in may be meant for restoring: wait for the page to close
+            return hold_connect(self, drive_id, names)
         delay = self.config.prefs.connect_delay_seconds
         with self.lock:
             old = self.pending.pop(drive_id, None)
@@ -417,15 +432,16 @@ class Agent:
             pending = PendingConnect(drive_id, names, now + timedelta(seconds=delay))
             self.pending[drive_id] = pending
         if delay <= 0:
-            self._start_pending(drive_id)
+            self.start_pending(drive_id)
         else:
-            pending.timer = threading.Timer(delay, self._start_pending, args=(drive_id,))
+            pending.timer = threading.Timer(delay, self.start_pending, args=(drive_id,))
             pending.timer.daemon = True
             pending.timer.start()
         self.changed()
         return names
 
-    def _start_pending(self, drive_id: str) -> None:
+    def start_pending(self, drive_id: str) -> None:
+        """Start a drive's automatic backups waiting out the delay or a Restore page ("Back up now")."""
         with self.lock:
             pending = self.pending.pop(drive_id, None)
         if pending is None or drive_id not in self.present:
@@ -547,6 +563,7 @@ class Agent:
     def shutdown(self, cancel: bool = True, timeout: float = 30) -> None:
         """Stop everything: cancel (or finish) running jobs and wait for them."""
         self.stopped.set()
+        self.page_hold.close()
         self.cancel_pending()
         if self.settings_proc is not None and self.settings_proc.poll() is None:
             # The window is useless without its agent: close it with us.

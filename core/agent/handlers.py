@@ -31,6 +31,8 @@ COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "
             "restore", "exclude_preview", "validate_job", "quit",
             # issue #15: sets found on drives and folders, unlocking encrypted sets
             "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept",
+            # issue #14, restore first: the Restore page holds automatic backups; stopping a restore
+            "restore_page", "restore_stop",
             # issue #12: a backup that trusts no change journal and reads every file
             "full_check")
 HISTORY_LIMIT = 1000
@@ -289,6 +291,19 @@ class Handlers:
         _texts(args, "paths")
         _text(args, "target", required=False)
         return browse.start_restore(self.agent, args)
+
+    def restore_page(self, args):
+        """The Restore page is open (renewed every 20 s while it stays open) or closed: while it is
+        open, a drive plugged in waits with its automatic backup (core.agent.restore_first)."""
+        is_open = args.get("open")
+        if not isinstance(is_open, bool):
+            raise BadRequest(reason="'open' must be true or false")
+        return {"open": self.agent.page_hold.set(is_open)}
+
+    def restore_stop(self, args):
+        from core.agent import browse
+
+        return browse.stop_restore(self.agent)
 
     def versions(self, args):
         """The distinct versions of one file across the snapshots, newest first (core.agent.file_versions)."""

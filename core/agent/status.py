@@ -130,10 +130,10 @@ def agent_status(agent) -> dict:
                               scan=scan_status(agent, j, rec.last_success)))
     return {"version": __version__, "paused": agent.is_paused(),
             "paused_until": agent.paused_until.isoformat() if agent.paused_until else None,
-            "backend": agent.backend, "jobs": jobs,
+            "backend": agent.backend, "drive_events": agent.drive_events, "jobs": jobs,
             "drives": drive_entries(agent.config, records, agent.present, agent._drive_busy),
             "queued": queued, "attention": attention_list(jobs),
-            "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat()}
+            "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat(), "held": p.held}
                         for p in list(agent.pending.values())],
             "problem": agent.problem, "restore": agent.restore_task}
 
@@ -160,6 +160,7 @@ def offline_status(paths, config, now: datetime) -> dict:
         jobs.append(job_entry(j, rec, present=bool(j.destination.path) or j.destination.drive_id in present,
                               next_due=nd, last_run=history.last(j.name) if history else None,
                               scan=offline_scan_status(paths, j)))
-    return {"agent": False, "paused": False, "paused_until": None, "backend": None, "jobs": jobs,
+    return {"agent": False, "paused": False, "paused_until": None, "backend": None, "drive_events": None,
+            "jobs": jobs,
             "drives": drive_entries(config, records, present), "queued": [], "attention": attention_list(jobs),
             "pending": [], "problem": None, "restore": None}

@@ -333,6 +333,8 @@ def _run_in_process(job: Job, cfg: Config, *, rehash: bool = False) -> int:
         outcome = run_job(job, cfg, History(paths.history_file), progress=bar, bind=_bind_in_config, scan=scan)
     finally:
         bar.done()
+    if outcome.made_room:   # the drive was full: the oldest backups went (issue #14)
+        print(outcome.made_room, file=sys.stderr)
     if outcome.error is not None:
         print(f"plugback: {outcome.error.message}", file=sys.stderr)
         return outcome.error.exit_code
@@ -370,8 +372,8 @@ def cmd_status(args) -> int:
 
 def print_status(data: dict, now: datetime) -> None:
     """``plugback status`` for people: the agent, a pause, what needs attention, one line per job."""
-    print("Agent: " + ("running" + (f" (tray: {data['backend']})" if data.get("backend") else "")
-                       if data["agent"] else "not running (start it with 'plugback-tray')"))
+    print("Agent: " + ("running" + agent_details(data) if data["agent"] else
+                       "not running (start it with 'plugback-tray')"))
     if data.get("paused"):
         until = data.get("paused_until")
         print("Automatic backups paused " + (f"until {local_time(until, now)}." if until else "until you resume them."))
@@ -381,6 +383,13 @@ def print_status(data: dict, now: datetime) -> None:
         print("No jobs.")
     for j in data["jobs"]:
         print(job_line(j, now))
+
+
+def agent_details(data: dict) -> str:
+    """' (tray: appindicator; drive events: mount-table)', or '' when the agent named neither."""
+    parts = [f"{label}: {data[key]}" for key, label in (("backend", "tray"), ("drive_events", "drive events"))
+             if data.get(key)]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _run(d: dict | None):

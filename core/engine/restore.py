@@ -21,12 +21,14 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from core.engine.fs import DEFAULT_FILE_MODE, WORKERS
+from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.progress import (
     CancelToken,
+    Clock,
     Progress,
     ProgressCallback,
     RunWarning,
@@ -72,7 +74,12 @@ class RestoreOutcome(TextEnum):
 
 @dataclass(frozen=True)
 class RestoreOptions:
-    """What to restore and how: ``paths`` empty = everything in ``snapshot``."""
+    """What to restore and how: ``paths`` empty = everything in ``snapshot``.
+
+    A restore holds the set's lock (purpose "restore", so no backup or prune changes the set
+    under it); ``lock_wait`` seconds it waits for another holder, telling ``on_lock_wait``
+    who holds it (core/engine/lock.py), before failing with SetLocked.
+    """
 
     snapshot: str | None = "latest"
     paths: Sequence[str] = ()
@@ -80,6 +87,9 @@ class RestoreOptions:
     workers: int = WORKERS
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
+    lock_wait: float = 0.0
+    on_lock_wait: Callable[[dict], None] | None = None
+    clock: Clock = field(default_factory=Clock)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))
@@ -194,6 +204,16 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
     file in parallel, symlinks in turn; folder modes and times come last.
     """
     options = options or RestoreOptions()
+    # Before the first manifest is read: no prune may delete what this restore will read.
+    lock = SetLock(bset.layout.lock, options.clock, purpose="restore", required=False)
+    lock.acquire(options.lock_wait, options.cancel, options.on_lock_wait)
+    try:
+        return _restore(bset, target, options)
+    finally:
+        lock.release()
+
+
+def _restore(bset: BackupSet, target, options: RestoreOptions) -> RestoreResult:
     sid = bset.resolve_id(options.snapshot)
     plan = _plan(bset, sid, options.paths)
     plan.newest = sid == bset.newest_id()   # read intact above: its Latest/ copies are its content

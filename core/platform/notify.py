@@ -64,13 +64,19 @@ class LinuxNotifier(Notifier):
         threading.Thread(target=_run_quietly, args=(cmd,), daemon=True).start()
 
 
+def applescript_text(text: str) -> str:
+    """``text`` as an AppleScript string literal: backslash and double quote escaped, every other
+    character as it is (AppleScript has no ``\\u`` escapes: JSON's quoting showed "\\u2026")."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class MacNotifier(Notifier):
     """macOS Notification Center through ``osascript``."""
 
     name = "osascript"
 
     def notify(self, title, message, kind="info"):
-        script = f"display notification {json.dumps(message)} with title {json.dumps(title)}"
+        script = f"display notification {applescript_text(message)} with title {applescript_text(title)}"
         threading.Thread(target=_run_quietly, args=(["osascript", "-e", script],), daemon=True).start()
 
 

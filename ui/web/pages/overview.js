@@ -2,6 +2,7 @@
 // drive is here, a big "Back up now", and live progress while it runs.
 import { h, fill, ago, when, copied, plural, showPath, statusBadge, showError, progressView, toast, lastBackupText, pausedText } from '../util.js';
 import { confirmSet, recoveryKeyDialog, recoveryReminders } from './widgets.js';
+import { spaceActions } from './space.js';
 
 function destinationText(job, drives) {
   const dest = job.destination || {};
@@ -44,11 +45,12 @@ export async function render(main, ctx) {
     const progressBox = h('div', { class: 'progress-box' }, progress.el);
     // A run refused the set it found at the destination: the user looks at it and decides.
     const reviewButton = h('button', { type: 'button', class: 'primary', hidden: true, onclick: () => review(job.name) }, 'Review the backup on the drive…');
+    const spaceSlot = h('div', { class: 'space-slot' });   // a full drive: what to do (space.js)
     const el = h('section', { class: 'card job-card', 'aria-label': job.name, dataset: { job: job.name } },
       h('div', { class: 'card-head' }, h('h2', {}, job.name), badges),
-      facts, progressBox,
+      facts, progressBox, spaceSlot,
       h('div', { class: 'row' }, reviewButton, runButton, stopButton));
-    return { el, facts, badges, runButton, stopButton, reviewButton, progress, progressBox };
+    return { el, facts, badges, runButton, stopButton, reviewButton, spaceSlot, progress, progressBox };
   }
 
   async function review(name) {
@@ -103,6 +105,11 @@ export async function render(main, ctx) {
     view.runButton.title = job.drive_present ? '' : 'The backup will start when the drive is connected.';
     view.stopButton.hidden = !job.running;
     view.reviewButton.hidden = !!job.running || !attempt || attempt.error_code !== 'set_needs_confirmation';
+    const full = job.running ? '' : `${(attempt || {}).id}:${(attempt || {}).error_code}`;
+    if (view.spaceSlot.dataset.key !== full) {   // redraw only on change, so focus stays on its button
+      view.spaceSlot.dataset.key = full;
+      fill(view.spaceSlot, job.running ? null : spaceActions(ctx, job.name, attempt));
+    }
   }
 
   function onStatus(reply) {
