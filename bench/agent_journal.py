@@ -48,7 +48,10 @@ def inotify_watches(pid: int) -> int:
 
 def idle_once(home: Path, src: Path | None, seconds: float) -> dict:
     """Start the headless agent on ``home`` (one job on an absent drive watching ``src``, or none)."""
-    home.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.rmtree(home, ignore_errors=True)   # a fresh state: "ready" is this agent's start
+    home.mkdir(parents=True)
     jobs = [] if src is None else [{"name": "Docs", "sources": [str(src)],
                                     "destination": {"drive_id": "11111111-1111-4111-8111-111111111111"},
                                     "triggers": {"on_connect": True, "schedule": "daily@09:30"}}]
@@ -74,7 +77,7 @@ def idle_once(home: Path, src: Path | None, seconds: float) -> dict:
         time.sleep(seconds)
         cpu = 100 * (sum(p.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
         mem = p.memory_full_info()
-        return {"source_files": None if src is None else "yes", "ready_s": round(ready, 2),
+        return {"ready_s": round(ready, 2),
                 "rss_mb": round(mem.rss / 2**20, 1), "uss_mb": round(mem.uss / 2**20, 1),
                 "cpu_percent": round(cpu, 3), "threads": p.num_threads(), "inotify_watches": inotify_watches(proc.pid)}
     finally:
