@@ -128,6 +128,7 @@ class ChangeTracker:
             for name in [n for n in self.watches if n not in wanted or self.keys[n] != _watch_key(wanted[n])]:
                 self.watches.pop(name).stop()
                 if name not in wanted:
+                    self.keys.pop(name, None)
                     self.journals.pop(name, None)
                     self.store.remove(name)
                 else:
