@@ -214,3 +214,24 @@ def test_when_the_engine_did_not_use_the_hint_status_says_so(tracker, tmp_path):
     t.end(plan, "S2", engine_scan="full")          # BackupResult.scan: the engine scanned everything
     st = t.status("Docs", "S2", full_days=7, full_runs=0)
     assert st["scan"] == "full" and "not the ones the change journal counted from" in st["full_scan_reason"]
+
+
+def test_editing_a_jobs_folders_rewatches_and_removing_it_forgets_its_journal(tracker, tmp_path):
+    src = make_tree(tmp_path / "Docs", {"a/x": b"x", "b/y": b"y"})
+    cfg = config_for(src)
+    t = tracker(cfg)
+    t.end(t.begin("Docs", None, full_days=7, full_runs=0), "S1")
+    before = inotify_watches()
+    cfg.jobs[0].excludes = ["b/"]
+    t.reconcile(cfg)
+    assert inotify_watches() == before - 1                 # b/ is no longer watched
+    journal = t.journals["Docs"]
+    assert t.begin("Docs", "S1", full_days=7, full_runs=0).reason == "job_changed"
+    (src / "b/new").write_bytes(b"n")
+    (src / "a/new").write_bytes(b"n")
+    wait_for(lambda: str(src / "a") in journal.dirs, what="the change in a/")
+    assert str(src / "b") not in journal.dirs
+    path = t.store.path("Docs")
+    assert path.exists()
+    t.reconcile(Config(jobs=[]))
+    assert not path.exists() and "Docs" not in t.journals and inotify_watches() == before - 3
