@@ -76,11 +76,10 @@ def test_second_run_uses_the_journal_and_a_restart_means_a_full_scan(paths, make
     assert "was not watching" in job_status(again)["full_scan_reason"]
 
 
-def test_overflow_watch_limit_and_full_check_are_said_in_status(paths, make_agent, ext4_drive, src):
+def test_overflow_and_full_check_are_said_in_status(paths, make_agent, ext4_drive, src):
     add_drive_job(paths, ext4_drive.mount_point, [src])
     agent, _ = start(make_agent)
     wait_for(lambda: done(agent, 1), what="the first backup")
-    journal = agent.changes.journals["Docs"]
     agent.changes.watches["Docs"]._report("overflow")      # what the inotify overflow hook calls
     assert "dropped change events" in job_status(agent)["next_scan_reason"]
     agent.run_job("Docs")
@@ -93,9 +92,36 @@ def test_overflow_watch_limit_and_full_check_are_said_in_status(paths, make_agen
     assert "a full check was asked for" in agent.history.log(run.id)
     assert job_status(agent)["full_scan_reason"].startswith("a full check was asked for")
 
-    journal.distrust("watch_limit", permanent=True)
+
+
+def test_the_watch_limit_means_full_scans_and_status_says_how_to_raise_it(paths, make_agent, ext4_drive, src,
+                                                                          monkeypatch):
+    """The kernel's ENOSPC from inotify_add_watch past fs.inotify.max_user_watches, after the first watch
+    (the limit is per user: lowering the real one would break every other inotify user on this machine)."""
+    import ctypes
+    import errno
+
+    from watchdog.observers import inotify_c
+
+    real, calls = inotify_c.inotify_add_watch, []
+
+    def limited(fd, path, mask):
+        calls.append(path)
+        if len(calls) > 1:
+            ctypes.set_errno(errno.ENOSPC)
+            return -1
+        return real(fd, path, mask)
+
+    monkeypatch.setattr(inotify_c, "inotify_add_watch", limited)
+    add_drive_job(paths, ext4_drive.mount_point, [src])
+    agent, _ = start(make_agent)
+    wait_for(lambda: done(agent, 1), what="the first backup")
     st = job_status(agent)
     assert st["next_scan"] == "full" and "sudo sysctl fs.inotify.max_user_watches=524288" in st["next_scan_reason"]
+    agent.run_job("Docs")
+    run = wait_for(lambda: done(agent, 2), what="the second backup")[0]
+    assert "fs.inotify.max_user_watches" in agent.history.log(run.id)
+    assert "fs.inotify.max_user_watches" in job_status(agent)["full_scan_reason"]
 
 
 def make_live(paths, quiet=1):
