@@ -551,7 +551,8 @@ class Agent:
             jobs.append({"name": j.name, "present": self._destination_present(j),
                          "last_status": attempt.status if attempt else None,
                          "last_time": (attempt.ended or attempt.started) if attempt else None,
-                         "last_ok": (ok.ended or ok.started) if ok else None, "attention": rec.attention})
+                         "last_ok": (ok.ended or ok.started) if ok else None, "attention": rec.attention,
+                         "live": j.triggers.live})
         drives = [DriveState(d["drive_id"], d.get("label") or d["drive_id"][:8], self.present.get(d["drive_id"]))
                   for d in self.config.drives]
         busy = {d.drive_id for d in drives if self._drive_busy(d.drive_id) or self.restore_drive == d.drive_id}
