@@ -328,6 +328,8 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
                 changes=scan.hint if scan else None, rehash=bool(scan and scan.rehash)), report=room)
         finally:
             _note_room(room, outcome, clock)
+        if scan is not None and scan.hint is not None and getattr(result, "scan", None) == "full":
+            outcome.log.append("scan: the engine scanned every folder instead (the hint did not apply)")
         _finish_backup(job, bset, result, outcome, history, clock)
     except BaseException as err:
         if not _record_failure(err, outcome, history, clock):
