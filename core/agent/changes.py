@@ -142,8 +142,12 @@ class ChangeTracker:
                     self.journals[name] = journal
                 journal.permanent = None
                 self.keys[name] = _watch_key(job)
-                self.watches[name] = SourceWatch(journal, job.sources, job.excludes, lambda: self.ignored,
-                                                 self.on_change, partitions=self.partitions).start()
+                try:
+                    self.watches[name] = SourceWatch(journal, job.sources, job.excludes, lambda: self.ignored,
+                                                     self.on_change, partitions=self.partitions).start()
+                except Exception:   # noqa: BLE001 - an optimisation failing must not stop the agent
+                    log.exception("cannot watch the folders of %s", name)
+                    journal.distrust("failed", permanent=True)
                 self._write(journal)
 
     # -- runs ----------------------------------------------------------------------------------

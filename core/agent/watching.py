@@ -7,9 +7,13 @@ a job's status.
 
 from __future__ import annotations
 
+import logging
+
 from core.agent.changes import ScanPlan
 from core.agent.history import Trigger
 from core.agent.live import LiveLoop
+
+log = logging.getLogger("plugback.watching")
 
 
 def start(agent) -> None:
@@ -18,7 +22,10 @@ def start(agent) -> None:
                     lambda name: is_live(agent, name), lambda name: start_live_run(agent, name))
     agent.live = loop
     agent.changes.on_change = loop.changed   # every change in a job's sources; the loop keeps live jobs'
-    agent.changes.start(agent.config, list(agent.present.values()))
+    try:
+        agent.changes.start(agent.config, list(agent.present.values()))
+    except Exception:   # noqa: BLE001 - watching is an optimisation: backups go on, scanning everything
+        log.exception("watching the sources failed; every backup scans all folders")
     loop.start()
 
 

@@ -235,3 +235,16 @@ def test_editing_a_jobs_folders_rewatches_and_removing_it_forgets_its_journal(tr
     assert path.exists()
     t.reconcile(Config(jobs=[]))
     assert not path.exists() and "Docs" not in t.journals and inotify_watches() == before - 3
+
+
+def test_a_watcher_that_cannot_start_means_full_scans_not_a_dead_agent(tracker, tmp_path, monkeypatch):
+    from core.agent import observers
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no watcher on this system")
+
+    monkeypatch.setattr(observers, "make_observer", broken)
+    src = make_tree(tmp_path / "Docs", {"a.txt": b"a"})
+    t = tracker(config_for(src))
+    st = t.status("Docs", "S1", full_days=7, full_runs=0)
+    assert st["next_scan"] == FULL and st["next_scan_reason"] == "watching the folders for changes failed"
