@@ -99,7 +99,8 @@ def _hand_over(paths: Paths) -> bool:
 def _make_agent(paths: Paths, poll_interval: float):
     """The Agent with this OS's notifier and ejector, or None (said in the log and on stderr)."""
     from core import platform as plat
-    from core.agent.agent import Agent, AgentOptions
+    from core.agent.agent import Agent
+    from core.agent.agent_state import AgentOptions
 
     try:
         return Agent(paths, notifier=plat.notifier(), ejector=plat.ejector(),

@@ -117,6 +117,8 @@ class TrayIcon:
         "resume": lambda agent, ui: agent.resume(),
         "restore": lambda agent, ui: agent.open_settings("restore"),
         "open_settings": lambda agent, ui: agent.open_settings(),
+        "open_page": lambda agent, ui, page: agent.open_settings(page),
+        "decline_offer": lambda agent, ui, mount: agent.offers.decline(mount),
         "eject": lambda agent, ui, drive_id: agent.eject(drive_id),
         "quit": lambda agent, ui: ui.quit(),
     }

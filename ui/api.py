@@ -77,7 +77,7 @@ class Api:
         "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
         "exclude_preview", "pick_folder", "check_folder", "validate_job",
         "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept", "check_target",
-        "versions", "restore_page", "restore_stop", "full_check",
+        "versions", "restore_page", "restore_stop", "offer_decline", "full_check",
     })
 
     def __init__(self, agent: AgentRequest, *, mode: str, pick_folder: FolderPicker | None = None):
@@ -319,6 +319,10 @@ class Api:
         """A set's recovery key was shown (``confirmed``: and kept), so it is not shown again."""
         _need(isinstance(confirmed, bool), "Say whether the recovery key was kept.")
         return self._ask("recovery_key_kept", set_id=set_id, confirmed=confirmed)
+
+    def offer_decline(self, mount: str) -> dict:
+        """"Not this drive": the drive offered at ``mount`` is not offered again (issue #14)."""
+        return self._ask("offer_decline", mount=mount)
 
     def check_target(self, path: str) -> dict:
         """A typed restore folder: its absolute form and whether it exists (the restore may create it)."""

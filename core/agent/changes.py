@@ -45,6 +45,7 @@ class ScanPlan:
     hint: ChangeHint | None = None
     rehash: bool = False
     taken: Taken | None = None
+    where: str = ""                # the set's destination key (its journal)
 
     @property
     def note(self) -> str:
@@ -56,8 +57,15 @@ class ScanPlan:
         return f"scan: every folder, because {reason_text(self.reason)}"
 
 
+def _wheres(job) -> list[str]:
+    """The sets a job writes to, by destination key: one per drive (rotation), or its folder."""
+    if job.destination.path:
+        return [job.destination.key()]
+    return [f"drive:{d}" for d in job.destination.drive_ids]
+
+
 def _watch_key(job) -> tuple:
-    return (tuple(job.sources), tuple(job.excludes))
+    return (tuple(job.sources), tuple(job.excludes), tuple(_wheres(job)))
 
 
 class ChangeTracker:
@@ -71,7 +79,7 @@ class ChangeTracker:
         self.on_change = on_change
         self.tick_seconds = tick_seconds
         self.partitions = partitions           # tests: psutil.disk_partitions' answer
-        self.journals: dict[str, Journal] = {}
+        self.journals: dict[tuple[str, str], Journal] = {}   # (job name, set's destination key)
         self.watches: dict[str, SourceWatch] = {}
         self.keys: dict[str, tuple] = {}
         self.requested: set[str] = set()
@@ -115,8 +123,6 @@ class ChangeTracker:
         ``mounts`` are the connected drives' mount points: with the state folders and the
         jobs' folder destinations, they are never watched (Plugback's own writes).
         """
-        from core.agent.observers import SourceWatch
-
         with self._lock:
             if not self.started:
                 return
@@ -127,28 +133,38 @@ class ChangeTracker:
             wanted = {j.name: j for j in config.jobs}
             for name in [n for n in self.watches if n not in wanted or self.keys[n] != _watch_key(wanted[n])]:
                 self.watches.pop(name).stop()
-                if name not in wanted:
-                    self.keys.pop(name, None)
-                    self.journals.pop(name, None)
-                    self.store.remove(name)
-                else:
-                    self.journals[name].distrust("job_changed")
+                for key in [k for k in self.journals if k[0] == name]:
+                    if name in wanted and key[1] in _wheres(wanted[name]):
+                        self.journals[key].distrust("job_changed")
+                    else:
+                        self.journals.pop(key)
+                        self.store.remove(*key)
+                self.keys.pop(name, None)
             for name, job in wanted.items():
-                if name in self.watches:
-                    continue
-                journal = self.journals.get(name)
-                if journal is None:
-                    journal = resumed(name, self.store.read(name), self.clock.now())
-                    self.journals[name] = journal
-                journal.permanent = None
-                self.keys[name] = _watch_key(job)
-                try:
-                    self.watches[name] = SourceWatch(journal, job.sources, job.excludes, lambda: self.ignored,
-                                                     self.on_change, partitions=self.partitions).start()
-                except Exception:   # noqa: BLE001 - an optimisation failing must not stop the agent
-                    log.exception("cannot watch the folders of %s", name)
-                    journal.distrust("failed", permanent=True)
-                self._write(journal)
+                if name not in self.watches:
+                    self._watch(job)
+
+    def _watch(self, job) -> None:
+        from core.agent.observers import SourceWatch
+
+        journals = []
+        for where in _wheres(job):
+            journal = self.journals.get((job.name, where))
+            if journal is None:
+                journal = resumed(job.name, self.store.read(job.name, where), self.clock.now(), where)
+                self.journals[(job.name, where)] = journal
+            journal.permanent = None
+            journals.append(journal)
+        self.keys[job.name] = _watch_key(job)
+        try:
+            self.watches[job.name] = SourceWatch(journals, job.sources, job.excludes, lambda: self.ignored,
+                                                 self.on_change, partitions=self.partitions).start()
+        except Exception:   # noqa: BLE001 - an optimisation failing must not stop the agent
+            log.exception("cannot watch the folders of %s", job.name)
+            for journal in journals:
+                journal.distrust("failed", permanent=True)
+        for journal in journals:
+            self._write(journal)
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -160,12 +176,14 @@ class ChangeTracker:
             else:
                 self.requested.discard(job)
 
-    def begin(self, job: str, last_snapshot: str | None, *, full_days: int, full_runs: int) -> ScanPlan:
-        """The scan of a run of ``job`` that starts now; the journal starts over (see :meth:`end`)."""
+    def begin(self, job: str, last_snapshot: str | None, *, full_days: int, full_runs: int,
+              where: str = "") -> ScanPlan:
+        """The scan of a run of ``job`` into the set at ``where`` (its destination key) that starts now;
+        that set's journal starts over (see :meth:`end`)."""
         with self._lock:
             requested = job in self.requested
             self.requested.discard(job)
-            journal = self.journals.get(job) if self.started else None
+            journal = self._journal(job, where) if self.started else None
         if journal is None:
             inp = TrustInput(None, last_snapshot, None, None, 0, requested=requested, watched=False)
             mode, reason = scan_plan(inp, self.clock.now(), full_days=full_days, full_runs=full_runs)
@@ -179,7 +197,7 @@ class ChangeTracker:
         mode, reason = scan_plan(inp, self.clock.now(), full_days=full_days, full_runs=full_runs)
         hint = ChangeHint(last_snapshot, taken.dirs, taken.trees) if mode == JOURNAL and last_snapshot else None
         self._write(journal)
-        return ScanPlan(job, mode, reason, hint, rehash=requested, taken=taken)
+        return ScanPlan(job, mode, reason, hint, rehash=requested, taken=taken, where=journal.where)
 
     def end(self, plan: ScanPlan, snapshot_id: str | None, *, engine_scan: str | None = None) -> None:
         """After the run: a committed ``snapshot_id`` is the new journal's base; a failed run gives back.
@@ -187,7 +205,7 @@ class ChangeTracker:
         ``engine_scan``: what the engine did (``BackupResult.scan``): "full" after a hint means
         it found the hint did not apply (another newest snapshot, other rules), and says so."""
         with self._lock:
-            journal = self.journals.get(plan.job)
+            journal = self.journals.get((plan.job, plan.where))
         if journal is None or plan.taken is None:
             return
         if snapshot_id:
@@ -203,10 +221,17 @@ class ChangeTracker:
 
     # -- status --------------------------------------------------------------------------------
 
-    def status(self, job: str, last_snapshot: str | None, *, full_days: int, full_runs: int) -> dict:
-        """The ``scan`` fields of a job's status (docs/ipc.md)."""
+    def _journal(self, job: str, where: str = "") -> Journal | None:
+        """The journal of ``job`` for the set at ``where``; without ``where``, its first set's."""
+        if where:
+            return self.journals.get((job, where))
+        return next((j for (name, _), j in self.journals.items() if name == job), None)
+
+    def status(self, job: str, last_snapshot: str | None, *, full_days: int, full_runs: int,
+               where: str = "") -> dict:
+        """The ``scan`` fields of a job's status for the set at ``where`` (docs/ipc.md)."""
         with self._lock:
-            journal = self.journals.get(job) if self.started else None
+            journal = self._journal(job, where) if self.started else None
             requested = job in self.requested
         if journal is None:
             return {"scan": None, "full_scan_reason": None, "watching": False, "next_scan": FULL,
@@ -229,7 +254,7 @@ class ChangeTracker:
         self._clocks = (now, mono)
         jumped = abs((now - last_now).total_seconds() - (mono - last_mono)) > JUMP_SECONDS
         with self._lock:
-            items = [(self.journals[n], w) for n, w in self.watches.items() if n in self.journals]
+            items = [(j, self.watches[name]) for (name, _), j in self.journals.items() if name in self.watches]
         for journal, watch in items:
             if jumped:
                 journal.distrust("clock_jump")

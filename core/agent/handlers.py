@@ -33,6 +33,9 @@ COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "
             "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept",
             # issue #14, restore first: the Restore page holds automatic backups; stopping a restore
             "restore_page", "restore_stop",
+            # issue #14: a drive that is not Plugback's yet
+            "offer_decline",
+
             # issue #12: a backup that trusts no change journal and reads every file
             "full_check")
 HISTORY_LIMIT = 1000
@@ -215,7 +218,12 @@ class Handlers:
     def drives_list(self, args):
         from core.agent.drives import list_volumes
 
-        return [v.to_dict() for v in list_volumes({d["drive_id"] for d in self.agent.config.drives})]
+        enrolled = {d["drive_id"] for d in self.agent.config.drives}
+        volumes = [v.to_dict() for v in list_volumes(enrolled)]
+        for v in volumes:
+            if v.get("drive_id") in enrolled:   # the rolling check: last_full_check, check_percent...
+                v.update(self.agent.rolling.summary(v["drive_id"]))
+        return volumes
 
     def drive_init(self, args):
         from core.agent.drives import enroll, find_drive
@@ -360,6 +368,10 @@ class Handlers:
             raise BadRequest(reason="'confirmed' must be true or false")
         RecoveryKeyState(self.agent.paths.data_dir).record(set_id, confirmed=confirmed)
         return {"set_id": set_id, "confirmed": confirmed}
+
+    def offer_decline(self, args):
+        """"Not this drive" for the drive offered at ``mount`` (core.agent.offers)."""
+        return {"offer": self.agent.offers.decline(_text(args, "mount")).to_dict()}
 
     # -- checking input where it is typed (issue #15) ------------------------------------------
 

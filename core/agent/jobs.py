@@ -134,6 +134,9 @@ _SUMMARY = {   # warning code -> (what is counted, what happened to one, to seve
                        "in Latest/ hold files Plugback did not put there"),
     "snapshot_damaged": ("damaged snapshot", "(everything was copied again)", "(everything was copied again)"),
     "symlink_not_restored": ("symlink", "not restored", "not restored"),
+    "locked": ("file", "open in another program (not backed up now)", "open in other programs (not backed up now)"),
+    "renamed": ("name", "this computer cannot hold was restored under another", "this computer cannot hold were "
+                "restored under others"),
 }
 
 

@@ -98,6 +98,9 @@ class Journal:
     """
 
     job: str
+    #: The set it is for: its destination's key (``drive:<id>``, ``path:<folder>``); a job on several
+    #: drives (rotation) has one journal per drive, since each drive holds its own set.
+    where: str = ""
     since: str | None = None
     watching_since: datetime | None = None
     dirs: set[str] = field(default_factory=set)
@@ -177,7 +180,7 @@ class Journal:
         """The JSON written to the state folder (``closed``: the agent stopped cleanly at that time)."""
         with self.lock:
             self.dirty = False
-            return {"format": FORMAT, "version": VERSION, "job": self.job, "since": self.since,
+            return {"format": FORMAT, "version": VERSION, "job": self.job, "where": self.where, "since": self.since,
                     "watching_since": _iso(self.watching_since), "closed": _iso(closed),
                     "untrusted": self.untrusted, "dirs": sorted(self.dirs), "trees": sorted(self.trees),
                     "last_scan": self.last_scan, "last_full": _iso(self.last_full),
@@ -215,13 +218,13 @@ def _text(value, what: str) -> str | None:
     return value
 
 
-def load_record(data: bytes, job: str) -> dict:
+def load_record(data: bytes, job: str, where: str = "") -> dict:
     """A journal file's fields, checked (ValueError when anything is off: the file is then ignored)."""
     record = json.loads(data.decode("utf-8"))
     if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("version") != VERSION:
         raise ValueError("not a journal of this version")
-    if record.get("job") != job:
-        raise ValueError("the journal of another job")
+    if record.get("job") != job or record.get("where", "") != where:
+        raise ValueError("the journal of another job or set")
     folders = {}
     for key in ("dirs", "trees"):
         items = record.get(key)
@@ -242,13 +245,13 @@ def load_record(data: bytes, job: str) -> dict:
 
 
 class JournalStore:
-    """Journal files in ``<data dir>/journal/``, one per job (named by a hash of the job's name)."""
+    """Journal files in ``<data dir>/journal/``, one per job and set (named by a hash of both)."""
 
     def __init__(self, data_dir: Path):
         self.folder = Path(data_dir) / "journal"
 
-    def path(self, job: str) -> Path:
-        digest = hashlib.sha256(job.casefold().encode("utf-8")).hexdigest()[:24]
+    def path(self, job: str, where: str = "") -> Path:
+        digest = hashlib.sha256(f"{job.casefold()}\n{where}".encode("utf-8")).hexdigest()[:24]
         return self.folder / f"{digest}.json"
 
     def write(self, journal: Journal, *, closed: datetime | None = None) -> None:
@@ -256,26 +259,26 @@ class JournalStore:
         for a scan, it only carries the safety net's counts and why the last agent stopped)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = json.dumps(journal.to_record(closed=closed), indent=0).encode("utf-8")
-        replace_file(self.path(journal.job), data, mode=0o600, durable=False)
+        replace_file(self.path(journal.job, journal.where), data, mode=0o600, durable=False)
 
-    def read(self, job: str) -> dict | None:
-        """The checked record of ``job``'s journal, or None (missing, unreadable or damaged)."""
+    def read(self, job: str, where: str = "") -> dict | None:
+        """The checked record of ``job``'s journal for ``where``, or None (missing, unreadable or damaged)."""
         try:
-            return load_record(self.path(job).read_bytes(), job)
+            return load_record(self.path(job, where).read_bytes(), job, where)
         except (OSError, ValueError):
             return None
 
-    def remove(self, job: str) -> None:
+    def remove(self, job: str, where: str = "") -> None:
         try:
-            self.path(job).unlink()
+            self.path(job, where).unlink()
         except OSError:
             pass
 
 
-def resumed(job: str, record: dict | None, now: datetime) -> Journal:
+def resumed(job: str, record: dict | None, now: datetime, where: str = "") -> Journal:
     """A new agent's journal for ``job``: it counts from no snapshot (nobody watched between two agents),
     keeps the previous agent's safety-net counts, and says why the next backup scans everything."""
-    journal = Journal(job, watching_since=now)
+    journal = Journal(job, where, watching_since=now)
     if record is not None:
         journal.last_scan, journal.last_full = record["last_scan"], record["last_full"]
         journal.last_full_reason, journal.runs_since_full = record["last_full_reason"], record["runs_since_full"]

@@ -114,10 +114,11 @@ class Filter:
 
 
 class Handler(FileSystemEventHandler):
-    """Adds the folders of each event to ``journal`` and calls ``on_change(job)``; nothing else."""
+    """Adds the folders of each event to the job's ``journals`` (one per set) and calls ``on_change(job)``."""
 
-    def __init__(self, journal: Journal, keep: Filter, on_change: Callable[[str], None]):
-        self.journal = journal
+    def __init__(self, journals: list[Journal], keep: Filter, on_change: Callable[[str], None]):
+        self.journals = journals
+        self.job = journals[0].job
         self.keep = keep
         self.on_change = on_change
 
@@ -128,8 +129,9 @@ class Handler(FileSystemEventHandler):
         dirs, trees = folders_for_event(event.event_type, event.is_directory, src, dest)
         dirs, trees = {d for d in dirs if self.keep.within(d)}, {t for t in trees if self.keep.within(t)}
         if dirs or trees:
-            self.journal.add(dirs, trees)
-            self.on_change(self.journal.job)
+            for journal in self.journals:
+                journal.add(dirs, trees)
+            self.on_change(self.job)
 
 
 #: How long events may take to reach the handler: watchdog holds an inotify move's first half 0.5 s
@@ -224,16 +226,17 @@ def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], boo
 
 
 class SourceWatch:
-    """The observer of one job: a recursive watch per source feeding the job's journal."""
+    """The observer of one job: a recursive watch per source feeding the job's journals (one per set)."""
 
-    def __init__(self, journal: Journal, sources: list[str], excludes: list[str],
+    def __init__(self, journals: list[Journal], sources: list[str], excludes: list[str],
                  ignored: Callable[[], tuple[str, ...]], on_change: Callable[[str], None], partitions=None):
-        self.journal = journal
+        self.journals = journals
+        self.job = journals[0].job
         self.keep = Filter(sources, excludes, ignored)
         self.on_change = on_change
         self.raw = RawTimes()
         self.observer = make_observer(self._report, self._refuse, self.raw)
-        self.handler = Handler(journal, self.keep, on_change)
+        self.handler = Handler(journals, self.keep, on_change)
         self.reason: str | None = None
         self._partitions = partitions
 
@@ -243,9 +246,10 @@ class SourceWatch:
     def _report(self, reason: str) -> None:
         """Overflow, watch limit, failure: this journal may miss changes. A watch limit lasts."""
         if self.reason is None or reason == "watch_limit":
-            log.warning("watching %s: %s", self.journal.job, reason)
-        self.journal.distrust(reason, permanent=reason == "watch_limit")
-        self.on_change(self.journal.job)
+            log.warning("watching %s: %s", self.job, reason)
+        for journal in self.journals:
+            journal.distrust(reason, permanent=reason == "watch_limit")
+        self.on_change(self.job)
         self.reason = self.reason or reason
 
     def start(self) -> "SourceWatch":
@@ -253,7 +257,8 @@ class SourceWatch:
         for source in self.keep.sources:
             fstype, opts = source_fs(source, self._partitions)
             if not fs_reliable(fstype, opts):
-                self.journal.distrust("unreliable_fs", permanent=True)
+                for journal in self.journals:
+                    journal.distrust("unreliable_fs", permanent=True)
             try:
                 self.observer.schedule(self.handler, source, recursive=True, event_filter=EVENTS)
             except OSError as err:

@@ -87,7 +87,7 @@ class PageHold:
 
 def hold_connect(agent, drive_id: str, names: list[str]) -> list[str]:
     """Keep the automatic backups of a drive plugged in while the Restore page is open, and say so."""
-    from core.agent.agent import PendingConnect
+    from core.agent.agent_state import PendingConnect
 
     with agent.lock:
         old = agent.pending.pop(drive_id, None)
@@ -107,7 +107,7 @@ def hold_connect(agent, drive_id: str, names: list[str]) -> list[str]:
 
 def release_held(agent) -> None:
     """The Restore page closed: the held backups start (after the usual, cancellable connect delay)."""
-    from core.agent.agent import PendingConnect
+    from core.agent.agent_state import PendingConnect
 
     with agent.lock:
         held = [p for p in agent.pending.values() if p.held]

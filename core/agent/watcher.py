@@ -57,6 +57,7 @@ class DriveWatcher(threading.Thread):
         self._listed_at = float("-inf")
         self._woken = threading.Event()
         self._stopping = threading.Event()
+        self._looked = False                     # after the first look, a new mount was plugged in
 
     def stop(self) -> None:
         self._stopping.set()
@@ -92,6 +93,7 @@ class DriveWatcher(threading.Thread):
             drive_id = self.known.pop(mount)
             if drive_id and drive_id in self.agent.present:
                 self.agent.drive_removed(drive_id)
+            self.agent.volume_removed(mount)
         # A drive marked present elsewhere ('drive init' marks it at once) may have come and
         # gone between two looks: whatever is present must still be mounted.
         for drive_id, mount in list(self.agent.present.items()):
@@ -101,6 +103,8 @@ class DriveWatcher(threading.Thread):
         for mount in sorted(current - set(self.known)):
             self.known[mount] = None
             self._fresh[mount] = now + FRESH_SECONDS
+            self.agent.volume_added(mount, plugged=self._looked)   # the agent offers it if it is no drive of ours
+        self._looked = True
         for mount, until in list(self._fresh.items()):
             # A FUSE drive can be listed before it answers: look again for a few seconds.
             if mount not in current or now > until:
@@ -169,6 +173,7 @@ class Scheduler(threading.Thread):
             checks = self.agent.check_integrity()
             if checks:
                 log.info("monthly backup check: %s", ", ".join(checks))
+            self.agent.check_reminders()   # "not backed up for N days", one notification a day
         except Exception:   # noqa: BLE001
             log.exception("schedule check failed")
 

@@ -71,12 +71,22 @@ def _safety_net(agent) -> dict:
     return {"full_days": prefs.full_scan_days, "full_runs": prefs.full_scan_runs}
 
 
-def plan(agent, job) -> ScanPlan:
-    """How the run of ``job`` starting now scans (the journal starts over here)."""
+def last_snapshot(agent, name: str, drive_id: str | None) -> str | None:
+    """The newest snapshot this computer committed into the job's set on ``drive_id`` (or its folder)."""
+    job = agent.config.job(name)
+    if drive_id and job is not None and len(job.destination.drive_ids) > 1:
+        run = agent.history.last_by_drive(name).get(drive_id)   # a drive in rotation: its own set
+    else:
+        run = agent.history.last_success(name)
+    return run.snapshot_id if run else None
+
+
+def plan(agent, job, drive_id: str | None = None) -> ScanPlan:
+    """How the run of ``job`` (on ``drive_id``) starting now scans (that set's journal starts over here)."""
     if agent.live is not None:
         agent.live.run_began(job.name)
-    last = agent.history.last_success(job.name)
-    return agent.changes.begin(job.name, last.snapshot_id if last else None, **_safety_net(agent))
+    return agent.changes.begin(job.name, last_snapshot(agent, job.name, drive_id), where=job.destination.key(),
+                               **_safety_net(agent))
 
 
 def finished(agent, scan: ScanPlan, outcome) -> None:
@@ -84,17 +94,23 @@ def finished(agent, scan: ScanPlan, outcome) -> None:
     agent.changes.end(scan, outcome.snapshot_id, engine_scan=outcome.scan)
 
 
-def scan_status(agent, job, last_success) -> dict:
-    """The ``scan`` fields of ``job``'s status (docs/ipc.md)."""
-    snapshot = last_success.snapshot_id if last_success else None
-    return {**agent.changes.status(job.name, snapshot, **_safety_net(agent)), "live": job.triggers.live}
+def scan_status(agent, job) -> dict:
+    """The ``scan`` fields of ``job``'s status (docs/ipc.md): for the drive a run would go to now
+    (the first connected one; else its first drive), or its folder."""
+    from core.agent.rotation import present_drive
+
+    drive_id = None if job.destination.path else (present_drive(job, agent.present) or job.destination.drive_id)
+    where = f"drive:{drive_id}" if drive_id else job.destination.key()
+    snapshot = last_snapshot(agent, job.name, drive_id)
+    return {**agent.changes.status(job.name, snapshot, where=where, **_safety_net(agent)), "live": job.triggers.live}
 
 
 def offline_scan_status(paths, job) -> dict:
     """The ``scan`` fields without an agent: what the last agent's journal file says; nothing is watched."""
     from core.agent.journal import FULL, JournalStore, reason_text
 
-    record = JournalStore(paths.data_dir).read(job.name)
+    where = job.destination.key()   # its first drive's set, or its folder
+    record = JournalStore(paths.data_dir).read(job.name, where)
     return {"scan": record["last_scan"] if record else None,
             "full_scan_reason": reason_text(record["last_full_reason"]) if record else None,
             "watching": False, "next_scan": FULL, "next_scan_reason": reason_text("no_watch"),

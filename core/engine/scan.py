@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 
 import pathspec
 
+from core.engine.fs import long_path
 from core.engine.manifest import DIR, FILE, LINK
 from core.engine.progress import RunWarning, WarningCode
 from core.errors import SourceMissing, UsageError
@@ -121,7 +122,7 @@ def scan(sources: list[Source], excluder: Excluder, warnings: list[RunWarning]) 
 def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterator[ScanEntry]:
     folder = os.path.join(root, rel) if rel else root
     try:
-        with os.scandir(folder) as it:
+        with os.scandir(long_path(folder)) as it:   # (Windows: \\?\ when long; children inherit it)
             children = sorted(it, key=lambda d: d.name)
     except OSError as err:
         warnings.append(RunWarning(WarningCode.UNREADABLE, folder,

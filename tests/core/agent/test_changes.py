@@ -60,7 +60,7 @@ def test_real_events_land_in_the_journal_as_folders(tracker, tmp_path):
     src = make_tree(tmp_path / "Docs", {"a/b/old.txt": b"1", "c/keep.txt": b"2"})
     changed = []
     t = tracker(config_for(src), on_change=changed.append)
-    journal = t.journals["Docs"]
+    journal = t._journal("Docs")
     (src / "a/b/new.txt").write_bytes(b"new")                       # a file created
     (src / "c/keep.txt").write_bytes(b"edited")                     # a file edited
     os.makedirs(src / "d/e")                                        # a folder tree created
@@ -83,7 +83,7 @@ def test_excluded_and_own_folders_are_not_watched(tracker, tmp_path, paths):
     t = tracker(cfg)
     # Watched: the source and keep/ only — not node_modules/ (2 below it), build/ (1 below it), set/.
     assert inotify_watches() - before == 2
-    journal = t.journals["Docs"]
+    journal = t._journal("Docs")
     (src / "node_modules/p1/new.js").write_bytes(b"n")
     (src / "set/plugback.json").write_bytes(b"{}")                   # Plugback's own write
     (src / "keep/y.txt").write_bytes(b"y")                          # the one change that counts
@@ -103,7 +103,7 @@ def test_a_queue_overflow_distrusts_the_journal(tracker, tmp_path):
         t = tracker(config_for(src))
     finally:
         knob.write_text(old)
-    journal = t.journals["Docs"]
+    journal = t._journal("Docs")
     for i in range(3000):
         (src / f"a/{i}").write_bytes(b"x")
         if journal.untrusted:
@@ -131,7 +131,7 @@ def test_the_watch_limit_means_full_scans_and_says_how_to_raise_it(tracker, tmp_
 
     monkeypatch.setattr(inotify_c, "inotify_add_watch", limited)
     t = tracker(config_for(src))
-    journal = t.journals["Docs"]
+    journal = t._journal("Docs")
     assert journal.untrusted == "watch_limit"
     st = t.status("Docs", "S1", full_days=7, full_runs=0)
     assert st["next_scan"] == FULL
@@ -144,7 +144,7 @@ def test_a_dead_watch_and_a_jumping_clock_distrust_the_journal(tracker, tmp_path
     clock = FakeClock()
     src = make_tree(tmp_path / "Docs", {"a.txt": b"a"})
     t = tracker(config_for(src), clock=clock)
-    journal = t.journals["Docs"]
+    journal = t._journal("Docs")
     journal.untrusted = None
     clock.advance(2)
     t.tick()
@@ -178,7 +178,7 @@ def test_journal_is_trusted_only_from_the_snapshot_it_counts_from(tracker, tmp_p
     assert (first.mode, first.reason) == (FULL, "first")
     (src / "a/during-the-run").write_bytes(b"d")    # after the journal was taken: belongs to the next run
     t.end(first, "S1")
-    journal = t.journals["Docs"]
+    journal = t._journal("Docs")
     wait_for(lambda: str(src / "a") in journal.dirs, what="the change during the run")
     second = t.begin("Docs", "S1", full_days=7, full_runs=0)
     assert second.mode == JOURNAL and second.hint is not None
@@ -196,7 +196,7 @@ def test_a_run_waits_for_events_still_on_their_way(tracker, tmp_path):
     (tmp_path / "elsewhere").mkdir()
     t = tracker(config_for(src))
     t.end(t.begin("Docs", None, full_days=7, full_runs=0), "S1")
-    t.journals["Docs"].last_full = FakeClock().now()
+    t._journal("Docs").last_full = FakeClock().now()
     os.rename(src / "a/f.txt", tmp_path / "elsewhere/f.txt")         # moved out: only IN_MOVED_FROM
     plan = t.begin("Docs", "S1", full_days=36500, full_runs=0)
     assert plan.mode == JOURNAL and plan.hint is not None
@@ -208,7 +208,7 @@ def test_when_the_engine_did_not_use_the_hint_status_says_so(tracker, tmp_path):
     t = tracker(config_for(src))
     t.end(t.begin("Docs", None, full_days=7, full_runs=0), "S1")
     (src / "a/g.txt").write_bytes(b"g")
-    wait_for(lambda: t.journals["Docs"].dirs, what="the change")
+    wait_for(lambda: t._journal("Docs").dirs, what="the change")
     plan = t.begin("Docs", "S1", full_days=7, full_runs=0)
     assert plan.mode == JOURNAL
     t.end(plan, "S2", engine_scan="full")          # BackupResult.scan: the engine scanned everything
@@ -225,16 +225,16 @@ def test_editing_a_jobs_folders_rewatches_and_removing_it_forgets_its_journal(tr
     cfg.jobs[0].excludes = ["b/"]
     t.reconcile(cfg)
     assert inotify_watches() == before - 1                 # b/ is no longer watched
-    journal = t.journals["Docs"]
+    journal = t._journal("Docs")
     assert t.begin("Docs", "S1", full_days=7, full_runs=0).reason == "job_changed"
     (src / "b/new").write_bytes(b"n")
     (src / "a/new").write_bytes(b"n")
     wait_for(lambda: str(src / "a") in journal.dirs, what="the change in a/")
     assert str(src / "b") not in journal.dirs
-    path = t.store.path("Docs")
+    path = t.store.path("Docs", t._journal("Docs").where)
     assert path.exists()
     t.reconcile(Config(jobs=[]))
-    assert not path.exists() and "Docs" not in t.journals and inotify_watches() == before - 3
+    assert not path.exists() and t._journal("Docs") is None and inotify_watches() == before - 3
 
 
 def test_a_watcher_that_cannot_start_means_full_scans_not_a_dead_agent(tracker, tmp_path, monkeypatch):
@@ -248,3 +248,25 @@ def test_a_watcher_that_cannot_start_means_full_scans_not_a_dead_agent(tracker, 
     t = tracker(config_for(src))
     st = t.status("Docs", "S1", full_days=7, full_runs=0)
     assert st["next_scan"] == FULL and st["next_scan_reason"] == "watching the folders for changes failed"
+
+
+def test_a_job_on_two_drives_keeps_a_journal_per_drive(tracker, tmp_path):
+    """Rotation (issue #14): each drive holds its own set, so each gets its own journal; a backup to one
+    drive does not empty the other's."""
+    a, b = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+    src = make_tree(tmp_path / "Docs", {"x/f.txt": b"f"})
+    job = Job(name="Docs", sources=[str(src)], destination=Destination(drive_id=a, rotation=[{"drive_id": b}]))
+    t = tracker(Config(jobs=[job]))
+    net = {"full_days": 7, "full_runs": 0}
+    for where, first in ((f"drive:{a}", "A1"), (f"drive:{b}", "B1")):
+        t.end(t.begin("Docs", None, where=where, **net), first)
+        t._journal("Docs", where).last_full = FakeClock().now()
+    (src / "x/g.txt").write_bytes(b"g")
+    wait_for(lambda: all(str(src / "x") in t._journal("Docs", w).dirs for w in (f"drive:{a}", f"drive:{b}")),
+             what="the change in both journals")
+    on_a = t.begin("Docs", "A1", where=f"drive:{a}", **{**net, "full_days": 36500})
+    assert on_a.mode == JOURNAL and on_a.hint.since_snapshot == "A1" and str(src / "x") in on_a.hint.dirs
+    t.end(on_a, "A2")
+    on_b = t.begin("Docs", "B1", where=f"drive:{b}", **{**net, "full_days": 36500})
+    assert on_b.mode == JOURNAL and on_b.hint.since_snapshot == "B1" and str(src / "x") in on_b.hint.dirs
+    assert t.store.path("Docs", f"drive:{a}") != t.store.path("Docs", f"drive:{b}")
