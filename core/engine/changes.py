@@ -40,9 +40,9 @@ What the engine does with it
 * ``dirs``: the folder's own record is read again (lstat) and its direct
   entries are listed and read afresh. A subfolder that is not named keeps the
   parent snapshot's records below it -- unless the listing shows it is another
-  folder or may read differently (not a folder in the parent snapshot, another
-  inode, another mode: scanned whole) or its own listing changed (another
-  mtime or ctime: listed too).
+  folder (not a folder in the parent snapshot, or another inode: scanned whole)
+  or that its own listing or its readability changed (another mtime, ctime or
+  mode: listed too, and so on down).
 * ``trees``: the folder and everything below it are scanned as a full scan
   would.
 * A named path that no longer is a folder (deleted, or now a file or symlink)

@@ -239,9 +239,11 @@ class _JournalScan:
     def _how(self, se: ScanEntry, old: Entry) -> int:
         """What to do below a folder both the parent and the disk have, given its fresh record."""
         path = se.path
-        if path in self.plan.trees or se.ino != old.ino or se.mode != old.mode:
-            return _WHOLE   # another folder, or one that may now read differently
-        if path in self.plan.dirs or se.mtime_ns != old.mtime_ns or se.ctime_ns != old.ctime_ns:
+        if path in self.plan.trees or se.ino != old.ino:
+            return _WHOLE   # another folder in its place
+        # Its listing changed, or whether it can be read (what lies deeper is reached through it).
+        if (path in self.plan.dirs or se.mtime_ns != old.mtime_ns or se.ctime_ns != old.ctime_ns
+                or se.mode != old.mode):
             return _LIST
         return _REUSE
 
