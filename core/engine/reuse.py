@@ -205,6 +205,7 @@ class _JournalScan:
         self._old = iter(old)
         self.nxt: Entry | None = next(self._old, None)
         self.src: Source = Source("", "")
+        self._prefix, self._cut = "", 0
 
     def _take(self) -> Entry:
         e = self.nxt
@@ -223,6 +224,7 @@ class _JournalScan:
             while self.nxt is not None and self.nxt.path.split("/", 1)[0] < src.name:
                 yield from self._gone(self._take())   # (the sources are the parent's: not expected)
             self.src = src
+            self._prefix, self._cut = src.path.rstrip(os.sep) + os.sep, len(src.name) + 1   # for _reused
             old = self._take() if self.nxt is not None and self.nxt.path == src.name else None
             se = root_entry(src) if old is None or src.name in self.plan.named else self._reused(old)
             yield se, old
@@ -306,5 +308,6 @@ class _JournalScan:
 
     def _reused(self, e: Entry) -> ScanEntry:
         """The parent's record of ``e`` as if scanned: the disk is not touched."""
-        return ScanEntry(e.path, _abspath(self.src, e.path), e.type, e.size, e.mtime_ns, e.mode, e.ino,
-                         e.ctime_ns, e.target)
+        rel = e.path[self._cut:] if os.sep == "/" else e.path[self._cut:].replace("/", os.sep)
+        return ScanEntry(e.path, self._prefix + rel if rel else self.src.path, e.type, e.size, e.mtime_ns,
+                         e.mode, e.ino, e.ctime_ns, e.target)

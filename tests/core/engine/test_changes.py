@@ -222,3 +222,17 @@ def test_a_good_scan_field_reads_back():
     assert decode_scan({"by": "journal", "rules": key, "retry": ["/x"], "later": 1}) == \
         {"by": "journal", "rules": key, "retry": ["/x"]}
     assert reuse.rules_key(("*.tmp",)) != reuse.rules_key(())
+
+
+def test_reused_records_point_at_the_files_on_disk(tmp_path):
+    """With nothing named, every pair is the parent's record, and its place on disk is right."""
+    from core.engine.scan import Excluder, plan_sources
+
+    src, set_path, first = _first(tmp_path)
+    bset = open_set(set_path)
+    entries = bset.manifest(first).entries
+    pairs = list(reuse._JournalScan(reuse.Plan(set(), set()), Excluder(()), [], entries).run(plan_sources([src])))
+    assert [(se.path, se.size, se.mtime_ns, se.ino) for se, _ in pairs] == \
+        [(e.path, e.size, e.mtime_ns, e.ino) for e in entries]
+    assert all(old is not None and se.path == old.path for se, old in pairs)
+    assert [se.abspath for se, _ in pairs] == [str(src)] + [str(src / e.path.split("/", 1)[1]) for e in entries[1:]]
