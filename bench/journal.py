@@ -107,15 +107,18 @@ def run(args) -> int:
 
 def render(data: dict, markdown: bool = False) -> str:
     """The scenario's table: median wall / engine-call seconds, CPU and worst peak RSS per kind."""
-    rows = [("backup", "process wall s", "engine call s", "CPU s", "peak RSS MB")]
+    rows = [("backup", "process wall s", "engine call s", "engine CPU s", "process CPU s", "peak RSS MB")]
     labels = {"full": "first full backup", "journal": f"{data['changed']} changed, journal scan",
               "fullscan": f"{data['changed']} changed, full scan"}
+    notes: list[str] = []
     for kind, label in labels.items():
         rs = data["runs"][kind]
         if rs:
             med = lambda k, rs=rs: statistics.median(r[k] for r in rs)  # noqa: E731
-            rows.append((label, f"{med('wall'):.2f}", f"{med('backup'):.2f}", f"{med('cpu'):.2f}",
-                         f"{max(r['rss'] for r in rs) / 1e6:.0f}"))
+            rows.append((label, f"{med('wall'):.2f}", f"{med('backup'):.2f}", f"{med('backup_cpu'):.2f}",
+                         f"{med('cpu'):.2f}", f"{max(r['rss'] for r in rs) / 1e6:.0f}"))
+            steps = {k: statistics.median(r["steps"].get(k, 0.0) for r in rs) for k in rs[0]["steps"]}
+            notes.append(f"{label}: " + ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
     m = data["machine"]
     head = (f"journal scenario: {data['files']:,} tiny files in {data['dataset']['dirs']:,} folders, "
             f"{data['changed']} changed per backup, {len(data['runs']['journal'])} repeats (medians), "
@@ -131,4 +134,5 @@ def render(data: dict, markdown: bool = False) -> str:
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     else:
         lines = ["  ".join(c.ljust(22 if i == 0 else 14) for i, c in enumerate(r)) for r in rows]
-    return head + "\n\n" + "\n".join(lines)
+    return head + "\n\n" + "\n".join(lines) + "\n\nSteps (medians, seconds of the engine call):\n" + \
+        "\n".join(f"* {n}" for n in notes)

@@ -236,3 +236,19 @@ def test_reused_records_point_at_the_files_on_disk(tmp_path):
         [(e.path, e.size, e.mtime_ns, e.ino) for e in entries]
     assert all(old is not None and se.path == old.path for se, old in pairs)
     assert [se.abspath for se, _ in pairs] == [str(src)] + [str(src / e.path.split("/", 1)[1]) for e in entries[1:]]
+
+
+def test_journal_scan_in_an_encrypted_set(tmp_path):
+    from core.agent.keys import Secret, make_unlocker
+    from tests.support.engine import restore_path
+    from tests.support.trees import read_tree
+
+    src = make_tree(tmp_path / "Data", TREE)
+    unlock = make_unlocker(Secret.passphrase("pw"))
+    first = backup_path(tmp_path / "set", [src], workers=1, passphrase="pw")
+    (src / "two" / "c.txt").write_bytes(b"c v2")
+    r = backup_path(tmp_path / "set", [src], workers=1, unlock=unlock,
+                    changes=ChangeHint(first.snapshot_id, frozenset({str(src / "two")})))
+    assert r.scan == "journal" and r.files_copied == 1 and r.damaged == []
+    restore_path(tmp_path / "set", tmp_path / "out", unlock=unlock)
+    assert read_tree(tmp_path / "out" / "Data") == read_tree(src)
