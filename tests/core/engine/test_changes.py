@@ -252,3 +252,20 @@ def test_journal_scan_in_an_encrypted_set(tmp_path):
     assert r.scan == "journal" and r.files_copied == 1 and r.damaged == []
     restore_path(tmp_path / "set", tmp_path / "out", unlock=unlock)
     assert read_tree(tmp_path / "out" / "Data") == read_tree(src)
+
+
+def test_hint_paths_inside_the_set_are_dropped(tmp_path, listed):
+    """A set inside its source: the agent sees the backup's own writes; they name nothing."""
+    src = make_tree(tmp_path / "Data", TREE)
+    set_path = src / "backups" / "set"
+    first = backup_path(set_path, [src], workers=1, parents=True)
+    (src / "one" / "a.txt").write_bytes(b"a v2")
+    listed.clear()
+    hint = ChangeHint(first.snapshot_id, frozenset({str(src / "one"), str(set_path / "snapshots"),
+                                                    str(set_path / "Latest" / "Data")}))
+    r = backup_path(set_path, [src], workers=1, changes=hint)
+    assert r.scan == "journal"
+    assert [p for p in listed if not p.startswith(str(set_path))] == [str(src / "one")]   # (the run's own)
+    files = _files(set_path)
+    assert files["Data/one/a.txt"][0] == len(b"a v2")
+    assert not any(p.startswith("Data/backups/set") for p in files)
