@@ -11,9 +11,10 @@ costs time).
 What the agent puts in a hint
 =============================
 
-Paths are absolute paths on this computer, spelled as the watcher reports them
-below the source folder as configured (the engine maps them to the set's paths
-by the source folders of the job; case matters).
+Paths are absolute paths on this computer: the source folder as configured,
+then the names as the file system lists them (same case, same Unicode
+normalization: the engine matches them with the names it lists). A path it
+cannot place in a source makes the whole hint unused (a full scan).
 
 For every event on a path ``P`` -- created, modified (content or append),
 deleted, metadata changed (mode, owner, times, extended attributes), either end
