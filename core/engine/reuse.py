@@ -159,8 +159,8 @@ def _map_hint(hint: ChangeHint, sources: list[Source], excluder: Excluder, set_r
     trees: set[str] = set()
     named = [(p, hint.trees) for p in hint.dirs | hint.trees] + [(p, None) for p in retry]
     for path, kind in named:
-        if not os.path.isabs(path):
-            return None
+        if not isinstance(path, str) or "\x00" in path or not os.path.isabs(path):
+            return None   # not a path this computer could have: trust none of the hint
         places = [(src, sp) for src in sources if (sp := _set_path(path, src)) is not None]
         if not places and kind is not None:
             return None   # the agent names a place the run does not back up: trust none of it

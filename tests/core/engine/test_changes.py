@@ -69,7 +69,7 @@ def test_only_named_folders_are_listed_and_the_rest_is_the_parents(tmp_path, lis
 
 
 @pytest.mark.parametrize("why", ["other parent", "rehash", "excludes changed", "outside the sources",
-                                 "parent without scan rules", "no hint"])
+                                 "relative path", "NUL in a path", "parent without scan rules", "no hint"])
 def test_a_hint_that_cannot_be_trusted_means_a_full_scan(tmp_path, monkeypatch, why):
     if why == "parent without scan rules":   # a snapshot made before issue #12
         monkeypatch.setattr(reuse.Reuse, "record", lambda self, warnings: None)
@@ -86,6 +86,10 @@ def test_a_hint_that_cannot_be_trusted_means_a_full_scan(tmp_path, monkeypatch, 
         options["excludes"] = ("*.bak",)
     elif why == "outside the sources":
         hint = ChangeHint(first, hint.dirs | {str(tmp_path / "elsewhere")})
+    elif why == "relative path":
+        hint = ChangeHint(first, hint.dirs | {"Data/two"})
+    elif why == "NUL in a path":
+        hint = ChangeHint(first, hint.dirs | {str(src / "two") + "\x00"})
     elif why == "no hint":
         hint = None
     r = backup_path(set_path, [src], workers=1, changes=hint, **options)
