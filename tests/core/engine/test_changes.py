@@ -273,3 +273,21 @@ def test_hint_paths_inside_the_set_are_dropped(tmp_path, listed):
     files = _files(set_path)
     assert files["Data/one/a.txt"][0] == len(b"a v2")
     assert not any(p.startswith("Data/backups/set") for p in files)
+
+
+def test_a_damaged_parent_means_a_full_scan(tmp_path):
+    """The hint is against the newest snapshot, whose manifest turns out cut short (its trailer
+    is checked in the first read): the run copies everything again, as without a hint."""
+    import gzip
+
+    from core.engine.layout import SetLayout
+
+    src, set_path, first = _first(tmp_path)
+    m = SetLayout(set_path).manifest(first)
+    lines = gzip.decompress(m.read_bytes()).split(b"\n")
+    m.write_bytes(gzip.compress(b"\n".join(lines[:3] + lines[-2:])))   # entries cut, trailer kept
+    r = backup_path(set_path, [src], workers=1, changes=ChangeHint(first, frozenset({str(src / "two")})))
+    assert r.scan == "full"
+    assert WarningCode.SNAPSHOT_DAMAGED in [w.code for w in r.warnings]
+    assert set(_files(set_path)) == {"Data/top.txt", "Data/one/a.txt", "Data/one/deep/b.txt", "Data/two/c.txt",
+                                     "Data/skip/s.txt"}
