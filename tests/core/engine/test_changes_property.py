@@ -6,7 +6,9 @@ back) on a real tree; after each round the hint is built from the operations' ev
 rules in ``core/engine/changes.py`` (what the agent does), one set is backed up with the hint and
 another with a full scan, and the two newest manifests must be equal entry by entry.
 
-CI runs PLUGBACK_CHANGES_EXAMPLES examples (default 30, about 4 s on a quiet machine); raise it for a long run:
+Twice: with the scan's inodes and ctimes (POSIX), and without (as on Windows, where the engine's
+checks of listed folders have only mtimes). CI runs PLUGBACK_CHANGES_EXAMPLES examples of each
+(default 20, about 3 s each on a quiet machine); raise it for a long run:
 ``PLUGBACK_CHANGES_EXAMPLES=1000 pytest --timeout 0 tests/core/engine/test_changes_property.py``
 (about 0.13 s an example; the suite's 300 s per-test timeout would end a long run).
 """
@@ -17,19 +19,22 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.engine import scan as scan_mod
 from core.engine.changes import ChangeHint
 from tests.support.engine import backup_path, open_set
 
-EXAMPLES = int(os.environ.get("PLUGBACK_CHANGES_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("PLUGBACK_CHANGES_EXAMPLES", "20"))
 EXCLUDES = ("*.tmp", "skip/")
 NAMES = ["a", "b", "c", "skip", "x.tmp", "Z", "a b", "é"]
 
 ops = st.lists(st.tuples(st.sampled_from(["create", "edit", "append", "rename", "move", "delete", "chmod",
-                                          "utime", "symlink", "mkdir", "replace"]),
+                                          "utime", "symlink", "mkdir", "replace", "swap"]),
                          st.integers(0, 10_000), st.integers(0, 10_000), st.sampled_from(NAMES)),
                min_size=1, max_size=8)
 
@@ -150,6 +155,20 @@ def apply(op, root: Path, agent: Agent, clock: list[int]) -> None:
         for n in range(j % 3):
             (p / f"f{n}").write_bytes(data)
             agent.event(p / f"f{n}")
+    elif kind == "swap":   # another folder moved into a folder's place, keeping its time (as tar or rsync -a)
+        if len(folders) < 3:
+            return
+        x, y = folders[1 + i % (len(folders) - 1)], folders[j % len(folders)]
+        if y in (x, root) or x in y.parents or y in x.parents:
+            return
+        st = x.stat()
+        agent.deleted_tree(x)
+        shutil.rmtree(x)
+        os.rename(y, x)
+        agent.event(y)
+        agent.event(x, folder_in=True)
+        os.utime(x, ns=(st.st_atime_ns, st.st_mtime_ns))
+        agent.event(x)
     elif kind == "replace":   # a file becomes a folder of the same name, or a folder a file
         targets = folders[1:] + files
         if not targets:
@@ -182,11 +201,24 @@ def _start_tree(root: Path) -> None:
     os.symlink("one/a.txt", root / "ln")
 
 
+def _without_inodes(path, abspath, st, kind, target=None):
+    """A scan record as on Windows: no inode, no ctime (change detection and the engine's
+    checks of listed folders have only size and mtime)."""
+    e = real_entry(path, abspath, st, kind, target)
+    e.ino = e.ctime_ns = 0
+    return e
+
+
+real_entry = scan_mod._entry
+
+
+@pytest.mark.parametrize("inodes", [True, False], ids=["posix", "no-inodes"])
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(rounds=st.lists(ops, min_size=1, max_size=3))
-def test_journal_snapshot_equals_full_scan(rounds):
-    with tempfile.TemporaryDirectory() as tmp:
+def test_journal_snapshot_equals_full_scan(inodes, rounds):
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch.object(scan_mod, "_entry", real_entry if inodes else _without_inodes):
         base = Path(tmp)
         src, journal_set, full_set = base / "src", base / "journal", base / "full"
         src.mkdir()
