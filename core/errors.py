@@ -99,13 +99,58 @@ class DriveGone(PlugbackError):
                 "plug it in again to finish.")
 
 
+def _size_words(n) -> str:
+    """Decimal units, like file managers (the same rule as core.agent.words.size)."""
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _intact_words(intact) -> str:
+    """Only true words: 'intact' when a complete backup exists, 'none yet' when none does."""
+    if intact is True:
+        return "The last complete backup is intact and can be restored."
+    if intact is False:
+        return "There is no complete backup on it yet."
+    return "Nothing already saved was damaged."
+
+
+_RELEASED = "What it had copied was removed again, so the drive is not left full."
+_SPACE_ADVICE = "Free up space on the drive, leave some files out of this backup, or use a bigger drive."
+
+
 class DiskFull(PlugbackError):
+    """The destination ran out of space during a run (ENOSPC). ``intact``: whether a complete
+    backup exists (True / False; unknown when the file system layer raises it); ``released``:
+    the run's copies were taken back; ``hint``: what the caller adds (the CLI names the real set
+    and its flag; the window shows buttons)."""
+
     code = "disk_full"
 
-    def default_message(self, path="", **_):
-        return ("The backup drive is full. The last complete backup is intact. Free space by "
-                "forgetting old snapshots ('plugback forget SET --keep-last N --prune') or use a "
-                "bigger drive.")
+    def default_message(self, path="", intact=None, released=False, hint="", **_):
+        return " ".join(filter(None, ["The backup drive is full; the backup stopped before it was complete.",
+                                      _RELEASED if released else "", _intact_words(intact), _SPACE_ADVICE, hint]))
+
+
+class DriveFull(DiskFull):
+    """Checked before writing: this run cannot fit on the drive, even after removing old backups
+    (``thinned``: whether there were any to remove). Nothing was written, unless ``partial``: a
+    run that hit ENOSPC first (``released``: its copies were taken back)."""
+
+    code = "drive_full"
+
+    def default_message(self, needed=0, free=0, free_after=None, thinned=False, intact=None, partial=False,
+                        released=False, hint="", **_):
+        if free_after is not None and thinned:
+            room = f"the drive has {_size_words(free_after)} free even after removing old backups"
+        else:
+            room = f"the drive has {_size_words(free)} free"
+        return " ".join(filter(None, [f"Not backed up: this backup needs about {_size_words(needed)}, but {room}.",
+                                      (_RELEASED if released else "") if partial else "Nothing was written.",
+                                      _intact_words(intact), _SPACE_ADVICE, hint]))
 
 
 class ReadOnlyDestination(PlugbackError):
@@ -342,3 +387,13 @@ class UnsafeManifestPath(ManifestDamaged, UnsafePath):
         return (f"The snapshot list {path} contains the path {entry!r}, which would reach outside the "
                 "restore folder or the backup set. The snapshot was refused; the manifest may have been "
                 "tampered with. Other snapshots are not affected.")
+
+
+class VolumesNotListed(PlugbackError):
+    """Listing the mounted volumes did not finish in time (a hung mount; see core.agent.drives)."""
+
+    code = "volumes_not_listed"
+
+    def default_message(self, seconds=0, **_):
+        return (f"The list of mounted volumes did not come within {seconds:g} s: a drive or share "
+                "does not answer. Unplug it or check the network, then try again.")

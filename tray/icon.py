@@ -18,6 +18,7 @@ import time
 
 from PIL import Image, ImageDraw
 
+from core.agent.restore_first import restore_instead
 from tray import menu as menu_mod
 
 log = logging.getLogger("plugback.icon")
@@ -110,10 +111,14 @@ class TrayIcon:
         "run_job": lambda agent, ui, name: agent.run_job(name),
         "stop": lambda agent, ui: agent.stop_job(None),
         "cancel_pending": lambda agent, ui, drive_id: agent.cancel_pending(drive_id),
+        "start_pending": lambda agent, ui, drive_id: agent.start_pending(drive_id),
+        "restore_instead": lambda agent, ui, drive_id: restore_instead(agent, drive_id),
         "pause": lambda agent, ui, until: agent.pause(until),
         "resume": lambda agent, ui: agent.resume(),
         "restore": lambda agent, ui: agent.open_settings("restore"),
         "open_settings": lambda agent, ui: agent.open_settings(),
+        "open_page": lambda agent, ui, page: agent.open_settings(page),
+        "decline_offer": lambda agent, ui, mount: agent.offers.decline(mount),
         "eject": lambda agent, ui, drive_id: agent.eject(drive_id),
         "quit": lambda agent, ui: ui.quit(),
     }

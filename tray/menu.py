@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.agent.agent import TrayState
+from core.agent.agent_state import TrayState
 from core.agent.history import RunKind
 from core.agent.words import ago, local_time
 
@@ -40,7 +40,7 @@ def icon_state(state: TrayState) -> str:
     """idle, running, attention or paused (the icon drawn by tray/icon.py)."""
     if state.running:
         return "running"
-    if state.problem or attention_jobs(state):
+    if state.problem or attention_jobs(state) or state.reminders:
         return "attention"
     if state.paused:
         return "paused"
@@ -75,6 +75,10 @@ def status_line(state: TrayState) -> str:
         return f"{len(failed)} jobs need attention"
     if failed:
         return f"{failed[0]['name']} needs attention: not backed up"
+    if len(state.reminders) > 1:
+        return f"{len(state.reminders)} jobs not backed up for {min(r.days for r in state.reminders)} days or more"
+    if state.reminders:
+        return state.reminders[0].text()
     if state.paused:
         return paused_text(state)
     if not state.jobs:
@@ -91,6 +95,26 @@ def attention_items(state: TrayState) -> list[Item]:
                  "open_settings") for j in attention_jobs(state)]
 
 
+def reminder_items(state: TrayState) -> list[Item]:
+    """With several overdue jobs, one line each ("Docs: no backup for 9 days"); a click opens the settings."""
+    if len(state.reminders) < 2:
+        return []
+    return [Item(_short(r.text(), 90), "open_settings") for r in state.reminders]
+
+
+def offer_items(state: TrayState) -> list[Item]:
+    """One entry per drive Plugback could use (core.agent.offers): set it up, restore from it, or decline."""
+    items = []
+    setup = "drives" if state.jobs else "welcome"   # no job yet: the first-run page sets up drive and job
+    for o in state.offers:
+        choices = [Item("Set it up as a backup drive…", "open_page", (setup,))]
+        if o.kind == "plugback":
+            choices.insert(0, Item("Restore files from it…", "open_page", ("restore",)))
+        choices.append(Item("Not this drive", "decline_offer", (o.mount,)))
+        items.append(Item(_short(o.title(), 70), submenu=choices))
+    return items
+
+
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -103,9 +127,15 @@ def tomorrow_morning(now: datetime) -> datetime:
 
 def build_menu(state: TrayState) -> list[Item]:
     """The whole menu for ``state``, top to bottom."""
-    items = [Item(status_line(state), enabled=False), *attention_items(state)]
+    items = [Item(status_line(state), enabled=False), *attention_items(state), *reminder_items(state),
+             *offer_items(state)]
     for p in state.pending:
         label = next((d.label for d in state.drives if d.drive_id == p.drive_id), "drive")
+        if p.held:   # the Restore page is open (core/agent/restore_first.py): the user chooses
+            items += [Item(f"Backup to {label} waits: a restore is open", enabled=False),
+                      Item(f"Back up {label} now", "start_pending", (p.drive_id,)),
+                      Item(f"Restore from {label} instead", "restore_instead", (p.drive_id,))]
+            continue
         secs = max(0, int((p.starts_at - state.now).total_seconds()))
         items.append(Item(f"Backup to {label} starts in {secs} s — Cancel", "cancel_pending", (p.drive_id,)))
     items.append(SEPARATOR)

@@ -77,7 +77,7 @@ class Api:
         "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
         "exclude_preview", "pick_folder", "check_folder", "validate_job",
         "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept", "check_target",
-        "versions",
+        "versions", "restore_page", "restore_stop", "offer_decline",
     })
 
     def __init__(self, agent: AgentRequest, *, mode: str, pick_folder: FolderPicker | None = None):
@@ -253,6 +253,16 @@ class Api:
                          paths=paths, target=target or None, on_conflict=on_conflict,
                          create_target=create_target is True)
 
+    def restore_page(self, open: bool) -> dict:  # noqa: A002 - protocol name
+        """The Restore page is open (sent again every 20 s) or closed: automatic backups of a drive
+        plugged in meanwhile wait for it to close."""
+        _need(isinstance(open, bool), "'open' must be true or false.")
+        return self._ask("restore_page", open=open)
+
+    def restore_stop(self) -> dict:
+        """Stop the restore (a queued one never starts; a running one stops after the current file)."""
+        return self._ask("restore_stop")
+
     def exclude_preview(self, sources: list, excludes: list) -> dict:
         """What the exclude patterns would leave out of the sources (for the live preview)."""
         _need(isinstance(sources, list) and isinstance(excludes, list), "Sources and excludes must be lists.")
@@ -305,6 +315,10 @@ class Api:
         """A set's recovery key was shown (``confirmed``: and kept), so it is not shown again."""
         _need(isinstance(confirmed, bool), "Say whether the recovery key was kept.")
         return self._ask("recovery_key_kept", set_id=set_id, confirmed=confirmed)
+
+    def offer_decline(self, mount: str) -> dict:
+        """"Not this drive": the drive offered at ``mount`` is not offered again (issue #14)."""
+        return self._ask("offer_decline", mount=mount)
 
     def check_target(self, path: str) -> dict:
         """A typed restore folder: its absolute form and whether it exists (the restore may create it)."""

@@ -176,8 +176,12 @@ def keyring_entries(removed, remaining_jobs) -> list[str]:
     from core.agent.jobs import job_key_name
 
     names = [job_key_name(removed.name)]
-    if removed.set_id and not any(same_set(j.set_id, removed.set_id) for j in remaining_jobs):
-        names.append(removed.set_id)
+    # Each drive in rotation holds a set of its own (issue #14): those go too.
+    in_use = [j.on_drive(d).set_id for j in remaining_jobs for d in j.destination.drive_ids] + \
+        [j.set_id for j in remaining_jobs]
+    for set_id in [removed.set_id, *(r.get("set_id") for r in removed.destination.rotation)]:
+        if set_id and not any(same_set(u, set_id) for u in in_use):
+            names.append(set_id)
     return names
 
 

@@ -11,18 +11,18 @@ import logging
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import psutil
-
+from core.agent.agent_state import AgentOptions, DriveState, PendingConnect, TrayState
 from core.agent.config import Config, Job, Paths
 from core.agent.config_file import file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
 from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
-from core.agent.runner import JobRunner, RunCancel, Task
+from core.agent.restore_first import PageHold, hold_connect, release_held, wait_for_restore
+from core.agent.rolling import RollingChecks
+from core.agent.runner import RESTORE, JobRunner, RunCancel, Task
 from core.agent.schedule import connect_due, due
 from core.agent.words import plural
 from core.engine.progress import Clock
@@ -31,52 +31,6 @@ from core.platform import notify as notify_mod
 from core.platform.eject import Ejector
 
 log = logging.getLogger("plugback.agent")
-
-
-@dataclass
-class PendingConnect:
-    """Automatic backups waiting out the short, cancellable delay after a drive appeared."""
-
-    drive_id: str
-    jobs: list[str]
-    starts_at: datetime
-    timer: threading.Timer | None = None
-
-
-@dataclass
-class AgentOptions:
-    """Knobs the tests and ``__main__`` set."""
-
-    poll_interval: float = 2.0
-    schedule_check_seconds: int = 60
-    # psutil.sensors_battery: None, or a reading with ``power_plugged`` and ``percent``
-    battery: Callable[[], Any] = psutil.sensors_battery
-    settings_command: list[str] | None = None
-
-
-@dataclass
-class DriveState:
-    """An enrolled drive as the menu sees it (``mount`` None = not connected)."""
-
-    drive_id: str
-    label: str
-    mount: str | None
-
-
-@dataclass
-class TrayState:
-    """What the icon and its menu show; built fresh each time (tray/menu.py reads it)."""
-
-    now: datetime
-    jobs: list[dict]
-    drives: list[DriveState]
-    running: list[dict]            # [{"job", "percent", "phase"}]
-    pending: list[PendingConnect]
-    paused: bool
-    paused_until: datetime | None
-    problem: str | None
-    backend: str = ""
-    busy_drives: set = field(default_factory=set)
 
 
 class Agent:
@@ -100,13 +54,19 @@ class Agent:
         self.paused_until: datetime | None = None
         self.problem: str | None = None
         self.backend = "none"
+        self.drive_events: str | None = None       # the watcher's event source (status.drive_events)
         self.restore_task: dict | None = None
         self.restore_drive: str | None = None
+        self.page_hold = PageHold(lambda: release_held(self))   # the Restore page is open
         self.listeners: list[Callable[[], None]] = []
         self.stopped = threading.Event()
         self.settings_proc: subprocess.Popen | None = None
         self.config: Config = Config()
         self._stamp: tuple[int, int] | None = None
+        self.rolling = RollingChecks(self, floor=self.options.rolling_floor, delay=self.options.rolling_delay)
+        from core.agent.offers import Offers
+
+        self.offers = Offers(self)
         self._load_config(initial=True)
 
     # -- settings --------------------------------------------------------------------------
@@ -129,7 +89,7 @@ class Agent:
                 # A job added for a drive that is already plugged in runs as if the drive just came.
                 for drive_id in list(self.present):
                     self._connect_jobs(drive_id, [j for j in self.config.jobs if j.name not in old_names
-                                                  and j.destination.drive_id == drive_id])
+                                                  and drive_id in j.destination.drive_ids])
             except ConfigError as err:
                 # Keep using the last good settings; the user is probably still editing.
                 self._report_problem(f"{err.message} Plugback keeps using the previous settings.")
@@ -161,7 +121,7 @@ class Agent:
         self.changed()
         for drive_id in list(self.present) if start_new else []:
             self._connect_jobs(drive_id, [j for j in config.jobs if j.name not in old_names
-                                          and j.destination.drive_id == drive_id])
+                                          and drive_id in j.destination.drive_ids])
         return config
 
     def apply_start_at_login(self) -> None:
@@ -188,12 +148,21 @@ class Agent:
 
     # -- running jobs ----------------------------------------------------------------------
 
-    def _runner(self, job: Job) -> JobRunner:
-        key = job.destination.key()
+    def _runner(self, job: Job, drive_id: str | None = None) -> JobRunner:
+        """The runner of the job's destination: ``drive_id``, else the first of its drives connected."""
+        from core.agent.rotation import present_drive
+
+        drive_id = drive_id or present_drive(job, self.present)
+        return self.runner_at(f"drive:{drive_id}" if drive_id else job.destination.key())
+
+    def runner_at(self, key: str) -> JobRunner:
+        """The runner of a destination (``Destination.key()``), started when first needed."""
+        self.rolling.interrupt(key)   # a run or a restore is coming: a rolling check there stops at once
         with self.lock:
             runner = self.runners.get(key)
             if runner is None:
-                runner = JobRunner(key, self._execute, self.changed)
+                runner = JobRunner(key, lambda task, cancel, progress: self._execute(task, cancel, progress, key),
+                                   self.changed)
                 self.runners[key] = runner
             return runner
 
@@ -215,14 +184,15 @@ class Agent:
 
     def _drop_pending(self, job: Job) -> None:
         with self.lock:
-            pending = self.pending.get(job.destination.drive_id or "")
-            if pending is None or job.name not in pending.jobs:
-                return
-            pending.jobs.remove(job.name)
-            if not pending.jobs:
-                self.pending.pop(pending.drive_id)
-                if pending.timer:
-                    pending.timer.cancel()
+            for drive_id in job.destination.drive_ids:
+                pending = self.pending.get(drive_id)
+                if pending is None or job.name not in pending.jobs:
+                    continue
+                pending.jobs.remove(job.name)
+                if not pending.jobs:
+                    self.pending.pop(pending.drive_id)
+                    if pending.timer:
+                        pending.timer.cancel()
         self.changed()
 
     def run_all(self) -> list[str]:
@@ -247,7 +217,7 @@ class Agent:
         out = []
         for runner in list(self.runners.values()):
             name, kind, p = runner.current, runner.kind, runner.progress
-            if name:
+            if name and kind != RESTORE:   # a restore shows in status.restore
                 pct = int(100 * p.bytes_done / p.bytes_total) if p and p.bytes_total else None
                 out.append({"job": name, "kind": kind, "percent": pct, "phase": p.phase if p else "starting",
                             "progress": p.to_dict() if p else None})
@@ -260,9 +230,9 @@ class Agent:
     def _destination_present(self, job: Job) -> bool:
         if job.destination.path:
             return True
-        return job.destination.drive_id in self.present
+        return any(d in self.present for d in job.destination.drive_ids)
 
-    def _execute(self, task: Task, cancel: RunCancel, progress) -> None:
+    def _execute(self, task: Task, cancel: RunCancel, progress, key: str = "") -> None:
         """Run one job or check (on its runner's thread) and tell the user how it went."""
         from core.agent.jobs import Target, resolve_target, run_job, verify_job
 
@@ -270,6 +240,8 @@ class Agent:
         job = self.config.job(name)
         if job is None:
             return   # removed while queued
+        if key.startswith("drive:"):
+            job = job.on_drive(key[len("drive:"):])   # a drive in rotation: its own set
         drive_id = job.destination.drive_id
         try:
             if drive_id:
@@ -283,21 +255,29 @@ class Agent:
         except DriveNotConnected as err:
             self.notifier.notify(f"{name}: not backed up", err.message, "failed")
             return
+        if not wait_for_restore(target.set_path, cancel, progress):   # restore first (issue #14)
+            return
         if kind is RunKind.VERIFY:
             outcome = verify_job(job, self.config, self.history, target=target, progress=progress, clock=self.clock,
                                  trigger=task.trigger, unlock=self._unlocker())
             if outcome.error is not None:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
+        self.rolling.wait_for_repair(job.destination.key())   # a rolling check's repair writes to the set
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
-                          clock=self.clock, bind=self.bind_set, trigger=task.trigger, unlock=self._unlocker())
+                          clock=self.clock, bind=lambda n, set_id: self.bind_set(n, set_id, drive_id),
+                          trigger=task.trigger, unlock=self._unlocker())
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
             self.history.append_log(outcome.run_id, "the drive was removed during the run")
             self.history.finish(outcome.run_id, RunEnd(status=RunStatus.DRIVE_REMOVED, ended=self.clock.now(),
                                                        error=DriveGone().message, error_code=DriveGone.code))
             outcome.status, outcome.error = RunStatus.DRIVE_REMOVED, DriveGone()
+        if outcome.made_room:   # the drive was full: say which old backups went (issue #14)
+            self.notifier.notify(f"{name}: made room on the drive", outcome.made_room, "info")
         self._notify_outcome(job, outcome)
+        if outcome.status in SUCCESS:
+            self.rolling.after_backup(job)   # a slice of the rolling check, once nothing else waits
 
     def _unlocker(self):
         """Sets unlocked in the window this session open without asking again (core.agent.unlock)."""
@@ -305,11 +285,11 @@ class Agent:
 
         return cached_unlocker(cache_of(self))
 
-    def bind_set(self, name: str, set_id: str) -> None:
-        """Record that job ``name`` owns the set ``set_id`` (core.agent.adopt), in config.json."""
-        from core.agent.adopt import bind
+    def bind_set(self, name: str, set_id: str, drive_id: str | None = None) -> None:
+        """Record that job ``name`` owns the set ``set_id`` (on ``drive_id``, core.agent.adopt), in config.json."""
+        from core.agent.rotation import bind_on
 
-        self.edit_config(lambda cfg: bind(cfg, name, set_id))
+        self.edit_config(lambda cfg: bind_on(cfg, name, set_id, drive_id))
 
     def _notify_outcome(self, job: Job, outcome) -> None:
         if outcome.status in SUCCESS:
@@ -332,6 +312,8 @@ class Agent:
     def _drive_busy(self, drive_id: str, excluding: str | None = None) -> bool:
         """Whether a run on this drive runs or waits in its queue (other than ``excluding``)."""
         runner = self.runners.get(f"drive:{drive_id}")
+        if self.restore_drive == drive_id:   # a restore from it runs or waits its turn
+            return True
         if runner is None:
             return False
         return any(n != excluding for n in list(runner.queue)) or (runner.current not in (None, excluding))
@@ -365,8 +347,12 @@ class Agent:
             return True
         return battery.percent >= self.config.prefs.battery_threshold
 
-    def _last_success(self, job: Job) -> datetime | None:
-        run = self.history.last_success(job.name)
+    def _last_success(self, job: Job, drive_id: str | None = None) -> datetime | None:
+        """The job's last success; on ``drive_id`` for a job on several drives (each drive is kept fresh)."""
+        if drive_id and len(job.destination.drive_ids) > 1:
+            run = self.history.last_by_drive(job.name).get(drive_id)
+        else:
+            run = self.history.last_success(job.name)
         return run.started if run else None
 
     def drive_connected(self, drive_id: str, mount: str) -> list[str]:
@@ -375,16 +361,18 @@ class Agent:
             self.present[drive_id] = mount
         log.info("drive %s connected at %s", drive_id, mount)
         self.changed()
-        return self._connect_jobs(drive_id, [j for j in self.config.jobs if j.destination.drive_id == drive_id])
+        return self._connect_jobs(drive_id, [j for j in self.config.jobs if drive_id in j.destination.drive_ids])
 
     def _connect_jobs(self, drive_id: str, jobs: list[Job]) -> list[str]:
         """Queue (after the short, cancellable delay) those of ``jobs`` that a connect makes due."""
         if not jobs or self.is_paused() or not self.battery_ok() or self.restore_drive == drive_id:
             return []
         now = self.clock.now()
-        names = [j.name for j in jobs if connect_due(j, self._last_success(j), now.astimezone())]
+        names = [j.name for j in jobs if connect_due(j, self._last_success(j, drive_id), now.astimezone())]
         if not names:
             return []
+        if self.page_hold.active:   # the plug-in may be meant for restoring: wait for the page to close
+            return hold_connect(self, drive_id, names)
         delay = self.config.prefs.connect_delay_seconds
         with self.lock:
             old = self.pending.pop(drive_id, None)
@@ -394,15 +382,16 @@ class Agent:
             pending = PendingConnect(drive_id, names, now + timedelta(seconds=delay))
             self.pending[drive_id] = pending
         if delay <= 0:
-            self._start_pending(drive_id)
+            self.start_pending(drive_id)
         else:
-            pending.timer = threading.Timer(delay, self._start_pending, args=(drive_id,))
+            pending.timer = threading.Timer(delay, self.start_pending, args=(drive_id,))
             pending.timer.daemon = True
             pending.timer.start()
         self.changed()
         return names
 
-    def _start_pending(self, drive_id: str) -> None:
+    def start_pending(self, drive_id: str) -> None:
+        """Start a drive's automatic backups waiting out the delay or a Restore page ("Back up now")."""
         with self.lock:
             pending = self.pending.pop(drive_id, None)
         if pending is None or drive_id not in self.present:
@@ -412,7 +401,7 @@ class Agent:
             if job is not None:
                 # Without on_connect the job runs now because its schedule came due while the drive was away.
                 trigger = Trigger.CONNECT if job.triggers.on_connect else Trigger.SCHEDULE
-                self._runner(job).enqueue(job.name, trigger=trigger)
+                self._runner(job, drive_id).enqueue(job.name, trigger=trigger)
         self.changed()
 
     def cancel_pending(self, drive_id: str | None = None) -> bool:
@@ -438,6 +427,22 @@ class Agent:
         log.info("drive %s removed", drive_id)
         self.changed()
 
+    # -- drives that are not Plugback's yet, and reminders (issue #14: core.agent.offers, core.agent.rotation) --
+
+    def volume_added(self, mount: str, plugged: bool = True) -> None:
+        """The watcher saw a new volume that is not a connected Plugback drive: maybe offer it."""
+        self.offers.volume_added(mount, plugged)
+
+    def volume_removed(self, mount: str) -> None:
+        """The watcher saw the volume at ``mount`` go."""
+        self.offers.volume_removed(mount)
+
+    def check_reminders(self) -> list:
+        """Send the day's "not backed up for N days" notification if due (the scheduler's tick)."""
+        from core.agent import rotation
+
+        return rotation.check(self)
+
     def check_schedule(self) -> list[str]:
         """Queue every job whose schedule is due and whose destination is here (the Scheduler's tick)."""
         if self.is_paused() or not self.battery_ok():
@@ -451,22 +456,9 @@ class Agent:
         return queued
 
     def check_integrity(self) -> list[str]:
-        """Queue the monthly full read-back for jobs whose drive is here (DESIGN §4 "scheduled scrub")."""
-        from core.agent.schedule import integrity_due
-
-        if not self.config.prefs.monthly_integrity_check or self.is_paused() or not self.battery_ok():
-            return []
-        now = self.clock.now()
-        queued = []
-        for job in self.config.jobs:
-            if not self._destination_present(job):
-                continue
-            last = self.history.last(job.name, kind=RunKind.VERIFY)
-            first = self.history.first_success(job.name)
-            if integrity_due(last.started if last else None, first.started if first else None, now):
-                if self._runner(job).enqueue(job.name, RunKind.VERIFY, Trigger.SCHEDULE):
-                    queued.append(job.name)
-        return queued
+        """The monthly check (DESIGN §4 "scheduled scrub"): finish the rolling check's pass of every set
+        on a present, idle destination whose pass is overdue (core/agent/rolling.py)."""
+        return self.rolling.catch_up()
 
     # -- other actions ---------------------------------------------------------------------
 
@@ -480,6 +472,7 @@ class Agent:
         if self._drive_busy(drive_id) or self.restore_drive == drive_id:
             raise AgentBusy(reason=f"'{self.config.drive_label(drive_id)}' is in use by a backup or restore")
         self.cancel_pending(drive_id)
+        self.rolling.stop(drive_id)      # a rolling check only reads, but open files block an unmount
         self.ejector.eject(mount)
         self.drive_removed(drive_id)
         self.notifier.notify(f"'{self.config.drive_label(drive_id)}' is safe to unplug",
@@ -515,15 +508,19 @@ class Agent:
         drives = [DriveState(d["drive_id"], d.get("label") or d["drive_id"][:8], self.present.get(d["drive_id"]))
                   for d in self.config.drives]
         busy = {d.drive_id for d in drives if self._drive_busy(d.drive_id) or self.restore_drive == d.drive_id}
+        from core.agent.rotation import reminders
+
         return TrayState(now=now, jobs=jobs, drives=drives, running=self.running(),
                          pending=list(self.pending.values()), paused=self.is_paused(),
                          paused_until=self.paused_until, problem=self.problem, backend=self.backend,
-                         busy_drives=busy)
+                         busy_drives=busy, offers=self.offers.current(), reminders=reminders(self))
 
     def shutdown(self, cancel: bool = True, timeout: float = 30) -> None:
         """Stop everything: cancel (or finish) running jobs and wait for them."""
         self.stopped.set()
+        self.page_hold.close()
         self.cancel_pending()
+        self.rolling.stop()
         if self.settings_proc is not None and self.settings_proc.poll() is None:
             # The window is useless without its agent: close it with us.
             self.settings_proc.terminate()

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.agent.history import RunKind
 from core.engine.restore import CONFLICTS, OnConflict, RestoreOptions, restore
-from core.errors import AgentBusy, DamagedSet, PlugbackError, UsageError
+from core.errors import AgentBusy, Cancelled, DamagedSet, DriveGone, PlugbackError, UsageError
 
 if TYPE_CHECKING:
     from core.agent.config import Job
@@ -30,6 +30,7 @@ SEARCH_LIMIT = 500
 PREVIEW_LIMIT = 1000
 RESULT_LIMIT = 200      # renamed / damaged files named in a restore's result
 DEFAULT_CONFLICT = "keep-both"
+LOCK_WAIT = 6 * 3600.0  # a restore waits this long for another process's backup (then that lock is stale anyway)
 
 
 @dataclass(frozen=True)
@@ -256,11 +257,10 @@ def _make_target(dest: str | None, create: bool) -> None:
 
 
 def start_restore(agent, args: dict) -> dict:
-    """Start a restore in the background; progress and the result appear in ``status.restore``."""
-    from core.engine.progress import CancelToken
-
-    if agent.restore_task and agent.restore_task.get("running"):
-        raise AgentBusy(reason="a restore is already running")
+    """Queue a restore on the runner of the drive (or folder) it reads; progress and the result appear
+    in ``status.restore``. It goes ahead of queued backups and waits for the one running (issue #14);
+    only one restore at a time (a second is refused with AgentBusy)."""
+    _refuse_second(agent)   # early, before a folder is made; again below, atomically
     on_conflict = _conflict(args)
     src = _set(agent, args)
     bset = src.bset
@@ -273,40 +273,107 @@ def start_restore(agent, args: dict) -> dict:
     where = Path(os.path.expanduser(dest)) if dest else {d["top"]: d["to"] for d in places}
     label = args.get("job") or (src.job.name if src.job else None)
     task = {"job": label, "set": args.get("set"), "snapshot": snapshot, "paths": paths, "target": dest,
-            "running": True, "destinations": places, "progress": None, "result": None, "error": None}
-    cancel = CancelToken()
+            "running": True, "waiting": None, "destinations": places, "progress": None, "result": None,
+            "error": None}
 
     def progress(p):
         task["progress"] = p.to_dict()
 
     options = RestoreOptions(snapshot=snapshot, paths=paths, on_conflict=OnConflict(on_conflict), progress=progress,
-                             cancel=cancel)
-    agent.restore_task, agent.restore_drive = task, src.drive_id
-    agent.restore_cancel = cancel
+                             lock_wait=LOCK_WAIT)
+    runner = agent.runner_at(_runner_key(src, bset))
+    with agent.lock:   # the check and the claim in one step: two restores started together cannot both run
+        _refuse_second(agent)
+        agent.restore_task, agent.restore_drive = task, src.drive_id
+        agent.restore_stop = (runner, f"restore:{id(task)}")
+    if runner.current:
+        task["waiting"] = _waiting_for_run(agent, runner)
+
+    def work(cancel, _runner_progress):
+        _work(agent, bset, where, replace(options, cancel=cancel, on_lock_wait=lambda h: _lock_wait(agent, task, bset, h)),
+              task)
+
+    runner.enqueue_restore(f"restore:{id(task)}", work)
     agent.changed()
-    threading.Thread(target=_work, args=(agent, bset, where, options, task), name="restore", daemon=True).start()
     return {"started": True}
 
 
+def _refuse_second(agent) -> None:
+    if agent.restore_task and agent.restore_task.get("running"):
+        raise AgentBusy(reason="a restore is already running; wait for it to finish, or stop it")
+
+
+def stop_restore(agent) -> dict:
+    """Stop the restore: a queued one never starts, a running one stops after the file it is writing
+    (what is restored stays; no file is left half written)."""
+    stop = getattr(agent, "restore_stop", None)
+    task = agent.restore_task
+    if stop is None or not task or not task.get("running"):
+        return {"stopped": False}
+    if stop[0].stop_restore(stop[1]) == "dropped":
+        task["error"] = {"code": Cancelled.code, "message": "The restore was stopped before it started."}
+        _finish(agent, task)
+    return {"stopped": True}
+
+
+def _runner_key(src: Source, bset) -> str:
+    """The runner whose queue the restore joins: its drive's, else its job's folder, else the set's folder."""
+    if src.drive_id:
+        return f"drive:{src.drive_id}"
+    if src.job is not None:
+        return src.job.destination.key()
+    return f"path:{bset.root}"
+
+
+def _waiting_for_run(agent, runner) -> str:
+    what = "check" if runner.kind == RunKind.VERIFY else "backup"
+    return f"Waiting for the {what} of {runner.current} to finish."
+
+
+def _lock_wait(agent, task: dict, bset, holder: dict) -> None:
+    """Another process (``plugback``, another computer) holds the set: the restore waits and says for what."""
+    from core.agent.restore_first import waiting_text
+
+    task["waiting"] = waiting_text(holder, bset.meta.get("job") if not bset.encrypted else None)
+    agent.changed()
+
+
+def _finish(agent, task: dict) -> None:
+    task["running"], task["waiting"] = False, None
+    agent.restore_drive = None
+    agent.changed()
+
+
 def _work(agent, bset, where, options: RestoreOptions, task: dict) -> None:
-    """The restore thread: runs it, then puts the result (with renamed files named) into the task."""
+    """The restore, on its runner's thread: runs it, then puts the result (with renamed files named) into the task."""
+    from core.agent.restore_first import wait_while_held
     from core.agent.restore_names import renamed_after, would_collide
 
+    task["waiting"] = None
+    agent.changed()
     try:
+        if not os.path.isdir(bset.root):   # pulled while the restore waited its turn
+            raise DriveGone("The backup drive was removed before the restore started. Plug it in and "
+                            "start the restore again.")
+        # Another process's backup first (its lock), so the names below are looked up after it.
+        if not wait_while_held(bset.root, options.cancel, options.on_lock_wait or (lambda _: None)):
+            raise Cancelled()
+        task["waiting"] = None
         collide = would_collide(bset, where, options) if options.on_conflict.value == "keep-both" else []
         result = restore(bset, where, options)
         task["result"] = {k: v for k, v in vars(result).items() if isinstance(v, (int, str, float, bool))}
         task["result"]["renamed"] = renamed_after(collide)
         task["result"]["damaged_files"] = [{"path": p, "reason": r} for p, r in result.damaged[:RESULT_LIMIT]]
+    except Cancelled:
+        task["error"] = {"code": Cancelled.code, "message": "The restore was stopped. The files restored so far "
+                                                          "are in place (none is half written)."}
     except PlugbackError as err:
         task["error"] = {"code": err.code, "message": err.message}
     except Exception as err:   # noqa: BLE001 - report, never kill the agent
         log.exception("restore failed")
         task["error"] = {"code": "error", "message": f"The restore failed unexpectedly: {err!r}"}
     finally:
-        task["running"] = False
-        agent.restore_drive = None
-        agent.changed()
+        _finish(agent, task)
 
 
 def exclude_preview(sources: list, excludes: list) -> dict:

@@ -14,6 +14,7 @@ Folders come from platformdirs; ``PLUGBACK_HOME`` overrides all of them
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 import sys
@@ -137,11 +138,21 @@ def _check_keys(data: dict, allowed: set, field_name: str) -> None:
 
 @dataclass
 class Destination:
-    """Where a job's set lives: an enrolled drive (+ optional folder on it) or a plain path."""
+    """Where a job's set lives: an enrolled drive (+ optional folder on it) or a plain path.
+
+    ``rotation`` (issue #14): more drives the job backs up to, whichever is connected, each
+    ``{"drive_id", "set_id"?}`` — every drive holds its own set, bound like ``Job.set_id``.
+    """
 
     drive_id: str | None = None
     folder: str | None = None
     path: str | None = None
+    rotation: list[dict] = field(default_factory=list)
+
+    @property
+    def drive_ids(self) -> list[str]:
+        """Every drive of the job: the first one, then the drives in rotation."""
+        return ([self.drive_id] if self.drive_id else []) + [r["drive_id"] for r in self.rotation]
 
     def key(self) -> str:
         """Jobs with the same key share one runner (one writer per destination)."""
@@ -149,16 +160,18 @@ class Destination:
 
     def to_dict(self) -> dict:
         if self.drive_id:
-            d = {"drive_id": self.drive_id}
+            d: dict = {"drive_id": self.drive_id}
             if self.folder:
                 d["folder"] = self.folder
+            if self.rotation:
+                d["rotation"] = [dict(r) for r in self.rotation]
             return d
         return {"path": self.path}
 
     @classmethod
     def from_dict(cls, data, where: str) -> "Destination":
         _check_type(data, dict, where, "an object with drive_id (and folder) or path")
-        _check_keys(data, {"drive_id", "folder", "path"}, where)
+        _check_keys(data, {"drive_id", "folder", "path", "rotation"}, where)
         if data.get("drive_id") and data.get("path"):
             raise _bad(where, "give either drive_id or path, not both")
         if data.get("drive_id"):
@@ -169,13 +182,32 @@ class Destination:
                 parts = Path(folder).parts
                 if Path(folder).is_absolute() or ".." in parts or re.match(r"^[A-Za-z]:", folder):
                     raise _bad(f"{where}.folder", "must be a relative folder on the drive, without '..'")
-            return cls(drive_id=data["drive_id"], folder=folder or None)
+            return cls(drive_id=data["drive_id"], folder=folder or None,
+                       rotation=_rotation(data.get("rotation", []), data["drive_id"], f"{where}.rotation"))
+        if data.get("rotation"):
+            raise _bad(f"{where}.rotation", "goes with a drive_id: more drives for a drive job")
         if data.get("path"):
             _check_type(data["path"], str, f"{where}.path", "a folder path")
             if not Path(data["path"]).is_absolute():
                 raise _bad(f"{where}.path", "must be an absolute folder path")
             return cls(path=data["path"])
         raise _bad(where, "needs a drive_id or a path")
+
+
+def _rotation(data, first: str, where: str) -> list[dict]:
+    """``destination.rotation``, checked: ``[{"drive_id", "set_id"?}]``, each drive once."""
+    out: list[dict] = []
+    for i, r in enumerate(_check_type(data, list, where, "a list of drives")):
+        _check_type(r, dict, f"{where}[{i}]", "an object with drive_id (and set_id)")
+        _check_keys(r, {"drive_id", "set_id"}, f"{where}[{i}]")
+        drive_id = _check_type(r.get("drive_id"), str, f"{where}[{i}].drive_id", "a drive id (text)")
+        if drive_id == first or any(o["drive_id"] == drive_id for o in out):
+            raise _bad(f"{where}[{i}].drive_id", "names a drive the job already backs up to")
+        set_id = r.get("set_id")
+        if set_id is not None and not _SET_ID.match(_check_type(set_id, str, f"{where}[{i}].set_id", "a set id")):
+            raise _bad(f"{where}[{i}].set_id", "must be a set id (a UUID, as in the set's plugback.json)")
+        out.append({"drive_id": drive_id, **({"set_id": set_id} if set_id else {})})
+    return out
 
 
 @dataclass
@@ -274,6 +306,15 @@ class Job:
         """The IPC ``Job`` shape: :meth:`to_dict` with the triggers of :meth:`Triggers.to_window`."""
         return {**self.to_dict(), "triggers": self.triggers.to_window()}
 
+    def on_drive(self, drive_id: str) -> "Job":
+        """This job as it runs on one of its drives: that drive as the destination, its set's id
+        (issue #14: a drive in rotation holds its own set). The job itself for its first drive."""
+        entry = next((r for r in self.destination.rotation if r["drive_id"] == drive_id), None)
+        if entry is None:
+            return self
+        return dataclasses.replace(self, destination=Destination(drive_id=drive_id, folder=self.destination.folder),
+                                   set_id=entry.get("set_id"))
+
     @classmethod
     def from_window(cls, data, where: str = "job") -> "Job":
         """A job as the window sends it (:meth:`to_window`'s shape), validated like config.json.
@@ -281,6 +322,10 @@ class Job:
         ``set_id`` is ignored: a set is bound only by its first run or by ``adopt_set``."""
         _check_type(data, dict, where, "an object")
         data = {k: v for k, v in data.items() if k != "set_id"}
+        dest = data.get("destination")
+        if isinstance(dest, dict) and isinstance(dest.get("rotation"), list):   # set ids are bound, never sent
+            data["destination"] = {**dest, "rotation": [{k: v for k, v in r.items() if k != "set_id"}
+                                                        if isinstance(r, dict) else r for r in dest["rotation"]]}
         triggers = Triggers.from_window(data.get("triggers", {}), f"{where}.triggers")
         return cls.from_dict({**data, "triggers": triggers.to_dict()}, where)
 
@@ -335,12 +380,14 @@ class Prefs:
     battery_threshold: int = 20          # scheduled runs wait on battery below this percent
     monthly_integrity_check: bool = True
     connect_delay_seconds: int = 2       # cancellable pause before an automatic backup on connect
+    remind_after_days: int = 7           # remind when no backup of a job succeeded for this long; 0 = never
 
     def to_dict(self) -> dict:
         return {"start_at_login": self.start_at_login, "notifications": self.notifications,
                 "battery_threshold": self.battery_threshold,
                 "monthly_integrity_check": self.monthly_integrity_check,
-                "connect_delay_seconds": self.connect_delay_seconds}
+                "connect_delay_seconds": self.connect_delay_seconds,
+                "remind_after_days": self.remind_after_days}
 
     @classmethod
     def from_dict(cls, data, where: str = "prefs") -> "Prefs":
@@ -360,7 +407,29 @@ class Prefs:
             if not 0 <= v <= 600:
                 raise _bad(f"{where}.connect_delay_seconds", "must be between 0 and 600")
             out.connect_delay_seconds = v
+        if "remind_after_days" in data:
+            v = _check_type(data["remind_after_days"], int, f"{where}.remind_after_days", "a number of days")
+            if not 0 <= v <= 365:
+                raise _bad(f"{where}.remind_after_days", "must be between 0 (never) and 365 days")
+            out.remind_after_days = v
         return out
+
+
+_DRIVE_KEY = re.compile(r"^[\x21-\x7e]{1,80}$")
+
+
+def _declined(data) -> list[dict]:
+    """``declined_drives``, checked: each ``{"key": printable id, "name": text}``."""
+    out = []
+    for i, d in enumerate(_check_type(data, list, "declined_drives", "a list")):
+        where = f"declined_drives[{i}]"
+        _check_type(d, dict, where, "an object with key and name")
+        _check_keys(d, {"key", "name"}, where)
+        key = _check_type(d.get("key"), str, f"{where}.key", "a file-system UUID or serial")
+        if not _DRIVE_KEY.match(key):
+            raise _bad(f"{where}.key", "must be a file-system UUID or serial (printable, no spaces)")
+        out.append({"key": key, "name": _check_type(d.get("name", ""), str, f"{where}.name", "text")})
+    return out
 
 
 @dataclass
@@ -370,16 +439,19 @@ class Config:
     jobs: list[Job] = field(default_factory=list)
     drives: list[dict] = field(default_factory=list)   # [{"drive_id", "label"}]
     prefs: Prefs = field(default_factory=Prefs)
+    #: Drives the user answered "Not this drive" (core.agent.offers): [{"key", "name"}], key = fs UUID/serial.
+    declined_drives: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"version": CONFIG_VERSION, "jobs": [j.to_dict() for j in self.jobs],
-                "drives": [dict(d) for d in self.drives], "prefs": self.prefs.to_dict()}
+                "drives": [dict(d) for d in self.drives], "prefs": self.prefs.to_dict(),
+                **({"declined_drives": [dict(d) for d in self.declined_drives]} if self.declined_drives else {})}
 
     @classmethod
     def from_dict(cls, data) -> "Config":
         """Validate ``data``; raises ConfigError naming the first bad field."""
         _check_type(data, dict, "(top level)", "a JSON object")
-        _check_keys(data, {"version", "jobs", "drives", "prefs"}, "")
+        _check_keys(data, {"version", "jobs", "drives", "prefs", "declined_drives"}, "")
         version = data.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise _bad("version", "is missing or not a number")
@@ -400,7 +472,7 @@ class Config:
             _check_type(d.get("label", ""), str, f"drives[{i}].label", "text")
             drives.append({"drive_id": d["drive_id"], "label": d.get("label", "")})
         prefs = Prefs.from_dict(data.get("prefs", {}))
-        return cls(jobs=jobs, drives=drives, prefs=prefs)
+        return cls(jobs=jobs, drives=drives, prefs=prefs, declined_drives=_declined(data.get("declined_drives", [])))
 
     # -- lookups -------------------------------------------------------------
 
@@ -414,6 +486,15 @@ class Config:
                 return d
         matches = [d for d in self.drives if d.get("label", "").casefold() == ref.casefold()]
         return matches[0] if len(matches) == 1 else None
+
+    def declined_keys(self) -> frozenset[str]:
+        """The identities of the drives the user said "Not this drive" to."""
+        return frozenset(d["key"] for d in self.declined_drives)
+
+    def decline_drive(self, key: str, name: str) -> None:
+        """Remember "Not this drive" for the drive whose file-system UUID (or serial) is ``key``."""
+        if key not in self.declined_keys():
+            self.declined_drives.append({"key": key, "name": name})
 
     def drive_label(self, drive_id: str) -> str:
         d = next((d for d in self.drives if d["drive_id"] == drive_id), None)
@@ -437,8 +518,16 @@ class Config:
         if clash is not None and clash is not old:
             raise UsageError(f"A job named '{clash.name}' exists. Pick another name, or remove that job first.")
         if old is not None:
+            # An edit keeps the binding (a run checks it against the set); with drives in rotation
+            # each set id stays with its drive, whichever drive comes first now.
+            bound = {r["drive_id"]: r.get("set_id") for r in old.destination.rotation}
+            if old.destination.drive_id:
+                bound[old.destination.drive_id] = old.set_id
             if job.set_id is None:
-                job.set_id = old.set_id   # an edit keeps the binding (a run checks it against the set)
+                job.set_id = bound.get(job.destination.drive_id or "", old.set_id)
+            for r in job.destination.rotation:
+                if "set_id" not in r and bound.get(r["drive_id"]):
+                    r["set_id"] = bound[r["drive_id"]]
             self.jobs[self.jobs.index(old)] = job
         else:
             self.jobs.append(job)
@@ -464,7 +553,7 @@ class Config:
         drive = self.drive(ref)
         if drive is None:
             raise NotFound(what="enrolled drive", name=ref)
-        users = [j.name for j in self.jobs if j.destination.drive_id == drive["drive_id"]]
+        users = [j.name for j in self.jobs if drive["drive_id"] in j.destination.drive_ids]
         if users:
             raise UsageError(f"Jobs still back up to '{drive.get('label') or ref}': {', '.join(users)}. "
                              "Remove them first.")

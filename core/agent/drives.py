@@ -2,9 +2,15 @@
 
 A drive is known by its ``drive_id`` (a random UUID written into
 ``<mount>/Plugback/drive.json`` when it is enrolled), whatever mount point or
-letter it gets today. Listing uses ``psutil.disk_partitions(all=True)``:
-without ``all`` psutil hides FUSE mounts such as exFAT through
-``mount.exfat-fuse`` (fstype ``fuseblk``).
+letter it gets today. Listing uses ``psutil.disk_partitions(all=True)``
+(without ``all`` psutil hides FUSE mounts such as exFAT through
+``mount.exfat-fuse``, fstype ``fuseblk``) and on Windows the drive letters
+(``core.platform.volumes``: network and CD/DVD drives are never asked anything).
+
+Listing never stalls its caller (issue #16): it runs in a worker thread and
+gives up after :data:`LIST_TIMEOUT` seconds, and network file systems are
+dropped from the list before anything (``statvfs``, ``drive.json``) touches
+them: a dead NFS or SMB share hangs every call that does.
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import sys
+import threading
 import uuid
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout  # TimeoutError itself from 3.11 on
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +35,8 @@ import psutil
 from core.engine import safeio
 from core.engine.atomic import replace_file
 from core.engine.layout import DRIVE_FILE, DRIVE_FORMAT, FORMAT_VERSION, drive_dir, drive_file
-from core.errors import DriveFileDamaged, NotEnrollable, PlugbackError
+from core.errors import DriveFileDamaged, NotEnrollable, PlugbackError, VolumesNotListed
+from core.platform.volumes import windows_partitions
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +47,16 @@ DRIVE_FSTYPES = {
     "ntfs", "ntfs3", "fuseblk", "hfs", "hfsplus", "apfs", "ufs", "zfs",
     "fuse.fusefat", "fuse.exfat",   # FAT / exFAT through FUSE helpers
 }
+# Network file systems (mount types as Linux and macOS name them): never listed, never statted.
+NETWORK_FSTYPES = {
+    "nfs", "nfs4", "cifs", "smb", "smbfs", "smb2", "smb3", "afs", "afpfs", "ncpfs", "ncp", "9p", "ceph",
+    "glusterfs", "lustre", "gpfs", "webdav", "davfs", "coda", "ocfs2", "gfs2", "beegfs", "cvfs",
+}
+# FUSE helpers that reach over the network ("fuse.<helper>", or the helper's own name as fstype).
+NETWORK_FUSE = {"sshfs", "davfs2", "davfs", "rclone", "s3fs", "gcsfuse", "glusterfs", "cephfs", "ceph",
+                "curlftpfs", "smbnetfs", "afpfs", "goofys", "juicefs", "gvfsd-fuse", "blobfuse", "blobfuse2"}
+#: Seconds a listing of the volumes may take before its caller gives up (the worker keeps waiting).
+LIST_TIMEOUT = 5.0
 # Mount points that are the system, whatever file system they have.
 SYSTEM_MOUNTS = {"/", "/boot", "/boot/efi", "/efi", "/usr", "/var", "/home", "/opt", "/srv", "/tmp",
                  "/System/Volumes/Data", "/System/Volumes/VM", "/System/Volumes/Preboot",
@@ -127,7 +148,7 @@ def write_drive_file(mount: Path, label: str, *, now: datetime | None = None) ->
 
 def _is_drive_fs(part) -> bool:
     if sys.platform == "win32":
-        return bool(part.fstype) and "cdrom" not in part.opts
+        return bool(part.fstype) and not {"cdrom", "remote"} & set(part.opts.split(","))
     fstype = part.fstype.lower()
     if fstype not in DRIVE_FSTYPES:
         return False
@@ -151,7 +172,8 @@ def _labels_by_device() -> dict[str, str]:
 
 def _removable(part) -> bool:
     if sys.platform == "win32":
-        return "removable" in part.opts
+        # "external": a USB/FireWire/SD disk that says DRIVE_FIXED (core.platform.volumes)
+        return bool({"removable", "external"} & set(part.opts.split(",")))
     mount = part.mountpoint
     if mount.startswith(("/media/", "/run/media/", "/mnt/", "/Volumes/")):
         return True
@@ -173,7 +195,7 @@ def list_volumes(enrolled_ids: set[str] | frozenset = frozenset()) -> list[Volum
     """Mounted volumes that could hold backups, each marked with its drive_id if it has one."""
     labels = _labels_by_device() if sys.platform.startswith("linux") else {}
     seen, out = set(), []
-    for part in psutil.disk_partitions(all=True):
+    for part in partitions():
         if not _is_drive_fs(part) or part.mountpoint in seen:
             continue
         seen.add(part.mountpoint)
@@ -232,9 +254,87 @@ def _probe(device: str) -> str | None:
     return next((fs for (at, magic), fs in _SIGNATURES if head[at:at + len(magic)] == magic), None)
 
 
+def is_network_fs(fstype: str) -> bool:
+    """Whether a mount type is a network file system (NFS, SMB, sshfs, WebDAV...)."""
+    fstype = (fstype or "").lower()
+    base = fstype[5:] if fstype.startswith("fuse.") else fstype
+    return base in NETWORK_FSTYPES or base in NETWORK_FUSE or base.startswith(("nfs", "smb", "cifs"))
+
+
+def local_partitions() -> list:
+    """Every mounted local volume (psutil's records), network file systems left out unasked.
+
+    On Linux psutil only reads the mount table; on macOS it calls ``getfsstat``, which
+    may wait on a dead share (hence :func:`partitions`' worker and timeout); on Windows
+    the drive letters come from ``core.platform.volumes``.
+    """
+    if sys.platform == "win32":
+        return list(windows_partitions())
+    return [p for p in psutil.disk_partitions(all=True) if not is_network_fs(p.fstype)]
+
+
+def local_mount_points() -> frozenset[str]:
+    """The mount points of drive-capable volumes, listed in the calling thread (may block)."""
+    return frozenset(p.mountpoint for p in local_partitions() if _is_drive_fs(p))
+
+
+class Timed:
+    """Calls ``fn`` in a worker thread and waits at most ``timeout`` seconds for it.
+
+    A call still hanging from before is waited on again instead of starting another,
+    so a hung mount costs one stuck daemon thread, not one per look (and not the
+    process's exit: ``concurrent.futures`` pools join their threads at exit). The
+    worker is started once and kept (cheaper than a new thread per look).
+    Raises :class:`VolumesNotListed` when the time is up.
+    """
+
+    def __init__(self, fn, timeout: float = LIST_TIMEOUT):
+        self.fn, self.timeout = fn, timeout
+        self._lock = threading.Lock()
+        self._pending: Future | None = None
+        self._requests: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+
+    def __call__(self):
+        with self._lock:
+            future = self._pending
+            if future is None or future.done():
+                future = self._pending = Future()
+                self._requests.put(future)   # the worker is idle: the last call is done
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._work, name="volume-listing", daemon=True)
+                    self._worker.start()
+        try:
+            return future.result(self.timeout)
+        except FutureTimeout:
+            raise VolumesNotListed(seconds=self.timeout) from None
+
+    @property
+    def hung(self) -> bool:
+        """A call is still running (after its caller gave up on it)."""
+        return self._pending is not None and not self._pending.done()
+
+    def _work(self) -> None:
+        while True:
+            future = self._requests.get()
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(self.fn())
+            except BaseException as err:   # noqa: BLE001 - handed to the caller
+                future.set_exception(err)
+
+
+_listing = Timed(local_partitions)
+
+
+def partitions() -> list:
+    """:func:`local_partitions` without stalling: VolumesNotListed after LIST_TIMEOUT seconds."""
+    return _listing()
+
+
 def mount_points() -> frozenset[str]:
-    """The mount points of drive-capable volumes: cheap, for the watcher's 2-second diff."""
-    return frozenset(p.mountpoint for p in psutil.disk_partitions(all=True) if _is_drive_fs(p))
+    """The mount points of drive-capable volumes (VolumesNotListed when the listing hangs)."""
+    return frozenset(p.mountpoint for p in partitions() if _is_drive_fs(p))
 
 
 def find_drive(drive_id: str, mounts=None) -> Path | None:

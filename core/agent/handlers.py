@@ -30,7 +30,11 @@ COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "
             "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "versions", "restore_plan",
             "restore", "exclude_preview", "validate_job", "quit",
             # issue #15: sets found on drives and folders, unlocking encrypted sets
-            "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept")
+            "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept",
+            # issue #14, restore first: the Restore page holds automatic backups; stopping a restore
+            "restore_page", "restore_stop",
+            # issue #14: a drive that is not Plugback's yet
+            "offer_decline")
 HISTORY_LIMIT = 1000
 log = logging.getLogger("plugback.handlers")
 
@@ -206,7 +210,12 @@ class Handlers:
     def drives_list(self, args):
         from core.agent.drives import list_volumes
 
-        return [v.to_dict() for v in list_volumes({d["drive_id"] for d in self.agent.config.drives})]
+        enrolled = {d["drive_id"] for d in self.agent.config.drives}
+        volumes = [v.to_dict() for v in list_volumes(enrolled)]
+        for v in volumes:
+            if v.get("drive_id") in enrolled:   # the rolling check: last_full_check, check_percent...
+                v.update(self.agent.rolling.summary(v["drive_id"]))
+        return volumes
 
     def drive_init(self, args):
         from core.agent.drives import enroll, find_drive
@@ -283,6 +292,19 @@ class Handlers:
         _text(args, "target", required=False)
         return browse.start_restore(self.agent, args)
 
+    def restore_page(self, args):
+        """The Restore page is open (renewed every 20 s while it stays open) or closed: while it is
+        open, a drive plugged in waits with its automatic backup (core.agent.restore_first)."""
+        is_open = args.get("open")
+        if not isinstance(is_open, bool):
+            raise BadRequest(reason="'open' must be true or false")
+        return {"open": self.agent.page_hold.set(is_open)}
+
+    def restore_stop(self, args):
+        from core.agent import browse
+
+        return browse.stop_restore(self.agent)
+
     def versions(self, args):
         """The distinct versions of one file across the snapshots, newest first (core.agent.file_versions)."""
         from core.agent.file_versions import file_versions
@@ -338,6 +360,10 @@ class Handlers:
             raise BadRequest(reason="'confirmed' must be true or false")
         RecoveryKeyState(self.agent.paths.data_dir).record(set_id, confirmed=confirmed)
         return {"set_id": set_id, "confirmed": confirmed}
+
+    def offer_decline(self, args):
+        """"Not this drive" for the drive offered at ``mount`` (core.agent.offers)."""
+        return {"offer": self.agent.offers.decline(_text(args, "mount")).to_dict()}
 
     # -- checking input where it is typed (issue #15) ------------------------------------------
 

@@ -216,6 +216,20 @@ class History:
         """The newest run that committed a snapshot (ok or warnings)."""
         return self.last(job, statuses=SUCCESS)
 
+    def last_by_drive(self, job: str, statuses: tuple[RunStatus, ...] = SUCCESS) -> dict[str, Run]:
+        """The newest backup run of ``job`` with one of ``statuses`` on each drive it reached
+        (issue #14: a job on several drives; by default its newest success on each)."""
+        marks = ",".join("?" * len(statuses))
+        rows = self._select(f"WHERE id IN (SELECT MAX(id) FROM runs WHERE job=? AND kind=? AND status IN ({marks}) "
+                            "AND drive_id IS NOT NULL GROUP BY drive_id)",
+                            (job, RunKind.BACKUP.value, *(RunStatus(st).value for st in statuses)))
+        return {r.drive_id: r for r in rows if r.drive_id}
+
+    def first(self, job: str) -> Run | None:
+        """The oldest backup run of ``job``, whatever its result."""
+        rows = self._select("WHERE job=? AND kind=? ORDER BY started ASC, id ASC LIMIT 1", (job, RunKind.BACKUP.value))
+        return rows[0] if rows else None
+
     def first_success(self, job: str) -> Run | None:
         """The oldest run of ``job`` that committed a snapshot."""
         rows = self._select("WHERE job=? AND kind=? AND status IN (?,?) ORDER BY started ASC, id ASC LIMIT 1",

@@ -18,7 +18,7 @@ from typing import Callable
 from core.agent.config import Config, Job
 from core.agent.drives import find_drive
 from core.agent.history import History, RunEnd, RunKind, RunStatus, Trigger, warnings_text
-from core.agent.words import plural
+from core.agent.words import plural, removed_backups, size
 from core.engine.layout import check_chain, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
 from core.engine.repo import BackupSet, Unlocker
@@ -66,6 +66,7 @@ class Outcome:
     error: PlugbackError | None = None
     flushed: bool = False
     log: list[str] = field(default_factory=list)
+    made_room: str = ""   # what was removed to make room on a full drive (words), for a notification
 
 
 def resolve_target(job: Job, config: Config, *, host: str | None = None, mounts=None) -> Target:
@@ -131,6 +132,9 @@ _SUMMARY = {   # warning code -> (what is counted, what happened to one, to seve
                        "in Latest/ hold files Plugback did not put there"),
     "snapshot_damaged": ("damaged snapshot", "(everything was copied again)", "(everything was copied again)"),
     "symlink_not_restored": ("symlink", "not restored", "not restored"),
+    "locked": ("file", "open in another program (not backed up now)", "open in other programs (not backed up now)"),
+    "renamed": ("name", "this computer cannot hold was restored under another", "this computer cannot hold were "
+                "restored under others"),
 }
 
 
@@ -294,7 +298,8 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     job's own ends the run ``failed`` with ``set_needs_confirmation``.
     """
     from core.agent.adopt import canonical_id, same_set
-    from core.engine.backup import BackupOptions, backup  # the engine; imported late so the agent starts light
+    from core.engine.backup import BackupOptions  # the engine; imported late so the agent starts light
+    from core.engine.space import RoomReport, backup_with_room
 
     clock = clock or Clock()
     host = host or host_name()
@@ -310,14 +315,34 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             outcome.log.append(f"this job's backup set is {bset.set_id}")
             if bind is not None:
                 bind(job.name, bset.set_id)
-        result = backup(bset, job.sources, BackupOptions(
-            excludes=job.excludes, job=job.name, host=host, verify=job.verify != "none", boundary=target.mount,
-            progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock))
+        room = RoomReport()
+        try:
+            # A full drive: the oldest snapshots go (never the newest), or the run fails before writing.
+            result, _ = backup_with_room(bset, job.sources, BackupOptions(
+                excludes=job.excludes, job=job.name, host=host, verify=job.verify != "none", boundary=target.mount,
+                progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock), report=room)
+        finally:
+            _note_room(room, outcome, clock)
         _finish_backup(job, bset, result, outcome, history, clock)
     except BaseException as err:
         if not _record_failure(err, outcome, history, clock):
             raise
     return outcome
+
+
+def _note_room(room, outcome: Outcome, clock: Clock) -> None:
+    """Put what making room removed in the run's log and, in words, on the outcome (the agent notifies)."""
+    from core.engine.retention import snapshot_time
+
+    if room.need is not None:
+        outcome.log.append(f"room: needs about {size(room.need.total)} ({plural(room.need.files, 'file')} to "
+                           f"copy), {size(room.free)} free")
+    if room.retried:
+        outcome.log.append("room: the drive filled up during the run; made room and ran again")
+    if room.removed or room.bytes_freed:
+        outcome.made_room = removed_backups([snapshot_time(i) for i in room.removed], room.bytes_freed,
+                                            clock.now())
+        outcome.log.append(f"room: removed {', '.join(room.removed) or 'unused backup data'}: {outcome.made_room}")
 
 
 def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history: History, clock: Clock) -> None:

@@ -3,6 +3,12 @@
 Jobs writing to the same drive or folder queue behind each other (one writer
 per destination); different destinations run in parallel. The thread sleeps
 on a condition while idle, so an idle agent costs nothing here.
+
+A restore from the destination is a task of its runner too (kind ``restore``,
+issue #14 "restore first"): it goes ahead of the queued runs, waits only for
+the one running, and everything queued after it waits for it. Restore tasks
+carry their own work, are not jobs (``queue`` and "Stop backup" leave them
+alone) and are stopped with :meth:`JobRunner.stop_restore`.
 """
 
 from __future__ import annotations
@@ -42,12 +48,21 @@ class RunCancel(CancelToken):
         super().check()
 
 
+#: The kind of a restore task (a runner's own kind; history records only backups and checks).
+RESTORE = "restore"
+#: What a restore task runs on the runner's thread: ``work(cancel, progress)``.
+Work = Callable[[RunCancel, Callable[[Progress], None]], None]
+
+
 class Task(NamedTuple):
-    """One queued run: the job's name, backup or check, and what asked for it."""
+    """One queued run: the job's name, backup, check or restore, and what asked for it.
+
+    ``work`` (restores only) is run instead of the runner's ``execute``."""
 
     name: str
-    kind: RunKind
+    kind: RunKind | str   # RESTORE for a restore
     trigger: Trigger
+    work: Work | None = None
 
 
 class JobRunner:
@@ -60,7 +75,7 @@ class JobRunner:
         self.on_change = on_change
         self.tasks: deque[Task] = deque()
         self.current: str | None = None
-        self.kind: RunKind | None = None
+        self.kind: RunKind | str | None = None
         self.progress: Progress | None = None
         self.cancel: RunCancel | None = None
         self._cond = threading.Condition()
@@ -80,32 +95,56 @@ class JobRunner:
         self.on_change()
         return True
 
+    def enqueue_restore(self, name: str, work: Work) -> None:
+        """Queue a restore ahead of every queued run (behind the one running, if any)."""
+        with self._cond:
+            self.tasks.appendleft(Task(name, RESTORE, Trigger.MANUAL, work))
+            self._cond.notify()
+        self.on_change()
+
     def stop(self, name: str | None = None) -> bool:
-        """Cancel ``name`` (running or queued), or everything when None. True if anything stopped."""
+        """Cancel ``name`` (running or queued), or every run when None; restores are left alone.
+        True if anything stopped."""
         stopped = False
         with self._cond:
             for task in list(self.tasks):
-                if name is None or task.name == name:
+                if task.kind != RESTORE and (name is None or task.name == name):
                     self.tasks.remove(task)
                     stopped = True
-            if self.cancel is not None and (name is None or self.current == name):
+            if self.cancel is not None and self.kind != RESTORE and (name is None or self.current == name):
                 self.cancel.cancel()
                 stopped = True
         if stopped:
             self.on_change()
         return stopped
 
-    def drive_removed(self) -> None:
-        """The destination drive vanished: end the running job as 'drive removed', drop the queue."""
+    def stop_restore(self, name: str) -> str | None:
+        """Stop the restore task ``name``: "dropped" (it was queued), "cancelled" (running), or None."""
         with self._cond:
+            for task in list(self.tasks):
+                if task.kind == RESTORE and task.name == name:
+                    self.tasks.remove(task)
+                    return "dropped"
+            if self.cancel is not None and self.kind == RESTORE and self.current == name:
+                self.cancel.cancel()
+                return "cancelled"
+        return None
+
+    def drive_removed(self) -> None:
+        """The destination drive vanished: end the running task as 'drive removed', drop the queued runs.
+
+        Queued restores stay: they run, find the drive gone and say so in their result."""
+        with self._cond:
+            kept = [t for t in self.tasks if t.kind == RESTORE]
             self.tasks.clear()
+            self.tasks.extend(kept)
             if self.cancel is not None:
                 self.cancel.drive_removed()
 
     @property
     def queue(self) -> list[str]:
-        """Names of the queued jobs (backups and checks), in order."""
-        return [t.name for t in list(self.tasks)]
+        """Names of the queued jobs (backups and checks; not restores), in order."""
+        return [t.name for t in list(self.tasks) if t.kind != RESTORE]
 
     def busy(self) -> bool:
         """Whether a task runs or waits here."""
@@ -140,7 +179,10 @@ class JobRunner:
                 name, cancel = task.name, self.cancel
             self.on_change()
             try:
-                self.execute(task, cancel, self._set_progress)
+                if task.work is not None:
+                    task.work(cancel, self._set_progress)
+                else:
+                    self.execute(task, cancel, self._set_progress)
             except Exception:   # noqa: BLE001 - a bug in one run must not kill the runner
                 log.exception("run of %s failed unexpectedly", name)
             finally:

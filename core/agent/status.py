@@ -89,19 +89,36 @@ def attention_list(jobs: list[dict]) -> list[dict]:
 
 
 def job_entry(job, record: Record, *, present: bool, next_due: datetime | None, last_run: Run | None,
-              running: bool = False, queued: bool = False, progress: dict | None = None) -> dict:
-    """One IPC ``JobStatus`` (docs/ipc.md)."""
+              running: bool = False, queued: bool = False, progress: dict | None = None,
+              drives: list | None = None, reminder=None) -> dict:
+    """One IPC ``JobStatus`` (docs/ipc.md); ``drives`` and ``reminder`` from core.agent.rotation."""
     return {"name": job.name, "sources": job.sources, "destination": job.destination.to_dict(),
             "drive_present": present, "running": running, "queued": queued, "progress": progress,
             "last_run": _run(last_run), **record.to_dict(),
-            "next_due": next_due.isoformat() if next_due else None, "triggers": job.triggers.to_window()}
+            "next_due": next_due.isoformat() if next_due else None, "triggers": job.triggers.to_window(),
+            "drives": drives or [], "reminder": reminder.to_dict() if reminder else None}
 
 
-def drive_entries(config, records: dict[str, Record], present: dict[str, str], busy=lambda drive_id: False) -> list:
-    """IPC ``DriveStatus`` for each enrolled drive, with the newest success and attempt of its jobs."""
+def _rotation(config, history, present: dict[str, str], now: datetime) -> tuple[dict, dict]:
+    """Per job: its drives' ages (``drive_ages``) and its reminder, if one holds (issue #14)."""
+    from core.agent.rotation import drive_ages, job_since, overdue
+
+    ages = {j.name: drive_ages(j, config, history, present) for j in config.jobs}
+    due = overdue({j.name: job_since(history, j.name) for j in config.jobs}, now, config.prefs.remind_after_days)
+    return ages, {r.job: r for r in due}
+
+
+def drive_entries(config, records: dict[str, Record], present: dict[str, str], busy=lambda drive_id: False,
+                  history: History | None = None) -> list:
+    """IPC ``DriveStatus`` for each enrolled drive, with the newest success and attempt of its jobs
+    (of a job on several drives, its runs on that drive)."""
+    by_drive = {j.name: (history.last_by_drive(j.name), history.last_by_drive(j.name, FINISHED))
+                for j in config.jobs if history is not None and len(j.destination.drive_ids) > 1}
     out = []
     for d in config.drives:
-        rec = merged([records[j.name] for j in config.jobs if j.destination.drive_id == d["drive_id"]])
+        rec = merged([Record(by_drive[j.name][0].get(d["drive_id"]), by_drive[j.name][1].get(d["drive_id"]))
+                      if j.name in by_drive else records[j.name]
+                      for j in config.jobs if d["drive_id"] in j.destination.drive_ids])
         out.append({"drive_id": d["drive_id"], "label": d.get("label", ""), "present": d["drive_id"] in present,
                     "mount": present.get(d["drive_id"]), "busy": busy(d["drive_id"]),
                     **rec.to_dict()})
@@ -117,21 +134,25 @@ def agent_status(agent) -> dict:
     running = {r["job"]: r for r in agent.running()}
     queued = agent.queued()
     records = {j.name: job_record(agent.history, j.name) for j in agent.config.jobs}
+    ages, due = _rotation(agent.config, agent.history, agent.present, now)
     jobs = []
     for j in agent.config.jobs:
         rec = records[j.name]
         nd = next_due(j, rec.last_success.started if rec.last_success else None, now.astimezone())
         jobs.append(job_entry(j, rec, present=agent._destination_present(j), next_due=nd,
                               last_run=agent.history.last(j.name), running=j.name in running,
-                              queued=j.name in queued, progress=(running.get(j.name) or {}).get("progress")))
+                              queued=j.name in queued, progress=(running.get(j.name) or {}).get("progress"),
+                              drives=ages[j.name], reminder=due.get(j.name)))
     return {"version": __version__, "paused": agent.is_paused(),
             "paused_until": agent.paused_until.isoformat() if agent.paused_until else None,
-            "backend": agent.backend, "jobs": jobs,
-            "drives": drive_entries(agent.config, records, agent.present, agent._drive_busy),
+            "backend": agent.backend, "drive_events": agent.drive_events, "jobs": jobs,
+            "drives": drive_entries(agent.config, records, agent.present, agent._drive_busy, agent.history),
             "queued": queued, "attention": attention_list(jobs),
-            "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat()}
+            "pending": [{"drive_id": p.drive_id, "jobs": p.jobs, "starts_at": p.starts_at.isoformat(), "held": p.held}
                         for p in list(agent.pending.values())],
-            "problem": agent.problem, "restore": agent.restore_task}
+            "problem": agent.problem, "restore": agent.restore_task,
+            "reminders": [r.to_dict() for r in due.values()],
+            "offers": [o.to_dict() for o in agent.offers.current()]}
 
 
 def offline_status(paths, config, now: datetime) -> dict:
@@ -148,12 +169,16 @@ def offline_status(paths, config, now: datetime) -> dict:
         if mount is not None:
             present[d["drive_id"]] = str(mount)
     records = {j.name: job_record(history, j.name) for j in config.jobs}
+    ages, due = _rotation(config, history, present, now)
     jobs = []
     for j in config.jobs:
         rec = records[j.name]
         nd = next_due(j, rec.last_success.started if rec.last_success else None, now.astimezone())
-        jobs.append(job_entry(j, rec, present=bool(j.destination.path) or j.destination.drive_id in present,
-                              next_due=nd, last_run=history.last(j.name) if history else None))
-    return {"agent": False, "paused": False, "paused_until": None, "backend": None, "jobs": jobs,
-            "drives": drive_entries(config, records, present), "queued": [], "attention": attention_list(jobs),
-            "pending": [], "problem": None, "restore": None}
+        jobs.append(job_entry(j, rec, present=bool(j.destination.path) or any(d in present for d in j.destination.drive_ids),
+                              next_due=nd, last_run=history.last(j.name) if history else None,
+                              drives=ages[j.name], reminder=due.get(j.name)))
+    return {"agent": False, "paused": False, "paused_until": None, "backend": None, "drive_events": None,
+            "jobs": jobs,
+            "drives": drive_entries(config, records, present, history=history), "queued": [], "attention": attention_list(jobs),
+            "pending": [], "problem": None, "restore": None,
+            "reminders": [r.to_dict() for r in due.values()], "offers": []}

@@ -64,3 +64,15 @@ def local_time(when: datetime | str | None, now: datetime) -> str:
         return f"yesterday {clock}"
     year = "" if local.year == today.year else f" {local.year}"
     return f"{local.strftime('%a')} {local.day} {local.strftime('%b')}{year} {clock}"
+
+
+def removed_backups(times: list[datetime], freed: int, now: datetime) -> str:
+    """What making room on a full drive removed: 'Removed the 2 oldest backups (Sun 22 Nov 01:30 to
+    Mon 23 Nov 09:00) to make room for this one; 18.0 MB freed.' ``times``: theirs, oldest first."""
+    if len(times) == 1:
+        which = f"the oldest backup ({local_time(times[0], now)})"
+    elif times:
+        which = f"the {len(times)} oldest backups ({local_time(times[0], now)} to {local_time(times[-1], now)})"
+    else:
+        which = "backup data no snapshot needed any more"
+    return f"Removed {which} to make room for this one; {size(freed)} freed."

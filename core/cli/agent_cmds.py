@@ -26,21 +26,7 @@ EXIT_BY_STATUS: dict[str, int] = {RunStatus.OK: EXIT_OK, RunStatus.WARNINGS: EXI
 
 def register(subparsers) -> None:
     """Add this module's commands to the parser."""
-    p = subparsers.add_parser("drives", help="list mounted volumes and Plugback drives")
-    p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
-    p.set_defaults(func=cmd_drives)
-
-    drive = subparsers.add_parser("drive", help="enroll or forget a backup drive")
-    dsub = drive.add_subparsers(dest="drive_command", metavar="ACTION")
-    dsub.required = True
-    p = dsub.add_parser("init", help="make a mounted drive a Plugback drive")
-    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted (plugback drives lists them)")
-    p.add_argument("--label", help="a name for the drive (default: its volume name)")
-    p.set_defaults(func=cmd_drive_init)
-    p = dsub.add_parser("forget", help="stop using a drive (its backups stay on it)")
-    p.add_argument("drive", metavar="DRIVE", help="drive_id or label")
-    p.set_defaults(func=cmd_drive_forget)
-
+    _register_drives(subparsers)
     job = subparsers.add_parser("job", help="add, list, remove or run backup jobs")
     jsub = job.add_subparsers(dest="job_command", metavar="ACTION")
     jsub.required = True
@@ -50,7 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--source", action="append", required=True, metavar="DIR", help="a folder to back up (repeatable)")
     dest = p.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--drive", metavar="DRIVE", help="an enrolled drive (drive_id or label)")
+    dest.add_argument("--drive", metavar="DRIVE", action="append",
+                      help="an enrolled drive (drive_id or label); repeat it for drives in rotation")
     dest.add_argument("--to", metavar="FOLDER", help="a folder to hold the backup set instead of a drive")
     p.add_argument("--folder", help="with --drive: the set's folder on the drive (default Plugback/<computer>/<job>)")
     p.add_argument("--on-connect", action="store_true", help="run whenever the drive is connected")
@@ -85,10 +72,31 @@ def register(subparsers) -> None:
     _register_status(subparsers)
 
 
+def _register_drives(subparsers) -> None:
+    p = subparsers.add_parser("drives", help="list mounted volumes and Plugback drives")
+    p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+    p.set_defaults(func=cmd_drives)
+
+    drive = subparsers.add_parser("drive", help="enroll, forget or decline a backup drive")
+    dsub = drive.add_subparsers(dest="drive_command", metavar="ACTION")
+    dsub.required = True
+    p = dsub.add_parser("init", help="make a mounted drive a Plugback drive")
+    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted (plugback drives lists them)")
+    p.add_argument("--label", help="a name for the drive (default: its volume name)")
+    p.set_defaults(func=cmd_drive_init)
+    p = dsub.add_parser("forget", help="stop using a drive (its backups stay on it)")
+    p.add_argument("drive", metavar="DRIVE", help="drive_id or label")
+    p.set_defaults(func=cmd_drive_forget)
+    p = dsub.add_parser("decline", help="'Not this drive': never offer this drive for backups")
+    p.add_argument("mount", metavar="MOUNTPOINT", help="where the drive is mounted")
+    p.set_defaults(func=cmd_drive_decline)
+
+
 def _register_status(subparsers) -> None:
     p = subparsers.add_parser("status", help="jobs, last runs and the agent's state", description=(
         "Each job's last successful backup and last attempt. Exit status: 0 all fine, "
-        f"{EXIT_ATTENTION} a job (or the agent) needs attention, {EXIT_NO_AGENT} the agent is not running."))
+        f"{EXIT_ATTENTION} a job (or the agent) needs attention or was not backed up for the reminder's days, "
+        f"{EXIT_NO_AGENT} the agent is not running."))
     p.add_argument("--json", action="store_true",
                    help="machine-readable output: last_success and last_attempt per job and per drive")
     p.set_defaults(func=cmd_status)
@@ -166,6 +174,15 @@ def cmd_drive_forget(args) -> int:
     return EXIT_OK
 
 
+def cmd_drive_decline(args) -> int:
+    from core.agent.offers import declinable
+
+    key, name, words = declinable(args.mount)
+    update_config(_paths().config_file, lambda cfg: cfg.decline_drive(key, name))   # the agent reloads it
+    print(f"Plugback will not offer {words} for backups again ('plugback drive init' still prepares it).")
+    return EXIT_OK
+
+
 # -- jobs ---------------------------------------------------------------------------------------
 
 def build_job(args, cfg: Config) -> Job:
@@ -174,11 +191,14 @@ def build_job(args, cfg: Config) -> Job:
 
     check_name(cfg, args.name)   # first: before drives or folders are looked at
     if args.drive:
-        drive = cfg.drive(args.drive)
-        if drive is None:
-            raise NotFound(what="enrolled drive", name=args.drive,
-                           hint="Enroll it with 'plugback drive init MOUNTPOINT'.")
-        destination = {"drive_id": drive["drive_id"], **({"folder": args.folder} if args.folder else {})}
+        ids = []
+        for ref in args.drive:
+            drive = cfg.drive(ref)
+            if drive is None:
+                raise NotFound(what="enrolled drive", name=ref, hint="Enroll it with 'plugback drive init MOUNTPOINT'.")
+            ids.append(drive["drive_id"])
+        destination = {"drive_id": ids[0], **({"folder": args.folder} if args.folder else {}),
+                       **({"rotation": [{"drive_id": i} for i in ids[1:]]} if ids[1:] else {})}
     else:
         if args.folder:
             raise UsageError("--folder goes with --drive; with --to give the folder itself.")
@@ -217,7 +237,7 @@ def cmd_job_add(args) -> int:
 def _describe_destination(job: Job, cfg: Config) -> str:
     d = job.destination
     if d.drive_id:
-        return f"drive '{cfg.drive_label(d.drive_id)}'" + (f" ({d.folder})" if d.folder else "")
+        return " or ".join(f"drive '{cfg.drive_label(i)}'" for i in d.drive_ids) + (f" ({d.folder})" if d.folder else "")
     return d.path or ""   # a job has a drive or a folder (Config validates it)
 
 
@@ -308,24 +328,31 @@ def _follow(name: str) -> dict:
         bar.done()
 
 
-def _bind_in_config(name: str, set_id: str) -> None:
+def _bind_in_config(name: str, set_id: str, drive_id: str | None = None) -> None:
     """Keep the set a run made (or owns from before set ids) as the job's set_id in config.json."""
-    from core.agent.adopt import bind
+    from core.agent.rotation import bind_on
 
-    update_config(_paths().config_file, lambda cfg: bind(cfg, name, set_id))
+    update_config(_paths().config_file, lambda cfg: bind_on(cfg, name, set_id, drive_id))
 
 
 def _run_in_process(job: Job, cfg: Config) -> int:
+    from core.agent.drives import find_drive
     from core.agent.history import History
     from core.agent.jobs import run_job
 
     paths = _paths()
     paths.ensure()
+    # A job on several drives backs up to the first of them that is connected (issue #14).
+    here = next((d for d in job.destination.drive_ids if find_drive(d) is not None), None)
+    job = job.on_drive(here) if here else job
     bar = ProgressBar()
     try:
-        outcome = run_job(job, cfg, History(paths.history_file), progress=bar, bind=_bind_in_config)
+        outcome = run_job(job, cfg, History(paths.history_file), progress=bar,
+                          bind=lambda n, set_id: _bind_in_config(n, set_id, here))
     finally:
         bar.done()
+    if outcome.made_room:   # the drive was full: the oldest backups went (issue #14)
+        print(outcome.made_room, file=sys.stderr)
     if outcome.error is not None:
         print(f"plugback: {outcome.error.message}", file=sys.stderr)
         return outcome.error.exit_code
@@ -358,13 +385,13 @@ def cmd_status(args) -> int:
         print_status(data, datetime.now(timezone.utc))
     if not data["agent"]:
         return EXIT_NO_AGENT
-    return EXIT_ATTENTION if data.get("attention") or data.get("problem") else EXIT_OK
+    return EXIT_ATTENTION if data.get("attention") or data.get("problem") or data.get("reminders") else EXIT_OK
 
 
 def print_status(data: dict, now: datetime) -> None:
     """``plugback status`` for people: the agent, a pause, what needs attention, one line per job."""
-    print("Agent: " + ("running" + (f" (tray: {data['backend']})" if data.get("backend") else "")
-                       if data["agent"] else "not running (start it with 'plugback-tray')"))
+    print("Agent: " + ("running" + agent_details(data) if data["agent"] else
+                       "not running (start it with 'plugback-tray')"))
     if data.get("paused"):
         until = data.get("paused_until")
         print("Automatic backups paused " + (f"until {local_time(until, now)}." if until else "until you resume them."))
@@ -374,6 +401,17 @@ def print_status(data: dict, now: datetime) -> None:
         print("No jobs.")
     for j in data["jobs"]:
         print(job_line(j, now))
+    from core.agent.rotation import status_lines
+
+    for line in status_lines(data, now):   # issue #14: drives in rotation, reminders, drives offered
+        print(line)
+
+
+def agent_details(data: dict) -> str:
+    """' (tray: appindicator; drive events: mount-table)', or '' when the agent named neither."""
+    parts = [f"{label}: {data[key]}" for key, label in (("backend", "tray"), ("drive_events", "drive events"))
+             if data.get(key)]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _run(d: dict | None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -17,14 +18,17 @@ from core.cli.render import (
     prompt_secret,
     warn,
 )
-from core.engine.backup import BackupOptions, backup, check_sources
+from core.engine.backup import BackupOptions, check_sources
 from core.engine.manifest import DIR, FILE, LINK, Entry, sort_key
 from core.engine.progress import Clock
 from core.engine.repo import BackupSet
 from core.engine.restore import CONFLICTS, RestoreOptions, restore
 from core.engine.retention import RetentionPolicy, forget
+from core.engine.space import backup_with_room
 from core.engine.verify import VerifyOptions, verify
-from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, UsageError
+from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, DiskFull, UsageError
+
+RESTORE_WAIT = 3600.0   # seconds `plugback restore` waits for a backup of the same set (--wait)
 
 
 def add_unlock_options(p) -> None:
@@ -58,6 +62,9 @@ def _register_backup(sub) -> None:
                    help="gitignore-style pattern to leave out (repeatable), e.g. '*.tmp' or 'node_modules/'")
     p.add_argument("--rehash", action="store_true", help="read every file, even unchanged ones")
     p.add_argument("--no-verify", action="store_true", help="skip reading back what was written")
+    p.add_argument("--make-room", action="store_true",
+                   help="when the backup would not fit, forget the oldest snapshots (never the newest) "
+                        "until it does; without it a backup that does not fit stops before writing")
     p.add_argument("--encrypt", action="store_true",
                    help="create the set encrypted (passphrase from PLUGBACK_PASSPHRASE or a prompt)")
     p.add_argument("--remember", action="store_true",
@@ -105,6 +112,9 @@ def _register_restore(sub) -> None:
     p.add_argument("--on-conflict", choices=CONFLICTS, default="keep-both",
                    help="when a file already exists: keep-both (default: the restored copy gets a new "
                         "name, \"name (restored).ext\"), skip, or overwrite")
+    p.add_argument("--wait", type=float, default=RESTORE_WAIT, metavar="SECONDS",
+                   help="when a backup (or another restore) is using the set, wait this long for it to finish "
+                        f"(default {RESTORE_WAIT:.0f}; 0: fail at once; Ctrl-C stops waiting)")
     p.add_argument("--json", action="store_true")
     add_unlock_options(p)
     p.set_defaults(func=cmd_restore)
@@ -154,10 +164,15 @@ def cmd_backup(args) -> int:
     bset, passphrase = _backup_set(args)
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        result = backup(bset, args.sources, BackupOptions(excludes=args.exclude, rehash=args.rehash,
-                                                          verify=not args.no_verify, progress=bar))
+        result, room = backup_with_room(bset, args.sources, BackupOptions(
+            excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify, progress=bar), thin=args.make_room)
+    except DiskFull as err:
+        raise type(err)(**{**err.details, "hint": _room_hint(bset.root, args.make_room)}) from None
     finally:
         bar.done()
+    if room.removed:
+        print(f"Made room: forgot the {len(room.removed)} oldest snapshot(s) ({', '.join(room.removed)}), "
+              f"{human_size(room.bytes_freed)} freed.", file=sys.stderr)
     if passphrase:
         # Said once, when the set is made: without the passphrase only the recovery key opens it.
         print(f"This backup set is encrypted. If the passphrase is lost, only its recovery key opens it: "
@@ -190,6 +205,15 @@ def cmd_backup(args) -> int:
                   "backed up (or kept their previous version).", file=sys.stderr)
         return EXIT_WARNINGS
     return EXIT_OK
+
+
+def _room_hint(root: Path, made_room: bool) -> str:
+    """What the CLI adds to a full-drive message: the real set, and the flag or command that makes room."""
+    if made_room:
+        return ""
+    where = shlex.quote(str(root)) if os.name != "nt" else f'"{root}"'
+    return (f"To let Plugback forget the oldest snapshots of {root} when needed, run the backup again with "
+            f"--make-room; or choose yourself: 'plugback forget {where} --keep-last 3 --prune' keeps the 3 newest.")
 
 
 def _open(args) -> BackupSet:
@@ -285,11 +309,27 @@ def cmd_diff(args) -> int:
     return EXIT_OK
 
 
+def _waiting(bset: BackupSet):
+    """What ``plugback restore`` prints while another process holds the set (once per holder)."""
+    job = None if bset.encrypted else bset.meta.get("job")
+
+    def say(holder: dict) -> None:
+        what = holder.get("purpose") or "backup"
+        who = f"process {holder.get('pid')} on {holder.get('host')}" if holder.get("pid") else "another process"
+        print(f"plugback: waiting for the {what}{f' of {job}' if job else ''} to finish ({who}); "
+              "Ctrl-C stops waiting.", file=sys.stderr, flush=True)
+    return say
+
+
 def cmd_restore(args) -> int:
+    if args.wait < 0:
+        raise UsageError("--wait takes a number of seconds, 0 or more.")
+    bset = _open(args)
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        result = restore(_open(args), args.target, RestoreOptions(snapshot=args.snapshot, paths=args.path,
-                                                                   on_conflict=args.on_conflict, progress=bar))
+        result = restore(bset, args.target, RestoreOptions(snapshot=args.snapshot, paths=args.path,
+                                                           on_conflict=args.on_conflict, progress=bar,
+                                                           lock_wait=args.wait, on_lock_wait=_waiting(bset)))
     finally:
         bar.done()
     if args.json:

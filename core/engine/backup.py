@@ -46,7 +46,7 @@ from core.engine import journal as journal_mod
 from core.engine import readback
 from core.engine.atomic import clear_tmp, write_atomic
 from core.engine.changes import ChangeHint
-from core.engine.fs import WORKERS, probe_volume
+from core.engine.fs import WORKERS, long_path, probe_volume
 from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
@@ -64,6 +64,9 @@ from core.engine.progress import (
 from core.engine.repo import BackupSet, new_snapshot_id
 from core.engine.reuse import Reuse
 from core.engine.scan import Excluder, ScanEntry, is_inside, plan_sources
+from core.engine.sourceread import SOURCE_RETRIES as SOURCE_RETRIES  # noqa: F401 - where tests look
+from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # noqa: F401
+from core.engine.sourceread import read_with_retries
 from core.engine.store import EncryptedStore, PlainStore
 from core.engine.sums import LatestSums
 from core.engine.window import Window
@@ -71,8 +74,6 @@ from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
 
 CHECKPOINT_SECONDS = 5.0
 CHECKPOINT_BYTES = 256 << 20
-SOURCE_RETRIES = 3          # a locked or briefly unreadable file is tried this often
-SOURCE_RETRY_DELAY = 0.2
 WINDOW_FILES = 1024         # entries waiting for their copy (or one before them) at most
 WINDOW_BYTES = 256 << 20    # bytes of copies queued at most (always at least one file)
 PROGRESS_EVERY = 1000       # entries between reports (and cancel checks) while nothing is copied
@@ -323,7 +324,7 @@ class _Run:
         return None
 
     def _taken(self, mirror_path: str) -> bool:
-        return self.plain and os.path.lexists(self.layout.latest_file(mirror_path))
+        return self.plain and os.path.lexists(long_path(self.layout.latest_file(mirror_path)))
 
     def _host(self) -> str:
         return self.options.host or self.bset.meta.get("host") or socket.gethostname()
@@ -531,35 +532,7 @@ class _Run:
 
     def _read_with_retries(self, se: ScanEntry, e: Entry, prev: Entry | None):
         """The copied content, or None when the source could not be read (a warning is added)."""
-        for attempt in range(SOURCE_RETRIES):
-            try:
-                return self.store.copy_in(se)
-            except PlugbackError:
-                raise
-            except FileNotFoundError:
-                # Deleted since the scan: it leaves the snapshot, and Latest/ as well.
-                if prev is not None:
-                    self.store.displace(prev)
-                e.sha256 = None
-                return None
-            except OSError as err:
-                if attempt + 1 < SOURCE_RETRIES:
-                    self.clock.sleep(SOURCE_RETRY_DELAY)
-                    continue
-                if prev is not None:
-                    # Keep the version the last snapshot had; it is still in Latest/.
-                    e.sha256, e.size, e.mtime_ns, e.parts, e.obj = (prev.sha256, prev.size, prev.mtime_ns,
-                                                                    prev.parts, prev.obj)
-                    e.ino = e.ctime_ns = 0
-                    self.warnings.append(RunWarning(WarningCode.KEPT_PREVIOUS, se.abspath,
-                                                    f"could not be read ({err.strerror or err}); the "
-                                                    "snapshot keeps its previous version"))
-                else:
-                    e.sha256 = None
-                    self.warnings.append(RunWarning(WarningCode.UNREADABLE, se.abspath,
-                                                    f"could not be read ({err.strerror or err}), skipped"))
-                return None
-        return None
+        return read_with_retries(self.store, se, e, prev, self.clock, self.warnings)
 
     def _after_place(self, e: Entry) -> None:
         """Bring an unchanged copy's time and mode in ``Latest/`` up to date (new copies get them

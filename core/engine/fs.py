@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import ntpath
 import os
 import sys
 import threading
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import errors
+from core.engine import winattrs
 
 # Windows: scanners/indexers briefly hold files open; these clear in milliseconds.
 _TRANSIENT = {errno.EACCES, errno.EBUSY, errno.EAGAIN}
@@ -44,6 +46,40 @@ DEFAULT_FILE_MODE = _default_file_mode()
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY = getattr(os, "O_BINARY", 0)   # Windows: no newline translation
 READ_FLAGS = os.O_RDONLY | _CLOEXEC | _BINARY
+
+
+# CreateDirectoryW's limit (MAX_PATH 260 less room for an 8.3 name); files go to 259. From here on
+# a Windows path needs the \\?\ prefix, unless long paths are enabled system-wide (off by default).
+WIN_PATH_LIMIT = 248
+
+
+def long_path(path, *, windows: bool = sys.platform == "win32", force: bool = False) -> str:
+    r"""``path`` as Windows can open it however long: ``\\?\`` + the absolute, normalised path
+    (``\\?\UNC\server\share\...`` for a network path) when it is long.
+
+    Short paths, paths that already have a prefix (or are device paths), and every path
+    on other systems come back as they are (as ``str``), so only long Windows paths take
+    the prefixed form (which skips Windows' normalising: '/' is not a separator there, so
+    the path is normalised first). ``force``: the prefix however short the path is (the top
+    of a tree walk, whose children inherit it). ``windows``: decide as on Windows (tests).
+    """
+    p = os.fspath(path)
+    short = not force and len(p) < WIN_PATH_LIMIT and ntpath.isabs(p)
+    if not windows or p.startswith(("\\\\?\\", "\\\\.\\")) or short:
+        return p
+    # GetFullPathNameW on Windows; elsewhere (the table tests) the caller gives absolute paths.
+    full = ntpath.abspath(p) if sys.platform == "win32" else ntpath.normpath(p)
+    if len(full) < WIN_PATH_LIMIT and not force:
+        return p
+    if full.startswith("\\\\"):
+        return "\\\\?\\UNC\\" + full[2:]
+    return "\\\\?\\" + full
+
+
+def real_path(path) -> str:
+    r"""``os.path.realpath(path)``, also past Windows' path limit: there both the question and the
+    answer are in the ``\?\`` form, so two answers compare (containment checks)."""
+    return os.path.realpath(long_path(path, force=True))
 
 
 def translate(err: OSError, path, root: Path | None = None) -> errors.PlugbackError:
@@ -74,7 +110,7 @@ class FileSystem:
     # --- primitive operations; each maps OSError to a PlugbackError -----------------
     def open_write(self, path: Path):
         """A new file for writing (binary); fails if it exists."""
-        return self._call(lambda: open(path, "xb", buffering=0), path)
+        return self._call(lambda: open(long_path(path), "xb", buffering=0), path)
 
     def write(self, f, data) -> None:
         view = memoryview(data)
@@ -86,7 +122,7 @@ class FileSystem:
     def create(self, path) -> int:
         """A new file (fails if it exists), as a descriptor for ``write_fd``."""
         try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC | _BINARY, 0o666)
+            return os.open(long_path(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC | _BINARY, 0o666)
         except OSError as err:
             raise self._translate(err, path) from err
 
@@ -126,7 +162,7 @@ class FileSystem:
     def mkdir(self, path: Path) -> None:
         """One folder, fine if it is there already; its parent must exist (never re-creates a
         vanished drive's folders)."""
-        if not self._make(path) and not os.path.isdir(path):
+        if not self._make(path) and not os.path.isdir(long_path(path)):
             raise self._translate(FileExistsError(errno.EEXIST, "a file is in the way"), path)
 
     def make_dir(self, path) -> bool:
@@ -135,7 +171,7 @@ class FileSystem:
 
     def _make(self, path) -> bool:
         try:
-            os.mkdir(path)
+            os.mkdir(long_path(path))
         except FileExistsError:
             return False
         except OSError as err:
@@ -143,12 +179,13 @@ class FileSystem:
         return True
 
     def replace(self, src: Path, dst: Path) -> None:
-        """``os.replace`` with bounded retries on transient errors (never on ENOSPC/EROFS)."""
-        self._call(lambda: os.replace(src, dst), dst, retry=True)
+        """``os.replace`` with bounded retries on transient errors (never on ENOSPC/EROFS); a read-only
+        file in the way (which Windows refuses to replace) is made writable first."""
+        self._call(lambda: winattrs.replace_over(long_path(src), long_path(dst), waits=()), dst, retry=True)
 
     def unlink(self, path: Path, missing_ok: bool = True) -> None:
         try:
-            os.unlink(path)
+            winattrs.unlink(long_path(path))   # (a read-only file: Windows refuses until it is writable)
         except FileNotFoundError:
             if not missing_ok:
                 raise
@@ -156,7 +193,7 @@ class FileSystem:
             raise self._translate(err, path) from err
 
     def rmdir(self, path: Path) -> None:
-        self._call(lambda: os.rmdir(path), path)
+        self._call(lambda: os.rmdir(long_path(path)), path)
 
     def remove_dir(self, path: Path) -> bool:
         """Remove an empty folder; False (and nothing done) when something is still in it.
@@ -164,7 +201,7 @@ class FileSystem:
         A file where the folder was is what an interrupted run put there; it goes too.
         """
         try:
-            os.rmdir(path)
+            os.rmdir(long_path(path))
         except FileNotFoundError:
             pass
         except NotADirectoryError:
@@ -176,18 +213,18 @@ class FileSystem:
         return True
 
     def symlink(self, target: str, path: Path) -> None:
-        self._call(lambda: os.symlink(target, path), path)
+        self._call(lambda: os.symlink(target, long_path(path)), path)
 
     def set_times(self, path: Path, mtime_ns: int, follow: bool = True) -> None:
         try:
-            os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=follow)
+            os.utime(long_path(path), ns=(mtime_ns, mtime_ns), follow_symlinks=follow)
         except (NotImplementedError, OSError):
             pass  # FAT and some FUSE file systems refuse or round; manifests hold the truth
 
     def chmod(self, path: Path, mode: int) -> None:
         """Set POSIX permissions where the file system has them."""
         try:
-            os.chmod(path, mode & 0o7777)
+            os.chmod(long_path(path), mode & 0o7777)
         except (NotImplementedError, OSError):
             pass  # exFAT/FAT have no POSIX modes; the manifest keeps them for restore
 

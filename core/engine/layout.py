@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from core.engine.fs import translate
+from core.engine.fs import long_path, translate
 from core.errors import UnsafeSet
 
 DRIVE_DIR = "Plugback"
@@ -77,7 +77,7 @@ def _is_link(st: os.stat_result) -> bool:
 
 def _lstat(path: Path, root: Path) -> os.stat_result | None:
     try:
-        return os.lstat(path)
+        return os.lstat(long_path(path))   # (Windows: a long path unprefixed would look missing)
     except FileNotFoundError:
         return None
     except OSError as err:

@@ -10,10 +10,18 @@ called "laptop" would otherwise each take the other's live lock for a dead
 process of their own and break it. It is a hash of the OS's machine id
 (:func:`machine_id`); a lock written without one (older Plugback) falls back
 to comparing host names.
+
+A restore takes the same lock (purpose "restore"): it only reads the set, but
+a backup moves content from ``Latest/`` into ``objects/`` and a prune deletes
+objects, so a reader needs writers kept out, and two restores gain nothing by
+sharing one drive. Callers that should wait for a holder instead of failing
+pass ``wait`` to :meth:`SetLock.acquire`; a set nobody on this computer can
+write (a read-only drive) is restored without a lock (``required=False``).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -28,17 +36,22 @@ import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
 from core.engine import safeio
 from core.engine.atomic import replace_file
 from core.engine.fs import FileSystem, translate
+from core.engine.progress import CancelToken
 from core.errors import PlugbackError, SetLocked
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(hours=6)
 MAX_LOCK_BYTES = 4 * safeio.KIB
+WAIT_POLL = 0.25          # seconds between looks at a held lock while waiting for it
+# Errors creating the lock file that mean "nobody here can write this set" (see ``required``).
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 # Tokens of the locks this process holds right now. A lock file naming this process
 # with a token not in here was lost by it (the drive was pulled before release could
@@ -51,11 +64,15 @@ _held_mutex = threading.Lock()
 class SetLock:
     """Context manager holding a set's lock. ``refresh()`` keeps a long run's lock fresh."""
 
-    def __init__(self, path: Path, clock, purpose: str = "backup", machine: str | None = None):
+    def __init__(self, path: Path, clock, purpose: str = "backup", machine: str | None = None, *,
+                 required: bool = True):
         self.path = Path(path)
         self.clock = clock
         self.purpose = purpose
         self.machine = machine or machine_id()
+        # False (restores): a lock file that cannot be created because the set is read-only here
+        # (EROFS, EACCES, EPERM) is no reason to refuse; the run goes on without it (``held`` False).
+        self.required = required
         self.held = False
         self.token = secrets.token_hex(8)
 
@@ -64,17 +81,56 @@ class SetLock:
                            "purpose": self.purpose, "time": self.clock.now().isoformat(),
                            "token": self.token}).encode()
 
-    def acquire(self) -> "SetLock":
+    def acquire(self, wait: float = 0, cancel: CancelToken | None = None,
+                on_wait: Callable[[dict], None] | None = None) -> "SetLock":
+        """Take the lock; SetLocked when another live holder has it.
+
+        ``wait`` > 0: while a live holder has it, look again every WAIT_POLL seconds
+        for up to ``wait`` seconds (``cancel`` stops the wait with Cancelled), calling
+        ``on_wait(holder record)`` first and whenever the holder changes.
+        """
+        deadline = self.clock.monotonic() + wait
+        seen = None
+        while True:
+            try:
+                return self._try_acquire()
+            except SetLocked as err:
+                holder = err.details.get("record") or {}
+                if self.clock.monotonic() >= deadline:
+                    raise
+            if cancel is not None:
+                cancel.check()
+            who = (holder.get("pid"), holder.get("host"), holder.get("token"), holder.get("purpose"))
+            if on_wait is not None and who != seen:
+                on_wait(holder)
+            seen = who
+            self.clock.sleep(min(WAIT_POLL, max(0.0, deadline - self.clock.monotonic())))
+
+    def _try_acquire(self) -> "SetLock":
         # Known as held before the file exists: a thread of this process that reads the
         # file a moment later must not take it for a lost (stale) lock of ours.
         with _held_mutex:
             _held_tokens.add(self.token)
         try:
-            return self._acquire()
+            self._acquire()
         except BaseException:
-            with _held_mutex:
-                _held_tokens.discard(self.token)
+            self._forget_token()
             raise
+        if not self.held:   # not required and read-only: nothing to keep known
+            self._forget_token()
+        return self
+
+    def _forget_token(self) -> None:
+        with _held_mutex:
+            _held_tokens.discard(self.token)
+
+    def holder(self) -> dict | None:
+        """The record of the live process holding this lock now (``{}`` when it cannot be read yet);
+        None when it is free or stale. Test with ``is None``."""
+        if not os.path.lexists(self.path):
+            return None
+        record = self._read()
+        return None if self._stale(record) else record
 
     def _acquire(self) -> "SetLock":
         for _ in range(2):
@@ -88,11 +144,18 @@ class SetLock:
                         os.unlink(self.path)
                     except FileNotFoundError:
                         pass
-                    except OSError as err:   # a folder in its place: not a lock Plugback made
+                    except OSError as err:   # a folder in its place, or a read-only set
+                        if not self.required and (err.errno in _READ_ONLY or os.path.isdir(self.path)):
+                            # A stale lock nobody here can remove (or no lock at all) keeps no reader out.
+                            log.info("%s without a lock: %s cannot be removed (%s)", self.purpose, self.path, err)
+                            return self
                         raise translate(err, self.path, self.path.parent) from err
                     continue
-                raise SetLocked(holder=_describe(holder)) from None
+                raise locked_error(holder) from None
             except OSError as err:
+                if not self.required and err.errno in _READ_ONLY:
+                    log.info("%s without a lock: %s cannot be created (%s)", self.purpose, self.path, err)
+                    return self
                 raise translate(err, self.path, self.path.parent) from err
             try:
                 os.write(fd, self._record())
@@ -214,6 +277,14 @@ def _os_machine_id() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return None
+
+
+def locked_error(holder: dict) -> SetLocked:
+    """The SetLocked a caller gets for ``holder``; a restore holding it is named as one."""
+    if holder.get("purpose") == "restore":
+        return SetLocked(f"A restore is reading this backup set right now ({_describe(holder)}). Wait for it "
+                         "to finish, or stop it, then try again.", holder=_describe(holder), record=holder)
+    return SetLocked(holder=_describe(holder), record=holder)
 
 
 def _describe(holder: dict) -> str:

@@ -15,11 +15,39 @@ import re
 from core.engine.fs import VolumeInfo
 
 _WIN_BAD = re.compile(r'[<>:"\\|?*\x00-\x1f]')
-_WIN_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.IGNORECASE)
+# Device names, with any extension; Windows also ignores spaces between the name and the dot
+# ("NUL .txt" is NUL). CONIN$/CONOUT$ are reserved since Windows 11.
+_WIN_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|COM[0-9¹²³]|LPT[0-9¹²³]) *(\..*)?$",
+                           re.IGNORECASE)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 MAX_NAME_BYTES = 255
 # Escaped names stay below the 255-unit limit of FAT/exFAT/NTFS, leaving room for a "~N" suffix.
 MAX_ESCAPED = 240
+
+
+#: The Windows rules, for a volume nobody probed: a restore target on Windows (or, in tests, a
+#: simulated one). NTFS folders are case-insensitive by default.
+WINDOWS = VolumeInfo("windows", case_insensitive=True, windows_names=True, symlinks=False, max_file_size=None)
+
+
+def windows_problem(name: str) -> str | None:
+    """Why Windows cannot create a file or folder called ``name`` (None: it can).
+
+    The rules, for every Windows file system (NTFS, exFAT, FAT32): no ``<>:"\\|?*``
+    or control characters; no device name (CON, PRN, AUX, NUL, COM0-9, LPT0-9,
+    CONIN$, CONOUT$, with or without an extension); no trailing dot or space (Windows
+    drops them silently, so the file would get another name); not ``.`` or ``..``.
+    """
+    if name in ("", ".", ".."):
+        return "is not a name"
+    bad = _WIN_BAD.search(name)
+    if bad:
+        return f"holds the character {bad.group()!r}, which Windows does not allow"
+    if _WIN_RESERVED.match(name):
+        return "is a device name Windows reserves"
+    if name.endswith((".", " ")):
+        return "ends with a dot or a space, which Windows drops"
+    return None
 
 
 def escape_component(name: str, volume: VolumeInfo) -> str:

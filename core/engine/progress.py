@@ -69,6 +69,8 @@ class WarningCode(TextEnum):
     LATEST_FOREIGN = "latest_foreign"                # a folder in Latest/ holds files Plugback did not put there
     SNAPSHOT_DAMAGED = "snapshot_damaged"            # the newest snapshot is damaged: everything copied again
     SYMLINK_NOT_RESTORED = "symlink_not_restored"    # restore could not make a symlink
+    LOCKED = "locked"                                # open in another program (Windows): skipped or kept previous
+    RENAMED = "renamed"                              # restored under another name: the target cannot hold it
 
 
 @dataclass(frozen=True)

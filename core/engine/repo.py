@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
 from core.engine import safeio
-from core.engine.fs import FileSystem, read_buffer, read_into, translate
+from core.engine.fs import FileSystem, long_path, read_buffer, read_into, translate
 from core.engine.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
 from core.engine.scratch import LatestIndex
 from core.errors import (
@@ -388,9 +388,9 @@ class BackupSet:
         mirror, n_parts = holder
         if n_parts:
             parts = [self.layout.latest_part(mirror, i) for i in range(1, n_parts + 1)]
-            return parts if parts[0].exists() else None
+            return parts if os.path.exists(long_path(parts[0])) else None
         p = self.layout.latest_file(mirror)
-        return [p] if p.is_file() else None
+        return [p] if os.path.isfile(long_path(p)) else None   # (long_path: Windows, past 248 characters)
 
     def read_content(self, entry: mf.Entry, paths: list[Path], drop_cache: bool = False) -> Iterator[bytes | memoryview]:
         """The plaintext of ``entry`` in blocks (decrypted and authenticated in encrypted sets)."""

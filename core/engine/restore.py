@@ -21,12 +21,15 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from core.engine.fs import DEFAULT_FILE_MODE, WORKERS
+from core.engine import winattrs
+from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path, real_path
+from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.progress import (
     CancelToken,
+    Clock,
     Progress,
     ProgressCallback,
     RunWarning,
@@ -35,6 +38,7 @@ from core.engine.progress import (
     no_progress,
 )
 from core.engine.repo import BackupSet
+from core.engine.restore_names import RestoreNamer
 from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
 
 _RUN = secrets.token_hex(4)
@@ -47,6 +51,7 @@ _FOLDER_BITS = 0o1777
 # Files handed to the workers ahead of the one being counted: enough that they never wait for
 # the manifest reader, few enough that memory stays flat (a hand-off per file costs futex calls).
 AHEAD = 512
+LOCKED = "open in another program that does not let it be replaced; not restored (close it and restore again)"
 
 
 class OnConflict(TextEnum):
@@ -72,7 +77,14 @@ class RestoreOutcome(TextEnum):
 
 @dataclass(frozen=True)
 class RestoreOptions:
-    """What to restore and how: ``paths`` empty = everything in ``snapshot``."""
+    """What to restore and how: ``paths`` empty = everything in ``snapshot``.
+
+    A restore holds the set's lock (purpose "restore", so no backup or prune changes the set
+    under it); ``lock_wait`` seconds it waits for another holder, telling ``on_lock_wait``
+    who holds it (core/engine/lock.py), before failing with SetLocked.
+    ``names``: the naming rules of the target (``core.engine.names.WINDOWS`` simulates a
+    Windows target); None finds them out (core/engine/restore_names.py).
+    """
 
     snapshot: str | None = "latest"
     paths: Sequence[str] = ()
@@ -80,6 +92,10 @@ class RestoreOptions:
     workers: int = WORKERS
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
+    lock_wait: float = 0.0
+    on_lock_wait: Callable[[dict], None] | None = None
+    clock: Clock = field(default_factory=Clock)
+    names: VolumeInfo | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))
@@ -162,7 +178,7 @@ def select(entries: Iterable[Entry], paths) -> Iterator[Entry]:
 
 
 def _within(path: str, root: str) -> bool:
-    rp, rr = os.path.realpath(path), os.path.realpath(root)
+    rp, rr = real_path(path), real_path(root)
     return rp == rr or rp.startswith(rr.rstrip(os.sep) + os.sep)
 
 
@@ -175,7 +191,7 @@ def _kept_name(dest: str) -> str:
     while True:
         suffix = " (restored)" if n == 1 else f" (restored {n})"
         candidate = os.path.join(folder, f"{stem}{suffix}{'.' + ext if ext else ''}")
-        if not os.path.lexists(candidate):
+        if not os.path.lexists(long_path(candidate)):
             return candidate
         n += 1
 
@@ -194,15 +210,25 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
     file in parallel, symlinks in turn; folder modes and times come last.
     """
     options = options or RestoreOptions()
+    # Before the first manifest is read: no prune may delete what this restore will read.
+    lock = SetLock(bset.layout.lock, options.clock, purpose="restore", required=False)
+    lock.acquire(options.lock_wait, options.cancel, options.on_lock_wait)
+    try:
+        return _restore(bset, target, options)
+    finally:
+        lock.release()
+
+
+def _restore(bset: BackupSet, target, options: RestoreOptions) -> RestoreResult:
     sid = bset.resolve_id(options.snapshot)
     plan = _plan(bset, sid, options.paths)
     plan.newest = sid == bset.newest_id()   # read intact above: its Latest/ copies are its content
     roots = _roots(plan.header, target, plan.tops)
     result = RestoreResult(sid, "(original folders)" if target is None else
                            ", ".join(roots.values()) if isinstance(target, Mapping) else str(target))
-    run = _Restorer(bset, roots, options, result, plan)
     for root in roots.values():
         os.makedirs(root, exist_ok=True)
+    run = _Restorer(bset, roots, options, result, plan)   # after: the roots' naming rules are probed
     with bset.open_manifest(sid) as reader, _DirSpool() as dirs:
         run.restore_all(_chosen(reader, _wanted(options.paths)), dirs)
         run.folder_times(dirs)
@@ -301,6 +327,7 @@ class _Restorer:
                  plan: _Plan):
         self.bset, self.roots, self.options, self.result, self.plan = bset, roots, options, result, plan
         self.folders = _Folders()
+        self.names = RestoreNamer(roots, options.names, result.warnings)
         self._done = {"files": 0, "bytes": 0}
         self._counting = threading.Lock()
 
@@ -322,7 +349,7 @@ class _Restorer:
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             try:
-                for e in entries:
+                for e in map(self.names.local, entries):
                     if e.type == DIR:
                         root, dest = self.dest_of(e)
                         self.folders.ensure(dest, root)
@@ -350,6 +377,8 @@ class _Restorer:
             report = Progress("restore", self._done["files"], self.plan.files, self._done["bytes"],
                               self.plan.bytes, e.path)
         self.options.progress(report)
+        if detail == LOCKED:
+            self.result.warnings.append(RunWarning(WarningCode.LOCKED, e.path, LOCKED))
         return e, outcome, detail
 
     def link(self, e: Entry) -> None:
@@ -365,7 +394,7 @@ class _Restorer:
             return
         try:
             if outcome is RestoreOutcome.OVERWRITTEN:
-                os.unlink(dest)
+                winattrs.unlink(dest)
             os.symlink(e.target or "", dest)   # a checked link entry always has a target
             os.utime(dest, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
         except (OSError, NotImplementedError) as err:
@@ -378,8 +407,8 @@ class _Restorer:
         for path, mode, mtime_ns in dirs.backwards():
             _, dest = self.dest_of(Entry(path, DIR))
             try:
-                os.chmod(dest, mode & _FOLDER_BITS or 0o755)
-                os.utime(dest, ns=(mtime_ns, mtime_ns))
+                os.chmod(long_path(dest), mode & _FOLDER_BITS or 0o755)
+                os.utime(long_path(dest), ns=(mtime_ns, mtime_ns))
             except OSError:
                 pass
 
@@ -389,13 +418,13 @@ def _make_room(dest: str, on_conflict: OnConflict) -> tuple[str, RestoreOutcome]
 
     DAMAGED here means a real folder is in the way (nothing is written).
     """
-    if not os.path.lexists(dest):
+    if not os.path.lexists(long_path(dest)):   # (a long path unprefixed would look missing on Windows)
         return dest, RestoreOutcome.RESTORED
     if on_conflict is OnConflict.SKIP:
         return dest, RestoreOutcome.SKIPPED
     if on_conflict is OnConflict.KEEP_BOTH:
         return _kept_name(dest), RestoreOutcome.KEPT_BOTH
-    if os.path.isdir(dest) and not os.path.islink(dest):
+    if os.path.isdir(long_path(dest)) and not os.path.islink(long_path(dest)):
         return dest, RestoreOutcome.DAMAGED
     return dest, RestoreOutcome.OVERWRITTEN
 
@@ -455,11 +484,11 @@ class _Folders:
 
 def _make_real_folder(path: str) -> None:
     try:
-        os.mkdir(path)
+        os.mkdir(long_path(path))
         return
     except FileExistsError:
         pass   # there already (or made by another worker a moment ago): check what it is
-    if not stat.S_ISDIR(os.lstat(path).st_mode):
+    if not stat.S_ISDIR(os.lstat(long_path(path)).st_mode):
         raise UsageError(f"{path} is in the way (a file or a symlink where a folder belongs). Move it "
                          "away, or restore to another folder.")
 
@@ -480,9 +509,10 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
     tmp = os.path.join(folder, f".plugback-restore-{_RUN}-{next(_COUNTER)}.part")
     try:
         if not _write_checked(bset, e, paths, tmp):
-            os.unlink(tmp)
+            os.unlink(long_path(tmp))
             return RestoreOutcome.DAMAGED, "its content on the drive does not match its checksum; not restored"
-        os.replace(tmp, dest)
+        winattrs.replace_over(long_path(tmp), long_path(dest))   # read-only in the way: made writable
+        winattrs.keep_readonly(long_path(dest), e.mode)
     except DamagedSet as err:
         _drop(tmp)
         return RestoreOutcome.DAMAGED, f"{err}; not restored"
@@ -491,7 +521,9 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         raise
     except OSError as err:
         _drop(tmp)
-        if os.path.exists(paths[0]):
+        if winattrs.is_locked(err):   # waited for already (winattrs): the file in the way stays
+            return RestoreOutcome.SKIPPED, LOCKED
+        if os.path.exists(long_path(paths[0])):
             raise UsageError(f"Cannot write {dest}: {err.strerror or err}. Check the restore folder.") from None
         return RestoreOutcome.DAMAGED, f"it cannot be read from the drive ({err.strerror or err}); not restored"
     return outcome, ""
@@ -501,7 +533,7 @@ def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str) -> bool:
     """Write ``e``'s content to ``tmp`` (a new file); whether size and SHA-256 match the manifest."""
     digest = hashlib.sha256()
     size = 0
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
+    fd = os.open(long_path(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
     try:
         for block in bset.read_content(e, paths):
             digest.update(block)
@@ -521,6 +553,6 @@ def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str) -> bool:
 
 def _drop(path: str) -> None:
     try:
-        os.unlink(path)
+        os.unlink(long_path(path))
     except OSError:
         pass

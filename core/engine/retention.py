@@ -10,12 +10,13 @@ content.
 
 from __future__ import annotations
 
-import shutil
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Iterable
 
+from core.engine import journal as journal_mod
 from core.engine import scratch
 from core.engine.lock import SetLock
 from core.engine.manifest import FILE
@@ -136,8 +137,8 @@ def _forget_ids(bset: BackupSet, ids: list[str]) -> None:
         bset.fs.fsync_dir(bset.layout.snapshots)
 
 
-def prune_objects(bset: BackupSet) -> tuple[int, int]:
-    """Delete objects no snapshot names; (count, bytes). The caller holds the lock.
+def prune_objects(bset: BackupSet, keep: Iterable[str] = ()) -> tuple[int, int]:
+    """Delete objects no snapshot names (nor ``keep``); (count, bytes). The caller holds the lock.
 
     The objects present go into a scratch table (core/engine/scratch.py), every manifest
     streams through it striking out the names it references, and what is left is
@@ -159,6 +160,8 @@ def prune_objects(bset: BackupSet) -> tuple[int, int]:
             except PlugbackError as err:
                 raise PlugbackError(f"Cannot prune: snapshot {sid} is damaged ({err}); pruning could delete "
                                     "content it still needs. Run 'plugback verify SET' first.") from None
+        for batch in scratch.batches((bytes.fromhex(n),) for n in keep):
+            db.executemany("DELETE FROM unused WHERE name = ?", batch)
         db.execute("COMMIT")
         removed = freed = 0
         last = None
@@ -173,22 +176,116 @@ def prune_objects(bset: BackupSet) -> tuple[int, int]:
     return removed, freed
 
 
-def make_room(bset: BackupSet, bytes_needed: int, *, clock: Clock | None = None) -> list[str]:
-    """Drive nearly full: forget the oldest snapshots (never the newest) until ``bytes_needed`` fit.
+def thin_count(alone: list[int], unused: int, free: int, need: int) -> int | None:
+    """How many of the oldest snapshots to forget so that ``need`` bytes fit; None if nothing can.
 
-    Not called yet: the drive-full issue wires it into the backup run next (DESIGN §4,
-    "drive nearly full: drop oldest snapshots first"), so it stays, tested, until then.
+    ``alone[i]``: the bytes only snapshot ``i`` (oldest first) and older ones still need, i.e.
+    what forgetting snapshots ``0..i`` frees; ``unused``: bytes of objects nobody needs (a prune
+    frees them whatever is forgotten). The newest snapshot (the last) is never counted. Pure:
+    table-tested. 0 means "no snapshot needs to go" (a prune may still be needed: see
+    :class:`RoomPlan`).
+    """
+    if free >= need:
+        return 0
+    freed = unused
+    for k in range(max(1, len(alone))):   # k of the oldest snapshots forgotten
+        if free + freed >= need:
+            return k
+        if k >= len(alone) - 1:
+            break   # the newest stays
+        freed += alone[k]
+    return None
+
+
+@dataclass
+class RoomPlan:
+    """What making room would do: forget ``forget`` (oldest first) and prune, freeing ``frees``
+    bytes; ``most``: what forgetting every snapshot but the newest would free. ``forget`` is
+    None when even that is not enough."""
+
+    forget: list[str] | None
+    frees: int
+    most: int
+
+
+def plan_room(bset: BackupSet, free: int, need: int) -> RoomPlan:
+    """Which oldest snapshots must go for ``need`` bytes to fit next to ``free`` (one streaming pass).
+
+    Every object present goes into a scratch table with its size on the drive; each manifest,
+    oldest first, marks the objects it names as last needed by it; so the bytes each prefix
+    of the oldest snapshots alone needs are one query. A damaged manifest (prune would
+    refuse) makes nothing removable. The caller holds the lock.
+    """
+    ids = bset.snapshot_ids()
+    if free >= need:
+        return RoomPlan([], 0, 0)
+    try:
+        alone, unused = _needed_alone(bset, ids)
+    except PlugbackError:
+        return RoomPlan(None, 0, 0)
+    most = unused + sum(alone[:-1])
+    k = thin_count(alone, unused, free, need)
+    if k is None:
+        return RoomPlan(None, 0, most)
+    return RoomPlan(ids[:k], unused + sum(alone[:k]), most)
+
+
+def in_flight(bset: BackupSet) -> list[str]:
+    """Objects an interrupted run on the newest snapshot placed (its journal's checkpointed records;
+    encrypted sets): making room for that run to resume must not delete them."""
+    newest = bset.newest_id()
+    header, records = journal_mod.load(bset.layout.journal, bset.keys)
+    if header is None or header.get("parent") != newest or header.get("snapshot") == newest:
+        return []
+    return [r.obj for r in records.values() if r.obj]
+
+
+def _needed_alone(bset: BackupSet, ids: list[str]) -> tuple[list[int], int]:
+    """(bytes last needed by each snapshot, oldest first; bytes of objects nobody needs). Objects
+    :func:`in_flight` get a mark past the newest: never counted as freeable."""
+    with closing(scratch.connect()) as db:
+        db.execute("CREATE TABLE obj (name BLOB PRIMARY KEY, size INTEGER, last INTEGER) WITHOUT ROWID")
+        db.execute("BEGIN")
+        rows = ((bytes.fromhex(name), _on_disk(path)) for name, path in bset.layout.iter_object_files())
+        for batch in scratch.batches(rows):
+            db.executemany("INSERT INTO obj VALUES (?, ?, -1) ON CONFLICT(name) DO UPDATE "
+                           "SET size = size + excluded.size", batch)
+        for i, sid in enumerate(ids):
+            with bset.open_manifest(sid) as reader:
+                refs = ((i, bytes.fromhex(bset.object_name(e))) for e in reader if e.type == FILE)
+                for batch in scratch.batches(refs):
+                    db.executemany("UPDATE obj SET last = ? WHERE name = ?", batch)
+        flying = ((len(ids), bytes.fromhex(n)) for n in in_flight(bset))
+        for batch in scratch.batches(flying):
+            db.executemany("UPDATE obj SET last = ? WHERE name = ?", batch)
+        totals = dict(db.execute("SELECT last, SUM(size) FROM obj GROUP BY last").fetchall())
+        db.execute("COMMIT")
+    return [totals.get(i, 0) for i in range(len(ids))], totals.get(-1, 0)
+
+
+def _on_disk(path: Path) -> int:
+    """The space a file takes on its volume (blocks where the OS says, else its size)."""
+    st = path.lstat()
+    blocks = getattr(st, "st_blocks", None)
+    return blocks * 512 if blocks is not None else st.st_size
+
+
+def make_room(bset: BackupSet, free: int, need: int, *, clock: Clock | None = None,
+              boundary: Path | None = None) -> RoomPlan:
+    """Drive nearly full: forget the oldest snapshots (never the newest) and prune, so that ``need``
+    bytes fit next to ``free`` (DESIGN §4, "drop oldest snapshots first").
+
+    Planned first (:func:`plan_room`): when even forgetting all but the newest would not make
+    room, nothing is removed and the plan's ``forget`` is None (the caller fails before
+    writing). Otherwise the plan's snapshots are forgotten (manifests first) and what only
+    they needed is pruned.
     """
     clock = clock or Clock()
-    dropped: list[str] = []
-    bset.layout.check_contained()
+    bset.layout.check_contained(boundary)
     with SetLock(bset.layout.lock, clock, purpose="make room"):
-        while shutil.disk_usage(bset.root).free < bytes_needed:
-            ids = bset.snapshot_ids()
-            if len(ids) <= 1:
-                break
-            _forget_ids(bset, ids[:1])
-            dropped.append(ids[0])
-            prune_objects(bset)
-    return dropped
-
+        plan = plan_room(bset, free, need)
+        if plan.forget is None or free >= need:
+            return plan
+        _forget_ids(bset, plan.forget)
+        plan.frees = prune_objects(bset, keep=in_flight(bset))[1]
+    return plan

@@ -27,6 +27,7 @@ import stat
 from typing import Iterable, Iterator, Sequence
 
 from core.engine.changes import ChangeHint
+from core.engine.fs import long_path
 from core.engine.manifest import DIR, MAX_RETRY, Entry, Manifest
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.scan import (
@@ -142,6 +143,8 @@ class Reuse:
 
 def _set_path(path: str, src: Source) -> str | None:
     """``path`` (absolute, on this computer) as a path in the set, if it lies in ``src``."""
+    if path.startswith("\\\\?\\"):   # a long Windows path as the scan reads it (fs.long_path)
+        path = "\\\\" + path[8:] if path.startswith("\\\\?\\UNC\\") else path[4:]
     path = os.path.normpath(path)
     norm, root = os.path.normcase(path), os.path.normcase(os.path.normpath(src.path))
     if norm == root:
@@ -189,7 +192,7 @@ def _nearest_folder(src: Source, set_path: str) -> tuple[str, bool]:
     path, exact = set_path, True
     while "/" in path:
         try:
-            if stat.S_ISDIR(os.lstat(_abspath(src, path)).st_mode):
+            if stat.S_ISDIR(os.lstat(long_path(_abspath(src, path))).st_mode):
                 return path, exact
         except OSError:
             pass
@@ -295,7 +298,7 @@ class _JournalScan:
     def _fresh(self, path: str) -> ScanEntry | None:
         """What a scan records now for ``path`` (a named folder, or what took its place)."""
         rel = path[len(self.src.name) + 1:]
-        abspath = _abspath(self.src, path)
+        abspath = long_path(_abspath(self.src, path))   # (Windows: as a listing's children, \\?\ when long)
         try:
             st = os.lstat(abspath)
         except FileNotFoundError:

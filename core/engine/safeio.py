@@ -29,7 +29,7 @@ import stat
 import sys
 from pathlib import Path
 
-from core.engine.fs import READ_FLAGS, translate
+from core.engine.fs import READ_FLAGS, long_path, translate
 from core.errors import DriveFileDamaged
 
 KIB = 1 << 10
@@ -116,14 +116,14 @@ def _open_regular(path: Path, root: Path | None, error) -> int:
             raise error(path=str(path), reason="it is a folder")
     if sys.platform == "win32":
         _check_windows(path, root, error)
-        fd = os.open(path, READ_FLAGS)
+        fd = os.open(long_path(path), READ_FLAGS)
     elif root is not None and _BY_FD:
         fd = _open_below(Path(root), rel, path, error)
     else:
-        st = os.lstat(path)
+        st = os.lstat(long_path(path))
         if not stat.S_ISREG(st.st_mode):
             raise error(path=str(path), reason=f"it is {_kind(st.st_mode)}, not a regular file")
-        fd = os.open(path, READ_FLAGS | _NOFOLLOW | _NONBLOCK)
+        fd = os.open(long_path(path), READ_FLAGS | _NOFOLLOW | _NONBLOCK)
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):   # swapped between the check and the open
@@ -136,7 +136,7 @@ def _open_regular(path: Path, root: Path | None, error) -> int:
 
 def _open_below(root: Path, rel: tuple[str, ...], path: Path, error) -> int:
     """Open ``root/rel`` folder by folder relative to descriptors, following no symlink."""
-    dir_fd = os.open(root, os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    dir_fd = os.open(long_path(root), os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     try:
         for name in rel[:-1]:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -160,9 +160,9 @@ def _check_windows(path: Path, root: Path | None, error) -> None:
     here = Path(root) if root is not None else path.parent
     for name in (path.relative_to(root).parts if root is not None else (path.name,)):
         here = here / name
-        st = os.lstat(here)
+        st = os.lstat(long_path(here))
         if stat.S_ISLNK(st.st_mode) or getattr(st, "st_file_attributes", 0) & _REPARSE:
             raise error(path=str(path), reason=f"'{here.name}' is a symbolic link or junction")
-    st = os.lstat(path)
+    st = os.lstat(long_path(path))
     if not stat.S_ISREG(st.st_mode):
         raise error(path=str(path), reason=f"it is {_kind(st.st_mode)}, not a regular file")

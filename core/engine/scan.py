@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 
 import pathspec
 
+from core.engine.fs import long_path
 from core.engine.manifest import DIR, FILE, LINK
 from core.engine.progress import RunWarning, WarningCode
 from core.errors import SourceMissing, UsageError
@@ -129,7 +130,7 @@ def children(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Ite
     """The direct entries of the folder ``rel`` ("" for the source folder ``root``), sorted by name."""
     folder = os.path.join(root, rel) if rel else root
     try:
-        with os.scandir(folder) as it:
+        with os.scandir(long_path(folder)) as it:   # (Windows: \\?\ when long; children inherit it)
             listing = sorted(it, key=lambda d: d.name)
     except OSError as err:
         warnings.append(RunWarning(WarningCode.UNREADABLE, folder,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.engine.atomic import tmp_name
-from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, read_buffer, read_into
+from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import RunWarning, WarningCode
@@ -108,7 +108,7 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
     """
     size = 0
     buf = read_buffer()
-    fd = os.open(path, READ_FLAGS)
+    fd = os.open(long_path(path), READ_FLAGS)
     try:
         while True:
             n = read_into(fd, buf)
@@ -130,7 +130,7 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
 def _size(p: Path) -> int:
     """A regular file's size, never through a symlink; anything else counts as missing."""
     try:
-        st = os.lstat(p)
+        st = os.lstat(long_path(p))
     except OSError:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
@@ -140,7 +140,7 @@ def _size(p: Path) -> int:
 
 def _is_file(p: Path) -> bool:
     try:
-        return stat.S_ISREG(os.lstat(p).st_mode)
+        return stat.S_ISREG(os.lstat(long_path(p)).st_mode)
     except OSError:
         return False
 
@@ -240,9 +240,9 @@ class PlainStore(_Store):
                 # A folder deleted from Latest/ by hand (runs only make new folders) is made
                 # again; but never when the set is gone (a pulled drive): that would write to
                 # the computer's own disk under the empty mount point.
-                if dest.parent.is_dir() or not self.layout.meta.exists():
+                if os.path.isdir(long_path(dest.parent)) or not self.layout.meta.exists():
                     raise
-                os.makedirs(dest.parent, exist_ok=True)
+                os.makedirs(long_path(dest.parent), exist_ok=True)
                 self.fs.replace(tmp, dest)
         return True
 
@@ -250,16 +250,16 @@ class PlainStore(_Store):
         """Take ``old`` out of ``Latest/``, keeping its content in ``objects/`` (a warning if it cannot)."""
         if old.type != FILE:
             p = self.layout.latest_file(old.mirror_path, writing=True)
-            if old.type == "l" and os.path.islink(p):
+            if old.type == "l" and os.path.islink(long_path(p)):
                 self.fs.unlink(p)
             return
         paths = self._latest_paths(old)
-        planted = [p for p in paths if os.path.islink(p)]
+        planted = [p for p in paths if os.path.islink(long_path(p))]
         if planted:
             # Plugback puts regular files here: a symlink is never moved into objects/ (where
             # reads would follow it); it goes, and the old version is reported lost.
             for p in paths:
-                if os.path.islink(p) or _is_file(p):
+                if os.path.islink(long_path(p)) or _is_file(p):
                     self.fs.unlink(p)
             self._edited(old)
             return
@@ -271,12 +271,12 @@ class PlainStore(_Store):
         assert sha is not None   # a file's entry has its hash (parse_entry)
         obj = [self.layout.object(sha)] if not old.parts else \
             [self.layout.object_part(sha, i) for i in range(1, old.parts + 1)]
-        if os.path.exists(obj[0]):
+        if os.path.exists(long_path(obj[0])):
             for p in present:
                 self.fs.unlink(p)
             return
         # Parts an interrupted displacement already moved count from objects/.
-        held = sum(_size(p) if os.path.lexists(p) else _size(o) for p, o in zip(paths, obj, strict=True))
+        held = sum(_size(p) if os.path.lexists(long_path(p)) else _size(o) for p, o in zip(paths, obj, strict=True))
         if held != old.size:
             # Someone edited the copy in Latest/: it is not the version the snapshot names.
             for p in present:
@@ -303,7 +303,7 @@ class PlainStore(_Store):
         p = self.layout.latest_file(mirror, writing=True)
         if self.fs.make_dir(p):
             return
-        if os.path.islink(p) or not os.path.isdir(p):
+        if os.path.islink(long_path(p)) or not os.path.isdir(long_path(p)):
             # Not in the newest snapshot as a file (that was displaced before): an
             # interrupted run's work, whose content is in objects/ or nowhere needed.
             self.fs.unlink(p)
@@ -312,13 +312,13 @@ class PlainStore(_Store):
     def place_link(self, e: Entry, prev: Entry | None) -> None:
         """The symlink ``e`` in ``Latest/``; ``prev``: the parent snapshot's (None if new)."""
         p = self.layout.latest_file(e.mirror_path, writing=True)
-        if prev is not None and os.path.islink(p):
+        if prev is not None and os.path.islink(long_path(p)):
             try:
-                if os.readlink(p) == e.target:
+                if os.readlink(long_path(p)) == e.target:
                     return
             except OSError:
                 pass
-        if os.path.lexists(p):
+        if os.path.lexists(long_path(p)):
             self.fs.unlink(p)
         assert e.target is not None   # a symlink's entry has its target (scan, parse_entry)
         self.fs.symlink(e.target, p)
@@ -340,7 +340,8 @@ class PlainStore(_Store):
         ``os.walk`` does not follow symlinks below ``Latest/``, and the run proved
         ``Latest/`` itself real (SetLayout.check_contained).
         """
-        for folder, dirs, files in os.walk(self.layout.latest, topdown=False):
+        # (Windows: a prefixed top, so folders below it past 248 characters are walked too)
+        for folder, dirs, files in os.walk(long_path(self.layout.latest, force=True), topdown=False):
             for name in files:
                 p = Path(folder) / name
                 if not _is_file(p):
@@ -351,14 +352,14 @@ class PlainStore(_Store):
                     for block in iter(lambda: f.read(COPY_BLOCK), b""):
                         digest.update(block)
                 obj = self.layout.object(digest.hexdigest())
-                if obj.exists():
+                if os.path.exists(long_path(obj)):
                     self.fs.unlink(p)
                 else:
                     self._object_dir(obj.parent)
                     self.fs.replace(p, obj)
             for name in dirs:
                 d = Path(folder) / name
-                if os.path.islink(d):
+                if os.path.islink(long_path(d)):
                     self.fs.unlink(d)
                 else:
                     self.fs.remove_dir(d)

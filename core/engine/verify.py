@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Iterable, Iterator, cast
 
 from core.engine import scratch
+from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
-from core.engine.progress import Progress, ProgressCallback, no_progress
+from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
-from core.errors import DamagedSet, PlugbackError
+from core.errors import Cancelled, DamagedSet, PlugbackError
 
 # (what to call it in a report, the entry, where its bytes are or None if nowhere, or LOOK_UP)
 _Check = tuple[str, Entry, "list[Path] | None | object"]
@@ -31,11 +32,13 @@ OBJECT_ONLY = object()   # ... only its copy in objects/ (BackupSet.object_paths
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    """``read_all`` reads every content back (a scrub); otherwise sizes are checked."""
+    """``read_all`` reads every content back (a scrub); otherwise sizes are checked. ``cancel``
+    stops it (Cancelled) between manifest batches and between checks."""
 
     read_all: bool = False
     workers: int = 4
     progress: ProgressCallback = no_progress
+    cancel: CancelToken = field(default_factory=CancelToken)
 
 
 @dataclass
@@ -93,7 +96,7 @@ def _structure_problem(bset: BackupSet, entry: Entry, paths: list[Path] | None) 
     if not paths:
         return "its content is missing from the drive"
     try:
-        size = sum(os.stat(p).st_size for p in paths)
+        size = sum(os.stat(long_path(p)).st_size for p in paths)
     except OSError as err:
         return f"it cannot be read ({err.strerror or err})"
     if size != stored_size(bset, entry):
@@ -115,7 +118,7 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
         result.notices.append("A backup was interrupted: Latest/ may be partly updated. Earlier snapshots "
                               "are intact; the next backup finishes the work.")
     with _Contents() as contents:
-        newest = _read_manifests(bset, contents, result)
+        newest = _read_manifests(bset, contents, result, options.cancel)
         # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
         # after an interrupted run Latest/ is between two snapshots until the next run.
         latest = newest if newest is not None and not bset.encrypted and not result.notices else None
@@ -137,13 +140,16 @@ class _Contents:
                         "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER)")
         self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts)")
 
-    def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry]) -> tuple[int, int]:
+    def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry],
+                     cancel: CancelToken | None = None) -> tuple[int, int]:
         """Add the files of manifest number ``index`` (all or none: rolled back if it turns out
-        damaged); (files, bytes)."""
+        damaged, or on ``cancel``); (files, bytes)."""
         count = {"files": 0, "bytes": 0}
 
         def rows():
             for e in entries:
+                if cancel is not None and not count["files"] % 4096:
+                    cancel.check()
                 if e.type == FILE:
                     count["files"] += 1
                     count["bytes"] += e.size
@@ -194,14 +200,17 @@ class _Contents:
         self.db.close()
 
 
-def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult) -> tuple | None:
+def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
+                    cancel: CancelToken | None = None) -> tuple | None:
     """Stream every manifest into ``contents``; damaged ones go to ``result``. The newest intact
     snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None."""
     newest = None
     for index, sid in enumerate(bset.snapshot_ids()):
         try:
             with bset.open_manifest(sid) as reader:
-                files, size = contents.add_manifest(bset, sid, index, reader)
+                files, size = contents.add_manifest(bset, sid, index, reader, cancel)
+        except Cancelled:
+            raise
         except PlugbackError as err:
             result.damaged.append((f"snapshots/{sid}", str(err)))
             continue
@@ -218,7 +227,7 @@ def _latest_checks(bset: BackupSet, sid: str) -> Iterator[_Check]:
                 continue
             paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
                 else [bset.layout.latest_file(e.mirror_path)]
-            yield f"Latest/{e.mirror_path}", e, paths if all(p.exists() for p in paths) else None
+            yield f"Latest/{e.mirror_path}", e, paths if all(os.path.exists(long_path(p)) for p in paths) else None
 
 
 @dataclass
@@ -252,6 +261,7 @@ def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOption
     workers = options.workers if options.read_all else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for label, e, problem in _bounded_map(pool, run, checks, AHEAD):
+            options.cancel.check()
             tally.files_done += 1
             tally.bytes_done += e.size
             options.progress(Progress("verify", tally.files_done, tally.files, tally.bytes_done, tally.bytes,

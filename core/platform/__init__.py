@@ -3,6 +3,7 @@
 * notifications: :class:`core.platform.notify.Notifier`
 * eject: :class:`core.platform.eject.Ejector`
 * start at login: :class:`core.platform.autostart.Autostart`
+* drive events: :class:`core.platform.drive_events.DriveEvents`
 
 Each has a do-nothing (or plain) fallback, so the agent runs on a machine that
 lacks a desktop. Implementations are imported by name so PyInstaller sees them.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from core.platform import autostart, eject, notify
+from core.platform import autostart, drive_events, eject, notify
 
 
 def notifier() -> notify.Notifier:
@@ -50,3 +51,18 @@ def autostarter(command: list[str], *, folder: Path | None = None) -> autostart.
     if sys.platform == "win32" and folder is None:
         return autostart.RunKey(command)
     return autostart.Autostart(command)
+
+
+def drive_event_source(*, main_run_loop: bool = False) -> drive_events.DriveEvents:
+    """What wakes the drive watcher on this OS (polling where nothing does).
+
+    ``main_run_loop``: the main thread runs the GUI's run loop (the tray icon), which
+    macOS needs to deliver NSWorkspace notifications; without one (headless, tests) it polls.
+    """
+    if sys.platform.startswith("linux"):
+        return drive_events.LinuxMountTable()
+    if sys.platform == "win32":
+        return drive_events.WindowsDeviceChange()
+    if sys.platform == "darwin" and main_run_loop:
+        return drive_events.MacWorkspace()
+    return drive_events.DriveEvents()

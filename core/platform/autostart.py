@@ -85,7 +85,13 @@ class RunKey(Autostart):
 
     KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
 
+    def __init__(self, command, *, winreg=None):
+        super().__init__(command)
+        self._registry = winreg   # the tests pass a fake registry; None: the real one
+
     def _winreg(self):
+        if self._registry is not None:
+            return self._registry
         import winreg
 
         return winreg

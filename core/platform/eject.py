@@ -27,7 +27,13 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 class Ejector:
-    """Ejects a drive; the base class only flushes (no OS support)."""
+    """Ejects a drive; the base class only flushes (no OS support).
+
+    ``run`` runs a command and returns its CompletedProcess (the tests pass a fake).
+    """
+
+    def __init__(self, run=None):
+        self.run = run or _run
 
     def eject(self, mount: str) -> None:
         _sync()
@@ -49,11 +55,11 @@ class LinuxEjector(Ejector):
         device = _device_of(mount)
         udisks = shutil.which("udisksctl")
         if udisks and device and device.startswith("/dev/"):
-            proc = _run([udisks, "unmount", "-b", device, "--no-user-interaction"])
+            proc = self.run([udisks, "unmount", "-b", device, "--no-user-interaction"])
             if proc.returncode == 0:
-                _run([udisks, "power-off", "-b", device, "--no-user-interaction"])   # best effort
+                self.run([udisks, "power-off", "-b", device, "--no-user-interaction"])   # best effort
                 return
-        proc = _run(["umount", mount])
+        proc = self.run(["umount", mount])
         if proc.returncode != 0:
             raise EjectFailed(mount=mount, reason=(proc.stderr or proc.stdout).strip() or "umount failed")
 
@@ -63,7 +69,7 @@ class MacEjector(Ejector):
 
     def eject(self, mount: str) -> None:
         _sync()
-        proc = _run(["diskutil", "eject", mount])
+        proc = self.run(["diskutil", "eject", mount])
         if proc.returncode != 0:
             raise EjectFailed(mount=mount, reason=(proc.stderr or proc.stdout).strip())
 
@@ -75,6 +81,6 @@ class WindowsEjector(Ejector):
         letter = mount.rstrip("\\")
         script = ("(New-Object -ComObject Shell.Application).Namespace(17).ParseName('%s')"
                   ".InvokeVerb('Eject')" % letter.replace("'", ""))
-        proc = _run(["powershell", "-NoProfile", "-NonInteractive", "-Command", script])
+        proc = self.run(["powershell", "-NoProfile", "-NonInteractive", "-Command", script])
         if proc.returncode != 0:
             raise EjectFailed(mount=mount, reason=(proc.stderr or proc.stdout).strip())

@@ -12,7 +12,6 @@ the frozen folder straight from the build output.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -96,6 +95,8 @@ def installed(build) -> Path:
         pytest.skip("installing the .deb needs root (dpkg -i)")
     if shutil.which("dpkg") is None:
         pytest.skip("no dpkg on this machine")
+    import fcntl  # (here, not at the top: Windows has no fcntl, and CI collects this file there)
+
     # The package is machine-wide: one test run at a time may own it.
     with open(DEB_LOCK, "w") as lock:
         try:

@@ -4,7 +4,8 @@ from collections import namedtuple
 
 import pytest
 
-from core.agent.agent import Agent, AgentOptions
+from core.agent.agent import Agent
+from core.agent.agent_state import AgentOptions
 from core.agent.config import Config, Destination, Job, Paths, Triggers
 from core.agent.config_file import update_config
 from core.agent.drives import enroll

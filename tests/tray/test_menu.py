@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from core.agent.agent import DriveState, PendingConnect, TrayState
+from core.agent.agent_state import DriveState, PendingConnect, TrayState
 from tray.menu import ago, build_menu, icon_state, status_line, tomorrow_morning, tooltip
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)

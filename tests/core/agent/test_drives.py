@@ -2,24 +2,33 @@
 
 import json
 import os
+import sys
+import time
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
 
+from core.agent import drives
 from core.agent.config import Paths
 from core.agent.config_file import read_config
 from core.agent.drives import (
+    Timed,
     enroll,
     find_drive,
+    is_network_fs,
     list_volumes,
+    local_partitions,
     mount_points,
     read_drive_file,
     system_volume_reason,
     write_drive_file,
 )
 from core.engine.layout import DRIVE_FORMAT, drive_file
-from core.errors import NotEnrollable
+from core.errors import NotEnrollable, VolumesNotListed
 from tests.support.cli import run_cli
+from tests.support.waiting import wait_for
+from tests.support.watcher import HangingListing
 
 
 def test_drive_file_round_trip(tmp_path):
@@ -105,3 +114,50 @@ def test_cli_refuses_system_volume():
     r = run_cli("drive", "init", "/")
     assert r.returncode == 2 and "operating system" in r.stderr
     assert not Path("/Plugback").exists()
+
+
+# -- listing never stalls, never touches network mounts (issue #16) ---------------------------
+
+Part = namedtuple("Part", "device mountpoint fstype opts")
+Usage = namedtuple("Usage", "total used free")
+
+
+@pytest.mark.parametrize("fstype, network", [
+    ("nfs", True), ("nfs4", True), ("cifs", True), ("smbfs", True), ("smb3", True), ("fuse.sshfs", True),
+    ("sshfs", True), ("afpfs", True), ("webdav", True), ("davfs", True), ("fuse.davfs2", True), ("9p", True),
+    ("fuse.rclone", True), ("fuse.gvfsd-fuse", True), ("ceph", True), ("NFS", True),
+    ("ext4", False), ("fuseblk", False), ("fuse.fusefat", False), ("exfat", False), ("apfs", False),
+    ("NTFS", False), ("vfat", False), ("", False),
+])
+def test_network_file_systems(fstype, network):
+    assert is_network_fs(fstype) is network
+
+
+def test_network_mounts_are_dropped_before_anything_touches_them(monkeypatch, tmp_path):
+    if sys.platform == "win32":
+        pytest.skip("Windows lists drive letters (test_drive_events)")
+    listed = [Part("/dev/sdb1", "/media/ann/Blue", "ext4", "rw"),
+              Part("nas:/export", "/mnt/nas", "nfs4", "rw,hard"),
+              Part("//nas/share", "/mnt/share", "cifs", "rw"),
+              Part("ann@host:", "/home/ann/remote", "fuse.sshfs", "rw")]
+    monkeypatch.setattr(drives.psutil, "disk_partitions", lambda all=False: listed)   # noqa: A006
+    assert [p.mountpoint for p in local_partitions()] == ["/media/ann/Blue"]
+    touched = []
+    monkeypatch.setattr(drives.shutil, "disk_usage", lambda path: touched.append(path) or Usage(1, 0, 1))
+    monkeypatch.setattr(drives, "read_drive_file", lambda path: touched.append(str(path)))
+    drives.list_volumes()
+    assert set(touched) == {"/media/ann/Blue"}
+
+
+def test_timed_listing_gives_up_and_never_piles_up_threads():
+    listing = HangingListing(hang_on=(1,))
+    timed = Timed(listing, timeout=0.2)
+    started = time.monotonic()
+    for _ in range(3):
+        with pytest.raises(VolumesNotListed, match="did not come within 0.2 s"):
+            timed()
+    assert time.monotonic() - started < 1.5
+    assert listing.calls == 1 and timed.hung           # the hung call is waited on again, not repeated
+    listing.release.set()
+    wait_for(lambda: not timed.hung, 5, "the hung call to end")
+    assert timed() == frozenset() and listing.calls == 2

@@ -291,3 +291,13 @@ def test_a_damaged_parent_means_a_full_scan(tmp_path):
     assert WarningCode.SNAPSHOT_DAMAGED in [w.code for w in r.warnings]
     assert set(_files(set_path)) == {"Data/top.txt", "Data/one/a.txt", "Data/one/deep/b.txt", "Data/two/c.txt",
                                      "Data/skip/s.txt"}
+
+
+def test_long_windows_paths_map_to_the_set(tmp_path):
+    r"""Warnings name long paths as the scan read them (``\\?\`` on Windows): still in the source."""
+    from core.engine.scan import Source
+
+    src = Source(str(tmp_path / "Data"), "Data")
+    assert reuse._set_path("\\\\?\\" + str(tmp_path / "Data" / "two"), src) == "Data/two"
+    assert reuse._set_path(str(tmp_path / "Data"), src) == "Data"
+    assert reuse._set_path(str(tmp_path / "Database"), src) is None

@@ -277,13 +277,18 @@ def test_make_room_drops_oldest_first_never_the_newest(ext4_drive, tmp_path, loc
     free = shutil.disk_usage(set_path).free
     assert free < 100 << 20
 
-    assert make_room(open_set(set_path), free // 2, clock=clock) == []          # already enough room
-    dropped = make_room(open_set(set_path), free + size // 2, clock=clock)
-    assert dropped == [ids[0]]                                        # one old version freed enough
+    assert make_room(open_set(set_path), free, free // 2, clock=clock).forget == []   # already enough room
+    plan = make_room(open_set(set_path), free, 10 << 40, clock=clock)      # can never fit: nothing goes
+    assert plan.forget is None and 2 * size <= plan.most < 3 * size
+    assert BackupSet.open(set_path).snapshot_ids() == ids
+    plan = make_room(open_set(set_path), free, free + size // 2, clock=clock)
+    assert plan.forget == [ids[0]]                                    # one old version freed enough
     assert shutil.disk_usage(set_path).free >= free + size // 2
-    dropped = make_room(open_set(set_path), 10 << 40, clock=clock)              # can never fit: all but newest go
-    assert dropped == [ids[1]]
-    assert BackupSet.open(set_path).snapshot_ids() == [ids[2]]
+    assert plan.frees >= size
+    free = shutil.disk_usage(set_path).free
+    plan = make_room(open_set(set_path), free, free + size // 2, clock=clock)
+    assert plan.forget == [ids[1]]
+    assert BackupSet.open(set_path).snapshot_ids() == [ids[2]]         # the newest always stays
     r = restore_path(set_path, tmp_path / "out")
     assert r.damaged == [] and read_tree(tmp_path / "out" / "Docs") == read_tree(src)
     assert verify_path(set_path, read_all=True).ok

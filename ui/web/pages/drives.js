@@ -1,4 +1,4 @@
-// Drives: enrolled and connected drives with free space and last backup;
+// Drives: enrolled and connected drives with free space, last backup and the rolling check;
 // prepare a new drive, eject, forget.
 import { h, fill, icon, freeOf, lastBackupText, showError, confirm, dialog, toast } from '../util.js';
 
@@ -36,13 +36,30 @@ export async function render(main, ctx) {
     if (choice) await act('drive_init', { mount: v.mount, label: label.value.trim() || null }, `${label.value || v.mount} is ready for backups`);
   }
 
+  // "3 Nov" (with the year when it is not this year): when a pass began or ended.
+  function day(value) {
+    const d = value ? new Date(value) : null;
+    if (!d || Number.isNaN(d.getTime())) return '–';
+    const sameYear = d.getFullYear() === new Date().getFullYear();
+    return d.toLocaleDateString(undefined, { day: 'numeric', month: 'short', year: sameYear ? undefined : 'numeric' });
+  }
+
+  // The rolling check (issue #14; fields of drives_list): the last complete pass, and the one under way.
+  function checkText(v) {
+    const full = v.last_full_check ? `Last fully checked: ${day(v.last_full_check)}` : 'Not fully checked yet';
+    const going = v.check_percent === null || v.check_percent === undefined ? ''
+      : ` · checked ${v.check_percent} % since ${day(v.check_since)}`;
+    return full + going + (v.checking ? ' (checking now)' : '');
+  }
+
   let shown = null;
   // Redraw only when drives come, go or change role, so keyboard focus stays put.
   async function draw(onlyIfChanged) {
     const [volumes, config, status] = await Promise.all([ctx.call('drives_list'), ctx.call('config_get'), ctx.call('status')]);
     if (!volumes.ok || !config.ok) { showError(alerts, volumes.ok ? config : volumes, 'Cannot list the drives.'); shown = null; return; }
     const runs = (status.ok ? status.data.drives || [] : []).map((d) => [d.last_success && d.last_success.id, d.last_attempt && d.last_attempt.id]);
-    const signature = JSON.stringify([volumes.data.map((v) => [v.mount, v.drive_id]), config.data.drives, runs]);
+    const checks = volumes.data.map((v) => [v.last_full_check, v.check_percent, v.checking]);
+    const signature = JSON.stringify([volumes.data.map((v) => [v.mount, v.drive_id]), config.data.drives, runs, checks]);
     if (onlyIfChanged && signature === shown) return;
     shown = signature;
     const jobs = status.ok ? status.data.jobs || [] : [];
@@ -59,6 +76,7 @@ export async function render(main, ctx) {
         h('dl', { class: 'facts' },
           v ? [h('dt', {}, 'Mounted at'), h('dd', {}, v.mount)] : null,
           h('dt', {}, 'Backups'), h('dd', { class: 'last-backup' }, lastBackupText(rec)),
+          v ? [h('dt', {}, 'Checks'), h('dd', { class: 'last-check' }, checkText(v))] : null,
           h('dt', {}, 'Used by'), h('dd', {}, usedBy.length ? usedBy.join(', ') : 'no job yet')),
         v ? space(v) : null,
         h('div', { class: 'row form-actions' },

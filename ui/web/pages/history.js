@@ -1,5 +1,6 @@
 // History: past runs with status, counts, warnings and each run's log.
 import { h, fill, when, copied, count, duration, statusBadge, showError, dialog } from '../util.js';
+import { spaceActions } from './space.js';
 
 export async function render(main, ctx) {
   const alerts = h('div');
@@ -40,7 +41,8 @@ export async function render(main, ctx) {
           h('td', { class: 'num' }, run.status === 'failed' && !run.files_copied ? '–' : copied(run.files_copied, run.bytes_copied)),
           h('td', { class: 'num' }, count(run.warnings)), h('td', { class: 'num' }, duration(took)),
           h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': `Show the log of ${run.job} at ${when(run.started)}`, onclick: () => showLog(run) }, 'Log'))),
-        run.error ? h('tr', { class: 'error-row' }, h('td', { colspan: '8', class: 'error-text small' }, run.error)) : null];
+        run.error ? h('tr', { class: 'error-row' }, h('td', { colspan: '8', class: 'small' },
+          h('div', { class: 'error-text' }, run.error), spaceActions(ctx, run.job, run))) : null];
       })))));
   }
 

@@ -1,10 +1,10 @@
 // Jobs: the list, and the editor (#jobs/new, #jobs/edit/<name>) with folder
 // pickers, destination, triggers, excludes with a live preview, retention,
-// verification and encryption. The form checks itself before sending; the
+// verification and encryption; a job may rotate over several drives (issue #14). The form checks itself before sending; the
 // agent validates again and names any bad field. Schedules come and go as
 // fields ({kind, hours, time, day}) and a summary made by the agent: the
 // schedule grammar lives in Python only (core/agent/schedule.py).
-import { h, fill, icon, showPath, showError, confirm, toast, debounce, count } from '../util.js';
+import { h, fill, icon, showPath, showError, confirm, toast, debounce, count, ago } from '../util.js';
 import { folderList, field, invalid } from './widgets.js';
 
 const DAYS = [['mon', 'Monday'], ['tue', 'Tuesday'], ['wed', 'Wednesday'], ['thu', 'Thursday'], ['fri', 'Friday'], ['sat', 'Saturday'], ['sun', 'Sunday']];
@@ -34,13 +34,17 @@ async function list(main, ctx) {
   const reply = await ctx.call('config_get');
   if (!reply.ok) { showError(alerts, reply, 'Cannot load the jobs.'); return; }
   const { jobs = [], drives = [] } = reply.data;
+  const status = await ctx.call('status');   // per drive, each job's newest backup (issue #14)
+  const agesOf = (name) => ((status.ok ? status.data.jobs || [] : []).find((j) => j.name === name) || {}).drives || [];
   if (!jobs.length) {
     body.append(h('div', { class: 'card empty' }, h('p', {}, 'No jobs yet.'),
       h('button', { type: 'button', class: 'primary', onclick: () => ctx.navigate('welcome') }, 'Set up your first backup')));
     return;
   }
   for (const job of jobs) {
-    const dest = showPath(job.destination.path) || `Drive “${(drives.find((d) => d.drive_id === job.destination.drive_id) || {}).label || job.destination.drive_id}”${job.destination.folder ? ` / ${job.destination.folder}` : ''}`;
+    const driveName = (id) => `“${(drives.find((d) => d.drive_id === id) || {}).label || id}”`;
+    const ids = [job.destination.drive_id, ...(job.destination.rotation || []).map((r) => r.drive_id)];
+    const dest = showPath(job.destination.path) || `Drive ${ids.map(driveName).join(' or ')}${job.destination.folder ? ` / ${job.destination.folder}` : ''}`;
     body.append(h('section', { class: 'card', 'aria-label': job.name, dataset: { job: job.name } },
       h('div', { class: 'card-head' }, h('h2', {}, job.name),
         h('div', { class: 'row' }, job.encrypt ? h('span', { class: 'badge info' }, icon('shield'), 'Encrypted') : null)),
@@ -48,6 +52,9 @@ async function list(main, ctx) {
         h('dt', {}, 'Folders'), h('dd', {}, job.sources.map(showPath).join(', ')),
         h('dt', {}, 'Backs up to'), h('dd', {}, dest),
         h('dt', {}, 'Runs'), h('dd', {}, job.triggers.summary),
+        agesOf(job.name).length ? [h('dt', {}, 'Newest backup'), h('dd', {}, h('ul', { class: 'drive-ages' }, agesOf(job.name).map((d) =>
+          h('li', { dataset: { drive: d.drive_id } }, `${d.label}: ${d.last_success ? ago(d.last_success.ended || d.last_success.started) : 'none yet'}`,
+            d.newest && agesOf(job.name).length > 1 ? h('span', { class: 'badge ok' }, 'Newest') : null))))] : null,
         job.excludes && job.excludes.length ? [h('dt', {}, 'Leaves out'), h('dd', {}, job.excludes.join(', '))] : null),
       h('div', { class: 'row' },
         h('button', { type: 'button', onclick: () => ctx.navigate(`jobs/edit/${encodeURIComponent(job.name)}`) }, 'Edit'),
@@ -96,7 +103,20 @@ async function editor(main, ctx, name) {
     }));
   const driveFolder = h('input', { type: 'text', id: 'dest-folder', value: job.destination.folder || '', placeholder: 'optional' });
   const pathInput = h('input', { type: 'text', id: 'dest-path', value: job.destination.path || '' });
-  const driveBox = h('div', {}, field('Drive', driveSelect, 'Prepare a new drive on the Drives page.'), field('Folder on the drive', driveFolder, 'Leave empty to use the standard place (Plugback/<computer>/<job>).'));
+  // Drives in rotation: the other enrolled drives, ticked when the job also backs up to them.
+  const rotation = new Set((job.destination.rotation || []).map((r) => r.drive_id));
+  const rotationList = h('div', { id: 'dest-rotation' });
+  const drawRotation = () => fill(rotationList, enrolled.filter((d) => d.drive_id !== driveSelect.value).map((d) =>
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'dest-rotation', value: d.drive_id, checked: rotation.has(d.drive_id),
+      onchange: (e) => { if (e.target.checked) rotation.add(d.drive_id); else rotation.delete(d.drive_id); } }), d.label || d.drive_id.slice(0, 8))));
+  driveSelect.addEventListener('change', () => { rotation.delete(driveSelect.value); drawRotation(); });
+  drawRotation();
+  const driveBox = h('div', {}, field('Drive', driveSelect, 'Prepare a new drive on the Drives page.'),
+    enrolled.length > 1 ? h('div', { class: 'field', role: 'group', 'aria-labelledby': 'dest-rotation-label' },
+      h('span', { id: 'dest-rotation-label' }, 'Also back up to'),
+      h('span', { class: 'hint' }, 'Drives in rotation: each backup goes to the one that is connected, so one can be kept elsewhere.'),
+      rotationList) : null,
+    field('Folder on the drive', driveFolder, 'Leave empty to use the standard place (Plugback/<computer>/<job>).'));
   const pathBox = h('div', {}, field('Backup folder', pathInput, 'A full path, e.g. a network share or a second disk.'));
   const syncDest = () => { driveBox.hidden = !destDrive.checked; pathBox.hidden = !destPath.checked; };
   destDrive.addEventListener('change', syncDest); destPath.addEventListener('change', syncDest);
@@ -161,6 +181,8 @@ async function editor(main, ctx, name) {
     if (destDrive.checked) {
       okay = invalid(driveSelect, driveSelect.value ? '' : 'Choose the drive to back up to.') && okay;
       if (driveFolder.value.trim()) destination.folder = driveFolder.value.trim();
+      const others = [...rotation].filter((id) => id !== driveSelect.value && enrolled.some((d) => d.drive_id === id));
+      if (others.length) destination.rotation = others.map((id) => ({ drive_id: id }));
     } else okay = invalid(pathInput, destination.path.startsWith('/') || /^[A-Za-z]:[\\/]/.test(destination.path) ? '' : 'Give the full path of the backup folder.') && okay;
     const h1 = Number(hours.value);
     if (kind.value === 'hours') okay = invalid(hours, Number.isInteger(h1) && h1 >= 1 && h1 <= 168 ? '' : 'Between 1 and 168 hours.') && okay;

@@ -1,7 +1,10 @@
 // Overview: one card per job with its last backup, next due time, whether its
-// drive is here, a big "Back up now", and live progress while it runs.
+// drive is here, a big "Back up now", and live progress while it runs. Issue #14: drives
+// Plugback could use ("Use ‘LABEL’ for backups?", "Not this drive"), a job's newest backup on
+// each of its drives, and the "not backed up for N days" reminder.
 import { h, fill, ago, when, copied, plural, showPath, statusBadge, showError, progressView, toast, lastBackupText, pausedText } from '../util.js';
 import { confirmSet, recoveryKeyDialog, recoveryReminders } from './widgets.js';
+import { spaceActions } from './space.js';
 
 function destinationText(job, drives) {
   const dest = job.destination || {};
@@ -15,12 +18,13 @@ export async function render(main, ctx) {
   const cards = h('div', { class: 'grid', id: 'job-cards' });
   const pauseSlot = h('div');
   const notices = h('div', { id: 'overview-notices' });
+  const offers = h('div', { id: 'drive-offers' });
   const keyNotices = h('div', { id: 'recovery-reminders' });
   main.append(
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', {}, 'Overview'), h('p', {}, 'Your backups at a glance.')),
       h('div', { class: 'row' }, pauseSlot)),
-    alerts, notices, keyNotices, cards);
+    alerts, notices, offers, keyNotices, cards);
 
   const views = new Map();   // job name -> {card, progress, ...}
   let drives = [];
@@ -44,11 +48,12 @@ export async function render(main, ctx) {
     const progressBox = h('div', { class: 'progress-box' }, progress.el);
     // A run refused the set it found at the destination: the user looks at it and decides.
     const reviewButton = h('button', { type: 'button', class: 'primary', hidden: true, onclick: () => review(job.name) }, 'Review the backup on the drive…');
+    const spaceSlot = h('div', { class: 'space-slot' });   // a full drive: what to do (space.js)
     const el = h('section', { class: 'card job-card', 'aria-label': job.name, dataset: { job: job.name } },
       h('div', { class: 'card-head' }, h('h2', {}, job.name), badges),
-      facts, progressBox,
+      facts, progressBox, spaceSlot,
       h('div', { class: 'row' }, reviewButton, runButton, stopButton));
-    return { el, facts, badges, runButton, stopButton, reviewButton, progress, progressBox };
+    return { el, facts, badges, runButton, stopButton, reviewButton, spaceSlot, progress, progressBox };
   }
 
   async function review(name) {
@@ -80,6 +85,26 @@ export async function render(main, ctx) {
     if (fresh) showKey(fresh);
   }
 
+  // A drive that is not Plugback's: the same choices as the tray menu (core.agent.offers words them).
+  function offerView(o, hasJobs) {
+    const setUp = () => ctx.navigate(hasJobs ? 'drives' : 'welcome');
+    return h('div', { class: 'alert info', role: 'status', dataset: { offer: o.mount } },
+      h('div', { class: 'grow' }, h('strong', {}, `${o.title} `), o.kind === 'plugback'
+        ? `${o.this_computer && o.computers.length === 1 ? 'It holds earlier backups of this computer.' : `It holds backups made on ${o.computers.join(', ') || 'another computer'}.`}`
+        : `It is mounted at ${o.mount}.`),
+      o.kind === 'plugback' ? h('button', { type: 'button', class: 'primary', onclick: () => ctx.navigate('restore') }, 'Restore files from it…') : null,
+      h('button', { type: 'button', class: o.kind === 'plugback' ? '' : 'primary', onclick: setUp }, 'Set it up for backups…'),
+      h('button', { type: 'button', onclick: () => act('offer_decline', { mount: o.mount }, `${o.name} will not be offered again`) }, 'Not this drive'));
+  }
+
+  /** A job's newest backup on each of its drives, the newest marked (shown for jobs on several drives). */
+  function driveAges(job) {
+    return h('ul', { class: 'drive-ages' }, job.drives.map((d) => h('li', { dataset: { drive: d.drive_id } },
+      `${d.label}: `, d.last_success ? `${ago(d.last_success.ended || d.last_success.started)}` : 'no backup yet',
+      d.newest ? h('span', { class: 'badge ok' }, 'Newest') : null,
+      d.present ? h('span', { class: 'badge' }, 'Connected') : null)));
+  }
+
   function update(view, job) {
     // Truthful: the last successful backup and the last attempt are told apart (a failed run is no backup).
     const ok = job.last_success;
@@ -95,6 +120,8 @@ export async function render(main, ctx) {
       h('dt', {}, 'Backs up to'), h('dd', {}, destinationText(job, drives)),
       h('dt', {}, 'Backups'), h('dd', { class: 'last-backup' }, lastBackupText(job), ok ? ` (${when(ok.ended || ok.started)})` : ''),
       ok ? [h('dt', {}, 'Copied'), h('dd', {}, `${copied(ok.files_copied, ok.bytes_copied)}${ok.warnings ? ` · ${plural(ok.warnings, 'warning')}` : ''}`)] : null,
+      (job.drives || []).length > 1 ? [h('dt', {}, 'On each drive'), h('dd', {}, driveAges(job))] : null,
+      job.reminder ? [h('dt', {}, 'Reminder'), h('dd', { class: 'error-text reminder' }, job.reminder.message)] : null,
       job.attention ? [h('dt', {}, 'Problem'), h('dd', { class: 'error-text' }, job.attention)] : null,
       h('dt', {}, 'Next backup'), h('dd', {}, job.next_due ? `${ago(job.next_due)} (${when(job.next_due)})` : job.triggers && job.triggers.on_connect ? 'when the drive is connected' : 'only when you start it'));
     view.progressBox.hidden = !job.running;
@@ -103,6 +130,11 @@ export async function render(main, ctx) {
     view.runButton.title = job.drive_present ? '' : 'The backup will start when the drive is connected.';
     view.stopButton.hidden = !job.running;
     view.reviewButton.hidden = !!job.running || !attempt || attempt.error_code !== 'set_needs_confirmation';
+    const full = job.running ? '' : `${(attempt || {}).id}:${(attempt || {}).error_code}`;
+    if (view.spaceSlot.dataset.key !== full) {   // redraw only on change, so focus stays on its button
+      view.spaceSlot.dataset.key = full;
+      fill(view.spaceSlot, job.running ? null : spaceActions(ctx, job.name, attempt));
+    }
   }
 
   function onStatus(reply) {
@@ -115,7 +147,8 @@ export async function render(main, ctx) {
     const jobs = status.jobs || [];
     const labelOf = (id) => ((status.drives || []).find((d) => d.drive_id === id) || {}).label || 'the drive';
     const attention = status.attention || [];
-    const pendingKey = JSON.stringify([status.problem, attention, status.paused, status.paused_until, (status.pending || []).map((p) => [p.drive_id, p.starts_at])]);
+    const overdue = status.reminders || [];
+    const pendingKey = JSON.stringify([status.problem, attention, overdue, status.paused, status.paused_until, (status.pending || []).map((p) => [p.drive_id, p.starts_at])]);
     if (notices.dataset.key !== pendingKey) {   // redraw only on change, so focus stays on its button
       notices.dataset.key = pendingKey;
       fill(notices,
@@ -123,10 +156,17 @@ export async function render(main, ctx) {
         attention.length ? h('div', { class: 'alert warn', role: 'status', id: 'attention-banner' }, h('div', { class: 'grow' },
           h('strong', {}, attention.length === 1 ? 'A backup needs attention. ' : `${attention.length} backups need attention. `),
           attention.length === 1 ? attention[0].message : h('ul', {}, attention.map((a) => h('li', {}, a.message))))) : null,
+        overdue.length ? h('div', { class: 'alert warn', role: 'status', id: 'reminder-banner' }, h('div', { class: 'grow' },
+          h('strong', {}, 'Plug in a backup drive. '), overdue.length === 1 ? overdue[0].message : h('ul', {}, overdue.map((r) => h('li', {}, r.message))))) : null,
         status.paused ? h('div', { class: 'alert info', role: 'status', id: 'paused-banner' }, h('div', { class: 'grow' }, `${pausedText(status)}. Backups you start yourself still run.`)) : null,
         (status.pending || []).map((p) => h('div', { class: 'alert info', role: 'status', dataset: { pending: p.drive_id } },
           h('div', { class: 'grow' }, `${labelOf(p.drive_id)} was connected: backing up ${p.jobs.join(', ')} ${ago(p.starts_at)}.`),
           h('button', { type: 'button', onclick: () => act('stop_job', {}, 'Automatic backup cancelled') }, 'Not now'))));
+    }
+    const offerKey = JSON.stringify([(status.offers || []).map((o) => [o.mount, o.kind, o.title]), jobs.length > 0]);
+    if (offers.dataset.key !== offerKey) {
+      offers.dataset.key = offerKey;
+      fill(offers, (status.offers || []).map((o) => offerView(o, jobs.length > 0)));
     }
     fill(pauseSlot, status.paused
       ? h('button', { type: 'button', onclick: () => act('resume', {}, 'Automatic backups resumed') }, 'Resume automatic backups')

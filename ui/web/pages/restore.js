@@ -6,12 +6,16 @@
 // opened gets an Unlock form. The full destination of each top folder is shown before "Restore";
 // the result names every file saved under another name. A selected or focused file has "Versions…":
 // its distinct versions across the snapshots, newest first, each one selectable to restore.
+// Restore first (issue #14): while this page is open it tells the agent so (renewed every 20 s), and a
+// drive plugged in meanwhile waits with its automatic backup until the page closes; a restore that waits
+// for a running backup says so, and can be stopped.
 import { h, fill, icon, bytes, when, count, plural, showError, errorBox, progressView, toast, debounce, confirm, dialog } from '../util.js';
 import { unlockForm, recoveryKeyDialog } from './widgets.js';
 
 const KIND_ICON = { d: 'folder', f: 'file', l: 'link' };
 const LOCKED = new Set(['passphrase_needed', 'wrong_passphrase', 'wrong_recovery_key', 'bad_recovery_key']);
 const opened = [];   // folders the user opened on this page (kept while the window is open)
+const HOLD_RENEW_MS = 20000;   // the agent lets the hold go after 60 s without renewal (a crashed window)
 
 /** A local time with seconds, e.g. "22 Nov 2026, 14:30:05". */
 function exact(value) {
@@ -56,15 +60,16 @@ function selectionView(onChange) {
 /** What a finished restore did, naming each file saved under another name and where. */
 function summary(task) {
   const r = task.result || {};
-  const failed = Boolean(task.error);
+  const stopped = Boolean(task.error) && task.error.code === 'cancelled';   // the user stopped it: not a failure
+  const failed = Boolean(task.error) && !stopped;
   const rows = [['Restored', r.files_restored], ['Bytes', r.bytes_restored !== undefined ? bytes(r.bytes_restored) : undefined],
     ['Skipped (already there)', r.skipped], ['Saved under another name', r.kept_both], ['Replaced', r.overwritten]]
     .filter(([, v]) => v !== undefined && v !== null && v !== 0);
   const where = task.target || (task.destinations || []).map((d) => d.to).join(', ');
   const renamed = r.renamed || [];
   return h('div', { class: `alert ${failed ? 'error' : 'info'}`, role: failed ? 'alert' : 'status' },
-    h('div', { class: 'grow' }, h('strong', {}, failed ? 'The restore failed. ' : 'Restore finished. '),
-      failed ? task.error.message : `Restored into ${where}.`,
+    h('div', { class: 'grow' }, h('strong', {}, failed ? 'The restore failed. ' : stopped ? 'Restore stopped. ' : 'Restore finished. '),
+      task.error ? task.error.message : `Restored into ${where}.`,
       rows.length ? h('dl', { class: 'facts' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, typeof v === 'number' ? count(v) : v)])) : null,
       renamed.length ? [h('p', {}, 'These files were already there, so the restored copies have new names:'),
         h('ul', { id: 'restore-renamed' }, renamed.map((x) => h('li', {}, h('span', { class: 'mono' }, x.as), ' (next to ', h('span', { class: 'mono' }, x.to), ')')))] : null,
@@ -123,7 +128,12 @@ export async function render(main, ctx) {
     h('option', { value: 'overwrite' }, 'Replace it with the restored version'));
   const restoreButton = h('button', { type: 'button', class: 'primary big', id: 'restore-start', disabled: true }, 'Restore');
   const progress = progressView('Restore progress');
-  const progressBox = h('div', { id: 'restore-progress', hidden: true }, progress.el);
+  const waitingNote = h('p', { id: 'restore-waiting', class: 'hint', role: 'status', hidden: true });
+  const stopButton = h('button', { type: 'button', id: 'restore-stop', onclick: async () => {
+    const r = await ctx.call('restore_stop', {});
+    if (!r.ok) showError(result, r, 'Cannot stop the restore.');
+  } }, 'Stop restore');
+  const progressBox = h('div', { id: 'restore-progress', hidden: true }, waitingNote, progress.el, h('div', { class: 'row' }, stopButton));
   const result = h('div', { id: 'restore-result', 'aria-live': 'polite' });
   const plan = h('div', { id: 'restore-plan', 'aria-live': 'polite' });
   const selection = selectionView((n) => {
@@ -361,8 +371,15 @@ export async function render(main, ctx) {
       if (!reply.ok) return;
       const task = reply.data.restore;
       if (!task || JSON.stringify(task) === priorTask) return;
-      if (task.running) { progressBox.hidden = false; progress.update(task.progress || { phase: 'restore' }); return; }
+      if (task.running) {
+        progressBox.hidden = false;
+        waitingNote.hidden = !task.waiting;
+        waitingNote.textContent = task.waiting || '';
+        progress.update(task.progress || { phase: 'restore' });
+        return;
+      }
       progressBox.hidden = true;
+      restoreButton.disabled = selection.size() === 0;   // a failed or stopped restore can be started again
       fill(result, summary(task));
       if (!task.error) {
         toast('Restore finished');
@@ -374,6 +391,15 @@ export async function render(main, ctx) {
     });
   }
 
+  // While this page is open, a drive plugged in does not start its automatic backup (it may be meant for
+  // restoring); closing the page (or the window) lets it go. pagehide covers a window closed on this page.
+  const hold = (open) => ctx.call('restore_page', { open });
+  hold(true);
+  const holdTimer = setInterval(() => hold(true), HOLD_RENEW_MS);
+  const release = () => { clearInterval(holdTimer); hold(false); };
+  window.addEventListener('pagehide', release, { once: true });
+  const leave = () => { window.removeEventListener('pagehide', release); release(); if (watching) watching(); };
+
   jobSelect.addEventListener('change', loadSnapshots);
   snapSelect.addEventListener('change', () => openSnapshot(snapSelect.value, state.path));
   searchInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); search(); } });
@@ -381,7 +407,7 @@ export async function render(main, ctx) {
   openPath.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); openFolder(); } });
 
   const config = await ctx.call('config_get');
-  if (!config.ok) { showError(alerts, config, 'Cannot load the jobs.'); return () => watching && watching(); }
+  if (!config.ok) { showError(alerts, config, 'Cannot load the jobs.'); return leave; }
   state.jobs = config.data.jobs || [];
   await findSets();
   selection.draw();
@@ -389,11 +415,11 @@ export async function render(main, ctx) {
     fill(tree, h('p', { class: 'empty', id: 'restore-nothing' }, 'There is nothing to restore yet: no backup is set up here, and no connected drive holds a Plugback backup. ',
       'Plug in the backup drive, or look in the folder that holds it (above).'));
     document.getElementById('restore-open').open = true;
-    return () => { if (watching) watching(); };
+    return leave;
   }
   fillSources();
   await loadSnapshots();
   const status = await ctx.call('status');
   if (status.ok && status.data.restore && status.data.restore.running) { progressBox.hidden = false; watch(); }
-  return () => { if (watching) watching(); };
+  return leave;
 }
