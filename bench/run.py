@@ -5,9 +5,11 @@
     .venv/bin/python bench/run.py --repeat 3 --markdown
     .venv/bin/python bench/run.py --scenario small-files --scales 20000,100000 --workdir /tmp/pb
     .venv/bin/python bench/run.py --scenario big-file-changed
+    .venv/bin/python bench/run.py --scenario journal --files 100000 --repeat 3
 
 Scenarios: ``standard`` (below), and the engine-at-scale ones of issue #11,
-``small-files`` and ``big-file-changed`` (see scenarios.py). Every timed
+``small-files`` and ``big-file-changed`` (see scenarios.py), and issue #12's
+``journal`` (a hint-driven backup against a full scan, see journal.py). Every timed
 command also reports the peak RSS of its whole process tree (see measure.py).
 
 For the standard scenario it makes (or reuses) the seeded data set, copies it to a work folder, then
@@ -47,14 +49,15 @@ from tools import TOOLS, PlugbackEncrypted, Tool, plugback_argv, plugback_env, r
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_WORKDIR = Path("/var/tmp/plugback-bench")
-SCENARIOS = ("standard", "small-files", "big-file-changed")
+SCENARIOS = ("standard", "small-files", "big-file-changed", "journal")
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", choices=SCENARIOS, default="standard")
     p.add_argument("--scale", type=float, default=1.0, help="standard: data set size; 1.0 is about 1 GiB")
-    p.add_argument("--files", type=int, default=100_000, help="small-files: how many tiny files")
+    p.add_argument("--files", type=int, default=100_000, help="small-files, journal: how many tiny files")
+    p.add_argument("--changed", type=int, default=10, help="journal: files changed before each backup")
     p.add_argument("--big-mib", type=float, default=150, help="big-file-changed: the file's size")
     p.add_argument("--change-mib", type=float, default=1, help="big-file-changed: how much changes")
     p.add_argument("--scales", default=None,
@@ -537,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.results_dir.mkdir(parents=True, exist_ok=True)
+    if args.scenario == "journal":   # plugback alone (a hint is plugback's): bench/journal.py
+        import journal
+        return journal.run(args)
     keys = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = [k for k in keys if k not in TOOLS]
     if unknown:

@@ -146,6 +146,7 @@ def _run_agent(agent, paths: Paths, args) -> int:
     threads = (DriveWatcher(agent, interval=args.poll_interval, events=events), Scheduler(agent))
     for thread in threads:
         thread.start()
+    agent.start_watching()   # the change journal and live mode (issue #12)
     log.info("agent started (pid %s, tray: %s)", os.getpid(), agent.backend)
     if icon is not None and not agent.config.jobs:
         # First run (nothing set up yet): show the settings, whose first-run flow takes it from there.

@@ -88,7 +88,8 @@ def status_line(state: TrayState) -> str:
     done = [j["last_ok"] for j in state.jobs if j["last_ok"]]
     if not done:
         return "No successful backup yet"
-    return f"Last successful backup {ago(max(done), state.now)}"
+    live = [j["name"] for j in state.jobs if j.get("live") and j["present"]]   # live mode (issue #12)
+    return f"Last successful backup {ago(max(done), state.now)}" + (f" · live: {', '.join(live)}" if live else "")
 
 
 def attention_items(state: TrayState) -> list[Item]:

@@ -82,7 +82,7 @@ class Api:
         "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
         "exclude_preview", "pick_folder", "check_folder", "validate_job",
         "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept", "check_target",
-        "versions", "restore_page", "restore_stop", "offer_decline",
+        "versions", "restore_page", "restore_stop", "offer_decline", "full_check",
     })
 
     def __init__(self, agent: AgentRequest, *, mode: str, pick_folder: FolderPicker | None = None):
@@ -145,6 +145,10 @@ class Api:
     def run_job(self, name: str | None = None, all: bool = False) -> dict:  # noqa: A002 - protocol name
         """Queue one job (or all jobs) to run now."""
         return self._ask("run_job", all=True) if all else self._ask("run_job", name=_text(name, "The job name"))
+
+    def full_check(self, name: str) -> dict:
+        """"Full check now": back the job up now, reading every file again (not trusting the change journal)."""
+        return self._ask("full_check", name=_text(name, "The job name"))
 
     def stop_job(self, name: str | None = None) -> dict:
         """Stop a running or queued job; None stops all and cancels pending connect backups.

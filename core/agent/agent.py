@@ -13,9 +13,10 @@ import sys
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from core.agent.agent_state import AgentOptions, DriveState, PendingConnect, TrayState
+from core.agent.changes import ChangeTracker
 from core.agent.config import Config, Job, Paths
 from core.agent.config_file import file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
@@ -63,6 +64,9 @@ class Agent:
         self.settings_proc: subprocess.Popen | None = None
         self.config: Config = Config()
         self._stamp: tuple[int, int] | None = None
+        # the change journal and live mode (issue #12): idle until start_watching (core/agent/watching.py)
+        self.changes = ChangeTracker(paths, self.clock)
+        self.live: Any = None
         self.rolling = RollingChecks(self, floor=self.options.rolling_floor, delay=self.options.rolling_delay)
         from core.agent.offers import Offers
 
@@ -94,6 +98,7 @@ class Agent:
                 # Keep using the last good settings; the user is probably still editing.
                 self._report_problem(f"{err.message} Plugback keeps using the previous settings.")
         self._stamp = stamp
+        self._rewatch()
         self.changed()
 
     def check_config(self) -> bool:
@@ -118,6 +123,7 @@ class Agent:
                 self._report_problem(f"The settings file on disk was damaged and was kept as {moved.name}.")
             self.config = config
             self._stamp = file_stamp(self.paths.config_file)
+        self._rewatch()
         self.changed()
         for drive_id in list(self.present) if start_new else []:
             self._connect_jobs(drive_id, [j for j in config.jobs if j.name not in old_names
@@ -135,6 +141,17 @@ class Agent:
         log.warning(message)
         self.problem = message
         self.notifier.notify("Plugback needs attention", message, "failed")
+
+    # -- the change journal and live mode (core/agent/watching.py) ------------------------------
+
+    def start_watching(self) -> None:
+        """Watch every job's sources for changes (journals, live mode) until :meth:`shutdown`."""
+        from core.agent import watching
+
+        watching.start(self)
+
+    def _rewatch(self) -> None:
+        self.changes.reconcile(self.config, list(self.present.values()))
 
     # -- change notification ---------------------------------------------------------------
 
@@ -264,9 +281,13 @@ class Agent:
                 self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
         self.rolling.wait_for_repair(job.destination.key())   # a rolling check's repair writes to the set
+        from core.agent import watching
+
+        scan = watching.plan(self, job, drive_id)
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
                           clock=self.clock, bind=lambda n, set_id: self.bind_set(n, set_id, drive_id),
-                          trigger=task.trigger, unlock=self._unlocker())
+                          trigger=task.trigger, unlock=self._unlocker(), scan=scan)
+        watching.finished(self, scan, outcome)
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
             self.history.append_log(outcome.run_id, "the drive was removed during the run")
@@ -359,6 +380,7 @@ class Agent:
         """An enrolled drive appeared at ``mount``: schedule its due jobs after the connect delay."""
         with self.lock:
             self.present[drive_id] = mount
+        self._rewatch()
         log.info("drive %s connected at %s", drive_id, mount)
         self.changed()
         return self._connect_jobs(drive_id, [j for j in self.config.jobs if drive_id in j.destination.drive_ids])
@@ -368,7 +390,7 @@ class Agent:
         if not jobs or self.is_paused() or not self.battery_ok() or self.restore_drive == drive_id:
             return []
         now = self.clock.now()
-        names = [j.name for j in jobs if connect_due(j, self._last_success(j, drive_id), now.astimezone())]
+        names = [j.name for j in jobs if j.triggers.live or connect_due(j, self._last_success(j, drive_id), now.astimezone())]
         if not names:
             return []
         if self.page_hold.active:   # the plug-in may be meant for restoring: wait for the page to close
@@ -402,7 +424,7 @@ class Agent:
             job = self.config.job(name)
             if job is not None:
                 # Without on_connect the job runs now because its schedule came due while the drive was away.
-                trigger = Trigger.CONNECT if job.triggers.on_connect else Trigger.SCHEDULE
+                trigger = Trigger.CONNECT if job.triggers.on_connect or job.triggers.live else Trigger.SCHEDULE
                 self._runner(job, drive_id).enqueue(job.name, trigger=trigger)
         self.changed()
 
@@ -422,6 +444,7 @@ class Agent:
         """An enrolled drive vanished: a run on it ends 'drive removed'."""
         with self.lock:
             self.present.pop(drive_id, None)
+        self._rewatch()
         self.cancel_pending(drive_id)
         runner = self.runners.get(f"drive:{drive_id}")
         if runner is not None:
@@ -510,7 +533,7 @@ class Agent:
                          "last_status": attempt.status if attempt else None,
                          "last_time": (attempt.ended or attempt.started) if attempt else None,
                          "last_ok": (ok.ended or ok.started) if ok else None, "attention": rec.attention,
-                         "damage": rec.damage.error if rec.damage else None})
+                         "live": j.triggers.live, "damage": rec.damage.error if rec.damage else None})
         drives = [DriveState(d["drive_id"], d.get("label") or d["drive_id"][:8], self.present.get(d["drive_id"]))
                   for d in self.config.drives]
         busy = {d.drive_id for d in drives if self._drive_busy(d.drive_id) or self.restore_drive == d.drive_id}
@@ -532,6 +555,9 @@ class Agent:
             self.settings_proc.terminate()
         for runner in list(self.runners.values()):
             runner.shutdown(cancel=cancel, timeout=timeout)
+        from core.agent import watching
+
+        watching.stop(self)   # after the runs: their journals are then written as closed cleanly
 
 
 def settings_command() -> list[str]:

@@ -222,10 +222,12 @@ class Triggers:
     on_connect: bool = False
     schedule: str | None = None
     min_interval_minutes: int = 0
+    #: Live mode (issue #12): back up changes continuously while the drive is connected (core/agent/live.py).
+    live: bool = False
 
     def to_dict(self) -> dict:
         return {"on_connect": self.on_connect, "schedule": self.schedule,
-                "min_interval_minutes": self.min_interval_minutes}
+                "min_interval_minutes": self.min_interval_minutes, "live": self.live}
 
     def to_window(self) -> dict:
         """The IPC shape (docs/ipc.md): the config keys plus ``schedule_fields`` and ``summary``,
@@ -240,6 +242,8 @@ class Triggers:
         from core.agent.schedule import parse_spec
 
         parts = ["when the drive is connected"] if self.on_connect else []
+        if self.live:
+            parts = ["continuously while the drive is connected"]
         if self.schedule:
             parts.append(parse_spec(self.schedule).describe())
         return " and ".join(parts) or "only when started by hand"
@@ -249,8 +253,9 @@ class Triggers:
         from core.agent.schedule import canonical
 
         _check_type(data, dict, where, "an object")
-        _check_keys(data, {"on_connect", "schedule", "min_interval_minutes"}, where)
+        _check_keys(data, {"on_connect", "schedule", "min_interval_minutes", "live"}, where)
         on_connect = _check_type(data.get("on_connect", False), bool, f"{where}.on_connect", "true or false")
+        live = _check_type(data.get("live", False), bool, f"{where}.live", "true or false")
         spec = data.get("schedule")
         if spec is not None:
             _check_type(spec, str, f"{where}.schedule", "a schedule like 'hourly', '6h', 'daily@09:30'")
@@ -262,7 +267,7 @@ class Triggers:
                                "a whole number of minutes")
         if interval < 0:
             raise _bad(f"{where}.min_interval_minutes", "must not be negative")
-        return cls(on_connect=on_connect, schedule=spec or None, min_interval_minutes=interval)
+        return cls(on_connect=on_connect, schedule=spec or None, min_interval_minutes=interval, live=live)
 
     @classmethod
     def from_window(cls, data, where: str) -> "Triggers":
@@ -380,13 +385,18 @@ class Prefs:
     battery_threshold: int = 20          # scheduled runs wait on battery below this percent
     monthly_integrity_check: bool = True
     connect_delay_seconds: int = 2       # cancellable pause before an automatic backup on connect
+    # the change journal's safety net (issue #12): a full scan at least every N days, and every N runs (0: off)
+    full_scan_days: int = 7
+    full_scan_runs: int = 0
+    live_quiet_seconds: int = 30         # live mode: back up this long after the last change
     remind_after_days: int = 7           # remind when no backup of a job succeeded for this long; 0 = never
 
     def to_dict(self) -> dict:
         return {"start_at_login": self.start_at_login, "notifications": self.notifications,
                 "battery_threshold": self.battery_threshold,
                 "monthly_integrity_check": self.monthly_integrity_check,
-                "connect_delay_seconds": self.connect_delay_seconds,
+                "connect_delay_seconds": self.connect_delay_seconds, "full_scan_days": self.full_scan_days,
+                "full_scan_runs": self.full_scan_runs, "live_quiet_seconds": self.live_quiet_seconds,
                 "remind_after_days": self.remind_after_days}
 
     @classmethod
@@ -412,7 +422,18 @@ class Prefs:
             if not 0 <= v <= 365:
                 raise _bad(f"{where}.remind_after_days", "must be between 0 (never) and 365 days")
             out.remind_after_days = v
+        for key, (what, low, high) in _PREF_RANGES.items():
+            if key in data:
+                v = _check_type(data[key], int, f"{where}.{key}", what)
+                if not low <= v <= high:
+                    raise _bad(f"{where}.{key}", f"must be between {low} and {high}")
+                setattr(out, key, v)
         return out
+
+
+#: The change journal's whole-number preferences (issue #12): (what the error calls it, lowest, highest).
+_PREF_RANGES = {"full_scan_days": ("a number of days", 1, 365), "full_scan_runs": ("a number of runs", 0, 10000),
+                "live_quiet_seconds": ("seconds", 1, 3600)}
 
 
 _DRIVE_KEY = re.compile(r"^[\x21-\x7e]{1,80}$")

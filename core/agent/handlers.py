@@ -35,7 +35,10 @@ COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "
             # issue #14, restore first: the Restore page holds automatic backups; stopping a restore
             "restore_page", "restore_stop",
             # issue #14: a drive that is not Plugback's yet
-            "offer_decline")
+            "offer_decline",
+
+            # issue #12: a backup that trusts no change journal and reads every file
+            "full_check")
 HISTORY_LIMIT = 1000
 log = logging.getLogger("plugback.handlers")
 
@@ -114,6 +117,11 @@ class Handlers:
         name = self.agent.job(_text(args, "name")).name
         self.agent.run_job(name)
         return {"queued": [name]}
+
+    def full_check(self, args):
+        from core.agent.watching import full_check
+
+        return {"queued": [full_check(self.agent, _text(args, "name"))]}
 
     def stop_job(self, args):
         self.agent.stop_job(_text(args, "name", required=False))

@@ -54,6 +54,7 @@ class Trigger(_Text):
     MANUAL = "manual"
     CONNECT = "connect"
     SCHEDULE = "schedule"
+    LIVE = "live"                    # live mode: changes in the sources (issue #12)
 
 
 SUCCESS = (RunStatus.OK, RunStatus.WARNINGS)

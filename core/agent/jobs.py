@@ -66,6 +66,8 @@ class Outcome:
     error: PlugbackError | None = None
     flushed: bool = False
     log: list[str] = field(default_factory=list)
+    #: How the engine scanned: "journal" (it used the change hint) or "full" (BackupResult.scan; issue #12).
+    scan: str | None = None
     made_room: str = ""   # what was removed to make room on a full drive (words), for a notification
 
 
@@ -284,8 +286,11 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             host: str | None = None, progress: Callable[[Progress], None] | None = None,
             cancel: CancelToken | None = None, clock: Clock | None = None,
             passphrase: str | None = None, bind: Callable[[str, str], None] | None = None,
-            trigger: Trigger = Trigger.MANUAL, unlock: Unlocker | None = None) -> Outcome:
+            trigger: Trigger = Trigger.MANUAL, unlock: Unlocker | None = None, scan=None) -> Outcome:
     """Run ``job`` once and record it in ``history``; returns the outcome, never raises PlugbackError.
+
+    ``scan``: the change tracker's ScanPlan (core/agent/changes.py): its ``hint`` makes the
+    engine rescan only the changed folders, its ``rehash`` read everything; None: a full scan.
 
     DriveNotConnected is raised before anything is recorded when the job's
     drive is absent (nothing ran). A drive pulled mid-run ends the run as
@@ -307,6 +312,8 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
     run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, trigger=trigger)
     outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
     outcome.log.append(f"backup of {', '.join(job.sources)} to {target.set_path}")
+    if scan is not None:
+        outcome.log.append(scan.note)
     try:
         bset = open_job_set(job, target, host=host, clock=clock, passphrase=passphrase, log=outcome.log,
                             history=history, unlock=unlock)
@@ -320,9 +327,12 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             # A full drive: the oldest snapshots go (never the newest), or the run fails before writing.
             result, _ = backup_with_room(bset, job.sources, BackupOptions(
                 excludes=job.excludes, job=job.name, host=host, verify=job.verify != "none", boundary=target.mount,
-                progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock), report=room)
+                progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock,
+                changes=scan.hint if scan else None, rehash=bool(scan and scan.rehash)), report=room)
         finally:
             _note_room(room, outcome, clock)
+        if scan is not None and scan.hint is not None and getattr(result, "scan", None) == "full":
+            outcome.log.append("scan: the engine scanned every folder instead (the hint did not apply)")
         _finish_backup(job, bset, result, outcome, history, clock)
     except BaseException as err:
         if not _record_failure(err, outcome, history, clock):
@@ -351,6 +361,7 @@ def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history:
 
     log = outcome.log
     outcome.snapshot_id = result.snapshot_id
+    outcome.scan = getattr(result, "scan", None)   # an engine without journal scans has no such field
     if result.status is BackupStatus.DAMAGED:
         # The snapshot is committed but reading it back found a mismatch: loud, never "ok".
         what = "; ".join(f"{p}: {r}" for p, r in result.damaged[:5])

@@ -121,13 +121,14 @@ def attention_list(jobs: list[dict]) -> list[dict]:
 
 def job_entry(job, record: Record, *, present: bool, next_due: datetime | None, last_run: Run | None,
               running: bool = False, queued: bool = False, progress: dict | None = None,
-              drives: list | None = None, reminder=None) -> dict:
-    """One IPC ``JobStatus`` (docs/ipc.md); ``drives`` and ``reminder`` from core.agent.rotation."""
+              drives: list | None = None, reminder=None, scan: dict | None = None) -> dict:
+    """One IPC ``JobStatus`` (docs/ipc.md); ``drives`` and ``reminder`` from core.agent.rotation; ``scan``: the
+    change journal's fields (core/agent/watching.py)."""
     return {"name": job.name, "sources": job.sources, "destination": job.destination.to_dict(),
             "drive_present": present, "running": running, "queued": queued, "progress": progress,
             "last_run": _run(last_run), **record.to_dict(),
             "next_due": next_due.isoformat() if next_due else None, "triggers": job.triggers.to_window(),
-            "drives": drives or [], "reminder": reminder.to_dict() if reminder else None}
+            "drives": drives or [], "reminder": reminder.to_dict() if reminder else None, **(scan or {})}
 
 
 def _rotation(config, history, present: dict[str, str], now: datetime) -> tuple[dict, dict]:
@@ -161,6 +162,7 @@ def agent_status(agent) -> dict:
     """The agent's ``status`` reply (docs/ipc.md)."""
     from core import __version__
     from core.agent.schedule import next_due
+    from core.agent.watching import scan_status
 
     now = agent.clock.now()
     running = {r["job"]: r for r in agent.running()}
@@ -174,7 +176,8 @@ def agent_status(agent) -> dict:
         jobs.append(job_entry(j, rec, present=agent._destination_present(j), next_due=nd,
                               last_run=agent.history.last(j.name), running=j.name in running,
                               queued=j.name in queued, progress=(running.get(j.name) or {}).get("progress"),
-                              drives=ages[j.name], reminder=due.get(j.name)))
+                              drives=ages[j.name], reminder=due.get(j.name),
+                              scan=scan_status(agent, j)))
     return {"version": __version__, "paused": agent.is_paused(),
             "paused_until": agent.paused_until.isoformat() if agent.paused_until else None,
             "backend": agent.backend, "drive_events": agent.drive_events, "jobs": jobs,
@@ -192,6 +195,7 @@ def offline_status(paths, config, now: datetime) -> dict:
     """What ``plugback status`` reports without an agent, in the same shape (``agent: false``)."""
     from core.agent.drives import find_drive, mount_points
     from core.agent.schedule import next_due
+    from core.agent.watching import offline_scan_status
 
     # Reading status creates nothing: no history file yet means no runs yet.
     history = History(paths.history_file) if paths.history_file.exists() else None
@@ -209,7 +213,8 @@ def offline_status(paths, config, now: datetime) -> dict:
         nd = next_due(j, rec.last_success.started if rec.last_success else None, now.astimezone())
         jobs.append(job_entry(j, rec, present=bool(j.destination.path) or any(d in present for d in j.destination.drive_ids),
                               next_due=nd, last_run=history.last(j.name) if history else None,
-                              drives=ages[j.name], reminder=due.get(j.name)))
+                              drives=ages[j.name], reminder=due.get(j.name),
+                              scan=offline_scan_status(paths, j)))
     return {"agent": False, "paused": False, "paused_until": None, "backend": None, "drive_events": None,
             "jobs": jobs,
             "drives": drive_entries(config, records, present, history=history), "queued": [], "attention": attention_list(jobs),

@@ -45,6 +45,7 @@ def register(subparsers) -> None:
                    help="with --on-connect: not again within this many hours of the last backup "
                         "(as in the settings window; 0.5 or 30m for half an hour)")
     p.add_argument("--every", metavar="SPEC", help="schedule: hourly, 6h, daily@09:30, mon@09:30")
+    p.add_argument("--live", action="store_true", help="back up changes continuously while the drive is connected")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="gitignore-style (repeatable)")
     for flag in RETENTION_KEYS:
         p.add_argument("--" + flag.replace("_", "-"), type=int, metavar="N", dest=flag)
@@ -66,12 +67,16 @@ def register(subparsers) -> None:
                    "(default: the first of its drives connected)")
     p.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     p.set_defaults(func=cmd_job_adopt)
+    _register_job_run(jsub)
+    _register_status(subparsers)
+
+
+def _register_job_run(jsub) -> None:
     p = jsub.add_parser("run", help="run a job now (through the agent when it runs)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--wait", action="store_true", help="with the agent: wait until the run ends")
+    p.add_argument("--rehash", action="store_true", help="a full check: read every file again (no change journal)")
     p.set_defaults(func=cmd_job_run)
-
-    _register_status(subparsers)
 
 
 def _register_drives(subparsers) -> None:
@@ -214,7 +219,7 @@ def build_job(args, cfg: Config) -> Job:
     retention = {k: getattr(args, k) for k in RETENTION_KEYS if getattr(args, k) is not None}
     data = {"name": args.name, "sources": sources, "destination": destination,
             "triggers": {"on_connect": args.on_connect, "schedule": args.every,
-                         "min_interval_minutes": args.min_interval},
+                         "min_interval_minutes": args.min_interval, "live": args.live},
             "excludes": args.exclude, "retention": retention,
             "verify": "none" if args.no_verify else "after_backup", "encrypt": args.encrypt}
     return check_job(cfg, data, window=False)
@@ -299,9 +304,9 @@ def cmd_job_run(args) -> int:
     if job is None:
         raise NotFound(what="job", name=args.name, hint="'plugback job list' lists jobs.")
     try:
-        queued = _agent("run_job", name=job.name)["queued"]
+        queued = _agent("full_check" if args.rehash else "run_job", name=job.name)["queued"]
     except AgentUnavailable:
-        return _run_in_process(job, cfg)
+        return _run_in_process(job, cfg, rehash=args.rehash)
     print(f"The agent started {', '.join(queued) or job.name}.")
     if not args.wait:
         return EXIT_OK
@@ -338,7 +343,8 @@ def _bind_in_config(name: str, set_id: str, drive_id: str | None = None) -> None
     update_config(_paths().config_file, lambda cfg: bind_on(cfg, name, set_id, drive_id))
 
 
-def _run_in_process(job: Job, cfg: Config) -> int:
+def _run_in_process(job: Job, cfg: Config, *, rehash: bool = False) -> int:
+    from core.agent.changes import ScanPlan
     from core.agent.drives import find_drive
     from core.agent.history import History
     from core.agent.jobs import run_job
@@ -350,8 +356,9 @@ def _run_in_process(job: Job, cfg: Config) -> int:
     job = job.on_drive(here) if here else job
     bar = ProgressBar()
     try:
+        scan = ScanPlan(job.name, "full", "requested" if rehash else "no_watch", rehash=rehash)
         outcome = run_job(job, cfg, History(paths.history_file), progress=bar,
-                          bind=lambda n, set_id: _bind_in_config(n, set_id, here))
+                          bind=lambda n, set_id: _bind_in_config(n, set_id, here), scan=scan)
     finally:
         bar.done()
     if outcome.made_room:   # the drive was full: the oldest backups went (issue #14)
@@ -442,6 +449,12 @@ def job_line(j: dict, now: datetime) -> str:
     line += "; drive connected" if j["drive_present"] else "; drive not connected"
     if j.get("next_due"):
         line += f"; next backup {local_time(j['next_due'], now)}"
+    if j.get("live"):
+        line += "; live"
+    if j.get("next_scan") == "journal":
+        line += "; next backup checks only the folders that changed"
+    elif j.get("watching") and j.get("next_scan_reason"):
+        line += f"; next backup checks every folder: {j['next_scan_reason']}"
     if j.get("damage"):   # issue #14: the rolling check found damage it could not repair
         line += f"\n  Needs attention: the backup check found damage: {j['damage']}"
     return line

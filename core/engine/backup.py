@@ -62,13 +62,14 @@ from core.engine.progress import (
     no_progress,
 )
 from core.engine.repo import BackupSet, new_snapshot_id
-from core.engine.scan import Excluder, ScanEntry, is_inside, plan_sources, scan
+from core.engine.reuse import Reuse
+from core.engine.scan import Excluder, ScanEntry, is_inside, plan_sources
 from core.engine.sourceread import SOURCE_RETRIES as SOURCE_RETRIES  # noqa: F401 - where tests look
 from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # noqa: F401
 from core.engine.sourceread import read_with_retries
 from core.engine.store import EncryptedStore, PlainStore
 from core.engine.sums import LatestSums
-from core.engine.window import Window, merge
+from core.engine.window import Window
 from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
 
 CHECKPOINT_SECONDS = 5.0
@@ -116,7 +117,8 @@ class BackupOptions:
 
 @dataclass
 class BackupResult:
-    """What a run did; ``damaged`` names files that read back wrong."""
+    """What a run did; ``damaged`` names files that read back wrong; ``scan``: "full", or
+    "journal" when the change hint was used (core/engine/changes.py)."""
 
     set_path: str
     snapshot_id: str
@@ -129,9 +131,10 @@ class BackupResult:
     damaged: list[tuple[str, str]] = field(default_factory=list)
     started: datetime | None = None
     ended: datetime | None = None
+    scan: str = "full"
 
     def to_dict(self) -> dict:
-        return {"set": self.set_path, "snapshot_id": self.snapshot_id, "status": self.status.value,
+        return {"set": self.set_path, "snapshot_id": self.snapshot_id, "status": self.status.value, "scan": self.scan,
                 "files_scanned": self.files_scanned, "bytes_scanned": self.bytes_scanned,
                 "files_copied": self.files_copied, "bytes_copied": self.bytes_copied,
                 "warnings": [w.to_dict() for w in self.warnings],
@@ -216,6 +219,7 @@ class _Run:
         self._parent_totals: dict | None = None   # the best guess of the totals during the scan
         self._scan_done = False
         self._count = 0
+        self.reuse = Reuse(options.changes, options.excludes, options.rehash, source_paths, str(bset.layout.root))
 
     def close(self) -> None:
         for spool in (self.writer, self.written):
@@ -250,8 +254,8 @@ class _Run:
             self.cancel.check()
             s = self.stats
             self.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
-            self._commit(Manifest(snapshot_id, started.isoformat(timespec="seconds"), self._host(),
-                                  self.options.job, [s.to_dict() for s in sources], parent_id))
+            self._commit(Manifest(snapshot_id, started.isoformat(timespec="seconds"), self._host(), self.options.job,
+                                  [s.to_dict() for s in sources], parent_id, scan=self.reuse.record(self.warnings)))
         except BaseException:
             self._checkpoint_quietly()
             self.journal.close()
@@ -259,7 +263,7 @@ class _Run:
         status = BackupStatus.WARNINGS if self.warnings else BackupStatus.OK
         s = self.stats
         return BackupResult(str(layout.root), snapshot_id, status, s["files"], s["bytes"],
-                            s["copied_files"], s["copied_bytes"], self.warnings, [], started)
+                            s["copied_files"], s["copied_bytes"], self.warnings, [], started, scan=self.reuse.kind)
 
     def _resume(self, parent_id: str | None) -> dict[str, journal_mod.Placed]:
         """The journal's trusted entries of an interrupted run on the same parent ({} if none).
@@ -289,7 +293,9 @@ class _Run:
             return None
         try:
             with self.bset.open_manifest(parent_id) as reader:
+                self.reuse.begin(reader.manifest)
                 for e in reader:
+                    self.reuse.note(e)
                     self.namer.reserve(e.mirror_path, e.path)
                     if e.obj and isinstance(self.store, EncryptedStore):
                         self.store.trusted.add(e.obj)
@@ -347,7 +353,7 @@ class _Run:
                 pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
                 self.window = Window(pool, self._emit, WINDOW_FILES, WINDOW_BYTES)
                 try:
-                    for se, prev in merge(self._scanning(scan(sources, excluder, self.warnings)), old):
+                    for se, prev in self._scanning(self.reuse.pairs(parent_id, sources, excluder, self.warnings, old)):
                         self._step(se, prev)
                     self._leave(None)
                     self.window.drain()

@@ -104,6 +104,7 @@ class Manifest:
     parent: str | None = None
     entries: list[Entry] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
+    scan: dict | None = None   # how it was scanned (issue #12): decode_scan's
 
     def by_path(self) -> dict[str, Entry]:
         return {e.path: e for e in self.entries}
@@ -271,7 +272,28 @@ def decode_header(h: dict, name: str) -> Manifest:
     except _Bad as bad:
         raise ManifestDamaged(path=name, reason=f"its header is invalid ({bad})") from None
     return Manifest(snapshot_id=sid, time=time, host=host, job=job, sources=sources, parent=parent,
-                    totals=totals)
+                    totals=totals, scan=decode_scan(h.get("scan")))
+
+
+SCAN_KINDS = ("full", "journal")
+MAX_RETRY = 1000   # folders a snapshot asks the next journal scan to read again
+
+
+def decode_scan(v) -> dict | None:
+    """The header's optional ``scan`` field (issue #12), checked; None when absent or unusable.
+
+    ``{"by": "full"|"journal", "rules": HEX64 (the scan rules' key; absent: no journal scan
+    may build on this snapshot), "retry": [absolute paths on the computer backed up]}``. Only
+    an optimisation rests on it, so a bad value is ignored (a full scan), never damage.
+    """
+    if not isinstance(v, dict) or v.get("by") not in SCAN_KINDS:
+        return None
+    rules, retry = v.get("rules"), v.get("retry", [])
+    if rules is not None and not is_hex64(rules):
+        return None
+    if not isinstance(retry, list) or len(retry) > MAX_RETRY or any(_text_problem(p) for p in retry):
+        return None
+    return {"by": v["by"], "rules": rules, "retry": list(retry)}
 
 
 def _iso(v: str) -> bool:

@@ -301,6 +301,8 @@ class ManifestWriter:
         header = {"type": "header", "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
                   "snapshot": m.snapshot_id, "time": m.time, "host": m.host, "job": m.job,
                   "sources": m.sources, "parent": m.parent, "totals": m.totals}
+        if m.scan is not None:
+            header["scan"] = m.scan
         digest = hashlib.sha256()
         # Level 1: a manifest is written every run; level 9 cost a fifth of a no-change backup.
         gz = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)

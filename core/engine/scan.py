@@ -114,21 +114,29 @@ def _entry(path: str, abspath: str, st: os.stat_result, kind: str, target=None) 
 def scan(sources: list[Source], excluder: Excluder, warnings: list[RunWarning]) -> Iterator[ScanEntry]:
     """Every entry under every source, sorted component by component (the manifest's order)."""
     for src in sorted(sources, key=lambda s: s.name):
-        st = os.stat(src.path)
-        yield _entry(src.name, src.path, st, DIR)
+        yield root_entry(src)
         yield from _walk(src.path, src.name, "", excluder, warnings)
 
 
 def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterator[ScanEntry]:
+    """Everything below the folder ``rel`` of a source, sorted (the folder itself is the caller's)."""
+    for se in children(root, top, rel, excluder, warnings):
+        yield se
+        if se.type == DIR:
+            yield from _walk(root, top, se.path[len(top) + 1:], excluder, warnings)
+
+
+def children(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterator[ScanEntry]:
+    """The direct entries of the folder ``rel`` ("" for the source folder ``root``), sorted by name."""
     folder = os.path.join(root, rel) if rel else root
     try:
         with os.scandir(long_path(folder)) as it:   # (Windows: \\?\ when long; children inherit it)
-            children = sorted(it, key=lambda d: d.name)
+            listing = sorted(it, key=lambda d: d.name)
     except OSError as err:
         warnings.append(RunWarning(WarningCode.UNREADABLE, folder,
                                    f"folder could not be read, skipped ({err.strerror})"))
         return
-    for child in children:
+    for child in listing:
         crel = f"{rel}/{child.name}" if rel else child.name
         try:
             st = child.stat(follow_symlinks=False)
@@ -136,29 +144,40 @@ def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterat
             warnings.append(RunWarning(WarningCode.UNREADABLE, child.path,
                                        f"could not be read, skipped ({err.strerror})"))
             continue
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            if excluder.excluded(crel, True) or (st.st_dev, st.st_ino) in excluder.skip_dirs:
-                continue
-            yield _entry(f"{top}/{crel}", child.path, st, DIR)
-            yield from _walk(root, top, crel, excluder, warnings)
-        elif excluder.excluded(crel, False):
-            continue
-        elif stat.S_ISREG(mode):
-            yield _entry(f"{top}/{crel}", child.path, st, FILE)
-        elif stat.S_ISLNK(mode):
-            try:
-                target = os.readlink(child.path)
-            except OSError as err:
-                warnings.append(RunWarning(WarningCode.UNREADABLE, child.path,
-                                           f"symlink could not be read, skipped ({err.strerror})"))
-                continue
-            yield _entry(f"{top}/{crel}", child.path, st, LINK, target)
-        elif stat.S_ISSOCK(mode):
-            continue  # sockets are endpoints of running programs; there is nothing to back up
-        else:
-            warnings.append(RunWarning(WarningCode.SPECIAL_FILE, child.path,
-                                       "special file (device or pipe), skipped"))
+        se = entry_for(top, crel, child.path, st, excluder, warnings)
+        if se is not None:
+            yield se
+
+
+def entry_for(top: str, rel: str, abspath: str, st: os.stat_result, excluder: Excluder,
+              warnings) -> ScanEntry | None:
+    """What a scan records for ``abspath`` (the source's ``rel``) given its lstat, or None when it
+    is left out: excluded, the set itself, a socket, a special file or an unreadable symlink."""
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        if excluder.excluded(rel, True) or (st.st_dev, st.st_ino) in excluder.skip_dirs:
+            return None
+        return _entry(f"{top}/{rel}", abspath, st, DIR)
+    if excluder.excluded(rel, False):
+        return None
+    if stat.S_ISREG(mode):
+        return _entry(f"{top}/{rel}", abspath, st, FILE)
+    if stat.S_ISLNK(mode):
+        try:
+            target = os.readlink(abspath)
+        except OSError as err:
+            warnings.append(RunWarning(WarningCode.UNREADABLE, abspath,
+                                       f"symlink could not be read, skipped ({err.strerror})"))
+            return None
+        return _entry(f"{top}/{rel}", abspath, st, LINK, target)
+    if not stat.S_ISSOCK(mode):   # sockets are endpoints of running programs: nothing to back up
+        warnings.append(RunWarning(WarningCode.SPECIAL_FILE, abspath, "special file (device or pipe), skipped"))
+    return None
+
+
+def root_entry(src: Source) -> ScanEntry:
+    """A source folder's own record (followed if it is a symlink: the folder is what is backed up)."""
+    return _entry(src.name, src.path, os.stat(src.path), DIR)
 
 
 def is_inside(path: str, folder: str) -> bool:

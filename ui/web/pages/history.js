@@ -23,7 +23,7 @@ export async function render(main, ctx) {
   function showErrorBox(reply) { const slot = h('div'); showError(slot, reply, 'Cannot show the log.'); return slot; }
 
   // What started each run (the agent's Trigger values, core/agent/history.py).
-  const TRIGGERS = { manual: 'started by hand', connect: 'drive plugged in', schedule: 'on schedule' };
+  const TRIGGERS = { manual: 'started by hand', connect: 'drive plugged in', schedule: 'on schedule', live: 'live: files changed' };
   // What a run did (RunKind): a check reads the backup on the drive again, and copies only to repair it.
   const KINDS = { backup: 'Backup', verify: 'Check' };
   const CHECKED = { ok: ['ok', 'No damage'], warnings: ['warn', 'Damage repaired'], failed: ['bad', 'Damage found'] };

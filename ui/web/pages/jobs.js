@@ -31,10 +31,10 @@ async function list(main, ctx) {
   main.append(h('div', { class: 'page-head' },
     h('div', {}, h('h1', {}, 'Jobs'), h('p', {}, 'What is backed up, where to, and when.')),
     h('button', { type: 'button', class: 'primary', onclick: () => ctx.navigate('jobs/new') }, 'Add job')), alerts, body);
-  const reply = await ctx.call('config_get');
+  const [reply, status] = await Promise.all([ctx.call('config_get'), ctx.call('status')]);
   if (!reply.ok) { showError(alerts, reply, 'Cannot load the jobs.'); return; }
   const { jobs = [], drives = [] } = reply.data;
-  const status = await ctx.call('status');   // per drive, each job's newest backup (issue #14)
+  const scans = Object.fromEntries(((status.ok && status.data.jobs) || []).map((j) => [j.name, j]));
   const agesOf = (name) => ((status.ok ? status.data.jobs || [] : []).find((j) => j.name === name) || {}).drives || [];
   if (!jobs.length) {
     body.append(h('div', { class: 'card empty' }, h('p', {}, 'No jobs yet.'),
@@ -55,15 +55,30 @@ async function list(main, ctx) {
         agesOf(job.name).length ? [h('dt', {}, 'Newest backup'), h('dd', {}, h('ul', { class: 'drive-ages' }, agesOf(job.name).map((d) =>
           h('li', { dataset: { drive: d.drive_id } }, `${d.label}: ${d.last_success ? ago(d.last_success.ended || d.last_success.started) : 'none yet'}`,
             d.newest && agesOf(job.name).length > 1 ? h('span', { class: 'badge ok' }, 'Newest') : null))))] : null,
-        job.excludes && job.excludes.length ? [h('dt', {}, 'Leaves out'), h('dd', {}, job.excludes.join(', '))] : null),
+        job.excludes && job.excludes.length ? [h('dt', {}, 'Leaves out'), h('dd', {}, job.excludes.join(', '))] : null,
+        scanFacts(scans[job.name])),
       h('div', { class: 'row' },
         h('button', { type: 'button', onclick: () => ctx.navigate(`jobs/edit/${encodeURIComponent(job.name)}`) }, 'Edit'),
+        // Reads every file again instead of trusting the change journal (issue #12).
+        h('button', { type: 'button', class: 'full-check', title: 'Back up now, checking every file instead of only the folders that changed', onclick: async () => {
+          const r = await ctx.call('full_check', { name: job.name });
+          if (!r.ok) showError(alerts, r, 'Could not start the full check.'); else toast(`Checking every file of ${job.name}…`);
+        } }, 'Full check now'),
         h('button', { type: 'button', class: 'danger', onclick: async () => {
           if (!(await confirm(`Remove “${job.name}”?`, 'The job stops running. Backups already on the drive stay there and can still be restored.', 'Remove job', true))) return;
           const r = await ctx.call('job_remove', { name: job.name });
           if (!r.ok) showError(alerts, r, 'Could not remove the job.'); else { toast(`Removed ${job.name}`); ctx.navigate('jobs'); }
         } }, 'Remove'))));
   }
+}
+
+/** How the job's next backup looks for changes (the agent's change journal, issue #12). */
+function scanFacts(st) {
+  if (!st || !st.next_scan) return null;
+  const next = st.next_scan === 'journal' ? 'Only the folders that changed since the last backup'
+    : `Every folder: ${st.next_scan_reason}`;
+  return [h('dt', {}, 'Next backup checks'), h('dd', { class: 'scan-next' }, next),
+    st.full_scan_reason ? [h('dt', {}, 'Last full check'), h('dd', { class: 'scan-last' }, `because ${st.full_scan_reason}`)] : null];
 }
 
 /** The schedule form's values as the agent takes them (null: no schedule). */
@@ -125,6 +140,7 @@ async function editor(main, ctx, name) {
   // Triggers
   const sched = { ...FORM_DEFAULTS, ...(job.triggers.schedule_fields || {}) };
   const onConnect = h('input', { type: 'checkbox', id: 'trig-connect', checked: !!job.triggers.on_connect });
+  const live = h('input', { type: 'checkbox', id: 'trig-live', checked: !!job.triggers.live });
   // In hours, as on the CLI (--min-interval HOURS); a value set there in minutes (30m) shows as 0.5.
   const interval = h('input', { type: 'number', id: 'trig-interval', min: '0', max: '10080', step: 'any', value: String(Math.round(((job.triggers.min_interval_minutes || 0) / 60) * 100) / 100) });
   const kind = h('select', { id: 'sched-kind' },
@@ -201,7 +217,7 @@ async function editor(main, ctx, name) {
     if (!okay) return null;
     return {
       name: n, sources: srcs, destination,
-      triggers: { on_connect: onConnect.checked, schedule_fields: scheduleFields(kind.value, h1, time.value, day.value), min_interval_minutes: Math.max(0, Math.round(Number(interval.value || 0) * 60)) },
+      triggers: { on_connect: onConnect.checked, live: live.checked, schedule_fields: scheduleFields(kind.value, h1, time.value, day.value), min_interval_minutes: Math.max(0, Math.round(Number(interval.value || 0) * 60)) },
       excludes: excludes.value.split('\n').map((s) => s.trim()).filter(Boolean),
       retention: ret, verify: verify.value, encrypt: encrypt.checked,
     };
@@ -234,6 +250,7 @@ async function editor(main, ctx, name) {
       driveBox, pathBox),
     h('fieldset', { class: 'card' }, h('legend', {}, 'When'),
       h('label', { class: 'check' }, onConnect, 'When the backup drive is connected'),
+      h('label', { class: 'check' }, live, 'Back up changes continuously while the drive is connected'),
       field('…but at most once every (hours, 0 = every time)', interval),
       field('Schedule', kind, 'A scheduled backup waits for the drive if it is not connected.'), hoursBox, dayBox, timeBox, summary),
     h('fieldset', { class: 'card' }, h('legend', {}, 'Leave out'),
