@@ -96,11 +96,16 @@ def hold_connect(agent, drive_id: str, names: list[str]) -> list[str]:
         names = list(dict.fromkeys((old.jobs if old else []) + names))
         agent.pending[drive_id] = PendingConnect(drive_id, names, agent.clock.now(), held=True)
     if not (old and old.held):
+        from core.platform.notify import Action
+
         label = agent.config.drive_label(drive_id)
         agent.notifier.notify(f"Backup to '{label}' waits: a restore is open",
                               "The Restore page is open, so the automatic backup waits until you close it. "
                               f"In the Plugback menu: 'Back up {label} now', or 'Restore from {label} instead' "
-                              "to skip this backup.", "info")
+                              "to skip this backup.", "info",
+                              [Action("Open Plugback", lambda: agent.open_settings()),   # the click: the window
+                               Action("Back up now", lambda: agent.start_pending(drive_id)),
+                               Action("Restore instead", lambda: restore_instead(agent, drive_id))])
     agent.changed()
     return names
 

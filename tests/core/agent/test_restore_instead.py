@@ -119,3 +119,20 @@ def test_a_settings_window_that_dies_releases_the_restore_page_hold(paths, make_
     agent.open_settings("restore")
     wait_for(lambda: not agent.page_hold.active, 10, what="the hold to end with the window")
     assert agent.status()["restore_page"] is False
+
+
+def test_the_held_backups_notification_has_the_menus_choices(paths, ext4_drive, tmp_path):
+    """Plugged in while the Restore page is open: the notification offers what the menu does."""
+    add_drive_job(paths, ext4_drive.mount_point, [make_tree(tmp_path / "Docs", FIRST)], delay=0)
+    desktop = Desktop()
+    agent, watcher = agent_with(paths, desktop)
+    try:
+        agent.page_hold.set(True)
+        watcher.poll()
+        (note,) = [n for n in read_log(paths.notifications_log) if "waits" in n["title"]]
+        assert note["actions"] == ["Open Plugback", "Back up now", "Restore instead"]
+        desktop.press(note["title"], "Back up now")
+        (run,) = wait_for(lambda: backups(agent, 1), what="the held backup")
+        assert run.status == "ok" and run.trigger == "connect" and agent.page_hold.active
+    finally:
+        agent.shutdown()

@@ -13,6 +13,7 @@ import pytest
 
 from core.agent.agent import Agent
 from core.agent.agent_state import AgentOptions
+from core.agent.config_file import update_config
 from core.agent.handlers import Handlers
 from core.agent.ipc import Server
 from core.agent.rolling_state import PassState, opportunities_per_day, overdue, slice_budget
@@ -370,3 +371,26 @@ def test_a_drive_is_fully_checked_when_every_set_on_it_is():
     s = drive_summary([state(d1, d1, 400, 400, finished=True), state(d2, d3, 0, None)], False)
     assert s["last_full_check"] == d1.isoformat() and s["check_percent"] == 0 and s["check_since"] == d3.isoformat()
     assert drive_summary([state(d2, d1, 10, 10, finished=True), None], False)["last_full_check"] is None
+
+
+def test_each_drive_of_a_job_in_rotation_shows_its_own_sets_check(paths):
+    """Issue #14: a drive's "Last fully checked" reads the set config.json binds on that drive (a job in
+    rotation holds one per drive), plugged in or not (status.drives[].check)."""
+    from core.agent.config import Config, Destination, Job
+
+    blue_set, red_set = "6f1c0e4a-3f7b-4c1e-9a53-1d2e3f4a5b6c", "7a2d1f5b-4a8c-4d2f-8b64-2e3f4a5b6c7d"
+
+    def setup(cfg: Config):
+        cfg.drives += [{"drive_id": "blue", "label": "Blue"}, {"drive_id": "red", "label": "Red"}]
+        cfg.jobs.append(Job(name="Docs", sources=["/nowhere"], set_id=blue_set, destination=Destination(
+            drive_id="blue", rotation=[{"drive_id": "red", "set_id": red_set}])))
+    update_config(paths.config_file, setup)
+    agent = Agent(paths, options=AgentOptions(battery=lambda: None))
+    try:
+        agent.rolling.states.save(PassState(set_id=red_set, cursor=Cursor("done"), pass_started=T0, done_bytes=10,
+                                            total_bytes=10, last_full=T0 + timedelta(days=1)))
+        checks = {d["label"]: d["check"] for d in agent.status()["drives"]}
+        assert checks["Red"]["last_full_check"] == (T0 + timedelta(days=1)).isoformat()
+        assert checks["Blue"]["last_full_check"] is None and not any(d["present"] for d in agent.status()["drives"])
+    finally:
+        agent.shutdown()
