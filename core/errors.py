@@ -33,8 +33,11 @@ class PlugbackError(Exception):
         return str(self)
 
     def to_dict(self) -> dict:
-        """The error as an IPC / JSON reply."""
-        return {"ok": False, "code": self.code, "message": self.message}
+        """The error as an IPC / JSON reply; ``field`` names the setting it is about, when it is about one
+        (the window shows the message by that field)."""
+        field = self.details.get("field")
+        return {"ok": False, "code": self.code, "message": self.message,
+                **({"field": field} if isinstance(field, str) else {})}
 
 
 class UsageError(PlugbackError):

@@ -125,7 +125,7 @@ def _check_type(value, types, field_name: str, what: str):
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise _bad(field_name, f"must be {what}, not {value!r}")
     if not isinstance(value, types):
-        raise _bad(field_name, f"must be {what}, not {value!r}")
+        raise _bad(field_name, f"must be {what}" + ("" if value is None else f", not {value!r}"))
     return value
 
 
@@ -413,7 +413,8 @@ class Prefs:
                 raise _bad(f"{where}.battery_threshold", "must be between 0 and 100")
             out.battery_threshold = v
         if "connect_delay_seconds" in data:
-            v = _check_type(data["connect_delay_seconds"], int, f"{where}.connect_delay_seconds", "seconds")
+            v = _check_type(data["connect_delay_seconds"], int, f"{where}.connect_delay_seconds",
+                            "a whole number of seconds")
             if not 0 <= v <= 600:
                 raise _bad(f"{where}.connect_delay_seconds", "must be between 0 and 600")
             out.connect_delay_seconds = v
@@ -431,9 +432,22 @@ class Prefs:
         return out
 
 
+def edited_prefs(prefs: Prefs, changes) -> Prefs:
+    """``prefs`` with ``changes`` (the window's or the agent's edit), checked by :meth:`Prefs.from_dict`.
+
+    A bad value raises ConfigError whose ``field`` is the preference's key and whose message is
+    about that value alone ("Must be between 1 and 365."), for the window to show by the field.
+    """
+    try:
+        return Prefs.from_dict({**prefs.to_dict(), **changes})
+    except ConfigError as err:
+        field, reason = err.details["field"].removeprefix("prefs."), err.details["reason"]
+        raise ConfigError(f"{reason[:1].upper()}{reason[1:]}.", field=field, reason=reason) from None
+
+
 #: The change journal's whole-number preferences (issue #12): (what the error calls it, lowest, highest).
 _PREF_RANGES = {"full_scan_days": ("a number of days", 1, 365), "full_scan_runs": ("a number of runs", 0, 10000),
-                "live_quiet_seconds": ("seconds", 1, 3600)}
+                "live_quiet_seconds": ("a whole number of seconds", 1, 3600)}
 
 
 _DRIVE_KEY = re.compile(r"^[\x21-\x7e]{1,80}$")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core import __version__
-from core.agent.config import Prefs
+from core.agent.config import edited_prefs
 from core.agent.history import RunKind
 from core.errors import BadRequest, NotFound
 
@@ -211,7 +211,7 @@ class Handlers:
         changes = args.get("prefs") or {}
         if not isinstance(changes, dict):
             raise BadRequest(reason="'prefs' must be an object")
-        prefs = Prefs.from_dict({**self.agent.config.prefs.to_dict(), **changes})
+        prefs = edited_prefs(self.agent.config.prefs, changes)
         self.agent.edit_config(lambda cfg: setattr(cfg, "prefs", prefs))
         self.agent.apply_start_at_login()
         return {"prefs": prefs.to_dict()}

@@ -60,9 +60,9 @@ _WINDOWS = sys.platform == "win32"
 class RemoteError(PlugbackError):
     """An error reply from the agent, carrying the agent's code and message."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, field: str | None = None):
         self.code = code
-        super().__init__(message)
+        super().__init__(message, **({"field": field} if field else {}))
 
 
 def private_folder(folder: Path) -> None:
@@ -275,7 +275,8 @@ class Client:
                 raise AgentUnavailable() from None
         if reply.get("ok"):
             return reply.get("data")
-        raise RemoteError(reply.get("code", "error"), reply.get("message", "The agent reported an error."))
+        raise RemoteError(reply.get("code", "error"), reply.get("message", "The agent reported an error."),
+                          reply.get("field"))
 
     def close(self) -> None:
         self.conn.close()

@@ -214,7 +214,7 @@ def offline_status(paths, config, now: datetime) -> dict:
         jobs.append(job_entry(j, rec, present=bool(j.destination.path) or any(d in present for d in j.destination.drive_ids),
                               next_due=nd, last_run=history.last(j.name) if history else None,
                               drives=ages[j.name], reminder=due.get(j.name),
-                              scan=offline_scan_status(paths, j)))
+                              scan=offline_scan_status(paths, j, config)))
     return {"agent": False, "paused": False, "paused_until": None, "backend": None, "drive_events": None,
             "jobs": jobs,
             "drives": drive_entries(config, records, present, history=history), "queued": [], "attention": attention_list(jobs),

@@ -11,6 +11,7 @@ import logging
 
 from core.agent.changes import ScanPlan
 from core.agent.history import Trigger
+from core.agent.journal import JOURNAL
 from core.agent.live import LiveLoop
 
 log = logging.getLogger("plugback.watching")
@@ -94,6 +95,33 @@ def finished(agent, scan: ScanPlan, outcome) -> None:
     agent.changes.end(scan, outcome.snapshot_id, engine_scan=outcome.scan)
 
 
+def next_scan_words(fields: dict) -> str:
+    """How the next backup looks for changes, as the window's Overview says it:
+    "Next backup: only changed folders (2 changed so far)" or "Next backup: checks every file — <why>"."""
+    from core.agent.words import plural
+
+    if fields["next_scan"] == JOURNAL:
+        changed = fields.get("changed_folders")
+        return "Next backup: only changed folders" + \
+            (f" ({plural(changed, 'folder')} changed so far)" if changed is not None else "")
+    return f"Next backup: checks every file — {fields['next_scan_reason']}"
+
+
+def live_words(job, drive_label: str | None) -> str | None:
+    """A live job's line ("Live: backs up changes while “Backup A” is connected"); None for other jobs."""
+    if not job.triggers.live:
+        return None
+    if drive_label is None:
+        return "Live: backs up changes while the backup folder is reachable"
+    return f"Live: backs up changes while “{drive_label}” is connected"
+
+
+def _worded(fields: dict, job, drive_label: str | None) -> dict:
+    """``fields`` with the window's lines (``next_scan_text``, ``live_text``): the words are made here only."""
+    return {**fields, "live": job.triggers.live, "next_scan_text": next_scan_words(fields),
+            "live_text": live_words(job, drive_label)}
+
+
 def scan_status(agent, job) -> dict:
     """The ``scan`` fields of ``job``'s status (docs/ipc.md): for the drive a run would go to now
     (the first connected one; else its first drive), or its folder."""
@@ -102,16 +130,19 @@ def scan_status(agent, job) -> dict:
     drive_id = None if job.destination.path else (present_drive(job, agent.present) or job.destination.drive_id)
     where = f"drive:{drive_id}" if drive_id else job.destination.key()
     snapshot = last_snapshot(agent, job.name, drive_id)
-    return {**agent.changes.status(job.name, snapshot, where=where, **_safety_net(agent)), "live": job.triggers.live}
+    fields = agent.changes.status(job.name, snapshot, where=where, **_safety_net(agent))
+    return _worded(fields, job, agent.config.drive_label(drive_id) if drive_id else None)
 
 
-def offline_scan_status(paths, job) -> dict:
+def offline_scan_status(paths, job, config=None) -> dict:
     """The ``scan`` fields without an agent: what the last agent's journal file says; nothing is watched."""
     from core.agent.journal import FULL, JournalStore, reason_text
 
     where = job.destination.key()   # its first drive's set, or its folder
     record = JournalStore(paths.data_dir).read(job.name, where)
-    return {"scan": record["last_scan"] if record else None,
-            "full_scan_reason": reason_text(record["last_full_reason"]) if record else None,
-            "watching": False, "next_scan": FULL, "next_scan_reason": reason_text("no_watch"),
-            "changed_folders": None, "live": job.triggers.live}
+    fields = {"scan": record["last_scan"] if record else None,
+              "full_scan_reason": reason_text(record["last_full_reason"]) if record else None,
+              "watching": False, "next_scan": FULL, "next_scan_reason": reason_text("no_watch"),
+              "changed_folders": None}
+    drive_id = job.destination.drive_id
+    return _worded(fields, job, (config.drive_label(drive_id) if config else drive_id) if drive_id else None)

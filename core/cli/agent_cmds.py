@@ -451,10 +451,8 @@ def job_line(j: dict, now: datetime) -> str:
         line += f"; next backup {local_time(j['next_due'], now)}"
     if j.get("live"):
         line += "; live"
-    if j.get("next_scan") == "journal":
-        line += "; next backup checks only the folders that changed"
-    elif j.get("watching") and j.get("next_scan_reason"):
-        line += f"; next backup checks every folder: {j['next_scan_reason']}"
+    if j.get("watching") and j.get("next_scan_text"):   # the Overview's line (core/agent/watching.py)
+        line += f"; {j['next_scan_text'][:1].lower()}{j['next_scan_text'][1:]}"
     if j.get("damage"):   # issue #14: the rolling check found damage it could not repair
         line += f"\n  Needs attention: the backup check found damage: {j['damage']}"
     return line

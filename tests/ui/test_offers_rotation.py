@@ -89,7 +89,7 @@ def test_a_jobs_drives_their_ages_and_the_reminder_are_shown(open_page, agent, t
     expect(page.locator("#pref-remind")).to_have_value("7")
     page.fill("#pref-remind", "400")
     page.click("#prefs-save")
-    expect(page.locator("#pref-remind-error")).to_have_text("Days from 0 to 365.")
+    expect(page.locator("#pref-remind-error")).to_have_text("Must be between 0 (never) and 365 days.")
     page.fill("#pref-remind", "10")
     page.click("#prefs-save")
     expect(page.locator("#toasts")).to_contain_text("Preferences saved")

@@ -431,7 +431,7 @@ def test_preferences_save_and_validate(open_page, agent):
     assert prefs["notifications"] is False and prefs["battery_threshold"] == 35
     page.fill("#pref-battery", "150")
     page.click("#prefs-save")
-    expect(page.locator("#pref-battery-error")).to_have_text("A percentage from 0 to 100.")
+    expect(page.locator("#pref-battery-error")).to_have_text("Must be between 0 and 100.")
     assert page.evaluate("document.activeElement.id") == "pref-battery"
     assert agent.call("config_get")["prefs"]["battery_threshold"] == 35
 

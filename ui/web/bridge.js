@@ -2,7 +2,7 @@
 // window.pywebview.api.call(method, args); in a normal browser (the fallback
 // server, or the tests) it POSTs to /api/<method> with the session token,
 // which is the first part of the page's path (/<token>/index.html).
-// Every call resolves to {ok: true, data} or {ok: false, code, message}; it never throws.
+// Every call resolves to {ok: true, data} or {ok: false, code, message, field?}; it never throws.
 
 const browserToken = (() => {
   if (location.protocol !== 'http:' && location.protocol !== 'https:') return null;

@@ -93,3 +93,21 @@ def test_start_at_login_stays_under_plugback_home(handlers, paths, plugback_env)
     assert "Exec=" in entry.read_text() and not real_place.exists()
     handlers["prefs_save"]({"prefs": {"start_at_login": False}})
     assert not entry.exists() and not real_place.exists()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("full_scan_days", 0, "Must be between 1 and 365."), ("full_scan_runs", -1, "Must be between 0 and 10000."),
+    ("live_quiet_seconds", None, "Must be a whole number of seconds."), ("battery_threshold", 101, "Must be between 0 and 100.")])
+def test_prefs_save_refuses_a_bad_value_naming_its_field(handlers, paths, key, value, message):
+    before = handlers["prefs_save"]({"prefs": {"full_scan_days": 3}})["prefs"]
+    with pytest.raises(ConfigError) as info:
+        handlers["prefs_save"]({"prefs": {key: value}})
+    assert info.value.to_dict() == {"ok": False, "code": "bad_config", "message": message, "field": key}
+    assert on_disk(paths)["prefs"] == before
+
+
+def test_prefs_save_keeps_the_change_journal_preferences(handlers, paths):
+    saved = handlers["prefs_save"]({"prefs": {"full_scan_days": 3, "full_scan_runs": 20, "live_quiet_seconds": 45}})
+    assert {k: on_disk(paths)["prefs"][k] for k in ("full_scan_days", "full_scan_runs", "live_quiet_seconds")} == \
+        {"full_scan_days": 3, "full_scan_runs": 20, "live_quiet_seconds": 45} == \
+        {k: saved["prefs"][k] for k in ("full_scan_days", "full_scan_runs", "live_quiet_seconds")}

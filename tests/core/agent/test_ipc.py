@@ -16,7 +16,7 @@ import pytest
 
 from core.agent import ipc
 from core.agent.ipc import Client, RemoteError, Server, address, agent_running, call
-from core.errors import AgentUnavailable, BadRequest, SetLocked
+from core.errors import AgentUnavailable, BadRequest, ConfigError, SetLocked
 
 
 @pytest.fixture
@@ -27,13 +27,16 @@ def server(paths):
     def locked(args):
         raise SetLocked(holder="host 1")
 
+    def bad_setting(args):
+        raise ConfigError("Must be between 1 and 365.", field="full_scan_days", reason="must be between 1 and 365")
+
     def needs(args):
         if not isinstance(args.get("name"), str):
             raise BadRequest(reason="'name' must be text")
         return args["name"]
 
     srv = Server(paths, {"ping": lambda a: {"pid": os.getpid()}, "echo": lambda a: a,
-                         "boom": boom, "locked": locked, "needs": needs,
+                         "boom": boom, "locked": locked, "needs": needs, "bad_setting": bad_setting,
                          "buggy_lookup": lambda a: {}["missing"]}).start()
     yield srv
     srv.close()
@@ -58,6 +61,10 @@ def test_error_replies_keep_the_server_up(server, paths):
             c.call("needs", name=5)
         assert info.value.code == "bad_request" and "'name' must be text" in info.value.message
         assert c.call("needs", name="x") == "x"
+        with pytest.raises(RemoteError) as info:   # the setting an error is about reaches the window
+            c.call("bad_setting")
+        assert info.value.to_dict() == {"ok": False, "code": "bad_config", "message": "Must be between 1 and 365.",
+                                        "field": "full_scan_days"}
         assert c.call("ping")["pid"] == os.getpid()
 
 

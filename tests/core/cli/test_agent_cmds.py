@@ -181,3 +181,15 @@ def test_status_through_the_agent_exits_1_when_a_job_needs_attention_and_0_when_
         assert "Agent: running" in r.stdout
     finally:
         agent.stop()
+
+
+def test_status_says_how_the_next_backup_looks_for_changes_in_the_overview_s_words():
+    from datetime import datetime, timezone
+
+    from core.cli.agent_cmds import job_line
+
+    job = {"name": "Docs", "last_success": None, "last_attempt": None, "running": False, "drive_present": True,
+           "watching": True, "next_scan_text": "Next backup: only changed folders (2 folders changed so far)"}
+    now = datetime(2026, 11, 26, tzinfo=timezone.utc)
+    assert job_line(job, now).endswith("; drive connected; next backup: only changed folders (2 folders changed so far)")
+    assert "next backup:" not in job_line({**job, "watching": False}, now)   # no agent: nothing is known

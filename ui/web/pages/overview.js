@@ -49,11 +49,12 @@ export async function render(main, ctx) {
     // A run refused the set it found at the destination: the user looks at it and decides.
     const reviewButton = h('button', { type: 'button', class: 'primary', hidden: true, onclick: (ev) => review(job.name, ev.currentTarget.dataset.drive) }, 'Review the backup on the drive…');
     const spaceSlot = h('div', { class: 'space-slot' });   // a full drive: what to do (space.js)
+    const scanLines = h('div', { class: 'scan-lines small muted' });   // issue #12: worded by core/agent/watching.py
     const el = h('section', { class: 'card job-card', 'aria-label': job.name, dataset: { job: job.name } },
       h('div', { class: 'card-head' }, h('h2', {}, job.name), badges),
-      facts, progressBox, spaceSlot,
+      facts, scanLines, progressBox, spaceSlot,
       h('div', { class: 'row' }, reviewButton, runButton, stopButton));
-    return { el, facts, badges, runButton, stopButton, reviewButton, spaceSlot, progress, progressBox };
+    return { el, facts, scanLines, badges, runButton, stopButton, reviewButton, spaceSlot, progress, progressBox };
   }
 
   async function review(name, driveId) {
@@ -125,6 +126,8 @@ export async function render(main, ctx) {
       job.attention ? [h('dt', {}, 'Problem'), h('dd', { class: 'error-text' }, job.attention)] : null,
       job.damage ? [h('dt', {}, 'Backup check'), h('dd', { class: 'error-text damage' }, job.damage)] : null,
       h('dt', {}, 'Next backup'), h('dd', {}, job.next_due ? `${ago(job.next_due)} (${when(job.next_due)})` : job.triggers && job.triggers.on_connect ? 'when the drive is connected' : 'only when you start it'));
+    fill(view.scanLines, job.next_scan_text ? h('div', { class: 'next-scan' }, job.next_scan_text) : null,
+      job.live_text ? h('div', { class: 'live-line' }, job.live_text) : null);
     view.progressBox.hidden = !job.running;
     if (job.running) view.progress.update(job.progress || { phase: 'scan' });
     view.runButton.disabled = !!job.running;
