@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from core import errors
 from core.engine import winattrs
@@ -303,6 +304,15 @@ def read_into(fd: int, buf: memoryview) -> int:
     data = os.read(fd, len(buf))
     buf[:len(data)] = data
     return len(data)
+
+
+def blocks(fd: int, buf: memoryview) -> Iterator[memoryview]:
+    """The rest of ``fd`` as views of ``buf``: use each block before asking for the next."""
+    while True:
+        n = read_into(fd, buf)
+        if not n:
+            return
+        yield buf[:n]
 
 
 _SYNCFS = None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
 from core.engine import safeio
-from core.engine.fs import FileSystem, long_path, read_buffer, read_into, translate
+from core.engine.fs import FileSystem, blocks, long_path, read_buffer, translate
 from core.engine.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
 from core.engine.scratch import LatestIndex
 from core.errors import (
@@ -404,11 +404,7 @@ class BackupSet:
                 try:
                     if drop_cache:
                         _drop(fd)
-                    while True:
-                        n = read_into(fd, buf)
-                        if not n:
-                            break
-                        yield buf[:n]
+                    yield from blocks(fd, buf)
                 finally:
                     os.close(fd)
             return

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from core.engine import safeio
-from core.engine.fs import drop_cache, read_buffer, read_into
+from core.engine.fs import blocks, drop_cache, read_buffer
 from core.engine.manifest import FILE, Entry, sort_key
 from core.engine.pass_cursor import Cursor
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
@@ -250,13 +250,10 @@ class _Reader:
             fd = safeio.open_regular(p, error=_damaged, root=self.bset.root)
             try:
                 drop_cache(fd)
-                while True:
+                for block in blocks(fd, buf):
                     if self.cancel.cancelled:
                         raise _Stop()
-                    n = read_into(fd, buf)
-                    if not n:
-                        break
-                    yield buf[:n]
+                    yield block
             finally:
                 os.close(fd)
 
