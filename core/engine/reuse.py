@@ -313,4 +313,4 @@ class _JournalScan:
         """The parent's record of ``e`` as if scanned: the disk is not touched."""
         rel = e.path[self._cut:] if os.sep == "/" else e.path[self._cut:].replace("/", os.sep)
         return ScanEntry(e.path, self._prefix + rel if rel else self.src.path, e.type, e.size, e.mtime_ns,
-                         e.mode, e.ino, e.ctime_ns, e.target)
+                         e.mode, e.ino, e.ctime_ns, e.target, e.attrs)
