@@ -54,8 +54,9 @@ _REUSE, _LIST, _WHOLE = 0, 1, 2   # what to do below a folder
 
 def rules_key(excludes: Iterable[str]) -> str:
     """A key of everything besides the sources that decides what a scan records: the user's
-    exclude patterns and the built-in ones (a new version's defaults mean a full scan)."""
-    text = json.dumps({"v": 1, "defaults": DEFAULT_EXCLUDES, "excludes": list(excludes)})
+    exclude patterns and the built-in ones (a new version's defaults mean a full scan), and what
+    a record holds (v2: Windows' hidden and system ``attrs``, which a v1 version's records lack)."""
+    text = json.dumps({"v": 2, "defaults": DEFAULT_EXCLUDES, "excludes": list(excludes)})
     return hashlib.sha256(text.encode()).hexdigest()
 
 

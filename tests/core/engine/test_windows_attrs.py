@@ -23,7 +23,7 @@ import pytest
 import core.engine
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
-from core.engine import winattrs
+from core.engine import reuse, winattrs
 from core.engine.changes import ChangeHint
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
 from core.errors import ManifestDamaged
@@ -241,6 +241,30 @@ def test_a_journal_scan_keeps_the_parents_attributes_and_reads_named_folders_aga
     assert r.scan == "journal"
     assert _attrs(tmp_path / "set") == {"Data/secret.txt": HIDDEN, "Data/boot.ini": HIDDEN | SYSTEM,
                                         "Data/Cache": HIDDEN, "Data/Open/z.txt": SYSTEM}
+
+
+def _v1_rules_key(excludes) -> str:
+    """reuse.rules_key as it was before records had ``attrs``."""
+    from core.engine.scan import DEFAULT_EXCLUDES
+
+    text = json.dumps({"v": 1, "defaults": DEFAULT_EXCLUDES, "excludes": list(excludes)})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_journal_scan_never_builds_on_records_made_before_attrs(tmp_path, monkeypatch):
+    # A parent made by an older Plugback (or re-made by one, reusing records: the field dropped)
+    # has no attrs; a journal scan would carry that absence on. Its rules key differs: full scan.
+    win = FakeWindows(monkeypatch)
+    src = _source(tmp_path, win)
+    with monkeypatch.context() as older:
+        older.setattr(reuse, "rules_key", _v1_rules_key)
+        older.setattr(winattrs, "attributes", lambda st: 0)
+        first = backup_path(tmp_path / "set", [src], workers=1).snapshot_id
+    assert _attrs(tmp_path / "set") == {}
+    r = backup_path(tmp_path / "set", [src], workers=1, changes=ChangeHint(first, frozenset({str(src / "Open")})))
+    assert r.scan == "full" and r.files_copied == 0
+    assert _attrs(tmp_path / "set") == {"Data/secret.txt": HIDDEN, "Data/boot.ini": HIDDEN | SYSTEM,
+                                        "Data/Cache": HIDDEN}
 
 
 def test_a_set_made_elsewhere_has_no_attrs_field(tmp_path):
