@@ -23,7 +23,8 @@ The hidden and system attributes (``FILE_ATTRIBUTE_HIDDEN`` 0x2, ``FILE_ATTRIBUT
 so a set made elsewhere never has the field. A restore on Windows sets them again after the
 content, times and mode are in place (:func:`set_recorded`); on Linux and macOS they are
 left alone (a dot-name is what hides a file there; macOS's ``UF_HIDDEN`` is not set: a file
-hidden in Finder that was only hidden in Explorer surprises more than it helps).
+hidden in Finder that was only hidden in Explorer surprises more than it helps). A backup never
+sets them on its copies in ``Latest/``: that copy is for browsing (docs/architecture.md).
 """
 
 from __future__ import annotations
