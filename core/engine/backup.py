@@ -424,7 +424,7 @@ class _Run:
         elif mirror is None:
             mirror = (pm + "/" if pm else "") + self.namer.name_for(pm, name)
         e = Entry(se.path, se.type, se.size, se.mtime_ns, se.mode, target=se.target, ino=se.ino,
-                  ctime_ns=se.ctime_ns, mirror=mirror if mirror != se.path else None)
+                  ctime_ns=se.ctime_ns, mirror=mirror if mirror != se.path else None, attrs=se.attrs)
         if se.type == DIR:
             self._dirs.append((se.path, mirror))
             if isinstance(self.store, PlainStore) and prev is None:   # known folders are there already

@@ -17,7 +17,8 @@ normalization: the engine matches them with the names it lists). A path it
 cannot place in a source makes the whole hint unused (a full scan).
 
 For every event on a path ``P`` -- created, modified (content or append),
-deleted, metadata changed (mode, owner, times, extended attributes), either end
+deleted, metadata changed (mode, owner, times, extended attributes, Windows' hidden and
+system attributes: watchdog reports these on Windows as a modification), either end
 of a rename or move, a symlink created or retargeted:
 
 1. add ``dirname(P)`` to ``dirs`` (that folder's listing changed, or the record

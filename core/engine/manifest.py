@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.engine.safeio import GIB, MIB
+from core.engine.winattrs import RECORDED
 from core.errors import ManifestDamaged, UnsafeManifestPath
 
 MANIFEST_FORMAT = "plugback-manifest"
@@ -41,7 +42,8 @@ class Entry:
     ``path`` is relative, '/'-separated, its first component the source's
     top-level name. ``mirror`` is set only where the copy in ``Latest/`` has a
     different (escaped) path; ``parts`` only where content is stored split;
-    ``obj`` only in encrypted sets (the keyed object name).
+    ``obj`` only in encrypted sets (the keyed object name); ``attrs`` only where a
+    file or folder on Windows had the hidden or system attribute (``ATTRS``).
     """
 
     path: str
@@ -56,6 +58,7 @@ class Entry:
     mirror: str | None = None
     parts: int = 0
     obj: str | None = None
+    attrs: int = 0
 
     @property
     def mirror_path(self) -> str:
@@ -77,6 +80,8 @@ class Entry:
             d["parts"] = self.parts
         if self.obj:
             d["obj"] = self.obj
+        if self.attrs:
+            d["attrs"] = self.attrs
         return d
 
     @classmethod
@@ -84,7 +89,7 @@ class Entry:
         return cls(path=d["path"], type=d["type"], size=d.get("size", 0), mtime_ns=d.get("mtime_ns", 0),
                    mode=d.get("mode", 0), sha256=d.get("sha256"), target=d.get("target"),
                    ino=d.get("ino", 0), ctime_ns=d.get("ctime_ns", 0), mirror=d.get("mirror"),
-                   parts=d.get("parts", 0), obj=d.get("obj"))
+                   parts=d.get("parts", 0), obj=d.get("obj"), attrs=d.get("attrs", 0))
 
 
 def sort_key(path: str) -> list[str]:
@@ -176,7 +181,12 @@ def is_snapshot_id(v) -> bool:
 
 _I63 = 1 << 63
 _ENTRY_INTS = {"size": (0, _I63 - 1), "mtime_ns": (-_I63, _I63 - 1), "mode": (0, 0xFFFFFFFF),
-               "ino": (0, (1 << 64) - 1), "ctime_ns": (-_I63, _I63 - 1), "parts": (0, MAX_PARTS)}
+               "ino": (0, (1 << 64) - 1), "ctime_ns": (-_I63, _I63 - 1), "parts": (0, MAX_PARTS),
+               "attrs": (0, 0xFFFFFFFF)}
+#: The Windows attributes an entry's ``attrs`` may carry: FILE_ATTRIBUTE_HIDDEN and _SYSTEM.
+#: Other bits of a valid value are ignored, and so is ``attrs`` on a symlink: a later writer
+#: may record more without this reader refusing the set.
+ATTRS = RECORDED
 
 
 def parse_entry(d: dict, name: str, *, encrypted: bool | None = None, line: int = 0) -> Entry:
@@ -209,10 +219,11 @@ def parse_entry(d: dict, name: str, *, encrypted: bool | None = None, line: int 
         return _bad_entry(name, line, "'obj' is missing or invalid")
     if (target is not None or kind == LINK) and (target == "" or _text_problem(target)):
         return _bad_entry(name, line, "'target' is missing or invalid")
-    size, mtime_ns, mode, ino, ctime_ns, parts = ints
+    size, mtime_ns, mode, ino, ctime_ns, parts, attrs = ints
     if kind != FILE and (parts or obj):
         return _bad_entry(name, line, "only files have parts or an object")
-    return Entry(path, kind, size, mtime_ns, mode, sha, target, ino, ctime_ns, d.get("mirror"), parts, obj)
+    return Entry(path, kind, size, mtime_ns, mode, sha, target, ino, ctime_ns, d.get("mirror"), parts, obj,
+                 attrs & ATTRS if kind != LINK else 0)
 
 
 def _bad_entry(name: str, line: int, why: str):

@@ -289,16 +289,16 @@ def _plan(bset: BackupSet, sid: str, paths) -> _Plan:
 
 
 class _DirSpool:
-    """The restored folders' (path, mode, mtime) in a local temporary file: their modes and times
-    are set after every file is written, without a list of every folder in memory."""
+    """The restored folders' (path, mode, mtime, attrs) in a local temporary file: their modes,
+    times and attributes are set after every file is written, without a list of every folder in memory."""
 
     def __init__(self):
         self._f = tempfile.TemporaryFile(prefix="plugback-restore-")
 
     def add(self, e: Entry) -> None:
-        self._f.write(json.dumps([e.path, e.mode, e.mtime_ns]).encode("ascii") + b"\n")
+        self._f.write(json.dumps([e.path, e.mode, e.mtime_ns, e.attrs]).encode("ascii") + b"\n")
 
-    def backwards(self, block: int = 1 << 16) -> Iterator[tuple[str, int, int]]:
+    def backwards(self, block: int = 1 << 16) -> Iterator[tuple[str, int, int, int]]:
         """The records, last first."""
         end = self._f.seek(0, os.SEEK_END)
         tail = b""
@@ -402,15 +402,17 @@ class _Restorer:
                                                    f"symlink could not be made ({err})"))
 
     def folder_times(self, dirs: _DirSpool) -> None:
-        """Folder modes and times last, deepest first (the manifest's order backwards): writing
-        into a folder changes its time, and a folder made unreadable must be its contents' last."""
-        for path, mode, mtime_ns in dirs.backwards():
+        """Folder modes, times and (Windows) attributes last, deepest first (the manifest's order
+        backwards): writing into a folder changes its time, and a folder made unreadable must be
+        its contents' last."""
+        for path, mode, mtime_ns, attrs in dirs.backwards():
             _, dest = self.dest_of(Entry(path, DIR))
             try:
                 os.chmod(long_path(dest), mode & _FOLDER_BITS or 0o755)
                 os.utime(long_path(dest), ns=(mtime_ns, mtime_ns))
             except OSError:
                 pass
+            winattrs.set_recorded(long_path(dest), attrs)
 
 
 def _make_room(dest: str, on_conflict: OnConflict) -> tuple[str, RestoreOutcome]:
@@ -513,6 +515,7 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
             return RestoreOutcome.DAMAGED, "its content on the drive does not match its checksum; not restored"
         winattrs.replace_over(long_path(tmp), long_path(dest))   # read-only in the way: made writable
         winattrs.keep_readonly(long_path(dest), e.mode)
+        winattrs.set_recorded(long_path(dest), e.attrs)   # last: content, time and mode are in place
     except DamagedSet as err:
         _drop(tmp)
         return RestoreOutcome.DAMAGED, f"{err}; not restored"

@@ -54,8 +54,9 @@ _REUSE, _LIST, _WHOLE = 0, 1, 2   # what to do below a folder
 
 def rules_key(excludes: Iterable[str]) -> str:
     """A key of everything besides the sources that decides what a scan records: the user's
-    exclude patterns and the built-in ones (a new version's defaults mean a full scan)."""
-    text = json.dumps({"v": 1, "defaults": DEFAULT_EXCLUDES, "excludes": list(excludes)})
+    exclude patterns and the built-in ones (a new version's defaults mean a full scan), and what
+    a record holds (v2: Windows' hidden and system ``attrs``, which a v1 version's records lack)."""
+    text = json.dumps({"v": 2, "defaults": DEFAULT_EXCLUDES, "excludes": list(excludes)})
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -313,4 +314,4 @@ class _JournalScan:
         """The parent's record of ``e`` as if scanned: the disk is not touched."""
         rel = e.path[self._cut:] if os.sep == "/" else e.path[self._cut:].replace("/", os.sep)
         return ScanEntry(e.path, self._prefix + rel if rel else self.src.path, e.type, e.size, e.mtime_ns,
-                         e.mode, e.ino, e.ctime_ns, e.target)
+                         e.mode, e.ino, e.ctime_ns, e.target, e.attrs)

@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 
 import pathspec
 
+from core.engine import winattrs
 from core.engine.fs import long_path
 from core.engine.manifest import DIR, FILE, LINK
 from core.engine.progress import RunWarning, WarningCode
@@ -101,14 +102,16 @@ class ScanEntry:
     ino: int
     ctime_ns: int
     target: str | None = None
+    attrs: int = 0     # Windows: hidden and system (winattrs.recorded); 0 elsewhere
 
 
 def _entry(path: str, abspath: str, st: os.stat_result, kind: str, target=None) -> ScanEntry:
     # On Windows st_ctime is the creation time, which says nothing about changes: use mtime only.
+    # (An attribute change does not show in mtime either: the attributes are read here each scan.)
     posix = sys.platform != "win32"
     return ScanEntry(path, abspath, kind, st.st_size if kind == FILE else 0, st.st_mtime_ns,
                      stat.S_IMODE(st.st_mode), st.st_ino if posix else 0,
-                     st.st_ctime_ns if posix else 0, target)
+                     st.st_ctime_ns if posix else 0, target, winattrs.recorded(st) if kind != LINK else 0)
 
 
 def scan(sources: list[Source], excluder: Excluder, warnings: list[RunWarning]) -> Iterator[ScanEntry]:

@@ -16,9 +16,15 @@ few times (about 1.5 s in all) before it stands.
 What is recorded: Python's ``st_mode`` on Windows has no write bits for a
 read-only file, so a manifest's ``mode`` already carries the attribute, and a
 restore on Windows sets it again (:func:`keep_readonly`; POSIX sets the whole mode
-through the descriptor). The hidden and system attributes are not recorded: they
-belong to the folder that holds them on the source computer (``desktop.ini``,
-``Thumbs.db`` are excluded anyway) and a format-1 reader has no field for them.
+through the descriptor).
+
+The hidden and system attributes (``FILE_ATTRIBUTE_HIDDEN`` 0x2, ``FILE_ATTRIBUTE_SYSTEM``
+0x4) are recorded in the entry's optional ``attrs`` (docs/format.md), only where one is set,
+so a set made elsewhere never has the field. A restore on Windows sets them again after the
+content, times and mode are in place (:func:`set_recorded`); on Linux and macOS they are
+left alone (a dot-name is what hides a file there; macOS's ``UF_HIDDEN`` is not set: a file
+hidden in Finder that was only hidden in Explorer surprises more than it helps). A backup never
+sets them on its copies in ``Latest/``: that copy is for browsing (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ import sys
 import time
 
 READONLY = getattr(stat, "FILE_ATTRIBUTE_READONLY", 0x1)
+HIDDEN = getattr(stat, "FILE_ATTRIBUTE_HIDDEN", 0x2)
+SYSTEM = getattr(stat, "FILE_ATTRIBUTE_SYSTEM", 0x4)
+#: What a manifest's ``attrs`` holds and a restore sets again; other bits are never recorded or set.
+RECORDED = HIDDEN | SYSTEM
+_NORMAL = 0x80   # FILE_ATTRIBUTE_NORMAL: valid only alone, so never OR'ed into others
+#: Whether a restore sets the recorded attributes (Windows; tests simulate it).
+SETS_ATTRIBUTES = sys.platform == "win32"
 ERROR_SHARING_VIOLATION = 32
 ERROR_LOCK_VIOLATION = 33
 #: Waits before trying a locked file in the way again.
@@ -109,3 +122,46 @@ def keep_readonly(path, mode: int) -> None:
             os.chmod(path, stat.S_IREAD)
         except OSError:
             pass
+
+
+def attributes(st: os.stat_result) -> int:
+    """Windows' file attributes in an ``lstat`` (0 elsewhere: POSIX results have none)."""
+    return getattr(st, "st_file_attributes", 0)
+
+
+def recorded(st: os.stat_result) -> int:
+    """The attributes a scan records for a file or folder with this ``lstat``: hidden and system."""
+    return attributes(st) & RECORDED
+
+
+def set_recorded(path: str, attrs: int) -> None:
+    """Windows: add the recorded hidden and system attributes to the restored ``path`` (already in
+    ``fs.long_path`` form), keeping the ones it has (read-only, archive...). No call when ``attrs``
+    has neither or they are set already; a refusal is ignored, as for a folder's time."""
+    attrs &= RECORDED
+    if not attrs or not SETS_ATTRIBUTES:
+        return
+    try:
+        now = attributes(os.lstat(path))
+        if now & attrs != attrs:
+            _set_attributes(path, (now & ~_NORMAL) | attrs)
+    except OSError:
+        pass
+
+
+if sys.platform == "win32":
+    import ctypes
+    from ctypes import wintypes
+
+    _SetFileAttributesW = ctypes.WinDLL("kernel32", use_last_error=True).SetFileAttributesW
+    _SetFileAttributesW.argtypes = (wintypes.LPCWSTR, wintypes.DWORD)
+    _SetFileAttributesW.restype = wintypes.BOOL
+
+    def _set_attributes(path: str, attrs: int) -> None:
+        """SetFileAttributesW (Python's os has no call for the hidden and system attributes)."""
+        if not _SetFileAttributesW(path, attrs):
+            raise ctypes.WinError(ctypes.get_last_error())
+else:
+    def _set_attributes(path: str, attrs: int) -> None:
+        """No such attributes here (SETS_ATTRIBUTES is False; tests replace this)."""
+        raise OSError(f"file attributes cannot be set on {sys.platform}")

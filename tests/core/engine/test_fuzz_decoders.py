@@ -48,7 +48,7 @@ GOOD_HEADER = {"type": "header", "format": "plugback-manifest", "version": 1, "s
 GOOD_ENTRIES = [
     {"path": "Data", "type": "d", "mtime_ns": 1, "mode": 0o755},
     {"path": "Data/a.txt", "type": "f", "mtime_ns": 2, "mode": 0o644, "size": 5, "sha256": SHA,
-     "ino": 3, "ctime_ns": 4, "mirror": "Data/a%3A.txt", "parts": 2, "obj": "ab" * 32},
+     "ino": 3, "ctime_ns": 4, "mirror": "Data/a%3A.txt", "parts": 2, "obj": "ab" * 32, "attrs": 2},
     {"path": "Data/link", "type": "l", "mtime_ns": 5, "mode": 0o777, "target": "../elsewhere"},
 ]
 
@@ -82,6 +82,7 @@ def _decode_manifest(blob: bytes) -> None:
         assert mf.path_problem(e.path) is None and (e.mirror is None or mf.path_problem(e.mirror) is None)
         assert all(isinstance(v, int) and not isinstance(v, bool) for v in (e.size, e.mtime_ns, e.mode, e.parts))
         assert 0 <= e.parts <= mf.MAX_PARTS and (e.type != mf.FILE or mf.is_hex64(e.sha256))
+        assert type(e.attrs) is int and e.attrs & ~mf.ATTRS == 0 and (e.type != mf.LINK or not e.attrs)
 
 
 @SETTINGS
