@@ -347,7 +347,6 @@ def _finish(agent, task: dict) -> None:
 def _work(agent, bset, where, options: RestoreOptions, task: dict) -> None:
     """The restore, on its runner's thread: runs it, then puts the result (with renamed files named) into the task."""
     from core.agent.restore_first import wait_while_held
-    from core.agent.restore_names import renamed_after, would_collide
 
     task["waiting"] = None
     agent.changed()
@@ -359,10 +358,9 @@ def _work(agent, bset, where, options: RestoreOptions, task: dict) -> None:
         if not wait_while_held(bset.root, options.cancel, options.on_lock_wait or (lambda _: None)):
             raise Cancelled()
         task["waiting"] = None
-        collide = would_collide(bset, where, options) if options.on_conflict.value == "keep-both" else []
         result = restore(bset, where, options)
         task["result"] = {k: v for k, v in vars(result).items() if isinstance(v, (int, str, float, bool))}
-        task["result"]["renamed"] = renamed_after(collide)
+        task["result"]["renamed"] = [{"path": p, "to": t, "as": a} for p, t, a in result.kept_as]
         task["result"]["damaged_files"] = [{"path": p, "reason": r} for p, r in result.damaged[:RESULT_LIMIT]]
     except Cancelled:
         task["error"] = {"code": Cancelled.code, "message": "The restore was stopped. The files restored so far "

@@ -338,6 +338,13 @@ def cmd_restore(args) -> int:
         print(f"Restored {result.files_restored} files ({human_size(result.bytes_restored)}) from snapshot "
               f"{result.snapshot_id} into {result.target}"
               + (f"; {result.skipped} skipped (already there)." if result.skipped else "."))
+        if result.kept_both:
+            print(f"{result.kept_both} file(s) were already there and were kept; the restored copies have "
+                  "new names:")
+            for _path, wanted, kept in result.kept_as:
+                print(f"  {kept}  (next to {os.path.basename(wanted)})")
+            if result.kept_both > len(result.kept_as):
+                print(f"  … and {result.kept_both - len(result.kept_as)} more")
         for w in result.warnings:
             print(f"  warning: {w.path}: {w.message}", file=sys.stderr)
         for path, why in result.damaged:

@@ -44,6 +44,7 @@ from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
 _RUN = secrets.token_hex(4)
 _FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _COUNTER = itertools.count()
+KEPT_NAMED = 200   # files kept under another name that a result names (the count is never capped)
 # Restored files and folders never get setuid/setgid (a manifest is untrusted input, and
 # a restored program must not run as whoever owned it); folders keep the sticky bit.
 _FILE_BITS = 0o777
@@ -123,9 +124,12 @@ class RestoreResult:
     skipped: int = 0
     damaged: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[RunWarning] = field(default_factory=list)
+    #: ``(manifest path, the file in the way, written as)`` of the first :data:`KEPT_NAMED` files kept
+    #: under another name (``kept_both`` counts them all; the list is bounded so memory stays flat).
+    kept_as: list[tuple[str, str, str]] = field(default_factory=list)
 
-    def count(self, e: Entry, outcome: RestoreOutcome, detail: str = "") -> None:
-        """Add one file's outcome."""
+    def count(self, e: Entry, outcome: RestoreOutcome, detail: str = "", wanted: str = "") -> None:
+        """Add one file's outcome (``detail``: why it failed, or the name a kept-both file got at ``wanted``)."""
         if outcome is RestoreOutcome.SKIPPED:
             self.skipped += 1
         elif outcome is RestoreOutcome.DAMAGED:
@@ -135,13 +139,16 @@ class RestoreResult:
             self.bytes_restored += e.size
             self.overwritten += outcome is RestoreOutcome.OVERWRITTEN
             self.kept_both += outcome is RestoreOutcome.KEPT_BOTH
+            if outcome is RestoreOutcome.KEPT_BOTH and detail and len(self.kept_as) < KEPT_NAMED:
+                self.kept_as.append((e.path, wanted, detail))
 
     def to_dict(self) -> dict:
         return {"snapshot_id": self.snapshot_id, "target": self.target,
                 "files_restored": self.files_restored, "bytes_restored": self.bytes_restored,
                 "overwritten": self.overwritten, "kept_both": self.kept_both,
                 "skipped": self.skipped, "warnings": [w.to_dict() for w in self.warnings],
-                "damaged": [{"path": p, "reason": r} for p, r in self.damaged]}
+                "damaged": [{"path": p, "reason": r} for p, r in self.damaged],
+                "kept_as": [{"path": p, "to": t, "as": a} for p, t, a in self.kept_as]}
 
 
 def check_safe(path: str) -> None:
@@ -379,7 +386,7 @@ class _Restorer:
         self.options.progress(report)
         if detail == LOCKED:
             self.result.warnings.append(RunWarning(WarningCode.LOCKED, e.path, LOCKED))
-        return e, outcome, detail
+        return e, outcome, detail, dest
 
     def link(self, e: Entry) -> None:
         root, dest = self.dest_of(e)
@@ -529,7 +536,7 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         if os.path.exists(long_path(paths[0])):
             raise UsageError(f"Cannot write {dest}: {err.strerror or err}. Check the restore folder.") from None
         return RestoreOutcome.DAMAGED, f"it cannot be read from the drive ({err.strerror or err}); not restored"
-    return outcome, ""
+    return outcome, (dest if outcome is RestoreOutcome.KEPT_BOTH else "")   # the name it was kept under
 
 
 def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str) -> bool:

@@ -105,7 +105,8 @@ def test_ls_diff_and_paths(user, tmp_path):
     _ok(run_cli("restore", set_path, out, "--snapshot", ids[0], "--path", "Documents/report.txt",
                 "--on-conflict", "skip"))
     assert (out / "Documents/report.txt").read_bytes() == b"mine"
-    _ok(run_cli("restore", set_path, out, "--snapshot", ids[0], "--path", "Documents/report.txt"))
+    kept = _ok(run_cli("restore", set_path, out, "--snapshot", ids[0], "--path", "Documents/report.txt")).stdout
+    assert f"  {out / 'Documents/report (restored).txt'}  (next to report.txt)" in kept   # named
     assert (out / "Documents/report.txt").read_bytes() == b"mine"           # keep-both (default)
     assert (out / "Documents/report (restored).txt").read_bytes() == b"first draft"
     _ok(run_cli("restore", set_path, out, "--snapshot", ids[0], "--path", "Documents/report.txt",

@@ -90,6 +90,19 @@ def test_foreign_files_in_a_removed_folder_are_left_and_reported(tmp_path):
     assert (set_path / "Latest" / "Data" / "sub" / "mine.txt").read_bytes() == b"put there by hand"
 
 
+def test_a_restore_names_at_most_kept_named_files_it_kept_under_another_name(tmp_path, monkeypatch):
+    from core.engine import restore as restore_mod
+
+    src = make_tree(tmp_path / "Data", {f"{i}.txt": b"backed up" for i in range(5)})
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src])
+    out = tmp_path / "out"
+    make_tree(out / "Data", {f"{i}.txt": b"mine" for i in range(5)})
+    monkeypatch.setattr(restore_mod, "KEPT_NAMED", 2)
+    kept = restore_path(set_path, out, on_conflict="keep-both")
+    assert kept.kept_both == 5 and len(kept.kept_as) == 2       # counted all, named the first two only
+
+
 def test_restore_outcomes_per_conflict_choice(tmp_path):
     src = make_tree(tmp_path / "Data", {"a.txt": b"backed up a", "b.txt": b"backed up b", "c.txt": b"c"})
     set_path = tmp_path / "set"
@@ -104,6 +117,11 @@ def test_restore_outcomes_per_conflict_choice(tmp_path):
     assert (kept.files_restored, kept.kept_both, kept.overwritten, kept.skipped) == (3, 3, 0, 0)
     assert (out / "Data" / "a (restored).txt").read_bytes() == b"backed up a"
     assert (out / "Data" / "a.txt").read_bytes() == b"mine a"
+    data = str(out / "Data")
+    assert sorted(kept.kept_as) == [("Data/a.txt", f"{data}/a.txt", f"{data}/a (restored).txt"),
+                                    ("Data/b.txt", f"{data}/b.txt", f"{data}/b (restored).txt"),
+                                    ("Data/c.txt", f"{data}/c.txt", f"{data}/c (restored).txt")]
+    assert sorted(d["as"] for d in kept.to_dict()["kept_as"])[0] == f"{data}/a (restored).txt"
 
     over = restore_path(set_path, out, on_conflict=OnConflict.OVERWRITE)
     assert (over.files_restored, over.overwritten, over.kept_both, over.skipped) == (3, 3, 0, 0)
