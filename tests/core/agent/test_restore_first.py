@@ -94,6 +94,24 @@ def setup(paths, make_agent, ext4_drive, tmp_path):
     return agent, watcher, Handlers(agent).table(), src, set_path, first, drive_id
 
 
+
+def backup_held_at_its_gate(agent) -> Gate:
+    """Start the job "Docs" and hold its backup at the gate (``gate.release()`` lets it go on)."""
+    gate = Gate(agent, in_backup)
+    agent.run_job("Docs")
+    assert gate.reached.wait(30)
+    return gate
+
+
+def restore_behind_a_backup(agent, handlers, snapshot: str, tmp_path):
+    """A held backup of "Docs", and the window asking to restore ``snapshot`` into tmp_path/out meanwhile."""
+    gate = backup_held_at_its_gate(agent)
+    out = tmp_path / "out"
+    handlers["restore"]({"job": "Docs", "snapshot": snapshot, "paths": ["Docs"], "target": str(out),
+                         "create_target": True})
+    return gate, out
+
+
 def test_a_scheduled_run_waits_for_a_restore_of_the_window_and_then_runs(setup, paths, tmp_path):
     agent, _, handlers, src, _, first, _ = setup
     (src / "a.txt").write_bytes(b"changed after the first backup")
@@ -155,12 +173,7 @@ def test_a_backup_and_a_check_wait_for_a_restore_by_another_process(setup, tmp_p
 def test_a_restore_waits_for_the_running_backup_then_restores_byte_for_byte(setup, paths, tmp_path):
     agent, _, handlers, src, _, first, _ = setup
     make_tree(src, {f"more/{i}.bin": bytes([i]) * 5000 for i in range(50)})
-    gate = Gate(agent, in_backup)
-    agent.run_job("Docs")
-    assert gate.reached.wait(30)
-    out = tmp_path / "out"
-    handlers["restore"]({"job": "Docs", "snapshot": first, "paths": ["Docs"], "target": str(out),
-                         "create_target": True})
+    gate, out = restore_behind_a_backup(agent, handlers, first, tmp_path)
     status = agent.status()["restore"]
     assert status["running"] and status["waiting"] == "Waiting for the backup of Docs to finish."
     assert list(out.iterdir()) == []                                      # nothing restored while it waits
@@ -178,12 +191,7 @@ def test_a_restore_waits_for_the_running_backup_then_restores_byte_for_byte(setu
 def test_a_restore_waiting_behind_a_backup_when_the_drive_is_pulled(setup, ext4_drive, tmp_path):
     agent, watcher, handlers, src, _, first, _ = setup
     make_tree(src, {"new.txt": b"new"})
-    gate = Gate(agent, in_backup)
-    agent.run_job("Docs")
-    assert gate.reached.wait(30)
-    out = tmp_path / "out"
-    handlers["restore"]({"job": "Docs", "snapshot": first, "paths": ["Docs"], "target": str(out),
-                         "create_target": True})
+    gate, out = restore_behind_a_backup(agent, handlers, first, tmp_path)
     ext4_drive.unmount(lazy=True)
     watcher.poll()
     gate.release()
@@ -228,12 +236,7 @@ def test_two_restores_started_together_cannot_race(setup, tmp_path):
 
 def test_a_waiting_restore_can_be_stopped_and_stop_backup_leaves_a_restore_alone(setup, tmp_path):
     agent, _, handlers, _, _, first, _ = setup
-    gate = Gate(agent, in_backup)
-    agent.run_job("Docs")
-    assert gate.reached.wait(30)
-    out = tmp_path / "out"
-    handlers["restore"]({"job": "Docs", "snapshot": first, "paths": ["Docs"], "target": str(out),
-                         "create_target": True})
+    gate, out = restore_behind_a_backup(agent, handlers, first, tmp_path)
     assert handlers["restore_stop"]({}) == {"stopped": True}
     task = agent.restore_task
     assert not task["running"] and task["error"]["code"] == "cancelled" and "before it started" in task["error"]["message"]
@@ -368,9 +371,7 @@ def test_page_hold_table():
 def test_cli_restore_waits_for_the_agents_backup_of_the_same_set(setup, tmp_path):
     agent, _, _, src, set_path, first, _ = setup
     make_tree(src, {"new.txt": b"new"})
-    gate = Gate(agent, in_backup)
-    agent.run_job("Docs")
-    assert gate.reached.wait(30)
+    gate = backup_held_at_its_gate(agent)
     refused = subprocess.run([str(plugback_executable()), "restore", str(set_path), str(tmp_path / "no"),
                               "--snapshot", first, "--wait", "0"], capture_output=True, text=True,
                              env=subprocess_env(), stdin=subprocess.DEVNULL, timeout=60)
