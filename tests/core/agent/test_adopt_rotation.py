@@ -13,9 +13,10 @@ from tests.support.cli import run_cli
 from tests.support.trees import make_tree
 
 
-def test_the_set_on_a_drive_in_rotation_is_reviewed_and_adopted_there(paths, make_agent, make_drive, tmp_path):
+def blue_and_red(paths, make_drive, tmp_path):
+    """Two enrolled ext4 drives and a job "Docs" (no plug-in trigger) on Blue, rotating to Red."""
     blue, red = make_drive("ext4", label="BLUE"), make_drive("ext4", label="RED")
-    (blue_id, _), (red_id, _) = [(enroll(d.mount_point, n)[0].drive_id, n) for d, n in ((blue, "Blue"), (red, "Red"))]
+    blue_id, red_id = enroll(blue.mount_point, "Blue")[0].drive_id, enroll(red.mount_point, "Red")[0].drive_id
     src = make_tree(tmp_path / "Docs", {"a.txt": b"alpha"})
 
     def setup(cfg: Config):
@@ -23,6 +24,11 @@ def test_the_set_on_a_drive_in_rotation_is_reviewed_and_adopted_there(paths, mak
         cfg.jobs.append(Job(name="Docs", sources=[str(src)], triggers=Triggers(on_connect=False),
                             destination=Destination(drive_id=blue_id, rotation=[{"drive_id": red_id}])))
     update_config(paths.config_file, setup)
+    return blue, red, blue_id, red_id
+
+
+def test_the_set_on_a_drive_in_rotation_is_reviewed_and_adopted_there(paths, make_agent, make_drive, tmp_path):
+    blue, red, blue_id, red_id = blue_and_red(paths, make_drive, tmp_path)
     theirs = foreign_set(drive_set_path(red.mount_point, host_name(), "Docs"), tmp_path)   # already on Red
     blue_mount = blue.mount_point
     blue.unmount()
@@ -56,15 +62,7 @@ def test_the_set_on_a_drive_in_rotation_is_reviewed_and_adopted_there(paths, mak
 
 
 def test_the_window_adopts_the_set_on_the_drive_it_was_shown(paths, make_agent, make_drive, tmp_path):
-    blue, red = make_drive("ext4", label="BLUE"), make_drive("ext4", label="RED")
-    blue_id, red_id = enroll(blue.mount_point, "Blue")[0].drive_id, enroll(red.mount_point, "Red")[0].drive_id
-    src = make_tree(tmp_path / "Docs", {"a.txt": b"alpha"})
-
-    def setup(cfg: Config):
-        cfg.drives += [{"drive_id": blue_id, "label": "Blue"}, {"drive_id": red_id, "label": "Red"}]
-        cfg.jobs.append(Job(name="Docs", sources=[str(src)], triggers=Triggers(on_connect=False),
-                            destination=Destination(drive_id=blue_id, rotation=[{"drive_id": red_id}])))
-    update_config(paths.config_file, setup)
+    blue, red, blue_id, red_id = blue_and_red(paths, make_drive, tmp_path)
     theirs = foreign_set(drive_set_path(red.mount_point, host_name(), "Docs"), tmp_path)
     agent, watcher = make_agent()
     handlers = Handlers(agent).table()
