@@ -531,8 +531,8 @@ class Agent:
             ok, attempt = rec.last_success, rec.last_attempt
             jobs.append({"name": j.name, "present": self._destination_present(j),
                          "last_status": attempt.status if attempt else None,
-                         "last_time": (attempt.ended or attempt.started) if attempt else None,
-                         "last_ok": (ok.ended or ok.started) if ok else None, "attention": rec.attention,
+                         "last_time": attempt.last_time if attempt else None,
+                         "last_ok": ok.last_time if ok else None, "attention": rec.attention,
                          "live": j.triggers.live, "damage": rec.damage.error if rec.damage else None})
         drives = [DriveState(d["drive_id"], d.get("label") or d["drive_id"][:8], self.present.get(d["drive_id"]))
                   for d in self.config.drives]

@@ -112,6 +112,11 @@ class Run(RunFigures):
     ended: datetime | None
     status: RunStatus
 
+    @property
+    def last_time(self) -> datetime:
+        """When the run last did something: its end, or its start while it runs."""
+        return self.ended or self.started
+
     def to_dict(self) -> dict:
         """The IPC ``Run`` shape (docs/ipc.md): times as ISO text, ``warnings`` a count."""
         d = asdict(self)

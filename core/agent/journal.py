@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from core.agent.times import iso, read_time
 from core.engine.atomic import replace_file
 
 FORMAT = "plugback-journal"
@@ -181,9 +182,9 @@ class Journal:
         with self.lock:
             self.dirty = False
             return {"format": FORMAT, "version": VERSION, "job": self.job, "where": self.where, "since": self.since,
-                    "watching_since": _iso(self.watching_since), "closed": _iso(closed),
+                    "watching_since": iso(self.watching_since), "closed": iso(closed),
                     "untrusted": self.untrusted, "dirs": sorted(self.dirs), "trees": sorted(self.trees),
-                    "last_scan": self.last_scan, "last_full": _iso(self.last_full),
+                    "last_scan": self.last_scan, "last_full": iso(self.last_full),
                     "last_full_reason": self.last_full_reason, "runs_since_full": self.runs_since_full}
 
 
@@ -195,21 +196,6 @@ class Taken:
     dirs: frozenset[str]
     trees: frozenset[str]
     untrusted: str | None
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t else None
-
-
-def _time(value) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("a time must be ISO text")
-    t = datetime.fromisoformat(value)
-    if t.tzinfo is None:
-        raise ValueError("a time must carry its zone")
-    return t
 
 
 def _text(value, what: str) -> str | None:
@@ -238,9 +224,9 @@ def load_record(data: bytes, job: str, where: str = "") -> dict:
     last_scan = record.get("last_scan")
     if last_scan not in (None, JOURNAL, FULL):
         raise ValueError("last_scan must be journal or full")
-    return {"since": _text(record.get("since"), "since"), "watching_since": _time(record.get("watching_since")),
-            "closed": _time(record.get("closed")), "untrusted": _text(record.get("untrusted"), "untrusted"),
-            **folders, "last_scan": last_scan, "last_full": _time(record.get("last_full")),
+    return {"since": _text(record.get("since"), "since"), "watching_since": read_time(record.get("watching_since")),
+            "closed": read_time(record.get("closed")), "untrusted": _text(record.get("untrusted"), "untrusted"),
+            **folders, "last_scan": last_scan, "last_full": read_time(record.get("last_full")),
             "last_full_reason": _text(record.get("last_full_reason"), "last_full_reason"), "runs_since_full": runs}
 
 

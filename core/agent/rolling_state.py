@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from core.agent.times import iso, read_time
 from core.engine.pass_cursor import Cursor
 
 log = logging.getLogger("plugback.rolling")
@@ -65,7 +66,6 @@ class PassState:
         return min(99, int(100 * self.done_bytes / self.total_bytes))
 
     def to_dict(self) -> dict:
-        iso = _iso
         return {"version": VERSION, "set_id": self.set_id, "cursor": self.cursor.to_dict(),
                 "pass_started": iso(self.pass_started), "done_bytes": self.done_bytes,
                 "total_bytes": self.total_bytes, "last_full": iso(self.last_full),
@@ -80,24 +80,9 @@ class PassState:
         if not isinstance(slices, list) or len(slices) > KEEP_SLICES:
             raise ValueError("'slices' is not a short list of times")
         return cls(set_id=_set_id(d.get("set_id")), cursor=Cursor.from_dict(d.get("cursor")),
-                   pass_started=_time(d.get("pass_started")), done_bytes=_count(d.get("done_bytes")),
+                   pass_started=read_time(d.get("pass_started")), done_bytes=_count(d.get("done_bytes")),
                    total_bytes=None if d.get("total_bytes") is None else _count(d.get("total_bytes")),
-                   last_full=_time(d.get("last_full")), slices=[t for t in map(_time, slices) if t])
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t else None
-
-
-def _time(v) -> datetime | None:
-    if v is None:
-        return None
-    if not isinstance(v, str):
-        raise ValueError("a time is not text")
-    t = datetime.fromisoformat(v)
-    if t.tzinfo is None:
-        raise ValueError("a time has no time zone")
-    return t
+                   last_full=read_time(d.get("last_full")), slices=[t for t in map(read_time, slices) if t])
 
 
 def _count(v) -> int:
@@ -198,5 +183,5 @@ def drive_summary(states: list[PassState | None], checking: bool, live: int = 0)
     if going:
         percent = min(99, int(100 * (sum(s.done_bytes for s in going) + live) / total)) if total else 0
     since = min(s.pass_started for s in going if s.pass_started) if going else None
-    return {"last_full_check": _iso(last_full), "check_percent": percent, "check_since": _iso(since),
+    return {"last_full_check": iso(last_full), "check_percent": percent, "check_since": iso(since),
             "checking": checking}

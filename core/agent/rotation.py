@@ -71,7 +71,7 @@ def job_since(history: History | None, name: str) -> tuple[datetime | None, bool
         return None, True
     ok = history.last_success(name)
     if ok is not None:
-        return ok.ended or ok.started, False
+        return ok.last_time, False
     first = history.first(name)
     return (first.started, True) if first else (None, True)
 
@@ -86,7 +86,7 @@ def drive_ages(job, config, history: History | None, present: dict[str, str]) ->
     enrolled = {d["drive_id"] for d in config.drives}
     ids = list(job.destination.drive_ids)
     ids += sorted(d for d in by_drive if d in enrolled and d not in ids)
-    newest = max((d for d in ids if d in by_drive), key=lambda d: _time(by_drive[d]), default=None)
+    newest = max((d for d in ids if d in by_drive), key=lambda d: by_drive[d].last_time, default=None)
     return [{"drive_id": d, "label": config.drive_label(d), "present": d in present,
              "last_success": by_drive[d].to_dict() if d in by_drive else None, "newest": d == newest}
             for d in ids]
@@ -111,10 +111,6 @@ def bind_on(config, job_name: str, set_id: str, drive_id: str | None) -> None:
         bind(config, job_name, set_id)
     else:
         entry["set_id"] = canonical_id(set_id)
-
-
-def _time(run: Run) -> datetime:
-    return run.ended or run.started
 
 
 # -- the once-a-day notification ------------------------------------------------------------------

@@ -52,10 +52,6 @@ def _run(run: Run | None) -> dict | None:
     return run.to_dict() if run else None
 
 
-def _time(run: Run) -> datetime:
-    return run.ended or run.started
-
-
 def job_record(history: History | None, name: str) -> Record:
     """The job's last successful backup, last finished attempt and unrepaired damage (an empty Record
     without history)."""
@@ -92,7 +88,7 @@ def merged(records: list[Record]) -> Record:
     """A drive's record from its jobs' records: the newest success and the newest attempt."""
     def newest(runs):
         runs = [r for r in runs if r is not None]
-        return max(runs, key=_time) if runs else None
+        return max(runs, key=lambda r: r.last_time) if runs else None
     return Record(newest(r.last_success for r in records), newest(r.last_attempt for r in records))
 
 
@@ -103,10 +99,10 @@ _ATTEMPT_WORDS = {RunStatus.FAILED: "failed", RunStatus.DRIVE_REMOVED: "was cut 
 def describe(record: Record, now: datetime) -> str:
     """'Last successful backup: never · last attempt failed 2 min ago: drive full' (one line)."""
     success = record.last_success
-    text = f"Last successful backup: {ago(_time(success) if success is not None else None, now)}"
+    text = f"Last successful backup: {ago(success.last_time if success is not None else None, now)}"
     attempt = record.last_attempt
     if attempt is not None and attempt.status in _ATTEMPT_WORDS:
-        text += f" · last attempt {_ATTEMPT_WORDS[attempt.status]} {ago(_time(attempt), now)}"
+        text += f" · last attempt {_ATTEMPT_WORDS[attempt.status]} {ago(attempt.last_time, now)}"
         if record.attention:
             text += f": {record.attention}"
     return text
