@@ -81,7 +81,7 @@ class SetFacts:
         return {**asdict(self), "summary": self.describe()}
 
 
-def _open_locked(root: Path) -> BackupSet:
+def open_locked(root: Path) -> BackupSet:
     """The set at ``root`` for looking only: metadata and snapshot ids, nothing decrypted."""
     return BackupSet.open(root, lambda enc, set_id: _LOCKED)
 
@@ -95,7 +95,7 @@ def _id_time(snapshot_id: str) -> str | None:
 
 def read_facts(root: Path) -> SetFacts:
     """The facts of the set at ``root`` (NotASet, DriveFileDamaged... from the engine's decoder)."""
-    bset = _open_locked(Path(root))
+    bset = open_locked(Path(root))
     encrypted = bool(bset.meta.get("encryption"))
     ids = bset.snapshot_ids()
     newest = ids[-1] if ids else None
@@ -126,7 +126,7 @@ def made_by(job_name: str, root: Path, history) -> bool:
     if history is None:
         return False
     recorded = {r.snapshot_id for r in history.runs(job_name, limit=HISTORY_LOOKBACK) if r.snapshot_id}
-    return bool(recorded) and not recorded.isdisjoint(_open_locked(root).snapshot_ids())
+    return bool(recorded) and not recorded.isdisjoint(open_locked(root).snapshot_ids())
 
 
 def require_own(job, root: Path, set_id: str, history=None) -> None:

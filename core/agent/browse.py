@@ -52,7 +52,8 @@ def source_args(args: dict) -> dict:
     raise UsageError("Say which backup: 'job' (a job on this computer) or 'set' (a set found on a drive).")
 
 
-def _set(agent, args: dict) -> Source:
+def source_of(agent, args: dict) -> Source:
+    """Which set a browse or restore request means (``{job}`` or ``{set}``), opened with the session's unlocked keys."""
     from core.agent.jobs import resolve_target
     from core.agent.unlock import cache_of, cached_unlocker
     from core.engine.repo import BackupSet
@@ -152,7 +153,7 @@ def restore_plan(agent, args: dict, source: Source | None = None) -> dict:
     ``creates``: the target folder does not exist yet (the restore makes it, when asked to).
     A set no job here uses has no original place on this computer: a folder is required.
     """
-    src = source or _set(agent, args)
+    src = source or source_of(agent, args)
     bset = src.bset
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     tops = {p.strip("/").partition("/")[0] for p in args.get("paths") or []} - {""}
@@ -178,13 +179,13 @@ def _iso_ns(ns: int) -> str:
 
 def snapshots(agent, args: dict) -> list[dict]:
     """``[{id, time, files, bytes}]`` newest first."""
-    bset = _set(agent, args).bset
+    bset = source_of(agent, args).bset
     return [{"id": s.id, "time": s.time, "files": s.files, "bytes": s.bytes} for s in reversed(bset.snapshots())]
 
 
 def ls(agent, args: dict, snapshot: str, path: str) -> list[dict]:
     """The direct children of ``path`` ('' = the top: one folder per source) in a snapshot."""
-    bset = _set(agent, args).bset
+    bset = source_of(agent, args).bset
     parent = path.strip("/")
     out = []
     with bset.open_manifest(bset.resolve_id(snapshot)) as reader:
@@ -203,7 +204,7 @@ def search(agent, args: dict, query: str) -> list[dict]:
     holding it (``snapshot``), the oldest (``first_snapshot``) and how many hold it
     (``snapshots``). Newest versions first, at most SEARCH_LIMIT rows.
     """
-    bset = _set(agent, args).bset
+    bset = source_of(agent, args).bset
     needle = query.casefold()
     rows: dict[tuple, dict] = {}
     for info in reversed(bset.snapshots()):
@@ -262,7 +263,7 @@ def start_restore(agent, args: dict) -> dict:
     only one restore at a time (a second is refused with AgentBusy)."""
     _refuse_second(agent)   # early, before a folder is made; again below, atomically
     on_conflict = _conflict(args)
-    src = _set(agent, args)
+    src = source_of(agent, args)
     bset = src.bset
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     paths = list(args.get("paths") or [])

@@ -86,11 +86,11 @@ def unlock(cache: KeyCache, root, kind: str, secret: str, remember: bool) -> dic
     WrongRecoveryKey, BadRecoveryKey (the window shows the message and asks again).
     Returns ``{set_id, remembered, keyring}``.
     """
-    from core.agent.adopt import _open_locked
+    from core.agent.adopt import open_locked
 
     if kind not in (keys.PASSPHRASE, keys.RECOVERY_KEY):
         raise UsageError("Say whether this is a passphrase or a recovery key.")
-    bset = _open_locked(root)
+    bset = open_locked(root)
     enc = bset.meta.get("encryption")
     if not enc:
         return {"set_id": bset.set_id, "remembered": False, "keyring": keyring_available()}

@@ -188,7 +188,8 @@ def backup(bset: BackupSet, sources, options: BackupOptions | None = None) -> Ba
         return result
 
 
-def _same_stat(old, se: ScanEntry) -> bool:
+def same_stat(old, se: ScanEntry) -> bool:
+    """The file is unchanged since ``old`` was recorded (size, mtime, inode and ctime all equal)."""
     return (old.size == se.size and old.mtime_ns == se.mtime_ns and old.ino == se.ino
             and old.ctime_ns == se.ctime_ns)
 
@@ -442,9 +443,9 @@ class _Run:
             self.stats["files"] += 1
             self.stats["bytes"] += se.size
         t = self.trusted.get(se.path)
-        if prev is not None and not self.options.rehash and _same_stat(prev, se):
+        if prev is not None and not self.options.rehash and same_stat(prev, se):
             e.sha256, e.parts, e.obj = prev.sha256, prev.parts, prev.obj
-        elif t is not None and _same_stat(t, se) and t.mirror == e.mirror_path:
+        elif t is not None and same_stat(t, se) and t.mirror == e.mirror_path:
             e.sha256, e.parts, e.obj = t.sha256, t.parts, t.obj
             if not self.store.has(e):
                 self.window.put((e, se), lambda: self._copy_one(se, e, prev), se.size)

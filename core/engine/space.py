@@ -41,8 +41,13 @@ from typing import Iterable, Sequence
 
 from core.engine import journal as journal_mod
 from core.engine.atomic import clear_tmp
-from core.engine.backup import BackupOptions, BackupResult, backup, check_sources
-from core.engine.backup import _same_stat as same_stat  # the run's own rule: the two cannot disagree
+from core.engine.backup import (
+    BackupOptions,
+    BackupResult,
+    backup,
+    check_sources,
+    same_stat,  # the run's own rule: the two cannot disagree
+)
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, Entry
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
