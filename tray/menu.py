@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.agent.agent_state import TrayState
-from core.agent.history import RunKind
 from core.agent.words import ago, local_time
 
 __all__ = ["Item", "ago", "build_menu", "icon_state", "status_line", "tomorrow_morning", "tooltip"]
@@ -64,8 +63,7 @@ def status_line(state: TrayState) -> str:
     """The first, informational line of the menu (and the tooltip)."""
     if state.running:
         r = state.running[0]
-        verb = "Checking the backup of" if r.get("kind") == RunKind.VERIFY else "Backing up"
-        text = f"{verb} {r['job']}…" + (f" {r['percent']}%" if r["percent"] is not None else "")
+        text = f"Backing up {r['job']}…" + (f" {r['percent']}%" if r["percent"] is not None else "")
         if len(state.running) > 1:
             text += f" (+{len(state.running) - 1} more)"
         return text

@@ -20,7 +20,7 @@ from core.agent.changes import ChangeTracker
 from core.agent.config import Config, Job, Paths
 from core.agent.config_file import file_stamp, load_or_recover, read_config, update_config
 from core.agent.drives import read_drive_file
-from core.agent.history import SUCCESS, History, RunEnd, RunKind, RunStatus, Trigger
+from core.agent.history import SUCCESS, History, RunEnd, RunStatus, Trigger
 from core.agent.restore_first import PageHold, announce_connect, hold_connect, release_held, wait_for_restore
 from core.agent.rolling import RollingChecks
 from core.agent.runner import RESTORE, JobRunner, RunCancel, Task
@@ -250,10 +250,10 @@ class Agent:
         return any(d in self.present for d in job.destination.drive_ids)
 
     def _execute(self, task: Task, cancel: RunCancel, progress, key: str = "") -> None:
-        """Run one job or check (on its runner's thread) and tell the user how it went."""
-        from core.agent.jobs import Target, resolve_target, run_job, verify_job
+        """Run one job (on its runner's thread) and tell the user how it went."""
+        from core.agent.jobs import Target, resolve_target, run_job
 
-        name, kind = task.name, task.kind
+        name = task.name
         job = self.config.job(name)
         if job is None:
             return   # removed while queued
@@ -273,12 +273,6 @@ class Agent:
             self.notifier.notify(f"{name}: not backed up", err.message, "failed")
             return
         if not wait_for_restore(target.set_path, cancel, progress):   # restore first (issue #14)
-            return
-        if kind is RunKind.VERIFY:
-            outcome = verify_job(job, self.config, self.history, target=target, progress=progress, clock=self.clock,
-                                 trigger=task.trigger, unlock=self._unlocker())
-            if outcome.error is not None:
-                self.notifier.notify(f"{name}: the backup check found a problem", outcome.error.message, "failed")
             return
         self.rolling.wait_for_repair(job.destination.key())   # a rolling check's repair writes to the set
         from core.agent import watching

@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.agent.history import RunKind
 from core.engine.restore import CONFLICTS, OnConflict, RestoreOptions, restore
 from core.errors import AgentBusy, Cancelled, DamagedSet, DriveGone, PlugbackError, UsageError
 
@@ -327,8 +326,7 @@ def _runner_key(src: Source, bset) -> str:
 
 
 def _waiting_for_run(agent, runner) -> str:
-    what = "check" if runner.kind == RunKind.VERIFY else "backup"
-    return f"Waiting for the {what} of {runner.current} to finish."
+    return f"Waiting for the backup of {runner.current} to finish."
 
 
 def _lock_wait(agent, task: dict, bset, holder: dict) -> None:

@@ -17,7 +17,7 @@ from typing import Callable
 
 from core.agent.config import Config, Job
 from core.agent.drives import find_drive
-from core.agent.history import History, RunEnd, RunKind, RunStatus, Trigger, warnings_text
+from core.agent.history import History, RunEnd, RunStatus, Trigger, warnings_text
 from core.agent.words import plural, removed_backups, size
 from core.engine.layout import check_chain, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
@@ -241,45 +241,6 @@ def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str], bo
     if result.forgotten:
         log.append(f"retention: forgot {plural(len(result.forgotten), 'old snapshot')}, "
                    f"freed {plural(result.bytes_freed, 'byte')}")
-
-
-def verify_job(job: Job, config: Config, history: History, *, target: Target | None = None,
-               progress: Callable[[Progress], None] | None = None, clock: Clock | None = None,
-               trigger: Trigger = Trigger.MANUAL, unlock: Unlocker | None = None) -> Outcome:
-    """Read back everything in the job's set and compare with the manifests (the monthly check).
-
-    Recorded in history as a run of kind ``verify``: ``ok``, or ``failed`` with
-    error code ``damaged`` naming what does not match.
-    """
-    from core.agent.keys import make_unlocker
-    from core.engine.verify import VerifyOptions, verify
-
-    clock = clock or Clock()
-    target = target or resolve_target(job, config)
-    run_id = history.start(job.name, clock.now(), drive_id=target.drive_id, kind=RunKind.VERIFY,
-                           trigger=trigger)
-    outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=target)
-    try:
-        bset = BackupSet.open(target.set_path, unlock or make_unlocker())
-        result = verify(bset, VerifyOptions(read_all=True, progress=progress or no_progress))
-        outcome.log.append(f"checked {plural(result.snapshots, 'snapshot')}, {plural(result.contents, 'content')}, "
-                           f"{plural(result.bytes_read, 'byte')} read")
-        outcome.log.extend(result.notices)
-        if result.damaged:
-            outcome.log.extend(f"damaged: {what}: {why}" for what, why in result.damaged)
-            what = "; ".join(w for w, _ in result.damaged[:5])
-            raise DamagedSet(what=f"{plural(len(result.damaged), 'file')} not matching the backup ({what})")
-        outcome.status = RunStatus.OK
-        history.append_log(run_id, "\n".join(outcome.log))
-        history.finish(run_id, RunEnd(status=RunStatus.OK, ended=clock.now()))
-    except PlugbackError as err:
-        outcome.status = RunStatus.DRIVE_REMOVED if isinstance(err, DriveGone) else RunStatus.FAILED
-        outcome.error = err
-        outcome.log.append(f"{outcome.status}: {err.message}")
-        history.append_log(run_id, "\n".join(outcome.log))
-        history.finish(run_id, RunEnd(status=outcome.status, ended=clock.now(), error=err.message,
-                                      error_code=err.code))
-    return outcome
 
 
 def run_job(job: Job, config: Config, history: History, *, target: Target | None = None,
