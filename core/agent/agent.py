@@ -58,6 +58,7 @@ class Agent:
         self.drive_events: str | None = None       # the watcher's event source (status.drive_events)
         self.restore_task: dict | None = None
         self.restore_drive: str | None = None
+        self.restore_stop: tuple | None = None   # (runner, task key) of the restore to stop (core.agent.browse)
         self.page_hold = PageHold(lambda: release_held(self))   # the Restore page is open
         self.listeners: list[Callable[[], None]] = []
         self.stopped = threading.Event()

@@ -306,7 +306,7 @@ def _refuse_second(agent) -> None:
 def stop_restore(agent) -> dict:
     """Stop the restore: a queued one never starts, a running one stops after the file it is writing
     (what is restored stays; no file is left half written)."""
-    stop = getattr(agent, "restore_stop", None)
+    stop = agent.restore_stop
     task = agent.restore_task
     if stop is None or not task or not task.get("running"):
         return {"stopped": False}

@@ -292,7 +292,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
                 changes=scan.hint if scan else None, rehash=bool(scan and scan.rehash)), report=room)
         finally:
             _note_room(room, outcome, clock)
-        if scan is not None and scan.hint is not None and getattr(result, "scan", None) == "full":
+        if scan is not None and scan.hint is not None and result.scan == "full":
             outcome.log.append("scan: the engine scanned every folder instead (the hint did not apply)")
         _finish_backup(job, bset, result, outcome, history, clock)
     except BaseException as err:
@@ -322,7 +322,7 @@ def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history:
 
     log = outcome.log
     outcome.snapshot_id = result.snapshot_id
-    outcome.scan = getattr(result, "scan", None)   # an engine without journal scans has no such field
+    outcome.scan = result.scan
     if result.status is BackupStatus.DAMAGED:
         # The snapshot is committed but reading it back found a mismatch: loud, never "ok".
         what = "; ".join(f"{p}: {r}" for p, r in result.damaged[:5])
