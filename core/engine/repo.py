@@ -18,11 +18,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from core.engine import chunks, safeio
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
-from core.engine import safeio
 from core.engine.fs import FileSystem, blocks, long_path, read_buffer, translate
-from core.engine.layout import FORMAT_VERSION, SET_FORMAT, SetLayout
+from core.engine.layout import SET_FORMAT, SET_VERSION, SetLayout
 from core.engine.scratch import LatestIndex
 from core.errors import (
     DamagedSet,
@@ -69,7 +69,7 @@ def decode_meta(raw: bytes, path: Path) -> dict:
     version = meta.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise bad("its 'version' is not a version number")
-    if version > FORMAT_VERSION:
+    if version > SET_VERSION:
         raise NewerFormat(path=str(path.parent), version=version)
     try:
         uuid.UUID(meta.get("set_id") if isinstance(meta.get("set_id"), str) else "")
@@ -176,7 +176,9 @@ class BackupSet:
         except OSError as err:
             raise translate(err, root) from err
         layout = SetLayout(root)
-        meta = {"format": SET_FORMAT, "version": FORMAT_VERSION, "set_id": str(uuid.uuid4()),
+        # Encrypted sets stay at version 1: format 2's chunked old versions are plain-set only.
+        version = SET_VERSION if passphrase is None else 1
+        meta = {"format": SET_FORMAT, "version": version, "set_id": str(uuid.uuid4()),
                 "created": now.isoformat(timespec="seconds")}
         set_keys = None
         if passphrase is not None:
@@ -201,6 +203,16 @@ class BackupSet:
     @property
     def encrypted(self) -> bool:
         return self.keys is not None
+
+    @property
+    def version(self) -> int:
+        """The set's format version (plugback.json's, checked on opening)."""
+        return int(self.meta.get("version", 1))
+
+    @property
+    def chunked(self) -> bool:
+        """Format 2, plain: big files' older versions are stored as chunks (core/engine/chunks.py)."""
+        return self.keys is None and self.version >= 2
 
     @property
     def set_id(self) -> str:
@@ -364,13 +376,24 @@ class BackupSet:
         return (entry.obj if self.keys is not None else entry.sha256) or ""   # checked entries have both
 
     def object_paths(self, entry: mf.Entry) -> list[Path] | None:
-        """``entry``'s copy in ``objects/``: one path, or the parts in order; None if there is none."""
+        """``entry``'s copy in ``objects/``: one path, the parts in order, or (format 2) its chunks
+        (a :class:`chunks.ChunkPaths`, from its checked chunk list; ChunkListDamaged if that is
+        damaged); None if there is none."""
         name = self.object_name(entry)
         if entry.parts:
             parts = [self.layout.object_part(name, i) for i in range(1, entry.parts + 1)]
             return parts if parts[0].exists() else None
         p = self.layout.object(name)
-        return [p] if p.exists() else None
+        if p.exists():
+            return [p]
+        if self.chunked and entry.size >= chunks.LIST_FROM:
+            cl = chunks.load(self, name)   # ChunkListDamaged if it is not a valid list
+            if cl is not None:
+                if cl.size != entry.size:
+                    raise chunks.ChunkListDamaged(path=chunks.label(self, chunks.list_path(self, name)),
+                                                  reason=f"it describes {cl.size} bytes, the snapshot {entry.size}")
+                return chunks.ChunkPaths(self, cl)
+        return None
 
     def content_paths(self, entry: mf.Entry, *, of_newest: bool = False) -> list[Path] | None:
         """Where ``entry``'s bytes are: one path, or the parts in order; None if nowhere.
@@ -396,6 +419,9 @@ class BackupSet:
         """The plaintext of ``entry`` in blocks (decrypted and authenticated in encrypted sets)."""
         from core.engine.fs import drop_cache as _drop
 
+        if isinstance(paths, chunks.ChunkPaths):
+            yield from paths.read(drop_cache)
+            return
         if self.keys is None:
             # Blocks are views of one reused buffer: use each before asking for the next.
             buf = read_buffer()

@@ -512,7 +512,10 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         return outcome, ""
     if outcome is RestoreOutcome.DAMAGED:
         return outcome, "a folder is in the way; not restored"
-    paths = bset.content_paths(e, of_newest=of_newest)
+    try:
+        paths = bset.content_paths(e, of_newest=of_newest)
+    except DamagedSet as err:   # a damaged chunk list (format 2)
+        return RestoreOutcome.DAMAGED, f"{err}; not restored"
     if not paths:
         return RestoreOutcome.DAMAGED, "its content is missing from the drive; not restored"
     tmp = os.path.join(folder, f".plugback-restore-{_RUN}-{next(_COUNTER)}.part")

@@ -14,10 +14,10 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
+from core.engine import chunks, scratch
 from core.engine import journal as journal_mod
-from core.engine import scratch
 from core.engine.lock import SetLock
 from core.engine.manifest import FILE
 from core.engine.progress import Clock
@@ -141,9 +141,10 @@ def prune_objects(bset: BackupSet, keep: Iterable[str] = ()) -> tuple[int, int]:
     """Delete objects no snapshot names (nor ``keep``); (count, bytes). The caller holds the lock.
 
     The objects present go into a scratch table (core/engine/scratch.py), every manifest
-    streams through it striking out the names it references, and what is left is
-    deleted: memory stays flat however many files and snapshots (issue #11). Every
-    manifest must read to its checked end first, or nothing is deleted.
+    streams through it striking out the names it references, then (format 2) every chunk list
+    of a referenced content strikes out its chunks, and what is left is deleted: memory stays
+    flat however many files and snapshots (issue #11). Every manifest, and every chunk list
+    still referenced, must read to its checked end first, or nothing is deleted.
     """
     with closing(scratch.connect()) as db:
         db.execute("CREATE TABLE unused (name BLOB PRIMARY KEY) WITHOUT ROWID")
@@ -162,6 +163,9 @@ def prune_objects(bset: BackupSet, keep: Iterable[str] = ()) -> tuple[int, int]:
                                     "content it still needs. Run 'plugback verify SET' first.") from None
         for batch in scratch.batches((bytes.fromhex(n),) for n in keep):
             db.executemany("DELETE FROM unused WHERE name = ?", batch)
+        for cl in _referenced_lists(bset, lambda n: db.execute("SELECT 1 FROM unused WHERE name = ?",
+                                                               (bytes.fromhex(n),)).fetchone() is None):
+            db.executemany("DELETE FROM unused WHERE name = ?", ((bytes.fromhex(c),) for c, _ in cl.chunks))
         db.execute("COMMIT")
         removed = freed = 0
         last = None
@@ -174,6 +178,23 @@ def prune_objects(bset: BackupSet, keep: Iterable[str] = ()) -> tuple[int, int]:
             removed += name != last
             last = name
     return removed, freed
+
+
+def _referenced_lists(bset: BackupSet, referenced: Callable[[str], bool]) -> Iterator[chunks.ChunkList]:
+    """The chunk list of every content ``referenced`` says is still needed (format 2), read one at a
+    time; a damaged one stops the prune (it cannot say which chunks it needs)."""
+    if not bset.chunked:
+        return
+    for name, path in bset.layout.iter_object_files():
+        if not path.name.endswith(chunks.LIST_SUFFIX) or not referenced(name):
+            continue
+        try:
+            cl = chunks.load(bset, name, path)
+        except PlugbackError as err:
+            raise PlugbackError(f"Cannot prune: {err} Pruning could delete chunks it needs; run "
+                                "'plugback verify SET' first.") from None
+        if cl is not None:
+            yield cl
 
 
 def thin_count(alone: list[int], unused: int, free: int, need: int) -> int | None:
@@ -255,6 +276,10 @@ def _needed_alone(bset: BackupSet, ids: list[str]) -> tuple[list[int], int]:
                 refs = ((i, bytes.fromhex(bset.object_name(e))) for e in reader if e.type == FILE)
                 for batch in scratch.batches(refs):
                     db.executemany("UPDATE obj SET last = ? WHERE name = ?", batch)
+        for cl in _referenced_lists(bset, lambda n: True):
+            # A chunk is needed as long as the last content whose list names it.
+            db.executemany("UPDATE obj SET last = max(last, (SELECT last FROM obj WHERE name = ?)) WHERE name = ?",
+                           ((bytes.fromhex(cl.sha256), bytes.fromhex(c)) for c, _ in cl.chunks))
         flying = ((len(ids), bytes.fromhex(n)) for n in in_flight(bset))
         for batch in scratch.batches(flying):
             db.executemany("UPDATE obj SET last = ? WHERE name = ?", batch)

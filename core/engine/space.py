@@ -8,7 +8,8 @@ anything is written:
    the engine's own "unchanged" rule (size, mtime, inode, ctime); only new and changed
    files cost bytes (rounded up to the volume's blocks; encrypted: with the format's
    overhead). Old versions leave ``Latest/`` by a rename into ``objects/`` and cost
-   nothing new; files an interrupted run already placed (the journal's checkpointed
+   nothing new, except big files in format-2 sets, stored as chunks: at most their size
+   again (core/engine/chunks.py); files an interrupted run already placed (the journal's checkpointed
    records) cost nothing either. A margin covers the manifest, ``Latest.sha256``, the
    journal and new folders. Identical content stored once is not known before reading,
    so the estimate can only be too high, never too low, for the files it sees.
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from core.engine import chunks
 from core.engine import journal as journal_mod
 from core.engine.atomic import clear_tmp
 from core.engine.backup import (
@@ -48,6 +50,7 @@ from core.engine.backup import (
     check_sources,
     same_stat,  # the run's own rule: the two cannot disagree
 )
+from core.engine.chunkstore import big_enough
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, Entry
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
@@ -159,6 +162,7 @@ def _count(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_
             if count % CANCEL_EVERY == 0:
                 hooks[0].check()
                 hooks[1](Progress("scan", 0, 0, 0, 0, getattr(se or prev, "path", "")))
+            margin += _chunking(bset, prev, se, block)
             if se is None:
                 continue   # removed: its content moves into objects/ by a rename
             n = len(se.path.encode("utf-8", "surrogatepass"))
@@ -177,6 +181,18 @@ def _count(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_
             content += stored_size(se.size, encrypted, block)
             margin += MARGIN_PER_COPY + 2 * n
     return Need(content, files, margin)
+
+
+def _chunking(bset: BackupSet, prev: Entry | None, se, block: int) -> int:
+    """Format 2: what moving ``prev`` (a big file in ``Latest/`` that is removed or changed) out as
+    chunks can write: at most its size again (a rename costs nothing, chunks are new bytes), and
+    its chunk list. Not known before reading which chunks are new, so the most."""
+    if prev is None or prev.type != FILE or prev.parts or not bset.chunked or not big_enough(prev.size):
+        return 0
+    if se is not None and se.type == FILE and same_stat(prev, se):
+        return 0
+    chunk_lines = prev.size // (chunks.MIN_SIZE) + 1
+    return stored_size(prev.size, False, block) + chunk_lines * 80 + block
 
 
 def _still_placed(bset: BackupSet, t: journal_mod.Placed) -> bool:
@@ -350,6 +366,8 @@ def _take_back(bset: BackupSet, parent: str | None, records: dict[str, journal_m
         sizes = [_regular_size(p) for p in paths]
         if None in sizes or sum(s or 0 for s in sizes) != r.size:
             continue   # not the copy the run made: left alone
+        if bset.chunked and not r.parts and big_enough(r.size):
+            continue   # a chunk list may name this place for chunks of the version it replaced
         for p in paths:
             bset.fs.unlink(p)
         removed += 1

@@ -20,6 +20,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.engine import chunkstore
 from core.engine.atomic import tmp_name
 from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
@@ -232,7 +233,7 @@ class PlainStore(_Store):
         # With --rehash the copy in Latest/ may be damaged (same size, other bytes): the fresh
         # copy of the same content replaces it, nothing of it needs keeping.
         if old is not None and not same:
-            self.displace(old)
+            self.displace(old, incoming=(copied, entry))
         for tmp, dest in zip(copied.tmp_paths, self._latest_paths(entry), strict=True):
             try:
                 self.fs.replace(tmp, dest)
@@ -246,8 +247,11 @@ class PlainStore(_Store):
                 self.fs.replace(tmp, dest)
         return True
 
-    def displace(self, old: Entry) -> None:
-        """Take ``old`` out of ``Latest/``, keeping its content in ``objects/`` (a warning if it cannot)."""
+    def displace(self, old: Entry, incoming: tuple[Copied, Entry] | None = None) -> None:
+        """Take ``old`` out of ``Latest/``, keeping its content in ``objects/`` (a warning if it cannot).
+
+        ``incoming``: the new copy (in ``tmp/``) and entry that ``place`` puts in ``Latest/`` next.
+        """
         if old.type != FILE:
             p = self.layout.latest_file(old.mirror_path, writing=True)
             if old.type == "l" and os.path.islink(long_path(p)):
@@ -267,6 +271,9 @@ class PlainStore(_Store):
         present = [p for p in paths if _is_file(p)]
         if not present:
             return  # an interrupted run already moved it
+        if self.bset.chunked and not old.parts and chunkstore.big_enough(old.size):
+            self._displace_chunked(old, present[0], incoming)
+            return
         sha = old.sha256
         assert sha is not None   # a file's entry has its hash (parse_entry)
         obj = [self.layout.object(sha)] if not old.parts else \
@@ -289,6 +296,25 @@ class PlainStore(_Store):
             if src in present:
                 self.fs.replace(src, dst)
         return None
+
+    def _displace_chunked(self, old: Entry, path: Path, incoming: tuple[Copied, Entry] | None) -> None:
+        """Format 2: ``old``'s copy at ``path`` into ``objects/`` as chunks (core/engine/chunkstore.py).
+
+        When the new copy takes the same place, its chunks are not stored again: the list
+        names that place. Then the copy stays until the new one is renamed over it (the same
+        instant), otherwise it goes once the list is durable.
+        """
+        keep: set[str] = set()
+        latest = None
+        if incoming is not None:
+            copied, entry = incoming
+            if entry.mirror_path == old.mirror_path and not entry.parts and chunkstore.big_enough(copied.size):
+                keep, latest = chunkstore.digests(self.bset, copied.tmp_paths), entry.mirror_path
+        if not chunkstore.ChunkWriter(self.bset, self._object_dir).store(old, [path], keep, latest):
+            self.fs.unlink(path)
+            self._edited(old)
+        elif latest is None:
+            self.fs.unlink(path)
 
     def _edited(self, old: Entry) -> None:
         self.warnings.append(RunWarning(WarningCode.LATEST_EDITED, old.path,
@@ -347,11 +373,7 @@ class PlainStore(_Store):
                 if not _is_file(p):
                     self.fs.unlink(p)   # a symlink, FIFO or device: never followed or opened
                     continue
-                digest = hashlib.sha256()
-                with open(os.open(p, READ_FLAGS | _NOFOLLOW | _NONBLOCK), "rb", buffering=0) as f:
-                    for block in iter(lambda: f.read(COPY_BLOCK), b""):
-                        digest.update(block)
-                obj = self.layout.object(digest.hexdigest())
+                obj = self.layout.object(self._set_aside_digest(p))
                 if os.path.exists(long_path(obj)):
                     self.fs.unlink(p)
                 else:
@@ -363,6 +385,18 @@ class PlainStore(_Store):
                     self.fs.unlink(d)
                 else:
                     self.fs.remove_dir(d)
+
+
+    def _set_aside_digest(self, p: Path) -> str:
+        """The SHA-256 of ``p`` (a regular file in ``Latest/``); in a format-2 set a big file's chunks
+        go to ``objects/`` first, as lists may name its place for them (core/engine/chunks.py)."""
+        if self.bset.chunked and chunkstore.big_enough(os.lstat(long_path(p)).st_size):
+            return chunkstore.ChunkWriter(self.bset, self._object_dir).spill([p])
+        digest = hashlib.sha256()
+        with open(os.open(p, READ_FLAGS | _NOFOLLOW | _NONBLOCK), "rb", buffering=0) as f:
+            for block in iter(lambda: f.read(COPY_BLOCK), b""):
+                digest.update(block)
+        return digest.hexdigest()
 
 
 class EncryptedStore(_Store):

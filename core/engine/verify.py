@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, cast
 
 from core.engine import scratch
+from core.engine.chunks import ChunkPaths
 from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
@@ -72,7 +73,10 @@ def stored_size(bset: BackupSet, entry: Entry) -> int:
 
 def check_entry(bset: BackupSet, entry: Entry, paths: list[Path] | None = None) -> str | None:
     """Read ``entry``'s content from the drive and compare it with the manifest; a reason or None."""
-    paths = paths if paths is not None else bset.content_paths(entry)
+    try:
+        paths = paths if paths is not None else bset.content_paths(entry)
+    except DamagedSet as err:   # a damaged chunk list (format 2)
+        return str(err)
     if not paths:
         return "its content is missing from the drive"
     digest = hashlib.sha256()
@@ -95,6 +99,8 @@ def check_entry(bset: BackupSet, entry: Entry, paths: list[Path] | None = None) 
 def _structure_problem(bset: BackupSet, entry: Entry, paths: list[Path] | None) -> str | None:
     if not paths:
         return "its content is missing from the drive"
+    if isinstance(paths, ChunkPaths):
+        return paths.structure_problem()
     try:
         size = sum(os.stat(long_path(p)).st_size for p in paths)
     except OSError as err:
@@ -246,12 +252,15 @@ def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOption
 
     def run(check: _Check):
         label, e, paths = check
-        if paths is OBJECT_ONLY:
-            paths = bset.object_paths(e)
-            if not paths:
-                return label, e, None   # in Latest/ only: the Latest/ checks read it
-        elif paths is LOOK_UP:
-            paths = bset.content_paths(e)
+        try:
+            if paths is OBJECT_ONLY:
+                paths = bset.object_paths(e)
+                if not paths:
+                    return label, e, None   # in Latest/ only: the Latest/ checks read it
+            elif paths is LOOK_UP:
+                paths = bset.content_paths(e)
+        except DamagedSet as err:   # a damaged chunk list (format 2)
+            return label, e, str(err)
         found = cast("list[Path] | None", paths)   # the sentinels are resolved above
         problem = _structure_problem(bset, e, found)
         if problem is None and options.read_all:
