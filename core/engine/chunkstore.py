@@ -74,7 +74,7 @@ class ChunkWriter:
             if c in keep:
                 leans = True
                 continue
-            self._write(obj, data)
+            self.write_chunk(obj, data)
             written.append(c)
         if whole.hexdigest() != old.sha256 or sum(n for _, n in listed) != old.size:
             return False
@@ -102,7 +102,7 @@ class ChunkWriter:
             whole.update(data)
             obj = self.layout.object(c)
             if _size(obj) != len(data):
-                self._write(obj, data)
+                self.write_chunk(obj, data)
         self.fs.flush_volume(self.layout.root)
         return whole.hexdigest()
 
@@ -112,7 +112,7 @@ class ChunkWriter:
         except DamagedSet:
             return None   # replaced by a good one
 
-    def _write(self, obj: Path, data: bytes) -> None:
+    def write_chunk(self, obj: Path, data: bytes) -> None:
         """One chunk into ``objects/`` through ``tmp/`` (made durable by the volume flush after)."""
         self.make_dir(obj.parent)
         tmp = tmp_name(self.layout.tmp, ".chunk")
@@ -127,7 +127,7 @@ class ChunkWriter:
         """Each chunk written, read from the drive (cache dropped) and checked; a bad one is written
         once more (its bytes cut from ``paths`` again), then DamagedSet."""
         for attempt in range(READ_BACK_TRIES):
-            bad = {c for c in written if not self._reads_back(c)}
+            bad = {c for c in written if not self.reads_back(c)}
             if not bad:
                 return
             if attempt == READ_BACK_TRIES - 1:
@@ -136,11 +136,11 @@ class ChunkWriter:
                                  "after writing (the drive may be failing)")
             for c, data in chunks.cut(chunks.file_blocks(paths, self.bset.root)):
                 if c in bad:
-                    self._write(self.layout.object(c), data)
+                    self.write_chunk(self.layout.object(c), data)
                     bad.discard(c)
             self.fs.flush_volume(self.layout.root)
 
-    def _reads_back(self, c: str) -> bool:
+    def reads_back(self, c: str) -> bool:
         try:
             data = b"".join(chunks.file_blocks([self.layout.object(c)], self.bset.root, drop=True))
         except (OSError, DamagedSet):

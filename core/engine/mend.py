@@ -20,6 +20,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.engine import chunks, mend_chunks
+from core.engine.chunkstore import ChunkWriter
 from core.engine.fs import probe_volume
 from core.engine.lock import SetLock
 from core.engine.manifest import FILE, Entry
@@ -104,16 +106,52 @@ def mend(bset: BackupSet, damaged: list[Damage], allowed: list[str], *, clock: C
     clock = clock or Clock()
     keys = {_content_key(bset, d) for d in damaged} - {None}
     holders = locate(bset, {k for k in keys if k}, allowed) if keys else {}
+    pieces = _chunk_owners(bset, damaged, holders)
+    if pieces:
+        holders.update(locate(bset, set(pieces.values()), allowed))
     out: list[Mended] = []
     with SetLock(bset.layout.lock, clock, purpose="repair"):
         store = (EncryptedStore if bset.encrypted else PlainStore)(bset, probe_volume(bset.layout.tmp), [])
         for d in damaged:
             key = _content_key(bset, d)
+            if d.name in pieces:
+                out.append(_mend_chunk(bset, store, d, holders[pieces[d.name]]))
+                continue
             h = holders.get(key or "", Holders(snapshots=[d.snapshot] if d.snapshot else []))
             out.append(_mend_one(bset, store, d, h))
+            if out[-1].repaired and d.where.endswith(chunks.LIST_SUFFIX):
+                bset.fs.unlink(chunks.list_path(bset, d.name or ""))   # the whole object stands in for it
         if any(m.repaired for m in out):
             bset.fs.flush_volume(bset.layout.root)
     return out
+
+
+def _chunk_owners(bset: BackupSet, damaged: list[Damage], holders: dict[str, Holders]) -> dict[str, str]:
+    """Damaged objects no snapshot names that are chunks (format 2): chunk -> a content whose list names it."""
+    orphans = {d.name for d in damaged if d.name and not d.where.endswith(chunks.LIST_SUFFIX)
+               and not holders.get(d.name, Holders()).snapshots}
+    return mend_chunks.owners(bset, orphans) if orphans and bset.chunked else {}
+
+
+def _mend_chunk(bset: BackupSet, store, d: Damage, h: Holders) -> Mended:
+    """A damaged chunk: cut from the file on this computer again (core/engine/mend_chunks.py)."""
+    writer = ChunkWriter(bset, store.object_dir)
+    if writer.reads_back(d.name or ""):
+        return Mended(d, False, "it reads correctly now", h, moot=True)
+    if h.entry is None or h.source is None:
+        return Mended(d, False, "a piece of older versions of a file whose source folder is not one of this "
+                      "computer's backed-up folders", h)
+    problem = mend_chunks.rewrite_chunk(bset, writer, d.name or "", _source_path(h))
+    if problem:
+        return Mended(d, False, problem, h)
+    return Mended(d, True, "copied again from this computer and read back correctly", h)
+
+
+def _source_path(h: Holders) -> str:
+    """The file on this computer that ``h.entry`` was backed up from."""
+    assert h.entry is not None and h.source is not None
+    rel = h.entry.path.split("/", 1)
+    return os.path.join(h.source, *rel[1].split("/")) if len(rel) == 2 else h.source
 
 
 def _content_key(bset: BackupSet, d: Damage) -> str | None:
@@ -145,8 +183,7 @@ def _mend_one(bset: BackupSet, store, d: Damage, h: Holders) -> Mended:
         return Mended(d, False, "it reads correctly now (a backup replaced it meanwhile)", h, moot=True)
     if h.entry is None or h.source is None:
         return Mended(d, False, "its source folder is not one of this computer's backed-up folders", h)
-    rel = h.entry.path.split("/", 1)
-    abspath = os.path.join(h.source, *rel[1].split("/")) if len(rel) == 2 else h.source
+    abspath = _source_path(h)
     try:
         st = os.lstat(abspath)
     except OSError:

@@ -7,7 +7,9 @@ cancelled and returning a :class:`Cursor` to start from next time:
 1. ``objects``: every object in ``objects/``, by name (whole objects: parts
    together). Plain sets: its SHA-256 must be its name; encrypted sets: it must
    decrypt and authenticate, and its keyed hash must be its name. So an object
-   is checked without any manifest.
+   is checked without any manifest. A chunk of a format-2 set is such an object;
+   a chunk list (``<name>.chunks``) is an item of its own: it must decode, and
+   each chunk it names must be there with its size (core/engine/chunks.py).
 2. ``latest`` (plain sets): every file of the newest snapshot at its place in
    ``Latest/``, by path, against that manifest's size and SHA-256.
 3. ``check``: the quick structural verify (core/engine/verify.py): every
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from core.engine import safeio
+from core.engine import chunks, safeio
 from core.engine.fs import blocks, drop_cache, read_buffer
 from core.engine.manifest import FILE, Entry, sort_key
 from core.engine.pass_cursor import Cursor
@@ -134,33 +136,47 @@ def _spent(result: SliceResult, budget: int | None) -> bool:
 def _objects(bset: BackupSet, reader: "_Reader", result: SliceResult, budget: int | None,
              progress: ProgressCallback) -> None:
     after = result.cursor.key
-    for name, paths in _whole_objects(bset, after, reader.cancel):
+    for key, name, paths in _whole_objects(bset, after, reader.cancel):
         if _spent(result, budget):
             return
-        problem, size = reader.check_object(name, paths)
-        _done(result, Cursor("objects", name), size, progress, f"objects/{name[:2]}/{name}")
+        if key == name:
+            problem, size = reader.check_object(name, paths)
+        else:
+            problem, size = reader.check_chunk_list(name, paths[0])
+        where = f"objects/{name[:2]}/{key}"
+        _done(result, Cursor("objects", key), size, progress, where)
         if problem:
-            result.damaged.append(Damage(f"objects/{name[:2]}/{name}", problem, name=name))
+            result.damaged.append(Damage(where, problem, name=name))
 
 
-def _whole_objects(bset: BackupSet, after: str, cancel: CancelToken | None = None) -> Iterator[tuple[str, list[Path]]]:
-    """(name, its files in part order) of every object named after ``after``, by name."""
+def _whole_objects(bset: BackupSet, after: str, cancel: CancelToken | None = None) -> Iterator[tuple[str, str, list[Path]]]:
+    """(key, name, its files in part order) of every object keyed after ``after``, by key. The key is
+    the name; a chunk list (format 2) is an item of its own, keyed ``<name>.chunks``, right after
+    the object of the same name (if any)."""
     layout = bset.layout
     cancel = cancel or CancelToken()
     current: str | None = None
     files: list[Path] = []
+    lists: list[Path] = []
     for n, (name, path) in enumerate(layout.iter_object_files()):
         if not n % 1024 and cancel.cancelled:
             raise _Stop()
-        if name <= after:
-            continue
         if name != current:
             if current is not None:
-                yield current, _in_order(bset, current, files)
-            current, files = name, []
-        files.append(path)
+                yield from _items(bset, current, files, lists, after)
+            current, files, lists = name, [], []
+        (lists if path.name.endswith(chunks.LIST_SUFFIX) else files).append(path)
     if current is not None:
-        yield current, _in_order(bset, current, files)
+        yield from _items(bset, current, files, lists, after)
+
+
+def _items(bset: BackupSet, name: str, files: list[Path], lists: list[Path],
+           after: str) -> Iterator[tuple[str, str, list[Path]]]:
+    if files and name > after:
+        yield name, name, _in_order(bset, name, files)
+    key = name + chunks.LIST_SUFFIX
+    if lists and key > after:
+        yield key, name, lists
 
 
 def _in_order(bset: BackupSet, name: str, files: list[Path]) -> list[Path]:
@@ -301,6 +317,25 @@ class _Reader:
         if problem is None and keyed.hexdigest() != name:
             problem = "its content does not match its name (changed or damaged on the drive)"
         return problem, stored
+
+    def check_chunk_list(self, name: str, path: Path) -> tuple[str | None, int]:
+        """A chunk list (format 2): valid, and each chunk it names in ``objects/`` with its size (or in
+        its ``latest`` file, which the ``latest`` phase reads); the chunks' bytes are read as objects."""
+        try:
+            size = os.lstat(path).st_size
+        except OSError:
+            size = 0
+        try:
+            cl = chunks.load(self.bset, name, path)
+        except FileNotFoundError:
+            cl = None
+        except PlugbackError as err:
+            if self._gone():
+                raise _Stop() from None
+            return err.message, size
+        if cl is None:
+            return None, size   # gone meanwhile (a prune)
+        return chunks.ChunkPaths(self.bset, cl).structure_problem(), size
 
     def check_latest(self, e: Entry) -> tuple[str | None, int]:
         """Read ``e``'s copy in ``Latest/`` (folders on the way proven real): (problem or None, bytes)."""

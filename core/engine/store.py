@@ -197,7 +197,7 @@ class _Store:
         for p in copied.tmp_paths:
             self.fs.unlink(p)
 
-    def _object_dir(self, folder: Path) -> None:
+    def object_dir(self, folder: Path) -> None:
         """``objects/xx/``, made once per run (not a mkdir per object)."""
         if folder not in self._made:
             self.fs.mkdir(folder)
@@ -290,7 +290,7 @@ class PlainStore(_Store):
                 self.fs.unlink(p)
             self._edited(old)
             return
-        self._object_dir(obj[0].parent)
+        self.object_dir(obj[0].parent)
         # Last part first: the first part's presence in objects/ means the object is whole.
         for src, dst in reversed(list(zip(paths, obj, strict=True))):
             if src in present:
@@ -310,7 +310,7 @@ class PlainStore(_Store):
             copied, entry = incoming
             if entry.mirror_path == old.mirror_path and not entry.parts and chunkstore.big_enough(copied.size):
                 keep, latest = chunkstore.digests(self.bset, copied.tmp_paths), entry.mirror_path
-        if not chunkstore.ChunkWriter(self.bset, self._object_dir).store(old, [path], keep, latest):
+        if not chunkstore.ChunkWriter(self.bset, self.object_dir).store(old, [path], keep, latest):
             self.fs.unlink(path)
             self._edited(old)
         elif latest is None:
@@ -377,7 +377,7 @@ class PlainStore(_Store):
                 if os.path.exists(long_path(obj)):
                     self.fs.unlink(p)
                 else:
-                    self._object_dir(obj.parent)
+                    self.object_dir(obj.parent)
                     self.fs.replace(p, obj)
             for name in dirs:
                 d = Path(folder) / name
@@ -391,7 +391,7 @@ class PlainStore(_Store):
         """The SHA-256 of ``p`` (a regular file in ``Latest/``); in a format-2 set a big file's chunks
         go to ``objects/`` first, as lists may name its place for them (core/engine/chunks.py)."""
         if self.bset.chunked and chunkstore.big_enough(os.lstat(long_path(p)).st_size):
-            return chunkstore.ChunkWriter(self.bset, self._object_dir).spill([p])
+            return chunkstore.ChunkWriter(self.bset, self.object_dir).spill([p])
         digest = hashlib.sha256()
         with open(os.open(p, READ_FLAGS | _NOFOLLOW | _NONBLOCK), "rb", buffering=0) as f:
             for block in iter(lambda: f.read(COPY_BLOCK), b""):
@@ -442,7 +442,7 @@ class EncryptedStore(_Store):
         if copied.obj in self.trusted and not self.rehash and _is_file(paths[0]):
             self.discard(copied)   # identical content is stored once
             return False
-        self._object_dir(paths[0].parent)
+        self.object_dir(paths[0].parent)
         # Parts go in last-first: the first part's presence means the object is whole.
         for tmp, dest in reversed(list(zip(copied.tmp_paths, paths, strict=True))):
             self.fs.replace(tmp, dest)
