@@ -13,10 +13,10 @@ import argparse
 import sys
 
 from core import __version__
-from core.cli import agent_cmds, backup_cmds, key_cmds, sets_cmds, versions_cmd
+from core.cli import agent_cmds, backup_cmds, key_cmds, sets_cmds, upgrade_cmd, versions_cmd
 from core.errors import EXIT_FAILURE, EXIT_USAGE, PlugbackError
 
-COMMAND_MODULES = (backup_cmds, versions_cmd, key_cmds, sets_cmds, agent_cmds)
+COMMAND_MODULES = (backup_cmds, versions_cmd, key_cmds, sets_cmds, upgrade_cmd, agent_cmds)
 
 
 class _Parser(argparse.ArgumentParser):
