@@ -55,29 +55,31 @@ LIST_SUFFIX = ".chunks"
 MAX_CHUNK = 16 * MIB
 MAX_CHUNKS = 1 << 20
 MAX_LIST_BYTES = 96 * MIB      # 1 Mi lines of 64 hex digits, a space, a size and a newline
-_LINE = re.compile(rb"([0-9a-f]{64}) ([1-9][0-9]{0,9})\n")
+_LINE = re.compile(rb"([0-9a-f]{64}) ([1-9][0-9]{0,9})( L)?\n")
 _END = re.compile(rb"end ([0-9a-f]{64})\n")
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
 class ChunkList:
-    """A content (``sha256``, ``size``) as chunks in order: (SHA-256 hex, size) pairs; ``latest``:
-    the mirror path in ``Latest/`` of the file that holds the chunks not in ``objects/`` (or None)."""
+    """A content (``sha256``, ``size``) as chunks in order: (SHA-256 hex, size) pairs; ``lean``: the
+    chunks not written to ``objects/`` because the file at ``latest`` (a mirror path in ``Latest/``)
+    holds them; every other chunk is in ``objects/``."""
 
     sha256: str
     size: int
     chunks: tuple[tuple[str, int], ...]
     latest: str | None = None
+    lean: frozenset[str] = frozenset()
 
 
 def encode(cl: ChunkList) -> bytes:
-    """A chunk list's bytes: a JSON header line, one ``<hex> <size>`` line per chunk, and
-    ``end <SHA-256 of every byte before this line>``."""
+    """A chunk list's bytes: a JSON header line, one ``<hex> <size>`` line per chunk (``<hex> <size> L``
+    for a chunk in ``lean``), and ``end <SHA-256 of every byte before this line>``."""
     head = {"format": LIST_FORMAT, "version": LIST_VERSION, "cdc": CDC, "sha256": cl.sha256,
             "size": cl.size, "count": len(cl.chunks), "latest": cl.latest}
     body = (json.dumps(head, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
-    body += b"".join(f"{c} {n}\n".encode() for c, n in cl.chunks)
+    body += b"".join(f"{c} {n}{' L' if c in cl.lean else ''}\n".encode() for c, n in cl.chunks)
     return body + b"end " + hashlib.sha256(body).hexdigest().encode() + b"\n"
 
 
@@ -123,7 +125,7 @@ def decode(raw: bytes, name: str, where: str) -> ChunkList:
             check_relative(latest, "Latest")
         except PlugbackError:
             raise bad("its 'latest' points outside Latest/") from None
-    chunks = []
+    chunks, lean = [], set()
     pos = first + 1
     for _ in range(count):
         m = _LINE.match(raw, pos)
@@ -133,12 +135,16 @@ def decode(raw: bytes, name: str, where: str) -> ChunkList:
         if n > MAX_CHUNK:
             raise bad(f"a chunk of {n} bytes is larger than {MAX_CHUNK}")
         chunks.append((m.group(1).decode(), n))
+        if m.group(3):
+            lean.add(chunks[-1][0])
         pos = m.end()
     if pos != tail:
         raise bad("it has more lines than its count says")
     if sum(n for _, n in chunks) != size:
         raise bad("its chunks' sizes do not add up to the content's size")
-    return ChunkList(name, size, tuple(chunks), latest)
+    if lean and latest is None:
+        raise bad("it names chunks in Latest/ but no file there")
+    return ChunkList(name, size, tuple(chunks), latest, frozenset(lean))
 
 
 def _count(v, limit: int) -> bool:
@@ -246,13 +252,14 @@ class ChunkPaths(list):
 
     def structure_problem(self) -> str | None:
         """What the quick check finds wrong (a chunk missing or of the wrong size), or None. A chunk
-        not in ``objects/`` counts as present when the list's ``latest`` file is there (reading
-        it is a full check's work)."""
+        the list leaves in its ``latest`` file and not in ``objects/`` counts as present when that
+        file is there (reading it is a full check's work)."""
         latest = self.latest_file()
         in_latest = latest is not None and _regular_size(latest) is not None
-        for p, (_c, n) in zip(self, self.chunk_list.chunks, strict=True):
+        lean = self.chunk_list.lean
+        for p, (c, n) in zip(self, self.chunk_list.chunks, strict=True):
             size = _regular_size(p)
-            if size == n or (size is None and in_latest):
+            if size == n or (size is None and in_latest and c in lean):
                 continue
             where = label(self.bset, p)
             return f"{where} is missing" if size is None else f"{where} has {size} bytes instead of {n}"
@@ -264,7 +271,7 @@ class ChunkPaths(list):
         located: dict[str, int] | None = None
         for p, (c, n) in zip(self, self.chunk_list.chunks, strict=True):
             data, problem = self._from_objects(p, c, n, drop)
-            if data is None:
+            if data is None and c in self.chunk_list.lean:
                 if located is None:
                     located = self._locate_in_latest(drop)
                 data = self._from_latest(located.get(c), c, n)

@@ -57,14 +57,14 @@ class ChunkWriter:
         """Put the content of ``paths`` (``old``'s copy in ``Latest/``) into ``objects/`` as chunks,
         except those in ``keep``, which the file at ``latest`` (its mirror path) will hold.
 
-        True once its chunk list is in place and durable (then the copy may go); False when the
-        copy does not hold ``old``'s content (edited outside Plugback): nothing then refers to
-        what was written.
+        True once ``old``'s content is kept (its chunk list in place and durable; then the copy may
+        go); False when the copy does not hold it and nothing does (edited outside Plugback). Either
+        way every chunk of the copy not in ``keep`` is in ``objects/``, whatever the copy holds.
         """
         whole = hashlib.sha256()
         listed: list[tuple[str, int]] = []
         written: list[str] = []
-        leans = False   # some chunk is only in the file at ``latest``
+        lean: set[str] = set()   # chunks only in the file at ``latest``
         for c, data in chunks.cut(chunks.file_blocks(paths, self.bset.root)):
             whole.update(data)
             listed.append((c, len(data)))
@@ -72,17 +72,19 @@ class ChunkWriter:
             if _size(obj) == len(data):
                 continue
             if c in keep:
-                leans = True
+                lean.add(c)
                 continue
             self.write_chunk(obj, data)
             written.append(c)
-        if whole.hexdigest() != old.sha256 or sum(n for _, n in listed) != old.size:
-            return False
         self.fs.flush_volume(self.layout.root)   # 2: every chunk durable before the list names it
         self._read_back(written, paths)
+        if whole.hexdigest() != old.sha256 or sum(n for _, n in listed) != old.size:
+            # Not ``old``'s bytes: an interrupted run moved them already and put a newer copy
+            # here (its chunks are safe now too), or someone edited the copy.
+            return self.layout.object(old.sha256 or "").exists() or self._current_list(old.sha256 or "") is not None
         if self.layout.object(old.sha256 or "").exists():
             return True   # whole in objects/ too (a format-1 object): no list needed
-        cl = chunks.ChunkList(old.sha256 or "", old.size, tuple(listed), latest if leans else None)
+        cl = chunks.ChunkList(old.sha256 or "", old.size, tuple(listed), latest if lean else None, frozenset(lean))
         # A valid list there already (an interrupted run's, or this content's earlier time in Latest/)
         # stays: each chunk it names is in objects/ or in its own ``latest`` file.
         if self._current_list(cl.sha256) is None:
