@@ -110,13 +110,13 @@ def decode(raw: bytes, name: str, where: str) -> ChunkList:
         raise bad("its first line is not valid JSON") from None
     if not isinstance(head, dict) or head.get("format") != LIST_FORMAT:
         raise bad("it is not a chunk list")
-    version = head.get("version")
-    if not _count(version, 1 << 31) or version < 1:
+    version = _count(head.get("version"), 1 << 31)
+    if version is None or version < 1:
         raise bad("its 'version' is not a version number")
     if version > LIST_VERSION or head.get("cdc") != CDC:
         raise NewerFormat(path=where, version=f"{version} ({head.get('cdc')})")
-    size, count, latest = head.get("size"), head.get("count"), head.get("latest")
-    if head.get("sha256") != name or not _count(size, CHUNK_UPTO) or not _count(count, MAX_CHUNKS):
+    size, count, latest = _count(head.get("size"), CHUNK_UPTO), _count(head.get("count"), MAX_CHUNKS), head.get("latest")
+    if head.get("sha256") != name or size is None or count is None:
         raise bad("its header does not describe this content")
     if latest is not None:
         if not isinstance(latest, str) or len(latest) > 16384:
@@ -125,7 +125,8 @@ def decode(raw: bytes, name: str, where: str) -> ChunkList:
             check_relative(latest, "Latest")
         except PlugbackError:
             raise bad("its 'latest' points outside Latest/") from None
-    chunks, lean = [], set()
+    chunks: list[tuple[str, int]] = []
+    lean: set[str] = set()
     pos = first + 1
     for _ in range(count):
         m = _LINE.match(raw, pos)
@@ -147,8 +148,9 @@ def decode(raw: bytes, name: str, where: str) -> ChunkList:
     return ChunkList(name, size, tuple(chunks), latest, frozenset(lean))
 
 
-def _count(v, limit: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= limit
+def _count(v, limit: int) -> int | None:
+    """``v`` if it is an integer (not a boolean) from 0 to ``limit``, else None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= limit else None
 
 
 def list_path(bset: "BackupSet", name: str) -> Path:
