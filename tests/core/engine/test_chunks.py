@@ -376,3 +376,26 @@ def test_decode_refuses_a_list_for_other_content():
     assert chunks.decode(chunks.encode(cl), "ab" * 32, "x") == cl
     with pytest.raises(DamagedSet, match="does not describe"):
         chunks.decode(chunks.encode(cl), "ef" * 32, "x")
+
+
+def test_known_answers_of_format_2_chunking():
+    """tests/core/engine/vectors/chunks-v2.json pins the cutting and the list's bytes (the same
+    boundaries as the Rust fastcdc crate's v2020 cutter, normalization level 1, gave)."""
+    from pathlib import Path
+
+    from tests.core.engine.vectors.make_chunk_vectors import vector_data
+
+    vectors = json.loads((Path(__file__).parent / "vectors" / "chunks-v2.json").read_text())
+    assert vectors["cdc"] == chunks.CDC
+    data = vector_data(vectors["data"]["seed"].encode(), vectors["data"]["size"])
+    assert hashlib.sha256(data).hexdigest() == vectors["data"]["sha256"]
+    offset, cut = 0, []
+    for c, piece in chunks.cut([data]):
+        cut.append({"offset": offset, "size": len(piece), "sha256": c})
+        offset += len(piece)
+    assert cut == vectors["chunks"]
+    raw = vectors["chunk_list"].encode()
+    cl = chunks.decode(raw, vectors["data"]["sha256"], "vector")
+    assert [(c["sha256"], c["size"]) for c in cut] == list(cl.chunks)
+    assert cl.latest == "Documents/big file.bin" and cl.lean == {cut[1]["sha256"]}
+    assert chunks.encode(cl) == raw
