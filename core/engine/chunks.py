@@ -2,7 +2,7 @@
 
 In a plain set of format 2, the content of a big file (at least :data:`CHUNK_FROM`)
 that leaves ``Latest/`` is not renamed whole into ``objects/``: it is cut by
-FastCDC into chunks of about 1 MiB, each stored once as ``objects/<c[:2]>/<c>``
+FastCDC into chunks of about 640 KiB, each stored once as ``objects/<c[:2]>/<c>``
 (``c`` the chunk's SHA-256), and a *chunk list* ``objects/<s[:2]>/<s>.chunks``
 (``s`` the content's SHA-256) names them in order. A 1 MiB change inside a 150 MiB
 file then stores a few chunks, not the file again (docs/format.md, "Format 2").
@@ -42,12 +42,12 @@ if TYPE_CHECKING:
 
 KIB, MIB = 1024, 1024 * 1024
 CHUNK_FROM = 16 * MIB          # a writer chunks old versions of at least this size ...
-CHUNK_UPTO = 256 * 1024 * MIB  # ... and at most this (1 Mi chunks of the smallest size)
+CHUNK_UPTO = 128 * 1024 * MIB  # ... and at most this (1 Mi chunks of the smallest size)
 LIST_FROM = 1 * MIB            # format: no content smaller than this has a chunk list (readers skip the look)
 # The cutting parameters are part of the format (a reader cuts a file in Latest/ to find chunks
 # in it): FastCDC 2020 (fastcdc-rs ``v2020``, normalization level 1, the paper's gear table) with
 # these sizes. Measured in docs/performance.md ("big-file-changed").
-AVG_SIZE, MIN_SIZE, MAX_SIZE = 1 * MIB, 256 * KIB, 4 * MIB
+AVG_SIZE, MIN_SIZE, MAX_SIZE = 512 * KIB, 128 * KIB, 2 * MIB
 CDC = f"fastcdc2020/{MIN_SIZE}/{AVG_SIZE}/{MAX_SIZE}/nc1"
 LIST_FORMAT, LIST_VERSION = "plugback-chunks", 1
 LIST_SUFFIX = ".chunks"

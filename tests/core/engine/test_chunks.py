@@ -242,12 +242,44 @@ def test_the_rolling_check_finds_chunk_damage_and_mends_it_from_the_source(copy)
     assert not chunk_fix.repaired and "changed" in chunk_fix.note and ids[1] in chunk_fix.holders.snapshots
     assert not mended[chunks.label(bset, damaged_list)].repaired
     (src / "big.bin").write_bytes(versions[0])     # the first version is back on this computer
-    mended = {m.damage.where: m for m in mend(bset, found, [str(src)])}
+    try:
+        mended = {m.damage.where: m for m in mend(bset, found, [str(src)])}
+    finally:
+        (src / "big.bin").write_bytes(versions[2])
     assert all(m.repaired for m in mended.values()), [m.note for m in mended.values()]
     assert not damaged_list.exists() and bset.layout.object(hashlib.sha256(versions[0]).hexdigest()).exists()
     assert hashlib.sha256(bset.layout.object(c).read_bytes()).hexdigest() == c
     assert not scrub_slice(bset, Cursor(), None).damaged
     assert verify_path(set_path, read_all=True).ok
+
+
+def test_a_damaged_newest_manifest_sets_latest_aside_without_losing_the_chunks_older_lists_lean_on(copy, tmp_path):
+    set_path, src, versions, ids = copy
+    bset = open_set(set_path)
+    lean = chunks.load(bset, hashlib.sha256(versions[1]).hexdigest())
+    assert lean.lean and not any(bset.layout.object(c).exists() for c in lean.lean)
+    newest = bset.layout.manifest(ids[2])
+    newest.write_bytes(newest.read_bytes()[:-40])
+    result = backup_path(set_path, [src], workers=1)
+    assert [w.code.value for w in result.warnings] == ["snapshot_damaged"]
+    assert all(open_set(set_path).layout.object(c).exists() for c in lean.lean)
+    for i in (0, 1):
+        assert _restored(set_path, ids[i], tmp_path / f"r{i}") == versions[i]
+    assert _restored(set_path, result.snapshot_id, tmp_path / "new") == versions[2]
+
+
+def test_the_space_estimate_counts_a_big_file_leaving_latest(copy):
+    from core.engine.space import estimate
+
+    set_path, src, versions, _ = copy
+    bset = open_set(set_path)
+    assert estimate(bset, [str(src)]).total < MIB * 2   # nothing changed
+    (src / "big.bin").write_bytes(versions[0])
+    try:
+        need = estimate(bset, [str(src)])
+    finally:
+        (src / "big.bin").write_bytes(versions[2])
+    assert need.content >= BIG and need.total >= 2 * BIG   # the new copy, and the old one's chunks at most
 
 
 def test_a_format_1_set_keeps_format_1_until_upgraded(tmp_path, capsys):
