@@ -114,7 +114,10 @@ def decode(raw: bytes, name: str, where: str) -> ChunkList:
     if version is None or version < 1:
         raise bad("its 'version' is not a version number")
     if version > LIST_VERSION or head.get("cdc") != CDC:
-        raise NewerFormat(path=where, version=f"{version} ({head.get('cdc')})")
+        raise NewerFormat(f"The chunk list {where} is of a newer format (version {version}, cutting "
+                          f"{str(head.get('cdc'))[:100]!r}) than this Plugback understands. Update Plugback to "
+                          "read the older versions stored through it; nothing was changed.",
+                          path=where, version=version)
     size, count, latest = _count(head.get("size"), CHUNK_UPTO), _count(head.get("count"), MAX_CHUNKS), head.get("latest")
     if head.get("sha256") != name or size is None or count is None:
         raise bad("its header does not describe this content")

@@ -1,6 +1,6 @@
 """Fuzzing the decoders of everything read from a drive (#10): manifests, drive.json, plugback.json,
-the journal and the lock. Random and mutated inputs end in the documented error types only, never
-another exception, and reading never writes.
+the journal, the lock and format 2's chunk lists. Random and mutated inputs end in the documented
+error types only, never another exception, and reading never writes.
 
 Each test runs FUZZ examples (PLUGBACK_FUZZ_EXAMPLES raises it for a long run; the default keeps
 the whole file around half a minute).
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.agent.drives import decode_drive_file
-from core.engine import journal
+from core.engine import chunks, journal
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
 from core.engine.lock import decode_holder
@@ -238,3 +238,40 @@ def test_a_set_with_a_fuzzed_manifest_is_read_without_writing(fuzz_set, data):
         assert _tree(fuzz_set) == before
     finally:
         path.unlink()
+
+
+CHUNK_LIST = chunks.ChunkList(SHA, 7, (("ab" * 32, 3), ("cd" * 32, 4)), "Data/big.bin", frozenset({"cd" * 32}))
+
+
+def _sealed(body: bytes) -> bytes:
+    """``body`` with a checksum line that matches (so the decoder looks past it)."""
+    return body + b"end " + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+
+@SETTINGS
+@given(st.data())
+def test_chunk_list(data):
+    """Format 2's chunk lists (core/engine/chunks.py): a mutated header, mutated or extra lines,
+    random bytes; only ChunkListDamaged or NewerFormat, and what decodes is consistent."""
+    good = chunks.encode(CHUNK_LIST)
+    head, *lines = good[:good.rfind(b"end ")].split(b"\n")
+    kind = data.draw(st.sampled_from(["bytes", "header", "lines", "unsealed"]))
+    if kind == "bytes":
+        raw = data.draw(st.binary(max_size=300))
+    elif kind == "header":
+        raw = _sealed(json.dumps(_mutate(json.loads(head), data)).encode() + b"\n" + b"\n".join(lines))
+    elif kind == "lines":
+        lines.insert(data.draw(st.integers(0, len(lines))), data.draw(st.binary(max_size=80)))
+        raw = _sealed(b"\n".join([head, *lines]))
+    else:
+        raw = bytearray(good)
+        raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
+        raw = bytes(raw)
+    try:
+        cl = chunks.decode(raw, SHA, "objects/2d/x.chunks")
+    except (chunks.ChunkListDamaged, NewerFormat) as err:
+        assert "objects/2d/x.chunks" in str(err)
+        return
+    assert cl.sha256 == SHA and sum(n for _, n in cl.chunks) == cl.size
+    assert all(mf.is_hex64(c) and 0 < n <= chunks.MAX_CHUNK for c, n in cl.chunks)
+    assert cl.lean <= {c for c, _ in cl.chunks} and (cl.latest is not None or not cl.lean)
