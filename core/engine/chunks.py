@@ -28,6 +28,8 @@ import json
 import os
 import re
 import stat
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -296,19 +298,12 @@ class ChunkPaths(list):
         return data, ""
 
     def _locate_in_latest(self, drop: bool) -> dict[str, int]:
-        """Offset of each chunk of the ``latest`` file, by SHA-256 (cut as the writer cut it)."""
+        """Offset of each chunk of the ``latest`` file, by SHA-256 (cut as the writer cut it); the
+        set's :class:`LatestCuts` keeps the last few (older versions of one file share one)."""
         latest = self.latest_file()
-        found: dict[str, int] = {}
         if latest is None:
-            return found
-        offset = 0
-        try:
-            for c, data in cut(file_blocks([latest], self.bset.root, drop)):
-                found.setdefault(c, offset)
-                offset += len(data)
-        except (FileNotFoundError, DamagedSet):
-            pass
-        return found
+            return {}
+        return self.bset.latest_cuts.offsets(latest, lambda: _cut_offsets(latest, self.bset.root, drop))
 
     def _from_latest(self, offset: int | None, c: str, n: int) -> bytes | None:
         latest = self.latest_file()
@@ -323,6 +318,49 @@ class ChunkPaths(list):
         finally:
             os.close(fd)
         return data if len(data) == n and hashlib.sha256(data).hexdigest() == c else None
+
+
+def _cut_offsets(latest: Path, root: Path, drop: bool) -> dict[str, int]:
+    found: dict[str, int] = {}
+    offset = 0
+    try:
+        for c, data in cut(file_blocks([latest], root, drop)):
+            found.setdefault(c, offset)
+            offset += len(data)
+    except (FileNotFoundError, DamagedSet):
+        pass
+    return found
+
+
+class LatestCuts:
+    """The chunk offsets of the last few files in ``Latest/`` that were cut to find chunks, each
+    valid while the file's size, time and inode stay (reading 30 versions of a big file cuts
+    the newest once, not 30 times). Thread-safe; at most :attr:`KEEP` files."""
+
+    KEEP = 8
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cuts: OrderedDict = OrderedDict()
+
+    def offsets(self, path: Path, make) -> dict[str, int]:
+        """``path``'s offsets, from ``make()`` unless kept for the file as it is now."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return {}
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            found = self._cuts.get(key)
+            if found is not None:
+                self._cuts.move_to_end(key)
+                return found
+        found = make()
+        with self._lock:
+            self._cuts[key] = found
+            while len(self._cuts) > self.KEEP:
+                self._cuts.popitem(last=False)
+        return found
 
 
 def _seek_read(fd: int, n: int, offset: int) -> bytes:

@@ -130,6 +130,7 @@ class BackupSet:
         self.fs = fs
         self._manifests: dict[str, mf.Manifest] = {}
         self._latest = LatestIndex(self._readers_newest_first)
+        self.latest_cuts = chunks.LatestCuts()   # format 2: chunks found in Latest/ files
 
     # --- opening ---------------------------------------------------------------------
     @staticmethod
