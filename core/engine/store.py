@@ -386,7 +386,6 @@ class PlainStore(_Store):
                 else:
                     self.fs.remove_dir(d)
 
-
     def _set_aside_digest(self, p: Path) -> str:
         """The SHA-256 of ``p`` (a regular file in ``Latest/``); in a format-2 set a big file's chunks
         go to ``objects/`` first, as lists may name its place for them (core/engine/chunks.py)."""
