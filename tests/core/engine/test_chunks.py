@@ -120,6 +120,19 @@ def test_forget_prunes_chunks_only_the_forgotten_version_needed(copy, tmp_path):
     assert prune_objects(open_set(set_path)) == (0, 0)   # nothing else was unreferenced
 
 
+def test_making_room_counts_what_only_the_oldest_version_needs(copy):
+    from core.engine.retention import plan_room
+
+    set_path, *_ = copy
+    bset = open_set(set_path)
+    before = {p: p.stat().st_blocks * 512 for p in (set_path / "objects").rglob("*") if p.is_file()}
+    plan = plan_room(bset, free=0, need=1)
+    assert plan.forget == [bset.snapshot_ids()[0]] and plan.frees > 0
+    forget(bset, RetentionPolicy(last=2))
+    gone = sum(n for p, n in before.items() if not p.exists())
+    assert plan.frees == gone     # the plan's count is what the prune really freed
+
+
 def _stored_chunk(bset, version: bytes) -> str:
     cl = chunks.load(bset, hashlib.sha256(version).hexdigest())
     return next(c for c, _ in cl.chunks if bset.layout.object(c).exists())
