@@ -176,6 +176,8 @@ def load(bset: "BackupSet", name: str, path: Path | None = None) -> ChunkList | 
     """The checked chunk list of content ``name`` (None if it has none); ChunkListDamaged if it is
     damaged (a symlink, a FIFO, too big, or not the format)."""
     path = path or list_path(bset, name)
+    if not os.path.lexists(path):
+        return None   # the common case (content in Latest/): one lstat, not a walk from the set's root
     where = label(bset, path)
 
     def damaged(path: str = "", reason: str = "", **_) -> ChunkListDamaged:
