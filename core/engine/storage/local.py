@@ -17,8 +17,7 @@ from typing import Generator, Iterator
 
 from core.engine.atomic import clear_tmp, write_atomic
 from core.engine.fs import READ_FLAGS, FileSystem, long_path
-from core.engine.storage.base import (CHUNK, TMP, BlobInfo, Source, check_folder, check_name, chunks_of,
-                                      is_valid_name)
+from core.engine.storage.base import CHUNK, TMP, BlobInfo, Source, check_folder, check_name, chunks_of, is_valid_name
 from core.errors import BlobNotFound, UnsafeSet
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -23,11 +23,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Generator, Iterable, Iterator
 
-from core.engine.storage.base import (CHUNK, TMP, BlobInfo, Source, check_folder, check_name, chunks_of,
-                                      is_valid_name)
+from core.engine.storage.base import CHUNK, TMP, BlobInfo, Source, check_folder, check_name, chunks_of, is_valid_name
 from core.engine.storage.rclone_rcd import Rcd, RcloneError
-from core.errors import (BadRemoteSpec, BlobNotFound, RemoteAuthFailed, RemoteFull,
-                         RemoteUnavailable, StorageError, UnknownRemote)
+from core.errors import BadRemoteSpec, BlobNotFound, RemoteAuthFailed, RemoteFull, RemoteUnavailable, StorageError, UnknownRemote
 
 PREFIX = "rclone:"
 # rclone's remote names: letters, digits, '_', '-', '.', '+', '@' and spaces, not starting with '-' or a space.

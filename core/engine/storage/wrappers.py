@@ -88,7 +88,7 @@ class Retrying:
                     gen.close()
                     self.retries += 1
                     self.clock.sleep(min(self.max_wait, self.first_wait * self.factor ** (failures - 1)))
-                    gen = self._run(f"reading {name}", lambda: self.inner.get(name, done))
+                    gen = self._run(f"reading {name}", lambda at=done: self.inner.get(name, at))
                     continue
                 done += len(chunk)
                 yield chunk
