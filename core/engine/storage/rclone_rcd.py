@@ -30,6 +30,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import weakref
 from typing import Iterable
@@ -46,7 +47,15 @@ _NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)    # Windows: the window
 
 
 def find_rclone(exe: str = "rclone") -> str:
-    """The rclone program's path; :class:`RcloneMissing` (what to install, where) when there is none."""
+    """The rclone program's path; :class:`RcloneMissing` (what to install, where) when there is none.
+
+    The frozen app looks next to its own executable first (the Windows and macOS installers
+    put rclone there, docs/installers.md), then on the PATH (Linux: Debian's package).
+    """
+    if getattr(sys, "frozen", False) and os.path.basename(exe) == exe:
+        bundled = os.path.join(os.path.dirname(sys.executable), exe + (".exe" if sys.platform == "win32" else ""))
+        if os.path.isfile(bundled):
+            return bundled
     found = shutil.which(exe)
     if not found:
         raise RcloneMissing()
@@ -128,7 +137,8 @@ class Rcd:
         except OSError as err:
             raise RcloneFailed(reason=f"it could not be started: {err}") from err
         lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_drain, args=(proc, lines, self.log), daemon=True, name="rclone-log").start()
+        threading.Thread(target=_drain, args=(proc, lines, self.log, password), daemon=True,
+                         name="rclone-log").start()
         port = _wait_for_port(lines)
         if port is None:
             proc.kill()
@@ -264,11 +274,15 @@ def _wait_for_port(lines: queue.Queue) -> int | None:
             return int(m.group(1))
 
 
-def _drain(proc: subprocess.Popen, lines: queue.Queue, log: collections.deque) -> None:
-    """Read rclone's log for its whole life (a full pipe would stop it), keeping the last lines."""
+def _drain(proc: subprocess.Popen, lines: queue.Queue, log: collections.deque, secret: str) -> None:
+    """Read rclone's log for its whole life (a full pipe would stop it), keeping the last lines.
+
+    rclone's debug log (``--log-level DEBUG`` in ``extra_args``) prints the rc password it
+    read from the environment: it never reaches a message.
+    """
     assert proc.stderr is not None
     for raw in proc.stderr:
-        line = raw.decode("utf-8", "replace").rstrip()
+        line = raw.decode("utf-8", "replace").rstrip().replace(secret, "***")
         log.append(line)
         lines.put(line)
     lines.put(None)

@@ -4,7 +4,9 @@ only fake is a too-old ``rclone`` program (a fault this machine does not have)."
 
 from __future__ import annotations
 
+import base64
 import stat
+import sys
 
 import pytest
 
@@ -12,7 +14,7 @@ from core.engine.progress import FakeClock
 from core.engine.storage import RcloneBackend, Retrying, open_backend, parse_spec
 from core.engine.storage.base import CHUNK
 from core.engine.storage.rclone import RemoteSpec, classify, is_remote_spec
-from core.engine.storage.rclone_rcd import parse_version
+from core.engine.storage.rclone_rcd import find_rclone, parse_version
 from core.errors import (
     EXIT_USAGE,
     BadRemoteSpec,
@@ -211,3 +213,31 @@ def test_open_backend_picks_by_the_spec(rclone_env, tmp_path):
         assert isinstance(remote, Retrying) and remote.where == f"rclone:loc:{tmp_path / 'r'}"
     finally:
         remote.close()
+
+
+def test_the_frozen_app_uses_the_rclone_next_to_it(tmp_path, monkeypatch):
+    app = tmp_path / "app"
+    app.mkdir()
+    bundled = app / "rclone"
+    bundled.write_text("#!/bin/sh\necho 'rclone v1.68.2'\n")
+    bundled.chmod(0o755)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(app / "plugback"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert find_rclone() == str(bundled)
+    monkeypatch.setattr(sys, "frozen", False)
+    with pytest.raises(RcloneMissing):
+        find_rclone()
+
+
+def test_rclone_debug_logging_never_shows_the_rc_password(rclone_env, tmp_path):
+    b = RcloneBackend(f"rclone:loc:{tmp_path / 'set'}", extra_args=[*FAST_FAIL, "--log-level", "DEBUG"])
+    try:
+        b.put("plugback.json", b"{}")
+        env_lines = [line for line in b.rcd.log if "RCLONE_RC_PASS" in line]
+        password = b.rcd._auth      # the Basic credentials; the password is inside them
+    finally:
+        b.close()
+    assert env_lines and all("***" in line for line in env_lines)
+    secret = base64.b64decode(password.split()[1]).decode().split(":", 1)[1]
+    assert not any(secret in line for line in b.rcd.log)
