@@ -29,8 +29,9 @@ checks each of them against every backend):
   written are skipped; a local backend never follows a symbolic link.
 
 Names: 1 to 4 ``/``-separated parts, each of ASCII letters, digits, ``.``, ``_``
-and ``-``, starting with a letter, digit or ``_`` (so never ``.`` or ``..``);
-the first part is never ``tmp`` (in-flight puts live there). See :func:`check_name`.
+and ``-``, starting with a letter, digit or ``_`` (so never ``.`` or ``..``), not
+ending with ``.`` and not a Windows device name (``CON``, ``NUL.txt``...); the first
+part is never ``tmp`` (in-flight puts live there). See :func:`check_name`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ CHUNK = 1 << 20             # bytes per chunk of a streamed get
 MAX_NAME = 255
 MAX_PARTS = 4
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+# Names Windows keeps for devices, with any extension: a set must stay readable when copied there.
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
 
 # What ``put`` stores: bytes, or a function that opens the content as a fresh stream of chunks
 # each time it is called (so a retry can send it again; restic's RewindReader).
@@ -66,7 +69,8 @@ def is_valid_name(name: object) -> bool:
         return False
     parts = name.split("/")
     return (len(parts) <= MAX_PARTS and parts[0] != TMP
-            and all(_PART.fullmatch(p) for p in parts))
+            and all(_PART.fullmatch(p) and not p.endswith(".") and p.split(".")[0].upper() not in _WINDOWS_DEVICES
+                    for p in parts))
 
 
 def check_name(name: object) -> str:

@@ -121,6 +121,11 @@ class LocalBackend:
 
     def _open(self, name: str) -> int:
         path = self._path(name)
+        if not _NOFOLLOW:       # Windows: open() would follow a link, so look first
+            try:
+                self._require_file(os.lstat(long_path(path)), name)
+            except (FileNotFoundError, NotADirectoryError):
+                raise BlobNotFound(where=self.where, name=name) from None
         try:
             fd = os.open(long_path(path), READ_FLAGS | _NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):

@@ -119,14 +119,19 @@ class RcloneBackend:
         self.fs = self.spec.fs
         self.rcd = Rcd(exe, extra_args)
         self._stage: bool | None = None
+        # An unknown remote fails here, at once. (Not config/listremotes: it leaves out the
+        # remotes rclone takes from RCLONE_CONFIG_<NAME>_TYPE variables.) A remote that is
+        # offline or refuses the login fails on the first operation, where retries apply.
         try:
-            remotes = self._call("config/listremotes", {}).get("remotes") or []
+            self._stages()
+        except UnknownRemote:
+            self.rcd.close()
+            raise
+        except StorageError:
+            pass
         except BaseException:
             self.rcd.close()
             raise
-        if self.spec.remote not in remotes:
-            self.rcd.close()
-            raise UnknownRemote(remote=self.spec.remote)
 
     # --- the interface -------------------------------------------------------------------
     def put(self, name: str, data: Source) -> None:

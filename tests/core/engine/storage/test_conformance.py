@@ -90,14 +90,22 @@ def test_delete_removes_and_a_second_delete_is_fine(subject):
         b.stat("objects/aa/one")
 
 
-@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "objects/../../x", "a//b", "a/./b", "", ".hidden",
-                                  "tmp/x", "objects\\..\\x", "C:x", "a/b/c/d/e", "x" * 300, "ok/\u00e9", "a\0b"])
-def test_a_bad_name_is_refused_before_anything_is_touched(subject, name):
+BAD_NAMES = ["../escape", "/etc/passwd", "objects/../../x", "a//b", "a/./b", "", ".hidden", "tmp/x",
+             "objects\\..\\x", "C:x", "a/b/c/d/e", "x" * 300, "ok/\u00e9", "a\0b", "objects/ab/CON",
+             "locks/nul.json", "a./b", 7, None]
+
+
+def test_a_bad_name_is_refused_before_anything_is_touched(subject):
     b = subject.backend
+    b.put("plugback.json", b"{}")
     before = files_under(subject.root)
-    for call in (lambda: b.put(name, b"x"), lambda: b.get(name), lambda: b.stat(name), lambda: b.delete(name)):
-        with pytest.raises(BadBlobName):
-            call()
+    for name in BAD_NAMES:
+        calls = [lambda: b.put(name, b"x"), lambda: b.get(name), lambda: b.stat(name), lambda: b.delete(name)]
+        if name != "":           # list("") is "everything"
+            calls.append(lambda: list(b.list(name)))
+        for call in calls:
+            with pytest.raises(BadBlobName):
+                call()
     assert files_under(subject.root) == before
 
 

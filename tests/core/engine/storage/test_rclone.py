@@ -140,6 +140,16 @@ def test_rclone_config_is_honoured_as_rclone_does(rclone_env, tmp_path, monkeypa
         RcloneBackend("rclone:loc:/tmp", extra_args=FAST_FAIL)     # not in this config
 
 
+def test_a_remote_defined_in_the_environment_works(rclone_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("RCLONE_CONFIG_FROMENV_TYPE", "local")     # rclone's own way; not in any file
+    b = RcloneBackend(f"rclone:fromenv:{tmp_path / 'set'}", extra_args=FAST_FAIL)
+    try:
+        b.put("plugback.json", b"{}")
+    finally:
+        b.close()
+    assert (tmp_path / "set" / "plugback.json").read_bytes() == b"{}"
+
+
 def test_a_wrong_password_is_an_auth_error(rclone_env, tmp_path):
     server = rclone_env.serve_webdav(tmp_path / "guarded", user="plugback", password="right")
     rclone_env.add_webdav("guarded_wrong", server, user="plugback", password="wrong")
