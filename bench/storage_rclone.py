@@ -85,7 +85,7 @@ def run_batch(fs: str, items, work: Path) -> dict:
                          ("big", [i for i in items if len(i[1]) == BIG])):
         stage, back = work / f"stage-{label}", work / f"back-{label}"
 
-        def put(g=group, stage=stage):
+        def put(g=group, stage=stage, label=label):
             for n, d in g:
                 (stage / n).parent.mkdir(parents=True, exist_ok=True)
                 (stage / n).write_bytes(d)

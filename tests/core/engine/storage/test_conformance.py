@@ -100,12 +100,12 @@ def test_a_bad_name_is_refused_before_anything_is_touched(subject):
     b.put("plugback.json", b"{}")
     before = files_under(subject.root)
     for name in BAD_NAMES:
-        calls = [lambda: b.put(name, b"x"), lambda: b.get(name), lambda: b.stat(name), lambda: b.delete(name)]
+        calls = [(b.put, name, b"x"), (b.get, name), (b.stat, name), (b.delete, name)]
         if name != "":           # list("") is "everything"
-            calls.append(lambda: list(b.list(name)))
-        for call in calls:
+            calls.append((lambda folder: list(b.list(folder)), name))
+        for fn, *args in calls:
             with pytest.raises(BadBlobName):
-                call()
+                fn(*args)
     assert files_under(subject.root) == before
 
 
