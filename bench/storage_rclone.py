@@ -43,6 +43,12 @@ def blobs(n_small: int, n_big: int) -> list[tuple[str, bytes]]:
     return out + [(f"objects/ff/big{i}", os.urandom(BIG)) for i in range(n_big)]
 
 
+def groups(items) -> list[tuple[str, list]]:
+    """The blobs by size class, leaving out an empty class (``--big 0``)."""
+    out = [("small", [i for i in items if len(i[1]) == SMALL]), ("big", [i for i in items if len(i[1]) == BIG])]
+    return [(label, group) for label, group in out if group]
+
+
 def timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -52,10 +58,8 @@ def timed(fn) -> float:
 def run_rcd(fs: str, items) -> dict:
     b = RcloneBackend("rclone:" + fs)
     try:
-        small = [i for i in items if len(i[1]) == SMALL]
-        big = [i for i in items if len(i[1]) == BIG]
         out = {}
-        for label, group in (("small", small), ("big", big)):
+        for label, group in groups(items):
             out[f"put {label}"] = timed(lambda g=group: [b.put(n, d) for n, d in g])
             out[f"get {label}"] = timed(lambda g=group: [sum(map(len, b.get(n))) for n, _ in g])
         out["list"] = timed(lambda: sum(1 for _ in b.list()))
@@ -70,8 +74,7 @@ def rclone(*args, data: bytes | None = None) -> bytes:
 
 def run_command(fs: str, items) -> dict:
     out = {}
-    for label, group in (("small", [i for i in items if len(i[1]) == SMALL]),
-                         ("big", [i for i in items if len(i[1]) == BIG])):
+    for label, group in groups(items):
         out[f"put {label}"] = timed(lambda g=group: [rclone("rcat", f"{fs}/{n}", data=d) for n, d in g])
         out[f"get {label}"] = timed(lambda g=group: [rclone("cat", f"{fs}/{n}") for n, _ in g])
     out["list"] = timed(lambda: len(json.loads(rclone("lsjson", "-R", "--files-only", "--no-modtime",
@@ -81,11 +84,11 @@ def run_command(fs: str, items) -> dict:
 
 def run_batch(fs: str, items, work: Path) -> dict:
     out = {}
-    for label, group in (("small", [i for i in items if len(i[1]) == SMALL]),
-                         ("big", [i for i in items if len(i[1]) == BIG])):
+    for label, group in groups(items):
         stage, back = work / f"stage-{label}", work / f"back-{label}"
 
         def put(g=group, stage=stage, label=label):
+            stage.mkdir(parents=True, exist_ok=True)
             for n, d in g:
                 (stage / n).parent.mkdir(parents=True, exist_ok=True)
                 (stage / n).write_bytes(d)
@@ -141,7 +144,7 @@ def report(results: dict, args) -> None:
         print(head)
         print("|" + " --- |" * (len(phases) + 1))
     for name, r in results.items():
-        cells = [f"{r[p]:.2f}" for p in phases]
+        cells = [f"{r[p]:.2f}" if p in r else "-" for p in phases]
         print(f"| {name} | " + " | ".join(cells) + " |" if args.markdown else f"{name:16} " + "  ".join(cells))
 
 
