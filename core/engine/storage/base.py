@@ -122,8 +122,9 @@ class Backend(Protocol):
         """Remove the blob; a name that is not there is fine (a resumed prune deletes again)."""
 
     def clean_partial(self) -> None:
-        """Remove what interrupted puts left in ``tmp/``. Only while holding the set's lock:
-        another writer's in-flight puts live there too."""
+        """Remove what interrupted puts left in ``tmp/``. Only while holding the set's lock
+        (another writer's in-flight puts live there too), when a run starts: an upload given up
+        a moment ago may still be winding down inside rclone and leave its part behind."""
 
     def close(self) -> None:
         """Release processes and connections; the backend is not used afterwards."""

@@ -28,6 +28,7 @@ from core.engine.storage.rclone_rcd import Rcd, RcloneError
 from core.errors import BadRemoteSpec, BlobNotFound, RemoteAuthFailed, RemoteFull, RemoteUnavailable, StorageError, UnknownRemote
 
 PREFIX = "rclone:"
+_Entries = list[tuple[str, bool, object]]      # a folder's (name, is a folder, size), sorted
 # rclone's remote names: letters, digits, '_', '-', '.', '+', '@' and spaces, not starting with '-' or a space.
 _REMOTE = re.compile(r"[\w.+@][\w.+@ -]*")
 
@@ -168,7 +169,14 @@ class RcloneBackend:
         return BlobInfo(name, item["Size"])
 
     def list(self, folder: str = "") -> Iterator[BlobInfo]:
-        yield from self._walk(check_folder(folder))
+        folder = check_folder(folder)
+        try:
+            first = self._listing(folder)
+        except StorageError as err:
+            if err.transient or not folder or not self._is_blob(folder):
+                raise
+            return                  # a blob is not a folder: nothing under it (as on a drive)
+        yield from self._walk(folder, first)
 
     def delete(self, name: str) -> None:
         try:
@@ -224,16 +232,25 @@ class RcloneBackend:
             if resp is not None:
                 self.rcd.release(resp, complete)
 
-    def _walk(self, folder: str) -> Iterator[BlobInfo]:
+    def _listing(self, folder: str) -> _Entries:
+        """One folder's entries (name, is a folder, size), sorted; [] when it does not exist."""
         try:
             listing = self._call("operations/list", {"fs": self.fs, "remote": folder,
                                                      "opt": {"noModTime": True, "noMimeType": True}}, folder)
         except BlobNotFound:
-            return
-        entries = sorted((e["Name"], bool(e.get("IsDir")), e.get("Size")) for e in listing.get("list") or []
-                         if isinstance(e, dict) and isinstance(e.get("Name"), str))
-        del listing
-        for entry_name, is_dir, size in entries:
+            return []
+        return sorted((e["Name"], bool(e.get("IsDir")), e.get("Size")) for e in listing.get("list") or []
+                      if isinstance(e, dict) and isinstance(e.get("Name"), str))
+
+    def _is_blob(self, name: str) -> bool:
+        try:
+            self.stat(name)
+        except BlobNotFound:
+            return False
+        return True
+
+    def _walk(self, folder: str, entries: _Entries | None = None) -> Iterator[BlobInfo]:
+        for entry_name, is_dir, size in self._listing(folder) if entries is None else entries:
             name = f"{folder}/{entry_name}" if folder else entry_name
             if not is_valid_name(name):
                 continue
