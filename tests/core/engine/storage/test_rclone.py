@@ -7,6 +7,9 @@ from __future__ import annotations
 import base64
 import stat
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -251,3 +254,33 @@ def test_rclone_debug_logging_never_shows_the_rc_password(rclone_env, tmp_path):
     assert env_lines and all("***" in line for line in env_lines)
     secret = base64.b64decode(password.split()[1]).decode().split(":", 1)[1]
     assert not any(secret in line for line in b.rcd.log)
+
+
+def test_a_server_killed_while_rclone_sends_leaves_only_a_part_in_tmp(rclone_env, tmp_path):
+    """The kill lands while rclone is writing the blob to the server (the first file that grows
+    on the server's side, wherever it is): the torn file is in tmp/, never under the blob's name."""
+    server = rclone_env.serve_webdav(tmp_path / "served")
+    rclone_env.add_webdav("torn", server)
+    b = RcloneBackend("rclone:torn:set", extra_args=FAST_FAIL)
+    tmp_on_server = tmp_path / "served" / "set" / "tmp"
+    seen: list[Path] = []
+
+    def killer():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not seen:
+            seen.extend(p for p in (tmp_path / "served" / "set").rglob("*") if p.is_file() and p.stat().st_size > 0)
+            time.sleep(0.002)
+        server.kill()
+
+    watcher = threading.Thread(target=killer)
+    watcher.start()
+    try:
+        with pytest.raises(RemoteUnavailable):
+            b.put("objects/ab/torn", lambda: (bytes([i]) * CHUNK for i in range(48)))
+    finally:
+        watcher.join()
+        b.close()
+    assert seen, "the server was never seen receiving the upload"
+    assert not (tmp_path / "served" / "set" / "objects" / "ab" / "torn").exists()
+    parts = list(tmp_on_server.glob("*.part"))
+    assert parts and all(p.stat().st_size <= 48 * CHUNK for p in parts)
