@@ -284,3 +284,20 @@ def test_a_server_killed_while_rclone_sends_leaves_only_a_part_in_tmp(rclone_env
     assert not (tmp_path / "served" / "set" / "objects" / "ab" / "torn").exists()
     parts = list(tmp_on_server.glob("*.part"))
     assert parts and all(p.stat().st_size <= 48 * CHUNK for p in parts)
+
+
+def test_a_full_remote_is_remote_full_and_not_retried(rclone_env, make_drive):
+    """A real full file system behind an rclone ``local`` remote (a 16 MB ext4 loop drive)."""
+    drive = make_drive("ext4", size_mb=16)
+    clock = FakeClock()
+    b = Retrying(RcloneBackend(f"rclone:loc:{drive.mount_point / 'set'}", extra_args=FAST_FAIL), clock)
+    try:
+        b.put("plugback.json", b"{}")
+        with pytest.raises(RemoteFull) as err:
+            b.put("objects/ab/huge", lambda: (bytes([i]) * CHUNK for i in range(32)))
+        assert b.retries == 0 and "quota" in str(err.value) and "forget" in str(err.value)
+        with pytest.raises(BlobNotFound):
+            b.stat("objects/ab/huge")
+        assert [i.name for i in b.list()] == ["plugback.json"]
+    finally:
+        b.close()
