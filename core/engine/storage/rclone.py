@@ -110,28 +110,30 @@ class RcloneBackend:
     """Blobs under ``spec`` (a :class:`RemoteSpec` or ``rclone:REMOTE:PATH``) on an rclone remote.
 
     ``exe``: the rclone program; ``extra_args``: more rclone flags (tests shorten its
-    retries). Raises :class:`RcloneMissing`, :class:`RcloneTooOld` or
-    :class:`UnknownRemote` when opened.
+    retries); ``rcd``: an rclone process to share with other backends (its owner closes
+    it; by default each backend starts and stops its own). Raises :class:`RcloneMissing`,
+    :class:`RcloneTooOld` or :class:`UnknownRemote` when opened.
     """
 
-    def __init__(self, spec: RemoteSpec | str, *, exe: str = "rclone", extra_args: Iterable[str] = ()):
+    def __init__(self, spec: RemoteSpec | str, *, exe: str = "rclone", extra_args: Iterable[str] = (),
+                 rcd: Rcd | None = None):
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
         self.where = str(self.spec)
         self.fs = self.spec.fs
-        self.rcd = Rcd(exe, extra_args)
+        self._owns_rcd = rcd is None
+        self.rcd = rcd or Rcd(exe, extra_args)
         self._stage: bool | None = None
         # An unknown remote fails here, at once. (Not config/listremotes: it leaves out the
         # remotes rclone takes from RCLONE_CONFIG_<NAME>_TYPE variables.) A remote that is
         # offline or refuses the login fails on the first operation, where retries apply.
         try:
             self._stages()
-        except UnknownRemote:
-            self.rcd.close()
-            raise
-        except StorageError:
-            pass
+        except StorageError as err:
+            if isinstance(err, UnknownRemote):
+                self.close()
+                raise
         except BaseException:
-            self.rcd.close()
+            self.close()
             raise
 
     # --- the interface -------------------------------------------------------------------
@@ -191,7 +193,8 @@ class RcloneBackend:
             pass
 
     def close(self) -> None:
-        self.rcd.close()
+        if self._owns_rcd:
+            self.rcd.close()
 
     # --- helpers -------------------------------------------------------------------------
     def _call(self, path: str, params: dict, name: str = "") -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.engine.storage import Backend, LocalBackend, RcloneBackend
+from core.engine.storage.rclone_rcd import Rcd
 from tests.support.rclone import FAST_FAIL, RCLONE, SKIP_REASON, RcloneWorld, WebdavServer
 
 BACKENDS = ["local", "rclone-local", "rclone-webdav"]
@@ -49,18 +50,31 @@ def rclone_env(rclone_world, monkeypatch) -> RcloneWorld:
     return rclone_world
 
 
+@pytest.fixture(scope="module")
+def shared_rcd(rclone_world):
+    """One rclone process for the module's conformance backends (it starts in a few hundred
+    ms on a loaded machine; a backend per test is what the rclone-specific tests check)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RCLONE_CONFIG", str(rclone_world.config))
+        rcd = Rcd(extra_args=FAST_FAIL)
+        rcd.call("core/version", {})          # started now, with this config in its environment
+    yield rcd
+    rcd.close()
+
+
 def open_subject(kind: str, tmp_path: Path, request) -> Subject:
     if kind == "local":
         return Subject(kind, LocalBackend(tmp_path / "set"), tmp_path / "set")
     world = request.getfixturevalue("rclone_env")
+    rcd = request.getfixturevalue("shared_rcd")
     if kind == "rclone-local":
         root = tmp_path / "set"
-        return Subject(kind, RcloneBackend(f"rclone:loc:{root}", extra_args=FAST_FAIL), root)
+        return Subject(kind, RcloneBackend(f"rclone:loc:{root}", rcd=rcd), root)
     folder = f"set{next(_paths)}"
     server: WebdavServer = world.webdav
     if server.proc is None:
         server.restart()
-    return Subject(kind, RcloneBackend(f"rclone:wd:{folder}", extra_args=FAST_FAIL), server.folder / folder)
+    return Subject(kind, RcloneBackend(f"rclone:wd:{folder}", rcd=rcd), server.folder / folder)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -301,3 +301,19 @@ def test_a_full_remote_is_remote_full_and_not_retried(rclone_env, make_drive):
         assert [i.name for i in b.list()] == ["plugback.json"]
     finally:
         b.close()
+
+
+def test_backends_can_share_one_rclone(rclone_env, tmp_path):
+    first = RcloneBackend(f"rclone:loc:{tmp_path / 'a'}", extra_args=FAST_FAIL)
+    second = RcloneBackend(f"rclone:loc:{tmp_path / 'b'}", rcd=first.rcd)
+    try:
+        second.put("plugback.json", b"b")
+        proc = first.rcd._proc
+        second.close()                       # not its process: it keeps running
+        assert proc.poll() is None and first.rcd._proc is proc
+        first.put("plugback.json", b"a")
+    finally:
+        first.close()
+    assert proc.poll() is not None
+    assert (tmp_path / "a" / "plugback.json").read_bytes() == b"a"
+    assert (tmp_path / "b" / "plugback.json").read_bytes() == b"b"
