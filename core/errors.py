@@ -400,3 +400,113 @@ class VolumesNotListed(PlugbackError):
     def default_message(self, seconds=0, **_):
         return (f"The list of mounted volumes did not come within {seconds:g} s: a drive or share "
                 "does not answer. Unplug it or check the network, then try again.")
+
+
+# --- storage backends (issue #13: core.engine.storage) -------------------------------------
+
+class StorageError(PlugbackError):
+    """A backend (a local folder, an rclone remote) could not do what was asked. ``transient``
+    says whether trying again later can help (the ``Retrying`` wrapper retries only those)."""
+
+    code = "storage_error"
+    transient = False
+
+    def default_message(self, where="", reason="", **_):
+        return (f"The backup location {where} refused the operation: {reason}. Nothing already saved "
+                "was changed; check the location (rclone config, the server) and try again.")
+
+
+class RemoteUnavailable(StorageError):
+    """Transient: the connection was refused, reset or timed out; the server said 5xx or 429."""
+
+    code = "remote_unavailable"
+    transient = True
+
+    def default_message(self, where="", reason="", **_):
+        return (f"The backup location {where} could not be reached ({reason}). Nothing already saved "
+                "was damaged; check the network connection and that the server is up, then try again.")
+
+
+class BlobNotFound(StorageError):
+    code = "blob_not_found"
+
+    def default_message(self, where="", name="", **_):
+        return (f"'{name}' is missing from the backup location {where}. If it was not deleted on "
+                "purpose, run 'plugback verify SET' to see what is affected.")
+
+
+class RemoteFull(StorageError):
+    code = "remote_full"
+
+    def default_message(self, where="", reason="", **_):
+        return (f"The backup location {where} is full or over its quota ({reason}). The backup stopped "
+                "before it was complete; the last complete backup is intact. Free up space there, raise "
+                "the quota, or remove old snapshots with 'plugback forget SET --prune'.")
+
+
+class RemoteAuthFailed(StorageError):
+    code = "remote_auth_failed"
+
+    def default_message(self, where="", reason="", **_):
+        return (f"The backup location {where} refused the login ({reason}). Plugback uses your rclone "
+                "configuration as it is: fix the user name, password or token with 'rclone config' "
+                "(or 'rclone config reconnect REMOTE:'), then try again.")
+
+
+class UnknownRemote(StorageError):
+    code = "unknown_remote"
+    exit_code = EXIT_USAGE
+
+    def default_message(self, remote="", config="", **_):
+        where = f" ({config})" if config else ""
+        return (f"There is no rclone remote called '{remote}' in your rclone configuration{where}. "
+                "'rclone listremotes' lists them; 'rclone config' adds one. If it is in another "
+                "configuration file, point RCLONE_CONFIG at it.")
+
+
+class BadRemoteSpec(UsageError):
+    code = "bad_remote_spec"
+
+    def default_message(self, spec="", reason="", **_):
+        return (f"'{spec}' is not a remote backup location: {reason}. Write it as "
+                "rclone:REMOTE:PATH, e.g. rclone:mycloud:backups/laptop, with REMOTE from 'rclone listremotes'.")
+
+
+class RcloneMissing(PlugbackError):
+    code = "rclone_missing"
+
+    def default_message(self, **_):
+        return ("Backups to cloud and network locations need rclone, which was not found. Install it: "
+                "on Debian or Ubuntu 'sudo apt install rclone'; on Windows and macOS the Plugback "
+                "installer includes it, or get it from https://rclone.org/downloads/ and put it on the "
+                "PATH. Then try again.")
+
+
+class RcloneTooOld(PlugbackError):
+    code = "rclone_too_old"
+
+    def default_message(self, found="", needed="", **_):
+        return (f"The installed rclone is version {found}, but Plugback needs {needed} or newer. Update "
+                "rclone (your system's package manager, or https://rclone.org/downloads/), then try again.")
+
+
+class RcloneFailed(StorageError):
+    """rclone itself did not start or stopped answering (not the remote behind it)."""
+
+    code = "rclone_failed"
+    transient = True
+
+    def default_message(self, reason="", **_):
+        return (f"rclone stopped working ({reason}). Nothing already saved was damaged; try again. If it "
+                "keeps happening, run 'rclone version' and check your rclone configuration.")
+
+
+class BadBlobName(UnsafeSet):
+    """A blob name that could leave the backend's root (``..``, an absolute path) or is not one
+    of the names Plugback writes. Raised before anything is touched."""
+
+    code = "bad_blob_name"
+
+    def default_message(self, name="", **_):
+        return (f"Plugback refused the storage name {name!r}: it could reach outside the backup set. "
+                "Nothing was read or written. This is a bug or a tampered set; please report it.")

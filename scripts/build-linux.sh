@@ -112,7 +112,7 @@ Architecture: $ARCH
 Maintainer: Plugback developers <plugback@users.noreply.github.com>
 Installed-Size: $installed_kib
 Depends: $depends
-Recommends: gnome-keyring | kwalletmanager, libnotify-bin
+Recommends: gnome-keyring | kwalletmanager, libnotify-bin, rclone
 Suggests: udisks2
 Section: utils
 Priority: optional

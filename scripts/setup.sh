@@ -43,6 +43,8 @@ APT_PACKAGES=(
     desktop-file-utils
     # benchmark peers (bench/)
     rsync restic borgbackup
+    # cloud and network sets (issue #13): the rclone backend, and its tests' WebDAV server
+    rclone
     # eject: used when present (umount is the fallback)
     udisks2
     # desktop notifications ("safe to unplug"): notify-send, with gdbus as the fallback

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,16 @@ def test_big_file_changed_scenario_reports_size_growth(tmp_path):
         assert set(data["sizes"][tool]) == {"full", "changed"}
     assert data["targets"][0]["target"] == "set size after the change <= rsync mirror + changed bytes"
     assert "the rsync mirror + the changed bytes" in run.stdout
+
+
+def test_storage_rclone_benchmark_reports_every_way():
+    """bench/storage_rclone.py (issue #13) end to end on three tiny blobs: every way, both remotes."""
+    if shutil.which("rclone") is None:
+        pytest.skip("rclone is not installed (Debian: apt-get install rclone; scripts/setup.sh installs it)")
+    proc = _bench("storage_rclone.py", "--small", 3, "--big", 0, "--markdown", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "seconds" not in line
+            and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == [f"{remote} {way}" for remote in ("webdav", "local")
+                                                       for way in ("rcd", "command", "batch")]
+    assert all(r.split("|")[2].strip().replace(".", "").isdigit() for r in rows)    # put small was timed

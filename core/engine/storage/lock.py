@@ -1,0 +1,136 @@
+"""One writer per set on storage that has no exclusive create: restic-style lock blobs.
+
+A holder writes ``locks/<random id>`` (host, machine, pid, purpose, time), then lists
+``locks/`` again: if another live lock is there it withdraws its own and fails, so
+two writers that start together both back off rather than both proceed (restic
+does the same). A long run calls :meth:`RemoteLock.refresh` (a new lock blob with
+the current time, then the old one deleted: names stay immutable).
+
+A lock is stale when its time is older than ``stale_after``, since the remote
+cannot tell whether a process on another computer lives; on this computer (the
+same ``machine``) a lock whose process is gone is stale at once. A lock blob that
+does not decode is stale too: puts are atomic, so it was never a writer's lock.
+Stale locks are deleted with a log line, never silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+from datetime import datetime, timedelta, timezone
+
+import psutil
+
+from core.engine.lock import decode_holder, machine_id
+from core.engine.progress import Clock
+from core.engine.storage.base import Backend, read_all
+from core.errors import BlobNotFound, DriveFileDamaged, SetLocked
+
+log = logging.getLogger(__name__)
+FOLDER = "locks"
+STALE_AFTER = timedelta(minutes=30)
+REFRESH_EVERY = timedelta(minutes=5)    # well inside STALE_AFTER, even with a slow remote
+MAX_LOCK_BYTES = 4096
+
+
+class RemoteLock:
+    """Context manager holding a set's lock on a backend. ``refresh_if_due()`` from a long run's loop."""
+
+    def __init__(self, backend: Backend, clock: Clock | None = None, purpose: str = "backup", *,
+                 stale_after: timedelta = STALE_AFTER, refresh_every: timedelta = REFRESH_EVERY,
+                 machine: str | None = None, pid: int | None = None):
+        self.backend = backend
+        self.clock = clock or Clock()
+        self.purpose = purpose
+        self.stale_after, self.refresh_every = stale_after, refresh_every
+        self.machine = machine or machine_id()
+        self.pid = pid or os.getpid()
+        self.name: str | None = None          # our lock blob while held
+        self._written: datetime | None = None
+
+    def acquire(self) -> "RemoteLock":
+        """Take the lock; :class:`SetLocked` naming the holder when another writer has it."""
+        self._check_others()
+        self._write()
+        try:
+            self._check_others()   # someone who started at the same moment: both withdraw
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def refresh(self) -> None:
+        """Write a fresh lock blob (the current time), then delete the previous one."""
+        old = self.name
+        self._write()
+        if old:
+            self.backend.delete(old)
+
+    def refresh_if_due(self) -> None:
+        if self._written is not None and self.clock.now() - self._written >= self.refresh_every:
+            self.refresh()
+
+    def release(self) -> None:
+        if self.name:
+            self.backend.delete(self.name)
+        self.name, self._written = None, None
+
+    def __enter__(self) -> "RemoteLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    # --- helpers -------------------------------------------------------------------------
+    def _write(self) -> None:
+        now = self.clock.now()
+        record = {"host": socket.gethostname(), "machine": self.machine, "pid": self.pid,
+                  "purpose": self.purpose, "time": now.isoformat()}
+        name = f"{FOLDER}/{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(8)}"
+        self.backend.put(name, json.dumps(record).encode())
+        self.name, self._written = name, now
+
+    def _check_others(self) -> None:
+        for info in self.backend.list(FOLDER):
+            if info.name == self.name:
+                continue
+            holder = self._read(info.name)
+            if holder is None:
+                continue
+            if self.is_stale(holder):
+                log.warning("Breaking a stale lock on %s: %s (%s)", self.backend.where, info.name, _who(holder))
+                self.backend.delete(info.name)
+                continue
+            raise SetLocked(holder=_who(holder))
+
+    def _read(self, name: str) -> dict | None:
+        """The holder record, {} when it does not decode, None when it is gone (released meanwhile)."""
+        try:
+            return decode_holder(read_all(self.backend, name, MAX_LOCK_BYTES))
+        except BlobNotFound:
+            return None
+        except DriveFileDamaged:
+            return {}
+
+    def is_stale(self, holder: dict) -> bool:
+        """Whether a lock record no longer keeps anyone out (see the module docstring)."""
+        try:
+            t = datetime.fromisoformat(holder["time"])
+        except (KeyError, TypeError, ValueError):
+            return True
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=timezone.utc)
+        if holder.get("machine") == self.machine and holder.get("pid") != self.pid:
+            pid = holder.get("pid")
+            if not (isinstance(pid, int) and psutil.pid_exists(pid)):
+                return True
+        # A time far in the future (a wrong clock) must not keep the set locked for ever either.
+        return abs(self.clock.now() - t) > self.stale_after
+
+
+def _who(holder: dict) -> str:
+    return (f"{holder.get('purpose', 'a run')} on {holder.get('host', 'an unknown computer')}, "
+            f"pid {holder.get('pid', '?')}, since {holder.get('time', '?')}")
