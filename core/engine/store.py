@@ -66,8 +66,11 @@ class _SplitWriter:
         return fd
 
     def write(self, data) -> int:
-        view = memoryview(data)
         fd = self._fd if self._fd is not None else self._next()
+        if self.part_size is None:   # (the common case: no size limit, nothing to split)
+            self.fs.write_fd(fd, data)
+            return len(data)
+        view = memoryview(data)
         while view:
             room = len(view) if self.part_size is None else self.part_size - self._in_part
             if room <= 0:
