@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ from core.engine.scan import Excluder, ScanEntry, is_inside, plan_sources
 from core.engine.sourceread import SOURCE_RETRIES as SOURCE_RETRIES  # noqa: F401 - where tests look
 from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # noqa: F401
 from core.engine.sourceread import read_with_retries
-from core.engine.store import EncryptedStore, PlainStore
+from core.engine.store import EncryptedStore, PlainStore, prefetch_source
 from core.engine.sums import LatestSums
 from core.engine.window import Window
 from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
@@ -76,6 +77,7 @@ CHECKPOINT_BYTES = 256 << 20
 WINDOW_FILES = 1024         # entries waiting for their copy (or one before them) at most
 WINDOW_BYTES = 256 << 20    # bytes of copies queued at most (always at least one file)
 INLINE_BYTES = 1 << 20     # files smaller than this are copied in the pass's own thread
+PREFETCH = 64              # entries the pass looks ahead, to start reading the files it will copy
 PROGRESS_EVERY = 1000       # entries between reports (and cancel checks) while nothing is copied
 
 
@@ -370,7 +372,19 @@ class _Run:
         self._report("")
 
     def _scanning(self, entries):
-        yield from entries
+        """``entries``, :data:`PREFETCH` ahead: the small files among them that will be copied are
+        read ahead by the OS (store.prefetch_source) while the pass copies the ones before."""
+        ahead: deque = deque()
+        for pair in entries:
+            ahead.append(pair)
+            se, prev = pair
+            if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
+                    and (prev is None or self.options.rehash or not same_stat(prev, se))):
+                prefetch_source(se.abspath)
+            if len(ahead) > PREFETCH:
+                yield ahead.popleft()
+        while ahead:
+            yield ahead.popleft()
         self._scan_done = True   # the totals are known now
 
     def _step(self, se: ScanEntry | None, old: Entry | None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +129,32 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
         os.close(fd)
     changed = st.st_size != size or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
     return size, changed
+
+
+def prefetch_source(path: str) -> None:
+    """Ask the OS to start reading the small source file ``path`` now, without waiting for it.
+
+    The pass copies small files one after the other in its own thread; a hint for the
+    files coming next lets the drive work on several at once (what threads gave before,
+    without their hand-offs). Only where the OS takes the hint (posix_fadvise); never
+    blocks (O_NONBLOCK: a FIFO swapped in is not waited on) and never fails: the copy
+    itself reads and reports.
+    """
+    if not _PREFETCH:
+        return
+    try:
+        fd = os.open(path, READ_FLAGS | _NONBLOCK | _NOFOLLOW)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+_PREFETCH = sys.platform.startswith("linux") and hasattr(os, "posix_fadvise")
 
 
 def _size(p: Path) -> int:

@@ -37,7 +37,7 @@ class VerifyOptions:
     stops it (Cancelled) between manifest batches and between checks."""
 
     read_all: bool = False
-    workers: int = 4
+    workers: int = 8   # reads wait on the drive: more threads than cores keep its queue full (restore.IO_WORKERS)
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
 
