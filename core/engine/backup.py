@@ -375,17 +375,20 @@ class _Run:
         """``entries``, :data:`PREFETCH` ahead: the small files among them that will be copied are
         read ahead by the OS (store.prefetch_source) while the pass copies the ones before."""
         ahead: deque = deque()
-        for pair in entries:
-            ahead.append(pair)
-            se, prev = pair
-            if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
-                    and (prev is None or self.options.rehash or not same_stat(prev, se))):
-                prefetch_source(se.abspath)
+        for item in entries:
+            ahead.append(item)
+            if type(item) is tuple:   # (scan entry, parent entry)
+                self._prefetch(*item)
             if len(ahead) > PREFETCH:
                 yield ahead.popleft()
         while ahead:
             yield ahead.popleft()
         self._scan_done = True   # the totals are known now
+
+    def _prefetch(self, se: ScanEntry | None, prev: Entry | None) -> None:
+        if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
+                and (prev is None or self.options.rehash or not same_stat(prev, se))):
+            prefetch_source(se.abspath)
 
     def _step(self, se: ScanEntry | None, old: Entry | None) -> None:
         """One path: removed (``se`` None), new (``old`` None) or in both."""

@@ -29,6 +29,7 @@ AHEAD = 512          # checks handed to the workers ahead (flat memory; see rest
 BATCH = 32           # checks per hand-off to a worker
 LOOK_UP = object()       # a check's paths: ask BackupSet.content_paths (in the worker)
 OBJECT_ONLY = object()   # ... only its copy in objects/ (BackupSet.object_paths), if any
+IN_LATEST = object()     # ... its copy in Latest/ (plain sets' newest snapshot), if there
 
 
 @dataclass(frozen=True)
@@ -226,9 +227,14 @@ def _latest_checks(bset: BackupSet, sid: str) -> Iterator[_Check]:
         for e in reader:
             if e.type != FILE:
                 continue
-            paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
-                else [bset.layout.latest_file(e.mirror_path)]
-            yield f"Latest/{e.mirror_path}", e, paths if all(os.path.exists(long_path(p)) for p in paths) else None
+            yield f"Latest/{e.mirror_path}", e, IN_LATEST   # (paths made and looked up in the worker)
+
+
+def _latest_paths(bset: BackupSet, e: Entry) -> list[Path] | None:
+    """``e``'s copy (or parts) in ``Latest/``, or None when one is missing."""
+    paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
+        else [bset.layout.latest_file(e.mirror_path)]
+    return paths if all(os.path.exists(long_path(p)) for p in paths) else None
 
 
 @dataclass
@@ -253,6 +259,8 @@ def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOption
                 return label, e, None   # in Latest/ only: the Latest/ checks read it
         elif paths is LOOK_UP:
             paths = bset.content_paths(e)
+        elif paths is IN_LATEST:
+            paths = _latest_paths(bset, e)
         found = cast("list[Path] | None", paths)   # the sentinels are resolved above
         problem = _structure_problem(bset, e, found)
         if problem is None and options.read_all:
