@@ -143,7 +143,7 @@ def prefetch_source(path: str) -> None:
     if not _PREFETCH:
         return
     try:
-        fd = os.open(path, READ_FLAGS | _NONBLOCK | _NOFOLLOW)
+        fd = os.open(long_path(path), READ_FLAGS | _NONBLOCK | _NOFOLLOW)
     except OSError:
         return
     try:
