@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -69,7 +68,7 @@ from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # n
 from core.engine.sourceread import read_with_retries
 from core.engine.store import EncryptedStore, PlainStore, prefetch_source
 from core.engine.sums import LatestSums
-from core.engine.window import Window
+from core.engine.window import Window, lookahead
 from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
 
 CHECKPOINT_SECONDS = 5.0
@@ -374,18 +373,11 @@ class _Run:
     def _scanning(self, entries):
         """``entries``, :data:`PREFETCH` ahead: the small files among them that will be copied are
         read ahead by the OS (store.prefetch_source) while the pass copies the ones before."""
-        ahead: deque = deque()
-        for item in entries:
-            ahead.append(item)
-            if type(item) is tuple:   # (scan entry, parent entry)
-                self._prefetch(*item)
-            if len(ahead) > PREFETCH:
-                yield ahead.popleft()
-        while ahead:
-            yield ahead.popleft()
+        yield from lookahead(entries, PREFETCH, self._prefetch)
         self._scan_done = True   # the totals are known now
 
-    def _prefetch(self, se: ScanEntry | None, prev: Entry | None) -> None:
+    def _prefetch(self, item) -> None:
+        se, prev = item if type(item) is tuple else (None, None)   # (scan entry, parent entry)
         if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
                 and (prev is None or self.options.rehash or not same_stat(prev, se))):
             prefetch_source(se.abspath)

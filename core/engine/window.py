@@ -101,3 +101,16 @@ def ordered_map(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window
     while pending:
         first, future = pending.popleft()
         yield first, future.result()
+
+
+def lookahead(items: Iterable[T], n: int, see: Callable[[T], object]) -> Iterator[T]:
+    """``items`` unchanged, each shown to ``see`` as soon as it is taken, ``n`` items before it is
+    yielded (a backup starts reading the files it will copy next: backup._Run._prefetch)."""
+    ahead: deque = deque()
+    for item in items:
+        ahead.append(item)
+        see(item)
+        if len(ahead) > n:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()

@@ -14,7 +14,7 @@ from core.engine.manifest import FILE, Entry
 from core.engine.manifest_io import Spool
 from core.engine.scan import ScanEntry
 from core.engine.store import prefetch_source
-from core.engine.window import Window
+from core.engine.window import Window, lookahead
 from tests.support.engine import backup_path, restore_path, verify_path
 from tests.support.trees import make_tree, read_tree
 
@@ -47,6 +47,15 @@ def test_window_raises_a_jobs_error_where_its_item_would_leave():
         go.set()
         with pytest.raises(OSError, match="disk on fire"):
             w.put("b", result=None)   # over max_items: "a" must leave first, and raises
+
+
+def test_lookahead_shows_each_item_n_before_it_leaves_and_changes_nothing():
+    seen: list[int] = []
+    out = []
+    for x in lookahead(range(10), 3, seen.append):
+        out.append(x)
+        assert seen[-1] == min(x + 3, 9)   # three ahead, until the end
+    assert out == list(range(10)) and seen == list(range(10))
 
 
 @pytest.mark.parametrize("name", ["plain.txt", "new\nline", "tab\there", "back\\slash", "quote\"d", "é ü",
