@@ -102,8 +102,8 @@ def _one_regex(spec: pathspec.GitIgnoreSpec) -> re.Pattern | None:
         include, regex = getattr(pattern, "include", None), getattr(pattern, "regex", None)
         if include is None:
             continue   # a blank line or a comment
-        if include is not True or not isinstance(regex, re.Pattern):
-            return None
+        if include is not True or not isinstance(regex, re.Pattern) or regex.flags & ~re.UNICODE:
+            return None   # (a flag such as IGNORECASE would be lost in the joined text)
         parts.append("(?:" + _NAMED_GROUP.sub("(?:", regex.pattern) + ")")
     try:
         return re.compile("|".join(parts)) if parts else re.compile(r"(?!)")
