@@ -30,7 +30,7 @@ _COUNTER = itertools.count()
 def tmp_name(tmp_dir: Path, hint: str = "") -> Path:
     """A fresh name in ``tmp/`` (cleared when a run starts, so leftovers never accumulate)."""
     # A counter, not random bytes per file: getrandom() for every small file shows in profiles.
-    return Path(tmp_dir) / f"{_RUN}-{next(_COUNTER)}{hint}"
+    return Path(f"{tmp_dir}{os.sep}{_RUN}-{next(_COUNTER)}{hint}")   # (one parse: this runs per file)
 
 
 class LocalFS(FileSystem):

@@ -31,7 +31,6 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -67,15 +66,17 @@ from core.engine.scan import Excluder, ScanEntry, is_inside, plan_sources
 from core.engine.sourceread import SOURCE_RETRIES as SOURCE_RETRIES  # noqa: F401 - where tests look
 from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # noqa: F401
 from core.engine.sourceread import read_with_retries
-from core.engine.store import EncryptedStore, PlainStore
+from core.engine.store import EncryptedStore, PlainStore, prefetch_source
 from core.engine.sums import LatestSums
-from core.engine.window import Window
+from core.engine.window import Window, lookahead
 from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
 
 CHECKPOINT_SECONDS = 5.0
 CHECKPOINT_BYTES = 256 << 20
 WINDOW_FILES = 1024         # entries waiting for their copy (or one before them) at most
 WINDOW_BYTES = 256 << 20    # bytes of copies queued at most (always at least one file)
+INLINE_BYTES = 1 << 20     # files smaller than this are copied in the pass's own thread
+PREFETCH = 64              # entries the pass looks ahead, to start reading the files it will copy
 PROGRESS_EVERY = 1000       # entries between reports (and cancel checks) while nothing is copied
 
 
@@ -370,8 +371,16 @@ class _Run:
         self._report("")
 
     def _scanning(self, entries):
-        yield from entries
+        """``entries``, :data:`PREFETCH` ahead: the small files among them that will be copied are
+        read ahead by the OS (store.prefetch_source) while the pass copies the ones before."""
+        yield from lookahead(entries, PREFETCH, self._prefetch)
         self._scan_done = True   # the totals are known now
+
+    def _prefetch(self, item) -> None:
+        se, prev = item if type(item) is tuple else (None, None)   # (scan entry, parent entry)
+        if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
+                and (prev is None or self.options.rehash or not same_stat(prev, se))):
+            prefetch_source(se.abspath)
 
     def _step(self, se: ScanEntry | None, old: Entry | None) -> None:
         """One path: removed (``se`` None), new (``old`` None) or in both."""
@@ -448,15 +457,23 @@ class _Run:
         elif t is not None and same_stat(t, se) and t.mirror == e.mirror_path:
             e.sha256, e.parts, e.obj = t.sha256, t.parts, t.obj
             if not self.store.has(e):
-                self.window.put((e, se), lambda: self._copy_one(se, e, prev), se.size)
+                self._copy_later(se, e, prev)
                 return
         else:
-            self.window.put((e, se), lambda: self._copy_one(se, e, prev), se.size)
+            self._copy_later(se, e, prev)
             return
         with self._mutex:
             self.stats["done_files"] += 1
             self.stats["done_bytes"] += se.size
         self.window.put((e, se))
+
+    def _copy_later(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
+        """Copy ``se``: a small file here and now (handing it to a worker thread costs more than
+        copying it, and every hand-off trades the GIL), a bigger one in the pool."""
+        if se.size < INLINE_BYTES:
+            self.window.put((e, se), result=self._copy_one(se, e, prev))
+        else:
+            self.window.put((e, se), lambda: self._copy_one(se, e, prev), se.size)
 
     def _emit(self, item: tuple[Entry, ScanEntry], placed) -> None:
         """``item``'s entry is final: to the new manifest (and Latest.sha256, and the read-back)."""
@@ -470,7 +487,7 @@ class _Run:
             self.stats["copied_files"] += 1
             self.stats["copied_bytes"] += e.size
             if self.written is not None:
-                self.written.add(json.dumps({"e": e.to_dict(), "a": se.abspath, "s": se.size}).encode())
+                self.written.add(readback.record(e, se))
 
     def _progress_now(self, current: str) -> Progress:
         """Files and bytes done of the total, which is known once the scan ended; until then

@@ -65,8 +65,10 @@ def long_path(path, *, windows: bool = sys.platform == "win32", force: bool = Fa
     of a tree walk, whose children inherit it). ``windows``: decide as on Windows (tests).
     """
     p = os.fspath(path)
+    if not windows:
+        return p   # (first: this runs for every file a run touches)
     short = not force and len(p) < WIN_PATH_LIMIT and ntpath.isabs(p)
-    if not windows or p.startswith(("\\\\?\\", "\\\\.\\")) or short:
+    if p.startswith(("\\\\?\\", "\\\\.\\")) or short:
         return p
     # GetFullPathNameW on Windows; elsewhere (the table tests) the caller gives absolute paths.
     full = ntpath.abspath(p) if sys.platform == "win32" else ntpath.normpath(p)

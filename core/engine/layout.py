@@ -125,6 +125,8 @@ class SetLayout:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._latest_prefix = f"{self.root / LATEST_DIR}{os.sep}"
+        self._objects_prefix = f"{self.root / OBJECTS_DIR}{os.sep}"
         # Mirror paths of folders in Latest/ proven real this run (one lstat per folder, not per file).
         self._real_dirs: set[str] = set()
 
@@ -170,7 +172,7 @@ class SetLayout:
         """``objects/<2 hex>/<64 hex>``; ``name`` is a SHA-256 (or keyed) hex digest."""
         if not _OBJECT_NAME.match(name):
             raise ValueError(f"not an object name: {name!r}")
-        return self.objects / name[:2] / name
+        return Path(f"{self._objects_prefix}{name[:2]}{os.sep}{name}")
 
     def object_part(self, name: str, index: int) -> Path:
         """Part ``index`` of an object stored split (file larger than the destination allows)."""
@@ -185,7 +187,8 @@ class SetLayout:
         check_relative(mirror_path, LATEST_DIR)
         if writing:
             self._check_latest_folders(mirror_path.rpartition("/")[0])
-        return self.latest.joinpath(*mirror_path.split("/"))
+        # One string, parsed once (a join per component cost more than the file's copy)
+        return Path(self._latest_prefix + (mirror_path if os.sep == "/" else mirror_path.replace("/", os.sep)))
 
     def latest_part(self, mirror_path: str, index: int, *, writing: bool = False) -> Path:
         """Part ``index`` of a split file in ``Latest/`` (``name.001``...)."""

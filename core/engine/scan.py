@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class Excluder:
         except Exception as err:  # noqa: BLE001 - pathspec raises several types for a malformed pattern
             raise UsageError(f"An exclude pattern is not valid ({err}). Use gitignore-style patterns "
                              "such as '*.tmp', 'node_modules/' or '/Photos/raw'.") from None
+        self._any = _one_regex(self.spec)
         # By (device, inode), not by path: a realpath per folder was a tenth of a no-change run.
         self.skip_dirs = set()
         for d in skip_dirs:
@@ -86,7 +88,30 @@ class Excluder:
             self.skip_dirs.add((st.st_dev, st.st_ino))
 
     def excluded(self, rel: str, is_dir: bool) -> bool:
+        if self._any is not None:
+            return self._any.match(rel + "/" if is_dir else rel) is not None
         return self.spec.match_file(rel + "/" if is_dir else rel)
+
+
+def _one_regex(spec: pathspec.GitIgnoreSpec) -> re.Pattern | None:
+    """All of ``spec``'s patterns as one regex, when none re-includes (``!pattern``): then a path is
+    excluded exactly when any pattern matches it, and one match replaces a loop over 16+ patterns
+    in Python for every entry a scan sees. None when a pattern re-includes (order matters then)."""
+    parts = []
+    for pattern in spec.patterns:
+        include, regex = getattr(pattern, "include", None), getattr(pattern, "regex", None)
+        if include is None:
+            continue   # a blank line or a comment
+        if include is not True or not isinstance(regex, re.Pattern) or regex.flags & ~re.UNICODE:
+            return None   # (a flag such as IGNORECASE would be lost in the joined text)
+        parts.append("(?:" + _NAMED_GROUP.sub("(?:", regex.pattern) + ")")
+    try:
+        return re.compile("|".join(parts)) if parts else re.compile(r"(?!)")
+    except re.error:
+        return None
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
 
 
 @dataclass

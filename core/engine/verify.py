@@ -27,8 +27,10 @@ from core.errors import Cancelled, DamagedSet, PlugbackError
 # (what to call it in a report, the entry, where its bytes are or None if nowhere, or LOOK_UP)
 _Check = tuple[str, Entry, "list[Path] | None | object"]
 AHEAD = 512          # checks handed to the workers ahead (flat memory; see restore.AHEAD)
+BATCH = 32           # checks per hand-off to a worker
 LOOK_UP = object()       # a check's paths: ask BackupSet.content_paths (in the worker)
 OBJECT_ONLY = object()   # ... only its copy in objects/ (BackupSet.object_paths), if any
+IN_LATEST = object()     # ... its copy in Latest/ (plain sets' newest snapshot), if there
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class VerifyOptions:
     stops it (Cancelled) between manifest batches and between checks."""
 
     read_all: bool = False
-    workers: int = 4
+    workers: int = 8   # reads wait on the drive: more threads than cores keep its queue full (restore.IO_WORKERS)
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
 
@@ -231,9 +233,14 @@ def _latest_checks(bset: BackupSet, sid: str) -> Iterator[_Check]:
         for e in reader:
             if e.type != FILE:
                 continue
-            paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
-                else [bset.layout.latest_file(e.mirror_path)]
-            yield f"Latest/{e.mirror_path}", e, paths if all(os.path.exists(long_path(p)) for p in paths) else None
+            yield f"Latest/{e.mirror_path}", e, IN_LATEST   # (paths made and looked up in the worker)
+
+
+def _latest_paths(bset: BackupSet, e: Entry) -> list[Path] | None:
+    """``e``'s copy (or parts) in ``Latest/``, or None when one is missing."""
+    paths = [bset.layout.latest_part(e.mirror_path, i) for i in range(1, e.parts + 1)] if e.parts \
+        else [bset.layout.latest_file(e.mirror_path)]
+    return paths if all(os.path.exists(long_path(p)) for p in paths) else None
 
 
 @dataclass
@@ -259,6 +266,8 @@ def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOption
                     return label, e, None   # in Latest/ only: the Latest/ checks read it
             elif paths is LOOK_UP:
                 paths = bset.content_paths(e)
+            elif paths is IN_LATEST:
+                paths = _latest_paths(bset, e)
         except DamagedSet as err:   # a damaged chunk list (format 2)
             return label, e, str(err)
         found = cast("list[Path] | None", paths)   # the sentinels are resolved above
@@ -285,19 +294,35 @@ def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOption
 
 
 def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, limit: int) -> Iterator:
-    """``pool.map(fn, items)`` with at most ``limit`` items taken ahead (``pool.map`` takes them all).
-    One worker: in this thread (a hand-off per item costs more than a quick check)."""
+    """``pool.map(fn, items)`` with at most ``limit`` items taken ahead (``pool.map`` takes them all),
+    handed to the workers :data:`BATCH` at a time (a hand-off per small file, with its future and
+    GIL switch, cost more than reading the file). One worker: in this thread."""
     if pool._max_workers == 1:
         yield from map(fn, items)
         return
     pending: deque[Future] = deque()
     try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= limit:
-                yield pending.popleft().result()
+        for batch in _batches(items, BATCH):
+            pending.append(pool.submit(_run_batch, fn, batch))
+            if len(pending) * BATCH >= limit:
+                yield from pending.popleft().result()
         while pending:
-            yield pending.popleft().result()
+            yield from pending.popleft().result()
     finally:
         for f in pending:
             f.cancel()
+
+
+def _run_batch(fn, batch: list) -> list:
+    return [fn(item) for item in batch]
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -55,13 +55,18 @@ class Window:
         self.emit = emit
         self.max_items = max_items
         self.max_weight = max_weight
-        self._queue: deque[tuple[object, Future | None, int]] = deque()
+        self._queue: deque[tuple[object, Future | None, int, object]] = deque()
         self._weight = 0
 
-    def put(self, item, job: Callable[[], object] | None = None, weight: int = 0) -> None:
-        """Queue ``item``; ``job`` (run in the pool) must finish before it leaves."""
+    def put(self, item, job: Callable[[], object] | None = None, weight: int = 0, result: object = None) -> None:
+        """Queue ``item``; ``job`` (run in the pool) must finish before it leaves. Without a job,
+        ``result`` is what ``emit`` gets (work done in the caller's thread: small files, where a
+        hand-off to the pool costs more than the work)."""
+        if job is None and not self._queue:
+            self.emit(item, result)   # nothing before it waits: out at once
+            return
         future = self.pool.submit(job) if job is not None else None
-        self._queue.append((item, future, weight))
+        self._queue.append((item, future, weight, result))
         self._weight += weight
         self._pop_ready()
         while self._queue and (len(self._queue) > self.max_items or self._weight > self.max_weight):
@@ -72,8 +77,9 @@ class Window:
             self._pop()
 
     def _pop(self) -> None:
-        item, future, weight = self._queue[0]
-        result = future.result() if future is not None else None   # waits; raises the job's error
+        item, future, weight, result = self._queue[0]
+        if future is not None:
+            result = future.result()   # waits; raises the job's error
         self._queue.popleft()
         self._weight -= weight
         self.emit(item, result)
@@ -95,3 +101,16 @@ def ordered_map(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window
     while pending:
         first, future = pending.popleft()
         yield first, future.result()
+
+
+def lookahead(items: Iterable[T], n: int, see: Callable[[T], object]) -> Iterator[T]:
+    """``items`` unchanged, each shown to ``see`` as soon as it is taken, ``n`` items before it is
+    yielded (a backup starts reading the files it will copy next: backup._Run._prefetch)."""
+    ahead: deque = deque()
+    for item in items:
+        ahead.append(item)
+        see(item)
+        if len(ahead) > n:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()

@@ -106,6 +106,30 @@ def test_default_excludes(tmp_path):
     assert len(_paths(src, defaults=False)) == 27
 
 
+@pytest.mark.parametrize("patterns", [(), ("*.tmp", "/Photos/raw", "node_modules/", "build/**/x", "a?c", "[ab]*.log",
+                                      "**/deep/*.o", "x\\ y", "# a comment", "")])
+def test_one_regex_excludes_exactly_what_pathspec_excludes(patterns):
+    """The combined regex (no negations) agrees with pathspec's own matching on every path."""
+    import random
+
+    ex = Excluder(patterns)
+    assert ex._any is not None   # the fast path is the one under test
+    names = [".DS_Store", "._x", "Thumbs.db", "desktop.ini", "~$a", ".~lock.f#", "__pycache__", ".cache",
+             "a.tmp", "Photos", "raw", "node_modules", "build", "x", "deep", "q.o", "abc", "a.log", "c.log",
+             ".Trash-1000", "$RECYCLE.BIN", "System Volume Information", "file", "x y", "ab\\c", "é"]
+    rnd = random.Random(7)
+    for _ in range(5000):
+        rel = "/".join(rnd.choice(names) for _ in range(rnd.randint(1, 4)))
+        for is_dir in (True, False):
+            assert ex.excluded(rel, is_dir) == ex.spec.match_file(rel + "/" if is_dir else rel), (rel, is_dir)
+
+
+def test_a_negation_keeps_pathspec_order():
+    ex = Excluder(["*.log", "!keep.log"])
+    assert ex._any is None
+    assert ex.excluded("a.log", False) and not ex.excluded("keep.log", False)
+
+
 def test_bad_pattern_is_a_usage_error():
     with pytest.raises(UsageError, match="gitignore-style"):
         Excluder(["a/**b/[z-a]"])
