@@ -190,6 +190,42 @@ class ManifestReader:
         if trailer.get("sha256") != self._digest.hexdigest() or trailer.get("entries") != self._count:
             raise self._damaged("its checksum does not match its contents")
 
+    def raw_blocks(self) -> Iterator[bytes]:
+        """The entry lines as text blocks of whole lines (each ending in a newline), **not checked**
+        entry by entry; their hash and count are checked against the trailer at the end, like
+        iterating. Only for bytes proven to be ones this computer wrote (core/engine/trust.py):
+        ``digest`` then holds the hash recomputed over the bytes read."""
+        if self._done:
+            raise RuntimeError("a manifest stream is read once")
+        self._done = True
+        held = b"".join(line + b"\n" for line in self._queue) + self._pending   # after the header
+        self._queue, self._pending = [], b""
+        while True:
+            text = self._more()
+            if not text:
+                break
+            held += text
+            cut = held.rfind(b"\n", 0, len(held) - 1)   # keep the last whole line: it may be the trailer
+            if cut < 0:
+                if len(held) > 2 * MAX_LINE:
+                    raise self._damaged("a line is far too long")
+                continue
+            block, held = held[:cut + 1], held[cut + 1:]
+            self._digest.update(block)
+            self._count += block.count(b"\n")
+            yield block
+        if not held.endswith(b"\n") or held.count(b"\n") != 1:
+            raise self._damaged("it is truncated (no trailer)")
+        (trailer,) = self._parse([held[:-1]])
+        if (trailer.get("type") != "trailer" or trailer.get("sha256") != self._digest.hexdigest()
+                or trailer.get("entries") != self._count):
+            raise self._damaged("its checksum does not match its contents")
+
+    @property
+    def digest(self) -> str:
+        """The SHA-256 of the lines read so far (all but the trailer, once read to the end)."""
+        return self._digest.hexdigest()
+
     def close(self) -> None:
         for f in (self._stream, self.closing):
             close = getattr(f, "close", None)
@@ -228,6 +264,14 @@ class Spool:
         self._buffered += len(line)
         if self._buffered >= SPOOL_BUFFER:
             self._flush()
+
+    def add_block(self, block: bytes) -> None:
+        """Whole lines, each ending in a newline (a spliced block of another manifest's lines)."""
+        if block:
+            self._buf.append(block[:-1])
+            self._buffered += len(block)
+            if self._buffered >= SPOOL_BUFFER:
+                self._flush()
 
     def _flush(self) -> None:
         if self._buf:
@@ -277,6 +321,7 @@ class ManifestWriter:
         self._last: list[str] | None = None
         self.count = 0
         self.totals = {"files": 0, "dirs": 0, "links": 0, "bytes": 0}
+        self.sha256 = ""   # the trailer's hash, once chunks() has given every byte
 
     def add(self, e: Entry) -> None:
         key = sort_key(e.path)
@@ -294,6 +339,18 @@ class ManifestWriter:
             self.totals["links"] += 1
         self.count += 1
         self._spool.add(_ENCODER.encode(e.to_dict()).encode("ascii"))
+
+    def add_block(self, block: bytes, first: str, last: str, totals: dict[str, int]) -> None:
+        """Whole entry lines of a manifest this computer wrote (core/engine/splice.py), copied as
+        they are: ``first`` and ``last`` are the paths of its first and last line, ``totals``
+        its counts (the keys of :attr:`totals`)."""
+        if self._last is not None and sort_key(first) <= self._last:
+            raise ValueError(f"manifest entries out of order: {first!r} after {'/'.join(self._last)!r}")
+        self._last = sort_key(last)
+        for k, v in totals.items():
+            self.totals[k] += v
+        self.count += block.count(b"\n")
+        self._spool.add_block(block)
 
     def chunks(self, m: Manifest) -> Iterator[bytes]:
         """The manifest's gzip bytes (header from ``m``'s fields with these entries' totals)."""
@@ -314,7 +371,8 @@ class ManifestWriter:
             out = gz.compress(block)
             if out:
                 yield out
-        trailer = {"type": "trailer", "entries": self.count, "sha256": digest.hexdigest()}
+        self.sha256 = digest.hexdigest()
+        trailer = {"type": "trailer", "entries": self.count, "sha256": self.sha256}
         yield gz.compress((_ENCODER.encode(trailer) + "\n").encode("ascii")) + gz.flush()
 
     def close(self) -> None:

@@ -10,13 +10,20 @@ their own.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import stat
 from typing import Iterable
 
 from core.engine.atomic import write_atomic
 from core.engine.manifest import FILE, Entry, Manifest
 from core.engine.manifest_io import READ_BLOCK, Spool
+
+# A file's line as this version's ManifestWriter writes it (core/engine/splice.py: spliced blocks).
+_FILE_LINE = re.compile(rb'"path":"([^"\n]*)","type":"f","mtime_ns":-?\d+,"mode":\d+,"size":\d+,'
+                        rb'"sha256":"([0-9a-f]{64})"([^\n]*)')
+_FILE_KEY = b'","type":"f"'
 
 
 def sums_line(sha256: str, mirror_path: str) -> bytes:
@@ -43,12 +50,36 @@ class LatestSums:
             self._size += len(line)
             self._spool.add(line[:-1])
 
+    def add_block(self, block: bytes) -> None:
+        """The lines of the files in ``block``: whole manifest lines this computer wrote (a splice)."""
+        out = []
+        matches = list(_FILE_LINE.finditer(block))
+        if len(matches) == block.count(_FILE_KEY):
+            for m in matches:
+                path, sha, rest = m.groups()
+                if b"\\" in path or b'"mirror":' in rest or b'"parts":' in rest:
+                    out.append(_sums_of(block[m.start() - 1:block.find(b"\n", m.end())]))
+                else:
+                    out.append(sha + b"  " + path + b"\n")
+        else:   # a quote in a name: line by line
+            out = [_sums_of(line) for line in block[:-1].split(b"\n") if _FILE_KEY in line]
+        text = b"".join(out)
+        self._digest.update(text)
+        self._size += len(text)
+        self._spool.add_block(text)
+
     def commit(self, bset) -> None:
         try:
             if not _holds(bset.layout.latest_sums, self._size, self._digest.hexdigest()):
                 write_atomic(bset.fs, bset.layout.tmp, bset.layout.latest_sums, self._spool.blocks())
         finally:
             self._spool.close()
+
+
+def _sums_of(line: bytes) -> bytes:
+    """The Latest.sha256 line of one file's manifest line (b"" for a file stored split)."""
+    d = json.loads(line)
+    return b"" if d.get("parts") else sums_line(d["sha256"], d.get("mirror") or d["path"])
 
 
 def write_latest_sums(bset, entries: Manifest | Iterable[Entry]) -> None:

@@ -1,0 +1,246 @@
+"""A parent manifest this computer wrote, read once and spliced into the next one (issue #12).
+
+A journal backup of 100,000 files with 10 changed copies 99.99% of the parent
+snapshot's records into the new manifest. Decoding, checking and encoding each
+of them again was most of the run. When the parent's bytes are proven to be ones
+this computer wrote (core/engine/trust.py), they are handled as text instead:
+
+1. :meth:`ParentCopy.read` (the run's first read, before anything is written)
+   gunzips the manifest once, copies its gzip bytes to a local temporary file
+   (unlinked at once), recomputes the trailer hash over the bytes it read and
+   compares it with the record. Only the few things the run needs before its
+   pass are picked out of the text (the named folders the parent has, mirror
+   names, object names). Any mismatch: ``None``, and the run reads the parent the
+   validating way (correct, only slower).
+2. :class:`ParentLines` (the pass, over the local copy: the very bytes just
+   proven) gives the parent's entries one at a time where the journal scan looks
+   at them (parsed and checked as usual), and :meth:`ParentLines.splice` hands
+   over whole runs of lines the scan reuses unchanged as one :class:`Splice`: the
+   new manifest and ``Latest.sha256`` take their bytes as they are.
+
+Lines are this version's writer's (``ManifestWriter``: compact JSON, ASCII, keys in
+``Entry.to_dict`` order), which is what makes plain byte searches exact here: a key
+such as ``","type":"d"`` can only appear where that key is (a quote inside a JSON
+string is always escaped), and every entry line starts with ``{"path":"``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from core.engine.manifest import Entry, Manifest, parse_entry
+from core.engine.manifest_io import ManifestReader
+from core.errors import ManifestDamaged
+
+HEAD = b'{"path":"'
+_TYPE = b'","type":"'
+_SIZE = re.compile(rb',"size":(\d+)')
+_OBJ = re.compile(rb',"obj":"([0-9a-f]{64})"')
+_MIRROR = b',"mirror":"'
+_KINDS = {"files": _TYPE + b'f"', "dirs": _TYPE + b'd"', "links": _TYPE + b'l"'}
+
+
+def encoded(path: str) -> bytes:
+    """``path`` as a JSON string's body in a manifest line (ASCII, without the quotes)."""
+    return json.dumps(path, ensure_ascii=True)[1:-1].encode("ascii")
+
+
+def _line_path(line: bytes) -> str:
+    """The path of one entry line (its first key)."""
+    end = line.find(_TYPE)
+    raw = line[len(HEAD):end]
+    return raw.decode("ascii") if b"\\" not in raw else json.loads(b'"' + raw + b'"')
+
+
+@dataclass
+class Splice:
+    """Whole lines of the parent manifest the new one takes as they are (in manifest order)."""
+
+    block: bytes     # the lines, each ending in a newline
+    first: str       # the paths of its first and last line
+    last: str
+    count: int
+    totals: dict[str, int]   # files, dirs, links, bytes (ManifestWriter.totals' keys)
+
+    @classmethod
+    def of(cls, block: bytes, first: str) -> "Splice":
+        last = _line_path(block[block.rfind(b"\n", 0, len(block) - 1) + 1:])
+        totals = {k: block.count(marker) for k, marker in _KINDS.items()}
+        totals["bytes"] = sum(map(int, _SIZE.findall(block)))
+        return cls(block, first, last, block.count(b"\n"), totals)
+
+
+class ParentCopy:
+    """The parent manifest's gzip bytes in a local temporary file, proven to be what this
+    computer wrote. ``header``: its header fields. Close it (the pass's lines close it)."""
+
+    def __init__(self, file, header: Manifest, name: str, encrypted: bool):
+        self.file, self.header, self.name, self.encrypted = file, header, name, encrypted
+
+    @classmethod
+    def read(cls, bset, snapshot_id: str, expected: str, *, begin: Callable[[Manifest], set[str]],
+             found: Callable[[str], None], reserve: Callable[[str, str], None] | None,
+             every_name: bool, objects: Callable[[list[str]], None] | None) -> "ParentCopy | None":
+        """Read ``snapshot_id``'s manifest once, keeping a local copy; None unless the hash
+        recomputed over the bytes read is ``expected`` (a damaged file: ``ManifestDamaged``).
+
+        ``begin(header)`` returns the folders to look for: ``found(path)`` for each the
+        parent has as a folder. ``reserve(mirror, path)`` for every entry's Latest/ name when
+        ``every_name``, else for the entries with a mirror name (hashset.StreamNamer's rule).
+        ``objects(names)`` gets every object name (encrypted sets).
+        """
+        copy = tempfile.TemporaryFile(prefix="plugback-parent-")
+        try:
+            with bset.open_manifest(snapshot_id, tee=copy) as reader:
+                wanted = {HEAD + encoded(p) + _TYPE + b'd"': p for p in begin(reader.manifest)}
+                for block in reader.raw_blocks():
+                    _found_dirs(block, wanted, found)
+                    if reserve is not None:
+                        _mirrors(block, reserve, every_name)
+                    if objects is not None:
+                        objects([m.decode("ascii") for m in _OBJ.findall(block)])
+                if reader.digest != expected:
+                    copy.close()
+                    return None
+                copy.seek(0)
+                return cls(copy, reader.manifest, reader.name, bset.keys is not None)
+        except BaseException:
+            copy.close()
+            raise
+
+    def lines(self) -> "ParentLines":
+        self.file.seek(0)
+        return ParentLines(ManifestReader(self.file, self.name, encrypted=self.encrypted), self.encrypted)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _found_dirs(block: bytes, wanted: dict[bytes, str], found: Callable[[str], None]) -> None:
+    """``found(path)`` for each folder line of ``block`` that ``wanted`` names."""
+    if not wanted:
+        return
+    marker = _KINDS["dirs"]
+    at = block.find(marker)
+    while at >= 0:
+        start = block.rfind(b"\n", 0, at) + 1
+        path = wanted.get(block[start:at + len(marker)])
+        if path is not None:
+            found(path)
+        at = block.find(marker, at + len(marker))
+
+
+def _mirrors(block: bytes, reserve: Callable[[str, str], None], every_name: bool) -> None:
+    if not every_name:
+        at = block.find(_MIRROR)
+        while at >= 0:
+            start, end = block.rfind(b"\n", 0, at) + 1, block.find(b"\n", at)
+            d = json.loads(block[start:end])
+            reserve(d["mirror"], d["path"])
+            at = block.find(_MIRROR, end)
+        return
+    for line in block[:-1].split(b"\n"):
+        if _MIRROR in line:
+            d = json.loads(line)
+            reserve(d["mirror"], d["path"])
+        else:
+            path = _line_path(line)
+            reserve(path, path)
+
+
+class ParentLines:
+    """The pass's view of a :class:`ParentCopy`: ``entry()`` (the current line, parsed and
+    checked), ``advance()``, and ``splice()`` for a run of lines taken unparsed.
+
+    Iterating yields the entries (a full scan's merge). Memory: one block of text.
+    """
+
+    def __init__(self, reader: ManifestReader, encrypted: bool):
+        self._reader, self._encrypted = reader, encrypted
+        self._blocks = reader.raw_blocks()
+        self._buf, self._pos = b"", 0
+        self._entry: Entry | None = None
+        self._line = 0
+        self._refill()
+
+    def _refill(self) -> None:
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = next(self._blocks, b""), 0
+
+    def entry(self) -> Entry | None:
+        """The entry at the current line (None at the end)."""
+        if self._entry is None and self._pos < len(self._buf):
+            end = self._buf.find(b"\n", self._pos)
+            try:
+                d = json.loads(self._buf[self._pos:end])
+            except ValueError:
+                raise ManifestDamaged(path=self._reader.name, reason="a line is not valid JSON") from None
+            self._entry = parse_entry(d, self._reader.name, encrypted=self._encrypted)
+        return self._entry
+
+    def advance(self) -> None:
+        self._pos = self._buf.find(b"\n", self._pos) + 1
+        self._entry = None
+        self._refill()
+
+    def __iter__(self) -> Iterator[Entry]:
+        while (e := self.entry()) is not None:
+            self.advance()
+            yield e
+
+    def splice(self, prefix: str, stops: list[bytes]) -> Splice:
+        """The lines from the current one on whose paths start with ``prefix``, up to (not
+        including) any line that starts with one of ``stops`` (at most one block); the current
+        line must be one of them and no stop."""
+        first = self.entry()
+        assert first is not None and first.path.startswith(prefix)
+        buf, pos = self._buf, self._pos
+        end = _run_end(buf, pos, len(buf), HEAD + encoded(prefix))
+        for stop in stops:
+            at = buf.find(stop, pos, end)
+            if at >= 0:
+                end = at + 1
+        self._pos, self._entry = end, None
+        self._refill()
+        return Splice.of(buf[pos:end], first.path)
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> "ParentLines":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+def _run_end(buf: bytes, lo: int, hi: int, head: bytes) -> int:
+    """The first line start in ``buf[lo:hi]`` whose line does not start with ``head`` (else ``hi``).
+
+    The line at ``lo`` does, and lines that do are one run (manifest order puts everything
+    below a folder right after it), so a binary search over line starts finds the end.
+    """
+    while True:
+        nl = buf.find(b"\n", (lo + hi) // 2, hi)
+        if nl < 0 or nl + 1 >= hi:             # no line starts in the upper half: step one line
+            nl = buf.find(b"\n", lo, hi)
+            if nl < 0 or nl + 1 >= hi:
+                return hi
+            if not buf.startswith(head, nl + 1):
+                return nl + 1
+            lo = nl + 1
+        elif buf.startswith(head, nl + 1):
+            lo = nl + 1
+        else:
+            hi = nl + 1
+
+
+def stops_below(prefix: str, named: set[str]) -> list[bytes]:
+    """The starts of the named folders' lines below ``prefix``, each after the newline before it
+    (a splice ends before them)."""
+    return [b"\n" + HEAD + encoded(p) + _TYPE + b'd"' for p in named if p.startswith(prefix)]
+
