@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
 import tempfile
 import zlib
 from typing import Iterable, Iterator, Protocol
@@ -252,9 +253,11 @@ class Spool:
     (the new manifest's lines, what to read back) waits here, not in memory.
     """
 
-    def __init__(self, prefix: str = "plugback-spool-"):
+    def __init__(self, prefix: str = "plugback-spool-", *, raw: bool = False):
         self._file = tempfile.TemporaryFile(prefix=prefix)
-        self._z = zlib.compressobj(1)
+        # raw: a bare deflate stream that :meth:`deflated` hands on as part of a gzip file.
+        self._wbits = -zlib.MAX_WBITS if raw else zlib.MAX_WBITS
+        self._z = zlib.compressobj(1, zlib.DEFLATED, self._wbits)
         self._buf: list[bytes] = []
         self._buffered = 0
 
@@ -284,7 +287,7 @@ class Spool:
         self._flush()
         self._file.write(self._z.flush())
         self._file.seek(0)
-        z = zlib.decompressobj()
+        z = zlib.decompressobj(self._wbits)
         pending = b""
         while True:
             data = z.unconsumed_tail or self._file.read(SPOOL_BUFFER)
@@ -298,6 +301,17 @@ class Spool:
         pending += z.flush()
         if pending:
             yield pending
+
+    def deflated(self) -> Iterator[tuple[bytes, bytes]]:
+        """Everything added as ``(deflate bytes, the text they hold)`` pairs, read once (a raw
+        spool): the deflate bytes end on a byte boundary without a final block, so that more
+        deflate data may follow them in one stream."""
+        self._flush()
+        self._file.write(self._z.flush(zlib.Z_SYNC_FLUSH))
+        self._file.seek(0)
+        z = zlib.decompressobj(self._wbits)
+        while data := self._file.read(SPOOL_BUFFER):
+            yield data, z.decompress(data)
 
     def lines(self) -> Iterator[bytes]:
         """Everything added, line by line (without newlines)."""
@@ -317,7 +331,7 @@ class ManifestWriter:
     """
 
     def __init__(self):
-        self._spool = Spool("plugback-manifest-")
+        self._spool = Spool("plugback-manifest-", raw=True)
         self._last: list[str] | None = None
         self.count = 0
         self.totals = {"files": 0, "dirs": 0, "links": 0, "bytes": 0}
@@ -360,20 +374,22 @@ class ManifestWriter:
                   "sources": m.sources, "parent": m.parent, "totals": m.totals}
         if m.scan is not None:
             header["scan"] = m.scan
-        digest = hashlib.sha256()
-        # Level 1: a manifest is written every run; level 9 cost a fifth of a no-change backup.
-        gz = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        head = (_ENCODER.encode(header) + "\n").encode("ascii")
-        digest.update(head)
-        yield gz.compress(head)
-        for block in self._spool.blocks():
-            digest.update(block)
-            out = gz.compress(block)
-            if out:
-                yield out
-        self.sha256 = digest.hexdigest()
-        trailer = {"type": "trailer", "entries": self.count, "sha256": self.sha256}
-        yield gz.compress((_ENCODER.encode(trailer) + "\n").encode("ascii")) + gz.flush()
+        # One gzip member, one deflate stream in three pieces, each compressed on its own: the
+        # header, the spooled entries as they were compressed when added (not compressed again:
+        # that was a fifth of a journal backup), and the trailer (the final block).
+        digest, crc, size = hashlib.sha256(), 0, 0
+        for piece, text in _pieces(_ENCODER.encode(header), self._spool.deflated()):
+            if text is None:   # the trailer, once every byte before it is counted
+                self.sha256 = digest.hexdigest()
+                trailer = {"type": "trailer", "entries": self.count, "sha256": self.sha256}
+                text = (_ENCODER.encode(trailer) + "\n").encode("ascii")
+                crc, size = zlib.crc32(text, crc), size + len(text)
+                yield _deflate(text, final=True) + struct.pack("<II", crc, size & 0xFFFFFFFF)
+                return
+            digest.update(text)
+            crc, size = zlib.crc32(text, crc), size + len(text)
+            if piece:
+                yield piece
 
     def close(self) -> None:
         self._spool.close()
@@ -383,6 +399,24 @@ class ManifestWriter:
 
     def __exit__(self, *_) -> None:
         self.close()
+
+
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"   # deflate, no name or time, fastest
+
+
+def _deflate(text: bytes, *, final: bool) -> bytes:
+    """``text`` as deflate data that ends on a byte boundary (and with the final block if ``final``)."""
+    z = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return z.compress(text) + z.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+
+
+def _pieces(header: str, entries: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes | None]]:
+    """``(gzip bytes, text)``: the gzip header with the header line, the entries' pieces, and
+    ``(b"", None)`` where the trailer goes."""
+    head = (header + "\n").encode("ascii")
+    yield _GZIP_HEADER + _deflate(head, final=False), head
+    yield from entries
+    yield b"", None
 
 
 def encode(manifest: Manifest) -> bytes:

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Sequence
 
 from core.engine.changes import ChangeHint
 from core.engine.fs import long_path
-from core.engine.manifest import DIR, MAX_RETRY, Entry, Manifest
+from core.engine.manifest import DIR, MAX_RETRY, Entry, Manifest, sort_key
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.scan import (
     DEFAULT_EXCLUDES,
@@ -42,7 +42,7 @@ from core.engine.scan import (
     root_entry,
     scan,
 )
-from core.engine.splice import ParentLines, Splice, stops_below
+from core.engine.splice import ParentLines, Splice
 from core.engine.window import merge
 
 FULL, JOURNAL = "full", "journal"
@@ -354,11 +354,14 @@ class _SpliceScan(_JournalScan):
 
     def _reuse(self, path: str) -> Iterator:
         prefix, named = path + "/", self.plan.named
-        stops = stops_below(prefix, named)
+        stops = sorted((sort_key(p), p) for p in named if p.startswith(prefix))   # where a splice ends
         while self.nxt is not None and self.nxt.path.startswith(prefix):
             old = self.nxt
             if old.type != DIR or old.path not in named:
-                yield self._lines.splice(prefix, stops)
+                key = sort_key(old.path)
+                while stops and stops[0][0] <= key:
+                    stops.pop(0)
+                yield self._lines.splice(prefix, stops[0][1] if stops else None)
                 self.nxt = self._lines.entry()
                 continue
             self._take()

@@ -192,16 +192,16 @@ class ParentLines:
             self.advance()
             yield e
 
-    def splice(self, prefix: str, stops: list[bytes]) -> Splice:
+    def splice(self, prefix: str, stop: str | None) -> Splice:
         """The lines from the current one on whose paths start with ``prefix``, up to (not
-        including) any line that starts with one of ``stops`` (at most one block); the current
-        line must be one of them and no stop."""
+        including) the folder ``stop``'s line (at most one block); the current line must be
+        one of them, and ``stop`` the first named folder after it."""
         first = self.entry()
         assert first is not None and first.path.startswith(prefix)
         buf, pos = self._buf, self._pos
         end = _run_end(buf, pos, len(buf), HEAD + encoded(prefix))
-        for stop in stops:
-            at = buf.find(stop, pos, end)
+        if stop is not None:
+            at = buf.find(b"\n" + HEAD + encoded(stop) + _TYPE + b'd"', pos, end)
             if at >= 0:
                 end = at + 1
         self._pos, self._entry = end, None
@@ -237,10 +237,3 @@ def _run_end(buf: bytes, lo: int, hi: int, head: bytes) -> int:
             lo = nl + 1
         else:
             hi = nl + 1
-
-
-def stops_below(prefix: str, named: set[str]) -> list[bytes]:
-    """The starts of the named folders' lines below ``prefix``, each after the newline before it
-    (a splice ends before them)."""
-    return [b"\n" + HEAD + encoded(p) + _TYPE + b'd"' for p in named if p.startswith(prefix)]
-
