@@ -28,9 +28,9 @@ import io
 import json
 import struct
 import tempfile
-import zlib
 from typing import Iterable, Iterator, Protocol
 
+from core.engine import deflate
 from core.engine import manifest as mf
 from core.engine.manifest import (
     DIR,
@@ -72,7 +72,7 @@ class ManifestReader:
         self._stream = stream
         self.name = name
         self._encrypted = encrypted
-        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._z = deflate.decompressobj(16 + deflate.MAX_WBITS)
         self._text = 0
         self._pending = b""            # bytes after the last complete line
         self._eof = False
@@ -105,7 +105,7 @@ class ManifestReader:
                     raise self._damaged("not readable as gzip: unexpected data after its end")
             try:
                 text = self._z.decompress(data, TEXT_BLOCK)
-            except zlib.error as err:
+            except deflate.error as err:
                 raise self._damaged(f"not readable as gzip: {err}") from None
             if self._z.unused_data:
                 raise self._damaged("not readable as gzip: unexpected data after its end")
@@ -256,8 +256,8 @@ class Spool:
     def __init__(self, prefix: str = "plugback-spool-", *, raw: bool = False):
         self._file = tempfile.TemporaryFile(prefix=prefix)
         # raw: a bare deflate stream that :meth:`deflated` hands on as part of a gzip file.
-        self._wbits = -zlib.MAX_WBITS if raw else zlib.MAX_WBITS
-        self._z = zlib.compressobj(1, zlib.DEFLATED, self._wbits)
+        self._wbits = -deflate.MAX_WBITS if raw else deflate.MAX_WBITS
+        self._z = deflate.compressobj(1, self._wbits)
         self._buf: list[bytes] = []
         self._buffered = 0
 
@@ -287,7 +287,7 @@ class Spool:
         self._flush()
         self._file.write(self._z.flush())
         self._file.seek(0)
-        z = zlib.decompressobj(self._wbits)
+        z = deflate.decompressobj(self._wbits)
         pending = b""
         while True:
             data = z.unconsumed_tail or self._file.read(SPOOL_BUFFER)
@@ -307,9 +307,9 @@ class Spool:
         spool): the deflate bytes end on a byte boundary without a final block, so that more
         deflate data may follow them in one stream."""
         self._flush()
-        self._file.write(self._z.flush(zlib.Z_SYNC_FLUSH))
+        self._file.write(self._z.flush(deflate.Z_SYNC_FLUSH))
         self._file.seek(0)
-        z = zlib.decompressobj(self._wbits)
+        z = deflate.decompressobj(self._wbits)
         while data := self._file.read(SPOOL_BUFFER):
             yield data, z.decompress(data)
 
@@ -383,11 +383,11 @@ class ManifestWriter:
                 self.sha256 = digest.hexdigest()
                 trailer = {"type": "trailer", "entries": self.count, "sha256": self.sha256}
                 text = (_ENCODER.encode(trailer) + "\n").encode("ascii")
-                crc, size = zlib.crc32(text, crc), size + len(text)
+                crc, size = deflate.crc32(text, crc), size + len(text)
                 yield _deflate(text, final=True) + struct.pack("<II", crc, size & 0xFFFFFFFF)
                 return
             digest.update(text)
-            crc, size = zlib.crc32(text, crc), size + len(text)
+            crc, size = deflate.crc32(text, crc), size + len(text)
             if piece:
                 yield piece
 
@@ -406,8 +406,8 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"   # deflate, no name 
 
 def _deflate(text: bytes, *, final: bool) -> bytes:
     """``text`` as deflate data that ends on a byte boundary (and with the final block if ``final``)."""
-    z = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return z.compress(text) + z.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+    z = deflate.compressobj(1, -deflate.MAX_WBITS)
+    return z.compress(text) + z.flush(deflate.Z_FINISH if final else deflate.Z_SYNC_FLUSH)
 
 
 def _pieces(header: str, entries: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes | None]]:
