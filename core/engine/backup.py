@@ -69,7 +69,7 @@ from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # n
 from core.engine.sourceread import read_with_retries
 from core.engine.splice import ParentCopy, Splice
 from core.engine.store import EncryptedStore, PlainStore
-from core.engine.sums import LatestSums
+from core.engine.sums import LatestSums, OldSums
 from core.engine.trust import TrustRecord
 from core.engine.window import Window
 from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
@@ -345,6 +345,9 @@ class _Run:
             if isinstance(store, EncryptedStore):
                 store.trusted.clear()
             return None
+        sums = self.trust.hash_of(parent_id, "sums")
+        if self.sums is not None and sums is not None:
+            self.sums.old = OldSums.read(self.layout.latest_sums, sums)
         return self.parent_copy.header
 
     def _newest_header(self) -> Manifest | None:
@@ -371,10 +374,10 @@ class _Run:
         self.fs.flush_volume(layout.root)          # 4: all data durable before the manifest
         write_atomic(self.fs, layout.tmp, layout.manifest(header.snapshot_id),
                      bset.manifest_chunks(self.writer, header))
-        self.trust.record(header.snapshot_id, self.writer.sha256)   # (after the commit point)
         bset.forget_cached(header.snapshot_id)
         if self.sums is not None:                  # 5
             self.sums.commit(bset)
+        self.trust.record(header.snapshot_id, self.writer.sha256, self.sums.sha256 if self.sums else None)
         self.journal.remove()
 
     # --- the pass --------------------------------------------------------------------
@@ -458,7 +461,7 @@ class _Run:
         if isinstance(item, Splice):
             self.writer.add_block(item.block, item.first, item.last, item.totals)
             if self.sums is not None:
-                self.sums.add_block(item.block)
+                self.sums.add_block(item.block, item.skip, item.sums)
         else:
             self._emit(item, placed)
 

@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from core.engine.manifest import Entry, Manifest, parse_entry
+from core.engine.manifest import FILE, Entry, Manifest, parse_entry
 from core.engine.manifest_io import ManifestReader
 from core.errors import ManifestDamaged
 
@@ -41,6 +41,7 @@ _TYPE = b'","type":"'
 _SIZE = re.compile(rb',"size":(\d+)')
 _OBJ = re.compile(rb',"obj":"([0-9a-f]{64})"')
 _MIRROR = b',"mirror":"'
+_PARTS = b',"parts":'
 _KINDS = {"files": _TYPE + b'f"', "dirs": _TYPE + b'd"', "links": _TYPE + b'l"'}
 
 
@@ -65,13 +66,17 @@ class Splice:
     last: str
     count: int
     totals: dict[str, int]   # files, dirs, links, bytes (ManifestWriter.totals' keys)
+    sums: int                # its files' lines in Latest.sha256 (files not stored split)
+    skip: int                # the parent's lines there before them that were not spliced
 
     @classmethod
-    def of(cls, block: bytes, first: str) -> "Splice":
+    def of(cls, block: bytes, first: str, skip: int) -> "Splice":
         last = _line_path(block[block.rfind(b"\n", 0, len(block) - 1) + 1:])
-        totals = {k: block.count(marker) for k, marker in _KINDS.items()}
+        count = block.count(b"\n")
+        totals = {k: block.count(marker) for k, marker in _KINDS.items() if k != "links"}
+        totals["links"] = count - totals["files"] - totals["dirs"]
         totals["bytes"] = sum(map(int, _SIZE.findall(block)))
-        return cls(block, first, last, block.count(b"\n"), totals)
+        return cls(block, first, last, count, totals, totals["files"] - block.count(_PARTS), skip)
 
 
 class ParentCopy:
@@ -164,7 +169,7 @@ class ParentLines:
         self._blocks = reader.raw_blocks()
         self._buf, self._pos = b"", 0
         self._entry: Entry | None = None
-        self._line = 0
+        self._sums = 0   # Latest.sha256 lines of the entries taken one by one since the last splice
         self._refill()
 
     def _refill(self) -> None:
@@ -183,6 +188,9 @@ class ParentLines:
         return self._entry
 
     def advance(self) -> None:
+        e = self.entry()
+        if e is not None and e.type == FILE and not e.parts:
+            self._sums += 1
         self._pos = self._buf.find(b"\n", self._pos) + 1
         self._entry = None
         self._refill()
@@ -206,7 +214,8 @@ class ParentLines:
                 end = at + 1
         self._pos, self._entry = end, None
         self._refill()
-        return Splice.of(buf[pos:end], first.path)
+        skip, self._sums = self._sums, 0
+        return Splice.of(buf[pos:end], first.path, skip)
 
     def close(self) -> None:
         self._reader.close()

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 from typing import Iterable
 
 from core.engine.atomic import write_atomic
@@ -42,6 +43,12 @@ class LatestSums:
         self._spool = Spool("plugback-sums-")
         self._digest = hashlib.sha256()
         self._size = 0
+        self.old: OldSums | None = None   # the parent's, proven: spliced blocks take their lines
+
+    @property
+    def sha256(self) -> str:
+        """The hash of everything added (what :meth:`commit` leaves in ``Latest.sha256``)."""
+        return self._digest.hexdigest()
 
     def add(self, e: Entry) -> None:
         if e.type == FILE and not e.parts and e.sha256:   # a checked file entry always has one
@@ -50,20 +57,18 @@ class LatestSums:
             self._size += len(line)
             self._spool.add(line[:-1])
 
-    def add_block(self, block: bytes) -> None:
-        """The lines of the files in ``block``: whole manifest lines this computer wrote (a splice)."""
-        out = []
-        matches = list(_FILE_LINE.finditer(block))
-        if len(matches) == block.count(_FILE_KEY):
-            for m in matches:
-                path, sha, rest = m.groups()
-                if b"\\" in path or b'"mirror":' in rest or b'"parts":' in rest:
-                    out.append(_sums_of(block[m.start() - 1:block.find(b"\n", m.end())]))
-                else:
-                    out.append(sha + b"  " + path + b"\n")
-        else:   # a quote in a name: line by line
-            out = [_sums_of(line) for line in block[:-1].split(b"\n") if _FILE_KEY in line]
-        text = b"".join(out)
+    def add_block(self, block: bytes, skip: int = 0, files: int = 0) -> None:
+        """The lines of the files in ``block``: whole manifest lines this computer wrote (a splice);
+        taken from the parent's ``Latest.sha256`` when it is proven (:attr:`old`): the next
+        ``files`` lines there, after ``skip`` lines of the parent's files that were not spliced."""
+        text = self.old.take(skip, files) if self.old is not None else None
+        if text is not None and not _ends_match(text, block):
+            text = None   # (a safeguard: the two files must be in step)
+        if text is None:
+            if self.old is not None:   # (not the parent's after all: never again this run)
+                self.old.close()
+                self.old = None
+            text = _lines_of(block)
         self._digest.update(text)
         self._size += len(text)
         self._spool.add_block(text)
@@ -74,6 +79,98 @@ class LatestSums:
                 write_atomic(bset.fs, bset.layout.tmp, bset.layout.latest_sums, self._spool.blocks())
         finally:
             self._spool.close()
+            if self.old is not None:
+                self.old.close()
+
+
+def _lines_of(block: bytes) -> bytes:
+    """The Latest.sha256 lines of the files in ``block`` (whole manifest lines this computer wrote)."""
+    out = []
+    matches = list(_FILE_LINE.finditer(block))
+    if len(matches) == block.count(_FILE_KEY):
+        for m in matches:
+            path, sha, rest = m.groups()
+            if b"\\" in path or b'"mirror":' in rest or b'"parts":' in rest:
+                out.append(_sums_of(block[m.start() - 1:block.find(b"\n", m.end())]))
+            else:
+                out.append(sha + b"  " + path + b"\n")
+    else:   # a quote in a name: line by line
+        out = [_sums_of(line) for line in block[:-1].split(b"\n") if _FILE_KEY in line]
+    return b"".join(out)
+
+
+def _ends_match(text: bytes, block: bytes) -> bool:
+    """Whether ``text`` (lines taken from the parent's Latest.sha256) starts and ends with the lines
+    of ``block``'s first and last file entries (manifest lines) that have one."""
+    first = last = b""
+    at = block.find(_FILE_KEY)
+    while at >= 0 and not first:
+        start, end = block.rfind(b"\n", 0, at) + 1, block.find(b"\n", at) + 1
+        first, at = _lines_of(block[start:end]), block.find(_FILE_KEY, end)
+    at = block.rfind(_FILE_KEY)
+    while at >= 0 and not last:
+        start, end = block.rfind(b"\n", 0, at) + 1, block.find(b"\n", at) + 1
+        last, at = _lines_of(block[start:end]), block.rfind(_FILE_KEY, 0, start)
+    return text.startswith(first) and text.endswith(last) and (bool(text) == bool(first))
+
+
+class OldSums:
+    """The parent snapshot's ``Latest.sha256`` in a local temporary file, proven to be the one this
+    computer wrote for it (core/engine/trust.py), read forward a run of lines at a time."""
+
+    def __init__(self, file):
+        self._file = file
+        self._buf, self._pos, self._mark = b"", 0, 0   # the buffer keeps what lies from _mark on
+
+    @classmethod
+    def read(cls, path, expected: str) -> "OldSums | None":
+        """A local copy of ``path`` (a drive's Latest.sha256), if its SHA-256 is ``expected``."""
+        if not _regular(path):
+            return None
+        copy = tempfile.TemporaryFile(prefix="plugback-oldsums-")
+        digest = hashlib.sha256()
+        try:
+            with open(os.open(path, _READ_FLAGS), "rb") as f:
+                for block in iter(lambda: f.read(READ_BLOCK), b""):
+                    digest.update(block)
+                    copy.write(block)
+        except OSError:
+            copy.close()
+            return None
+        if digest.hexdigest() != expected:
+            copy.close()
+            return None
+        copy.seek(0)
+        return cls(copy)
+
+    def take(self, skip: int, count: int) -> bytes | None:
+        """The ``count`` lines after the next ``skip`` (None if there are not that many)."""
+        self._mark = self._pos
+        if not self._forward(skip):
+            return None
+        self._mark = self._pos
+        if not self._forward(count):
+            return None
+        return self._buf[self._mark:self._pos]
+
+    def _forward(self, n: int) -> bool:
+        """Move ``n`` lines on, reading more as needed (False: the file ended first)."""
+        buf, pos = self._buf, self._pos
+        for _ in range(n):
+            nl = buf.find(b"\n", pos)
+            while nl < 0:
+                more = self._file.read(READ_BLOCK)
+                if not more:
+                    return False
+                buf, pos = buf[self._mark:] + more, pos - self._mark   # (drops what lies before the mark)
+                self._buf, self._mark = buf, 0
+                nl = buf.find(b"\n", pos)
+            pos = nl + 1
+        self._buf, self._pos = buf, pos
+        return True
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _sums_of(line: bytes) -> bytes:
@@ -89,6 +186,17 @@ def write_latest_sums(bset, entries: Manifest | Iterable[Entry]) -> None:
     for e in (entries.entries if isinstance(entries, Manifest) else entries):
         sums.add(e)
     sums.commit(bset)   # nothing changed in Latest/ (the common case): no write, no fsync
+
+
+_READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+               | getattr(os, "O_BINARY", 0))
+
+
+def _regular(path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _holds(path, size: int, sha256: str) -> bool:

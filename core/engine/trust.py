@@ -24,7 +24,6 @@ per set, ``<cache>/manifests/<set id>.json``, the newest :data:`KEEP` snapshots.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -48,7 +47,7 @@ class TrustRecord:
                 return
             self.path = Path(folder) / "manifests" / f"{name}.json"
 
-    def _load(self) -> dict[str, str]:
+    def _load(self) -> dict[str, dict[str, str]]:
         if self.path is None:
             return {}
         try:
@@ -56,32 +55,27 @@ class TrustRecord:
                 data = json.loads(f.read(MAX_RECORD))
         except (OSError, ValueError, RecursionError):
             return {}   # no record, or one this version cannot use: the validating path
-        if not isinstance(data, dict) or not isinstance(data.get("manifests"), dict):
+        snaps = data.get("snapshots") if isinstance(data, dict) else None
+        if not isinstance(snaps, dict):
             return {}
-        return {k: v for k, v in data["manifests"].items() if is_snapshot_id(k) and is_hex64(v)}
+        return {sid: {k: v for k, v in hashes.items() if k in ("manifest", "sums") and is_hex64(v)}
+                for sid, hashes in snaps.items() if is_snapshot_id(sid) and isinstance(hashes, dict)}
 
-    def hash_of(self, snapshot_id: str) -> str | None:
-        """The trailer SHA-256 this computer wrote for ``snapshot_id``, or None."""
-        return self._load().get(snapshot_id)
+    def hash_of(self, snapshot_id: str, what: str = "manifest") -> str | None:
+        """The SHA-256 this computer wrote for ``snapshot_id``: of its manifest's lines before the
+        trailer (``manifest``), or of the ``Latest.sha256`` it left with it (``sums``); or None."""
+        return self._load().get(snapshot_id, {}).get(what)
 
-    def record(self, snapshot_id: str, sha256: str) -> None:
-        """Remember a manifest this computer just committed (failures only cost the next run time)."""
+    def record(self, snapshot_id: str, manifest: str, sums: str | None) -> None:
+        """Remember a snapshot this computer just committed (a failure only costs the next run time)."""
         if self.path is None:
             return
         known = self._load()
-        known[snapshot_id] = sha256
+        known[snapshot_id] = {"manifest": manifest, **({"sums": sums} if sums else {})}
         keep = dict(sorted(known.items())[-KEEP:])
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            replace_file(self.path, json.dumps({"version": 1, "manifests": keep}).encode(), mode=0o600,
+            replace_file(self.path, json.dumps({"version": 1, "snapshots": keep}).encode(), mode=0o600,
                          durable=False)
         except OSError:
             pass
-
-    def forget(self) -> None:
-        """Drop the whole record (its set's manifests are no longer what it says)."""
-        if self.path is not None:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
