@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
     src, set_path = argv[0], Path(argv[1])
     began, cpu = time.perf_counter(), time.process_time()
     bset = BackupSet.open(set_path) if BackupSet.exists(set_path) else BackupSet.create(set_path, Clock().now())
-    hint, opts = None, dict(zip(argv[2::2], argv[3::2]))
+    hint, opts = None, dict(zip(argv[2::2], argv[3::2], strict=True))
     if "--hint" in opts:
         named = json.loads(Path(opts["--hint"]).read_text())
         hint = ChangeHint(bset.newest_id(), frozenset(named.get("dirs", ())), frozenset(named.get("trees", ())))

@@ -67,10 +67,9 @@ from core.engine.scan import Excluder, ScanEntry, is_inside, plan_sources
 from core.engine.sourceread import SOURCE_RETRIES as SOURCE_RETRIES  # noqa: F401 - where tests look
 from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # noqa: F401
 from core.engine.sourceread import read_with_retries
-from core.engine.splice import ParentCopy, Splice
+from core.engine.splice import ProvenParent, Splice
 from core.engine.store import EncryptedStore, PlainStore
-from core.engine.sums import LatestSums, OldSums
-from core.engine.trust import TrustRecord
+from core.engine.sums import LatestSums
 from core.engine.window import Window
 from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
 
@@ -112,8 +111,7 @@ class BackupOptions:
     clock: Clock = field(default_factory=Clock)
     #: Folders that changed since the parent snapshot (the agent's change journal); None: full scan.
     changes: ChangeHint | None = None
-    #: A folder on this computer (never the drive) for what runs keep between them: the record
-    #: of the manifests this computer wrote (core/engine/trust.py). None: nothing kept.
+    #: A folder on this computer (never the drive) for the record of the manifests it wrote (trust.py).
     cache: Path | None = None
 
     def __post_init__(self) -> None:
@@ -241,8 +239,7 @@ class _Run:
         volume = self.volume = probe_volume(layout.tmp)
         self.store = (PlainStore if self.plain else EncryptedStore)(bset, volume, self.warnings,
                                                                     rehash=self.options.rehash)
-        self.trust = TrustRecord(self.options.cache, bset.set_id)
-        self.parent_copy: ParentCopy | None = None
+        self.proven = ProvenParent(self.options.cache, bset.set_id)
         parent = self._check_parent(parent_id)
         if parent_id and parent is None:   # damaged: rescue Latest/, trust nothing of that run
             trusted = {}
@@ -268,9 +265,6 @@ class _Run:
             self._checkpoint_quietly()
             self.journal.close()
             raise
-        finally:
-            if self.parent_copy is not None:
-                self.parent_copy.close()
         status = BackupStatus.WARNINGS if self.warnings else BackupStatus.OK
         s = self.stats
         return BackupResult(str(layout.root), snapshot_id, status, s["files"], s["bytes"],
@@ -302,9 +296,9 @@ class _Run:
         self.namer = StreamNamer(self.volume, self._taken)
         if not parent_id:
             return None
-        proven = self._read_proven_parent(parent_id)
-        if proven is not None:
+        if (proven := self.proven.read(self.bset, parent_id, self.reuse, self.namer, self.store, self.sums)):
             return proven
+        self.namer = StreamNamer(self.volume, self._taken)   # (forgets what a failed proven read noted)
         try:
             with self.bset.open_manifest(parent_id) as reader:
                 self.reuse.begin(reader.manifest)
@@ -324,31 +318,6 @@ class _Run:
             if isinstance(self.store, EncryptedStore):
                 self.store.trusted.clear()
             return None
-
-    def _read_proven_parent(self, parent_id: str) -> Manifest | None:
-        """The parent read once into a local copy, when its bytes are the ones this computer wrote
-        (core/engine/splice.py); None (nothing kept, nothing noted) when they are not."""
-        expected = self.trust.hash_of(parent_id)
-        if expected is None:
-            return None
-        store = self.store
-        objects = store.trusted.update if isinstance(store, EncryptedStore) else None
-        try:
-            self.parent_copy = ParentCopy.read(self.bset, parent_id, expected, begin=self.reuse.wanted,
-                                               found=self.reuse.found, reserve=self.namer.reserve,
-                                               every_name=self.namer.every_name, objects=objects)
-        except ManifestDamaged:
-            self.parent_copy = None   # the validating read names the damage
-        if self.parent_copy is None:
-            self.reuse.restart()
-            self.namer = StreamNamer(self.volume, self._taken)
-            if isinstance(store, EncryptedStore):
-                store.trusted.clear()
-            return None
-        sums = self.trust.hash_of(parent_id, "sums")
-        if self.sums is not None and sums is not None:
-            self.sums.old = OldSums.read(self.layout.latest_sums, sums)
-        return self.parent_copy.header
 
     def _newest_header(self) -> Manifest | None:
         """The header of the newest intact snapshot (for its source names), read as a stream."""
@@ -377,7 +346,7 @@ class _Run:
         bset.forget_cached(header.snapshot_id)
         if self.sums is not None:                  # 5
             self.sums.commit(bset)
-        self.trust.record(header.snapshot_id, self.writer.sha256, self.sums.sha256 if self.sums else None)
+        self.proven.record(header.snapshot_id, self.writer.sha256, self.sums.sha256 if self.sums else None)
         self.journal.remove()
 
     # --- the pass --------------------------------------------------------------------
@@ -387,19 +356,15 @@ class _Run:
         self.trusted = trusted
         try:
             with ExitStack() as stack:
+                stack.callback(self.proven.close)
                 old: Iterable[Entry] = ()
-                if parent_id and self.parent_copy is not None:
-                    old = stack.enter_context(self.parent_copy.lines())   # the proven local copy
-                elif parent_id:
-                    old = stack.enter_context(self.bset.open_manifest(parent_id))
+                if parent_id:   # (the proven parent's local copy, if there is one)
+                    old = stack.enter_context(self.proven.lines() or self.bset.open_manifest(parent_id))
                 pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
                 self.window = Window(pool, self._emit_any, WINDOW_FILES, WINDOW_BYTES)
                 try:
                     for item in self._scanning(self.reuse.pairs(parent_id, sources, excluder, self.warnings, old)):
-                        if isinstance(item, Splice):
-                            self._splice(item)
-                        else:
-                            self._step(*item)
+                        self._splice(item) if isinstance(item, Splice) else self._step(*item)
                     self._leave(None)
                     self.window.drain()
                 except BaseException:
@@ -444,26 +409,20 @@ class _Run:
             self._add(se, None, old.mirror_path)
 
     def _splice(self, sp: Splice) -> None:
-        """Records the journal scan reused as they were (lines of a proven parent): into the window
-        as one item, after any removed folder the pass leaves before them."""
+        """Records a journal scan reused as they were (a proven parent's lines): one window item."""
         self._leave(sp.first)
         before, self._count = self._count, self._count + sp.count
         with self._mutex:
-            for key, total in (("files", "files"), ("bytes", "bytes"), ("done_files", "files"),
-                               ("done_bytes", "bytes")):
-                self.stats[key] += sp.totals[total]
+            for key in ("files", "bytes"):
+                self.stats[key] += sp.totals[key]
+                self.stats["done_" + key] += sp.totals[key]
         if before // PROGRESS_EVERY != self._count // PROGRESS_EVERY:
             self.cancel.check()
             self._report(sp.last)
         self.window.put(sp)
 
     def _emit_any(self, item, placed) -> None:
-        if isinstance(item, Splice):
-            self.writer.add_block(item.block, item.first, item.last, item.totals)
-            if self.sums is not None:
-                self.sums.add_block(item.block, item.skip, item.sums)
-        else:
-            self._emit(item, placed)
+        item.emit(self.writer, self.sums) if isinstance(item, Splice) else self._emit(item, placed)
 
     def _leave(self, path: str | None) -> None:
         """Remove the removed folders ``path`` is not inside (all of them for None), deepest first."""

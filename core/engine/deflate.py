@@ -11,12 +11,14 @@ faster, which is most of what a journal backup does with a large manifest
 
 from __future__ import annotations
 
+import types
 import zlib
 
+_codec: types.ModuleType
 try:
     from isal import isal_zlib as _codec
 except ImportError:   # (no wheel for this platform: the same format, only slower)
-    _codec = zlib  # type: ignore[no-redef]
+    _codec = zlib
 
 MAX_WBITS = zlib.MAX_WBITS
 DEFLATED = zlib.DEFLATED

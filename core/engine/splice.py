@@ -32,8 +32,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from core.engine.hashset import StreamNamer
 from core.engine.manifest import FILE, Entry, Manifest, parse_entry
 from core.engine.manifest_io import ManifestReader
+from core.engine.store import EncryptedStore
+from core.engine.sums import LatestSums, OldSums
+from core.engine.trust import TrustRecord
 from core.errors import ManifestDamaged
 
 HEAD = b'{"path":"'
@@ -69,6 +73,12 @@ class Splice:
     sums: int                # its files' lines in Latest.sha256 (files not stored split)
     skip: int                # the parent's lines there before them that were not spliced
 
+    def emit(self, writer, sums: LatestSums | None) -> None:
+        """Into the new manifest (and Latest.sha256), in its place in manifest order."""
+        writer.add_block(self.block, self.first, self.last, self.totals)
+        if sums is not None:
+            sums.add_block(self.block, self.skip, self.sums)
+
     @classmethod
     def of(cls, block: bytes, first: str, skip: int) -> "Splice":
         last = _line_path(block[block.rfind(b"\n", 0, len(block) - 1) + 1:])
@@ -77,6 +87,51 @@ class Splice:
         totals["links"] = count - totals["files"] - totals["dirs"]
         totals["bytes"] = sum(map(int, _SIZE.findall(block)))
         return cls(block, first, last, count, totals, totals["files"] - block.count(_PARTS), skip)
+
+
+class ProvenParent:
+    """One run's use of the record (core/engine/trust.py): the parent read once when proven
+    (``copy``, for the pass), and the snapshot the run commits recorded."""
+
+    def __init__(self, cache, set_id: str):
+        self.trust = TrustRecord(cache, set_id)
+        self.copy: ParentCopy | None = None
+
+    def read(self, bset, parent_id: str, reuse, namer: StreamNamer, store, sums: LatestSums | None
+             ) -> Manifest | None:
+        """The parent's header after reading it whole into ``copy``, noting what ``reuse``,
+        ``namer``, ``store`` and ``sums`` need; None when the parent is not proven (nothing
+        noted then, except in ``namer``: the caller makes a new one)."""
+        expected = self.trust.hash_of(parent_id)
+        if expected is None:
+            return None
+        objects = store.trusted.update if isinstance(store, EncryptedStore) else None
+        try:
+            self.copy = ParentCopy.read(bset, parent_id, expected, begin=reuse.wanted, found=reuse.found,
+                                        reserve=namer.reserve, every_name=namer.every_name, objects=objects)
+        except ManifestDamaged:
+            self.copy = None   # the validating read names the damage
+        if self.copy is None:
+            reuse.restart()
+            if isinstance(store, EncryptedStore):
+                store.trusted.clear()
+            return None
+        sums_hash = self.trust.hash_of(parent_id, "sums")
+        if sums is not None and sums_hash is not None:
+            sums.old = OldSums.read(bset.layout.latest_sums, sums_hash)
+        return self.copy.header
+
+    def lines(self) -> "ParentLines | None":
+        """The proven parent's lines for the pass (None: it was not proven)."""
+        return self.copy.lines() if self.copy is not None else None
+
+    def record(self, snapshot_id: str, manifest: str, sums: str | None) -> None:
+        self.trust.record(snapshot_id, manifest, sums)
+
+    def close(self) -> None:
+        if self.copy is not None:
+            self.copy.close()
+            self.copy = None
 
 
 class ParentCopy:
