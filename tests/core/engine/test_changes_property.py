@@ -6,9 +6,13 @@ back) on a real tree; after each round the hint is built from the operations' ev
 rules in ``core/engine/changes.py`` (what the agent does), one set is backed up with the hint and
 another with a full scan, and the two newest manifests must be equal entry by entry.
 
-Twice: with the scan's inodes and ctimes (POSIX), and without (as on Windows, where the engine's
-checks of listed folders have only mtimes). CI runs PLUGBACK_CHANGES_EXAMPLES examples of each
-(default 20, about 3 s each on a quiet machine); raise it for a long run:
+Three times: with the scan's inodes and ctimes (POSIX), without (as on Windows, where the
+engine's checks of listed folders have only mtimes), and with both sets given a cache folder
+("spliced": every parent is one this computer wrote, so the journal set's runs splice its lines
+and ``Latest.sha256``, core/engine/splice.py, and the full-scan set merges with the proven local
+copy), there with tiny text blocks so that runs of lines cross block boundaries; then the two
+sets' ``Latest.sha256`` must be equal too, and some lines must have been spliced. CI runs
+PLUGBACK_CHANGES_EXAMPLES examples of each (default 20, about 3 s each on a quiet machine); raise it for a long run:
 ``PLUGBACK_CHANGES_EXAMPLES=1000 pytest --timeout 0 tests/core/engine/test_changes_property.py``
 (about 0.13 s an example; the suite's 300 s per-test timeout would end a long run).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock
 
@@ -25,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.engine import manifest_io, splice, sums
 from core.engine import scan as scan_mod
 from core.engine.changes import ChangeHint
 from tests.support.engine import backup_path, open_set
@@ -212,27 +218,46 @@ def _without_inodes(path, abspath, st, kind, target=None):
 real_entry = scan_mod._entry
 
 
-@pytest.mark.parametrize("inodes", [True, False], ids=["posix", "no-inodes"])
+def _spliced_runs(lines: list[int]):
+    """Small text blocks (runs of lines cross them), counting the lines spliced into ``lines``."""
+    real = splice.ParentLines.splice
+
+    def counted(self, prefix, stop):
+        sp = real(self, prefix, stop)
+        lines[0] += sp.count
+        return sp
+
+    return [mock.patch.object(manifest_io, "TEXT_BLOCK", 200), mock.patch.object(sums, "READ_BLOCK", 100),
+            mock.patch.object(splice.ParentLines, "splice", counted)]
+
+
+@pytest.mark.parametrize("inodes, spliced", [(True, False), (False, False), (True, True)],
+                         ids=["posix", "no-inodes", "spliced"])
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(rounds=st.lists(ops, min_size=1, max_size=3))
-def test_journal_snapshot_equals_full_scan(inodes, rounds):
-    with tempfile.TemporaryDirectory() as tmp, \
-            mock.patch.object(scan_mod, "_entry", real_entry if inodes else _without_inodes):
+def test_journal_snapshot_equals_full_scan(inodes, spliced, rounds):
+    spliced_lines = [0]
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as patches:
+        patches.enter_context(mock.patch.object(scan_mod, "_entry", real_entry if inodes else _without_inodes))
+        for patch in _spliced_runs(spliced_lines) if spliced else ():
+            patches.enter_context(patch)
         base = Path(tmp)
         src, journal_set, full_set = base / "src", base / "journal", base / "full"
+        opts = {"excludes": EXCLUDES, "workers": 1, "verify": False, "cache": base / "cache" if spliced else None}
         src.mkdir()
         _start_tree(src)
         agent = Agent(src)
-        first = backup_path(journal_set, [src], excludes=EXCLUDES, workers=1, verify=False)
-        backup_path(full_set, [src], excludes=EXCLUDES, workers=1, verify=False)
+        first = backup_path(journal_set, [src], **opts)
+        backup_path(full_set, [src], **opts)
         since, clock = first.snapshot_id, [0]
         for round_ops in rounds:
             for op in round_ops:
                 apply(op, src, agent, clock)
-            hinted = backup_path(journal_set, [src], excludes=EXCLUDES, workers=1, verify=False,
-                                 changes=agent.hint(since))
-            full = backup_path(full_set, [src], excludes=EXCLUDES, workers=1, verify=False)
+            hinted = backup_path(journal_set, [src], changes=agent.hint(since), **opts)
+            full = backup_path(full_set, [src], **opts)
             assert hinted.scan == "journal" and full.scan == "full"
             assert newest_entries(journal_set) == newest_entries(full_set)
+            assert (journal_set / "Latest.sha256").read_bytes() == (full_set / "Latest.sha256").read_bytes()
             since = hinted.snapshot_id
+        assert spliced_lines[0] > 0 or not spliced
