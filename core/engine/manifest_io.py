@@ -202,19 +202,18 @@ class ManifestReader:
         held = b"".join(line + b"\n" for line in self._queue) + self._pending   # after the header
         self._queue, self._pending = [], b""
         while True:
+            cut = held.rfind(b"\n", 0, len(held) - 1)   # keep the last whole line: it may be the trailer
+            if cut >= 0:
+                block, held = held[:cut + 1], held[cut + 1:]
+                self._digest.update(block)
+                self._count += block.count(b"\n")
+                yield block
+            elif len(held) > 2 * MAX_LINE:
+                raise self._damaged("a line is far too long")
             text = self._more()
             if not text:
                 break
             held += text
-            cut = held.rfind(b"\n", 0, len(held) - 1)   # keep the last whole line: it may be the trailer
-            if cut < 0:
-                if len(held) > 2 * MAX_LINE:
-                    raise self._damaged("a line is far too long")
-                continue
-            block, held = held[:cut + 1], held[cut + 1:]
-            self._digest.update(block)
-            self._count += block.count(b"\n")
-            yield block
         if not held.endswith(b"\n") or held.count(b"\n") != 1:
             raise self._damaged("it is truncated (no trailer)")
         (trailer,) = self._parse([held[:-1]])
