@@ -281,7 +281,7 @@ class Agent:
         scan = watching.plan(self, job, drive_id)
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
                           clock=self.clock, bind=lambda n, set_id: self.bind_set(n, set_id, drive_id),
-                          trigger=task.trigger, unlock=self._unlocker(), scan=scan)
+                          trigger=task.trigger, unlock=self._unlocker(), scan=scan, cache=self.paths.cache_dir)
         watching.finished(self, scan, outcome)
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.
