@@ -353,16 +353,16 @@ class ManifestWriter:
         self.count += 1
         self._spool.add(_ENCODER.encode(e.to_dict()).encode("ascii"))
 
-    def add_block(self, block: bytes, first: str, last: str, totals: dict[str, int]) -> None:
+    def add_block(self, block: bytes, first: str, last: str, count: int, totals: dict[str, int]) -> None:
         """Whole entry lines of a manifest this computer wrote (core/engine/splice.py), copied as
-        they are: ``first`` and ``last`` are the paths of its first and last line, ``totals``
-        its counts (the keys of :attr:`totals`)."""
+        they are: ``first`` and ``last`` are the paths of its first and last line, ``count`` its
+        lines, ``totals`` its counts by kind (the keys of :attr:`totals`)."""
         if self._last is not None and sort_key(first) <= self._last:
             raise ValueError(f"manifest entries out of order: {first!r} after {'/'.join(self._last)!r}")
         self._last = sort_key(last)
         for k, v in totals.items():
             self.totals[k] += v
-        self.count += block.count(b"\n")
+        self.count += count
         self._spool.add_block(block)
 
     def chunks(self, m: Manifest) -> Iterator[bytes]:

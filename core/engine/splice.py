@@ -75,7 +75,7 @@ class Splice:
 
     def emit(self, writer, sums: LatestSums | None) -> None:
         """Into the new manifest (and Latest.sha256), in its place in manifest order."""
-        writer.add_block(self.block, self.first, self.last, self.totals)
+        writer.add_block(self.block, self.first, self.last, self.count, self.totals)
         if sums is not None:
             sums.add_block(self.block, self.skip, self.sums)
 

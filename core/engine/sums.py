@@ -121,6 +121,8 @@ class OldSums:
     def __init__(self, file):
         self._file = file
         self._buf, self._pos, self._mark = b"", 0, 0   # the buffer keeps what lies from _mark on
+        self._ahead = 0     # whole lines in the buffer from _pos on
+        self._width = 100   # bytes a line, about (to guess where the n-th line ends)
 
     @classmethod
     def read(cls, path, expected: str) -> "OldSums | None":
@@ -155,18 +157,18 @@ class OldSums:
 
     def _forward(self, n: int) -> bool:
         """Move ``n`` lines on, reading more as needed (False: the file ended first)."""
-        buf, pos = self._buf, self._pos
-        for _ in range(n):
-            nl = buf.find(b"\n", pos)
-            while nl < 0:
-                more = self._file.read(READ_BLOCK)
-                if not more:
-                    return False
-                buf, pos = buf[self._mark:] + more, pos - self._mark   # (drops what lies before the mark)
-                self._buf, self._mark = buf, 0
-                nl = buf.find(b"\n", pos)
-            pos = nl + 1
-        self._buf, self._pos = buf, pos
+        if n <= 0:
+            return True
+        while self._ahead < n:
+            more = self._file.read(max(READ_BLOCK, (n - self._ahead) * self._width))
+            if not more:
+                return False
+            cut = self._mark   # (what lies before the mark is dropped)
+            self._buf, self._pos, self._mark = self._buf[cut:] + more, self._pos - cut, 0
+            self._ahead += more.count(b"\n")
+        end = _after_lines(self._buf, self._pos, n, self._width)
+        self._width = max(1, (end - self._pos) // n)
+        self._pos, self._ahead = end, self._ahead - n
         return True
 
     def close(self) -> None:
@@ -186,6 +188,22 @@ def write_latest_sums(bset, entries: Manifest | Iterable[Entry]) -> None:
     for e in (entries.entries if isinstance(entries, Manifest) else entries):
         sums.add(e)
     sums.commit(bset)   # nothing changed in Latest/ (the common case): no write, no fsync
+
+
+def _after_lines(buf: bytes, pos: int, n: int, width: int) -> int:
+    """Where the ``n``-th line from ``pos`` ends (``n`` > 0, and ``buf`` has that many): counted up
+    to a guess of ``n * width`` bytes, then line by line to the exact place."""
+    guess = min(len(buf), pos + n * width)
+    seen = buf.count(b"\n", pos, guess)
+    if seen >= n:
+        at = guess
+        for _ in range(seen - n + 1):
+            at = buf.rfind(b"\n", pos, at)
+        return at + 1
+    at = buf.rfind(b"\n", pos, guess) + 1 if seen else pos
+    for _ in range(n - seen):
+        at = buf.find(b"\n", at) + 1
+    return at
 
 
 _READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
