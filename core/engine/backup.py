@@ -367,6 +367,7 @@ class _Run:
                         self._splice(item) if isinstance(item, Splice) else self._step(*item)
                     self._leave(None)
                     self.window.drain()
+                    self.proven.settle(self.writer, self.stats)
                 except BaseException:
                     self._stop.set()   # queued copies end at once; running ones finish
                     raise
@@ -409,16 +410,10 @@ class _Run:
             self._add(se, None, old.mirror_path)
 
     def _splice(self, sp: Splice) -> None:
-        """Records a journal scan reused as they were (a proven parent's lines): one window item."""
+        """Records a journal scan reused as they were (a proven parent's lines): one window item
+        (counted once the pass ends: ProvenParent.settle)."""
         self._leave(sp.first)
-        before, self._count = self._count, self._count + sp.count
-        with self._mutex:
-            for key in ("files", "bytes"):
-                self.stats[key] += sp.totals[key]
-                self.stats["done_" + key] += sp.totals[key]
-        if before // PROGRESS_EVERY != self._count // PROGRESS_EVERY:
-            self.cancel.check()
-            self._report(sp.last)
+        self.cancel.check()
         self.window.put(sp)
 
     def _emit_any(self, item, placed) -> None:

@@ -191,11 +191,12 @@ class ManifestReader:
         if trailer.get("sha256") != self._digest.hexdigest() or trailer.get("entries") != self._count:
             raise self._damaged("its checksum does not match its contents")
 
-    def raw_blocks(self) -> Iterator[bytes]:
+    def raw_blocks(self, *, proven: bool = False) -> Iterator[bytes]:
         """The entry lines as text blocks of whole lines (each ending in a newline), **not checked**
         entry by entry; their hash and count are checked against the trailer at the end, like
-        iterating. Only for bytes proven to be ones this computer wrote (core/engine/trust.py):
-        ``digest`` then holds the hash recomputed over the bytes read."""
+        iterating. Only for bytes to be proven ones this computer wrote (core/engine/trust.py):
+        ``digest`` then holds the hash recomputed over the bytes read. ``proven``: bytes proven
+        already (a local copy read again): neither hashed nor checked again."""
         if self._done:
             raise RuntimeError("a manifest stream is read once")
         self._done = True
@@ -205,8 +206,9 @@ class ManifestReader:
             cut = held.rfind(b"\n", 0, len(held) - 1)   # keep the last whole line: it may be the trailer
             if cut >= 0:
                 block, held = held[:cut + 1], held[cut + 1:]
-                self._digest.update(block)
-                self._count += block.count(b"\n")
+                if not proven:
+                    self._digest.update(block)
+                    self._count += block.count(b"\n")
                 yield block
             elif len(held) > 2 * MAX_LINE:
                 raise self._damaged("a line is far too long")
@@ -214,12 +216,19 @@ class ManifestReader:
             if not text:
                 break
             held += text
+        if proven:
+            return
         if not held.endswith(b"\n") or held.count(b"\n") != 1:
             raise self._damaged("it is truncated (no trailer)")
         (trailer,) = self._parse([held[:-1]])
         if (trailer.get("type") != "trailer" or trailer.get("sha256") != self._digest.hexdigest()
                 or trailer.get("entries") != self._count):
             raise self._damaged("its checksum does not match its contents")
+
+    @property
+    def entries(self) -> int:
+        """The entries read so far (all of them, once read to the end)."""
+        return self._count
 
     @property
     def digest(self) -> str:
@@ -353,17 +362,20 @@ class ManifestWriter:
         self.count += 1
         self._spool.add(_ENCODER.encode(e.to_dict()).encode("ascii"))
 
-    def add_block(self, block: bytes, first: str, last: str, count: int, totals: dict[str, int]) -> None:
+    def add_block(self, block: bytes, first: str, last: str) -> None:
         """Whole entry lines of a manifest this computer wrote (core/engine/splice.py), copied as
-        they are: ``first`` and ``last`` are the paths of its first and last line, ``count`` its
-        lines, ``totals`` its counts by kind (the keys of :attr:`totals`)."""
+        they are: ``first`` and ``last`` are the paths of its first and last line. Their number
+        and totals come separately (:meth:`add_counts`), before :meth:`chunks`."""
         if self._last is not None and sort_key(first) <= self._last:
             raise ValueError(f"manifest entries out of order: {first!r} after {'/'.join(self._last)!r}")
         self._last = sort_key(last)
+        self._spool.add_block(block)
+
+    def add_counts(self, count: int, totals: dict[str, int]) -> None:
+        """The number of lines and the totals (:attr:`totals`' keys) of what :meth:`add_block` took."""
+        self.count += count
         for k, v in totals.items():
             self.totals[k] += v
-        self.count += count
-        self._spool.add_block(block)
 
     def chunks(self, m: Manifest) -> Iterator[bytes]:
         """The manifest's gzip bytes (header from ``m``'s fields with these entries' totals)."""

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from core.engine.hashset import StreamNamer
-from core.engine.manifest import FILE, Entry, Manifest, parse_entry
+from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, parse_entry
 from core.engine.manifest_io import ManifestReader
 from core.engine.store import EncryptedStore
 from core.engine.sums import LatestSums, OldSums
@@ -42,11 +42,11 @@ from core.errors import ManifestDamaged
 
 HEAD = b'{"path":"'
 _TYPE = b'","type":"'
-_SIZE = re.compile(rb',"size":(\d+)')
 _OBJ = re.compile(rb',"obj":"([0-9a-f]{64})"')
 _MIRROR = b',"mirror":"'
 _PARTS = b',"parts":'
-_KINDS = {"files": _TYPE + b'f"', "dirs": _TYPE + b'd"', "links": _TYPE + b'l"'}
+_KINDS = {"files": _TYPE + b'f"', "dirs": _TYPE + b'd"'}
+_KIND_OF = {FILE: "files", DIR: "dirs", LINK: "links"}
 
 
 def encoded(path: str) -> bytes:
@@ -68,25 +68,21 @@ class Splice:
     block: bytes     # the lines, each ending in a newline
     first: str       # the paths of its first and last line
     last: str
-    count: int
-    totals: dict[str, int]   # files, dirs, links, bytes (ManifestWriter.totals' keys)
-    sums: int                # its files' lines in Latest.sha256 (files not stored split)
-    skip: int                # the parent's lines there before them that were not spliced
+    sums: int        # its files' lines in Latest.sha256 (files not stored split; plain sets)
+    skip: int        # the parent's lines there before them that were not spliced
 
     def emit(self, writer, sums: LatestSums | None) -> None:
-        """Into the new manifest (and Latest.sha256), in its place in manifest order."""
-        writer.add_block(self.block, self.first, self.last, self.count, self.totals)
+        """Into the new manifest (and Latest.sha256), in its place in manifest order. (Its totals
+        are not counted here: ProvenParent.settle adds those of every splice at the end.)"""
+        writer.add_block(self.block, self.first, self.last)
         if sums is not None:
             sums.add_block(self.block, self.skip, self.sums)
 
     @classmethod
-    def of(cls, block: bytes, first: str, skip: int) -> "Splice":
+    def of(cls, block: bytes, first: str, skip: int, plain: bool) -> "Splice":
         last = _line_path(block[block.rfind(b"\n", 0, len(block) - 1) + 1:])
-        count = block.count(b"\n")
-        totals = {k: block.count(marker) for k, marker in _KINDS.items() if k != "links"}
-        totals["links"] = count - totals["files"] - totals["dirs"]
-        totals["bytes"] = sum(map(int, _SIZE.findall(block)))
-        return cls(block, first, last, count, totals, totals["files"] - block.count(_PARTS), skip)
+        sums = block.count(_KINDS["files"]) - block.count(_PARTS) if plain else 0
+        return cls(block, first, last, sums, skip)
 
 
 class ProvenParent:
@@ -96,6 +92,8 @@ class ProvenParent:
     def __init__(self, cache, set_id: str):
         self.trust = TrustRecord(cache, set_id)
         self.copy: ParentCopy | None = None
+        self._lines: ParentLines | None = None
+        self._plain = False
 
     def read(self, bset, parent_id: str, reuse, namer: StreamNamer, store, sums: LatestSums | None
              ) -> Manifest | None:
@@ -117,13 +115,29 @@ class ProvenParent:
                 store.trusted.clear()
             return None
         sums_hash = self.trust.hash_of(parent_id, "sums")
+        self._plain = sums is not None
         if sums is not None and sums_hash is not None:
             sums.old = OldSums.read(bset.layout.latest_sums, sums_hash)
+            sums.proven = sums_hash if sums.old is not None else None
         return self.copy.header
 
     def lines(self) -> "ParentLines | None":
         """The proven parent's lines for the pass (None: it was not proven)."""
-        return self.copy.lines() if self.copy is not None else None
+        self._lines = self.copy.lines(self._plain) if self.copy is not None else None
+        return self._lines
+
+    def settle(self, writer, stats: dict[str, int]) -> None:
+        """After the pass (every parent line spliced or taken): the spliced lines' count and totals
+        to the writer and the run's statistics: the parent's own (its header's, proven), less
+        those of the entries taken one by one, which a few counters follow."""
+        if self._lines is None or self.copy is None:
+            return
+        taken = self._lines.taken
+        totals = {k: self.copy.header.totals[k] - taken[k] for k in ("files", "dirs", "links", "bytes")}
+        writer.add_counts(self.copy.entries - taken["lines"], totals)
+        for key in ("files", "bytes"):
+            stats[key] += totals[key]
+            stats["done_" + key] += totals[key]
 
     def record(self, snapshot_id: str, manifest: str, sums: str | None) -> None:
         self.trust.record(snapshot_id, manifest, sums)
@@ -138,8 +152,9 @@ class ParentCopy:
     """The parent manifest's gzip bytes in a local temporary file, proven to be what this
     computer wrote. ``header``: its header fields. Close it (the pass's lines close it)."""
 
-    def __init__(self, file, header: Manifest, name: str, encrypted: bool):
+    def __init__(self, file, header: Manifest, entries: int, name: str, encrypted: bool):
         self.file, self.header, self.name, self.encrypted = file, header, name, encrypted
+        self.entries = entries   # (the trailer's count)
 
     @classmethod
     def read(cls, bset, snapshot_id: str, expected: str, *, begin: Callable[[Manifest], set[str]],
@@ -167,14 +182,15 @@ class ParentCopy:
                     copy.close()
                     return None
                 copy.seek(0)
-                return cls(copy, reader.manifest, reader.name, bset.keys is not None)
+                return cls(copy, reader.manifest, reader.entries, reader.name, bset.keys is not None)
         except BaseException:
             copy.close()
             raise
 
-    def lines(self) -> "ParentLines":
+    def lines(self, plain: bool) -> "ParentLines":
+        """Its lines, from the local copy (read again without checks: these bytes were just proven)."""
         self.file.seek(0)
-        return ParentLines(ManifestReader(self.file, self.name, encrypted=self.encrypted), self.encrypted)
+        return ParentLines(ManifestReader(self.file, self.name, encrypted=self.encrypted), self.encrypted, plain)
 
     def close(self) -> None:
         self.file.close()
@@ -219,9 +235,10 @@ class ParentLines:
     Iterating yields the entries (a full scan's merge). Memory: one block of text.
     """
 
-    def __init__(self, reader: ManifestReader, encrypted: bool):
-        self._reader, self._encrypted = reader, encrypted
-        self._blocks = reader.raw_blocks()
+    def __init__(self, reader: ManifestReader, encrypted: bool, plain: bool):
+        self._reader, self._encrypted, self._plain = reader, encrypted, plain
+        self._blocks = reader.raw_blocks(proven=True)
+        self.taken = {"lines": 0, "files": 0, "dirs": 0, "links": 0, "bytes": 0}   # not spliced
         self._buf, self._pos = b"", 0
         self._entry: Entry | None = None
         self._sums = 0   # Latest.sha256 lines of the entries taken one by one since the last splice
@@ -244,8 +261,13 @@ class ParentLines:
 
     def advance(self) -> None:
         e = self.entry()
-        if e is not None and e.type == FILE and not e.parts:
-            self._sums += 1
+        if e is not None:
+            kind = _KIND_OF[e.type]
+            self.taken["lines"] += 1
+            self.taken[kind] += 1
+            if kind == "files":
+                self.taken["bytes"] += e.size
+                self._sums += not e.parts
         self._pos = self._buf.find(b"\n", self._pos) + 1
         self._entry = None
         self._refill()
@@ -270,7 +292,7 @@ class ParentLines:
         self._pos, self._entry = end, None
         self._refill()
         skip, self._sums = self._sums, 0
-        return Splice.of(buf[pos:end], first.path, skip)
+        return Splice.of(buf[pos:end], first.path, skip, self._plain)
 
     def close(self) -> None:
         self._reader.close()

@@ -44,6 +44,7 @@ class LatestSums:
         self._digest = hashlib.sha256()
         self._size = 0
         self.old: OldSums | None = None   # the parent's, proven: spliced blocks take their lines
+        self.proven: str | None = None    # the hash of the Latest.sha256 on the drive, proven
 
     @property
     def sha256(self) -> str:
@@ -75,7 +76,12 @@ class LatestSums:
 
     def commit(self, bset) -> None:
         try:
-            if not _holds(bset.layout.latest_sums, self._size, self._digest.hexdigest()):
+            new = self._digest.hexdigest()
+            if self.proven is not None:   # the file's hash is known: no need to read it all again
+                changed = new != self.proven
+            else:
+                changed = not _holds(bset.layout.latest_sums, self._size, new)
+            if changed:
                 write_atomic(bset.fs, bset.layout.tmp, bset.layout.latest_sums, self._spool.blocks())
         finally:
             self._spool.close()

@@ -4,7 +4,8 @@ Random sequences of real file-system operations (create, edit, append, rename an
 and folders, delete, chmod, utime, symlink create and retarget, a file replacing a folder and
 back) on a real tree; after each round the hint is built from the operations' events by the
 rules in ``core/engine/changes.py`` (what the agent does), one set is backed up with the hint and
-another with a full scan, and the two newest manifests must be equal entry by entry.
+another with a full scan, and the two newest manifests must be equal entry by entry (and in
+their totals).
 
 Three times: with the scan's inodes and ctimes (POSIX), without (as on Windows, where the
 engine's checks of listed folders have only mtimes), and with both sets given a cache folder
@@ -200,6 +201,11 @@ def newest_entries(set_path: Path) -> list[dict]:
     return [e.to_dict() for e in bset.manifest(bset.newest_id()).entries]
 
 
+def newest_totals(set_path: Path) -> dict:
+    bset = open_set(set_path)
+    return bset.header(bset.newest_id()).totals
+
+
 def _start_tree(root: Path) -> None:
     for d in ("", "one", "one/deep", "two", "skip", "empty"):
         (root / d).mkdir(exist_ok=True)
@@ -250,5 +256,7 @@ def test_journal_snapshot_equals_full_scan(inodes, spliced, rounds):
             full = backup_path(full_set, [src], **opts)
             assert hinted.scan == "journal" and full.scan == "full"
             assert newest_entries(journal_set) == newest_entries(full_set)
+            assert newest_totals(journal_set) == newest_totals(full_set)
+            assert (hinted.files_scanned, hinted.bytes_scanned) == (full.files_scanned, full.bytes_scanned)
             assert (journal_set / "Latest.sha256").read_bytes() == (full_set / "Latest.sha256").read_bytes()
             since = hinted.snapshot_id
