@@ -140,6 +140,7 @@ class ProvenParent:
             stats["done_" + key] += totals[key]
 
     def record(self, snapshot_id: str, manifest: str, sums: str | None) -> None:
+        """The snapshot this run committed (its manifest's and Latest.sha256's hashes) to the record."""
         self.trust.record(snapshot_id, manifest, sums)
 
     def close(self) -> None:
