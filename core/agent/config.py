@@ -88,12 +88,6 @@ class Paths:
         return self.data_dir / "ipc.key"
 
     @property
-    def cache_dir(self) -> Path:
-        """What the engine keeps between runs on this computer (``BackupOptions.cache``: the record of
-        the manifests it wrote, which lets a journal backup splice its parent; core/engine/trust.py)."""
-        return self.data_dir / "cache"
-
-    @property
     def notifications_log(self) -> Path:
         """Every notification the agent sent, one JSON line each (also read by tests)."""
         return self.log_dir / "notifications.log"

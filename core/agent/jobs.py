@@ -243,6 +243,13 @@ def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str], bo
                    f"freed {plural(result.bytes_freed, 'byte')}")
 
 
+def engine_cache(paths) -> Path:
+    """What the engine keeps between runs on this computer, under the data folder of ``paths``
+    (``BackupOptions.cache``: the record of the manifests it wrote, which lets a journal backup
+    splice its parent; core/engine/trust.py)."""
+    return paths.data_dir / "cache"
+
+
 def run_job(job: Job, config: Config, history: History, *, target: Target | None = None,
             host: str | None = None, progress: Callable[[Progress], None] | None = None,
             cancel: CancelToken | None = None, clock: Clock | None = None,
