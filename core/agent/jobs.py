@@ -260,7 +260,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
 
     ``scan``: the change tracker's ScanPlan (core/agent/changes.py): its ``hint`` makes the
     engine rescan only the changed folders, its ``rehash`` read everything; None: a full scan.
-    ``cache``: the engine's folder on this computer (``Paths.cache_dir``; ``BackupOptions.cache``).
+    ``cache``: the engine's folder on this computer (:func:`engine_cache`; ``BackupOptions.cache``).
 
     DriveNotConnected is raised before anything is recorded when the job's
     drive is absent (nothing ran). A drive pulled mid-run ends the run as
