@@ -7,7 +7,9 @@ against a full scan, with 10 files changed in a big tree of tiny files.
 The source is ``make_scale.generate_small`` (tiny files, 50 to a folder). After one full backup
 (timed too), each repeat changes ``--changed`` files (new bytes, one per folder, seeded) and
 backs up with a hint naming their folders ("journal"), then changes as many other files and
-backs up with a full scan ("full scan"). Each backup is one process
+backs up with a full scan ("full scan"). Every backup gets a cache folder, as the agent gives
+one (``BackupOptions.cache``): each parent is then one this computer wrote, and a journal
+run splices its lines (core/engine/splice.py). Each backup is one process
 (``bench/journal_backup.py``): wall time, CPU and peak RSS of the process as for every
 benchmark (measure.py), and the engine call alone as the process reports it (what the
 running agent waits for after the connect delay: no interpreter start, no imports). The
@@ -52,7 +54,7 @@ def change_files(src: Path, files: int, count: int, seed: int, tag: str) -> dict
 
 def one_backup(ctx: dict, name: str, hint: dict | None) -> dict:
     """Time one backup process; its own report (engine-call seconds, scan kind) merged in."""
-    argv = [sys.executable, str(HELPER), str(ctx["src"]), str(ctx["set"])]
+    argv = [sys.executable, str(HELPER), str(ctx["src"]), str(ctx["set"]), "--cache", str(ctx["run"] / "cache")]
     if hint is not None:
         hint_file = ctx["run"] / "hint.json"
         hint_file.write_text(json.dumps(hint))

@@ -1,9 +1,11 @@
 """One plugback backup run in-process, for bench/journal.py (issue #12): prints its timings as JSON.
 
-    python bench/journal_backup.py SRC SET [--hint HINT.json]
+    python bench/journal_backup.py SRC SET [--hint HINT.json] [--cache DIR]
 
 HINT.json: {"dirs": [...], "trees": [...]} (absolute folders); the hint is taken against the
-set's newest snapshot. Without --hint: a full scan. Prints {"import": s, "backup": s, "scan":
+set's newest snapshot. Without --hint: a full scan. --cache: the engine's cache folder
+(``BackupOptions.cache``, as the agent gives it: the record of the manifests this computer
+wrote, which lets a journal run splice its parent's lines; core/engine/trust.py). Prints {"import": s, "backup": s, "scan":
 "full"|"journal", "steps": {...}}: ``backup`` is the engine call alone (what the agent, already
 running, waits for after the connect delay), ``import`` the engine's import (the agent pays it
 once), ``steps`` the seconds of the run's steps (its methods, timed from outside): reading the
@@ -51,11 +53,12 @@ def main(argv: list[str]) -> int:
     src, set_path = argv[0], Path(argv[1])
     began, cpu = time.perf_counter(), time.process_time()
     bset = BackupSet.open(set_path) if BackupSet.exists(set_path) else BackupSet.create(set_path, Clock().now())
-    hint = None
-    if len(argv) > 3 and argv[2] == "--hint":
-        named = json.loads(Path(argv[3]).read_text())
+    hint, opts = None, dict(zip(argv[2::2], argv[3::2], strict=True))
+    if "--hint" in opts:
+        named = json.loads(Path(opts["--hint"]).read_text())
         hint = ChangeHint(bset.newest_id(), frozenset(named.get("dirs", ())), frozenset(named.get("trees", ())))
-    result = backup(bset, [src], BackupOptions(changes=hint))
+    cache = Path(opts["--cache"]) if "--cache" in opts else None
+    result = backup(bset, [src], BackupOptions(changes=hint, cache=cache))
     ended, cpu = time.perf_counter(), time.process_time() - cpu
     print(json.dumps({"import": round(imported - start, 3), "backup": round(ended - began, 3), "backup_cpu": round(cpu, 3),
                       "scan": result.scan, "files": result.files_scanned, "copied": result.files_copied,

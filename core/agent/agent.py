@@ -252,7 +252,7 @@ class Agent:
 
     def _execute(self, task: Task, cancel: RunCancel, progress, key: str = "") -> None:
         """Run one job (on its runner's thread) and tell the user how it went."""
-        from core.agent.jobs import Target, resolve_target, run_job
+        from core.agent.jobs import Target, engine_cache, resolve_target, run_job
 
         name = task.name
         job = self.config.job(name)
@@ -281,7 +281,8 @@ class Agent:
         scan = watching.plan(self, job, drive_id)
         outcome = run_job(job, self.config, self.history, target=target, progress=progress, cancel=cancel,
                           clock=self.clock, bind=lambda n, set_id: self.bind_set(n, set_id, drive_id),
-                          trigger=task.trigger, unlock=self._unlocker(), scan=scan)
+                          trigger=task.trigger, unlock=self._unlocker(), scan=scan,
+                          cache=engine_cache(self.paths))
         watching.finished(self, scan, outcome)
         if cancel.drive_gone and outcome.status == RunStatus.CANCELLED:
             # The engine stopped on our cancel because the watcher saw the mount vanish.

@@ -243,15 +243,24 @@ def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str], bo
                    f"freed {plural(result.bytes_freed, 'byte')}")
 
 
+def engine_cache(paths) -> Path:
+    """What the engine keeps between runs on this computer, under the data folder of ``paths``
+    (``BackupOptions.cache``: the record of the manifests it wrote, which lets a journal backup
+    splice its parent; core/engine/trust.py)."""
+    return paths.data_dir / "cache"
+
+
 def run_job(job: Job, config: Config, history: History, *, target: Target | None = None,
             host: str | None = None, progress: Callable[[Progress], None] | None = None,
             cancel: CancelToken | None = None, clock: Clock | None = None,
             passphrase: str | None = None, bind: Callable[[str, str], None] | None = None,
-            trigger: Trigger = Trigger.MANUAL, unlock: Unlocker | None = None, scan=None) -> Outcome:
+            trigger: Trigger = Trigger.MANUAL, unlock: Unlocker | None = None, scan=None,
+            cache: Path | None = None) -> Outcome:
     """Run ``job`` once and record it in ``history``; returns the outcome, never raises PlugbackError.
 
     ``scan``: the change tracker's ScanPlan (core/agent/changes.py): its ``hint`` makes the
     engine rescan only the changed folders, its ``rehash`` read everything; None: a full scan.
+    ``cache``: the engine's folder on this computer (:func:`engine_cache`; ``BackupOptions.cache``).
 
     DriveNotConnected is raised before anything is recorded when the job's
     drive is absent (nothing ran). A drive pulled mid-run ends the run as
@@ -289,7 +298,7 @@ def run_job(job: Job, config: Config, history: History, *, target: Target | None
             result, _ = backup_with_room(bset, job.sources, BackupOptions(
                 excludes=job.excludes, job=job.name, host=host, verify=job.verify != "none", boundary=target.mount,
                 progress=progress or no_progress, cancel=cancel or CancelToken(), clock=clock,
-                changes=scan.hint if scan else None, rehash=bool(scan and scan.rehash)), report=room)
+                changes=scan.hint if scan else None, rehash=bool(scan and scan.rehash), cache=cache), report=room)
         finally:
             _note_room(room, outcome, clock)
         if scan is not None and scan.hint is not None and result.scan == "full":

@@ -347,7 +347,7 @@ def _run_in_process(job: Job, cfg: Config, *, rehash: bool = False) -> int:
     from core.agent.changes import ScanPlan
     from core.agent.drives import find_drive
     from core.agent.history import History
-    from core.agent.jobs import run_job
+    from core.agent.jobs import engine_cache, run_job
 
     paths = _paths()
     paths.ensure()
@@ -358,7 +358,8 @@ def _run_in_process(job: Job, cfg: Config, *, rehash: bool = False) -> int:
     try:
         scan = ScanPlan(job.name, "full", "requested" if rehash else "no_watch", rehash=rehash)
         outcome = run_job(job, cfg, History(paths.history_file), progress=bar,
-                          bind=lambda n, set_id: _bind_in_config(n, set_id, here), scan=scan)
+                          bind=lambda n, set_id: _bind_in_config(n, set_id, here), scan=scan,
+                          cache=engine_cache(paths))
     finally:
         bar.done()
     if outcome.made_room:   # the drive was full: the oldest backups went (issue #14)

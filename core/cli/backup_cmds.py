@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from core.agent.config import Paths
 from core.cli.render import (
     JsonArray,
     ProgressBar,
@@ -161,11 +162,14 @@ def _backup_set(args) -> tuple[BackupSet, str | None]:
 
 
 def cmd_backup(args) -> int:
+    from core.agent.jobs import engine_cache  # (the agent's modules load only when used)
+
     bset, passphrase = _backup_set(args)
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
         result, room = backup_with_room(bset, args.sources, BackupOptions(
-            excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify, progress=bar), thin=args.make_room)
+            excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify, progress=bar,
+            cache=engine_cache(Paths.default())), thin=args.make_room)
     except DiskFull as err:
         raise type(err)(**{**err.details, "hint": _room_hint(bset.root, args.make_room)}) from None
     finally:

@@ -7,7 +7,10 @@ path by path; copies run in a worker pool inside a bounded window, and each entr
 goes to the new manifest (spooled locally) in manifest order once its copy finished.
 The parent manifest is read twice: once whole, to check it (its trailer) and to
 note the names its copies have in ``Latest/``, before anything is written on its
-word; then merged.
+word; then merged. A parent this computer wrote itself and can prove by its local record
+(core/engine/trust.py) is read from the drive once, into a local copy that is merged, and
+the runs of records a journal scan reuses are copied into the new manifest as they were
+(core/engine/splice.py).
 
 Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at every step):
 
@@ -36,40 +39,34 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from core.engine import journal as journal_mod
 from core.engine import readback
 from core.engine.atomic import clear_tmp, write_atomic
-from core.engine.changes import ChangeHint
-from core.engine.fs import WORKERS, long_path, probe_volume
+from core.engine.backup_options import BackupOptions as BackupOptions
+from core.engine.backup_options import BackupResult as BackupResult
+from core.engine.backup_options import BackupStatus as BackupStatus
+from core.engine.backup_options import check_sources as check_sources
+from core.engine.backup_options import same_stat as same_stat
+from core.engine.fs import long_path, probe_volume
 from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
 from core.engine.manifest_io import ManifestWriter, Spool
-from core.engine.progress import (
-    CancelToken,
-    Clock,
-    Progress,
-    ProgressCallback,
-    RunWarning,
-    TextEnum,
-    WarningCode,
-    no_progress,
-)
+from core.engine.progress import Progress, RunWarning, WarningCode
 from core.engine.repo import BackupSet, new_snapshot_id
 from core.engine.reuse import Reuse
-from core.engine.scan import Excluder, ScanEntry, is_inside, plan_sources
+from core.engine.scan import Excluder, ScanEntry, plan_sources
 from core.engine.sourceread import SOURCE_RETRIES as SOURCE_RETRIES  # noqa: F401 - where tests look
 from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # noqa: F401
 from core.engine.sourceread import read_with_retries
+from core.engine.splice import ProvenParent, Splice
 from core.engine.store import EncryptedStore, PlainStore, prefetch_source
 from core.engine.sums import LatestSums
 from core.engine.window import Window, lookahead
-from core.errors import Cancelled, ManifestDamaged, PlugbackError, UsageError
+from core.errors import Cancelled, ManifestDamaged, PlugbackError
 
 CHECKPOINT_SECONDS = 5.0
 CHECKPOINT_BYTES = 256 << 20
@@ -78,88 +75,6 @@ WINDOW_BYTES = 256 << 20    # bytes of copies queued at most (always at least on
 INLINE_BYTES = 1 << 20     # files smaller than this are copied in the pass's own thread
 PREFETCH = 64              # entries the pass looks ahead, to start reading the files it will copy
 PROGRESS_EVERY = 1000       # entries between reports (and cancel checks) while nothing is copied
-
-
-class BackupStatus(TextEnum):
-    """How a backup ended: ``warnings`` = some files skipped, ``damaged`` = read-back failed."""
-
-    OK = "ok"
-    WARNINGS = "warnings"
-    DAMAGED = "damaged"
-
-
-@dataclass(frozen=True)
-class BackupOptions:
-    """How to run one backup; the defaults are an everyday run.
-
-    ``host`` defaults to the set's recorded host, then this computer's name.
-    ``boundary``: a trusted folder above the set (the drive's mount point) from which
-    down no symlink may lead; default the set folder itself. The
-    hooks (``progress``, ``cancel``, ``clock``) do nothing / never cancel / read
-    the real time unless given.
-    """
-
-    excludes: Sequence[str] = ()
-    rehash: bool = False
-    job: str = ""
-    host: str | None = None
-    verify: bool = True
-    boundary: Path | None = None
-    workers: int = WORKERS
-    progress: ProgressCallback = no_progress
-    cancel: CancelToken = field(default_factory=CancelToken)
-    clock: Clock = field(default_factory=Clock)
-    #: Folders that changed since the parent snapshot (the agent's change journal); None: full scan.
-    changes: ChangeHint | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "excludes", tuple(self.excludes))
-
-
-@dataclass
-class BackupResult:
-    """What a run did; ``damaged`` names files that read back wrong; ``scan``: "full", or
-    "journal" when the change hint was used (core/engine/changes.py)."""
-
-    set_path: str
-    snapshot_id: str
-    status: BackupStatus
-    files_scanned: int = 0
-    bytes_scanned: int = 0
-    files_copied: int = 0
-    bytes_copied: int = 0
-    warnings: list[RunWarning] = field(default_factory=list)
-    damaged: list[tuple[str, str]] = field(default_factory=list)
-    started: datetime | None = None
-    ended: datetime | None = None
-    scan: str = "full"
-
-    def to_dict(self) -> dict:
-        return {"set": self.set_path, "snapshot_id": self.snapshot_id, "status": self.status.value, "scan": self.scan,
-                "files_scanned": self.files_scanned, "bytes_scanned": self.bytes_scanned,
-                "files_copied": self.files_copied, "bytes_copied": self.bytes_copied,
-                "warnings": [w.to_dict() for w in self.warnings],
-                "damaged": [{"path": p, "reason": r} for p, r in self.damaged],
-                "started": self.started.isoformat() if self.started else None,
-                "ended": self.ended.isoformat() if self.ended else None}
-
-
-def check_sources(sources, set_path) -> list[str]:
-    """``sources`` as absolute paths, checked: each exists and none lies inside the set.
-
-    :func:`backup` checks again; callers that create a set call this first, so a
-    typo in a source never leaves an empty new set behind.
-    """
-    if not sources:
-        raise UsageError("Give at least one folder to back up.")
-    paths = [os.path.abspath(os.path.expanduser(str(s))) for s in sources]
-    plan_sources(paths)
-    root = os.path.abspath(set_path)
-    for s in paths:
-        if is_inside(s, root):
-            raise UsageError(f"The folder {s} lies inside the backup set {root}. Back up a folder "
-                             "outside the set.")
-    return paths
 
 
 def backup(bset: BackupSet, sources, options: BackupOptions | None = None) -> BackupResult:
@@ -187,12 +102,6 @@ def backup(bset: BackupSet, sources, options: BackupOptions | None = None) -> Ba
             run.close()
         result.ended = clock.now()
         return result
-
-
-def same_stat(old, se: ScanEntry) -> bool:
-    """The file is unchanged since ``old`` was recorded (size, mtime, inode and ctime all equal)."""
-    return (old.size == se.size and old.mtime_ns == se.mtime_ns and old.ino == se.ino
-            and old.ctime_ns == se.ctime_ns)
 
 
 class _Run:
@@ -237,6 +146,7 @@ class _Run:
         volume = self.volume = probe_volume(layout.tmp)
         self.store = (PlainStore if self.plain else EncryptedStore)(bset, volume, self.warnings,
                                                                     rehash=self.options.rehash)
+        self.proven = ProvenParent(self.options.cache, bset.set_id)
         parent = self._check_parent(parent_id)
         if parent_id and parent is None:   # damaged: rescue Latest/, trust nothing of that run
             trusted = {}
@@ -293,6 +203,9 @@ class _Run:
         self.namer = StreamNamer(self.volume, self._taken)
         if not parent_id:
             return None
+        if (proven := self.proven.read(self.bset, parent_id, self.reuse, self.namer, self.store, self.sums)):
+            return proven
+        self.namer = StreamNamer(self.volume, self._taken)   # (forgets what a failed proven read noted)
         try:
             with self.bset.open_manifest(parent_id) as reader:
                 self.reuse.begin(reader.manifest)
@@ -340,6 +253,7 @@ class _Run:
         bset.forget_cached(header.snapshot_id)
         if self.sums is not None:                  # 5
             self.sums.commit(bset)
+        self.proven.record(header.snapshot_id, self.writer.sha256, self.sums.sha256 if self.sums else None)
         self.journal.remove()
 
     # --- the pass --------------------------------------------------------------------
@@ -349,16 +263,18 @@ class _Run:
         self.trusted = trusted
         try:
             with ExitStack() as stack:
+                stack.callback(self.proven.close)
                 old: Iterable[Entry] = ()
-                if parent_id:
-                    old = stack.enter_context(self.bset.open_manifest(parent_id))
+                if parent_id:   # (the proven parent's local copy, if there is one)
+                    old = stack.enter_context(self.proven.lines() or self.bset.open_manifest(parent_id))
                 pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
-                self.window = Window(pool, self._emit, WINDOW_FILES, WINDOW_BYTES)
+                self.window = Window(pool, self._emit_any, WINDOW_FILES, WINDOW_BYTES)
                 try:
-                    for se, prev in self._scanning(self.reuse.pairs(parent_id, sources, excluder, self.warnings, old)):
-                        self._step(se, prev)
+                    for item in self._scanning(self.reuse.pairs(parent_id, sources, excluder, self.warnings, old)):
+                        self._splice(item) if isinstance(item, Splice) else self._step(*item)
                     self._leave(None)
                     self.window.drain()
+                    self.proven.settle(self.writer, self.stats)
                 except BaseException:
                     self._stop.set()   # queued copies end at once; running ones finish
                     raise
@@ -407,6 +323,16 @@ class _Run:
             self._deferred = (se, old.mirror_path)
         else:
             self._add(se, None, old.mirror_path)
+
+    def _splice(self, sp: Splice) -> None:
+        """Records a journal scan reused as they were (a proven parent's lines): one window item
+        (counted once the pass ends: ProvenParent.settle)."""
+        self._leave(sp.first)
+        self.cancel.check()
+        self.window.put(sp)
+
+    def _emit_any(self, item, placed) -> None:
+        item.emit(self.writer, self.sums) if isinstance(item, Splice) else self._emit(item, placed)
 
     def _leave(self, path: str | None) -> None:
         """Remove the removed folders ``path`` is not inside (all of them for None), deepest first."""

@@ -26,10 +26,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
 import tempfile
-import zlib
 from typing import Iterable, Iterator, Protocol
 
+from core.engine import deflate
 from core.engine import manifest as mf
 from core.engine.manifest import (
     DIR,
@@ -71,7 +72,7 @@ class ManifestReader:
         self._stream = stream
         self.name = name
         self._encrypted = encrypted
-        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._z = deflate.decompressobj(16 + deflate.MAX_WBITS)
         self._text = 0
         self._pending = b""            # bytes after the last complete line
         self._eof = False
@@ -104,7 +105,7 @@ class ManifestReader:
                     raise self._damaged("not readable as gzip: unexpected data after its end")
             try:
                 text = self._z.decompress(data, TEXT_BLOCK)
-            except zlib.error as err:
+            except deflate.error as err:
                 raise self._damaged(f"not readable as gzip: {err}") from None
             if self._z.unused_data:
                 raise self._damaged("not readable as gzip: unexpected data after its end")
@@ -190,6 +191,50 @@ class ManifestReader:
         if trailer.get("sha256") != self._digest.hexdigest() or trailer.get("entries") != self._count:
             raise self._damaged("its checksum does not match its contents")
 
+    def raw_blocks(self, *, proven: bool = False) -> Iterator[bytes]:
+        """The entry lines as text blocks of whole lines (each ending in a newline), **not checked**
+        entry by entry; their hash and count are checked against the trailer at the end, like
+        iterating. Only for bytes to be proven ones this computer wrote (core/engine/trust.py):
+        ``digest`` then holds the hash recomputed over the bytes read. ``proven``: bytes proven
+        already (a local copy read again): neither hashed nor checked again."""
+        if self._done:
+            raise RuntimeError("a manifest stream is read once")
+        self._done = True
+        held = b"".join(line + b"\n" for line in self._queue) + self._pending   # after the header
+        self._queue, self._pending = [], b""
+        while True:
+            cut = held.rfind(b"\n", 0, len(held) - 1)   # keep the last whole line: it may be the trailer
+            if cut >= 0:
+                block, held = held[:cut + 1], held[cut + 1:]
+                if not proven:
+                    self._digest.update(block)
+                    self._count += block.count(b"\n")
+                yield block
+            elif len(held) > 2 * MAX_LINE:
+                raise self._damaged("a line is far too long")
+            text = self._more()
+            if not text:
+                break
+            held += text
+        if proven:
+            return
+        if not held.endswith(b"\n") or held.count(b"\n") != 1:
+            raise self._damaged("it is truncated (no trailer)")
+        (trailer,) = self._parse([held[:-1]])
+        if (trailer.get("type") != "trailer" or trailer.get("sha256") != self._digest.hexdigest()
+                or trailer.get("entries") != self._count):
+            raise self._damaged("its checksum does not match its contents")
+
+    @property
+    def entries(self) -> int:
+        """The entries read so far (all of them, once read to the end)."""
+        return self._count
+
+    @property
+    def digest(self) -> str:
+        """The SHA-256 of the lines read so far (all but the trailer, once read to the end)."""
+        return self._digest.hexdigest()
+
     def close(self) -> None:
         for f in (self._stream, self.closing):
             close = getattr(f, "close", None)
@@ -216,9 +261,11 @@ class Spool:
     (the new manifest's lines, what to read back) waits here, not in memory.
     """
 
-    def __init__(self, prefix: str = "plugback-spool-"):
+    def __init__(self, prefix: str = "plugback-spool-", *, raw: bool = False):
         self._file = tempfile.TemporaryFile(prefix=prefix)
-        self._z = zlib.compressobj(1)
+        # raw: a bare deflate stream that :meth:`deflated` hands on as part of a gzip file.
+        self._wbits = -deflate.MAX_WBITS if raw else deflate.MAX_WBITS
+        self._z = deflate.compressobj(1, self._wbits)
         self._buf: list[bytes] = []
         self._buffered = 0
 
@@ -228,6 +275,14 @@ class Spool:
         self._buffered += len(line)
         if self._buffered >= SPOOL_BUFFER:
             self._flush()
+
+    def add_block(self, block: bytes) -> None:
+        """Whole lines, each ending in a newline (a spliced block of another manifest's lines)."""
+        if block:
+            self._buf.append(block[:-1])
+            self._buffered += len(block)
+            if self._buffered >= SPOOL_BUFFER:
+                self._flush()
 
     def _flush(self) -> None:
         if self._buf:
@@ -240,7 +295,7 @@ class Spool:
         self._flush()
         self._file.write(self._z.flush())
         self._file.seek(0)
-        z = zlib.decompressobj()
+        z = deflate.decompressobj(self._wbits)
         pending = b""
         while True:
             data = z.unconsumed_tail or self._file.read(SPOOL_BUFFER)
@@ -254,6 +309,17 @@ class Spool:
         pending += z.flush()
         if pending:
             yield pending
+
+    def deflated(self) -> Iterator[tuple[bytes, bytes]]:
+        """Everything added as ``(deflate bytes, the text they hold)`` pairs, read once (a raw
+        spool): the deflate bytes end on a byte boundary without a final block, so that more
+        deflate data may follow them in one stream."""
+        self._flush()
+        self._file.write(self._z.flush(deflate.Z_SYNC_FLUSH))
+        self._file.seek(0)
+        z = deflate.decompressobj(self._wbits)
+        while data := self._file.read(SPOOL_BUFFER):
+            yield data, z.decompress(data)
 
     def lines(self) -> Iterator[bytes]:
         """Everything added, line by line (without newlines)."""
@@ -273,10 +339,11 @@ class ManifestWriter:
     """
 
     def __init__(self):
-        self._spool = Spool("plugback-manifest-")
+        self._spool = Spool("plugback-manifest-", raw=True)
         self._last: list[str] | None = None
         self.count = 0
         self.totals = {"files": 0, "dirs": 0, "links": 0, "bytes": 0}
+        self.sha256 = ""   # the trailer's hash, once chunks() has given every byte
 
     def add(self, e: Entry) -> None:
         key = sort_key(e.path)
@@ -295,6 +362,21 @@ class ManifestWriter:
         self.count += 1
         self._spool.add(_ENCODER.encode(e.to_dict()).encode("ascii"))
 
+    def add_block(self, block: bytes, first: str, last: str) -> None:
+        """Whole entry lines of a manifest this computer wrote (core/engine/splice.py), copied as
+        they are: ``first`` and ``last`` are the paths of its first and last line. Their number
+        and totals come separately (:meth:`add_counts`), before :meth:`chunks`."""
+        if self._last is not None and sort_key(first) <= self._last:
+            raise ValueError(f"manifest entries out of order: {first!r} after {'/'.join(self._last)!r}")
+        self._last = sort_key(last)
+        self._spool.add_block(block)
+
+    def add_counts(self, count: int, totals: dict[str, int]) -> None:
+        """The number of lines and the totals (:attr:`totals`' keys) of what :meth:`add_block` took."""
+        self.count += count
+        for k, v in totals.items():
+            self.totals[k] += v
+
     def chunks(self, m: Manifest) -> Iterator[bytes]:
         """The manifest's gzip bytes (header from ``m``'s fields with these entries' totals)."""
         m.totals = dict(self.totals)
@@ -303,19 +385,22 @@ class ManifestWriter:
                   "sources": m.sources, "parent": m.parent, "totals": m.totals}
         if m.scan is not None:
             header["scan"] = m.scan
-        digest = hashlib.sha256()
-        # Level 1: a manifest is written every run; level 9 cost a fifth of a no-change backup.
-        gz = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        head = (_ENCODER.encode(header) + "\n").encode("ascii")
-        digest.update(head)
-        yield gz.compress(head)
-        for block in self._spool.blocks():
-            digest.update(block)
-            out = gz.compress(block)
-            if out:
-                yield out
-        trailer = {"type": "trailer", "entries": self.count, "sha256": digest.hexdigest()}
-        yield gz.compress((_ENCODER.encode(trailer) + "\n").encode("ascii")) + gz.flush()
+        # One gzip member, one deflate stream in three pieces, each compressed on its own: the
+        # header, the spooled entries as they were compressed when added (not compressed again:
+        # that was a fifth of a journal backup), and the trailer (the final block).
+        digest, crc, size = hashlib.sha256(), 0, 0
+        for piece, text in _pieces(_ENCODER.encode(header), self._spool.deflated()):
+            if text is None:   # the trailer, once every byte before it is counted
+                self.sha256 = digest.hexdigest()
+                trailer = {"type": "trailer", "entries": self.count, "sha256": self.sha256}
+                text = (_ENCODER.encode(trailer) + "\n").encode("ascii")
+                crc, size = deflate.crc32(text, crc), size + len(text)
+                yield _deflate(text, final=True) + struct.pack("<II", crc, size & 0xFFFFFFFF)
+                return
+            digest.update(text)
+            crc, size = deflate.crc32(text, crc), size + len(text)
+            if piece:
+                yield piece
 
     def close(self) -> None:
         self._spool.close()
@@ -325,6 +410,24 @@ class ManifestWriter:
 
     def __exit__(self, *_) -> None:
         self.close()
+
+
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"   # deflate, no name or time, fastest
+
+
+def _deflate(text: bytes, *, final: bool) -> bytes:
+    """``text`` as deflate data that ends on a byte boundary (and with the final block if ``final``)."""
+    z = deflate.compressobj(1, -deflate.MAX_WBITS)
+    return z.compress(text) + z.flush(deflate.Z_FINISH if final else deflate.Z_SYNC_FLUSH)
+
+
+def _pieces(header: str, entries: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes | None]]:
+    """``(gzip bytes, text)``: the gzip header with the header line, the entries' pieces, and
+    ``(b"", None)`` where the trailer goes."""
+    head = (header + "\n").encode("ascii")
+    yield _GZIP_HEADER + _deflate(head, final=False), head
+    yield from entries
+    yield b"", None
 
 
 def encode(manifest: Manifest) -> bytes:

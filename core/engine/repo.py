@@ -243,10 +243,13 @@ class BackupSet:
             raise UsageError(f"'{spec}' matches {len(matches)} snapshots; give more of the id.")
         raise SnapshotNotFound(snapshot=spec)
 
-    def open_manifest(self, snapshot_id: str) -> mio.ManifestReader:
+    def open_manifest(self, snapshot_id: str, *, tee=None) -> mio.ManifestReader:
         """A snapshot's manifest as a stream (memory flat in its size): ``.manifest`` holds the
         header fields at once, iterating yields the checked entries, and the trailer is checked
-        at the end (see core/engine/manifest_io.py). Close it (or use ``with``)."""
+        at the end (see core/engine/manifest_io.py). Close it (or use ``with``).
+
+        ``tee``: a writable file that gets a copy of the gzip bytes as they are read (decrypted
+        in an encrypted set; core/engine/splice.py keeps a local copy of a parent manifest)."""
         path = self.layout.manifest(snapshot_id)
         name = f"snapshots/{path.name}"
 
@@ -266,6 +269,8 @@ class BackupSet:
                 from core.engine import crypto
 
                 stream = crypto.DecryptingReader(raw, self.keys, name=name)
+            if tee is not None:
+                stream = _Tee(stream, tee)
             reader = mio.ManifestReader(stream, name, encrypted=self.keys is not None)
             if reader.manifest.snapshot_id != snapshot_id:
                 raise damaged(f"it describes snapshot {reader.manifest.snapshot_id}, not {snapshot_id}")
@@ -466,6 +471,23 @@ class _SmallFirstRead:
 
     def close(self) -> None:
         self._f.close()
+
+
+class _Tee:
+    """A stream whose bytes are also written to ``copy`` as they are read."""
+
+    def __init__(self, stream: mio.Readable, copy):
+        self._stream, self._copy = stream, copy
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._copy.write(data)
+        return data
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
 
 
 class _Collect:

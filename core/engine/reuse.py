@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Sequence
 
 from core.engine.changes import ChangeHint
 from core.engine.fs import long_path
-from core.engine.manifest import DIR, MAX_RETRY, Entry, Manifest
+from core.engine.manifest import DIR, MAX_RETRY, Entry, Manifest, sort_key
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.scan import (
     DEFAULT_EXCLUDES,
@@ -42,6 +42,7 @@ from core.engine.scan import (
     root_entry,
     scan,
 )
+from core.engine.splice import ParentLines, Splice
 from core.engine.window import merge
 
 FULL, JOURNAL = "full", "journal"
@@ -107,6 +108,20 @@ class Reuse:
         if e.type == DIR and e.path in self._wanted:
             self._found.add(e.path)
 
+    def wanted(self, parent: Manifest) -> set[str]:
+        """``begin(parent)``, then the folders whose presence in the parent matters: a first read
+        that does not decode every entry (core/engine/splice.py) calls ``found`` for those it has."""
+        self.begin(parent)
+        return set(self._wanted)
+
+    def found(self, path: str) -> None:
+        self._found.add(path)
+
+    def restart(self) -> None:
+        """Forget what a first read noted (it was not the parent's after all: read it again)."""
+        self._plan, self._parent = None, None
+        self._wanted, self._found = set(), set()
+
     def _finish(self) -> Plan:
         """Named folders the parent does not have are new: list the folder above them (up to
         one the parent has), so the listing finds them."""
@@ -121,12 +136,16 @@ class Reuse:
 
     # --- 2. the pass ------------------------------------------------------------------
     def pairs(self, parent_id: str | None, sources: list[Source], excluder: Excluder,
-              warnings: list[RunWarning], old: Iterable[Entry]) -> Iterator[tuple]:
-        """``(scan entry or None, parent entry or None)`` per path, in manifest order."""
+              warnings: list[RunWarning], old: Iterable[Entry]) -> Iterator[tuple | Splice]:
+        """``(scan entry or None, parent entry or None)`` per path, in manifest order; given the
+        lines of a parent this computer wrote (``ParentLines``), a journal scan yields runs of
+        reused records as a :class:`Splice` instead of a pair per record."""
         if self._plan is None or parent_id is None or parent_id != self._parent:
             self.kind = FULL
             return merge(scan(sources, excluder, warnings), old)
         self.kind = JOURNAL
+        if isinstance(old, ParentLines):
+            return _SpliceScan(self._finish(), excluder, warnings, old).run(sources)
         return _JournalScan(self._finish(), excluder, warnings, old).run(sources)
 
     # --- 3. the new manifest's scan field -----------------------------------------------
@@ -315,3 +334,37 @@ class _JournalScan:
         rel = e.path[self._cut:] if os.sep == "/" else e.path[self._cut:].replace("/", os.sep)
         return ScanEntry(e.path, self._prefix + rel if rel else self.src.path, e.type, e.size, e.mtime_ns,
                          e.mode, e.ino, e.ctime_ns, e.target, e.attrs)
+
+
+class _SpliceScan(_JournalScan):
+    """A journal scan over a proven parent's lines (core/engine/splice.py): the same pairs, except
+    that the records it reuses unchanged leave as whole lines (:class:`Splice`), never decoded."""
+
+    def __init__(self, plan: Plan, excluder: Excluder, warnings: list[RunWarning], lines: ParentLines):
+        super().__init__(plan, excluder, warnings, ())
+        self._lines = lines
+        self.nxt = lines.entry()
+
+    def _take(self) -> Entry:
+        e = self.nxt
+        assert e is not None
+        self._lines.advance()
+        self.nxt = self._lines.entry()
+        return e
+
+    def _reuse(self, path: str) -> Iterator:
+        prefix, named = path + "/", self.plan.named
+        stops = sorted((sort_key(p), p) for p in named if p.startswith(prefix))   # where a splice ends
+        while self.nxt is not None and self.nxt.path.startswith(prefix):
+            old = self.nxt
+            if old.type != DIR or old.path not in named:
+                key = sort_key(old.path)
+                while stops and stops[0][0] <= key:
+                    stops.pop(0)
+                yield self._lines.splice(prefix, stops[0][1] if stops else None)
+                self.nxt = self._lines.entry()
+                continue
+            self._take()
+            se = self._fresh(old.path)
+            yield se, old
+            yield from self._below(se, old)

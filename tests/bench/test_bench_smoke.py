@@ -183,3 +183,20 @@ def test_storage_rclone_benchmark_reports_every_way():
     assert [r.split("|")[1].strip() for r in rows] == [f"{remote} {way}" for remote in ("webdav", "local")
                                                        for way in ("rcd", "command", "batch")]
     assert all(r.split("|")[2].strip().replace(".", "").isdigit() for r in rows)    # put small was timed
+
+
+def test_journal_scenario_splices_and_the_floor_script_runs(tmp_path):
+    """The journal scenario (issue #12): its journal runs take the splice path (each backup gets a
+    cache folder) and the closing full scan finds nothing to copy; the floor script reads its set."""
+    results = tmp_path / "results"
+    run = _bench("run.py", "--scenario", "journal", "--files", "300", "--changed", "3", "--repeat", "1", "--warm",
+                 "--keep", "--workdir", tmp_path / "work", "--results-dir", results)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (out,) = results.glob("bench-journal-*-300.json")
+    data = json.loads(out.read_text())
+    assert [r["scan"] for r in data["runs"]["journal"]] == ["journal"] and data["failures"] == []
+    set_path = tmp_path / "work" / "run-journal" / "set"
+    assert list((tmp_path / "work" / "run-journal" / "cache" / "manifests").glob("*.json"))
+    floor = _bench("journal_floor.py", set_path, "--repeat", "1")
+    assert floor.returncode == 0, floor.stderr
+    assert "floor (gunzip + sha256 + gzip + sha256)" in floor.stdout

@@ -12,7 +12,9 @@ import pytest
 from core.agent.config_file import update_config
 from core.agent.handlers import Handlers
 from core.agent.history import Trigger
+from core.agent.jobs import engine_cache
 from core.engine.repo import BackupSet
+from core.engine.trust import TrustRecord
 from tests.support.agent import add_drive_job, wait_for
 from tests.support.trees import make_tree
 
@@ -64,6 +66,9 @@ def test_second_run_uses_the_journal_and_a_restart_means_a_full_scan(paths, make
     st = job_status(agent)
     assert (st["scan"], st["full_scan_reason"]) == ("journal", "this is the job's first backup")
     assert "Docs/sub/b.txt" in latest_paths(ext4_drive.mount_point)
+    (set_path,) = (ext4_drive.mount_point / "Plugback").glob("*/Docs")
+    record = TrustRecord(engine_cache(paths), BackupSet.open(set_path, None).set_id)   # the engine got a cache
+    assert record.hash_of(first.snapshot_id) and record.hash_of(second.snapshot_id)
     agent.shutdown()
 
     again, _ = start(make_agent)                 # a new agent: nobody watched in between

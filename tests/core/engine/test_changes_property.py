@@ -4,11 +4,17 @@ Random sequences of real file-system operations (create, edit, append, rename an
 and folders, delete, chmod, utime, symlink create and retarget, a file replacing a folder and
 back) on a real tree; after each round the hint is built from the operations' events by the
 rules in ``core/engine/changes.py`` (what the agent does), one set is backed up with the hint and
-another with a full scan, and the two newest manifests must be equal entry by entry.
+another with a full scan, and the two newest manifests must be equal entry by entry (and in
+their totals).
 
-Twice: with the scan's inodes and ctimes (POSIX), and without (as on Windows, where the engine's
-checks of listed folders have only mtimes). CI runs PLUGBACK_CHANGES_EXAMPLES examples of each
-(default 20, about 3 s each on a quiet machine); raise it for a long run:
+Three times: with the scan's inodes and ctimes (POSIX), without (as on Windows, where the
+engine's checks of listed folders have only mtimes), and with both sets given a cache folder
+("spliced": every parent is one this computer wrote, so the journal set's runs splice its lines
+and ``Latest.sha256``, core/engine/splice.py, and the full-scan set merges with the proven local
+copy), there with tiny text blocks so that runs of lines cross block boundaries; then the two
+sets' ``Latest.sha256`` must be equal too (most examples splice; where the operations touched
+every folder nothing is left to splice, so test_splice.py checks that runs do). CI runs
+PLUGBACK_CHANGES_EXAMPLES examples of each (default 20, about 3 s each on a quiet machine); raise it for a long run:
 ``PLUGBACK_CHANGES_EXAMPLES=1000 pytest --timeout 0 tests/core/engine/test_changes_property.py``
 (about 0.13 s an example; the suite's 300 s per-test timeout would end a long run).
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock
 
@@ -25,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.engine import manifest_io, sums
 from core.engine import scan as scan_mod
 from core.engine.changes import ChangeHint
 from tests.support.engine import backup_path, open_set
@@ -193,6 +201,11 @@ def newest_entries(set_path: Path) -> list[dict]:
     return [e.to_dict() for e in bset.manifest(bset.newest_id()).entries]
 
 
+def newest_totals(set_path: Path) -> dict:
+    bset = open_set(set_path)
+    return bset.header(bset.newest_id()).totals
+
+
 def _start_tree(root: Path) -> None:
     for d in ("", "one", "one/deep", "two", "skip", "empty"):
         (root / d).mkdir(exist_ok=True)
@@ -212,27 +225,38 @@ def _without_inodes(path, abspath, st, kind, target=None):
 real_entry = scan_mod._entry
 
 
-@pytest.mark.parametrize("inodes", [True, False], ids=["posix", "no-inodes"])
+def _tiny_blocks():
+    """Text blocks of a few lines: runs of spliced lines cross their boundaries."""
+    return [mock.patch.object(manifest_io, "TEXT_BLOCK", 200), mock.patch.object(sums, "READ_BLOCK", 100)]
+
+
+@pytest.mark.parametrize("inodes, spliced", [(True, False), (False, False), (True, True)],
+                         ids=["posix", "no-inodes", "spliced"])
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(rounds=st.lists(ops, min_size=1, max_size=3))
-def test_journal_snapshot_equals_full_scan(inodes, rounds):
-    with tempfile.TemporaryDirectory() as tmp, \
-            mock.patch.object(scan_mod, "_entry", real_entry if inodes else _without_inodes):
+def test_journal_snapshot_equals_full_scan(inodes, spliced, rounds):
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as patches:
+        patches.enter_context(mock.patch.object(scan_mod, "_entry", real_entry if inodes else _without_inodes))
+        for patch in _tiny_blocks() if spliced else ():
+            patches.enter_context(patch)
         base = Path(tmp)
         src, journal_set, full_set = base / "src", base / "journal", base / "full"
+        opts = {"excludes": EXCLUDES, "workers": 1, "verify": False, "cache": base / "cache" if spliced else None}
         src.mkdir()
         _start_tree(src)
         agent = Agent(src)
-        first = backup_path(journal_set, [src], excludes=EXCLUDES, workers=1, verify=False)
-        backup_path(full_set, [src], excludes=EXCLUDES, workers=1, verify=False)
+        first = backup_path(journal_set, [src], **opts)
+        backup_path(full_set, [src], **opts)
         since, clock = first.snapshot_id, [0]
         for round_ops in rounds:
             for op in round_ops:
                 apply(op, src, agent, clock)
-            hinted = backup_path(journal_set, [src], excludes=EXCLUDES, workers=1, verify=False,
-                                 changes=agent.hint(since))
-            full = backup_path(full_set, [src], excludes=EXCLUDES, workers=1, verify=False)
+            hinted = backup_path(journal_set, [src], changes=agent.hint(since), **opts)
+            full = backup_path(full_set, [src], **opts)
             assert hinted.scan == "journal" and full.scan == "full"
             assert newest_entries(journal_set) == newest_entries(full_set)
+            assert newest_totals(journal_set) == newest_totals(full_set)
+            assert (hinted.files_scanned, hinted.bytes_scanned) == (full.files_scanned, full.bytes_scanned)
+            assert (journal_set / "Latest.sha256").read_bytes() == (full_set / "Latest.sha256").read_bytes()
             since = hinted.snapshot_id

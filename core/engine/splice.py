@@ -1,0 +1,326 @@
+"""A parent manifest this computer wrote, read once and spliced into the next one (issue #12).
+
+A journal backup of 100,000 files with 10 changed copies 99.99% of the parent
+snapshot's records into the new manifest. Decoding, checking and encoding each
+of them again was most of the run. When the parent's bytes are proven to be ones
+this computer wrote (core/engine/trust.py), they are handled as text instead:
+
+1. :meth:`ParentCopy.read` (the run's first read, before anything is written)
+   gunzips the manifest once, copies its gzip bytes to a local temporary file
+   (unlinked at once), recomputes the trailer hash over the bytes it read and
+   compares it with the record. Only the few things the run needs before its
+   pass are picked out of the text (the named folders the parent has, mirror
+   names, object names). Any mismatch: ``None``, and the run reads the parent the
+   validating way (correct, only slower).
+2. :class:`ParentLines` (the pass, over the local copy: the very bytes just
+   proven) gives the parent's entries one at a time where the journal scan looks
+   at them (parsed and checked as usual), and :meth:`ParentLines.splice` hands
+   over whole runs of lines the scan reuses unchanged as one :class:`Splice`: the
+   new manifest and ``Latest.sha256`` take their bytes as they are.
+
+Lines are this version's writer's (``ManifestWriter``: compact JSON, ASCII, keys in
+``Entry.to_dict`` order), which is what makes plain byte searches exact here: a key
+such as ``","type":"d"`` can only appear where that key is (a quote inside a JSON
+string is always escaped), and every entry line starts with ``{"path":"``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from core.engine.hashset import StreamNamer
+from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, parse_entry
+from core.engine.manifest_io import ManifestReader
+from core.engine.store import EncryptedStore
+from core.engine.sums import LatestSums, OldSums
+from core.engine.trust import TrustRecord
+from core.errors import ManifestDamaged
+
+HEAD = b'{"path":"'
+_TYPE = b'","type":"'
+_OBJ = re.compile(rb',"obj":"([0-9a-f]{64})"')
+_MIRROR = b',"mirror":"'
+_PARTS = b',"parts":'
+_KINDS = {"files": _TYPE + b'f"', "dirs": _TYPE + b'd"'}
+_KIND_OF = {FILE: "files", DIR: "dirs", LINK: "links"}
+
+
+def encoded(path: str) -> bytes:
+    """``path`` as a JSON string's body in a manifest line (ASCII, without the quotes)."""
+    return json.dumps(path, ensure_ascii=True)[1:-1].encode("ascii")
+
+
+def _line_path(line: bytes) -> str:
+    """The path of one entry line (its first key)."""
+    end = line.find(_TYPE)
+    raw = line[len(HEAD):end]
+    return raw.decode("ascii") if b"\\" not in raw else json.loads(b'"' + raw + b'"')
+
+
+@dataclass
+class Splice:
+    """Whole lines of the parent manifest the new one takes as they are (in manifest order)."""
+
+    block: bytes     # the lines, each ending in a newline
+    first: str       # the paths of its first and last line
+    last: str
+    sums: int        # its files' lines in Latest.sha256 (files not stored split; plain sets)
+    skip: int        # the parent's lines there before them that were not spliced
+
+    def emit(self, writer, sums: LatestSums | None) -> None:
+        """Into the new manifest (and Latest.sha256), in its place in manifest order. (Its totals
+        are not counted here: ProvenParent.settle adds those of every splice at the end.)"""
+        writer.add_block(self.block, self.first, self.last)
+        if sums is not None:
+            sums.add_block(self.block, self.skip, self.sums)
+
+    @classmethod
+    def of(cls, block: bytes, first: str, skip: int, plain: bool) -> "Splice":
+        last = _line_path(block[block.rfind(b"\n", 0, len(block) - 1) + 1:])
+        sums = block.count(_KINDS["files"]) - block.count(_PARTS) if plain else 0
+        return cls(block, first, last, sums, skip)
+
+
+class ProvenParent:
+    """One run's use of the record (core/engine/trust.py): the parent read once when proven
+    (``copy``, for the pass), and the snapshot the run commits recorded."""
+
+    def __init__(self, cache, set_id: str):
+        self.trust = TrustRecord(cache, set_id)
+        self.copy: ParentCopy | None = None
+        self._lines: ParentLines | None = None
+        self._plain = False
+
+    def read(self, bset, parent_id: str, reuse, namer: StreamNamer, store, sums: LatestSums | None
+             ) -> Manifest | None:
+        """The parent's header after reading it whole into ``copy``, noting what ``reuse``,
+        ``namer``, ``store`` and ``sums`` need; None when the parent is not proven (nothing
+        noted then, except in ``namer``: the caller makes a new one)."""
+        expected = self.trust.hash_of(parent_id)
+        if expected is None:
+            return None
+        objects = store.trusted.update if isinstance(store, EncryptedStore) else None
+        try:
+            self.copy = ParentCopy.read(bset, parent_id, expected, begin=reuse.wanted, found=reuse.found,
+                                        reserve=namer.reserve, every_name=namer.every_name, objects=objects)
+        except ManifestDamaged:
+            self.copy = None   # the validating read names the damage
+        if self.copy is None:
+            reuse.restart()
+            if isinstance(store, EncryptedStore):
+                store.trusted.clear()
+            return None
+        sums_hash = self.trust.hash_of(parent_id, "sums")
+        self._plain = sums is not None
+        if sums is not None and sums_hash is not None:
+            sums.old = OldSums.read(bset.layout.latest_sums, sums_hash)
+            sums.proven = sums_hash if sums.old is not None else None
+        return self.copy.header
+
+    def lines(self) -> "ParentLines | None":
+        """The proven parent's lines for the pass (None: it was not proven)."""
+        self._lines = self.copy.lines(self._plain) if self.copy is not None else None
+        return self._lines
+
+    def settle(self, writer, stats: dict[str, int]) -> None:
+        """After the pass (every parent line spliced or taken): the spliced lines' count and totals
+        to the writer and the run's statistics: the parent's own (its header's, proven), less
+        those of the entries taken one by one, which a few counters follow."""
+        if self._lines is None or self.copy is None:
+            return
+        taken = self._lines.taken
+        totals = {k: self.copy.header.totals[k] - taken[k] for k in ("files", "dirs", "links", "bytes")}
+        writer.add_counts(self.copy.entries - taken["lines"], totals)
+        for key in ("files", "bytes"):
+            stats[key] += totals[key]
+            stats["done_" + key] += totals[key]
+
+    def record(self, snapshot_id: str, manifest: str, sums: str | None) -> None:
+        """The snapshot this run committed (its manifest's and Latest.sha256's hashes) to the record."""
+        self.trust.record(snapshot_id, manifest, sums)
+
+    def close(self) -> None:
+        if self.copy is not None:
+            self.copy.close()
+            self.copy = None
+
+
+class ParentCopy:
+    """The parent manifest's gzip bytes in a local temporary file, proven to be what this
+    computer wrote. ``header``: its header fields. Close it (the pass's lines close it)."""
+
+    def __init__(self, file, header: Manifest, entries: int, name: str, encrypted: bool):
+        self.file, self.header, self.name, self.encrypted = file, header, name, encrypted
+        self.entries = entries   # (the trailer's count)
+
+    @classmethod
+    def read(cls, bset, snapshot_id: str, expected: str, *, begin: Callable[[Manifest], set[str]],
+             found: Callable[[str], None], reserve: Callable[[str, str], None] | None,
+             every_name: bool, objects: Callable[[list[str]], None] | None) -> "ParentCopy | None":
+        """Read ``snapshot_id``'s manifest once, keeping a local copy; None unless the hash
+        recomputed over the bytes read is ``expected`` (a damaged file: ``ManifestDamaged``).
+
+        ``begin(header)`` returns the folders to look for: ``found(path)`` for each the
+        parent has as a folder. ``reserve(mirror, path)`` for every entry's Latest/ name when
+        ``every_name``, else for the entries with a mirror name (hashset.StreamNamer's rule).
+        ``objects(names)`` gets every object name (encrypted sets).
+        """
+        copy = tempfile.TemporaryFile(prefix="plugback-parent-")
+        try:
+            with bset.open_manifest(snapshot_id, tee=copy) as reader:
+                wanted = {HEAD + encoded(p) + _TYPE + b'd"': p for p in begin(reader.manifest)}
+                for block in reader.raw_blocks():
+                    _found_dirs(block, wanted, found)
+                    if reserve is not None:
+                        _mirrors(block, reserve, every_name)
+                    if objects is not None:
+                        objects([m.decode("ascii") for m in _OBJ.findall(block)])
+                if reader.digest != expected:
+                    copy.close()
+                    return None
+                copy.seek(0)
+                return cls(copy, reader.manifest, reader.entries, reader.name, bset.keys is not None)
+        except BaseException:
+            copy.close()
+            raise
+
+    def lines(self, plain: bool) -> "ParentLines":
+        """Its lines, from the local copy (read again without checks: these bytes were just proven)."""
+        self.file.seek(0)
+        return ParentLines(ManifestReader(self.file, self.name, encrypted=self.encrypted), self.encrypted, plain)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _found_dirs(block: bytes, wanted: dict[bytes, str], found: Callable[[str], None]) -> None:
+    """``found(path)`` for each folder line of ``block`` that ``wanted`` names."""
+    if not wanted:
+        return
+    marker = _KINDS["dirs"]
+    at = block.find(marker)
+    while at >= 0:
+        start = block.rfind(b"\n", 0, at) + 1
+        path = wanted.get(block[start:at + len(marker)])
+        if path is not None:
+            found(path)
+        at = block.find(marker, at + len(marker))
+
+
+def _mirrors(block: bytes, reserve: Callable[[str, str], None], every_name: bool) -> None:
+    if not every_name:
+        at = block.find(_MIRROR)
+        while at >= 0:
+            start, end = block.rfind(b"\n", 0, at) + 1, block.find(b"\n", at)
+            d = json.loads(block[start:end])
+            reserve(d["mirror"], d["path"])
+            at = block.find(_MIRROR, end)
+        return
+    for line in block[:-1].split(b"\n"):
+        if _MIRROR in line:
+            d = json.loads(line)
+            reserve(d["mirror"], d["path"])
+        else:
+            path = _line_path(line)
+            reserve(path, path)
+
+
+class ParentLines:
+    """The pass's view of a :class:`ParentCopy`: ``entry()`` (the current line, parsed and
+    checked), ``advance()``, and ``splice()`` for a run of lines taken unparsed.
+
+    Iterating yields the entries (a full scan's merge). Memory: one block of text.
+    """
+
+    def __init__(self, reader: ManifestReader, encrypted: bool, plain: bool):
+        self._reader, self._encrypted, self._plain = reader, encrypted, plain
+        self._blocks = reader.raw_blocks(proven=True)
+        self.taken = {"lines": 0, "files": 0, "dirs": 0, "links": 0, "bytes": 0}   # not spliced
+        self._buf, self._pos = b"", 0
+        self._entry: Entry | None = None
+        self._sums = 0   # Latest.sha256 lines of the entries taken one by one since the last splice
+        self._refill()
+
+    def _refill(self) -> None:
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = next(self._blocks, b""), 0
+
+    def entry(self) -> Entry | None:
+        """The entry at the current line (None at the end)."""
+        if self._entry is None and self._pos < len(self._buf):
+            end = self._buf.find(b"\n", self._pos)
+            try:
+                d = json.loads(self._buf[self._pos:end])
+            except ValueError:
+                raise ManifestDamaged(path=self._reader.name, reason="a line is not valid JSON") from None
+            self._entry = parse_entry(d, self._reader.name, encrypted=self._encrypted)
+        return self._entry
+
+    def advance(self) -> None:
+        e = self.entry()
+        if e is not None:
+            kind = _KIND_OF[e.type]
+            self.taken["lines"] += 1
+            self.taken[kind] += 1
+            if kind == "files":
+                self.taken["bytes"] += e.size
+                self._sums += not e.parts
+        self._pos = self._buf.find(b"\n", self._pos) + 1
+        self._entry = None
+        self._refill()
+
+    def __iter__(self) -> Iterator[Entry]:
+        while (e := self.entry()) is not None:
+            self.advance()
+            yield e
+
+    def splice(self, prefix: str, stop: str | None) -> Splice:
+        """The lines from the current one on whose paths start with ``prefix``, up to (not
+        including) the folder ``stop``'s line (at most one block); the current line must be
+        one of them, and ``stop`` the first named folder after it."""
+        first = self.entry()
+        assert first is not None and first.path.startswith(prefix)
+        buf, pos = self._buf, self._pos
+        end = _run_end(buf, pos, len(buf), HEAD + encoded(prefix))
+        if stop is not None:
+            at = buf.find(b"\n" + HEAD + encoded(stop) + _TYPE + b'd"', pos, end)
+            if at >= 0:
+                end = at + 1
+        self._pos, self._entry = end, None
+        self._refill()
+        skip, self._sums = self._sums, 0
+        return Splice.of(buf[pos:end], first.path, skip, self._plain)
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> "ParentLines":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+def _run_end(buf: bytes, lo: int, hi: int, head: bytes) -> int:
+    """The first line start in ``buf[lo:hi]`` whose line does not start with ``head`` (else ``hi``).
+
+    The line at ``lo`` does, and lines that do are one run (manifest order puts everything
+    below a folder right after it), so a binary search over line starts finds the end.
+    """
+    while True:
+        nl = buf.find(b"\n", (lo + hi) // 2, hi)
+        if nl < 0 or nl + 1 >= hi:             # no line starts in the upper half: step one line
+            nl = buf.find(b"\n", lo, hi)
+            if nl < 0 or nl + 1 >= hi:
+                return hi
+            if not buf.startswith(head, nl + 1):
+                return nl + 1
+            lo = nl + 1
+        elif buf.startswith(head, nl + 1):
+            lo = nl + 1
+        else:
+            hi = nl + 1
