@@ -17,7 +17,7 @@ from typing import Iterator
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import Progress
 from core.engine.scan import ScanEntry
-from core.engine.window import ordered_map
+from core.engine.window import batches, ordered_map
 
 BATCH = 64           # files per hand-off to a worker
 BATCH_LINES = 1024   # spool lines decoded per json.loads call
@@ -51,15 +51,6 @@ def _decode(lines: list[bytes]) -> Iterator[tuple[Entry, ScanEntry]]:
         yield e, ScanEntry(path, abspath, FILE, source_size, mtime_ns, mode, 0, 0)
 
 
-def _batches(items: Iterator, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def read_back(run) -> list[tuple[Entry, ScanEntry, str]]:
@@ -79,7 +70,7 @@ def read_back(run) -> list[tuple[Entry, ScanEntry, str]]:
     # Reads from a cold cache wait on the drive: several at once keep it busy.
     workers = max(4, run.options.workers * 4)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for batch, problems in ordered_map(pool, check, _batches(_written(run), BATCH), 2 * workers):
+        for batch, problems in ordered_map(pool, check, batches(_written(run), BATCH), 2 * workers):
             for (e, se), problem in zip(batch, problems, strict=True):
                 if problem:
                     damaged.append((e, se, problem))

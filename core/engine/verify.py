@@ -22,6 +22,7 @@ from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
+from core.engine.window import batches
 from core.errors import Cancelled, DamagedSet, PlugbackError
 
 # (what to call it in a report, the entry, where its bytes are or None if nowhere, or LOOK_UP)
@@ -302,7 +303,7 @@ def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, limit: int) -> I
         return
     pending: deque[Future] = deque()
     try:
-        for batch in _batches(items, BATCH):
+        for batch in batches(items, BATCH):
             pending.append(pool.submit(_run_batch, fn, batch))
             if len(pending) * BATCH >= limit:
                 yield from pending.popleft().result()
@@ -317,12 +318,3 @@ def _run_batch(fn, batch: list) -> list:
     return [fn(item) for item in batch]
 
 
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -114,3 +114,15 @@ def lookahead(items: Iterable[T], n: int, see: Callable[[T], object]) -> Iterato
             yield ahead.popleft()
     while ahead:
         yield ahead.popleft()
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), for handing work to threads in batches."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
