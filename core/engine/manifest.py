@@ -11,6 +11,7 @@ bytes as streams.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -142,18 +143,25 @@ def _text_problem(v, limit: int = MAX_PATH_CHARS) -> str | None:
     return None
 
 
+#: Where a backslash separates folders (Windows), a manifest path with one, or with a drive letter,
+#: could lead outside; elsewhere both are ordinary characters of a file name (``a\\b``, ``x:y``
+#: are legal names on Linux and macOS, and refusing them made every later backup of such a folder
+#: fail). A set holding such names is refused as damaged by a reader on Windows.
+WINDOWS_PATHS = os.sep == "\\" or os.altsep is not None
+
+
 def path_problem(path) -> str | None:
     """Why ``path`` is not a plain relative '/'-separated path below a folder, or None.
 
     The restore rules, for every path read from a drive: no empty, ``.`` or ``..``
-    component, not absolute, no drive letter (``C:``), no backslash, no NUL.
+    component, not absolute, no NUL; on Windows also no drive letter (``C:``) and no backslash.
     """
     problem = _text_problem(path)
     if problem:
         return problem
     parts = path.split("/")
     # A drive letter ("C:", "C:x") has ':' in the first component; UNC paths start with '/' or '\\'.
-    if (not path or path[0] == "/" or "\\" in path or ":" in parts[0]
+    if (not path or path[0] == "/" or (WINDOWS_PATHS and ("\\" in path or ":" in parts[0]))
             or "" in parts or "." in parts or ".." in parts):
         return "it is not a relative path inside the set"
     return None

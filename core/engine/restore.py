@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from core.engine import winattrs
 from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path, real_path
 from core.engine.lock import SetLock
-from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
+from core.engine.manifest import DIR, FILE, WINDOWS_PATHS, Entry, Manifest, sort_key
 from core.engine.progress import (
     CancelToken,
     Clock,
@@ -161,9 +161,9 @@ class RestoreResult:
 def check_safe(path: str) -> None:
     """Refuse a manifest path that is not a plain relative path below the target."""
     parts = path.split("/")
-    bad = (not path or path.startswith("/") or "\\" in path or "\x00" in path
+    bad = (not path or path.startswith("/") or "\x00" in path
            or any(p in ("", ".", "..") for p in parts)
-           or ntpath.splitdrive(path)[0] or ":" in parts[0]
+           or (WINDOWS_PATHS and ("\\" in path or ntpath.splitdrive(path)[0] or ":" in parts[0]))
            or (os.sep != "/" and os.sep in path) or (os.altsep and os.altsep in path))
     if bad:
         raise UnsafePath(path=path)

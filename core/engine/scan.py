@@ -57,7 +57,9 @@ def plan_sources(paths, previous: Sequence[dict] = ()) -> list[Source]:
     for ap in resolved:
         name = known.get(ap)
         if name is None:
-            base = os.path.basename(ap.rstrip(os.sep)) or "root"
+            # The top-level name is the set's own choice: one that any computer can read back
+            # (a ':' or '\\' there would make the set unreadable on Windows: manifest.WINDOWS_PATHS).
+            base = (os.path.basename(ap.rstrip(os.sep)) or "root").replace(":", "_").replace("\\", "_")
             name, n = base, 2
             while name.casefold() in taken:
                 name = f"{base}-{n}"

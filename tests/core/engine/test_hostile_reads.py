@@ -105,9 +105,6 @@ UNSAFE = {   # entries that would make restore or the next backup reach outside
     "dotdot": [DATA, _f("Data/../../escape.txt")],
     "parent-only": [_f("../escape.txt")],
     "absolute": [_f("/etc/passwd")],
-    "drive-letter": [_f("C:/Windows/evil.txt")],
-    "drive-relative": [_f("C:evil.txt")],
-    "backslash": [DATA, _f("Data/..\\..\\evil")],
     "nul": [DATA, _f("Data/a\x00b")],
     "empty-component": [DATA, _f("Data//x")],
     "dot-component": [DATA, _f("Data/./x")],
@@ -117,6 +114,11 @@ UNSAFE = {   # entries that would make restore or the next backup reach outside
     "mirror-absolute": [DATA, _f("Data/b.txt", mirror="/tmp/victim.txt")],
     "mirror-empty": [DATA, _f("Data/b.txt", mirror="")],
     "non-string-path": [{"path": 7, "type": "f", "size": 1, "sha256": SHA}],
+}
+WINDOWS_UNSAFE = {   # ... on Windows only: elsewhere ':' and '\\' are ordinary characters of a name
+    "drive-letter": [_f("C:/Windows/evil.txt")],
+    "drive-relative": [_f("C:evil.txt")],
+    "backslash": [DATA, _f("Data/..\\..\\evil")],
 }
 DAMAGED = {   # entries or headers of the wrong type, size or count
     "parts-1e9": [DATA, _f("Data/b.txt", parts=10**9)],
@@ -166,6 +168,30 @@ def test_entries_that_reach_outside_are_refused_as_unsafe(case):
     # Both kinds: verify lists it as a damaged manifest, restore refuses it as an unsafe path.
     assert isinstance(info.value, ManifestDamaged) and isinstance(info.value, UnsafePath)
     assert info.value.exit_code == 4 and "outside the restore folder or the backup set" in str(info.value)
+
+
+@pytest.mark.parametrize("case", sorted(WINDOWS_UNSAFE))
+def test_drive_letters_and_backslashes_are_refused_where_they_separate(case, monkeypatch):
+    monkeypatch.setattr(mf, "WINDOWS_PATHS", True)   # (as on Windows)
+    with pytest.raises(UnsafeManifestPath, match="snapshots/x.json.gz"):
+        mio.decode(_raw_manifest(entries=WINDOWS_UNSAFE[case]), name="snapshots/x.json.gz")
+
+
+@pytest.mark.skipif(os.sep != "/", reason="a POSIX name rule")
+def test_a_backslash_or_colon_is_part_of_a_name_on_posix(tmp_path):
+    """Such names are legal on Linux and macOS: a folder holding them backs up again and again
+    (before, the second backup refused the first one's manifest as unsafe) and restores in place."""
+    src = tmp_path / "a:b"
+    make_tree(src, {"x\\y/f.txt": b"one", "C:evil.txt": b"two", "..\\..\\evil": b"three"})
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src])
+    (src / "x\\y" / "f.txt").write_bytes(b"one, edited")
+    backup_path(set_path, [src])
+    out = tmp_path / "out"
+    restore_path(set_path, out)
+    assert read_tree(out) == {"a_b/x\\y/f.txt": b"one, edited", "a_b/C:evil.txt": b"two",
+                              "a_b/..\\..\\evil": b"three"}   # (the top-level name is made portable)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a:b", "out", "set"]   # nothing outside
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGED))
