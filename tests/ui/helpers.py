@@ -151,5 +151,9 @@ def wizard_to_details(page, folder, mount) -> None:
     page.fill("#sources-path", str(folder))
     page.click("#sources-add")
     page.click("#welcome-next")
-    page.locator(f"input[name='welcome-drive'][value='{mount}']").check(timeout=45_000)
+    try:
+        page.locator(f"input[name='welcome-drive'][value='{mount}']").check(timeout=45_000)
+    except Exception as err:   # (once seen in a full run, never alone: say what the page showed)
+        shown = page.locator("main").inner_text(timeout=5_000)
+        raise AssertionError(f"the drive {mount} was not offered within 45 s; the page said:\n{shown}") from err
     page.click("#welcome-next")
