@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from typing import Callable
 
 from watchdog.events import (
@@ -166,6 +167,12 @@ def make_observer(report: Callable[[str], None], refuse: Callable[[str], bool],
 def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], bool], raw: RawTimes) -> BaseObserver:
     from watchdog.observers.inotify import InotifyEmitter
     from watchdog.observers.inotify_c import InotifyFD
+
+    # A folder created while watched is added twice by watchdog (from its create event and from
+    # the walk of its parent); the second add re-registers the same callback and warns. Harmless:
+    # the watch and callback stay the same. Only this message is silenced.
+    warnings.filterwarnings("ignore", message=r"Callback with id '.*' already exists for watch",
+                            category=RuntimeWarning)
 
     class _WatchedFD(InotifyFD):
         """watchdog's inotify instance, telling us what it otherwise only logs or swallows."""
