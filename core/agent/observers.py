@@ -168,11 +168,9 @@ def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], boo
     from watchdog.observers.inotify import InotifyEmitter
     from watchdog.observers.inotify_c import InotifyFD
 
-    # A folder created while watched is added twice by watchdog (from its create event and from
-    # the walk of its parent); the second add re-registers the same callback and warns. Harmless:
-    # the watch and callback stay the same. Only this message is silenced.
-    warnings.filterwarnings("ignore", message=r"Callback with id '.*' already exists for watch",
-                            category=RuntimeWarning)
+    # watchdog adds a folder created while watched twice (its event, its parent's walk): same watch and
+    # callback, harmless, but it warns "Callback with id … will be Overwritten". Only that is silenced.
+    warnings.filterwarnings("ignore", message=r"Callback with id '.*' already exists", category=RuntimeWarning)
 
     class _WatchedFD(InotifyFD):
         """watchdog's inotify instance, telling us what it otherwise only logs or swallows."""
