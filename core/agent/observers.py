@@ -164,13 +164,17 @@ def make_observer(report: Callable[[str], None], refuse: Callable[[str], bool],
     return Observer()
 
 
+def _quiet_double_add() -> None:
+    # watchdog adds a folder created while watched twice (its event, its parent's walk): same watch and
+    # callback, harmless, but it warns "Callback with id … will be Overwritten". Only that is silenced.
+    warnings.filterwarnings("ignore", message=r"Callback with id '.*' already exists", category=RuntimeWarning)
+
+
 def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], bool], raw: RawTimes) -> BaseObserver:
     from watchdog.observers.inotify import InotifyEmitter
     from watchdog.observers.inotify_c import InotifyFD
 
-    # watchdog adds a folder created while watched twice (its event, its parent's walk): same watch and
-    # callback, harmless, but it warns "Callback with id … will be Overwritten". Only that is silenced.
-    warnings.filterwarnings("ignore", message=r"Callback with id '.*' already exists", category=RuntimeWarning)
+    _quiet_double_add()
 
     class _WatchedFD(InotifyFD):
         """watchdog's inotify instance, telling us what it otherwise only logs or swallows."""
