@@ -158,6 +158,7 @@ def make_observer(report: Callable[[str], None], refuse: Callable[[str], bool],
                   raw: RawTimes | None = None) -> BaseObserver:
     """This OS's observer; on Linux one whose inotify reports overflow and the watch limit."""
     if sys.platform.startswith("linux"):
+        _quiet_double_add()
         return _inotify_observer(report, refuse, raw or RawTimes())
     from watchdog.observers import Observer
 
@@ -173,8 +174,6 @@ def _quiet_double_add() -> None:
 def _inotify_observer(report: Callable[[str], None], refuse: Callable[[str], bool], raw: RawTimes) -> BaseObserver:
     from watchdog.observers.inotify import InotifyEmitter
     from watchdog.observers.inotify_c import InotifyFD
-
-    _quiet_double_add()
 
     class _WatchedFD(InotifyFD):
         """watchdog's inotify instance, telling us what it otherwise only logs or swallows."""
