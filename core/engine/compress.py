@@ -15,6 +15,7 @@ a damaged or truncated frame; each as ``EncryptedDataDamaged`` through ``damaged
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Iterator, NoReturn
 
 import zstandard
@@ -25,8 +26,29 @@ KEEP_NUM, KEEP_DEN = 9, 10   # compress when the sample shrinks to 90 % or less
 MAX_WINDOW = 1 << 23         # 8 MiB: our writer uses 2 MiB at LEVEL; a bigger window is damage
 OUT_BLOCK = 1 << 20          # plaintext handed out at a time (memory stays flat whatever the ratio)
 
-_compressor = zstandard.ZstdCompressor(level=LEVEL)
-_decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+# zstandard's contexts are not thread-safe (backup and restore run streams in worker threads),
+# and a new one costs more than a small file's whole decompression: each thread keeps its own,
+# a compressor for one-shot frames and a few decompressors (two streams of one thread may be
+# read interleaved, so a stream holds one until it ends).
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    z = getattr(_local, "z", None)
+    if z is None:
+        z = _local.z = zstandard.ZstdCompressor(level=LEVEL)
+    return z
+
+
+def _take_decompressor() -> zstandard.ZstdDecompressor:
+    free = getattr(_local, "free", None)
+    return free.pop() if free else zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+
+
+def _give_back(d: zstandard.ZstdDecompressor) -> None:
+    free = _local.__dict__.setdefault("free", [])
+    if len(free) < 4:
+        free.append(d)
 
 
 def worth_it(sample_len: int, packed_len: int) -> bool:
@@ -36,7 +58,7 @@ def worth_it(sample_len: int, packed_len: int) -> bool:
 
 def pack(data) -> bytes:
     """One zstd frame holding ``data`` (its size recorded in the frame header)."""
-    return _compressor.compress(data)
+    return _compressor().compress(data)
 
 
 class Packer:
@@ -88,10 +110,11 @@ def unpack(blocks: Iterator[bytes], max_size: int | None, damaged: Callable[[str
     """
     source = _Source(blocks)
     total = 0
+    dctx = _take_decompressor()
     try:
         # read_to_iter stops at the end of the first frame and yields at most write_size bytes at a
         # time, whatever the ratio: a bomb costs time only up to max_size, never memory.
-        for out in _decompressor.read_to_iter(source, read_size=OUT_BLOCK, write_size=OUT_BLOCK):
+        for out in dctx.read_to_iter(source, read_size=OUT_BLOCK, write_size=OUT_BLOCK):
             total += len(out)
             if max_size is not None and total > max_size:
                 damaged(f"it expands to more than the {max_size} bytes recorded for it "
@@ -99,6 +122,8 @@ def unpack(blocks: Iterator[bytes], max_size: int | None, damaged: Callable[[str
             yield out
     except zstandard.ZstdError as err:
         damaged(f"its compressed data is damaged ({err})")
+    finally:
+        _give_back(dctx)
     # zstandard ends quietly when its input ends inside a frame: that is a cut frame.
     if source.ran_dry:
         damaged("its compressed data is cut short (the frame does not end)")

@@ -187,22 +187,22 @@ class EncryptingWriter:
         keys, chunk_size, file_nonce = self._start
         return _Sealer(self._out, keys, chunk_size, file_nonce, version, coding)
 
-    def _decide(self, whole: bool) -> None:
-        """Choose the stream's coding from the sample (the whole plaintext when ``whole``) and seal it."""
-        sample = self._sample
-        assert sample is not None
+    def _decide(self, held, whole: bool) -> None:
+        """Choose the stream's coding from the first ``codec.SAMPLE`` bytes of ``held`` (all the
+        plaintext when ``whole``), then seal ``held``."""
         self._sample = None
-        packed = codec.pack(sample)
-        if not codec.worth_it(len(sample), len(packed)):
+        trial = held if whole else held[:codec.SAMPLE]
+        packed = codec.pack(trial)
+        if not codec.worth_it(len(trial), len(packed)):
             self._seal = self._sealer(STREAM_VERSION_2, RAW)
-            self._seal.write(sample)
+            self._seal.write(held)
             return
         self._seal = self._sealer(STREAM_VERSION_2, ZSTD)
         if whole:
             self._seal.write(packed)   # the trial frame is the whole stream
             return
         self._packer = codec.Packer()
-        self._seal.write(self._packer.write(sample))
+        self._seal.write(self._packer.write(held))
 
     def write(self, data) -> int:
         """Encrypt ``data`` (any bytes-like object); returns its length."""
@@ -212,9 +212,12 @@ class EncryptingWriter:
         size = len(view)
         self.plaintext_bytes += size
         if self._sample is not None:
-            self._sample += view
-            if len(self._sample) >= codec.SAMPLE:
-                self._decide(whole=False)
+            if not self._sample and size >= codec.SAMPLE:
+                self._decide(view, whole=False)   # (a big first write: no copy)
+            else:
+                self._sample += view
+                if len(self._sample) >= codec.SAMPLE:
+                    self._decide(self._sample, whole=False)
         elif self._packer is not None:
             packed = self._packer.write(view)
             if packed:
@@ -229,7 +232,7 @@ class EncryptingWriter:
             return
         self._closed = True
         if self._sample is not None:
-            self._decide(whole=True)
+            self._decide(self._sample, whole=True)
         if self._packer is not None:
             self._seal.write(self._packer.finish())
         self._seal.close()
