@@ -370,3 +370,13 @@ def test_crash_at_every_write_step_of_a_compressed_backup(tmp_path):
         assert verify_path(set_path, read_all=True, unlock=UNLOCK).ok, n
         shutil.rmtree(out)
         shutil.rmtree(out2)
+
+
+def test_the_vector_printed_in_encryption_md_is_the_tested_one():
+    doc = (Path(__file__).parents[3] / "docs" / "encryption.md").read_text()
+    block = doc.split("### Format 2 vectors", 1)[1].split("```", 2)[1]
+    fields = {line.split()[0]: "".join(line.split()[1:]) for line in block.strip().splitlines()}
+    case = next(c for c in VECTORS["streams"] if c["coding"] == 1 and c["chunk_size"] == 16)
+    assert case["ciphertext"].startswith(fields["header"])
+    assert (fields["payload"], fields["sha256"], fields["name"]) == (case["payload"], case["sha256"],
+                                                                   case["object_name"])
