@@ -114,7 +114,8 @@ def unpack(blocks: Iterator[bytes], max_size: int | None, damaged: Callable[[str
     try:
         # read_to_iter stops at the end of the first frame and yields at most write_size bytes at a
         # time, whatever the ratio: a bomb costs time only up to max_size, never memory.
-        for out in dctx.read_to_iter(source, read_size=OUT_BLOCK, write_size=OUT_BLOCK):
+        # (zstandard's stubs want an IO[bytes]; it calls only read(n) on it)
+        for out in dctx.read_to_iter(source, read_size=OUT_BLOCK, write_size=OUT_BLOCK):  # type: ignore[arg-type]
             total += len(out)
             if max_size is not None and total > max_size:
                 damaged(f"it expands to more than the {max_size} bytes recorded for it "
