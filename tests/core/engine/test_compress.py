@@ -380,3 +380,29 @@ def test_the_vector_printed_in_encryption_md_is_the_tested_one():
     assert case["ciphertext"].startswith(fields["header"])
     assert (fields["payload"], fields["sha256"], fields["name"]) == (case["payload"], case["sha256"],
                                                                    case["object_name"])
+
+
+def test_a_resumed_backup_keeps_the_stored_sizes_of_the_interrupted_one(tmp_path):
+    """Files the interrupted run placed are taken from its journal (Placed.stored), not copied again."""
+    from core.engine.progress import CancelToken
+    from core.errors import Cancelled
+
+    src = make_tree(tmp_path / "src" / "Data", {f"f{i:02}.txt": TEXT[i * 20_000:(i + 1) * 20_000 + 50_000]
+                                                for i in range(40)})
+    set_path = tmp_path / "set"
+    token, seen = CancelToken(), []
+
+    def stop(p):
+        if p.phase == "copy" and p.current:
+            seen.append(p.current)
+            if len(seen) >= 25:
+                token.cancel()
+
+    with pytest.raises(Cancelled):
+        backup_path(set_path, [src], passphrase="pw", cancel=token, progress=stop, workers=1)
+    result = backup_path(set_path, [src], unlock=UNLOCK)
+    assert result.files_copied < 40
+    entries = _entries(set_path, result.snapshot_id)
+    assert all(e.stored > 0 for e in entries.values() if e.type == "f")
+    quick = verify_path(set_path, unlock=UNLOCK)
+    assert quick.ok, quick.damaged
