@@ -21,6 +21,8 @@ import zstandard
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.agent.keys import Secret, make_unlocker
 from core.engine import compress, crypto, crypto_stream
@@ -406,3 +408,22 @@ def test_a_resumed_backup_keeps_the_stored_sizes_of_the_interrupted_one(tmp_path
     assert all(e.stored > 0 for e in entries.values() if e.type == "f")
     quick = verify_path(set_path, unlock=UNLOCK)
     assert quick.ok, quick.damaged
+
+
+_FUZZ_KEYS = SetKeys.from_master(bytes(range(32)), version=2)
+_FRAME = compress.pack(TEXT[:5000])
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.one_of(st.binary(max_size=300),
+                 st.tuples(st.integers(0, len(_FRAME) - 1), st.integers(1, 255), st.integers(0, len(_FRAME)))
+                 .map(lambda t: (_FRAME[:t[0]] + bytes([_FRAME[t[0]] ^ t[1]]) + _FRAME[t[0] + 1:])[:max(t[2], 1)])))
+def test_any_compressed_payload_reads_or_is_damage_never_another_error(payload):
+    """An authentic stream (a key holder's, or a writer's bug) with any payload: the right text, other
+    text (the manifest's size and SHA-256 catch that), or EncryptedDataDamaged; never a crash."""
+    blob = _stream(_FUZZ_KEYS, payload, crypto.ZSTD)
+    try:
+        out = b"".join(DecryptingReader(io.BytesIO(blob), _FUZZ_KEYS, max_size=10_000))
+    except EncryptedDataDamaged:
+        return
+    assert len(out) <= 10_000
