@@ -379,9 +379,9 @@ class _Run:
             self.stats["bytes"] += se.size
         t = self.trusted.get(se.path)
         if prev is not None and not self.options.rehash and same_stat(prev, se):
-            e.sha256, e.parts, e.obj = prev.sha256, prev.parts, prev.obj
+            e.sha256, e.parts, e.obj, e.stored = prev.sha256, prev.parts, prev.obj, prev.stored
         elif t is not None and same_stat(t, se) and t.mirror == e.mirror_path:
-            e.sha256, e.parts, e.obj = t.sha256, t.parts, t.obj
+            e.sha256, e.parts, e.obj, e.stored = t.sha256, t.parts, t.obj, t.stored
             if not self.store.has(e):
                 self._copy_later(se, e, prev)
                 return
@@ -471,7 +471,7 @@ class _Run:
                                             "backup copies it again"))
         else:
             self.journal.record(journal_mod.Placed(e.path, e.mirror_path, e.sha256, e.obj, e.size,
-                                                   e.mtime_ns, e.ino, e.ctime_ns, e.parts))
+                                                   e.mtime_ns, e.ino, e.ctime_ns, e.parts, e.stored))
         return placed
 
     def _read_with_retries(self, se: ScanEntry, e: Entry, prev: Entry | None):

@@ -52,10 +52,12 @@ class Placed:
     ino: int = 0
     ctime_ns: int = 0
     parts: int = 0
+    stored: int = 0   # Entry.stored: a compressed object's bytes on the drive (0: what size gives)
 
     def to_dict(self) -> dict:
         return {"p": self.path, "m": self.mirror, "sha": self.sha256, "obj": self.obj, "size": self.size,
-                "mtime_ns": self.mtime_ns, "ino": self.ino, "ctime_ns": self.ctime_ns, "parts": self.parts}
+                "mtime_ns": self.mtime_ns, "ino": self.ino, "ctime_ns": self.ctime_ns, "parts": self.parts,
+                **({"stored": self.stored} if self.stored else {})}
 
     @classmethod
     def from_dict(cls, d) -> "Placed":
@@ -66,7 +68,8 @@ class Placed:
             if mf.path_problem(d.get(key)):
                 raise ValueError(f"'{key}' is not a path inside the set")
         ints = {"size": (0, (1 << 63) - 1), "mtime_ns": (-(1 << 63), (1 << 63) - 1), "ino": (0, (1 << 64) - 1),
-                "ctime_ns": (-(1 << 63), (1 << 63) - 1), "parts": (0, mf.MAX_PARTS)}
+                "ctime_ns": (-(1 << 63), (1 << 63) - 1), "parts": (0, mf.MAX_PARTS),
+                "stored": (0, (1 << 63) - 1)}
         for key, (lo, hi) in ints.items():
             v = d.get(key, 0)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
@@ -74,7 +77,7 @@ class Placed:
         if not mf.is_hex64(d.get("sha")) or not (d.get("obj") is None or mf.is_hex64(d.get("obj"))):
             raise ValueError("a content name is invalid")
         return cls(d["p"], d["m"], d["sha"], d.get("obj"), d.get("size", 0), d.get("mtime_ns", 0),
-                   d.get("ino", 0), d.get("ctime_ns", 0), d.get("parts", 0))
+                   d.get("ino", 0), d.get("ctime_ns", 0), d.get("parts", 0), d.get("stored", 0))
 
 
 class Journal:

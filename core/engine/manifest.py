@@ -44,7 +44,9 @@ class Entry:
     top-level name. ``mirror`` is set only where the copy in ``Latest/`` has a
     different (escaped) path; ``parts`` only where content is stored split;
     ``obj`` only in encrypted sets (the keyed object name); ``attrs`` only where a
-    file or folder on Windows had the hidden or system attribute (``ATTRS``).
+    file or folder on Windows had the hidden or system attribute (``ATTRS``);
+    ``stored`` only where the object's bytes on the drive are not what ``size``
+    gives (a compressed object of a format-2 encrypted set: docs/format.md).
     """
 
     path: str
@@ -60,6 +62,7 @@ class Entry:
     parts: int = 0
     obj: str | None = None
     attrs: int = 0
+    stored: int = 0
 
     @property
     def mirror_path(self) -> str:
@@ -83,6 +86,8 @@ class Entry:
             d["obj"] = self.obj
         if self.attrs:
             d["attrs"] = self.attrs
+        if self.stored:
+            d["stored"] = self.stored
         return d
 
     @classmethod
@@ -90,7 +95,8 @@ class Entry:
         return cls(path=d["path"], type=d["type"], size=d.get("size", 0), mtime_ns=d.get("mtime_ns", 0),
                    mode=d.get("mode", 0), sha256=d.get("sha256"), target=d.get("target"),
                    ino=d.get("ino", 0), ctime_ns=d.get("ctime_ns", 0), mirror=d.get("mirror"),
-                   parts=d.get("parts", 0), obj=d.get("obj"), attrs=d.get("attrs", 0))
+                   parts=d.get("parts", 0), obj=d.get("obj"), attrs=d.get("attrs", 0),
+                   stored=d.get("stored", 0))
 
 
 def sort_key(path: str) -> list[str]:
@@ -190,7 +196,7 @@ def is_snapshot_id(v) -> bool:
 _I63 = 1 << 63
 _ENTRY_INTS = {"size": (0, _I63 - 1), "mtime_ns": (-_I63, _I63 - 1), "mode": (0, 0xFFFFFFFF),
                "ino": (0, (1 << 64) - 1), "ctime_ns": (-_I63, _I63 - 1), "parts": (0, MAX_PARTS),
-               "attrs": (0, 0xFFFFFFFF)}
+               "attrs": (0, 0xFFFFFFFF), "stored": (0, _I63 - 1)}
 #: The Windows attributes an entry's ``attrs`` may carry: FILE_ATTRIBUTE_HIDDEN and _SYSTEM.
 #: Other bits of a valid value are ignored, and so is ``attrs`` on a symlink: a later writer
 #: may record more without this reader refusing the set.
@@ -227,11 +233,13 @@ def parse_entry(d: dict, name: str, *, encrypted: bool | None = None, line: int 
         return _bad_entry(name, line, "'obj' is missing or invalid")
     if (target is not None or kind == LINK) and (target == "" or _text_problem(target)):
         return _bad_entry(name, line, "'target' is missing or invalid")
-    size, mtime_ns, mode, ino, ctime_ns, parts, attrs = ints
-    if kind != FILE and (parts or obj):
-        return _bad_entry(name, line, "only files have parts or an object")
+    size, mtime_ns, mode, ino, ctime_ns, parts, attrs, stored = ints
+    if kind != FILE and (parts or obj or stored):
+        return _bad_entry(name, line, "only files have parts, an object or a stored size")
+    if stored and obj is None:
+        return _bad_entry(name, line, "'stored' belongs to objects of encrypted sets")
     return Entry(path, kind, size, mtime_ns, mode, sha, target, ino, ctime_ns, d.get("mirror"), parts, obj,
-                 attrs & ATTRS if kind != LINK else 0)
+                 attrs & ATTRS if kind != LINK else 0, stored)
 
 
 def _bad_entry(name: str, line: int, why: str):

@@ -268,7 +268,7 @@ class BackupSet:
             if self.keys is not None:
                 from core.engine import crypto
 
-                stream = crypto.DecryptingReader(raw, self.keys, name=name)
+                stream = crypto.DecryptingReader(raw, self.keys, name=name, max_size=mf.MAX_MANIFEST_BYTES)
             if tee is not None:
                 stream = _Tee(stream, tee)
             reader = mio.ManifestReader(stream, name, encrypted=self.keys is not None)
@@ -447,7 +447,10 @@ class BackupSet:
             # No keyed-name check here (a second SHA-256 pass): every caller checks the plain
             # SHA-256 against the (authenticated) manifest, which an object copied under
             # another name fails just the same.
-            reader = crypto.DecryptingReader(raw, self.keys, name=f"objects/{entry.obj}")
+            # A compressed object may expand to the size the manifest records, no more (a bomb
+            # stops there); scrub reads objects it knows by name only (no sha256, no size).
+            reader = crypto.DecryptingReader(raw, self.keys, name=f"objects/{entry.obj}",
+                                             max_size=entry.size if entry.sha256 is not None else None)
             yield from reader
         finally:
             raw.close()

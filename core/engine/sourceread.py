@@ -59,6 +59,7 @@ def _give_up(err: OSError, se, e, prev) -> RunWarning:
         # Keep the version the last snapshot had; it is still in the set.
         e.sha256, e.size, e.mtime_ns, e.parts, e.obj = prev.sha256, prev.size, prev.mtime_ns, prev.parts, prev.obj
         e.ino = e.ctime_ns = 0
+        e.stored = prev.stored
         code = WarningCode.LOCKED if locked else WarningCode.KEPT_PREVIOUS
         return RunWarning(code, se.abspath, f"{why}; the snapshot keeps its previous version")
     e.sha256 = None

@@ -43,6 +43,7 @@ class Copied:
     obj: str | None
     tmp_paths: list[Path] = field(default_factory=list)
     changed: bool = False   # the source changed during the read: copy again next run
+    stored: int = 0         # encrypted sets: Entry.stored for this copy (0: encrypted_size(size))
 
 
 class _SplitWriter:
@@ -196,7 +197,7 @@ class _Store:
     def _sink(self, out: _SplitWriter):
         return out
 
-    def _copied(self, hasher, size: int, paths: list[Path], changed: bool) -> Copied:
+    def _copied(self, hasher, size: int, paths: list[Path], changed: bool, sink) -> Copied:
         return Copied(hasher.hexdigest(), size, None, paths, changed)
 
     def copy_in(self, se) -> Copied:
@@ -212,7 +213,7 @@ class _Store:
         except BaseException:
             out.discard()
             raise
-        return self._copied(hasher, size, out.paths, changed)
+        return self._copied(hasher, size, out.paths, changed, sink)
 
     def _times(self, se) -> tuple[int | None, int | None]:
         """(mtime_ns, mode) for the stored copy: plain copies look like the source."""
@@ -427,6 +428,14 @@ class PlainStore(_Store):
         return digest.hexdigest()
 
 
+def _stored_field(size: int, stored: int) -> int:
+    """``Entry.stored`` for an object of ``stored`` bytes holding ``size`` bytes: 0 when that is what
+    an uncompressed stream takes (format 1, and content that does not compress)."""
+    from core.engine import crypto
+
+    return 0 if stored == crypto.encrypted_size(size) else stored
+
+
 class EncryptedStore(_Store):
     """All content encrypted in ``objects/<keyed name>``; nothing in the clear."""
 
@@ -448,8 +457,10 @@ class EncryptedStore(_Store):
 
         return crypto.EncryptingWriter(out, self.keys)
 
-    def _copied(self, hasher, size: int, paths: list[Path], changed: bool) -> Copied:
-        return Copied(hasher.sha256_hexdigest(), size, hasher.hexdigest(), paths, changed)
+    def _copied(self, hasher, size: int, paths: list[Path], changed: bool, sink) -> Copied:
+        copied = Copied(hasher.sha256_hexdigest(), size, hasher.hexdigest(), paths, changed)
+        copied.stored = _stored_field(size, sink.ciphertext_bytes)
+        return copied
 
     def _times(self, se) -> tuple[int | None, int | None]:
         return None, None   # an object's time and mode would only leak information
@@ -469,12 +480,17 @@ class EncryptedStore(_Store):
         paths = self._object_paths(copied.obj, entry.parts)
         if copied.obj in self.trusted and not self.rehash and _is_file(paths[0]):
             self.discard(copied)   # identical content is stored once
+            # The entry records the bytes of the object that stays: the same as the copy's unless
+            # another zstd version compressed it.
+            held = sum(_size(p) for p in paths)
+            entry.stored = _stored_field(entry.size, held) if held > 0 else copied.stored
             return False
         self.object_dir(paths[0].parent)
         # Parts go in last-first: the first part's presence means the object is whole.
         for tmp, dest in reversed(list(zip(copied.tmp_paths, paths, strict=True))):
             self.fs.replace(tmp, dest)
         self.trusted.add(copied.obj)
+        entry.stored = copied.stored
         return True
 
     def displace(self, old: Entry) -> None:

@@ -70,7 +70,7 @@ def stored_size(bset: BackupSet, entry: Entry) -> int:
     if bset.encrypted:
         from core.engine import crypto
 
-        return crypto.encrypted_size(entry.size)
+        return entry.stored or crypto.encrypted_size(entry.size)   # (stored: a compressed object)
     return entry.size
 
 
@@ -146,7 +146,7 @@ class _Contents:
     def __init__(self):
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
-                        "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER)")
+                        "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER)")
         self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts)")
 
     def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry],
@@ -163,13 +163,13 @@ class _Contents:
                     count["files"] += 1
                     count["bytes"] += e.size
                     yield (bytes.fromhex(bset.object_name(e)), e.parts, bytes.fromhex(e.sha256), e.size,
-                           e.obj and bytes.fromhex(e.obj), scratch.path_key(e.path), sid, index)
+                           e.obj and bytes.fromhex(e.obj), scratch.path_key(e.path), sid, index, e.stored)
 
         self.db.execute("BEGIN")
         try:
             for batch in scratch.batches(rows()):
-                self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last) "
-                                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) "
+                self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
                                     "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = excluded.last",
                                     batch)
         except BaseException:
@@ -191,14 +191,14 @@ class _Contents:
         """
         last = 0
         while True:
-            rows = self.db.execute("SELECT seq, parts, sha, size, obj, path, sid, n, last FROM content "
+            rows = self.db.execute("SELECT seq, parts, sha, size, obj, path, sid, n, last, stored FROM content "
                                    "WHERE seq > ? ORDER BY seq LIMIT ?", (last, AHEAD)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _seq, parts, sha, size, obj, path, sid, n, holder in rows:
+            for _seq, parts, sha, size, obj, path, sid, n, holder, stored in rows:
                 e = Entry(scratch.path_of(path), FILE, size=size, sha256=bytes(sha).hex(), parts=parts,
-                          obj=obj and bytes(obj).hex())
+                          obj=obj and bytes(obj).hex(), stored=stored)
                 label = f"{e.path} ({sid})" + (f" and {n - 1} more" if n > 1 else "")
                 yield label, e, OBJECT_ONLY if holder == newest else LOOK_UP
 

@@ -199,7 +199,10 @@ def test_empty_passphrase_is_refused():
 def test_bad_or_newer_encryption_settings_are_clear_errors():
     _, enc = crypto.create_encryption("pw")
     with pytest.raises(NewerFormat):
-        crypto.unlock_with_passphrase({**enc, "version": 2}, "pw")
+        crypto.unlock_with_passphrase({**enc, "version": 3}, "pw")
+    for bad in (0, -1, True, "2"):
+        with pytest.raises((EncryptedDataDamaged, NewerFormat)):
+            crypto.unlock_with_passphrase({**enc, "version": bad}, "pw")
     # Absurd stored KDF cost (would need 128 GiB) is refused before scrypt runs.
     with pytest.raises(EncryptedDataDamaged, match="malformed"):
         crypto.unlock_with_passphrase({**enc, "kdf": {**enc["kdf"], "n": 2 ** 30}}, "pw")

@@ -304,7 +304,7 @@ def test_an_older_reader_reads_a_set_with_attrs_and_sees_the_same_entries(tmp_pa
         old = _old_decoder(m).decode(blob, name=path.name)
     assert [e.path for e in old.entries] == [e.path for e in new.entries]
     for o, n in zip(old.entries, new.entries, strict=True):
-        assert {**vars(o), "attrs": n.attrs} == vars(n)
+        assert {**vars(o), "attrs": n.attrs, "stored": n.stored} == vars(n)   # (stored: issue #13, later)
 
 
 def test_a_set_without_attrs_is_byte_for_byte_what_the_older_writer_wrote(tmp_path, monkeypatch):
@@ -315,7 +315,7 @@ def test_a_set_without_attrs_is_byte_for_byte_what_the_older_writer_wrote(tmp_pa
     now = gzip.decompress(mio.encode(m))
     with monkeypatch.context() as mp:
         omio = _old_decoder(mp)
-        oe = [omio.Entry(**{k: v for k, v in vars(e).items() if k != "attrs"}) for e in entries]
+        oe = [omio.Entry(**{k: v for k, v in vars(e).items() if k not in ("attrs", "stored")}) for e in entries]
         before = gzip.decompress(omio.encode(omio.Manifest(m.snapshot_id, m.time, m.host, m.job, m.sources,
                                                            None, oe)))
     assert now == before and json.loads(now.split(b"\n")[2]) == entries[1].to_dict()
