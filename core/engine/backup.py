@@ -253,7 +253,7 @@ class _Run:
         bset.forget_cached(header.snapshot_id)
         if self.sums is not None:                  # 5
             self.sums.commit(bset)
-        self.proven.record(header.snapshot_id, self.writer.sha256, self.sums.sha256 if self.sums else None)
+        self.proven.record(header.snapshot_id, self.writer.sha256, self.sums.state if self.sums else None)
         self.journal.remove()
 
     # --- the pass --------------------------------------------------------------------

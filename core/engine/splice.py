@@ -36,7 +36,8 @@ from core.engine.hashset import StreamNamer
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, parse_entry
 from core.engine.manifest_io import ManifestReader
 from core.engine.store import EncryptedStore
-from core.engine.sums import LatestSums, OldSums
+from core.engine.sums import LatestSums
+from core.engine.sums_base import SumsState
 from core.engine.trust import TrustRecord
 from core.errors import ManifestDamaged
 
@@ -114,11 +115,10 @@ class ProvenParent:
             if isinstance(store, EncryptedStore):
                 store.trusted.clear()
             return None
-        sums_hash = self.trust.hash_of(parent_id, "sums")
         self._plain = sums is not None
-        if sums is not None and sums_hash is not None:
-            sums.old = OldSums.read(bset.layout.latest_sums, sums_hash)
-            sums.proven = sums_hash if sums.old is not None else None
+        base = self.trust.sums_of(parent_id)
+        if sums is not None and base is not None and base.on_drive(bset.layout.latest_sums):
+            sums.base = base
         return self.copy.header
 
     def lines(self) -> "ParentLines | None":
@@ -139,8 +139,9 @@ class ProvenParent:
             stats[key] += totals[key]
             stats["done_" + key] += totals[key]
 
-    def record(self, snapshot_id: str, manifest: str, sums: str | None) -> None:
-        """The snapshot this run committed (its manifest's and Latest.sha256's hashes) to the record."""
+    def record(self, snapshot_id: str, manifest: str, sums: SumsState | None) -> None:
+        """The snapshot this run committed (its manifest's hash, what it left in Latest.sha256) to
+        the record."""
         self.trust.record(snapshot_id, manifest, sums)
 
     def close(self) -> None:

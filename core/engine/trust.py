@@ -29,6 +29,7 @@ from pathlib import Path
 
 from core.engine.atomic import replace_file
 from core.engine.manifest import is_hex64, is_snapshot_id
+from core.engine.sums_base import SumsState
 
 KEEP = 8                 # snapshots remembered per set: the parent is almost always the newest
 MAX_RECORD = 64 << 10    # bytes; the record is a few hundred
@@ -47,7 +48,7 @@ class TrustRecord:
                 return
             self.path = Path(folder) / "manifests" / f"{name}.json"
 
-    def _load(self) -> dict[str, dict[str, str]]:
+    def _load(self) -> dict[str, dict]:
         if self.path is None:
             return {}
         try:
@@ -58,20 +59,25 @@ class TrustRecord:
         snaps = data.get("snapshots") if isinstance(data, dict) else None
         if not isinstance(snaps, dict):
             return {}
-        return {sid: {k: v for k, v in hashes.items() if k in ("manifest", "sums") and is_hex64(v)}
+        return {sid: {k: v for k, v in hashes.items() if (k == "manifest" and is_hex64(v)) or k == "sums"}
                 for sid, hashes in snaps.items() if is_snapshot_id(sid) and isinstance(hashes, dict)}
 
-    def hash_of(self, snapshot_id: str, what: str = "manifest") -> str | None:
-        """The SHA-256 this computer wrote for ``snapshot_id``: of its manifest's lines before the
-        trailer (``manifest``), or of the ``Latest.sha256`` it left with it (``sums``); or None."""
-        return self._load().get(snapshot_id, {}).get(what)
+    def hash_of(self, snapshot_id: str) -> str | None:
+        """The SHA-256 this computer wrote for ``snapshot_id``'s manifest (of its lines before the
+        trailer), or None."""
+        return self._load().get(snapshot_id, {}).get("manifest")
 
-    def record(self, snapshot_id: str, manifest: str, sums: str | None) -> None:
+    def sums_of(self, snapshot_id: str) -> SumsState | None:
+        """What this computer left in ``Latest.sha256`` with ``snapshot_id`` (core/engine/sums_base.py;
+        kept for the newest snapshot recorded only), or None."""
+        return SumsState.parse(self._load().get(snapshot_id, {}).get("sums"))
+
+    def record(self, snapshot_id: str, manifest: str, sums: SumsState | None) -> None:
         """Remember a snapshot this computer just committed (a failure only costs the next run time)."""
         if self.path is None:
             return
-        known = self._load()
-        known[snapshot_id] = {"manifest": manifest, **({"sums": sums} if sums else {})}
+        known = {sid: {"manifest": v["manifest"]} for sid, v in self._load().items() if "manifest" in v}
+        known[snapshot_id] = {"manifest": manifest, **({"sums": sums.to_json()} if sums else {})}
         keep = dict(sorted(known.items())[-KEEP:])
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
