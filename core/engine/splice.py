@@ -30,11 +30,13 @@ import json
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from core.engine.hashset import StreamNamer
+from core.engine.local_copy import LocalParent, Tee
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, parse_entry
-from core.engine.manifest_io import ManifestReader
+from core.engine.manifest_io import ManifestReader, ManifestWriter
+from core.engine.pieces import line_path as _line_path
 from core.engine.store import EncryptedStore
 from core.engine.sums import LatestSums
 from core.engine.sums_base import SumsState
@@ -55,13 +57,6 @@ def encoded(path: str) -> bytes:
     return json.dumps(path, ensure_ascii=True)[1:-1].encode("ascii")
 
 
-def _line_path(line: bytes) -> str:
-    """The path of one entry line (its first key)."""
-    end = line.find(_TYPE)
-    raw = line[len(HEAD):end]
-    return raw.decode("ascii") if b"\\" not in raw else json.loads(b'"' + raw + b'"')
-
-
 @dataclass
 class Splice:
     """Whole lines of the parent manifest the new one takes as they are (in manifest order)."""
@@ -71,19 +66,20 @@ class Splice:
     last: str
     sums: int        # its files' lines in Latest.sha256 (files not stored split; plain sets)
     skip: int        # the parent's lines there before them that were not spliced
+    piece: bytes | None = None   # the block is a whole piece of the parent: its deflate bytes
 
     def emit(self, writer, sums: LatestSums | None) -> None:
         """Into the new manifest (and Latest.sha256), in its place in manifest order. (Its totals
         are not counted here: ProvenParent.settle adds those of every splice at the end.)"""
-        writer.add_block(self.block, self.first, self.last)
+        writer.add_block(self.block, self.first, self.last, self.piece)
         if sums is not None:
             sums.add_block(self.block, self.skip, self.sums)
 
     @classmethod
-    def of(cls, block: bytes, first: str, skip: int, plain: bool) -> "Splice":
+    def of(cls, block: bytes, first: str, skip: int, plain: bool, piece: bytes | None = None) -> "Splice":
         last = _line_path(block[block.rfind(b"\n", 0, len(block) - 1) + 1:])
         sums = block.count(_KINDS["files"]) - block.count(_PARTS) if plain else 0
-        return cls(block, first, last, sums, skip)
+        return cls(block, first, last, sums, skip, piece)
 
 
 class ProvenParent:
@@ -92,22 +88,26 @@ class ProvenParent:
 
     def __init__(self, cache, set_id: str):
         self.trust = TrustRecord(cache, set_id)
-        self.copy: ParentCopy | None = None
+        self.copy: ParentCopy | LocalParent | None = None
         self._lines: ParentLines | None = None
         self._plain = False
+        self._tee: Tee | None = None
 
     def read(self, bset, parent_id: str, reuse, namer: StreamNamer, store, sums: LatestSums | None
              ) -> Manifest | None:
-        """The parent's header after reading it whole into ``copy``, noting what ``reuse``,
-        ``namer``, ``store`` and ``sums`` need; None when the parent is not proven (nothing
-        noted then, except in ``namer``: the caller makes a new one)."""
+        """The parent's header after reading it whole into ``copy`` (or finding its local copy:
+        core/engine/local_copy.py), noting what ``reuse``, ``namer``, ``store`` and ``sums``
+        need; None when the parent is not proven (nothing noted then, except in ``namer``: the
+        caller makes a new one)."""
         expected = self.trust.hash_of(parent_id)
         if expected is None:
             return None
         objects = store.trusted.update if isinstance(store, EncryptedStore) else None
         try:
-            self.copy = ParentCopy.read(bset, parent_id, expected, begin=reuse.wanted, found=reuse.found,
-                                        reserve=namer.reserve, every_name=namer.every_name, objects=objects)
+            self.copy = self._local(bset, parent_id, reuse, namer) if objects is None else None
+            if self.copy is None:
+                self.copy = ParentCopy.read(bset, parent_id, expected, begin=reuse.wanted, found=reuse.found,
+                                            reserve=namer.reserve, every_name=namer.every_name, objects=objects)
         except ManifestDamaged:
             self.copy = None   # the validating read names the damage
         if self.copy is None:
@@ -121,9 +121,36 @@ class ProvenParent:
             sums.base = base
         return self.copy.header
 
+    def _local(self, bset, parent_id: str, reuse, namer: StreamNamer) -> "LocalParent | None":
+        """The parent's local copy, if it is as recorded, with what the pass needs noted."""
+        rec, path = self.trust.local_of(parent_id), self.trust.local_path
+        local = LocalParent.open(path, rec, bset.layout.manifest(parent_id), parent_id) \
+            if rec is not None and path is not None else None
+        if local is None:
+            return None
+        wanted = {HEAD + encoded(p) + _TYPE + b'd"': p for p in reuse.wanted(local.header)}
+        for _, text, _ in local.pieces(local.holding(wanted.values())):
+            _found_dirs(text, wanted, reuse.found)
+        every = namer.every_name
+        named = None if every else [i for i, p in enumerate(local.rec.pieces) if p.mirrors]
+        if named is None or named:
+            for _, text, _ in local.pieces(named):
+                _mirrors(text, namer.reserve, every)
+        return local
+
+    def tee(self, bset, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The bytes of the manifest being committed, kept locally on their way (plain sets)."""
+        self._tee = Tee(self.trust.local_path if bset.keys is None else None)
+        return self._tee.chunks(chunks)
+
     def lines(self) -> "ParentLines | None":
         """The proven parent's lines for the pass (None: it was not proven)."""
-        self._lines = self.copy.lines(self._plain) if self.copy is not None else None
+        copy = self.copy
+        if isinstance(copy, LocalParent):   # (each piece unpacked once; whole ones copied as they are)
+            self._lines = ParentLines(((t, c) for _, t, c in copy.pieces()), copy.name, False, self._plain,
+                                      copy.close)
+        else:
+            self._lines = copy.lines(self._plain) if copy is not None else None
         return self._lines
 
     def settle(self, writer, stats: dict[str, int]) -> None:
@@ -139,15 +166,19 @@ class ProvenParent:
             stats[key] += totals[key]
             stats["done_" + key] += totals[key]
 
-    def record(self, snapshot_id: str, manifest: str, sums: SumsState | None) -> None:
-        """The snapshot this run committed (its manifest's hash, what it left in Latest.sha256) to
-        the record."""
-        self.trust.record(snapshot_id, manifest, sums)
+    def record(self, bset, snapshot_id: str, writer: ManifestWriter, sums: SumsState | None) -> None:
+        """The snapshot this run committed (its manifest's hash and local copy, what it left in
+        Latest.sha256) to the record."""
+        local = self._tee.keep(bset.layout.manifest(snapshot_id), writer.head, writer.pieces) \
+            if self._tee is not None else None
+        self.trust.record(snapshot_id, writer.sha256, sums, local)
 
     def close(self) -> None:
         if self.copy is not None:
             self.copy.close()
             self.copy = None
+        if self._tee is not None:
+            self._tee.close()
 
 
 class ParentCopy:
@@ -192,7 +223,9 @@ class ParentCopy:
     def lines(self, plain: bool) -> "ParentLines":
         """Its lines, from the local copy (read again without checks: these bytes were just proven)."""
         self.file.seek(0)
-        return ParentLines(ManifestReader(self.file, self.name, encrypted=self.encrypted), self.encrypted, plain)
+        reader = ManifestReader(self.file, self.name, encrypted=self.encrypted)
+        return ParentLines(((b, None) for b in reader.raw_blocks(proven=True)), self.name, self.encrypted, plain,
+                           reader.close)
 
     def close(self) -> None:
         self.file.close()
@@ -237,9 +270,11 @@ class ParentLines:
     Iterating yields the entries (a full scan's merge). Memory: one block of text.
     """
 
-    def __init__(self, reader: ManifestReader, encrypted: bool, plain: bool):
-        self._reader, self._encrypted, self._plain = reader, encrypted, plain
-        self._blocks = reader.raw_blocks(proven=True)
+    def __init__(self, blocks: Iterator[tuple[bytes, bytes | None]], name: str, encrypted: bool, plain: bool,
+                 close: Callable[[], None]):
+        self._name, self._encrypted, self._plain, self.close = name, encrypted, plain, close
+        self._blocks = blocks
+        self._piece: bytes | None = None   # the deflate bytes of the buffer, when it is a whole piece
         self.taken = {"lines": 0, "files": 0, "dirs": 0, "links": 0, "bytes": 0}   # not spliced
         self._buf, self._pos = b"", 0
         self._entry: Entry | None = None
@@ -248,7 +283,7 @@ class ParentLines:
 
     def _refill(self) -> None:
         if self._pos >= len(self._buf):
-            self._buf, self._pos = next(self._blocks, b""), 0
+            (self._buf, self._piece), self._pos = next(self._blocks, (b"", None)), 0
 
     def entry(self) -> Entry | None:
         """The entry at the current line (None at the end)."""
@@ -257,8 +292,8 @@ class ParentLines:
             try:
                 d = json.loads(self._buf[self._pos:end])
             except ValueError:
-                raise ManifestDamaged(path=self._reader.name, reason="a line is not valid JSON") from None
-            self._entry = parse_entry(d, self._reader.name, encrypted=self._encrypted)
+                raise ManifestDamaged(path=self._name, reason="a line is not valid JSON") from None
+            self._entry = parse_entry(d, self._name, encrypted=self._encrypted)
         return self._entry
 
     def advance(self) -> None:
@@ -291,13 +326,11 @@ class ParentLines:
             at = buf.find(b"\n" + HEAD + encoded(stop) + _TYPE + b'd"', pos, end)
             if at >= 0:
                 end = at + 1
+        whole = self._piece if pos == 0 and end == len(buf) else None
         self._pos, self._entry = end, None
         self._refill()
         skip, self._sums = self._sums, 0
-        return Splice.of(buf[pos:end], first.path, skip, self._plain)
-
-    def close(self) -> None:
-        self._reader.close()
+        return Splice.of(buf[pos:end], first.path, skip, self._plain, whole)
 
     def __enter__(self) -> "ParentLines":
         return self
