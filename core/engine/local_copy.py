@@ -36,6 +36,7 @@ from core.engine.pieces import Piece, unpack
 from core.errors import ManifestDamaged
 
 _OPEN = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Tee:
         part = self.path.with_name(self.path.name + ".part")
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._file = open(part, "wb")
+            self._file = open(os.open(part, _CREATE, 0o600), "wb")
         except OSError:
             self._file = None
         for c in chunks:
@@ -152,8 +153,8 @@ class LocalParent:
             return None
         return cls(f, rec, header, f"snapshots/{drive_path.name}")
 
-    def pieces(self, only: Iterable[int] | None = None) -> Iterator[tuple[int, bytes, bytes]]:
-        """``(number, text, deflate bytes)`` of every piece (or of those ``only`` names, ascending)."""
+    def pieces(self, only: Iterable[int] | None = None) -> Iterator[tuple[bytes, bytes, Piece]]:
+        """``(text, deflate bytes, record)`` of every piece (or of those ``only`` names, ascending)."""
         offsets = [self.rec.head]
         for p in self.rec.pieces:
             offsets.append(offsets[-1] + p.comp)
@@ -166,7 +167,7 @@ class LocalParent:
                 text = b""
             if len(text) != self.rec.pieces[i].text:
                 raise ManifestDamaged(path=self.name, reason="its local copy does not unpack as recorded")
-            yield i, text, comp
+            yield text, comp, self.rec.pieces[i]
 
     def holding(self, paths: Iterable[str]) -> list[int]:
         """The pieces that would hold the lines of ``paths`` (ascending)."""

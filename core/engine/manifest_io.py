@@ -45,7 +45,7 @@ from core.engine.manifest import (
     sort_key,
 )
 from core.engine.manifest import Entry as Entry  # re-exported: readers and writers speak in entries
-from core.engine.pieces import PieceSpool
+from core.engine.pieces import Piece, PieceSpool
 from core.errors import ManifestDamaged, NewerFormat
 
 READ_BLOCK = 1 << 20          # bytes read from the drive at a time
@@ -353,16 +353,16 @@ class ManifestWriter:
         self.count += 1
         self._spool.add(_ENCODER.encode(e.to_dict()).encode("ascii"))
 
-    def add_block(self, block: bytes, first: str, last: str, piece: bytes | None = None) -> None:
+    def add_block(self, block: bytes, first: str, last: str, piece: tuple[bytes, Piece] | None = None) -> None:
         """Whole entry lines of a manifest this computer wrote (core/engine/splice.py), copied as
         they are: ``first`` and ``last`` are the paths of its first and last line; ``piece``:
-        ``block`` is the whole text of that manifest's piece, these deflate bytes. Their number
+        ``block`` is the whole text of that manifest's piece: its deflate bytes and record. Their number
         and totals come separately (:meth:`add_counts`), before :meth:`chunks`."""
         if self._last is not None and sort_key(first) <= self._last:
             raise ValueError(f"manifest entries out of order: {first!r} after {'/'.join(self._last)!r}")
         self._last = sort_key(last)
         if piece is not None:
-            self._spool.add_piece(piece, block)
+            self._spool.add_piece(piece[0], block, piece[1])
         else:
             self._spool.add_block(block)
 

@@ -23,6 +23,8 @@ PIECE_TEXT = 256 << 10     # text bytes per piece (a splice is at most one)
 HEAD = b'{"path":"'
 TYPE_KEY = b'","type":"'
 MIRROR_KEY = b',"mirror":"'
+FILE_KEY = b'","type":"f"'
+PARTS_KEY = b',"parts":'
 
 
 def line_path(line: bytes) -> str:
@@ -34,21 +36,27 @@ def line_path(line: bytes) -> str:
 
 @dataclass
 class Piece:
-    """One piece: its deflate bytes' and text's lengths, its lines with a mirror name, the path
-    of its first line."""
+    """One piece: its deflate bytes' and text's lengths, its lines with a mirror name, its lines in
+    ``Latest.sha256`` (files not stored split), the path of its first line."""
 
     comp: int
     text: int
     mirrors: int
+    sums: int
     first: str
 
+    @classmethod
+    def of(cls, comp: bytes, text: bytes) -> "Piece":
+        return cls(len(comp), len(text), text.count(MIRROR_KEY), text.count(FILE_KEY) - text.count(PARTS_KEY),
+                   line_path(text))
+
     def to_json(self) -> list:
-        return [self.comp, self.text, self.mirrors, self.first]
+        return [self.comp, self.text, self.mirrors, self.sums, self.first]
 
     @classmethod
     def parse(cls, v) -> "Piece | None":
-        if (not isinstance(v, list) or len(v) != 4 or not all(type(n) is int and n >= 0 for n in v[:3])
-                or not isinstance(v[3], str) or not v[0] or not v[1]):
+        if (not isinstance(v, list) or len(v) != 5 or not all(type(n) is int and n >= 0 for n in v[:4])
+                or not isinstance(v[4], str) or not v[0] or not v[1]):
             return None
         return cls(*v)
 
@@ -85,15 +93,16 @@ class PieceSpool:
             if self._buffered >= PIECE_TEXT:
                 self._flush()
 
-    def add_piece(self, comp: bytes, text: bytes) -> None:
-        """A piece of another manifest this computer wrote (``comp``, holding ``text``), copied as
-        it is; taken as text when only a little text waits before it (pieces stay large)."""
+    def add_piece(self, comp: bytes, text: bytes, piece: Piece) -> None:
+        """A piece of another manifest this computer wrote (``comp``, holding ``text``, described
+        by ``piece``), copied as it is; taken as text when only a little text waits before it
+        (pieces stay large)."""
         if 0 < self._buffered < PIECE_TEXT // 4:
             self.add_block(text)
             return
         self._flush()
         self._file.write(comp)
-        self.pieces.append(Piece(len(comp), len(text), text.count(MIRROR_KEY), line_path(text)))
+        self.pieces.append(piece)
 
     def _flush(self) -> None:
         if self._buf:
@@ -101,7 +110,7 @@ class PieceSpool:
             self._buf, self._buffered = [], 0
             comp = pack(text)
             self._file.write(comp)
-            self.pieces.append(Piece(len(comp), len(text), text.count(MIRROR_KEY), line_path(text)))
+            self.pieces.append(Piece.of(comp, text))
 
     def deflated(self) -> Iterator[tuple[bytes, bytes]]:
         """Every piece as ``(deflate bytes, the text they hold)``, in order; read once."""

@@ -36,6 +36,7 @@ from core.engine.hashset import StreamNamer
 from core.engine.local_copy import LocalParent, Tee
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, parse_entry
 from core.engine.manifest_io import ManifestReader, ManifestWriter
+from core.engine.pieces import Piece
 from core.engine.pieces import line_path as _line_path
 from core.engine.store import EncryptedStore
 from core.engine.sums import LatestSums
@@ -66,7 +67,7 @@ class Splice:
     last: str
     sums: int        # its files' lines in Latest.sha256 (files not stored split; plain sets)
     skip: int        # the parent's lines there before them that were not spliced
-    piece: bytes | None = None   # the block is a whole piece of the parent: its deflate bytes
+    piece: tuple[bytes, Piece] | None = None   # the block is a whole piece of the parent: its bytes, record
 
     def emit(self, writer, sums: LatestSums | None) -> None:
         """Into the new manifest (and Latest.sha256), in its place in manifest order. (Its totals
@@ -76,9 +77,13 @@ class Splice:
             sums.add_block(self.block, self.skip, self.sums)
 
     @classmethod
-    def of(cls, block: bytes, first: str, skip: int, plain: bool, piece: bytes | None = None) -> "Splice":
+    def of(cls, block: bytes, first: str, skip: int, plain: bool, piece: tuple[bytes, Piece] | None = None
+           ) -> "Splice":
         last = _line_path(block[block.rfind(b"\n", 0, len(block) - 1) + 1:])
-        sums = block.count(_KINDS["files"]) - block.count(_PARTS) if plain else 0
+        if not plain:
+            sums = 0
+        else:
+            sums = piece[1].sums if piece else block.count(_KINDS["files"]) - block.count(_PARTS)
         return cls(block, first, last, sums, skip, piece)
 
 
@@ -129,12 +134,12 @@ class ProvenParent:
         if local is None:
             return None
         wanted = {HEAD + encoded(p) + _TYPE + b'd"': p for p in reuse.wanted(local.header)}
-        for _, text, _ in local.pieces(local.holding(wanted.values())):
+        for text, _, _ in local.pieces(local.holding(wanted.values())):
             _found_dirs(text, wanted, reuse.found)
         every = namer.every_name
         named = None if every else [i for i, p in enumerate(local.rec.pieces) if p.mirrors]
         if named is None or named:
-            for _, text, _ in local.pieces(named):
+            for text, _, _ in local.pieces(named):
                 _mirrors(text, namer.reserve, every)
         return local
 
@@ -147,7 +152,7 @@ class ProvenParent:
         """The proven parent's lines for the pass (None: it was not proven)."""
         copy = self.copy
         if isinstance(copy, LocalParent):   # (each piece unpacked once; whole ones copied as they are)
-            self._lines = ParentLines(((t, c) for _, t, c in copy.pieces()), copy.name, False, self._plain,
+            self._lines = ParentLines(((t, (c, p)) for t, c, p in copy.pieces()), copy.name, False, self._plain,
                                       copy.close)
         else:
             self._lines = copy.lines(self._plain) if copy is not None else None
@@ -270,11 +275,11 @@ class ParentLines:
     Iterating yields the entries (a full scan's merge). Memory: one block of text.
     """
 
-    def __init__(self, blocks: Iterator[tuple[bytes, bytes | None]], name: str, encrypted: bool, plain: bool,
+    def __init__(self, blocks: Iterator[tuple[bytes, tuple[bytes, Piece] | None]], name: str, encrypted: bool, plain: bool,
                  close: Callable[[], None]):
         self._name, self._encrypted, self._plain, self.close = name, encrypted, plain, close
         self._blocks = blocks
-        self._piece: bytes | None = None   # the deflate bytes of the buffer, when it is a whole piece
+        self._piece: tuple[bytes, Piece] | None = None   # the buffer's deflate bytes and record: a whole piece
         self.taken = {"lines": 0, "files": 0, "dirs": 0, "links": 0, "bytes": 0}   # not spliced
         self._buf, self._pos = b"", 0
         self._entry: Entry | None = None
