@@ -25,13 +25,14 @@ import hashlib
 import io
 import os
 import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from core.engine import deflate
 from core.engine.manifest import Manifest, is_hex64, sort_key
-from core.engine.manifest_io import READ_BLOCK, ManifestReader
+from core.engine.manifest_io import _ENCODER, READ_BLOCK, ManifestReader
 from core.engine.pieces import Piece, unpack
 from core.errors import ManifestDamaged
 
@@ -65,6 +66,15 @@ class LocalRecord:
         if any(p is None for p in pieces) or head + sum(p.comp for p in pieces if p) > size:
             return None
         return cls(d["sha256"], size, drive, head, [p for p in pieces if p])
+
+
+def _adds_up(rec: LocalRecord, head: bytes, header: Manifest, isize: int) -> bool:
+    """Whether the pieces' lengths add up to the file's (a trailer after them) and to its text."""
+    tail = rec.size - rec.head - sum(p.comp for p in rec.pieces)
+    entries = header.totals["files"] + header.totals["dirs"] + header.totals["links"]
+    trailer = len(_ENCODER.encode({"type": "trailer", "entries": entries, "sha256": "0" * 64})) + 1
+    header_line = len(unpack(head[10:]))   # (after the gzip header)
+    return 8 < tail <= 512 and (header_line + sum(p.text for p in rec.pieces) + trailer) & 0xFFFFFFFF == isize
 
 
 def identity(st: os.stat_result) -> list[int]:
@@ -120,8 +130,8 @@ class Tee:
 class LocalParent:
     """A parent manifest read from its local copy (see the module); ``header`` its header fields."""
 
-    def __init__(self, file, rec: LocalRecord, header: Manifest, name: str):
-        self.file, self.rec, self.header, self.name = file, rec, header, name
+    def __init__(self, file, rec: LocalRecord, header: Manifest, name: str, path: Path):
+        self.file, self.rec, self.header, self.name, self.path = file, rec, header, name, path
         t = header.totals
         self.entries = t["files"] + t["dirs"] + t["links"]
 
@@ -144,14 +154,17 @@ class LocalParent:
                 f.close()
                 return None
             f.seek(0)
-            header = ManifestReader(io.BytesIO(f.read(rec.head)), drive_path.name).manifest
-        except (OSError, ManifestDamaged):
+            head = f.read(rec.head)
+            header = ManifestReader(io.BytesIO(head), drive_path.name).manifest
+            f.seek(size - 4)
+            isize = struct.unpack("<I", f.read(4))[0]
+        except (OSError, ManifestDamaged, struct.error):
             f.close()
             return None
-        if header.snapshot_id != snapshot_id:
+        if header.snapshot_id != snapshot_id or not _adds_up(rec, head, header, isize):
             f.close()
             return None
-        return cls(f, rec, header, f"snapshots/{drive_path.name}")
+        return cls(f, rec, header, f"snapshots/{drive_path.name}", path)
 
     def pieces(self, only: Iterable[int] | None = None) -> Iterator[tuple[bytes, bytes, Piece]]:
         """``(text, deflate bytes, record)`` of every piece (or of those ``only`` names, ascending)."""
@@ -165,8 +178,13 @@ class LocalParent:
                 text = unpack(comp)
             except deflate.error:
                 text = b""
-            if len(text) != self.rec.pieces[i].text:
-                raise ManifestDamaged(path=self.name, reason="its local copy does not unpack as recorded")
+            if len(text) != self.rec.pieces[i].text:   # (never expected: the bytes' hash was right)
+                try:
+                    os.unlink(self.path)   # the next run reads the drive's
+                except OSError:
+                    pass
+                raise ManifestDamaged(path=str(self.path), reason="this computer's copy of it does not match "
+                                      "its record; the next backup reads the drive's")
             yield text, comp, self.rec.pieces[i]
 
     def holding(self, paths: Iterable[str]) -> list[int]:
