@@ -132,6 +132,8 @@ class LocalParent:
 
     def __init__(self, file, rec: LocalRecord, header: Manifest, name: str, path: Path):
         self.file, self.rec, self.header, self.name, self.path = file, rec, header, name, path
+        self._offsets: list[int] = []
+        self._next = 0   # the next piece a lazy pieces() gives
         t = header.totals
         self.entries = t["files"] + t["dirs"] + t["links"]
 
@@ -166,12 +168,17 @@ class LocalParent:
             return None
         return cls(f, rec, header, f"snapshots/{drive_path.name}", path)
 
-    def pieces(self, only: Iterable[int] | None = None) -> Iterator[tuple[bytes, bytes, Piece]]:
-        """``(text, deflate bytes, record)`` of every piece (or of those ``only`` names, ascending)."""
+    def pieces(self, only: Iterable[int] | None = None, lazy: bool = False) -> Iterator[tuple[bytes, bytes, Piece]]:
+        """``(text, deflate bytes, record)`` of every piece (or of those ``only`` names, ascending;
+        ``lazy``: of the pieces :meth:`ahead` did not take)."""
         offsets = [self.rec.head]
         for p in self.rec.pieces:
             offsets.append(offsets[-1] + p.comp)
-        for i in (range(len(self.rec.pieces)) if only is None else only):
+        self._offsets = offsets
+        todo = range(len(self.rec.pieces)) if only is None else only
+        if lazy:
+            todo = self._untaken()
+        for i in todo:
             self.file.seek(offsets[i])
             comp = self.file.read(self.rec.pieces[i].comp)
             try:
@@ -186,6 +193,26 @@ class LocalParent:
                 raise ManifestDamaged(path=str(self.path), reason="this computer's copy of it does not match "
                                       "its record; the next backup reads the drive's")
             yield text, comp, self.rec.pieces[i]
+
+    def _untaken(self) -> Iterator[int]:
+        while self._next < len(self.rec.pieces):
+            self._next += 1
+            yield self._next - 1
+
+    def ahead(self, prefix: str, stop: str | None) -> list[tuple[bytes, Piece]]:
+        """The next pieces (not yet given by a lazy :meth:`pieces`) whose every line's path starts
+        with ``prefix`` and sorts before ``stop``: taken, as deflate bytes, never unpacked."""
+        out: list[tuple[bytes, Piece]] = []
+        stop_key = sort_key(stop) if stop is not None else None
+        while self._next < len(self.rec.pieces):
+            p = self.rec.pieces[self._next]
+            if not (p.first.startswith(prefix) and p.last.startswith(prefix)) or \
+                    (stop_key is not None and sort_key(p.last) >= stop_key):
+                break
+            self.file.seek(self._offsets[self._next])
+            out.append((self.file.read(p.comp), p))
+            self._next += 1
+        return out
 
     def holding(self, paths: Iterable[str]) -> list[int]:
         """The pieces that would hold the lines of ``paths`` (ascending)."""

@@ -362,7 +362,7 @@ class ManifestWriter:
             raise ValueError(f"manifest entries out of order: {first!r} after {'/'.join(self._last)!r}")
         self._last = sort_key(last)
         if piece is not None:
-            self._spool.add_piece(piece[0], block, piece[1])
+            self._spool.add_piece(piece[0], block or None, piece[1])
         else:
             self._spool.add_block(block)
 

@@ -37,26 +37,27 @@ def line_path(line: bytes) -> str:
 @dataclass
 class Piece:
     """One piece: its deflate bytes' and text's lengths, its lines with a mirror name, its lines in
-    ``Latest.sha256`` (files not stored split), the path of its first line."""
+    ``Latest.sha256`` (files not stored split), the paths of its first and last line."""
 
     comp: int
     text: int
     mirrors: int
     sums: int
     first: str
+    last: str
 
     @classmethod
     def of(cls, comp: bytes, text: bytes) -> "Piece":
         return cls(len(comp), len(text), text.count(MIRROR_KEY), text.count(FILE_KEY) - text.count(PARTS_KEY),
-                   line_path(text))
+                   line_path(text), line_path(text[text.rfind(b"\n", 0, len(text) - 1) + 1:]))
 
     def to_json(self) -> list:
-        return [self.comp, self.text, self.mirrors, self.sums, self.first]
+        return [self.comp, self.text, self.mirrors, self.sums, self.first, self.last]
 
     @classmethod
     def parse(cls, v) -> "Piece | None":
-        if (not isinstance(v, list) or len(v) != 5 or not all(type(n) is int and n >= 0 for n in v[:4])
-                or not isinstance(v[4], str) or not v[0] or not v[1]):
+        if (not isinstance(v, list) or len(v) != 6 or not all(type(n) is int and n >= 0 for n in v[:4])
+                or not all(isinstance(p, str) for p in v[4:]) or not v[0] or not v[1]):
             return None
         return cls(*v)
 
@@ -93,12 +94,12 @@ class PieceSpool:
             if self._buffered >= PIECE_TEXT:
                 self._flush()
 
-    def add_piece(self, comp: bytes, text: bytes, piece: Piece) -> None:
-        """A piece of another manifest this computer wrote (``comp``, holding ``text``, described
-        by ``piece``), copied as it is; taken as text when only a little text waits before it
-        (pieces stay large)."""
+    def add_piece(self, comp: bytes, text: bytes | None, piece: Piece) -> None:
+        """A piece of another manifest this computer wrote (``comp``, holding ``text`` if known,
+        described by ``piece``), copied as it is; taken as text when only a little text waits
+        before it (pieces stay large)."""
         if 0 < self._buffered < PIECE_TEXT // 4:
-            self.add_block(text)
+            self.add_block(text if text is not None else unpack(comp))
             return
         self._flush()
         self._file.write(comp)

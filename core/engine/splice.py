@@ -29,14 +29,14 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from core.engine.hashset import StreamNamer
 from core.engine.local_copy import LocalParent, Tee
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, parse_entry
 from core.engine.manifest_io import ManifestReader, ManifestWriter
-from core.engine.pieces import Piece
+from core.engine.pieces import Piece, unpack
 from core.engine.pieces import line_path as _line_path
 from core.engine.store import EncryptedStore
 from core.engine.sums import LatestSums
@@ -65,26 +65,32 @@ class Splice:
     block: bytes     # the lines, each ending in a newline
     first: str       # the paths of its first and last line
     last: str
-    sums: int        # its files' lines in Latest.sha256 (files not stored split; plain sets)
+    sums: int        # its block's files' lines in Latest.sha256 (files not stored split; plain sets)
     skip: int        # the parent's lines there before them that were not spliced
     piece: tuple[bytes, Piece] | None = None   # the block is a whole piece of the parent: its bytes, record
+    after: list[tuple[bytes, Piece]] = field(default_factory=list)   # whole pieces after it, never unpacked
 
     def emit(self, writer, sums: LatestSums | None) -> None:
         """Into the new manifest (and Latest.sha256), in its place in manifest order. (Its totals
         are not counted here: ProvenParent.settle adds those of every splice at the end.)"""
         writer.add_block(self.block, self.first, self.last, self.piece)
+        for comp, p in self.after:
+            writer.add_block(b"", p.first, p.last, (comp, p))
         if sums is not None:
             sums.add_block(self.block, self.skip, self.sums)
+            for comp, p in self.after:   # (their text only where Latest.sha256 is made from it)
+                sums.add_block(unpack(comp) if sums.base is None else b"", 0, p.sums)
 
     @classmethod
-    def of(cls, block: bytes, first: str, skip: int, plain: bool, piece: tuple[bytes, Piece] | None = None
-           ) -> "Splice":
+    def of(cls, block: bytes, first: str, skip: int, plain: bool, piece: tuple[bytes, Piece] | None = None,
+           after: list[tuple[bytes, Piece]] | None = None) -> "Splice":
         last = _line_path(block[block.rfind(b"\n", 0, len(block) - 1) + 1:])
+        after = after or []
         if not plain:
             sums = 0
         else:
             sums = piece[1].sums if piece else block.count(_KINDS["files"]) - block.count(_PARTS)
-        return cls(block, first, last, sums, skip, piece)
+        return cls(block, first, last, sums, skip, piece, after)
 
 
 class ProvenParent:
@@ -151,9 +157,9 @@ class ProvenParent:
     def lines(self) -> "ParentLines | None":
         """The proven parent's lines for the pass (None: it was not proven)."""
         copy = self.copy
-        if isinstance(copy, LocalParent):   # (each piece unpacked once; whole ones copied as they are)
-            self._lines = ParentLines(((t, (c, p)) for t, c, p in copy.pieces()), copy.name, False, self._plain,
-                                      copy.close)
+        if isinstance(copy, LocalParent):   # (pieces unpacked once, or never; whole ones copied as they are)
+            self._lines = ParentLines(((t, (c, p)) for t, c, p in copy.pieces(lazy=True)), copy.name, False,
+                                      self._plain, copy.close, copy.ahead)
         else:
             self._lines = copy.lines(self._plain) if copy is not None else None
         return self._lines
@@ -275,10 +281,11 @@ class ParentLines:
     Iterating yields the entries (a full scan's merge). Memory: one block of text.
     """
 
-    def __init__(self, blocks: Iterator[tuple[bytes, tuple[bytes, Piece] | None]], name: str, encrypted: bool, plain: bool,
-                 close: Callable[[], None]):
+    def __init__(self, blocks: Iterator[tuple[bytes, tuple[bytes, Piece] | None]], name: str, encrypted: bool,
+                 plain: bool, close: Callable[[], None],
+                 ahead: Callable[[str, str | None], list[tuple[bytes, Piece]]] = lambda prefix, stop: []):
         self._name, self._encrypted, self._plain, self.close = name, encrypted, plain, close
-        self._blocks = blocks
+        self._blocks, self._ahead = blocks, ahead
         self._piece: tuple[bytes, Piece] | None = None   # the buffer's deflate bytes and record: a whole piece
         self.taken = {"lines": 0, "files": 0, "dirs": 0, "links": 0, "bytes": 0}   # not spliced
         self._buf, self._pos = b"", 0
@@ -332,10 +339,11 @@ class ParentLines:
             if at >= 0:
                 end = at + 1
         whole = self._piece if pos == 0 and end == len(buf) else None
+        after = self._ahead(prefix, stop) if end == len(buf) else []
         self._pos, self._entry = end, None
         self._refill()
         skip, self._sums = self._sums, 0
-        return Splice.of(buf[pos:end], first.path, skip, self._plain, whole)
+        return Splice.of(buf[pos:end], first.path, skip, self._plain, whole, after)
 
     def __enter__(self) -> "ParentLines":
         return self

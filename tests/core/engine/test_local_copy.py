@@ -13,7 +13,7 @@ from unittest import mock
 
 import pytest
 
-from core.engine import pieces, splice, sums, sums_base
+from core.engine import local_copy, pieces, splice, sums, sums_base
 from core.engine.changes import ChangeHint
 from core.engine.layout import SetLayout
 from core.engine.manifest_io import ManifestWriter
@@ -39,7 +39,7 @@ def small_pieces(monkeypatch):
 @pytest.fixture
 def seen(monkeypatch):
     """What the runs did: parents read from the drive, pieces copied whole, Latest.sha256 patched."""
-    out = {"drive": 0, "copied": 0, "patched": 0, "rewritten": 0}
+    out = {"drive": 0, "copied": 0, "patched": 0, "rewritten": 0, "never unpacked": 0}
 
     def count(owner, name, key):
         real = getattr(owner, name)
@@ -54,6 +54,14 @@ def seen(monkeypatch):
     count(pieces.PieceSpool, "add_piece", "copied")
     count(sums, "patches", "patched")
     count(sums, "rewritten", "rewritten")
+    real_ahead = local_copy.LocalParent.ahead
+
+    def ahead(self, prefix, stop):
+        taken = real_ahead(self, prefix, stop)
+        out["never unpacked"] += len(taken)
+        return taken
+
+    monkeypatch.setattr(local_copy.LocalParent, "ahead", ahead)
     return out
 
 
@@ -92,6 +100,7 @@ def test_a_journal_run_reads_the_local_copy_copies_pieces_and_patches_latest_sum
     assert r.scan == "journal" and r.files_copied == 1
     assert seen["drive"] == before["drive"]          # the parent came from the local copy
     assert seen["copied"] > before["copied"]         # whole pieces, as they were
+    assert seen["never unpacked"] > before["never unpacked"]   # some not even unpacked
     assert seen["patched"] > before["patched"] and seen["rewritten"] == before["rewritten"]
     _full_scan_equal(tmp_path, src, set_path)
     record = TrustRecord(tmp_path / "cache", open_set(set_path).set_id)
