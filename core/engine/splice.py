@@ -18,6 +18,11 @@ this computer wrote (core/engine/trust.py), they are handled as text instead:
    over whole runs of lines the scan reuses unchanged as one :class:`Splice`: the
    new manifest and ``Latest.sha256`` take their bytes as they are.
 
+A plain set's parent whose local copy (core/engine/local_copy.py) is as recorded is not read
+from the drive at all: step 1 unpacks only the pieces it needs, and step 2 unpacks each piece
+once, or never when a splice takes it whole (``LocalParent.ahead``), copying whole pieces into
+the new manifest compressed as they are (core/engine/pieces.py).
+
 Lines are this version's writer's (``ManifestWriter``: compact JSON, ASCII, keys in
 ``Entry.to_dict`` order), which is what makes plain byte searches exact here: a key
 such as ``","type":"d"`` can only appear where that key is (a quote inside a JSON
