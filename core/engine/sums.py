@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 from core.engine.atomic import write_atomic
 from core.engine.manifest import FILE, Entry, Manifest
 from core.engine.manifest_io import READ_BLOCK, Spool
-from core.engine.sums_base import MAX_PATCH_LINES, LineIndex, Short, SumsState, patches, rewritten
+from core.engine.sums_base import MAX_PATCH_LINES, LineIndex, Short, SumsState, after_lines, patches, rewritten
 
 # A file's line as this version's ManifestWriter writes it (core/engine/splice.py: spliced blocks).
 _FILE_LINE = re.compile(rb'"path":"([^"\n]*)","type":"f","mtime_ns":-?\d+,"mode":\d+,"size":\d+,'
@@ -197,7 +197,7 @@ class OldSums:
             cut = self._mark   # (what lies before the mark is dropped)
             self._buf, self._pos, self._mark = self._buf[cut:] + more, self._pos - cut, 0
             self._ahead += more.count(b"\n")
-        end = _after_lines(self._buf, self._pos, n, self._width)
+        end = after_lines(self._buf, self._pos, n, self._width)
         self._width = max(1, (end - self._pos) // n)
         self._pos, self._ahead = end, self._ahead - n
         return True
@@ -219,22 +219,6 @@ def write_latest_sums(bset, entries: Manifest | Iterable[Entry]) -> None:
     for e in (entries.entries if isinstance(entries, Manifest) else entries):
         sums.add(e)
     sums.commit(bset)   # nothing changed in Latest/ (the common case): no write, no fsync
-
-
-def _after_lines(buf: bytes, pos: int, n: int, width: int) -> int:
-    """Where the ``n``-th line from ``pos`` ends (``n`` > 0, and ``buf`` has that many): counted up
-    to a guess of ``n * width`` bytes, then line by line to the exact place."""
-    guess = min(len(buf), pos + n * width)
-    seen = buf.count(b"\n", pos, guess)
-    if seen >= n:
-        at = guess
-        for _ in range(seen - n + 1):
-            at = buf.rfind(b"\n", pos, at)
-        return at + 1
-    at = buf.rfind(b"\n", pos, guess) + 1 if seen else pos
-    for _ in range(n - seen):
-        at = buf.find(b"\n", at) + 1
-    return at
 
 
 _WRITE_FLAGS = (os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)

@@ -111,13 +111,29 @@ class LineIndex:
         mark = len(self.index) * STRIDE   # the next line number to note
         at, line = 0, self.lines
         while mark < self.lines + count:
-            while line < mark:
-                at = text.index(b"\n", at) + 1
-                line += 1
+            if mark > line:
+                at = after_lines(text, at, mark - line, 100)
+                line = mark
             self.index.append(self.size + at)
             mark += STRIDE
         self.lines += count
         self.size += len(text)
+
+
+def after_lines(buf: bytes, pos: int, n: int, width: int) -> int:
+    """Where the ``n``-th line from ``pos`` ends (``n`` > 0, and ``buf`` has that many): counted up
+    to a guess of ``n * width`` bytes, then line by line to the exact place."""
+    guess = min(len(buf), pos + n * width)
+    seen = buf.count(b"\n", pos, guess)
+    if seen >= n:
+        at = guess
+        for _ in range(seen - n + 1):
+            at = buf.rfind(b"\n", pos, at)
+        return at + 1
+    at = buf.rfind(b"\n", pos, guess) + 1 if seen else pos
+    for _ in range(n - seen):
+        at = buf.find(b"\n", at) + 1
+    return at
 
 
 def read_lines(f, state: SumsState, first: int, count: int) -> tuple[int, list[bytes]]:
