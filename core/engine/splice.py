@@ -144,14 +144,18 @@ class ProvenParent:
             if rec is not None and path is not None else None
         if local is None:
             return None
-        wanted = {HEAD + encoded(p) + _TYPE + b'd"': p for p in reuse.wanted(local.header)}
-        for text, _, _ in local.pieces(local.holding(wanted.values())):
-            _found_dirs(text, wanted, reuse.found)
-        every = namer.every_name
-        named = None if every else [i for i, p in enumerate(local.rec.pieces) if p.mirrors]
-        if named is None or named:
-            for text, _, _ in local.pieces(named):
-                _mirrors(text, namer.reserve, every)
+        try:
+            wanted = {HEAD + encoded(p) + _TYPE + b'd"': p for p in reuse.wanted(local.header)}
+            for text, _, _ in local.pieces(local.holding(wanted.values())):
+                _found_dirs(text, wanted, reuse.found)
+            every = namer.every_name
+            named = None if every else [i for i, p in enumerate(local.rec.pieces) if p.mirrors]
+            if named is None or named:
+                for text, _, _ in local.pieces(named):
+                    _mirrors(text, namer.reserve, every)
+        except BaseException:
+            local.close()
+            raise
         return local
 
     def tee(self, bset, chunks: Iterable[bytes]) -> Iterator[bytes]:
