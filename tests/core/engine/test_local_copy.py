@@ -232,3 +232,21 @@ def test_a_sums_record_this_version_did_not_write_is_refused(bad):
     good = {"size": 1000, "mtime_ns": 1, "ino": 2, "lines": 6, "index": [0, 300]}
     assert SumsState.parse(good) is not None
     assert SumsState.parse({**good, **bad}) is None
+
+
+def test_on_a_volume_where_names_collide_the_local_copy_reserves_every_name(tmp_path, seen, monkeypatch):
+    """exFAT-like rules (case-insensitive, Windows names): the new file "A.txt" beside "a.txt" must
+    get another name in Latest/, which it can only if every parent name was reserved."""
+    from core.engine import backup as backup_mod
+    from core.engine.fs import VolumeInfo
+
+    exfat = VolumeInfo("exfat", case_insensitive=True, windows_names=True, symlinks=True, max_file_size=None)
+    monkeypatch.setattr(backup_mod, "probe_volume", lambda path: exfat)
+    src, set_path, parent = _setup(tmp_path)
+    before = dict(seen)
+    r = _run(tmp_path, src, parent, "d2", "A.txt", b"capital")
+    assert seen["drive"] == before["drive"] and r.files_copied == 1
+    mirrors = {e["path"]: e.get("mirror") for e in _entries(set_path)}
+    assert mirrors["Data/d2/A.txt"] == "Data/d2/A~1.txt" and mirrors["Data/d2/a.txt"] is None
+    assert mirrors['Data/q"uote/y.txt'] == "Data/q%22uote/y.txt"
+    _full_scan_equal(tmp_path, src, set_path)
