@@ -109,11 +109,17 @@ def test_a_journal_run_reads_the_local_copy_copies_pieces_and_patches_latest_sum
     assert oct(record.local_path.stat().st_mode & 0o777) == "0o600"
 
 
-@pytest.mark.parametrize("change", ["added", "removed"])
-def test_a_file_added_or_removed_rewrites_latest_sums_from_its_kept_runs(tmp_path, seen, change):
+@pytest.mark.parametrize("change", ["added", "removed", "renamed"])
+def test_a_file_added_removed_or_renamed_rewrites_latest_sums_from_its_kept_runs(tmp_path, seen, change):
     src, set_path, parent = _setup(tmp_path)
     before = dict(seen)
-    _run(tmp_path, src, parent, "d4", "new.txt" if change == "added" else "b.txt", b"new" if change == "added" else None)
+    if change == "renamed":   # as many lines there as before, another name: no patch
+        (src / "d4" / "b.txt").rename(src / "d4" / "bb.txt")
+        _run(tmp_path, src, parent, "d4", "a.txt", b"a v3")
+        assert seen["patched"] == before["patched"] + 1
+    else:
+        _run(tmp_path, src, parent, "d4", "new.txt" if change == "added" else "b.txt",
+             b"new" if change == "added" else None)
     assert seen["rewritten"] == before["rewritten"] + 1
     _full_scan_equal(tmp_path, src, set_path)
 
