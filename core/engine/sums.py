@@ -92,6 +92,9 @@ class LatestSums:
         assert base is not None
         consumed = sum(skip + keep for _, skip, keep in self._ops)
         ops = self._ops + [(self._new, base.lines - consumed, 0)]
+        if not any(keep for _, _, keep in ops):   # nothing spliced (a full scan): every line is here
+            self.base = None
+            return self.commit(bset)
         try:
             fd = os.open(path, _WRITE_FLAGS)
         except OSError:
@@ -179,19 +182,24 @@ class OldSums:
     def take(self, skip: int, count: int) -> bytes | None:
         """The ``count`` lines after the next ``skip`` (None if there are not that many)."""
         self._mark = self._pos
-        if not self._forward(skip):
+        if not self._forward(skip, keep=False):
             return None
         self._mark = self._pos
-        if not self._forward(count):
+        if not self._forward(count, keep=True):
             return None
         return self._buf[self._mark:self._pos]
 
-    def _forward(self, n: int) -> bool:
-        """Move ``n`` lines on, reading more as needed (False: the file ended first)."""
+    def _forward(self, n: int, keep: bool) -> bool:
+        """Move ``n`` lines on, reading more as needed (False: the file ended first); ``keep``:
+        the buffer keeps the lines passed (else memory holds at most a few reads)."""
         if n <= 0:
             return True
         while self._ahead < n:
-            more = self._file.read(max(READ_BLOCK, (n - self._ahead) * self._width))
+            if not keep and self._ahead:   # (every whole line in the buffer is passed: forget them)
+                n -= self._ahead
+                self._pos = self._mark = self._buf.rfind(b"\n") + 1
+                self._ahead = 0
+            more = self._file.read(min(max(READ_BLOCK, (n - self._ahead) * self._width), 16 * READ_BLOCK))
             if not more:
                 return False
             cut = self._mark   # (what lies before the mark is dropped)

@@ -256,3 +256,24 @@ def test_on_a_volume_where_names_collide_the_local_copy_reserves_every_name(tmp_
     assert mirrors["Data/d2/A.txt"] == "Data/d2/A~1.txt" and mirrors["Data/d2/a.txt"] is None
     assert mirrors['Data/q"uote/y.txt'] == "Data/q%22uote/y.txt"
     _full_scan_equal(tmp_path, src, set_path)
+
+
+def test_skipping_old_lines_keeps_memory_small(monkeypatch):
+    import io
+
+    monkeypatch.setattr(sums, "READ_BLOCK", 100)
+    lines = [b"%064x  f%d\n" % (i, i) for i in range(5000)]
+    old = sums.OldSums(io.BytesIO(b"".join(lines)))
+    assert old.take(4000, 2) == lines[4000] + lines[4001]
+    assert len(old._buf) <= 16 * 100 + 200   # (not the 4,000 lines skipped)
+    assert old.take(0, 3) == b"".join(lines[4002:4005]) and old.take(995, 1) is None
+
+
+def test_a_full_scan_after_a_journal_run_writes_latest_sums_from_its_own_lines(tmp_path, seen):
+    src, set_path, parent = _setup(tmp_path)
+    (src / "d1" / "b.txt").write_bytes(b"b v9")
+    before = dict(seen)
+    r = backup_path(set_path, [src], workers=1, cache=tmp_path / "cache")
+    assert r.scan == "full" and r.files_copied == 1
+    assert seen["rewritten"] == before["rewritten"] and seen["patched"] == before["patched"]
+    _full_scan_equal(tmp_path, src, set_path)
