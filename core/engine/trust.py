@@ -33,7 +33,7 @@ from core.engine.manifest import is_hex64, is_snapshot_id
 from core.engine.sums_base import SumsState
 
 KEEP = 8                 # snapshots remembered per set: the parent is almost always the newest
-MAX_RECORD = 16 << 20    # bytes; a few hundred, and the newest manifest's pieces (~60 bytes per 256 KB)
+MAX_RECORD = 16 << 20    # bytes; a few hundred, and the newest manifest's pieces (~100 bytes per 256 KB of text)
 
 
 class TrustRecord:
