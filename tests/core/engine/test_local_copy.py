@@ -277,3 +277,21 @@ def test_a_full_scan_after_a_journal_run_writes_latest_sums_from_its_own_lines(t
     assert r.scan == "full" and r.files_copied == 1
     assert seen["rewritten"] == before["rewritten"] and seen["patched"] == before["patched"]
     _full_scan_equal(tmp_path, src, set_path)
+
+
+def test_a_sums_record_that_disagrees_with_its_file_rebuilds_latest_sums_from_the_manifest(tmp_path, monkeypatch):
+    """The record says the file has more lines than it has (never written so, but a record is only
+    local data): the rewrite finds the file short and makes it from the committed manifest."""
+    src, set_path, parent = _setup(tmp_path)
+    record = TrustRecord(tmp_path / "cache", open_set(set_path).set_id)
+    state = record.sums_of(parent)
+    assert state is not None and state.index[-1] < state.size - 1
+    state.lines += sums_base.STRIDE
+    state.index.append(state.size - 1)
+    record.record(parent, record.hash_of(parent), state, record.local_of(parent))
+    rebuilt = []
+    real = sums.LatestSums._rebuild
+    monkeypatch.setattr(sums.LatestSums, "_rebuild", lambda self, bset: rebuilt.append(1) or real(self, bset))
+    _run(tmp_path, src, parent, "d3", "b.txt", b"b v6")
+    assert rebuilt
+    _full_scan_equal(tmp_path, src, set_path)
