@@ -6,8 +6,10 @@ manifest, whatever else it skips. Not a test; prints CPU seconds (medians of --r
 For the newest manifest of the plain set SET: read the file, unpack it (gunzip), hash its text
 (SHA-256: the trailer), and pack the text again (gzip, fastest level), once with the standard
 library's zlib and once with ISA-L (``isal``, what core/engine/deflate.py uses when installed).
-A run that splices (core/engine/splice.py) must at least unpack and hash the parent and pack
-and hash the new manifest; everything it does beyond that is per-run overhead.
+A run that splices (core/engine/splice.py) from the parent's drive file must at least unpack and
+hash the parent and pack and hash the new manifest; one that reads the local copy and copies its
+pieces (core/engine/local_copy.py, pieces.py) must still unpack and hash the new manifest's text
+(the trailer): the "gunzip" and "sha256" lines alone.
 """
 
 from __future__ import annotations

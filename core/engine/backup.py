@@ -249,11 +249,11 @@ class _Run:
         bset, layout = self.bset, self.layout
         self.fs.flush_volume(layout.root)          # 4: all data durable before the manifest
         write_atomic(self.fs, layout.tmp, layout.manifest(header.snapshot_id),
-                     bset.manifest_chunks(self.writer, header))
+                     self.proven.tee(bset, bset.manifest_chunks(self.writer, header)))
         bset.forget_cached(header.snapshot_id)
         if self.sums is not None:                  # 5
             self.sums.commit(bset)
-        self.proven.record(header.snapshot_id, self.writer.sha256, self.sums.sha256 if self.sums else None)
+        self.proven.record(bset, header.snapshot_id, self.writer, self.sums.state if self.sums else None)
         self.journal.remove()
 
     # --- the pass --------------------------------------------------------------------

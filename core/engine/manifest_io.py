@@ -45,6 +45,7 @@ from core.engine.manifest import (
     sort_key,
 )
 from core.engine.manifest import Entry as Entry  # re-exported: readers and writers speak in entries
+from core.engine.pieces import Piece, PieceSpool
 from core.errors import ManifestDamaged, NewerFormat
 
 READ_BLOCK = 1 << 20          # bytes read from the drive at a time
@@ -261,10 +262,9 @@ class Spool:
     (the new manifest's lines, what to read back) waits here, not in memory.
     """
 
-    def __init__(self, prefix: str = "plugback-spool-", *, raw: bool = False):
+    def __init__(self, prefix: str = "plugback-spool-"):
         self._file = tempfile.TemporaryFile(prefix=prefix)
-        # raw: a bare deflate stream that :meth:`deflated` hands on as part of a gzip file.
-        self._wbits = -deflate.MAX_WBITS if raw else deflate.MAX_WBITS
+        self._wbits = deflate.MAX_WBITS
         self._z = deflate.compressobj(1, self._wbits)
         self._buf: list[bytes] = []
         self._buffered = 0
@@ -310,17 +310,6 @@ class Spool:
         if pending:
             yield pending
 
-    def deflated(self) -> Iterator[tuple[bytes, bytes]]:
-        """Everything added as ``(deflate bytes, the text they hold)`` pairs, read once (a raw
-        spool): the deflate bytes end on a byte boundary without a final block, so that more
-        deflate data may follow them in one stream."""
-        self._flush()
-        self._file.write(self._z.flush(deflate.Z_SYNC_FLUSH))
-        self._file.seek(0)
-        z = deflate.decompressobj(self._wbits)
-        while data := self._file.read(SPOOL_BUFFER):
-            yield data, z.decompress(data)
-
     def lines(self) -> Iterator[bytes]:
         """Everything added, line by line (without newlines)."""
         for block in self.blocks():
@@ -339,11 +328,13 @@ class ManifestWriter:
     """
 
     def __init__(self):
-        self._spool = Spool("plugback-manifest-", raw=True)
+        self._spool = PieceSpool()
         self._last: list[str] | None = None
         self.count = 0
         self.totals = {"files": 0, "dirs": 0, "links": 0, "bytes": 0}
         self.sha256 = ""   # the trailer's hash, once chunks() has given every byte
+        self.head = 0      # then: the bytes before the entries' pieces (gzip header, header line)
+        self.pieces = self._spool.pieces   # the entries' pieces (core/engine/pieces.py)
 
     def add(self, e: Entry) -> None:
         key = sort_key(e.path)
@@ -362,14 +353,18 @@ class ManifestWriter:
         self.count += 1
         self._spool.add(_ENCODER.encode(e.to_dict()).encode("ascii"))
 
-    def add_block(self, block: bytes, first: str, last: str) -> None:
+    def add_block(self, block: bytes, first: str, last: str, piece: tuple[bytes, Piece] | None = None) -> None:
         """Whole entry lines of a manifest this computer wrote (core/engine/splice.py), copied as
-        they are: ``first`` and ``last`` are the paths of its first and last line. Their number
+        they are: ``first`` and ``last`` are the paths of its first and last line; ``piece``:
+        ``block`` is the whole text of that manifest's piece: its deflate bytes and record. Their number
         and totals come separately (:meth:`add_counts`), before :meth:`chunks`."""
         if self._last is not None and sort_key(first) <= self._last:
             raise ValueError(f"manifest entries out of order: {first!r} after {'/'.join(self._last)!r}")
         self._last = sort_key(last)
-        self._spool.add_block(block)
+        if piece is not None:
+            self._spool.add_piece(piece[0], block or None, piece[1])
+        else:
+            self._spool.add_block(block)
 
     def add_counts(self, count: int, totals: dict[str, int]) -> None:
         """The number of lines and the totals (:attr:`totals`' keys) of what :meth:`add_block` took."""
@@ -385,11 +380,13 @@ class ManifestWriter:
                   "sources": m.sources, "parent": m.parent, "totals": m.totals}
         if m.scan is not None:
             header["scan"] = m.scan
-        # One gzip member, one deflate stream in three pieces, each compressed on its own: the
-        # header, the spooled entries as they were compressed when added (not compressed again:
+        # One gzip member, one deflate stream in pieces, each compressed on its own: the header,
+        # the spooled entries' pieces as they were compressed when added (not compressed again:
         # that was a fifth of a journal backup), and the trailer (the final block).
         digest, crc, size = hashlib.sha256(), 0, 0
         for piece, text in _pieces(_ENCODER.encode(header), self._spool.deflated()):
+            if not self.head:
+                self.head = len(piece)
             if text is None:   # the trailer, once every byte before it is counted
                 self.sha256 = digest.hexdigest()
                 trailer = {"type": "trailer", "entries": self.count, "sha256": self.sha256}

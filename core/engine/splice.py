@@ -18,6 +18,11 @@ this computer wrote (core/engine/trust.py), they are handled as text instead:
    over whole runs of lines the scan reuses unchanged as one :class:`Splice`: the
    new manifest and ``Latest.sha256`` take their bytes as they are.
 
+A plain set's parent whose local copy (core/engine/local_copy.py) is as recorded is not read
+from the drive at all: step 1 unpacks only the pieces it needs, and step 2 unpacks each piece
+once, or never when a splice takes it whole (``LocalParent.ahead``), copying whole pieces into
+the new manifest compressed as they are (core/engine/pieces.py).
+
 Lines are this version's writer's (``ManifestWriter``: compact JSON, ASCII, keys in
 ``Entry.to_dict`` order), which is what makes plain byte searches exact here: a key
 such as ``","type":"d"`` can only appear where that key is (a quote inside a JSON
@@ -29,14 +34,18 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
 
 from core.engine.hashset import StreamNamer
+from core.engine.local_copy import LocalParent, Tee
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest, parse_entry
-from core.engine.manifest_io import ManifestReader
+from core.engine.manifest_io import ManifestReader, ManifestWriter
+from core.engine.pieces import Piece, unpack
+from core.engine.pieces import line_path as _line_path
 from core.engine.store import EncryptedStore
-from core.engine.sums import LatestSums, OldSums
+from core.engine.sums import LatestSums
+from core.engine.sums_base import SumsState
 from core.engine.trust import TrustRecord
 from core.errors import ManifestDamaged
 
@@ -54,13 +63,6 @@ def encoded(path: str) -> bytes:
     return json.dumps(path, ensure_ascii=True)[1:-1].encode("ascii")
 
 
-def _line_path(line: bytes) -> str:
-    """The path of one entry line (its first key)."""
-    end = line.find(_TYPE)
-    raw = line[len(HEAD):end]
-    return raw.decode("ascii") if b"\\" not in raw else json.loads(b'"' + raw + b'"')
-
-
 @dataclass
 class Splice:
     """Whole lines of the parent manifest the new one takes as they are (in manifest order)."""
@@ -68,21 +70,32 @@ class Splice:
     block: bytes     # the lines, each ending in a newline
     first: str       # the paths of its first and last line
     last: str
-    sums: int        # its files' lines in Latest.sha256 (files not stored split; plain sets)
+    sums: int        # its block's files' lines in Latest.sha256 (files not stored split; plain sets)
     skip: int        # the parent's lines there before them that were not spliced
+    piece: tuple[bytes, Piece] | None = None   # the block is a whole piece of the parent: its bytes, record
+    after: list[tuple[bytes, Piece]] = field(default_factory=list)   # whole pieces after it, never unpacked
 
     def emit(self, writer, sums: LatestSums | None) -> None:
         """Into the new manifest (and Latest.sha256), in its place in manifest order. (Its totals
         are not counted here: ProvenParent.settle adds those of every splice at the end.)"""
-        writer.add_block(self.block, self.first, self.last)
+        writer.add_block(self.block, self.first, self.last, self.piece)
+        for comp, p in self.after:
+            writer.add_block(b"", p.first, p.last, (comp, p))
         if sums is not None:
             sums.add_block(self.block, self.skip, self.sums)
+            for comp, p in self.after:   # (their text only where Latest.sha256 is made from it)
+                sums.add_block(unpack(comp) if sums.base is None else b"", 0, p.sums)
 
     @classmethod
-    def of(cls, block: bytes, first: str, skip: int, plain: bool) -> "Splice":
+    def of(cls, block: bytes, first: str, skip: int, plain: bool, piece: tuple[bytes, Piece] | None = None,
+           after: list[tuple[bytes, Piece]] | None = None) -> "Splice":
         last = _line_path(block[block.rfind(b"\n", 0, len(block) - 1) + 1:])
-        sums = block.count(_KINDS["files"]) - block.count(_PARTS) if plain else 0
-        return cls(block, first, last, sums, skip)
+        after = after or []
+        if not plain:
+            sums = 0
+        else:
+            sums = piece[1].sums if piece else block.count(_KINDS["files"]) - block.count(_PARTS)
+        return cls(block, first, last, sums, skip, piece, after)
 
 
 class ProvenParent:
@@ -91,22 +104,26 @@ class ProvenParent:
 
     def __init__(self, cache, set_id: str):
         self.trust = TrustRecord(cache, set_id)
-        self.copy: ParentCopy | None = None
+        self.copy: ParentCopy | LocalParent | None = None
         self._lines: ParentLines | None = None
         self._plain = False
+        self._tee: Tee | None = None
 
     def read(self, bset, parent_id: str, reuse, namer: StreamNamer, store, sums: LatestSums | None
              ) -> Manifest | None:
-        """The parent's header after reading it whole into ``copy``, noting what ``reuse``,
-        ``namer``, ``store`` and ``sums`` need; None when the parent is not proven (nothing
-        noted then, except in ``namer``: the caller makes a new one)."""
+        """The parent's header after reading it whole into ``copy`` (or finding its local copy:
+        core/engine/local_copy.py), noting what ``reuse``, ``namer``, ``store`` and ``sums``
+        need; None when the parent is not proven (nothing noted then, except in ``namer``: the
+        caller makes a new one)."""
         expected = self.trust.hash_of(parent_id)
         if expected is None:
             return None
         objects = store.trusted.update if isinstance(store, EncryptedStore) else None
         try:
-            self.copy = ParentCopy.read(bset, parent_id, expected, begin=reuse.wanted, found=reuse.found,
-                                        reserve=namer.reserve, every_name=namer.every_name, objects=objects)
+            self.copy = self._local(bset, parent_id, reuse, namer) if objects is None else None
+            if self.copy is None:
+                self.copy = ParentCopy.read(bset, parent_id, expected, begin=reuse.wanted, found=reuse.found,
+                                            reserve=namer.reserve, every_name=namer.every_name, objects=objects)
         except ManifestDamaged:
             self.copy = None   # the validating read names the damage
         if self.copy is None:
@@ -114,16 +131,46 @@ class ProvenParent:
             if isinstance(store, EncryptedStore):
                 store.trusted.clear()
             return None
-        sums_hash = self.trust.hash_of(parent_id, "sums")
         self._plain = sums is not None
-        if sums is not None and sums_hash is not None:
-            sums.old = OldSums.read(bset.layout.latest_sums, sums_hash)
-            sums.proven = sums_hash if sums.old is not None else None
+        base = self.trust.sums_of(parent_id)
+        if sums is not None and base is not None and base.on_drive(bset.layout.latest_sums):
+            sums.base = base
         return self.copy.header
+
+    def _local(self, bset, parent_id: str, reuse, namer: StreamNamer) -> "LocalParent | None":
+        """The parent's local copy, if it is as recorded, with what the pass needs noted."""
+        rec, path = self.trust.local_of(parent_id), self.trust.local_path
+        local = LocalParent.open(path, rec, bset.layout.manifest(parent_id), parent_id) \
+            if rec is not None and path is not None else None
+        if local is None:
+            return None
+        try:
+            wanted = {HEAD + encoded(p) + _TYPE + b'd"': p for p in reuse.wanted(local.header)}
+            for text, _, _ in local.pieces(local.holding(wanted.values())):
+                _found_dirs(text, wanted, reuse.found)
+            every = namer.every_name
+            named = None if every else [i for i, p in enumerate(local.rec.pieces) if p.mirrors]
+            if named is None or named:
+                for text, _, _ in local.pieces(named):
+                    _mirrors(text, namer.reserve, every)
+        except BaseException:
+            local.close()
+            raise
+        return local
+
+    def tee(self, bset, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The bytes of the manifest being committed, kept locally on their way (plain sets)."""
+        self._tee = Tee(self.trust.local_path if bset.keys is None else None)
+        return self._tee.chunks(chunks)
 
     def lines(self) -> "ParentLines | None":
         """The proven parent's lines for the pass (None: it was not proven)."""
-        self._lines = self.copy.lines(self._plain) if self.copy is not None else None
+        copy = self.copy
+        if isinstance(copy, LocalParent):   # (pieces unpacked once, or never; whole ones copied as they are)
+            self._lines = ParentLines(((t, (c, p)) for t, c, p in copy.pieces(lazy=True)), copy.name, False,
+                                      self._plain, copy.close, copy.ahead)
+        else:
+            self._lines = copy.lines(self._plain) if copy is not None else None
         return self._lines
 
     def settle(self, writer, stats: dict[str, int]) -> None:
@@ -139,14 +186,19 @@ class ProvenParent:
             stats[key] += totals[key]
             stats["done_" + key] += totals[key]
 
-    def record(self, snapshot_id: str, manifest: str, sums: str | None) -> None:
-        """The snapshot this run committed (its manifest's and Latest.sha256's hashes) to the record."""
-        self.trust.record(snapshot_id, manifest, sums)
+    def record(self, bset, snapshot_id: str, writer: ManifestWriter, sums: SumsState | None) -> None:
+        """The snapshot this run committed (its manifest's hash and local copy, what it left in
+        Latest.sha256) to the record."""
+        local = self._tee.keep(bset.layout.manifest(snapshot_id), writer.head, writer.pieces) \
+            if self._tee is not None else None
+        self.trust.record(snapshot_id, writer.sha256, sums, local)
 
     def close(self) -> None:
         if self.copy is not None:
             self.copy.close()
             self.copy = None
+        if self._tee is not None:
+            self._tee.close()
 
 
 class ParentCopy:
@@ -191,7 +243,9 @@ class ParentCopy:
     def lines(self, plain: bool) -> "ParentLines":
         """Its lines, from the local copy (read again without checks: these bytes were just proven)."""
         self.file.seek(0)
-        return ParentLines(ManifestReader(self.file, self.name, encrypted=self.encrypted), self.encrypted, plain)
+        reader = ManifestReader(self.file, self.name, encrypted=self.encrypted)
+        return ParentLines(((b, None) for b in reader.raw_blocks(proven=True)), self.name, self.encrypted, plain,
+                           reader.close)
 
     def close(self) -> None:
         self.file.close()
@@ -236,9 +290,12 @@ class ParentLines:
     Iterating yields the entries (a full scan's merge). Memory: one block of text.
     """
 
-    def __init__(self, reader: ManifestReader, encrypted: bool, plain: bool):
-        self._reader, self._encrypted, self._plain = reader, encrypted, plain
-        self._blocks = reader.raw_blocks(proven=True)
+    def __init__(self, blocks: Iterator[tuple[bytes, tuple[bytes, Piece] | None]], name: str, encrypted: bool,
+                 plain: bool, close: Callable[[], None],
+                 ahead: Callable[[str, str | None], list[tuple[bytes, Piece]]] = lambda prefix, stop: []):
+        self._name, self._encrypted, self._plain, self.close = name, encrypted, plain, close
+        self._blocks, self._ahead = blocks, ahead
+        self._piece: tuple[bytes, Piece] | None = None   # the buffer's deflate bytes and record: a whole piece
         self.taken = {"lines": 0, "files": 0, "dirs": 0, "links": 0, "bytes": 0}   # not spliced
         self._buf, self._pos = b"", 0
         self._entry: Entry | None = None
@@ -247,7 +304,7 @@ class ParentLines:
 
     def _refill(self) -> None:
         if self._pos >= len(self._buf):
-            self._buf, self._pos = next(self._blocks, b""), 0
+            (self._buf, self._piece), self._pos = next(self._blocks, (b"", None)), 0
 
     def entry(self) -> Entry | None:
         """The entry at the current line (None at the end)."""
@@ -256,8 +313,8 @@ class ParentLines:
             try:
                 d = json.loads(self._buf[self._pos:end])
             except ValueError:
-                raise ManifestDamaged(path=self._reader.name, reason="a line is not valid JSON") from None
-            self._entry = parse_entry(d, self._reader.name, encrypted=self._encrypted)
+                raise ManifestDamaged(path=self._name, reason="a line is not valid JSON") from None
+            self._entry = parse_entry(d, self._name, encrypted=self._encrypted)
         return self._entry
 
     def advance(self) -> None:
@@ -290,13 +347,12 @@ class ParentLines:
             at = buf.find(b"\n" + HEAD + encoded(stop) + _TYPE + b'd"', pos, end)
             if at >= 0:
                 end = at + 1
+        whole = self._piece if pos == 0 and end == len(buf) else None
+        after = self._ahead(prefix, stop) if end == len(buf) else []
         self._pos, self._entry = end, None
         self._refill()
         skip, self._sums = self._sums, 0
-        return Splice.of(buf[pos:end], first.path, skip, self._plain)
-
-    def close(self) -> None:
-        self._reader.close()
+        return Splice.of(buf[pos:end], first.path, skip, self._plain, whole, after)
 
     def __enter__(self) -> "ParentLines":
         return self

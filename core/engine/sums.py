@@ -14,12 +14,12 @@ import json
 import os
 import re
 import stat
-import tempfile
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from core.engine.atomic import write_atomic
 from core.engine.manifest import FILE, Entry, Manifest
 from core.engine.manifest_io import READ_BLOCK, Spool
+from core.engine.sums_base import MAX_PATCH_LINES, LineIndex, Short, SumsState, after_lines, patches, rewritten
 
 # A file's line as this version's ManifestWriter writes it (core/engine/splice.py: spliced blocks).
 _FILE_LINE = re.compile(rb'"path":"([^"\n]*)","type":"f","mtime_ns":-?\d+,"mode":\d+,"size":\d+,'
@@ -37,56 +37,120 @@ def sums_line(sha256: str, mirror_path: str) -> bytes:
 
 class LatestSums:
     """``Latest.sha256`` built entry by entry (the newest snapshot's, in manifest order) and
-    spooled, so memory stays flat; :meth:`commit` writes it only when it changed."""
+    spooled, so memory stays flat; :meth:`commit` writes it only when it changed.
+
+    With :attr:`base` (the parent's file, still as this computer left it: core/engine/sums_base.py)
+    spliced blocks are only counted, and the commit patches or rewrites the old file."""
 
     def __init__(self):
         self._spool = Spool("plugback-sums-")
         self._digest = hashlib.sha256()
-        self._size = 0
-        self.old: OldSums | None = None   # the parent's, proven: spliced blocks take their lines
-        self.proven: str | None = None    # the hash of the Latest.sha256 on the drive, proven
-
-    @property
-    def sha256(self) -> str:
-        """The hash of everything added (what :meth:`commit` leaves in ``Latest.sha256``)."""
-        return self._digest.hexdigest()
+        self._index = LineIndex()
+        self.base: SumsState | None = None   # the parent's Latest.sha256 on the drive, by its record
+        self._ops: list[tuple[int, int, int]] = []   # base: (new lines, old skipped, old kept) per splice
+        self._new = 0
+        self.state: SumsState | None = None   # what the commit left (for the record)
 
     def add(self, e: Entry) -> None:
         if e.type == FILE and not e.parts and e.sha256:   # a checked file entry always has one
             line = sums_line(e.sha256, e.mirror_path)
             self._digest.update(line)
-            self._size += len(line)
+            self._index.line(len(line))
+            self._new += 1
             self._spool.add(line[:-1])
 
     def add_block(self, block: bytes, skip: int = 0, files: int = 0) -> None:
-        """The lines of the files in ``block``: whole manifest lines this computer wrote (a splice);
-        taken from the parent's ``Latest.sha256`` when it is proven (:attr:`old`): the next
-        ``files`` lines there, after ``skip`` lines of the parent's files that were not spliced."""
-        text = self.old.take(skip, files) if self.old is not None else None
-        if text is not None and not _ends_match(text, block):
-            text = None   # (a safeguard: the two files must be in step)
-        if text is None:
-            if self.old is not None:   # (not the parent's after all: never again this run)
-                self.old.close()
-                self.old = None
-            text = _lines_of(block)
+        """The lines of the files in ``block``: whole manifest lines this computer wrote (a splice):
+        the next ``files`` lines of the parent's, after ``skip`` lines of the parent's files that
+        were not spliced. With :attr:`base` only counted; else made from ``block``."""
+        if self.base is not None:
+            self._ops.append((self._new, skip, files))
+            self._new = 0
+            return
+        text = _lines_of(block)
         self._digest.update(text)
-        self._size += len(text)
+        self._index.text(text)
         self._spool.add_block(text)
 
     def commit(self, bset) -> None:
+        """Into ``Latest.sha256`` (after the manifest's commit: a crash before the end leaves the
+        journal, and the next run rewrites the file from the manifest)."""
+        path = bset.layout.latest_sums
         try:
-            new = self._digest.hexdigest()
-            if self.proven is not None:   # the file's hash is known: no need to read it all again
-                changed = new != self.proven
-            else:
-                changed = not _holds(bset.layout.latest_sums, self._size, new)
-            if changed:
-                write_atomic(bset.fs, bset.layout.tmp, bset.layout.latest_sums, self._spool.blocks())
+            if self.base is not None:
+                self._commit_on_base(bset)
+                return
+            index = self._index
+            if not _holds(path, index.size, self._digest.hexdigest()):
+                write_atomic(bset.fs, bset.layout.tmp, path, self._spool.blocks())
+            self.state = SumsState.of(path, index.lines, index.index)
         finally:
             self._spool.close()
-            if self.old is not None:
-                self.old.close()
+
+    def _commit_on_base(self, bset) -> None:
+        base, path = self.base, bset.layout.latest_sums
+        assert base is not None
+        consumed = sum(skip + keep for _, skip, keep in self._ops)
+        ops = self._ops + [(self._new, base.lines - consumed, 0)]
+        if not any(keep for _, _, keep in ops):   # nothing spliced (a full scan): every line is here
+            self.base = None
+            return self.commit(bset)
+        try:
+            fd = os.open(path, _WRITE_FLAGS)
+        except OSError:
+            fd = -1
+        if consumed > base.lines or fd < 0:
+            return self._rebuild(bset)
+        with open(fd, "r+b", buffering=0) as f:
+            if not base.matches(os.fstat(fd)):
+                f.close()
+                return self._rebuild(bset)
+            try:
+                if self._patched(bset, f, ops):
+                    return None
+                f.seek(0)
+                index = LineIndex()
+                write_atomic(bset.fs, bset.layout.tmp, path,
+                             rewritten(OldSums(f), ops, _with_newlines(self._spool.lines()), index))
+            except Short:
+                f.close()
+                return self._rebuild(bset)
+        self.state = SumsState.of(path, index.lines, index.index)
+        return None
+
+    def _patched(self, bset, f, ops: list[tuple[int, int, int]]) -> bool:
+        """Whether the old file could be patched in place (and was, if anything changed)."""
+        assert self.base is not None
+        if any(count != skip for count, skip, _ in ops) or sum(c for c, _, _ in ops) > MAX_PATCH_LINES:
+            return False
+        new = list(_with_newlines(self._spool.lines()))
+        todo = patches(f, self.base, ops, iter(new))
+        if todo is None:
+            self._spool = Spool("plugback-sums-")   # (read once: the rewrite takes the lines kept here)
+            for line in new:
+                self._spool.add(line[:-1])
+            return False
+        for offset, line in todo:
+            f.seek(offset)
+            bset.fs.write(f, line)
+        if todo:
+            bset.fs.fsync(f)
+        self.state = SumsState.of(bset.layout.latest_sums, self.base.lines, self.base.index)
+        return True
+
+    def _rebuild(self, bset) -> None:
+        """The old file is not the one recorded after all: the new one from the committed manifest
+        (slow, and never expected: a record and its file that disagree)."""
+        sums = LatestSums()
+        with bset.open_manifest(bset.newest_id()) as reader:
+            for e in reader:
+                sums.add(e)
+        sums.commit(bset)
+        self.state = sums.state
+
+
+def _with_newlines(lines: Iterable[bytes]) -> Iterator[bytes]:
+    return (line + b"\n" for line in lines)
 
 
 def _lines_of(block: bytes) -> bytes:
@@ -105,24 +169,9 @@ def _lines_of(block: bytes) -> bytes:
     return b"".join(out)
 
 
-def _ends_match(text: bytes, block: bytes) -> bool:
-    """Whether ``text`` (lines taken from the parent's Latest.sha256) starts and ends with the lines
-    of ``block``'s first and last file entries (manifest lines) that have one."""
-    first = last = b""
-    at = block.find(_FILE_KEY)
-    while at >= 0 and not first:
-        start, end = block.rfind(b"\n", 0, at) + 1, block.find(b"\n", at) + 1
-        first, at = _lines_of(block[start:end]), block.find(_FILE_KEY, end)
-    at = block.rfind(_FILE_KEY)
-    while at >= 0 and not last:
-        start, end = block.rfind(b"\n", 0, at) + 1, block.find(b"\n", at) + 1
-        last, at = _lines_of(block[start:end]), block.rfind(_FILE_KEY, 0, start)
-    return text.startswith(first) and text.endswith(last) and (bool(text) == bool(first))
-
-
 class OldSums:
-    """The parent snapshot's ``Latest.sha256`` in a local temporary file, proven to be the one this
-    computer wrote for it (core/engine/trust.py), read forward a run of lines at a time."""
+    """The parent snapshot's ``Latest.sha256`` (an open file, as this computer left it:
+    core/engine/sums_base.py), read forward a run of lines at a time."""
 
     def __init__(self, file):
         self._file = file
@@ -130,49 +179,33 @@ class OldSums:
         self._ahead = 0     # whole lines in the buffer from _pos on
         self._width = 100   # bytes a line, about (to guess where the n-th line ends)
 
-    @classmethod
-    def read(cls, path, expected: str) -> "OldSums | None":
-        """A local copy of ``path`` (a drive's Latest.sha256), if its SHA-256 is ``expected``."""
-        if not _regular(path):
-            return None
-        copy = tempfile.TemporaryFile(prefix="plugback-oldsums-")
-        digest = hashlib.sha256()
-        try:
-            with open(os.open(path, _READ_FLAGS), "rb") as f:
-                for block in iter(lambda: f.read(READ_BLOCK), b""):
-                    digest.update(block)
-                    copy.write(block)
-        except OSError:
-            copy.close()
-            return None
-        if digest.hexdigest() != expected:
-            copy.close()
-            return None
-        copy.seek(0)
-        return cls(copy)
-
     def take(self, skip: int, count: int) -> bytes | None:
         """The ``count`` lines after the next ``skip`` (None if there are not that many)."""
         self._mark = self._pos
-        if not self._forward(skip):
+        if not self._forward(skip, keep=False):
             return None
         self._mark = self._pos
-        if not self._forward(count):
+        if not self._forward(count, keep=True):
             return None
         return self._buf[self._mark:self._pos]
 
-    def _forward(self, n: int) -> bool:
-        """Move ``n`` lines on, reading more as needed (False: the file ended first)."""
+    def _forward(self, n: int, keep: bool) -> bool:
+        """Move ``n`` lines on, reading more as needed (False: the file ended first); ``keep``:
+        the buffer keeps the lines passed (else memory holds at most a few reads)."""
         if n <= 0:
             return True
         while self._ahead < n:
-            more = self._file.read(max(READ_BLOCK, (n - self._ahead) * self._width))
+            if not keep and self._ahead:   # (every whole line in the buffer is passed: forget them)
+                n -= self._ahead
+                self._pos = self._mark = self._buf.rfind(b"\n") + 1
+                self._ahead = 0
+            more = self._file.read(min(max(READ_BLOCK, (n - self._ahead) * self._width), 16 * READ_BLOCK))
             if not more:
                 return False
             cut = self._mark   # (what lies before the mark is dropped)
             self._buf, self._pos, self._mark = self._buf[cut:] + more, self._pos - cut, 0
             self._ahead += more.count(b"\n")
-        end = _after_lines(self._buf, self._pos, n, self._width)
+        end = after_lines(self._buf, self._pos, n, self._width)
         self._width = max(1, (end - self._pos) // n)
         self._pos, self._ahead = end, self._ahead - n
         return True
@@ -196,31 +229,8 @@ def write_latest_sums(bset, entries: Manifest | Iterable[Entry]) -> None:
     sums.commit(bset)   # nothing changed in Latest/ (the common case): no write, no fsync
 
 
-def _after_lines(buf: bytes, pos: int, n: int, width: int) -> int:
-    """Where the ``n``-th line from ``pos`` ends (``n`` > 0, and ``buf`` has that many): counted up
-    to a guess of ``n * width`` bytes, then line by line to the exact place."""
-    guess = min(len(buf), pos + n * width)
-    seen = buf.count(b"\n", pos, guess)
-    if seen >= n:
-        at = guess
-        for _ in range(seen - n + 1):
-            at = buf.rfind(b"\n", pos, at)
-        return at + 1
-    at = buf.rfind(b"\n", pos, guess) + 1 if seen else pos
-    for _ in range(n - seen):
-        at = buf.find(b"\n", at) + 1
-    return at
-
-
-_READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-               | getattr(os, "O_BINARY", 0))
-
-
-def _regular(path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
+_WRITE_FLAGS = (os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                | getattr(os, "O_BINARY", 0))
 
 
 def _holds(path, size: int, sha256: str) -> bool:

@@ -28,10 +28,12 @@ import uuid
 from pathlib import Path
 
 from core.engine.atomic import replace_file
+from core.engine.local_copy import LocalRecord
 from core.engine.manifest import is_hex64, is_snapshot_id
+from core.engine.sums_base import SumsState
 
 KEEP = 8                 # snapshots remembered per set: the parent is almost always the newest
-MAX_RECORD = 64 << 10    # bytes; the record is a few hundred
+MAX_RECORD = 16 << 20    # bytes; a few hundred, and the newest manifest's pieces (~100 bytes per 256 KB of text)
 
 
 class TrustRecord:
@@ -47,7 +49,7 @@ class TrustRecord:
                 return
             self.path = Path(folder) / "manifests" / f"{name}.json"
 
-    def _load(self) -> dict[str, dict[str, str]]:
+    def _load(self) -> dict[str, dict]:
         if self.path is None:
             return {}
         try:
@@ -58,20 +60,37 @@ class TrustRecord:
         snaps = data.get("snapshots") if isinstance(data, dict) else None
         if not isinstance(snaps, dict):
             return {}
-        return {sid: {k: v for k, v in hashes.items() if k in ("manifest", "sums") and is_hex64(v)}
+        return {sid: {k: v for k, v in hashes.items() if (k == "manifest" and is_hex64(v)) or k in ("sums", "local")}
                 for sid, hashes in snaps.items() if is_snapshot_id(sid) and isinstance(hashes, dict)}
 
-    def hash_of(self, snapshot_id: str, what: str = "manifest") -> str | None:
-        """The SHA-256 this computer wrote for ``snapshot_id``: of its manifest's lines before the
-        trailer (``manifest``), or of the ``Latest.sha256`` it left with it (``sums``); or None."""
-        return self._load().get(snapshot_id, {}).get(what)
+    def hash_of(self, snapshot_id: str) -> str | None:
+        """The SHA-256 this computer wrote for ``snapshot_id``'s manifest (of its lines before the
+        trailer), or None."""
+        return self._load().get(snapshot_id, {}).get("manifest")
 
-    def record(self, snapshot_id: str, manifest: str, sums: str | None) -> None:
+    def sums_of(self, snapshot_id: str) -> SumsState | None:
+        """What this computer left in ``Latest.sha256`` with ``snapshot_id`` (core/engine/sums_base.py;
+        kept for the newest snapshot recorded only), or None."""
+        return SumsState.parse(self._load().get(snapshot_id, {}).get("sums"))
+
+    def local_of(self, snapshot_id: str) -> LocalRecord | None:
+        """What the record says of the local copy of ``snapshot_id``'s manifest (core/engine/local_copy.py;
+        the newest snapshot's only), or None."""
+        return LocalRecord.parse(self._load().get(snapshot_id, {}).get("local"))
+
+    @property
+    def local_path(self) -> Path | None:
+        """Where the local copy of the newest recorded manifest is (``<set id>.gz``)."""
+        return self.path.with_suffix(".gz") if self.path is not None else None
+
+    def record(self, snapshot_id: str, manifest: str, sums: SumsState | None, local: LocalRecord | None = None
+               ) -> None:
         """Remember a snapshot this computer just committed (a failure only costs the next run time)."""
         if self.path is None:
             return
-        known = self._load()
-        known[snapshot_id] = {"manifest": manifest, **({"sums": sums} if sums else {})}
+        known = {sid: {"manifest": v["manifest"]} for sid, v in self._load().items() if "manifest" in v}
+        known[snapshot_id] = {"manifest": manifest, **({"sums": sums.to_json()} if sums else {}),
+                              **({"local": local.to_json()} if local else {})}
         keep = dict(sorted(known.items())[-KEEP:])
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

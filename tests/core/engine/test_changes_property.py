@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.engine import manifest_io, sums
+from core.engine import manifest_io, pieces, sums, sums_base
 from core.engine import scan as scan_mod
 from core.engine.changes import ChangeHint
 from tests.support.engine import backup_path, open_set
@@ -227,7 +227,8 @@ real_entry = scan_mod._entry
 
 def _tiny_blocks():
     """Text blocks of a few lines: runs of spliced lines cross their boundaries."""
-    return [mock.patch.object(manifest_io, "TEXT_BLOCK", 200), mock.patch.object(sums, "READ_BLOCK", 100)]
+    return [mock.patch.object(manifest_io, "TEXT_BLOCK", 200), mock.patch.object(sums, "READ_BLOCK", 100),
+            mock.patch.object(pieces, "PIECE_TEXT", 300), mock.patch.object(sums_base, "STRIDE", 3)]
 
 
 @pytest.mark.parametrize("inodes, spliced", [(True, False), (False, False), (True, True)],

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 
 import pytest
 
@@ -18,6 +19,7 @@ from core.engine.layout import SetLayout
 from core.engine.manifest import Entry, Manifest
 from core.engine.progress import WarningCode
 from core.engine.sums import sums_line
+from core.engine.sums_base import SumsState
 from core.engine.trust import KEEP, TrustRecord
 from core.errors import ManifestDamaged
 from tests.support.engine import backup_path, open_set
@@ -85,7 +87,7 @@ def test_a_journal_run_splices_a_parent_this_computer_wrote(tmp_path, spliced):
     assert header.totals == {"files": len(TREE), "dirs": 1 + 4 * 2 + 2, "links": 0,
                              "bytes": sum(len(v) for v in TREE.values()) - len(b"1 a.txt") + len(b"a v2")}
     record = TrustRecord(tmp_path / "cache", open_set(set_path).set_id)
-    assert record.hash_of(r.snapshot_id) and record.hash_of(r.snapshot_id, "sums")
+    assert record.hash_of(r.snapshot_id) and record.sums_of(r.snapshot_id)
 
 
 def test_without_a_cache_folder_nothing_is_spliced_or_kept(tmp_path, spliced):
@@ -133,7 +135,9 @@ def test_a_damaged_parent_is_reported_as_without_a_cache_folder(tmp_path, edit):
 def test_latest_sums_edited_on_the_drive_is_not_spliced(tmp_path):
     src, set_path, first = _first(tmp_path)
     sums = set_path / "Latest.sha256"
-    sums.write_bytes(sums.read_bytes().replace(b"Data/d3/b.txt", b"Data/d3/B.txt"))
+    before = sums.stat()
+    sums.write_bytes(sums.read_bytes().replace(b"Data/d3/b.txt", b"Data/d3/B.txt"))   # same size
+    os.utime(sums, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))   # (an edit one second later)
     _journal_run(tmp_path, src, first, cache=tmp_path / "cache")
     assert sums.read_bytes() == _expected_sums(set_path)
 
@@ -154,10 +158,11 @@ def test_the_record_is_local_small_and_refuses_what_it_cannot_use(tmp_path):
     set_id = "0f2c6c4e-3b8c-4a8e-9f1e-2b7a1d9c5e40"
     record = TrustRecord(tmp_path / "cache", set_id)
     ids = [f"20261126T0900{i:02d}Z-abcd" for i in range(KEEP + 3)]
+    sums = SumsState(97, 1, 2, 1, [0])
     for sid in ids:
-        record.record(sid, "a" * 64, None if sid == ids[-1] else "b" * 64)
-    assert record.hash_of(ids[0]) is None and record.hash_of(ids[-2], "sums") == "b" * 64
-    assert record.hash_of(ids[-1]) == "a" * 64 and record.hash_of(ids[-1], "sums") is None
+        record.record(sid, "a" * 64, sums)
+    assert record.hash_of(ids[0]) is None and record.sums_of(ids[-2]) is None   # (the newest only)
+    assert record.hash_of(ids[-1]) == "a" * 64 and record.sums_of(ids[-1]) == sums
     assert len(json.loads(record.path.read_text())["snapshots"]) == KEEP
     record.path.write_text("{not json")
     assert record.hash_of(ids[-1]) is None

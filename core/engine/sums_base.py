@@ -1,0 +1,211 @@
+"""``Latest.sha256`` changed where it changed (issue #12): a journal backup of 1,000,000 files
+with 10 changed used to read the file whole (97 MB) and write it whole again.
+
+What this computer left in ``Latest.sha256`` after a commit is remembered locally
+(core/engine/trust.py) as a :class:`SumsState`: the file's identity (size, mtime, inode)
+and where every :data:`STRIDE`-th line starts. The next run on that snapshot, if the file
+on the drive still has that identity, never reads it whole: it knows, from the run's
+splices (core/engine/splice.py), which of the parent's lines stay as they are and which
+were taken one by one, and
+
+* **patches** the file in place when every taken run of lines has the same names as
+  before (files changed, none added, removed or renamed: the common case): it reads those
+  few lines back (checking their names) and writes the changed hashes over the old ones,
+  same length, then fsyncs. A crash in between leaves the journal on the drive, and the
+  next run rewrites the file whole from the committed manifest (backup.py ``_resume``);
+* else **rewrites** it: the old file's kept runs of lines copied as they are, the new
+  lines between them, through ``tmp/`` and a rename as before.
+
+The old file is trusted by its identity here, not by a hash of its bytes (reading it
+whole is what this avoids): another program that edits it in place within the same clock
+tick, keeping its size, or resets its mtime, goes unseen, and its lines stay wrong until a
+full scan's run rewrites the file. Nothing reads ``Latest.sha256`` but people checking
+``Latest/`` with ``sha256sum -c`` (restore and verify use the manifests), and a line is
+only ever copied or overwritten at a line start the record names, never followed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, cast
+
+STRIDE = 4096            # lines between two remembered line starts
+MAX_PATCH_LINES = 65536  # taken lines a patch reads back and compares at most (else: a rewrite)
+_READ = 1 << 20
+
+
+class Short(Exception):
+    """The old file ended before the lines the run's splices named (it is not the one recorded)."""
+
+
+@dataclass
+class SumsState:
+    """What this computer left in ``Latest.sha256``: its identity and line starts (see the module)."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    lines: int
+    index: list[int] = field(default_factory=list)   # byte offset of line k * STRIDE
+
+    def to_json(self) -> dict:
+        return {"size": self.size, "mtime_ns": self.mtime_ns, "ino": self.ino, "lines": self.lines,
+                "index": self.index}
+
+    @classmethod
+    def parse(cls, d) -> "SumsState | None":
+        """The record's value, checked (None: not one this version wrote)."""
+        if not isinstance(d, dict):
+            return None
+        values, index = [d.get(k) for k in ("size", "mtime_ns", "ino", "lines")], d.get("index")
+        if not all(type(v) is int and v >= 0 for v in values) or not isinstance(index, list):
+            return None
+        size, mtime_ns, ino, lines = cast("list[int]", values)
+        if len(index) != -(-lines // STRIDE) or not all(type(v) is int for v in index):
+            return None
+        if index and (index[0] != 0 or any(b <= a for a, b in zip(index, index[1:], strict=False)) or index[-1] >= size):
+            return None
+        return cls(size, mtime_ns, ino, lines, index)
+
+    @classmethod
+    def of(cls, path, lines: int, index: list[int]) -> "SumsState | None":
+        """The state of the file just written (or left as it was) at ``path``."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, lines, list(index))
+
+    def matches(self, st: os.stat_result) -> bool:
+        return (stat.S_ISREG(st.st_mode) and st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
+                and st.st_ino == self.ino)
+
+    def on_drive(self, path) -> bool:
+        """Whether ``path`` (never followed) still is the file this state describes."""
+        try:
+            return self.matches(os.lstat(path))
+        except OSError:
+            return False
+
+
+class LineIndex:
+    """Counts lines and bytes of whole-line text as it is added and notes where every
+    :data:`STRIDE`-th line starts."""
+
+    def __init__(self):
+        self.lines = self.size = 0
+        self.index: list[int] = []
+
+    def line(self, n: int) -> None:
+        """One line of ``n`` bytes (its newline included)."""
+        if self.lines % STRIDE == 0:
+            self.index.append(self.size)
+        self.lines += 1
+        self.size += n
+
+    def text(self, text: bytes) -> None:
+        """Whole lines."""
+        count = text.count(b"\n")
+        mark = len(self.index) * STRIDE   # the next line number to note
+        at, line = 0, self.lines
+        while mark < self.lines + count:
+            if mark > line:
+                at = after_lines(text, at, mark - line, 100)
+                line = mark
+            self.index.append(self.size + at)
+            mark += STRIDE
+        self.lines += count
+        self.size += len(text)
+
+
+def after_lines(buf: bytes, pos: int, n: int, width: int) -> int:
+    """Where the ``n``-th line from ``pos`` ends (``n`` > 0, and ``buf`` has that many): counted up
+    to a guess of ``n * width`` bytes, then line by line to the exact place."""
+    guess = min(len(buf), pos + n * width)
+    seen = buf.count(b"\n", pos, guess)
+    if seen >= n:
+        at = guess
+        for _ in range(seen - n + 1):
+            at = buf.rfind(b"\n", pos, at)
+        return at + 1
+    at = buf.rfind(b"\n", pos, guess) + 1 if seen else pos
+    for _ in range(n - seen):
+        at = buf.find(b"\n", at) + 1
+    return at
+
+
+def read_lines(f, state: SumsState, first: int, count: int) -> tuple[int, list[bytes]]:
+    """Where line ``first`` of the old file starts, and lines ``first`` to ``first + count - 1``
+    (with their newlines); :class:`Short` if the file ends before them."""
+    f.seek(state.index[first // STRIDE])
+    skip, buf, at = first % STRIDE, b"", 0
+    start = None
+    lines: list[bytes] = []
+    while True:
+        while start is None and skip:
+            nl = buf.find(b"\n", at)
+            if nl < 0:
+                break
+            at, skip = nl + 1, skip - 1
+        if start is None and not skip:
+            start = f.tell() - len(buf) + at
+        while start is not None and len(lines) < count:
+            nl = buf.find(b"\n", at)
+            if nl < 0:
+                break
+            lines.append(buf[at:nl + 1])
+            at = nl + 1
+        if start is not None and len(lines) == count:
+            return start, lines
+        more = f.read(_READ)
+        if not more:
+            raise Short
+        buf, at = buf[at:] + more, 0
+
+
+def same_name(old: bytes, new: bytes) -> bool:
+    """Whether two lines name the same file (a leading ``\\`` marks an escaped name: GNU's rule)."""
+    o, n = (1 if old[:1] == b"\\" else 0), (1 if new[:1] == b"\\" else 0)
+    return o == n and old[o + 64:] == new[n + 64:] and len(old) > o + 66
+
+
+def patches(f, state: SumsState, ops: list[tuple[int, int, int]], new: Iterator[bytes]
+            ) -> list[tuple[int, bytes]] | None:
+    """``(offset, line)`` to write over the old file, when every taken run has the same names
+    as before (``ops``: per splice, the new lines before it, the old lines it skips and keeps);
+    None when one does not (a rewrite then)."""
+    out: list[tuple[int, bytes]] = []
+    line = 0
+    for count, skip, keep in ops:
+        if count:
+            start, old = read_lines(f, state, line, count)
+            for o in old:
+                n = next(new)
+                if not same_name(o, n):
+                    return None
+                if n != o:
+                    out.append((start, n))
+                start += len(o)
+        line += skip + keep
+    return out
+
+
+def rewritten(old, ops: list[tuple[int, int, int]], new: Iterator[bytes], index: LineIndex
+              ) -> Iterable[bytes]:
+    """The new file's text: the old file's kept runs (``old``: a sums.OldSums over it) and the new
+    lines between them, noted in ``index``; :class:`Short` if the old file is too short."""
+    for count, skip, keep in ops:
+        while count:
+            n = min(count, STRIDE)
+            text = b"".join(next(new) for _ in range(n))
+            count -= n
+            index.text(text)
+            yield text
+        text = old.take(skip, keep)
+        if text is None:
+            raise Short
+        if text:
+            index.text(text)
+            yield text
