@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from pathlib import PurePosixPath
-from typing import Iterable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Iterator, cast
 
 from core.engine import crypto
 from core.engine import manifest as mf
@@ -151,7 +151,7 @@ class RemoteSet:
             raw = read_all(backend, SET_FILE, MAX_META_BYTES)
         except BlobNotFound:
             raise NotASet(path=backend.where) from None
-        meta = decode_meta(raw, _Where(backend.where, SET_FILE))
+        meta = decode_meta(raw, cast(Path, _Where(backend.where, SET_FILE)))
         if not meta.get("encryption"):
             raise DamagedSet(what=f"{backend.where}: a remote set is always encrypted, and this "
                                   "plugback.json says it is not")
