@@ -1,0 +1,237 @@
+"""Remote sets end to end on real storage: a folder, rclone's local backend and WebDAV on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core.engine import crypto
+from core.engine.backup_options import BackupOptions, BackupStatus
+from core.engine.progress import WarningCode
+from core.engine.remote.backup import backup
+from core.engine.remote.check import forget, verify
+from core.engine.remote.restore import restore
+from core.engine.remote.rset import RemoteSet, manifest_blob, object_blob
+from core.engine.retention import RetentionPolicy
+from core.engine.verify import VerifyOptions
+from core.errors import NotASet, PlugbackError, RemoteUnavailable, UsageError, WrongPassphrase
+from tests.core.engine.remote.conftest import place
+from tests.support.trees import File, Symlink, make_tree, read_tree
+
+T0 = 1_700_000_000_000_000_000
+SECRET = b"plaintext-that-must-never-reach-the-remote-"
+
+
+def unlock(passphrase: str = "correct horse"):
+    return lambda enc, set_id: crypto.unlock_with_passphrase(enc, passphrase)
+
+
+def tree() -> dict:
+    return {
+        "Quarterly-Report-Zebra.txt": File(SECRET + b"report", 0o640, T0),
+        "Ünïcødé-Folder/naïve-Giraffe.txt": File(SECRET + "grüße".encode(), 0o600, T0 + 1),
+        "deep/er/big-Walrus.bin": File(SECRET + os.urandom(3 << 20), 0o644, T0 + 2),
+        "deep/twin-Okapi.txt": File(SECRET + b"report", 0o644, T0 + 3),    # same content as the report
+        "empty-Narwhal/": None,
+        "link-to-Report": Symlink("Quarterly-Report-Zebra.txt"),
+    }
+
+
+def new_set(p, passphrase: str = "correct horse") -> RemoteSet:
+    from core.engine.progress import Clock
+
+    return RemoteSet.create(p.backend(), Clock().now(), passphrase)
+
+
+def flip(rset: RemoteSet, blob: str, at: int) -> None:
+    """Damage one bit of a blob (through the remote: the WebDAV server caches what it lists)."""
+    data = bytearray(b"".join(rset.backend.get(blob)))
+    data[at] ^= 1
+    rset.backend.put(blob, bytes(data))
+
+
+def stored(root) -> dict[str, bytes]:
+    return {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
+
+
+@pytest.mark.parametrize("kind", ["local", "rclone-local", "rclone-webdav"])
+def test_backup_then_restore_gives_every_byte_back(kind, tmp_path, request):
+    p = place(kind, tmp_path, request)
+    src = make_tree(tmp_path / "src" / "Documents", tree())
+    with new_set(p) as rset:
+        first = backup(rset, [src])
+        assert first.status is BackupStatus.OK and first.files_copied == 3     # the twin is stored once
+        again = backup(rset, [src])
+        assert again.files_copied == 0 and again.files_scanned == 4
+    with RemoteSet.open(p.backend(), unlock()) as rset:
+        assert [s.id for s in rset.snapshots()] == [first.snapshot_id, again.snapshot_id]
+        result = restore(rset, tmp_path / "out")
+        assert not result.damaged and result.files_restored == 4
+        checked = verify(rset, VerifyOptions(read_all=True))
+        assert checked.ok and checked.snapshots == 2 and checked.contents == 3
+    assert read_tree(tmp_path / "out" / "Documents", modes=True, mtimes=True) == \
+        read_tree(src, modes=True, mtimes=True)
+
+
+def test_the_remote_never_sees_a_name_or_content(webdav, tmp_path):
+    src = make_tree(tmp_path / "src" / "Documents", tree())
+    with new_set(webdav) as rset:
+        backup(rset, [src], BackupOptions(host="Laptop-Capybara", job="Job-Marmot"))
+    blobs = stored(webdav.root)
+    assert sorted(n.split("/")[0] for n in blobs) == ["objects"] * 3 + ["plugback.json", "snapshots"]
+    every_byte = b"".join(n.encode() + b"\0" + data for n, data in blobs.items())
+    for word in ("Quarterly", "Zebra", "Giraffe", "Walrus", "Okapi", "Narwhal", "Report", "Documents",
+                 "Ünïcødé", "naïve", str(src), "Capybara", "Marmot"):
+        assert word.encode() not in every_byte and word.encode("utf-16-le") not in every_byte, word
+    assert SECRET[:16] not in every_byte and b"report" not in every_byte and b"gr\xc3\xbc\xc3\x9fe" not in every_byte
+
+
+def test_a_wrong_passphrase_is_refused_and_nothing_is_written(webdav, tmp_path):
+    with new_set(webdav):
+        pass
+    before = stored(webdav.root)
+    with pytest.raises(WrongPassphrase):
+        RemoteSet.open(webdav.backend(), unlock("wrong"))
+    assert stored(webdav.root) == before
+
+
+def test_an_empty_remote_folder_is_not_a_set_and_a_foreign_one_is_not_taken(webdav, tmp_path):
+    with pytest.raises(NotASet):
+        RemoteSet.open(webdav.backend(), unlock())
+    webdav.backend().put("holiday/photo.jpg", b"jpeg")
+    with pytest.raises(UsageError, match="not empty"):
+        new_set(webdav)
+    assert stored(webdav.root) == {"holiday/photo.jpg": b"jpeg"}
+
+
+class _KillAfter:
+    """A backend that kills the WebDAV server before its ``n``-th put of an object."""
+
+    def __init__(self, inner, server, n: int):
+        self._inner, self._server, self._left = inner, server, n
+        self.where = inner.where
+        self.puts = 0
+
+    def put(self, name, data):
+        if name.startswith("objects/"):
+            self.puts += 1
+            self._left -= 1
+            if self._left == 0:
+                self._server.kill()
+        return self._inner.put(name, data)
+
+    def __getattr__(self, attr):
+        return getattr(self._inner, attr)
+
+
+def test_a_server_killed_mid_backup_fails_the_run_and_the_next_run_completes(world, webdav, tmp_path):
+    files = {f"f{i:02d}.bin": File(os.urandom(20_000 + i), 0o644, T0) for i in range(24)}
+    src = make_tree(tmp_path / "src" / "Docs", files)
+    with new_set(webdav):
+        pass
+    killer = _KillAfter(webdav.backend(), world.webdav, 10)
+    rset = RemoteSet.open(killer, unlock())   # type: ignore[arg-type]
+    try:
+        with pytest.raises(PlugbackError) as err:
+            backup(rset, [src])
+        assert isinstance(err.value, RemoteUnavailable) or "remote" in str(err.value).lower()
+    finally:
+        rset.close()
+    world.webdav.restart()
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        assert rset.snapshot_ids() == []                        # no snapshot names a half-stored run
+        uploaded_before = sum(1 for _ in rset.object_names())
+        assert 0 < uploaded_before < 24
+        counting = _KillAfter(rset.backend, world.webdav, -1)
+        rset.backend = counting   # type: ignore[assignment]
+        result = backup(rset, [src])
+        assert result.status is BackupStatus.OK and result.files_scanned == 24
+        assert counting.puts == 24 - uploaded_before            # what was there is not sent again
+        assert verify(rset, VerifyOptions(read_all=True)).ok
+        restore(rset, tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
+    assert not [n for n in stored(webdav.root) if n.startswith(("tmp/", "locks/"))]
+
+
+def test_forget_prune_deletes_only_what_no_snapshot_needs(webdav, tmp_path):
+    src = make_tree(tmp_path / "src" / "Docs", {"keep.txt": b"kept in both", "old.txt": b"only in the first"})
+    with new_set(webdav) as rset:
+        first = backup(rset, [src])
+        old_obj = rset.keys.object_name(crypto.hashlib.sha256(b"only in the first").hexdigest())
+        (src / "old.txt").unlink()
+        (src / "new.txt").write_bytes(b"only in the second")
+        second = backup(rset, [src])
+        result = forget(rset, RetentionPolicy(last=1))
+        assert result.forgotten == [first.snapshot_id] and result.objects_removed == 1
+        assert not (webdav.root / object_blob(old_obj)).exists()
+        assert rset.snapshot_ids() == [second.snapshot_id]
+        assert verify(rset, VerifyOptions(read_all=True)).ok
+        restore(rset, tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "Docs") == {"keep.txt": b"kept in both", "new.txt": b"only in the second"}
+
+
+def test_prune_refuses_when_a_manifest_is_unreadable(webdav, tmp_path):
+    src = make_tree(tmp_path / "src" / "Docs", {"a.txt": b"alpha", "b.txt": b"beta"})
+    with new_set(webdav) as rset:
+        backup(rset, [src])
+        (src / "b.txt").unlink()
+        second = backup(rset, [src])
+        backup(rset, [src])
+        flip(rset, manifest_blob(second.snapshot_id), -5)
+        before = stored(webdav.root)
+        with pytest.raises(PlugbackError, match="Cannot prune"):
+            forget(rset, RetentionPolicy(last=2))
+        # The policy's snapshot went, but no object did (the damaged manifest may need them).
+        assert {n for n in stored(webdav.root) if n.startswith("objects/")} == \
+            {n for n in before if n.startswith("objects/")}
+
+
+def test_verify_names_missing_and_damaged_content(webdav, tmp_path):
+    src = make_tree(tmp_path / "src" / "Docs", {"gone.txt": b"will vanish", "flipped.txt": b"will be damaged",
+                                                "fine.txt": b"stays fine"})
+    with new_set(webdav) as rset:
+        backup(rset, [src])
+        name = {t: rset.keys.object_name(crypto.hashlib.sha256(d).hexdigest())
+                for t, d in (("gone", b"will vanish"), ("flipped", b"will be damaged"))}
+        rset.backend.delete(object_blob(name["gone"]))
+        flip(rset, object_blob(name["flipped"]), -1)
+        quick = verify(rset)
+        assert [p for p, _ in quick.damaged] == [next(p for p, _ in quick.damaged if "gone.txt" in p)]
+        assert "missing" in quick.damaged[0][1]
+        full = verify(rset, VerifyOptions(read_all=True))
+        assert sorted(p.split(" ")[0] for p, _ in full.damaged) == ["Docs/flipped.txt", "Docs/gone.txt"]
+        result = restore(rset, tmp_path / "out")
+    assert sorted(p for p, _ in result.damaged) == ["Docs/flipped.txt", "Docs/gone.txt"]
+    assert read_tree(tmp_path / "out" / "Docs") == {"fine.txt": b"stays fine"}
+
+
+def test_a_file_changed_between_hashing_and_upload_keeps_its_previous_version(webdav, tmp_path, monkeypatch):
+    from core.engine.remote import backup as remote_backup
+
+    src = make_tree(tmp_path / "src" / "Docs", {"busy.txt": b"version one"})
+    with new_set(webdav) as rset:
+        backup(rset, [src])
+        (src / "busy.txt").write_bytes(b"version two")
+        real = remote_backup._file_blocks
+
+        def changing(path, size):
+            (src / "busy.txt").write_bytes(b"version 3!!")   # same size, after it was hashed
+            return real(path, size)
+
+        monkeypatch.setattr(remote_backup, "_file_blocks", changing)
+        result = backup(rset, [src])
+        assert [w.code for w in result.warnings] == [WarningCode.CHANGED_WHILE_READING]
+        assert verify(rset, VerifyOptions(read_all=True)).ok      # the wrong blob was deleted
+        restore(rset, tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "Docs") == {"busy.txt": b"version one"}
+
+
+def test_unchanged_files_are_not_read_again_but_a_missing_object_is_stored_again(webdav, tmp_path):
+    src = make_tree(tmp_path / "src" / "Docs", {"a.txt": b"alpha", "b.txt": b"beta"})
+    with new_set(webdav) as rset:
+        backup(rset, [src])
+        rset.backend.delete(object_blob(rset.keys.object_name(crypto.hashlib.sha256(b"alpha").hexdigest())))
+        result = backup(rset, [src], BackupOptions())
+        assert result.files_copied == 1
+        assert verify(rset, VerifyOptions(read_all=True)).ok
