@@ -16,11 +16,32 @@ from core.engine.remote.rset import RemoteSet
 from core.engine.repo import BackupSet
 from core.engine.restore import RestoreOptions, RestoreResult
 from core.engine.storage.lock import RemoteLock
+from core.errors import SetLocked
+
+LOCK_POLL = 2.0     # seconds between tries while another run holds the set
 
 
 def restore(rset: RemoteSet, target, options: RestoreOptions | None = None) -> RestoreResult:
     """Restore from ``rset`` into ``target`` (see core.engine.restore.restore)."""
     options = options or RestoreOptions()
-    with RemoteLock(rset.backend, options.clock, purpose="restore"):
+    with _locked(rset, options):
         # The local restore's body without its file lock (a remote set has no lock file).
         return local_restore._restore(cast(BackupSet, rset), target, options)
+
+
+def _locked(rset: RemoteSet, options: RestoreOptions) -> RemoteLock:
+    """The set's lock, waited for up to ``options.lock_wait`` seconds (telling ``on_lock_wait`` once)."""
+    lock = RemoteLock(rset.backend, options.clock, purpose="restore")
+    deadline = options.clock.monotonic() + options.lock_wait
+    told = False
+    while True:
+        try:
+            return lock.acquire()
+        except SetLocked:
+            if options.clock.monotonic() >= deadline:
+                raise
+            if not told and options.on_lock_wait is not None:
+                options.on_lock_wait(lock.blocked_by or {})
+                told = True
+        options.cancel.check()
+        options.clock.sleep(LOCK_POLL)

@@ -17,6 +17,7 @@ content through the decrypting reader with its expected keyed name.
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -262,12 +263,22 @@ class RemoteSet:
 
     def put_manifest(self, writer: mio.ManifestWriter, m: mf.Manifest) -> None:
         """Store the manifest ``writer`` collected (header fields from ``m``), encrypted; then read it
-        back whole (trailer checked). The last write of a backup: the snapshot exists from here on."""
+        back whole (trailer checked). The last write of a backup: the snapshot exists from here on.
+
+        The encrypted bytes wait in a local temporary file (unlinked at once): the writer's
+        bytes can be read only once, and a retried put must send them again."""
         blob = manifest_blob(m.snapshot_id)
-        body = b"".join(encrypted_chunks(self.keys, writer.chunks(m)))   # bounded: MAX_MANIFEST_BYTES
-        if len(body) > mf.MAX_MANIFEST_BYTES:
-            raise UsageError(f"This snapshot's list of files is larger than {mf.MAX_MANIFEST_BYTES} bytes.")
-        self.backend.put(blob, body)
+        with tempfile.TemporaryFile(prefix="plugback-manifest-") as spool:
+            size = mio.write_chunks(encrypted_chunks(self.keys, writer.chunks(m)), spool)
+            if size > mf.MAX_MANIFEST_BYTES:
+                raise UsageError(f"This snapshot's list of files is larger than {mf.MAX_MANIFEST_BYTES} bytes.")
+
+            def chunks() -> Iterator[bytes]:
+                spool.seek(0)
+                while block := spool.read(READ_BLOCK):
+                    yield block
+
+            self.backend.put(blob, chunks)
         self.forget_cached()
         with self.open_manifest(m.snapshot_id) as reader:
             for _ in reader:

@@ -54,6 +54,7 @@ class RemoteLock:
         self.machine = machine or machine_id()
         self.pid = pid or os.getpid()
         self.name: str | None = None          # our lock blob while held
+        self.blocked_by: dict | None = None   # the holder record that made the last acquire fail
         self._written: datetime | None = None
 
     def acquire(self) -> "RemoteLock":
@@ -86,7 +87,7 @@ class RemoteLock:
             self.backend.delete(name)
 
     def __enter__(self) -> "RemoteLock":
-        return self.acquire()
+        return self if self.name else self.acquire()   # (taken already: a caller that waited for it)
 
     def __exit__(self, exc_type, *_) -> None:
         if exc_type is None:
@@ -124,6 +125,7 @@ class RemoteLock:
                 log.warning("Breaking a stale lock on %s: %s (%s)", self.backend.where, info.name, _who(holder))
                 self.backend.delete(info.name)
                 continue
+            self.blocked_by = holder
             raise SetLocked(holder=_who(holder))
 
     def _read(self, name: str) -> dict | None:

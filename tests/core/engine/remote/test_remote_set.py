@@ -235,3 +235,24 @@ def test_unchanged_files_are_not_read_again_but_a_missing_object_is_stored_again
         result = backup(rset, [src], BackupOptions())
         assert result.files_copied == 1
         assert verify(rset, VerifyOptions(read_all=True)).ok
+
+
+def test_restore_waits_for_a_backup_holding_the_set_then_fails_when_told_not_to(webdav, tmp_path):
+    from core.engine.progress import FakeClock
+    from core.engine.restore import RestoreOptions
+    from core.engine.storage.lock import RemoteLock
+    from core.errors import SetLocked
+
+    src = make_tree(tmp_path / "src" / "Docs", {"a.txt": b"alpha"})
+    with new_set(webdav) as rset:
+        backup(rset, [src])
+        clock = FakeClock()
+        told: list[dict] = []
+        with RemoteLock(rset.backend, clock, purpose="backup", pid=os.getpid() + 1, machine="another"):
+            with pytest.raises(SetLocked):
+                restore(rset, tmp_path / "out", RestoreOptions(clock=clock, lock_wait=0))
+            with pytest.raises(SetLocked):
+                restore(rset, tmp_path / "out", RestoreOptions(clock=clock, lock_wait=10, on_lock_wait=told.append))
+        assert [h.get("purpose") for h in told] == ["backup"] and clock.mono >= 10
+        assert restore(rset, tmp_path / "out").files_restored == 1
+        assert not list(rset.backend.list("locks"))
