@@ -16,7 +16,7 @@ from core.engine.remote.rset import RemoteSet, manifest_blob, object_blob
 from core.engine.retention import RetentionPolicy
 from core.engine.verify import VerifyOptions
 from core.errors import NotASet, PlugbackError, RemoteUnavailable, UsageError, WrongPassphrase
-from tests.core.engine.remote.conftest import place
+from tests.core.engine.remote.conftest import Place, place
 from tests.support.trees import File, Symlink, make_tree, read_tree
 
 T0 = 1_700_000_000_000_000_000
@@ -256,3 +256,18 @@ def test_restore_waits_for_a_backup_holding_the_set_then_fails_when_told_not_to(
         assert [h.get("purpose") for h in told] == ["backup"] and clock.mono >= 10
         assert restore(rset, tmp_path / "out").files_restored == 1
         assert not list(rset.backend.list("locks"))
+
+
+def test_a_full_remote_fails_the_backup_and_commits_nothing(world, make_drive, tmp_path):
+    """rclone's ``local`` remote on a real 16 MB ext4 drive, and 24 MB to back up."""
+    from core.engine.progress import Clock
+    from core.errors import RemoteFull
+
+    drive = make_drive("ext4", size_mb=16)
+    p = Place("rclone-local", f"rclone:loc:{drive.mount_point / 'set'}", drive.mount_point / "set")
+    src = make_tree(tmp_path / "src" / "Docs", {"small.txt": b"fits"} |
+                    {f"big{i}.bin": os.urandom(6 << 20) for i in range(4)})
+    with RemoteSet.create(p.backend(), Clock().now(), "correct horse") as rset:
+        with pytest.raises(RemoteFull):
+            backup(rset, [src])
+        assert rset.snapshot_ids() == [] and not list(rset.backend.list("locks"))
