@@ -29,12 +29,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
-from core.engine import scratch
+from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
 from core.engine.fs import long_path
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
+from core.engine.remote.packs import PACK_BELOW, Packer
 from core.engine.remote.rset import RemoteSet, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
@@ -152,6 +153,7 @@ class _Run:
         self.writer = ManifestWriter()
         self.window: deque[_Item] = deque()
         self.hashed = _Hashed(rset)
+        self.packer = Packer(rset)
 
     def __enter__(self) -> "_Run":
         return self
@@ -178,6 +180,7 @@ class _Run:
                 self._add(se, prevs.match(se))
                 self._drain(WINDOW)
         self._drain(0)
+        self.packer.flush()
         s = self.stats
         self.options.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
         host = self.options.host or socket.gethostname()
@@ -239,16 +242,25 @@ class _Run:
             self._changed(se, e, prev)
 
     def _upload(self, se: ScanEntry, e: Entry, name: str) -> bool:
-        """Put the object and read it back; False when the file changed between the two reads."""
+        """Put the object and read it back (small ones: into a pack, checked before they go in);
+        False when the file changed between the two reads."""
         blob = object_blob(name)
         backend, keys = self.rset.backend, self.rset.keys
-        backend.put(blob, lambda: encrypted_chunks(keys, _file_blocks(se.abspath, e.size)))
-        try:
-            for _ in self.rset.read_content(e):
-                pass
-        except ObjectNameMismatch:
-            backend.delete(blob)   # its content is not what its name says: nobody may use it
-            return False
+        if e.size < PACK_BELOW:
+            stream = b"".join(encrypted_chunks(keys, _file_blocks(se.abspath, e.size)))
+            try:
+                crypto.decrypt_bytes(keys, stream, name=blob, expected_name=name)
+            except ObjectNameMismatch:
+                return False
+            self.packer.add(name, stream)
+        else:
+            backend.put(blob, lambda: encrypted_chunks(keys, _file_blocks(se.abspath, e.size)))
+            try:
+                for _ in self.rset.read_content(e):
+                    pass
+            except ObjectNameMismatch:
+                backend.delete(blob)   # its content is not what its name says: nobody may use it
+                return False
         with self._stats_mutex:
             self.stats["copied_files"] += 1
             self.stats["copied_bytes"] += e.size

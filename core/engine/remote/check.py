@@ -23,6 +23,7 @@ from contextlib import closing
 from core.engine import scratch
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import Clock, Progress
+from core.engine.remote.packs import Packer, index_blob, pack_blob, read_pack
 from core.engine.remote.rset import RemoteSet, manifest_blob, object_blob
 from core.engine.retention import ForgetResult, RetentionPolicy, choose
 from core.engine.storage.lock import RemoteLock
@@ -117,12 +118,18 @@ def forget(rset: RemoteSet, policy: RetentionPolicy, *, prune: bool = True, dry_
             rset.backend.delete(manifest_blob(sid))
         rset.forget_cached()
         if prune:
-            result.objects_removed, result.bytes_freed = prune_objects(rset)
+            try:
+                result.objects_removed, result.bytes_freed = prune_objects(rset)
+            finally:
+                rset.packs.close()   # read again when next needed: packs were deleted and made
         return result
 
 
 def prune_objects(rset: RemoteSet) -> tuple[int, int]:
-    """Delete the objects no snapshot names; (count, bytes). The caller holds the set's lock."""
+    """Delete the objects no snapshot names, and the packs none of whose objects a snapshot
+    names (with their index first: a pack without one is garbage, an index without its pack is
+    damage); (objects, bytes). Packs still partly needed stay whole (restic would repack them:
+    a next step). The caller holds the set's lock."""
     with closing(scratch.connect()) as db:
         db.execute("CREATE TABLE unused (name BLOB PRIMARY KEY, size INTEGER) WITHOUT ROWID")
         db.execute("BEGIN")   # one transaction: nothing here needs to survive a crash
@@ -139,12 +146,49 @@ def prune_objects(rset: RemoteSet) -> tuple[int, int]:
                 raise PlugbackError(f"Cannot prune: snapshot {sid} could not be read ({err}); pruning could "
                                     "delete content it still needs. Run 'plugback verify SET' first.") from None
         db.execute("COMMIT")
-        removed = freed = 0
+        removed, freed = 0, 0
         for name, size in _rows(db):
-            rset.backend.delete(object_blob(bytes(name).hex()))
-            removed += 1
-            freed += size
+            hexname = bytes(name).hex()
+            if rset.packs.find(hexname) is None:
+                rset.backend.delete(object_blob(hexname))
+                removed, freed = removed + 1, freed + size
+        r, f = _prune_packs(rset, lambda n: db.execute("SELECT size FROM unused WHERE name = ?",
+                                                       (bytes.fromhex(n),)).fetchone())
+    return removed + r, freed + f
+
+
+def _prune_packs(rset: RemoteSet, unused) -> tuple[int, int]:
+    """Packs none of whose objects is needed are deleted (their index first: a pack without one
+    is garbage, an index without its pack is damage). A pack a fifth or more unused is repacked:
+    its needed objects go into new packs, stored and indexed, before its index and then it are
+    deleted, so every object has a place at every moment. (objects, bytes) freed."""
+    removed = freed = 0
+    packer = Packer(rset)
+    repacked: list[str] = []
+    for pack, size, stored in rset.packs.packs():   # (paged by id: the deletes do not disturb it)
+        names = rset.packs.names_in(pack)
+        gone = [(n, row[0]) for n in names if (row := unused(n))]
+        if len(gone) == len(names):
+            _delete_pack(rset, pack, size is not None)
+            removed, freed = removed + len(names), freed + (stored or 0)
+        elif size and sum(g[1] for g in gone) * 5 >= size:
+            data = read_pack(rset, pack, size)
+            for n in names:
+                found = rset.packs.find(n)
+                if found and found[0] == pack and not unused(n):
+                    packer.add(n, data[found[1]:found[1] + found[2]])
+            repacked.append(pack)
+            removed, freed = removed + len(gone), freed + sum(g[1] for g in gone)
+    packer.flush()   # the needed objects have their new places: now the old packs may go
+    for pack in repacked:
+        _delete_pack(rset, pack, True)
     return removed, freed
+
+
+def _delete_pack(rset: RemoteSet, pack: str, indexed: bool) -> None:
+    if indexed:
+        rset.backend.delete(index_blob(pack))   # first: the pack is garbage from here on
+    rset.backend.delete(pack_blob(pack))
 
 
 def _rows(db):

@@ -27,6 +27,7 @@ from core.engine import crypto
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
 from core.engine.layout import MANIFEST_SUFFIX, OBJECTS_DIR, SET_FILE, SET_FORMAT, SNAPSHOTS_DIR
+from core.engine.remote.packs import PackIndex, pack_blob
 from core.engine.repo import MAX_META_BYTES, SnapshotInfo, Unlocker, _no_unlocker, decode_meta
 from core.engine.storage import Backend, read_all
 from core.engine.storage.lock import FOLDER as LOCKS_DIR
@@ -45,26 +46,35 @@ READ_BLOCK = 1 << 20
 
 
 class _BlobReader:
-    """A blob as a readable stream (``read(n)``), for the decrypting reader; at most ``limit`` bytes."""
+    """A blob (or ``length`` bytes of it from ``offset``) as a readable stream (``read(n)``), for the
+    decrypting reader; a blob longer than ``limit`` is refused as damage."""
 
-    def __init__(self, backend: Backend, name: str, limit: int | None = None):
-        self._gen = backend.get(name)
+    def __init__(self, backend: Backend, name: str, limit: int | None = None, *, offset: int = 0,
+                 length: int | None = None):
+        self._gen = backend.get(name, offset)
         self._buf = bytearray()
         self._eof = False
         self._limit = limit
+        self._left = length
         self._total = 0
         self.name = name
 
+    def _more(self) -> bool:
+        chunk = next(self._gen, None) if self._left != 0 else None
+        if chunk is None:
+            self._eof = True
+            return False
+        if self._left is not None:
+            chunk, self._left = chunk[:self._left], self._left - min(len(chunk), self._left)
+        self._total += len(chunk)
+        if self._limit is not None and self._total > self._limit:
+            raise ManifestDamaged(path=self.name, reason=f"it is larger than {self._limit} bytes")
+        self._buf += chunk
+        return True
+
     def read(self, n: int = -1) -> bytes:
         while not self._eof and (n < 0 or len(self._buf) < n):
-            chunk = next(self._gen, None)
-            if chunk is None:
-                self._eof = True
-                break
-            self._total += len(chunk)
-            if self._limit is not None and self._total > self._limit:
-                raise ManifestDamaged(path=self.name, reason=f"it is larger than {self._limit} bytes")
-            self._buf += chunk
+            self._more()
         if n < 0 or n >= len(self._buf):
             out, self._buf = bytes(self._buf), bytearray()
         else:
@@ -136,6 +146,7 @@ class RemoteSet:
         self.keys = keys
         self.root = backend.where     # for messages: rclone:REMOTE:PATH
         self._ids: list[str] | None = None
+        self.packs = PackIndex(self)
 
     @staticmethod
     def exists(backend: Backend) -> bool:
@@ -181,6 +192,7 @@ class RemoteSet:
         return self.meta["set_id"]
 
     def close(self) -> None:
+        self.packs.close()
         self.backend.close()
 
     def __enter__(self) -> "RemoteSet":
@@ -297,11 +309,14 @@ class RemoteSet:
 
     def read_content(self, entry: mf.Entry, paths=None, drop_cache: bool = False) -> Iterator[bytes]:
         """``entry``'s plaintext, authenticated chunk by chunk and checked against its keyed name at
-        the end. A missing object is damage (DamagedSet); a remote that fails is a StorageError."""
+        the end; from its pack when it is packed. A missing object is damage (DamagedSet); a remote
+        that fails is a StorageError."""
         name = self.object_name(entry)
-        blob = object_blob(name)
+        packed = self.packs.find(name)
+        blob = pack_blob(packed[0]) if packed else object_blob(name)
         try:
-            raw = _BlobReader(self.backend, blob)
+            raw = (_BlobReader(self.backend, blob, offset=packed[1], length=packed[2]) if packed
+                   else _BlobReader(self.backend, blob))
         except BlobNotFound:
             raise DamagedSet(what=f"{blob}: its content is missing from the remote") from None
         try:
@@ -310,11 +325,13 @@ class RemoteSet:
             raw.close()
 
     def object_names(self) -> Iterator[tuple[str, int]]:
-        """Every object stored (name, size), streamed from one listing of ``objects/``."""
+        """Every object stored (name, size): one listing of ``objects/``, then the packed ones
+        (whose pack is there whole)."""
         for info in self.backend.list(OBJECTS_DIR):
             name = object_of_blob(info.name)
             if name is not None:
                 yield name, info.size
+        yield from self.packs.objects()
 
 
 class _Where:

@@ -39,12 +39,13 @@ def _ok(proc, code=0):
 def test_a_remote_set_from_backup_to_prune(remote, tmp_path):
     env, served = remote
     docs = make_tree(tmp_path / "home" / "Documents", {
-        "report.txt": File(b"first draft", 0o640, T0), "deep/er/still.txt": File(os.urandom(200_000), 0o600, T0),
+        "report.txt": File(b"first draft " * 100_000, 0o640, T0),     # big enough for an object of its own
+        "deep/er/still.txt": File(os.urandom(200_000), 0o600, T0),
         "link": Symlink("report.txt"), "empty/": None})
     spec = "rclone:cloud:backups/laptop"
     first = json.loads(_ok(run_cli("backup", docs, "--to", spec, "--json", env=env)).stdout)
     assert first["status"] == "ok" and first["files_copied"] == 2
-    (docs / "report.txt").write_bytes(b"second draft")
+    (docs / "report.txt").write_bytes(b"second draft " * 100_000)
     second = json.loads(_ok(run_cli("backup", docs, "--to", spec, "--json", env=env)).stdout)
     assert second["files_copied"] == 1
 
@@ -55,7 +56,7 @@ def test_a_remote_set_from_backup_to_prune(remote, tmp_path):
     assert "M Documents/report.txt" in _ok(run_cli("diff", spec, first["snapshot_id"], "latest", env=env)).stdout
 
     _ok(run_cli("restore", spec, tmp_path / "out", "--snapshot", first["snapshot_id"], env=env))
-    assert (tmp_path / "out" / "Documents" / "report.txt").read_bytes() == b"first draft"
+    assert (tmp_path / "out" / "Documents" / "report.txt").read_bytes() == b"first draft " * 100_000
     assert "No damage found: 2 snapshots, 3 files" in _ok(run_cli("verify", spec, "--read-all", env=env)).stdout
 
     forgot = json.loads(_ok(run_cli("forget", spec, "--keep-last", "1", "--prune", "--json", env=env)).stdout)
@@ -65,7 +66,7 @@ def test_a_remote_set_from_backup_to_prune(remote, tmp_path):
         read_tree(docs, modes=True, mtimes=True)
     root = served / "backups" / "laptop"
     assert {str(p.relative_to(root)).split("/")[0] for p in root.rglob("*") if p.is_file()} == \
-        {"objects", "plugback.json", "snapshots"}     # no lock or part left behind
+        {"index", "objects", "packs", "plugback.json", "snapshots"}     # no lock or part left behind
 
 
 def test_key_commands_on_a_remote_set(remote, tmp_path):

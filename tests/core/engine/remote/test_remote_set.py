@@ -79,7 +79,8 @@ def test_the_remote_never_sees_a_name_or_content(webdav, tmp_path):
     with new_set(webdav) as rset:
         backup(rset, [src], BackupOptions(host="Laptop-Capybara", job="Job-Marmot"))
     blobs = stored(webdav.root)
-    assert sorted(n.split("/")[0] for n in blobs) == ["objects"] * 3 + ["plugback.json", "snapshots"]
+    # The big file alone; the two small contents (the twin is stored once) in one pack.
+    assert sorted(n.split("/")[0] for n in blobs) == ["index", "objects", "packs", "plugback.json", "snapshots"]
     every_byte = b"".join(n.encode() + b"\0" + data for n, data in blobs.items())
     for word in ("Quarterly", "Zebra", "Giraffe", "Walrus", "Okapi", "Narwhal", "Report", "Documents",
                  "Ünïcødé", "naïve", str(src), "Capybara", "Marmot"):
@@ -106,31 +107,33 @@ def test_an_empty_remote_folder_is_not_a_set_and_a_foreign_one_is_not_taken(webd
 
 
 class _KillAfter:
-    """A backend that kills the WebDAV server before its ``n``-th put of an object."""
+    """A backend that kills the WebDAV server once its ``n``-th put of a pack index returned
+    (other uploads are in flight then: they are cut)."""
 
     def __init__(self, inner, server, n: int):
         self._inner, self._server, self._left = inner, server, n
         self.where = inner.where
-        self.puts = 0
 
     def put(self, name, data):
-        if name.startswith("objects/"):
-            self.puts += 1
+        self._inner.put(name, data)
+        if name.startswith("index/"):
             self._left -= 1
             if self._left == 0:
                 self._server.kill()
-        return self._inner.put(name, data)
 
     def __getattr__(self, attr):
         return getattr(self._inner, attr)
 
 
-def test_a_server_killed_mid_backup_fails_the_run_and_the_next_run_completes(world, webdav, tmp_path):
+def test_a_server_killed_mid_backup_fails_the_run_and_the_next_run_completes(world, webdav, tmp_path, monkeypatch):
+    from core.engine.remote import packs
+
+    monkeypatch.setattr(packs, "PACK_SIZE", 50_000)      # a pack every three files
     files = {f"f{i:02d}.bin": File(os.urandom(20_000 + i), 0o644, T0) for i in range(24)}
     src = make_tree(tmp_path / "src" / "Docs", files)
     with new_set(webdav):
         pass
-    killer = _KillAfter(webdav.backend(), world.webdav, 10)
+    killer = _KillAfter(webdav.backend(), world.webdav, 2)
     rset = RemoteSet.open(killer, unlock())   # type: ignore[arg-type]
     try:
         with pytest.raises(PlugbackError) as err:
@@ -143,11 +146,9 @@ def test_a_server_killed_mid_backup_fails_the_run_and_the_next_run_completes(wor
         assert rset.snapshot_ids() == []                        # no snapshot names a half-stored run
         uploaded_before = sum(1 for _ in rset.object_names())
         assert 0 < uploaded_before < 24
-        counting = _KillAfter(rset.backend, world.webdav, -1)
-        rset.backend = counting   # type: ignore[assignment]
         result = backup(rset, [src])
         assert result.status is BackupStatus.OK and result.files_scanned == 24
-        assert counting.puts == 24 - uploaded_before            # what was there is not sent again
+        assert result.files_copied == 24 - uploaded_before      # what was there is not sent again
         assert verify(rset, VerifyOptions(read_all=True)).ok
         restore(rset, tmp_path / "out")
     assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
@@ -163,8 +164,9 @@ def test_forget_prune_deletes_only_what_no_snapshot_needs(webdav, tmp_path):
         (src / "new.txt").write_bytes(b"only in the second")
         second = backup(rset, [src])
         result = forget(rset, RetentionPolicy(last=1))
-        assert result.forgotten == [first.snapshot_id] and result.objects_removed == 1
-        assert not (webdav.root / object_blob(old_obj)).exists()
+        assert result.forgotten == [first.snapshot_id] and result.objects_removed == 1   # (its pack, repacked)
+        assert old_obj not in {n for n, _ in rset.object_names()}
+        assert len(list(rset.backend.list("packs"))) == len(list(rset.backend.list("index"))) == 2
         assert rset.snapshot_ids() == [second.snapshot_id]
         assert verify(rset, VerifyOptions(read_all=True)).ok
         restore(rset, tmp_path / "out")
@@ -188,12 +190,12 @@ def test_prune_refuses_when_a_manifest_is_unreadable(webdav, tmp_path):
 
 
 def test_verify_names_missing_and_damaged_content(webdav, tmp_path):
-    src = make_tree(tmp_path / "src" / "Docs", {"gone.txt": b"will vanish", "flipped.txt": b"will be damaged",
+    big = {"gone": b"g" * (2 << 20), "flipped": b"f" * (2 << 20)}      # objects of their own
+    src = make_tree(tmp_path / "src" / "Docs", {"gone.txt": big["gone"], "flipped.txt": big["flipped"],
                                                 "fine.txt": b"stays fine"})
     with new_set(webdav) as rset:
         backup(rset, [src])
-        name = {t: rset.keys.object_name(crypto.hashlib.sha256(d).hexdigest())
-                for t, d in (("gone", b"will vanish"), ("flipped", b"will be damaged"))}
+        name = {t: rset.keys.object_name(crypto.hashlib.sha256(d).hexdigest()) for t, d in big.items()}
         rset.backend.delete(object_blob(name["gone"]))
         flip(rset, object_blob(name["flipped"]), -1)
         quick = verify(rset)
@@ -228,10 +230,11 @@ def test_a_file_changed_between_hashing_and_upload_keeps_its_previous_version(we
 
 
 def test_unchanged_files_are_not_read_again_but_a_missing_object_is_stored_again(webdav, tmp_path):
-    src = make_tree(tmp_path / "src" / "Docs", {"a.txt": b"alpha", "b.txt": b"beta"})
+    alpha = b"a" * (1 << 20)    # an object of its own
+    src = make_tree(tmp_path / "src" / "Docs", {"a.txt": alpha, "b.txt": b"beta"})
     with new_set(webdav) as rset:
         backup(rset, [src])
-        rset.backend.delete(object_blob(rset.keys.object_name(crypto.hashlib.sha256(b"alpha").hexdigest())))
+        rset.backend.delete(object_blob(rset.keys.object_name(crypto.hashlib.sha256(alpha).hexdigest())))
         result = backup(rset, [src], BackupOptions())
         assert result.files_copied == 1
         assert verify(rset, VerifyOptions(read_all=True)).ok
@@ -271,3 +274,41 @@ def test_a_full_remote_fails_the_backup_and_commits_nothing(world, make_drive, t
         with pytest.raises(RemoteFull):
             backup(rset, [src])
         assert rset.snapshot_ids() == [] and not list(rset.backend.list("locks"))
+
+
+def test_damaged_or_missing_packs_are_named_by_verify_and_restore(webdav, tmp_path, monkeypatch):
+    from core.engine.remote import packs
+
+    monkeypatch.setattr(packs, "PACK_SIZE", 1)      # a pack per file
+    src = make_tree(tmp_path / "src" / "Docs", {"gone.txt": b"in a pack that goes", "flipped.txt": b"in a damaged one",
+                                                "fine.txt": b"stays fine"})
+    with new_set(webdav) as rset:
+        backup(rset, [src])
+        where = {t: rset.packs.find(rset.keys.object_name(crypto.hashlib.sha256((src / t).read_bytes()).hexdigest()))
+                 for t in ("gone.txt", "flipped.txt")}
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        rset.backend.delete(packs.pack_blob(where["gone.txt"][0]))
+        flip(rset, packs.pack_blob(where["flipped.txt"][0]), where["flipped.txt"][1] + 50)
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        quick = verify(rset)
+        assert [(p.split(" ")[0], "missing" in why) for p, why in quick.damaged] == [("Docs/gone.txt", True)]
+        full = verify(rset, VerifyOptions(read_all=True))
+        assert sorted(p.split(" ")[0] for p, _ in full.damaged) == ["Docs/flipped.txt", "Docs/gone.txt"]
+        result = restore(rset, tmp_path / "out")
+    assert sorted(p for p, _ in result.damaged) == ["Docs/flipped.txt", "Docs/gone.txt"]
+    assert read_tree(tmp_path / "out" / "Docs") == {"fine.txt": b"stays fine"}
+
+
+def test_a_pack_index_that_does_not_decode_is_damage(webdav, tmp_path):
+    from core.engine.remote import packs
+    from core.errors import DamagedSet
+
+    src = make_tree(tmp_path / "src" / "Docs", {"a.txt": b"alpha"})
+    with new_set(webdav) as rset:
+        backup(rset, [src])
+        rset.backend.put(packs.index_blob("ab" * 32), b"PLUGBACK" + os.urandom(100))
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        with pytest.raises(DamagedSet, match="index/abab"):
+            verify(rset)
+        result = restore(rset, tmp_path / "out")
+    assert [(p, "index/abab" in why) for p, why in result.damaged] == [("Docs/a.txt", True)]
