@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Iterator
 
 from core.engine import crypto, scratch
@@ -145,6 +146,12 @@ class PackIndex:
         yield from self._pages("SELECT id, size, stored FROM packs WHERE id > ? ORDER BY id LIMIT 512",
                                lambda r: (bytes(r[0]).hex(), r[1], r[2]))
 
+    def size_of(self, pack: str) -> int | None:
+        """The pack's size as its index says, or None."""
+        with self._mutex:
+            row = self._ready().execute("SELECT size FROM packs WHERE id = ?", (bytes.fromhex(pack),)).fetchone()
+        return row[0] if row else None
+
     def names_in(self, pack: str) -> list[str]:
         with self._mutex:
             rows = self._ready().execute("SELECT name FROM packed WHERE pack = ?", (bytes.fromhex(pack),)).fetchall()
@@ -181,6 +188,42 @@ def read_pack(rset: "RemoteSet", pack: str, size: int) -> bytes:
     if hashlib.sha256(data).hexdigest() != pack:
         raise DamagedSet(what=f"{pack_blob(pack)}: its content does not match its name (damaged on the remote)")
     return data
+
+
+class PackCache:
+    """The last few whole packs read, so that a restore or a verify of many small files costs a get
+    per pack rather than one per file (memory: at most ``keep`` packs). Thread-safe; a pack
+    several threads want at once is fetched once."""
+
+    def __init__(self, rset: "RemoteSet", keep: int = 4):
+        self._rset = rset
+        self._keep = keep
+        self._packs: OrderedDict[str, bytes] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+        self._mutex = threading.Lock()
+
+    def object(self, pack: str, offset: int, length: int) -> bytes:
+        """The encrypted stream of the object at ``offset`` in ``pack`` (checked: DamagedSet)."""
+        with self._mutex:
+            data = self._packs.get(pack)
+            if data is not None:
+                self._packs.move_to_end(pack)
+                return data[offset:offset + length]
+            loading = self._loading.setdefault(pack, threading.Lock())
+        with loading:
+            with self._mutex:
+                data = self._packs.get(pack)
+            if data is None:
+                # Not checked as a whole: each object in it is authenticated when it is decrypted,
+                # so one damaged object does not make its neighbours unreadable.
+                size = self._rset.packs.size_of(pack) or MAX_PACK_BYTES
+                data = read_all(self._rset.backend, pack_blob(pack), min(size, MAX_PACK_BYTES))
+                with self._mutex:
+                    self._packs[pack] = data
+                    while len(self._packs) > self._keep:
+                        self._packs.popitem(last=False)
+                    self._loading.pop(pack, None)
+        return data[offset:offset + length]
 
 
 class Packer:

@@ -16,6 +16,7 @@ content through the decrypting reader with its expected keyed name.
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 import uuid
@@ -27,7 +28,7 @@ from core.engine import crypto
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
 from core.engine.layout import MANIFEST_SUFFIX, OBJECTS_DIR, SET_FILE, SET_FORMAT, SNAPSHOTS_DIR
-from core.engine.remote.packs import PackIndex, pack_blob
+from core.engine.remote.packs import PackCache, PackIndex, pack_blob
 from core.engine.repo import MAX_META_BYTES, SnapshotInfo, Unlocker, _no_unlocker, decode_meta
 from core.engine.storage import Backend, read_all
 from core.engine.storage.lock import FOLDER as LOCKS_DIR
@@ -46,35 +47,27 @@ READ_BLOCK = 1 << 20
 
 
 class _BlobReader:
-    """A blob (or ``length`` bytes of it from ``offset``) as a readable stream (``read(n)``), for the
-    decrypting reader; a blob longer than ``limit`` is refused as damage."""
+    """A blob as a readable stream (``read(n)``), for the decrypting reader; a blob longer than
+    ``limit`` is refused as damage."""
 
-    def __init__(self, backend: Backend, name: str, limit: int | None = None, *, offset: int = 0,
-                 length: int | None = None):
-        self._gen = backend.get(name, offset)
+    def __init__(self, backend: Backend, name: str, limit: int | None = None):
+        self._gen = backend.get(name)
         self._buf = bytearray()
         self._eof = False
         self._limit = limit
-        self._left = length
         self._total = 0
         self.name = name
 
-    def _more(self) -> bool:
-        chunk = next(self._gen, None) if self._left != 0 else None
-        if chunk is None:
-            self._eof = True
-            return False
-        if self._left is not None:
-            chunk, self._left = chunk[:self._left], self._left - min(len(chunk), self._left)
-        self._total += len(chunk)
-        if self._limit is not None and self._total > self._limit:
-            raise ManifestDamaged(path=self.name, reason=f"it is larger than {self._limit} bytes")
-        self._buf += chunk
-        return True
-
     def read(self, n: int = -1) -> bytes:
         while not self._eof and (n < 0 or len(self._buf) < n):
-            self._more()
+            chunk = next(self._gen, None)
+            if chunk is None:
+                self._eof = True
+                break
+            self._total += len(chunk)
+            if self._limit is not None and self._total > self._limit:
+                raise ManifestDamaged(path=self.name, reason=f"it is larger than {self._limit} bytes")
+            self._buf += chunk
         if n < 0 or n >= len(self._buf):
             out, self._buf = bytes(self._buf), bytearray()
         else:
@@ -147,6 +140,7 @@ class RemoteSet:
         self.root = backend.where     # for messages: rclone:REMOTE:PATH
         self._ids: list[str] | None = None
         self.packs = PackIndex(self)
+        self.pack_cache = PackCache(self)
 
     @staticmethod
     def exists(backend: Backend) -> bool:
@@ -313,10 +307,18 @@ class RemoteSet:
         that fails is a StorageError."""
         name = self.object_name(entry)
         packed = self.packs.find(name)
-        blob = pack_blob(packed[0]) if packed else object_blob(name)
+        if packed:
+            try:
+                stream = self.pack_cache.object(*packed)
+            except BlobNotFound:
+                raise DamagedSet(what=f"{pack_blob(packed[0])}: the pack holding this content is missing "
+                                      "from the remote") from None
+            yield from crypto.DecryptingReader(io.BytesIO(stream), self.keys, name=pack_blob(packed[0]),
+                                               expected_name=name)
+            return
+        blob = object_blob(name)
         try:
-            raw = (_BlobReader(self.backend, blob, offset=packed[1], length=packed[2]) if packed
-                   else _BlobReader(self.backend, blob))
+            raw = _BlobReader(self.backend, blob)
         except BlobNotFound:
             raise DamagedSet(what=f"{blob}: its content is missing from the remote") from None
         try:
