@@ -25,7 +25,7 @@ import os
 import socket
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -46,6 +46,7 @@ from core.errors import DamagedSet, ObjectNameMismatch, UsageError
 WORKERS = 4             # uploads in flight: a remote's latency, not the CPU, limits a small put
 WINDOW = 256            # entries waiting for their upload (or one before them) at most
 READ_BLOCK = 1 << 20
+LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
 
 
 def backup(rset: RemoteSet, sources, options: BackupOptions | None = None) -> BackupResult:
@@ -210,7 +211,11 @@ class _Run:
         """Hand finished entries to the manifest, in order, until at most ``keep`` wait."""
         while self.window and (len(self.window) > keep or self.window[0].job is None
                                or self.window[0].job.done()):
-            item = self.window.popleft()
+            item = self.window[0]
+            while item.job is not None and not item.job.done():
+                wait([item.job], timeout=LOCK_CHECK)
+                self.lock.refresh_if_due()   # a long upload must not let the lock go stale
+            self.window.popleft()
             if item.job is not None:
                 item.job.result()   # an upload that failed fails the run, here
                 self._progress(item.se.path)

@@ -159,8 +159,9 @@ class RemoteSet:
             raise NotASet(path=backend.where) from None
         meta = decode_meta(raw, cast(Path, _Where(backend.where, SET_FILE)))
         if not meta.get("encryption"):
-            raise DamagedSet(what=f"{backend.where}: a remote set is always encrypted, and this "
-                                  "plugback.json says it is not")
+            raise UsageError(f"{backend.where} holds a backup set that is not encrypted (a set made on a "
+                             "drive and copied there?). Remote sets are always encrypted: open this one as "
+                             "a folder, or back up to a new remote folder.")
         keys = (unlock or _no_unlocker)(meta["encryption"], meta["set_id"])
         return cls(backend, meta, keys)
 

@@ -312,3 +312,23 @@ def test_a_pack_index_that_does_not_decode_is_damage(webdav, tmp_path):
             verify(rset)
         result = restore(rset, tmp_path / "out")
     assert [(p, "index/abab" in why) for p, why in result.damaged] == [("Docs/a.txt", True)]
+
+
+def test_a_local_encrypted_set_reads_as_a_remote_set_and_a_plain_one_is_refused(world, tmp_path):
+    """Same objects, same manifests: a drive's encrypted set copied to a remote opens there."""
+    from core.engine.backup import backup as local_backup
+    from core.engine.progress import Clock
+    from core.engine.repo import BackupSet
+    from core.engine.storage import RcloneBackend
+
+    src = make_tree(tmp_path / "src" / "Docs", tree())
+    local = BackupSet.create(tmp_path / "enc", Clock().now(), passphrase="correct horse")
+    local_backup(local, [src])
+    with RemoteSet.open(RcloneBackend(f"rclone:loc:{tmp_path / 'enc'}"), unlock()) as rset:
+        assert not restore(rset, tmp_path / "out").damaged
+        assert verify(rset, VerifyOptions(read_all=True)).ok
+    assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
+    plain = BackupSet.create(tmp_path / "plain", Clock().now())
+    local_backup(plain, [src])
+    with pytest.raises(UsageError, match="not encrypted"):
+        RemoteSet.open(RcloneBackend(f"rclone:loc:{tmp_path / 'plain'}"), unlock())
