@@ -239,7 +239,7 @@ def _room_hint(root: Path, made_room: bool) -> str:
             f"--make-room; or choose yourself: 'plugback forget {where} --keep-last 3 --prune' keeps the 3 newest.")
 
 
-def _open(args) -> BackupSet:
+def open_set(args) -> BackupSet:
     """The set SET names, opened: a folder, or a remote set (which reads like one)."""
     if remote_cmds.is_remote(args.set):
         return remote_cmds.open_remote(args.set, unlocker_from(args))   # type: ignore[return-value]
@@ -258,7 +258,7 @@ def _engine(args, local, remote_name: str):
 
 
 def cmd_snapshots(args) -> int:
-    snaps = _open(args).snapshots()
+    snaps = open_set(args).snapshots()
     if args.json:
         print_json([s.to_dict() for s in snaps])
         return EXIT_OK
@@ -278,7 +278,7 @@ def _local(iso: str) -> str:
 
 def cmd_ls(args) -> int:
     """The entries of a snapshot (below PATH), printed as they stream from the manifest."""
-    bset = _open(args)
+    bset = open_set(args)
     sid = bset.resolve_id(args.snapshot)
     prefix = args.path.strip("/")
     with bset.open_manifest(sid) as reader:
@@ -330,7 +330,7 @@ def diff_entries(a: Iterable[Entry], b: Iterable[Entry]) -> Iterator[tuple[str, 
 
 
 def cmd_diff(args) -> int:
-    bset = _open(args)
+    bset = open_set(args)
     counts = {"+": 0, "-": 0, "M": 0, "T": 0, "U": 0}
     with bset.open_manifest(bset.resolve_id(args.a)) as a, bset.open_manifest(bset.resolve_id(args.b)) as b:
         changes = diff_entries(a, b)
@@ -361,7 +361,7 @@ def _waiting(bset: BackupSet):
 def cmd_restore(args) -> int:
     if args.wait < 0:
         raise UsageError("--wait takes a number of seconds, 0 or more.")
-    bset = _open(args)
+    bset = open_set(args)
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
         result = _engine(args, restore, "restore")(bset, args.target, RestoreOptions(
@@ -394,7 +394,7 @@ def cmd_restore(args) -> int:
 def cmd_verify(args) -> int:
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        bset = _open(args)
+        bset = open_set(args)
         result = _engine(args, verify, "verify")(bset, VerifyOptions(read_all=args.read_all, progress=bar))
     finally:
         bar.done()
@@ -418,7 +418,7 @@ def cmd_forget(args) -> int:
     policy = RetentionPolicy(last=args.keep_last, hourly=args.keep_hourly, daily=args.keep_daily,
                              weekly=args.keep_weekly, monthly=args.keep_monthly,
                              within_hours=args.keep_within_hours)
-    bset = _open(args)
+    bset = open_set(args)
     result = _engine(args, forget, "forget")(bset, policy, prune=args.prune, dry_run=args.dry_run)
     if args.json:
         print_json(result.to_dict())

@@ -54,6 +54,8 @@ def test_a_remote_set_from_backup_to_prune(remote, tmp_path):
     listing = _ok(run_cli("ls", spec, first["snapshot_id"][:17], env=env)).stdout
     assert "Documents/report.txt" in listing and "Documents/link -> report.txt" in listing
     assert "M Documents/report.txt" in _ok(run_cli("diff", spec, first["snapshot_id"], "latest", env=env)).stdout
+    found = json.loads(_ok(run_cli("versions", spec, "Documents/report.txt", "--json", env=env)).stdout)
+    assert [v["snapshot"] for v in found] == [first["snapshot_id"], second["snapshot_id"]]
 
     _ok(run_cli("restore", spec, tmp_path / "out", "--snapshot", first["snapshot_id"], env=env))
     assert (tmp_path / "out" / "Documents" / "report.txt").read_bytes() == b"first draft " * 100_000
