@@ -36,8 +36,10 @@ PACKS_DIR = "packs"
 INDEX_DIR = "index"
 PACK_SIZE = 8 << 20          # bytes of encrypted objects a pack collects before it is stored
 PACK_BELOW = 1 << 20         # content smaller than this (plaintext bytes) goes into packs
+PACK_OBJECTS = 4096          # ... or this many objects (what a pack remembers of each until it is stored)
 MAX_PACK_BYTES = 64 << 20    # a reader refuses an index describing a larger pack
 MAX_INDEX_BYTES = 16 << 20
+MAX_INDEX_OBJECTS = 1 << 17  # a reader refuses an index listing more objects
 INDEX_FORMAT = "plugback-pack-index"
 INDEX_VERSION = 1
 
@@ -77,8 +79,8 @@ def decode_index(keys: crypto.SetKeys, blob: str, raw: bytes) -> tuple[str, int,
         raise bad("it does not describe the pack it is named after")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_PACK_BYTES:
         raise bad("its pack size is not a size")
-    if not isinstance(objects, list) or not objects:
-        raise bad("it lists no objects")
+    if not isinstance(objects, list) or not 0 < len(objects) <= MAX_INDEX_OBJECTS:
+        raise bad("it lists no objects, or too many")
     out, end = [], 0
     for o in objects:
         if not (isinstance(o, list) and len(o) == 3 and is_hex64(o[0]) and all(
@@ -241,7 +243,7 @@ class Packer:
         with self._mutex:
             self._objects.append((name, len(self._buf), len(stream)))
             self._buf += stream
-            if len(self._buf) < PACK_SIZE:
+            if len(self._buf) < PACK_SIZE and len(self._objects) < PACK_OBJECTS:
                 return
             buf, objects = self._take()
         self._store(buf, objects)
