@@ -40,20 +40,25 @@ def _peak(fn) -> int:
     return tracemalloc.get_traced_memory()[1] - base
 
 
+def _run(tmp_path, n: int) -> tuple[int, int, int]:
+    """Peaks of a full backup, a no-change backup and a restore of ``n`` tiny files."""
+    src = _tree(tmp_path / f"src{n}" / "Data", n)
+    rset = RemoteSet.create(LocalBackend(tmp_path / f"set{n}"), Clock().now(), "pw")
+    full = _peak(lambda: backup(rset, [src]))
+    again = _peak(lambda: backup(rset, [src]))
+    reopened = RemoteSet.open(rset.backend, lambda enc, sid: crypto.unlock_with_passphrase(enc, "pw"))
+    back = _peak(lambda: restore(reopened, tmp_path / f"out{n}"))
+    return full, again, back
+
+
 def test_backup_and_restore_memory_is_flat_in_the_file_count(tmp_path):
-    peaks = {}
     tracemalloc.start()
     try:
-        for n in (SMALL, LARGE):
-            src = _tree(tmp_path / f"src{n}" / "Data", n)
-            rset = RemoteSet.create(LocalBackend(tmp_path / f"set{n}"), Clock().now(), "pw")
-            full = _peak(lambda: backup(rset, [src]))
-            again = _peak(lambda: backup(rset, [src]))
-            rset = RemoteSet.open(rset.backend, lambda enc, sid: crypto.unlock_with_passphrase(enc, "pw"))
-            back = _peak(lambda: restore(rset, tmp_path / f"out{n}"))
-            peaks[n] = (full, again, back)
+        peaks = {n: _run(tmp_path, n) for n in (SMALL, LARGE)}
     finally:
         tracemalloc.stop()
     allowed = PER_FILE * (LARGE - SMALL) + BOUNDED
-    for what, small, large in zip(("full backup", "no-change backup", "restore"), peaks[SMALL], peaks[LARGE]):
-        assert large - small <= allowed, f"{what}: {small} -> {large} bytes ({(large - small) / (LARGE - SMALL):.0f} per file)"
+    for what, small, large in zip(("full backup", "no-change backup", "restore"), peaks[SMALL], peaks[LARGE],
+                                  strict=True):
+        per_file = (large - small) / (LARGE - SMALL)
+        assert large - small <= allowed, f"{what}: {small} -> {large} bytes ({per_file:.0f} per file)"
