@@ -107,8 +107,8 @@ def test_an_empty_remote_folder_is_not_a_set_and_a_foreign_one_is_not_taken(webd
 
 
 class _KillAfter:
-    """A backend that kills the WebDAV server once its ``n``-th put of a pack index returned
-    (other uploads are in flight then: they are cut)."""
+    """A backend that kills ``server`` (the WebDAV server, or Plugback's rclone: SIGKILL) once its
+    ``n``-th put of a pack index returned (other uploads are in flight then: they are cut)."""
 
     def __init__(self, inner, server, n: int):
         self._inner, self._server, self._left = inner, server, n
@@ -332,3 +332,25 @@ def test_a_local_encrypted_set_reads_as_a_remote_set_and_a_plain_one_is_refused(
     local_backup(plain, [src])
     with pytest.raises(UsageError, match="not encrypted"):
         RemoteSet.open(RcloneBackend(f"rclone:loc:{tmp_path / 'plain'}"), unlock())
+
+
+def test_a_killed_rclone_is_started_again_and_the_backup_is_whole(world, webdav, tmp_path, monkeypatch):
+    from core.engine.remote import packs
+
+    monkeypatch.setattr(packs, "PACK_SIZE", 50_000)
+    src = make_tree(tmp_path / "src" / "Docs", {f"f{i:02d}.bin": os.urandom(20_000 + i) for i in range(24)})
+    with new_set(webdav):
+        pass
+    backend = webdav.backend()
+    rclone = backend.inner.rcd._proc            # Plugback's own rclone (Retrying around RcloneBackend)
+    killer = _KillAfter(backend, rclone, 2)     # SIGKILL once the second pack is indexed
+    with RemoteSet.open(killer, unlock()) as rset:   # type: ignore[arg-type]
+        try:
+            result = backup(rset, [src])
+        except PlugbackError:
+            result = backup(rset, [src])                         # or it failed: the next run completes
+        assert result.status is BackupStatus.OK and rclone.poll() is not None
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        assert verify(rset, VerifyOptions(read_all=True)).ok and len(rset.snapshot_ids()) == 1
+        restore(rset, tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
