@@ -104,3 +104,20 @@ def test_bad_remote_input_is_one_clear_line_and_its_exit_code(remote, tmp_path):
     assert "forget" in refused.stderr
     missing = _ok(run_cli("snapshots", "rclone:cloud:set", env={**env, "PATH": str(tmp_path / "nothing")}), 1)
     assert "need rclone" in missing.stderr
+
+
+def test_wrong_credentials_for_the_remote_are_said_and_nothing_is_made(tmp_path):
+    if RCLONE is None:
+        pytest.skip(SKIP_REASON)
+    world = RcloneWorld(tmp_path / "rclone")
+    try:
+        server = world.serve_webdav(tmp_path / "served", user="ann", password="right")
+        world.add_webdav("locked", server, user="ann", password="wrong")
+        src = make_tree(tmp_path / "Docs", {"a.txt": b"alpha"})
+        env = {"RCLONE_CONFIG": str(world.config), "PLUGBACK_PASSPHRASE": "pw",
+               "RCLONE_LOW_LEVEL_RETRIES": "1"}     # (rclone would try the login 10 times)
+        refused = _ok(run_cli("backup", src, "--to", "rclone:locked:set", env=env), 1)
+        assert "rclone:locked:set" in refused.stderr and "password" in refused.stderr.lower()
+        assert not list((tmp_path / "served").rglob("*"))
+    finally:
+        world.close()
