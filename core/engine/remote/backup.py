@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -155,6 +156,8 @@ class _Run:
         self.window: deque[_Item] = deque()
         self.hashed = _Hashed(rset)
         self.packer = Packer(rset)
+        # The parent manifest's stored bytes, read once from the remote (unlinked at once).
+        self.parent_copy = tempfile.TemporaryFile(prefix="plugback-parent-")
 
     def __enter__(self) -> "_Run":
         return self
@@ -165,16 +168,17 @@ class _Run:
                 item.job.cancel()
         self.pool.shutdown(wait=True)
         self.writer.close()
+        self.parent_copy.close()
 
     def execute(self, paths: list[str], started) -> BackupResult:
         rset = self.rset
         parent_id = rset.newest_id()
-        parent = _intact_header(rset, parent_id)
+        parent = _intact_header(rset, parent_id, self.parent_copy)
         sources = plan_sources(paths, parent.sources if parent else [])
         snapshot_id = new_snapshot_id(started, parent_id)
         excluder = Excluder(self.options.excludes)
         entries = scan(sources, excluder, self.warnings)
-        with _ParentEntries(rset, parent.snapshot_id if parent else None) as prevs:
+        with _ParentEntries(rset, parent.snapshot_id if parent else None, self.parent_copy) as prevs:
             for se in entries:
                 self.options.cancel.check()
                 self.lock.refresh_if_due()
@@ -292,13 +296,14 @@ def _file_blocks(path: str, size: int) -> Iterator[bytes]:
             yield block
 
 
-def _intact_header(rset: RemoteSet, snapshot_id: str | None) -> Manifest | None:
+def _intact_header(rset: RemoteSet, snapshot_id: str | None, copy) -> Manifest | None:
     """The parent's header when its whole manifest reads intact (its entries are then trusted:
-    unchanged files keep their objects); None for a first backup or a damaged newest manifest."""
+    unchanged files keep their objects), its stored bytes kept in ``copy`` for the pass; None
+    for a first backup or a damaged newest manifest."""
     if snapshot_id is None:
         return None
     try:
-        with rset.open_manifest(snapshot_id) as reader:
+        with rset.open_manifest(snapshot_id, tee=copy) as reader:
             for _ in reader:
                 pass
             return reader.manifest
@@ -307,10 +312,13 @@ def _intact_header(rset: RemoteSet, snapshot_id: str | None) -> Manifest | None:
 
 
 class _ParentEntries:
-    """The parent snapshot's entries, walked beside the scan (both in manifest order)."""
+    """The parent snapshot's entries, walked beside the scan (both in manifest order), read from
+    the local copy :func:`_intact_header` made (checked again as it is read)."""
 
-    def __init__(self, rset: RemoteSet, snapshot_id: str | None):
-        self._reader = rset.open_manifest(snapshot_id) if snapshot_id else None
+    def __init__(self, rset: RemoteSet, snapshot_id: str | None, copy):
+        if snapshot_id:
+            copy.seek(0)
+        self._reader = rset.open_manifest(snapshot_id, local=copy) if snapshot_id else None
         self._it: Iterator[Entry] = iter(self._reader) if self._reader else iter(())
         self._next = next(self._it, None)
 

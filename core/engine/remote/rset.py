@@ -22,7 +22,7 @@ import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator, cast
+from typing import BinaryIO, Iterable, Iterator, cast
 
 from core.engine import crypto
 from core.engine import manifest as mf
@@ -232,13 +232,20 @@ class RemoteSet:
             raise UsageError(f"'{spec}' matches {len(matches)} snapshots; give more of the id.")
         raise SnapshotNotFound(snapshot=spec)
 
-    def open_manifest(self, snapshot_id: str) -> mio.ManifestReader:
-        """A snapshot's manifest as a checked stream of entries (see BackupSet.open_manifest)."""
+    def open_manifest(self, snapshot_id: str, *, local: BinaryIO | None = None,
+                      tee: BinaryIO | None = None) -> mio.ManifestReader:
+        """A snapshot's manifest as a checked stream of entries (see BackupSet.open_manifest).
+
+        ``local``: its stored (encrypted) bytes from a local copy instead of the remote; ``tee``:
+        a writable file that gets a copy of the stored bytes as they are read (such a copy)."""
         blob = manifest_blob(snapshot_id)
+        raw: _BlobReader | _Tee | BinaryIO
         try:
-            raw = _BlobReader(self.backend, blob, mf.MAX_MANIFEST_BYTES)
+            raw = local if local is not None else _BlobReader(self.backend, blob, mf.MAX_MANIFEST_BYTES)
         except BlobNotFound:
             raise SnapshotNotFound(snapshot=snapshot_id) from None
+        if tee is not None:
+            raw = _Tee(raw, tee)
         try:
             stream = crypto.DecryptingReader(raw, self.keys, name=blob)
             reader = mio.ManifestReader(stream, blob, encrypted=True)
@@ -335,6 +342,21 @@ class RemoteSet:
             if name is not None:
                 yield name, info.size
         yield from self.packs.objects()
+
+
+class _Tee:
+    """A readable stream that copies what is read from it into ``copy``."""
+
+    def __init__(self, stream: "_BlobReader | BinaryIO", copy: BinaryIO):
+        self._stream, self._copy = stream, copy
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._copy.write(data)
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 class _Where:
