@@ -126,10 +126,9 @@ def forget(rset: RemoteSet, policy: RetentionPolicy, *, prune: bool = True, dry_
 
 
 def prune_objects(rset: RemoteSet) -> tuple[int, int]:
-    """Delete the objects no snapshot names, and the packs none of whose objects a snapshot
-    names (with their index first: a pack without one is garbage, an index without its pack is
-    damage); (objects, bytes). Packs still partly needed stay whole (restic would repack them:
-    a next step). The caller holds the set's lock."""
+    """Delete the objects no snapshot names (standalone ones; packs: :func:`_prune_packs`);
+    (objects, bytes). Every manifest must read to its checked end first. The caller holds the
+    set's lock."""
     with closing(scratch.connect()) as db:
         db.execute("CREATE TABLE unused (name BLOB PRIMARY KEY, size INTEGER) WITHOUT ROWID")
         db.execute("BEGIN")   # one transaction: nothing here needs to survive a crash
