@@ -47,6 +47,7 @@ from core.errors import DamagedSet, ObjectNameMismatch, UsageError
 WORKERS = 4             # uploads in flight: a remote's latency, not the CPU, limits a small put
 WINDOW = 256            # entries waiting for their upload (or one before them) at most
 READ_BLOCK = 1 << 20
+PROGRESS_EVERY = 1000   # unchanged files between progress reports
 LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
 
 
@@ -149,7 +150,8 @@ class _Run:
     def __init__(self, rset: RemoteSet, options: BackupOptions, present: _Present, lock: RemoteLock):
         self.rset, self.options, self.present, self.lock = rset, options, present, lock
         self.warnings: list[RunWarning] = []
-        self.stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0}
+        self.stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0, "done_files": 0, "done_bytes": 0}
+        self.totals = (0, 0)    # the parent snapshot's files and bytes: what progress counts towards
         self._stats_mutex = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="plugback-upload")
         self.writer = ManifestWriter()
@@ -174,6 +176,8 @@ class _Run:
         rset = self.rset
         parent_id = rset.newest_id()
         parent = _intact_header(rset, parent_id, self.parent_copy)
+        if parent is not None:
+            self.totals = (parent.totals.get("files", 0), parent.totals.get("bytes", 0))
         sources = plan_sources(paths, parent.sources if parent else [])
         snapshot_id = new_snapshot_id(started, parent_id)
         excluder = Excluder(self.options.excludes)
@@ -222,13 +226,20 @@ class _Run:
             self.window.popleft()
             if item.job is not None:
                 item.job.result()   # an upload that failed fails the run, here
-                self._progress(item.se.path)
+            if item.entry.type == FILE:
+                self._progress(item.se, item.job is not None)
             if item.entry.type != FILE or item.entry.sha256:
                 self.writer.add(item.entry)
 
-    def _progress(self, current: str) -> None:
+    def _progress(self, se: ScanEntry, read: bool) -> None:
+        """Files handled so far (unchanged ones too), against the parent's totals while the scan
+        has not passed them; reported for every file read, else every PROGRESS_EVERY files."""
         s = self.stats
-        self.options.progress(Progress("copy", s["copied_files"], 0, s["copied_bytes"], 0, current))
+        s["done_files"] += 1
+        s["done_bytes"] += se.size
+        if read or not s["done_files"] % PROGRESS_EVERY:
+            files, size = max(self.totals[0], s["done_files"]), max(self.totals[1], s["done_bytes"])
+            self.options.progress(Progress("copy", s["done_files"], files, s["done_bytes"], size, se.path))
 
     # --- in an upload thread ----------------------------------------------------------------
     def _store(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:

@@ -354,3 +354,17 @@ def test_a_killed_rclone_is_started_again_and_the_backup_is_whole(world, webdav,
         assert verify(rset, VerifyOptions(read_all=True)).ok and len(rset.snapshot_ids()) == 1
         restore(rset, tmp_path / "out")
     assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
+
+
+def test_backup_progress_counts_every_file_towards_the_parents_totals(tmp_path):
+    from core.engine.progress import Progress
+
+    src = make_tree(tmp_path / "src" / "Docs", {f"f{i}.txt": b"x" * i for i in range(1, 6)})
+    seen: list[Progress] = []
+    with new_set(place("local", tmp_path, None)) as rset:
+        backup(rset, [src])
+        (src / "f1.txt").write_bytes(b"changed")
+        backup(rset, [src], BackupOptions(progress=seen.append))
+    copy = [p for p in seen if p.phase == "copy"]
+    assert [p.current for p in copy] == ["Docs/f1.txt"] and copy[0].files_total == 5 and copy[0].bytes_total == 15
+    assert seen[-1].phase == "commit" and seen[-1].files_done == 5
