@@ -3,18 +3,21 @@
 Write order (the crash-safety proof; docs/format.md "Remote sets"):
 
 1. Take the set's :class:`RemoteLock`; clear what interrupted puts left in ``tmp/``.
-2. List ``objects/`` once into a scratch table (names only; memory stays flat).
+2. List ``objects/`` and the pack indexes once into a scratch table (names only; memory
+   stays flat); the parent manifest is read to its checked end, into a local copy.
 3. Walk the sources in manifest order beside the parent snapshot's entries. A file
    whose size, time, inode and ctime match the parent's entry keeps its object
    (if the listing has it). Any other file is read once to hash it: its keyed name
    says whether the remote has the content already (a resumed run skips what a cut
    run uploaded). Missing content is read again, encrypted on the fly and put
    (atomic: whole under its name, or not there), then read back and checked: the
-   decrypted content must hash to the name. A file that changed between the two
-   reads fails that check; its blob is deleted and the file keeps its previous
-   version (a warning), as a file that cannot be read does.
-4. Only when every object of the snapshot is stored and read back, the manifest is
-   put and read back. Until then no snapshot names anything new, so a run cut at any
+   decrypted content must hash to the name. Content under 1 MiB is checked so before
+   it joins a pack, which is put, read back, and indexed (core/engine/remote/packs.py).
+   A file that changed between the two reads fails that check; its blob is deleted
+   and the file keeps its previous version (a warning), as a file that cannot be
+   read does.
+4. Only when every object of the snapshot is stored and read back (the last pack
+   too), the manifest is put and read back. Until then no snapshot names anything new, so a run cut at any
    step (a dropped connection, a killed rclone, a full remote) leaves the last
    committed snapshot as it was; it raises, never reports success.
 """

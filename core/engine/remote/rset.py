@@ -3,9 +3,10 @@
 The same blobs as a local encrypted set, by the same names (docs/format.md, "Remote
 sets"): ``plugback.json`` (format, version, set id, creation time and the
 ``encryption`` member only), ``snapshots/<id>.json.gz`` (the encrypted manifest),
-``objects/<2 hex>/<64 hex>`` (encrypted content under its keyed name), and ``locks/``
-(:class:`core.engine.storage.lock.RemoteLock`). There is no ``Latest/``, no journal
-and no lock file: the storage has neither renames we could rely on nor pids.
+``objects/<2 hex>/<64 hex>`` (encrypted content under its keyed name), ``locks/``
+(:class:`core.engine.storage.lock.RemoteLock`), and, for small content, ``packs/`` and
+``index/`` (:mod:`core.engine.remote.packs`). There is no ``Latest/``, no journal and
+no lock file: the storage has neither renames we could rely on nor pids.
 
 Read order is the reverse of the write order: a snapshot exists once its manifest
 blob is there, and every object it names was written and read back before it.
