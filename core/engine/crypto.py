@@ -59,6 +59,7 @@ from core.engine.crypto_stream import (  # noqa: F401  (the stream's API, re-exp
     decrypt_bytes,
     encrypt_bytes,
     encrypted_size,
+    stored_field,
 )
 from core.engine.crypto_stream import hkdf as _hkdf
 from core.errors import (

@@ -83,6 +83,12 @@ def encrypted_size(plain_len: int, chunk_size: int = CHUNK_SIZE) -> int:
     return HEADER_LEN + TAG_LEN * chunks + plain_len
 
 
+def stored_field(plain_len: int, stored: int) -> int:
+    """``Entry.stored`` for a stream of ``stored`` bytes holding ``plain_len`` bytes: 0 when that is
+    what an uncompressed stream takes (format 1, and content that does not compress)."""
+    return 0 if stored == encrypted_size(plain_len) else stored
+
+
 class Readable(Protocol):
     """What a :class:`DecryptingReader` reads from: a binary file, or a chain of them."""
 

@@ -429,11 +429,9 @@ class PlainStore(_Store):
 
 
 def _stored_field(size: int, stored: int) -> int:
-    """``Entry.stored`` for an object of ``stored`` bytes holding ``size`` bytes: 0 when that is what
-    an uncompressed stream takes (format 1, and content that does not compress)."""
     from core.engine import crypto
 
-    return 0 if stored == crypto.encrypted_size(size) else stored
+    return crypto.stored_field(size, stored)
 
 
 class EncryptedStore(_Store):

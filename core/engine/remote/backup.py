@@ -75,11 +75,11 @@ class _Present:
 
     def __init__(self, rset: RemoteSet):
         self.db = scratch.connect()
-        self.db.execute("CREATE TABLE present (name BLOB PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute("CREATE TABLE present (name BLOB PRIMARY KEY, size INTEGER) WITHOUT ROWID")
         self._mutex = threading.Lock()
         self.db.execute("BEGIN")
-        for batch in scratch.batches((bytes.fromhex(n),) for n, _size in rset.object_names()):
-            self.db.executemany("INSERT OR IGNORE INTO present VALUES (?)", batch)
+        for batch in scratch.batches((bytes.fromhex(n), size) for n, size in rset.object_names()):
+            self.db.executemany("INSERT OR IGNORE INTO present VALUES (?, ?)", batch)
         self.db.execute("COMMIT")
         self.claims: dict[str, threading.Event] = {}   # names being uploaded now -> set when done
 
@@ -89,6 +89,12 @@ class _Present:
 
     def _has(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM present WHERE name = ?", (bytes.fromhex(name),)).fetchone() is not None
+
+    def size(self, name: str) -> int:
+        """The stored size of an object the remote holds (what its entry's ``stored`` follows)."""
+        with self._mutex:
+            row = self.db.execute("SELECT size FROM present WHERE name = ?", (bytes.fromhex(name),)).fetchone()
+        return row[0] if row else 0
 
     def claim(self, name: str) -> bool:
         """Whether this thread must upload ``name``: False once it is there (waits while another
@@ -103,10 +109,11 @@ class _Present:
                     return True
             event.wait()
 
-    def release(self, name: str, stored: bool) -> None:
+    def release(self, name: str, stored: int | None) -> None:
+        """``name``'s upload is over: ``stored`` bytes on the remote, or None (not stored)."""
         with self._mutex:
-            if stored:
-                self.db.execute("INSERT OR IGNORE INTO present VALUES (?)", (bytes.fromhex(name),))
+            if stored is not None:
+                self.db.execute("INSERT OR IGNORE INTO present VALUES (?, ?)", (bytes.fromhex(name), stored))
             event = self.claims.pop(name, None)
         if event is not None:
             event.set()
@@ -213,7 +220,7 @@ class _Run:
             self.stats["bytes"] += se.size
             if (prev is not None and prev.obj and not self.options.rehash and same_stat(prev, se)
                     and prev.obj in self.present):
-                e.sha256, e.obj = prev.sha256, prev.obj
+                e.sha256, e.obj, e.stored = prev.sha256, prev.obj, prev.stored
             else:
                 item.job = self.pool.submit(self._store, se, e, prev)
         self.window.append(item)
@@ -255,43 +262,58 @@ class _Run:
         e.size, e.sha256, e.obj = size, hasher.sha256_hexdigest(), hasher.hexdigest()
         name = e.obj
         if not self.present.claim(name):
+            e.stored = crypto.stored_field(e.size, self.present.size(name))   # the copy already there
             return
-        stored = False
+        stored = None
         try:
             stored = self._upload(se, e, name)
         finally:
             self.present.release(name, stored)
-        if not stored:
+        if stored is None:
             self._changed(se, e, prev)
+        else:
+            e.stored = crypto.stored_field(e.size, stored)
 
-    def _upload(self, se: ScanEntry, e: Entry, name: str) -> bool:
-        """Put the object and read it back (small ones: into a pack, checked before they go in);
-        False when the file changed between the two reads."""
+    def _upload(self, se: ScanEntry, e: Entry, name: str) -> int | None:
+        """Put the object and read it back (small ones: into a pack, checked before they go in):
+        its stored size, or None when the file changed between the two reads."""
         blob = object_blob(name)
         backend, keys = self.rset.backend, self.rset.keys
         if e.size < PACK_BELOW:
             stream = b"".join(encrypted_chunks(keys, _file_blocks(se.abspath, e.size)))
             try:
-                crypto.decrypt_bytes(keys, stream, name=blob, expected_name=name)
+                crypto.decrypt_bytes(keys, stream, name=blob, expected_name=name, max_size=e.size)
             except ObjectNameMismatch:
-                return False
+                return None
             self.packer.add(name, stream)
+            stored = len(stream)
         else:
-            backend.put(blob, lambda: encrypted_chunks(keys, _file_blocks(se.abspath, e.size)))
+            sent = [0]
+
+            def chunks() -> Iterator[bytes]:
+                sent[0] = 0        # (a retried put sends it all again)
+                for chunk in encrypted_chunks(keys, _file_blocks(se.abspath, e.size)):
+                    sent[0] += len(chunk)
+                    yield chunk
+
+            backend.put(blob, chunks)
+            e.stored = crypto.stored_field(e.size, sent[0])   # the read-back checks the size it was sent
             try:
                 for _ in self.rset.read_content(e):
                     pass
             except ObjectNameMismatch:
                 backend.delete(blob)   # its content is not what its name says: nobody may use it
-                return False
+                return None
+            stored = sent[0]
         with self._stats_mutex:
             self.stats["copied_files"] += 1
             self.stats["copied_bytes"] += e.size
-        return True
+        return stored
 
     def _changed(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
         if prev is not None and prev.sha256 and prev.obj:
             e.sha256, e.size, e.mtime_ns, e.obj = prev.sha256, prev.size, prev.mtime_ns, prev.obj
+            e.stored = prev.stored
             e.ino = e.ctime_ns = 0     # read again next time
             why = "changed while it was being backed up; the snapshot keeps its previous version"
         else:

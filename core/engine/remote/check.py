@@ -40,7 +40,8 @@ def verify(rset: RemoteSet, options: VerifyOptions | None = None) -> VerifyResul
     result = VerifyResult()
     with closing(scratch.connect()) as db:
         db.execute("CREATE TABLE stored (name BLOB PRIMARY KEY, size INTEGER) WITHOUT ROWID")
-        db.execute("CREATE TABLE content (name BLOB PRIMARY KEY, sha BLOB, size INTEGER, label TEXT) WITHOUT ROWID")
+        db.execute("CREATE TABLE content (name BLOB PRIMARY KEY, sha BLOB, size INTEGER, label TEXT, "
+                   "stored INTEGER) WITHOUT ROWID")
         db.execute("BEGIN")
         rows = ((bytes.fromhex(n), size) for n, size in rset.object_names())
         for batch in scratch.batches(rows):
@@ -65,22 +66,22 @@ def verify(rset: RemoteSet, options: VerifyOptions | None = None) -> VerifyResul
 
 def _add_manifest(db, rset: RemoteSet, sid: str, options: VerifyOptions) -> None:
     with rset.open_manifest(sid) as reader:
-        rows = ((bytes.fromhex(rset.object_name(e)), bytes.fromhex(e.sha256 or ""), e.size, f"{e.path} ({sid})")
-                for e in reader if e.type == FILE)
+        rows = ((bytes.fromhex(rset.object_name(e)), bytes.fromhex(e.sha256 or ""), e.size, f"{e.path} ({sid})",
+                 e.stored) for e in reader if e.type == FILE)
         for batch in scratch.batches(rows):
             options.cancel.check()
-            db.executemany("INSERT OR IGNORE INTO content VALUES (?, ?, ?, ?)", batch)
+            db.executemany("INSERT OR IGNORE INTO content VALUES (?, ?, ?, ?, ?)", batch)
 
 
 def _check_contents(db, rset: RemoteSet, options: VerifyOptions, result: VerifyResult) -> None:
     total_files, total_bytes = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM content").fetchone()
     done = [0, 0]
-    rows = db.execute("SELECT c.name, c.sha, c.size, c.label, s.size FROM content c "
+    rows = db.execute("SELECT c.name, c.sha, c.size, c.label, c.stored, s.size FROM content c "
                       "LEFT JOIN stored s ON s.name = c.name")
 
     def check(row) -> tuple[str, str, int]:
-        name, sha, size, label, stored = row
-        e = Entry(label, FILE, size=size, sha256=bytes(sha).hex(), obj=bytes(name).hex())
+        name, sha, size, label, recorded, stored = row
+        e = Entry(label, FILE, size=size, sha256=bytes(sha).hex(), obj=bytes(name).hex(), stored=recorded)
         if stored is None:
             return label, f"its content ({object_blob(e.obj or '')}) is missing from the remote", size
         if stored != stored_size(rset, e):   # type: ignore[arg-type]  # RemoteSet reads like a BackupSet

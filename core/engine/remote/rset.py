@@ -323,7 +323,7 @@ class RemoteSet:
                 raise DamagedSet(what=f"{pack_blob(packed[0])}: the pack holding this content is missing "
                                       "from the remote") from None
             yield from crypto.DecryptingReader(io.BytesIO(stream), self.keys, name=pack_blob(packed[0]),
-                                               expected_name=name)
+                                               expected_name=name, max_size=entry.size)
             return
         blob = object_blob(name)
         try:
@@ -331,7 +331,7 @@ class RemoteSet:
         except BlobNotFound:
             raise DamagedSet(what=f"{blob}: its content is missing from the remote") from None
         try:
-            yield from crypto.DecryptingReader(raw, self.keys, name=blob, expected_name=name)
+            yield from crypto.DecryptingReader(raw, self.keys, name=blob, expected_name=name, max_size=entry.size)
         finally:
             raw.close()
 
