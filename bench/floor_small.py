@@ -58,16 +58,16 @@ def hash_tree(folder: Path, jobs: int = 1) -> str:
             f"xargs -0 -r -n 2000 -P {jobs} sha256sum > /dev/null")
 
 
-def floors(w: dict[str, Path], manifest: Path) -> dict[str, dict[str, str]]:
-    """Per phase: the peer, the floors and plugback, each a shell command (run after a cache drop)."""
+def floors(w: dict[str, Path], manifest: Path, drop: str = DROP) -> dict[str, dict[str, str]]:
+    """Per phase: the peer, the floors and plugback, each a shell command (run after ``drop``)."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
     return {
         "full": {
             "peer: cp -a": f"cp -a {q['src']} {q['copy']}",
-            "floor serial": (f"cp -a {q['src']} {q['floor']} && {hash_tree(w['src'])} && {DROP} && "
+            "floor serial": (f"cp -a {q['src']} {q['floor']} && {hash_tree(w['src'])} && {drop} && "
                              f"{hash_tree(w['floor'])}"),
-            "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {DROP} && "
+            "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {drop} && "
                                  f"{hash_tree(w['floor'], 2)}"),
             "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
         },
@@ -122,7 +122,7 @@ def prepare(args, w: dict[str, Path]) -> Path:
         steps += [["restic", "init"], ["restic", "backup", "--host", "bench", str(w["src"])]]
     for argv in steps:
         subprocess.run(argv, env=env, check=True, capture_output=True)
-    manifests = sorted((w["set"] / "snapshots").glob("*"))
+    manifests = sorted((w["set"] / "snapshots").glob("*.json.gz"))
     return manifests[-1]
 
 
@@ -137,13 +137,14 @@ def run(args) -> dict:
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     results: dict[str, dict[str, list]] = {}
-    for phase, commands in floors(w, manifest).items():
+    drop = "sync" if args.warm else DROP
+    for phase, commands in floors(w, manifest, drop).items():
         if args.phases and phase not in args.phases.split(","):
             continue
         for rep in range(args.repeat):
             _clear(phase, w)
             for name, script in commands.items():
-                subprocess.run(["sh", "-c", DROP], check=True)
+                subprocess.run(["sh", "-c", drop], check=True)
                 r = timed(["sh", "-c", script], logs / f"{phase}-{rep}.log", args.timeout, env=env)
                 r["load"] = os.getloadavg()[0]
                 results.setdefault(phase, {}).setdefault(name, []).append(r)
@@ -176,9 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phases", default="", help="comma-separated subset of full,nochange,restore,verify")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
     args = p.parse_args(argv)
-    if os.geteuid() != 0:
-        p.error("must run as root: the page cache is dropped before every timed command")
+    if not args.warm and os.geteuid() != 0:
+        p.error("must run as root: the page cache is dropped before every timed command (or --warm)")
     results = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
