@@ -38,7 +38,7 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence, cast
 
 from core.engine import chunks
 from core.engine import journal as journal_mod
@@ -167,7 +167,8 @@ def _pairs(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_
     # the parent, so the journal scan also lists the folders above it (more listing, the same pairs)
     # and the parent is read once, not twice.
     reuse.begin(header)
-    return reuse.pairs(parent_id, sources, excluder, [], stack.enter_context(bset.open_manifest(parent_id)))
+    pairs = reuse.pairs(parent_id, sources, excluder, [], stack.enter_context(bset.open_manifest(parent_id)))
+    return cast("Iterator[tuple]", pairs)   # (a Splice comes only from a proven parent's lines, never given here)
 
 
 def _count(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_id: str | None,
