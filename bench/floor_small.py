@@ -18,7 +18,8 @@ exceeds it. Each floor here is work plugback cannot skip and still be what it pr
   read (``sha256sum``: a restored file is checked against its hash). Serial, and overlapped
   (the hashing beside the copy).
 * **verify --read-all** (peer ``restic check --read-data``): read and hash every file of
-  ``Latest/`` as the plain files it holds (``sha256sum``), one process and two.
+  ``Latest/`` as the plain files it holds (``sha256sum``), one process, two and eight (plugback
+  reads with eight threads: more reads in flight keep a cold drive's queue full).
 
 What is not in a floor (and so makes each one lower than the product could ever be): the
 manifest and ``Latest.sha256`` written, the journal, the temporary names and renames,
@@ -87,6 +88,7 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP) -> dict[str, di
             "peer: restic check --read-data": "restic check --read-data",
             "floor 1 process": hash_tree(w["latest"]),
             "floor 2 processes": hash_tree(w["latest"], 2),
+            "floor 8 processes": hash_tree(w["latest"], 8),   # plugback reads with 8 threads
             "plugback": f"{cli} verify {q['set']} --read-all",
         },
     }

@@ -210,7 +210,8 @@ def test_the_small_files_floor_script_times_every_phase(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     data = json.loads(out.read_text())
     assert list(data) == ["full", "nochange", "restore", "verify"]
-    assert list(data["verify"]) == ["peer: restic check --read-data", "floor 1 process", "floor 2 processes", "plugback"]
+    assert list(data["verify"]) == ["peer: restic check --read-data", "floor 1 process", "floor 2 processes",
+                                  "floor 8 processes", "plugback"]
     assert all(r["rc"] == 0 for by in data.values() for runs in by.values() for r in runs)
     assert "| full | floor serial |" in run.stdout
     restored = [p for p in (tmp_path / "work" / "out" / "plugback").rglob("*") if p.is_file()]
