@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import ntpath
 import os
 import secrets
 import stat
-import tempfile
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +25,7 @@ from core.engine import winattrs
 from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path, real_path
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, WINDOWS_PATHS, Entry, Manifest, sort_key
+from core.engine.objindex import ObjectIndex
 from core.engine.progress import (
     CancelToken,
     Clock,
@@ -38,6 +37,7 @@ from core.engine.progress import (
     no_progress,
 )
 from core.engine.repo import BackupSet
+from core.engine.restore_dirs import DirSpool as _DirSpool
 from core.engine.restore_names import RestoreNamer
 from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
 
@@ -302,38 +302,6 @@ def _plan(bset: BackupSet, sid: str, paths) -> _Plan:
     return plan
 
 
-class _DirSpool:
-    """The restored folders' (path, mode, mtime, attrs) in a local temporary file: their modes,
-    times and attributes are set after every file is written, without a list of every folder in memory."""
-
-    def __init__(self):
-        self._f = tempfile.TemporaryFile(prefix="plugback-restore-")
-
-    def add(self, e: Entry) -> None:
-        self._f.write(json.dumps([e.path, e.mode, e.mtime_ns, e.attrs]).encode("ascii") + b"\n")
-
-    def backwards(self, block: int = 1 << 16) -> Iterator[tuple[str, int, int, int]]:
-        """The records, last first."""
-        end = self._f.seek(0, os.SEEK_END)
-        tail = b""
-        while end > 0:
-            start = max(0, end - block)
-            self._f.seek(start)
-            lines = (self._f.read(end - start) + tail).split(b"\n")
-            end, tail = start, lines[0]   # the first piece may be the end of an earlier line
-            for line in reversed(lines[1:]):
-                if line:
-                    yield tuple(json.loads(line))
-        if tail:
-            yield tuple(json.loads(tail))
-
-    def __enter__(self) -> "_DirSpool":
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._f.close()
-
-
 class _Restorer:
     """One restore's places and counts: where each entry goes, and writing it there."""
 
@@ -342,6 +310,8 @@ class _Restorer:
         self.bset, self.roots, self.options, self.result, self.plan = bset, roots, options, result, plan
         self.folders = _Folders()
         self.names = RestoreNamer(roots, options.names, result.warnings)
+        # (plain sets' newest snapshot: most of its files are in Latest/ only)
+        self.objects = ObjectIndex(bset.layout.objects) if plan.newest and bset.keys is None else None
         self._done = {"files": 0, "bytes": 0}
         self._counting = threading.Lock()
 
@@ -397,7 +367,7 @@ class _Restorer:
         self.options.cancel.check()
         root, dest = self.dest_of(e)
         outcome, detail = _restore_file(self.bset, e, root, dest, self.options.on_conflict, self.folders,
-                                        self.plan.newest)
+                                        self.plan.newest, self.objects)
         with self._counting:
             self._done["files"] += 1
             self._done["bytes"] += e.size
@@ -523,7 +493,8 @@ def _make_real_folder(path: str) -> None:
 
 
 def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: OnConflict,
-                  folders: _Folders, of_newest: bool = False) -> tuple[RestoreOutcome, str]:
+                  folders: _Folders, of_newest: bool = False,
+                  index: ObjectIndex | None = None) -> tuple[RestoreOutcome, str]:
     """Write one file through a temporary name, renamed into place only when its hash matches."""
     folder = os.path.dirname(dest)
     folders.ensure(folder, root)
@@ -533,7 +504,7 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
     if outcome is RestoreOutcome.DAMAGED:
         return outcome, "a folder is in the way; not restored"
     try:
-        paths = bset.content_paths(e, of_newest=of_newest)
+        paths = _content_paths(bset, e, of_newest, index)
     except DamagedSet as err:   # a damaged chunk list (format 2)
         return RestoreOutcome.DAMAGED, f"{err}; not restored"
     if not paths:
@@ -556,10 +527,21 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         _drop(tmp)
         if winattrs.is_locked(err):   # waited for already (winattrs): the file in the way stays
             return RestoreOutcome.SKIPPED, LOCKED
+        if isinstance(err, FileNotFoundError) and not os.path.lexists(long_path(paths[0])):
+            return RestoreOutcome.DAMAGED, "its content is missing from the drive; not restored"
         if os.path.exists(long_path(paths[0])):
             raise UsageError(f"Cannot write {dest}: {err.strerror or err}. Check the restore folder.") from None
         return RestoreOutcome.DAMAGED, f"it cannot be read from the drive ({err.strerror or err}); not restored"
     return outcome, (dest if outcome is RestoreOutcome.KEPT_BOTH else "")   # the name it was kept under
+
+
+def _content_paths(bset: BackupSet, e: Entry, of_newest: bool, index: ObjectIndex | None) -> list | None:
+    """Where ``e``'s bytes are (``BackupSet.content_paths``), without asking ``objects/`` by name
+    when its listing says the content is not there: then the newest snapshot's file is its own
+    copy in ``Latest/``, not looked at first (opening it finds it missing)."""
+    if of_newest and index is not None and not e.parts and not index.may_hold(bset.object_name(e)):
+        return [bset.layout.latest_file(e.mirror_path)]
+    return bset.content_paths(e, of_newest=of_newest)
 
 
 def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str) -> bool:

@@ -38,7 +38,7 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence, cast
 
 from core.engine import chunks
 from core.engine import journal as journal_mod
@@ -50,12 +50,14 @@ from core.engine.backup import (
     check_sources,
     same_stat,  # the run's own rule: the two cannot disagree
 )
+from core.engine.changes import ChangeHint
 from core.engine.chunkstore import big_enough
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, Entry
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
 from core.engine.retention import make_room, plan_room, prune_objects
+from core.engine.reuse import Reuse
 from core.engine.scan import Excluder, plan_sources, scan
 from core.engine.window import merge
 from core.errors import DiskFull, DriveFull, ManifestDamaged, PlugbackError
@@ -123,17 +125,21 @@ def stored_size(size: int, encrypted: bool, block: int) -> int:
 
 
 def estimate(bset: BackupSet, sources: Sequence[str], excludes: Iterable[str] = (),
-             cancel: CancelToken | None = None, progress: ProgressCallback = no_progress) -> Need:
+             cancel: CancelToken | None = None, progress: ProgressCallback = no_progress,
+             changes: ChangeHint | None = None) -> Need:
     """The bytes a backup of ``sources`` into ``bset`` will write, streaming (see the module docstring).
 
     A damaged parent manifest means the run copies everything: so does the estimate.
+    ``changes``: the run's change hint (core/engine/changes.py); where the run could use it, the
+    estimate lists only the folders it names and takes the parent's records elsewhere, as the
+    run's journal scan does (the same pairs a full scan gives: the same estimate, without the scan).
     ``progress`` hears phase "scan" with the path reached (no totals: they are not known yet).
     """
     paths = check_sources(sources, bset.layout.root)
     parent_id = bset.newest_id()
     hooks = (cancel or CancelToken(), progress)
     try:
-        return _count(bset, paths, tuple(excludes), parent_id, hooks)
+        return _count(bset, paths, tuple(excludes), parent_id, hooks, changes)
     except ManifestDamaged:
         return _count(bset, paths, tuple(excludes), None, hooks)
 
@@ -146,19 +152,34 @@ def _trusted(bset: BackupSet, parent_id: str | None) -> dict[str, journal_mod.Pl
     return trusted
 
 
+def _pairs(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_id: str | None,
+           changes: ChangeHint | None, stack: ExitStack) -> Iterator[tuple]:
+    """The run's ``(scan entry, parent entry)`` pairs: a full scan merged with the parent, or the
+    journal scan the run would make with ``changes`` (core/engine/reuse.py decides, as in the run)."""
+    root = str(bset.layout.root)
+    header = bset.header(parent_id) if parent_id else None
+    sources = plan_sources(paths, header.sources if header else [])
+    excluder = Excluder(excludes, skip_dirs=[root])
+    if parent_id is None or header is None:
+        return merge(scan(sources, excluder, []), ())
+    reuse = Reuse(changes, excludes, False, paths, root)
+    # Only the header is noted, none of the parent's folders: every named folder counts as new to
+    # the parent, so the journal scan also lists the folders above it (more listing, the same pairs)
+    # and the parent is read once, not twice.
+    reuse.begin(header)
+    pairs = reuse.pairs(parent_id, sources, excluder, [], stack.enter_context(bset.open_manifest(parent_id)))
+    return cast("Iterator[tuple]", pairs)   # (a Splice comes only from a proven parent's lines, never given here)
+
+
 def _count(bset: BackupSet, paths: list[str], excludes: tuple[str, ...], parent_id: str | None,
-           hooks: tuple[CancelToken, ProgressCallback]) -> Need:
+           hooks: tuple[CancelToken, ProgressCallback], changes: ChangeHint | None = None) -> Need:
     root = bset.layout.root
     block, encrypted = block_size(root), bset.encrypted
     trusted = _trusted(bset, parent_id) if parent_id else {}
-    header = bset.header(parent_id) if parent_id else None
-    sources = plan_sources(paths, header.sources if header else [])
-    excluder = Excluder(excludes, skip_dirs=[str(root)])
     content = files = 0
     margin = MARGIN_FIXED
     with ExitStack() as stack:
-        old: Iterable[Entry] = stack.enter_context(bset.open_manifest(parent_id)) if parent_id else ()
-        for count, (se, prev) in enumerate(merge(scan(sources, excluder, []), old)):
+        for count, (se, prev) in enumerate(_pairs(bset, paths, excludes, parent_id, changes, stack)):
             if count % CANCEL_EVERY == 0:
                 hooks[0].check()
                 hooks[1](Progress("scan", 0, 0, 0, 0, getattr(se or prev, "path", "")))
@@ -245,7 +266,8 @@ def ensure_room(bset: BackupSet, sources: Sequence[str], options: BackupOptions,
     free += _tmp_bytes(bset.layout.tmp)
     if not slack and _quick_fit(bset, free):
         return
-    need = estimate(bset, sources, options.excludes, options.cancel, options.progress)
+    need = estimate(bset, sources, options.excludes, options.cancel, options.progress,
+                    None if options.rehash else options.changes)
     want = need.total + (max(int(need.total * RETRY_SLACK), RETRY_SLACK_MIN) if slack else 0)
     report.need, report.free = need, free
     if free >= want:
@@ -304,7 +326,7 @@ def _ended_full(bset: BackupSet, sources: Sequence[str], options: BackupOptions,
     free = free_space(bset.layout.root)
     if released and free is not None:
         try:
-            need = estimate(bset, sources, options.excludes).total   # what was taken back counts again
+            need = estimate(bset, sources, options.excludes, changes=options.changes).total   # what was taken back counts again
             most = plan_room(bset, free, need).most
         except (PlugbackError, OSError):
             return DriveFull(**details)

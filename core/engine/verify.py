@@ -20,6 +20,7 @@ from core.engine import scratch
 from core.engine.chunks import ChunkPaths
 from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
+from core.engine.objindex import ObjectIndex
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
 from core.engine.window import batches
@@ -90,6 +91,8 @@ def check_entry(bset: BackupSet, entry: Entry, paths: list[Path] | None = None) 
             size += len(block)
     except DamagedSet as err:
         return str(err)
+    except (FileNotFoundError, NotADirectoryError):
+        return "its content is missing from the drive"   # (gone since it was looked up, or never looked up)
     except OSError as err:
         return f"it cannot be read ({err.strerror or err})"
     if size != entry.size:
@@ -258,15 +261,20 @@ def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOption
                 tally: _Tally) -> None:
     """Run ``checks`` (label, entry, paths), a bounded number at a time."""
 
+    index = ObjectIndex(bset.layout.objects)
+
     def run(check: _Check):
         label, e, paths = check
         try:
             if paths is OBJECT_ONLY:
-                paths = bset.object_paths(e)
+                paths = bset.object_paths(e) if index.may_hold(bset.object_name(e)) else None
                 if not paths:
                     return label, e, None   # in Latest/ only: the Latest/ checks read it
             elif paths is LOOK_UP:
                 paths = bset.content_paths(e)
+            elif paths is IN_LATEST and options.read_all and not e.parts:
+                # Read at once: the read finds a missing file and the size (no look-up before).
+                return label, e, check_entry(bset, e, [bset.layout.latest_file(e.mirror_path)]) or ""
             elif paths is IN_LATEST:
                 paths = _latest_paths(bset, e)
         except DamagedSet as err:   # a damaged chunk list (format 2)

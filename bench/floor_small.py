@@ -1,0 +1,194 @@
+"""The floors under issue #11's many-small-files goals: the least work each phase must do, done by
+the fastest native tools, timed beside the peer and plugback in one run on one tree.
+
+The issue lets a speed goal stay unmet only where a measured bound of the machine by itself
+exceeds it. Each floor here is work plugback cannot skip and still be what it promises:
+
+* **full backup** (peer ``cp -a``): copy every file (``cp -a``), hash every source byte
+  (``sha256sum``: the manifest records each file's SHA-256), flush the copy to the drive
+  (``sync``: the data is durable before the snapshot commits), drop the cache and read every
+  copied byte back from the drive and hash it (``sha256sum`` again: "every byte written is read
+  back and checked"). Serial: one step after the other. Overlapped: the hashing of the sources
+  runs beside ``cp -a`` (two processes, as the product may hash while it copies) and the
+  read-back hashes with two processes.
+* **no-change backup** (peer ``rsync -a``): ``lstat`` every source (GNU ``find -printf`` of
+  size, mtime, inode and ctime: the "unchanged" rule) and read the parent manifest (``zcat`` of
+  plugback's own newest manifest). Writing the new manifest is left out, so this floor is low.
+* **restore** (peer ``cp -a`` of the copy): copy ``Latest/`` out (``cp -a``) and hash every byte
+  read (``sha256sum``: a restored file is checked against its hash). Serial, and overlapped
+  (the hashing beside the copy).
+* **verify --read-all** (peer ``restic check --read-data``): read and hash every file of
+  ``Latest/`` as the plain files it holds (``sha256sum``), one process, two and eight (plugback
+  reads with eight threads: more reads in flight keep a cold drive's queue full).
+
+What is not in a floor (and so makes each one lower than the product could ever be): the
+manifest and ``Latest.sha256`` written, the journal, the temporary names and renames,
+Python's start-up. The page cache is dropped before every timed command, as the benchmark
+does. Each command is timed with ``bench/measure.py`` (wall, CPU of the command and its
+children, peak RSS).
+
+    nice -n 10 .venv/bin/python bench/floor_small.py --files 100000 --workdir /tmp/pb-floor --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import make_scale  # noqa: E402
+from measure import timed  # noqa: E402
+from tools import PASSWORD, plugback_argv, plugback_env, rmtree  # noqa: E402
+
+DROP = "sync; echo 3 > /proc/sys/vm/drop_caches"
+# The source's ``lstat`` fields the "unchanged" rule compares (GNU find: one fstatat per entry).
+STAT_FIELDS = "%s %T@ %i %C@ %m %p\\n"
+
+
+def hash_tree(folder: Path, jobs: int = 1) -> str:
+    """Shell: SHA-256 of every regular file below ``folder`` (``jobs`` sha256sum processes)."""
+    return (f"find {shlex.quote(str(folder))} -type f -print0 | "
+            f"xargs -0 -r -n 2000 -P {jobs} sha256sum > /dev/null")
+
+
+def floors(w: dict[str, Path], manifest: Path, drop: str = DROP) -> dict[str, dict[str, str]]:
+    """Per phase: the peer, the floors and plugback, each a shell command (run after ``drop``)."""
+    q = {k: shlex.quote(str(v)) for k, v in w.items()}
+    cli = " ".join(shlex.quote(a) for a in plugback_argv())
+    return {
+        "full": {
+            "peer: cp -a": f"cp -a {q['src']} {q['copy']}",
+            "floor serial": (f"cp -a {q['src']} {q['floor']} && {hash_tree(w['src'])} && {drop} && "
+                             f"{hash_tree(w['floor'])}"),
+            "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {drop} && "
+                                 f"{hash_tree(w['floor'], 2)}"),
+            "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
+        },
+        "nochange": {
+            "peer: rsync -a": f"rsync -a --delete {q['src']}/ {q['mirror']}/",
+            "floor": (f"find {q['src']} -printf '{STAT_FIELDS}' > /dev/null && "
+                      f"zcat {shlex.quote(str(manifest))} > /dev/null"),
+            "plugback": f"{cli} backup {q['src']} --to {q['set']}",
+        },
+        "restore": {
+            "peer: cp -a": f"cp -a {q['copy']} {q['out']}/peer",
+            "floor serial": f"cp -a {q['latest']} {q['out']}/floor && {hash_tree(w['latest'])}",
+            "floor overlapped": f"cp -a {q['latest']} {q['out']}/floor & {hash_tree(w['latest'])} & wait",
+            "plugback": f"{cli} restore {q['set']} {q['out']}/plugback",
+        },
+        "verify": {
+            "peer: restic check --read-data": "restic check --read-data",
+            "floor 1 process": hash_tree(w["latest"]),
+            "floor 2 processes": hash_tree(w["latest"], 2),
+            "floor 8 processes": hash_tree(w["latest"], 8),   # plugback reads with 8 threads
+            "plugback": f"{cli} verify {q['set']} --read-all",
+        },
+    }
+
+
+def _clear(phase: str, w: dict[str, Path]) -> None:
+    """Untimed, before each repeat: what the phase's commands must find absent (the last repeat's
+    copy stays: the restore's peer copies it back)."""
+    if phase == "full":
+        for key in ("copy", "floor", "set2"):
+            rmtree(w[key])
+    if phase == "restore":
+        rmtree(w["out"])
+        w["out"].mkdir()
+
+
+def _env(w: dict[str, Path]) -> dict:
+    return {**os.environ, **plugback_env(), "PLUGBACK_HOME": str(w["home"]),
+            "RESTIC_REPOSITORY": str(w["restic"]), "RESTIC_PASSWORD": PASSWORD,
+            "RESTIC_CACHE_DIR": str(w["work"] / "restic-cache")}
+
+
+def prepare(args, w: dict[str, Path]) -> Path:
+    """Untimed: the source, plugback's set (its newest manifest returned), rsync's mirror, a restic repo."""
+    env = _env(w)
+    for key in ("work", "out"):
+        w[key].mkdir(parents=True, exist_ok=True)
+    if not w["src"].exists():
+        print(json.dumps(make_scale.generate_small(w["src"], files=args.files, seed=args.seed)), flush=True)
+    steps = [plugback_argv() + ["backup", str(w["src"]), "--to", str(w["set"])],
+             ["rsync", "-a", "--delete", f"{w['src']}/", f"{w['mirror']}/"]]
+    if not w["restic"].exists():
+        steps += [["restic", "init"], ["restic", "backup", "--host", "bench", str(w["src"])]]
+    for argv in steps:
+        subprocess.run(argv, env=env, check=True, capture_output=True)
+    manifests = sorted((w["set"] / "snapshots").glob("*.json.gz"))
+    return manifests[-1]
+
+
+def run(args) -> dict:
+    work = Path(args.workdir).resolve()
+    w = {"work": work, "src": work / "src", "set": work / "set", "set2": work / "set2", "copy": work / "copy",
+         "floor": work / "floor", "mirror": work / "mirror", "restic": work / "restic", "out": work / "out",
+         "home": work / "home"}
+    manifest = prepare(args, w)
+    w["latest"] = w["set"] / "Latest"
+    env = _env(w)
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    results: dict[str, dict[str, list]] = {}
+    drop = "sync" if args.warm else DROP
+    for phase, commands in floors(w, manifest, drop).items():
+        if args.phases and phase not in args.phases.split(","):
+            continue
+        for rep in range(args.repeat):
+            _clear(phase, w)
+            for name, script in commands.items():
+                subprocess.run(["sh", "-c", drop], check=True)
+                r = timed(["sh", "-c", script], logs / f"{phase}-{rep}.log", args.timeout, env=env)
+                r["load"] = os.getloadavg()[0]
+                results.setdefault(phase, {}).setdefault(name, []).append(r)
+                print(f"[{time.strftime('%H:%M:%S')}] {phase:9} {name:32} {r['wall']:8.2f} s wall "
+                      f"{r['cpu']:7.2f} s CPU  rc {r['rc']}  load {r['load']:.1f}", flush=True)
+    return results
+
+
+def table(results: dict) -> str:
+    """Markdown: median wall (CPU) per command, and its ratio to the phase's peer (first command)."""
+    rows = ["| phase | command | wall s (median) | CPU s | / peer | runs |", "|---|---|---|---|---|---|"]
+    for phase, by_name in results.items():
+        peer = None
+        for name, runs in by_name.items():
+            wall = statistics.median(r["wall"] for r in runs)
+            cpu = statistics.median(r["cpu"] for r in runs)
+            peer = wall if peer is None else peer
+            bad = sum(1 for r in runs if r["rc"] != 0)
+            rows.append(f"| {phase} | {name} | {wall:.2f} | {cpu:.2f} | {wall / peer:.2f}x | "
+                        f"{len(runs)}{f' ({bad} failed)' if bad else ''} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--files", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--workdir", default="/tmp/pb-floor")
+    p.add_argument("--phases", default="", help="comma-separated subset of full,nochange,restore,verify")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
+    args = p.parse_args(argv)
+    if not args.warm and os.geteuid() != 0:
+        p.error("must run as root: the page cache is dropped before every timed command (or --warm)")
+    results = run(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(table(results))
+    return 0 if all(r["rc"] == 0 for by in results.values() for runs in by.values() for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
