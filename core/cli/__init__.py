@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Help for arguments that many commands share, in one place; an argument's own help wins.
 SHARED_HELP = {
-    "set": "the backup set: the folder that holds plugback.json (on a drive, or any folder)",
+    "set": "the backup set: the folder that holds plugback.json (on a drive, or any folder), "
+           "or rclone:REMOTE:PATH for a set on a cloud or network location",
     "target": "the folder to restore into (created if missing)",
     "json": "machine-readable output (JSON) instead of text",
     "name": "the job's name ('plugback job list' shows them)",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from core.agent.config import Paths
+from core.cli import remote_cmds
 from core.cli.render import (
     JsonArray,
     ProgressBar,
@@ -58,7 +59,9 @@ def _register_backup(sub) -> None:
                        description="Back up SRC folders into SET. Each source appears in the set as a "
                                    "top-level folder named after it.")
     p.add_argument("sources", nargs="+", metavar="SRC", help="a folder to back up")
-    p.add_argument("--to", required=True, metavar="SET", help="the backup set (a folder; created if new)")
+    p.add_argument("--to", required=True, metavar="SET",
+                   help="the backup set (a folder, or rclone:REMOTE:PATH on a cloud or network location, "
+                        "always encrypted; created if new)")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="gitignore-style pattern to leave out (repeatable), e.g. '*.tmp' or 'node_modules/'")
     p.add_argument("--rehash", action="store_true", help="read every file, even unchanged ones")
@@ -147,7 +150,13 @@ def _register_forget(sub) -> None:
 
 def _backup_set(args) -> tuple[BackupSet, str | None]:
     """The set ``--to`` names, opened, or created (encrypted with ``--encrypt``) when new:
-    (the set, the new set's passphrase or None)."""
+    (the set, the new set's passphrase or None). A remote set is always encrypted."""
+    if remote_cmds.is_remote(args.to):
+        if args.make_room:
+            raise UsageError("--make-room is for sets on a drive; a remote set is thinned with "
+                             "'plugback forget SET --keep-last N --prune'.")
+        return remote_cmds.backup_set(args.to, args.sources, unlocker_from(args),   # type: ignore[return-value]
+                                      lambda: ask_new_passphrase("this backup set"))
     root = Path(os.path.abspath(args.to))
     if BackupSet.exists(root):
         bset = BackupSet.open(root, unlocker_from(args))
@@ -166,15 +175,25 @@ def cmd_backup(args) -> int:
 
     bset, passphrase = _backup_set(args)
     bar = ProgressBar(enabled=None if not args.json else False)
+    options = BackupOptions(excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify, progress=bar,
+                            cache=engine_cache(Paths.default()))
     try:
-        result, room = backup_with_room(bset, args.sources, BackupOptions(
-            excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify, progress=bar,
-            cache=engine_cache(Paths.default())), thin=args.make_room)
+        if remote_cmds.is_remote(args.to):
+            from core.engine.remote.backup import backup as remote_backup
+
+            result, room = remote_backup(bset, args.sources, options), None   # type: ignore[arg-type]
+        else:
+            result, room = backup_with_room(bset, args.sources, options, thin=args.make_room)
     except DiskFull as err:
         raise type(err)(**{**err.details, "hint": _room_hint(bset.root, args.make_room)}) from None
     finally:
         bar.done()
-    if room.removed:
+    return _report_backup(args, bset, result, room, passphrase)
+
+
+def _report_backup(args, bset, result, room, passphrase: str | None) -> int:
+    """What ``plugback backup`` prints, and its exit code."""
+    if room is not None and room.removed:
         print(f"Made room: forgot the {len(room.removed)} oldest snapshot(s) ({', '.join(room.removed)}), "
               f"{human_size(room.bytes_freed)} freed.", file=sys.stderr)
     if passphrase:
@@ -220,12 +239,26 @@ def _room_hint(root: Path, made_room: bool) -> str:
             f"--make-room; or choose yourself: 'plugback forget {where} --keep-last 3 --prune' keeps the 3 newest.")
 
 
-def _open(args) -> BackupSet:
+def open_set(args) -> BackupSet:
+    """The set SET names, opened: a folder, or a remote set (which reads like one)."""
+    if remote_cmds.is_remote(args.set):
+        return remote_cmds.open_remote(args.set, unlocker_from(args))   # type: ignore[return-value]
     return BackupSet.open(args.set, unlocker_from(args))
 
 
+def _engine(args, local, remote_name: str):
+    """The engine function for the SET argument: ``local``, or core.engine.remote's ``remote_name``."""
+    if not remote_cmds.is_remote(args.set):
+        return local
+    from core.engine.remote import check as remote_check
+    from core.engine.remote import restore as remote_restore
+
+    return {"restore": remote_restore.restore, "verify": remote_check.verify,
+            "forget": remote_check.forget}[remote_name]
+
+
 def cmd_snapshots(args) -> int:
-    snaps = _open(args).snapshots()
+    snaps = open_set(args).snapshots()
     if args.json:
         print_json([s.to_dict() for s in snaps])
         return EXIT_OK
@@ -245,7 +278,7 @@ def _local(iso: str) -> str:
 
 def cmd_ls(args) -> int:
     """The entries of a snapshot (below PATH), printed as they stream from the manifest."""
-    bset = _open(args)
+    bset = open_set(args)
     sid = bset.resolve_id(args.snapshot)
     prefix = args.path.strip("/")
     with bset.open_manifest(sid) as reader:
@@ -297,7 +330,7 @@ def diff_entries(a: Iterable[Entry], b: Iterable[Entry]) -> Iterator[tuple[str, 
 
 
 def cmd_diff(args) -> int:
-    bset = _open(args)
+    bset = open_set(args)
     counts = {"+": 0, "-": 0, "M": 0, "T": 0, "U": 0}
     with bset.open_manifest(bset.resolve_id(args.a)) as a, bset.open_manifest(bset.resolve_id(args.b)) as b:
         changes = diff_entries(a, b)
@@ -328,12 +361,12 @@ def _waiting(bset: BackupSet):
 def cmd_restore(args) -> int:
     if args.wait < 0:
         raise UsageError("--wait takes a number of seconds, 0 or more.")
-    bset = _open(args)
+    bset = open_set(args)
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        result = restore(bset, args.target, RestoreOptions(snapshot=args.snapshot, paths=args.path,
-                                                           on_conflict=args.on_conflict, progress=bar,
-                                                           lock_wait=args.wait, on_lock_wait=_waiting(bset)))
+        result = _engine(args, restore, "restore")(bset, args.target, RestoreOptions(
+            snapshot=args.snapshot, paths=args.path, on_conflict=args.on_conflict, progress=bar,
+            lock_wait=args.wait, on_lock_wait=_waiting(bset)))
     finally:
         bar.done()
     if args.json:
@@ -361,7 +394,8 @@ def cmd_restore(args) -> int:
 def cmd_verify(args) -> int:
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
-        result = verify(_open(args), VerifyOptions(read_all=args.read_all, progress=bar))
+        bset = open_set(args)
+        result = _engine(args, verify, "verify")(bset, VerifyOptions(read_all=args.read_all, progress=bar))
     finally:
         bar.done()
     if args.json:
@@ -384,7 +418,8 @@ def cmd_forget(args) -> int:
     policy = RetentionPolicy(last=args.keep_last, hourly=args.keep_hourly, daily=args.keep_daily,
                              weekly=args.keep_weekly, monthly=args.keep_monthly,
                              within_hours=args.keep_within_hours)
-    result = forget(_open(args), policy, prune=args.prune, dry_run=args.dry_run)
+    bset = open_set(args)
+    result = _engine(args, forget, "forget")(bset, policy, prune=args.prune, dry_run=args.dry_run)
     if args.json:
         print_json(result.to_dict())
         return EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.cli import remote_cmds
 from core.cli.backup_cmds import add_unlock_options, unlocker_from
 from core.cli.render import ask_new_passphrase, warn
 from core.engine.lock import SetLock
@@ -37,6 +38,9 @@ def register(sub) -> None:
 
 
 def _open_encrypted(args) -> tuple[BackupSet, SetKeys]:
+    if remote_cmds.is_remote(args.set):   # a remote set is always encrypted
+        rset = remote_cmds.open_remote(args.set, unlocker_from(args))
+        return rset, rset.keys   # type: ignore[return-value]  # reads and writes its meta like a BackupSet
     bset = BackupSet.open(args.set, unlocker_from(args))
     if bset.keys is None:
         raise UsageError(f"{args.set} is not encrypted: it has no passphrase or recovery key.")
@@ -57,9 +61,9 @@ def cmd_passwd(args) -> int:
 
     bset, set_keys = _open_encrypted(args)
     new = ask_new_passphrase("this backup set", env_var="PLUGBACK_NEW_PASSPHRASE")
-    with SetLock(bset.layout.lock, Clock(), purpose="change passphrase"):
+    with _writer_lock(args, bset):
         bset.meta["encryption"] = crypto.rewrap(bset.meta["encryption"], set_keys, new)
-        bset.write_meta()
+        bset.write_meta()   # one atomic write: the old passphrase works until the new one does
     try:
         if args.remember:
             keys.store_passphrase(bset.set_id, new)
@@ -69,3 +73,12 @@ def cmd_passwd(args) -> int:
         warn(str(err))
     print("Passphrase changed. The recovery key is unchanged.")
     return EXIT_OK
+
+
+def _writer_lock(args, bset):
+    """The set's lock for rewriting plugback.json: its lock file, or a remote set's lock blob."""
+    if remote_cmds.is_remote(args.set):
+        from core.engine.storage.lock import RemoteLock
+
+        return RemoteLock(bset.backend, Clock(), purpose="change passphrase")
+    return SetLock(bset.layout.lock, Clock(), purpose="change passphrase")

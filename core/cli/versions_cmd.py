@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.cli.backup_cmds import add_unlock_options, unlocker_from
+from core.cli.backup_cmds import add_unlock_options, open_set
 from core.cli.render import human_size, print_json
-from core.engine.repo import BackupSet
 from core.engine.versions import versions
 from core.errors import EXIT_OK
 
@@ -16,7 +15,7 @@ def register(sub) -> None:
                        description="List the distinct versions of one file, oldest first: the first "
                                    "snapshot that holds each content, its time, size and SHA-256. "
                                    "Restore one with: plugback restore SET TARGET --snapshot ID --path PATH")
-    p.add_argument("set", metavar="SET", help="the backup set (a folder on the drive)")
+    p.add_argument("set", metavar="SET", help="the backup set (a folder on the drive, or rclone:REMOTE:PATH)")
     p.add_argument("path", metavar="PATH", help="the file as 'plugback ls' shows it, e.g. Documents/letter.txt")
     p.add_argument("--json", action="store_true", help="print a JSON array of {snapshot, time, size, sha256, mtime_ns}")
     add_unlock_options(p)
@@ -24,7 +23,7 @@ def register(sub) -> None:
 
 
 def cmd_versions(args) -> int:
-    found = versions(BackupSet.open(args.set, unlocker_from(args)), args.path)
+    found = versions(open_set(args), args.path)
     if args.json:
         print_json([v.to_dict() for v in found])
         return EXIT_OK

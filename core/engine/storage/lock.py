@@ -8,8 +8,10 @@ the current time, then the old one deleted: names stay immutable).
 
 A lock is stale when its time is older than ``stale_after``, since the remote
 cannot tell whether a process on another computer lives; on this computer (the
-same ``machine``) a lock whose process is gone is stale at once. A lock blob that
-does not decode is stale too: puts are atomic, so it was never a writer's lock.
+same ``machine``) a lock whose process is gone is stale at once, and so is one of
+this very process that no :class:`RemoteLock` here holds any more (a release that
+failed when the connection dropped: the agent lives on and runs the next backup).
+A lock blob that does not decode is stale too: puts are atomic, so it was never a writer's lock.
 Stale locks are deleted with a log line, never silently.
 """
 
@@ -20,6 +22,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from datetime import datetime, timedelta, timezone
 
 import psutil
@@ -34,6 +37,8 @@ FOLDER = "locks"
 STALE_AFTER = timedelta(minutes=30)
 REFRESH_EVERY = timedelta(minutes=5)    # well inside STALE_AFTER, even with a slow remote
 MAX_LOCK_BYTES = 4096
+_held: set[str] = set()     # (where, name) of the lock blobs this process holds now
+_held_mutex = threading.Lock()
 
 
 class RemoteLock:
@@ -49,6 +54,7 @@ class RemoteLock:
         self.machine = machine or machine_id()
         self.pid = pid or os.getpid()
         self.name: str | None = None          # our lock blob while held
+        self.blocked_by: dict | None = None   # the holder record that made the last acquire fail
         self._written: datetime | None = None
 
     def acquire(self) -> "RemoteLock":
@@ -67,6 +73,7 @@ class RemoteLock:
         old = self.name
         self._write()
         if old:
+            _forget_held(self.backend.where, old)
             self.backend.delete(old)
 
     def refresh_if_due(self) -> None:
@@ -74,15 +81,23 @@ class RemoteLock:
             self.refresh()
 
     def release(self) -> None:
-        if self.name:
-            self.backend.delete(self.name)
-        self.name, self._written = None, None
+        name, self.name, self._written = self.name, None, None
+        if name:
+            _forget_held(self.backend.where, name)
+            self.backend.delete(name)
 
     def __enter__(self) -> "RemoteLock":
-        return self.acquire()
+        return self if self.name else self.acquire()   # (taken already: a caller that waited for it)
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.release()
+            return
+        try:
+            self.release()
+        except Exception as err:  # noqa: BLE001 - the run's own error is the one to report
+            # (A dropped connection fails the release too; the lock blob is stale from now on.)
+            log.warning("Could not remove the lock on %s: %s", self.backend.where, err)
 
     # --- helpers -------------------------------------------------------------------------
     def _write(self) -> None:
@@ -90,7 +105,13 @@ class RemoteLock:
         record = {"host": socket.gethostname(), "machine": self.machine, "pid": self.pid,
                   "purpose": self.purpose, "time": now.isoformat()}
         name = f"{FOLDER}/{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(8)}"
-        self.backend.put(name, json.dumps(record).encode())
+        with _held_mutex:
+            _held.add(f"{self.backend.where}\0{name}")
+        try:
+            self.backend.put(name, json.dumps(record).encode())
+        except BaseException:
+            _forget_held(self.backend.where, name)
+            raise
         self.name, self._written = name, now
 
     def _check_others(self) -> None:
@@ -100,10 +121,11 @@ class RemoteLock:
             holder = self._read(info.name)
             if holder is None:
                 continue
-            if self.is_stale(holder):
+            if self.is_stale(holder, info.name):
                 log.warning("Breaking a stale lock on %s: %s (%s)", self.backend.where, info.name, _who(holder))
                 self.backend.delete(info.name)
                 continue
+            self.blocked_by = holder
             raise SetLocked(holder=_who(holder))
 
     def _read(self, name: str) -> dict | None:
@@ -115,20 +137,29 @@ class RemoteLock:
         except DriveFileDamaged:
             return {}
 
-    def is_stale(self, holder: dict) -> bool:
-        """Whether a lock record no longer keeps anyone out (see the module docstring)."""
+    def is_stale(self, holder: dict, name: str | None = None) -> bool:
+        """Whether a lock record (of the blob ``name``) no longer keeps anyone out (see the module docstring)."""
         try:
             t = datetime.fromisoformat(holder["time"])
         except (KeyError, TypeError, ValueError):
             return True
         if t.tzinfo is None:
             t = t.replace(tzinfo=timezone.utc)
+        if holder.get("machine") == self.machine and holder.get("pid") == self.pid and name is not None:
+            with _held_mutex:
+                if f"{self.backend.where}\0{name}" not in _held:
+                    return True     # ours, from a run of this process that could not remove it
         if holder.get("machine") == self.machine and holder.get("pid") != self.pid:
             pid = holder.get("pid")
             if not (isinstance(pid, int) and psutil.pid_exists(pid)):
                 return True
         # A time far in the future (a wrong clock) must not keep the set locked for ever either.
         return abs(self.clock.now() - t) > self.stale_after
+
+
+def _forget_held(where: str, name: str) -> None:
+    with _held_mutex:
+        _held.discard(f"{where}\0{name}")
 
 
 def _who(holder: dict) -> str:

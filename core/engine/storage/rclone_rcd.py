@@ -250,8 +250,13 @@ class Rcd:
         resp = self._send("GET", url, headers={"Range": f"bytes={offset}-"} if offset else None)
         if resp.status in (200, 206):
             return resp
-        raw = resp.read()
-        self._done(resp.conn_, not resp.will_close)
+        try:
+            raw, reuse = resp.read(), not resp.will_close
+        except (OSError, http.client.HTTPException) as err:
+            # An error page cut short (seen when the remote's server dies mid-answer): its status
+            # still says what happened; the connection is not reused.
+            raw, reuse = getattr(err, "partial", b"") or b"", False
+        self._done(resp.conn_, reuse)
         if resp.status == 416:      # offset at the end: nothing left
             return None
         raise RcloneError(raw[:300].decode("utf-8", "replace").strip() or resp.reason, resp.status)

@@ -1,0 +1,353 @@
+"""Backing up into a remote set: scan, hash, upload what the remote lacks, read it back, manifest last.
+
+Write order (the crash-safety proof; docs/format.md "Remote sets"):
+
+1. Take the set's :class:`RemoteLock`; clear what interrupted puts left in ``tmp/``.
+2. List ``objects/`` and the pack indexes once into a scratch table (names only; memory
+   stays flat); the parent manifest is read to its checked end, into a local copy.
+3. Walk the sources in manifest order beside the parent snapshot's entries. A file
+   whose size, time, inode and ctime match the parent's entry keeps its object
+   (if the listing has it). Any other file is read once to hash it: its keyed name
+   says whether the remote has the content already (a resumed run skips what a cut
+   run uploaded). Missing content is read again, encrypted on the fly and put
+   (atomic: whole under its name, or not there), then read back and checked: the
+   decrypted content must hash to the name. Content under 1 MiB is checked so before
+   it joins a pack, which is put, read back, and indexed (core/engine/remote/packs.py).
+   A file that changed between the two reads fails that check; its blob is deleted
+   and the file keeps its previous version (a warning), as a file that cannot be
+   read does.
+4. Only when every object of the snapshot is stored and read back (the last pack
+   too), the manifest is put and read back. Until then no snapshot names anything new, so a run cut at any
+   step (a dropped connection, a killed rclone, a full remote) leaves the last
+   committed snapshot as it was; it raises, never reports success.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Iterator
+
+from core.engine import crypto, scratch
+from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
+from core.engine.fs import long_path
+from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
+from core.engine.manifest_io import ManifestWriter
+from core.engine.progress import Progress, RunWarning, WarningCode
+from core.engine.remote.packs import PACK_BELOW, Packer
+from core.engine.remote.rset import RemoteSet, encrypted_chunks, object_blob
+from core.engine.repo import new_snapshot_id
+from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
+from core.engine.sourceread import read_with_retries
+from core.engine.storage.lock import RemoteLock
+from core.errors import DamagedSet, ObjectNameMismatch, UsageError
+
+WORKERS = 4             # uploads in flight: a remote's latency, not the CPU, limits a small put
+WINDOW = 256            # entries waiting for their upload (or one before them) at most
+READ_BLOCK = 1 << 20
+PROGRESS_EVERY = 1000   # unchanged files between progress reports
+LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
+
+
+def backup(rset: RemoteSet, sources, options: BackupOptions | None = None) -> BackupResult:
+    """Back up ``sources`` (folders) into the opened remote set ``rset`` (see the module docstring)."""
+    options = options or BackupOptions()
+    if not sources:
+        raise UsageError("Give at least one folder to back up.")
+    paths = [os.path.abspath(os.path.expanduser(str(s))) for s in sources]
+    plan_sources(paths)   # each exists and is a folder, before the lock is taken
+    started = options.clock.now()
+    with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
+        rset.backend.clean_partial()
+        with _Present(rset) as present, _Run(rset, options, present, lock) as run:
+            result = run.execute(paths, started)
+    result.ended = options.clock.now()
+    return result
+
+
+class _Present:
+    """The object names the remote holds (listed once), and those this run stored: a scratch table."""
+
+    def __init__(self, rset: RemoteSet):
+        self.db = scratch.connect()
+        self.db.execute("CREATE TABLE present (name BLOB PRIMARY KEY) WITHOUT ROWID")
+        self._mutex = threading.Lock()
+        self.db.execute("BEGIN")
+        for batch in scratch.batches((bytes.fromhex(n),) for n, _size in rset.object_names()):
+            self.db.executemany("INSERT OR IGNORE INTO present VALUES (?)", batch)
+        self.db.execute("COMMIT")
+        self.claims: dict[str, threading.Event] = {}   # names being uploaded now -> set when done
+
+    def __contains__(self, name: str) -> bool:
+        with self._mutex:
+            return self._has(name)
+
+    def _has(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM present WHERE name = ?", (bytes.fromhex(name),)).fetchone() is not None
+
+    def claim(self, name: str) -> bool:
+        """Whether this thread must upload ``name``: False once it is there (waits while another
+        thread uploads it; if that upload is given up, the next caller claims it)."""
+        while True:
+            with self._mutex:
+                if self._has(name):
+                    return False
+                event = self.claims.get(name)
+                if event is None:
+                    self.claims[name] = threading.Event()
+                    return True
+            event.wait()
+
+    def release(self, name: str, stored: bool) -> None:
+        with self._mutex:
+            if stored:
+                self.db.execute("INSERT OR IGNORE INTO present VALUES (?)", (bytes.fromhex(name),))
+            event = self.claims.pop(name, None)
+        if event is not None:
+            event.set()
+
+    def __enter__(self) -> "_Present":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.db.close()
+
+
+@dataclass
+class _Item:
+    """One entry on its way into the manifest; ``job`` is its upload, when it has one."""
+
+    entry: Entry
+    se: ScanEntry
+    prev: Entry | None
+    job: Future | None = None
+
+
+class _Hashed:
+    """What sourceread's retry loop asks of a store: read a file once, hashing it (nothing written)."""
+
+    def __init__(self, rset: RemoteSet):
+        self.keys = rset.keys
+
+    def copy_in(self, se: ScanEntry):
+        hasher = self.keys.object_hasher()
+        size = 0
+        with open(long_path(se.abspath), "rb") as f:
+            while block := f.read(READ_BLOCK):
+                hasher.update(block)
+                size += len(block)
+        return hasher, size
+
+    def displace(self, old: Entry) -> None:
+        """(A file deleted since the scan simply leaves the snapshot: nothing to move on a remote.)"""
+
+
+class _Run:
+    """One backup run's state: the manifest being written and the uploads in flight."""
+
+    def __init__(self, rset: RemoteSet, options: BackupOptions, present: _Present, lock: RemoteLock):
+        self.rset, self.options, self.present, self.lock = rset, options, present, lock
+        self.warnings: list[RunWarning] = []
+        self.stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0, "done_files": 0, "done_bytes": 0}
+        self.totals = (0, 0)    # the parent snapshot's files and bytes: what progress counts towards
+        self._stats_mutex = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="plugback-upload")
+        self.writer = ManifestWriter()
+        self.window: deque[_Item] = deque()
+        self.hashed = _Hashed(rset)
+        self.packer = Packer(rset)
+        # The parent manifest's stored bytes, read once from the remote (unlinked at once).
+        self.parent_copy = tempfile.TemporaryFile(prefix="plugback-parent-")
+
+    def __enter__(self) -> "_Run":
+        return self
+
+    def __exit__(self, *_) -> None:
+        for item in self.window:
+            if item.job is not None:
+                item.job.cancel()
+        self.pool.shutdown(wait=True)
+        self.writer.close()
+        self.parent_copy.close()
+
+    def execute(self, paths: list[str], started) -> BackupResult:
+        rset = self.rset
+        parent_id = rset.newest_id()
+        parent = _intact_header(rset, parent_id, self.parent_copy)
+        if parent is not None:
+            self.totals = (parent.totals.get("files", 0), parent.totals.get("bytes", 0))
+        sources = plan_sources(paths, parent.sources if parent else [])
+        snapshot_id = new_snapshot_id(started, parent_id)
+        excluder = Excluder(self.options.excludes)
+        entries = scan(sources, excluder, self.warnings)
+        with _ParentEntries(rset, parent.snapshot_id if parent else None, self.parent_copy) as prevs:
+            for se in entries:
+                self.options.cancel.check()
+                self.lock.refresh_if_due()
+                self._add(se, prevs.match(se))
+                self._drain(WINDOW)
+        self._drain(0)
+        self.packer.flush()
+        s = self.stats
+        self.options.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
+        host = self.options.host or socket.gethostname()
+        # Last: every object it names is stored and was read back (step 4 of the write order).
+        rset.put_manifest(self.writer, Manifest(snapshot_id, started.isoformat(timespec="seconds"), host,
+                                                self.options.job, [x.to_dict() for x in sources],
+                                                parent.snapshot_id if parent else None))
+        status = BackupStatus.WARNINGS if self.warnings else BackupStatus.OK
+        return BackupResult(rset.root, snapshot_id, status, s["files"], s["bytes"], s["copied_files"],
+                            s["copied_bytes"], self.warnings, [], started)
+
+    def _add(self, se: ScanEntry, prev: Entry | None) -> None:
+        e = Entry(se.path, se.type, se.size, se.mtime_ns, se.mode, target=se.target, ino=se.ino,
+                  ctime_ns=se.ctime_ns, attrs=se.attrs)
+        item = _Item(e, se, prev)
+        if se.type == FILE:
+            self.stats["files"] += 1
+            self.stats["bytes"] += se.size
+            if (prev is not None and prev.obj and not self.options.rehash and same_stat(prev, se)
+                    and prev.obj in self.present):
+                e.sha256, e.obj = prev.sha256, prev.obj
+            else:
+                item.job = self.pool.submit(self._store, se, e, prev)
+        self.window.append(item)
+
+    def _drain(self, keep: int) -> None:
+        """Hand finished entries to the manifest, in order, until at most ``keep`` wait."""
+        while self.window and (len(self.window) > keep or self.window[0].job is None
+                               or self.window[0].job.done()):
+            item = self.window[0]
+            while item.job is not None and not item.job.done():
+                wait([item.job], timeout=LOCK_CHECK)
+                self.lock.refresh_if_due()   # a long upload must not let the lock go stale
+            self.window.popleft()
+            if item.job is not None:
+                item.job.result()   # an upload that failed fails the run, here
+            if item.entry.type == FILE:
+                self._progress(item.se, item.job is not None)
+            if item.entry.type != FILE or item.entry.sha256:
+                self.writer.add(item.entry)
+
+    def _progress(self, se: ScanEntry, read: bool) -> None:
+        """Files handled so far (unchanged ones too), against the parent's totals while the scan
+        has not passed them; reported for every file read, else every PROGRESS_EVERY files."""
+        s = self.stats
+        s["done_files"] += 1
+        s["done_bytes"] += se.size
+        if read or not s["done_files"] % PROGRESS_EVERY:
+            files, size = max(self.totals[0], s["done_files"]), max(self.totals[1], s["done_bytes"])
+            self.options.progress(Progress("copy", s["done_files"], files, s["done_bytes"], size, se.path))
+
+    # --- in an upload thread ----------------------------------------------------------------
+    def _store(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
+        """Hash ``se``; upload and read back its content unless the remote has it. ``e`` gets the
+        content's fields, the previous version's (a warning), or no hash (left out)."""
+        read = read_with_retries(self.hashed, se, e, prev, self.options.clock, self.warnings)
+        if read is None:
+            return      # unreadable (previous version kept, or left out) or deleted since the scan
+        hasher, size = read
+        e.size, e.sha256, e.obj = size, hasher.sha256_hexdigest(), hasher.hexdigest()
+        name = e.obj
+        if not self.present.claim(name):
+            return
+        stored = False
+        try:
+            stored = self._upload(se, e, name)
+        finally:
+            self.present.release(name, stored)
+        if not stored:
+            self._changed(se, e, prev)
+
+    def _upload(self, se: ScanEntry, e: Entry, name: str) -> bool:
+        """Put the object and read it back (small ones: into a pack, checked before they go in);
+        False when the file changed between the two reads."""
+        blob = object_blob(name)
+        backend, keys = self.rset.backend, self.rset.keys
+        if e.size < PACK_BELOW:
+            stream = b"".join(encrypted_chunks(keys, _file_blocks(se.abspath, e.size)))
+            try:
+                crypto.decrypt_bytes(keys, stream, name=blob, expected_name=name)
+            except ObjectNameMismatch:
+                return False
+            self.packer.add(name, stream)
+        else:
+            backend.put(blob, lambda: encrypted_chunks(keys, _file_blocks(se.abspath, e.size)))
+            try:
+                for _ in self.rset.read_content(e):
+                    pass
+            except ObjectNameMismatch:
+                backend.delete(blob)   # its content is not what its name says: nobody may use it
+                return False
+        with self._stats_mutex:
+            self.stats["copied_files"] += 1
+            self.stats["copied_bytes"] += e.size
+        return True
+
+    def _changed(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
+        if prev is not None and prev.sha256 and prev.obj:
+            e.sha256, e.size, e.mtime_ns, e.obj = prev.sha256, prev.size, prev.mtime_ns, prev.obj
+            e.ino = e.ctime_ns = 0     # read again next time
+            why = "changed while it was being backed up; the snapshot keeps its previous version"
+        else:
+            e.sha256 = None
+            why = "changed while it was being backed up, skipped (it is backed up next time)"
+        self.warnings.append(RunWarning(WarningCode.CHANGED_WHILE_READING, se.abspath, why))
+
+
+def _file_blocks(path: str, size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of the file (what was hashed; more means it changed, and the
+    read-back says so)."""
+    left = size
+    with open(long_path(path), "rb") as f:
+        while left > 0 and (block := f.read(min(READ_BLOCK, left))):
+            left -= len(block)
+            yield block
+
+
+def _intact_header(rset: RemoteSet, snapshot_id: str | None, copy) -> Manifest | None:
+    """The parent's header when its whole manifest reads intact (its entries are then trusted:
+    unchanged files keep their objects), its stored bytes kept in ``copy`` for the pass; None
+    for a first backup or a damaged newest manifest."""
+    if snapshot_id is None:
+        return None
+    try:
+        with rset.open_manifest(snapshot_id, tee=copy) as reader:
+            for _ in reader:
+                pass
+            return reader.manifest
+    except DamagedSet:
+        return None   # everything is hashed again; what the remote has is still skipped
+
+
+class _ParentEntries:
+    """The parent snapshot's entries, walked beside the scan (both in manifest order), read from
+    the local copy :func:`_intact_header` made (checked again as it is read)."""
+
+    def __init__(self, rset: RemoteSet, snapshot_id: str | None, copy):
+        if snapshot_id:
+            copy.seek(0)
+        self._reader = rset.open_manifest(snapshot_id, local=copy) if snapshot_id else None
+        self._it: Iterator[Entry] = iter(self._reader) if self._reader else iter(())
+        self._next = next(self._it, None)
+
+    def match(self, se: ScanEntry) -> Entry | None:
+        """The parent's entry at ``se``'s path when it has the same type, else None."""
+        key = sort_key(se.path)
+        while self._next is not None and sort_key(self._next.path) < key:
+            self._next = next(self._it, None)
+        if self._next is not None and self._next.path == se.path and self._next.type == se.type:
+            return self._next if se.type != DIR else None
+        return None
+
+    def __enter__(self) -> "_ParentEntries":
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self._reader is not None:
+            self._reader.close()

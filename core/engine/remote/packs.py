@@ -1,0 +1,272 @@
+"""Pack files: many small objects in one blob, as restic does, so that a backup of small files
+costs one put per few MiB instead of one per file (rclone's WebDAV backend manages about 11
+staged puts a second; bench/storage_rclone.py).
+
+* ``packs/<2 hex>/<64 hex>``: the encrypted streams of several objects (each byte for byte
+  what ``objects/`` would hold for it alone), one after another. The name is the SHA-256
+  of the pack's bytes, so reading it back proves it whole.
+* ``index/<64 hex>`` (the pack's name): where each object is in it, encrypted in the stream
+  format: JSON ``{"format": "plugback-pack-index", "version": 1, "pack": ID, "size": BYTES,
+  "objects": [[OBJECT NAME, OFFSET, LENGTH], ...]}``.
+
+Write order: a pack is put and read back, then its index is put and read back; the
+manifest that names its objects comes after both (core/engine/remote/backup.py). A pack
+without an index is what an interrupted run left: nothing names it, and prune deletes it.
+Every index is read and checked when a set first needs one (names, ranges inside the pack,
+the pack's own name); a damaged index is damage, as a damaged manifest is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Iterator
+
+from core.engine import crypto, scratch
+from core.engine.manifest import is_hex64
+from core.engine.storage import read_all
+from core.errors import DamagedSet, NewerFormat
+
+if TYPE_CHECKING:
+    from core.engine.remote.rset import RemoteSet
+
+PACKS_DIR = "packs"
+INDEX_DIR = "index"
+PACK_SIZE = 8 << 20          # bytes of encrypted objects a pack collects before it is stored
+PACK_BELOW = 1 << 20         # content smaller than this (plaintext bytes) goes into packs
+PACK_OBJECTS = 4096          # ... or this many objects (what a pack remembers of each until it is stored)
+MAX_PACK_BYTES = 64 << 20    # a reader refuses an index describing a larger pack
+MAX_INDEX_BYTES = 16 << 20
+MAX_INDEX_OBJECTS = 1 << 17  # a reader refuses an index listing more objects
+INDEX_FORMAT = "plugback-pack-index"
+INDEX_VERSION = 1
+
+
+def pack_blob(pack_id: str) -> str:
+    return f"{PACKS_DIR}/{pack_id[:2]}/{pack_id}"
+
+
+def index_blob(pack_id: str) -> str:
+    return f"{INDEX_DIR}/{pack_id}"
+
+
+def encode_index(keys: crypto.SetKeys, pack_id: str, size: int, objects: list[tuple[str, int, int]]) -> bytes:
+    doc = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "pack": pack_id, "size": size,
+           "objects": [list(o) for o in objects]}
+    return crypto.encrypt_bytes(keys, json.dumps(doc, separators=(",", ":")).encode())
+
+
+def decode_index(keys: crypto.SetKeys, blob: str, raw: bytes) -> tuple[str, int, list[tuple[str, int, int]]]:
+    """An index blob's (pack id, pack size, objects), checked; DamagedSet naming ``blob`` otherwise."""
+    def bad(reason: str) -> DamagedSet:
+        return DamagedSet(what=f"{blob}: {reason}")
+
+    try:
+        doc = json.loads(crypto.decrypt_bytes(keys, raw, name=blob))
+    except (ValueError, RecursionError):
+        raise bad("it is not valid JSON") from None
+    if not isinstance(doc, dict) or doc.get("format") != INDEX_FORMAT:
+        raise bad("it is not a pack index")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise bad("its 'version' is not a version number")
+    if version > INDEX_VERSION:
+        raise NewerFormat(path=blob, version=version)
+    pack, size, objects = doc.get("pack"), doc.get("size"), doc.get("objects")
+    if not isinstance(pack, str) or not is_hex64(pack) or blob != index_blob(pack):
+        raise bad("it does not describe the pack it is named after")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_PACK_BYTES:
+        raise bad("its pack size is not a size")
+    if not isinstance(objects, list) or not 0 < len(objects) <= MAX_INDEX_OBJECTS:
+        raise bad("it lists no objects, or too many")
+    out, end = [], 0
+    for o in objects:
+        if not (isinstance(o, list) and len(o) == 3 and is_hex64(o[0]) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in o[1:]) and o[1] == end and o[2] > 0):
+            raise bad("an object's place in the pack is not valid")
+        end = o[1] + o[2]
+        out.append((o[0], o[1], o[2]))
+    if end != size:
+        raise bad("its objects do not fill the pack exactly")
+    return pack, size, out
+
+
+class PackIndex:
+    """Where each packed object is: every index of the set in a scratch table (memory flat),
+    read once, the first time it is asked. Thread-safe."""
+
+    def __init__(self, rset: "RemoteSet"):
+        self._rset = rset
+        self._db = None
+        self._mutex = threading.Lock()
+
+    def _ready(self):
+        if self._db is None:
+            db = scratch.connect()
+            db.execute("CREATE TABLE packed (name BLOB PRIMARY KEY, pack BLOB, offset INTEGER, length INTEGER)")
+            db.execute("CREATE TABLE packs (id BLOB PRIMARY KEY, size INTEGER, stored INTEGER)")
+            db.execute("BEGIN")
+            backend, keys = self._rset.backend, self._rset.keys
+            for info in backend.list(INDEX_DIR):
+                pack, size, objects = decode_index(keys, info.name, read_all(backend, info.name, MAX_INDEX_BYTES))
+                _insert(db, pack, size, objects)
+            for info in backend.list(PACKS_DIR):
+                name = info.name.split("/")[-1]
+                if is_hex64(name) and info.name == pack_blob(name):
+                    db.execute("INSERT INTO packs (id, size, stored) VALUES (?, NULL, ?) "
+                               "ON CONFLICT (id) DO UPDATE SET stored = excluded.stored",
+                               (bytes.fromhex(name), info.size))
+            db.execute("COMMIT")
+            self._db = db
+        return self._db
+
+    def find(self, name: str) -> tuple[str, int, int] | None:
+        """(pack id, offset, length) of a packed object, or None."""
+        with self._mutex:
+            row = self._ready().execute("SELECT pack, offset, length FROM packed WHERE name = ?",
+                                        (bytes.fromhex(name),)).fetchone()
+        return (bytes(row[0]).hex(), row[1], row[2]) if row else None
+
+    def add(self, pack: str, size: int, objects: list[tuple[str, int, int]]) -> None:
+        with self._mutex:
+            db = self._ready()
+            db.execute("BEGIN")
+            _insert(db, pack, size, objects)
+            db.execute("UPDATE packs SET stored = size WHERE id = ?", (bytes.fromhex(pack),))
+            db.execute("COMMIT")
+
+    def objects(self) -> Iterator[tuple[str, int]]:
+        """(name, length) of every packed object whose pack is stored whole (its listed size)."""
+        yield from self._pages("SELECT p.name, p.length FROM packed p JOIN packs k ON k.id = p.pack "
+                               "WHERE k.stored = k.size AND p.name > ? ORDER BY p.name LIMIT 512",
+                               lambda r: (bytes(r[0]).hex(), r[1]))
+
+    def packs(self) -> Iterator[tuple[str, int | None, int | None]]:
+        """(pack id, size its index says or None, size stored or None) of every pack and index."""
+        yield from self._pages("SELECT id, size, stored FROM packs WHERE id > ? ORDER BY id LIMIT 512",
+                               lambda r: (bytes(r[0]).hex(), r[1], r[2]))
+
+    def size_of(self, pack: str) -> int | None:
+        """The pack's size as its index says, or None."""
+        with self._mutex:
+            row = self._ready().execute("SELECT size FROM packs WHERE id = ?", (bytes.fromhex(pack),)).fetchone()
+        return row[0] if row else None
+
+    def names_in(self, pack: str) -> list[str]:
+        with self._mutex:
+            rows = self._ready().execute("SELECT name FROM packed WHERE pack = ?", (bytes.fromhex(pack),)).fetchall()
+        return [bytes(r[0]).hex() for r in rows]
+
+    def _pages(self, sql: str, row) -> Iterator:
+        last = b""
+        while True:
+            with self._mutex:
+                page = self._ready().execute(sql, (last,)).fetchall()
+            if not page:
+                return
+            yield from (row(r) for r in page)
+            last = page[-1][0]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _insert(db, pack: str, size: int, objects: list[tuple[str, int, int]]) -> None:
+    pid = bytes.fromhex(pack)
+    db.execute("INSERT INTO packs (id, size, stored) VALUES (?, ?, NULL) "
+               "ON CONFLICT (id) DO UPDATE SET size = excluded.size", (pid, size))
+    # The newest place wins: a repacked object is in its old pack too until that is deleted.
+    db.executemany("INSERT OR REPLACE INTO packed VALUES (?, ?, ?, ?)",
+                   ((bytes.fromhex(n), pid, off, length) for n, off, length in objects))
+
+
+def read_pack(rset: "RemoteSet", pack: str, size: int) -> bytes:
+    """A whole pack (at most :data:`MAX_PACK_BYTES`), checked against its name (its SHA-256)."""
+    data = read_all(rset.backend, pack_blob(pack), min(size, MAX_PACK_BYTES))
+    if hashlib.sha256(data).hexdigest() != pack:
+        raise DamagedSet(what=f"{pack_blob(pack)}: its content does not match its name (damaged on the remote)")
+    return data
+
+
+class PackCache:
+    """The last few whole packs read, so that a restore or a verify of many small files costs a get
+    per pack rather than one per file (memory: at most ``keep`` packs). Thread-safe; a pack
+    several threads want at once is fetched once."""
+
+    def __init__(self, rset: "RemoteSet", keep: int = 4):
+        self._rset = rset
+        self._keep = keep
+        self._packs: OrderedDict[str, bytes] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+        self._mutex = threading.Lock()
+
+    def object(self, pack: str, offset: int, length: int) -> bytes:
+        """The encrypted stream of the object at ``offset`` in ``pack`` (checked: DamagedSet)."""
+        with self._mutex:
+            data = self._packs.get(pack)
+            if data is not None:
+                self._packs.move_to_end(pack)
+                return data[offset:offset + length]
+            loading = self._loading.setdefault(pack, threading.Lock())
+        with loading:
+            with self._mutex:
+                data = self._packs.get(pack)
+            if data is None:
+                # Not checked as a whole: each object in it is authenticated when it is decrypted,
+                # so one damaged object does not make its neighbours unreadable.
+                size = self._rset.packs.size_of(pack) or MAX_PACK_BYTES
+                data = read_all(self._rset.backend, pack_blob(pack), min(size, MAX_PACK_BYTES))
+                with self._mutex:
+                    self._packs[pack] = data
+                    while len(self._packs) > self._keep:
+                        self._packs.popitem(last=False)
+                    self._loading.pop(pack, None)
+        return data[offset:offset + length]
+
+
+class Packer:
+    """Collects small objects' encrypted streams; each full pack is stored by the thread that
+    filled it (:meth:`add`), the last one by :meth:`flush`. Thread-safe."""
+
+    def __init__(self, rset: "RemoteSet"):
+        self._rset = rset
+        self._mutex = threading.Lock()
+        self._buf = bytearray()
+        self._objects: list[tuple[str, int, int]] = []
+        self.packs_stored = 0
+
+    def add(self, name: str, stream: bytes) -> None:
+        with self._mutex:
+            self._objects.append((name, len(self._buf), len(stream)))
+            self._buf += stream
+            if len(self._buf) < PACK_SIZE and len(self._objects) < PACK_OBJECTS:
+                return
+            buf, objects = self._take()
+        self._store(buf, objects)
+
+    def flush(self) -> None:
+        with self._mutex:
+            buf, objects = self._take()
+        if objects:
+            self._store(buf, objects)
+
+    def _take(self) -> tuple[bytes, list[tuple[str, int, int]]]:
+        buf, objects = bytes(self._buf), self._objects
+        self._buf, self._objects = bytearray(), []
+        return buf, objects
+
+    def _store(self, buf: bytes, objects: list[tuple[str, int, int]]) -> None:
+        """Pack, read back, index, read back: only then may a manifest name these objects."""
+        backend, keys = self._rset.backend, self._rset.keys
+        pack = hashlib.sha256(buf).hexdigest()
+        backend.put(pack_blob(pack), buf)
+        read_pack(self._rset, pack, len(buf))
+        backend.put(index_blob(pack), encode_index(keys, pack, len(buf), objects))
+        decode_index(keys, index_blob(pack), read_all(backend, index_blob(pack), MAX_INDEX_BYTES))
+        self._rset.packs.add(pack, len(buf), objects)
+        with self._mutex:
+            self.packs_stored += 1

@@ -1,0 +1,374 @@
+"""A remote set: an encrypted backup set on a :class:`core.engine.storage.Backend` (issue #13).
+
+The same blobs as a local encrypted set, by the same names (docs/format.md, "Remote
+sets"): ``plugback.json`` (format, version, set id, creation time and the
+``encryption`` member only), ``snapshots/<id>.json.gz`` (the encrypted manifest),
+``objects/<2 hex>/<64 hex>`` (encrypted content under its keyed name), ``locks/``
+(:class:`core.engine.storage.lock.RemoteLock`), and, for small content, ``packs/`` and
+``index/`` (:mod:`core.engine.remote.packs`). There is no ``Latest/``, no journal and
+no lock file: the storage has neither renames we could rely on nor pids.
+
+Read order is the reverse of the write order: a snapshot exists once its manifest
+blob is there, and every object it names was written and read back before it.
+Everything read is untrusted: ``plugback.json`` goes through the local sets'
+decoder, manifests through the manifest reader behind the decrypting reader, and
+content through the decrypting reader with its expected keyed name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import uuid
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Iterable, Iterator, cast
+
+from core.engine import crypto
+from core.engine import manifest as mf
+from core.engine import manifest_io as mio
+from core.engine.layout import MANIFEST_SUFFIX, OBJECTS_DIR, SET_FILE, SET_FORMAT, SNAPSHOTS_DIR
+from core.engine.remote.packs import PackCache, PackIndex, pack_blob
+from core.engine.repo import MAX_META_BYTES, SnapshotInfo, Unlocker, _no_unlocker, decode_meta
+from core.engine.storage import Backend, read_all
+from core.engine.storage.lock import FOLDER as LOCKS_DIR
+from core.errors import (
+    BlobNotFound,
+    DamagedSet,
+    ManifestDamaged,
+    NotASet,
+    PlugbackError,
+    SnapshotNotFound,
+    UsageError,
+)
+
+REMOTE_SET_VERSION = 1      # encrypted sets are format 1 (docs/format.md)
+READ_BLOCK = 1 << 20
+
+
+class _BlobReader:
+    """A blob as a readable stream (``read(n)``), for the decrypting reader; a blob longer than
+    ``limit`` is refused as damage."""
+
+    def __init__(self, backend: Backend, name: str, limit: int | None = None):
+        self._gen = backend.get(name)
+        self._buf = bytearray()
+        self._eof = False
+        self._limit = limit
+        self._total = 0
+        self.name = name
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._eof and (n < 0 or len(self._buf) < n):
+            chunk = next(self._gen, None)
+            if chunk is None:
+                self._eof = True
+                break
+            self._total += len(chunk)
+            if self._limit is not None and self._total > self._limit:
+                raise ManifestDamaged(path=self.name, reason=f"it is larger than {self._limit} bytes")
+            self._buf += chunk
+        if n < 0 or n >= len(self._buf):
+            out, self._buf = bytes(self._buf), bytearray()
+        else:
+            out = bytes(self._buf[:n])
+            del self._buf[:n]
+        return out
+
+    def close(self) -> None:
+        self._gen.close()
+
+
+class Collect:
+    """A sink that hands on what was written to it since the last ``take()``."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts = []
+        return out
+
+
+def encrypted_chunks(keys: crypto.SetKeys, plain: Iterable[bytes]) -> Iterator[bytes]:
+    """``plain`` encrypted in the stream format, as chunks (crypto.py's writer does the work)."""
+    sink = Collect()
+    enc = crypto.EncryptingWriter(sink, keys)
+    for block in plain:
+        enc.write(block)
+        out = sink.take()
+        if out:
+            yield out
+    enc.close()
+    yield sink.take()
+
+
+def manifest_blob(snapshot_id: str) -> str:
+    return f"{SNAPSHOTS_DIR}/{snapshot_id}{MANIFEST_SUFFIX}"
+
+
+def object_blob(name: str) -> str:
+    return f"{OBJECTS_DIR}/{name[:2]}/{name}"
+
+
+def object_of_blob(blob: str) -> str | None:
+    """The object name a listed blob under ``objects/`` holds, or None for anything else."""
+    parts = blob.split("/")
+    if len(parts) == 3 and parts[0] == OBJECTS_DIR and mf.is_hex64(parts[2]) and parts[1] == parts[2][:2]:
+        return parts[2]
+    return None
+
+
+class RemoteSet:
+    """An opened remote set (:meth:`open` / :meth:`create`). Quacks like :class:`core.engine.repo.BackupSet`
+    where the readers need it (snapshots, manifests, content), so restore reuses the local code."""
+
+    encrypted = True
+
+    def __init__(self, backend: Backend, meta: dict, keys: crypto.SetKeys):
+        self.backend = backend
+        self.meta = meta
+        self.keys = keys
+        self.root = backend.where     # for messages: rclone:REMOTE:PATH
+        self._ids: list[str] | None = None
+        self.packs = PackIndex(self)
+        self.pack_cache = PackCache(self)
+
+    @staticmethod
+    def exists(backend: Backend) -> bool:
+        try:
+            backend.stat(SET_FILE)
+        except BlobNotFound:
+            return False
+        return True
+
+    @classmethod
+    def open(cls, backend: Backend, unlock: Unlocker | None = None) -> "RemoteSet":
+        """Open the set; NotASet (nothing there) / NewerFormat / WrongPassphrase / damage on failure."""
+        try:
+            raw = read_all(backend, SET_FILE, MAX_META_BYTES)
+        except BlobNotFound:
+            raise NotASet(path=backend.where) from None
+        meta = decode_meta(raw, cast(Path, _Where(backend.where, SET_FILE)))
+        if not meta.get("encryption"):
+            raise UsageError(f"{backend.where} holds a backup set that is not encrypted (a set made on a "
+                             "drive and copied there?). Remote sets are always encrypted: open this one as "
+                             "a folder, or back up to a new remote folder.")
+        keys = (unlock or _no_unlocker)(meta["encryption"], meta["set_id"])
+        return cls(backend, meta, keys)
+
+    @classmethod
+    def create(cls, backend: Backend, now: datetime, passphrase: str) -> "RemoteSet":
+        """A new, empty encrypted set; refused where the remote folder holds anything already."""
+        if next(iter(backend.list("")), None) is not None:
+            raise UsageError(f"{backend.where} is not empty and not a Plugback backup set. Give an empty "
+                             "or new folder on the remote, so nothing else is mixed into the backup.")
+        keys, enc = crypto.create_encryption(passphrase)
+        meta = {"format": SET_FORMAT, "version": REMOTE_SET_VERSION, "set_id": str(uuid.uuid4()),
+                "created": now.isoformat(timespec="seconds"), "encryption": enc}
+        rset = cls(backend, meta, keys)
+        rset.write_meta()
+        return rset
+
+    def write_meta(self) -> None:
+        """plugback.json (an atomic put: the old one or the new one, never a mix)."""
+        self.backend.put(SET_FILE, (json.dumps(self.meta, indent=2) + "\n").encode())
+
+    @property
+    def set_id(self) -> str:
+        return self.meta["set_id"]
+
+    def close(self) -> None:
+        self.packs.close()
+        self.backend.close()
+
+    def __enter__(self) -> "RemoteSet":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    # --- snapshots -------------------------------------------------------------------------
+    def snapshot_ids(self) -> list[str]:
+        """Snapshot ids, oldest first (one listing of ``snapshots/``, kept until :meth:`forget_cached`)."""
+        if self._ids is None:
+            ids = []
+            for info in self.backend.list(SNAPSHOTS_DIR):
+                folder, _, base = info.name.partition("/")
+                sid = base[:-len(MANIFEST_SUFFIX)] if base.endswith(MANIFEST_SUFFIX) else ""
+                if folder == SNAPSHOTS_DIR and mf.is_snapshot_id(sid):
+                    ids.append(sid)
+            self._ids = sorted(ids)
+        return list(self._ids)
+
+    def forget_cached(self, snapshot_id: str | None = None) -> None:
+        self._ids = None
+
+    def newest_id(self) -> str | None:
+        ids = self.snapshot_ids()
+        return ids[-1] if ids else None
+
+    def resolve_id(self, spec: str | None) -> str:
+        """A full snapshot id from 'latest', a full id or a unique prefix."""
+        ids = self.snapshot_ids()
+        if not ids:
+            raise SnapshotNotFound("This set has no snapshots yet. Run a backup first.")
+        if spec in (None, "", "latest"):
+            return ids[-1]
+        if spec in ids:
+            return spec
+        matches = [i for i in ids if i.startswith(spec)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UsageError(f"'{spec}' matches {len(matches)} snapshots; give more of the id.")
+        raise SnapshotNotFound(snapshot=spec)
+
+    def open_manifest(self, snapshot_id: str, *, local: BinaryIO | None = None,
+                      tee: BinaryIO | None = None) -> mio.ManifestReader:
+        """A snapshot's manifest as a checked stream of entries (see BackupSet.open_manifest).
+
+        ``local``: its stored (encrypted) bytes from a local copy instead of the remote; ``tee``:
+        a writable file that gets a copy of the stored bytes as they are read (such a copy)."""
+        blob = manifest_blob(snapshot_id)
+        raw: _BlobReader | _Tee | BinaryIO
+        try:
+            raw = local if local is not None else _BlobReader(self.backend, blob, mf.MAX_MANIFEST_BYTES)
+        except BlobNotFound:
+            raise SnapshotNotFound(snapshot=snapshot_id) from None
+        if tee is not None:
+            raw = _Tee(raw, tee)
+        try:
+            stream = crypto.DecryptingReader(raw, self.keys, name=blob)
+            reader = mio.ManifestReader(stream, blob, encrypted=True)
+            if reader.manifest.snapshot_id != snapshot_id:
+                raise ManifestDamaged(path=blob, reason=f"it describes snapshot {reader.manifest.snapshot_id}, "
+                                                        f"not {snapshot_id}")
+        except BaseException:
+            raw.close()
+            raise
+        reader.closing = raw
+        return reader
+
+    def header(self, snapshot_id: str) -> mf.Manifest:
+        with self.open_manifest(snapshot_id) as reader:
+            return reader.manifest
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Every snapshot whose manifest header is readable, oldest first (headers only)."""
+        out = []
+        for sid in self.snapshot_ids():
+            try:
+                m = self.header(sid)
+            except PlugbackError:
+                continue
+            t = m.totals
+            out.append(SnapshotInfo(sid, m.time, m.host, m.job, m.parent, t.get("files", 0),
+                                    t.get("dirs", 0), t.get("bytes", 0)))
+        return out
+
+    def put_manifest(self, writer: mio.ManifestWriter, m: mf.Manifest) -> None:
+        """Store the manifest ``writer`` collected (header fields from ``m``), encrypted; then read it
+        back whole (trailer checked). The last write of a backup: the snapshot exists from here on.
+
+        The encrypted bytes wait in a local temporary file (unlinked at once): the writer's
+        bytes can be read only once, and a retried put must send them again."""
+        blob = manifest_blob(m.snapshot_id)
+        with tempfile.TemporaryFile(prefix="plugback-manifest-") as spool:
+            size = mio.write_chunks(encrypted_chunks(self.keys, writer.chunks(m)), spool)
+            if size > mf.MAX_MANIFEST_BYTES:
+                raise UsageError(f"This snapshot's list of files is larger than {mf.MAX_MANIFEST_BYTES} bytes.")
+
+            def chunks() -> Iterator[bytes]:
+                spool.seek(0)
+                while block := spool.read(READ_BLOCK):
+                    yield block
+
+            self.backend.put(blob, chunks)
+        self.forget_cached()
+        with self.open_manifest(m.snapshot_id) as reader:
+            for _ in reader:
+                pass
+
+    # --- content ---------------------------------------------------------------------------
+    def object_name(self, entry: mf.Entry) -> str:
+        return entry.obj or self.keys.object_name(entry.sha256 or "")
+
+    def object_paths(self, entry: mf.Entry) -> list[PurePosixPath]:
+        return [PurePosixPath(object_blob(self.object_name(entry)))]
+
+    def content_paths(self, entry: mf.Entry, *, of_newest: bool = False) -> list[PurePosixPath]:
+        """Where ``entry``'s content is: its one object (whether it is there shows when it is read)."""
+        return self.object_paths(entry)
+
+    def read_content(self, entry: mf.Entry, paths=None, drop_cache: bool = False) -> Iterator[bytes]:
+        """``entry``'s plaintext, authenticated chunk by chunk and checked against its keyed name at
+        the end; from its pack when it is packed. A missing object is damage (DamagedSet); a remote
+        that fails is a StorageError."""
+        name = self.object_name(entry)
+        packed = self.packs.find(name)
+        if packed:
+            try:
+                stream = self.pack_cache.object(*packed)
+            except BlobNotFound:
+                raise DamagedSet(what=f"{pack_blob(packed[0])}: the pack holding this content is missing "
+                                      "from the remote") from None
+            yield from crypto.DecryptingReader(io.BytesIO(stream), self.keys, name=pack_blob(packed[0]),
+                                               expected_name=name)
+            return
+        blob = object_blob(name)
+        try:
+            raw = _BlobReader(self.backend, blob)
+        except BlobNotFound:
+            raise DamagedSet(what=f"{blob}: its content is missing from the remote") from None
+        try:
+            yield from crypto.DecryptingReader(raw, self.keys, name=blob, expected_name=name)
+        finally:
+            raw.close()
+
+    def object_names(self) -> Iterator[tuple[str, int]]:
+        """Every object stored (name, size): one listing of ``objects/``, then the packed ones
+        (whose pack is there whole)."""
+        for info in self.backend.list(OBJECTS_DIR):
+            name = object_of_blob(info.name)
+            if name is not None:
+                yield name, info.size
+        yield from self.packs.objects()
+
+
+class _Tee:
+    """A readable stream that copies what is read from it into ``copy``."""
+
+    def __init__(self, stream: "_BlobReader | BinaryIO", copy: BinaryIO):
+        self._stream, self._copy = stream, copy
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._copy.write(data)
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _Where:
+    """What decode_meta names in its messages (it wants a path with a parent)."""
+
+    def __init__(self, where: str, name: str):
+        self._text = f"{where}/{name}"
+        self.parent = where
+
+    def __str__(self) -> str:
+        return self._text
+
+
+__all__ = ["LOCKS_DIR", "RemoteSet", "encrypted_chunks", "manifest_blob", "object_blob", "object_of_blob"]

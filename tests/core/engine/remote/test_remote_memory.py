@@ -1,0 +1,64 @@
+"""A remote set's backup and restore hold nothing per file (issue #13): memory flat in the file count.
+
+As tests/core/engine/test_memory.py does for drives: the tracemalloc peak (every Python
+allocation, every thread) of runs over SMALL and LARGE trees of tiny files, on a folder
+backend (the storage does not change what the engine keeps), may differ by at most
+PER_FILE bytes per added file plus BOUNDED for buffers of a fixed size (a pack collects up
+to 4,096 objects' places; 1 MiB read buffers; SQLite page caches up to their cap).
+Deterministic, not timed.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from core.engine import crypto
+from core.engine.progress import Clock
+from core.engine.remote.backup import backup
+from core.engine.remote.restore import restore
+from core.engine.remote.rset import RemoteSet
+from core.engine.storage import LocalBackend
+
+SMALL, LARGE = 1_000, 5_000
+PER_FILE = 150
+BOUNDED = 4 << 20
+
+
+def _tree(root, n):
+    for i in range(n):
+        d = root / f"d{i // 100:04}"
+        if i % 100 == 0:
+            d.mkdir(parents=True)
+        (d / f"file-{i:06}.txt").write_bytes(b"%d\n" % i)
+    return root
+
+
+def _peak(fn) -> int:
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    fn()
+    return tracemalloc.get_traced_memory()[1] - base
+
+
+def _run(tmp_path, n: int) -> tuple[int, int, int]:
+    """Peaks of a full backup, a no-change backup and a restore of ``n`` tiny files."""
+    src = _tree(tmp_path / f"src{n}" / "Data", n)
+    rset = RemoteSet.create(LocalBackend(tmp_path / f"set{n}"), Clock().now(), "pw")
+    full = _peak(lambda: backup(rset, [src]))
+    again = _peak(lambda: backup(rset, [src]))
+    reopened = RemoteSet.open(rset.backend, lambda enc, sid: crypto.unlock_with_passphrase(enc, "pw"))
+    back = _peak(lambda: restore(reopened, tmp_path / f"out{n}"))
+    return full, again, back
+
+
+def test_backup_and_restore_memory_is_flat_in_the_file_count(tmp_path):
+    tracemalloc.start()
+    try:
+        peaks = {n: _run(tmp_path, n) for n in (SMALL, LARGE)}
+    finally:
+        tracemalloc.stop()
+    allowed = PER_FILE * (LARGE - SMALL) + BOUNDED
+    for what, small, large in zip(("full backup", "no-change backup", "restore"), peaks[SMALL], peaks[LARGE],
+                                  strict=True):
+        per_file = (large - small) / (LARGE - SMALL)
+        assert large - small <= allowed, f"{what}: {small} -> {large} bytes ({per_file:.0f} per file)"
