@@ -189,3 +189,35 @@ def test_a_bad_remote_fails_the_run_with_its_message(world, agent_on_clock, src)
     assert "no rclone remote called 'nosuch'" in run.error
     assert agent.status()["jobs"][0]["waiting"] is None         # wrong, not offline: no retry
     assert read_log(agent.paths.notifications_log)[-1]["kind"] == "failed"
+
+
+# -- what the window asks (IPC remotes, remote_test) ------------------------------------------------
+
+def test_the_window_lists_remotes_and_tests_a_connection(world, agent_on_clock, tmp_path):
+    from core.agent.handlers import Handlers
+
+    h = Handlers(agent_on_clock[0])
+    assert h.remotes({}) == {"remotes": ["loc", "wd"], "error": None}
+    ok = h.remote_test({"remote": "rclone:wd:fresh-folder"})
+    assert ok["ok"] and not ok["set"] and "rclone:wd:fresh-folder" in ok["message"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "holiday.jpg").write_bytes(b"not ours")
+    busy = h.remote_test({"remote": f"rclone:loc:{tmp_path / 'other'}"})
+    assert not busy["ok"] and "not empty" in busy["message"]
+    unknown = h.remote_test({"remote": "rclone:nosuch:x"})
+    assert unknown == {"ok": False, "code": "unknown_remote", "message": unknown["message"]}
+    assert "rclone listremotes" in unknown["message"]
+    assert h.remote_test({"remote": "nosuch:x"})["code"] == "bad_remote_spec"
+    world.webdav.kill()
+    down = h.remote_test({"remote": "rclone:wd:fresh-folder"})
+    assert not down["ok"] and down["code"] == "remote_unavailable" and "could not be reached" in down["message"]
+
+
+def test_without_rclone_the_window_says_what_to_install(paths, monkeypatch):
+    from core.agent.remotes import list_remotes, test_connection
+
+    monkeypatch.setenv("PATH", str(paths.data_dir))   # no rclone on it
+    reply = list_remotes()
+    assert reply["remotes"] == [] and reply["error"]["code"] == "rclone_missing"
+    assert "apt install rclone" in reply["error"]["message"]
+    assert test_connection("rclone:any:x")["code"] == "rclone_missing"
