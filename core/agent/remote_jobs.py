@@ -128,6 +128,13 @@ def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: st
     return rset
 
 
+def open_backend(spec: str, clock: Clock | None = None):
+    """The storage of a remote job's ``spec``: rclone (with :data:`RCLONE_FLAGS`), with retries."""
+    from core.engine.storage import RcloneBackend, Retrying, parse_spec
+
+    return Retrying(RcloneBackend(parse_spec(spec), extra_args=RCLONE_FLAGS), clock)
+
+
 def run_remote_job(job: "Job", history: History, *, progress: Callable[[Progress], None] | None = None,
                    cancel: CancelToken | None = None, clock: Clock | None = None, passphrase: str | None = None,
                    bind: Callable[[str, str], None] | None = None, trigger: Trigger = Trigger.MANUAL,
@@ -135,7 +142,6 @@ def run_remote_job(job: "Job", history: History, *, progress: Callable[[Progress
     """Run the remote job once and record it in ``history``; never raises PlugbackError but one:
     UNREACHABLE before anything ran (the set could not be opened), with nothing recorded."""
     from core.agent.keys import make_unlocker
-    from core.engine.storage import RcloneBackend, Retrying, parse_spec
 
     clock = clock or Clock()
     spec = job.destination.remote
@@ -143,7 +149,7 @@ def run_remote_job(job: "Job", history: History, *, progress: Callable[[Progress
     log = [f"backup of {', '.join(job.sources)} to {spec}"]
     backend: _Counting | None = None
     try:
-        backend = _Counting(Retrying(RcloneBackend(parse_spec(spec), extra_args=RCLONE_FLAGS), clock))
+        backend = _Counting(open_backend(spec, clock))
         rset = open_remote_set(job, backend, clock=clock, unlock=unlock or make_unlocker(),
                                passphrase=passphrase, log=log)
     except BaseException as err:

@@ -221,3 +221,39 @@ def test_without_rclone_the_window_says_what_to_install(paths, monkeypatch):
     assert reply["remotes"] == [] and reply["error"]["code"] == "rclone_missing"
     assert "apt install rclone" in reply["error"]["message"]
     assert test_connection("rclone:any:x")["code"] == "rclone_missing"
+
+
+# -- the Restore page (IPC snapshots, ls, search, versions, restore) -------------------------------
+
+def rcds() -> list:
+    """The ``rclone rcd`` processes this test process started and has not stopped."""
+    import psutil
+
+    return [p for p in psutil.Process().children(recursive=True) if "rcd" in p.cmdline()]
+
+
+def test_the_restore_page_browses_and_restores_a_remote_job(world, agent_on_clock, src, tmp_path):
+    from core.agent.handlers import Handlers
+
+    agent, _ = agent_on_clock
+    remote_job(agent, f"rclone:loc:{tmp_path / 'remote-set'}", src)
+    agent.run_job("Docs")
+    assert wait_for(lambda: finished(agent, 1), what="the backup", timeout=120)[0].status == "ok"
+    h = Handlers(agent)
+    (snap,) = h.snapshots({"job": "Docs"})
+    assert snap["files"] == 2
+    assert [e["name"] for e in h.ls({"job": "Docs", "snapshot": snap["id"], "path": ""})] == ["Docs"]
+    names = {e["name"] for e in h.ls({"job": "Docs", "snapshot": snap["id"], "path": "Docs"})}
+    assert names == {"secret-name.txt", "sub"}
+    assert [r["path"] for r in h.search({"job": "Docs", "query": "SECRET"})] == ["Docs/secret-name.txt"]
+    assert len(h.versions({"job": "Docs", "path": "Docs/sub/b.txt"})) == 1
+    plan = h.restore_plan({"job": "Docs", "snapshot": snap["id"], "paths": ["Docs/sub"], "target": None})
+    assert plan["destinations"] == [{"top": "Docs", "to": str(src)}]   # the job's own source
+    assert rcds() == []                                                  # each answer closed its rclone
+    h.restore({"job": "Docs", "snapshot": snap["id"], "paths": ["Docs/sub"], "target": str(tmp_path / "back"),
+               "create_target": True})
+    wait_for(lambda: not agent.restore_task["running"], what="the restore", timeout=120)
+    assert agent.restore_task["error"] is None, agent.restore_task["error"]
+    assert (tmp_path / "back" / "Docs" / "sub" / "b.txt").read_bytes() == b"bravo" * 1000
+    assert not (tmp_path / "back" / "Docs" / "secret-name.txt").exists()
+    wait_for(lambda: rcds() == [], what="the restore's rclone to stop")
