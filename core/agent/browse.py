@@ -133,6 +133,10 @@ def set_root(agent, which: dict) -> Path:
     if "set" in which:
         return _checked_path(which["set"])[0]
     job = agent.job(which["job"])
+    if job.destination.remote:
+        raise UsageError("The window cannot unlock a backup in a cloud or network location or show its "
+                         f"recovery key yet: in a terminal, 'plugback key export {job.destination.remote}' "
+                         "prints the recovery key, and 'plugback snapshots' opens it with the passphrase.")
     return resolve_target(job, agent.config, mounts=list(agent.present.values())).set_path
 
 

@@ -68,6 +68,12 @@ def test_job_editor_picks_a_remote_tests_it_and_the_job_backs_up(rclone_env, ope
     assert (target / "plugback.json").is_file()
     page = open_page("jobs")
     expect(page.locator("[data-job='Offsite']")).to_contain_text(f"rclone:cloud:{target}")
+    # The Restore page browses the remote job's snapshots like a drive job's.
+    page = open_page("restore")
+    page.select_option("#restore-job", "job:Offsite")
+    expect(page.locator("#restore-snapshot option")).to_have_count(1)
+    expect(page.locator("#restore-snapshot-facts")).to_contain_text("1 file")
+    expect(page.locator("#restore-tree")).to_contain_text("Documents")
 
 
 @pytest.fixture

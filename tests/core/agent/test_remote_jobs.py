@@ -257,3 +257,7 @@ def test_the_restore_page_browses_and_restores_a_remote_job(world, agent_on_cloc
     assert (tmp_path / "back" / "Docs" / "sub" / "b.txt").read_bytes() == b"bravo" * 1000
     assert not (tmp_path / "back" / "Docs" / "secret-name.txt").exists()
     wait_for(lambda: rcds() == [], what="the restore's rclone to stop")
+    from core.errors import UsageError
+
+    with pytest.raises(UsageError, match="plugback key export rclone:loc:"):   # said, not a traceback
+        h.recovery_key({"job": "Docs"})
