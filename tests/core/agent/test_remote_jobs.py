@@ -261,3 +261,43 @@ def test_the_restore_page_browses_and_restores_a_remote_job(world, agent_on_cloc
 
     with pytest.raises(UsageError, match="plugback key export rclone:loc:"):   # said, not a traceback
         h.recovery_key({"job": "Docs"})
+
+
+def test_a_server_killed_mid_upload_fails_that_run_and_the_next_one_completes(world, agent_on_clock, tmp_path):
+    import os
+
+    from core.agent.runner import RunCancel
+    from core.engine.remote.check import verify
+    from core.engine.verify import VerifyOptions
+
+    agent, clock = agent_on_clock
+    src = make_tree(tmp_path / "Docs", {f"f{i:02}.bin": os.urandom(200_000) for i in range(40)})
+    remote_job(agent, "rclone:wd:cut", src, schedule="daily@02:00")
+    job = agent.config.job("Docs")
+    seen = []
+
+    def kill_on_first_upload(p):
+        seen.append(p)
+        if p.uploaded and world.webdav.proc is not None:
+            world.webdav.kill()
+
+    remote_jobs.execute(agent, job, remote_jobs.Trigger.SCHEDULE, RunCancel(), kill_on_first_upload)
+    (run,) = agent.history.runs("Docs")
+    assert run.status == "failed" and run.error_code == "remote_unavailable", agent.history.log(run.id)
+    assert agent.status()["jobs"][0]["waiting"]["text"] == "waiting for the network"
+    snapshots = world.webdav.folder / "cut" / "snapshots"
+    assert not snapshots.exists() or not any(snapshots.iterdir())   # no snapshot was committed
+    world.webdav.restart()
+    clock.advance(remote_jobs.RETRY.total_seconds())
+    assert agent.check_schedule() == ["Docs"]
+    done = wait_for(lambda: finished(agent, 2), what="the run after the cut", timeout=180)
+    assert done[0].status == "ok" and done[0].files_copied == 40, agent.history.log(done[0].id)
+    with remote_open(remote_jobs.open_backend("rclone:wd:cut"), make_unlocker_for_test()) as rset:
+        result = verify(rset, VerifyOptions(read_all=True))
+    assert result.ok and len(rset.snapshot_ids()) == 1
+
+
+def make_unlocker_for_test():
+    from core.agent.keys import make_unlocker
+
+    return make_unlocker()
