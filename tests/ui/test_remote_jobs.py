@@ -23,7 +23,11 @@ def rclone_env(tmp_path, monkeypatch):
     world = RcloneWorld(tmp_path / "rclone")
     world.add_local("cloud")
     world.add_local("nas")
+    world._add("gone", {"type": "webdav", "url": "http://127.0.0.1:9/", "vendor": "other"})   # nothing listens
     monkeypatch.setenv("RCLONE_CONFIG", str(world.config))
+    # rclone's own retries short (its environment flags), so an unreachable server fails fast.
+    monkeypatch.setenv("RCLONE_LOW_LEVEL_RETRIES", "1")
+    monkeypatch.setenv("RCLONE_CONTIMEOUT", "5s")
     return world
 
 
@@ -36,7 +40,7 @@ def test_job_editor_picks_a_remote_tests_it_and_the_job_backs_up(rclone_env, ope
     page.fill("#sources-path", str(src))
     page.click("#sources-add")
     page.check("#dest-kind-remote")
-    expect(page.locator("#dest-remote option")).to_have_text(["Choose a remote…", "cloud", "nas"])
+    expect(page.locator("#dest-remote option")).to_have_text(["Choose a remote…", "cloud", "gone", "nas"])
     # A remote set is always encrypted and runs on its schedule: nothing to plug in.
     expect(page.locator("#job-encrypt")).to_be_checked()
     expect(page.locator("#job-encrypt")).to_be_disabled()
@@ -92,3 +96,15 @@ def test_the_editor_says_what_to_install_without_rclone(no_rclone, open_page, ag
     expect(missing).to_contain_text("need rclone, which was not found")
     expect(missing).to_contain_text("sudo apt install rclone")
     expect(page.locator("#dest-remote option")).to_have_text(["No rclone remotes yet"])
+
+
+def test_overview_shows_a_remote_job_waiting_for_the_network(rclone_env, monkeypatch, open_page, agent, tmp_path):
+    src = make_tree(tmp_path / "Documents", {"notes.txt": b"n"})
+    agent.call("job_save", job={"name": "Offsite", "sources": [str(src)], "destination": {"remote": "rclone:gone:x"}},
+               passphrase="a long passphrase")
+    agent.call("run_job", name="Offsite")
+    page = open_page("overview")
+    card = page.locator("[data-job='Offsite']")
+    expect(card.locator("[data-waiting='true']")).to_have_text("Waiting for the network", timeout=90_000)
+    expect(card.locator(".waiting")).to_contain_text("could not be reached")
+    assert agent.call("history", job="Offsite") == []   # nothing ran: nothing recorded, no failure shown
