@@ -177,6 +177,7 @@ def run_remote_job(job: "Job", history: History, *, progress: Callable[[Progress
 
 def _started(job: "Job", history: History, clock: Clock, trigger: Trigger, spec: str, log: list[str]) -> Outcome:
     run_id = history.start(job.name, clock.now(), trigger=trigger)
+    # The Target names the location for the run's log; there is no drive (no mount, nothing to flush).
     outcome = Outcome(run_id=run_id, job=job.name, status=RunStatus.FAILED, target=Target(set_path=Path(spec)))
     outcome.log.extend(log)
     return outcome
