@@ -175,7 +175,8 @@ def test_a_scheduled_remote_job_waits_for_the_network_then_runs(world, agent_on_
     assert agent.check_schedule() == ["Docs"]
     (run,) = wait_for(lambda: finished(agent, 1), what="the backup after the wait", timeout=120)
     assert run.status == "ok" and run.trigger == "schedule", agent.history.log(run.id)
-    assert agent.status()["jobs"][0]["waiting"] is None
+    status = agent.status()["jobs"][0]
+    assert status["waiting"] is None and status["next_scan_text"] is None   # no change-journal promise
     assert any(p.name.startswith("snapshots") for p in (world.webdav.folder / folder).iterdir())
     assert agent.check_schedule() == []                         # backed up just now: not due
 
