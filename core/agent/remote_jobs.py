@@ -114,8 +114,8 @@ def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: st
             raise SetNeedsConfirmation(job=job.name, path=job.destination.remote,
                                        facts=f"set {rset.set_id}, not this job's {job.set_id}")
         return rset
-    if job.set_id:   # the job's set was there and is gone: never start a new one silently
-        raise SetNeedsConfirmation(job=job.name, path=job.destination.remote, facts="no backup set there now")
+    if job.set_id:   # as for a drive or folder: an empty location (the job edited to a new folder) gets a new set
+        log.append(f"no backup set at {job.destination.remote}: a new one is made there")
     plan_sources(job.sources)   # a typo in a source leaves no empty set behind
     passphrase = passphrase or new_set_passphrase(job.name)
     if not passphrase:

@@ -302,3 +302,26 @@ def make_unlocker_for_test():
     from core.agent.keys import make_unlocker
 
     return make_unlocker()
+
+
+def test_a_set_there_that_is_not_the_jobs_own_is_left_alone(world, paths, src, tmp_path):
+    import dataclasses
+    import uuid
+
+    from core.agent.history import History
+
+    history = History(paths.history_file)
+    spec = f"rclone:loc:{tmp_path / 'shared'}"
+    job = Job.from_dict({"name": "Docs", "sources": [str(src)], "destination": {"remote": spec}})
+    first = remote_jobs.run_remote_job(job, history, passphrase=PASSPHRASE)
+    assert first.status == "ok" and job.set_id
+    other = dataclasses.replace(job, set_id=str(uuid.uuid4()))
+    before = sorted(p.name for p in (tmp_path / "shared" / "snapshots").iterdir())
+    second = remote_jobs.run_remote_job(other, history, passphrase=PASSPHRASE)
+    assert second.status == "failed" and second.error.code == "set_needs_confirmation"
+    assert sorted(p.name for p in (tmp_path / "shared" / "snapshots").iterdir()) == before
+    # Pointed at an empty folder, a bound job starts a new set there (as a drive or folder job does).
+    moved = dataclasses.replace(job, destination=Destination(remote=f"rclone:loc:{tmp_path / 'new'}"))
+    third = remote_jobs.run_remote_job(moved, history, passphrase=PASSPHRASE)
+    assert third.status == "ok" and moved.set_id != job.set_id
+    assert "a new one is made there" in "\n".join(third.log)
