@@ -108,7 +108,7 @@ def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: st
     from core.errors import KeyringUnavailable
 
     if RemoteSet.exists(backend):
-        rset = RemoteSet.open(backend, unlock)
+        rset = RemoteSet.open(backend, _or_job_passphrase(unlock, job, passphrase))
         if job.set_id and not same_set(job.set_id, rset.set_id):
             rset.close()
             raise SetNeedsConfirmation(job=job.name, path=job.destination.remote,
@@ -126,6 +126,25 @@ def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: st
     except KeyringUnavailable as err:
         log.append(f"warning: {err.message}")
     return rset
+
+
+def _or_job_passphrase(unlock, job: "Job", passphrase: str | None):
+    """``unlock``, else the passphrase the job was added with (keyring ``job:NAME``): a job added again
+    on a new computer finds its set with it. A set that opens with it is the user's own (an unbound
+    job then binds it; a bound one still checks the set id)."""
+    from core.agent.keys import Secret, make_unlocker
+    from core.errors import WrongPassphrase
+
+    def unlock_set(enc: dict, set_id: str):
+        try:
+            return unlock(enc, set_id)
+        except (PassphraseNeeded, WrongPassphrase):
+            given = passphrase or new_set_passphrase(job.name)
+            if not given:
+                raise
+            return make_unlocker(Secret.passphrase(given, "the job's passphrase"))(enc, set_id)
+
+    return unlock_set
 
 
 def open_backend(spec: str, clock: Clock | None = None):

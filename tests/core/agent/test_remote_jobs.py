@@ -325,3 +325,23 @@ def test_a_set_there_that_is_not_the_jobs_own_is_left_alone(world, paths, src, t
     third = remote_jobs.run_remote_job(moved, history, passphrase=PASSPHRASE)
     assert third.status == "ok" and moved.set_id != job.set_id
     assert "a new one is made there" in "\n".join(third.log)
+
+
+def test_a_job_added_again_uses_its_set_when_its_passphrase_opens_it(world, paths, src, tmp_path):
+    """A new computer: the set's keyring entry is not here, the job's passphrase (as added) is."""
+    import keyring
+
+    from core.agent.history import History
+
+    history = History(paths.history_file)
+    spec = f"rclone:loc:{tmp_path / 'kept'}"
+    first = Job.from_dict({"name": "Docs", "sources": [str(src)], "destination": {"remote": spec}})
+    assert remote_jobs.run_remote_job(first, history, passphrase=PASSPHRASE).status == "ok"
+    keyring.get_keyring().passwords.clear()                      # the old computer's keyring is gone
+    again = Job.from_dict({"name": "Docs", "sources": [str(src)], "destination": {"remote": spec}})
+    wrong = remote_jobs.run_remote_job(again, history, passphrase="not the passphrase")
+    assert wrong.status == "failed" and wrong.error.code == "wrong_passphrase" and again.set_id is None
+    store_passphrase(job_key_name("Docs"), PASSPHRASE)
+    right = remote_jobs.run_remote_job(again, history)
+    assert right.status == "ok" and again.set_id == first.set_id and right.files_copied == 0
+    assert remote_jobs.run_remote_job(again, history).status == "ok"   # bound now: still opens, unattended
