@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.agent.agent_state import TrayState
-from core.agent.words import ago, local_time
+from core.agent.words import ago, local_time, size
 
 __all__ = ["Item", "ago", "build_menu", "icon_state", "status_line", "tomorrow_morning", "tooltip"]
 
@@ -64,6 +64,9 @@ def status_line(state: TrayState) -> str:
     if state.running:
         r = state.running[0]
         text = f"Backing up {r['job']}…" + (f" {r['percent']}%" if r["percent"] is not None else "")
+        speed = (r.get("progress") or {}).get("speed")   # a job to a cloud or network location (issue #13)
+        if speed:
+            text += f" · {size((r.get('progress') or {}).get('uploaded'))} uploaded, {size(speed)}/s"
         if len(state.running) > 1:
             text += f" (+{len(state.running) - 1} more)"
         return text
@@ -79,6 +82,9 @@ def status_line(state: TrayState) -> str:
         return f"{len(state.reminders)} jobs not backed up for {min(r.days for r in state.reminders)} days or more"
     if state.reminders:
         return state.reminders[0].text()
+    waiting = [j["name"] for j in state.jobs if j.get("waiting")]   # its remote cannot be reached (issue #13)
+    if waiting:
+        return f"{', '.join(waiting)}: waiting for the network"
     if state.paused:
         return paused_text(state)
     if not state.jobs:

@@ -82,7 +82,7 @@ class Api:
         "drive_forget", "eject", "history", "run_log", "snapshots", "ls", "search", "restore_plan", "restore",
         "exclude_preview", "pick_folder", "check_folder", "validate_job",
         "sets", "unlock", "recovery_key", "recovery_reminders", "recovery_key_kept", "check_target",
-        "versions", "restore_page", "restore_stop", "offer_decline", "full_check",
+        "versions", "restore_page", "restore_stop", "offer_decline", "full_check", "remotes", "remote_test",
     })
 
     def __init__(self, agent: AgentRequest, *, mode: str, pick_folder: FolderPicker | None = None):
@@ -286,6 +286,16 @@ class Api:
         """Ask the agent whether a job (or just its name) may be saved; nothing is written."""
         _need(isinstance(job, dict), "The job is missing.")
         return self._ask("validate_job", job=job, original_name=original_name)
+
+    # -- cloud and network locations (issue #13) ---------------------------
+
+    def remotes(self) -> dict:
+        """The user's rclone remotes (``data.error``: why there are none, e.g. rclone is not installed)."""
+        return self._ask("remotes")
+
+    def remote_test(self, remote: str) -> dict:
+        """"Test connection": ``data.ok`` and the message to show (the location's error when not ok)."""
+        return self._ask("remote_test", remote=_text(remote, "The location"))
 
     # -- local things: no agent needed -------------------------------------
 

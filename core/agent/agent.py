@@ -72,6 +72,7 @@ class Agent:
         from core.agent.offers import Offers
 
         self.offers = Offers(self)
+        self.remote_waiting = None   # core.agent.remote_jobs.Waiting, made when a remote job first waits
         self._load_config(initial=True)
 
     # -- settings --------------------------------------------------------------------------
@@ -246,7 +247,7 @@ class Agent:
         return [n for r in list(self.runners.values()) for n in list(r.queue)]
 
     def _destination_present(self, job: Job) -> bool:
-        if job.destination.path:
+        if job.destination.path or job.destination.remote:   # a remote that is offline waits (remote_jobs)
             return True
         return any(d in self.present for d in job.destination.drive_ids)
 
@@ -258,6 +259,10 @@ class Agent:
         job = self.config.job(name)
         if job is None:
             return   # removed while queued
+        if job.destination.remote:   # a cloud or network location (issue #13)
+            from core.agent import remote_jobs
+
+            return remote_jobs.execute(self, job, task.trigger, cancel, progress)
         if key.startswith("drive:"):
             job = job.on_drive(key[len("drive:"):])   # a drive in rotation: its own set
         drive_id = job.destination.drive_id
@@ -313,6 +318,8 @@ class Agent:
             text = f"{plural(outcome.files_copied, 'file')} copied, {outcome.files_scanned:,} checked"
             if outcome.warnings:
                 text += f"; {outcome.warning_summary or plural(outcome.warnings, 'warning')}: see the history"
+            if job.destination.remote:
+                text += f" to {job.destination.remote}"
             self.notifier.notify(f"{job.name} backed up", text + ".", "finished")
             drive_id = job.destination.drive_id
             # Only when nothing else is queued or waiting out the connect delay for this drive.
@@ -471,10 +478,14 @@ class Agent:
         now = self.clock.now().astimezone()
         queued = []
         for job in self.config.jobs:
+            if self._waiting(job.name) is not None:
+                continue   # a remote job waiting for the network: tried again when its wait is over
             if due(job, self._last_success(job), now, drive_present=self._destination_present(job)):
                 if self._runner(job).enqueue(job.name, trigger=Trigger.SCHEDULE):
                     queued.append(job.name)
-        return queued
+        from core.agent.remote_jobs import retry_due
+
+        return queued + [n for n in retry_due(self) if n not in queued]   # remote jobs waiting for the network
 
     def check_integrity(self) -> list[str]:
         """The monthly check (DESIGN §4 "scheduled scrub"): finish the rolling check's pass of every set
@@ -529,7 +540,8 @@ class Agent:
                          "last_status": attempt.status if attempt else None,
                          "last_time": attempt.last_time if attempt else None,
                          "last_ok": ok.last_time if ok else None, "attention": rec.attention,
-                         "live": j.triggers.live, "damage": rec.damage.error if rec.damage else None})
+                         "live": j.triggers.live, "damage": rec.damage.error if rec.damage else None,
+                         "waiting": self._waiting(j.name)})
         drives = [DriveState(d["drive_id"], d.get("label") or d["drive_id"][:8], self.present.get(d["drive_id"]))
                   for d in self.config.drives]
         busy = {d.drive_id for d in drives if self._drive_busy(d.drive_id) or self.restore_drive == d.drive_id}
@@ -539,6 +551,12 @@ class Agent:
                          pending=list(self.pending.values()), paused=self.is_paused(),
                          paused_until=self.paused_until, problem=self.problem, backend=self.backend,
                          busy_drives=busy, offers=self.offers.current(), reminders=reminders(self))
+
+    def _waiting(self, name: str) -> dict | None:
+        """Why the job waits (a remote job whose remote cannot be reached; core.agent.remote_jobs), or None."""
+        from core.agent.remote_jobs import waiting_of
+
+        return waiting_of(self).status(name)
 
     def shutdown(self, cancel: bool = True, timeout: float = 30) -> None:
         """Stop everything: cancel (or finish) running jobs and wait for them."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from core.engine.restore import CONFLICTS, OnConflict, RestoreOptions, restore
 from core.errors import AgentBusy, Cancelled, DamagedSet, DriveGone, PlugbackError, UsageError
@@ -40,6 +41,9 @@ class Source:
     bset: BackupSet
     job: Job | None
     drive_id: str | None
+    #: A remote set (issue #13; a core.engine.remote.RemoteSet, which reads like a BackupSet): its
+    #: rclone runs until :func:`release`.
+    remote: bool = False
 
 
 def source_args(args: dict) -> dict:
@@ -62,9 +66,35 @@ def source_of(agent, args: dict) -> Source:
     if "set" in which:
         return _found_set(agent, which["set"], unlock)
     job = agent.job(which["job"])
+    if job.destination.remote:   # a cloud or network location (issue #13): its remote set reads alike
+        from core.agent.remote_jobs import open_backend
+        from core.engine.remote.rset import RemoteSet
+
+        backend = open_backend(job.destination.remote)
+        try:
+            return Source(RemoteSet.open(backend, unlock), job, None, remote=True)   # type: ignore[arg-type]
+        except BaseException:
+            backend.close()
+            raise
     mounts = list(agent.present.values())
     target = resolve_target(job, agent.config, mounts=mounts)
     return Source(BackupSet.open(target.set_path, unlock), job, target.drive_id)
+
+
+def release(src: Source) -> None:
+    """Close what :func:`source_of` opened for ``src`` (a remote set's rclone; a local set holds nothing)."""
+    if src.remote:
+        src.bset.close()   # type: ignore[attr-defined]   # a RemoteSet (see Source.remote)
+
+
+@contextmanager
+def browsing(agent, args: dict) -> Iterator[Source]:
+    """:func:`source_of` for one request, released when it is answered."""
+    src = source_of(agent, args)
+    try:
+        yield src
+    finally:
+        release(src)
 
 
 def _checked_path(path: str):
@@ -103,6 +133,10 @@ def set_root(agent, which: dict) -> Path:
     if "set" in which:
         return _checked_path(which["set"])[0]
     job = agent.job(which["job"])
+    if job.destination.remote:
+        raise UsageError("The window cannot unlock a backup in a cloud or network location or show its "
+                         f"recovery key yet: in a terminal, 'plugback key export {job.destination.remote}' "
+                         "prints the recovery key, and 'plugback snapshots' opens it with the passphrase.")
     return resolve_target(job, agent.config, mounts=list(agent.present.values())).set_path
 
 
@@ -152,7 +186,10 @@ def restore_plan(agent, args: dict, source: Source | None = None) -> dict:
     ``creates``: the target folder does not exist yet (the restore makes it, when asked to).
     A set no job here uses has no original place on this computer: a folder is required.
     """
-    src = source or source_of(agent, args)
+    if source is None:
+        with browsing(agent, args) as src:
+            return restore_plan(agent, args, src)
+    src = source
     bset = src.bset
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     tops = {p.strip("/").partition("/")[0] for p in args.get("paths") or []} - {""}
@@ -178,16 +215,16 @@ def _iso_ns(ns: int) -> str:
 
 def snapshots(agent, args: dict) -> list[dict]:
     """``[{id, time, files, bytes}]`` newest first."""
-    bset = source_of(agent, args).bset
-    return [{"id": s.id, "time": s.time, "files": s.files, "bytes": s.bytes} for s in reversed(bset.snapshots())]
+    with browsing(agent, args) as src:
+        return [{"id": s.id, "time": s.time, "files": s.files, "bytes": s.bytes}
+                for s in reversed(src.bset.snapshots())]
 
 
 def ls(agent, args: dict, snapshot: str, path: str) -> list[dict]:
     """The direct children of ``path`` ('' = the top: one folder per source) in a snapshot."""
-    bset = source_of(agent, args).bset
     parent = path.strip("/")
     out = []
-    with bset.open_manifest(bset.resolve_id(snapshot)) as reader:
+    with browsing(agent, args) as src, src.bset.open_manifest(src.bset.resolve_id(snapshot)) as reader:
         for e in reader:
             head, _, name = e.path.rpartition("/")
             if head == parent:
@@ -203,7 +240,11 @@ def search(agent, args: dict, query: str) -> list[dict]:
     holding it (``snapshot``), the oldest (``first_snapshot``) and how many hold it
     (``snapshots``). Newest versions first, at most SEARCH_LIMIT rows.
     """
-    bset = source_of(agent, args).bset
+    with browsing(agent, args) as src:
+        return _search(src.bset, query)
+
+
+def _search(bset, query: str) -> list[dict]:
     needle = query.casefold()
     rows: dict[tuple, dict] = {}
     for info in reversed(bset.snapshots()):
@@ -263,6 +304,15 @@ def start_restore(agent, args: dict) -> dict:
     _refuse_second(agent)   # early, before a folder is made; again below, atomically
     on_conflict = _conflict(args)
     src = source_of(agent, args)
+    try:
+        _start_restore(agent, args, src, on_conflict)
+    except BaseException:
+        release(src)
+        raise
+    return {"started": True}
+
+
+def _start_restore(agent, args: dict, src: Source, on_conflict: str) -> None:
     bset = src.bset
     snapshot = bset.resolve_id(args.get("snapshot") or "latest")
     paths = list(args.get("paths") or [])
@@ -290,12 +340,14 @@ def start_restore(agent, args: dict) -> dict:
         task["waiting"] = _waiting_for_run(agent, runner)
 
     def work(cancel, _runner_progress):
-        _work(agent, bset, where, replace(options, cancel=cancel, on_lock_wait=lambda h: _lock_wait(agent, task, bset, h)),
-              task)
+        try:
+            _work(agent, src, where, replace(options, cancel=cancel,
+                                             on_lock_wait=lambda h: _lock_wait(agent, task, bset, h)), task)
+        finally:
+            release(src)
 
     runner.enqueue_restore(f"restore:{id(task)}", work)
     agent.changed()
-    return {"started": True}
 
 
 def _refuse_second(agent) -> None:
@@ -343,21 +395,12 @@ def _finish(agent, task: dict) -> None:
     agent.changed()
 
 
-def _work(agent, bset, where, options: RestoreOptions, task: dict) -> None:
+def _work(agent, src: Source, where, options: RestoreOptions, task: dict) -> None:
     """The restore, on its runner's thread: runs it, then puts the result (with renamed files named) into the task."""
-    from core.agent.restore_first import wait_while_held
-
     task["waiting"] = None
     agent.changed()
     try:
-        if not os.path.isdir(bset.root):   # pulled while the restore waited its turn
-            raise DriveGone("The backup drive was removed before the restore started. Plug it in and "
-                            "start the restore again.")
-        # Another process's backup first (its lock), so the names below are looked up after it.
-        if not wait_while_held(bset.root, options.cancel, options.on_lock_wait or (lambda _: None)):
-            raise Cancelled()
-        task["waiting"] = None
-        result = restore(bset, where, options)
+        result = _restore(src, where, options)
         task["result"] = {k: v for k, v in vars(result).items() if isinstance(v, (int, str, float, bool))}
         task["result"]["renamed"] = [{"path": p, "to": t, "as": a} for p, t, a in result.kept_as]
         task["result"]["damaged_files"] = [{"path": p, "reason": r} for p, r in result.damaged[:RESULT_LIMIT]]
@@ -371,6 +414,24 @@ def _work(agent, bset, where, options: RestoreOptions, task: dict) -> None:
         task["error"] = {"code": "error", "message": f"The restore failed unexpectedly: {err!r}"}
     finally:
         _finish(agent, task)
+
+
+def _restore(src: Source, where, options: RestoreOptions):
+    """The engine's restore of ``src``: a remote set's (its lock on the remote), or a drive's or folder's."""
+    from core.agent.restore_first import wait_while_held
+
+    bset = src.bset
+    if src.remote:
+        from core.engine.remote.restore import restore as remote_restore
+
+        return remote_restore(bset, where, options)   # type: ignore[arg-type]
+    if not os.path.isdir(bset.root):   # pulled while the restore waited its turn
+        raise DriveGone("The backup drive was removed before the restore started. Plug it in and "
+                        "start the restore again.")
+    # Another process's backup first (its lock), so the names below are looked up after it.
+    if not wait_while_held(bset.root, options.cancel, options.on_lock_wait or (lambda _: None)):
+        raise Cancelled()
+    return restore(bset, where, options)
 
 
 def exclude_preview(sources: list, excludes: list) -> dict:

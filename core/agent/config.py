@@ -22,6 +22,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.agent.config_check import _bad, _check_keys, _check_type
+from core.agent.destination import SET_ID as _SET_ID
+from core.agent.destination import Destination
 from core.errors import ConfigError, NotFound, UsageError
 
 CONFIG_VERSION = 1
@@ -39,9 +42,6 @@ def job_name_problem(name) -> str | None:
     if isinstance(name, str) and _JOB_NAME.match(name) and name.strip(" .") == name:
         return None
     return f"The name “{name}” cannot be used: {JOB_NAME_RULE}."
-
-
-_SET_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -114,100 +114,6 @@ class Paths:
                     d.chmod(0o700)
                 except OSError:   # a file system without permissions (portable, on FAT)
                     pass
-
-
-def _bad(field_name: str, reason: str) -> ConfigError:
-    """A validation error; ``err.details['field']`` names the bad field."""
-    return ConfigError(field=field_name, reason=reason, path="config.json")
-
-
-def _check_type(value, types, field_name: str, what: str):
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise _bad(field_name, f"must be {what}, not {value!r}")
-    if not isinstance(value, types):
-        raise _bad(field_name, f"must be {what}" + ("" if value is None else f", not {value!r}"))
-    return value
-
-
-def _check_keys(data: dict, allowed: set, field_name: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise _bad(f"{field_name}.{unknown[0]}" if field_name else unknown[0],
-                   "is not a known setting (misspelt?)")
-
-
-@dataclass
-class Destination:
-    """Where a job's set lives: an enrolled drive (+ optional folder on it) or a plain path.
-
-    ``rotation`` (issue #14): more drives the job backs up to, whichever is connected, each
-    ``{"drive_id", "set_id"?}`` — every drive holds its own set, bound like ``Job.set_id``.
-    """
-
-    drive_id: str | None = None
-    folder: str | None = None
-    path: str | None = None
-    rotation: list[dict] = field(default_factory=list)
-
-    @property
-    def drive_ids(self) -> list[str]:
-        """Every drive of the job: the first one, then the drives in rotation."""
-        return ([self.drive_id] if self.drive_id else []) + [r["drive_id"] for r in self.rotation]
-
-    def key(self) -> str:
-        """Jobs with the same key share one runner (one writer per destination)."""
-        return f"drive:{self.drive_id}" if self.drive_id else f"path:{self.path}"
-
-    def to_dict(self) -> dict:
-        if self.drive_id:
-            d: dict = {"drive_id": self.drive_id}
-            if self.folder:
-                d["folder"] = self.folder
-            if self.rotation:
-                d["rotation"] = [dict(r) for r in self.rotation]
-            return d
-        return {"path": self.path}
-
-    @classmethod
-    def from_dict(cls, data, where: str) -> "Destination":
-        _check_type(data, dict, where, "an object with drive_id (and folder) or path")
-        _check_keys(data, {"drive_id", "folder", "path", "rotation"}, where)
-        if data.get("drive_id") and data.get("path"):
-            raise _bad(where, "give either drive_id or path, not both")
-        if data.get("drive_id"):
-            _check_type(data["drive_id"], str, f"{where}.drive_id", "a drive id (text)")
-            folder = data.get("folder")
-            if folder is not None:
-                _check_type(folder, str, f"{where}.folder", "a folder name on the drive")
-                parts = Path(folder).parts
-                if Path(folder).is_absolute() or ".." in parts or re.match(r"^[A-Za-z]:", folder):
-                    raise _bad(f"{where}.folder", "must be a relative folder on the drive, without '..'")
-            return cls(drive_id=data["drive_id"], folder=folder or None,
-                       rotation=_rotation(data.get("rotation", []), data["drive_id"], f"{where}.rotation"))
-        if data.get("rotation"):
-            raise _bad(f"{where}.rotation", "goes with a drive_id: more drives for a drive job")
-        if data.get("path"):
-            _check_type(data["path"], str, f"{where}.path", "a folder path")
-            if not Path(data["path"]).is_absolute():
-                raise _bad(f"{where}.path", "must be an absolute folder path")
-            return cls(path=data["path"])
-        raise _bad(where, "needs a drive_id or a path")
-
-
-def _rotation(data, first: str, where: str) -> list[dict]:
-    """``destination.rotation``, checked: ``[{"drive_id", "set_id"?}]``, each drive once."""
-    out: list[dict] = []
-    for i, r in enumerate(_check_type(data, list, where, "a list of drives")):
-        _check_type(r, dict, f"{where}[{i}]", "an object with drive_id (and set_id)")
-        _check_keys(r, {"drive_id", "set_id"}, f"{where}[{i}]")
-        drive_id = _check_type(r.get("drive_id"), str, f"{where}[{i}].drive_id", "a drive id (text)")
-        if drive_id == first or any(o["drive_id"] == drive_id for o in out):
-            raise _bad(f"{where}[{i}].drive_id", "names a drive the job already backs up to")
-        set_id = r.get("set_id")
-        if set_id is not None and not _SET_ID.match(_check_type(set_id, str, f"{where}[{i}].set_id", "a set id")):
-            raise _bad(f"{where}[{i}].set_id", "must be a set id (a UUID, as in the set's plugback.json)")
-        out.append({"drive_id": drive_id, **({"set_id": set_id} if set_id else {})})
-    return out
 
 
 @dataclass
@@ -351,7 +257,7 @@ class Job:
             if not Path(s).is_absolute():
                 raise _bad(f"{where}.sources[{i}]", f"must be an absolute folder path, not {s!r}")
         if "destination" not in data:
-            raise _bad(f"{where}.destination", "is missing: give a drive_id or a path")
+            raise _bad(f"{where}.destination", "is missing: give a drive_id, a path or a remote")
         dest = Destination.from_dict(data["destination"], f"{where}.destination")
         triggers = Triggers.from_dict(data.get("triggers", {}), f"{where}.triggers")
         excludes = _check_type(data.get("excludes", []), list, f"{where}.excludes", "a list of patterns")
@@ -368,6 +274,11 @@ class Job:
         if verify not in VERIFY_POLICIES:
             raise _bad(f"{where}.verify", f"must be one of {', '.join(VERIFY_POLICIES)}")
         encrypt = _check_type(data.get("encrypt", False), bool, f"{where}.encrypt", "true or false")
+        if dest.remote:   # a remote set is always encrypted; nothing is plugged in to trigger it
+            encrypt = True
+            if triggers.on_connect or triggers.live:
+                raise _bad(f"{where}.triggers.{'live' if triggers.live else 'on_connect'}",
+                           "goes with a drive; a cloud or network location backs up on a schedule or by hand")
         set_id = data.get("set_id")
         if set_id is not None and not _SET_ID.match(_check_type(set_id, str, f"{where}.set_id", "a set id")):
             raise _bad(f"{where}.set_id", "must be a set id (a UUID, as in the set's plugback.json)")

@@ -19,10 +19,11 @@ def file_versions(agent, which: dict, path: str) -> list[dict]:
     modified time (ISO, UTC). A folder is refused (UsageError), a path in no snapshot is NotFound.
     """
     # browse owns how a request opens its set (checks, unlocking); its private name is the one way in.
-    from core.agent.browse import source_of
+    from core.agent.browse import browsing
     from core.engine.versions import versions
 
-    bset = source_of(agent, which).bset
+    with browsing(agent, which) as src:
+        found = versions(src.bset, path)
     return [{"snapshot": v.snapshot_id, "time": v.time, "size": v.size, "sha256": v.sha256,
              "mtime": datetime.fromtimestamp(v.mtime_ns / 1e9, timezone.utc).isoformat()}
-            for v in reversed(versions(bset, path))]
+            for v in reversed(found)]

@@ -36,6 +36,8 @@ COMMANDS = ("ping", "status", "open_settings", "run_job", "stop_job", "pause", "
             "restore_page", "restore_stop",
             # issue #14: a drive that is not Plugback's yet
             "offer_decline",
+            # issue #13: cloud and network locations (rclone remotes)
+            "remotes", "remote_test",
 
             # issue #12: a backup that trusts no change journal and reads every file
             "full_check")
@@ -379,6 +381,20 @@ class Handlers:
     def offer_decline(self, args):
         """"Not this drive" for the drive offered at ``mount`` (core.agent.offers)."""
         return {"offer": self.agent.offers.decline(_text(args, "mount")).to_dict()}
+
+    # -- cloud and network locations (issue #13) ------------------------------------------------
+
+    def remotes(self, args):
+        """The user's rclone remotes, or why there are none to offer (core.agent.remotes)."""
+        from core.agent.remotes import list_remotes
+
+        return list_remotes()
+
+    def remote_test(self, args):
+        """"Test connection": open the location and list its folder (core.agent.remotes)."""
+        from core.agent.remotes import test_connection
+
+        return test_connection(_text(args, "remote"))
 
     # -- checking input where it is typed (issue #15) ------------------------------------------
 

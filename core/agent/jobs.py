@@ -325,8 +325,12 @@ def _note_room(room, outcome: Outcome, clock: Clock) -> None:
         outcome.log.append(f"room: removed {', '.join(room.removed) or 'unused backup data'}: {outcome.made_room}")
 
 
-def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history: History, clock: Clock) -> None:
-    """After the engine's run: a damaged read-back fails the run; then retention, flush, history."""
+def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history: History, clock: Clock,
+                   retain: Callable[..., None] | None = None) -> None:
+    """After the engine's run: a damaged read-back fails the run; then retention, flush, history.
+
+    ``retain(job, set, clock, log, boundary)``: retention (default: a local set's; core.agent.remote_jobs
+    gives a remote set's, and there is no drive to flush then)."""
     from core.engine.backup import BackupStatus
 
     log = outcome.log
@@ -346,15 +350,16 @@ def _finish_backup(job: Job, bset: BackupSet, result, outcome: Outcome, history:
     if result.warnings:
         log.append(warnings_text(result.warnings).rstrip("\n"))
     try:
-        _apply_retention(job, bset, clock, log, outcome.target.mount)
+        (retain or _apply_retention)(job, bset, clock, log, outcome.target.mount)
     except PlugbackError as err:
         # The new snapshot is committed; a failed clean-up is a warning, not a failed backup.
         outcome.status, outcome.warnings = RunStatus.WARNINGS, outcome.warnings + 1
         outcome.warning_summary = ", ".join(filter(None, [outcome.warning_summary,
                                                           "old snapshots could not be cleaned up"]))
         log.append(f"warning: retention: {err.message}")
-    flush_drive(outcome.target)
-    outcome.flushed = True
+    if retain is None:
+        flush_drive(outcome.target)
+        outcome.flushed = True
     # The log goes in before the final status, so whoever sees the run ended also sees its log.
     history.append_log(outcome.run_id, "\n".join(log))
     history.finish(outcome.run_id, RunEnd(status=outcome.status, ended=clock.now(), snapshot_id=result.snapshot_id,

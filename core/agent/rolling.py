@@ -134,7 +134,7 @@ class RollingChecks:
         agent, now, started = self.agent, self.agent.clock.now(), []
         for job in agent.config.jobs:
             dest = job.destination
-            if not agent._destination_present(job) or self.checking(dest.key()) \
+            if dest.remote or not agent._destination_present(job) or self.checking(dest.key()) \
                     or agent.restore_drive == (dest.drive_id or "") or dest.drive_id in agent.pending:
                 continue
             runner = agent.runners.get(dest.key())

@@ -11,7 +11,7 @@ import logging
 
 from core.agent.changes import ScanPlan
 from core.agent.history import Trigger
-from core.agent.journal import JOURNAL
+from core.agent.journal import FULL, JOURNAL
 from core.agent.live import LiveLoop
 
 log = logging.getLogger("plugback.watching")
@@ -127,6 +127,10 @@ def scan_status(agent, job) -> dict:
     (the first connected one; else its first drive), or its folder."""
     from core.agent.rotation import present_drive
 
+    if job.destination.remote:   # a remote backup scans every folder (unchanged files are not read again)
+        return {"scan": None, "full_scan_reason": None, "watching": False, "next_scan": FULL,
+                "next_scan_reason": None, "changed_folders": None, "live": False, "next_scan_text": None,
+                "live_text": None}
     drive_id = None if job.destination.path else (present_drive(job, agent.present) or job.destination.drive_id)
     where = f"drive:{drive_id}" if drive_id else job.destination.key()
     snapshot = last_snapshot(agent, job.name, drive_id)
@@ -136,7 +140,7 @@ def scan_status(agent, job) -> dict:
 
 def offline_scan_status(paths, job, config=None) -> dict:
     """The ``scan`` fields without an agent: what the last agent's journal file says; nothing is watched."""
-    from core.agent.journal import FULL, JournalStore, reason_text
+    from core.agent.journal import JournalStore, reason_text
 
     where = job.destination.key()   # its first drive's set, or its folder
     record = JournalStore(paths.data_dir).read(job.name, where)

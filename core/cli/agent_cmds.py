@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     dest = p.add_mutually_exclusive_group(required=True)
     dest.add_argument("--drive", metavar="DRIVE", action="append",
                       help="an enrolled drive (drive_id or label); repeat it for drives in rotation")
-    dest.add_argument("--to", metavar="FOLDER", help="a folder to hold the backup set instead of a drive")
+    dest.add_argument("--to", metavar="FOLDER", help="a folder to hold the backup set instead of a drive, or a "
+                      "cloud or network location rclone:REMOTE:PATH (always encrypted; runs on --every or by hand)")
     p.add_argument("--folder", help="with --drive: the set's folder on the drive (default Plugback/<computer>/<job>)")
     p.add_argument("--on-connect", action="store_true", help="run whenever the drive is connected")
     p.add_argument("--min-interval", metavar="HOURS", type=hours_to_minutes, default=0,
@@ -209,7 +210,10 @@ def build_job(args, cfg: Config) -> Job:
     else:
         if args.folder:
             raise UsageError("--folder goes with --drive; with --to give the folder itself.")
-        destination = {"path": str(Path(args.to).expanduser().absolute())}
+        from core.engine.storage.rclone import is_remote_spec
+
+        destination = {"remote": args.to} if is_remote_spec(args.to) else \
+            {"path": str(Path(args.to).expanduser().absolute())}
     sources = []
     for s in args.source:
         p = Path(s).expanduser().absolute()
@@ -245,7 +249,7 @@ def _describe_destination(job: Job, cfg: Config) -> str:
     d = job.destination
     if d.drive_id:
         return " or ".join(f"drive '{cfg.drive_label(i)}'" for i in d.drive_ids) + (f" ({d.folder})" if d.folder else "")
-    return d.path or ""   # a job has a drive or a folder (Config validates it)
+    return d.remote or d.path or ""   # a job has a drive, a folder or a remote (Config validates it)
 
 
 def cmd_job_list(args) -> int:

@@ -36,6 +36,11 @@ def texts(items):
     ({"jobs": [job(last_status=None)]}, "No successful backup yet", "idle"),
     ({"jobs": [job(last_status="cancelled")]}, "No successful backup yet", "idle"),   # stopped by the user
     ({"running": [{"job": "Documents", "percent": 42, "phase": "copy"}]}, "Backing up Documents… 42%", "running"),
+    ({"running": [{"job": "Offsite", "percent": 42, "phase": "copy",
+                   "progress": {"uploaded": 12_500_000, "speed": 1_250_000}}]},
+     "Backing up Offsite… 42% · 12.5 MB uploaded, 1.2 MB/s", "running"),   # to a remote (issue #13)
+    ({"jobs": [job(), {**job("Offsite", last_status=None), "waiting": {"text": "waiting for the network"}}]},
+     "Offsite: waiting for the network", "idle"),
     ({"running": [{"job": "Docs", "percent": None, "phase": "scan"}, {"job": "Pics", "percent": 3, "phase": "copy"}]},
      "Backing up Docs… (+1 more)", "running"),
     ({"jobs": [job(last_status="failed")]}, "Docs needs attention: not backed up", "attention"),

@@ -193,3 +193,18 @@ def test_status_says_how_the_next_backup_looks_for_changes_in_the_overview_s_wor
     now = datetime(2026, 11, 26, tzinfo=timezone.utc)
     assert job_line(job, now).endswith("; drive connected; next backup: only changed folders (2 folders changed so far)")
     assert "next backup:" not in job_line({**job, "watching": False}, now)   # no agent: nothing is known
+
+
+def test_job_add_to_a_remote_keeps_the_spec_and_always_encrypts(tmp_path, plugback_env):
+    (tmp_path / "D").mkdir()
+    add = ("job", "add", "Cloud", "--source", tmp_path / "D", "--every", "daily@02:00")
+    r = run_cli(*add, "--to", "rclone:mycloud:backups/laptop", env={"PLUGBACK_PASSPHRASE": "cloud secret"})
+    assert r.returncode == 0, r.stderr
+    assert "-> rclone:mycloud:backups/laptop; daily at 02:00" in r.stdout
+    (job,) = stored_jobs()
+    assert job["destination"] == {"remote": "rclone:mycloud:backups/laptop"} and job["encrypt"] is True
+    assert "job_3acloud" in plugback_env.keyring_file.read_text()   # job:Cloud, for the agent's first run
+    r = run_cli("job", "add", "Bad", "--source", tmp_path / "D", "--to", "rclone:mycloud:../x")
+    assert r.returncode != 0 and "destination.remote" in r.stderr and "'..'" in r.stderr
+    r = run_cli("job", "add", "Plug", "--source", tmp_path / "D", "--to", "rclone:c:x", "--on-connect")
+    assert r.returncode != 0 and "on_connect" in r.stderr and "schedule or by hand" in r.stderr

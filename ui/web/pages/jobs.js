@@ -44,7 +44,7 @@ async function list(main, ctx) {
   for (const job of jobs) {
     const driveName = (id) => `“${(drives.find((d) => d.drive_id === id) || {}).label || id}”`;
     const ids = [job.destination.drive_id, ...(job.destination.rotation || []).map((r) => r.drive_id)];
-    const dest = showPath(job.destination.path) || `Drive ${ids.map(driveName).join(' or ')}${job.destination.folder ? ` / ${job.destination.folder}` : ''}`;
+    const dest = job.destination.remote || showPath(job.destination.path) || `Drive ${ids.map(driveName).join(' or ')}${job.destination.folder ? ` / ${job.destination.folder}` : ''}`;
     body.append(h('section', { class: 'card', 'aria-label': job.name, dataset: { job: job.name } },
       h('div', { class: 'card-head' }, h('h2', {}, job.name),
         h('div', { class: 'row' }, job.encrypt ? h('span', { class: 'badge info' }, icon('shield'), 'Encrypted') : null)),
@@ -106,10 +106,12 @@ async function editor(main, ctx, name) {
   excludes.value = (job.excludes || []).join('\n');
   const sources = folderList(ctx, { label: 'Folders to back up', id: 'sources', initial: job.sources, onChange: () => refreshPreview() });
 
-  // Destination: an enrolled drive (optionally a folder on it) or any folder.
-  const onDrive = !job.destination.path;
+  // Destination: an enrolled drive (optionally a folder on it), any folder, or a cloud or network
+  // location: a remote of the user's rclone configuration and a folder on it (issue #13).
+  const onDrive = !job.destination.path && !job.destination.remote;
   const destDrive = h('input', { type: 'radio', name: 'dest-kind', id: 'dest-kind-drive', value: 'drive', checked: onDrive });
-  const destPath = h('input', { type: 'radio', name: 'dest-kind', id: 'dest-kind-path', value: 'path', checked: !onDrive });
+  const destPath = h('input', { type: 'radio', name: 'dest-kind', id: 'dest-kind-path', value: 'path', checked: !!job.destination.path });
+  const destRemote = h('input', { type: 'radio', name: 'dest-kind', id: 'dest-kind-remote', value: 'remote', checked: !!job.destination.remote, disabled: !!original && !job.destination.remote });
   const driveSelect = h('select', { id: 'dest-drive' },
     h('option', { value: '' }, enrolled.length ? 'Choose a drive…' : 'No prepared drives yet'),
     enrolled.map((d) => {
@@ -133,9 +135,12 @@ async function editor(main, ctx, name) {
       rotationList) : null,
     field('Folder on the drive', driveFolder, 'Leave empty to use the standard place (Plugback/<computer>/<job>).'));
   const pathBox = h('div', {}, field('Backup folder', pathInput, 'A full path, e.g. a network share or a second disk.'));
-  const syncDest = () => { driveBox.hidden = !destDrive.checked; pathBox.hidden = !destPath.checked; };
-  destDrive.addEventListener('change', syncDest); destPath.addEventListener('change', syncDest);
-  syncDest();
+  const remote = remotePicker(ctx, job.destination.remote);
+  const syncDest = () => {
+    driveBox.hidden = !destDrive.checked; pathBox.hidden = !destPath.checked; remote.el.hidden = !destRemote.checked;
+    syncRemoteJob();   // (defined below with the triggers and encryption it changes; first called there)
+  };
+  for (const r of [destDrive, destPath, destRemote]) r.addEventListener('change', syncDest);
 
   // Triggers
   const sched = { ...FORM_DEFAULTS, ...(job.triggers.schedule_fields || {}) };
@@ -170,7 +175,15 @@ async function editor(main, ctx, name) {
   const passBox = h('div', {}, field('Passphrase', pass1, 'Kept in this computer\'s keyring so backups run unattended. Without it (or the recovery key) the backup cannot be read.'), field('Passphrase again', pass2));
   const syncPass = () => { passBox.hidden = !encrypt.checked || !!original; };
   encrypt.addEventListener('change', syncPass);
-  syncPass();
+  // A remote set is always encrypted, and nothing is plugged in to start it: it runs on its schedule.
+  const syncRemoteJob = () => {
+    const isRemote = destRemote.checked;
+    encrypt.disabled = !!original || isRemote;
+    if (isRemote) { encrypt.checked = true; onConnect.checked = false; live.checked = false; }
+    onConnect.disabled = isRemote; live.disabled = isRemote;
+    syncPass();
+  };
+  syncDest();
 
   async function refreshPreviewNow() {
     const patterns = excludes.value.split('\n').map((s) => s.trim()).filter(Boolean);
@@ -193,8 +206,11 @@ async function editor(main, ctx, name) {
     const srcs = sources.get();
     const srcError = document.getElementById('sources-error');
     if (!srcs.length) { fill(srcError, h('span', { class: 'error-text' }, 'Add at least one folder to back up.')); okay = false; }
-    const destination = destDrive.checked ? { drive_id: driveSelect.value } : { path: pathInput.value.trim() };
-    if (destDrive.checked) {
+    const destination = destDrive.checked ? { drive_id: driveSelect.value } : destRemote.checked ? {} : { path: pathInput.value.trim() };
+    if (destRemote.checked) {
+      const spec = remote.spec();
+      if (spec) destination.remote = spec; else okay = false;
+    } else if (destDrive.checked) {
       okay = invalid(driveSelect, driveSelect.value ? '' : 'Choose the drive to back up to.') && okay;
       if (driveFolder.value.trim()) destination.folder = driveFolder.value.trim();
       const others = [...rotation].filter((id) => id !== driveSelect.value && enrolled.some((d) => d.drive_id === id));
@@ -247,7 +263,8 @@ async function editor(main, ctx, name) {
     h('fieldset', { class: 'card' }, h('legend', {}, 'Back up to'),
       h('label', { class: 'check' }, destDrive, 'A backup drive'),
       h('label', { class: 'check' }, destPath, 'A folder'),
-      driveBox, pathBox),
+      h('label', { class: 'check' }, destRemote, 'A cloud or network location'),
+      driveBox, pathBox, remote.el),
     h('fieldset', { class: 'card' }, h('legend', {}, 'When'),
       h('label', { class: 'check' }, onConnect, 'When the backup drive is connected'),
       h('label', { class: 'check' }, live, 'Back up changes continuously while the drive is connected'),
@@ -269,4 +286,39 @@ async function editor(main, ctx, name) {
   main.append(form);
   refreshPreviewNow();
   nameInput.focus();
+}
+
+// "A cloud or network location": a remote from `rclone listremotes` (through the agent), a folder on
+// it, and "Test connection". Without rclone the box says what to install (the agent's words).
+function remotePicker(ctx, initial) {
+  const m = /^rclone:([^:]*):(.*)$/.exec(initial || '');
+  const [name, folder] = m ? [m[1], m[2]] : ['', ''];
+  const select = h('select', { id: 'dest-remote' }, h('option', { value: '' }, 'Loading your rclone remotes…'));
+  const path = h('input', { type: 'text', id: 'dest-remote-path', value: folder, placeholder: 'backups/laptop' });
+  const result = h('div', { id: 'dest-remote-result', class: 'small', 'aria-live': 'polite' });
+  const missing = h('div', { id: 'dest-remote-missing', class: 'small', 'aria-live': 'polite' });
+  const spec = () => (select.value ? `rclone:${select.value}:${path.value.trim()}` : '');
+  async function test() {
+    if (!invalid(select, select.value ? '' : 'Choose a remote.')) return;
+    fill(result, h('span', { class: 'muted' }, 'Connecting…'));
+    const reply = await ctx.call('remote_test', { remote: spec() });
+    if (!reply.ok) { showError(result, reply, 'Cannot test the connection.'); return; }
+    fill(result, h('p', { class: reply.data.ok ? 'ok-text' : 'error-text', dataset: { ok: String(reply.data.ok) } }, reply.data.message));
+  }
+  const button = h('button', { type: 'button', id: 'dest-remote-test', onclick: test }, 'Test connection');
+  ctx.call('remotes').then((reply) => {
+    const names = reply.ok ? reply.data.remotes : [];
+    if (name && !names.includes(name)) names.unshift(name);
+    fill(select, h('option', { value: '' }, names.length ? 'Choose a remote…' : 'No rclone remotes yet'),
+      names.map((n) => h('option', { value: n, selected: n === name }, n)));
+    if (!reply.ok) showError(missing, reply, 'Cannot list the rclone remotes.');
+    else if (reply.data.error) fill(missing, h('p', { class: 'error-text', dataset: { code: reply.data.error.code } }, reply.data.error.message));
+    else if (!names.length) fill(missing, h('p', { class: 'muted' }, 'Add one with “rclone config” (in a terminal), then open this page again.'));
+  });
+  const el = h('div', { id: 'dest-remote-box' },
+    field('Remote', select, 'From your rclone configuration: Plugback keeps no passwords of its own. Backups there are always encrypted.'),
+    missing,
+    field('Folder on it', path, 'An empty or new folder; it is made by the first backup.'),
+    h('div', { class: 'form-actions' }, button), result);
+  return { el, spec: () => { const ok = invalid(select, select.value ? '' : 'Choose a remote.'); return ok ? spec() : ''; } };
 }

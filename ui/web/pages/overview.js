@@ -2,13 +2,14 @@
 // drive is here, a big "Back up now", and live progress while it runs. Issue #14: drives
 // Plugback could use ("Use ‘LABEL’ for backups?", "Not this drive"), a job's newest backup on
 // each of its drives, and the "not backed up for N days" reminder.
-import { h, fill, ago, when, copied, plural, showPath, statusBadge, showError, progressView, toast, lastBackupText, pausedText } from '../util.js';
+import { h, fill, ago, when, bytes, copied, plural, showPath, statusBadge, showError, progressView, toast, lastBackupText, pausedText } from '../util.js';
 import { confirmSet, recoveryKeyDialog, recoveryReminders } from './widgets.js';
 import { spaceActions } from './space.js';
 
 function destinationText(job, drives) {
   const dest = job.destination || {};
   if (dest.path) return showPath(dest.path);
+  if (dest.remote) return dest.remote;   // a cloud or network location (issue #13)
   const drive = (drives || []).find((d) => d.drive_id === dest.drive_id);
   return `Drive “${(drive && drive.label) || (dest.drive_id || '').slice(0, 8)}”`;
 }
@@ -112,9 +113,11 @@ export async function render(main, ctx) {
     const attempt = job.last_attempt || job.last_run;
     fill(view.badges,
       job.running ? statusBadge('running') : job.queued ? h('span', { class: 'badge info' }, 'Waiting to start') : attempt ? statusBadge(attempt.status) : h('span', { class: 'badge' }, 'Not backed up yet'),
-      h('span', { class: `badge ${job.drive_present ? 'ok' : ''}` }, job.destination && job.destination.path
-        ? (job.drive_present ? 'Destination reachable' : 'Destination not reachable')
-        : (job.drive_present ? 'Drive connected' : 'Drive not connected')));
+      job.destination && job.destination.remote
+        ? h('span', { class: `badge ${job.waiting ? 'warn' : ''}`, dataset: { waiting: String(!!job.waiting) } }, job.waiting ? 'Waiting for the network' : 'Cloud or network location')
+        : h('span', { class: `badge ${job.drive_present ? 'ok' : ''}` }, job.destination && job.destination.path
+          ? (job.drive_present ? 'Destination reachable' : 'Destination not reachable')
+          : (job.drive_present ? 'Drive connected' : 'Drive not connected')));
     view.el.classList.toggle('attention', !!(job.attention || job.damage));
     fill(view.facts,
       h('dt', {}, 'Folders'), h('dd', {}, (job.sources || []).map(showPath).join(', ')),
@@ -124,6 +127,8 @@ export async function render(main, ctx) {
       (job.drives || []).length > 1 ? [h('dt', {}, 'On each drive'), h('dd', {}, driveAges(job))] : null,
       job.reminder ? [h('dt', {}, 'Reminder'), h('dd', { class: 'error-text reminder' }, job.reminder.message)] : null,
       job.attention ? [h('dt', {}, 'Problem'), h('dd', { class: 'error-text' }, job.attention)] : null,
+      job.waiting ? [h('dt', {}, 'Waiting'), h('dd', { class: 'waiting' }, `${job.waiting.error} Trying again ${ago(job.waiting.retry_at)}.`)] : null,
+      job.running && job.progress && job.progress.speed !== undefined ? [h('dt', {}, 'Uploaded'), h('dd', { class: 'uploaded' }, `${bytes(job.progress.uploaded)} at ${bytes(job.progress.speed)}/s`)] : null,
       job.damage ? [h('dt', {}, 'Backup check'), h('dd', { class: 'error-text damage' }, job.damage)] : null,
       h('dt', {}, 'Next backup'), h('dd', {}, job.next_due ? `${ago(job.next_due)} (${when(job.next_due)})` : job.triggers && job.triggers.on_connect ? 'when the drive is connected' : 'only when you start it'));
     fill(view.scanLines, job.next_scan_text ? h('div', { class: 'next-scan' }, job.next_scan_text) : null,

@@ -1,0 +1,110 @@
+"""A job to a cloud or network location (issue #13) in headless Chromium, against the real agent
+process and Debian's rclone (a ``local`` remote of the test's own rclone configuration): the job
+editor lists the remotes, "Test connection" says ok and says what is wrong, the job is saved
+encrypted and backs up."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.rclone import RCLONE, SKIP_REASON, RcloneWorld
+from tests.support.trees import make_tree
+from tests.ui.helpers import wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def rclone_env(tmp_path, monkeypatch):
+    """The test's rclone configuration (remotes ``cloud`` and ``nas``), for the agent process it starts."""
+    if RCLONE is None:
+        pytest.skip(SKIP_REASON)
+    world = RcloneWorld(tmp_path / "rclone")
+    world.add_local("cloud")
+    world.add_local("nas")
+    world._add("gone", {"type": "webdav", "url": "http://127.0.0.1:9/", "vendor": "other"})   # nothing listens
+    monkeypatch.setenv("RCLONE_CONFIG", str(world.config))
+    # rclone's own retries short (its environment flags), so an unreachable server fails fast.
+    monkeypatch.setenv("RCLONE_LOW_LEVEL_RETRIES", "1")
+    monkeypatch.setenv("RCLONE_CONTIMEOUT", "5s")
+    return world
+
+
+def test_job_editor_picks_a_remote_tests_it_and_the_job_backs_up(rclone_env, open_page, agent, tmp_path):
+    src = make_tree(tmp_path / "Documents", {"notes.txt": b"n" * 100})
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"not a backup")
+    page = open_page("jobs/new")
+    page.fill("#job-name", "Offsite")
+    page.fill("#sources-path", str(src))
+    page.click("#sources-add")
+    page.check("#dest-kind-remote")
+    expect(page.locator("#dest-remote option")).to_have_text(["Choose a remote…", "cloud", "gone", "nas"])
+    # A remote set is always encrypted and runs on its schedule: nothing to plug in.
+    expect(page.locator("#job-encrypt")).to_be_checked()
+    expect(page.locator("#job-encrypt")).to_be_disabled()
+    expect(page.locator("#trig-connect")).not_to_be_checked()
+    expect(page.locator("#trig-connect")).to_be_disabled()
+
+    page.select_option("#dest-remote", "cloud")
+    page.fill("#dest-remote-path", str(tmp_path / "photos"))
+    page.click("#dest-remote-test")
+    expect(page.locator("#dest-remote-result [data-ok='false']")).to_contain_text("is not empty")
+    target = tmp_path / "offsite"
+    page.fill("#dest-remote-path", str(target))
+    page.click("#dest-remote-test")
+    expect(page.locator("#dest-remote-result [data-ok='true']")).to_contain_text(f"Connected to rclone:cloud:{target}")
+
+    page.select_option("#sched-kind", "daily")
+    page.fill("#job-pass", "a long passphrase")
+    page.fill("#job-pass2", "a long passphrase")
+    page.click("#job-save")
+    page.wait_for_url("**#overview")
+    (job,) = agent.call("config_get")["jobs"]
+    assert job["destination"] == {"remote": f"rclone:cloud:{target}"} and job["encrypt"] is True
+    assert job["triggers"]["on_connect"] is False
+
+    agent.call("run_job", name="Offsite")
+    (run,) = wait_for(lambda: [r for r in agent.call("history", job="Offsite") if r["status"] != "running"],
+                      60, "the backup to the remote")
+    assert run["status"] == "ok", agent.call("run_log", run_id=run["id"])["log"]
+    assert (target / "plugback.json").is_file()
+    page = open_page("jobs")
+    expect(page.locator("[data-job='Offsite']")).to_contain_text(f"rclone:cloud:{target}")
+    # The Restore page browses the remote job's snapshots like a drive job's.
+    page = open_page("restore")
+    page.select_option("#restore-job", "job:Offsite")
+    expect(page.locator("#restore-snapshot option")).to_have_count(1)
+    expect(page.locator("#restore-snapshot-facts")).to_contain_text("1 file")
+    expect(page.locator("#restore-tree")).to_contain_text("Documents")
+
+
+@pytest.fixture
+def no_rclone(tmp_path, monkeypatch):
+    """A PATH without rclone on it (this venv's programs only), for the agent process it starts."""
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+
+
+def test_the_editor_says_what_to_install_without_rclone(no_rclone, open_page, agent):
+    page = open_page("jobs/new")
+    page.check("#dest-kind-remote")
+    missing = page.locator("#dest-remote-missing [data-code='rclone_missing']")
+    expect(missing).to_contain_text("need rclone, which was not found")
+    expect(missing).to_contain_text("sudo apt install rclone")
+    expect(page.locator("#dest-remote option")).to_have_text(["No rclone remotes yet"])
+
+
+def test_overview_shows_a_remote_job_waiting_for_the_network(rclone_env, monkeypatch, open_page, agent, tmp_path):
+    src = make_tree(tmp_path / "Documents", {"notes.txt": b"n"})
+    agent.call("job_save", job={"name": "Offsite", "sources": [str(src)], "destination": {"remote": "rclone:gone:x"}},
+               passphrase="a long passphrase")
+    agent.call("run_job", name="Offsite")
+    page = open_page("overview")
+    card = page.locator("[data-job='Offsite']")
+    expect(card.locator("[data-waiting='true']")).to_have_text("Waiting for the network", timeout=90_000)
+    expect(card.locator(".waiting")).to_contain_text("could not be reached")
+    assert agent.call("history", job="Offsite") == []   # nothing ran: nothing recorded, no failure shown
