@@ -119,6 +119,22 @@ def new_snapshot_id(now: datetime, after: str | None) -> str:
     return t.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
+def resolve_snapshot_id(ids: list[str], spec: str | None) -> str:
+    """A full snapshot id of ``ids`` (oldest first) from 'latest', a full id or a unique prefix."""
+    if not ids:
+        raise SnapshotNotFound("This set has no snapshots yet. Run a backup first.")
+    if spec in (None, "", "latest"):
+        return ids[-1]
+    if spec in ids:
+        return spec
+    matches = [i for i in ids if i.startswith(spec)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UsageError(f"'{spec}' matches {len(matches)} snapshots; give more of the id.")
+    raise SnapshotNotFound(snapshot=spec)
+
+
 class BackupSet:
     """One set: open it with :meth:`open` (or :meth:`create`), then ask it."""
 
@@ -229,19 +245,7 @@ class BackupSet:
 
     def resolve_id(self, spec: str | None) -> str:
         """A full snapshot id from 'latest', a full id or a unique prefix."""
-        ids = self.snapshot_ids()
-        if not ids:
-            raise SnapshotNotFound("This set has no snapshots yet. Run a backup first.")
-        if spec in (None, "", "latest"):
-            return ids[-1]
-        if spec in ids:
-            return spec
-        matches = [i for i in ids if i.startswith(spec)]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise UsageError(f"'{spec}' matches {len(matches)} snapshots; give more of the id.")
-        raise SnapshotNotFound(snapshot=spec)
+        return resolve_snapshot_id(self.snapshot_ids(), spec)
 
     def open_manifest(self, snapshot_id: str, *, tee=None) -> mio.ManifestReader:
         """A snapshot's manifest as a stream (memory flat in its size): ``.manifest`` holds the

@@ -16,7 +16,11 @@ import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 RCLONE = shutil.which("rclone")
 SKIP_REASON = "rclone is not installed (Debian: apt-get install rclone; scripts/setup.sh installs it)"
@@ -101,6 +105,7 @@ class RcloneWorld:
         self.config = self.tmp / "rclone.conf"
         self.config.write_text("")
         self.servers: list[WebdavServer] = []
+        self.webdav: WebdavServer | None = None     # local_and_webdav's server
 
     def add_local(self, name: str) -> str:
         """A ``local`` remote; its PATH is an absolute folder (the spec then is rclone:NAME:/abs/path)."""
@@ -126,3 +131,19 @@ class RcloneWorld:
     def close(self) -> None:
         for server in self.servers:
             server.kill()
+
+
+@contextmanager
+def local_and_webdav(tmp: Path) -> Iterator[RcloneWorld]:
+    """A world with a ``loc`` (local) remote and a ``wd`` one: WebDAV on 127.0.0.1 serving
+    ``tmp/served`` (``world.webdav``); its servers are killed after. Skips without rclone."""
+    if RCLONE is None:
+        pytest.skip(SKIP_REASON)
+    world = RcloneWorld(tmp)
+    world.add_local("loc")
+    world.webdav = world.serve_webdav(world.tmp / "served")
+    world.add_webdav("wd", world.webdav)
+    try:
+        yield world
+    finally:
+        world.close()

@@ -30,7 +30,7 @@ from core.engine import manifest as mf
 from core.engine import manifest_io as mio
 from core.engine.layout import MANIFEST_SUFFIX, OBJECTS_DIR, SET_FILE, SET_FORMAT, SNAPSHOTS_DIR
 from core.engine.remote.packs import PackCache, PackIndex, pack_blob
-from core.engine.repo import MAX_META_BYTES, SnapshotInfo, Unlocker, _no_unlocker, decode_meta
+from core.engine.repo import MAX_META_BYTES, SnapshotInfo, Unlocker, _no_unlocker, decode_meta, resolve_snapshot_id
 from core.engine.storage import Backend, read_all
 from core.engine.storage.lock import FOLDER as LOCKS_DIR
 from core.errors import (
@@ -219,19 +219,7 @@ class RemoteSet:
 
     def resolve_id(self, spec: str | None) -> str:
         """A full snapshot id from 'latest', a full id or a unique prefix."""
-        ids = self.snapshot_ids()
-        if not ids:
-            raise SnapshotNotFound("This set has no snapshots yet. Run a backup first.")
-        if spec in (None, "", "latest"):
-            return ids[-1]
-        if spec in ids:
-            return spec
-        matches = [i for i in ids if i.startswith(spec)]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise UsageError(f"'{spec}' matches {len(matches)} snapshots; give more of the id.")
-        raise SnapshotNotFound(snapshot=spec)
+        return resolve_snapshot_id(self.snapshot_ids(), spec)
 
     def open_manifest(self, snapshot_id: str, *, local: BinaryIO | None = None,
                       tee: BinaryIO | None = None) -> mio.ManifestReader:

@@ -13,7 +13,7 @@ from core.agent.keys import store_passphrase, stored_passphrase
 from core.engine.progress import FakeClock
 from core.errors import ConfigError
 from core.platform.notify import read_log
-from tests.support.rclone import FAST_FAIL, RCLONE, SKIP_REASON, RcloneWorld
+from tests.support.rclone import FAST_FAIL, RcloneWorld, local_and_webdav
 from tests.support.trees import make_tree
 from tests.support.waiting import wait_for
 
@@ -27,14 +27,8 @@ def src(tmp_path):
 
 @pytest.fixture(scope="module")
 def rclone_world(tmp_path_factory):
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
-    world = RcloneWorld(tmp_path_factory.mktemp("rclone"))
-    world.add_local("loc")
-    world.webdav = world.serve_webdav(world.tmp / "served")       # type: ignore[attr-defined]
-    world.add_webdav("wd", world.webdav)                          # type: ignore[attr-defined]
-    yield world
-    world.close()
+    with local_and_webdav(tmp_path_factory.mktemp("rclone")) as world:
+        yield world
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from core.engine.progress import FakeClock
 from core.engine.storage import Backend, LocalBackend, RcloneBackend, Retrying
-from tests.support.rclone import FAST_FAIL, RCLONE, SKIP_REASON, RcloneWorld
+from tests.support.rclone import FAST_FAIL, RcloneWorld, local_and_webdav
 
 _folders = itertools.count()
 
@@ -39,14 +39,8 @@ class Place:
 
 @pytest.fixture(scope="module")
 def rclone_world(tmp_path_factory):
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
-    world = RcloneWorld(tmp_path_factory.mktemp("rclone"))
-    world.add_local("loc")
-    world.webdav = world.serve_webdav(world.tmp / "served")       # type: ignore[attr-defined]
-    world.add_webdav("wd", world.webdav)                          # type: ignore[attr-defined]
-    yield world
-    world.close()
+    with local_and_webdav(tmp_path_factory.mktemp("rclone")) as world:
+        yield world
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@
 As tests/core/engine/test_memory.py does for drives: the tracemalloc peak (every Python
 allocation, every thread) of runs over SMALL and LARGE trees of tiny files, on a folder
 backend (the storage does not change what the engine keeps), may differ by at most
-PER_FILE bytes per added file plus BOUNDED for buffers of a fixed size (a pack collects up
-to 4,096 objects' places; 1 MiB read buffers; SQLite page caches up to their cap).
+PER_FILE bytes per added file plus BOUNDED for buffers of a fixed size (1 MiB read buffers;
+SQLite page caches up to their cap). A pack holds up to PACK_OBJECTS objects (~1.2 KB each
+in Python) until it is stored: bounded, but 4,096 of them are ~5 MB, more than SMALL files
+fill, so the test closes packs at 256 objects to see what grows per file.
 Deterministic, not timed.
 """
 
@@ -14,6 +16,7 @@ import tracemalloc
 
 from core.engine import crypto
 from core.engine.progress import Clock
+from core.engine.remote import packs
 from core.engine.remote.backup import backup
 from core.engine.remote.restore import restore
 from core.engine.remote.rset import RemoteSet
@@ -51,7 +54,8 @@ def _run(tmp_path, n: int) -> tuple[int, int, int]:
     return full, again, back
 
 
-def test_backup_and_restore_memory_is_flat_in_the_file_count(tmp_path):
+def test_backup_and_restore_memory_is_flat_in_the_file_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(packs, "PACK_OBJECTS", 256)
     tracemalloc.start()
     try:
         peaks = {n: _run(tmp_path, n) for n in (SMALL, LARGE)}

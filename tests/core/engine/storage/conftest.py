@@ -17,7 +17,7 @@ import pytest
 
 from core.engine.storage import Backend, LocalBackend, RcloneBackend
 from core.engine.storage.rclone_rcd import Rcd
-from tests.support.rclone import FAST_FAIL, RCLONE, SKIP_REASON, RcloneWorld, WebdavServer
+from tests.support.rclone import FAST_FAIL, RcloneWorld, WebdavServer, local_and_webdav
 
 BACKENDS = ["local", "rclone-local", "rclone-webdav"]
 _paths = itertools.count()
@@ -33,14 +33,8 @@ class Subject:
 @pytest.fixture(scope="module")
 def rclone_world(tmp_path_factory):
     """A temp rclone config with a ``loc`` (local) and a ``wd`` (WebDAV on 127.0.0.1) remote."""
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
-    world = RcloneWorld(tmp_path_factory.mktemp("rclone"))
-    world.add_local("loc")
-    world.webdav = world.serve_webdav(world.tmp / "served")       # type: ignore[attr-defined]
-    world.add_webdav("wd", world.webdav)                          # type: ignore[attr-defined]
-    yield world
-    world.close()
+    with local_and_webdav(tmp_path_factory.mktemp("rclone")) as world:
+        yield world
 
 
 @pytest.fixture
