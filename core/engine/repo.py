@@ -135,6 +135,21 @@ def resolve_snapshot_id(ids: list[str], spec: str | None) -> str:
     raise SnapshotNotFound(snapshot=spec)
 
 
+def snapshot_infos(ids: list[str], header: Callable[[str], mf.Manifest]) -> list[SnapshotInfo]:
+    """A :class:`SnapshotInfo` for each of ``ids`` whose manifest header ``header`` reads (others
+    are left out: ``verify`` names them)."""
+    out = []
+    for sid in ids:
+        try:
+            m = header(sid)
+        except PlugbackError:
+            continue
+        t = m.totals
+        out.append(SnapshotInfo(sid, m.time, m.host, m.job, m.parent, t.get("files", 0),
+                                t.get("dirs", 0), t.get("bytes", 0)))
+    return out
+
+
 class BackupSet:
     """One set: open it with :meth:`open` (or :meth:`create`), then ask it."""
 
@@ -327,16 +342,7 @@ class BackupSet:
         #11). So a snapshot whose entries were damaged after its header is still listed;
         ``verify`` names it, and restore, ls and diff refuse it when they reach the damage.
         """
-        out = []
-        for sid in self.snapshot_ids():
-            try:
-                m = self.header(sid)
-            except PlugbackError:
-                continue
-            t = m.totals
-            out.append(SnapshotInfo(sid, m.time, m.host, m.job, m.parent, t.get("files", 0),
-                                    t.get("dirs", 0), t.get("bytes", 0)))
-        return out
+        return snapshot_infos(self.snapshot_ids(), self.header)
 
     def encode_manifest(self, m: mf.Manifest) -> bytes:
         """A whole manifest's bytes as stored in this set (encrypted in an encrypted set)."""

@@ -30,7 +30,15 @@ from core.engine import manifest as mf
 from core.engine import manifest_io as mio
 from core.engine.layout import MANIFEST_SUFFIX, OBJECTS_DIR, SET_FILE, SET_FORMAT, SNAPSHOTS_DIR
 from core.engine.remote.packs import PackCache, PackIndex, pack_blob
-from core.engine.repo import MAX_META_BYTES, SnapshotInfo, Unlocker, _no_unlocker, decode_meta, resolve_snapshot_id
+from core.engine.repo import (
+    MAX_META_BYTES,
+    SnapshotInfo,
+    Unlocker,
+    _no_unlocker,
+    decode_meta,
+    resolve_snapshot_id,
+    snapshot_infos,
+)
 from core.engine.storage import Backend, read_all
 from core.engine.storage.lock import FOLDER as LOCKS_DIR
 from core.errors import (
@@ -38,7 +46,6 @@ from core.errors import (
     DamagedSet,
     ManifestDamaged,
     NotASet,
-    PlugbackError,
     SnapshotNotFound,
     UsageError,
 )
@@ -253,16 +260,7 @@ class RemoteSet:
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Every snapshot whose manifest header is readable, oldest first (headers only)."""
-        out = []
-        for sid in self.snapshot_ids():
-            try:
-                m = self.header(sid)
-            except PlugbackError:
-                continue
-            t = m.totals
-            out.append(SnapshotInfo(sid, m.time, m.host, m.job, m.parent, t.get("files", 0),
-                                    t.get("dirs", 0), t.get("bytes", 0)))
-        return out
+        return snapshot_infos(self.snapshot_ids(), self.header)
 
     def put_manifest(self, writer: mio.ManifestWriter, m: mf.Manifest) -> None:
         """Store the manifest ``writer`` collected (header fields from ``m``), encrypted; then read it
