@@ -216,3 +216,11 @@ def test_the_small_files_floor_script_times_every_phase(tmp_path):
     assert "| full | floor serial |" in run.stdout
     restored = [p for p in (tmp_path / "work" / "out" / "plugback").rglob("*") if p.is_file()]
     assert len(restored) == 60   # the timed commands did their work
+
+
+def test_crypto_stream_throughput_reports_both_formats():
+    proc = _bench("crypto_stream.py", "--mb", 1, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("format ")]
+    assert len(lines) == 4 and all("MB/s" in line for line in lines)
+    assert "stored 1.000" in lines[0] and "stored 1.000" not in lines[3]   # format 2 compresses the text

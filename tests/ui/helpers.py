@@ -150,6 +150,9 @@ def wizard_to_details(page, folder, mount) -> None:
     job's details. The drive list is polled every 2 s: a loaded machine makes the first answer slow."""
     page.fill("#sources-path", str(folder))
     page.click("#sources-add")
+    # Adding asks the agent (is it a readable folder?): Next before the answer finds no folder
+    # ("Add at least one folder", seen in full CI runs under load), so wait for it in the list.
+    page.locator("#sources-list li", has_text=str(folder)).wait_for(timeout=30_000)
     page.click("#welcome-next")
     try:
         page.locator(f"input[name='welcome-drive'][value='{mount}']").check(timeout=45_000)
