@@ -20,20 +20,6 @@ TREE = {"top.txt": b"top", "one/a.txt": b"a v1", "one/deep/b.txt": b"b v1", "two
         "skip/s.txt": b"s"}
 
 
-@pytest.fixture
-def listed(monkeypatch):
-    """The folders the run lists below the test's source (os.scandir calls), in order."""
-    calls: list[str] = []
-    real = os.scandir
-
-    def scandir(path="."):
-        if not isinstance(path, int) and "/Data" in os.fspath(path):
-            calls.append(os.fspath(path))
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-    return calls
-
 
 def _first(tmp_path, **options):
     src = make_tree(tmp_path / "Data", TREE)
