@@ -11,7 +11,11 @@ Steps (each names itself when it fails; exit 0 when all pass):
    file, an empty folder, 1 MiB of random bytes), verifies it with ``--read-all``,
    restores it, and the restored tree equals the source, byte for byte;
 4. the agent is asked to quit over IPC (what the tray's Quit does); it exits with 0
-   and status then reports no agent.
+   and status then reports no agent;
+5. the bundled rclone (Windows and macOS always carry one, docs/installers.md; on Linux only
+   when one was put next to the executables): with an empty PATH and an empty rclone
+   configuration the frozen CLI must find it and answer "no rclone remote called ..." for an
+   unknown remote, not "rclone was not found".
 
 Everything runs in a temporary folder with its own ``PLUGBACK_HOME`` and keyring's
 null backend, so the build machine's user state is never touched. Needs this
@@ -101,6 +105,7 @@ class Smoke:
             self.wait_for_agent(agent)
             self.round_trip()
             self.quit(agent)
+            self.bundled_rclone()
         finally:
             if agent.poll() is None:
                 agent.kill()
@@ -142,6 +147,26 @@ class Smoke:
         if self.status().get("agent"):
             raise SmokeFailed("quit: status still reports an agent")
         print("ok: the agent quit (exit 0) and status reports no agent")
+
+
+    def bundled_rclone(self) -> None:
+        """Step 5: the frozen CLI reaches the rclone next to it (PATH empty, so no other one)."""
+        if not (self.bin_dir / ("rclone" + EXE)).is_file():
+            if sys.platform in ("win32", "darwin"):
+                raise SmokeFailed(f"rclone: {self.bin_dir} holds no rclone{EXE} (scripts/fetch_rclone.py puts it there)")
+            print("skip: no bundled rclone (Linux uses the system's)")
+            return
+        empty = self.work / "empty-path"
+        empty.mkdir(exist_ok=True)
+        config = self.work / "rclone.conf"
+        config.write_text("")
+        env = {**self.env, "PATH": str(empty), "RCLONE_CONFIG": str(config), "PLUGBACK_PASSPHRASE": "smoke"}
+        proc = subprocess.run([self.exe("plugback"), "snapshots", "rclone:plugback-smoke-none:x"], capture_output=True,
+                              text=True, env=env, stdin=subprocess.DEVNULL, timeout=120)
+        said = proc.stdout + proc.stderr
+        if proc.returncode != 2 or "no rclone remote called 'plugback-smoke-none'" not in said:
+            raise SmokeFailed(f"rclone: the frozen CLI did not use the bundled rclone (exit {proc.returncode}):\n{said}")
+        print("ok: the frozen CLI finds the bundled rclone")
 
 
 def main(argv: list[str]) -> int:

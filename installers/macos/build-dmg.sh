@@ -38,6 +38,14 @@ log "pyinstaller ($VERSION, $ARCH)"
 /usr/libexec/PlistBuddy -c 'Print :LSUIElement' "$APP/Contents/Info.plist" | grep -q true \
     || die "Info.plist lacks LSUIElement: the app would show a Dock icon"
 
+# rclone's official build for this Mac next to the executables (cloud and network sets;
+# docs/installers.md "rclone"), checked against its pinned SHA-256; signed below with the rest.
+# PLUGBACK_RCLONE_ZIP: an archive already on disk (offline builds).
+log "rclone"
+"$PYTHON" scripts/fetch_rclone.py --platform auto --dest "$APP/Contents/MacOS" \
+    --license-dest "$APP/Contents/Resources" ${PLUGBACK_RCLONE_ZIP:+--from-zip "$PLUGBACK_RCLONE_ZIP"} \
+    || die "could not bundle rclone"
+
 if [ -n "${MACOS_SIGN_IDENTITY:-}" ]; then
     # Inside out: every nested binary, then the executables, then the bundle. Hardened
     # runtime (--options runtime) is what notarization requires.
