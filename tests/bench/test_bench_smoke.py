@@ -224,3 +224,33 @@ def test_crypto_stream_throughput_reports_both_formats():
     lines = [line for line in proc.stdout.splitlines() if line.startswith("format ")]
     assert len(lines) == 4 and all("MB/s" in line for line in lines)
     assert "stored 1.000" in lines[0] and "stored 1.000" not in lines[3]   # format 2 compresses the text
+
+
+def test_the_standard_floor_script_times_device_full_and_restore(tmp_path):
+    """bench/floor_standard.py (issue #11): the machine's speeds, then cp -a, the floors and plugback
+    for the full backup and the restore of the standard data set, all succeeding."""
+    out = tmp_path / "floor.json"
+    run = _bench("floor_standard.py", "--scale", "0.002", "--warm", "--device-mib", "8",
+                 "--workdir", tmp_path / "work", "--json", out)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert list(data) == ["device", "full", "restore"]
+    assert list(data["restore"]) == ["peer: cp -a", "floor serial", "floor overlapped", "plugback"]
+    assert all(r["rc"] == 0 for by in data.values() for runs in by.values() for r in runs)
+    assert "read 8 MiB cold (dd): " in run.stdout and " MB/s" in run.stdout
+    restored = [p for p in (tmp_path / "work" / "src").rglob("*") if p.is_file()]
+    assert len(restored) > 50 and not (tmp_path / "work" / "copy").exists()   # made, then cleared
+
+
+def test_size_rules_reports_every_rule(tmp_path):
+    """bench/size_rules.py (issue #13): an incompressible and a text file, counted once each."""
+    (tmp_path / "random.bin").write_bytes(os.urandom(300_000))
+    (tmp_path / "text.txt").write_bytes(b"the same words again " * 20_000)
+    (tmp_path / "copy.txt").write_bytes(b"the same words again " * 20_000)
+    run = _bench("size_rules.py", tmp_path, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "2 distinct contents, 0.7 MB" in run.stdout
+    rows = {line.split("|")[1].strip(): line for line in run.stdout.splitlines() if line.startswith("| ")}
+    assert {"sample", "sample-else-1", "always-3"} <= set(rows)
+    stored = float(rows["sample"].split("|")[2])
+    assert 0.300 <= stored < 0.301   # the random file as is (plus header and tag), the text packed to little

@@ -1,0 +1,173 @@
+"""The floors under issue #11's standard-set goals for the full backup and the restore: the least
+work each must do, done by native tools, timed beside ``cp -a`` and plugback in one run on the
+standard data set (``make_dataset.py``, ~1 GiB), plus the machine's own speeds they rest on.
+
+The floors are ``floor_small.py``'s, on the standard set instead of many tiny files, hashing with
+``openssl dgst -sha256`` (the SHA-NI code Python's hashlib uses) rather than ``sha256sum``:
+
+* **full backup** (goal ≤ 1.2× ``cp -a``): ``cp -a`` the source, ``sha256sum`` every source byte,
+  ``sync``, drop the cache, ``sha256sum`` every copied byte (the read-back). Serial, and
+  overlapped (source hashing beside the copy, the read-back with two processes).
+* **restore** (goal ≤ 1.2× ``cp -a``): ``cp -a`` the set's ``Latest/`` out and ``sha256sum``
+  every byte read. Serial, and overlapped (the hashing beside the copy).
+
+And the machine (``--phases device``): sequential write of 1 GiB (``dd ... conv=fdatasync``),
+sequential read of it with the cache dropped (``dd``), and SHA-256 of 1 GiB from memory
+(``openssl dgst -sha256`` of zeros through a pipe): the three speeds a read-back backup rests on.
+If a floor by itself exceeds 1.2× ``cp -a``, the goal is bounded by the machine.
+
+    flock /tmp/pb/bench.lock nice -n 5 .venv/bin/python bench/floor_standard.py --workdir /var/tmp/pb-floor
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import floor_small  # noqa: E402
+import make_dataset  # noqa: E402
+from measure import timed  # noqa: E402
+from tools import plugback_argv, plugback_env, rmtree  # noqa: E402
+
+PHASES = ("device", "full", "restore")
+# OpenSSL's SHA-256 is the SHA-NI code Python's hashlib runs; coreutils' sha256sum (the fallback) is
+# several times slower on this machine and would make a floor too high.
+SHA256 = "openssl dgst -sha256" if shutil.which("openssl") else "sha256sum"
+
+
+def device(w: dict[str, Path], mib: int, drop: str) -> dict[str, str]:
+    """The machine's speeds: write ``mib`` MiB to the drive, read it back cold, hash it warm."""
+    f = shlex.quote(str(w["work"] / "dd.bin"))
+    return {
+        f"write {mib} MiB (dd, fdatasync)": f"dd if=/dev/zero of={f} bs=4M count={mib // 4} conv=fdatasync status=none",
+        f"read {mib} MiB cold (dd)": f"{drop} && dd if={f} of=/dev/null bs=4M status=none",
+        f"SHA-256 of {mib} MiB from memory ({SHA256.split()[0]})":
+            f"dd if=/dev/zero bs=4M count={mib // 4} status=none | {SHA256} > /dev/null",
+    }
+
+
+def hash_tree(folder: Path, jobs: int = 1) -> str:
+    """Shell: SHA-256 of every regular file below ``folder`` (:data:`SHA256`: Debian's ``sha256sum``
+    runs at about 250 MB/s here, OpenSSL and Python's hashlib at 1.6 GB/s)."""
+    return (f"find {shlex.quote(str(folder))} -type f -print0 | "
+            f"xargs -0 -r -n 2000 -P {jobs} {SHA256} > /dev/null")
+
+
+def commands(w: dict[str, Path], drop: str, mib: int) -> dict[str, dict[str, str]]:
+    """Per phase: the peer first, then the floors and plugback (each run after ``drop``)."""
+    q = {k: shlex.quote(str(v)) for k, v in w.items()}
+    cli = " ".join(shlex.quote(a) for a in plugback_argv())
+    return {
+        "device": device(w, mib, drop),
+        "full": {
+            "peer: cp -a": f"cp -a {q['src']} {q['copy']}",
+            "floor serial": (f"cp -a {q['src']} {q['floor']} && {hash_tree(w['src'])} && {drop} && "
+                             f"{hash_tree(w['floor'])}"),
+            "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {drop} && "
+                                 f"{hash_tree(w['floor'], 2)}"),
+            "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
+        },
+        "restore": {
+            "peer: cp -a": f"cp -a {q['copy']} {q['out']}/peer",
+            "floor serial": f"cp -a {q['latest']} {q['out']}/floor && {hash_tree(w['latest'])}",
+            "floor overlapped": f"cp -a {q['latest']} {q['out']}/floor & {hash_tree(w['latest'])} & wait",
+            "plugback": f"{cli} restore {q['set']} {q['out']}/plugback",
+        },
+    }
+
+
+def prepare(args, w: dict[str, Path]) -> dict:
+    """Untimed: the standard data set as the source and a plugback set of it (its ``Latest/``)."""
+    stats: dict = {}
+    w["work"].mkdir(parents=True, exist_ok=True)
+    if not w["src"].exists():
+        stats = make_dataset.generate(w["src"], scale=args.scale, seed=args.seed).as_dict()
+    if not (w["set"] / "Latest").exists():
+        env = {**os.environ, **plugback_env(), "PLUGBACK_HOME": str(w["home"])}
+        subprocess.run(plugback_argv() + ["backup", str(w["src"]), "--to", str(w["set"])],
+                       env=env, check=True, capture_output=True)
+    return stats
+
+
+def _clear(phase: str, w: dict[str, Path]) -> None:
+    """Untimed, before each repeat: what the phase's commands must find absent (the full phase's
+    ``copy`` stays until the end: the restore's peer copies it back)."""
+    if phase in ("full", "done"):
+        for key in ("copy", "floor", "set2"):
+            rmtree(w[key])
+    rmtree(w["out"])
+    w["out"].mkdir()
+    rmtree(w["work"] / "dd.bin")
+
+
+def run(args) -> dict:
+    work = Path(args.workdir).resolve()
+    w = {k: work / k for k in ("src", "set", "set2", "copy", "floor", "out", "home")}
+    w["work"] = work
+    print(json.dumps(prepare(args, w)), flush=True)
+    w["latest"] = w["set"] / "Latest"
+    env = {**os.environ, **plugback_env(), "PLUGBACK_HOME": str(w["home"])}
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    drop = "sync" if args.warm else floor_small.DROP
+    chosen = args.phases.split(",") if args.phases else list(PHASES)
+    results: dict[str, dict[str, list]] = {}
+    for phase, by_name in commands(w, drop, args.device_mib).items():
+        if phase not in chosen:
+            continue
+        for rep in range(args.repeat):
+            _clear(phase, w)
+            for name, script in by_name.items():
+                subprocess.run(["sh", "-c", drop], check=True)
+                r = timed(["sh", "-c", script], logs / f"{phase}-{rep}.log", args.timeout, env=env)
+                r["load"] = os.getloadavg()[0]
+                results.setdefault(phase, {}).setdefault(name, []).append(r)
+                print(f"[{time.strftime('%H:%M:%S')}] {phase:8} {name:32} {r['wall']:8.2f} s wall "
+                      f"{r['cpu']:7.2f} s CPU  rc {r['rc']}  load {r['load']:.1f}", flush=True)
+    _clear("done", w)
+    return results
+
+
+def speeds(results: dict, mib: int) -> str:
+    """The device rows as MB/s (median wall)."""
+    lines = []
+    for name, runs in results.get("device", {}).items():
+        wall = sorted(r["wall"] for r in runs)[len(runs) // 2]
+        lines.append(f"{name}: {mib * 1.048576 / wall:.0f} MB/s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--scale", type=float, default=1.0, help="the standard data set's size; 1.0 is about 1 GiB")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--workdir", default="/var/tmp/pb-floor-standard")
+    p.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)} (restore "
+                   "needs full first: its peer copies back full's copy)")
+    p.add_argument("--device-mib", type=int, default=1024, help="how much the device phase writes and reads")
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
+    args = p.parse_args(argv)
+    if not args.warm and os.geteuid() != 0:
+        p.error("must run as root: the page cache is dropped before every timed command (or --warm)")
+    results = run(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(floor_small.table(results))
+    print(speeds(results, args.device_mib))
+    return 0 if all(r["rc"] == 0 for by in results.values() for runs in by.values() for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
