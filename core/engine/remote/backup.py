@@ -40,7 +40,7 @@ from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
 from core.engine.remote.packs import PACK_BELOW, Packer
-from core.engine.remote.rset import RemoteSet, encrypted_chunks, object_blob
+from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
@@ -282,7 +282,7 @@ class _Run:
         if e.size < PACK_BELOW:
             stream = b"".join(encrypted_chunks(keys, _file_blocks(se.abspath, e.size)))
             try:
-                crypto.decrypt_bytes(keys, stream, name=blob, expected_name=name, max_size=e.size)
+                decrypt_small(keys, stream, name=blob, expected_name=name, max_size=e.size)
             except ObjectNameMismatch:
                 return None
             self.packer.add(name, stream)
