@@ -243,7 +243,7 @@ class RcloneBackend:
                         raise StorageError(where=self.where, reason=f"a temporary copy of {name} could not "
                                            f"be written to {path} ({err.strerror or err})") from err
             # NoCheckDest: the target is new (or replaced on purpose, as --ignore-times says); looking
-            # for it first costs a request, and on a dead server a round of rclone's backoff.
+            # for it first costs a request, and on a dead server seconds of rclone's backoff.
             self._call("operations/copyfile", {"srcFs": os.path.dirname(path), "srcRemote": os.path.basename(path),
                                                "dstFs": self.fs, "dstRemote": target,
                                                "_config": {"NoCheckDest": True}}, name)
