@@ -141,8 +141,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
-    if RCLONE is None or shutil.which("restic") is None:
+    tools = args.tools.split(",")
+    if RCLONE is None or ("restic" in tools and shutil.which("restic") is None):
         raise SystemExit("needs rclone and restic (apt-get install rclone restic)")
+    if "before" in tools and args.checkout is None:
+        raise SystemExit("the tool 'before' needs --checkout DIR")
     with tempfile.TemporaryDirectory(prefix="pb-remote-bench-") as tmp:
         source = Path(tmp) / "src" / "data"
         if args.dataset:
@@ -152,7 +155,7 @@ def main() -> None:
             total = make_source(source, args.small, args.big)
             what = f"{args.small} x 4 KiB + {args.big} x 16 MiB"
         print(f"source: {what} = {total / 2**20:.1f} MiB; load {os.getloadavg()[0]:.1f}", file=sys.stderr)
-        rows = run(source, args.tools.split(","), args.rounds, Path(tmp), args.checkout)
+        rows = run(source, tools, args.rounds, Path(tmp), args.checkout)
         print(f"load after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
     _report(rows, args.markdown)
     if not all(r[5] for r in rows):
