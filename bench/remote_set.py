@@ -2,13 +2,19 @@
 
     .venv/bin/python bench/remote_set.py                          # 300 x 4 KiB + 4 x 16 MiB
     .venv/bin/python bench/remote_set.py --small 1000 --big 8 --markdown
+    .venv/bin/python bench/remote_set.py --dataset 0.1            # bench/make_dataset.py's tree at scale 0.1
+    .venv/bin/python bench/remote_set.py --checkout /tmp/before --tools plugback,before,restic
 
-A seeded source (small files of random bytes, a few big ones), one ``rclone serve webdav``
-over a temp folder, and for each tool: a full backup, a second backup with nothing
-changed, and a restore of everything, each its own process (``python -m core.cli`` with
-this checkout on PYTHONPATH; ``restic -r rclone:wd:restic``). Reports wall seconds and
-the size of what each tool stored; the restores are compared with the source.
-Nothing is asserted. Numbers: docs/performance.md, "Remote sets".
+A seeded source (small files of random bytes and a few big ones, or the standard data
+set at a scale), one ``rclone serve webdav`` over a temp folder, and for each tool: a
+full backup, a second backup with nothing changed, and a restore of everything, each
+its own process (``python -m core.cli`` with this checkout, or with ``--checkout`` for
+the tool ``before``, on PYTHONPATH; ``restic -r rclone:wd:restic``). ``--rounds N``
+repeats the tools in turn (interleaved, so a change in the machine's load hits each).
+Reports wall seconds, CPU seconds (user + system of the tool and its children, rclone
+included, plus the WebDAV server's share), the size of what each tool stored; the
+restores are compared with the source. Nothing is asserted. Numbers: docs/performance.md,
+"Remote sets".
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import filecmp
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -46,16 +53,32 @@ def make_source(root: Path, small: int, big: int, seed: int = 13) -> int:
     return total
 
 
-def timed(cmd: list[str], env: dict) -> float:
+def make_dataset(root: Path, scale: float) -> int:
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_dataset.py"), str(root), "--scale", str(scale)],
+                   check=True, capture_output=True)
+    return size_of(root)
+
+
+def _server_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(cmd: list[str], env: dict, server_pid: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command, its children and the server) of one run."""
+    before, server = resource.getrusage(resource.RUSAGE_CHILDREN), _server_cpu(server_pid)
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu + _server_cpu(server_pid) - server
 
 
 def size_of(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def same_tree(a: Path, b: Path) -> bool:
@@ -71,34 +94,40 @@ def same_tree(a: Path, b: Path) -> bool:
     return True
 
 
-def run(small: int, big: int, work: Path) -> list[tuple]:
-    src = work / "src" / "data"
-    total = make_source(src, small, big)
+def _commands(tool: str, src: Path, out: Path, checkout: Path | None) -> tuple[list, list, dict]:
+    if tool == "restic":
+        restic = ["restic", "-r", f"rclone:wd:{out.name}", "--no-cache", "-q"]
+        return (restic + ["backup", str(src)], restic + ["restore", "latest", "--target", str(out / "restored")],
+                {})
+    pb = [sys.executable, "-m", "core.cli"]
+    spec = f"rclone:wd:{out.name}"
+    code = checkout if tool == "before" and checkout else ROOT
+    return (pb + ["backup", str(src), "--to", spec], pb + ["restore", spec, str(out / "restored")],
+            {"PYTHONPATH": str(code)})
+
+
+def run(source: Path, tools: list[str], rounds: int, work: Path, checkout: Path | None) -> list[tuple]:
     world = RcloneWorld(work / "rclone")
     server = world.serve_webdav(work / "served")
     world.add_webdav("wd", server)
+    assert server.proc is not None
     env = {**os.environ, "RCLONE_CONFIG": str(world.config), "PLUGBACK_PASSPHRASE": PASSPHRASE,
-           "RESTIC_PASSWORD": PASSPHRASE, "PYTHONPATH": str(ROOT), "PLUGBACK_HOME": str(work / "home")}
-    pb = [sys.executable, "-m", "core.cli"]
-    restic = ["restic", "-r", "rclone:wd:restic", "--no-cache", "-q"]
+           "RESTIC_PASSWORD": PASSPHRASE, "PLUGBACK_HOME": str(work / "home")}
     rows = []
     try:
-        for tool, backup, restore, folder in (
-                ("plugback", pb + ["backup", str(src), "--to", "rclone:wd:plugback"],
-                 pb + ["restore", "rclone:wd:plugback", str(work / "out-plugback")], "plugback"),
-                ("restic", restic + ["backup", str(src)],
-                 restic + ["restore", "latest", "--target", str(work / "out-restic")], "restic")):
-            if tool == "restic":
-                timed(restic + ["init"], env)
-            first = timed(backup, env)
-            second = timed(backup, env)
-            back = timed(restore, env)
-            out = work / f"out-{tool}"
-            restored = next(p for p in out.rglob("data") if p.is_dir())
-            rows.append((tool, first, second, back, size_of(work / "served" / folder), same_tree(src, restored)))
+        for n in range(rounds):
+            for tool in tools:
+                out = work / f"{tool}{n}"
+                backup, restore, extra = _commands(tool, source, out, checkout)
+                if tool == "restic":
+                    timed(["restic", "-r", f"rclone:wd:{out.name}", "init"], env, server.proc.pid)
+                times = [timed(cmd, {**env, **extra}, server.proc.pid) for cmd in (backup, backup, restore)]
+                restored = next(p for p in (out / "restored").rglob(source.name) if p.is_dir())
+                rows.append((tool, *times, size_of(work / "served" / out.name), same_tree(source, restored)))
+                shutil.rmtree(out)
+                shutil.rmtree(work / "served" / out.name)
     finally:
         world.close()
-    print(f"source: {small} x 4 KiB + {big} x 16 MiB = {total / 2**20:.1f} MiB", file=sys.stderr)
     return rows
 
 
@@ -106,23 +135,45 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", type=int, default=300)
     ap.add_argument("--big", type=int, default=4)
+    ap.add_argument("--dataset", type=float, metavar="SCALE", help="bench/make_dataset.py's tree at SCALE instead")
+    ap.add_argument("--tools", default="plugback,restic", help="plugback, before (needs --checkout), restic")
+    ap.add_argument("--checkout", type=Path, help="another checkout of plugback: the tool 'before'")
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
-    if RCLONE is None or shutil.which("restic") is None:
+    tools = args.tools.split(",")
+    if RCLONE is None or ("restic" in tools and shutil.which("restic") is None):
         raise SystemExit("needs rclone and restic (apt-get install rclone restic)")
+    if "before" in tools and args.checkout is None:
+        raise SystemExit("the tool 'before' needs --checkout DIR")
     with tempfile.TemporaryDirectory(prefix="pb-remote-bench-") as tmp:
-        rows = run(args.small, args.big, Path(tmp))
-    head = ("tool", "full backup s", "no-change backup s", "restore s", "stored MiB", "restore identical")
-    if args.markdown:
-        print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
-        for r in rows:
-            print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} | {r[4] / 2**20:.1f} | {r[5]} |")
-    else:
-        for r in rows:
-            print(f"{r[0]:9} full {r[1]:6.1f}s  again {r[2]:6.1f}s  restore {r[3]:6.1f}s  "
-                  f"stored {r[4] / 2**20:7.1f} MiB  identical {r[5]}")
+        source = Path(tmp) / "src" / "data"
+        if args.dataset:
+            total = make_dataset(source, args.dataset)
+            what = f"make_dataset --scale {args.dataset}"
+        else:
+            total = make_source(source, args.small, args.big)
+            what = f"{args.small} x 4 KiB + {args.big} x 16 MiB"
+        print(f"source: {what} = {total / 2**20:.1f} MiB; load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+        rows = run(source, tools, args.rounds, Path(tmp), args.checkout)
+        print(f"load after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    _report(rows, args.markdown)
     if not all(r[5] for r in rows):
         sys.exit(1)
+
+
+def _report(rows: list[tuple], markdown: bool) -> None:
+    head = ("tool", "full backup s (cpu)", "no-change backup s (cpu)", "restore s (cpu)", "stored MiB",
+            "restore identical")
+    if markdown:
+        print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
+    for r in rows:
+        cells = [f"{w:.1f} ({c:.1f})" for w, c in r[1:4]]
+        if markdown:
+            print(f"| {r[0]} | " + " | ".join(cells) + f" | {r[4] / 2**20:.1f} | {r[5]} |")
+        else:
+            print(f"{r[0]:9} full {cells[0]:13} again {cells[1]:13} restore {cells[2]:13} "
+                  f"stored {r[4] / 2**20:7.1f} MiB  identical {r[5]}")
 
 
 if __name__ == "__main__":

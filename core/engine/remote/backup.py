@@ -9,13 +9,13 @@ Write order (the crash-safety proof; docs/format.md "Remote sets"):
    whose size, time, inode and ctime match the parent's entry keeps its object
    (if the listing has it). Any other file is read once to hash it: its keyed name
    says whether the remote has the content already (a resumed run skips what a cut
-   run uploaded). Missing content is read again, encrypted on the fly and put
-   (atomic: whole under its name, or not there), then read back and checked: the
-   decrypted content must hash to the name. Content under 1 MiB is checked so before
-   it joins a pack, which is put, read back, and indexed (core/engine/remote/packs.py).
-   A file that changed between the two reads fails that check; its blob is deleted
-   and the file keeps its previous version (a warning), as a file that cannot be
-   read does.
+   run uploaded). Content under 1 MiB is kept from that read, encrypted from those
+   very bytes and checked (decrypted, it must hash to its name) before it joins a
+   pack, which is put, read back, and indexed (core/engine/remote/packs.py). Larger
+   missing content is read again, encrypted on the fly and put (atomic: whole under
+   its name, or not there), then read back and checked the same way. A file that
+   changed between the two reads fails that check; its blob is deleted and the file
+   keeps its previous version (a warning), as a file that cannot be read does.
 4. Only when every object of the snapshot is stored and read back (the last pack
    too), the manifest is put and read back. Until then no snapshot names anything new, so a run cut at any
    step (a dropped connection, a killed rclone, a full remote) leaves the last
@@ -40,7 +40,7 @@ from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
 from core.engine.remote.packs import PACK_BELOW, Packer
-from core.engine.remote.rset import RemoteSet, encrypted_chunks, object_blob
+from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
@@ -141,14 +141,20 @@ class _Hashed:
     def __init__(self, rset: RemoteSet):
         self.keys = rset.keys
 
-    def copy_in(self, se: ScanEntry):
+    def copy_in(self, se: ScanEntry) -> tuple[crypto.ObjectHasher, int, bytes | None]:
+        """(hasher, size, the content when it is under PACK_BELOW: it is not read again)."""
         hasher = self.keys.object_hasher()
         size = 0
+        kept: list[bytes] | None = []
         with open(long_path(se.abspath), "rb") as f:
             while block := f.read(READ_BLOCK):
                 hasher.update(block)
                 size += len(block)
-        return hasher, size
+                if kept is not None:
+                    kept.append(block)
+                    if size >= PACK_BELOW:
+                        kept = None
+        return hasher, size, (b"".join(kept) if kept is not None else None)
 
     def displace(self, old: Entry) -> None:
         """(A file deleted since the scan simply leaves the snapshot: nothing to move on a remote.)"""
@@ -258,7 +264,7 @@ class _Run:
         read = read_with_retries(self.hashed, se, e, prev, self.options.clock, self.warnings)
         if read is None:
             return      # unreadable (previous version kept, or left out) or deleted since the scan
-        hasher, size = read
+        hasher, size, content = read
         e.size, e.sha256, e.obj = size, hasher.sha256_hexdigest(), hasher.hexdigest()
         name = e.obj
         if not self.present.claim(name):
@@ -266,7 +272,7 @@ class _Run:
             return
         stored = None
         try:
-            stored = self._upload(se, e, name)
+            stored = self._upload(se, e, name, content)
         finally:
             self.present.release(name, stored)
         if stored is None:
@@ -274,15 +280,17 @@ class _Run:
         else:
             e.stored = crypto.stored_field(e.size, stored)
 
-    def _upload(self, se: ScanEntry, e: Entry, name: str) -> int | None:
-        """Put the object and read it back (small ones: into a pack, checked before they go in):
-        its stored size, or None when the file changed between the two reads."""
+    def _upload(self, se: ScanEntry, e: Entry, name: str, content: bytes | None) -> int | None:
+        """Put the object and read it back (``content``, small content as it was hashed: into a
+        pack, checked before it goes in): its stored size, or None when the file changed
+        between the two reads (or small content did not decrypt to its name)."""
         blob = object_blob(name)
         backend, keys = self.rset.backend, self.rset.keys
-        if e.size < PACK_BELOW:
-            stream = b"".join(encrypted_chunks(keys, _file_blocks(se.abspath, e.size)))
+        if content is not None:
+            # Small content was read once: it is encrypted from the very bytes that were hashed.
+            stream = crypto.encrypt_bytes(keys, content)
             try:
-                crypto.decrypt_bytes(keys, stream, name=blob, expected_name=name, max_size=e.size)
+                decrypt_small(keys, stream, name=blob, expected_name=name, max_size=e.size)
             except ObjectNameMismatch:
                 return None
             self.packer.add(name, stream)

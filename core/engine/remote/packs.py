@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.manifest import is_hex64
-from core.engine.storage import read_all
+from core.engine.storage import Backend, read_all
 from core.errors import DamagedSet, NewerFormat
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ MAX_INDEX_BYTES = 16 << 20
 MAX_INDEX_OBJECTS = 1 << 17  # a reader refuses an index listing more objects
 INDEX_FORMAT = "plugback-pack-index"
 INDEX_VERSION = 1
+INDEX_READERS = 4            # index gets in flight when a set's indexes are first read
 
 
 def pack_blob(pack_id: str) -> str:
@@ -109,8 +111,7 @@ class PackIndex:
             db.execute("CREATE TABLE packs (id BLOB PRIMARY KEY, size INTEGER, stored INTEGER)")
             db.execute("BEGIN")
             backend, keys = self._rset.backend, self._rset.keys
-            for info in backend.list(INDEX_DIR):
-                pack, size, objects = decode_index(keys, info.name, read_all(backend, info.name, MAX_INDEX_BYTES))
+            for pack, size, objects in _read_indexes(backend, keys):
                 _insert(db, pack, size, objects)
             for info in backend.list(PACKS_DIR):
                 name = info.name.split("/")[-1]
@@ -173,6 +174,26 @@ class PackIndex:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _read_indexes(backend: Backend, keys: crypto.SetKeys) -> Iterator[tuple[str, int, list[tuple[str, int, int]]]]:
+    """Every index under ``index/``, read and checked, :data:`INDEX_READERS` at a time (a get
+    each: a remote's latency, not the CPU, sets the pace); at most twice that many wait in memory."""
+    def read(name: str):
+        return decode_index(keys, name, read_all(backend, name, MAX_INDEX_BYTES))
+
+    with ThreadPoolExecutor(max_workers=INDEX_READERS, thread_name_prefix="plugback-index") as pool:
+        pending: deque[Future] = deque()
+        try:
+            for info in backend.list(INDEX_DIR):
+                pending.append(pool.submit(read, info.name))
+                if len(pending) >= 2 * INDEX_READERS:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for job in pending:
+                job.cancel()
 
 
 def _insert(db, pack: str, size: int, objects: list[tuple[str, int, int]]) -> None:

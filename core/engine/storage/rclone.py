@@ -7,6 +7,14 @@
   name, which those remotes do on the server (``Features.Move``; one request,
   no bytes sent again). A cut connection leaves the upload in ``tmp/``, never
   under the name; ``clean_partial`` removes it.
+* **Uploads.** To a remote that can stream an upload of unknown length
+  (``Features.PutStream``: S3, B2, a local folder...) a blob goes as a streamed
+  ``operations/uploadfile``. To the others (WebDAV, SFTP, SMB...) rclone would
+  spool such an upload into a local temporary file before sending it; the
+  backend writes that file itself and has rclone copy it (``operations/copyfile``):
+  the same local disk, one HTTP hop and one copy of the bytes less (a third of
+  rclone's and Plugback's CPU per byte; docs/performance.md, "Remote sets,
+  second pass").
 * **Errors.** rclone reports the remote's trouble as text; :func:`classify`
   turns it into the storage error types (transient ones: refused, reset or
   timed-out connections, 5xx and 429 answers).
@@ -18,8 +26,10 @@
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass
 from typing import Generator, Iterable, Iterator
 
@@ -122,7 +132,7 @@ class RcloneBackend:
         self.fs = self.spec.fs
         self._owns_rcd = rcd is None
         self.rcd = rcd or Rcd(exe, extra_args)
-        self._stage: bool | None = None
+        self._features: dict | None = None
         # An unknown remote fails here, at once. (Not config/listremotes: it leaves out the
         # remotes rclone takes from RCLONE_CONFIG_<NAME>_TYPE variables.) A remote that is
         # offline or refuses the login fails on the first operation, where retries apply.
@@ -139,15 +149,16 @@ class RcloneBackend:
     # --- the interface -------------------------------------------------------------------
     def put(self, name: str, data: Source) -> None:
         check_name(name)
-        folder, _, base = name.rpartition("/")
-        if not self._stages():
+        target = f"{TMP}/{secrets.token_hex(16)}.part" if self._stages() else name
+        if self._streams():
+            folder, _, base = target.rpartition("/")
             self._upload(folder, base, chunks_of(data), name)
-            return
-        staged = f"{secrets.token_hex(16)}.part"
-        self._upload(TMP, staged, chunks_of(data), name)
-        # Only now does the name appear, whole (a server-side move).
-        self._call("operations/movefile", {"srcFs": self.fs, "srcRemote": f"{TMP}/{staged}",
-                                           "dstFs": self.fs, "dstRemote": name}, name)
+        else:
+            self._copy_spooled(target, data, name)
+        if target != name:
+            # Only now does the name appear, whole (a server-side move).
+            self._call("operations/movefile", {"srcFs": self.fs, "srcRemote": target,
+                                               "dstFs": self.fs, "dstRemote": name}, name)
 
     def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
         check_name(name)
@@ -203,12 +214,44 @@ class RcloneBackend:
         except RcloneError as err:
             raise classify(err.message, err.status, self.where, name) from None
 
+    def _feature(self, name: str) -> bool:
+        """One of the remote's ``Features`` (``operations/fsinfo``, asked once)."""
+        if self._features is None:
+            features = self._call("operations/fsinfo", {"fs": self.fs}).get("Features")
+            self._features = features if isinstance(features, dict) else {}
+        return bool(self._features.get(name))
+
     def _stages(self) -> bool:
         """Whether puts go through ``tmp/`` (the remote moves on the server, and writes in place)."""
-        if self._stage is None:
-            info = self._call("operations/fsinfo", {"fs": self.fs})
-            self._stage = bool((info.get("Features") or {}).get("Move"))
-        return self._stage
+        return self._feature("Move")
+
+    def _streams(self) -> bool:
+        """Whether the remote takes an upload of unknown length as it comes (else rclone spools it)."""
+        return self._feature("PutStream")
+
+    def _copy_spooled(self, target: str, data: Source, name: str) -> None:
+        """Upload ``data`` to ``target`` from a local temporary file rclone copies (see the module
+        docstring); the file is removed whatever happens. Errors of the source (reading the
+        file being backed up) pass through as they are."""
+        fd, path = tempfile.mkstemp(prefix="plugback-upload-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as spool:
+                for chunk in chunks_of(data):
+                    try:
+                        spool.write(chunk)
+                    except OSError as err:
+                        raise StorageError(where=self.where, reason=f"a temporary copy of {name} could not "
+                                           f"be written to {path} ({err.strerror or err})") from err
+            # NoCheckDest: the target is new (or replaced on purpose, as --ignore-times says); looking
+            # for it first costs a request, and on a dead server seconds of rclone's backoff.
+            self._call("operations/copyfile", {"srcFs": os.path.dirname(path), "srcRemote": os.path.basename(path),
+                                               "dstFs": self.fs, "dstRemote": target,
+                                               "_config": {"NoCheckDest": True}}, name)
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def _upload(self, folder: str, base: str, chunks: Iterable[bytes], name: str) -> None:
         try:

@@ -106,7 +106,7 @@ class Rcd:
 
     def __init__(self, exe: str = "rclone", extra_args: Iterable[str] = ()):
         self.exe = find_rclone(exe)
-        self.version = check_version(self.exe)
+        self.version: tuple[int, ...] | None = None    # checked when rclone starts (core/version)
         self.extra_args = list(extra_args)
         self._mutex = threading.Lock()
         self._proc: subprocess.Popen | None = None
@@ -141,14 +141,34 @@ class Rcd:
                          name="rclone-log").start()
         port = _wait_for_port(lines)
         if port is None:
-            proc.kill()
-            proc.wait()
+            _stop(proc)
+            check_version(self.exe)     # an rclone too old for these flags says so (RcloneTooOld)
             raise RcloneFailed(reason="'rclone rcd' did not start: " + " | ".join(self.log))
         self._proc, self._port = proc, port
         self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self._idle.clear()
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _stop, proc)
+        if self.version is None:
+            self.version = self._check_version(proc)
+
+    def _check_version(self, proc: subprocess.Popen) -> tuple[int, ...]:
+        """The running rclone's version (``core/version``: no second process to start just for
+        ``rclone version``); RcloneTooOld, with rclone stopped, below :data:`MIN_VERSION`."""
+        conn = _Connection("127.0.0.1", self._port, timeout=START_TIMEOUT)
+        try:
+            conn.request("POST", "/core/version", b"{}", {"Authorization": self._auth,
+                                                          "Content-Type": "application/json"})
+            answer = json.loads(conn.getresponse().read() or b"{}")
+            return parse_version(f"rclone {answer.get('version', '')}" if isinstance(answer, dict) else "")
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            _stop(proc)
+            raise RcloneFailed(reason=f"'rclone rcd' did not say its version: {err}") from err
+        except BaseException:
+            _stop(proc)
+            raise
+        finally:
+            conn.close()
 
     def close(self) -> None:
         """Stop rclone (it finishes nothing in flight: callers are done with it)."""

@@ -208,17 +208,41 @@ def test_verify_names_missing_and_damaged_content(webdav, tmp_path):
     assert read_tree(tmp_path / "out" / "Docs") == {"fine.txt": b"stays fine"}
 
 
+def test_small_files_are_read_once_and_many_packs_are_all_indexed(tmp_path, monkeypatch):
+    """Content under PACK_BELOW is packed from the read that hashed it (the second read is
+    never made); a set with more packs than the indexes read at once opens with every one."""
+    from core.engine.remote import backup as remote_backup
+    from core.engine.remote import packs
+
+    def no_second_read(path, size):
+        raise AssertionError(f"{path} was read again")
+
+    monkeypatch.setattr(remote_backup, "_file_blocks", no_second_read)
+    monkeypatch.setattr(packs, "PACK_OBJECTS", 2)
+    files = {f"Docs/note{i:02d}.txt": SECRET + bytes([i]) * (i + 1) for i in range(4 * packs.INDEX_READERS + 3)}
+    src = make_tree(tmp_path / "src", files)
+    local = place("local", tmp_path, None)
+    with new_set(local) as rset:
+        backup(rset, [src])
+        assert len(list(rset.backend.list(packs.INDEX_DIR))) == len(files) // 2 + 1
+    with RemoteSet.open(local.backend(), unlock()) as rset:
+        restore(rset, tmp_path / "out")
+        assert verify(rset, VerifyOptions(read_all=True)).ok
+    assert read_tree(tmp_path / "out" / "src") == files
+
+
 def test_a_file_changed_between_hashing_and_upload_keeps_its_previous_version(webdav, tmp_path, monkeypatch):
     from core.engine.remote import backup as remote_backup
 
-    src = make_tree(tmp_path / "src" / "Docs", {"busy.txt": b"version one"})
+    big = 1 << 20        # (smaller content is read once: it cannot change between two reads)
+    src = make_tree(tmp_path / "src" / "Docs", {"busy.txt": b"1" * big})
     with new_set(webdav) as rset:
         backup(rset, [src])
-        (src / "busy.txt").write_bytes(b"version two")
+        (src / "busy.txt").write_bytes(b"2" * big)
         real = remote_backup._file_blocks
 
         def changing(path, size):
-            (src / "busy.txt").write_bytes(b"version 3!!")   # same size, after it was hashed
+            (src / "busy.txt").write_bytes(b"3" * big)   # same size, after it was hashed
             return real(path, size)
 
         monkeypatch.setattr(remote_backup, "_file_blocks", changing)
@@ -226,7 +250,7 @@ def test_a_file_changed_between_hashing_and_upload_keeps_its_previous_version(we
         assert [w.code for w in result.warnings] == [WarningCode.CHANGED_WHILE_READING]
         assert verify(rset, VerifyOptions(read_all=True)).ok      # the wrong blob was deleted
         restore(rset, tmp_path / "out")
-    assert read_tree(tmp_path / "out" / "Docs") == {"busy.txt": b"version one"}
+    assert read_tree(tmp_path / "out" / "Docs") == {"busy.txt": b"1" * big}
 
 
 def test_unchanged_files_are_not_read_again_but_a_missing_object_is_stored_again(webdav, tmp_path):
