@@ -22,6 +22,7 @@ from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
 from core.engine.objindex import ObjectIndex
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
+from core.engine import verify_latest
 from core.engine.repo import BackupSet
 from core.engine.window import batches
 from core.errors import Cancelled, DamagedSet, PlugbackError
@@ -129,7 +130,7 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     if bset.layout.journal.exists():
         result.notices.append("A backup was interrupted: Latest/ may be partly updated. Earlier snapshots "
                               "are intact; the next backup finishes the work.")
-    with _Contents() as contents:
+    with _Contents() as contents, verify_latest.started(bset, options) as early:
         newest = _read_manifests(bset, contents, result, options.cancel)
         # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
         # after an interrupted run Latest/ is between two snapshots until the next run.
@@ -137,7 +138,11 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
         files, size = contents.totals()
         tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))
         _run_checks(bset, contents.checks(latest[1] if latest else None), options, result, tally)
-        if latest:
+        if latest and early is not None and early.found.sid == latest[0]:
+            early.finish(options, result, tally)
+        elif latest and early is not None:
+            verify_latest.rerun(bset, latest[0], early, options, result, tally)
+        elif latest:
             _run_checks(bset, _latest_checks(bset, latest[0]), options, result, tally)
     return result
 
