@@ -91,7 +91,7 @@ class Early:
     def _run(self, bset: "BackupSet", sid: str, pool: HashPool, options: "VerifyOptions") -> None:
         try:
             check_latest(bset, sid, pool, options, self.found, self._stop)
-        except BaseException as err:   # handed to the main thread (finish)
+        except BaseException as err:  # noqa: BLE001 - handed to the main thread, which raises it (finish)
             self.found.error = err
 
     def finish(self, options: "VerifyOptions", result: "VerifyResult", tally: "_Tally") -> None:
