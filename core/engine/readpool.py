@@ -162,7 +162,6 @@ def _long(path: str) -> str:
     return path
 
 
-_FADVISE = sys.platform.startswith("linux") and hasattr(os, "posix_fadvise")
 _READV = getattr(os, "readv", None)
 
 
@@ -171,7 +170,8 @@ def _read(fd: int, digest, buf: memoryview, stated: int) -> int:
 
     ``stated``: its size by ``fstat``; a short read that reaches it is taken as the end (no
     second read to see 0 bytes: one system call less per small file)."""
-    if _FADVISE:
+    # Linux (as fs.drop_cache: not on Windows or macOS; written so mypy sees it for each platform)
+    if sys.platform != "win32" and sys.platform != "darwin" and hasattr(os, "posix_fadvise"):
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError:
@@ -268,7 +268,10 @@ def serve(conn, latest: str, threads: int = THREADS) -> None:
                 tag, batch = msg
                 answer = (tag, checker.check(batch))
                 with give:
-                    conn.send(answer)
+                    try:
+                        conn.send(answer)
+                    except OSError:
+                        return   # the parent has gone (or stopped listening)
         finally:
             checker.close()
 
@@ -326,10 +329,7 @@ class HashPool:
         try:
             self._spawn(processes)
         except (OSError, RuntimeError, ImportError):
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.close()
-            self._threads = ThreadPoolExecutor(max_workers=processes * THREADS)
+            self._fall_back(processes)
 
     def _spawn(self, processes: int) -> None:
         if sys.platform != "win32" and not getattr(sys, "frozen", False):
@@ -373,10 +373,17 @@ class HashPool:
         self._procs.append(proc)
 
     def map(self, batches: Iterable[list[Item]]) -> Generator[tuple[list[Item], list[Problem]], None, None]:
-        """(batch, its problems) for each batch, in order; at most :data:`DEPTH` per worker in flight."""
-        if self._threads is not None:
-            yield from self._map_threads(batches)
-            return
+        """(batch, its problems) for each batch, in order; at most :data:`DEPTH` per worker in flight.
+
+        A worker that ends (killed, or it could not start its program) is not a finding: the
+        batches it had and every later one are checked by threads instead."""
+        it = iter(batches)
+        if self._threads is None:
+            yield from self._map_processes(it)
+        else:
+            yield from self._map_threads(it)
+
+    def _map_processes(self, batches: Iterator[list[Item]]) -> Generator[tuple[list[Item], list[Problem]], None, None]:
         from multiprocessing.connection import wait
 
         pending: deque = deque()   # the batches in flight, in the order they went
@@ -388,23 +395,40 @@ class HashPool:
                 while load[conn] >= DEPTH:
                     self._receive(wait(self._conns), load, answers)
                     conn = min(self._conns, key=load.__getitem__)
+                pending.append((tag, batch))
                 conn.send((tag, batch))
                 load[conn] += 1
-                pending.append((tag, batch))
                 while pending and pending[0][0] in answers:
                     done, batch = pending.popleft()
                     yield batch, answers.pop(done)
             while pending:
-                tag, batch = pending.popleft()
+                tag, batch = pending[0]
                 while tag not in answers:
                     self._receive(wait([c for c in self._conns if load[c]]), load, answers)
+                pending.popleft()
                 yield batch, answers.pop(tag)
+        except OSError:   # a worker ended (EOF, a broken pipe): threads take over, in the same order
+            self._fall_back()
+            load.clear()
+            while pending:
+                tag, batch = pending.popleft()
+                yield batch, answers.pop(tag) if tag in answers else _check_in_thread(self.latest, batch)
+            yield from self._map_threads(batches)
         finally:   # stopped early (closed, or an error): take the answers still coming, or stop the workers
             try:
                 while any(load.values()):
                     self._receive(wait([c for c in self._conns if load[c]]), load, answers)
             except OSError:
-                self.close()
+                self._fall_back()
+
+    def _fall_back(self, processes: int | None = None) -> None:
+        """Threads instead of the worker processes (which are ended), as many as their threads."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = (processes or max(1, len(self._procs))) * THREADS
+        self.close()
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=workers)
 
     @staticmethod
     def _receive(ready: list, load: dict, answers: dict) -> None:
@@ -468,6 +492,9 @@ def _end(proc) -> None:
 
 def child() -> None:
     """The entry of a lean worker: ``python -S -c ... FD LATEST`` (see :meth:`HashPool._start_lean`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle (it ends the workers)
     serve(_Framed(int(sys.argv[1])), sys.argv[2])
 
 

@@ -231,3 +231,19 @@ def test_the_pool_answers_in_order_and_ends_its_workers(tmp_path):
     assert [p for _, p in out if p] == [[(3, readpool.MISMATCH)]]
     for w in workers:
         assert not w.is_running() or w.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_worker_that_ends_is_replaced_by_threads(tmp_path):
+    """A fault: a worker process is killed while it has batches; every batch is still answered, in order."""
+    latest = make_tree(tmp_path / "Latest", {f"d{i % 5}/f{i}": str(i).encode() for i in range(60)})
+    items = [(f"d{i % 5}/f{i}", 0, len(str(i)), hashlib.sha256(str(i).encode()).hexdigest()) for i in range(60)]
+    items[50] = (items[50][0], 0, 9, items[50][3])
+    batches = [items[i:i + 4] for i in range(0, 60, 4)]
+    with readpool.HashPool(str(latest), 2) as pool:
+        answers = pool.map(batches)
+        out = [next(answers)]
+        psutil.Process().children()[0].kill()
+        out += list(answers)
+    assert [b for b, _ in out] == batches
+    assert [p for _, p in out if p] == [[(2, "it has 2 bytes instead of 9")]]
+    assert not psutil.Process().children()
