@@ -362,7 +362,7 @@ class HashPool:
                 [os.path.dirname(os.path.dirname(os.path.abspath(core.__file__)))]
                 + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
             proc = subprocess.Popen([sys.executable, "-S", "-c", "from core.engine.readpool import child; child()",
-                                     str(theirs.fileno()), self.latest], pass_fds=(theirs.fileno(),),
+                                     str(theirs.fileno()), self.latest, str(THREADS)], pass_fds=(theirs.fileno(),),
                                     stdin=subprocess.DEVNULL, env=env)
         except BaseException:
             mine.close()
@@ -491,11 +491,11 @@ def _end(proc) -> None:
 
 
 def child() -> None:
-    """The entry of a lean worker: ``python -S -c ... FD LATEST`` (see :meth:`HashPool._start_lean`)."""
+    """The entry of a lean worker: ``python -S -c ... FD LATEST THREADS`` (see :meth:`HashPool._start_lean`)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle (it ends the workers)
-    serve(_Framed(int(sys.argv[1])), sys.argv[2])
+    serve(_Framed(int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))
 
 
 def _check_in_thread(latest: str, batch: list[Item]) -> list[Problem]:
