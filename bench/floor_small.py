@@ -66,7 +66,8 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "
     snapshots are timed too, right before this one's, in each repetition (interleaved)."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
-    old = f"env PYTHONPATH={shlex.quote(before)} {cli}" if before else ""
+    # -P: the current folder is not put first on sys.path (run from a checkout, it would shadow ``before``)
+    old = f"env PYTHONPATH={shlex.quote(before)} {shlex.quote(sys.executable)} -P -m core.cli" if before else ""
     return {
         "full": {
             "peer: cp -a": f"cp -a {q['src']} {q['copy']}",
