@@ -328,7 +328,7 @@ class HashPool:
         self._threads: "ThreadPoolExecutor | None" = None
         try:
             self._spawn(processes)
-        except (OSError, RuntimeError, ImportError):
+        except (OSError, RuntimeError, ImportError, TypeError, ValueError):   # (no usable sys.executable)
             self._fall_back(processes)
 
     def _spawn(self, processes: int) -> None:
