@@ -59,10 +59,15 @@ def hash_tree(folder: Path, jobs: int = 1) -> str:
             f"xargs -0 -r -n 2000 -P {jobs} sha256sum > /dev/null")
 
 
-def floors(w: dict[str, Path], manifest: Path, drop: str = DROP) -> dict[str, dict[str, str]]:
-    """Per phase: the peer, the floors and plugback, each a shell command (run after ``drop``)."""
+def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "") -> dict[str, dict[str, str]]:
+    """Per phase: the peer, the floors and plugback, each a shell command (run after ``drop``).
+
+    ``before``: another checkout (e.g. ``git archive`` of main) whose verify, quick verify and
+    snapshots are timed too, right before this one's, in each repetition (interleaved)."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
+    # -P: the current folder is not put first on sys.path (run from a checkout, it would shadow ``before``)
+    old = f"env PYTHONPATH={shlex.quote(before)} {shlex.quote(sys.executable)} -P -m core.cli" if before else ""
     return {
         "full": {
             "peer: cp -a": f"cp -a {q['src']} {q['copy']}",
@@ -88,8 +93,16 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP) -> dict[str, di
             "peer: restic check --read-data": "restic check --read-data",
             "floor 1 process": hash_tree(w["latest"]),
             "floor 2 processes": hash_tree(w["latest"], 2),
-            "floor 8 processes": hash_tree(w["latest"], 8),   # plugback reads with 8 threads
+            "floor 8 processes": hash_tree(w["latest"], 8),   # plugback reads 8 files at a time
+            **({"plugback before": f"{old} verify {q['set']} --read-all"} if old else {}),
             "plugback": f"{cli} verify {q['set']} --read-all",
+            # Not --read-all (no peer ratio meant): restic's quick check, then plugback's; the listing.
+            "restic check (quick)": "restic check",
+            **({"plugback before: quick verify": f"{old} verify {q['set']}"} if old else {}),
+            "plugback quick verify": f"{cli} verify {q['set']}",
+            "restic snapshots": "restic snapshots",
+            **({"plugback before: snapshots": f"{old} snapshots {q['set']}"} if old else {}),
+            "plugback snapshots": f"{cli} snapshots {q['set']}",
         },
     }
 
@@ -140,7 +153,7 @@ def run(args) -> dict:
     logs.mkdir(exist_ok=True)
     results: dict[str, dict[str, list]] = {}
     drop = "sync" if args.warm else DROP
-    for phase, commands in floors(w, manifest, drop).items():
+    for phase, commands in floors(w, manifest, drop, args.before).items():
         if args.phases and phase not in args.phases.split(","):
             continue
         for rep in range(args.repeat):
@@ -157,7 +170,8 @@ def run(args) -> dict:
 
 def table(results: dict) -> str:
     """Markdown: median wall (CPU) per command, and its ratio to the phase's peer (first command)."""
-    rows = ["| phase | command | wall s (median) | CPU s | / peer | runs |", "|---|---|---|---|---|---|"]
+    rows = ["| phase | command | wall s (median) | CPU s | / peer | peak RSS MB | runs |",
+            "|---|---|---|---|---|---|---|"]
     for phase, by_name in results.items():
         peer = None
         for name, runs in by_name.items():
@@ -165,7 +179,8 @@ def table(results: dict) -> str:
             cpu = statistics.median(r["cpu"] for r in runs)
             peer = wall if peer is None else peer
             bad = sum(1 for r in runs if r["rc"] != 0)
-            rows.append(f"| {phase} | {name} | {wall:.2f} | {cpu:.2f} | {wall / peer:.2f}x | "
+            rss = max(r.get("rss", 0) for r in runs) / 1e6
+            rows.append(f"| {phase} | {name} | {wall:.2f} | {cpu:.2f} | {wall / peer:.2f}x | {rss:.0f} | "
                         f"{len(runs)}{f' ({bad} failed)' if bad else ''} |")
     return "\n".join(rows)
 
@@ -179,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phases", default="", help="comma-separated subset of full,nochange,restore,verify")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--before", default="", help="verify phase: also time this checkout's plugback (an export of "
+                   "main: git archive main | tar -x -C DIR), before this one's, in each repetition")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
     args = p.parse_args(argv)
     if not args.warm and os.geteuid() != 0:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, cast
 
-from core.engine import scratch
+from core.engine import scratch, verify_latest
 from core.engine.chunks import ChunkPaths
 from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
@@ -129,7 +129,7 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     if bset.layout.journal.exists():
         result.notices.append("A backup was interrupted: Latest/ may be partly updated. Earlier snapshots "
                               "are intact; the next backup finishes the work.")
-    with _Contents() as contents:
+    with _Contents() as contents, verify_latest.started(bset, options) as early:
         newest = _read_manifests(bset, contents, result, options.cancel)
         # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
         # after an interrupted run Latest/ is between two snapshots until the next run.
@@ -137,7 +137,11 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
         files, size = contents.totals()
         tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))
         _run_checks(bset, contents.checks(latest[1] if latest else None), options, result, tally)
-        if latest:
+        if latest and early is not None and early.found.sid == latest[0]:
+            early.finish(options, result, tally)
+        elif latest and early is not None:
+            verify_latest.rerun(bset, latest[0], early, options, result, tally)
+        elif latest:
             _run_checks(bset, _latest_checks(bset, latest[0]), options, result, tally)
     return result
 
@@ -287,7 +291,7 @@ def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOption
 
     workers = options.workers if options.read_all else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for label, e, problem in _bounded_map(pool, run, checks, AHEAD):
+        for label, e, problem in _bounded_map(pool, run, _without_absent(bset, checks, index, tally), AHEAD):
             options.cancel.check()
             tally.files_done += 1
             tally.bytes_done += e.size
@@ -300,6 +304,17 @@ def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOption
                 result.bytes_read += e.size
             if problem:
                 result.damaged.append((label, problem))
+
+
+def _without_absent(bset: BackupSet, checks: Iterable[_Check], index: ObjectIndex, tally: _Tally) -> Iterator[_Check]:
+    """``checks`` less those of a copy in ``objects/`` that the listing of ``objects/`` shows is not
+    there (counted as done): nothing to hand to a thread (most of the newest snapshot's files)."""
+    for check in checks:
+        if check[2] is OBJECT_ONLY and not index.may_hold(bset.object_name(check[1])):
+            tally.files_done += 1
+            tally.bytes_done += check[1].size
+            continue
+        yield check
 
 
 def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, limit: int) -> Iterator:

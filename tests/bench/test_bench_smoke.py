@@ -206,12 +206,16 @@ def test_journal_scenario_splices_and_the_floor_script_runs(tmp_path):
 def test_the_small_files_floor_script_times_every_phase(tmp_path):
     """bench/floor_small.py (issue #11): the peer, the floors and plugback per phase, all succeeding."""
     out = tmp_path / "floor.json"
-    run = _bench("floor_small.py", "--files", "60", "--warm", "--workdir", tmp_path / "work", "--json", out)
+    before = Path(__file__).resolve().parents[2]   # (this checkout timed as "before" too)
+    run = _bench("floor_small.py", "--files", "60", "--warm", "--workdir", tmp_path / "work", "--json", out,
+                 "--before", before)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     data = json.loads(out.read_text())
     assert list(data) == ["full", "nochange", "restore", "verify"]
     assert list(data["verify"]) == ["peer: restic check --read-data", "floor 1 process", "floor 2 processes",
-                                  "floor 8 processes", "plugback"]
+                                  "floor 8 processes", "plugback before", "plugback", "restic check (quick)",
+                                  "plugback before: quick verify", "plugback quick verify", "restic snapshots",
+                                  "plugback before: snapshots", "plugback snapshots"]
     assert all(r["rc"] == 0 for by in data.values() for runs in by.values() for r in runs)
     assert "| full | floor serial |" in run.stdout
     restored = [p for p in (tmp_path / "work" / "out" / "plugback").rglob("*") if p.is_file()]
