@@ -35,6 +35,7 @@ from core.errors import PlugbackError
 log = logging.getLogger(__name__)
 MAX_JOURNAL_BYTES = 1 * safeio.GIB   # about 4 million records; more is not a journal Plugback wrote
 _DUMP = json.JSONEncoder(separators=(",", ":")).encode
+_STR = json.encoder.encode_basestring_ascii   # a JSON string, as _DUMP writes it (ensure_ascii)
 BATCH_RECORDS = 1024   # records written (unsynced) at a time between checkpoints
 
 
@@ -80,6 +81,15 @@ class Placed:
                    d.get("ino", 0), d.get("ctime_ns", 0), d.get("parts", 0), d.get("stored", 0))
 
 
+def _record_line(p: Placed) -> str:
+    """``_DUMP(p.to_dict()) + "\\n"``, the same text, without the dict and the encoder's setup per
+    record (one per file a run copies; tests/core/engine/test_copy_path.py holds them equal)."""
+    stored = f',"stored":{p.stored}' if p.stored else ""
+    obj = "null" if p.obj is None else f'"{p.obj}"'   # (hex digits, or a record from_dict refuses)
+    return (f'{{"p":{_STR(p.path)},"m":{_STR(p.mirror)},"sha":"{p.sha256}","obj":{obj},"size":{p.size},'
+            f'"mtime_ns":{p.mtime_ns},"ino":{p.ino},"ctime_ns":{p.ctime_ns},"parts":{p.parts}{stored}}}\n')
+
+
 class Journal:
     """Appends lines for the running backup (thread-safe). ``keys``: the set's, when encrypted."""
 
@@ -118,7 +128,7 @@ class Journal:
     def _take_pending(self) -> bytes:
         """The waiting records' line(s), sealed in an encrypted set; the caller holds the lock."""
         pending, self._pending = self._pending, []
-        records = b"".join((_DUMP(p.to_dict()) + "\n").encode() for p in pending)
+        records = "".join(map(_record_line, pending)).encode("ascii")
         if self.keys is not None and records:
             from core.engine import crypto
 
