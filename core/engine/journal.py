@@ -24,8 +24,8 @@ import binascii
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from core.engine import manifest as mf
 from core.engine import safeio
@@ -39,10 +39,10 @@ _STR = json.encoder.encode_basestring_ascii   # a JSON string, as _DUMP writes i
 BATCH_RECORDS = 1024   # records written (unsynced) at a time between checkpoints
 
 
-@dataclass(frozen=True)
-class Placed:
+class Placed(NamedTuple):
     """One file a run placed: its set path, its path in ``Latest/``, its content and the stat
-    of the source it was read from (reused only while that stat is unchanged)."""
+    of the source it was read from (reused only while that stat is unchanged). A named tuple:
+    a run makes one per file it copies, and a frozen dataclass cost several times more to make."""
 
     path: str
     mirror: str
