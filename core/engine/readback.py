@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
 from core.engine import safeio
@@ -31,6 +31,7 @@ from core.errors import DamagedSet
 
 BATCH = 64           # files per hand-off to a worker (and per progress report)
 AHEAD = 64           # plain sets: files opened, and their reads started, before the one hashed
+BIG = 1 << 20        # plain sets: files this big are read back in worker threads (hashed in parallel)
 BATCH_LINES = 1024   # spool lines decoded per json.loads call
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _STR = json.encoder.encode_basestring_ascii   # a JSON string as _ENCODE writes it
@@ -105,34 +106,40 @@ def _checked_in_threads(run) -> Iterator[tuple[list, list[str | None]]]:
 
 
 def _checked_ahead(run) -> Iterator[tuple[list, list[str | None]]]:
-    """(batch, problems) for a plain set, in this one thread: each file is opened :data:`AHEAD`
-    files before it is hashed, its cached pages dropped and its read started then (the drive
+    """(batch, problems) for a plain set: each small file is opened :data:`AHEAD` files before it
+    is hashed in this thread, its cached pages dropped and its read started then (the drive
     works on many at once, as threads made it, without their GIL hand-offs: those cost a
-    backup of small files more CPU than the reads)."""
-    ahead: deque[tuple[tuple[Entry, ScanEntry], list[int] | str]] = deque()
+    backup of small files more CPU than the reads). A file of :data:`BIG` bytes or more is
+    read back in a worker thread, as before (hashlib lets go of the GIL for big blocks, so
+    big files are hashed on several cores at once)."""
+    from core.engine.verify import check_entry
+
+    ahead: deque[tuple[tuple[Entry, ScanEntry], list[int] | str | Future]] = deque()
     batch: list[tuple[Entry, ScanEntry]] = []
     problems: list[str | None] = []
     buf = read_buffer()
-    try:
-        for item in _written(run):
-            ahead.append((item, _open_ahead(run.store.written_paths(item[0]))))
-            if len(ahead) <= AHEAD:
-                continue
-            done, opened = ahead.popleft()
-            batch.append(done)
-            problems.append(_finish(done[0], opened, buf))
-            if len(batch) >= BATCH:
+    with ThreadPoolExecutor(max_workers=max(4, run.options.workers * 4)) as pool:
+        try:
+            for item in _written(run):
+                e, paths = item[0], run.store.written_paths(item[0])
+                ahead.append((item, pool.submit(check_entry, run.bset, e, paths) if e.size >= BIG
+                              else _open_ahead(paths)))
+                while len(ahead) > AHEAD:
+                    done, opened = ahead.popleft()
+                    batch.append(done)
+                    problems.append(_finish(done[0], opened, buf))
+                if len(batch) >= BATCH:
+                    yield batch, problems
+                    batch, problems = [], []
+            while ahead:
+                done, opened = ahead.popleft()
+                batch.append(done)
+                problems.append(_finish(done[0], opened, buf))
+            if batch:
                 yield batch, problems
-                batch, problems = [], []
-        while ahead:
-            done, opened = ahead.popleft()
-            batch.append(done)
-            problems.append(_finish(done[0], opened, buf))
-        if batch:
-            yield batch, problems
-    finally:
-        for _, opened in ahead:
-            _close(opened)
+        finally:
+            for _, opened in ahead:
+                _close(opened)
 
 
 def _open_ahead(paths: list) -> list[int] | str:
@@ -163,8 +170,11 @@ def _open_ahead(paths: list) -> list[int] | str:
     return fds
 
 
-def _finish(e: Entry, opened: list[int] | str, buf: memoryview) -> str | None:
-    """Read and hash the copy :func:`_open_ahead` opened (closing it); what is wrong, or None."""
+def _finish(e: Entry, opened: list[int] | str | Future, buf: memoryview) -> str | None:
+    """Read and hash the copy :func:`_open_ahead` opened (closing it); what is wrong, or None.
+    (A big file's check ran in a worker: its answer.)"""
+    if isinstance(opened, Future):
+        return opened.result()
     if isinstance(opened, str):
         return opened
     digest, size = hashlib.sha256(), 0
@@ -184,7 +194,10 @@ def _finish(e: Entry, opened: list[int] | str, buf: memoryview) -> str | None:
     return None
 
 
-def _close(opened: list[int] | str) -> None:
+def _close(opened: list[int] | str | Future) -> None:
+    if isinstance(opened, Future):
+        opened.cancel()   # (one already running finishes, closing its own file)
+        return
     for fd in opened if not isinstance(opened, str) else ():
         try:
             os.close(fd)

@@ -104,10 +104,14 @@ def test_journal_record_line_is_what_the_json_encoder_writes(name, obj, stored):
 
 @pytest.mark.skipif(not READS_AHEAD, reason="the one-thread read-back with reads started ahead is Linux's")
 @pytest.mark.parametrize("swap", ["symlink", "fifo", "missing", "flipped"])
-def test_read_back_finds_a_copy_swapped_after_the_commit_and_copies_it_again(tmp_path, monkeypatch, swap):
+@pytest.mark.parametrize("big", [False, True], ids=["small", "big"])
+def test_read_back_finds_a_copy_swapped_after_the_commit_and_copies_it_again(tmp_path, monkeypatch, swap, big):
     """The read-back opens each copy ahead (cache dropped, read started) the way verify does:
     a symlink is never followed (here to a file with the right bytes), a FIFO never waited on,
-    and whatever reads back wrong is copied again from the source."""
+    and whatever reads back wrong is copied again from the source. ``big``: every file counts
+    as big, so it is read back in a worker thread."""
+    if big:
+        monkeypatch.setattr(readback, "BIG", 0)
     spec = {f"f{i:03}.txt": b"content %d" % i for i in range(150)}   # more than readback.AHEAD
     src = make_tree(tmp_path / "src" / "Data", spec)
     twin = tmp_path / "twin"
@@ -130,6 +134,7 @@ def test_read_back_finds_a_copy_swapped_after_the_commit_and_copies_it_again(tmp
     copy = tmp_path / "set" / "Latest" / "Data" / "f100.txt"
     assert r.status == "ok" and not r.damaged, r.damaged
     assert not copy.is_symlink() and copy.read_bytes() == spec["f100.txt"]   # the repair's copy
+    assert read_tree(tmp_path / "set" / "Latest" / "Data") == read_tree(src)
     monkeypatch.undo()
     assert verify_path(tmp_path / "set", read_all=True).ok
 
