@@ -27,10 +27,14 @@ _RUN = secrets.token_hex(6)   # per process; O_EXCL creation refuses any clash a
 _COUNTER = itertools.count()
 
 
-def tmp_name(tmp_dir: Path, hint: str = "") -> Path:
-    """A fresh name in ``tmp/`` (cleared when a run starts, so leftovers never accumulate)."""
+def tmp_name(tmp_dir: str | Path, hint: str = "") -> str:
+    """A fresh name in ``tmp/`` (cleared when a run starts, so leftovers never accumulate).
+
+    A plain string: this runs for every file a backup copies, where building a ``Path``
+    cost more than the file's own copy.
+    """
     # A counter, not random bytes per file: getrandom() for every small file shows in profiles.
-    return Path(f"{tmp_dir}{os.sep}{_RUN}-{next(_COUNTER)}{hint}")   # (one parse: this runs per file)
+    return f"{tmp_dir}{os.sep}{_RUN}-{next(_COUNTER)}{hint}"
 
 
 class LocalFS(FileSystem):
@@ -60,7 +64,7 @@ def replace_file(dest: Path, data: bytes | Iterable[bytes], *, fs: FileSystem | 
     """
     fs = fs or LocalFS()
     dest = Path(dest)
-    tmp = tmp_name(tmp_dir, ".part") if tmp_dir is not None else \
+    tmp: str | Path = tmp_name(tmp_dir, ".part") if tmp_dir is not None else \
         dest.parent / f".{dest.name}.{_RUN}-{next(_COUNTER)}.tmp"
     f = fs.open_write(tmp)
     try:

@@ -49,6 +49,9 @@ _BINARY = getattr(os, "O_BINARY", 0)   # Windows: no newline translation
 READ_FLAGS = os.O_RDONLY | _CLOEXEC | _BINARY
 
 
+# A path as the engine's per-file code passes it: a plain string (cheaper) or a Path.
+StrPath = str | os.PathLike
+
 # CreateDirectoryW's limit (MAX_PATH 260 less room for an 8.3 name); files go to 259. From here on
 # a Windows path needs the \\?\ prefix, unless long paths are enabled system-wide (off by default).
 WIN_PATH_LIMIT = 248
@@ -111,7 +114,7 @@ class FileSystem:
         self._sleep = sleep
 
     # --- primitive operations; each maps OSError to a PlugbackError -----------------
-    def open_write(self, path: Path):
+    def open_write(self, path: StrPath):
         """A new file for writing (binary); fails if it exists."""
         return self._call(lambda: open(long_path(path), "xb", buffering=0), path)
 
@@ -162,7 +165,7 @@ class FileSystem:
     def close(self, f) -> None:
         self._call(f.close, getattr(f, "name", "?"))
 
-    def mkdir(self, path: Path) -> None:
+    def mkdir(self, path: StrPath) -> None:
         """One folder, fine if it is there already; its parent must exist (never re-creates a
         vanished drive's folders)."""
         if not self._make(path) and not os.path.isdir(long_path(path)):
@@ -181,12 +184,12 @@ class FileSystem:
             raise self._translate(err, path) from err
         return True
 
-    def replace(self, src: Path, dst: Path) -> None:
+    def replace(self, src: StrPath, dst: StrPath) -> None:
         """``os.replace`` with bounded retries on transient errors (never on ENOSPC/EROFS); a read-only
         file in the way (which Windows refuses to replace) is made writable first."""
         self._call(lambda: winattrs.replace_over(long_path(src), long_path(dst), waits=()), dst, retry=True)
 
-    def unlink(self, path: Path, missing_ok: bool = True) -> None:
+    def unlink(self, path: StrPath, missing_ok: bool = True) -> None:
         try:
             winattrs.unlink(long_path(path))   # (a read-only file: Windows refuses until it is writable)
         except FileNotFoundError:
@@ -195,10 +198,10 @@ class FileSystem:
         except OSError as err:
             raise self._translate(err, path) from err
 
-    def rmdir(self, path: Path) -> None:
+    def rmdir(self, path: StrPath) -> None:
         self._call(lambda: os.rmdir(long_path(path)), path)
 
-    def remove_dir(self, path: Path) -> bool:
+    def remove_dir(self, path: StrPath) -> bool:
         """Remove an empty folder; False (and nothing done) when something is still in it.
 
         A file where the folder was is what an interrupted run put there; it goes too.
@@ -215,16 +218,16 @@ class FileSystem:
             raise self._translate(err, path) from err
         return True
 
-    def symlink(self, target: str, path: Path) -> None:
+    def symlink(self, target: str, path: StrPath) -> None:
         self._call(lambda: os.symlink(target, long_path(path)), path)
 
-    def set_times(self, path: Path, mtime_ns: int, follow: bool = True) -> None:
+    def set_times(self, path: StrPath, mtime_ns: int, follow: bool = True) -> None:
         try:
             os.utime(long_path(path), ns=(mtime_ns, mtime_ns), follow_symlinks=follow)
         except (NotImplementedError, OSError):
             pass  # FAT and some FUSE file systems refuse or round; manifests hold the truth
 
-    def chmod(self, path: Path, mode: int) -> None:
+    def chmod(self, path: StrPath, mode: int) -> None:
         """Set POSIX permissions where the file system has them."""
         try:
             os.chmod(long_path(path), mode & 0o7777)
@@ -342,6 +345,19 @@ def drop_cache(f) -> None:
     if sys.platform != "win32" and sys.platform != "darwin" and hasattr(os, "posix_fadvise"):
         try:
             os.posix_fadvise(f if isinstance(f, int) else f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+
+
+# Whether :func:`read_ahead` starts reads (Linux): then one thread can keep a drive's queue full.
+READS_AHEAD = sys.platform.startswith("linux") and hasattr(os, "posix_fadvise")
+
+
+def read_ahead(fd: int) -> None:
+    """Ask the OS to start reading all of ``fd`` now, without waiting (Linux; elsewhere nothing)."""
+    if sys.platform != "win32" and sys.platform != "darwin" and hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
         except OSError:
             pass
 

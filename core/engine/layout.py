@@ -64,8 +64,8 @@ def check_relative(rel: str, under: str) -> None:
     an absolute path or a drive letter joined to ``Latest/`` would steer a backup's
     renames and deletes anywhere the user can write (issue #10).
     """
-    parts = rel.split("/")
-    if (not rel or "\x00" in rel or any(p in ("", ".", "..") for p in parts)
+    wrapped = f"/{rel}/"   # a part that is empty, "." or "..": "//", "/./" or "/../" (one scan each, per file)
+    if ("//" in wrapped or "/./" in wrapped or "/../" in wrapped or "\x00" in rel
             or (os.sep != "/" and os.sep in rel) or (sys.platform == "win32" and ":" in rel)):
         raise UnsafeSet(path=f"{under}/{rel}", reason="comes from a snapshot list and points outside "
                         f"{under}/, so it was not touched")
@@ -184,11 +184,15 @@ class SetLayout:
         Always refused when it would lead out of ``Latest/``; ``writing``: also proven
         on disk that no folder between ``Latest/`` and it is a symlink.
         """
+        return Path(self.latest_name(mirror_path, writing=writing))
+
+    def latest_name(self, mirror_path: str, *, writing: bool = False) -> str:
+        """:meth:`latest_file` as a plain string, for the per-file paths of a run (building a
+        ``Path`` for each file cost more than the file's own copy); the same checks."""
         check_relative(mirror_path, LATEST_DIR)
         if writing:
             self._check_latest_folders(mirror_path.rpartition("/")[0])
-        # One string, parsed once (a join per component cost more than the file's copy)
-        return Path(self._latest_prefix + (mirror_path if os.sep == "/" else mirror_path.replace("/", os.sep)))
+        return self._latest_prefix + (mirror_path if os.sep == "/" else mirror_path.replace("/", os.sep))
 
     def latest_part(self, mirror_path: str, index: int, *, writing: bool = False) -> Path:
         """Part ``index`` of a split file in ``Latest/`` (``name.001``...)."""

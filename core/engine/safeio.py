@@ -94,28 +94,30 @@ def read_bytes(path: Path, limit: int, *, root: Path | None = None, error=DriveF
         os.close(fd)
 
 
-def open_regular(path: Path, error=DriveFileDamaged, root: Path | None = None) -> int:
+def open_regular(path: str | Path, error=DriveFileDamaged, root: Path | None = None) -> int:
     """A read descriptor of the regular file ``path`` (last component not followed), for streaming.
 
     Content files (``objects/``, ``Latest/``) and streamed manifests are read
     through this: a FIFO put in their place must not hang a verify or a restore.
     With ``root``, no folder from there down may be a symlink either. Raises like read_bytes.
+    ``path`` may be a plain string (no ``Path`` is built for it then without a ``root``: a
+    read-back opens every file a backup copied).
     """
     try:
-        return _open_regular(Path(path), Path(root) if root is not None else None, error)
+        return _open_regular(path if root is None else Path(path), Path(root) if root is not None else None, error)
     except OSError as err:
         if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):
             raise error(path=str(path), reason="it is a symbolic link") from None
         raise
 
 
-def _open_regular(path: Path, root: Path | None, error) -> int:
+def _open_regular(path: str | Path, root: Path | None, error) -> int:
     if root is not None:
-        rel = path.relative_to(root).parts
+        rel = Path(path).relative_to(root).parts
         if not rel:
             raise error(path=str(path), reason="it is a folder")
     if sys.platform == "win32":
-        _check_windows(path, root, error)
+        _check_windows(Path(path), root, error)
         fd = os.open(long_path(path), READ_FLAGS)
     elif root is not None and _BY_FD:
         fd = _open_below(Path(root), rel, path, error)
@@ -134,7 +136,7 @@ def _open_regular(path: Path, root: Path | None, error) -> int:
     return fd
 
 
-def _open_below(root: Path, rel: tuple[str, ...], path: Path, error) -> int:
+def _open_below(root: Path, rel: tuple[str, ...], path: str | Path, error) -> int:
     """Open ``root/rel`` folder by folder relative to descriptors, following no symlink."""
     dir_fd = os.open(long_path(root), os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     try:

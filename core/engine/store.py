@@ -41,7 +41,7 @@ class Copied:
     sha256: str
     size: int
     obj: str | None
-    tmp_paths: list[Path] = field(default_factory=list)
+    tmp_paths: list[str] = field(default_factory=list)   # (strings: built for every file copied)
     changed: bool = False   # the source changed during the read: copy again next run
     stored: int = 0         # encrypted sets: Entry.stored for this copy (0: encrypted_size(size))
 
@@ -49,11 +49,11 @@ class Copied:
 class _SplitWriter:
     """A raw writer that moves on to a new part file when one reaches ``part_size``."""
 
-    def __init__(self, fs: FileSystem, tmp_dir: Path, part_size: int | None):
+    def __init__(self, fs: FileSystem, tmp_dir: str, part_size: int | None):
         self.fs = fs
         self.tmp_dir = tmp_dir
         self.part_size = part_size
-        self.paths: list[Path] = []
+        self.paths: list[str] = []
         self._fd: int | None = None
         self._in_part = 0
 
@@ -158,7 +158,7 @@ def prefetch_source(path: str) -> None:
 
 
 
-def _size(p: Path) -> int:
+def _size(p: str | Path) -> int:
     """A regular file's size, never through a symlink; anything else counts as missing."""
     try:
         st = os.lstat(long_path(p))
@@ -169,7 +169,7 @@ def _size(p: Path) -> int:
     return st.st_size
 
 
-def _is_file(p: Path) -> bool:
+def _is_file(p: str | Path) -> bool:
     try:
         return stat.S_ISREG(os.lstat(long_path(p)).st_mode)
     except OSError:
@@ -190,6 +190,7 @@ class _Store:
         self.warnings = warnings
         self.rehash = rehash   # stored copies are not trusted: a fresh copy replaces them (repair)
         self._made: set[Path] = set()
+        self._tmp = str(self.layout.tmp)
 
     def _hasher(self):
         return hashlib.sha256()
@@ -197,12 +198,12 @@ class _Store:
     def _sink(self, out: _SplitWriter):
         return out
 
-    def _copied(self, hasher, size: int, paths: list[Path], changed: bool, sink) -> Copied:
+    def _copied(self, hasher, size: int, paths: list[str], changed: bool, sink) -> Copied:
         return Copied(hasher.hexdigest(), size, None, paths, changed)
 
     def copy_in(self, se) -> Copied:
         """Read the scanned file ``se`` once: hash it and write it into ``tmp/`` (split where needed)."""
-        out = _SplitWriter(self.fs, self.layout.tmp, self.volume.max_file_size)
+        out = _SplitWriter(self.fs, self._tmp, self.volume.max_file_size)
         hasher = self._hasher()
         try:
             sink = self._sink(out)
@@ -219,8 +220,8 @@ class _Store:
         """(mtime_ns, mode) for the stored copy: plain copies look like the source."""
         return se.mtime_ns, se.mode
 
-    def written_paths(self, entry: Entry) -> list[Path]:
-        """Where ``entry``'s content is stored (each store says)."""
+    def written_paths(self, entry: Entry) -> list:
+        """Where ``entry``'s content is stored (each store says; ``str`` or ``Path`` items)."""
         raise NotImplementedError
 
     def discard(self, copied: Copied) -> None:
@@ -243,11 +244,12 @@ class _Store:
 class PlainStore(_Store):
     """Content as plain files in ``Latest/`` plus displaced versions in ``objects/``."""
 
-    def _latest_paths(self, entry: Entry) -> list[Path]:
-        """Where ``entry``'s copy goes in ``Latest/``, proven to stay inside it."""
+    def _latest_paths(self, entry: Entry) -> list[str]:
+        """Where ``entry``'s copy goes in ``Latest/``, proven to stay inside it (strings: per file)."""
         if entry.parts:
-            return [self.layout.latest_part(entry.mirror_path, i, writing=True) for i in range(1, entry.parts + 1)]
-        return [self.layout.latest_file(entry.mirror_path, writing=True)]
+            return [str(self.layout.latest_part(entry.mirror_path, i, writing=True))
+                    for i in range(1, entry.parts + 1)]
+        return [self.layout.latest_name(entry.mirror_path, writing=True)]
 
     def has(self, entry: Entry) -> bool:
         """Whether ``Latest/`` holds ``entry``'s copy (regular files of the right total size)."""
@@ -271,9 +273,10 @@ class PlainStore(_Store):
                 # A folder deleted from Latest/ by hand (runs only make new folders) is made
                 # again; but never when the set is gone (a pulled drive): that would write to
                 # the computer's own disk under the empty mount point.
-                if os.path.isdir(long_path(dest.parent)) or not self.layout.meta.exists():
+                folder = os.path.dirname(dest)
+                if os.path.isdir(long_path(folder)) or not self.layout.meta.exists():
                     raise
-                os.makedirs(long_path(dest.parent), exist_ok=True)
+                os.makedirs(long_path(folder), exist_ok=True)
                 self.fs.replace(tmp, dest)
         return True
 
@@ -283,7 +286,7 @@ class PlainStore(_Store):
         ``incoming``: the new copy (in ``tmp/``) and entry that ``place`` puts in ``Latest/`` next.
         """
         if old.type != FILE:
-            p = self.layout.latest_file(old.mirror_path, writing=True)
+            p = self.layout.latest_name(old.mirror_path, writing=True)
             if old.type == "l" and os.path.islink(long_path(p)):
                 self.fs.unlink(p)
             return
@@ -327,7 +330,7 @@ class PlainStore(_Store):
                 self.fs.replace(src, dst)
         return None
 
-    def _displace_chunked(self, old: Entry, path: Path, incoming: tuple[Copied, Entry] | None) -> None:
+    def _displace_chunked(self, old: Entry, path: str, incoming: tuple[Copied, Entry] | None) -> None:
         """Format 2: ``old``'s copy at ``path`` into ``objects/`` as chunks (core/engine/chunkstore.py).
 
         When the new copy takes the same place, its chunks are not stored again: the list
@@ -339,8 +342,8 @@ class PlainStore(_Store):
         if incoming is not None:
             copied, entry = incoming
             if entry.mirror_path == old.mirror_path and not entry.parts and chunkstore.big_enough(copied.size):
-                keep, latest = chunkstore.digests(self.bset, copied.tmp_paths), entry.mirror_path
-        if not chunkstore.ChunkWriter(self.bset, self.object_dir).store(old, [path], keep, latest):
+                keep, latest = chunkstore.digests(self.bset, [Path(p) for p in copied.tmp_paths]), entry.mirror_path
+        if not chunkstore.ChunkWriter(self.bset, self.object_dir).store(old, [Path(path)], keep, latest):
             self.fs.unlink(path)
             self._edited(old)
         elif latest is None:
@@ -351,12 +354,12 @@ class PlainStore(_Store):
                                         f"Latest/{old.mirror_path} was changed outside Plugback; the "
                                         "version in earlier snapshots could not be kept"))
 
-    def written_paths(self, entry: Entry) -> list[Path]:
+    def written_paths(self, entry: Entry) -> list:
         return self._latest_paths(entry)
 
     def place_dir(self, mirror: str) -> None:
         """A new folder in ``Latest/``."""
-        p = self.layout.latest_file(mirror, writing=True)
+        p = self.layout.latest_name(mirror, writing=True)
         if self.fs.make_dir(p):
             return
         if os.path.islink(long_path(p)) or not os.path.isdir(long_path(p)):
@@ -367,7 +370,7 @@ class PlainStore(_Store):
 
     def place_link(self, e: Entry, prev: Entry | None) -> None:
         """The symlink ``e`` in ``Latest/``; ``prev``: the parent snapshot's (None if new)."""
-        p = self.layout.latest_file(e.mirror_path, writing=True)
+        p = self.layout.latest_name(e.mirror_path, writing=True)
         if prev is not None and os.path.islink(long_path(p)):
             try:
                 if os.readlink(long_path(p)) == e.target:
@@ -455,7 +458,7 @@ class EncryptedStore(_Store):
 
         return crypto.EncryptingWriter(out, self.keys)
 
-    def _copied(self, hasher, size: int, paths: list[Path], changed: bool, sink) -> Copied:
+    def _copied(self, hasher, size: int, paths: list[str], changed: bool, sink) -> Copied:
         copied = Copied(hasher.sha256_hexdigest(), size, hasher.hexdigest(), paths, changed)
         copied.stored = _stored_field(size, sink.ciphertext_bytes)
         return copied
@@ -494,5 +497,5 @@ class EncryptedStore(_Store):
     def displace(self, old: Entry) -> None:
         """Nothing: objects stay until no snapshot names them (prune)."""
 
-    def written_paths(self, entry: Entry) -> list[Path]:
+    def written_paths(self, entry: Entry) -> list:
         return self._object_paths(entry.obj, entry.parts)

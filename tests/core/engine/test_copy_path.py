@@ -1,15 +1,19 @@
 """The per-file copy path of issue #11's speed work: the ordered window with work done in the
-caller's thread, the read-back's spool record, and the read-ahead hint for source files."""
+caller's thread, the read-back's spool record and its reads started ahead, the journal's
+records, and the read-ahead hint for source files."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from core.engine import readback
+from core.engine import backup as backup_mod
+from core.engine import journal, readback
+from core.engine.fs import READS_AHEAD
 from core.engine.manifest import FILE, Entry
 from core.engine.manifest_io import Spool
 from core.engine.scan import ScanEntry
@@ -80,6 +84,59 @@ def test_readback_record_round_trips_any_file_name(name):
     assert (back.path, back.mirror, back.sha256, back.size, back.parts, back.mtime_ns, back.mode) == \
         (e.path, e.mirror, e.sha256, e.size, e.parts, e.mtime_ns, e.mode)
     assert (source.abspath, source.size) == (se.abspath, se.size)
+    # Formatted by hand for speed: the very text the JSON encoder writes, with and without a mirror.
+    assert readback.record(e, se) == readback._ENCODE([e.path, e.mirror, e.sha256, e.obj, e.size, e.parts,
+                                                       e.mtime_ns, e.mode, se.abspath, se.size]).encode()
+    e.mirror, e.obj = None, "cd" * 32
+    assert readback.record(e, se) == readback._ENCODE([e.path, None, e.sha256, e.obj, e.size, e.parts,
+                                                       e.mtime_ns, e.mode, se.abspath, se.size]).encode()
+
+
+@pytest.mark.parametrize("name", ["plain.txt", "new\nline", "quote\"d\\", "é ü \u2028", os.fsdecode(b"x-\xff")])
+@pytest.mark.parametrize("obj, stored", [(None, 0), ("cd" * 32, 77)])
+def test_journal_record_line_is_what_the_json_encoder_writes(name, obj, stored):
+    """Journal lines are formatted without a dict per file: the same text, so load() reads them."""
+    p = journal.Placed(f"Data/{name}", f"Data/{name}~1", "ab" * 32, obj, 5, -3, 1 << 63, 4, 2, stored)
+    line = journal._record_line(p)
+    assert line == journal._DUMP(p.to_dict()) + "\n"
+    assert journal.Placed.from_dict(json.loads(line)) == p
+
+
+@pytest.mark.skipif(not READS_AHEAD, reason="the one-thread read-back with reads started ahead is Linux's")
+@pytest.mark.parametrize("swap", ["symlink", "fifo", "missing", "flipped"])
+@pytest.mark.parametrize("big", [False, True], ids=["small", "big"])
+def test_read_back_finds_a_copy_swapped_after_the_commit_and_copies_it_again(tmp_path, monkeypatch, swap, big):
+    """The read-back opens each copy ahead (cache dropped, read started) the way verify does:
+    a symlink is never followed (here to a file with the right bytes), a FIFO never waited on,
+    and whatever reads back wrong is copied again from the source. ``big``: every file counts
+    as big, so it is read back in a worker thread."""
+    if big:
+        monkeypatch.setattr(readback, "BIG", 0)
+    spec = {f"f{i:03}.txt": b"content %d" % i for i in range(150)}   # more than readback.AHEAD
+    src = make_tree(tmp_path / "src" / "Data", spec)
+    twin = tmp_path / "twin"
+    twin.write_bytes(spec["f100.txt"])
+    commit = backup_mod._Run._commit
+
+    def commit_then_swap(run, header):
+        commit(run, header)
+        copy = run.layout.latest / "Data" / "f100.txt"
+        copy.unlink()
+        if swap == "symlink":
+            os.symlink(twin, copy)
+        elif swap == "fifo":
+            os.mkfifo(copy)
+        elif swap == "flipped":
+            copy.write_bytes(b"Content 100")
+
+    monkeypatch.setattr(backup_mod._Run, "_commit", commit_then_swap)
+    r = backup_path(tmp_path / "set", [src])
+    copy = tmp_path / "set" / "Latest" / "Data" / "f100.txt"
+    assert r.status == "ok" and not r.damaged, r.damaged
+    assert not copy.is_symlink() and copy.read_bytes() == spec["f100.txt"]   # the repair's copy
+    assert read_tree(tmp_path / "set" / "Latest" / "Data") == read_tree(src)
+    monkeypatch.undo()
+    assert verify_path(tmp_path / "set", read_all=True).ok
 
 
 def test_prefetch_never_blocks_or_raises(tmp_path):
