@@ -326,8 +326,20 @@ class _Run:
 
     def _splice(self, sp: Splice) -> None:
         """Records a journal scan reused as they were (a proven parent's lines): one window item
-        (counted once the pass ends: ProvenParent.settle)."""
+        (counted once the pass ends: ProvenParent.settle). A full scan's unchanged records
+        (core/engine/fullsplice.py) are counted here, and the pass is inside their folders."""
         self._leave(sp.first)
+        for path in sp.dirs:   # (as _add does: new entries below take their mirror names from these)
+            self._dir_mirror(path.rpartition("/")[0])
+            self._dirs.append((path, path))   # (a kept folder line has no mirror name)
+        if sp.lines:
+            with self._mutex:
+                for key, n in (("files", sp.files), ("bytes", sp.size)):
+                    self.stats[key] += n
+                    self.stats["done_" + key] += n
+            reported, self._count = self._count // PROGRESS_EVERY, self._count + sp.lines
+            if self._count // PROGRESS_EVERY != reported:
+                self._report(sp.last)
         self.cancel.check()
         self.window.put(sp)
 
