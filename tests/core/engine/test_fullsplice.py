@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from core.engine import fullsplice, pieces, scan, splice, sums_base
+from core.engine import fullsplice, pieces, scan, sums_base
 from core.engine.manifest import Entry
 from core.engine.manifest_io import _ENCODER
 from core.engine.scan import ScanEntry
