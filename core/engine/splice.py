@@ -35,6 +35,7 @@ import json
 import re
 import tempfile
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quoted  # (json.dumps' own, in C: the string quoted)
 from typing import Callable, Iterable, Iterator
 
 from core.engine.hashset import StreamNamer
@@ -60,7 +61,7 @@ _KIND_OF = {FILE: "files", DIR: "dirs", LINK: "links"}
 
 def encoded(path: str) -> bytes:
     """``path`` as a JSON string's body in a manifest line (ASCII, without the quotes)."""
-    return json.dumps(path, ensure_ascii=True)[1:-1].encode("ascii")
+    return _quoted(path)[1:-1].encode("ascii")
 
 
 @dataclass
