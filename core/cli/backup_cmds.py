@@ -42,10 +42,14 @@ def add_unlock_options(p) -> None:
 
 def unlocker_from(args):
     """How the CLI opens an encrypted set: recovery key, keyring, PLUGBACK_PASSPHRASE, then a prompt."""
-    from core.agent.keys import make_unlocker  # keyring is slow to import; plain sets never need it
 
-    return make_unlocker(recovery_key_file=getattr(args, "recovery_key_file", None),
-                         prompt=prompt_secret, warn=warn)
+    def unlock(enc: dict, set_id: str):
+        from core.agent.keys import make_unlocker  # keyring is slow to import: only an encrypted set needs it
+
+        return make_unlocker(recovery_key_file=getattr(args, "recovery_key_file", None),
+                             prompt=prompt_secret, warn=warn)(enc, set_id)
+
+    return unlock
 
 
 def register(sub) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
@@ -65,7 +66,7 @@ from core.engine.sourceread import read_with_retries
 from core.engine.splice import ProvenParent, Splice
 from core.engine.store import EncryptedStore, PlainStore, prefetch_source
 from core.engine.sums import LatestSums
-from core.engine.window import Window, lookahead
+from core.engine.window import Window
 from core.errors import Cancelled, ManifestDamaged, PlugbackError
 
 CHECKPOINT_SECONDS = 5.0
@@ -74,6 +75,7 @@ WINDOW_FILES = 1024         # entries waiting for their copy (or one before them
 WINDOW_BYTES = 256 << 20    # bytes of copies queued at most (always at least one file)
 INLINE_BYTES = 1 << 20     # files smaller than this are copied in the pass's own thread
 PREFETCH = 64              # entries the pass looks ahead, to start reading the files it will copy
+SPLICES_AHEAD = 2          # ... of which runs of kept lines at most (each holds up to a piece of text)
 PROGRESS_EVERY = 1000       # entries between reports (and cancel checks) while nothing is copied
 
 
@@ -288,8 +290,19 @@ class _Run:
 
     def _scanning(self, entries):
         """``entries``, :data:`PREFETCH` ahead: the small files among them that will be copied are
-        read ahead by the OS (store.prefetch_source) while the pass copies the ones before."""
-        yield from lookahead(entries, PREFETCH, self._prefetch)
+        read ahead by the OS (store.prefetch_source) while the pass copies the ones before. Runs of
+        kept lines (a Splice: up to a piece of text each) are held back :data:`SPLICES_AHEAD` at most."""
+        ahead: deque = deque()
+        splices = 0
+        for item in entries:
+            ahead.append(item)
+            self._prefetch(item)
+            splices += type(item) is Splice
+            while len(ahead) > PREFETCH or splices > SPLICES_AHEAD:
+                out = ahead.popleft()
+                splices -= type(out) is Splice
+                yield out
+        yield from ahead
         self._scan_done = True   # the totals are known now
 
     def _prefetch(self, item) -> None:
@@ -326,8 +339,20 @@ class _Run:
 
     def _splice(self, sp: Splice) -> None:
         """Records a journal scan reused as they were (a proven parent's lines): one window item
-        (counted once the pass ends: ProvenParent.settle)."""
+        (counted once the pass ends: ProvenParent.settle). A full scan's unchanged records
+        (core/engine/fullsplice.py) are counted here, and the pass is inside their folders."""
         self._leave(sp.first)
+        for path in sp.dirs:   # (as _add does: new entries below take their mirror names from these)
+            self._dir_mirror(path.rpartition("/")[0])
+            self._dirs.append((path, path))   # (a kept folder line has no mirror name)
+        if sp.lines:
+            with self._mutex:
+                for key, n in (("files", sp.files), ("bytes", sp.size)):
+                    self.stats[key] += n
+                    self.stats["done_" + key] += n
+            reported, self._count = self._count // PROGRESS_EVERY, self._count + sp.lines
+            if self._count // PROGRESS_EVERY != reported:
+                self._report(sp.last)
         self.cancel.check()
         self.window.put(sp)
 

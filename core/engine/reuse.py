@@ -26,6 +26,7 @@ import posixpath
 import stat
 from typing import Iterable, Iterator, Sequence
 
+from core.engine import fullsplice
 from core.engine.changes import ChangeHint
 from core.engine.fs import long_path
 from core.engine.manifest import DIR, MAX_RETRY, Entry, Manifest, sort_key
@@ -75,6 +76,7 @@ class Reuse:
     def __init__(self, hint: ChangeHint | None, excludes: Sequence[str], rehash: bool,
                  source_paths: list[str], set_root: str):
         self.hint = None if rehash else hint
+        self.rehash = rehash
         self.excludes, self.source_paths = excludes, source_paths
         self.set_root = os.path.abspath(set_root)
         self.kind = FULL
@@ -139,9 +141,12 @@ class Reuse:
               warnings: list[RunWarning], old: Iterable[Entry]) -> Iterator[tuple | Splice]:
         """``(scan entry or None, parent entry or None)`` per path, in manifest order; given the
         lines of a parent this computer wrote (``ParentLines``), a journal scan yields runs of
-        reused records as a :class:`Splice` instead of a pair per record."""
+        reused records as a :class:`Splice` instead of a pair per record, and a full scan runs of
+        unchanged records (core/engine/fullsplice.py)."""
         if self._plan is None or parent_id is None or parent_id != self._parent:
             self.kind = FULL
+            if isinstance(old, ParentLines) and not self.rehash:   # unchanged entries' lines kept as they are
+                return fullsplice.pairs(scan(sources, excluder, warnings), old)
             return merge(scan(sources, excluder, warnings), old)
         self.kind = JOURNAL
         if isinstance(old, ParentLines):

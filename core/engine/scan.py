@@ -107,6 +107,12 @@ def _one_regex(spec: pathspec.GitIgnoreSpec) -> re.Pattern | None:
         if include is not True or not isinstance(regex, re.Pattern) or regex.flags & ~re.UNICODE:
             return None   # (a flag such as IGNORECASE would be lost in the joined text)
         parts.append("(?:" + _NAMED_GROUP.sub("(?:", regex.pattern) + ")")
+    # Patterns that match at any depth share their prefix: one walk back over the path for all of
+    # them, not one each (a third of the match's time on a no-change backup).
+    deep = [p[len(_ANY_DEPTH) + 3:-1] for p in parts if p.startswith("(?:" + _ANY_DEPTH)]
+    if len(deep) > 1:
+        parts = [p for p in parts if not p.startswith("(?:" + _ANY_DEPTH)] + \
+            [_ANY_DEPTH + "(?:" + "|".join(f"(?:{d})" for d in deep) + ")"]
     try:
         return re.compile("|".join(parts)) if parts else re.compile(r"(?!)")
     except re.error:
@@ -114,6 +120,7 @@ def _one_regex(spec: pathspec.GitIgnoreSpec) -> re.Pattern | None:
 
 
 _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+_ANY_DEPTH = "^(?:.+/)?"   # how pathspec starts a pattern without a slash (it matches in any folder)
 
 
 @dataclass

@@ -35,6 +35,7 @@ import json
 import re
 import tempfile
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quoted  # (json.dumps' own, in C: the string quoted)
 from typing import Callable, Iterable, Iterator
 
 from core.engine.hashset import StreamNamer
@@ -60,7 +61,7 @@ _KIND_OF = {FILE: "files", DIR: "dirs", LINK: "links"}
 
 def encoded(path: str) -> bytes:
     """``path`` as a JSON string's body in a manifest line (ASCII, without the quotes)."""
-    return json.dumps(path, ensure_ascii=True)[1:-1].encode("ascii")
+    return _quoted(path)[1:-1].encode("ascii")
 
 
 @dataclass
@@ -74,6 +75,12 @@ class Splice:
     skip: int        # the parent's lines there before them that were not spliced
     piece: tuple[bytes, Piece] | None = None   # the block is a whole piece of the parent: its bytes, record
     after: list[tuple[bytes, Piece]] = field(default_factory=list)   # whole pieces after it, never unpacked
+    # A full scan's splice (core/engine/fullsplice.py) knows what it holds, as scanned: its lines,
+    # its files and their bytes (counted as it goes), and its folders (the pass is inside them).
+    lines: int = 0
+    files: int = 0
+    size: int = 0
+    dirs: list[str] = field(default_factory=list)
 
     def emit(self, writer, sums: LatestSums | None) -> None:
         """Into the new manifest (and Latest.sha256), in its place in manifest order. (Its totals
@@ -179,12 +186,12 @@ class ProvenParent:
         those of the entries taken one by one, which a few counters follow."""
         if self._lines is None or self.copy is None:
             return
-        taken = self._lines.taken
+        taken, counted = self._lines.taken, self._lines.counted
         totals = {k: self.copy.header.totals[k] - taken[k] for k in ("files", "dirs", "links", "bytes")}
         writer.add_counts(self.copy.entries - taken["lines"], totals)
-        for key in ("files", "bytes"):
-            stats[key] += totals[key]
-            stats["done_" + key] += totals[key]
+        for key in ("files", "bytes"):   # (less what the pass counted of a full scan's splices)
+            stats[key] += totals[key] - counted[key]
+            stats["done_" + key] += totals[key] - counted[key]
 
     def record(self, bset, snapshot_id: str, writer: ManifestWriter, sums: SumsState | None) -> None:
         """The snapshot this run committed (its manifest's hash and local copy, what it left in
@@ -297,6 +304,9 @@ class ParentLines:
         self._blocks, self._ahead = blocks, ahead
         self._piece: tuple[bytes, Piece] | None = None   # the buffer's deflate bytes and record: a whole piece
         self.taken = {"lines": 0, "files": 0, "dirs": 0, "links": 0, "bytes": 0}   # not spliced
+        self.counted = {"files": 0, "bytes": 0}   # spliced, and counted by the pass (a full scan's)
+        self._run: Splice | None = None   # a full scan's run of kept lines: where it starts in the buffer
+        self._run_at = 0
         self._buf, self._pos = b"", 0
         self._entry: Entry | None = None
         self._sums = 0   # Latest.sha256 lines of the entries taken one by one since the last splice
@@ -354,11 +364,72 @@ class ParentLines:
         skip, self._sums = self._sums, 0
         return Splice.of(buf[pos:end], first.path, skip, self._plain, whole, after)
 
+    # --- a full scan's runs of unchanged lines (core/engine/fullsplice.py) ---------------------
+    def keep(self, head: bytes, rest: bytes | None, path: str, size: int, folder: bool) -> bool:
+        """Whether the current line is what the pass would write for an unchanged entry: ``head``
+        whole (a folder's line), or a file's: ``head``, its 64-character hash, ``rest``, then only
+        fields the pass copies from the parent (no ``attrs``). If so it joins the run being kept
+        (``path`` its path, ``size`` its bytes); :meth:`flush` hands the run over, and must be
+        called at once when :attr:`block_done`."""
+        buf, pos = self._buf, self._pos
+        if not buf.startswith(head, pos):
+            return False
+        if rest is None:
+            end = pos + len(head) - 1
+        else:
+            at = pos + len(head) + 64
+            end = buf.find(b"\n", at)
+            if not buf.startswith(rest, at) or not _copied_tail(buf, at + len(rest), end):
+                return False
+        run = self._run
+        if run is None:
+            run = self._run = Splice(b"", path, path, 0, 0)
+            self._run_at = pos
+        run.lines += 1
+        if folder:
+            run.dirs.append(path)
+        else:
+            run.files += 1
+            run.size += size
+        self._pos, self._entry = end + 1, None
+        return True
+
+    @property
+    def block_done(self) -> bool:
+        return self._pos >= len(self._buf)
+
+    def flush(self) -> Splice | None:
+        """The run of kept lines as one :class:`Splice` (None if there is none), then the next block
+        if this one is done."""
+        run, self._run = self._run, None
+        sp = None
+        if run is not None:
+            buf, pos = self._buf, self._pos
+            whole = self._piece if self._run_at == 0 and pos == len(buf) else None
+            sp = Splice.of(buf[self._run_at:pos], run.first, self._sums, self._plain, whole)
+            sp.lines, sp.files, sp.size, sp.dirs = run.lines, run.files, run.size, run.dirs
+            self.counted["files"] += run.files
+            self.counted["bytes"] += run.size
+            self._sums = 0
+        self._refill()
+        return sp
+
     def __enter__(self) -> "ParentLines":
         return self
 
     def __exit__(self, *_) -> None:
         self.close()
+
+
+_COPIED = (b',"mirror":', b',"parts":', b',"obj":', b',"stored":')   # a file's fields after ctime_ns
+
+
+def _copied_tail(buf: bytes, at: int, end: int) -> bool:
+    """Whether a file line's ``buf[at:end]`` (after its ino and ctime_ns) holds only fields the pass
+    takes from the parent's entry as they are (``Entry.to_dict``'s order: ``attrs`` is the scan's)."""
+    if end == at + 1:
+        return buf[at] == 0x7D   # "}"
+    return buf.startswith(_COPIED, at) and buf.find(b'"attrs":', at, end) < 0
 
 
 def _run_end(buf: bytes, lo: int, hi: int, head: bytes) -> int:

@@ -269,13 +269,16 @@ def test_skipping_old_lines_keeps_memory_small(monkeypatch):
     assert old.take(0, 3) == b"".join(lines[4002:4005]) and old.take(995, 1) is None
 
 
-def test_a_full_scan_after_a_journal_run_writes_latest_sums_from_its_own_lines(tmp_path, seen):
+def test_a_full_scan_after_a_journal_run_keeps_unchanged_lines_and_patches_latest_sums(tmp_path, seen):
+    """A full scan against a proven parent keeps its unchanged lines as they are
+    (core/engine/fullsplice.py): Latest.sha256 is patched in place, as after a journal run."""
     src, set_path, parent = _setup(tmp_path)
     (src / "d1" / "b.txt").write_bytes(b"b v9")
     before = dict(seen)
     r = backup_path(set_path, [src], workers=1, cache=tmp_path / "cache")
     assert r.scan == "full" and r.files_copied == 1
-    assert seen["rewritten"] == before["rewritten"] and seen["patched"] == before["patched"]
+    assert seen["drive"] == before["drive"] and seen["copied"] > before["copied"]
+    assert seen["rewritten"] == before["rewritten"] and seen["patched"] == before["patched"] + 1
     _full_scan_equal(tmp_path, src, set_path)
 
 
