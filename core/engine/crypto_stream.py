@@ -117,13 +117,14 @@ class _Sealer:
         # 1 MiB buffer for each would cost an allocation and page faults per file.
         self._buf = bytearray()
         self._index = 0
-        out(self._header)
 
     def _emit(self, plain, final: bool) -> None:
         if self._index >= _MAX_CHUNKS:
             raise UsageError("This file is too large to encrypt (more than 2^32 chunks).")
-        self._out(self._aead.encrypt(_nonce(self._prefix, self._index), plain,
-                                     _aad(self._header, self._index, final)))
+        sealed = self._aead.encrypt(_nonce(self._prefix, self._index), plain,
+                                    _aad(self._header, self._index, final))
+        # The header goes out with the first chunk: one write per small object, not two.
+        self._out(self._header + sealed if self._index == 0 else sealed)
         self._index += 1
 
     def write(self, data) -> None:

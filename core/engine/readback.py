@@ -4,11 +4,12 @@ more what read back wrong.
 The run keeps what it wrote in a local spool (``_Run.written``, in manifest order, one
 :func:`record` per file), so this streams too: a bounded number of files is in flight
 at a time. Cold reads wait on the drive, so many must be asked for at once to keep its
-queue full. A plain set on Linux does that in one thread: each file is opened and its read
-started (``posix_fadvise``) a window of files before it is hashed; with several threads
-each tiny read traded the GIL (tens of futex calls per file: half a small-file backup's
-CPU). Encrypted sets, and systems without read-ahead, hand files to worker threads a batch
-at a time (a hand-off per file cost more than reading a small file back).
+queue full. On Linux that is done in one thread: each file (or encrypted object) is opened
+and its read started (``posix_fadvise``) a window of files before it is checked; with several
+threads each tiny read traded the GIL (tens of futex calls per file: half a small-file
+backup's CPU). Big files still go to worker threads. Systems without read-ahead hand files
+to worker threads a batch at a time (a hand-off per file cost more than reading a small
+file back).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
 from core.engine import safeio
-from core.engine.fs import READS_AHEAD, blocks, drop_cache, read_ahead, read_buffer
+from core.engine.fs import READS_AHEAD, blocks, drop_cache, read_ahead, read_buffer, read_into
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import Progress
 from core.engine.repo import _content_error
@@ -31,7 +32,8 @@ from core.errors import DamagedSet
 
 BATCH = 64           # files per hand-off to a worker (and per progress report)
 AHEAD = 64           # plain sets: files opened, and their reads started, before the one hashed
-BIG = 1 << 20        # plain sets: files this big are read back in worker threads (hashed in parallel)
+BIG = 1 << 20        # files this big are read back in worker threads (hashed, decrypted in parallel)
+SMALL_OBJECT = BIG + (64 << 10)   # encrypted: an object up to this size is read whole in one call
 BATCH_LINES = 1024   # spool lines decoded per json.loads call
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _STR = json.encoder.encode_basestring_ascii   # a JSON string as _ENCODE writes it
@@ -80,7 +82,7 @@ def read_back(run) -> list[tuple[Entry, ScanEntry, str]]:
     damaged = []
     total, done, i = run.stats["copied_bytes"], 0, 0
     count = run.stats["copied_files"]
-    checked = _checked_ahead(run) if READS_AHEAD and run.bset.keys is None else _checked_in_threads(run)
+    checked = _checked_ahead(run) if READS_AHEAD else _checked_in_threads(run)
     for batch, problems in checked:
         for (e, se), problem in zip(batch, problems, strict=True):
             if problem:
@@ -106,18 +108,18 @@ def _checked_in_threads(run) -> Iterator[tuple[list, list[str | None]]]:
 
 
 def _checked_ahead(run) -> Iterator[tuple[list, list[str | None]]]:
-    """(batch, problems) for a plain set: each small file is opened :data:`AHEAD` files before it
-    is hashed in this thread, its cached pages dropped and its read started then (the drive
-    works on many at once, as threads made it, without their GIL hand-offs: those cost a
-    backup of small files more CPU than the reads). A file of :data:`BIG` bytes or more is
-    read back in a worker thread, as before (hashlib lets go of the GIL for big blocks, so
-    big files are hashed on several cores at once)."""
+    """(batch, problems): each small file (an encrypted set: its object) is opened :data:`AHEAD`
+    files before it is checked in this thread, its cached pages dropped and its read started
+    then (the drive works on many at once, as threads made it, without their GIL hand-offs:
+    those cost a backup of small files more CPU than the reads). A file of :data:`BIG` bytes
+    or more is read back in a worker thread, as before (hashlib and the cipher let go of the
+    GIL for big blocks, so big files are checked on several cores at once)."""
     from core.engine.verify import check_entry
 
     ahead: deque[tuple[tuple[Entry, ScanEntry], list[int] | str | Future]] = deque()
     batch: list[tuple[Entry, ScanEntry]] = []
     problems: list[str | None] = []
-    buf = read_buffer()
+    buf = read_buffer() if run.bset.keys is None else memoryview(bytearray(SMALL_OBJECT + 1))
     with ThreadPoolExecutor(max_workers=max(4, run.options.workers * 4)) as pool:
         try:
             for item in _written(run):
@@ -127,14 +129,14 @@ def _checked_ahead(run) -> Iterator[tuple[list, list[str | None]]]:
                 while len(ahead) > AHEAD:
                     done, opened = ahead.popleft()
                     batch.append(done)
-                    problems.append(_finish(done[0], opened, buf))
+                    problems.append(_finish(run.bset, done[0], opened, buf))
                 if len(batch) >= BATCH:
                     yield batch, problems
                     batch, problems = [], []
             while ahead:
                 done, opened = ahead.popleft()
                 batch.append(done)
-                problems.append(_finish(done[0], opened, buf))
+                problems.append(_finish(run.bset, done[0], opened, buf))
             if batch:
                 yield batch, problems
         finally:
@@ -170,13 +172,15 @@ def _open_ahead(paths: list) -> list[int] | str:
     return fds
 
 
-def _finish(e: Entry, opened: list[int] | str | Future, buf: memoryview) -> str | None:
+def _finish(bset, e: Entry, opened: list[int] | str | Future, buf: memoryview) -> str | None:
     """Read and hash the copy :func:`_open_ahead` opened (closing it); what is wrong, or None.
     (A big file's check ran in a worker: its answer.)"""
     if isinstance(opened, Future):
         return opened.result()
     if isinstance(opened, str):
         return opened
+    if bset.keys is not None:
+        return _finish_object(bset, e, opened, buf)
     digest, size = hashlib.sha256(), 0
     try:
         for fd in opened:
@@ -187,11 +191,66 @@ def _finish(e: Entry, opened: list[int] | str | Future, buf: memoryview) -> str 
         return f"it cannot be read ({err.strerror or err})"
     finally:
         _close(opened)
+    return _verdict(e, size, digest.hexdigest())
+
+
+def _verdict(e: Entry, size: int, sha256: str) -> str | None:
+    """What is wrong with a copy of ``e`` that read back ``size`` bytes hashing to ``sha256``
+    (as check_entry words it), or None."""
     if size != e.size:
         return f"it has {size} bytes instead of {e.size}"
-    if digest.hexdigest() != e.sha256:
+    if sha256 != e.sha256:
         return "its content does not match its checksum (changed or damaged on the drive)"
     return None
+
+
+def _finish_object(bset, e: Entry, fds: list[int], buf: memoryview) -> str | None:
+    """Read the encrypted object :func:`_open_ahead` opened whole into ``buf`` (one read for a
+    small object, and one that finds its end; closing it), then decrypt, authenticate and hash
+    it as ``repo.read_content`` does: what is wrong, or None. (An object of a small file holds
+    at most its size, a header and a tag, plus a few bytes where zstd could not shrink it: one
+    past :data:`SMALL_OBJECT` is damage, read no further.)"""
+    from core.engine import crypto
+
+    got = 0
+    try:
+        for fd in fds:
+            while got < len(buf) and (n := read_into(fd, buf[got:])):
+                got += n
+    except OSError as err:
+        return f"it cannot be read ({err.strerror or err})"
+    finally:
+        _close(fds)
+    if got >= len(buf):
+        return f"its stored copy is bigger than {e.size} bytes of content can make it (damaged on the drive)"
+    digest, size = hashlib.sha256(), 0
+    try:
+        for block in crypto.DecryptingReader(_Blob(buf[:got]), bset.keys, name=f"objects/{e.obj}",
+                                             max_size=e.size):
+            digest.update(block)
+            size += len(block)
+    except DamagedSet as err:
+        return str(err)
+    return _verdict(e, size, digest.hexdigest())
+
+
+class _Blob:
+    """An object read whole, as ``crypto.DecryptingReader`` reads a file (``size``: it then
+    sizes its buffers to the object)."""
+
+    def __init__(self, view: memoryview):
+        self._view, self.size = view, len(view)
+
+    def read(self, n: int = -1) -> bytes:
+        out = self._view if n < 0 else self._view[:n]
+        self._view = self._view[len(out):]
+        return bytes(out)
+
+    def readinto(self, b) -> int:
+        n = min(len(b), len(self._view))
+        b[:n] = self._view[:n]
+        self._view = self._view[n:]
+        return n
 
 
 def _close(opened: list[int] | str | Future) -> None:
