@@ -94,8 +94,8 @@ def read_back(run) -> list[tuple[Entry, ScanEntry, str]]:
 
 
 def _checked_in_threads(run) -> Iterator[tuple[list, list[str | None]]]:
-    """(batch, problems), each batch checked in a worker thread (encrypted sets: the decryption is
-    the work; systems where one thread cannot ask for reads ahead)."""
+    """(batch, problems), each batch checked in a worker thread: systems where one thread cannot
+    ask for reads ahead (Windows, macOS), plain and encrypted sets alike."""
     from core.engine.verify import check_entry
 
     def check(batch):
