@@ -98,3 +98,25 @@ def test_blob_reads_like_a_file():
     buf = bytearray(4)
     assert blob.readinto(buf) == 4 and buf == b"3456"
     assert blob.read() == b"789" and blob.read(5) == b"" and blob.readinto(buf) == 0
+
+
+def test_without_reads_ahead_objects_are_read_back_in_threads(tmp_path, monkeypatch):
+    """Windows and macOS (no posix_fadvise) keep the worker threads: damage is found there too."""
+    monkeypatch.setattr(readback, "READS_AHEAD", False)
+    spec = {f"f{i:03}.txt": b"content %d" % i for i in range(100)}
+    src = make_tree(tmp_path / "src" / "Data", spec)
+    commit, swapped = backup_mod._Run._commit, []
+
+    def commit_then_flip(run, header):
+        commit(run, header)
+        hasher = run.bset.keys.object_hasher()
+        hasher.update(spec["f050.txt"])
+        obj = run.bset.layout.object(hasher.hexdigest())
+        _swap(obj, "flipped", None)
+        swapped.append(obj.read_bytes())
+
+    monkeypatch.setattr(backup_mod._Run, "_commit", commit_then_flip)
+    r = backup_path(tmp_path / "set", [src], passphrase="pw")
+    monkeypatch.undo()
+    assert swapped and r.status == "ok" and not r.damaged, r.damaged
+    assert verify_path(tmp_path / "set", read_all=True, unlock=UNLOCK).ok
