@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, cast
 
-from core.engine import scratch, verify_latest
+from core.engine import rawlines, scratch, verify_latest
 from core.engine.chunks import ChunkPaths
 from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
@@ -177,13 +177,18 @@ class _Contents:
             for batch in scratch.batches(rows()):
                 self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored) "
                                     "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
-                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = excluded.last",
+                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = max(last, excluded.last)",
                                     batch)
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
         return count["files"], count["bytes"]
+
+    def add_holders(self, index: int, more: int, last: int) -> None:
+        """``more`` manifests, the last of them number ``last``, hold exactly the files of manifest
+        number ``index``, just added (rawlines.same_as_newest): counted without decoding them."""
+        self.db.execute("UPDATE content SET n = n + ?, last = ? WHERE last = ?", (more, last, index))
 
     def totals(self) -> tuple[int, int]:
         files, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM content").fetchone()
@@ -219,9 +224,19 @@ class _Contents:
 def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
                     cancel: CancelToken | None = None) -> tuple | None:
     """Stream every manifest into ``contents``; damaged ones go to ``result``. The newest intact
-    snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None."""
-    newest = None
-    for index, sid in enumerate(bset.snapshot_ids()):
+    snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None.
+
+    Snapshots whose entry lines are the newest's, byte for byte (no-change backups), are
+    decoded once, at the first of them; the others count as holders of the same contents
+    (core/engine/rawlines.py). Should that decoding find damage, each is decoded as usual."""
+    ids = bset.snapshot_ids()
+    same = rawlines.same_as_newest(bset, ids, cancel)
+    newest, counted = None, None
+    for index, sid in enumerate(ids):
+        if counted is not None and index in same:
+            result.snapshots += 1
+            newest = (sid, index, *counted)
+            continue
         try:
             with bset.open_manifest(sid) as reader:
                 files, size = contents.add_manifest(bset, sid, index, reader, cancel)
@@ -229,7 +244,12 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
             raise
         except PlugbackError as err:
             result.damaged.append((f"snapshots/{sid}", str(err)))
+            if index in same:
+                same = set()   # its copies hold the same damage: each is decoded, and named
             continue
+        if index in same:
+            contents.add_holders(index, len(same) - 1, max(same))
+            counted = files, size
         result.snapshots += 1
         newest = (sid, index, files, size)
     return newest
