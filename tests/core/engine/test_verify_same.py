@@ -1,0 +1,131 @@
+"""``verify`` decodes once the manifests whose entry lines equal the newest's (no-change backups;
+core/engine/rawlines.py) and reports exactly what decoding each of them finds.
+
+Each case damages a real set of four snapshots (the last three with the same entries),
+then verifies it twice: as verify does, and with every manifest decoded (the grouping
+switched off); the two reports must be equal.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import pytest
+
+from core.engine import rawlines, verify
+from tests.support.engine import backup_path, open_set, verify_path
+from tests.support.trees import make_tree
+
+FILES = {f"d{d}/n{i}.txt": f"file {d} {i} ".encode() * (i + 1) for d in range(3) for i in range(4)}
+
+
+@pytest.fixture
+def four(tmp_path):
+    """Snapshots: top.txt v1; v2 (v1 kept as an object, and now copy.txt's content too); two
+    no-change backups."""
+    src = make_tree(tmp_path / "src" / "Data", {**FILES, "top.txt": b"top v1"})
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src])
+    (src / "top.txt").write_bytes(b"top v2")
+    (src / "copy.txt").write_bytes(b"top v1")
+    for _ in range(3):
+        backup_path(set_path, [src])
+    return set_path
+
+
+def _manifests(set_path):
+    return sorted((set_path / "snapshots").glob("*.json.gz"))
+
+
+def _object(set_path):
+    (obj,) = [p for p in (set_path / "objects").rglob("*") if p.is_file()]
+    return obj
+
+
+def _flip(p):
+    data = bytearray(p.read_bytes())
+    data[1] ^= 1
+    p.write_bytes(bytes(data))
+
+
+def _truncate(p):
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) - 9])
+
+
+def _hostile_entry(p):
+    """A file's size made negative, the trailer recomputed: only decoding the entry finds it."""
+    lines = gzip.decompress(p.read_bytes()).split(b"\n")[:-2]   # (without the trailer and the end)
+    at = next(i for i, line in enumerate(lines) if b'"type":"f"' in line)
+    entry = json.loads(lines[at])
+    entry["size"] = -1
+    lines[at] = json.dumps(entry, separators=(",", ":")).encode()
+    body = b"".join(line + b"\n" for line in lines)
+    trailer = {"type": "trailer", "entries": len(lines) - 1, "sha256": hashlib.sha256(body).hexdigest()}
+    p.write_bytes(gzip.compress(body + json.dumps(trailer, separators=(",", ":")).encode() + b"\n"))
+
+
+DAMAGE = {
+    "none": lambda s: None,
+    "object flipped": lambda s: _flip(_object(s)),
+    "object truncated": lambda s: _object(s).write_bytes(b"top"),
+    "Latest/ file flipped": lambda s: _flip(s / "Latest" / "Data" / "d1" / "n2.txt"),
+    "a middle manifest truncated": lambda s: _truncate(_manifests(s)[2]),
+    "the newest manifest truncated": lambda s: _truncate(_manifests(s)[-1]),
+    "the first manifest truncated": lambda s: _truncate(_manifests(s)[0]),
+    "a hostile entry in every copy": lambda s: [_hostile_entry(p) for p in _manifests(s)[1:]],
+    "a hostile entry in the newest": lambda s: _hostile_entry(_manifests(s)[-1]),
+}
+
+
+def _report(set_path, **options):
+    r = verify_path(set_path, **options)
+    return r.damaged, r.contents, r.bytes_read, r.snapshots, r.notices
+
+
+@pytest.mark.parametrize("read_all", [False, True])
+@pytest.mark.parametrize("case", DAMAGE)
+def test_the_report_is_the_one_of_decoding_every_manifest(four, monkeypatch, case, read_all):
+    DAMAGE[case](four)
+    decoded = []
+    add = verify._Contents.add_manifest
+
+    def spy(self, bset, sid, *args):
+        decoded.append(sid)
+        return add(self, bset, sid, *args)
+
+    monkeypatch.setattr(verify._Contents, "add_manifest", spy)
+    grouped = _report(four, read_all=read_all)
+    if case == "none":
+        assert len(decoded) == 2 and grouped[0] == [] and grouped[3] == 4   # the first, and one of the three
+    decoded.clear()
+    monkeypatch.setattr(rawlines, "same_as_newest", lambda *a: set())
+    each = _report(four, read_all=read_all)
+    assert len(decoded) == 4
+    assert grouped == each
+    if case != "none" and (read_all or "flipped" not in case):   # (a quick verify checks sizes)
+        assert grouped[0]
+
+
+def test_the_group_is_the_snapshots_with_the_newest_entries(four):
+    bset = open_set(four)
+    ids = bset.snapshot_ids()
+    assert rawlines.same_as_newest(bset, ids) == {1, 2, 3}
+    assert rawlines.same_as_newest(bset, ids[:2]) == set()   # the newest's lines are no other's
+    _truncate(_manifests(four)[2])
+    assert rawlines.same_as_newest(bset, ids) == {1, 3}
+    _hostile_entry(_manifests(four)[1])
+    assert rawlines.same_as_newest(bset, ids) == {3} - {3}   # alone: no group
+
+
+def test_a_damaged_holder_is_named_with_every_other(four):
+    """The object (top.txt v1) is held by the first snapshot (top.txt) and by the three others
+    (copy.txt): it is named once, with how many more hold it."""
+    _flip(four / "Latest" / "Data" / "d0" / "n0.txt")
+    _flip(_object(four))
+    damaged = dict(verify_path(four, read_all=True).damaged)
+    ids = open_set(four).snapshot_ids()
+    assert damaged[f"Data/top.txt ({ids[0]}) and 3 more"].startswith("its content does not match")
+    assert damaged["Latest/Data/d0/n0.txt"].startswith("its content does not match")
