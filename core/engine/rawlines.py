@@ -19,10 +19,14 @@ this way is simply not in the group: decoding it in full names its damage as bef
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Iterator
 
+from core.engine.layout import LATEST_DIR, check_relative
+from core.engine.manifest import FILE, MAX_PARTS
 from core.engine.progress import CancelToken
-from core.errors import Cancelled, PlugbackError
+from core.engine.readpool import Item
+from core.errors import Cancelled, ManifestDamaged, PlugbackError
 
 if TYPE_CHECKING:
     from core.engine.repo import BackupSet
@@ -60,3 +64,29 @@ def same_as_newest(bset: "BackupSet", ids: list[str], cancel: CancelToken | None
         except (PlugbackError, OSError):
             continue   # not in the group: decoding it names its damage
     return same if len(same) > 1 else set()
+
+
+def file_items(bset: "BackupSet", sid: str) -> Iterator[Item]:
+    """Snapshot ``sid``'s files as ``Latest/`` checks (mirror path, parts, size, SHA-256), read from
+    its lines with only the checks the reads need (a path inside ``Latest/``, bounded parts).
+
+    For the ``Latest/`` checks that start before the manifest is known intact (verify_latest):
+    what they find is used only once ``sid`` has been decoded in full, or shown to hold the
+    lines of a snapshot that was. Anything else wrong with a line ends the iteration
+    (ManifestDamaged), and so does a trailer that does not match."""
+    with bset.open_manifest(sid) as reader:
+        for block in reader.raw_blocks():
+            try:
+                objs = json.loads(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+            except (ValueError, RecursionError):
+                raise ManifestDamaged(path=reader.name, reason="a line is not valid JSON") from None
+            for d in objs:
+                if type(d) is not dict or d.get("type") != FILE:
+                    continue
+                mirror, parts, size, sha = d.get("mirror") or d.get("path"), d.get("parts") or 0, \
+                    d.get("size") or 0, d.get("sha256")
+                if type(mirror) is not str or type(parts) is not int or not 0 <= parts <= MAX_PARTS \
+                        or type(size) is not int or type(sha) is not str:
+                    raise ManifestDamaged(path=reader.name, reason="a file's entry is invalid")
+                check_relative(mirror, LATEST_DIR)   # (as layout.latest_file does)
+                yield mirror, parts, size, sha

@@ -23,10 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
-from core.engine.layout import LATEST_DIR, check_relative
-from core.engine.manifest import FILE
+from core.engine import rawlines
 from core.engine.progress import Progress
-from core.engine.readpool import THREADS, HashPool, Item
+from core.engine.readpool import THREADS, HashPool
 from core.engine.window import batches
 from core.errors import PlugbackError
 
@@ -51,18 +50,10 @@ class Found:
     error: BaseException | None = None
 
 
-def _items(bset: "BackupSet", sid: str) -> Iterator[Item]:
-    with bset.open_manifest(sid) as reader:
-        for e in reader:
-            if e.type == FILE:
-                check_relative(e.mirror_path, LATEST_DIR)   # (as layout.latest_file does)
-                yield e.mirror_path, e.parts, e.size, e.sha256 or ""
-
-
 def check_latest(bset: "BackupSet", sid: str, pool: HashPool, options: "VerifyOptions", found: Found,
                  stop: threading.Event | None = None) -> None:
     """Check every file of snapshot ``sid`` in ``Latest/`` with ``pool``, into ``found``."""
-    answers = pool.map(batches(_items(bset, sid), POOL_BATCH))
+    answers = pool.map(batches(rawlines.file_items(bset, sid), POOL_BATCH))
     try:
         for batch, problems in answers:
             if stop is not None and stop.is_set():

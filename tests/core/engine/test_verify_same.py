@@ -14,7 +14,9 @@ import json
 
 import pytest
 
-from core.engine import rawlines, verify
+from core.engine import rawlines, verify, verify_latest
+from core.engine.manifest import FILE
+from core.errors import PlugbackError
 from tests.support.engine import backup_path, open_set, verify_path
 from tests.support.trees import make_tree
 
@@ -55,12 +57,13 @@ def _truncate(p):
     p.write_bytes(data[: len(data) - 9])
 
 
-def _hostile_entry(p):
-    """A file's size made negative, the trailer recomputed: only decoding the entry finds it."""
+def _hostile_entry(p, **change):
+    """A file's entry changed (its size made negative), the trailer recomputed: only decoding
+    the entry finds it."""
     lines = gzip.decompress(p.read_bytes()).split(b"\n")[:-2]   # (without the trailer and the end)
     at = next(i for i, line in enumerate(lines) if b'"type":"f"' in line)
     entry = json.loads(lines[at])
-    entry["size"] = -1
+    entry.update(change or {"size": -1})
     lines[at] = json.dumps(entry, separators=(",", ":")).encode()
     body = b"".join(line + b"\n" for line in lines)
     trailer = {"type": "trailer", "entries": len(lines) - 1, "sha256": hashlib.sha256(body).hexdigest()}
@@ -129,3 +132,28 @@ def test_a_damaged_holder_is_named_with_every_other(four):
     ids = open_set(four).snapshot_ids()
     assert damaged[f"Data/top.txt ({ids[0]}) and 3 more"].startswith("its content does not match")
     assert damaged["Latest/Data/d0/n0.txt"].startswith("its content does not match")
+
+
+def test_the_latest_checks_read_the_files_of_the_lines(four):
+    bset = open_set(four)
+    sid = bset.newest_id()
+    with bset.open_manifest(sid) as reader:
+        decoded = [(e.mirror_path, e.parts, e.size, e.sha256) for e in reader if e.type == FILE]
+    assert list(rawlines.file_items(bset, sid)) == decoded and len(decoded) == 14
+
+
+@pytest.mark.parametrize("change", [{"path": "../../outside"}, {"mirror": "../x"}, {"parts": 10 ** 9},
+                                    {"size": "12"}, {"sha256": 7}, {"type": "f", "path": 3}])
+def test_hostile_lines_of_the_newest_are_reported_as_decoding_finds_them(four, monkeypatch, change):
+    """The workers start on the newest snapshot's lines before it is decoded: what they find is
+    dropped, and Latest/ checked against the newest intact snapshot, as in threads."""
+    _hostile_entry(_manifests(four)[-1], **change)
+    bset = open_set(four)
+    with pytest.raises(PlugbackError):
+        list(rawlines.file_items(bset, bset.newest_id()))
+    monkeypatch.setattr(verify_latest, "POOL_FROM", 0)
+    pooled = _report(four, read_all=True)
+    monkeypatch.setattr(verify_latest, "POOL_FROM", 10 ** 9)
+    assert pooled == _report(four, read_all=True)
+    (newest, _), = pooled[0]
+    assert newest == f"snapshots/{bset.newest_id()}" and pooled[3] == 3
