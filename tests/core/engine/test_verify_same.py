@@ -14,6 +14,7 @@ import json
 
 import pytest
 
+from core.agent.keys import Secret, make_unlocker
 from core.engine import rawlines, verify, verify_latest
 from core.engine.manifest import FILE
 from core.errors import PlugbackError
@@ -157,3 +158,26 @@ def test_hostile_lines_of_the_newest_are_reported_as_decoding_finds_them(four, m
     assert pooled == _report(four, read_all=True)
     (newest, _), = pooled[0]
     assert newest == f"snapshots/{bset.newest_id()}" and pooled[3] == 3
+
+
+@pytest.mark.parametrize("kind", ["format 1", "encrypted"])
+def test_format_1_and_encrypted_sets_are_grouped_too(tmp_path, monkeypatch, kind):
+    src = make_tree(tmp_path / "src" / "Data", FILES)
+    set_path = tmp_path / "set"
+    secret = {"passphrase": "correct horse"} if kind == "encrypted" else {}
+    unlock = {"unlock": make_unlocker(Secret.passphrase("correct horse"))} if secret else {}
+    backup_path(set_path, [src], **secret)
+    if kind == "format 1":
+        bset = open_set(set_path)
+        bset.meta["version"] = 1
+        bset.write_meta()
+    for _ in range(2):
+        backup_path(set_path, [src], **unlock)
+    bset = open_set(set_path, **unlock)
+    assert rawlines.same_as_newest(bset, bset.snapshot_ids()) == {0, 1, 2}
+    _flip(max((set_path / ("objects" if secret else "Latest")).rglob("n3.txt" if not secret else "*"),
+              key=lambda p: (p.is_file(), p.stat().st_size)))
+    grouped = _report(set_path, read_all=True, **unlock)
+    monkeypatch.setattr(rawlines, "same_as_newest", lambda *a: set())
+    assert grouped == _report(set_path, read_all=True, **unlock)
+    assert len(grouped[0]) == 1 and grouped[3] == 3
