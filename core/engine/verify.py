@@ -122,7 +122,8 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     Memory stays flat in the file count (issue #11): every manifest streams once into
     a scratch table of distinct contents (core/engine/scratch.py), whose checks then
     stream through a bounded pool; plain sets then check each file of the newest
-    snapshot at its place in ``Latest/`` (its manifest read once more).
+    snapshot at its place in ``Latest/`` (its manifest read once more, as lines). Snapshots
+    with the newest's entry lines are decoded once (core/engine/rawlines.py).
     """
     options = options or VerifyOptions()
     result = VerifyResult()

@@ -5,10 +5,11 @@ A plain set's newest snapshot is checked file by file at its place in ``Latest/`
 hashed by worker processes (core/engine/readpool.py), and that starts at once, for the
 newest snapshot as listed, in a thread of its own: the main thread meanwhile streams
 every manifest into the scratch table and checks the contents kept in ``objects/``.
-The newest snapshot is only known to be the newest *intact* one when its manifest has
-been read to its checked end; if it turns out otherwise (damaged, or an interrupted
-backup's journal), what was found is dropped and ``Latest/`` is checked again against
-the snapshot that is.
+The files to read come from the manifest's lines with only the checks the reads need
+(``rawlines.file_items``): the newest snapshot is only known to be the newest *intact*
+one when the main thread has decoded it, or one with the same lines, to its checked end;
+if it turns out otherwise (damaged, or an interrupted backup's journal), what was found
+is dropped and ``Latest/`` is checked again against the snapshot that is.
 
 The report is the one the checks in one thread give: the same reasons (readpool words
 them as ``verify.check_entry`` does), the ``Latest/`` findings after those of
