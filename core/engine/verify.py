@@ -137,7 +137,10 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
         latest = newest if newest is not None and not bset.encrypted and not result.notices else None
         files, size = contents.totals()
         tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))
-        _run_checks(bset, contents.checks(latest[1] if latest else None), options, result, tally)
+        index = ObjectIndex(bset.layout.objects)
+        _run_checks(bset, contents.checks(latest[1] if latest else None, index), options, result, tally, index)
+        tally.files_done += contents.skipped[0]
+        tally.bytes_done += contents.skipped[1]
         if latest and early is not None and early.found.sid == latest[0]:
             early.finish(options, result, tally)
         elif latest and early is not None:
@@ -152,6 +155,7 @@ class _Contents:
     each with where it was first seen, how often, and the last manifest that holds it."""
 
     def __init__(self):
+        self.skipped = [0, 0]
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
                         "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER)")
@@ -195,21 +199,29 @@ class _Contents:
         files, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM content").fetchone()
         return files, size
 
-    def checks(self, newest: int | None) -> Iterator[_Check]:
+    def checks(self, newest: int | None, index: ObjectIndex) -> Iterator[_Check]:
         """One check per distinct content, in the order first seen (a page of rows at a time).
 
         Content the ``newest`` manifest holds (given when ``Latest/`` is checked file by
         file) is checked here only where it has a copy in ``objects/``: its place in
-        ``Latest/`` is the newest manifest's, which the Latest/ checks read.
+        ``Latest/`` is the newest manifest's, which the Latest/ checks read. Where the
+        listing of ``objects/`` (``index``) shows none, it is only counted in
+        :attr:`skipped` (files, bytes): most of the newest snapshot's files, for which
+        nothing is built.
         """
         last = 0
+        self.skipped = [0, 0]
         while True:
-            rows = self.db.execute("SELECT seq, parts, sha, size, obj, path, sid, n, last, stored FROM content "
+            rows = self.db.execute("SELECT seq, name, parts, sha, size, obj, path, sid, n, last, stored FROM content "
                                    "WHERE seq > ? ORDER BY seq LIMIT ?", (last, AHEAD)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _seq, parts, sha, size, obj, path, sid, n, holder, stored in rows:
+            for _seq, name, parts, sha, size, obj, path, sid, n, holder, stored in rows:
+                if holder == newest and not index.may_hold(bytes(name).hex()):
+                    self.skipped[0] += 1
+                    self.skipped[1] += size
+                    continue
                 e = Entry(scratch.path_of(path), FILE, size=size, sha256=bytes(sha).hex(), parts=parts,
                           obj=obj and bytes(obj).hex(), stored=stored)
                 label = f"{e.path} ({sid})" + (f" and {n - 1} more" if n > 1 else "")
@@ -283,10 +295,10 @@ class _Tally:
 
 
 def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOptions, result: VerifyResult,
-                tally: _Tally) -> None:
-    """Run ``checks`` (label, entry, paths), a bounded number at a time."""
-
-    index = ObjectIndex(bset.layout.objects)
+                tally: _Tally, index: ObjectIndex | None = None) -> None:
+    """Run ``checks`` (label, entry, paths), a bounded number at a time (``index``: what
+    ``objects/`` holds, as listed)."""
+    index = index or ObjectIndex(bset.layout.objects)
 
     def run(check: _Check):
         label, e, paths = check

@@ -181,3 +181,14 @@ def test_format_1_and_encrypted_sets_are_grouped_too(tmp_path, monkeypatch, kind
     monkeypatch.setattr(rawlines, "same_as_newest", lambda *a: set())
     assert grouped == _report(set_path, read_all=True, **unlock)
     assert len(grouped[0]) == 1 and grouped[3] == 3
+
+
+@pytest.mark.parametrize("pool_from", [0, 10 ** 9])
+def test_progress_ends_at_its_totals(four, monkeypatch, pool_from):
+    """Contents counted without a check (the newest's, not in objects/) are counted as done."""
+    monkeypatch.setattr(verify_latest, "POOL_FROM", pool_from)
+    seen = []
+    verify.verify(open_set(four), verify.VerifyOptions(read_all=True, progress=seen.append))
+    last = seen[-1]
+    assert (last.files_done, last.bytes_done) == (last.files_total, last.bytes_total) and last.files_total > 14
+    assert all(a.files_done <= b.files_done for a, b in zip(seen, seen[1:], strict=False))
