@@ -395,11 +395,11 @@ class HashPool:
         answers: dict[int, list[Problem]] = {}
         try:
             for tag, batch in enumerate(batches):
+                pending.append((tag, batch))   # first: if a worker ends while this one waits, it is still checked
                 conn = min(self._conns, key=load.__getitem__)
                 while load[conn] >= DEPTH:
                     self._receive(wait(self._conns), load, answers)
                     conn = min(self._conns, key=load.__getitem__)
-                pending.append((tag, batch))
                 conn.send((tag, batch))
                 load[conn] += 1
                 while pending and pending[0][0] in answers:
