@@ -14,14 +14,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.agent.config import RETENTION_KEYS, Config, Job, Paths
-from core.agent.config_file import read_config, update_config
-from core.agent.history import RunStatus
 from core.agent.words import local_time
 from core.cli.render import ProgressBar, ask_new_passphrase, human_size, print_json, run_summary
 from core.errors import EXIT_FAILURE, EXIT_OK, EXIT_WARNINGS, AgentUnavailable, NotFound, UsageError
 
-#: Keyed by str: the agent's replies carry the status as text (RunStatus is a str enum).
-EXIT_BY_STATUS: dict[str, int] = {RunStatus.OK: EXIT_OK, RunStatus.WARNINGS: EXIT_WARNINGS}
+# The config file's and the history's modules (and the engine's) load when a command needs them,
+# not for every `plugback` command (issue #11).
+
+
+def exit_code(status: str) -> int:
+    """The exit code for a run's status (text: the agent's replies carry it so; RunStatus is a str enum)."""
+    from core.agent.history import RunStatus
+
+    by_status: dict[str, int] = {RunStatus.OK: EXIT_OK, RunStatus.WARNINGS: EXIT_WARNINGS}
+    return by_status.get(status, EXIT_FAILURE)
 
 
 def register(subparsers) -> None:
@@ -130,7 +136,16 @@ def _paths() -> Paths:
 
 
 def _config() -> Config:
+    from core.agent.config_file import read_config
+
     return read_config(_paths().config_file)
+
+
+def _update(change):
+    """``update_config`` on the user's config file: (the config after, ``change``'s result)."""
+    from core.agent.config_file import update_config
+
+    return update_config(_paths().config_file, change)
 
 
 def _agent(cmd: str, **args):
@@ -167,7 +182,7 @@ def cmd_drive_init(args) -> int:
 
     info, created = enroll(Path(args.mount), args.label)
     label = args.label or info.label
-    update_config(_paths().config_file, lambda cfg: cfg.enroll_drive(info.drive_id, label))
+    _update(lambda cfg: cfg.enroll_drive(info.drive_id, label))
     verb = "is now" if created else "was already"
     print(f"{args.mount} {verb} a Plugback drive: '{label}' (drive_id {info.drive_id}).")
     print(f"Add a job for it: plugback job add NAME --source DIR --drive '{label}' --on-connect")
@@ -176,7 +191,7 @@ def cmd_drive_init(args) -> int:
 
 def cmd_drive_forget(args) -> int:
     forgotten = []
-    update_config(_paths().config_file, lambda cfg: forgotten.append(cfg.forget_drive(args.drive)))
+    _update(lambda cfg: forgotten.append(cfg.forget_drive(args.drive)))
     label = forgotten[0].get("label") or args.drive
     print(f"Forgot drive '{label}'. Its backups stay on it; 'plugback drive init' enrolls it again.")
     return EXIT_OK
@@ -186,7 +201,7 @@ def cmd_drive_decline(args) -> int:
     from core.agent.offers import declinable
 
     key, name, words = declinable(args.mount)
-    update_config(_paths().config_file, lambda cfg: cfg.decline_drive(key, name))   # the agent reloads it
+    _update(lambda cfg: cfg.decline_drive(key, name))   # the agent reloads it
     print(f"Plugback will not offer {words} for backups again ('plugback drive init' still prepares it).")
     return EXIT_OK
 
@@ -239,7 +254,7 @@ def cmd_job_add(args) -> int:
 
         # Kept in the keyring for the agent's first run (KeyringUnavailable says what to do).
         keys.store_passphrase(job_key_name(job.name), ask_new_passphrase("the new encrypted backup"))
-    update_config(_paths().config_file, lambda c: c.save_job(job))
+    _update(lambda c: c.save_job(job))
     print(f"Added job '{job.name}': {', '.join(job.sources)} -> {_describe_destination(job, _config())}; "
           f"{job.triggers.describe()}.")
     return EXIT_OK
@@ -269,7 +284,7 @@ def cmd_job_remove(args) -> int:
     from core.agent.adopt import forget_secrets
 
     removed = []
-    cfg, _ = update_config(_paths().config_file, lambda c: removed.append(c.remove_job(args.name)))
+    cfg, _ = _update(lambda c: removed.append(c.remove_job(args.name)))
     forget_secrets(removed[0], cfg.jobs, lambda text: print(f"plugback: {text}", file=sys.stderr))
     print(f"Removed job '{args.name}'. Its backups stay where they are.")
     return EXIT_OK
@@ -297,7 +312,7 @@ def cmd_job_adopt(args) -> int:
             print("Nothing changed.")
             return EXIT_FAILURE
     check_unchanged(read_facts(target.set_path), facts.set_id)
-    update_config(_paths().config_file, lambda cfg: bind_on(cfg, job.name, facts.set_id, target.drive_id))
+    _update(lambda cfg: bind_on(cfg, job.name, facts.set_id, target.drive_id))
     print(f"'{job.name}' now backs up into that set. Run it with 'plugback job run \"{job.name}\"'.")
     return EXIT_OK
 
@@ -319,7 +334,7 @@ def cmd_job_run(args) -> int:
         print(f"plugback: {last['error']}", file=sys.stderr)
     elif last:
         print(run_summary(job.name, last.get("snapshot_id"), last))
-    return EXIT_BY_STATUS.get(last.get("status", ""), EXIT_FAILURE)
+    return exit_code(last.get("status", ""))
 
 
 def _follow(name: str) -> dict:
@@ -344,7 +359,7 @@ def _bind_in_config(name: str, set_id: str, drive_id: str | None = None) -> None
     """Keep the set a run made (or owns from before set ids) as the job's set_id in config.json."""
     from core.agent.rotation import bind_on
 
-    update_config(_paths().config_file, lambda cfg: bind_on(cfg, name, set_id, drive_id))
+    _update(lambda cfg: bind_on(cfg, name, set_id, drive_id))
 
 
 def _run_in_process(job: Job, cfg: Config, *, rehash: bool = False) -> int:
@@ -374,7 +389,7 @@ def _run_in_process(job: Job, cfg: Config, *, rehash: bool = False) -> int:
     print(run_summary(job.name, outcome.snapshot_id, vars(outcome)))
     if outcome.flushed and outcome.target.mount:
         print("The drive is safe to unplug.")
-    return EXIT_BY_STATUS.get(outcome.status, EXIT_FAILURE)
+    return exit_code(outcome.status)
 
 
 # -- status -------------------------------------------------------------------------------------

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
-from core.agent.config import Paths
 from core.cli import remote_cmds
 from core.cli.render import (
     JsonArray,
@@ -20,15 +20,14 @@ from core.cli.render import (
     prompt_secret,
     warn,
 )
-from core.engine.backup import BackupOptions, check_sources
 from core.engine.manifest import DIR, FILE, LINK, Entry, sort_key
-from core.engine.progress import Clock
-from core.engine.repo import BackupSet
-from core.engine.restore import CONFLICTS, RestoreOptions, restore
-from core.engine.retention import RetentionPolicy, forget
-from core.engine.space import backup_with_room
-from core.engine.verify import VerifyOptions, verify
 from core.errors import EXIT_DAMAGE, EXIT_OK, EXIT_WARNINGS, DiskFull, UsageError
+
+if TYPE_CHECKING:
+    from core.engine.repo import BackupSet
+
+# The engine's modules are imported by the command that uses them (issue #11): `plugback snapshots`
+# need not load the restore, verify and backup engines, nor `plugback backup` the agent's.
 
 RESTORE_WAIT = 3600.0   # seconds `plugback restore` waits for a backup of the same set (--wait)
 
@@ -117,7 +116,7 @@ def _register_restore(sub) -> None:
     p.add_argument("--path", action="append", default=[], metavar="P",
                    help="restore only this file or folder (repeatable), e.g. Documents/report.txt")
     # The same default as the window: nothing already there is lost, and the restored version is written.
-    p.add_argument("--on-conflict", choices=CONFLICTS, default="keep-both",
+    p.add_argument("--on-conflict", type=_on_conflict, default="keep-both", metavar="WHAT",
                    help="when a file already exists: keep-both (default: the restored copy gets a new "
                         "name, \"name (restored).ext\"), skip, or overwrite")
     p.add_argument("--wait", type=float, default=RESTORE_WAIT, metavar="SECONDS",
@@ -126,6 +125,15 @@ def _register_restore(sub) -> None:
     p.add_argument("--json", action="store_true")
     add_unlock_options(p)
     p.set_defaults(func=cmd_restore)
+
+
+def _on_conflict(text: str) -> str:
+    """``--on-conflict``'s check, against the restore engine's own spellings (loaded only when given)."""
+    from core.engine.restore import CONFLICTS
+
+    if text not in CONFLICTS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(CONFLICTS)})")
+    return text
 
 
 def _register_verify(sub) -> None:
@@ -155,6 +163,10 @@ def _register_forget(sub) -> None:
 def _backup_set(args) -> tuple[BackupSet, str | None]:
     """The set ``--to`` names, opened, or created (encrypted with ``--encrypt``) when new:
     (the set, the new set's passphrase or None). A remote set is always encrypted."""
+    from core.engine.backup import check_sources
+    from core.engine.progress import Clock
+    from core.engine.repo import BackupSet
+
     if remote_cmds.is_remote(args.to):
         if args.make_room:
             raise UsageError("--make-room is for sets on a drive; a remote set is thinned with "
@@ -175,7 +187,10 @@ def _backup_set(args) -> tuple[BackupSet, str | None]:
 
 
 def cmd_backup(args) -> int:
-    from core.agent.jobs import engine_cache  # (the agent's modules load only when used)
+    from core.agent.config import Paths
+    from core.agent.jobs import engine_cache
+    from core.engine.backup import BackupOptions
+    from core.engine.space import backup_with_room
 
     bset, passphrase = _backup_set(args)
     bar = ProgressBar(enabled=None if not args.json else False)
@@ -245,6 +260,8 @@ def _room_hint(root: Path, made_room: bool) -> str:
 
 def open_set(args) -> BackupSet:
     """The set SET names, opened: a folder, or a remote set (which reads like one)."""
+    from core.engine.repo import BackupSet
+
     if remote_cmds.is_remote(args.set):
         return remote_cmds.open_remote(args.set, unlocker_from(args))   # type: ignore[return-value]
     return BackupSet.open(args.set, unlocker_from(args))
@@ -363,6 +380,8 @@ def _waiting(bset: BackupSet):
 
 
 def cmd_restore(args) -> int:
+    from core.engine.restore import RestoreOptions, restore
+
     if args.wait < 0:
         raise UsageError("--wait takes a number of seconds, 0 or more.")
     bset = open_set(args)
@@ -396,6 +415,8 @@ def cmd_restore(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from core.engine.verify import VerifyOptions, verify
+
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
         bset = open_set(args)
@@ -419,6 +440,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_forget(args) -> int:
+    from core.engine.retention import RetentionPolicy, forget
+
     policy = RetentionPolicy(last=args.keep_last, hourly=args.keep_hourly, daily=args.keep_daily,
                              weekly=args.keep_weekly, monthly=args.keep_monthly,
                              within_hours=args.keep_within_hours)

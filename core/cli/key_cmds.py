@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING
 from core.cli import remote_cmds
 from core.cli.backup_cmds import add_unlock_options, unlocker_from
 from core.cli.render import ask_new_passphrase, warn
-from core.engine.lock import SetLock
-from core.engine.progress import Clock
-from core.engine.repo import BackupSet
 from core.errors import EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from core.engine.crypto import SetKeys
+    from core.engine.repo import BackupSet
 
 
 def register(sub) -> None:
@@ -38,6 +36,8 @@ def register(sub) -> None:
 
 
 def _open_encrypted(args) -> tuple[BackupSet, SetKeys]:
+    from core.engine.repo import BackupSet  # (the engine loads only when a command runs)
+
     if remote_cmds.is_remote(args.set):   # a remote set is always encrypted
         rset = remote_cmds.open_remote(args.set, unlocker_from(args))
         return rset, rset.keys   # type: ignore[return-value]  # reads and writes its meta like a BackupSet
@@ -77,6 +77,9 @@ def cmd_passwd(args) -> int:
 
 def _writer_lock(args, bset):
     """The set's lock for rewriting plugback.json: its lock file, or a remote set's lock blob."""
+    from core.engine.lock import SetLock
+    from core.engine.progress import Clock
+
     if remote_cmds.is_remote(args.set):
         from core.engine.storage.lock import RemoteLock
 

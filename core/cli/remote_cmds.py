@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.engine.storage.rclone import is_remote_spec
-
 if TYPE_CHECKING:
     from core.engine.remote.rset import RemoteSet
+
+#: core.engine.storage.rclone.PREFIX, spelled here so that a command on a folder does not load the
+#: storage package (http.client, ssl: ~0.1 s, issue #11); tests/core/cli/test_lazy_imports.py keeps them equal.
+REMOTE_PREFIX = "rclone:"
 
 
 def is_remote(spec: object) -> bool:
     """Whether a SET argument names a remote set."""
-    return isinstance(spec, str) and is_remote_spec(spec)
+    return isinstance(spec, str) and spec.startswith(REMOTE_PREFIX)
 
 
 def open_remote(spec: str, unlock) -> "RemoteSet":

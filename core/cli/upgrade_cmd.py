@@ -5,9 +5,6 @@ from __future__ import annotations
 import sys
 
 from core.cli.backup_cmds import add_unlock_options, unlocker_from
-from core.engine.layout import SET_VERSION
-from core.engine.repo import BackupSet
-from core.engine.upgrade import check_upgradable, upgrade
 from core.errors import EXIT_OK, EXIT_USAGE
 
 WARNING = ("Format {new} stores older versions of big files (16 MiB and more) as chunks, so a small change "
@@ -27,6 +24,10 @@ def register(sub) -> None:
 
 
 def cmd_upgrade(args) -> int:
+    from core.engine.layout import SET_VERSION
+    from core.engine.repo import BackupSet
+    from core.engine.upgrade import check_upgradable, upgrade
+
     bset = BackupSet.open(args.set, unlocker_from(args))
     check_upgradable(bset)   # a clear refusal before any question
     print("plugback: " + WARNING.format(new=SET_VERSION, old=bset.version), file=sys.stderr)

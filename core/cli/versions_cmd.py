@@ -6,7 +6,6 @@ from datetime import datetime
 
 from core.cli.backup_cmds import add_unlock_options, open_set
 from core.cli.render import human_size, print_json
-from core.engine.versions import versions
 from core.errors import EXIT_OK
 
 
@@ -23,6 +22,8 @@ def register(sub) -> None:
 
 
 def cmd_versions(args) -> int:
+    from core.engine.versions import versions
+
     found = versions(open_set(args), args.path)
     if args.json:
         print_json([v.to_dict() for v in found])

@@ -127,25 +127,29 @@ class _Folder:
                 pass
         return _unreadable(err)
 
-    def open_file(self, name: str, full: str) -> tuple[int, int]:
-        """A read descriptor of the regular file ``name`` in this folder (``full``: its path, for messages),
-        and its size."""
+    def path_of(self, name: str) -> str:
+        """The path of ``name`` in this folder (for messages, and where there is no ``openat``)."""
+        rel = f"{self.name}/{name}" if self.name else name
+        return self.latest + (rel if os.sep == "/" else rel.replace("/", os.sep))
+
+    def open_file(self, name: str) -> tuple[int, int]:
+        """A read descriptor of the regular file ``name`` in this folder, and its size."""
         if self.error is not None:
             raise self.error
-        where = name if self.fd is not None else _long(full)
+        where = name if self.fd is not None else _long(self.path_of(name))
         try:
             mode = os.stat(where, follow_symlinks=False, dir_fd=self.fd).st_mode
             if not stat.S_ISREG(mode):
-                raise _damaged(full, f"it is {_kind(mode)}, not a regular file")
+                raise _damaged(self.path_of(name), f"it is {_kind(mode)}, not a regular file")
             fd = os.open(where, _READ | _NOFOLLOW | _NONBLOCK, dir_fd=self.fd)
         except OSError as err:
             if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):
-                raise _damaged(full, "it is a symbolic link") from None
+                raise _damaged(self.path_of(name), "it is a symbolic link") from None
             raise _unreadable(err) from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):   # swapped between the check and the open
             os.close(fd)
-            raise _damaged(full, f"it is {_kind(st.st_mode)}, not a regular file")
+            raise _damaged(self.path_of(name), f"it is {_kind(st.st_mode)}, not a regular file")
         return fd, st.st_size
 
     def close(self) -> None:
@@ -163,6 +167,8 @@ def _long(path: str) -> str:
 
 
 _READV = getattr(os, "readv", None)
+# Linux (as fs.drop_cache: not on Windows or macOS; written so mypy sees it for each platform)
+_DROPS = sys.platform != "win32" and sys.platform != "darwin" and hasattr(os, "posix_fadvise")
 
 
 def _read(fd: int, digest, buf: memoryview, stated: int) -> int:
@@ -170,8 +176,7 @@ def _read(fd: int, digest, buf: memoryview, stated: int) -> int:
 
     ``stated``: its size by ``fstat``; a short read that reaches it is taken as the end (no
     second read to see 0 bytes: one system call less per small file)."""
-    # Linux (as fs.drop_cache: not on Windows or macOS; written so mypy sees it for each platform)
-    if sys.platform != "win32" and sys.platform != "darwin" and hasattr(os, "posix_fadvise"):
+    if sys.platform != "win32" and sys.platform != "darwin" and _DROPS:
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError:
@@ -212,14 +217,13 @@ class Checker:
     def _one(self, mirror: str, parts: int, size: int, sha: str) -> None:
         folder, _, name = mirror.rpartition("/")
         self.folder.enter(folder)
-        full = self.latest + (mirror if os.sep == "/" else mirror.replace("/", os.sep))
-        names = [f"{name}.{i:03d}" for i in range(1, parts + 1)] if parts else [name]
+        names = [f"{name}.{i:03d}" for i in range(1, parts + 1)] if parts else (name,)
         if parts:
             self._part_sizes(names, folder, size)
         digest = hashlib.sha256()
         got = 0
         for n in names:
-            fd, stated = self.folder.open_file(n, full if not parts else f"{full}.{n.rpartition('.')[2]}")
+            fd, stated = self.folder.open_file(n)
             try:
                 got += _read(fd, digest, self.buf, stated)
             except OSError as err:
@@ -231,7 +235,7 @@ class Checker:
         if digest.hexdigest() != sha:
             raise _Bad(MISMATCH)
 
-    def _part_sizes(self, names: list[str], folder: str, size: int) -> None:
+    def _part_sizes(self, names: list[str] | tuple[str], folder: str, size: int) -> None:
         """A split file: every part there, and their sizes adding up (``verify._structure_problem``)."""
         if self.folder.error is not None:
             raise self.folder.error
@@ -391,11 +395,11 @@ class HashPool:
         answers: dict[int, list[Problem]] = {}
         try:
             for tag, batch in enumerate(batches):
+                pending.append((tag, batch))   # first: if a worker ends while this one waits, it is still checked
                 conn = min(self._conns, key=load.__getitem__)
                 while load[conn] >= DEPTH:
                     self._receive(wait(self._conns), load, answers)
                     conn = min(self._conns, key=load.__getitem__)
-                pending.append((tag, batch))
                 conn.send((tag, batch))
                 load[conn] += 1
                 while pending and pending[0][0] in answers:

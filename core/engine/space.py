@@ -13,6 +13,9 @@ anything is written:
    records) cost nothing either. A margin covers the manifest, ``Latest.sha256``, the
    journal and new folders. Identical content stored once is not known before reading,
    so the estimate can only be too high, never too low, for the files it sees.
+   No estimate at all when the drive has room for twice a fresh copy of the newest snapshot
+   (:func:`_quick_fit`) or, for a first backup, twice all that the sources' volumes hold
+   (:func:`_fresh_fit`, issue #11: no walk of every file before the run's own).
 2. **Thin** (:func:`core.engine.retention.make_room`): when it does not fit, the oldest
    snapshots go, never the newest, and what only they needed is pruned; planned first,
    so when even that cannot make room nothing is removed.
@@ -65,6 +68,7 @@ from core.errors import DiskFull, DriveFull, ManifestDamaged, PlugbackError
 MARGIN_FIXED = 1 << 20     # the set's small files, a checkpoint, rounding
 MARGIN_PER_ENTRY = 200     # plus the path: its manifest line (gzip'd) and its Latest.sha256 line
 MARGIN_PER_COPY = 300      # plus twice the path: its journal record
+MARGIN_PATH = 1024         # a first backup's room check without counting (_fresh_fit): a path's bytes, at most on average
 RETRY_SLACK = 1 / 8        # after ENOSPC mid-run the estimate proved low: ask for this much more
 RETRY_SLACK_MIN = 4 << 20
 CANCEL_EVERY = 1000        # entries between cancel checks while estimating
@@ -242,6 +246,50 @@ def _quick_fit(bset: BackupSet, free: int) -> bool:
     return free >= 2 * worst
 
 
+def _fresh_fit(bset: BackupSet, sources: Sequence[str], free: int) -> bool:
+    """A first backup (no snapshot to compare with) on a drive with plenty of room: room for twice
+    all that the sources' volumes hold (their used bytes and used inodes, each file rounded up to a
+    block of the drive, with its margins), so the estimate's walk of every file is not needed (issue
+    #11: it was a second walk before the copy). Only where the volumes count their inodes (not
+    btrfs, not Windows: then the estimate counts); volumes mounted inside a source count too.
+
+    An upper bound for files as they take room on their own volume; a sparse file, a clone
+    (APFS) or a hard link takes more in the set than on its volume, which the factor 2 covers
+    within reason; beyond it ENOSPC mid-run is handled as for a source that grew (module docstring)."""
+    if bset.newest_id() is not None:
+        return False
+    try:
+        volumes = _source_volumes(sources)
+    except OSError:
+        return False
+    if not volumes or any(v.f_files == 0 for v in volumes):
+        return False
+    block = block_size(bset.layout.root)
+    per_entry = stored_size(1, bset.encrypted, block) + MARGIN_PER_ENTRY + MARGIN_PER_COPY + 3 * MARGIN_PATH
+    worst = MARGIN_FIXED
+    for v in volumes:
+        worst += (stored_size((v.f_blocks - v.f_bfree) * v.f_frsize, bset.encrypted, block)
+                  + (v.f_files - v.f_ffree) * per_entry)
+    return free >= 2 * worst
+
+
+def _source_volumes(sources: Sequence[str]) -> list:
+    """``statvfs`` of each volume a backup of ``sources`` reads: theirs, and those mounted inside them
+    (none on Windows: no inode counts there)."""
+    if sys.platform == "win32":
+        return []
+    import psutil  # (only a first backup asks)
+
+    roots = [os.path.realpath(os.path.abspath(os.path.expanduser(str(s)))) for s in sources]
+    paths = set(roots)
+    inside = tuple(r.rstrip(os.sep) + os.sep for r in roots)
+    for part in psutil.disk_partitions(all=True):   # (by name: no volume outside the sources is touched)
+        if part.mountpoint.startswith(inside):
+            paths.add(part.mountpoint)
+    by_device = {os.stat(p).st_dev: p for p in paths}
+    return [os.statvfs(p) for p in by_device.values()]
+
+
 def _tmp_bytes(tmp: Path) -> int:
     """What an interrupted run left in ``tmp/`` (cleared when the run starts)."""
     total = 0
@@ -264,7 +312,7 @@ def ensure_room(bset: BackupSet, sources: Sequence[str], options: BackupOptions,
     if free is None:
         return
     free += _tmp_bytes(bset.layout.tmp)
-    if not slack and _quick_fit(bset, free):
+    if not slack and (_quick_fit(bset, free) or _fresh_fit(bset, sources, free)):
         return
     need = estimate(bset, sources, options.excludes, options.cancel, options.progress,
                     None if options.rehash else options.changes)

@@ -28,11 +28,12 @@ _FILE_KEY = b'","type":"f"'
 
 
 def sums_line(sha256: str, mirror_path: str) -> bytes:
-    name = os.fsencode(mirror_path)
-    if b"\\" in name or b"\n" in name:
-        name = name.replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
+    """A file's line, escaped as GNU sha256sum does (checked on the text: no byte of another
+    character's UTF-8 is a backslash or a newline). One encode for the whole line (issue #11)."""
+    if "\\" in mirror_path or "\n" in mirror_path:
+        name = os.fsencode(mirror_path).replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
         return b"\\" + sha256.encode() + b"  " + name + b"\n"
-    return sha256.encode() + b"  " + name + b"\n"
+    return os.fsencode(f"{sha256}  {mirror_path}\n")
 
 
 class LatestSums:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, cast
 
-from core.engine import scratch, verify_latest
+from core.engine import rawlines, scratch, verify_latest
 from core.engine.chunks import ChunkPaths
 from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
@@ -122,7 +122,8 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     Memory stays flat in the file count (issue #11): every manifest streams once into
     a scratch table of distinct contents (core/engine/scratch.py), whose checks then
     stream through a bounded pool; plain sets then check each file of the newest
-    snapshot at its place in ``Latest/`` (its manifest read once more).
+    snapshot at its place in ``Latest/`` (its manifest read once more, as lines). Snapshots
+    with the newest's entry lines are decoded once (core/engine/rawlines.py).
     """
     options = options or VerifyOptions()
     result = VerifyResult()
@@ -136,7 +137,10 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
         latest = newest if newest is not None and not bset.encrypted and not result.notices else None
         files, size = contents.totals()
         tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))
-        _run_checks(bset, contents.checks(latest[1] if latest else None), options, result, tally)
+        index = ObjectIndex(bset.layout.objects)
+        _run_checks(bset, contents.checks(latest[1] if latest else None, index), options, result, tally, index)
+        tally.files_done += contents.skipped[0]
+        tally.bytes_done += contents.skipped[1]
         if latest and early is not None and early.found.sid == latest[0]:
             early.finish(options, result, tally)
         elif latest and early is not None:
@@ -151,6 +155,7 @@ class _Contents:
     each with where it was first seen, how often, and the last manifest that holds it."""
 
     def __init__(self):
+        self.skipped = [0, 0]
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
                         "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER)")
@@ -177,7 +182,7 @@ class _Contents:
             for batch in scratch.batches(rows()):
                 self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored) "
                                     "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
-                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = excluded.last",
+                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = max(last, excluded.last)",
                                     batch)
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -185,25 +190,38 @@ class _Contents:
         self.db.execute("COMMIT")
         return count["files"], count["bytes"]
 
+    def add_holders(self, index: int, more: int, last: int) -> None:
+        """``more`` manifests, the last of them number ``last``, hold exactly the files of manifest
+        number ``index``, just added (rawlines.same_as_newest): counted without decoding them."""
+        self.db.execute("UPDATE content SET n = n + ?, last = ? WHERE last = ?", (more, last, index))
+
     def totals(self) -> tuple[int, int]:
         files, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM content").fetchone()
         return files, size
 
-    def checks(self, newest: int | None) -> Iterator[_Check]:
+    def checks(self, newest: int | None, index: ObjectIndex) -> Iterator[_Check]:
         """One check per distinct content, in the order first seen (a page of rows at a time).
 
         Content the ``newest`` manifest holds (given when ``Latest/`` is checked file by
         file) is checked here only where it has a copy in ``objects/``: its place in
-        ``Latest/`` is the newest manifest's, which the Latest/ checks read.
+        ``Latest/`` is the newest manifest's, which the Latest/ checks read. Where the
+        listing of ``objects/`` (``index``) shows none, it is only counted in
+        :attr:`skipped` (files, bytes): most of the newest snapshot's files, for which
+        nothing is built.
         """
         last = 0
+        self.skipped = [0, 0]
         while True:
-            rows = self.db.execute("SELECT seq, parts, sha, size, obj, path, sid, n, last, stored FROM content "
+            rows = self.db.execute("SELECT seq, name, parts, sha, size, obj, path, sid, n, last, stored FROM content "
                                    "WHERE seq > ? ORDER BY seq LIMIT ?", (last, AHEAD)).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _seq, parts, sha, size, obj, path, sid, n, holder, stored in rows:
+            for _seq, name, parts, sha, size, obj, path, sid, n, holder, stored in rows:
+                if holder == newest and not index.may_hold(bytes(name).hex()):
+                    self.skipped[0] += 1
+                    self.skipped[1] += size
+                    continue
                 e = Entry(scratch.path_of(path), FILE, size=size, sha256=bytes(sha).hex(), parts=parts,
                           obj=obj and bytes(obj).hex(), stored=stored)
                 label = f"{e.path} ({sid})" + (f" and {n - 1} more" if n > 1 else "")
@@ -219,9 +237,19 @@ class _Contents:
 def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
                     cancel: CancelToken | None = None) -> tuple | None:
     """Stream every manifest into ``contents``; damaged ones go to ``result``. The newest intact
-    snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None."""
-    newest = None
-    for index, sid in enumerate(bset.snapshot_ids()):
+    snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None.
+
+    Snapshots whose entry lines are the newest's, byte for byte (no-change backups), are
+    decoded once, at the first of them; the others count as holders of the same contents
+    (core/engine/rawlines.py). Should that decoding find damage, each is decoded as usual."""
+    ids = bset.snapshot_ids()
+    same = rawlines.same_as_newest(bset, ids, cancel)
+    newest, counted = None, None
+    for index, sid in enumerate(ids):
+        if counted is not None and index in same:
+            result.snapshots += 1
+            newest = (sid, index, *counted)
+            continue
         try:
             with bset.open_manifest(sid) as reader:
                 files, size = contents.add_manifest(bset, sid, index, reader, cancel)
@@ -229,7 +257,12 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
             raise
         except PlugbackError as err:
             result.damaged.append((f"snapshots/{sid}", str(err)))
+            if index in same:
+                same = set()   # its copies hold the same damage: each is decoded, and named
             continue
+        if index in same:
+            contents.add_holders(index, len(same) - 1, max(same))
+            counted = files, size
         result.snapshots += 1
         newest = (sid, index, files, size)
     return newest
@@ -262,10 +295,10 @@ class _Tally:
 
 
 def _run_checks(bset: BackupSet, checks: Iterable[_Check], options: VerifyOptions, result: VerifyResult,
-                tally: _Tally) -> None:
-    """Run ``checks`` (label, entry, paths), a bounded number at a time."""
-
-    index = ObjectIndex(bset.layout.objects)
+                tally: _Tally, index: ObjectIndex | None = None) -> None:
+    """Run ``checks`` (label, entry, paths), a bounded number at a time (``index``: what
+    ``objects/`` holds, as listed)."""
+    index = index or ObjectIndex(bset.layout.objects)
 
     def run(check: _Check):
         label, e, paths = check

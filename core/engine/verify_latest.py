@@ -5,10 +5,11 @@ A plain set's newest snapshot is checked file by file at its place in ``Latest/`
 hashed by worker processes (core/engine/readpool.py), and that starts at once, for the
 newest snapshot as listed, in a thread of its own: the main thread meanwhile streams
 every manifest into the scratch table and checks the contents kept in ``objects/``.
-The newest snapshot is only known to be the newest *intact* one when its manifest has
-been read to its checked end; if it turns out otherwise (damaged, or an interrupted
-backup's journal), what was found is dropped and ``Latest/`` is checked again against
-the snapshot that is.
+The files to read come from the manifest's lines with only the checks the reads need
+(``rawlines.file_items``): the newest snapshot is only known to be the newest *intact*
+one when the main thread has decoded it, or one with the same lines, to its checked end;
+if it turns out otherwise (damaged, or an interrupted backup's journal), what was found
+is dropped and ``Latest/`` is checked again against the snapshot that is.
 
 The report is the one the checks in one thread give: the same reasons (readpool words
 them as ``verify.check_entry`` does), the ``Latest/`` findings after those of
@@ -23,10 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
-from core.engine.layout import LATEST_DIR, check_relative
-from core.engine.manifest import FILE
+from core.engine import rawlines
 from core.engine.progress import Progress
-from core.engine.readpool import THREADS, HashPool, Item
+from core.engine.readpool import THREADS, HashPool
 from core.engine.window import batches
 from core.errors import PlugbackError
 
@@ -51,18 +51,10 @@ class Found:
     error: BaseException | None = None
 
 
-def _items(bset: "BackupSet", sid: str) -> Iterator[Item]:
-    with bset.open_manifest(sid) as reader:
-        for e in reader:
-            if e.type == FILE:
-                check_relative(e.mirror_path, LATEST_DIR)   # (as layout.latest_file does)
-                yield e.mirror_path, e.parts, e.size, e.sha256 or ""
-
-
 def check_latest(bset: "BackupSet", sid: str, pool: HashPool, options: "VerifyOptions", found: Found,
                  stop: threading.Event | None = None) -> None:
     """Check every file of snapshot ``sid`` in ``Latest/`` with ``pool``, into ``found``."""
-    answers = pool.map(batches(_items(bset, sid), POOL_BATCH))
+    answers = pool.map(batches(rawlines.file_items(bset, sid), POOL_BATCH))
     try:
         for batch, problems in answers:
             if stop is not None and stop.is_set():

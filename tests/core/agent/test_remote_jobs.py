@@ -221,10 +221,18 @@ def test_without_rclone_the_window_says_what_to_install(paths, monkeypatch):
 # -- the Restore page (IPC snapshots, ls, search, versions, restore) -------------------------------
 
 def rcds() -> list:
-    """The ``rclone rcd`` processes this test process started and has not stopped."""
+    """The ``rclone rcd`` processes this test process started and has not stopped (one that has
+    exited but is not yet reaped — a zombie — has stopped)."""
     import psutil
 
-    return [p for p in psutil.Process().children(recursive=True) if "rcd" in p.cmdline()]
+    running = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "rcd" in p.cmdline():
+                running.append(p)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return running
 
 
 def test_the_restore_page_browses_and_restores_a_remote_job(world, agent_on_clock, src, tmp_path):

@@ -233,6 +233,30 @@ def test_the_pool_answers_in_order_and_ends_its_workers(tmp_path):
         assert not w.is_running() or w.status() == psutil.STATUS_ZOMBIE
 
 
+def test_a_batch_waiting_for_a_worker_that_ends_is_still_checked(tmp_path):
+    """A fault, made likely: the one worker is killed while it is busy (each batch is a 64 MiB
+    file), so the next batch finds it gone while waiting for room. That batch was once lost:
+    verify would have reported the files in it as checked."""
+    size = 64 << 20
+    latest = tmp_path / "Latest"
+    latest.mkdir()
+    digest = hashlib.sha256(bytes(size)).hexdigest()
+    batches = []
+    for i in range(10):
+        with open(latest / f"big{i}", "wb") as f:
+            f.truncate(size)   # sparse: no disk, the same bytes (zeros) to hash
+        batches.append([(f"big{i}", 0, size, digest)])
+    batches[9] = [("big9", 0, size, "0" * 64)]   # the last batch has a finding: it must be reported
+    with readpool.HashPool(str(latest), 1) as pool:
+        answers = pool.map(batches)
+        out = [next(answers)]
+        psutil.Process().children()[0].kill()
+        out += list(answers)
+    assert [b for b, _ in out] == batches
+    assert [p for _, p in out if p] == [[(0, readpool.MISMATCH)]]
+    assert not psutil.Process().children()
+
+
 def test_a_worker_that_ends_is_replaced_by_threads(tmp_path):
     """A fault: a worker process is killed while it has batches; every batch is still answered, in order."""
     latest = make_tree(tmp_path / "Latest", {f"d{i % 5}/f{i}": str(i).encode() for i in range(60)})

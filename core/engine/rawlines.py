@@ -1,0 +1,92 @@
+"""Which snapshots list exactly the newest snapshot's entries, found without decoding them (issue #11).
+
+``verify`` streams every manifest into a table of distinct contents; decoding a manifest
+(JSON, the checks of every field, an ``Entry`` per line) is most of that work, ~0.7 s per
+100,000 entries. A no-change backup writes a manifest whose entry lines are byte for byte
+the parent's (only its header differs), so a set backed up daily holds many manifests with
+the same lines. Here each one whose header totals equal the newest's is read as text
+(``ManifestReader.raw_blocks``: gunzipped, the hash and count of every byte before the
+trailer checked against the trailer, nothing parsed) and the SHA-256 of its entry lines
+compared with the newest's.
+
+Lines equal to the newest's are as valid as the newest's: the caller decodes one member
+of the group in full (every entry checked as always) and counts the others as holders of
+the same contents. Reading raw lines is safe on a hostile drive: the text is bounded
+(``MAX_MANIFEST_TEXT``, the line length) and only hashed. A manifest that cannot be read
+this way is simply not in the group: decoding it in full names its damage as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Iterator
+
+from core.engine.layout import LATEST_DIR, check_relative
+from core.engine.manifest import FILE, MAX_PARTS
+from core.engine.progress import CancelToken
+from core.engine.readpool import Item
+from core.errors import Cancelled, ManifestDamaged, PlugbackError
+
+if TYPE_CHECKING:
+    from core.engine.repo import BackupSet
+
+
+def lines_digest(bset: "BackupSet", sid: str) -> str:
+    """The SHA-256 of snapshot ``sid``'s entry lines (header and trailer excluded), read as text;
+    ManifestDamaged (a PlugbackError) if its trailer does not match them."""
+    digest = hashlib.sha256()
+    with bset.open_manifest(sid) as reader:
+        for block in reader.raw_blocks():
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def same_as_newest(bset: "BackupSet", ids: list[str], cancel: CancelToken | None = None) -> set[int]:
+    """The indexes in ``ids`` of the snapshots whose entry lines equal the last one's, the last
+    one included; empty when no other snapshot does (or the last one cannot be read as text)."""
+    if len(ids) < 2:
+        return set()
+    try:
+        totals = bset.header(ids[-1]).totals
+        newest = lines_digest(bset, ids[-1])
+    except (PlugbackError, OSError):
+        return set()   # damaged or unreadable: decoding it names why
+    same = {len(ids) - 1}
+    for index, sid in enumerate(ids[:-1]):
+        if cancel is not None:
+            cancel.check()
+        try:
+            if bset.header(sid).totals == totals and lines_digest(bset, sid) == newest:
+                same.add(index)
+        except Cancelled:
+            raise
+        except (PlugbackError, OSError):
+            continue   # not in the group: decoding it names its damage
+    return same if len(same) > 1 else set()
+
+
+def file_items(bset: "BackupSet", sid: str) -> Iterator[Item]:
+    """Snapshot ``sid``'s files as ``Latest/`` checks (mirror path, parts, size, SHA-256), read from
+    its lines with only the checks the reads need (a path inside ``Latest/``, bounded parts).
+
+    For the ``Latest/`` checks that start before the manifest is known intact (verify_latest):
+    what they find is used only once ``sid`` has been decoded in full, or shown to hold the
+    lines of a snapshot that was. Anything else wrong with a line ends the iteration
+    (ManifestDamaged), and so does a trailer that does not match."""
+    with bset.open_manifest(sid) as reader:
+        for block in reader.raw_blocks():
+            try:
+                objs = json.loads(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+            except (ValueError, RecursionError):
+                raise ManifestDamaged(path=reader.name, reason="a line is not valid JSON") from None
+            for d in objs:
+                if type(d) is not dict or d.get("type") != FILE:
+                    continue
+                mirror, parts, size, sha = d.get("mirror") or d.get("path"), d.get("parts") or 0, \
+                    d.get("size") or 0, d.get("sha256")
+                if type(mirror) is not str or type(parts) is not int or not 0 <= parts <= MAX_PARTS \
+                        or type(size) is not int or type(sha) is not str:
+                    raise ManifestDamaged(path=reader.name, reason="a file's entry is invalid")
+                check_relative(mirror, LATEST_DIR)   # (as layout.latest_file does)
+                yield mirror, parts, size, sha
