@@ -14,7 +14,6 @@ import itertools
 import ntpath
 import os
 import secrets
-import stat
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from core.engine import winattrs
-from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path, real_path
+from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, WINDOWS_PATHS, Entry, Manifest, sort_key
 from core.engine.objindex import ObjectIndex
@@ -38,6 +37,7 @@ from core.engine.progress import (
 )
 from core.engine.repo import BackupSet
 from core.engine.restore_dirs import DirSpool as _DirSpool
+from core.engine.restore_dirs import Folders as _Folders
 from core.engine.restore_names import RestoreNamer
 from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
 
@@ -159,11 +159,13 @@ class RestoreResult:
 
 
 def check_safe(path: str) -> None:
-    """Refuse a manifest path that is not a plain relative path below the target."""
-    parts = path.split("/")
-    bad = (not path or path.startswith("/") or "\x00" in path
-           or any(p in ("", ".", "..") for p in parts)
-           or (WINDOWS_PATHS and ("\\" in path or ntpath.splitdrive(path)[0] or ":" in parts[0]))
+    """Refuse a manifest path that is not a plain relative path below the target.
+
+    No component may be empty, ``.`` or ``..``: read on the path with a '/' at each end
+    (no list of its components per entry: this runs twice for every restored entry)."""
+    framed = f"/{path}/"
+    bad = (not path or "//" in framed or "/./" in framed or "/../" in framed or "\x00" in path
+           or (WINDOWS_PATHS and ("\\" in path or ntpath.splitdrive(path)[0] or ":" in path.partition("/")[0]))
            or (os.sep != "/" and os.sep in path) or (os.altsep and os.altsep in path))
     if bad:
         raise UnsafePath(path=path)
@@ -189,11 +191,6 @@ def select(entries: Iterable[Entry], paths) -> Iterator[Entry]:
     """The entries at or below any of ``paths`` (all entries when ``paths`` is empty), as they come."""
     wanted = _wanted(paths)
     return (e for e in entries if _matches(e.path, wanted))
-
-
-def _within(path: str, root: str) -> bool:
-    rp, rr = real_path(path), real_path(root)
-    return rp == rr or rp.startswith(rr.rstrip(os.sep) + os.sep)
 
 
 def _kept_name(dest: str) -> str:
@@ -309,19 +306,28 @@ class _Restorer:
                  plan: _Plan):
         self.bset, self.roots, self.options, self.result, self.plan = bset, roots, options, result, plan
         self.folders = _Folders()
+        # Each root with one separator at its end: destinations are built by adding to it.
+        self.prefixes = {top: root if root.endswith(os.sep) else root + os.sep for top, root in roots.items()}
         self.names = RestoreNamer(roots, options.names, result.warnings)
         # (plain sets' newest snapshot: most of its files are in Latest/ only)
         self.objects = ObjectIndex(bset.layout.objects) if plan.newest and bset.keys is None else None
         self._done = {"files": 0, "bytes": 0}
         self._counting = threading.Lock()
 
-    def dest_of(self, e: Entry) -> tuple[str, str]:
-        """(the root it goes below, its destination path)."""
-        top, _, rest = e.path.partition("/")
+    def dest_of(self, path: str) -> tuple[str, str, str]:
+        """(the root it goes below, its folder, its destination path) of a checked manifest ``path``
+        (check_safe): strings added to the root's, no ``os.path`` call per file."""
+        top, _, rest = path.partition("/")
         root = self.roots.get(top)
         if root is None:   # not seen by the first pass: the manifest changed since
-            raise UnsafePath(path=e.path)
-        return root, os.path.join(root, *rest.split("/")) if rest else root
+            raise UnsafePath(path=path)
+        if not rest:
+            return root, os.path.dirname(root), root
+        if os.sep != "/":
+            rest = rest.replace("/", os.sep)
+        prefix = self.prefixes[top]
+        parent, sep, _ = rest.rpartition(os.sep)
+        return root, prefix + parent if sep else root, prefix + rest
 
     def restore_all(self, entries: Iterable[Entry], dirs: _DirSpool) -> None:
         """Folders and symlinks as they come, files by a pool with a bounded queue (flat memory).
@@ -336,7 +342,7 @@ class _Restorer:
             try:
                 for e in map(self.names.local, entries):
                     if e.type == DIR:
-                        root, dest = self.dest_of(e)
+                        root, _, dest = self.dest_of(e.path)
                         self.folders.ensure(dest, root)
                         dirs.add(e)
                     elif e.type == FILE:
@@ -365,8 +371,9 @@ class _Restorer:
 
     def _one(self, e: Entry):
         self.options.cancel.check()
-        root, dest = self.dest_of(e)
-        outcome, detail = _restore_file(self.bset, e, root, dest, self.options.on_conflict, self.folders,
+        root, folder, dest = self.dest_of(e.path)
+        fresh = self.folders.ensure(folder, root)
+        outcome, detail = _restore_file(self.bset, e, dest, _make_room(dest, self.options.on_conflict, fresh),
                                         self.plan.newest, self.objects)
         with self._counting:
             self._done["files"] += 1
@@ -379,9 +386,9 @@ class _Restorer:
         return e, outcome, detail, dest
 
     def link(self, e: Entry) -> None:
-        root, dest = self.dest_of(e)
-        self.folders.ensure(os.path.dirname(dest), root)
-        dest, outcome = _make_room(dest, self.options.on_conflict)
+        root, folder, dest = self.dest_of(e.path)
+        fresh = self.folders.ensure(folder, root)
+        dest, outcome = _make_room(dest, self.options.on_conflict, fresh)
         if outcome is RestoreOutcome.SKIPPED:
             self.result.count(e, outcome)
             return
@@ -403,7 +410,7 @@ class _Restorer:
         backwards): writing into a folder changes its time, and a folder made unreadable must be
         its contents' last."""
         for path, mode, mtime_ns, attrs in dirs.backwards():
-            _, dest = self.dest_of(Entry(path, DIR))
+            dest = self.dest_of(path)[2]
             try:
                 os.chmod(long_path(dest), mode & _FOLDER_BITS or 0o755)
                 os.utime(long_path(dest), ns=(mtime_ns, mtime_ns))
@@ -412,12 +419,14 @@ class _Restorer:
             winattrs.set_recorded(long_path(dest), attrs)
 
 
-def _make_room(dest: str, on_conflict: OnConflict) -> tuple[str, RestoreOutcome]:
+def _make_room(dest: str, on_conflict: OnConflict, fresh: bool = False) -> tuple[str, RestoreOutcome]:
     """Where to write, and how that ends, given what is at ``dest`` now.
 
-    DAMAGED here means a real folder is in the way (nothing is written).
+    DAMAGED here means a real folder is in the way (nothing is written). ``fresh``: ``dest``'s
+    folder was made by this restore (``Folders.ensure``), so nothing is there but what this
+    restore wrote, and a manifest names each path once: not looked up.
     """
-    if not os.path.lexists(long_path(dest)):   # (a long path unprefixed would look missing on Windows)
+    if fresh or not os.path.lexists(long_path(dest)):   # (a long path unprefixed would look missing on Windows)
         return dest, RestoreOutcome.RESTORED
     if on_conflict is OnConflict.SKIP:
         return dest, RestoreOutcome.SKIPPED
@@ -447,58 +456,12 @@ def _roots(m, target, tops) -> dict[str, str]:
     return out
 
 
-class _Folders:
-    """Makes restore folders, checking each once (not once per file) that it is a real folder
-    inside its root: ``realpath`` per file was a quarter of a restore's time.
-
-    Folders are made one level at a time below the root, each existing one checked
-    with ``lstat`` first: a symlink in the target is never walked through, not even
-    to make a folder (``makedirs`` would, before any containment check). The folders
-    checked last are remembered (a bounded number: entries come folder by folder, and
-    one checked again costs a few ``lstat`` calls, not memory per folder).
-    """
-
-    REMEMBERED = 4096
-
-    def __init__(self):
-        self._checked: dict[str, None] = {}   # oldest first: the first forgotten
-        self._lock = threading.Lock()
-
-    def ensure(self, dest: str, root: str) -> None:
-        if dest in self._checked:   # no lock to ask: a dict lookup is atomic
-            return
-        rel = os.path.relpath(dest, root)
-        folder = root
-        for name in ([] if rel == "." else rel.split(os.sep)):
-            folder = os.path.join(folder, name)
-            if folder not in self._checked:
-                _make_real_folder(folder)
-        if not _within(dest, root):
-            raise UnsafePath(path=dest)
-        with self._lock:
-            self._checked[dest] = None
-            if len(self._checked) > self.REMEMBERED:
-                del self._checked[next(iter(self._checked))]
-
-
-def _make_real_folder(path: str) -> None:
-    try:
-        os.mkdir(long_path(path))
-        return
-    except FileExistsError:
-        pass   # there already (or made by another worker a moment ago): check what it is
-    if not stat.S_ISDIR(os.lstat(long_path(path)).st_mode):
-        raise UsageError(f"{path} is in the way (a file or a symlink where a folder belongs). Move it "
-                         "away, or restore to another folder.")
-
-
-def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: OnConflict,
-                  folders: _Folders, of_newest: bool = False,
+def _restore_file(bset: BackupSet, e: Entry, wanted: str, room: tuple[str, RestoreOutcome], of_newest: bool = False,
                   index: ObjectIndex | None = None) -> tuple[RestoreOutcome, str]:
-    """Write one file through a temporary name, renamed into place only when its hash matches."""
-    folder = os.path.dirname(dest)
-    folders.ensure(folder, root)
-    dest, outcome = _make_room(dest, on_conflict)
+    """Write one file through a temporary name, renamed into place only when its hash matches.
+
+    ``room``: where it goes and how (:func:`_make_room` for ``wanted``, its folder made)."""
+    dest, outcome = room
     if outcome is RestoreOutcome.SKIPPED:
         return outcome, ""
     if outcome is RestoreOutcome.DAMAGED:
@@ -509,7 +472,7 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         return RestoreOutcome.DAMAGED, f"{err}; not restored"
     if not paths:
         return RestoreOutcome.DAMAGED, "its content is missing from the drive; not restored"
-    tmp = os.path.join(folder, f".plugback-restore-{_RUN}-{next(_COUNTER)}.part")
+    tmp = f"{wanted[:wanted.rfind(os.sep) + 1]}.plugback-restore-{_RUN}-{next(_COUNTER)}.part"   # beside it
     try:
         if not _write_checked(bset, e, paths, tmp):
             os.unlink(long_path(tmp))
@@ -540,7 +503,7 @@ def _content_paths(bset: BackupSet, e: Entry, of_newest: bool, index: ObjectInde
     when its listing says the content is not there: then the newest snapshot's file is its own
     copy in ``Latest/``, not looked at first (opening it finds it missing)."""
     if of_newest and index is not None and not e.parts and not index.may_hold(bset.object_name(e)):
-        return [bset.layout.latest_file(e.mirror_path)]
+        return [bset.layout.latest_name(e.mirror_path)]
     return bset.content_paths(e, of_newest=of_newest)
 
 
