@@ -249,11 +249,16 @@ def _restore(bset: BackupSet, target, options: RestoreOptions) -> RestoreResult:
 def _chosen(entries: Iterable[Entry], wanted: set[str]) -> Iterator[Entry]:
     """The second pass's entries to restore, each checked again (the file is read anew), up to
     the last one at or below a wanted path (the first pass checked the rest)."""
-    last = max((sort_key(w) for w in wanted), default=None)
+    if not wanted:   # everything: no path to match per entry
+        for e in entries:
+            check_safe(e.path)
+            yield e
+        return
+    last = max(sort_key(w) for w in wanted)
     for e in entries:
         if not _matches(e.path, wanted):
             key = sort_key(e.path)
-            if last is not None and key > last and key[:len(last)] != last:
+            if key > last and key[:len(last)] != last:
                 return   # past every wanted path: entries come sorted
             continue
         check_safe(e.path)
@@ -283,10 +288,11 @@ def _plan(bset: BackupSet, sid: str, paths) -> _Plan:
     with bset.open_manifest(sid) as reader:
         plan = _Plan(reader.manifest)
         for e in reader:
-            hits = _matches(e.path, wanted)
-            if not hits:
-                continue
-            found.update(hits)
+            if wanted:
+                hits = _matches(e.path, wanted)
+                if not hits:
+                    continue
+                found.update(hits)
             check_safe(e.path)
             plan.tops.add(e.path.partition("/")[0])
             if e.type == FILE:
