@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from core.engine import winattrs
 from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path
 from core.engine.lock import SetLock
-from core.engine.manifest import DIR, FILE, WINDOWS_PATHS, Entry, Manifest, sort_key
+from core.engine.manifest import DIR, FILE, WINDOWS_PATHS, Entry, Manifest
 from core.engine.objindex import ObjectIndex
 from core.engine.progress import (
     CancelToken,
@@ -39,6 +39,7 @@ from core.engine.repo import BackupSet
 from core.engine.restore_dirs import DirSpool as _DirSpool
 from core.engine.restore_dirs import Folders as _Folders
 from core.engine.restore_names import RestoreNamer
+from core.engine.restore_spool import EntrySpool
 from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
 
 _RUN = secrets.token_hex(4)
@@ -215,10 +216,11 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
     place", this computer's configured sources); a top folder missing from it is refused.
     ``target=None`` restores to the original source folders recorded in the snapshot.
 
-    Two passes over the manifest, memory flat in its size (issue #11): the first reads
-    it to its checked end (nothing is written for a damaged or unsafe manifest) and
-    counts what to restore; the second restores as entries come: folders, then each
-    file in parallel, symlinks in turn; folder modes and times come last.
+    One read of the manifest, memory flat in its size (issue #11): to its checked end
+    (nothing is written for a damaged or unsafe manifest), counting what to restore and
+    keeping the chosen entries aside locally (core/engine/restore_spool.py); then they
+    are restored from there as they come: folders, then each file in parallel, symlinks
+    in turn; folder modes and times come last.
     """
     options = options or RestoreOptions()
     # Before the first manifest is read: no prune may delete what this restore will read.
@@ -232,7 +234,12 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
 
 def _restore(bset: BackupSet, target, options: RestoreOptions) -> RestoreResult:
     sid = bset.resolve_id(options.snapshot)
-    plan = _plan(bset, sid, options.paths)
+    with EntrySpool() as chosen:
+        return _restore_chosen(bset, target, options, sid, chosen)
+
+
+def _restore_chosen(bset: BackupSet, target, options: RestoreOptions, sid: str, chosen: EntrySpool) -> RestoreResult:
+    plan = _plan(bset, sid, options.paths, chosen)
     plan.newest = sid == bset.newest_id()   # read intact above: its Latest/ copies are its content
     roots = _roots(plan.header, target, plan.tops)
     result = RestoreResult(sid, "(original folders)" if target is None else
@@ -240,29 +247,10 @@ def _restore(bset: BackupSet, target, options: RestoreOptions) -> RestoreResult:
     for root in roots.values():
         os.makedirs(root, exist_ok=True)
     run = _Restorer(bset, roots, options, result, plan)   # after: the roots' naming rules are probed
-    with bset.open_manifest(sid) as reader, _DirSpool() as dirs:
-        run.restore_all(_chosen(reader, _wanted(options.paths)), dirs)
+    with _DirSpool() as dirs:
+        run.restore_all(chosen, dirs)
         run.folder_times(dirs)
     return result
-
-
-def _chosen(entries: Iterable[Entry], wanted: set[str]) -> Iterator[Entry]:
-    """The second pass's entries to restore, each checked again (the file is read anew), up to
-    the last one at or below a wanted path (the first pass checked the rest)."""
-    if not wanted:   # everything: no path to match per entry
-        for e in entries:
-            check_safe(e.path)
-            yield e
-        return
-    last = max(sort_key(w) for w in wanted)
-    for e in entries:
-        if not _matches(e.path, wanted):
-            key = sort_key(e.path)
-            if key > last and key[:len(last)] != last:
-                return   # past every wanted path: entries come sorted
-            continue
-        check_safe(e.path)
-        yield e
 
 
 @dataclass
@@ -276,9 +264,10 @@ class _Plan:
     newest: bool = False
 
 
-def _plan(bset: BackupSet, sid: str, paths) -> _Plan:
+def _plan(bset: BackupSet, sid: str, paths, chosen: EntrySpool) -> _Plan:
     """Read the whole manifest (trailer checked), prove every chosen path safe to write below
     its root, and refuse wanted paths the snapshot does not hold: before anything is written.
+    The chosen entries go to ``chosen``, to be restored once this returned.
 
     Entries below a symlink or a file entry are refused by the manifest reader itself
     (``EntryOrder``): a restore would write through them.
@@ -294,6 +283,7 @@ def _plan(bset: BackupSet, sid: str, paths) -> _Plan:
                     continue
                 found.update(hits)
             check_safe(e.path)
+            chosen.add(e)
             plan.tops.add(e.path.partition("/")[0])
             if e.type == FILE:
                 plan.files += 1
