@@ -163,7 +163,7 @@ def check_safe(path: str) -> None:
     """Refuse a manifest path that is not a plain relative path below the target.
 
     No component may be empty, ``.`` or ``..``: read on the path with a '/' at each end
-    (no list of its components per entry: this runs twice for every restored entry)."""
+    (no list of its components per entry: this runs for every restored entry)."""
     framed = f"/{path}/"
     bad = (not path or "//" in framed or "/./" in framed or "/../" in framed or "\x00" in path
            or (WINDOWS_PATHS and ("\\" in path or ntpath.splitdrive(path)[0] or ":" in path.partition("/")[0]))
@@ -315,7 +315,7 @@ class _Restorer:
         (check_safe): strings added to the root's, no ``os.path`` call per file."""
         top, _, rest = path.partition("/")
         root = self.roots.get(top)
-        if root is None:   # not seen by the first pass: the manifest changed since
+        if root is None:   # not a top folder the manifest's read found (never, from the spool)
             raise UnsafePath(path=path)
         if not rest:
             return root, os.path.dirname(root), root
@@ -420,7 +420,7 @@ def _make_room(dest: str, on_conflict: OnConflict, fresh: bool = False) -> tuple
 
     DAMAGED here means a real folder is in the way (nothing is written). ``fresh``: ``dest``'s
     folder was made by this restore (``Folders.ensure``), so nothing is there but what this
-    restore wrote, and a manifest names each path once: not looked up.
+    restore wrote, and a manifest names each path once (``EntryOrder``): not looked up.
     """
     if fresh or not os.path.lexists(long_path(dest)):   # (a long path unprefixed would look missing on Windows)
         return dest, RestoreOutcome.RESTORED
