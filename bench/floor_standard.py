@@ -77,7 +77,8 @@ def commands(w: dict[str, Path], drop: str, mib: int) -> dict[str, dict[str, str
             "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
         },
         "restore": {
-            "peer: cp -a": f"cp -a {q['copy']} {q['out']}/peer",
+            # The full phase's copy when it ran (else the source: the same bytes, on the same disk).
+            "peer: cp -a": f"cp -a {q['copy'] if w['copy'].exists() else q['src']} {q['out']}/peer",
             "floor serial": f"cp -a {q['latest']} {q['out']}/floor && {hash_tree(w['latest'])}",
             "floor overlapped": f"cp -a {q['latest']} {q['out']}/floor & {hash_tree(w['latest'])} & wait",
             "plugback": f"{cli} restore {q['set']} {q['out']}/plugback",
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--workdir", default="/var/tmp/pb-floor-standard")
     p.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)} (restore "
-                   "needs full first: its peer copies back full's copy)")
+                   "alone: its peer copies the source, else full's copy)")
     p.add_argument("--device-mib", type=int, default=1024, help="how much the device phase writes and reads")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", help="also write the raw results here")

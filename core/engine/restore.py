@@ -14,7 +14,6 @@ import itertools
 import ntpath
 import os
 import secrets
-import stat
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from core.engine import winattrs
-from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path, real_path
+from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path
 from core.engine.lock import SetLock
-from core.engine.manifest import DIR, FILE, WINDOWS_PATHS, Entry, Manifest, sort_key
+from core.engine.manifest import DIR, FILE, WINDOWS_PATHS, Entry, Manifest
 from core.engine.objindex import ObjectIndex
 from core.engine.progress import (
     CancelToken,
@@ -38,7 +37,9 @@ from core.engine.progress import (
 )
 from core.engine.repo import BackupSet
 from core.engine.restore_dirs import DirSpool as _DirSpool
+from core.engine.restore_dirs import Folders as _Folders
 from core.engine.restore_names import RestoreNamer
+from core.engine.restore_spool import EntrySpool
 from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
 
 _RUN = secrets.token_hex(4)
@@ -159,11 +160,13 @@ class RestoreResult:
 
 
 def check_safe(path: str) -> None:
-    """Refuse a manifest path that is not a plain relative path below the target."""
-    parts = path.split("/")
-    bad = (not path or path.startswith("/") or "\x00" in path
-           or any(p in ("", ".", "..") for p in parts)
-           or (WINDOWS_PATHS and ("\\" in path or ntpath.splitdrive(path)[0] or ":" in parts[0]))
+    """Refuse a manifest path that is not a plain relative path below the target.
+
+    No component may be empty, ``.`` or ``..``: read on the path with a '/' at each end
+    (no list of its components per entry: this runs for every restored entry)."""
+    framed = f"/{path}/"
+    bad = (not path or "//" in framed or "/./" in framed or "/../" in framed or "\x00" in path
+           or (WINDOWS_PATHS and ("\\" in path or ntpath.splitdrive(path)[0] or ":" in path.partition("/")[0]))
            or (os.sep != "/" and os.sep in path) or (os.altsep and os.altsep in path))
     if bad:
         raise UnsafePath(path=path)
@@ -191,11 +194,6 @@ def select(entries: Iterable[Entry], paths) -> Iterator[Entry]:
     return (e for e in entries if _matches(e.path, wanted))
 
 
-def _within(path: str, root: str) -> bool:
-    rp, rr = real_path(path), real_path(root)
-    return rp == rr or rp.startswith(rr.rstrip(os.sep) + os.sep)
-
-
 def _kept_name(dest: str) -> str:
     folder, name = os.path.split(dest)
     stem, dot, ext = name.rpartition(".")
@@ -218,10 +216,11 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
     place", this computer's configured sources); a top folder missing from it is refused.
     ``target=None`` restores to the original source folders recorded in the snapshot.
 
-    Two passes over the manifest, memory flat in its size (issue #11): the first reads
-    it to its checked end (nothing is written for a damaged or unsafe manifest) and
-    counts what to restore; the second restores as entries come: folders, then each
-    file in parallel, symlinks in turn; folder modes and times come last.
+    One read of the manifest, memory flat in its size (issue #11): to its checked end
+    (nothing is written for a damaged or unsafe manifest), counting what to restore and
+    keeping the chosen entries aside locally (core/engine/restore_spool.py); then they
+    are restored from there as they come: folders, then each file in parallel, symlinks
+    in turn; folder modes and times come last.
     """
     options = options or RestoreOptions()
     # Before the first manifest is read: no prune may delete what this restore will read.
@@ -235,7 +234,12 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
 
 def _restore(bset: BackupSet, target, options: RestoreOptions) -> RestoreResult:
     sid = bset.resolve_id(options.snapshot)
-    plan = _plan(bset, sid, options.paths)
+    with EntrySpool() as chosen:
+        return _restore_chosen(bset, target, options, sid, chosen)
+
+
+def _restore_chosen(bset: BackupSet, target, options: RestoreOptions, sid: str, chosen: EntrySpool) -> RestoreResult:
+    plan = _plan(bset, sid, options.paths, chosen)
     plan.newest = sid == bset.newest_id()   # read intact above: its Latest/ copies are its content
     roots = _roots(plan.header, target, plan.tops)
     result = RestoreResult(sid, "(original folders)" if target is None else
@@ -243,24 +247,10 @@ def _restore(bset: BackupSet, target, options: RestoreOptions) -> RestoreResult:
     for root in roots.values():
         os.makedirs(root, exist_ok=True)
     run = _Restorer(bset, roots, options, result, plan)   # after: the roots' naming rules are probed
-    with bset.open_manifest(sid) as reader, _DirSpool() as dirs:
-        run.restore_all(_chosen(reader, _wanted(options.paths)), dirs)
+    with _DirSpool() as dirs:
+        run.restore_all(chosen, dirs)
         run.folder_times(dirs)
     return result
-
-
-def _chosen(entries: Iterable[Entry], wanted: set[str]) -> Iterator[Entry]:
-    """The second pass's entries to restore, each checked again (the file is read anew), up to
-    the last one at or below a wanted path (the first pass checked the rest)."""
-    last = max((sort_key(w) for w in wanted), default=None)
-    for e in entries:
-        if not _matches(e.path, wanted):
-            key = sort_key(e.path)
-            if last is not None and key > last and key[:len(last)] != last:
-                return   # past every wanted path: entries come sorted
-            continue
-        check_safe(e.path)
-        yield e
 
 
 @dataclass
@@ -274,9 +264,10 @@ class _Plan:
     newest: bool = False
 
 
-def _plan(bset: BackupSet, sid: str, paths) -> _Plan:
+def _plan(bset: BackupSet, sid: str, paths, chosen: EntrySpool) -> _Plan:
     """Read the whole manifest (trailer checked), prove every chosen path safe to write below
     its root, and refuse wanted paths the snapshot does not hold: before anything is written.
+    The chosen entries go to ``chosen``, to be restored once this returned.
 
     Entries below a symlink or a file entry are refused by the manifest reader itself
     (``EntryOrder``): a restore would write through them.
@@ -286,11 +277,13 @@ def _plan(bset: BackupSet, sid: str, paths) -> _Plan:
     with bset.open_manifest(sid) as reader:
         plan = _Plan(reader.manifest)
         for e in reader:
-            hits = _matches(e.path, wanted)
-            if not hits:
-                continue
-            found.update(hits)
+            if wanted:
+                hits = _matches(e.path, wanted)
+                if not hits:
+                    continue
+                found.update(hits)
             check_safe(e.path)
+            chosen.add(e)
             plan.tops.add(e.path.partition("/")[0])
             if e.type == FILE:
                 plan.files += 1
@@ -309,19 +302,28 @@ class _Restorer:
                  plan: _Plan):
         self.bset, self.roots, self.options, self.result, self.plan = bset, roots, options, result, plan
         self.folders = _Folders()
+        # Each root with one separator at its end: destinations are built by adding to it.
+        self.prefixes = {top: root if root.endswith(os.sep) else root + os.sep for top, root in roots.items()}
         self.names = RestoreNamer(roots, options.names, result.warnings)
         # (plain sets' newest snapshot: most of its files are in Latest/ only)
         self.objects = ObjectIndex(bset.layout.objects) if plan.newest and bset.keys is None else None
         self._done = {"files": 0, "bytes": 0}
         self._counting = threading.Lock()
 
-    def dest_of(self, e: Entry) -> tuple[str, str]:
-        """(the root it goes below, its destination path)."""
-        top, _, rest = e.path.partition("/")
+    def dest_of(self, path: str) -> tuple[str, str, str]:
+        """(the root it goes below, its folder, its destination path) of a checked manifest ``path``
+        (check_safe): strings added to the root's, no ``os.path`` call per file."""
+        top, _, rest = path.partition("/")
         root = self.roots.get(top)
-        if root is None:   # not seen by the first pass: the manifest changed since
-            raise UnsafePath(path=e.path)
-        return root, os.path.join(root, *rest.split("/")) if rest else root
+        if root is None:   # not a top folder the manifest's read found (never, from the spool)
+            raise UnsafePath(path=path)
+        if not rest:
+            return root, os.path.dirname(root), root
+        if os.sep != "/":
+            rest = rest.replace("/", os.sep)
+        prefix = self.prefixes[top]
+        parent, sep, _ = rest.rpartition(os.sep)
+        return root, prefix + parent if sep else root, prefix + rest
 
     def restore_all(self, entries: Iterable[Entry], dirs: _DirSpool) -> None:
         """Folders and symlinks as they come, files by a pool with a bounded queue (flat memory).
@@ -336,7 +338,7 @@ class _Restorer:
             try:
                 for e in map(self.names.local, entries):
                     if e.type == DIR:
-                        root, dest = self.dest_of(e)
+                        root, _, dest = self.dest_of(e.path)
                         self.folders.ensure(dest, root)
                         dirs.add(e)
                     elif e.type == FILE:
@@ -365,8 +367,9 @@ class _Restorer:
 
     def _one(self, e: Entry):
         self.options.cancel.check()
-        root, dest = self.dest_of(e)
-        outcome, detail = _restore_file(self.bset, e, root, dest, self.options.on_conflict, self.folders,
+        root, folder, dest = self.dest_of(e.path)
+        fresh = self.folders.ensure(folder, root)
+        outcome, detail = _restore_file(self.bset, e, dest, _make_room(dest, self.options.on_conflict, fresh),
                                         self.plan.newest, self.objects)
         with self._counting:
             self._done["files"] += 1
@@ -379,9 +382,9 @@ class _Restorer:
         return e, outcome, detail, dest
 
     def link(self, e: Entry) -> None:
-        root, dest = self.dest_of(e)
-        self.folders.ensure(os.path.dirname(dest), root)
-        dest, outcome = _make_room(dest, self.options.on_conflict)
+        root, folder, dest = self.dest_of(e.path)
+        fresh = self.folders.ensure(folder, root)
+        dest, outcome = _make_room(dest, self.options.on_conflict, fresh)
         if outcome is RestoreOutcome.SKIPPED:
             self.result.count(e, outcome)
             return
@@ -403,7 +406,7 @@ class _Restorer:
         backwards): writing into a folder changes its time, and a folder made unreadable must be
         its contents' last."""
         for path, mode, mtime_ns, attrs in dirs.backwards():
-            _, dest = self.dest_of(Entry(path, DIR))
+            dest = self.dest_of(path)[2]
             try:
                 os.chmod(long_path(dest), mode & _FOLDER_BITS or 0o755)
                 os.utime(long_path(dest), ns=(mtime_ns, mtime_ns))
@@ -412,12 +415,14 @@ class _Restorer:
             winattrs.set_recorded(long_path(dest), attrs)
 
 
-def _make_room(dest: str, on_conflict: OnConflict) -> tuple[str, RestoreOutcome]:
+def _make_room(dest: str, on_conflict: OnConflict, fresh: bool = False) -> tuple[str, RestoreOutcome]:
     """Where to write, and how that ends, given what is at ``dest`` now.
 
-    DAMAGED here means a real folder is in the way (nothing is written).
+    DAMAGED here means a real folder is in the way (nothing is written). ``fresh``: ``dest``'s
+    folder was made by this restore (``Folders.ensure``), so nothing is there but what this
+    restore wrote, and a manifest names each path once (``EntryOrder``): not looked up.
     """
-    if not os.path.lexists(long_path(dest)):   # (a long path unprefixed would look missing on Windows)
+    if fresh or not os.path.lexists(long_path(dest)):   # (a long path unprefixed would look missing on Windows)
         return dest, RestoreOutcome.RESTORED
     if on_conflict is OnConflict.SKIP:
         return dest, RestoreOutcome.SKIPPED
@@ -447,58 +452,12 @@ def _roots(m, target, tops) -> dict[str, str]:
     return out
 
 
-class _Folders:
-    """Makes restore folders, checking each once (not once per file) that it is a real folder
-    inside its root: ``realpath`` per file was a quarter of a restore's time.
-
-    Folders are made one level at a time below the root, each existing one checked
-    with ``lstat`` first: a symlink in the target is never walked through, not even
-    to make a folder (``makedirs`` would, before any containment check). The folders
-    checked last are remembered (a bounded number: entries come folder by folder, and
-    one checked again costs a few ``lstat`` calls, not memory per folder).
-    """
-
-    REMEMBERED = 4096
-
-    def __init__(self):
-        self._checked: dict[str, None] = {}   # oldest first: the first forgotten
-        self._lock = threading.Lock()
-
-    def ensure(self, dest: str, root: str) -> None:
-        if dest in self._checked:   # no lock to ask: a dict lookup is atomic
-            return
-        rel = os.path.relpath(dest, root)
-        folder = root
-        for name in ([] if rel == "." else rel.split(os.sep)):
-            folder = os.path.join(folder, name)
-            if folder not in self._checked:
-                _make_real_folder(folder)
-        if not _within(dest, root):
-            raise UnsafePath(path=dest)
-        with self._lock:
-            self._checked[dest] = None
-            if len(self._checked) > self.REMEMBERED:
-                del self._checked[next(iter(self._checked))]
-
-
-def _make_real_folder(path: str) -> None:
-    try:
-        os.mkdir(long_path(path))
-        return
-    except FileExistsError:
-        pass   # there already (or made by another worker a moment ago): check what it is
-    if not stat.S_ISDIR(os.lstat(long_path(path)).st_mode):
-        raise UsageError(f"{path} is in the way (a file or a symlink where a folder belongs). Move it "
-                         "away, or restore to another folder.")
-
-
-def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: OnConflict,
-                  folders: _Folders, of_newest: bool = False,
+def _restore_file(bset: BackupSet, e: Entry, wanted: str, room: tuple[str, RestoreOutcome], of_newest: bool = False,
                   index: ObjectIndex | None = None) -> tuple[RestoreOutcome, str]:
-    """Write one file through a temporary name, renamed into place only when its hash matches."""
-    folder = os.path.dirname(dest)
-    folders.ensure(folder, root)
-    dest, outcome = _make_room(dest, on_conflict)
+    """Write one file through a temporary name, renamed into place only when its hash matches.
+
+    ``room``: where it goes and how (:func:`_make_room` for ``wanted``, its folder made)."""
+    dest, outcome = room
     if outcome is RestoreOutcome.SKIPPED:
         return outcome, ""
     if outcome is RestoreOutcome.DAMAGED:
@@ -509,7 +468,7 @@ def _restore_file(bset: BackupSet, e: Entry, root: str, dest: str, on_conflict: 
         return RestoreOutcome.DAMAGED, f"{err}; not restored"
     if not paths:
         return RestoreOutcome.DAMAGED, "its content is missing from the drive; not restored"
-    tmp = os.path.join(folder, f".plugback-restore-{_RUN}-{next(_COUNTER)}.part")
+    tmp = f"{wanted[:wanted.rfind(os.sep) + 1]}.plugback-restore-{_RUN}-{next(_COUNTER)}.part"   # beside it
     try:
         if not _write_checked(bset, e, paths, tmp):
             os.unlink(long_path(tmp))
@@ -540,7 +499,7 @@ def _content_paths(bset: BackupSet, e: Entry, of_newest: bool, index: ObjectInde
     when its listing says the content is not there: then the newest snapshot's file is its own
     copy in ``Latest/``, not looked at first (opening it finds it missing)."""
     if of_newest and index is not None and not e.parts and not index.may_hold(bset.object_name(e)):
-        return [bset.layout.latest_file(e.mirror_path)]
+        return [bset.layout.latest_name(e.mirror_path)]
     return bset.content_paths(e, of_newest=of_newest)
 
 
