@@ -67,6 +67,8 @@ def _damaged(path: str, reason: str) -> _Bad:
 
 
 def _kind(mode: int) -> str:
+    """safeio's words for a non-regular file, copied rather than imported (the lean worker does
+    not load safeio and fs); test_verify_pool holds the two equal."""
     for test, words in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"),
                         (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a device"),
                         (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):

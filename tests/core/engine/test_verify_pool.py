@@ -271,3 +271,12 @@ def test_a_worker_that_ends_is_replaced_by_threads(tmp_path):
     assert [b for b, _ in out] == batches
     assert [p for _, p in out if p] == [[(2, "it has 2 bytes instead of 9")]]
     assert not psutil.Process().children()
+
+
+def test_the_workers_words_for_a_non_regular_file_are_safeios():
+    import stat
+
+    from core.engine import safeio
+
+    for mode in (stat.S_IFLNK, stat.S_IFDIR, stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK, 0):
+        assert readpool._kind(mode) == safeio._kind(mode), oct(mode)
