@@ -158,14 +158,21 @@ def run(args) -> dict:
             continue
         for rep in range(args.repeat):
             _clear(phase, w)
-            for name, script in commands.items():
-                subprocess.run(["sh", "-c", drop], check=True)
-                r = timed(["sh", "-c", script], logs / f"{phase}-{rep}.log", args.timeout, env=env)
-                r["load"] = os.getloadavg()[0]
-                results.setdefault(phase, {}).setdefault(name, []).append(r)
-                print(f"[{time.strftime('%H:%M:%S')}] {phase:9} {name:32} {r['wall']:8.2f} s wall "
-                      f"{r['cpu']:7.2f} s CPU  rc {r['rc']}  load {r['load']:.1f}", flush=True)
+            time_commands(phase, commands, rep, drop, logs, args.timeout, env, results)
     return results
+
+
+def time_commands(phase: str, commands: dict[str, str], rep: int, drop: str, logs: Path, timeout: float,
+                  env: dict, results: dict[str, dict[str, list]], width: int = 9) -> None:
+    """One repetition of a phase: each command after ``drop`` (the cache), timed, its load noted,
+    appended to ``results[phase][name]`` and printed (floor_standard.py uses this too)."""
+    for name, script in commands.items():
+        subprocess.run(["sh", "-c", drop], check=True)
+        r = timed(["sh", "-c", script], logs / f"{phase}-{rep}.log", timeout, env=env)
+        r["load"] = os.getloadavg()[0]
+        results.setdefault(phase, {}).setdefault(name, []).append(r)
+        print(f"[{time.strftime('%H:%M:%S')}] {phase:{width}} {name:32} {r['wall']:8.2f} s wall "
+              f"{r['cpu']:7.2f} s CPU  rc {r['rc']}  load {r['load']:.1f}", flush=True)
 
 
 def table(results: dict) -> str:

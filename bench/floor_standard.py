@@ -28,14 +28,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import floor_small  # noqa: E402
 import make_dataset  # noqa: E402
-from measure import timed  # noqa: E402
 from tools import plugback_argv, plugback_env, rmtree  # noqa: E402
 
 PHASES = ("device", "full", "restore")
@@ -127,13 +125,7 @@ def run(args) -> dict:
             continue
         for rep in range(args.repeat):
             _clear(phase, w)
-            for name, script in by_name.items():
-                subprocess.run(["sh", "-c", drop], check=True)
-                r = timed(["sh", "-c", script], logs / f"{phase}-{rep}.log", args.timeout, env=env)
-                r["load"] = os.getloadavg()[0]
-                results.setdefault(phase, {}).setdefault(name, []).append(r)
-                print(f"[{time.strftime('%H:%M:%S')}] {phase:8} {name:32} {r['wall']:8.2f} s wall "
-                      f"{r['cpu']:7.2f} s CPU  rc {r['rc']}  load {r['load']:.1f}", flush=True)
+            floor_small.time_commands(phase, by_name, rep, drop, logs, args.timeout, env, results, width=8)
     _clear("done", w)
     return results
 
