@@ -67,15 +67,9 @@ def source_of(agent, args: dict) -> Source:
         return _found_set(agent, which["set"], unlock)
     job = agent.job(which["job"])
     if job.destination.remote:   # a cloud or network location (issue #13): its remote set reads alike
-        from core.agent.remote_jobs import open_backend
-        from core.engine.remote.rset import RemoteSet
+        from core.agent.remote_jobs import open_remote
 
-        backend = open_backend(job.destination.remote)
-        try:
-            return Source(RemoteSet.open(backend, unlock), job, None, remote=True)   # type: ignore[arg-type]
-        except BaseException:
-            backend.close()
-            raise
+        return Source(open_remote(job.destination.remote, unlock), job, None, remote=True)   # type: ignore[arg-type]
     mounts = list(agent.present.values())
     target = resolve_target(job, agent.config, mounts=mounts)
     return Source(BackupSet.open(target.set_path, unlock), job, target.drive_id)
@@ -126,17 +120,16 @@ def _found_set(agent, path: str, unlock) -> Source:
     return Source(bset, job, drive)
 
 
-def set_root(agent, which: dict) -> Path:
-    """Where the set of ``{job}`` or ``{set}`` is, without opening it (for unlocking it)."""
+def set_root(agent, which: dict) -> Path | str:
+    """Where the set of ``{job}`` or ``{set}`` is, without opening it (for unlocking it): a path, or
+    a remote job's ``rclone:REMOTE:PATH`` (issue #13; the agent opens it through rclone)."""
     from core.agent.jobs import resolve_target
 
     if "set" in which:
         return _checked_path(which["set"])[0]
     job = agent.job(which["job"])
     if job.destination.remote:
-        raise UsageError("The window cannot unlock a backup in a cloud or network location or show its "
-                         f"recovery key yet: in a terminal, 'plugback key export {job.destination.remote}' "
-                         "prints the recovery key, and 'plugback snapshots' opens it with the passphrase.")
+        return job.destination.remote
     return resolve_target(job, agent.config, mounts=list(agent.present.values())).set_path
 
 

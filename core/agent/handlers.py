@@ -348,19 +348,25 @@ class Handlers:
 
     def unlock(self, args):
         from core.agent import browse
-        from core.agent.unlock import cache_of, unlock
+        from core.agent.unlock import cache_of, unlock, unlock_remote
 
         remember = args.get("remember", False)
         if not isinstance(remember, bool):
             raise BadRequest(reason="'remember' must be true or false")
         root = browse.set_root(self.agent, _source(args))
-        return unlock(cache_of(self.agent), root, _text(args, "kind"), _text(args, "secret"), remember)
+        kind, secret = _text(args, "kind"), _text(args, "secret")
+        if isinstance(root, str):   # a remote job's set (issue #13)
+            return unlock_remote(cache_of(self.agent), root, kind, secret, remember)
+        return unlock(cache_of(self.agent), root, kind, secret, remember)
 
     def recovery_key(self, args):
         from core.agent import browse
-        from core.agent.unlock import cache_of, recovery_key
+        from core.agent.unlock import cache_of, recovery_key, remote_recovery_key
 
-        return recovery_key(cache_of(self.agent), browse.set_root(self.agent, _source(args)))
+        root = browse.set_root(self.agent, _source(args))
+        if isinstance(root, str):   # a remote job's set (issue #13)
+            return remote_recovery_key(cache_of(self.agent), root)
+        return recovery_key(cache_of(self.agent), root)
 
     def recovery_reminders(self, args):
         """The encrypted jobs whose recovery key was not confirmed as kept (core.agent.recovery_state)."""

@@ -154,6 +154,19 @@ def open_backend(spec: str, clock: Clock | None = None):
     return Retrying(RcloneBackend(parse_spec(spec), extra_args=RCLONE_FLAGS), clock)
 
 
+def open_remote(spec: str, unlock) -> "RemoteSet":
+    """The remote set at ``spec``, opened with ``unlock`` (its rclone stopped again if it does not open).
+    The caller closes it (``with``)."""
+    from core.engine.remote.rset import RemoteSet
+
+    backend = open_backend(spec)
+    try:
+        return RemoteSet.open(backend, unlock)
+    except BaseException:
+        backend.close()
+        raise
+
+
 def run_remote_job(job: "Job", history: History, *, progress: Callable[[Progress], None] | None = None,
                    cancel: CancelToken | None = None, clock: Clock | None = None, passphrase: str | None = None,
                    bind: Callable[[str, str], None] | None = None, trigger: Trigger = Trigger.MANUAL,

@@ -79,6 +79,21 @@ def keyring_available() -> bool:
     return True
 
 
+def _chosen(kind: str, secret: str) -> keys.Secret:
+    """What the window sent, as a :class:`~core.agent.keys.Secret` (a recovery key's spaces trimmed)."""
+    if kind not in (keys.PASSPHRASE, keys.RECOVERY_KEY):
+        raise UsageError("Say whether this is a passphrase or a recovery key.")
+    return keys.Secret(kind, secret.strip() if kind == keys.RECOVERY_KEY else secret, "window")
+
+
+def _unlocked(cache: KeyCache, set_id: str, set_keys, kind: str, remember: bool, warnings: list[str]) -> dict:
+    """Keep ``set_keys`` for the session; the reply of ``unlock``."""
+    cache.put(set_id, set_keys)
+    remembered = remember and kind == keys.PASSPHRASE and not warnings
+    return {"set_id": set_id, "remembered": remembered, "keyring": keyring_available(),
+            "warning": warnings[0] if warnings else None}
+
+
 def unlock(cache: KeyCache, root, kind: str, secret: str, remember: bool) -> dict:
     """Open the encrypted set at ``root`` with ``secret``; keep its keys for the session.
 
@@ -88,19 +103,30 @@ def unlock(cache: KeyCache, root, kind: str, secret: str, remember: bool) -> dic
     """
     from core.agent.adopt import open_locked
 
-    if kind not in (keys.PASSPHRASE, keys.RECOVERY_KEY):
-        raise UsageError("Say whether this is a passphrase or a recovery key.")
+    chosen = _chosen(kind, secret)
     bset = open_locked(root)
     enc = bset.meta.get("encryption")
     if not enc:
         return {"set_id": bset.set_id, "remembered": False, "keyring": keyring_available()}
     warnings: list[str] = []
-    chosen = keys.Secret(kind, secret.strip() if kind == keys.RECOVERY_KEY else secret, "window")
     set_keys, _ = keys.unlock_set(enc, bset.set_id, secret=chosen, remember=remember, warn=warnings.append)
-    cache.put(bset.set_id, set_keys)
-    remembered = remember and kind == keys.PASSPHRASE and not warnings
-    return {"set_id": bset.set_id, "remembered": remembered, "keyring": keyring_available(),
-            "warning": warnings[0] if warnings else None}
+    return _unlocked(cache, bset.set_id, set_keys, kind, remember, warnings)
+
+
+def unlock_remote(cache: KeyCache, spec: str, kind: str, secret: str, remember: bool) -> dict:
+    """:func:`unlock` for the remote set at ``spec`` (``rclone:REMOTE:PATH``, issue #13): the agent opens
+    it through rclone (the window runs none), with ``secret`` only. The same errors, plus the
+    remote's own (unreachable, unknown remote, not a set), each with its one-line message."""
+    from core.agent.remote_jobs import open_remote
+
+    chosen = _chosen(kind, secret)
+    warnings: list[str] = []
+
+    def with_secret(enc: dict, set_id: str):
+        return keys.unlock_set(enc, set_id, secret=chosen, remember=remember, warn=warnings.append)[0]
+
+    with open_remote(spec, with_secret) as rset:
+        return _unlocked(cache, rset.set_id, rset.keys, kind, remember, warnings)
 
 
 def recovery_key(cache: KeyCache, root) -> dict:
@@ -112,3 +138,12 @@ def recovery_key(cache: KeyCache, root) -> dict:
     if bset.keys is None:
         raise UsageError("This backup is not encrypted: it has no recovery key.")
     return {"set_id": bset.set_id, "recovery_key": crypto.recovery_key(bset.keys)}
+
+
+def remote_recovery_key(cache: KeyCache, spec: str) -> dict:
+    """:func:`recovery_key` of the remote set at ``spec`` (opened this session, or by the keyring)."""
+    from core.agent.remote_jobs import open_remote
+    from core.engine import crypto
+
+    with open_remote(spec, cached_unlocker(cache)) as rset:
+        return {"set_id": rset.set_id, "recovery_key": crypto.recovery_key(rset.keys)}
