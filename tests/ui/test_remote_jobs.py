@@ -108,3 +108,85 @@ def test_overview_shows_a_remote_job_waiting_for_the_network(rclone_env, monkeyp
     expect(card.locator("[data-waiting='true']")).to_have_text("Waiting for the network", timeout=90_000)
     expect(card.locator(".waiting")).to_contain_text("could not be reached")
     assert agent.call("history", job="Offsite") == []   # nothing ran: nothing recorded, no failure shown
+
+
+def test_a_remote_job_is_unlocked_in_the_window_and_shows_its_recovery_key(rclone_env, open_page, agent, tmp_path):
+    """The agent's keyring has no passphrase for the set (made elsewhere): the Restore page asks,
+    the agent opens the set through rclone, and its recovery key is shown as a drive set's is."""
+    from core.agent.config import Job
+    from core.agent.history import History
+    from core.agent.keys import Secret, make_unlocker
+    from core.agent.remote_jobs import open_remote, run_remote_job
+    from core.engine import crypto
+
+    src = make_tree(tmp_path / "Documents", {"notes.txt": b"n" * 100})
+    spec = f"rclone:cloud:{tmp_path / 'offsite'}"
+    job = {"name": "Offsite", "sources": [str(src)], "destination": {"remote": spec}}
+    made = run_remote_job(Job.from_dict(job), History(tmp_path / "elsewhere.jsonl"), passphrase="a long passphrase")
+    assert made.status == "ok", made.log
+    with open_remote(spec, make_unlocker(Secret.passphrase("a long passphrase"))) as rset:
+        key = crypto.recovery_key(rset.keys)
+    agent.call("job_save", job=job)
+    page = open_page("restore")
+    page.select_option("#restore-job", "job:Offsite")
+    expect(page.locator("#unlock")).to_contain_text("This backup is encrypted")
+    page.fill("#unlock-secret", "not it")
+    page.click("#unlock-go")
+    expect(page.locator("#unlock-error")).to_contain_text("Wrong passphrase")
+    page.fill("#unlock-secret", "a long passphrase")
+    page.click("#unlock-go")
+    expect(page.locator("#unlock")).to_have_count(0)
+    expect(page.locator("#restore-tree")).to_contain_text("Documents")
+    page.click("#restore-recovery-key")
+    expect(page.locator("#recovery-key")).to_have_text(key)
+
+
+def test_the_first_run_backs_up_to_a_cloud_location(rclone_env, open_page, agent, tmp_path):
+    src = make_tree(tmp_path / "Documents", {"notes.txt": b"n" * 100})
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"not a backup")
+    page = open_page()
+    page.fill("#sources-path", str(src))
+    page.click("#sources-add")
+    page.locator("#sources-list li", has_text=str(src)).wait_for()
+    page.click("#welcome-next")
+    page.click("#welcome-to-remote")
+    expect(page.get_by_role("heading", name="Back up to a cloud or network location")).to_be_visible()
+    expect(page.locator("#dest-remote option")).to_have_text(["Choose a remote…", "cloud", "gone", "nas"])
+    page.select_option("#dest-remote", "cloud")
+    page.fill("#dest-remote-path", str(tmp_path / "photos"))
+    page.click("#welcome-next")            # Next tests the connection, and stops on what is wrong
+    expect(page.locator("#dest-remote-result [data-ok='false']")).to_contain_text("is not empty")
+    target = tmp_path / "offsite"
+    page.fill("#dest-remote-path", str(target))
+    page.click("#welcome-next")
+    expect(page.get_by_role("heading", name="Name your backup")).to_be_visible()
+    expect(page.locator("#welcome-remote-when")).to_contain_text(f"rclone:cloud:{target} every day at 12:00")
+    expect(page.locator("#welcome-encrypt")).to_be_checked()
+    expect(page.locator("#welcome-encrypt")).to_be_disabled()
+    page.fill("#welcome-pass", "a long passphrase")
+    page.fill("#welcome-pass2", "a long passphrase")
+    page.click("#welcome-start")
+    expect(page.locator("#welcome-backup-state")).to_contain_text(f"1 file (100 B) is safe at rclone:cloud:{target}",
+                                                                   timeout=60_000)
+    (job,) = agent.call("config_get")["jobs"]
+    assert job["destination"] == {"remote": f"rclone:cloud:{target}"} and job["encrypt"] is True
+    assert job["triggers"]["on_connect"] is False and job["triggers"]["schedule"] == "daily@12:00"
+    # Encrypted: its recovery key is shown once, right after the first backup made the set.
+    key = agent.call("recovery_key", job=job["name"])["recovery_key"]
+    expect(page.locator("#dialog #recovery-key")).to_have_text(key, timeout=20_000)
+
+
+def test_the_first_run_says_what_to_install_without_rclone(no_rclone, open_page, agent, tmp_path):
+    (tmp_path / "Photos").mkdir()
+    page = open_page()
+    page.fill("#sources-path", str(tmp_path / "Photos"))
+    page.click("#sources-add")
+    page.locator("#sources-list li", has_text=str(tmp_path / "Photos")).wait_for()
+    page.click("#welcome-next")
+    page.click("#welcome-to-remote")
+    expect(page.locator("#dest-remote-missing [data-code='rclone_missing']")).to_contain_text("sudo apt install rclone")
+    page.click("#welcome-next")
+    expect(page.locator("#dest-remote-error")).to_have_text("Choose a remote.")
+    page.click("#welcome-to-drive")
+    expect(page.get_by_role("heading", name="Plug in your backup drive")).to_be_visible()

@@ -1,11 +1,13 @@
-// First run: pick folders, plug in a drive, prepare it, first backup.
+// First run: pick folders, plug in a drive (or pick a cloud or network location, issue #13), prepare
+// it, first backup.
 import { h, fill, icon, bytes, plural, freeOf, sentence, showError, progressView, ago } from '../util.js';
-import { folderList, field, invalid, confirmSet, recoveryKeyDialog, recoveryReminders } from './widgets.js';
+import { folderList, field, invalid, confirmSet, recoveryKeyDialog, recoveryReminders, remotePicker } from './widgets.js';
 
-const STEPS = ['Folders', 'Drive', 'Prepare', 'First backup'];
+const STEPS = ['Folders', 'Where to', 'Prepare', 'First backup'];
 
 export async function render(main, ctx) {
-  const state = { step: 0, sources: [], volume: null, driveId: null, jobName: 'My files' };
+  // remote: the rclone:REMOTE:PATH chosen instead of a drive (null: a drive).
+  const state = { step: 0, sources: [], volume: null, driveId: null, remote: null, toRemote: false, jobName: 'My files' };
   const alerts = h('div');
   const stepList = h('ol', { class: 'steps', 'aria-label': 'Setup steps' });
   const body = h('section', { class: 'card', id: 'welcome-step' });
@@ -20,7 +22,7 @@ export async function render(main, ctx) {
     showError(alerts, null);
     fill(stepList, ...STEPS.map((s, i) => h('li', { class: i < step ? 'done' : '', 'aria-current': i === step ? 'step' : null }, s)));
     fill(body);
-    [folders, drive, prepare, backup][step]();
+    [folders, state.toRemote ? cloud : drive, state.toRemote ? prepareRemote : prepare, backup][step]();
     const heading = body.querySelector('h2');
     if (heading) { heading.setAttribute('tabindex', '-1'); heading.focus(); }
   }
@@ -38,6 +40,8 @@ export async function render(main, ctx) {
     const list = h('div', { id: 'welcome-drives', role: 'radiogroup', 'aria-label': 'Backup drive' });
     body.append(h('h2', {}, 'Plug in your backup drive'),
       h('p', { class: 'muted' }, 'Any USB drive or external disk works. Plugback keeps its backups in a “Plugback” folder and leaves everything else alone.'), list,
+      h('p', { class: 'muted' }, 'No drive? ', h('button', { type: 'button', class: 'link', id: 'welcome-to-remote', onclick: () => { state.toRemote = true; go(1); } },
+        'Back up to a cloud or network location instead…')),
       h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(0) }, 'Back'),
         h('button', { type: 'button', class: 'primary', id: 'welcome-next', onclick: () => {
           if (!state.volume) { showError(alerts, { message: 'Choose the drive to back up to. If it is not listed, plug it in and wait a moment.' }, 'No drive chosen.'); return; }
@@ -128,9 +132,65 @@ export async function render(main, ctx) {
     }
   }
 
+  // A cloud or network location (issue #13): a remote of the user's rclone configuration, listed and
+  // tested by the agent (the window runs no rclone), as in the Jobs editor. Next tests the connection.
+  function cloud() {
+    const picker = remotePicker(ctx, state.remote);
+    body.append(h('h2', {}, 'Back up to a cloud or network location'),
+      h('p', { class: 'muted' }, 'Any place rclone reaches: S3 and compatibles, B2, SFTP, WebDAV, SMB, Google Drive, OneDrive… Backups there are always encrypted; they run on a schedule, as nothing is plugged in.'),
+      picker.el,
+      h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(0) }, 'Back'),
+        h('button', { type: 'button', id: 'welcome-to-drive', onclick: () => { state.toRemote = false; go(1); } }, 'Use a drive instead'),
+        h('button', { type: 'button', class: 'primary', id: 'welcome-next', onclick: async (e) => {
+          const button = e.currentTarget;
+          const spec = picker.spec();
+          if (!spec) return;
+          button.disabled = true;
+          try { if (await picker.test()) { state.remote = spec; go(2); } } finally { button.disabled = false; }
+        } }, 'Next')));
+  }
+
+  function prepareRemote() {
+    const name = h('input', { type: 'text', id: 'welcome-name', value: state.jobName, maxlength: '64' });
+    const secret = encryption({ locked: true });
+    body.append(h('h2', {}, 'Name your backup'),
+      field('Name for this backup', name, 'Shown in the tray menu and in History.'),
+      h('p', { class: 'muted', id: 'welcome-remote-when' }, `Plugback will back up to ${state.remote} every day at 12:00, and whenever you choose “Back up now”. You can change this on the Jobs page.`),
+      secret.el,
+      h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
+        h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async (e) => {
+          const button = e.currentTarget;
+          if (!invalid(name, name.value.trim() ? '' : 'Give the backup a name.')) { name.focus(); return; }
+          if (!secret.check()) return;
+          button.disabled = true;
+          try { await start(); } finally { button.disabled = false; }
+        } }, 'Start first backup')));
+
+    async function start() {
+      state.jobName = name.value.trim();
+      const check = await ctx.call('validate_job', { job: { name: state.jobName }, original_name: state.savedName || null });
+      if (!check.ok) {
+        if (check.code === 'bad_input') { invalid(name, check.message); name.focus(); } else showError(alerts, check, 'The backup could not be set up.');
+        return;
+      }
+      invalid(name, '');
+      // Nothing to plug in: no connect trigger; the agent forces encryption for a remote set anyway.
+      const job = { name: state.jobName, sources: state.sources, destination: { remote: state.remote },
+        triggers: { on_connect: false, schedule_fields: { kind: 'daily', time: '12:00' }, min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: true };
+      state.encrypted = true;
+      const saved = await ctx.call('job_save', { job, original_name: state.savedName || null, start: false, passphrase: secret.value() });
+      if (!saved.ok) { showError(alerts, saved, 'The backup could not be set up.'); return; }
+      state.savedName = state.jobName;
+      const run = await ctx.call('run_job', { name: state.jobName });
+      if (!run.ok) { showError(alerts, run, 'The first backup did not start.'); return; }
+      go(3);
+    }
+  }
+
   // "Encrypt this backup": a passphrase typed twice; the agent keeps it in the keyring for the first run.
-  function encryption() {
-    const box = h('input', { type: 'checkbox', id: 'welcome-encrypt', checked: !!state.encrypted });
+  // locked: always encrypted (a cloud or network location), the box ticked and not to be unticked.
+  function encryption({ locked = false } = {}) {
+    const box = h('input', { type: 'checkbox', id: 'welcome-encrypt', checked: locked || !!state.encrypted, disabled: locked });
     const pass1 = h('input', { type: 'password', id: 'welcome-pass', autocomplete: 'new-password' });
     const pass2 = h('input', { type: 'password', id: 'welcome-pass2', autocomplete: 'new-password' });
     const fields = h('div', {}, field('Passphrase', pass1, 'Without it, or the recovery key shown after the first backup, the backup cannot be read.'), field('Passphrase again', pass2));
@@ -143,7 +203,7 @@ export async function render(main, ctx) {
       if (!okay) (pass1.getAttribute('aria-invalid') ? pass1 : pass2).focus();
       return okay;
     };
-    const el = h('div', {}, h('label', { class: 'check' }, box, 'Encrypt this backup (AES-256)'), fields);
+    const el = h('div', {}, h('label', { class: 'check' }, box, locked ? 'Encrypted (AES-256): backups in a cloud or network location always are' : 'Encrypt this backup (AES-256)'), fields);
     return { el, check, on: () => box.checked, value: () => pass1.value };
   }
 
@@ -173,7 +233,7 @@ export async function render(main, ctx) {
         progress.el.hidden = true;
         const r = job.last_run;
         text.textContent = ['ok', 'warnings'].includes(r.status)
-          ? `Done ${ago(r.ended)}: ${plural(r.files_copied, 'file')} (${bytes(r.bytes_copied)}) ${r.files_copied === 1 ? 'is' : 'are'} safe on the drive.${r.warnings ? ` ${plural(r.warnings, 'file')} could not be read; see History.` : ''}`
+          ? `Done ${ago(r.ended)}: ${plural(r.files_copied, 'file')} (${bytes(r.bytes_copied)}) ${r.files_copied === 1 ? 'is' : 'are'} safe ${state.toRemote ? `at ${state.remote}` : 'on the drive'}.${r.warnings ? ` ${plural(r.warnings, 'file')} could not be read; see History.` : ''}`
           : `The backup did not finish: ${sentence(r.error || r.status)}`;
         if (stop) { stop(); stop = null; }
         if (state.encrypted && ['ok', 'warnings'].includes(r.status)) offerKey(keySlot);

@@ -181,3 +181,40 @@ export async function recoveryReminders(ctx) {
   const reply = await ctx.call('recovery_reminders');
   return reply.ok ? reply.data.reminders : [];
 }
+
+// "A cloud or network location" (the Jobs editor and the first-run wizard): a remote from
+// `rclone listremotes` (through the agent), a folder on it, and "Test connection". Without rclone the box says what to install (the agent's words).
+export function remotePicker(ctx, initial) {
+  const m = /^rclone:([^:]*):(.*)$/.exec(initial || '');
+  const [name, folder] = m ? [m[1], m[2]] : ['', ''];
+  const select = h('select', { id: 'dest-remote' }, h('option', { value: '' }, 'Loading your rclone remotes…'));
+  const path = h('input', { type: 'text', id: 'dest-remote-path', value: folder, placeholder: 'backups/laptop' });
+  const result = h('div', { id: 'dest-remote-result', class: 'small', 'aria-live': 'polite' });
+  const missing = h('div', { id: 'dest-remote-missing', class: 'small', 'aria-live': 'polite' });
+  const spec = () => (select.value ? `rclone:${select.value}:${path.value.trim()}` : '');
+  // True when the connection works (the first-run wizard goes on only then).
+  async function test() {
+    if (!invalid(select, select.value ? '' : 'Choose a remote.')) return false;
+    fill(result, h('span', { class: 'muted' }, 'Connecting…'));
+    const reply = await ctx.call('remote_test', { remote: spec() });
+    if (!reply.ok) { showError(result, reply, 'Cannot test the connection.'); return false; }
+    fill(result, h('p', { class: reply.data.ok ? 'ok-text' : 'error-text', dataset: { ok: String(reply.data.ok) } }, reply.data.message));
+    return reply.data.ok;
+  }
+  const button = h('button', { type: 'button', id: 'dest-remote-test', onclick: test }, 'Test connection');
+  ctx.call('remotes').then((reply) => {
+    const names = reply.ok ? reply.data.remotes : [];
+    if (name && !names.includes(name)) names.unshift(name);
+    fill(select, h('option', { value: '' }, names.length ? 'Choose a remote…' : 'No rclone remotes yet'),
+      names.map((n) => h('option', { value: n, selected: n === name }, n)));
+    if (!reply.ok) showError(missing, reply, 'Cannot list the rclone remotes.');
+    else if (reply.data.error) fill(missing, h('p', { class: 'error-text', dataset: { code: reply.data.error.code } }, reply.data.error.message));
+    else if (!names.length) fill(missing, h('p', { class: 'muted' }, 'Add one with “rclone config” (in a terminal), then open this page again.'));
+  });
+  const el = h('div', { id: 'dest-remote-box' },
+    field('Remote', select, 'From your rclone configuration: Plugback keeps no passwords of its own. Backups there are always encrypted.'),
+    missing,
+    field('Folder on it', path, 'An empty or new folder; it is made by the first backup.'),
+    h('div', { class: 'form-actions' }, button), result);
+  return { el, test, spec: () => { const ok = invalid(select, select.value ? '' : 'Choose a remote.'); return ok ? spec() : ''; } };
+}
