@@ -301,6 +301,9 @@ class Prefs:
     full_scan_runs: int = 0
     live_quiet_seconds: int = 30         # live mode: back up this long after the last change
     remind_after_days: int = 7           # remind when no backup of a job succeeded for this long; 0 = never
+    # issue #13: the monthly check also downloads cloud and network backups (off: a metered or paid download
+    # is the user's choice; they still get the quick check of listings and manifests)
+    read_back_remote: bool = False
 
     def to_dict(self) -> dict:
         return {"start_at_login": self.start_at_login, "notifications": self.notifications,
@@ -308,14 +311,14 @@ class Prefs:
                 "monthly_integrity_check": self.monthly_integrity_check,
                 "connect_delay_seconds": self.connect_delay_seconds, "full_scan_days": self.full_scan_days,
                 "full_scan_runs": self.full_scan_runs, "live_quiet_seconds": self.live_quiet_seconds,
-                "remind_after_days": self.remind_after_days}
+                "remind_after_days": self.remind_after_days, "read_back_remote": self.read_back_remote}
 
     @classmethod
     def from_dict(cls, data, where: str = "prefs") -> "Prefs":
         _check_type(data, dict, where, "an object")
         _check_keys(data, set(cls().to_dict()), where)
         out = cls()
-        for key in ("start_at_login", "notifications", "monthly_integrity_check"):
+        for key in ("start_at_login", "notifications", "monthly_integrity_check", "read_back_remote"):
             if key in data:
                 setattr(out, key, _check_type(data[key], bool, f"{where}.{key}", "true or false"))
         if "battery_threshold" in data:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from core.agent.history import History, RunStatus, Trigger
+from core.agent.history import SUCCESS, History, RunStatus, Trigger
 from core.agent.jobs import Outcome, Target, _finish_backup, _record_failure, new_set_passphrase, retention_policy
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
 from core.errors import PassphraseNeeded, PlugbackError, RcloneFailed, RemoteUnavailable, SetNeedsConfirmation
@@ -300,6 +300,8 @@ def execute(agent, job: "Job", trigger: Trigger, cancel, progress) -> None:
         return
     waits.clear(job.name)
     agent._notify_outcome(job, outcome)
+    if outcome.status in SUCCESS:
+        agent.rolling.after_backup(job)   # the rolling check of the remote set (core.agent.remote_rolling)
 
 
 def _wait(agent, waits: Waiting, job: "Job", err: PlugbackError, *, first: bool) -> None:

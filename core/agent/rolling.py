@@ -14,6 +14,8 @@ recorded in history (a run of kind ``verify``) and notified either way.
 The monthly check (``Agent.check_integrity``, the scheduler's minute tick) is
 now the catch-up: a set whose pass is overdue (no backup ran on a present
 drive for a month) gets the rest of its pass read in one go.
+
+A remote job's set (issue #13) is checked after its backups by core/agent/remote_rolling.py.
 """
 
 from __future__ import annotations
@@ -125,6 +127,11 @@ class RollingChecks:
                                        or dest.drive_id in agent.pending)):
             return False
         jobs = [j for j in agent.config.jobs if j.destination.key() == dest.key()]
+        if dest.remote:   # a remote set (issue #13): start rclone only when a slice is due (remote_rolling)
+            from core.agent.remote_rolling import due
+
+            if not any(due(self, j) for j in jobs):
+                return False
         return self._start(dest.key(), dest.drive_id, jobs, catch_up=False)
 
     def catch_up(self) -> list[str]:
@@ -229,6 +236,10 @@ class RollingChecks:
         """One slice of ``job``'s set; its state saved, its damage mended, recorded and notified."""
         from core.engine.scrub import scrub_slice, stored_bytes
 
+        if job.destination.remote:   # a cloud or network location (issue #13)
+            from core.agent.remote_rolling import slice_remote
+
+            return slice_remote(self, job, cancel)
         agent = self.agent
         try:
             target, bset = self._open(job, drive_id)
