@@ -190,3 +190,15 @@ def test_the_first_run_says_what_to_install_without_rclone(no_rclone, open_page,
     expect(page.locator("#dest-remote-error")).to_have_text("Choose a remote.")
     page.click("#welcome-to-drive")
     expect(page.get_by_role("heading", name="Plug in your backup drive")).to_be_visible()
+
+
+def test_reading_cloud_backups_back_is_a_preference_off_by_default(open_page, agent):
+    page = open_page("prefs")
+    box = page.locator("#pref-read-back-remote")
+    expect(box).not_to_be_checked()
+    expect(page.locator("label", has=box)).to_contain_text("may charge for the downloads")
+    box.check()
+    page.click("#prefs-save")
+    wait_for(lambda: agent.call("config_get")["prefs"]["read_back_remote"], 10, "the preference saved")
+    page.reload()
+    expect(page.locator("#pref-read-back-remote")).to_be_checked()

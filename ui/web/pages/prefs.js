@@ -1,5 +1,5 @@
 // Preferences: start at login, notifications, battery policy, monthly check, the reminder (issue #14),
-// the change journal's full scans and live mode's quiet time (issue #12).
+// the change journal's full scans and live mode's quiet time (issue #12), reading cloud backups back (issue #13).
 import { h, showError, toast } from '../util.js';
 import { field, invalid } from './widgets.js';
 
@@ -16,6 +16,9 @@ export async function render(main, ctx) {
   const login = check('pref-login', 'start_at_login', 'Start Plugback when I log in', 'Needed for backups to start by themselves when you plug in the drive.');
   const notify = check('pref-notify', 'notifications', 'Show notifications', 'When a backup finishes, fails, or the drive is safe to unplug.');
   const monthly = check('pref-monthly', 'monthly_integrity_check', 'Check the whole backup every month', 'After each backup, reads a part of what is on the drive again, so everything is re-read within 30 days and a failing drive is caught early. Damage is repaired from this computer where it can be.');
+  // Off by default (issue #13): reading a cloud backup back downloads it, which a provider or a metered
+  // connection may charge for; without it, remote sets get the monthly check of listings and manifests.
+  const remote = check('pref-read-back-remote', 'read_back_remote', 'Also read back cloud and network backups', 'Downloads a part of each cloud or network backup after each backup, so all of it is read again within 30 days. Your provider or a metered connection may charge for the downloads. When off, Plugback still checks once a month that everything a snapshot needs is there, without downloading the files.');
   // The numbers are checked by the agent (core/agent/config.py Prefs): a bad one comes back with its
   // key as `field`, and its message is shown by that field.
   const number = (id, key, fallback) => ({ key, input: h('input', { type: 'number', id, value: String(prefs[key] ?? fallback) }) });
@@ -29,7 +32,7 @@ export async function render(main, ctx) {
     e.preventDefault();
     const next = { ...prefs };
     for (const n of numbers) next[n.key] = n.input.value.trim() === '' ? null : Number(n.input.value);
-    for (const c of [login, notify, monthly]) next[c.key] = c.box.checked;
+    for (const c of [login, notify, monthly, remote]) next[c.key] = c.box.checked;
     const reply = await ctx.call('prefs_save', { prefs: next });
     const bad = !reply.ok && numbers.find((n) => n.key === reply.field);
     for (const n of numbers) invalid(n.input, n === bad ? reply.message : '');
@@ -46,7 +49,7 @@ export async function render(main, ctx) {
       field('On battery, wait with scheduled backups below (%)', battery, '0 means never wait. Backups you start yourself always run.')),
     h('fieldset', { class: 'card' }, h('legend', {}, 'Drive connected'),
       field('Wait before an automatic backup (seconds)', delay, 'Gives you a moment to cancel when you plugged the drive in to restore something.')),
-    h('fieldset', { class: 'card' }, h('legend', {}, 'Checks'), monthly.el,
+    h('fieldset', { class: 'card' }, h('legend', {}, 'Checks'), monthly.el, remote.el,
       field('Remind me when a job has not been backed up for (days)', remind, 'A notification once a day, and a line in the tray menu, until a backup succeeds. 0 means never remind.')),
     h('fieldset', { class: 'card' }, h('legend', {}, 'Looking for changes'),
       h('p', { class: 'hint muted small' }, 'While Plugback runs it notes which folders change, and a backup looks only at those. Now and then it checks every file anyway, in case a change was missed.'),
