@@ -12,7 +12,9 @@ metered, docs/architecture.md "Rolling checks of remote sets"), a pass is the qu
 (the listing and the manifests), run once the last one is 30 days old.
 
 A pass's state is kept like a drive's (core/agent/rolling_state.py, by set id); damage or a
-finished pass is a ``verify`` run in history, and damage is notified. Nothing is repaired.
+finished pass is a ``verify`` run in history, and damage is notified. A damaged standalone object
+is deleted, so that the next backup uploads its content again from a source that still has it; a
+damaged pack is only reported (its other objects still read).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def slice_remote(checks: "RollingChecks", job: "Job", cancel: "SliceCancel") -> 
             budget = None if catch_up else slice_budget(state, now, checks.floor)
             result = scrub_slice(rset, state.cursor, budget, read_back=read_back, cancel=cancel,
                                  progress=checks._progress(cancel.key))
+            removed = _remove_damaged(rset, result.damaged, agent.clock)
     except PlugbackError as err:   # offline again, the set cannot be opened: the next backup tries again
         log.info("no rolling check of %s now: %s", job.name, err.message)
         return
@@ -83,11 +86,34 @@ def slice_remote(checks: "RollingChecks", job: "Job", cancel: "SliceCancel") -> 
     log.info("rolling check of %s: %s read%s", job.name, plural(result.bytes_read, "byte"),
              ", pass finished" if result.finished else "")
     if result.damaged or result.finished:
-        _record(checks, job, state, result, now, read_back)
+        _record(checks, job, state, result, now, read_back, removed)
     agent.changed()
 
 
-def _record(checks: "RollingChecks", job: "Job", state: PassState, result, started, read_back: bool) -> None:
+def _remove_damaged(rset, damaged, clock) -> list[str]:
+    """Delete the damaged standalone objects (under the set's lock, so no backup runs meanwhile);
+    the blobs removed. Such a blob can never be read again (its content does not authenticate),
+    and the next backup uploads content the listing lacks from any source file that still holds
+    it, which mends every snapshot naming it. A damaged pack is left: its other objects still
+    read. A remote that fails here leaves the rest for the next pass."""
+    from core.engine.storage.lock import RemoteLock
+
+    objects = [d.where for d in damaged if d.where.startswith("objects/")]
+    removed: list[str] = []
+    if not objects:
+        return removed
+    try:
+        with RemoteLock(rset.backend, clock, purpose="repair"):
+            for blob in objects:
+                rset.backend.delete(blob)
+                removed.append(blob)
+    except PlugbackError as err:
+        log.warning("damaged objects at %s not removed now: %s", rset.root, err.message)
+    return removed
+
+
+def _record(checks: "RollingChecks", job: "Job", state: PassState, result, started, read_back: bool,
+            removed: list[str]) -> None:
     """History (a ``verify`` run) and, for damage, a notification."""
     agent = checks.agent
     spec = job.destination.remote
@@ -101,6 +127,8 @@ def _record(checks: "RollingChecks", job: "Job", state: PassState, result, start
         lines.append(f"rolling check of {spec}: {what}")
     lines.extend(result.notices)
     lines.extend(f"damaged: {d.where}: {d.reason}" for d in result.damaged)
+    lines.extend(f"removed {blob}: the next backup stores this content again from any file here that still "
+                 "holds it" for blob in removed)
     error = None
     if result.damaged:
         names = "; ".join(d.where for d in result.damaged[:SHOWN]) + (" …" if len(result.damaged) > SHOWN else "")
@@ -111,5 +139,7 @@ def _record(checks: "RollingChecks", job: "Job", state: PassState, result, start
     agent.history.finish(run_id, RunEnd(status=status, ended=agent.clock.now(), error=error,
                                         error_code="damaged" if result.damaged else None))
     if result.damaged:
-        agent.notifier.notify(f"{job.name}: damage found at {spec}", f"{error}. The history has the details.",
+        again = " The next backup stores the damaged content again where this computer still has it." \
+            if removed else ""
+        agent.notifier.notify(f"{job.name}: damage found at {spec}", f"{error}.{again} The history has the details.",
                               "failed")

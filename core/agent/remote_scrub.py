@@ -13,9 +13,7 @@ A pass has two phases, kept in the same :class:`~core.engine.pass_cursor.Cursor`
   every manifest, read to its checked end; every content a snapshot names is there with the
   size its encrypted copy must have. It costs a listing and the manifests, not the content.
 
-Nothing is repaired: a remote blob is named by its content and written once, and the next
-backup does not upload content the parent snapshot already holds. The report names the blobs
-and says to run ``plugback verify SET --read-all`` (which names the files).
+Nothing is changed here: the caller decides what to do with the damage (core/agent/remote_rolling.py).
 """
 
 from __future__ import annotations

@@ -143,13 +143,27 @@ def test_by_default_a_remote_set_gets_the_quick_check_once_a_month(agent_on_cloc
     assert note["kind"] == "failed" and "damage found" in note["title"]
 
 
-def test_with_read_back_each_backup_downloads_a_slice(agent_on_clock, remote, src):
+def test_with_read_back_each_backup_downloads_a_slice_and_damaged_objects_are_stored_again(agent_on_clock, remote,
+                                                                                          src):
     agent, clock = agent_on_clock
     agent.edit_config(lambda c: setattr(c.prefs, "read_back_remote", True))
     add_job(agent, remote, src)
     (check,) = backup_and_check(agent, 1, 1)   # the default slice (256 MiB) reads this small set whole
     assert check.status == "ok" and "every stored byte of this set was downloaded" in agent.history.log(check.id)
-    flip(next(p for p in stored(remote) if "/packs/" in str(p)))
+    big = next(p for p in stored(remote) if "/objects/" in str(p))
+    flip(big)
     clock.advance(3600)
     damaged = backup_and_check(agent, 2, 2)[0]
+    assert damaged.status == "failed" and f"removed objects/{big.name[:2]}/{big.name}" in agent.history.log(damaged.id)
+    assert not big.exists()
+    note = read_log(agent.paths.notifications_log)[-1]
+    assert "stores the damaged content again" in note["message"]
+    clock.advance(3600)
+    mended = backup_and_check(agent, 3, 3)[0]   # the source still has that file: uploaded again
+    assert big.exists() and mended.status == "ok", agent.history.log(mended.id)
+    pack = next(p for p in stored(remote) if "/packs/" in str(p))
+    flip(pack)
+    clock.advance(3600)
+    damaged = backup_and_check(agent, 4, 4)[0]
     assert damaged.status == "failed" and "does not match its name" in agent.history.log(damaged.id)
+    assert pack.exists()                        # its other objects still read: reported, not removed
