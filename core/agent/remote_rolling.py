@@ -38,10 +38,11 @@ SHOWN = 3      # damaged blobs named in a notification (the history names them a
 def due(checks: "RollingChecks", job: "Job") -> bool:
     """Whether a slice of ``job``'s remote set is worth opening the remote for now."""
     agent = checks.agent
-    if agent.config.prefs.read_back_remote:
+    state = checks.states.load(job.set_id)
+    if agent.config.prefs.read_back_remote or (state is not None and state.under_way):   # a pass to go on with
         return True
     first = agent.history.first_success(job.name)
-    return overdue(checks.states.load(job.set_id), first.started if first else None, agent.clock.now())
+    return overdue(state, first.started if first else None, agent.clock.now())
 
 
 def slice_remote(checks: "RollingChecks", job: "Job", cancel: "SliceCancel") -> None:

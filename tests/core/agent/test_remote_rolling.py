@@ -167,3 +167,28 @@ def test_with_read_back_each_backup_downloads_a_slice_and_damaged_objects_are_st
     damaged = backup_and_check(agent, 4, 4)[0]
     assert damaged.status == "failed" and "does not match its name" in agent.history.log(damaged.id)
     assert pack.exists()                        # its other objects still read: reported, not removed
+
+
+def test_when_a_quick_check_is_due(agent_on_clock, remote, src):
+    """Without read-back: a pass stopped part-way goes on after the next backup; a finished one
+    waits 30 days (from the first backup when there was none)."""
+    import uuid
+
+    from core.agent.remote_rolling import due
+    from core.agent.rolling_state import PassState
+
+    agent, clock = agent_on_clock
+    job = job_to(remote, src)
+    job.set_id = str(uuid.uuid4())
+    states, now = agent.rolling.states, clock.now()
+    assert not due(agent.rolling, job)                      # no backup yet, no pass
+    states.save(PassState(set_id=job.set_id, cursor=Cursor("check"), pass_started=now))
+    assert due(agent.rolling, job)                          # stopped during its check: go on
+    states.save(PassState(set_id=job.set_id, cursor=Cursor("done"), pass_started=now, last_full=now))
+    assert not due(agent.rolling, job)
+    clock.advance(timedelta(days=30).total_seconds())
+    assert due(agent.rolling, job)
+    states.save(PassState(set_id=job.set_id, cursor=Cursor("done"), pass_started=now, last_full=clock.now()))
+    assert not due(agent.rolling, job)
+    agent.edit_config(lambda c: setattr(c.prefs, "read_back_remote", True))
+    assert due(agent.rolling, job)                          # read-back: a slice after every backup
