@@ -202,3 +202,32 @@ def test_reading_cloud_backups_back_is_a_preference_off_by_default(open_page, ag
     wait_for(lambda: agent.call("config_get")["prefs"]["read_back_remote"], 10, "the preference saved")
     page.reload()
     expect(page.locator("#pref-read-back-remote")).to_be_checked()
+
+
+def test_the_first_run_goes_on_in_a_backup_already_at_the_location(rclone_env, open_page, agent, tmp_path):
+    """This computer set up again: the location holds its backup; with its passphrase the first run
+    goes on in that set (sending nothing it has) instead of failing or starting over."""
+    from core.agent.config import Job
+    from core.agent.history import History
+    from core.agent.remote_jobs import run_remote_job
+
+    src = make_tree(tmp_path / "Documents", {"notes.txt": b"n" * 100})
+    target = tmp_path / "offsite"
+    before = Job.from_dict({"name": "Old", "sources": [str(src)], "destination": {"remote": f"rclone:cloud:{target}"}})
+    assert run_remote_job(before, History(tmp_path / "old.jsonl"), passphrase="a long passphrase").status == "ok"
+    page = open_page()
+    page.fill("#sources-path", str(src))
+    page.click("#sources-add")
+    page.locator("#sources-list li", has_text=str(src)).wait_for()
+    page.click("#welcome-next")
+    page.click("#welcome-to-remote")
+    page.select_option("#dest-remote", "cloud")
+    page.fill("#dest-remote-path", str(target))
+    page.click("#welcome-next")
+    expect(page.locator("#welcome-remote-found")).to_contain_text("A Plugback backup is there already")
+    page.fill("#welcome-pass", "a long passphrase")
+    page.fill("#welcome-pass2", "a long passphrase")
+    page.click("#welcome-start")
+    expect(page.locator("#welcome-backup-state")).to_contain_text("0 files (0 B) are safe", timeout=60_000)
+    (job,) = agent.call("config_get")["jobs"]
+    assert job["set_id"] == before.set_id

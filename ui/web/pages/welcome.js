@@ -146,7 +146,10 @@ export async function render(main, ctx) {
           const spec = picker.spec();
           if (!spec) return;
           button.disabled = true;
-          try { if (await picker.test()) { state.remote = spec; go(2); } } finally { button.disabled = false; }
+          try {
+            const found = await picker.test();
+            if (found) { state.remote = spec; state.remoteHasSet = found.set; go(2); }
+          } finally { button.disabled = false; }
         } }, 'Next')));
   }
 
@@ -156,6 +159,8 @@ export async function render(main, ctx) {
     body.append(h('h2', {}, 'Name your backup'),
       field('Name for this backup', name, 'Shown in the tray menu and in History.'),
       h('p', { class: 'muted', id: 'welcome-remote-when' }, `Plugback will back up to ${state.remote} every day at 12:00, and whenever you choose “Back up now”. You can change this on the Jobs page.`),
+      // A set there already (this computer set up again?): its passphrase opens it, and the backup goes on in it.
+      state.remoteHasSet ? h('p', { class: 'alert info', id: 'welcome-remote-found' }, 'A Plugback backup is there already. Type its passphrase: this backup then goes on in it, and sends only what is new.') : null,
       secret.el,
       h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
         h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async (e) => {

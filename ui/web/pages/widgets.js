@@ -192,14 +192,15 @@ export function remotePicker(ctx, initial) {
   const result = h('div', { id: 'dest-remote-result', class: 'small', 'aria-live': 'polite' });
   const missing = h('div', { id: 'dest-remote-missing', class: 'small', 'aria-live': 'polite' });
   const spec = () => (select.value ? `rclone:${select.value}:${path.value.trim()}` : '');
-  // True when the connection works (the first-run wizard goes on only then).
+  // The agent's answer when the connection works ({ok, set, message}: the first-run wizard goes on only
+  // then), else false.
   async function test() {
     if (!invalid(select, select.value ? '' : 'Choose a remote.')) return false;
     fill(result, h('span', { class: 'muted' }, 'Connecting…'));
     const reply = await ctx.call('remote_test', { remote: spec() });
     if (!reply.ok) { showError(result, reply, 'Cannot test the connection.'); return false; }
     fill(result, h('p', { class: reply.data.ok ? 'ok-text' : 'error-text', dataset: { ok: String(reply.data.ok) } }, reply.data.message));
-    return reply.data.ok;
+    return reply.data.ok ? reply.data : false;
   }
   const button = h('button', { type: 'button', id: 'dest-remote-test', onclick: test }, 'Test connection');
   ctx.call('remotes').then((reply) => {
