@@ -158,9 +158,11 @@ def test_with_read_back_each_backup_downloads_a_slice_and_damaged_objects_are_st
     assert not big.exists()
     note = read_log(agent.paths.notifications_log)[-1]
     assert "stores the damaged content again" in note["message"]
+    assert "1 damaged item" in agent.status()["jobs"][0]["damage"]   # the Overview's "Backup check" line
     clock.advance(3600)
     mended = backup_and_check(agent, 3, 3)[0]   # the source still has that file: uploaded again
     assert big.exists() and mended.status == "ok", agent.history.log(mended.id)
+    assert agent.status()["jobs"][0]["damage"] is None              # a clean pass since clears it
     pack = next(p for p in stored(remote) if "/packs/" in str(p))
     flip(pack)
     clock.advance(3600)
