@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from core.engine.remote.rset import RemoteSet
 
 OBJECTS, PACKS = "objects", "packs"
+_HEX2 = [f"{i:02x}" for i in range(256)]   # the subfolders of objects/ and packs/ (docs/format.md)
 
 
 def stored_bytes(rset: "RemoteSet", cancel: CancelToken | None = None) -> int | None:
@@ -66,23 +67,27 @@ def scrub_slice(rset: "RemoteSet", cursor: Cursor, budget: int | None, *, read_b
 
 
 def _blobs(rset: "RemoteSet", after: str) -> Iterator[tuple[str, int]]:
-    """Object and pack blobs named after ``after``, in name order (the storage lists sorted)."""
+    """Object and pack blobs named after ``after``, in name order (the storage lists sorted).
+
+    Listed a subfolder (``objects/ab``) at a time, from the cursor's on: the storage lists
+    folder by folder anyway (rclone: a request each), so a slice in the middle of a pass
+    asks only for the part it reads, not for every name before it."""
+    from core.engine.manifest import is_hex64
     from core.engine.remote.packs import pack_blob
     from core.engine.remote.rset import object_blob, object_of_blob
 
     for folder in (OBJECTS, PACKS):
-        if after and not after.startswith(folder) and after > folder:
-            continue
-        for info in rset.backend.list(folder):
-            if info.name <= after:
+        for prefix in _HEX2:
+            sub = f"{folder}/{prefix}"
+            if f"{sub}/g" < after:   # every name there ("sub/<64 hex>") sorts before the cursor
                 continue
-            if folder == OBJECTS:
-                name = object_of_blob(info.name)
-                if name is not None and object_blob(name) == info.name:
+            for info in rset.backend.list(sub):
+                if info.name <= after:
+                    continue
+                name = info.name.rpartition("/")[2]
+                if folder == OBJECTS and object_of_blob(info.name) == name and object_blob(name) == info.name:
                     yield info.name, info.size
-            else:
-                pack = info.name.rpartition("/")[2]
-                if len(pack) == 64 and pack_blob(pack) == info.name:
+                elif folder == PACKS and is_hex64(name) and pack_blob(name) == info.name:
                     yield info.name, info.size
 
 
