@@ -69,26 +69,30 @@ def scrub_slice(rset: "RemoteSet", cursor: Cursor, budget: int | None, *, read_b
 def _blobs(rset: "RemoteSet", after: str) -> Iterator[tuple[str, int]]:
     """Object and pack blobs named after ``after``, in name order (the storage lists sorted).
 
-    Listed a subfolder (``objects/ab``) at a time, from the cursor's on: the storage lists
-    folder by folder anyway (rclone: a request each), so a slice in the middle of a pass
-    asks only for the part it reads, not for every name before it."""
+    A folder the cursor has not reached is listed whole (the storage walks the subfolders that
+    exist); the folder the cursor is in is listed a subfolder (``objects/ab``) at a time from the
+    cursor's on, so a slice in the middle of a big set's pass asks only for the part it reads."""
+    for folder in (OBJECTS, PACKS):
+        if after < folder:
+            yield from _valid(folder, rset.backend.list(folder), after)
+        elif after.startswith(folder + "/"):
+            for prefix in _HEX2:
+                sub = f"{folder}/{prefix}"
+                if f"{sub}/g" > after:   # not every name there ("sub/<64 hex>") sorts before the cursor
+                    yield from _valid(folder, rset.backend.list(sub), after)
+
+
+def _valid(folder: str, listing, after: str) -> Iterator[tuple[str, int]]:
+    """The object or pack blobs of ``listing`` named after ``after`` (anything else is skipped)."""
     from core.engine.manifest import is_hex64
     from core.engine.remote.packs import pack_blob
-    from core.engine.remote.rset import object_blob, object_of_blob
+    from core.engine.remote.rset import object_blob
 
-    for folder in (OBJECTS, PACKS):
-        for prefix in _HEX2:
-            sub = f"{folder}/{prefix}"
-            if f"{sub}/g" < after:   # every name there ("sub/<64 hex>") sorts before the cursor
-                continue
-            for info in rset.backend.list(sub):
-                if info.name <= after:
-                    continue
-                name = info.name.rpartition("/")[2]
-                if folder == OBJECTS and object_of_blob(info.name) == name and object_blob(name) == info.name:
-                    yield info.name, info.size
-                elif folder == PACKS and is_hex64(name) and pack_blob(name) == info.name:
-                    yield info.name, info.size
+    for info in listing:
+        name = info.name.rpartition("/")[2]
+        if info.name > after and is_hex64(name) and \
+                (object_blob(name) if folder == OBJECTS else pack_blob(name)) == info.name:
+            yield info.name, info.size
 
 
 def _objects(rset: "RemoteSet", result: SliceResult, budget: int | None, cancel: CancelToken,
