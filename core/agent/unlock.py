@@ -11,6 +11,8 @@ cache; with ``remember`` a passphrase is also stored in the OS keyring under
 the set's id (so unattended backups open the set). Without a keyring the
 passphrase is stored nowhere: the set stays open until the agent quits, and
 the window asks again after that (docs/settings-window.md, Decisions, says why).
+A remote job's set (issue #13) is unlocked, and its recovery key shown, the same way: the
+agent opens it through rclone (:func:`unlock_remote`, :func:`remote_recovery_key`).
 """
 
 from __future__ import annotations
