@@ -206,6 +206,14 @@ class RollingChecks:
         key = f"drive:{drive_id}"
         return drive_summary([self.states.load(j.set_id) for j in jobs], key in self.live, self.live.get(key, 0))
 
+    def job_summary(self, job: Job) -> dict | None:
+        """A remote job's check (issue #13), in the fields :meth:`summary` gives a drive; None for
+        other jobs (their checks show on the Drives page)."""
+        if not job.destination.remote:
+            return None
+        key = job.destination.key()
+        return drive_summary([self.states.load(job.set_id)], key in self.live, self.live.get(key, 0))
+
     # -- doing ----------------------------------------------------------------------------
 
     def _run(self, key: str, drive_id: str | None, names: list[str], cancel: SliceCancel, catch_up: bool) -> None:

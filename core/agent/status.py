@@ -175,6 +175,7 @@ def agent_status(agent) -> dict:
                               drives=ages[j.name], reminder=due.get(j.name),
                               scan=scan_status(agent, j)))
         jobs[-1]["waiting"] = agent._waiting(j.name)   # a remote job while its remote cannot be reached
+        jobs[-1]["check"] = agent.rolling.job_summary(j)   # a remote job's rolling check (remote_rolling)
     return {"version": __version__, "paused": agent.is_paused(),
             "paused_until": agent.paused_until.isoformat() if agent.paused_until else None,
             "backend": agent.backend, "drive_events": agent.drive_events, "jobs": jobs,

@@ -107,6 +107,7 @@ def test_overview_shows_a_remote_job_waiting_for_the_network(rclone_env, monkeyp
     card = page.locator("[data-job='Offsite']")
     expect(card.locator("[data-waiting='true']")).to_have_text("Waiting for the network", timeout=90_000)
     expect(card.locator(".waiting")).to_contain_text("could not be reached")
+    expect(card.locator(".checked")).to_have_text("Not checked yet")   # a remote job's check line
     assert agent.call("history", job="Offsite") == []   # nothing ran: nothing recorded, no failure shown
 
 

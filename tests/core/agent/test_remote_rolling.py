@@ -128,8 +128,11 @@ def test_by_default_a_remote_set_gets_the_quick_check_once_a_month(agent_on_cloc
     add_job(agent, remote, src)
     backup_and_check(agent, 1, 0)                           # the first backup: nothing due yet
     clock.advance(timedelta(days=31).total_seconds())
+    assert agent.status()["jobs"][0]["check"]["last_full_check"] is None
     (check,) = backup_and_check(agent, 2, 1)
     assert check.status == "ok" and check.trigger == "schedule"
+    status = agent.status()["jobs"][0]["check"]                # the Overview's "Checked" line
+    assert status["last_full_check"] == clock.now().isoformat() and status["checking"] is False
     assert "the content was not downloaded" in agent.history.log(check.id)
     assert len(backup_and_check(agent, 3, 1)) == 1          # checked just now: not again
     clock.advance(timedelta(days=31).total_seconds())

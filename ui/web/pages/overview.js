@@ -130,6 +130,9 @@ export async function render(main, ctx) {
       job.waiting ? [h('dt', {}, 'Waiting'), h('dd', { class: 'waiting' }, `${job.waiting.error} Trying again ${ago(job.waiting.retry_at)}.`)] : null,
       job.running && job.progress && job.progress.speed !== undefined ? [h('dt', {}, 'Uploaded'), h('dd', { class: 'uploaded' }, `${bytes(job.progress.uploaded)} at ${bytes(job.progress.speed)}/s`)] : null,
       job.damage ? [h('dt', {}, 'Backup check'), h('dd', { class: 'error-text damage' }, job.damage)] : null,
+      // A remote job's check (issue #13; a drive's is on the Drives page): after its backups, see Preferences.
+      job.check ? [h('dt', {}, 'Checked'), h('dd', { class: 'checked' }, job.check.last_full_check ? `Last checked ${ago(job.check.last_full_check)}` : 'Not checked yet',
+        job.check.checking ? ` · checking now${job.check.check_percent !== null ? ` (${job.check.check_percent} %)` : ''}` : '')] : null,
       h('dt', {}, 'Next backup'), h('dd', {}, job.next_due ? `${ago(job.next_due)} (${when(job.next_due)})` : job.triggers && job.triggers.on_connect ? 'when the drive is connected' : 'only when you start it'));
     fill(view.scanLines, job.next_scan_text ? h('div', { class: 'next-scan' }, job.next_scan_text) : null,
       job.live_text ? h('div', { class: 'live-line' }, job.live_text) : null);
