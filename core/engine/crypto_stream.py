@@ -264,6 +264,39 @@ class EncryptingWriter:
             self._raw.close()
 
 
+def seal_whole(keys: SetKeys, data, *, file_nonce: bytes | None = None) -> bytes:
+    """The stream :class:`EncryptingWriter` writes for ``data`` written and closed at once, built
+    in one call: the same coding rule, the same bytes for the same ``file_nonce``
+    (test_crypto holds them equal). For small files, read whole (core/engine/store.py): the
+    writer's sample buffer, sealer and per-write Python cost more than a small file's cipher."""
+    file_nonce = os.urandom(FILE_NONCE_LEN) if file_nonce is None else bytes(file_nonce)
+    if len(file_nonce) != FILE_NONCE_LEN:
+        raise ValueError(f"file_nonce must be {FILE_NONCE_LEN} bytes")
+    version, coding, payload = STREAM_VERSION, RAW, data
+    if getattr(keys, "version", 1) >= 2:
+        version = STREAM_VERSION_2
+        whole = len(data) < codec.SAMPLE   # (as the writer decides: a full sample streams)
+        trial = data if whole else memoryview(data)[:codec.SAMPLE]
+        packed = codec.pack(trial)
+        if codec.worth_it(len(trial), len(packed)):
+            coding = ZSTD
+            if whole:
+                payload = packed   # the trial frame is the whole stream
+            else:
+                packer = codec.Packer()
+                payload = packer.write(data) + packer.finish()
+    header = _HEADER.pack(MAGIC, version, coding, bytes(2), CHUNK_SIZE, file_nonce)
+    aead, prefix = _file_cipher(keys, file_nonce), file_nonce[16:]
+    view, out, index = memoryview(payload), [header], 0
+    while True:   # every chunk but the last is whole; the last holds 1..CHUNK_SIZE bytes (0: empty)
+        final = len(view) <= CHUNK_SIZE
+        piece = view if final else view[:CHUNK_SIZE]
+        out.append(aead.encrypt(_nonce(prefix, index), piece, _aad(header, index, final)))
+        if final:
+            return b"".join(out)
+        view, index = view[CHUNK_SIZE:], index + 1
+
+
 def _read_exact(raw: Readable, size: int) -> bytes:
     """Up to ``size`` bytes, fewer only at end of file (raw files may return short reads)."""
     data = raw.read(size)

@@ -272,7 +272,7 @@ def repair(run, damaged: list[tuple[Entry, ScanEntry, str]]) -> list[tuple[str, 
     store, still = run.store, []
     for e, se, reason in damaged:
         try:
-            copied = store.copy_in(se)
+            copied = store.copy_in(se, fresh=True)
         except OSError:
             copied = None
         if copied is not None and (copied.changed or copied.sha256 != e.sha256

@@ -475,3 +475,31 @@ def test_hkdf_equals_the_rfc_5869_implementation(salt_len):
         info = os.urandom(n)
         want = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(key)
         assert crypto_stream.hkdf(key, info, salt) == want
+
+
+_WORDS = b"report budget invoice notes draft final summary letter plan meeting minutes "
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("size", [0, 1, 100, 4096, (128 << 10) - 1, 128 << 10, (128 << 10) + 1,
+                                  CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE + 5])
+@pytest.mark.parametrize("kind", ["text", "random", "text then random"])
+def test_seal_whole_writes_the_bytes_the_writer_writes(version, size, kind):
+    # The small-file path seals content in one call: the same stream, byte for byte, as
+    # EncryptingWriter given the same nonce (so readers, the vectors and the format cannot drift).
+    keys = SetKeys.from_master(os.urandom(32), version)
+    text = (_WORDS * (size // len(_WORDS) + 1))[:size]
+    data = {"text": text, "random": os.urandom(size),
+            "text then random": text[:size // 2] + os.urandom(size - size // 2)}[kind]
+    nonce = os.urandom(crypto.FILE_NONCE_LEN)
+    sealed = crypto_stream.seal_whole(keys, data, file_nonce=nonce)
+    assert sealed == encrypt_bytes(keys, data, file_nonce=nonce)
+    assert decrypt_bytes(keys, sealed) == data
+    if version == 2 and kind == "text" and size > 4096:
+        assert len(sealed) < size / 2   # compressed
+
+
+def test_seal_whole_uses_a_fresh_nonce_each_time(keys):
+    assert crypto_stream.seal_whole(keys, b"same") != crypto_stream.seal_whole(keys, b"same")
+    with pytest.raises(ValueError):
+        crypto_stream.seal_whole(keys, b"x", file_nonce=bytes(5))
