@@ -297,6 +297,39 @@ def seal_whole(keys: SetKeys, data, *, file_nonce: bytes | None = None) -> bytes
         view, index = view[CHUNK_SIZE:], index + 1
 
 
+def open_whole(keys: SetKeys, blob, *, name: str = "", max_size: int | None = None) -> Iterator[bytes]:
+    """The plaintext blocks :class:`DecryptingReader` yields for the stream ``blob`` (bytes-like),
+    read whole into memory, with the same checks and errors. A stream of one chunk (a small
+    file's object) is opened here with one decrypt, without the reader's buffers and records;
+    any other stream, and any that does not authenticate, goes to the reader, which words
+    what is wrong. No keyed-name check (the reader's ``expected_name``): callers compare the
+    plain SHA-256 with the manifest."""
+    view = memoryview(blob)
+    if len(view) >= HEADER_LEN + TAG_LEN:
+        magic, version, coding, reserved, chunk_size, file_nonce = _HEADER.unpack_from(view)
+        known = (version == STREAM_VERSION and coding == RAW) or (
+            version == STREAM_VERSION_2 and getattr(keys, "version", 1) >= 2 and coding in (RAW, ZSTD))
+        if (magic == MAGIC and known and reserved == bytes(2) and 1 <= chunk_size <= MAX_CHUNK_SIZE
+                and len(view) - HEADER_LEN <= chunk_size + TAG_LEN):
+            header = bytes(view[:HEADER_LEN])
+            try:
+                plain = _file_cipher(keys, file_nonce).decrypt(_nonce(file_nonce[16:], 0), view[HEADER_LEN:],
+                                                              _aad(header, 0, True))
+            except InvalidTag:
+                plain = None
+            if plain is not None and coding == RAW:
+                if plain:
+                    yield plain
+                return
+            if plain is not None:
+                def damaged(reason: str) -> NoReturn:
+                    raise EncryptedDataDamaged(name=name, reason=reason)
+
+                yield from codec.unpack(iter((plain,)), max_size, damaged)
+                return
+    yield from DecryptingReader(io.BytesIO(view), keys, name=name, max_size=max_size)
+
+
 def _read_exact(raw: Readable, size: int) -> bytes:
     """Up to ``size`` bytes, fewer only at end of file (raw files may return short reads)."""
     data = raw.read(size)

@@ -503,3 +503,52 @@ def test_seal_whole_uses_a_fresh_nonce_each_time(keys):
     assert crypto_stream.seal_whole(keys, b"same") != crypto_stream.seal_whole(keys, b"same")
     with pytest.raises(ValueError):
         crypto_stream.seal_whole(keys, b"x", file_nonce=bytes(5))
+
+
+def _stream(keys, data, compress):
+    return bytearray(encrypt_bytes(keys, data, compress=compress, chunk_size=64 << 10))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("size", [0, 1, 5000, 64 << 10, (64 << 10) + 1, 300 << 10])
+def test_open_whole_yields_what_the_reader_yields(size, compress):
+    # One chunk is opened with one decrypt; more chunks go through DecryptingReader: the same plaintext.
+    keys = SetKeys.from_master(os.urandom(32), 2)
+    data = (_WORDS * (size // len(_WORDS) + 1))[:size] if compress else os.urandom(size)
+    blob = _stream(keys, data, compress)
+    assert b"".join(crypto.open_whole(keys, blob, max_size=size)) == data
+    assert b"".join(crypto.open_whole(keys, memoryview(blob))) == data
+    assert list(crypto.open_whole(keys, blob)) == list(DecryptingReader(io.BytesIO(bytes(blob)), keys))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_open_whole_reports_damage_as_the_reader_does(compress):
+    keys = SetKeys.from_master(os.urandom(32), 2)
+    data = _WORDS * 50
+    good = _stream(keys, data, compress)
+
+    def errors(blob, **kw):
+        found = []
+        for read in (lambda: b"".join(crypto.open_whole(keys, blob, name="objects/x", **kw)),
+                     lambda: DecryptingReader(io.BytesIO(bytes(blob)), keys, name="objects/x", **kw).read()):
+            with pytest.raises(EncryptedDataDamaged) as err:
+                read()
+            found.append(str(err.value))
+        return found
+
+    for at in (0, 9, HEADER_LEN + 3, len(good) - 1):   # magic, coding, payload, tag
+        bad = bytearray(good)
+        bad[at] ^= 1
+        whole, reader = errors(bad)
+        assert whole == reader and "objects/x" in whole
+    for cut in (HEADER_LEN, HEADER_LEN + 5, len(good) - 1):
+        whole, reader = errors(good[:cut])
+        assert whole == reader
+    other = _stream(SetKeys.from_master(os.urandom(32), 2), data, compress)
+    assert errors(other)[0] == errors(other)[1]
+    if compress:   # a bomb stops at the size the manifest records
+        whole, reader = errors(good, max_size=len(data) - 1)
+        assert whole == reader and "expands to more than" in whole
+    v2 = _stream(keys, data, False)
+    with pytest.raises(EncryptedDataDamaged, match="version-2 stream in a format-1 set"):
+        b"".join(crypto.open_whole(SetKeys.from_master(keys.master, 1), v2))
