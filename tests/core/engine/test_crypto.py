@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from core.agent.keys import Secret
-from core.engine import crypto, crypto_stream
+from core.engine import crypto
 from core.engine.crypto import (
     CHUNK_SIZE,
     HEADER_LEN,
@@ -463,18 +463,6 @@ def test_key_known_answer_vectors():
                                b"plugback v1 wrapped master key") == master
     with pytest.raises(InvalidTag):
         AESGCM(kek).decrypt(bytes.fromhex(wrapped["nonce"]), bytes.fromhex(wrapped["ciphertext"]), b"")
-
-
-@pytest.mark.parametrize("salt_len", [None, 0, 16, 32, 100])
-def test_hkdf_equals_the_rfc_5869_implementation(salt_len):
-    # crypto_stream.hkdf writes HKDF-SHA256 out as two HMACs (it runs twice per object): every
-    # subkey and file key must stay the bytes cryptography's HKDF gives.
-    for n in range(20):
-        key = os.urandom(32 if n % 2 else 17 + n)
-        salt = None if salt_len is None else os.urandom(salt_len)
-        info = os.urandom(n)
-        want = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(key)
-        assert crypto_stream.hkdf(key, info, salt) == want
 
 
 _WORDS = b"report budget invoice notes draft final summary letter plan meeting minutes "
