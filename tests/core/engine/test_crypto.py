@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from core.agent.keys import Secret
-from core.engine import crypto
+from core.engine import crypto, crypto_stream
 from core.engine.crypto import (
     CHUNK_SIZE,
     HEADER_LEN,
