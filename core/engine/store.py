@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
 from core.errors import PlugbackError
 
+_OBJECT_NAME = re.compile(r"^[0-9a-f]{64}$")   # (as SetLayout.object checks it)
 WHOLE_BYTES = 1 << 20   # encrypted sets: files under this are read whole and sealed in one call
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -211,7 +213,7 @@ class _Store:
         self.volume = volume
         self.warnings = warnings
         self.rehash = rehash   # stored copies are not trusted: a fresh copy replaces them (repair)
-        self._made: set[Path] = set()
+        self._made: set[str] = set()
         self._tmp = str(self.layout.tmp)
 
     def _hasher(self):
@@ -252,12 +254,12 @@ class _Store:
         for p in copied.tmp_paths:
             self.fs.unlink(p)
 
-    def object_dir(self, folder: Path) -> None:
+    def object_dir(self, folder: Path | str) -> None:
         """``objects/xx/``, made once per run (not a mkdir per object)."""
-        if folder not in self._made:
+        if str(folder) not in self._made:
             self.fs.mkdir(folder)
-            self.layout.check_not_link(folder)   # never write objects through a planted symlink
-            self._made.add(folder)
+            self.layout.check_not_link(Path(folder))   # never write objects through a planted symlink
+            self._made.add(str(folder))
 
     def overwrite(self, copied: Copied, entry: Entry) -> None:
         """Replace ``entry``'s stored copy by ``copied`` (same content): repairs a damaged copy."""
@@ -473,6 +475,7 @@ class EncryptedStore(_Store):
         # half-written by a crash or a pulled drive, so it is not reused. (Kept as 64-bit
         # keys, flat at millions of objects: two names share one with odds of 2**-64.)
         self.trusted = CompactSet()
+        self._objects = f"{self.layout.objects}{os.sep}"
         # Small files are sealed whole (one file in tmp/, never split) where a file of
         # WHOLE_BYTES plus its header, tag and zstd's worst case fits the volume.
         self._whole = volume.max_file_size is None or volume.max_file_size >= 2 * WHOLE_BYTES
@@ -520,11 +523,15 @@ class EncryptedStore(_Store):
     def _times(self, se) -> tuple[int | None, int | None]:
         return None, None   # an object's time and mode would only leak information
 
-    def _object_paths(self, name: str | None, parts: int) -> list[Path]:
+    def _object_paths(self, name: str | None, parts: int) -> list:
+        """Where the object ``name`` is stored: its parts, or (most) one path as a plain string (a
+        ``Path`` per object cost more than its rename), with ``SetLayout.object``'s name check."""
         assert name is not None   # every file of an encrypted set has one (parse_entry, _copied)
         if parts:
             return [self.layout.object_part(name, i) for i in range(1, parts + 1)]
-        return [self.layout.object(name)]
+        if not _OBJECT_NAME.match(name):
+            raise ValueError(f"not an object name: {name!r}")
+        return [f"{self._objects}{name[:2]}{os.sep}{name}"]
 
     def has(self, entry: Entry) -> bool:
         return entry.obj in self.trusted and _is_file(self._object_paths(entry.obj, entry.parts)[0])
@@ -540,7 +547,7 @@ class EncryptedStore(_Store):
             held = sum(_size(p) for p in paths)
             entry.stored = _stored_field(entry.size, held) if held > 0 else copied.stored
             return False
-        self.object_dir(paths[0].parent)
+        self.object_dir(os.path.dirname(paths[0]))
         # Parts go in last-first: the first part's presence means the object is whole.
         for tmp, dest in reversed(list(zip(copied.tmp_paths, paths, strict=True))):
             self.fs.replace(tmp, dest)
