@@ -500,12 +500,13 @@ class EncryptedStore(_Store):
         tmp = tmp_name(self._tmp, ".part")
         fd = self.fs.create(tmp)
         try:
-            self.fs.write_fd(fd, blob)
+            try:
+                self.fs.write_fd(fd, blob)
+            finally:
+                self.fs.finish_fd(fd)   # (closes it either way)
         except BaseException:
-            os.close(fd)
             self.fs.unlink(tmp)
             raise
-        self.fs.finish_fd(fd)
         copied.tmp_paths.append(tmp)
         copied.stored = _stored_field(copied.size, len(blob))
         return copied
