@@ -256,6 +256,72 @@ class EncryptingWriter:
             self._raw.close()
 
 
+def seal_whole(keys: SetKeys, data, *, file_nonce: bytes | None = None) -> bytes:
+    """The stream :class:`EncryptingWriter` writes for ``data`` written and closed at once, built
+    in one call: the same coding rule, the same bytes for the same ``file_nonce``
+    (test_crypto holds them equal). For small files, read whole (core/engine/store.py): the
+    writer's sample buffer, sealer and per-write Python cost more than a small file's cipher."""
+    file_nonce = os.urandom(FILE_NONCE_LEN) if file_nonce is None else bytes(file_nonce)
+    if len(file_nonce) != FILE_NONCE_LEN:
+        raise ValueError(f"file_nonce must be {FILE_NONCE_LEN} bytes")
+    version, coding, payload = STREAM_VERSION, RAW, data
+    if getattr(keys, "version", 1) >= 2:
+        version = STREAM_VERSION_2
+        whole = len(data) < codec.SAMPLE   # (as the writer decides: a full sample streams)
+        trial = data if whole else memoryview(data)[:codec.SAMPLE]
+        packed = codec.pack(trial)
+        if codec.worth_it(len(trial), len(packed)):
+            coding = ZSTD
+            if whole:
+                payload = packed   # the trial frame is the whole stream
+            else:
+                packer = codec.Packer()
+                payload = packer.write(data) + packer.finish()
+    header = _HEADER.pack(MAGIC, version, coding, bytes(2), CHUNK_SIZE, file_nonce)
+    aead, prefix = _file_cipher(keys, file_nonce), file_nonce[16:]
+    view, out, index = memoryview(payload), [header], 0
+    while True:   # every chunk but the last is whole; the last holds 1..CHUNK_SIZE bytes (0: empty)
+        final = len(view) <= CHUNK_SIZE
+        piece = view if final else view[:CHUNK_SIZE]
+        out.append(aead.encrypt(_nonce(prefix, index), piece, _aad(header, index, final)))
+        if final:
+            return b"".join(out)
+        view, index = view[CHUNK_SIZE:], index + 1
+
+
+def open_whole(keys: SetKeys, blob, *, name: str = "", max_size: int | None = None) -> Iterator[bytes]:
+    """The plaintext blocks :class:`DecryptingReader` yields for the stream ``blob`` (bytes-like),
+    read whole into memory, with the same checks and errors. A stream of one chunk (a small
+    file's object) is opened here with one decrypt, without the reader's buffers and records;
+    any other stream, and any that does not authenticate, goes to the reader, which words
+    what is wrong. No keyed-name check (the reader's ``expected_name``): callers compare the
+    plain SHA-256 with the manifest."""
+    view = memoryview(blob)
+    if len(view) >= HEADER_LEN + TAG_LEN:
+        magic, version, coding, reserved, chunk_size, file_nonce = _HEADER.unpack_from(view)
+        known = (version == STREAM_VERSION and coding == RAW) or (
+            version == STREAM_VERSION_2 and getattr(keys, "version", 1) >= 2 and coding in (RAW, ZSTD))
+        if (magic == MAGIC and known and reserved == bytes(2) and 1 <= chunk_size <= MAX_CHUNK_SIZE
+                and len(view) - HEADER_LEN <= chunk_size + TAG_LEN):
+            header = bytes(view[:HEADER_LEN])
+            try:
+                plain = _file_cipher(keys, file_nonce).decrypt(_nonce(file_nonce[16:], 0), view[HEADER_LEN:],
+                                                              _aad(header, 0, True))
+            except InvalidTag:
+                plain = None
+            if plain is not None and coding == RAW:
+                if plain:
+                    yield plain
+                return
+            if plain is not None:
+                def damaged(reason: str) -> NoReturn:
+                    raise EncryptedDataDamaged(name=name, reason=reason)
+
+                yield from codec.unpack(iter((plain,)), max_size, damaged)
+                return
+    yield from DecryptingReader(io.BytesIO(view), keys, name=name, max_size=max_size)
+
+
 def _read_exact(raw: Readable, size: int) -> bytes:
     """Up to ``size`` bytes, fewer only at end of file (raw files may return short reads)."""
     data = raw.read(size)

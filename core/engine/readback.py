@@ -225,32 +225,12 @@ def _finish_object(bset, e: Entry, fds: list[int], buf: memoryview) -> str | Non
         return f"its stored copy is bigger than {e.size} bytes of content can make it (damaged on the drive)"
     digest, size = hashlib.sha256(), 0
     try:
-        for block in crypto.DecryptingReader(_Blob(buf[:got]), bset.keys, name=f"objects/{e.obj}",
-                                             max_size=e.size):
+        for block in crypto.open_whole(bset.keys, buf[:got], name=f"objects/{e.obj}", max_size=e.size):
             digest.update(block)
             size += len(block)
     except DamagedSet as err:
         return str(err)
     return _verdict(e, size, digest.hexdigest())
-
-
-class _Blob:
-    """An object read whole, as ``crypto.DecryptingReader`` reads a file (``size``: it then
-    sizes its buffers to the object)."""
-
-    def __init__(self, view: memoryview):
-        self._view, self.size = view, len(view)
-
-    def read(self, n: int = -1) -> bytes:
-        out = self._view if n < 0 else self._view[:n]
-        self._view = self._view[len(out):]
-        return bytes(out)
-
-    def readinto(self, b) -> int:
-        n = min(len(b), len(self._view))
-        b[:n] = self._view[:n]
-        self._view = self._view[n:]
-        return n
 
 
 def _close(opened: list[int] | str | Future) -> None:
@@ -272,7 +252,7 @@ def repair(run, damaged: list[tuple[Entry, ScanEntry, str]]) -> list[tuple[str, 
     store, still = run.store, []
     for e, se, reason in damaged:
         try:
-            copied = store.copy_in(se)
+            copied = store.copy_in(se, fresh=True)
         except OSError:
             copied = None
         if copied is not None and (copied.changed or copied.sha256 != e.sha256

@@ -452,6 +452,11 @@ class BackupSet:
             return
         from core.engine import crypto
 
+        # A small file's object (most of them) is read in one call and opened with one decrypt.
+        max_size = entry.size if entry.sha256 is not None else None
+        if len(paths) == 1 and (blob := _small_object(paths[0], drop_cache)) is not None:
+            yield from crypto.open_whole(self.keys, blob, name=f"objects/{entry.obj}", max_size=max_size)
+            return
         raw = _ConcatReader(paths, drop_cache)
         try:
             # No keyed-name check here (a second SHA-256 pass): every caller checks the plain
@@ -459,8 +464,7 @@ class BackupSet:
             # another name fails just the same.
             # A compressed object may expand to the size the manifest records, no more (a bomb
             # stops there); scrub reads objects it knows by name only (no sha256, no size).
-            reader = crypto.DecryptingReader(raw, self.keys, name=f"objects/{entry.obj}",
-                                             max_size=entry.size if entry.sha256 is not None else None)
+            reader = crypto.DecryptingReader(raw, self.keys, name=f"objects/{entry.obj}", max_size=max_size)
             yield from reader
         finally:
             raw.close()
@@ -520,6 +524,30 @@ class _Collect:
         out = b"".join(self._parts)
         self._parts.clear()
         return out
+
+
+SMALL_OBJECT = (1 << 20) + (64 << 10)   # objects up to this size are read whole (a small file's)
+
+
+def _small_object(path, drop_cache: bool) -> bytes | None:
+    """The bytes of the object at ``path`` if it holds at most :data:`SMALL_OBJECT` (one read,
+    more only if it returns short); None for a bigger one (then read as a stream)."""
+    from core.engine.fs import drop_cache as _drop
+
+    fd = safeio.open_regular(path, error=_content_error)
+    try:
+        size = os.fstat(fd).st_size
+        if size > SMALL_OBJECT:
+            return None
+        if drop_cache:
+            _drop(fd)
+        parts = []
+        while size > 0 and (data := os.read(fd, size + 1)):
+            parts.append(data)
+            size -= len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 class _ConcatReader:

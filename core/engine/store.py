@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
 from core.errors import PlugbackError
 
+_OBJECT_NAME = re.compile(r"^[0-9a-f]{64}$")   # (as SetLayout.object checks it)
+WHOLE_BYTES = 1 << 20   # encrypted sets: files under this are read whole and sealed in one call
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
@@ -133,6 +136,27 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
     return size, changed
 
 
+def read_whole(path: str, size_hint: int, mtime_ns: int | None = None) -> tuple[bytes, bool]:
+    """A small file's bytes in one read (more only if it returns short) and whether it changed
+    since it was scanned: :func:`read_source` for content held whole (``size_hint`` bytes at
+    most are read; a file that grew shows in the fstat)."""
+    fd = os.open(long_path(path), READ_FLAGS)
+    try:
+        data = os.read(fd, size_hint)
+        if 0 < len(data) < size_hint:
+            parts = [data]
+            got = len(data)
+            while got < size_hint and (more := os.read(fd, size_hint - got)):
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    changed = st.st_size != len(data) or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
+    return data, changed
+
+
 def prefetch_source(path: str) -> None:
     """Ask the OS to start reading the small source file ``path`` now, without waiting for it.
 
@@ -189,7 +213,7 @@ class _Store:
         self.volume = volume
         self.warnings = warnings
         self.rehash = rehash   # stored copies are not trusted: a fresh copy replaces them (repair)
-        self._made: set[Path] = set()
+        self._made: set[str] = set()
         self._tmp = str(self.layout.tmp)
 
     def _hasher(self):
@@ -201,8 +225,10 @@ class _Store:
     def _copied(self, hasher, size: int, paths: list[str], changed: bool, sink) -> Copied:
         return Copied(hasher.hexdigest(), size, None, paths, changed)
 
-    def copy_in(self, se) -> Copied:
-        """Read the scanned file ``se`` once: hash it and write it into ``tmp/`` (split where needed)."""
+    def copy_in(self, se, *, fresh: bool = False) -> Copied:
+        """Read the scanned file ``se`` once: hash it and write it into ``tmp/`` (split where needed).
+
+        ``fresh``: always write a copy (a repair replaces a stored one); plain copies always are."""
         out = _SplitWriter(self.fs, self._tmp, self.volume.max_file_size)
         hasher = self._hasher()
         try:
@@ -228,12 +254,12 @@ class _Store:
         for p in copied.tmp_paths:
             self.fs.unlink(p)
 
-    def object_dir(self, folder: Path) -> None:
+    def object_dir(self, folder: Path | str) -> None:
         """``objects/xx/``, made once per run (not a mkdir per object)."""
-        if folder not in self._made:
+        if str(folder) not in self._made:
             self.fs.mkdir(folder)
-            self.layout.check_not_link(folder)   # never write objects through a planted symlink
-            self._made.add(folder)
+            self.layout.check_not_link(Path(folder))   # never write objects through a planted symlink
+            self._made.add(str(folder))
 
     def overwrite(self, copied: Copied, entry: Entry) -> None:
         """Replace ``entry``'s stored copy by ``copied`` (same content): repairs a damaged copy."""
@@ -449,9 +475,41 @@ class EncryptedStore(_Store):
         # half-written by a crash or a pulled drive, so it is not reused. (Kept as 64-bit
         # keys, flat at millions of objects: two names share one with odds of 2**-64.)
         self.trusted = CompactSet()
+        self._objects = f"{self.layout.objects}{os.sep}"
+        # Small files are sealed whole (one file in tmp/, never split) where a file of
+        # WHOLE_BYTES plus its header, tag and zstd's worst case fits the volume.
+        self._whole = volume.max_file_size is None or volume.max_file_size >= 2 * WHOLE_BYTES
 
     def _hasher(self):
         return self.keys.object_hasher()   # the plain SHA-256 and the keyed name in one pass
+
+    def copy_in(self, se, *, fresh: bool = False) -> Copied:
+        """As :meth:`_Store.copy_in`; a small file is read whole first and sealed in one call, and
+        not written at all (no ``tmp_paths``) when a trusted object holds its content already."""
+        if not 0 <= se.size < WHOLE_BYTES or not self._whole:
+            return super().copy_in(se)
+        data, changed = read_whole(se.abspath, se.size, se.mtime_ns)
+        hasher = self._hasher()
+        hasher.update(data)
+        copied = Copied(hasher.sha256_hexdigest(), len(data), hasher.hexdigest(), [], changed)
+        if not fresh and copied.obj in self.trusted and not self.rehash and _is_file(self._object_paths(copied.obj, 0)[0]):
+            return copied   # nothing to write: place() keeps the object there
+        from core.engine import crypto
+
+        blob = crypto.seal_whole(self.keys, data)
+        tmp = tmp_name(self._tmp, ".part")
+        fd = self.fs.create(tmp)
+        try:
+            try:
+                self.fs.write_fd(fd, blob)
+            finally:
+                self.fs.finish_fd(fd)   # (closes it either way)
+        except BaseException:
+            self.fs.unlink(tmp)
+            raise
+        copied.tmp_paths.append(tmp)
+        copied.stored = _stored_field(copied.size, len(blob))
+        return copied
 
     def _sink(self, out: _SplitWriter):
         from core.engine import crypto
@@ -466,11 +524,15 @@ class EncryptedStore(_Store):
     def _times(self, se) -> tuple[int | None, int | None]:
         return None, None   # an object's time and mode would only leak information
 
-    def _object_paths(self, name: str | None, parts: int) -> list[Path]:
+    def _object_paths(self, name: str | None, parts: int) -> list:
+        """Where the object ``name`` is stored: its parts, or (most) one path as a plain string (a
+        ``Path`` per object cost more than its rename), with ``SetLayout.object``'s name check."""
         assert name is not None   # every file of an encrypted set has one (parse_entry, _copied)
         if parts:
             return [self.layout.object_part(name, i) for i in range(1, parts + 1)]
-        return [self.layout.object(name)]
+        if not _OBJECT_NAME.match(name):
+            raise ValueError(f"not an object name: {name!r}")
+        return [f"{self._objects}{name[:2]}{os.sep}{name}"]
 
     def has(self, entry: Entry) -> bool:
         return entry.obj in self.trusted and _is_file(self._object_paths(entry.obj, entry.parts)[0])
@@ -479,14 +541,14 @@ class EncryptedStore(_Store):
         """Store ``copied`` unless a trusted object has it; an untrusted one is replaced (and the
         caller reads the new one back). True if written."""
         paths = self._object_paths(copied.obj, entry.parts)
-        if copied.obj in self.trusted and not self.rehash and _is_file(paths[0]):
+        if not copied.tmp_paths or (copied.obj in self.trusted and not self.rehash and _is_file(paths[0])):
             self.discard(copied)   # identical content is stored once
             # The entry records the bytes of the object that stays: the same as the copy's unless
             # another zstd version compressed it.
             held = sum(_size(p) for p in paths)
             entry.stored = _stored_field(entry.size, held) if held > 0 else copied.stored
             return False
-        self.object_dir(paths[0].parent)
+        self.object_dir(os.path.dirname(paths[0]))
         # Parts go in last-first: the first part's presence means the object is whole.
         for tmp, dest in reversed(list(zip(copied.tmp_paths, paths, strict=True))):
             self.fs.replace(tmp, dest)

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from core.agent.keys import Secret
-from core.engine import crypto
+from core.engine import crypto, crypto_stream
 from core.engine.crypto import (
     CHUNK_SIZE,
     HEADER_LEN,
@@ -463,3 +463,80 @@ def test_key_known_answer_vectors():
                                b"plugback v1 wrapped master key") == master
     with pytest.raises(InvalidTag):
         AESGCM(kek).decrypt(bytes.fromhex(wrapped["nonce"]), bytes.fromhex(wrapped["ciphertext"]), b"")
+
+
+_WORDS = b"report budget invoice notes draft final summary letter plan meeting minutes "
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("size", [0, 1, 100, 4096, (128 << 10) - 1, 128 << 10, (128 << 10) + 1,
+                                  CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE + 5])
+@pytest.mark.parametrize("kind", ["text", "random", "text then random"])
+def test_seal_whole_writes_the_bytes_the_writer_writes(version, size, kind):
+    # The small-file path seals content in one call: the same stream, byte for byte, as
+    # EncryptingWriter given the same nonce (so readers, the vectors and the format cannot drift).
+    keys = SetKeys.from_master(os.urandom(32), version)
+    text = (_WORDS * (size // len(_WORDS) + 1))[:size]
+    data = {"text": text, "random": os.urandom(size),
+            "text then random": text[:size // 2] + os.urandom(size - size // 2)}[kind]
+    nonce = os.urandom(crypto.FILE_NONCE_LEN)
+    sealed = crypto_stream.seal_whole(keys, data, file_nonce=nonce)
+    assert sealed == encrypt_bytes(keys, data, file_nonce=nonce)
+    assert decrypt_bytes(keys, sealed) == data
+    if version == 2 and kind == "text" and size > 4096:
+        assert len(sealed) < size / 2   # compressed
+
+
+def test_seal_whole_uses_a_fresh_nonce_each_time(keys):
+    assert crypto_stream.seal_whole(keys, b"same") != crypto_stream.seal_whole(keys, b"same")
+    with pytest.raises(ValueError):
+        crypto_stream.seal_whole(keys, b"x", file_nonce=bytes(5))
+
+
+def _stream(keys, data, compress):
+    return bytearray(encrypt_bytes(keys, data, compress=compress, chunk_size=64 << 10))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("size", [0, 1, 5000, 64 << 10, (64 << 10) + 1, 300 << 10])
+def test_open_whole_yields_what_the_reader_yields(size, compress):
+    # One chunk is opened with one decrypt; more chunks go through DecryptingReader: the same plaintext.
+    keys = SetKeys.from_master(os.urandom(32), 2)
+    data = (_WORDS * (size // len(_WORDS) + 1))[:size] if compress else os.urandom(size)
+    blob = _stream(keys, data, compress)
+    assert b"".join(crypto.open_whole(keys, blob, max_size=size)) == data
+    assert b"".join(crypto.open_whole(keys, memoryview(blob))) == data
+    assert list(crypto.open_whole(keys, blob)) == list(DecryptingReader(io.BytesIO(bytes(blob)), keys))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_open_whole_reports_damage_as_the_reader_does(compress):
+    keys = SetKeys.from_master(os.urandom(32), 2)
+    data = _WORDS * 50
+    good = _stream(keys, data, compress)
+
+    def errors(blob, **kw):
+        found = []
+        for read in (lambda: b"".join(crypto.open_whole(keys, blob, name="objects/x", **kw)),
+                     lambda: DecryptingReader(io.BytesIO(bytes(blob)), keys, name="objects/x", **kw).read()):
+            with pytest.raises(EncryptedDataDamaged) as err:
+                read()
+            found.append(str(err.value))
+        return found
+
+    for at in (0, 9, HEADER_LEN + 3, len(good) - 1):   # magic, coding, payload, tag
+        bad = bytearray(good)
+        bad[at] ^= 1
+        whole, reader = errors(bad)
+        assert whole == reader and "objects/x" in whole
+    for cut in (HEADER_LEN, HEADER_LEN + 5, len(good) - 1):
+        whole, reader = errors(good[:cut])
+        assert whole == reader
+    other = _stream(SetKeys.from_master(os.urandom(32), 2), data, compress)
+    assert errors(other)[0] == errors(other)[1]
+    if compress:   # a bomb stops at the size the manifest records
+        whole, reader = errors(good, max_size=len(data) - 1)
+        assert whole == reader and "expands to more than" in whole
+    v2 = _stream(keys, data, False)
+    with pytest.raises(EncryptedDataDamaged, match="version-2 stream in a format-1 set"):
+        b"".join(crypto.open_whole(SetKeys.from_master(keys.master, 1), v2))

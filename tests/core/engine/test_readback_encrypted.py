@@ -92,14 +92,6 @@ def test_an_object_that_cannot_be_copied_again_is_reported_damaged(tmp_path, mon
     assert [path for path, _ in r.damaged] == ["Data/f050.txt"], r.damaged
 
 
-def test_blob_reads_like_a_file():
-    blob = readback._Blob(memoryview(b"0123456789"))
-    assert blob.size == 10 and blob.read(3) == b"012"
-    buf = bytearray(4)
-    assert blob.readinto(buf) == 4 and buf == b"3456"
-    assert blob.read() == b"789" and blob.read(5) == b"" and blob.readinto(buf) == 0
-
-
 def test_without_reads_ahead_objects_are_read_back_in_threads(tmp_path, monkeypatch):
     """Windows and macOS (no posix_fadvise) keep the worker threads: damage is found there too."""
     monkeypatch.setattr(readback, "READS_AHEAD", False)
