@@ -188,8 +188,8 @@ def _backup_set(args) -> tuple[BackupSet, str | None]:
 
 def cmd_backup(args) -> int:
     from core.agent.config import Paths
-    from core.agent.jobs import engine_cache
     from core.engine.backup import BackupOptions
+    from core.engine.cache import engine_cache
     from core.engine.space import backup_with_room
 
     bset, passphrase = _backup_set(args)
