@@ -272,7 +272,8 @@ class _Run:
                 pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
                 self.window = Window(pool, self._emit_any, WINDOW_FILES, WINDOW_BYTES)
                 try:
-                    for item in self._scanning(self.reuse.pairs(parent_id, sources, excluder, self.warnings, old)):
+                    for item in self._scanning(self.reuse.pairs(parent_id, sources, excluder, self.warnings, old,
+                                                                self.options.prefetch)):
                         self._splice(item) if isinstance(item, Splice) else self._step(*item)
                     self._leave(None)
                     self.window.drain()

@@ -14,6 +14,7 @@ import pathspec
 from core.engine import winattrs
 from core.engine.fs import long_path
 from core.engine.manifest import DIR, FILE, LINK
+from core.engine.prefetch import Prefetch
 from core.engine.progress import RunWarning, WarningCode
 from core.errors import SourceMissing, UsageError
 
@@ -148,11 +149,22 @@ def _entry(path: str, abspath: str, st: os.stat_result, kind: str, target=None) 
                      st.st_ctime_ns if posix else 0, target, winattrs.recorded(st) if kind != LINK else 0)
 
 
-def scan(sources: list[Source], excluder: Excluder, warnings: list[RunWarning]) -> Iterator[ScanEntry]:
-    """Every entry under every source, sorted component by component (the manifest's order)."""
-    for src in sorted(sources, key=lambda s: s.name):
-        yield root_entry(src)
-        yield from _walk(src.path, src.name, "", excluder, warnings)
+def scan(sources: list[Source], excluder: Excluder, warnings: list[RunWarning],
+         ahead: Prefetch | None = None) -> Iterator[ScanEntry]:
+    """Every entry under every source, sorted component by component (the manifest's order).
+
+    The folders are read ahead in threads (core/engine/prefetch.py): by ``ahead``, already
+    started on these sources, else by one started here; stopped when the scan ends."""
+    ordered = sorted(sources, key=lambda s: s.name)
+    if ahead is None:
+        ahead = Prefetch([s.path for s in ordered])
+    ahead.exclude(excluder.excluded, excluder.skip_dirs)
+    try:
+        for src in ordered:
+            yield root_entry(src)
+            yield from _walk(src.path, src.name, "", excluder, warnings)
+    finally:
+        ahead.stop()
 
 
 def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterator[ScanEntry]:
