@@ -41,8 +41,8 @@ class Prefetch:
     True)`` and ``skip`` ((device, inode) pairs) say which folders the scan does not enter."""
 
     def __init__(self, roots: list[str], excluded=_never, skip: frozenset | set = frozenset(),
-                 threads: int = THREADS):
-        self._excluded, self._skip = excluded, skip
+                 threads: int = THREADS, warm_entry_s: float = WARM_ENTRY_S):
+        self._excluded, self._skip, self._warm_entry_s = excluded, skip, warm_entry_s
         self._todo: list[tuple[str, str]] = [(root, "") for root in reversed(roots)]   # (a stack: depth first)
         self._cv = threading.Condition()
         self._busy = 0
@@ -108,7 +108,7 @@ class Prefetch:
                             below.append(sub)
         except OSError:
             return []   # (the scan reads it again and says what is wrong)
-        warm = time.perf_counter() - started < n * WARM_ENTRY_S
+        warm = time.perf_counter() - started < n * self._warm_entry_s
         with self._cv:
             self._warm = self._warm + 1 if warm else 0
             if self._warm >= WARM_FOLDERS:
