@@ -19,7 +19,7 @@ from core.agent.config import Config, Job
 from core.agent.drives import find_drive
 from core.agent.history import History, RunEnd, RunStatus, Trigger, warnings_text
 from core.agent.words import plural, removed_backups, size
-from core.engine.cache import engine_cache as engine_cache   # (its home; the agent and the CLI import it here)
+from core.engine.cache import engine_cache as engine_cache  # (the agent imports it from here)
 from core.engine.layout import check_chain, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
 from core.engine.repo import BackupSet, Unlocker

@@ -203,7 +203,7 @@ class SetLock:
             if pid == os.getpid() and "token" in holder:
                 with _held_mutex:
                     return holder["token"] not in _held_tokens
-            import psutil   # (only when a lock is found held: not on every run's start)
+            import psutil  # (only when a lock is found held: not on every run's start)
 
             return not (isinstance(pid, int) and psutil.pid_exists(pid))
         try:
