@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--workdir", default="/var/tmp/pb-floor-standard")
-    p.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)} (default {','.join(DEFAULT_PHASES)}; restore "
-                   "alone: its peer copies the source, else full's copy)")
+    p.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)} "
+                   f"(default {','.join(DEFAULT_PHASES)}; restore alone: its peer copies the source, else full's copy)")
     p.add_argument("--device-mib", type=int, default=1024, help="how much the device phase writes and reads")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", help="also write the raw results here")
