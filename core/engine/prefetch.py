@@ -27,6 +27,8 @@ import os
 import threading
 import time
 
+from core.engine.fs import long_path
+
 THREADS = 4           # folders read at once (requests in flight for the disk)
 WARM_FOLDERS = 32     # folders in a row read at memory speed: the tree is cached, stop
 WARM_ENTRY_S = 4e-6   # seconds per entry (listing and lstat) below which a folder was cached
@@ -90,13 +92,8 @@ class Prefetch:
             return []
         started, n = time.perf_counter(), 1
         below = []
-        folder = os.path.join(root, rel) if rel else root
-        if os.name == "nt":   # (the scan's \\?\ form of a long path)
-            from core.engine.fs import long_path
-
-            folder = long_path(folder)
         try:
-            with os.scandir(folder) as it:
+            with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:   # (as the scan does)
                 for d in it:
                     if self.stopped:
                         break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import stat
@@ -168,11 +169,23 @@ def scan(sources: list[Source], excluder: Excluder, warnings: list[RunWarning],
 
 
 def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterator[ScanEntry]:
-    """Everything below the folder ``rel`` of a source, sorted (the folder itself is the caller's)."""
-    for se in children(root, top, rel, excluder, warnings):
-        yield se
-        if se.type == DIR:
-            yield from _walk(root, top, se.path[len(top) + 1:], excluder, warnings)
+    """Everything below the folder ``rel`` of a source, sorted (the folder itself is the caller's).
+
+    Depth first with a stack of listings, not nested generators (each entry passed up through
+    one generator per level was a tenth of the scan's time)."""
+    cut = len(top) + 1
+    stack = [children(root, top, rel, excluder, warnings)]
+    while stack:
+        for se in stack[-1]:
+            yield se
+            if se.type == DIR:
+                stack.append(children(root, top, se.path[cut:], excluder, warnings))
+                break
+        else:
+            stack.pop()
+
+
+_NAME = operator.attrgetter("name")
 
 
 def children(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterator[ScanEntry]:
@@ -180,7 +193,7 @@ def children(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Ite
     folder = os.path.join(root, rel) if rel else root
     try:
         with os.scandir(long_path(folder)) as it:   # (Windows: \\?\ when long; children inherit it)
-            listing = sorted(it, key=lambda d: d.name)
+            listing = sorted(it, key=_NAME)
     except OSError as err:
         warnings.append(RunWarning(WarningCode.UNREADABLE, folder,
                                    f"folder could not be read, skipped ({err.strerror})"))
