@@ -187,3 +187,33 @@ def test_a_folder_line_is_kept_only_whole_and_without_a_mirror_name():
     assert not _keeps(_line(**parent, mirror="S/d~1"), se)
     assert not _keeps(_line(**{**parent, "ctime_ns": 66}), se)
     assert not _keeps(_line(**{**parent, "type": "f", "sha256": SHA}), se)
+
+
+def test_an_unchanged_symlink_is_not_placed_again_and_a_remade_one_is(tmp_path, monkeypatch):
+    from core.engine.store import PlainStore
+
+    src = make_tree(tmp_path / "src", {"a/x.txt": b"x"})
+    os.symlink("a/x.txt", src / "same")
+    os.symlink("a/x.txt", src / "moved")
+    _backup(tmp_path, src)
+    placed: list[str] = []
+    real = PlainStore.place_link
+
+    def place_link(self, e, prev):
+        placed.append(e.path)
+        return real(self, e, prev)
+
+    monkeypatch.setattr(PlainStore, "place_link", place_link)
+    _backup(tmp_path, src)
+    assert placed == []   # both unchanged: Latest/ holds them as the parent left them
+    os.unlink(src / "moved")
+    os.symlink("elsewhere", src / "moved")   # another target
+    _backup(tmp_path, src)
+    assert placed == ["src/moved"] and os.readlink(tmp_path / "set" / "Latest" / "src" / "moved") == "elsewhere"
+    os.unlink(src / "same")
+    os.symlink("a/x.txt", src / "same")      # made again, the same target: another lstat, looked at again
+    os.utime(src / "same", ns=(10**18, 10**18), follow_symlinks=False)   # (even if its inode number comes back)
+    placed.clear()
+    _backup(tmp_path, src)
+    assert placed == ["src/same"]
+    _same_as_a_fresh_backup(tmp_path, src)
