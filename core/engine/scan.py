@@ -8,9 +8,7 @@ import re
 import stat
 import sys
 from dataclasses import dataclass
-from typing import Iterator, Sequence
-
-import pathspec
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from core.engine import winattrs
 from core.engine.fs import long_path
@@ -18,6 +16,9 @@ from core.engine.manifest import DIR, FILE, LINK
 from core.engine.prefetch import Prefetch
 from core.engine.progress import RunWarning, WarningCode
 from core.errors import SourceMissing, UsageError
+
+if TYPE_CHECKING:
+    import pathspec
 
 # OS junk and caches nobody wants back. Users add their own; these always apply.
 DEFAULT_EXCLUDES = (
@@ -71,17 +72,46 @@ def plan_sources(paths, previous: Sequence[dict] = ()) -> list[Source]:
     return result
 
 
+# DEFAULT_EXCLUDES as _one_regex joins pathspec's translation of them (tests/core/engine/test_scan.py
+# holds the two equal): a run with no excludes of its own does not load pathspec (~25 modules, read
+# from the disk on a cold start).
+DEFAULT_REGEX = "^(?:.+/)?(?:" + "|".join([
+    r"(?:\.DS_Store(?:(?:/)|$))",
+    r"(?:\._[^/]*(?:(?:/)|$))",
+    r"(?:\.Spotlight\-V100(?:/))",
+    r"(?:\.Trashes(?:/))",
+    r"(?:\.fseventsd(?:/))",
+    r"(?:\.TemporaryItems(?:/))",
+    r"(?:Thumbs\.db(?:(?:/)|$))",
+    r"(?:ehthumbs\.db(?:(?:/)|$))",
+    r"(?:desktop\.ini(?:(?:/)|$))",
+    r"(?:\$RECYCLE\.BIN(?:/))",
+    r"(?:System\ Volume\ Information(?:/))",
+    r"(?:\.Trash\-[^/]*(?:/))",
+    r"(?:\~\$[^/]*(?:(?:/)|$))",
+    r"(?:\.\~lock\.[^/]*\#(?:(?:/)|$))",
+    r"(?:__pycache__(?:/))",
+    r"(?:\.cache(?:/))",
+]) + ")"
+
+
 class Excluder:
     """gitignore-style patterns, matched against paths relative to each source folder."""
 
     def __init__(self, patterns=(), defaults: bool = True, skip_dirs=()):
-        lines = list(DEFAULT_EXCLUDES if defaults else ()) + [p for p in patterns if p.strip()]
-        try:
-            self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
-        except Exception as err:  # noqa: BLE001 - pathspec raises several types for a malformed pattern
-            raise UsageError(f"An exclude pattern is not valid ({err}). Use gitignore-style patterns "
-                             "such as '*.tmp', 'node_modules/' or '/Photos/raw'.") from None
-        self._any = _one_regex(self.spec)
+        own = [p for p in patterns if p.strip()]
+        self.spec: pathspec.GitIgnoreSpec | None = None
+        if defaults and not own:
+            self._any: re.Pattern | None = re.compile(DEFAULT_REGEX)
+        else:
+            import pathspec
+
+            try:
+                self.spec = pathspec.GitIgnoreSpec.from_lines(list(DEFAULT_EXCLUDES if defaults else ()) + own)
+            except Exception as err:  # noqa: BLE001 - pathspec raises several types for a malformed pattern
+                raise UsageError(f"An exclude pattern is not valid ({err}). Use gitignore-style patterns "
+                                 "such as '*.tmp', 'node_modules/' or '/Photos/raw'.") from None
+            self._any = _one_regex(self.spec)
         # By (device, inode), not by path: a realpath per folder was a tenth of a no-change run.
         self.skip_dirs = set()
         for d in skip_dirs:
@@ -94,6 +124,7 @@ class Excluder:
     def excluded(self, rel: str, is_dir: bool) -> bool:
         if self._any is not None:
             return self._any.match(rel + "/" if is_dir else rel) is not None
+        assert self.spec is not None   # (no joined regex: a pattern re-includes)
         return self.spec.match_file(rel + "/" if is_dir else rel)
 
 
