@@ -94,6 +94,7 @@ class Prefetch:
                     return
                 root, rel = self._todo.pop()
                 self._busy += 1
+            below: list[str] = []
             try:
                 below = self._read(root, rel)
             finally:
