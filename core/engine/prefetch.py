@@ -20,8 +20,9 @@ cached it only competes with the scan for the interpreter (it doubled a warm sca
 after :data:`WARM_FOLDERS` folders in a row read without the disk it ends. "Without the disk":
 on Linux the thread's own count of blocks read (``getrusage(RUSAGE_THREAD).ru_inblock``) did not
 grow; elsewhere, the folder took less than :data:`WARM_ENTRY_S` an entry (a weaker sign: time
-spent waiting for the interpreter counts too). Only a full scan is read ahead: a journal
-scan (the agent's change hint) reads a few folders.
+spent waiting for the interpreter counts too), so by default the threads run on Linux only
+(:data:`DEFAULT_THREADS`). Only a full scan is read ahead: a journal scan (the agent's change
+hint) reads a few folders.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ WARM_FOLDERS = 64     # folders in a row read without the disk: the tree is cach
 WARM_ENTRY_S = 4e-6   # seconds per entry (listing and lstat) below which a folder was cached (not Linux)
 
 COUNTS_BLOCKS = sys.platform == "linux"   # (a thread's own count of blocks read: RUSAGE_THREAD)
+# Where a warm tree is not told reliably (no block count: the time a folder took includes waits for
+# the GIL), the read-ahead could double a warm scan's work, and it was measured on Linux only:
+# elsewhere no threads by default (Windows lists a folder's lstat fields with it anyway).
+DEFAULT_THREADS = THREADS if COUNTS_BLOCKS else 0
 
 
 def _blocks_read() -> int:
@@ -58,7 +63,7 @@ class Prefetch:
     True)`` and ``skip`` ((device, inode) pairs) say which folders the scan does not enter."""
 
     def __init__(self, roots: list[str], excluded=_never, skip: frozenset | set = frozenset(),
-                 threads: int = THREADS, warm_entry_s: float = WARM_ENTRY_S, count_blocks: bool = True):
+                 threads: int = DEFAULT_THREADS, warm_entry_s: float = WARM_ENTRY_S, count_blocks: bool = True):
         self._excluded, self._skip, self._warm_entry_s = excluded, skip, warm_entry_s
         self._count_blocks = count_blocks and COUNTS_BLOCKS   # (else: the time a folder took)
         self._todo: list[tuple[str, str]] = [(root, "") for root in reversed(roots)]   # (a stack: depth first)

@@ -12,7 +12,7 @@ import pytest
 
 from core.cli import main
 from core.engine import prefetch
-from core.engine.prefetch import WARM_FOLDERS, Prefetch
+from core.engine.prefetch import THREADS, WARM_FOLDERS, Prefetch
 from core.engine.scan import Excluder
 from tests.support.trees import Symlink, make_tree
 
@@ -54,7 +54,7 @@ def test_it_reads_the_folders_the_scan_enters_and_no_others(tmp_path):
     src = make_tree(tmp_path / "src", {"a/b/c.txt": b"c", "a/d.txt": b"d", "e/": None, "node_modules/m/x.js": b"x",
                                        "a/__pycache__/p.pyc": b"p", "link": Symlink(str(outside)), "f.txt": b"f"})
     excluder = Excluder(["node_modules/"], skip_dirs=[str(tmp_path / "src" / "e")])
-    p = Recording([str(src)], excluder.excluded, excluder.skip_dirs, warm_entry_s=0, count_blocks=False)
+    p = Recording([str(src)], excluder.excluded, excluder.skip_dirs, THREADS, warm_entry_s=0, count_blocks=False)
     _finished(p)
     assert sorted(p.read) == ["", "a", "a/b"]   # not node_modules, __pycache__ (defaults), the set (e), the link
 
@@ -71,10 +71,10 @@ def test_excludes_given_later_apply_to_folders_not_yet_read(tmp_path):
 
 def test_it_stops_by_itself_on_a_warm_tree(tmp_path):
     src = make_tree(tmp_path / "src", {f"d{i:03}/x": b"x" for i in range(3 * WARM_FOLDERS)})
-    warm = Recording([str(src)], warm_entry_s=1.0, count_blocks=False)   # (every folder counts as read at memory speed)
+    warm = Recording([str(src)], threads=THREADS, warm_entry_s=1.0, count_blocks=False)   # (each folder: memory speed)
     _finished(warm)
     assert warm.stopped and len(warm.read) < 2 * WARM_FOLDERS
-    cold = Recording([str(src)], warm_entry_s=0, count_blocks=False)     # (no folder does)
+    cold = Recording([str(src)], threads=THREADS, warm_entry_s=0, count_blocks=False)     # (no folder does)
     _finished(cold)
     assert len(cold.read) == 3 * WARM_FOLDERS + 1
 
@@ -91,7 +91,7 @@ def test_on_linux_a_tree_read_without_the_disk_is_warm(tmp_path):
 
 def test_stop_ends_the_threads(tmp_path):
     src = make_tree(tmp_path / "src", {f"d{i:03}/e{j}/x": b"x" for i in range(50) for j in range(3)})
-    p = Prefetch([str(src)], warm_entry_s=0, count_blocks=False)
+    p = Prefetch([str(src)], threads=THREADS, warm_entry_s=0, count_blocks=False)
     p.stop()
     assert p.stopped and not any(t.is_alive() for t in p._threads)
 
