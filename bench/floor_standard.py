@@ -11,6 +11,13 @@ The floors are ``floor_small.py``'s, on the standard set instead of many tiny fi
 * **restore** (goal ≤ 1.2× ``cp -a``): ``cp -a`` the set's ``Latest/`` out and ``sha256sum``
   every byte read. Serial, and overlapped (the hashing beside the copy).
 
+The no-change and day-of-changes goals (``--phases nochange,changed``; goal ≤ 1.0× ``rsync -a``):
+``rsync -a --delete`` into its mirror, then plugback into its set, each after a cache drop; with
+``--before DIR`` (an export of another commit: ``git archive main | tar -x -C DIR``) that
+checkout's plugback too, into a set of its own, between the two (interleaved, same run). The
+set, the mirror and the before-set are made once (untimed); ``changed`` applies one day of
+``make_dataset.mutate`` before each repetition (the days continue across runs in one workdir).
+
 And the machine (``--phases device``): sequential write of 1 GiB (``dd ... conv=fdatasync``),
 sequential read of it with the cache dropped (``dd``), and SHA-256 of 1 GiB from memory
 (``openssl dgst -sha256`` of zeros through a pipe): the three speeds a read-back backup rests on.
@@ -36,7 +43,8 @@ import floor_small  # noqa: E402
 import make_dataset  # noqa: E402
 from tools import plugback_argv, plugback_env, rmtree  # noqa: E402
 
-PHASES = ("device", "full", "restore")
+PHASES = ("device", "full", "restore", "nochange", "changed")
+DEFAULT_PHASES = PHASES[:3]   # (the no-change and day-of-changes phases when asked)
 # OpenSSL's SHA-256 is the SHA-NI code Python's hashlib runs; coreutils' sha256sum (the fallback) is
 # several times slower on this machine and would make a floor too high.
 SHA256 = "openssl dgst -sha256" if shutil.which("openssl") else "sha256sum"
@@ -60,7 +68,18 @@ def hash_tree(folder: Path, jobs: int = 1) -> str:
             f"xargs -0 -r -n 2000 -P {jobs} {SHA256} > /dev/null")
 
 
-def commands(w: dict[str, Path], drop: str, mib: int) -> dict[str, dict[str, str]]:
+def incremental(w: dict[str, Path], before: str) -> dict[str, str]:
+    """The no-change and day-of-changes commands: rsync, ``before``'s plugback (if given), plugback."""
+    q = {k: shlex.quote(str(v)) for k, v in w.items()}
+    cli = " ".join(shlex.quote(a) for a in plugback_argv())
+    old = (f"env PYTHONPATH={shlex.quote(before)} PLUGBACK_HOME={q['home']}-before "
+           f"{shlex.quote(sys.executable)} -P -m core.cli")
+    return {"peer: rsync -a": f"rsync -a --delete {q['src']}/ {q['mirror']}/",
+            **({"plugback before": f"{old} backup {q['src']} --to {q['set']}-before"} if before else {}),
+            "plugback": f"{cli} backup {q['src']} --to {q['set']}"}
+
+
+def commands(w: dict[str, Path], drop: str, mib: int, before: str = "") -> dict[str, dict[str, str]]:
     """Per phase: the peer first, then the floors and plugback (each run after ``drop``)."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
@@ -81,6 +100,8 @@ def commands(w: dict[str, Path], drop: str, mib: int) -> dict[str, dict[str, str
             "floor overlapped": f"cp -a {q['latest']} {q['out']}/floor & {hash_tree(w['latest'])} & wait",
             "plugback": f"{cli} restore {q['set']} {q['out']}/plugback",
         },
+        "nochange": incremental(w, before),
+        "changed": incremental(w, before),
     }
 
 
@@ -97,6 +118,25 @@ def prepare(args, w: dict[str, Path]) -> dict:
     return stats
 
 
+def prepare_incremental(args, w: dict[str, Path]) -> None:
+    """Untimed: rsync's mirror, and ``--before``'s own set (its first backup by its own code)."""
+    if not w["mirror"].exists():
+        subprocess.run(["rsync", "-a", f"{w['src']}/", f"{w['mirror']}/"], check=True)
+    before_set = w["set"].with_name(w["set"].name + "-before")
+    if args.before and not (before_set / "Latest").exists():
+        env = {**os.environ, "PYTHONPATH": args.before, "PLUGBACK_HOME": f"{w['home']}-before"}
+        subprocess.run([sys.executable, "-P", "-m", "core.cli", "backup", str(w["src"]), "--to", str(before_set)],
+                       env=env, check=True, capture_output=True)
+
+
+def next_day(w: dict[str, Path], seed: int) -> dict:
+    """Untimed, before each repetition of ``changed``: the next day of changes to the source."""
+    days = w["work"] / "days"
+    day = int(days.read_text()) + 1 if days.exists() else 1
+    days.write_text(str(day))
+    return make_dataset.mutate(w["src"], day=day, seed=seed)
+
+
 def _clear(phase: str, w: dict[str, Path]) -> None:
     """Untimed, before each repeat: what the phase's commands must find absent (the full phase's
     ``copy`` stays until the end: the restore's peer copies it back)."""
@@ -110,7 +150,7 @@ def _clear(phase: str, w: dict[str, Path]) -> None:
 
 def run(args) -> dict:
     work = Path(args.workdir).resolve()
-    w = {k: work / k for k in ("src", "set", "set2", "copy", "floor", "out", "home")}
+    w = {k: work / k for k in ("src", "set", "set2", "copy", "floor", "out", "home", "mirror")}
     w["work"] = work
     print(json.dumps(prepare(args, w)), flush=True)
     w["latest"] = w["set"] / "Latest"
@@ -118,13 +158,17 @@ def run(args) -> dict:
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     drop = "sync" if args.warm else floor_small.DROP
-    chosen = args.phases.split(",") if args.phases else list(PHASES)
+    chosen = args.phases.split(",") if args.phases else list(DEFAULT_PHASES)
+    if {"nochange", "changed"} & set(chosen):
+        prepare_incremental(args, w)
     results: dict[str, dict[str, list]] = {}
-    for phase, by_name in commands(w, drop, args.device_mib).items():
+    for phase, by_name in commands(w, drop, args.device_mib, args.before).items():
         if phase not in chosen:
             continue
         for rep in range(args.repeat):
             _clear(phase, w)
+            if phase == "changed":
+                print(json.dumps(next_day(w, args.seed)), flush=True)
             floor_small.time_commands(phase, by_name, rep, drop, logs, args.timeout, env, results, width=8)
     _clear("done", w)
     return results
@@ -145,11 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--workdir", default="/var/tmp/pb-floor-standard")
-    p.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)} (restore "
-                   "alone: its peer copies the source, else full's copy)")
+    p.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)} "
+                   f"(default {','.join(DEFAULT_PHASES)}; restore alone: its peer copies the source, else full's copy)")
     p.add_argument("--device-mib", type=int, default=1024, help="how much the device phase writes and reads")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--before", default="", help="nochange, changed: also time this checkout's plugback (an "
+                   "export of main: git archive main | tar -x -C DIR) into a set of its own, in each repetition")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
     args = p.parse_args(argv)
     if not args.warm and os.geteuid() != 0:

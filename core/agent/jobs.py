@@ -19,6 +19,7 @@ from core.agent.config import Config, Job
 from core.agent.drives import find_drive
 from core.agent.history import History, RunEnd, RunStatus, Trigger, warnings_text
 from core.agent.words import plural, removed_backups, size
+from core.engine.cache import engine_cache as engine_cache  # (the agent imports it from here)
 from core.engine.layout import check_chain, drive_dir, drive_set_path
 from core.engine.progress import CancelToken, Clock, Progress, no_progress
 from core.engine.repo import BackupSet, Unlocker
@@ -241,13 +242,6 @@ def _apply_retention(job: Job, bset: BackupSet, clock: Clock, log: list[str], bo
     if result.forgotten:
         log.append(f"retention: forgot {plural(len(result.forgotten), 'old snapshot')}, "
                    f"freed {plural(result.bytes_freed, 'byte')}")
-
-
-def engine_cache(paths) -> Path:
-    """What the engine keeps between runs on this computer, under the data folder of ``paths``
-    (``BackupOptions.cache``: the record of the manifests it wrote, which lets a journal backup
-    splice its parent; core/engine/trust.py)."""
-    return paths.data_dir / "cache"
 
 
 def run_job(job: Job, config: Config, history: History, *, target: Target | None = None,

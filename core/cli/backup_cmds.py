@@ -187,15 +187,40 @@ def _backup_set(args) -> tuple[BackupSet, str | None]:
 
 
 def cmd_backup(args) -> int:
+    ahead = _read_ahead(args)
+    try:
+        return _backup(args, ahead)
+    finally:
+        if ahead is not None:
+            ahead.stop()
+
+
+def _read_ahead(args):
+    """The sources' folders read ahead while the engine loads (core/engine/prefetch.py; a set on a
+    drive: the scan is a full one), or None."""
+    if remote_cmds.is_remote(args.to):
+        return None
+    from core.engine.prefetch import Prefetch
+
+    skip = set()
+    try:   # (the set is not read ahead if it lies in a source: the scan skips it too)
+        st = os.stat(args.to)
+        skip.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    return Prefetch([os.path.abspath(p) for p in args.sources], skip=skip)
+
+
+def _backup(args, ahead) -> int:
     from core.agent.config import Paths
-    from core.agent.jobs import engine_cache
     from core.engine.backup import BackupOptions
+    from core.engine.cache import engine_cache
     from core.engine.space import backup_with_room
 
     bset, passphrase = _backup_set(args)
     bar = ProgressBar(enabled=None if not args.json else False)
     options = BackupOptions(excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify, progress=bar,
-                            cache=engine_cache(Paths.default()))
+                            cache=engine_cache(Paths.default()), prefetch=ahead)
     try:
         if remote_cmds.is_remote(args.to):
             from core.engine.remote.backup import backup as remote_backup

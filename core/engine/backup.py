@@ -272,7 +272,8 @@ class _Run:
                 pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
                 self.window = Window(pool, self._emit_any, WINDOW_FILES, WINDOW_BYTES)
                 try:
-                    for item in self._scanning(self.reuse.pairs(parent_id, sources, excluder, self.warnings, old)):
+                    for item in self._scanning(self.reuse.pairs(parent_id, sources, excluder, self.warnings, old,
+                                                                self.options.prefetch)):
                         self._splice(item) if isinstance(item, Splice) else self._step(*item)
                     self._leave(None)
                     self.window.drain()
@@ -392,7 +393,11 @@ class _Run:
                 self.store.place_dir(mirror)
             self.window.put((e, se))
         elif se.type == LINK:
-            if isinstance(self.store, PlainStore) and self.volume.symlinks:
+            # An unchanged link (its lstat and target as the parent recorded) is in Latest/ as the
+            # parent left it, as an unchanged file is: not looked at again (on a cold cache, a lookup
+            # of every folder above it on the drive).
+            unchanged = prev is not None and prev.target == se.target and same_stat(prev, se) and not self.options.rehash
+            if isinstance(self.store, PlainStore) and self.volume.symlinks and not unchanged:
                 self.store.place_link(e, prev)
             self.window.put((e, se))
         else:

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from core.engine.changes import ChangeHint
 from core.engine.fs import WORKERS
+from core.engine.prefetch import Prefetch
 from core.engine.progress import CancelToken, Clock, ProgressCallback, RunWarning, TextEnum, no_progress
 from core.engine.scan import ScanEntry, is_inside, plan_sources
 from core.errors import UsageError
@@ -49,6 +50,9 @@ class BackupOptions:
     changes: ChangeHint | None = None
     #: A folder on this computer (never the drive) for the record of the manifests it wrote (trust.py).
     cache: Path | None = None
+    #: The sources' folders already being read ahead (core/engine/prefetch.py: ``plugback backup``
+    #: starts it before loading the engine); the run stops it. None: a full scan starts its own.
+    prefetch: Prefetch | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "excludes", tuple(self.excludes))

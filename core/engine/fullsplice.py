@@ -8,7 +8,7 @@ object copied, the scan's size, times, mode and inode -- and compares it with th
 as bytes. Where they are equal, the line joins a run of kept lines that leaves as one
 :class:`~core.engine.splice.Splice` (its ``Latest.sha256`` lines from the parent's, its
 piece copied compressed when the run is a whole piece). Any other line -- changed, new, gone,
-a symlink, a folder with a mirror name, a Windows entry with attributes, a line an older writer
+a folder or symlink with a mirror name, a Windows entry with attributes, a line an older writer
 wrote differently -- is decoded and yielded as the usual ``(scan entry, parent entry)`` pair.
 
 An equal line is exactly the unchanged case of ``backup._Run._add_file`` (``same_stat`` and the
@@ -18,16 +18,19 @@ are in the compared bytes, so a kept line never hides a change.
 
 from __future__ import annotations
 
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import Iterable, Iterator
 
-from core.engine.manifest import DIR, FILE, sort_key
+from core.engine.manifest import DIR, FILE, LINK, sort_key
 from core.engine.scan import ScanEntry
 from core.engine.splice import HEAD, ParentLines, Splice, encoded
 
 
 def expected(se: ScanEntry) -> tuple[bytes, bytes | None] | None:
     """What an unchanged ``se``'s line must hold (``ParentLines.keep``'s ``head`` and ``rest``), or
-    None where the pass must look at the parent's entry (symlinks, recorded Windows attributes)."""
+    None where the pass must look at the parent's entry (recorded Windows attributes). An unchanged
+    symlink's line is kept too: its target and lstat as the parent recorded them, it is in Latest/
+    as the parent left it (backup._Run._add does not place such a link again either)."""
     if se.attrs:
         return None
     ino = b',"ino":%d,"ctime_ns":%d' % (se.ino, se.ctime_ns) if se.ino else b""
@@ -37,6 +40,9 @@ def expected(se: ScanEntry) -> tuple[bytes, bytes | None] | None:
     if se.type == DIR:   # (a folder's whole line: one with a mirror name is not kept)
         return HEAD + encoded(se.path) + b'","type":"d","mtime_ns":%d,"mode":%d' % (se.mtime_ns, se.mode) \
             + ino + b"}\n", None
+    if se.type == LINK and se.target is not None:   # (a link's whole line, target included; likewise)
+        return HEAD + encoded(se.path) + b'","type":"l","mtime_ns":%d,"mode":%d,"target":' % (se.mtime_ns, se.mode) \
+            + _quoted(se.target).encode("ascii") + ino + b"}\n", None
     return None
 
 
@@ -46,7 +52,7 @@ def pairs(scanned: Iterable[ScanEntry], lines: ParentLines) -> Iterator[tuple | 
     for se in scanned:
         want = expected(se)
         while True:
-            if want is not None and lines.keep(want[0], want[1], se.path, se.size, se.type == DIR):
+            if want is not None and lines.keep(want[0], want[1], se.path, se.size, se.type):
                 if lines.block_done:
                     yield from _flushed(lines)
                 break

@@ -38,8 +38,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-import psutil
-
 from core.engine import safeio
 from core.engine.atomic import replace_file
 from core.engine.fs import FileSystem, translate
@@ -205,6 +203,8 @@ class SetLock:
             if pid == os.getpid() and "token" in holder:
                 with _held_mutex:
                     return holder["token"] not in _held_tokens
+            import psutil  # (only when a lock is found held: not on every run's start)
+
             return not (isinstance(pid, int) and psutil.pid_exists(pid))
         try:
             t = datetime.fromisoformat(holder["time"])

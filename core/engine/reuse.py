@@ -30,6 +30,7 @@ from core.engine import fullsplice
 from core.engine.changes import ChangeHint
 from core.engine.fs import long_path
 from core.engine.manifest import DIR, MAX_RETRY, Entry, Manifest, sort_key
+from core.engine.prefetch import Prefetch
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.scan import (
     DEFAULT_EXCLUDES,
@@ -138,16 +139,20 @@ class Reuse:
 
     # --- 2. the pass ------------------------------------------------------------------
     def pairs(self, parent_id: str | None, sources: list[Source], excluder: Excluder,
-              warnings: list[RunWarning], old: Iterable[Entry]) -> Iterator[tuple | Splice]:
+              warnings: list[RunWarning], old: Iterable[Entry], ahead: Prefetch | None = None
+              ) -> Iterator[tuple | Splice]:
         """``(scan entry or None, parent entry or None)`` per path, in manifest order; given the
         lines of a parent this computer wrote (``ParentLines``), a journal scan yields runs of
         reused records as a :class:`Splice` instead of a pair per record, and a full scan runs of
-        unchanged records (core/engine/fullsplice.py)."""
+        unchanged records (core/engine/fullsplice.py). ``ahead``: the sources read ahead (a full
+        scan's; stopped here for a journal scan)."""
         if self._plan is None or parent_id is None or parent_id != self._parent:
             self.kind = FULL
             if isinstance(old, ParentLines) and not self.rehash:   # unchanged entries' lines kept as they are
-                return fullsplice.pairs(scan(sources, excluder, warnings), old)
-            return merge(scan(sources, excluder, warnings), old)
+                return fullsplice.pairs(scan(sources, excluder, warnings, ahead), old)
+            return merge(scan(sources, excluder, warnings, ahead), old)
+        if ahead is not None:
+            ahead.stop()
         self.kind = JOURNAL
         if isinstance(old, ParentLines):
             return _SpliceScan(self._finish(), excluder, warnings, old).run(sources)

@@ -365,11 +365,11 @@ class ParentLines:
         return Splice.of(buf[pos:end], first.path, skip, self._plain, whole, after)
 
     # --- a full scan's runs of unchanged lines (core/engine/fullsplice.py) ---------------------
-    def keep(self, head: bytes, rest: bytes | None, path: str, size: int, folder: bool) -> bool:
+    def keep(self, head: bytes, rest: bytes | None, path: str, size: int, kind: str) -> bool:
         """Whether the current line is what the pass would write for an unchanged entry: ``head``
         whole (a folder's line), or a file's: ``head``, its 64-character hash, ``rest``, then only
         fields the pass copies from the parent (no ``attrs``). If so it joins the run being kept
-        (``path`` its path, ``size`` its bytes); :meth:`flush` hands the run over, and must be
+        (``path`` its path, ``size`` its bytes, ``kind`` its type); :meth:`flush` hands the run over, and must be
         called at once when :attr:`block_done`."""
         buf, pos = self._buf, self._pos
         if not buf.startswith(head, pos):
@@ -386,9 +386,9 @@ class ParentLines:
             run = self._run = Splice(b"", path, path, 0, 0)
             self._run_at = pos
         run.lines += 1
-        if folder:
+        if kind == DIR:
             run.dirs.append(path)
-        else:
+        elif kind == FILE:
             run.files += 1
             run.size += size
         self._pos, self._entry = end + 1, None

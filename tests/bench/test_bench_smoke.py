@@ -246,6 +246,21 @@ def test_the_standard_floor_script_times_device_full_and_restore(tmp_path):
     assert len(restored) > 50 and not (tmp_path / "work" / "copy").exists()   # made, then cleared
 
 
+def test_floor_standard_times_no_change_and_a_day_of_changes_before_and_after(tmp_path):
+    """bench/floor_standard.py --phases nochange,changed (issue #11): rsync, another checkout's plugback
+    (here this one) into its own set, and plugback; a day of changes before each changed repetition."""
+    out = tmp_path / "floor.json"
+    run = _bench("floor_standard.py", "--scale", "0.002", "--warm", "--phases", "nochange,changed",
+                 "--before", BENCH.parent, "--workdir", tmp_path / "work", "--json", out)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert list(data) == ["nochange", "changed"]
+    assert list(data["changed"]) == ["peer: rsync -a", "plugback before", "plugback"]
+    assert all(r["rc"] == 0 for by in data.values() for runs in by.values() for r in runs)
+    assert (tmp_path / "work" / "days").read_text() == "1"
+    assert (tmp_path / "work" / "set-before" / "Latest").is_dir() and (tmp_path / "work" / "mirror").is_dir()
+
+
 def test_size_rules_reports_every_rule(tmp_path):
     """bench/size_rules.py (issue #13): an incompressible and a text file, counted once each."""
     (tmp_path / "random.bin").write_bytes(os.urandom(300_000))

@@ -41,6 +41,8 @@ def test_commands_on_a_folder_set_load_only_their_own_engine(tmp_path):
     s, home = tmp_path / "set", tmp_path / "home"
     backup = loaded("backup", tmp_path / "src", "--to", s, home=home)
     assert "core.engine.backup" in backup and not backup & (REMOTE_ONLY | {"core.engine.restore"})
+    # The agent's job runner (drive watcher, history database, platform modules) is not the CLI's.
+    assert not backup & {"core.agent.jobs", "core.agent.drives", "core.agent.history", "pathspec"}   # (no --exclude)
     snapshots = loaded("snapshots", s, home=home)
     assert "core.engine.repo" in snapshots
     assert not snapshots & (REMOTE_ONLY | {"core.engine.backup", "core.engine.restore", "core.engine.verify",

@@ -153,7 +153,7 @@ def _keeps(line: bytes, se: ScanEntry) -> bool:
     lines = ParentLines(iter([(line, None)]), "m", False, True, lambda: None)
     want = fullsplice.expected(se)
     assert want is not None
-    return lines.keep(want[0], want[1], se.path, se.size, se.type == "d")
+    return lines.keep(want[0], want[1], se.path, se.size, se.type)
 
 
 SHA = "ab" * 32
@@ -187,3 +187,43 @@ def test_a_folder_line_is_kept_only_whole_and_without_a_mirror_name():
     assert not _keeps(_line(**parent, mirror="S/d~1"), se)
     assert not _keeps(_line(**{**parent, "ctime_ns": 66}), se)
     assert not _keeps(_line(**{**parent, "type": "f", "sha256": SHA}), se)
+
+
+def test_a_symlink_line_is_kept_only_whole_with_its_target_and_without_a_mirror_name():
+    se = ScanEntry("S/l", "/x", "l", 0, 5, 0o777, 7, 6, '../a "b"/é', 0)
+    parent = {"path": "S/l", "type": "l", "mtime_ns": 5, "mode": 0o777, "target": '../a "b"/é', "ino": 7, "ctime_ns": 6}
+    assert _keeps(_line(**parent), se)
+    assert not _keeps(_line(**parent, mirror="S/l~1"), se)
+    assert not _keeps(_line(**{**parent, "target": "../a"}), se)
+    assert not _keeps(_line(**{**parent, "ctime_ns": 66}), se)
+    assert not _keeps(_line(**{**parent, "mtime_ns": 55}), se)
+
+
+def test_an_unchanged_symlink_is_not_placed_again_and_a_remade_one_is(tmp_path, monkeypatch):
+    from core.engine.store import PlainStore
+
+    src = make_tree(tmp_path / "src", {"a/x.txt": b"x"})
+    os.symlink("a/x.txt", src / "same")
+    os.symlink("a/x.txt", src / "moved")
+    _backup(tmp_path, src)
+    placed: list[str] = []
+    real = PlainStore.place_link
+
+    def place_link(self, e, prev):
+        placed.append(e.path)
+        return real(self, e, prev)
+
+    monkeypatch.setattr(PlainStore, "place_link", place_link)
+    _backup(tmp_path, src)
+    assert placed == []   # both unchanged: Latest/ holds them as the parent left them
+    os.unlink(src / "moved")
+    os.symlink("elsewhere", src / "moved")   # another target
+    _backup(tmp_path, src)
+    assert placed == ["src/moved"] and os.readlink(tmp_path / "set" / "Latest" / "src" / "moved") == "elsewhere"
+    os.unlink(src / "same")
+    os.symlink("a/x.txt", src / "same")      # made again, the same target: another lstat, looked at again
+    os.utime(src / "same", ns=(10**18, 10**18), follow_symlinks=False)   # (even if its inode number comes back)
+    placed.clear()
+    _backup(tmp_path, src)
+    assert placed == ["src/same"]
+    _same_as_a_fresh_backup(tmp_path, src)

@@ -17,7 +17,7 @@ from core.engine.backup import BackupStatus
 from core.engine.manifest import DIR, FILE, LINK, sort_key
 from core.engine.progress import WarningCode
 from core.engine.repo import BackupSet
-from core.engine.scan import Excluder, plan_sources, scan
+from core.engine.scan import DEFAULT_EXCLUDES, DEFAULT_REGEX, Excluder, _one_regex, plan_sources, scan
 from core.errors import SourceMissing, UsageError
 from tests.support.cli import plugback_executable
 from tests.support.engine import backup_path, restore_path
@@ -112,8 +112,11 @@ def test_one_regex_excludes_exactly_what_pathspec_excludes(patterns):
     """The combined regex (no negations) agrees with pathspec's own matching on every path."""
     import random
 
+    import pathspec
+
     ex = Excluder(patterns)
     assert ex._any is not None   # the fast path is the one under test
+    spec = pathspec.GitIgnoreSpec.from_lines(list(DEFAULT_EXCLUDES) + [p for p in patterns if p.strip()])
     names = [".DS_Store", "._x", "Thumbs.db", "desktop.ini", "~$a", ".~lock.f#", "__pycache__", ".cache",
              "a.tmp", "Photos", "raw", "node_modules", "build", "x", "deep", "q.o", "abc", "a.log", "c.log",
              ".Trash-1000", "$RECYCLE.BIN", "System Volume Information", "file", "x y", "ab\\c", "é"]
@@ -121,7 +124,16 @@ def test_one_regex_excludes_exactly_what_pathspec_excludes(patterns):
     for _ in range(5000):
         rel = "/".join(rnd.choice(names) for _ in range(rnd.randint(1, 4)))
         for is_dir in (True, False):
-            assert ex.excluded(rel, is_dir) == ex.spec.match_file(rel + "/" if is_dir else rel), (rel, is_dir)
+            assert ex.excluded(rel, is_dir) == spec.match_file(rel + "/" if is_dir else rel), (rel, is_dir)
+
+
+def test_the_default_excludes_regex_is_pathspecs_translation():
+    """scan.DEFAULT_REGEX (used without loading pathspec when a run has no excludes of its own) is what
+    the joined translation of DEFAULT_EXCLUDES is; if pathspec translates differently now, paste this."""
+    import pathspec
+
+    assert Excluder()._any.pattern == DEFAULT_REGEX and Excluder().spec is None
+    assert _one_regex(pathspec.GitIgnoreSpec.from_lines(DEFAULT_EXCLUDES)).pattern == DEFAULT_REGEX
 
 
 def test_a_negation_keeps_pathspec_order():
