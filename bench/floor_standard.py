@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import floor_small  # noqa: E402
 import make_dataset  # noqa: E402
-from tools import plugback_argv, plugback_env, rmtree  # noqa: E402
+from tools import PASSWORD, plugback_argv, plugback_env, rmtree  # noqa: E402
 
 PHASES = ("device", "full", "restore")
 # OpenSSL's SHA-256 is the SHA-NI code Python's hashlib runs; coreutils' sha256sum (the fallback) is
@@ -60,10 +60,23 @@ def hash_tree(folder: Path, jobs: int = 1) -> str:
             f"xargs -0 -r -n 2000 -P {jobs} {SHA256} > /dev/null")
 
 
-def commands(w: dict[str, Path], drop: str, mib: int) -> dict[str, dict[str, str]]:
-    """Per phase: the peer first, then the floors and plugback (each run after ``drop``)."""
+def restic_env(w: dict[str, Path]) -> dict[str, str]:
+    """restic's repository of the source (``--restic``), as bench/tools.py's Restic keeps one."""
+    return {"RESTIC_REPOSITORY": str(w["restic"]), "RESTIC_PASSWORD": PASSWORD,
+            "RESTIC_CACHE_DIR": str(w["home"] / "restic-cache")}
+
+
+def commands(w: dict[str, Path], drop: str, mib: int, before: str = "",
+             restic: bool = False) -> dict[str, dict[str, str]]:
+    """Per phase: the peer first, then the floors and plugback (each run after ``drop``).
+
+    ``before``: another checkout (an export of main) whose restore is timed too, right before this
+    one's, in each repetition; ``restic``: restic's restore of the same source, after plugback's."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
+    # -P: the current folder is not put first on sys.path (run from a checkout, it would shadow ``before``)
+    old = f"env PYTHONPATH={shlex.quote(before)} {shlex.quote(sys.executable)} -P -m core.cli" if before else ""
+    restic_cmd = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in restic_env(w).items()) + " restic"
     return {
         "device": device(w, mib, drop),
         "full": {
@@ -79,7 +92,9 @@ def commands(w: dict[str, Path], drop: str, mib: int) -> dict[str, dict[str, str
             "peer: cp -a": f"cp -a {q['copy'] if w['copy'].exists() else q['src']} {q['out']}/peer",
             "floor serial": f"cp -a {q['latest']} {q['out']}/floor && {hash_tree(w['latest'])}",
             "floor overlapped": f"cp -a {q['latest']} {q['out']}/floor & {hash_tree(w['latest'])} & wait",
+            **({"plugback before": f"{old} restore {q['set']} {q['out']}/before"} if old else {}),
             "plugback": f"{cli} restore {q['set']} {q['out']}/plugback",
+            **({"restic": f"{restic_cmd} restore latest --target {q['out']}/restic"} if restic else {}),
         },
     }
 
@@ -94,6 +109,11 @@ def prepare(args, w: dict[str, Path]) -> dict:
         env = {**os.environ, **plugback_env(), "PLUGBACK_HOME": str(w["home"])}
         subprocess.run(plugback_argv() + ["backup", str(w["src"]), "--to", str(w["set"])],
                        env=env, check=True, capture_output=True)
+    if args.restic and not (w["restic"] / "config").exists():
+        env = {**os.environ, **restic_env(w)}
+        subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+        subprocess.run(["restic", "backup", "--host", "bench", str(w["src"])], env=env, check=True,
+                       capture_output=True)
     return stats
 
 
@@ -110,7 +130,7 @@ def _clear(phase: str, w: dict[str, Path]) -> None:
 
 def run(args) -> dict:
     work = Path(args.workdir).resolve()
-    w = {k: work / k for k in ("src", "set", "set2", "copy", "floor", "out", "home")}
+    w = {k: work / k for k in ("src", "set", "set2", "copy", "floor", "out", "home", "restic")}
     w["work"] = work
     print(json.dumps(prepare(args, w)), flush=True)
     w["latest"] = w["set"] / "Latest"
@@ -120,7 +140,7 @@ def run(args) -> dict:
     drop = "sync" if args.warm else floor_small.DROP
     chosen = args.phases.split(",") if args.phases else list(PHASES)
     results: dict[str, dict[str, list]] = {}
-    for phase, by_name in commands(w, drop, args.device_mib).items():
+    for phase, by_name in commands(w, drop, args.device_mib, args.before, args.restic).items():
         if phase not in chosen:
             continue
         for rep in range(args.repeat):
@@ -148,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)} (restore "
                    "alone: its peer copies the source, else full's copy)")
     p.add_argument("--device-mib", type=int, default=1024, help="how much the device phase writes and reads")
+    p.add_argument("--before", default="", help="restore phase: also time this checkout's plugback (an export "
+                   "of main: git archive main | tar -x -C DIR), before this one's, in each repetition")
+    p.add_argument("--restic", action="store_true", help="restore phase: also time restic's restore of the "
+                   "source (its repository made, untimed, in WORKDIR/restic)")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
