@@ -346,9 +346,9 @@ class _Restorer:
         self.options.cancel.check()
         room = self.room(e)
         outcome, detail = restore_file(self.bset, e, room, self.plan.newest, self.objects)
-        return self.done(e, room[0], outcome, detail)
+        return self.done(e, outcome, detail)
 
-    def done(self, e: Entry, dest: str, outcome: RestoreOutcome, detail: str) -> tuple:
+    def done(self, e: Entry, outcome: RestoreOutcome, detail: str) -> tuple:
         """Report the file ``e`` done (progress, a warning when locked); what ``result.count`` takes."""
         with self._counting:
             self._done["files"] += 1
@@ -358,7 +358,7 @@ class _Restorer:
         self.options.progress(report)
         if detail == LOCKED:
             self.result.warnings.append(RunWarning(WarningCode.LOCKED, e.path, LOCKED))
-        return e, outcome, detail, dest
+        return e, outcome, detail, self.dest_of(e.path)[2] if outcome is RestoreOutcome.KEPT_BOTH else ""
 
     def link(self, e: Entry) -> None:
         dest, outcome = self.room(e)

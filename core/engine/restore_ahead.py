@@ -47,7 +47,7 @@ BIG_PENDING = 4         # big files handed to the workers ahead of the one being
 
 # (the entry, where it goes, its outcome or its content's paths, those opened)
 _Small = tuple[Entry, Room, "Decided | list", "Opened | None"]
-_Big = tuple[Entry, str, "Future[Decided]"]
+_Big = tuple[Entry, "Future[Decided]"]
 
 
 def usable(bset) -> bool:
@@ -77,7 +77,7 @@ def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool) -> Non
             for _, _, _, opened in small:
                 if opened is not None:
                     opened.close()
-            for _, _, future in big:
+            for _, future in big:
                 future.cancel()
 
 
@@ -88,9 +88,9 @@ def _file(run: _Restorer, e: Entry, small: deque[_Small], big: deque[_Big], pool
     if room[1] is RestoreOutcome.KEPT_BOTH:   # a free name is one no file before it takes: asked again, all written
         _drain(run, small, big)
         room = run.room(e)
-        _count(run, e, room[0], restore_file(run.bset, e, room, run.plan.newest, run.objects))
+        _count(run, e, restore_file(run.bset, e, room, run.plan.newest, run.objects))
     elif e.size >= BIG_FILE:
-        big.append((e, room[0], pool.submit(restore_file, run.bset, e, room, run.plan.newest, run.objects)))
+        big.append((e, pool.submit(restore_file, run.bset, e, room, run.plan.newest, run.objects)))
         while len(big) > BIG_PENDING:
             _finish_big(run, big.popleft())
     else:
@@ -107,12 +107,12 @@ def _start(run: _Restorer, e: Entry, room: Room) -> _Small:
 
 def _finish_small(run: _Restorer, item: _Small) -> None:
     e, room, found, opened = item
-    _count(run, e, room[0], found if isinstance(found, tuple) else write_file(run.bset, e, room, found, opened))
+    _count(run, e, found if isinstance(found, tuple) else write_file(run.bset, e, room, found, opened))
 
 
 def _finish_big(run: _Restorer, item: _Big) -> None:
-    e, dest, future = item
-    _count(run, e, dest, future.result())
+    e, future = item
+    _count(run, e, future.result())
 
 
 def _drain(run: _Restorer, small: deque[_Small], big: deque[_Big]) -> None:
@@ -123,5 +123,5 @@ def _drain(run: _Restorer, small: deque[_Small], big: deque[_Big]) -> None:
         _finish_big(run, big.popleft())
 
 
-def _count(run: _Restorer, e: Entry, dest: str, decided: Decided) -> None:
-    run.result.count(*run.done(e, dest, *decided))
+def _count(run: _Restorer, e: Entry, decided: Decided) -> None:
+    run.result.count(*run.done(e, *decided))
