@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import floor_small  # noqa: E402
 import make_dataset  # noqa: E402
-from tools import plugback_argv, plugback_env, rmtree  # noqa: E402
+from tools import PASSWORD, plugback_argv, plugback_env, rmtree  # noqa: E402
 
 PHASES = ("device", "full", "restore", "nochange", "changed")
 DEFAULT_PHASES = PHASES[:3]   # (the no-change and day-of-changes phases when asked)
@@ -79,10 +79,23 @@ def incremental(w: dict[str, Path], before: str) -> dict[str, str]:
             "plugback": f"{cli} backup {q['src']} --to {q['set']}"}
 
 
-def commands(w: dict[str, Path], drop: str, mib: int, before: str = "") -> dict[str, dict[str, str]]:
-    """Per phase: the peer first, then the floors and plugback (each run after ``drop``)."""
+def restic_env(w: dict[str, Path]) -> dict[str, str]:
+    """restic's repository of the source (``--restic``), as bench/tools.py's Restic keeps one."""
+    return {"RESTIC_REPOSITORY": str(w["restic"]), "RESTIC_PASSWORD": PASSWORD,
+            "RESTIC_CACHE_DIR": str(w["home"] / "restic-cache")}
+
+
+def commands(w: dict[str, Path], drop: str, mib: int, before: str = "",
+             restic: bool = False) -> dict[str, dict[str, str]]:
+    """Per phase: the peer first, then the floors and plugback (each run after ``drop``).
+
+    ``before``: another checkout (an export of main) whose restore is timed too, right before this
+    one's, in each repetition; ``restic``: restic's restore of the same source, after plugback's."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
+    # -P: the current folder is not put first on sys.path (run from a checkout, it would shadow ``before``)
+    old = f"env PYTHONPATH={shlex.quote(before)} {shlex.quote(sys.executable)} -P -m core.cli" if before else ""
+    restic_cmd = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in restic_env(w).items()) + " restic"
     return {
         "device": device(w, mib, drop),
         "full": {
@@ -98,7 +111,9 @@ def commands(w: dict[str, Path], drop: str, mib: int, before: str = "") -> dict[
             "peer: cp -a": f"cp -a {q['copy'] if w['copy'].exists() else q['src']} {q['out']}/peer",
             "floor serial": f"cp -a {q['latest']} {q['out']}/floor && {hash_tree(w['latest'])}",
             "floor overlapped": f"cp -a {q['latest']} {q['out']}/floor & {hash_tree(w['latest'])} & wait",
+            **({"plugback before": f"{old} restore {q['set']} {q['out']}/before"} if old else {}),
             "plugback": f"{cli} restore {q['set']} {q['out']}/plugback",
+            **({"restic": f"{restic_cmd} restore latest --target {q['out']}/restic"} if restic else {}),
         },
         "nochange": incremental(w, before),
         "changed": incremental(w, before),
@@ -115,6 +130,11 @@ def prepare(args, w: dict[str, Path]) -> dict:
         env = {**os.environ, **plugback_env(), "PLUGBACK_HOME": str(w["home"])}
         subprocess.run(plugback_argv() + ["backup", str(w["src"]), "--to", str(w["set"])],
                        env=env, check=True, capture_output=True)
+    if args.restic and not (w["restic"] / "config").exists():
+        env = {**os.environ, **restic_env(w)}
+        subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+        subprocess.run(["restic", "backup", "--host", "bench", str(w["src"])], env=env, check=True,
+                       capture_output=True)
     return stats
 
 
@@ -150,7 +170,7 @@ def _clear(phase: str, w: dict[str, Path]) -> None:
 
 def run(args) -> dict:
     work = Path(args.workdir).resolve()
-    w = {k: work / k for k in ("src", "set", "set2", "copy", "floor", "out", "home", "mirror")}
+    w = {k: work / k for k in ("src", "set", "set2", "copy", "floor", "out", "home", "mirror", "restic")}
     w["work"] = work
     print(json.dumps(prepare(args, w)), flush=True)
     w["latest"] = w["set"] / "Latest"
@@ -162,7 +182,7 @@ def run(args) -> dict:
     if {"nochange", "changed"} & set(chosen):
         prepare_incremental(args, w)
     results: dict[str, dict[str, list]] = {}
-    for phase, by_name in commands(w, drop, args.device_mib, args.before).items():
+    for phase, by_name in commands(w, drop, args.device_mib, args.before, args.restic).items():
         if phase not in chosen:
             continue
         for rep in range(args.repeat):
@@ -192,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)} "
                    f"(default {','.join(DEFAULT_PHASES)}; restore alone: its peer copies the source, else full's copy)")
     p.add_argument("--device-mib", type=int, default=1024, help="how much the device phase writes and reads")
+    p.add_argument("--before", default="", help="restore, nochange, changed: also time this checkout's plugback (an "
+                   "export of main: git archive main | tar -x -C DIR) before this one's, in each repetition "
+                   "(nochange, changed: into a set of its own)")
+    p.add_argument("--restic", action="store_true", help="restore phase: also time restic's restore of the "
+                   "source (its repository made, untimed, in WORKDIR/restic)")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", help="also write the raw results here")
-    p.add_argument("--before", default="", help="nochange, changed: also time this checkout's plugback (an "
-                   "export of main: git archive main | tar -x -C DIR) into a set of its own, in each repetition")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
     args = p.parse_args(argv)
     if not args.warm and os.geteuid() != 0:

@@ -9,19 +9,16 @@ refused before anything is written, and nothing is written through a symlink.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import ntpath
 import os
-import secrets
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from core.engine import winattrs
-from core.engine.fs import DEFAULT_FILE_MODE, WORKERS, VolumeInfo, long_path
+from core.engine import restore_ahead, winattrs
+from core.engine.fs import WORKERS, VolumeInfo, long_path
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, WINDOWS_PATHS, Entry, Manifest
 from core.engine.objindex import ObjectIndex
@@ -31,24 +28,22 @@ from core.engine.progress import (
     Progress,
     ProgressCallback,
     RunWarning,
-    TextEnum,
     WarningCode,
     no_progress,
 )
 from core.engine.repo import BackupSet
 from core.engine.restore_dirs import DirSpool as _DirSpool
 from core.engine.restore_dirs import Folders as _Folders
+from core.engine.restore_file import LOCKED, OnConflict, RestoreOutcome, Room, make_room, restore_file
 from core.engine.restore_names import RestoreNamer
 from core.engine.restore_spool import EntrySpool
-from core.errors import DamagedSet, PlugbackError, UnsafePath, UsageError
+from core.errors import UnsafePath, UsageError
 
-_RUN = secrets.token_hex(4)
-_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-_COUNTER = itertools.count()
+__all__ = ["CONFLICTS", "LOCKED", "OnConflict", "RestoreOptions", "RestoreOutcome", "RestoreResult", "check_safe",
+           "restore", "select"]
+
 KEPT_NAMED = 200   # files kept under another name that a result names (the count is never capped)
-# Restored files and folders never get setuid/setgid (a manifest is untrusted input, and
-# a restored program must not run as whoever owned it); folders keep the sticky bit.
-_FILE_BITS = 0o777
+# Restored folders never get setuid/setgid (a manifest is untrusted input); they keep the sticky bit.
 _FOLDER_BITS = 0o1777
 # Batches handed to the workers ahead of the one being counted: enough that they never wait for
 # the manifest reader, few enough that memory stays flat.
@@ -59,29 +54,11 @@ BATCH = 32
 BIG_FILE = 1 << 20
 # Reads from a cold drive wait on it: with files handed over in batches, more threads than cores keep
 # its queue full (20,000 small files, cold, 2 cores: 2 threads 13-16 s, 8 threads 9-11 s and less CPU).
+# Where a thread can start reads ahead (Linux, plain local sets), core/engine/restore_ahead.py instead.
 IO_WORKERS = max(8, WORKERS)
-LOCKED = "open in another program that does not let it be replaced; not restored (close it and restore again)"
-
-
-class OnConflict(TextEnum):
-    """What to do when a file to restore is already there."""
-
-    SKIP = "skip"
-    OVERWRITE = "overwrite"
-    KEEP_BOTH = "keep-both"   # restore next to it, as "name (restored).ext"
 
 
 CONFLICTS = tuple(c.value for c in OnConflict)   # the spellings the CLI and the agent accept
-
-
-class RestoreOutcome(TextEnum):
-    """What happened to one file (or symlink) of a restore."""
-
-    RESTORED = "restored"          # nothing was in the way
-    OVERWRITTEN = "overwritten"    # replaced what was there
-    KEPT_BOTH = "kept_both"        # written next to what was there, under a "(restored)" name
-    SKIPPED = "skipped"            # something was there and stays
-    DAMAGED = "damaged"            # not written: its content on the drive is missing or wrong
 
 
 @dataclass(frozen=True)
@@ -192,20 +169,6 @@ def select(entries: Iterable[Entry], paths) -> Iterator[Entry]:
     """The entries at or below any of ``paths`` (all entries when ``paths`` is empty), as they come."""
     wanted = _wanted(paths)
     return (e for e in entries if _matches(e.path, wanted))
-
-
-def _kept_name(dest: str) -> str:
-    folder, name = os.path.split(dest)
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:
-        stem, ext = name, ""
-    n = 1
-    while True:
-        suffix = " (restored)" if n == 1 else f" (restored {n})"
-        candidate = os.path.join(folder, f"{stem}{suffix}{'.' + ext if ext else ''}")
-        if not os.path.lexists(long_path(candidate)):
-            return candidate
-        n += 1
 
 
 def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> RestoreResult:
@@ -326,11 +289,16 @@ class _Restorer:
         return root, prefix + parent if sep else root, prefix + rest
 
     def restore_all(self, entries: Iterable[Entry], dirs: _DirSpool) -> None:
-        """Folders and symlinks as they come, files by a pool with a bounded queue (flat memory).
+        """Folders and symlinks as they come, files by a pool with a bounded queue (flat memory);
+        where the reads of small files can be started ahead (restore_ahead.usable), by
+        restore_ahead.restore_all instead.
 
         No entry lies below a symlink or file entry (the reader refuses that), so a
         symlink made now is never in the way of a later file.
         """
+        if restore_ahead.usable(self.bset):
+            restore_ahead.restore_all(self, entries, dirs)
+            return
         workers = max(1, self.options.workers)
         pending: deque[Future] = deque()
         batch: list[Entry] = []
@@ -338,9 +306,7 @@ class _Restorer:
             try:
                 for e in map(self.names.local, entries):
                     if e.type == DIR:
-                        root, _, dest = self.dest_of(e.path)
-                        self.folders.ensure(dest, root)
-                        dirs.add(e)
+                        self.folder(e, dirs)
                     elif e.type == FILE:
                         batch.append(e)
                         if len(batch) >= BATCH or e.size >= BIG_FILE:
@@ -358,6 +324,17 @@ class _Restorer:
                 for f in pending:
                     f.cancel()
 
+    def folder(self, e: Entry, dirs: _DirSpool) -> None:
+        """Make the folder entry ``e``'s folder; its mode and time wait in ``dirs`` (folder_times)."""
+        root, _, dest = self.dest_of(e.path)
+        self.folders.ensure(dest, root)
+        dirs.add(e)
+
+    def room(self, e: Entry) -> Room:
+        """Where the file or symlink entry ``e`` is written, and how that ends (its folder made)."""
+        root, folder, dest = self.dest_of(e.path)
+        return make_room(dest, self.options.on_conflict, self.folders.ensure(folder, root))
+
     def _batch(self, entries: list[Entry]) -> list:
         return [self._one(e) for e in entries]
 
@@ -367,10 +344,12 @@ class _Restorer:
 
     def _one(self, e: Entry):
         self.options.cancel.check()
-        root, folder, dest = self.dest_of(e.path)
-        fresh = self.folders.ensure(folder, root)
-        outcome, detail = _restore_file(self.bset, e, dest, _make_room(dest, self.options.on_conflict, fresh),
-                                        self.plan.newest, self.objects)
+        room = self.room(e)
+        outcome, detail = restore_file(self.bset, e, room, self.plan.newest, self.objects)
+        return self.done(e, outcome, detail)
+
+    def done(self, e: Entry, outcome: RestoreOutcome, detail: str) -> tuple:
+        """Report the file ``e`` done (progress, a warning when locked); what ``result.count`` takes."""
         with self._counting:
             self._done["files"] += 1
             self._done["bytes"] += e.size
@@ -379,12 +358,10 @@ class _Restorer:
         self.options.progress(report)
         if detail == LOCKED:
             self.result.warnings.append(RunWarning(WarningCode.LOCKED, e.path, LOCKED))
-        return e, outcome, detail, dest
+        return e, outcome, detail, self.dest_of(e.path)[2] if outcome is RestoreOutcome.KEPT_BOTH else ""
 
     def link(self, e: Entry) -> None:
-        root, folder, dest = self.dest_of(e.path)
-        fresh = self.folders.ensure(folder, root)
-        dest, outcome = _make_room(dest, self.options.on_conflict, fresh)
+        dest, outcome = self.room(e)
         if outcome is RestoreOutcome.SKIPPED:
             self.result.count(e, outcome)
             return
@@ -415,24 +392,6 @@ class _Restorer:
             winattrs.set_recorded(long_path(dest), attrs)
 
 
-def _make_room(dest: str, on_conflict: OnConflict, fresh: bool = False) -> tuple[str, RestoreOutcome]:
-    """Where to write, and how that ends, given what is at ``dest`` now.
-
-    DAMAGED here means a real folder is in the way (nothing is written). ``fresh``: ``dest``'s
-    folder was made by this restore (``Folders.ensure``), so nothing is there but what this
-    restore wrote, and a manifest names each path once (``EntryOrder``): not looked up.
-    """
-    if fresh or not os.path.lexists(long_path(dest)):   # (a long path unprefixed would look missing on Windows)
-        return dest, RestoreOutcome.RESTORED
-    if on_conflict is OnConflict.SKIP:
-        return dest, RestoreOutcome.SKIPPED
-    if on_conflict is OnConflict.KEEP_BOTH:
-        return _kept_name(dest), RestoreOutcome.KEPT_BOTH
-    if os.path.isdir(long_path(dest)) and not os.path.islink(long_path(dest)):
-        return dest, RestoreOutcome.DAMAGED
-    return dest, RestoreOutcome.OVERWRITTEN
-
-
 def _roots(m, target, tops) -> dict[str, str]:
     """Where each top-level folder in ``tops`` goes: into ``target``, or (None) back to its source."""
     sources = {s["name"]: s["path"] for s in m.sources}
@@ -450,83 +409,3 @@ def _roots(m, target, tops) -> dict[str, str]:
             raise UnsafePath(path=top if path is None else path)   # no recorded original place
         out[top] = path
     return out
-
-
-def _restore_file(bset: BackupSet, e: Entry, wanted: str, room: tuple[str, RestoreOutcome], of_newest: bool = False,
-                  index: ObjectIndex | None = None) -> tuple[RestoreOutcome, str]:
-    """Write one file through a temporary name, renamed into place only when its hash matches.
-
-    ``room``: where it goes and how (:func:`_make_room` for ``wanted``, its folder made)."""
-    dest, outcome = room
-    if outcome is RestoreOutcome.SKIPPED:
-        return outcome, ""
-    if outcome is RestoreOutcome.DAMAGED:
-        return outcome, "a folder is in the way; not restored"
-    try:
-        paths = _content_paths(bset, e, of_newest, index)
-    except DamagedSet as err:   # a damaged chunk list (format 2)
-        return RestoreOutcome.DAMAGED, f"{err}; not restored"
-    if not paths:
-        return RestoreOutcome.DAMAGED, "its content is missing from the drive; not restored"
-    tmp = f"{wanted[:wanted.rfind(os.sep) + 1]}.plugback-restore-{_RUN}-{next(_COUNTER)}.part"   # beside it
-    try:
-        if not _write_checked(bset, e, paths, tmp):
-            os.unlink(long_path(tmp))
-            return RestoreOutcome.DAMAGED, "its content on the drive does not match its checksum; not restored"
-        winattrs.replace_over(long_path(tmp), long_path(dest))   # read-only in the way: made writable
-        winattrs.keep_readonly(long_path(dest), e.mode)
-        winattrs.set_recorded(long_path(dest), e.attrs)   # last: content, time and mode are in place
-    except DamagedSet as err:
-        _drop(tmp)
-        return RestoreOutcome.DAMAGED, f"{err}; not restored"
-    except PlugbackError:
-        _drop(tmp)
-        raise
-    except OSError as err:
-        _drop(tmp)
-        if winattrs.is_locked(err):   # waited for already (winattrs): the file in the way stays
-            return RestoreOutcome.SKIPPED, LOCKED
-        if isinstance(err, FileNotFoundError) and not os.path.lexists(long_path(paths[0])):
-            return RestoreOutcome.DAMAGED, "its content is missing from the drive; not restored"
-        if os.path.exists(long_path(paths[0])):
-            raise UsageError(f"Cannot write {dest}: {err.strerror or err}. Check the restore folder.") from None
-        return RestoreOutcome.DAMAGED, f"it cannot be read from the drive ({err.strerror or err}); not restored"
-    return outcome, (dest if outcome is RestoreOutcome.KEPT_BOTH else "")   # the name it was kept under
-
-
-def _content_paths(bset: BackupSet, e: Entry, of_newest: bool, index: ObjectIndex | None) -> list | None:
-    """Where ``e``'s bytes are (``BackupSet.content_paths``), without asking ``objects/`` by name
-    when its listing says the content is not there: then the newest snapshot's file is its own
-    copy in ``Latest/``, not looked at first (opening it finds it missing)."""
-    if of_newest and index is not None and not e.parts and not index.may_hold(bset.object_name(e)):
-        return [bset.layout.latest_name(e.mirror_path)]
-    return bset.content_paths(e, of_newest=of_newest)
-
-
-def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str) -> bool:
-    """Write ``e``'s content to ``tmp`` (a new file); whether size and SHA-256 match the manifest."""
-    digest = hashlib.sha256()
-    size = 0
-    fd = os.open(long_path(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
-    try:
-        for block in bset.read_content(e, paths):
-            digest.update(block)
-            size += len(block)
-            while block:
-                block = block[os.write(fd, block):]
-        ok = size == e.size and digest.hexdigest() == e.sha256
-        if ok:
-            os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-            mode = e.mode & _FILE_BITS
-            if mode != DEFAULT_FILE_MODE and hasattr(os, "fchmod"):
-                os.fchmod(fd, mode or 0o644)
-    finally:
-        os.close(fd)
-    return ok
-
-
-def _drop(path: str) -> None:
-    try:
-        os.unlink(long_path(path))
-    except OSError:
-        pass

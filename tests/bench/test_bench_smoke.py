@@ -261,6 +261,20 @@ def test_floor_standard_times_no_change_and_a_day_of_changes_before_and_after(tm
     assert (tmp_path / "work" / "set-before" / "Latest").is_dir() and (tmp_path / "work" / "mirror").is_dir()
 
 
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+def test_the_standard_floor_script_times_a_before_checkout_and_restic_beside_the_restore(tmp_path):
+    """floor_standard.py --before DIR --restic: main's restore (here: this checkout's, as DIR) right
+    before this one's, restic's after, each succeeding."""
+    out = tmp_path / "floor.json"
+    run = _bench("floor_standard.py", "--scale", "0.002", "--warm", "--phases", "restore", "--before", BENCH.parent,
+                 "--restic", "--workdir", tmp_path / "work", "--json", out)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert list(data["restore"]) == ["peer: cp -a", "floor serial", "floor overlapped", "plugback before",
+                                     "plugback", "restic"]
+    assert all(r["rc"] == 0 for runs in data["restore"].values() for r in runs)
+
+
 def test_size_rules_reports_every_rule(tmp_path):
     """bench/size_rules.py (issue #13): an incompressible and a text file, counted once each."""
     (tmp_path / "random.bin").write_bytes(os.urandom(300_000))

@@ -1,0 +1,121 @@
+"""A plain local set's restore on Linux (core/engine/restore_ahead.py): small files in the restoring
+thread, their content opened and its read started ahead; big files in two worker threads; every
+file still checked before it is renamed into place (issue #11)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from core.engine import restore_ahead
+from core.engine.progress import CancelToken
+from core.engine.restore import OnConflict
+from core.errors import Cancelled
+from tests.support.engine import backup_path, open_set, restore_path
+from tests.support.trees import make_tree, read_tree
+
+pytestmark = pytest.mark.skipif(not restore_ahead.READS_AHEAD, reason="reads are started ahead on Linux only")
+
+BIG = 4096   # files this big go to the workers in these tests (restore_ahead.BIG_FILE is patched down)
+TREE = {f"small/{i:03d}.txt": f"small file {i}".encode() * (i % 7 + 1) for i in range(150)}
+TREE.update({f"big/{i}.bin": bytes([i]) * (BIG + i * 1000) for i in range(9)})
+TREE.update({"mixed/a.txt": b"alpha", "mixed/b.bin": b"b" * (BIG * 3), "mixed/c.txt": b"charlie"})
+
+
+@pytest.fixture
+def backed_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(restore_ahead, "BIG_FILE", BIG)
+    src = make_tree(tmp_path / "Docs", TREE)
+    os.chmod(src / "mixed" / "a.txt", 0o600)
+    os.utime(src / "big" / "3.bin", ns=(1_500_000_000_123_456_789,) * 2)
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src], job="Docs")
+    return src, set_path
+
+
+def _latest(set_path, rel: str):
+    return set_path / "Latest" / "Docs" / rel
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_plain_local_set_is_restored_this_way_with_few_threads(backed_up, tmp_path):
+    src, set_path = backed_up
+    assert restore_ahead.usable(open_set(set_path))
+    threads: list[int] = []
+    result = restore_path(set_path, tmp_path / "out", progress=lambda p: threads.append(threading.active_count()))
+    assert result.files_restored == len(TREE) and not result.damaged
+    assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
+    assert max(threads) <= threading.active_count() + restore_ahead.BIG_WORKERS   # not a thread a core or more
+    for rel in ("mixed/a.txt", "big/3.bin", "small/005.txt"):
+        want, got = os.stat(src / rel), os.stat(tmp_path / "out" / "Docs" / rel)
+        assert (got.st_mode, got.st_mtime_ns) == (want.st_mode, want.st_mtime_ns)
+
+
+def test_damaged_and_missing_content_small_and_big_is_not_restored(backed_up, tmp_path):
+    src, set_path = backed_up
+    _latest(set_path, "small/010.txt").write_bytes(b"not what was backed up")
+    _latest(set_path, "big/2.bin").write_bytes(b"x" * (BIG + 2000))   # the right size, the wrong bytes
+    _latest(set_path, "small/020.txt").unlink()
+    _latest(set_path, "big/5.bin").unlink()
+    result = restore_path(set_path, tmp_path / "out")
+    damaged = dict(result.damaged)
+    assert sorted(damaged) == ["Docs/big/2.bin", "Docs/big/5.bin", "Docs/small/010.txt", "Docs/small/020.txt"]
+    assert "does not match its checksum" in damaged["Docs/small/010.txt"]
+    assert "does not match its checksum" in damaged["Docs/big/2.bin"]
+    assert "missing" in damaged["Docs/small/020.txt"] and "missing" in damaged["Docs/big/5.bin"]
+    out = tmp_path / "out" / "Docs"
+    for rel in ("small/010.txt", "big/2.bin", "small/020.txt", "big/5.bin"):
+        assert not (out / rel).exists()
+    assert result.files_restored == len(TREE) - 4
+    assert [p.name for p in out.rglob(".plugback-restore-*")] == []   # no temporary file left
+    assert (out / "small" / "011.txt").read_bytes() == TREE["small/011.txt"]
+
+
+def test_a_symlink_in_place_of_small_content_is_not_followed(backed_up, tmp_path):
+    _, set_path = backed_up
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"small file 30" * 3)   # even the right bytes: never read through a link
+    _latest(set_path, "small/030.txt").unlink()
+    _latest(set_path, "small/030.txt").symlink_to(secret)
+    result = restore_path(set_path, tmp_path / "out")
+    assert [p for p, _ in result.damaged] == ["Docs/small/030.txt"]
+    assert "symbolic link" in result.damaged[0][1]
+    assert not (tmp_path / "out" / "Docs" / "small" / "030.txt").exists()
+
+
+def test_a_kept_name_is_looked_for_after_the_files_before_it_are_written(tmp_path, monkeypatch):
+    """"x (restored).txt" sorts before "x.txt": still waiting to be written when x.txt, in the way of
+    the user's own x.txt, looks for a free name. It must not take the waiting file's name."""
+    monkeypatch.setattr(restore_ahead, "BIG_FILE", BIG)
+    src = make_tree(tmp_path / "Docs", {"x (restored).txt": b"its own file", "x.txt": b"backed up x",
+                                        "y (restored).bin": b"b" * BIG, "y.bin": b"backed up y"})
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src], job="Docs")
+    mine = make_tree(tmp_path / "out" / "Docs", {"x.txt": b"mine", "y.bin": b"mine too"})
+    result = restore_path(set_path, tmp_path / "out", on_conflict=OnConflict.KEEP_BOTH)
+    assert result.kept_both == 2 and not result.damaged
+    assert read_tree(mine) == {"x.txt": b"mine", "x (restored).txt": b"its own file",
+                               "x (restored 2).txt": b"backed up x", "y.bin": b"mine too",
+                               "y (restored).bin": b"b" * BIG, "y (restored 2).bin": b"backed up y"}
+
+
+def test_no_descriptor_is_left_open_when_a_restore_stops_halfway(backed_up, tmp_path):
+    _, set_path = backed_up
+    before = _open_fds()
+    token = CancelToken()
+    seen = []
+
+    def progress(p):
+        seen.append(p)
+        if len(seen) == 40:   # small files opened ahead and big ones handed out are waiting now
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        restore_path(set_path, tmp_path / "out", progress=progress, cancel=token)
+    assert _open_fds() == before
+    assert len(seen) < len(TREE)
