@@ -31,7 +31,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Generator, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
@@ -44,6 +44,7 @@ from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, 
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
+from core.engine.storage import Backend, BlobInfo, Source
 from core.engine.storage.lock import RemoteLock
 from core.errors import DamagedSet, ObjectNameMismatch, UsageError
 
@@ -62,23 +63,93 @@ def backup(rset: RemoteSet, sources, options: BackupOptions | None = None) -> Ba
     paths = [os.path.abspath(os.path.expanduser(str(s))) for s in sources]
     plan_sources(paths)   # each exists and is a folder, before the lock is taken
     started = options.clock.now()
-    with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
-        rset.backend.clean_partial()
-        with _Present(rset) as present, _Run(rset, options, present, lock) as run:
-            result = run.execute(paths, started)
+    if rset.created is not None:
+        result = _backup_new(rset, paths, options, started)
+    else:
+        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
+            rset.backend.clean_partial()
+            with _Present(rset) as present, _Run(rset, options, present, lock) as run:
+                result = run.execute(paths, started)
     result.ended = options.clock.now()
     return result
+
+
+def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, started) -> BackupResult:
+    """The first backup into a set :meth:`RemoteSet.create_started` is making: the scan, hashing
+    and packing start at once, while a thread finishes the set (scrypt, ``plugback.json``) and
+    takes its lock; every write of the run waits for both (:class:`_Gated`). Nothing to list:
+    the set is empty, and nothing is put before the lock is held."""
+    assert rset.created is not None
+    lock = RemoteLock(rset.backend, options.clock, purpose="backup")
+    ready: Future = Future()
+
+    def prepare() -> None:
+        try:
+            rset.created.result()
+            lock.acquire()
+        except BaseException as err:  # noqa: BLE001 - raised by the first write that waits for it
+            ready.set_exception(err)
+        else:
+            ready.set_result(None)
+
+    threading.Thread(target=prepare, name="plugback-prepare", daemon=True).start()
+    raw, rset.backend = rset.backend, _Gated(rset.backend, ready)
+    try:
+        with _Present(rset, listed=False) as present, _Run(rset, options, present, lock) as run:
+            result = run.execute(paths, started)
+    except BaseException as err:
+        rset.backend = raw
+        wait([ready])
+        lock.__exit__(type(err), err, err.__traceback__)   # released if held; its own failure is logged
+        raise
+    rset.backend = raw
+    lock.release()
+    return result
+
+
+class _Gated:
+    """A backend whose writes wait until ``ready`` (the set exists and is locked), and fail with
+    its error; reads go through at once."""
+
+    def __init__(self, inner: Backend, ready: Future):
+        self._inner, self._ready = inner, ready
+        self.where = inner.where
+
+    def put(self, name: str, data: Source) -> None:
+        self._ready.result()
+        self._inner.put(name, data)
+
+    def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
+        return self._inner.get(name, offset)
+
+    def stat(self, name: str) -> BlobInfo:
+        return self._inner.stat(name)
+
+    def list(self, folder: str = "") -> Iterator[BlobInfo]:
+        return self._inner.list(folder)
+
+    def delete(self, name: str) -> None:
+        self._ready.result()
+        self._inner.delete(name)
+
+    def clean_partial(self) -> None:
+        self._ready.result()
+        self._inner.clean_partial()
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 class _Present:
     """The object names the remote holds (listed once), and those this run stored: a scratch table."""
 
-    def __init__(self, rset: RemoteSet):
+    def __init__(self, rset: RemoteSet, listed: bool = True):
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE present (name BLOB PRIMARY KEY, size INTEGER) WITHOUT ROWID")
         self._mutex = threading.Lock()
         self.db.execute("BEGIN")
-        for batch in scratch.batches((bytes.fromhex(n), size) for n, size in rset.object_names()):
+        names = rset.object_names() if listed else iter(())
+        for batch in scratch.batches((bytes.fromhex(n), size) for n, size in names):
             self.db.executemany("INSERT OR IGNORE INTO present VALUES (?, ?)", batch)
         self.db.execute("COMMIT")
         self.claims: dict[str, threading.Event] = {}   # names being uploaded now -> set when done
