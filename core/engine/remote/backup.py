@@ -49,7 +49,8 @@ from core.engine.storage.lock import RemoteLock
 from core.errors import DamagedSet, ObjectNameMismatch, UsageError
 
 WORKERS = 4             # uploads in flight: a remote's latency, not the CPU, limits a small put
-WINDOW = 256            # entries waiting for their upload (or one before them) at most
+SMALL_WORKERS = 2       # small files read, encrypted and packed at once (their own threads: not behind big uploads)
+WINDOW = 1024           # entries waiting for their upload (or one before them) at most
 READ_BLOCK = 1 << 20
 PROGRESS_EVERY = 1000   # unchanged files between progress reports
 LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
@@ -241,6 +242,7 @@ class _Run:
         self.totals = (0, 0)    # the parent snapshot's files and bytes: what progress counts towards
         self._stats_mutex = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="plugback-upload")
+        self.small_pool = ThreadPoolExecutor(max_workers=SMALL_WORKERS, thread_name_prefix="plugback-small")
         self.writer = ManifestWriter()
         self.window: deque[_Item] = deque()
         self.hashed = _Hashed(rset)
@@ -256,6 +258,7 @@ class _Run:
             if item.job is not None:
                 item.job.cancel()
         self.pool.shutdown(wait=True)
+        self.small_pool.shutdown(wait=True)
         self.writer.close()
         self.parent_copy.close()
 
@@ -275,7 +278,13 @@ class _Run:
                 self.lock.refresh_if_due()
                 self._add(se, prevs.match(se))
                 self._drain(WINDOW)
-        self._drain(0)
+        # The last pack goes out beside the big uploads still in flight, not after them; the
+        # flush after the drain stores anything added since (a file that shrank meanwhile).
+        small = [item.job for item in self.window if item.job is not None and item.se.size < PACK_BELOW]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plugback-flush") as flusher:
+            flushing = flusher.submit(self._flush_after, small)
+            self._drain(0)
+            flushing.result()
         self.packer.flush()
         s = self.stats
         self.options.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
@@ -299,7 +308,8 @@ class _Run:
                     and prev.obj in self.present):
                 e.sha256, e.obj, e.stored = prev.sha256, prev.obj, prev.stored
             else:
-                item.job = self.pool.submit(self._store, se, e, prev)
+                pool = self.small_pool if se.size < PACK_BELOW else self.pool
+                item.job = pool.submit(self._store, se, e, prev)
         self.window.append(item)
 
     def _drain(self, keep: int) -> None:
@@ -329,6 +339,12 @@ class _Run:
             self.options.progress(Progress("copy", s["done_files"], files, s["done_bytes"], size, se.path))
 
     # --- in an upload thread ----------------------------------------------------------------
+    def _flush_after(self, jobs: list[Future]) -> None:
+        """Store the packer's last pack once ``jobs`` are over (their errors are the drain's to raise)."""
+        wait(jobs)
+        if all(job.exception() is None for job in jobs if not job.cancelled()):
+            self.packer.flush()
+
     def _store(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
         """Hash ``se``; upload and read back its content unless the remote has it. ``e`` gets the
         content's fields, the previous version's (a warning), or no hash (left out)."""
