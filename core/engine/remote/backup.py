@@ -80,13 +80,14 @@ def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, start
     and packing start at once, while a thread finishes the set (scrypt, ``plugback.json``) and
     takes its lock; every write of the run waits for both (:class:`_Gated`). Nothing to list:
     the set is empty, and nothing is put before the lock is held."""
-    assert rset.created is not None
+    created = rset.created
+    assert created is not None
     lock = RemoteLock(rset.backend, options.clock, purpose="backup")
     ready: Future = Future()
 
     def prepare() -> None:
         try:
-            rset.created.result()
+            created.result()
             lock.acquire()
         except BaseException as err:  # noqa: BLE001 - raised by the first write that waits for it
             ready.set_exception(err)
