@@ -219,8 +219,10 @@ class _Hashed:
         hasher = self.keys.object_hasher()
         size = 0
         kept: list[bytes] | None = []
+        want = min(READ_BLOCK, max(se.size, 0) + 1)   # a small file in one read of its size, not a 1 MiB buffer
         with open(long_path(se.abspath), "rb") as f:
-            while block := f.read(READ_BLOCK):
+            while block := f.read(want):
+                want = READ_BLOCK
                 hasher.update(block)
                 size += len(block)
                 if kept is not None:
