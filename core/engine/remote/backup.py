@@ -2,7 +2,9 @@
 
 Write order (the crash-safety proof; docs/format.md "Remote sets"):
 
-1. Take the set's :class:`RemoteLock`; clear what interrupted puts left in ``tmp/``.
+1. Take the set's :class:`RemoteLock`; clear what interrupted puts left in ``tmp/``. (A set
+   :meth:`RemoteSet.create_started` is making: the scan, hashing and packing start before;
+   every write waits until ``plugback.json`` is stored and the lock taken, :func:`_backup_new`.)
 2. List ``objects/`` and the pack indexes once into a scratch table (names only; memory
    stays flat); the parent manifest is read to its checked end, into a local copy.
 3. Walk the sources in manifest order beside the parent snapshot's entries. A file
