@@ -15,6 +15,11 @@ Reports wall seconds, CPU seconds (user + system of the tool and its children, r
 included, plus the WebDAV server's share), the size of what each tool stored; the
 restores are compared with the source. Nothing is asserted. Numbers: docs/performance.md,
 "Remote sets".
+
+Each checkout's ``core`` is compiled to bytecode first (``compileall``), as an installed
+Plugback is (pip and the frozen app ship it compiled): with PYTHONDONTWRITEBYTECODE set, as
+on the development machines, every run would otherwise compile its modules again (0.12-0.15 s
+of CPU per process, docs/performance.md "Remote sets, third pass").
 """
 
 from __future__ import annotations
@@ -106,6 +111,12 @@ def _commands(tool: str, src: Path, out: Path, checkout: Path | None) -> tuple[l
             {"PYTHONPATH": str(code)})
 
 
+def compile_checkouts(*checkouts: Path | None) -> None:
+    """Bytecode for each checkout's ``core`` (what an installed Plugback has; see the module docstring)."""
+    for code in filter(None, checkouts):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "core")], check=True)
+
+
 def run(source: Path, tools: list[str], rounds: int, work: Path, checkout: Path | None) -> list[tuple]:
     world = RcloneWorld(work / "rclone")
     server = world.serve_webdav(work / "served")
@@ -155,6 +166,7 @@ def main() -> None:
             total = make_source(source, args.small, args.big)
             what = f"{args.small} x 4 KiB + {args.big} x 16 MiB"
         print(f"source: {what} = {total / 2**20:.1f} MiB; load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+        compile_checkouts(ROOT, args.checkout if "before" in tools else None)
         rows = run(source, tools, args.rounds, Path(tmp), args.checkout)
         print(f"load after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
     _report(rows, args.markdown)

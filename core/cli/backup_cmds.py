@@ -161,18 +161,12 @@ def _register_forget(sub) -> None:
 
 
 def _backup_set(args) -> tuple[BackupSet, str | None]:
-    """The set ``--to`` names, opened, or created (encrypted with ``--encrypt``) when new:
-    (the set, the new set's passphrase or None). A remote set is always encrypted."""
+    """The set ``--to`` names (a folder: remote sets are remote_cmds.cmd_backup's), opened, or created
+    (encrypted with ``--encrypt``) when new: (the set, the new set's passphrase or None)."""
     from core.engine.backup import check_sources
     from core.engine.progress import Clock
     from core.engine.repo import BackupSet
 
-    if remote_cmds.is_remote(args.to):
-        if args.make_room:
-            raise UsageError("--make-room is for sets on a drive; a remote set is thinned with "
-                             "'plugback forget SET --keep-last N --prune'.")
-        return remote_cmds.backup_set(args.to, args.sources, unlocker_from(args),   # type: ignore[return-value]
-                                      lambda: ask_new_passphrase("this backup set"))
     root = Path(os.path.abspath(args.to))
     if BackupSet.exists(root):
         bset = BackupSet.open(root, unlocker_from(args))
@@ -187,6 +181,8 @@ def _backup_set(args) -> tuple[BackupSet, str | None]:
 
 
 def cmd_backup(args) -> int:
+    if remote_cmds.is_remote(args.to):
+        return remote_cmds.cmd_backup(args, unlocker_from(args), _report_backup)
     ahead = _read_ahead(args)
     try:
         return _backup(args, ahead)
@@ -198,8 +194,6 @@ def cmd_backup(args) -> int:
 def _read_ahead(args):
     """The sources' folders read ahead while the engine loads (core/engine/prefetch.py; a set on a
     drive: the scan is a full one), or None."""
-    if remote_cmds.is_remote(args.to):
-        return None
     from core.engine.prefetch import Prefetch
 
     skip = set()
@@ -222,12 +216,7 @@ def _backup(args, ahead) -> int:
     options = BackupOptions(excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify, progress=bar,
                             cache=engine_cache(Paths.default()), prefetch=ahead)
     try:
-        if remote_cmds.is_remote(args.to):
-            from core.engine.remote.backup import backup as remote_backup
-
-            result, room = remote_backup(bset, args.sources, options), None   # type: ignore[arg-type]
-        else:
-            result, room = backup_with_room(bset, args.sources, options, thin=args.make_room)
+        result, room = backup_with_room(bset, args.sources, options, thin=args.make_room)
     except DiskFull as err:
         raise type(err)(**{**err.details, "hint": _room_hint(bset.root, args.make_room)}) from None
     finally:

@@ -38,21 +38,56 @@ def open_remote(spec: str, unlock) -> "RemoteSet":
         raise
 
 
-def backup_set(spec: str, sources, unlock, new_passphrase) -> tuple["RemoteSet", str | None]:
+def backup_set(spec: str, sources, unlock, new_passphrase, backend=None) -> tuple["RemoteSet", str | None]:
     """The remote set a backup goes to: opened, or created (encrypted) when the remote folder is
-    empty or new: (the set, the new set's passphrase or None). ``new_passphrase()`` asks for one."""
+    empty or new: (the set, the new set's passphrase or None). ``new_passphrase()`` asks for one.
+    A new set is finished in the background (RemoteSet.create_started; the backup waits for it
+    before its first write). ``backend``: the set's backend, opened already."""
     from core.engine.progress import Clock
     from core.engine.remote.rset import RemoteSet
     from core.engine.scan import plan_sources
     from core.engine.storage import open_backend
 
-    backend = open_backend(spec)
+    backend = backend or open_backend(spec)
     try:
         if RemoteSet.exists(backend):
             return RemoteSet.open(backend, unlock), None
         plan_sources(sources)   # a typo in a source leaves no empty set behind
         passphrase = new_passphrase()
-        return RemoteSet.create(backend, Clock().now(), passphrase), passphrase
+        return RemoteSet.create_started(backend, Clock().now(), passphrase), passphrase
     except BaseException:
         backend.close()
         raise
+
+
+def cmd_backup(args, unlock, report) -> int:
+    """``plugback backup SRC... --to rclone:REMOTE:PATH``; ``report(args, rset, result, None,
+    passphrase)`` prints the outcome. rclone starts (in a thread) before the engine is imported,
+    so its start-up and the imports overlap (docs/performance.md, "Remote sets, third pass")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.cli.render import ProgressBar, ask_new_passphrase
+    from core.engine.storage import open_backend
+    from core.errors import UsageError
+
+    if args.make_room:
+        raise UsageError("--make-room is for sets on a drive; a remote set is thinned with "
+                         "'plugback forget SET --keep-last N --prune'.")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plugback-open") as pool:
+        opening = pool.submit(open_backend, args.to)
+        from core.engine.backup_options import BackupOptions
+        from core.engine.remote.backup import backup
+
+        rset, passphrase = backup_set(args.to, args.sources, unlock, lambda: ask_new_passphrase("this backup set"),
+                                      backend=opening.result())
+    try:
+        bar = ProgressBar(enabled=None if not args.json else False)
+        options = BackupOptions(excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify,
+                                progress=bar)
+        try:
+            result = backup(rset, args.sources, options)
+        finally:
+            bar.done()
+        return report(args, rset, result, None, passphrase)
+    finally:
+        rset.close()

@@ -2,7 +2,9 @@
 
 Write order (the crash-safety proof; docs/format.md "Remote sets"):
 
-1. Take the set's :class:`RemoteLock`; clear what interrupted puts left in ``tmp/``.
+1. Take the set's :class:`RemoteLock`; clear what interrupted puts left in ``tmp/``. (A set
+   :meth:`RemoteSet.create_started` is making: the scan, hashing and packing start before;
+   every write waits until ``plugback.json`` is stored and the lock taken, :func:`_backup_new`.)
 2. List ``objects/`` and the pack indexes once into a scratch table (names only; memory
    stays flat); the parent manifest is read to its checked end, into a local copy.
 3. Walk the sources in manifest order beside the parent snapshot's entries. A file
@@ -31,7 +33,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Generator, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
@@ -44,11 +46,13 @@ from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, 
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
+from core.engine.storage import Backend, BlobInfo, Source
 from core.engine.storage.lock import RemoteLock
 from core.errors import DamagedSet, ObjectNameMismatch, UsageError
 
 WORKERS = 4             # uploads in flight: a remote's latency, not the CPU, limits a small put
-WINDOW = 256            # entries waiting for their upload (or one before them) at most
+SMALL_WORKERS = 2       # small files read, encrypted and packed at once (their own threads: not behind big uploads)
+WINDOW = 1024           # entries waiting for their upload (or one before them) at most
 READ_BLOCK = 1 << 20
 PROGRESS_EVERY = 1000   # unchanged files between progress reports
 LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
@@ -62,23 +66,94 @@ def backup(rset: RemoteSet, sources, options: BackupOptions | None = None) -> Ba
     paths = [os.path.abspath(os.path.expanduser(str(s))) for s in sources]
     plan_sources(paths)   # each exists and is a folder, before the lock is taken
     started = options.clock.now()
-    with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
-        rset.backend.clean_partial()
-        with _Present(rset) as present, _Run(rset, options, present, lock) as run:
-            result = run.execute(paths, started)
+    if rset.created is not None:
+        result = _backup_new(rset, paths, options, started)
+    else:
+        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
+            rset.backend.clean_partial()
+            with _Present(rset) as present, _Run(rset, options, present, lock) as run:
+                result = run.execute(paths, started)
     result.ended = options.clock.now()
     return result
+
+
+def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, started) -> BackupResult:
+    """The first backup into a set :meth:`RemoteSet.create_started` is making: the scan, hashing
+    and packing start at once, while a thread finishes the set (scrypt, ``plugback.json``) and
+    takes its lock; every write of the run waits for both (:class:`_Gated`). Nothing to list:
+    the set is empty, and nothing is put before the lock is held."""
+    created = rset.created
+    assert created is not None
+    lock = RemoteLock(rset.backend, options.clock, purpose="backup")
+    ready: Future = Future()
+
+    def prepare() -> None:
+        try:
+            created.result()
+            lock.acquire()
+        except BaseException as err:  # noqa: BLE001 - raised by the first write that waits for it
+            ready.set_exception(err)
+        else:
+            ready.set_result(None)
+
+    threading.Thread(target=prepare, name="plugback-prepare", daemon=True).start()
+    raw, rset.backend = rset.backend, _Gated(rset.backend, ready)
+    try:
+        with _Present(rset, listed=False) as present, _Run(rset, options, present, lock) as run:
+            result = run.execute(paths, started)
+    except BaseException as err:
+        rset.backend = raw
+        wait([ready])
+        lock.__exit__(type(err), err, err.__traceback__)   # released if held; its own failure is logged
+        raise
+    rset.backend = raw
+    lock.release()
+    return result
+
+
+class _Gated:
+    """A backend whose writes wait until ``ready`` (the set exists and is locked), and fail with
+    its error; reads go through at once."""
+
+    def __init__(self, inner: Backend, ready: Future):
+        self._inner, self._ready = inner, ready
+        self.where = inner.where
+
+    def put(self, name: str, data: Source) -> None:
+        self._ready.result()
+        self._inner.put(name, data)
+
+    def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
+        return self._inner.get(name, offset)
+
+    def stat(self, name: str) -> BlobInfo:
+        return self._inner.stat(name)
+
+    def list(self, folder: str = "") -> Iterator[BlobInfo]:
+        return self._inner.list(folder)
+
+    def delete(self, name: str) -> None:
+        self._ready.result()
+        self._inner.delete(name)
+
+    def clean_partial(self) -> None:
+        self._ready.result()
+        self._inner.clean_partial()
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 class _Present:
     """The object names the remote holds (listed once), and those this run stored: a scratch table."""
 
-    def __init__(self, rset: RemoteSet):
+    def __init__(self, rset: RemoteSet, listed: bool = True):
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE present (name BLOB PRIMARY KEY, size INTEGER) WITHOUT ROWID")
         self._mutex = threading.Lock()
         self.db.execute("BEGIN")
-        for batch in scratch.batches((bytes.fromhex(n), size) for n, size in rset.object_names()):
+        names = rset.object_names() if listed else iter(())
+        for batch in scratch.batches((bytes.fromhex(n), size) for n, size in names):
             self.db.executemany("INSERT OR IGNORE INTO present VALUES (?, ?)", batch)
         self.db.execute("COMMIT")
         self.claims: dict[str, threading.Event] = {}   # names being uploaded now -> set when done
@@ -146,8 +221,10 @@ class _Hashed:
         hasher = self.keys.object_hasher()
         size = 0
         kept: list[bytes] | None = []
+        want = min(READ_BLOCK, max(se.size, 0) + 1)   # a small file in one read of its size, not a 1 MiB buffer
         with open(long_path(se.abspath), "rb") as f:
-            while block := f.read(READ_BLOCK):
+            while block := f.read(want):
+                want = READ_BLOCK
                 hasher.update(block)
                 size += len(block)
                 if kept is not None:
@@ -170,6 +247,7 @@ class _Run:
         self.totals = (0, 0)    # the parent snapshot's files and bytes: what progress counts towards
         self._stats_mutex = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="plugback-upload")
+        self.small_pool = ThreadPoolExecutor(max_workers=SMALL_WORKERS, thread_name_prefix="plugback-small")
         self.writer = ManifestWriter()
         self.window: deque[_Item] = deque()
         self.hashed = _Hashed(rset)
@@ -185,6 +263,7 @@ class _Run:
             if item.job is not None:
                 item.job.cancel()
         self.pool.shutdown(wait=True)
+        self.small_pool.shutdown(wait=True)
         self.writer.close()
         self.parent_copy.close()
 
@@ -204,7 +283,13 @@ class _Run:
                 self.lock.refresh_if_due()
                 self._add(se, prevs.match(se))
                 self._drain(WINDOW)
-        self._drain(0)
+        # The last pack goes out beside the big uploads still in flight, not after them; the
+        # flush after the drain stores anything added since (a file that shrank meanwhile).
+        small = [item.job for item in self.window if item.job is not None and item.se.size < PACK_BELOW]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plugback-flush") as flusher:
+            flushing = flusher.submit(self._flush_after, small)
+            self._drain(0)
+            flushing.result()
         self.packer.flush()
         s = self.stats
         self.options.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
@@ -228,7 +313,8 @@ class _Run:
                     and prev.obj in self.present):
                 e.sha256, e.obj, e.stored = prev.sha256, prev.obj, prev.stored
             else:
-                item.job = self.pool.submit(self._store, se, e, prev)
+                pool = self.small_pool if se.size < PACK_BELOW else self.pool
+                item.job = pool.submit(self._store, se, e, prev)
         self.window.append(item)
 
     def _drain(self, keep: int) -> None:
@@ -258,6 +344,12 @@ class _Run:
             self.options.progress(Progress("copy", s["done_files"], files, s["done_bytes"], size, se.path))
 
     # --- in an upload thread ----------------------------------------------------------------
+    def _flush_after(self, jobs: list[Future]) -> None:
+        """Store the packer's last pack once ``jobs`` are over (their errors are the drain's to raise)."""
+        wait(jobs)
+        if all(job.exception() is None for job in jobs if not job.cancelled()):
+            self.packer.flush()
+
     def _store(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
         """Hash ``se``; upload and read back its content unless the remote has it. ``e`` gets the
         content's fields, the previous version's (a warning), or no hash (left out)."""

@@ -103,6 +103,11 @@ class PackIndex:
         self._rset = rset
         self._db = None
         self._mutex = threading.Lock()
+        self._listed = True     # False: a set made by this process, whose indexes need no reading
+
+    def known_empty(self) -> None:
+        """The set was created a moment ago by this process: no index to list or read."""
+        self._listed = False
 
     def _ready(self):
         if self._db is None:
@@ -111,9 +116,9 @@ class PackIndex:
             db.execute("CREATE TABLE packs (id BLOB PRIMARY KEY, size INTEGER, stored INTEGER)")
             db.execute("BEGIN")
             backend, keys = self._rset.backend, self._rset.keys
-            for pack, size, objects in _read_indexes(backend, keys):
+            for pack, size, objects in _read_indexes(backend, keys) if self._listed else ():
                 _insert(db, pack, size, objects)
-            for info in backend.list(PACKS_DIR):
+            for info in backend.list(PACKS_DIR) if self._listed else ():
                 name = info.name.split("/")[-1]
                 if is_hex64(name) and info.name == pack_blob(name):
                     db.execute("INSERT INTO packs (id, size, stored) VALUES (?, NULL, ?) "

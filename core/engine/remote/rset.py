@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tempfile
+import threading
 import uuid
+from concurrent.futures import Future, wait
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable, Iterator, cast
@@ -167,6 +170,8 @@ class RemoteSet:
         self._ids: list[str] | None = None
         self.packs = PackIndex(self)
         self.pack_cache = PackCache(self)
+        # Set by create_started: plugback.json is being written (done: the set exists).
+        self.created: Future | None = None
 
     @staticmethod
     def exists(backend: Backend) -> bool:
@@ -204,15 +209,53 @@ class RemoteSet:
         rset.write_meta()
         return rset
 
+    @classmethod
+    def create_started(cls, backend: Backend, now: datetime, passphrase: str) -> "RemoteSet":
+        """A new, empty encrypted set (as :meth:`create`) whose keys are ready at once, while the
+        passphrase's scrypt (0.4 s of CPU, outside the GIL) and the put of ``plugback.json``
+        run in a thread: :attr:`created` says when the set exists. Nothing may be written
+        to the set before that (core/engine/remote/backup.py waits for it)."""
+        if not passphrase:
+            raise UsageError("The passphrase is empty. Choose a passphrase (a few words are best).")
+        if next(iter(backend.list("")), None) is not None:
+            raise UsageError(f"{backend.where} is not empty and not a Plugback backup set. Give an empty "
+                             "or new folder on the remote, so nothing else is mixed into the backup.")
+        master = os.urandom(crypto.KEY_LEN)
+        keys = crypto.SetKeys.from_master(master, crypto.ENC_VERSION)
+        meta = {"format": SET_FORMAT, "version": REMOTE_SET_VERSION, "set_id": str(uuid.uuid4()),
+                "created": now.isoformat(timespec="seconds")}
+        rset = cls(backend, meta, keys)
+        rset._ids = []                  # (new: no snapshot to list)
+        rset.packs.known_empty()
+        done: Future = Future()
+
+        def create() -> None:
+            try:
+                _, rset.meta["encryption"] = crypto.create_encryption(passphrase, master_key=master)
+                backend.put(SET_FILE, rset.meta_bytes())   # (this backend: the run's writes wait for this)
+            except BaseException as err:  # noqa: BLE001 - handed to whoever waits for the set
+                done.set_exception(err)
+            else:
+                done.set_result(None)
+
+        rset.created = done
+        threading.Thread(target=create, name="plugback-create", daemon=True).start()
+        return rset
+
     def write_meta(self) -> None:
         """plugback.json (an atomic put: the old one or the new one, never a mix)."""
-        self.backend.put(SET_FILE, (json.dumps(self.meta, indent=2) + "\n").encode())
+        self.backend.put(SET_FILE, self.meta_bytes())
+
+    def meta_bytes(self) -> bytes:
+        return (json.dumps(self.meta, indent=2) + "\n").encode()
 
     @property
     def set_id(self) -> str:
         return self.meta["set_id"]
 
     def close(self) -> None:
+        if self.created is not None:
+            wait([self.created])       # (its error, if any, was the run's to report)
         self.packs.close()
         self.backend.close()
 
