@@ -130,14 +130,15 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     if bset.layout.journal.exists():
         result.notices.append("A backup was interrupted: Latest/ may be partly updated. Earlier snapshots "
                               "are intact; the next backup finishes the work.")
+    # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
+    # after an interrupted run Latest/ is between two snapshots until the next run.
+    checks_latest = not bset.encrypted and not result.notices
+    index = ObjectIndex(bset.layout.objects)
     with _Contents() as contents, verify_latest.started(bset, options) as early:
-        newest = _read_manifests(bset, contents, result, options.cancel)
-        # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
-        # after an interrupted run Latest/ is between two snapshots until the next run.
-        latest = newest if newest is not None and not bset.encrypted and not result.notices else None
+        newest = _read_manifests(bset, contents, result, options.cancel, index if checks_latest else None)
+        latest = newest if newest is not None and checks_latest else None
         files, size = contents.totals()
         tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))
-        index = ObjectIndex(bset.layout.objects)
         _run_checks(bset, contents.checks(latest[1] if latest else None, index), options, result, tally, index)
         tally.files_done += contents.skipped[0]
         tally.bytes_done += contents.skipped[1]
@@ -156,16 +157,20 @@ class _Contents:
 
     def __init__(self):
         self.skipped = [0, 0]
+        self.latest_only = [0, 0]   # (files, bytes) of the newest snapshot's given no row (add_manifest)
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
                         "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER)")
         self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts)")
+        self.db.execute("CREATE TABLE latest_only (name BLOB, parts INTEGER)")   # (no index: read whole, once)
 
     def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry],
-                     cancel: CancelToken | None = None) -> tuple[int, int]:
+                     cancel: CancelToken | None = None, latest: "_LatestOnly | None" = None) -> tuple[int, int]:
         """Add the files of manifest number ``index`` (all or none: rolled back if it turns out
-        damaged, or on ``cancel``); (files, bytes)."""
+        damaged, or on ``cancel``); (files, bytes). ``latest``: this manifest's files are the
+        newest snapshot's, checked in ``Latest/``; those without a copy in ``objects/`` get no row."""
         count = {"files": 0, "bytes": 0}
+        only = [0, 0]   # (files, bytes) given to ``latest`` instead of a row
 
         def rows():
             for e in entries:
@@ -174,8 +179,15 @@ class _Contents:
                 if e.type == FILE:
                     count["files"] += 1
                     count["bytes"] += e.size
-                    yield (bytes.fromhex(bset.object_name(e)), e.parts, bytes.fromhex(e.sha256), e.size,
-                           e.obj and bytes.fromhex(e.obj), scratch.path_key(e.path), sid, index, e.stored)
+                    name = bset.object_name(e)
+                    if latest is not None and not latest.index.may_hold(name):
+                        only[0] += 1
+                        only[1] += e.size
+                        if latest.keys:
+                            yield None, (bytes.fromhex(name), e.parts)
+                        continue
+                    yield (bytes.fromhex(name), e.parts, bytes.fromhex(e.sha256), e.size,
+                           e.obj and bytes.fromhex(e.obj), scratch.path_key(e.path), sid, index, e.stored), None
 
         self.db.execute("BEGIN")
         try:
@@ -183,12 +195,23 @@ class _Contents:
                 self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored) "
                                     "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
                                     "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = max(last, excluded.last)",
-                                    batch)
+                                    [row for row, _ in batch if row is not None])
+                if latest is not None and latest.keys:
+                    self.db.executemany("INSERT INTO latest_only VALUES (?, ?)", [k for _, k in batch if k is not None])
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        self.latest_only[0] += only[0]
+        self.latest_only[1] += only[1]
         return count["files"], count["bytes"]
+
+    def held_by_latest(self, last: int) -> None:
+        """Contents of older manifests that the newest snapshot holds too, though it added no row
+        for them (``latest`` of :meth:`add_manifest`): held last by manifest ``last``, as if the
+        newest's rows had been added (then they are checked in ``Latest/`` only)."""
+        self.db.execute("UPDATE content SET last = max(last, ?) WHERE (name, parts) IN "
+                        "(SELECT name, parts FROM latest_only)", (last,))
 
     def add_holders(self, index: int, more: int, last: int) -> None:
         """``more`` manifests, the last of them number ``last``, hold exactly the files of manifest
@@ -197,7 +220,7 @@ class _Contents:
 
     def totals(self) -> tuple[int, int]:
         files, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM content").fetchone()
-        return files, size
+        return files + self.latest_only[0], size + self.latest_only[1]
 
     def checks(self, newest: int | None, index: ObjectIndex) -> Iterator[_Check]:
         """One check per distinct content, in the order first seen (a page of rows at a time).
@@ -210,7 +233,7 @@ class _Contents:
         nothing is built.
         """
         last = 0
-        self.skipped = [0, 0]
+        self.skipped = list(self.latest_only) if newest is not None else [0, 0]
         while True:
             rows = self.db.execute("SELECT seq, name, parts, sha, size, obj, path, sid, n, last, stored FROM content "
                                    "WHERE seq > ? ORDER BY seq LIMIT ?", (last, AHEAD)).fetchall()
@@ -234,14 +257,25 @@ class _Contents:
         self.db.close()
 
 
+@dataclass(frozen=True)
+class _LatestOnly:
+    """How the newest snapshot's files without a copy in ``objects/`` (as ``index`` lists it) are
+    added: counted only, their (name, parts) kept too when other manifests are decoded (``keys``)."""
+
+    index: ObjectIndex
+    keys: bool
+
+
 def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
-                    cancel: CancelToken | None = None) -> tuple | None:
+                    cancel: CancelToken | None = None, objects: ObjectIndex | None = None) -> tuple | None:
     """Stream every manifest into ``contents``; damaged ones go to ``result``. The newest intact
     snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None.
 
     Snapshots whose entry lines are the newest's, byte for byte (no-change backups), are
     decoded once, at the first of them; the others count as holders of the same contents
-    (core/engine/rawlines.py). Should that decoding find damage, each is decoded as usual."""
+    (core/engine/rawlines.py). Should that decoding find damage, each is decoded as usual.
+    With ``objects`` (a plain set whose ``Latest/`` is checked), the newest's files that
+    ``objects/`` does not hold get no row (``_Contents.add_manifest``)."""
     ids = bset.snapshot_ids()
     same = rawlines.same_as_newest(bset, ids, cancel)
     newest, counted = None, None
@@ -250,9 +284,12 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
             result.snapshots += 1
             newest = (sid, index, *counted)
             continue
+        # The newest's own lines (it, or the first of its group): decoded in full, fewer rows.
+        latest = _LatestOnly(objects, len(ids) > max(len(same), 1)) \
+            if objects is not None and (index in same or index == len(ids) - 1) else None
         try:
             with bset.open_manifest(sid) as reader:
-                files, size = contents.add_manifest(bset, sid, index, reader, cancel)
+                files, size = contents.add_manifest(bset, sid, index, reader, cancel, latest)
         except Cancelled:
             raise
         except PlugbackError as err:
@@ -265,6 +302,8 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
             counted = files, size
         result.snapshots += 1
         newest = (sid, index, files, size)
+    if newest is not None and contents.latest_only[0]:
+        contents.held_by_latest(newest[1])
     return newest
 
 
