@@ -90,3 +90,28 @@ def file_items(bset: "BackupSet", sid: str) -> Iterator[Item]:
                     raise ManifestDamaged(path=reader.name, reason="a file's entry is invalid")
                 check_relative(mirror, LATEST_DIR)   # (as layout.latest_file does)
                 yield mirror, parts, size, sha
+
+
+def proven_files(reader, expected: str) -> Iterator[tuple[str, int, str, int, str | None, str, int]]:
+    """The files of a plain set's manifest whose bytes this computer wrote (``expected``: the hash
+    its record of them keeps, core/engine/trust.py), straight from the lines: (object name, parts,
+    SHA-256, size, obj, path, stored), as ``verify._Contents.add_manifest`` takes them from an
+    ``Entry``.
+
+    Lines this computer's writer wrote are valid entries: decoding them would check nothing
+    more. That is known only at the end: NotProven if the bytes read (all of them, header
+    included, hashed as the trailer's hash is) are not the recorded ones; anything else odd
+    in them (no JSON, a field missing or of another type) raises too, as early as it is met.
+    The caller takes nothing from an iteration that raised (it decodes the manifest in full)."""
+    for block in reader.raw_blocks():
+        for d in json.loads(b"[" + block[:-1].replace(b"\n", b",") + b"]"):
+            if d["type"] == FILE:
+                sha = d["sha256"]
+                yield sha, d.get("parts") or 0, sha, d.get("size") or 0, d.get("obj"), d["path"], d.get("stored") or 0
+    if reader.digest != expected:
+        raise NotProven(reader.name)
+
+
+class NotProven(Exception):
+    """A manifest's bytes are not the ones this computer recorded writing (rawlines.proven_files)."""
+

@@ -23,6 +23,7 @@ from core.engine.manifest import FILE, Entry
 from core.engine.objindex import ObjectIndex
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
+from core.engine.trust import TrustRecord
 from core.engine.window import batches
 from core.errors import Cancelled, DamagedSet, PlugbackError
 
@@ -44,6 +45,9 @@ class VerifyOptions:
     workers: int = 8   # reads wait on the drive: more threads than cores keep its queue full (restore.IO_WORKERS)
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
+    #: This computer's record of the manifests it wrote (``BackupOptions.cache``; core/engine/trust.py):
+    #: the newest snapshot's, when its bytes on the drive are the recorded ones, is not decoded entry by entry.
+    cache: Path | None = None
 
 
 @dataclass
@@ -135,7 +139,8 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     checks_latest = not bset.encrypted and not result.notices
     index = ObjectIndex(bset.layout.objects)
     with _Contents() as contents, verify_latest.started(bset, options) as early:
-        newest = _read_manifests(bset, contents, result, options.cancel, index if checks_latest else None)
+        trust = TrustRecord(options.cache, bset.set_id) if options.cache is not None and checks_latest else None
+        newest = _read_manifests(bset, contents, result, options.cancel, index if checks_latest else None, trust)
         latest = newest if newest is not None and checks_latest else None
         files, size = contents.totals()
         tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))
@@ -169,25 +174,30 @@ class _Contents:
         """Add the files of manifest number ``index`` (all or none: rolled back if it turns out
         damaged, or on ``cancel``); (files, bytes). ``latest``: this manifest's files are the
         newest snapshot's, checked in ``Latest/``; those without a copy in ``objects/`` get no row."""
+        files = ((bset.object_name(e), e.parts, e.sha256 or "", e.size, e.obj, e.path, e.stored)
+                 for e in entries if e.type == FILE)
+        return self.add_files(sid, index, files, cancel, latest)
+
+    def add_files(self, sid: str, index: int, files: Iterable[tuple[str, int, str, int, str | None, str, int]],
+                  cancel: CancelToken | None = None, latest: "_LatestOnly | None" = None) -> tuple[int, int]:
+        """:meth:`add_manifest` of ``files``: (object name, parts, SHA-256, size, obj, path, stored)."""
         count = {"files": 0, "bytes": 0}
         only = [0, 0]   # (files, bytes) given to ``latest`` instead of a row
 
         def rows():
-            for e in entries:
+            for name, parts, sha, size, obj, path, stored in files:
                 if cancel is not None and not count["files"] % 4096:
                     cancel.check()
-                if e.type == FILE:
-                    count["files"] += 1
-                    count["bytes"] += e.size
-                    name = bset.object_name(e)
-                    if latest is not None and not latest.index.may_hold(name):
-                        only[0] += 1
-                        only[1] += e.size
-                        if latest.keys:
-                            yield None, (bytes.fromhex(name), e.parts)
-                        continue
-                    yield (bytes.fromhex(name), e.parts, bytes.fromhex(e.sha256), e.size,
-                           e.obj and bytes.fromhex(e.obj), scratch.path_key(e.path), sid, index, e.stored), None
+                count["files"] += 1
+                count["bytes"] += size
+                if latest is not None and not latest.index.may_hold(name):
+                    only[0] += 1
+                    only[1] += size
+                    if latest.keys:
+                        yield None, (bytes.fromhex(name), parts)
+                    continue
+                yield (bytes.fromhex(name), parts, bytes.fromhex(sha), size, obj and bytes.fromhex(obj),
+                       scratch.path_key(path), sid, index, stored), None
 
         self.db.execute("BEGIN")
         try:
@@ -266,8 +276,8 @@ class _LatestOnly:
     keys: bool
 
 
-def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
-                    cancel: CancelToken | None = None, objects: ObjectIndex | None = None) -> tuple | None:
+def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, cancel: CancelToken | None = None,
+                    objects: ObjectIndex | None = None, trust: TrustRecord | None = None) -> tuple | None:
     """Stream every manifest into ``contents``; damaged ones go to ``result``. The newest intact
     snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None.
 
@@ -275,7 +285,8 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
     decoded once, at the first of them; the others count as holders of the same contents
     (core/engine/rawlines.py). Should that decoding find damage, each is decoded as usual.
     With ``objects`` (a plain set whose ``Latest/`` is checked), the newest's files that
-    ``objects/`` does not hold get no row (``_Contents.add_manifest``)."""
+    ``objects/`` does not hold get no row (``_Contents.add_manifest``); with ``trust`` too,
+    the newest's lines are not decoded when they are proven this computer's (_add_proven)."""
     ids = bset.snapshot_ids()
     same = rawlines.same_as_newest(bset, ids, cancel)
     newest, counted = None, None
@@ -288,8 +299,11 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
         latest = _LatestOnly(objects, len(ids) > max(len(same), 1)) \
             if objects is not None and (index in same or index == len(ids) - 1) else None
         try:
-            with bset.open_manifest(sid) as reader:
-                files, size = contents.add_manifest(bset, sid, index, reader, cancel, latest)
+            added = _add_proven(bset, contents, sid, index, cancel, latest, trust) if latest is not None else None
+            if added is None:
+                with bset.open_manifest(sid) as reader:
+                    added = contents.add_manifest(bset, sid, index, reader, cancel, latest)
+            files, size = added
         except Cancelled:
             raise
         except PlugbackError as err:
@@ -305,6 +319,23 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
     if newest is not None and contents.latest_only[0]:
         contents.held_by_latest(newest[1])
     return newest
+
+
+def _add_proven(bset: BackupSet, contents: _Contents, sid: str, index: int, cancel: CancelToken | None,
+                latest: _LatestOnly, trust: TrustRecord | None) -> tuple[int, int] | None:
+    """Manifest ``sid`` added from its lines without decoding them (rawlines.proven_files), when this
+    computer recorded writing it and the drive holds those very bytes; (files, bytes), or None when
+    not (nothing added: the caller decodes it in full, which names any damage)."""
+    expected = trust.hash_of(sid) if trust is not None else None
+    if expected is None:
+        return None
+    try:
+        with bset.open_manifest(sid) as reader:
+            return contents.add_files(sid, index, rawlines.proven_files(reader, expected), cancel, latest)
+    except Cancelled:
+        raise
+    except Exception:  # noqa: BLE001 - not proven, or odd in any way: rolled back, then decoded in full
+        return None
 
 
 def _latest_checks(bset: BackupSet, sid: str) -> Iterator[_Check]:
