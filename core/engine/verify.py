@@ -288,7 +288,10 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, 
     ``objects/`` does not hold get no row (``_Contents.add_manifest``); with ``trust`` too,
     the newest's lines are not decoded when they are proven this computer's (_add_proven)."""
     ids = bset.snapshot_ids()
-    same = rawlines.same_as_newest(bset, ids, cancel)
+    seen: dict[str, str] = {}   # the newest's hashes, as read
+    same = rawlines.same_as_newest(bset, ids, cancel, seen)
+    if trust is not None and seen and seen["all"] == trust.hash_of(ids[-1]):
+        seen["proven"] = "1"   # its group's lines are this computer's too (_add_proven)
     newest, counted = None, None
     for index, sid in enumerate(ids):
         if counted is not None and index in same:
@@ -299,7 +302,9 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, 
         latest = _LatestOnly(objects, len(ids) > max(len(same), 1)) \
             if objects is not None and (index in same or index == len(ids) - 1) else None
         try:
-            added = _add_proven(bset, contents, sid, index, cancel, latest, trust) if latest is not None else None
+            added = _add_proven(bset, contents, sid, index, cancel, latest, trust,
+                                seen["lines"] if "proven" in seen and index in same else None) \
+                if latest is not None else None
             if added is None:
                 with bset.open_manifest(sid) as reader:
                     added = contents.add_manifest(bset, sid, index, reader, cancel, latest)
@@ -322,16 +327,17 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, 
 
 
 def _add_proven(bset: BackupSet, contents: _Contents, sid: str, index: int, cancel: CancelToken | None,
-                latest: _LatestOnly, trust: TrustRecord | None) -> tuple[int, int] | None:
+                latest: _LatestOnly, trust: TrustRecord | None, lines: str | None) -> tuple[int, int] | None:
     """Manifest ``sid`` added from its lines without decoding them (rawlines.proven_files), when this
-    computer recorded writing it and the drive holds those very bytes; (files, bytes), or None when
-    not (nothing added: the caller decodes it in full, which names any damage)."""
+    computer recorded writing it and the drive holds those very bytes, or (``lines``: it is in the
+    newest's group and the newest was so proven) its lines hash as the newest's; (files, bytes), or
+    None when not (nothing added: the caller decodes it in full, which names any damage)."""
     expected = trust.hash_of(sid) if trust is not None else None
-    if expected is None:
+    if expected is None and lines is None:
         return None
     try:
         with bset.open_manifest(sid) as reader:
-            return contents.add_files(sid, index, rawlines.proven_files(reader, expected), cancel, latest)
+            return contents.add_files(sid, index, rawlines.proven_files(reader, expected, lines), cancel, latest)
     except Cancelled:
         raise
     except Exception:  # noqa: BLE001 - not proven, or odd in any way: rolled back, then decoded in full

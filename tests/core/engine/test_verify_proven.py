@@ -87,8 +87,8 @@ def test_the_report_is_the_one_of_decoding(recorded, monkeypatch, case, read_all
     proven, decoded = [], []
     files, add = rawlines.proven_files, verify._Contents.add_manifest
 
-    def spy_files(reader, expected):
-        yield from files(reader, expected)
+    def spy_files(reader, expected, lines=None):
+        yield from files(reader, expected, lines)
         proven.append(reader.name)   # (read to its end, and proven)
 
     def spy_add(self, bset, sid, *args):
@@ -127,3 +127,34 @@ def test_encrypted_sets_decode_as_before(tmp_path, monkeypatch):
     unlock = make_unlocker(Secret.passphrase("correct horse"))
     r = verify_path(tmp_path / "set", unlock=unlock, read_all=True, cache=tmp_path / "cache")
     assert r.ok and r.contents == len(FILES) and not used
+
+
+@pytest.mark.parametrize("case", ["none", "the first rewritten", "the newest rewritten"])
+def test_a_group_older_than_the_record_is_proven_through_the_newest(tmp_path, monkeypatch, case):
+    """The record keeps the newest snapshots only: the first of the newest's group (the one read for
+    the table) is proven by its lines' hash, equal to those of the newest, which is recorded."""
+    from core.engine import trust
+
+    monkeypatch.setattr(trust, "KEEP", 1)
+    cache = tmp_path / "cache"
+    src = make_tree(tmp_path / "src" / "Data", FILES)
+    for _ in range(3):
+        backup_path(tmp_path / "set", [src], cache=cache)
+    bset = open_set(tmp_path / "set")
+    ids = bset.snapshot_ids()
+    record = TrustRecord(cache, bset.set_id)
+    assert record.hash_of(ids[0]) is None and record.hash_of(ids[-1]) is not None
+    if case != "none":
+        _rewrite(_manifests(tmp_path / "set")[0 if "first" in case else -1], {"size": 5})
+    proven = []
+    files = rawlines.proven_files
+
+    def spy(reader, expected, lines=None):
+        yield from files(reader, expected, lines)
+        proven.append(reader.name)
+
+    monkeypatch.setattr(rawlines, "proven_files", spy)
+    with_record = _report(tmp_path / "set", read_all=True, cache=cache)
+    assert len(proven) == (case != "the newest rewritten")   # (the first rewritten: the group is the 2 others)
+    assert with_record == _report(tmp_path / "set", read_all=True)
+    assert bool(with_record[0]) == (case == "the newest rewritten")   # (Latest/ holds another size)
