@@ -429,12 +429,15 @@ def cmd_restore(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from core.agent.config import Paths
     from core.engine.verify import VerifyOptions, verify
 
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
         bset = open_set(args)
-        result = _engine(args, verify, "verify")(bset, VerifyOptions(read_all=args.read_all, progress=bar))
+        # (agent.jobs.engine_cache, without importing the agent's jobs: the record of the manifests written here)
+        options = VerifyOptions(read_all=args.read_all, progress=bar, cache=Paths.default().data_dir / "cache")
+        result = _engine(args, verify, "verify")(bset, options)
     finally:
         bar.done()
     if args.json:

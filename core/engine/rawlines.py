@@ -32,24 +32,29 @@ if TYPE_CHECKING:
     from core.engine.repo import BackupSet
 
 
-def lines_digest(bset: "BackupSet", sid: str) -> str:
+def lines_digest(bset: "BackupSet", sid: str, seen: dict[str, str] | None = None) -> str:
     """The SHA-256 of snapshot ``sid``'s entry lines (header and trailer excluded), read as text;
-    ManifestDamaged (a PlugbackError) if its trailer does not match them."""
+    ManifestDamaged (a PlugbackError) if its trailer does not match them. ``seen`` gets both
+    hashes: ``lines`` (this one) and ``all`` (of every byte before the trailer, as checked)."""
     digest = hashlib.sha256()
     with bset.open_manifest(sid) as reader:
         for block in reader.raw_blocks():
             digest.update(block)
+        if seen is not None:
+            seen.update(lines=digest.hexdigest(), all=reader.digest)
     return digest.hexdigest()
 
 
-def same_as_newest(bset: "BackupSet", ids: list[str], cancel: CancelToken | None = None) -> set[int]:
+def same_as_newest(bset: "BackupSet", ids: list[str], cancel: CancelToken | None = None,
+                   seen: dict[str, str] | None = None) -> set[int]:
     """The indexes in ``ids`` of the snapshots whose entry lines equal the last one's, the last
-    one included; empty when no other snapshot does (or the last one cannot be read as text)."""
+    one included; empty when no other snapshot does (or the last one cannot be read as text).
+    ``seen``: the hashes of the last one's bytes as read (:func:`lines_digest`)."""
     if len(ids) < 2:
         return set()
     try:
         totals = bset.header(ids[-1]).totals
-        newest = lines_digest(bset, ids[-1])
+        newest = lines_digest(bset, ids[-1], seen)
     except (PlugbackError, OSError):
         return set()   # damaged or unreadable: decoding it names why
     same = {len(ids) - 1}
@@ -90,3 +95,35 @@ def file_items(bset: "BackupSet", sid: str) -> Iterator[Item]:
                     raise ManifestDamaged(path=reader.name, reason="a file's entry is invalid")
                 check_relative(mirror, LATEST_DIR)   # (as layout.latest_file does)
                 yield mirror, parts, size, sha
+
+
+def proven_files(reader, expected: str | None, lines: str | None = None
+                 ) -> Iterator[tuple[str, int, str, int, str | None, str, int]]:
+    """The files of a plain set's manifest whose bytes this computer wrote (``expected``: the hash
+    its record of them keeps, core/engine/trust.py), straight from the lines: (object name, parts,
+    SHA-256, size, obj, path, stored), as ``verify._Contents.add_manifest`` takes them from an
+    ``Entry``. Or (``lines``) whose entry lines hash as those of a manifest proven so.
+
+    Lines this computer's writer wrote are valid entries: decoding them would check nothing
+    more. That is known only at the end: NotProven if the bytes read (all of them, header
+    included, hashed as the trailer's hash is; or the entry lines) are not the recorded ones;
+    anything else odd in them (no JSON, a field missing or of another type) raises too, as
+    early as it is met. The caller takes nothing from an iteration that raised (it decodes
+    the manifest in full)."""
+    if expected is None and lines is None:
+        raise NotProven(reader.name)
+    digest = hashlib.sha256() if lines is not None else None
+    for block in reader.raw_blocks():
+        if digest is not None:
+            digest.update(block)
+        for d in json.loads(b"[" + block[:-1].replace(b"\n", b",") + b"]"):
+            if d["type"] == FILE:
+                sha = d["sha256"]
+                yield sha, d.get("parts") or 0, sha, d.get("size") or 0, d.get("obj"), d["path"], d.get("stored") or 0
+    if (expected is not None and reader.digest != expected) or (digest is not None and digest.hexdigest() != lines):
+        raise NotProven(reader.name)
+
+
+class NotProven(Exception):
+    """A manifest's bytes are not the ones this computer recorded writing (rawlines.proven_files)."""
+

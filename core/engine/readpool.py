@@ -54,6 +54,8 @@ _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _READ = os.O_RDONLY | _CLOEXEC | getattr(os, "O_BINARY", 0)
+_OPEN_FILE = _READ | _NOFOLLOW | _NONBLOCK
+_ISREG = stat.S_ISREG
 BY_FD = bool(_NOFOLLOW and _DIRECTORY) and os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd
 
 
@@ -141,15 +143,15 @@ class _Folder:
         where = name if self.fd is not None else _long(self.path_of(name))
         try:
             mode = os.stat(where, follow_symlinks=False, dir_fd=self.fd).st_mode
-            if not stat.S_ISREG(mode):
+            if not _ISREG(mode):
                 raise _damaged(self.path_of(name), f"it is {_kind(mode)}, not a regular file")
-            fd = os.open(where, _READ | _NOFOLLOW | _NONBLOCK, dir_fd=self.fd)
+            fd = os.open(where, _OPEN_FILE, dir_fd=self.fd)
         except OSError as err:
             if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):
                 raise _damaged(self.path_of(name), "it is a symbolic link") from None
             raise _unreadable(err) from None
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):   # swapped between the check and the open
+        if not _ISREG(st.st_mode):   # swapped between the check and the open
             os.close(fd)
             raise _damaged(self.path_of(name), f"it is {_kind(st.st_mode)}, not a regular file")
         return fd, st.st_size
@@ -169,8 +171,9 @@ def _long(path: str) -> str:
 
 
 _READV = getattr(os, "readv", None)
-# Linux (as fs.drop_cache: not on Windows or macOS; written so mypy sees it for each platform)
-_DROPS = sys.platform != "win32" and sys.platform != "darwin" and hasattr(os, "posix_fadvise")
+# Linux (as fs.drop_cache: not on Windows or macOS); looked up once (a worker calls it per file)
+_FADVISE = getattr(os, "posix_fadvise", None) if sys.platform not in ("win32", "darwin") else None
+_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
 
 
 def _read(fd: int, digest, buf: memoryview, stated: int) -> int:
@@ -178,15 +181,16 @@ def _read(fd: int, digest, buf: memoryview, stated: int) -> int:
 
     ``stated``: its size by ``fstat``; a short read that reaches it is taken as the end (no
     second read to see 0 bytes: one system call less per small file)."""
-    if sys.platform != "win32" and sys.platform != "darwin" and _DROPS:
+    if _FADVISE is not None:
         try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            _FADVISE(fd, 0, 0, _DONTNEED)
         except OSError:
             pass
     size = 0
+    readv = _READV
     while True:
-        if _READV is not None:
-            n = _READV(fd, [buf])
+        if readv is not None:
+            n = readv(fd, [buf])
             block = buf[:n]
         else:
             data = os.read(fd, BLOCK)
@@ -218,13 +222,14 @@ class Checker:
 
     def _one(self, mirror: str, parts: int, size: int, sha: str) -> None:
         folder, _, name = mirror.rpartition("/")
-        self.folder.enter(folder)
-        names = [f"{name}.{i:03d}" for i in range(1, parts + 1)] if parts else (name,)
-        if parts:
+        if folder != self.folder.name:
+            self.folder.enter(folder)
+        names = [f"{name}.{i:03d}" for i in range(1, parts + 1)] if parts else None
+        if names:
             self._part_sizes(names, folder, size)
         digest = hashlib.sha256()
         got = 0
-        for n in names:
+        for n in names or (name,):
             fd, stated = self.folder.open_file(n)
             try:
                 got += _read(fd, digest, self.buf, stated)

@@ -23,6 +23,7 @@ from core.engine.manifest import FILE, Entry
 from core.engine.objindex import ObjectIndex
 from core.engine.progress import CancelToken, Progress, ProgressCallback, no_progress
 from core.engine.repo import BackupSet
+from core.engine.trust import TrustRecord
 from core.engine.window import batches
 from core.errors import Cancelled, DamagedSet, PlugbackError
 
@@ -44,6 +45,9 @@ class VerifyOptions:
     workers: int = 8   # reads wait on the drive: more threads than cores keep its queue full (restore.IO_WORKERS)
     progress: ProgressCallback = no_progress
     cancel: CancelToken = field(default_factory=CancelToken)
+    #: This computer's record of the manifests it wrote (``BackupOptions.cache``; core/engine/trust.py):
+    #: the newest snapshot's, when its bytes on the drive are the recorded ones, is not decoded entry by entry.
+    cache: Path | None = None
 
 
 @dataclass
@@ -130,14 +134,16 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     if bset.layout.journal.exists():
         result.notices.append("A backup was interrupted: Latest/ may be partly updated. Earlier snapshots "
                               "are intact; the next backup finishes the work.")
+    # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
+    # after an interrupted run Latest/ is between two snapshots until the next run.
+    checks_latest = not bset.encrypted and not result.notices
+    index = ObjectIndex(bset.layout.objects)
     with _Contents() as contents, verify_latest.started(bset, options) as early:
-        newest = _read_manifests(bset, contents, result, options.cancel)
-        # What a person sees in Latest/ must be right too, not only the copy Plugback would use;
-        # after an interrupted run Latest/ is between two snapshots until the next run.
-        latest = newest if newest is not None and not bset.encrypted and not result.notices else None
+        trust = TrustRecord(options.cache, bset.set_id) if options.cache is not None and checks_latest else None
+        newest = _read_manifests(bset, contents, result, options.cancel, index if checks_latest else None, trust)
+        latest = newest if newest is not None and checks_latest else None
         files, size = contents.totals()
         tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))
-        index = ObjectIndex(bset.layout.objects)
         _run_checks(bset, contents.checks(latest[1] if latest else None, index), options, result, tally, index)
         tally.files_done += contents.skipped[0]
         tally.bytes_done += contents.skipped[1]
@@ -156,26 +162,42 @@ class _Contents:
 
     def __init__(self):
         self.skipped = [0, 0]
+        self.latest_only = [0, 0]   # (files, bytes) of the newest snapshot's given no row (add_manifest)
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
                         "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER)")
         self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts)")
+        self.db.execute("CREATE TABLE latest_only (name BLOB, parts INTEGER)")   # (no index: read whole, once)
 
     def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry],
-                     cancel: CancelToken | None = None) -> tuple[int, int]:
+                     cancel: CancelToken | None = None, latest: "_LatestOnly | None" = None) -> tuple[int, int]:
         """Add the files of manifest number ``index`` (all or none: rolled back if it turns out
-        damaged, or on ``cancel``); (files, bytes)."""
+        damaged, or on ``cancel``); (files, bytes). ``latest``: this manifest's files are the
+        newest snapshot's, checked in ``Latest/``; those without a copy in ``objects/`` get no row."""
+        files = ((bset.object_name(e), e.parts, e.sha256 or "", e.size, e.obj, e.path, e.stored)
+                 for e in entries if e.type == FILE)
+        return self.add_files(sid, index, files, cancel, latest)
+
+    def add_files(self, sid: str, index: int, files: Iterable[tuple[str, int, str, int, str | None, str, int]],
+                  cancel: CancelToken | None = None, latest: "_LatestOnly | None" = None) -> tuple[int, int]:
+        """:meth:`add_manifest` of ``files``: (object name, parts, SHA-256, size, obj, path, stored)."""
         count = {"files": 0, "bytes": 0}
+        only = [0, 0]   # (files, bytes) given to ``latest`` instead of a row
 
         def rows():
-            for e in entries:
+            for name, parts, sha, size, obj, path, stored in files:
                 if cancel is not None and not count["files"] % 4096:
                     cancel.check()
-                if e.type == FILE:
-                    count["files"] += 1
-                    count["bytes"] += e.size
-                    yield (bytes.fromhex(bset.object_name(e)), e.parts, bytes.fromhex(e.sha256), e.size,
-                           e.obj and bytes.fromhex(e.obj), scratch.path_key(e.path), sid, index, e.stored)
+                count["files"] += 1
+                count["bytes"] += size
+                if latest is not None and not latest.index.may_hold(name):
+                    only[0] += 1
+                    only[1] += size
+                    if latest.keys:
+                        yield None, (bytes.fromhex(name), parts)
+                    continue
+                yield (bytes.fromhex(name), parts, bytes.fromhex(sha), size, obj and bytes.fromhex(obj),
+                       scratch.path_key(path), sid, index, stored), None
 
         self.db.execute("BEGIN")
         try:
@@ -183,12 +205,23 @@ class _Contents:
                 self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored) "
                                     "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
                                     "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = max(last, excluded.last)",
-                                    batch)
+                                    [row for row, _ in batch if row is not None])
+                if latest is not None and latest.keys:
+                    self.db.executemany("INSERT INTO latest_only VALUES (?, ?)", [k for _, k in batch if k is not None])
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        self.latest_only[0] += only[0]
+        self.latest_only[1] += only[1]
         return count["files"], count["bytes"]
+
+    def held_by_latest(self, last: int) -> None:
+        """Contents of older manifests that the newest snapshot holds too, though it added no row
+        for them (``latest`` of :meth:`add_manifest`): held last by manifest ``last``, as if the
+        newest's rows had been added (then they are checked in ``Latest/`` only)."""
+        self.db.execute("UPDATE content SET last = max(last, ?) WHERE (name, parts) IN "
+                        "(SELECT name, parts FROM latest_only)", (last,))
 
     def add_holders(self, index: int, more: int, last: int) -> None:
         """``more`` manifests, the last of them number ``last``, hold exactly the files of manifest
@@ -197,7 +230,7 @@ class _Contents:
 
     def totals(self) -> tuple[int, int]:
         files, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM content").fetchone()
-        return files, size
+        return files + self.latest_only[0], size + self.latest_only[1]
 
     def checks(self, newest: int | None, index: ObjectIndex) -> Iterator[_Check]:
         """One check per distinct content, in the order first seen (a page of rows at a time).
@@ -210,7 +243,7 @@ class _Contents:
         nothing is built.
         """
         last = 0
-        self.skipped = [0, 0]
+        self.skipped = list(self.latest_only) if newest is not None else [0, 0]
         while True:
             rows = self.db.execute("SELECT seq, name, parts, sha, size, obj, path, sid, n, last, stored FROM content "
                                    "WHERE seq > ? ORDER BY seq LIMIT ?", (last, AHEAD)).fetchall()
@@ -234,25 +267,48 @@ class _Contents:
         self.db.close()
 
 
-def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
-                    cancel: CancelToken | None = None) -> tuple | None:
+@dataclass(frozen=True)
+class _LatestOnly:
+    """How the newest snapshot's files without a copy in ``objects/`` (as ``index`` lists it) are
+    added: counted only, their (name, parts) kept too when other manifests are decoded (``keys``)."""
+
+    index: ObjectIndex
+    keys: bool
+
+
+def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, cancel: CancelToken | None = None,
+                    objects: ObjectIndex | None = None, trust: TrustRecord | None = None) -> tuple | None:
     """Stream every manifest into ``contents``; damaged ones go to ``result``. The newest intact
     snapshot (plain sets: what ``Latest/`` shows): (id, its number, files, bytes), or None.
 
     Snapshots whose entry lines are the newest's, byte for byte (no-change backups), are
     decoded once, at the first of them; the others count as holders of the same contents
-    (core/engine/rawlines.py). Should that decoding find damage, each is decoded as usual."""
+    (core/engine/rawlines.py). Should that decoding find damage, each is decoded as usual.
+    With ``objects`` (a plain set whose ``Latest/`` is checked), the newest's files that
+    ``objects/`` does not hold get no row (``_Contents.add_manifest``); with ``trust`` too,
+    the newest's lines are not decoded when they are proven this computer's (_add_proven)."""
     ids = bset.snapshot_ids()
-    same = rawlines.same_as_newest(bset, ids, cancel)
+    seen: dict[str, str] = {}   # the newest's hashes, as read
+    same = rawlines.same_as_newest(bset, ids, cancel, seen)
+    if trust is not None and seen and seen["all"] == trust.hash_of(ids[-1]):
+        seen["proven"] = "1"   # its group's lines are this computer's too (_add_proven)
     newest, counted = None, None
     for index, sid in enumerate(ids):
         if counted is not None and index in same:
             result.snapshots += 1
             newest = (sid, index, *counted)
             continue
+        # The newest's own lines (it, or the first of its group): decoded in full, fewer rows.
+        latest = _LatestOnly(objects, len(ids) > max(len(same), 1)) \
+            if objects is not None and (index in same or index == len(ids) - 1) else None
         try:
-            with bset.open_manifest(sid) as reader:
-                files, size = contents.add_manifest(bset, sid, index, reader, cancel)
+            added = _add_proven(bset, contents, sid, index, cancel, latest, trust,
+                                seen["lines"] if "proven" in seen and index in same else None) \
+                if latest is not None else None
+            if added is None:
+                with bset.open_manifest(sid) as reader:
+                    added = contents.add_manifest(bset, sid, index, reader, cancel, latest)
+            files, size = added
         except Cancelled:
             raise
         except PlugbackError as err:
@@ -265,7 +321,27 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult,
             counted = files, size
         result.snapshots += 1
         newest = (sid, index, files, size)
+    if newest is not None and contents.latest_only[0]:
+        contents.held_by_latest(newest[1])
     return newest
+
+
+def _add_proven(bset: BackupSet, contents: _Contents, sid: str, index: int, cancel: CancelToken | None,
+                latest: _LatestOnly, trust: TrustRecord | None, lines: str | None) -> tuple[int, int] | None:
+    """Manifest ``sid`` added from its lines without decoding them (rawlines.proven_files), when this
+    computer recorded writing it and the drive holds those very bytes, or (``lines``: it is in the
+    newest's group and the newest was so proven) its lines hash as the newest's; (files, bytes), or
+    None when not (nothing added: the caller decodes it in full, which names any damage)."""
+    expected = trust.hash_of(sid) if trust is not None else None
+    if expected is None and lines is None:
+        return None
+    try:
+        with bset.open_manifest(sid) as reader:
+            return contents.add_files(sid, index, rawlines.proven_files(reader, expected, lines), cancel, latest)
+    except Cancelled:
+        raise
+    except Exception:  # noqa: BLE001 - not proven, or odd in any way: rolled back, then decoded in full
+        return None
 
 
 def _latest_checks(bset: BackupSet, sid: str) -> Iterator[_Check]:
