@@ -159,12 +159,7 @@ def open_remote(spec: str, unlock) -> "RemoteSet":
     The caller closes it (``with``)."""
     from core.engine.remote.rset import RemoteSet
 
-    backend = open_backend(spec)
-    try:
-        return RemoteSet.open(backend, unlock)
-    except BaseException:
-        backend.close()
-        raise
+    return RemoteSet.open_closing(open_backend(spec), unlock)
 
 
 def run_remote_job(job: "Job", history: History, *, progress: Callable[[Progress], None] | None = None,

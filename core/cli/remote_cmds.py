@@ -30,12 +30,7 @@ def open_remote(spec: str, unlock) -> "RemoteSet":
     from core.engine.remote.rset import RemoteSet
     from core.engine.storage import open_backend
 
-    backend = open_backend(spec)
-    try:
-        return RemoteSet.open(backend, unlock)
-    except BaseException:
-        backend.close()
-        raise
+    return RemoteSet.open_closing(open_backend(spec), unlock)
 
 
 def backup_set(spec: str, sources, unlock, new_passphrase, backend=None) -> tuple["RemoteSet", str | None]:

@@ -197,6 +197,16 @@ class RemoteSet:
         return cls(backend, meta, keys)
 
     @classmethod
+    def open_closing(cls, backend: Backend, unlock: Unlocker | None = None) -> "RemoteSet":
+        """:meth:`open`, closing ``backend`` (its rclone) when the set does not open. The caller
+        closes the set (``with``)."""
+        try:
+            return cls.open(backend, unlock)
+        except BaseException:
+            backend.close()
+            raise
+
+    @classmethod
     def create(cls, backend: Backend, now: datetime, passphrase: str) -> "RemoteSet":
         """A new, empty encrypted set; refused where the remote folder holds anything already."""
         if next(iter(backend.list("")), None) is not None:

@@ -79,14 +79,7 @@ export async function render(main, ctx) {
       field('Name for this backup', name, 'Shown in the tray menu and in History.'),
       h('p', { class: 'muted' }, 'Plugback will back up whenever this drive is plugged in, and daily at 12:00 while it is connected. You can change this on the Jobs page.'),
       secret.el,
-      h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
-        h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async (e) => {
-          const button = e.currentTarget;
-          if (!invalid(name, name.value.trim() ? '' : 'Give the backup a name.')) { name.focus(); return; }
-          if (!secret.check()) return;
-          button.disabled = true;
-          try { await start(); } finally { button.disabled = false; }
-        } }, v.drive_id ? 'Start first backup' : 'Prepare drive and start first backup')));
+      startActions(name, secret, start, v.drive_id ? 'Start first backup' : 'Prepare drive and start first backup'));
 
     async function start() {
       state.jobName = name.value.trim();
@@ -162,14 +155,7 @@ export async function render(main, ctx) {
       // A set there already (this computer set up again?): its passphrase opens it, and the backup goes on in it.
       state.remoteHasSet ? h('p', { class: 'alert info', id: 'welcome-remote-found' }, 'A Plugback backup is there already. Type its passphrase: this backup then goes on in it, and sends only what is new.') : null,
       secret.el,
-      h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
-        h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async (e) => {
-          const button = e.currentTarget;
-          if (!invalid(name, name.value.trim() ? '' : 'Give the backup a name.')) { name.focus(); return; }
-          if (!secret.check()) return;
-          button.disabled = true;
-          try { await start(); } finally { button.disabled = false; }
-        } }, 'Start first backup')));
+      startActions(name, secret, start, 'Start first backup'));
 
     async function start() {
       state.jobName = name.value.trim();
@@ -194,6 +180,18 @@ export async function render(main, ctx) {
 
   // "Encrypt this backup": a passphrase typed twice; the agent keeps it in the keyring for the first run.
   // locked: always encrypted (a cloud or network location), the box ticked and not to be unticked.
+  // Back, and the button that checks the backup's name and the passphrase, then calls start().
+  function startActions(name, secret, start, label) {
+    return h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
+      h('button', { type: 'button', class: 'primary', id: 'welcome-start', onclick: async (e) => {
+        const button = e.currentTarget;
+        if (!invalid(name, name.value.trim() ? '' : 'Give the backup a name.')) { name.focus(); return; }
+        if (!secret.check()) return;
+        button.disabled = true;
+        try { await start(); } finally { button.disabled = false; }
+      } }, label));
+  }
+
   function encryption({ locked = false } = {}) {
     const box = h('input', { type: 'checkbox', id: 'welcome-encrypt', checked: locked || !!state.encrypted, disabled: locked });
     const pass1 = h('input', { type: 'password', id: 'welcome-pass', autocomplete: 'new-password' });
