@@ -430,13 +430,14 @@ def cmd_restore(args) -> int:
 
 def cmd_verify(args) -> int:
     from core.agent.config import Paths
+    from core.engine.cache import engine_cache
     from core.engine.verify import VerifyOptions, verify
 
     bar = ProgressBar(enabled=None if not args.json else False)
     try:
         bset = open_set(args)
-        # (agent.jobs.engine_cache, without importing the agent's jobs: the record of the manifests written here)
-        options = VerifyOptions(read_all=args.read_all, progress=bar, cache=Paths.default().data_dir / "cache")
+        # (the cache holds the record of the manifests written here: verify reads those lines undecoded)
+        options = VerifyOptions(read_all=args.read_all, progress=bar, cache=engine_cache(Paths.default()))
         result = _engine(args, verify, "verify")(bset, options)
     finally:
         bar.done()

@@ -20,9 +20,9 @@ cached it only competes with the scan for the interpreter (it doubled a warm sca
 after :data:`WARM_FOLDERS` folders in a row read without the disk it ends. "Without the disk":
 on Linux the thread's own count of blocks read (``getrusage(RUSAGE_THREAD).ru_inblock``) did not
 grow; elsewhere, the folder took less than :data:`WARM_ENTRY_S` an entry (a weaker sign: time
-spent waiting for the interpreter counts too), so by default the threads run on Linux only
-(:data:`DEFAULT_THREADS`). Only a full scan is read ahead: a journal scan (the agent's change
-hint) reads a few folders.
+spent waiting for the interpreter counts too). By default no threads run at all
+(:data:`DEFAULT_THREADS`: measured, they cost more than they save on a quiet machine). Only a
+full scan is read ahead: a journal scan (the agent's change hint) reads a few folders.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ COUNTS_BLOCKS = sys.platform == "linux"   # (a thread's own count of blocks read
 # Where a warm tree is not told reliably (no block count: the time a folder took includes waits for
 # the GIL), the read-ahead could double a warm scan's work, and it was measured on Linux only:
 # elsewhere no threads by default (Windows lists a folder's lstat fields with it anyway).
-DEFAULT_THREADS = THREADS if COUNTS_BLOCKS else 0
+# Off by default (lead, 2026-11-26 19:40): on a quiet machine the threads' own lstat calls cost
+# more than the waits they save (the standard set's no-change backup 0.80 -> 1.22 s of CPU and
+# 1.07 -> 1.24 s wall; a day of changes 1.16 -> 1.37 s CPU, the same wall); they won only on a
+# loaded machine. ``Prefetch(threads=THREADS)`` turns them on; see docs/architecture.md.
+DEFAULT_THREADS = 0
 
 
 def _blocks_read() -> int:
@@ -63,7 +67,7 @@ class Prefetch:
     True)`` and ``skip`` ((device, inode) pairs) say which folders the scan does not enter."""
 
     def __init__(self, roots: list[str], excluded=_never, skip: frozenset | set = frozenset(),
-                 threads: int = DEFAULT_THREADS, warm_entry_s: float = WARM_ENTRY_S, count_blocks: bool = True):
+                 threads: int | None = None, warm_entry_s: float = WARM_ENTRY_S, count_blocks: bool = True):
         self._excluded, self._skip, self._warm_entry_s = excluded, skip, warm_entry_s
         self._count_blocks = count_blocks and COUNTS_BLOCKS   # (else: the time a folder took)
         self._todo: list[tuple[str, str]] = [(root, "") for root in reversed(roots)]   # (a stack: depth first)
@@ -72,7 +76,7 @@ class Prefetch:
         self._warm = 0
         self.stopped = False
         self._threads = [threading.Thread(target=self._work, name="plugback-prefetch", daemon=True)
-                         for _ in range(threads)]
+                         for _ in range(DEFAULT_THREADS if threads is None else threads)]
         for t in self._threads:
             t.start()
 

@@ -84,7 +84,7 @@ def test_on_linux_a_tree_read_without_the_disk_is_warm(tmp_path):
     src = make_tree(tmp_path / "src", {f"d{i:03}/x": b"x" for i in range(3 * WARM_FOLDERS)})
     for _ in range(2):   # (just written, then read: cached)
         list(os.walk(src))
-    p = Recording([str(src)], warm_entry_s=0)   # (the time it takes says nothing: the block count decides)
+    p = Recording([str(src)], threads=THREADS, warm_entry_s=0)   # (the time it takes says nothing: the block count decides)
     _finished(p)
     assert p.stopped and len(p.read) < 2 * WARM_FOLDERS
 
@@ -96,7 +96,8 @@ def test_stop_ends_the_threads(tmp_path):
     assert p.stopped and not any(t.is_alive() for t in p._threads)
 
 
-def test_a_backup_stops_its_read_ahead_when_it_succeeds_or_fails(tmp_path, capsys):
+def test_a_backup_stops_its_read_ahead_when_it_succeeds_or_fails(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(prefetch, "DEFAULT_THREADS", THREADS)   # (off by default: on for this test)
     src = make_tree(tmp_path / "src", {f"d{i:03}/x": b"x" for i in range(20)})
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0
     assert not _prefetch_threads()
