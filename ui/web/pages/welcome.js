@@ -82,14 +82,8 @@ export async function render(main, ctx) {
       startActions(name, secret, start, v.drive_id ? 'Start first backup' : 'Prepare drive and start first backup'));
 
     async function start() {
-      state.jobName = name.value.trim();
       // The agent checks the name (the one rule, core/agent/config.py) before the drive is touched.
-      const check = await ctx.call('validate_job', { job: { name: state.jobName }, original_name: state.savedName || null });
-      if (!check.ok) {
-        if (check.code === 'bad_input') { invalid(name, check.message); name.focus(); } else showError(alerts, check, 'The backup could not be set up.');
-        return;
-      }
-      invalid(name, '');
+      if (!await nameAccepted(name)) return;
       let driveId = v.drive_id;
       if (!driveId || !v.enrolled) {
         const init = await ctx.call('drive_init', { mount: v.mount, label: label.value.trim() || null });
@@ -158,13 +152,7 @@ export async function render(main, ctx) {
       startActions(name, secret, start, 'Start first backup'));
 
     async function start() {
-      state.jobName = name.value.trim();
-      const check = await ctx.call('validate_job', { job: { name: state.jobName }, original_name: state.savedName || null });
-      if (!check.ok) {
-        if (check.code === 'bad_input') { invalid(name, check.message); name.focus(); } else showError(alerts, check, 'The backup could not be set up.');
-        return;
-      }
-      invalid(name, '');
+      if (!await nameAccepted(name)) return;
       // Nothing to plug in: no connect trigger; the agent forces encryption for a remote set anyway.
       const job = { name: state.jobName, sources: state.sources, destination: { remote: state.remote },
         triggers: { on_connect: false, schedule_fields: { kind: 'daily', time: '12:00' }, min_interval_minutes: 0 }, excludes: [], retention: {}, verify: 'after_backup', encrypt: true };
@@ -180,6 +168,18 @@ export async function render(main, ctx) {
 
   // "Encrypt this backup": a passphrase typed twice; the agent keeps it in the keyring for the first run.
   // locked: always encrypted (a cloud or network location), the box ticked and not to be unticked.
+  // The backup's name as typed, checked by the agent (the one rule, core/agent/config.py): whether it was accepted.
+  async function nameAccepted(name) {
+    state.jobName = name.value.trim();
+    const check = await ctx.call('validate_job', { job: { name: state.jobName }, original_name: state.savedName || null });
+    if (!check.ok) {
+      if (check.code === 'bad_input') { invalid(name, check.message); name.focus(); } else showError(alerts, check, 'The backup could not be set up.');
+      return false;
+    }
+    invalid(name, '');
+    return true;
+  }
+
   // Back, and the button that checks the backup's name and the passphrase, then calls start().
   function startActions(name, secret, start, label) {
     return h('div', { class: 'form-actions' }, h('button', { type: 'button', onclick: () => go(1) }, 'Back'),
