@@ -147,3 +147,13 @@ def local_and_webdav(tmp: Path) -> Iterator[RcloneWorld]:
         yield world
     finally:
         world.close()
+
+
+def local_remote_config(tmp_path_factory, name: str = "loc") -> Path:
+    """An rclone configuration holding one ``local`` remote ``name`` (for a module's fixture);
+    the test is skipped where rclone is not installed."""
+    if RCLONE is None:
+        pytest.skip(SKIP_REASON)
+    world = RcloneWorld(tmp_path_factory.mktemp("rclone"))
+    world.add_local(name)
+    return world.config

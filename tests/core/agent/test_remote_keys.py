@@ -14,7 +14,7 @@ from core.agent.history import History
 from core.agent.keys import stored_passphrase
 from core.engine.progress import FakeClock
 from core.errors import BadRecoveryKey, PassphraseNeeded, WrongPassphrase
-from tests.support.rclone import FAST_FAIL, RCLONE, SKIP_REASON, RcloneWorld
+from tests.support.rclone import FAST_FAIL, local_remote_config
 from tests.support.trees import make_tree
 
 PASSPHRASE = "correct horse battery"
@@ -22,11 +22,7 @@ PASSPHRASE = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def rclone_config(tmp_path_factory):
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
-    world = RcloneWorld(tmp_path_factory.mktemp("rclone"))
-    world.add_local("loc")
-    return world.config
+    return local_remote_config(tmp_path_factory)
 
 
 @pytest.fixture
