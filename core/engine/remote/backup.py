@@ -50,9 +50,8 @@ from core.engine.storage import Backend, BlobInfo, Source
 from core.engine.storage.lock import RemoteLock
 from core.errors import DamagedSet, ObjectNameMismatch, UsageError
 
-WORKERS = 4             # uploads in flight: a remote's latency, not the CPU, limits a small put
-SMALL_WORKERS = 2       # small files read, encrypted and packed at once (their own threads: not behind big uploads)
-WINDOW = 1024           # entries waiting for their upload (or one before them) at most
+WORKERS = 4             # big uploads in flight: a remote's latency, not the CPU, limits a put
+WINDOW = 4096           # entries scanned and not yet in the manifest, at most (how far the scan runs ahead)
 READ_BLOCK = 1 << 20
 PROGRESS_EVERY = 1000   # unchanged files between progress reports
 LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
@@ -202,12 +201,19 @@ class _Present:
 
 @dataclass
 class _Item:
-    """One entry on its way into the manifest; ``job`` is its upload, when it has one."""
+    """One entry on its way into the manifest; ``read``: its file is read (hashed, stored unless
+    the remote has it), by ``job`` in an upload thread, or, while ``small`` (content under
+    PACK_BELOW), still to be read and packed by the run's own thread."""
 
     entry: Entry
     se: ScanEntry
     prev: Entry | None
+    read: bool = False
     job: Future | None = None
+    small: bool = False
+
+    def waiting(self) -> bool:
+        return self.small or (self.job is not None and not self.job.done())
 
 
 class _Hashed:
@@ -247,9 +253,9 @@ class _Run:
         self.totals = (0, 0)    # the parent snapshot's files and bytes: what progress counts towards
         self._stats_mutex = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="plugback-upload")
-        self.small_pool = ThreadPoolExecutor(max_workers=SMALL_WORKERS, thread_name_prefix="plugback-small")
         self.writer = ManifestWriter()
         self.window: deque[_Item] = deque()
+        self.small: deque[_Item] = deque()     # the window's small files not read yet, in order
         self.hashed = _Hashed(rset)
         self.packer = Packer(rset)
         # The parent manifest's stored bytes, read once from the remote (unlinked at once).
@@ -263,7 +269,7 @@ class _Run:
             if item.job is not None:
                 item.job.cancel()
         self.pool.shutdown(wait=True)
-        self.small_pool.shutdown(wait=True)
+        self.packer.close()
         self.writer.close()
         self.parent_copy.close()
 
@@ -283,14 +289,14 @@ class _Run:
                 self.lock.refresh_if_due()
                 self._add(se, prevs.match(se))
                 self._drain(WINDOW)
+        while self.small:
+            self._read_small()
         # The last pack goes out beside the big uploads still in flight, not after them; the
-        # flush after the drain stores anything added since (a file that shrank meanwhile).
-        small = [item.job for item in self.window if item.job is not None and item.se.size < PACK_BELOW]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plugback-flush") as flusher:
-            flushing = flusher.submit(self._flush_after, small)
-            self._drain(0)
-            flushing.result()
+        # flush after the drain sends anything added since (a big file that shrank meanwhile).
         self.packer.flush()
+        self._drain(0)
+        self.packer.flush()
+        self.packer.wait()
         s = self.stats
         self.options.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
         host = self.options.host or socket.gethostname()
@@ -312,24 +318,32 @@ class _Run:
             if (prev is not None and prev.obj and not self.options.rehash and same_stat(prev, se)
                     and prev.obj in self.present):
                 e.sha256, e.obj, e.stored = prev.sha256, prev.obj, prev.stored
+            elif se.size < PACK_BELOW:
+                item.read = item.small = True
+                self.small.append(item)
             else:
-                pool = self.small_pool if se.size < PACK_BELOW else self.pool
-                item.job = pool.submit(self._store, se, e, prev)
+                item.read = True
+                item.job = self.pool.submit(self._store, se, e, prev)
         self.window.append(item)
 
     def _drain(self, keep: int) -> None:
-        """Hand finished entries to the manifest, in order, until at most ``keep`` wait."""
-        while self.window and (len(self.window) > keep or self.window[0].job is None
-                               or self.window[0].job.done()):
+        """Hand finished entries to the manifest, in order, until at most ``keep`` wait. Small
+        files are read here, in this thread, when the window is full or the first entry waits for
+        an upload: the scan runs ahead of them (big files found later start uploading at once),
+        and no other thread competes with them for the interpreter."""
+        while self.window and (len(self.window) > keep or not self.window[0].waiting()):
             item = self.window[0]
-            while item.job is not None and not item.job.done():
-                wait([item.job], timeout=LOCK_CHECK)
-                self.lock.refresh_if_due()   # a long upload must not let the lock go stale
+            while item.waiting():
+                if self.small:
+                    self._read_small()       # the oldest first: the first entry's own, when it is small
+                elif item.job is not None:
+                    wait([item.job], timeout=LOCK_CHECK)
+                    self.lock.refresh_if_due()   # a long upload must not let the lock go stale
             self.window.popleft()
             if item.job is not None:
                 item.job.result()   # an upload that failed fails the run, here
             if item.entry.type == FILE:
-                self._progress(item.se, item.job is not None)
+                self._progress(item.se, item.read)
             if item.entry.type != FILE or item.entry.sha256:
                 self.writer.add(item.entry)
 
@@ -343,13 +357,15 @@ class _Run:
             files, size = max(self.totals[0], s["done_files"]), max(self.totals[1], s["done_bytes"])
             self.options.progress(Progress("copy", s["done_files"], files, s["done_bytes"], size, se.path))
 
-    # --- in an upload thread ----------------------------------------------------------------
-    def _flush_after(self, jobs: list[Future]) -> None:
-        """Store the packer's last pack once ``jobs`` are over (their errors are the drain's to raise)."""
-        wait(jobs)
-        if all(job.exception() is None for job in jobs if not job.cancelled()):
-            self.packer.flush()
+    def _read_small(self) -> None:
+        """Read, pack and check the oldest small file not read yet (its pack is stored later)."""
+        item = self.small.popleft()
+        self.options.cancel.check()
+        self.lock.refresh_if_due()
+        self._store(item.se, item.entry, item.prev)
+        item.small = False
 
+    # --- here for small files, in an upload thread for big ones -------------------------------
     def _store(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
         """Hash ``se``; upload and read back its content unless the remote has it. ``e`` gets the
         content's fields, the previous version's (a warning), or no hash (left out)."""

@@ -163,23 +163,24 @@ def _prune_packs(rset: RemoteSet, unused) -> tuple[int, int]:
     its needed objects go into new packs, stored and indexed, before its index and then it are
     deleted, so every object has a place at every moment. (objects, bytes) freed."""
     removed = freed = 0
-    packer = Packer(rset)
     repacked: list[str] = []
-    for pack, size, stored in rset.packs.packs():   # (paged by id: the deletes do not disturb it)
-        names = rset.packs.names_in(pack)
-        gone = [(n, row[0]) for n in names if (row := unused(n))]
-        if len(gone) == len(names):
-            _delete_pack(rset, pack, size is not None)
-            removed, freed = removed + len(names), freed + (stored or 0)
-        elif size and sum(g[1] for g in gone) * 5 >= size:
-            data = read_pack(rset, pack, size)
-            for n in names:
-                found = rset.packs.find(n)
-                if found and found[0] == pack and not unused(n):
-                    packer.add(n, data[found[1]:found[1] + found[2]])
-            repacked.append(pack)
-            removed, freed = removed + len(gone), freed + sum(g[1] for g in gone)
-    packer.flush()   # the needed objects have their new places: now the old packs may go
+    with Packer(rset) as packer:
+        for pack, size, stored in rset.packs.packs():   # (paged by id: the deletes do not disturb it)
+            names = rset.packs.names_in(pack)
+            gone = [(n, row[0]) for n in names if (row := unused(n))]
+            if len(gone) == len(names):
+                _delete_pack(rset, pack, size is not None)
+                removed, freed = removed + len(names), freed + (stored or 0)
+            elif size and sum(g[1] for g in gone) * 5 >= size:
+                data = read_pack(rset, pack, size)
+                for n in names:
+                    found = rset.packs.find(n)
+                    if found and found[0] == pack and not unused(n):
+                        packer.add(n, data[found[1]:found[1] + found[2]])
+                repacked.append(pack)
+                removed, freed = removed + len(gone), freed + sum(g[1] for g in gone)
+        packer.flush()
+        packer.wait()    # the needed objects have their new places: now the old packs may go
     for pack in repacked:
         _delete_pack(rset, pack, True)
     return removed, freed

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Iterator
 from core.engine import crypto, scratch
 from core.engine.manifest import is_hex64
 from core.engine.storage import Backend, read_all
+from core.engine.storage.base import Unstaged
 from core.errors import DamagedSet, NewerFormat
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ MAX_INDEX_OBJECTS = 1 << 17  # a reader refuses an index listing more objects
 INDEX_FORMAT = "plugback-pack-index"
 INDEX_VERSION = 1
 INDEX_READERS = 4            # index gets in flight when a set's indexes are first read
+PACKS_IN_FLIGHT = 2          # full packs being stored or waiting to be, at most (memory: PACK_SIZE each)
 
 
 def pack_blob(pack_id: str) -> str:
@@ -255,14 +257,22 @@ class PackCache:
 
 
 class Packer:
-    """Collects small objects' encrypted streams; each full pack is stored by the thread that
-    filled it (:meth:`add`), the last one by :meth:`flush`. Thread-safe."""
+    """Collects small objects' encrypted streams into packs. A full pack is stored (put, read
+    back, indexed, read back: :meth:`_store`) by a thread of the packer's own while the caller
+    goes on collecting; at most :data:`PACKS_IN_FLIGHT` full packs are stored or wait to be (an
+    :meth:`add` that fills one more waits for room: memory stays bounded). :meth:`flush` sends the
+    last one; :meth:`wait` returns once every pack sent is stored, raising the first failure
+    (a failure is also raised by the next :meth:`add` or :meth:`flush` that sends a pack).
+    Thread-safe; :meth:`close` (or ``with``) ends the thread."""
 
     def __init__(self, rset: "RemoteSet"):
         self._rset = rset
         self._mutex = threading.Lock()
         self._buf = bytearray()
         self._objects: list[tuple[str, int, int]] = []
+        self._room = threading.BoundedSemaphore(PACKS_IN_FLIGHT)
+        self._pool = ThreadPoolExecutor(max_workers=PACKS_IN_FLIGHT, thread_name_prefix="plugback-pack")
+        self._sent: deque[Future] = deque()
         self.packs_stored = 0
 
     def add(self, name: str, stream: bytes) -> None:
@@ -272,23 +282,61 @@ class Packer:
             if len(self._buf) < PACK_SIZE and len(self._objects) < PACK_OBJECTS:
                 return
             buf, objects = self._take()
-        self._store(buf, objects)
+        self._send(buf, objects)
 
     def flush(self) -> None:
+        """Send the pack being collected (if it holds anything) to be stored."""
         with self._mutex:
             buf, objects = self._take()
         if objects:
-            self._store(buf, objects)
+            self._send(buf, objects)
 
-    def _take(self) -> tuple[bytes, list[tuple[str, int, int]]]:
-        buf, objects = bytes(self._buf), self._objects
+    def wait(self) -> None:
+        """Every pack sent so far is stored (only then may a manifest name its objects)."""
+        while True:
+            with self._mutex:
+                if not self._sent:
+                    return
+                job = self._sent.popleft()
+            job.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "Packer":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def _take(self) -> tuple[Unstaged, list[tuple[str, int, int]]]:
+        buf, objects = Unstaged(self._buf), self._objects
         self._buf, self._objects = bytearray(), []
         return buf, objects
+
+    def _send(self, buf: bytes, objects: list[tuple[str, int, int]]) -> None:
+        self._room.acquire()
+        try:
+            with self._mutex:
+                while self._sent and self._sent[0].done():
+                    self._sent.popleft().result()     # a pack that failed fails the run here, not only at wait()
+                self._sent.append(self._pool.submit(self._store_then_free, buf, objects))
+        except BaseException:
+            self._room.release()
+            raise
+
+    def _store_then_free(self, buf: bytes, objects: list[tuple[str, int, int]]) -> None:
+        try:
+            self._store(buf, objects)
+        finally:
+            self._room.release()
 
     def _store(self, buf: bytes, objects: list[tuple[str, int, int]]) -> None:
         """Pack, read back, index, read back: only then may a manifest name these objects."""
         backend, keys = self._rset.backend, self._rset.keys
         pack = hashlib.sha256(buf).hexdigest()
+        # In place, not staged (a request-costly move less): nothing trusts a pack before its
+        # index, which is put only once the pack read back equal to its name.
         backend.put(pack_blob(pack), buf)
         read_pack(self._rset, pack, len(buf))
         backend.put(index_blob(pack), encode_index(keys, pack, len(buf), objects))

@@ -12,7 +12,8 @@ checks each of them against every backend):
   the connection or the server dies part-way, nothing new is visible under that
   name: a reader sees the previous blob or none, never a torn one. Backends
   stage a blob under the reserved ``tmp/`` folder and move it into place, or use
-  storage whose uploads are atomic by nature (object stores).
+  storage whose uploads are atomic by nature (object stores). The one exception
+  is content the caller marks :class:`Unstaged`: a backend may write it in place.
 * **Immutable names.** The engine writes a name once (objects are named by
   their content, snapshots by their time and a random suffix, locks by a random
   id). A second ``put`` of a name replaces it atomically; only ``plugback.json``
@@ -53,6 +54,17 @@ _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)),
 # What ``put`` stores: bytes, or a function that opens the content as a fresh stream of chunks
 # each time it is called (so a retry can send it again; restic's RewindReader).
 Source = Union[bytes, Callable[[], Iterable[bytes]]]
+
+
+class Unstaged(bytes):
+    """Content whose put need not be atomic: a backend may write it in place under its name
+    (one upload instead of an upload to ``tmp/`` and a move: fewer requests), so a put cut
+    part-way may leave a torn blob there. Only for blobs nothing trusts by their name alone:
+    the caller reads the blob back whole and checks it before anything names it, and a torn
+    one is garbage its checks refuse and prune deletes (a remote set's packs: their index is
+    put only after the pack read back equal to its name, core/engine/remote/packs.py). A
+    wrapper that changes the content (``chunks_of`` it into a function) drops the mark, and
+    the put is atomic again."""
 
 
 @dataclass(frozen=True)

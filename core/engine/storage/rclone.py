@@ -6,7 +6,15 @@
   in place, so a blob is uploaded to ``tmp/<random>`` and then moved onto its
   name, which those remotes do on the server (``Features.Move``; one request,
   no bytes sent again). A cut connection leaves the upload in ``tmp/``, never
-  under the name; ``clean_partial`` removes it.
+  under the name; ``clean_partial`` removes it. Content marked ``Unstaged``
+  (packs, checked by their reader) goes straight to its name.
+* **Requests.** rclone's WebDAV backend starts one request every 10 ms at most
+  (its pacer, for the whole remote, whatever the number of threads), so the
+  number of requests per blob sets the pace of a backup more than bytes do. The
+  move is told not to look for an existing name first (``NoCheckDest``: names
+  are new); a move refused because the name exists (``plugback.json``
+  rewritten, a retried put whose move had gone through) is made again the
+  checked way, which replaces it.
 * **Uploads.** To a remote that can stream an upload of unknown length
   (``Features.PutStream``: S3, B2, a local folder...) a blob goes as a streamed
   ``operations/uploadfile``. To the others (WebDAV, SFTP, SMB...) rclone would
@@ -33,7 +41,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Generator, Iterable, Iterator
 
-from core.engine.storage.base import CHUNK, TMP, BlobInfo, Source, check_folder, check_name, chunks_of, is_valid_name
+from core.engine.storage.base import CHUNK, TMP, BlobInfo, Source, Unstaged, check_folder, check_name, chunks_of, is_valid_name
 from core.engine.storage.rclone_rcd import Rcd, RcloneError
 from core.errors import BadRemoteSpec, BlobNotFound, RemoteAuthFailed, RemoteFull, RemoteUnavailable, StorageError, UnknownRemote
 
@@ -149,16 +157,26 @@ class RcloneBackend:
     # --- the interface -------------------------------------------------------------------
     def put(self, name: str, data: Source) -> None:
         check_name(name)
-        target = f"{TMP}/{secrets.token_hex(16)}.part" if self._stages() else name
+        staged = self._stages() and not isinstance(data, Unstaged)
+        target = f"{TMP}/{secrets.token_hex(16)}.part" if staged else name
         if self._streams():
             folder, _, base = target.rpartition("/")
             self._upload(folder, base, chunks_of(data), name)
         else:
             self._copy_spooled(target, data, name)
-        if target != name:
-            # Only now does the name appear, whole (a server-side move).
-            self._call("operations/movefile", {"srcFs": self.fs, "srcRemote": target,
-                                               "dstFs": self.fs, "dstRemote": name}, name)
+        if staged:
+            self._move(target, name)    # only now does the name appear, whole (a server-side move)
+
+    def _move(self, staged: str, name: str) -> None:
+        """Move ``staged`` onto ``name`` without looking for ``name`` first; when the remote
+        refuses because it exists (WebDAV: 412), again the checked way, which replaces it."""
+        params = {"srcFs": self.fs, "srcRemote": staged, "dstFs": self.fs, "dstRemote": name}
+        try:
+            self._call("operations/movefile", {**params, "_config": {"NoCheckDest": True}}, name)
+        except StorageError as err:
+            if err.transient or isinstance(err, (RemoteAuthFailed, RemoteFull)):
+                raise
+            self._call("operations/movefile", params, name)
 
     def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
         check_name(name)
