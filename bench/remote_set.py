@@ -104,7 +104,9 @@ def _commands(tool: str, src: Path, out: Path, checkout: Path | None) -> tuple[l
         restic = ["restic", "-r", f"rclone:wd:{out.name}", "--no-cache", "-q"]
         return (restic + ["backup", str(src)], restic + ["restore", "latest", "--target", str(out / "restored")],
                 {})
-    pb = [sys.executable, "-m", "core.cli"]
+    # -P: "python -m" would put the current folder first on sys.path, and a run from this checkout
+    # would then import this checkout's core for the tool "before" too (PYTHONPATH comes after it).
+    pb = [sys.executable, "-P", "-m", "core.cli"]
     spec = f"rclone:wd:{out.name}"
     code = checkout if tool == "before" and checkout else ROOT
     return (pb + ["backup", str(src), "--to", spec], pb + ["restore", spec, str(out / "restored")],

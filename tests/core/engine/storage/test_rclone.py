@@ -15,7 +15,7 @@ import pytest
 
 from core.engine.progress import FakeClock
 from core.engine.storage import RcloneBackend, Retrying, open_backend, parse_spec
-from core.engine.storage.base import CHUNK
+from core.engine.storage.base import CHUNK, Unstaged
 from core.engine.storage.rclone import RemoteSpec, classify, is_remote_spec
 from core.engine.storage.rclone_rcd import find_rclone, parse_version
 from core.errors import (
@@ -317,3 +317,33 @@ def test_backends_can_share_one_rclone(rclone_env, tmp_path):
     assert proc.poll() is not None
     assert (tmp_path / "a" / "plugback.json").read_bytes() == b"a"
     assert (tmp_path / "b" / "plugback.json").read_bytes() == b"b"
+
+
+def test_unstaged_content_goes_straight_to_its_name_and_moves_skip_the_check(rclone_env, tmp_path):
+    """rclone's WebDAV backend starts a request every 10 ms at most, so each one saved counts: a
+    staged put's move does not look for its name first (a name that exists is then moved the
+    checked way, which replaces it), and Unstaged content (a pack) is not staged at all."""
+    b = RcloneBackend("rclone:wd:requests", extra_args=FAST_FAIL)
+    calls: list[tuple] = []
+    real = b.rcd.call
+
+    def call(path, params):
+        if path in ("operations/copyfile", "operations/movefile"):
+            calls.append((path, params["dstRemote"][:4], params.get("_config")))
+        return real(path, params)
+
+    b.rcd.call = call    # type: ignore[method-assign]
+    pack, index = "packs/ab/" + "ab" * 32, "index/" + "ab" * 32
+    try:
+        b.put(pack, Unstaged(b"pack"))
+        b.put(index, b"index")
+        b.put(index, b"index, again")
+        assert b"".join(b.get(pack)) == b"pack" and b"".join(b.get(index)) == b"index, again"
+        assert [i.name for i in b.list()] == [index, pack]
+    finally:
+        b.close()
+    fast = {"NoCheckDest": True}
+    assert calls == [("operations/copyfile", "pack", fast),
+                     ("operations/copyfile", "tmp/", fast), ("operations/movefile", "inde", fast),
+                     ("operations/copyfile", "tmp/", fast), ("operations/movefile", "inde", fast),
+                     ("operations/movefile", "inde", None)]      # refused (it exists): checked, replaced
