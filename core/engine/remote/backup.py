@@ -37,7 +37,7 @@ from typing import Generator, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
-from core.engine.fs import long_path
+from core.engine.fs import READS_AHEAD, long_path, read_ahead
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
@@ -52,6 +52,7 @@ from core.errors import DamagedSet, ObjectNameMismatch, UsageError
 
 WORKERS = 4             # big uploads in flight: a remote's latency, not the CPU, limits a put
 WINDOW = 4096           # entries scanned and not yet in the manifest, at most (how far the scan runs ahead)
+SMALL_AHEAD = 32        # small files opened, their reads started, before the one being read (Linux)
 READ_BLOCK = 1 << 20
 PROGRESS_EVERY = 1000   # unchanged files between progress reports
 LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
@@ -211,6 +212,7 @@ class _Item:
     read: bool = False
     job: Future | None = None
     small: bool = False
+    fd: int | None = None        # a small file opened ahead (its read started)
 
     def waiting(self) -> bool:
         return self.small or (self.job is not None and not self.job.done())
@@ -222,13 +224,14 @@ class _Hashed:
     def __init__(self, rset: RemoteSet):
         self.keys = rset.keys
 
-    def copy_in(self, se: ScanEntry) -> tuple[crypto.ObjectHasher, int, bytes | None]:
-        """(hasher, size, the content when it is under PACK_BELOW: it is not read again)."""
+    def copy_in(self, se: ScanEntry, fd: int | None = None) -> tuple[crypto.ObjectHasher, int, bytes | None]:
+        """(hasher, size, the content when it is under PACK_BELOW: it is not read again); ``fd``:
+        the file opened already (this takes it over)."""
         hasher = self.keys.object_hasher()
         size = 0
         kept: list[bytes] | None = []
         want = min(READ_BLOCK, max(se.size, 0) + 1)   # a small file in one read of its size, not a 1 MiB buffer
-        with open(long_path(se.abspath), "rb") as f:
+        with open(long_path(se.abspath) if fd is None else fd, "rb") as f:
             while block := f.read(want):
                 want = READ_BLOCK
                 hasher.update(block)
@@ -241,6 +244,22 @@ class _Hashed:
 
     def displace(self, old: Entry) -> None:
         """(A file deleted since the scan simply leaves the snapshot: nothing to move on a remote.)"""
+
+
+class _Opened:
+    """:class:`_Hashed` for a file opened ahead: the first try reads that descriptor, a retry
+    opens the file again."""
+
+    def __init__(self, hashed: _Hashed, fd: int):
+        self._hashed = hashed
+        self._fd: int | None = fd
+
+    def copy_in(self, se: ScanEntry) -> tuple[crypto.ObjectHasher, int, bytes | None]:
+        fd, self._fd = self._fd, None
+        return self._hashed.copy_in(se, fd)
+
+    def displace(self, old: Entry) -> None:
+        self._hashed.displace(old)
 
 
 class _Run:
@@ -256,6 +275,7 @@ class _Run:
         self.writer = ManifestWriter()
         self.window: deque[_Item] = deque()
         self.small: deque[_Item] = deque()     # the window's small files not read yet, in order
+        self.opened = 0                         # ... of which the first this many were opened ahead
         self.hashed = _Hashed(rset)
         self.packer = Packer(rset)
         # The parent manifest's stored bytes, read once from the remote (unlinked at once).
@@ -268,6 +288,9 @@ class _Run:
         for item in self.window:
             if item.job is not None:
                 item.job.cancel()
+        for item in self.small:
+            if item.fd is not None:
+                os.close(item.fd)
         self.pool.shutdown(wait=True)
         self.packer.close()
         self.writer.close()
@@ -358,18 +381,35 @@ class _Run:
             self.options.progress(Progress("copy", s["done_files"], files, s["done_bytes"], size, se.path))
 
     def _read_small(self) -> None:
-        """Read, pack and check the oldest small file not read yet (its pack is stored later)."""
-        item = self.small.popleft()
+        """Read, pack and check the oldest small file not read yet (its pack is stored later).
+        The next SMALL_AHEAD are opened first and their reads started (Linux), so the drive
+        works on them meanwhile, as reader threads would make it, without their GIL hand-offs."""
         self.options.cancel.check()
         self.lock.refresh_if_due()
-        self._store(item.se, item.entry, item.prev)
+        if READS_AHEAD:
+            self._open_ahead()
+        item = self.small.popleft()
+        self.opened -= 1 if self.opened else 0
+        fd, item.fd = item.fd, None
+        self._store(item.se, item.entry, item.prev, fd)     # (it closes fd)
         item.small = False
 
+    def _open_ahead(self) -> None:
+        while self.opened < min(SMALL_AHEAD, len(self.small)):
+            item = self.small[self.opened]
+            self.opened += 1
+            try:
+                item.fd = os.open(long_path(item.se.abspath), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                continue        # tried again, and its trouble handled, when its turn comes
+            read_ahead(item.fd)
+
     # --- here for small files, in an upload thread for big ones -------------------------------
-    def _store(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
-        """Hash ``se``; upload and read back its content unless the remote has it. ``e`` gets the
-        content's fields, the previous version's (a warning), or no hash (left out)."""
-        read = read_with_retries(self.hashed, se, e, prev, self.options.clock, self.warnings)
+    def _store(self, se: ScanEntry, e: Entry, prev: Entry | None, fd: int | None = None) -> None:
+        """Hash ``se`` (``fd``: opened already); upload and read back its content unless the remote
+        has it. ``e`` gets the content's fields, the previous version's (a warning), or no hash (left out)."""
+        store = self.hashed if fd is None else _Opened(self.hashed, fd)
+        read = read_with_retries(store, se, e, prev, self.options.clock, self.warnings)
         if read is None:
             return      # unreadable (previous version kept, or left out) or deleted since the scan
         hasher, size, content = read
