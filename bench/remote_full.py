@@ -7,7 +7,9 @@ The full-backup column of bench/remote_set.py with more rounds and nothing else 
 source, loopback WebDAV server, commands and timing), for a shared machine where single
 runs spread as much as the tools differ: prints each tool's median wall and CPU seconds
 and the median of the same-round ratios. Numbers: docs/performance.md, "Remote sets,
-third pass".
+third pass" and "Remote sets, fourth pass". Each tool runs ``python -P -m core.cli`` with
+its checkout on PYTHONPATH (bench/remote_set.py), so "before" is the checkout given, not
+the folder the script runs from.
 """
 
 from __future__ import annotations
