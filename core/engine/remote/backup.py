@@ -6,7 +6,8 @@ Write order (the crash-safety proof; docs/format.md "Remote sets"):
    :meth:`RemoteSet.create_started` is making: the scan, hashing and packing start before;
    every write waits until ``plugback.json`` is stored and the lock taken, :func:`_backup_new`.)
 2. List ``objects/`` and the pack indexes once into a scratch table (names only; memory
-   stays flat); the parent manifest is read to its checked end, into a local copy.
+   stays flat), and delete the packs no index names (a cut run's, maybe torn: packs are
+   written in place); the parent manifest is read to its checked end, into a local copy.
 3. Walk the sources in manifest order beside the parent snapshot's entries. A file
    whose size, time, inode and ctime match the parent's entry keeps its object
    (if the listing has it). Any other file is read once to hash it: its keyed name
@@ -41,7 +42,7 @@ from core.engine.fs import READS_AHEAD, long_path, read_ahead
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
-from core.engine.remote.packs import PACK_BELOW, Packer
+from core.engine.remote.packs import PACK_BELOW, Packer, drop_unindexed
 from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
@@ -72,6 +73,7 @@ def backup(rset: RemoteSet, sources, options: BackupOptions | None = None) -> Ba
         with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
             rset.backend.clean_partial()
             with _Present(rset) as present, _Run(rset, options, present, lock) as run:
+                drop_unindexed(rset)     # (the listing read the indexes: what a cut run left in packs/)
                 result = run.execute(paths, started)
     result.ended = options.clock.now()
     return result

@@ -10,8 +10,10 @@ staged puts a second; bench/storage_rclone.py).
   "objects": [[OBJECT NAME, OFFSET, LENGTH], ...]}``.
 
 Write order: a pack is put and read back, then its index is put and read back; the
-manifest that names its objects comes after both (core/engine/remote/backup.py). A pack
-without an index is what an interrupted run left: nothing names it, and prune deletes it.
+manifest that names its objects comes after both (core/engine/remote/backup.py). A pack is
+written in place (``Unstaged``: not staged in ``tmp/`` and moved), so a cut put may leave it
+torn; a pack without an index is what an interrupted run left: nothing names it, and the next
+backup (:func:`drop_unindexed`) or prune deletes it.
 Every index is read and checked when a set first needs one (names, ranges inside the pack,
 the pack's own name); a damaged index is damage, as a damaged manifest is.
 """
@@ -182,6 +184,19 @@ class PackIndex:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def drop_unindexed(rset: "RemoteSet") -> int:
+    """Delete the packs no index names (what a cut run or an interrupted prune left; a pack is
+    written in place, so it may be torn): garbage by the format's rules, and a rolling check
+    that reads every pack back would call a torn one damage. Only under the set's lock, once
+    the indexes are read (:class:`PackIndex`). How many were deleted."""
+    gone = 0
+    for pack, size, stored in rset.packs.packs():
+        if size is None and stored is not None:
+            rset.backend.delete(pack_blob(pack))
+            gone += 1
+    return gone
 
 
 def _read_indexes(backend: Backend, keys: crypto.SetKeys) -> Iterator[tuple[str, int, list[tuple[str, int, int]]]]:

@@ -130,3 +130,17 @@ def test_a_backup_whose_pack_fails_commits_nothing_and_leaves_no_file_open(tmp_p
 
 
 Packer = packs.Packer
+
+
+def test_a_pack_no_index_names_is_deleted_by_the_next_backup(tmp_path):
+    """Packs are written in place (not staged): a cut put may leave a torn one, which no index
+    names. The next backup, under the lock, deletes it; indexed packs stay."""
+    src = make_tree(tmp_path / "src" / "Docs", {f"f{i}.txt": os.urandom(STREAM) for i in range(5)})
+    rset = RemoteSet.create(LocalBackend(tmp_path / "set"), Clock().now(), "pw")
+    backup(rset, [src])
+    kept = [i.name for i in rset.backend.list(packs.PACKS_DIR)]
+    torn = packs.pack_blob("ab" * 32)
+    rset.backend.put(torn, b"the first bytes of a pack whose put was cut")
+    again = RemoteSet.open(LocalBackend(tmp_path / "set"), lambda enc, sid: crypto.unlock_with_passphrase(enc, "pw"))
+    backup(again, [src])
+    assert [i.name for i in again.backend.list(packs.PACKS_DIR)] == kept and len(kept) == 1
