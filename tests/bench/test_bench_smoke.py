@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -287,3 +288,22 @@ def test_size_rules_reports_every_rule(tmp_path):
     assert {"sample", "sample-else-1", "always-3"} <= set(rows)
     stored = float(rows["sample"].split("|")[2])
     assert 0.300 <= stored < 0.301   # the random file as is (plus header and tag), the text packed to little
+
+
+def test_the_remote_timeline_stamps_a_backup_and_counts_its_webdav_requests(tmp_path):
+    """bench/remote_timeline.py (issue #13) on a tiny source: the backup's steps, and its requests."""
+    if shutil.which("rclone") is None:
+        pytest.skip("rclone is not installed (Debian: apt-get install rclone; scripts/setup.sh installs it)")
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}.txt").write_bytes(os.urandom(100 + i))
+    (src / "big.bin").write_bytes(os.urandom(1 << 20))
+    proc = _bench("remote_timeline.py", "--source", src, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    head, *steps = proc.stdout.splitlines()
+    requests = re.search(r"^backup: [\d.]+ s .*; WebDAV requests (\d+) ", head)
+    assert requests and int(requests.group(1)) > 10, head
+    labels = {line[:42].strip() for line in steps}
+    assert {"scrypt (the new set's key)", "small files read, packed", "pack stored (put, read back, index)",
+            "put objects", "manifest put and read back"} <= labels, labels
