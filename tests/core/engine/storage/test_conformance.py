@@ -9,7 +9,7 @@ import time
 import pytest
 
 from core.engine.storage import BlobInfo, read_all
-from core.engine.storage.base import CHUNK
+from core.engine.storage.base import CHUNK, Unstaged
 from core.errors import BadBlobName, BlobNotFound, DriveFileDamaged
 
 BIG = os.urandom(CHUNK * 2 + 12345)     # more than one chunk, and more than rclone keeps in memory
@@ -33,6 +33,17 @@ def test_a_put_blob_reads_back_byte_for_byte(subject):
     assert content(b, "snapshots/empty") == b""
     assert b.stat("objects/ab/" + "ab" * 32) == BlobInfo("objects/ab/" + "ab" * 32, len(BIG))
     assert b.stat("snapshots/empty").size == 0
+
+
+def test_unstaged_content_reads_back_byte_for_byte_and_leaves_nothing_in_tmp(subject):
+    """Content a caller marks Unstaged (packs) may be written in place; it must still arrive whole,
+    be listed, and replace a blob of that name."""
+    b = subject.backend
+    name = "packs/ab/" + "ab" * 32
+    b.put(name, Unstaged(BIG[:5000]))
+    b.put(name, Unstaged(BIG))
+    assert content(b, name) == BIG and [i.name for i in b.list("packs")] == [name]
+    assert files_under(subject.root) == [name]
 
 
 def test_get_from_an_offset_gives_the_rest(subject):
