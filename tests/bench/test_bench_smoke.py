@@ -307,3 +307,18 @@ def test_the_remote_timeline_stamps_a_backup_and_counts_its_webdav_requests(tmp_
     labels = {line[:42].strip() for line in steps}
     assert {"scrypt (the new set's key)", "small files read, packed", "pack stored (put, read back, index)",
             "put objects", "manifest put and read back"} <= labels, labels
+
+
+@pytest.mark.parametrize("mode", ["first", "existing"])
+def test_remote_full_times_a_first_backup_or_one_into_an_existing_set(tmp_path, mode):
+    """bench/remote_full.py (issue #13): both ways a set comes to be, each tool's medians and ratios;
+    a first backup also reports restic's init + backup (the work plugback's first run does)."""
+    if shutil.which("rclone") is None or shutil.which("restic") is None:
+        pytest.skip("rclone and restic are not installed (scripts/setup.sh installs both)")
+    proc = _bench("remote_full.py", "--checkout", BENCH.parent, "--rounds", "1", "--dataset", "0.002",
+                  "--mode", mode, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    tools = {line.split()[0] for line in proc.stdout.splitlines() if " wall median " in line}
+    assert tools == ({"before", "plugback", "restic", "restic+init"} if mode == "first" else {"before", "plugback", "restic"})
+    assert re.search(r"^plugback/restic wall: median [\d.]+", proc.stdout, re.M), proc.stdout
+    assert ("plugback/restic+init wall" in proc.stdout) == (mode == "first")
