@@ -19,6 +19,13 @@ from tests.support.trees import Symlink, make_tree
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the child is started on Linux only")
 
 
+@pytest.fixture
+def one_thread(monkeypatch):
+    """As in ``plugback backup``, where no other thread runs when the child is started (threads other
+    tests left in this process run nothing the child touches: it only walks folders)."""
+    monkeypatch.setattr(scan_ahead.threading, "active_count", lambda: 1)
+
+
 def _tree(tmp_path):
     outside = make_tree(tmp_path / "elsewhere", {"deep/x": b"x", "deep/y": b"y"})
     return make_tree(tmp_path / "src", {"a/b/c.txt": b"c", "a/d.txt": b"d", "e/f.txt": b"f",
@@ -63,8 +70,18 @@ def test_a_folder_it_cannot_read_is_passed_over(tmp_path):
     assert scan_ahead.walk([str(src), str(tmp_path / "gone")], Excluder()) == 4
 
 
+def test_the_engines_compiled_modules_are_asked_for(tmp_path):
+    tag = sys.implementation.cache_tag
+    make_tree(tmp_path / "pkg", {f"__pycache__/a.{tag}.pyc": b"a", f"__pycache__/b.{tag}.pyc": b"b",
+                                 "__pycache__/c.cpython-10.pyc": b"c", f"__pycache__/d.{tag}.pyc.tmp": b"d",
+                                 f"__pycache__/e.{tag}.pyc": Symlink(str(tmp_path / "pkg" / "a.py")),
+                                 "a.py": b""})
+    assert scan_ahead.load_ahead(str(tmp_path / "pkg")) == 2   # (not another version's, nor through a link)
+    assert scan_ahead.load_ahead(str(tmp_path / "frozen")) == 0
+
+
 @linux
-def test_the_child_walks_and_ends_by_itself(tmp_path):
+def test_the_child_walks_and_ends_by_itself(tmp_path, one_thread):
     src = _tree(tmp_path)
     ahead = scan_ahead.start([str(src)], [], str(tmp_path / "set"))
     assert ahead is not None and ahead.pid > 0
@@ -75,7 +92,7 @@ def test_the_child_walks_and_ends_by_itself(tmp_path):
 
 
 @linux
-def test_stop_ends_the_child_and_reaps_it(tmp_path):
+def test_stop_ends_the_child_and_reaps_it(tmp_path, one_thread):
     src = make_tree(tmp_path / "src", {f"d{i:03}/e{j}/x": b"x" for i in range(50) for j in range(3)})
     ahead = scan_ahead.start([str(src)], [], str(tmp_path / "set"))
     assert ahead is not None
@@ -99,13 +116,13 @@ def test_no_child_while_another_thread_runs(tmp_path):
         other.join()
 
 
-def test_no_child_for_a_bad_exclude_pattern(tmp_path):
+def test_no_child_for_a_bad_exclude_pattern(tmp_path, one_thread):
     src = make_tree(tmp_path / "src", {"a/x": b"x"})
     assert scan_ahead.start([str(src)], ["!"], str(tmp_path / "set")) is None   # (the backup says why)
 
 
 @linux
-def test_a_backup_reaps_its_child_when_it_succeeds_or_fails(tmp_path, monkeypatch):
+def test_a_backup_reaps_its_child_when_it_succeeds_or_fails(tmp_path, monkeypatch, one_thread):
     started: list[tuple[scan_ahead.ScanAhead, int]] = []
     real = scan_ahead.start
 
@@ -119,8 +136,6 @@ def test_a_backup_reaps_its_child_when_it_succeeds_or_fails(tmp_path, monkeypatc
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0
     (tmp_path / "set" / "plugback.json").write_text("not json")   # the set cannot be opened: before any scan
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) != 0
-    if threading.active_count() > 1:
-        pytest.skip("another thread runs in this test process: no child is started")
     assert len(started) == 2
     for ahead, pid in started:
         assert ahead.pid == 0
