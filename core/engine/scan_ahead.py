@@ -22,7 +22,6 @@ alone, as before.
 
 from __future__ import annotations
 
-import operator
 import os
 import signal
 import sys
@@ -36,7 +35,6 @@ from core.errors import PlugbackError
 if TYPE_CHECKING:
     from core.engine.scan import Excluder
 
-_NAME = operator.attrgetter("name")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
@@ -130,7 +128,7 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None) -> i
             below = []
             try:
                 with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:
-                    for d in sorted(it, key=_NAME):
+                    for d in it:   # (a folder's entries all read before the next: their order is no matter)
                         st = d.stat(follow_symlinks=False)
                         n += 1
                         if d.is_dir(follow_symlinks=False):
@@ -139,5 +137,6 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None) -> i
                                 below.append(sub)
             except OSError:
                 continue
-            stack.extend(reversed(below))
+            below.sort(reverse=True)   # (the scan enters them by name: the first one last on the stack)
+            stack.extend(below)
     return n
