@@ -55,10 +55,11 @@ class ScanAhead(Prefetch):
         if self.pid <= 0:
             return
         pid, self.pid, self.stopped = self.pid, 0, True
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if sys.platform != "win32":   # (there is no child elsewhere: written so mypy sees it for each platform)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
