@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -130,9 +131,12 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None) -> i
             try:
                 with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:
                     for d in it:   # (a folder's entries all read before the next: their order is no matter)
-                        st = d.stat(follow_symlinks=False)
+                        try:
+                            st = d.stat(follow_symlinks=False)
+                        except OSError:
+                            continue   # (gone since the listing)
                         n += 1
-                        if d.is_dir(follow_symlinks=False):
+                        if stat.S_ISDIR(st.st_mode):
                             sub = f"{rel}/{d.name}" if rel else d.name
                             if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
                                 below.append(sub)
