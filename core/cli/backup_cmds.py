@@ -192,10 +192,14 @@ def cmd_backup(args) -> int:
 
 
 def _read_ahead(args):
-    """The sources' folders read ahead while the engine loads (core/engine/prefetch.py; a set on a
-    drive: the scan is a full one), or None."""
+    """The sources' folders read ahead while the engine loads (a set on a drive: the scan is a full
+    one): by a child process where that is done (core/engine/scan_ahead.py), else by threads when
+    they are turned on (core/engine/prefetch.py)."""
     from core.engine.prefetch import Prefetch
+    from core.engine.scan_ahead import start
 
+    if (child := start([os.path.abspath(p) for p in args.sources], args.exclude, os.path.abspath(args.to))):
+        return child
     skip = set()
     try:   # (the set is not read ahead if it lies in a source: the scan skips it too)
         st = os.stat(args.to)

@@ -76,7 +76,7 @@ def _is_link(st: os.stat_result) -> bool:
     return stat.S_ISLNK(st.st_mode) or bool(getattr(st, "st_file_attributes", 0) & 0x400)
 
 
-def _lstat(path: Path, root: Path) -> os.stat_result | None:
+def _lstat(path: Path | str, root: Path) -> os.stat_result | None:
     try:
         return os.lstat(long_path(path))   # (Windows: a long path unprefixed would look missing)
     except FileNotFoundError:
@@ -202,16 +202,17 @@ class SetLayout:
     def _check_latest_folders(self, folder: str) -> None:
         if not folder or folder in self._real_dirs:
             return   # a cached folder was proven with all of its parents
-        d, done = self.latest, ""
+        done = ""
         for name in folder.split("/"):
-            d, done = d / name, f"{done}/{name}" if done else name
+            done = f"{done}/{name}" if done else name
             if done in self._real_dirs:
                 continue
+            d = self._latest_prefix + (done if os.sep == "/" else done.replace("/", os.sep))   # (str: per file)
             st = _lstat(d, self.root)
             if st is None or not stat.S_ISDIR(st.st_mode) and not _is_link(st):
                 return   # missing (made new by the run) or a file in the way (the operation fails)
             if _is_link(st):
-                raise _link_error(d, "inside Latest/")
+                raise _link_error(Path(d), "inside Latest/")
             self._real_dirs.add(done)
 
     def forget_folders(self) -> None:

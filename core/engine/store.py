@@ -26,7 +26,7 @@ from core.engine import chunkstore
 from core.engine.atomic import tmp_name
 from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
-from core.engine.manifest import FILE, Entry
+from core.engine.manifest import FILE, LINK, Entry
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
 from core.errors import PlugbackError
@@ -193,6 +193,16 @@ def _size(p: str | Path) -> int:
     return st.st_size
 
 
+def _kind(p: str | Path) -> str | None:
+    """What is at ``p``, never through a symlink: FILE (a regular file), LINK, None (nothing), or
+    "" (anything else: a folder, a FIFO...)."""
+    try:
+        mode = os.lstat(long_path(p)).st_mode
+    except OSError:
+        return None
+    return FILE if stat.S_ISREG(mode) else LINK if stat.S_ISLNK(mode) else ""
+
+
 def _is_file(p: str | Path) -> bool:
     try:
         return stat.S_ISREG(os.lstat(long_path(p)).st_mode)
@@ -317,17 +327,17 @@ class PlainStore(_Store):
                 self.fs.unlink(p)
             return
         paths = self._latest_paths(old)
-        planted = [p for p in paths if os.path.islink(long_path(p))]
-        if planted:
+        kinds = [_kind(p) for p in paths]   # (one lstat each: on a cold drive each is a wait)
+        if LINK in kinds:
             # Plugback puts regular files here: a symlink is never moved into objects/ (where
             # reads would follow it); it goes, and the old version is reported lost.
-            for p in paths:
-                if os.path.islink(long_path(p)) or _is_file(p):
+            for p, kind in zip(paths, kinds, strict=True):
+                if kind == LINK or kind == FILE:
                     self.fs.unlink(p)
             self._edited(old)
             return
         # A real folder here was made by an interrupted run after it moved this file away.
-        present = [p for p in paths if _is_file(p)]
+        present = [p for p, kind in zip(paths, kinds, strict=True) if kind == FILE]
         if not present:
             return  # an interrupted run already moved it
         if self.bset.chunked and not old.parts and chunkstore.big_enough(old.size):

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from core.cli import main
-from core.engine import prefetch
+from core.engine import prefetch, scan_ahead
 from core.engine.prefetch import THREADS, WARM_FOLDERS, Prefetch
 from core.engine.scan import Excluder
 from tests.support.trees import Symlink, make_tree
@@ -98,6 +98,7 @@ def test_stop_ends_the_threads(tmp_path):
 
 def test_a_backup_stops_its_read_ahead_when_it_succeeds_or_fails(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(prefetch, "DEFAULT_THREADS", THREADS)   # (off by default: on for this test)
+    monkeypatch.setattr(scan_ahead, "start", lambda *args: None)   # (no child process: the threads read ahead)
     src = make_tree(tmp_path / "src", {f"d{i:03}/x": b"x" for i in range(20)})
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0
     assert not _prefetch_threads()

@@ -1,0 +1,147 @@
+"""The sources' folders read ahead of the scan by a child process (Linux), so the OS has their
+metadata cached when the scan asks for it.
+
+The scan (core/engine/scan.py) lists one folder and ``lstat``s one entry at a time, between bits
+of Python. On a cold cache each of those waits for the disk, and a backup of the standard set
+(~29,000 entries) with nothing or one day changed spent most of its time there (issue #11;
+``rsync -a`` reads its two trees in two processes at once). Threads reading ahead
+(core/engine/prefetch.py) made the disk's waits overlap but cost more than they saved on a quiet
+machine: each ``lstat`` they made took the interpreter's lock back from the scan. A child process
+has its own interpreter: it walks the same folders in the same order (depth first, names
+sorted) on the other core, from the moment ``plugback backup`` has read its arguments (while the
+engine's modules load), and the scan finds most answers cached.
+
+Nothing comes back from the child: it only fills the OS's cache, and the scan still reads every
+folder and entry itself (what it records is what it read). The child never follows a symlink,
+leaves out what the scan leaves out (the excludes, the set's own folder), never writes, and
+ends when the scan does (:meth:`ScanAhead.stop`), when its walk is done, or when its parent is
+gone. Only where ``fork`` is safe and cheap: Linux, from a process with one thread (the command
+line, before anything starts a thread); elsewhere :func:`start` returns None and the scan reads
+alone, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from core.engine.fs import long_path, read_ahead
+from core.engine.prefetch import Prefetch
+from core.errors import PlugbackError
+
+if TYPE_CHECKING:
+    from core.engine.scan import Excluder
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+class ScanAhead(Prefetch):
+    """The child process reading the sources ahead: a :class:`Prefetch` to the scan (``exclude``,
+    ``stop``), without its threads."""
+
+    def __init__(self, pid: int):   # (no super().__init__: that starts the threads)
+        self.pid = pid
+        self.stopped = False
+
+    def exclude(self, excluded, skip) -> None:
+        """(The child applies the same excludes itself, from the command's arguments.)"""
+
+    def stop(self) -> None:
+        """End the child (at once: what it read is cached already) and reap it; again: nothing."""
+        if self.pid <= 0:
+            return
+        pid, self.pid, self.stopped = self.pid, 0, True
+        if sys.platform != "win32":   # (there is no child elsewhere: written so mypy sees it for each platform)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def start(sources: list[str], excludes: list[str], set_root: str) -> ScanAhead | None:
+    """A child reading ``sources`` (folders) ahead of the scan, or None where that is not done."""
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return None   # (a fork copies one thread only: never while another may hold a lock)
+    from core.engine.scan import Excluder  # (before the fork: the scan needs it anyway)
+
+    try:
+        excluder = Excluder(excludes, skip_dirs=[set_root])
+    except PlugbackError:
+        return None   # a bad pattern: the backup says so
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        return ScanAhead(pid)
+    try:   # the child: walk, then leave without running anything of the parent's (no atexit, no flush)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # (Ctrl+C is the parent's to handle)
+        load_ahead(os.path.dirname(__file__))
+        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent)
+    finally:
+        os._exit(0)
+
+
+def load_ahead(package: str) -> int:
+    """Ask the OS to read the compiled modules of ``package`` (a folder) now, without waiting: the
+    parent loads the engine's modules next, each a read from the disk on a cold cache. The number
+    of files asked for (none in a frozen app, whose modules are in its archive)."""
+    tag = f".{sys.implementation.cache_tag}.pyc"
+    try:
+        with os.scandir(os.path.join(package, "__pycache__")) as it:
+            names = [d.path for d in it if d.name.endswith(tag)]
+    except OSError:
+        return 0
+    n = 0
+    for path in names:
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+        except OSError:
+            continue
+        try:
+            read_ahead(fd)
+            n += 1
+        finally:
+            os.close(fd)
+    return n
+
+
+def walk(sources: list[str], excluder: Excluder, parent: int | None = None) -> int:
+    """List every folder below ``sources`` and ``lstat`` its entries, as the scan does and in its
+    order; the number of entries read. Stops early when ``parent`` is no longer the parent
+    process (it ended); a folder that cannot be read is passed over (the scan reports it)."""
+    n = 0
+    for root in sources:
+        stack = [""]
+        while stack:
+            if parent is not None and os.getppid() != parent:
+                return n
+            rel = stack.pop()
+            below = []
+            try:
+                with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:
+                    for d in it:   # (a folder's entries all read before the next: their order is no matter)
+                        try:
+                            st = d.stat(follow_symlinks=False)
+                        except OSError:
+                            continue   # (gone since the listing)
+                        n += 1
+                        if stat.S_ISDIR(st.st_mode):
+                            sub = f"{rel}/{d.name}" if rel else d.name
+                            if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
+                                below.append(sub)
+            except OSError:
+                continue
+            below.sort(reverse=True)   # (the scan enters them by name: the first one last on the stack)
+            stack.extend(below)
+    return n

@@ -1,0 +1,143 @@
+"""The sources read ahead of the scan by a child process (core/engine/scan_ahead.py): the folders and
+entries the scan reads and no others, never through a symlink; the child ends by itself, when it is
+stopped, and when its parent is gone; ``plugback backup`` reaps it whether the backup succeeds or
+fails."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import pytest
+
+from core.cli import main
+from core.engine import scan_ahead
+from core.engine.scan import Excluder
+from tests.support.trees import Symlink, make_tree
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the child is started on Linux only")
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """As in ``plugback backup``, where no other thread runs when the child is started (threads other
+    tests left in this process run nothing the child touches: it only walks folders)."""
+    monkeypatch.setattr(scan_ahead.threading, "active_count", lambda: 1)
+
+
+def _tree(tmp_path):
+    outside = make_tree(tmp_path / "elsewhere", {"deep/x": b"x", "deep/y": b"y"})
+    return make_tree(tmp_path / "src", {"a/b/c.txt": b"c", "a/d.txt": b"d", "e/f.txt": b"f",
+                                        "node_modules/m/x.js": b"x", "a/__pycache__/p.pyc": b"p",
+                                        "link": Symlink(str(outside)), "g.txt": b"g"})
+
+
+def _listed(monkeypatch, root) -> list[str]:
+    """The folders ``walk`` lists below ``root`` (the OS cache it fills cannot be observed)."""
+    listed: list[str] = []
+    real = os.scandir
+
+    def listing(path):
+        rel = os.path.relpath(path, root)
+        listed.append("" if rel == "." else rel.replace(os.sep, "/"))
+        return real(path)
+
+    monkeypatch.setattr(scan_ahead.os, "scandir", listing)
+    return listed
+
+
+def test_it_reads_the_folders_the_scan_enters_and_no_others(tmp_path, monkeypatch):
+    src = _tree(tmp_path)
+    listed = _listed(monkeypatch, src)
+    excluder = Excluder(["node_modules/"], skip_dirs=[str(src / "e")])   # (e: the set, inside the source)
+    n = scan_ahead.walk([str(src)], excluder)
+    # Not node_modules (excluded), __pycache__ (a default exclude), the set (e), nor through the link.
+    assert listed == ["", "a", "a/b"]
+    # Each entry of those folders lstat-ed once: a, e, g.txt, link, node_modules; b, d.txt, __pycache__; c.txt.
+    assert n == 9
+
+
+def test_it_stops_when_its_parent_is_gone(tmp_path, monkeypatch):
+    src = _tree(tmp_path)
+    listed = _listed(monkeypatch, src)
+    assert scan_ahead.walk([str(src)], Excluder(), parent=os.getpid()) == 0   # (not this process's parent)
+    assert listed == []
+
+
+def test_a_folder_it_cannot_read_is_passed_over(tmp_path):
+    src = make_tree(tmp_path / "src", {"a/x": b"x", "b/y": b"y"})
+    assert scan_ahead.walk([str(src), str(tmp_path / "gone")], Excluder()) == 4
+
+
+def test_the_engines_compiled_modules_are_asked_for(tmp_path):
+    tag = sys.implementation.cache_tag
+    make_tree(tmp_path / "pkg", {f"__pycache__/a.{tag}.pyc": b"a", f"__pycache__/b.{tag}.pyc": b"b",
+                                 "__pycache__/c.cpython-10.pyc": b"c", f"__pycache__/d.{tag}.pyc.tmp": b"d",
+                                 f"__pycache__/e.{tag}.pyc": Symlink(str(tmp_path / "pkg" / "a.py")),
+                                 "a.py": b""})
+    assert scan_ahead.load_ahead(str(tmp_path / "pkg")) == 2   # (not another version's, nor through a link)
+    assert scan_ahead.load_ahead(str(tmp_path / "frozen")) == 0
+
+
+@linux
+def test_the_child_walks_and_ends_by_itself(tmp_path, one_thread):
+    src = _tree(tmp_path)
+    ahead = scan_ahead.start([str(src)], [], str(tmp_path / "set"))
+    assert ahead is not None and ahead.pid > 0
+    pid, status = os.waitpid(ahead.pid, 0)   # (it ends once its walk is done)
+    assert pid == ahead.pid and os.waitstatus_to_exitcode(status) == 0
+    ahead.pid = 0   # (reaped here)
+    ahead.stop()
+
+
+@linux
+def test_stop_ends_the_child_and_reaps_it(tmp_path, one_thread):
+    src = make_tree(tmp_path / "src", {f"d{i:03}/e{j}/x": b"x" for i in range(50) for j in range(3)})
+    ahead = scan_ahead.start([str(src)], [], str(tmp_path / "set"))
+    assert ahead is not None
+    pid = ahead.pid
+    ahead.stop()
+    assert ahead.stopped and ahead.pid == 0
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)   # (reaped: no longer this process's child)
+    ahead.stop()   # (again: nothing)
+
+
+def test_no_child_while_another_thread_runs(tmp_path):
+    src = make_tree(tmp_path / "src", {"a/x": b"x"})
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert scan_ahead.start([str(src)], [], str(tmp_path / "set")) is None
+    finally:
+        release.set()
+        other.join()
+
+
+def test_no_child_for_a_bad_exclude_pattern(tmp_path, one_thread):
+    src = make_tree(tmp_path / "src", {"a/x": b"x"})
+    assert scan_ahead.start([str(src)], ["!"], str(tmp_path / "set")) is None   # (the backup says why)
+
+
+@linux
+def test_a_backup_reaps_its_child_when_it_succeeds_or_fails(tmp_path, monkeypatch, one_thread):
+    started: list[tuple[scan_ahead.ScanAhead, int]] = []
+    real = scan_ahead.start
+
+    def start(*args):
+        ahead = real(*args)
+        started.extend([(ahead, ahead.pid)] if ahead is not None else [])
+        return ahead
+
+    monkeypatch.setattr(scan_ahead, "start", start)
+    src = make_tree(tmp_path / "src", {f"d{i:03}/x": b"x" for i in range(20)})
+    assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0
+    (tmp_path / "set" / "plugback.json").write_text("not json")   # the set cannot be opened: before any scan
+    assert main(["backup", str(src), "--to", str(tmp_path / "set")]) != 0
+    assert len(started) == 2
+    for ahead, pid in started:
+        assert ahead.pid == 0
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
