@@ -3,7 +3,9 @@
 * :func:`locked_error` is the ``PermissionError`` Windows raises for a file another
   program opened without sharing (``winerror`` 32) or a locked range (33).
 * :class:`LockedSources` makes the backup's read of chosen source files fail with it
-  on the Nth to Mth open (the real read happens otherwise).
+  on the Nth to Mth open (the real read happens otherwise), whichever of the store's two
+  reads the file takes (``read_source``, or ``read_whole`` for an encrypted set's small
+  files); :func:`failing_reads` makes every read fail.
 * :func:`windows_readonly_semantics` makes ``os.replace`` and ``os.unlink`` refuse a
   read-only target, as Windows does for ``FILE_ATTRIBUTE_READONLY`` (on Linux, and as
   root, both succeed).
@@ -26,8 +28,11 @@ def locked_error(path, winerror: int = 32) -> PermissionError:
 
 
 class LockedSources:
-    """Wraps ``core.engine.store.read_source``: opens number ``first``..``last`` (1-based, per path)
-    of each path in ``paths`` raise :func:`locked_error`; ``last=None``: every open from ``first``."""
+    """Wraps the backup's two ways of reading a source file, ``core.engine.store.read_source`` (plain
+    sets, big files) and ``read_whole`` (an encrypted set's files under ``store.WHOLE_BYTES``): opens
+    number ``first``..``last`` (1-based, per path, whichever read it is) of each path in ``paths``
+    raise :func:`locked_error`; ``last=None``: every open from ``first``. ``reads`` counts which
+    function each path's opens went through, so a test can tell the fault met the path it meant."""
 
     def __init__(self, monkeypatch, paths, first: int = 1, last: int | None = None, winerror: int = 32):
         from core.engine import store
@@ -35,17 +40,33 @@ class LockedSources:
         self.paths = {str(p) for p in paths}
         self.first, self.last, self.winerror = first, last, winerror
         self.opens: dict[str, int] = {}
+        self.reads: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._real = store.read_source
-        monkeypatch.setattr(store, "read_source", self._read_source)
+        for name in ("read_source", "read_whole"):
+            monkeypatch.setattr(store, name, self._wrapped(name, getattr(store, name)))
 
-    def _read_source(self, path, *args, **kwargs):
-        if path in self.paths:
-            with self._lock:
-                n = self.opens[path] = self.opens.get(path, 0) + 1
-            if n >= self.first and (self.last is None or n <= self.last):
-                raise locked_error(path, self.winerror)
-        return self._real(path, *args, **kwargs)
+    def _wrapped(self, name: str, real):
+        def read(path, *args, **kwargs):
+            if path in self.paths:
+                with self._lock:
+                    n = self.opens[path] = self.opens.get(path, 0) + 1
+                    self.reads[name] = self.reads.get(name, 0) + 1
+                if n >= self.first and (self.last is None or n <= self.last):
+                    raise locked_error(path, self.winerror)
+            return real(path, *args, **kwargs)
+
+        return read
+
+
+def failing_reads(monkeypatch, error: BaseException) -> None:
+    """Every source read raises ``error``, through ``read_source`` and ``read_whole`` alike."""
+    from core.engine import store
+
+    def fail(path, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(store, "read_source", fail)
+    monkeypatch.setattr(store, "read_whole", fail)
 
 
 def _readonly(path) -> bool:
