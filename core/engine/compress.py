@@ -20,11 +20,10 @@ from typing import Callable, Iterator, NoReturn
 
 import zstandard
 
-LEVEL = 1                    # zstd's fastest normal level: the standard set's encrypted backup spends
-                             # 0.5 s less CPU than at 3 (its default) for +0.2 % bytes (docs/architecture.md)
+LEVEL = 3                    # zstd's default: about 3x faster than level 9 for a few % more bytes
 SAMPLE = 128 * 1024          # bytes tried before a stream's mode is decided
 KEEP_NUM, KEEP_DEN = 9, 10   # compress when the sample shrinks to 90 % or less
-MAX_WINDOW = 1 << 23         # 8 MiB: our writer uses 2 MiB at most (level 3 did; 1 less); a bigger window is damage
+MAX_WINDOW = 1 << 23         # 8 MiB: our writer uses 2 MiB at LEVEL; a bigger window is damage
 OUT_BLOCK = 1 << 20          # plaintext handed out at a time (memory stays flat whatever the ratio)
 
 # zstandard's contexts are not thread-safe (backup and restore run streams in worker threads),
