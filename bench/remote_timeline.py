@@ -3,6 +3,7 @@
     .venv/bin/python -P bench/remote_timeline.py                  # 300 x 4 KiB + 4 x 16 MiB
     .venv/bin/python -P bench/remote_timeline.py --dataset 0.1    # bench/make_dataset.py's tree
     .venv/bin/python -P bench/remote_timeline.py --source DIR --all
+    .venv/bin/python -P bench/remote_timeline.py --dataset 0.1 --existing  # into a set made first
 
 Runs ``plugback backup SRC --to rclone:wd:NAME`` in this process (this checkout's code) against
 ``rclone serve webdav`` over a temporary folder, with the rc calls and the run's phases stamped
@@ -11,6 +12,8 @@ the thread that ran them), and counts the WebDAV requests
 rclone made (its ``--dump headers`` log): rclone's WebDAV backend starts one request every 10 ms
 at most, so the count sets the pace (docs/performance.md, "Remote sets, fourth pass"). Prints
 each kind of step (count, summed seconds, first start, last end); ``--all`` every step too.
+``--existing``: the set is made first (an empty folder backed up, in another process, untimed),
+so the run opens it (the passphrase's scrypt before anything: "unlock") instead of making it.
 A measurement, not a test: run it on a quiet machine, several times.
 """
 
@@ -69,6 +72,7 @@ def instrument(log: list[str]) -> None:
     _stamp(rclone_rcd.Rcd, "download", "rc download (until its headers)")
     _stamp(rclone.RcloneBackend, "put", "put ", key=lambda self, name, data: name.split("/")[0])
     _stamp(crypto, "create_encryption", "scrypt (the new set's key)")
+    _stamp(crypto, "unlock_with_passphrase", "unlock (scrypt, an existing set)")
     _stamp(backup.RemoteLock, "acquire", "lock taken")
     _stamp(backup._Run, "execute", "the run (scan to manifest)")
     _stamp(backup._Run, "_read_small", "small files read, packed")
@@ -119,6 +123,7 @@ def main() -> None:
     ap.add_argument("--dataset", type=float, metavar="SCALE", help="bench/make_dataset.py's tree at SCALE")
     ap.add_argument("--source", type=Path, help="back up this folder instead")
     ap.add_argument("--all", action="store_true", help="print every step, not only the sums")
+    ap.add_argument("--existing", action="store_true", help="make the set first (untimed), then time a backup into it")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pb-remote-timeline-") as tmp:
         source = args.source or Path(tmp) / "src" / "data"
@@ -130,6 +135,8 @@ def main() -> None:
         os.environ.setdefault("PLUGBACK_PASSPHRASE", "bench passphrase")
         requests: list[str] = []
         try:
+            if args.existing:
+                _make_set(Path(tmp) / "empty", "rclone:wd:timeline")
             T0[0] = time.time()
             instrument(requests)
             from core.cli import main as cli
@@ -142,6 +149,15 @@ def main() -> None:
         if code != 0:
             raise SystemExit(f"the backup failed ({code})")
     report(total, requests, args.all)
+
+
+def _make_set(empty: Path, spec: str) -> None:
+    """The set made by a backup of an empty folder, in another process (this one's imports stay cold)."""
+    import subprocess
+
+    empty.mkdir()
+    subprocess.run([sys.executable, "-P", "-m", "core.cli", "backup", str(empty), "--to", spec, "--json"],
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 if __name__ == "__main__":
