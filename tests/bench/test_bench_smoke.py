@@ -322,3 +322,16 @@ def test_remote_full_times_a_first_backup_or_one_into_an_existing_set(tmp_path, 
     assert tools == ({"before", "plugback", "restic", "restic+init"} if mode == "first" else {"before", "plugback", "restic"})
     assert re.search(r"^plugback/restic wall: median [\d.]+", proc.stdout, re.M), proc.stdout
     assert ("plugback/restic+init wall" in proc.stdout) == (mode == "first")
+
+
+def test_the_remote_timeline_of_a_backup_into_an_existing_set_shows_its_unlock(tmp_path):
+    """bench/remote_timeline.py --existing: the set is made first, so the timed run unlocks it."""
+    if shutil.which("rclone") is None:
+        pytest.skip("rclone is not installed (Debian: apt-get install rclone; scripts/setup.sh installs it)")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(os.urandom(200))
+    proc = _bench("remote_timeline.py", "--source", src, "--existing", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    labels = {line[:42].strip() for line in proc.stdout.splitlines()[1:]}
+    assert "unlock (scrypt, an existing set)" in labels and "scrypt (the new set's key)" not in labels, labels
