@@ -2,13 +2,19 @@
 
     .venv/bin/python bench/procpool.py SRC WORK copy  serial|spawn|forkserver N [--cold]
     .venv/bin/python bench/procpool.py SRC WORK read  serial|thread|spawn N        (reads WORK/L back)
+    .venv/bin/python bench/procpool.py LATEST ITEMS readback thread|pool N         (a set's Latest/)
 
 ``copy`` copies every file of SRC into WORK/L the way a backup does (read once, hash, write to a
 temp name, set the time, rename), in this process or in N worker processes fed sorted batches
 of 256 files whose results are merged in order. ``read`` reads WORK/L back with its cache
 dropped per file (the read-back), serially, with N threads or N processes taking batches.
-Prints wall seconds. Not part of ``run.py``: an experiment behind docs/performance.md,
-"Per-file cost".
+``readback`` reads a plain set's ``Latest/`` back as the backup's read-back does: ``thread``
+with the product's one-thread code (``readback._open_ahead``/``_finish``, :data:`AHEAD` reads
+started ahead), ``pool`` with ``readpool.HashPool`` (N lean worker processes, batches of 64);
+ITEMS is a file of ``path<TAB>size<TAB>sha256`` lines below LATEST (``--items`` writes it).
+Prints wall seconds; time the command (``/usr/bin/time``) for CPU. Not part of ``run.py``: an
+experiment behind docs/performance.md, "Per-file cost" and "#11: the full backup on more
+than one core".
 """
 
 from __future__ import annotations
@@ -62,8 +68,6 @@ def _files(src):
 
 
 def copy(src, work, mode, n):
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work + "/tmp")
     files = []
     for d, f in _files(src):
         rel = os.path.relpath(d, src)
@@ -95,14 +99,66 @@ def read(work, mode, n):
         list(pool.map(read_batch, batches))
 
 
+def write_items(latest, out):
+    """ITEMS for ``readback``: every file below ``latest``, its size and SHA-256 (read warm)."""
+    with open(out, "w") as f:
+        for d, name in _files(latest):
+            p = os.path.join(d, name)
+            with open(p, "rb") as src:
+                data = src.read()
+            f.write(f"{os.path.relpath(p, latest)}\t{len(data)}\t{hashlib.sha256(data).hexdigest()}\n")
+
+
+def readback(latest, items_file, mode, n):
+    """The read-back of ``latest``: in one thread as the product does, or by N worker processes."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from collections import deque
+
+    from core.engine import readback as rb
+    from core.engine.manifest import FILE, Entry
+    from core.engine.readpool import HashPool
+
+    with open(items_file) as f:
+        items = [(p, int(size), sha) for p, size, sha in (line.rstrip("\n").split("\t") for line in f)]
+    bad = 0
+    if mode == "thread":
+        class Plain:
+            keys = None
+        buf, ahead = rb.read_buffer(), deque()
+        for i, (p, size, sha) in enumerate(items):
+            ahead.append((Entry(p, FILE, size, 0, 0o644, sha, mirror=p, parts=0),
+                          rb._open_ahead([os.path.join(latest, p)])))
+            while ahead and (len(ahead) > rb.AHEAD or i == len(items) - 1):
+                e, opened = ahead.popleft()
+                bad += rb._finish(Plain, e, opened, buf) is not None
+    else:
+        batch = [(p, 0, size, sha) for p, size, sha in items]
+        with HashPool(latest, n) as pool:
+            for _, problems in pool.map(batch[i:i + 64] for i in range(0, len(batch), 64)):
+                bad += len(problems)
+    if bad:
+        raise SystemExit(f"{bad} files read back wrong")
+
+
 def main(argv):
+    if argv[0] == "--items":
+        write_items(argv[1], argv[2])
+        return
     src, work, what, mode, n = argv[:5]
+    if what == "copy":
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work + "/tmp")
     os.system("sync")
     if "--cold" in argv:
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
     t = time.perf_counter()
-    copy(src, work, mode, int(n)) if what == "copy" else read(work, mode, int(n))
+    if what == "readback":
+        readback(src, work, mode, int(n))
+    elif what == "copy":
+        copy(src, work, mode, int(n))
+    else:
+        read(work, mode, int(n))
     os.system("sync")
     print(f"{what} {mode} {n}: {time.perf_counter() - t:.2f} s")
 
