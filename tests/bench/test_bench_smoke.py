@@ -335,3 +335,17 @@ def test_the_remote_timeline_of_a_backup_into_an_existing_set_shows_its_unlock(t
     assert proc.returncode == 0, proc.stderr
     labels = {line[:42].strip() for line in proc.stdout.splitlines()[1:]}
     assert "unlock (scrypt, an existing set)" in labels and "scrypt (the new set's key)" not in labels, labels
+
+
+def test_readback_share_times_the_backup_with_and_without_its_read_back(tmp_path):
+    """bench/readback_share.py (issue #11) on a tiny tree: every line it measures is reported."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"f{i}.txt").write_bytes(os.urandom(300))
+    proc = _bench("readback_share.py", src, tmp_path / "work", "--repeat", "1", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for label in ("cp -a + sync 1", "backup 1", "backup, no read-back 1", "no read-back, then read-back process 1",
+                  "the two at once 1"):
+        assert re.search(rf"^{re.escape(label)} load [\d.]+: wall [\d.]+ s", proc.stdout, re.M), (label, proc.stdout)
+    assert re.search(r"^  read-back wall [\d.]+ s, CPU [\d.]+ s", proc.stdout, re.M), proc.stdout
