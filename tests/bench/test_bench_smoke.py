@@ -345,7 +345,8 @@ def test_readback_share_times_the_backup_with_and_without_its_read_back(tmp_path
         (src / f"f{i}.txt").write_bytes(os.urandom(300))
     proc = _bench("readback_share.py", src, tmp_path / "work", "--repeat", "1", timeout=120)
     assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
     for label in ("cp -a + sync 1", "backup 1", "backup, no read-back 1", "no read-back, then read-back process 1",
                   "the two at once 1"):
-        assert re.search(rf"^{re.escape(label)} load [\d.]+: wall [\d.]+ s", proc.stdout, re.M), (label, proc.stdout)
-    assert re.search(r"^  read-back wall [\d.]+ s, CPU [\d.]+ s", proc.stdout, re.M), proc.stdout
+        assert re.search(rf"^{re.escape(label)} load [\d.]+: wall [\d.]+ s", out, re.M), (label, out)
+    assert re.search(r"^  read-back wall [\d.]+ s, CPU [\d.]+ s", out, re.M), out
