@@ -69,7 +69,7 @@ def source_of(agent, args: dict) -> Source:
     if job.destination.remote:   # a cloud or network location (issue #13): its remote set reads alike
         from core.agent.remote_jobs import open_remote
 
-        return Source(open_remote(job.destination.remote, unlock), job, None, remote=True)   # type: ignore[arg-type]
+        return Source(open_remote(job.destination.remote, unlock, interactive=True), job, None, remote=True)   # type: ignore[arg-type]
     mounts = list(agent.present.values())
     target = resolve_target(job, agent.config, mounts=mounts)
     return Source(BackupSet.open(target.set_path, unlock), job, target.drive_id)
