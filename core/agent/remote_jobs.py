@@ -104,7 +104,8 @@ def _metered(progress: Callable[[Progress], None], backend: _Counting, clock: Cl
 
 def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: str | None,
                     log: list[str]) -> "RemoteSet":
-    """The job's remote set on ``backend``: opened (only the job's own, when it has one), or created."""
+    """The job's remote set on ``backend``: opened (only the job's own, when it has one), or created
+    (``RemoteSet.create_started``: finished in the background, as for the command line)."""
     from core.agent import keys
     from core.agent.adopt import same_set
     from core.engine.remote.rset import RemoteSet
@@ -124,7 +125,10 @@ def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: st
     passphrase = passphrase or new_set_passphrase(job.name)
     if not passphrase:
         raise PassphraseNeeded()
-    rset = RemoteSet.create(backend, clock.now(), passphrase)
+    # As `plugback backup --to` does (core/cli/remote_cmds.py): the set's scrypt and plugback.json run in
+    # a thread beside the scan; the engine's first write waits for them (RemoteSet.created). The keyring
+    # gets the passphrase now: a backup cut off later still leaves a set this computer can open.
+    rset = RemoteSet.create_started(backend, clock.now(), passphrase)
     try:
         keys.store_passphrase(rset.set_id, passphrase)
     except KeyringUnavailable as err:
