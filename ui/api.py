@@ -306,8 +306,14 @@ class Api:
         return _ok({"path": self._pick_folder(start)})
 
     def check_folder(self, path: str) -> dict:
-        """Check a typed folder path: it must exist and be a folder. Returns its absolute form."""
-        folder = Path(os.path.expandvars(_text(path, "The folder path").strip())).expanduser()
+        """Check a typed folder path: it must exist and be a folder. Returns its absolute form.
+        ``rclone:REMOTE:PATH`` (issue #13) is passed on as typed: the agent checks it (``sets``)."""
+        typed = _text(path, "The folder path").strip()
+        if typed.startswith("rclone:"):
+            _need(typed.count(":") >= 2 and typed.split(":")[1] != "",
+                  "Give a cloud or network location as rclone:REMOTE:FOLDER (a remote of 'rclone listremotes').")
+            return _ok({"path": typed})
+        folder = Path(os.path.expandvars(typed)).expanduser()
         _need(folder.is_absolute(), f"Give the full path of the folder, e.g. {Path.home() / 'Documents'}.")
         _need(folder.is_dir(), f"There is no folder at {folder}. Check the spelling.")
         return _ok({"path": str(folder.resolve())})

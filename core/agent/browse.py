@@ -69,7 +69,7 @@ def source_of(agent, args: dict) -> Source:
     if job.destination.remote:   # a cloud or network location (issue #13): its remote set reads alike
         from core.agent.remote_jobs import open_remote
 
-        return Source(open_remote(job.destination.remote, unlock), job, None, remote=True)   # type: ignore[arg-type]
+        return Source(open_remote(job.destination.remote, unlock, interactive=True), job, None, remote=True)   # type: ignore[arg-type]
     mounts = list(agent.present.values())
     target = resolve_target(job, agent.config, mounts=mounts)
     return Source(BackupSet.open(target.set_path, unlock), job, target.drive_id)
@@ -112,8 +112,15 @@ def _found_set(agent, path: str, unlock) -> Source:
     A job here bound to it (the same set id) makes "the original place" available.
     """
     from core.agent.adopt import same_set
+    from core.agent.remote_sets import checked_spec, is_remote_spec
     from core.engine.repo import BackupSet
 
+    if is_remote_spec(path):   # typed on the Restore page (issue #13): opened through rclone, here
+        from core.agent.remote_jobs import open_remote
+
+        rset = open_remote(checked_spec(path), unlock, interactive=True)
+        job = next((j for j in agent.config.jobs if same_set(j.set_id, rset.set_id)), None)
+        return Source(rset, job, None, remote=True)   # type: ignore[arg-type]
     root, drive = _checked_path(path)
     bset = BackupSet.open(root, unlock)
     job = next((j for j in agent.config.jobs if same_set(j.set_id, bset.set_id)), None)
@@ -122,11 +129,12 @@ def _found_set(agent, path: str, unlock) -> Source:
 
 def set_root(agent, which: dict) -> Path | str:
     """Where the set of ``{job}`` or ``{set}`` is, without opening it (for unlocking it): a path, or
-    a remote job's ``rclone:REMOTE:PATH`` (issue #13; the agent opens it through rclone)."""
+    a remote job's (or a typed set's) ``rclone:REMOTE:PATH`` (issue #13; the agent opens it through rclone)."""
     from core.agent.jobs import resolve_target
+    from core.agent.remote_sets import checked_spec, is_remote_spec
 
     if "set" in which:
-        return _checked_path(which["set"])[0]
+        return checked_spec(which["set"]) if is_remote_spec(which["set"]) else _checked_path(which["set"])[0]
     job = agent.job(which["job"])
     if job.destination.remote:
         return job.destination.remote

@@ -39,6 +39,10 @@ RETRY = timedelta(minutes=5)
 UNREACHABLE = (RemoteUnavailable, RcloneFailed)
 #: More rclone flags for every remote job (tests shorten rclone's own retries; empty: rclone's defaults).
 RCLONE_FLAGS: tuple[str, ...] = ()
+#: rclone's flags where a person waits (browse, unlock, Test connection): rclone itself does not
+#: retry a refused connection (its default: 10 low-level tries, ~5 s per operation) and gives up
+#: connecting after 15 s (default 1 min); Plugback's own retries (``Retrying``) do the rest.
+INTERACTIVE_FLAGS = ("--low-level-retries", "1", "--contimeout", "15s")
 
 
 def is_remote_job(job: "Job") -> bool:
@@ -100,7 +104,8 @@ def _metered(progress: Callable[[Progress], None], backend: _Counting, clock: Cl
 
 def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: str | None,
                     log: list[str]) -> "RemoteSet":
-    """The job's remote set on ``backend``: opened (only the job's own, when it has one), or created."""
+    """The job's remote set on ``backend``: opened (only the job's own, when it has one), or created
+    (``RemoteSet.create_started``: finished in the background, as for the command line)."""
     from core.agent import keys
     from core.agent.adopt import same_set
     from core.engine.remote.rset import RemoteSet
@@ -120,7 +125,10 @@ def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: st
     passphrase = passphrase or new_set_passphrase(job.name)
     if not passphrase:
         raise PassphraseNeeded()
-    rset = RemoteSet.create(backend, clock.now(), passphrase)
+    # As `plugback backup --to` does (core/cli/remote_cmds.py): the set's scrypt and plugback.json run in
+    # a thread beside the scan; the engine's first write waits for them (RemoteSet.created). The keyring
+    # gets the passphrase now: a backup cut off later still leaves a set this computer can open.
+    rset = RemoteSet.create_started(backend, clock.now(), passphrase)
     try:
         keys.store_passphrase(rset.set_id, passphrase)
     except KeyringUnavailable as err:
@@ -147,19 +155,27 @@ def _or_job_passphrase(unlock, job: "Job", passphrase: str | None):
     return unlock_set
 
 
-def open_backend(spec: str, clock: Clock | None = None):
-    """The storage of a remote job's ``spec``: rclone (with :data:`RCLONE_FLAGS`), with retries."""
+def open_backend(spec: str, clock: Clock | None = None, *, interactive: bool = False, attempts: int = 6):
+    """The storage of a remote job's ``spec``: rclone (with :data:`RCLONE_FLAGS`), with retries.
+    ``interactive`` (a person waits): an unreachable remote fails at once ("Can't reach ...";
+    ``Retrying(fail_fast=True)``, :data:`INTERACTIVE_FLAGS`), other transient errors are retried."""
     from core.engine.storage import RcloneBackend, Retrying, parse_spec
 
-    return Retrying(RcloneBackend(parse_spec(spec), extra_args=RCLONE_FLAGS), clock)
+    flags = RCLONE_FLAGS + INTERACTIVE_FLAGS if interactive else RCLONE_FLAGS
+    return Retrying(RcloneBackend(parse_spec(spec), extra_args=flags), clock, attempts=attempts,
+                    fail_fast=interactive)
 
 
-def open_remote(spec: str, unlock) -> "RemoteSet":
+def open_remote(spec: str, unlock, *, interactive: bool = False) -> "RemoteSet":
     """The remote set at ``spec``, opened with ``unlock`` (its rclone stopped again if it does not open).
-    The caller closes it (``with``)."""
+    The caller closes it (``with``). ``interactive``: an unreachable remote fails at once while the set
+    opens (:func:`open_backend`); once open, what follows (a restore) keeps its retries."""
     from core.engine.remote.rset import RemoteSet
 
-    return RemoteSet.open_closing(open_backend(spec), unlock)
+    backend = open_backend(spec, interactive=interactive)
+    rset = RemoteSet.open_closing(backend, unlock)
+    backend.fail_fast = False
+    return rset
 
 
 def run_remote_job(job: "Job", history: History, *, progress: Callable[[Progress], None] | None = None,

@@ -41,14 +41,14 @@ def test_connection(spec: str) -> dict:
     """Open ``spec`` (``rclone:REMOTE:PATH``) and list its folder, as a backup would first.
 
     ``{ok: true, set: bool, message}`` (``set``: a Plugback set is there already), or
-    ``{ok: false, code, message}`` with the error's one-line message."""
-    from core.agent.remote_jobs import RCLONE_FLAGS
+    ``{ok: false, code, message}`` with the error's one-line message; an unreachable remote
+    fails at once ("Can't reach REMOTE: ...", no rclone retries)."""
+    from core.agent.remote_jobs import open_backend
     from core.engine.remote.rset import RemoteSet
-    from core.engine.storage import RcloneBackend, parse_spec
 
     backend = None
     try:
-        backend = RcloneBackend(parse_spec(spec), extra_args=RCLONE_FLAGS)
+        backend = open_backend(spec, interactive=True, attempts=1)   # (no retries: say what happened)
         found = RemoteSet.exists(backend)
         # Reads the folder (a new one is fine: the backup makes it); one that holds other files is not.
         if not found and next(iter(backend.list("")), None) is not None:

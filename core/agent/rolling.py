@@ -242,6 +242,7 @@ class RollingChecks:
 
     def _slice(self, job: Job, drive_id: str | None, cancel: SliceCancel, catch_up: bool) -> None:
         """One slice of ``job``'s set; its state saved, its damage mended, recorded and notified."""
+        from core.engine.cache import engine_cache
         from core.engine.scrub import scrub_slice, stored_bytes
 
         if job.destination.remote:   # a cloud or network location (issue #13)
@@ -272,7 +273,8 @@ class RollingChecks:
             # A pulled drive shows as read errors a moment before the watcher sees it go: wait a
             # little before calling an unreadable file damaged.
             result = scrub_slice(bset, state.cursor, budget, cancel=cancel, boundary=target.mount,
-                                 progress=self._progress(cancel.key), confirm=lambda: cancel.wait(CONFIRM_SECONDS))
+                                 progress=self._progress(cancel.key), confirm=lambda: cancel.wait(CONFIRM_SECONDS),
+                                 cache=engine_cache(agent.paths))
         except PlugbackError as err:   # the set is not where it seems (a symlink), or the drive went
             log.warning("rolling check of %s stopped: %s", job.name, err.message)
             return

@@ -21,6 +21,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.agent import remote_sets
 from core.engine.layout import DRIVE_DIR, SetLayout
 from core.errors import PlugbackError
 
@@ -157,20 +158,24 @@ def scan_folder(folder: Path, found: Found) -> None:
 def find_sets(volumes, folders=(), jobs=()) -> Found:
     """Every set on ``volumes`` (``core.agent.drives.Volume``) and in ``folders``, each once.
 
-    ``jobs``: this computer's jobs; a set bound to one names it in ``used_by``.
+    ``jobs``: this computer's jobs; a set bound to one names it in ``used_by``. A folder may be
+    ``rclone:REMOTE:PATH`` (core/agent/remote_sets.py).
     """
     found = Found()
     for v in volumes:
         scan_drive(Path(v.mount), found, drive_id=v.drive_id, label=v.label)
     for folder in folders:
-        scan_folder(Path(folder), found)
+        if remote_sets.is_remote_spec(folder):   # a cloud or network location (issue #13)
+            remote_sets.scan_remote(folder, found)
+        else:
+            scan_folder(Path(folder), found)
     return _mark_used(_unique(found), jobs)
 
 
 def _unique(found: Found) -> Found:
     seen, sets = set(), []
     for s in found.sets:
-        key = os.path.realpath(s.path)
+        key = s.path if remote_sets.is_remote_spec(s.path) else os.path.realpath(s.path)
         if key not in seen:
             seen.add(key)
             sets.append(s)

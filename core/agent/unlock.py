@@ -127,7 +127,7 @@ def unlock_remote(cache: KeyCache, spec: str, kind: str, secret: str, remember: 
     def with_secret(enc: dict, set_id: str):
         return keys.unlock_set(enc, set_id, secret=chosen, remember=remember, warn=warnings.append)[0]
 
-    with open_remote(spec, with_secret) as rset:
+    with open_remote(spec, with_secret, interactive=True) as rset:
         return _unlocked(cache, rset.set_id, rset.keys, kind, remember, warnings)
 
 
@@ -147,5 +147,5 @@ def remote_recovery_key(cache: KeyCache, spec: str) -> dict:
     from core.agent.remote_jobs import open_remote
     from core.engine import crypto
 
-    with open_remote(spec, cached_unlocker(cache)) as rset:
+    with open_remote(spec, cached_unlocker(cache), interactive=True) as rset:
         return {"set_id": rset.set_id, "recovery_key": crypto.recovery_key(rset.keys)}

@@ -102,7 +102,7 @@ def stored_bytes(bset: BackupSet, cancel: CancelToken | None = None, boundary: P
 
 def scrub_slice(bset: BackupSet, cursor: Cursor, budget: int | None, *, cancel: CancelToken | None = None,
                 progress: ProgressCallback = no_progress, boundary: Path | None = None,
-                confirm: Callable[[], bool] | None = None) -> SliceResult:
+                confirm: Callable[[], bool] | None = None, cache: Path | None = None) -> SliceResult:
     """Re-read the set from ``cursor`` on until ``budget`` bytes were read (None: to the pass's end)
     or ``cancel`` is set; the new cursor and what was found damaged.
 
@@ -111,11 +111,13 @@ def scrub_slice(bset: BackupSet, cursor: Cursor, budget: int | None, *, cancel: 
     ``confirm`` is asked before a file that could not be read (or was missing) is called
     damaged: False means the drive is going away (a pull shows as read errors first), and
     the slice stops there instead. The caller decides how long to wait; the engine does not.
+    ``cache``: this computer's engine folder (``VerifyOptions.cache``), so the ``check`` phase
+    reads the newest manifest without decoding it when this computer proved writing it.
     """
     cancel = cancel or CancelToken()
     result = SliceResult(cursor)
     bset.layout.check_contained(boundary)
-    reader = _Reader(bset, cancel, confirm)
+    reader = _Reader(bset, cancel, confirm, cache)
     phases = {"objects": _objects, "latest": _latest, "check": _check}
     try:
         while not result.cursor.done:
@@ -222,7 +224,8 @@ def _check(bset: BackupSet, reader: "_Reader", result: SliceResult, budget: int 
         progress(Progress("check", p.files_done, p.files_total, result.bytes_read, 0, p.current))
 
     try:
-        found = verify(bset, VerifyOptions(read_all=False, progress=watch, cancel=_Watch(reader.cancel)))
+        found = verify(bset, VerifyOptions(read_all=False, progress=watch, cancel=_Watch(reader.cancel),
+                                           cache=reader.cache))
     except Cancelled:
         raise _Stop() from None
     result.notices.extend(found.notices)
@@ -251,10 +254,12 @@ class _Watch(CancelToken):
 class _Reader:
     """Reads stored copies from the drive (page cache dropped), a block at a time, watching ``cancel``."""
 
-    def __init__(self, bset: BackupSet, cancel: CancelToken, confirm: Callable[[], bool] | None = None):
+    def __init__(self, bset: BackupSet, cancel: CancelToken, confirm: Callable[[], bool] | None = None,
+                 cache: Path | None = None):
         self.bset = bset
         self.cancel = cancel
         self.confirm = confirm
+        self.cache = cache   # (for the check phase's verify)
 
     def _gone(self) -> bool:
         """The slice must stop rather than call anything damaged: cancelled, or the set is gone."""

@@ -8,25 +8,54 @@ Only transient errors are retried (``StorageError.transient``: a refused, reset 
 timed-out connection, HTTP 5xx or 429, rclone restarting). A missing blob, a
 refused login, a full remote, a bad name or a full or removed drive fail at once:
 trying again cannot help and would only hide the message.
+
+``Retrying(fail_fast=True)`` is for what a person waits on (the window's browse, unlock,
+Test connection): an error that says the remote cannot be reached at all (connection
+refused, a name that does not resolve, no route to the network) fails at once, as
+"Can't reach REMOTE: ...", instead of after the whole backoff; backups keep their retries.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import re
 import threading
 from typing import Callable, Generator, Iterator
 
 from core.engine.progress import Clock
 from core.engine.storage.base import Backend, BlobInfo, Source, chunks_of
-from core.errors import PlugbackError
+from core.errors import PlugbackError, RemoteUnavailable
 
 log = logging.getLogger(__name__)
+
+# What the network stack says when nothing answers at that address (rclone passes Go's words on).
+_UNREACHABLE = re.compile(r"connection refused|no such host|network is unreachable|no route to host|"
+                          r"host is unreachable|name or service not known|name resolution|"
+                          r"dial tcp[^\n]*i/o timeout", re.I)
 
 
 def is_transient(err: BaseException) -> bool:
     """Whether trying again later can help with ``err``."""
     return isinstance(err, PlugbackError) and getattr(err, "transient", False) is True
+
+
+def is_unreachable(err: BaseException) -> bool:
+    """Whether ``err`` says the remote cannot be reached at all (not a busy or failing server)."""
+    return isinstance(err, RemoteUnavailable) and bool(_UNREACHABLE.search(str(err.details.get("reason", ""))))
+
+
+def unreachable(err: RemoteUnavailable) -> RemoteUnavailable:
+    """``err`` told as "Can't reach REMOTE: what the network said" (same code: the window shows it alike)."""
+    where, reason = str(err.details.get("where", "")), str(err.details.get("reason", ""))
+    try:
+        reason = str(json.loads(reason).get("error", reason))   # (a download's reply: rclone's JSON)
+    except (ValueError, AttributeError):
+        pass
+    said = reason[reason.find("dial "):] if "dial " in reason else reason.removeprefix("failed to make Fs: ")
+    return RemoteUnavailable(f"Can't reach {where}: {said}. Nothing was changed; check the network connection "
+                             "and that the server is up, then try again.", where=where, reason=reason)
 
 
 class Retrying:
@@ -35,13 +64,16 @@ class Retrying:
     ``attempts``: tries per operation in all; the waits grow from ``first_wait`` by
     ``factor`` up to ``max_wait`` seconds. A ``get`` cut off part-way continues from
     the last byte it delivered; a ``list`` cut off part-way starts again and skips the
-    names it already gave.
+    names it already gave. ``fail_fast``: an unreachable remote (:func:`is_unreachable`) is not
+    retried but raised at once as :func:`unreachable` (a person waits); it may be turned off
+    later (once a set opened, a long restore keeps its retries).
     """
 
     def __init__(self, inner: Backend, clock: Clock | None = None, *, attempts: int = 6,
                  first_wait: float = 0.5, factor: float = 2.0, max_wait: float = 30.0,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, fail_fast: bool = False):
         self.inner = inner
+        self.fail_fast = fail_fast
         self.where = inner.where
         self.clock = clock or Clock()
         self.attempts = attempts
@@ -55,6 +87,7 @@ class Retrying:
             try:
                 return fn()
             except Exception as err:
+                self._at_once(err)
                 if not is_transient(err) or attempt == self.attempts:
                     raise
                 pause = min(self.max_wait, wait) * (0.5 + self._rng.random() / 2)
@@ -62,7 +95,13 @@ class Retrying:
                 self.retries += 1
                 self.clock.sleep(pause)
                 wait *= self.factor
-        raise AssertionError("unreachable")
+        raise AssertionError("not reached")
+
+    def _at_once(self, err: Exception) -> None:
+        """With ``fail_fast``, an unreachable remote's error, told as such, now."""
+        if self.fail_fast and is_unreachable(err):
+            assert isinstance(err, RemoteUnavailable)
+            raise unreachable(err) from err
 
     def put(self, name: str, data: Source) -> None:
         # data is bytes or a function that opens the stream again: each attempt sends it whole.
@@ -82,6 +121,7 @@ class Retrying:
                 except StopIteration:
                     return
                 except Exception as err:
+                    self._at_once(err)
                     failures += 1
                     if not is_transient(err) or failures >= self.attempts:
                         raise
@@ -111,6 +151,7 @@ class Retrying:
                         yield info
                 return
             except Exception as err:
+                self._at_once(err)
                 if not is_transient(err) or attempt == self.attempts:
                     raise
                 self.retries += 1

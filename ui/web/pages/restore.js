@@ -178,7 +178,9 @@ export async function render(main, ctx, driveId) {
     h('div', { class: 'inline' }, ctx.info.can_pick_folders ? h('button', { type: 'button', onclick: async () => {
       const r = await ctx.call('pick_folder', {});
       if (r.ok && r.data.path) { openPath.value = r.data.path; openFolder(); }
-    } }, 'Choose folder…') : null, openPath, h('button', { type: 'button', id: 'restore-open-go', onclick: () => openFolder() }, 'Look')), openError)),
+    } }, 'Choose folder…') : null, openPath, h('button', { type: 'button', id: 'restore-open-go', onclick: () => openFolder() }, 'Look')),
+    h('p', { class: 'muted', id: 'restore-open-hint' }, 'A cloud or network location works too: type rclone:REMOTE:FOLDER (a remote of your rclone configuration).'),
+    openError)),
   unlockBox,
   h('section', { class: 'card', id: 'restore-browse' },
     h('div', { class: 'field' }, h('label', { for: 'restore-search' }, 'Search all snapshots for a file name'),

@@ -192,3 +192,50 @@ def test_wrappers_stack(faulty):
     faulty.fail["put"] = [transient()]
     b.put("plugback.json", b"{}")
     assert [i.name for i in b.list()] == ["plugback.json"] and b.retries == 1
+
+
+# --- fail_fast: a person waits (the window's browse, unlock, Test connection) -------------------
+
+UNREACHABLE = {
+    "refused": 'read metadata failed: Propfind "http://127.0.0.1:9/s": dial tcp 127.0.0.1:9: connect: connection refused',
+    "DNS": "dial tcp: lookup dav.example on 10.0.0.53:53: no such host",
+    "no network": "dial tcp 192.0.2.1:443: connect: network is unreachable",
+    "no route": "dial tcp 192.0.2.1:443: connect: no route to host",
+    "a download's reply": '{\n\t"error": "failed to make Fs: read metadata failed: Propfind \\"http://h/s\\": '
+                          'dial tcp 127.0.0.1:9: connect: connection refused",\n\t"status": 500\n}',
+}
+
+
+@pytest.mark.parametrize("case", UNREACHABLE)
+@pytest.mark.parametrize("op", ["stat", "get", "list"])
+def test_fail_fast_raises_an_unreachable_remote_at_once(faulty, case, op):
+    clock = RecordingClock()
+    b = Retrying(faulty, clock, fail_fast=True)
+    faulty.inner.put("plugback.json", b"{}")
+    faulty.fail[op] = [RemoteUnavailable(where="rclone:dav:set", reason=UNREACHABLE[case])]
+    with pytest.raises(RemoteUnavailable) as caught:
+        {"stat": lambda: b.stat("plugback.json"), "get": lambda: b"".join(b.get("plugback.json")),
+         "list": lambda: list(b.list(""))}[op]()
+    assert clock.waits == [] and b.retries == 0 and len(faulty.calls) == 1
+    message = caught.value.message
+    assert message.startswith("Can't reach rclone:dav:set: dial tcp") and "check the network" in message
+    assert '"error"' not in message and "\n" not in message
+    assert caught.value.code == "remote_unavailable"      # (the window and the agent treat it as before)
+
+
+@pytest.mark.parametrize("reason", ["503 Service Unavailable", "connection reset by peer", "timeout awaiting response"])
+def test_fail_fast_still_retries_a_server_that_answers_badly(faulty, reason):
+    clock = RecordingClock()
+    b = Retrying(faulty, clock, fail_fast=True)
+    faulty.fail["put"] = [RemoteUnavailable(where="x", reason=reason), RcloneFailed(reason="restarting")]
+    b.put("plugback.json", b"{}")
+    assert b.retries == 2 and len(clock.waits) == 2
+
+
+def test_without_fail_fast_an_unreachable_remote_is_retried(faulty):
+    clock = RecordingClock()
+    b = Retrying(faulty, clock, attempts=3)
+    faulty.fail["stat"] = [RemoteUnavailable(where="x", reason=UNREACHABLE["refused"]) for _ in range(3)]
+    with pytest.raises(RemoteUnavailable) as caught:
+        b.stat("plugback.json")
+    assert len(clock.waits) == 2 and not caught.value.message.startswith("Can't reach")
