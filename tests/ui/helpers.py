@@ -160,3 +160,16 @@ def wizard_to_details(page, folder, mount) -> None:
         shown = page.locator("main").inner_text(timeout=5_000)
         raise AssertionError(f"the drive {mount} was not offered within 45 s; the page said:\n{shown}") from err
     page.click("#welcome-next")
+
+
+def unlock_wrong_then_right(page, passphrase: str) -> None:
+    """On the Restore page's unlock form: a wrong passphrase is refused with its message, the right
+    one opens the set (its ``Documents`` folder shown)."""
+    from playwright.sync_api import expect
+
+    page.fill("#unlock-secret", "wrong")
+    page.click("#unlock-go")
+    expect(page.locator("#unlock-error")).to_contain_text("Wrong passphrase")
+    page.fill("#unlock-secret", passphrase)
+    page.click("#unlock-go")
+    expect(page.get_by_role("button", name="Open folder Documents")).to_be_visible()

@@ -13,6 +13,7 @@ from core.agent.config import Job
 from core.agent.history import History
 from tests.support.rclone import FAST_FAIL, RCLONE, SKIP_REASON, RcloneWorld
 from tests.support.trees import make_tree
+from tests.ui.helpers import unlock_wrong_then_right
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -45,11 +46,6 @@ def test_a_typed_remote_set_is_found_unlocked_and_browsed(rclone_env, open_page,
     page.fill("#restore-open-path", spec)
     page.click("#restore-open-go")
     expect(page.locator("#restore-job")).to_have_value(f"set:{spec}")
-    page.fill("#unlock-secret", "wrong")
-    page.click("#unlock-go")
-    expect(page.locator("#unlock-error")).to_contain_text("Wrong passphrase")
-    page.fill("#unlock-secret", PASS)
-    page.click("#unlock-go")
-    expect(page.get_by_role("button", name="Open folder Documents")).to_be_visible()
+    unlock_wrong_then_right(page, PASS)
     page.get_by_role("button", name="Open folder Documents").click()
     expect(page.locator("#restore-tree")).to_contain_text("ada.txt")

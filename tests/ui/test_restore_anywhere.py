@@ -15,7 +15,7 @@ from core.engine import crypto
 from core.engine.layout import drive_set_path
 from tests.support.engine import backup_path, open_set
 from tests.support.trees import make_tree, read_tree
-from tests.ui.helpers import wait_for
+from tests.ui.helpers import unlock_wrong_then_right, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PASS = "the old laptop's passphrase"
@@ -118,12 +118,7 @@ def test_a_passphrase_unlocks_a_set_in_an_opened_folder(open_page, agent, tmp_pa
     page.fill("#restore-open-path", str(tmp_path / "copy-of-the-drive"))
     page.click("#restore-open-go")
     expect(page.locator("#restore-job")).to_have_value(f"set:{set_path}")
-    page.fill("#unlock-secret", "wrong")
-    page.click("#unlock-go")
-    expect(page.locator("#unlock-error")).to_contain_text("Wrong passphrase")
-    page.fill("#unlock-secret", PASS)
-    page.click("#unlock-go")
-    expect(page.get_by_role("button", name="Open folder Documents")).to_be_visible()
+    unlock_wrong_then_right(page, PASS)
 
 
 def test_the_result_names_renamed_files_and_search_shows_versions(open_page, agent, tmp_path):

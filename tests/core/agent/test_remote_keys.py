@@ -14,15 +14,10 @@ from core.agent.history import History
 from core.agent.keys import stored_passphrase
 from core.engine.progress import FakeClock
 from core.errors import BadRecoveryKey, PassphraseNeeded, WrongPassphrase
-from tests.support.rclone import FAST_FAIL, local_remote_config
+from tests.support.rclone import FAST_FAIL
 from tests.support.trees import make_tree
 
 PASSPHRASE = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def rclone_config(tmp_path_factory):
-    return local_remote_config(tmp_path_factory)
 
 
 @pytest.fixture

@@ -15,15 +15,10 @@ from core.agent.keys import make_unlocker, stored_passphrase
 from core.engine.progress import FakeClock
 from core.engine.remote.rset import RemoteSet
 from core.errors import RemoteFull
-from tests.support.rclone import FAST_FAIL, local_remote_config
+from tests.support.rclone import FAST_FAIL
 from tests.support.trees import make_tree
 
 PASSPHRASE = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def rclone_config(tmp_path_factory):
-    return local_remote_config(tmp_path_factory)
 
 
 class HeldMeta:

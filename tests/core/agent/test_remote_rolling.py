@@ -16,17 +16,12 @@ from core.agent.remote_scrub import scrub_slice, stored_bytes
 from core.engine.pass_cursor import Cursor
 from core.engine.progress import FakeClock
 from core.platform.notify import read_log
-from tests.support.rclone import FAST_FAIL, local_remote_config
+from tests.support.rclone import FAST_FAIL
 from tests.support.trees import make_tree
 from tests.support.waiting import wait_for
 
 PASSPHRASE = "correct horse battery"
 BIG = 1_200_000   # above the pack limit (1 MiB): a standalone object
-
-
-@pytest.fixture(scope="module")
-def rclone_config(tmp_path_factory):
-    return local_remote_config(tmp_path_factory)
 
 
 @pytest.fixture

@@ -14,16 +14,11 @@ from core.agent.handlers import Handlers
 from core.agent.history import History
 from core.engine.progress import FakeClock
 from core.errors import PassphraseNeeded, UnknownRemote, WrongPassphrase
-from tests.support.rclone import FAST_FAIL, local_remote_config
+from tests.support.rclone import FAST_FAIL
 from tests.support.trees import make_tree
 from tests.support.waiting import wait_for
 
 PASSPHRASE = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def rclone_config(tmp_path_factory):
-    return local_remote_config(tmp_path_factory)
 
 
 @pytest.fixture
