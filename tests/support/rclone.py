@@ -149,6 +149,18 @@ def local_and_webdav(tmp: Path) -> Iterator[RcloneWorld]:
         world.close()
 
 
+def local_remotes(folder: Path, monkeypatch, *names: str) -> RcloneWorld:
+    """An rclone configuration in ``folder`` holding a ``local`` remote for each of ``names``, set as
+    RCLONE_CONFIG for this process and what it starts; the test is skipped where rclone is not installed."""
+    if RCLONE is None:
+        pytest.skip(SKIP_REASON)
+    world = RcloneWorld(folder)
+    for name in names:
+        world.add_local(name)
+    monkeypatch.setenv("RCLONE_CONFIG", str(world.config))
+    return world
+
+
 def local_remote_config(tmp_path_factory, name: str = "loc") -> Path:
     """An rclone configuration holding one ``local`` remote ``name`` (for a module's fixture);
     the test is skipped where rclone is not installed."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.rclone import RCLONE, SKIP_REASON, RcloneWorld
+from tests.support.rclone import local_remotes
 from tests.support.trees import make_tree
 from tests.ui.helpers import wait_for
 
@@ -18,13 +18,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 def rclone_env(tmp_path, monkeypatch):
     """The test's rclone configuration (remotes ``cloud`` and ``nas``), for the agent process it starts."""
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
-    world = RcloneWorld(tmp_path / "rclone")
-    world.add_local("cloud")
-    world.add_local("nas")
+    world = local_remotes(tmp_path / "rclone", monkeypatch, "cloud", "nas")
     world._add("gone", {"type": "webdav", "url": "http://127.0.0.1:9/", "vendor": "other"})   # nothing listens
-    monkeypatch.setenv("RCLONE_CONFIG", str(world.config))
     # rclone's own retries short (its environment flags), so an unreachable server fails fast.
     monkeypatch.setenv("RCLONE_LOW_LEVEL_RETRIES", "1")
     monkeypatch.setenv("RCLONE_CONTIMEOUT", "5s")

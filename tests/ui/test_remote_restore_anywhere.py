@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from core.agent import remote_jobs
 from core.agent.config import Job
 from core.agent.history import History
-from tests.support.rclone import FAST_FAIL, RCLONE, SKIP_REASON, RcloneWorld
+from tests.support.rclone import FAST_FAIL, local_remotes
 from tests.support.trees import make_tree
 from tests.ui.helpers import unlock_wrong_then_right
 
@@ -23,12 +23,7 @@ PASS = "a long passphrase"
 @pytest.fixture
 def rclone_env(tmp_path, monkeypatch):
     """The test's rclone configuration (remote ``cloud``), for this process and the agent it starts."""
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
-    world = RcloneWorld(tmp_path / "rclone")
-    world.add_local("cloud")
-    monkeypatch.setenv("RCLONE_CONFIG", str(world.config))
-    return world
+    return local_remotes(tmp_path / "rclone", monkeypatch, "cloud")
 
 
 def test_a_typed_remote_set_is_found_unlocked_and_browsed(rclone_env, open_page, agent, tmp_path, monkeypatch):
