@@ -38,8 +38,7 @@ def scan_remote(spec: str, found) -> None:
     """Add the set at ``spec`` to ``found`` (core.agent.sets.Found), or a problem in plain words."""
     from core.agent.remote_jobs import open_backend
     from core.agent.sets import MAX_SETS, FoundSet
-    from core.engine.layout import SNAPSHOTS_DIR
-    from core.engine.remote.rset import RemoteSet
+    from core.engine.remote.rset import RemoteSet, listed_snapshot_ids
 
     if len(found.sets) >= MAX_SETS:
         found.truncated = True
@@ -49,7 +48,7 @@ def scan_remote(spec: str, found) -> None:
         backend = open_backend(spec, interactive=True)
         try:
             set_id = _set_id(RemoteSet, backend)
-            ids = sorted(sid for sid in (_snapshot_id(i.name) for i in backend.list(SNAPSHOTS_DIR)) if sid)
+            ids = listed_snapshot_ids(backend)
         finally:
             backend.close()
     except PlugbackError as err:
@@ -81,13 +80,3 @@ def _set_id(remote_set, backend) -> str:
     except _Listed as seen:
         return seen.set_id
     raise AssertionError("not reached: the unlocker is always asked")
-
-
-def _snapshot_id(name: str) -> str | None:
-    """The snapshot id of a listed ``snapshots/<id>.json.gz`` blob, or None (as ``RemoteSet.snapshot_ids``)."""
-    from core.engine import manifest as mf
-    from core.engine.layout import MANIFEST_SUFFIX, SNAPSHOTS_DIR
-
-    folder, _, base = name.partition("/")
-    sid = base[:-len(MANIFEST_SUFFIX)] if base.endswith(MANIFEST_SUFFIX) else ""
-    return sid if folder == SNAPSHOTS_DIR and mf.is_snapshot_id(sid) else None

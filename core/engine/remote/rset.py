@@ -140,6 +140,18 @@ def encrypted_chunks(keys: crypto.SetKeys, plain: Iterable[bytes]) -> Iterator[b
     yield sink.take()
 
 
+def snapshot_of_blob(name: str) -> str | None:
+    """The snapshot id of a listed ``snapshots/<id>.json.gz`` blob, or None (anything else there)."""
+    folder, _, base = name.partition("/")
+    sid = base[:-len(MANIFEST_SUFFIX)] if base.endswith(MANIFEST_SUFFIX) else ""
+    return sid if folder == SNAPSHOTS_DIR and mf.is_snapshot_id(sid) else None
+
+
+def listed_snapshot_ids(backend: Backend) -> list[str]:
+    """The snapshot ids under ``snapshots/``, oldest first: names only, no key needed (one listing)."""
+    return sorted(sid for sid in (snapshot_of_blob(i.name) for i in backend.list(SNAPSHOTS_DIR)) if sid)
+
+
 def manifest_blob(snapshot_id: str) -> str:
     return f"{SNAPSHOTS_DIR}/{snapshot_id}{MANIFEST_SUFFIX}"
 
@@ -279,13 +291,7 @@ class RemoteSet:
     def snapshot_ids(self) -> list[str]:
         """Snapshot ids, oldest first (one listing of ``snapshots/``, kept until :meth:`forget_cached`)."""
         if self._ids is None:
-            ids = []
-            for info in self.backend.list(SNAPSHOTS_DIR):
-                folder, _, base = info.name.partition("/")
-                sid = base[:-len(MANIFEST_SUFFIX)] if base.endswith(MANIFEST_SUFFIX) else ""
-                if folder == SNAPSHOTS_DIR and mf.is_snapshot_id(sid):
-                    ids.append(sid)
-            self._ids = sorted(ids)
+            self._ids = listed_snapshot_ids(self.backend)
         return list(self._ids)
 
     def forget_cached(self, snapshot_id: str | None = None) -> None:

@@ -415,3 +415,19 @@ def test_compressible_content_is_stored_compressed_and_checks_exactly(webdav, tm
     assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
     held = sum(f.stat().st_size for f in webdav.root.rglob("*") if f.is_file())
     assert held < len(noise) + len(text) // 10
+
+
+def test_only_well_formed_snapshot_names_under_snapshots_are_snapshots():
+    """A remote's listing is untrusted: anything but ``snapshots/<id>.json.gz`` is not a snapshot."""
+    from datetime import datetime, timezone
+
+    from core.engine.layout import MANIFEST_SUFFIX
+    from core.engine.remote.rset import snapshot_of_blob
+    from core.engine.repo import new_snapshot_id
+
+    sid = new_snapshot_id(datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc), None)
+    assert snapshot_of_blob(f"snapshots/{sid}{MANIFEST_SUFFIX}") == sid
+    for name in (f"objects/{sid}{MANIFEST_SUFFIX}", f"snapshots/{sid}.json", f"snapshots/x/{sid}{MANIFEST_SUFFIX}",
+                 f"snapshots/../{sid}{MANIFEST_SUFFIX}", f"snapshots/{MANIFEST_SUFFIX}", "snapshots/evil.json.gz",
+                 f"{sid}{MANIFEST_SUFFIX}"):
+        assert snapshot_of_blob(name) is None, name
