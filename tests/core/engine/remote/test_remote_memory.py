@@ -92,7 +92,7 @@ class _LiveCounter:
     def __init__(self, monkeypatch, kinds: tuple[type, ...]):
         self.kinds, self.made, self.most = kinds, 0, 0
         for kind in kinds:
-            monkeypatch.setattr(kind, "__init__", self._counting(kind.__init__))
+            monkeypatch.setattr(kind, "__init__", self._counting(vars(kind)["__init__"]))
 
     def _counting(self, init):
         def counted(obj, *args, **kwargs):
@@ -109,18 +109,21 @@ class _LiveCounter:
         return self.most
 
 
+def _most_live(counter: _LiveCounter, tmp_path, n: int) -> tuple[int, int, int]:
+    """The most live entries during a full backup, a no-change backup and a restore of ``n`` files."""
+    src = _tree(tmp_path / f"src{n}" / "Data", n)
+    rset = RemoteSet.create(LocalBackend(tmp_path / f"set{n}"), Clock().now(), "pw")
+    full = counter.most_during(lambda: backup(rset, [src]))
+    again = counter.most_during(lambda: backup(rset, [src]))
+    back = counter.most_during(lambda: restore(rset, tmp_path / f"out{n}"))
+    return full, again, back
+
+
 def test_live_entries_do_not_grow_with_the_file_count(tmp_path, monkeypatch):
     monkeypatch.setattr(packs, "PACK_OBJECTS", 256)
     monkeypatch.setattr(remote_backup, "WINDOW", 256)
     counter = _LiveCounter(monkeypatch, (Entry, ScanEntry))
-    most = {}
-    for n in (SMALL, LARGE):
-        src = _tree(tmp_path / f"src{n}" / "Data", n)
-        rset = RemoteSet.create(LocalBackend(tmp_path / f"set{n}"), Clock().now(), "pw")
-        full = counter.most_during(lambda: backup(rset, [src]))
-        again = counter.most_during(lambda: backup(rset, [src]))
-        back = counter.most_during(lambda: restore(rset, tmp_path / f"out{n}"))
-        most[n] = (full, again, back)
+    most = {n: _most_live(counter, tmp_path, n) for n in (SMALL, LARGE)}
     for what, small, large in zip(("full backup", "no-change backup", "restore"), most[SMALL], most[LARGE],
                                   strict=True):
         assert small > 0, f"{what}: no entries counted (the counter is not wired)"
