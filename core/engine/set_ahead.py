@@ -30,18 +30,20 @@ import queue
 import stat
 import threading
 
-from core.engine.fs import long_path
+from core.engine.fs import long_path, read_ahead
+from core.engine.layout import LATEST_DIR, LATEST_SUMS, OBJECTS_DIR, SNAPSHOTS_DIR
 
 MAX_LOOKUPS = 8192   # paths looked up in the set at most, a run
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 THREADS = 2          # (the look-ups wait on the disk: two keep it busy while the walk goes on)
 
 
 def last_commit(set_root: str) -> int | None:
     """When the set last committed, by its files' times (ns), or None (no set there yet)."""
     times = []
-    for name in ("snapshots", "Latest.sha256"):
+    for name in (SNAPSHOTS_DIR, LATEST_SUMS):
         try:
             times.append(os.lstat(os.path.join(set_root, name)).st_mtime_ns)
         except OSError:
@@ -59,6 +61,8 @@ class SetAhead:
 
     def __init__(self, latest: str, since: int, threads: int = THREADS):
         self.latest, self.since = latest, since
+        self.root = os.path.dirname(latest)
+        self._first = True
         self.left = MAX_LOOKUPS
         self.done = 0            # look-ups made (for tests)
         self._proven: set[str] = set()   # folders of Latest/ proven real, with their parents
@@ -73,7 +77,7 @@ class SetAhead:
         since = last_commit(set_root)
         if since is None:
             return None
-        return cls(os.path.join(set_root, "Latest"), since)
+        return cls(os.path.join(set_root, LATEST_DIR), since)
 
     def changed(self, st: os.stat_result) -> bool:
         return changed_since(st, self.since)
@@ -95,6 +99,9 @@ class SetAhead:
             t.join()
 
     def _put(self, job) -> None:
+        if self._first:   # something changed: the commit reads Latest.sha256, displace looks in objects/
+            self._first = False
+            self._jobs.put(("s", "", None))
         if self.left > 0:
             self.left -= 1
             self._jobs.put(job)
@@ -105,10 +112,39 @@ class SetAhead:
             try:
                 if kind == "f":
                     self._lstat(rel)
+                elif kind == "s":
+                    self._set_files()
                 else:
                     self._gone(rel, names)
             except OSError:
                 pass   # (gone, or not readable: the parent finds out itself)
+
+    def _set_files(self) -> None:
+        """``Latest.sha256`` asked of the disk (the commit patches or rewrites it), and every
+        ``objects/xx/`` folder looked in once (a changed file's old copy is moved there, or found
+        there already: a look-up in that folder each)."""
+        sums = os.path.join(self.root, LATEST_SUMS)
+        try:   # (a regular file only: opening a device or a FIFO planted there could do something)
+            fd = os.open(sums, os.O_RDONLY | _NOFOLLOW | _NONBLOCK) if stat.S_ISREG(os.lstat(sums).st_mode) else -1
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            read_ahead(fd)
+            os.close(fd)
+        objects = os.path.join(self.root, OBJECTS_DIR)
+        try:
+            if not stat.S_ISDIR(os.lstat(objects).st_mode):
+                return
+        except OSError:
+            return
+        for i in range(256):
+            folder = os.path.join(objects, f"{i:02x}")
+            try:
+                if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                    continue
+                os.lstat(os.path.join(folder, "-"))   # (no such name: the folder's entries are read)
+            except OSError:
+                pass
 
     def _path(self, rel: str) -> str:
         return long_path(os.path.join(self.latest, rel) if rel else self.latest)
