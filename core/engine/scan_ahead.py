@@ -27,8 +27,6 @@ import signal
 import stat
 import sys
 import threading
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from core.engine.fs import long_path, read_ahead
@@ -40,7 +38,6 @@ if TYPE_CHECKING:
     from core.engine.scan import Excluder
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-WALK_THREADS = 4   # folders the child reads at once
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
@@ -92,8 +89,7 @@ def start(sources: list[str], excludes: list[str], set_root: str) -> ScanAhead |
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # (Ctrl+C is the parent's to handle)
         load_ahead(os.path.dirname(__file__))
         latest = SetAhead.of_set(set_root)
-        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent, latest,
-             WALK_THREADS)
+        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent, latest)
         if latest is not None:
             latest.finish()
     finally:
@@ -124,75 +120,45 @@ def load_ahead(package: str) -> int:
     return n
 
 
-def walk(sources: list[str], excluder: Excluder, parent: int | None = None, latest: SetAhead | None = None,
-         threads: int = 1) -> int:
+def walk(sources: list[str], excluder: Excluder, parent: int | None = None, latest: SetAhead | None = None) -> int:
     """List every folder below ``sources`` and ``lstat`` its entries, as the scan does and in its
     order; the number of entries read. Stops early when ``parent`` is no longer the parent
     process (it ended); a folder that cannot be read is passed over (the scan reports it).
-    ``latest``: what changed since the set's last commit is also looked up there (core/engine/set_ahead.py).
-    ``threads`` > 1: that many folders read at once, the next ones in the scan's order (the disk
-    answers several questions in about the time of one: issue #11, "the day of changes, third pass")."""
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    ``latest``: what changed since the set's last commit is also looked up there (core/engine/set_ahead.py)."""
     n = 0
-    try:
-        for root in sources:
-            top = os.path.basename(root.rstrip(os.sep)) or "root"   # (its name in Latest/, as a rule: plan_sources)
-            stack = [("", latest is not None and _changed_root(root, latest))]
-            running: deque = deque()
-            while stack or running:
-                if parent is not None and os.getppid() != parent:
-                    return n
-                while stack and (pool is not None and len(running) < threads or not running):
-                    job = (root, top, *stack.pop(), excluder, latest)
-                    running.append(pool.submit(_folder, *job) if pool is not None else _Done(_folder(*job)))
-                below, count = running.popleft().result()
-                n += count
-                stack.extend(below)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    for root in sources:
+        top = os.path.basename(root.rstrip(os.sep)) or "root"   # (its name in Latest/, as a rule: plan_sources)
+        stack = [("", latest is not None and _changed_root(root, latest))]
+        while stack:
+            if parent is not None and os.getppid() != parent:
+                return n
+            rel, changed = stack.pop()
+            below = []
+            names: set[str] = set()
+            try:
+                with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:
+                    for d in it:   # (a folder's entries all read before the next: their order is no matter)
+                        try:
+                            st = d.stat(follow_symlinks=False)
+                        except OSError:
+                            continue   # (gone since the listing)
+                        n += 1
+                        sub = f"{rel}/{d.name}" if rel else d.name
+                        if changed:
+                            names.add(d.name)
+                        new = latest is not None and latest.changed(st)
+                        if new and latest is not None:
+                            latest.file(f"{top}/{sub}")
+                        if stat.S_ISDIR(st.st_mode):
+                            if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
+                                below.append((sub, new))
+            except OSError:
+                continue
+            if changed and latest is not None:
+                latest.folder(f"{top}/{rel}" if rel else top, names)
+            below.sort(reverse=True)   # (the scan enters them by name: the first one last on the stack)
+            stack.extend(below)
     return n
-
-
-class _Done:
-    """A folder read in the walk's own thread (as a pool's future)."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
-
-
-def _folder(root: str, top: str, rel: str, changed: bool, excluder: Excluder, latest: SetAhead | None
-            ) -> tuple[list[tuple[str, bool]], int]:
-    """Read one folder of the walk: its subfolders to enter (last first) and the entries read."""
-    below = []
-    names: set[str] = set()
-    n = 0
-    try:
-        with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:
-            for d in it:   # (a folder's entries all read before the next: their order is no matter)
-                try:
-                    st = d.stat(follow_symlinks=False)
-                except OSError:
-                    continue   # (gone since the listing)
-                n += 1
-                sub = f"{rel}/{d.name}" if rel else d.name
-                if changed:
-                    names.add(d.name)
-                new = latest is not None and latest.changed(st)
-                if new and latest is not None:
-                    latest.file(f"{top}/{sub}")
-                if stat.S_ISDIR(st.st_mode):
-                    if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
-                        below.append((sub, new))
-    except OSError:
-        return [], n
-    if changed and latest is not None:
-        latest.folder(f"{top}/{rel}" if rel else top, names)
-    below.sort(reverse=True)   # (the scan enters them by name: the first one last on the stack)
-    return below, n
 
 
 def _changed_root(root: str, latest: SetAhead) -> bool:
