@@ -126,6 +126,7 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
     process (it ended); a folder that cannot be read is passed over (the scan reports it).
     ``latest``: what changed since the set's last commit is also looked up there (core/engine/set_ahead.py)."""
     n = 0
+    since = latest.since if latest is not None else None   # (per entry: a comparison, no call)
     for root in sources:
         top = os.path.basename(root.rstrip(os.sep)) or "root"   # (its name in Latest/, as a rule: plan_sources)
         stack = [("", latest is not None and _changed_root(root, latest))]
@@ -143,13 +144,13 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
                         except OSError:
                             continue   # (gone since the listing)
                         n += 1
-                        sub = f"{rel}/{d.name}" if rel else d.name
                         if changed:
                             names.add(d.name)
-                        new = latest is not None and latest.changed(st)
+                        new = since is not None and (st.st_mtime_ns >= since or st.st_ctime_ns >= since)
                         if new and latest is not None:
-                            latest.file(f"{top}/{sub}")
+                            latest.file(f"{top}/{rel}/{d.name}" if rel else f"{top}/{d.name}")
                         if stat.S_ISDIR(st.st_mode):
+                            sub = f"{rel}/{d.name}" if rel else d.name
                             if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
                                 below.append((sub, new))
             except OSError:
