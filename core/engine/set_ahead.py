@@ -34,6 +34,7 @@ from core.engine.fs import long_path, read_ahead
 from core.engine.layout import LATEST_DIR, LATEST_SUMS, OBJECTS_DIR, SNAPSHOTS_DIR
 
 MAX_LOOKUPS = 8192   # paths looked up in the set at most, a run
+MAX_NAMES = 65536    # source names held for the folder look-ups waiting, at most (memory stays flat)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -63,6 +64,8 @@ class SetAhead:
         self.latest, self.since = latest, since
         self.root = os.path.dirname(latest)
         self._first = True
+        self._held = 0            # names held by waiting folder look-ups
+        self._lock = threading.Lock()
         self.left = MAX_LOOKUPS
         self.done = 0            # look-ups made (for tests)
         self._proven: set[str] = set()   # folders of Latest/ proven real, with their parents
@@ -89,7 +92,13 @@ class SetAhead:
     def folder(self, rel: str, names: set[str]) -> None:
         """A folder that changed (``names``: its entries in the source): its ``Latest/`` counterpart's
         entries that are not in ``names``, and what lies below those."""
-        self._put(("d", rel, names))
+        with self._lock:
+            if self._held + len(names) > MAX_NAMES:
+                return   # (a look-up passed over, never a result)
+            self._held += len(names)
+        if not self._put(("d", rel, names)):
+            with self._lock:
+                self._held -= len(names)
 
     def finish(self) -> None:
         """Wait for the look-ups asked for (the child's walk is done)."""
@@ -98,13 +107,16 @@ class SetAhead:
         for t in self._threads:
             t.join()
 
-    def _put(self, job) -> None:
+    def _put(self, job) -> bool:
+        """Queue a look-up (False: the run's look-ups are used up)."""
         if self._first:   # something changed: the commit reads Latest.sha256, displace looks in objects/
             self._first = False
             self._jobs.put(("s", "", None))
-        if self.left > 0:
-            self.left -= 1
-            self._jobs.put(job)
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        self._jobs.put(job)
+        return True
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -118,6 +130,10 @@ class SetAhead:
                     self._gone(rel, names)
             except OSError:
                 pass   # (gone, or not readable: the parent finds out itself)
+            finally:
+                if names is not None:
+                    with self._lock:
+                        self._held -= len(names)
 
     def _set_files(self) -> None:
         """``Latest.sha256`` asked of the disk (the commit patches or rewrites it), and every

@@ -24,9 +24,10 @@ class Asked(SetAhead):
         super().__init__("/nonexistent", since, threads=0)
         self.asked: list[tuple] = []
 
-    def _put(self, job) -> None:
+    def _put(self, job) -> bool:
         kind, rel, names = job
         self.asked.append((kind, rel, sorted(names) if names is not None else None))
+        return True
 
 
 def _tick() -> int:
@@ -131,6 +132,28 @@ def test_at_most_max_lookups_a_run(tmp_path, monkeypatch, lstats):
         ahead.file(f"src/f{i}")
     ahead.finish()
     assert len({p for p in lstats if os.path.basename(p).startswith("f")}) == 3
+
+
+def test_the_names_held_for_waiting_folder_lookups_are_bounded(tmp_path, monkeypatch):
+    """Memory stays flat: a folder whose names would pass MAX_NAMES held at once is not looked up."""
+    monkeypatch.setattr(set_ahead, "MAX_NAMES", 10)
+    queued: list[str] = []
+
+    class Held(SetAhead):
+        def _put(self, job) -> bool:
+            queued.append(job[1])
+            return job[1] != "refused" and super()._put(job)   # (refused: as when the look-ups are used up)
+
+    ahead = Held(str(tmp_path / "Latest"), 0, threads=0)
+    ahead._first = False   # (no look-up in the set's files)
+    ahead.folder("a", {f"n{i}" for i in range(6)})
+    ahead.folder("b", {f"n{i}" for i in range(5)})   # 11 held: passed over
+    ahead.folder("refused", {"x"})                    # not queued: its name is not held
+    ahead.folder("c", {f"n{i}" for i in range(3)})   # 6 + 3 held (not the refused one's)
+    assert queued == ["a", "refused", "c"] and ahead._held == 9
+    ahead._jobs.put(None)
+    ahead._work()   # (the two waiting look-ups done: the names no longer held)
+    assert ahead._held == 0
 
 
 def test_the_last_commit_is_the_sets_newest_write(tmp_path):
