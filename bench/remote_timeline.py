@@ -114,6 +114,8 @@ def report(total: float, requests: list[str], everything: bool) -> None:
     for label, (n, summed, first, last) in sorted(groups.items(), key=lambda kv: kv[1][2]):
         print(f"{label:42} {n:5}x  sum {summed:7.3f}  first {first:6.3f}  last end {last:6.3f}")
     if everything:
+        for line in requests:
+            print(line)
         for start, end, thread, label in sorted(STEPS):
             print(f"{start:7.3f} {end:7.3f} {end - start:6.3f} {thread:22} {label}")
 
