@@ -35,7 +35,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Generator, Iterator
+from typing import Generator, Iterable, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
@@ -50,7 +50,7 @@ from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
 from core.engine.storage import Backend, BlobInfo, Source
-from core.engine.storage.base import TMP, Stages, Unstaged, can_stage
+from core.engine.storage.base import TMP, Staged, Stages, Unstaged, can_stage
 from core.engine.storage.lock import FOLDER as LOCKS_DIR
 from core.engine.storage.lock import RemoteLock
 from core.errors import DamagedSet, ObjectNameMismatch, UsageError
@@ -148,22 +148,45 @@ class _Gated:
             self._folders.set()
 
     def put(self, name: str, data: Source) -> None:
-        if self._ready.done() or isinstance(data, Unstaged) or not can_stage(self._inner):
+        if self._ready.done() or isinstance(data, Unstaged) or not self.can_stage:
             self._ready.result()
             self._inner.put(name, data)
             return
-        stager: Stages = self._inner     # type: ignore[assignment]
-        self._folders.wait()
-        staged = stager.stage(name, data)
+        staged = self.stage(name, data)
         try:
             self._ready.result()
         except BaseException:
-            try:
-                stager.discard(staged)
-            except Exception as err:  # noqa: BLE001 - the gate's own error is the one to report
-                log.info("Could not remove the upload of %s from tmp/: %s", name, err)
+            self.discard(staged, quietly=True)
             raise
-        stager.commit(staged)
+        self.commit(staged)
+
+    # base.Stages: staging only uploads to tmp/ (at once); naming waits for the gate
+    @property
+    def can_stage(self) -> bool:
+        return can_stage(self._inner)
+
+    def stage(self, name: str, data: Source) -> Staged:
+        self._folders.wait()
+        return self._stager.stage(name, data)
+
+    def commit(self, staged: Staged) -> None:
+        self._ready.result()
+        self._stager.commit(staged)
+
+    def discard(self, staged: Staged, quietly: bool = False) -> None:
+        try:
+            self._stager.discard(staged)
+        except Exception as err:
+            if not quietly:
+                raise
+            log.info("Could not remove the upload of %s from tmp/: %s", staged.name, err)
+
+    def make_folders(self, folders: Iterable[str]) -> None:
+        self._stager.make_folders(folders)
+
+    @property
+    def _stager(self) -> Stages:
+        return self._inner      # type: ignore[return-value]
 
     def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
         return self._inner.get(name, offset)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Iterator
 from core.engine import crypto, scratch
 from core.engine.manifest import is_hex64
 from core.engine.storage import Backend, read_all
-from core.engine.storage.base import Unstaged
+from core.engine.storage.base import Staged, Unstaged, can_stage
 from core.errors import DamagedSet, NewerFormat
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ INDEX_FORMAT = "plugback-pack-index"
 INDEX_VERSION = 1
 INDEX_READERS = 4            # index gets in flight when a set's indexes are first read
 PACKS_IN_FLIGHT = 2          # full packs being stored or waiting to be, at most (memory: PACK_SIZE each)
+log = logging.getLogger(__name__)
 
 
 def pack_blob(pack_id: str) -> str:
@@ -228,6 +230,14 @@ def _insert(db, pack: str, size: int, objects: list[tuple[str, int, int]]) -> No
                    ((bytes.fromhex(n), pid, off, length) for n, off, length in objects))
 
 
+def _discard(backend: Backend, staged: Staged) -> None:
+    """Remove a staged index whose pack failed (best effort: the next run clears tmp/ anyway)."""
+    try:
+        backend.discard(staged)      # type: ignore[attr-defined]
+    except Exception as err:  # noqa: BLE001 - the pack's own failure is the one to report
+        log.info("Could not remove the upload of %s from tmp/: %s", staged.name, err)
+
+
 def read_pack(rset: "RemoteSet", pack: str, size: int) -> bytes:
     """A whole pack (at most :data:`MAX_PACK_BYTES`), checked against its name (its SHA-256)."""
     data = read_all(rset.backend, pack_blob(pack), min(size, MAX_PACK_BYTES))
@@ -351,11 +361,23 @@ class Packer:
         """Pack, read back, index, read back: only then may a manifest name these objects."""
         backend, keys = self._rset.backend, self._rset.keys
         pack = hashlib.sha256(buf).hexdigest()
-        # In place, not staged (a request-costly move less): nothing trusts a pack before its
-        # index, which is put only once the pack read back equal to its name.
-        backend.put(pack_blob(pack), buf)
-        read_pack(self._rset, pack, len(buf))
-        backend.put(index_blob(pack), encode_index(keys, pack, len(buf), objects))
+        index = encode_index(keys, pack, len(buf), objects)
+        # The index's bytes go to tmp/ first where the backend stages (before a new set's lock,
+        # too: backup._Gated), so that once the pack is checked only the move names it.
+        staged = backend.stage(index_blob(pack), index) if can_stage(backend) else None  # type: ignore[attr-defined]
+        try:
+            # In place, not staged (a request-costly move less): nothing trusts a pack before its
+            # index, which is named only once the pack read back equal to its name.
+            backend.put(pack_blob(pack), buf)
+            read_pack(self._rset, pack, len(buf))
+        except BaseException:
+            if staged is not None:
+                _discard(backend, staged)
+            raise
+        if staged is not None:
+            backend.commit(staged)      # type: ignore[attr-defined]
+        else:
+            backend.put(index_blob(pack), index)
         decode_index(keys, index_blob(pack), read_all(backend, index_blob(pack), MAX_INDEX_BYTES))
         self._rset.packs.add(pack, len(buf), objects)
         with self._mutex:
