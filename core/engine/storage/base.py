@@ -103,8 +103,10 @@ class Stages(Protocol):
 
 
 def can_stage(backend: object) -> bool:
-    """Whether ``backend`` stages and commits puts as two calls (:class:`Stages`)."""
-    return bool(getattr(backend, "can_stage", False))
+    """Whether ``backend`` stages and commits puts as two calls (:class:`Stages`). Only a backend
+    whose class says so: a wrapper that hands unknown calls on with ``__getattr__`` (the agent's
+    byte counter) would let staged bytes pass it by, so it keeps plain puts until it stages itself."""
+    return hasattr(type(backend), "can_stage") and bool(backend.can_stage)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

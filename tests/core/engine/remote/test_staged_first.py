@@ -39,6 +39,21 @@ class _Held:
             assert self.go.wait(60)
         self._inner.put(name, data)
 
+    # (Stages is said by the class: a wrapper passing calls on with __getattr__ alone does not stage.)
+    can_stage = True
+
+    def stage(self, name, data):
+        return self._inner.stage(name, data)
+
+    def commit(self, staged):
+        self._inner.commit(staged)
+
+    def discard(self, staged):
+        self._inner.discard(staged)
+
+    def make_folders(self, folders):
+        self._inner.make_folders(folders)
+
     def __getattr__(self, attr):
         return getattr(self._inner, attr)
 

@@ -239,3 +239,26 @@ def test_without_fail_fast_an_unreachable_remote_is_retried(faulty):
     with pytest.raises(RemoteUnavailable) as caught:
         b.stat("plugback.json")
     assert len(clock.waits) == 2 and not caught.value.message.startswith("Can't reach")
+
+
+def test_only_a_backend_whose_class_stages_is_asked_to_stage(tmp_path):
+    """A wrapper that passes unknown calls on (``__getattr__``) must not have staged bytes go past
+    it (the agent counts the bytes it puts): it is not taken for a stager, the wrappers here are."""
+    from core.engine.storage.base import can_stage
+
+    class Stager:
+        where = "x"
+        can_stage = True
+
+    class PassesOn:
+        where = "x"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    assert can_stage(Stager()) and can_stage(Retrying(Stager())) and can_stage(RateLimited(Stager()))
+    assert not can_stage(PassesOn(Stager())) and not can_stage(Retrying(PassesOn(Stager())))
+    assert not can_stage(LocalBackend(tmp_path)) and not can_stage(Retrying(LocalBackend(tmp_path)))
