@@ -9,7 +9,9 @@ staged puts a second; bench/storage_rclone.py).
   format: JSON ``{"format": "plugback-pack-index", "version": 1, "pack": ID, "size": BYTES,
   "objects": [[OBJECT NAME, OFFSET, LENGTH], ...]}``.
 
-Write order: a pack is put and read back, then its index is put and read back; the
+Write order: a pack is put and read back, then its index is put and read back (where the
+backend stages, the index's bytes go to ``tmp/`` before the pack is put and are only moved onto
+its name after the pack's check: ``storage.base.Stages``); the
 manifest that names its objects comes after both (core/engine/remote/backup.py). A pack is
 written in place (``Unstaged``: not staged in ``tmp/`` and moved), so a cut put may leave it
 torn; a pack without an index is what an interrupted run left: nothing names it, and the next
