@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Iterator
 from core.engine import crypto, scratch
 from core.engine.manifest import is_hex64
 from core.engine.storage import Backend, read_all
-from core.engine.storage.base import Staged, Unstaged, can_stage
+from core.engine.storage.base import Unstaged, can_stage
 from core.errors import DamagedSet, NewerFormat
 
 if TYPE_CHECKING:
@@ -232,8 +232,11 @@ def _insert(db, pack: str, size: int, objects: list[tuple[str, int, int]]) -> No
                    ((bytes.fromhex(n), pid, off, length) for n, off, length in objects))
 
 
-def _discard(backend: Backend, staged: Staged) -> None:
+def _discard(backend: Backend, staging: Future) -> None:
     """Remove a staged index whose pack failed (best effort: the next run clears tmp/ anyway)."""
+    if staging.cancelled() or staging.exception() is not None:
+        return
+    staged = staging.result()
     try:
         backend.discard(staged)      # type: ignore[attr-defined]
     except Exception as err:  # noqa: BLE001 - the pack's own failure is the one to report
@@ -300,6 +303,7 @@ class Packer:
         self._objects: list[tuple[str, int, int]] = []
         self._room = threading.BoundedSemaphore(PACKS_IN_FLIGHT)
         self._pool = ThreadPoolExecutor(max_workers=PACKS_IN_FLIGHT, thread_name_prefix="plugback-pack")
+        self._stagers = ThreadPoolExecutor(max_workers=PACKS_IN_FLIGHT, thread_name_prefix="plugback-index")
         self._sent: deque[Future] = deque()
         self.packs_stored = 0
 
@@ -330,6 +334,7 @@ class Packer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stagers.shutdown(wait=True)
 
     def __enter__(self) -> "Packer":
         return self
@@ -364,20 +369,21 @@ class Packer:
         backend, keys = self._rset.backend, self._rset.keys
         pack = hashlib.sha256(buf).hexdigest()
         index = encode_index(keys, pack, len(buf), objects)
-        # The index's bytes go to tmp/ first where the backend stages (before a new set's lock,
-        # too: backup._Gated), so that once the pack is checked only the move names it.
-        staged = backend.stage(index_blob(pack), index) if can_stage(backend) else None  # type: ignore[attr-defined]
+        # The index's bytes go to tmp/ beside the pack's put where the backend stages (before a new
+        # set's lock, too: backup._Gated), so that once the pack is checked only the move names it.
+        staging = (self._stagers.submit(backend.stage, index_blob(pack), index)   # type: ignore[attr-defined]
+                   if can_stage(backend) else None)
         try:
             # In place, not staged (a request-costly move less): nothing trusts a pack before its
             # index, which is named only once the pack read back equal to its name.
             backend.put(pack_blob(pack), buf)
             read_pack(self._rset, pack, len(buf))
         except BaseException:
-            if staged is not None:
-                _discard(backend, staged)
+            if staging is not None:
+                staging.add_done_callback(lambda job: _discard(backend, job))
             raise
-        if staged is not None:
-            backend.commit(staged)      # type: ignore[attr-defined]
+        if staging is not None:
+            backend.commit(staging.result())      # type: ignore[attr-defined]
         else:
             backend.put(index_blob(pack), index)
         decode_index(keys, index_blob(pack), read_all(backend, index_blob(pack), MAX_INDEX_BYTES))

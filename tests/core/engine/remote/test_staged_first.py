@@ -10,14 +10,16 @@ import time
 
 import pytest
 
+from core.engine import crypto
 from core.engine.crypto_stream import encrypted_size
 from core.engine.progress import Clock
+from core.engine.remote import packs
 from core.engine.remote.backup import backup
 from core.engine.remote.check import verify
 from core.engine.remote.restore import restore
 from core.engine.remote.rset import RemoteSet
 from core.engine.verify import VerifyOptions
-from core.errors import PlugbackError, SetLocked
+from core.errors import PlugbackError, RemoteUnavailable, SetLocked
 from tests.core.engine.remote.test_remote_set import unlock
 from tests.support.trees import File, make_tree, read_tree
 
@@ -132,3 +134,38 @@ def test_the_server_killed_while_objects_are_staged_fails_the_run_and_the_next_o
         assert verify(opened, VerifyOptions(read_all=True)).ok
         restore(opened, tmp_path / "out")
     assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
+
+
+class _PackFails(_Held):
+    """Puts of packs fail (the rest, staging too, goes to ``inner``)."""
+
+    def put(self, name, data):
+        if name.startswith("packs/"):
+            raise RemoteUnavailable(where=self.where, reason="the test cut it")
+        self._inner.put(name, data)
+
+
+def test_an_index_is_staged_beside_its_pack_named_after_its_check_and_dropped_when_the_pack_fails(webdav):
+    backend = webdav.backend()
+    with RemoteSet.create(_PackFails(backend), Clock().now(), "pw") as rset:
+        with packs.Packer(rset) as packer:
+            for i in range(3):
+                packer.add(*_stream(rset.keys, i))
+            packer.flush()
+            with pytest.raises(RemoteUnavailable):
+                packer.wait()
+        assert _files(webdav.root, "index") == {} and _files(webdav.root, "tmp") == {}   # its index: gone
+        rset.backend = backend
+        with packs.Packer(rset) as packer:
+            for i in range(3):
+                packer.add(*_stream(rset.keys, i))
+            packer.flush()
+            packer.wait()
+        assert len(_files(webdav.root, "index")) == 1 and _files(webdav.root, "tmp") == {}
+        assert len([n for n, _ in rset.packs.objects()]) == 3
+
+
+def _stream(keys, i: int) -> tuple[str, bytes]:
+    hasher = keys.object_hasher()
+    hasher.update(b"%d" % i)
+    return hasher.hexdigest(), crypto.encrypt_bytes(keys, os.urandom(1000))
