@@ -10,7 +10,7 @@ staged puts a second; bench/storage_rclone.py).
   "objects": [[OBJECT NAME, OFFSET, LENGTH], ...]}``.
 
 Write order: a pack is put and read back, then its index is put and read back (where the
-backend stages, the index's bytes go to ``tmp/`` before the pack is put and are only moved onto
+backend stages, the index's bytes go to ``tmp/`` while the pack is put and are only moved onto
 its name after the pack's check: ``storage.base.Stages``); the
 manifest that names its objects comes after both (core/engine/remote/backup.py). A pack is
 written in place (``Unstaged``: not staged in ``tmp/`` and moved), so a cut put may leave it
