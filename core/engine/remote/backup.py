@@ -27,6 +27,7 @@ Write order (the crash-safety proof; docs/format.md "Remote sets"):
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -34,20 +35,23 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Generator, Iterator
+from typing import Generator, Iterable, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
 from core.engine.fs import READS_AHEAD, long_path, read_ahead
+from core.engine.layout import OBJECTS_DIR, SNAPSHOTS_DIR
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
-from core.engine.remote.packs import PACK_BELOW, Packer, drop_unindexed
+from core.engine.remote.packs import INDEX_DIR, PACK_BELOW, PACKS_DIR, Packer, drop_unindexed
 from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
 from core.engine.storage import Backend, BlobInfo, Source
+from core.engine.storage.base import TMP, Staged, Stages, Unstaged, can_stage
+from core.engine.storage.lock import FOLDER as LOCKS_DIR
 from core.engine.storage.lock import RemoteLock
 from core.errors import DamagedSet, ObjectNameMismatch, UsageError
 
@@ -57,6 +61,7 @@ SMALL_AHEAD = 32        # small files opened, their reads started, before the on
 READ_BLOCK = 1 << 20
 PROGRESS_EVERY = 1000   # unchanged files between progress reports
 LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
+log = logging.getLogger(__name__)
 
 
 def backup(rset: RemoteSet, sources, options: BackupOptions | None = None) -> BackupResult:
@@ -115,15 +120,73 @@ def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, start
 
 class _Gated:
     """A backend whose writes wait until ``ready`` (the set exists and is locked), and fail with
-    its error; reads go through at once."""
+    its error; reads go through at once. A put that comes before then, to a backend that stages
+    (:class:`~core.engine.storage.base.Stages`), uploads its bytes to ``tmp/`` at once and moves
+    them onto the name once ``ready``: the uploads overlap the passphrase's scrypt and the set
+    file's and the lock's puts, and no name appears before both (what a cut run left in ``tmp/``
+    is cleared by the next run under the lock; nothing names it). Content put in place
+    (``Unstaged``) waits, as every other write does."""
 
     def __init__(self, inner: Backend, ready: Future):
         self._inner, self._ready = inner, ready
         self.where = inner.where
+        self._folders = threading.Event()
+        if can_stage(inner):
+            threading.Thread(target=self._make_folders, name="plugback-folders", daemon=True).start()
+        else:
+            self._folders.set()
+
+    def _make_folders(self) -> None:
+        """The new set's folders, made at once (a put into a missing folder costs more requests,
+        and the first puts come together); only a shortcut: a put makes its folder anyway."""
+        try:
+            self._inner.make_folders(("", TMP, LOCKS_DIR, OBJECTS_DIR, PACKS_DIR, INDEX_DIR,   # type: ignore[attr-defined]
+                                      SNAPSHOTS_DIR))
+        except Exception as err:  # noqa: BLE001 - the puts will say what is wrong, if anything is
+            log.info("Could not make the folders of %s ahead: %s", self.where, err)
+        finally:
+            self._folders.set()
 
     def put(self, name: str, data: Source) -> None:
+        if self._ready.done() or isinstance(data, Unstaged) or not self.can_stage:
+            self._ready.result()
+            self._inner.put(name, data)
+            return
+        staged = self.stage(name, data)
+        try:
+            self._ready.result()
+        except BaseException:
+            self.discard(staged, quietly=True)
+            raise
+        self.commit(staged)
+
+    # base.Stages: staging only uploads to tmp/ (at once); naming waits for the gate
+    @property
+    def can_stage(self) -> bool:
+        return can_stage(self._inner)
+
+    def stage(self, name: str, data: Source) -> Staged:
+        self._folders.wait()
+        return self._stager.stage(name, data)
+
+    def commit(self, staged: Staged) -> None:
         self._ready.result()
-        self._inner.put(name, data)
+        self._stager.commit(staged)
+
+    def discard(self, staged: Staged, quietly: bool = False) -> None:
+        try:
+            self._stager.discard(staged)
+        except Exception as err:
+            if not quietly:
+                raise
+            log.info("Could not remove the upload of %s from tmp/: %s", staged.name, err)
+
+    def make_folders(self, folders: Iterable[str]) -> None:
+        self._stager.make_folders(folders)
+
+    @property
+    def _stager(self) -> Stages:
+        return self._inner      # type: ignore[return-value]
 
     def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
         return self._inner.get(name, offset)
