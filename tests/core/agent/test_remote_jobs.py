@@ -138,7 +138,6 @@ def test_progress_counts_the_bytes_uploaded(world, paths, tmp_path):
     import os
 
     from core.agent.history import History
-
     from core.engine.storage import open_backend
     from core.engine.storage.base import can_stage
 
