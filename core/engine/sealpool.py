@@ -87,7 +87,7 @@ class Worker:
 
     def batch(self, jobs: list[Job]) -> list[Sealed | None]:
         """Each job's result, or None where the run must copy the file itself (it tells why)."""
-        fds = [self._open(path) for path, _, _ in jobs]   # all opened first: the reads start at once
+        fds = [self._open(_long(path)) for path, _, _ in jobs]   # all opened first: the reads start at once
         out: list[Sealed | None] = []
         for fd, job in zip(fds, jobs, strict=True):
             try:
@@ -131,20 +131,29 @@ class Worker:
         blob = self.seal(self.keys, data)
         tmp = f"{self.prefix}{self.count}.part"
         self.count += 1
-        out = os.open(tmp, _CREATE, 0o666)
+        out = os.open(_long(tmp), _CREATE, 0o666)
         try:
             view = memoryview(blob)
             while view:
                 view = view[os.write(out, view):]
         except OSError:
             os.close(out)
-            os.unlink(tmp)
+            os.unlink(_long(tmp))
             raise
         os.close(out)
         self.held[obj] = None
         if len(self.held) > HELD:
             del self.held[next(iter(self.held))]
         return tmp, sha, obj, len(data), changed, len(blob)
+
+
+def _long(path: str) -> str:
+    """``fs.long_path`` on Windows (a spawned worker has the engine loaded there); elsewhere ``path``."""
+    if sys.platform == "win32":
+        from core.engine.fs import long_path
+
+        return long_path(path)
+    return path
 
 
 def serve(conn) -> None:
