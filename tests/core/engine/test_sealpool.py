@@ -50,6 +50,8 @@ def _workers() -> list[psutil.Process]:
 def _watch(seen: list, kill_at: int | None = None):
     """A progress callback noting the seal workers alive (and killing one at ``kill_at`` files)."""
     def progress(p: Progress) -> None:
+        if p.files_done % 16:
+            return   # (a look every 16 files: listing processes costs more than a file)
         workers = _workers()
         seen.append(len(workers))
         if kill_at is not None and p.files_done >= kill_at and workers and not getattr(progress, "killed", False):
