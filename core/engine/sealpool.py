@@ -411,7 +411,7 @@ class Sealing:
     def _start(self) -> bool:
         try:
             self.pool = SealPool(self.store.keys, self.store.tmp_dir, processes())
-        except (OSError, RuntimeError, ImportError, ValueError):   # (no usable interpreter: seal here)
+        except (OSError, RuntimeError, ImportError, TypeError, ValueError):   # (no usable interpreter: seal here)
             self._off = True
             return False
         return True

@@ -166,3 +166,28 @@ def test_the_process_tree_stays_small(tmp_path):
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     assert workers == 2
     assert peak < 200 << 20
+
+
+def test_a_cancelled_run_stops_its_workers(tmp_path, two_workers):
+    """Cancelled while the workers have batches: the run ends with Cancelled and no worker is left;
+    the next run completes and restores everything."""
+    from core.engine.progress import CancelToken
+    from core.errors import Cancelled
+
+    src = _tree(tmp_path / "Data", MANY + 4 * sealpool.BATCH)
+    cancel = CancelToken()
+    seen: list[int] = []
+    watch = _watch(seen)
+
+    def progress(p: Progress) -> None:
+        watch(p)
+        if p.files_done >= sealpool.START_AFTER + sealpool.BATCH:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        backup_path(tmp_path / "set", [src], passphrase="pw", progress=progress, cancel=cancel)
+    assert 2 in seen and not _workers()
+    r = backup_path(tmp_path / "set", [src], unlock=UNLOCK)
+    assert r.status is BackupStatus.OK
+    restore_path(tmp_path / "set", tmp_path / "out", unlock=UNLOCK)
+    assert read_tree(tmp_path / "out" / "Data") == read_tree(src)
