@@ -122,19 +122,27 @@ def test_spawned_workers_as_on_windows_and_the_frozen_app(tmp_path):
     (tmp_path / "tmp").mkdir()
     jobs = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(src.rglob("*.txt"))]
     done = []
-    with sealpool.SealPool(keys, str(tmp_path / "tmp"), 2, lean=False) as pool:
-        tickets = [pool.submit(job, lambda sealed: sealed) for job in jobs]
-        for (path, _, _), t in zip(jobs, tickets, strict=True):
-            tmp, sha, obj, size, changed, written = t.result()
-            data = open(path, "rb").read()
-            assert (sha, obj, size, changed) == (crypto.hashlib.sha256(data).hexdigest(),
-                                                 keys.object_name(crypto.hashlib.sha256(data).hexdigest()),
-                                                 len(data), False)
-            if tmp is not None:
-                blob = open(tmp, "rb").read()
-                assert len(blob) == written and b"".join(crypto.open_whole(keys, blob)) == data
-            done.append(tmp)
+    try:
+        with sealpool.SealPool(keys, str(tmp_path / "tmp"), 2, lean=False) as pool:
+            tickets = [pool.submit(job, lambda sealed: sealed) for job in jobs]
+            for (path, _, _), t in zip(jobs, tickets, strict=True):
+                tmp, sha, obj, size, changed, written = t.result()
+                data = open(path, "rb").read()
+                assert (sha, obj, size, changed) == (crypto.hashlib.sha256(data).hexdigest(),
+                                                     keys.object_name(crypto.hashlib.sha256(data).hexdigest()),
+                                                     len(data), False)
+                if tmp is not None:
+                    blob = open(tmp, "rb").read()
+                    assert len(blob) == written and b"".join(crypto.open_whole(keys, blob)) == data
+                done.append(tmp)
+    finally:
+        # spawn started multiprocessing's resource tracker, a child that outlives the pool: later
+        # tests (test_verify_pool) count this process's children
+        from multiprocessing import resource_tracker
+
+        resource_tracker._resource_tracker._stop()
     assert len([t for t in done if t is None]) > 0   # a worker seals a duplicate once
+    assert not psutil.Process().children()
 
 
 def test_a_file_a_worker_cannot_read_is_left_to_the_run(tmp_path):
