@@ -3,6 +3,10 @@ measurement for the next pass, not engine code): the standard set's files under
 ``store.WHOLE_BYTES`` read whole, hashed, sealed (``crypto.seal_whole``) and written to a
 ``tmp/`` file, then renamed into ``objects/xx/`` by the main process (what ``place`` does) —
 all in one process, or with the first four steps in N worker processes fed batches of paths.
+The engine now does this (core/engine/sealpool.py, branch ``encproc``: spawned lean workers,
+not forked ones); time the engine itself with ``PLUGBACK_SEAL_PROCESSES=0|1|2`` around
+``plugback backup --encrypt`` (docs/performance.md, "#11: the encrypted full backup in worker
+processes"). This prototype stays as the measurement that chose the design.
 Cache dropped before each run (``--warm``: not, so the sources are read from memory and
 only the CPU work is compared); wall and CPU (the process and its children).
 

@@ -38,13 +38,13 @@ import os
 import socket
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
 from typing import Iterable
 
 from core.engine import journal as journal_mod
-from core.engine import readback
+from core.engine import readback, sealpool
 from core.engine.atomic import clear_tmp, write_atomic
 from core.engine.backup_options import BackupOptions as BackupOptions
 from core.engine.backup_options import BackupResult as BackupResult
@@ -132,6 +132,7 @@ class _Run:
         self._parent_totals: dict | None = None   # the best guess of the totals during the scan
         self._scan_done = False
         self._count = 0
+        self.sealing: sealpool.Sealing | None = None   # encrypted sets: small files sealed by workers
         self.reuse = Reuse(options.changes, options.excludes, options.rehash, source_paths, str(bset.layout.root))
 
     def close(self) -> None:
@@ -269,7 +270,11 @@ class _Run:
                 old: Iterable[Entry] = ()
                 if parent_id:   # (the proven parent's local copy, if there is one)
                     old = stack.enter_context(self.proven.lines() or self.bset.open_manifest(parent_id))
-                pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
+                pool: Executor = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
+                if isinstance(self.store, EncryptedStore):   # (its workers stop before the pool's threads)
+                    self.sealing = sealpool.Sealing(self.store, self.options.rehash)
+                    stack.callback(self.sealing.close)
+                    pool = sealpool.Dispatch(pool)
                 self.window = Window(pool, self._emit_any, WINDOW_FILES, WINDOW_BYTES)
                 try:
                     for item in self._scanning(self.reuse.pairs(parent_id, sources, excluder, self.warnings, old,
@@ -307,6 +312,8 @@ class _Run:
         self._scan_done = True   # the totals are known now
 
     def _prefetch(self, item) -> None:
+        if self.sealing is not None and self.sealing.active:
+            return   # the workers start reading each batch of small files as they take it
         se, prev = item if type(item) is tuple else (None, None)   # (scan entry, parent entry)
         if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
                 and (prev is None or self.options.rehash or not same_stat(prev, se))):
@@ -425,8 +432,15 @@ class _Run:
 
     def _copy_later(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
         """Copy ``se``: a small file here and now (handing it to a worker thread costs more than
-        copying it, and every hand-off trades the GIL), a bigger one in the pool."""
+        copying it, and every hand-off trades the GIL) or, in an encrypted set with many, by a
+        worker process (core/engine/sealpool.py: placed here, in order, once it is sealed), a
+        bigger one in the pool."""
         if se.size < INLINE_BYTES:
+            ticket = self.sealing.ticket(se, lambda sealed: self._copy_one(se, e, prev, sealed)) \
+                if self.sealing is not None else None
+            if ticket is not None:
+                self.window.put((e, se), ticket)
+                return
             self.window.put((e, se), result=self._copy_one(se, e, prev))
         else:
             self.window.put((e, se), lambda: self._copy_one(se, e, prev), se.size)
@@ -463,13 +477,14 @@ class _Run:
         self.progress(report)
 
     # --- copying (in the pool) -----------------------------------------------------------
-    def _copy_one(self, se: ScanEntry, e: Entry, prev: Entry | None) -> bool:
-        """Copy ``se`` into the set as ``e``; whether content was written (else it was there)."""
+    def _copy_one(self, se: ScanEntry, e: Entry, prev: Entry | None, sealed: sealpool.Sealed | None = None) -> bool:
+        """Copy ``se`` into the set as ``e``; whether content was written (else it was there).
+        ``sealed``: what a sealpool worker made of it (None: read it here)."""
         if self._stop.is_set():
             return False
         try:
             self.cancel.check()
-            placed = self._copy(se, e, prev)
+            placed = self._copy(se, e, prev, sealed)
         except BaseException as err:
             with self._mutex:
                 self._errors.append(err)
@@ -485,8 +500,10 @@ class _Run:
         self._maybe_checkpoint()
         return placed
 
-    def _copy(self, se: ScanEntry, e: Entry, prev: Entry | None) -> bool:
-        copied = self._read_with_retries(se, e, prev)
+    def _copy(self, se: ScanEntry, e: Entry, prev: Entry | None, sealed: sealpool.Sealed | None = None) -> bool:
+        copied = self._adopt(sealed) if sealed is not None else None
+        if copied is None:   # (a worker that could not read or write it left it to this thread)
+            copied = self._read_with_retries(se, e, prev)
         if copied is None:
             return False
         e.sha256, e.size, e.obj = copied.sha256, copied.size, copied.obj
@@ -503,6 +520,10 @@ class _Run:
             self.journal.record(journal_mod.Placed(e.path, e.mirror_path, e.sha256, e.obj, e.size,
                                                    e.mtime_ns, e.ino, e.ctime_ns, e.parts, e.stored))
         return placed
+
+    def _adopt(self, sealed: sealpool.Sealed):
+        assert isinstance(self.store, EncryptedStore)   # (only encrypted sets start workers)
+        return self.store.adopt(sealed)
 
     def _read_with_retries(self, se: ScanEntry, e: Entry, prev: Entry | None):
         """The copied content, or None when the source could not be read (a warning is added)."""

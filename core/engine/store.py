@@ -493,10 +493,31 @@ class EncryptedStore(_Store):
     def _hasher(self):
         return self.keys.object_hasher()   # the plain SHA-256 and the keyed name in one pass
 
+    def seals_whole(self, size: int) -> bool:
+        """Whether a file of ``size`` bytes is read whole and sealed in one call (also by sealpool's workers)."""
+        return self._whole and 0 <= size < WHOLE_BYTES
+
+    @property
+    def tmp_dir(self) -> str:
+        return self._tmp
+
+    def adopt(self, sealed) -> Copied | None:
+        """The copy a sealpool worker made (``sealpool.Sealed``), or None: copy the file here (the
+        worker wrote nothing since it held the content, and no trusted object holds it)."""
+        tmp, sha, obj, size, changed, written = sealed
+        copied = Copied(sha, size, obj, [], changed)
+        if tmp is None:
+            return copied if obj in self.trusted and _is_file(self._object_paths(obj, 0)[0]) else None
+        if not tmp.startswith(self._tmp + os.sep):
+            raise ValueError(f"not a name in tmp/: {tmp!r}")
+        copied.tmp_paths.append(tmp)
+        copied.stored = _stored_field(size, written)
+        return copied
+
     def copy_in(self, se, *, fresh: bool = False) -> Copied:
         """As :meth:`_Store.copy_in`; a small file is read whole first and sealed in one call, and
         not written at all (no ``tmp_paths``) when a trusted object holds its content already."""
-        if not 0 <= se.size < WHOLE_BYTES or not self._whole:
+        if not self.seals_whole(se.size):
             return super().copy_in(se)
         data, changed = read_whole(se.abspath, se.size, se.mtime_ns)
         hasher = self._hasher()
