@@ -37,7 +37,7 @@ def backup_set(spec: str, sources, unlock, new_passphrase, backend=None) -> tupl
     """The remote set a backup goes to: opened, or created (encrypted) when the remote folder is
     empty or new: (the set, the new set's passphrase or None). ``new_passphrase()`` asks for one.
     A new set is finished in the background (RemoteSet.create_started; the backup waits for it
-    before its first write). ``backend``: the set's backend, opened already."""
+    before its first write); an existing one is unlocked by the backup (RemoteSet.open_started). ``backend``: the set's backend, opened already."""
     from core.engine.progress import Clock
     from core.engine.remote.rset import RemoteSet
     from core.engine.scan import plan_sources
@@ -46,7 +46,8 @@ def backup_set(spec: str, sources, unlock, new_passphrase, backend=None) -> tupl
     backend = backend or open_backend(spec)
     try:
         if RemoteSet.exists(backend):
-            return RemoteSet.open(backend, unlock), None
+            # Unlocked by the backup, with its scan and reads beside the scrypt (core/engine/remote/ahead.py).
+            return RemoteSet.open_started(backend, unlock), None
         plan_sources(sources)   # a typo in a source leaves no empty set behind
         passphrase = new_passphrase()
         return RemoteSet.create_started(backend, Clock().now(), passphrase), passphrase

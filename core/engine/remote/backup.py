@@ -42,6 +42,7 @@ from core.engine.fs import READS_AHEAD, long_path, read_ahead
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
+from core.engine.remote.ahead import Ahead, Early, EarlyRead, read_content
 from core.engine.remote.packs import PACK_BELOW, Packer, drop_unindexed
 from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
@@ -70,13 +71,27 @@ def backup(rset: RemoteSet, sources, options: BackupOptions | None = None) -> Ba
     if rset.created is not None:
         result = _backup_new(rset, paths, options, started)
     else:
-        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
-            rset.backend.clean_partial()
-            with _Present(rset) as present, _Run(rset, options, present, lock) as run:
-                drop_unindexed(rset)     # (the listing read the indexes: what a cut run left in packs/)
-                result = run.execute(paths, started)
+        result = _backup_existing(rset, paths, options, started)
     result.ended = options.clock.now()
     return result
+
+
+def _backup_existing(rset: RemoteSet, paths: list[str], options: BackupOptions, started) -> BackupResult:
+    """A backup into a set that exists: the scan and the small files' reads start in a thread
+    (:class:`core.engine.remote.ahead.Ahead`: no key, nothing written) while this thread unlocks
+    the set (:meth:`RemoteSet.unlock`, when :meth:`RemoteSet.open_started` left it), takes the
+    lock and lists the set; the run takes that work over when it starts."""
+    warnings: list[RunWarning] = []
+    ahead = Ahead(plan_sources(paths), Excluder(options.excludes), warnings, WINDOW)
+    try:
+        rset.unlock()       # a wrong passphrase stops here: nothing was written, the lock was not taken
+        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
+            rset.backend.clean_partial()
+            with _Present(rset) as present, _Run(rset, options, present, lock, warnings) as run:
+                drop_unindexed(rset)     # (the listing read the indexes: what a cut run left in packs/)
+                return run.execute(paths, started, ahead)
+    finally:
+        ahead.close()
 
 
 def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, started) -> BackupResult:
@@ -215,6 +230,7 @@ class _Item:
     job: Future | None = None
     small: bool = False
     fd: int | None = None        # a small file opened ahead (its read started)
+    early: Early | None = None   # a small file read before the keys were there (Ahead)
 
     def waiting(self) -> bool:
         return self.small or (self.job is not None and not self.job.done())
@@ -230,19 +246,8 @@ class _Hashed:
         """(hasher, size, the content when it is under PACK_BELOW: it is not read again); ``fd``:
         the file opened already (this takes it over)."""
         hasher = self.keys.object_hasher()
-        size = 0
-        kept: list[bytes] | None = []
-        want = min(READ_BLOCK, max(se.size, 0) + 1)   # a small file in one read of its size, not a 1 MiB buffer
-        with open(long_path(se.abspath) if fd is None else fd, "rb") as f:
-            while block := f.read(want):
-                want = READ_BLOCK
-                hasher.update(block)
-                size += len(block)
-                if kept is not None:
-                    kept.append(block)
-                    if size >= PACK_BELOW:
-                        kept = None
-        return hasher, size, (b"".join(kept) if kept is not None else None)
+        size, content = read_content(se.abspath if fd is None else fd, se.size, hasher.update)
+        return hasher, size, content
 
     def displace(self, old: Entry) -> None:
         """(A file deleted since the scan simply leaves the snapshot: nothing to move on a remote.)"""
@@ -267,9 +272,10 @@ class _Opened:
 class _Run:
     """One backup run's state: the manifest being written and the uploads in flight."""
 
-    def __init__(self, rset: RemoteSet, options: BackupOptions, present: _Present, lock: RemoteLock):
+    def __init__(self, rset: RemoteSet, options: BackupOptions, present: _Present, lock: RemoteLock,
+                 warnings: list[RunWarning] | None = None):
         self.rset, self.options, self.present, self.lock = rset, options, present, lock
-        self.warnings: list[RunWarning] = []
+        self.warnings: list[RunWarning] = [] if warnings is None else warnings
         self.stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0, "done_files": 0, "done_bytes": 0}
         self.totals = (0, 0)    # the parent snapshot's files and bytes: what progress counts towards
         self._stats_mutex = threading.Lock()
@@ -298,7 +304,7 @@ class _Run:
         self.writer.close()
         self.parent_copy.close()
 
-    def execute(self, paths: list[str], started) -> BackupResult:
+    def execute(self, paths: list[str], started, ahead: Ahead | None = None) -> BackupResult:
         rset = self.rset
         parent_id = rset.newest_id()
         parent = _intact_header(rset, parent_id, self.parent_copy)
@@ -306,13 +312,12 @@ class _Run:
             self.totals = (parent.totals.get("files", 0), parent.totals.get("bytes", 0))
         sources = plan_sources(paths, parent.sources if parent else [])
         snapshot_id = new_snapshot_id(started, parent_id)
-        excluder = Excluder(self.options.excludes)
-        entries = scan(sources, excluder, self.warnings)
+        entries = self._entries(sources, ahead)
         with _ParentEntries(rset, parent.snapshot_id if parent else None, self.parent_copy) as prevs:
-            for se in entries:
+            for se, early in entries:
                 self.options.cancel.check()
                 self.lock.refresh_if_due()
-                self._add(se, prevs.match(se))
+                self._add(se, prevs.match(se), early)
                 self._drain(WINDOW)
         while self.small:
             self._read_small()
@@ -333,7 +338,17 @@ class _Run:
         return BackupResult(rset.root, snapshot_id, status, s["files"], s["bytes"], s["copied_files"],
                             s["copied_bytes"], self.warnings, [], started)
 
-    def _add(self, se: ScanEntry, prev: Entry | None) -> None:
+    def _entries(self, sources: list, ahead: Ahead | None) -> Iterator[tuple[ScanEntry, Early | None]]:
+        """The scan, with the small files ``ahead`` read already; scanned again when the parent
+        snapshot named these folders otherwise than ``ahead`` did (its names are kept)."""
+        if ahead is not None and ahead.sources == sources:
+            return ahead.handover()
+        if ahead is not None:
+            ahead.close()
+            self.warnings.clear()   # (its scan's warnings: the new scan says them again)
+        return ((se, None) for se in scan(sources, Excluder(self.options.excludes), self.warnings))
+
+    def _add(self, se: ScanEntry, prev: Entry | None, early: Early | None = None) -> None:
         e = Entry(se.path, se.type, se.size, se.mtime_ns, se.mode, target=se.target, ino=se.ino,
                   ctime_ns=se.ctime_ns, attrs=se.attrs)
         item = _Item(e, se, prev)
@@ -345,6 +360,7 @@ class _Run:
                 e.sha256, e.obj, e.stored = prev.sha256, prev.obj, prev.stored
             elif se.size < PACK_BELOW:
                 item.read = item.small = True
+                item.early = early
                 self.small.append(item)
             else:
                 item.read = True
@@ -393,13 +409,16 @@ class _Run:
         item = self.small.popleft()
         self.opened -= 1 if self.opened else 0
         fd, item.fd = item.fd, None
-        self._store(item.se, item.entry, item.prev, fd)     # (it closes fd)
+        early, item.early = item.early, None
+        self._store(item.se, item.entry, item.prev, fd, early)     # (it closes fd)
         item.small = False
 
     def _open_ahead(self) -> None:
         while self.opened < min(SMALL_AHEAD, len(self.small)):
             item = self.small[self.opened]
             self.opened += 1
+            if item.early is not None:
+                continue        # read already
             try:
                 item.fd = os.open(long_path(item.se.abspath), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except OSError:
@@ -407,10 +426,16 @@ class _Run:
             read_ahead(item.fd)
 
     # --- here for small files, in an upload thread for big ones -------------------------------
-    def _store(self, se: ScanEntry, e: Entry, prev: Entry | None, fd: int | None = None) -> None:
-        """Hash ``se`` (``fd``: opened already); upload and read back its content unless the remote
-        has it. ``e`` gets the content's fields, the previous version's (a warning), or no hash (left out)."""
-        store = self.hashed if fd is None else _Opened(self.hashed, fd)
+    def _store(self, se: ScanEntry, e: Entry, prev: Entry | None, fd: int | None = None,
+               early: Early | None = None) -> None:
+        """Hash ``se`` (``fd``: opened already; ``early``: read already); upload and read back its content
+        unless the remote has it. ``e`` gets the content's fields, the previous version's (a warning),
+        or no hash (left out)."""
+        store: _Hashed | _Opened | EarlyRead = self.hashed
+        if early is not None:
+            store = EarlyRead(self.hashed, early)
+        elif fd is not None:
+            store = _Opened(self.hashed, fd)
         read = read_with_retries(store, se, e, prev, self.options.clock, self.warnings)
         if read is None:
             return      # unreadable (previous version kept, or left out) or deleted since the scan
