@@ -37,7 +37,8 @@ def backup_set(spec: str, sources, unlock, new_passphrase, backend=None) -> tupl
     """The remote set a backup goes to: opened, or created (encrypted) when the remote folder is
     empty or new: (the set, the new set's passphrase or None). ``new_passphrase()`` asks for one.
     A new set is finished in the background (RemoteSet.create_started; the backup waits for it
-    before its first write); an existing one is unlocked by the backup (RemoteSet.open_started). ``backend``: the set's backend, opened already."""
+    before its first write); an existing one is unlocked by the backup, its scan beside the scrypt
+    (RemoteSet.open_started). ``backend``: the set's backend, opened already."""
     from core.engine.progress import Clock
     from core.engine.remote.rset import RemoteSet
     from core.engine.scan import plan_sources
