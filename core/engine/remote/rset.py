@@ -203,14 +203,20 @@ class RemoteSet:
         return cls(backend, meta, keys)
 
     @classmethod
-    def open_started(cls, backend: Backend, unlock: Unlocker | None = None) -> "RemoteSet":
+    def open_started(cls, backend: Backend, unlock: Unlocker | None = None, guess: str | None = None) -> "RemoteSet":
         """:meth:`open` without its unlock yet: ``plugback.json`` read and checked (NotASet,
         NewerFormat, damage are raised here, as :meth:`open` raises them), the keys left to
         :meth:`unlock`, which a backup calls once its key-less work runs beside it (the scan,
         reading and hashing small files: core/engine/remote/ahead.py). Until then :attr:`keys`
-        raises, and nothing may be written (the backup takes the lock only after the unlock)."""
+        raises, and nothing may be written (the backup takes the lock only after the unlock).
+
+        ``guess``: a passphrase the unlocker will likely try (``PLUGBACK_PASSPHRASE``): its scrypt
+        starts now, in a thread (:func:`crypto.derive_ahead`), beside what the unlocker does
+        first (loading and asking the keyring); the unlocker still decides what opens the set."""
         meta = _read_meta(backend)
         crypto.check_encryption(meta["encryption"])
+        if guess:
+            crypto.derive_ahead(meta["encryption"], guess)
         rset = cls(backend, meta, None)
         rset._unlock = lambda: (unlock or _no_unlocker)(meta["encryption"], meta["set_id"])
         return rset
@@ -231,8 +237,11 @@ class RemoteSet:
         prompt for the passphrase is asked as :meth:`open` asks it."""
         if self._keys is None:
             assert self._unlock is not None
-            self._keys = self._unlock()
-            self._unlock = None
+            try:
+                self._keys = self._unlock()
+            finally:
+                self._unlock = None
+                crypto.forget_ahead()
 
     @classmethod
     def open_closing(cls, backend: Backend, unlock: Unlocker | None = None) -> "RemoteSet":
@@ -302,6 +311,9 @@ class RemoteSet:
         return self.meta["set_id"]
 
     def close(self) -> None:
+        if self._unlock is not None:     # (opened, never unlocked: a key derived ahead is dropped)
+            self._unlock = None
+            crypto.forget_ahead()
         if self.created is not None:
             wait([self.created])       # (its error, if any, was the run's to report)
         self.packs.close()

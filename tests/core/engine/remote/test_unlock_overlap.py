@@ -205,3 +205,51 @@ def test_the_command_line_with_a_wrong_passphrase_says_so_and_changes_nothing(we
     assert right.returncode == 0, right.stderr
     checked = run_cli("verify", spec, "--read-all", env={"PLUGBACK_PASSPHRASE": "correct horse"})
     assert checked.returncode == 0 and "No damage found" in checked.stdout, checked.stdout + checked.stderr
+
+
+def _counting_scrypt(mp) -> list[str]:
+    calls: list[str] = []
+    real = crypto._scrypt
+
+    def counted(passphrase, kdf):
+        calls.append(passphrase)
+        return real(passphrase, kdf)
+
+    mp.setattr(crypto, "_scrypt", counted)
+    return calls
+
+
+def test_a_guessed_passphrase_is_derived_once_ahead_and_the_unlock_takes_it(tmp_path, request):
+    p = place("local", tmp_path, request)
+    existing(p, tmp_path)
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _counting_scrypt(mp)
+        with RemoteSet.open_started(p.backend(), unlock(), guess="correct horse") as rset:
+            rset.unlock()
+            assert calls == ["correct horse"]           # not derived again
+            assert rset.keys == RemoteSet.open(p.backend(), unlock()).keys
+    assert crypto._ahead == {} and not [t for t in threading.enumerate() if t.name == "plugback-kdf"]
+
+
+def test_a_wrong_guess_changes_nothing_but_cpu(tmp_path, request):
+    """The unlocker decides: a guess that is not what opens the set is derived, then dropped."""
+    p = place("local", tmp_path, request)
+    existing(p, tmp_path)
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _counting_scrypt(mp)
+        with RemoteSet.open_started(p.backend(), unlock(), guess="a stale passphrase") as rset:
+            backup(rset, [source(tmp_path, 5)])
+        assert sorted(calls) == ["a stale passphrase", "correct horse"]
+        with RemoteSet.open_started(p.backend(), unlock("wrong"), guess="wrong") as rset, \
+                pytest.raises(WrongPassphrase):
+            backup(rset, [source(tmp_path / "again", 5)])
+        with RemoteSet.open_started(p.backend(), unlock(), guess="never used"):
+            pass                                        # closed without a backup: dropped too
+    assert crypto._ahead == {} and not [t for t in threading.enumerate() if t.name == "plugback-kdf"]
+
+
+def test_the_command_lines_environment_names_are_the_keyrings():
+    from core.agent import keys
+    from core.cli import remote_cmds
+
+    assert (remote_cmds.ENV_PASSPHRASE, remote_cmds.ENV_RECOVERY_KEY) == (keys.ENV_PASSPHRASE, keys.ENV_RECOVERY_KEY)
