@@ -50,7 +50,10 @@ def backup_set(spec: str, sources, unlock, new_passphrase, backend=None,
     try:
         if RemoteSet.exists(backend):
             # Unlocked by the backup, with its scan and reads beside the scrypt (core/engine/remote/ahead.py).
-            return RemoteSet.open_started(backend, unlock, guess), None
+            rset = RemoteSet.open_started(backend, unlock, guess)
+            if guess:
+                _load_keyring()
+            return rset, None
         plan_sources(sources)   # a typo in a source leaves no empty set behind
         passphrase = new_passphrase()
         return RemoteSet.create_started(backend, Clock().now(), passphrase), passphrase
@@ -106,3 +109,15 @@ def _likely_passphrase(args) -> str | None:
     if getattr(args, "recovery_key_file", None) or os.environ.get(ENV_RECOVERY_KEY):
         return None
     return os.environ.get(ENV_PASSPHRASE) or None
+
+
+def _load_keyring() -> None:
+    """Load the keyring and its backend now, while the guessed passphrase's scrypt runs, rather than in
+    the unlock beside the backup's read-ahead thread, which starves those imports of the GIL (the
+    unlock started 0.05-0.5 s later with it: docs/performance.md, "#13: a backup into an existing set")."""
+    import keyring
+
+    try:
+        keyring.get_keyring()
+    except Exception:  # noqa: BLE001 - a broken backend is the unlock's to report (core.agent.keys._backend)
+        pass
