@@ -4,7 +4,9 @@ Write order (the crash-safety proof; docs/format.md "Remote sets"):
 
 1. Take the set's :class:`RemoteLock`; clear what interrupted puts left in ``tmp/``. (A set
    :meth:`RemoteSet.create_started` is making: the scan, hashing and packing start before;
-   every write waits until ``plugback.json`` is stored and the lock taken, :func:`_backup_new`.)
+   every write waits until ``plugback.json`` is stored and the lock taken, :func:`_backup_new`.
+   A set that exists: the scan and the small files' reads start before, while the set unlocks
+   and this lock is taken, core/engine/remote/ahead.py; they only read the sources.)
 2. List ``objects/`` and the pack indexes once into a scratch table (names only; memory
    stays flat), and delete the packs no index names (a cut run's, maybe torn: packs are
    written in place); the parent manifest is read to its checked end, into a local copy.
