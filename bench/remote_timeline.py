@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from bench.remote_set import make_dataset, make_source  # noqa: E402
+from bench.remote_set import _server_cpu, make_dataset, make_source  # noqa: E402
 from tests.support.rclone import RcloneWorld  # noqa: E402
 
 _REQUEST = re.compile(r"DEBUG : (GET|PUT|MOVE|PROPFIND|MKCOL|DELETE|HEAD|COPY|POST) /")
@@ -61,7 +61,7 @@ def _stamp(owner, attr: str, label: str, key=None) -> None:
     setattr(owner, attr, stamped)
 
 
-def instrument(log: list[str]) -> None:
+def instrument(log: list[str], dump: bool = True) -> None:
     """Stamp the rc calls and the run's phases; keep rclone's log lines in ``log`` (with requests)."""
     from core.engine import crypto
     from core.engine.remote import backup, packs, rset
@@ -71,6 +71,9 @@ def instrument(log: list[str]) -> None:
     _stamp(rclone_rcd.Rcd, "call", "rc ", key=lambda self, path, params: path)
     _stamp(rclone_rcd.Rcd, "download", "rc download (until its headers)")
     _stamp(rclone.RcloneBackend, "put", "put ", key=lambda self, name, data: name.split("/")[0])
+    # (A new set's first backup puts in two steps: the upload to tmp/ at once, the move after the lock.)
+    _stamp(rclone.RcloneBackend, "stage", "put ", key=lambda self, name, data: name.split("/")[0] + ": to tmp/")
+    _stamp(rclone.RcloneBackend, "commit", "put ", key=lambda self, staged: staged.name.split("/")[0] + ": moved")
     _stamp(crypto, "create_encryption", "scrypt (the new set's key)")
     _stamp(crypto, "unlock_with_passphrase", "unlock (scrypt, an existing set)")
     _stamp(backup.RemoteLock, "acquire", "lock taken")
@@ -84,6 +87,8 @@ def instrument(log: list[str]) -> None:
         real_drain(proc, _Tee(lines, log), last_words, secret)
 
     rclone_rcd._drain = drain
+    if not dump:
+        return
     real_init = rclone_rcd.Rcd.__init__
 
     def init(self, exe="rclone", extra_args=()):
@@ -114,6 +119,8 @@ def report(total: float, requests: list[str], everything: bool) -> None:
     for label, (n, summed, first, last) in sorted(groups.items(), key=lambda kv: kv[1][2]):
         print(f"{label:42} {n:5}x  sum {summed:7.3f}  first {first:6.3f}  last end {last:6.3f}")
     if everything:
+        for line in requests:
+            print(line)
         for start, end, thread, label in sorted(STEPS):
             print(f"{start:7.3f} {end:7.3f} {end - start:6.3f} {thread:22} {label}")
 
@@ -123,6 +130,8 @@ def main() -> None:
     ap.add_argument("--dataset", type=float, metavar="SCALE", help="bench/make_dataset.py's tree at SCALE")
     ap.add_argument("--source", type=Path, help="back up this folder instead")
     ap.add_argument("--all", action="store_true", help="print every step, not only the sums")
+    ap.add_argument("--no-dump", action="store_true", help="no --dump headers (rclone's own CPU as in a real run; "
+                    "no request count)")
     ap.add_argument("--existing", action="store_true", help="make the set first (untimed), then time a backup into it")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pb-remote-timeline-") as tmp:
@@ -130,7 +139,8 @@ def main() -> None:
         if args.source is None:
             make_dataset(source, args.dataset) if args.dataset else make_source(source, 300, 4)
         world = RcloneWorld(Path(tmp) / "rclone")
-        world.add_webdav("wd", world.serve_webdav(Path(tmp) / "served"))
+        server = world.serve_webdav(Path(tmp) / "served")
+        world.add_webdav("wd", server)
         os.environ.update(RCLONE_CONFIG=str(world.config), PLUGBACK_HOME=str(Path(tmp) / "home"))
         os.environ.setdefault("PLUGBACK_PASSPHRASE", "bench passphrase")
         requests: list[str] = []
@@ -138,17 +148,23 @@ def main() -> None:
             if args.existing:
                 _make_set(Path(tmp) / "empty", "rclone:wd:timeline")
             T0[0] = time.time()
-            instrument(requests)
+            cpu0, server0 = os.times(), _server_cpu(server.proc.pid)
+            instrument(requests, dump=not args.no_dump)
             from core.cli import main as cli
 
             with contextlib.redirect_stdout(io.StringIO()):
                 code = cli(["backup", str(source), "--to", "rclone:wd:timeline", "--json"])
             total = time.time() - T0[0]
+            cpu1, server1 = os.times(), _server_cpu(server.proc.pid)
         finally:
             world.close()
         if code != 0:
             raise SystemExit(f"the backup failed ({code})")
     report(total, requests, args.all)
+    # (rclone rcd has exited and been reaped by now: its CPU is in the children's times.)
+    print(f"CPU s: plugback {cpu1.user - cpu0.user + cpu1.system - cpu0.system:.3f}, rclone "
+          f"{cpu1.children_user - cpu0.children_user + cpu1.children_system - cpu0.children_system:.3f}, "
+          f"WebDAV server {server1 - server0:.3f}")
 
 
 def _make_set(empty: Path, spec: str) -> None:

@@ -76,18 +76,30 @@ class _Counting:
         with self._lock:
             self.sent += n
 
+    @property
+    def can_stage(self) -> bool:
+        """Stages (storage.base.Stages) when ``inner`` does: the staged bytes are counted here too."""
+        from core.engine.storage.base import can_stage
+
+        return can_stage(self.inner)
+
     def put(self, name: str, data) -> None:
+        self.inner.put(name, self._counted(data))
+
+    def stage(self, name: str, data):
+        return self.inner.stage(name, self._counted(data))
+
+    def _counted(self, data):
         if isinstance(data, (bytes, bytearray, memoryview)):
-            self.inner.put(name, data)
             self._add(len(data))
-            return
+            return data
 
         def counted() -> Iterable[bytes]:
             for chunk in data():
                 self._add(len(chunk))
                 yield chunk
 
-        self.inner.put(name, counted)
+        return counted
 
 
 def _metered(progress: Callable[[Progress], None], backend: _Counting, clock: Clock) -> Callable[[Progress], None]:

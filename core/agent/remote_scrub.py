@@ -7,7 +7,8 @@ A pass has two phases, kept in the same :class:`~core.engine.pass_cursor.Cursor`
   preference: it downloads the whole set once a pass): every stored blob in name order,
   ``objects/…`` then ``packs/…``, read whole. A standalone object is decrypted (every chunk
   authenticated) and checked against its keyed name; a pack is checked against its name (its
-  SHA-256) and each object its index lists is decrypted and checked the same way. The listing
+  SHA-256) and each object its index lists is decrypted and checked the same way; a pack no
+  index names (a cut run's, maybe torn) is skipped, not called damage. The listing
   is the storage's, sorted by name, so a slice skips to its cursor without holding the names.
 * ``check``: the remote quick verify (``core.engine.remote.check.verify``): the listing and
   every manifest, read to its checked end; every content a snapshot names is there with the
@@ -157,8 +158,12 @@ def _check_pack(rset: "RemoteSet", blob: str, size: int) -> None:
     from core.engine.remote.rset import decrypt_small
 
     pack = blob.rpartition("/")[2]
+    if rset.packs.size_of(pack) is None:
+        # No index names it: what a cut run left (written in place, so maybe torn). Garbage by the
+        # format's rules, not damage: nothing can name its objects, and the next backup deletes it.
+        return
     data = read_pack(rset, pack, size)
-    for name in rset.packs.names_in(pack):   # none: a pack without an index, left by a cut run
+    for name in rset.packs.names_in(pack):
         found = rset.packs.find(name)
         if found is not None and found[0] == pack:
             _, offset, length = found

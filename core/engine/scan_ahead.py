@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from core.engine.fs import long_path, read_ahead
 from core.engine.prefetch import Prefetch
+from core.engine.set_ahead import SetAhead
 from core.errors import PlugbackError
 
 if TYPE_CHECKING:
@@ -87,7 +88,10 @@ def start(sources: list[str], excludes: list[str], set_root: str) -> ScanAhead |
     try:   # the child: walk, then leave without running anything of the parent's (no atexit, no flush)
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # (Ctrl+C is the parent's to handle)
         load_ahead(os.path.dirname(__file__))
-        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent)
+        latest = SetAhead.of_set(set_root)
+        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent, latest)
+        if latest is not None:
+            latest.finish()
     finally:
         os._exit(0)
 
@@ -116,18 +120,22 @@ def load_ahead(package: str) -> int:
     return n
 
 
-def walk(sources: list[str], excluder: Excluder, parent: int | None = None) -> int:
+def walk(sources: list[str], excluder: Excluder, parent: int | None = None, latest: SetAhead | None = None) -> int:
     """List every folder below ``sources`` and ``lstat`` its entries, as the scan does and in its
     order; the number of entries read. Stops early when ``parent`` is no longer the parent
-    process (it ended); a folder that cannot be read is passed over (the scan reports it)."""
+    process (it ended); a folder that cannot be read is passed over (the scan reports it).
+    ``latest``: what changed since the set's last commit is also looked up there (core/engine/set_ahead.py)."""
     n = 0
+    since = latest.since if latest is not None else None   # (per entry: a comparison, no call)
     for root in sources:
-        stack = [""]
+        top = os.path.basename(root.rstrip(os.sep)) or "root"   # (its name in Latest/, as a rule: plan_sources)
+        stack = [("", latest is not None and _changed_root(root, latest))]
         while stack:
             if parent is not None and os.getppid() != parent:
                 return n
-            rel = stack.pop()
+            rel, changed = stack.pop()
             below = []
+            names: set[str] = set()
             try:
                 with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:
                     for d in it:   # (a folder's entries all read before the next: their order is no matter)
@@ -136,12 +144,26 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None) -> i
                         except OSError:
                             continue   # (gone since the listing)
                         n += 1
+                        if changed:
+                            names.add(d.name)
+                        new = since is not None and (st.st_mtime_ns >= since or st.st_ctime_ns >= since)
+                        if new and latest is not None:
+                            latest.file(f"{top}/{rel}/{d.name}" if rel else f"{top}/{d.name}")
                         if stat.S_ISDIR(st.st_mode):
                             sub = f"{rel}/{d.name}" if rel else d.name
                             if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
-                                below.append(sub)
+                                below.append((sub, new))
             except OSError:
                 continue
+            if changed and latest is not None:
+                latest.folder(f"{top}/{rel}" if rel else top, names)
             below.sort(reverse=True)   # (the scan enters them by name: the first one last on the stack)
             stack.extend(below)
     return n
+
+
+def _changed_root(root: str, latest: SetAhead) -> bool:
+    try:
+        return latest.changed(os.lstat(long_path(root)))
+    except OSError:
+        return False

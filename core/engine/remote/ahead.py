@@ -13,7 +13,7 @@ run's (nothing is written before the unlock and the lock).
 
 Bounded: at most ``entries`` scanned entries and AHEAD_BYTES of small files' content are held,
 at most SMALL_AHEAD files open. A file is read here as the run reads it
-(core/engine/remote/backup.py ``read_content``): whole, once, and that content is what the run
+(:class:`Hashed`): whole, once, and that content is what the run
 encrypts, so what was hashed is what is stored. A read's error is kept and raised where the
 run would have met it (sourceread's retries and warnings then apply, with the parent's entry
 known). The parent is not known here, so an unchanged file may be read for nothing (at most
@@ -163,12 +163,46 @@ class Ahead:
         self._scan.close()
 
 
+class Hashed:
+    """What sourceread's retry loop asks of a store, for the run: read a file once, hashing it and
+    naming its content (nothing written)."""
+
+    def __init__(self, keys: crypto.SetKeys):
+        self.keys = keys
+
+    def copy_in(self, se: ScanEntry, fd: int | None = None) -> tuple[crypto.ObjectHasher, int, bytes | None]:
+        """(hasher, size, the content when it is under PACK_BELOW: it is not read again); ``fd``:
+        the file opened already (this takes it over)."""
+        hasher = self.keys.object_hasher()
+        size, content = read_content(se.abspath if fd is None else fd, se.size, hasher.update)
+        return hasher, size, content
+
+    def displace(self, old) -> None:
+        """(A file deleted since the scan simply leaves the snapshot: nothing to move on a remote.)"""
+
+
+class Opened:
+    """:class:`Hashed` for a file opened ahead by the run: the first try reads that descriptor, a
+    retry opens the file again."""
+
+    def __init__(self, hashed: Hashed, fd: int):
+        self._hashed = hashed
+        self._fd: int | None = fd
+
+    def copy_in(self, se: ScanEntry) -> tuple[crypto.ObjectHasher, int, bytes | None]:
+        fd, self._fd = self._fd, None
+        return self._hashed.copy_in(se, fd)
+
+    def displace(self, old) -> None:
+        self._hashed.displace(old)
+
+
 class EarlyRead:
-    """The run's reader (core/engine/remote/backup.py ``_Hashed``) for a small file :class:`Ahead`
+    """:class:`Hashed` for a small file :class:`Ahead`
     read before the keys were there: the first try hands over that read (or raises its error),
     a retry reads the file again."""
 
-    def __init__(self, hashed, early: Early):
+    def __init__(self, hashed: Hashed, early: Early):
         self._hashed = hashed
         self._early: Early | None = early
 

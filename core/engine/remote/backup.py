@@ -29,6 +29,7 @@ Write order (the crash-safety proof; docs/format.md "Remote sets"):
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -36,21 +37,24 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Generator, Iterator
+from typing import Generator, Iterable, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
 from core.engine.fs import READS_AHEAD, long_path, read_ahead
+from core.engine.layout import OBJECTS_DIR, SNAPSHOTS_DIR
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
-from core.engine.remote.ahead import Ahead, Early, EarlyRead, read_content
-from core.engine.remote.packs import PACK_BELOW, Packer, drop_unindexed
+from core.engine.remote.ahead import Ahead, Early, EarlyRead, Hashed, Opened
+from core.engine.remote.packs import INDEX_DIR, PACK_BELOW, PACKS_DIR, Packer, drop_unindexed
 from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
 from core.engine.storage import Backend, BlobInfo, Source
+from core.engine.storage.base import TMP, Staged, Stages, Unstaged, can_stage
+from core.engine.storage.lock import FOLDER as LOCKS_DIR
 from core.engine.storage.lock import RemoteLock
 from core.errors import DamagedSet, ObjectNameMismatch, UsageError
 
@@ -60,6 +64,7 @@ SMALL_AHEAD = 32        # small files opened, their reads started, before the on
 READ_BLOCK = 1 << 20
 PROGRESS_EVERY = 1000   # unchanged files between progress reports
 LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
+log = logging.getLogger(__name__)
 
 
 def backup(rset: RemoteSet, sources, options: BackupOptions | None = None) -> BackupResult:
@@ -132,15 +137,73 @@ def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, start
 
 class _Gated:
     """A backend whose writes wait until ``ready`` (the set exists and is locked), and fail with
-    its error; reads go through at once."""
+    its error; reads go through at once. A put that comes before then, to a backend that stages
+    (:class:`~core.engine.storage.base.Stages`), uploads its bytes to ``tmp/`` at once and moves
+    them onto the name once ``ready``: the uploads overlap the passphrase's scrypt and the set
+    file's and the lock's puts, and no name appears before both (what a cut run left in ``tmp/``
+    is cleared by the next run under the lock; nothing names it). Content put in place
+    (``Unstaged``) waits, as every other write does."""
 
     def __init__(self, inner: Backend, ready: Future):
         self._inner, self._ready = inner, ready
         self.where = inner.where
+        self._folders = threading.Event()
+        if can_stage(inner):
+            threading.Thread(target=self._make_folders, name="plugback-folders", daemon=True).start()
+        else:
+            self._folders.set()
+
+    def _make_folders(self) -> None:
+        """The new set's folders, made at once (a put into a missing folder costs more requests,
+        and the first puts come together); only a shortcut: a put makes its folder anyway."""
+        try:
+            self._inner.make_folders(("", TMP, LOCKS_DIR, OBJECTS_DIR, PACKS_DIR, INDEX_DIR,   # type: ignore[attr-defined]
+                                      SNAPSHOTS_DIR))
+        except Exception as err:  # noqa: BLE001 - the puts will say what is wrong, if anything is
+            log.info("Could not make the folders of %s ahead: %s", self.where, err)
+        finally:
+            self._folders.set()
 
     def put(self, name: str, data: Source) -> None:
+        if self._ready.done() or isinstance(data, Unstaged) or not self.can_stage:
+            self._ready.result()
+            self._inner.put(name, data)
+            return
+        staged = self.stage(name, data)
+        try:
+            self._ready.result()
+        except BaseException:
+            self.discard(staged, quietly=True)
+            raise
+        self.commit(staged)
+
+    # base.Stages: staging only uploads to tmp/ (at once); naming waits for the gate
+    @property
+    def can_stage(self) -> bool:
+        return can_stage(self._inner)
+
+    def stage(self, name: str, data: Source) -> Staged:
+        self._folders.wait()
+        return self._stager.stage(name, data)
+
+    def commit(self, staged: Staged) -> None:
         self._ready.result()
-        self._inner.put(name, data)
+        self._stager.commit(staged)
+
+    def discard(self, staged: Staged, quietly: bool = False) -> None:
+        try:
+            self._stager.discard(staged)
+        except Exception as err:
+            if not quietly:
+                raise
+            log.info("Could not remove the upload of %s from tmp/: %s", staged.name, err)
+
+    def make_folders(self, folders: Iterable[str]) -> None:
+        self._stager.make_folders(folders)
+
+    @property
+    def _stager(self) -> Stages:
+        return self._inner      # type: ignore[return-value]
 
     def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
         return self._inner.get(name, offset)
@@ -238,39 +301,6 @@ class _Item:
         return self.small or (self.job is not None and not self.job.done())
 
 
-class _Hashed:
-    """What sourceread's retry loop asks of a store: read a file once, hashing it (nothing written)."""
-
-    def __init__(self, rset: RemoteSet):
-        self.keys = rset.keys
-
-    def copy_in(self, se: ScanEntry, fd: int | None = None) -> tuple[crypto.ObjectHasher, int, bytes | None]:
-        """(hasher, size, the content when it is under PACK_BELOW: it is not read again); ``fd``:
-        the file opened already (this takes it over)."""
-        hasher = self.keys.object_hasher()
-        size, content = read_content(se.abspath if fd is None else fd, se.size, hasher.update)
-        return hasher, size, content
-
-    def displace(self, old: Entry) -> None:
-        """(A file deleted since the scan simply leaves the snapshot: nothing to move on a remote.)"""
-
-
-class _Opened:
-    """:class:`_Hashed` for a file opened ahead: the first try reads that descriptor, a retry
-    opens the file again."""
-
-    def __init__(self, hashed: _Hashed, fd: int):
-        self._hashed = hashed
-        self._fd: int | None = fd
-
-    def copy_in(self, se: ScanEntry) -> tuple[crypto.ObjectHasher, int, bytes | None]:
-        fd, self._fd = self._fd, None
-        return self._hashed.copy_in(se, fd)
-
-    def displace(self, old: Entry) -> None:
-        self._hashed.displace(old)
-
-
 class _Run:
     """One backup run's state: the manifest being written and the uploads in flight."""
 
@@ -286,7 +316,7 @@ class _Run:
         self.window: deque[_Item] = deque()
         self.small: deque[_Item] = deque()     # the window's small files not read yet, in order
         self.opened = 0                         # ... of which the first this many were opened ahead
-        self.hashed = _Hashed(rset)
+        self.hashed = Hashed(rset.keys)
         self.packer = Packer(rset)
         # The parent manifest's stored bytes, read once from the remote (unlinked at once).
         self.parent_copy = tempfile.TemporaryFile(prefix="plugback-parent-")
@@ -433,11 +463,11 @@ class _Run:
         """Hash ``se`` (``fd``: opened already; ``early``: read already); upload and read back its content
         unless the remote has it. ``e`` gets the content's fields, the previous version's (a warning),
         or no hash (left out)."""
-        store: _Hashed | _Opened | EarlyRead = self.hashed
+        store: Hashed | Opened | EarlyRead = self.hashed
         if early is not None:
             store = EarlyRead(self.hashed, early)
         elif fd is not None:
-            store = _Opened(self.hashed, fd)
+            store = Opened(self.hashed, fd)
         read = read_with_retries(store, se, e, prev, self.options.clock, self.warnings)
         if read is None:
             return      # unreadable (previous version kept, or left out) or deleted since the scan

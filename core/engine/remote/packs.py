@@ -9,7 +9,9 @@ staged puts a second; bench/storage_rclone.py).
   format: JSON ``{"format": "plugback-pack-index", "version": 1, "pack": ID, "size": BYTES,
   "objects": [[OBJECT NAME, OFFSET, LENGTH], ...]}``.
 
-Write order: a pack is put and read back, then its index is put and read back; the
+Write order: a pack is put and read back, then its index is put and read back (where the
+backend stages, the index's bytes go to ``tmp/`` while the pack is put and are only moved onto
+its name after the pack's check: ``storage.base.Stages``); the
 manifest that names its objects comes after both (core/engine/remote/backup.py). A pack is
 written in place (``Unstaged``: not staged in ``tmp/`` and moved), so a cut put may leave it
 torn; a pack without an index is what an interrupted run left: nothing names it, and the next
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Iterator
 from core.engine import crypto, scratch
 from core.engine.manifest import is_hex64
 from core.engine.storage import Backend, read_all
-from core.engine.storage.base import Unstaged
+from core.engine.storage.base import Unstaged, can_stage
 from core.errors import DamagedSet, NewerFormat
 
 if TYPE_CHECKING:
@@ -49,6 +52,7 @@ INDEX_FORMAT = "plugback-pack-index"
 INDEX_VERSION = 1
 INDEX_READERS = 4            # index gets in flight when a set's indexes are first read
 PACKS_IN_FLIGHT = 2          # full packs being stored or waiting to be, at most (memory: PACK_SIZE each)
+log = logging.getLogger(__name__)
 
 
 def pack_blob(pack_id: str) -> str:
@@ -228,6 +232,17 @@ def _insert(db, pack: str, size: int, objects: list[tuple[str, int, int]]) -> No
                    ((bytes.fromhex(n), pid, off, length) for n, off, length in objects))
 
 
+def _discard(backend: Backend, staging: Future) -> None:
+    """Remove a staged index whose pack failed (best effort: the next run clears tmp/ anyway)."""
+    if staging.cancelled() or staging.exception() is not None:
+        return
+    staged = staging.result()
+    try:
+        backend.discard(staged)      # type: ignore[attr-defined]
+    except Exception as err:  # noqa: BLE001 - the pack's own failure is the one to report
+        log.info("Could not remove the upload of %s from tmp/: %s", staged.name, err)
+
+
 def read_pack(rset: "RemoteSet", pack: str, size: int) -> bytes:
     """A whole pack (at most :data:`MAX_PACK_BYTES`), checked against its name (its SHA-256)."""
     data = read_all(rset.backend, pack_blob(pack), min(size, MAX_PACK_BYTES))
@@ -288,6 +303,7 @@ class Packer:
         self._objects: list[tuple[str, int, int]] = []
         self._room = threading.BoundedSemaphore(PACKS_IN_FLIGHT)
         self._pool = ThreadPoolExecutor(max_workers=PACKS_IN_FLIGHT, thread_name_prefix="plugback-pack")
+        self._stagers = ThreadPoolExecutor(max_workers=PACKS_IN_FLIGHT, thread_name_prefix="plugback-index")
         self._sent: deque[Future] = deque()
         self.packs_stored = 0
 
@@ -318,6 +334,7 @@ class Packer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stagers.shutdown(wait=True)
 
     def __enter__(self) -> "Packer":
         return self
@@ -351,11 +368,24 @@ class Packer:
         """Pack, read back, index, read back: only then may a manifest name these objects."""
         backend, keys = self._rset.backend, self._rset.keys
         pack = hashlib.sha256(buf).hexdigest()
-        # In place, not staged (a request-costly move less): nothing trusts a pack before its
-        # index, which is put only once the pack read back equal to its name.
-        backend.put(pack_blob(pack), buf)
-        read_pack(self._rset, pack, len(buf))
-        backend.put(index_blob(pack), encode_index(keys, pack, len(buf), objects))
+        index = encode_index(keys, pack, len(buf), objects)
+        # The index's bytes go to tmp/ beside the pack's put where the backend stages (before a new
+        # set's lock, too: backup._Gated), so that once the pack is checked only the move names it.
+        staging = (self._stagers.submit(backend.stage, index_blob(pack), index)   # type: ignore[attr-defined]
+                   if can_stage(backend) else None)
+        try:
+            # In place, not staged (a request-costly move less): nothing trusts a pack before its
+            # index, which is named only once the pack read back equal to its name.
+            backend.put(pack_blob(pack), buf)
+            read_pack(self._rset, pack, len(buf))
+        except BaseException:
+            if staging is not None:
+                staging.add_done_callback(lambda job: _discard(backend, job))
+            raise
+        if staging is not None:
+            backend.commit(staging.result())      # type: ignore[attr-defined]
+        else:
+            backend.put(index_blob(pack), index)
         decode_index(keys, index_blob(pack), read_all(backend, index_blob(pack), MAX_INDEX_BYTES))
         self._rset.packs.add(pack, len(buf), objects)
         with self._mutex:

@@ -68,6 +68,48 @@ class Unstaged(bytes):
 
 
 @dataclass(frozen=True)
+class Staged:
+    """A blob :meth:`Stages.stage` uploaded to ``tmp/``: not under ``name`` (nor listed) until
+    :meth:`Stages.commit` moves it there. ``where``: its place in ``tmp/`` (the backend's)."""
+
+    name: str
+    where: str
+
+
+@runtime_checkable
+class Stages(Protocol):
+    """A backend whose atomic put is two steps (an upload to ``tmp/``, then a move onto the name)
+    that a caller may take apart: stage the bytes early (before a set exists and is locked,
+    :class:`core.engine.remote.backup._Gated`), name them later. ``can_stage``: whether this one
+    does (a wrapper asks the backend it wraps; an object store has no move, a put there is
+    atomic by nature). Staged blobs live in ``tmp/``: ``clean_partial`` removes them."""
+
+    can_stage: bool
+
+    def stage(self, name: str, data: Source) -> Staged:
+        """Upload ``data`` to ``tmp/`` for ``name`` (checked); nothing appears under the name."""
+
+    def commit(self, staged: Staged) -> None:
+        """Move a staged blob onto its name (atomic: whole or not there; replaces an older one)."""
+
+    def discard(self, staged: Staged) -> None:
+        """Remove a staged blob that will not be committed (gone already is fine)."""
+
+    def make_folders(self, folders: Iterable[str]) -> None:
+        """Make these folders (``""``: the root; ``tmp`` may be one), in this order, for a set
+        being created: rclone's WebDAV backend makes a missing parent folder with three more
+        requests per put (MKCOL refused, PROPFIND, MKCOL of its parent), and more when several
+        puts find it missing at once. Existing folders are fine; nothing is written."""
+
+
+def can_stage(backend: object) -> bool:
+    """Whether ``backend`` stages and commits puts as two calls (:class:`Stages`). Only a backend
+    whose class says so: a wrapper that hands unknown calls on with ``__getattr__`` (the agent's
+    byte counter) would let staged bytes pass it by, so it keeps plain puts until it stages itself."""
+    return hasattr(type(backend), "can_stage") and bool(backend.can_stage)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
 class BlobInfo:
     """One stored blob: its name and its size in bytes."""
 

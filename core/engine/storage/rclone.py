@@ -41,7 +41,18 @@ import tempfile
 from dataclasses import dataclass
 from typing import Generator, Iterable, Iterator
 
-from core.engine.storage.base import CHUNK, TMP, BlobInfo, Source, Unstaged, check_folder, check_name, chunks_of, is_valid_name
+from core.engine.storage.base import (
+    CHUNK,
+    TMP,
+    BlobInfo,
+    Source,
+    Staged,
+    Unstaged,
+    check_folder,
+    check_name,
+    chunks_of,
+    is_valid_name,
+)
 from core.engine.storage.rclone_rcd import Rcd, RcloneError
 from core.errors import BadRemoteSpec, BlobNotFound, RemoteAuthFailed, RemoteFull, RemoteUnavailable, StorageError, UnknownRemote
 
@@ -49,6 +60,7 @@ PREFIX = "rclone:"
 _Entries = list[tuple[str, bool, object]]      # a folder's (name, is a folder, size), sorted
 # rclone's remote names: letters, digits, '_', '-', '.', '+', '@' and spaces, not starting with '-' or a space.
 _REMOTE = re.compile(r"[\w.+@][\w.+@ -]*")
+_STAGED = re.compile(TMP + r"/[0-9a-f]{32}\.part")   # where stage() puts a blob
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,13 @@ def classify(message: str, status: int, where: str, name: str = "") -> StorageEr
     return StorageError(where=where, reason=message)
 
 
+def _staged_place(staged: Staged) -> str:
+    """A staged blob's place in ``tmp/``, checked to be one :meth:`RcloneBackend.stage` makes."""
+    if not _STAGED.fullmatch(staged.where):
+        raise StorageError(where=staged.name[:300], reason=f"{staged.where[:300]!r} is not a staged upload")
+    return staged.where
+
+
 class RcloneBackend:
     """Blobs under ``spec`` (a :class:`RemoteSpec` or ``rclone:REMOTE:PATH``) on an rclone remote.
 
@@ -156,16 +175,46 @@ class RcloneBackend:
 
     # --- the interface -------------------------------------------------------------------
     def put(self, name: str, data: Source) -> None:
+        if self._stages() and not isinstance(data, Unstaged):
+            self.commit(self.stage(name, data))   # only at the move does the name appear, whole
+        else:
+            self._send(check_name(name), data, name)
+
+    # --- a put in two steps (base.Stages) --------------------------------------------------
+    @property
+    def can_stage(self) -> bool:
+        return self._stages()
+
+    def stage(self, name: str, data: Source) -> Staged:
         check_name(name)
-        staged = self._stages() and not isinstance(data, Unstaged)
-        target = f"{TMP}/{secrets.token_hex(16)}.part" if staged else name
+        if not self._stages():
+            raise StorageError(where=self.where, reason="this remote has no server-side move to stage puts with")
+        staged = Staged(name, f"{TMP}/{secrets.token_hex(16)}.part")
+        self._send(staged.where, data, name)
+        return staged
+
+    def commit(self, staged: Staged) -> None:
+        self._move(_staged_place(staged), check_name(staged.name))
+
+    def discard(self, staged: Staged) -> None:
+        try:
+            self._call("operations/deletefile", {"fs": self.fs, "remote": _staged_place(staged)}, staged.name)
+        except BlobNotFound:
+            pass
+
+    def make_folders(self, folders: Iterable[str]) -> None:
+        for folder in folders:
+            if folder and folder != TMP:
+                check_name(folder)
+            self._call("operations/mkdir", {"fs": self.fs, "remote": folder}, folder)
+
+    def _send(self, target: str, data: Source, name: str) -> None:
+        """Upload ``data`` to ``target`` (its name, or its place in ``tmp/``)."""
         if self._streams():
             folder, _, base = target.rpartition("/")
             self._upload(folder, base, chunks_of(data), name)
         else:
             self._copy_spooled(target, data, name)
-        if staged:
-            self._move(target, name)    # only now does the name appear, whole (a server-side move)
 
     def _move(self, staged: str, name: str) -> None:
         """Move ``staged`` onto ``name`` without looking for ``name`` first; when the remote

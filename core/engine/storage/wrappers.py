@@ -22,11 +22,11 @@ import logging
 import random
 import re
 import threading
-from typing import Callable, Generator, Iterator
+from typing import Callable, Generator, Iterable, Iterator
 
 from core.engine.progress import Clock
-from core.engine.storage.base import Backend, BlobInfo, Source, chunks_of
-from core.errors import PlugbackError, RemoteUnavailable
+from core.engine.storage.base import Backend, BlobInfo, Source, Staged, can_stage, chunks_of
+from core.errors import BlobNotFound, PlugbackError, RemoteUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,37 @@ class Retrying:
     def put(self, name: str, data: Source) -> None:
         # data is bytes or a function that opens the stream again: each attempt sends it whole.
         self._run(f"storing {name}", lambda: self.inner.put(name, data))
+
+    # base.Stages, when the wrapped backend stages (a retried stage uploads again, to a new place)
+    @property
+    def can_stage(self) -> bool:
+        return can_stage(self.inner)
+
+    def stage(self, name: str, data: Source) -> Staged:
+        return self._run(f"storing {name}", lambda: self.inner.stage(name, data))   # type: ignore[attr-defined]
+
+    def commit(self, staged: Staged) -> None:
+        tried = [False]
+
+        def once() -> None:
+            try:
+                self.inner.commit(staged)   # type: ignore[attr-defined]
+            except BlobNotFound:
+                if not tried[0]:
+                    raise
+                # A try whose answer was lost had moved it: the name is there (read back by the caller).
+                self.inner.stat(staged.name)
+            finally:
+                tried[0] = True
+
+        self._run(f"storing {staged.name}", once)
+
+    def discard(self, staged: Staged) -> None:
+        self._run(f"removing an unfinished upload of {staged.name}", lambda: self.inner.discard(staged))  # type: ignore[attr-defined]
+
+    def make_folders(self, folders: Iterable[str]) -> None:
+        folders = tuple(folders)      # (each try makes them all)
+        self._run("making the set's folders", lambda: self.inner.make_folders(folders))  # type: ignore[attr-defined]
 
     def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
         first = self._run(f"reading {name}", lambda: self.inner.get(name, offset))
@@ -213,6 +244,27 @@ class RateLimited:
     def put(self, name: str, data: Source) -> None:
         self._op()
         self.inner.put(name, data if self._bytes is None else (lambda: self._metered(chunks_of(data))))
+
+    @property
+    def can_stage(self) -> bool:
+        return can_stage(self.inner)
+
+    def stage(self, name: str, data: Source) -> Staged:
+        self._op()
+        return self.inner.stage(name, data if self._bytes is None   # type: ignore[attr-defined]
+                                else (lambda: self._metered(chunks_of(data))))
+
+    def commit(self, staged: Staged) -> None:
+        self._op()
+        self.inner.commit(staged)   # type: ignore[attr-defined]
+
+    def discard(self, staged: Staged) -> None:
+        self._op()
+        self.inner.discard(staged)   # type: ignore[attr-defined]
+
+    def make_folders(self, folders: Iterable[str]) -> None:
+        self._op()
+        self.inner.make_folders(folders)   # type: ignore[attr-defined]
 
     def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
         self._op()

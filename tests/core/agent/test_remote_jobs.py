@@ -138,17 +138,26 @@ def test_progress_counts_the_bytes_uploaded(world, paths, tmp_path):
     import os
 
     from core.agent.history import History
+    from core.engine.storage import open_backend
+    from core.engine.storage.base import can_stage
 
-    src = make_tree(tmp_path / "Docs", {"noise.bin": os.urandom(300_000)})   # does not compress
-    job = Job.from_dict({"name": "Docs", "sources": [str(src)],
-                         "destination": {"remote": f"rclone:loc:{tmp_path / 'set'}"}})
+    # Neither compresses; the big one is an object of its own, staged in tmp/ before the new set's
+    # file and lock (storage.base.Stages), and counted there too.
+    src = make_tree(tmp_path / "Docs", {"noise.bin": os.urandom(300_000), "big.bin": os.urandom(1_500_000)})
+    spec = f"rclone:loc:{tmp_path / 'set'}"
+    backend = open_backend(spec)
+    try:
+        assert can_stage(remote_jobs._Counting(backend))
+    finally:
+        backend.close()
+    job = Job.from_dict({"name": "Docs", "sources": [str(src)], "destination": {"remote": spec}})
     reports = []
     outcome = remote_jobs.run_remote_job(job, History(paths.history_file), progress=reports.append,
                                          passphrase=PASSPHRASE)
     assert outcome.status == "ok", outcome.log
     assert reports and all(isinstance(p, remote_jobs.UploadProgress) for p in reports)
     last = reports[-1].to_dict()
-    assert last["uploaded"] >= 300_000 and last["speed"] > 0   # the content, encrypted, was sent
+    assert last["uploaded"] >= 1_800_000 and last["speed"] > 0   # the content, encrypted, was sent
 
 
 def test_a_scheduled_remote_job_waits_for_the_network_then_runs(world, agent_on_clock, src):

@@ -85,6 +85,24 @@ def test_slices_read_every_blob_once_then_check_and_name_the_damage(remote, src,
                                                      "from the remote"]
 
 
+def test_a_pack_no_index_names_is_garbage_not_damage(remote, src, paths):
+    """A cut run's pack (written in place, maybe torn, its index never put) reads as nothing to check."""
+    spec = f"rclone:loc:{remote}"
+    assert remote_jobs.run_remote_job(job_to(remote, src), History(paths.history_file),
+                                      passphrase=PASSPHRASE).status == "ok"
+    pack = next(p for p in stored(remote) if "/packs/" in str(p))
+    torn_name = "ab" + "c" * 62
+    torn = pack.parent.parent / torn_name[:2] / torn_name
+    torn.parent.mkdir(exist_ok=True)
+    torn.write_bytes(pack.read_bytes()[: pack.stat().st_size // 2])   # half a pack, named as none
+    with remote_jobs.open_remote(spec, make_unlocker()) as rset:
+        full = scrub_slice(rset, Cursor(), None, read_back=True)
+        assert full.finished and full.damaged == []
+        flip(pack)   # an indexed pack is still read and checked
+        full = scrub_slice(rset, Cursor(), None, read_back=True)
+        assert [d.name for d in full.damaged] == [pack.name]
+
+
 @pytest.fixture
 def agent_on_clock(remote, paths):
     from core.agent.agent import Agent

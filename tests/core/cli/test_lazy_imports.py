@@ -60,3 +60,24 @@ def test_a_bad_on_conflict_is_a_usage_error(tmp_path):
                        capture_output=True, text=True, check=False)
     assert r.returncode == 2
     assert "invalid choice: 'merge' (choose from skip, overwrite, keep-both)" in r.stderr
+
+
+def test_every_command_is_registered_by_the_module_the_dispatcher_imports_for_it():
+    """``plugback CMD`` imports only COMMAND_MODULE[CMD]: every command in the whole parser must be
+    there, each parsed by its own module's parser alone, and nothing else imported for it."""
+    import argparse
+
+    from core.cli import COMMAND_MODULE, build_parser
+
+    def commands(parser) -> set[str]:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return set(action.choices)
+
+    assert commands(build_parser()) == set(COMMAND_MODULE)
+    for command in COMMAND_MODULE:
+        assert commands(build_parser(command)) >= {command}
+    assert commands(build_parser("no-such-command")) == set(COMMAND_MODULE)   # its error lists them all
+    loaded = subprocess.run([sys.executable, "-c", "import sys; from core.cli import build_parser; "
+                             "build_parser('backup'); print(sorted(m for m in sys.modules if m.startswith('core.')))"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "core.cli.backup_cmds" in loaded and "core.cli.agent_cmds" not in loaded and "core.agent.config" not in loaded

@@ -108,7 +108,7 @@ def test_an_empty_remote_folder_is_not_a_set_and_a_foreign_one_is_not_taken(webd
 
 class _KillAfter:
     """A backend that kills ``server`` (the WebDAV server, or Plugback's rclone: SIGKILL) once its
-    ``n``-th put of a pack index returned (other uploads are in flight then: they are cut)."""
+    ``n``-th put (or commit) of a pack index returned (other uploads are in flight then: they are cut)."""
 
     def __init__(self, inner, server, n: int):
         self._inner, self._server, self._left = inner, server, n
@@ -116,6 +116,13 @@ class _KillAfter:
 
     def put(self, name, data):
         self._inner.put(name, data)
+        self._count(name)
+
+    def commit(self, staged):      # (an index staged in tmp/, then named: packs.Packer)
+        self._inner.commit(staged)
+        self._count(staged.name)
+
+    def _count(self, name):
         if name.startswith("index/"):
             self._left -= 1
             if self._left == 0:

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from core.engine.storage import BlobInfo, read_all
-from core.engine.storage.base import CHUNK, Unstaged
-from core.errors import BadBlobName, BlobNotFound, DriveFileDamaged
+from core.engine.storage.base import CHUNK, TMP, Staged, Unstaged, can_stage
+from core.errors import BadBlobName, BlobNotFound, DriveFileDamaged, StorageError
 
 BIG = os.urandom(CHUNK * 2 + 12345)     # more than one chunk, and more than rclone keeps in memory
 
@@ -177,3 +177,41 @@ def test_read_all_refuses_a_blob_over_its_limit(subject):
     with pytest.raises(DriveFileDamaged):
         read_all(b, "locks/big", 4096)
     assert read_all(b, "locks/big", len(BIG)) == BIG
+
+
+def test_a_staged_blob_is_nowhere_under_its_name_until_committed(subject):
+    """base.Stages: the rclone backends stage (their remotes move on the server); a local folder does
+    not need to (its puts are fast) and says so."""
+    b = subject.backend
+    assert can_stage(b) is (subject.kind != "local")
+    if not can_stage(b):
+        return
+    name = "objects/cd/" + "cd" * 32
+    b.make_folders(["", TMP, "objects"])
+    staged = b.stage(name, lambda: iter([BIG[:70000], BIG[70000:]]))
+    with pytest.raises(BlobNotFound):
+        b.stat(name)
+    assert [i.name for i in b.list("")] == [] and [f for f in files_under(subject.root) if f.startswith("tmp/")]
+    b.commit(staged)
+    assert content(b, name) == BIG and [i.name for i in b.list("")] == [name]
+    assert files_under(subject.root) == [name]
+    replaced = b.stage(name, b"newer")                       # a commit replaces the name whole
+    b.commit(replaced)
+    assert content(b, name) == b"newer"
+    dropped = b.stage("objects/ef/" + "ef" * 32, BIG)
+    b.discard(dropped)
+    b.discard(dropped)                                       # gone already is fine
+    assert files_under(subject.root) == [name]
+
+
+def test_a_staged_place_that_stage_did_not_make_is_refused(subject):
+    b = subject.backend
+    if not can_stage(b):
+        pytest.skip("a local folder does not stage")
+    b.put("plugback.json", b"{}")
+    for bad in (Staged("objects/00/x", "plugback.json"), Staged("objects/00/x", "tmp/../plugback.json")):
+        with pytest.raises(StorageError):
+            b.commit(bad)
+        with pytest.raises(StorageError):
+            b.discard(bad)
+    assert content(b, "plugback.json") == b"{}"

@@ -239,3 +239,65 @@ def test_without_fail_fast_an_unreachable_remote_is_retried(faulty):
     with pytest.raises(RemoteUnavailable) as caught:
         b.stat("plugback.json")
     assert len(clock.waits) == 2 and not caught.value.message.startswith("Can't reach")
+
+
+def test_only_a_backend_whose_class_stages_is_asked_to_stage(tmp_path):
+    """A wrapper that passes unknown calls on (``__getattr__``) must not have staged bytes go past
+    it (the agent counts the bytes it puts): it is not taken for a stager, the wrappers here are."""
+    from core.engine.storage.base import can_stage
+
+    class Stager:
+        where = "x"
+        can_stage = True
+
+    class PassesOn:
+        where = "x"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    assert can_stage(Stager()) and can_stage(Retrying(Stager())) and can_stage(RateLimited(Stager()))
+    assert not can_stage(PassesOn(Stager())) and not can_stage(Retrying(PassesOn(Stager())))
+    assert not can_stage(LocalBackend(tmp_path)) and not can_stage(Retrying(LocalBackend(tmp_path)))
+
+
+class _Mover:
+    """A stager over a folder (a staged blob waits in memory; a commit puts it): ``lose`` commits
+    move the blob and then fail as a cut connection would (the answer lost)."""
+
+    can_stage = True
+
+    def __init__(self, inner, lose: int = 0):
+        self.inner, self.where, self.lose = inner, inner.where, lose
+        self.waiting: dict[str, bytes] = {}
+
+    def stage(self, name, data):
+        from core.engine.storage.base import Staged
+
+        self.waiting[name] = bytes(data)
+        return Staged(name, "tmp/" + "0" * 32 + ".part")
+
+    def commit(self, staged):
+        if staged.name not in self.waiting:
+            raise BlobNotFound(where=self.where, name=staged.where)     # moved already
+        self.inner.put(staged.name, self.waiting.pop(staged.name))
+        if self.lose:
+            self.lose -= 1
+            raise transient()
+
+    def stat(self, name):
+        return self.inner.stat(name)
+
+
+def test_a_commit_retried_after_its_answer_was_lost_finds_the_name_and_a_missing_staged_blob_fails(tmp_path):
+    from core.engine.storage.base import Staged
+
+    inner = _Mover(LocalBackend(tmp_path / "set"), lose=1)
+    r = Retrying(inner, RecordingClock(), attempts=3)
+    r.commit(r.stage("objects/ab/x", b"content"))     # moved, answer lost; the retry finds it there
+    assert b"".join(inner.inner.get("objects/ab/x")) == b"content"
+    with pytest.raises(BlobNotFound):                  # never staged: not taken for done
+        r.commit(Staged("objects/ab/y", "tmp/" + "1" * 32 + ".part"))
