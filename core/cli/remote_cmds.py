@@ -33,11 +33,14 @@ def open_remote(spec: str, unlock) -> "RemoteSet":
     return RemoteSet.open_closing(open_backend(spec), unlock)
 
 
-def backup_set(spec: str, sources, unlock, new_passphrase, backend=None) -> tuple["RemoteSet", str | None]:
+def backup_set(spec: str, sources, unlock, new_passphrase, backend=None,
+               guess: str | None = None) -> tuple["RemoteSet", str | None]:
     """The remote set a backup goes to: opened, or created (encrypted) when the remote folder is
     empty or new: (the set, the new set's passphrase or None). ``new_passphrase()`` asks for one.
     A new set is finished in the background (RemoteSet.create_started; the backup waits for it
-    before its first write). ``backend``: the set's backend, opened already."""
+    before its first write); an existing one is unlocked by the backup, its scan beside the scrypt
+    (RemoteSet.open_started; ``guess``: the passphrase the unlocker will likely try, whose scrypt
+    starts at once). ``backend``: the set's backend, opened already."""
     from core.engine.progress import Clock
     from core.engine.remote.rset import RemoteSet
     from core.engine.scan import plan_sources
@@ -46,7 +49,11 @@ def backup_set(spec: str, sources, unlock, new_passphrase, backend=None) -> tupl
     backend = backend or open_backend(spec)
     try:
         if RemoteSet.exists(backend):
-            return RemoteSet.open(backend, unlock), None
+            # Unlocked by the backup, with its scan and reads beside the scrypt (core/engine/remote/ahead.py).
+            rset = RemoteSet.open_started(backend, unlock, guess)
+            if guess:
+                _load_keyring()
+            return rset, None
         plan_sources(sources)   # a typo in a source leaves no empty set behind
         passphrase = new_passphrase()
         return RemoteSet.create_started(backend, Clock().now(), passphrase), passphrase
@@ -74,7 +81,7 @@ def cmd_backup(args, unlock, report) -> int:
         from core.engine.remote.backup import backup
 
         rset, passphrase = backup_set(args.to, args.sources, unlock, lambda: ask_new_passphrase("this backup set"),
-                                      backend=opening.result())
+                                      backend=opening.result(), guess=_likely_passphrase(args))
     try:
         bar = ProgressBar(enabled=None if not args.json else False)
         options = BackupOptions(excludes=args.exclude, rehash=args.rehash, verify=not args.no_verify,
@@ -86,3 +93,31 @@ def cmd_backup(args, unlock, report) -> int:
         return report(args, rset, result, None, passphrase)
     finally:
         rset.close()
+
+
+#: core.agent.keys.ENV_PASSPHRASE / ENV_RECOVERY_KEY, spelled here so that the passphrase's scrypt can
+#: start before the keyring is loaded (tests/core/engine/remote/test_unlock_overlap.py keeps them equal).
+ENV_PASSPHRASE = "PLUGBACK_PASSPHRASE"
+ENV_RECOVERY_KEY = "PLUGBACK_RECOVERY_KEY"
+
+
+def _likely_passphrase(args) -> str | None:
+    """The passphrase the unlocker tries unless the keyring has one (core.agent.keys.candidate_secrets):
+    ``PLUGBACK_PASSPHRASE``, when no recovery key is given (that would be tried instead)."""
+    import os
+
+    if getattr(args, "recovery_key_file", None) or os.environ.get(ENV_RECOVERY_KEY):
+        return None
+    return os.environ.get(ENV_PASSPHRASE) or None
+
+
+def _load_keyring() -> None:
+    """Load the keyring and its backend now, while the guessed passphrase's scrypt runs, rather than in
+    the unlock beside the backup's read-ahead thread, which starves those imports of the GIL (the
+    unlock started 0.05-0.5 s later with it: docs/performance.md, "#13: a backup into an existing set")."""
+    import keyring
+
+    try:
+        keyring.get_keyring()
+    except Exception:  # noqa: BLE001 - a broken backend is the unlock's to report (core.agent.keys._backend)
+        pass

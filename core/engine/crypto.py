@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
+import threading
 import unicodedata
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -174,9 +177,60 @@ def kdf_defaults() -> dict:
 
 
 def _derive_kek(passphrase: str, kdf: dict) -> bytes:
+    """scrypt (cryptography's: 0.39 s against hashlib's 0.43 s for N = 2^17 here, the same
+    bytes; docs/performance.md "#13: a backup into an existing set"), or the key
+    :func:`derive_ahead` started for the same passphrase and parameters (taken once)."""
+    with _ahead_mutex:
+        started = _ahead.pop(_ahead_key(passphrase, kdf), None)
+    if started is not None:
+        return started.result()
+    return _scrypt(passphrase, kdf)
+
+
+def _scrypt(passphrase: str, kdf: dict) -> bytes:
     salt = bytes.fromhex(kdf["salt"])
     n, r, p = kdf["n"], kdf["r"], kdf["p"]
     return Scrypt(salt=salt, length=KEY_LEN, n=n, r=r, p=p).derive(_passphrase_bytes(passphrase))
+
+
+# Keys being derived ahead (derive_ahead), by a digest of (passphrase, parameters): at most a few.
+_ahead: dict[bytes, Future] = {}
+_ahead_mutex = threading.Lock()
+
+
+def _ahead_key(passphrase: str, kdf: dict) -> bytes:
+    params = json.dumps([kdf.get("salt"), kdf.get("n"), kdf.get("r"), kdf.get("p")]).encode()
+    return hashlib.sha256(params + b"\0" + _passphrase_bytes(passphrase)).digest()
+
+
+def derive_ahead(enc: dict, passphrase: str) -> None:
+    """Start the scrypt of ``passphrase`` for the set ``enc`` (checked: :func:`check_encryption`)
+    in a thread (it runs outside the GIL): when the unlock then tries that passphrase, after
+    whatever it tries first (the keyring), :func:`unlock_with_passphrase` takes the key instead
+    of deriving it again. Nothing else changes: which secret opens the set, in which order, is
+    still the unlocker's. :func:`forget_ahead` drops what was not taken."""
+    check_encryption(enc)
+    kdf = enc["kdf"]
+    done: Future = Future()
+    with _ahead_mutex:
+        if _ahead.setdefault(_ahead_key(passphrase, kdf), done) is not done:
+            return
+
+    def derive() -> None:
+        try:
+            done.set_result(_scrypt(passphrase, kdf))
+        except BaseException as err:  # noqa: BLE001 - raised to the unlock that takes it
+            done.set_exception(err)
+
+    threading.Thread(target=derive, name="plugback-kdf", daemon=True).start()
+
+
+def forget_ahead() -> None:
+    """Drop the keys :func:`derive_ahead` made that no unlock took (waits for those still running)."""
+    with _ahead_mutex:
+        started = list(_ahead.values())
+        _ahead.clear()
+    wait(started)
 
 
 def _wrap(master: bytes, passphrase: str, kdf_params: dict) -> dict:

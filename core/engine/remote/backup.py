@@ -4,7 +4,9 @@ Write order (the crash-safety proof; docs/format.md "Remote sets"):
 
 1. Take the set's :class:`RemoteLock`; clear what interrupted puts left in ``tmp/``. (A set
    :meth:`RemoteSet.create_started` is making: the scan, hashing and packing start before;
-   every write waits until ``plugback.json`` is stored and the lock taken, :func:`_backup_new`.)
+   every write waits until ``plugback.json`` is stored and the lock taken, :func:`_backup_new`.
+   A set that exists: the scan and the small files' reads start before, while the set unlocks
+   and this lock is taken, core/engine/remote/ahead.py; they only read the sources.)
 2. List ``objects/`` and the pack indexes once into a scratch table (names only; memory
    stays flat), and delete the packs no index names (a cut run's, maybe torn: packs are
    written in place); the parent manifest is read to its checked end, into a local copy.
@@ -44,6 +46,7 @@ from core.engine.layout import OBJECTS_DIR, SNAPSHOTS_DIR
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
+from core.engine.remote.ahead import Ahead, Early, EarlyRead, Hashed, Opened
 from core.engine.remote.packs import INDEX_DIR, PACK_BELOW, PACKS_DIR, Packer, drop_unindexed
 from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
@@ -75,13 +78,27 @@ def backup(rset: RemoteSet, sources, options: BackupOptions | None = None) -> Ba
     if rset.created is not None:
         result = _backup_new(rset, paths, options, started)
     else:
-        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
-            rset.backend.clean_partial()
-            with _Present(rset) as present, _Run(rset, options, present, lock) as run:
-                drop_unindexed(rset)     # (the listing read the indexes: what a cut run left in packs/)
-                result = run.execute(paths, started)
+        result = _backup_existing(rset, paths, options, started)
     result.ended = options.clock.now()
     return result
+
+
+def _backup_existing(rset: RemoteSet, paths: list[str], options: BackupOptions, started) -> BackupResult:
+    """A backup into a set that exists: the scan and the small files' reads start in a thread
+    (:class:`core.engine.remote.ahead.Ahead`: no key, nothing written) while this thread unlocks
+    the set (:meth:`RemoteSet.unlock`, when :meth:`RemoteSet.open_started` left it), takes the
+    lock and lists the set; the run takes that work over when it starts."""
+    warnings: list[RunWarning] = []
+    ahead = Ahead(plan_sources(paths), Excluder(options.excludes), warnings, WINDOW)
+    try:
+        rset.unlock()       # a wrong passphrase stops here: nothing was written, the lock was not taken
+        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
+            rset.backend.clean_partial()
+            with _Present(rset) as present, _Run(rset, options, present, lock, warnings) as run:
+                drop_unindexed(rset)     # (the listing read the indexes: what a cut run left in packs/)
+                return run.execute(paths, started, ahead)
+    finally:
+        ahead.close()
 
 
 def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, started) -> BackupResult:
@@ -278,61 +295,19 @@ class _Item:
     job: Future | None = None
     small: bool = False
     fd: int | None = None        # a small file opened ahead (its read started)
+    early: Early | None = None   # a small file read before the keys were there (Ahead)
 
     def waiting(self) -> bool:
         return self.small or (self.job is not None and not self.job.done())
 
 
-class _Hashed:
-    """What sourceread's retry loop asks of a store: read a file once, hashing it (nothing written)."""
-
-    def __init__(self, rset: RemoteSet):
-        self.keys = rset.keys
-
-    def copy_in(self, se: ScanEntry, fd: int | None = None) -> tuple[crypto.ObjectHasher, int, bytes | None]:
-        """(hasher, size, the content when it is under PACK_BELOW: it is not read again); ``fd``:
-        the file opened already (this takes it over)."""
-        hasher = self.keys.object_hasher()
-        size = 0
-        kept: list[bytes] | None = []
-        want = min(READ_BLOCK, max(se.size, 0) + 1)   # a small file in one read of its size, not a 1 MiB buffer
-        with open(long_path(se.abspath) if fd is None else fd, "rb") as f:
-            while block := f.read(want):
-                want = READ_BLOCK
-                hasher.update(block)
-                size += len(block)
-                if kept is not None:
-                    kept.append(block)
-                    if size >= PACK_BELOW:
-                        kept = None
-        return hasher, size, (b"".join(kept) if kept is not None else None)
-
-    def displace(self, old: Entry) -> None:
-        """(A file deleted since the scan simply leaves the snapshot: nothing to move on a remote.)"""
-
-
-class _Opened:
-    """:class:`_Hashed` for a file opened ahead: the first try reads that descriptor, a retry
-    opens the file again."""
-
-    def __init__(self, hashed: _Hashed, fd: int):
-        self._hashed = hashed
-        self._fd: int | None = fd
-
-    def copy_in(self, se: ScanEntry) -> tuple[crypto.ObjectHasher, int, bytes | None]:
-        fd, self._fd = self._fd, None
-        return self._hashed.copy_in(se, fd)
-
-    def displace(self, old: Entry) -> None:
-        self._hashed.displace(old)
-
-
 class _Run:
     """One backup run's state: the manifest being written and the uploads in flight."""
 
-    def __init__(self, rset: RemoteSet, options: BackupOptions, present: _Present, lock: RemoteLock):
+    def __init__(self, rset: RemoteSet, options: BackupOptions, present: _Present, lock: RemoteLock,
+                 warnings: list[RunWarning] | None = None):
         self.rset, self.options, self.present, self.lock = rset, options, present, lock
-        self.warnings: list[RunWarning] = []
+        self.warnings: list[RunWarning] = [] if warnings is None else warnings
         self.stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0, "done_files": 0, "done_bytes": 0}
         self.totals = (0, 0)    # the parent snapshot's files and bytes: what progress counts towards
         self._stats_mutex = threading.Lock()
@@ -341,7 +316,7 @@ class _Run:
         self.window: deque[_Item] = deque()
         self.small: deque[_Item] = deque()     # the window's small files not read yet, in order
         self.opened = 0                         # ... of which the first this many were opened ahead
-        self.hashed = _Hashed(rset)
+        self.hashed = Hashed(rset.keys)
         self.packer = Packer(rset)
         # The parent manifest's stored bytes, read once from the remote (unlinked at once).
         self.parent_copy = tempfile.TemporaryFile(prefix="plugback-parent-")
@@ -361,7 +336,7 @@ class _Run:
         self.writer.close()
         self.parent_copy.close()
 
-    def execute(self, paths: list[str], started) -> BackupResult:
+    def execute(self, paths: list[str], started, ahead: Ahead | None = None) -> BackupResult:
         rset = self.rset
         parent_id = rset.newest_id()
         parent = _intact_header(rset, parent_id, self.parent_copy)
@@ -369,13 +344,12 @@ class _Run:
             self.totals = (parent.totals.get("files", 0), parent.totals.get("bytes", 0))
         sources = plan_sources(paths, parent.sources if parent else [])
         snapshot_id = new_snapshot_id(started, parent_id)
-        excluder = Excluder(self.options.excludes)
-        entries = scan(sources, excluder, self.warnings)
+        entries = self._entries(sources, ahead)
         with _ParentEntries(rset, parent.snapshot_id if parent else None, self.parent_copy) as prevs:
-            for se in entries:
+            for se, early in entries:
                 self.options.cancel.check()
                 self.lock.refresh_if_due()
-                self._add(se, prevs.match(se))
+                self._add(se, prevs.match(se), early)
                 self._drain(WINDOW)
         while self.small:
             self._read_small()
@@ -396,7 +370,17 @@ class _Run:
         return BackupResult(rset.root, snapshot_id, status, s["files"], s["bytes"], s["copied_files"],
                             s["copied_bytes"], self.warnings, [], started)
 
-    def _add(self, se: ScanEntry, prev: Entry | None) -> None:
+    def _entries(self, sources: list, ahead: Ahead | None) -> Iterator[tuple[ScanEntry, Early | None]]:
+        """The scan, with the small files ``ahead`` read already; scanned again when the parent
+        snapshot named these folders otherwise than ``ahead`` did (its names are kept)."""
+        if ahead is not None and ahead.sources == sources:
+            return ahead.handover()
+        if ahead is not None:
+            ahead.close()
+            self.warnings.clear()   # (its scan's warnings: the new scan says them again)
+        return ((se, None) for se in scan(sources, Excluder(self.options.excludes), self.warnings))
+
+    def _add(self, se: ScanEntry, prev: Entry | None, early: Early | None = None) -> None:
         e = Entry(se.path, se.type, se.size, se.mtime_ns, se.mode, target=se.target, ino=se.ino,
                   ctime_ns=se.ctime_ns, attrs=se.attrs)
         item = _Item(e, se, prev)
@@ -408,6 +392,7 @@ class _Run:
                 e.sha256, e.obj, e.stored = prev.sha256, prev.obj, prev.stored
             elif se.size < PACK_BELOW:
                 item.read = item.small = True
+                item.early = early
                 self.small.append(item)
             else:
                 item.read = True
@@ -456,13 +441,16 @@ class _Run:
         item = self.small.popleft()
         self.opened -= 1 if self.opened else 0
         fd, item.fd = item.fd, None
-        self._store(item.se, item.entry, item.prev, fd)     # (it closes fd)
+        early, item.early = item.early, None
+        self._store(item.se, item.entry, item.prev, fd, early)     # (it closes fd)
         item.small = False
 
     def _open_ahead(self) -> None:
         while self.opened < min(SMALL_AHEAD, len(self.small)):
             item = self.small[self.opened]
             self.opened += 1
+            if item.early is not None:
+                continue        # read already
             try:
                 item.fd = os.open(long_path(item.se.abspath), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except OSError:
@@ -470,10 +458,16 @@ class _Run:
             read_ahead(item.fd)
 
     # --- here for small files, in an upload thread for big ones -------------------------------
-    def _store(self, se: ScanEntry, e: Entry, prev: Entry | None, fd: int | None = None) -> None:
-        """Hash ``se`` (``fd``: opened already); upload and read back its content unless the remote
-        has it. ``e`` gets the content's fields, the previous version's (a warning), or no hash (left out)."""
-        store = self.hashed if fd is None else _Opened(self.hashed, fd)
+    def _store(self, se: ScanEntry, e: Entry, prev: Entry | None, fd: int | None = None,
+               early: Early | None = None) -> None:
+        """Hash ``se`` (``fd``: opened already; ``early``: read already); upload and read back its content
+        unless the remote has it. ``e`` gets the content's fields, the previous version's (a warning),
+        or no hash (left out)."""
+        store: Hashed | Opened | EarlyRead = self.hashed
+        if early is not None:
+            store = EarlyRead(self.hashed, early)
+        elif fd is not None:
+            store = Opened(self.hashed, fd)
         read = read_with_retries(store, se, e, prev, self.options.clock, self.warnings)
         if read is None:
             return      # unreadable (previous version kept, or left out) or deleted since the scan

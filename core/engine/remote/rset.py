@@ -26,7 +26,7 @@ import uuid
 from concurrent.futures import Future, wait
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterable, Iterator, cast
+from typing import BinaryIO, Callable, Iterable, Iterator, cast
 
 from core.engine import crypto
 from core.engine import manifest as mf
@@ -174,10 +174,12 @@ class RemoteSet:
 
     encrypted = True
 
-    def __init__(self, backend: Backend, meta: dict, keys: crypto.SetKeys):
+    def __init__(self, backend: Backend, meta: dict, keys: crypto.SetKeys | None):
         self.backend = backend
         self.meta = meta
-        self.keys = keys
+        self._keys = keys
+        # Set by open_started: the unlock still to run (the passphrase's scrypt, maybe a prompt).
+        self._unlock: Callable[[], crypto.SetKeys] | None = None
         self.root = backend.where     # for messages: rclone:REMOTE:PATH
         self._ids: list[str] | None = None
         self.packs = PackIndex(self)
@@ -196,17 +198,50 @@ class RemoteSet:
     @classmethod
     def open(cls, backend: Backend, unlock: Unlocker | None = None) -> "RemoteSet":
         """Open the set; NotASet (nothing there) / NewerFormat / WrongPassphrase / damage on failure."""
-        try:
-            raw = read_all(backend, SET_FILE, MAX_META_BYTES)
-        except BlobNotFound:
-            raise NotASet(path=backend.where) from None
-        meta = decode_meta(raw, cast(Path, _Where(backend.where, SET_FILE)))
-        if not meta.get("encryption"):
-            raise UsageError(f"{backend.where} holds a backup set that is not encrypted (a set made on a "
-                             "drive and copied there?). Remote sets are always encrypted: open this one as "
-                             "a folder, or back up to a new remote folder.")
+        meta = _read_meta(backend)
         keys = (unlock or _no_unlocker)(meta["encryption"], meta["set_id"])
         return cls(backend, meta, keys)
+
+    @classmethod
+    def open_started(cls, backend: Backend, unlock: Unlocker | None = None, guess: str | None = None) -> "RemoteSet":
+        """:meth:`open` without its unlock yet: ``plugback.json`` read and checked (NotASet,
+        NewerFormat, damage are raised here, as :meth:`open` raises them), the keys left to
+        :meth:`unlock`, which a backup calls once its key-less work runs beside it (the scan,
+        reading and hashing small files: core/engine/remote/ahead.py). Until then :attr:`keys`
+        raises, and nothing may be written (the backup takes the lock only after the unlock).
+
+        ``guess``: a passphrase the unlocker will likely try (``PLUGBACK_PASSPHRASE``): its scrypt
+        starts now, in a thread (:func:`crypto.derive_ahead`), beside what the unlocker does
+        first (loading and asking the keyring); the unlocker still decides what opens the set."""
+        meta = _read_meta(backend)
+        crypto.check_encryption(meta["encryption"])
+        if guess:
+            crypto.derive_ahead(meta["encryption"], guess)
+        rset = cls(backend, meta, None)
+        rset._unlock = lambda: (unlock or _no_unlocker)(meta["encryption"], meta["set_id"])
+        return rset
+
+    @property
+    def keys(self) -> crypto.SetKeys:
+        if self._keys is None:
+            raise RuntimeError("the remote set is not unlocked yet (RemoteSet.unlock)")
+        return self._keys
+
+    @property
+    def unlocked(self) -> bool:
+        return self._keys is not None
+
+    def unlock(self) -> None:
+        """Run the unlock :meth:`open_started` left (WrongPassphrase, PassphraseNeeded, ...: the
+        unlocker's errors); nothing to do on a set opened unlocked. In the caller's thread, so a
+        prompt for the passphrase is asked as :meth:`open` asks it."""
+        if self._keys is None:
+            assert self._unlock is not None
+            try:
+                self._keys = self._unlock()
+            finally:
+                self._unlock = None
+                crypto.forget_ahead()
 
     @classmethod
     def open_closing(cls, backend: Backend, unlock: Unlocker | None = None) -> "RemoteSet":
@@ -276,6 +311,9 @@ class RemoteSet:
         return self.meta["set_id"]
 
     def close(self) -> None:
+        if self._unlock is not None:     # (opened, never unlocked: a key derived ahead is dropped)
+            self._unlock = None
+            crypto.forget_ahead()
         if self.created is not None:
             wait([self.created])       # (its error, if any, was the run's to report)
         self.packs.close()
@@ -406,6 +444,20 @@ class RemoteSet:
             if name is not None:
                 yield name, info.size
         yield from self.packs.objects()
+
+
+def _read_meta(backend: Backend) -> dict:
+    """``plugback.json``, read and checked (NotASet when there is none; refused when not encrypted)."""
+    try:
+        raw = read_all(backend, SET_FILE, MAX_META_BYTES)
+    except BlobNotFound:
+        raise NotASet(path=backend.where) from None
+    meta = decode_meta(raw, cast(Path, _Where(backend.where, SET_FILE)))
+    if not meta.get("encryption"):
+        raise UsageError(f"{backend.where} holds a backup set that is not encrypted (a set made on a "
+                         "drive and copied there?). Remote sets are always encrypted: open this one as "
+                         "a folder, or back up to a new remote folder.")
+    return meta
 
 
 class _Tee:
