@@ -206,8 +206,9 @@ def test_a_staged_blob_is_nowhere_under_its_name_until_committed(subject):
 
 def test_a_staged_place_that_stage_did_not_make_is_refused(subject):
     b = subject.backend
+    assert can_stage(b) is (subject.kind != "local")
     if not can_stage(b):
-        pytest.skip("a local folder does not stage")
+        return   # a local folder has no staged places to refuse (its puts are whole by themselves)
     b.put("plugback.json", b"{}")
     for bad in (Staged("objects/00/x", "plugback.json"), Staged("objects/00/x", "tmp/../plugback.json")):
         with pytest.raises(StorageError):
