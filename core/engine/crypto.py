@@ -59,6 +59,7 @@ from core.engine.crypto_stream import (  # noqa: F401  (the stream's API, re-exp
     EncryptingWriter,
     Readable,
     Sink,
+    check_whole,
     decrypt_bytes,
     encrypt_bytes,
     encrypted_size,

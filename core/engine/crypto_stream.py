@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import io
 import os
@@ -320,6 +321,18 @@ def open_whole(keys: SetKeys, blob, *, name: str = "", max_size: int | None = No
                 yield from codec.unpack(iter((plain,)), max_size, damaged)
                 return
     yield from DecryptingReader(io.BytesIO(view), keys, name=name, max_size=max_size)
+
+
+def check_whole(keys: SetKeys, blob, expected_name: str, *, name: str = "", max_size: int | None = None) -> None:
+    """Raise unless the stream ``blob`` (bytes-like, held whole) opens to content whose keyed name
+    is ``expected_name``: what :class:`DecryptingReader` with ``expected_name`` checks, through
+    :func:`open_whole` (one decrypt for a one-chunk stream) and one SHA-256, without the reader's
+    buffers and records. ``EncryptedDataDamaged`` or ``ObjectNameMismatch`` (naming ``name``)."""
+    sha = hashlib.sha256()
+    for block in open_whole(keys, blob, name=name, max_size=max_size):
+        sha.update(block)
+    if not hmac.compare_digest(keys.object_name(sha.hexdigest()), str(expected_name).lower()):
+        raise ObjectNameMismatch(name=name or expected_name)
 
 
 def _read_exact(raw: Readable, size: int) -> bytes:
