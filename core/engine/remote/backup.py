@@ -46,7 +46,7 @@ from core.engine.layout import OBJECTS_DIR, SNAPSHOTS_DIR
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
-from core.engine.remote.ahead import Ahead, Early, EarlyRead, Hashed, Opened
+from core.engine.remote.ahead import Ahead, Coded, Early, EarlyRead, Hashed, Opened
 from core.engine.remote.packs import INDEX_DIR, PACK_BELOW, PACKS_DIR, Packer, drop_unindexed
 from core.engine.remote.rset import RemoteSet, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
@@ -89,7 +89,8 @@ def _backup_existing(rset: RemoteSet, paths: list[str], options: BackupOptions, 
     the set (:meth:`RemoteSet.unlock`, when :meth:`RemoteSet.open_started` left it), takes the
     lock and lists the set; the run takes that work over when it starts."""
     warnings: list[RunWarning] = []
-    ahead = Ahead(plan_sources(paths), Excluder(options.excludes), warnings, WINDOW)
+    ahead = Ahead(plan_sources(paths), Excluder(options.excludes), warnings, WINDOW,
+                  rset.meta["encryption"].get("version", 1))   # (coding small files needs no key)
     try:
         rset.unlock()       # a wrong passphrase stops here: nothing was written, the lock was not taken
         with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
@@ -487,15 +488,15 @@ class _Run:
         else:
             e.stored = crypto.stored_field(e.size, stored)
 
-    def _upload(self, se: ScanEntry, e: Entry, name: str, content: bytes | None) -> int | None:
-        """Put the object and read it back (``content``, small content as it was hashed: into a
-        pack, checked before it goes in): its stored size, or None when the file changed between
-        the two reads (big content)."""
+    def _upload(self, se: ScanEntry, e: Entry, name: str, content: bytes | Coded | None) -> int | None:
+        """Put the object and read it back (``content``, small content as it was hashed: into a pack,
+        checked before it goes in): its stored size, or None when big content changed between reads."""
         blob = object_blob(name)
         backend, keys = self.rset.backend, self.rset.keys
         if content is not None:
-            # Small content was read once: it is sealed from the very bytes that were hashed.
-            stream = crypto.seal_whole(keys, content)
+            # Small content was read once: it is sealed from the very bytes hashed (maybe coded ahead).
+            stream = (crypto.seal_coded(keys, content.coding, content.payload) if isinstance(content, Coded)
+                      else crypto.seal_whole(keys, content))
             _check_sealed(keys, stream, name, e.size, se.abspath)
             self.packer.add(name, stream)
             stored = len(stream)
@@ -535,9 +536,8 @@ class _Run:
 
 
 def _check_sealed(keys: crypto.SetKeys, stream: bytes, name: str, size: int, path: str) -> None:
-    """Before a small object joins a pack: its stream must open, as a restore opens it, to content
-    whose keyed name is ``name``. Its name came from the very bytes sealed, so a failure is a fault
-    of memory or sealing (not a changed file): the run stops before anything names the object."""
+    """Before a small object joins a pack: its stream must open, as a restore opens it, to content named
+    ``name``, the name of the very bytes sealed: a failure is a fault (the run stops), not a changed file."""
     try:
         crypto.check_whole(keys, stream, name, name=object_blob(name), max_size=size)
     except DamagedSet as err:
