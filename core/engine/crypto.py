@@ -18,7 +18,8 @@ only code that knows it. API (everything the engine needs):
   name in encrypted mode, ``sha256_hexdigest()`` the plain SHA-256 for the
   manifest, both from one pass. ``keys.object_name(sha256_hex)`` gives the name
   of content whose SHA-256 is already known (unchanged files).
-* The stream (``EncryptingWriter``, ``DecryptingReader``, ``seal_whole``, ``open_whole``, ``encrypt_bytes``,
+* The stream (``EncryptingWriter``, ``DecryptingReader``, ``seal_whole`` (= ``code_whole`` then ``seal_coded``),
+  ``open_whole``, ``check_whole``, ``encrypt_bytes``,
   ``decrypt_bytes``, ``encrypted_size``) lives in ``core.engine.crypto_stream`` and is
   re-exported here: callers import it from this module.
 * ``SetKeys.version``: the set's encryption format (``plugback.json``'s
@@ -59,10 +60,13 @@ from core.engine.crypto_stream import (  # noqa: F401  (the stream's API, re-exp
     EncryptingWriter,
     Readable,
     Sink,
+    check_whole,
+    code_whole,
     decrypt_bytes,
     encrypt_bytes,
     encrypted_size,
     open_whole,
+    seal_coded,
     seal_whole,
     stored_field,
 )

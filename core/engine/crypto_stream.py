@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import io
 import os
@@ -256,27 +257,41 @@ class EncryptingWriter:
             self._raw.close()
 
 
+def code_whole(data, version: int) -> tuple[int, bytes]:
+    """(coding, payload): how :func:`seal_whole` codes ``data`` in a set of encryption format
+    ``version`` (the writer's rule: zstd where the first ``codec.SAMPLE`` bytes show it pays). Needs
+    no key: a backup may code small files before the set is unlocked (core/engine/remote/ahead.py)."""
+    if version < 2:
+        return RAW, data
+    whole = len(data) < codec.SAMPLE   # (as the writer decides: a full sample streams)
+    trial = data if whole else memoryview(data)[:codec.SAMPLE]
+    packed = codec.pack(trial)
+    if not codec.worth_it(len(trial), len(packed)):
+        return RAW, data
+    if whole:
+        return ZSTD, packed   # the trial frame is the whole stream
+    packer = codec.Packer()
+    return ZSTD, packer.write(data) + packer.finish()
+
+
 def seal_whole(keys: SetKeys, data, *, file_nonce: bytes | None = None) -> bytes:
     """The stream :class:`EncryptingWriter` writes for ``data`` written and closed at once, built
     in one call: the same coding rule, the same bytes for the same ``file_nonce``
     (test_crypto holds them equal). For small files, read whole (core/engine/store.py): the
     writer's sample buffer, sealer and per-write Python cost more than a small file's cipher."""
+    coding, payload = code_whole(data, getattr(keys, "version", 1))
+    return seal_coded(keys, coding, payload, file_nonce=file_nonce)
+
+
+def seal_coded(keys: SetKeys, coding: int, payload, *, file_nonce: bytes | None = None) -> bytes:
+    """The stream of a payload :func:`code_whole` coded already (``coding``: RAW or ZSTD), sealed
+    whole: ``seal_whole(keys, data)`` is ``seal_coded(keys, *code_whole(data, keys.version))``."""
     file_nonce = os.urandom(FILE_NONCE_LEN) if file_nonce is None else bytes(file_nonce)
     if len(file_nonce) != FILE_NONCE_LEN:
         raise ValueError(f"file_nonce must be {FILE_NONCE_LEN} bytes")
-    version, coding, payload = STREAM_VERSION, RAW, data
-    if getattr(keys, "version", 1) >= 2:
-        version = STREAM_VERSION_2
-        whole = len(data) < codec.SAMPLE   # (as the writer decides: a full sample streams)
-        trial = data if whole else memoryview(data)[:codec.SAMPLE]
-        packed = codec.pack(trial)
-        if codec.worth_it(len(trial), len(packed)):
-            coding = ZSTD
-            if whole:
-                payload = packed   # the trial frame is the whole stream
-            else:
-                packer = codec.Packer()
-                payload = packer.write(data) + packer.finish()
+    version = STREAM_VERSION_2 if getattr(keys, "version", 1) >= 2 else STREAM_VERSION
+    if coding not in (RAW, ZSTD) or (coding == ZSTD and version == STREAM_VERSION):
+        raise ValueError("format-1 sets are never compressed" if coding == ZSTD else f"unknown coding {coding}")
     header = _HEADER.pack(MAGIC, version, coding, bytes(2), CHUNK_SIZE, file_nonce)
     aead, prefix = _file_cipher(keys, file_nonce), file_nonce[16:]
     view, out, index = memoryview(payload), [header], 0
@@ -320,6 +335,18 @@ def open_whole(keys: SetKeys, blob, *, name: str = "", max_size: int | None = No
                 yield from codec.unpack(iter((plain,)), max_size, damaged)
                 return
     yield from DecryptingReader(io.BytesIO(view), keys, name=name, max_size=max_size)
+
+
+def check_whole(keys: SetKeys, blob, expected_name: str, *, name: str = "", max_size: int | None = None) -> None:
+    """Raise unless the stream ``blob`` (bytes-like, held whole) opens to content whose keyed name
+    is ``expected_name``: what :class:`DecryptingReader` with ``expected_name`` checks, through
+    :func:`open_whole` (one decrypt for a one-chunk stream) and one SHA-256, without the reader's
+    buffers and records. ``EncryptedDataDamaged`` or ``ObjectNameMismatch`` (naming ``name``)."""
+    sha = hashlib.sha256()
+    for block in open_whole(keys, blob, name=name, max_size=max_size):
+        sha.update(block)
+    if not hmac.compare_digest(keys.object_name(sha.hexdigest()), str(expected_name).lower()):
+        raise ObjectNameMismatch(name=name or expected_name)
 
 
 def _read_exact(raw: Readable, size: int) -> bytes:

@@ -12,9 +12,10 @@ overlap). It reads the sources only; it never touches the remote, so the write o
 run's (nothing is written before the unlock and the lock).
 
 Bounded: at most ``entries`` scanned entries and AHEAD_BYTES of small files' content are held,
-at most SMALL_AHEAD files open. A file is read here as the run reads it
-(:class:`Hashed`): whole, once, and that content is what the run
-encrypts, so what was hashed is what is stored. A read's error is kept and raised where the
+at most SMALL_AHEAD files open. A file is read here as the run reads it (:class:`Hashed`):
+whole, once, and that content is what the run encrypts, so what was hashed is what is stored
+(coded here already, :class:`Coded`: the run's check opens the sealed stream and hashes it again,
+so this coding is checked as the run's own would be). A read's error is kept and raised where the
 run would have met it (sourceread's retries and warnings then apply, with the parent's entry
 known). The parent is not known here, so an unchanged file may be read for nothing (at most
 AHEAD_BYTES, while the machine would otherwise wait for scrypt).
@@ -60,13 +61,23 @@ def read_content(path_or_fd: str | int, size: int, update: Callable[[bytes], obj
 
 
 @dataclass
+class Coded:
+    """Small content coded for its stream already (``crypto.code_whole``: zstd where it pays), as
+    the run's seal would code it: the run seals ``payload`` (``crypto.seal_coded``) and checks the
+    stream against the name of the bytes read, as it checks any small object."""
+
+    coding: int
+    payload: bytes
+
+
+@dataclass
 class Early:
     """A small file read ahead: its plain SHA-256, size and content (None: it grew past
-    PACK_BELOW), or the error its read raised."""
+    PACK_BELOW; :class:`Coded` when coded ahead), or the error its read raised."""
 
     sha256: "hashlib._Hash | None" = None
     size: int = 0
-    content: bytes | None = None
+    content: "bytes | Coded | None" = None
     error: OSError | None = None
 
 
@@ -82,10 +93,14 @@ class _Found:
 
 
 class Ahead:
-    """The scan of ``sources`` and the reads of their small files, started in a thread at once."""
+    """The scan of ``sources`` and the reads of their small files, started in a thread at once;
+    ``version``: the set's encryption format, whose coding (zstd where it pays, from format 2) is
+    done here too (it needs no key), so the run's thread only seals."""
 
-    def __init__(self, sources: list[Source], excluder: Excluder, warnings: list[RunWarning], entries: int):
+    def __init__(self, sources: list[Source], excluder: Excluder, warnings: list[RunWarning], entries: int,
+                 version: int = 1):
         self.sources = sources
+        self._version = version
         self._scan = cast(Generator[ScanEntry, None, None], scan(sources, excluder, warnings))
         self._entries = entries
         self._found: deque[_Found] = deque()
@@ -123,8 +138,7 @@ class Ahead:
             read_ahead(found.fd)
         self._opened.append(found)
 
-    @staticmethod
-    def _read(found: _Found) -> None:
+    def _read(self, found: _Found) -> None:
         fd, found.fd = found.fd, None
         assert fd is not None
         sha = hashlib.sha256()
@@ -132,8 +146,9 @@ class Ahead:
             size, content = read_content(fd, found.se.size, sha.update)
         except OSError as err:
             found.early = Early(error=err)
-        else:
-            found.early = Early(sha, size, content)
+            return
+        coded = Coded(*crypto.code_whole(content, self._version)) if content is not None else None
+        found.early = Early(sha, size, coded)
 
     def handover(self) -> Iterator[tuple[ScanEntry, Early | None]]:
         """Stop the thread (after the file it is reading) and go on in the caller's: the entries
@@ -206,7 +221,7 @@ class EarlyRead:
         self._hashed = hashed
         self._early: Early | None = early
 
-    def copy_in(self, se: ScanEntry) -> tuple["_Named | crypto.ObjectHasher", int, bytes | None]:
+    def copy_in(self, se: ScanEntry) -> tuple["_Named | crypto.ObjectHasher", int, bytes | Coded | None]:
         early, self._early = self._early, None
         if early is None:
             return self._hashed.copy_in(se)

@@ -15,7 +15,7 @@ Write order (the crash-safety proof; docs/format.md "Remote sets"):
    (if the listing has it). Any other file is read once to hash it: its keyed name
    says whether the remote has the content already (a resumed run skips what a cut
    run uploaded). Content under 1 MiB is kept from that read, encrypted from those
-   very bytes and checked (decrypted, it must hash to its name) before it joins a
+   very bytes and checked (decrypted, it must hash to its name; else the run stops) before it joins a
    pack, which is put, read back, and indexed (core/engine/remote/packs.py). Larger
    missing content is read again, encrypted on the fly and put (atomic: whole under
    its name, or not there), then read back and checked the same way. A file that
@@ -46,9 +46,9 @@ from core.engine.layout import OBJECTS_DIR, SNAPSHOTS_DIR
 from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
-from core.engine.remote.ahead import Ahead, Early, EarlyRead, Hashed, Opened
+from core.engine.remote.ahead import Ahead, Coded, Early, EarlyRead, Hashed, Opened
 from core.engine.remote.packs import INDEX_DIR, PACK_BELOW, PACKS_DIR, Packer, drop_unindexed
-from core.engine.remote.rset import RemoteSet, decrypt_small, encrypted_chunks, object_blob
+from core.engine.remote.rset import RemoteSet, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
@@ -56,7 +56,7 @@ from core.engine.storage import Backend, BlobInfo, Source
 from core.engine.storage.base import TMP, Staged, Stages, Unstaged, can_stage
 from core.engine.storage.lock import FOLDER as LOCKS_DIR
 from core.engine.storage.lock import RemoteLock
-from core.errors import DamagedSet, ObjectNameMismatch, UsageError
+from core.errors import DamagedSet, ObjectNameMismatch, PlugbackError, UsageError
 
 WORKERS = 4             # big uploads in flight: a remote's latency, not the CPU, limits a put
 WINDOW = 4096           # entries scanned and not yet in the manifest, at most (how far the scan runs ahead)
@@ -89,7 +89,8 @@ def _backup_existing(rset: RemoteSet, paths: list[str], options: BackupOptions, 
     the set (:meth:`RemoteSet.unlock`, when :meth:`RemoteSet.open_started` left it), takes the
     lock and lists the set; the run takes that work over when it starts."""
     warnings: list[RunWarning] = []
-    ahead = Ahead(plan_sources(paths), Excluder(options.excludes), warnings, WINDOW)
+    ahead = Ahead(plan_sources(paths), Excluder(options.excludes), warnings, WINDOW,
+                  rset.meta["encryption"].get("version", 1))   # (coding small files needs no key)
     try:
         rset.unlock()       # a wrong passphrase stops here: nothing was written, the lock was not taken
         with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
@@ -487,19 +488,16 @@ class _Run:
         else:
             e.stored = crypto.stored_field(e.size, stored)
 
-    def _upload(self, se: ScanEntry, e: Entry, name: str, content: bytes | None) -> int | None:
-        """Put the object and read it back (``content``, small content as it was hashed: into a
-        pack, checked before it goes in): its stored size, or None when the file changed
-        between the two reads (or small content did not decrypt to its name)."""
+    def _upload(self, se: ScanEntry, e: Entry, name: str, content: bytes | Coded | None) -> int | None:
+        """Put the object and read it back (``content``, small content as it was hashed: into a pack,
+        checked before it goes in): its stored size, or None when big content changed between reads."""
         blob = object_blob(name)
         backend, keys = self.rset.backend, self.rset.keys
         if content is not None:
-            # Small content was read once: it is encrypted from the very bytes that were hashed.
-            stream = crypto.encrypt_bytes(keys, content)
-            try:
-                decrypt_small(keys, stream, name=blob, expected_name=name, max_size=e.size)
-            except ObjectNameMismatch:
-                return None
+            # Small content was read once: it is sealed from the very bytes hashed (maybe coded ahead).
+            stream = (crypto.seal_coded(keys, content.coding, content.payload) if isinstance(content, Coded)
+                      else crypto.seal_whole(keys, content))
+            _check_sealed(keys, stream, name, e.size, se.abspath)
             self.packer.add(name, stream)
             stored = len(stream)
         else:
@@ -535,6 +533,18 @@ class _Run:
             e.sha256 = None
             why = "changed while it was being backed up, skipped (it is backed up next time)"
         self.warnings.append(RunWarning(WarningCode.CHANGED_WHILE_READING, se.abspath, why))
+
+
+def _check_sealed(keys: crypto.SetKeys, stream: bytes, name: str, size: int, path: str) -> None:
+    """Before a small object joins a pack: its stream must open, as a restore opens it, to content named
+    ``name``, the name of the very bytes sealed: a failure is a fault (the run stops), not a changed file."""
+    try:
+        crypto.check_whole(keys, stream, name, name=object_blob(name), max_size=size)
+    except DamagedSet as err:
+        raise PlugbackError(
+            f"The encrypted copy of {path} did not decrypt back to the content read ({err}). Nothing holding "
+            "it was uploaded or named, the backup stopped and the last snapshot is intact. This points to a "
+            "fault in this computer's memory: run the backup again; if it happens again, test the memory.") from err
 
 
 def _file_blocks(path: str, size: int) -> Iterator[bytes]:
