@@ -361,26 +361,10 @@ class HashPool:
     def _start_lean(self) -> None:
         """A worker that imports nothing but this module: multiprocessing's spawn would import the
         parent's main module in it too (the ``plugback`` script: the whole CLI, ~40 MB each)."""
-        import socket
-        import subprocess
-        from multiprocessing.connection import Connection
+        from core.engine.lean_child import start_lean
 
-        import core
-
-        mine, theirs = socket.socketpair()
-        try:
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-                [os.path.dirname(os.path.dirname(os.path.abspath(core.__file__)))]
-                + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-            proc = subprocess.Popen([sys.executable, "-S", "-c", "from core.engine.readpool import child; child()",
-                                     str(theirs.fileno()), self.latest, str(THREADS)], pass_fds=(theirs.fileno(),),
-                                    stdin=subprocess.DEVNULL, env=env)
-        except BaseException:
-            mine.close()
-            raise
-        finally:
-            theirs.close()
-        self._conns.append(Connection(mine.detach()))
+        proc, conn = start_lean("core.engine.readpool", [self.latest, str(THREADS)])
+        self._conns.append(conn)
         self._procs.append(proc)
 
     def map(self, batches: Iterable[list[Item]]) -> Generator[tuple[list[Item], list[Problem]], None, None]:

@@ -38,6 +38,8 @@ import sys
 from concurrent.futures import Executor
 from typing import Any, Callable
 
+from core.engine.lean_child import read_open_whole
+
 BATCH = 64            # files per message to a worker (mostly one folder: the pass's order)
 DEPTH = 2             # batches handed to each worker ahead of its answers
 START_AFTER = 500     # small files a run seals itself before it starts workers
@@ -111,18 +113,7 @@ class Worker:
 
     def _one(self, fd: int, size: int, mtime_ns: int | None) -> Sealed:
         """As ``store.read_whole`` then ``EncryptedStore.copy_in``: at most ``size`` bytes, sealed."""
-        try:
-            data = os.read(fd, size)
-            if 0 < len(data) < size:
-                parts, got = [data], len(data)
-                while got < size and (more := os.read(fd, size - got)):
-                    parts.append(more)
-                    got += len(more)
-                data = b"".join(parts)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        changed = st.st_size != len(data) or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
+        data, changed = read_open_whole(fd, size, mtime_ns)
         hasher = self.keys.object_hasher()
         hasher.update(data)
         sha, obj = hasher.sha256_hexdigest(), hasher.hexdigest()
@@ -243,29 +234,9 @@ class SealPool:
 
     def _start_lean(self):
         """A worker that imports only this module and crypto (the CLI is not loaded in it)."""
-        import socket
-        import subprocess
-        from multiprocessing.connection import Connection
+        from core.engine.lean_child import start_lean
 
-        import core
-
-        paths = [os.path.dirname(os.path.dirname(os.path.abspath(core.__file__)))]
-        for name in ("cryptography", "zstandard"):   # (-S: no site-packages unless named)
-            mod = __import__(name)
-            paths.append(os.path.dirname(os.path.dirname(os.path.abspath(mod.__file__))))
-        paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
-        mine, theirs = socket.socketpair()
-        try:
-            proc = subprocess.Popen([sys.executable, "-S", "-c", "from core.engine.sealpool import child; child()",
-                                     str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                                    stdin=subprocess.DEVNULL, env=env)
-        except BaseException:
-            mine.close()
-            raise
-        finally:
-            theirs.close()
-        conn = Connection(mine.detach())
+        proc, conn = start_lean("core.engine.sealpool", [], packages=("cryptography", "zstandard"))
         self._procs[conn], self._load[conn] = proc, 0
         return conn
 

@@ -26,6 +26,7 @@ from core.engine import chunkstore
 from core.engine.atomic import tmp_name
 from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
+from core.engine.lean_child import read_open_whole
 from core.engine.manifest import FILE, LINK, Entry
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
@@ -140,21 +141,7 @@ def read_whole(path: str, size_hint: int, mtime_ns: int | None = None) -> tuple[
     """A small file's bytes in one read (more only if it returns short) and whether it changed
     since it was scanned: :func:`read_source` for content held whole (``size_hint`` bytes at
     most are read; a file that grew shows in the fstat)."""
-    fd = os.open(long_path(path), READ_FLAGS)
-    try:
-        data = os.read(fd, size_hint)
-        if 0 < len(data) < size_hint:
-            parts = [data]
-            got = len(data)
-            while got < size_hint and (more := os.read(fd, size_hint - got)):
-                parts.append(more)
-                got += len(more)
-            data = b"".join(parts)
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
-    changed = st.st_size != len(data) or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
-    return data, changed
+    return read_open_whole(os.open(long_path(path), READ_FLAGS), size_hint, mtime_ns)
 
 
 def prefetch_source(path: str) -> None:

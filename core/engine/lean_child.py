@@ -1,0 +1,56 @@
+"""What the engine's lean worker processes share (core/engine/readpool.py, core/engine/sealpool.py).
+
+A lean worker is ``python -S -c "from <module> import child; child()" FD ARGS…``: no site
+packages but the ones named, no CLI, only its module and what it imports (this one imports
+``os`` and ``sys`` alone), talking to its parent over one end of a socket pair.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def read_open_whole(fd: int, size: int, mtime_ns: int | None = None) -> tuple[bytes, bool]:
+    """A small file's bytes from ``fd`` (which this closes) in one read, more only if it returns
+    short, ``size`` bytes at most; and whether it changed since it was scanned (its size or mtime
+    differs: a file that grew shows in the fstat)."""
+    try:
+        data = os.read(fd, size)
+        if 0 < len(data) < size:
+            parts, got = [data], len(data)
+            while got < size and (more := os.read(fd, size - got)):
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return data, st.st_size != len(data) or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
+
+
+def start_lean(module: str, args: list[str], packages: tuple[str, ...] = ()):
+    """Start ``module``'s ``child()`` in a lean process; (the process, the parent's connection).
+    ``packages``: installed packages it imports (with ``-S`` only named folders are on its path)."""
+    import socket
+    import subprocess
+    from multiprocessing.connection import Connection
+
+    import core
+
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(core.__file__)))]
+    for name in packages:
+        paths.append(os.path.dirname(os.path.dirname(os.path.abspath(str(__import__(name).__file__)))))
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+    mine, theirs = socket.socketpair()
+    try:
+        proc = subprocess.Popen([sys.executable, "-S", "-c", f"from {module} import child; child()",
+                                 str(theirs.fileno()), *args], pass_fds=(theirs.fileno(),),
+                                stdin=subprocess.DEVNULL, env=env)
+    except BaseException:
+        mine.close()
+        raise
+    finally:
+        theirs.close()
+    return proc, Connection(mine.detach())
