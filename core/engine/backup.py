@@ -136,6 +136,8 @@ class _Run:
         self.reuse = Reuse(options.changes, options.excludes, options.rehash, source_paths, str(bset.layout.root))
 
     def close(self) -> None:
+        if self.sealing is not None:
+            self.sealing.close()
         for spool in (self.writer, self.written):
             if spool is not None:
                 spool.close()
@@ -273,7 +275,7 @@ class _Run:
                 pool: Executor = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
                 if isinstance(self.store, EncryptedStore):   # (its workers stop before the pool's threads)
                     self.sealing = sealpool.Sealing(self.store, self.options.rehash)
-                    stack.callback(self.sealing.close)
+                    stack.push(self.sealing.close_on_error)   # (kept for the read-back; close() ends them)
                     pool = sealpool.Dispatch(pool)
                 self.window = Window(pool, self._emit_any, WINDOW_FILES, WINDOW_BYTES)
                 try:

@@ -59,6 +59,10 @@ Job = tuple[str, int, int]
 # What a worker made of it: (its tmp/ path, or None when this worker wrote the same content
 # earlier in the run; SHA-256; object name; bytes read; changed since the scan; bytes written).
 Sealed = tuple[Any, str, str, int, bool, int]
+# One object to read back (a copy this run wrote, after the commit's flush): its paths on the
+# drive, its name, and the plain SHA-256 and size the manifest records for it.
+Check = tuple[list, str, str, int]
+CHECK = "check"   # a message's third item: its jobs are Checks
 
 
 def processes() -> int:
@@ -86,6 +90,20 @@ class Worker:
         self.prefix = tmp_prefix   # tmp/<a name no other writer uses>-
         self.count = 0
         self.held: dict[str, None] = {}   # (insertion-ordered: the oldest is forgotten first)
+        self.buf: memoryview | None = None   # (the read-back's: one object read whole)
+
+    def check(self, jobs: list[Check]) -> list[str | None]:
+        """Read back each object from the drive and check it (objcheck.check_object, its keyed name
+        too): "" when it is sound, or what is wrong with it."""
+        from core.engine import objcheck
+
+        if self.buf is None:
+            self.buf = memoryview(bytearray(objcheck.SMALL_OBJECT + 1))
+        opened = [objcheck.open_copy(paths) for paths, _, _, _ in jobs]   # all reads started at once
+        # (anything unforeseen ends this worker: the run then checks its batches itself)
+        return [fds if isinstance(fds, str) else
+                objcheck.check_object(self.keys, fds, self.buf, obj, sha, size, named=True) or ""
+                for fds, (_, obj, sha, size) in zip(opened, jobs, strict=True)]
 
     def batch(self, jobs: list[Job]) -> list[Sealed | None]:
         """Each job's result, or None where the run must copy the file itself (it tells why)."""
@@ -160,9 +178,9 @@ def serve(conn) -> None:
             return
         if msg is None:
             return
-        tag, jobs = msg
+        tag, jobs = msg[0], msg[1]
         try:
-            conn.send((tag, worker.batch(jobs)))
+            conn.send((tag, worker.check(jobs) if msg[2:] == (CHECK,) else worker.batch(jobs)))
         except OSError:
             return   # the run has gone (or stopped listening)
 
@@ -216,7 +234,8 @@ class SealPool:
 
         self.answers: dict[int, list] = {}   # tag -> [results, tickets still to take theirs]
         self.lost = 0                        # workers that ended during the run
-        self._filling: list[Job] = []        # the batch being filled (tag self._tag)
+        self._filling: list = []             # the batch being filled (tag self._tag): Jobs or Checks
+        self._checking = False               # ... of Checks (the read-back's, after the pass)
         self._tag = 0
         self._where: dict[int, tuple[Any, int]] = {}   # tag -> (connection, files) in flight
         self._load: dict[Any, int] = {}
@@ -257,14 +276,53 @@ class SealPool:
         return not self._load
 
     def submit(self, job: Job, finish: Callable[[Sealed | None], object]) -> Ticket:
+        if self._filling and self._checking:
+            self._send()
         ticket = Ticket(self, self._tag, len(self._filling), finish)
         self._filling.append(job)
         if len(self._filling) >= BATCH:
             self._send()
         return ticket
 
+    def check(self, job: Check) -> tuple[int, int]:
+        """Hand ``job`` to the workers' read-back; (tag, index) for :meth:`outcome`: "" if the object
+        is sound, what is wrong, or None (not checked: the caller checks it)."""
+        if self._filling and not self._checking:
+            self._send()
+        self._checking = True
+        where = self._tag, len(self._filling)
+        self._filling.append(job)
+        if len(self._filling) >= BATCH:
+            self._send()
+        return where
+
+    def filling(self) -> bool:
+        """A batch of checks is being filled (what follows joins it)."""
+        return self._checking and bool(self._filling)
+
+    def room(self) -> bool:
+        """Some worker could take a batch now (answers that are ready are taken first; no wait)."""
+        from multiprocessing.connection import wait
+
+        busy = [c for c, n in self._load.items() if n]
+        if busy and wait(busy, 0):
+            self._receive()
+        return any(n < DEPTH for n in self._load.values())
+
+    @property
+    def size(self) -> int:
+        """Workers still running."""
+        return len(self._load)
+
     def outcome(self, tag: int, index: int) -> Sealed | None:
         """What the workers made of file ``index`` of batch ``tag`` (waits for it)."""
+        return self._answer(tag, index)
+
+    def checked(self, tag: int, index: int) -> str | None:
+        """The worker's verdict on check ``index`` of batch ``tag`` (see :meth:`check`; waits for it)."""
+        return self._answer(tag, index)
+
+    def _answer(self, tag: int, index: int) -> Any:
         if tag == self._tag:
             self._send()   # (the batch being filled: it goes now)
         while tag not in self.answers:
@@ -278,13 +336,15 @@ class SealPool:
     def _send(self) -> None:
         tag, jobs = self._tag, self._filling
         self._tag, self._filling = tag + 1, []
+        msg = (tag, jobs, CHECK) if self._checking else (tag, jobs)
+        self._checking = False
         while self._load:
             conn = min(self._load, key=self._load.__getitem__)
             if self._load[conn] >= DEPTH:
                 self._receive()
                 continue
             try:
-                conn.send((tag, jobs))
+                conn.send(msg)
             except OSError:
                 self._lose(conn)
                 continue
@@ -390,6 +450,13 @@ class Sealing:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+
+    def close_on_error(self, kind, *_) -> bool:
+        """An exit callback for the pass: the workers stop if it failed; after a pass that ended
+        well they stay for the read-back (readback.py), and the run closes them after it."""
+        if kind is not None:
+            self.close()
+        return False
 
 
 class Dispatch(Executor):
