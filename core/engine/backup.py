@@ -314,11 +314,10 @@ class _Run:
         self._scan_done = True   # the totals are known now
 
     def _prefetch(self, item) -> None:
-        if self.sealing is not None and self.sealing.active:
-            return   # the workers start reading each batch of small files as they take it
         se, prev = item if type(item) is tuple else (None, None)   # (scan entry, parent entry)
         if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
-                and (prev is None or self.options.rehash or not same_stat(prev, se))):
+                and (prev is None or self.options.rehash or not same_stat(prev, se))
+                and (self.sealing is None or self.sealing.keep(se))):   # (seal workers start their own reads)
             prefetch_source(se.abspath)
 
     def _step(self, se: ScanEntry | None, old: Entry | None) -> None:

@@ -418,6 +418,8 @@ class Sealing:
         self.store = store
         self.pool: SealPool | None = None
         self._seen = 0
+        self._mine: dict[str, None] = {}   # files the run's thread took while the workers were busy
+        self._offered = self._taken = 0    # files keep() was asked about, and those it kept
         # A repair (--rehash) writes every copy fresh: the run's own path decides that.
         self._off = rehash or not store.seals_whole(0) or processes() == 0
 
@@ -435,9 +437,27 @@ class Sealing:
             if self._seen <= START_AFTER or not self._start():
                 return None
         assert self.pool is not None
-        if self.pool.broken:
-            return None
+        if self.pool.broken or self._mine.pop(se.abspath, 0) is None:
+            return None   # (taken by the run's thread: see keep)
         return self.pool.submit((se.abspath, se.size, se.mtime_ns), finish)
+
+    def keep(self, se) -> bool:
+        """Whether the run's thread will copy the small file ``se`` itself (called a few files
+        ahead of its copy: the caller then starts its read). While workers run, the run's thread
+        takes a file whenever every worker has :data:`DEPTH` batches unanswered: the workers seal
+        most of them, but then the run's thread would only wait, and sealing some itself keeps both
+        cores busy (a worker's file costs it more than placing one costs the run)."""
+        if not self.active or not self.store.seals_whole(se.size):
+            return True
+        assert self.pool is not None
+        self._offered += 1
+        if self._taken * (2 * self.pool.size + 3) >= self._offered or self.pool.room():
+            return False   # (a share of 1/5 at most with one worker, less with more)
+        self._taken += 1
+        self._mine[se.abspath] = None
+        if len(self._mine) > HELD:   # (never taken: forgotten, oldest first)
+            del self._mine[next(iter(self._mine))]
+        return True
 
     def _start(self) -> bool:
         try:
