@@ -5,11 +5,14 @@ sealed in one call, then written to ``tmp/`` (``EncryptedStore.copy_in``). That 
 under one GIL, and on the backup's own thread it left the second core idle (restic uses both).
 Here a run that has copied :data:`START_AFTER` small files hands the rest, in batches of
 :data:`BATCH` in the pass's order, to worker processes, which read, hash, seal and write each
-file to ``tmp/`` and answer, per file, its ``tmp/`` name, hashes and sizes. Everything else
+file to ``tmp/`` and answer, per file, its ``tmp/`` name, hashes and sizes; while every worker
+is busy the run's thread seals a share itself (:meth:`Sealing.keep`). Everything else
 stays in the run's thread, in order, as before: the rename into ``objects/``
-(``EncryptedStore.place``), the journal, the manifest, the checkpoints and the read-back, so the
+(``EncryptedStore.place``), the journal, the manifest and the checkpoints, so the
 crash-safety proof (core/engine/backup.py) is unchanged: a worker's file in ``tmp/`` is nothing
-until the run renames it, and ``tmp/`` is cleared when a run starts.
+until the run renames it, and ``tmp/`` is cleared when a run starts. After the commit the same
+workers read back small objects (:meth:`Worker.check`, core/engine/objcheck.py), beside the run's
+thread (core/engine/readback.py).
 
 Must hold, and how:
 
@@ -19,7 +22,8 @@ Must hold, and how:
   the run copies it itself, with its retries and warnings (core/engine/sourceread.py); a worker
   that ends (killed, crashed) has its batches redone the same way, and no batch goes to the
   workers after that. A worker's answer is only names and sizes: what it wrote is read back
-  and checked as every copy is (core/engine/readback.py).
+  and checked as every copy is (core/engine/readback.py); a read-back batch a worker did not
+  answer is checked by the run itself.
 * Memory: workers are lean (``python -S``, this module, crypto, zstd: ~25 MB each), spawned
   after the set was opened (scrypt's 128 MiB is freed by then); what is in flight is bounded
   (:data:`DEPTH` batches per worker); a worker remembers at most :data:`HELD` names.
