@@ -455,7 +455,7 @@ class Sealing:
             return True
         assert self.pool is not None
         self._offered += 1
-        if self._taken * (2 * self.pool.size + 3) >= self._offered or self.pool.room():
+        if (self._taken + 1) * (2 * self.pool.size + 3) > self._offered or self.pool.room():
             return False   # (a share of 1/5 at most with one worker, less with more)
         self._taken += 1
         self._mine[se.abspath] = None
