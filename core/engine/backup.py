@@ -136,6 +136,8 @@ class _Run:
         self.reuse = Reuse(options.changes, options.excludes, options.rehash, source_paths, str(bset.layout.root))
 
     def close(self) -> None:
+        if self.sealing is not None:
+            self.sealing.close()
         for spool in (self.writer, self.written):
             if spool is not None:
                 spool.close()
@@ -273,7 +275,7 @@ class _Run:
                 pool: Executor = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
                 if isinstance(self.store, EncryptedStore):   # (its workers stop before the pool's threads)
                     self.sealing = sealpool.Sealing(self.store, self.options.rehash)
-                    stack.callback(self.sealing.close)
+                    stack.push(self.sealing.close_on_error)   # (kept for the read-back; close() ends them)
                     pool = sealpool.Dispatch(pool)
                 self.window = Window(pool, self._emit_any, WINDOW_FILES, WINDOW_BYTES)
                 try:
@@ -312,11 +314,10 @@ class _Run:
         self._scan_done = True   # the totals are known now
 
     def _prefetch(self, item) -> None:
-        if self.sealing is not None and self.sealing.active:
-            return   # the workers start reading each batch of small files as they take it
         se, prev = item if type(item) is tuple else (None, None)   # (scan entry, parent entry)
         if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
-                and (prev is None or self.options.rehash or not same_stat(prev, se))):
+                and (prev is None or self.options.rehash or not same_stat(prev, se))
+                and (self.sealing is None or self.sealing.keep(se))):   # (seal workers start their own reads)
             prefetch_source(se.abspath)
 
     def _step(self, se: ScanEntry | None, old: Entry | None) -> None:
