@@ -37,7 +37,7 @@ class ReadBack:
     def _work(self) -> None:
         try:
             self._damaged = readback.read_back(_View(self._run, self._stopped))
-        except BaseException as err:   # (handed to the run's thread by result())
+        except BaseException as err:   # noqa: BLE001 - handed to the run's thread by result(), raised there
             self._error = err
 
     def result(self) -> list:
