@@ -55,7 +55,7 @@ from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
 from core.engine.storage import Backend, BlobInfo, Source
-from core.engine.storage.base import TMP, Staged, Stages, Unstaged, can_stage
+from core.engine.storage.base import TMP, Staged, Stages, can_stage, is_unstaged
 from core.engine.storage.lock import FOLDER as LOCKS_DIR
 from core.engine.storage.lock import RemoteLock
 from core.errors import DamagedSet, ObjectNameMismatch, PlugbackError, UsageError
@@ -171,7 +171,7 @@ class _Gated:
             self._folders.set()
 
     def put(self, name: str, data: Source) -> None:
-        if self._ready.done() or isinstance(data, Unstaged) or not self.can_stage:
+        if self._ready.done() or is_unstaged(data) or not self.can_stage:
             self._ready.result()
             self._inner.put(name, data)
             return
