@@ -96,10 +96,14 @@ def _backup_existing(rset: RemoteSet, paths: list[str], options: BackupOptions, 
     parent = ParentAhead(rset.backend)      # the parent manifest's bytes (decrypted after the unlock)
     try:
         rset.unlock()       # a wrong passphrase stops here: nothing was written, the lock was not taken
-        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
-            rset.backend.clean_partial()
-            parent.relist()     # (snapshots/ listed again under the lock, beside the objects' listing)
+        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="plugback-clean") as cleaner:
+            # Under the lock, beside each other: tmp/ cleared (before anything is uploaded there),
+            # snapshots/ listed again, objects/, index/ and packs/ listed.
+            cleaning = cleaner.submit(rset.backend.clean_partial)
+            parent.relist()
             with _Present(rset) as present, _Run(rset, options, present, lock, warnings) as run:
+                cleaning.result()
                 drop_unindexed(rset)     # (the listing read the indexes: what a cut run left in packs/)
                 return run.execute(paths, started, ahead, parent)
     finally:
