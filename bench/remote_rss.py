@@ -57,13 +57,15 @@ def main() -> None:
     ap.add_argument("--checkout", type=Path, required=True, help="another checkout of plugback: the tool 'before'")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dataset", type=float, metavar="SCALE", help="bench/make_dataset.py's tree at SCALE")
+    ap.add_argument("--source", type=Path, help="back up this folder instead")
     ap.add_argument("--mode", choices=("first", "existing"), default="existing")
     ap.add_argument("--curve", action="store_true", help="print the RSS every 50 ms")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pb-remote-rss-") as tmp:
         work = Path(tmp)
-        source = work / "src" / "data"
-        make_dataset(source, args.dataset) if args.dataset else make_source(source, 300, 4)
+        source = args.source or work / "src" / "data"
+        if args.source is None:
+            make_dataset(source, args.dataset) if args.dataset else make_source(source, 300, 4)
         compile_checkouts(ROOT, args.checkout)
         world = RcloneWorld(work / "rclone")
         server = world.serve_webdav(work / "served")

@@ -81,7 +81,7 @@ def instrument(log: list[str], dump: bool = True) -> None:
     _stamp(backup._Run, "_read_small", "small files read, packed")
     _stamp(packs.Packer, "_store", "pack stored (put, read back, index)")
     _stamp(commit.StagedManifest, "__init__", "manifest encrypted, checked, to tmp/")
-    _stamp(commit.StagedManifest, "commit", "manifest moved and read back")
+    _stamp(commit.StagedManifest, "commit", "manifest put and read back")   # (moved onto its name)
     _stamp(packs.Packer, "wait", "the last pack waited for")
     _stamp(parent.ParentAhead, "_fetch", "parent manifest fetched ahead")
     real_drain = rclone_rcd._drain
