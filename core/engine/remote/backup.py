@@ -66,6 +66,8 @@ SMALL_AHEAD = 32        # small files opened, their reads started, before the on
 READ_BLOCK = 1 << 20
 PROGRESS_EVERY = 1000   # unchanged files between progress reports
 LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
+BIG_BEFORE_GATE = 2     # big files read and uploaded at once while a new set is made (scrypt's 128 MiB held)
+EARLY_POLL = 0.02       # seconds between looks at a new set's gate, for a big file waiting to start before it
 log = logging.getLogger(__name__)
 
 
@@ -133,7 +135,7 @@ def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, start
     threading.Thread(target=prepare, name="plugback-prepare", daemon=True).start()
     raw, rset.backend = rset.backend, _Gated(rset.backend, ready)
     try:
-        with _Present(rset, listed=False) as present, _Run(rset, options, present, lock) as run:
+        with _Present(rset, listed=False) as present, _Run(rset, options, present, lock, gate=ready) as run:
             result = run.execute(paths, started)
     except BaseException as err:
         rset.backend = raw
@@ -315,8 +317,10 @@ class _Run:
     """One backup run's state: the manifest being written and the uploads in flight."""
 
     def __init__(self, rset: RemoteSet, options: BackupOptions, present: _Present, lock: RemoteLock,
-                 warnings: list[RunWarning] | None = None):
+                 warnings: list[RunWarning] | None = None, gate: Future | None = None):
         self.rset, self.options, self.present, self.lock = rset, options, present, lock
+        self.gate = gate                        # a new set's: done once it exists and is locked
+        self._before_gate = threading.BoundedSemaphore(BIG_BEFORE_GATE)   # big files stored before then
         self.warnings: list[RunWarning] = [] if warnings is None else warnings
         self.stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0, "done_files": 0, "done_bytes": 0}
         self.totals = (0, 0)    # the parent snapshot's files and bytes: what progress counts towards
@@ -412,7 +416,7 @@ class _Run:
                 self.small.append(item)
             else:
                 item.read = True
-                item.job = self.pool.submit(self._store, se, e, prev)
+                item.job = self.pool.submit(self._store_big, se, e, prev)
         self.window.append(item)
 
     def _drain(self, keep: int) -> None:
@@ -472,6 +476,17 @@ class _Run:
             except OSError:
                 continue        # tried again, and its trouble handled, when its turn comes
             read_ahead(item.fd)
+
+    def _store_big(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
+        """A big file, in an upload thread. While a new set is being made (scrypt holds 128 MiB),
+        BIG_BEFORE_GATE at a time: each read, hash and upload in flight holds a few MiB more."""
+        while self.gate is not None and not self.gate.done():
+            if self._before_gate.acquire(timeout=EARLY_POLL):
+                try:
+                    return self._store(se, e, prev)
+                finally:
+                    self._before_gate.release()
+        return self._store(se, e, prev)
 
     # --- here for small files, in an upload thread for big ones -------------------------------
     def _store(self, se: ScanEntry, e: Entry, prev: Entry | None, fd: int | None = None,
