@@ -1,0 +1,60 @@
+"""Where a plain full backup's wall time goes (issue #11): one ``plugback backup`` of SRC into a new
+set at SET, run in this process with timers around its steps, printed as a timeline.
+
+Steps timed (seconds from the start, and each step's wall): the whole pass (scan, copies), every
+``flush_volume`` (the checkpoints' and the commit's ``syncfs``), the commit, the read-back; and the
+process's CPU (user, system) at each mark. Run it from the checkout to measure (``PYTHONPATH=.``),
+with the page cache dropped first for a cold run (root):
+
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    PYTHONPATH=. .venv/bin/python -P bench/full_timeline.py SRC SET
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+T0 = time.perf_counter()
+MARKS: list[tuple[float, float, str]] = []   # (start, end, what)
+
+
+def _cpu() -> str:
+    t = os.times()
+    return f"user {t.user:.2f} sys {t.system:.2f}"
+
+
+def _timed(owner, name: str, label: str) -> None:
+    fn = getattr(owner, name)
+
+    def wrapper(*a, **k):
+        start = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            end = time.perf_counter()
+            MARKS.append((start - T0, end - T0, f"{label} ({_cpu()})"))
+
+    setattr(owner, name, wrapper)
+
+
+def main(argv: list[str]) -> int:
+    src, dest = argv[0], argv[1]
+    from core.cli import main as cli
+    from core.engine import backup, fs, readback
+
+    _timed(fs.FileSystem, "flush_volume", "flush_volume")
+    _timed(backup._Run, "_pass", "pass (scan + copies)")
+    _timed(backup._Run, "_commit", "commit (flush + manifest)")
+    _timed(readback, "read_back", "read-back")
+    rc = cli(["backup", src, "--to", dest, *argv[2:]])
+    end = time.perf_counter() - T0
+    for start, stop, what in sorted(MARKS):
+        print(f"{start:7.2f} {stop:7.2f} {stop - start:6.2f}  {what}")
+    print(f"{0:7.2f} {end:7.2f} {end:6.2f}  whole ({_cpu()}), rc {rc}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
