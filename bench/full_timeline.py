@@ -7,7 +7,13 @@ process's CPU (user, system) at each mark. Run it from the checkout to measure (
 with the page cache dropped first for a cold run (root):
 
     sync; echo 3 > /proc/sys/vm/drop_caches
-    PYTHONPATH=. .venv/bin/python -P bench/full_timeline.py SRC SET
+    PYTHONPATH=. .venv/bin/python -P bench/full_timeline.py SRC SET [--variant NAME] [backup options]
+
+``--variant`` (this checkout's code, changed in this process only, for same-code A/B runs):
+``late`` (no copy read back before the commit: as before core/engine/bigcheck.py), ``nowb`` (big
+copies read back early, but no writeback started while they are written), ``range`` (the early
+read-back's ``fdatasync`` replaced by ``sync_file_range``: data written, no journal commit); ``+win``
+after a name (or alone, ``early+win``): the pass's window of files in flight 8,192 instead of 1,024.
 """
 
 from __future__ import annotations
@@ -39,19 +45,57 @@ def _timed(owner, name: str, label: str) -> None:
     setattr(owner, name, wrapper)
 
 
+def _variant(name: str) -> None:
+    from core.engine import backup, bigcheck, store
+
+    if name.endswith("+win"):   # the pass's window of files in flight: 8,192 (was 1,024)
+        backup.WINDOW_FILES = 8192
+        name = name[:-len("+win")]
+    if name == "late":
+        store.PlainStore.check_early = property(lambda self: False, lambda self, v: None)  # type: ignore
+    elif name == "nowb":
+        bigcheck.WRITEBACK_EVERY = 1 << 62
+    elif name == "range":
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+        fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+        bigcheck.os = type("os", (), {"fdatasync": staticmethod(lambda fd: fn(fd, 0, 0, 7)),
+                                      "close": staticmethod(os.close)})  # type: ignore
+    elif name and name != "early":
+        raise SystemExit(f"unknown variant {name}")
+
+
 def main(argv: list[str]) -> int:
     src, dest = argv[0], argv[1]
+    argv = argv[2:]
+    if argv[:1] == ["--variant"]:
+        _variant(argv[1])
+        argv = argv[2:]
     from core.cli import main as cli
-    from core.engine import backup, fs, readback
+    from core.engine import backup, fs, readback, window
+
+    waited = [0.0]
+    pop = window.Window._pop
+
+    def timed_pop(self):   # the pass waiting for the oldest copy in flight (a big one)
+        start = time.perf_counter()
+        try:
+            pop(self)
+        finally:
+            waited[0] += time.perf_counter() - start
+
+    window.Window._pop = timed_pop
 
     _timed(fs.FileSystem, "flush_volume", "flush_volume")
     _timed(backup._Run, "_pass", "pass (scan + copies)")
     _timed(backup._Run, "_commit", "commit (flush + manifest)")
     _timed(readback, "read_back", "read-back")
-    rc = cli(["backup", src, "--to", dest, *argv[2:]])
+    rc = cli(["backup", src, "--to", dest, *argv])
     end = time.perf_counter() - T0
     for start, stop, what in sorted(MARKS):
         print(f"{start:7.2f} {stop:7.2f} {stop - start:6.2f}  {what}")
+    print(f"  the pass waited {waited[0]:.2f} s in the window for copies in flight")
     print(f"{0:7.2f} {end:7.2f} {end:6.2f}  whole ({_cpu()}), rc {rc}")
     return rc
 
