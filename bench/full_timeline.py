@@ -51,11 +51,7 @@ def _variant(name: str) -> None:
     if name.endswith("+win"):   # the pass's window of files in flight: 8,192 (was 1,024)
         backup.WINDOW_FILES = 8192
         name = name[:-len("+win")]
-    if name == "nodrain":   # (the early check also for copies the pass waits for at its end)
-        pl = store.PlainStore
-        pl.check_early = property(lambda self: self.__dict__.get("_ce", False),  # type: ignore
-                                  lambda self, v: self.__dict__.__setitem__("_ce", v or self.__dict__.get("_ce", False)))
-    elif name == "late":
+    if name == "late":
         store.PlainStore.check_early = property(lambda self: False, lambda self, v: None)  # type: ignore
     elif name == "nowb":
         bigcheck.WRITEBACK_EVERY = 1 << 62

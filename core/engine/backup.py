@@ -284,8 +284,6 @@ class _Run:
                                                                 self.options.prefetch)):
                         self._splice(item) if isinstance(item, Splice) else self._step(*item)
                     self._leave(None)
-                    if isinstance(self.store, PlainStore):   # (copies still running: read back after the commit)
-                        self.store.check_early = False
                     self.window.drain()
                     self.proven.settle(self.writer, self.stats)
                 except BaseException:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 
 import pytest
 
-from core.engine import backup as backup_mod
-from core.engine import bigcheck, readback, store
+from core.engine import bigcheck, readback
 from tests.support.engine import backup_path, verify_path
 from tests.support.trees import make_tree, read_tree
 
@@ -43,18 +41,6 @@ def _spy(monkeypatch) -> tuple[dict[str, bool], list[str]]:
     monkeypatch.setattr(bigcheck, "read_back_now", check)
     monkeypatch.setattr(readback, "_written", written)
     return early, late
-
-
-def _copies_done_before_the_scan_ends(monkeypatch) -> None:
-    """The pass waits for its copies before it ends (as when its small files outlast the big ones)."""
-    leave = backup_mod._Run._leave
-
-    def drained_first(run, path):
-        if path is None:
-            run.window.drain()
-        leave(run, path)
-
-    monkeypatch.setattr(backup_mod._Run, "_leave", drained_first)
 
 
 def test_a_written_copy_reads_back_and_nothing_else_does(tmp_path):
@@ -90,7 +76,6 @@ def test_writeback_is_started_every_so_many_bytes_written(tmp_path, monkeypatch)
 
 def test_big_copies_are_read_back_as_written_and_left_out_of_the_read_back_after_the_commit(tmp_path, monkeypatch):
     early, late = _spy(monkeypatch)
-    _copies_done_before_the_scan_ends(monkeypatch)
     spec = _spec()
     src = make_tree(tmp_path / "src" / "Data", spec)
     r = backup_path(tmp_path / "set", [src])
@@ -107,7 +92,6 @@ def test_a_big_copy_damaged_before_its_check_stays_in_the_read_back_and_is_copie
     """The drive's copy is changed between its write and its early check: the check says no, so the
     read-back after the commit checks it, finds it wrong and copies it again from the source."""
     early, late = _spy(monkeypatch)
-    _copies_done_before_the_scan_ends(monkeypatch)
     check = bigcheck.read_back_now
 
     def damage_then_check(paths, size, sha256):
@@ -128,33 +112,6 @@ def test_a_big_copy_damaged_before_its_check_stays_in_the_read_back_and_is_copie
     assert read_tree(tmp_path / "set" / "Latest" / "Data") == read_tree(src)   # the repair's copies
     monkeypatch.undo()
     assert verify_path(tmp_path / "set", read_all=True).ok
-
-
-def test_copies_the_pass_waits_for_at_its_end_are_read_back_after_the_commit(tmp_path, monkeypatch):
-    """Once the scan has ended nothing else overlaps a check: a copy still running then is read back
-    after the commit (beside the small files), not while the pass waits for it."""
-    early, late = _spy(monkeypatch)
-    scan_ended = threading.Event()
-    leave, read_source = backup_mod._Run._leave, store.read_source
-
-    def leave_last(run, path):
-        leave(run, path)
-        if path is None:
-            scan_ended.set()
-
-    def big_after_the_scan(path, sink, hasher, size_hint=-1, mtime_ns=None):
-        if size_hint >= bigcheck.EARLY_BYTES:
-            assert scan_ended.wait(10)
-        return read_source(path, sink, hasher, size_hint, mtime_ns)
-
-    monkeypatch.setattr(backup_mod._Run, "_leave", leave_last)
-    monkeypatch.setattr(store, "read_source", big_after_the_scan)
-    spec = _spec()
-    src = make_tree(tmp_path / "src" / "Data", spec)
-    r = backup_path(tmp_path / "set", [src])
-    assert r.status == "ok" and not r.damaged and early == {}
-    assert sorted(late) == sorted(f"Data/{k}" for k in spec)
-    assert read_tree(tmp_path / "set" / "Latest" / "Data") == read_tree(src)
 
 
 def test_without_the_read_back_nothing_is_checked_early(tmp_path, monkeypatch):
