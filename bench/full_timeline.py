@@ -60,8 +60,7 @@ def _variant(name: str) -> None:
 
         fn = ctypes.CDLL(None, use_errno=True).sync_file_range
         fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-        bigcheck.os = type("os", (), {"fdatasync": staticmethod(lambda fd: fn(fd, 0, 0, 7)),
-                                      "close": staticmethod(os.close)})  # type: ignore
+        bigcheck._datasync = lambda fd: fn(fd, 0, 0, 7)   # WAIT_BEFORE | WRITE | WAIT_AFTER
     elif name and name != "early":
         raise SystemExit(f"unknown variant {name}")
 

@@ -38,6 +38,7 @@ EARLY_BYTES = 1 << 20        # files this big are checked at once (backup.INLINE
 WRITEBACK_EVERY = 8 << 20    # bytes written between two requests to start writing them to the drive
 ENABLED = READS_AHEAD        # Linux: cached pages can be dropped, so a read comes from the drive
 CHECKED = 2                  # a run's copy placed and already read back (truthy, and not True)
+_datasync = getattr(os, "fdatasync", os.fsync)   # (macOS has no fdatasync; this runs on Linux only)
 
 
 def start_writeback(fd: int) -> None:
@@ -80,7 +81,7 @@ def read_back_now(paths: list[str], size: int, sha256: str) -> bool:
         for p in paths:
             fd = safeio.open_regular(p)
             try:
-                os.fdatasync(fd)
+                _datasync(fd)
                 drop_cache(fd)
                 read_ahead(fd)
                 for block in blocks(fd, buf):
