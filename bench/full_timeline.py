@@ -7,13 +7,12 @@ process's CPU (user, system) at each mark. Run it from the checkout to measure (
 with the page cache dropped first for a cold run (root):
 
     sync; echo 3 > /proc/sys/vm/drop_caches
-    PYTHONPATH=. .venv/bin/python -P bench/full_timeline.py SRC SET [--variant NAME] [backup options]
+    PYTHONPATH=. .venv/bin/python -P bench/full_timeline.py SRC SET [--window N] [backup options]
 
-``--variant`` (this checkout's code, changed in this process only, for same-code A/B runs):
-``late`` (no copy read back before the commit: as before core/engine/bigcheck.py), ``nowb`` (big
-copies read back early, but no writeback started while they are written), ``range`` (the early
-read-back's ``fdatasync`` replaced by ``sync_file_range``: data written, no journal commit); ``+win``
-after a name (or alone, ``early+win``): the pass's window of files in flight 8,192 instead of 1,024.
+``--window N``: the pass's window of files in flight (``backup.WINDOW_FILES``, 1,024) set to N in
+this process only, for same-code A/B runs. The prototype that read big copies back as they were
+written (branch ``fullplain`` at 20fbcf1, core/engine/bigcheck.py; docs/performance.md, "#11: the
+standard set's full backup against restic and borg") was measured with this script and dropped.
 """
 
 from __future__ import annotations
@@ -45,31 +44,17 @@ def _timed(owner, name: str, label: str) -> None:
     setattr(owner, name, wrapper)
 
 
-def _variant(name: str) -> None:
-    from core.engine import backup, bigcheck, store
+def _window(files: int) -> None:
+    from core.engine import backup
 
-    if name.endswith("+win"):   # the pass's window of files in flight: 8,192 (was 1,024)
-        backup.WINDOW_FILES = 8192
-        name = name[:-len("+win")]
-    if name == "late":
-        store.PlainStore.check_early = property(lambda self: False, lambda self, v: None)  # type: ignore
-    elif name == "nowb":
-        bigcheck.WRITEBACK_EVERY = 1 << 62
-    elif name == "range":
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-        bigcheck._datasync = lambda fd: fn(fd, 0, 0, 7)   # WAIT_BEFORE | WRITE | WAIT_AFTER
-    elif name and name != "early":
-        raise SystemExit(f"unknown variant {name}")
+    backup.WINDOW_FILES = files
 
 
 def main(argv: list[str]) -> int:
     src, dest = argv[0], argv[1]
     argv = argv[2:]
-    if argv[:1] == ["--variant"]:
-        _variant(argv[1])
+    if argv[:1] == ["--window"]:
+        _window(int(argv[1]))
         argv = argv[2:]
     from core.cli import main as cli
     from core.engine import backup, fs, readback, window

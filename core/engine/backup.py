@@ -51,7 +51,6 @@ from core.engine.backup_options import BackupResult as BackupResult
 from core.engine.backup_options import BackupStatus as BackupStatus
 from core.engine.backup_options import check_sources as check_sources
 from core.engine.backup_options import same_stat as same_stat
-from core.engine.bigcheck import CHECKED
 from core.engine.fs import long_path, probe_volume
 from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
@@ -150,8 +149,6 @@ class _Run:
         volume = self.volume = probe_volume(layout.tmp)
         self.store = (PlainStore if self.plain else EncryptedStore)(bset, volume, self.warnings,
                                                                     rehash=self.options.rehash)
-        if isinstance(self.store, PlainStore):   # (big copies read back as written: bigcheck.py)
-            self.store.check_early = self.options.verify
         self.proven = ProvenParent(self.options.cache, bset.set_id)
         parent = self._check_parent(parent_id)
         if parent_id and parent is None:   # damaged: rescue Latest/, trust nothing of that run
@@ -459,7 +456,7 @@ class _Run:
         if placed:
             self.stats["copied_files"] += 1
             self.stats["copied_bytes"] += e.size
-            if self.written is not None and placed != CHECKED:   # (CHECKED: read back already)
+            if self.written is not None:
                 self.written.add(readback.record(e, se))
 
     def _progress_now(self, current: str) -> Progress:
@@ -480,9 +477,8 @@ class _Run:
         self.progress(report)
 
     # --- copying (in the pool) -----------------------------------------------------------
-    def _copy_one(self, se: ScanEntry, e: Entry, prev: Entry | None, sealed: sealpool.Sealed | None = None) -> int:
-        """Copy ``se`` into the set as ``e``; whether content was written (else it was there; CHECKED:
-        written and read back already).
+    def _copy_one(self, se: ScanEntry, e: Entry, prev: Entry | None, sealed: sealpool.Sealed | None = None) -> bool:
+        """Copy ``se`` into the set as ``e``; whether content was written (else it was there).
         ``sealed``: what a sealpool worker made of it (None: read it here)."""
         if self._stop.is_set():
             return False
@@ -504,7 +500,7 @@ class _Run:
         self._maybe_checkpoint()
         return placed
 
-    def _copy(self, se: ScanEntry, e: Entry, prev: Entry | None, sealed: sealpool.Sealed | None = None) -> int:
+    def _copy(self, se: ScanEntry, e: Entry, prev: Entry | None, sealed: sealpool.Sealed | None = None) -> bool:
         copied = self._adopt(sealed) if sealed is not None else None
         if copied is None:   # (a worker that could not read or write it left it to this thread)
             copied = self._read_with_retries(se, e, prev)
@@ -512,11 +508,9 @@ class _Run:
             return False
         e.sha256, e.size, e.obj = copied.sha256, copied.size, copied.obj
         e.parts = len(copied.tmp_paths) if len(copied.tmp_paths) > 1 else 0
-        placed: int = self.store.place(copied, e, prev)
+        placed = self.store.place(copied, e, prev)
         if not placed:
             self._after_place(e)   # same bytes: only the mode or time changed
-        elif copied.checked:
-            placed = CHECKED
         if copied.changed:
             e.ino = e.ctime_ns = 0   # never "unchanged": the next run copies it again
             self.warnings.append(RunWarning(WarningCode.CHANGED_WHILE_READING, se.abspath,

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.engine import bigcheck, chunkstore
+from core.engine import chunkstore
 from core.engine.atomic import tmp_name
 from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
@@ -48,7 +48,6 @@ class Copied:
     tmp_paths: list[str] = field(default_factory=list)   # (strings: built for every file copied)
     changed: bool = False   # the source changed during the read: copy again next run
     stored: int = 0         # encrypted sets: Entry.stored for this copy (0: encrypted_size(size))
-    checked: bool = False   # plain sets: already read back from the drive (core/engine/bigcheck.py)
 
 
 class _SplitWriter:
@@ -72,10 +71,6 @@ class _SplitWriter:
         self.paths.append(p)
         self._in_part = 0
         return fd
-
-    def fd(self) -> int | None:
-        """The part being written's descriptor (None between parts)."""
-        return self._fd
 
     def write(self, data) -> int:
         fd = self._fd if self._fd is not None else self._next()
@@ -270,19 +265,7 @@ class _Store:
 
 
 class PlainStore(_Store):
-    """Content as plain files in ``Latest/`` plus displaced versions in ``objects/``. ``check_early``
-    (a run that reads back): big copies read back as written (core/engine/bigcheck.py)."""
-
-    check_early = False
-
-    def copy_in(self, se, *, fresh: bool = False) -> Copied:
-        copied = super().copy_in(se, fresh=fresh)
-        if self.check_early and not fresh and copied.size >= bigcheck.EARLY_BYTES:
-            copied.checked = bigcheck.read_back_now(copied.tmp_paths, copied.size, copied.sha256)
-        return copied
-
-    def _sink(self, out: _SplitWriter):
-        return bigcheck.WritingBack(out) if self.check_early and bigcheck.ENABLED else out
+    """Content as plain files in ``Latest/`` plus displaced versions in ``objects/``."""
 
     def _latest_paths(self, entry: Entry) -> list[str]:
         """Where ``entry``'s copy goes in ``Latest/``, proven to stay inside it (strings: per file)."""
