@@ -8,6 +8,7 @@ packages but the ones named, no CLI, only its module and what it imports (this o
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 
@@ -26,7 +27,15 @@ def read_open_whole(fd: int, size: int, mtime_ns: int | None = None) -> tuple[by
         st = os.fstat(fd)
     finally:
         os.close(fd)
-    return data, st.st_size != len(data) or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
+    return data, is_changed(st, len(data), mtime_ns)
+
+
+def is_changed(st: os.stat_result, size: int, mtime_ns: int | None) -> bool:
+    """Whether a source read as ``size`` bytes, now ``st``, changed since it was scanned: its size or
+    mtime differs, or it is no longer a regular file (a FIFO or device swapped in after the scan,
+    opened without waiting: fs.SOURCE_FLAGS)."""
+    return (st.st_size != size or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
+            or not stat.S_ISREG(st.st_mode))
 
 
 def start_lean(module: str, args: list[str], packages: tuple[str, ...] = ()):

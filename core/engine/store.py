@@ -24,9 +24,9 @@ from pathlib import Path
 
 from core.engine import chunkstore
 from core.engine.atomic import tmp_name
-from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
+from core.engine.fs import COPY_BLOCK, READ_FLAGS, SOURCE_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
-from core.engine.lean_child import read_open_whole
+from core.engine.lean_child import is_changed, read_open_whole
 from core.engine.manifest import FILE, LINK, Entry
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
@@ -118,7 +118,7 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
     """
     size = 0
     buf = read_buffer()
-    fd = os.open(long_path(path), READ_FLAGS)
+    fd = os.open(long_path(path), SOURCE_FLAGS)
     try:
         while True:
             n = read_into(fd, buf)
@@ -133,15 +133,14 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
         st = os.fstat(fd)
     finally:
         os.close(fd)
-    changed = st.st_size != size or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
-    return size, changed
+    return size, is_changed(st, size, mtime_ns)
 
 
 def read_whole(path: str, size_hint: int, mtime_ns: int | None = None) -> tuple[bytes, bool]:
     """A small file's bytes in one read (more only if it returns short) and whether it changed
     since it was scanned: :func:`read_source` for content held whole (``size_hint`` bytes at
     most are read; a file that grew shows in the fstat)."""
-    return read_open_whole(os.open(long_path(path), READ_FLAGS), size_hint, mtime_ns)
+    return read_open_whole(os.open(long_path(path), SOURCE_FLAGS), size_hint, mtime_ns)
 
 
 def prefetch_source(path: str) -> None:

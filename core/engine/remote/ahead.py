@@ -24,8 +24,10 @@ AHEAD_BYTES, while the machine would otherwise wait for scrypt).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 import threading
 from collections import deque
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from typing import Callable, Generator, Iterator, cast
 
 from core.engine import crypto
-from core.engine.fs import READS_AHEAD, long_path, read_ahead
+from core.engine.fs import READS_AHEAD, SOURCE_FLAGS, long_path, read_ahead
 from core.engine.manifest import FILE
 from core.engine.progress import RunWarning
 from core.engine.remote.packs import PACK_BELOW
@@ -50,7 +52,10 @@ def read_content(path_or_fd: str | int, size: int, update: Callable[[bytes], obj
     total = 0
     kept: list[bytes] | None = []
     want = min(READ_BLOCK, max(size, 0) + 1)   # a small file in one read of its size, not a 1 MiB buffer
-    with open(long_path(path_or_fd) if isinstance(path_or_fd, str) else path_or_fd, "rb") as f:
+    fd = os.open(long_path(path_or_fd), SOURCE_FLAGS) if isinstance(path_or_fd, str) else path_or_fd
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):   # (a FIFO or device swapped in since the scan)
+            raise OSError(errno.EINVAL, "it is no longer a regular file (changed since the scan)")
         while block := f.read(want):
             want = READ_BLOCK
             update(block)
@@ -154,7 +159,7 @@ class Ahead:
 
     def _open(self, found: _Found) -> None:
         try:
-            found.fd = os.open(long_path(found.se.abspath), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            found.fd = os.open(long_path(found.se.abspath), SOURCE_FLAGS)
         except OSError as err:
             found.early = Early(error=err)
             return

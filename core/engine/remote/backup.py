@@ -41,7 +41,7 @@ from typing import IO, Generator, Iterable, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
-from core.engine.fs import READS_AHEAD, long_path, read_ahead
+from core.engine.fs import READS_AHEAD, SOURCE_FLAGS, long_path, read_ahead
 from core.engine.layout import OBJECTS_DIR, SNAPSHOTS_DIR
 from core.engine.manifest import FILE, Entry, Manifest
 from core.engine.manifest_io import ManifestWriter
@@ -472,7 +472,7 @@ class _Run:
             if item.early is not None:
                 continue        # read already
             try:
-                item.fd = os.open(long_path(item.se.abspath), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                item.fd = os.open(long_path(item.se.abspath), SOURCE_FLAGS)
             except OSError:
                 continue        # tried again, and its trouble handled, when its turn comes
             read_ahead(item.fd)
