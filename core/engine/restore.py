@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from core.engine import restore_ahead, restore_walk, winattrs
+from core.engine import restore_ahead, winattrs
 from core.engine.fs import WORKERS, VolumeInfo, long_path
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, WINDOWS_PATHS, Entry, Manifest
@@ -197,21 +197,8 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
 
 def _restore(bset: BackupSet, target, options: RestoreOptions) -> RestoreResult:
     sid = bset.resolve_id(options.snapshot)
-    ahead = _walk_ahead(bset, sid, options.paths)
-    try:
-        with EntrySpool() as chosen:
-            return _restore_chosen(bset, target, options, sid, chosen)
-    finally:
-        if ahead is not None:
-            ahead.stop()
-
-
-def _walk_ahead(bset: BackupSet, sid: str, paths) -> restore_walk.LatestAhead | None:
-    """A child reading ``Latest/``'s metadata ahead (core/engine/restore_walk.py) when the files come
-    from there: the newest snapshot of a plain local set, restored the reads-ahead way."""
-    if not restore_ahead.usable(bset) or sid != bset.newest_id():
-        return None
-    return restore_walk.start(restore_walk.folders(str(bset.layout.latest), paths))
+    with EntrySpool() as chosen:
+        return _restore_chosen(bset, target, options, sid, chosen)
 
 
 def _restore_chosen(bset: BackupSet, target, options: RestoreOptions, sid: str, chosen: EntrySpool) -> RestoreResult:
