@@ -85,12 +85,45 @@ def restic_env(w: dict[str, Path]) -> dict[str, str]:
             "RESTIC_CACHE_DIR": str(w["home"] / "restic-cache")}
 
 
+def full_peers_env(w: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """restic's and borg's repositories for the full phase's peers (``--full-peers``): made empty,
+    untimed, before each repetition (:func:`_clear`)."""
+    return {"restic": {**restic_env(w), "RESTIC_REPOSITORY": str(w["rfull"])},
+            "borg": {"BORG_REPO": str(w["bfull"]), "BORG_BASE_DIR": str(w["home"] / "borg-base"),
+                     "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes", "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}}
+
+
+def _env_prefix(env: dict[str, str]) -> str:
+    return "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+
+
+def full(w: dict[str, Path], drop: str, old: str, peers: tuple[str, ...]) -> dict[str, str]:
+    """The full phase: ``cp -a`` (the goal's peer), ``old``'s plugback (an export: ``--before``),
+    this checkout's, restic's and borg's first backups (``peers``), then the floors."""
+    q = {k: shlex.quote(str(v)) for k, v in w.items()}
+    cli = " ".join(shlex.quote(a) for a in plugback_argv())
+    envs = full_peers_env(w)
+    return {
+        "peer: cp -a": f"cp -a {q['src']} {q['copy']}",
+        **({"plugback before": f"{old} backup {q['src']} --to {q['set2']}-before"} if old else {}),
+        "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
+        **({"restic": f"{_env_prefix(envs['restic'])} restic backup --host bench {q['src']}"}
+           if "restic" in peers else {}),
+        **({"borg": f"{_env_prefix(envs['borg'])} borg create ::a {q['src']}"} if "borg" in peers else {}),
+        "floor serial": (f"cp -a {q['src']} {q['floor']} && {hash_tree(w['src'])} && {drop} && "
+                         f"{hash_tree(w['floor'])}"),
+        "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {drop} && "
+                             f"{hash_tree(w['floor'], 2)}"),
+    }
+
+
 def commands(w: dict[str, Path], drop: str, mib: int, before: str = "",
-             restic: bool = False) -> dict[str, dict[str, str]]:
+             restic: bool = False, peers: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
     """Per phase: the peer first, then the floors and plugback (each run after ``drop``).
 
-    ``before``: another checkout (an export of main) whose restore is timed too, right before this
-    one's, in each repetition; ``restic``: restic's restore of the same source, after plugback's."""
+    ``before``: another checkout (an export of main) whose full backup and restore are timed too,
+    right before this one's, in each repetition; ``restic``: restic's restore of the same source,
+    after plugback's; ``peers``: restic's and borg's full backups (into new repositories)."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
     # -P: the current folder is not put first on sys.path (run from a checkout, it would shadow ``before``)
@@ -98,14 +131,7 @@ def commands(w: dict[str, Path], drop: str, mib: int, before: str = "",
     restic_cmd = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in restic_env(w).items()) + " restic"
     return {
         "device": device(w, mib, drop),
-        "full": {
-            "peer: cp -a": f"cp -a {q['src']} {q['copy']}",
-            "floor serial": (f"cp -a {q['src']} {q['floor']} && {hash_tree(w['src'])} && {drop} && "
-                             f"{hash_tree(w['floor'])}"),
-            "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {drop} && "
-                                 f"{hash_tree(w['floor'], 2)}"),
-            "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
-        },
+        "full": full(w, drop, old, peers),
         "restore": {
             # The full phase's copy when it ran (else the source: the same bytes, on the same disk).
             "peer: cp -a": f"cp -a {q['copy'] if w['copy'].exists() else q['src']} {q['out']}/peer",
@@ -157,12 +183,18 @@ def next_day(w: dict[str, Path], seed: int) -> dict:
     return make_dataset.mutate(w["src"], day=day, seed=seed)
 
 
-def _clear(phase: str, w: dict[str, Path]) -> None:
+def _clear(phase: str, w: dict[str, Path], peers: tuple[str, ...] = ()) -> None:
     """Untimed, before each repeat: what the phase's commands must find absent (the full phase's
     ``copy`` stays until the end: the restore's peer copies it back)."""
     if phase in ("full", "done"):
-        for key in ("copy", "floor", "set2"):
+        for key in ("copy", "floor", "set2", "rfull", "bfull"):
             rmtree(w[key])
+        rmtree(w["set2"].with_name(w["set2"].name + "-before"))
+    if phase == "full" and peers:   # (empty repositories: their init is not timed)
+        envs = full_peers_env(w)
+        for tool, init in (("restic", ["restic", "init"]), ("borg", ["borg", "init", "--encryption=none"])):
+            if tool in peers:
+                subprocess.run(init, env={**os.environ, **envs[tool]}, check=True, capture_output=True)
     rmtree(w["out"])
     w["out"].mkdir()
     rmtree(w["work"] / "dd.bin")
@@ -170,7 +202,8 @@ def _clear(phase: str, w: dict[str, Path]) -> None:
 
 def run(args) -> dict:
     work = Path(args.workdir).resolve()
-    w = {k: work / k for k in ("src", "set", "set2", "copy", "floor", "out", "home", "mirror", "restic")}
+    w = {k: work / k for k in ("src", "set", "set2", "copy", "floor", "out", "home", "mirror", "restic", "rfull",
+                               "bfull")}
     w["work"] = work
     print(json.dumps(prepare(args, w)), flush=True)
     w["latest"] = w["set"] / "Latest"
@@ -182,11 +215,12 @@ def run(args) -> dict:
     if {"nochange", "changed"} & set(chosen):
         prepare_incremental(args, w)
     results: dict[str, dict[str, list]] = {}
-    for phase, by_name in commands(w, drop, args.device_mib, args.before, args.restic).items():
+    peers = tuple(p for p in args.full_peers.split(",") if p)
+    for phase, by_name in commands(w, drop, args.device_mib, args.before, args.restic, peers).items():
         if phase not in chosen:
             continue
         for rep in range(args.repeat):
-            _clear(phase, w)
+            _clear(phase, w, peers)
             if phase == "changed":
                 print(json.dumps(next_day(w, args.seed)), flush=True)
             floor_small.time_commands(phase, by_name, rep, drop, logs, args.timeout, env, results, width=8)
@@ -212,11 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phases", default="", help=f"comma-separated subset of {','.join(PHASES)} "
                    f"(default {','.join(DEFAULT_PHASES)}; restore alone: its peer copies the source, else full's copy)")
     p.add_argument("--device-mib", type=int, default=1024, help="how much the device phase writes and reads")
-    p.add_argument("--before", default="", help="restore, nochange, changed: also time this checkout's plugback (an "
+    p.add_argument("--before", default="", help="full, restore, nochange, changed: also time this checkout's plugback (an "
                    "export of main: git archive main | tar -x -C DIR) before this one's, in each repetition "
                    "(nochange, changed: into a set of its own)")
     p.add_argument("--restic", action="store_true", help="restore phase: also time restic's restore of the "
                    "source (its repository made, untimed, in WORKDIR/restic)")
+    p.add_argument("--full-peers", default="", help="full: also time restic's and/or borg's first backup "
+                   "(restic,borg: into new repositories in WORKDIR, made untimed before each repetition)")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")

@@ -64,7 +64,7 @@ def _stamp(owner, attr: str, label: str, key=None) -> None:
 def instrument(log: list[str], dump: bool = True) -> None:
     """Stamp the rc calls and the run's phases; keep rclone's log lines in ``log`` (with requests)."""
     from core.engine import crypto
-    from core.engine.remote import backup, packs, rset
+    from core.engine.remote import backup, commit, packs, parent
     from core.engine.storage import rclone, rclone_rcd
 
     _stamp(rclone_rcd.Rcd, "_start", "rclone rcd started")
@@ -80,7 +80,10 @@ def instrument(log: list[str], dump: bool = True) -> None:
     _stamp(backup._Run, "execute", "the run (scan to manifest)")
     _stamp(backup._Run, "_read_small", "small files read, packed")
     _stamp(packs.Packer, "_store", "pack stored (put, read back, index)")
-    _stamp(rset.RemoteSet, "put_manifest", "manifest put and read back")
+    _stamp(commit.StagedManifest, "__init__", "manifest encrypted, checked, to tmp/")
+    _stamp(commit.StagedManifest, "commit", "manifest put and read back")   # (moved onto its name)
+    _stamp(packs.Packer, "wait", "the last pack waited for")
+    _stamp(parent.ParentAhead, "_fetch", "parent manifest fetched ahead")
     real_drain = rclone_rcd._drain
 
     def drain(proc, lines, last_words, secret):

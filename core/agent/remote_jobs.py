@@ -116,8 +116,9 @@ def _metered(progress: Callable[[Progress], None], backend: _Counting, clock: Cl
 
 def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: str | None,
                     log: list[str]) -> "RemoteSet":
-    """The job's remote set on ``backend``: opened (only the job's own, when it has one), or created
-    (``RemoteSet.create_started``: finished in the background, as for the command line)."""
+    """The job's remote set on ``backend``: opened (only the job's own, when it has one; unlocked
+    later, by the backup: ``RemoteSet.open_started``), or created (``RemoteSet.create_started``:
+    finished in the background, as for the command line)."""
     from core.agent import keys
     from core.agent.adopt import same_set
     from core.engine.remote.rset import RemoteSet
@@ -125,7 +126,9 @@ def open_remote_set(job: "Job", backend, *, clock: Clock, unlock, passphrase: st
     from core.errors import KeyringUnavailable
 
     if RemoteSet.exists(backend):
-        rset = RemoteSet.open(backend, _or_job_passphrase(unlock, job, passphrase))
+        # Unlocked by the backup, its scan and small files' reads beside the scrypt, as for the command
+        # line (core/engine/remote/ahead.py); plugback.json is read and checked here, and its set id.
+        rset = RemoteSet.open_started(backend, _or_job_passphrase(unlock, job, passphrase))
         if job.set_id and not same_set(job.set_id, rset.set_id):
             rset.close()
             raise SetNeedsConfirmation(job=job.name, path=job.destination.remote,
@@ -246,6 +249,7 @@ def _backup(job: "Job", rset: "RemoteSet", outcome: Outcome, history: History, c
     from core.engine.remote.backup import backup
 
     if not same_set(job.set_id, rset.set_id):
+        rset.unlock()   # a job binds only a set its passphrase opens (the backup unlocks a bound job's set)
         job.set_id = canonical_id(rset.set_id)
         outcome.log.append(f"this job's backup set is {rset.set_id}")
         if bind is not None:

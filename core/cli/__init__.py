@@ -77,6 +77,10 @@ def _describe(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``plugback`` console script."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backup"]:   # its sources read ahead from now on, before the parser and the engine load
+        from core.engine.scan_ahead import start_early
+
+        start_early(argv)
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:

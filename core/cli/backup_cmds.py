@@ -196,9 +196,10 @@ def _read_ahead(args):
     one): by a child process where that is done (core/engine/scan_ahead.py), else by threads when
     they are turned on (core/engine/prefetch.py)."""
     from core.engine.prefetch import Prefetch
-    from core.engine.scan_ahead import start
+    from core.engine.scan_ahead import start, take_early
 
-    if (child := start([os.path.abspath(p) for p in args.sources], args.exclude, os.path.abspath(args.to))):
+    sources, to = [os.path.abspath(p) for p in args.sources], os.path.abspath(args.to)
+    if (child := take_early(sources, args.exclude, to) or start(sources, args.exclude, to)):   # (early: core.cli.main)
         return child
     skip = set()
     try:   # (the set is not read ahead if it lies in a source: the scan skips it too)

@@ -29,7 +29,9 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
    renamed into ``snapshots/``: the commit point. Only now does the snapshot exist.
 5. ``Latest.sha256`` is rewritten and the journal removed (a crash between 4 and 5
    is finished by the next run).
-6. What was written is read back from the drive and checked against the manifest.
+6. What was written is read back from the drive and checked against the manifest: from the
+   commit on, in a thread beside step 5 (core/engine/readback_thread.py); what read back wrong is
+   copied again after step 5.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
 from core.engine.manifest_io import ManifestWriter, Spool
 from core.engine.progress import Progress, RunWarning, WarningCode
+from core.engine.readback_thread import ReadBack
 from core.engine.repo import BackupSet, new_snapshot_id
 from core.engine.reuse import Reuse
 from core.engine.scan import Excluder, ScanEntry, plan_sources
@@ -96,8 +99,8 @@ def backup(bset: BackupSet, sources, options: BackupOptions | None = None) -> Ba
         run = _Run(bset, source_paths, options, lock)
         try:
             result = run.execute(started)
-            if options.verify:
-                result.damaged = readback.repair(run, readback.read_back(run))
+            if run.reading is not None:   # (started by execute once the snapshot was committed)
+                result.damaged = readback.repair(run, run.reading.result())
                 if result.damaged:
                     result.status = BackupStatus.DAMAGED
         finally:
@@ -134,8 +137,13 @@ class _Run:
         self._count = 0
         self.sealing: sealpool.Sealing | None = None   # encrypted sets: small files sealed by workers
         self.reuse = Reuse(options.changes, options.excludes, options.rehash, source_paths, str(bset.layout.root))
+        self.reading: ReadBack | None = None   # step 6, from the commit on (core/engine/readback_thread.py)
 
     def close(self) -> None:
+        if self.reading is not None:   # (the run failed after the commit: nothing of it keeps running)
+            self.reading.stop()
+        if self.sealing is not None:
+            self.sealing.close()
         for spool in (self.writer, self.written):
             if spool is not None:
                 spool.close()
@@ -171,6 +179,7 @@ class _Run:
             self.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
             self._commit(Manifest(snapshot_id, started.isoformat(timespec="seconds"), self._host(), self.options.job,
                                   [s.to_dict() for s in sources], parent_id, scan=self.reuse.record(self.warnings)))
+            self._after_commit(snapshot_id)
         except BaseException:
             self._checkpoint_quietly()
             self.journal.close()
@@ -248,15 +257,21 @@ class _Run:
         return self.options.host or self.bset.meta.get("host") or socket.gethostname()
 
     def _commit(self, header: Manifest) -> None:
-        """Steps 4 and 5 of the module docstring: the manifest is the commit point."""
+        """Step 4 of the module docstring: the manifest is the commit point."""
         bset, layout = self.bset, self.layout
         self.fs.flush_volume(layout.root)          # 4: all data durable before the manifest
         write_atomic(self.fs, layout.tmp, layout.manifest(header.snapshot_id),
                      self.proven.tee(bset, bset.manifest_chunks(self.writer, header)))
         bset.forget_cached(header.snapshot_id)
-        if self.sums is not None:                  # 5
-            self.sums.commit(bset)
-        self.proven.record(bset, header.snapshot_id, self.writer, self.sums.state if self.sums else None)
+
+    def _after_commit(self, snapshot_id: str) -> None:
+        """Step 5, while step 6 (the read-back, which only reads what step 4's flush made durable)
+        starts in a thread beside it: core/engine/readback_thread.py."""
+        if self.options.verify and self.written is not None and self.stats["copied_files"]:
+            self.reading = ReadBack(self)
+        if self.sums is not None:
+            self.sums.commit(self.bset)
+        self.proven.record(self.bset, snapshot_id, self.writer, self.sums.state if self.sums else None)
         self.journal.remove()
 
     # --- the pass --------------------------------------------------------------------
@@ -273,7 +288,7 @@ class _Run:
                 pool: Executor = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
                 if isinstance(self.store, EncryptedStore):   # (its workers stop before the pool's threads)
                     self.sealing = sealpool.Sealing(self.store, self.options.rehash)
-                    stack.callback(self.sealing.close)
+                    stack.push(self.sealing.close_on_error)   # (kept for the read-back; close() ends them)
                     pool = sealpool.Dispatch(pool)
                 self.window = Window(pool, self._emit_any, WINDOW_FILES, WINDOW_BYTES)
                 try:
@@ -312,11 +327,10 @@ class _Run:
         self._scan_done = True   # the totals are known now
 
     def _prefetch(self, item) -> None:
-        if self.sealing is not None and self.sealing.active:
-            return   # the workers start reading each batch of small files as they take it
         se, prev = item if type(item) is tuple else (None, None)   # (scan entry, parent entry)
         if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
-                and (prev is None or self.options.rehash or not same_stat(prev, se))):
+                and (prev is None or self.options.rehash or not same_stat(prev, se))
+                and (self.sealing is None or self.sealing.keep(se))):   # (seal workers start their own reads)
             prefetch_source(se.abspath)
 
     def _step(self, se: ScanEntry | None, old: Entry | None) -> None:

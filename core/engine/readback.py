@@ -7,7 +7,9 @@ at a time. Cold reads wait on the drive, so many must be asked for at once to ke
 queue full. On Linux that is done in one thread: each file (or encrypted object) is opened
 and its read started (``posix_fadvise``) a window of files before it is checked; with several
 threads each tiny read traded the GIL (tens of futex calls per file: half a small-file
-backup's CPU). Big files still go to worker threads. Systems without read-ahead hand files
+backup's CPU). Big files still go to worker threads; in an encrypted set with seal worker
+processes (core/engine/sealpool.py), small objects go to those too, a batch at a time, beside
+this thread (core/engine/objcheck.py is the check both run). Systems without read-ahead hand files
 to worker threads a batch at a time (a hand-off per file cost more than reading a small
 file back).
 """
@@ -16,24 +18,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
-from core.engine import safeio
-from core.engine.fs import READS_AHEAD, blocks, drop_cache, read_ahead, read_buffer, read_into
+from core.engine import objcheck, sealpool
+from core.engine.fs import READS_AHEAD, blocks, read_buffer
 from core.engine.manifest import FILE, Entry
 from core.engine.progress import Progress
-from core.engine.repo import _content_error
 from core.engine.scan import ScanEntry
 from core.engine.window import batches, ordered_map
-from core.errors import DamagedSet
 
 BATCH = 64           # files per hand-off to a worker (and per progress report)
 AHEAD = 64           # plain sets: files opened, and their reads started, before the one hashed
-BIG = 1 << 20        # files this big are read back in worker threads (hashed, decrypted in parallel)
-SMALL_OBJECT = BIG + (64 << 10)   # encrypted: an object up to this size is read whole in one call
+BIG = objcheck.BIG   # files this big are read back in worker threads (hashed, decrypted in parallel)
+SMALL_OBJECT = objcheck.SMALL_OBJECT   # encrypted: an object up to this size is read whole in one call
 BATCH_LINES = 1024   # spool lines decoded per json.loads call
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _STR = json.encoder.encode_basestring_ascii   # a JSON string as _ENCODE writes it
@@ -107,36 +106,70 @@ def _checked_in_threads(run) -> Iterator[tuple[list, list[str | None]]]:
         yield from ordered_map(pool, check, batches(_written(run), BATCH), 2 * workers)
 
 
+class _Remote:
+    """A small object handed to a seal worker's read-back (sealpool.SealPool.check)."""
+
+    __slots__ = ("tag", "index", "paths")
+
+    def __init__(self, where: tuple[int, int], paths: list):
+        (self.tag, self.index), self.paths = where, paths
+
+
+def _seal_pool(run):
+    """The run's seal workers, when they are there to read back small objects (sealpool.py)."""
+    sealing = getattr(run, "sealing", None)
+    return sealing.pool if sealing is not None and sealing.active and run.bset.keys is not None else None
+
+
+def _to_worker(pool, e: Entry) -> bool:
+    """Whether the small object of ``e`` goes to a seal worker: it joins the batch being filled, or
+    starts one if a worker has room; else this thread reads it back (the two share the work)."""
+    return pool is not None and e.size < BIG and (pool.filling() or pool.room())
+
+
 def _checked_ahead(run) -> Iterator[tuple[list, list[str | None]]]:
     """(batch, problems): each small file (an encrypted set: its object) is opened :data:`AHEAD`
     files before it is checked in this thread, its cached pages dropped and its read started
     then (the drive works on many at once, as threads made it, without their GIL hand-offs:
     those cost a backup of small files more CPU than the reads). A file of :data:`BIG` bytes
     or more is read back in a worker thread, as before (hashlib and the cipher let go of the
-    GIL for big blocks, so big files are checked on several cores at once)."""
+    GIL for big blocks, so big files are checked on several cores at once). In an encrypted set
+    whose small files were sealed by worker processes, those workers read back small objects
+    too, a batch at a time, while this thread reads back the ones they have no room for."""
     from core.engine.verify import check_entry
 
-    ahead: deque[tuple[tuple[Entry, ScanEntry], list[int] | str | Future]] = deque()
+    ahead: deque[tuple[tuple[Entry, ScanEntry], list[int] | str | Future | _Remote]] = deque()
     batch: list[tuple[Entry, ScanEntry]] = []
     problems: list[str | None] = []
     buf = read_buffer() if run.bset.keys is None else memoryview(bytearray(SMALL_OBJECT + 1))
-    with ThreadPoolExecutor(max_workers=max(4, run.options.workers * 4)) as pool:
+    pool = _seal_pool(run)
+    # (the workers' batches in flight beside this thread's AHEAD open files)
+    limit = AHEAD + (pool.size * sealpool.DEPTH + 1) * sealpool.BATCH if pool is not None else AHEAD
+    local = 0   # files this thread holds open ahead
+    with ThreadPoolExecutor(max_workers=max(4, run.options.workers * 4)) as threads:
         try:
             for item in _written(run):
                 e, paths = item[0], run.store.written_paths(item[0])
-                ahead.append((item, pool.submit(check_entry, run.bset, e, paths) if e.size >= BIG
-                              else _open_ahead(paths)))
-                while len(ahead) > AHEAD:
+                if e.size >= BIG:
+                    opened: list[int] | str | Future | _Remote = threads.submit(check_entry, run.bset, e, paths)
+                elif _to_worker(pool, e):
+                    opened = _Remote(pool.check(([str(p) for p in paths], e.obj, e.sha256, e.size)), paths)
+                else:
+                    opened = objcheck.open_copy(paths)
+                    local += 1
+                ahead.append((item, opened))
+                while len(ahead) > limit or local > AHEAD:
                     done, opened = ahead.popleft()
+                    local -= not isinstance(opened, (Future, _Remote))
                     batch.append(done)
-                    problems.append(_finish(run.bset, done[0], opened, buf))
+                    problems.append(_finish(run.bset, done[0], opened, buf, pool))
                 if len(batch) >= BATCH:
                     yield batch, problems
                     batch, problems = [], []
             while ahead:
                 done, opened = ahead.popleft()
                 batch.append(done)
-                problems.append(_finish(run.bset, done[0], opened, buf))
+                problems.append(_finish(run.bset, done[0], opened, buf, pool))
             if batch:
                 yield batch, problems
         finally:
@@ -144,43 +177,23 @@ def _checked_ahead(run) -> Iterator[tuple[list, list[str | None]]]:
                 _close(opened)
 
 
-def _open_ahead(paths: list) -> list[int] | str:
-    """Descriptors of a copy's files (each checked a regular file, never through a symlink) with
-    their cache dropped and their reads started; or why the copy cannot be read (as check_entry
-    words it)."""
-    if not paths:
-        return "its content is missing from the drive"
-    fds: list[int] = []
-    try:
-        for p in paths:
-            fd = safeio.open_regular(p, error=_content_error)
-            fds.append(fd)
-            drop_cache(fd)
-            read_ahead(fd)
-    except DamagedSet as err:
-        _close(fds)
-        return str(err)
-    except (FileNotFoundError, NotADirectoryError):
-        _close(fds)
-        return "its content is missing from the drive"
-    except OSError as err:
-        _close(fds)
-        return f"it cannot be read ({err.strerror or err})"
-    except BaseException:
-        _close(fds)
-        raise
-    return fds
+_open_ahead = objcheck.open_copy   # (the name the tests knew)
 
 
-def _finish(bset, e: Entry, opened: list[int] | str | Future, buf: memoryview) -> str | None:
+def _finish(bset, e: Entry, opened: list[int] | str | Future | _Remote, buf: memoryview, pool=None) -> str | None:
     """Read and hash the copy :func:`_open_ahead` opened (closing it); what is wrong, or None.
-    (A big file's check ran in a worker: its answer.)"""
+    (A big file's check ran in a worker thread, a small object's maybe in a seal worker: their answer.)"""
     if isinstance(opened, Future):
         return opened.result()
+    if isinstance(opened, _Remote):
+        verdict = pool.checked(opened.tag, opened.index)
+        if verdict is not None:
+            return verdict or None
+        opened = objcheck.open_copy(opened.paths)   # (its worker ended: checked here)
     if isinstance(opened, str):
         return opened
     if bset.keys is not None:
-        return _finish_object(bset, e, opened, buf)
+        return objcheck.check_object(bset.keys, opened, buf, e.obj, e.sha256, e.size)
     digest, size = hashlib.sha256(), 0
     try:
         for fd in opened:
@@ -190,58 +203,15 @@ def _finish(bset, e: Entry, opened: list[int] | str | Future, buf: memoryview) -
     except OSError as err:
         return f"it cannot be read ({err.strerror or err})"
     finally:
-        _close(opened)
-    return _verdict(e, size, digest.hexdigest())
+        objcheck.close(opened)
+    return objcheck.verdict(size, digest.hexdigest(), e.size, e.sha256)
 
 
-def _verdict(e: Entry, size: int, sha256: str) -> str | None:
-    """What is wrong with a copy of ``e`` that read back ``size`` bytes hashing to ``sha256``
-    (as check_entry words it), or None."""
-    if size != e.size:
-        return f"it has {size} bytes instead of {e.size}"
-    if sha256 != e.sha256:
-        return "its content does not match its checksum (changed or damaged on the drive)"
-    return None
-
-
-def _finish_object(bset, e: Entry, fds: list[int], buf: memoryview) -> str | None:
-    """Read the encrypted object :func:`_open_ahead` opened whole into ``buf`` (one read for a
-    small object, and one that finds its end; closing it), then decrypt, authenticate and hash
-    it as ``repo.read_content`` does: what is wrong, or None. (An object of a small file holds
-    at most its size, a header and a tag, plus a few bytes where zstd could not shrink it: one
-    past :data:`SMALL_OBJECT` is damage, read no further.)"""
-    from core.engine import crypto
-
-    got = 0
-    try:
-        for fd in fds:
-            while got < len(buf) and (n := read_into(fd, buf[got:])):
-                got += n
-    except OSError as err:
-        return f"it cannot be read ({err.strerror or err})"
-    finally:
-        _close(fds)
-    if got >= len(buf):
-        return f"its stored copy is bigger than {e.size} bytes of content can make it (damaged on the drive)"
-    digest, size = hashlib.sha256(), 0
-    try:
-        for block in crypto.open_whole(bset.keys, buf[:got], name=f"objects/{e.obj}", max_size=e.size):
-            digest.update(block)
-            size += len(block)
-    except DamagedSet as err:
-        return str(err)
-    return _verdict(e, size, digest.hexdigest())
-
-
-def _close(opened: list[int] | str | Future) -> None:
+def _close(opened: list[int] | str | Future | _Remote) -> None:
     if isinstance(opened, Future):
         opened.cancel()   # (one already running finishes, closing its own file)
-        return
-    for fd in opened if not isinstance(opened, str) else ():
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    elif isinstance(opened, list):
+        objcheck.close(opened)
 
 
 def repair(run, damaged: list[tuple[Entry, ScanEntry, str]]) -> list[tuple[str, str]]:

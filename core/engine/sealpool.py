@@ -5,11 +5,14 @@ sealed in one call, then written to ``tmp/`` (``EncryptedStore.copy_in``). That 
 under one GIL, and on the backup's own thread it left the second core idle (restic uses both).
 Here a run that has copied :data:`START_AFTER` small files hands the rest, in batches of
 :data:`BATCH` in the pass's order, to worker processes, which read, hash, seal and write each
-file to ``tmp/`` and answer, per file, its ``tmp/`` name, hashes and sizes. Everything else
+file to ``tmp/`` and answer, per file, its ``tmp/`` name, hashes and sizes; while every worker
+is busy the run's thread seals a share itself (:meth:`Sealing.keep`). Everything else
 stays in the run's thread, in order, as before: the rename into ``objects/``
-(``EncryptedStore.place``), the journal, the manifest, the checkpoints and the read-back, so the
+(``EncryptedStore.place``), the journal, the manifest and the checkpoints, so the
 crash-safety proof (core/engine/backup.py) is unchanged: a worker's file in ``tmp/`` is nothing
-until the run renames it, and ``tmp/`` is cleared when a run starts.
+until the run renames it, and ``tmp/`` is cleared when a run starts. After the commit the same
+workers read back small objects (:meth:`Worker.check`, core/engine/objcheck.py), beside the run's
+thread (core/engine/readback.py).
 
 Must hold, and how:
 
@@ -19,7 +22,8 @@ Must hold, and how:
   the run copies it itself, with its retries and warnings (core/engine/sourceread.py); a worker
   that ends (killed, crashed) has its batches redone the same way, and no batch goes to the
   workers after that. A worker's answer is only names and sizes: what it wrote is read back
-  and checked as every copy is (core/engine/readback.py).
+  and checked as every copy is (core/engine/readback.py); a read-back batch a worker did not
+  answer is checked by the run itself.
 * Memory: workers are lean (``python -S``, this module, crypto, zstd: ~25 MB each), spawned
   after the set was opened (scrypt's 128 MiB is freed by then); what is in flight is bounded
   (:data:`DEPTH` batches per worker); a worker remembers at most :data:`HELD` names.
@@ -59,6 +63,10 @@ Job = tuple[str, int, int]
 # What a worker made of it: (its tmp/ path, or None when this worker wrote the same content
 # earlier in the run; SHA-256; object name; bytes read; changed since the scan; bytes written).
 Sealed = tuple[Any, str, str, int, bool, int]
+# One object to read back (a copy this run wrote, after the commit's flush): its paths on the
+# drive, its name, and the plain SHA-256 and size the manifest records for it.
+Check = tuple[list, str, str, int]
+CHECK = "check"   # a message's third item: its jobs are Checks
 
 
 def processes() -> int:
@@ -86,6 +94,20 @@ class Worker:
         self.prefix = tmp_prefix   # tmp/<a name no other writer uses>-
         self.count = 0
         self.held: dict[str, None] = {}   # (insertion-ordered: the oldest is forgotten first)
+        self.buf: memoryview | None = None   # (the read-back's: one object read whole)
+
+    def check(self, jobs: list[Check]) -> list[str | None]:
+        """Read back each object from the drive and check it (objcheck.check_object, its keyed name
+        too): "" when it is sound, or what is wrong with it."""
+        from core.engine import objcheck
+
+        if self.buf is None:
+            self.buf = memoryview(bytearray(objcheck.SMALL_OBJECT + 1))
+        opened = [objcheck.open_copy(paths) for paths, _, _, _ in jobs]   # all reads started at once
+        # (anything unforeseen ends this worker: the run then checks its batches itself)
+        return [fds if isinstance(fds, str) else
+                objcheck.check_object(self.keys, fds, self.buf, obj, sha, size, named=True) or ""
+                for fds, (_, obj, sha, size) in zip(opened, jobs, strict=True)]
 
     def batch(self, jobs: list[Job]) -> list[Sealed | None]:
         """Each job's result, or None where the run must copy the file itself (it tells why)."""
@@ -160,9 +182,9 @@ def serve(conn) -> None:
             return
         if msg is None:
             return
-        tag, jobs = msg
+        tag, jobs = msg[0], msg[1]
         try:
-            conn.send((tag, worker.batch(jobs)))
+            conn.send((tag, worker.check(jobs) if msg[2:] == (CHECK,) else worker.batch(jobs)))
         except OSError:
             return   # the run has gone (or stopped listening)
 
@@ -216,7 +238,8 @@ class SealPool:
 
         self.answers: dict[int, list] = {}   # tag -> [results, tickets still to take theirs]
         self.lost = 0                        # workers that ended during the run
-        self._filling: list[Job] = []        # the batch being filled (tag self._tag)
+        self._filling: list = []             # the batch being filled (tag self._tag): Jobs or Checks
+        self._checking = False               # ... of Checks (the read-back's, after the pass)
         self._tag = 0
         self._where: dict[int, tuple[Any, int]] = {}   # tag -> (connection, files) in flight
         self._load: dict[Any, int] = {}
@@ -257,14 +280,53 @@ class SealPool:
         return not self._load
 
     def submit(self, job: Job, finish: Callable[[Sealed | None], object]) -> Ticket:
+        if self._filling and self._checking:
+            self._send()
         ticket = Ticket(self, self._tag, len(self._filling), finish)
         self._filling.append(job)
         if len(self._filling) >= BATCH:
             self._send()
         return ticket
 
+    def check(self, job: Check) -> tuple[int, int]:
+        """Hand ``job`` to the workers' read-back; (tag, index) for :meth:`outcome`: "" if the object
+        is sound, what is wrong, or None (not checked: the caller checks it)."""
+        if self._filling and not self._checking:
+            self._send()
+        self._checking = True
+        where = self._tag, len(self._filling)
+        self._filling.append(job)
+        if len(self._filling) >= BATCH:
+            self._send()
+        return where
+
+    def filling(self) -> bool:
+        """A batch of checks is being filled (what follows joins it)."""
+        return self._checking and bool(self._filling)
+
+    def room(self) -> bool:
+        """Some worker could take a batch now (answers that are ready are taken first; no wait)."""
+        from multiprocessing.connection import wait
+
+        busy = [c for c, n in self._load.items() if n]
+        if busy and wait(busy, 0):
+            self._receive()
+        return any(n < DEPTH for n in self._load.values())
+
+    @property
+    def size(self) -> int:
+        """Workers still running."""
+        return len(self._load)
+
     def outcome(self, tag: int, index: int) -> Sealed | None:
         """What the workers made of file ``index`` of batch ``tag`` (waits for it)."""
+        return self._answer(tag, index)
+
+    def checked(self, tag: int, index: int) -> str | None:
+        """The worker's verdict on check ``index`` of batch ``tag`` (see :meth:`check`; waits for it)."""
+        return self._answer(tag, index)
+
+    def _answer(self, tag: int, index: int) -> Any:
         if tag == self._tag:
             self._send()   # (the batch being filled: it goes now)
         while tag not in self.answers:
@@ -278,13 +340,15 @@ class SealPool:
     def _send(self) -> None:
         tag, jobs = self._tag, self._filling
         self._tag, self._filling = tag + 1, []
+        msg = (tag, jobs, CHECK) if self._checking else (tag, jobs)
+        self._checking = False
         while self._load:
             conn = min(self._load, key=self._load.__getitem__)
             if self._load[conn] >= DEPTH:
                 self._receive()
                 continue
             try:
-                conn.send((tag, jobs))
+                conn.send(msg)
             except OSError:
                 self._lose(conn)
                 continue
@@ -358,6 +422,8 @@ class Sealing:
         self.store = store
         self.pool: SealPool | None = None
         self._seen = 0
+        self._mine: dict[str, None] = {}   # files the run's thread took while the workers were busy
+        self._offered = self._taken = 0    # files keep() was asked about, and those it kept
         # A repair (--rehash) writes every copy fresh: the run's own path decides that.
         self._off = rehash or not store.seals_whole(0) or processes() == 0
 
@@ -375,9 +441,27 @@ class Sealing:
             if self._seen <= START_AFTER or not self._start():
                 return None
         assert self.pool is not None
-        if self.pool.broken:
-            return None
+        if self.pool.broken or self._mine.pop(se.abspath, 0) is None:
+            return None   # (taken by the run's thread: see keep)
         return self.pool.submit((se.abspath, se.size, se.mtime_ns), finish)
+
+    def keep(self, se) -> bool:
+        """Whether the run's thread will copy the small file ``se`` itself (called a few files
+        ahead of its copy: the caller then starts its read). While workers run, the run's thread
+        takes a file whenever every worker has :data:`DEPTH` batches unanswered: the workers seal
+        most of them, but then the run's thread would only wait, and sealing some itself keeps both
+        cores busy (a worker's file costs it more than placing one costs the run)."""
+        if not self.active or not self.store.seals_whole(se.size):
+            return True
+        assert self.pool is not None
+        self._offered += 1
+        if (self._taken + 1) * (2 * self.pool.size + 3) > self._offered or self.pool.room():
+            return False   # (a share of 1/5 at most with one worker, less with more)
+        self._taken += 1
+        self._mine[se.abspath] = None
+        if len(self._mine) > HELD:   # (never taken: forgotten, oldest first)
+            del self._mine[next(iter(self._mine))]
+        return True
 
     def _start(self) -> bool:
         try:
@@ -390,6 +474,13 @@ class Sealing:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+
+    def close_on_error(self, kind, *_) -> bool:
+        """An exit callback for the pass: the workers stop if it failed; after a pass that ended
+        well they stay for the read-back (readback.py), and the run closes them after it."""
+        if kind is not None:
+            self.close()
+        return False
 
 
 class Dispatch(Executor):

@@ -276,6 +276,36 @@ def test_the_standard_floor_script_times_a_before_checkout_and_restic_beside_the
     assert all(r["rc"] == 0 for runs in data["restore"].values() for r in runs)
 
 
+@pytest.mark.skipif(shutil.which("restic") is None or shutil.which("borg") is None, reason="restic or borg missing")
+def test_the_standard_floor_script_times_the_full_backup_before_and_after_beside_restic_and_borg(tmp_path):
+    """floor_standard.py --phases full --before DIR --full-peers restic,borg: cp -a, main's full backup
+    (here this checkout's, as DIR), this one's, restic's and borg's into new repositories, the floors."""
+    out = tmp_path / "floor.json"
+    run = _bench("floor_standard.py", "--scale", "0.002", "--warm", "--phases", "full", "--before", BENCH.parent,
+                 "--full-peers", "restic,borg", "--workdir", tmp_path / "work", "--json", out)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert list(data["full"]) == ["peer: cp -a", "plugback before", "plugback", "restic", "borg", "floor serial",
+                                  "floor overlapped"]
+    assert all(r["rc"] == 0 for runs in data["full"].values() for r in runs)
+    assert not (tmp_path / "work" / "rfull").exists() and not (tmp_path / "work" / "set2-before").exists()
+
+
+def test_full_timeline_times_a_backups_steps(tmp_path):
+    """bench/full_timeline.py (issue #11): a backup run in-process, its pass, flushes, commit and
+    read-back timed; --window sets the pass's window."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(30):
+        (src / "d" / f"f{i}.txt").write_bytes(b"x" * (i * 100))
+    (src / "big.bin").write_bytes(os.urandom(3 << 20))
+    run = _bench("full_timeline.py", src, tmp_path / "set", "--window", 16, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for step in ("pass (scan + copies)", "flush_volume", "commit (flush + manifest)", "read-back", "waited"):
+        assert step in run.stdout, step
+    assert run.stdout.rstrip().endswith("rc 0") and (tmp_path / "set" / "Latest" / "src" / "big.bin").exists()
+
+
 def test_size_rules_reports_every_rule(tmp_path):
     """bench/size_rules.py (issue #13): an incompressible and a text file, counted once each."""
     (tmp_path / "random.bin").write_bytes(os.urandom(300_000))

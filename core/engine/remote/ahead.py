@@ -11,9 +11,10 @@ it (docs/performance.md, "Remote sets, fourth pass": two busy threads cost more 
 overlap). It reads the sources only; it never touches the remote, so the write order is the
 run's (nothing is written before the unlock and the lock).
 
-Bounded: at most ``entries`` scanned entries and AHEAD_BYTES of small files' content are held,
-at most SMALL_AHEAD files open. A file is read here as the run reads it (:class:`Hashed`):
-whole, once, and that content is what the run encrypts, so what was hashed is what is stored
+Bounded: at most ``entries`` scanned entries and AHEAD_BYTES of small files' content (coded, in
+a local spool file: off the heap while scrypt holds its 128 MiB) are held, at most SMALL_AHEAD
+files open. A file is read here as the run reads it (:class:`Hashed`): whole, once, and that
+content is what the run encrypts, so what was hashed is what is stored
 (coded here already, :class:`Coded`: the run's check opens the sealed stream and hashes it again,
 so this coding is checked as the run's own would be). A read's error is kept and raised where the
 run would have met it (sourceread's retries and warnings then apply, with the parent's entry
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -70,14 +72,34 @@ class Coded:
     payload: bytes
 
 
+class Spooled:
+    """Coded content :class:`Ahead` put in its spool (a local file, unlinked at once) instead of
+    holding it: the bytes read ahead stay off the heap while the passphrase's scrypt holds its
+    128 MiB (a backup's peak memory: docs/performance.md, "#13: the parent manifest ahead, ...")."""
+
+    __slots__ = ("_spool", "coding", "offset", "length")
+
+    def __init__(self, spool, coding: int, offset: int, length: int):
+        self._spool, self.coding, self.offset, self.length = spool, coding, offset, length
+
+    def coded(self) -> Coded:
+        """The coded content, read back from the spool (in the run's thread, once the thread stopped)."""
+        self._spool.seek(self.offset)
+        payload = self._spool.read(self.length)
+        if len(payload) != self.length:
+            raise OSError(f"the read-ahead's spool ended early ({len(payload)} of {self.length} bytes)")
+        return Coded(self.coding, payload)
+
+
 @dataclass
 class Early:
     """A small file read ahead: its plain SHA-256, size and content (None: it grew past
-    PACK_BELOW; :class:`Coded` when coded ahead), or the error its read raised."""
+    PACK_BELOW; :class:`Coded` when coded ahead, :class:`Spooled` when that waits in the spool),
+    or the error its read raised."""
 
     sha256: "hashlib._Hash | None" = None
     size: int = 0
-    content: "bytes | Coded | None" = None
+    content: "bytes | Coded | Spooled | None" = None
     error: OSError | None = None
 
 
@@ -107,6 +129,8 @@ class Ahead:
         self._opened: deque[_Found] = deque()       # small files opened, not read yet (in order)
         self._stop = threading.Event()
         self._failed: BaseException | None = None
+        self._spool = tempfile.TemporaryFile(prefix="plugback-ahead-")   # coded content, read back by the run
+        self._spooled = 0
         self._thread = threading.Thread(target=self._work, name="plugback-ahead", daemon=True)
         self._thread.start()
 
@@ -147,8 +171,13 @@ class Ahead:
         except OSError as err:
             found.early = Early(error=err)
             return
-        coded = Coded(*crypto.code_whole(content, self._version)) if content is not None else None
-        found.early = Early(sha, size, coded)
+        spooled = None
+        if content is not None:
+            coding, payload = crypto.code_whole(content, self._version)
+            self._spool.write(payload)
+            spooled = Spooled(self._spool, coding, self._spooled, len(payload))
+            self._spooled += len(payload)
+        found.early = Early(sha, size, spooled)
 
     def handover(self) -> Iterator[tuple[ScanEntry, Early | None]]:
         """Stop the thread (after the file it is reading) and go on in the caller's: the entries
@@ -165,6 +194,8 @@ class Ahead:
     def _halt(self) -> None:
         self._stop.set()
         self._thread.join()
+        if not self._spool.closed:
+            self._spool.flush()
         while self._opened:
             found = self._opened.popleft()
             if found.fd is not None:
@@ -176,6 +207,7 @@ class Ahead:
         self._halt()
         self._found.clear()
         self._scan.close()
+        self._spool.close()
 
 
 class Hashed:
@@ -228,7 +260,8 @@ class EarlyRead:
         if early.error is not None:
             raise early.error
         assert early.sha256 is not None
-        return _Named(self._hashed.keys, early.sha256.hexdigest()), early.size, early.content
+        content = early.content.coded() if isinstance(early.content, Spooled) else early.content
+        return _Named(self._hashed.keys, early.sha256.hexdigest()), early.size, content
 
     def displace(self, old) -> None:
         self._hashed.displace(old)

@@ -37,23 +37,25 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Generator, Iterable, Iterator
+from typing import IO, Generator, Iterable, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
 from core.engine.fs import READS_AHEAD, long_path, read_ahead
 from core.engine.layout import OBJECTS_DIR, SNAPSHOTS_DIR
-from core.engine.manifest import DIR, FILE, Entry, Manifest, sort_key
+from core.engine.manifest import FILE, Entry, Manifest
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
 from core.engine.remote.ahead import Ahead, Coded, Early, EarlyRead, Hashed, Opened
+from core.engine.remote.commit import StagedManifest
 from core.engine.remote.packs import INDEX_DIR, PACK_BELOW, PACKS_DIR, Packer, drop_unindexed
+from core.engine.remote.parent import ParentAhead, ParentEntries, intact_header
 from core.engine.remote.rset import RemoteSet, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
 from core.engine.sourceread import read_with_retries
 from core.engine.storage import Backend, BlobInfo, Source
-from core.engine.storage.base import TMP, Staged, Stages, Unstaged, can_stage
+from core.engine.storage.base import TMP, Staged, Stages, can_stage, is_unstaged
 from core.engine.storage.lock import FOLDER as LOCKS_DIR
 from core.engine.storage.lock import RemoteLock
 from core.errors import DamagedSet, ObjectNameMismatch, PlugbackError, UsageError
@@ -64,6 +66,8 @@ SMALL_AHEAD = 32        # small files opened, their reads started, before the on
 READ_BLOCK = 1 << 20
 PROGRESS_EVERY = 1000   # unchanged files between progress reports
 LOCK_CHECK = 30.0       # seconds between lock refresh checks while waiting for an upload
+BIG_BEFORE_GATE = 2     # big files read and uploaded at once while a new set is made (scrypt's 128 MiB held)
+EARLY_POLL = 0.02       # seconds between looks at a new set's gate, for a big file waiting to start before it
 log = logging.getLogger(__name__)
 
 
@@ -91,15 +95,22 @@ def _backup_existing(rset: RemoteSet, paths: list[str], options: BackupOptions, 
     warnings: list[RunWarning] = []
     ahead = Ahead(plan_sources(paths), Excluder(options.excludes), warnings, WINDOW,
                   rset.meta["encryption"].get("version", 1))   # (coding small files needs no key)
+    parent = ParentAhead(rset.backend)      # the parent manifest's bytes (decrypted after the unlock)
     try:
         rset.unlock()       # a wrong passphrase stops here: nothing was written, the lock was not taken
-        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock:
-            rset.backend.clean_partial()
+        with RemoteLock(rset.backend, options.clock, purpose="backup") as lock, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="plugback-clean") as cleaner:
+            # Under the lock, beside each other: tmp/ cleared (before anything is uploaded there),
+            # snapshots/ listed again, objects/, index/ and packs/ listed.
+            cleaning = cleaner.submit(rset.backend.clean_partial)
+            parent.relist()
             with _Present(rset) as present, _Run(rset, options, present, lock, warnings) as run:
+                cleaning.result()
                 drop_unindexed(rset)     # (the listing read the indexes: what a cut run left in packs/)
-                return run.execute(paths, started, ahead)
+                return run.execute(paths, started, ahead, parent)
     finally:
         ahead.close()
+        parent.close()
 
 
 def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, started) -> BackupResult:
@@ -124,7 +135,7 @@ def _backup_new(rset: RemoteSet, paths: list[str], options: BackupOptions, start
     threading.Thread(target=prepare, name="plugback-prepare", daemon=True).start()
     raw, rset.backend = rset.backend, _Gated(rset.backend, ready)
     try:
-        with _Present(rset, listed=False) as present, _Run(rset, options, present, lock) as run:
+        with _Present(rset, listed=False) as present, _Run(rset, options, present, lock, gate=ready) as run:
             result = run.execute(paths, started)
     except BaseException as err:
         rset.backend = raw
@@ -166,7 +177,7 @@ class _Gated:
             self._folders.set()
 
     def put(self, name: str, data: Source) -> None:
-        if self._ready.done() or isinstance(data, Unstaged) or not self.can_stage:
+        if self._ready.done() or is_unstaged(data) or not self.can_stage:
             self._ready.result()
             self._inner.put(name, data)
             return
@@ -306,8 +317,10 @@ class _Run:
     """One backup run's state: the manifest being written and the uploads in flight."""
 
     def __init__(self, rset: RemoteSet, options: BackupOptions, present: _Present, lock: RemoteLock,
-                 warnings: list[RunWarning] | None = None):
+                 warnings: list[RunWarning] | None = None, gate: Future | None = None):
         self.rset, self.options, self.present, self.lock = rset, options, present, lock
+        self.gate = gate                        # a new set's: done once it exists and is locked
+        self._before_gate = threading.BoundedSemaphore(BIG_BEFORE_GATE)   # big files stored before then
         self.warnings: list[RunWarning] = [] if warnings is None else warnings
         self.stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0, "done_files": 0, "done_bytes": 0}
         self.totals = (0, 0)    # the parent snapshot's files and bytes: what progress counts towards
@@ -320,7 +333,7 @@ class _Run:
         self.hashed = Hashed(rset.keys)
         self.packer = Packer(rset)
         # The parent manifest's stored bytes, read once from the remote (unlinked at once).
-        self.parent_copy = tempfile.TemporaryFile(prefix="plugback-parent-")
+        self.parent_copy: IO[bytes] = tempfile.TemporaryFile(prefix="plugback-parent-")
 
     def __enter__(self) -> "_Run":
         return self
@@ -337,16 +350,20 @@ class _Run:
         self.writer.close()
         self.parent_copy.close()
 
-    def execute(self, paths: list[str], started, ahead: Ahead | None = None) -> BackupResult:
+    def execute(self, paths: list[str], started, ahead: Ahead | None = None,
+                parent_ahead: ParentAhead | None = None) -> BackupResult:
         rset = self.rset
-        parent_id = rset.newest_id()
-        parent = _intact_header(rset, parent_id, self.parent_copy)
+        parent_id, fetched = parent_ahead.take(rset) if parent_ahead is not None else (rset.newest_id(), None)
+        if fetched is not None:
+            self.parent_copy.close()
+            self.parent_copy = fetched
+        parent = intact_header(rset, parent_id, self.parent_copy, fetched=fetched is not None)
         if parent is not None:
             self.totals = (parent.totals.get("files", 0), parent.totals.get("bytes", 0))
         sources = plan_sources(paths, parent.sources if parent else [])
         snapshot_id = new_snapshot_id(started, parent_id)
         entries = self._entries(sources, ahead)
-        with _ParentEntries(rset, parent.snapshot_id if parent else None, self.parent_copy) as prevs:
+        with ParentEntries(rset, parent.snapshot_id if parent else None, self.parent_copy) as prevs:
             for se, early in entries:
                 self.options.cancel.check()
                 self.lock.refresh_if_due()
@@ -359,14 +376,16 @@ class _Run:
         self.packer.flush()
         self._drain(0)
         self.packer.flush()
-        self.packer.wait()
         s = self.stats
         self.options.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
         host = self.options.host or socket.gethostname()
-        # Last: every object it names is stored and was read back (step 4 of the write order).
-        rset.put_manifest(self.writer, Manifest(snapshot_id, started.isoformat(timespec="seconds"), host,
-                                                self.options.job, [x.to_dict() for x in sources],
-                                                parent.snapshot_id if parent else None))
+        # The manifest is encrypted, checked and uploaded to tmp/ while the last pack is stored;
+        # it is named last, once every object it names is stored and was read back (step 4).
+        with StagedManifest(rset, self.writer, Manifest(snapshot_id, started.isoformat(timespec="seconds"), host,
+                                                        self.options.job, [x.to_dict() for x in sources],
+                                                        parent.snapshot_id if parent else None)) as manifest:
+            self.packer.wait()
+            manifest.commit()
         status = BackupStatus.WARNINGS if self.warnings else BackupStatus.OK
         return BackupResult(rset.root, snapshot_id, status, s["files"], s["bytes"], s["copied_files"],
                             s["copied_bytes"], self.warnings, [], started)
@@ -397,7 +416,7 @@ class _Run:
                 self.small.append(item)
             else:
                 item.read = True
-                item.job = self.pool.submit(self._store, se, e, prev)
+                item.job = self.pool.submit(self._store_big, se, e, prev)
         self.window.append(item)
 
     def _drain(self, keep: int) -> None:
@@ -457,6 +476,17 @@ class _Run:
             except OSError:
                 continue        # tried again, and its trouble handled, when its turn comes
             read_ahead(item.fd)
+
+    def _store_big(self, se: ScanEntry, e: Entry, prev: Entry | None) -> None:
+        """A big file, in an upload thread. While a new set is being made (scrypt holds 128 MiB),
+        BIG_BEFORE_GATE at a time: each read, hash and upload in flight holds a few MiB more."""
+        while self.gate is not None and not self.gate.done():
+            if self._before_gate.acquire(timeout=EARLY_POLL):
+                try:
+                    return self._store(se, e, prev)
+                finally:
+                    self._before_gate.release()
+        return self._store(se, e, prev)
 
     # --- here for small files, in an upload thread for big ones -------------------------------
     def _store(self, se: ScanEntry, e: Entry, prev: Entry | None, fd: int | None = None,
@@ -555,46 +585,3 @@ def _file_blocks(path: str, size: int) -> Iterator[bytes]:
         while left > 0 and (block := f.read(min(READ_BLOCK, left))):
             left -= len(block)
             yield block
-
-
-def _intact_header(rset: RemoteSet, snapshot_id: str | None, copy) -> Manifest | None:
-    """The parent's header when its whole manifest reads intact (its entries are then trusted:
-    unchanged files keep their objects), its stored bytes kept in ``copy`` for the pass; None
-    for a first backup or a damaged newest manifest."""
-    if snapshot_id is None:
-        return None
-    try:
-        with rset.open_manifest(snapshot_id, tee=copy) as reader:
-            for _ in reader:
-                pass
-            return reader.manifest
-    except DamagedSet:
-        return None   # everything is hashed again; what the remote has is still skipped
-
-
-class _ParentEntries:
-    """The parent snapshot's entries, walked beside the scan (both in manifest order), read from
-    the local copy :func:`_intact_header` made (checked again as it is read)."""
-
-    def __init__(self, rset: RemoteSet, snapshot_id: str | None, copy):
-        if snapshot_id:
-            copy.seek(0)
-        self._reader = rset.open_manifest(snapshot_id, local=copy) if snapshot_id else None
-        self._it: Iterator[Entry] = iter(self._reader) if self._reader else iter(())
-        self._next = next(self._it, None)
-
-    def match(self, se: ScanEntry) -> Entry | None:
-        """The parent's entry at ``se``'s path when it has the same type, else None."""
-        key = sort_key(se.path)
-        while self._next is not None and sort_key(self._next.path) < key:
-            self._next = next(self._it, None)
-        if self._next is not None and self._next.path == se.path and self._next.type == se.type:
-            return self._next if se.type != DIR else None
-        return None
-
-    def __enter__(self) -> "_ParentEntries":
-        return self
-
-    def __exit__(self, *_) -> None:
-        if self._reader is not None:
-            self._reader.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import threading
 from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Iterator
 from core.engine import crypto, scratch
 from core.engine.manifest import is_hex64
 from core.engine.storage import Backend, read_all
-from core.engine.storage.base import Unstaged, can_stage
+from core.engine.storage.base import CHUNK, UnstagedChunks, can_stage
 from core.errors import DamagedSet, NewerFormat
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ MAX_INDEX_OBJECTS = 1 << 17  # a reader refuses an index listing more objects
 INDEX_FORMAT = "plugback-pack-index"
 INDEX_VERSION = 1
 INDEX_READERS = 4            # index gets in flight when a set's indexes are first read
-PACKS_IN_FLIGHT = 2          # full packs being stored or waiting to be, at most (memory: PACK_SIZE each)
+SPOOL_BUFFER = 256 << 10     # a pack spool's write buffer (a write per small object otherwise)
+PACKS_IN_FLIGHT = 2          # full packs being stored or waiting to be, at most (spooled: a local file each)
 log = logging.getLogger(__name__)
 
 
@@ -243,6 +245,23 @@ def _discard(backend: Backend, staging: Future) -> None:
         log.info("Could not remove the upload of %s from tmp/: %s", staged.name, err)
 
 
+def check_pack(rset: "RemoteSet", pack: str, size: int) -> None:
+    """Read a whole pack back as it streams in (nothing held), checked against its name (its
+    SHA-256) and ``size``: DamagedSet otherwise."""
+    sha, got = hashlib.sha256(), 0
+    gen = rset.backend.get(pack_blob(pack))
+    try:
+        for chunk in gen:
+            got += len(chunk)
+            if got > size:
+                break
+            sha.update(chunk)
+    finally:
+        gen.close()
+    if got != size or sha.hexdigest() != pack:
+        raise DamagedSet(what=f"{pack_blob(pack)}: its content does not match its name (damaged on the remote)")
+
+
 def read_pack(rset: "RemoteSet", pack: str, size: int) -> bytes:
     """A whole pack (at most :data:`MAX_PACK_BYTES`), checked against its name (its SHA-256)."""
     data = read_all(rset.backend, pack_blob(pack), min(size, MAX_PACK_BYTES))
@@ -291,7 +310,9 @@ class Packer:
     """Collects small objects' encrypted streams into packs. A full pack is stored (put, read
     back, indexed, read back: :meth:`_store`) by a thread of the packer's own while the caller
     goes on collecting; at most :data:`PACKS_IN_FLIGHT` full packs are stored or wait to be (an
-    :meth:`add` that fills one more waits for room: memory stays bounded). :meth:`flush` sends the
+    :meth:`add` that fills one more waits for room). A pack's bytes go to a local spool file as
+    they come (:class:`_PackSpool`), not to memory: the put streams them from there and the
+    read-back hashes what comes back without holding it (:func:`check_pack`). :meth:`flush` sends the
     last one; :meth:`wait` returns once every pack sent is stored, raising the first failure
     (a failure is also raised by the next :meth:`add` or :meth:`flush` that sends a pack).
     Thread-safe; :meth:`close` (or ``with``) ends the thread."""
@@ -299,7 +320,8 @@ class Packer:
     def __init__(self, rset: "RemoteSet"):
         self._rset = rset
         self._mutex = threading.Lock()
-        self._buf = bytearray()
+        self._spool: _PackSpool | None = None
+        self._spools: set[_PackSpool] = set()      # every spool not closed yet (close() closes them)
         self._objects: list[tuple[str, int, int]] = []
         self._room = threading.BoundedSemaphore(PACKS_IN_FLIGHT)
         self._pool = ThreadPoolExecutor(max_workers=PACKS_IN_FLIGHT, thread_name_prefix="plugback-pack")
@@ -309,19 +331,23 @@ class Packer:
 
     def add(self, name: str, stream: bytes) -> None:
         with self._mutex:
-            self._objects.append((name, len(self._buf), len(stream)))
-            self._buf += stream
-            if len(self._buf) < PACK_SIZE and len(self._objects) < PACK_OBJECTS:
+            spool = self._spool
+            if spool is None:
+                spool = self._spool = _PackSpool()
+                self._spools.add(spool)
+            self._objects.append((name, spool.size, len(stream)))
+            spool.write(stream)
+            if spool.size < PACK_SIZE and len(self._objects) < PACK_OBJECTS:
                 return
-            buf, objects = self._take()
-        self._send(buf, objects)
+            _, objects = self._take()
+        self._send(spool, objects)
 
     def flush(self) -> None:
         """Send the pack being collected (if it holds anything) to be stored."""
         with self._mutex:
-            buf, objects = self._take()
-        if objects:
-            self._send(buf, objects)
+            spool, objects = self._take()
+        if spool is not None:
+            self._send(spool, objects)
 
     def wait(self) -> None:
         """Every pack sent so far is stored (only then may a manifest name its objects)."""
@@ -335,6 +361,11 @@ class Packer:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._stagers.shutdown(wait=True)
+        with self._mutex:
+            spools, self._spools = self._spools, set()
+            self._spool = None
+        for spool in spools:       # (the one being collected, and those of packs cancelled unsent)
+            spool.close()
 
     def __enter__(self) -> "Packer":
         return self
@@ -342,33 +373,44 @@ class Packer:
     def __exit__(self, *_) -> None:
         self.close()
 
-    def _take(self) -> tuple[Unstaged, list[tuple[str, int, int]]]:
-        buf, objects = Unstaged(self._buf), self._objects
-        self._buf, self._objects = bytearray(), []
-        return buf, objects
+    def _take(self) -> "tuple[_PackSpool | None, list[tuple[str, int, int]]]":
+        spool, objects = self._spool, self._objects
+        self._spool, self._objects = None, []
+        return spool, objects
 
-    def _send(self, buf: bytes, objects: list[tuple[str, int, int]]) -> None:
-        self._room.acquire()
+    def _send(self, spool: "_PackSpool", objects: list[tuple[str, int, int]]) -> None:
+        try:
+            self._room.acquire()
+        except BaseException:
+            self._free(spool)
+            raise
         try:
             with self._mutex:
                 while self._sent and self._sent[0].done():
                     self._sent.popleft().result()     # a pack that failed fails the run here, not only at wait()
-                self._sent.append(self._pool.submit(self._store_then_free, buf, objects))
+                self._sent.append(self._pool.submit(self._store_then_free, spool, objects))
         except BaseException:
+            self._free(spool)
             self._room.release()
             raise
 
-    def _store_then_free(self, buf: bytes, objects: list[tuple[str, int, int]]) -> None:
+    def _store_then_free(self, spool: "_PackSpool", objects: list[tuple[str, int, int]]) -> None:
         try:
-            self._store(buf, objects)
+            self._store(spool, objects)
         finally:
+            self._free(spool)
             self._room.release()
 
-    def _store(self, buf: bytes, objects: list[tuple[str, int, int]]) -> None:
+    def _free(self, spool: "_PackSpool") -> None:
+        spool.close()
+        with self._mutex:
+            self._spools.discard(spool)
+
+    def _store(self, spool: "_PackSpool", objects: list[tuple[str, int, int]]) -> None:
         """Pack, read back, index, read back: only then may a manifest name these objects."""
         backend, keys = self._rset.backend, self._rset.keys
-        pack = hashlib.sha256(buf).hexdigest()
-        index = encode_index(keys, pack, len(buf), objects)
+        pack, size = spool.sha.hexdigest(), spool.size
+        index = encode_index(keys, pack, size, objects)
         # The index's bytes go to tmp/ beside the pack's put where the backend stages (before a new
         # set's lock, too: backup._Gated), so that once the pack is checked only the move names it.
         staging = (self._stagers.submit(backend.stage, index_blob(pack), index)   # type: ignore[attr-defined]
@@ -376,8 +418,8 @@ class Packer:
         try:
             # In place, not staged (a request-costly move less): nothing trusts a pack before its
             # index, which is named only once the pack read back equal to its name.
-            backend.put(pack_blob(pack), buf)
-            read_pack(self._rset, pack, len(buf))
+            backend.put(pack_blob(pack), UnstagedChunks(spool.chunks))
+            check_pack(self._rset, pack, size)
         except BaseException:
             if staging is not None:
                 staging.add_done_callback(lambda job: _discard(backend, job))
@@ -387,6 +429,32 @@ class Packer:
         else:
             backend.put(index_blob(pack), index)
         decode_index(keys, index_blob(pack), read_all(backend, index_blob(pack), MAX_INDEX_BYTES))
-        self._rset.packs.add(pack, len(buf), objects)
+        self._rset.packs.add(pack, size, objects)
         with self._mutex:
             self.packs_stored += 1
+
+
+class _PackSpool:
+    """A pack being collected: its bytes in a local file (unlinked at once; not held in memory: a
+    pack is up to PACK_SIZE and up to PACKS_IN_FLIGHT + 1 are collected or stored at once), their
+    SHA-256 (the pack's name) and size as they are written."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="plugback-pack-", buffering=SPOOL_BUFFER)
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The pack's bytes from the start (a retried put reads them again)."""
+        self._file.flush()
+        self._file.seek(0)
+        while block := self._file.read(CHUNK):
+            yield block
+
+    def close(self) -> None:
+        self._file.close()

@@ -20,13 +20,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import threading
 import uuid
 from concurrent.futures import Future, wait
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterable, Iterator, cast
+from typing import IO, Callable, Iterable, Iterator, cast
 
 from core.engine import crypto
 from core.engine import manifest as mf
@@ -54,7 +53,6 @@ from core.errors import (
 )
 
 REMOTE_SET_VERSION = 1      # encrypted sets are format 1 (docs/format.md)
-READ_BLOCK = 1 << 20
 
 
 class _BlobReader:
@@ -343,14 +341,14 @@ class RemoteSet:
         """A full snapshot id from 'latest', a full id or a unique prefix."""
         return resolve_snapshot_id(self.snapshot_ids(), spec)
 
-    def open_manifest(self, snapshot_id: str, *, local: BinaryIO | None = None,
-                      tee: BinaryIO | None = None) -> mio.ManifestReader:
+    def open_manifest(self, snapshot_id: str, *, local: IO[bytes] | None = None,
+                      tee: IO[bytes] | None = None) -> mio.ManifestReader:
         """A snapshot's manifest as a checked stream of entries (see BackupSet.open_manifest).
 
         ``local``: its stored (encrypted) bytes from a local copy instead of the remote; ``tee``:
         a writable file that gets a copy of the stored bytes as they are read (such a copy)."""
         blob = manifest_blob(snapshot_id)
-        raw: _BlobReader | _Tee | BinaryIO
+        raw: _BlobReader | _Tee | IO[bytes]
         try:
             raw = local if local is not None else _BlobReader(self.backend, blob, mf.MAX_MANIFEST_BYTES)
         except BlobNotFound:
@@ -376,29 +374,6 @@ class RemoteSet:
     def snapshots(self) -> list[SnapshotInfo]:
         """Every snapshot whose manifest header is readable, oldest first (headers only)."""
         return snapshot_infos(self.snapshot_ids(), self.header)
-
-    def put_manifest(self, writer: mio.ManifestWriter, m: mf.Manifest) -> None:
-        """Store the manifest ``writer`` collected (header fields from ``m``), encrypted; then read it
-        back whole (trailer checked). The last write of a backup: the snapshot exists from here on.
-
-        The encrypted bytes wait in a local temporary file (unlinked at once): the writer's
-        bytes can be read only once, and a retried put must send them again."""
-        blob = manifest_blob(m.snapshot_id)
-        with tempfile.TemporaryFile(prefix="plugback-manifest-") as spool:
-            size = mio.write_chunks(encrypted_chunks(self.keys, writer.chunks(m)), spool)
-            if size > mf.MAX_MANIFEST_BYTES:
-                raise UsageError(f"This snapshot's list of files is larger than {mf.MAX_MANIFEST_BYTES} bytes.")
-
-            def chunks() -> Iterator[bytes]:
-                spool.seek(0)
-                while block := spool.read(READ_BLOCK):
-                    yield block
-
-            self.backend.put(blob, chunks)
-        self.forget_cached()
-        with self.open_manifest(m.snapshot_id) as reader:
-            for _ in reader:
-                pass
 
     # --- content ---------------------------------------------------------------------------
     def object_name(self, entry: mf.Entry) -> str:
@@ -463,7 +438,7 @@ def _read_meta(backend: Backend) -> dict:
 class _Tee:
     """A readable stream that copies what is read from it into ``copy``."""
 
-    def __init__(self, stream: "_BlobReader | BinaryIO", copy: BinaryIO):
+    def __init__(self, stream: "_BlobReader | IO[bytes]", copy: IO[bytes]):
         self._stream, self._copy = stream, copy
 
     def read(self, n: int = -1) -> bytes:
@@ -473,6 +448,19 @@ class _Tee:
 
     def close(self) -> None:
         self._stream.close()
+
+
+class Unclosed:
+    """A local file read through a reader that closes what it reads, left open (read again, or sent, after)."""
+
+    def __init__(self, f: IO[bytes]):
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def close(self) -> None:
+        pass
 
 
 class _Where:
@@ -486,5 +474,5 @@ class _Where:
         return self._text
 
 
-__all__ = ["LOCKS_DIR", "RemoteSet", "SizedBytes", "decrypt_small", "encrypted_chunks", "manifest_blob", "object_blob",
-           "object_of_blob"]
+__all__ = ["LOCKS_DIR", "RemoteSet", "SizedBytes", "Unclosed", "decrypt_small", "encrypted_chunks", "manifest_blob",
+           "object_blob", "object_of_blob"]

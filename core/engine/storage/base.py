@@ -67,6 +67,23 @@ class Unstaged(bytes):
     the put is atomic again."""
 
 
+class UnstagedChunks:
+    """:class:`Unstaged` content as a stream: a function that opens it as chunks each time it is
+    called (a pack spooled in a local file, so that its bytes are not held in memory), with the
+    same promise and the same rule (read back whole and checked before anything names it)."""
+
+    def __init__(self, opener: Callable[[], Iterable[bytes]]):
+        self._opener = opener
+
+    def __call__(self) -> Iterable[bytes]:
+        return self._opener()
+
+
+def is_unstaged(data: object) -> bool:
+    """Whether ``data`` is marked as content a backend may write in place."""
+    return isinstance(data, (Unstaged, UnstagedChunks))
+
+
 @dataclass(frozen=True)
 class Staged:
     """A blob :meth:`Stages.stage` uploaded to ``tmp/``: not under ``name`` (nor listed) until

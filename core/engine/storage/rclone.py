@@ -47,10 +47,10 @@ from core.engine.storage.base import (
     BlobInfo,
     Source,
     Staged,
-    Unstaged,
     check_folder,
     check_name,
     chunks_of,
+    is_unstaged,
     is_valid_name,
 )
 from core.engine.storage.rclone_rcd import Rcd, RcloneError
@@ -175,7 +175,7 @@ class RcloneBackend:
 
     # --- the interface -------------------------------------------------------------------
     def put(self, name: str, data: Source) -> None:
-        if self._stages() and not isinstance(data, Unstaged):
+        if self._stages() and not is_unstaged(data):
             self.commit(self.stage(name, data))   # only at the move does the name appear, whole
         else:
             self._send(check_name(name), data, name)

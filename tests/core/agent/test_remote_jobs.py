@@ -357,3 +357,27 @@ def test_a_job_added_again_uses_its_set_when_its_passphrase_opens_it(world, path
     right = remote_jobs.run_remote_job(again, history)
     assert right.status == "ok" and again.set_id == first.set_id and right.files_copied == 0
     assert remote_jobs.run_remote_job(again, history).status == "ok"   # bound now: still opens, unattended
+
+
+def test_a_bound_jobs_set_is_unlocked_by_the_backup_beside_its_scan(world, paths, src, tmp_path, monkeypatch):
+    """The agent opens an existing set without its scrypt (RemoteSet.open_started, as the command
+    line does): the backup unlocks it while its scan and small reads run ahead."""
+    from core.agent.history import History
+    from core.engine.remote import backup as remote_backup
+
+    history = History(paths.history_file)
+    job = Job.from_dict({"name": "Docs", "sources": [str(src)],
+                         "destination": {"remote": f"rclone:loc:{tmp_path / 'set'}"}})
+    assert remote_jobs.run_remote_job(job, history, passphrase=PASSPHRASE).status == "ok" and job.set_id
+    seen = []
+    real = remote_backup.backup
+
+    def watched(rset, sources, options=None):
+        seen.append(rset.unlocked)
+        return real(rset, sources, options)
+
+    monkeypatch.setattr(remote_backup, "backup", watched)
+    (src / "new.txt").write_bytes(b"charlie")
+    again = remote_jobs.run_remote_job(job, history)      # bound: its set's passphrase from the keyring
+    assert again.status == "ok" and again.files_copied == 1
+    assert seen == [False]                                 # handed over locked: unlocked inside the backup

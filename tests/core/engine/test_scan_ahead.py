@@ -141,3 +141,66 @@ def test_a_backup_reaps_its_child_when_it_succeeds_or_fails(tmp_path, monkeypatc
         assert ahead.pid == 0
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.mark.parametrize("argv, plan", [
+    (["backup", "a", "b", "--to", "s"], (["a", "b"], [], "s")),
+    (["backup", "a", "--json", "--to", "s", "--exclude", "*.tmp", "--no-verify", "--exclude", "x/"],
+     (["a"], ["*.tmp", "x/"], "s")),
+    (["backup", "a", "--recovery-key-file", "k", "--to", "s"], (["a"], [], "s")),
+    (["backup", "a", "--to=s"], None),                  # (the parser's forms: left to it)
+    (["backup", "a", "--t", "s"], None),
+    (["backup", "a", "--to", "s", "--to", "t"], None),
+    (["backup", "a", "--to", "s", "--help"], None),
+    (["backup", "--", "-a", "--to", "s"], None),
+    (["backup", "a", "--to"], None),
+    (["backup", "--to", "s"], None),
+    (["backup", "a", "--to", "rclone:remote:path"], None),   # (a remote backup starts no child)
+    (["restore", "s", "out"], None),
+])
+def test_plain_backup_arguments_are_read_before_the_parser(argv, plan):
+    got = scan_ahead.backup_args(argv)
+    if plan is None:
+        assert got is None
+    else:
+        sources, excludes, to = plan
+        assert got == ([os.path.abspath(p) for p in sources], excludes, os.path.abspath(to))
+
+
+@linux
+def test_the_early_child_is_taken_only_for_the_arguments_it_reads(tmp_path, one_thread):
+    src = make_tree(tmp_path / "src", {f"d{i:03}/e{j}/x": b"x" for i in range(50) for j in range(3)})
+    argv = ["backup", str(src), "--to", str(tmp_path / "set")]
+    scan_ahead.start_early(argv)
+    ahead = scan_ahead.take_early([str(src)], [], str(tmp_path / "set"))
+    assert ahead is not None and ahead.pid > 0
+    assert scan_ahead.take_early([str(src)], [], str(tmp_path / "set")) is None   # (handed over once)
+    ahead.stop()
+    scan_ahead.start_early(argv)
+    pid = scan_ahead._early[1].pid if scan_ahead._early else 0
+    assert pid > 0
+    assert scan_ahead.take_early([str(src)], ["*.tmp"], str(tmp_path / "set")) is None   # not what it reads
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)   # (stopped and reaped)
+
+
+@linux
+def test_plugback_backup_starts_its_child_before_the_parser(tmp_path, monkeypatch, one_thread):
+    """One child a run, started before the command line is parsed, and reaped at its end."""
+    import core.cli
+
+    events: list[str] = []
+    real_start, real_build = scan_ahead.start, core.cli.build_parser
+
+    def start(*args):
+        events.append("child")
+        return real_start(*args)
+
+    monkeypatch.setattr(scan_ahead, "start", start)
+    monkeypatch.setattr(core.cli, "build_parser", lambda *a: (events.append("parser"), real_build(*a))[1])
+    src = make_tree(tmp_path / "src", {f"d{i:03}/x": b"x" for i in range(20)})
+    assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0
+    assert events == ["child", "parser"] and scan_ahead._early is None
+    events.clear()
+    assert main(["backup", f"--to={tmp_path / 'set'}", str(src)]) == 0   # (read by the parser only)
+    assert events == ["parser", "child"]

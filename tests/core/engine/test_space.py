@@ -216,7 +216,13 @@ def test_enospc_without_thinning_says_truly_what_is_intact(tmp_path):
 
 
 def test_free_space_unknown_is_not_zero(tmp_path):
-    assert free_space(tmp_path) == shutil.disk_usage(tmp_path).free
+    """A volume that says its size reports its free bytes (others write to the same disk meanwhile:
+    the answer lies between two readings taken around it, give or take what they write)."""
+    before = shutil.disk_usage(tmp_path).free
+    got = free_space(tmp_path)
+    after = shutil.disk_usage(tmp_path).free
+    assert got is not None and got > 0
+    assert min(before, after) - (64 << 20) <= got <= max(before, after) + (64 << 20)
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])

@@ -12,8 +12,8 @@ Deterministic, not timed.
 
 The tracemalloc bound above cannot see a small leak (one ``Entry`` kept per file is ~0.5 KB,
 2 MB over the 4,000 added files, well inside BOUNDED's noise), so a second test counts the live
-``Entry`` and ``ScanEntry`` objects every SAMPLE_EVERY constructions (after a collection): their most at once may not
-grow with the file count at all.
+``Entry`` and ``ScanEntry`` objects every SAMPLE_EVERY constructions (after a collection): their most at once
+stays under LIVE_BOUND (the windows' size), however many files.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ PER_FILE = 150
 # at 1,000 and at 5,000 files alike, but one run under load peaked at 7.5 MB at 1,000 files (a
 # 4.9 MB difference with nothing per file): 4 MiB was too tight for that noise.
 BOUNDED = 8 << 20
-# Live entries: the run's window and a pack's worth of objects in flight, however many files.
+# Live entries: the run's window, the read-ahead's (both WINDOW, 256 here) and a few in flight,
+# however many files; a leak of one per file is thousands at LARGE (7,224 when one was put in).
 SAMPLE_EVERY = 500
-LIVE_SLACK = 64
+LIVE_BOUND = 2 * 256 + 64
 
 
 def _tree(root, n):
@@ -128,4 +129,6 @@ def test_live_entries_do_not_grow_with_the_file_count(tmp_path, monkeypatch):
     for what, small, large in zip(("full backup", "no-change backup", "restore"), most[SMALL], most[LARGE],
                                   strict=True):
         assert small > 0, f"{what}: no entries counted (the counter is not wired)"
-        assert large - small <= LIVE_SLACK, f"{what}: at most {small} live entries at {SMALL} files, {large} at {LARGE}"
+        # Against the bound, not against the SMALL run's most: a sample every SAMPLE_EVERY
+        # constructions may miss the moment the window is full at SMALL files (54 against 258).
+        assert large <= LIVE_BOUND, f"{what}: at most {small} live entries at {SMALL} files, {large} at {LARGE}"

@@ -13,6 +13,7 @@ import pytest
 from core.engine import crypto
 from core.engine.crypto_stream import encrypted_size
 from core.engine.progress import Clock
+from core.engine.remote import backup as remote_backup
 from core.engine.remote import packs
 from core.engine.remote.backup import backup
 from core.engine.remote.check import verify
@@ -85,9 +86,14 @@ def test_big_objects_are_uploaded_before_the_set_file_and_named_only_after_the_l
     with rset:
         run = threading.Thread(target=lambda: setattr(run, "result", backup(rset, [src])))
         run.start()
-        # While plugback.json is held back, the three objects reach tmp/ whole, and nothing has a name.
+        # While plugback.json is held back, BIG_BEFORE_GATE objects reach tmp/ whole (no more: scrypt's
+        # 128 MiB are held then, and each upload in flight adds to it), and nothing has a name.
         whole = [encrypted_size(BIG + i) for i in range(3)]
-        _wait_for(lambda: all(size in _files(webdav.root, "tmp").values() for size in whole))
+        early = remote_backup.BIG_BEFORE_GATE
+        assert early < 3
+        _wait_for(lambda: sum(size in whole for size in _files(webdav.root, "tmp").values()) >= early)
+        time.sleep(0.5)
+        assert sum(size in whole for size in _files(webdav.root, "tmp").values()) == early
         for folder in ("objects", "packs", "index", "snapshots", "locks"):
             assert _files(webdav.root, folder) == {}
         assert not (webdav.root / "plugback.json").exists()
@@ -108,7 +114,7 @@ def test_a_set_locked_meanwhile_names_nothing_and_its_staged_uploads_are_removed
     monkeypatch.setattr("core.engine.remote.backup.RemoteLock.acquire",
                         lambda self: (_ for _ in ()).throw(SetLocked(holder="another computer")))
     rset = RemoteSet.create_started(held, Clock().now(), "correct horse")
-    threading.Thread(target=lambda: (_wait_for(lambda: len(_files(webdav.root, "tmp")) >= 3), held.go.set()),
+    threading.Thread(target=lambda: (_wait_for(lambda: len(_files(webdav.root, "tmp")) >= 2), held.go.set()),
                      daemon=True).start()
     with pytest.raises(SetLocked), rset:
         backup(rset, [src])

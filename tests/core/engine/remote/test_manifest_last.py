@@ -1,0 +1,180 @@
+"""A remote backup's manifest is uploaded while its last pack is stored, and named only after
+every blob it names was stored and read back (core/engine/remote/commit.py); the parent
+manifest's bytes are fetched while the set unlocks (core/engine/remote/parent.py). Real rclone
+against a WebDAV server the test starts; faults are injected where a real one cannot be timed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from core.engine.progress import Clock
+from core.engine.remote.backup import backup
+from core.engine.remote.check import verify
+from core.engine.remote.parent import ParentAhead
+from core.engine.remote.restore import restore
+from core.engine.remote.rset import RemoteSet, manifest_blob
+from core.engine.verify import VerifyOptions
+from core.errors import PlugbackError, RemoteUnavailable
+from tests.core.engine.remote.test_unlock_overlap import T0, stored, unlock
+from tests.support.trees import File, make_tree, read_tree
+
+PACK_DELAY = 1.0    # the last pack's put is held this long: a manifest named without waiting would come first
+
+
+class _Recording:
+    """A staging backend that records, in order, when each write and each read-back ends (and when a
+    commit starts); ``packs``: what a pack's put does first (a delay, a failure)."""
+
+    can_stage = True
+
+    def __init__(self, inner, packs=None):
+        self._inner, self._packs = inner, packs
+        self.where = inner.where
+        self.events: list[tuple[str, str]] = []
+        self._mutex = threading.Lock()
+
+    def _note(self, what: str, name: str) -> None:
+        with self._mutex:
+            self.events.append((what, name))
+
+    def put(self, name, data):
+        if name.startswith("packs/") and self._packs is not None:
+            self._packs()
+        self._inner.put(name, data)
+        self._note("put", name)
+
+    def stage(self, name, data):
+        staged = self._inner.stage(name, data)
+        self._note("staged", name)
+        return staged
+
+    def commit(self, staged):
+        self._note("commit", staged.name)
+        self._inner.commit(staged)
+        self._note("named", staged.name)
+
+    def discard(self, staged):
+        self._inner.discard(staged)
+
+    def make_folders(self, folders):
+        self._inner.make_folders(folders)
+
+    def get(self, name, offset=0):
+        inner = self._inner.get(name, offset)
+
+        def chunks():
+            try:
+                yield from inner
+            finally:
+                inner.close()
+            self._note("read", name)
+        return chunks()
+
+    def __getattr__(self, attr):
+        return getattr(self._inner, attr)
+
+
+def _tree(tmp_path, version: int):
+    files = {f"d{i % 3}/small-{i:03}.txt": File(b"v%d " % version + os.urandom(200 + 31 * i), 0o644, T0 + version)
+             for i in range(80)}
+    files["big.bin"] = File(os.urandom(2 << 20), 0o644, T0 + version)
+    root = tmp_path / f"src{version}" / "Docs"
+    make_tree(root, files)
+    return root
+
+
+def _one_snapshot(webdav, tmp_path) -> tuple[str, object]:
+    src = _tree(tmp_path, 1)
+    with RemoteSet.create(webdav.backend(), Clock().now(), "correct horse") as rset:
+        return backup(rset, [src]).snapshot_id, src
+
+
+def _backup_into(webdav, recording, src):
+    with RemoteSet.open_started(recording, unlock()) as rset:
+        return backup(rset, [src])
+
+
+def test_the_manifest_is_uploaded_beside_the_last_pack_and_named_after_every_read_back(webdav, tmp_path):
+    first, _ = _one_snapshot(webdav, tmp_path)
+    src = _tree(tmp_path, 2)
+    recording = _Recording(webdav.backend(), packs=lambda: time.sleep(PACK_DELAY))
+    result = _backup_into(webdav, recording, src)
+    events = recording.events
+    manifest = manifest_blob(result.snapshot_id)
+    named_at = events.index(("commit", manifest))
+    # Every blob the snapshot names (through a pack's index) was stored and read back before its name came.
+    for folder in ("packs/", "index/", "objects/"):
+        written = [i for i, (what, name) in enumerate(events) if what in ("put", "named") and name.startswith(folder)]
+        read = [i for i, (what, name) in enumerate(events) if what == "read" and name.startswith(folder)]
+        assert written and read and max(written + read) < named_at, folder
+    # ... while its bytes were in tmp/ before the last pack was even stored (the overlap).
+    assert events.index(("staged", manifest)) < max(i for i, (w, n) in enumerate(events) if w == "put" and
+                                                    n.startswith("packs/"))
+    assert ("read", manifest) in events[named_at:]
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        assert [s.id for s in rset.snapshots()] == [first, result.snapshot_id]
+        assert verify(rset, VerifyOptions(read_all=True)).ok
+        restore(rset, tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
+
+
+def _cut():
+    time.sleep(PACK_DELAY)      # (the manifest is in tmp/ by now)
+    raise RemoteUnavailable(where="the test", reason="the test cut the last pack's put")
+
+
+@pytest.mark.parametrize("fault", ["put fails", "read back differs"])
+def test_a_last_pack_that_fails_leaves_no_new_snapshot_and_the_last_one_restores(webdav, tmp_path, fault):
+    first, old = _one_snapshot(webdav, tmp_path)
+    src = _tree(tmp_path, 2)
+    recording = _Recording(webdav.backend(), packs=_cut if fault == "put fails" else None)
+    if fault == "read back differs":
+        real_get = recording.get
+
+        def get(name, offset=0):
+            chunks = real_get(name, offset)
+            if not name.startswith("packs/"):
+                return chunks
+            return (bytes([c[0] ^ 1]) + c[1:] if i == 0 else c for i, c in enumerate(chunks))
+        recording.get = get       # type: ignore[method-assign]
+    with pytest.raises(PlugbackError):
+        _backup_into(webdav, recording, src)
+    staged = [name for what, name in recording.events if what == "staged" and name.startswith("snapshots/")]
+    assert staged, "the manifest was not uploaded beside the last pack"
+    assert not any(what in ("commit", "named") and name.startswith("snapshots/") for what, name in recording.events)
+    assert [n for n in stored(webdav.root) if n.startswith("tmp/")] == []      # its upload removed
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        assert [s.id for s in rset.snapshots()] == [first]
+        restore(rset, tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "Docs") == read_tree(old)
+    with RemoteSet.open_started(webdav.backend(), unlock()) as rset:      # the next run completes
+        again = backup(rset, [src])
+        assert verify(rset, VerifyOptions(read_all=True)).ok
+        assert rset.newest_id() == again.snapshot_id
+        restore(rset, tmp_path / "out2")
+    assert read_tree(tmp_path / "out2" / "Docs") == read_tree(src)
+
+
+def test_the_parent_fetched_ahead_is_used_only_while_it_is_still_the_newest(webdav, tmp_path):
+    first, _ = _one_snapshot(webdav, tmp_path)
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        ahead = ParentAhead(rset.backend)
+        ahead.relist()
+        newest, copy = ahead.take(rset)
+        ahead.close()
+        assert newest == first and copy is not None
+        with copy:
+            assert copy.read() == stored(webdav.root)[manifest_blob(first)]
+        # A snapshot committed between the fetch and the listing under the lock: that one is the parent.
+        ahead = ParentAhead(rset.backend)
+        ahead._thread.join()        # (the fetch is over: it holds the first snapshot's bytes)
+        second = backup(rset, [_tree(tmp_path, 2)]).snapshot_id
+        ahead.relist()
+        newest, copy = ahead.take(rset)
+        ahead.close()
+        assert newest == second and copy is None
