@@ -40,7 +40,10 @@ from core.engine.restore_file import (
 if TYPE_CHECKING:
     from core.engine.restore import _Restorer
 
-AHEAD = 64              # small files opened, their reads started, before the one written
+# Small files opened, their reads started, before the one written: 64 kept ~1 MB of the standard set's
+# reads in flight; 256 (~4 MB, 256 descriptors) was faster in the same cold runs (docs/performance.md,
+# "#11: the standard set's restore against restic and borg").
+AHEAD = 256
 BIG_FILE = 1 << 20      # files this big are restored by a worker thread
 BIG_WORKERS = 2         # one a core on this 2-core class of machine; each mostly outside the GIL
 BIG_PENDING = 4         # big files handed to the workers ahead of the one being counted

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from core.engine import safeio, winattrs
 from core.engine.chunks import ChunkPaths
-from core.engine.fs import DEFAULT_FILE_MODE, blocks, long_path, read_ahead, read_buffer
+from core.engine.fs import DEFAULT_FILE_MODE, blocks, long_path, read_ahead, read_buffer, read_into
 from core.engine.manifest import Entry
 from core.engine.objindex import ObjectIndex
 from core.engine.progress import TextEnum
@@ -135,11 +135,22 @@ class Opened:
         except (OSError, DamagedSet) as err:
             self.error = err
 
-    def blocks(self) -> Iterator[memoryview]:
-        """The content, as views of this thread's read buffer (use each before the next)."""
+    def blocks(self, size: int = -1) -> Iterator[memoryview]:
+        """The content, as views of this thread's read buffer (use each before the next).
+
+        ``size``: what the manifest says it holds. One content file that a read into the (bigger)
+        buffer returned exactly ``size`` bytes of has ended there (a regular file's read comes back
+        short only at its end): no second read to find the end. The bytes are checked by the caller
+        as ever; a longer file would have filled the buffer past ``size`` and fail that check."""
         if self.error is not None:
             raise self.error
         buf = read_buffer()
+        if len(self.fds) == 1 and 0 < size < len(buf):
+            n = read_into(self.fds[0], buf)
+            if n:
+                yield buf[:n]
+            if n == size or not n:
+                return
         for fd in self.fds:
             yield from blocks(fd, buf)
 
@@ -202,7 +213,7 @@ def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str, opened: Opened | 
     size = 0
     fd = os.open(long_path(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
     try:
-        for block in opened.blocks() if opened is not None else bset.read_content(e, paths):
+        for block in opened.blocks(e.size) if opened is not None else bset.read_content(e, paths):
             digest.update(block)
             size += len(block)
             while block:
