@@ -17,6 +17,7 @@ free name is then looked for again: not one that an earlier file still to be wri
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Iterable
@@ -43,7 +44,21 @@ if TYPE_CHECKING:
 # Small files opened, their reads started, before the one written: 64 kept ~1 MB of the standard set's
 # reads in flight; 256 (~4 MB, 256 descriptors) was faster in the same cold runs (docs/performance.md,
 # "#11: the standard set's restore against restic and borg").
-AHEAD = 256
+def _ahead(most: int = 256) -> int:
+    """``most``, or a quarter of this process's open-file limit where that is lower (a soft limit
+    of 1,024 is common; every file read ahead holds a descriptor until it is written)."""
+    if sys.platform == "win32":
+        return 64   # (the read-ahead runs only on Linux: fs.READS_AHEAD)
+    import resource
+
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return 64
+    return most if soft == resource.RLIM_INFINITY else max(8, min(most, soft // 4))
+
+
+AHEAD = _ahead()
 BIG_FILE = 1 << 20      # files this big are restored by a worker thread
 BIG_WORKERS = 2         # one a core on this 2-core class of machine; each mostly outside the GIL
 BIG_PENDING = 4         # big files handed to the workers ahead of the one being counted

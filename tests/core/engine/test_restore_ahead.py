@@ -5,6 +5,7 @@ file still checked before it is renamed into place (issue #11)."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import pytest
@@ -120,3 +121,18 @@ def test_no_descriptor_is_left_open_when_a_restore_stops_halfway(backed_up, tmp_
         restore_path(set_path, tmp_path / "out", progress=progress, cancel=token)
     assert _open_fds() == before
     assert len(seen) < len(TREE)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no RLIMIT_NOFILE on Windows")
+def test_the_read_ahead_stays_within_a_quarter_of_the_open_file_limit():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))   # (macOS's default soft limit)
+        assert restore_ahead._ahead() == 64
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard) if hard == resource.RLIM_INFINITY or hard >= 4096
+                           else (hard, hard))
+        assert restore_ahead._ahead() == min(256, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
