@@ -113,7 +113,8 @@ _FULL = re.compile(r"\b507\b|insufficient storage|quota|no space left|storage (i
                    r"not enough (free )?space|entitytoolarge", re.I)
 _TRANSIENT = re.compile(r"connection refused|connection reset|broken pipe|timeout|timed out|\bEOF\b|"
                         r"\b(500|502|503|504|429)\b|too many requests|rate ?limit|temporar|"
-                        r"no such host|network is unreachable|try again|server misbehaving", re.I)
+                        r"no such host|network is unreachable|try again|server misbehaving|"
+                        r"use of closed network connection", re.I)   # (Go's net.ErrClosed: cut mid-write)
 
 
 def classify(message: str, status: int, where: str, name: str = "") -> StorageError:

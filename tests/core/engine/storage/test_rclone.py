@@ -78,6 +78,8 @@ def test_a_bad_remote_spec_says_what_is_wrong(text, words):
     ("error in ListJSON: directory not found", 404, BlobNotFound),
     ('Propfind "http://127.0.0.1:1/x": dial tcp 127.0.0.1:1: connect: connection refused', 500, RemoteUnavailable),
     ("read tcp 127.0.0.1:5->127.0.0.1:6: read: connection reset by peer", 500, RemoteUnavailable),
+    ('Put "http://127.0.0.1:5/set/tmp/x.part": write tcp 127.0.0.1:4->127.0.0.1:5: use of closed network '
+     "connection", 500, RemoteUnavailable),   # (the server killed while rclone sends: seen in CI)
     ("Service Unavailable: 503 Service Unavailable", 500, RemoteUnavailable),
     ("429 Too Many Requests", 500, RemoteUnavailable),
     ("net/http: TLS handshake timeout", 500, RemoteUnavailable),
