@@ -42,6 +42,17 @@ def backup_path(set_path, sources, *, unlock: Unlocker | None = None, passphrase
     return backup(bset, sources, opts)
 
 
+def backed_up_tree(tmp_path: Path, tree: dict, job: str = "Docs") -> tuple[Path, Path]:
+    """``tree`` (tests.support.trees.make_tree) made in ``tmp_path/Docs`` and backed up once to
+    ``tmp_path/set``: (the source, the set)."""
+    from tests.support.trees import make_tree
+
+    src = make_tree(tmp_path / "Docs", tree)
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src], job=job)
+    return src, set_path
+
+
 def restore_path(set_path, target=None, *, unlock: Unlocker | None = None, **options) -> RestoreResult:
     return restore(open_set(set_path, unlock), target, RestoreOptions(**options))
 

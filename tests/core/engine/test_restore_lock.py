@@ -16,7 +16,7 @@ from core.engine.lock import SetLock
 from core.engine.progress import CancelToken, Clock, FakeClock
 from core.engine.repo import BackupSet
 from core.errors import Cancelled, ReadOnlyDestination, SetLocked
-from tests.support.engine import backup_path, restore_path
+from tests.support.engine import backed_up_tree, backup_path, restore_path
 from tests.support.trees import make_tree, read_tree
 
 TREE = {"a.txt": b"alpha", "sub/b.txt": b"bravo" * 100}
@@ -24,10 +24,7 @@ TREE = {"a.txt": b"alpha", "sub/b.txt": b"bravo" * 100}
 
 @pytest.fixture
 def backed_up(tmp_path):
-    src = make_tree(tmp_path / "Docs", TREE)
-    set_path = tmp_path / "set"
-    backup_path(set_path, [src], job="Docs")
-    return src, set_path
+    return backed_up_tree(tmp_path, TREE)
 
 
 def test_a_restore_holds_the_lock_as_a_restore_and_keeps_a_backup_out(backed_up, tmp_path):

@@ -15,7 +15,7 @@ from core.engine.repo import BackupSet
 from core.engine.restore import OnConflict
 from core.engine.restore_spool import BATCH, EntrySpool
 from core.errors import ManifestDamaged, UnsafePath
-from tests.support.engine import backup_path, restore_path
+from tests.support.engine import backed_up_tree, restore_path
 from tests.support.trees import make_tree, read_tree
 
 TREE = {"a.txt": b"alpha", "sub/b.txt": b"bravo" * 100, "sub/deeper/c.txt": b"charlie", "other/d.txt": b"delta"}
@@ -23,10 +23,7 @@ TREE = {"a.txt": b"alpha", "sub/b.txt": b"bravo" * 100, "sub/deeper/c.txt": b"ch
 
 @pytest.fixture
 def backed_up(tmp_path):
-    src = make_tree(tmp_path / "Docs", TREE)
-    set_path = tmp_path / "set"
-    backup_path(set_path, [src], job="Docs")
-    return src, set_path
+    return backed_up_tree(tmp_path, TREE)
 
 
 def _files(root) -> list[str]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from core.engine import restore_ahead
-from tests.support.engine import backup_path, restore_path
-from tests.support.trees import make_tree, read_tree
+from tests.support.engine import backed_up_tree, restore_path
+from tests.support.trees import read_tree
 
 pytestmark = pytest.mark.skipif(not restore_ahead.READS_AHEAD, reason="reads are started ahead on Linux only")
 
@@ -18,10 +18,7 @@ TREE.update({"empty.txt": b"", "top.txt": b"at the top"})
 
 @pytest.fixture
 def backed_up(tmp_path):
-    src = make_tree(tmp_path / "Docs", TREE)
-    set_path = tmp_path / "set"
-    backup_path(set_path, [src], job="Docs")
-    return src, set_path
+    return backed_up_tree(tmp_path, TREE)
 
 
 def test_a_tree_of_small_files_is_restored_byte_for_byte(backed_up, tmp_path):
