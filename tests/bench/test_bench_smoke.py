@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from bench import measure
 from tests.support.env import subprocess_env
+from tests.support.tools import need
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 PHASES = ("full", "nochange", "changed", "restore", "verify")
@@ -175,8 +175,7 @@ def test_big_file_changed_scenario_reports_size_growth(tmp_path):
 
 def test_storage_rclone_benchmark_reports_every_way():
     """bench/storage_rclone.py (issue #13) end to end on three tiny blobs: every way, both remotes."""
-    if shutil.which("rclone") is None:
-        pytest.skip("rclone is not installed (Debian: apt-get install rclone; scripts/setup.sh installs it)")
+    need("rclone")
     proc = _bench("storage_rclone.py", "--small", 3, "--big", 0, "--markdown", timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "seconds" not in line
@@ -203,9 +202,9 @@ def test_journal_scenario_splices_and_the_floor_script_runs(tmp_path):
     assert "floor (gunzip + sha256 + gzip + sha256)" in floor.stdout
 
 
-@pytest.mark.skipif(shutil.which("restic") is None or shutil.which("rsync") is None, reason="restic and rsync are the peers")
 def test_the_small_files_floor_script_times_every_phase(tmp_path):
     """bench/floor_small.py (issue #11): the peer, the floors and plugback per phase, all succeeding."""
+    need("restic", "rsync")
     out = tmp_path / "floor.json"
     before = Path(__file__).resolve().parents[2]   # (this checkout timed as "before" too)
     run = _bench("floor_small.py", "--files", "60", "--warm", "--workdir", tmp_path / "work", "--json", out,
@@ -262,10 +261,10 @@ def test_floor_standard_times_no_change_and_a_day_of_changes_before_and_after(tm
     assert (tmp_path / "work" / "set-before" / "Latest").is_dir() and (tmp_path / "work" / "mirror").is_dir()
 
 
-@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
 def test_the_standard_floor_script_times_a_before_checkout_and_restic_beside_the_restore(tmp_path):
     """floor_standard.py --before DIR --restic: main's restore (here: this checkout's, as DIR) right
     before this one's, restic's after, each succeeding."""
+    need("restic")
     out = tmp_path / "floor.json"
     run = _bench("floor_standard.py", "--scale", "0.002", "--warm", "--phases", "restore", "--before", BENCH.parent,
                  "--restic", "--workdir", tmp_path / "work", "--json", out)
@@ -276,10 +275,10 @@ def test_the_standard_floor_script_times_a_before_checkout_and_restic_beside_the
     assert all(r["rc"] == 0 for runs in data["restore"].values() for r in runs)
 
 
-@pytest.mark.skipif(shutil.which("restic") is None or shutil.which("borg") is None, reason="restic or borg missing")
 def test_the_standard_floor_script_times_the_full_backup_before_and_after_beside_restic_and_borg(tmp_path):
     """floor_standard.py --phases full --before DIR --full-peers restic,borg: cp -a, main's full backup
     (here this checkout's, as DIR), this one's, restic's and borg's into new repositories, the floors."""
+    need("restic", "borg")
     out = tmp_path / "floor.json"
     run = _bench("floor_standard.py", "--scale", "0.002", "--warm", "--phases", "full", "--before", BENCH.parent,
                  "--full-peers", "restic,borg", "--workdir", tmp_path / "work", "--json", out)
@@ -322,8 +321,7 @@ def test_size_rules_reports_every_rule(tmp_path):
 
 def test_the_remote_timeline_stamps_a_backup_and_counts_its_webdav_requests(tmp_path):
     """bench/remote_timeline.py (issue #13) on a tiny source: the backup's steps, and its requests."""
-    if shutil.which("rclone") is None:
-        pytest.skip("rclone is not installed (Debian: apt-get install rclone; scripts/setup.sh installs it)")
+    need("rclone")
     src = tmp_path / "src"
     src.mkdir()
     for i in range(5):
@@ -345,8 +343,7 @@ def test_the_remote_timeline_stamps_a_backup_and_counts_its_webdav_requests(tmp_
 def test_remote_full_times_a_first_backup_or_one_into_an_existing_set(tmp_path, mode):
     """bench/remote_full.py (issue #13): both ways a set comes to be, each tool's medians and ratios;
     a first backup also reports restic's init + backup (the work plugback's first run does)."""
-    if shutil.which("rclone") is None or shutil.which("restic") is None:
-        pytest.skip("rclone and restic are not installed (scripts/setup.sh installs both)")
+    need("rclone", "restic")
     proc = _bench("remote_full.py", "--checkout", BENCH.parent, "--rounds", "1", "--dataset", "0.002",
                   "--mode", mode, timeout=180)
     assert proc.returncode == 0, proc.stderr
@@ -358,8 +355,7 @@ def test_remote_full_times_a_first_backup_or_one_into_an_existing_set(tmp_path, 
 
 def test_the_remote_timeline_of_a_backup_into_an_existing_set_shows_its_unlock(tmp_path):
     """bench/remote_timeline.py --existing: the set is made first, so the timed run unlocks it."""
-    if shutil.which("rclone") is None:
-        pytest.skip("rclone is not installed (Debian: apt-get install rclone; scripts/setup.sh installs it)")
+    need("rclone")
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_bytes(os.urandom(200))

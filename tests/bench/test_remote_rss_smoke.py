@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support.env import subprocess_env
+from tests.support.tools import need
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def test_the_rss_benchmark_reports_each_backups_peak(tmp_path):
-    if shutil.which("rclone") is None:
-        pytest.skip("rclone is not installed (Debian: apt-get install rclone; scripts/setup.sh installs it)")
+    need("rclone")
     src = tmp_path / "src"
     src.mkdir()
     for i in range(20):
