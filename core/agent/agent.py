@@ -505,6 +505,7 @@ class Agent:
             raise AgentBusy(reason=f"'{self.config.drive_label(drive_id)}' is in use by a backup or restore")
         self.cancel_pending(drive_id)
         self.rolling.stop(drive_id)      # a rolling check only reads, but open files block an unmount
+        self.offers.wait(5)              # so does the look at a just-plugged volume (is it one to offer?)
         self.ejector.eject(mount)
         self.drive_removed(drive_id)
         self.notifier.notify(f"'{self.config.drive_label(drive_id)}' is safe to unplug",

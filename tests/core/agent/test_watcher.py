@@ -162,6 +162,9 @@ def test_a_real_mount_is_noticed_within_half_a_second(paths, make_agent, ext4_dr
         assert agent.drive_events == "mount-table"
         latencies = []
         for _ in range(3):
+            # The agent looks at every new volume on a thread of its own (is it a drive to
+            # offer?); unmounting during the look is "busy" (Agent.eject waits for it too).
+            agent.offers.wait()
             ext4_drive.unmount()
             wait_for(lambda: info.drive_id not in agent.present, 5, "the unmount to be noticed")
             seen.clear()
