@@ -36,9 +36,11 @@ def test_the_smoke_scripts_rclone_step_finds_an_rclone_next_to_the_frozen_cli(bu
     import importlib.util
     import shutil
 
+    from tests.support.tools import need
+
+    need("rclone")
     rclone = shutil.which("rclone")
-    if rclone is None:
-        pytest.skip("rclone is not installed (scripts/setup.sh installs it)")
+    assert rclone
     bundle = tmp_path / "plugback"
     try:
         subprocess.run(["cp", "-al", str(BUILD_DIST / "plugback"), str(bundle)], check=True, capture_output=True)

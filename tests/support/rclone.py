@@ -20,10 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import pytest
+from tests.support.tools import need
 
 RCLONE = shutil.which("rclone")
-SKIP_REASON = "rclone is not installed (Debian: apt-get install rclone; scripts/setup.sh installs it)"
 _STARTED = re.compile(r"WebDav Server started on http://127\.0\.0\.1:(\d+)/")
 # Tests want failures fast: no low-level retries inside rclone, short connect timeout.
 FAST_FAIL = ("--low-level-retries", "1", "--contimeout", "5s", "--retries", "1")
@@ -136,9 +135,9 @@ class RcloneWorld:
 @contextmanager
 def local_and_webdav(tmp: Path) -> Iterator[RcloneWorld]:
     """A world with a ``loc`` (local) remote and a ``wd`` one: WebDAV on 127.0.0.1 serving
-    ``tmp/served`` (``world.webdav``); its servers are killed after. Skips without rclone."""
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
+    ``tmp/served`` (``world.webdav``); its servers are killed after. Without rclone the test fails
+    and names the package (scripts/setup.sh installs it)."""
+    need("rclone")
     world = RcloneWorld(tmp)
     world.add_local("loc")
     world.webdav = world.serve_webdav(world.tmp / "served")
@@ -151,9 +150,8 @@ def local_and_webdav(tmp: Path) -> Iterator[RcloneWorld]:
 
 def local_remotes(folder: Path, monkeypatch, *names: str) -> RcloneWorld:
     """An rclone configuration in ``folder`` holding a ``local`` remote for each of ``names``, set as
-    RCLONE_CONFIG for this process and what it starts; the test is skipped where rclone is not installed."""
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
+    RCLONE_CONFIG for this process and what it starts; the test fails where rclone is not installed (a machine set up wrong)."""
+    need("rclone")
     world = RcloneWorld(folder)
     for name in names:
         world.add_local(name)
@@ -163,9 +161,8 @@ def local_remotes(folder: Path, monkeypatch, *names: str) -> RcloneWorld:
 
 def local_remote_config(tmp_path_factory, name: str = "loc") -> Path:
     """An rclone configuration holding one ``local`` remote ``name`` (for a module's fixture);
-    the test is skipped where rclone is not installed."""
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
+    the test fails where rclone is not installed (a machine set up wrong)."""
+    need("rclone")
     world = RcloneWorld(tmp_path_factory.mktemp("rclone"))
     world.add_local(name)
     return world.config

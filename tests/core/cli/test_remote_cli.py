@@ -12,7 +12,8 @@ import os
 import pytest
 
 from tests.support.cli import run_cli
-from tests.support.rclone import RCLONE, SKIP_REASON, RcloneWorld
+from tests.support.rclone import RcloneWorld
+from tests.support.tools import need
 from tests.support.trees import File, Symlink, make_tree, read_tree
 
 T0 = 1_700_000_000_000_000_000
@@ -21,8 +22,7 @@ T0 = 1_700_000_000_000_000_000
 @pytest.fixture
 def remote(tmp_path):
     """(environment for the CLI, the served folder) with a ``cloud`` WebDAV remote."""
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
+    need("rclone")
     world = RcloneWorld(tmp_path / "rclone")
     server = world.serve_webdav(tmp_path / "served")
     world.add_webdav("cloud", server)
@@ -107,8 +107,7 @@ def test_bad_remote_input_is_one_clear_line_and_its_exit_code(remote, tmp_path):
 
 
 def test_wrong_credentials_for_the_remote_are_said_and_nothing_is_made(tmp_path):
-    if RCLONE is None:
-        pytest.skip(SKIP_REASON)
+    need("rclone")
     world = RcloneWorld(tmp_path / "rclone")
     try:
         server = world.serve_webdav(tmp_path / "served", user="ann", password="right")
