@@ -73,6 +73,22 @@ def test_lazy_unmount_detaches_while_a_file_is_open(ext4_drive):
         handle.close()
 
 
+def test_unmount_waits_out_a_brief_look_but_names_a_file_left_open(ext4_drive):
+    import threading
+
+    from tests.support.drives import BUSY_GRACE
+
+    handle = open(ext4_drive.mount_point / "glance.txt", "w")
+    threading.Timer(0.3, handle.close).start()          # the agent's glance at a new volume
+    ext4_drive.unmount()
+    assert not ext4_drive.mounted and handle.closed
+    ext4_drive.mount()
+    with open(ext4_drive.mount_point / "left-open.txt", "w"):   # a bug: a file never closed
+        with pytest.raises(RuntimeError, match=r"busy.*open: pid \d+ .*left-open\.txt"):
+            ext4_drive.unmount()
+        assert ext4_drive.mounted and BUSY_GRACE < 5
+
+
 def test_several_drives_at_once_and_cleanup_detaches_them(make_drive):
     drives = [make_drive("ext4", size_mb=64, label=f"D{i}") for i in range(2)]
     assert len({d.device for d in drives}) == 2

@@ -54,6 +54,9 @@ class FsKind:
     packages: str                  # Debian packages that provide the tools
     fuse: bool
 
+# How long a "target is busy" unmount is tried again: a look that is ending (the agent's
+# glance at a new volume) clears in milliseconds; a file left open (a real bug) does not.
+BUSY_GRACE = 2.0
 
 KINDS = {
     "ext4": FsKind("ext4", ("mkfs.ext4", "-q", "-F"), "-L", "mount", (), "ext4", "e2fsprogs", False),
@@ -168,9 +171,14 @@ class LoopDrive:
             return
         mount_point = self.mount_point
         cmd = ["umount", "-l", str(mount_point)] if lazy else ["umount", str(mount_point)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise RuntimeError(f"umount {mount_point} failed: {proc.stderr.strip()}")
+        deadline = time.monotonic() + BUSY_GRACE
+        while True:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            if proc.returncode == 0:
+                break
+            if "busy" not in proc.stderr or time.monotonic() > deadline:
+                raise RuntimeError(f"umount {mount_point} failed: {proc.stderr.strip()}{_holders(mount_point)}")
+            time.sleep(0.05)   # a look that is ending (the agent's glance at a new volume), as a user's retry
         self.mount_point = None
         if self.kind.fuse and not lazy:
             # The FUSE daemon flushes and exits after umount returns; wait, or a remount
@@ -213,6 +221,20 @@ def _device_open(device: str) -> bool:
         except OSError:  # the process went away, or is not ours to look at
             continue
     return False
+
+
+def _holders(mount_point: Path) -> str:
+    """Which processes hold files under ``mount_point`` open (for the "busy" message)."""
+    held = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                target = os.readlink(fd)
+                if target == str(mount_point) or target.startswith(f"{mount_point}/"):
+                    held.add(f"pid {fd_dir.parent.name} ({(fd_dir.parent / 'comm').read_text().strip()}): {target}")
+        except OSError:
+            continue
+    return "; open: " + ", ".join(sorted(held)[:5]) if held else ""
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
