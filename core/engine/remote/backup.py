@@ -213,6 +213,9 @@ class _Gated:
     def make_folders(self, folders: Iterable[str]) -> None:
         self._stager.make_folders(folders)
 
+    def read_staged(self, staged: Staged, offset: int = 0) -> Generator[bytes, None, None]:
+        return self._stager.read_staged(staged, offset)
+
     @property
     def _stager(self) -> Stages:
         return self._inner      # type: ignore[return-value]

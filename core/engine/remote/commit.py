@@ -6,10 +6,11 @@ appear there only when every object it names is stored and was read back (the la
 index too). Its bytes need none of that: :class:`StagedManifest` encrypts them into a local file
 (unlinked at once), checks them there as a read-back would (decrypted, every entry parsed, the
 trailer checked) and, where the backend stages (``storage.base.Stages``), uploads them to ``tmp/``
-while the last pack is still being put and read back. :meth:`StagedManifest.commit`, called only
-once the packer has stored everything, moves them onto the name (or, where the backend does not
-stage, puts them then) and reads the stored bytes back: they must be the very bytes checked
-(length and SHA-256), so the read-back proves what the name holds as decrypting it again would.
+and reads them back there while the last pack is still being put and read back: they must be the
+very bytes checked (length and SHA-256), so the read-back proves what the name will hold as
+decrypting it again would. :meth:`StagedManifest.commit`, called only once the packer has stored
+everything, moves them onto the name (the server's rename: no bytes written, so nothing more to
+read back), or, where the backend does not stage, puts them then and reads them back the same way.
 What a cut run left in ``tmp/`` is no snapshot (nothing lists ``tmp/``); the next run clears it
 under the lock.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from typing import Iterator
+from typing import Generator, Iterator
 
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
@@ -50,6 +51,7 @@ class StagedManifest:
             self._check()
             if can_stage(rset.backend):
                 self._staged = rset.backend.stage(self.blob, self._chunks)   # type: ignore[attr-defined]
+                self._read_back(rset.backend.read_staged(self._staged))      # type: ignore[attr-defined]
         except BaseException:
             self.close()
             raise
@@ -73,20 +75,22 @@ class StagedManifest:
                 pass
 
     def commit(self) -> None:
-        """Name the manifest (only once everything it names is stored and read back), then read
-        the stored bytes back: the snapshot exists from here on."""
+        """Name the manifest (only once everything it names is stored and read back; its staged
+        bytes were read back already, else they are read back once put): the snapshot exists from
+        here on."""
         backend = self._rset.backend
         if self._staged is not None:
             staged, self._staged = self._staged, None
             backend.commit(staged)      # type: ignore[attr-defined]
+            self._rset.forget_cached()
         else:
             backend.put(self.blob, self._chunks)
-        self._rset.forget_cached()
-        self._read_back()
+            self._rset.forget_cached()
+            self._read_back(backend.get(self.blob))
 
-    def _read_back(self) -> None:
+    def _read_back(self, gen: Generator[bytes, None, None]) -> None:
+        """The stored bytes (``gen``, closed here) must be the very bytes checked."""
         sha, size = hashlib.sha256(), 0
-        gen = self._rset.backend.get(self.blob)
         try:
             for chunk in gen:
                 size += len(chunk)
@@ -96,7 +100,7 @@ class StagedManifest:
         finally:
             gen.close()
         if size != self._size or sha.digest() != self._sha.digest():
-            raise DamagedSet(what=f"{self.blob}: the remote does not hold what was stored under this name "
+            raise DamagedSet(what=f"{self.blob}: the remote does not hold what was stored for this name "
                                   "(read back different)")
 
     def close(self) -> None:

@@ -10,8 +10,8 @@ staged puts a second; bench/storage_rclone.py).
   "objects": [[OBJECT NAME, OFFSET, LENGTH], ...]}``.
 
 Write order: a pack is put and read back, then its index is put and read back (where the
-backend stages, the index's bytes go to ``tmp/`` while the pack is put and are only moved onto
-its name after the pack's check: ``storage.base.Stages``); the
+backend stages, the index's bytes go to ``tmp/`` and are read back there while the pack is put,
+and are only moved onto its name after the pack's check: ``storage.base.Stages``); the
 manifest that names its objects comes after both (core/engine/remote/backup.py). A pack is
 written in place (``Unstaged``: not staged in ``tmp/`` and moved), so a cut put may leave it
 torn; a pack without an index is what an interrupted run left: nothing names it, and the next
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Iterator
 from core.engine import crypto, scratch
 from core.engine.manifest import is_hex64
 from core.engine.storage import Backend, read_all
-from core.engine.storage.base import CHUNK, UnstagedChunks, can_stage
+from core.engine.storage.base import CHUNK, Staged, UnstagedChunks, can_stage
 from core.errors import DamagedSet, NewerFormat
 
 if TYPE_CHECKING:
@@ -236,13 +236,43 @@ def _insert(db, pack: str, size: int, objects: list[tuple[str, int, int]]) -> No
 
 def _discard(backend: Backend, staging: Future) -> None:
     """Remove a staged index whose pack failed (best effort: the next run clears tmp/ anyway)."""
-    if staging.cancelled() or staging.exception() is not None:
-        return
-    staged = staging.result()
+    if not staging.cancelled() and staging.exception() is None:
+        _discard_staged(backend, staging.result())
+
+
+def _discard_staged(backend: Backend, staged: Staged) -> None:
     try:
         backend.discard(staged)      # type: ignore[attr-defined]
     except Exception as err:  # noqa: BLE001 - the pack's own failure is the one to report
         log.info("Could not remove the upload of %s from tmp/: %s", staged.name, err)
+
+
+def _stage_index(backend: Backend, keys: crypto.SetKeys, pack: str, index: bytes) -> Staged:
+    """Upload a pack's index to ``tmp/`` and read it back there (``storage.base.Stages``): the
+    bytes the name will hold once the pack is checked and the index committed."""
+    staged: Staged = backend.stage(index_blob(pack), index)   # type: ignore[attr-defined]
+    try:
+        raw = bytearray()
+        gen = backend.read_staged(staged)   # type: ignore[attr-defined]
+        try:
+            for chunk in gen:
+                raw += chunk
+                if len(raw) > len(index):
+                    break
+        finally:
+            gen.close()
+        _check_index(keys, pack, index, bytes(raw))
+    except BaseException:
+        _discard_staged(backend, staged)
+        raise
+    return staged
+
+
+def _check_index(keys: crypto.SetKeys, pack: str, index: bytes, raw: bytes) -> None:
+    """An index read back: the very bytes encoded (``index``), and a valid index of ``pack``."""
+    if raw != index:
+        raise DamagedSet(what=f"{index_blob(pack)}: the remote does not hold what was stored (read back different)")
+    decode_index(keys, index_blob(pack), raw)
 
 
 def check_pack(rset: "RemoteSet", pack: str, size: int) -> None:
@@ -411,9 +441,10 @@ class Packer:
         backend, keys = self._rset.backend, self._rset.keys
         pack, size = spool.sha.hexdigest(), spool.size
         index = encode_index(keys, pack, size, objects)
-        # The index's bytes go to tmp/ beside the pack's put where the backend stages (before a new
-        # set's lock, too: backup._Gated), so that once the pack is checked only the move names it.
-        staging = (self._stagers.submit(backend.stage, index_blob(pack), index)   # type: ignore[attr-defined]
+        # The index's bytes go to tmp/ and are read back there beside the pack's put where the
+        # backend stages (before a new set's lock, too: backup._Gated), so that once the pack is
+        # checked only the move names it (a rename: no bytes written, nothing more to read back).
+        staging = (self._stagers.submit(_stage_index, backend, keys, pack, index)
                    if can_stage(backend) else None)
         try:
             # In place, not staged (a request-costly move less): nothing trusts a pack before its
@@ -428,7 +459,7 @@ class Packer:
             backend.commit(staging.result())      # type: ignore[attr-defined]
         else:
             backend.put(index_blob(pack), index)
-        decode_index(keys, index_blob(pack), read_all(backend, index_blob(pack), MAX_INDEX_BYTES))
+            _check_index(keys, pack, index, read_all(backend, index_blob(pack), MAX_INDEX_BYTES))
         self._rset.packs.add(pack, size, objects)
         with self._mutex:
             self.packs_stored += 1

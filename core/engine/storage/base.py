@@ -112,6 +112,12 @@ class Stages(Protocol):
     def discard(self, staged: Staged) -> None:
         """Remove a staged blob that will not be committed (gone already is fine)."""
 
+    def read_staged(self, staged: Staged, offset: int = 0) -> Generator[bytes, None, None]:
+        """A staged blob's bytes as ``tmp/`` holds them (from ``offset``), as :meth:`Backend.get`
+        gives a named one's: the read-back of a blob before :meth:`commit` names it. The move
+        writes no bytes (it is the server's rename: ``commit``), so what was read here is what
+        the name holds once committed; :class:`BlobNotFound` when it is not in ``tmp/``."""
+
     def make_folders(self, folders: Iterable[str]) -> None:
         """Make these folders (``""``: the root; ``tmp`` may be one), in this order, for a set
         being created: rclone's WebDAV backend makes a missing parent folder with three more

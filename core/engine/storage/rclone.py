@@ -203,6 +203,13 @@ class RcloneBackend:
         except BlobNotFound:
             pass
 
+    def read_staged(self, staged: Staged, offset: int = 0) -> Generator[bytes, None, None]:
+        try:
+            resp = self.rcd.download(self.fs, _staged_place(staged), offset)
+        except RcloneError as err:
+            raise classify(err.message, err.status, self.where, staged.name) from None
+        return self._chunks(resp, staged.name)
+
     def make_folders(self, folders: Iterable[str]) -> None:
         for folder in folders:
             if folder and folder != TMP:

@@ -138,11 +138,21 @@ class Retrying:
         folders = tuple(folders)      # (each try makes them all)
         self._run("making the set's folders", lambda: self.inner.make_folders(folders))  # type: ignore[attr-defined]
 
+    def read_staged(self, staged: Staged, offset: int = 0) -> Generator[bytes, None, None]:
+        def reopen(at: int) -> Generator[bytes, None, None]:
+            return self.inner.read_staged(staged, at)   # type: ignore[attr-defined]
+
+        return self._resuming(staged.name, offset, self._run(f"reading {staged.name}", lambda: reopen(offset)), reopen)
+
     def get(self, name: str, offset: int = 0) -> Generator[bytes, None, None]:
         first = self._run(f"reading {name}", lambda: self.inner.get(name, offset))
         return self._resuming(name, offset, first)
 
-    def _resuming(self, name: str, offset: int, gen: Generator[bytes, None, None]) -> Generator[bytes, None, None]:
+    def _resuming(self, name: str, offset: int, gen: Generator[bytes, None, None],
+                  reopen: Callable[[int], Generator[bytes, None, None]] | None = None) -> Generator[bytes, None, None]:
+        """``gen``'s chunks; a transient failure part-way opens the blob again where it stopped
+        (``reopen(offset)``: ``inner.get`` by default)."""
+        reopen = reopen or (lambda at: self.inner.get(name, at))
         done = offset
         failures = 0
         try:
@@ -159,7 +169,7 @@ class Retrying:
                     gen.close()
                     self.retries += 1
                     self.clock.sleep(min(self.max_wait, self.first_wait * self.factor ** (failures - 1)))
-                    gen = self._run(f"reading {name}", lambda at=done: self.inner.get(name, at))
+                    gen = self._run(f"reading {name}", lambda at=done: reopen(at))
                     continue
                 done += len(chunk)
                 yield chunk
@@ -261,6 +271,11 @@ class RateLimited:
     def discard(self, staged: Staged) -> None:
         self._op()
         self.inner.discard(staged)   # type: ignore[attr-defined]
+
+    def read_staged(self, staged: Staged, offset: int = 0) -> Generator[bytes, None, None]:
+        self._op()
+        gen = self.inner.read_staged(staged, offset)   # type: ignore[attr-defined]
+        return gen if self._bytes is None else self._metered_get(gen)
 
     def make_folders(self, folders: Iterable[str]) -> None:
         self._op()

@@ -65,14 +65,18 @@ class _Recording:
         self._inner.make_folders(folders)
 
     def get(self, name, offset=0):
-        inner = self._inner.get(name, offset)
+        return self._noted(self._inner.get(name, offset), "read", name)
 
+    def read_staged(self, staged, offset=0):
+        return self._noted(self._inner.read_staged(staged, offset), "read staged", staged.name)
+
+    def _noted(self, inner, what, name):
         def chunks():
             try:
                 yield from inner
             finally:
                 inner.close()
-            self._note("read", name)
+            self._note(what, name)
         return chunks()
 
     def __getattr__(self, attr):
@@ -110,12 +114,12 @@ def test_the_manifest_is_uploaded_beside_the_last_pack_and_named_after_every_rea
     # Every blob the snapshot names (through a pack's index) was stored and read back before its name came.
     for folder in ("packs/", "index/", "objects/"):
         written = [i for i, (what, name) in enumerate(events) if what in ("put", "named") and name.startswith(folder)]
-        read = [i for i, (what, name) in enumerate(events) if what == "read" and name.startswith(folder)]
+        read = [i for i, (what, name) in enumerate(events) if what in ("read", "read staged") and name.startswith(folder)]
         assert written and read and max(written + read) < named_at, folder
-    # ... while its bytes were in tmp/ before the last pack was even stored (the overlap).
+    # ... while its bytes were in tmp/ before the last pack was even stored (the overlap), and read back there.
     assert events.index(("staged", manifest)) < max(i for i, (w, n) in enumerate(events) if w == "put" and
                                                     n.startswith("packs/"))
-    assert ("read", manifest) in events[named_at:]
+    assert events.index(("staged", manifest)) < events.index(("read staged", manifest)) < named_at
     with RemoteSet.open(webdav.backend(), unlock()) as rset:
         assert [s.id for s in rset.snapshots()] == [first, result.snapshot_id]
         assert verify(rset, VerifyOptions(read_all=True)).ok
@@ -178,3 +182,40 @@ def test_the_parent_fetched_ahead_is_used_only_while_it_is_still_the_newest(webd
         newest, copy = ahead.take(rset)
         ahead.close()
         assert newest == second and copy is None
+
+
+def _staged_reads_differ(recording: _Recording, folder: str) -> None:
+    """The recording's ``tmp/`` read-backs of blobs for ``folder`` come back with a byte flipped."""
+    real = recording.read_staged
+
+    def read_staged(staged, offset=0):
+        chunks = real(staged, offset)
+        if not staged.name.startswith(folder):
+            return chunks
+        return (bytes([c[0] ^ 1]) + c[1:] if i == 0 else c for i, c in enumerate(chunks))
+    recording.read_staged = read_staged       # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("folder", ["index/", "snapshots/"])
+def test_an_index_or_manifest_read_back_different_in_tmp_is_never_named(webdav, tmp_path, folder):
+    """An index and the manifest are read back in tmp/, before the move names them (the move is a
+    rename: nothing is read after it). A read-back that differs stops the run with that blob, and the
+    snapshot, unnamed (before, the manifest was named first and read back under its name)."""
+    first, old = _one_snapshot(webdav, tmp_path)
+    src = _tree(tmp_path, 2)
+    recording = _Recording(webdav.backend())
+    _staged_reads_differ(recording, folder)
+    with pytest.raises(PlugbackError):
+        _backup_into(webdav, recording, src)
+    events = recording.events
+    assert ("read staged", next(n for w, n in events if w == "staged" and n.startswith(folder))) in events
+    assert not any(what in ("commit", "named") and name.startswith((folder, "snapshots/")) for what, name in events)
+    assert [n for n in stored(webdav.root) if n.startswith("tmp/")] == []      # the uploads removed
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        assert [s.id for s in rset.snapshots()] == [first]
+        restore(rset, tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "Docs") == read_tree(old)
+    with RemoteSet.open_started(webdav.backend(), unlock()) as rset:      # the next run completes
+        again = backup(rset, [src])
+        assert verify(rset, VerifyOptions(read_all=True)).ok
+        assert rset.newest_id() == again.snapshot_id

@@ -192,6 +192,8 @@ def test_a_staged_blob_is_nowhere_under_its_name_until_committed(subject):
     with pytest.raises(BlobNotFound):
         b.stat(name)
     assert [i.name for i in b.list("")] == [] and [f for f in files_under(subject.root) if f.startswith("tmp/")]
+    assert b"".join(b.read_staged(staged)) == BIG                 # read back in tmp/, before it is named
+    assert b"".join(b.read_staged(staged, 65000)) == BIG[65000:]
     b.commit(staged)
     assert content(b, name) == BIG and [i.name for i in b.list("")] == [name]
     assert files_under(subject.root) == [name]
@@ -201,6 +203,8 @@ def test_a_staged_blob_is_nowhere_under_its_name_until_committed(subject):
     dropped = b.stage("objects/ef/" + "ef" * 32, BIG)
     b.discard(dropped)
     b.discard(dropped)                                       # gone already is fine
+    with pytest.raises(BlobNotFound):
+        b.read_staged(dropped)
     assert files_under(subject.root) == [name]
 
 
@@ -215,4 +219,6 @@ def test_a_staged_place_that_stage_did_not_make_is_refused(subject):
             b.commit(bad)
         with pytest.raises(StorageError):
             b.discard(bad)
+        with pytest.raises(StorageError):
+            b.read_staged(bad)
     assert content(b, "plugback.json") == b"{}"

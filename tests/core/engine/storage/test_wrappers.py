@@ -291,6 +291,31 @@ class _Mover:
     def stat(self, name):
         return self.inner.stat(name)
 
+    def read_staged(self, staged, offset=0):
+        """Chunks of 3 bytes from ``offset``; ``cut`` reads are cut off after the first chunk."""
+        data = self.waiting[staged.name]
+        self.reads.append(offset)
+
+        def chunks():
+            for at in range(offset, len(data), 3):
+                if at > offset and self.cut:
+                    self.cut -= 1
+                    raise transient()
+                yield data[at:at + 3]
+        return chunks()
+
+    reads: list[int]
+    cut = 0
+
+
+def test_a_read_back_in_tmp_cut_off_continues_from_the_last_byte(tmp_path):
+    inner = _Mover(LocalBackend(tmp_path / "set"))
+    inner.reads, inner.cut = [], 2
+    r = Retrying(inner, RecordingClock(), attempts=3)
+    staged = r.stage("index/" + "ab" * 32, b"0123456789")
+    assert b"".join(r.read_staged(staged)) == b"0123456789"
+    assert inner.reads == [0, 3, 6] and r.retries == 2
+
 
 def test_a_commit_retried_after_its_answer_was_lost_finds_the_name_and_a_missing_staged_blob_fails(tmp_path):
     from core.engine.storage.base import Staged
