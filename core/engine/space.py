@@ -14,7 +14,7 @@ anything is written:
    journal and new folders. Identical content stored once is not known before reading,
    so the estimate can only be too high, never too low, for the files it sees.
    No estimate at all when the drive has room for twice a fresh copy of the newest snapshot
-   (:func:`_quick_fit`) or, for a first backup, 1.25 times all that the sources' volumes hold
+   (:func:`_quick_fit`) or, for a first backup, twice all that the sources' volumes hold
    (:func:`_fresh_fit`, issue #11: no walk of every file before the run's own).
 2. **Thin** (:func:`core.engine.retention.make_room`): when it does not fit, the oldest
    snapshots go, never the newest, and what only they needed is pruned; planned first,
@@ -69,7 +69,6 @@ MARGIN_FIXED = 1 << 20     # the set's small files, a checkpoint, rounding
 MARGIN_PER_ENTRY = 200     # plus the path: its manifest line (gzip'd) and its Latest.sha256 line
 MARGIN_PER_COPY = 300      # plus twice the path: its journal record
 MARGIN_PATH = 1024         # a first backup's room check without counting (_fresh_fit): a path's bytes, at most on average
-FRESH_FACTOR = 1.25        # ... and how many times what the sources' volumes hold must fit (was 2: issue #11)
 RETRY_SLACK = 1 / 8        # after ENOSPC mid-run the estimate proved low: ask for this much more
 RETRY_SLACK_MIN = 4 << 20
 CANCEL_EVERY = 1000        # entries between cancel checks while estimating
@@ -248,17 +247,15 @@ def _quick_fit(bset: BackupSet, free: int) -> bool:
 
 
 def _fresh_fit(bset: BackupSet, sources: Sequence[str], free: int) -> bool:
-    """A first backup (no snapshot to compare with) on a drive with plenty of room: room for
-    :data:`FRESH_FACTOR` times all that the sources' volumes hold (:func:`_fresh_worst`), so the
-    estimate's walk of every file is not needed (issue #11: it was a second, cold walk before the
-    copy). Only where the volumes count their inodes (not btrfs, not Windows: then the estimate
-    counts); volumes mounted inside a source count too.
+    """A first backup (no snapshot to compare with) on a drive with plenty of room: room for twice
+    all that the sources' volumes hold (their used bytes and used inodes, each file rounded up to a
+    block of the drive, with its margins), so the estimate's walk of every file is not needed (issue
+    #11: it was a second walk before the copy). Only where the volumes count their inodes (not
+    btrfs, not Windows: then the estimate counts); volumes mounted inside a source count too.
 
     An upper bound for files as they take room on their own volume; a sparse file, a clone
-    (APFS), a hard link's second name or a compressed file system's file takes more in the set
-    than on its volume, which the factor covers within reason; beyond it ENOSPC mid-run is handled
-    as for a source that grew (module docstring). Only a first backup skips the count: with no
-    snapshot there is nothing to thin, so the count could only fail the run sooner, never save it."""
+    (APFS) or a hard link takes more in the set than on its volume, which the factor 2 covers
+    within reason; beyond it ENOSPC mid-run is handled as for a source that grew (module docstring)."""
     if bset.newest_id() is not None:
         return False
     try:
@@ -267,21 +264,13 @@ def _fresh_fit(bset: BackupSet, sources: Sequence[str], free: int) -> bool:
         return False
     if not volumes or any(v.f_files == 0 for v in volumes):
         return False
-    return free >= FRESH_FACTOR * _fresh_worst(volumes, block_size(bset.layout.root), bset.encrypted)
-
-
-def _fresh_worst(volumes: list, block: int, encrypted: bool) -> int:
-    """What a copy of everything on ``volumes`` (``statvfs`` results) takes on a drive of
-    ``block``-byte blocks: their used bytes, and per used inode its entry's margins. A file's
-    rounding up to a block is in its volume's used bytes already; a block more per inode only
-    where the drive's block is larger than the volume's, or encrypted (each file's header and tag)."""
+    block = block_size(bset.layout.root)
+    per_entry = stored_size(1, bset.encrypted, block) + MARGIN_PER_ENTRY + MARGIN_PER_COPY + 3 * MARGIN_PATH
     worst = MARGIN_FIXED
-    margins = MARGIN_PER_ENTRY + MARGIN_PER_COPY + 3 * MARGIN_PATH
     for v in volumes:
-        rounding = stored_size(1, encrypted, block) if encrypted or block > v.f_frsize else 0
-        worst += (stored_size((v.f_blocks - v.f_bfree) * v.f_frsize, encrypted, block)
-                  + (v.f_files - v.f_ffree) * (rounding + margins))
-    return worst
+        worst += (stored_size((v.f_blocks - v.f_bfree) * v.f_frsize, bset.encrypted, block)
+                  + (v.f_files - v.f_ffree) * per_entry)
+    return free >= 2 * worst
 
 
 def _source_volumes(sources: Sequence[str]) -> list:

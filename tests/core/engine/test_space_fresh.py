@@ -1,6 +1,5 @@
 """A first backup's room check without counting every file (issue #11): when the drive has room
-for 1.25 times all that the sources' volumes hold (space.FRESH_FACTOR); the full count otherwise.
-Real loop drives."""
+for twice all that the sources' volumes hold; the full count otherwise. Real loop drives."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import subprocess
 from core.engine.backup import BackupOptions
 from core.engine.progress import FakeClock
 from core.engine.repo import BackupSet
-from core.engine.space import FRESH_FACTOR, _fresh_worst, _source_volumes, backup_with_room, block_size, free_space
+from core.engine.space import _source_volumes, backup_with_room, free_space
 from core.errors import DriveFull
 from tests.support.trees import make_tree, read_tree
 
@@ -60,48 +59,6 @@ def test_a_first_backup_that_cannot_fit_still_fails_before_writing(make_drive, t
     else:
         raise AssertionError("a 24 MB folder fitted on a 16 MB drive")
     assert free_space(set_path) == before and bset.snapshot_ids() == []
-
-
-def _leave_free(folder, want: int) -> None:
-    """Fill ``folder``'s volume until about ``want`` bytes are free (a filler file, written)."""
-    excess = free_space(folder) - want
-    assert excess > 0, "the drive is too small for the test"
-    with open(folder / "filler.bin", "wb") as f:
-        while excess > 0:
-            n = min(excess, 4 * MB)
-            f.write(bytes(n))
-            excess -= n
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def test_a_first_backup_with_the_volumes_well_under_the_free_space_does_not_count(make_drive):
-    """1.6 times the sources' volume free on the drive (the set on the same kind of volume: a file's
-    rounding up to a block is in the volume's used bytes already): no walk of every file first.
-    Main's rule (twice, a block more per inode) counted here."""
-    src = _small_source(make_drive)
-    drive = make_drive("ext4", size_mb=16)
-    set_path = drive.mount_point / "set"
-    bset = BackupSet.create(set_path, FakeClock().now())
-    worst = _fresh_worst(_source_volumes([str(src)]), block_size(set_path), False)
-    _leave_free(drive.mount_point, int(1.6 * worst))
-    assert FRESH_FACTOR * worst <= free_space(set_path) < 2 * worst
-    result, report = backup_with_room(bset, [src], BackupOptions(clock=FakeClock()))
-    assert result.status.value == "ok" and result.files_copied == 20
-    assert report.need is None                                   # no estimate was made
-    assert read_tree(set_path / "Latest" / "Docs") == read_tree(src)
-
-
-def test_a_first_backup_with_the_volumes_near_the_free_space_counts(make_drive):
-    """Under 1.25 times the sources' volume free: the files are counted (and they fit)."""
-    src = _small_source(make_drive)
-    drive = make_drive("ext4", size_mb=16)
-    set_path = drive.mount_point / "set"
-    bset = BackupSet.create(set_path, FakeClock().now())
-    _leave_free(drive.mount_point, int(1.1 * _fresh_worst(_source_volumes([str(src)]), block_size(set_path), False)))
-    result, report = backup_with_room(bset, [src], BackupOptions(clock=FakeClock()))
-    assert result.status.value == "ok"
-    assert report.need is not None and report.need.files == 20
 
 
 def test_a_volume_mounted_inside_a_source_counts_too(make_drive, tmp_path):
