@@ -67,7 +67,7 @@ from core.engine.sourceread import SOURCE_RETRIES as SOURCE_RETRIES  # noqa: F40
 from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # noqa: F401
 from core.engine.sourceread import read_with_retries
 from core.engine.splice import ProvenParent, Splice
-from core.engine.store import EncryptedStore, PlainStore
+from core.engine.store import EncryptedStore, PlainStore, prefetch_source
 from core.engine.sums import LatestSums
 from core.engine.window import Window
 from core.errors import Cancelled, ManifestDamaged, PlugbackError
@@ -282,7 +282,6 @@ class _Run:
         try:
             with ExitStack() as stack:
                 stack.callback(self.proven.close)
-                stack.callback(self.store.opened.close)   # (the sources read ahead and kept open)
                 old: Iterable[Entry] = ()
                 if parent_id:   # (the proven parent's local copy, if there is one)
                     old = stack.enter_context(self.proven.lines() or self.bset.open_manifest(parent_id))
@@ -312,7 +311,7 @@ class _Run:
 
     def _scanning(self, entries):
         """``entries``, :data:`PREFETCH` ahead: the small files among them that will be copied are
-        read ahead by the OS (store.prefetch_source, kept open for the copy) while the pass copies the ones before. Runs of
+        read ahead by the OS (store.prefetch_source) while the pass copies the ones before. Runs of
         kept lines (a Splice: up to a piece of text each) are held back :data:`SPLICES_AHEAD` at most."""
         ahead: deque = deque()
         splices = 0
@@ -324,24 +323,15 @@ class _Run:
                 out = ahead.popleft()
                 splices -= type(out) is Splice
                 yield out
-                self._past(out)
-        for out in ahead:
-            yield out
-            self._past(out)
+        yield from ahead
         self._scan_done = True   # the totals are known now
-
-    def _past(self, item) -> None:
-        """The pass is past ``item``: its source's descriptor kept open ahead (if its copy did not take
-        it: a file copied later, or not at all) is closed, so no more than :data:`PREFETCH` stay open."""
-        if type(item) is tuple and item[0] is not None:
-            self.store.opened.forget(item[0].abspath)
 
     def _prefetch(self, item) -> None:
         se, prev = item if type(item) is tuple else (None, None)   # (scan entry, parent entry)
         if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
                 and (prev is None or self.options.rehash or not same_stat(prev, se))
                 and (self.sealing is None or self.sealing.keep(se))):   # (seal workers start their own reads)
-            self.store.opened.add(se.abspath)   # (kept open: the copy reads it, store.read_source)
+            prefetch_source(se.abspath)
 
     def _step(self, se: ScanEntry | None, old: Entry | None) -> None:
         """One path: removed (``se`` None), new (``old`` None) or in both."""

@@ -13,7 +13,6 @@ shorter, older retry. All waits are on the run's clock (tests pass FakeClock).
 
 from __future__ import annotations
 
-import os
 from core.engine.progress import Clock, RunWarning, WarningCode
 from core.engine.winattrs import is_locked
 from core.errors import PlugbackError
@@ -66,39 +65,3 @@ def _give_up(err: OSError, se, e, prev) -> RunWarning:
     e.sha256 = None
     code = WarningCode.LOCKED if locked else WarningCode.UNREADABLE
     return RunWarning(code, se.abspath, f"{why}, skipped" + ("; close it and back up again" if locked else ""))
-
-
-class OpenedAhead:
-    """Small sources the pass read ahead (``store.prefetch_source``), kept open for their copy: the
-    copy reads the descriptor the hint opened, one open and close per file less (issue #11: four
-    opens per small file against ``cp -a``'s two). The descriptor was opened after the scan's
-    ``lstat`` (never through a symlink); the copy's ``fstat`` compares size and time with the scan's
-    as for a file it opens itself. At most the pass's look-ahead are open: past each path the pass calls
-    :meth:`forget` (a file it did not copy), and :meth:`close` ends the rest."""
-
-    def __init__(self, open_ahead):
-        self._open_ahead = open_ahead   # (path, keep=True) -> descriptor or None
-        self._fds: dict[str, int] = {}
-
-    def add(self, path: str) -> None:
-        """Start reading ``path`` and keep it open, where the OS takes the hint."""
-        fd = self._open_ahead(path, keep=True)
-        if fd is not None:
-            self.forget(path)   # (the same path twice: the older descriptor goes)
-            self._fds[path] = fd
-
-    def take(self, path: str) -> int | None:
-        """``path``'s descriptor, now the caller's to close; None: the caller opens it."""
-        return self._fds.pop(path, None) if self._fds else None
-
-    def forget(self, path: str) -> None:
-        """Close ``path``'s descriptor if its copy did not take it."""
-        fd = self._fds.pop(path, None) if self._fds else None
-        if fd is not None:
-            os.close(fd)
-
-    def close(self) -> None:
-        """Close every descriptor still kept (the pass ended or failed)."""
-        fds, self._fds = self._fds, {}
-        for fd in fds.values():
-            os.close(fd)

@@ -30,7 +30,6 @@ from core.engine.lean_child import is_changed, read_open_whole
 from core.engine.manifest import FILE, LINK, Entry
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
-from core.engine.sourceread import OpenedAhead
 from core.errors import PlugbackError
 
 _OBJECT_NAME = re.compile(r"^[0-9a-f]{64}$")   # (as SetLayout.object checks it)
@@ -111,17 +110,15 @@ class _SplitWriter:
                 pass
 
 
-def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | None = None,
-                fd: int | None = None) -> tuple[int, bool]:
+def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | None = None) -> tuple[int, bool]:
     """Stream ``path`` into ``sink`` and ``hasher``; (bytes read, changed since it was scanned).
 
     ``size_hint`` and ``mtime_ns`` are what the scan saw: the read stops at that
     size, and a file whose size or time differs afterwards was changed meanwhile.
-    ``fd``: ``path`` opened already (sourceread.OpenedAhead); closed here either way.
     """
     size = 0
     buf = read_buffer()
-    fd = os.open(long_path(path), SOURCE_FLAGS) if fd is None else fd
+    fd = os.open(long_path(path), SOURCE_FLAGS)
     try:
         while True:
             n = read_into(fd, buf)
@@ -139,38 +136,36 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
     return size, is_changed(st, size, mtime_ns)
 
 
-def read_whole(path: str, size_hint: int, mtime_ns: int | None = None, fd: int | None = None) -> tuple[bytes, bool]:
+def read_whole(path: str, size_hint: int, mtime_ns: int | None = None) -> tuple[bytes, bool]:
     """A small file's bytes in one read (more only if it returns short) and whether it changed
     since it was scanned: :func:`read_source` for content held whole (``size_hint`` bytes at
-    most are read; a file that grew shows in the fstat). ``fd``: ``path`` opened already."""
-    return read_open_whole(os.open(long_path(path), SOURCE_FLAGS) if fd is None else fd, size_hint, mtime_ns)
+    most are read; a file that grew shows in the fstat)."""
+    return read_open_whole(os.open(long_path(path), SOURCE_FLAGS), size_hint, mtime_ns)
 
 
-def prefetch_source(path: str, keep: bool = False) -> int | None:
+def prefetch_source(path: str) -> None:
     """Ask the OS to start reading the small source file ``path`` now, without waiting for it.
 
     The pass copies small files one after the other in its own thread; a hint for the
     files coming next lets the drive work on several at once (what threads gave before,
     without their hand-offs). Only where the OS takes the hint (posix_fadvise); never
     blocks (O_NONBLOCK: a FIFO swapped in is not waited on) and never fails: the copy
-    itself reads and reports. ``keep``: the descriptor is returned open (None where none
-    was opened), for the copy to read from (sourceread.OpenedAhead).
+    itself reads and reports.
     """
     # Linux only (written so mypy sees it for each platform); elsewhere the copy just reads.
     if sys.platform == "win32" or sys.platform == "darwin" or not hasattr(os, "posix_fadvise"):
-        return None
+        return
     try:
         fd = os.open(long_path(path), READ_FLAGS | _NONBLOCK | _NOFOLLOW)
     except OSError:
-        return None
+        return
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     except OSError:
         pass
-    if keep:
-        return fd
-    os.close(fd)
-    return None
+    finally:
+        os.close(fd)
+
 
 
 def _size(p: str | Path) -> int:
@@ -216,7 +211,6 @@ class _Store:
         self.rehash = rehash   # stored copies are not trusted: a fresh copy replaces them (repair)
         self._made: set[str] = set()
         self._tmp = str(self.layout.tmp)
-        self.opened = OpenedAhead(prefetch_source)   # small sources read ahead, kept open for their copy
 
     def _hasher(self):
         return hashlib.sha256()
@@ -235,7 +229,7 @@ class _Store:
         hasher = self._hasher()
         try:
             sink = self._sink(out)
-            size, changed = read_source(se.abspath, sink, hasher, se.size, se.mtime_ns, self.opened.take(se.abspath))
+            size, changed = read_source(se.abspath, sink, hasher, se.size, se.mtime_ns)
             if sink is not out:
                 sink.close()
             out.close(*self._times(se))
@@ -511,7 +505,7 @@ class EncryptedStore(_Store):
         not written at all (no ``tmp_paths``) when a trusted object holds its content already."""
         if not self.seals_whole(se.size):
             return super().copy_in(se)
-        data, changed = read_whole(se.abspath, se.size, se.mtime_ns, self.opened.take(se.abspath))
+        data, changed = read_whole(se.abspath, se.size, se.mtime_ns)
         hasher = self._hasher()
         hasher.update(data)
         copied = Copied(hasher.sha256_hexdigest(), len(data), hasher.hexdigest(), [], changed)

@@ -18,21 +18,17 @@ from tests.support.trees import make_tree, read_tree
 @pytest.fixture
 def turn_into_folder_when_read(monkeypatch):
     """``turn(path)``: once the run first reads ``path`` (after its scan: the scan and the
-    copies overlap), it becomes a folder, so reading it fails (EISDIR) on every retry. (Before the
-    run opens it: a descriptor the pass opened ahead, store.prefetch_source, would read the file.)"""
+    copies overlap), it becomes a folder, so reading it fails (EISDIR) on every retry."""
     from core.engine import store
 
     def turn(path):
         real = store.read_source
 
-        def read_source(p, sink, hasher, size_hint=-1, mtime_ns=None, fd=None):
+        def read_source(p, *args, **kwargs):
             if p == str(path) and os.path.isfile(path):
                 os.unlink(path)
                 os.mkdir(path)
-                if fd is not None:
-                    os.close(fd)
-                    fd = None
-            return real(p, sink, hasher, size_hint, mtime_ns, fd)
+            return real(p, *args, **kwargs)
 
         monkeypatch.setattr(store, "read_source", read_source)
     return turn
