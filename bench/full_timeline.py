@@ -1,16 +1,21 @@
 """Where a plain full backup's wall time goes (issue #11): one ``plugback backup`` of SRC into a new
 set at SET, run in this process with timers around its steps, printed as a timeline.
 
-Steps timed (seconds from the start, and each step's wall): the whole pass (scan, copies), every
-``flush_volume`` (the checkpoints' and the commit's ``syncfs``), the commit, the read-back; and the
+Steps timed (seconds from the start, and each step's wall): the room check before the run
+(``space.ensure_room``: the estimate's walk of every source when it is made), the whole pass (scan,
+copies), every ``flush_volume`` (the checkpoints' and the commit's ``syncfs``), the commit, the read-back; and the
 process's CPU (user, system) at each mark. Run it from the checkout to measure (``PYTHONPATH=.``),
 with the page cache dropped first for a cold run (root):
 
     sync; echo 3 > /proc/sys/vm/drop_caches
-    PYTHONPATH=. .venv/bin/python -P bench/full_timeline.py SRC SET [--window N] [backup options]
+    PYTHONPATH=. .venv/bin/python -P bench/full_timeline.py SRC SET [--window N] [--room-walk on|off] [backup options]
 
 ``--window N``: the pass's window of files in flight (``backup.WINDOW_FILES``, 1,024) set to N in
-this process only, for same-code A/B runs. The prototype that read big copies back as they were
+this process only, for same-code A/B runs. ``--room-walk on|off``: the room check's estimate (a
+cold walk of every source before the pass) always made, or never (``space._fresh_fit`` forced), for
+the same A/B: branch ``full4`` measured that skipping it did not make the backup faster, as the walk
+warms the metadata the pass then reads (docs/performance.md, "#11: the standard set's full backup,
+second pass"). The prototype that read big copies back as they were
 written (branch ``fullplain`` at 20fbcf1, core/engine/bigcheck.py; docs/performance.md, "#11: the
 standard set's full backup against restic and borg") was measured with this script and dropped.
 """
@@ -50,14 +55,24 @@ def _window(files: int) -> None:
     backup.WINDOW_FILES = files
 
 
+def _room_walk(how: str) -> None:
+    from core.engine import space
+
+    if how not in ("on", "off"):
+        raise SystemExit(f"--room-walk on|off, not {how!r}")
+    fits = how == "off"
+    space._fresh_fit = lambda *a: fits   # (a first backup: the only room check that can skip the walk)
+    space._quick_fit = lambda *a: fits
+
+
 def main(argv: list[str]) -> int:
     src, dest = argv[0], argv[1]
     argv = argv[2:]
-    if argv[:1] == ["--window"]:
-        _window(int(argv[1]))
+    while argv[:1] in (["--window"], ["--room-walk"]):
+        (_window(int(argv[1])) if argv[0] == "--window" else _room_walk(argv[1]))
         argv = argv[2:]
     from core.cli import main as cli
-    from core.engine import backup, fs, readback, window
+    from core.engine import backup, fs, readback, space, window
 
     waited = [0.0]
     pop = window.Window._pop
@@ -72,6 +87,7 @@ def main(argv: list[str]) -> int:
     window.Window._pop = timed_pop
 
     _timed(fs.FileSystem, "flush_volume", "flush_volume")
+    _timed(space, "ensure_room", "room check (the estimate's walk, if made)")
     _timed(backup._Run, "_pass", "pass (scan + copies)")
     _timed(backup._Run, "_commit", "commit (flush + manifest)")
     _timed(readback, "read_back", "read-back")
