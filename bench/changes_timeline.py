@@ -92,6 +92,8 @@ def engine_marks() -> None:
     from core.engine import backup, fs, readback, sums
 
     MARKS.append((start, time.perf_counter(), "engine imported"))
+    timed(backup._Run, "execute", "the run (set open and locked)")
+    timed(backup._Run, "_check_parent", "the parent's manifest proven")
     timed(backup._Run, "_pass", "pass (scan + copies)")
     timed(fs.FileSystem, "flush_volume", "flush_volume")
     timed(backup._Run, "_commit", "commit (flush + manifest)")

@@ -129,12 +129,13 @@ def test_shares_past_the_shared_page_are_the_first_walkers():
 def test_stop_ends_the_child_and_reaps_it(tmp_path, one_thread):
     src = make_tree(tmp_path / "src", {f"d{i:03}/e{j}/x": b"x" for i in range(50) for j in range(3)})
     ahead = scan_ahead.start([str(src)], [], str(tmp_path / "set"))
-    assert ahead is not None
-    pid = ahead.pid
+    assert ahead is not None and len(ahead.pids) == 2
+    pids = ahead.pids
     ahead.stop()
-    assert ahead.stopped and ahead.pid == 0
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)   # (reaped: no longer this process's child)
+    assert ahead.stopped and ahead.pid == 0 and ahead.pids == []
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)   # (reaped: no longer this process's child)
     ahead.stop()   # (again: nothing)
 
 
@@ -162,7 +163,7 @@ def test_a_backup_reaps_its_child_when_it_succeeds_or_fails(tmp_path, monkeypatc
 
     def start(*args):
         ahead = real(*args)
-        started.extend([(ahead, ahead.pid)] if ahead is not None else [])
+        started.extend([(ahead, pid) for pid in ahead.pids] if ahead is not None else [])
         return ahead
 
     monkeypatch.setattr(scan_ahead, "start", start)
@@ -170,7 +171,7 @@ def test_a_backup_reaps_its_child_when_it_succeeds_or_fails(tmp_path, monkeypatc
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0
     (tmp_path / "set" / "plugback.json").write_text("not json")   # the set cannot be opened: before any scan
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) != 0
-    assert len(started) == 2
+    assert len(started) == 4   # (two walkers a run)
     for ahead, pid in started:
         assert ahead.pid == 0
         with pytest.raises(ChildProcessError):
