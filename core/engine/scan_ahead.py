@@ -9,7 +9,10 @@ of Python. On a cold cache each of those waits for the disk, and a backup of the
 machine: each ``lstat`` they made took the interpreter's lock back from the scan. A child process
 has its own interpreter: it walks the same folders in the same order (depth first, names
 sorted) on the other core, from the moment ``plugback backup`` has read its arguments (while the
-engine's modules load), and the scan finds most answers cached.
+engine's modules load), and the scan finds most answers cached. Two such children (walkers)
+share the walk (:class:`Shares`: the folders below each source's second level, each walked by the
+walker that claimed it), so two of the disk's reads are in flight instead of one (issue #11,
+docs/performance.md "#11: the day of changes, fifth pass").
 
 Nothing comes back from the child: it only fills the OS's cache, and the scan still reads every
 folder and entry itself (what it records is what it read). The child never follows a symlink,
@@ -117,7 +120,10 @@ def start(sources: list[str], excludes: list[str], set_root: str) -> ScanAhead |
     except PlugbackError:
         return None   # a bad pattern: the backup says so
     parent = os.getpid()
-    claims = mmap.mmap(-1, MAX_SHARES) if WALKERS > 1 else b""   # (anonymous: shared with the children)
+    try:
+        claims = mmap.mmap(-1, MAX_SHARES) if WALKERS > 1 else b""   # (anonymous: shared with the children)
+    except OSError:
+        return None
     pids: list[int] = []
     for walker in range(WALKERS):
         try:
