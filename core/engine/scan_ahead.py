@@ -9,10 +9,7 @@ of Python. On a cold cache each of those waits for the disk, and a backup of the
 machine: each ``lstat`` they made took the interpreter's lock back from the scan. A child process
 has its own interpreter: it walks the same folders in the same order (depth first, names
 sorted) on the other core, from the moment ``plugback backup`` has read its arguments (while the
-engine's modules load), and the scan finds most answers cached. Two such children (walkers)
-share the walk (:class:`Shares`: the folders below each source's second level, each walked by the
-walker that claimed it), so two of the disk's reads are in flight instead of one (issue #11,
-docs/performance.md "#11: the day of changes, fifth pass").
+engine's modules load), and the scan finds most answers cached.
 
 Nothing comes back from the child: it only fills the OS's cache, and the scan still reads every
 folder and entry itself (what it records is what it read). The child never follows a symlink,
@@ -29,7 +26,7 @@ import os
 import stat
 import sys
 import threading
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from core.engine.fs import long_path, read_ahead
 from core.engine.prefetch import Prefetch
@@ -44,75 +41,38 @@ _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class ScanAhead(Prefetch):
-    """The child processes reading the sources ahead: a :class:`Prefetch` to the scan (``exclude``,
+    """The child process reading the sources ahead: a :class:`Prefetch` to the scan (``exclude``,
     ``stop``), without its threads."""
 
-    def __init__(self, pids: list[int]):   # (no super().__init__: that starts the threads)
-        self.pids = pids
+    def __init__(self, pid: int):   # (no super().__init__: that starts the threads)
+        self.pid = pid
         self.stopped = False
 
-    @property
-    def pid(self) -> int:
-        """The first walker's pid (0 once stopped)."""
-        return self.pids[0] if self.pids else 0
-
     def exclude(self, excluded, skip) -> None:
-        """(The children apply the same excludes themselves, from the command's arguments.)"""
+        """(The child applies the same excludes itself, from the command's arguments.)"""
 
     def stop(self) -> None:
-        """End the children (at once: what they read is cached already) and reap them; again: nothing."""
-        pids, self.pids, self.stopped = self.pids, [], True
-        for pid in pids:
-            if sys.platform != "win32":   # (there is no child elsewhere: written so mypy sees it for each platform)
-                import signal
+        """End the child (at once: what it read is cached already) and reap it; again: nothing."""
+        if self.pid <= 0:
+            return
+        pid, self.pid, self.stopped = self.pid, 0, True
+        if sys.platform != "win32":   # (there is no child elsewhere: written so mypy sees it for each platform)
+            import signal
 
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for pid in pids:
             try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
-
-
-#: Child processes walking the sources at once. One walk waits on one cold read at a time; two keep
-#: two in flight (alone, cold, the standard set's walk 0.62–0.75 s with one, 0.45–0.60 s with two,
-#: CPU the same: they share the work, docs/performance.md "#11: the day of changes, fifth pass").
-WALKERS = 2
-#: Folders this deep below a source (``a/b``) are the walkers' shares: each such folder and all
-#: below it is walked by the one walker that claimed it first; the folders above by every walker.
-SHARE_DEPTH = 2
-MAX_SHARES = 65536   # shares claimed through the shared page; past that the first walker walks them all
-
-
-class Shares:
-    """Which walker claimed which share (the folders at :data:`SHARE_DEPTH`, numbered in the walk's
-    order, the same in every walker): a page shared by the walkers (``mmap`` made before the fork).
-    Two walkers seeing a share free at once both walk it: twice the work, never a folder missed."""
-
-    def __init__(self, walker: int, claims) -> None:
-        self.walker, self._claims = walker, claims
-        self._next = 0
-
-    def take(self) -> bool:
-        """Whether this walker walks the next share (claimed now, or past the page: the first walker's)."""
-        i, self._next = self._next, self._next + 1
-        if i >= len(self._claims):
-            return self.walker == 0
-        if self._claims[i]:
-            return False
-        self._claims[i] = 1
-        return True
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def start(sources: list[str], excludes: list[str], set_root: str) -> ScanAhead | None:
-    """Children reading ``sources`` (folders) ahead of the scan, or None where that is not done."""
+    """A child reading ``sources`` (folders) ahead of the scan, or None where that is not done."""
     if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return None   # (a fork copies one thread only: never while another may hold a lock)
-    import mmap
-
     from core.engine.scan import Excluder  # (before the fork: the scan needs it anyway)
 
     try:
@@ -121,37 +81,21 @@ def start(sources: list[str], excludes: list[str], set_root: str) -> ScanAhead |
         return None   # a bad pattern: the backup says so
     parent = os.getpid()
     try:
-        claims = mmap.mmap(-1, MAX_SHARES) if WALKERS > 1 else b""   # (anonymous: shared with the children)
+        pid = os.fork()
     except OSError:
         return None
-    pids: list[int] = []
-    for walker in range(WALKERS):
-        try:
-            pid = os.fork()
-        except OSError:
-            break
-        if pid == 0:
-            _child(walker, sources, excluder, set_root, parent, Shares(walker, claims) if WALKERS > 1 else None)
-        pids.append(pid)
-    if isinstance(claims, mmap.mmap):
-        claims.close()   # (the parent's mapping only: the children keep theirs)
-    return ScanAhead(pids) if pids else None
-
-
-def _child(walker: int, sources: list[str], excluder: Excluder, set_root: str, parent: int,
-           shares: Shares | None) -> NoReturn:
-    """A walker: walk, then leave without running anything of the parent's (no atexit, no flush)."""
-    try:
+    if pid:
+        return ScanAhead(pid)
+    try:   # the child: walk, then leave without running anything of the parent's (no atexit, no flush)
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # (Ctrl+C is the parent's to handle)
-        if walker == 0:
-            load_ahead(os.path.dirname(__file__))
+        load_ahead(os.path.dirname(__file__))
         # (imported here, not before the fork: the child starts a few ms sooner on a cold cache)
         from core.engine.set_ahead import SetAhead
 
-        latest = SetAhead.of_set(set_root, set_files=walker == 0)
-        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent, latest, shares)
+        latest = SetAhead.of_set(set_root)
+        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent, latest)
         if latest is not None:
             latest.finish()
     finally:
@@ -243,65 +187,45 @@ def load_ahead(package: str) -> int:
     return n
 
 
-def walk(sources: list[str], excluder: Excluder, parent: int | None = None, latest: SetAhead | None = None,
-         shares: Shares | None = None) -> int:
+def walk(sources: list[str], excluder: Excluder, parent: int | None = None, latest: SetAhead | None = None) -> int:
     """List every folder below ``sources`` and ``lstat`` its entries, as the scan does and in its
     order; the number of entries read. Stops early when ``parent`` is no longer the parent
     process (it ended); a folder that cannot be read is passed over (the scan reports it).
-    ``latest``: what changed since the set's last commit is also looked up there (core/engine/set_ahead.py).
-    ``shares``: one of several walkers: the folders at :data:`SHARE_DEPTH` (and all below them) that
-    another walker claimed are left to it; above them only the first walker ``lstat``s the files
-    and looks up the set (the others ``lstat`` the folders: their shares' order and times)."""
+    ``latest``: what changed since the set's last commit is also looked up there (core/engine/set_ahead.py)."""
     n = 0
+    since = latest.since if latest is not None else None   # (per entry: a comparison, no call)
     for root in sources:
         top = os.path.basename(root.rstrip(os.sep)) or "root"   # (its name in Latest/, as a rule: plan_sources)
-        stack = [("", latest is not None and _changed_root(root, latest), 0)]
+        stack = [("", latest is not None and _changed_root(root, latest))]
         while stack:
             if parent is not None and os.getppid() != parent:
                 return n
-            rel, changed, depth = stack.pop()
-            mine = shares is None or shares.walker == 0 or depth >= SHARE_DEPTH
-            if depth == SHARE_DEPTH and shares is not None and not shares.take():
+            rel, changed = stack.pop()
+            below = []
+            names: set[str] = set()
+            try:
+                with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:
+                    for d in it:   # (a folder's entries all read before the next: their order is no matter)
+                        try:
+                            st = d.stat(follow_symlinks=False)
+                        except OSError:
+                            continue   # (gone since the listing)
+                        n += 1
+                        if changed:
+                            names.add(d.name)
+                        new = since is not None and (st.st_mtime_ns >= since or st.st_ctime_ns >= since)
+                        if new and latest is not None:
+                            latest.file(f"{top}/{rel}/{d.name}" if rel else f"{top}/{d.name}")
+                        if stat.S_ISDIR(st.st_mode):
+                            sub = f"{rel}/{d.name}" if rel else d.name
+                            if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
+                                below.append((sub, new))
+            except OSError:
                 continue
-            below: list[tuple[str, bool, int]] = []
-            n += _folder(root, rel, top, (changed, mine), excluder, latest, below, depth + 1)
+            if changed and latest is not None:
+                latest.folder(f"{top}/{rel}" if rel else top, names)
             below.sort(reverse=True)   # (the scan enters them by name: the first one last on the stack)
             stack.extend(below)
-    return n
-
-
-def _folder(root: str, rel: str, top: str, flags: tuple[bool, bool], excluder: Excluder, latest: SetAhead | None,
-            below: list[tuple[str, bool, int]], depth: int) -> int:
-    """One folder of :func:`walk`: its entries ``lstat``-ed, its folders to enter added to ``below``
-    (with whether they changed, and their depth); the number of entries read. ``flags``: (the
-    folder changed, it is this walker's: else only its folders are ``lstat``-ed, nothing looked up)."""
-    changed, mine = flags
-    n = 0
-    since = latest.since if latest is not None else None   # (per entry: a comparison, no call)
-    names: set[str] = set()
-    try:
-        with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:
-            for d in it:   # (a folder's entries all read before the next: their order is no matter)
-                if not mine and not d.is_dir(follow_symlinks=False):
-                    continue   # (a file above the shares: the first walker's)
-                try:
-                    st = d.stat(follow_symlinks=False)
-                except OSError:
-                    continue   # (gone since the listing)
-                n += 1
-                if changed and mine:
-                    names.add(d.name)
-                new = since is not None and (st.st_mtime_ns >= since or st.st_ctime_ns >= since)
-                if new and mine and latest is not None:
-                    latest.file(f"{top}/{rel}/{d.name}" if rel else f"{top}/{d.name}")
-                if stat.S_ISDIR(st.st_mode):
-                    sub = f"{rel}/{d.name}" if rel else d.name
-                    if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
-                        below.append((sub, new, depth))
-    except OSError:
-        return n
-    if changed and mine and latest is not None:
-        latest.folder(f"{top}/{rel}" if rel else top, names)
     return n
 
 

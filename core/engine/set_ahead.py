@@ -60,10 +60,10 @@ def changed_since(st: os.stat_result, since: int) -> bool:
 class SetAhead:
     """Look-ups in ``Latest/`` (strings: '/'-separated paths below it), done by threads, in order."""
 
-    def __init__(self, latest: str, since: int, threads: int = THREADS, set_files: bool = True):
+    def __init__(self, latest: str, since: int, threads: int = THREADS):
         self.latest, self.since = latest, since
         self.root = os.path.dirname(latest)
-        self._first = set_files   # (``Latest.sha256`` and ``objects/`` asked for once something changed)
+        self._first = True
         self._held = 0            # names held by waiting folder look-ups
         self._lock = threading.Lock()
         self.left = MAX_LOOKUPS
@@ -75,13 +75,12 @@ class SetAhead:
             t.start()
 
     @classmethod
-    def of_set(cls, set_root: str, set_files: bool = True) -> "SetAhead | None":
-        """For the set at ``set_root`` (None when it has no committed snapshot to compare with).
-        ``set_files``: also ask for ``Latest.sha256`` and look in ``objects/`` (one walker does)."""
+    def of_set(cls, set_root: str) -> "SetAhead | None":
+        """For the set at ``set_root`` (None when it has no committed snapshot to compare with)."""
         since = last_commit(set_root)
         if since is None:
             return None
-        return cls(os.path.join(set_root, LATEST_DIR), since, set_files=set_files)
+        return cls(os.path.join(set_root, LATEST_DIR), since)
 
     def changed(self, st: os.stat_result) -> bool:
         return changed_since(st, self.since)

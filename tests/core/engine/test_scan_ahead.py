@@ -81,61 +81,26 @@ def test_the_engines_compiled_modules_are_asked_for(tmp_path):
 
 
 @linux
-def test_the_children_walk_and_end_by_themselves(tmp_path, one_thread):
+def test_the_child_walks_and_ends_by_itself(tmp_path, one_thread):
     src = _tree(tmp_path)
     ahead = scan_ahead.start([str(src)], [], str(tmp_path / "set"))
-    assert ahead is not None and len(ahead.pids) == scan_ahead.WALKERS == 2 and ahead.pid == ahead.pids[0]
-    for child in ahead.pids:
-        pid, status = os.waitpid(child, 0)   # (each ends once its walk is done)
-        assert pid == child and os.waitstatus_to_exitcode(status) == 0
-    ahead.pids = []   # (reaped here)
+    assert ahead is not None and ahead.pid > 0
+    pid, status = os.waitpid(ahead.pid, 0)   # (it ends once its walk is done)
+    assert pid == ahead.pid and os.waitstatus_to_exitcode(status) == 0
+    ahead.pid = 0   # (reaped here)
     ahead.stop()
-
-
-def _shared_tree(tmp_path):
-    return make_tree(tmp_path / "src", {"top.txt": b"t", "a/x.txt": b"x", "a/p/1": b"1", "a/p/deep/2": b"2",
-                                        "a/q/3": b"3", "b/r/4": b"4", "b/y.txt": b"y"})
-
-
-def test_walkers_share_the_folders_below_the_second_level(tmp_path, monkeypatch):
-    """Each folder at SHARE_DEPTH (a/p, a/q, b/r: shares 0, 1, 2 in the walk's order) with all below
-    it is walked by the walker that claimed it; the folders above it by every walker."""
-    src = _shared_tree(tmp_path)
-    listed = _listed(monkeypatch, src)
-    claims = bytearray(8)
-    claims[1] = 1   # (a/q: another walker's)
-    n = scan_ahead.walk([str(src)], Excluder(), shares=scan_ahead.Shares(0, claims))
-    assert listed == ["", "a", "a/p", "a/p/deep", "b", "b/r"]
-    assert bytes(claims[:4]) == b"\x01\x01\x01\x00"   # (claimed as it went: a/p, b/r)
-    # a, b, top.txt; p, q, x.txt; 1, deep; 2; r, y.txt; 4: not a/q's 3
-    assert n == 12
-    listed.clear()
-    second = scan_ahead.walk([str(src)], Excluder(), shares=scan_ahead.Shares(1, claims))
-    # Every share claimed: the second walker reads the folders above them, and only their folders.
-    assert listed == ["", "a", "b"] and second == 5   # a, b; p, q; r
-    listed.clear()
-    assert scan_ahead.walk([str(src)], Excluder(), shares=scan_ahead.Shares(1, bytearray(8))) == 10   # + 1, deep; 2; 3; 4
-    assert listed == ["", "a", "a/p", "a/p/deep", "a/q", "b", "b/r"]
-
-
-def test_shares_past_the_shared_page_are_the_first_walkers():
-    claims = bytearray(1)
-    first, other = scan_ahead.Shares(0, claims), scan_ahead.Shares(1, claims)
-    assert [first.take(), first.take(), first.take()] == [True, True, True]
-    assert [other.take(), other.take()] == [False, False]   # (share 0 claimed by the first; 1: past the page)
 
 
 @linux
 def test_stop_ends_the_child_and_reaps_it(tmp_path, one_thread):
     src = make_tree(tmp_path / "src", {f"d{i:03}/e{j}/x": b"x" for i in range(50) for j in range(3)})
     ahead = scan_ahead.start([str(src)], [], str(tmp_path / "set"))
-    assert ahead is not None and len(ahead.pids) == 2
-    pids = ahead.pids
+    assert ahead is not None
+    pid = ahead.pid
     ahead.stop()
-    assert ahead.stopped and ahead.pid == 0 and ahead.pids == []
-    for pid in pids:
-        with pytest.raises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)   # (reaped: no longer this process's child)
+    assert ahead.stopped and ahead.pid == 0
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)   # (reaped: no longer this process's child)
     ahead.stop()   # (again: nothing)
 
 
@@ -163,7 +128,7 @@ def test_a_backup_reaps_its_child_when_it_succeeds_or_fails(tmp_path, monkeypatc
 
     def start(*args):
         ahead = real(*args)
-        started.extend([(ahead, pid) for pid in ahead.pids] if ahead is not None else [])
+        started.extend([(ahead, ahead.pid)] if ahead is not None else [])
         return ahead
 
     monkeypatch.setattr(scan_ahead, "start", start)
@@ -171,7 +136,7 @@ def test_a_backup_reaps_its_child_when_it_succeeds_or_fails(tmp_path, monkeypatc
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0
     (tmp_path / "set" / "plugback.json").write_text("not json")   # the set cannot be opened: before any scan
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) != 0
-    assert len(started) == 4   # (two walkers a run)
+    assert len(started) == 2
     for ahead, pid in started:
         assert ahead.pid == 0
         with pytest.raises(ChildProcessError):
