@@ -1,23 +1,25 @@
 """A plain local set's restore where reads can be started ahead (Linux): small files opened in the
 restoring thread, each with its read started up to :data:`AHEAD` files before it is written, and
-written by one writer thread; big files in :data:`BIG_WORKERS` worker threads (core/engine/restore.py
-chooses this, restore_file.py writes).
+written by :data:`WRITERS` writer threads; big files in :data:`BIG_WORKERS` worker threads
+(core/engine/restore.py chooses this, restore_file.py writes).
 
 Why not a pool for every file (what other systems and sets still use): with 8 worker threads the
 standard set's restore (27,000 files, 1 GiB) made 1.8 million ``futex`` calls, 67 a file: the
 threads handing the GIL to each other around every system call, for files that take microseconds
 each. One thread that asks the drive for the next files' bytes (``posix_fadvise`` WILLNEED, as
 readback.py's read-back does) keeps the drive as busy as the threads did. Small files are handed
-to the writer :data:`SMALL_BATCH` at a time (a hand-off per file would cost more than the file), so
+to the writers :data:`SMALL_BATCH` at a time (a hand-off per file would cost more than the file), so
 opening (the folder made, ``lstat``, ``open``, the read started) and writing (read, hash, write, set
-the time, link in) run side by side on two cores, each mostly in system calls, for two hand-offs a
-batch (docs/performance.md, "#11: the standard set's restore, written beside its opens"). Big files
-(1 MiB and more) go to workers: hashing and copying them lets go of the GIL.
+the time, rename into place) run side by side on two cores, each mostly in system calls, for two
+hand-offs a batch; a second writer writes while the first waits for a read the drive has not
+finished (docs/performance.md, "#11: the standard set's restore, written beside its opens"). Big
+files (1 MiB and more) go to workers: hashing and copying them lets go of the GIL.
 
 Order: every file's room (what is in the way) is decided in manifest order in this thread. A file
 kept under another name ("x (restored).txt") waits until every file before it is written, and its
 free name is then looked for again: not one that an earlier file still to be written takes.
 """
+
 from __future__ import annotations
 
 import sys
@@ -65,8 +67,9 @@ AHEAD = _ahead()
 BIG_FILE = 1 << 20      # files this big are restored by a worker thread
 BIG_WORKERS = 2         # one a core on this 2-core class of machine; each mostly outside the GIL
 BIG_PENDING = 4         # big files handed to the workers ahead of the one being counted
-SMALL_BATCH = 32        # small files handed to the writer thread at a time (a hand-off per file costs more)
-SMALL_PENDING = 3       # batches handed to it ahead of the one being counted
+WRITERS = 2             # threads writing small files: one kept busy while the other waits for its read
+SMALL_BATCH = 32        # small files handed to a writer at a time (a hand-off per file costs more)
+SMALL_PENDING = 4       # batches handed to the writers ahead of the one being counted
 
 # (the entry, where it goes, its outcome or its content's paths, those opened)
 _Small = tuple[Entry, Room, "Decided | list", "Opened | None"]
@@ -82,11 +85,11 @@ def usable(bset) -> bool:
 
 def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool) -> None:
     """``_Restorer.restore_all`` this way: folders and symlinks as they come, small files opened
-    here (their reads started ahead) and written by the writer thread, big files in the workers;
+    here (their reads started ahead) and written by the writer threads, big files in the workers;
     memory flat (bounded queues)."""
     with ThreadPoolExecutor(max_workers=max(1, min(run.options.workers, BIG_WORKERS))) as pool, \
-            ThreadPoolExecutor(max_workers=1) as writer:
-        q = _Queues(run, pool, writer)
+            ThreadPoolExecutor(max_workers=WRITERS) as writers:
+        q = _Queues(run, pool, writers)
         try:
             for e in map(run.names.local, entries):
                 if e.type == DIR:
@@ -104,11 +107,11 @@ def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool) -> Non
 
 class _Queues:
     """What one restore has under way: small files opened ahead (``small``), batches of them handed
-    to the writer thread (``batches``), big files handed to the workers (``big``). No more than
+    to the writer threads (``batches``), big files handed to the workers (``big``). No more than
     :data:`AHEAD` small files are open at once, here and handed out together."""
 
-    def __init__(self, run: _Restorer, pool: ThreadPoolExecutor, writer: ThreadPoolExecutor):
-        self.run, self.pool, self.writer = run, pool, writer
+    def __init__(self, run: _Restorer, pool: ThreadPoolExecutor, writers: ThreadPoolExecutor):
+        self.run, self.pool, self.writers = run, pool, writers
         self.small: deque[_Small] = deque()
         self.batches: deque[_Batch] = deque()
         self.big: deque[_Big] = deque()
@@ -116,11 +119,11 @@ class _Queues:
         self.opened = AHEAD - self.batch * SMALL_PENDING   # small files opened here, not handed out yet
 
     def hand_small(self) -> None:
-        """Hand the oldest small files (a batch) to the writer, once it has fewer than SMALL_PENDING."""
+        """Hand the oldest small files (a batch) to the writers, once they have fewer than SMALL_PENDING."""
         while len(self.batches) >= SMALL_PENDING:
             self.count_batch()
         batch = [self.small.popleft() for _ in range(min(self.batch, len(self.small)))]
-        self.batches.append((batch, self.writer.submit(_write_batch, self.run, batch)))
+        self.batches.append((batch, self.writers.submit(_write_batch, self.run, batch)))
 
     def count_batch(self) -> None:
         batch, future = self.batches.popleft()
@@ -153,7 +156,7 @@ def _close_all(items: Iterable[_Small]) -> None:
 
 
 def _write_batch(run: _Restorer, batch: list[_Small]) -> list:
-    """The writer thread's work: each small file of ``batch`` written and checked, in order; when one
+    """A writer thread's work: each small file of ``batch`` written and checked, in order; when one
     fails or the restore is cancelled, the rest are closed unwritten."""
     done: list = []
     try:

@@ -1,6 +1,6 @@
-"""A plain local set's restore on Linux (core/engine/restore_ahead.py): small files in the restoring
-thread, their content opened and its read started ahead; big files in two worker threads; every
-file still checked before it is renamed into place (issue #11)."""
+"""A plain local set's restore on Linux (core/engine/restore_ahead.py): small files opened in the
+restoring thread, their reads started ahead, and written by two writer threads; big files in two
+worker threads; every file still checked before it is renamed into place (issue #11)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_a_plain_local_set_is_restored_this_way_with_few_threads(backed_up, tmp_
     result = restore_path(set_path, tmp_path / "out", progress=lambda p: threads.append(threading.active_count()))
     assert result.files_restored == len(TREE) and not result.damaged
     assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
-    assert max(threads) <= threading.active_count() + restore_ahead.BIG_WORKERS + 1   # the workers and the writer
+    assert max(threads) <= threading.active_count() + restore_ahead.BIG_WORKERS + restore_ahead.WRITERS
     for rel in ("mixed/a.txt", "big/3.bin", "small/005.txt"):
         want, got = os.stat(src / rel), os.stat(tmp_path / "out" / "Docs" / rel)
         assert (got.st_mode, got.st_mtime_ns) == (want.st_mode, want.st_mtime_ns)
