@@ -115,7 +115,7 @@ class _Queues:
         self.small: deque[_Small] = deque()
         self.batches: deque[_Batch] = deque()
         self.big: deque[_Big] = deque()
-        self.batch = max(1, min(SMALL_BATCH, AHEAD // 4))
+        self.batch = max(1, min(SMALL_BATCH, AHEAD // (2 * SMALL_PENDING)))   # half of AHEAD out at most
         self.opened = AHEAD - self.batch * SMALL_PENDING   # small files opened here, not handed out yet
 
     def hand_small(self) -> None:

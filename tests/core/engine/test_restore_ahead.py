@@ -182,3 +182,28 @@ def test_no_more_small_files_are_open_at_once_than_the_read_ahead_allows(backed_
     # the files opened ahead, handed to the writer or waiting here; a few more for the restore's own
     # files (the manifest, the spools, a file being written, the set's lock)
     assert max(most) <= 64 + 8
+
+
+def test_small_files_are_still_opened_ahead_under_a_low_descriptor_limit(backed_up, tmp_path, monkeypatch):
+    """With 64 descriptors to spend (a quarter of a soft limit of 256), half go to the files opened
+    and waiting: the first small file is written only once 32 are open."""
+    _, set_path = backed_up
+    monkeypatch.setattr(restore_ahead, "AHEAD", 64)
+    opened: list[int] = []
+    at_first_write: list[int] = []
+    real_open, real_write = restore_ahead.open_ahead, restore_ahead.write_file
+
+    def counting_open(paths):
+        opened.append(1)
+        return real_open(paths)
+
+    def first_write(*args, **kwargs):
+        if not at_first_write:
+            at_first_write.append(len(opened))
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(restore_ahead, "open_ahead", counting_open)
+    monkeypatch.setattr(restore_ahead, "write_file", first_write)
+    result = restore_path(set_path, tmp_path / "out")
+    assert result.files_restored == len(TREE) and not result.damaged
+    assert at_first_write[0] >= 32
