@@ -1,14 +1,19 @@
-"""A plain local set's restore where reads can be started ahead (Linux): small files in the restoring
-thread, each opened and its read started :data:`AHEAD` files before it is written; big files in
-:data:`BIG_WORKERS` worker threads (core/engine/restore.py chooses this, restore_file.py writes).
+"""A plain local set's restore where reads can be started ahead (Linux): small files opened in the
+restoring thread, each with its read started up to :data:`AHEAD` files before it is written, and
+written by :data:`WRITERS` writer threads; big files in :data:`BIG_WORKERS` worker threads
+(core/engine/restore.py chooses this, restore_file.py writes).
 
 Why not a pool for every file (what other systems and sets still use): with 8 worker threads the
 standard set's restore (27,000 files, 1 GiB) made 1.8 million ``futex`` calls, 67 a file: the
 threads handing the GIL to each other around every system call, for files that take microseconds
 each. One thread that asks the drive for the next files' bytes (``posix_fadvise`` WILLNEED, as
-readback.py's read-back does) keeps the drive as busy as the threads did. Big files (1 MiB and
-more) still go to workers: hashing and copying them lets go of the GIL, so they run on the other
-core beside the small files.
+readback.py's read-back does) keeps the drive as busy as the threads did. Small files are handed
+to the writers :data:`SMALL_BATCH` at a time (a hand-off per file would cost more than the file), so
+opening (the folder made, ``lstat``, ``open``, the read started) and writing (read, hash, write, set
+the time, rename into place) run side by side on two cores, each mostly in system calls, for two
+hand-offs a batch; a second writer writes while the first waits for a read the drive has not
+finished (docs/performance.md, "#11: the standard set's restore, written beside its opens"). Big
+files (1 MiB and more) go to workers: hashing and copying them lets go of the GIL.
 
 Order: every file's room (what is in the way) is decided in manifest order in this thread. A file
 kept under another name ("x (restored).txt") waits until every file before it is written, and its
@@ -62,10 +67,14 @@ AHEAD = _ahead()
 BIG_FILE = 1 << 20      # files this big are restored by a worker thread
 BIG_WORKERS = 2         # one a core on this 2-core class of machine; each mostly outside the GIL
 BIG_PENDING = 4         # big files handed to the workers ahead of the one being counted
+WRITERS = 2             # threads writing small files: one kept busy while the other waits for its read
+SMALL_BATCH = 32        # small files handed to a writer at a time (a hand-off per file costs more)
+SMALL_PENDING = 4       # batches handed to the writers ahead of the one being counted
 
 # (the entry, where it goes, its outcome or its content's paths, those opened)
 _Small = tuple[Entry, Room, "Decided | list", "Opened | None"]
 _Big = tuple[Entry, "Future[Decided]"]
+_Batch = tuple[list[_Small], "Future[list]"]
 
 
 def usable(bset) -> bool:
@@ -75,46 +84,112 @@ def usable(bset) -> bool:
 
 
 def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool) -> None:
-    """``_Restorer.restore_all`` this way: folders and symlinks as they come, small files here
-    (their reads started ahead), big files in the workers; memory flat (bounded queues)."""
-    small: deque[_Small] = deque()
-    big: deque[_Big] = deque()
-    with ThreadPoolExecutor(max_workers=max(1, min(run.options.workers, BIG_WORKERS))) as pool:
+    """``_Restorer.restore_all`` this way: folders and symlinks as they come, small files opened
+    here (their reads started ahead) and written by the writer threads, big files in the workers;
+    memory flat (bounded queues)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(run.options.workers, BIG_WORKERS))) as pool, \
+            ThreadPoolExecutor(max_workers=WRITERS) as writers:
+        q = _Queues(run, pool, writers)
         try:
             for e in map(run.names.local, entries):
                 if e.type == DIR:
                     run.folder(e, dirs)
                 elif e.type == FILE:
-                    _file(run, e, small, big, pool)
+                    _file(q, e)
                 else:
                     if run.options.on_conflict is OnConflict.KEEP_BOTH:   # (see _file)
-                        _drain(run, small, big)
+                        q.drain()
                     run.link(e)
-            _drain(run, small, big)
+            q.drain()
         finally:
-            for _, _, _, opened in small:
-                if opened is not None:
-                    opened.close()
-            for _, future in big:
-                future.cancel()
+            q.close()
 
 
-def _file(run: _Restorer, e: Entry, small: deque[_Small], big: deque[_Big], pool: ThreadPoolExecutor) -> None:
+class _Queues:
+    """What one restore has under way: small files opened ahead (``small``), batches of them handed
+    to the writer threads (``batches``), big files handed to the workers (``big``). No more than
+    :data:`AHEAD` small files are open at once, here and handed out together."""
+
+    def __init__(self, run: _Restorer, pool: ThreadPoolExecutor, writers: ThreadPoolExecutor):
+        self.run, self.pool, self.writers = run, pool, writers
+        self.small: deque[_Small] = deque()
+        self.batches: deque[_Batch] = deque()
+        self.big: deque[_Big] = deque()
+        self.batch = max(1, min(SMALL_BATCH, AHEAD // (2 * SMALL_PENDING)))   # half of AHEAD out at most
+        self.opened = AHEAD - self.batch * SMALL_PENDING   # small files opened here, not handed out yet
+
+    def hand_small(self) -> None:
+        """Hand the oldest small files (a batch) to the writers, once they have fewer than SMALL_PENDING."""
+        while len(self.batches) >= SMALL_PENDING:
+            self.count_batch()
+        batch = [self.small.popleft() for _ in range(min(self.batch, len(self.small)))]
+        self.batches.append((batch, self.writers.submit(_write_batch, self.run, batch)))
+
+    def count_batch(self) -> None:
+        batch, future = self.batches.popleft()
+        for item, decided in zip(batch, future.result(), strict=True):
+            _count(self.run, item[0], decided)
+
+    def drain(self) -> None:
+        """Write every small file waiting and count every file handed out."""
+        while self.small:
+            self.hand_small()
+        while self.batches:
+            self.count_batch()
+        while self.big:
+            _finish_big(self.run, self.big.popleft())
+
+    def close(self) -> None:
+        """Stop what has not started; close what was opened for it (a batch being written closes its own)."""
+        for batch, future in self.batches:
+            if future.cancel():
+                _close_all(batch)
+        _close_all(self.small)
+        for _, big in self.big:
+            big.cancel()
+
+
+def _close_all(items: Iterable[_Small]) -> None:
+    for _, _, _, opened in items:
+        if opened is not None:
+            opened.close()
+
+
+def _write_batch(run: _Restorer, batch: list[_Small]) -> list:
+    """A writer thread's work: each small file of ``batch`` written and checked, in order; when one
+    fails or the restore is cancelled, the rest are closed unwritten."""
+    done: list = []
+    try:
+        for item in batch:
+            run.options.cancel.check()
+            done.append(_write_small(run, item))
+    finally:
+        _close_all(batch[len(done):])
+    return done
+
+
+def _write_small(run: _Restorer, item: _Small) -> Decided:
+    e, room, found, opened = item
+    return found if isinstance(found, tuple) else write_file(run.bset, e, room, found, opened)
+
+
+def _file(q: _Queues, e: Entry) -> None:
     """Restore the file entry ``e`` now (kept under another name), or queue it, small or big."""
+    run = q.run
     run.options.cancel.check()
     room = run.room(e)
     if room[1] is RestoreOutcome.KEPT_BOTH:   # a free name is one no file before it takes: asked again, all written
-        _drain(run, small, big)
+        q.drain()
         room = run.room(e)
         _count(run, e, restore_file(run.bset, e, room, run.plan.newest, run.objects))
     elif e.size >= BIG_FILE:
-        big.append((e, pool.submit(restore_file, run.bset, e, room, run.plan.newest, run.objects)))
-        while len(big) > BIG_PENDING:
-            _finish_big(run, big.popleft())
+        q.big.append((e, q.pool.submit(restore_file, run.bset, e, room, run.plan.newest, run.objects)))
+        while len(q.big) > BIG_PENDING:
+            _finish_big(run, q.big.popleft())
     else:
-        small.append(_start(run, e, room))
-        while len(small) > AHEAD:
-            _finish_small(run, small.popleft())
+        q.small.append(_start(run, e, room))
+        if len(q.small) >= q.opened:
+            q.hand_small()
 
 
 def _start(run: _Restorer, e: Entry, room: Room) -> _Small:
@@ -123,22 +198,9 @@ def _start(run: _Restorer, e: Entry, room: Room) -> _Small:
     return e, room, found, None if isinstance(found, tuple) else open_ahead(found)
 
 
-def _finish_small(run: _Restorer, item: _Small) -> None:
-    e, room, found, opened = item
-    _count(run, e, found if isinstance(found, tuple) else write_file(run.bset, e, room, found, opened))
-
-
 def _finish_big(run: _Restorer, item: _Big) -> None:
     e, future = item
     _count(run, e, future.result())
-
-
-def _drain(run: _Restorer, small: deque[_Small], big: deque[_Big]) -> None:
-    """Write every small file waiting and count every big one handed to the workers."""
-    while small:
-        _finish_small(run, small.popleft())
-    while big:
-        _finish_big(run, big.popleft())
 
 
 def _count(run: _Restorer, e: Entry, decided: Decided) -> None:

@@ -1,19 +1,20 @@
-"""A plain local set's restore on Linux (core/engine/restore_ahead.py): small files in the restoring
-thread, their content opened and its read started ahead; big files in two worker threads; every
-file still checked before it is renamed into place (issue #11)."""
+"""A plain local set's restore on Linux (core/engine/restore_ahead.py): small files opened in the
+restoring thread, their reads started ahead, and written by two writer threads; big files in two
+worker threads; every file still checked before it is renamed into place (issue #11)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
 
 import pytest
 
-from core.engine import restore_ahead
+from core.engine import restore_ahead, restore_file
 from core.engine.progress import CancelToken
 from core.engine.restore import OnConflict
-from core.errors import Cancelled
+from core.errors import Cancelled, UsageError
 from tests.support.engine import backup_path, open_set, restore_path
 from tests.support.trees import make_tree, read_tree
 
@@ -44,6 +45,11 @@ def _open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
+def _names(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` with a name, and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_a_plain_local_set_is_restored_this_way_with_few_threads(backed_up, tmp_path):
     src, set_path = backed_up
     assert restore_ahead.usable(open_set(set_path))
@@ -51,7 +57,7 @@ def test_a_plain_local_set_is_restored_this_way_with_few_threads(backed_up, tmp_
     result = restore_path(set_path, tmp_path / "out", progress=lambda p: threads.append(threading.active_count()))
     assert result.files_restored == len(TREE) and not result.damaged
     assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
-    assert max(threads) <= threading.active_count() + restore_ahead.BIG_WORKERS   # not a thread a core or more
+    assert max(threads) <= threading.active_count() + restore_ahead.BIG_WORKERS + restore_ahead.WRITERS
     for rel in ("mixed/a.txt", "big/3.bin", "small/005.txt"):
         want, got = os.stat(src / rel), os.stat(tmp_path / "out" / "Docs" / rel)
         assert (got.st_mode, got.st_mtime_ns) == (want.st_mode, want.st_mtime_ns)
@@ -136,3 +142,68 @@ def test_the_read_ahead_stays_within_a_quarter_of_the_open_file_limit():
         assert restore_ahead._ahead() == min(256, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_error_in_the_writer_thread_stops_the_restore_with_no_descriptor_open(backed_up, tmp_path, monkeypatch):
+    _, set_path = backed_up
+    monkeypatch.setattr(restore_ahead, "AHEAD", 64)   # fewer than the tree's files: some handed, some opened
+    real_write, writes = os.write, []
+
+    def full_disk_on_the_50th_write(fd, data):
+        writes.append(fd)
+        if len(writes) == 50:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(restore_file.os, "write", full_disk_on_the_50th_write)
+    before = _open_fds()
+    with pytest.raises(UsageError, match="No space left"):
+        restore_path(set_path, tmp_path / "out")
+    assert _open_fds() == before
+    named = _names(tmp_path / "out")
+    assert 0 < len(named) < len(TREE)
+    assert all(data == TREE[rel.removeprefix("Docs/")] for rel, data in named.items())
+
+
+def test_no_more_small_files_are_open_at_once_than_the_read_ahead_allows(backed_up, tmp_path, monkeypatch):
+    _, set_path = backed_up
+    monkeypatch.setattr(restore_ahead, "AHEAD", 64)
+    base = len(_open_fds())
+    most = []
+    real_open = restore_file.open_ahead
+
+    def counting(paths):
+        most.append(len(_open_fds()) - base)
+        return real_open(paths)
+
+    monkeypatch.setattr(restore_ahead, "open_ahead", counting)
+    result = restore_path(set_path, tmp_path / "out")
+    assert result.files_restored == len(TREE)
+    # the files opened ahead, handed to the writer or waiting here; a few more for the restore's own
+    # files (the manifest, the spools, a file being written, the set's lock)
+    assert max(most) <= 64 + 8
+
+
+def test_small_files_are_still_opened_ahead_under_a_low_descriptor_limit(backed_up, tmp_path, monkeypatch):
+    """With 64 descriptors to spend (a quarter of a soft limit of 256), half go to the files opened
+    and waiting: the first small file is written only once 32 are open."""
+    _, set_path = backed_up
+    monkeypatch.setattr(restore_ahead, "AHEAD", 64)
+    opened: list[int] = []
+    at_first_write: list[int] = []
+    real_open, real_write = restore_ahead.open_ahead, restore_ahead.write_file
+
+    def counting_open(paths):
+        opened.append(1)
+        return real_open(paths)
+
+    def first_write(*args, **kwargs):
+        if not at_first_write:
+            at_first_write.append(len(opened))
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(restore_ahead, "open_ahead", counting_open)
+    monkeypatch.setattr(restore_ahead, "write_file", first_write)
+    result = restore_path(set_path, tmp_path / "out")
+    assert result.files_restored == len(TREE) and not result.damaged
+    assert at_first_write[0] >= 32
