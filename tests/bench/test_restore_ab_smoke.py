@@ -45,6 +45,6 @@ def test_restore_ab_restores_with_plugback_restic_borg_and_cp(tmp_path):
     assert "FAIL" not in out, out
     lines = out.splitlines()
     assert lines[0].startswith("round 1 "), out
-    for name, line in zip(["this", "restic", "borg", "cp"], lines[1:]):
+    for name, line in zip(["this", "restic", "borg", "cp"], lines[1:], strict=True):
         assert re.match(LINE.format(name), line), out
     assert not (work / "out").exists()   # the script leaves no restore behind
