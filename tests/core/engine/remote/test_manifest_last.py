@@ -151,17 +151,7 @@ def test_a_last_pack_that_fails_leaves_no_new_snapshot_and_the_last_one_restores
     staged = [name for what, name in recording.events if what == "staged" and name.startswith("snapshots/")]
     assert staged, "the manifest was not uploaded beside the last pack"
     assert not any(what in ("commit", "named") and name.startswith("snapshots/") for what, name in recording.events)
-    assert [n for n in stored(webdav.root) if n.startswith("tmp/")] == []      # its upload removed
-    with RemoteSet.open(webdav.backend(), unlock()) as rset:
-        assert [s.id for s in rset.snapshots()] == [first]
-        restore(rset, tmp_path / "out")
-    assert read_tree(tmp_path / "out" / "Docs") == read_tree(old)
-    with RemoteSet.open_started(webdav.backend(), unlock()) as rset:      # the next run completes
-        again = backup(rset, [src])
-        assert verify(rset, VerifyOptions(read_all=True)).ok
-        assert rset.newest_id() == again.snapshot_id
-        restore(rset, tmp_path / "out2")
-    assert read_tree(tmp_path / "out2" / "Docs") == read_tree(src)
+    _only_the_old_snapshot_and_the_next_run_completes(webdav, tmp_path, first, old, src)
 
 
 def test_the_parent_fetched_ahead_is_used_only_while_it_is_still_the_newest(webdav, tmp_path):
@@ -182,6 +172,22 @@ def test_the_parent_fetched_ahead_is_used_only_while_it_is_still_the_newest(webd
         newest, copy = ahead.take(rset)
         ahead.close()
         assert newest == second and copy is None
+
+
+def _only_the_old_snapshot_and_the_next_run_completes(webdav, tmp_path, first, old, src) -> None:
+    """After a failed run: its uploads gone from tmp/, only ``first`` listed and restoring ``old``;
+    the next run completes, verifies and restores ``src``."""
+    assert [n for n in stored(webdav.root) if n.startswith("tmp/")] == []
+    with RemoteSet.open(webdav.backend(), unlock()) as rset:
+        assert [s.id for s in rset.snapshots()] == [first]
+        restore(rset, tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "Docs") == read_tree(old)
+    with RemoteSet.open_started(webdav.backend(), unlock()) as rset:      # the next run completes
+        again = backup(rset, [src])
+        assert verify(rset, VerifyOptions(read_all=True)).ok
+        assert rset.newest_id() == again.snapshot_id
+        restore(rset, tmp_path / "out2")
+    assert read_tree(tmp_path / "out2" / "Docs") == read_tree(src)
 
 
 def _staged_reads_differ(recording: _Recording, folder: str) -> None:
@@ -210,12 +216,4 @@ def test_an_index_or_manifest_read_back_different_in_tmp_is_never_named(webdav, 
     events = recording.events
     assert ("read staged", next(n for w, n in events if w == "staged" and n.startswith(folder))) in events
     assert not any(what in ("commit", "named") and name.startswith((folder, "snapshots/")) for what, name in events)
-    assert [n for n in stored(webdav.root) if n.startswith("tmp/")] == []      # the uploads removed
-    with RemoteSet.open(webdav.backend(), unlock()) as rset:
-        assert [s.id for s in rset.snapshots()] == [first]
-        restore(rset, tmp_path / "out")
-    assert read_tree(tmp_path / "out" / "Docs") == read_tree(old)
-    with RemoteSet.open_started(webdav.backend(), unlock()) as rset:      # the next run completes
-        again = backup(rset, [src])
-        assert verify(rset, VerifyOptions(read_all=True)).ok
-        assert rset.newest_id() == again.snapshot_id
+    _only_the_old_snapshot_and_the_next_run_completes(webdav, tmp_path, first, old, src)
