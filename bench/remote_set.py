@@ -182,11 +182,11 @@ def _report(rows: list[tuple], markdown: bool) -> None:
     if markdown:
         print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
     for r in rows:
-        cells = [f"{w:.1f} ({c:.1f})" for w, c in r[1:4]]
+        cells = [f"{w:.2f} ({c:.2f})" for w, c in r[1:4]]
         if markdown:
             print(f"| {r[0]} | " + " | ".join(cells) + f" | {r[4] / 2**20:.1f} | {r[5]} |")
         else:
-            print(f"{r[0]:9} full {cells[0]:13} again {cells[1]:13} restore {cells[2]:13} "
+            print(f"{r[0]:9} full {cells[0]:15} again {cells[1]:15} restore {cells[2]:15} "
                   f"stored {r[4] / 2**20:7.1f} MiB  identical {r[5]}")
 
 
