@@ -211,29 +211,30 @@ class LoopDrive:
         return f"<LoopDrive {self.fstype} {self.device} at {self.mount_point}>"
 
 
-def _device_open(device: str) -> bool:
-    """True while some process has ``device`` open (a FUSE daemon finishing up)."""
+def _open_files():
+    """``(pid folder, target)`` of every open descriptor this process may look at in /proc."""
     for fd_dir in Path("/proc").glob("[0-9]*/fd"):
         try:
             for fd in fd_dir.iterdir():
-                if os.readlink(fd) == device:
-                    return True
+                yield fd_dir.parent, os.readlink(fd)
         except OSError:  # the process went away, or is not ours to look at
             continue
-    return False
+
+
+def _device_open(device: str) -> bool:
+    """True while some process has ``device`` open (a FUSE daemon finishing up)."""
+    return any(target == device for _, target in _open_files())
 
 
 def _holders(mount_point: Path) -> str:
     """Which processes hold files under ``mount_point`` open (for the "busy" message)."""
     held = set()
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            for fd in fd_dir.iterdir():
-                target = os.readlink(fd)
-                if target == str(mount_point) or target.startswith(f"{mount_point}/"):
-                    held.add(f"pid {fd_dir.parent.name} ({(fd_dir.parent / 'comm').read_text().strip()}): {target}")
-        except OSError:
-            continue
+    for proc, target in _open_files():
+        if target == str(mount_point) or target.startswith(f"{mount_point}/"):
+            try:
+                held.add(f"pid {proc.name} ({(proc / 'comm').read_text().strip()}): {target}")
+            except OSError:
+                continue
     return "; open: " + ", ".join(sorted(held)[:5]) if held else ""
 
 

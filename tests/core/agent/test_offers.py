@@ -5,6 +5,7 @@ Other tests on this machine may mount drives at the same time, so every check na
 """
 
 import json
+import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -198,3 +199,37 @@ def test_not_this_drive_from_the_command_line(paths, make_agent, make_drive, tmp
     assert [d["name"] for d in read_config(paths.config_file).declined_drives] == ["CLI STICK"]
     refused = run_cli("drive", "decline", str(tmp_path))
     assert refused.returncode != 0 and "No drive is mounted at" in refused.stderr
+
+
+def test_an_eject_right_after_the_plug_in_waits_for_the_look_at_the_volume(paths, make_agent, ext4_drive,
+                                                                            monkeypatch):
+    """The agent looks at every new volume on a thread of its own; a file that look holds open made
+    an eject at that moment fail with "target is busy" (the landing CI of 2026-11-27 met it)."""
+    import threading
+    import time
+
+    from core.agent import offers
+    from core.agent.config_file import update_config
+    from core.agent.drives import enroll
+    from core.platform.eject import LinuxEjector
+
+    info, _ = enroll(ext4_drive.mount_point, "Blue")
+    update_config(paths.config_file, lambda c: c.drives.append({"drive_id": info.drive_id, "label": "Blue"}))
+    ext4_drive.unmount()
+    agent, watcher = make_agent()
+    agent.ejector = LinuxEjector()
+    watcher.poll()
+    looking = threading.Event()
+    real = offers.computers_on
+
+    def slow_look(mount):
+        with open(Path(mount) / "Plugback" / "drive.json", "rb"):   # a file of the drive held open
+            looking.set()
+            time.sleep(0.8)
+        return real(mount)
+    monkeypatch.setattr(offers, "computers_on", slow_look)
+    mount = ext4_drive.mount()
+    watcher.poll()
+    assert looking.wait(5) and agent.present.get(info.drive_id) == str(mount)
+    agent.eject(info.drive_id)                                  # was: EjectFailed, "target is busy"
+    assert not os.path.ismount(mount) and info.drive_id not in agent.present
