@@ -20,6 +20,7 @@ import hashlib
 import json
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from typing import Iterator
 
 from core.engine import objcheck, sealpool
@@ -82,13 +83,14 @@ def read_back(run) -> list[tuple[Entry, ScanEntry, str]]:
     total, done, i = run.stats["copied_bytes"], 0, 0
     count = run.stats["copied_files"]
     checked = _checked_ahead(run) if READS_AHEAD else _checked_in_threads(run)
-    for batch, problems in checked:
-        for (e, se), problem in zip(batch, problems, strict=True):
-            if problem:
-                damaged.append((e, se, problem))
-            done += e.size
-            i += 1
-        run.progress(Progress("verify", i, count, done, total, batch[-1][0].path))
+    with closing(checked):   # (stopped early, e.g. a run failing after its commit: the files opened ahead close now)
+        for batch, problems in checked:
+            for (e, se), problem in zip(batch, problems, strict=True):
+                if problem:
+                    damaged.append((e, se, problem))
+                done += e.size
+                i += 1
+            run.progress(Progress("verify", i, count, done, total, batch[-1][0].path))
     return damaged
 
 
