@@ -21,7 +21,7 @@ import json
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from typing import Iterator
+from typing import Generator, Iterator
 
 from core.engine import objcheck, sealpool
 from core.engine.fs import READS_AHEAD, blocks, read_buffer
@@ -94,7 +94,7 @@ def read_back(run) -> list[tuple[Entry, ScanEntry, str]]:
     return damaged
 
 
-def _checked_in_threads(run) -> Iterator[tuple[list, list[str | None]]]:
+def _checked_in_threads(run) -> Generator[tuple[list, list[str | None]], None, None]:
     """(batch, problems), each batch checked in a worker thread: systems where one thread cannot
     ask for reads ahead (Windows, macOS), plain and encrypted sets alike."""
     from core.engine.verify import check_entry
@@ -129,7 +129,7 @@ def _to_worker(pool, e: Entry) -> bool:
     return pool is not None and e.size < BIG and (pool.filling() or pool.room())
 
 
-def _checked_ahead(run) -> Iterator[tuple[list, list[str | None]]]:
+def _checked_ahead(run) -> Generator[tuple[list, list[str | None]], None, None]:
     """(batch, problems): each small file (an encrypted set: its object) is opened :data:`AHEAD`
     files before it is checked in this thread, its cached pages dropped and its read started
     then (the drive works on many at once, as threads made it, without their GIL hand-offs:
