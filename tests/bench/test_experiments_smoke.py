@@ -145,11 +145,11 @@ def test_agent_journal_plugin_backs_up_the_changed_files_through_the_journal(tmp
     assert len(again) == 1 and again[0][0] == "10" and again[0][1].endswith("(change journal)"), out
 
 
-@pytest.mark.skipif(NOT_ROOT, reason="drops the page cache: root only")
 def test_floor_encrypted_times_restic_and_plugback_backup_and_restore(tmp_path):
     need("restic")
     work = tmp_path / "work"
-    out = _bench("floor_encrypted.py", "--workdir", work, "--scale", "0.001", "--repeat", 1, timeout=180).stdout
+    out = _bench("floor_encrypted.py", "--workdir", work, "--scale", "0.001", "--repeat", 1, "--warm",
+                 timeout=180).stdout
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| encrypted ")]
     assert [(r[0].strip(), r[1].strip()) for r in rows] == [
         ("encrypted full", "restic backup"), ("encrypted full", "plugback after"),
