@@ -166,7 +166,8 @@ class _Contents:
         self.latest_only = [0, 0]   # (files, bytes) of the newest snapshot's given no row (add_manifest)
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
-                        "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER)")
+                        "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER, "
+                        "k INTEGER)")   # k: how many files of manifest ``last`` hold it (add_holders)
         self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts)")
         self.db.execute("CREATE TABLE latest_only (name BLOB, parts INTEGER)")   # (no index: read whole, once)
 
@@ -203,9 +204,11 @@ class _Contents:
         self.db.execute("BEGIN")
         try:
             for batch in scratch.batches(rows()):
-                self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored) "
-                                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
-                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = max(last, excluded.last)",
+                self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored, k) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 1) "
+                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = max(last, excluded.last), "
+                                    "k = CASE WHEN last = excluded.last THEN k + 1 WHEN last < excluded.last THEN 1 "
+                                    "ELSE k END",
                                     [row for row, _ in batch if row is not None])
                 if latest is not None and latest.keys:
                     self.db.executemany("INSERT INTO latest_only VALUES (?, ?)", [k for _, k in batch if k is not None])
@@ -230,8 +233,9 @@ class _Contents:
 
     def add_holders(self, index: int, more: int, last: int) -> None:
         """``more`` manifests, the last of them number ``last``, hold exactly the files of manifest
-        number ``index``, just added (rawlines.same_as_newest): counted without decoding them."""
-        self.db.execute("UPDATE content SET n = n + ?, last = ? WHERE last = ?", (more, last, index))
+        number ``index``, just added (rawlines.same_as_newest, :class:`_Repeats`): counted without
+        decoding them, each as many times as that manifest holds it (as decoding them would)."""
+        self.db.execute("UPDATE content SET n = n + ? * k, last = ? WHERE last = ?", (more, last, index))
 
     def totals(self) -> tuple[int, int]:
         files, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM content").fetchone()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from core.engine import verify
+from core.engine.readpool import MISMATCH
 from tests.core.engine.test_verify_same import FILES, _decode_each, _flip, _hostile_entry, _manifests, _report, \
     _truncate
 from tests.support.engine import backup_path, open_set
@@ -97,3 +98,23 @@ def test_a_repeat_after_a_damaged_manifest_is_compared_with_the_last_intact_one(
     ids = open_set(repeats).snapshot_ids()
     assert [p for p, _ in r[0]] == [f"snapshots/{ids[1]}"] and r[3] == 4
     assert ids[1] in decoded and ids[2] in decoded and ids[3] not in decoded
+
+
+@pytest.mark.parametrize("newest", ["changed", "no change"])
+def test_a_content_held_twice_in_a_manifest_is_counted_twice_in_each_copy(tmp_path, newest):
+    """Two files with one content (a.txt, b.txt), backed up three times, then both changed (their
+    old content kept as one object): the object's holders are the six files, as decoding every
+    manifest counts them, whether the copies are repeats or (newest: "no change") the newest's group."""
+    src = make_tree(tmp_path / "src" / "Data", {**FILES, "a.txt": b"same", "b.txt": b"same"})
+    set_path = tmp_path / "set"
+    for _ in range(3):
+        backup_path(set_path, [src])
+    (src / "a.txt").write_bytes(b"a new")
+    (src / "b.txt").write_bytes(b"b new")
+    backup_path(set_path, [src])
+    if newest == "no change":
+        backup_path(set_path, [src])
+    _flip(_object(set_path, b"same"))
+    ids = open_set(set_path).snapshot_ids()
+    damaged = dict(_report(set_path, read_all=True)[0])
+    assert damaged == {f"Data/a.txt ({ids[0]}) and 5 more": MISMATCH}

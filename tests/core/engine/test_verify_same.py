@@ -213,3 +213,22 @@ def test_progress_ends_at_its_totals_when_the_latest_checks_end_first(four, monk
     seen = []
     verify.verify(open_set(four), verify.VerifyOptions(read_all=True, progress=seen.append))
     assert (seen[-1].files_done, seen[-1].bytes_done) == (seen[-1].files_total, seen[-1].bytes_total)
+
+
+def test_a_content_held_twice_in_the_group_is_counted_twice_in_each_member(tmp_path):
+    """top.txt's old content is kept as an object and held twice (a.txt, b.txt) by the newest's group
+    of two: its holders are five files, as decoding every manifest counts them (main said 3 more)."""
+    src = make_tree(tmp_path / "src" / "Data", {**FILES, "top.txt": b"top v1"})
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src])
+    (src / "top.txt").write_bytes(b"top v2")
+    (src / "a.txt").write_bytes(b"top v1")
+    (src / "b.txt").write_bytes(b"top v1")
+    for _ in range(2):
+        backup_path(set_path, [src])
+    bset = open_set(set_path)
+    ids = bset.snapshot_ids()
+    assert rawlines.same_as_newest(bset, ids) == {1, 2}
+    _flip(_object(set_path))
+    damaged = dict(verify_path(set_path, read_all=True).damaged)
+    assert list(damaged) == [f"Data/top.txt ({ids[0]}) and 4 more"]
