@@ -13,8 +13,7 @@ import pytest
 
 from core.engine import verify
 from core.engine.readpool import MISMATCH
-from tests.core.engine.test_verify_same import FILES, _decode_each, _flip, _hostile_entry, _manifests, _report, \
-    _truncate
+from tests.core.engine.test_verify_same import FILES, _decode_each, _flip, _hostile_entry, _manifests, _report, _truncate
 from tests.support.engine import backup_path, open_set
 from tests.support.trees import make_tree
 
