@@ -117,3 +117,28 @@ def test_a_content_held_twice_in_a_manifest_is_counted_twice_in_each_copy(tmp_pa
     ids = open_set(set_path).snapshot_ids()
     damaged = dict(_report(set_path, read_all=True)[0])
     assert damaged == {f"Data/a.txt ({ids[0]}) and 5 more": MISMATCH}
+
+
+def test_an_encrypted_set_s_repeats_are_counted_too(tmp_path, monkeypatch):
+    """Encrypted: every content is an object (no Latest/); the repeats of v2 are counted, and a
+    damaged object is named as decoding each manifest names it."""
+    from core.agent.keys import Secret, make_unlocker
+
+    src = make_tree(tmp_path / "src" / "Data", {**FILES, "top.txt": b"top v1"})
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src], passphrase="correct horse")
+    unlock = make_unlocker(Secret.passphrase("correct horse"))
+    (src / "top.txt").write_bytes(b"top v2")
+    for _ in range(3):
+        backup_path(set_path, [src], unlock=unlock)
+    (src / "top.txt").write_bytes(b"top v3, longer")
+    backup_path(set_path, [src], unlock=unlock)
+    _flip(max((p for p in (set_path / "objects").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size))
+    decoded = []
+    add = verify._Contents.add_manifest
+    monkeypatch.setattr(verify._Contents, "add_manifest",
+                        lambda self, bset, sid, *a: decoded.append(sid) or add(self, bset, sid, *a))
+    grouped = _report(set_path, read_all=True, unlock=unlock)
+    assert len(decoded) == 3 and len(grouped[0]) == 1 and grouped[3] == 5
+    _decode_each(monkeypatch)
+    assert grouped == _report(set_path, read_all=True, unlock=unlock)
