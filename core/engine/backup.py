@@ -138,13 +138,17 @@ class _Run:
         self.sealing: sealpool.Sealing | None = None   # encrypted sets: small files sealed by workers
         self.reuse = Reuse(options.changes, options.excludes, options.rehash, source_paths, str(bset.layout.root))
         self.reading: ReadBack | None = None   # step 6, from the commit on (core/engine/readback_thread.py)
+        self.proven = ProvenParent(options.cache, bset.set_id)
 
     def close(self) -> None:
         if self.reading is not None:   # (the run failed after the commit: nothing of it keeps running)
             self.reading.stop()
         if self.sealing is not None:
             self.sealing.close()
-        for spool in (self.writer, self.written):
+        # Every local temporary file of the run, now: a failed run's _Run lives on in reference
+        # cycles and in the error's traceback, so the garbage collector would close them late.
+        self.proven.close()
+        for spool in (self.writer, self.written, self.sums):
             if spool is not None:
                 spool.close()
 
@@ -157,7 +161,6 @@ class _Run:
         volume = self.volume = probe_volume(layout.tmp)
         self.store = (PlainStore if self.plain else EncryptedStore)(bset, volume, self.warnings,
                                                                     rehash=self.options.rehash)
-        self.proven = ProvenParent(self.options.cache, bset.set_id)
         parent = self._check_parent(parent_id)
         if parent_id and parent is None:   # damaged: rescue Latest/, trust nothing of that run
             trusted = {}
@@ -199,10 +202,13 @@ class _Run:
             # The last run committed but stopped before its last steps: finish them.
             if self.plain:
                 sums = LatestSums()
-                with self.bset.open_manifest(parent_id) as reader:
-                    for e in reader:
-                        sums.add(e)
-                sums.commit(self.bset)
+                try:
+                    with self.bset.open_manifest(parent_id) as reader:
+                        for e in reader:
+                            sums.add(e)
+                    sums.commit(self.bset)
+                finally:
+                    sums.close()
             self.fs.unlink(self.layout.journal)
             return {}
         if header is None or header.get("parent") != parent_id:
