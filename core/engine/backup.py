@@ -24,14 +24,16 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
    Each committed snapshot's content therefore stays in ``objects/`` or where the
    newest snapshot put it in ``Latest/``.
 3. Every few seconds the volume is flushed and the journal checkpointed, so an
-   interrupted run's durable work is reused, not copied again.
+   interrupted run's durable work is reused, not copied again. In a plain set on Linux, what
+   was copied before that flush is read back from then on, beside the pass (step 6).
 4. The volume is flushed, then the manifest is written to ``tmp/``, fsynced and
    renamed into ``snapshots/``: the commit point. Only now does the snapshot exist.
 5. ``Latest.sha256`` is rewritten and the journal removed (a crash between 4 and 5
    is finished by the next run).
-6. What was written is read back from the drive and checked against the manifest: from the
-   commit on, in a thread beside step 5 (core/engine/readback_thread.py); what read back wrong is
-   copied again after step 5.
+6. What was written is read back from the drive and checked against the manifest, in a thread
+   (core/engine/readback_thread.py): what a checkpoint's flush made durable from then on, beside
+   the pass (plain sets, Linux), the rest from the commit on, beside step 5. Only what a flush made
+   durable is ever read back. What read back wrong is copied again after step 5.
 """
 
 from __future__ import annotations
@@ -53,12 +55,13 @@ from core.engine.backup_options import BackupResult as BackupResult
 from core.engine.backup_options import BackupStatus as BackupStatus
 from core.engine.backup_options import check_sources as check_sources
 from core.engine.backup_options import same_stat as same_stat
-from core.engine.fs import long_path, probe_volume
+from core.engine.fs import READS_AHEAD, long_path, probe_volume
 from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
-from core.engine.manifest_io import ManifestWriter, Spool
+from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
+from core.engine.readback_ahead import Written
 from core.engine.readback_thread import ReadBack
 from core.engine.repo import BackupSet, new_snapshot_id
 from core.engine.reuse import Reuse
@@ -122,7 +125,7 @@ class _Run:
                       "done_bytes": 0}
         self.writer = ManifestWriter()
         self.sums = LatestSums() if self.plain else None
-        self.written = Spool("plugback-written-") if options.verify else None   # what to read back
+        self.written = Written(self.clock.monotonic) if options.verify else None   # what to read back (readback_ahead.py)
         self._mutex = threading.Lock()
         self._errors: list[BaseException] = []   # the workers' failures
         self._stop = threading.Event()
@@ -137,7 +140,10 @@ class _Run:
         self._count = 0
         self.sealing: sealpool.Sealing | None = None   # encrypted sets: small files sealed by workers
         self.reuse = Reuse(options.changes, options.excludes, options.rehash, source_paths, str(bset.layout.root))
-        self.reading: ReadBack | None = None   # step 6, from the commit on (core/engine/readback_thread.py)
+        self.reading: ReadBack | None = None   # step 6, from a checkpoint or the commit on (readback_thread.py)
+        # (a read-back that drops the cache and starts reads ahead overlaps the pass: Linux; plain sets,
+        # whose seal workers are not sharing their work with it)
+        self._read_ahead = self.plain and READS_AHEAD
 
     def close(self) -> None:
         if self.reading is not None:   # (the run failed after the commit: nothing of it keeps running)
@@ -173,6 +179,8 @@ class _Run:
         self.journal = journal_mod.Journal(self.fs, layout.journal, snapshot_id, parent_id, trusted, bset.keys)
         try:
             self._parent_totals = parent.totals if parent else None
+            if self._read_ahead and self.written is not None:
+                self._reader()   # (reads back beside the pass, from its first flush on)
             self._pass(sources, parent_id if parent else None, trusted)
             self.cancel.check()
             s = self.stats
@@ -267,8 +275,8 @@ class _Run:
     def _after_commit(self, snapshot_id: str) -> None:
         """Step 5, while step 6 (the read-back, which only reads what step 4's flush made durable)
         starts in a thread beside it: core/engine/readback_thread.py."""
-        if self.options.verify and self.written is not None and self.stats["copied_files"]:
-            self.reading = ReadBack(self)
+        if self.written is not None and (self.reading is not None or self.stats["copied_files"]):
+            self._reader().committed()
         if self.sums is not None:
             self.sums.commit(self.bset)
         self.proven.record(self.bset, snapshot_id, self.writer, self.sums.state if self.sums else None)
@@ -567,9 +575,22 @@ class _Run:
             self._last_checkpoint = self.clock.monotonic()
             self._since_checkpoint = 0
         count = self.journal.pending()
+        # (cut before the flush: the lines in it are of files placed before it, durable after it)
+        blocks = self.written.cut() if self._read_ahead and self.written is not None else 0
         self.fs.flush_volume(self.layout.root)
         self.journal.checkpoint(count)
+        if blocks:
+            self._reader().release(blocks)
         self.lock.refresh()
+
+    def _reader(self) -> ReadBack:
+        """Step 6's thread, started by the first checkpoint that has copies to read back, or the commit."""
+        with self._mutex:
+            if self.reading is None:
+                assert self.written is not None
+                flush = (lambda: self.fs.flush_volume(self.layout.root)) if self._read_ahead else None
+                self.reading = ReadBack(self, self.written, flush)
+            return self.reading
 
     def _checkpoint_quietly(self) -> None:
         """After a failure: keep what is durable for the next run, if the drive still answers."""

@@ -20,12 +20,11 @@ import hashlib
 import json
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from core.engine import objcheck, sealpool
 from core.engine.fs import READS_AHEAD, blocks, read_buffer
 from core.engine.manifest import FILE, Entry
-from core.engine.progress import Progress
 from core.engine.scan import ScanEntry
 from core.engine.window import batches, ordered_map
 
@@ -50,15 +49,16 @@ def record(e: Entry, se: ScanEntry) -> bytes:
             f'{_STR(se.abspath)},{se.size}]').encode("ascii")
 
 
-def _written(run) -> Iterator[tuple[Entry, ScanEntry]]:
-    """What ``run`` wrote, in manifest order: (entry, the source it was read from)."""
-    lines: list[bytes] = []
-    for line in run.written.lines():
-        lines.append(line)
-        if len(lines) >= BATCH_LINES:
-            yield from _decode(lines)
-            lines = []
-    yield from _decode(lines)
+def decoded(lines: Iterable[bytes]) -> Iterator[tuple[Entry, ScanEntry]]:
+    """The files of :func:`record` ``lines`` (a run's ``written``), in their order: (entry, the
+    source it was read from)."""
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= BATCH_LINES:
+            yield from _decode(batch)
+            batch = []
+    yield from _decode(batch)
 
 
 def _decode(lines: list[bytes]) -> Iterator[tuple[Entry, ScanEntry]]:
@@ -71,28 +71,25 @@ def _decode(lines: list[bytes]) -> Iterator[tuple[Entry, ScanEntry]]:
         yield e, ScanEntry(path, abspath, FILE, source_size, mtime_ns, mode, 0, 0)
 
 
-
-
-def read_back(run) -> list[tuple[Entry, ScanEntry, str]]:
-    """Compare what ``run`` wrote with its hashes: (entry, source, reason) of each file that
-    read back wrong."""
-    if run.written is None or not run.stats["copied_files"]:
-        return []
+def read_back(run, items: Iterable[tuple[Entry, ScanEntry]],
+              seen: Callable[[int, int, str], None]) -> list[tuple[Entry, ScanEntry, str]]:
+    """Compare the copies of ``items`` (what ``run`` wrote, see :func:`decoded`) with their hashes:
+    (entry, source, reason) of each file that read back wrong. ``seen(files, bytes, path)``: after
+    each batch, how many were checked so far (the caller reports progress, or raises to stop)."""
     damaged = []
-    total, done, i = run.stats["copied_bytes"], 0, 0
-    count = run.stats["copied_files"]
-    checked = _checked_ahead(run) if READS_AHEAD else _checked_in_threads(run)
+    done, i = 0, 0
+    checked = _checked_ahead(run, items) if READS_AHEAD else _checked_in_threads(run, items)
     for batch, problems in checked:
         for (e, se), problem in zip(batch, problems, strict=True):
             if problem:
                 damaged.append((e, se, problem))
             done += e.size
             i += 1
-        run.progress(Progress("verify", i, count, done, total, batch[-1][0].path))
+        seen(i, done, batch[-1][0].path)
     return damaged
 
 
-def _checked_in_threads(run) -> Iterator[tuple[list, list[str | None]]]:
+def _checked_in_threads(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Iterator[tuple[list, list[str | None]]]:
     """(batch, problems), each batch checked in a worker thread: systems where one thread cannot
     ask for reads ahead (Windows, macOS), plain and encrypted sets alike."""
     from core.engine.verify import check_entry
@@ -103,7 +100,7 @@ def _checked_in_threads(run) -> Iterator[tuple[list, list[str | None]]]:
     # Reads from a cold cache wait on the drive: several at once keep it busy.
     workers = max(4, run.options.workers * 4)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from ordered_map(pool, check, batches(_written(run), BATCH), 2 * workers)
+        yield from ordered_map(pool, check, batches(items, BATCH), 2 * workers)
 
 
 class _Remote:
@@ -127,7 +124,7 @@ def _to_worker(pool, e: Entry) -> bool:
     return pool is not None and e.size < BIG and (pool.filling() or pool.room())
 
 
-def _checked_ahead(run) -> Iterator[tuple[list, list[str | None]]]:
+def _checked_ahead(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Iterator[tuple[list, list[str | None]]]:
     """(batch, problems): each small file (an encrypted set: its object) is opened :data:`AHEAD`
     files before it is checked in this thread, its cached pages dropped and its read started
     then (the drive works on many at once, as threads made it, without their GIL hand-offs:
@@ -148,7 +145,7 @@ def _checked_ahead(run) -> Iterator[tuple[list, list[str | None]]]:
     local = 0   # files this thread holds open ahead
     with ThreadPoolExecutor(max_workers=max(4, run.options.workers * 4)) as threads:
         try:
-            for item in _written(run):
+            for item in items:
                 e, paths = item[0], run.store.written_paths(item[0])
                 if e.size >= BIG:
                     opened: list[int] | str | Future | _Remote = threads.submit(check_entry, run.bset, e, paths)
