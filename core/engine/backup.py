@@ -179,8 +179,6 @@ class _Run:
         self.journal = journal_mod.Journal(self.fs, layout.journal, snapshot_id, parent_id, trusted, bset.keys)
         try:
             self._parent_totals = parent.totals if parent else None
-            if self._read_ahead and self.written is not None:
-                self._reader()   # (reads back beside the pass, from its first flush on)
             self._pass(sources, parent_id if parent else None, trusted)
             self.cancel.check()
             s = self.stats
@@ -584,7 +582,10 @@ class _Run:
         self.lock.refresh()
 
     def _reader(self) -> ReadBack:
-        """Step 6's thread, started by the first checkpoint that has copies to read back, or the commit."""
+        """Step 6's thread, started by the first checkpoint that has copies to read back, or the commit.
+
+        (Not sooner: a run shorter than a checkpoint's interval reads back from its commit on, with
+        no flush of the read-back's own, as before.)"""
         with self._mutex:
             if self.reading is None:
                 assert self.written is not None
