@@ -32,7 +32,6 @@ BATCH = 64           # files per hand-off to a worker (and per progress report)
 AHEAD = 64           # plain sets: files opened, and their reads started, before the one hashed
 BIG = objcheck.BIG   # files this big are read back in worker threads (hashed, decrypted in parallel)
 SMALL_OBJECT = objcheck.SMALL_OBJECT   # encrypted: an object up to this size is read whole in one call
-BATCH_LINES = 1024   # spool lines decoded per json.loads call
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _STR = json.encoder.encode_basestring_ascii   # a JSON string as _ENCODE writes it
 
@@ -49,16 +48,12 @@ def record(e: Entry, se: ScanEntry) -> bytes:
             f'{_STR(se.abspath)},{se.size}]').encode("ascii")
 
 
-def decoded(lines: Iterable[bytes]) -> Iterator[tuple[Entry, ScanEntry]]:
-    """The files of :func:`record` ``lines`` (a run's ``written``), in their order: (entry, the
-    source it was read from)."""
-    batch: list[bytes] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= BATCH_LINES:
-            yield from _decode(batch)
-            batch = []
-    yield from _decode(batch)
+def decoded(blocks: Iterable[list[bytes]]) -> Iterator[tuple[Entry, ScanEntry]]:
+    """The files of blocks of :func:`record` lines (a run's ``written``), in their order: (entry,
+    the source it was read from). Each block is decoded as soon as it comes (the read-back beside
+    the pass gets one when a flush made its files durable)."""
+    for lines in blocks:
+        yield from _decode(lines)
 
 
 def _decode(lines: list[bytes]) -> Iterator[tuple[Entry, ScanEntry]]:

@@ -9,7 +9,7 @@ durable after it. So the run's record of what it copied (``readback.record`` lin
 copied file, in the order the pass emits them) is kept here in blocks: a checkpoint ends the
 block being filled (:meth:`Written.cut`) *before* its flush, and after the flush lets the
 read-back have every block up to that point (:meth:`Written.release`). The read-back's thread
-takes them with :meth:`Written.lines` while the pass goes on; the commit's own flush releases
+takes them with :meth:`Written.blocks` while the pass goes on; the commit's own flush releases
 the rest (:meth:`Written.close_input`).
 
 A line is added only after its file was placed (the pass emits an entry once its copy
@@ -38,7 +38,7 @@ class Written:
 
     Thread-safe: the pass adds lines; a checkpoint (in whichever thread copied last) calls
     :meth:`cut` before its flush and :meth:`release` after it; the read-back's thread reads with
-    :meth:`lines`, which waits for blocks that may be read, and ends after the last one.
+    :meth:`blocks`, which waits for blocks that may be read, and ends after the last one.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -105,13 +105,14 @@ class Written:
             self._cond.notify_all()
 
     def stop(self) -> None:
-        """End :meth:`lines` (it raises Cancelled) at its next block, or at once if it waits."""
+        """End :meth:`blocks` (it raises Cancelled) at its next block, or at once if it waits."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
 
-    def lines(self, flush: Callable[[], None] | None = None, every: float = 1.0) -> Iterator[bytes]:
-        """Every line in the order added, each block once it may be read (waiting for it): once only.
+    def blocks(self, flush: Callable[[], None] | None = None, every: float = 1.0) -> Iterator[list[bytes]]:
+        """Every line in the order added, a block at a time, each once it may be read (waiting for
+        it): once only.
 
         ``flush``: when the reader has read every block released and lines wait that are not, and
         ``every`` seconds (by the clock) passed since the last release, it cuts, calls ``flush``
@@ -128,7 +129,7 @@ class Written:
                 flush()
                 self.release(blocks)
                 continue
-            yield from deflate.decompressobj(deflate.MAX_WBITS).decompress(data).split(b"\n")
+            yield deflate.decompressobj(deflate.MAX_WBITS).decompress(data).split(b"\n")
 
     def _next(self, flushing: bool, every: float) -> bytes | None:
         """The next block's bytes, :data:`_FLUSH`, or None after the last (the caller holds the lock)."""

@@ -47,8 +47,8 @@ class ReadBack:
 
     def _work(self) -> None:
         try:
-            lines = self._written.lines(self._flush, FLUSH_EVERY)
-            self._damaged = readback.read_back(self._run, readback.decoded(lines), self._seen)
+            blocks = self._written.blocks(self._flush, FLUSH_EVERY)
+            self._damaged = readback.read_back(self._run, readback.decoded(blocks), self._seen)
             self._seen(self._written.count, self._run.stats["copied_bytes"], "")
         except BaseException as err:   # noqa: BLE001 - handed to the run's thread by result(), raised there
             self._error = err

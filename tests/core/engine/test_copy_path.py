@@ -73,7 +73,7 @@ def test_readback_record_round_trips_any_file_name(name):
         for _ in range(3):
             written.add(readback.record(e, se))
         written.close_input()
-        got = list(readback.decoded(written.lines()))
+        got = list(readback.decoded(written.blocks()))
     finally:
         written.close()
     assert len(got) == 3
