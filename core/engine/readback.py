@@ -1,9 +1,10 @@
 """After a backup: read back what the run wrote (from the drive, cache dropped), and copy once
 more what read back wrong.
 
-The run keeps what it wrote in a local spool (``_Run.written``, in manifest order, one
-:func:`record` per file), so this streams too: a bounded number of files is in flight
-at a time. Cold reads wait on the drive, so many must be asked for at once to keep its
+The run keeps what it wrote in local blocks (``_Run.written``, core/engine/readback_ahead.py:
+in manifest order, one :func:`record` per file, each block given to the read-back once a flush
+made its files durable, in a plain set on Linux while the pass goes on), so this streams too: a
+bounded number of files is in flight at a time. Cold reads wait on the drive, so many must be asked for at once to keep its
 queue full. On Linux that is done in one thread: each file (or encrypted object) is opened
 and its read started (``posix_fadvise``) a window of files before it is checked; with several
 threads each tiny read traded the GIL (tens of futex calls per file: half a small-file
