@@ -46,7 +46,7 @@ def inotify_watches(pid: int) -> int:
     return total
 
 
-def idle_once(home: Path, src: Path | None, seconds: float) -> dict:
+def idle_once(home: Path, src: Path | None, seconds: float, warmup: float = 5) -> dict:
     """Start the headless agent on ``home`` (one job on an absent drive watching ``src``, or none)."""
     import shutil
 
@@ -71,7 +71,7 @@ def idle_once(home: Path, src: Path | None, seconds: float) -> dict:
                 raise SystemExit("the agent did not start")
             time.sleep(0.05)
         ready = time.monotonic() - started
-        time.sleep(5)                                       # warm-up
+        time.sleep(warmup)
         p = psutil.Process(proc.pid)
         cpu0, t0 = sum(p.cpu_times()[:2]), time.monotonic()
         time.sleep(seconds)
@@ -88,7 +88,8 @@ def idle_once(home: Path, src: Path | None, seconds: float) -> dict:
 def cmd_idle(args) -> None:
     src = source(args.workdir, args.files)
     for label, folder in (("no job", None), (f"one job, {args.files:,} files watched", src)):
-        result = idle_once(args.workdir / f"home-{'none' if folder is None else 'watch'}", folder, args.seconds)
+        result = idle_once(args.workdir / f"home-{'none' if folder is None else 'watch'}", folder, args.seconds,
+                           args.warmup)
         print(f"{label}: {json.dumps(result)}", flush=True)
 
 
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("--files", type=int, default=100_000)
         p.add_argument("--workdir", type=Path, default=Path("/tmp/pb-journal"))
-        p.add_argument("--seconds", type=float, default=60)
+        p.add_argument("--seconds", type=float, default=60, help="idle: how long the CPU is measured")
+        p.add_argument("--warmup", type=float, default=5, help="idle: seconds after the start not measured")
         p.add_argument("--repeat", type=int, default=3)
         p.add_argument("--drive-mb", type=int, default=2048)
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ standard set's full backup against restic and borg") was measured with this scri
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -58,19 +59,27 @@ def _window(files: int) -> None:
 def _room_walk(how: str) -> None:
     from core.engine import space
 
-    if how not in ("on", "off"):
-        raise SystemExit(f"--room-walk on|off, not {how!r}")
     fits = how == "off"
     space._fresh_fit = lambda *a: fits   # (a first backup: the only room check that can skip the walk)
     space._quick_fit = lambda *a: fits
 
 
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="Any other option is passed to `plugback backup` (e.g. --encrypt).")
+    p.add_argument("src", metavar="SRC", help="the folder to back up")
+    p.add_argument("dest", metavar="SET", help="the new set's folder (the backup's --to)")
+    p.add_argument("--window", type=int, help="the pass's window of files in flight (backup.WINDOW_FILES)")
+    p.add_argument("--room-walk", choices=("on", "off"), help="the room check's walk always made, or never")
+    return p
+
+
 def main(argv: list[str]) -> int:
-    src, dest = argv[0], argv[1]
-    argv = argv[2:]
-    while argv[:1] in (["--window"], ["--room-walk"]):
-        (_window(int(argv[1])) if argv[0] == "--window" else _room_walk(argv[1]))
-        argv = argv[2:]
+    args, rest = _parser().parse_known_args(argv)
+    if args.window is not None:
+        _window(args.window)
+    if args.room_walk is not None:
+        _room_walk(args.room_walk)
     from core.cli import main as cli
     from core.engine import backup, fs, readback, space, window
 
@@ -91,7 +100,7 @@ def main(argv: list[str]) -> int:
     _timed(backup._Run, "_pass", "pass (scan + copies)")
     _timed(backup._Run, "_commit", "commit (flush + manifest)")
     _timed(readback, "read_back", "read-back")
-    rc = cli(["backup", src, "--to", dest, *argv])
+    rc = cli(["backup", args.src, "--to", args.dest, *rest])
     end = time.perf_counter() - T0
     for start, stop, what in sorted(MARKS):
         print(f"{start:7.2f} {stop:7.2f} {stop - start:6.2f}  {what}")

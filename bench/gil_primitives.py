@@ -10,6 +10,7 @@ a speed-up near 2x means the library lets go of the GIL (and a second core was f
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import sys
@@ -31,36 +32,41 @@ SMALL = [os.urandom(8000) for _ in range(2000)]
 AES = AESGCM(os.urandom(32))
 
 
-def sha256() -> None:
-    for _ in range(1000):
+def sha256(n: int) -> None:
+    for _ in range(n):
         hashlib.sha256(BIG).digest()
 
 
-def aes_gcm() -> None:
-    for _ in range(1000):
+def aes_gcm(n: int) -> None:
+    for _ in range(n):
         AES.encrypt(bytes(12), BIG, b"")
 
 
-def zstd_text() -> None:
+def zstd_text(n: int) -> None:
     z = zstandard.ZstdCompressor(level=3)   # (a context per thread: they are not thread-safe)
-    for _ in range(300):
+    for _ in range(n):
         z.compress(TEXT)
 
 
-def seal_small() -> None:
-    for data in SMALL * 10:
-        crypto.seal_whole(KEYS, data)
+def seal_small(n: int) -> None:
+    for i in range(n):
+        crypto.seal_whole(KEYS, SMALL[i % len(SMALL)])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", type=float, default=1.0, help="the repetitions of each piece times this (a quick look)")
+    args = p.parse_args(argv)
     print(f"1-minute load {os.getloadavg()[0]:.1f}")
-    for name, work in [("sha256 1 MiB x1000", sha256), ("aes-gcm 1 MiB x1000", aes_gcm),
-                       ("zstd text 1 MiB x300", zstd_text), ("seal_whole 8 KB x20000", seal_small)]:
+    for what, count, work in [("sha256 1 MiB", 1000, sha256), ("aes-gcm 1 MiB", 1000, aes_gcm),
+                              ("zstd text 1 MiB", 300, zstd_text), ("seal_whole 8 KB", 20000, seal_small)]:
+        n = max(1, round(count * args.scale))
+        name = f"{what} x{n}"
         t, c = time.perf_counter(), time.process_time()
-        work()
+        work(n)
         one, one_cpu = time.perf_counter() - t, time.process_time() - c
         t, c = time.perf_counter(), time.process_time()
-        threads = [threading.Thread(target=work) for _ in range(2)]
+        threads = [threading.Thread(target=work, args=(n,)) for _ in range(2)]
         for th in threads:
             th.start()
         for th in threads:

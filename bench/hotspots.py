@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 _LINE = re.compile(r"\s*\((?P<file>[^)]*?)(?::\d+)?\)$")
+_CHECKOUTS = (str(Path(__file__).resolve().parent.parent) + "/", "/work/main/")   # paths shown from there
 
 
 def _function(frame: str) -> str:
@@ -28,8 +29,10 @@ def _function(frame: str) -> str:
     for marker in ("/site-packages/", "/lib/python3"):
         if marker in path:
             path = "..." + path[path.index(marker):]
-    if "/work/main/" in path:
-        path = path.split("/work/main/", 1)[1]
+    for checkout in _CHECKOUTS:
+        if checkout in path:
+            path = path.split(checkout, 1)[1]
+            break
     return f"{frame[:m.start()].strip()} ({path})"
 
 

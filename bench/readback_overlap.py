@@ -69,8 +69,10 @@ def child(variant: str, src: str, dest: str) -> int:
 
     reader = readback_thread.ReadBack.__init__
 
-    def no_flush(self, run, written, flush=None):   # (every=0: only the checkpoints' flushes)
-        reader(self, run, written, None if variant == "every=0" else flush)
+    def no_flush(self, run, ahead=False):   # (every=0: only the checkpoints' flushes)
+        reader(self, run, ahead)
+        if variant == "every=0":
+            self._flush = None
 
     backup._Run.__init__ = set_up
     readback_thread.ReadBack.__init__ = no_flush

@@ -24,16 +24,15 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
    Each committed snapshot's content therefore stays in ``objects/`` or where the
    newest snapshot put it in ``Latest/``.
 3. Every few seconds the volume is flushed and the journal checkpointed, so an
-   interrupted run's durable work is reused, not copied again. In a plain set on Linux, what
-   was copied before that flush is read back from then on, beside the pass (step 6).
+   interrupted run's durable work is reused, not copied again.
 4. The volume is flushed, then the manifest is written to ``tmp/``, fsynced and
    renamed into ``snapshots/``: the commit point. Only now does the snapshot exist.
 5. ``Latest.sha256`` is rewritten and the journal removed (a crash between 4 and 5
    is finished by the next run).
 6. What was written is read back from the drive and checked against the manifest, in a thread
-   (core/engine/readback_thread.py): what a checkpoint's flush made durable from then on, beside
-   the pass (plain sets, Linux), the rest from the commit on, beside step 5. Only what a flush made
-   durable is ever read back. What read back wrong is copied again after step 5.
+   (core/engine/readback_thread.py): in a plain set on Linux what each flush of step 3 made durable,
+   beside the pass; the rest from the commit on, beside step 5 (only what a flush made durable is
+   ever read). What read back wrong is copied again after step 5.
 """
 
 from __future__ import annotations
@@ -141,16 +140,18 @@ class _Run:
         self.sealing: sealpool.Sealing | None = None   # encrypted sets: small files sealed by workers
         self.reuse = Reuse(options.changes, options.excludes, options.rehash, source_paths, str(bset.layout.root))
         self.reading: ReadBack | None = None   # step 6, from a checkpoint or the commit on (readback_thread.py)
-        # (a read-back that drops the cache and starts reads ahead overlaps the pass: Linux; plain sets,
-        # whose seal workers are not sharing their work with it)
-        self._read_ahead = self.plain and READS_AHEAD
+        self._read_ahead = self.plain and READS_AHEAD   # (step 6 beside the pass: plain sets, Linux)
+        self.proven = ProvenParent(options.cache, bset.set_id)
 
     def close(self) -> None:
         if self.reading is not None:   # (the run failed after the commit: nothing of it keeps running)
             self.reading.stop()
         if self.sealing is not None:
             self.sealing.close()
-        for spool in (self.writer, self.written):
+        # Every local temporary file of the run, now: a failed run's _Run lives on in reference
+        # cycles and in the error's traceback, so the garbage collector would close them late.
+        self.proven.close()
+        for spool in (self.writer, self.written, self.sums):
             if spool is not None:
                 spool.close()
 
@@ -163,7 +164,6 @@ class _Run:
         volume = self.volume = probe_volume(layout.tmp)
         self.store = (PlainStore if self.plain else EncryptedStore)(bset, volume, self.warnings,
                                                                     rehash=self.options.rehash)
-        self.proven = ProvenParent(self.options.cache, bset.set_id)
         parent = self._check_parent(parent_id)
         if parent_id and parent is None:   # damaged: rescue Latest/, trust nothing of that run
             trusted = {}
@@ -205,10 +205,13 @@ class _Run:
             # The last run committed but stopped before its last steps: finish them.
             if self.plain:
                 sums = LatestSums()
-                with self.bset.open_manifest(parent_id) as reader:
-                    for e in reader:
-                        sums.add(e)
-                sums.commit(self.bset)
+                try:
+                    with self.bset.open_manifest(parent_id) as reader:
+                        for e in reader:
+                            sums.add(e)
+                    sums.commit(self.bset)
+                finally:
+                    sums.close()
             self.fs.unlink(self.layout.journal)
             return {}
         if header is None or header.get("parent") != parent_id:
@@ -582,15 +585,9 @@ class _Run:
         self.lock.refresh()
 
     def _reader(self) -> ReadBack:
-        """Step 6's thread, started by the first checkpoint that has copies to read back, or the commit.
-
-        (Not sooner: a run shorter than a checkpoint's interval reads back from its commit on, with
-        no flush of the read-back's own, as before.)"""
+        """Step 6's thread: started by the first checkpoint with copies, else by the commit (as before)."""
         with self._mutex:
-            if self.reading is None:
-                assert self.written is not None
-                flush = (lambda: self.fs.flush_volume(self.layout.root)) if self._read_ahead else None
-                self.reading = ReadBack(self, self.written, flush)
+            self.reading = self.reading or ReadBack(self, ahead=self._read_ahead)
             return self.reading
 
     def _checkpoint_quietly(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import threading
@@ -104,10 +105,15 @@ class Journal:
         if path.is_symlink() or path.exists():   # also a dangling symlink: O_EXCL would refuse it
             fs.unlink(path)
         self._f = fs.open_write(path)
-        self._line({"snapshot": snapshot_id, "parent": parent})
-        for info in carried.values():
-            self.record(info)
-        self.checkpoint()
+        try:
+            self._line({"snapshot": snapshot_id, "parent": parent})
+            for info in carried.values():
+                self.record(info)
+            self.checkpoint()
+        except BaseException:
+            with contextlib.suppress(Exception):   # (the drive's first error is the one to report)
+                self.close()
+            raise
 
     def _line(self, obj: dict) -> None:
         self.fs.write(self._f, (_DUMP(obj) + "\n").encode())
@@ -143,15 +149,17 @@ class Journal:
     def checkpoint(self, count: int | None = None) -> None:
         """The first ``count`` entries are durable (the caller flushed the volume after counting)."""
         with self._lock:
+            if self._f is None:
+                return   # closed: removed after the commit (a failure after it checkpoints nothing)
             records = self._take_pending()
             mark = (_DUMP({"checkpoint": self._count if count is None else count}) + "\n").encode()
             self.fs.write(self._f, records + mark)
             self.fs.fsync(self._f)
 
     def close(self) -> None:
-        if self._f is not None:
-            self.fs.close(self._f)
-            self._f = None
+        f, self._f = self._f, None   # (closed even when closing it fails)
+        if f is not None:
+            self.fs.close(f)
 
     def remove(self) -> None:
         self.close()

@@ -21,7 +21,8 @@ import hashlib
 import json
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator
+from contextlib import closing
+from typing import Callable, Generator, Iterable, Iterator
 
 from core.engine import objcheck, sealpool
 from core.engine.fs import READS_AHEAD, blocks, read_buffer
@@ -75,17 +76,18 @@ def read_back(run, items: Iterable[tuple[Entry, ScanEntry]],
     damaged = []
     done, i = 0, 0
     checked = _checked_ahead(run, items) if READS_AHEAD else _checked_in_threads(run, items)
-    for batch, problems in checked:
-        for (e, se), problem in zip(batch, problems, strict=True):
-            if problem:
-                damaged.append((e, se, problem))
-            done += e.size
-            i += 1
-        seen(i, done, batch[-1][0].path)
+    with closing(checked):   # (stopped early, e.g. a run failing: the files opened ahead close now)
+        for batch, problems in checked:
+            for (e, se), problem in zip(batch, problems, strict=True):
+                if problem:
+                    damaged.append((e, se, problem))
+                done += e.size
+                i += 1
+            seen(i, done, batch[-1][0].path)
     return damaged
 
 
-def _checked_in_threads(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Iterator[tuple[list, list[str | None]]]:
+def _checked_in_threads(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Generator[tuple[list, list[str | None]], None, None]:
     """(batch, problems), each batch checked in a worker thread: systems where one thread cannot
     ask for reads ahead (Windows, macOS), plain and encrypted sets alike."""
     from core.engine.verify import check_entry
@@ -120,7 +122,7 @@ def _to_worker(pool, e: Entry) -> bool:
     return pool is not None and e.size < BIG and (pool.filling() or pool.room())
 
 
-def _checked_ahead(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Iterator[tuple[list, list[str | None]]]:
+def _checked_ahead(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Generator[tuple[list, list[str | None]], None, None]:
     """(batch, problems): each small file (an encrypted set: its object) is opened :data:`AHEAD`
     files before it is checked in this thread, its cached pages dropped and its read started
     then (the drive works on many at once, as threads made it, without their GIL hand-offs:

@@ -36,8 +36,14 @@ class ReadBack:
     """``readback.read_back`` of everything in ``written`` in a thread: :meth:`result` waits for its
     answer (or its error) once :meth:`committed` was called."""
 
-    def __init__(self, run, written: Written, flush: Callable[[], None] | None = None):
-        self._run, self._written, self._flush = run, written, flush
+    def __init__(self, run, ahead: bool = False):
+        """``ahead``: the run's checkpoints :meth:`release` copies to it during the pass, and it
+        flushes the volume itself when it has caught up (no sooner than the first checkpoint: a run
+        shorter than that reads back from its commit on, with no flush of its own, as before)."""
+        written: Written | None = run.written
+        assert written is not None   # (a run that reads back keeps its record of copies)
+        self._run, self._written = run, written
+        self._flush: Callable[[], None] | None = (lambda: run.fs.flush_volume(run.layout.root)) if ahead else None
         self._committed = False
         self._stopped = threading.Event()
         self._damaged: list | None = None

@@ -88,6 +88,10 @@ class LatestSums:
         finally:
             self._spool.close()
 
+    def close(self) -> None:
+        """Close the spool (the commit does; a failed run's close does it too)."""
+        self._spool.close()
+
     def _commit_on_base(self, bset) -> None:
         base, path = self.base, bset.layout.latest_sums
         assert base is not None

@@ -98,6 +98,9 @@ class Early:
         if self.found.error is not None:
             raise self.found.error
         add(self.found, result, tally)
+        # (when the checks ended before this was called, the loop above reported nothing)
+        options.progress(Progress("verify", tally.files_done, tally.files, tally.bytes_done, tally.bytes,
+                                  self.found.current))
 
     def stop(self) -> None:
         """Stop the checks (cancelled, failed, or the snapshot was not the newest intact one)."""

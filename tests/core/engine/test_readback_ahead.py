@@ -293,9 +293,9 @@ def test_an_encrypted_set_is_read_back_after_the_commit(tmp_path, monkeypatch):
     started, committing = [], []
     init, commit = readback_thread.ReadBack.__init__, backup_mod._Run._commit
 
-    def starting(self, *a):
+    def starting(self, *a, **k):
         started.append(bool(committing))
-        init(self, *a)
+        init(self, *a, **k)
 
     def commit_first(run, header):
         committing.append(True)

@@ -1,5 +1,5 @@
-"""``verify`` reads the newest snapshot's manifest without decoding its entries when this computer
-recorded writing it (core/engine/trust.py) and the drive holds those very bytes
+"""``verify`` reads a manifest (the newest's, or an older one) without decoding its entries when this
+computer recorded writing it (core/engine/trust.py) and the drive holds those very bytes
 (``rawlines.proven_files``); any other manifest, or one whose bytes differ, is decoded as before.
 
 Each case damages a real set backed up with a record, then verifies it with the record and
@@ -69,8 +69,16 @@ DAMAGE = {
     "a hostile entry in every manifest": lambda s: [_rewrite(p, {"size": -1}) for p in _manifests(s)],
     "a path outside the set in the newest": lambda s: _rewrite(_manifests(s)[-1], {"path": "../../x"}),
     "a size changed in the newest (valid, not recorded)": lambda s: _rewrite(_manifests(s)[-1], {"size": 3}),
+    "a path outside the set in the oldest": lambda s: _rewrite(_manifests(s)[0], {"path": "../../x"}),
+    "the oldest manifest truncated": lambda s: _manifests(s)[0].write_bytes(_manifests(s)[0].read_bytes()[:-9]),
 }
-PROVEN = {"none", "the object flipped", "a Latest/ file flipped", "a Latest/ file removed"}
+# How many manifests are read proven (not decoded), with the fixture's two snapshots ("changes only")
+# and three ("a group"): every manifest recorded and intact that is read for the table (of a group,
+# its first only).
+PROVEN = {"none": 2, "the object flipped": 2, "a Latest/ file flipped": 2, "a Latest/ file removed": 2,
+          "the newest manifest truncated": (1, 2), "a hostile entry in every manifest": 0,
+          "a path outside the set in the newest": (1, 2), "a size changed in the newest (valid, not recorded)": (1, 2),
+          "a path outside the set in the oldest": 1, "the oldest manifest truncated": 1}
 
 
 def _report(set_path, **options):
@@ -98,10 +106,11 @@ def test_the_report_is_the_one_of_decoding(recorded, monkeypatch, case, read_all
     monkeypatch.setattr(rawlines, "proven_files", spy_files)
     monkeypatch.setattr(verify._Contents, "add_manifest", spy_add)
     with_record = _report(set_path, read_all=read_all, cache=cache)
-    assert len(proven) == (case in PROVEN)
+    expected = PROVEN[case] if isinstance(PROVEN[case], int) else PROVEN[case][len(_manifests(set_path)) - 2]
+    assert len(proven) == expected
     decoded_with, decoded[:] = len(decoded), []
     assert with_record == _report(set_path, read_all=read_all)
-    assert decoded_with == len(decoded) - (case in PROVEN)   # (the newest's lines, or its group's, not decoded)
+    assert decoded_with == len(decoded) - expected   # (the proven ones' lines not decoded)
     if case != "none" and (read_all or "flipped" not in case):   # (a quick verify checks sizes)
         assert with_record[0]
 

@@ -84,6 +84,12 @@ DAMAGE = {
 }
 
 
+def _decode_each(monkeypatch):
+    """No grouping: every manifest decoded (neither the newest's group nor repeats of the last one)."""
+    monkeypatch.setattr(rawlines, "same_as_newest", lambda *a: set())
+    monkeypatch.setattr(verify._Repeats, "same_as_last", lambda *a: None)
+
+
 def _report(set_path, **options):
     r = verify_path(set_path, **options)
     return r.damaged, r.contents, r.bytes_read, r.snapshots, r.notices
@@ -105,7 +111,7 @@ def test_the_report_is_the_one_of_decoding_every_manifest(four, monkeypatch, cas
     if case == "none":
         assert len(decoded) == 2 and grouped[0] == [] and grouped[3] == 4   # the first, and one of the three
     decoded.clear()
-    monkeypatch.setattr(rawlines, "same_as_newest", lambda *a: set())
+    _decode_each(monkeypatch)
     each = _report(four, read_all=read_all)
     assert len(decoded) == 4
     assert grouped == each
@@ -178,7 +184,7 @@ def test_format_1_and_encrypted_sets_are_grouped_too(tmp_path, monkeypatch, kind
     _flip(max((set_path / ("objects" if secret else "Latest")).rglob("n3.txt" if not secret else "*"),
               key=lambda p: (p.is_file(), p.stat().st_size)))
     grouped = _report(set_path, read_all=True, **unlock)
-    monkeypatch.setattr(rawlines, "same_as_newest", lambda *a: set())
+    _decode_each(monkeypatch)
     assert grouped == _report(set_path, read_all=True, **unlock)
     assert len(grouped[0]) == 1 and grouped[3] == 3
 
@@ -192,3 +198,37 @@ def test_progress_ends_at_its_totals(four, monkeypatch, pool_from):
     last = seen[-1]
     assert (last.files_done, last.bytes_done) == (last.files_total, last.bytes_total) and last.files_total > 14
     assert all(a.files_done <= b.files_done for a, b in zip(seen, seen[1:], strict=False))
+
+
+def test_progress_ends_at_its_totals_when_the_latest_checks_end_first(four, monkeypatch):
+    """The Latest/ checks done before the objects' checks are: their files still reach the progress."""
+    monkeypatch.setattr(verify_latest, "POOL_FROM", 0)
+    finish = verify_latest.Early.finish
+
+    def late(self, *args):
+        self._thread.join()
+        return finish(self, *args)
+
+    monkeypatch.setattr(verify_latest.Early, "finish", late)
+    seen = []
+    verify.verify(open_set(four), verify.VerifyOptions(read_all=True, progress=seen.append))
+    assert (seen[-1].files_done, seen[-1].bytes_done) == (seen[-1].files_total, seen[-1].bytes_total)
+
+
+def test_a_content_held_twice_in_the_group_is_counted_twice_in_each_member(tmp_path):
+    """top.txt's old content is kept as an object and held twice (a.txt, b.txt) by the newest's group
+    of two: its holders are five files, as decoding every manifest counts them (main said 3 more)."""
+    src = make_tree(tmp_path / "src" / "Data", {**FILES, "top.txt": b"top v1"})
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src])
+    (src / "top.txt").write_bytes(b"top v2")
+    (src / "a.txt").write_bytes(b"top v1")
+    (src / "b.txt").write_bytes(b"top v1")
+    for _ in range(2):
+        backup_path(set_path, [src])
+    bset = open_set(set_path)
+    ids = bset.snapshot_ids()
+    assert rawlines.same_as_newest(bset, ids) == {1, 2}
+    _flip(_object(set_path))
+    damaged = dict(verify_path(set_path, read_all=True).damaged)
+    assert list(damaged) == [f"Data/top.txt ({ids[0]}) and 4 more"]
