@@ -7,14 +7,16 @@ counted).
 Marks: the scan-ahead child's fork and, written by the child itself, when its walk of the sources
 and its look-ups in the set ended; the engine's import; the pass; the commit's flush and manifest;
 the steps after the commit (``Latest.sha256``, the local record, the journal); the read-back (in
-its thread); and the process's CPU at the end. Run it from the checkout to measure, cache dropped
-first for a cold run (root), after a day of ``make_dataset.mutate`` on SRC:
+its thread); the pass's own CPU and its scan's (``Reuse.pairs``); and the process's CPU at the
+end. Run it from the checkout to measure, cache dropped first for a cold run (root), after a day
+of ``make_dataset.mutate`` on SRC:
 
     sync; echo 3 > /proc/sys/vm/drop_caches
     PYTHONPATH=. .venv/bin/python -P bench/changes_timeline.py SRC SET [backup options]
 
 Hooks that name something a checkout does not have are left out (before/after runs of two
-checkouts print what each has). docs/performance.md, "#11: the day of changes, fifth pass".
+checkouts print what each has). docs/performance.md, "#11: the day of changes, fifth pass" and
+"sixth pass".
 """
 
 from __future__ import annotations
@@ -89,9 +91,10 @@ def child_marks(scan_ahead, out: str) -> None:
 def engine_marks() -> None:
     """The backup's steps (imported here: when the backup command is about to load them)."""
     start = time.perf_counter()
-    from core.engine import backup, fs, readback, sums
+    from core.engine import backup, fs, readback, reuse, sums
 
     MARKS.append((start, time.perf_counter(), "engine imported"))
+    cpu_marks(backup, reuse)
     timed(backup._Run, "execute", "the run (set open and locked)")
     timed(backup._Run, "_check_parent", "the parent's manifest proven")
     timed(backup._Run, "_pass", "pass (scan + copies)")
@@ -101,6 +104,38 @@ def engine_marks() -> None:
     timed(sums.LatestSums, "commit", "Latest.sha256")
     timed(readback, "read_back", "read-back")
     timed(readback, "repair", "repair (waits for the read-back)")
+
+
+CPU = {"pass": 0.0, "pairs": 0.0, "items": 0}   # thread CPU seconds of the pass, of its scan + comparison
+
+
+def cpu_marks(backup, reuse) -> None:
+    """The pass's own CPU (its thread's: the read-back's and the pool's threads not counted), and the
+    part of it spent getting the pass's items: the scan and the comparison with the parent's lines
+    (``Reuse.pairs``'s generator), with how many items it gave (pairs and runs of kept lines)."""
+    run_pass, pairs = backup._Run._pass, reuse.Reuse.pairs
+
+    def timed_pass(*a, **k):
+        start = time.thread_time()
+        try:
+            return run_pass(*a, **k)
+        finally:
+            CPU["pass"] += time.thread_time() - start
+
+    def timed_pairs(*a, **k):
+        items = pairs(*a, **k)
+        while True:
+            start = time.thread_time()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                CPU["pairs"] += time.thread_time() - start
+            CPU["items"] += 1
+            yield item
+
+    backup._Run._pass, reuse.Reuse.pairs = timed_pass, timed_pairs
 
 
 def main(argv: list[str]) -> int:
@@ -135,6 +170,8 @@ def main(argv: list[str]) -> int:
     os.unlink(out)
     for start, stop, what in sorted(MARKS):
         print(f"{start - T0 + offset:7.3f} {stop - T0 + offset:7.3f} {stop - start:6.3f}  {what}")
+    print(f"pass CPU {CPU['pass']:.3f} s (its thread), of which the scan and the comparison with the parent "
+          f"{CPU['pairs']:.3f} s ({CPU['items']} items)")
     t = os.times()
     print(f"{0:7.3f} {end - T0 + offset:7.3f} {end - T0 + offset:6.3f}  whole (user {t.user:.2f} sys {t.system:.2f},"
           f" children {t.children_user + t.children_system:.2f}), rc {rc}")

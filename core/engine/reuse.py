@@ -149,7 +149,7 @@ class Reuse:
         if self._plan is None or parent_id is None or parent_id != self._parent:
             self.kind = FULL
             if isinstance(old, ParentLines) and not self.rehash:   # unchanged entries' lines kept as they are
-                return fullsplice.pairs(scan(sources, excluder, warnings, ahead), old)
+                return fullsplice.scan_pairs(sources, excluder, warnings, ahead, old)
             return merge(scan(sources, excluder, warnings, ahead), old)
         if ahead is not None:
             ahead.stop()

@@ -8,7 +8,7 @@ import re
 import stat
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from core.engine import winattrs
 from core.engine.fs import long_path
@@ -101,8 +101,12 @@ class Excluder:
     def __init__(self, patterns=(), defaults: bool = True, skip_dirs=()):
         own = [p for p in patterns if p.strip()]
         self.spec: pathspec.GitIgnoreSpec | None = None
+        # The built-in patterns alone each match one name (one path component): a scan that never
+        # enters an excluded folder can match the name alone (name_match), a shorter walk for the regex.
+        self.name_match: Callable[[str], object] | None = None
         if defaults and not own:
             self._any: re.Pattern | None = re.compile(DEFAULT_REGEX)
+            self.name_match = self._any.match
         else:
             import pathspec
 
@@ -221,25 +225,63 @@ _NAME = operator.attrgetter("name")
 
 def children(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterator[ScanEntry]:
     """The direct entries of the folder ``rel`` ("" for the source folder ``root``), sorted by name."""
-    folder = os.path.join(root, rel) if rel else root
-    try:
-        with os.scandir(long_path(folder)) as it:   # (Windows: \\?\ when long; children inherit it)
-            listing = sorted(it, key=_NAME)
-    except OSError as err:
-        warnings.append(RunWarning(WarningCode.UNREADABLE, folder,
-                                   f"folder could not be read, skipped ({err.strerror})"))
-        return
-    for child in listing:
+    for child in listing(os.path.join(root, rel) if rel else root, warnings):
         crel = f"{rel}/{child.name}" if rel else child.name
         try:
             st = child.stat(follow_symlinks=False)
         except OSError as err:
-            warnings.append(RunWarning(WarningCode.UNREADABLE, child.path,
-                                       f"could not be read, skipped ({err.strerror})"))
+            unreadable(child.path, err, warnings)
             continue
         se = entry_for(top, crel, child.path, st, excluder, warnings)
         if se is not None:
             yield se
+
+
+def listing(folder: str, warnings) -> list[os.DirEntry]:
+    """The entries of ``folder`` sorted by name (none, and a warning, when it cannot be read)."""
+    try:
+        with os.scandir(long_path(folder)) as it:   # (Windows: \\?\ when long; children inherit it)
+            return sorted(it, key=_NAME)
+    except OSError as err:
+        warnings.append(RunWarning(WarningCode.UNREADABLE, folder,
+                                   f"folder could not be read, skipped ({err.strerror})"))
+        return []
+
+
+def unreadable(path: str, err: OSError, warnings) -> None:
+    """The warning for an entry whose ``lstat`` failed (it is left out)."""
+    warnings.append(RunWarning(WarningCode.UNREADABLE, path, f"could not be read, skipped ({err.strerror})"))
+
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: Where a folder's entries can be listed and ``lstat``-ed through its descriptor (POSIX).
+BY_DESCRIPTOR = os.listdir in os.supports_fd and os.stat in os.supports_dir_fd and bool(_NOFOLLOW)
+
+
+def lstat_listing(folder: str, warnings, top: bool = False) -> list[tuple[str, os.stat_result]]:
+    """``(name, lstat)`` of every entry of ``folder``, sorted by name, all read now (what the scan's
+    ``listing`` and ``DirEntry.stat`` read, in one go): through the folder's descriptor, so each
+    ``lstat`` looks up one name instead of the whole path (:data:`BY_DESCRIPTOR` only). The folder
+    is opened without following a symlink, except a source's own folder (``top``: the scan follows
+    it, ``root_entry``); one swapped for a symlink since its ``lstat`` is not read (a warning)."""
+    try:
+        fd = os.open(folder, _DIR_FLAGS if top else _DIR_FLAGS | _NOFOLLOW)
+        try:
+            names = sorted(os.listdir(fd))
+            out = []
+            for name in names:
+                try:
+                    out.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
+                except OSError as err:
+                    unreadable(os.path.join(folder, name), err, warnings)
+            return out
+        finally:
+            os.close(fd)
+    except OSError as err:
+        warnings.append(RunWarning(WarningCode.UNREADABLE, folder,
+                                   f"folder could not be read, skipped ({err.strerror})"))
+        return []
 
 
 def entry_for(top: str, rel: str, abspath: str, st: os.stat_result, excluder: Excluder,

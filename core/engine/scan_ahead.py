@@ -26,7 +26,8 @@ import os
 import stat
 import sys
 import threading
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 from core.engine.fs import long_path, read_ahead
 from core.engine.prefetch import Prefetch
@@ -204,7 +205,7 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
             below = []
             names: set[str] = set()
             try:
-                with os.scandir(long_path(os.path.join(root, rel) if rel else root)) as it:
+                with _listed(os.path.join(root, rel) if rel else root, not rel) as it:
                     for d in it:   # (a folder's entries all read before the next: their order is no matter)
                         try:
                             st = d.stat(follow_symlinks=False)
@@ -227,6 +228,28 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
             below.sort(reverse=True)   # (the scan enters them by name: the first one last on the stack)
             stack.extend(below)
     return n
+
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+_BY_DESCRIPTOR = os.scandir in os.supports_fd and bool(_NOFOLLOW)
+
+
+@contextmanager
+def _listed(folder: str, top: bool) -> Iterator[Iterator[os.DirEntry]]:
+    """``os.scandir`` of ``folder``, through its descriptor where that can be done: each entry's
+    ``lstat`` then looks up one name, not the whole path (the kernel's work for every entry; the
+    walk's CPU is what it waits for on a busy machine). Opened without following a symlink, except
+    a source's own folder (``top``: the scan follows it)."""
+    if not _BY_DESCRIPTOR:
+        with os.scandir(long_path(folder)) as it:
+            yield it
+        return
+    fd = os.open(folder, _DIR_FLAGS if top else _DIR_FLAGS | _NOFOLLOW)
+    try:
+        with os.scandir(fd) as it:
+            yield it
+    finally:
+        os.close(fd)
 
 
 def _changed_root(root: str, latest: SetAhead) -> bool:

@@ -290,6 +290,9 @@ def _mirrors(block: bytes, reserve: Callable[[str, str], None], every_name: bool
             reserve(path, path)
 
 
+KEPT, BLOCK_DONE = 1, 2   # ParentLines.keep's answers for a kept line
+
+
 class ParentLines:
     """The pass's view of a :class:`ParentCopy`: ``entry()`` (the current line, parsed and
     checked), ``advance()``, and ``splice()`` for a run of lines taken unparsed.
@@ -365,38 +368,34 @@ class ParentLines:
         return Splice.of(buf[pos:end], first.path, skip, self._plain, whole, after)
 
     # --- a full scan's runs of unchanged lines (core/engine/fullsplice.py) ---------------------
-    def keep(self, head: bytes, rest: bytes | None, path: str, size: int, kind: str) -> bool:
+    def keep(self, head: bytes, rest: bytes | None, path: str, size: int, kind: str) -> int:
         """Whether the current line is what the pass would write for an unchanged entry: ``head``
         whole (a folder's line), or a file's: ``head``, its 64-character hash, ``rest``, then only
-        fields the pass copies from the parent (no ``attrs``). If so it joins the run being kept
-        (``path`` its path, ``size`` its bytes, ``kind`` its type); :meth:`flush` hands the run over, and must be
-        called at once when :attr:`block_done`."""
+        fields the pass copies from the parent (no ``attrs``). If so (not 0) it joins the run being
+        kept (``path`` its path, ``size`` its bytes, ``kind`` its type); :meth:`flush` hands the run
+        over, and must be called at once when the answer is :data:`BLOCK_DONE` (the block's last line)."""
         buf, pos = self._buf, self._pos
         if not buf.startswith(head, pos):
-            return False
+            return 0
         if rest is None:
             end = pos + len(head) - 1
         else:
             at = pos + len(head) + 64
             end = buf.find(b"\n", at)
             if not buf.startswith(rest, at) or not _copied_tail(buf, at + len(rest), end):
-                return False
+                return 0
         run = self._run
         if run is None:
             run = self._run = Splice(b"", path, path, 0, 0)
             self._run_at = pos
         run.lines += 1
-        if kind == DIR:
-            run.dirs.append(path)
-        elif kind == FILE:
+        if kind == FILE:
             run.files += 1
             run.size += size
+        elif kind == DIR:
+            run.dirs.append(path)
         self._pos, self._entry = end + 1, None
-        return True
-
-    @property
-    def block_done(self) -> bool:
-        return self._pos >= len(self._buf)
+        return BLOCK_DONE if end + 1 >= len(buf) else KEPT
 
     def flush(self) -> Splice | None:
         """The run of kept lines as one :class:`Splice` (None if there is none), then the next block

@@ -1,6 +1,7 @@
 """bench/changes_timeline.py must not rot: a day of changes of a tiny set, its steps timed (speed is
 never asserted)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,8 @@ def test_the_changes_timeline_times_a_day_of_changes(tmp_path):
         steps.append("child forked")   # (the walkers' own marks only when they end before the scan does)
     for step in steps:
         assert step in run.stdout, step
+    cpu = re.search(r"pass CPU [0-9.]+ s .*, of which .* [0-9.]+ s \((\d+) items\)", run.stdout)
+    assert cpu is not None and int(cpu.group(1)) > 0
     assert run.stdout.rstrip().endswith("rc 0")
     assert (tmp_path / "set" / "Latest" / "src" / "d2" / "new.txt").read_bytes() == b"new"
 

@@ -153,7 +153,7 @@ def _keeps(line: bytes, se: ScanEntry) -> bool:
     lines = ParentLines(iter([(line, None)]), "m", False, True, lambda: None)
     want = fullsplice.expected(se)
     assert want is not None
-    return lines.keep(want[0], want[1], se.path, se.size, se.type)
+    return bool(lines.keep(want[0], want[1], se.path, se.size, se.type))
 
 
 SHA = "ab" * 32

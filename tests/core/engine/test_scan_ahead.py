@@ -36,14 +36,14 @@ def _tree(tmp_path):
 def _listed(monkeypatch, root) -> list[str]:
     """The folders ``walk`` lists below ``root`` (the OS cache it fills cannot be observed)."""
     listed: list[str] = []
-    real = os.scandir
+    real = scan_ahead._listed
 
-    def listing(path):
+    def listing(path, top):
         rel = os.path.relpath(path, root)
         listed.append("" if rel == "." else rel.replace(os.sep, "/"))
-        return real(path)
+        return real(path, top)
 
-    monkeypatch.setattr(scan_ahead.os, "scandir", listing)
+    monkeypatch.setattr(scan_ahead, "_listed", listing)
     return listed
 
 
@@ -204,3 +204,17 @@ def test_plugback_backup_starts_its_child_before_the_parser(tmp_path, monkeypatc
     events.clear()
     assert main(["backup", f"--to={tmp_path / 'set'}", str(src)]) == 0   # (read by the parser only)
     assert events == ["parser", "child"]
+
+
+@pytest.mark.skipif(not scan_ahead._BY_DESCRIPTOR, reason="folders read through their descriptors (POSIX)")
+def test_folders_are_read_through_their_descriptors_and_never_through_a_link(tmp_path, monkeypatch):
+    src = _tree(tmp_path)
+    n = scan_ahead.walk([str(src)], Excluder())
+    monkeypatch.setattr(scan_ahead, "_BY_DESCRIPTOR", False)
+    assert scan_ahead.walk([str(src)], Excluder()) == n   # (the same entries read by path)
+    monkeypatch.undo()
+    with scan_ahead._listed(str(src / "link"), True) as it:   # (a source's own folder: followed, as the scan does)
+        assert sorted(d.name for d in it) == ["deep"]
+    with pytest.raises(OSError):   # (a folder below it that became a symlink since its lstat: not listed)
+        with scan_ahead._listed(str(src / "link"), False):
+            pass
