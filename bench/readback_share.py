@@ -28,9 +28,9 @@ SHIM = """
 import os, sys, time
 from core.engine import readback
 orig = readback.read_back
-def timed(run):
+def timed(*a):
     t, c = time.perf_counter(), time.process_time()
-    r = [] if os.environ.get("PB_NO_READBACK") else orig(run)
+    r = [] if os.environ.get("PB_NO_READBACK") else orig(*a)
     print(f"  read-back wall {time.perf_counter() - t:.2f} s, CPU {time.process_time() - c:.2f} s", file=sys.stderr)
     return r
 readback.read_back = timed

@@ -29,9 +29,10 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
    renamed into ``snapshots/``: the commit point. Only now does the snapshot exist.
 5. ``Latest.sha256`` is rewritten and the journal removed (a crash between 4 and 5
    is finished by the next run).
-6. What was written is read back from the drive and checked against the manifest: from the
-   commit on, in a thread beside step 5 (core/engine/readback_thread.py); what read back wrong is
-   copied again after step 5.
+6. What was written is read back from the drive and checked against the manifest, in a thread
+   (core/engine/readback_thread.py): in a plain set on Linux what each flush of step 3 made durable,
+   beside the pass; the rest from the commit on, beside step 5 (only what a flush made durable is
+   ever read). What read back wrong is copied again after step 5.
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ from core.engine.backup_options import BackupResult as BackupResult
 from core.engine.backup_options import BackupStatus as BackupStatus
 from core.engine.backup_options import check_sources as check_sources
 from core.engine.backup_options import same_stat as same_stat
-from core.engine.fs import long_path, probe_volume
+from core.engine.fs import READS_AHEAD, long_path, probe_volume
 from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
-from core.engine.manifest_io import ManifestWriter, Spool
+from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
+from core.engine.readback_ahead import Written
 from core.engine.readback_thread import ReadBack
 from core.engine.repo import BackupSet, new_snapshot_id
 from core.engine.reuse import Reuse
@@ -122,7 +124,7 @@ class _Run:
                       "done_bytes": 0}
         self.writer = ManifestWriter()
         self.sums = LatestSums() if self.plain else None
-        self.written = Spool("plugback-written-") if options.verify else None   # what to read back
+        self.written = Written(self.clock.monotonic) if options.verify else None   # what to read back (readback_ahead.py)
         self._mutex = threading.Lock()
         self._errors: list[BaseException] = []   # the workers' failures
         self._stop = threading.Event()
@@ -137,7 +139,8 @@ class _Run:
         self._count = 0
         self.sealing: sealpool.Sealing | None = None   # encrypted sets: small files sealed by workers
         self.reuse = Reuse(options.changes, options.excludes, options.rehash, source_paths, str(bset.layout.root))
-        self.reading: ReadBack | None = None   # step 6, from the commit on (core/engine/readback_thread.py)
+        self.reading: ReadBack | None = None   # step 6, from a checkpoint or the commit on (readback_thread.py)
+        self._read_ahead = self.plain and READS_AHEAD   # (step 6 beside the pass: plain sets, Linux)
         self.proven = ProvenParent(options.cache, bset.set_id)
 
     def close(self) -> None:
@@ -273,8 +276,8 @@ class _Run:
     def _after_commit(self, snapshot_id: str) -> None:
         """Step 5, while step 6 (the read-back, which only reads what step 4's flush made durable)
         starts in a thread beside it: core/engine/readback_thread.py."""
-        if self.options.verify and self.written is not None and self.stats["copied_files"]:
-            self.reading = ReadBack(self)
+        if self.written is not None and (self.reading is not None or self.stats["copied_files"]):
+            self._reader().committed()
         if self.sums is not None:
             self.sums.commit(self.bset)
         self.proven.record(self.bset, snapshot_id, self.writer, self.sums.state if self.sums else None)
@@ -573,9 +576,19 @@ class _Run:
             self._last_checkpoint = self.clock.monotonic()
             self._since_checkpoint = 0
         count = self.journal.pending()
+        # (cut before the flush: the lines in it are of files placed before it, durable after it)
+        blocks = self.written.cut() if self._read_ahead and self.written is not None else 0
         self.fs.flush_volume(self.layout.root)
         self.journal.checkpoint(count)
+        if blocks:
+            self._reader().release(blocks)
         self.lock.refresh()
+
+    def _reader(self) -> ReadBack:
+        """Step 6's thread: started by the first checkpoint with copies, else by the commit (as before)."""
+        with self._mutex:
+            self.reading = self.reading or ReadBack(self, ahead=self._read_ahead)
+            return self.reading
 
     def _checkpoint_quietly(self) -> None:
         """After a failure: keep what is durable for the next run, if the drive still answers."""

@@ -1,9 +1,10 @@
 """After a backup: read back what the run wrote (from the drive, cache dropped), and copy once
 more what read back wrong.
 
-The run keeps what it wrote in a local spool (``_Run.written``, in manifest order, one
-:func:`record` per file), so this streams too: a bounded number of files is in flight
-at a time. Cold reads wait on the drive, so many must be asked for at once to keep its
+The run keeps what it wrote in local blocks (``_Run.written``, core/engine/readback_ahead.py:
+in manifest order, one :func:`record` per file, each block given to the read-back once a flush
+made its files durable, in a plain set on Linux while the pass goes on), so this streams too: a
+bounded number of files is in flight at a time. Cold reads wait on the drive, so many must be asked for at once to keep its
 queue full. On Linux that is done in one thread: each file (or encrypted object) is opened
 and its read started (``posix_fadvise``) a window of files before it is checked; with several
 threads each tiny read traded the GIL (tens of futex calls per file: half a small-file
@@ -21,12 +22,11 @@ import json
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from typing import Generator, Iterator
+from typing import Callable, Generator, Iterable, Iterator
 
 from core.engine import objcheck, sealpool
 from core.engine.fs import READS_AHEAD, blocks, read_buffer
 from core.engine.manifest import FILE, Entry
-from core.engine.progress import Progress
 from core.engine.scan import ScanEntry
 from core.engine.window import batches, ordered_map
 
@@ -34,7 +34,6 @@ BATCH = 64           # files per hand-off to a worker (and per progress report)
 AHEAD = 64           # plain sets: files opened, and their reads started, before the one hashed
 BIG = objcheck.BIG   # files this big are read back in worker threads (hashed, decrypted in parallel)
 SMALL_OBJECT = objcheck.SMALL_OBJECT   # encrypted: an object up to this size is read whole in one call
-BATCH_LINES = 1024   # spool lines decoded per json.loads call
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _STR = json.encoder.encode_basestring_ascii   # a JSON string as _ENCODE writes it
 
@@ -51,15 +50,12 @@ def record(e: Entry, se: ScanEntry) -> bytes:
             f'{_STR(se.abspath)},{se.size}]').encode("ascii")
 
 
-def _written(run) -> Iterator[tuple[Entry, ScanEntry]]:
-    """What ``run`` wrote, in manifest order: (entry, the source it was read from)."""
-    lines: list[bytes] = []
-    for line in run.written.lines():
-        lines.append(line)
-        if len(lines) >= BATCH_LINES:
-            yield from _decode(lines)
-            lines = []
-    yield from _decode(lines)
+def decoded(blocks: Iterable[list[bytes]]) -> Iterator[tuple[Entry, ScanEntry]]:
+    """The files of blocks of :func:`record` lines (a run's ``written``), in their order: (entry,
+    the source it was read from). Each block is decoded as soon as it comes (the read-back beside
+    the pass gets one when a flush made its files durable)."""
+    for lines in blocks:
+        yield from _decode(lines)
 
 
 def _decode(lines: list[bytes]) -> Iterator[tuple[Entry, ScanEntry]]:
@@ -72,29 +68,26 @@ def _decode(lines: list[bytes]) -> Iterator[tuple[Entry, ScanEntry]]:
         yield e, ScanEntry(path, abspath, FILE, source_size, mtime_ns, mode, 0, 0)
 
 
-
-
-def read_back(run) -> list[tuple[Entry, ScanEntry, str]]:
-    """Compare what ``run`` wrote with its hashes: (entry, source, reason) of each file that
-    read back wrong."""
-    if run.written is None or not run.stats["copied_files"]:
-        return []
+def read_back(run, items: Iterable[tuple[Entry, ScanEntry]],
+              seen: Callable[[int, int, str], None]) -> list[tuple[Entry, ScanEntry, str]]:
+    """Compare the copies of ``items`` (what ``run`` wrote, see :func:`decoded`) with their hashes:
+    (entry, source, reason) of each file that read back wrong. ``seen(files, bytes, path)``: after
+    each batch, how many were checked so far (the caller reports progress, or raises to stop)."""
     damaged = []
-    total, done, i = run.stats["copied_bytes"], 0, 0
-    count = run.stats["copied_files"]
-    checked = _checked_ahead(run) if READS_AHEAD else _checked_in_threads(run)
-    with closing(checked):   # (stopped early, e.g. a run failing after its commit: the files opened ahead close now)
+    done, i = 0, 0
+    checked = _checked_ahead(run, items) if READS_AHEAD else _checked_in_threads(run, items)
+    with closing(checked):   # (stopped early, e.g. a run failing: the files opened ahead close now)
         for batch, problems in checked:
             for (e, se), problem in zip(batch, problems, strict=True):
                 if problem:
                     damaged.append((e, se, problem))
                 done += e.size
                 i += 1
-            run.progress(Progress("verify", i, count, done, total, batch[-1][0].path))
+            seen(i, done, batch[-1][0].path)
     return damaged
 
 
-def _checked_in_threads(run) -> Generator[tuple[list, list[str | None]], None, None]:
+def _checked_in_threads(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Generator[tuple[list, list[str | None]], None, None]:
     """(batch, problems), each batch checked in a worker thread: systems where one thread cannot
     ask for reads ahead (Windows, macOS), plain and encrypted sets alike."""
     from core.engine.verify import check_entry
@@ -105,7 +98,7 @@ def _checked_in_threads(run) -> Generator[tuple[list, list[str | None]], None, N
     # Reads from a cold cache wait on the drive: several at once keep it busy.
     workers = max(4, run.options.workers * 4)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from ordered_map(pool, check, batches(_written(run), BATCH), 2 * workers)
+        yield from ordered_map(pool, check, batches(items, BATCH), 2 * workers)
 
 
 class _Remote:
@@ -129,7 +122,7 @@ def _to_worker(pool, e: Entry) -> bool:
     return pool is not None and e.size < BIG and (pool.filling() or pool.room())
 
 
-def _checked_ahead(run) -> Generator[tuple[list, list[str | None]], None, None]:
+def _checked_ahead(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Generator[tuple[list, list[str | None]], None, None]:
     """(batch, problems): each small file (an encrypted set: its object) is opened :data:`AHEAD`
     files before it is checked in this thread, its cached pages dropped and its read started
     then (the drive works on many at once, as threads made it, without their GIL hand-offs:
@@ -150,7 +143,7 @@ def _checked_ahead(run) -> Generator[tuple[list, list[str | None]], None, None]:
     local = 0   # files this thread holds open ahead
     with ThreadPoolExecutor(max_workers=max(4, run.options.workers * 4)) as threads:
         try:
-            for item in _written(run):
+            for item in items:
                 e, paths = item[0], run.store.written_paths(item[0])
                 if e.size >= BIG:
                     opened: list[int] | str | Future | _Remote = threads.submit(check_entry, run.bset, e, paths)

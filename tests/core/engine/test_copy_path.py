@@ -15,7 +15,7 @@ from core.engine import backup as backup_mod
 from core.engine import journal, readback
 from core.engine.fs import READS_AHEAD
 from core.engine.manifest import FILE, Entry
-from core.engine.manifest_io import Spool
+from core.engine.readback_ahead import Written
 from core.engine.scan import ScanEntry
 from core.engine.store import prefetch_source
 from core.engine.window import Window, lookahead
@@ -68,17 +68,14 @@ def test_readback_record_round_trips_any_file_name(name):
     """What the read-back and a repair need comes back exactly, whatever the name holds."""
     e = Entry(f"Data/{name}", FILE, 5, 123, 0o644, "ab" * 32, mirror=f"Data/{name}~1", parts=2, obj=None)
     se = ScanEntry(e.path, f"/src/{name}", FILE, 7, 123, 0o644, 9, 9)
-    spool = Spool()
+    written = Written()
     try:
         for _ in range(3):
-            spool.add(readback.record(e, se))
-
-        class Run:
-            written = spool
-
-        got = list(readback._written(Run()))
+            written.add(readback.record(e, se))
+        written.close_input()
+        got = list(readback.decoded(written.blocks()))
     finally:
-        spool.close()
+        written.close()
     assert len(got) == 3
     back, source = got[0]
     assert (back.path, back.mirror, back.sha256, back.size, back.parts, back.mtime_ns, back.mode) == \

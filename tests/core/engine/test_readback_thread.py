@@ -86,7 +86,7 @@ def test_the_read_backs_error_reaches_the_run(tmp_path, monkeypatch):
     """An error of the read-back (a drive gone, say) is the run's, raised after step 5 is done."""
     src = make_tree(tmp_path / "src" / "Data", {"a.txt": b"a", "b.txt": b"b"})
 
-    def gone(run):
+    def gone(*a):
         raise OSError(19, "No such device")
 
     monkeypatch.setattr(readback, "read_back", gone)

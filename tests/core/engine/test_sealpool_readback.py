@@ -95,9 +95,9 @@ def test_a_damaged_object_the_workers_read_back_is_not_called_verified(tmp_path,
         verdicts.append(real_checked(pool, tag, index))
         return verdicts[-1]
 
-    def damaging(run):
+    def damaging(run, *a):
         _damage(run, next(src.rglob(target)))
-        return real_read_back(run)
+        return real_read_back(run, *a)
 
     monkeypatch.setattr(sealpool.SealPool, "checked", checked)
     monkeypatch.setattr(readback, "_to_worker", lambda pool, e: pool is not None and e.size < readback.BIG)
@@ -135,9 +135,9 @@ def test_a_worker_killed_during_the_read_back_leaves_its_checks_to_the_run(tmp_p
     target = _last_random(MANY + 4 * sealpool.BATCH)
     real_read_back = readback.read_back
 
-    def damaging(run):
+    def damaging(run, *a):
         _damage(run, next(src.rglob(target)))
-        return real_read_back(run)
+        return real_read_back(run, *a)
 
     monkeypatch.setattr(sealpool.SealPool, "checked", checked)
     monkeypatch.setattr(readback, "read_back", damaging)
