@@ -192,6 +192,18 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def cold_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The floor scripts' shared options (--timeout, --json, --warm) added, ``argv`` parsed, and
+    root required unless --warm (the page cache is dropped before every timed command)."""
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
+    args = p.parse_args(argv)
+    if not args.warm and os.geteuid() != 0:
+        p.error("must run as root: the page cache is dropped before every timed command (or --warm)")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--files", type=int, default=100_000)

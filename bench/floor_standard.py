@@ -253,12 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                    "source (its repository made, untimed, in WORKDIR/restic)")
     p.add_argument("--full-peers", default="", help="full: also time restic's and/or borg's first backup "
                    "(restic,borg: into new repositories in WORKDIR, made untimed before each repetition)")
-    p.add_argument("--timeout", type=float, default=1800)
-    p.add_argument("--json", help="also write the raw results here")
-    p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
-    args = p.parse_args(argv)
-    if not args.warm and os.geteuid() != 0:
-        p.error("must run as root: the page cache is dropped before every timed command (or --warm)")
+    args = floor_small.cold_args(p, argv)
     results = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -156,17 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR",
                    help="a checkout whose verify --read-all is timed in each round (default: this one)")
     p.add_argument("--floors", default="openssl2,openssl8,python2", help="which floors (TOOL + processes)")
-    p.add_argument("--timeout", type=float, default=1800)
-    p.add_argument("--json", help="also write the raw results here")
-    p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
-    args = p.parse_args(argv)
-    if not args.warm and os.geteuid() != 0:
-        p.error("must run as root: the page cache is dropped before every timed command (or --warm)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from floor_small import DROP, cold_args, time_commands
+
+    args = cold_args(p, argv)
     work = Path(args.workdir).resolve()
     w = {"work": work, "src": work / "src", "set": work / "set", "restic": work / "restic", "home": work / "home"}
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from floor_small import DROP, time_commands
-
     prepare(w, args.files, args.seed)
     checkouts = [tuple(c.split("=", 1)) for c in args.checkout] or [("this", str(REPO))]
     logs = work / "logs"

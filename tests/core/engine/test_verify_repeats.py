@@ -13,20 +13,26 @@ import pytest
 
 from core.engine import verify
 from core.engine.readpool import MISMATCH
-from tests.core.engine.test_verify_same import FILES, _decode_each, _flip, _hostile_entry, _manifests, _report, _truncate
+from tests.core.engine.test_verify_same import (
+    FILES,
+    _decode_each,
+    _flip,
+    _grouped_and_each,
+    _hostile_entry,
+    _manifests,
+    _report,
+    _truncate,
+    make_four,
+)
 from tests.support.engine import backup_path, open_set
 from tests.support.trees import make_tree
 
 
 @pytest.fixture
 def repeats(tmp_path):
-    src = make_tree(tmp_path / "src" / "Data", {**FILES, "top.txt": b"top v1"})
-    set_path = tmp_path / "set"
-    backup_path(set_path, [src])
-    (src / "top.txt").write_bytes(b"top v2")
-    (src / "copy.txt").write_bytes(b"top v1")
-    for _ in range(3):
-        backup_path(set_path, [src])
+    """test_verify_same's four snapshots, then v3."""
+    set_path = make_four(tmp_path)
+    src = tmp_path / "src" / "Data"
     (src / "top.txt").write_bytes(b"top v3, longer")
     backup_path(set_path, [src])
     return set_path
@@ -55,22 +61,11 @@ DAMAGE = {
 @pytest.mark.parametrize("case", DAMAGE)
 def test_the_report_is_the_one_of_decoding_every_manifest(repeats, monkeypatch, case, read_all):
     DAMAGE[case](repeats)
-    decoded = []
-    add = verify._Contents.add_manifest
-
-    def spy(self, bset, sid, *args):
-        decoded.append(sid)
-        return add(self, bset, sid, *args)
-
-    monkeypatch.setattr(verify._Contents, "add_manifest", spy)
-    grouped = _report(repeats, read_all=read_all)
+    grouped, decoded, each, decoded_each = _grouped_and_each(repeats, monkeypatch, read_all)
     ids = open_set(repeats).snapshot_ids()
     if case == "none":   # v1, v2 and v3 decoded; the two no-change backups of v2 counted
         assert decoded == [ids[0], ids[1], ids[4]] and grouped[0] == [] and grouped[3] == 5
-    decoded.clear()
-    _decode_each(monkeypatch)
-    each = _report(repeats, read_all=read_all)
-    assert len(decoded) == 5   # (a damaged one too: decoding it finds the damage)
+    assert len(decoded_each) == 5   # (a damaged one too: decoding it finds the damage)
     assert grouped == each
     if case != "none" and (read_all or "flipped" not in case):   # (a quick verify checks sizes)
         assert grouped[0]

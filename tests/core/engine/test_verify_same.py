@@ -26,6 +26,10 @@ FILES = {f"d{d}/n{i}.txt": f"file {d} {i} ".encode() * (i + 1) for d in range(3)
 
 @pytest.fixture
 def four(tmp_path):
+    return make_four(tmp_path)
+
+
+def make_four(tmp_path):
     """Snapshots: top.txt v1; v2 (v1 kept as an object, and now copy.txt's content too); two
     no-change backups."""
     src = make_tree(tmp_path / "src" / "Data", {**FILES, "top.txt": b"top v1"})
@@ -95,11 +99,10 @@ def _report(set_path, **options):
     return r.damaged, r.contents, r.bytes_read, r.snapshots, r.notices
 
 
-@pytest.mark.parametrize("read_all", [False, True])
-@pytest.mark.parametrize("case", DAMAGE)
-def test_the_report_is_the_one_of_decoding_every_manifest(four, monkeypatch, case, read_all):
-    DAMAGE[case](four)
-    decoded = []
+def _grouped_and_each(set_path, monkeypatch, read_all):
+    """verify's report as it runs and with every manifest decoded, each with the snapshots whose
+    manifests it decoded (in order)."""
+    decoded: list[str] = []
     add = verify._Contents.add_manifest
 
     def spy(self, bset, sid, *args):
@@ -107,13 +110,22 @@ def test_the_report_is_the_one_of_decoding_every_manifest(four, monkeypatch, cas
         return add(self, bset, sid, *args)
 
     monkeypatch.setattr(verify._Contents, "add_manifest", spy)
-    grouped = _report(four, read_all=read_all)
-    if case == "none":
-        assert len(decoded) == 2 and grouped[0] == [] and grouped[3] == 4   # the first, and one of the three
+    grouped = _report(set_path, read_all=read_all)
+    first = list(decoded)
     decoded.clear()
     _decode_each(monkeypatch)
-    each = _report(four, read_all=read_all)
-    assert len(decoded) == 4
+    each = _report(set_path, read_all=read_all)
+    return grouped, first, each, decoded
+
+
+@pytest.mark.parametrize("read_all", [False, True])
+@pytest.mark.parametrize("case", DAMAGE)
+def test_the_report_is_the_one_of_decoding_every_manifest(four, monkeypatch, case, read_all):
+    DAMAGE[case](four)
+    grouped, decoded, each, decoded_each = _grouped_and_each(four, monkeypatch, read_all)
+    if case == "none":
+        assert len(decoded) == 2 and grouped[0] == [] and grouped[3] == 4   # the first, and one of the three
+    assert len(decoded_each) == 4
     assert grouped == each
     if case != "none" and (read_all or "flipped" not in case):   # (a quick verify checks sizes)
         assert grouped[0]
