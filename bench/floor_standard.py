@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,9 +44,7 @@ from tools import PASSWORD, plugback_argv, plugback_env, rmtree  # noqa: E402
 
 PHASES = ("device", "full", "restore", "nochange", "changed")
 DEFAULT_PHASES = PHASES[:3]   # (the no-change and day-of-changes phases when asked)
-# OpenSSL's SHA-256 is the SHA-NI code Python's hashlib runs; coreutils' sha256sum (the fallback) is
-# several times slower on this machine and would make a floor too high.
-SHA256 = "openssl dgst -sha256" if shutil.which("openssl") else "sha256sum"
+SHA256, hash_tree = floor_small.SHA256, floor_small.hash_tree
 
 
 def device(w: dict[str, Path], mib: int, drop: str) -> dict[str, str]:
@@ -59,13 +56,6 @@ def device(w: dict[str, Path], mib: int, drop: str) -> dict[str, str]:
         f"SHA-256 of {mib} MiB from memory ({SHA256.split()[0]})":
             f"dd if=/dev/zero bs=4M count={mib // 4} status=none | {SHA256} > /dev/null",
     }
-
-
-def hash_tree(folder: Path, jobs: int = 1) -> str:
-    """Shell: SHA-256 of every regular file below ``folder`` (:data:`SHA256`: Debian's ``sha256sum``
-    runs at about 250 MB/s here, OpenSSL and Python's hashlib at 1.6 GB/s)."""
-    return (f"find {shlex.quote(str(folder))} -type f -print0 | "
-            f"xargs -0 -r -n 2000 -P {jobs} {SHA256} > /dev/null")
 
 
 def incremental(w: dict[str, Path], before: str) -> dict[str, str]:
