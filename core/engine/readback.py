@@ -3,16 +3,16 @@ more what read back wrong.
 
 The run keeps what it wrote in local blocks (``_Run.written``, core/engine/readback_ahead.py:
 in manifest order, one :func:`record` per file, each block given to the read-back once a flush
-made its files durable, in a plain set on Linux while the pass goes on), so this streams too: a
-bounded number of files is in flight at a time. Cold reads wait on the drive, so many must be asked for at once to keep its
-queue full. On Linux that is done in one thread: each file (or encrypted object) is opened
-and its read started (``posix_fadvise``) a window of files before it is checked; with several
-threads each tiny read traded the GIL (tens of futex calls per file: half a small-file
-backup's CPU). Big files still go to worker threads; in an encrypted set with seal worker
-processes (core/engine/sealpool.py), small objects go to those too, a batch at a time, beside
-this thread (core/engine/objcheck.py is the check both run). Systems without read-ahead hand files
-to worker threads a batch at a time (a hand-off per file cost more than reading a small
-file back).
+made its files durable, in a plain set on Linux while the pass goes on), so this streams too:
+a bounded number of files is in flight at a time. Cold reads wait on the drive, so many must
+be asked for at once to keep its queue full. On Linux that is done in one thread: each file
+(or encrypted object) is opened and its read started (``posix_fadvise``) a window of files
+before it is checked; with several threads each tiny read traded the GIL (tens of futex calls
+per file: half a small-file backup's CPU). Big files still go to worker threads; in an
+encrypted set with seal worker processes (core/engine/sealpool.py), small objects go to those
+too, a batch at a time, beside this thread (core/engine/objcheck.py is the check both run).
+Systems without read-ahead hand files to worker threads a batch at a time (a hand-off per file
+cost more than reading a small file back).
 """
 
 from __future__ import annotations
