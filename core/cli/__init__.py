@@ -78,9 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``plugback`` console script."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["backup"]:   # its sources read ahead from now on, before the parser and the engine load
-        from core.engine.scan_ahead import start_early
+        from core.engine.scan_ahead import drop_early, start_early
 
         start_early(argv)
+        try:
+            return _run(argv)
+        finally:
+            drop_early()   # (a child the backup did not take: the parser or the command failed first)
+    return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:

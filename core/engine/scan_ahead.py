@@ -134,6 +134,15 @@ def take_early(sources: list[str], excludes: list[str], set_root: str) -> ScanAh
     return None
 
 
+def drop_early() -> None:
+    """Stop and reap the child :func:`start_early` started if nothing took it (the parser
+    refused the arguments, the command failed before its backup began); else nothing."""
+    global _early
+    early, _early = _early, None
+    if early is not None:
+        early[1].stop()
+
+
 def backup_args(argv: list[str]) -> tuple[list[str], list[str], str] | None:
     """(sources, excludes, set) of ``backup SRC... --to SET [--exclude P]...`` as absolute paths,
     or None for anything the parser alone should read (``--to=SET``, an abbreviation, ``--help``,

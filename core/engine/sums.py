@@ -131,6 +131,7 @@ class LatestSums:
         new = list(_with_newlines(self._spool.lines()))
         todo = patches(f, self.base, ops, iter(new))
         if todo is None:
+            self._spool.close()
             self._spool = Spool("plugback-sums-")   # (read once: the rewrite takes the lines kept here)
             for line in new:
                 self._spool.add(line[:-1])

@@ -122,3 +122,21 @@ def test_a_read_back_stopped_at_its_first_report_closes_the_files_it_opened_ahea
     # (the old code: up to readback.AHEAD copies in Latest/, held by the stopped read-back's generator)
     assert _open_files() - before == set(), failed.value
     assert len(open_set(tmp_path / "set").snapshot_ids()) == 1
+
+
+def test_latest_sums_rewritten_after_a_rename_leaves_no_spool_unclosed(tmp_path):
+    # A renamed file keeps the line count but not the names: Latest.sha256 cannot be patched in
+    # place and is rewritten from a new spool; the first spool is closed, not left to the collector.
+    import gc
+    import warnings
+
+    src, cache = _source(tmp_path, files=60), tmp_path / "cache"
+    set_path = tmp_path / "set"
+    backup_path(set_path, [src], workers=1, cache=cache)   # recorded: the next run splices Latest.sha256
+    (src / "d0" / "f7.txt").rename(src / "d0" / "f7-renamed.txt")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        backup_path(set_path, [src], workers=1, cache=cache)
+        gc.collect()
+    assert [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)] == []
+    assert (set_path / "Latest" / "Docs" / "d0" / "f7-renamed.txt").is_file()

@@ -206,6 +206,30 @@ def test_plugback_backup_starts_its_child_before_the_parser(tmp_path, monkeypatc
     assert events == ["parser", "child"]
 
 
+
+@linux
+def test_a_command_line_refused_after_the_early_child_started_reaps_it(tmp_path, monkeypatch, one_thread):
+    """The parser failing after the child started (argparse exits with SystemExit; faked here: the
+    plain forms the early reader accepts all parse): the child is stopped and reaped before
+    ``main`` leaves (the old code left it running until the process exited)."""
+    import core.cli
+
+    started: list[scan_ahead.ScanAhead | None] = []
+    real_start = scan_ahead.start
+    monkeypatch.setattr(scan_ahead, "start", lambda *a: started.append(real_start(*a)) or started[-1])
+
+    def refused(*_):
+        raise SystemExit(2)
+
+    monkeypatch.setattr(core.cli, "build_parser", refused)
+    src = make_tree(tmp_path / "src", {f"d{i:03}/x": b"x" for i in range(20)})
+    with pytest.raises(SystemExit):
+        main(["backup", str(src), "--to", str(tmp_path / "set")])
+    child = started[0]
+    assert child is not None and scan_ahead._early is None
+    assert child.stopped and child.pid == 0   # (killed and reaped)
+
+
 @pytest.mark.skipif(not scan_ahead._BY_DESCRIPTOR, reason="folders read through their descriptors (POSIX)")
 def test_folders_are_read_through_their_descriptors_and_never_through_a_link(tmp_path, monkeypatch):
     src = _tree(tmp_path)
