@@ -168,8 +168,10 @@ class _Contents:
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
                         "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER, "
                         "k INTEGER)")   # k: how many files of manifest ``last`` hold it (add_holders)
-        self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts)")
-        self.db.execute("CREATE TABLE latest_only (name BLOB, parts INTEGER)")   # (no index: read whole, once)
+        # One row per (name, parts, size): a manifest that lists a content with another size than
+        # another manifest does gets a row (and a check) of its own, so a wrong size is never hidden.
+        self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts, size)")
+        self.db.execute("CREATE TABLE latest_only (name BLOB, parts INTEGER, size INTEGER)")   # (read whole, once)
 
     def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry],
                      cancel: CancelToken | None = None, latest: "_LatestOnly | None" = None) -> tuple[int, int]:
@@ -196,7 +198,7 @@ class _Contents:
                     only[0] += 1
                     only[1] += size
                     if latest.keys:
-                        yield None, (bytes.fromhex(name), parts)
+                        yield None, (bytes.fromhex(name), parts, size)
                     continue
                 yield (bytes.fromhex(name), parts, bytes.fromhex(sha), size, obj and bytes.fromhex(obj),
                        scratch.path_key(path), sid, index, stored), None
@@ -206,12 +208,12 @@ class _Contents:
             for batch in scratch.batches(rows()):
                 self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored, k) "
                                     "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 1) "
-                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = max(last, excluded.last), "
+                                    "ON CONFLICT (name, parts, size) DO UPDATE SET n = n + 1, last = max(last, excluded.last), "
                                     "k = CASE WHEN last = excluded.last THEN k + 1 WHEN last < excluded.last THEN 1 "
                                     "ELSE k END",
                                     [row for row, _ in batch if row is not None])
                 if latest is not None and latest.keys:
-                    self.db.executemany("INSERT INTO latest_only VALUES (?, ?)", [k for _, k in batch if k is not None])
+                    self.db.executemany("INSERT INTO latest_only VALUES (?, ?, ?)", [k for _, k in batch if k is not None])
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
@@ -226,10 +228,10 @@ class _Contents:
         newest's rows had been added (then they are checked in ``Latest/`` only)."""
         if sqlite3.sqlite_version_info >= (3, 33):   # UPDATE FROM: one look-up in content_key per key (~0.2 s
             self.db.execute("UPDATE content SET last = max(content.last, ?) FROM latest_only AS k "   # less at 100 k)
-                            "WHERE content.name = k.name AND content.parts = k.parts", (last,))
+                            "WHERE content.name = k.name AND content.parts = k.parts AND content.size = k.size", (last,))
         else:
-            self.db.execute("UPDATE content SET last = max(last, ?) WHERE (name, parts) IN "
-                            "(SELECT name, parts FROM latest_only)", (last,))
+            self.db.execute("UPDATE content SET last = max(last, ?) WHERE (name, parts, size) IN "
+                            "(SELECT name, parts, size FROM latest_only)", (last,))
 
     def add_holders(self, index: int, more: int, last: int) -> None:
         """``more`` manifests, the last of them number ``last``, hold exactly the files of manifest
