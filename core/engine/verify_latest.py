@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from core.engine.verify import VerifyOptions, VerifyResult, _Tally
 
 POOL_FROM = 2048     # Latest/ files from which --read-all reads them in worker processes
+QUICK_POOL_FROM = 10_000   # ... from which a quick verify checks their sizes there (fewer: the stat calls in one
+                           # thread cost about what starting the workers does)
 POOL_BATCH = 128     # Latest/ files per batch handed to a worker process
 POLL = 0.25          # seconds between progress reports while waiting for the workers
 
@@ -122,8 +124,9 @@ def add(found: Found, result: "VerifyResult", tally: "_Tally", read_all: bool) -
 @contextmanager
 def started(bset: "BackupSet", options: "VerifyOptions") -> Iterator[Early | None]:
     """The early ``Latest/`` checks, when worth it: a plain set whose newest snapshot has :data:`POOL_FROM`
-    files or more (and no interrupted backup: then Latest/ is not checked); None otherwise (the checks
-    then run in threads, as every other check). Without ``read_all`` the workers check sizes only:
+    files or more (:data:`QUICK_POOL_FROM` without ``read_all``), and no interrupted backup (then Latest/
+    is not checked); None otherwise (the checks then run in threads, as every other check).
+    Without ``read_all`` the workers check sizes only:
     a quick verify's ``lstat`` of each file is one cold metadata read, many in flight at once
     (in one thread, one after another, 1,000,000 of them took longer than reading every byte)."""
     newest = bset.newest_id()
@@ -134,7 +137,7 @@ def started(bset: "BackupSet", options: "VerifyOptions") -> Iterator[Early | Non
             files = int(bset.header(newest).totals.get("files", 0))
         except PlugbackError:
             files = 0   # the manifest is damaged: reading it names it
-    if newest is None or files < POOL_FROM:
+    if newest is None or files < (POOL_FROM if options.read_all else QUICK_POOL_FROM):
         yield None
         return
     # Reads in flight: options.workers, as the threads of the other checks (restore.IO_WORKERS)

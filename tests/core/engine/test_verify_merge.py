@@ -80,6 +80,7 @@ def test_a_newest_changed_after_the_older_was_read_beside_it_starts_over(day, mo
     older was read beside it: the older's d1/n2.txt, skipped there, must be found missing."""
     set_path, cache = day
     monkeypatch.setattr(verify_latest, "POOL_FROM", pool_from)
+    monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", pool_from)
     bset = open_set(set_path)
     older, newest = (bset.layout.manifest(sid) for sid in bset.snapshot_ids())
     merged, used = verify_merge.Merge.files, []

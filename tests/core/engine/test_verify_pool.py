@@ -51,9 +51,11 @@ def _reports(set_path, monkeypatch, read_all=True, **options):
     monkeypatch.setattr(verify_latest, "Early", Spy)
     monkeypatch.setattr(verify_latest, "POOL_BATCH", 3)
     monkeypatch.setattr(verify_latest, "POOL_FROM", 0)
+    monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", 0)
     pooled = verify_path(set_path, read_all=read_all, **options)
     assert started, "the worker processes were not used"
     monkeypatch.setattr(verify_latest, "POOL_FROM", 10 ** 9)
+    monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", 10 ** 9)
     threads = verify_path(set_path, read_all=read_all, **options)
     assert len(started) == 1
     return [(r.damaged, r.contents, r.bytes_read, r.snapshots, r.notices) for r in (pooled, threads)]

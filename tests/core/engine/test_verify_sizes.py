@@ -59,6 +59,7 @@ def test_a_wrong_size_for_a_content_the_newest_holds_is_named(changed, monkeypat
                                                               pool_from):
     set_path, cache = changed
     monkeypatch.setattr(verify_latest, "POOL_FROM", pool_from)
+    monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", pool_from)
     target = _manifests(set_path)[0 if which == "the oldest" else -1]
     _resize(target, "d1/n2.txt", 5)
     r = verify_path(set_path, read_all=read_all, **({"cache": cache} if record else {}))
