@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from core.engine.layout import LATEST_DIR, check_relative
 from core.engine.manifest import FILE, MAX_PARTS
@@ -97,8 +97,8 @@ def file_items(bset: "BackupSet", sid: str) -> Iterator[Item]:
                 yield mirror, parts, size, sha
 
 
-def proven_files(reader, expected: str | None, lines: str | None = None
-                 ) -> Iterator[tuple[str, int, str, int, str | None, str, int]]:
+def proven_files(reader, expected: str | None, lines: str | None = None, held: Callable[[str], bool] | None = None,
+                 others: list[int] | None = None) -> Iterator[tuple[str, int, str, int, str | None, str, int]]:
     """The files of a plain set's manifest whose bytes this computer wrote (``expected``: the hash
     its record of them keeps, core/engine/trust.py), straight from the lines: (object name, parts,
     SHA-256, size, obj, path, stored), as ``verify._Contents.add_manifest`` takes them from an
@@ -109,7 +109,8 @@ def proven_files(reader, expected: str | None, lines: str | None = None
     included, hashed as the trailer's hash is; or the entry lines) are not the recorded ones;
     anything else odd in them (no JSON, a field missing or of another type) raises too, as
     early as it is met. The caller takes nothing from an iteration that raised (it decodes
-    the manifest in full)."""
+    the manifest in full). ``held``: only files whose content it may hold (``ObjectIndex.may_hold``)
+    are yielded; the others are only counted in ``others`` (files, bytes)."""
     if expected is None and lines is None:
         raise NotProven(reader.name)
     digest = hashlib.sha256() if lines is not None else None
@@ -119,6 +120,10 @@ def proven_files(reader, expected: str | None, lines: str | None = None
         for d in json.loads(b"[" + block[:-1].replace(b"\n", b",") + b"]"):
             if d["type"] == FILE:
                 sha = d["sha256"]
+                if held is not None and others is not None and not held(sha):
+                    others[0] += 1
+                    others[1] += d.get("size") or 0
+                    continue
                 yield sha, d.get("parts") or 0, sha, d.get("size") or 0, d.get("obj"), d["path"], d.get("stored") or 0
     if (expected is not None and reader.digest != expected) or (digest is not None and digest.hexdigest() != lines):
         raise NotProven(reader.name)

@@ -38,8 +38,9 @@ from core.errors import DamagedSet
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-# One file to check: its mirror path ('/'-separated, below Latest/), its parts (0: one file), size, SHA-256.
-Item = tuple[str, int, int, str]
+# One file to check: its mirror path ('/'-separated, below Latest/), its parts (0: one file), size, SHA-256
+# (None: its size only, for a quick verify: nothing is read).
+Item = tuple[str, int, int, "str | None"]
 # (index in the batch, what is wrong with it)
 Problem = tuple[int, str]
 
@@ -220,13 +221,17 @@ class Checker:
                 problems.append((i, str(bad)))
         return problems
 
-    def _one(self, mirror: str, parts: int, size: int, sha: str) -> None:
+    def _one(self, mirror: str, parts: int, size: int, sha: str | None) -> None:
         folder, _, name = mirror.rpartition("/")
         if folder != self.folder.name:
             self.folder.enter(folder)
         names = [f"{name}.{i:03d}" for i in range(1, parts + 1)] if parts else None
         if names:
             self._part_sizes(names, folder, size)
+        if sha is None:   # a quick verify: there, a regular file of the right size (read nothing)
+            if not names:
+                self._size(name, size)
+            return
         digest = hashlib.sha256()
         got = 0
         for n in names or (name,):
@@ -241,6 +246,20 @@ class Checker:
             raise _Bad(f"it has {got} bytes instead of {size}")
         if digest.hexdigest() != sha:
             raise _Bad(MISMATCH)
+
+    def _size(self, name: str, size: int) -> None:
+        """The file ``name`` of this folder is a regular file of ``size`` bytes (``verify._structure_problem``)."""
+        if self.folder.error is not None:
+            raise self.folder.error
+        where = name if self.folder.fd is not None else _long(self.folder.path_of(name))
+        try:
+            st = os.stat(where, follow_symlinks=False, dir_fd=self.folder.fd)
+        except OSError as err:
+            raise _unreadable(err) from None
+        if not _ISREG(st.st_mode):
+            raise _damaged(self.folder.path_of(name), f"it is {_kind(st.st_mode)}, not a regular file")
+        if st.st_size != size:
+            raise _Bad(f"its stored copy has {st.st_size} bytes instead of {size}")
 
     def _part_sizes(self, names: list[str] | tuple[str], folder: str, size: int) -> None:
         """A split file: every part there, and their sizes adding up (``verify._structure_problem``)."""

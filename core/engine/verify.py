@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, cast
 
-from core.engine import rawlines, scratch, verify_latest
+from core.engine import rawlines, scratch, verify_latest, verify_merge
 from core.engine.chunks import ChunkPaths
 from core.engine.fs import long_path
 from core.engine.manifest import FILE, Entry
@@ -168,8 +168,10 @@ class _Contents:
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
                         "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER, "
                         "k INTEGER)")   # k: how many files of manifest ``last`` hold it (add_holders)
-        self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts)")
-        self.db.execute("CREATE TABLE latest_only (name BLOB, parts INTEGER)")   # (no index: read whole, once)
+        # One row per (name, parts, size): a manifest that lists a content with another size than
+        # another manifest does gets a row (and a check) of its own, so a wrong size is never hidden.
+        self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts, size)")
+        self.db.execute("CREATE TABLE latest_only (name BLOB, parts INTEGER, size INTEGER)")   # (read whole, once)
 
     def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry],
                      cancel: CancelToken | None = None, latest: "_LatestOnly | None" = None) -> tuple[int, int]:
@@ -196,7 +198,7 @@ class _Contents:
                     only[0] += 1
                     only[1] += size
                     if latest.keys:
-                        yield None, (bytes.fromhex(name), parts)
+                        yield None, (bytes.fromhex(name), parts, size)
                     continue
                 yield (bytes.fromhex(name), parts, bytes.fromhex(sha), size, obj and bytes.fromhex(obj),
                        scratch.path_key(path), sid, index, stored), None
@@ -206,12 +208,12 @@ class _Contents:
             for batch in scratch.batches(rows()):
                 self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored, k) "
                                     "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 1) "
-                                    "ON CONFLICT (name, parts) DO UPDATE SET n = n + 1, last = max(last, excluded.last), "
+                                    "ON CONFLICT (name, parts, size) DO UPDATE SET n = n + 1, last = max(last, excluded.last), "
                                     "k = CASE WHEN last = excluded.last THEN k + 1 WHEN last < excluded.last THEN 1 "
                                     "ELSE k END",
                                     [row for row, _ in batch if row is not None])
                 if latest is not None and latest.keys:
-                    self.db.executemany("INSERT INTO latest_only VALUES (?, ?)", [k for _, k in batch if k is not None])
+                    self.db.executemany("INSERT INTO latest_only VALUES (?, ?, ?)", [k for _, k in batch if k is not None])
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
@@ -220,16 +222,22 @@ class _Contents:
         self.latest_only[1] += only[1]
         return count["files"], count["bytes"]
 
+    def reset(self) -> None:
+        """Every row dropped (the manifests are read again)."""
+        self.db.execute("DELETE FROM content")
+        self.db.execute("DELETE FROM latest_only")
+        self.latest_only = [0, 0]
+
     def held_by_latest(self, last: int) -> None:
         """Contents of older manifests that the newest snapshot holds too, though it added no row
         for them (``latest`` of :meth:`add_manifest`): held last by manifest ``last``, as if the
         newest's rows had been added (then they are checked in ``Latest/`` only)."""
         if sqlite3.sqlite_version_info >= (3, 33):   # UPDATE FROM: one look-up in content_key per key (~0.2 s
             self.db.execute("UPDATE content SET last = max(content.last, ?) FROM latest_only AS k "   # less at 100 k)
-                            "WHERE content.name = k.name AND content.parts = k.parts", (last,))
+                            "WHERE content.name = k.name AND content.parts = k.parts AND content.size = k.size", (last,))
         else:
-            self.db.execute("UPDATE content SET last = max(last, ?) WHERE (name, parts) IN "
-                            "(SELECT name, parts FROM latest_only)", (last,))
+            self.db.execute("UPDATE content SET last = max(last, ?) WHERE (name, parts, size) IN "
+                            "(SELECT name, parts, size FROM latest_only)", (last,))
 
     def add_holders(self, index: int, more: int, last: int) -> None:
         """``more`` manifests, the last of them number ``last``, hold exactly the files of manifest
@@ -297,13 +305,35 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, 
     (:class:`_Repeats`). With ``objects`` (a plain set whose ``Latest/`` is checked), the
     newest's files that ``objects/`` does not hold get no row (``_Contents.add_manifest``); with
     ``trust`` too, a manifest's lines (the newest's, or any other this computer recorded
-    writing) are not decoded when they are proven this computer's (_add_proven)."""
+    writing) are not decoded when they are proven this computer's (_add_proven), and an older
+    one proven so is read beside the newest's lines, which make most of its rows needless
+    (core/engine/verify_merge.py: started over without that unless the newest is then read
+    proven as the newest intact snapshot)."""
     ids = bset.snapshot_ids()
     seen: dict[str, str] = {}   # the newest's hashes, as read
     same = rawlines.same_as_newest(bset, ids, cancel, seen)
+    merge = None
     if trust is not None and seen and seen["all"] == trust.hash_of(ids[-1]):
         seen["proven"] = "1"   # its group's lines are this computer's too (_add_proven)
-    newest, counted = None, None
+        if objects is not None:
+            merge = verify_merge.Merge(bset, ids[-1], seen["all"], objects.may_hold)
+    damaged, snapshots = len(result.damaged), result.snapshots
+    newest, confirmed = _read_each(bset, ids, same, seen, contents, result, cancel, objects, trust, merge)
+    if merge is not None and merge.used and not (confirmed and newest is not None and newest[0] == ids[-1]):
+        del result.damaged[damaged:]   # the newest read beside the others is not the one Latest/ is checked
+        result.snapshots = snapshots   # against: start over, every manifest's rows added
+        contents.reset()
+        newest, _ = _read_each(bset, ids, same, seen, contents, result, cancel, objects, trust, None)
+    if newest is not None and contents.latest_only[0]:
+        contents.held_by_latest(newest[1])
+    return newest
+
+
+def _read_each(bset: BackupSet, ids: list[str], same: set[int], seen: dict[str, str], contents: _Contents,
+               result: VerifyResult, cancel: CancelToken | None, objects: ObjectIndex | None,
+               trust: TrustRecord | None, merge: verify_merge.Merge | None) -> tuple[tuple | None, bool]:
+    """_read_manifests' loop: (the newest intact snapshot, whether the newest's lines were read proven)."""
+    newest, counted, confirmed = None, None, False
     repeats = _Repeats(bset)
     for index, sid in enumerate(ids):
         if counted is not None and index in same:
@@ -316,13 +346,16 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, 
             newest = (sid, index, *last[1:])
             repeats.added(index, sid, newest[2:])
             continue
-        # The newest's own lines (it, or the first of its group): fewer rows.
-        latest = _LatestOnly(objects, len(ids) > max(len(same), 1)) \
-            if objects is not None and (index in same or index == len(ids) - 1) else None
+        # The newest's own lines (it, or the first of its group): fewer rows. Their keys are kept for
+        # the older manifests' rows when some of those may be of contents only Latest/ holds.
+        own = index in same or index == len(ids) - 1
+        keys = len(ids) > max(len(same), 1) and (merge is None or merge.orphans or index < len(ids) - 1)
+        latest = _LatestOnly(objects, keys) if objects is not None and own else None
         try:
-            files, size = _add_proven(bset, contents, sid, index, cancel, latest, trust,
-                                      seen["lines"] if "proven" in seen and index in same else None) \
-                or _add_decoded(bset, contents, sid, index, cancel, latest)
+            added = _add_proven(bset, contents, sid, index, cancel, latest, trust,
+                                seen["lines"] if "proven" in seen and index in same else None,
+                                None if own else merge)
+            files, size = added[:2] if added else _add_decoded(bset, contents, sid, index, cancel, latest)
         except Cancelled:
             raise
         except PlugbackError as err:
@@ -330,15 +363,16 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, 
             if index in same:
                 same = set()   # its copies hold the same damage: each is decoded, and named
             continue
+        if merge is not None and not own and not (added and added[2]):
+            merge.orphans = True   # its rows were all added: any may be of a content only Latest/ holds
+        confirmed = bool(added) if own else confirmed
         if index in same:
             contents.add_holders(index, len(same) - 1, max(same))
             counted = files, size
         repeats.added(index, sid, (files, size), whole=latest is None and counted is None)
         result.snapshots += 1
         newest = (sid, index, files, size)
-    if newest is not None and contents.latest_only[0]:
-        contents.held_by_latest(newest[1])
-    return newest
+    return newest, confirmed
 
 
 class _Repeats:
@@ -384,17 +418,29 @@ class _Repeats:
 
 
 def _add_proven(bset: BackupSet, contents: _Contents, sid: str, index: int, cancel: CancelToken | None,
-                latest: _LatestOnly | None, trust: TrustRecord | None, lines: str | None) -> tuple[int, int] | None:
+                latest: _LatestOnly | None, trust: TrustRecord | None, lines: str | None,
+                merge: verify_merge.Merge | None = None) -> tuple[int, int, bool] | None:
     """Manifest ``sid`` added from its lines without decoding them (rawlines.proven_files), when this
     computer recorded writing it and the drive holds those very bytes, or (``lines``: it is in the
-    newest's group and the newest was so proven) its lines hash as the newest's; (files, bytes), or
-    None when not (nothing added: the caller decodes it in full, which names any damage)."""
+    newest's group and the newest was so proven) its lines hash as the newest's; (files, bytes,
+    whether it was read beside the newest's lines: ``merge``, verify_merge.py), or None when not
+    (nothing added: the caller decodes it in full, which names any damage)."""
     expected = trust.hash_of(sid) if trust is not None else None
     if expected is None and lines is None:
         return None
     try:
         with bset.open_manifest(sid) as reader:
-            return contents.add_files(sid, index, rawlines.proven_files(reader, expected, lines), cancel, latest)
+            if merge is not None and expected is not None:
+                return (*contents.add_files(sid, index, merge.files(reader, expected, cancel), cancel, latest), True)
+            if latest is not None and not latest.keys:   # the newest's files only Latest/ holds: counted only
+                others = [0, 0]
+                files, size = contents.add_files(sid, index, rawlines.proven_files(
+                    reader, expected, lines, latest.index.may_hold, others), cancel)
+                contents.latest_only[0] += others[0]
+                contents.latest_only[1] += others[1]
+                return files + others[0], size + others[1], False
+            return (*contents.add_files(sid, index, rawlines.proven_files(reader, expected, lines), cancel, latest),
+                    False)
     except Cancelled:
         raise
     except Exception:  # noqa: BLE001 - not proven, or odd in any way: rolled back, then decoded in full

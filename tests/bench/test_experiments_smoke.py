@@ -168,10 +168,10 @@ def test_verify_ab_verifies_with_restic_and_plugback_and_reports_a_failure(tmp_p
                 ["restic", "-q", "init", "-r", str(repo)], ["restic", "-q", "-r", str(repo), "backup", str(src)]):
         subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=60)
 
-    def verify_ab() -> list[tuple[str, str]]:
+    def verify_ab(**more: str) -> list[tuple[str, str]]:
         proc = subprocess.run(["sh", str(BENCH / "verify_ab.sh"), str(set_path), str(home), str(repo), "bench",
                                str(ROOT)], capture_output=True, text=True, timeout=120,
-                              env=subprocess_env({"ROUNDS": "1", "PYTHON": sys.executable}))
+                              env=subprocess_env({"ROUNDS": "1", "PYTHON": sys.executable, **more}))
         assert proc.returncode == 0, proc.stderr
         lines = re.findall(r"^1 (\S+) [\d.]+ s wall [\d.]+ user [\d.]+ sys \d+ KB rc (\d+) [\d.]+$", proc.stdout, re.M)
         assert len(lines) == 2, proc.stdout
@@ -180,3 +180,4 @@ def test_verify_ab_verifies_with_restic_and_plugback_and_reports_a_failure(tmp_p
     assert verify_ab() == [("restic", "0"), (str(ROOT), "0")]
     (set_path / "Latest" / "src" / "d2" / "f4.txt").write_bytes(b"bit rot")   # plugback's verify must see it
     assert verify_ab() == [("restic", "0"), (str(ROOT), str(EXIT_DAMAGE))]
+    assert verify_ab(QUICK="1") == [("restic", "0"), (str(ROOT), str(EXIT_DAMAGE))]   # (another size: seen too)

@@ -39,7 +39,7 @@ def plain(tmp_path):
     return set_path
 
 
-def _reports(set_path, monkeypatch, **options):
+def _reports(set_path, monkeypatch, read_all=True, **options):
     """(report with the workers, report in threads), each as comparable tuples; the workers were used."""
     started = []
 
@@ -51,10 +51,12 @@ def _reports(set_path, monkeypatch, **options):
     monkeypatch.setattr(verify_latest, "Early", Spy)
     monkeypatch.setattr(verify_latest, "POOL_BATCH", 3)
     monkeypatch.setattr(verify_latest, "POOL_FROM", 0)
-    pooled = verify_path(set_path, read_all=True, **options)
+    monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", 0)
+    pooled = verify_path(set_path, read_all=read_all, **options)
     assert started, "the worker processes were not used"
     monkeypatch.setattr(verify_latest, "POOL_FROM", 10 ** 9)
-    threads = verify_path(set_path, read_all=True, **options)
+    monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", 10 ** 9)
+    threads = verify_path(set_path, read_all=read_all, **options)
     assert len(started) == 1
     return [(r.damaged, r.contents, r.bytes_read, r.snapshots, r.notices) for r in (pooled, threads)]
 
@@ -128,6 +130,23 @@ def test_the_workers_report_what_the_threads_report(plain, monkeypatch, case):
         assert not damaged and pooled[1] == 26
     elif case not in ("object", "newest manifest"):
         assert damaged and all(p.startswith("Latest/Data/") for p, _ in damaged)
+
+
+@pytest.mark.parametrize("case", [c for c in DAMAGE if c != "interrupted backup"])
+def test_a_quick_verify_checks_the_sizes_in_the_workers(plain, monkeypatch, case):
+    """Without --read-all the workers check each file's size (nothing read): the report is the threads',
+    except where ``Latest/`` holds no regular file (the threads' ``stat`` followed a symlink, took a
+    FIFO's or a folder's size): the workers name the same files, as --read-all words them."""
+    DAMAGE[case](plain)
+    pooled, threads = _reports(plain, monkeypatch, read_all=False)
+    assert pooled[2] == 0   # (nothing read)
+    if case in ("FIFO", "symlink", "folder in its place", "several"):
+        assert [p for p, _ in pooled[0]] == [p for p, _ in threads[0]] and pooled[1:] == threads[1:]
+        assert any("not a regular file" in why for _, why in pooled[0])
+    else:
+        assert pooled == threads
+    if case in ("truncated", "grown"):
+        assert pooled[0] and "its stored copy has" in pooled[0][0][1]
 
 
 def test_the_reasons_are_worded_as_before(plain, monkeypatch):

@@ -1,0 +1,106 @@
+"""``verify`` reads an older manifest this computer wrote beside the newest's lines
+(core/engine/verify_merge.py): the lines the newest holds get no row, and the report stays the
+one of decoding (tests/core/engine/test_verify_proven.py compares them case by case)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from datetime import timedelta
+
+import pytest
+
+from core.engine import verify, verify_latest, verify_merge
+from core.engine.progress import FakeClock
+from tests.support.engine import backup_path, open_set, verify_path
+from tests.support.trees import make_tree
+
+FILES = {f"d{d}/n{i}.txt": f"file {d} {i} ".encode() * (i + 1) for d in range(3) for i in range(4)}
+
+
+@pytest.fixture
+def day(tmp_path):
+    """(set, cache): a full backup, then a day of changes: top.txt changed (v1 kept as an object),
+    d0/n0.txt touched (same bytes, another time), new.txt added; every backup recorded."""
+    cache = tmp_path / "cache"
+    src = make_tree(tmp_path / "src" / "Data", {**FILES, "top.txt": b"top v1"})
+    set_path = tmp_path / "set"
+    clock = FakeClock()   # (snapshots a minute apart: in the order they were made)
+    backup_path(set_path, [src], cache=cache, clock=clock)
+    clock.current += timedelta(minutes=1)
+    (src / "top.txt").write_bytes(b"top v2")
+    (src / "d0" / "n0.txt").write_bytes((src / "d0" / "n0.txt").read_bytes())
+    (src / "new.txt").write_bytes(b"new")
+    backup_path(set_path, [src], cache=cache, clock=clock)
+    return set_path, cache
+
+
+def _rows(monkeypatch):
+    """The rows each verify writes to its table (files, as ``_Contents.totals`` counts them)."""
+    seen: list[int] = []
+    totals = verify._Contents.totals
+
+    def spy(self):
+        seen.append(self.db.execute("SELECT count(*) FROM content").fetchone()[0])
+        return totals(self)
+
+    monkeypatch.setattr(verify._Contents, "totals", spy)
+    return seen
+
+
+@pytest.mark.parametrize("read_all", [False, True])
+def test_the_older_rows_the_newest_holds_are_not_written(day, monkeypatch, read_all):
+    set_path, cache = day
+    rows = _rows(monkeypatch)
+    with_record = verify_path(set_path, read_all=read_all, cache=cache)
+    without = verify_path(set_path, read_all=read_all)
+    assert with_record.ok and without.ok
+    assert (with_record.contents, with_record.bytes_read) == (without.contents, without.bytes_read)
+    # With the record: top.txt v1's object only (the older manifest's other files are the newest's).
+    assert rows[0] == 1 < rows[1]
+
+
+def _drop_entry(p, name: str) -> None:
+    """The entry of the file ``name`` removed, the trailer recomputed: a valid manifest, not the recorded one."""
+    lines = gzip.decompress(p.read_bytes()).split(b"\n")[:-2]
+    lines = [line for line in lines if not line.endswith(b"}") or not json.loads(line).get("path", "").endswith(name)]
+    body = b"".join(line + b"\n" for line in lines)
+    trailer = {"type": "trailer", "entries": len(lines) - 1, "sha256": hashlib.sha256(body).hexdigest()}
+    tmp = p.with_name("changing")
+    tmp.write_bytes(gzip.compress(body + json.dumps(trailer, separators=(",", ":")).encode() + b"\n"))
+    os.replace(tmp, p)   # (at once: the Latest/ checks may be reading the newest meanwhile)
+
+
+@pytest.mark.parametrize("pool_from", [0, 10 ** 6])
+@pytest.mark.parametrize("read_all", [False, True])
+def test_a_newest_changed_after_the_older_was_read_beside_it_starts_over(day, monkeypatch, read_all, pool_from):
+    """The drive changes the newest manifest (d1/n2.txt dropped, and its copy in Latest/) once the
+    older was read beside it: the older's d1/n2.txt, skipped there, must be found missing."""
+    set_path, cache = day
+    monkeypatch.setattr(verify_latest, "POOL_FROM", pool_from)
+    monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", pool_from)
+    bset = open_set(set_path)
+    older, newest = (bset.layout.manifest(sid) for sid in bset.snapshot_ids())
+    merged, used = verify_merge.Merge.files, []
+
+    def files_then_change(self, reader, *args):
+        yield from merged(self, reader, *args)
+        if not used:
+            _drop_entry(newest, "d1/n2.txt")
+            (set_path / "Latest" / "Data" / "d1" / "n2.txt").unlink()
+        used.append(reader.name)
+
+    monkeypatch.setattr(verify_merge.Merge, "files", files_then_change)
+    r = verify_path(set_path, read_all=read_all, cache=cache)
+    assert used == [f"snapshots/{older.name}"]   # (read beside the newest once; then decoded as usual)
+    sid = older.name.split(".")[0]
+    assert any("d1/n2.txt" in what and sid in what for what, _ in r.damaged), r.damaged
+    # As verifying the drive as it is now finds, or more: the Latest/ checks in worker processes
+    # (pool_from 0: started whatever the file count) read the newest's lines as they were then.
+    again = verify_path(set_path, read_all=read_all).damaged
+    if pool_from:
+        assert r.damaged == again
+    else:
+        assert set(again) <= set(r.damaged), (r.damaged, again)
