@@ -133,7 +133,7 @@ def open_written(path: str, error=DriveFileDamaged) -> tuple[int, int]:
             os.close(fd)
             raise
     try:
-        fd = os.open(path, READ_FLAGS | _NOFOLLOW | _NONBLOCK | _NOCTTY)
+        fd = os.open(long_path(path), READ_FLAGS | _NOFOLLOW | _NONBLOCK | _NOCTTY)
     except OSError as err:
         if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):
             raise error(path=str(path), reason="it is a symbolic link") from None
