@@ -40,7 +40,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
@@ -65,11 +64,12 @@ from core.engine.readback_thread import ReadBack
 from core.engine.repo import BackupSet, new_snapshot_id
 from core.engine.reuse import Reuse
 from core.engine.scan import Excluder, ScanEntry, plan_sources
+from core.engine.source_ahead import OpenAhead
 from core.engine.sourceread import SOURCE_RETRIES as SOURCE_RETRIES  # noqa: F401 - where tests look
 from core.engine.sourceread import SOURCE_RETRY_DELAY as SOURCE_RETRY_DELAY  # noqa: F401
 from core.engine.sourceread import read_with_retries
 from core.engine.splice import ProvenParent, Splice
-from core.engine.store import EncryptedStore, PlainStore, prefetch_source
+from core.engine.store import EncryptedStore, PlainStore
 from core.engine.sums import LatestSums
 from core.engine.window import Window
 from core.errors import Cancelled, ManifestDamaged, PlugbackError
@@ -79,8 +79,6 @@ CHECKPOINT_BYTES = 256 << 20
 WINDOW_FILES = 1024         # entries waiting for their copy (or one before them) at most
 WINDOW_BYTES = 256 << 20    # bytes of copies queued at most (always at least one file)
 INLINE_BYTES = 1 << 20     # files smaller than this are copied in the pass's own thread
-PREFETCH = 64              # entries the pass looks ahead, to start reading the files it will copy
-SPLICES_AHEAD = 2          # ... of which runs of kept lines at most (each holds up to a piece of text)
 PROGRESS_EVERY = 1000       # entries between reports (and cancel checks) while nothing is copied
 
 
@@ -132,6 +130,7 @@ class _Run:
         self._last_checkpoint = self.clock.monotonic()
         self._removing: list[Entry] = []    # removed folders the pass is inside, deepest last
         self._deferred: tuple[ScanEntry, str] | None = None   # replaces the folder being removed
+        self.ahead = OpenAhead(self._prefetch)   # small files opened ahead of their copy
         self._dirs: list[tuple[str, str]] = []    # (path, mirror) of the folders the pass is inside
         self._phase = "scan"
         self._parent_totals: dict | None = None   # the best guess of the totals during the scan
@@ -291,6 +290,7 @@ class _Run:
         try:
             with ExitStack() as stack:
                 stack.callback(self.proven.close)
+                stack.callback(self.ahead.close)   # (small files opened ahead and not copied)
                 old: Iterable[Entry] = ()
                 if parent_id:   # (the proven parent's local copy, if there is one)
                     old = stack.enter_context(self.proven.lines() or self.bset.open_manifest(parent_id))
@@ -319,28 +319,19 @@ class _Run:
         self._report("")
 
     def _scanning(self, entries):
-        """``entries``, :data:`PREFETCH` ahead: the small files among them that will be copied are
-        read ahead by the OS (store.prefetch_source) while the pass copies the ones before. Runs of
-        kept lines (a Splice: up to a piece of text each) are held back :data:`SPLICES_AHEAD` at most."""
-        ahead: deque = deque()
-        splices = 0
-        for item in entries:
-            ahead.append(item)
-            self._prefetch(item)
-            splices += type(item) is Splice
-            while len(ahead) > PREFETCH or splices > SPLICES_AHEAD:
-                out = ahead.popleft()
-                splices -= type(out) is Splice
-                yield out
-        yield from ahead
+        """``entries``, a little ahead: the small files among them that will be copied are opened and
+        read ahead by the OS while the pass copies the ones before (core/engine/source_ahead.py)."""
+        yield from self.ahead.scanning(entries)
         self._scan_done = True   # the totals are known now
 
-    def _prefetch(self, item) -> None:
+    def _prefetch(self, item) -> str | None:
+        """The source path of a small file ``item`` will copy (opened ahead), or None."""
         se, prev = item if type(item) is tuple else (None, None)   # (scan entry, parent entry)
         if (se is not None and se.type == FILE and 0 < se.size < INLINE_BYTES
                 and (prev is None or self.options.rehash or not same_stat(prev, se))
                 and (self.sealing is None or self.sealing.keep(se))):   # (seal workers start their own reads)
-            prefetch_source(se.abspath)
+            return se.abspath
+        return None
 
     def _step(self, se: ScanEntry | None, old: Entry | None) -> None:
         """One path: removed (``se`` None), new (``old`` None) or in both."""
@@ -550,7 +541,7 @@ class _Run:
 
     def _read_with_retries(self, se: ScanEntry, e: Entry, prev: Entry | None):
         """The copied content, or None when the source could not be read (a warning is added)."""
-        return read_with_retries(self.store, se, e, prev, self.clock, self.warnings)
+        return read_with_retries(self.store, se, e, prev, self.clock, self.warnings, self.ahead.take(se.abspath))
 
     def _after_place(self, e: Entry) -> None:
         """Bring an unchanged copy's time and mode in ``Latest/`` up to date (new copies get them

@@ -26,19 +26,27 @@ def _content_error(path: str, reason: str) -> DamagedSet:
     return DamagedSet(what=f"{path}: {reason}")   # (as repo words a damaged content file)
 
 
-def open_copy(paths: list) -> list[int] | str:
-    """Descriptors of a copy's files (each checked a regular file, never through a symlink) with
-    their cache dropped and their reads started; or why the copy cannot be read (as
-    ``verify.check_entry`` words it)."""
+class Opened(list):
+    """The descriptors :func:`open_copy` opened, and ``size``: their files' sizes summed (``fstat``)."""
+
+    size = 0
+
+
+def open_copy(paths: list) -> Opened | str:
+    """Descriptors of a copy this run wrote (each checked a regular file, never through a symlink:
+    ``safeio.open_written``) with their cache dropped and their reads started; or why the copy
+    cannot be read (as ``verify.check_entry`` words it)."""
     if not paths:
         return MISSING
-    fds: list[int] = []
+    fds = Opened()
     try:
         for p in paths:
-            fd = safeio.open_regular(p, error=_content_error)
+            fd, size = safeio.open_written(p, error=_content_error)
             fds.append(fd)
-            drop_cache(fd)
-            read_ahead(fd)
+            fds.size += size
+            if size:   # (an empty file has nothing cached and nothing to read)
+                drop_cache(fd)
+                read_ahead(fd)
     except DamagedSet as err:
         close(fds)
         return str(err)

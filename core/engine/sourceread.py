@@ -13,6 +13,8 @@ shorter, older retry. All waits are on the run's clock (tests pass FakeClock).
 
 from __future__ import annotations
 
+import errno
+
 from core.engine.progress import Clock, RunWarning, WarningCode
 from core.engine.winattrs import is_locked
 from core.errors import PlugbackError
@@ -23,15 +25,21 @@ SOURCE_RETRIES = 3          # a briefly unreadable file is tried this often
 SOURCE_RETRY_DELAY = 0.2
 
 
-def read_with_retries(store, se, e, prev, clock: Clock, warnings: list[RunWarning]):
+def read_with_retries(store, se, e, prev, clock: Clock, warnings: list[RunWarning], fd: int = -1):
     """``store.copy_in(se)``'s content, or None when ``se`` could not be read.
 
     ``e`` is the new entry (its hash cleared, or the previous version's fields set,
-    when the file is not read); ``prev`` the parent snapshot's entry or None.
+    when the file is not read); ``prev`` the parent snapshot's entry or None. ``fd``: ``se``
+    opened ahead (core/engine/source_ahead.py), for the first try (which closes it).
+    A source replaced by a symlink since the scan is never followed (the open refuses it:
+    ELOOP) nor tried again: it is reported, as a file that could not be read.
     """
     tries = 0
     while True:
         try:
+            if fd >= 0:
+                fd, first = -1, fd
+                return store.copy_in(se, fd=first)
             return store.copy_in(se)
         except PlugbackError:
             raise
@@ -43,7 +51,7 @@ def read_with_retries(store, se, e, prev, clock: Clock, warnings: list[RunWarnin
             return None
         except OSError as err:
             delays = LOCKED_DELAYS if is_locked(err) else (SOURCE_RETRY_DELAY,) * (SOURCE_RETRIES - 1)
-            if tries < len(delays):
+            if tries < len(delays) and not _is_link(err):
                 clock.sleep(delays[tries])
                 tries += 1
                 continue
@@ -51,9 +59,15 @@ def read_with_retries(store, se, e, prev, clock: Clock, warnings: list[RunWarnin
             return None
 
 
+def _is_link(err: OSError) -> bool:
+    """The open refused a symlink (O_NOFOLLOW: ELOOP; FreeBSD says EMLINK)."""
+    return err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1))
+
+
 def _give_up(err: OSError, se, e, prev) -> RunWarning:
     locked = is_locked(err)
     why = ("is open in another program that does not let others read it" if locked
+           else "became a symbolic link after it was scanned (not followed)" if _is_link(err)
            else f"could not be read ({err.strerror or err})")
     if prev is not None:
         # Keep the version the last snapshot had; it is still in the set.

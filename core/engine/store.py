@@ -36,6 +36,9 @@ _OBJECT_NAME = re.compile(r"^[0-9a-f]{64}$")   # (as SetLayout.object checks it)
 WHOLE_BYTES = 1 << 20   # encrypted sets: files under this are read whole and sealed in one call
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+# A source file is opened without waiting (fs.SOURCE_FLAGS: a FIFO swapped in after the scan) and
+# never through a symlink swapped in after it (ELOOP: core/engine/sourceread.py reports it).
+_SOURCE = SOURCE_FLAGS | _NOFOLLOW
 
 
 @dataclass
@@ -110,15 +113,18 @@ class _SplitWriter:
                 pass
 
 
-def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | None = None) -> tuple[int, bool]:
+def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | None = None,
+                fd: int = -1) -> tuple[int, bool]:
     """Stream ``path`` into ``sink`` and ``hasher``; (bytes read, changed since it was scanned).
 
     ``size_hint`` and ``mtime_ns`` are what the scan saw: the read stops at that
     size, and a file whose size or time differs afterwards was changed meanwhile.
+    ``fd``: ``path`` opened already (:func:`prefetch_source`), read and closed here.
     """
     size = 0
     buf = read_buffer()
-    fd = os.open(long_path(path), SOURCE_FLAGS)
+    if fd < 0:
+        fd = os.open(long_path(path), _SOURCE)
     try:
         while True:
             n = read_into(fd, buf)
@@ -136,36 +142,37 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
     return size, is_changed(st, size, mtime_ns)
 
 
-def read_whole(path: str, size_hint: int, mtime_ns: int | None = None) -> tuple[bytes, bool]:
+def read_whole(path: str, size_hint: int, mtime_ns: int | None = None, fd: int = -1) -> tuple[bytes, bool]:
     """A small file's bytes in one read (more only if it returns short) and whether it changed
     since it was scanned: :func:`read_source` for content held whole (``size_hint`` bytes at
-    most are read; a file that grew shows in the fstat)."""
-    return read_open_whole(os.open(long_path(path), SOURCE_FLAGS), size_hint, mtime_ns)
+    most are read; a file that grew shows in the fstat). ``fd``: as for read_source."""
+    return read_open_whole(fd if fd >= 0 else os.open(long_path(path), _SOURCE), size_hint, mtime_ns)
 
 
-def prefetch_source(path: str) -> None:
-    """Ask the OS to start reading the small source file ``path`` now, without waiting for it.
+def prefetch_source(path: str) -> int:
+    """Ask the OS to start reading the small source file ``path`` now, without waiting for it; the
+    descriptor it was opened with (the caller's to read, :func:`read_source`'s ``fd``, or to close),
+    or -1.
 
     The pass copies small files one after the other in its own thread; a hint for the
     files coming next lets the drive work on several at once (what threads gave before,
     without their hand-offs). Only where the OS takes the hint (posix_fadvise); never
-    blocks (O_NONBLOCK: a FIFO swapped in is not waited on) and never fails: the copy
-    itself reads and reports.
+    blocks (O_NONBLOCK: a FIFO swapped in is not waited on), never follows a symlink, and
+    never fails: the copy itself reads and reports. The copy reads from this descriptor
+    (core/engine/source_ahead.py): one open and one close a file fewer (issue #11).
     """
     # Linux only (written so mypy sees it for each platform); elsewhere the copy just reads.
     if sys.platform == "win32" or sys.platform == "darwin" or not hasattr(os, "posix_fadvise"):
-        return
+        return -1
     try:
-        fd = os.open(long_path(path), READ_FLAGS | _NONBLOCK | _NOFOLLOW)
+        fd = os.open(long_path(path), _SOURCE)
     except OSError:
-        return
+        return -1
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     except OSError:
         pass
-    finally:
-        os.close(fd)
-
+    return fd
 
 
 def _size(p: str | Path) -> int:
@@ -221,15 +228,21 @@ class _Store:
     def _copied(self, hasher, size: int, paths: list[str], changed: bool, sink) -> Copied:
         return Copied(hasher.hexdigest(), size, None, paths, changed)
 
-    def copy_in(self, se, *, fresh: bool = False) -> Copied:
+    def copy_in(self, se, *, fresh: bool = False, fd: int = -1) -> Copied:
         """Read the scanned file ``se`` once: hash it and write it into ``tmp/`` (split where needed).
 
-        ``fresh``: always write a copy (a repair replaces a stored one); plain copies always are."""
+        ``fresh``: always write a copy (a repair replaces a stored one); plain copies always are.
+        ``fd``: ``se`` opened already (:func:`prefetch_source`); this closes it."""
         out = _SplitWriter(self.fs, self._tmp, self.volume.max_file_size)
         hasher = self._hasher()
         try:
-            sink = self._sink(out)
-            size, changed = read_source(se.abspath, sink, hasher, se.size, se.mtime_ns)
+            try:
+                sink = self._sink(out)
+            except BaseException:
+                if fd >= 0:
+                    os.close(fd)
+                raise
+            size, changed = read_source(se.abspath, sink, hasher, se.size, se.mtime_ns, fd)
             if sink is not out:
                 sink.close()
             out.close(*self._times(se))
@@ -500,12 +513,12 @@ class EncryptedStore(_Store):
         copied.stored = _stored_field(size, written)
         return copied
 
-    def copy_in(self, se, *, fresh: bool = False) -> Copied:
+    def copy_in(self, se, *, fresh: bool = False, fd: int = -1) -> Copied:
         """As :meth:`_Store.copy_in`; a small file is read whole first and sealed in one call, and
         not written at all (no ``tmp_paths``) when a trusted object holds its content already."""
         if not self.seals_whole(se.size):
-            return super().copy_in(se)
-        data, changed = read_whole(se.abspath, se.size, se.mtime_ns)
+            return super().copy_in(se, fd=fd)
+        data, changed = read_whole(se.abspath, se.size, se.mtime_ns, fd)
         hasher = self._hasher()
         hasher.update(data)
         copied = Copied(hasher.sha256_hexdigest(), len(data), hasher.hexdigest(), [], changed)

@@ -17,20 +17,23 @@ from tests.support.trees import make_tree, read_tree
 
 @pytest.fixture
 def turn_into_folder_when_read(monkeypatch):
-    """``turn(path)``: once the run first reads ``path`` (after its scan: the scan and the
-    copies overlap), it becomes a folder, so reading it fails (EISDIR) on every retry."""
+    """``turn(path)``: once the run first opens or reads ``path`` (after its scan: the scan and
+    the copies overlap), it becomes a folder, so reading it fails (EISDIR) on every retry. (The
+    pass opens a small file ahead of its copy, store.prefetch_source: the copy would read the
+    file it opened then.)"""
     from core.engine import store
 
     def turn(path):
-        real = store.read_source
+        def turning(real):
+            def call(p, *args, **kwargs):
+                if p == str(path) and os.path.isfile(path):
+                    os.unlink(path)
+                    os.mkdir(path)
+                return real(p, *args, **kwargs)
+            return call
 
-        def read_source(p, *args, **kwargs):
-            if p == str(path) and os.path.isfile(path):
-                os.unlink(path)
-                os.mkdir(path)
-            return real(p, *args, **kwargs)
-
-        monkeypatch.setattr(store, "read_source", read_source)
+        monkeypatch.setattr(store, "read_source", turning(store.read_source))
+        monkeypatch.setattr(store, "prefetch_source", turning(store.prefetch_source))
     return turn
 
 
