@@ -53,7 +53,8 @@ PROCESSES_ENV = "PLUGBACK_SEAL_PROCESSES"   # how many workers (0: none); for be
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
-_READ = os.O_RDONLY | _CLOEXEC | _BINARY | getattr(os, "O_NONBLOCK", 0)   # (fs.SOURCE_FLAGS: the lean worker does not import fs)
+_READ = (os.O_RDONLY | _CLOEXEC | _BINARY | getattr(os, "O_NONBLOCK", 0)
+         | getattr(os, "O_NOFOLLOW", 0))   # (fs.SOURCE_FLAGS: the lean worker does not import fs)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC | _BINARY
 _FADVISE = getattr(os, "posix_fadvise", None) if sys.platform not in ("win32", "darwin") else None
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 3)

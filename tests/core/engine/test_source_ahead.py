@@ -146,3 +146,20 @@ def test_read_back_finds_a_copy_that_grew_or_shrank_after_the_commit(tmp_path, m
     assert read_tree(tmp_path / "set" / "Latest" / "Data") == read_tree(src)
     monkeypatch.undo()
     assert verify_path(tmp_path / "set", read_all=True).ok
+
+
+@posix
+def test_the_seal_workers_and_the_remote_reader_never_open_a_source_through_a_symlink(tmp_path):
+    """The other two readers of source files (an encrypted set's seal worker processes, a remote
+    set's read-ahead) refuse a symlink swapped in for a file as the plain copy does; the old code
+    opened the link's target (its bytes stored under the file's name)."""
+    from core.engine.remote.ahead import read_content
+    from core.engine.sealpool import Worker
+
+    (tmp_path / "secret").write_bytes(SECRET)
+    link = tmp_path / "notes.txt"
+    link.symlink_to(tmp_path / "secret")
+    assert Worker._open(str(link)) is None   # (the run reads it itself, and refuses it: a warning)
+    with pytest.raises(OSError) as refused:
+        read_content(str(link), len(SECRET), lambda _: None)
+    assert refused.value.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1))
