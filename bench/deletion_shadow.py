@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+import trash
+
 CONDITIONS = ("fresh", "rm", "rm-nosync", "rm-wait70", "rm-wait370")
 FILESYSTEMS = ("vda", "nojournal", "journal")
 # The child: N files of 64 bytes, 50 to a folder, 100 folders to a group (make_scale's layout).
@@ -100,6 +102,8 @@ def run_conditions(base: Path, n: int, conditions: list[str], cold: bool, label:
                 previous = base / f"t{n}-seed"
                 create(previous, n)
             shutil.rmtree(previous)
+            if n >= trash.BIG_DELETION:
+                trash.note_deletion(base)   # (the next benchmark on this file system waits it out)
             settle(condition, cold)
         row = {"fs": label, "files": n, "condition": condition, **create(target, n)}
         print(f"[{time.strftime('%H:%M:%S')}] {label:9} {n:7d} files {condition:10} {row['wall']:7.2f} s wall "
@@ -108,6 +112,8 @@ def run_conditions(base: Path, n: int, conditions: list[str], cold: bool, label:
         previous = target
     if previous is not None:
         shutil.rmtree(previous)
+        if n >= trash.BIG_DELETION:
+            trash.note_deletion(base)
     return rows
 
 

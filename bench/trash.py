@@ -130,3 +130,20 @@ def settle(workdir: Path, seconds: float, log: Callable[[str], None], stamp: Pat
         "(ext4 without a journal skips recently deleted inodes); --settle 0 not to wait")
     time.sleep(wait)
     return wait
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/trash.py WORKDIR [SECONDS]``: wait out the last big deletion on WORKDIR's file
+    system before taking the bench lock (so the lock is not held while a run waits)."""
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("workdir", type=Path)
+    p.add_argument("seconds", type=float, nargs="?", default=SHADOW_SECONDS)
+    args = p.parse_args(argv)
+    settle(args.workdir, args.seconds, lambda msg: print(msg, file=sys.stderr, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
