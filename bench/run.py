@@ -569,8 +569,9 @@ def main(argv: list[str] | None = None) -> int:
             out = args.results_dir / f"bench-{args.scenario}-{stamp}-{size}.json"
             out.write_text(json.dumps(data, indent=1, ensure_ascii=False))
     finally:
-        log("deleting the run's trees (untimed) ...")
-        trash.Trash(args.workdir / "trash").empty()
+        held = args.workdir / "trash"
+        log(f"deleting the run's trees, {du(held) / 1e9 if held.exists() else 0:.2f} GB (untimed) ...")
+        trash.Trash(held).empty()
     data = runs[0] if len(runs) == 1 else {"scenario": args.scenario, "runs": runs}
     if len(runs) > 1:
         out = out.with_name(f"bench-{args.scenario}-{stamp}-scales.json")
