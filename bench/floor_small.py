@@ -163,7 +163,7 @@ def run(args) -> dict:
     results: dict[str, dict[str, list]] = {}
     drop = "sync" if args.warm else DROP
     bin_ = trash.Trash(work / "trash")
-    trash.settle(work, args.settle, lambda msg: print(msg, flush=True))
+    trash.settle(work, args.settle, lambda msg: print(msg, flush=True), source=w["src"])
     try:
         for phase, commands in floors(w, manifest, drop, args.before).items():
             if args.phases and phase not in args.phases.split(","):

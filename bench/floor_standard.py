@@ -212,7 +212,7 @@ def run(args) -> dict:
     results: dict[str, dict[str, list]] = {}
     peers = tuple(p for p in args.full_peers.split(",") if p)
     bin_ = trash.Trash(work / "trash")
-    trash.settle(work, args.settle, lambda msg: print(msg, flush=True))
+    trash.settle(work, args.settle, lambda msg: print(msg, flush=True), source=w["src"])
     try:
         for phase, by_name in commands(w, drop, args.device_mib, args.before, args.restic, peers).items():
             if phase not in chosen:

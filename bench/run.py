@@ -473,7 +473,7 @@ def run_once(args, keys: list[str]) -> tuple[dict, list[str]]:
         stats = scenarios.make_source(args.scenario, bench.src, args)
 
     tools, skipped = _make_tools(keys, bench.run_dir, bench.src, bench.trash)
-    settled = trash.settle(args.workdir, args.settle, log)
+    settled = trash.settle(args.workdir, args.settle, log, source=bench.src)
     if args.scenario == "small-files":
         scenarios.run_small_files(bench, tools)
     elif args.scenario == "big-file-changed":
