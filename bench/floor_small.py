@@ -25,7 +25,9 @@ What is not in a floor (and so makes each one lower than the product could ever 
 manifest and ``Latest.sha256`` written, the journal, the temporary names and renames,
 Python's start-up. The page cache is dropped before every timed command, as the benchmark
 does. Each command is timed with ``bench/measure.py`` (wall, CPU of the command and its
-children, peak RSS).
+children, peak RSS). Nothing is deleted between timed commands: each repetition's copies go to
+WORKDIR/trash, deleted at the end, and a run first waits until the last big deletion on its file
+system is out of the way of new files (``--settle``; ext4 without a journal: see trash.py).
 
     nice -n 10 .venv/bin/python bench/floor_small.py --files 100000 --workdir /tmp/pb-floor --repeat 3
 """
@@ -46,8 +48,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import make_scale  # noqa: E402
+import trash  # noqa: E402
 from measure import timed  # noqa: E402
-from tools import PASSWORD, plugback_argv, plugback_env, rmtree  # noqa: E402
+from tools import PASSWORD, plugback_argv, plugback_env  # noqa: E402
 
 DROP = "sync; echo 3 > /proc/sys/vm/drop_caches"
 # OpenSSL's SHA-256 is the SHA-NI code Python's hashlib runs; coreutils' sha256sum (the fallback) is
@@ -113,14 +116,14 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "
     }
 
 
-def _clear(phase: str, w: dict[str, Path]) -> None:
-    """Untimed, before each repeat: what the phase's commands must find absent (the last repeat's
-    copy stays: the restore's peer copies it back)."""
+def _clear(phase: str, w: dict[str, Path], bin_: trash.Trash) -> None:
+    """Untimed, before each repeat: what the phase's commands must find absent, moved to the trash
+    (the last repeat's copy stays: the restore's peer copies it back)."""
     if phase == "full":
         for key in ("copy", "floor", "set2"):
-            rmtree(w[key])
+            bin_.put(w[key])
     if phase == "restore":
-        rmtree(w["out"])
+        bin_.put(w["out"])
         w["out"].mkdir()
 
 
@@ -159,12 +162,17 @@ def run(args) -> dict:
     logs.mkdir(exist_ok=True)
     results: dict[str, dict[str, list]] = {}
     drop = "sync" if args.warm else DROP
-    for phase, commands in floors(w, manifest, drop, args.before).items():
-        if args.phases and phase not in args.phases.split(","):
-            continue
-        for rep in range(args.repeat):
-            _clear(phase, w)
-            time_commands(phase, commands, rep, drop, logs, args.timeout, env, results)
+    bin_ = trash.Trash(work / "trash")
+    trash.settle(work, args.settle, lambda msg: print(msg, flush=True), source=w["src"])
+    try:
+        for phase, commands in floors(w, manifest, drop, args.before).items():
+            if args.phases and phase not in args.phases.split(","):
+                continue
+            for rep in range(args.repeat):
+                _clear(phase, w, bin_)
+                time_commands(phase, commands, rep, drop, logs, args.timeout, env, results)
+    finally:
+        bin_.empty()
     return results
 
 
@@ -222,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", default="", help="verify phase: also time this checkout's plugback (an export of "
                    "main: git archive main | tar -x -C DIR), before this one's, in each repetition")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
+    p.add_argument("--settle", type=float, default=trash.SHADOW_SECONDS, help="first wait until this many seconds "
+                   "after the last big deletion noted on WORKDIR's file system (ext4 without a journal; 0: do not wait)")
     args = p.parse_args(argv)
     if not args.warm and os.geteuid() != 0:
         p.error("must run as root: the page cache is dropped before every timed command (or --warm)")

@@ -23,6 +23,10 @@ sequential read of it with the cache dropped (``dd``), and SHA-256 of 1 GiB from
 (``openssl dgst -sha256`` of zeros through a pipe): the three speeds a read-back backup rests on.
 If a floor by itself exceeds 1.2× ``cp -a``, the goal is bounded by the machine.
 
+Nothing is deleted between timed commands: what a repetition replaces goes to WORKDIR/trash,
+deleted at the end, and a run first waits until the last big deletion on its file system is out of
+the way of new files (``--settle``; ext4 without a journal: see trash.py).
+
     flock /tmp/pb/bench.lock nice -n 5 .venv/bin/python bench/floor_standard.py --workdir /var/tmp/pb-floor
 """
 
@@ -40,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import floor_small  # noqa: E402
 import make_dataset  # noqa: E402
+import trash  # noqa: E402
 from tools import PASSWORD, plugback_argv, plugback_env, rmtree  # noqa: E402
 
 PHASES = ("device", "full", "restore", "nochange", "changed")
@@ -173,21 +178,21 @@ def next_day(w: dict[str, Path], seed: int) -> dict:
     return make_dataset.mutate(w["src"], day=day, seed=seed)
 
 
-def _clear(phase: str, w: dict[str, Path], peers: tuple[str, ...] = ()) -> None:
-    """Untimed, before each repeat: what the phase's commands must find absent (the full phase's
-    ``copy`` stays until the end: the restore's peer copies it back)."""
+def _clear(phase: str, w: dict[str, Path], bin_: trash.Trash, peers: tuple[str, ...] = ()) -> None:
+    """Untimed, before each repeat: what the phase's commands must find absent, moved to the trash
+    (the full phase's ``copy`` stays until the end: the restore's peer copies it back)."""
     if phase in ("full", "done"):
         for key in ("copy", "floor", "set2", "rfull", "bfull"):
-            rmtree(w[key])
-        rmtree(w["set2"].with_name(w["set2"].name + "-before"))
+            bin_.put(w[key])
+        bin_.put(w["set2"].with_name(w["set2"].name + "-before"))
     if phase == "full" and peers:   # (empty repositories: their init is not timed)
         envs = full_peers_env(w)
         for tool, init in (("restic", ["restic", "init"]), ("borg", ["borg", "init", "--encryption=none"])):
             if tool in peers:
                 subprocess.run(init, env={**os.environ, **envs[tool]}, check=True, capture_output=True)
-    rmtree(w["out"])
+    bin_.put(w["out"])
     w["out"].mkdir()
-    rmtree(w["work"] / "dd.bin")
+    rmtree(w["work"] / "dd.bin")   # (one file: one inode freed)
 
 
 def run(args) -> dict:
@@ -206,15 +211,20 @@ def run(args) -> dict:
         prepare_incremental(args, w)
     results: dict[str, dict[str, list]] = {}
     peers = tuple(p for p in args.full_peers.split(",") if p)
-    for phase, by_name in commands(w, drop, args.device_mib, args.before, args.restic, peers).items():
-        if phase not in chosen:
-            continue
-        for rep in range(args.repeat):
-            _clear(phase, w, peers)
-            if phase == "changed":
-                print(json.dumps(next_day(w, args.seed)), flush=True)
-            floor_small.time_commands(phase, by_name, rep, drop, logs, args.timeout, env, results, width=8)
-    _clear("done", w)
+    bin_ = trash.Trash(work / "trash")
+    trash.settle(work, args.settle, lambda msg: print(msg, flush=True), source=w["src"])
+    try:
+        for phase, by_name in commands(w, drop, args.device_mib, args.before, args.restic, peers).items():
+            if phase not in chosen:
+                continue
+            for rep in range(args.repeat):
+                _clear(phase, w, bin_, peers)
+                if phase == "changed":
+                    print(json.dumps(next_day(w, args.seed)), flush=True)
+                floor_small.time_commands(phase, by_name, rep, drop, logs, args.timeout, env, results, width=8)
+        _clear("done", w, bin_)
+    finally:
+        bin_.empty()
     return results
 
 
@@ -243,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                    "source (its repository made, untimed, in WORKDIR/restic)")
     p.add_argument("--full-peers", default="", help="full: also time restic's and/or borg's first backup "
                    "(restic,borg: into new repositories in WORKDIR, made untimed before each repetition)")
+    p.add_argument("--settle", type=float, default=trash.SHADOW_SECONDS, help="first wait until this many seconds "
+                   "after the last big deletion noted on WORKDIR's file system (ext4 without a journal; 0: do not wait)")
     args = floor_small.cold_args(p, argv)
     results = run(args)
     if args.json:

@@ -19,7 +19,10 @@ when plugback has ``--encrypt``, an encrypted full backup and restore). Before
 each timed command the page cache is dropped (root on Linux) or, where that is
 not allowed, every tool's inputs are read first ("warm cache"). Each timed
 command is followed by a ``sync`` that counts in its time, so data written is
-data on disk for every tool alike.
+data on disk for every tool alike. Nothing is deleted between timed commands: older copies,
+restored trees and replaced backups go to WORKDIR/trash, deleted when the run ends, and a run
+first waits until the last big deletion on its file system is out of the way of new files
+(``--settle``; ext4 without a journal only: see trash.py).
 
 It reports only: no thresholds fail it. The exit code is 0 unless a tool failed
 (crashed, or its verify found differences).
@@ -44,6 +47,7 @@ import make_dataset
 import measure
 import report
 import scenarios
+import trash
 from measure import du
 from tools import TOOLS, PlugbackEncrypted, Tool, plugback_argv, plugback_env, rmtree
 
@@ -78,6 +82,9 @@ def parse_args(argv):
                         "else cProfile)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before a command counts as hung")
     p.add_argument("--keep", action="store_true", help="keep the backups and the source copy afterwards")
+    p.add_argument("--settle", type=float, default=trash.SHADOW_SECONDS,
+                   help="before the first timed command, wait until this many seconds after the last "
+                        "big deletion noted on WORKDIR's file system (ext4 without a journal only; 0: do not wait)")
     p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
     return p.parse_args(argv)
 
@@ -253,6 +260,8 @@ class Bench:
         self.loads: list[float] = []  # 1-minute load average after each timed command
         self.mutations: list[dict] = []
         self.not_run: dict[str, tuple] = {}  # tool name -> phases this scenario does not run
+        # What the run replaces or is done with, deleted when it ends (never between timed commands).
+        self.trash = trash.Trash(args.workdir / "trash")
 
     def dataset_dir(self) -> Path:
         """Where the data set for (scale, seed, generator version) is cached."""
@@ -367,7 +376,7 @@ class Bench:
         for rep in range(self.args.repeat):
             for tool in tools:
                 target = self.run_dir / "restore" / tool.name.replace(" ", "_")
-                rmtree(target)
+                self.trash.put(target)
                 target.mkdir(parents=True)
                 self.run_phase(tool, phase, rep, [tool.backup_dir()], target=target)
                 ran = self.results.get(tool.name, {}).get(phase, {}).get("status") == "ok"
@@ -379,10 +388,10 @@ class Bench:
                     if not ok:
                         self.failed.append(f"{tool.name} restore check: {detail}")
                         log(f"  {tool.name}: restored tree differs from the source: {detail}")
-                rmtree(target)
+                self.trash.put(target)
 
     def encryption(self) -> None:
-        tool = PlugbackEncrypted(self.run_dir / "plugback-enc", self.src)
+        tool = PlugbackEncrypted(self.run_dir / "plugback-enc", self.src, self.trash)
         log("phase: encrypted full backup (plugback --encrypt)")
         for rep in range(self.args.repeat):
             tool.reset()
@@ -422,10 +431,10 @@ class Bench:
         return out
 
 
-def _make_tools(keys: list[str], run_dir: Path, src: Path) -> tuple[list[Tool], dict]:
+def _make_tools(keys: list[str], run_dir: Path, src: Path, trashcan: trash.Trash) -> tuple[list[Tool], dict]:
     tools, skipped = [], {}
     for key in keys:
-        tool = TOOLS[key](run_dir / key, src)
+        tool = TOOLS[key](run_dir / key, src, trashcan)
         why = tool.missing()
         if why:
             skipped[tool.name] = why
@@ -453,7 +462,7 @@ def run_once(args, keys: list[str]) -> tuple[dict, list[str]]:
     bench.cold = not args.warm and can_drop_caches()
     started = datetime.now(timezone.utc)
     log(f"{args.scenario} scenario, {_size_of_run(args)}")
-    rmtree(bench.run_dir)
+    bench.trash.put(bench.run_dir)   # (left by --keep)
     bench.logs.mkdir(parents=True)
     if args.scenario == "standard":
         stats = bench.dataset()
@@ -463,7 +472,8 @@ def run_once(args, keys: list[str]) -> tuple[dict, list[str]]:
         log("making the source folder (untimed) ...")
         stats = scenarios.make_source(args.scenario, bench.src, args)
 
-    tools, skipped = _make_tools(keys, bench.run_dir, bench.src)
+    tools, skipped = _make_tools(keys, bench.run_dir, bench.src, bench.trash)
+    settled = trash.settle(args.workdir, args.settle, log, source=bench.src)
     if args.scenario == "small-files":
         scenarios.run_small_files(bench, tools)
     elif args.scenario == "big-file-changed":
@@ -509,7 +519,7 @@ def run_once(args, keys: list[str]) -> tuple[dict, list[str]]:
                  "workdir": str(args.workdir), "machine": machine,
                  "versions": {t.name: t.version() for t in tools},
                  "plugback_cli": plugback_argv(), "profile": profile_file,
-                 "plugback_commit": _git_describe(), "cold_start": startup,
+                 "plugback_commit": _git_describe(), "cold_start": startup, "settled_s": round(settled, 1),
                  "load": {"median": statistics.median(bench.loads) if bench.loads else None,
                           "max": max(bench.loads, default=None)}},
         "dataset": stats, "mutations": bench.mutations, "tools": names, "results": bench.results,
@@ -518,7 +528,7 @@ def run_once(args, keys: list[str]) -> tuple[dict, list[str]]:
     }
     data["targets"] = report.targets(data)
     if not args.keep:
-        rmtree(bench.run_dir)
+        bench.trash.put(bench.run_dir)   # deleted by main() when every size has run
     return data, bench.failed
 
 
@@ -549,14 +559,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown tool {unknown[0]!r}; choose from {', '.join(TOOLS)}", file=sys.stderr)
         return 2
     runs, failed = [], []
-    for one in _scale_args(args):
-        data, problems = run_once(one, keys)
-        runs.append(data)
-        failed += problems
-        stamp = data["meta"]["stamp"]
-        size = "".join(c for c in data["meta"]["size"] if c.isalnum() or c == ".")
-        out = args.results_dir / f"bench-{args.scenario}-{stamp}-{size}.json"
-        out.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    try:
+        for one in _scale_args(args):
+            data, problems = run_once(one, keys)
+            runs.append(data)
+            failed += problems
+            stamp = data["meta"]["stamp"]
+            size = "".join(c for c in data["meta"]["size"] if c.isalnum() or c == ".")
+            out = args.results_dir / f"bench-{args.scenario}-{stamp}-{size}.json"
+            out.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    finally:
+        held = args.workdir / "trash"
+        log(f"deleting the run's trees, {du(held) / 1e9 if held.exists() else 0:.2f} GB (untimed) ...")
+        trash.Trash(held).empty()
     data = runs[0] if len(runs) == 1 else {"scenario": args.scenario, "runs": runs}
     if len(runs) > 1:
         out = out.with_name(f"bench-{args.scenario}-{stamp}-scales.json")

@@ -30,7 +30,11 @@ benchmark always measures the code beside it (not whatever ``plugback`` is
 installed).
 
 cp -a has no incremental mode, so its no-change and changed backups are a new
-full copy (what a cp user does); the older copy is deleted untimed.
+full copy (what a cp user does); the older copy is moved to the run's trash, untimed.
+
+Nothing here deletes a tree between timed commands: :meth:`Tool.reset` and cp's older copies go
+to the run's :class:`trash.Trash` (deleted when the run ends), because on ext4 without a journal
+files created just after a big deletion cost more (see bench/trash.py).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from trash import Trash, rmtree  # noqa: F401  (rmtree: imported from here by the other scripts)
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "plugback-bench"  # restic always encrypts; plugback --encrypt takes this too
@@ -63,14 +69,6 @@ class Command:
     check_output: Callable[[str], str | None] | None = None
 
 
-def rmtree(path: Path) -> None:
-    """Remove a file, a symlink or a folder tree, if it exists."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
-
-
 def _version(argv: list[str]) -> str:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -87,9 +85,17 @@ class Tool:
     # Phases this tool cannot do as such (reported as n/a).
     unsupported: tuple[str, ...] = ()
 
-    def __init__(self, home: Path, src: Path):
+    def __init__(self, home: Path, src: Path, trash: Trash | None = None):
         self.home = Path(home)
         self.src = Path(src)
+        self.trash = trash   # where reset() and cp's older copies put what they replace
+
+    def discard(self, path: Path) -> None:
+        """Into the run's trash (deleted when the run ends), or deleted now without one."""
+        if self.trash is not None:
+            self.trash.put(path)
+        else:
+            rmtree(path)
 
     def missing(self) -> str | None:
         """Why the tool cannot run here, or None."""
@@ -111,7 +117,7 @@ class Tool:
 
     def reset(self) -> None:
         """Start from an empty backup (untimed)."""
-        rmtree(self.home)
+        self.discard(self.home)
         self.home.mkdir(parents=True)
 
     def backup_dir(self) -> Path:
@@ -126,8 +132,8 @@ class Cp(Tool):
     name, binary, package = "cp -a", "cp", "coreutils"
     unsupported = REPOSITORY_PHASES
 
-    def __init__(self, home, src):
-        super().__init__(home, src)
+    def __init__(self, home, src, trash=None):
+        super().__init__(home, src, trash)
         self._copies = 0
 
     def reset(self):
@@ -142,7 +148,7 @@ class Cp(Tool):
         if phase in ("full", "nochange", "changed"):
             old = self._latest() if self._copies else None
             self._copies += 1
-            after = (lambda: rmtree(old)) if old else None
+            after = (lambda: self.discard(old)) if old else None
             return Command(["cp", "-a", str(self.src), str(self._latest())], after=after)
         if phase == "restore":
             return Command(["cp", "-a", str(self._latest()), str(target / "tree")])
@@ -217,8 +223,8 @@ class Restic(Tool):
 class Borg(Tool):
     name, binary, package = "borg", "borg", "borgbackup"
 
-    def __init__(self, home, src):
-        super().__init__(home, src)
+    def __init__(self, home, src, trash=None):
+        super().__init__(home, src, trash)
         self._archives = 0
 
     def _env(self):
