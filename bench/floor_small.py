@@ -68,6 +68,25 @@ def hash_tree(folder: Path, jobs: int = 1) -> str:
             f"xargs -0 -r -n 2000 -P {jobs} {SHA256} > /dev/null")
 
 
+def beside(w: dict[str, Path]) -> Path:
+    """Where :func:`floor_beside` copies to (cleared with the other floors' copies)."""
+    return w["floor"].with_name(w["floor"].name + "-beside")
+
+
+def floor_beside(src: Path, dst: Path, drop: str = DROP) -> str:
+    """Shell: the full backup's floor with the read-back *beside* the copy, as the product reads
+    back what a flush made durable while the pass goes on: each of ``src``'s top entries copied by
+    ``cp -a`` while :data:`SHA256` hashes its source, then ``sync -f`` of the copy's file system,
+    the cache dropped (``drop``), and the copy hashed cold in the background while the next entry is
+    copied (branch ``small6`` measured it by hand first: 1.26x ``cp -a`` at 100,000 files)."""
+    s, d = shlex.quote(str(src)), shlex.quote(str(dst))
+    hash_src = f'find "$e" -type f -print0 | xargs -0 -r -n 2000 {SHA256} > /dev/null'
+    hash_copy = f'find {d}/"$(basename "$e")" -type f -print0 | xargs -0 -r -n 2000 {SHA256} > /dev/null'
+    return (f'mkdir {d} && for e in {s}/* {s}/.[!.]*; do [ -e "$e" ] || [ -L "$e" ] || continue; '
+            f'( cp -a "$e" {d}/ & {hash_src} & wait ) && sync -f {d} && {drop} && {{ {hash_copy} & }}; '
+            f'done; wait')
+
+
 def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "") -> dict[str, dict[str, str]]:
     """Per phase: the peer, the floors and plugback, each a shell command (run after ``drop``).
 
@@ -84,6 +103,7 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "
                              f"{hash_tree(w['floor'])}"),
             "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {drop} && "
                                  f"{hash_tree(w['floor'], 2)}"),
+            "floor beside": floor_beside(w["src"], beside(w), drop),
             "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
         },
         "nochange": {
@@ -122,6 +142,7 @@ def _clear(phase: str, w: dict[str, Path], bin_: trash.Trash) -> None:
     if phase == "full":
         for key in ("copy", "floor", "set2"):
             bin_.put(w[key])
+        bin_.put(beside(w))
     if phase == "restore":
         bin_.put(w["out"])
         w["out"].mkdir()

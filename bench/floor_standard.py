@@ -50,6 +50,7 @@ from tools import PASSWORD, plugback_argv, plugback_env, rmtree  # noqa: E402
 PHASES = ("device", "full", "restore", "nochange", "changed")
 DEFAULT_PHASES = PHASES[:3]   # (the no-change and day-of-changes phases when asked)
 SHA256, hash_tree = floor_small.SHA256, floor_small.hash_tree
+floor_beside, beside = floor_small.floor_beside, floor_small.beside
 
 
 def device(w: dict[str, Path], mib: int, drop: str) -> dict[str, str]:
@@ -109,6 +110,7 @@ def full(w: dict[str, Path], drop: str, old: str, peers: tuple[str, ...]) -> dic
                          f"{hash_tree(w['floor'])}"),
         "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {drop} && "
                              f"{hash_tree(w['floor'], 2)}"),
+        "floor beside": floor_beside(w["src"], beside(w), drop),
     }
 
 
@@ -185,6 +187,7 @@ def _clear(phase: str, w: dict[str, Path], bin_: trash.Trash, peers: tuple[str, 
         for key in ("copy", "floor", "set2", "rfull", "bfull"):
             bin_.put(w[key])
         bin_.put(w["set2"].with_name(w["set2"].name + "-before"))
+        bin_.put(beside(w))
     if phase == "full" and peers:   # (empty repositories: their init is not timed)
         envs = full_peers_env(w)
         for tool, init in (("restic", ["restic", "init"]), ("borg", ["borg", "init", "--encryption=none"])):

@@ -218,8 +218,11 @@ def test_the_small_files_floor_script_times_every_phase(tmp_path):
                                   "plugback before: snapshots", "plugback snapshots"]
     assert all(r["rc"] == 0 for by in data.values() for runs in by.values() for r in runs)
     assert "| full | floor serial |" in run.stdout
+    assert list(data["full"]) == ["peer: cp -a", "floor serial", "floor overlapped", "floor beside", "plugback"]
     restored = [p for p in (tmp_path / "work" / "out" / "plugback").rglob("*") if p.is_file()]
     assert len(restored) == 60   # the timed commands did their work
+    beside = [p for p in (tmp_path / "work" / "floor-beside").rglob("*") if p.is_file()]
+    assert len(beside) == 60   # (the floor with the read-back beside the copy copied every file)
 
 
 def test_crypto_stream_throughput_reports_both_formats():
@@ -285,7 +288,7 @@ def test_the_standard_floor_script_times_the_full_backup_before_and_after_beside
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     data = json.loads(out.read_text())
     assert list(data["full"]) == ["peer: cp -a", "plugback before", "plugback", "restic", "borg", "floor serial",
-                                  "floor overlapped"]
+                                  "floor overlapped", "floor beside"]
     assert all(r["rc"] == 0 for runs in data["full"].values() for r in runs)
     assert not (tmp_path / "work" / "rfull").exists() and not (tmp_path / "work" / "set2-before").exists()
 
