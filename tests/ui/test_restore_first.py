@@ -86,3 +86,33 @@ def test_restore_instead_opens_the_restore_page_on_that_drive(open_page, agent, 
     page = open_page(f"restore/{red_id}")
     expect(page.locator("#restore-job")).to_have_value("job:Photos")
     expect(page.locator("#restore-tree")).to_contain_text("Photos")
+
+
+def test_a_restore_that_ends_before_its_start_is_answered_shows_its_result(open_page, agent, ext4_drive, tmp_path):
+    """A small restore can end before the reply that started it reaches the page: the page's status
+    watch is then handed the finished restore at once (the old code threw "watching is not a
+    function" there, an uncaught error, and kept listening). Here the reply is held back until the
+    restore is done and a status poll has seen it."""
+    import time
+
+    drive_job(agent, ext4_drive, tmp_path)
+    agent.backup("Documents")
+    page = open_page("restore")
+    expect(page.locator("#restore-job")).to_have_value("job:Documents")
+    page.locator("#restore-tree input[type=checkbox]").first.check()
+    page.check("#target-other")
+    out = tmp_path / "out"
+    out.mkdir()
+    page.fill("#target-path", str(out))
+
+    def held(route):
+        response = route.fetch()   # (the restore starts: the agent answers at once)
+        wait_for(lambda: (out / "Documents").exists() and read_tree(out / "Documents") == TREE, 20,
+                 "the restore to finish")
+        time.sleep(4.5)            # (a status poll, every 4 s at most, sees it finished)
+        route.fulfill(response=response)
+
+    page.route("**/api/restore", held)
+    page.click("#restore-start")
+    expect(page.locator("#restore-result")).to_contain_text("Restore finished", timeout=30000)
+    expect(page.locator("#restore-start")).to_be_disabled()   # (nothing stays ticked)

@@ -376,7 +376,12 @@ export async function render(main, ctx, driveId) {
 
   function watch() {
     if (watching) return;
-    watching = ctx.onStatus((reply) => {
+    // onStatus calls back at once with the last status it has: when that already shows our restore
+    // finished (a small one ends before the reply that started it arrives), the callback runs before
+    // onStatus returns the function that stops watching, so it is called after, not inside.
+    let stop = null;
+    let over = false;
+    stop = ctx.onStatus((reply) => {
       if (!reply.ok) return;
       const task = reply.data.restore;
       if (!task || JSON.stringify(task) === priorTask) return;
@@ -396,8 +401,11 @@ export async function render(main, ctx, driveId) {
         selection.clear();
         tree.querySelectorAll('input[type=checkbox]').forEach((b) => { b.checked = false; });
       }
-      watching(); watching = null;
+      over = true;
+      if (stop) stop();
+      watching = null;
     });
+    if (over) stop(); else watching = stop;
   }
 
   // While this page is open, a drive plugged in does not start its automatic backup (it may be meant for
