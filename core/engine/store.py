@@ -36,9 +36,6 @@ _OBJECT_NAME = re.compile(r"^[0-9a-f]{64}$")   # (as SetLayout.object checks it)
 WHOLE_BYTES = 1 << 20   # encrypted sets: files under this are read whole and sealed in one call
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-# A source file is opened without waiting (fs.SOURCE_FLAGS: a FIFO swapped in after the scan) and
-# never through a symlink swapped in after it (ELOOP: core/engine/sourceread.py reports it).
-_SOURCE = SOURCE_FLAGS | _NOFOLLOW
 
 
 @dataclass
@@ -124,7 +121,7 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
     size = 0
     buf = read_buffer()
     if fd < 0:
-        fd = os.open(long_path(path), _SOURCE)
+        fd = os.open(long_path(path), SOURCE_FLAGS)   # (never waits, never follows a symlink: ELOOP, sourceread reports it)
     try:
         while True:
             n = read_into(fd, buf)
@@ -146,7 +143,7 @@ def read_whole(path: str, size_hint: int, mtime_ns: int | None = None, fd: int =
     """A small file's bytes in one read (more only if it returns short) and whether it changed
     since it was scanned: :func:`read_source` for content held whole (``size_hint`` bytes at
     most are read; a file that grew shows in the fstat). ``fd``: as for read_source."""
-    return read_open_whole(fd if fd >= 0 else os.open(long_path(path), _SOURCE), size_hint, mtime_ns)
+    return read_open_whole(fd if fd >= 0 else os.open(long_path(path), SOURCE_FLAGS), size_hint, mtime_ns)
 
 
 def prefetch_source(path: str) -> int:
@@ -165,7 +162,7 @@ def prefetch_source(path: str) -> int:
     if sys.platform == "win32" or sys.platform == "darwin" or not hasattr(os, "posix_fadvise"):
         return -1
     try:
-        fd = os.open(long_path(path), _SOURCE)
+        fd = os.open(long_path(path), SOURCE_FLAGS)
     except OSError:
         return -1
     try:
