@@ -61,8 +61,9 @@ import trash  # noqa: E402
 from floor_small import DROP, SHA256  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-PEER, A, B, C = "cp -a", "(a) cp -a; sync", "(b) cp -a + cold read; sync", "(c) (b) + SHA-256"
-COPIES = (PEER, A, B, C)   # the commands whose copy a later (b) or (c) may read as its old tree
+PEER, A, B, C = "cp -a", "(a) cp -a; sync", "(b) cp -a + cold read; sync", "(c) (b') with SHA-256"
+A2, B2 = "(a') (a) + source read ahead", "(b') (b) + source read ahead"
+COPIES = (PEER, A, A2, B, B2, C)   # the commands whose copy a later reader may read as its old tree
 
 
 def reader(tree: Path, jobs: int, hashing: bool) -> str:
@@ -82,6 +83,10 @@ def spec(name: str, src: Path, dst: Path, old: Path, jobs: int, checkouts: dict[
         return cp, [], True
     if name == B:
         return cp, [reader(old, jobs, False)], True
+    if name == A2:
+        return cp, [reader(src, 1, False)], True
+    if name == B2:
+        return cp, [reader(src, 1, False), reader(old, jobs, False)], True
     if name == C:
         return cp, [reader(src, 1, True), reader(old, jobs, True)], True
     checkout = checkouts[name.removeprefix("plugback ")]
@@ -167,12 +172,17 @@ def one_round(rnd: int, names: list[str], w: dict[str, Path], old: Path, args, c
     return out, old
 
 
-def device(work: Path, mib: int, drop: str, log: Path) -> dict[str, dict]:
+def device(work: Path, mib: int, drop: str, log: Path, src: Path) -> dict[str, dict]:
     """The drive's own speeds: ``mib`` MiB written with fdatasync, read cold, both at once (a cold
-    read of that file beside a second write), and SHA-256 of the file from the page cache."""
+    read of that file beside a second write), and SHA-256 of the file from the page cache; and the
+    source's largest file read cold (written before the run: whether the host still caches it)."""
     f, g = (shlex.quote(str(work / n)) for n in ("dd-1.bin", "dd-2.bin"))
     count = mib // 4
+    big = max((p for p in src.rglob("*") if p.is_file() and not p.is_symlink()), key=lambda p: p.stat().st_size)
+    mb = big.stat().st_size / 1e6
     steps = {
+        f"read the source's largest file cold ({mb:.0f} MB, dd)": (f"dd if={shlex.quote(str(big))} of=/dev/null "
+                                                                   "bs=4M status=none", []),
         f"write {mib} MiB, fdatasync (dd)": (f"dd if=/dev/zero of={f} bs=4M count={count} conv=fdatasync status=none",
                                             []),
         f"read {mib} MiB cold (dd)": (f"dd if={f} of=/dev/null bs=4M status=none", []),
@@ -188,7 +198,8 @@ def device(work: Path, mib: int, drop: str, log: Path) -> dict[str, dict]:
         else:
             subprocess.run(["sh", "-c", f"cat {f} > /dev/null"], check=True)   # (warm: the hash alone)
         r = out[name] = run_one(writer, readers, False, work / "dd-1.bin", log, 600)
-        print(f"device: {name}: {r['wall']:.2f} s ({mib * 1.048576 / r['wall']:.0f} MB/s), ends "
+        size = mb if name.startswith("read the source") else mib * 1.048576
+        print(f"device: {name}: {r['wall']:.2f} s ({size / r['wall']:.0f} MB/s), ends "
               + ", ".join(f"{k} {v:.2f}" for k, v in r["ends"].items()) + f", load {r['load']:.1f}", flush=True)
     for n in ("dd-1.bin", "dd-2.bin"):
         (work / n).unlink(missing_ok=True)
@@ -243,7 +254,7 @@ def run(args) -> dict:
     old = prepare(args, w)
     checkouts = dict(c.split("=", 1) for c in args.checkout) or {"this": str(REPO)}
     checkouts = {k: str(Path(v).resolve()) for k, v in checkouts.items()}
-    names = [PEER, A, B, C, *(f"plugback {k}" for k in checkouts)]
+    names = [n for n in COPIES if n not in args.skip] + [f"plugback {k}" for k in checkouts]
     drop = "sync" if args.warm else DROP
     result: dict = {"meta": {"src": str(w["src"]), "jobs": args.jobs, "checkouts": checkouts,
                              "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}, "rounds": []}
@@ -251,7 +262,7 @@ def run(args) -> dict:
     trash.settle(work, args.settle, lambda msg: print(msg, flush=True), source=w["src"])
     try:
         if args.device:
-            result["device"] = device(work, args.device_mib, drop, work / "logs" / "device.log")
+            result["device"] = device(work, args.device_mib, drop, work / "logs" / "device.log", w["src"])
         for rnd in range(args.first_round, args.first_round + args.rounds):
             out, old = one_round(rnd, names, w, old, args, checkouts, drop)
             result["rounds"].append(out)
@@ -278,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="processes reading (hashing) the old copy")
     p.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR",
                    help="a checkout whose full backup is timed in each round (default: this one)")
+    p.add_argument("--skip", default=[], type=lambda v: [n for n in COPIES if n.split()[0] in v.split(",")],
+                   help="leave out these commands, by their tag: (a'),(b') ...")
     p.add_argument("--device", action="store_true", help="first time the drive's own speeds (--device-mib)")
     p.add_argument("--device-mib", type=int, default=1024)
     p.add_argument("--keep", action="store_true", help="keep the copies and sets (default: deleted at the end)")
