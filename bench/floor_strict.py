@@ -64,6 +64,7 @@ REPO = Path(__file__).resolve().parent.parent
 PEER, A, B, C = "cp -a", "(a) cp -a; sync", "(b) cp -a + cold read; sync", "(c) (b') with SHA-256"
 A2, B2 = "(a') (a) + source read ahead", "(b') (b) + source read ahead"
 COPIES = (PEER, A, A2, B, B2, C)   # the commands whose copy a later reader may read as its old tree
+VERIFY_PEER = "restic check --read-data"
 
 
 def reader(tree: Path, jobs: int, hashing: bool) -> str:
@@ -155,13 +156,13 @@ def one_round(rnd: int, names: list[str], w: dict[str, Path], old: Path, args, c
               drop: str) -> tuple[dict[str, dict], Path]:
     """Every command once, in this round's order, each after ``drop``; (the results, the newest copy)."""
     out: dict[str, dict] = {}
-    for name in round_order(names, rnd):
+    for position, name in enumerate(round_order(names, rnd)):
         slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
         dst = w["work"] / f"r{rnd}-{slug}"
         writer, readers, sync_after = spec(name, w["src"], dst, old, args.jobs, checkouts, w["home"])
         subprocess.run(["sh", "-c", drop], check=True)
         r = run_one(writer, readers, sync_after, dst, w["work"] / "logs" / f"r{rnd}.log", args.timeout)
-        r["old"] = str(old) if readers else ""
+        r["old"], r["position"] = (str(old) if readers else ""), position
         out[name] = r
         parts = " ".join(f"{k} {v:.2f}" for k, v in sorted(r["ends"].items(), key=lambda kv: kv[1]))
         print(f"[{time.strftime('%H:%M:%S')}] round {rnd} {name:30} {r['wall']:7.2f} s wall {r['cpu']:6.2f} s CPU  "
@@ -169,7 +170,7 @@ def one_round(rnd: int, names: list[str], w: dict[str, Path], old: Path, args, c
               f"load {r['load']:.1f}", flush=True)
         if name in COPIES and r["rc"] == 0:
             old = dst   # the next (b) or (c) reads the tree written last: the host saw it lately too
-    return out, old
+    return {n: out[n] for n in names}, old
 
 
 def device(work: Path, mib: int, drop: str, log: Path, src: Path) -> dict[str, dict]:
@@ -229,17 +230,22 @@ def ratios(rounds: list[dict[str, dict]], name: str, to: str) -> list[float]:
 
 
 def table(rounds: list[dict[str, dict]]) -> str:
-    """Markdown: per command the median wall and CPU, the drive's MB, the same-round ratios to
-    ``cp -a`` (median, min–max, each round) and the medians of those to (a), (b) and (c)."""
-    names = list(dict.fromkeys(n for r in rounds for n in r))
-    rows = ["| command | wall s (median) | CPU s | read MB | written MB | / cp -a, same round: median (min–max) "
-            "| / (a) | / (b) | / (c) | / cp -a, each round | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Markdown: per command the median wall and CPU, the drive's MB, the same-round ratios to the
+    peer (the first command of round 0: ``cp -a``, restic's check) as median, min–max and each
+    round's, and the medians of those to the next three commands ((a), (b), (c); the verify's floors)."""
+    names = sorted(dict.fromkeys(n for r in rounds for n in r),
+                   key=lambda n: COPIES.index(n) if n in COPIES else len(COPIES))   # (stable: in order met)
+    peer = next((n for n in (PEER, VERIFY_PEER) if n in names), names[0])
+    against = [n for n in (A, B, C) if n in names] if peer == PEER else [n for n in names if n != peer][:3]
+    rows = [f"| command | wall s (median) | CPU s | read MB | written MB | / {peer}, same round: median (min–max) | "
+            + " | ".join(f"/ {n.split()[0] if peer == PEER else n}" for n in against) + f" | / {peer}, each round | load |",
+            "|---|---|---|---|---|---|" + "---|" * len(against) + "---|---|"]
     for name in names:
         mine = [r[name] for r in rounds if name in r]
         med = {k: statistics.median(x[k] for x in mine) for k in ("wall", "cpu", "read_mb", "written_mb")}
-        to_cp = ratios(rounds, name, PEER)
+        to_cp = ratios(rounds, name, peer)
         spread = f"{statistics.median(to_cp):.2f}x ({min(to_cp):.2f}–{max(to_cp):.2f})" if to_cp else ""
-        to = [f"{statistics.median(x):.2f}x" if x else "" for x in (ratios(rounds, name, n) for n in (A, B, C))]
+        to = [f"{statistics.median(x):.2f}x" if x else "" for x in (ratios(rounds, name, n) for n in against)]
         bad = sum(1 for x in mine if x["rc"] != 0)
         rows.append(f"| {name}{f' ({bad} failed)' if bad else ''} | {med['wall']:.2f} | {med['cpu']:.2f} | "
                     f"{med['read_mb']:.0f} | {med['written_mb']:.0f} | {spread} | {' | '.join(to)} | "
@@ -248,16 +254,58 @@ def table(rounds: list[dict[str, dict]]) -> str:
     return "\n".join(rows)
 
 
+def verify_commands(w: dict[str, Path], checkouts: dict[str, str]) -> dict[str, str]:
+    """``--verify``: restic reading every pack (``check --read-data``), the set's files read cold as
+    the set holds them (``cat``, 2 and 8 processes), hashed (``openssl``, 8), each checkout's
+    ``verify --read-all`` (the set and the repository: ``floor_verify.py``'s, made on first use)."""
+    import floor_verify
+
+    env = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in floor_verify.env_of(w).items()
+                            if k.startswith("RESTIC_") or k == "PLUGBACK_HOME")
+    bset = shlex.quote(str(w["set"]))
+    out = {VERIFY_PEER: f"{env} restic check --read-data"}
+    for jobs in (2, 8):
+        out[f"cold read of the set's files (cat, {jobs} processes)"] = reader(w["set"], jobs, False)
+    out["SHA-256 of the set's files (openssl, 8 processes)"] = reader(w["set"], 8, True)
+    for name, path in checkouts.items():
+        out[f"plugback {name}"] = (f"{env} PYTHONPATH={shlex.quote(path)} PYTHONDONTWRITEBYTECODE= "
+                                   f"{shlex.quote(sys.executable)} -P -m core.cli verify {bset} --read-all")
+    return out
+
+
+def verify_rounds(args, work: Path, checkouts: dict[str, str], drop: str) -> list[dict[str, dict]]:
+    """``--verify``: every command once per round, the order rotated, each after ``drop``."""
+    import floor_verify
+
+    w = {"work": work, "src": work / "src", "set": work / "set", "restic": work / "restic", "home": work / "home"}
+    floor_verify.prepare(w, args.files, args.seed)
+    (work / "logs").mkdir(exist_ok=True)
+    commands = verify_commands(w, checkouts)
+    rounds = []
+    for rnd in range(args.first_round, args.first_round + args.rounds):
+        out = {}
+        for name in round_order(list(commands), rnd):
+            subprocess.run(["sh", "-c", drop], check=True)
+            r = out[name] = run_one(commands[name], [], False, w["set"], work / "logs" / f"v{rnd}.log", args.timeout)
+            print(f"[{time.strftime('%H:%M:%S')}] round {rnd} {name:50} {r['wall']:7.2f} s wall {r['cpu']:6.2f} s CPU  "
+                  f"read {r['read_mb']:6.0f} MB  rc {r['rc']}  load {r['load']:.1f}", flush=True)
+        rounds.append({n: out[n] for n in commands})   # (the peer first: the table's ratios)
+    return rounds
+
+
 def run(args) -> dict:
     work = Path(args.workdir).resolve()
     w = {"work": work, "src": Path(args.src).resolve() if args.src else work / "src", "home": work / "home"}
-    old = prepare(args, w)
     checkouts = dict(c.split("=", 1) for c in args.checkout) or {"this": str(REPO)}
     checkouts = {k: str(Path(v).resolve()) for k, v in checkouts.items()}
-    names = [n for n in COPIES if n not in args.skip] + [f"plugback {k}" for k in checkouts]
     drop = "sync" if args.warm else DROP
     result: dict = {"meta": {"src": str(w["src"]), "jobs": args.jobs, "checkouts": checkouts,
                              "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}, "rounds": []}
+    if args.verify:
+        result["rounds"] = verify_rounds(args, work, checkouts, drop)
+        return result
+    old = prepare(args, w)
+    names = [n for n in COPIES if n not in args.skip] + [f"plugback {k}" for k in checkouts]
     bin_ = trash.Trash(work / "trash")
     trash.settle(work, args.settle, lambda msg: print(msg, flush=True), source=w["src"])
     try:
@@ -291,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a checkout whose full backup is timed in each round (default: this one)")
     p.add_argument("--skip", default=[], type=lambda v: [n for n in COPIES if n.split()[0] in v.split(",")],
                    help="leave out these commands, by their tag: (a'),(b') ...")
+    p.add_argument("--verify", action="store_true", help="instead: verify --read-all of a small-files set "
+                   "(--files; floor_verify.py's, made in WORKDIR on first use) against restic check --read-data and "
+                   "the set's files read cold")
     p.add_argument("--device", action="store_true", help="first time the drive's own speeds (--device-mib)")
     p.add_argument("--device-mib", type=int, default=1024)
     p.add_argument("--keep", action="store_true", help="keep the copies and sets (default: deleted at the end)")
