@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import EXIT_DAMAGE
+from tests.bench.kept import deleted_between, run_watched
 from tests.support.drives import DriveUnavailable, check_available
 from tests.support.env import subprocess_env
-from tests.bench.kept import deleted_between, run_watched
 from tests.support.tools import need
 
 ROOT = Path(__file__).resolve().parents[2]
