@@ -6,7 +6,8 @@ bench scripts keep every tree they made until their last timed command has run (
 timed command": at the start and the end of each call, the folders below a root are noted by inode,
 to a depth and one more level (where a tree moved to a trash folder beside it lands).
 :func:`deleted_between` then names each folder to that depth that one timed command left and a later
-one no longer found (moved is fine: a rename keeps the inode; deleted is not), whether the script
+one no longer found (moved is fine: a rename keeps the inode; deleted is not, even where a new folder
+got the freed inode number: its generation differs, on ext4), whether the script
 deleted it between two commands or inside one (``rm -rf X && tool ...``). The folders a tool keeps
 inside its own trees (a repository's lock folder) are the tool's business: give the depth of the
 trees the script makes.
@@ -23,10 +24,11 @@ from tests.support.env import subprocess_env
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
-# argv: events file, root, depth, module, function, script, script's args. The function is wrapped
-# in its module before the script runs (as __main__), so the script's own imports get the wrapper.
+# argv: events file, root, depth, module, function, script, script's args. The script is imported
+# (as a module of its own name), the function wrapped in its module ("": the script's), and the
+# script's main() called with the script's args as sys.argv.
 DRIVER = r"""
-import functools, importlib, json, os, runpy, sys
+import functools, importlib, json, os, sys
 events_file, root, depth, module, name, script, *args = sys.argv[1:]
 sys.path[:0] = [os.path.dirname(script), os.path.dirname(os.path.dirname(script))]
 events = []
@@ -42,10 +44,26 @@ def folders():
         for d in dirs:
             p = os.path.join(dirpath, d)
             st = os.lstat(p)
-            found[f"{st.st_dev}:{st.st_ino}"] = [os.path.relpath(p, root), level]
+            found[f"{st.st_dev}:{st.st_ino}:{generation(p)}"] = [os.path.relpath(p, root), level]
     return found
 
-mod = importlib.import_module(module)
+def generation(path):
+    # The inode's generation (FS_IOC_GETVERSION: ext4 gives a reused inode number a new one), or 0.
+    try:
+        import array, fcntl
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            out = array.array("l", [0])
+            fcntl.ioctl(fd, 0x80087601, out, True)
+            return out[0]
+        finally:
+            os.close(fd)
+    except (OSError, ImportError):
+        return 0
+
+sys.argv = [script, *args]
+main = importlib.import_module(os.path.basename(script)[:-3])
+mod = importlib.import_module(module) if module else main
 real = getattr(mod, name)
 
 @functools.wraps(real)
@@ -57,20 +75,18 @@ def timed(*a, **k):
         events.append(["end", folders()])
 
 setattr(mod, name, timed)
-sys.argv = [script, *args]
 try:
-    runpy.run_path(script, run_name="__main__")
-except SystemExit as stop:
-    if stop.code not in (0, None):
-        raise
+    code = main.main()
 finally:
     open(events_file, "w").write(json.dumps(events))
+sys.exit(code)
 """
 
 
 def run_watched(tmp_path: Path, root: Path, depth: int, wrapped: str, script: str, *args,
                 timeout: float = 180, env: dict | None = None) -> tuple[subprocess.CompletedProcess, list]:
-    """Run ``bench/<script> args`` with ``wrapped`` ("module:function") as its timed command:
+    """Run ``bench/<script> args`` with ``wrapped`` ("module:function", "" the script's module) as its
+    timed command:
     (the finished process, the events: ["start" | "end", {inode: folder}] per call)."""
     module, name = wrapped.split(":")
     events_file = tmp_path / "events.json"
