@@ -15,11 +15,11 @@
 # first command the script waits until the last big deletion noted on WORKDIR's file system is
 # SETTLE seconds old (default 370; 0: do not wait; bench/trash.py). PYTHON (default python3) and
 # SETTLE from the environment.
+BENCH=$(cd "$(dirname "$0")" && pwd)
 cd "$1" || exit 1
 ROUNDS=$2
 shift 2
 PY=${PYTHON:-python3}
-BENCH=$(cd "$(dirname "$0")" && pwd)
 # bench/trash.py's Trash, Python's own (-P: nothing from WORKDIR); deleted: how many entries.
 trash() { PYTHONPATH="$BENCH" "$PY" -P -c "import sys, trash; from pathlib import Path; $1" "$PWD" "${@:2}"; }
 trash "trash.settle(Path(sys.argv[1]), float(sys.argv[2]), lambda m: print(m, file=sys.stderr, flush=True), source=Path('src'))" \

@@ -31,7 +31,7 @@ exit $rc
 def _run(cmd, cwd, **env):
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120,
                           env={**subprocess_env(), **env})
-    assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    assert proc.returncode == 0 and "Error" not in proc.stderr, f"{cmd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
     return proc
 
 
@@ -64,7 +64,8 @@ def test_restore_ab_restores_with_plugback_restic_borg_and_cp_and_deletes_nothin
     _run(["borg", "create", "::a1", "src"], work, **borg)
     shims, log = _shims(tmp_path / "shims"), tmp_path / "shim.log"
     path = subprocess_env()["PATH"]
-    out = _run(["bash", str(ROOT / "bench" / "restore_ab.sh"), str(work), "1", f"this={ROOT}"], tmp_path,
+    # (run as its usage says, from the checkout: the script finds bench/trash.py from its own path)
+    out = _run(["bash", "bench/restore_ab.sh", str(work), "1", f"this={ROOT}"], ROOT,
                PYTHON=str(shims / "python"), PATH=f"{shims}:{path}", SHIM_PATH=path, SHIM_PYTHON=sys.executable,
                SHIM_WORK=str(work), SHIM_LOG=str(log)).stdout
     assert "FAIL" not in out, out
