@@ -17,6 +17,11 @@ Variants (switched in the child process, on the checkout's code):
 Per run one line: the variant, load, wall, the pass's end, the commit's end, the read-back's end,
 files and MB it had left at the commit, the process's user and system CPU. Then per variant the
 medians, and the wall of each against ``off``'s in the same round.
+
+Nothing is deleted between the runs (ext4 without a journal: files created right after a big deletion
+cost more, see trash.py): each run's set is moved to WORK/trash before the next, and the trash is
+deleted after the last; the first run waits until the last big deletion noted on WORK's file system
+is 370 s old (``--settle``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import trash  # noqa: E402
 
 
 def child(variant: str, src: str, dest: str) -> int:
@@ -107,9 +114,9 @@ def drop_cache() -> None:
         pass   # (not root: a warm run, as the smoke test's)
 
 
-def one(variant: str, src: Path, work: Path, checkout: Path) -> dict:
+def one(variant: str, src: Path, work: Path, checkout: Path, bin_: trash.Trash) -> dict:
     dest = work / "set"
-    shutil.rmtree(dest, ignore_errors=True)
+    bin_.put(dest)   # (the previous run's set: deleted after the last run)
     drop_cache()
     load = Path("/proc/loadavg").read_text().split()[0]
     env = {**os.environ, "PYTHONPATH": str(checkout), "PLUGBACK_HOME": str(work / "home")}
@@ -117,7 +124,6 @@ def one(variant: str, src: Path, work: Path, checkout: Path) -> dict:
                          env=env, check=True, capture_output=True, text=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     r["load"] = float(load)
-    shutil.rmtree(dest, ignore_errors=True)
     return r
 
 
@@ -144,19 +150,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--variants", default="on,off")
     p.add_argument("--checkout", type=Path, default=HERE.parent, help="the code to run (default: this checkout)")
+    p.add_argument("--settle", type=float, default=trash.SHADOW_SECONDS, help="first wait until this many seconds "
+                   "after the last big deletion noted on WORK's file system (ext4 without a journal; 0: do not wait)")
     a = p.parse_args(argv)
     variants = a.variants.split(",")
-    a.work.mkdir(parents=True, exist_ok=True)
+    work = a.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    bin_ = trash.Trash(work / "trash")
+    trash.settle(work, a.settle, lambda msg: print(msg, flush=True), source=a.src)
     runs = []
     print("variant    round load   wall   pass commit  rb-end left-files left-MB  user   sys")
-    for rnd in range(a.rounds):
-        for v in variants[rnd % len(variants):] + variants[:rnd % len(variants)]:
-            r = one(v, a.src.resolve(), a.work.resolve(), a.checkout.resolve())
-            r["round"] = rnd
-            runs.append(r)
-            print(f"{v:10} {rnd:5} {r['load']:4.1f} {r['wall']:6.2f} {r['pass']:6.2f} {r['commit']:6.2f} "
-                  f"{r['readback_end']:7.2f} {r['left_files']:10} {r['left_mb']:7.0f} {r['user']:5.2f} {r['sys']:5.2f}",
-                  flush=True)
+    try:
+        for rnd in range(a.rounds):
+            for v in variants[rnd % len(variants):] + variants[:rnd % len(variants)]:
+                r = one(v, a.src.resolve(), work, a.checkout.resolve(), bin_)
+                r["round"] = rnd
+                runs.append(r)
+                print(f"{v:10} {rnd:5} {r['load']:4.1f} {r['wall']:6.2f} {r['pass']:6.2f} {r['commit']:6.2f} "
+                      f"{r['readback_end']:7.2f} {r['left_files']:10} {r['left_mb']:7.0f} {r['user']:5.2f} "
+                      f"{r['sys']:5.2f}", flush=True)
+    finally:
+        bin_.put(work / "set")
+        bin_.empty()
     report(runs, variants)
     return 0
 

@@ -18,27 +18,30 @@ plugback's first backup against restic's backup alone and also reports restic's 
 ``backup``, the same work plugback's run does; ``existing`` makes every tool's set untimed first
 (``restic init``; plugback backs up an empty folder) and times a full backup of the source into
 it: each tool then opens its set (its KDF) and writes the whole source.
+
+Nothing is deleted between timed commands: each backup's remote folder goes to the work folder's
+trash, deleted with it after the last round (bench/remote_set.py ``work_folder``; ``--settle``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
+from bench import remote_set, trash  # noqa: E402
 from bench.remote_set import ROOT, _commands, compile_checkouts, make_dataset, make_source, timed  # noqa: E402
 from tests.support.rclone import RcloneWorld  # noqa: E402
 
 TOOLS = ("before", "plugback", "restic")
 
 
-def rounds(source: Path, work: Path, checkout: Path, n: int, mode: str = "first") -> dict[str, list[tuple[float, float]]]:
+def rounds(source: Path, work: Path, checkout: Path, n: int, mode: str,
+           bin_: trash.Trash) -> dict[str, list[tuple[float, float]]]:
     world = RcloneWorld(work / "rclone")
     server = world.serve_webdav(work / "served")
     world.add_webdav("wd", server)
@@ -60,7 +63,7 @@ def rounds(source: Path, work: Path, checkout: Path, n: int, mode: str = "first"
                 res[tool].append(timed(backup, {**env, **extra}, server.proc.pid))
                 if tool == "restic":
                     res["restic+init"].append((res[tool][-1][0] + init[0], res[tool][-1][1] + init[1]))
-                shutil.rmtree(work / "served" / out.name, ignore_errors=True)
+                bin_.put(work / "served" / out.name)
     finally:
         world.close()
     return res
@@ -87,13 +90,15 @@ def main() -> None:
     ap.add_argument("--mode", choices=("first", "existing"), default="first",
                     help="first: plugback's backup makes its set (restic's init untimed, also reported added); "
                          "existing: every set made untimed first, then the full backup timed")
+    remote_set.settle_arg(ap)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pb-remote-full-") as tmp:
-        source = Path(tmp) / "src" / "data"
+    with remote_set.work_folder("pb-remote-full-") as (tmp, bin_):
+        source = tmp / "src" / "data"
         make_dataset(source, args.dataset) if args.dataset else make_source(source, 300, 4)
         compile_checkouts(ROOT, args.checkout)
+        remote_set.settle(tmp, args.settle, source)
         print(f"load before: {os.getloadavg()[0]:.1f}", file=sys.stderr)
-        res = rounds(source, Path(tmp), args.checkout, args.rounds, args.mode)
+        res = rounds(source, tmp, args.checkout, args.rounds, args.mode, bin_)
         print(f"load after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
     if args.mode == "existing":
         del res["restic+init"]      # restic's backup alone is the same work there

@@ -8,21 +8,22 @@ into a new remote folder (``existing``: the set made first by a backup of an emp
 and samples the process's resident memory (``/proc/PID/status`` VmRSS) every 5 ms: prints the peak
 (``ru_maxrss``, what ``/usr/bin/time -f %M`` says: rclone's processes are not in it) and, with
 ``--curve``, the RSS every 50 ms, so what was held at the peak can be told (scrypt's 128 MiB, packs).
+Each backup's remote folder goes to the work folder's trash, deleted with it after the last round
+(nothing deleted between timed commands: bench/remote_set.py ``work_folder``; ``--settle``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
+from bench import remote_set  # noqa: E402
 from bench.remote_set import ROOT, _commands, compile_checkouts, make_dataset, make_source  # noqa: E402
 from tests.support.rclone import RcloneWorld  # noqa: E402
 
@@ -60,9 +61,9 @@ def main() -> None:
     ap.add_argument("--source", type=Path, help="back up this folder instead")
     ap.add_argument("--mode", choices=("first", "existing"), default="existing")
     ap.add_argument("--curve", action="store_true", help="print the RSS every 50 ms")
+    remote_set.settle_arg(ap)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pb-remote-rss-") as tmp:
-        work = Path(tmp)
+    with remote_set.work_folder("pb-remote-rss-") as (work, bin_):
         source = args.source or work / "src" / "data"
         if args.source is None:
             make_dataset(source, args.dataset) if args.dataset else make_source(source, 300, 4)
@@ -73,6 +74,7 @@ def main() -> None:
         env = {**os.environ, "RCLONE_CONFIG": str(world.config), "PLUGBACK_PASSPHRASE": "bench passphrase",
                "PLUGBACK_HOME": str(work / "home")}
         (work / "empty").mkdir()
+        remote_set.settle(work, args.settle, source)
         print(f"load before: {os.getloadavg()[0]:.1f}")
         try:
             for i in range(args.rounds):
@@ -88,7 +90,7 @@ def main() -> None:
                           f"({peak * 1024 / 1e6:.1f} MB), sampled peak at {top[0]:.2f} s")
                     if args.curve:
                         print("   " + " ".join(f"{t:.2f}:{r // 1024}" for t, r in curve[::10]))
-                    shutil.rmtree(work / "served" / out.name, ignore_errors=True)
+                    bin_.put(work / "served" / out.name)
         finally:
             world.close()
         print(f"load after: {os.getloadavg()[0]:.1f}")

@@ -10,13 +10,18 @@ the small files' reads, seals and checks, the manifest; the upload threads are n
 Measures the checkout it is run from (``PYTHONPATH``); compare two checkouts interleaved:
 
     for c in before after; do (cd $c && PYTHONPATH=$PWD python -P $AFTER/bench/remote_run_thread.py SRC WORK); done
+
+Nothing is deleted between rounds (ext4 without a journal: files created right after a big deletion
+cost more, bench/trash.py): each round's set is moved to WORK/trash, deleted after the last round;
+the first round waits until the last big deletion noted on WORK's file system is 370 s old
+(``--settle``).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -25,11 +30,15 @@ from core.engine.remote.backup import backup
 from core.engine.remote.rset import RemoteSet
 from core.engine.storage import LocalBackend
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import trash  # noqa: E402
 
-def one_round(src: Path, work: Path, unlock_s: float) -> tuple[float, float]:
-    """(CPU, wall) seconds of the backup's calling thread, one backup into a fresh existing set."""
+
+def one_round(src: Path, work: Path, unlock_s: float, bin_: trash.Trash) -> tuple[float, float]:
+    """(CPU, wall) seconds of the backup's calling thread, one backup into a fresh existing set (the
+    set then moved to the trash)."""
     root, empty = work / "set", work / "empty"
-    shutil.rmtree(root, ignore_errors=True)
+    bin_.put(root)
     empty.mkdir(parents=True, exist_ok=True)
     with RemoteSet.create(LocalBackend(root), Clock().now(), "pw") as rset:
         backup(rset, [empty])
@@ -38,7 +47,7 @@ def one_round(src: Path, work: Path, unlock_s: float) -> tuple[float, float]:
         cpu, wall = time.thread_time(), time.perf_counter()
         backup(rset, [src])
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-    shutil.rmtree(root)
+    bin_.put(root)
     return cpu, wall
 
 
@@ -48,8 +57,15 @@ def main() -> None:
     ap.add_argument("work", type=Path, help="a work folder on a real disk (its set/ is replaced)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--unlock", type=float, default=0.4, help="seconds the unlock takes (scrypt's)")
+    ap.add_argument("--settle", type=float, default=trash.SHADOW_SECONDS, help="first wait until this many seconds "
+                    "after the last big deletion noted on WORK's file system (0: do not wait)")
     args = ap.parse_args()
-    runs = [one_round(args.src.resolve(), args.work, args.unlock) for _ in range(args.rounds)]
+    bin_ = trash.Trash(args.work / "trash")
+    trash.settle(args.work, args.settle, lambda msg: print(msg, file=sys.stderr, flush=True), source=args.src)
+    try:
+        runs = [one_round(args.src.resolve(), args.work, args.unlock, bin_) for _ in range(args.rounds)]
+    finally:
+        bin_.empty()
     print(" ".join(f"{c:.3f}/{w:.3f}" for c, w in runs),
           f"median cpu {statistics.median(c for c, _ in runs):.3f} wall {statistics.median(w for _, w in runs):.3f}")
 

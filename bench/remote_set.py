@@ -16,6 +16,13 @@ included, plus the WebDAV server's share), the size of what each tool stored; th
 restores are compared with the source. Nothing is asserted. Numbers: docs/performance.md,
 "Remote sets".
 
+Nothing is deleted between timed commands (ext4 without a journal, this machine's ``/``: files
+created right after a big deletion cost more, bench/trash.py): what a round is done with (a
+restored tree, a remote folder) is moved to the work folder's trash, and the whole work folder is
+deleted after the last command (noted for the next run when it was big). The first timed command
+waits until the last big deletion noted on the work folder's file system is 370 s old
+(``--settle``; a source of fewer than 1,000 entries does not wait).
+
 Each checkout's ``core`` is compiled to bytecode first (``compileall``), as an installed
 Plugback is (pip and the frozen app ship it compiled): with PYTHONDONTWRITEBYTECODE set, as
 on the development machines, every run would otherwise compile its modules again (0.12-0.15 s
@@ -25,6 +32,7 @@ of CPU per process, docs/performance.md "Remote sets, third pass").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import filecmp
 import os
 import random
@@ -35,10 +43,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]   # a script run from the checkout measures this checkout's code
 
+from bench import trash  # noqa: E402
 from tests.support.rclone import RCLONE, RcloneWorld  # noqa: E402
 
 PASSPHRASE = "bench passphrase"
@@ -99,6 +109,32 @@ def same_tree(a: Path, b: Path) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def work_folder(prefix: str) -> Iterator[tuple[Path, trash.Trash]]:
+    """A temporary work folder and its trash (bench/trash.py), for the remote scripts: what a round
+    is done with goes to the trash, nothing is deleted between timed commands; at the end the whole
+    folder is deleted, and noted as a big deletion when it was one (the next run waits it out)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        bin_ = trash.Trash(Path(tmp) / "trash")
+        try:
+            yield Path(tmp), bin_
+        finally:
+            for entry in sorted(Path(tmp).iterdir()):
+                if entry != bin_.folder:
+                    bin_.put(entry)
+            bin_.empty()
+
+
+def settle_arg(ap: argparse.ArgumentParser) -> None:
+    """The remote scripts' ``--settle`` (bench/trash.py's wait before the first timed command)."""
+    ap.add_argument("--settle", type=float, default=trash.SHADOW_SECONDS, help="first wait until this many seconds "
+                    "after the last big deletion noted on the work folder's file system (0: do not wait)")
+
+
+def settle(work: Path, seconds: float, source: Path) -> None:
+    trash.settle(work, seconds, lambda msg: print(msg, file=sys.stderr, flush=True), source=source)
+
+
 def _commands(tool: str, src: Path, out: Path, checkout: Path | None) -> tuple[list, list, dict]:
     if tool == "restic":
         restic = ["restic", "-r", f"rclone:wd:{out.name}", "--no-cache", "-q"]
@@ -119,7 +155,8 @@ def compile_checkouts(*checkouts: Path | None) -> None:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "core")], check=True)
 
 
-def run(source: Path, tools: list[str], rounds: int, work: Path, checkout: Path | None) -> list[tuple]:
+def run(source: Path, tools: list[str], rounds: int, work: Path, checkout: Path | None,
+        bin_: trash.Trash) -> list[tuple]:
     world = RcloneWorld(work / "rclone")
     server = world.serve_webdav(work / "served")
     world.add_webdav("wd", server)
@@ -137,8 +174,8 @@ def run(source: Path, tools: list[str], rounds: int, work: Path, checkout: Path 
                 times = [timed(cmd, {**env, **extra}, server.proc.pid) for cmd in (backup, backup, restore)]
                 restored = next(p for p in (out / "restored").rglob(source.name) if p.is_dir())
                 rows.append((tool, *times, size_of(work / "served" / out.name), same_tree(source, restored)))
-                shutil.rmtree(out)
-                shutil.rmtree(work / "served" / out.name)
+                bin_.put(out)
+                bin_.put(work / "served" / out.name)
     finally:
         world.close()
     return rows
@@ -153,14 +190,15 @@ def main() -> None:
     ap.add_argument("--checkout", type=Path, help="another checkout of plugback: the tool 'before'")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--markdown", action="store_true")
+    settle_arg(ap)
     args = ap.parse_args()
     tools = args.tools.split(",")
     if RCLONE is None or ("restic" in tools and shutil.which("restic") is None):
         raise SystemExit("needs rclone and restic (apt-get install rclone restic)")
     if "before" in tools and args.checkout is None:
         raise SystemExit("the tool 'before' needs --checkout DIR")
-    with tempfile.TemporaryDirectory(prefix="pb-remote-bench-") as tmp:
-        source = Path(tmp) / "src" / "data"
+    with work_folder("pb-remote-bench-") as (tmp, bin_):
+        source = tmp / "src" / "data"
         if args.dataset:
             total = make_dataset(source, args.dataset)
             what = f"make_dataset --scale {args.dataset}"
@@ -169,7 +207,8 @@ def main() -> None:
             what = f"{args.small} x 4 KiB + {args.big} x 16 MiB"
         print(f"source: {what} = {total / 2**20:.1f} MiB; load {os.getloadavg()[0]:.1f}", file=sys.stderr)
         compile_checkouts(ROOT, args.checkout if "before" in tools else None)
-        rows = run(source, tools, args.rounds, Path(tmp), args.checkout)
+        settle(tmp, args.settle, source)
+        rows = run(source, tools, args.rounds, tmp, args.checkout, bin_)
         print(f"load after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
     _report(rows, args.markdown)
     if not all(r[5] for r in rows):

@@ -8,20 +8,30 @@
 #   flock /tmp/pb/bench.lock nice -n 5 bench/restore_ab.sh WORKDIR ROUNDS NAME=CHECKOUT...
 #
 # WORKDIR holds src/ (bench/make_dataset.py), set/ (plugback backup src --to set), restic/ (a
-# restic repository of src, password "bench"), borg/ (borg init -e none; borg create ::a1 src), and
-# out/ is made and removed there. PYTHON (default python3) from the environment.
+# restic repository of src, password "bench"), borg/ (borg init -e none; borg create ::a1 src).
+# Each command restores into out/; nothing is deleted between timed commands (ext4 without a
+# journal: files created right after a big deletion cost more, bench/trash.py): each restored
+# tree is moved into WORKDIR/trash and they are all deleted after the last round. Before the
+# first command the script waits until the last big deletion noted on WORKDIR's file system is
+# SETTLE seconds old (default 370; 0: do not wait; bench/trash.py). PYTHON (default python3) and
+# SETTLE from the environment.
+BENCH=$(cd "$(dirname "$0")" && pwd)
 cd "$1" || exit 1
 ROUNDS=$2
 shift 2
 PY=${PYTHON:-python3}
-cold() { rm -rf out; sync; echo 3 > /proc/sys/vm/drop_caches; }
+# bench/trash.py's Trash, Python's own (-P: nothing from WORKDIR); deleted: how many entries.
+trash() { PYTHONPATH="$BENCH" "$PY" -P -c "import sys, trash; from pathlib import Path; $1" "$PWD" "${@:2}"; }
+trash "trash.settle(Path(sys.argv[1]), float(sys.argv[2]), lambda m: print(m, file=sys.stderr, flush=True), source=Path('src'))" \
+  "${SETTLE:-370}"
+N=0
+cold() { if [ -e out ]; then N=$((N + 1)); mkdir -p trash; mv out "trash/out-$N"; fi; sync; echo 3 > /proc/sys/vm/drop_caches; }
 t() {
   local name=$1 load
   shift
   load=$(cut -d' ' -f1 /proc/loadavg)
   /usr/bin/time -o out.time -f '%e %U %S %M' "$@" > /dev/null 2> out.err || { echo "FAIL $name"; cat out.err; }
   echo "$name $(cat out.time) load=$load"
-  rm -f out.time out.err
 }
 for i in $(seq 1 "$ROUNDS"); do
   echo "round $i $(date -u +%T)"
@@ -32,4 +42,6 @@ for i in $(seq 1 "$ROUNDS"); do
   cold; mkdir out; t borg sh -c "cd out && BORG_REPO='$PWD/borg' BORG_BASE_DIR='$PWD/borg-base' BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes borg extract ::a1"
   cold; t cp cp -a src out
 done
-rm -rf out
+cold
+rm -f out.time out.err
+echo "deleted $(trash "print(trash.Trash(Path(sys.argv[1]) / 'trash').empty())") entries after the last round"

@@ -88,23 +88,46 @@ def check_object(keys, fds: list[int], buf: memoryview, obj: str | None, sha256:
     also check that the plaintext's keyed name is ``obj`` (the seal workers do: their answer is
     where the run got ``obj`` from). An object of a small file holds at most its size, a header
     and a tag, plus a few bytes where zstd could not shrink it: one past :data:`SMALL_OBJECT` is
-    damage, read no further."""
-    from core.engine import crypto
+    damage, read no further.
 
+    An object in one file whose ``fstat`` size :func:`open_copy` found (``Opened.size``) is read
+    to that size and no further (no read at its end): one too big is damage without a read; one
+    that comes back short (cut after the ``fstat``) fails its authentication. An object in parts,
+    or ``fds`` without a size, is read to the end of each file."""
+    known = getattr(fds, "size", None) if len(fds) == 1 else None
+    if known is not None and known >= len(buf):
+        close(fds)
+        return _too_big(size)
     got = 0
     try:
-        for fd in fds:
-            while got < len(buf) and (n := read_into(fd, buf[got:])):
+        if known is not None:
+            view = buf[:known]
+            while got < known and (n := read_into(fds[0], view[got:])):
                 got += n
+        else:
+            for fd in fds:
+                while got < len(buf) and (n := read_into(fd, buf[got:])):
+                    got += n
     except OSError as err:
         return f"it cannot be read ({err.strerror or err})"
     finally:
         close(fds)
     if got >= len(buf):
-        return f"its stored copy is bigger than {size} bytes of content can make it (damaged on the drive)"
+        return _too_big(size)
+    return _opened(keys, buf[:got], obj, sha256, size, named)
+
+
+def _too_big(size: int) -> str:
+    return f"its stored copy is bigger than {size} bytes of content can make it (damaged on the drive)"
+
+
+def _opened(keys, blob: memoryview, obj: str | None, sha256: str | None, size: int, named: bool) -> str | None:
+    """Decrypt, authenticate and hash the object ``blob`` read whole (see :func:`check_object`)."""
+    from core.engine import crypto
+
     digest, n = hashlib.sha256(), 0
     try:
-        for block in crypto.open_whole(keys, buf[:got], name=f"objects/{obj}", max_size=size):
+        for block in crypto.open_whole(keys, blob, name=f"objects/{obj}", max_size=size):
             digest.update(block)
             n += len(block)
     except DamagedSet as err:

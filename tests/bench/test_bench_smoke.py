@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench import measure
+from tests.bench.kept import deleted_between, run_watched
 from tests.support.env import subprocess_env
 from tests.support.tools import need
 
@@ -347,9 +348,13 @@ def test_remote_full_times_a_first_backup_or_one_into_an_existing_set(tmp_path, 
     """bench/remote_full.py (issue #13): both ways a set comes to be, each tool's medians and ratios;
     a first backup also reports restic's init + backup (the work plugback's first run does)."""
     need("rclone", "restic")
-    proc = _bench("remote_full.py", "--checkout", BENCH.parent, "--rounds", "1", "--dataset", "0.002",
-                  "--mode", mode, timeout=180)
-    assert proc.returncode == 0, proc.stderr
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc, events = run_watched(tmp_path, tmp, 3, ":timed", "remote_full.py", "--checkout", BENCH.parent, "--rounds", 1,
+                               "--dataset", "0.002", "--mode", mode, env={"TMPDIR": str(tmp)})
+    # Each backup's remote folder kept until the last round ended (the old script deleted each one).
+    assert deleted_between(events, 3) == [] and len(events) >= 2 * 3, events
+    assert os.listdir(tmp) == []
     tools = {line.split()[0] for line in proc.stdout.splitlines() if " wall median " in line}
     assert tools == ({"before", "plugback", "restic", "restic+init"} if mode == "first" else {"before", "plugback", "restic"})
     assert re.search(r"^plugback/restic wall: median [\d.]+", proc.stdout, re.M), proc.stdout

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import EXIT_DAMAGE
+from tests.bench.kept import deleted_between, run_watched
 from tests.support.drives import DriveUnavailable, check_available
 from tests.support.env import subprocess_env
 from tests.support.tools import need
@@ -146,17 +147,22 @@ def test_agent_journal_plugin_backs_up_the_changed_files_through_the_journal(tmp
 
 
 def test_floor_encrypted_times_restic_and_plugback_backup_and_restore(tmp_path):
+    """Two repetitions: the first one's repository, sets and restored tree are kept (moved to the
+    trash) until the last command ran (the old script deleted them inside its timed commands)."""
     need("restic")
     work = tmp_path / "work"
-    out = _bench("floor_encrypted.py", "--workdir", work, "--scale", "0.001", "--repeat", 1, "--warm",
-                 timeout=180).stdout
+    proc, events = run_watched(tmp_path, work, 1, "floor_small:timed", "floor_encrypted.py", "--workdir", work,
+                               "--scale", "0.001", "--repeat", 2, "--warm")
+    assert deleted_between(events, 1) == [] and len(events) == 2 * 4 * 2, events
+    out = proc.stdout
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| encrypted ")]
     assert [(r[0].strip(), r[1].strip()) for r in rows] == [
         ("encrypted full", "restic backup"), ("encrypted full", "plugback after"),
         ("encrypted restore", "restic restore"), ("encrypted restore", "plugback after")], out
-    assert all(float(r[2]) > 0 and r[6].strip() == "1" for r in rows), out
-    assert len(re.findall(r" rc 0  load ", out)) == 4, out
+    assert all(float(r[2]) > 0 and r[6].strip() == "2" for r in rows), out
+    assert len(re.findall(r" rc 0  load ", out)) == 8, out
     assert (work / "set-after" / "plugback.json").exists() and not (work / "out").exists()
+    assert not (work / "trash").exists()
 
 
 @pytest.mark.skipif(NOT_ROOT, reason="drops the page cache: root only")

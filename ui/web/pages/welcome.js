@@ -227,7 +227,13 @@ export async function render(main, ctx) {
     body.append(h('h2', {}, 'Your first backup'), text, progress.el, keySlot,
       h('div', { class: 'form-actions' }, h('button', { type: 'button', class: 'primary', onclick: () => ctx.navigate('overview') }, 'Go to overview')));
     let seenRunning = false;
-    stop = ctx.onStatus((reply) => {
+    // onStatus calls back at once with the last status it has: when that already shows the first
+    // backup finished (a small one can end before the reply that started it arrives), the callback
+    // runs before onStatus returns the function that stops watching, so it is called after, not inside
+    // (the old code kept listening, and offered the recovery key a second time at the next poll).
+    let over = false;
+    const watching = ctx.onStatus((reply) => {
+      if (over) return;
       if (!reply.ok) { showError(alerts, reply, 'Cannot follow the backup.'); return; }
       const job = (reply.data.jobs || []).find((j) => j.name === state.jobName);
       if (!job) return;
@@ -238,10 +244,12 @@ export async function render(main, ctx) {
         text.textContent = ['ok', 'warnings'].includes(r.status)
           ? `Done ${ago(r.ended)}: ${plural(r.files_copied, 'file')} (${bytes(r.bytes_copied)}) ${r.files_copied === 1 ? 'is' : 'are'} safe ${state.toRemote ? `at ${state.remote}` : 'on the drive'}.${r.warnings ? ` ${plural(r.warnings, 'file')} could not be read; see History.` : ''}`
           : `The backup did not finish: ${sentence(r.error || r.status)}`;
+        over = true;
         if (stop) { stop(); stop = null; }
         if (state.encrypted && ['ok', 'warnings'].includes(r.status)) offerKey(keySlot);
       }
     });
+    if (over) watching(); else stop = watching;
   }
 
   go(0);
