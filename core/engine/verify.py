@@ -313,10 +313,14 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, 
     seen: dict[str, str] = {}   # the newest's hashes, as read
     same = rawlines.same_as_newest(bset, ids, cancel, seen)
     merge = None
-    if trust is not None and seen and seen["all"] == trust.hash_of(ids[-1]):
-        seen["proven"] = "1"   # its group's lines are this computer's too (_add_proven)
+    expected = trust.hash_of(ids[-1]) if trust is not None else None
+    # (unread: no older snapshot may hold the newest's lines, so they were not read for that; the
+    # merge proves them at the end of each older manifest, as it does anyway: Merge.broken)
+    if expected is not None and seen.get("all", "unread" in seen and expected) == expected:
+        if "all" in seen:
+            seen["proven"] = "1"   # its group's lines are this computer's too (_add_proven)
         if objects is not None:
-            merge = verify_merge.Merge(bset, ids[-1], seen["all"], objects.may_hold)
+            merge = verify_merge.Merge(bset, ids[-1], expected, objects.may_hold)
     damaged, snapshots = len(result.damaged), result.snapshots
     newest, confirmed = _read_each(bset, ids, same, seen, contents, result, cancel, objects, trust, merge)
     if merge is not None and merge.used and not (confirmed and newest is not None and newest[0] == ids[-1]):
@@ -354,7 +358,7 @@ def _read_each(bset: BackupSet, ids: list[str], same: set[int], seen: dict[str, 
         try:
             added = _add_proven(bset, contents, sid, index, cancel, latest, trust,
                                 seen["lines"] if "proven" in seen and index in same else None,
-                                None if own else merge)
+                                None if own or (merge is not None and merge.broken) else merge)
             files, size = added[:2] if added else _add_decoded(bset, contents, sid, index, cancel, latest)
         except Cancelled:
             raise
@@ -428,10 +432,17 @@ def _add_proven(bset: BackupSet, contents: _Contents, sid: str, index: int, canc
     expected = trust.hash_of(sid) if trust is not None else None
     if expected is None and lines is None:
         return None
+    if merge is not None and expected is not None:
+        try:
+            with bset.open_manifest(sid) as reader:
+                return (*contents.add_files(sid, index, merge.files(reader, expected, cancel), cancel, latest), True)
+        except Cancelled:
+            raise
+        except Exception:  # noqa: BLE001 - rolled back; the newest's bytes not the recorded ones: this one alone
+            if not merge.broken:
+                return None
     try:
         with bset.open_manifest(sid) as reader:
-            if merge is not None and expected is not None:
-                return (*contents.add_files(sid, index, merge.files(reader, expected, cancel), cancel, latest), True)
             if latest is not None and not latest.keys:   # the newest's files only Latest/ holds: counted only
                 others = [0, 0]
                 files, size = contents.add_files(sid, index, rawlines.proven_files(

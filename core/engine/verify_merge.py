@@ -49,16 +49,19 @@ class Merge:
         self.may_hold = may_hold
         self.used = False       # some older manifest's rows were added this way
         self.orphans = False    # a row was added whose content objects/ may not hold (the newest may)
+        self.broken = False     # the newest's bytes were not the recorded ones: not read beside again
 
     def files(self, reader, expected: str, cancel: CancelToken | None = None) -> Iterator[Row]:
         """The rows of the older manifest ``reader`` (recorded hash ``expected``) that the newest does not
         make needless; NotProven (after the last) if either manifest's bytes are not the recorded ones."""
         with self.bset.open_manifest(self.sid) as newest:
-            lines = _lines(newest.raw_blocks())
+            lines = self._lines(newest.raw_blocks())
             yield from self._rows(reader, lines, cancel)
             for _ in lines:
                 pass   # the newest read to its end: its trailer and hash checked
-            if reader.digest != expected or newest.digest != self.expected:
+            if newest.digest != self.expected:
+                self.broken = True
+            if reader.digest != expected or self.broken:
                 raise NotProven(reader.name)
         self.used = True
 
@@ -103,8 +106,13 @@ class Merge:
                 yield sha, d.get("parts") or 0, sha, d.get("size") or 0, d.get("obj"), d["path"], d.get("stored") or 0
 
 
-def _lines(blocks: Iterator[bytes]) -> Iterator[bytes]:
-    for block in blocks:
-        lines = block.split(b"\n")
-        lines.pop()
-        yield from lines
+    def _lines(self, blocks: Iterator[bytes]) -> Iterator[bytes]:
+        """The newest's lines; a newest that cannot be read to its checked end is :attr:`broken`."""
+        try:
+            for block in blocks:
+                lines = block.split(b"\n")
+                lines.pop()
+                yield from lines
+        except Exception:
+            self.broken = True
+            raise

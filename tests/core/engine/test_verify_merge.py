@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from core.engine import verify, verify_latest, verify_merge
+from core.engine import rawlines, verify, verify_latest, verify_merge
 from core.engine.progress import FakeClock
 from tests.support.engine import backup_path, open_set, verify_path
 from tests.support.trees import make_tree
@@ -104,3 +104,46 @@ def test_a_newest_changed_after_the_older_was_read_beside_it_starts_over(day, mo
         assert r.damaged == again
     else:
         assert set(again) <= set(r.damaged), (r.damaged, again)
+
+
+@pytest.mark.parametrize("read_all", [False, True])
+def test_the_newest_s_text_is_not_read_up_front_when_no_older_totals_are_its_own(day, monkeypatch, read_all):
+    """No older snapshot has the newest's header totals (new.txt added): none can hold its lines, so
+    ``same_as_newest`` does not read them; the merge still proves them (its rows as with the read)."""
+    set_path, cache = day
+    rows = _rows(monkeypatch)
+    digested, digest = [], rawlines.lines_digest
+
+    def spy(bset, sid, *args):
+        digested.append(sid)
+        return digest(bset, sid, *args)
+
+    monkeypatch.setattr(rawlines, "lines_digest", spy)
+    r = verify_path(set_path, read_all=read_all, cache=cache)
+    assert r.ok and r.snapshots == 2
+    assert open_set(set_path).snapshot_ids()[-1] not in digested
+    assert rows[0] == 1   # (read beside the newest's lines: top.txt v1's object only)
+
+
+@pytest.mark.parametrize("read_all", [False, True])
+def test_a_newest_not_recorded_is_read_beside_one_older_manifest_at_most(day, tmp_path, monkeypatch, read_all):
+    """The newest's bytes are valid but not the recorded ones (not read up front: no group): the first
+    older manifest read beside it finds that out (Merge.broken); the next ones are not read beside it,
+    and the report is the one without the record."""
+    set_path, cache = day
+    src = tmp_path / "src" / "Data"
+    (src / "more.txt").write_bytes(b"more")
+    backup_path(set_path, [src], cache=cache, clock=FakeClock(current=FakeClock().current + timedelta(minutes=5)))
+    newest = open_set(set_path).layout.manifest(open_set(set_path).snapshot_ids()[-1])
+    _drop_entry(newest, "d1/n2.txt")
+    merged, used = verify_merge.Merge.files, []
+
+    def spy(self, reader, *args):
+        used.append(reader.name)
+        yield from merged(self, reader, *args)
+
+    monkeypatch.setattr(verify_merge.Merge, "files", spy)
+    r = verify_path(set_path, read_all=read_all, cache=cache)
+    assert len(used) == 1
+    assert (r.damaged, r.contents, r.bytes_read, r.snapshots) == \
+        (lambda w: (w.damaged, w.contents, w.bytes_read, w.snapshots))(verify_path(set_path, read_all=read_all))
