@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from typing import Callable, Generator, Iterable, Iterator
 
-from core.engine import objcheck, sealpool
+from core.engine import objcheck, readback_proc, sealpool
 from core.engine.fs import READS_AHEAD, blocks, read_buffer, read_into
 from core.engine.manifest import FILE, Entry
 from core.engine.scan import ScanEntry
@@ -75,7 +75,10 @@ def read_back(run, items: Iterable[tuple[Entry, ScanEntry]],
     each batch, how many were checked so far (the caller reports progress, or raises to stop)."""
     damaged = []
     done, i = 0, 0
-    checked = _checked_ahead(run, items) if READS_AHEAD else _checked_in_threads(run, items)
+    if READS_AHEAD and run.bset.keys is None:   # (a plain set on Linux: in worker processes, readback_proc.py)
+        checked = readback_proc.checked(run, items)
+    else:
+        checked = _checked_ahead(run, items) if READS_AHEAD else _checked_in_threads(run, items)
     with closing(checked):   # (stopped early, e.g. a run failing: the files opened ahead close now)
         for batch, problems in checked:
             for (e, se), problem in zip(batch, problems, strict=True):
