@@ -215,7 +215,7 @@ def test_a_copy_damaged_after_its_flush_is_found_during_the_pass_and_copied_agai
 
     def checking(run, items):
         for batch, problems in checked(run, items, size=8):
-            found.extend((e.path, not trace.committing) for (e, _), problem in zip(batch, problems) if problem)
+            found.extend((e.path, not trace.committing) for (e, _), problem in zip(batch, problems, strict=True) if problem)
             yield batch, problems
 
     monkeypatch.setattr(readback_proc, "checked", checking)
