@@ -78,7 +78,7 @@ def read_back(run, items: Iterable[tuple[Entry, ScanEntry]],
     damaged = []
     done, i = 0, 0
     if READS_AHEAD and run.bset.keys is None:   # (a plain set on Linux: in worker processes, readback_proc.py)
-        checked = readback_proc.checked(run, items)
+        checked = readback_proc.checked(run, items, lambda few: _checked_ahead(run, few))
     else:
         checked = _checked_ahead(run, items) if READS_AHEAD else _checked_in_threads(run, items)
     with closing(checked):   # (stopped early, e.g. a run failing: the files opened ahead close now)

@@ -16,7 +16,8 @@ the same batches in threads.
 from __future__ import annotations
 
 from collections import deque
-from typing import Generator, Iterable
+from itertools import chain, islice
+from typing import Callable, Generator, Iterable, Iterator
 
 from core.engine.manifest import Entry
 from core.engine.readpool import HashPool, Item
@@ -27,15 +28,25 @@ BATCH = 256      # files per hand-off to the worker
 PROCESSES = 2    # workers (each reads with readpool.THREADS threads): reads in flight on a cold drive
 
 
-def checked(run, items: Iterable[tuple[Entry, ScanEntry]], size: int | None = None,
-            processes: int = PROCESSES) -> Generator[tuple[list, list[str | None]], None, None]:
+def checked(run, items: Iterable[tuple[Entry, ScanEntry]], few: Callable[[list], Iterator] | None = None,
+            size: int | None = None, processes: int = PROCESSES) -> Generator[tuple[list, list[str | None]], None, None]:
     """(batch, problems) for ``items`` (what ``run`` wrote, in order), as readback's other checks
     yield them: each batch's problems, None for a copy that read back right. Stopped early (the
-    run failed or was cancelled), the workers are told to stop and waited for."""
+    run failed or was cancelled), the workers are told to stop and waited for.
+
+    ``few(items)``: how a run that copied less than a batch reads back (no process is started
+    for a handful of files: a day of changes, most small runs)."""
+    size = size or BATCH
+    items = iter(items)
+    first = list(islice(items, size))
+    if few is not None and len(first) < size:
+        yield from few(first)
+        return
+    items = chain(first, items)
     sent: deque[list[tuple[Entry, ScanEntry]]] = deque()
 
     def work() -> Generator[list[Item], None, None]:
-        for batch in batches(items, size or BATCH):
+        for batch in batches(items, size):
             sent.append(batch)
             yield _handed(run, batch)
 

@@ -47,6 +47,7 @@ def test_a_plain_sets_copies_are_read_back_in_a_worker_process(tmp_path, monkeyp
 
     monkeypatch.setattr(objcheck, "open_copy", opening)
     monkeypatch.setattr(readback_proc, "_handed", handing)
+    monkeypatch.setattr(readback_proc, "BATCH", 16)   # (more copies than a batch: the workers start)
     r = backup_path(tmp_path / "set", [src])
     assert r.status == "ok" and r.damaged == [] and r.files_copied == 120
     assert sorted(handed) == sorted(f"Data/{p}" for p in _spec(120))
@@ -80,8 +81,8 @@ def test_without_workers_the_read_back_runs_in_threads_and_still_finds_damage(tm
     found = []
     checked = readback_proc.checked
 
-    def checking(run, items):
-        for batch, problems in checked(run, items):
+    def checking(run, items, few=None):
+        for batch, problems in checked(run, items, few):
             found.extend(e.path for (e, _), problem in zip(batch, problems, strict=True) if problem)
             yield batch, problems
 
@@ -94,3 +95,22 @@ def test_without_workers_the_read_back_runs_in_threads_and_still_finds_damage(tm
     assert verify_path(tmp_path / "set", read_all=True).ok
     restore_path(tmp_path / "set", tmp_path / "out")
     assert read_tree(tmp_path / "out" / "Data") == read_tree(src)
+
+
+@linux_only
+def test_a_run_that_copied_less_than_a_batch_starts_no_worker(tmp_path, monkeypatch):
+    """A handful of copies (a day of changes, most small runs) is read back in the run's thread as
+    before: starting processes for them would cost more than reading them."""
+    src = make_tree(tmp_path / "Data", _spec(readback_proc.BATCH - 1))
+    opened_here, handed = [], []
+    open_copy, hand = objcheck.open_copy, readback_proc._handed
+
+    def opening(paths):
+        opened_here.extend(paths)
+        return open_copy(paths)
+
+    monkeypatch.setattr(objcheck, "open_copy", opening)
+    monkeypatch.setattr(readback_proc, "_handed", lambda run, batch: handed.extend(batch) or hand(run, batch))
+    r = backup_path(tmp_path / "set", [src])
+    assert r.status == "ok" and r.damaged == [] and r.files_copied == readback_proc.BATCH - 1
+    assert handed == [] and len(opened_here) == readback_proc.BATCH - 1
