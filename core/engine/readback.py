@@ -5,8 +5,10 @@ The run keeps what it wrote in local blocks (``_Run.written``, core/engine/readb
 in manifest order, one :func:`record` per file, each block given to the read-back once a flush
 made its files durable, in a plain set on Linux while the pass goes on), so this streams too:
 a bounded number of files is in flight at a time. Cold reads wait on the drive, so many must
-be asked for at once to keep its queue full. On Linux that is done in one thread: each file
-(or encrypted object) is opened and its read started (``posix_fadvise``) a window of files
+be asked for at once to keep its queue full. A plain set on Linux is read back in worker
+processes (core/engine/readback_proc.py: the read-back beside the pass no longer trades the
+pass's GIL at every system call). An encrypted set on Linux is read back in one thread: each
+object is opened and its read started (``posix_fadvise``) a window of files
 before it is checked; with several threads each tiny read traded the GIL (tens of futex calls
 per file: half a small-file backup's CPU). Big files still go to worker threads; in an
 encrypted set with seal worker processes (core/engine/sealpool.py), small objects go to those
@@ -24,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from typing import Callable, Generator, Iterable, Iterator
 
-from core.engine import objcheck, sealpool
+from core.engine import objcheck, readback_proc, sealpool
 from core.engine.fs import READS_AHEAD, blocks, read_buffer, read_into
 from core.engine.manifest import FILE, Entry
 from core.engine.scan import ScanEntry
@@ -75,7 +77,10 @@ def read_back(run, items: Iterable[tuple[Entry, ScanEntry]],
     each batch, how many were checked so far (the caller reports progress, or raises to stop)."""
     damaged = []
     done, i = 0, 0
-    checked = _checked_ahead(run, items) if READS_AHEAD else _checked_in_threads(run, items)
+    if READS_AHEAD and run.bset.keys is None:   # (a plain set on Linux: in worker processes, readback_proc.py)
+        checked = readback_proc.checked(run, items, lambda few: _checked_ahead(run, few))
+    else:
+        checked = _checked_ahead(run, items) if READS_AHEAD else _checked_in_threads(run, items)
     with closing(checked):   # (stopped early, e.g. a run failing: the files opened ahead close now)
         for batch, problems in checked:
             for (e, se), problem in zip(batch, problems, strict=True):

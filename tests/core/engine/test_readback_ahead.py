@@ -14,7 +14,7 @@ import pytest
 
 from core import errors
 from core.engine import backup as backup_mod
-from core.engine import objcheck, readback_thread
+from core.engine import objcheck, readback_proc, readback_thread
 from core.engine.fs import READS_AHEAD, FileSystem, translate
 from core.engine.progress import CancelToken, FakeClock
 from core.engine.readback_ahead import BLOCK_BYTES, Written
@@ -106,7 +106,9 @@ def test_written_flushes_for_its_reader_once_it_caught_up_and_stops_at_once():
 
 class Trace:
     """What a backup did, as seen from outside: copies placed, the files each flush made durable,
-    the read-back's opens (durable then? before the commit?)."""
+    the read-back's opens (durable then? before the commit?). A plain set on Linux reads back in a
+    worker process (core/engine/readback_proc.py): there, a copy counts as opened when it is handed
+    to the worker (which opens it after that)."""
 
     def __init__(self, monkeypatch):
         self.lock = threading.Lock()
@@ -117,6 +119,7 @@ class Trace:
         self.committing = False
         place, flush, open_copy, commit = (PlainStore.place, FileSystem.flush_volume, objcheck.open_copy,
                                            backup_mod._Run._commit)
+        handed = readback_proc._handed
 
         def placing(store, copied, entry, old):
             written = place(store, copied, entry, old)
@@ -136,7 +139,10 @@ class Trace:
                 for p in paths:
                     self.opens.append((str(p), str(p) in self.durable, not self.committing))
             self.opened.set()
-            return open_copy(paths)
+
+        def handing(run, batch):
+            opening([p for e, _ in batch for p in run.store.written_paths(e)])
+            return handed(run, batch)
 
         def committing(run, header):
             self.committing = True
@@ -144,7 +150,9 @@ class Trace:
 
         monkeypatch.setattr(PlainStore, "place", placing)
         monkeypatch.setattr(FileSystem, "flush_volume", flushing)
-        monkeypatch.setattr(objcheck, "open_copy", opening)
+        monkeypatch.setattr(objcheck, "open_copy", lambda paths: (opening(paths), open_copy(paths))[1])
+        monkeypatch.setattr(readback_proc, "_handed", handing)
+        monkeypatch.setattr(readback_proc, "BATCH", 8)   # (240 files: some batches are handed before the commit)
         monkeypatch.setattr(backup_mod._Run, "_commit", committing)
 
     def during_pass(self) -> list[str]:
@@ -198,20 +206,19 @@ def test_a_copy_damaged_after_its_flush_is_found_during_the_pass_and_copied_agai
     trace = Trace(monkeypatch)
     copy = tmp_path / "set" / "Latest" / "Data" / "d0" / "f010.txt"
     found = []
-    finish = backup_mod.readback._finish
+    checked = readback_proc.checked
 
     def spoil(done):
         if done == 11:   # f010 is placed (and not yet flushed: the next copy's checkpoint does that)
             copy.unlink()
             copy.symlink_to(twin) if swap == "symlink" else copy.write_bytes(b"X" + spec["d0/f010.txt"][1:])
 
-    def finishing(bset, e, opened, buf, pool=None):
-        problem = finish(bset, e, opened, buf, pool)
-        if problem:
-            found.append((e.path, not trace.committing))
-        return problem
+    def checking(run, items, few=None):
+        for batch, problems in checked(run, items, few, size=8):
+            found.extend((e.path, not trace.committing) for (e, _), problem in zip(batch, problems, strict=True) if problem)
+            yield batch, problems
 
-    monkeypatch.setattr(backup_mod.readback, "_finish", finishing)
+    monkeypatch.setattr(readback_proc, "checked", checking)
     clock, progress = _checkpointing(spoil)
     r = backup_path(tmp_path / "set", [src], clock=clock, progress=progress, workers=1)
     assert found == [("Data/d0/f010.txt", True)]   # found in the pass
@@ -234,6 +241,14 @@ def _open_below(folder) -> list[str]:
         if target.startswith(f"{folder}/"):
             held.append(target)
     return held
+
+
+def _workers() -> list[str]:
+    """This process's read-back workers still running (core/engine/readback_proc.py)."""
+    import psutil
+
+    return [" ".join(c.cmdline()) for c in psutil.Process().children(recursive=True)
+            if "core.engine.readpool" in " ".join(c.cmdline())]
 
 
 @linux_only
@@ -276,7 +291,7 @@ def test_a_stopped_pass_stops_the_read_back_beside_it(tmp_path, monkeypatch, how
         backup_path(set_path, [src], clock=clock, progress=progress, cancel=token, workers=1)
     assert trace.during_pass()
     assert not [t for t in threading.enumerate() if t.name == "plugback-read-back"]
-    assert _open_below(set_path) == []
+    assert _open_below(set_path) == [] and _workers() == []
     assert not (set_path / "lock").exists()
     monkeypatch.undo()
     restore_path(set_path, tmp_path / "old", snapshot=first.snapshot_id)

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from core.agent.keys import Secret, make_unlocker
-from core.engine import journal, readback
+from core.engine import journal, readback, readback_proc
 from core.engine.sums import LatestSums
 from tests.support.engine import backup_path, verify_path
 from tests.support.trees import make_tree
@@ -58,18 +58,25 @@ def test_a_failure_after_the_commit_stops_the_read_back(tmp_path, monkeypatch):
     the last steps."""
     src = make_tree(tmp_path / "src" / "Data", {f"f{i:03}.txt": b"content %d" % i for i in range(200)})
     started = threading.Event()
-    check = readback._finish
+    check, handed = readback._finish, readback_proc._handed
 
     def slow_finish(*a):
         started.set()
         threading.Event().wait(0.01)   # (200 files: the read-back is still going when the commit fails)
         return check(*a)
 
+    def slow_hand(run, batch):   # (a plain set on Linux: the read-back's worker process is handed batches)
+        started.set()
+        threading.Event().wait(0.05)
+        return handed(run, batch)
+
     def failing_commit(self, bset):
         assert started.wait(WAIT)
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(readback, "_finish", slow_finish)
+    monkeypatch.setattr(readback_proc, "_handed", slow_hand)
+    monkeypatch.setattr(readback_proc, "BATCH", 8)
     monkeypatch.setattr(LatestSums, "commit", failing_commit)
     with pytest.raises(OSError, match="Input/output"):
         backup_path(tmp_path / "set", [src])
