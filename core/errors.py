@@ -8,11 +8,22 @@ collected as :class:`core.engine.progress.RunWarning` on the run.
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_WARNINGS = 3
 EXIT_DAMAGE = 4
+
+# What an open with O_NOFOLLOW raises when the name is a symbolic link: ELOOP (Linux, macOS),
+# EMLINK (FreeBSD). Every opener that refuses links asks `refused_symlink`, so the pair lives here.
+_REFUSED_LINK = frozenset({errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP)})
+
+
+def refused_symlink(err: OSError) -> bool:
+    """True when ``err`` is an ``O_NOFOLLOW`` open refusing a symbolic link."""
+    return err.errno in _REFUSED_LINK
 
 
 class PlugbackError(Exception):

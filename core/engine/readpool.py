@@ -33,7 +33,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Generator, Iterable, Iterator
 
-from core.errors import DamagedSet
+from core.errors import DamagedSet, refused_symlink
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -125,7 +125,7 @@ class _Folder:
         return fd
 
     def _why(self, fd: int, name: str, folder: str, err: OSError) -> _Bad:
-        if err.errno in (errno.ELOOP, errno.ENOTDIR, getattr(errno, "EMLINK", -1)):
+        if refused_symlink(err) or err.errno == errno.ENOTDIR:
             try:
                 if stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                     return _damaged(self.latest + folder.replace("/", os.sep),
@@ -150,7 +150,7 @@ class _Folder:
                 raise _damaged(self.path_of(name), f"it is {_kind(mode)}, not a regular file")
             fd = os.open(where, _OPEN_FILE, dir_fd=self.fd)
         except OSError as err:
-            if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):
+            if refused_symlink(err):
                 raise _damaged(self.path_of(name), "it is a symbolic link") from None
             raise _unreadable(err) from None
         st = os.fstat(fd)

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from core.engine.fs import READ_FLAGS, long_path, translate
-from core.errors import DriveFileDamaged
+from core.errors import DriveFileDamaged, refused_symlink
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -72,7 +72,7 @@ def read_bytes(path: Path, limit: int, *, root: Path | None = None, error=DriveF
     except (FileNotFoundError, NotADirectoryError):
         raise FileNotFoundError(errno.ENOENT, "No such file", str(path)) from None
     except OSError as err:
-        if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):   # EMLINK: FreeBSD's O_NOFOLLOW
+        if refused_symlink(err):
             raise error(path=str(path), reason="it is a symbolic link") from None
         raise translate(err, path, root) from err
     try:
@@ -107,7 +107,7 @@ def open_regular(path: str | Path, error=DriveFileDamaged, root: Path | None = N
     try:
         return _open_regular(path if root is None else Path(path), Path(root) if root is not None else None, error)
     except OSError as err:
-        if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):
+        if refused_symlink(err):
             raise error(path=str(path), reason="it is a symbolic link") from None
         raise
 
@@ -135,7 +135,7 @@ def open_written(path: str, error=DriveFileDamaged) -> tuple[int, int]:
     try:
         fd = os.open(long_path(path), READ_FLAGS | _NOFOLLOW | _NONBLOCK | _NOCTTY)
     except OSError as err:
-        if err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1)):
+        if refused_symlink(err):
             raise error(path=str(path), reason="it is a symbolic link") from None
         raise
     try:

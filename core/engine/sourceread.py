@@ -13,11 +13,9 @@ shorter, older retry. All waits are on the run's clock (tests pass FakeClock).
 
 from __future__ import annotations
 
-import errno
-
 from core.engine.progress import Clock, RunWarning, WarningCode
 from core.engine.winattrs import is_locked
-from core.errors import PlugbackError
+from core.errors import PlugbackError, refused_symlink
 
 #: Waits between tries of a locked file (about 4 s in all, per locked file; workers wait in parallel).
 LOCKED_DELAYS = (0.25, 0.5, 1.0, 2.0)
@@ -51,7 +49,7 @@ def read_with_retries(store, se, e, prev, clock: Clock, warnings: list[RunWarnin
             return None
         except OSError as err:
             delays = LOCKED_DELAYS if is_locked(err) else (SOURCE_RETRY_DELAY,) * (SOURCE_RETRIES - 1)
-            if tries < len(delays) and not _is_link(err):
+            if tries < len(delays) and not refused_symlink(err):
                 clock.sleep(delays[tries])
                 tries += 1
                 continue
@@ -59,15 +57,10 @@ def read_with_retries(store, se, e, prev, clock: Clock, warnings: list[RunWarnin
             return None
 
 
-def _is_link(err: OSError) -> bool:
-    """The open refused a symlink (O_NOFOLLOW: ELOOP; FreeBSD says EMLINK)."""
-    return err.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1))
-
-
 def _give_up(err: OSError, se, e, prev) -> RunWarning:
     locked = is_locked(err)
     why = ("is open in another program that does not let others read it" if locked
-           else "became a symbolic link after it was scanned (not followed)" if _is_link(err)
+           else "became a symbolic link after it was scanned (not followed)" if refused_symlink(err)
            else f"could not be read ({err.strerror or err})")
     if prev is not None:
         # Keep the version the last snapshot had; it is still in the set.
