@@ -64,3 +64,19 @@ def verify_path(set_path, *, unlock: Unlocker | None = None, **options) -> Verif
 def forget_path(set_path, policy: RetentionPolicy, *, unlock: Unlocker | None = None,
                 clock: Clock | None = None, **options) -> ForgetResult:
     return forget(open_set(set_path, unlock), policy, clock=clock, **options)
+
+
+def sealed_object(worker, folder: Path, name: str, data: bytes) -> tuple[str, str, str, int]:
+    """``data`` written to ``folder/name``, sealed by the seal worker ``worker``
+    (core.engine.sealpool.Worker) and renamed to ``folder/objects/<its name>``:
+    (path, object name, SHA-256, size)."""
+    import os
+
+    src = Path(folder) / name
+    src.write_bytes(data)
+    st = src.stat()
+    tmp, sha, obj, size, _, _ = worker.batch([(str(src), st.st_size, st.st_mtime_ns)])[0]
+    dest = Path(folder) / "objects" / obj
+    dest.parent.mkdir(exist_ok=True)
+    os.rename(tmp, dest)
+    return str(dest), obj, sha, size

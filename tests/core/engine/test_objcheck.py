@@ -11,6 +11,7 @@ import os
 import pytest
 
 from core.engine import objcheck, sealpool
+from tests.support.engine import sealed_object
 
 CONTENT = {"text": b"some words zstd shrinks\n" * 400, "random": os.urandom(3000), "empty": b""}
 
@@ -21,15 +22,7 @@ def worker(tmp_path):
 
 
 def _stored(worker, tmp_path, data: bytes) -> tuple[str, str, str, int]:
-    """``data`` sealed by a seal worker and renamed to objects/<its name>: (path, name, SHA-256, size)."""
-    src = tmp_path / "source"
-    src.write_bytes(data)
-    st = src.stat()
-    tmp, sha, obj, size, _, _ = worker.batch([(str(src), st.st_size, st.st_mtime_ns)])[0]
-    dest = tmp_path / "objects" / obj
-    dest.parent.mkdir(exist_ok=True)
-    os.rename(tmp, dest)
-    return str(dest), obj, sha, size
+    return sealed_object(worker, tmp_path, "source", data)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from core.engine import readback, sealpool
 from core.engine.backup import BackupStatus
 from core.engine.objcheck import MISSING
 from tests.core.engine.test_sealpool import MANY, _tree
-from tests.support.engine import backup_path
+from tests.support.engine import backup_path, sealed_object
 
 
 @pytest.fixture
@@ -23,27 +23,15 @@ def worker(tmp_path):
     return sealpool.Worker(os.urandom(32), 2, str(tmp_path / "w-"))
 
 
-def _stored(worker, tmp_path, name: str, data: bytes) -> tuple[str, str, str, int]:
-    """``data`` sealed by ``worker`` and renamed to objects/<its name>: (path, name, SHA-256, size)."""
-    src = tmp_path / name
-    src.write_bytes(data)
-    st = src.stat()
-    tmp, sha, obj, size, _, _ = worker.batch([(str(src), st.st_size, st.st_mtime_ns)])[0]
-    dest = tmp_path / "objects" / obj
-    dest.parent.mkdir(exist_ok=True)
-    os.rename(tmp, dest)
-    return str(dest), obj, sha, size
-
-
 def test_a_sound_object_reads_back_and_each_fault_is_named(worker, tmp_path):
-    good = _stored(worker, tmp_path, "a", b"some text\n" * 300)
-    damaged = _stored(worker, tmp_path, "b", os.urandom(5000))
+    good = sealed_object(worker, tmp_path, "a", b"some text\n" * 300)
+    damaged = sealed_object(worker, tmp_path, "b", os.urandom(5000))
     with open(damaged[0], "r+b") as f:   # one byte of the ciphertext changed after the write
         f.seek(2500)
         byte = f.read(1)
         f.seek(2500)
         f.write(bytes([byte[0] ^ 1]))
-    other = _stored(worker, tmp_path, "c", b"other content")
+    other = sealed_object(worker, tmp_path, "c", b"other content")
     link = tmp_path / "objects" / ("0" * 64)
     link.symlink_to(good[0])
     jobs = [([good[0]], good[1], good[2], good[3]),
