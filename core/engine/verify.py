@@ -316,7 +316,9 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, 
     expected = trust.hash_of(ids[-1]) if trust is not None else None
     # (unread: no older snapshot may hold the newest's lines, so they were not read for that; the
     # merge proves them at the end of each older manifest, as it does anyway: Merge.broken)
-    if expected is not None and seen.get("all", "unread" in seen and expected) == expected:
+    # the newest read (to group it) and found the recorded bytes, or not read at all (no group)
+    newest_ok = seen["all"] == expected if "all" in seen else "unread" in seen
+    if expected is not None and newest_ok:
         if "all" in seen:
             seen["proven"] = "1"   # its group's lines are this computer's too (_add_proven)
         if objects is not None:
