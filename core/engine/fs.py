@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from core import errors
-from core.engine import winattrs
+from core.engine import source_open, winattrs
 
 # Windows: scanners/indexers briefly hold files open; these clear in milliseconds.
 _TRANSIENT = {errno.EACCES, errno.EBUSY, errno.EAGAIN}
@@ -47,12 +47,9 @@ DEFAULT_FILE_MODE = _default_file_mode()
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY = getattr(os, "O_BINARY", 0)   # Windows: no newline translation
 READ_FLAGS = os.O_RDONLY | _CLOEXEC | _BINARY
-# A source file: never waited on at open, never followed. A regular file found by the scan may have
-# been replaced by a FIFO (or a device) before it is read; O_NONBLOCK makes that open return at once
-# (no effect on a regular file), and the reader's fstat then calls the file changed
-# (lean_child.is_changed). One replaced by a symlink is not opened (O_NOFOLLOW: ELOOP), so a link's
-# target is never stored under the file's name.
-SOURCE_FLAGS = READ_FLAGS | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+# A source file's flags and its one opener (never waited on, never followed; Windows too) are
+# core/engine/source_open.py's; the name stays here for older callers.
+SOURCE_FLAGS = source_open.SOURCE_FLAGS
 
 
 # A path as the engine's per-file code passes it: a plain string (cheaper) or a Path.

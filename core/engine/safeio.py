@@ -17,8 +17,10 @@ set (or below a drive's mount point) is followed either.
 
 Windows has no FIFOs or device nodes in a file system and no ``O_NOFOLLOW``:
 each component is checked with ``lstat`` for a symlink or another reparse point
-(junction, mount point) and then the file is opened normally. That leaves a
-window between check and open, which only a local process racing us could use.
+(junction, mount point), and the file is then opened with ``FILE_FLAG_OPEN_REPARSE_POINT``
+(``core/engine/winopen.py``), so a last component swapped for a link after its check
+is refused too. A folder on the way swapped between its check and the open (only a
+local process racing us could do it) is still followed there.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import stat
 import sys
 from pathlib import Path
 
+from core.engine import winopen
 from core.engine.fs import READ_FLAGS, long_path, translate
 from core.errors import DriveFileDamaged, refused_symlink
 
@@ -154,8 +157,7 @@ def _open_regular(path: str | Path, root: Path | None, error) -> int:
         if not rel:
             raise error(path=str(path), reason="it is a folder")
     if sys.platform == "win32":
-        _check_windows(Path(path), root, error)
-        fd = os.open(long_path(path), READ_FLAGS)
+        fd = _open_windows(path, root, error)
     elif root is not None and _BY_FD:
         fd = _open_below(Path(root), rel, path, error)
     else:
@@ -192,6 +194,14 @@ def _open_below(root: Path, rel: tuple[str, ...], path: str | Path, error) -> in
         return os.open(rel[-1], READ_FLAGS | _NOFOLLOW | _NONBLOCK, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _open_windows(path: str | Path, root: Path | None, error, api: winopen.Api | None = None) -> int:
+    """Windows: the folders on the way and the file checked (:func:`_check_windows`), then the file
+    opened without following it (``winopen``: a name swapped for a symlink or junction since its
+    check is refused with ELOOP, as ``O_NOFOLLOW`` refuses it on POSIX). ``api``: for the tests."""
+    _check_windows(Path(path), root, error)
+    return winopen.open_no_follow(long_path(path), api)
 
 
 def _check_windows(path: Path, root: Path | None, error) -> None:

@@ -43,6 +43,7 @@ from concurrent.futures import Executor
 from typing import Any, Callable
 
 from core.engine.lean_child import read_open_whole
+from core.engine.source_open import open_source
 
 BATCH = 64            # files per message to a worker (mostly one folder: the pass's order)
 DEPTH = 2             # batches handed to each worker ahead of its answers
@@ -53,8 +54,6 @@ PROCESSES_ENV = "PLUGBACK_SEAL_PROCESSES"   # how many workers (0: none); for be
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
-_READ = (os.O_RDONLY | _CLOEXEC | _BINARY | getattr(os, "O_NONBLOCK", 0)
-         | getattr(os, "O_NOFOLLOW", 0))   # (fs.SOURCE_FLAGS: the lean worker does not import fs)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC | _BINARY
 _FADVISE = getattr(os, "posix_fadvise", None) if sys.platform not in ("win32", "darwin") else None
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 3)
@@ -124,7 +123,7 @@ class Worker:
     @staticmethod
     def _open(path: str) -> int | None:
         try:
-            fd = os.open(path, _READ)
+            fd = open_source(path)   # (never waits, never follows a symlink; Windows too)
         except OSError:
             return None
         if _FADVISE is not None:

@@ -24,12 +24,13 @@ from pathlib import Path
 
 from core.engine import chunkstore
 from core.engine.atomic import tmp_name
-from core.engine.fs import COPY_BLOCK, READ_FLAGS, SOURCE_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
+from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
 from core.engine.lean_child import is_changed, read_open_whole
 from core.engine.manifest import FILE, LINK, Entry
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
+from core.engine.source_open import open_source
 from core.errors import PlugbackError
 
 _OBJECT_NAME = re.compile(r"^[0-9a-f]{64}$")   # (as SetLayout.object checks it)
@@ -121,7 +122,7 @@ def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | No
     size = 0
     buf = read_buffer()
     if fd < 0:
-        fd = os.open(long_path(path), SOURCE_FLAGS)   # (never waits, never follows a symlink: ELOOP, sourceread reports it)
+        fd = open_source(long_path(path))   # (never waits, never follows a symlink: ELOOP, sourceread reports it)
     try:
         while True:
             n = read_into(fd, buf)
@@ -143,7 +144,7 @@ def read_whole(path: str, size_hint: int, mtime_ns: int | None = None, fd: int =
     """A small file's bytes in one read (more only if it returns short) and whether it changed
     since it was scanned: :func:`read_source` for content held whole (``size_hint`` bytes at
     most are read; a file that grew shows in the fstat). ``fd``: as for read_source."""
-    return read_open_whole(fd if fd >= 0 else os.open(long_path(path), SOURCE_FLAGS), size_hint, mtime_ns)
+    return read_open_whole(fd if fd >= 0 else open_source(long_path(path)), size_hint, mtime_ns)
 
 
 def prefetch_source(path: str) -> int:
@@ -162,7 +163,7 @@ def prefetch_source(path: str) -> int:
     if sys.platform == "win32" or sys.platform == "darwin" or not hasattr(os, "posix_fadvise"):
         return -1
     try:
-        fd = os.open(long_path(path), SOURCE_FLAGS)
+        fd = open_source(long_path(path))
     except OSError:
         return -1
     try:

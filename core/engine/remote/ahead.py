@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from typing import Callable, Generator, Iterator, cast
 
 from core.engine import crypto
-from core.engine.fs import READS_AHEAD, SOURCE_FLAGS, long_path, read_ahead
+from core.engine.fs import READS_AHEAD, long_path, read_ahead
 from core.engine.manifest import FILE
 from core.engine.progress import RunWarning
 from core.engine.remote.packs import PACK_BELOW
 from core.engine.scan import Excluder, ScanEntry, Source, scan
+from core.engine.source_open import open_source
 
 AHEAD_BYTES = 32 << 20   # small files' content held for the run, at most
 SMALL_AHEAD = 32         # small files opened, their reads started, before the one being read (Linux)
@@ -52,7 +53,7 @@ def read_content(path_or_fd: str | int, size: int, update: Callable[[bytes], obj
     total = 0
     kept: list[bytes] | None = []
     want = min(READ_BLOCK, max(size, 0) + 1)   # a small file in one read of its size, not a 1 MiB buffer
-    fd = os.open(long_path(path_or_fd), SOURCE_FLAGS) if isinstance(path_or_fd, str) else path_or_fd
+    fd = open_source(long_path(path_or_fd)) if isinstance(path_or_fd, str) else path_or_fd
     with open(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):   # (a FIFO or device swapped in since the scan)
             raise OSError(errno.EINVAL, "it is no longer a regular file (changed since the scan)")
@@ -159,7 +160,7 @@ class Ahead:
 
     def _open(self, found: _Found) -> None:
         try:
-            found.fd = os.open(long_path(found.se.abspath), SOURCE_FLAGS)
+            found.fd = open_source(long_path(found.se.abspath))
         except OSError as err:
             found.early = Early(error=err)
             return

@@ -41,7 +41,7 @@ from typing import IO, Generator, Iterable, Iterator
 
 from core.engine import crypto, scratch
 from core.engine.backup_options import BackupOptions, BackupResult, BackupStatus, same_stat
-from core.engine.fs import READS_AHEAD, SOURCE_FLAGS, long_path, read_ahead
+from core.engine.fs import READS_AHEAD, long_path, read_ahead
 from core.engine.layout import OBJECTS_DIR, SNAPSHOTS_DIR
 from core.engine.manifest import FILE, Entry, Manifest
 from core.engine.manifest_io import ManifestWriter
@@ -53,6 +53,7 @@ from core.engine.remote.parent import ParentAhead, ParentEntries, intact_header
 from core.engine.remote.rset import RemoteSet, encrypted_chunks, object_blob
 from core.engine.repo import new_snapshot_id
 from core.engine.scan import Excluder, ScanEntry, plan_sources, scan
+from core.engine.source_open import open_source
 from core.engine.sourceread import read_with_retries
 from core.engine.storage import Backend, BlobInfo, Source
 from core.engine.storage.base import TMP, Staged, Stages, can_stage, is_unstaged
@@ -475,7 +476,7 @@ class _Run:
             if item.early is not None:
                 continue        # read already
             try:
-                item.fd = os.open(long_path(item.se.abspath), SOURCE_FLAGS)
+                item.fd = open_source(long_path(item.se.abspath))
             except OSError:
                 continue        # tried again, and its trouble handled, when its turn comes
             read_ahead(item.fd)
