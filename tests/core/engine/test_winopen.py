@@ -19,6 +19,7 @@ import pytest
 
 from core.engine import safeio, sealpool, store, winopen
 from core.engine.progress import WarningCode
+from core.engine.remote import ahead as remote_ahead
 from core.engine.winattrs import is_locked
 from core.errors import DriveFileDamaged, refused_symlink
 from tests.support.engine import backup_path, verify_path
@@ -161,26 +162,27 @@ def _windows_opens(monkeypatch, k: FakeKernel) -> None:
     def opener(path: str) -> int:
         return winopen.open_no_follow(path, k)
 
-    monkeypatch.setattr(store, "open_source", opener, raising=False)
-    monkeypatch.setattr(sealpool, "open_source", opener, raising=False)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
-    monkeypatch.setattr(store, "SOURCE_FLAGS", flags, raising=False)
+    for module in (store, sealpool, remote_ahead):
+        monkeypatch.setattr(module, "open_source", opener, raising=False)
+        monkeypatch.setattr(module, "SOURCE_FLAGS", flags, raising=False)
     monkeypatch.setattr(sealpool, "_READ", flags, raising=False)
 
 
-def test_the_copy_and_the_seal_worker_refuse_a_symlink_on_windows(tmp_path, monkeypatch):
+def test_the_copy_the_seal_worker_and_the_remote_reader_refuse_a_symlink_on_windows(tmp_path, monkeypatch):
     link = tmp_path / "notes.txt"
     link.symlink_to(_secret(tmp_path))
     k = FakeKernel()
     _windows_opens(monkeypatch, k)
     mtime = os.stat(link).st_mtime_ns
     for read in (lambda: store.read_source(str(link), io.BytesIO(), hashlib.sha256(), len(SECRET), mtime),
-                 lambda: store.read_whole(str(link), len(SECRET), mtime)):
+                 lambda: store.read_whole(str(link), len(SECRET), mtime),
+                 lambda: remote_ahead.read_content(str(link), len(SECRET), lambda _: None)):
         with pytest.raises(OSError) as refused:
             read()
         assert refused_symlink(refused.value)
     assert sealpool.Worker._open(str(link)) is None   # (the run reads it itself, and refuses it)
-    assert len(k.opens) == 3 and k.handles == {}
+    assert len(k.opens) == 4 and k.handles == {}
 
 
 def test_a_source_swapped_for_a_symlink_after_the_scan_keeps_its_previous_version_on_windows(tmp_path, monkeypatch):
