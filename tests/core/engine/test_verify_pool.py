@@ -49,7 +49,7 @@ def _reports(set_path, monkeypatch, read_all=True, **options):
             super().__init__(*args)
 
     monkeypatch.setattr(verify_latest, "Early", Spy)
-    monkeypatch.setattr(verify_latest, "POOL_BATCH", 3)
+    monkeypatch.setattr(verify_latest, "LINES", 300)
     monkeypatch.setattr(verify_latest, "POOL_FROM", 0)
     monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", 0)
     pooled = verify_path(set_path, read_all=read_all, **options)
@@ -194,7 +194,7 @@ def test_format_1_and_encrypted_sets_verify(tmp_path, monkeypatch):
 
 def test_cancel_stops_the_workers(plain, monkeypatch):
     monkeypatch.setattr(verify_latest, "POOL_FROM", 0)
-    monkeypatch.setattr(verify_latest, "POOL_BATCH", 1)
+    monkeypatch.setattr(verify_latest, "LINES", 1)
     cancel = CancelToken()
     seen = []
 
