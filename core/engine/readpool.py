@@ -19,10 +19,10 @@ Only problems travel back: (index in the batch, reason), with the reasons worded
 ``verify.check_entry`` words them. A batch may also be raw manifest lines (``verify_latest``:
 the newest snapshot's, as read): the worker takes the files from them itself
 (:func:`parse_lines`, only the checks the reads need), so the parent neither decodes them
-nor pickles an item per file; the problems then travel back with the file's mirror path. :class:`HashPool` keeps a bounded number of batches in
-flight (memory flat in the file count) and gives results back in the order the batches
-went in. Without processes (a system that cannot start them) the same batches are checked
-by threads.
+nor pickles an item per file; the problems then travel back with the file's mirror path.
+:class:`HashPool` keeps a bounded number of batches in flight (memory flat in the file count)
+and gives results back in the order the batches went in. Without processes (a system that
+cannot start them) the same batches are checked by threads.
 """
 
 from __future__ import annotations
