@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NoReturn
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from core.engine.layout import LATEST_DIR, check_relative
-from core.engine.manifest import FILE
+from core.engine.manifest import FILE, MAX_PARTS
 from core.engine.progress import CancelToken
-from core.engine.readpool import LINES, BadLines, Item, parse_lines
+from core.engine.readpool import Item
 from core.errors import Cancelled, ManifestDamaged, PlugbackError
 
 if TYPE_CHECKING:
@@ -92,39 +92,29 @@ def same_as_newest(bset: "BackupSet", ids: list[str], cancel: CancelToken | None
 
 
 def file_items(bset: "BackupSet", sid: str) -> Iterator[Item]:
-    """Snapshot ``sid``'s files as ``Latest/`` checks (mirror path, parts, size, SHA-256), read from its
-    lines with only the checks the reads need (``readpool.parse_lines``, which the ``Latest/``
-    checks of ``verify_latest`` run in their workers); anything wrong with a line ends the
-    iteration (ManifestDamaged, or UnsafeSet for a path outside ``Latest/``), and so does a
-    trailer that does not match."""
+    """Snapshot ``sid``'s files as ``Latest/`` checks (mirror path, parts, size, SHA-256), read from
+    its lines with only the checks the reads need (a path inside ``Latest/``, bounded parts).
+
+    For the ``Latest/`` checks that start before the manifest is known intact (verify_latest):
+    what they find is used only once ``sid`` has been decoded in full, or shown to hold the
+    lines of a snapshot that was. Anything else wrong with a line ends the iteration
+    (ManifestDamaged), and so does a trailer that does not match."""
     with bset.open_manifest(sid) as reader:
-        for block in pieces(reader.raw_blocks(), LINES):
+        for block in reader.raw_blocks():
             try:
-                yield from parse_lines(block)
-            except BadLines as bad:
-                refuse(reader.name, str(bad), bad.mirror)
-
-
-def pieces(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """``blocks`` of whole lines cut into pieces of whole lines of about ``size`` bytes (more only for a longer line)."""
-    for block in blocks:
-        start, end = 0, len(block)
-        while end - start > size:
-            cut = block.find(b"\n", start + size - 1)
-            if cut < 0 or cut + 1 >= end:
-                break
-            yield block[start:cut + 1]
-            start = cut + 1
-        if start < end:
-            yield block[start:] if start else block
-
-
-def refuse(name: str, reason: str, mirror: str = "") -> NoReturn:
-    """Raise what ``readpool.parse_lines`` found wrong with a line of manifest ``name``: UnsafeSet for a
-    path outside ``Latest/`` (as ``layout.latest_file`` words it), else ManifestDamaged."""
-    if mirror:
-        check_relative(mirror, LATEST_DIR)
-    raise ManifestDamaged(path=name, reason=reason)
+                objs = json.loads(b"[" + block[:-1].replace(b"\n", b",") + b"]")
+            except (ValueError, RecursionError):
+                raise ManifestDamaged(path=reader.name, reason="a line is not valid JSON") from None
+            for d in objs:
+                if type(d) is not dict or d.get("type") != FILE:
+                    continue
+                mirror, parts, size, sha = d.get("mirror") or d.get("path"), d.get("parts") or 0, \
+                    d.get("size") or 0, d.get("sha256")
+                if type(mirror) is not str or type(parts) is not int or not 0 <= parts <= MAX_PARTS \
+                        or type(size) is not int or type(sha) is not str:
+                    raise ManifestDamaged(path=reader.name, reason="a file's entry is invalid")
+                check_relative(mirror, LATEST_DIR)   # (as layout.latest_file does)
+                yield mirror, parts, size, sha
 
 
 def proven_files(reader, expected: str | None, lines: str | None = None, held: Callable[[str], bool] | None = None,

@@ -16,26 +16,22 @@ again, as ``core/engine/safeio.py`` does for one path. Where the system has no `
 (Windows), each file is checked and opened by its path as ``safeio`` does there.
 
 Only problems travel back: (index in the batch, reason), with the reasons worded as
-``verify.check_entry`` words them. A batch may also be raw manifest lines (``verify_latest``:
-the newest snapshot's, as read): the worker takes the files from them itself
-(:func:`parse_lines`, only the checks the reads need), so the parent neither decodes them
-nor pickles an item per file; the problems then travel back with the file's mirror path.
-:class:`HashPool` keeps a bounded number of batches in flight (memory flat in the file count)
-and gives results back in the order the batches went in. Without processes (a system that
-cannot start them) the same batches are checked by threads.
+``verify.check_entry`` words them. :class:`HashPool` keeps a bounded number of batches in
+flight (memory flat in the file count) and gives results back in the order the batches
+went in. Without processes (a system that cannot start them) the same batches are checked
+by threads.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import stat
 import sys
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Generator, Iterable, Iterator
 
 from core.errors import DamagedSet, refused_symlink
 
@@ -47,10 +43,6 @@ if TYPE_CHECKING:
 Item = tuple[str, int, int, "str | None"]
 # (index in the batch, what is wrong with it)
 Problem = tuple[int, str]
-# What a worker answers for a batch of raw manifest lines (:meth:`Checker.check_lines`): files, bytes,
-# (mirror path, what is wrong with it) for each problem, the last file's mirror path, and
-# (why, the mirror path or "") when the lines cannot be used (then nothing of them was checked), or None
-Lines = tuple[int, int, "list[tuple[str, str]]", str, "tuple[str, str] | None"]
 
 MISSING = "its content is missing from the drive"
 MISMATCH = "its content does not match its checksum (changed or damaged on the drive)"
@@ -59,8 +51,6 @@ THREADS = 4          # reads in flight in each worker process (its threads): ver
                      # CPU at 100,000 files: each process's start and its share of the work, readall7)
 DEPTH = 2 * THREADS  # batches handed to each worker ahead of its answers
 BLOCK = 1 << 20
-LINES = 32 * 1024    # bytes of manifest lines per batch of them (~128 files: POOL_BATCH's)
-MAX_PARTS = 4096     # manifest.MAX_PARTS (the lean worker does not import manifest; test_verify_pool holds them equal)
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -216,45 +206,6 @@ def _read(fd: int, digest, buf: memoryview, stated: int) -> int:
             return size
 
 
-class BadLines(Exception):
-    """Manifest lines the ``Latest/`` checks cannot use; ``mirror``: a path that points outside ``Latest/``."""
-
-    def __init__(self, reason: str, mirror: str = ""):
-        super().__init__(reason)
-        self.mirror = mirror
-
-
-def outside(rel: str) -> bool:
-    """Whether the '/'-separated ``rel`` is not plainly below its folder: ``layout.check_relative``'s
-    test, copied (the lean worker does not import layout; test_verify_pool holds the two equal)."""
-    wrapped = f"/{rel}/"
-    return ("//" in wrapped or "/./" in wrapped or "/../" in wrapped or "\x00" in rel
-            or (os.sep != "/" and os.sep in rel) or (sys.platform == "win32" and ":" in rel))
-
-
-def parse_lines(block: bytes) -> list[Item]:
-    """The files of ``block`` (whole manifest entry lines) as ``Latest/`` checks (mirror path, parts,
-    size, SHA-256), with only the checks the reads need (a path inside ``Latest/``, bounded parts);
-    BadLines at anything else wrong with a line (then none of them is used)."""
-    try:
-        objs = json.loads(b"[" + block[:-1].replace(b"\n", b",") + b"]")
-    except (ValueError, RecursionError):
-        raise BadLines("a line is not valid JSON") from None
-    items: list[Item] = []
-    for d in objs:
-        if type(d) is not dict or d.get("type") != "f":   # (manifest.FILE)
-            continue
-        mirror, parts, size, sha = d.get("mirror") or d.get("path"), d.get("parts") or 0, \
-            d.get("size") or 0, d.get("sha256")
-        if type(mirror) is not str or type(parts) is not int or not 0 <= parts <= MAX_PARTS \
-                or type(size) is not int or type(sha) is not str:
-            raise BadLines("a file's entry is invalid")
-        if outside(mirror):
-            raise BadLines("a path points outside Latest/", mirror)
-        items.append((mirror, parts, size, sha))
-    return items
-
-
 class Checker:
     """Checks items of one ``Latest/`` (folder by folder); one per worker or thread."""
 
@@ -262,21 +213,6 @@ class Checker:
         self.latest = latest if latest.endswith(os.sep) else latest + os.sep
         self.folder = _Folder(self.latest)
         self.buf = memoryview(bytearray(BLOCK))
-
-    def run(self, batch: "list[Item] | tuple[bytes, bool]") -> "list[Problem] | Lines":
-        """A batch of items (:meth:`check`), or of raw manifest lines and whether to read them (:meth:`check_lines`)."""
-        return self.check_lines(*batch) if isinstance(batch, tuple) else self.check(batch)
-
-    def check_lines(self, block: bytes, read_all: bool = True) -> Lines:
-        """The files of manifest lines ``block`` (:func:`parse_lines`) checked; sizes only without ``read_all``."""
-        try:
-            items = parse_lines(block)
-        except BadLines as bad:
-            return 0, 0, [], "", (str(bad), bad.mirror)
-        if not read_all:
-            items = [(mirror, parts, size, None) for mirror, parts, size, _sha in items]
-        problems = [(items[i][0], why) for i, why in self.check(items)]
-        return len(items), sum(item[2] for item in items), problems, items[-1][0] if items else "", None
 
     def check(self, items: list[Item]) -> list[Problem]:
         problems: list[Problem] = []
@@ -362,7 +298,7 @@ def serve(conn, latest: str, threads: int = THREADS) -> None:
                 if msg is None:
                     return
                 tag, batch = msg
-                answer = (tag, checker.run(batch))
+                answer = (tag, checker.check(batch))
                 with give:
                     try:
                         conn.send(answer)
@@ -457,27 +393,18 @@ class HashPool:
 
         A worker that ends (killed, or it could not start its program) is not a finding: the
         batches it had and every later one are checked by threads instead."""
-        yield from self._map(iter(batches))
+        it = iter(batches)
+        if self._threads is None:
+            yield from self._map_processes(it)
+        else:
+            yield from self._map_threads(it)
 
-    def map_lines(self, blocks: Iterable[bytes], read_all: bool) -> Generator[Lines, None, None]:
-        """:meth:`map` of raw manifest lines (each block whole lines, ~:data:`LINES` bytes): each one's
-        answer (:meth:`Checker.check_lines`), in order."""
-        answers = self._map((block, read_all) for block in blocks)
-        try:
-            for _batch, answer in answers:
-                yield answer
-        finally:
-            answers.close()
-
-    def _map(self, batches: Iterator[Any]) -> Generator[tuple[Any, Any], None, None]:
-        yield from self._map_processes(batches) if self._threads is None else self._map_threads(batches)
-
-    def _map_processes(self, batches: Iterator[Any]) -> Generator[tuple[Any, Any], None, None]:
+    def _map_processes(self, batches: Iterator[list[Item]]) -> Generator[tuple[list[Item], list[Problem]], None, None]:
         from multiprocessing.connection import wait
 
         pending: deque = deque()   # the batches in flight, in the order they went
         load = {c: 0 for c in self._conns}   # batches in flight per worker
-        answers: dict[int, Any] = {}
+        answers: dict[int, list[Problem]] = {}
         try:
             for tag, batch in enumerate(batches):
                 pending.append((tag, batch))   # first: if a worker ends while this one waits, it is still checked
@@ -529,7 +456,7 @@ class HashPool:
             answers[tag] = problems
             load[conn] -= 1
 
-    def _map_threads(self, batches: Iterable[Any]) -> Generator[tuple[Any, Any], None, None]:
+    def _map_threads(self, batches: Iterable[list[Item]]) -> Iterator[tuple[list[Item], list[Problem]]]:
         assert self._threads is not None
         pending: deque = deque()
         for batch in batches:
@@ -587,9 +514,9 @@ def child() -> None:
     serve(_Framed(int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))
 
 
-def _check_in_thread(latest: str, batch: "list[Item] | tuple[bytes, bool]") -> "list[Problem] | Lines":
+def _check_in_thread(latest: str, batch: list[Item]) -> list[Problem]:
     checker = Checker(latest)
     try:
-        return checker.run(batch)
+        return checker.check(batch)
     finally:
         checker.close()

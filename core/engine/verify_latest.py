@@ -5,8 +5,8 @@ A plain set's newest snapshot is checked file by file at its place in ``Latest/`
 hashed by worker processes (core/engine/readpool.py), and that starts at once, for the
 newest snapshot as listed, in a thread of its own: the main thread meanwhile streams
 every manifest into the scratch table and checks the contents kept in ``objects/``.
-The files to read come from the manifest's lines with only the checks the reads need,
-taken from them in the workers (``readpool.parse_lines``): the newest snapshot is only known to be the newest *intact*
+The files to read come from the manifest's lines with only the checks the reads need
+(``rawlines.file_items``): the newest snapshot is only known to be the newest *intact*
 one when the main thread has decoded it, or one with the same lines, to its checked end;
 if it turns out otherwise (damaged, or an interrupted backup's journal), what was found
 is dropped and ``Latest/`` is checked again against the snapshot that is.
@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Iterator
 
 from core.engine import rawlines
 from core.engine.progress import Progress
-from core.engine.readpool import LINES, THREADS, HashPool
+from core.engine.readpool import THREADS, HashPool
+from core.engine.window import batches
 from core.errors import PlugbackError
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 POOL_FROM = 2048     # Latest/ files from which --read-all reads them in worker processes
 QUICK_POOL_FROM = 10_000   # ... from which a quick verify checks their sizes there (fewer: the stat calls in one
                            # thread cost about what starting the workers does)
+POOL_BATCH = 128     # Latest/ files per batch handed to a worker process
 POLL = 0.25          # seconds between progress reports while waiting for the workers
 
 
@@ -53,24 +55,23 @@ class Found:
 
 def check_latest(bset: "BackupSet", sid: str, pool: HashPool, options: "VerifyOptions", found: Found,
                  stop: threading.Event | None = None) -> None:
-    """Check every file of snapshot ``sid`` in ``Latest/`` with ``pool``, into ``found``: its lines go
-    to the workers as read (``rawlines.pieces``), which take the files from them themselves
-    (``readpool.parse_lines``: here they are neither decoded nor handed over one by one)."""
-    with bset.open_manifest(sid) as reader:
-        answers = pool.map_lines(rawlines.pieces(reader.raw_blocks(), LINES), options.read_all)
-        try:
-            for files, size, problems, last, bad in answers:
-                if stop is not None and stop.is_set():
-                    return
-                options.cancel.check()
-                if bad is not None:
-                    rawlines.refuse(reader.name, *bad)
-                found.damaged.extend((f"Latest/{mirror}", problem) for mirror, problem in problems)
-                found.bytes += size   # (for progress; read only with read_all)
-                found.files += files
-                found.current = f"Latest/{last}" if last else found.current
-        finally:
-            answers.close()   # the batches still in flight are waited for: the pool is ready for the next run
+    """Check every file of snapshot ``sid`` in ``Latest/`` with ``pool``, into ``found``."""
+    items = rawlines.file_items(bset, sid)
+    if not options.read_all:   # a quick verify: sizes only (readpool.Checker reads nothing then)
+        items = ((mirror, parts, size, None) for mirror, parts, size, _sha in items)
+    answers = pool.map(batches(items, POOL_BATCH))
+    try:
+        for batch, problems in answers:
+            if stop is not None and stop.is_set():
+                return
+            options.cancel.check()
+            for i, problem in problems:
+                found.damaged.append((f"Latest/{batch[i][0]}", problem))
+            found.bytes += sum(item[2] for item in batch)   # (for progress; read only with read_all)
+            found.files += len(batch)
+            found.current = f"Latest/{batch[-1][0]}"
+    finally:
+        answers.close()   # the batches still in flight are waited for: the pool is ready for the next run
 
 
 class Early:

@@ -2,14 +2,13 @@
 core/engine/verify_latest.py) finds what the checks in threads find, in the same words.
 
 Each case damages a real set on disk, then verifies it twice: with the workers (the
-threshold ``verify_latest.POOL_FROM`` lowered to 0, batches of ~300 bytes of the newest's
-lines so that there are many) and in threads as before (the threshold out of reach); the two reports must be equal.
+threshold ``verify_latest.POOL_FROM`` lowered to 0, batches of 3 files so that there are
+many) and in threads as before (the threshold out of reach); the two reports must be equal.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 
@@ -17,12 +16,11 @@ import psutil
 import pytest
 
 from core.agent.keys import Secret, make_unlocker
-from core.engine import rawlines, readpool, verify_latest
-from core.engine.layout import SetLayout, check_relative
-from core.engine.manifest import MAX_PARTS
+from core.engine import readpool, verify_latest
+from core.engine.layout import SetLayout
 from core.engine.progress import CancelToken
 from core.engine.verify import VerifyOptions, verify
-from core.errors import Cancelled, UnsafeSet
+from core.errors import Cancelled
 from tests.support.engine import backup_path, open_set, verify_path
 from tests.support.trees import make_tree
 
@@ -51,7 +49,7 @@ def _reports(set_path, monkeypatch, read_all=True, **options):
             super().__init__(*args)
 
     monkeypatch.setattr(verify_latest, "Early", Spy)
-    monkeypatch.setattr(verify_latest, "LINES", 300)
+    monkeypatch.setattr(verify_latest, "POOL_BATCH", 3)
     monkeypatch.setattr(verify_latest, "POOL_FROM", 0)
     monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", 0)
     pooled = verify_path(set_path, read_all=read_all, **options)
@@ -196,7 +194,7 @@ def test_format_1_and_encrypted_sets_verify(tmp_path, monkeypatch):
 
 def test_cancel_stops_the_workers(plain, monkeypatch):
     monkeypatch.setattr(verify_latest, "POOL_FROM", 0)
-    monkeypatch.setattr(verify_latest, "LINES", 1)
+    monkeypatch.setattr(verify_latest, "POOL_BATCH", 1)
     cancel = CancelToken()
     seen = []
 
@@ -301,52 +299,3 @@ def test_the_workers_words_for_a_non_regular_file_are_safeios():
 
     for mode in (stat.S_IFLNK, stat.S_IFDIR, stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK, 0):
         assert readpool._kind(mode) == safeio._kind(mode), oct(mode)
-
-
-def test_workers_take_the_files_from_raw_manifest_lines(tmp_path):
-    """A batch of raw lines (verify_latest hands the newest's lines over as read): the worker process
-    decodes them, checks their files, and names a damaged one by its mirror path; a line with a path
-    outside Latest/ or an invalid entry makes the whole batch unusable (nothing of it checked)."""
-    latest = tmp_path / "Latest"
-    (latest / "d").mkdir(parents=True)
-    (latest / "d" / "a.txt").write_bytes(b"aaa")
-    (latest / "d" / "b.txt").write_bytes(b"bbX")
-
-    def line(path, data, **more):
-        return json.dumps({"path": path, "type": "f", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                           **more}, separators=(",", ":")).encode() + b"\n"
-
-    good = b'{"path":"d","type":"d"}\n' + line("d/a.txt", b"aaa") + line("d/b.txt", b"bbb")
-    with readpool.HashPool(str(latest), 1) as pool:
-        assert pool._procs, "no worker process"
-        answers = list(pool.map_lines([good, line("d/../../x", b"x"), line("d/a.txt", b"aaa", parts=10 ** 6),
-                                       b"{not json\n", good], read_all=True))
-        sizes = list(pool.map_lines([good], read_all=False))
-    assert answers[0] == (2, 6, [("d/b.txt", readpool.MISMATCH)], "d/b.txt", None)
-    assert answers[1] == (0, 0, [], "", ("a path points outside Latest/", "d/../../x"))
-    assert answers[2][4] == ("a file's entry is invalid", "") and answers[3][4] == ("a line is not valid JSON", "")
-    assert answers[4] == answers[0]
-    assert sizes == [(2, 6, [], "d/b.txt", None)]   # (the same size: a quick verify reads nothing)
-
-
-@pytest.mark.parametrize("rel", ["a/b", "a/../b", "../a", "/a", "a//b", "a/./b", ".", "a/", "a\x00b", "C:/x", "a\\b"])
-def test_the_workers_path_test_is_the_layout_s(rel):
-    """readpool.outside is a copy of layout.check_relative's test (the lean worker imports neither layout
-    nor manifest); so is its bound on the parts."""
-    try:
-        check_relative(rel, "Latest")
-        refused = False
-    except UnsafeSet:
-        refused = True
-    assert readpool.outside(rel) == refused
-    assert readpool.MAX_PARTS == MAX_PARTS
-
-
-def test_the_newest_s_lines_are_cut_into_pieces_of_whole_lines():
-    lines = [f'{{"n":{i}}}\n'.encode() * 1 for i in range(50)]
-    blocks = [b"".join(lines[:20]), b"".join(lines[20:21]), b"".join(lines[21:])]
-    for size in (1, 7, 30, 10 ** 6):
-        pieces = list(rawlines.pieces(blocks, size))
-        assert b"".join(pieces) == b"".join(lines) and all(p.endswith(b"\n") and p for p in pieces)
-        assert all(len(p) < size + 12 or p.count(b"\n") == 1 for p in pieces)
-    assert len(list(rawlines.pieces(blocks, 1))) == 50 and len(list(rawlines.pieces(blocks, 10 ** 6))) == 3
