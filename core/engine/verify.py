@@ -357,10 +357,11 @@ def _read_each(bset: BackupSet, ids: list[str], same: set[int], seen: dict[str, 
         own = index in same or index == len(ids) - 1
         keys = len(ids) > max(len(same), 1) and (merge is None or merge.orphans or index < len(ids) - 1)
         latest = _LatestOnly(objects, keys) if objects is not None and own else None
+        lines = hashlib.sha256() if index < len(ids) - 2 and index not in same else None   # (for _Repeats)
         try:
             added = _add_proven(bset, contents, sid, index, cancel, latest, trust,
                                 seen["lines"] if "proven" in seen and index in same else None,
-                                None if own or (merge is not None and merge.broken) else merge)
+                                None if own or (merge is not None and merge.broken) else merge, lines)
             files, size = added[:2] if added else _add_decoded(bset, contents, sid, index, cancel, latest)
         except Cancelled:
             raise
@@ -372,6 +373,8 @@ def _read_each(bset: BackupSet, ids: list[str], same: set[int], seen: dict[str, 
         if merge is not None and not own and not (added and added[2]):
             merge.orphans = True   # its rows were all added: any may be of a content only Latest/ holds
         confirmed = bool(added) if own else confirmed
+        if added and added[2] and lines is not None:
+            repeats.digests[sid] = lines.hexdigest()   # its lines were read beside the newest's: not again
         if index in same:
             contents.add_holders(index, len(same) - 1, max(same))
             counted = files, size
@@ -425,19 +428,21 @@ class _Repeats:
 
 def _add_proven(bset: BackupSet, contents: _Contents, sid: str, index: int, cancel: CancelToken | None,
                 latest: _LatestOnly | None, trust: TrustRecord | None, lines: str | None,
-                merge: verify_merge.Merge | None = None) -> tuple[int, int, bool] | None:
+                merge: verify_merge.Merge | None = None, digest=None) -> tuple[int, int, bool] | None:
     """Manifest ``sid`` added from its lines without decoding them (rawlines.proven_files), when this
     computer recorded writing it and the drive holds those very bytes, or (``lines``: it is in the
     newest's group and the newest was so proven) its lines hash as the newest's; (files, bytes,
     whether it was read beside the newest's lines: ``merge``, verify_merge.py), or None when not
-    (nothing added: the caller decodes it in full, which names any damage)."""
+    (nothing added: the caller decodes it in full, which names any damage). ``digest`` (a hashlib
+    object) gets its entry lines when it is read beside the newest's."""
     expected = trust.hash_of(sid) if trust is not None else None
     if expected is None and lines is None:
         return None
     if merge is not None and expected is not None:
         try:
             with bset.open_manifest(sid) as reader:
-                return (*contents.add_files(sid, index, merge.files(reader, expected, cancel), cancel, latest), True)
+                return (*contents.add_files(sid, index, merge.files(reader, expected, cancel, digest), cancel, latest),
+                        True)
         except Cancelled:
             raise
         except Exception:  # noqa: BLE001 - rolled back; the newest's bytes not the recorded ones: this one alone

@@ -51,12 +51,13 @@ class Merge:
         self.orphans = False    # a row was added whose content objects/ may not hold (the newest may)
         self.broken = False     # the newest's bytes were not the recorded ones: not read beside again
 
-    def files(self, reader, expected: str, cancel: CancelToken | None = None) -> Iterator[Row]:
+    def files(self, reader, expected: str, cancel: CancelToken | None = None, digest=None) -> Iterator[Row]:
         """The rows of the older manifest ``reader`` (recorded hash ``expected``) that the newest does not
-        make needless; NotProven (after the last) if either manifest's bytes are not the recorded ones."""
+        make needless; NotProven (after the last) if either manifest's bytes are not the recorded ones.
+        ``digest`` (a hashlib object) gets its entry lines, as ``rawlines.lines_digest`` hashes them."""
         with self.bset.open_manifest(self.sid) as newest:
             lines = self._lines(newest.raw_blocks())
-            yield from self._rows(reader, lines, cancel)
+            yield from self._rows(reader, lines, cancel, digest)
             for _ in lines:
                 pass   # the newest read to its end: its trailer and hash checked
             if newest.digest != self.expected:
@@ -65,13 +66,15 @@ class Merge:
                 raise NotProven(reader.name)
         self.used = True
 
-    def _rows(self, reader, newest: Iterator[bytes], cancel: CancelToken | None) -> Iterator[Row]:
+    def _rows(self, reader, newest: Iterator[bytes], cancel: CancelToken | None, digest=None) -> Iterator[Row]:
         may_hold = self.may_hold
         n = next(newest, None)
         nd: dict | None = None   # n decoded
         for block in reader.raw_blocks():
             if cancel is not None:
                 cancel.check()
+            if digest is not None:
+                digest.update(block)
             lines = block.split(b"\n")
             lines.pop()
             for line in lines:

@@ -14,6 +14,7 @@ import pytest
 
 from core.engine import rawlines, verify, verify_latest, verify_merge
 from core.engine.progress import FakeClock
+from tests.core.engine.test_verify_same import _flip, _hostile_entry, _manifests, _truncate
 from tests.support.engine import backup_path, open_set, verify_path
 from tests.support.trees import make_tree
 
@@ -147,3 +148,55 @@ def test_a_newest_not_recorded_is_read_beside_one_older_manifest_at_most(day, tm
     assert len(used) == 1
     assert (r.damaged, r.contents, r.bytes_read, r.snapshots) == \
         (lambda w: (w.damaged, w.contents, w.bytes_read, w.snapshots))(verify_path(set_path, read_all=read_all))
+
+
+@pytest.fixture
+def week(tmp_path):
+    """(set, cache): a full backup, a no-change backup, then a day of changes (bench/floor_verify.py's set):
+    the no-change one repeats the full one's lines, and the full one is read beside the newest's."""
+    cache = tmp_path / "cache"
+    src = make_tree(tmp_path / "src" / "Data", {**FILES, "top.txt": b"top v1"})
+    set_path = tmp_path / "set"
+    clock = FakeClock()
+    for change in (None, None, b"top v2"):
+        if change:
+            (src / "top.txt").write_bytes(change)
+            (src / "new.txt").write_bytes(b"new")
+        backup_path(set_path, [src], cache=cache, clock=clock)
+        clock.current += timedelta(minutes=1)
+    return set_path, cache
+
+
+WEEK_DAMAGE = {
+    "none": lambda s: None,
+    "the no-change one truncated": lambda s: _truncate(_manifests(s)[1]),
+    "a hostile entry in the no-change one": lambda s: _hostile_entry(_manifests(s)[1]),
+    "a hostile entry in the full one": lambda s: _hostile_entry(_manifests(s)[0]),
+    "the object of v1 flipped": lambda s: _flip(next(p for p in (s / "objects").rglob("*") if p.is_file())),
+}
+
+
+@pytest.mark.parametrize("case", WEEK_DAMAGE)
+@pytest.mark.parametrize("read_all", [False, True])
+def test_the_manifest_read_beside_the_newest_is_not_read_again_for_its_repeat(week, monkeypatch, read_all, case):
+    """The full backup's lines are hashed while read beside the newest's: the no-change backup after it
+    is compared with that digest (verify._Repeats), not with a second read; the report is the one of
+    decoding every manifest."""
+    set_path, cache = week
+    WEEK_DAMAGE[case](set_path)
+    ids = open_set(set_path).snapshot_ids()
+    digested, digest = [], rawlines.lines_digest
+
+    def spy(bset, sid, *args):
+        digested.append(sid)
+        return digest(bset, sid, *args)
+
+    monkeypatch.setattr(rawlines, "lines_digest", spy)
+    r = verify_path(set_path, read_all=read_all, cache=cache)
+    if case == "none":
+        assert r.ok and r.snapshots == 3 and digested == [ids[1]]
+    assert ids[0] not in digested
+    monkeypatch.setattr(verify_latest, "POOL_FROM", 10 ** 9)
+    each = verify_path(set_path, read_all=read_all)   # (without the record: each manifest decoded)
+    assert (r.damaged, r.contents, r.bytes_read, r.snapshots) == (each.damaged, each.contents, each.bytes_read,
+                                                                  each.snapshots)
