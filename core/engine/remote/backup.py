@@ -535,15 +535,22 @@ class _Run:
             self.packer.add(name, stream)
             stored = len(stream)
         else:
+            try:
+                fd = _reopen(se.abspath)
+            except OSError:
+                return None     # gone, or swapped for a symlink (not followed), since it was hashed
             sent = [0]
 
             def chunks() -> Iterator[bytes]:
                 sent[0] = 0        # (a retried put sends it all again)
-                for chunk in encrypted_chunks(keys, _file_blocks(se.abspath, e.size)):
+                for chunk in encrypted_chunks(keys, _file_blocks(fd, e.size)):
                     sent[0] += len(chunk)
                     yield chunk
 
-            backend.put(blob, chunks)
+            try:
+                backend.put(blob, chunks)
+            finally:
+                os.close(fd)
             e.stored = crypto.stored_field(e.size, sent[0])   # the read-back checks the size it was sent
             try:
                 for _ in self.rset.read_content(e):
@@ -581,11 +588,17 @@ def _check_sealed(keys: crypto.SetKeys, stream: bytes, name: str, size: int, pat
             "fault in this computer's memory: run the backup again; if it happens again, test the memory.") from err
 
 
-def _file_blocks(path: str, size: int) -> Iterator[bytes]:
-    """The first ``size`` bytes of the file (what was hashed; more means it changed, and the
-    read-back says so)."""
+def _reopen(path: str) -> int:
+    """Big content's second read opens the source as the first did: never through a symlink
+    swapped in since (``open_source``: ELOOP), so a link's target is never uploaded."""
+    return open_source(long_path(path))
+
+
+def _file_blocks(fd: int, size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of the opened file, from its start (what was hashed; more means
+    it changed, and the read-back says so). A retried put reads it again from the start."""
     left = size
-    with open(long_path(path), "rb") as f:
-        while left > 0 and (block := f.read(min(READ_BLOCK, left))):
-            left -= len(block)
-            yield block
+    os.lseek(fd, 0, os.SEEK_SET)
+    while left > 0 and (block := os.read(fd, min(READ_BLOCK, left))):
+        left -= len(block)
+        yield block

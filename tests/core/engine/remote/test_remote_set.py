@@ -221,8 +221,8 @@ def test_small_files_are_read_once_and_many_packs_are_all_indexed(tmp_path, monk
     from core.engine.remote import backup as remote_backup
     from core.engine.remote import packs
 
-    def no_second_read(path, size):
-        raise AssertionError(f"{path} was read again")
+    def no_second_read(fd, size):
+        raise AssertionError(f"descriptor {fd} was read again")
 
     monkeypatch.setattr(remote_backup, "_file_blocks", no_second_read)
     monkeypatch.setattr(packs, "PACK_OBJECTS", 2)
@@ -248,14 +248,54 @@ def test_a_file_changed_between_hashing_and_upload_keeps_its_previous_version(we
         (src / "busy.txt").write_bytes(b"2" * big)
         real = remote_backup._file_blocks
 
-        def changing(path, size):
+        def changing(fd, size):
             (src / "busy.txt").write_bytes(b"3" * big)   # same size, after it was hashed
-            return real(path, size)
+            return real(fd, size)
 
         monkeypatch.setattr(remote_backup, "_file_blocks", changing)
         result = backup(rset, [src])
         assert [w.code for w in result.warnings] == [WarningCode.CHANGED_WHILE_READING]
         assert verify(rset, VerifyOptions(read_all=True)).ok      # the wrong blob was deleted
+        restore(rset, tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "Docs") == {"busy.txt": b"1" * big}
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="POSIX: O_NOFOLLOW refuses the link (Windows: winopen's tests)")
+def test_a_big_file_swapped_for_a_symlink_before_its_upload_is_not_followed(tmp_path, monkeypatch):
+    """Big content is read twice (hashed, then sealed as it is sent): a source swapped for a
+    symlink between the two reads is not followed, so the link's target is never uploaded."""
+    from core.engine.remote import backup as remote_backup
+
+    big = 1 << 20
+    secret = tmp_path / "elsewhere" / "secret.bin"
+    secret.parent.mkdir()
+    secret.write_bytes(b"s" * big)
+    src = make_tree(tmp_path / "src" / "Docs", {"busy.txt": b"1" * big})
+    local = place("local", tmp_path, None)
+    with new_set(local) as rset:
+        backup(rset, [src])
+        (src / "busy.txt").write_bytes(b"2" * big)
+        real = remote_backup._reopen
+
+        def swapped(path):
+            os.replace(src / "busy.txt", tmp_path / "moved.txt")
+            os.symlink(secret, src / "busy.txt")     # after it was hashed, before its second read
+            return real(path)
+
+        put = rset.backend.put
+        sent: list[str] = []
+
+        def recording(blob, chunks):
+            sent.append(blob)
+            return put(blob, chunks)
+
+        monkeypatch.setattr(remote_backup, "_reopen", swapped)
+        monkeypatch.setattr(rset.backend, "put", recording)
+        changed = rset.keys.object_name(crypto.hashlib.sha256(b"2" * big).hexdigest())
+        result = backup(rset, [src])
+        assert object_blob(changed) not in sent              # nothing read through the link, nothing sent
+        assert [w.code for w in result.warnings] == [WarningCode.CHANGED_WHILE_READING]
+        assert verify(rset, VerifyOptions(read_all=True)).ok
         restore(rset, tmp_path / "out")
     assert read_tree(tmp_path / "out" / "Docs") == {"busy.txt": b"1" * big}
 
