@@ -536,9 +536,9 @@ class _Run:
             stored = len(stream)
         else:
             try:
-                fd = _reopen(se.abspath)
-            except OSError:
-                return None     # gone, or swapped for a symlink (not followed), since it was hashed
+                fd = _reopen(long_path(se.abspath))
+            except OSError:     # gone, or swapped for a symlink (not followed), since it was hashed
+                return None
             sent = [0]
 
             def chunks() -> Iterator[bytes]:
@@ -588,15 +588,11 @@ def _check_sealed(keys: crypto.SetKeys, stream: bytes, name: str, size: int, pat
             "fault in this computer's memory: run the backup again; if it happens again, test the memory.") from err
 
 
-def _reopen(path: str) -> int:
-    """Big content's second read opens the source as the first did: never through a symlink
-    swapped in since (``open_source``: ELOOP), so a link's target is never uploaded."""
-    return open_source(long_path(path))
+_reopen = open_source      # big content's second read: never through a symlink swapped in since (ELOOP)
 
 
 def _file_blocks(fd: int, size: int) -> Iterator[bytes]:
-    """The first ``size`` bytes of the opened file, from its start (what was hashed; more means
-    it changed, and the read-back says so). A retried put reads it again from the start."""
+    """The first ``size`` bytes, from the start (what was hashed; the read-back finds a change)."""
     left = size
     os.lseek(fd, 0, os.SEEK_SET)
     while left > 0 and (block := os.read(fd, min(READ_BLOCK, left))):
