@@ -170,7 +170,7 @@ def _write_batch(run: _Restorer, batch: list[_Small]) -> list:
 
 def _write_small(run: _Restorer, item: _Small) -> Decided:
     e, room, found, opened = item
-    return found if isinstance(found, tuple) else write_file(run.bset, e, room, found, opened)
+    return found if isinstance(found, tuple) else write_file(run.bset, e, room, found, opened, run.direct(e))
 
 
 def _file(q: _Queues, e: Entry) -> None:
@@ -183,7 +183,8 @@ def _file(q: _Queues, e: Entry) -> None:
         room = run.room(e)
         _count(run, e, restore_file(run.bset, e, room, run.plan.newest, run.objects))
     elif e.size >= BIG_FILE:
-        q.big.append((e, q.pool.submit(restore_file, run.bset, e, room, run.plan.newest, run.objects)))
+        q.big.append((e, q.pool.submit(restore_file, run.bset, e, room, run.plan.newest, run.objects,
+                                       run.direct(e))))
         while len(q.big) > BIG_PENDING:
             _finish_big(run, q.big.popleft())
     else:
