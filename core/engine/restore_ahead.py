@@ -22,6 +22,7 @@ free name is then looked for again: not one that an earlier file still to be wri
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -67,7 +68,26 @@ AHEAD = _ahead()
 BIG_FILE = 1 << 20      # files this big are restored by a worker thread
 BIG_WORKERS = 2         # one a core on this 2-core class of machine; each mostly outside the GIL
 BIG_PENDING = 4         # big files handed to the workers ahead of the one being counted
-WRITERS = 2             # threads writing small files: one kept busy while the other waits for its read
+
+
+WRITERS = 2             # threads writing small files, at most (writers())
+
+
+def writers(direct: bool, cores: int | None = None) -> int:
+    """Threads writing small files. Each renamed into place (a root that exists): :data:`WRITERS`, a
+    second writer writing while the first waits for a read (restore3: 0.87x one writer's wall on 2
+    cores). Written at their own names (a new root, no rename: ``_Restorer.direct_tops``): one a
+    core beside the restoring thread's, at most :data:`WRITERS`; on 2 cores one writer took less CPU
+    and as little or less time as two (docs/performance.md, "#11: the restore without a rename per
+    file")."""
+    if not direct:
+        return WRITERS
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+    return max(1, min(WRITERS, cores - 1))
 SMALL_BATCH = 32        # small files handed to a writer at a time (a hand-off per file costs more)
 SMALL_PENDING = 4       # batches handed to the writers ahead of the one being counted
 
@@ -88,8 +108,8 @@ def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool) -> Non
     here (their reads started ahead) and written by the writer threads, big files in the workers;
     memory flat (bounded queues)."""
     with ThreadPoolExecutor(max_workers=max(1, min(run.options.workers, BIG_WORKERS))) as pool, \
-            ThreadPoolExecutor(max_workers=WRITERS) as writers:
-        q = _Queues(run, pool, writers)
+            ThreadPoolExecutor(max_workers=writers(bool(run.direct_tops))) as writers_pool:
+        q = _Queues(run, pool, writers_pool)
         try:
             for e in map(run.names.local, entries):
                 if e.type == DIR:

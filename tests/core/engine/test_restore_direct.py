@@ -157,3 +157,10 @@ def open_set_stub():
             with open(paths[0], "rb") as f:
                 yield f.read()
     return Stub()
+
+
+def test_one_writer_a_core_beside_the_restoring_thread_for_a_new_root():
+    from core.engine import restore_ahead
+
+    assert restore_ahead.writers(direct=False, cores=2) == restore_ahead.WRITERS == 2   # renamed into place
+    assert [restore_ahead.writers(direct=True, cores=n) for n in (1, 2, 3, 16)] == [1, 1, 2, 2]
