@@ -2,7 +2,9 @@
 
 Every byte is checked against the manifest while it is written to a temporary
 file next to its destination; only a file whose hash matches is renamed into
-place, so damaged content is never restored silently. Manifest paths that
+place, so damaged content is never restored silently (a root not there yet is made
+under a temporary name, its files written at their own names, and named once they are
+all whole: ``_work_roots``). Manifest paths that
 could write outside the target (``..``, absolute paths, drive letters) are
 refused before anything is written, and nothing is written through a symlink.
 """

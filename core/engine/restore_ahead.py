@@ -1,6 +1,6 @@
 """A plain local set's restore where reads can be started ahead (Linux): small files opened in the
 restoring thread, each with its read started up to :data:`AHEAD` files before it is written, and
-written by :data:`WRITERS` writer threads; big files in :data:`BIG_WORKERS` worker threads
+written by one or two writer threads (:func:`writers`); big files in :data:`BIG_WORKERS` worker threads
 (core/engine/restore.py chooses this, restore_file.py writes).
 
 Why not a pool for every file (what other systems and sets still use): with 8 worker threads the

@@ -2,7 +2,9 @@
 
 Every byte is checked against the manifest while it is written to a temporary file next to
 its destination; only a file whose size and SHA-256 match is renamed into place, so damaged
-content is never restored silently. The three steps, each its own function so that a restore
+content is never restored silently. (In a root this restore made, under a temporary name until
+it ends, a file is written at its own name instead and removed unless whole: ``write_file``'s
+``direct``.) The three steps, each its own function so that a restore
 can run them at different moments (core/engine/restore_ahead.py opens a small file's content
 many files before it writes it): :func:`make_room` (what is in the way), :func:`locate` (where
 its bytes are on the drive) and :func:`write_file`.
