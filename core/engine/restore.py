@@ -239,7 +239,7 @@ def _work_roots(roots: dict[str, str]) -> dict[str, str]:
     if sys.platform == "win32" or winattrs.SETS_ATTRIBUTES:   # (Windows: another program, an indexer or
         return {}                                              # a scanner, may hold a folder: not renamed)
     work = {}
-    for root in roots.values():
+    for root in dict.fromkeys(roots.values()):   # (two tops may share a root)
         inside = any(other != root and other.startswith(root.rstrip(os.sep) + os.sep) for other in roots.values())
         if inside or os.path.lexists(root):
             continue
