@@ -38,7 +38,7 @@ from core.engine.progress import (
 from core.engine.repo import BackupSet
 from core.engine.restore_dirs import DirSpool as _DirSpool
 from core.engine.restore_dirs import Folders as _Folders
-from core.engine.restore_file import LOCKED, OnConflict, RestoreOutcome, Room, make_room, restore_file
+from core.engine.restore_file import LOCKED, OnConflict, RestoreOutcome, Room, Unfinished, make_room, restore_file
 from core.engine.restore_names import RestoreNamer
 from core.engine.restore_spool import EntrySpool
 from core.errors import UnsafePath, UsageError
@@ -222,8 +222,9 @@ def _restore_chosen(bset: BackupSet, target, options: RestoreOptions, sid: str, 
         with _DirSpool() as dirs:
             run.restore_all(chosen, dirs)
             run.folder_times(dirs)
-    except Exception:   # (the writers have ended: every file in a work root is whole and checked)
-        _name_roots(work)
+    except Exception as err:   # (the writers have ended: every file in a work root is whole and checked,
+        if not isinstance(err, Unfinished):   # unless one could not be removed)
+            _name_roots(work)
         raise
     _name_roots(work)
     return result

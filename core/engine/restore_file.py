@@ -184,8 +184,8 @@ def write_file(bset: BackupSet, e: Entry, room: Room, paths: list, opened: Opene
         fd = os.open(long_path(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
         made = True
         if not _write_checked(bset, e, paths, fd, opened):
+            _drop(tmp, made, direct)
             made = False
-            os.unlink(long_path(tmp))
             return RestoreOutcome.DAMAGED, "its content on the drive does not match its checksum; not restored"
         if not direct:
             winattrs.replace_over(long_path(tmp), long_path(dest))   # read-only in the way: made writable
@@ -193,10 +193,10 @@ def write_file(bset: BackupSet, e: Entry, room: Room, paths: list, opened: Opene
         winattrs.keep_readonly(long_path(dest), e.mode)
         winattrs.set_recorded(long_path(dest), e.attrs)   # last: content, time and mode are in place
     except DamagedSet as err:
-        _drop(tmp, made)
+        _drop(tmp, made, direct)
         return RestoreOutcome.DAMAGED, f"{err}; not restored"
     except OSError as err:
-        _drop(tmp, made)
+        _drop(tmp, made, direct)
         if winattrs.is_locked(err):   # waited for already (winattrs): the file in the way stays
             return RestoreOutcome.SKIPPED, LOCKED
         if isinstance(err, FileNotFoundError) and not os.path.lexists(long_path(paths[0])):
@@ -205,7 +205,7 @@ def write_file(bset: BackupSet, e: Entry, room: Room, paths: list, opened: Opene
             raise UsageError(f"Cannot write {dest}: {err.strerror or err}. Check the restore folder.") from None
         return RestoreOutcome.DAMAGED, f"it cannot be read from the drive ({err.strerror or err}); not restored"
     except BaseException:   # PlugbackError (a cancel, the drive gone), an interruption: nothing half-written kept
-        _drop(tmp, made)
+        _drop(tmp, made, direct)
         raise
     finally:
         if opened is not None:
@@ -243,10 +243,21 @@ def _write_checked(bset: BackupSet, e: Entry, paths, fd: int, opened: Opened | N
     return ok
 
 
-def _drop(path: str, made: bool = True) -> None:
+class Unfinished(UsageError):
+    """A file written at its own name (``write_file``'s ``direct``) that failed could not be removed:
+    the restore stops and its folder keeps its temporary name (core/engine/restore.py)."""
+
+
+def _drop(path: str, made: bool = True, direct: bool = False) -> None:
+    """Remove the file ``path`` this restore ``made``; one written at its own name (``direct``) that
+    stays raises :class:`Unfinished`."""
     if not made:
         return
     try:
         os.unlink(long_path(path))
-    except OSError:
+    except FileNotFoundError:
         pass
+    except OSError as err:
+        if direct:
+            raise Unfinished(f"Cannot remove the unfinished {path} ({err.strerror or err}); the restore "
+                             "stopped, and its folder keeps its temporary name.") from None

@@ -164,3 +164,22 @@ def test_one_writer_a_core_beside_the_restoring_thread_for_a_new_root():
 
     assert restore_ahead.writers(direct=False, cores=2) == restore_ahead.WRITERS == 2   # renamed into place
     assert [restore_ahead.writers(direct=True, cores=n) for n in (1, 2, 3, 16)] == [1, 1, 2, 2]
+
+
+def test_a_failed_file_that_cannot_be_removed_keeps_the_folder_s_temporary_name(backed_up, tmp_path, monkeypatch):
+    """A file written at its own name fails its check and cannot be removed: the restore stops and
+    the root is never given its name (a damaged file would stand there as restored)."""
+    src, set_path = backed_up
+    (set_path / "Latest" / "Docs" / "d1" / "001.txt").write_bytes(b"not what was backed up")
+    real = os.unlink
+
+    def refuse(path, *a, **k):
+        if str(path).endswith("001.txt"):
+            raise PermissionError(13, "Permission denied")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(restore_file.os, "unlink", refuse)
+    with pytest.raises(restore_file.Unfinished, match="unfinished"):
+        restore_path(set_path, tmp_path / "out")
+    (work,) = os.listdir(tmp_path / "out")
+    assert work.startswith(".plugback-restore-")
