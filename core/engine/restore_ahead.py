@@ -83,10 +83,8 @@ def writers(direct: bool, cores: int | None = None) -> int:
     if not direct:
         return WRITERS
     if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
+        affinity = getattr(os, "sched_getaffinity", None)   # (Linux: the cores this process may use)
+        cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
     return max(1, min(WRITERS, cores - 1))
 SMALL_BATCH = 32        # small files handed to a writer at a time (a hand-off per file costs more)
 SMALL_PENDING = 4       # batches handed to the writers ahead of the one being counted
