@@ -14,7 +14,8 @@
 # tree is moved into WORKDIR/trash and they are all deleted after the last round. Before the
 # first command the script waits until the last big deletion noted on WORKDIR's file system is
 # SETTLE seconds old (default 370; 0: do not wait; bench/trash.py). PYTHON (default python3) and
-# SETTLE from the environment.
+# SETTLE from the environment; KEEP_TRASH=1 leaves trash/ for the next run (runs back to back on the
+# same file system, none waiting out the other's deletion; the last run without it deletes it all).
 BENCH=$(cd "$(dirname "$0")" && pwd)
 cd "$1" || exit 1
 ROUNDS=$2
@@ -44,4 +45,5 @@ for i in $(seq 1 "$ROUNDS"); do
 done
 cold
 rm -f out.time out.err
+if [ -n "$KEEP_TRASH" ]; then echo "kept trash/ (KEEP_TRASH): delete it after the last run"; exit 0; fi
 echo "deleted $(trash "print(trash.Trash(Path(sys.argv[1]) / 'trash').empty())") entries after the last round"

@@ -2,7 +2,9 @@
 
 Every byte is checked against the manifest while it is written to a temporary
 file next to its destination; only a file whose hash matches is renamed into
-place, so damaged content is never restored silently. Manifest paths that
+place, so damaged content is never restored silently (a root not there yet is made
+under a temporary name, its files written at their own names, and named once they are
+all whole: ``_work_roots``). Manifest paths that
 could write outside the target (``..``, absolute paths, drive letters) are
 refused before anything is written, and nothing is written through a symlink.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import ntpath
 import os
+import secrets
+import sys
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +38,7 @@ from core.engine.progress import (
 from core.engine.repo import BackupSet
 from core.engine.restore_dirs import DirSpool as _DirSpool
 from core.engine.restore_dirs import Folders as _Folders
-from core.engine.restore_file import LOCKED, OnConflict, RestoreOutcome, Room, make_room, restore_file
+from core.engine.restore_file import LOCKED, OnConflict, RestoreOutcome, Room, Unfinished, make_room, restore_file
 from core.engine.restore_names import RestoreNamer
 from core.engine.restore_spool import EntrySpool
 from core.errors import UnsafePath, UsageError
@@ -207,13 +211,54 @@ def _restore_chosen(bset: BackupSet, target, options: RestoreOptions, sid: str, 
     roots = _roots(plan.header, target, plan.tops)
     result = RestoreResult(sid, "(original folders)" if target is None else
                            ", ".join(roots.values()) if isinstance(target, Mapping) else str(target))
-    for root in roots.values():
+    work = _work_roots(roots)
+    for root in set(roots.values()) - set(work):
         os.makedirs(root, exist_ok=True)
-    run = _Restorer(bset, roots, options, result, plan)   # after: the roots' naming rules are probed
-    with _DirSpool() as dirs:
-        run.restore_all(chosen, dirs)
-        run.folder_times(dirs)
+    run = _Restorer(bset, {top: work.get(root, root) for top, root in roots.items()}, options, result, plan)
+    run.direct_tops = {top for top, root in roots.items() if root in work}
+    for top in run.direct_tops:
+        run.folders.adopt(run.roots[top])
+    try:
+        with _DirSpool() as dirs:
+            run.restore_all(chosen, dirs)
+            run.folder_times(dirs)
+    except Exception as err:   # (the writers have ended: every file in a work root is whole and checked,
+        if not isinstance(err, Unfinished):   # unless one could not be removed)
+            _name_roots(work)
+        raise
+    _name_roots(work)
     return result
+
+
+def _work_roots(roots: dict[str, str]) -> dict[str, str]:
+    """{root: the folder it is restored in under a temporary name} for each root not there yet
+    (POSIX; not for a root inside another): its files are written at their own names, with no
+    temporary name and rename each (``write_file``'s ``direct``), and the whole folder gets the
+    root's name once they are (:func:`_name_roots`). A crash before then leaves only a
+    ``.plugback-restore-*.part`` folder (docs/architecture.md, "Restore: no rename per file in a
+    new folder")."""
+    if sys.platform == "win32" or winattrs.SETS_ATTRIBUTES:   # (Windows: another program, an indexer or
+        return {}                                              # a scanner, may hold a folder: not renamed)
+    work = {}
+    for root in dict.fromkeys(roots.values()):   # (two tops may share a root)
+        inside = any(other != root and other.startswith(root.rstrip(os.sep) + os.sep) for other in roots.values())
+        if inside or os.path.lexists(root):
+            continue
+        parent = os.path.dirname(root)
+        os.makedirs(parent, exist_ok=True)
+        name = os.path.join(parent, f".plugback-restore-{secrets.token_hex(6)}.part")
+        os.mkdir(name)
+        work[root] = name
+    return work
+
+
+def _name_roots(work: dict[str, str]) -> None:
+    """Give each work root its root's name (:func:`_work_roots`); never over something that
+    appeared there meanwhile."""
+    for root, name in work.items():
+        if os.path.lexists(root):
+            raise UsageError(f"{root} appeared while it was being restored; the restored files are in {name}.")
+        os.rename(name, root)
 
 
 @dataclass
@@ -272,6 +317,11 @@ class _Restorer:
         self.objects = ObjectIndex(bset.layout.objects) if plan.newest and bset.keys is None else None
         self._done = {"files": 0, "bytes": 0}
         self._counting = threading.Lock()
+        self.direct_tops: set[str] = set()   # top folders restored in a new folder (_work_roots)
+
+    def direct(self, e: Entry) -> bool:
+        """Whether ``e`` is written at its own name (in a new root under a temporary name)."""
+        return bool(self.direct_tops) and e.path.partition("/")[0] in self.direct_tops
 
     def dest_of(self, path: str) -> tuple[str, str, str]:
         """(the root it goes below, its folder, its destination path) of a checked manifest ``path``
@@ -345,7 +395,7 @@ class _Restorer:
     def _one(self, e: Entry):
         self.options.cancel.check()
         room = self.room(e)
-        outcome, detail = restore_file(self.bset, e, room, self.plan.newest, self.objects)
+        outcome, detail = restore_file(self.bset, e, room, self.plan.newest, self.objects, self.direct(e))
         return self.done(e, outcome, detail)
 
     def done(self, e: Entry, outcome: RestoreOutcome, detail: str) -> tuple:

@@ -1,6 +1,6 @@
 """A plain local set's restore where reads can be started ahead (Linux): small files opened in the
 restoring thread, each with its read started up to :data:`AHEAD` files before it is written, and
-written by :data:`WRITERS` writer threads; big files in :data:`BIG_WORKERS` worker threads
+written by one or two writer threads (:func:`writers`); big files in :data:`BIG_WORKERS` worker threads
 (core/engine/restore.py chooses this, restore_file.py writes).
 
 Why not a pool for every file (what other systems and sets still use): with 8 worker threads the
@@ -22,6 +22,7 @@ free name is then looked for again: not one that an earlier file still to be wri
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -67,7 +68,24 @@ AHEAD = _ahead()
 BIG_FILE = 1 << 20      # files this big are restored by a worker thread
 BIG_WORKERS = 2         # one a core on this 2-core class of machine; each mostly outside the GIL
 BIG_PENDING = 4         # big files handed to the workers ahead of the one being counted
-WRITERS = 2             # threads writing small files: one kept busy while the other waits for its read
+
+
+WRITERS = 2             # threads writing small files, at most (writers())
+
+
+def writers(direct: bool, cores: int | None = None) -> int:
+    """Threads writing small files. Each renamed into place (a root that exists): :data:`WRITERS`, a
+    second writer writing while the first waits for a read (restore3: 0.87x one writer's wall on 2
+    cores). Written at their own names (a new root, no rename: ``_Restorer.direct_tops``): one a
+    core beside the restoring thread's, at most :data:`WRITERS`; on 2 cores one writer took less CPU
+    than two, less time at 100,000 tiny files and within ~5 % on the standard set (docs/performance.md,
+    "#11: the restore without a rename per file")."""
+    if not direct:
+        return WRITERS
+    if cores is None:
+        affinity = getattr(os, "sched_getaffinity", None)   # (Linux: the cores this process may use)
+        cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return max(1, min(WRITERS, cores - 1))
 SMALL_BATCH = 32        # small files handed to a writer at a time (a hand-off per file costs more)
 SMALL_PENDING = 4       # batches handed to the writers ahead of the one being counted
 
@@ -88,8 +106,8 @@ def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool) -> Non
     here (their reads started ahead) and written by the writer threads, big files in the workers;
     memory flat (bounded queues)."""
     with ThreadPoolExecutor(max_workers=max(1, min(run.options.workers, BIG_WORKERS))) as pool, \
-            ThreadPoolExecutor(max_workers=WRITERS) as writers:
-        q = _Queues(run, pool, writers)
+            ThreadPoolExecutor(max_workers=writers(bool(run.direct_tops))) as writers_pool:
+        q = _Queues(run, pool, writers_pool)
         try:
             for e in map(run.names.local, entries):
                 if e.type == DIR:
@@ -170,7 +188,7 @@ def _write_batch(run: _Restorer, batch: list[_Small]) -> list:
 
 def _write_small(run: _Restorer, item: _Small) -> Decided:
     e, room, found, opened = item
-    return found if isinstance(found, tuple) else write_file(run.bset, e, room, found, opened)
+    return found if isinstance(found, tuple) else write_file(run.bset, e, room, found, opened, run.direct(e))
 
 
 def _file(q: _Queues, e: Entry) -> None:
@@ -183,7 +201,8 @@ def _file(q: _Queues, e: Entry) -> None:
         room = run.room(e)
         _count(run, e, restore_file(run.bset, e, room, run.plan.newest, run.objects))
     elif e.size >= BIG_FILE:
-        q.big.append((e, q.pool.submit(restore_file, run.bset, e, room, run.plan.newest, run.objects)))
+        q.big.append((e, q.pool.submit(restore_file, run.bset, e, room, run.plan.newest, run.objects,
+                                       run.direct(e))))
         while len(q.big) > BIG_PENDING:
             _finish_big(run, q.big.popleft())
     else:

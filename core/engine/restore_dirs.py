@@ -55,6 +55,12 @@ class Folders:
                 del self._checked[next(iter(self._checked))]
         return made
 
+    def adopt(self, folder: str) -> None:
+        """``folder`` was made by this restore (a root made under a temporary name): nothing in it
+        is looked up before a file is written there."""
+        with self._lock:
+            self._checked[folder] = True
+
     def _make(self, folder: str, root: str) -> bool:
         rel = os.path.relpath(folder, root)
         names = [] if rel == "." else rel.split(os.sep)

@@ -2,7 +2,9 @@
 
 Every byte is checked against the manifest while it is written to a temporary file next to
 its destination; only a file whose size and SHA-256 match is renamed into place, so damaged
-content is never restored silently. The three steps, each its own function so that a restore
+content is never restored silently. (In a root this restore made, under a temporary name until
+it ends, a file is written at its own name instead and removed unless whole: ``write_file``'s
+``direct``.) The three steps, each its own function so that a restore
 can run them at different moments (core/engine/restore_ahead.py opens a small file's content
 many files before it writes it): :func:`make_room` (what is in the way), :func:`locate` (where
 its bytes are on the drive) and :func:`write_file`.
@@ -23,7 +25,7 @@ from core.engine.manifest import Entry
 from core.engine.objindex import ObjectIndex
 from core.engine.progress import TextEnum
 from core.engine.repo import BackupSet, _content_error
-from core.errors import DamagedSet, PlugbackError, UsageError
+from core.errors import DamagedSet, UsageError
 
 _RUN = secrets.token_hex(4)
 _FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
@@ -90,12 +92,13 @@ def make_room(dest: str, on_conflict: OnConflict, fresh: bool = False) -> Room:
 
 
 def restore_file(bset: BackupSet, e: Entry, room: Room, of_newest: bool = False,
-                 index: ObjectIndex | None = None) -> Decided:
-    """Write one file through a temporary name, renamed into place only when its hash matches.
+                 index: ObjectIndex | None = None, direct: bool = False) -> Decided:
+    """Write one file through a temporary name, renamed into place only when its hash matches
+    (``direct``: at its own name, see :func:`write_file`).
 
     ``room``: where it goes and how (:func:`make_room`, its folder made)."""
     found = locate(bset, e, room, of_newest, index)
-    return found if isinstance(found, tuple) else write_file(bset, e, room, found)
+    return found if isinstance(found, tuple) else write_file(bset, e, room, found, direct=direct)
 
 
 def locate(bset: BackupSet, e: Entry, room: Room, of_newest: bool = False,
@@ -165,26 +168,35 @@ def open_ahead(paths: list) -> Opened | None:
     return None if isinstance(paths, ChunkPaths) else Opened(paths)
 
 
-def write_file(bset: BackupSet, e: Entry, room: Room, paths: list, opened: Opened | None = None) -> Decided:
+def write_file(bset: BackupSet, e: Entry, room: Room, paths: list, opened: Opened | None = None,
+               direct: bool = False) -> Decided:
     """Write ``e``'s content from ``paths`` (:func:`locate`; ``opened``: already opened) to a temporary
-    name beside ``room``'s destination, renamed there only when size and SHA-256 match."""
+    name beside ``room``'s destination, renamed there only when size and SHA-256 match.
+
+    ``direct``: written at the destination itself, which must be new (``O_EXCL``), in a folder
+    tree that is itself under a temporary name until the restore ends (core/engine/restore.py,
+    ``_work_roots``): a file that fails its check, or any error or interruption while it is
+    written, removes it (docs/architecture.md, "Restore: no rename per file in a new folder")."""
     dest, outcome = room
-    tmp = f"{dest[:dest.rfind(os.sep) + 1]}.plugback-restore-{_RUN}-{next(_COUNTER)}.part"   # beside it
+    tmp = dest if direct else f"{dest[:dest.rfind(os.sep) + 1]}.plugback-restore-{_RUN}-{next(_COUNTER)}.part"
+    made = False   # only a file this call created is ever removed
     try:
-        if not _write_checked(bset, e, paths, tmp, opened):
-            os.unlink(long_path(tmp))
+        fd = os.open(long_path(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
+        made = True
+        if not _write_checked(bset, e, paths, fd, opened):
+            _drop(tmp, made, direct)
+            made = False
             return RestoreOutcome.DAMAGED, "its content on the drive does not match its checksum; not restored"
-        winattrs.replace_over(long_path(tmp), long_path(dest))   # read-only in the way: made writable
+        if not direct:
+            winattrs.replace_over(long_path(tmp), long_path(dest))   # read-only in the way: made writable
+        made = False
         winattrs.keep_readonly(long_path(dest), e.mode)
         winattrs.set_recorded(long_path(dest), e.attrs)   # last: content, time and mode are in place
     except DamagedSet as err:
-        _drop(tmp)
+        _drop(tmp, made, direct)
         return RestoreOutcome.DAMAGED, f"{err}; not restored"
-    except PlugbackError:
-        _drop(tmp)
-        raise
     except OSError as err:
-        _drop(tmp)
+        _drop(tmp, made, direct)
         if winattrs.is_locked(err):   # waited for already (winattrs): the file in the way stays
             return RestoreOutcome.SKIPPED, LOCKED
         if isinstance(err, FileNotFoundError) and not os.path.lexists(long_path(paths[0])):
@@ -192,6 +204,9 @@ def write_file(bset: BackupSet, e: Entry, room: Room, paths: list, opened: Opene
         if os.path.exists(long_path(paths[0])):
             raise UsageError(f"Cannot write {dest}: {err.strerror or err}. Check the restore folder.") from None
         return RestoreOutcome.DAMAGED, f"it cannot be read from the drive ({err.strerror or err}); not restored"
+    except BaseException:   # PlugbackError (a cancel, the drive gone), an interruption: nothing half-written kept
+        _drop(tmp, made, direct)
+        raise
     finally:
         if opened is not None:
             opened.close()
@@ -207,11 +222,10 @@ def _content_paths(bset: BackupSet, e: Entry, of_newest: bool, index: ObjectInde
     return bset.content_paths(e, of_newest=of_newest)
 
 
-def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str, opened: Opened | None) -> bool:
-    """Write ``e``'s content to ``tmp`` (a new file); whether size and SHA-256 match the manifest."""
+def _write_checked(bset: BackupSet, e: Entry, paths, fd: int, opened: Opened | None) -> bool:
+    """Write ``e``'s content to ``fd`` (a new file, closed here); whether size and SHA-256 match the manifest."""
     digest = hashlib.sha256()
     size = 0
-    fd = os.open(long_path(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FLAGS, 0o666)
     try:
         for block in opened.blocks(e.size) if opened is not None else bset.read_content(e, paths):
             digest.update(block)
@@ -229,8 +243,21 @@ def _write_checked(bset: BackupSet, e: Entry, paths, tmp: str, opened: Opened | 
     return ok
 
 
-def _drop(path: str) -> None:
+class Unfinished(UsageError):
+    """A file written at its own name (``write_file``'s ``direct``) that failed could not be removed:
+    the restore stops and its folder keeps its temporary name (core/engine/restore.py)."""
+
+
+def _drop(path: str, made: bool = True, direct: bool = False) -> None:
+    """Remove the file ``path`` this restore ``made``; one written at its own name (``direct``) that
+    stays raises :class:`Unfinished`."""
+    if not made:
+        return
     try:
         os.unlink(long_path(path))
-    except OSError:
+    except FileNotFoundError:
         pass
+    except OSError as err:
+        if direct:
+            raise Unfinished(f"Cannot remove the unfinished {path} ({err.strerror or err}); the restore "
+                             "stopped, and its folder keeps its temporary name.") from None

@@ -80,3 +80,9 @@ def test_restore_ab_restores_with_plugback_restic_borg_and_cp_and_deletes_nothin
     assert counts == sorted(counts), events   # nothing below WORKDIR deleted between timed commands
     assert re.fullmatch(r"deleted \d+ entries after the last round", lines[-1]), out
     assert sorted(os.listdir(work)) == ["borg", "borg-base", "restic", "restic-cache", "set", "src"]
+    # KEEP_TRASH=1: the restored trees stay in trash/ for the next run (back-to-back runs on one file system)
+    out = _run(["bash", "bench/restore_ab.sh", str(work), "1", f"this={ROOT}"], ROOT,
+               PYTHON=str(shims / "python"), PATH=f"{shims}:{path}", SHIM_PATH=path, SHIM_PYTHON=sys.executable,
+               SHIM_WORK=str(work), SHIM_LOG=str(log), KEEP_TRASH="1").stdout
+    assert out.splitlines()[-1].startswith("kept trash/"), out
+    assert len(os.listdir(work / "trash")) == 4   # plugback's, restic's, borg's and cp's trees
