@@ -40,6 +40,7 @@ from core.engine.fs import SOURCE_FLAGS
 from core.engine.lean_child import is_changed
 from core.errors import PlugbackError
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 BIG_BYTES = 16 << 20    # files this size or more are copied ahead (the pass's pool copies them otherwise)
 HELD_BYTES = 512 << 20  # copies made (or being made) and not yet taken, at most
 
@@ -156,6 +157,9 @@ class CopyAhead:
             job.copied = self.store.copy_in(_Seen(job.path, st.st_size, st.st_mtime_ns, st.st_mode), fd=fd)
         except (OSError, PlugbackError):   # (a full drive, a read error: the pass's own copy meets it and reports it)
             job.copied = None
+            return
+        for p in job.copied.tmp_paths:   # written out here, so the pass's next flush finds little to do
+            _write_out(p)
 
     def take(self, se):
         """The copy of the scanned big file ``se`` made here (the caller places it), or None: the
@@ -216,6 +220,25 @@ def start(prefetch, store, first: bool) -> CopyAhead | None:
         os.close(hints)
         return None
     return CopyAhead(store, hints)
+
+
+def _write_out(path: str) -> None:
+    """Have the drive write ``path``'s bytes now (``fdatasync``, in this thread): the checkpoint's
+    flush of the whole volume in the pass's thread then waits for less. Durability is still the
+    pass's flush's to give; a failure here changes nothing."""
+    sync = getattr(os, "fdatasync", None)   # (Linux: the only place a scan-ahead child names files)
+    if sync is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except OSError:
+        return
+    try:
+        sync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _same(st: os.stat_result | None, se) -> bool:
