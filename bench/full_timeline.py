@@ -204,12 +204,12 @@ def main(argv: list[str]) -> int:
     _timed(readback, "read_back", "read-back")
     _big_copies(args.big)
     samples: list = []
-    stop = threading.Event()
-    sampler = threading.Thread(target=_sample, args=(_device(), 0.1, samples, stop), daemon=True)
+    halt = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(_device(), 0.1, samples, halt), daemon=True)
     _after_fork(sampler.start)
     rc = cli(["backup", args.src, "--to", args.dest, *rest])
     end = time.perf_counter() - T0
-    stop.set()
+    halt.set()
     if sampler.is_alive():
         sampler.join()
     _print_samples(samples, args.every)

@@ -154,11 +154,11 @@ class CopyAhead:
             job.size, job.st = st.st_size, st
             self._held += st.st_size
         try:   # (copy_in closes fd)
-            job.copied = self.store.copy_in(_Seen(job.path, st.st_size, st.st_mtime_ns, st.st_mode), fd=fd)
+            copied = self.store.copy_in(_Seen(job.path, st.st_size, st.st_mtime_ns, st.st_mode), fd=fd)
         except (OSError, PlugbackError):   # (a full drive, a read error: the pass's own copy meets it and reports it)
-            job.copied = None
             return
-        for p in job.copied.tmp_paths:   # written out here, so the pass's next flush finds little to do
+        job.copied = copied
+        for p in copied.tmp_paths:   # written out here, so the pass's next flush finds little to do
             _write_out(p)
 
     def take(self, se):
