@@ -170,3 +170,33 @@ def test_a_first_backup_takes_the_copies_made_ahead_and_reads_them_back(tmp_path
     assert main(["verify", str(tmp_path / "set"), "--read-all"]) == 0
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0   # (not a first backup: none)
     assert taken[1:] == []
+
+
+@linux
+def test_a_first_backup_failing_after_copies_made_ahead_leaves_nothing_behind(tmp_path, monkeypatch, small_big):
+    """A drive failing at a big file's placing (after the copies were made ahead): the run fails,
+    the copies never taken are removed, and the next run backs everything up right."""
+    from core.engine.store import PlainStore
+    from core.errors import IOFailure
+
+    monkeypatch.setattr(scan_ahead.threading, "active_count", lambda: 1)
+    files = {f"d{i}/big{i}.bin": os.urandom(BIG + i) for i in range(4)}
+    files.update({f"d{i}/small{j}.txt": b"s" * j for i in range(4) for j in range(30)})
+    src = make_tree(tmp_path / "src", files)
+    place = PlainStore.place
+
+    def failing(self, copied, e, prev):
+        if e.path.endswith("big1.bin"):
+            raise IOFailure("the drive failed (simulated)")
+        return place(self, copied, e, prev)
+
+    monkeypatch.setattr(PlainStore, "place", failing)
+    assert main(["backup", str(src), "--to", str(tmp_path / "set")]) != 0
+    left = os.listdir(tmp_path / "set" / "tmp")
+    assert len(left) <= 1   # (at most the copy the failing place held; the next run clears tmp/)
+    monkeypatch.setattr(PlainStore, "place", place)
+    assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0
+    for rel, data in files.items():
+        assert (tmp_path / "set" / "Latest" / "src" / rel).read_bytes() == data
+    assert os.listdir(tmp_path / "set" / "tmp") == []
+    assert main(["verify", str(tmp_path / "set"), "--read-all"]) == 0
