@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 
 T0 = time.perf_counter()
@@ -50,6 +51,105 @@ def _timed(owner, name: str, label: str) -> None:
     setattr(owner, name, wrapper)
 
 
+def _device() -> str | None:
+    """The /sys/block name of the drive under /var/tmp (where the benches write), or None."""
+    try:
+        st = os.stat("/var/tmp")
+        name = os.path.basename(os.path.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
+        return name if os.path.exists(f"/sys/block/{name}/stat") else None
+    except OSError:
+        return None
+
+
+def _sample(dev: str | None, every: float, out: list, stop: threading.Event) -> None:
+    """Every ``every`` s: (time, sectors read, sectors written, busy ms of the drive, machine
+    busy and total jiffies) — when the drive and the cores were idle."""
+    def cpu() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v) - v[3] - v[4], sum(v)
+
+    def disk() -> tuple[int, int, int]:
+        if dev is None:
+            return 0, 0, 0
+        with open(f"/sys/block/{dev}/stat") as f:
+            v = [int(x) for x in f.read().split()]
+        return v[2], v[6], v[9]
+
+    while not stop.is_set():
+        out.append((time.perf_counter() - T0, *disk(), *cpu()))
+        stop.wait(every)
+    out.append((time.perf_counter() - T0, *disk(), *cpu()))
+
+
+def _print_samples(samples: list, step: float) -> None:
+    """The samples in rows of ``step`` s: MB read and written, the drive's busy share, CPU cores busy."""
+    print("   from      to  read MB  wrote MB  drive busy  cores busy (machine)")
+    at = 0
+    while at < len(samples) - 1:
+        nxt = at + 1
+        while nxt < len(samples) - 1 and samples[nxt][0] - samples[at][0] < step - 1e-6:
+            nxt += 1
+        a, b = samples[at], samples[nxt]
+        dt = b[0] - a[0]
+        jiffies = b[5] - a[5]
+        cores = (b[4] - a[4]) / jiffies * (os.cpu_count() or 1) if jiffies else 0.0
+        print(f"{a[0]:7.2f} {b[0]:7.2f} {(b[1] - a[1]) / 2048:8.0f} {(b[2] - a[2]) / 2048:9.0f} "
+              f"{(b[3] - a[3]) / 1000 / dt * 100 if dt else 0:10.0f}% {cores:11.2f}")
+        at = nxt
+
+
+def _big_copies(limit: int) -> None:
+    """Each copy of a file of ``limit`` bytes or more (the pool's copies) as a mark of its own."""
+    from core.engine import backup
+
+    copy = backup._Run._copy_one
+
+    def timed(self, se, *a, **k):
+        start = time.perf_counter()
+        try:
+            return copy(self, se, *a, **k)
+        finally:
+            if se.size >= limit:
+                end = time.perf_counter()
+                MARKS.append((start - T0, end - T0, f"copy of {se.size >> 20} MiB ({_cpu()})"))
+
+    backup._Run._copy_one = timed
+
+
+def _after_fork(start) -> None:
+    """``start`` the sampler once the scan-ahead child is forked (it is not forked while another
+    thread runs: core/engine/scan_ahead.py), or when the room check begins if no child was."""
+    from core.engine import scan_ahead, space
+
+    started = [False]
+
+    def once() -> None:
+        if not started[0]:
+            started[0] = True
+            start()
+
+    def wrap(owner, name: str) -> None:
+        fn = getattr(owner, name)
+
+        def wrapper(*a, **k):
+            try:
+                return fn(*a, **k)
+            finally:
+                once()
+
+        setattr(owner, name, wrapper)
+
+    wrap(scan_ahead, "start")
+    ensure = space.ensure_room
+
+    def ensure_room(*a, **k):
+        once()
+        return ensure(*a, **k)
+
+    space.ensure_room = ensure_room
+
+
 def _window(files: int) -> None:
     from core.engine import backup
 
@@ -71,6 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="SET", help="the new set's folder (the backup's --to)")
     p.add_argument("--window", type=int, help="the pass's window of files in flight (backup.WINDOW_FILES)")
     p.add_argument("--room-walk", choices=("on", "off"), help="the room check's walk always made, or never")
+    p.add_argument("--big", type=int, default=8 << 20, help="copies of files this size or more are marked (bytes)")
+    p.add_argument("--every", type=float, default=0.5, help="the drive's and the cores' counters, rows of this many s")
     return p
 
 
@@ -100,8 +202,17 @@ def main(argv: list[str]) -> int:
     _timed(backup._Run, "_pass", "pass (scan + copies)")
     _timed(backup._Run, "_commit", "commit (flush + manifest)")
     _timed(readback, "read_back", "read-back")
+    _big_copies(args.big)
+    samples: list = []
+    halt = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(_device(), 0.1, samples, halt), daemon=True)
+    _after_fork(sampler.start)
     rc = cli(["backup", args.src, "--to", args.dest, *rest])
     end = time.perf_counter() - T0
+    halt.set()
+    if sampler.is_alive():
+        sampler.join()
+    _print_samples(samples, args.every)
     for start, stop, what in sorted(MARKS):
         print(f"{start:7.2f} {stop:7.2f} {stop - start:6.2f}  {what}")
     print(f"  the pass waited {waited[0]:.2f} s in the window for copies in flight")

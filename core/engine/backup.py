@@ -45,8 +45,8 @@ from contextlib import ExitStack
 from datetime import datetime
 from typing import Iterable
 
+from core.engine import copy_ahead, readback, sealpool
 from core.engine import journal as journal_mod
-from core.engine import readback, sealpool
 from core.engine.atomic import clear_tmp, write_atomic
 from core.engine.backup_options import BackupOptions as BackupOptions
 from core.engine.backup_options import BackupResult as BackupResult
@@ -131,6 +131,7 @@ class _Run:
         self._removing: list[Entry] = []    # removed folders the pass is inside, deepest last
         self._deferred: tuple[ScanEntry, str] | None = None   # replaces the folder being removed
         self.ahead = OpenAhead(self._prefetch)   # small files opened ahead of their copy
+        self.copying_ahead: copy_ahead.CopyAhead | None = None   # a first backup's big files copied ahead
         self._dirs: list[tuple[str, str]] = []    # (path, mirror) of the folders the pass is inside
         self._phase = "scan"
         self._parent_totals: dict | None = None   # the best guess of the totals during the scan
@@ -294,6 +295,10 @@ class _Run:
                 old: Iterable[Entry] = ()
                 if parent_id:   # (the proven parent's local copy, if there is one)
                     old = stack.enter_context(self.proven.lines() or self.bset.open_manifest(parent_id))
+                # (a first backup's, not a resumed one's: files it placed before are not copied again)
+                self.copying_ahead = copy_ahead.start(self.options.prefetch, self.store, not parent_id and not trusted)
+                if self.copying_ahead is not None:   # (closed after the pool: its copies may wait on it)
+                    stack.callback(self.copying_ahead.close)
                 pool: Executor = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
                 if isinstance(self.store, EncryptedStore):   # (its workers stop before the pool's threads)
                     self.sealing = sealpool.Sealing(self.store, self.options.rehash)
@@ -541,7 +546,8 @@ class _Run:
 
     def _read_with_retries(self, se: ScanEntry, e: Entry, prev: Entry | None):
         """The copied content, or None when the source could not be read (a warning is added)."""
-        return read_with_retries(self.store, se, e, prev, self.clock, self.warnings, self.ahead.take(se.abspath))
+        copied = self.copying_ahead.take(se) if self.copying_ahead is not None else None
+        return copied or read_with_retries(self.store, se, e, prev, self.clock, self.warnings, self.ahead.take(se.abspath))
 
     def _after_place(self, e: Entry) -> None:
         """Bring an unchanged copy's time and mode in ``Latest/`` up to date (new copies get them

@@ -29,6 +29,7 @@ import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
+from core.engine.copy_ahead import BIG_BYTES
 from core.engine.fs import long_path, read_ahead
 from core.engine.prefetch import Prefetch
 from core.errors import PlugbackError
@@ -45,15 +46,24 @@ class ScanAhead(Prefetch):
     """The child process reading the sources ahead: a :class:`Prefetch` to the scan (``exclude``,
     ``stop``), without its threads."""
 
-    def __init__(self, pid: int):   # (no super().__init__: that starts the threads)
+    def __init__(self, pid: int, hints: int = -1):   # (no super().__init__: that starts the threads)
         self.pid = pid
         self.stopped = False
+        self.hints = hints   # the pipe's end the child names a first backup's big files on, or -1
+
+    def take_hints(self) -> int:
+        """The pipe the child names a first backup's big files on (core/engine/copy_ahead.py: the
+        caller's to read and close), or -1; once."""
+        fd, self.hints = self.hints, -1
+        return fd
 
     def exclude(self, excluded, skip) -> None:
         """(The child applies the same excludes itself, from the command's arguments.)"""
 
     def stop(self) -> None:
         """End the child (at once: what it read is cached already) and reap it; again: nothing."""
+        if self.hints >= 0:   # (nobody took it)
+            os.close(self.take_hints())
         if self.pid <= 0:
             return
         pid, self.pid, self.stopped = self.pid, 0, True
@@ -82,21 +92,34 @@ def start(sources: list[str], excludes: list[str], set_root: str) -> ScanAhead |
         return None   # a bad pattern: the backup says so
     parent = os.getpid()
     try:
+        hints, hinting = os.pipe()
+    except OSError:
+        hints = hinting = -1
+    try:
         pid = os.fork()
     except OSError:
+        for fd in (hints, hinting):
+            if fd >= 0:
+                os.close(fd)
         return None
     if pid:
-        return ScanAhead(pid)
+        if hinting >= 0:
+            os.close(hinting)
+        return ScanAhead(pid, hints)
     try:   # the child: walk, then leave without running anything of the parent's (no atexit, no flush)
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # (Ctrl+C is the parent's to handle)
+        if hints >= 0:
+            os.close(hints)
+            os.set_blocking(hinting, False)   # (a hint the parent has no room for is dropped, never waited on)
         load_ahead(os.path.dirname(__file__))
         # (imported here, not before the fork: the child starts a few ms sooner on a cold cache)
         from core.engine.set_ahead import SetAhead
 
         latest = SetAhead.of_set(set_root)
-        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent, latest)
+        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent, latest,
+             hinting if latest is None else -1)
         if latest is not None:
             latest.finish()
     finally:
@@ -197,11 +220,14 @@ def load_ahead(package: str) -> int:
     return n
 
 
-def walk(sources: list[str], excluder: Excluder, parent: int | None = None, latest: SetAhead | None = None) -> int:
+def walk(sources: list[str], excluder: Excluder, parent: int | None = None, latest: SetAhead | None = None,
+         hints: int = -1) -> int:
     """List every folder below ``sources`` and ``lstat`` its entries, as the scan does and in its
     order; the number of entries read. Stops early when ``parent`` is no longer the parent
     process (it ended); a folder that cannot be read is passed over (the scan reports it).
-    ``latest``: what changed since the set's last commit is also looked up there (core/engine/set_ahead.py)."""
+    ``latest``: what changed since the set's last commit is also looked up there (core/engine/set_ahead.py).
+    ``hints``: a pipe the path of every regular file of ``copy_ahead.BIG_BYTES`` or more is written
+    to (a first backup's, copied ahead: core/engine/copy_ahead.py), NUL after each; -1: none."""
     n = 0
     since = latest.since if latest is not None else None   # (per entry: a comparison, no call)
     for root in sources:
@@ -226,6 +252,8 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
                         new = since is not None and (st.st_mtime_ns >= since or st.st_ctime_ns >= since)
                         if new and latest is not None:
                             latest.file(f"{top}/{rel}/{d.name}" if rel else f"{top}/{d.name}")
+                        if hints >= 0 and st.st_size >= BIG_BYTES and stat.S_ISREG(st.st_mode):
+                            _hint(hints, os.path.join(root, rel, d.name) if rel else os.path.join(root, d.name))
                         if stat.S_ISDIR(st.st_mode):
                             sub = f"{rel}/{d.name}" if rel else d.name
                             if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
@@ -237,6 +265,14 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
             below.sort(reverse=True)   # (the scan enters them by name: the first one last on the stack)
             stack.extend(below)
     return n
+
+
+def _hint(fd: int, path: str) -> None:
+    """``path`` to the parent's copy-ahead; dropped if the pipe is full or closed (only a hint)."""
+    try:
+        os.write(fd, os.fsencode(path) + b"\0")
+    except OSError:
+        pass
 
 
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)

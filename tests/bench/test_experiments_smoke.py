@@ -42,7 +42,9 @@ def _tree(root: Path, folders: int = 3, files: int = 5) -> Path:
 
 def test_full_timeline_help_names_its_arguments():
     out = _bench("full_timeline.py", "--help").stdout
-    assert re.search(r"^usage: full_timeline\.py .*--window WINDOW.*--room-walk \{on,off\}.* SRC SET$", out, re.M), out
+    usage = " ".join(out.split("\n\n")[0].split())
+    assert re.search(r"^usage: full_timeline\.py .*--window WINDOW.*--room-walk \{on,off\}.*--big BIG.*--every EVERY.* SRC SET$",
+                     usage), out
     bad = subprocess.run([sys.executable, str(BENCH / "full_timeline.py"), "a", "b", "--room-walk", "maybe"],
                          capture_output=True, text=True, env=subprocess_env({"PYTHONPATH": str(ROOT)}), timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'maybe'" in bad.stderr, bad.stderr
