@@ -36,8 +36,9 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from core.engine.fs import SOURCE_FLAGS
+from core.engine.fs import long_path
 from core.engine.lean_child import is_changed
+from core.engine.source_open import open_source
 from core.errors import PlugbackError
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -139,7 +140,7 @@ class CopyAhead:
 
     def _copy(self, job: _Job) -> None:
         try:
-            fd = os.open(job.path, SOURCE_FLAGS)   # (never follows a symlink, never waits on a FIFO)
+            fd = open_source(long_path(job.path))   # (as the pass opens it: no symlink followed, no FIFO waited on)
         except OSError:
             return
         try:
