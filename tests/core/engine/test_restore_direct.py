@@ -67,21 +67,30 @@ def test_an_existing_root_still_gets_each_file_through_a_temporary_name(backed_u
     assert read_tree(tmp_path / "out" / "Docs") == read_tree(src)
 
 
+def _fail_at(monkeypatch, nth: int, fail) -> list[str]:
+    """The ``nth`` file's checked write does ``fail(fd)`` instead (it raises); the paths written, in order."""
+    real, calls = restore_file._write_checked, []
+
+    def writing(bset, e, paths, fd, opened):
+        calls.append(e.path)
+        if len(calls) == nth:
+            fail(fd)
+        return real(bset, e, paths, fd, opened)
+
+    monkeypatch.setattr(restore_file, "_write_checked", writing)
+    return calls
+
+
 def test_an_interrupted_restore_leaves_nothing_under_the_new_root_s_name(backed_up, tmp_path, monkeypatch):
     """The process stops (an interruption: as a crash would) while a file is half written: no name
     below out/ but the temporary folder's, and what is in there is whole (the half-written file is gone)."""
     _, set_path = backed_up
-    real, calls = restore_file._write_checked, []
+    def half_then_interrupted(fd):
+        os.write(fd, b"half of it")
+        os.close(fd)
+        raise KeyboardInterrupt
 
-    def half_then_interrupted(bset, e, paths, fd, opened):
-        calls.append(e.path)
-        if len(calls) == 40:
-            os.write(fd, b"half of it")
-            os.close(fd)
-            raise KeyboardInterrupt
-        return real(bset, e, paths, fd, opened)
-
-    monkeypatch.setattr(restore_file, "_write_checked", half_then_interrupted)
+    calls = _fail_at(monkeypatch, 40, half_then_interrupted)
     with pytest.raises(KeyboardInterrupt):
         restore_path(set_path, tmp_path / "out")
     (work,) = os.listdir(tmp_path / "out")
@@ -101,16 +110,11 @@ def test_a_failed_restore_still_names_what_it_wrote(backed_up, tmp_path, monkeyp
     """An error (here the disk full on one file) ends the restore as before: the files written are
     there under their names, whole; the failed one is not."""
     _, set_path = backed_up
-    real, calls = restore_file._write_checked, []
+    def full(fd):
+        os.write(fd, b"part")
+        raise OSError(28, "No space left on device")
 
-    def full(bset, e, paths, fd, opened):
-        calls.append(e.path)
-        if len(calls) == 30:
-            os.write(fd, b"part")
-            raise OSError(28, "No space left on device")
-        return real(bset, e, paths, fd, opened)
-
-    monkeypatch.setattr(restore_file, "_write_checked", full)
+    calls = _fail_at(monkeypatch, 30, full)
     with pytest.raises(UsageError, match="No space left"):
         restore_path(set_path, tmp_path / "out")
     assert os.listdir(tmp_path / "out") == ["Docs"]

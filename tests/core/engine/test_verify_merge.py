@@ -107,12 +107,8 @@ def test_a_newest_changed_after_the_older_was_read_beside_it_starts_over(day, mo
         assert set(again) <= set(r.damaged), (r.damaged, again)
 
 
-@pytest.mark.parametrize("read_all", [False, True])
-def test_the_newest_s_text_is_not_read_up_front_when_no_older_totals_are_its_own(day, monkeypatch, read_all):
-    """No older snapshot has the newest's header totals (new.txt added): none can hold its lines, so
-    ``same_as_newest`` does not read them; the merge still proves them (its rows as with the read)."""
-    set_path, cache = day
-    rows = _rows(monkeypatch)
+def _digested(monkeypatch) -> list[str]:
+    """The snapshot ids whose manifest lines ``rawlines.lines_digest`` reads and hashes, in order."""
     digested, digest = [], rawlines.lines_digest
 
     def spy(bset, sid, *args):
@@ -120,6 +116,16 @@ def test_the_newest_s_text_is_not_read_up_front_when_no_older_totals_are_its_own
         return digest(bset, sid, *args)
 
     monkeypatch.setattr(rawlines, "lines_digest", spy)
+    return digested
+
+
+@pytest.mark.parametrize("read_all", [False, True])
+def test_the_newest_s_text_is_not_read_up_front_when_no_older_totals_are_its_own(day, monkeypatch, read_all):
+    """No older snapshot has the newest's header totals (new.txt added): none can hold its lines, so
+    ``same_as_newest`` does not read them; the merge still proves them (its rows as with the read)."""
+    set_path, cache = day
+    rows = _rows(monkeypatch)
+    digested = _digested(monkeypatch)
     r = verify_path(set_path, read_all=read_all, cache=cache)
     assert r.ok and r.snapshots == 2
     assert open_set(set_path).snapshot_ids()[-1] not in digested
@@ -185,13 +191,7 @@ def test_the_manifest_read_beside_the_newest_is_not_read_again_for_its_repeat(we
     set_path, cache = week
     WEEK_DAMAGE[case](set_path)
     ids = open_set(set_path).snapshot_ids()
-    digested, digest = [], rawlines.lines_digest
-
-    def spy(bset, sid, *args):
-        digested.append(sid)
-        return digest(bset, sid, *args)
-
-    monkeypatch.setattr(rawlines, "lines_digest", spy)
+    digested = _digested(monkeypatch)
     r = verify_path(set_path, read_all=read_all, cache=cache)
     if case == "none":
         assert r.ok and r.snapshots == 3 and digested == [ids[1]]
