@@ -119,8 +119,9 @@ def commands(w: dict[str, Path], drop: str, mib: int, before: str = "",
     """Per phase: the peer first, then the floors and plugback (each run after ``drop``).
 
     ``before``: another checkout (an export of main) whose full backup and restore are timed too,
-    right before this one's, in each repetition; ``restic``: restic's restore of the same source,
-    after plugback's; ``peers``: restic's and borg's full backups (into new repositories)."""
+    beside this one's in each repetition (before it, then after it in every other: :func:`rotated`);
+    ``restic``: restic's restore of the same source, after plugback's; ``peers``: restic's and
+    borg's full backups (into new repositories)."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
     # -P: the current folder is not put first on sys.path (run from a checkout, it would shadow ``before``)
@@ -224,11 +225,23 @@ def run(args) -> dict:
                 _clear(phase, w, bin_, peers)
                 if phase == "changed":
                     print(json.dumps(next_day(w, args.seed)), flush=True)
-                floor_small.time_commands(phase, by_name, rep, drop, logs, args.timeout, env, results, width=8)
+                floor_small.time_commands(phase, rotated(by_name, rep), rep, drop, logs, args.timeout, env, results,
+                                          width=8)
         _clear("done", w, bin_)
     finally:
         bin_.empty()
     return results
+
+
+def rotated(by_name: dict[str, str], rep: int) -> dict[str, str]:
+    """The commands in their order, with ``plugback before`` and ``plugback`` swapped in every odd
+    repetition: neither code always runs first after the same peer (an A/B with a fixed order can
+    flatter one side)."""
+    names = list(by_name)
+    if rep % 2 and "plugback before" in by_name and "plugback" in by_name:
+        i, j = names.index("plugback before"), names.index("plugback")
+        names[i], names[j] = names[j], names[i]
+    return {name: by_name[name] for name in names}
 
 
 def speeds(results: dict, mib: int) -> str:
@@ -250,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                    f"(default {','.join(DEFAULT_PHASES)}; restore alone: its peer copies the source, else full's copy)")
     p.add_argument("--device-mib", type=int, default=1024, help="how much the device phase writes and reads")
     p.add_argument("--before", default="", help="full, restore, nochange, changed: also time this checkout's plugback (an "
-                   "export of main: git archive main | tar -x -C DIR) before this one's, in each repetition "
-                   "(nochange, changed: into a set of its own)")
+                   "export of main: git archive main | tar -x -C DIR) beside this one's in each repetition, "
+                   "before and after it in turn (nochange, changed: into a set of its own)")
     p.add_argument("--restic", action="store_true", help="restore phase: also time restic's restore of the "
                    "source (its repository made, untimed, in WORKDIR/restic)")
     p.add_argument("--full-peers", default="", help="full: also time restic's and/or borg's first backup "

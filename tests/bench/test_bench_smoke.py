@@ -294,6 +294,17 @@ def test_the_standard_floor_script_times_the_full_backup_before_and_after_beside
     assert not (tmp_path / "work" / "rfull").exists() and not (tmp_path / "work" / "set2-before").exists()
 
 
+def test_the_standard_floor_script_runs_before_and_after_in_turn():
+    """floor_standard.py: the code before and this one swap places every other repetition (a fixed
+    order flattered the second), the peers and floors stay where they are."""
+    from bench.floor_standard import rotated
+
+    by_name = {"peer: cp -a": "cp", "plugback before": "old", "plugback": "new", "floor beside": "f"}
+    assert list(rotated(by_name, 0)) == ["peer: cp -a", "plugback before", "plugback", "floor beside"]
+    assert list(rotated(by_name, 1)) == ["peer: cp -a", "plugback", "plugback before", "floor beside"]
+    assert rotated(by_name, 1)["plugback"] == "new" and list(rotated({"plugback": "new"}, 1)) == ["plugback"]
+
+
 def test_full_timeline_times_a_backups_steps(tmp_path):
     """bench/full_timeline.py (issue #11): a backup run in-process, its pass, flushes, commit and
     read-back timed; --window sets the pass's window; --room-walk on makes the room check's walk;
