@@ -42,7 +42,11 @@ THREADS = 2          # (the look-ups wait on the disk: two keep it busy while th
 
 
 def last_commit(set_root: str) -> int | None:
-    """When the set last committed, by its files' times (ns), or None (no set there yet)."""
+    """When the set last committed, by its files' times (ns), or None: no set there yet, or one
+    with no snapshot (a first backup makes ``snapshots/`` before its commit: the scan-ahead child
+    starting after that must still see a first backup, and name its big files to copy ahead)."""
+    if not _has_snapshot(os.path.join(set_root, SNAPSHOTS_DIR)):
+        return None
     times = []
     for name in (SNAPSHOTS_DIR, LATEST_SUMS):
         try:
@@ -50,6 +54,15 @@ def last_commit(set_root: str) -> int | None:
         except OSError:
             pass
     return max(times) if times else None
+
+
+def _has_snapshot(folder: str) -> bool:
+    """Whether ``folder`` holds a manifest (``<id>.json.gz``); stops at the first."""
+    try:
+        with os.scandir(long_path(folder)) as it:
+            return any(d.name.endswith(".json.gz") for d in it)
+    except OSError:
+        return False
 
 
 def changed_since(st: os.stat_result, since: int) -> bool:

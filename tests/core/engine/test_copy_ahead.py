@@ -171,6 +171,15 @@ def test_a_first_backup_takes_the_copies_made_ahead_and_reads_them_back(tmp_path
         return take(self, se)
 
     monkeypatch.setattr(copy_ahead.CopyAhead, "take", in_step)
+    load = scan_ahead.load_ahead
+
+    def late(package):
+        """The child starts walking after the parent made the new set's folders (as on a loaded
+        machine): it must still see a first backup (a set with no snapshot yet) and name the files."""
+        time.sleep(0.5)
+        return load(package)
+
+    monkeypatch.setattr(scan_ahead, "load_ahead", late)
     files = {f"d{i}/big{i}.bin": os.urandom(BIG + i) for i in range(4)}
     files.update({f"d{i}/small{j}.txt": b"s" * j for i in range(4) for j in range(30)})
     src = make_tree(tmp_path / "src", files)

@@ -5,6 +5,7 @@ before anything below it and never looked through when it is a symlink; at most 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 
@@ -160,6 +161,10 @@ def test_the_last_commit_is_the_sets_newest_write(tmp_path):
     src = make_tree(tmp_path / "src", {"a/x": b"x"})
     assert set_ahead.last_commit(str(tmp_path / "set")) is None
     assert SetAhead.of_set(str(tmp_path / "set")) is None   # (no set: nothing to compare with)
+    (tmp_path / "set" / "snapshots").mkdir(parents=True)   # (a first backup's set, made before its commit)
+    (tmp_path / "set" / "snapshots" / "x.tmp").write_bytes(b"")
+    assert set_ahead.last_commit(str(tmp_path / "set")) is None
+    shutil.rmtree(tmp_path / "set")
     assert main(["backup", str(src), "--to", str(tmp_path / "set")]) == 0
     manifest = max((tmp_path / "set" / "snapshots").iterdir())
     since = set_ahead.last_commit(str(tmp_path / "set"))
