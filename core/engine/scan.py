@@ -239,6 +239,7 @@ def children(root: str, top: str, rel: str, excluder: Excluder, warnings,
     folder is listed by its path (``os.scandir``)."""
     path = os.path.join(root, rel) if rel else root
     if BY_DESCRIPTOR:
+        path = long_path(path)   # (as ``listing``'s: Windows' form where that applies; the entries inherit it)
         expect = (folder.dev, folder.ino) if folder is not None and folder.ino and folder.dev else None
         for name, st in lstat_listing(path, warnings, top=not rel, expect=expect):
             se = entry_for(top, f"{rel}/{name}" if rel else name, os.path.join(path, name), st, excluder, warnings)
