@@ -90,8 +90,9 @@ def floor_beside(src: Path, dst: Path, drop: str = DROP) -> str:
 def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "") -> dict[str, dict[str, str]]:
     """Per phase: the peer, the floors and plugback, each a shell command (run after ``drop``).
 
-    ``before``: another checkout (e.g. ``git archive`` of main) whose verify, quick verify and
-    snapshots are timed too, right before this one's, in each repetition (interleaved)."""
+    ``before``: another checkout (e.g. ``git archive`` of main) whose full backup (into its own
+    set), no-change backup, verify, quick verify and snapshots are timed too, beside this one's, in
+    each repetition (interleaved; :func:`rotated` swaps the two backups' order every other one)."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
     # -P: the current folder is not put first on sys.path (run from a checkout, it would shadow ``before``)
@@ -104,12 +105,14 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "
             "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {drop} && "
                                  f"{hash_tree(w['floor'], 2)}"),
             "floor beside": floor_beside(w["src"], beside(w), drop),
+            **({"plugback before": f"{old} backup {q['src']} --to {q['set3']}"} if old else {}),
             "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
         },
         "nochange": {
             "peer: rsync -a": f"rsync -a --delete {q['src']}/ {q['mirror']}/",
             "floor": (f"find {q['src']} -printf '{STAT_FIELDS}' > /dev/null && "
                       f"zcat {shlex.quote(str(manifest))} > /dev/null"),
+            **({"plugback before": f"{old} backup {q['src']} --to {q['set']}"} if old else {}),
             "plugback": f"{cli} backup {q['src']} --to {q['set']}",
         },
         "restore": {
@@ -140,7 +143,7 @@ def _clear(phase: str, w: dict[str, Path], bin_: trash.Trash) -> None:
     """Untimed, before each repeat: what the phase's commands must find absent, moved to the trash
     (the last repeat's copy stays: the restore's peer copies it back)."""
     if phase == "full":
-        for key in ("copy", "floor", "set2"):
+        for key in ("copy", "floor", "set2", "set3"):
             bin_.put(w[key])
         bin_.put(beside(w))
     if phase == "restore":
@@ -173,7 +176,8 @@ def prepare(args, w: dict[str, Path]) -> Path:
 
 def run(args) -> dict:
     work = Path(args.workdir).resolve()
-    w = {"work": work, "src": work / "src", "set": work / "set", "set2": work / "set2", "copy": work / "copy",
+    w = {"work": work, "src": work / "src", "set": work / "set", "set2": work / "set2", "set3": work / "set3",
+         "copy": work / "copy",
          "floor": work / "floor", "mirror": work / "mirror", "restic": work / "restic", "out": work / "out",
          "home": work / "home"}
     manifest = prepare(args, w)
@@ -191,10 +195,21 @@ def run(args) -> dict:
                 continue
             for rep in range(args.repeat):
                 _clear(phase, w, bin_)
-                time_commands(phase, commands, rep, drop, logs, args.timeout, env, results)
+                time_commands(phase, rotated(commands, rep), rep, drop, logs, args.timeout, env, results)
     finally:
         bin_.empty()
     return results
+
+
+def rotated(by_name: dict[str, str], rep: int) -> dict[str, str]:
+    """The commands in their order, with ``plugback before`` and ``plugback`` swapped in every odd
+    repetition: neither code always runs first after the same peer (an A/B with a fixed order can
+    flatter one side). floor_standard.py's too."""
+    names = list(by_name)
+    if rep % 2 and "plugback before" in by_name and "plugback" in by_name:
+        i, j = names.index("plugback before"), names.index("plugback")
+        names[i], names[j] = names[j], names[i]
+    return {name: by_name[name] for name in names}
 
 
 def time_commands(phase: str, commands: dict[str, str], rep: int, drop: str, logs: Path, timeout: float,
@@ -248,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phases", default="", help="comma-separated subset of full,nochange,restore,verify")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--json", help="also write the raw results here")
-    p.add_argument("--before", default="", help="verify phase: also time this checkout's plugback (an export of "
-                   "main: git archive main | tar -x -C DIR), before this one's, in each repetition")
+    p.add_argument("--before", default="", help="full, nochange and verify phases: also time this checkout's "
+                   "plugback (an export of main: git archive main | tar -x -C DIR) beside this one's, in each repetition")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
     p.add_argument("--settle", type=float, default=trash.SHADOW_SECONDS, help="first wait until this many seconds "
                    "after the last big deletion noted on WORKDIR's file system (ext4 without a journal; 0: do not wait)")

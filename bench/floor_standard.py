@@ -233,15 +233,7 @@ def run(args) -> dict:
     return results
 
 
-def rotated(by_name: dict[str, str], rep: int) -> dict[str, str]:
-    """The commands in their order, with ``plugback before`` and ``plugback`` swapped in every odd
-    repetition: neither code always runs first after the same peer (an A/B with a fixed order can
-    flatter one side)."""
-    names = list(by_name)
-    if rep % 2 and "plugback before" in by_name and "plugback" in by_name:
-        i, j = names.index("plugback before"), names.index("plugback")
-        names[i], names[j] = names[j], names[i]
-    return {name: by_name[name] for name in names}
+rotated = floor_small.rotated   # (before and this one in turn: one rule for both floor scripts)
 
 
 def speeds(results: dict, mib: int) -> str:

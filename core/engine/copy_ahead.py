@@ -54,6 +54,8 @@ class _Seen:
     size: int
     mtime_ns: int
     mode: int
+    ino: int = 0   # (not checked while copying: :meth:`CopyAhead.take` compares the fstat with the scan's)
+    dev: int = 0
 
 
 class _Job:
@@ -244,5 +246,6 @@ def _write_out(path: str) -> None:
 
 def _same(st: os.stat_result | None, se) -> bool:
     """Whether the file read (``st``: its fstat when opened) is the one the pass scanned, unchanged."""
-    return (st is not None and st.st_ino == se.ino and st.st_size == se.size and st.st_mtime_ns == se.mtime_ns
-            and st.st_ctime_ns == se.ctime_ns and not is_changed(st, se.size, se.mtime_ns))
+    return (st is not None and st.st_ino == se.ino and (not se.dev or st.st_dev == se.dev)
+            and st.st_size == se.size and st.st_mtime_ns == se.mtime_ns and st.st_ctime_ns == se.ctime_ns
+            and not is_changed(st, se.size, se.mtime_ns))

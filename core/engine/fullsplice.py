@@ -160,7 +160,7 @@ class _Fused:
                 if _ISDIR(mode):
                     if (by_name(name + "/") if by_name else excluded(crel, True)) or (st.st_dev, st.st_ino) in skip:
                         continue
-                    stack.append((crel, abspath, iter(lstat_listing(abspath, warnings))))
+                    stack.append((crel, abspath, iter(lstat_listing(abspath, warnings, expect=(st.st_dev, st.st_ino)))))
                     kept = keep(pre + _quoted(name)[1:-1].encode("ascii") + _DIR % (st.st_mtime_ns, mode & 0o7777)
                                 + (_INO % (st.st_ino, st.st_ctime_ns) if st.st_ino else b"") + b"}\n", None,
                                 at + name, 0, DIR)

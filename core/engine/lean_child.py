@@ -2,20 +2,38 @@
 
 A lean worker is ``python -S -c "from <module> import child; child()" FD ARGS…``: no site
 packages but the ones named, no CLI, only its module and what it imports (this one imports
-``os`` and ``sys`` alone), talking to its parent over one end of a socket pair.
+``errno``, ``os``, ``stat`` and ``sys`` alone), talking to its parent over one end of a socket pair.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
 
 
-def read_open_whole(fd: int, size: int, mtime_ns: int | None = None) -> tuple[bytes, bool]:
+class Replaced(OSError):
+    """The file a source's name opened is not the one the scan saw: another file (another device
+    and inode number) was reached by that name, e.g. through a folder on its way swapped for a
+    symbolic link since the scan. Its bytes are never stored (core/engine/sourceread.py)."""
+
+
+def check_same(st: os.stat_result, ino: int, dev: int, path: str = "") -> None:
+    """Raise :class:`Replaced` unless ``st`` (an opened source's ``fstat``) is the file the scan
+    recorded: inode number ``ino`` on device ``dev``. 0 means "not known" (Windows' scan records
+    no inode; a device of 0 is checked by inode alone)."""
+    if ino and (st.st_ino != ino or (dev and st.st_dev != dev)):
+        raise Replaced(errno.ESTALE, "it is not the file the scan saw (replaced since, maybe through a "
+                       "folder swapped for a link)", path)
+
+
+def read_open_whole(fd: int, size: int, mtime_ns: int | None = None, ino: int = 0, dev: int = 0,
+                    path: str = "") -> tuple[bytes, bool]:
     """A small file's bytes from ``fd`` (which this closes) in one read, more only if it returns
     short, ``size`` bytes at most; and whether it changed since it was scanned (its size or mtime
-    differs: a file that grew shows in the fstat)."""
+    differs: a file that grew shows in the fstat). ``ino``, ``dev``: the scan's, for
+    :func:`check_same` (raises :class:`Replaced`, the bytes read are dropped)."""
     try:
         data = os.read(fd, size)
         if 0 < len(data) < size:
@@ -27,6 +45,7 @@ def read_open_whole(fd: int, size: int, mtime_ns: int | None = None) -> tuple[by
         st = os.fstat(fd)
     finally:
         os.close(fd)
+    check_same(st, ino, dev, path)
     return data, is_changed(st, len(data), mtime_ns)
 
 

@@ -40,6 +40,7 @@ from core.engine.scan import (
     _walk,
     children,
     entry_for,
+    lstat_beneath,
     plan_sources,
     root_entry,
     scan,
@@ -293,17 +294,17 @@ class _JournalScan:
         how = _WHOLE if old is None or old.type != DIR else self._how(se, old)
         rel = se.path[len(self.src.name) + 1:]
         if how == _WHOLE:
-            yield from merge(_walk(self.src.path, self.src.name, rel, self.excluder, self.warnings),
+            yield from merge(_walk(self.src.path, self.src.name, rel, self.excluder, self.warnings, se),
                              self._subtree(se.path))
         elif how == _LIST:
-            yield from self._listed(se.path, rel)
+            yield from self._listed(se, rel)
         else:
             yield from self._reuse(se.path)
 
-    def _listed(self, path: str, rel: str) -> Iterator[tuple]:
+    def _listed(self, folder: ScanEntry, rel: str) -> Iterator[tuple]:
         """A folder listed afresh: its entries merged with the parent's, each handled below."""
-        fresh = children(self.src.path, self.src.name, rel, self.excluder, self.warnings)
-        prefix = path + "/"
+        fresh = children(self.src.path, self.src.name, rel, self.excluder, self.warnings, folder)
+        prefix = folder.path + "/"
         for se, old in merge(fresh, self._direct(prefix)):
             yield se, old
             yield from self._below(se, old)
@@ -330,7 +331,7 @@ class _JournalScan:
         rel = path[len(self.src.name) + 1:]
         abspath = long_path(_abspath(self.src, path))   # (Windows: as a listing's children, \\?\ when long)
         try:
-            st = os.lstat(abspath)
+            st = lstat_beneath(self.src.path, rel, abspath)   # (no link followed on its way: scan.py)
         except FileNotFoundError:
             return None
         except OSError as err:

@@ -174,6 +174,7 @@ class ScanEntry:
     ctime_ns: int
     target: str | None = None
     attrs: int = 0     # Windows: hidden and system (winattrs.recorded); 0 elsewhere
+    dev: int = 0       # POSIX: st_dev (with ino: the file a reader must find, lean_child.check_same); 0: unknown
 
 
 def _entry(path: str, abspath: str, st: os.stat_result, kind: str, target=None) -> ScanEntry:
@@ -182,7 +183,8 @@ def _entry(path: str, abspath: str, st: os.stat_result, kind: str, target=None) 
     posix = sys.platform != "win32"
     return ScanEntry(path, abspath, kind, st.st_size if kind == FILE else 0, st.st_mtime_ns,
                      stat.S_IMODE(st.st_mode), st.st_ino if posix else 0,
-                     st.st_ctime_ns if posix else 0, target, winattrs.recorded(st) if kind != LINK else 0)
+                     st.st_ctime_ns if posix else 0, target, winattrs.recorded(st) if kind != LINK else 0,
+                     st.st_dev if posix else 0)
 
 
 def scan(sources: list[Source], excluder: Excluder, warnings: list[RunWarning],
@@ -197,24 +199,27 @@ def scan(sources: list[Source], excluder: Excluder, warnings: list[RunWarning],
     ahead.exclude(excluder.excluded, excluder.skip_dirs)
     try:
         for src in ordered:
-            yield root_entry(src)
-            yield from _walk(src.path, src.name, "", excluder, warnings)
+            root = root_entry(src)
+            yield root
+            yield from _walk(src.path, src.name, "", excluder, warnings, root)
     finally:
         ahead.stop()
 
 
-def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterator[ScanEntry]:
-    """Everything below the folder ``rel`` of a source, sorted (the folder itself is the caller's).
+def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings,
+          folder: ScanEntry | None = None) -> Iterator[ScanEntry]:
+    """Everything below the folder ``rel`` of a source, sorted (the folder itself is the caller's:
+    ``folder``, its record, when the caller has it: see :func:`children`).
 
     Depth first with a stack of listings, not nested generators (each entry passed up through
     one generator per level was a tenth of the scan's time)."""
     cut = len(top) + 1
-    stack = [children(root, top, rel, excluder, warnings)]
+    stack = [children(root, top, rel, excluder, warnings, folder)]
     while stack:
         for se in stack[-1]:
             yield se
             if se.type == DIR:
-                stack.append(children(root, top, se.path[cut:], excluder, warnings))
+                stack.append(children(root, top, se.path[cut:], excluder, warnings, se))
                 break
         else:
             stack.pop()
@@ -223,9 +228,25 @@ def _walk(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterat
 _NAME = operator.attrgetter("name")
 
 
-def children(root: str, top: str, rel: str, excluder: Excluder, warnings) -> Iterator[ScanEntry]:
-    """The direct entries of the folder ``rel`` ("" for the source folder ``root``), sorted by name."""
-    for child in listing(os.path.join(root, rel) if rel else root, warnings):
+def children(root: str, top: str, rel: str, excluder: Excluder, warnings,
+             folder: ScanEntry | None = None) -> Iterator[ScanEntry]:
+    """The direct entries of the folder ``rel`` ("" for the source folder ``root``), sorted by name.
+
+    Where folders are read through their descriptors (:data:`BY_DESCRIPTOR`), each entry's
+    ``lstat`` is made through the folder's, and the folder opened must be ``folder`` (the record
+    the scan made of it, when given): its inode and device, so a folder above it swapped for a
+    link since is not listed through the link (:func:`lstat_listing`). Elsewhere (Windows) the
+    folder is listed by its path (``os.scandir``)."""
+    path = os.path.join(root, rel) if rel else root
+    if BY_DESCRIPTOR:
+        path = long_path(path)   # (as ``listing``'s: Windows' form where that applies; the entries inherit it)
+        expect = (folder.dev, folder.ino) if folder is not None and folder.ino and folder.dev else None
+        for name, st in lstat_listing(path, warnings, top=not rel, expect=expect):
+            se = entry_for(top, f"{rel}/{name}" if rel else name, os.path.join(path, name), st, excluder, warnings)
+            if se is not None:
+                yield se
+        return
+    for child in listing(path, warnings):
         crel = f"{rel}/{child.name}" if rel else child.name
         try:
             st = child.stat(follow_symlinks=False)
@@ -253,21 +274,35 @@ def unreadable(path: str, err: OSError, warnings) -> None:
     warnings.append(RunWarning(WarningCode.UNREADABLE, path, f"could not be read, skipped ({err.strerror})"))
 
 
+REPLACED_FOLDER = ("folder was replaced after it was scanned (a folder on its way became a link?): "
+                   "not followed, skipped")
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: Where a folder's entries can be listed and ``lstat``-ed through its descriptor (POSIX).
 BY_DESCRIPTOR = os.listdir in os.supports_fd and os.stat in os.supports_dir_fd and bool(_NOFOLLOW)
 
 
-def lstat_listing(folder: str, warnings, top: bool = False) -> list[tuple[str, os.stat_result]]:
+def lstat_listing(folder: str, warnings, top: bool = False,
+                  expect: tuple[int, int] | None = None) -> list[tuple[str, os.stat_result]]:
     """``(name, lstat)`` of every entry of ``folder``, sorted by name, all read now (what the scan's
     ``listing`` and ``DirEntry.stat`` read, in one go): through the folder's descriptor, so each
     ``lstat`` looks up one name instead of the whole path (:data:`BY_DESCRIPTOR` only). The folder
     is opened without following a symlink, except a source's own folder (``top``: the scan follows
-    it, ``root_entry``); one swapped for a symlink since its ``lstat`` is not read (a warning)."""
+    it, ``root_entry``); one swapped for a symlink since its ``lstat`` is not read (a warning).
+
+    ``expect``: the folder's (``st_dev``, ``st_ino``) as its parent's listing found it. ``O_NOFOLLOW``
+    guards the last name only: a folder *above* it swapped for a symlink since would lead the path
+    elsewhere, and what is listed there would be recorded (its files' own inodes: the readers'
+    check, ``lean_child.check_same``, would pass). Another folder than the one expected is not
+    read (a warning; one ``fstat`` per folder)."""
     try:
         fd = os.open(folder, _DIR_FLAGS if top else _DIR_FLAGS | _NOFOLLOW)
         try:
+            if expect is not None:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != expect:
+                    warnings.append(RunWarning(WarningCode.UNREADABLE, folder, REPLACED_FOLDER))
+                    return []
             names = sorted(os.listdir(fd))
             out = []
             for name in names:
@@ -282,6 +317,26 @@ def lstat_listing(folder: str, warnings, top: bool = False) -> list[tuple[str, o
         warnings.append(RunWarning(WarningCode.UNREADABLE, folder,
                                    f"folder could not be read, skipped ({err.strerror})"))
         return []
+
+
+def lstat_beneath(root: str, rel: str, abspath: str) -> os.stat_result:
+    """``os.lstat(abspath)``, ``abspath`` being the source folder ``root``'s ``rel`` ('/'-separated),
+    reached without following a link anywhere below ``root`` where folders can be opened through
+    their descriptors (:data:`BY_DESCRIPTOR`): each folder on the way is opened ``O_NOFOLLOW``
+    relative to the one above (ELOOP where one is a link now). For a path found without listing
+    its folders (a journal scan's named folder, core/engine/reuse.py): the record it makes is then
+    that of the folder really there, which its listing checks (:func:`lstat_listing`)."""
+    if not BY_DESCRIPTOR or not rel:
+        return os.lstat(abspath)
+    *folders, name = rel.split("/")
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in folders:
+            fd, above = os.open(part, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd), fd
+            os.close(above)
+        return os.stat(name, dir_fd=fd, follow_symlinks=False)
+    finally:
+        os.close(fd)
 
 
 def entry_for(top: str, rel: str, abspath: str, st: os.stat_result, excluder: Excluder,

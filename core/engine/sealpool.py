@@ -58,8 +58,8 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC | _BINARY
 _FADVISE = getattr(os, "posix_fadvise", None) if sys.platform not in ("win32", "darwin") else None
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 3)
 
-# One file to seal: its path, and the size and mtime_ns the scan saw.
-Job = tuple[str, int, int]
+# One file to seal: its path, and the size, mtime_ns, inode and device the scan saw (0, 0: not known).
+Job = tuple[str, int, int, int, int]
 # What a worker made of it: (its tmp/ path, or None when this worker wrote the same content
 # earlier in the run; SHA-256; object name; bytes read; changed since the scan; bytes written).
 Sealed = tuple[Any, str, str, int, bool, int]
@@ -111,12 +111,12 @@ class Worker:
 
     def batch(self, jobs: list[Job]) -> list[Sealed | None]:
         """Each job's result, or None where the run must copy the file itself (it tells why)."""
-        fds = [self._open(_long(path)) for path, _, _ in jobs]   # all opened first: the reads start at once
+        fds = [self._open(_long(job[0])) for job in jobs]   # all opened first: the reads start at once
         out: list[Sealed | None] = []
         for fd, job in zip(fds, jobs, strict=True):
             try:
-                out.append(None if fd is None else self._one(fd, job[1], job[2]))
-            except OSError:
+                out.append(None if fd is None else self._one(fd, *job[1:]))
+            except OSError:   # (lean_child.Replaced too: the run reads it again, finds it replaced, warns)
                 out.append(None)
         return out
 
@@ -133,9 +133,10 @@ class Worker:
                 pass
         return fd
 
-    def _one(self, fd: int, size: int, mtime_ns: int | None) -> Sealed:
-        """As ``store.read_whole`` then ``EncryptedStore.copy_in``: at most ``size`` bytes, sealed."""
-        data, changed = read_open_whole(fd, size, mtime_ns)
+    def _one(self, fd: int, size: int, mtime_ns: int | None, ino: int = 0, dev: int = 0) -> Sealed:
+        """As ``store.read_whole`` then ``EncryptedStore.copy_in``: at most ``size`` bytes, sealed
+        (never those of another file than the scan's ``ino`` on ``dev``: ``lean_child.Replaced``)."""
+        data, changed = read_open_whole(fd, size, mtime_ns, ino, dev)
         hasher = self.keys.object_hasher()
         hasher.update(data)
         sha, obj = hasher.sha256_hexdigest(), hasher.hexdigest()
@@ -443,7 +444,7 @@ class Sealing:
         assert self.pool is not None
         if self.pool.broken or self._mine.pop(se.abspath, 0) is None:
             return None   # (taken by the run's thread: see keep)
-        return self.pool.submit((se.abspath, se.size, se.mtime_ns), finish)
+        return self.pool.submit((se.abspath, se.size, se.mtime_ns, se.ino, se.dev), finish)
 
     def keep(self, se) -> bool:
         """Whether the run's thread will copy the small file ``se`` itself (called a few files

@@ -13,6 +13,7 @@ shorter, older retry. All waits are on the run's clock (tests pass FakeClock).
 
 from __future__ import annotations
 
+from core.engine.lean_child import Replaced
 from core.engine.progress import Clock, RunWarning, WarningCode
 from core.engine.winattrs import is_locked
 from core.errors import PlugbackError, refused_symlink
@@ -30,7 +31,9 @@ def read_with_retries(store, se, e, prev, clock: Clock, warnings: list[RunWarnin
     when the file is not read); ``prev`` the parent snapshot's entry or None. ``fd``: ``se``
     opened ahead (core/engine/source_ahead.py), for the first try (which closes it).
     A source replaced by a symlink since the scan is never followed (the open refuses it:
-    ELOOP) nor tried again: it is reported, as a file that could not be read.
+    ELOOP) nor tried again: it is reported, as a file that could not be read. So is a file that
+    is not the one the scan saw (``lean_child.Replaced``: another inode, reached through a folder
+    swapped for a link since the scan): what was read of it is dropped, never stored.
     """
     tries = 0
     while True:
@@ -49,7 +52,7 @@ def read_with_retries(store, se, e, prev, clock: Clock, warnings: list[RunWarnin
             return None
         except OSError as err:
             delays = LOCKED_DELAYS if is_locked(err) else (SOURCE_RETRY_DELAY,) * (SOURCE_RETRIES - 1)
-            if tries < len(delays) and not refused_symlink(err):
+            if tries < len(delays) and not refused_symlink(err) and not isinstance(err, Replaced):
                 clock.sleep(delays[tries])
                 tries += 1
                 continue
@@ -61,6 +64,8 @@ def _give_up(err: OSError, se, e, prev) -> RunWarning:
     locked = is_locked(err)
     why = ("is open in another program that does not let others read it" if locked
            else "became a symbolic link after it was scanned (not followed)" if refused_symlink(err)
+           else "is not the file that was scanned (replaced since, or a folder on its way became a link: "
+                "not followed)" if isinstance(err, Replaced)
            else f"could not be read ({err.strerror or err})")
     if prev is not None:
         # Keep the version the last snapshot had; it is still in the set.

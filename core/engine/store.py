@@ -26,7 +26,7 @@ from core.engine import chunkstore
 from core.engine.atomic import tmp_name
 from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
-from core.engine.lean_child import is_changed, read_open_whole
+from core.engine.lean_child import check_same, is_changed, read_open_whole
 from core.engine.manifest import FILE, LINK, Entry
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
@@ -112,39 +112,46 @@ class _SplitWriter:
 
 
 def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | None = None,
-                fd: int = -1) -> tuple[int, bool]:
+                fd: int = -1, ino: int = 0, dev: int = 0) -> tuple[int, bool]:
     """Stream ``path`` into ``sink`` and ``hasher``; (bytes read, changed since it was scanned).
 
     ``size_hint`` and ``mtime_ns`` are what the scan saw: the read stops at that
     size, and a file whose size or time differs afterwards was changed meanwhile.
     ``fd``: ``path`` opened already (:func:`prefetch_source`), read and closed here.
+    ``ino``, ``dev``: the scan's; another file reached by ``path`` raises ``lean_child.Replaced``
+    before any of its bytes reach ``sink`` (the ``fstat`` after the first read; a second one
+    after the last only for a file read in more than one block).
     """
     size = 0
     buf = read_buffer()
     if fd < 0:
         fd = open_source(long_path(path))   # (never waits, never follows a symlink: ELOOP, sourceread reports it)
     try:
-        while True:
-            n = read_into(fd, buf)
-            if not n:
-                break
+        n = read_into(fd, buf)
+        st = os.fstat(fd)
+        check_same(st, ino, dev, path)
+        more = False
+        while n:
             block = buf[:n]
             hasher.update(block)
             sink.write(block)
             size += n
             if 0 <= size_hint <= size:
-                break   # the size it had: a file that grew shows in the fstat below
-        st = os.fstat(fd)
+                break   # the size it had: a file that grew shows in the fstat
+            n, more = read_into(fd, buf), True
+        if more:
+            st = os.fstat(fd)
     finally:
         os.close(fd)
     return size, is_changed(st, size, mtime_ns)
 
 
-def read_whole(path: str, size_hint: int, mtime_ns: int | None = None, fd: int = -1) -> tuple[bytes, bool]:
+def read_whole(path: str, size_hint: int, mtime_ns: int | None = None, fd: int = -1,
+               ino: int = 0, dev: int = 0) -> tuple[bytes, bool]:
     """A small file's bytes in one read (more only if it returns short) and whether it changed
     since it was scanned: :func:`read_source` for content held whole (``size_hint`` bytes at
-    most are read; a file that grew shows in the fstat). ``fd``: as for read_source."""
-    return read_open_whole(fd if fd >= 0 else open_source(long_path(path)), size_hint, mtime_ns)
+    most are read; a file that grew shows in the fstat). ``fd``, ``ino``, ``dev``: as for read_source."""
+    return read_open_whole(fd if fd >= 0 else open_source(long_path(path)), size_hint, mtime_ns, ino, dev, path)
 
 
 def prefetch_source(path: str) -> int:
@@ -240,7 +247,7 @@ class _Store:
                 if fd >= 0:
                     os.close(fd)
                 raise
-            size, changed = read_source(se.abspath, sink, hasher, se.size, se.mtime_ns, fd)
+            size, changed = read_source(se.abspath, sink, hasher, se.size, se.mtime_ns, fd, se.ino, se.dev)
             if sink is not out:
                 sink.close()
             out.close(*self._times(se))
@@ -516,7 +523,7 @@ class EncryptedStore(_Store):
         not written at all (no ``tmp_paths``) when a trusted object holds its content already."""
         if not self.seals_whole(se.size):
             return super().copy_in(se, fd=fd)
-        data, changed = read_whole(se.abspath, se.size, se.mtime_ns, fd)
+        data, changed = read_whole(se.abspath, se.size, se.mtime_ns, fd, se.ino, se.dev)
         hasher = self._hasher()
         hasher.update(data)
         copied = Copied(hasher.sha256_hexdigest(), len(data), hasher.hexdigest(), [], changed)

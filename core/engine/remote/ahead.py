@@ -36,6 +36,7 @@ from typing import Callable, Generator, Iterator, cast
 
 from core.engine import crypto
 from core.engine.fs import READS_AHEAD, long_path, read_ahead
+from core.engine.lean_child import check_same
 from core.engine.manifest import FILE
 from core.engine.progress import RunWarning
 from core.engine.remote.packs import PACK_BELOW
@@ -47,16 +48,20 @@ SMALL_AHEAD = 32         # small files opened, their reads started, before the o
 READ_BLOCK = 1 << 20
 
 
-def read_content(path_or_fd: str | int, size: int, update: Callable[[bytes], object]) -> tuple[int, bytes | None]:
+def read_content(path_or_fd: str | int, size: int, update: Callable[[bytes], object], ino: int = 0,
+                 dev: int = 0) -> tuple[int, bytes | None]:
     """Read a file once (a path, or a descriptor this takes over), handing each block to
-    ``update``: (its size, its content when that is under PACK_BELOW, else None)."""
+    ``update``: (its size, its content when that is under PACK_BELOW, else None). ``ino``, ``dev``:
+    the scan's; another file reached by the name raises ``lean_child.Replaced``, nothing read."""
     total = 0
     kept: list[bytes] | None = []
     want = min(READ_BLOCK, max(size, 0) + 1)   # a small file in one read of its size, not a 1 MiB buffer
     fd = open_source(long_path(path_or_fd)) if isinstance(path_or_fd, str) else path_or_fd
     with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):   # (a FIFO or device swapped in since the scan)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):   # (a FIFO or device swapped in since the scan)
             raise OSError(errno.EINVAL, "it is no longer a regular file (changed since the scan)")
+        check_same(st, ino, dev, path_or_fd if isinstance(path_or_fd, str) else "")
         while block := f.read(want):
             want = READ_BLOCK
             update(block)
@@ -173,7 +178,7 @@ class Ahead:
         assert fd is not None
         sha = hashlib.sha256()
         try:
-            size, content = read_content(fd, found.se.size, sha.update)
+            size, content = read_content(fd, found.se.size, sha.update, found.se.ino, found.se.dev)
         except OSError as err:
             found.early = Early(error=err)
             return
@@ -227,7 +232,7 @@ class Hashed:
         """(hasher, size, the content when it is under PACK_BELOW: it is not read again); ``fd``:
         the file opened already (this takes it over)."""
         hasher = self.keys.object_hasher()
-        size, content = read_content(se.abspath if fd is None else fd, se.size, hasher.update)
+        size, content = read_content(se.abspath if fd is None else fd, se.size, hasher.update, se.ino, se.dev)
         return hasher, size, content
 
     def displace(self, old) -> None:
@@ -285,3 +290,16 @@ class _Named:
 
     def hexdigest(self) -> str:
         return self._keys.object_name(self._sha256)
+
+
+def reopen(path: str, ino: int = 0, dev: int = 0) -> int:
+    """``path`` opened again for big content's second read (remote/backup.py: sealed as it is
+    sent), as the first read opened it: never through a symlink (ELOOP), and only the file the
+    scan saw (``lean_child.Replaced`` when a folder on its way was swapped for a link since)."""
+    fd = open_source(path)
+    try:
+        check_same(os.fstat(fd), ino, dev, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

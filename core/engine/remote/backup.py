@@ -46,7 +46,7 @@ from core.engine.layout import OBJECTS_DIR, SNAPSHOTS_DIR
 from core.engine.manifest import FILE, Entry, Manifest
 from core.engine.manifest_io import ManifestWriter
 from core.engine.progress import Progress, RunWarning, WarningCode
-from core.engine.remote.ahead import Ahead, Coded, Early, EarlyRead, Hashed, Opened
+from core.engine.remote.ahead import Ahead, Coded, Early, EarlyRead, Hashed, Opened, reopen
 from core.engine.remote.commit import StagedManifest
 from core.engine.remote.packs import INDEX_DIR, PACK_BELOW, PACKS_DIR, Packer, drop_unindexed
 from core.engine.remote.parent import ParentAhead, ParentEntries, intact_header
@@ -536,8 +536,8 @@ class _Run:
             stored = len(stream)
         else:
             try:
-                fd = _reopen(long_path(se.abspath))
-            except OSError:     # gone, or swapped for a symlink (not followed), since it was hashed
+                fd = _reopen(long_path(se.abspath), se.ino, se.dev)
+            except OSError:     # gone, swapped for a symlink (not followed) or replaced, since it was hashed
                 return None
             sent = [0]
 
@@ -588,7 +588,7 @@ def _check_sealed(keys: crypto.SetKeys, stream: bytes, name: str, size: int, pat
             "fault in this computer's memory: run the backup again; if it happens again, test the memory.") from err
 
 
-_reopen = open_source      # big content's second read: never through a symlink swapped in since (ELOOP)
+_reopen = reopen      # big content's second read: never through a symlink, nor another file than the scan's
 
 
 def _file_blocks(fd: int, size: int) -> Iterator[bytes]:

@@ -59,10 +59,10 @@ def test_a_file_changed_while_read_whole_is_kept_as_read_and_copied_again_next_t
     src = make_tree(tmp_path / "Data", {"a.txt": b"version one", "b.txt": b"steady"})
     real = store.read_whole
 
-    def read_whole(path, size_hint, mtime_ns=None, fd=-1):
+    def read_whole(path, size_hint, mtime_ns=None, fd=-1, *scanned):
         if path.endswith("a.txt"):
             os.utime(path, ns=(1, 1))   # touched between the scan and the read (opened ahead or not)
-        return real(path, size_hint, mtime_ns, fd)
+        return real(path, size_hint, mtime_ns, fd, *scanned)
 
     monkeypatch.setattr(store, "read_whole", read_whole)
     set_path = tmp_path / "set"

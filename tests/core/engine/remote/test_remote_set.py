@@ -277,10 +277,10 @@ def test_a_big_file_swapped_for_a_symlink_before_its_upload_is_not_followed(tmp_
         (src / "busy.txt").write_bytes(b"2" * big)
         real = remote_backup._reopen
 
-        def swapped(path):
+        def swapped(path, *scanned):
             os.replace(src / "busy.txt", tmp_path / "moved.txt")
             os.symlink(secret, src / "busy.txt")     # after it was hashed, before its second read
-            return real(path)
+            return real(path, *scanned)
 
         put = rset.backend.put
         sent: list[str] = []

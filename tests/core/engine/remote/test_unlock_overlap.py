@@ -102,9 +102,9 @@ def test_a_wrong_passphrase_fails_the_backup_leaves_nothing_written_and_no_threa
     fds = _fds()      # (with the backend's rclone running: what the backup opens must be closed again)
     real = ahead_mod.read_content
 
-    def slow(path_or_fd, size, update):   # the thread still reading, files open ahead, when the unlock fails
+    def slow(path_or_fd, size, update, *scanned):   # the thread still reading, files open ahead, when the unlock fails
         time.sleep(0.01)
-        return real(path_or_fd, size, update)
+        return real(path_or_fd, size, update, *scanned)
 
     with pytest.MonkeyPatch.context() as mp, pytest.raises(WrongPassphrase):
         mp.setattr(ahead_mod, "read_content", slow)
@@ -132,9 +132,9 @@ def test_a_read_error_before_the_keys_is_retried_by_the_run(tmp_path, request):
 
     real = ahead_mod.read_content
 
-    def flaky(path_or_fd, size, update):
+    def flaky(path_or_fd, size, update, *scanned):
         if threading.current_thread().name != "plugback-ahead":
-            return real(path_or_fd, size, update)
+            return real(path_or_fd, size, update, *scanned)
         failed.append(path_or_fd)
         if isinstance(path_or_fd, int):
             os.close(path_or_fd)
@@ -157,13 +157,13 @@ def test_a_file_unreadable_before_and_after_the_keys_is_skipped_with_its_warning
     fds = _fds()
 
     def unreadable(real):
-        def read(path_or_fd, size, update):
+        def read(path_or_fd, size, update, *scanned):
             name = os.readlink(f"/proc/self/fd/{path_or_fd}") if isinstance(path_or_fd, int) else path_or_fd
             if name == bad:
                 if isinstance(path_or_fd, int):
                     os.close(path_or_fd)
                 raise PermissionError(13, "Permission denied")
-            return real(path_or_fd, size, update)
+            return real(path_or_fd, size, update, *scanned)
         return read
 
     with pytest.MonkeyPatch.context() as mp, RemoteSet.open_started(p.backend(), unlock()) as rset:
