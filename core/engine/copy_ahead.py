@@ -17,10 +17,18 @@ modification and change time, and unchanged during the read (the same test ``cop
 to its own copies). Else the copy is discarded and the pass copies the file itself, as before.
 
 What stays as it was: the pass places every copy (``store.place``, the journal's record, the
-checkpoints' flushes), so the write order, the crash proof and the read-back (every copied byte
-read back from the drive after a flush) are the pass's own; a copy made here and never taken is
-only a file in ``tmp/``, removed by :meth:`close` (or by the next run, as any copy in flight
-when a run stops). The source is opened as the pass opens it (no symlink followed, never waiting
+checkpoints' flushes), so the write order and the crash proof are the pass's own; a copy made
+here and never taken is only a file in ``tmp/``, removed by :meth:`close` (or by the next run, as
+any copy in flight when a run stops).
+
+The read-back of these copies is done here, early (issue #11: it was the tail after the commit,
+since the pass places the biggest files last): once the ``fdatasync`` of every part of a copy
+returned (its bytes are durable), the copy is read back as the run's read-back reads (opened as a
+regular file without following a symlink, its cached pages dropped, so every page comes from the
+drive, hashed) and compared with the hash taken while reading the source: ``Copied.checked``.
+A copy that reads back wrong (or whose flush failed) is discarded here, never handed over: the
+pass copies that file itself and its read-back checks it, as before. The pass places a checked
+copy by a rename (the same bytes) and leaves it out of the run's read-back (core/engine/backup.py). The source is opened as the pass opens it (no symlink followed, never waiting
 on a FIFO) and must be a regular file by ``fstat``. Memory: the paths waiting and one read
 buffer; at most :data:`HELD_BYTES` of copies made and not yet taken sit on the drive (more
 waits). An error here (a full drive, an unreadable file) is not reported: the pass's own copy
@@ -75,8 +83,9 @@ class CopyAhead:
     """Copies the big files named on the pipe ``hints`` (NUL-separated paths) into ``store``'s
     ``tmp/``; :meth:`take` hands one to the pass, :meth:`close` ends and cleans up."""
 
-    def __init__(self, store, hints: int):
+    def __init__(self, store, hints: int, check: bool = False):
         self.store = store
+        self._check = check and _SYNC is not None   # read each copy back once its own fdatasync returned
         self._hints = hints
         self._cond = threading.Condition()
         self._jobs: dict[str, _Job] = {}
@@ -158,9 +167,16 @@ class CopyAhead:
             copied = self.store.copy_in(_Seen(job.path, st.st_size, st.st_mtime_ns, st.st_mode), fd=fd)
         except (OSError, PlugbackError):   # (a full drive, a read error: the pass's own copy meets it and reports it)
             return
+        # Written out here, so the pass's next flush finds little to do; then, once every part is
+        # durable by its own flush, read back cold and checked (copied.checked), or discarded.
+        durable = all([_write_out(p) for p in copied.tmp_paths])
+        if self._check and durable and not copied.changed:
+            from core.engine.readback import check_written   # (here: scan_ahead imports this module first)
+            if check_written(copied.tmp_paths, copied.size, copied.sha256) is not None:
+                self.store.discard(copied)   # (read back wrong: the pass copies the file itself, as before)
+                return
+            copied.checked = True
         job.copied = copied
-        for p in copied.tmp_paths:   # written out here, so the pass's next flush finds little to do
-            _write_out(p)
 
     def take(self, se):
         """The copy of the scanned big file ``se`` made here (the caller places it), or None: the
@@ -207,10 +223,11 @@ class CopyAhead:
                 self.store.discard(job.copied)
 
 
-def start(prefetch, store, first: bool) -> CopyAhead | None:
+def start(prefetch, store, first: bool, check: bool = False) -> CopyAhead | None:
     """A copy-ahead for a backup whose sources ``prefetch`` reads ahead, where its scan-ahead child
     names the big files (core/engine/scan_ahead.py); only for a ``first`` backup into a plain set
-    (every file is copied, none sealed). Else None (a pipe not used is closed)."""
+    (every file is copied, none sealed). Else None (a pipe not used is closed). ``check``: the run
+    reads back what it wrote; each copy made here is read back here (:attr:`Copied.checked`)."""
     from core.engine.store import PlainStore  # (here: scan_ahead imports this module before the engine loads)
 
     take = getattr(prefetch, "take_hints", None)
@@ -220,24 +237,28 @@ def start(prefetch, store, first: bool) -> CopyAhead | None:
     if not first or not isinstance(store, PlainStore):
         os.close(hints)
         return None
-    return CopyAhead(store, hints)
+    return CopyAhead(store, hints, check)
 
 
-def _write_out(path: str) -> None:
+_SYNC = getattr(os, "fdatasync", None)   # (Linux: the only place a scan-ahead child names files)
+
+
+def _write_out(path: str) -> bool:
     """Have the drive write ``path``'s bytes now (``fdatasync``, in this thread): the checkpoint's
-    flush of the whole volume in the pass's thread then waits for less. Durability is still the
-    pass's flush's to give; a failure here changes nothing."""
-    sync = getattr(os, "fdatasync", None)   # (Linux: the only place a scan-ahead child names files)
-    if sync is None:
-        return
+    flush of the whole volume in the pass's thread then waits for less. Whether its bytes are
+    durable now (the early read-back reads only those); a failure here changes nothing else: the
+    pass's own flushes still give durability."""
+    if _SYNC is None:
+        return False
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except OSError:
-        return
+        return False
     try:
-        sync(fd)
+        _SYNC(fd)
+        return True
     except OSError:
-        pass
+        return False
     finally:
         os.close(fd)
 

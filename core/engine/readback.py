@@ -197,6 +197,17 @@ def _finish(bset, e: Entry, opened: list[int] | str | Future | _Remote, buf: mem
     return _check_plain(opened, buf, e)
 
 
+def check_written(paths: list, size: int, sha256: str) -> str | None:
+    """Read back the plain copy in ``paths`` (parts in order) as the read-back does: each opened
+    as a regular file, never through a symlink, its cached pages dropped first (the caller made
+    its bytes durable: a dropped page is then read from the drive), read whole and hashed; what
+    is wrong with it against ``size`` and ``sha256``, or None."""
+    opened = objcheck.open_copy(paths)
+    if isinstance(opened, str):
+        return opened
+    return _check_plain(opened, read_buffer(), Entry("", FILE, size, 0, 0, sha256, parts=len(paths)))
+
+
 def _check_plain(opened: list[int], buf: memoryview, e: Entry) -> str | None:
     """Read and hash a plain copy (closing it): what is wrong, or None. A copy in one file whose
     ``fstat`` found the manifest's size (``objcheck.Opened.size``) is read to that size and no
