@@ -26,10 +26,13 @@ since the pass places the biggest files last): once the ``fdatasync`` of every p
 returned (its bytes are durable), the copy is read back as the run's read-back reads (opened as a
 regular file without following a symlink, its cached pages dropped, so every page comes from the
 drive, hashed) and compared with the hash taken while reading the source: ``Copied.checked``.
-A copy that reads back wrong (or whose flush failed) is discarded here, never handed over: the
-pass copies that file itself and its read-back checks it, as before. The pass places a checked
-copy by a rename (the same bytes) and leaves it out of the run's read-back (core/engine/backup.py). The source is opened as the pass opens it (no symlink followed, never waiting
-on a FIFO) and must be a regular file by ``fstat``. Memory: the paths waiting and one read
+A copy that reads back wrong is discarded here, never handed over: the pass copies that file
+itself and its read-back checks it, as before; one whose flush failed is handed over unchecked
+(the run's read-back reads it after a flush of its own). The pass places a checked copy by a
+rename (the same bytes) and leaves it out of the run's read-back (core/engine/backup.py).
+
+The source is opened as the pass opens it (no symlink followed, never waiting on a FIFO) and
+must be a regular file by ``fstat``. Memory: the paths waiting and one read
 buffer; at most :data:`HELD_BYTES` of copies made and not yet taken sit on the drive (more
 waits). An error here (a full drive, an unreadable file) is not reported: the pass's own copy
 meets it and reports it.
@@ -171,7 +174,7 @@ class CopyAhead:
         # durable by its own flush, read back cold and checked (copied.checked), or discarded.
         durable = all([_write_out(p) for p in copied.tmp_paths])
         if self._check and durable and not copied.changed:
-            from core.engine.readback import check_written   # (here: scan_ahead imports this module first)
+            from core.engine.readback import check_written  # (here: scan_ahead imports this module first)
             if check_written(copied.tmp_paths, copied.size, copied.sha256) is not None:
                 self.store.discard(copied)   # (read back wrong: the pass copies the file itself, as before)
                 return
