@@ -190,3 +190,27 @@ def test_a_big_copy_that_reads_back_wrong_early_is_copied_and_read_back_by_the_p
         assert (tmp_path / "set" / "Latest" / "src" / rel).read_bytes() == data
     assert os.listdir(tmp_path / "set" / "tmp") == []
     assert main(["verify", str(tmp_path / "set"), "--read-all"]) == 0
+
+
+@linux
+@pytest.mark.parametrize("fstype", ["ext4", "exfat", "vfat"])
+def test_big_copies_read_back_early_on_real_drives(make_drive, tmp_path, monkeypatch, small_big, fstype):
+    """On each drive kind: the copies made ahead (split into parts on FAT32) are read back early,
+    whole, and the set verifies."""
+    limit = 48 << 10
+    monkeypatch.setattr(fs, "FAT32_MAX", limit)   # (probe_volume reads it: big files split in parts on FAT32)
+    _in_step(monkeypatch)
+    lines, early = _spied(monkeypatch)
+    files = {f"d{i}/big{i}.bin": os.urandom(BIG + 1000 * i) for i in range(2)}
+    files.update({"d0/small.txt": b"small"})
+    src = make_tree(tmp_path / "src", files)
+    dest = make_drive(fstype).mount_point / "set"
+    assert main(["backup", str(src), "--to", str(dest)]) == 0
+    assert len(early) == 2 and len(lines) == 1   # (the small file read back by the run)
+    latest = sorted(p.name for p in (dest / "Latest" / "src" / "d0").iterdir())
+    assert latest == (["big0.bin.001", "big0.bin.002", "small.txt"] if fstype == "vfat" else ["big0.bin", "small.txt"])
+    assert os.listdir(dest / "tmp") == []
+    assert main(["verify", str(dest), "--read-all"]) == 0
+    assert main(["restore", str(dest), str(tmp_path / "out")]) == 0
+    for rel, data in files.items():
+        assert (tmp_path / "out" / "src" / rel).read_bytes() == data
