@@ -68,7 +68,7 @@ class _Seen:
 
 
 class _Job:
-    __slots__ = ("path", "state", "size", "st", "copied")
+    __slots__ = ("path", "state", "size", "st", "copied", "handed")
 
     def __init__(self, path: str):
         self.path = path
@@ -76,6 +76,7 @@ class _Job:
         self.size = 0
         self.st: os.stat_result | None = None
         self.copied = None
+        self.handed = False   # the pass has it: its check (if running) stops, its verdict is not used
 
 
 def key(path: str) -> str:
@@ -93,15 +94,20 @@ class CopyAhead:
         self._cond = threading.Condition()
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[_Job] = deque()
+        self._unchecked: deque[_Job] = deque()   # copies made and durable, to read back
+        self.checking: _Job | None = None           # the one being read back
         self._passed: set[str] = set()   # big files the pass reached first (not copied here)
         self._held = 0
         self._ended = False   # the pipe is read to its end
         self._stop = False
+        self._state_end = False   # the copying thread ended
         self.taken = 0        # copies the pass took (for the benches and tests)
         self._reader = threading.Thread(target=self._read, name="copy-ahead-hints", daemon=True)
         self._worker = threading.Thread(target=self._work, name="copy-ahead", daemon=True)
+        self._checker = threading.Thread(target=self._checks, name="copy-ahead-check", daemon=True)
         self._reader.start()
         self._worker.start()
+        self._checker.start()
 
     def _read(self) -> None:
         rest = b""
@@ -144,42 +150,77 @@ class CopyAhead:
                 self._cond.wait()
 
     def _work(self) -> None:
-        while (job := self._next()) is not None:
-            self._copy(job)
+        try:
+            while (job := self._next()) is not None:
+                durable = self._copy(job)
+                with self._cond:
+                    job.state = "done"
+                    if durable and self._check and job.copied is not None and not job.copied.changed:
+                        self._unchecked.append(job)
+                    self._cond.notify_all()
+        finally:
             with self._cond:
-                job.state = "done"
+                self._state_end = True
                 self._cond.notify_all()
 
-    def _copy(self, job: _Job) -> None:
+    def _checks(self) -> None:
+        """Read back each copy made durable, in the order made, unless the pass took it first."""
+        from core.engine.readback import check_written  # (here: scan_ahead imports this module first)
+
+        while (job := self._next_check()) is not None:
+            copied = job.copied
+            problem = check_written(copied.tmp_paths, copied.size, copied.sha256,
+                                    lambda job=job: job.handed or self._stop)
+            with self._cond:
+                self.checking = None
+                self._cond.notify_all()
+                if job.handed or self._stop:
+                    continue   # (the pass took it unchecked: the run's read-back reads it; close() discards the rest)
+                if problem is None:
+                    copied.checked = True
+                else:   # read back wrong: never handed over, the pass copies the file itself, as before
+                    job.copied = None
+            if problem is not None:
+                self.store.discard(copied)
+
+    def _next_check(self) -> _Job | None:
+        with self._cond:
+            while True:
+                if self._stop:
+                    return None
+                while self._unchecked and self._unchecked[0].handed:
+                    self._unchecked.popleft()
+                if self._unchecked:
+                    self.checking = self._unchecked.popleft()
+                    return self.checking
+                if self._state_end:
+                    return None
+                self._cond.wait()
+
+    def _copy(self, job: _Job) -> bool:
+        """Copy ``job``'s file (``job.copied``); whether every part of the copy is durable now."""
         try:
             fd = open_source(long_path(job.path))   # (as the pass opens it: no symlink followed, no FIFO waited on)
         except OSError:
-            return
+            return False
         try:
             st = os.fstat(fd)
         except OSError:
             os.close(fd)
-            return
+            return False
         if not stat.S_ISREG(st.st_mode) or st.st_size < BIG_BYTES:
             os.close(fd)
-            return
+            return False
         with self._cond:
             job.size, job.st = st.st_size, st
             self._held += st.st_size
         try:   # (copy_in closes fd)
             copied = self.store.copy_in(_Seen(job.path, st.st_size, st.st_mtime_ns, st.st_mode), fd=fd)
         except (OSError, PlugbackError):   # (a full drive, a read error: the pass's own copy meets it and reports it)
-            return
-        # Written out here, so the pass's next flush finds little to do; then, once every part is
-        # durable by its own flush, read back cold and checked (copied.checked), or discarded.
-        durable = all([_write_out(p) for p in copied.tmp_paths])
-        if self._check and durable and not copied.changed:
-            from core.engine.readback import check_written  # (here: scan_ahead imports this module first)
-            if check_written(copied.tmp_paths, copied.size, copied.sha256) is not None:
-                self.store.discard(copied)   # (read back wrong: the pass copies the file itself, as before)
-                return
-            copied.checked = True
+            return False
         job.copied = copied
+        # Written out here, so the pass's next flush finds little to do (and the copy can be read back).
+        return all([_write_out(p) for p in copied.tmp_paths])
 
     def take(self, se):
         """The copy of the scanned big file ``se`` made here (the caller places it), or None: the
@@ -197,6 +238,7 @@ class CopyAhead:
                 return None
             while job.state == "running":
                 self._cond.wait()
+            job.handed = True   # (a check not finished yet stops: not waited for, the run's read-back reads it)
             self._held -= job.size
             self._cond.notify_all()
         copied = job.copied
@@ -214,6 +256,7 @@ class CopyAhead:
             self._stop = True
             self._cond.notify_all()
         self._worker.join()
+        self._checker.join()
         self._reader.join()
         try:
             os.close(self._hints)

@@ -23,7 +23,8 @@ linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sca
 
 
 def _checking(tmp_path, path, store=None):
-    """As test_copy_ahead._ahead, the copy-ahead told to read its copies back."""
+    """As test_copy_ahead._ahead, the copy-ahead told to read its copies back; returns once it
+    copied the file and its read-back ended."""
     real = copy_ahead.CopyAhead.__init__
 
     def init(self, st, hints):
@@ -32,9 +33,13 @@ def _checking(tmp_path, path, store=None):
     mp = pytest.MonkeyPatch()
     mp.setattr(copy_ahead.CopyAhead, "__init__", init)
     try:
-        return _ahead(tmp_path, path)
+        ahead, st = _ahead(tmp_path, path)
     finally:
         mp.undo()
+    with ahead._cond:
+        assert ahead._cond.wait_for(lambda: ahead._state_end and not ahead._unchecked and ahead.checking is None,
+                                    timeout=10)
+    return ahead, st
 
 
 def _fd_path(fd: int) -> str:
@@ -118,15 +123,22 @@ def test_a_copy_whose_flush_failed_is_handed_over_unchecked(tmp_path, monkeypatc
 
 
 def _in_step(monkeypatch):
-    """The pass waits until the child named the file and its copy is made (test_copy_ahead)."""
+    """The pass waits until the child named the file and its copy is made and read back (else, on a
+    loaded machine, the pass may reach a big file first, and take it unchecked)."""
     monkeypatch.setattr(scan_ahead.threading, "active_count", lambda: 1)   # (as in `plugback backup`)
     take = copy_ahead.CopyAhead.take
 
     def in_step(self, se):
         k = copy_ahead.key(se.abspath)
+
+        def ready() -> bool:   # (copied and read back, or never named)
+            job = self._jobs.get(k)
+            if job is None:
+                return self._ended
+            return job.state == "done" and job not in self._unchecked and self.checking is not job
+
         with self._cond:
-            assert self._cond.wait_for(lambda: (k in self._jobs and self._jobs[k].state == "done")
-                                       or (self._ended and k not in self._jobs), timeout=60)
+            assert self._cond.wait_for(ready, timeout=60)
         return take(self, se)
 
     monkeypatch.setattr(copy_ahead.CopyAhead, "take", in_step)
@@ -142,9 +154,9 @@ def _spied(monkeypatch) -> tuple[list[bytes], list[str]]:
         lines.append(line)
         add(self, line)
 
-    def checking(paths, size, sha256):
+    def checking(paths, size, sha256, *stopped):
         early.append(paths[0])
-        return check(paths, size, sha256)
+        return check(paths, size, sha256, *stopped)
 
     monkeypatch.setattr(Written, "add", adding)
     monkeypatch.setattr(readback, "check_written", checking)
@@ -174,8 +186,8 @@ def test_a_big_copy_that_reads_back_wrong_early_is_copied_and_read_back_by_the_p
     lines, early = _spied(monkeypatch)
     check = readback.check_written   # (_spied's: notes each copy in ``early``)
 
-    def wrong_first(paths, size, sha256):
-        problem = check(paths, size, sha256)
+    def wrong_first(paths, size, sha256, *stopped):
+        problem = check(paths, size, sha256, *stopped)
         return "its content does not match its checksum" if len(early) == 1 else problem
 
     monkeypatch.setattr(readback, "check_written", wrong_first)
@@ -214,3 +226,37 @@ def test_big_copies_read_back_early_on_real_drives(make_drive, tmp_path, monkeyp
     assert main(["restore", str(dest), str(tmp_path / "out")]) == 0
     for rel, data in files.items():
         assert (tmp_path / "out" / "src" / rel).read_bytes() == data
+
+
+@pytest.mark.skipif(not hasattr(os, "fdatasync"), reason="no fdatasync: no early read-back")
+def test_a_copy_the_pass_takes_while_it_is_read_back_is_handed_over_unchecked(tmp_path, monkeypatch, small_big):
+    """The pass does not wait for a read-back in flight: it takes the copy unchecked (the run's
+    read-back reads it), and the read-back stops at its next block without marking it."""
+    import threading
+
+    f = tmp_path / "big.bin"
+    f.write_bytes(os.urandom(4 * BIG))
+    started, go = threading.Event(), threading.Event()
+    check = readback.check_written
+    verdicts: list[str | None] = []
+
+    def slow(paths, size, sha256, stopped):
+        started.set()
+        assert go.wait(10)
+        verdicts.append(check(paths, size, sha256, stopped))
+        return verdicts[-1]
+
+    monkeypatch.setattr(readback, "check_written", slow)
+    (tmp_path / "tmp").mkdir()
+    store = _Store(tmp_path / "tmp")
+    r, w = os.pipe()
+    ahead = copy_ahead.CopyAhead(store, r, check=True)
+    os.write(w, os.fsencode(str(f)) + b"\0")
+    os.close(w)
+    assert started.wait(10)   # (copied, durable, its read-back begun)
+    copied = ahead.take(_entry(f))
+    go.set()
+    ahead.close()
+    assert copied is not None and not copied.checked
+    assert verdicts == ["its read-back was stopped"] and store.discarded == []
+    assert open(copied.tmp_paths[0], "rb").read() == f.read_bytes()
