@@ -318,7 +318,7 @@ def test_full_timeline_times_a_backups_steps(tmp_path):
                  "--big", 2 << 20, "--every", 0.1, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for step in ("room check", "pass (scan + copies)", "flush_volume", "commit (flush + manifest)", "read-back", "waited",
-                 "copy of 3 MiB", "drive busy  cores busy"):
+                 "copy of 3 MiB", "drive busy  cores busy", "copies made ahead taken: 0, of them read back early: 0"):
         assert step in run.stdout, step
     assert run.stdout.rstrip().endswith("rc 0") and (tmp_path / "set" / "Latest" / "src" / "big.bin").exists()
 
