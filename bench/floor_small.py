@@ -90,8 +90,8 @@ def floor_beside(src: Path, dst: Path, drop: str = DROP) -> str:
 def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "") -> dict[str, dict[str, str]]:
     """Per phase: the peer, the floors and plugback, each a shell command (run after ``drop``).
 
-    ``before``: another checkout (e.g. ``git archive`` of main) whose verify, quick verify and
-    snapshots are timed too, right before this one's, in each repetition (interleaved)."""
+    ``before``: another checkout (e.g. ``git archive`` of main) whose full backup, verify, quick
+    verify and snapshots are timed too, beside this one's, in each repetition (interleaved)."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
     # -P: the current folder is not put first on sys.path (run from a checkout, it would shadow ``before``)
@@ -104,6 +104,7 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "
             "floor overlapped": (f"( cp -a {q['src']} {q['floor']} & {hash_tree(w['src'])} & wait ) && {drop} && "
                                  f"{hash_tree(w['floor'], 2)}"),
             "floor beside": floor_beside(w["src"], beside(w), drop),
+            **({"plugback before": f"{old} backup {q['src']} --to {q['set2']}-before"} if old else {}),
             "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
         },
         "nochange": {
@@ -136,12 +137,22 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "
     }
 
 
+def _swapped(commands: dict[str, str], rep: int) -> dict[str, str]:
+    """``plugback before`` and ``plugback`` swap places in every odd repetition (a fixed order flatters one)."""
+    names = list(commands)
+    if rep % 2 and "plugback before" in names and "plugback" in names:
+        i, j = names.index("plugback before"), names.index("plugback")
+        names[i], names[j] = names[j], names[i]
+    return {name: commands[name] for name in names}
+
+
 def _clear(phase: str, w: dict[str, Path], bin_: trash.Trash) -> None:
     """Untimed, before each repeat: what the phase's commands must find absent, moved to the trash
     (the last repeat's copy stays: the restore's peer copies it back)."""
     if phase == "full":
         for key in ("copy", "floor", "set2"):
             bin_.put(w[key])
+        bin_.put(w["set2"].with_name(w["set2"].name + "-before"))
         bin_.put(beside(w))
     if phase == "restore":
         bin_.put(w["out"])
@@ -191,7 +202,7 @@ def run(args) -> dict:
                 continue
             for rep in range(args.repeat):
                 _clear(phase, w, bin_)
-                time_commands(phase, commands, rep, drop, logs, args.timeout, env, results)
+                time_commands(phase, _swapped(commands, rep), rep, drop, logs, args.timeout, env, results)
     finally:
         bin_.empty()
     return results
@@ -248,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phases", default="", help="comma-separated subset of full,nochange,restore,verify")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--json", help="also write the raw results here")
-    p.add_argument("--before", default="", help="verify phase: also time this checkout's plugback (an export of "
-                   "main: git archive main | tar -x -C DIR), before this one's, in each repetition")
+    p.add_argument("--before", default="", help="full and verify phases: also time this checkout's plugback (an "
+                   "export of main: git archive main | tar -x -C DIR) beside this one's, in each repetition")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
     p.add_argument("--settle", type=float, default=trash.SHADOW_SECONDS, help="first wait until this many seconds "
                    "after the last big deletion noted on WORKDIR's file system (ext4 without a journal; 0: do not wait)")

@@ -219,7 +219,9 @@ def test_the_small_files_floor_script_times_every_phase(tmp_path):
                                   "plugback before: snapshots", "plugback snapshots"]
     assert all(r["rc"] == 0 for by in data.values() for runs in by.values() for r in runs)
     assert "| full | floor serial |" in run.stdout
-    assert list(data["full"]) == ["peer: cp -a", "floor serial", "floor overlapped", "floor beside", "plugback"]
+    assert list(data["full"]) == ["peer: cp -a", "floor serial", "floor overlapped", "floor beside", "plugback before",
+                                  "plugback"]
+    assert (tmp_path / "work" / "set2-before" / "snapshots").is_dir()   # (the before's full backup ran)
     restored = [p for p in (tmp_path / "work" / "out" / "plugback").rglob("*") if p.is_file()]
     assert len(restored) == 60   # the timed commands did their work
     beside = [p for p in (tmp_path / "work" / "floor-beside").rglob("*") if p.is_file()]
