@@ -3,8 +3,9 @@ set at SET, run in this process with timers around its steps, printed as a timel
 
 Steps timed (seconds from the start, and each step's wall): the room check before the run
 (``space.ensure_room``: the estimate's walk of every source when it is made), the whole pass (scan,
-copies), every ``flush_volume`` (the checkpoints' and the commit's ``syncfs``), the commit, the read-back; and the
-process's CPU (user, system) at each mark. Run it from the checkout to measure (``PYTHONPATH=.``),
+copies), every ``flush_volume`` (the checkpoints' and the commit's ``syncfs``), the commit, the read-back, a first
+backup's copies made ahead (each hand-over to the pass, each early read-back: core/engine/copy_ahead.py); and
+the process's CPU (user, system) at each mark. Run it from the checkout to measure (``PYTHONPATH=.``),
 with the page cache dropped first for a cold run (root):
 
     sync; echo 3 > /proc/sys/vm/drop_caches

@@ -46,11 +46,15 @@ import stat
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.engine.fs import long_path
 from core.engine.lean_child import is_changed
 from core.engine.source_open import open_source
 from core.errors import PlugbackError
+
+if TYPE_CHECKING:   # (not imported here: scan_ahead imports this module before the engine loads)
+    from core.engine.store import Copied
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 BIG_BYTES = 16 << 20    # files this size or more are copied ahead (the pass's pool copies them otherwise)
@@ -75,7 +79,7 @@ class _Job:
         self.state = "queued"   # queued, running, done, taken (by the pass before it started)
         self.size = 0
         self.st: os.stat_result | None = None
-        self.copied = None
+        self.copied: Copied | None = None
         self.handed = False   # the pass has it: its check (if running) stops, its verdict is not used
 
 
@@ -169,8 +173,12 @@ class CopyAhead:
 
         while (job := self._next_check()) is not None:
             copied = job.copied
-            problem = check_written(copied.tmp_paths, copied.size, copied.sha256,
-                                    lambda job=job: job.handed or self._stop)
+            assert copied is not None   # (only copies made are queued to be read back)
+
+            def stopped(job: _Job = job) -> bool:
+                return job.handed or self._stop
+
+            problem = check_written(copied.tmp_paths, copied.size, copied.sha256, stopped)
             with self._cond:
                 self.checking = None
                 self._cond.notify_all()
