@@ -3,8 +3,9 @@ set at SET, run in this process with timers around its steps, printed as a timel
 
 Steps timed (seconds from the start, and each step's wall): the room check before the run
 (``space.ensure_room``: the estimate's walk of every source when it is made), the whole pass (scan,
-copies), every ``flush_volume`` (the checkpoints' and the commit's ``syncfs``), the commit, the read-back; and the
-process's CPU (user, system) at each mark. Run it from the checkout to measure (``PYTHONPATH=.``),
+copies), every ``flush_volume`` (the checkpoints' and the commit's ``syncfs``), the commit, the read-back, a first
+backup's copies made ahead (each hand-over to the pass, each early read-back: core/engine/copy_ahead.py); and
+the process's CPU (user, system) at each mark. Run it from the checkout to measure (``PYTHONPATH=.``),
 with the page cache dropped first for a cold run (root):
 
     sync; echo 3 > /proc/sys/vm/drop_caches
@@ -117,6 +118,38 @@ def _big_copies(limit: int) -> None:
     backup._Run._copy_one = timed
 
 
+def _copy_ahead() -> dict[str, int]:
+    """Marks for the copy-ahead (core/engine/copy_ahead.py): each early read-back of a copy made
+    ahead, each hand-over the pass waited for; and counts of copies handed over, checked or not."""
+    from core.engine import copy_ahead, readback
+
+    check, take = readback.check_written, copy_ahead.CopyAhead.take
+    counts = {"taken": 0, "checked": 0}
+
+    def timed_check(paths, size, sha256, *a):
+        start = time.perf_counter()
+        try:
+            verdict = check(paths, size, sha256, *a)
+            return verdict
+        finally:
+            MARKS.append((start - T0, time.perf_counter() - T0,
+                          f"early read-back of {size >> 20} MiB: {verdict or 'right'} ({_cpu()})"))
+
+    def timed_take(self, se):
+        start = time.perf_counter()
+        copied = take(self, se)
+        if copied is not None:
+            counts["taken"] += 1
+            counts["checked"] += copied.checked
+            MARKS.append((start - T0, time.perf_counter() - T0, f"taken: {se.size >> 20} MiB, "
+                          f"{'read back' if copied.checked else 'not read back'} ({_cpu()})"))
+        return copied
+
+    readback.check_written = timed_check
+    copy_ahead.CopyAhead.take = timed_take
+    return counts
+
+
 def _after_fork(start) -> None:
     """``start`` the sampler once the scan-ahead child is forked (it is not forked while another
     thread runs: core/engine/scan_ahead.py), or when the room check begins if no child was."""
@@ -203,6 +236,7 @@ def main(argv: list[str]) -> int:
     _timed(backup._Run, "_commit", "commit (flush + manifest)")
     _timed(readback, "read_back", "read-back")
     _big_copies(args.big)
+    ahead = _copy_ahead()
     samples: list = []
     halt = threading.Event()
     sampler = threading.Thread(target=_sample, args=(_device(), 0.1, samples, halt), daemon=True)
@@ -216,6 +250,7 @@ def main(argv: list[str]) -> int:
     for start, stop, what in sorted(MARKS):
         print(f"{start:7.2f} {stop:7.2f} {stop - start:6.2f}  {what}")
     print(f"  the pass waited {waited[0]:.2f} s in the window for copies in flight")
+    print(f"  copies made ahead taken: {ahead['taken']}, of them read back early: {ahead['checked']}")
     print(f"{0:7.2f} {end:7.2f} {end:6.2f}  whole ({_cpu()}), rc {rc}")
     return rc
 

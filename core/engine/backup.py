@@ -32,7 +32,9 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
 6. What was written is read back from the drive and checked against the manifest, in a thread
    (core/engine/readback_thread.py): in a plain set on Linux what each flush of step 3 made durable,
    beside the pass; the rest from the commit on, beside step 5 (only what a flush made durable is
-   ever read). What read back wrong is copied again after step 5.
+   ever read). A first backup's big files copied ahead are read back as soon as their own
+   ``fdatasync`` returned (core/engine/copy_ahead.py), and not again. What read back wrong is
+   copied again after step 5.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ class _Run:
         self.progress, self.cancel, self.clock = options.progress, options.cancel, options.clock
         self.warnings: list[RunWarning] = []
         self.stats = {"files": 0, "bytes": 0, "copied_files": 0, "copied_bytes": 0, "done_files": 0,
-                      "done_bytes": 0}
+                      "done_bytes": 0, "checked_files": 0, "checked_bytes": 0}   # (checked: read back early)
+        self._checked: set[str] = set()   # placed copies read back already (copy_ahead.py: a few big files)
         self.writer = ManifestWriter()
         self.sums = LatestSums() if self.plain else None
         self.written = Written(self.clock.monotonic) if options.verify else None   # what to read back (readback_ahead.py)
@@ -160,7 +163,7 @@ class _Run:
         bset, layout = self.bset, self.layout
         clear_tmp(self.fs, layout.tmp)
         parent_id = bset.newest_id()
-        trusted = self._resume(parent_id)
+        trusted = journal_mod.resume(self.bset, parent_id)
         volume = self.volume = probe_volume(layout.tmp)
         self.store = (PlainStore if self.plain else EncryptedStore)(bset, volume, self.warnings,
                                                                     rehash=self.options.rehash)
@@ -194,29 +197,6 @@ class _Run:
         s = self.stats
         return BackupResult(str(layout.root), snapshot_id, status, s["files"], s["bytes"],
                             s["copied_files"], s["copied_bytes"], self.warnings, [], started, scan=self.reuse.kind)
-
-    def _resume(self, parent_id: str | None) -> dict[str, journal_mod.Placed]:
-        """The journal's trusted entries of an interrupted run on the same parent ({} if none).
-
-        Kept in memory: at most what that run copied before its last checkpoint.
-        """
-        header, trusted = journal_mod.load(self.layout.journal, self.bset.keys)
-        if header is not None and parent_id is not None and header.get("snapshot") == parent_id:
-            # The last run committed but stopped before its last steps: finish them.
-            if self.plain:
-                sums = LatestSums()
-                try:
-                    with self.bset.open_manifest(parent_id) as reader:
-                        for e in reader:
-                            sums.add(e)
-                    sums.commit(self.bset)
-                finally:
-                    sums.close()
-            self.fs.unlink(self.layout.journal)
-            return {}
-        if header is None or header.get("parent") != parent_id:
-            return {}
-        return trusted
 
     def _check_parent(self, parent_id: str | None) -> Manifest | None:
         """The parent manifest's header, after reading it whole: it is intact (else None and a
@@ -296,7 +276,8 @@ class _Run:
                 if parent_id:   # (the proven parent's local copy, if there is one)
                     old = stack.enter_context(self.proven.lines() or self.bset.open_manifest(parent_id))
                 # (a first backup's, not a resumed one's: files it placed before are not copied again)
-                self.copying_ahead = copy_ahead.start(self.options.prefetch, self.store, not parent_id and not trusted)
+                self.copying_ahead = copy_ahead.start(self.options.prefetch, self.store, not parent_id and not trusted,
+                                                      check=self.written is not None)
                 if self.copying_ahead is not None:   # (closed after the pool: its copies may wait on it)
                     stack.callback(self.copying_ahead.close)
                 pool: Executor = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, self.options.workers)))
@@ -475,7 +456,10 @@ class _Run:
         if placed:
             self.stats["copied_files"] += 1
             self.stats["copied_bytes"] += e.size
-            if self.written is not None:
+            if self.written is not None and e.path in self._checked:   # (read back already: not again)
+                self.stats["checked_files"] += 1
+                self.stats["checked_bytes"] += e.size
+            elif self.written is not None:
                 self.written.add(readback.record(e, se))
 
     def _progress_now(self, current: str) -> Progress:
@@ -528,7 +512,9 @@ class _Run:
         e.sha256, e.size, e.obj = copied.sha256, copied.size, copied.obj
         e.parts = len(copied.tmp_paths) if len(copied.tmp_paths) > 1 else 0
         placed = self.store.place(copied, e, prev)
-        if not placed:
+        if placed and copied.checked:   # (a set's add is atomic; _emit looks once this copy finished)
+            self._checked.add(e.path)
+        elif not placed:
             self._after_place(e)   # same bytes: only the mode or time changed
         if copied.changed:
             e.ino = e.ctime_ns = 0   # never "unchanged": the next run copies it again

@@ -17,11 +17,22 @@ modification and change time, and unchanged during the read (the same test ``cop
 to its own copies). Else the copy is discarded and the pass copies the file itself, as before.
 
 What stays as it was: the pass places every copy (``store.place``, the journal's record, the
-checkpoints' flushes), so the write order, the crash proof and the read-back (every copied byte
-read back from the drive after a flush) are the pass's own; a copy made here and never taken is
-only a file in ``tmp/``, removed by :meth:`close` (or by the next run, as any copy in flight
-when a run stops). The source is opened as the pass opens it (no symlink followed, never waiting
-on a FIFO) and must be a regular file by ``fstat``. Memory: the paths waiting and one read
+checkpoints' flushes), so the write order and the crash proof are the pass's own; a copy made
+here and never taken is only a file in ``tmp/``, removed by :meth:`close` (or by the next run, as
+any copy in flight when a run stops).
+
+The read-back of these copies is done here, early (issue #11: it was the tail after the commit,
+since the pass places the biggest files last): once the ``fdatasync`` of every part of a copy
+returned (its bytes are durable), the copy is read back as the run's read-back reads (opened as a
+regular file without following a symlink, its cached pages dropped, so every page comes from the
+drive, hashed) and compared with the hash taken while reading the source: ``Copied.checked``.
+A copy that reads back wrong is discarded here, never handed over: the pass copies that file
+itself and its read-back checks it, as before; one whose flush failed is handed over unchecked
+(the run's read-back reads it after a flush of its own). The pass places a checked copy by a
+rename (the same bytes) and leaves it out of the run's read-back (core/engine/backup.py).
+
+The source is opened as the pass opens it (no symlink followed, never waiting on a FIFO) and
+must be a regular file by ``fstat``. Memory: the paths waiting and one read
 buffer; at most :data:`HELD_BYTES` of copies made and not yet taken sit on the drive (more
 waits). An error here (a full drive, an unreadable file) is not reported: the pass's own copy
 meets it and reports it.
@@ -35,11 +46,15 @@ import stat
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.engine.fs import long_path
 from core.engine.lean_child import is_changed
 from core.engine.source_open import open_source
 from core.errors import PlugbackError
+
+if TYPE_CHECKING:   # (not imported here: scan_ahead imports this module before the engine loads)
+    from core.engine.store import Copied
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 BIG_BYTES = 16 << 20    # files this size or more are copied ahead (the pass's pool copies them otherwise)
@@ -59,14 +74,15 @@ class _Seen:
 
 
 class _Job:
-    __slots__ = ("path", "state", "size", "st", "copied")
+    __slots__ = ("path", "state", "size", "st", "copied", "handed")
 
     def __init__(self, path: str):
         self.path = path
         self.state = "queued"   # queued, running, done, taken (by the pass before it started)
         self.size = 0
         self.st: os.stat_result | None = None
-        self.copied = None
+        self.copied: Copied | None = None
+        self.handed = False   # the pass has it: its check (if running) stops, its verdict is not used
 
 
 def key(path: str) -> str:
@@ -77,21 +93,27 @@ class CopyAhead:
     """Copies the big files named on the pipe ``hints`` (NUL-separated paths) into ``store``'s
     ``tmp/``; :meth:`take` hands one to the pass, :meth:`close` ends and cleans up."""
 
-    def __init__(self, store, hints: int):
+    def __init__(self, store, hints: int, check: bool = False):
         self.store = store
+        self._check = check and _SYNC is not None   # read each copy back once its own fdatasync returned
         self._hints = hints
         self._cond = threading.Condition()
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[_Job] = deque()
+        self._unchecked: deque[_Job] = deque()   # copies made and durable, to read back
+        self.checking: _Job | None = None           # the one being read back
         self._passed: set[str] = set()   # big files the pass reached first (not copied here)
         self._held = 0
         self._ended = False   # the pipe is read to its end
         self._stop = False
+        self._state_end = False   # the copying thread ended
         self.taken = 0        # copies the pass took (for the benches and tests)
         self._reader = threading.Thread(target=self._read, name="copy-ahead-hints", daemon=True)
         self._worker = threading.Thread(target=self._work, name="copy-ahead", daemon=True)
+        self._checker = threading.Thread(target=self._checks, name="copy-ahead-check", daemon=True)
         self._reader.start()
         self._worker.start()
+        self._checker.start()
 
     def _read(self) -> None:
         rest = b""
@@ -134,35 +156,81 @@ class CopyAhead:
                 self._cond.wait()
 
     def _work(self) -> None:
-        while (job := self._next()) is not None:
-            self._copy(job)
+        try:
+            while (job := self._next()) is not None:
+                durable = self._copy(job)
+                with self._cond:
+                    job.state = "done"
+                    if durable and self._check and job.copied is not None and not job.copied.changed:
+                        self._unchecked.append(job)
+                    self._cond.notify_all()
+        finally:
             with self._cond:
-                job.state = "done"
+                self._state_end = True
                 self._cond.notify_all()
 
-    def _copy(self, job: _Job) -> None:
+    def _checks(self) -> None:
+        """Read back each copy made durable, in the order made, unless the pass took it first."""
+        from core.engine.readback import check_written  # (here: scan_ahead imports this module first)
+
+        while (job := self._next_check()) is not None:
+            copied = job.copied
+            assert copied is not None   # (only copies made are queued to be read back)
+
+            def stopped(job: _Job = job) -> bool:
+                return job.handed or self._stop
+
+            problem = check_written(copied.tmp_paths, copied.size, copied.sha256, stopped)
+            with self._cond:
+                self.checking = None
+                self._cond.notify_all()
+                if job.handed or self._stop:
+                    continue   # (the pass took it unchecked: the run's read-back reads it; close() discards the rest)
+                if problem is None:
+                    copied.checked = True
+                else:   # read back wrong: never handed over, the pass copies the file itself, as before
+                    job.copied = None
+            if problem is not None:
+                self.store.discard(copied)
+
+    def _next_check(self) -> _Job | None:
+        with self._cond:
+            while True:
+                if self._stop:
+                    return None
+                while self._unchecked and self._unchecked[0].handed:
+                    self._unchecked.popleft()
+                if self._unchecked:
+                    self.checking = self._unchecked.popleft()
+                    return self.checking
+                if self._state_end:
+                    return None
+                self._cond.wait()
+
+    def _copy(self, job: _Job) -> bool:
+        """Copy ``job``'s file (``job.copied``); whether every part of the copy is durable now."""
         try:
             fd = open_source(long_path(job.path))   # (as the pass opens it: no symlink followed, no FIFO waited on)
         except OSError:
-            return
+            return False
         try:
             st = os.fstat(fd)
         except OSError:
             os.close(fd)
-            return
+            return False
         if not stat.S_ISREG(st.st_mode) or st.st_size < BIG_BYTES:
             os.close(fd)
-            return
+            return False
         with self._cond:
             job.size, job.st = st.st_size, st
             self._held += st.st_size
         try:   # (copy_in closes fd)
             copied = self.store.copy_in(_Seen(job.path, st.st_size, st.st_mtime_ns, st.st_mode), fd=fd)
         except (OSError, PlugbackError):   # (a full drive, a read error: the pass's own copy meets it and reports it)
-            return
+            return False
         job.copied = copied
-        for p in copied.tmp_paths:   # written out here, so the pass's next flush finds little to do
-            _write_out(p)
+        # Written out here, so the pass's next flush finds little to do (and the copy can be read back).
+        return all([_write_out(p) for p in copied.tmp_paths])
 
     def take(self, se):
         """The copy of the scanned big file ``se`` made here (the caller places it), or None: the
@@ -180,6 +248,7 @@ class CopyAhead:
                 return None
             while job.state == "running":
                 self._cond.wait()
+            job.handed = True   # (a check not finished yet stops: not waited for, the run's read-back reads it)
             self._held -= job.size
             self._cond.notify_all()
         copied = job.copied
@@ -197,6 +266,7 @@ class CopyAhead:
             self._stop = True
             self._cond.notify_all()
         self._worker.join()
+        self._checker.join()
         self._reader.join()
         try:
             os.close(self._hints)
@@ -209,10 +279,11 @@ class CopyAhead:
                 self.store.discard(job.copied)
 
 
-def start(prefetch, store, first: bool) -> CopyAhead | None:
+def start(prefetch, store, first: bool, check: bool = False) -> CopyAhead | None:
     """A copy-ahead for a backup whose sources ``prefetch`` reads ahead, where its scan-ahead child
     names the big files (core/engine/scan_ahead.py); only for a ``first`` backup into a plain set
-    (every file is copied, none sealed). Else None (a pipe not used is closed)."""
+    (every file is copied, none sealed). Else None (a pipe not used is closed). ``check``: the run
+    reads back what it wrote; each copy made here is read back here (:attr:`Copied.checked`)."""
     from core.engine.store import PlainStore  # (here: scan_ahead imports this module before the engine loads)
 
     take = getattr(prefetch, "take_hints", None)
@@ -222,24 +293,28 @@ def start(prefetch, store, first: bool) -> CopyAhead | None:
     if not first or not isinstance(store, PlainStore):
         os.close(hints)
         return None
-    return CopyAhead(store, hints)
+    return CopyAhead(store, hints, check)
 
 
-def _write_out(path: str) -> None:
+_SYNC = getattr(os, "fdatasync", None)   # (Linux: the only place a scan-ahead child names files)
+
+
+def _write_out(path: str) -> bool:
     """Have the drive write ``path``'s bytes now (``fdatasync``, in this thread): the checkpoint's
-    flush of the whole volume in the pass's thread then waits for less. Durability is still the
-    pass's flush's to give; a failure here changes nothing."""
-    sync = getattr(os, "fdatasync", None)   # (Linux: the only place a scan-ahead child names files)
-    if sync is None:
-        return
+    flush of the whole volume in the pass's thread then waits for less. Whether its bytes are
+    durable now (the early read-back reads only those); a failure here changes nothing else: the
+    pass's own flushes still give durability."""
+    if _SYNC is None:
+        return False
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except OSError:
-        return
+        return False
     try:
-        sync(fd)
+        _SYNC(fd)
+        return True
     except OSError:
-        pass
+        return False
     finally:
         os.close(fd)
 

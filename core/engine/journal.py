@@ -31,6 +31,7 @@ from typing import NamedTuple
 from core.engine import manifest as mf
 from core.engine import safeio
 from core.engine.fs import FileSystem
+from core.engine.sums import LatestSums
 from core.errors import PlugbackError
 
 log = logging.getLogger(__name__)
@@ -223,3 +224,26 @@ def _records(obj, keys) -> int | list[Placed] | None:
         return [Placed.from_dict(json.loads(x)) for x in plain.split(b"\n") if x]
     except (ValueError, RecursionError, binascii.Error, PlugbackError):
         return None
+
+
+def resume(bset, parent_id: str | None) -> dict[str, Placed]:
+    """The journal's trusted entries of an interrupted run of ``bset`` on the same parent ({} if
+    none; core/engine/backup.py, step 1). Kept in memory: at most what that run copied before its
+    last checkpoint. A run that committed ``parent_id`` but stopped before its last steps has
+    them finished here: ``Latest.sha256`` written from its manifest (plain sets), the journal removed."""
+    header, trusted = load(bset.layout.journal, bset.keys)
+    if header is not None and parent_id is not None and header.get("snapshot") == parent_id:
+        if not bset.encrypted:
+            sums = LatestSums()
+            try:
+                with bset.open_manifest(parent_id) as reader:
+                    for e in reader:
+                        sums.add(e)
+                sums.commit(bset)
+            finally:
+                sums.close()
+        bset.fs.unlink(bset.layout.journal)
+        return {}
+    if header is None or header.get("parent") != parent_id:
+        return {}
+    return trusted

@@ -197,6 +197,32 @@ def _finish(bset, e: Entry, opened: list[int] | str | Future | _Remote, buf: mem
     return _check_plain(opened, buf, e)
 
 
+def check_written(paths: list, size: int, sha256: str, stopped: Callable[[], bool] = lambda: False) -> str | None:
+    """Read back the plain copy in ``paths`` (parts in order) as the read-back does: each opened
+    as a regular file, never through a symlink, its cached pages dropped first (the caller made
+    its bytes durable: a dropped page is then read from the drive), read whole and hashed; what
+    is wrong with it against ``size`` and ``sha256``, or None. ``stopped()`` (asked at every
+    block) true: the read ends there, and the copy is not called right."""
+    opened = objcheck.open_copy(paths)
+    if isinstance(opened, str):
+        return opened
+    digest, got, buf = hashlib.sha256(), 0, read_buffer()
+    try:
+        if opened.size != size:
+            return objcheck.verdict(opened.size, "", size, sha256)
+        for fd in opened:
+            for block in blocks(fd, buf):
+                if stopped():
+                    return "its read-back was stopped"
+                digest.update(block)
+                got += len(block)
+    except OSError as err:
+        return f"it cannot be read ({err.strerror or err})"
+    finally:
+        objcheck.close(opened)
+    return objcheck.verdict(got, digest.hexdigest(), size, sha256)
+
+
 def _check_plain(opened: list[int], buf: memoryview, e: Entry) -> str | None:
     """Read and hash a plain copy (closing it): what is wrong, or None. A copy in one file whose
     ``fstat`` found the manifest's size (``objcheck.Opened.size``) is read to that size and no

@@ -55,7 +55,7 @@ class ReadBack:
         try:
             blocks = self._written.blocks(self._flush, FLUSH_EVERY)
             self._damaged = readback.read_back(self._run, readback.decoded(blocks), self._seen)
-            self._seen(self._written.count, self._run.stats["copied_bytes"], "")
+            self._seen(self._written.count, self._run.stats["copied_bytes"] - self._run.stats["checked_bytes"], "")
         except BaseException as err:   # noqa: BLE001 - handed to the run's thread by result(), raised there
             self._error = err
 
@@ -63,8 +63,9 @@ class ReadBack:
         """After each batch: progress once the snapshot is committed (before, the pass reports)."""
         if self._stopped.is_set():
             raise Cancelled()
-        if self._committed:
+        if self._committed:   # (the copies read back early, copy_ahead.py, count as done)
             s = self._run.stats
+            files, size = files + s["checked_files"], size + s["checked_bytes"]
             self._run.progress(Progress("verify", files, s["copied_files"], size, s["copied_bytes"], path))
 
     def release(self, blocks: int) -> None:

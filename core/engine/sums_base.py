@@ -12,7 +12,7 @@ were taken one by one, and
   before (files changed, none added, removed or renamed: the common case): it reads those
   few lines back (checking their names) and writes the changed hashes over the old ones,
   same length, then fsyncs. A crash in between leaves the journal on the drive, and the
-  next run rewrites the file whole from the committed manifest (backup.py ``_resume``);
+  next run rewrites the file whole from the committed manifest (``journal.resume``);
 * else **rewrites** it: the old file's kept runs of lines copied as they are, the new
   lines between them, through ``tmp/`` and a rename as before.
 
