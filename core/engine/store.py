@@ -49,9 +49,7 @@ class Copied:
     tmp_paths: list[str] = field(default_factory=list)   # (strings: built for every file copied)
     changed: bool = False   # the source changed during the read: copy again next run
     stored: int = 0         # encrypted sets: Entry.stored for this copy (0: encrypted_size(size))
-    # Read back already: after its own fdatasync, cache dropped, from the drive, and it matched
-    # (core/engine/copy_ahead.py); once placed, the run's read-back need not read it again.
-    checked: bool = False
+    checked: bool = False   # read back and matched after its own fdatasync (copy_ahead.py): not again
 
 
 class _SplitWriter:
