@@ -101,19 +101,22 @@ def usable(bset) -> bool:
     return READS_AHEAD and isinstance(bset, BackupSet) and bset.keys is None
 
 
-def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool) -> None:
+def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool, big: Iterable[Entry] = ()) -> None:
     """``_Restorer.restore_all`` this way: folders and symlinks as they come, small files opened
     here (their reads started ahead) and written by the writer threads, big files in the workers;
-    memory flat (bounded queues)."""
+    memory flat (bounded queues). ``big``: the big files among ``entries``; those in a new root
+    (:meth:`_Queues.first`) are started from the beginning, beside the small files, not in turn."""
     with ThreadPoolExecutor(max_workers=max(1, min(run.options.workers, BIG_WORKERS))) as pool, \
             ThreadPoolExecutor(max_workers=writers(bool(run.direct_tops))) as writers_pool:
-        q = _Queues(run, pool, writers_pool)
+        q = _Queues(run, pool, writers_pool, big)
         try:
+            q.feed()
             for e in map(run.names.local, entries):
                 if e.type == DIR:
                     run.folder(e, dirs)
                 elif e.type == FILE:
-                    _file(q, e)
+                    if e.size < BIG_FILE or not q.first(e):   # (one restored first is under way or done)
+                        _file(q, e)
                 else:
                     if run.options.on_conflict is OnConflict.KEEP_BOTH:   # (see _file)
                         q.drain()
@@ -128,16 +131,41 @@ class _Queues:
     to the writer threads (``batches``), big files handed to the workers (``big``). No more than
     :data:`AHEAD` small files are open at once, here and handed out together."""
 
-    def __init__(self, run: _Restorer, pool: ThreadPoolExecutor, writers: ThreadPoolExecutor):
+    def __init__(self, run: _Restorer, pool: ThreadPoolExecutor, writers: ThreadPoolExecutor,
+                 big: Iterable[Entry] = ()):
         self.run, self.pool, self.writers = run, pool, writers
+        self.firsts = (e for e in big if e.size >= BIG_FILE and self.first(e))   # (the same test as the loop's)
         self.small: deque[_Small] = deque()
         self.batches: deque[_Batch] = deque()
         self.big: deque[_Big] = deque()
         self.batch = max(1, min(SMALL_BATCH, AHEAD // (2 * SMALL_PENDING)))   # half of AHEAD out at most
         self.opened = AHEAD - self.batch * SMALL_PENDING   # small files opened here, not handed out yet
 
+    def first(self, e: Entry) -> bool:
+        """Whether the big file ``e`` is restored first (:meth:`feed`), not in manifest order: where
+        nothing before it can change where it goes or how, in a new root (nothing in the way: written
+        at its own name, ``_Restorer.direct``) whose names all stay (``RestoreNamer.keeps``). The
+        standard set's biggest files come last in manifest order: restored in turn, they were the
+        restore's last 0.6 s, read, hashed and written by one thread after every small file was done."""
+        top = e.path.partition("/")[0]
+        return top in self.run.direct_tops and self.run.names.keeps(top)
+
+    def feed(self) -> None:
+        """Count the big files done, and start the next big files restored first while fewer than
+        :data:`BIG_PENDING` are under way (their folders made here, as in turn)."""
+        while self.big and self.big[0][1].done():
+            _finish_big(self.run, self.big.popleft())
+        while len(self.big) < BIG_PENDING:
+            e = next(self.firsts, None)
+            if e is None:
+                return
+            self.run.options.cancel.check()
+            self.big.append((e, self.pool.submit(restore_file, self.run.bset, e, self.run.room(e), self.run.plan.newest,
+                                                 self.run.objects, True)))
+
     def hand_small(self) -> None:
         """Hand the oldest small files (a batch) to the writers, once they have fewer than SMALL_PENDING."""
+        self.feed()
         while len(self.batches) >= SMALL_PENDING:
             self.count_batch()
         batch = [self.small.popleft() for _ in range(min(self.batch, len(self.small)))]
@@ -154,8 +182,10 @@ class _Queues:
             self.hand_small()
         while self.batches:
             self.count_batch()
+        self.feed()
         while self.big:
             _finish_big(self.run, self.big.popleft())
+            self.feed()
 
     def close(self) -> None:
         """Stop what has not started; close what was opened for it (a batch being written closes its own)."""
