@@ -13,7 +13,10 @@ opening (the folder made, ``lstat``, ``open``, the read started) and writing (re
 the time, rename into place) run side by side on two cores, each mostly in system calls, for two
 hand-offs a batch; a second writer writes while the first waits for a read the drive has not
 finished (docs/performance.md, "#11: the standard set's restore, written beside its opens"). Big
-files (1 MiB and more) go to workers: hashing and copying them lets go of the GIL.
+files (1 MiB and more) go to workers: hashing and copying them lets go of the GIL; in a new root they
+are started first, beside the small files (:meth:`_Queues.first`). Every content file is opened below
+the set's folder with no symlink followed on the way (``safeio.SetFolders``; docs/architecture.md,
+"Restore: a set's content read below its folder only").
 
 Order: every file's room (what is in the way) is decided in manifest order in this thread. A file
 kept under another name ("x (restored).txt") waits until every file before it is written, and its

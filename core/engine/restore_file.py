@@ -20,7 +20,7 @@ from typing import Iterator
 
 from core.engine import safeio, winattrs
 from core.engine.chunks import ChunkPaths
-from core.engine.fs import DEFAULT_FILE_MODE, blocks, long_path, read_ahead, read_buffer, read_into
+from core.engine.fs import DEFAULT_FILE_MODE, long_path, read_ahead, read_buffer, read_into
 from core.engine.manifest import Entry
 from core.engine.objindex import ObjectIndex
 from core.engine.progress import TextEnum
