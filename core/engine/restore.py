@@ -201,14 +201,12 @@ def restore(bset: BackupSet, target, options: RestoreOptions | None = None) -> R
 
 def _restore(bset: BackupSet, target, options: RestoreOptions) -> RestoreResult:
     sid = bset.resolve_id(options.snapshot)
-    with EntrySpool() as chosen, EntrySpool() as big:
-        return _restore_chosen(bset, target, options, sid, (chosen, big))
+    with EntrySpool() as chosen:
+        return _restore_chosen(bset, target, options, sid, chosen)
 
 
-def _restore_chosen(bset: BackupSet, target, options: RestoreOptions, sid: str,
-                    spools: tuple[EntrySpool, EntrySpool]) -> RestoreResult:
-    chosen, big = spools
-    plan = _plan(bset, sid, options.paths, chosen, big)
+def _restore_chosen(bset: BackupSet, target, options: RestoreOptions, sid: str, chosen: EntrySpool) -> RestoreResult:
+    plan = _plan(bset, sid, options.paths, chosen)
     plan.newest = sid == bset.newest_id()   # read intact above: its Latest/ copies are its content
     roots = _roots(plan.header, target, plan.tops)
     result = RestoreResult(sid, "(original folders)" if target is None else
@@ -222,7 +220,7 @@ def _restore_chosen(bset: BackupSet, target, options: RestoreOptions, sid: str,
         run.folders.adopt(run.roots[top])
     try:
         with _DirSpool() as dirs:
-            run.restore_all(chosen, dirs, big)
+            run.restore_all(chosen, dirs)
             run.folder_times(dirs)
     except Exception as err:   # (the writers have ended: every file in a work root is whole and checked,
         if not isinstance(err, Unfinished):   # unless one could not be removed)
@@ -274,11 +272,10 @@ class _Plan:
     newest: bool = False
 
 
-def _plan(bset: BackupSet, sid: str, paths, chosen: EntrySpool, big: EntrySpool | None = None) -> _Plan:
+def _plan(bset: BackupSet, sid: str, paths, chosen: EntrySpool) -> _Plan:
     """Read the whole manifest (trailer checked), prove every chosen path safe to write below
     its root, and refuse wanted paths the snapshot does not hold: before anything is written.
-    The chosen entries go to ``chosen``, to be restored once this returned; the big files among
-    them (``restore_ahead.BIG_FILE``) also to ``big``, which that restore may start first.
+    The chosen entries go to ``chosen``, to be restored once this returned.
 
     Entries below a symlink or a file entry are refused by the manifest reader itself
     (``EntryOrder``): a restore would write through them.
@@ -299,8 +296,6 @@ def _plan(bset: BackupSet, sid: str, paths, chosen: EntrySpool, big: EntrySpool 
             if e.type == FILE:
                 plan.files += 1
                 plan.bytes += e.size
-                if big is not None and e.size >= restore_ahead.BIG_FILE:
-                    big.add(e)
     missing = sorted(wanted - found)
     if missing:
         raise UsageError(f"Not in this snapshot: {', '.join(missing)}. 'plugback ls SET SNAPSHOT' shows "
@@ -343,17 +338,16 @@ class _Restorer:
         parent, sep, _ = rest.rpartition(os.sep)
         return root, prefix + parent if sep else root, prefix + rest
 
-    def restore_all(self, entries: Iterable[Entry], dirs: _DirSpool, big: Iterable[Entry] = ()) -> None:
+    def restore_all(self, entries: Iterable[Entry], dirs: _DirSpool) -> None:
         """Folders and symlinks as they come, files by a pool with a bounded queue (flat memory);
         where the reads of small files can be started ahead (restore_ahead.usable), by
-        restore_ahead.restore_all instead (``big``: the big files among ``entries``, which it
-        may restore first).
+        restore_ahead.restore_all instead.
 
         No entry lies below a symlink or file entry (the reader refuses that), so a
         symlink made now is never in the way of a later file.
         """
         if restore_ahead.usable(self.bset):
-            restore_ahead.restore_all(self, entries, dirs, big)
+            restore_ahead.restore_all(self, entries, dirs)
             return
         workers = max(1, self.options.workers)
         pending: deque[Future] = deque()

@@ -13,10 +13,9 @@ opening (the folder made, ``lstat``, ``open``, the read started) and writing (re
 the time, rename into place) run side by side on two cores, each mostly in system calls, for two
 hand-offs a batch; a second writer writes while the first waits for a read the drive has not
 finished (docs/performance.md, "#11: the standard set's restore, written beside its opens"). Big
-files (1 MiB and more) go to workers: hashing and copying them lets go of the GIL; in a new root they
-are started first, beside the small files (:meth:`_Queues.first`). Every content file is opened below
-the set's folder with no symlink followed on the way (``safeio.SetFolders``; docs/architecture.md,
-"Restore: a set's content read below its folder only").
+files (1 MiB and more) go to workers: hashing and copying them lets go of the GIL. Every content
+file is opened below the set's folder with no symlink followed on the way (``safeio.SetFolders``;
+docs/architecture.md, "Restore: a set's content read below its folder only").
 
 Order: every file's room (what is in the way) is decided in manifest order in this thread. A file
 kept under another name ("x (restored).txt") waits until every file before it is written, and its
@@ -105,22 +104,19 @@ def usable(bset) -> bool:
     return READS_AHEAD and isinstance(bset, BackupSet) and bset.keys is None
 
 
-def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool, big: Iterable[Entry] = ()) -> None:
+def restore_all(run: _Restorer, entries: Iterable[Entry], dirs: DirSpool) -> None:
     """``_Restorer.restore_all`` this way: folders and symlinks as they come, small files opened
     here (their reads started ahead) and written by the writer threads, big files in the workers;
-    memory flat (bounded queues). ``big``: the big files among ``entries``; those in a new root
-    (:meth:`_Queues.first`) are started from the beginning, beside the small files, not in turn."""
+    memory flat (bounded queues)."""
     with ThreadPoolExecutor(max_workers=max(1, min(run.options.workers, BIG_WORKERS))) as pool, \
             ThreadPoolExecutor(max_workers=writers(bool(run.direct_tops))) as writers_pool:
-        q = _Queues(run, pool, writers_pool, big)
+        q = _Queues(run, pool, writers_pool)
         try:
-            q.feed()
             for e in map(run.names.local, entries):
                 if e.type == DIR:
                     run.folder(e, dirs)
                 elif e.type == FILE:
-                    if e.size < BIG_FILE or not q.first(e):   # (one restored first is under way or done)
-                        _file(q, e)
+                    _file(q, e)
                 else:
                     if run.options.on_conflict is OnConflict.KEEP_BOTH:   # (see _file)
                         q.drain()
@@ -135,10 +131,8 @@ class _Queues:
     to the writer threads (``batches``), big files handed to the workers (``big``). No more than
     :data:`AHEAD` small files are open at once, here and handed out together."""
 
-    def __init__(self, run: _Restorer, pool: ThreadPoolExecutor, writers: ThreadPoolExecutor,
-                 big: Iterable[Entry] = ()):
+    def __init__(self, run: _Restorer, pool: ThreadPoolExecutor, writers: ThreadPoolExecutor):
         self.run, self.pool, self.writers = run, pool, writers
-        self.firsts = (e for e in big if e.size >= BIG_FILE and self.first(e))   # (the same test as the loop's)
         # (the small files' content, opened in this thread below the set's folder: no symlink followed)
         self.folders = safeio.SetFolders(run.bset.layout.root, _content_error, kept=max(4, AHEAD // 4)) \
             if safeio.SetFolders.USABLE else None
@@ -148,30 +142,8 @@ class _Queues:
         self.batch = max(1, min(SMALL_BATCH, AHEAD // (2 * SMALL_PENDING)))   # half of AHEAD out at most
         self.opened = AHEAD - self.batch * SMALL_PENDING   # small files opened here, not handed out yet
 
-    def first(self, e: Entry) -> bool:
-        """Whether the big file ``e`` is restored first (:meth:`feed`), not in manifest order: where
-        nothing before it can change where it goes or how, in a new root (nothing in the way: written
-        at its own name, ``_Restorer.direct``) whose names all stay (``RestoreNamer.keeps``). The
-        standard set's biggest files come last in manifest order: restored in turn, they were the
-        restore's last 0.6 s, read, hashed and written by one thread after every small file was done."""
-        top = e.path.partition("/")[0]
-        return top in self.run.direct_tops and self.run.names.keeps(top)
-
-    def feed(self) -> None:
-        """Count the big files done, and start the next big files restored first while fewer than
-        :data:`BIG_PENDING` are under way (their folders made here, as in turn)."""
-        while self.big and self.big[0][1].done():
-            _finish_big(self.run, self.big.popleft())
-        while len(self.big) < BIG_PENDING:
-            e = next(self.firsts, None)
-            if e is None:
-                return
-            self.run.options.cancel.check()
-            self.big.append((e, self.pool.submit(restore_one, self.run, e, self.run.room(e))))
-
     def hand_small(self) -> None:
         """Hand the oldest small files (a batch) to the writers, once they have fewer than SMALL_PENDING."""
-        self.feed()
         while len(self.batches) >= SMALL_PENDING:
             self.count_batch()
         batch = [self.small.popleft() for _ in range(min(self.batch, len(self.small)))]
@@ -188,10 +160,8 @@ class _Queues:
             self.hand_small()
         while self.batches:
             self.count_batch()
-        self.feed()
         while self.big:
             _finish_big(self.run, self.big.popleft())
-            self.feed()
 
     def close(self) -> None:
         """Stop what has not started; close what was opened for it (a batch being written closes its own)."""

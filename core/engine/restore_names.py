@@ -73,12 +73,6 @@ class RestoreNamer:
         self._used: dict[str, CompactSet] = {}      # local folder path -> the names given in it
         self._inside: list[tuple[str, str]] = []   # (real, local) paths of the folders the restore is in
 
-    def keeps(self, top: str) -> bool:
-        """Whether every name below the top folder ``top`` stays as it is (no rules for its root):
-        then an entry's path there does not depend on the entries before it (restore_ahead starts
-        big files first)."""
-        return self._rules.get(top) is None
-
     def local(self, e: Entry) -> Entry:
         """``e`` with the path it is restored as (``e`` itself when its name can stay)."""
         top, _, rest = e.path.partition("/")

@@ -198,7 +198,7 @@ def test_small_files_are_still_opened_ahead_under_a_low_descriptor_limit(backed_
         return real_open(paths, *rest)
 
     def first_write(*args, **kwargs):
-        if not at_first_write and args[1].size < BIG:   # (a big file may be written first)
+        if not at_first_write and args[1].size < BIG:   # (a big file's write, in a worker, may come first)
             at_first_write.append(len(opened))
         return real_write(*args, **kwargs)
 

@@ -1,7 +1,7 @@
 """A plain set's restore reads its content below the set's folder only (core/engine/restore_ahead.py,
 safeio.SetFolders): a folder in ``Latest/`` swapped for a symlink is not followed, for small files
-and big ones; a content file longer than the manifest says is not read to its end; and in a new
-root the big files are started first, beside the small ones (issue #11, branch ``restore9``)."""
+and big ones; a content file longer than the manifest says is not read to its end (issue #11,
+branch ``restore9``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import shutil
 import pytest
 
 from core.engine import fs, restore_ahead, safeio
-from core.engine import restore as restore_mod
 from core.errors import DriveFileDamaged
 from tests.support.engine import backup_path, restore_path
 from tests.support.trees import make_tree
@@ -73,32 +72,6 @@ def test_content_longer_than_the_manifest_says_is_not_read_to_its_end(backed_up,
     assert [p for p, _ in result.damaged] == [f"Docs/{rel}"]
     assert "does not match its checksum" in result.damaged[0][1]
     assert 0 < sum(reads) <= len(TREE[rel]) + 1
-
-
-def test_a_new_roots_big_files_are_started_before_the_small_files_before_them(backed_up, tmp_path, monkeypatch):
-    """z/last.bin comes last in the manifest; in a new root its room is decided (and its write
-    started) before the first small file's. Restored in turn before, it was the restore's tail."""
-    src, set_path = backed_up
-    order: list[str] = []
-    real = restore_mod._Restorer.room
-    monkeypatch.setattr(restore_mod._Restorer, "room", lambda self, e: (order.append(e.path), real(self, e))[1])
-    result = restore_path(set_path, tmp_path / "out")
-    assert result.files_restored == len(TREE) and not result.damaged
-    assert order.index("Docs/z/last.bin") < order.index("Docs/a/one.txt")
-    assert order.index("Docs/sub/big.bin") < order.index("Docs/a/one.txt")
-    assert (tmp_path / "out" / "Docs" / "z" / "last.bin").read_bytes() == TREE["z/last.bin"]
-
-
-def test_an_existing_roots_big_files_stay_in_turn(backed_up, tmp_path, monkeypatch):
-    """Onto a folder that is there (what is in the way decides each file's room, in manifest order)."""
-    _, set_path = backed_up
-    make_tree(tmp_path / "out" / "Docs", {"a/one.txt": b"mine"})
-    order: list[str] = []
-    real = restore_mod._Restorer.room
-    monkeypatch.setattr(restore_mod._Restorer, "room", lambda self, e: (order.append(e.path), real(self, e))[1])
-    result = restore_path(set_path, tmp_path / "out", on_conflict="keep-both")
-    assert result.kept_both == 1 and not result.damaged
-    assert order.index("Docs/a/one.txt") < order.index("Docs/z/last.bin")
 
 
 def test_set_folders_refuses_what_open_regular_refuses(tmp_path):
