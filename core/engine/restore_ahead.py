@@ -231,7 +231,7 @@ def restore_one(run: _Restorer, e: Entry, room: Room) -> Decided:
     if isinstance(found, tuple):
         return found
     opened = None if isinstance(found, ChunkPaths) else \
-        Opened(found, ahead=False, root=run.bset.layout.root)   # type: ignore[arg-type]
+        Opened(found, ahead=False, root=run.bset.layout.root)
     return write_file(run.bset, e, room, found, opened, run.direct(e))
 
 

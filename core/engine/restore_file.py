@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import os
 import secrets
+from pathlib import Path
 from typing import Iterator
 
 from core.engine import safeio, winattrs
@@ -129,13 +130,13 @@ class Opened:
     __slots__ = ("fds", "error")
 
     def __init__(self, paths: list, folders: safeio.SetFolders | None = None, ahead: bool = True,
-                 root: str | None = None):
+                 root: Path | None = None):
         self.fds: list[int] = []
         self.error: BaseException | None = None
         try:
             for p in paths:
                 fd = folders.open(p) if folders is not None else \
-                    safeio.open_regular(p, error=_content_error, root=root)   # type: ignore[arg-type]
+                    safeio.open_regular(p, error=_content_error, root=root)
                 self.fds.append(fd)
                 if ahead:
                     read_ahead(fd)
