@@ -99,3 +99,30 @@ def test_set_folders_refuses_what_open_regular_refuses(tmp_path):
             folders.open(f"{tmp_path}/elsewhere.txt")
     finally:
         folders.close()
+
+
+def test_a_full_disk_is_told_as_the_file_that_could_not_be_written(tmp_path):
+    """On a full disk the folders' spool could not flush when it was closed: its ENOSPC replaced the
+    restore's own message ("Cannot write ...: No space left on device") with a traceback (seen in
+    this branch's benchmark when the disk filled)."""
+    from core.engine.restore_dirs import DirSpool
+    from core.errors import UsageError
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def close(self):
+            self.f.close()
+            raise OSError(28, "No space left on device")
+
+    spool = DirSpool()
+    spool._f = Full(spool._f)
+    with pytest.raises(UsageError, match="Cannot write"):
+        with spool:
+            raise UsageError("Cannot write x: No space left on device. Check the restore folder.")
+    spool = DirSpool()
+    spool._f = Full(spool._f)
+    with pytest.raises(OSError, match="No space"):
+        with spool:
+            pass
