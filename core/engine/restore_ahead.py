@@ -13,7 +13,9 @@ opening (the folder made, ``lstat``, ``open``, the read started) and writing (re
 the time, rename into place) run side by side on two cores, each mostly in system calls, for two
 hand-offs a batch; a second writer writes while the first waits for a read the drive has not
 finished (docs/performance.md, "#11: the standard set's restore, written beside its opens"). Big
-files (1 MiB and more) go to workers: hashing and copying them lets go of the GIL.
+files (1 MiB and more) go to workers: hashing and copying them lets go of the GIL. Every content
+file is opened below the set's folder with no symlink followed on the way (``safeio.SetFolders``;
+docs/architecture.md, "Restore: a set's content read below its folder only").
 
 Order: every file's room (what is in the way) is decided in manifest order in this thread. A file
 kept under another name ("x (restored).txt") waits until every file before it is written, and its
@@ -28,9 +30,11 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Iterable
 
+from core.engine import safeio
+from core.engine.chunks import ChunkPaths
 from core.engine.fs import READS_AHEAD
 from core.engine.manifest import DIR, FILE, Entry
-from core.engine.repo import BackupSet
+from core.engine.repo import BackupSet, _content_error
 from core.engine.restore_dirs import DirSpool
 from core.engine.restore_file import (
     Decided,
@@ -40,7 +44,6 @@ from core.engine.restore_file import (
     Room,
     locate,
     open_ahead,
-    restore_file,
     write_file,
 )
 
@@ -130,6 +133,9 @@ class _Queues:
 
     def __init__(self, run: _Restorer, pool: ThreadPoolExecutor, writers: ThreadPoolExecutor):
         self.run, self.pool, self.writers = run, pool, writers
+        # (the small files' content, opened in this thread below the set's folder: no symlink followed)
+        self.folders = safeio.SetFolders(run.bset.layout.root, _content_error, kept=max(4, AHEAD // 4)) \
+            if safeio.SetFolders.USABLE else None
         self.small: deque[_Small] = deque()
         self.batches: deque[_Batch] = deque()
         self.big: deque[_Big] = deque()
@@ -165,6 +171,8 @@ class _Queues:
         _close_all(self.small)
         for _, big in self.big:
             big.cancel()
+        if self.folders is not None:
+            self.folders.close()
 
 
 def _close_all(items: Iterable[_Small]) -> None:
@@ -199,22 +207,32 @@ def _file(q: _Queues, e: Entry) -> None:
     if room[1] is RestoreOutcome.KEPT_BOTH:   # a free name is one no file before it takes: asked again, all written
         q.drain()
         room = run.room(e)
-        _count(run, e, restore_file(run.bset, e, room, run.plan.newest, run.objects))
+        _count(run, e, restore_one(run, e, room))
     elif e.size >= BIG_FILE:
-        q.big.append((e, q.pool.submit(restore_file, run.bset, e, room, run.plan.newest, run.objects,
-                                       run.direct(e))))
+        q.big.append((e, q.pool.submit(restore_one, run, e, room)))
         while len(q.big) > BIG_PENDING:
             _finish_big(run, q.big.popleft())
     else:
-        q.small.append(_start(run, e, room))
+        q.small.append(_start(run, e, room, q.folders))
         if len(q.small) >= q.opened:
             q.hand_small()
 
 
-def _start(run: _Restorer, e: Entry, room: Room) -> _Small:
+def _start(run: _Restorer, e: Entry, room: Room, folders: safeio.SetFolders | None) -> _Small:
     """Find a small file's content and open it, its read started (nothing to open: its outcome)."""
     found = locate(run.bset, e, room, run.plan.newest, run.objects)
-    return e, room, found, None if isinstance(found, tuple) else open_ahead(found)
+    return e, room, found, None if isinstance(found, tuple) else open_ahead(found, folders)
+
+
+def restore_one(run: _Restorer, e: Entry, room: Room) -> Decided:
+    """Restore the file ``e`` now, in this thread (a big file in a worker): its content opened below the
+    set's folder with no symlink followed (``safeio.open_regular``'s root), read to its size at most."""
+    found = locate(run.bset, e, room, run.plan.newest, run.objects)
+    if isinstance(found, tuple):
+        return found
+    opened = None if isinstance(found, ChunkPaths) else \
+        Opened(found, ahead=False, root=run.bset.layout.root)
+    return write_file(run.bset, e, room, found, opened, run.direct(e))
 
 
 def _finish_big(run: _Restorer, item: _Big) -> None:

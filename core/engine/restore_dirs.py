@@ -122,5 +122,9 @@ class DirSpool:
     def __enter__(self) -> "DirSpool":
         return self
 
-    def __exit__(self, *_) -> None:
-        self._f.close()
+    def __exit__(self, kind, *_) -> None:
+        try:
+            self._f.close()   # (flushes what add() buffered: on a full disk, ENOSPC)
+        except OSError:
+            if kind is None:
+                raise   # (otherwise the error that ended the restore is the one to tell, not this one)

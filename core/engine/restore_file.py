@@ -16,11 +16,12 @@ import hashlib
 import itertools
 import os
 import secrets
+from pathlib import Path
 from typing import Iterator
 
 from core.engine import safeio, winattrs
 from core.engine.chunks import ChunkPaths
-from core.engine.fs import DEFAULT_FILE_MODE, blocks, long_path, read_ahead, read_buffer, read_into
+from core.engine.fs import DEFAULT_FILE_MODE, long_path, read_ahead, read_buffer, read_into
 from core.engine.manifest import Entry
 from core.engine.objindex import ObjectIndex
 from core.engine.progress import TextEnum
@@ -120,26 +121,32 @@ def locate(bset: BackupSet, e: Entry, room: Room, of_newest: bool = False,
 
 
 class Opened:
-    """A small file's content files opened before its turn (each a regular file, the last component
-    not followed: ``safeio.open_regular``) with their reads started (``posix_fadvise`` WILLNEED): the
-    drive works on the next files while this one is written. An error opening them is kept and
-    raised when the content is read, where :func:`write_file` handles the errors of a read."""
+    """A file's content files opened (each a regular file, never reached through a symlink:
+    ``safeio.SetFolders``, or ``safeio.open_regular`` with the set as its root), a small file's
+    before its turn with its read started (``posix_fadvise`` WILLNEED, ``ahead``): the drive works on
+    the next files while this one is written. An error opening them is kept and raised when the
+    content is read, where :func:`write_file` handles the errors of a read."""
 
     __slots__ = ("fds", "error")
 
-    def __init__(self, paths: list):
+    def __init__(self, paths: list, folders: safeio.SetFolders | None = None, ahead: bool = True,
+                 root: Path | None = None):
         self.fds: list[int] = []
         self.error: BaseException | None = None
         try:
             for p in paths:
-                fd = safeio.open_regular(p, error=_content_error)
+                fd = folders.open(p) if folders is not None else \
+                    safeio.open_regular(p, error=_content_error, root=root)
                 self.fds.append(fd)
-                read_ahead(fd)
+                if ahead:
+                    read_ahead(fd)
         except (OSError, DamagedSet) as err:
             self.error = err
 
-    def blocks(self, size: int = -1) -> Iterator[memoryview]:
-        """The content, as views of this thread's read buffer (use each before the next).
+    def blocks(self, size: int) -> Iterator[memoryview]:
+        """The content, as views of this thread's read buffer (use each before the next); never more
+        than ``size`` + 1 bytes (a longer content fails its check: not read to its end, which a file
+        in ``/proc`` never reaches).
 
         ``size``: what the manifest says it holds. One content file that a read into the (bigger)
         buffer returned exactly ``size`` bytes of has ended there (a regular file's read comes back
@@ -148,14 +155,18 @@ class Opened:
         if self.error is not None:
             raise self.error
         buf = read_buffer()
-        if len(self.fds) == 1 and 0 < size < len(buf):
-            n = read_into(self.fds[0], buf)
-            if n:
-                yield buf[:n]
-            if n == size or not n:
-                return
+        left = size + 1
+        single = len(self.fds) == 1
         for fd in self.fds:
-            yield from blocks(fd, buf)
+            while left > 0:
+                view = buf if left >= len(buf) else buf[:left]
+                n = read_into(fd, view)
+                if not n:
+                    break
+                left -= n
+                yield buf[:n]
+                if single and n < len(view):
+                    return   # (a regular file's read comes back short only at its end)
 
     def close(self) -> None:
         for fd in self.fds:
@@ -163,9 +174,10 @@ class Opened:
         self.fds = []
 
 
-def open_ahead(paths: list) -> Opened | None:
-    """:class:`Opened` for plain content files; None for a chunked content (read as it comes)."""
-    return None if isinstance(paths, ChunkPaths) else Opened(paths)
+def open_ahead(paths: list, folders: safeio.SetFolders | None = None) -> Opened | None:
+    """:class:`Opened` for plain content files (through ``folders``); None for a chunked content
+    (read as it comes)."""
+    return None if isinstance(paths, ChunkPaths) else Opened(paths, folders)
 
 
 def write_file(bset: BackupSet, e: Entry, room: Room, paths: list, opened: Opened | None = None,

@@ -215,3 +215,100 @@ def _check_windows(path: Path, root: Path | None, error) -> None:
     st = os.lstat(long_path(path))
     if not stat.S_ISREG(st.st_mode):
         raise error(path=str(path), reason=f"it is {_kind(st.st_mode)}, not a regular file")
+
+
+KEPT = 64   # folders' descriptors a SetFolders keeps open, at most
+
+
+class SetFolders:
+    """Files below a trusted ``root`` (a set's folder) opened folder by folder, no symlink followed
+    anywhere below the root: each folder is opened relative to its parent's descriptor with
+    ``O_NOFOLLOW | O_DIRECTORY``, and the file relative to its folder's, checked as
+    :func:`open_regular` checks it (``lstat`` first: a FIFO or device node is never opened;
+    ``O_NOFOLLOW | O_NONBLOCK | O_NOCTTY``; ``fstat``). A plain path opened by name follows a
+    symlink in a folder on its way: a drive whose ``Latest/x`` was a symlink to ``/proc`` or to a
+    user's folder had a restore read files from there (issue #11, branch ``restore9``).
+
+    The folders' descriptors are kept, at most ``kept`` (the oldest closed first), so that
+    files that come folder by folder (a restore's) cost a path walk of one name each. One thread's
+    (not locked). POSIX with ``openat`` only (:data:`USABLE`); ``close`` at the end.
+    """
+
+    USABLE = _BY_FD
+
+    def __init__(self, root: str | Path, error=DriveFileDamaged, kept: int = KEPT):
+        self.root = os.fspath(root).rstrip(os.sep) or os.sep
+        self.error, self.kept = error, kept
+        self._fds: dict[str, int] = {}   # folder -> its descriptor, oldest first
+        self._last: tuple[str, int] = ("", -1)
+
+    def open(self, path: str | Path) -> int:
+        """A read descriptor of the regular file ``path`` (below the root); raises like :func:`open_regular`
+        (``error`` for a symlink on the way or a file that is not regular; FileNotFoundError when
+        missing, or when a folder on its way is a file)."""
+        path = os.fspath(path)
+        folder, _, name = path.rpartition(os.sep)
+        dir_fd = self._last[1] if folder == self._last[0] else self._folder(folder, path)
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except NotADirectoryError:
+            raise FileNotFoundError(errno.ENOENT, "No such file", path) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise self.error(path=path, reason=f"it is {_kind(st.st_mode)}, not a regular file")
+        try:
+            fd = os.open(name, READ_FLAGS | _NOFOLLOW | _NONBLOCK | _NOCTTY, dir_fd=dir_fd)
+        except OSError as err:
+            if refused_symlink(err):   # swapped for a symlink since the stat
+                raise self.error(path=path, reason="it is a symbolic link") from None
+            raise
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):   # swapped between the check and the open
+                raise self.error(path=path, reason=f"it is {_kind(mode)}, not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _folder(self, folder: str, path: str) -> int:
+        """The descriptor of ``folder`` (the root, or below it), opened by its parent's."""
+        fd = self._fds.get(folder)
+        if fd is None:
+            if folder == self.root:
+                fd = os.open(self.root, os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+            elif not folder.startswith(self.root.rstrip(os.sep) + os.sep):
+                raise self.error(path=path, reason="it is not inside the set")
+            else:
+                parent, _, name = folder.rpartition(os.sep)
+                parent_fd = self._folder(parent or os.sep, path)
+                try:
+                    fd = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                                 dir_fd=parent_fd)
+                except OSError as err:
+                    if err.errno == errno.ELOOP or err.errno == errno.ENOTDIR and _is_link(name, parent_fd):
+                        raise self.error(path=path, reason=f"the folder '{name}' on its way is a symbolic link") from None
+                    if err.errno == errno.ENOTDIR:
+                        raise FileNotFoundError(errno.ENOENT, "No such file", path) from None
+                    raise
+            self._fds[folder] = fd
+            while len(self._fds) > self.kept:
+                old = next(iter(self._fds))
+                os.close(self._fds.pop(old))
+                if self._last[0] == old:
+                    self._last = ("", -1)
+        self._last = (folder, fd)
+        return fd
+
+    def close(self) -> None:
+        """Close every folder's descriptor."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._last = ("", -1)
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False

@@ -189,3 +189,18 @@ def test_verify_ab_verifies_with_restic_and_plugback_and_reports_a_failure(tmp_p
     (set_path / "Latest" / "src" / "d2" / "f4.txt").write_bytes(b"bit rot")   # plugback's verify must see it
     assert verify_ab() == [("restic", "0"), (str(ROOT), str(EXIT_DAMAGE))]
     assert verify_ab(QUICK="1") == [("restic", "0"), (str(ROOT), str(EXIT_DAMAGE))]   # (another size: seen too)
+
+
+def test_restore_threads_times_a_restore_per_thread(tmp_path):
+    from tests.support.engine import backup_path
+
+    src = _tree(tmp_path / "Docs")
+    (src / "big.bin").write_bytes(b"B" * (1 << 20))
+    backup_path(tmp_path / "set", [src], job="Docs")
+    out = _bench("restore_threads.py", tmp_path / "set", tmp_path / "out", "--profile", "5").stdout
+    assert re.search(r"^wall [\d.]+ s, CPU [\d.]+ s, 16 files, 0 damaged$", out, re.M), out
+    assert re.search(r"^ +[\d.]+ s  manifest read and checked$", out, re.M), out
+    assert re.search(r"^small files: \d+ batches, the first from [\d.]+ s", out, re.M), out
+    assert re.search(r"^big +[\d.]+ -> +[\d.]+ s +1\.0 MiB  Docs/big\.bin$", out, re.M), out
+    assert "== restoring thread" in out and "== writer" in out, out
+    assert (tmp_path / "out" / "Docs" / "big.bin").read_bytes() == b"B" * (1 << 20)
