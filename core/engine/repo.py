@@ -156,6 +156,7 @@ class BackupSet:
     def __init__(self, root: Path, meta: dict, set_keys: "crypto.SetKeys | None", fs: FileSystem):
         self.root = Path(root)
         self.layout = SetLayout(self.root)
+        self.folders = safeio.CheckedFolders(self.root, _content_error)   # (content read through no symlinked folder)
         self.meta = meta
         self.keys = set_keys
         self.fs = fs
@@ -442,7 +443,7 @@ class BackupSet:
             # Blocks are views of one reused buffer: use each before asking for the next.
             buf = read_buffer()
             for p in paths:
-                fd = safeio.open_regular(p, error=_content_error)
+                fd = self.folders.open(p)
                 try:
                     if drop_cache:
                         _drop(fd)
@@ -454,10 +455,10 @@ class BackupSet:
 
         # A small file's object (most of them) is read in one call and opened with one decrypt.
         max_size = entry.size if entry.sha256 is not None else None
-        if len(paths) == 1 and (blob := _small_object(paths[0], drop_cache)) is not None:
+        if len(paths) == 1 and (blob := _small_object(self.folders.open(paths[0]), drop_cache)) is not None:
             yield from crypto.open_whole(self.keys, blob, name=f"objects/{entry.obj}", max_size=max_size)
             return
-        raw = _ConcatReader(paths, drop_cache)
+        raw = _ConcatReader(paths, drop_cache, self.folders.open)
         try:
             # No keyed-name check here (a second SHA-256 pass): every caller checks the plain
             # SHA-256 against the (authenticated) manifest, which an object copied under
@@ -529,12 +530,11 @@ class _Collect:
 SMALL_OBJECT = (1 << 20) + (64 << 10)   # objects up to this size are read whole (a small file's)
 
 
-def _small_object(path, drop_cache: bool) -> bytes | None:
-    """The bytes of the object at ``path`` if it holds at most :data:`SMALL_OBJECT` (one read,
-    more only if it returns short); None for a bigger one (then read as a stream)."""
+def _small_object(fd: int, drop_cache: bool) -> bytes | None:
+    """The bytes of the object opened as ``fd`` (closed here) if it holds at most :data:`SMALL_OBJECT`
+    (one read, more only if it returns short); None for a bigger one (then read as a stream)."""
     from core.engine.fs import drop_cache as _drop
 
-    fd = safeio.open_regular(path, error=_content_error)
     try:
         size = os.fstat(fd).st_size
         if size > SMALL_OBJECT:
@@ -553,13 +553,13 @@ def _small_object(path, drop_cache: bool) -> bytes | None:
 class _ConcatReader:
     """Parts of a split object read as one stream."""
 
-    def __init__(self, paths: list[Path], drop_cache: bool):
+    def __init__(self, paths: list[Path], drop_cache: bool, opener):
         from core.engine.fs import drop_cache as _drop
 
         self._files = []
         self.size = 0   # read by crypto.DecryptingReader to size its buffers
         for p in paths:
-            f = open(safeio.open_regular(p, error=_content_error), "rb", buffering=0)
+            f = open(opener(p), "rb", buffering=0)
             if drop_cache:
                 _drop(f)
             self._files.append(f)
