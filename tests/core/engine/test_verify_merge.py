@@ -186,7 +186,7 @@ WEEK_DAMAGE = {
 @pytest.mark.parametrize("read_all", [False, True])
 def test_the_manifest_read_beside_the_newest_is_not_read_again_for_its_repeat(week, monkeypatch, read_all, case):
     """The full backup's lines are hashed while read beside the newest's: the no-change backup after it
-    is compared with that digest (verify._Repeats), not with a second read; the report is the one of
+    is compared with that digest (rawlines.Repeats), not with a second read; the report is the one of
     decoding every manifest."""
     set_path, cache = week
     WEEK_DAMAGE[case](set_path)
