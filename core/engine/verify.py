@@ -35,6 +35,9 @@ BATCH = 32           # checks per hand-off to a worker
 LOOK_UP = object()       # a check's paths: ask BackupSet.content_paths (in the worker)
 OBJECT_ONLY = object()   # ... only its copy in objects/ (BackupSet.object_paths), if any
 IN_LATEST = object()     # ... its copy in Latest/ (plain sets' newest snapshot), if there
+_INSERT = "INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored, k)"   # (_Contents)
+_UPSERT = ("ON CONFLICT (name, parts, size) DO UPDATE SET n = n + 1, last = max(last, excluded.last), "
+           "k = CASE WHEN last = excluded.last THEN k + 1 WHEN last < excluded.last THEN 1 ELSE k END")
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,9 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     """
     options = options or VerifyOptions()
     result = _verify(bset, options, gather=True)
-    if result is None:   # the newest changed on the drive after the merge read it: again, each manifest
-        result = _verify(bset, options, gather=False)   # read for itself (as when it is not recorded)
-    return result
+    # None: the newest changed on the drive after the merge read it: again, each manifest read for
+    # itself (as when it is not recorded)
+    return result if result is not None else cast(VerifyResult, _verify(bset, options, gather=False))
 
 
 def _verify(bset: BackupSet, options: VerifyOptions, gather: bool) -> VerifyResult | None:
@@ -224,11 +227,7 @@ class _Contents:
         self.db.execute("BEGIN")
         try:
             for batch in scratch.batches(rows()):
-                self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored, k) "
-                                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 1) "
-                                    "ON CONFLICT (name, parts, size) DO UPDATE SET n = n + 1, last = max(last, excluded.last), "
-                                    "k = CASE WHEN last = excluded.last THEN k + 1 WHEN last < excluded.last THEN 1 "
-                                    "ELSE k END",
+                self.db.executemany(f"{_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 1) {_UPSERT}",
                                     [row for row, _ in batch if row is not None])
                 if latest is not None and latest.keys:
                     self.db.executemany("INSERT INTO latest_only VALUES (?, ?, ?)", [k for _, k in batch if k is not None])
@@ -265,11 +264,8 @@ class _Contents:
         files, size, self.proof = self.kept
         self.db.execute("BEGIN")
         try:
-            self.db.execute("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored, k) "
-                            "SELECT name, parts, sha, size, obj, path, ?, 1, ?, stored, 1 FROM kept WHERE true "
-                            "ORDER BY rowid ON CONFLICT (name, parts, size) DO UPDATE SET n = n + 1, "
-                            "last = max(last, excluded.last), k = CASE WHEN last = excluded.last THEN k + 1 "
-                            "WHEN last < excluded.last THEN 1 ELSE k END", (sid, index))
+            self.db.execute(f"{_INSERT} SELECT name, parts, sha, size, obj, path, ?, 1, ?, stored, 1 FROM kept "
+                            f"WHERE true ORDER BY rowid {_UPSERT}", (sid, index))
             held = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM kept").fetchone()
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -409,6 +405,7 @@ def _read_each(bset: BackupSet, ids: list[str], same: set[int], seen: dict[str, 
         keys = len(ids) > max(len(same), 1) and (merge is None or merge.orphans or index < len(ids) - 1)
         latest = _LatestOnly(objects, keys) if objects is not None and own else None
         lines = hashlib.sha256() if index < len(ids) - 2 and index not in same else None   # (for rawlines.Repeats)
+        added: tuple[int, int, bool] | None
         try:
             if index == len(ids) - 1 and contents.kept and latest and not latest.keys and merge \
                     and not merge.broken and merge.same_file():   # (else read for itself, as before)
