@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 Row = tuple[str, int, str, int, "str | None", str, int]   # (object name, parts, SHA-256, size, obj, path, stored)
 _SHA = b'"sha256":"'      # (in a JSON line, these bytes start a key: a quote inside a string is escaped)
 _SAME = ("sha256", "parts", "size", "obj", "stored")
+KEEP_BATCH = 512          # the newest's rows handed to ``keep`` at most at once (memory flat; more only per block)
 
 
 class Merge:
@@ -135,6 +136,9 @@ class Merge:
                             break
                         if kept is not None and nd["type"] == FILE and may_hold(nd["sha256"]):
                             kept.append(nd)
+                            if len(kept) >= KEEP_BATCH and keep is not None:   # (many newest-only lines before it)
+                                keep([_row(k) for k in kept if k["type"] == FILE])
+                                kept.clear()
                         n, nd = next(newest, None), None
                         if same is not None:
                             break
@@ -160,7 +164,7 @@ class Merge:
             at = n.find(_SHA)
             if at >= 0 and self.may_hold(n[at + 10:at + 74].decode()) and (d := json.loads(n))["type"] == FILE:
                 kept.append(_row(d))
-                if len(kept) >= 512:
+                if len(kept) >= KEEP_BATCH:
                     keep(kept)
                     kept = []
             n = next(newest, None)

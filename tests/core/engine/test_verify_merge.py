@@ -315,12 +315,15 @@ REVERT_DAMAGE = {
 }
 
 
+@pytest.mark.parametrize("keep_batch", [verify_merge.KEEP_BATCH, 1])
 @pytest.mark.parametrize("case", REVERT_DAMAGE)
 @pytest.mark.parametrize("read_all", [False, True])
-def test_the_newest_s_rows_gathered_beside_report_as_decoding(revert, monkeypatch, read_all, case):
+def test_the_newest_s_rows_gathered_beside_report_as_decoding(revert, monkeypatch, read_all, case, keep_batch):
     """The newest's files of a content objects/ holds get their rows from the merge (once, with the
-    newest's number: the report names the same snapshots, counted as often, as decoding each)."""
+    newest's number: the report names the same snapshots, counted as often, as decoding each);
+    ``keep_batch`` 1: handed on one at a time, as many of them in a row would be."""
     set_path, cache = revert
+    monkeypatch.setattr(verify_merge, "KEEP_BATCH", keep_batch)
     REVERT_DAMAGE[case](set_path)
     ids = open_set(set_path).snapshot_ids()
     own, held = _spy_newest_reads(monkeypatch)
