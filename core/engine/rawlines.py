@@ -91,14 +91,16 @@ def same_as_newest(bset: "BackupSet", ids: list[str], cancel: CancelToken | None
     return same if len(same) > 1 else set()
 
 
-def file_items(bset: "BackupSet", sid: str) -> Iterator[Item]:
+def file_items(bset: "BackupSet", sid: str, seen: dict[str, str] | None = None) -> Iterator[Item]:
     """Snapshot ``sid``'s files as ``Latest/`` checks (mirror path, parts, size, SHA-256), read from
     its lines with only the checks the reads need (a path inside ``Latest/``, bounded parts).
 
     For the ``Latest/`` checks that start before the manifest is known intact (verify_latest):
     what they find is used only once ``sid`` has been decoded in full, or shown to hold the
     lines of a snapshot that was. Anything else wrong with a line ends the iteration
-    (ManifestDamaged), and so does a trailer that does not match."""
+    (ManifestDamaged), and so does a trailer that does not match. ``seen`` then gets the hash of
+    every byte before the trailer (``all``, as :func:`lines_digest` names it): verify compares it
+    with the recorded one when the newest's rows were taken from another read of it."""
     with bset.open_manifest(sid) as reader:
         for block in reader.raw_blocks():
             try:
@@ -115,6 +117,8 @@ def file_items(bset: "BackupSet", sid: str) -> Iterator[Item]:
                     raise ManifestDamaged(path=reader.name, reason="a file's entry is invalid")
                 check_relative(mirror, LATEST_DIR)   # (as layout.latest_file does)
                 yield mirror, parts, size, sha
+        if seen is not None:
+            seen["all"] = reader.digest
 
 
 def proven_files(reader, expected: str | None, lines: str | None = None, held: Callable[[str], bool] | None = None,
@@ -147,6 +151,48 @@ def proven_files(reader, expected: str | None, lines: str | None = None, held: C
                 yield sha, d.get("parts") or 0, sha, d.get("size") or 0, d.get("obj"), d["path"], d.get("stored") or 0
     if (expected is not None and reader.digest != expected) or (digest is not None and digest.hexdigest() != lines):
         raise NotProven(reader.name)
+
+
+class Repeats:
+    """Snapshots whose entry lines are byte for byte those of the manifest added just before them
+    (no-change backups of a snapshot other than the newest's lines; the newest's group is
+    :func:`same_as_newest`'s): counted as holders of its contents (``verify._Contents.add_holders``)
+    instead of decoded. As with the newest's group, identical lines of a manifest that was just
+    decoded in full (every entry checked), or proven this computer's, are as valid as it; the repeat's own header is read
+    and its trailer checked against its lines (``lines_digest``). A repeat whose
+    header totals differ is not read twice; one that cannot be read as text is decoded (which
+    names its damage)."""
+
+    def __init__(self, bset: "BackupSet"):
+        self.bset = bset
+        self.last: tuple[int, str, tuple[int, int]] | None = None   # (index, id, (files, bytes))
+        self.digests: dict[str, str] = {}
+
+    def added(self, index: int, sid: str, counted: tuple[int, int], whole: bool = True) -> None:
+        """Manifest ``sid`` (number ``index``) is the last whose rows went in: all of them (``whole``;
+        then every row with ``last = index`` is one of its contents, and no other), or not."""
+        self.last = (index, sid, counted) if whole else None
+        self.digests = {k: v for k, v in self.digests.items() if k == sid}
+
+    def same_as_last(self, sid: str) -> tuple[int, int, int] | None:
+        """(the last manifest's number, files, bytes) when ``sid``'s entry lines are its lines."""
+        if self.last is None:
+            return None
+        index, last_sid, (files, size) = self.last
+        try:
+            if self.bset.header(sid).totals != self.bset.header(last_sid).totals \
+                    or self._digest(sid) != self._digest(last_sid):
+                return None
+        except Cancelled:
+            raise
+        except (PlugbackError, OSError):
+            return None   # decoding it names its damage
+        return index, files, size
+
+    def _digest(self, sid: str) -> str:
+        if sid not in self.digests:
+            self.digests[sid] = lines_digest(self.bset, sid)
+        return self.digests[sid]
 
 
 class NotProven(Exception):

@@ -35,6 +35,9 @@ BATCH = 32           # checks per hand-off to a worker
 LOOK_UP = object()       # a check's paths: ask BackupSet.content_paths (in the worker)
 OBJECT_ONLY = object()   # ... only its copy in objects/ (BackupSet.object_paths), if any
 IN_LATEST = object()     # ... its copy in Latest/ (plain sets' newest snapshot), if there
+_INSERT = "INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored, k)"   # (_Contents)
+_UPSERT = ("ON CONFLICT (name, parts, size) DO UPDATE SET n = n + 1, last = max(last, excluded.last), "
+           "k = CASE WHEN last = excluded.last THEN k + 1 WHEN last < excluded.last THEN 1 ELSE k END")
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,15 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     with the newest's entry lines are decoded once (core/engine/rawlines.py).
     """
     options = options or VerifyOptions()
+    result = _verify(bset, options, gather=True)
+    # None: the newest changed on the drive after the merge read it: again, each manifest read for
+    # itself (as when it is not recorded)
+    return result if result is not None else cast(VerifyResult, _verify(bset, options, gather=False))
+
+
+def _verify(bset: BackupSet, options: VerifyOptions, gather: bool) -> VerifyResult | None:
+    """:func:`verify`; None (nothing reported) when the newest snapshot's rows were gathered by the
+    merge (``gather``, _Contents.add_kept) but the ``Latest/`` checks read other bytes for it."""
     result = VerifyResult()
     if bset.layout.journal.exists():
         result.notices.append("A backup was interrupted: Latest/ may be partly updated. Earlier snapshots "
@@ -139,7 +151,7 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
     # after an interrupted run Latest/ is between two snapshots until the next run.
     checks_latest = not bset.encrypted and not result.notices
     index = ObjectIndex(bset.layout.objects)
-    with _Contents() as contents, verify_latest.started(bset, options) as early:
+    with _Contents(gather) as contents, verify_latest.started(bset, options) as early:
         trust = TrustRecord(options.cache, bset.set_id) if options.cache is not None and checks_latest else None
         newest = _read_manifests(bset, contents, result, options.cancel, index if checks_latest else None, trust)
         latest = newest if newest is not None and checks_latest else None
@@ -148,12 +160,16 @@ def verify(bset: BackupSet, options: VerifyOptions | None = None) -> VerifyResul
         _run_checks(bset, contents.checks(latest[1] if latest else None, index), options, result, tally, index)
         tally.files_done += contents.skipped[0]
         tally.bytes_done += contents.skipped[1]
+        read: dict[str, str] = {}   # the hash of the newest's bytes as the Latest/ checks read them
         if latest and early is not None and early.found.sid == latest[0]:
             early.finish(options, result, tally)
+            read = early.found.read
         elif latest and early is not None:
-            verify_latest.rerun(bset, latest[0], early, options, result, tally)
+            read = verify_latest.rerun(bset, latest[0], early, options, result, tally).read
         elif latest:
-            _run_checks(bset, _latest_checks(bset, latest[0]), options, result, tally)
+            _run_checks(bset, _latest_checks(bset, latest[0], read), options, result, tally)
+        if contents.proof is not None and read.get("all") != contents.proof:
+            return None
     return result
 
 
@@ -161,9 +177,12 @@ class _Contents:
     """The distinct contents of every intact manifest (object name and parts) in a scratch table,
     each with where it was first seen, how often, and the last manifest that holds it."""
 
-    def __init__(self):
+    def __init__(self, gather: bool = False):
         self.skipped = [0, 0]
         self.latest_only = [0, 0]   # (files, bytes) of the newest snapshot's given no row (add_manifest)
+        self.gather = gather        # the newest's rows may be gathered by the merge (keeper, add_kept)
+        self.kept: tuple[int, int, str] | None = None   # then: its (files, bytes, recorded hash), rows in ``kept``
+        self.proof: str | None = None   # the newest's recorded hash once add_kept used them
         self.db = scratch.connect()
         self.db.execute("CREATE TABLE content (seq INTEGER PRIMARY KEY, name BLOB, parts INTEGER, sha BLOB, "
                         "size INTEGER, obj BLOB, path BLOB, sid TEXT, n INTEGER, last INTEGER, stored INTEGER, "
@@ -172,6 +191,8 @@ class _Contents:
         # another manifest does gets a row (and a check) of its own, so a wrong size is never hidden.
         self.db.execute("CREATE UNIQUE INDEX content_key ON content (name, parts, size)")
         self.db.execute("CREATE TABLE latest_only (name BLOB, parts INTEGER, size INTEGER)")   # (read whole, once)
+        self.db.execute("CREATE TABLE kept (name BLOB, parts INTEGER, sha BLOB, size INTEGER, obj BLOB, path BLOB, "
+                        "stored INTEGER)")   # the newest's rows, gathered by the merge (keeper)
 
     def add_manifest(self, bset: BackupSet, sid: str, index: int, entries: Iterable[Entry],
                      cancel: CancelToken | None = None, latest: "_LatestOnly | None" = None) -> tuple[int, int]:
@@ -206,11 +227,7 @@ class _Contents:
         self.db.execute("BEGIN")
         try:
             for batch in scratch.batches(rows()):
-                self.db.executemany("INSERT INTO content (name, parts, sha, size, obj, path, sid, n, last, stored, k) "
-                                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 1) "
-                                    "ON CONFLICT (name, parts, size) DO UPDATE SET n = n + 1, last = max(last, excluded.last), "
-                                    "k = CASE WHEN last = excluded.last THEN k + 1 WHEN last < excluded.last THEN 1 "
-                                    "ELSE k END",
+                self.db.executemany(f"{_INSERT} VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 1) {_UPSERT}",
                                     [row for row, _ in batch if row is not None])
                 if latest is not None and latest.keys:
                     self.db.executemany("INSERT INTO latest_only VALUES (?, ?, ?)", [k for _, k in batch if k is not None])
@@ -223,10 +240,40 @@ class _Contents:
         return count["files"], count["bytes"]
 
     def reset(self) -> None:
-        """Every row dropped (the manifests are read again)."""
+        """Every row dropped (the manifests are read again, none beside the newest: nothing gathered)."""
         self.db.execute("DELETE FROM content")
         self.db.execute("DELETE FROM latest_only")
+        self.db.execute("DELETE FROM kept")
         self.latest_only = [0, 0]
+        self.gather, self.kept, self.proof = False, None, None
+
+    def keeper(self):
+        """Where verify_merge.Merge.files may put the newest's rows (inside the transaction of the
+        older manifest read beside it: rolled back with it), or None when none are wanted."""
+        return self._keep if self.gather and self.kept is None else None
+
+    def _keep(self, rows: list[verify_merge.Row]) -> None:
+        self.db.executemany("INSERT INTO kept VALUES (?, ?, ?, ?, ?, ?, ?)", [
+            (bytes.fromhex(name), parts, bytes.fromhex(sha), size, obj and bytes.fromhex(obj), scratch.path_key(path),
+             stored) for name, parts, sha, size, obj, path, stored in rows])
+
+    def add_kept(self, sid: str, index: int) -> tuple[int, int]:
+        """The newest snapshot ``sid`` (number ``index``) added from what the merge gathered (:attr:`kept`)
+        instead of read again: its rows as ``add_files`` with ``held`` adds them, the rest counted; (files, bytes)."""
+        assert self.kept is not None
+        files, size, self.proof = self.kept
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute(f"{_INSERT} SELECT name, parts, sha, size, obj, path, ?, 1, ?, stored, 1 FROM kept "
+                            f"WHERE true ORDER BY rowid {_UPSERT}", (sid, index))
+            held = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM kept").fetchone()
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        self.latest_only[0] += files - held[0]
+        self.latest_only[1] += size - held[1]
+        return files, size
 
     def held_by_latest(self, last: int) -> None:
         """Contents of older manifests that the newest snapshot holds too, though it added no row
@@ -241,7 +288,7 @@ class _Contents:
 
     def add_holders(self, index: int, more: int, last: int) -> None:
         """``more`` manifests, the last of them number ``last``, hold exactly the files of manifest
-        number ``index``, just added (rawlines.same_as_newest, :class:`_Repeats`): counted without
+        number ``index``, just added (rawlines.same_as_newest, rawlines.Repeats): counted without
         decoding them, each as many times as that manifest holds it (as decoding them would)."""
         self.db.execute("UPDATE content SET n = n + ? * k, last = ? WHERE last = ?", (more, last, index))
 
@@ -302,7 +349,7 @@ def _read_manifests(bset: BackupSet, contents: _Contents, result: VerifyResult, 
     decoded once, at the first of them; the others count as holders of the same contents
     (core/engine/rawlines.py). Should that decoding find damage, each is decoded as usual.
     So are older snapshots whose entry lines are those of the manifest added just before them
-    (:class:`_Repeats`). With ``objects`` (a plain set whose ``Latest/`` is checked), the
+    (rawlines.Repeats). With ``objects`` (a plain set whose ``Latest/`` is checked), the
     newest's files that ``objects/`` does not hold get no row (``_Contents.add_manifest``); with
     ``trust`` too, a manifest's lines (the newest's, or any other this computer recorded
     writing) are not decoded when they are proven this computer's (_add_proven), and an older
@@ -340,7 +387,7 @@ def _read_each(bset: BackupSet, ids: list[str], same: set[int], seen: dict[str, 
                trust: TrustRecord | None, merge: verify_merge.Merge | None) -> tuple[tuple | None, bool]:
     """_read_manifests' loop: (the newest intact snapshot, whether the newest's lines were read proven)."""
     newest, counted, confirmed = None, None, False
-    repeats = _Repeats(bset)
+    repeats = rawlines.Repeats(bset)
     for index, sid in enumerate(ids):
         if counted is not None and index in same:
             result.snapshots += 1
@@ -357,11 +404,16 @@ def _read_each(bset: BackupSet, ids: list[str], same: set[int], seen: dict[str, 
         own = index in same or index == len(ids) - 1
         keys = len(ids) > max(len(same), 1) and (merge is None or merge.orphans or index < len(ids) - 1)
         latest = _LatestOnly(objects, keys) if objects is not None and own else None
-        lines = hashlib.sha256() if index < len(ids) - 2 and index not in same else None   # (for _Repeats)
+        lines = hashlib.sha256() if index < len(ids) - 2 and index not in same else None   # (for rawlines.Repeats)
+        added: tuple[int, int, bool] | None
         try:
-            added = _add_proven(bset, contents, sid, index, cancel, latest, trust,
-                                seen["lines"] if "proven" in seen and index in same else None,
-                                None if own or (merge is not None and merge.broken) else merge, lines)
+            if index == len(ids) - 1 and contents.kept and latest and not latest.keys and merge \
+                    and not merge.broken and merge.same_file():   # (else read for itself, as before)
+                added = (*contents.add_kept(sid, index), False)   # gathered beside an older manifest, proven
+            else:
+                added = _add_proven(bset, contents, sid, index, cancel, latest, trust,
+                                    seen["lines"] if "proven" in seen and index in same else None,
+                                    None if own or (merge is not None and merge.broken) else merge, lines)
             files, size = added[:2] if added else _add_decoded(bset, contents, sid, index, cancel, latest)
         except Cancelled:
             raise
@@ -384,48 +436,6 @@ def _read_each(bset: BackupSet, ids: list[str], same: set[int], seen: dict[str, 
     return newest, confirmed
 
 
-class _Repeats:
-    """Snapshots whose entry lines are byte for byte those of the manifest added just before them
-    (no-change backups of a snapshot other than the newest's lines; the newest's group is
-    rawlines.same_as_newest's): counted as holders of its contents (``_Contents.add_holders``)
-    instead of decoded. As with the newest's group, identical lines of a manifest that was just
-    decoded in full (every entry checked), or proven this computer's, are as valid as it; the repeat's own header is read
-    and its trailer checked against its lines (``rawlines.lines_digest``). A repeat whose
-    header totals differ is not read twice; one that cannot be read as text is decoded (which
-    names its damage)."""
-
-    def __init__(self, bset: BackupSet):
-        self.bset = bset
-        self.last: tuple[int, str, tuple[int, int]] | None = None   # (index, id, (files, bytes))
-        self.digests: dict[str, str] = {}
-
-    def added(self, index: int, sid: str, counted: tuple[int, int], whole: bool = True) -> None:
-        """Manifest ``sid`` (number ``index``) is the last whose rows went in: all of them (``whole``;
-        then every row with ``last = index`` is one of its contents, and no other), or not."""
-        self.last = (index, sid, counted) if whole else None
-        self.digests = {k: v for k, v in self.digests.items() if k == sid}
-
-    def same_as_last(self, sid: str) -> tuple[int, int, int] | None:
-        """(the last manifest's number, files, bytes) when ``sid``'s entry lines are its lines."""
-        if self.last is None:
-            return None
-        index, last_sid, (files, size) = self.last
-        try:
-            if self.bset.header(sid).totals != self.bset.header(last_sid).totals \
-                    or self._digest(sid) != self._digest(last_sid):
-                return None
-        except Cancelled:
-            raise
-        except (PlugbackError, OSError):
-            return None   # decoding it names its damage
-        return index, files, size
-
-    def _digest(self, sid: str) -> str:
-        if sid not in self.digests:
-            self.digests[sid] = rawlines.lines_digest(self.bset, sid)
-        return self.digests[sid]
-
-
 def _add_proven(bset: BackupSet, contents: _Contents, sid: str, index: int, cancel: CancelToken | None,
                 latest: _LatestOnly | None, trust: TrustRecord | None, lines: str | None,
                 merge: verify_merge.Merge | None = None, digest=None) -> tuple[int, int, bool] | None:
@@ -439,10 +449,14 @@ def _add_proven(bset: BackupSet, contents: _Contents, sid: str, index: int, canc
     if expected is None and lines is None:
         return None
     if merge is not None and expected is not None:
+        keep = contents.keeper()   # the newest's own rows gathered as it is read beside this one
         try:
             with bset.open_manifest(sid) as reader:
-                return (*contents.add_files(sid, index, merge.files(reader, expected, cancel, digest), cancel, latest),
-                        True)
+                added = contents.add_files(sid, index, merge.files(reader, expected, cancel, digest, keep), cancel,
+                                           latest)
+            if keep is not None and merge.totals is not None:
+                contents.kept = (*merge.totals, merge.expected)
+            return (*added, True)
         except Cancelled:
             raise
         except Exception:  # noqa: BLE001 - rolled back; the newest's bytes not the recorded ones: this one alone
@@ -472,13 +486,16 @@ def _add_decoded(bset: BackupSet, contents: _Contents, sid: str, index: int, can
         return contents.add_manifest(bset, sid, index, reader, cancel, latest)
 
 
-def _latest_checks(bset: BackupSet, sid: str) -> Iterator[_Check]:
-    """Each file of snapshot ``sid`` (the newest intact one) at its place in ``Latest/``."""
+def _latest_checks(bset: BackupSet, sid: str, read: dict[str, str] | None = None) -> Iterator[_Check]:
+    """Each file of snapshot ``sid`` (the newest intact one) at its place in ``Latest/``; ``read`` then
+    gets the hash of its bytes as read (``all``, as rawlines.lines_digest names it)."""
     with bset.open_manifest(sid) as reader:
         for e in reader:
             if e.type != FILE:
                 continue
             yield f"Latest/{e.mirror_path}", e, IN_LATEST   # (paths made and looked up in the worker)
+        if read is not None:
+            read["all"] = reader.digest
 
 
 def _latest_paths(bset: BackupSet, e: Entry) -> list[Path] | None:

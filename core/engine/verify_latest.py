@@ -51,12 +51,13 @@ class Found:
     damaged: list[tuple[str, str]] = field(default_factory=list)
     current: str = ""
     error: BaseException | None = None
+    read: dict[str, str] = field(default_factory=dict)   # the hash of the snapshot's bytes as read (file_items)
 
 
 def check_latest(bset: "BackupSet", sid: str, pool: HashPool, options: "VerifyOptions", found: Found,
                  stop: threading.Event | None = None) -> None:
     """Check every file of snapshot ``sid`` in ``Latest/`` with ``pool``, into ``found``."""
-    items = rawlines.file_items(bset, sid)
+    items = rawlines.file_items(bset, sid, found.read)
     if not options.read_all:   # a quick verify: sizes only (readpool.Checker reads nothing then)
         items = ((mirror, parts, size, None) for mirror, parts, size, _sha in items)
     answers = pool.map(batches(items, POOL_BATCH))
@@ -150,9 +151,10 @@ def started(bset: "BackupSet", options: "VerifyOptions") -> Iterator[Early | Non
 
 
 def rerun(bset: "BackupSet", sid: str, early: Early, options: "VerifyOptions", result: "VerifyResult",
-          tally: "_Tally") -> None:
+          tally: "_Tally") -> Found:
     """The newest intact snapshot is not the one checked early: check ``Latest/`` against ``sid``."""
     early.stop()
     found = Found(sid)
     check_latest(bset, sid, early.pool, options, found)
     add(found, result, tally, options.read_all)
+    return found

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import threading
 from datetime import timedelta
 
 import pytest
@@ -186,7 +187,7 @@ WEEK_DAMAGE = {
 @pytest.mark.parametrize("read_all", [False, True])
 def test_the_manifest_read_beside_the_newest_is_not_read_again_for_its_repeat(week, monkeypatch, read_all, case):
     """The full backup's lines are hashed while read beside the newest's: the no-change backup after it
-    is compared with that digest (verify._Repeats), not with a second read; the report is the one of
+    is compared with that digest (rawlines.Repeats), not with a second read; the report is the one of
     decoding every manifest."""
     set_path, cache = week
     WEEK_DAMAGE[case](set_path)
@@ -198,5 +199,142 @@ def test_the_manifest_read_beside_the_newest_is_not_read_again_for_its_repeat(we
     assert ids[0] not in digested
     monkeypatch.setattr(verify_latest, "POOL_FROM", 10 ** 9)
     each = verify_path(set_path, read_all=read_all)   # (without the record: each manifest decoded)
+    assert (r.damaged, r.contents, r.bytes_read, r.snapshots) == (each.damaged, each.contents, each.bytes_read,
+                                                                  each.snapshots)
+
+
+@pytest.mark.parametrize("pool_from", [0, 10 ** 6])
+@pytest.mark.parametrize("read_all", [False, True])
+def test_a_newest_changed_after_its_rows_were_gathered_starts_over(day, monkeypatch, read_all, pool_from):
+    """The newest's rows come from the merge's read of it (verify._Contents.add_kept); the drive then
+    changes it (d1/n2.txt dropped, and its copy in Latest/) before the Latest/ checks read it: they
+    read other bytes than the ones proven, so verify starts over, each manifest read for itself, and
+    the older's d1/n2.txt (skipped beside the newest) is found missing, as a verify of the drive as
+    it is now finds it. (pool_from 0: the Latest/ checks in worker processes, their read held back
+    until the rows were gathered.)"""
+    set_path, cache = day
+    monkeypatch.setattr(verify_latest, "POOL_FROM", pool_from)
+    monkeypatch.setattr(verify_latest, "QUICK_POOL_FROM", pool_from)
+    bset = open_set(set_path)
+    older, newest = (bset.layout.manifest(sid) for sid in bset.snapshot_ids())
+    kept, items, gathered, changed = verify._Contents.add_kept, rawlines.file_items, threading.Event(), []
+
+    def change() -> None:
+        if not changed:
+            _drop_entry(newest, "d1/n2.txt")
+            (set_path / "Latest" / "Data" / "d1" / "n2.txt").unlink()
+            changed.append(1)
+
+    def kept_then_change(self, *args):
+        added = kept(self, *args)
+        gathered.set()
+        if pool_from:
+            change()   # (the Latest/ checks read the newest after this, in this thread)
+        return added
+
+    def late_items(*args):
+        if not changed:   # the first run's checks: the newest read once its rows were gathered
+            assert gathered.wait(30)
+            change()
+        yield from items(*args)
+
+    monkeypatch.setattr(verify._Contents, "add_kept", kept_then_change)
+    monkeypatch.setattr(rawlines, "file_items", late_items)
+    r = verify_path(set_path, read_all=read_all, cache=cache)
+    assert changed and gathered.is_set()
+    sid = older.name.split(".")[0]
+    assert any("d1/n2.txt" in what and sid in what for what, _ in r.damaged), r.damaged
+    assert r.damaged == verify_path(set_path, read_all=read_all).damaged
+
+
+def _spy_newest_reads(monkeypatch) -> tuple[list[str], list[int]]:
+    """(the manifests read for their own rows, proven or decoded, by name or id; how many rows of the
+    newest each add_kept found gathered)."""
+    own, held = [], []
+    files, add, kept = rawlines.proven_files, verify._Contents.add_manifest, verify._Contents.add_kept
+
+    def spy_files(reader, *args):
+        own.append(reader.name.split("/")[-1].split(".")[0])
+        yield from files(reader, *args)
+
+    def spy_add(self, bset, sid, *args):
+        own.append(sid)
+        return add(self, bset, sid, *args)
+
+    def spy_kept(self, *args):
+        held.append(self.db.execute("SELECT count(*) FROM kept").fetchone()[0])
+        return kept(self, *args)
+
+    monkeypatch.setattr(rawlines, "proven_files", spy_files)
+    monkeypatch.setattr(verify._Contents, "add_manifest", spy_add)
+    monkeypatch.setattr(verify._Contents, "add_kept", spy_kept)
+    return own, held
+
+
+@pytest.mark.parametrize("read_all", [False, True])
+def test_the_newest_is_not_read_again_for_its_rows(week, monkeypatch, read_all):
+    """bench/floor_verify.py's set: the newest's rows and counts come from the merge's read of it beside
+    the full backup's lines (verify._Contents.add_kept), not from a read of its own."""
+    set_path, cache = week
+    ids = open_set(set_path).snapshot_ids()
+    own, held = _spy_newest_reads(monkeypatch)
+    r = verify_path(set_path, read_all=read_all, cache=cache)
+    assert r.ok and r.snapshots == 3
+    assert ids[-1] not in own and held == [0]
+    monkeypatch.setattr(verify_latest, "POOL_FROM", 10 ** 9)
+    each = verify_path(set_path, read_all=read_all)
+    assert (r.contents, r.bytes_read) == (each.contents, each.bytes_read)
+
+
+@pytest.fixture
+def revert(tmp_path):
+    """(set, cache): top.txt v1, a no-change backup (rawlines.Repeats: counted, not decoded), then v2 (v1
+    kept as an object), then v1 again, with two new files of v1's bytes: one among the older lines
+    (d1/x.txt), one after the last of them (zzz.txt). The newest's top.txt, d1/x.txt and zzz.txt are
+    of a content objects/ holds: rows of its own, each counted once."""
+    cache = tmp_path / "cache"
+    src = make_tree(tmp_path / "src" / "Data", {**FILES, "top.txt": b"top v1"})
+    set_path = tmp_path / "set"
+    clock = FakeClock()
+    for step in range(4):
+        if step == 2:
+            (src / "top.txt").write_bytes(b"top v2")
+        if step == 3:
+            for name in ("top.txt", "d1/x.txt", "zzz.txt"):
+                (src / name).write_bytes(b"top v1")
+        backup_path(set_path, [src], cache=cache, clock=clock)
+        clock.current += timedelta(minutes=1)
+    return set_path, cache
+
+
+REVERT_DAMAGE = {
+    "none": lambda s: None,
+    "v1's object flipped": lambda s: [_flip(p) for p in (s / "objects").rglob("*") if p.is_file()],
+    "the newest's top.txt removed from Latest/": lambda s: (s / "Latest" / "Data" / "top.txt").unlink(),
+    "a hostile entry in the newest": lambda s: _hostile_entry(_manifests(s)[-1]),
+}
+
+
+@pytest.mark.parametrize("keep_batch", [verify_merge.KEEP_BATCH, 1])
+@pytest.mark.parametrize("case", REVERT_DAMAGE)
+@pytest.mark.parametrize("read_all", [False, True])
+def test_the_newest_s_rows_gathered_beside_report_as_decoding(revert, monkeypatch, read_all, case, keep_batch):
+    """The newest's files of a content objects/ holds get their rows from the merge (once, with the
+    newest's number: the report names the same snapshots, counted as often, as decoding each);
+    ``keep_batch`` 1: handed on one at a time, as many of them in a row would be."""
+    set_path, cache = revert
+    monkeypatch.setattr(verify_merge, "KEEP_BATCH", keep_batch)
+    REVERT_DAMAGE[case](set_path)
+    ids = open_set(set_path).snapshot_ids()
+    own, held = _spy_newest_reads(monkeypatch)
+    r = verify_path(set_path, read_all=read_all, cache=cache)
+    if case != "a hostile entry in the newest":
+        assert ids[-1] not in own and held == [3]
+    if case == "none":
+        assert r.ok
+    elif read_all or "flipped" not in case:
+        assert r.damaged
+    monkeypatch.setattr(verify_latest, "POOL_FROM", 10 ** 9)
+    each = verify_path(set_path, read_all=read_all)
     assert (r.damaged, r.contents, r.bytes_read, r.snapshots) == (each.damaged, each.contents, each.bytes_read,
                                                                   each.snapshots)

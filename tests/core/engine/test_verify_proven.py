@@ -109,9 +109,16 @@ def test_the_report_is_the_one_of_decoding(recorded, monkeypatch, case, read_all
         yield from merged(self, reader, *args)
         proven.append(reader.name)   # (an older one read beside the newest's lines, and proven)
 
+    kept = verify._Contents.add_kept
+
+    def spy_kept(self, sid, *args):
+        proven.append(sid)   # (the newest's rows gathered while an older one was read beside it)
+        return kept(self, sid, *args)
+
     monkeypatch.setattr(rawlines, "proven_files", spy_files)
     monkeypatch.setattr(verify_merge.Merge, "files", spy_merged)
     monkeypatch.setattr(verify._Contents, "add_manifest", spy_add)
+    monkeypatch.setattr(verify._Contents, "add_kept", spy_kept)
     with_record = _report(set_path, read_all=read_all, cache=cache)
     expected = PROVEN[case] if isinstance(PROVEN[case], int) else PROVEN[case][len(_manifests(set_path)) - 2]
     assert len(proven) == expected

@@ -1,6 +1,6 @@
 """``verify`` counts an older snapshot whose entry lines are those of the manifest read just before
 it (a no-change backup that is not of the newest's lines) as a holder of its contents instead of
-decoding it (verify._Repeats), and reports exactly what decoding each manifest finds.
+decoding it (rawlines.Repeats), and reports exactly what decoding each manifest finds.
 
 The set: v1; v2 (top.txt changed: v1 kept as an object, and copy.txt holds it too); two no-change
 backups of v2; v3 (top.txt changed again: v2 kept as an object). The newest's lines are no one

@@ -91,7 +91,7 @@ DAMAGE = {
 def _decode_each(monkeypatch):
     """No grouping: every manifest decoded (neither the newest's group nor repeats of the last one)."""
     monkeypatch.setattr(rawlines, "same_as_newest", lambda *a: set())
-    monkeypatch.setattr(verify._Repeats, "same_as_last", lambda *a: None)
+    monkeypatch.setattr(rawlines.Repeats, "same_as_last", lambda *a: None)
 
 
 def _report(set_path, **options):
