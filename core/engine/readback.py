@@ -210,17 +210,26 @@ def check_written(paths: list, size: int, sha256: str, stopped: Callable[[], boo
     try:
         if opened.size != size:
             return objcheck.verdict(opened.size, "", size, sha256)
-        for fd in opened:
-            for block in blocks(fd, buf):
-                if stopped():
-                    return "its read-back was stopped"
-                digest.update(block)
-                got += len(block)
+        if (got := _hash_parts(opened, buf, digest, stopped)) < 0:
+            return "its read-back was stopped"
     except OSError as err:
         return f"it cannot be read ({err.strerror or err})"
     finally:
         objcheck.close(opened)
     return objcheck.verdict(got, digest.hexdigest(), size, sha256)
+
+
+def _hash_parts(opened, buf: memoryview, digest, stopped=None) -> int:
+    """Every part of ``opened`` read to its end into ``digest``: the bytes read, or -1 when
+    ``stopped()`` said so before a block."""
+    got = 0
+    for fd in opened:
+        for block in blocks(fd, buf):
+            if stopped is not None and stopped():
+                return -1
+            digest.update(block)
+            got += len(block)
+    return got
 
 
 def _check_plain(opened: list[int], buf: memoryview, e: Entry) -> str | None:
@@ -239,10 +248,7 @@ def _check_plain(opened: list[int], buf: memoryview, e: Entry) -> str | None:
                 size += n
             digest.update(view[:size])
         else:
-            for fd in opened:
-                for block in blocks(fd, buf):
-                    digest.update(block)
-                    size += len(block)
+            size = _hash_parts(opened, buf, digest)
     except OSError as err:
         return f"it cannot be read ({err.strerror or err})"
     finally:
