@@ -455,10 +455,11 @@ class BackupSet:
 
         # A small file's object (most of them) is read in one call and opened with one decrypt.
         max_size = entry.size if entry.sha256 is not None else None
-        if len(paths) == 1 and (blob := _small_object(self.folders.open(paths[0]), drop_cache)) is not None:
+        first = self.folders.open(paths[0]) if len(paths) == 1 else None
+        if first is not None and (blob := _small_object(first, drop_cache)) is not None:
             yield from crypto.open_whole(self.keys, blob, name=f"objects/{entry.obj}", max_size=max_size)
             return
-        raw = _ConcatReader(paths, drop_cache, self.folders.open)
+        raw = _ConcatReader(paths, drop_cache, self.folders.open, first)
         try:
             # No keyed-name check here (a second SHA-256 pass): every caller checks the plain
             # SHA-256 against the (authenticated) manifest, which an object copied under
@@ -531,8 +532,8 @@ SMALL_OBJECT = (1 << 20) + (64 << 10)   # objects up to this size are read whole
 
 
 def _small_object(fd: int, drop_cache: bool) -> bytes | None:
-    """The bytes of the object opened as ``fd`` (closed here) if it holds at most :data:`SMALL_OBJECT`
-    (one read, more only if it returns short); None for a bigger one (then read as a stream)."""
+    """The bytes of the object opened as ``fd`` (then closed) if at most :data:`SMALL_OBJECT` (one read,
+    more if short); None for a bigger one, ``fd`` left open and unread for its stream (opened once)."""
     from core.engine.fs import drop_cache as _drop
 
     try:
@@ -545,26 +546,35 @@ def _small_object(fd: int, drop_cache: bool) -> bytes | None:
         while size > 0 and (data := os.read(fd, size + 1)):
             parts.append(data)
             size -= len(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-    finally:
+        blob = parts[0] if len(parts) == 1 else b"".join(parts)
+    except BaseException:
         os.close(fd)
+        raise
+    os.close(fd)
+    return blob
 
 
 class _ConcatReader:
     """Parts of a split object read as one stream."""
 
-    def __init__(self, paths: list[Path], drop_cache: bool, opener):
+    def __init__(self, paths: list[Path], drop_cache: bool, opener, first: int | None = None):
+        # first: the first part's descriptor, opened already (taken over)
         from core.engine.fs import drop_cache as _drop
 
         self._files = []
         self.size = 0   # read by crypto.DecryptingReader to size its buffers
-        for p in paths:
-            f = open(opener(p), "rb", buffering=0)
-            if drop_cache:
-                _drop(f)
-            self._files.append(f)
-            self.size += os.fstat(f.fileno()).st_size
         self._i = 0
+        try:
+            for p in paths:
+                fd, first = (opener(p) if first is None else first), None
+                f = open(fd, "rb", buffering=0)
+                self._files.append(f)
+                if drop_cache:
+                    _drop(f)
+                self.size += os.fstat(f.fileno()).st_size
+        except BaseException:   # a later part missing or refused: the parts opened so far closed
+            self.close()
+            raise
 
     def read(self, n: int = -1) -> bytes:
         out = bytearray()

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from core.agent.keys import Secret, make_unlocker
-from core.engine import safeio
+from core.engine import repo, safeio
 from core.errors import DriveFileDamaged
 from tests.support.engine import backup_path, restore_path, verify_path
 from tests.support.trees import make_tree
@@ -73,3 +73,28 @@ def test_checked_folders_refuse_a_link_a_path_outside_and_a_file_on_the_way(tmp_
         folders.open(f"{root}/objects/../../elsewhere/x")
     with pytest.raises(FileNotFoundError):
         folders.open(root / "objects" / "cd" / "x")
+
+
+def test_an_encrypted_sets_big_object_is_opened_once(tmp_path, monkeypatch):
+    big = os.urandom(repo.SMALL_OBJECT + (1 << 20))   # read as a stream, not whole
+    src = make_tree(tmp_path / "Docs", {"big.bin": big, "small.txt": b"small"})
+    backup_path(tmp_path / "set", [src], passphrase="pw")
+    opened: list[str] = []
+    real = safeio.CheckedFolders.open
+    monkeypatch.setattr(safeio.CheckedFolders, "open", lambda self, p: (opened.append(str(p)), real(self, p))[1])
+    restore_path(tmp_path / "set", tmp_path / "out", unlock=make_unlocker(Secret.passphrase("pw")))
+    assert (tmp_path / "out" / "Docs" / "big.bin").read_bytes() == big
+    objects = [p for p in opened if f"{os.sep}objects{os.sep}" in p]
+    assert len(objects) == 2 and len(set(objects)) == 2   # (before: the big one opened twice)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd (Linux)")
+def test_a_split_objects_missing_part_leaves_no_part_open(tmp_path):
+    make_tree(tmp_path / "set", {"objects/ab/x.001": b"first part"})
+    folders = safeio.CheckedFolders(tmp_path / "set")
+    before = sorted(os.listdir("/proc/self/fd"))
+    parts = [tmp_path / "set" / "objects" / "ab" / "x.001", tmp_path / "set" / "objects" / "ab" / "x.002"]
+    with pytest.raises(FileNotFoundError) as failed:
+        repo._ConcatReader(parts, True, folders.open)
+    assert sorted(os.listdir("/proc/self/fd")) == before, "the first part's file is still open"
+    assert failed.value is not None   # (the traceback, alive here, holds the half-built reader)
