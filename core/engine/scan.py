@@ -354,7 +354,13 @@ def lstat_beneath(root: str, rel: str, abspath: str) -> os.stat_result:
     their descriptors (:data:`BY_DESCRIPTOR`): each folder on the way is opened ``O_NOFOLLOW``
     relative to the one above (ELOOP where one is a link now). For a path found without listing
     its folders (a journal scan's named folder, core/engine/reuse.py): the record it makes is then
-    that of the folder really there, which its listing checks (:func:`lstat_listing`)."""
+    that of the folder really there, which its listing checks (:func:`lstat_listing`). On Windows
+    (:data:`BY_HANDLE`) each folder on the way is listed through its handle and checked as the scan
+    checks it (``winscan.stat_beneath``)."""
+    if BY_HANDLE and rel:
+        from core.engine import winscan
+
+        return winscan.stat_beneath(long_path(root), rel)   # (Windows: each folder listed by handle, checked)
     if not BY_DESCRIPTOR or not rel:
         return os.lstat(abspath)
     *folders, name = rel.split("/")

@@ -41,6 +41,7 @@ the reparse tag), with ``st_ino`` and ``st_dev`` added. The calls go through ``w
 from __future__ import annotations
 
 import ctypes
+import errno
 import operator
 import os
 import stat
@@ -81,11 +82,13 @@ _NAME = operator.itemgetter(0)
 
 
 def listing(folder: str, top: bool = False, expect: tuple[int, int] | None = None,
-            api: winopen.Api | None = None) -> list[tuple[str, os.stat_result]] | None:
+            api: winopen.Api | None = None, junction: bool = True) -> list[tuple[str, os.stat_result]] | None:
     """``(name, lstat)`` of every entry of ``folder`` (``fs.long_path`` form), sorted by name, or None
     when the folder opened is not ``expect`` (its (``st_dev``, ``st_ino``) as its parent's listing
-    recorded them; None: not known). ``top``: a source's own folder (followed if it is a link). An
-    ``OSError`` when it cannot be opened or read. ``api``: the calls (default: Windows' own)."""
+    recorded them; None: not known). ``top``: a source's own folder (followed if it is a link).
+    ``junction``: whether a junction in the folder's place is followed (the one its parent listed),
+    else None. An ``OSError`` when it cannot be opened or read. ``api``: the calls (default:
+    Windows' own)."""
     k = api if api is not None else winopen._windows()
     handle: int | None = winopen._create(k, folder, _FOLDER if top else _FOLDER | winopen.FILE_FLAG_OPEN_REPARSE_POINT)
     assert handle is not None
@@ -102,6 +105,8 @@ def listing(folder: str, top: bool = False, expect: tuple[int, int] | None = Non
         if not top and _surrogate(k, handle, folder):
             # A junction or directory link in the folder's place: the one the parent listed (same
             # file ID), or, with no record to compare, as os.scandir would: followed.
+            if not junction:
+                return None
             k.CloseHandle(handle)
             handle = None
             handle = winopen._create(k, folder, _FOLDER)
@@ -110,6 +115,37 @@ def listing(folder: str, top: bool = False, expect: tuple[int, int] | None = Non
     finally:
         if handle is not None:
             k.CloseHandle(handle)
+
+
+def stat_beneath(root: str, rel: str, api: winopen.Api | None = None) -> os.stat_result:
+    """The record a scan makes of the source folder ``root``'s ``rel`` ('/'-separated, not empty)
+    (``root`` in ``fs.long_path`` form), reached as the scan reaches it: each folder on the way listed
+    through its handle and checked against its parent's listing (:func:`listing`), the entry taken
+    from its parent's listing. For a path found without listing its folders (a journal scan's named
+    folder): ``os.lstat`` would follow a folder on its way swapped for a link, and the record it made
+    would be the link target's. A folder on the way that is not the one listed, or is a junction,
+    raises ``OSError`` (ELOOP: a journal scan warns, and the next one tries again; the full scan
+    enters a junction present at the scan, but a journal scan's named folders lie below it only if a
+    folder on the way was swapped since its record was made); a name not there,
+    ``FileNotFoundError``. One listing per folder on the way."""
+    found = listing(root, top=True, api=api)
+    here = root
+    *folders, name = rel.split("/")
+    for part in folders:
+        st = _named(found, part, here)
+        here = os.path.join(here, part)
+        found = listing(here, expect=(st.st_dev, st.st_ino) if st.st_ino else None, api=api, junction=False)
+        if found is None:
+            raise OSError(errno.ELOOP, "a folder on its way was replaced since it was listed (a link?): "
+                          "not followed", here)
+    return _named(found, name, here)
+
+
+def _named(found: list[tuple[str, os.stat_result]] | None, name: str, folder: str) -> os.stat_result:
+    for entry, st in found or ():
+        if entry == name:
+            return st
+    raise FileNotFoundError(errno.ENOENT, "not found", os.path.join(folder, name))
 
 
 def same(dev: int, ino: int, expect: tuple[int, int]) -> bool:

@@ -11,6 +11,7 @@ checked that it read the scanned file: the secret's bytes reached the set.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -184,3 +185,37 @@ def test_the_stat_results_are_os_scandirs_on_windows():
     for attrs, tag, mode in cases:
         st = winscan.lstat_of(attrs, tag, 5, t, t, t, 7, 9)
         assert (st.st_mode, st.st_mtime_ns, st.st_ino, st.st_dev) == (mode, 1_700_000_012_300, 7, 9), (attrs, tag)
+
+
+def test_a_journal_scan_never_reaches_a_named_folder_through_a_swapped_folder(tmp_path, monkeypatch):
+    """A journal scan looks up the folders its hint names (``d/e`` here) below folders it reuses
+    unlisted (``d``, not named, is not looked at): the old lookup (``os.lstat`` by path) went through
+    ``d`` swapped for a junction, and the target's ``e`` was listed and its secret stored. Now each
+    folder on the way is listed and checked, and none may be a junction: ``d/e`` is not reached (a
+    warning; the next journal scan tries again)."""
+    from core.engine.changes import ChangeHint
+
+    s = Swap(tmp_path, "e/")
+    windows_branch(monkeypatch, FakeKernel(tags={str(s.folder): JUNCTION}))
+    first = backup_path(s.set, [s.src], workers=1)
+    s.change()
+    s.now()
+    r = backup_path(s.set, [s.src], workers=1, changes=ChangeHint(first.snapshot_id, frozenset({str(s.folder / "e")})))
+    assert r.scan == "journal"
+    assert not s.holds_secret(), "the named folder was reached through the junction"
+    assert [(w.code, w.path) for w in r.warnings] == [(WarningCode.UNREADABLE, str(s.folder / "e"))]
+
+
+def test_a_named_folder_is_found_as_the_scan_finds_it(tmp_path):
+    src = make_tree(tmp_path / "src", {"d/e/notes.txt": b"n"})
+    k = FakeKernel()
+    st = winscan.stat_beneath(str(src), "d/e", api=k)
+    real = os.lstat(src / "d" / "e")
+    assert stat.S_ISDIR(st.st_mode) and (st.st_ino, st.st_dev) == (real.st_ino, real.st_dev)
+    with pytest.raises(FileNotFoundError):
+        winscan.stat_beneath(str(src), "d/gone", api=k)
+    (src / "j").symlink_to(src / "d")   # a junction on the way: not followed
+    with pytest.raises(OSError) as refused:
+        winscan.stat_beneath(str(src), "j/e", api=FakeKernel(tags={str(src / "j"): JUNCTION}))
+    assert refused.value.errno == errno.ELOOP
+    assert k.handles == {}
