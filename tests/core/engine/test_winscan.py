@@ -219,3 +219,40 @@ def test_a_named_folder_is_found_as_the_scan_finds_it(tmp_path):
         winscan.stat_beneath(str(src), "j/e", api=FakeKernel(tags={str(src / "j"): JUNCTION}))
     assert refused.value.errno == errno.ELOOP
     assert k.handles == {}
+
+
+def _windows_checker(monkeypatch, latest, k: FakeKernel):
+    """verify's reader (readpool.Checker) on its Windows branch: no openat, no O_NOFOLLOW."""
+    from core.engine import readpool
+
+    monkeypatch.setattr(readpool, "BY_FD", False)
+    monkeypatch.setattr(readpool, "_OPEN_FILE", os.O_RDONLY | os.O_NONBLOCK)   # (as on Windows)
+    monkeypatch.setattr(readpool, "_open_path", lambda path: winopen.open_no_follow(path, k), raising=False)
+    return readpool.Checker(str(latest))
+
+
+def test_verify_on_windows_reads_no_file_through_a_link_in_latest(tmp_path, monkeypatch):
+    """The drive is untrusted: a folder of ``Latest/`` that is a link (or junction), or a file swapped
+    for one between its lstat and its open, was read through by the old Windows branch (os.open by
+    path), and verify called a copy good that was another file on this computer."""
+    import hashlib
+
+    latest = make_tree(tmp_path / "Latest", {"d/notes.txt": SECRET, "e/notes.txt": SECRET})
+    make_tree(tmp_path / "outside", {"notes.txt": SECRET})
+    sha = hashlib.sha256(SECRET).hexdigest()
+    os.rename(latest / "d", tmp_path / "d.moved")
+    (latest / "d").symlink_to(tmp_path / "outside")
+
+    def swap(path, flags):
+        if path == str(latest / "e" / "notes.txt") and not os.path.islink(path):
+            os.unlink(path)
+            os.symlink(tmp_path / "outside" / "notes.txt", path)
+
+    k = FakeKernel(tags={str(latest / "d"): JUNCTION}, before_open=swap)
+    checker = _windows_checker(monkeypatch, latest, k)
+    try:
+        problems = checker.check([("d/notes.txt", 0, len(SECRET), sha), ("e/notes.txt", 0, len(SECRET), sha)])
+    finally:
+        checker.close()
+    assert [(i, "symbolic link" in why) for i, why in problems] == [(0, True), (1, True)], problems
+    assert k.handles == {}
