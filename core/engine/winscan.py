@@ -95,7 +95,7 @@ def listing(folder: str, top: bool = False, expect: tuple[int, int] | None = Non
     try:
         dev, ino = identity(k, handle, folder)
         if top:
-            checked = _agrees(folder, dev, ino)
+            checked = bool(ino) and _agrees(folder, os.stat_result((0, ino, dev) + (0,) * 7))
         elif expect is None:
             checked = False
         elif not same(dev, ino, expect):
@@ -111,7 +111,10 @@ def listing(folder: str, top: bool = False, expect: tuple[int, int] | None = Non
             handle = None
             handle = winopen._create(k, folder, _FOLDER)
             dev = identity(k, handle, folder)[0]
-        return _entries(k, handle, folder, dev if checked else None)
+        found = _entries(k, handle, folder, dev if checked else None)
+        if top and checked and found and not _agrees(os.path.join(folder, found[0][0]), found[0][1], lstat=True):
+            found = _entries(k, handle, folder, None, again=True)   # (the listing's IDs are not fstat's)
+        return found
     finally:
         if handle is not None:
             k.CloseHandle(handle)
@@ -168,14 +171,17 @@ def identity(k: winopen.Api, handle: int, path: str) -> tuple[int, int]:
     return dev, ino
 
 
-def _agrees(folder: str, dev: int, ino: int) -> bool:
-    """Whether ``os.stat`` finds the source folder as :func:`identity` did: the identities recorded
-    below it are then the ones its readers' ``fstat`` will give."""
+def _agrees(path: str, found: os.stat_result, lstat: bool = False) -> bool:
+    """Whether ``os.stat`` (``os.lstat``) finds ``path`` with the identity in ``found``. A source's
+    own folder (as :func:`identity` read it) and its first entry (as its listing gave it) are asked:
+    the identities recorded below it are those its readers' ``fstat`` will give only if both agree
+    (a network server whose listing numbers files otherwise would else have every file called
+    replaced, and none stored). One call each, once per source."""
     try:
-        st = os.stat(folder)
+        st = os.lstat(path) if lstat else os.stat(path)
     except OSError:
         return False
-    return bool(ino) and same(dev, ino, (st.st_dev, st.st_ino))
+    return same(found.st_dev, found.st_ino, (st.st_dev, st.st_ino))
 
 
 def _surrogate(k: winopen.Api, handle: int, path: str) -> bool:
@@ -190,16 +196,18 @@ def _surrogate(k: winopen.Api, handle: int, path: str) -> bool:
     return bool(info.FileAttributes & _REPARSE and info.ReparseTag & winopen.NAME_SURROGATE)
 
 
-def _entries(k: winopen.Api, handle: int, folder: str, dev: int | None) -> list[tuple[str, os.stat_result]]:
+def _entries(k: winopen.Api, handle: int, folder: str, dev: int | None,
+             again: bool = False) -> list[tuple[str, os.stat_result]]:
     """The folder ``handle``'s entries, sorted by name; with their identity on volume ``dev`` (None:
-    without any)."""
+    without any). ``again``: listed once already (the first call restarts the listing)."""
     layout = FULL if dev is None else EXTD if ID_128 else BOTH
     buffer = ctypes.create_string_buffer(BUFFER)
     view = memoryview(buffer)
     out: list[tuple[str, os.stat_result]] = []
     first = True
     while True:
-        if not k.GetFileInformationByHandleEx(handle, layout.info_class, ctypes.byref(buffer), BUFFER):
+        info_class = layout.info_class + 1 if first and again else layout.info_class   # (its "Restart" class)
+        if not k.GetFileInformationByHandleEx(handle, info_class, ctypes.byref(buffer), BUFFER):
             code = k.last_error()
             if code == NO_MORE_FILES:
                 break

@@ -38,11 +38,13 @@ class FakeKernel:
     """:class:`core.engine.winopen.Api` over real files (see the module)."""
 
     def __init__(self, tags: dict[str, int] | None = None, locked=(), no_tag_info: bool = False,
-                 before_open: Callable[[str, int], None] | None = None, no_ids: bool = False):
+                 before_open: Callable[[str, int], None] | None = None, no_ids: bool = False,
+                 listed_ids: int = 0):
         self.tags = {str(k): v for k, v in (tags or {}).items()}
         self.locked = {str(p) for p in locked}
         self.no_tag_info = no_tag_info
         self.no_ids = no_ids
+        self.listed_ids = listed_ids   # added to the file IDs a listing gives (a server numbering otherwise)
         self.before_open = before_open
         self.handles: dict[int, tuple[int, str]] = {}     # handle -> its descriptor, the path it was opened by
         self.shares: dict[int, int] = {}                 # handle -> the share mode it was opened with
@@ -168,10 +170,11 @@ class FakeKernel:
         raw = name.encode("utf-16-le", "surrogatepass")
         head = struct.pack("<II6qII", 0, 0, t(st.st_ctime_ns), t(st.st_atime_ns), t(st.st_mtime_ns),
                            t(st.st_ctime_ns), st.st_size if not stat.S_ISDIR(st.st_mode) else 0, 0, attrs, len(raw))
+        ino = st.st_ino + self.listed_ids
         if info_class in (EXTD, EXTD + 1):
-            return head + struct.pack("<II", 0, tag) + st.st_ino.to_bytes(16, "little") + raw
+            return head + struct.pack("<II", 0, tag) + ino.to_bytes(16, "little") + raw
         if info_class in (BOTH, BOTH + 1):   # EaSize (the tag), ShortNameLength, ShortName, FileId
-            return head + struct.pack("<IB27xq", tag, 0, st.st_ino) + raw
+            return head + struct.pack("<IB27xq", tag, 0, ino) + raw
         return head + struct.pack("<I", tag) + raw
 
     def _attributes(self, path: str, st: os.stat_result) -> tuple[int, int]:

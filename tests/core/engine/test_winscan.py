@@ -142,6 +142,22 @@ def test_a_file_system_without_file_ids_is_listed_as_before(tmp_path, monkeypatc
     assert read_tree(tmp_path / "out" / "src") == {"a.txt": b"a", "d/b.txt": b"b"}
 
 
+def test_a_listing_whose_ids_are_not_fstats_records_none(tmp_path, monkeypatch):
+    """A file system (a network server) whose listing numbers files otherwise than a handle's query:
+    the source's first entry, asked both ways, disagrees, so nothing below it gets an identity; else
+    every file would be called replaced and none stored."""
+    src = make_tree(tmp_path / "src", {"a.txt": b"a", "d/b.txt": b"b"})
+    coarse_times(tmp_path)
+    k = FakeKernel(listed_ids=1000)
+    assert [(name, st.st_ino) for name, st in winscan.listing(str(src), top=True, api=k)] == [("a.txt", 0), ("d", 0)]
+    assert k.handles == {}
+    windows_branch(monkeypatch, k)
+    r = backup_path(tmp_path / "set", [src])
+    assert r.status == "ok" and r.warnings == []
+    restore_path(tmp_path / "set", tmp_path / "out")
+    assert read_tree(tmp_path / "out" / "src") == {"a.txt": b"a", "d/b.txt": b"b"}
+
+
 @pytest.mark.parametrize("id_128", [False, True])
 def test_each_entry_gets_the_identity_its_readers_fstat_gives(tmp_path, monkeypatch, id_128):
     """Python 3.12+ (FileIdInfo's 128-bit ID) and earlier (the 64-bit file index) alike; more entries
