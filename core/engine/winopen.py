@@ -49,6 +49,8 @@ import sys
 from typing import Any, Protocol
 
 GENERIC_READ = 0x80000000
+# A folder listed (core/engine/winscan.py): what FindFirstFileW asks, and its attributes' reading.
+LIST_FOLDER = 0x1 | 0x80 | 0x100000         # FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE
 FILE_SHARE_ALL = 0x1 | 0x2 | 0x4            # FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
 OPEN_EXISTING = 3
 FILE_FLAG_SEQUENTIAL_SCAN = 0x08000000
@@ -159,8 +161,8 @@ def _descriptor(k: Api, handle: int) -> int:
         raise
 
 
-def _create(k: Api, path: str, flags: int, share: int = FILE_SHARE_ALL) -> int:
-    handle = k.CreateFileW(path, GENERIC_READ, share, None, OPEN_EXISTING, flags, None)
+def _create(k: Api, path: str, flags: int, access: int = GENERIC_READ) -> int:
+    handle = k.CreateFileW(path, access, FILE_SHARE_ALL, None, OPEN_EXISTING, flags, None)
     if handle is None or handle == INVALID_HANDLE_VALUE:
         raise k.error(k.last_error(), path)
     return handle

@@ -90,7 +90,8 @@ def listing(folder: str, top: bool = False, expect: tuple[int, int] | None = Non
     else None. An ``OSError`` when it cannot be opened or read. ``api``: the calls (default:
     Windows' own)."""
     k = api if api is not None else winopen._windows()
-    handle: int | None = winopen._create(k, folder, _FOLDER if top else _FOLDER | winopen.FILE_FLAG_OPEN_REPARSE_POINT)
+    handle: int | None = winopen._create(k, folder, _FOLDER if top else _FOLDER | winopen.FILE_FLAG_OPEN_REPARSE_POINT,
+                                         winopen.LIST_FOLDER)
     assert handle is not None
     try:
         dev, ino = identity(k, handle, folder)
@@ -109,7 +110,7 @@ def listing(folder: str, top: bool = False, expect: tuple[int, int] | None = Non
                 return None
             k.CloseHandle(handle)
             handle = None
-            handle = winopen._create(k, folder, _FOLDER)
+            handle = winopen._create(k, folder, _FOLDER, winopen.LIST_FOLDER)
             dev = identity(k, handle, folder)[0]
         found = _entries(k, handle, folder, dev if checked else None)
         if top and checked and found and not _agrees(os.path.join(folder, found[0][0]), found[0][1], lstat=True):

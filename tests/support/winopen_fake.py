@@ -24,7 +24,6 @@ from typing import Callable
 
 from core.engine import winopen
 
-FILE_SHARE_DELETE = 0x4
 EPOCH_AS_FILETIME = 116444736000000000   # 1970-01-01 in 100 ns since 1601
 BOTH, FULL, EXTD = 10, 14, 19            # FileIdBothDirectoryInfo, FileFullDirectoryInfo, FileIdExtdDirectoryInfo
 LISTINGS = (BOTH, BOTH + 1, FULL, FULL + 1, EXTD, EXTD + 1)   # (each with its "restart" class)
@@ -47,7 +46,6 @@ class FakeKernel:
         self.listed_ids = listed_ids   # added to the file IDs a listing gives (a server numbering otherwise)
         self.before_open = before_open
         self.handles: dict[int, tuple[int, str]] = {}     # handle -> its descriptor, the path it was opened by
-        self.shares: dict[int, int] = {}                 # handle -> the share mode it was opened with
         self._listed: dict[int, list[str]] = {}          # handle -> the names its listing has still to give
         self.opens: list[tuple[str, int]] = []   # (path, flags) of every CreateFileW
         self.closed = 0
@@ -55,8 +53,9 @@ class FakeKernel:
         self._next = 1000
 
     def CreateFileW(self, path, access, share, security, disposition, flags, template):  # noqa: N802
-        assert (access, disposition) == (winopen.GENERIC_READ, winopen.OPEN_EXISTING)
-        assert share in (winopen.FILE_SHARE_ALL, winopen.FILE_SHARE_ALL & ~FILE_SHARE_DELETE)
+        assert (share, disposition) == (winopen.FILE_SHARE_ALL, winopen.OPEN_EXISTING)
+        assert access == (winopen.LIST_FOLDER if flags & winopen.FILE_FLAG_BACKUP_SEMANTICS and not
+                          flags & winopen.FILE_FLAG_SEQUENTIAL_SCAN else winopen.GENERIC_READ)
         self.opens.append((path, flags))
         if self.before_open is not None:
             self.before_open(path, flags)
@@ -69,7 +68,6 @@ class FakeKernel:
             return winopen.INVALID_HANDLE_VALUE
         self._next += 4
         self.handles[self._next] = fd, path
-        self.shares[self._next] = share
         return self._next
 
     def _open(self, path: str, flags: int) -> int | None:
@@ -194,7 +192,6 @@ class FakeKernel:
 
     def CloseHandle(self, handle):  # noqa: N802
         self._listed.pop(handle, None)
-        self.shares.pop(handle, None)
         os.close(self.handles.pop(handle)[0])
         self.closed += 1
         return 1
@@ -202,7 +199,6 @@ class FakeKernel:
     def open_osfhandle(self, handle, flags):
         assert flags == os.O_RDONLY | getattr(os, "O_BINARY", 0)
         fd = self._fd(handle)[0]
-        self.shares.pop(handle, None)
         if stat.S_ISLNK(os.fstat(fd).st_mode):
             raise AssertionError("a handle to a link itself was made a descriptor")
         del self.handles[handle]   # (the descriptor owns it now: os.close closes it)
