@@ -79,6 +79,7 @@ FULL = Layout(14, 64, 0, 0, 68)      # FILE_FULL_DIR_INFO (EaSize holds the tag;
 _HEAD = struct.Struct("<I4xqqq8xq8xII")
 _TAG = struct.Struct("<I")
 _NAME = operator.itemgetter(0)
+_INVALID = {0: -1, 8: (1 << 64) - 1, 16: (1 << 128) - 1}   # FILE_INVALID_FILE_ID by the ID's size
 
 
 def listing(folder: str, top: bool = False, expect: tuple[int, int] | None = None,
@@ -127,11 +128,10 @@ def stat_beneath(root: str, rel: str, api: winopen.Api | None = None) -> os.stat
     through its handle and checked against its parent's listing (:func:`listing`), the entry taken
     from its parent's listing. For a path found without listing its folders (a journal scan's named
     folder): ``os.lstat`` would follow a folder on its way swapped for a link, and the record it made
-    would be the link target's. A folder on the way that is not the one listed, or is a junction,
-    raises ``OSError`` (ELOOP: a journal scan warns, and the next one tries again; the full scan
-    enters a junction present at the scan, but a journal scan's named folders lie below it only if a
-    folder on the way was swapped since its record was made); a name not there,
-    ``FileNotFoundError``. One listing per folder on the way."""
+    would be the link target's. A folder on the way that is not the one listed, or is a junction (not
+    told here from one swapped in since the parent snapshot), raises ``OSError`` (ELOOP: the journal
+    scan warns, and the next one tries again); a name not there, ``FileNotFoundError``. One listing
+    per folder on the way."""
     found = listing(root, top=True, api=api)
     here = root
     *folders, name = rel.split("/")
@@ -232,6 +232,8 @@ def _parse(view: memoryview, layout: Layout, dev: int, out: list[tuple[str, os.s
             tag = _TAG.unpack_from(view, at + layout.tag_at)[0] if attrs & _REPARSE else 0
             ino = int.from_bytes(view[at + layout.id_at:at + layout.id_at + layout.id_size], "little") \
                 if layout.id_size else 0
+            if ino == _INVALID[layout.id_size]:
+                ino = 0   # FILE_INVALID_FILE_ID: an ID this class cannot give (ReFS's 64-bit one)
             out.append((name, lstat_of(attrs, tag, size, created, accessed, written, ino, dev if ino else 0)))
         if not step:
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
 import sys
 
 import pytest
@@ -272,3 +273,12 @@ def test_verify_on_windows_reads_no_file_through_a_link_in_latest(tmp_path, monk
         checker.close()
     assert [(i, "symbolic link" in why) for i, why in problems] == [(0, True), (1, True)], problems
     assert k.handles == {}
+
+
+def test_an_id_the_class_cannot_give_is_not_recorded():
+    """FILE_INVALID_FILE_ID (all ones: ReFS's 64-bit ID where the file's needs 128 bits) means "none"."""
+    raw = "x".encode("utf-16-le")
+    head = struct.pack("<II6qII", 0, 0, *[winscan.EPOCH_AS_FILETIME] * 4, 1, 0, 0x20, len(raw))
+    out: list = []
+    winscan._parse(memoryview(bytearray(head + struct.pack("<IB27xq", 0, 0, -1) + raw)), winscan.BOTH, 7, out)
+    assert [(name, st.st_ino, st.st_dev, st.st_size) for name, st in out] == [("x", 0, 0, 1)]
