@@ -13,7 +13,9 @@ RSS) and imports only this module and ``core.errors``. It opens each folder once
 relative to its parent), and each file in it relative to that descriptor: ``lstat`` first
 (a FIFO or a device is never opened), then ``O_NOFOLLOW | O_NONBLOCK``, then ``fstat``
 again, as ``core/engine/safeio.py`` does for one path. Where the system has no ``openat``
-(Windows), each file is checked and opened by its path as ``safeio`` does there.
+(Windows), each file is checked and opened by its path as ``safeio`` does there: each folder on
+its way checked once (no symlink, no junction), the file opened without following a link
+(``winopen``).
 
 Only problems travel back: (index in the batch, reason), with the reasons worded as
 ``verify.check_entry`` words them. :class:`HashPool` keeps a bounded number of batches in
@@ -59,6 +61,7 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _READ = os.O_RDONLY | _CLOEXEC | getattr(os, "O_BINARY", 0)
 _OPEN_FILE = _READ | _NOFOLLOW | _NONBLOCK
 _ISREG = stat.S_ISREG
+_NAME_SURROGATE = 0x20000000   # (Windows: a junction's or a symlink's reparse tag)
 BY_FD = bool(_NOFOLLOW and _DIRECTORY) and os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd
 
 
@@ -107,6 +110,21 @@ class _Folder:
                 self.fd = self._open(folder)
             except _Bad as bad:
                 self.error = bad
+        elif folder:
+            self.error = self._link_on_the_way(folder)
+
+    def _link_on_the_way(self, folder: str) -> _Bad | None:
+        """Where there is no ``openat`` (Windows): why ``Latest/folder`` cannot be read, if a folder on
+        its way is a symlink or a junction (``lstat``, once per folder entered: safeio's check)."""
+        parts = folder.split("/")
+        for i, name in enumerate(parts):
+            try:
+                st = os.stat(_long(self.latest + os.sep.join(parts[:i + 1])), follow_symlinks=False)
+            except OSError as err:
+                return _unreadable(err)
+            if stat.S_ISLNK(st.st_mode) or getattr(st, "st_reparse_tag", 0) & _NAME_SURROGATE:
+                return _damaged(self.latest + os.sep.join(parts), f"the folder '{name}' on its way is a symbolic link")
+        return None
 
     def _open(self, folder: str) -> int:
         """``Latest/folder`` opened one folder at a time, following no symlink on the way."""
@@ -148,7 +166,7 @@ class _Folder:
             mode = os.stat(where, follow_symlinks=False, dir_fd=self.fd).st_mode
             if not _ISREG(mode):
                 raise _damaged(self.path_of(name), f"it is {_kind(mode)}, not a regular file")
-            fd = os.open(where, _OPEN_FILE, dir_fd=self.fd)
+            fd = os.open(where, _OPEN_FILE, dir_fd=self.fd) if self.fd is not None else _open_path(where)
         except OSError as err:
             if refused_symlink(err):
                 raise _damaged(self.path_of(name), "it is a symbolic link") from None
@@ -163,6 +181,15 @@ class _Folder:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+if sys.platform == "win32":
+    # (no O_NOFOLLOW there: a name swapped for a symlink or junction since its lstat is refused, ELOOP)
+    from core.engine.winopen import open_no_follow as _open_path
+else:
+    def _open_path(path: str) -> int:
+        """A file of ``Latest/`` opened by its path (where folders are not opened by descriptor)."""
+        return os.open(path, _OPEN_FILE)
 
 
 def _long(path: str) -> str:

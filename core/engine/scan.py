@@ -180,11 +180,13 @@ class ScanEntry:
 def _entry(path: str, abspath: str, st: os.stat_result, kind: str, target=None) -> ScanEntry:
     # On Windows st_ctime is the creation time, which says nothing about changes: use mtime only.
     # (An attribute change does not show in mtime either: the attributes are read here each scan.)
+    # The identity (st_ino, st_dev) is the listing's: on Windows winscan's file ID and volume serial
+    # number where it could check them, else 0 (unknown: lean_child.check_same checks nothing).
     posix = sys.platform != "win32"
     return ScanEntry(path, abspath, kind, st.st_size if kind == FILE else 0, st.st_mtime_ns,
-                     stat.S_IMODE(st.st_mode), st.st_ino if posix else 0,
+                     stat.S_IMODE(st.st_mode), st.st_ino,
                      st.st_ctime_ns if posix else 0, target, winattrs.recorded(st) if kind != LINK else 0,
-                     st.st_dev if posix else 0)
+                     st.st_dev)
 
 
 def scan(sources: list[Source], excluder: Excluder, warnings: list[RunWarning],
@@ -235,9 +237,13 @@ def children(root: str, top: str, rel: str, excluder: Excluder, warnings,
     Where folders are read through their descriptors (:data:`BY_DESCRIPTOR`), each entry's
     ``lstat`` is made through the folder's, and the folder opened must be ``folder`` (the record
     the scan made of it, when given): its inode and device, so a folder above it swapped for a
-    link since is not listed through the link (:func:`lstat_listing`). Elsewhere (Windows) the
-    folder is listed by its path (``os.scandir``)."""
+    link since is not listed through the link (:func:`lstat_listing`). On Windows
+    (:data:`BY_HANDLE`) it is listed through its handle and checked the same way, by file ID
+    (core/engine/winscan.py). Elsewhere it is listed by its path (``os.scandir``)."""
     path = os.path.join(root, rel) if rel else root
+    if BY_HANDLE:
+        yield from _children_by_handle(long_path(path), top, rel, excluder, warnings, folder)
+        return
     if BY_DESCRIPTOR:
         path = long_path(path)   # (as ``listing``'s: Windows' form where that applies; the entries inherit it)
         expect = (folder.dev, folder.ino) if folder is not None and folder.ino and folder.dev else None
@@ -254,6 +260,27 @@ def children(root: str, top: str, rel: str, excluder: Excluder, warnings,
             unreadable(child.path, err, warnings)
             continue
         se = entry_for(top, crel, child.path, st, excluder, warnings)
+        if se is not None:
+            yield se
+
+
+def _children_by_handle(path: str, top: str, rel: str, excluder: Excluder, warnings,
+                        folder: ScanEntry | None) -> Iterator[ScanEntry]:
+    """:func:`children` on Windows: the folder listed through its handle, only if it is ``folder``
+    (its file ID), each entry with the identity its readers check (core/engine/winscan.py)."""
+    from core.engine import winscan
+
+    expect = (folder.dev, folder.ino) if folder is not None and folder.ino else None
+    try:
+        found = winscan.listing(path, top=not rel, expect=expect)
+    except OSError as err:
+        warnings.append(RunWarning(WarningCode.UNREADABLE, path, f"folder could not be read, skipped ({err.strerror})"))
+        return
+    if found is None:
+        warnings.append(RunWarning(WarningCode.UNREADABLE, path, REPLACED_FOLDER))
+        return
+    for name, st in found:
+        se = entry_for(top, f"{rel}/{name}" if rel else name, os.path.join(path, name), st, excluder, warnings)
         if se is not None:
             yield se
 
@@ -280,6 +307,8 @@ _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: Where a folder's entries can be listed and ``lstat``-ed through its descriptor (POSIX).
 BY_DESCRIPTOR = os.listdir in os.supports_fd and os.stat in os.supports_dir_fd and bool(_NOFOLLOW)
+#: Where folders are listed through a handle instead (Windows: core/engine/winscan.py).
+BY_HANDLE = sys.platform == "win32"
 
 
 def lstat_listing(folder: str, warnings, top: bool = False,
@@ -325,7 +354,13 @@ def lstat_beneath(root: str, rel: str, abspath: str) -> os.stat_result:
     their descriptors (:data:`BY_DESCRIPTOR`): each folder on the way is opened ``O_NOFOLLOW``
     relative to the one above (ELOOP where one is a link now). For a path found without listing
     its folders (a journal scan's named folder, core/engine/reuse.py): the record it makes is then
-    that of the folder really there, which its listing checks (:func:`lstat_listing`)."""
+    that of the folder really there, which its listing checks (:func:`lstat_listing`). On Windows
+    (:data:`BY_HANDLE`) each folder on the way is listed through its handle and checked as the scan
+    checks it (``winscan.stat_beneath``)."""
+    if BY_HANDLE and rel:
+        from core.engine import winscan
+
+        return winscan.stat_beneath(long_path(root), rel)   # (Windows: each folder listed by handle, checked)
     if not BY_DESCRIPTOR or not rel:
         return os.lstat(abspath)
     *folders, name = rel.split("/")

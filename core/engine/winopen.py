@@ -49,6 +49,8 @@ import sys
 from typing import Any, Protocol
 
 GENERIC_READ = 0x80000000
+# A folder listed (core/engine/winscan.py): what FindFirstFileW asks, and its attributes' reading.
+LIST_FOLDER = 0x1 | 0x80 | 0x100000         # FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE
 FILE_SHARE_ALL = 0x1 | 0x2 | 0x4            # FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
 OPEN_EXISTING = 3
 FILE_FLAG_SEQUENTIAL_SCAN = 0x08000000
@@ -57,6 +59,7 @@ FILE_FLAG_BACKUP_SEMANTICS = 0x02000000
 FILE_ATTRIBUTE_DIRECTORY = 0x10
 FILE_ATTRIBUTE_REPARSE_POINT = 0x400
 FILE_ATTRIBUTE_TAG_INFO_CLASS = 9           # FILE_INFO_BY_HANDLE_CLASS.FileAttributeTagInfo
+FILE_ID_INFO_CLASS = 18                     # FILE_INFO_BY_HANDLE_CLASS.FileIdInfo
 NAME_SURROGATE = 0x20000000                 # IsReparseTagNameSurrogate's bit
 IO_REPARSE_TAG_SYMLINK = 0xA000000C
 IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003     # a junction, or a volume mounted on a folder
@@ -72,6 +75,10 @@ _FD_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 
 class FILE_ATTRIBUTE_TAG_INFO(ctypes.Structure):  # noqa: N801 - the Windows SDK's name
     _fields_ = [("FileAttributes", ctypes.c_uint32), ("ReparseTag", ctypes.c_uint32)]
+
+
+class FILE_ID_INFO(ctypes.Structure):  # noqa: N801 - the Windows SDK's name
+    _fields_ = [("VolumeSerialNumber", ctypes.c_uint64), ("FileId", ctypes.c_ubyte * 16)]
 
 
 class FILETIME(ctypes.Structure):
@@ -93,7 +100,8 @@ class Api(Protocol):
                     flags: int, template: Any) -> int | None: ...
 
     def GetFileInformationByHandleEx(self, handle: int, info_class: int,  # noqa: N802
-                                     info: FILE_ATTRIBUTE_TAG_INFO, size: int) -> int: ...
+                                     info: Any, size: int) -> int:
+        """``info``: ``ctypes.byref`` of the structure or buffer the class fills."""
 
     def GetFileInformationByHandle(self, handle: int, info: BY_HANDLE_FILE_INFORMATION) -> int: ...  # noqa: N802
 
@@ -153,8 +161,8 @@ def _descriptor(k: Api, handle: int) -> int:
         raise
 
 
-def _create(k: Api, path: str, flags: int) -> int:
-    handle = k.CreateFileW(path, GENERIC_READ, FILE_SHARE_ALL, None, OPEN_EXISTING, flags, None)
+def _create(k: Api, path: str, flags: int, access: int = GENERIC_READ) -> int:
+    handle = k.CreateFileW(path, access, FILE_SHARE_ALL, None, OPEN_EXISTING, flags, None)
     if handle is None or handle == INVALID_HANDLE_VALUE:
         raise k.error(k.last_error(), path)
     return handle
@@ -164,7 +172,8 @@ def _placeholder(k: Api, handle: int, path: str) -> bool:
     """Whether the file ``handle`` opened (not followed) is a reparse point to open again through its
     filter; raises ELOOP for a name surrogate, EISDIR for a folder."""
     info = FILE_ATTRIBUTE_TAG_INFO()
-    if not k.GetFileInformationByHandleEx(handle, FILE_ATTRIBUTE_TAG_INFO_CLASS, info, ctypes.sizeof(info)):
+    if not k.GetFileInformationByHandleEx(handle, FILE_ATTRIBUTE_TAG_INFO_CLASS, ctypes.byref(info),
+                                          ctypes.sizeof(info)):
         code = k.last_error()
         if code in NO_TAG_INFO:
             return False   # a file system without reparse points
@@ -197,10 +206,11 @@ if sys.platform == "win32":
             k.CreateFileW.restype = wintypes.HANDLE
             k.CreateFileW.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, wintypes.LPVOID,
                                       wintypes.DWORD, wintypes.DWORD, wintypes.HANDLE]
-            # (a structure passed where its POINTER is declared goes by reference)
+            # (a structure passed where its POINTER is declared goes by reference; the Ex call's
+            # classes fill different structures, each passed with ctypes.byref)
             k.GetFileInformationByHandleEx.restype = wintypes.BOOL
-            k.GetFileInformationByHandleEx.argtypes = [wintypes.HANDLE, ctypes.c_int,
-                                                       ctypes.POINTER(FILE_ATTRIBUTE_TAG_INFO), wintypes.DWORD]
+            k.GetFileInformationByHandleEx.argtypes = [wintypes.HANDLE, ctypes.c_int, wintypes.LPVOID,
+                                                       wintypes.DWORD]
             k.GetFileInformationByHandle.restype = wintypes.BOOL
             k.GetFileInformationByHandle.argtypes = [wintypes.HANDLE, ctypes.POINTER(BY_HANDLE_FILE_INFORMATION)]
             k.CloseHandle.restype = wintypes.BOOL
