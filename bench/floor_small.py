@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -87,16 +88,36 @@ def floor_beside(src: Path, dst: Path, drop: str = DROP) -> str:
             f'done; wait')
 
 
-def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "") -> dict[str, dict[str, str]]:
+def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "",
+           also: Sequence[str] = (), no_floors: bool = False) -> dict[str, dict[str, str]]:
     """Per phase: the peer, the floors and plugback, each a shell command (run after ``drop``).
 
     ``before``: another checkout (e.g. ``git archive`` of main) whose full backup (into its own
     set), no-change backup, verify, quick verify and snapshots are timed too, beside this one's, in
-    each repetition (interleaved; :func:`rotated` swaps the two backups' order every other one)."""
+    each repetition (interleaved; :func:`rotated` swaps the two backups' order every other one).
+    ``also``: more checkouts whose full backup (each into its own set, ``set-<folder name>``) is
+    timed beside these (a bisect: ``plugback also <folder name>``; :func:`rotated` turns the order of
+    all the full backups by one place each repetition). ``no_floors``: the floors left out."""
     q = {k: shlex.quote(str(v)) for k, v in w.items()}
     cli = " ".join(shlex.quote(a) for a in plugback_argv())
     # -P: the current folder is not put first on sys.path (run from a checkout, it would shadow ``before``)
     old = f"env PYTHONPATH={shlex.quote(before)} {shlex.quote(sys.executable)} -P -m core.cli" if before else ""
+    more = {f"plugback also {Path(d).name}": (f"env PYTHONPATH={shlex.quote(d)} {shlex.quote(sys.executable)} -P "
+                                              f"-m core.cli backup {q['src']} --to {shlex.quote(str(also_set(w, d)))}")
+            for d in also}
+    every = _phases(w, q, manifest, drop, cli, old, more)
+    if no_floors:
+        every = {phase: {n: c for n, c in by.items() if not n.startswith("floor")} for phase, by in every.items()}
+    return every
+
+
+def also_set(w: dict[str, Path], checkout: str) -> Path:
+    """Where ``--also``'s ``checkout`` backs up (cleared before each repetition)."""
+    return w["work"] / f"set-{Path(checkout).name}"
+
+
+def _phases(w: dict[str, Path], q: dict[str, str], manifest: Path, drop: str, cli: str, old: str,
+            more: dict[str, str]) -> dict[str, dict[str, str]]:
     return {
         "full": {
             "peer: cp -a": f"cp -a {q['src']} {q['copy']}",
@@ -106,6 +127,7 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "
                                  f"{hash_tree(w['floor'], 2)}"),
             "floor beside": floor_beside(w["src"], beside(w), drop),
             **({"plugback before": f"{old} backup {q['src']} --to {q['set3']}"} if old else {}),
+            **more,
             "plugback": f"{cli} backup {q['src']} --to {q['set2']}",
         },
         "nochange": {
@@ -139,13 +161,15 @@ def floors(w: dict[str, Path], manifest: Path, drop: str = DROP, before: str = "
     }
 
 
-def _clear(phase: str, w: dict[str, Path], bin_: trash.Trash) -> None:
+def _clear(phase: str, w: dict[str, Path], bin_: trash.Trash, also: Sequence[str] = ()) -> None:
     """Untimed, before each repeat: what the phase's commands must find absent, moved to the trash
     (the last repeat's copy stays: the restore's peer copies it back)."""
     if phase == "full":
         for key in ("copy", "floor", "set2", "set3"):
             bin_.put(w[key])
         bin_.put(beside(w))
+        for d in also:
+            bin_.put(also_set(w, d))
     if phase == "restore":
         bin_.put(w["out"])
         w["out"].mkdir()
@@ -190,11 +214,11 @@ def run(args) -> dict:
     bin_ = trash.Trash(work / "trash")
     trash.settle(work, args.settle, lambda msg: print(msg, flush=True), source=w["src"])
     try:
-        for phase, commands in floors(w, manifest, drop, args.before).items():
+        for phase, commands in floors(w, manifest, drop, args.before, args.also, args.no_floors).items():
             if args.phases and phase not in args.phases.split(","):
                 continue
             for rep in range(args.repeat):
-                _clear(phase, w, bin_)
+                _clear(phase, w, bin_, args.also)
                 time_commands(phase, rotated(commands, rep), rep, drop, logs, args.timeout, env, results)
     finally:
         bin_.empty()
@@ -202,13 +226,17 @@ def run(args) -> dict:
 
 
 def rotated(by_name: dict[str, str], rep: int) -> dict[str, str]:
-    """The commands in their order, with ``plugback before`` and ``plugback`` swapped in every odd
-    repetition: neither code always runs first after the same peer (an A/B with a fixed order can
-    flatter one side). floor_standard.py's too."""
+    """The commands in their order, the codes compared (``plugback before``, ``plugback also …``,
+    ``plugback``) turned by ``rep`` places among their own positions: with two, swapped in every odd
+    repetition; with n, each code in each place once in n repetitions. No code always runs first
+    after the same peer (an A/B with a fixed order can flatter one side). floor_standard.py's too."""
     names = list(by_name)
-    if rep % 2 and "plugback before" in by_name and "plugback" in by_name:
-        i, j = names.index("plugback before"), names.index("plugback")
-        names[i], names[j] = names[j], names[i]
+    slots = [i for i, n in enumerate(names) if n in ("plugback before", "plugback") or n.startswith("plugback also ")]
+    if len(slots) > 1 and "plugback" in by_name:
+        codes = [names[i] for i in slots]
+        k = rep % len(codes)
+        for i, name in zip(slots, codes[-k:] + codes[:-k] if k else codes, strict=True):
+            names[i] = name
     return {name: by_name[name] for name in names}
 
 
@@ -222,23 +250,25 @@ def time_commands(phase: str, commands: dict[str, str], rep: int, drop: str, log
         r["load"] = os.getloadavg()[0]
         results.setdefault(phase, {}).setdefault(name, []).append(r)
         print(f"[{time.strftime('%H:%M:%S')}] {phase:{width}} {name:32} {r['wall']:8.2f} s wall "
-              f"{r['cpu']:7.2f} s CPU  rc {r['rc']}  load {r['load']:.1f}", flush=True)
+              f"{r['cpu']:7.2f} s CPU ({r.get('user', 0):.2f} user {r.get('sys', 0):.2f} sys)  rc {r['rc']}  "
+              f"load {r['load']:.1f}", flush=True)
 
 
 def table(results: dict) -> str:
     """Markdown: median wall (CPU) per command, and its ratio to the phase's peer (first command)."""
-    rows = ["| phase | command | wall s (median) | CPU s | / peer | peak RSS MB | runs |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| phase | command | wall s (median) | CPU s | user s | sys s | / peer | peak RSS MB | runs |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for phase, by_name in results.items():
         peer = None
         for name, runs in by_name.items():
             wall = statistics.median(r["wall"] for r in runs)
             cpu = statistics.median(r["cpu"] for r in runs)
+            user, sys_ = (statistics.median(r.get(k, 0) for r in runs) for k in ("user", "sys"))
             peer = wall if peer is None else peer
             bad = sum(1 for r in runs if r["rc"] != 0)
             rss = max(r.get("rss", 0) for r in runs) / 1e6
-            rows.append(f"| {phase} | {name} | {wall:.2f} | {cpu:.2f} | {wall / peer:.2f}x | {rss:.0f} | "
-                        f"{len(runs)}{f' ({bad} failed)' if bad else ''} |")
+            rows.append(f"| {phase} | {name} | {wall:.2f} | {cpu:.2f} | {user:.2f} | {sys_:.2f} | {wall / peer:.2f}x | "
+                        f"{rss:.0f} | {len(runs)}{f' ({bad} failed)' if bad else ''} |")
     return "\n".join(rows)
 
 
@@ -265,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--before", default="", help="full, nochange and verify phases: also time this checkout's "
                    "plugback (an export of main: git archive main | tar -x -C DIR) beside this one's, in each repetition")
+    p.add_argument("--also", action="append", default=[], metavar="DIR", help="full phase: also time this "
+                   "checkout's first backup (another export) in each repetition, its place turned each time (repeatable)")
+    p.add_argument("--no-floors", action="store_true", help="time the peers and plugback only (an A/B or bisect)")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
     p.add_argument("--settle", type=float, default=trash.SHADOW_SECONDS, help="first wait until this many seconds "
                    "after the last big deletion noted on WORKDIR's file system (ext4 without a journal; 0: do not wait)")

@@ -110,6 +110,7 @@ def timed(argv: list[str], logfile: Path, timeout: float, *, env: dict | None = 
         maxrss_file.unlink(missing_ok=True)
     cpu = (usage.ru_utime + usage.ru_stime) if usage else 0.0
     return {"wall": round(elapsed, 3), "cpu": round(cpu, 3), "rc": rc,
+            "user": round(usage.ru_utime, 3) if usage else 0.0, "sys": round(usage.ru_stime, 3) if usage else 0.0,
             "rss": max(tree_peak, single_peak), "rss_tree": tree_peak, "rss_single": single_peak}
 
 

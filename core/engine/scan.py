@@ -247,8 +247,10 @@ def children(root: str, top: str, rel: str, excluder: Excluder, warnings,
     if BY_DESCRIPTOR:
         path = long_path(path)   # (as ``listing``'s: Windows' form where that applies; the entries inherit it)
         expect = (folder.dev, folder.ino) if folder is not None and folder.ino and folder.dev else None
+        inside = path if path.endswith(os.sep) else path + os.sep   # (once a folder: no os.path.join an entry)
+        above = rel + "/" if rel else ""
         for name, st in lstat_listing(path, warnings, top=not rel, expect=expect):
-            se = entry_for(top, f"{rel}/{name}" if rel else name, os.path.join(path, name), st, excluder, warnings)
+            se = entry_for(top, above + name, inside + name, st, excluder, warnings)
             if se is not None:
                 yield se
         return
@@ -306,7 +308,7 @@ REPLACED_FOLDER = ("folder was replaced after it was scanned (a folder on its wa
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: Where a folder's entries can be listed and ``lstat``-ed through its descriptor (POSIX).
-BY_DESCRIPTOR = os.listdir in os.supports_fd and os.stat in os.supports_dir_fd and bool(_NOFOLLOW)
+BY_DESCRIPTOR = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd and bool(_NOFOLLOW)
 #: Where folders are listed through a handle instead (Windows: core/engine/winscan.py).
 BY_HANDLE = sys.platform == "win32"
 
@@ -332,13 +334,16 @@ def lstat_listing(folder: str, warnings, top: bool = False,
                 if (st.st_dev, st.st_ino) != expect:
                     warnings.append(RunWarning(WarningCode.UNREADABLE, folder, REPLACED_FOLDER))
                     return []
-            names = sorted(os.listdir(fd))
+            # os.scandir of the descriptor: each DirEntry.stat is an fstatat of one name through it
+            # (as os.stat(name, dir_fd=fd) is, without parsing its arguments for every entry).
+            with os.scandir(fd) as it:
+                entries = sorted(it, key=_NAME)
             out = []
-            for name in names:
+            for d in entries:
                 try:
-                    out.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
+                    out.append((d.name, d.stat(follow_symlinks=False)))
                 except OSError as err:
-                    unreadable(os.path.join(folder, name), err, warnings)
+                    unreadable(os.path.join(folder, d.name), err, warnings)
             return out
         finally:
             os.close(fd)

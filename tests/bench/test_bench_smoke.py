@@ -229,6 +229,38 @@ def test_the_small_files_floor_script_times_every_phase(tmp_path):
     assert len(beside) == 60   # (the floor with the read-back beside the copy copied every file)
 
 
+def test_the_small_files_floor_script_bisects_several_checkouts_without_the_floors(tmp_path):
+    """floor_small.py --also (issue #11, a bisect in one run): each checkout's full backup timed into its
+    own set in each repetition, with user and sys CPU; --no-floors: the peer and plugback only."""
+    need("restic", "rsync")
+    out = tmp_path / "floor.json"
+    here = Path(__file__).resolve().parents[2]
+    other = tmp_path / "other"
+    other.symlink_to(here)   # (another name for this checkout: a second code to time)
+    run = _bench("floor_small.py", "--files", "40", "--warm", "--workdir", tmp_path / "work", "--json", out,
+                 "--phases", "full", "--before", here, "--also", other, "--no-floors", "--repeat", "3")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert list(data["full"]) == ["peer: cp -a", "plugback before", "plugback also other", "plugback"]
+    assert all(len(runs) == 3 and all(r["rc"] == 0 and r["user"] > 0 for r in runs) for runs in data["full"].values())
+    assert list((tmp_path / "work" / "set-other" / "snapshots").glob("*.json.gz"))   # (its own set)
+    assert "| full | plugback also other |" in run.stdout and "user s | sys s" in run.stdout
+
+
+def test_the_small_files_floor_script_turns_every_code_through_every_place():
+    """rotated: with n codes compared, each runs in each of their places once in n repetitions (the
+    peers stay first); with two it is the old swap."""
+    from bench.floor_small import rotated
+
+    by_name = {"peer: cp -a": "cp", "plugback before": "a", "plugback also x": "b", "plugback also y": "c",
+               "plugback": "d"}
+    orders = [[by_name[n] for n in rotated(by_name, rep)] for rep in range(4)]
+    assert all(order[0] == "cp" for order in orders)
+    assert all(sorted(order[i] for order in orders) == ["a", "b", "c", "d"] for i in range(1, 5))
+    two = {"peer: cp -a": "cp", "plugback before": "a", "plugback": "d"}
+    assert [list(rotated(two, rep)) for rep in range(2)] == [list(two), ["peer: cp -a", "plugback", "plugback before"]]
+
+
 def test_crypto_stream_throughput_reports_both_formats():
     proc = _bench("crypto_stream.py", "--mb", 1, timeout=60)
     assert proc.returncode == 0, proc.stderr
