@@ -189,7 +189,7 @@ _ST_NODEV = getattr(os, "ST_NODEV", 0)   # (Linux)
 
 def _nodev(fd: int) -> bool:
     """Whether the file system of the folder ``fd`` is mounted ``nodev`` (it opens no device node)."""
-    if not _ST_NODEV:
+    if sys.platform == "win32" or not _ST_NODEV:
         return False
     try:
         return bool(os.fstatvfs(fd).f_flag & _ST_NODEV)
