@@ -13,12 +13,7 @@ RSS) and imports only this module and ``core.errors``. It opens each folder once
 relative to its parent), and each file in it relative to that descriptor: ``lstat`` first
 (a FIFO or a device is never opened), then ``O_NOFOLLOW | O_NONBLOCK``, then ``fstat``
 again, as ``core/engine/safeio.py`` does for one path. Where the system has no ``openat``
-(Windows), each file is checked and opened by its path as ``safeio`` does there. In a folder
-whose file system is mounted ``nodev`` (how desktops mount a USB drive) the ``lstat`` is left
-out: there the kernel refuses to open a device node (EACCES, its driver is never reached), a
-FIFO opened without waiting and a folder are found by the ``fstat`` after the open, a symbolic
-link by ``O_NOFOLLOW``; a name that cannot be opened is then looked at as before, so the report
-has the same words (readall10: ~3.5 µs and one system call less per file).
+(Windows), each file is checked and opened by its path as ``safeio`` does there.
 
 Only problems travel back: (index in the batch, reason), with the reasons worded as
 ``verify.check_entry`` words them. :class:`HashPool` keeps a bounded number of batches in
@@ -101,20 +96,17 @@ class _Folder:
         self.name: str | None = None    # the folder's mirror path ('' is Latest/ itself)
         self.fd: int | None = None
         self.error: _Bad | None = None  # why its files cannot be reached
-        self.nodev = False              # its file system opens no device node (mounted nodev)
 
     def enter(self, folder: str) -> None:
         if folder == self.name:
             return
         self.close()
-        self.name, self.error, self.nodev = folder, None, False
+        self.name, self.error = folder, None
         if BY_FD:
             try:
                 self.fd = self._open(folder)
             except _Bad as bad:
                 self.error = bad
-                return
-            self.nodev = _nodev(self.fd)
 
     def _open(self, folder: str) -> int:
         """``Latest/folder`` opened one folder at a time, following no symlink on the way."""
@@ -152,49 +144,25 @@ class _Folder:
         if self.error is not None:
             raise self.error
         where = name if self.fd is not None else _long(self.path_of(name))
-        fd = -1
-        if self.nodev:   # no lstat first: nothing opened here reaches a driver (see the module's docstring)
-            try:
-                fd = os.open(where, _OPEN_FILE, dir_fd=self.fd)
-            except OSError:
-                fd = -1   # looked at below, as everywhere, for the report's words
-        if fd < 0:
-            fd = self._checked_open(where, name)
-        st = os.fstat(fd)
-        if not _ISREG(st.st_mode):   # swapped between the check and the open (or not checked: nodev)
-            os.close(fd)
-            raise _damaged(self.path_of(name), f"it is {_kind(st.st_mode)}, not a regular file")
-        return fd, st.st_size
-
-    def _checked_open(self, where: str, name: str) -> int:
-        """``name`` opened once ``lstat`` has shown it a regular file (a FIFO or a device is never opened)."""
         try:
             mode = os.stat(where, follow_symlinks=False, dir_fd=self.fd).st_mode
             if not _ISREG(mode):
                 raise _damaged(self.path_of(name), f"it is {_kind(mode)}, not a regular file")
-            return os.open(where, _OPEN_FILE, dir_fd=self.fd)
+            fd = os.open(where, _OPEN_FILE, dir_fd=self.fd)
         except OSError as err:
             if refused_symlink(err):
                 raise _damaged(self.path_of(name), "it is a symbolic link") from None
             raise _unreadable(err) from None
+        st = os.fstat(fd)
+        if not _ISREG(st.st_mode):   # swapped between the check and the open
+            os.close(fd)
+            raise _damaged(self.path_of(name), f"it is {_kind(st.st_mode)}, not a regular file")
+        return fd, st.st_size
 
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-_ST_NODEV = getattr(os, "ST_NODEV", 0)   # (Linux)
-
-
-def _nodev(fd: int) -> bool:
-    """Whether the file system of the folder ``fd`` is mounted ``nodev`` (it opens no device node)."""
-    if sys.platform == "win32" or not _ST_NODEV:
-        return False
-    try:
-        return bool(os.fstatvfs(fd).f_flag & _ST_NODEV)
-    except OSError:
-        return False
 
 
 def _long(path: str) -> str:
