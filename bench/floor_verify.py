@@ -26,8 +26,8 @@ recorded the manifests they wrote (verify uses that record).
         --workdir /var/tmp/pb-fv --rounds 3 --checkout before=/var/tmp/pb-fv/main --checkout after=.
 
 ``--nodev`` times every command through a ``nodev`` bind mount of the workdir (root): the way a
-desktop mounts a USB drive, where plugback's readers open each file without an ``lstat`` first
-(core/engine/readpool.py); the same files, the same cache drops, for every command.
+desktop mounts a USB drive (for a reader that behaves differently there: readall10 tried one
+without an ``lstat`` before each open); the same files, the same cache drops, for every command.
 """
 
 from __future__ import annotations
