@@ -3,6 +3,7 @@ one, a day of changes; restic likewise), one warm round of restic's check, the o
 floors and this checkout's verify --read-all, each succeeding (speed is never asserted)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_verify_floor_times_restic_the_floors_and_plugback(tmp_path):
+    """As root, through a nodev bind mount of the workdir (``--nodev``), unmounted after."""
     need("restic")
     out = tmp_path / "r.json"
+    nodev = ["--nodev"] if sys.platform.startswith("linux") and os.geteuid() == 0 else []
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "floor_verify.py"), "--warm", "--files", "120",
                            "--rounds", "1", "--floors", "openssl2,python2", "--workdir", str(tmp_path / "w"),
-                           "--json", str(out)], capture_output=True, text=True, timeout=240, env=subprocess_env())
+                           "--json", str(out), *nodev], capture_output=True, text=True, timeout=240,
+                          env=subprocess_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = json.loads(out.read_text())["verify"]
     assert list(runs) == ["peer: restic check --read-data", "floor: openssl, 2 processes",
@@ -26,6 +30,7 @@ def test_the_verify_floor_times_restic_the_floors_and_plugback(tmp_path):
     assert all(r["rc"] == 0 for by in runs.values() for r in by)
     assert len(list((tmp_path / "w" / "set" / "snapshots").glob("*.json.gz"))) == 3
     assert "| plugback this |" in proc.stdout
+    assert not (tmp_path / "w-nodev").exists()
 
 
 def test_the_python_floor_reads_every_file_and_follows_no_symlink(tmp_path):
