@@ -165,19 +165,27 @@ def test_a_checkpoint_that_fails_in_its_thread_fails_the_run_and_keeps_the_last_
 
 
 class _CrashingFS(FaultyFS):
-    """A crash (every later operation fails) at the ``nth`` volume flush of the checkpoints' thread."""
+    """A crash (every later operation fails) at the ``nth`` volume flush of the checkpoints' thread.
+    :meth:`paced`: the pass waits for each of its first ``nth`` checkpoints' flush (none coalesced)."""
 
     def __init__(self, root=None, nth: int = 1):
         super().__init__(root)
-        self.nth, self.copied, self.flushes, self.where = nth, 0, 0, ""
+        self.nth, self.flushes, self.where = nth, 0, ""
+        self.flushed = threading.Condition()
 
     def flush_volume(self, path) -> None:
         if threading.current_thread().name == "plugback-checkpoints" and not self.crashed:
-            self.flushes += 1
-            if self.flushes == self.nth:
-                self.crashed, self.where = True, threading.current_thread().name
-                raise Crash("crash at a checkpoint's flush")
+            with self.flushed:
+                self.flushes += 1
+                self.flushed.notify_all()
+                if self.flushes == self.nth:
+                    self.crashed, self.where = True, threading.current_thread().name
+                    raise Crash("crash at a checkpoint's flush")
         super().flush_volume(path)
+
+    def paced(self, files_done: int) -> None:
+        with self.flushed:
+            self.flushed.wait_for(lambda: self.crashed or self.flushes >= min(files_done, self.nth), 5)
 
 
 @pytest.mark.parametrize("nth", [1, 3])
@@ -191,8 +199,8 @@ def test_a_crash_at_a_checkpoint_in_its_thread_keeps_the_last_snapshot_and_resum
 
     def progress(p):
         if p.phase == "copy":
-            fs.copied = p.files_done
             clock.advance(CHECKPOINT_SECONDS)
+            fs.paced(p.files_done - 1)   # (the checkpoint due after this file is requested after this)
 
     with pytest.raises(Crash):
         backup_path(set_path, [src], fs=fs, clock=clock, progress=progress, workers=1)
