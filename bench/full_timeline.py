@@ -265,6 +265,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="the pass's window of files in flight (backup.WINDOW_FILES)")
     p.add_argument("--room-walk", choices=("on", "off"), help="the room check's walk always made, or never")
     p.add_argument("--big", type=int, default=8 << 20, help="copies of files this size or more are marked (bytes)")
+    p.add_argument("--content-ahead", type=int, help="bytes of a first backup's small files the scan-ahead child "
+                   "starts reading ahead (scan_ahead.CONTENT_AHEAD_BYTES; 0: none, as before std10)")
     p.add_argument("--every", type=float, default=0.5, help="the drive's and the cores' counters, rows of this many s")
     return p
 
@@ -275,6 +277,10 @@ def main(argv: list[str]) -> int:
         _window(args.window)
     if args.room_walk is not None:
         _room_walk(args.room_walk)
+    if args.content_ahead is not None:
+        from core.engine import scan_ahead
+
+        scan_ahead.CONTENT_AHEAD_BYTES = args.content_ahead
     from core.cli import main as cli
     from core.engine import backup, fs, readback, space, window
 
