@@ -253,6 +253,18 @@ def test_the_standard_floor_script_times_device_full_and_restore(tmp_path):
     assert len(restored) > 50 and not (tmp_path / "work" / "copy").exists()   # made, then cleared
 
 
+def test_floor_standard_full_without_floors_times_the_peer_and_both_checkouts(tmp_path):
+    """floor_standard.py --phases full --no-floors --before DIR: an A/B under the lock, shorter:
+    cp -a, the before's plugback (here this checkout) and this one's, nothing else."""
+    out = tmp_path / "floor.json"
+    run = _bench("floor_standard.py", "--scale", "0.002", "--warm", "--phases", "full", "--no-floors",
+                 "--before", BENCH.parent, "--workdir", tmp_path / "work", "--json", out)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert list(data["full"]) == ["peer: cp -a", "plugback before", "plugback"]
+    assert all(r["rc"] == 0 for runs in data["full"].values() for r in runs)
+
+
 def test_floor_standard_times_no_change_and_a_day_of_changes_before_and_after(tmp_path):
     """bench/floor_standard.py --phases nochange,changed (issue #11): rsync, another checkout's plugback
     (here this one) into its own set, and plugback; a day of changes before each changed repetition."""
