@@ -19,6 +19,12 @@ warms the metadata the pass then reads (docs/performance.md, "#11: the standard 
 second pass"). The prototype that read big copies back as they were
 written (branch ``fullplain`` at 20fbcf1, core/engine/bigcheck.py; docs/performance.md, "#11: the
 standard set's full backup against restic and borg") was measured with this script and dropped.
+
+Each flush is marked with the thread that made it; the pass's own thread's CPU and its wall in
+checkpoints are printed, and every thread's CPU (sampled: one that ended keeps its last sample).
+``--content-ahead BYTES``: how much of a first backup's small files the scan-ahead child starts
+reading ahead (``scan_ahead.CONTENT_AHEAD_BYTES``; 0: none, as before branch ``std10``), for
+same-code A/B runs.
 """
 
 from __future__ import annotations
