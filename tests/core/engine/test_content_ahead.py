@@ -46,7 +46,7 @@ def _tree(tmp_path):
 def _walk(src, hints: bool) -> list[bytes]:
     r, w = os.pipe()
     start = time.monotonic()
-    scan_ahead.walk([str(src)], Excluder(), hints=w if hints else -1)
+    scan_ahead.walk([str(src)], Excluder(), hints=w if hints else -1, content=hints)
     assert time.monotonic() - start < 5   # (no FIFO waited on)
     os.close(w)
     with os.fdopen(r, "rb") as f:
@@ -67,6 +67,11 @@ def test_a_first_backups_walk_starts_reading_each_small_regular_file(tmp_path, a
 
 def test_no_content_is_read_ahead_without_a_first_backup(tmp_path, asked):
     _walk(_tree(tmp_path), hints=False)
+    assert asked == []
+    r, w = os.pipe()
+    scan_ahead.walk([str(_tree(tmp_path / "2"))], Excluder(), hints=w)   # (the first walk: names only)
+    os.close(w)
+    os.close(r)
     assert asked == []
 
 
