@@ -326,7 +326,7 @@ def main(argv: list[str]) -> int:
     print(f"  the pass waited {waited[0]:.2f} s in the window for copies in flight")
     print(f"  copies made ahead taken: {ahead['taken']}, of them read back early: {ahead['checked']}")
     print(f"  the pass's thread: CPU {in_pass['cpu']:.2f} s; in its checkpoints {in_pass['checkpoints']:.2f} s"
-          f" ({in_pass['made']} checkpoints made, any thread)")
+          f" ({in_pass['made']} calls over 1 ms, any thread)")
     _threads_cpu()
     for name, user, system in sorted(THREADS.values(), key=lambda r: -(r[1] + r[2])):
         print(f"  thread {name}: user {user:.2f} sys {system:.2f}")
