@@ -12,8 +12,9 @@ own thread, in that order, before the flush can start), and :meth:`Checkpoints.r
 (count, blocks) to this thread, which does the rest in the same order as before. So every guarantee
 stays what it was: a journal checkpoint line names only records counted before a flush that ended
 before the line was written; the read-back gets only blocks cut before such a flush. A request made
-while one is in flight waits for the next turn, and a newer one supersedes it (its count and blocks
-are never smaller: the flush made after it covers both). Nothing is written to the drive here but
+while one is in flight waits for the next turn, and a newer one supersedes it: the thread makes
+the largest count and blocks asked for so far (two threads' requests may arrive out of order; every
+count and cut was made before its request, so before the flush that follows). Nothing is written to the drive here but
 what the pass's checkpoint wrote.
 
 An error in the thread (a pulled drive, a full one) is raised in the pass at its next request, or
@@ -36,6 +37,7 @@ class Checkpoints:
         self._make = make
         self._cond = threading.Condition(threading.Lock())
         self._wanted: tuple[int, int] | None = None
+        self._high = (0, 0)   # the largest count and blocks asked for
         self._error: BaseException | None = None
         self._done = False
         self._thread: threading.Thread | None = None
@@ -49,7 +51,10 @@ class Checkpoints:
                 raise self._error
             if self._done:
                 raise RuntimeError("checkpoint requested after finish()")
-            self._wanted = (count, blocks)
+            # (two threads' requests may arrive out of order: never a smaller checkpoint than one
+            # asked for; every count and cut here was made before this call, so before the flush)
+            self._high = (max(self._high[0], count), max(self._high[1], blocks))
+            self._wanted = self._high
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="plugback-checkpoints", daemon=True)
                 self._thread.start()
