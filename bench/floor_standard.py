@@ -221,6 +221,8 @@ def run(args) -> dict:
         for phase, by_name in commands(w, drop, args.device_mib, args.before, args.restic, peers).items():
             if phase not in chosen:
                 continue
+            if args.no_floors:   # (an A/B: the peer and the plugbacks only, shorter under the lock)
+                by_name = {k: v for k, v in by_name.items() if not k.startswith("floor ")}
             for rep in range(args.repeat):
                 _clear(phase, w, bin_, peers)
                 if phase == "changed":
@@ -247,6 +249,8 @@ def speeds(results: dict, mib: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--no-floors", action="store_true", help="leave out the floors (an A/B of --before and this "
+                   "checkout against the peer)")
     p.add_argument("--scale", type=float, default=1.0, help="the standard data set's size; 1.0 is about 1 GiB")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeat", type=int, default=1)

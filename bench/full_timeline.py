@@ -19,6 +19,12 @@ warms the metadata the pass then reads (docs/performance.md, "#11: the standard 
 second pass"). The prototype that read big copies back as they were
 written (branch ``fullplain`` at 20fbcf1, core/engine/bigcheck.py; docs/performance.md, "#11: the
 standard set's full backup against restic and borg") was measured with this script and dropped.
+
+Each flush is marked with the thread that made it; the pass's own thread's CPU and its wall in
+checkpoints are printed, and every thread's CPU (sampled: one that ended keeps its last sample).
+``--content-ahead BYTES``: how much of a first backup's small files the scan-ahead child starts
+reading ahead (``scan_ahead.CONTENT_AHEAD_BYTES``; 0: none, as before branch ``std10``), for
+same-code A/B runs.
 """
 
 from __future__ import annotations
@@ -47,9 +53,68 @@ def _timed(owner, name: str, label: str) -> None:
             return fn(*a, **k)
         finally:
             end = time.perf_counter()
-            MARKS.append((start - T0, end - T0, f"{label} ({_cpu()})"))
+            MARKS.append((start - T0, end - T0, f"{label} [{threading.current_thread().name}] ({_cpu()})"))
 
     setattr(owner, name, wrapper)
+
+
+THREADS: dict[str, tuple[str, float, float]] = {}   # tid: (name, user s, system s), as last sampled
+
+
+def _threads_cpu() -> list[tuple[str, float, float]]:
+    """(name, user s, system s) of every thread of this process still alive (Linux: /proc); each
+    also kept in THREADS, so a thread that ended keeps its last sample."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    rows = []
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return rows
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1:raw.rindex(")")]
+        v = raw[raw.rindex(")") + 2:].split()
+        rows.append((name, int(v[11]) / tick, int(v[12]) / tick))
+        THREADS[tid] = rows[-1]
+    return rows
+
+
+def _pass_thread() -> dict[str, float]:
+    """The pass's own thread: its CPU (user + system) over the pass, and the wall it spent in the
+    checkpoints it made (their volume flush, the journal's fsync, the lock's refresh)."""
+    from core.engine import backup
+
+    seen = {"cpu": 0.0, "checkpoints": 0.0, "made": 0}
+    run_pass, check = backup._Run._pass, backup._Run._maybe_checkpoint
+    main = []
+
+    def timed_pass(self, *a, **k):
+        main.append(threading.get_ident())
+        cpu = time.thread_time()
+        try:
+            return run_pass(self, *a, **k)
+        finally:
+            seen["cpu"] = time.thread_time() - cpu
+
+    def timed_check(self, *a, **k):
+        start = time.perf_counter()
+        try:
+            return check(self, *a, **k)
+        finally:
+            took = time.perf_counter() - start
+            if took > 0.001:
+                seen["made"] += 1
+                if main and threading.get_ident() == main[0]:
+                    seen["checkpoints"] += took
+                MARKS.append((start - T0, start + took - T0,
+                              f"checkpoint [{threading.current_thread().name}] ({_cpu()})"))
+
+    backup._Run._pass, backup._Run._maybe_checkpoint = timed_pass, timed_check
+    return seen
 
 
 def _device() -> str | None:
@@ -79,6 +144,7 @@ def _sample(dev: str | None, every: float, out: list, stop: threading.Event) -> 
 
     while not stop.is_set():
         out.append((time.perf_counter() - T0, *disk(), *cpu()))
+        _threads_cpu()
         stop.wait(every)
     out.append((time.perf_counter() - T0, *disk(), *cpu()))
 
@@ -205,6 +271,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="the pass's window of files in flight (backup.WINDOW_FILES)")
     p.add_argument("--room-walk", choices=("on", "off"), help="the room check's walk always made, or never")
     p.add_argument("--big", type=int, default=8 << 20, help="copies of files this size or more are marked (bytes)")
+    p.add_argument("--content-ahead", type=int, help="bytes of a first backup's small files the scan-ahead child "
+                   "starts reading ahead (scan_ahead.CONTENT_AHEAD_BYTES; 0: none, as before std10)")
     p.add_argument("--every", type=float, default=0.5, help="the drive's and the cores' counters, rows of this many s")
     return p
 
@@ -215,6 +283,10 @@ def main(argv: list[str]) -> int:
         _window(args.window)
     if args.room_walk is not None:
         _room_walk(args.room_walk)
+    if args.content_ahead is not None:
+        from core.engine import scan_ahead
+
+        scan_ahead.CONTENT_AHEAD_BYTES = args.content_ahead
     from core.cli import main as cli
     from core.engine import backup, fs, readback, space, window
 
@@ -237,6 +309,8 @@ def main(argv: list[str]) -> int:
     _timed(readback, "read_back", "read-back")
     _big_copies(args.big)
     ahead = _copy_ahead()
+    in_pass = _pass_thread()
+
     samples: list = []
     halt = threading.Event()
     sampler = threading.Thread(target=_sample, args=(_device(), 0.1, samples, halt), daemon=True)
@@ -251,6 +325,14 @@ def main(argv: list[str]) -> int:
         print(f"{start:7.2f} {stop:7.2f} {stop - start:6.2f}  {what}")
     print(f"  the pass waited {waited[0]:.2f} s in the window for copies in flight")
     print(f"  copies made ahead taken: {ahead['taken']}, of them read back early: {ahead['checked']}")
+    print(f"  the pass's thread: CPU {in_pass['cpu']:.2f} s; in its checkpoints {in_pass['checkpoints']:.2f} s"
+          f" ({in_pass['made']} calls over 1 ms, any thread)")
+    _threads_cpu()
+    for name, user, system in sorted(THREADS.values(), key=lambda r: -(r[1] + r[2])):
+        print(f"  thread {name}: user {user:.2f} sys {system:.2f}")
+    kids = os.times()
+    print(f"  its child processes (scan-ahead, read-back workers): user {kids.children_user:.2f} "
+          f"sys {kids.children_system:.2f}")
     print(f"{0:7.2f} {end:7.2f} {end:6.2f}  whole ({_cpu()}), rc {rc}")
     return rc
 

@@ -55,6 +55,7 @@ from core.engine.backup_options import BackupResult as BackupResult
 from core.engine.backup_options import BackupStatus as BackupStatus
 from core.engine.backup_options import check_sources as check_sources
 from core.engine.backup_options import same_stat as same_stat
+from core.engine.checkpoints import Checkpoints
 from core.engine.fs import READS_AHEAD, long_path, probe_volume
 from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
@@ -131,6 +132,7 @@ class _Run:
         self._stop = threading.Event()
         self._since_checkpoint = 0
         self._last_checkpoint = self.clock.monotonic()
+        self.checkpoints = Checkpoints(self._make_checkpoint)   # step 3, in a thread beside the pass
         self._removing: list[Entry] = []    # removed folders the pass is inside, deepest last
         self._deferred: tuple[ScanEntry, str] | None = None   # replaces the folder being removed
         self.ahead = OpenAhead(self._prefetch)   # small files opened ahead of their copy
@@ -147,6 +149,7 @@ class _Run:
         self.proven = ProvenParent(options.cache, bset.set_id)
 
     def close(self) -> None:
+        self.checkpoints.finish(quietly=True)   # (execute did, unless it failed before its pass)
         if self.reading is not None:   # (the run failed after the commit: nothing of it keeps running)
             self.reading.stop()
         if self.sealing is not None:
@@ -183,6 +186,7 @@ class _Run:
         try:
             self._parent_totals = parent.totals if parent else None
             self._pass(sources, parent_id if parent else None, trusted)
+            self.checkpoints.finish(committing=True)   # (none beside the commit; an error raised here)
             self.cancel.check()
             s = self.stats
             self.progress(Progress("commit", s["files"], s["files"], s["copied_bytes"], s["copied_bytes"]))
@@ -561,6 +565,11 @@ class _Run:
         count = self.journal.pending()
         # (cut before the flush: the lines in it are of files placed before it, durable after it)
         blocks = self.written.cut() if self._read_ahead and self.written is not None else 0
+        self.checkpoints.request(count, blocks)   # (the flush and the rest: _make_checkpoint)
+
+    def _make_checkpoint(self, count: int, blocks: int) -> None:
+        """Step 3 in the checkpoints' thread (checkpoints.py): what was counted and cut before
+        the flush is durable after it, and only then said so."""
         self.fs.flush_volume(self.layout.root)
         self.journal.checkpoint(count)
         if blocks:
@@ -575,6 +584,7 @@ class _Run:
 
     def _checkpoint_quietly(self) -> None:
         """After a failure: keep what is durable for the next run, if the drive still answers."""
+        self.checkpoints.finish(quietly=True)   # (none beside this one)
         try:
             count = self.journal.pending()
             self.fs.flush_volume(self.layout.root)

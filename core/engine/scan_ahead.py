@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CONTENT_FLAGS = os.O_RDONLY | _NOFOLLOW | _NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+#: A first backup's small files whose reading the child starts ahead of the pass, in bytes at most
+#: (the OS's cache holds them, not this process; the cap keeps a huge tree from pushing the first
+#: ones out of a small machine's cache before the pass reaches them).
+CONTENT_AHEAD_BYTES = 1 << 30
 
 
 class ScanAhead(Prefetch):
@@ -118,10 +123,12 @@ def start(sources: list[str], excludes: list[str], set_root: str) -> ScanAhead |
         from core.engine.set_ahead import SetAhead
 
         latest = SetAhead.of_set(set_root)
-        walk(sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep))), excluder, parent, latest,
-             hinting if latest is None else -1)
+        ordered = sorted(sources, key=lambda p: os.path.basename(p.rstrip(os.sep)))
+        walk(ordered, excluder, parent, latest, hinting if latest is None else -1)
         if latest is not None:
             latest.finish()
+        elif hinting >= 0:   # a first backup: again, now starting the small files' reads (the metadata
+            walk(ordered, excluder, parent, content=True)   # first: the room check and the scan wait on it)
     finally:
         os._exit(0)
 
@@ -221,14 +228,17 @@ def load_ahead(package: str) -> int:
 
 
 def walk(sources: list[str], excluder: Excluder, parent: int | None = None, latest: SetAhead | None = None,
-         hints: int = -1) -> int:
+         hints: int = -1, content: bool = False) -> int:
     """List every folder below ``sources`` and ``lstat`` its entries, as the scan does and in its
     order; the number of entries read. Stops early when ``parent`` is no longer the parent
     process (it ended); a folder that cannot be read is passed over (the scan reports it).
     ``latest``: what changed since the set's last commit is also looked up there (core/engine/set_ahead.py).
     ``hints``: a pipe the path of every regular file of ``copy_ahead.BIG_BYTES`` or more is written
-    to (a first backup's, copied ahead: core/engine/copy_ahead.py), NUL after each; -1: none."""
+    to (a first backup's, copied ahead: core/engine/copy_ahead.py), NUL after each; -1: none.
+    ``content``: the reading of every smaller regular file is started (:func:`_content`: a first
+    backup's pass copies each of them, and finds it cached), :data:`CONTENT_AHEAD_BYTES` at most."""
     n = 0
+    budget = CONTENT_AHEAD_BYTES if content else 0
     since = latest.since if latest is not None else None   # (per entry: a comparison, no call)
     for root in sources:
         top = os.path.basename(root.rstrip(os.sep)) or "root"   # (its name in Latest/, as a rule: plan_sources)
@@ -252,8 +262,14 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
                         new = since is not None and (st.st_mtime_ns >= since or st.st_ctime_ns >= since)
                         if new and latest is not None:
                             latest.file(f"{top}/{rel}/{d.name}" if rel else f"{top}/{d.name}")
-                        if hints >= 0 and st.st_size >= BIG_BYTES and stat.S_ISREG(st.st_mode):
-                            _hint(hints, os.path.join(root, rel, d.name) if rel else os.path.join(root, d.name))
+                        if (hints >= 0 or budget > 0) and stat.S_ISREG(st.st_mode) and st.st_size:
+                            path = os.path.join(root, rel, d.name) if rel else os.path.join(root, d.name)
+                            if st.st_size >= BIG_BYTES:
+                                if hints >= 0:
+                                    _hint(hints, path)
+                            elif budget > 0:
+                                budget -= st.st_size
+                                _content(path)
                         if stat.S_ISDIR(st.st_mode):
                             sub = f"{rel}/{d.name}" if rel else d.name
                             if not excluder.excluded(sub, True) and (st.st_dev, st.st_ino) not in excluder.skip_dirs:
@@ -265,6 +281,21 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
             below.sort(reverse=True)   # (the scan enters them by name: the first one last on the stack)
             stack.extend(below)
     return n
+
+
+def _content(path: str) -> None:
+    """Ask the OS to start reading the small file ``path`` now, without waiting (a first backup's
+    pass copies it seconds later: the strict bound's "source read ahead", docs/performance.md).
+    Opened without following a symlink or waiting (a FIFO swapped in since the ``lstat``), nothing
+    read into this process, closed at once; any error is the pass's to meet and report."""
+    try:
+        fd = os.open(path, _CONTENT_FLAGS)
+    except OSError:
+        return
+    try:
+        read_ahead(fd)
+    finally:
+        os.close(fd)
 
 
 def _hint(fd: int, path: str) -> None:

@@ -285,6 +285,18 @@ def test_the_standard_floor_script_times_device_full_and_restore(tmp_path):
     assert len(restored) > 50 and not (tmp_path / "work" / "copy").exists()   # made, then cleared
 
 
+def test_floor_standard_full_without_floors_times_the_peer_and_both_checkouts(tmp_path):
+    """floor_standard.py --phases full --no-floors --before DIR: an A/B under the lock, shorter:
+    cp -a, the before's plugback (here this checkout) and this one's, nothing else."""
+    out = tmp_path / "floor.json"
+    run = _bench("floor_standard.py", "--scale", "0.002", "--warm", "--phases", "full", "--no-floors",
+                 "--before", BENCH.parent, "--workdir", tmp_path / "work", "--json", out)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert list(data["full"]) == ["peer: cp -a", "plugback before", "plugback"]
+    assert all(r["rc"] == 0 for runs in data["full"].values() for r in runs)
+
+
 def test_floor_standard_times_no_change_and_a_day_of_changes_before_and_after(tmp_path):
     """bench/floor_standard.py --phases nochange,changed (issue #11): rsync, another checkout's plugback
     (here this one) into its own set, and plugback; a day of changes before each changed repetition."""
@@ -343,17 +355,18 @@ def test_the_standard_floor_script_runs_before_and_after_in_turn():
 def test_full_timeline_times_a_backups_steps(tmp_path):
     """bench/full_timeline.py (issue #11): a backup run in-process, its pass, flushes, commit and
     read-back timed; --window sets the pass's window; --room-walk on makes the room check's walk;
-    --big marks each copy of a file that size or more; the drive's and cores' rows are printed."""
+    --big marks each copy of a file that size or more; the drive's and cores' rows are printed; each
+    flush names its thread, the pass's thread's CPU and every thread's are printed; --content-ahead."""
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
     for i in range(30):
         (src / "d" / f"f{i}.txt").write_bytes(b"x" * (i * 100))
     (src / "big.bin").write_bytes(os.urandom(3 << 20))
     run = _bench("full_timeline.py", src, tmp_path / "set", "--window", 16, "--room-walk", "on",
-                 "--big", 2 << 20, "--every", 0.1, timeout=120)
+                 "--big", 2 << 20, "--every", 0.1, "--content-ahead", 0, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    for step in ("room check", "pass (scan + copies)", "flush_volume", "commit (flush + manifest)", "read-back", "waited",
-                 "copy of 3 MiB", "drive busy  cores busy"):
+    for step in ("room check", "pass (scan + copies)", "flush_volume [", "commit (flush + manifest)", "read-back", "waited",
+                 "copy of 3 MiB", "drive busy  cores busy", "the pass's thread: CPU", "  thread "):
         assert step in run.stdout, step
     assert run.stdout.rstrip().endswith("rc 0") and (tmp_path / "set" / "Latest" / "src" / "big.bin").exists()
 

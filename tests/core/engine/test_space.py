@@ -14,6 +14,7 @@ import pytest
 
 from core.agent.keys import Secret, make_unlocker
 from core.engine.backup import BackupOptions
+from core.engine.fs import translate
 from core.engine.progress import FakeClock
 from core.engine.repo import BackupSet
 from core.engine.retention import thin_count
@@ -77,27 +78,43 @@ def test_estimate_of_a_first_backup_and_of_an_encrypted_set(tmp_path):
     assert stored_size(2 * MB, True, block) > 2 * MB
 
 
+class _FailsFourthCopy(FaultyFS):
+    """The fourth file created (a copy's in ``tmp/``) fails with EIO."""
+
+    def __init__(self):
+        super().__init__()
+        self.creates = 0
+
+    def create(self, path) -> int:
+        self.creates += 1
+        if self.creates == 4:
+            raise translate(OSError(errno.EIO, "injected create"), path, self.root)
+        return super().create(path)
+
+
 def test_estimate_reuses_what_an_interrupted_run_placed(tmp_path):
     """An interrupted run's checkpointed copies cost nothing again (the journal lets the run resume)."""
     src = make_tree(tmp_path / "src" / "Data", {f"f{i}.bin": os.urandom(20_000) for i in range(6)})
     set_path = tmp_path / "set"
     backup_path(set_path, [make_tree(tmp_path / "first" / "Data", {"x": b"x"})], verify=False)
     clock = FakeClock()
-    # Each copy advances the clock past the checkpoint interval, so every placed file is checkpointed;
-    # the 14th write operation fails with EIO (the run stops with its journal kept).
+    # Each copy advances the clock past the checkpoint interval, so every placed file is checkpointed
+    # (in the checkpoints' thread, or by the failed run's last checkpoint); the fourth file's copy
+    # fails with EIO (the run stops with its journal kept). (A write operation counted across the
+    # pass and the checkpoints' thread does not land at one place from run to run.)
     from core.engine.backup import CHECKPOINT_SECONDS
 
     def progress(p):
         if p.phase == "copy":
             clock.advance(CHECKPOINT_SECONDS)
 
-    fs = FaultyFS(fail_at=40, error=errno.EIO)
+    fs = _FailsFourthCopy()
     with pytest.raises(IOFailure):
         backup_path(set_path, [src], fs=fs, clock=clock, progress=progress, workers=1, verify=False)
     bset = open_set(set_path)
     assert (set_path / "journal.json").exists()
     need = estimate(bset, [src])
-    assert 0 < need.files < 6          # some were placed and checkpointed: those are not counted
+    assert need.files == 3             # the three placed and checkpointed are not counted
 
 
 # --- real drives -----------------------------------------------------------------------------------
