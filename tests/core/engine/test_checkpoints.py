@@ -80,25 +80,35 @@ def test_an_error_in_the_thread_is_raised_in_the_pass_and_by_finish():
 
 class _SlowFlush(FileSystem):
     """The first volume flush made once the pass has copied a file waits (up to 10 s) until the pass
-    copied five more: it comes only if the pass does not wait for its checkpoint's flush."""
+    copied more: it comes only if the pass does not wait for its checkpoint's flush. The pass, at
+    its ``HOLD``-th file, waits (up to 60 s) for that flush to begin, so the flush begins with files
+    left to copy however the threads are scheduled (a loaded machine started it after the last)."""
+
+    HOLD = 3
 
     def __init__(self, root=None):
         super().__init__(root)
         self.copied = 0
         self.more = threading.Event()
+        self.flushing = threading.Event()
+        self.held = False
         self.at: int | None = None
         self.copied_meanwhile: bool | None = None
         self.threads: list[str] = []
 
     def seen(self, files_done: int) -> None:
         self.copied = files_done
-        if self.at is not None and files_done >= self.at + 5:
+        if self.at is not None and files_done > self.at:
             self.more.set()
+        if files_done >= self.HOLD and not self.held:   # (once; progress may skip a count)
+            self.held = True
+            self.flushing.wait(60)
 
     def flush_volume(self, path) -> None:
         self.threads.append(threading.current_thread().name)
         if self.copied and self.at is None:
             self.at = self.copied
+            self.flushing.set()
             self.copied_meanwhile = self.more.wait(10)
         super().flush_volume(path)
 
@@ -106,6 +116,7 @@ class _SlowFlush(FileSystem):
 def test_the_pass_copies_on_while_its_checkpoint_flushes(tmp_path):
     """Fails on the code before checkpoints.py: the pass's own thread flushed, so no file was
     copied while the flush waited (it gave up after 10 s)."""
+    assert len(FILES) > _SlowFlush.HOLD + 5
     src = make_tree(tmp_path / "src" / "Data", FILES)
     set_path = tmp_path / "set"
     fs = _SlowFlush(set_path)
