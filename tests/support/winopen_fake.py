@@ -222,14 +222,10 @@ def _stat_or(path: str, st: os.stat_result) -> os.stat_result:
         return st
 
 
-def windows_branch(monkeypatch, k: FakeKernel) -> None:
-    """The engine's Windows branch for the rest of a test, answered by ``k``: source files opened by
-    ``winopen`` (os.open's flags as on Windows: no O_NOFOLLOW, for what older code opened with), the
-    scan's folders listed through their handles (``scan.BY_HANDLE``), its records made as on Windows
-    (no ctime; the identity only where the listing gives one)."""
-    import types
-
-    from core.engine import scan, sealpool, store, winopen
+def windows_opens(monkeypatch, k: FakeKernel) -> None:
+    """The engine's source opens through the Windows branch, answered by ``k``; and os.open's flags
+    as they are on Windows (no O_NOFOLLOW), for what the old code opened with."""
+    from core.engine import sealpool, store, winopen
     from core.engine.remote import ahead as remote_ahead
 
     def opener(path: str) -> int:
@@ -240,6 +236,18 @@ def windows_branch(monkeypatch, k: FakeKernel) -> None:
         monkeypatch.setattr(module, "open_source", opener, raising=False)
         monkeypatch.setattr(module, "SOURCE_FLAGS", flags, raising=False)
     monkeypatch.setattr(sealpool, "_READ", flags, raising=False)
+
+
+def windows_branch(monkeypatch, k: FakeKernel) -> None:
+    """The engine's Windows branch for the rest of a test, answered by ``k``: source files opened by
+    ``winopen`` (os.open's flags as on Windows: no O_NOFOLLOW, for what older code opened with), the
+    scan's folders listed through their handles (``scan.BY_HANDLE``), its records made as on Windows
+    (no ctime; the identity only where the listing gives one)."""
+    import types
+
+    from core.engine import scan, winopen
+
+    windows_opens(monkeypatch, k)
     monkeypatch.setattr(winopen, "_windows", lambda: k)
     monkeypatch.setattr(scan, "BY_DESCRIPTOR", False)
     monkeypatch.setattr(scan, "BY_HANDLE", True, raising=False)

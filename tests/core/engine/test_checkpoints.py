@@ -168,15 +168,7 @@ def test_a_checkpoint_that_fails_in_its_thread_fails_the_run_and_keeps_the_last_
         backup_path(set_path, [src], fs=fs, clock=clock, progress=progress, workers=1)
     assert fs.failed >= 1
     assert not (set_path / "lock").exists(), "the lock is released after a failure"
-    out = tmp_path / "out-first"
-    restore_path(set_path, out, snapshot=first.snapshot_id)
-    assert read_tree(out / "Data") == {"keep.txt": b"first"}
-    result = backup_path(set_path, [src])
-    assert result.status == "ok"
-    out = tmp_path / "out"
-    restore_path(set_path, out)
-    assert read_tree(out / "Data") == read_tree(src)
-    assert verify_path(set_path, read_all=True).ok
+    _first_kept_and_next_run_whole(tmp_path, set_path, src, first)
 
 
 class _CrashingFS(FaultyFS):
@@ -221,10 +213,15 @@ def test_a_crash_at_a_checkpoint_in_its_thread_keeps_the_last_snapshot_and_resum
         backup_path(set_path, [src], fs=fs, clock=clock, progress=progress, workers=1)
     assert fs.where == "plugback-checkpoints" and fs.flushes == nth
     (set_path / "lock").unlink(missing_ok=True)   # (a dead process's lock: broken as stale)
+    assert verify_path(set_path, read_all=True).ok
+    _first_kept_and_next_run_whole(tmp_path, set_path, src, first)
+
+
+def _first_kept_and_next_run_whole(tmp_path, set_path, src, first) -> None:
+    """After a failed run: the first snapshot restores as it was, and the next run is whole and verified."""
     out = tmp_path / "out-first"
     restore_path(set_path, out, snapshot=first.snapshot_id)
     assert read_tree(out / "Data") == {"keep.txt": b"first"}
-    assert verify_path(set_path, read_all=True).ok
     result = backup_path(set_path, [src])
     assert result.status == "ok"
     out = tmp_path / "out"

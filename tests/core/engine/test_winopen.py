@@ -24,7 +24,7 @@ from core.engine.winattrs import is_locked
 from core.errors import DriveFileDamaged, refused_symlink
 from tests.support.engine import backup_path, verify_path
 from tests.support.trees import make_tree
-from tests.support.winopen_fake import FakeKernel
+from tests.support.winopen_fake import FakeKernel, windows_opens
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fake's handles are Linux descriptors")
 SECRET = b"a secret of 19 byte"   # (the same size as the file it stands in for)
@@ -156,17 +156,7 @@ def test_a_handle_the_c_runtime_refuses_is_closed(tmp_path):
     assert k.handles == {} and k.closed == 1
 
 
-def _windows_opens(monkeypatch, k: FakeKernel) -> None:
-    """The engine's source opens through the Windows branch, answered by ``k``; and os.open's flags
-    as they are on Windows (no O_NOFOLLOW), for what the old code opened with."""
-    def opener(path: str) -> int:
-        return winopen.open_no_follow(path, k)
-
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
-    for module in (store, sealpool, remote_ahead):
-        monkeypatch.setattr(module, "open_source", opener, raising=False)
-        monkeypatch.setattr(module, "SOURCE_FLAGS", flags, raising=False)
-    monkeypatch.setattr(sealpool, "_READ", flags, raising=False)
+_windows_opens = windows_opens   # (tests/support/winopen_fake.py)
 
 
 def test_the_copy_the_seal_worker_and_the_remote_reader_refuse_a_symlink_on_windows(tmp_path, monkeypatch):
