@@ -26,7 +26,8 @@ from core.engine.progress import WarningCode
 from tests.support.engine import backup_path, restore_path, verify_path
 from tests.support.trees import make_tree, read_tree
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX: the scan records inodes (Windows: docs)")
+pytestmark = pytest.mark.skipif(sys.platform == "win32",   # (Windows: handles and junctions, test_winscan.py)
+                                reason="POSIX folder descriptors and symlinks")
 UNLOCK = make_unlocker(Secret.passphrase("pw"))
 SECRET = b"root:$6$secret-hash-of-32-bytes\n"
 OLD, NEW = b"old notes, thirty-two bytes long", b"new notes, thirty-two bytes long"
