@@ -19,13 +19,15 @@ Windows has no FIFOs or device nodes in a file system and no ``O_NOFOLLOW``:
 each component is checked with ``lstat`` for a symlink or another reparse point
 (junction, mount point), and the file is then opened with ``FILE_FLAG_OPEN_REPARSE_POINT``
 (``core/engine/winopen.py``), so a last component swapped for a link after its check
-is refused too. A folder on the way swapped between its check and the open (only a
-local process racing us could do it) is still followed there.
+is refused too. Below a ``root``, a folder on the way swapped between its check and the
+open (only a local process racing us could do it) is caught after the open: the handle's
+final path must be the root's own plus the names asked for.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import sys
@@ -199,9 +201,29 @@ def _open_below(root: Path, rel: tuple[str, ...], path: str | Path, error) -> in
 def _open_windows(path: str | Path, root: Path | None, error, api: winopen.Api | None = None) -> int:
     """Windows: the folders on the way and the file checked (:func:`_check_windows`), then the file
     opened without following it (``winopen``: a name swapped for a symlink or junction since its
-    check is refused with ELOOP, as ``O_NOFOLLOW`` refuses it on POSIX). ``api``: for the tests."""
+    check is refused with ELOOP, as ``O_NOFOLLOW`` refuses it on POSIX), and, below a ``root``, only
+    where it really is ``root``'s real place plus the names asked for: a folder on the way swapped
+    for a link or junction after its check is refused too (the handle's final path says where the
+    open went). A file system that cannot tell a handle's final path opens unchecked there, as
+    before. ``api``: for the tests."""
     _check_windows(Path(path), root, error)
-    return winopen.open_no_follow(long_path(path), api)
+    at = None
+    if root is not None:
+        base = winopen.folder_final_path(long_path(root), api) if api is not None else _real_place(long_path(root))
+        if base is not None:
+            at = os.path.join(base, *Path(path).relative_to(root).parts)
+    try:
+        return winopen.open_no_follow(long_path(path), api, at)
+    except winopen.OnTheWay:
+        raise error(path=str(path), reason="a folder on its way became a symbolic link or junction "
+                    "while it was opened (not followed)") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _real_place(root: str) -> str | None:
+    """A trusted root's final path, asked once per root: a stale answer can only refuse a file (its
+    real place would have to equal the old one plus the names asked for), never accept another."""
+    return winopen.folder_final_path(root)
 
 
 def _check_windows(path: Path, root: Path | None, error) -> None:

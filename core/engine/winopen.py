@@ -68,6 +68,7 @@ IO_REPARSE_TAG_DEDUP = 0x80000013
 # What a file system without FileAttributeTagInfo answers (CPython's os.stat: then no reparse point).
 NO_TAG_INFO = frozenset({1, 50, 87})        # ERROR_INVALID_FUNCTION, ERROR_NOT_SUPPORTED, ERROR_INVALID_PARAMETER
 INVALID_HANDLE_VALUE = ctypes.c_void_p(-1).value
+FINAL_PATH_CHARS = 32768   # GetFinalPathNameByHandleW's buffer: the longest path Windows has
 TRIES = 3   # opens of a non-surrogate reparse point whose name kept changing between its two opens
 _FLAGS = FILE_FLAG_SEQUENTIAL_SCAN | FILE_FLAG_BACKUP_SEMANTICS
 _FD_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
@@ -107,6 +108,10 @@ class Api(Protocol):
 
     def CloseHandle(self, handle: int) -> int: ...  # noqa: N802
 
+    def GetFinalPathNameByHandleW(self, handle: int, buffer: Any, size: int, flags: int) -> int:  # noqa: N802
+        """``buffer``: a ``ctypes.create_unicode_buffer`` of ``size`` characters; flags 0 (normalized,
+        the drive letter's form). Its length on success, 0 on failure, more than ``size`` if short."""
+
     def open_osfhandle(self, handle: int, flags: int) -> int: ...
 
     def last_error(self) -> int: ...
@@ -114,22 +119,29 @@ class Api(Protocol):
     def error(self, code: int, path: str) -> OSError: ...
 
 
-def open_no_follow(path: str, api: Api | None = None) -> int:
+def open_no_follow(path: str, api: Api | None = None, at: str | None = None) -> int:
     """A read descriptor of the file ``path`` (in ``fs.long_path`` form), not followed if it is a
     symbolic link, a junction or another name surrogate: those raise ``OSError(ELOOP)``. See the
-    module for what else it refuses and why. ``api``: the calls (default: Windows' own)."""
+    module for what else it refuses and why. ``api``: the calls (default: Windows' own).
+
+    ``at``: the final path (:func:`final_path`'s form) the opened file must have. Windows follows
+    a link or junction in a folder on the way, and a check of those folders before the open leaves
+    a window in which one can be swapped in; the handle's own final path shows where the open
+    really went: anywhere else is refused with ``OSError(ELOOP)`` (:func:`_check_at`)."""
     k = api if api is not None else _windows()
     for _ in range(TRIES):
         first = _create(k, path, _FLAGS | FILE_FLAG_OPEN_REPARSE_POINT)
         try:
             placeholder = _placeholder(k, first, path)
+            if not placeholder and at is not None:
+                _check_at(k, first, path, at)
         except BaseException:
             k.CloseHandle(first)
             raise
         if not placeholder:
             return _descriptor(k, first)
         try:
-            fd = _reopened(k, first, path)
+            fd = _reopened(k, first, path, at)
         finally:
             k.CloseHandle(first)
         if fd is not None:
@@ -137,12 +149,14 @@ def open_no_follow(path: str, api: Api | None = None) -> int:
     raise OSError(errno.ELOOP, "it changed while it was opened, more than once (not followed)", path)
 
 
-def _reopened(k: Api, first: int, path: str) -> int | None:
+def _reopened(k: Api, first: int, path: str, at: str | None) -> int | None:
     """The placeholder ``first`` opened again through the filter that owns its tag: a descriptor, or
     None when ``path`` names another file by now (swapped since ``first`` was opened)."""
     second = _create(k, path, _FLAGS)
     try:
         same = _identity(k, first, path) == _identity(k, second, path)
+        if same and at is not None:
+            _check_at(k, second, path, at)
     except BaseException:
         k.CloseHandle(second)
         raise
@@ -150,6 +164,42 @@ def _reopened(k: Api, first: int, path: str) -> int | None:
         return _descriptor(k, second)
     k.CloseHandle(second)
     return None
+
+
+def final_path(k: Api, handle: int) -> str | None:
+    """Where ``handle``'s file really is (``GetFinalPathNameByHandleW``: links and junctions on the
+    way resolved, long names, the drive letter's form); None where the file system cannot say."""
+    buffer = ctypes.create_unicode_buffer(FINAL_PATH_CHARS)
+    n = k.GetFinalPathNameByHandleW(handle, buffer, FINAL_PATH_CHARS, 0)
+    if n <= 0 or n >= FINAL_PATH_CHARS:
+        return None
+    return buffer.value
+
+
+def folder_final_path(folder: str, api: Api | None = None) -> str | None:
+    """:func:`final_path` of ``folder`` (in ``fs.long_path`` form), or None where it cannot be had
+    (then a caller opens below it unchecked, as before this check existed)."""
+    k = api if api is not None else _windows()
+    try:
+        handle = _create(k, folder, FILE_FLAG_BACKUP_SEMANTICS, LIST_FOLDER)
+    except OSError:
+        return None
+    try:
+        return final_path(k, handle)
+    finally:
+        k.CloseHandle(handle)
+
+
+class OnTheWay(OSError):
+    """A file opened somewhere else than where it was asked for: a folder on its way is a link or a
+    junction (swapped in after it was checked). Its errno is ELOOP: refused as a link is."""
+
+
+def _check_at(k: Api, handle: int, path: str, at: str) -> None:
+    """Refuse a file that is not where ``at`` says (:class:`OnTheWay`)."""
+    real = final_path(k, handle)
+    if real is None or os.path.normcase(real) != os.path.normcase(at):
+        raise OnTheWay(errno.ELOOP, "a folder on its way is a link or junction now (not followed)", path)
 
 
 def _descriptor(k: Api, handle: int) -> int:
@@ -215,10 +265,13 @@ if sys.platform == "win32":
             k.GetFileInformationByHandle.argtypes = [wintypes.HANDLE, ctypes.POINTER(BY_HANDLE_FILE_INFORMATION)]
             k.CloseHandle.restype = wintypes.BOOL
             k.CloseHandle.argtypes = [wintypes.HANDLE]
+            k.GetFinalPathNameByHandleW.restype = wintypes.DWORD
+            k.GetFinalPathNameByHandleW.argtypes = [wintypes.HANDLE, wintypes.LPWSTR, wintypes.DWORD, wintypes.DWORD]
             self.CreateFileW = k.CreateFileW
             self.GetFileInformationByHandleEx = k.GetFileInformationByHandleEx
             self.GetFileInformationByHandle = k.GetFileInformationByHandle
             self.CloseHandle = k.CloseHandle
+            self.GetFinalPathNameByHandleW = k.GetFinalPathNameByHandleW
             self.open_osfhandle = msvcrt.open_osfhandle
 
         @staticmethod

@@ -38,13 +38,15 @@ class FakeKernel:
 
     def __init__(self, tags: dict[str, int] | None = None, locked=(), no_tag_info: bool = False,
                  before_open: Callable[[str, int], None] | None = None, no_ids: bool = False,
-                 listed_ids: int = 0):
+                 listed_ids: int = 0, no_final_path: bool = False):
         self.tags = {str(k): v for k, v in (tags or {}).items()}
         self.locked = {str(p) for p in locked}
         self.no_tag_info = no_tag_info
         self.no_ids = no_ids
         self.listed_ids = listed_ids   # added to the file IDs a listing gives (a server numbering otherwise)
         self.before_open = before_open
+        self.no_final_path = no_final_path   # a file system that cannot say where a handle's file is
+        self.final_paths = 0                 # GetFinalPathNameByHandleW calls answered
         self.handles: dict[int, tuple[int, str]] = {}     # handle -> its descriptor, the path it was opened by
         self._listed: dict[int, list[str]] = {}          # handle -> the names its listing has still to give
         self.opens: list[tuple[str, int]] = []   # (path, flags) of every CreateFileW
@@ -189,6 +191,21 @@ class FakeKernel:
         if tag and not tag & winopen.NAME_SURROGATE:
             return winopen.FILE_ATTRIBUTE_REPARSE_POINT | readonly, tag
         return (readonly or NORMAL), 0
+
+    def GetFinalPathNameByHandleW(self, handle, buffer, size, flags):  # noqa: N802
+        """Where the handle's file is: the kernel's own answer (/proc/self/fd), links resolved as
+        Windows resolves links and junctions on the way."""
+        assert flags == 0 and size == len(buffer)
+        fd = self._fd(handle)[0]
+        if self.no_final_path:
+            self._last = 1   # ERROR_INVALID_FUNCTION
+            return 0
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        if len(real) >= size:
+            return len(real) + 1
+        buffer.value = real
+        self.final_paths += 1
+        return len(real)
 
     def CloseHandle(self, handle):  # noqa: N802
         self._listed.pop(handle, None)

@@ -218,3 +218,73 @@ def test_a_drive_file_swapped_for_a_symlink_after_its_check_is_refused_on_window
     with pytest.raises(OSError) as refused:
         safeio._open_windows(str(meta), meta.parent, DriveFileDamaged, k)
     assert refused_symlink(refused.value) and k.handles == {}
+
+
+def _set_with_folder(tmp_path):
+    """A set's file two folders down, and an outside folder holding a file of the same name."""
+    root = tmp_path / "set"
+    (root / "objects" / "ab").mkdir(parents=True)
+    inside = root / "objects" / "ab" / "cd"
+    inside.write_bytes(b"the set's own")
+    outside = tmp_path / "elsewhere" / "ab"
+    outside.mkdir(parents=True)
+    (outside / "cd").write_bytes(SECRET)
+    return root, inside, outside
+
+
+def test_a_drive_folder_swapped_for_a_link_after_its_check_is_refused_on_windows(tmp_path):
+    """safeio's Windows branch checked each folder on the way with lstat and opened the file by
+    path: a folder swapped for a link (a junction on Windows) in between was followed, and a file
+    from outside the set was read. Now the handle's final path must be the root's plus the names:
+    the open is refused, the handle closed."""
+    root, inside, outside = _set_with_folder(tmp_path)
+
+    def swap(path, flags):
+        if path.endswith("cd"):
+            (root / "objects" / "ab").rename(tmp_path / "moved")
+            (root / "objects" / "ab").symlink_to(outside)
+
+    k = FakeKernel(before_open=swap)
+    with pytest.raises(DriveFileDamaged) as refused:
+        safeio._open_windows(str(inside), root, DriveFileDamaged, k)
+    assert "a folder on its way became a symbolic link or junction" in str(refused.value)
+    assert k.handles == {}
+    (root / "objects" / "ab").unlink()
+    (tmp_path / "moved").rename(root / "objects" / "ab")
+    k = FakeKernel()
+    assert _read(safeio._open_windows(str(inside), root, DriveFileDamaged, k)) == b"the set's own"
+    assert k.final_paths == 2   # (the root's and the file's)
+
+
+def test_a_root_reached_through_a_link_still_opens_its_files_on_windows(tmp_path):
+    """The root is trusted and may itself be reached through a link (a drive mounted in a folder):
+    its own final path is what its files' must start with, not the name it was given."""
+    real_root, inside, _ = _set_with_folder(tmp_path)
+    alias = tmp_path / "alias"
+    alias.symlink_to(real_root)
+    k = FakeKernel()
+    path = alias / "objects" / "ab" / "cd"
+    assert _read(safeio._open_windows(str(path), alias, DriveFileDamaged, k)) == b"the set's own"
+    assert k.handles == {}
+
+
+def test_where_final_paths_cannot_be_had_files_open_unchecked_as_before(tmp_path):
+    """A file system that cannot say where a handle's file is (GetFinalPathNameByHandleW fails):
+    nothing to compare, so the file opens as it did before the check existed; a link present at
+    the check is still refused by the lstat of each folder."""
+    root, inside, outside = _set_with_folder(tmp_path)
+    k = FakeKernel(no_final_path=True)
+    assert _read(safeio._open_windows(str(inside), root, DriveFileDamaged, k)) == b"the set's own"
+    (root / "objects" / "ab").rename(tmp_path / "moved")
+    (root / "objects" / "ab").symlink_to(outside)
+    with pytest.raises(DriveFileDamaged, match="symbolic link or junction"):
+        safeio._open_windows(str(inside), root, DriveFileDamaged, k)
+
+
+def test_a_placeholder_below_a_root_is_checked_where_it_really_is_on_windows(tmp_path):
+    """A cloud placeholder is opened twice (itself, then through its filter): the second handle, the
+    one read, is the one whose final path is checked."""
+    root, inside, _ = _set_with_folder(tmp_path)
+    k = FakeKernel(tags={str(inside): winopen.IO_REPARSE_TAG_CLOUD})
+    assert _read(safeio._open_windows(str(inside), root, DriveFileDamaged, k)) == b"the set's own"
+    assert k.final_paths == 2 and k.handles == {}
