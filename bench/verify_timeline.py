@@ -32,7 +32,7 @@ CORES = os.cpu_count() or 1
 
 # ---------------------------------------------------------------- the child: the verify, its steps marked
 
-def child(set_path: str, out: str, quick: bool) -> int:
+def child(set_path: str, out: str, quick: bool, pool_from: int | None = None) -> int:
     """Run the CLI's verify in this process with its steps marked; the marks written to ``out`` (JSON)."""
     t0 = time.monotonic()
     marks: list[tuple[float, float, str, str]] = [(t0, t0, "process started (python up)", "MainThread")]
@@ -85,6 +85,8 @@ def child(set_path: str, out: str, quick: bool) -> int:
         return run(self, *a, **k)
 
     verify_latest.Early._run = early_run
+    if pool_from is not None:   # (a small set's Latest/ read by the reader processes too: the smoke test)
+        verify_latest.POOL_FROM = verify_latest.QUICK_POOL_FROM = pool_from
     timed(readpool.HashPool, "__init__", "HashPool started (readers spawned)")
     timed_gen(readpool.HashPool, "map", "readers' answers")
     timed_gen(verify_latest, "batches", "batches handed out")
@@ -288,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step", type=float, default=0.05)
     p.add_argument("--readers", type=int, default=2, help="reader processes to look for")
     p.add_argument("--quick", action="store_true", help="a quick verify (no --read-all)")
+    p.add_argument("--pool-from", type=int, help="read Latest/ in the reader processes from this many files "
+                   "(verify_latest.POOL_FROM; for a small set)")
     p.add_argument("--warm", action="store_true", help="do not drop the page cache (not root; a smoke test)")
     p.add_argument("--rows", action="store_true", help="print every sample's row, not only the phases")
     p.add_argument("--json", help="also write the raw samples and marks here")
@@ -305,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, check=True)
             load = os.getloadavg()[0]
             argv_ = [sys.executable, "-P", str(Path(__file__).resolve()), "--child", args.set, str(out)] + \
-                (["--quick"] if args.quick else [])
+                (["--quick"] if args.quick else []) + \
+                ([f"--pool-from={args.pool_from}"] if args.pool_from is not None else [])
             samples = sample_run(argv_, {**env, "PYTHONPATH": str(Path(path).resolve())}, args.step, device,
                                  0 if args.quick else args.readers)
             got = json.loads(out.read_text())
@@ -332,5 +337,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        sys.exit(child(sys.argv[2], sys.argv[3], "--quick" in sys.argv[4:]))
+        pool = [int(a.split("=", 1)[1]) for a in sys.argv[4:] if a.startswith("--pool-from=")]
+        sys.exit(child(sys.argv[2], sys.argv[3], "--quick" in sys.argv[4:], pool[0] if pool else None))
     sys.exit(main())
