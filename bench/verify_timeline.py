@@ -84,7 +84,7 @@ def child(set_path: str, out: str, quick: bool, pool_from: int | None = None) ->
         tids["verify-latest"] = threading.get_native_id()
         return run(self, *a, **k)
 
-    verify_latest.Early._run = early_run
+    verify_latest.Early._run = early_run   # type: ignore[method-assign]
     if pool_from is not None:   # (a small set's Latest/ read by the reader processes too: the smoke test)
         verify_latest.POOL_FROM = verify_latest.QUICK_POOL_FROM = pool_from
     timed(readpool.HashPool, "__init__", "HashPool started (readers spawned)")
@@ -115,7 +115,7 @@ def child(set_path: str, out: str, quick: bool, pool_from: int | None = None) ->
 
 def _threads(pid: int) -> dict[str, tuple[int, int, str]]:
     """Each thread of ``pid``: (ns on a CPU, ns waiting on a run queue, state letter); {} if it is gone."""
-    out = {}
+    out: dict[str, tuple[int, int, str]] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -153,6 +153,8 @@ def _disk(device: str) -> tuple[int, int, int]:
 
 def _device_of(path: str) -> str:
     """The whole disk under ``path``'s file system (``vda`` for ``/dev/vda1`` or ``/dev/vda``)."""
+    if sys.platform == "win32":   # (Linux: /proc and /sys)
+        return ""
     from pathlib import Path
 
     dev = os.stat(path).st_dev
@@ -248,10 +250,10 @@ def _first(marks: list, label: str) -> float | None:
 def _phases(series: list[tuple], marks: list, start: float, end: float) -> dict:
     """Wall, CPU (main thread, verify-latest, readers, all), run-queue waits and idle core-seconds between the
     marks (each slice counted in the phase where it ends: good to a step)."""
-    cuts = [("start-up (python, imports)", start), ("verify() to the first batch", _first(marks, "verify()")),
-            ("first batch to the last answer", _first(marks, "batches handed out: first")),
-            ("after the last answer", _first(marks, "readers' answers: last")), ("end", end)]
-    cuts = [(n, t) for n, t in cuts if t is not None]
+    found = [("start-up (python, imports)", start), ("verify() to the first batch", _first(marks, "verify()")),
+             ("first batch to the last answer", _first(marks, "batches handed out: first")),
+             ("after the last answer", _first(marks, "readers' answers: last")), ("end", end)]
+    cuts = [(n, t) for n, t in found if t is not None]
     out = {}
     for (name, a), (_, b) in zip(cuts, cuts[1:], strict=False):
         part = [s for s in series if a < s[0] <= b]
@@ -276,6 +278,8 @@ def phase_table(runs: list[tuple[str, dict]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if sys.platform == "win32":
+        raise SystemExit("Linux only: it samples /proc")
     import argparse
     import json
     import statistics

@@ -20,6 +20,8 @@ linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a threa
 
 
 def _nice() -> int:
+    if sys.platform == "win32":
+        return 0
     return os.getpriority(os.PRIO_PROCESS, 0)   # (Linux: the calling thread's)
 
 
