@@ -153,10 +153,7 @@ def _verify(bset: BackupSet, options: VerifyOptions, gather: bool) -> VerifyResu
     index = ObjectIndex(bset.layout.objects)
     with _Contents(gather) as contents, verify_latest.started(bset, options) as early:
         trust = TrustRecord(options.cache, bset.set_id) if options.cache is not None and checks_latest else None
-        def manifests(cancel: CancelToken) -> tuple | None:
-            return _read_manifests(bset, contents, result, cancel, index if checks_latest else None, trust)
-        # (beside the Latest/ readers: at a lower priority, verify_latest.behind)
-        newest = verify_latest.behind(manifests, options.cancel) if early is not None else manifests(options.cancel)
+        newest = _read_manifests(bset, contents, result, options.cancel, index if checks_latest else None, trust)
         latest = newest if newest is not None and checks_latest else None
         files, size = contents.totals()
         tally = _Tally(files + (latest[2] if latest else 0), size + (latest[3] if latest else 0))

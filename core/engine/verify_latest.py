@@ -19,15 +19,13 @@ is in flight, and only problems are kept.
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Iterator
 
 from core.engine import rawlines
-from core.engine.progress import CancelToken, Progress
+from core.engine.progress import Progress
 from core.engine.readpool import THREADS, HashPool
 from core.engine.window import batches
 from core.errors import PlugbackError
@@ -41,9 +39,6 @@ QUICK_POOL_FROM = 10_000   # ... from which a quick verify checks their sizes th
                            # thread cost about what starting the workers does)
 POOL_BATCH = 128     # Latest/ files per batch handed to a worker process
 POLL = 0.25          # seconds between progress reports while waiting for the workers
-NICER = 10           # how much lower the CPU priority of the manifest work beside the readers is (behind)
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -163,65 +158,3 @@ def rerun(bset: "BackupSet", sid: str, early: Early, options: "VerifyOptions", r
     check_latest(bset, sid, early.pool, options, found)
     add(found, result, tally, options.read_all)
     return found
-
-
-def behind(work: "Callable[[CancelToken], T]", cancel: CancelToken) -> T:
-    """``work(token)`` run in a thread of lower CPU priority (Linux: :data:`NICER` more nice), waited for;
-    its result, or its exception raised here. ``token`` is cancelled with ``cancel``, or when this wait
-    is interrupted (the work then stops at its next check before this returns).
-
-    Beside the ``Latest/`` readers, the manifest work (verify._read_manifests: ~0.4 s of CPU at 100,000
-    files) is off the critical path: it ends long before the readers do. On two cores it took CPU
-    from them when they could use it; at a lower priority it runs when a core would otherwise idle
-    (a reader waiting on the drive). The readers and the thread that feeds them keep their
-    priority; so does the calling thread (the work has a thread of its own, which ends with it)."""
-    token = _Linked(cancel)
-    out: list = []
-
-    def run() -> None:
-        _lower_priority()
-        try:
-            out.append((True, work(token)))
-        except BaseException as err:  # noqa: BLE001 - raised in the waiting thread
-            out.append((False, err))
-
-    thread = threading.Thread(target=run, name="verify-manifests", daemon=True)
-    thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(POLL)
-    finally:
-        if thread.is_alive():   # interrupted while waiting: stop the work before its tables close
-            token.cancel()
-            thread.join()
-    ok, value = out[0]
-    if not ok:
-        raise value
-    return value
-
-
-def _lower_priority() -> None:
-    """This thread's CPU priority lowered by :data:`NICER` (Linux, where a thread has its own nice value;
-    elsewhere nothing: a process-wide change would slow the readers' feeder too)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICER))
-    except OSError:
-        pass   # (not allowed in some sandbox: the work runs as before)
-
-
-class _Linked(CancelToken):
-    """A token cancelled on its own or with ``outer``."""
-
-    def __init__(self, outer: CancelToken):
-        super().__init__()
-        self.outer = outer
-
-    @property
-    def cancelled(self) -> bool:
-        return self.outer.cancelled or super().cancelled
-
-    def check(self) -> None:
-        self.outer.check()
-        super().check()
