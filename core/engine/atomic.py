@@ -91,8 +91,10 @@ def write_atomic(fs: FileSystem, tmp_dir: Path, dest: Path, data: bytes | Iterab
     replace_file(dest, data, fs=fs, tmp_dir=tmp_dir, durable=durable)
 
 
-def clear_tmp(fs: FileSystem, tmp_dir: Path) -> None:
-    """Remove what an interrupted run left in ``tmp/`` (nothing there is referenced).
+def clear_tmp(fs: FileSystem, tmp_dir: Path, keep: str | None = None) -> None:
+    """Remove what an interrupted run left in ``tmp/`` (nothing there is referenced), but ``keep`` (a
+    name in it: a backup keeps a first backup's ``Latest/`` being built, core/engine/fresh_latest.py,
+    and decides itself).
 
     A symlink where ``tmp/`` belongs is refused, never followed: clearing it would
     empty whatever folder it points to (issue #10).
@@ -106,11 +108,21 @@ def clear_tmp(fs: FileSystem, tmp_dir: Path) -> None:
         raise UnsafeSet(path=str(tmp_dir), reason="is not a real folder (a symbolic link or a file), so "
                         "Plugback did not clear it")
     with os.scandir(tmp_dir) as it:
-        entries = list(it)
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            for sub in os.listdir(entry.path):
-                fs.unlink(Path(entry.path) / sub)   # unlink never follows a symlink
-            fs.rmdir(Path(entry.path))
-        else:
-            fs.unlink(Path(entry.path))
+        entries = [e.path for e in it if e.name != keep]
+    for path in entries:
+        remove_tree(fs, path)
+
+
+def remove_tree(fs: FileSystem, path: str | Path) -> None:
+    """Remove ``path`` and, if it is a real folder, everything below it; a symlink is removed, never
+    followed (``os.walk`` does not enter one; ``unlink`` removes the link itself)."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        fs.unlink(Path(path))
+        return
+    for folder, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            fs.unlink(Path(folder) / name)
+        for name in dirs:
+            sub = Path(folder) / name
+            fs.unlink(sub) if os.path.islink(sub) else fs.rmdir(sub)
+    fs.rmdir(Path(path))

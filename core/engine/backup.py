@@ -16,7 +16,8 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
 
 1. ``tmp/`` is cleared and the journal names the planned snapshot.
 2. Removed and replaced files leave ``Latest/`` only by a rename into ``objects/``
-   (core/engine/store.py), and new content is written to ``tmp/`` and renamed into place.
+   (core/engine/store.py), and new content is written to ``tmp/`` and renamed into place (a
+   first backup builds Latest/ whole in ``tmp/``, renamed at step 4: core/engine/fresh_latest.py).
    A new entry never gets the ``Latest/`` name of another entry of the parent snapshot
    (hashset.StreamNamer), so removals can happen during the pass; a removed folder goes
    when the pass leaves it (deepest first), and an entry that replaces a folder of the
@@ -25,7 +26,7 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
    newest snapshot put it in ``Latest/``.
 3. Every few seconds the volume is flushed and the journal checkpointed, so an
    interrupted run's durable work is reused, not copied again.
-4. The volume is flushed, then the manifest is written to ``tmp/``, fsynced and
+4. The volume is flushed (a first backup's Latest/ then named and flushed), then the manifest is written to ``tmp/``, fsynced and
    renamed into ``snapshots/``: the commit point. Only now does the snapshot exist.
 5. ``Latest.sha256`` is rewritten and the journal removed (a crash between 4 and 5
    is finished by the next run).
@@ -47,7 +48,7 @@ from contextlib import ExitStack
 from datetime import datetime
 from typing import Iterable
 
-from core.engine import copy_ahead, readback, sealpool
+from core.engine import copy_ahead, fresh_latest, readback, sealpool
 from core.engine import journal as journal_mod
 from core.engine.atomic import clear_tmp, write_atomic
 from core.engine.backup_options import BackupOptions as BackupOptions
@@ -147,6 +148,7 @@ class _Run:
         self.reading: ReadBack | None = None   # step 6, from a checkpoint or the commit on (readback_thread.py)
         self._read_ahead = self.plain and READS_AHEAD   # (step 6 beside the pass: plain sets, Linux)
         self.proven = ProvenParent(options.cache, bset.set_id)
+        self.fresh: fresh_latest.FreshLatest | None = None   # a first backup's Latest/ built in tmp/
 
     def close(self) -> None:
         self.checkpoints.finish(quietly=True)   # (execute did, unless it failed before its pass)
@@ -157,6 +159,8 @@ class _Run:
         # Every local temporary file of the run, now: a failed run's _Run lives on in reference
         # cycles and in the error's traceback, so the garbage collector would close them late.
         self.proven.close()
+        if self.fresh is not None:   # (Latest/ paths lead to Latest/ again, for what runs after)
+            self.fresh.close()
         for spool in (self.writer, self.written, self.sums):
             if spool is not None:
                 spool.close()
@@ -164,10 +168,11 @@ class _Run:
     # --- the run ---------------------------------------------------------------------
     def execute(self, started: datetime) -> BackupResult:
         bset, layout = self.bset, self.layout
-        clear_tmp(self.fs, layout.tmp)
+        clear_tmp(self.fs, layout.tmp, keep=fresh_latest.STAGE)
         parent_id = bset.newest_id()
         trusted = journal_mod.resume(self.bset, parent_id)
         volume = self.volume = probe_volume(layout.tmp)
+        self.fresh = fresh_latest.start(bset, parent_id, trusted, volume)
         self.store = (PlainStore if self.plain else EncryptedStore)(bset, volume, self.warnings,
                                                                     rehash=self.options.rehash)
         parent = self._check_parent(parent_id)
@@ -253,6 +258,8 @@ class _Run:
         """Step 4 of the module docstring: the manifest is the commit point."""
         bset, layout = self.bset, self.layout
         self.fs.flush_volume(layout.root)          # 4: all data durable before the manifest
+        if self.fresh is not None:   # (a first backup's Latest/ gets its name, durable, before the manifest)
+            self.fresh.name(self.reading)
         write_atomic(self.fs, layout.tmp, layout.manifest(header.snapshot_id),
                      self.proven.tee(bset, bset.manifest_chunks(self.writer, header)))
         bset.forget_cached(header.snapshot_id)
@@ -508,7 +515,7 @@ class _Run:
         return placed
 
     def _copy(self, se: ScanEntry, e: Entry, prev: Entry | None, sealed: sealpool.Sealed | None = None) -> bool:
-        copied = self._adopt(sealed) if sealed is not None else None
+        copied = self.store.adopt(sealed) if sealed is not None else None   # type: ignore[union-attr]
         if copied is None:   # (a worker that could not read or write it left it to this thread)
             copied = self._read_with_retries(se, e, prev)
         if copied is None:
@@ -530,14 +537,11 @@ class _Run:
                                                    e.mtime_ns, e.ino, e.ctime_ns, e.parts, e.stored))
         return placed
 
-    def _adopt(self, sealed: sealpool.Sealed):
-        assert isinstance(self.store, EncryptedStore)   # (only encrypted sets start workers)
-        return self.store.adopt(sealed)
-
     def _read_with_retries(self, se: ScanEntry, e: Entry, prev: Entry | None):
         """The copied content, or None when the source could not be read (a warning is added)."""
         copied = self.copying_ahead.take(se) if self.copying_ahead is not None else None
-        return copied or read_with_retries(self.store, se, e, prev, self.clock, self.warnings, self.ahead.take(se.abspath))
+        store = self.fresh.into(self.store, e) if self.fresh is not None else self.store
+        return copied or read_with_retries(store, se, e, prev, self.clock, self.warnings, self.ahead.take(se.abspath))
 
     def _after_place(self, e: Entry) -> None:
         """Bring an unchanged copy's time and mode in ``Latest/`` up to date (new copies get them

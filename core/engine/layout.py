@@ -194,6 +194,17 @@ class SetLayout:
             self._check_latest_folders(mirror_path.rpartition("/")[0])
         return self._latest_prefix + (mirror_path if os.sep == "/" else mirror_path.replace("/", os.sep))
 
+    def build_latest_in(self, folder: str | None) -> None:
+        """From now on every ``Latest/`` path this layout builds leads below ``folder`` instead (a first
+        backup builds its ``Latest/`` whole in ``tmp/``: core/engine/fresh_latest.py); None: ``Latest/``."""
+        self._latest_prefix = f"{folder if folder is not None else self.root / LATEST_DIR}{os.sep}"
+        self._real_dirs.clear()
+
+    @property
+    def latest_written(self) -> str:
+        """Where the ``Latest/`` paths this layout builds lead now (see :meth:`build_latest_in`)."""
+        return self._latest_prefix[:-1]
+
     def latest_part(self, mirror_path: str, index: int, *, writing: bool = False) -> Path:
         """Part ``index`` of a split file in ``Latest/`` (``name.001``...)."""
         p = self.latest_file(mirror_path, writing=writing)

@@ -50,7 +50,8 @@ def checked(run, items: Iterable[tuple[Entry, ScanEntry]], few: Callable[[list],
             sent.append(batch)
             yield _handed(run, batch)
 
-    with HashPool(str(run.layout.latest), processes) as pool:
+    # (Latest/, or a first backup's Latest/ being built in tmp/: core/engine/fresh_latest.py)
+    with HashPool(run.layout.latest_written, processes) as pool:
         for _, found in pool.map(work()):
             batch = sent.popleft()
             problems: list[str | None] = [None] * len(batch)

@@ -77,6 +77,10 @@ class ReadBack:
         self._committed = True
         self._written.close_input()
 
+    def wait(self) -> None:
+        """Wait until it has read everything (after :meth:`committed`); its answer stays for :meth:`result`."""
+        self._thread.join()
+
     def result(self) -> list:
         """What read back wrong (as ``readback.read_back`` says); its error, raised here."""
         self._thread.join()

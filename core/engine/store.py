@@ -24,13 +24,14 @@ from pathlib import Path
 
 from core.engine import chunkstore
 from core.engine.atomic import tmp_name
-from core.engine.fs import COPY_BLOCK, READ_FLAGS, FileSystem, VolumeInfo, long_path, read_buffer, read_into
+from core.engine.fs import COPY_BLOCK, READ_FLAGS, VolumeInfo, long_path, read_buffer, read_into
 from core.engine.hashset import CompactSet
 from core.engine.lean_child import check_same, is_changed, read_open_whole
 from core.engine.manifest import FILE, LINK, Entry
 from core.engine.progress import RunWarning, WarningCode
 from core.engine.repo import BackupSet
 from core.engine.source_open import open_source
+from core.engine.splitwriter import SplitWriter
 from core.errors import PlugbackError
 
 _OBJECT_NAME = re.compile(r"^[0-9a-f]{64}$")   # (as SetLayout.object checks it)
@@ -50,66 +51,7 @@ class Copied:
     changed: bool = False   # the source changed during the read: copy again next run
     stored: int = 0         # encrypted sets: Entry.stored for this copy (0: encrypted_size(size))
     checked: bool = False   # read back and matched after its own fdatasync (copy_ahead.py): not again
-
-
-class _SplitWriter:
-    """A raw writer that moves on to a new part file when one reaches ``part_size``."""
-
-    def __init__(self, fs: FileSystem, tmp_dir: str, part_size: int | None):
-        self.fs = fs
-        self.tmp_dir = tmp_dir
-        self.part_size = part_size
-        self.paths: list[str] = []
-        self._fd: int | None = None
-        self._in_part = 0
-
-    def _next(self) -> int:
-        """Close the part being written (if any) and start the next one; its descriptor."""
-        if self._fd is not None:
-            self.fs.finish_fd(self._fd)
-            self._fd = None
-        p = tmp_name(self.tmp_dir, ".part")
-        fd = self._fd = self.fs.create(p)
-        self.paths.append(p)
-        self._in_part = 0
-        return fd
-
-    def write(self, data) -> int:
-        fd = self._fd if self._fd is not None else self._next()
-        if self.part_size is None:   # (the common case: no size limit, nothing to split)
-            self.fs.write_fd(fd, data)
-            return len(data)
-        view = memoryview(data)
-        while view:
-            room = len(view) if self.part_size is None else self.part_size - self._in_part
-            if room <= 0:
-                fd = self._next()
-                continue
-            piece = view[:room]
-            self.fs.write_fd(fd, piece)
-            self._in_part += len(piece)
-            view = view[len(piece):]
-        return len(data)
-
-    def close(self, mtime_ns: int | None = None, mode: int | None = None) -> None:
-        """Close the last part; a file in one part gets ``mtime_ns`` and ``mode`` (Latest/ copies)."""
-        fd = self._fd if self._fd is not None else self._next()  # an empty file is still one (empty) part
-        self._fd = None
-        whole = len(self.paths) == 1
-        self.fs.finish_fd(fd, mtime_ns if whole else None, mode if whole else None)
-
-    def discard(self) -> None:
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
-        for p in self.paths:
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
+    in_place: bool = False  # written at its place in a first backup's Latest/ being built (fresh_latest.py)
 
 
 def read_source(path: str, sink, hasher, size_hint: int = -1, mtime_ns: int | None = None,
@@ -228,18 +170,20 @@ class _Store:
     def _hasher(self):
         return hashlib.sha256()
 
-    def _sink(self, out: _SplitWriter):
+    def _sink(self, out: SplitWriter):
         return out
 
     def _copied(self, hasher, size: int, paths: list[str], changed: bool, sink) -> Copied:
         return Copied(hasher.hexdigest(), size, None, paths, changed)
 
-    def copy_in(self, se, *, fresh: bool = False, fd: int = -1) -> Copied:
+    def copy_in(self, se, *, fresh: bool = False, fd: int = -1, dest: str | None = None) -> Copied:
         """Read the scanned file ``se`` once: hash it and write it into ``tmp/`` (split where needed).
 
         ``fresh``: always write a copy (a repair replaces a stored one); plain copies always are.
-        ``fd``: ``se`` opened already (:func:`prefetch_source`); this closes it."""
-        out = _SplitWriter(self.fs, self._tmp, self.volume.max_file_size)
+        ``fd``: ``se`` opened already (:func:`prefetch_source`); this closes it. ``dest``: a plain
+        copy's place in a first backup's ``Latest/`` being built, for a file that is never split:
+        written there, not renamed (core/engine/fresh_latest.py)."""
+        out = SplitWriter(self.fs, self._tmp, self.volume.max_file_size, dest)
         hasher = self._hasher()
         try:
             try:
@@ -255,7 +199,9 @@ class _Store:
         except BaseException:
             out.discard()
             raise
-        return self._copied(hasher, size, out.paths, changed, sink)
+        copied = self._copied(hasher, size, out.paths, changed, sink)
+        copied.in_place = out.in_place
+        return copied
 
     def _times(self, se) -> tuple[int | None, int | None]:
         """(mtime_ns, mode) for the stored copy: plain copies look like the source."""
@@ -307,6 +253,8 @@ class PlainStore(_Store):
         # copy of the same content replaces it, nothing of it needs keeping.
         if old is not None and not same:
             self.displace(old, incoming=(copied, entry))
+        if copied.in_place:
+            return True   # (written at its place in a first backup's Latest/ being built)
         for tmp, dest in zip(copied.tmp_paths, self._latest_paths(entry), strict=True):
             try:
                 self.fs.replace(tmp, dest)
@@ -519,8 +467,8 @@ class EncryptedStore(_Store):
         copied.stored = _stored_field(size, written)
         return copied
 
-    def copy_in(self, se, *, fresh: bool = False, fd: int = -1) -> Copied:
-        """As :meth:`_Store.copy_in`; a small file is read whole first and sealed in one call, and
+    def copy_in(self, se, *, fresh: bool = False, fd: int = -1, dest: str | None = None) -> Copied:
+        """As :meth:`_Store.copy_in` (``dest``: plain sets only); a small file is read whole first and sealed in one call, and
         not written at all (no ``tmp_paths``) when a trusted object holds its content already."""
         if not self.seals_whole(se.size):
             return super().copy_in(se, fd=fd)
@@ -547,7 +495,7 @@ class EncryptedStore(_Store):
         copied.stored = _stored_field(copied.size, len(blob))
         return copied
 
-    def _sink(self, out: _SplitWriter):
+    def _sink(self, out: SplitWriter):
         from core.engine import crypto
 
         return crypto.EncryptingWriter(out, self.keys)

@@ -14,7 +14,7 @@ import pytest
 
 from core import errors
 from core.engine import backup as backup_mod
-from core.engine import objcheck, readback_proc, readback_thread
+from core.engine import fresh_latest, objcheck, readback_proc, readback_thread
 from core.engine.fs import READS_AHEAD, FileSystem, translate
 from core.engine.progress import CancelToken, FakeClock
 from core.engine.readback_ahead import BLOCK_BYTES, Written
@@ -205,13 +205,14 @@ def test_a_copy_damaged_after_its_flush_is_found_during_the_pass_and_copied_agai
     twin.write_bytes(spec["d0/f010.txt"])
     trace = Trace(monkeypatch)
     copy = tmp_path / "set" / "Latest" / "Data" / "d0" / "f010.txt"
+    staged = tmp_path / "set" / "tmp" / fresh_latest.STAGE / "Data" / "d0" / "f010.txt"   # (a first backup's)
     found = []
     checked = readback_proc.checked
 
     def spoil(done):
         if done == 11:   # f010 is placed (and not yet flushed: the next copy's checkpoint does that)
-            copy.unlink()
-            copy.symlink_to(twin) if swap == "symlink" else copy.write_bytes(b"X" + spec["d0/f010.txt"][1:])
+            staged.unlink()
+            staged.symlink_to(twin) if swap == "symlink" else staged.write_bytes(b"X" + spec["d0/f010.txt"][1:])
 
     def checking(run, items, few=None):
         for batch, problems in checked(run, items, few, size=8):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from core.engine import backup as backup_mod
-from core.engine import objcheck, readback_proc
+from core.engine import fresh_latest, objcheck, readback_proc
 from core.engine.fs import READS_AHEAD
 from core.engine.progress import FakeClock
 from tests.support.engine import backup_path, restore_path, verify_path
@@ -69,7 +69,7 @@ def test_without_workers_the_read_back_runs_in_threads_and_still_finds_damage(tm
     monkeypatch.setattr(readback_proc, "BATCH", 8)
     spec = _spec(80)
     src = make_tree(tmp_path / "src" / "Data", spec)
-    copy = tmp_path / "set" / "Latest" / "Data" / "d0" / "f010.txt"
+    copy = tmp_path / "set" / "tmp" / fresh_latest.STAGE / "Data" / "d0" / "f010.txt"   # (a first backup's Latest/ being built)
     clock = FakeClock()
 
     def progress(p):
@@ -89,7 +89,8 @@ def test_without_workers_the_read_back_runs_in_threads_and_still_finds_damage(tm
     monkeypatch.setattr(readback_proc, "checked", checking)
     r = backup_path(tmp_path / "set", [src], clock=clock, progress=progress, workers=1)
     assert found == ["Data/d0/f010.txt"]
-    assert r.status == "ok" and r.damaged == [] and copy.read_bytes() == spec["d0/f010.txt"]
+    latest = tmp_path / "set" / "Latest" / "Data" / "d0" / "f010.txt"
+    assert r.status == "ok" and r.damaged == [] and latest.read_bytes() == spec["d0/f010.txt"]
     assert _workers() == []
     monkeypatch.undo()
     assert verify_path(tmp_path / "set", read_all=True).ok
