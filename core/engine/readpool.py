@@ -204,14 +204,16 @@ _READV = getattr(os, "readv", None)
 # Linux (as fs.drop_cache: not on Windows or macOS); looked up once (a worker calls it per file)
 _FADVISE = getattr(os, "posix_fadvise", None) if sys.platform not in ("win32", "darwin") else None
 _DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
+RING = os.environ.get("PB_RING", "1") == "1"   # EXPERIMENT
 
 
-def _read(fd: int, digest, buf: memoryview, stated: int) -> int:
+def _read(fd: int, digest, buf: memoryview, stated: int, drop: bool = True) -> int:
     """Hash the rest of ``fd`` (its cache dropped first: the drive is read, not the memory); bytes read.
 
     ``stated``: its size by ``fstat``; a short read that reaches it is taken as the end (no
-    second read to see 0 bytes: one system call less per small file)."""
-    if _FADVISE is not None:
+    second read to see 0 bytes: one system call less per small file). ``drop`` False: the
+    caller dropped it (``readring``)."""
+    if drop and _FADVISE is not None:
         try:
             _FADVISE(fd, 0, 0, _DONTNEED)
         except OSError:
@@ -240,8 +242,15 @@ class Checker:
         self.latest = latest if latest.endswith(os.sep) else latest + os.sep
         self.folder = _Folder(self.latest)
         self.buf = memoryview(bytearray(BLOCK))
+        self.group = None   # small files read a group at a time through io_uring (Linux: readring)
+        if _FADVISE is not None and RING:
+            from core.engine.readring import GroupReader
+
+            self.group = GroupReader.start()
 
     def check(self, items: list[Item]) -> list[Problem]:
+        if self.group is not None:
+            return self.group.check(self, items)
         problems: list[Problem] = []
         for i, item in enumerate(items):
             try:
@@ -306,6 +315,8 @@ class Checker:
 
     def close(self) -> None:
         self.folder.close()
+        if self.group is not None:
+            self.group.close()
 
 
 def serve(conn, latest: str, threads: int = THREADS) -> None:
