@@ -64,7 +64,7 @@ def one(set_path: str, processes: int, warm: bool) -> dict:
             problems += len(found)
     wall, after = time.perf_counter() - t0, disk_reads(latest)
     use = resource.getrusage(resource.RUSAGE_CHILDREN)
-    reads, merged, sectors = (a - b for a, b in zip(after, before))
+    reads, merged, sectors = (a - b for a, b in zip(after, before, strict=True))
     return {"files": len(items), "problems": problems, "wall": wall, "user": use.ru_utime, "sys": use.ru_stime,
             "cpu": use.ru_utime + use.ru_stime, "reads": reads, "merged": merged, "sectors": sectors}
 

@@ -204,7 +204,7 @@ _READV = getattr(os, "readv", None)
 # Linux (as fs.drop_cache: not on Windows or macOS); looked up once (a worker calls it per file)
 _FADVISE = getattr(os, "posix_fadvise", None) if sys.platform not in ("win32", "darwin") else None
 _DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
-RING = os.environ.get("PB_RING", "1") == "1"   # EXPERIMENT
+RING = True   # small files read a group at a time through io_uring where there is one (readring)
 
 
 def _read(fd: int, digest, buf: memoryview, stated: int, drop: bool = True) -> int:

@@ -117,9 +117,9 @@ if sys.platform == "linux":
                                            "flags", "resv1")] + [("user_addr", ctypes.c_uint64)]
 
         class Params(ctypes.Structure):
-            _fields_ = [(n, u32) for n in ("sq_entries", "cq_entries", "flags", "sq_thread_cpu", "sq_thread_idle",
-                                           "features", "wq_fd")] + [("resv", u32 * 3), ("sq_off", SqOff),
-                                                                    ("cq_off", CqOff)]
+            _fields_ = [("sq_entries", u32), ("cq_entries", u32), ("flags", u32), ("sq_thread_cpu", u32),
+                        ("sq_thread_idle", u32), ("features", u32), ("wq_fd", u32), ("resv", ctypes.c_uint32 * 3),
+                        ("sq_off", SqOff), ("cq_off", CqOff)]
 
         if os.uname().machine not in ("x86_64", "aarch64"):   # (the system call numbers below)
             return None
