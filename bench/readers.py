@@ -103,9 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     for rnd in range(args.rounds):
         turn = checkouts[rnd % len(checkouts):] + checkouts[:rnd % len(checkouts)]   # each goes first in turn
         for name, path in turn:
-            child = [sys.executable, "-P", __file__, "--one", args.set, str(args.processes)] + (["--warm"] if args.warm else [])
+            child = [sys.executable, "-P", os.path.abspath(__file__), "--one", os.path.abspath(args.set),
+                     str(args.processes)] + (["--warm"] if args.warm else [])
             at = load()
-            out = subprocess.run(child, env={**os.environ, "PYTHONPATH": str(Path(path).resolve())},
+            # cwd "/": a lean worker of main's code imports from its current folder first (lean_child before
+            # readers11), so a checkout as the current folder would be timed in place of every other one
+            out = subprocess.run(child, env={**os.environ, "PYTHONPATH": str(Path(path).resolve())}, cwd="/",
                                  check=True, capture_output=True, text=True)
             run = {**json.loads(out.stdout.strip().splitlines()[-1]), "load": at}
             results[name].append(run)
