@@ -17,6 +17,10 @@ again, as ``core/engine/safeio.py`` does for one path. Where the system has no `
 its way checked once (no symlink, no junction), the file opened without following a link
 (``winopen``).
 
+On Linux with io_uring, a thread reads the small files of a folder a group at a time
+(``core/engine/readring.py``): the same checks and cache drop for each, then their reads submitted
+together, so the drive gets fewer, merged requests.
+
 Only problems travel back: (index in the batch, reason), with the reasons worded as
 ``verify.check_entry`` words them. :class:`HashPool` keeps a bounded number of batches in
 flight (memory flat in the file count) and gives results back in the order the batches
