@@ -73,7 +73,8 @@ def start_lean(module: str, args: list[str], packages: tuple[str, ...] = ()):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
     mine, theirs = socket.socketpair()
     try:
-        proc = subprocess.Popen([sys.executable, "-S", "-c", f"from {module} import child; child()",
+        # (``-c`` puts the current folder first on the path: taken off, so that no ``core`` there is imported)
+        proc = subprocess.Popen([sys.executable, "-S", "-c", f"import sys; del sys.path[0]; from {module} import child; child()",
                                  str(theirs.fileno()), *args], pass_fds=(theirs.fileno(),),
                                 stdin=subprocess.DEVNULL, env=env)
     except BaseException:
