@@ -103,6 +103,7 @@ class _Folder:
         self.name: str | None = None    # the folder's mirror path ('' is Latest/ itself)
         self.fd: int | None = None
         self.error: _Bad | None = None  # why its files cannot be reached
+        self._base: str | None = None    # Windows: Latest/'s final path ("": none to be had)
 
     def enter(self, folder: str) -> None:
         if folder == self.name:
@@ -170,7 +171,7 @@ class _Folder:
             mode = os.stat(where, follow_symlinks=False, dir_fd=self.fd).st_mode
             if not _ISREG(mode):
                 raise _damaged(self.path_of(name), f"it is {_kind(mode)}, not a regular file")
-            fd = os.open(where, _OPEN_FILE, dir_fd=self.fd) if self.fd is not None else _open_path(where)
+            fd = os.open(where, _OPEN_FILE, dir_fd=self.fd) if self.fd is not None else _open_path(where, self._at(name))
         except OSError as err:
             if refused_symlink(err):
                 raise _damaged(self.path_of(name), "it is a symbolic link") from None
@@ -181,6 +182,18 @@ class _Folder:
             raise _damaged(self.path_of(name), f"it is {_kind(st.st_mode)}, not a regular file")
         return fd, st.st_size
 
+    def _at(self, name: str) -> str | None:
+        """Windows: where the file ``name`` of this folder must really be (``Latest/``'s final path,
+        asked once, plus the names): a folder on its way swapped for a junction after its check is
+        refused by the open (``winopen``'s ``at``). None where that cannot be had, and on POSIX."""
+        if _REAL_PLACE is None:
+            return None
+        if self._base is None:
+            self._base = _REAL_PLACE(_long(self.latest.rstrip(os.sep))) or ""
+        if not self._base:
+            return None
+        return os.path.join(self._base, *(self.name.split("/") if self.name else ()), name)
+
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
@@ -188,10 +201,17 @@ class _Folder:
 
 
 if sys.platform == "win32":
-    # (no O_NOFOLLOW there: a name swapped for a symlink or junction since its lstat is refused, ELOOP)
-    from core.engine.winopen import open_no_follow as _open_path
+    # (no O_NOFOLLOW there: a name swapped for a symlink or junction since its lstat is refused, ELOOP;
+    # a folder on its way swapped since its check, by the handle's final path: winopen's ``at``)
+    from core.engine.winopen import folder_final_path as _REAL_PLACE
+    from core.engine.winopen import open_no_follow
+
+    def _open_path(path: str, at: str | None = None) -> int:
+        return open_no_follow(path, None, at)
 else:
-    def _open_path(path: str) -> int:
+    _REAL_PLACE = None
+
+    def _open_path(path: str, at: str | None = None) -> int:
         """A file of ``Latest/`` opened by its path (where folders are not opened by descriptor)."""
         return os.open(path, _OPEN_FILE)
 

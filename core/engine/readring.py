@@ -114,6 +114,12 @@ class GroupReader:
         except OSError:
             _ABANDONED.append(self.room)
             return None
+        except BaseException:
+            # (a KeyboardInterrupt or another exception between two waits: reads may still be in
+            # flight into this buffer; it is kept for the life of the process, the ring ended)
+            _ABANDONED.append(self.room)
+            self.ring.close()
+            raise
 
     def _hashed(self, checker: "rp.Checker", fd: int, stated: int, size: int, sha: str, at: int,
                 got: int | None) -> str | None:

@@ -135,6 +135,29 @@ def test_a_ring_that_fails_leaves_each_file_read_alone(latest, monkeypatch):
         checker.close()
 
 
+def test_an_interrupt_between_two_waits_ends_the_ring_and_keeps_its_buffer(latest, monkeypatch):
+    """A KeyboardInterrupt raised between two io_uring_enter calls may leave reads in flight into the
+    group's buffer: the ring is ended and the buffer kept for the process's life (never freed or
+    reused while the kernel may still write into it); the interrupt reaches the caller."""
+    root, items = latest
+    checker = Checker(str(root))
+    ring = checker.group.ring
+    real = ring._syscall
+
+    def interrupted(*args):
+        real(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ring, "_syscall", interrupted)
+    room = checker.group.room
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            checker.check(items)
+        assert ring.fd < 0 and any(kept is room for kept in readring._ABANDONED)
+    finally:
+        checker.close()
+
+
 def test_the_ring_reads_each_descriptor_into_its_place(tmp_path):
     import ctypes
 

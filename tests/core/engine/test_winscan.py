@@ -244,8 +244,11 @@ def _windows_checker(monkeypatch, latest, k: FakeKernel):
 
     monkeypatch.setattr(readpool, "BY_FD", False)
     monkeypatch.setattr(readpool, "_OPEN_FILE", os.O_RDONLY | os.O_NONBLOCK)   # (as on Windows)
-    monkeypatch.setattr(readpool, "_open_path", lambda path: winopen.open_no_follow(path, k), raising=False)
-    return readpool.Checker(str(latest))
+    monkeypatch.setattr(readpool, "_open_path", lambda path, at=None: winopen.open_no_follow(path, k, at), raising=False)
+    monkeypatch.setattr(readpool, "_REAL_PLACE", lambda folder: winopen.folder_final_path(folder, k), raising=False)
+    checker = readpool.Checker(str(latest))
+    checker.group = None   # (Windows has no io_uring: one file at a time)
+    return checker
 
 
 def test_verify_on_windows_reads_no_file_through_a_link_in_latest(tmp_path, monkeypatch):
@@ -282,3 +285,28 @@ def test_an_id_the_class_cannot_give_is_not_recorded():
     out: list = []
     winscan._parse(memoryview(bytearray(head + struct.pack("<IB27xq", 0, 0, -1) + raw)), winscan.BOTH, 7, out)
     assert [(name, st.st_ino, st.st_dev, st.st_size) for name, st in out] == [("x", 0, 0, 1)]
+
+
+def test_verify_on_windows_refuses_a_folder_swapped_for_a_junction_after_its_check(tmp_path, monkeypatch):
+    """A folder of ``Latest/`` checked when entered, then swapped for a junction before its files are
+    opened: the old Windows branch opened the file through it (a copy "verified" that was another
+    file on this computer); the handle's final path now shows where the open went."""
+    import hashlib
+
+    latest = make_tree(tmp_path / "Latest", {"d/notes.txt": SECRET, "d/more.txt": SECRET})
+    make_tree(tmp_path / "outside", {"notes.txt": SECRET, "more.txt": SECRET})
+    sha = hashlib.sha256(SECRET).hexdigest()
+
+    def swap(path, flags):
+        if path == str(latest / "d" / "more.txt") and not os.path.islink(latest / "d"):
+            os.rename(latest / "d", tmp_path / "d.moved")
+            (latest / "d").symlink_to(tmp_path / "outside")
+
+    k = FakeKernel(before_open=swap)
+    checker = _windows_checker(monkeypatch, latest, k)
+    try:
+        problems = checker.check([("d/notes.txt", 0, len(SECRET), sha), ("d/more.txt", 0, len(SECRET), sha)])
+    finally:
+        checker.close()
+    assert [(i, "symbolic link" in why) for i, why in problems] == [(1, True)], problems
+    assert k.handles == {}
