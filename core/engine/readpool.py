@@ -231,17 +231,34 @@ _DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
 RING = True   # small files read a group at a time through io_uring where there is one (readring)
 
 
+def drop_cached(fd: int) -> None:
+    """The file's pages dropped from the page cache, so that its next read comes from the drive
+    (Linux; elsewhere nothing: see ``_FADVISE``)."""
+    if _FADVISE is not None:
+        try:
+            _FADVISE(fd, 0, 0, _DONTNEED)
+        except OSError:
+            pass
+
+
+def verdict(got: int, size: int, digest, sha: str) -> str | None:
+    """What is wrong with a file read whole (``got`` bytes, hashed into ``digest``) that should
+    have ``size`` bytes and the SHA-256 ``sha``: the words every reader reports; None if nothing."""
+    if got != size:
+        return f"it has {got} bytes instead of {size}"
+    if digest.hexdigest() != sha:
+        return MISMATCH
+    return None
+
+
 def _read(fd: int, digest, buf: memoryview, stated: int, drop: bool = True) -> int:
     """Hash the rest of ``fd`` (its cache dropped first: the drive is read, not the memory); bytes read.
 
     ``stated``: its size by ``fstat``; a short read that reaches it is taken as the end (no
     second read to see 0 bytes: one system call less per small file). ``drop`` False: the
     caller dropped it (``readring``)."""
-    if drop and _FADVISE is not None:
-        try:
-            _FADVISE(fd, 0, 0, _DONTNEED)
-        except OSError:
-            pass
+    if drop:
+        drop_cached(fd)
     size = 0
     readv = _READV
     while True:
@@ -304,10 +321,9 @@ class Checker:
                 raise _unreadable(err) from None
             finally:
                 os.close(fd)
-        if got != size:
-            raise _Bad(f"it has {got} bytes instead of {size}")
-        if digest.hexdigest() != sha:
-            raise _Bad(MISMATCH)
+        why = verdict(got, size, digest, sha)
+        if why is not None:
+            raise _Bad(why)
 
     def _size(self, name: str, size: int) -> None:
         """The file ``name`` of this folder is a regular file of ``size`` bytes (``verify._structure_problem``)."""

@@ -91,7 +91,7 @@ class GroupReader:
                     continue
                 fits = at + stated + 1 <= ROOM
                 opened.append((i, fd, stated, size, sha or "", len(reqs) if fits else -1))
-                _drop(fd)
+                rp.drop_cached(fd)   # (before any read of the group is submitted)
                 if fits:
                     reqs.append((fd, self.base + at, stated + 1))
                     at += stated + 1
@@ -137,19 +137,8 @@ class GroupReader:
                     got += rp._read(fd, digest, checker.buf, -1, drop=False)
         except OSError as err:
             return str(rp._unreadable(err))
-        if got != size:
-            return f"it has {got} bytes instead of {size}"
-        if digest.hexdigest() != sha:
-            return rp.MISMATCH
-        return None
+        return rp.verdict(got, size, digest, sha)
 
     def close(self) -> None:
         self.ring.close()
 
-
-def _drop(fd: int) -> None:
-    """The file's pages dropped from the cache (before any read of its group is submitted)."""
-    try:
-        rp._FADVISE(fd, 0, 0, rp._DONTNEED)   # type: ignore[misc]
-    except OSError:
-        pass

@@ -49,12 +49,13 @@ class SplitWriter:
 
     def write(self, data) -> int:
         fd = self._fd if self._fd is not None else self._next()
-        if self.part_size is None:   # (the common case: no size limit, nothing to split)
+        part = self.part_size
+        if part is None:   # (the common case: no size limit, nothing to split)
             self.fs.write_fd(fd, data)
             return len(data)
         view = memoryview(data)
         while view:
-            room = len(view) if self.part_size is None else self.part_size - self._in_part
+            room = part - self._in_part
             if room <= 0:
                 fd = self._next()
                 continue
