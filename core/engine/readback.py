@@ -70,15 +70,16 @@ def _decode(lines: list[bytes]) -> Iterator[tuple[Entry, ScanEntry]]:
         yield e, ScanEntry(path, abspath, FILE, source_size, mtime_ns, mode, 0, 0)
 
 
-def read_back(run, items: Iterable[tuple[Entry, ScanEntry]],
-              seen: Callable[[int, int, str], None]) -> list[tuple[Entry, ScanEntry, str]]:
+def read_back(run, items: Iterable[tuple[Entry, ScanEntry]], seen: Callable[[int, int, str], None],
+              total: Callable[[], int | None] = lambda: None) -> list[tuple[Entry, ScanEntry, str]]:
     """Compare the copies of ``items`` (what ``run`` wrote, see :func:`decoded`) with their hashes:
     (entry, source, reason) of each file that read back wrong. ``seen(files, bytes, path)``: after
-    each batch, how many were checked so far (the caller reports progress, or raises to stop)."""
+    each batch, how many were checked so far (the caller reports progress, or raises to stop).
+    ``total()``: how many ``items`` there are once that is known (the run committed), else None."""
     damaged = []
     done, i = 0, 0
     if READS_AHEAD and run.bset.keys is None:   # (a plain set on Linux: in worker processes, readback_proc.py)
-        checked = readback_proc.checked(run, items, lambda few: _checked_ahead(run, few))
+        checked = readback_proc.checked(run, items, lambda few: _checked_ahead(run, few), total=total)
     else:
         checked = _checked_ahead(run, items) if READS_AHEAD else _checked_in_threads(run, items)
     with closing(checked):   # (stopped early, e.g. a run failing: the files opened ahead close now)

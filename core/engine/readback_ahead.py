@@ -104,6 +104,11 @@ class Written:
             self._free, self._last = self._made, True
             self._cond.notify_all()
 
+    def total(self) -> int | None:
+        """How many lines there are, once no more can come (after :meth:`close_input`); else None."""
+        with self._cond:
+            return self.count if self._last else None
+
     def stop(self) -> None:
         """End :meth:`blocks` (it raises Cancelled) at its next block, or at once if it waits."""
         with self._cond:

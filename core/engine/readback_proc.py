@@ -26,21 +26,27 @@ from core.engine.window import batches
 
 BATCH = 256      # files per hand-off to the worker
 PROCESSES = 2    # workers (each reads with readpool.THREADS threads): reads in flight on a cold drive
+#: Copies read back by ``few`` (this process) when all are known and no more than this: a day of
+#: changes' ~430 took ~0.09 s after the commit in the workers (their start), ~0.04 s here; 3,000
+#: took 0.17 s there and 0.15 s here (docs/performance.md, "#11: the day of changes, seventh pass").
+FEW = 4096
 
 
-def checked(run, items: Iterable[tuple[Entry, ScanEntry]], few: Callable[[list], Iterator] | None = None,
-            size: int | None = None, processes: int = PROCESSES) -> Generator[tuple[list, list[str | None]], None, None]:
+def checked(run, items: Iterable[tuple[Entry, ScanEntry]], few: Callable[[Iterable], Iterator] | None = None,
+            size: int | None = None, processes: int = PROCESSES,
+            total: Callable[[], int | None] = lambda: None) -> Generator[tuple[list, list[str | None]], None, None]:
     """(batch, problems) for ``items`` (what ``run`` wrote, in order), as readback's other checks
     yield them: each batch's problems, None for a copy that read back right. Stopped early (the
     run failed or was cancelled), the workers are told to stop and waited for.
 
-    ``few(items)``: how a run that copied less than a batch reads back (no process is started
-    for a handful of files: a day of changes, most small runs)."""
+    ``few(items)``: how a run that copied less than a batch reads back, or no more than
+    :data:`FEW` when ``total()`` (asked once the first batch is there) knows the count: no process
+    is started for a day of changes or most small runs."""
     size = size or BATCH
     items = iter(items)
     first = list(islice(items, size))
-    if few is not None and len(first) < size:
-        yield from few(first)
+    if few is not None and (len(first) < size or (known := total()) is not None and known <= FEW):
+        yield from few(chain(first, items))
         return
     items = chain(first, items)
     sent: deque[list[tuple[Entry, ScanEntry]]] = deque()

@@ -54,7 +54,7 @@ class ReadBack:
     def _work(self) -> None:
         try:
             blocks = self._written.blocks(self._flush, FLUSH_EVERY)
-            self._damaged = readback.read_back(self._run, readback.decoded(blocks), self._seen)
+            self._damaged = readback.read_back(self._run, readback.decoded(blocks), self._seen, self._written.total)
             self._seen(self._written.count, self._run.stats["copied_bytes"] - self._run.stats["checked_bytes"], "")
         except BaseException as err:   # noqa: BLE001 - handed to the run's thread by result(), raised there
             self._error = err

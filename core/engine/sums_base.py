@@ -139,30 +139,55 @@ def after_lines(buf: bytes, pos: int, n: int, width: int) -> int:
 def read_lines(f, state: SumsState, first: int, count: int) -> tuple[int, list[bytes]]:
     """Where line ``first`` of the old file starts, and lines ``first`` to ``first + count - 1``
     (with their newlines); :class:`Short` if the file ends before them."""
-    f.seek(state.index[first // STRIDE])
-    skip, buf, at = first % STRIDE, b"", 0
-    start = None
-    lines: list[bytes] = []
-    while True:
-        while start is None and skip:
-            nl = buf.find(b"\n", at)
+    return OldLines(f, state).take(first, count)
+
+
+class OldLines:
+    """The old file's lines read forward, for runs asked in line order (a patch's): one read of
+    each stretch between them, a seek only to a later stride's remembered start past what was
+    read. (Each run read from its stride's start cost a day of 1,000 changed files ~0.25 s of CPU:
+    the same 1 MiB read and searched again per run.)"""
+
+    def __init__(self, f, state: SumsState) -> None:
+        self.f, self.state = f, state
+        self.line = -1   # the line that starts at buf[at]; -1: nothing read yet
+        self.buf, self.at, self.offset = b"", 0, 0   # offset: where buf[0] is in the file
+
+    def take(self, first: int, count: int) -> tuple[int, list[bytes]]:
+        """Where line ``first`` starts, and lines ``first`` to ``first + count - 1``."""
+        at = self.state.index[first // STRIDE]
+        if self.line < 0 or first < self.line or (first // STRIDE > self.line // STRIDE
+                                                  and at >= self.offset + len(self.buf)):
+            self.f.seek(at)
+            self.buf, self.at, self.offset, self.line = b"", 0, at, first // STRIDE * STRIDE
+        while self.line < first:   # (counted over a window of the lines' likely length, not to the end)
+            want = first - self.line
+            end = min(len(self.buf), self.at + want * 256)
+            seen = self.buf.count(b"\n", self.at, end)
+            if seen >= want:
+                self.at, self.line = after_lines(self.buf, self.at, want, 100), first
+            elif seen:
+                self.at, self.line = self.buf.rfind(b"\n", self.at, end) + 1, self.line + seen
+            elif (nl := self.buf.find(b"\n", self.at)) >= 0:
+                self.at, self.line = nl + 1, self.line + 1
+            else:   # (the text after the last newline starts the next line: kept)
+                self._more()
+        start, lines = self.offset + self.at, []
+        while len(lines) < count:
+            nl = self.buf.find(b"\n", self.at)
             if nl < 0:
-                break
-            at, skip = nl + 1, skip - 1
-        if start is None and not skip:
-            start = f.tell() - len(buf) + at
-        while start is not None and len(lines) < count:
-            nl = buf.find(b"\n", at)
-            if nl < 0:
-                break
-            lines.append(buf[at:nl + 1])
-            at = nl + 1
-        if start is not None and len(lines) == count:
-            return start, lines
-        more = f.read(_READ)
+                self._more()
+                continue
+            lines.append(self.buf[self.at:nl + 1])
+            self.at, self.line = nl + 1, self.line + 1
+        return start, lines
+
+    def _more(self) -> None:
+        more = self.f.read(_READ)
         if not more:
             raise Short
-        buf, at = buf[at:] + more, 0
+        self.offset += self.at
+        self.buf, self.at = self.buf[self.at:] + more, 0
 
 
 def same_name(old: bytes, new: bytes) -> bool:
@@ -177,10 +202,10 @@ def patches(f, state: SumsState, ops: list[tuple[int, int, int]], new: Iterator[
     as before (``ops``: per splice, the new lines before it, the old lines it skips and keeps);
     None when one does not (a rewrite then)."""
     out: list[tuple[int, bytes]] = []
-    line = 0
+    line, lines = 0, OldLines(f, state)
     for count, skip, keep in ops:
         if count:
-            start, old = read_lines(f, state, line, count)
+            start, old = lines.take(line, count)
             for o in old:
                 n = next(new)
                 if not same_name(o, n):

@@ -7,6 +7,7 @@ run takes the slower path and ends with what a full scan gives."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import random
 from unittest import mock
@@ -225,7 +226,6 @@ def test_line_index_and_read_lines_find_every_line():
     assert index.lines == 50 and index.size == len(text) and index.index == starts[::sums_base.STRIDE]
     state = SumsState(len(text), 0, 0, 50, index.index)
     assert SumsState.parse(state.to_json()) == state
-    import io
     for first in range(50):
         count = min(4, 50 - first)
         assert read_lines(io.BytesIO(text), state, first, count) == (starts[first], lines[first:first + count])
@@ -298,3 +298,38 @@ def test_a_sums_record_that_disagrees_with_its_file_rebuilds_latest_sums_from_th
     _run(tmp_path, src, parent, "d3", "b.txt", b"b v6")
     assert rebuilt
     _full_scan_equal(tmp_path, src, set_path)
+
+
+class _Counted(io.BytesIO):
+    """A file that counts the bytes read from it."""
+
+    read_bytes = 0
+
+    def read(self, n=-1):
+        data = super().read(n)
+        self.read_bytes += len(data)
+        return data
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_old_lines_take_runs_in_order_reading_each_stretch_once(monkeypatch, chunk):
+    monkeypatch.setattr(sums_base, "STRIDE", 16)
+    monkeypatch.setattr(sums_base, "_READ", chunk)
+    rng = random.Random(11)
+    lines = [b"%064x  %s\n" % (i, b"n" * rng.randrange(1, 40)) for i in range(500)]
+    index = LineIndex()
+    for line in lines:
+        index.line(len(line))
+    text = b"".join(lines)
+    starts = [sum(len(x) for x in lines[:k]) for k in range(len(lines))]
+    state = SumsState(len(text), 0, 0, len(lines), index.index)
+    f = _Counted(text)
+    cursor = sums_base.OldLines(f, state)
+    first = 0
+    while first < len(lines):   # runs in line order, some in one stride, some strides apart
+        count = min(rng.randrange(1, 4), len(lines) - first)
+        assert cursor.take(first, count) == (starts[first], lines[first:first + count])
+        first += count + rng.choice([0, 1, 5, 40])
+    assert f.read_bytes <= len(text)   # each byte read once at most: not a stride per run
+    with pytest.raises(sums_base.Short):
+        sums_base.OldLines(_Counted(text[:-5]), state).take(498, 2)

@@ -214,8 +214,8 @@ def test_a_copy_damaged_after_its_flush_is_found_during_the_pass_and_copied_agai
             staged.unlink()
             staged.symlink_to(twin) if swap == "symlink" else staged.write_bytes(b"X" + spec["d0/f010.txt"][1:])
 
-    def checking(run, items, few=None):
-        for batch, problems in checked(run, items, few, size=8):
+    def checking(run, items, few=None, **k):
+        for batch, problems in checked(run, items, few, size=8, **k):
             found.extend((e.path, not trace.committing) for (e, _), problem in zip(batch, problems, strict=True) if problem)
             yield batch, problems
 

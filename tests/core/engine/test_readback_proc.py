@@ -48,6 +48,7 @@ def test_a_plain_sets_copies_are_read_back_in_a_worker_process(tmp_path, monkeyp
     monkeypatch.setattr(objcheck, "open_copy", opening)
     monkeypatch.setattr(readback_proc, "_handed", handing)
     monkeypatch.setattr(readback_proc, "BATCH", 16)   # (more copies than a batch: the workers start)
+    monkeypatch.setattr(readback_proc, "FEW", 16)     # (and more than this process reads itself)
     r = backup_path(tmp_path / "set", [src])
     assert r.status == "ok" and r.damaged == [] and r.files_copied == 120
     assert sorted(handed) == sorted(f"Data/{p}" for p in _spec(120))
@@ -81,8 +82,8 @@ def test_without_workers_the_read_back_runs_in_threads_and_still_finds_damage(tm
     found = []
     checked = readback_proc.checked
 
-    def checking(run, items, few=None):
-        for batch, problems in checked(run, items, few):
+    def checking(run, items, few=None, **k):
+        for batch, problems in checked(run, items, few, **k):
             found.extend(e.path for (e, _), problem in zip(batch, problems, strict=True) if problem)
             yield batch, problems
 
@@ -115,3 +116,62 @@ def test_a_run_that_copied_less_than_a_batch_starts_no_worker(tmp_path, monkeypa
     r = backup_path(tmp_path / "set", [src])
     assert r.status == "ok" and r.damaged == [] and r.files_copied == readback_proc.BATCH - 1
     assert handed == [] and len(opened_here) == readback_proc.BATCH - 1
+
+
+def _counting(monkeypatch) -> tuple[list, list]:
+    """(paths opened in the run's process, entries handed to a worker) of the read-backs to come."""
+    opened_here, handed = [], []
+    open_copy, hand = objcheck.open_copy, readback_proc._handed
+
+    def opening(paths):
+        opened_here.extend(paths)
+        return open_copy(paths)
+
+    monkeypatch.setattr(objcheck, "open_copy", opening)
+    monkeypatch.setattr(readback_proc, "_handed", lambda run, batch: handed.extend(batch) or hand(run, batch))
+    return opened_here, handed
+
+
+def _changed(src, spec: dict, n: int) -> None:
+    for p in list(spec)[:n]:
+        (src / p).write_bytes(spec[p] + b" changed")
+
+
+@linux_only
+@pytest.mark.parametrize("changed, in_workers", [(30, False), (50, True)])
+def test_a_day_of_changes_is_read_back_here_up_to_few_copies(tmp_path, monkeypatch, changed, in_workers):
+    """More copies than a batch, all known at the commit (no checkpoint released any before):
+    read back in the run's process up to FEW (a worker's start cost a day of changes more than
+    its reads), in the workers above it; either way every copy is read back."""
+    spec = _spec(60)
+    src = make_tree(tmp_path / "Data", spec)
+    assert backup_path(tmp_path / "set", [src]).status == "ok"
+    monkeypatch.setattr(readback_proc, "BATCH", 8)
+    monkeypatch.setattr(readback_proc, "FEW", 40)
+    opened_here, handed = _counting(monkeypatch)
+    _changed(src, spec, changed)
+    r = backup_path(tmp_path / "set", [src])
+    assert r.status == "ok" and r.damaged == [] and r.files_copied == changed
+    if in_workers:
+        assert len(handed) == changed and opened_here == []
+    else:
+        assert handed == [] and len(opened_here) == changed
+    assert _workers() == []
+
+
+@linux_only
+def test_copies_released_by_a_checkpoint_go_to_the_workers_however_few_in_all(tmp_path, monkeypatch):
+    """A batch released during the pass (its count not known yet) starts the workers, as before."""
+    spec = _spec(60)
+    src = make_tree(tmp_path / "Data", spec)
+    monkeypatch.setattr(readback_proc, "BATCH", 8)
+    opened_here, handed = _counting(monkeypatch)
+    clock = FakeClock()
+
+    def progress(p):
+        if p.phase == "copy":
+            clock.advance(backup_mod.CHECKPOINT_SECONDS)   # (a flush after every copy)
+
+    r = backup_path(tmp_path / "set", [src], clock=clock, progress=progress, workers=1)
+    assert r.status == "ok" and r.files_copied == 60 <= readback_proc.FEW
+    assert len(handed) == 60 and opened_here == []
