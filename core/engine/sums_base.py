@@ -172,7 +172,7 @@ class OldLines:
                 self.at, self.line = nl + 1, self.line + 1
             else:   # (the text after the last newline starts the next line: kept)
                 self._more()
-        start, lines = self.offset + self.at, []
+        start, lines = self.offset + self.at, list[bytes]()
         while len(lines) < count:
             nl = self.buf.find(b"\n", self.at)
             if nl < 0:
