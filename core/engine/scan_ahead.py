@@ -236,9 +236,12 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
     ``hints``: a pipe the path of every regular file of ``copy_ahead.BIG_BYTES`` or more is written
     to (a first backup's, copied ahead: core/engine/copy_ahead.py), NUL after each; -1: none.
     ``content``: the reading of every smaller regular file is started (:func:`_content`: a first
-    backup's pass copies each of them, and finds it cached), :data:`CONTENT_AHEAD_BYTES` at most."""
+    backup's pass copies each of them, and finds it cached), :data:`CONTENT_AHEAD_BYTES` at most.
+    With ``latest``, the reading of each smaller regular file that changed since the set's last
+    commit is started (the pass copies it: its reads wait on the drive beside the walk's, not in
+    the pass's turn), :data:`CONTENT_AHEAD_BYTES` at most."""
     n = 0
-    budget = CONTENT_AHEAD_BYTES if content else 0
+    budget = CONTENT_AHEAD_BYTES if content or latest is not None else 0
     since = latest.since if latest is not None else None   # (per entry: a comparison, no call)
     for root in sources:
         top = os.path.basename(root.rstrip(os.sep)) or "root"   # (its name in Latest/, as a rule: plan_sources)
@@ -262,7 +265,10 @@ def walk(sources: list[str], excluder: Excluder, parent: int | None = None, late
                         new = since is not None and (st.st_mtime_ns >= since or st.st_ctime_ns >= since)
                         if new and latest is not None:
                             latest.file(f"{top}/{rel}/{d.name}" if rel else f"{top}/{d.name}")
-                        if (hints >= 0 or budget > 0) and stat.S_ISREG(st.st_mode) and st.st_size:
+                            if budget > 0 and stat.S_ISREG(st.st_mode) and 0 < st.st_size < BIG_BYTES:
+                                budget -= st.st_size
+                                _content(os.path.join(root, rel, d.name) if rel else os.path.join(root, d.name))
+                        elif (hints >= 0 or content and budget > 0) and stat.S_ISREG(st.st_mode) and st.st_size:
                             path = os.path.join(root, rel, d.name) if rel else os.path.join(root, d.name)
                             if st.st_size >= BIG_BYTES:
                                 if hints >= 0:
