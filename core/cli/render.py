@@ -5,11 +5,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shutil
 import sys
 import time
 
 from core.agent.words import plural, size
+from core.cli import columns
 from core.engine.progress import Progress
 
 PHASES = {"scan": "Scanning", "copy": "Copying", "commit": "Saving snapshot", "verify": "Verifying",
@@ -46,7 +46,7 @@ class ProgressBar:
         if now - self._last < 0.1 and p.files_done != p.files_total:
             return
         self._last = now
-        width = shutil.get_terminal_size((80, 20)).columns
+        width = columns()
         label = PHASES.get(p.phase, p.phase)
         if p.files_total:
             frac = (p.bytes_done / p.bytes_total) if p.bytes_total else (p.files_done / p.files_total)
@@ -61,7 +61,7 @@ class ProgressBar:
 
     def done(self) -> None:
         if self._drawn:
-            self.stream.write("\r" + " " * (shutil.get_terminal_size((80, 20)).columns - 1) + "\r")
+            self.stream.write("\r" + " " * (columns() - 1) + "\r")
             self.stream.flush()
             self._drawn = False
 

@@ -41,7 +41,6 @@ Write order (the crash-safety proof; tests/core/engine/test_crash.py crashes at 
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -57,7 +56,7 @@ from core.engine.backup_options import BackupStatus as BackupStatus
 from core.engine.backup_options import check_sources as check_sources
 from core.engine.backup_options import same_stat as same_stat
 from core.engine.checkpoints import Checkpoints
-from core.engine.fs import READS_AHEAD, long_path, probe_volume
+from core.engine.fs import READS_AHEAD, host_name, long_path, probe_volume
 from core.engine.hashset import StreamNamer
 from core.engine.lock import SetLock
 from core.engine.manifest import DIR, FILE, LINK, Entry, Manifest
@@ -252,7 +251,7 @@ class _Run:
         return self.plain and os.path.lexists(long_path(self.layout.latest_file(mirror_path)))
 
     def _host(self) -> str:
-        return self.options.host or self.bset.meta.get("host") or socket.gethostname()
+        return self.options.host or self.bset.meta.get("host") or host_name()
 
     def _commit(self, header: Manifest) -> None:
         """Step 4 of the module docstring: the manifest is the commit point."""

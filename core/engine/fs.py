@@ -60,6 +60,16 @@ StrPath = str | os.PathLike
 WIN_PATH_LIMIT = 248
 
 
+def host_name() -> str:
+    """This computer's name as sets and locks record it (``socket.gethostname()``): on POSIX the
+    same name read from ``uname``, without importing socket (~5 ms of a backup on a cold cache)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
 def long_path(path, *, windows: bool = sys.platform == "win32", force: bool = False) -> str:
     r"""``path`` as Windows can open it however long: ``\\?\`` + the absolute, normalised path
     (``\\?\UNC\server\share\...`` for a network path) when it is long.

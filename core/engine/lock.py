@@ -28,9 +28,7 @@ import json
 import logging
 import os
 import secrets
-import socket
 import stat
-import subprocess
 import sys
 import threading
 import uuid
@@ -40,7 +38,7 @@ from typing import Callable
 
 from core.engine import safeio
 from core.engine.atomic import replace_file
-from core.engine.fs import FileSystem, translate
+from core.engine.fs import FileSystem, host_name, translate
 from core.engine.progress import CancelToken
 from core.errors import PlugbackError, SetLocked
 
@@ -75,7 +73,7 @@ class SetLock:
         self.token = secrets.token_hex(8)
 
     def _record(self) -> bytes:
-        return json.dumps({"host": socket.gethostname(), "machine": self.machine, "pid": os.getpid(),
+        return json.dumps({"host": host_name(), "machine": self.machine, "pid": os.getpid(),
                            "purpose": self.purpose, "time": self.clock.now().isoformat(),
                            "token": self.token}).encode()
 
@@ -197,7 +195,7 @@ class SetLock:
             except OSError:
                 return True
             return age > 60
-        here = holder["machine"] == self.machine if "machine" in holder else holder["host"] == socket.gethostname()
+        here = holder["machine"] == self.machine if "machine" in holder else holder["host"] == host_name()
         if here:
             pid = holder.get("pid")
             if pid == os.getpid() and "token" in holder:
@@ -250,7 +248,7 @@ def machine_id() -> str:
     raw = _os_machine_id()
     if not raw:
         node = uuid.getnode()
-        raw = f"node:{node:012x}" if not node & (1 << 40) else f"host:{socket.gethostname()}"   # bit 40: random
+        raw = f"node:{node:012x}" if not node & (1 << 40) else f"host:{host_name()}"   # bit 40: random
     return hashlib.sha256(b"plugback-lock\0" + raw.encode()).hexdigest()[:32]
 
 
@@ -262,8 +260,13 @@ def _os_machine_id() -> str | None:
             with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Cryptography") as key:
                 return str(winreg.QueryValueEx(key, "MachineGuid")[0]).strip() or None
         if sys.platform == "darwin":
-            out = subprocess.run(["/usr/sbin/ioreg", "-rd1", "-c", "IOPlatformExpertDevice"],
-                                 capture_output=True, text=True, timeout=10).stdout
+            import subprocess  # (here only: its import is a few ms of every backup elsewhere)
+
+            try:
+                out = subprocess.run(["/usr/sbin/ioreg", "-rd1", "-c", "IOPlatformExpertDevice"],
+                                     capture_output=True, text=True, timeout=10).stdout
+            except subprocess.SubprocessError:
+                return None
             for line in out.splitlines():
                 if "IOPlatformUUID" in line:
                     return line.split("=")[-1].strip().strip('"') or None
@@ -274,7 +277,7 @@ def _os_machine_id() -> str | None:
                     text = f.read(256).strip()
                 if text:
                     return text
-    except (OSError, subprocess.SubprocessError):
+    except OSError:
         return None
     return None
 

@@ -137,8 +137,6 @@ def _checked_ahead(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Generator[t
     GIL for big blocks, so big files are checked on several cores at once). In an encrypted set
     whose small files were sealed by worker processes, those workers read back small objects
     too, a batch at a time, while this thread reads back the ones they have no room for."""
-    from core.engine.verify import check_entry
-
     ahead: deque[tuple[tuple[Entry, ScanEntry], list[int] | str | Future | _Remote]] = deque()
     batch: list[tuple[Entry, ScanEntry]] = []
     problems: list[str | None] = []
@@ -152,7 +150,7 @@ def _checked_ahead(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Generator[t
             for item in items:
                 e, paths = item[0], run.store.written_paths(item[0])
                 if e.size >= BIG:
-                    opened: list[int] | str | Future | _Remote = threads.submit(check_entry, run.bset, e, paths)
+                    opened: list[int] | str | Future | _Remote = threads.submit(_check_entry, run.bset, e, paths)
                 elif _to_worker(pool, e):
                     opened = _Remote(pool.check(([str(p) for p in paths], e.obj, e.sha256, e.size)), paths)
                 else:
@@ -176,6 +174,14 @@ def _checked_ahead(run, items: Iterable[tuple[Entry, ScanEntry]]) -> Generator[t
         finally:
             for _, opened in ahead:
                 _close(opened)
+
+
+def _check_entry(bset, e: Entry, paths: list) -> str | None:
+    """``verify.check_entry`` (imported at a big file's first check: a day of changes' small copies
+    never load the verify engine, ~9 ms on a cold cache)."""
+    from core.engine.verify import check_entry
+
+    return check_entry(bset, e, paths)
 
 
 _open_ahead = objcheck.open_copy   # (the name the tests knew)
@@ -267,8 +273,6 @@ def _close(opened: list[int] | str | Future | _Remote) -> None:
 def repair(run, damaged: list[tuple[Entry, ScanEntry, str]]) -> list[tuple[str, str]]:
     """Copy each file that read back wrong once more from its unchanged source, over the bad
     copy, and read it back again; what is still wrong, as (path, reason)."""
-    from core.engine.verify import check_entry
-
     store, still = run.store, []
     for e, se, reason in damaged:
         try:
@@ -283,7 +287,7 @@ def repair(run, damaged: list[tuple[Entry, ScanEntry, str]]) -> list[tuple[str, 
             still.append((e.path, reason))
             continue
         store.overwrite(copied, e)
-        problem = check_entry(run.bset, e, store.written_paths(e))
+        problem = _check_entry(run.bset, e, store.written_paths(e))
         if problem:
             still.append((e.path, problem))
     return still

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from core.engine import chunks, safeio
 from core.engine import manifest as mf
 from core.engine import manifest_io as mio
-from core.engine.fs import FileSystem, blocks, long_path, read_buffer, translate
+from core.engine.fs import FileSystem, blocks, host_name, long_path, read_buffer, translate
 from core.engine.layout import SET_FORMAT, SET_VERSION, SetLayout
 from core.engine.scratch import LatestIndex
 from core.errors import (
@@ -220,7 +219,7 @@ class BackupSet:
             set_keys, meta["encryption"] = crypto.create_encryption(passphrase)
         else:
             # Names only in the clear for plain sets: an encrypted set reveals no host or job.
-            meta.update(host=host or socket.gethostname(), job=job, encryption=None)
+            meta.update(host=host or host_name(), job=job, encryption=None)
         for d in (layout.snapshots, layout.objects, layout.tmp) + (() if set_keys else (layout.latest,)):
             fs.mkdir(d)
         bset = cls(root, meta, set_keys, fs)

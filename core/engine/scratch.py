@@ -12,12 +12,14 @@ content still checks size and SHA-256 against the manifest entry.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from core.engine.manifest import FILE
 from core.errors import DamagedSet
+
+if TYPE_CHECKING:
+    import sqlite3
 
 CACHE_KIB = 8192      # SQLite's page cache per scratch database (it spills to its temp file beyond)
 BATCH = 512           # rows per executemany batch (a batch is in memory at once)
@@ -25,6 +27,8 @@ BATCH = 512           # rows per executemany batch (a batch is in memory at once
 
 def connect() -> sqlite3.Connection:
     """A private temporary database (the empty file name), deleted when it is closed."""
+    import sqlite3  # (here: a backup that needs no database does not load SQLite, ~5 ms on a cold cache)
+
     db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
     # The rollback journal stays on: a manifest found damaged at its end rolls its rows back.
     for pragma in (f"cache_size=-{CACHE_KIB}", "synchronous=OFF", "temp_store=FILE"):

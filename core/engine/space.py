@@ -35,7 +35,6 @@ and thinning's bookkeeping lives in a scratch table (core/engine/scratch.py).
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
 from contextlib import ExitStack
@@ -104,6 +103,11 @@ class RoomReport:
 def free_space(root: Path) -> int | None:
     """Bytes free for this user on the volume holding ``root``; None when the file system does not
     say (fusefat reports a size of 0): then only ENOSPC guards the run."""
+    if sys.platform != "win32":   # (as shutil.disk_usage reads it, without importing shutil: bz2, lzma)
+        st = os.statvfs(root)
+        return st.f_bavail * st.f_frsize if st.f_blocks * st.f_frsize > 0 else None
+    import shutil
+
     usage = shutil.disk_usage(root)
     return usage.free if usage.total > 0 else None
 

@@ -54,6 +54,19 @@ def test_commands_on_a_folder_set_load_only_their_own_engine(tmp_path):
     assert (tmp_path / "out" / "src" / "a.txt").read_text() == "a"
 
 
+def test_a_day_of_changes_loads_no_database_socket_subprocess_or_verify_engine(tmp_path):
+    """Each is a few ms of a cold start that a day of changes' backup (~0.7 s) waited for."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    s, home = tmp_path / "set", tmp_path / "home"
+    loaded("backup", tmp_path / "src", "--to", s, home=home)
+    (tmp_path / "src" / "a.txt").write_text("changed")
+    (tmp_path / "src" / "b.txt").write_text("new")
+    day = loaded("backup", tmp_path / "src", "--to", s, home=home)
+    assert "core.engine.backup" in day
+    assert not day & {"sqlite3", "socket", "subprocess", "core.engine.verify"}
+
+
 def test_a_bad_on_conflict_is_a_usage_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "core.cli", "restore", str(tmp_path / "s"), str(tmp_path / "t"),
                         "--on-conflict", "merge"], env={**os.environ, "PYTHONPATH": str(ROOT)},
