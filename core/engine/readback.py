@@ -7,7 +7,9 @@ made its files durable, in a plain set on Linux while the pass goes on), so this
 a bounded number of files is in flight at a time. Cold reads wait on the drive, so many must
 be asked for at once to keep its queue full. A plain set on Linux is read back in worker
 processes (core/engine/readback_proc.py: the read-back beside the pass no longer trades the
-pass's GIL at every system call). An encrypted set on Linux is read back in one thread: each
+pass's GIL at every system call), unless the whole record is known when its first batch comes
+(the commit released it) and holds at most ``readback_proc.FEW`` copies (a day of changes): then
+here, as below, the workers' start being most of such a read-back. An encrypted set on Linux is read back in one thread: each
 object is opened and its read started (``posix_fadvise``) a window of files
 before it is checked; with several threads each tiny read traded the GIL (tens of futex calls
 per file: half a small-file backup's CPU). Big files still go to worker threads; in an
