@@ -9,9 +9,9 @@ be asked for at once to keep its queue full. A plain set on Linux is read back i
 processes (core/engine/readback_proc.py: the read-back beside the pass no longer trades the
 pass's GIL at every system call), unless the whole record is known when its first batch comes
 (the commit released it) and holds at most ``readback_proc.FEW`` copies (a day of changes): then
-here, as below, the workers' start being most of such a read-back. An encrypted set on Linux is read back in one thread: each
-object is opened and its read started (``posix_fadvise``) a window of files
-before it is checked; with several threads each tiny read traded the GIL (tens of futex calls
+here, as below (the workers' start was most of such a read-back). An encrypted set on Linux is
+read back in one thread: each object is opened and its read started (``posix_fadvise``) a window
+of files before it is checked; with several threads each tiny read traded the GIL (tens of futex calls
 per file: half a small-file backup's CPU). Big files still go to worker threads; in an
 encrypted set with seal worker processes (core/engine/sealpool.py), small objects go to those
 too, a batch at a time, beside this thread (core/engine/objcheck.py is the check both run).
