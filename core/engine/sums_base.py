@@ -136,12 +136,6 @@ def after_lines(buf: bytes, pos: int, n: int, width: int) -> int:
     return at
 
 
-def read_lines(f, state: SumsState, first: int, count: int) -> tuple[int, list[bytes]]:
-    """Where line ``first`` of the old file starts, and lines ``first`` to ``first + count - 1``
-    (with their newlines); :class:`Short` if the file ends before them."""
-    return OldLines(f, state).take(first, count)
-
-
 class OldLines:
     """The old file's lines read forward, for runs asked in line order (a patch's): one read of
     each stretch between them, a seek only to a later stride's remembered start past what was
@@ -154,7 +148,8 @@ class OldLines:
         self.buf, self.at, self.offset = b"", 0, 0   # offset: where buf[0] is in the file
 
     def take(self, first: int, count: int) -> tuple[int, list[bytes]]:
-        """Where line ``first`` starts, and lines ``first`` to ``first + count - 1``."""
+        """Where line ``first`` of the old file starts, and lines ``first`` to ``first + count - 1``
+        (with their newlines); :class:`Short` if the file ends before them."""
         at = self.state.index[first // STRIDE]
         if self.line < 0 or first < self.line or (first // STRIDE > self.line // STRIDE
                                                   and at >= self.offset + len(self.buf)):

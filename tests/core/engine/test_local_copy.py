@@ -19,7 +19,7 @@ from core.engine.changes import ChangeHint
 from core.engine.layout import SetLayout
 from core.engine.manifest_io import ManifestWriter
 from core.engine.pieces import Piece, unpack
-from core.engine.sums_base import LineIndex, SumsState, read_lines
+from core.engine.sums_base import LineIndex, OldLines, SumsState
 from core.engine.trust import TrustRecord
 from core.errors import PlugbackError
 from tests.core.engine.test_splice import _entries, _expected_sums
@@ -213,7 +213,7 @@ def test_the_writer_takes_a_whole_piece_as_text_when_little_text_waits_before_it
         assert [t for _, t in spool.deflated()] == [b'{"path":"a","type":"d"}\n' + text]
 
 
-def test_line_index_and_read_lines_find_every_line():
+def test_line_index_and_old_lines_find_every_line():
     rng = random.Random(7)
     lines = [b"%064x  %s\n" % (i, b"n" * rng.randrange(1, 30)) for i in range(50)]
     index = LineIndex()
@@ -228,9 +228,9 @@ def test_line_index_and_read_lines_find_every_line():
     assert SumsState.parse(state.to_json()) == state
     for first in range(50):
         count = min(4, 50 - first)
-        assert read_lines(io.BytesIO(text), state, first, count) == (starts[first], lines[first:first + count])
+        assert OldLines(io.BytesIO(text), state).take(first, count) == (starts[first], lines[first:first + count])
     with pytest.raises(sums_base.Short):
-        read_lines(io.BytesIO(text[:-5]), state, 48, 2)
+        OldLines(io.BytesIO(text[:-5]), state).take(48, 2)
 
 
 @pytest.mark.parametrize("bad", [{"size": -1}, {"lines": 7}, {"index": [1, 5, 9]}, {"index": "x"}, {"ino": 1.5}])
@@ -324,7 +324,7 @@ def test_old_lines_take_runs_in_order_reading_each_stretch_once(monkeypatch, chu
     starts = [sum(len(x) for x in lines[:k]) for k in range(len(lines))]
     state = SumsState(len(text), 0, 0, len(lines), index.index)
     f = _Counted(text)
-    cursor = sums_base.OldLines(f, state)
+    cursor = OldLines(f, state)
     first = 0
     while first < len(lines):   # runs in line order, some in one stride, some strides apart
         count = min(rng.randrange(1, 4), len(lines) - first)
@@ -332,4 +332,4 @@ def test_old_lines_take_runs_in_order_reading_each_stretch_once(monkeypatch, chu
         first += count + rng.choice([0, 1, 5, 40])
     assert f.read_bytes <= len(text)   # each byte read once at most: not a stride per run
     with pytest.raises(sums_base.Short):
-        sums_base.OldLines(_Counted(text[:-5]), state).take(498, 2)
+        OldLines(_Counted(text[:-5]), state).take(498, 2)
